@@ -1,0 +1,176 @@
+"""The topic store contract: what the runtime needs from a log of records.
+
+Two implementations stand behind it and swap freely: ``embedded.py`` (a durable log in DuckDB,
+the default, no Kafka needed) and ``kafka.py`` (a real Kafka cluster via confluent-kafka).
+
+Records travel as Arrow tables with :data:`RECORD_SCHEMA` columns, a batch at a time, never one
+Python object per record on the hot path.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pyarrow as pa
+
+HEADER_TYPE = pa.list_(pa.struct([pa.field("key", pa.string()), pa.field("value", pa.binary())]))
+
+#: Columns of a batch read from a store. ``timestamp`` is epoch milliseconds.
+RECORD_SCHEMA = pa.schema(
+    [
+        pa.field("topic", pa.string(), nullable=False),
+        pa.field("partition", pa.int32(), nullable=False),
+        pa.field("offset", pa.int64(), nullable=False),
+        pa.field("timestamp", pa.int64(), nullable=False),
+        pa.field("key", pa.binary()),
+        pa.field("value", pa.binary()),
+        pa.field("headers", HEADER_TYPE),
+    ]
+)
+
+#: Columns of a batch given to :meth:`TopicStore.produce`. ``partition`` may be absent or null:
+#: the store then picks one with Kafka's default partitioner (murmur2 of the key bytes; records
+#: without a key are spread).
+PRODUCE_SCHEMA = pa.schema(
+    [
+        pa.field("partition", pa.int32()),
+        pa.field("timestamp", pa.int64(), nullable=False),
+        pa.field("key", pa.binary()),
+        pa.field("value", pa.binary()),
+        pa.field("headers", HEADER_TYPE),
+    ]
+)
+
+StartPosition = Literal["earliest", "latest"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TopicSpec:
+    """A topic's shape. ``config`` holds Kafka topic configs such as ``cleanup.policy`` and
+    ``retention.ms`` as strings."""
+
+    name: str
+    partitions: int = 1
+    replicas: int = 1
+    config: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicPartition:
+    topic: str
+    partition: int
+
+
+class TopicReader(abc.ABC):
+    """Reads batches from one or more topics, for one consumer group (or none).
+
+    A reader with a group resumes from the group's committed positions; where none are committed
+    it starts at ``start``. Positions advance as batches are returned and are committed only by
+    :meth:`commit` (or by :meth:`TopicStore.transaction`).
+    """
+
+    @abc.abstractmethod
+    def poll(self, max_records: int = 10_000, timeout: float = 0.1) -> pa.Table:
+        """Up to ``max_records`` records (:data:`RECORD_SCHEMA`), waiting at most ``timeout``
+        seconds for the first; an empty table when none arrived. Within a partition records come
+        in offset order."""
+
+    @abc.abstractmethod
+    def positions(self) -> dict[TopicPartition, int]:
+        """The next offset this reader will return, per assigned partition."""
+
+    @abc.abstractmethod
+    def commit(self, positions: Mapping[TopicPartition, int] | None = None) -> None:
+        """Commit positions for the group (default: the current :meth:`positions`)."""
+
+    @abc.abstractmethod
+    def assignment(self) -> list[TopicPartition]:
+        """The partitions this reader currently reads (all of them on the embedded store)."""
+
+    @abc.abstractmethod
+    def wakeup(self) -> None:
+        """Make a blocked :meth:`poll` return now (used to stop a query promptly)."""
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> TopicReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Transaction(abc.ABC):
+    """Produce records and commit a reader's positions atomically: after a crash either all of a
+    transaction's records and positions are visible or none are."""
+
+    @abc.abstractmethod
+    def produce(self, topic: str, records: pa.Table) -> None: ...
+
+    @abc.abstractmethod
+    def commit_positions(self, group: str, positions: Mapping[TopicPartition, int]) -> None: ...
+
+
+class TopicStore(abc.ABC):
+    """A log of partitioned topics."""
+
+    #: "embedded" or "kafka"
+    kind: str
+
+    @abc.abstractmethod
+    def create_topic(self, spec: TopicSpec, *, exist_ok: bool = False) -> None:
+        """Create a topic; raises :class:`~ksqlpy.errors.TopicError` if it exists (unless
+        ``exist_ok``) or cannot be created."""
+
+    @abc.abstractmethod
+    def delete_topic(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    def describe_topic(self, name: str) -> TopicSpec | None:
+        """The topic's spec, or None when there is no such topic."""
+
+    @abc.abstractmethod
+    def list_topics(self) -> list[TopicSpec]:
+        """All topics, sorted by name (internal ones included; callers filter)."""
+
+    @abc.abstractmethod
+    def produce(self, topic: str, records: pa.Table) -> None:
+        """Append records (:data:`PRODUCE_SCHEMA`; ``partition``/``headers`` columns optional).
+        Returns once they are durable (embedded: committed to disk; Kafka: acknowledged)."""
+
+    @abc.abstractmethod
+    def open_reader(
+        self,
+        topics: Sequence[str],
+        *,
+        group: str | None = None,
+        start: StartPosition = "earliest",
+    ) -> TopicReader: ...
+
+    @abc.abstractmethod
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        """The group's committed next-offset per partition of ``topic`` (missing: none)."""
+
+    @abc.abstractmethod
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        """The next offset to be written, per partition."""
+
+    @abc.abstractmethod
+    def transaction(self) -> TransactionContext: ...
+
+    @abc.abstractmethod
+    def close(self) -> None: ...
+
+
+class TransactionContext(abc.ABC):
+    """``with store.transaction() as tx:`` — commits on normal exit, aborts on an exception."""
+
+    @abc.abstractmethod
+    def __enter__(self) -> Transaction: ...
+
+    @abc.abstractmethod
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None: ...
