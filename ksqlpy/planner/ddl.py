@@ -1,0 +1,269 @@
+"""CREATE STREAM / CREATE TABLE (over an existing or new topic) to a :class:`Source`.
+
+Applies ksqlDB's rules: KEY columns for streams, PRIMARY KEY for tables, formats and their
+defaults, reserved names, timestamp columns; and words its errors as ksqlDB does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ksqlpy import sqltypes
+from ksqlpy.errors import AnalysisError
+from ksqlpy.parser import ast
+from ksqlpy.planner.catalog import (
+    RESERVED_COLUMN_NAMES,
+    Catalog,
+    Column,
+    ColumnNamespace,
+    FormatInfo,
+    Source,
+    WindowInfo,
+    WindowType,
+)
+from ksqlpy.planner.properties import WithClause
+from ksqlpy.planner.types import resolve_type
+
+KNOWN_FORMATS = ("JSON", "DELIMITED", "KAFKA", "NONE", "AVRO", "PROTOBUF", "PROTOBUF_NOSR", "JSON_SR")
+HEADERS_TYPE = sqltypes.Array(
+    sqltypes.Struct((sqltypes.Field("KEY", sqltypes.STRING), sqltypes.Field("VALUE", sqltypes.BYTES)))
+)
+
+
+def parse_format(name: str) -> str:
+    upper = name.strip().upper()
+    if upper not in KNOWN_FORMATS:
+        raise AnalysisError(f"Unknown format: {upper}")
+    return upper
+
+
+def formats_from(
+    props: WithClause, config: Mapping[str, Any], *, inherit: tuple[FormatInfo, FormatInfo] | None = None
+) -> tuple[FormatInfo, FormatInfo]:
+    """Key and value formats from FORMAT / KEY_FORMAT / VALUE_FORMAT, delimiters and
+    WRAP_SINGLE_VALUE, falling back to ``inherit`` (for C*AS) or the configured defaults."""
+    fmt = props.string("FORMAT")
+    key_fmt = props.string("KEY_FORMAT")
+    value_fmt = props.string("VALUE_FORMAT")
+    if fmt is not None and (key_fmt is not None or value_fmt is not None):
+        which = "KEY_FORMAT" if key_fmt is not None else "VALUE_FORMAT"
+        raise AnalysisError(f"Cannot supply both '{which}' and 'FORMAT' properties, as 'FORMAT' sets both key and value formats.\nEither use just 'FORMAT', or use '{which}' and 'KEY_FORMAT'.".replace("'KEY_FORMAT' and 'KEY_FORMAT'", "'KEY_FORMAT' and 'VALUE_FORMAT'"))
+    if fmt is not None:
+        key_fmt = value_fmt = fmt
+    if key_fmt is None:
+        key_fmt = inherit[0].format if inherit else str(config.get("ksql.persistence.default.format.key", "KAFKA"))
+    if value_fmt is None:
+        if inherit:
+            value_fmt = inherit[1].format
+        else:
+            default = config.get("ksql.persistence.default.format.value")
+            if default is None:
+                raise AnalysisError(
+                    "Statement is missing the 'VALUE_FORMAT' property from the WITH clause. Either provide "
+                    "one or set a default via the 'ksql.persistence.default.format.value' config."
+                )
+            value_fmt = str(default)
+    key_fmt, value_fmt = parse_format(key_fmt), parse_format(value_fmt)
+    value_props: dict[str, str] = {}
+    key_props: dict[str, str] = {}
+    if inherit and value_fmt == inherit[1].format:
+        value_props.update(inherit[1].properties)
+    if inherit and key_fmt == inherit[0].format:
+        key_props.update(inherit[0].properties)
+    for prop, target, fmt_name in (("VALUE_DELIMITER", value_props, value_fmt), ("KEY_DELIMITER", key_props, key_fmt)):
+        delim = props.string(prop)
+        if delim is None:
+            continue
+        if fmt_name != "DELIMITED":
+            raise AnalysisError(f"{prop} can only be used with {prop.split('_')[0]}_FORMAT='DELIMITED'")
+        target["delimiter"] = _delimiter(prop, delim)
+    wrap = props.boolean("WRAP_SINGLE_VALUE")
+    if wrap is None and inherit:
+        wrap = inherit[1].wrap_single_value if value_fmt == inherit[1].format else None
+    return (
+        FormatInfo(format=key_fmt, properties=key_props),
+        FormatInfo(format=value_fmt, properties=value_props, wrap_single_value=wrap),
+    )
+
+
+def _delimiter(prop: str, text: str) -> str:
+    named = {"TAB": "\t", "SPACE": " "}
+    if text.upper() in named:
+        return named[text.upper()]
+    if text == "":
+        raise AnalysisError(
+            f"Failed to prepare statement: Configuration {prop} is invalid: Delimiter cannot be empty, if you "
+            "meant to have a tab or space for delimiter, please use the word 'TAB' or 'SPACE' instead"
+        )
+    if len(text) != 1:
+        raise AnalysisError(
+            f"Failed to prepare statement: Configuration {prop} is invalid: Invalid delimiter value: '{text}'. "
+            "Delimiter must be a single character or TAB or SPACE"
+        )
+    return text
+
+
+def check_column_name(name: str, pos: Any = None) -> None:
+    if name in RESERVED_COLUMN_NAMES:
+        raise AnalysisError(f"'{name}' is a reserved column name. You cannot use it as a name for a column.", pos=pos)
+
+
+def columns_from(stmt: ast.CreateSource, catalog: Catalog) -> tuple[Column, ...]:
+    """The columns a CREATE statement declares, in declaration order (keys first, as ksqlDB shows)."""
+    is_table = stmt.kind is ast.SourceKind.TABLE
+    keys: list[Column] = []
+    others: list[Column] = []
+    seen: set[str] = set()
+    for el in stmt.elements:
+        check_column_name(el.name, el.pos)
+        if el.name in seen:
+            raise AnalysisError(f"Duplicate column names: {el.name}", pos=el.pos)
+        seen.add(el.name)
+        t = resolve_type(el.type, catalog.types)
+        match el.constraint:
+            case ast.ColumnConstraint.KEY:
+                if is_table:
+                    raise AnalysisError(
+                        f"Column `{el.name}` is a 'KEY' column: please use 'PRIMARY KEY' for tables.\n"
+                        "Tables have PRIMARY KEYs, which are unique and NON NULL.\n"
+                        "Streams have KEYs, which have no uniqueness or NON NULL constraints.",
+                        pos=el.pos,
+                    )
+                keys.append(Column(name=el.name, type=t, namespace=ColumnNamespace.KEY))
+            case ast.ColumnConstraint.PRIMARY_KEY:
+                if not is_table:
+                    raise AnalysisError(
+                        f"Column `{el.name}` is a 'PRIMARY KEY' column: please use 'KEY' for streams.\n"
+                        "Tables have PRIMARY KEYs, which are unique and NON NULL.\n"
+                        "Streams have KEYs, which have no uniqueness or NON NULL constraints.",
+                        pos=el.pos,
+                    )
+                keys.append(Column(name=el.name, type=t, namespace=ColumnNamespace.KEY))
+            case ast.ColumnConstraint.HEADERS:
+                if t != HEADERS_TYPE:
+                    raise AnalysisError(
+                        f"Invalid type for HEADERS column: expected {HEADERS_TYPE}, got {t}", pos=el.pos
+                    )
+                others.append(Column(name=el.name, type=t, namespace=ColumnNamespace.HEADERS))
+            case ast.ColumnConstraint.HEADER:
+                if t != sqltypes.BYTES:
+                    raise AnalysisError(
+                        f"Invalid type for HEADER('{el.header_key}') column: expected BYTES, got {t}", pos=el.pos
+                    )
+                others.append(
+                    Column(name=el.name, type=t, namespace=ColumnNamespace.HEADERS, header_key=el.header_key)
+                )
+            case None:
+                others.append(Column(name=el.name, type=t))
+    if is_table and not keys and stmt.elements:
+        raise AnalysisError("Tables require a PRIMARY KEY. Please define the PRIMARY KEY.", pos=stmt.pos)
+    for k in keys:
+        check_key_type(k)
+    return tuple(keys + others)
+
+
+def check_key_type(col: Column) -> None:
+    if _contains_map(col.type):
+        raise AnalysisError(
+            "Map keys, including types that contain maps, are not supported as they may lead to unexpected "
+            f"behavior due to inconsistent serialization. Key column name: `{col.name}`. Column type: {col.type}. "
+            "See https://github.com/confluentinc/ksql/issues/6621 for more."
+        )
+
+
+def _contains_map(t: sqltypes.SqlType) -> bool:
+    match t:
+        case sqltypes.Map():
+            return True
+        case sqltypes.Array(element=e):
+            return _contains_map(e)
+        case sqltypes.Struct(fields=fs):
+            return any(_contains_map(f.type) for f in fs)
+    return False
+
+
+def window_from(props: WithClause) -> WindowInfo | None:
+    wtype = props.string("WINDOW_TYPE")
+    if wtype is None:
+        if "WINDOW_SIZE" in props:
+            raise AnalysisError("'WINDOW_SIZE' should not be set for non-windowed sources.")
+        return None
+    try:
+        kind = WindowType[wtype.upper()]
+    except KeyError:
+        raise AnalysisError(f"Invalid value {wtype} for property WINDOW_TYPE: String must be one of: SESSION, HOPPING, TUMBLING") from None
+    size_text = props.string("WINDOW_SIZE")
+    if kind is WindowType.SESSION:
+        if size_text is not None:
+            raise AnalysisError("'WINDOW_SIZE' should not be set for SESSION windows.")
+        return WindowInfo(type=kind)
+    if size_text is None:
+        raise AnalysisError(f"{kind.value} windows require 'WINDOW_SIZE' to be provided in the WITH clause. For example: 'WINDOW_SIZE'='10 SECONDS'")
+    return WindowInfo(type=kind, size_ms=parse_duration(size_text))
+
+
+def parse_duration(text: str) -> int:
+    parts = text.strip().split()
+    if len(parts) != 2 or not parts[0].isdigit():
+        raise AnalysisError(f"Invalid duration: '{text}'. Expected '<number> <unit>', e.g. '10 SECONDS'")
+    units = ast.TIME_UNIT_MILLIS
+    unit = parts[1].upper()
+    if unit not in units:
+        raise AnalysisError(f"Invalid duration unit: '{parts[1]}'")
+    return int(parts[0]) * units[unit]
+
+
+def source_from_create(
+    stmt: ast.CreateSource, catalog: Catalog, config: Mapping[str, Any]
+) -> Source:
+    """The Source a CREATE STREAM/TABLE statement defines (topic existence is checked by the engine)."""
+    props = WithClause.of(stmt.properties)
+    topic = props.string("KAFKA_TOPIC")
+    if topic is None:
+        raise AnalysisError('Missing required property "KAFKA_TOPIC" which has no default value.', pos=stmt.pos)
+    key_format, value_format = formats_from(props, config)
+    columns = columns_from(stmt, catalog)
+    if not stmt.elements and value_format.format not in ("AVRO", "PROTOBUF", "JSON_SR"):
+        raise AnalysisError(
+            "The statement does not define any columns.", pos=stmt.pos
+        )
+    window = window_from(props)
+    if window is not None and not any(c.is_key for c in columns):
+        raise AnalysisError("Windowed sources require a key column.", pos=stmt.pos)
+    ts_col = props.string("TIMESTAMP")
+    ts_format = props.string("TIMESTAMP_FORMAT")
+    if ts_col is not None:
+        ts_col = ts_col.upper() if not ts_col.startswith("`") else ts_col.strip("`")
+        col = next((c for c in columns if c.name == ts_col), None)
+        if col is None:
+            raise AnalysisError(
+                f"The TIMESTAMP column set in the WITH clause does not exist in the schema: '{ts_col}'"
+            )
+        check_timestamp_column(col, ts_format)
+    return Source(
+        name=stmt.name,
+        kind=stmt.kind,
+        topic=topic,
+        columns=columns,
+        key_format=key_format,
+        value_format=value_format,
+        timestamp_column=ts_col,
+        timestamp_format=ts_format,
+        window=window,
+        is_source=stmt.is_source,
+        statement=stmt.text,
+        partitions=props.integer("PARTITIONS") or 1,
+        replicas=props.integer("REPLICAS") or 1,
+    )
+
+
+def check_timestamp_column(col: Column, ts_format: str | None) -> None:
+    ok = col.type in (sqltypes.BIGINT, sqltypes.TIMESTAMP) or (
+        col.type == sqltypes.STRING and ts_format is not None
+    )
+    if not ok:
+        raise AnalysisError(
+            f"Timestamp column, `{col.name}`, should be LONG(INT64), TIMESTAMP, or a String with a "
+            "timestamp_format specified."
+        )
