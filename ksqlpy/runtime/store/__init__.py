@@ -1,0 +1,57 @@
+"""Topic stores: where streams' records live.
+
+:func:`open_store` picks the store for a server configuration: the embedded DuckDB log unless
+``bootstrap.servers`` names a Kafka cluster. Configuration keys (ksqlDB's names where it has one):
+
+* ``bootstrap.servers`` (or ``ksql.streams.bootstrap.servers``): use Kafka.
+* ``processing.guarantee`` (or ``ksql.streams.processing.guarantee``): ``exactly_once_v2`` /
+  ``exactly_once`` make Kafka transactions real; otherwise Kafka transactions are at-least-once.
+* ``kafka.<name>``: extra librdkafka client settings, e.g. ``kafka.session.timeout.ms``.
+* ``ksqlpy.store.path``: the embedded DuckDB file (``:memory:`` allowed); by default
+  ``<ksqlpy.data.dir>/ksqlpy.duckdb``, or ``:memory:`` when no data directory is set.
+* ``ksqlpy.store.maintenance.interval.seconds``: how often embedded retention/compaction runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from ksqlpy.runtime.store.base import TopicStore
+
+_EXACTLY_ONCE = frozenset({"exactly_once", "exactly_once_v2", "exactly_once_beta"})
+
+
+def _setting(config: Mapping[str, object], name: str) -> str | None:
+    for key in (name, f"ksql.streams.{name}"):
+        value = config.get(key)
+        if value not in (None, ""):
+            return str(value)
+    return None
+
+
+def open_store(config: Mapping[str, object]) -> TopicStore:
+    """The topic store ``config`` asks for (see the module docstring for the keys)."""
+    bootstrap = _setting(config, "bootstrap.servers")
+    if bootstrap is not None:
+        from ksqlpy.runtime.store.kafka import KafkaStore
+
+        client = {k.removeprefix("kafka."): str(v) for k, v in config.items() if k.startswith("kafka.")}
+        guarantee = (_setting(config, "processing.guarantee") or "at_least_once").lower()
+        return KafkaStore(bootstrap, exactly_once=guarantee in _EXACTLY_ONCE, client_config=client)
+
+    from ksqlpy.runtime.store.embedded import EmbeddedStore
+
+    path = config.get("ksqlpy.store.path")
+    if path is None:
+        data_dir = config.get("ksqlpy.data.dir")
+        if data_dir:
+            Path(str(data_dir)).mkdir(parents=True, exist_ok=True)
+            path = Path(str(data_dir)) / "ksqlpy.duckdb"
+        else:
+            path = ":memory:"
+    interval = float(str(config.get("ksqlpy.store.maintenance.interval.seconds", 30.0)))
+    return EmbeddedStore(str(path), maintenance_interval=interval or None)
+
+
+__all__ = ["TopicStore", "open_store"]

@@ -1,0 +1,586 @@
+"""The embedded topic store: a durable, partitioned log inside a DuckDB database.
+
+This is ksqlpy's default store; it needs no Kafka. Materialized table state lives in the same DuckDB
+database, so a query's consumed positions, state changes and produced records commit in ONE DuckDB
+transaction: exactly-once processing on the embedded store. :meth:`EmbeddedStore.transaction` is a
+real DuckDB transaction and :attr:`EmbeddedTransaction.connection` is the DuckDB connection inside
+it, for the runtime's own state writes.
+
+Layout (all in the ``topic_log`` schema, so state tables elsewhere never collide with it):
+
+* ``topics(id, name, partitions, replicas, config)`` - one row per topic; ``config`` is JSON.
+* ``partitions(topic_id, partition, start_offset, end_offset)`` - the log start (after retention)
+  and the next offset to write. Kept explicitly so offsets never go back when old records go.
+* ``group_offsets(grp, topic, partition, next_offset)`` - committed consumer-group positions.
+* ``t<id>_p<partition>`` - one table per topic-partition, records appended in ascending offset
+  order. A read of ``offset >= x`` is a range scan that DuckDB's zone maps (min/max per row group)
+  prune to the few row groups holding it; an append is one ``INSERT ... SELECT`` of an Arrow batch.
+
+Concurrency: every reader owns a DuckDB cursor; all writes (produce, transactions, commits,
+maintenance) take one store-wide lock, so offsets are handed out in commit order and concurrent
+DuckDB transactions never conflict. Readers learn of new records from an in-memory copy of the
+committed end offsets and wait on a :class:`threading.Condition` that every commit notifies.
+
+Retention and compaction run in :meth:`EmbeddedStore.run_maintenance`, which a background thread
+calls every ``maintenance_interval`` seconds. Like a database (and unlike Kafka's 7-day default),
+records are kept forever unless ``retention.ms`` or ``retention.bytes`` is set on the topic.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from ksqlpy.errors import TopicError
+from ksqlpy.runtime.store import _records
+from ksqlpy.runtime.store.base import (
+    RECORD_SCHEMA,
+    StartPosition,
+    TopicPartition,
+    TopicReader,
+    TopicSpec,
+    TopicStore,
+    Transaction,
+    TransactionContext,
+)
+
+_SCHEMA = "topic_log"
+_DDL = (
+    f"CREATE SCHEMA IF NOT EXISTS {_SCHEMA}",
+    f"""CREATE TABLE IF NOT EXISTS {_SCHEMA}.topics (
+        id INTEGER, name VARCHAR, partitions INTEGER, replicas INTEGER, config VARCHAR)""",
+    f"""CREATE TABLE IF NOT EXISTS {_SCHEMA}.partitions (
+        topic_id INTEGER, partition INTEGER, start_offset BIGINT, end_offset BIGINT)""",
+    f"""CREATE TABLE IF NOT EXISTS {_SCHEMA}.group_offsets (
+        grp VARCHAR, topic VARCHAR, partition INTEGER, next_offset BIGINT)""",
+)
+_LOG_COLUMNS = """(off BIGINT, ts BIGINT, key BLOB, value BLOB,
+    headers STRUCT(key VARCHAR, value BLOB)[], appended BIGINT)"""
+_SELECT_RECORDS = 'SELECT off AS "offset", ts AS "timestamp", key, value, headers FROM {table}'
+
+#: Kafka's rule for topic names.
+_LEGAL_NAME = re.compile(r"[a-zA-Z0-9._-]{1,249}")
+#: How long a tombstone outlives compaction (Kafka's ``delete.retention.ms`` default: one day).
+_DEFAULT_DELETE_RETENTION_MS = 86_400_000
+
+
+@dataclass(slots=True)
+class _Topic:
+    """In-memory metadata of one topic (mirrors ``topic_log.topics``)."""
+
+    id: int
+    spec: TopicSpec
+    next_null_partition: int = 0
+
+    def table(self, partition: int) -> str:
+        return f"{_SCHEMA}.t{self.id}_p{partition}"
+
+    @property
+    def compacted(self) -> bool:
+        return "compact" in self.spec.config.get("cleanup.policy", "delete")
+
+
+@dataclass(slots=True)
+class _Bounds:
+    """Committed log start and end of one partition."""
+
+    start: int = 0
+    end: int = 0
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class EmbeddedStore(TopicStore):
+    """A durable log of partitioned topics in a DuckDB database file (or ``":memory:"``).
+
+    The DuckDB database is shared: :meth:`cursor` gives the runtime a connection of its own for
+    state tables, and :attr:`database` is the underlying connection they are cursors of.
+    """
+
+    kind = "embedded"
+
+    def __init__(self, path: str | Path = ":memory:", *, maintenance_interval: float | None = 30.0) -> None:
+        self.path = str(path)
+        #: The DuckDB connection every cursor of this store derives from.
+        self.database = duckdb.connect(self.path)
+        self._write_lock = threading.RLock()
+        self._writer = self.database.cursor()
+        self._changed = threading.Condition(threading.Lock())
+        self._version = 0  # bumped on every commit that adds records or changes topics
+        self._topology = 0  # bumped when topics are created or deleted
+        self._topics: dict[str, _Topic] = {}
+        self._bounds: dict[tuple[int, int], _Bounds] = {}
+        self._local = threading.local()
+        self._closed = threading.Event()
+        for statement in _DDL:
+            self._writer.execute(statement)
+        self._load()
+        self._maintainer: threading.Thread | None = None
+        if maintenance_interval:
+            self._maintainer = threading.Thread(
+                target=self._maintain_forever, args=(maintenance_interval,), name="topic-log-maintenance",
+                daemon=True,
+            )
+            self._maintainer.start()
+
+    # -- DuckDB access for the runtime -------------------------------------------------------------
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new DuckDB connection to this store's database, for one thread or one operation.
+
+        Writes through it that must be atomic with produced records belong inside
+        :meth:`transaction` instead (use :attr:`EmbeddedTransaction.connection`)."""
+        return self.database.cursor()
+
+    # -- topics ------------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        rows = self._writer.execute(
+            f"SELECT id, name, partitions, replicas, config FROM {_SCHEMA}.topics"
+        ).fetchall()
+        for topic_id, name, partitions, replicas, config in rows:
+            spec = TopicSpec(name=name, partitions=partitions, replicas=replicas, config=json.loads(config))
+            self._topics[name] = _Topic(topic_id, spec)
+        for topic_id, partition, start, end in self._writer.execute(
+            f"SELECT topic_id, partition, start_offset, end_offset FROM {_SCHEMA}.partitions"
+        ).fetchall():
+            self._bounds[(topic_id, partition)] = _Bounds(start, end)
+
+    def _topic(self, name: str) -> _Topic:
+        topic = self._topics.get(name)
+        if topic is None:
+            raise TopicError(f"Kafka topic does not exist: {name}")
+        return topic
+
+    def create_topic(self, spec: TopicSpec, *, exist_ok: bool = False) -> None:
+        if not _LEGAL_NAME.fullmatch(spec.name) or spec.name in (".", ".."):
+            raise TopicError(
+                f"Invalid topic name '{spec.name}'",
+                hint="Topic names use letters, digits, '.', '_' and '-', at most 249 characters.",
+            )
+        if spec.partitions < 1:
+            raise TopicError(f"Invalid partition count {spec.partitions} for topic '{spec.name}'")
+        with self._write_lock:
+            if spec.name in self._topics:
+                if exist_ok:
+                    return
+                raise TopicError(f"Topic '{spec.name}' already exists.")
+            spec = TopicSpec(
+                name=spec.name,
+                partitions=spec.partitions,
+                replicas=spec.replicas,
+                config={str(k): str(v) for k, v in spec.config.items()},
+            )
+            with self.transaction() as tx:
+                cur = tx.connection
+                row = cur.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {_SCHEMA}.topics").fetchone()
+                topic = _Topic(int(row[0]) if row else 1, spec)
+                cur.execute(
+                    f"INSERT INTO {_SCHEMA}.topics VALUES (?, ?, ?, ?, ?)",
+                    [topic.id, spec.name, spec.partitions, spec.replicas, json.dumps(dict(spec.config))],
+                )
+                for p in range(spec.partitions):
+                    cur.execute(f"CREATE TABLE {topic.table(p)} {_LOG_COLUMNS}")
+                    cur.execute(f"INSERT INTO {_SCHEMA}.partitions VALUES (?, ?, 0, 0)", [topic.id, p])
+                tx._on_commit.append(lambda: self._install(topic))
+
+    def _install(self, topic: _Topic) -> None:
+        self._topics[topic.spec.name] = topic
+        for p in range(topic.spec.partitions):
+            self._bounds[(topic.id, p)] = _Bounds()
+        self._topology += 1
+
+    def delete_topic(self, name: str) -> None:
+        with self._write_lock:
+            topic = self._topic(name)
+            with self.transaction() as tx:
+                cur = tx.connection
+                for p in range(topic.spec.partitions):
+                    cur.execute(f"DROP TABLE IF EXISTS {topic.table(p)}")
+                cur.execute(f"DELETE FROM {_SCHEMA}.partitions WHERE topic_id = ?", [topic.id])
+                cur.execute(f"DELETE FROM {_SCHEMA}.topics WHERE id = ?", [topic.id])
+                cur.execute(f"DELETE FROM {_SCHEMA}.group_offsets WHERE topic = ?", [name])
+                tx._on_commit.append(lambda: self._uninstall(topic))
+
+    def _uninstall(self, topic: _Topic) -> None:
+        del self._topics[topic.spec.name]
+        for p in range(topic.spec.partitions):
+            self._bounds.pop((topic.id, p), None)
+        self._topology += 1
+
+    def describe_topic(self, name: str) -> TopicSpec | None:
+        topic = self._topics.get(name)
+        return topic.spec if topic is not None else None
+
+    def list_topics(self) -> list[TopicSpec]:
+        return sorted((t.spec for t in list(self._topics.values())), key=lambda s: s.name)
+
+    # -- records -----------------------------------------------------------------------------------
+
+    def produce(self, topic: str, records: pa.Table) -> None:
+        with self.transaction() as tx:
+            tx.produce(topic, records)
+
+    def _append(self, cur: duckdb.DuckDBPyConnection, name: str, records: pa.Table, ends: dict[
+            tuple[int, int], int]) -> None:
+        """Append ``records`` to ``name`` inside the caller's DuckDB transaction; ``ends`` holds the
+        transaction's view of next offsets and is advanced."""
+        topic = self._topic(name)
+        if records.num_rows == 0:
+            return
+        batch = _records.normalize(records)
+        partitions = _records.choose_partitions(batch, topic.spec.partitions, topic.next_null_partition)
+        topic.next_null_partition += batch.num_rows
+        appended = _now_ms()
+        for p, rows in _records.split_by_partition(batch, partitions):
+            first = ends.get((topic.id, p), self._bounds[(topic.id, p)].end)
+            offsets = pa.array(np.arange(first, first + rows.num_rows, dtype=np.int64))
+            view = f"_append_{threading.get_ident()}"
+            cur.register(view, rows.append_column("off", offsets))
+            try:
+                cur.execute(
+                    f"INSERT INTO {topic.table(p)} SELECT off, timestamp, key, value, headers, ? FROM {view}",
+                    [appended],
+                )
+            finally:
+                cur.unregister(view)
+            ends[(topic.id, p)] = first + rows.num_rows
+            cur.execute(
+                f"UPDATE {_SCHEMA}.partitions SET end_offset = ? WHERE topic_id = ? AND partition = ?",
+                [first + rows.num_rows, topic.id, p],
+            )
+
+    def open_reader(
+        self,
+        topics: Sequence[str],
+        *,
+        group: str | None = None,
+        start: StartPosition = "earliest",
+    ) -> EmbeddedReader:
+        return EmbeddedReader(self, tuple(topics), group, start)
+
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        rows = self.cursor().execute(
+            f"SELECT partition, next_offset FROM {_SCHEMA}.group_offsets WHERE grp = ? AND topic = ?",
+            [group, topic],
+        ).fetchall()
+        return {int(p): int(o) for p, o in rows}
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        t = self._topic(topic)
+        return {p: self._bounds[(t.id, p)].end for p in range(t.spec.partitions)}
+
+    def start_offsets(self, topic: str) -> dict[int, int]:
+        """The first offset still stored, per partition (advanced by retention)."""
+        t = self._topic(topic)
+        return {p: self._bounds[(t.id, p)].start for p in range(t.spec.partitions)}
+
+    def transaction(self) -> EmbeddedTransactionContext:
+        return EmbeddedTransactionContext(self)
+
+    # -- retention and compaction ------------------------------------------------------------------
+
+    def run_maintenance(self, now_ms: int | None = None) -> None:
+        """Apply every topic's retention (``retention.ms``, ``retention.bytes``) and compaction
+        (``cleanup.policy=compact``: keep the latest record per key; tombstones go once older than
+        ``delete.retention.ms``, measured from when they were appended)."""
+        now = _now_ms() if now_ms is None else now_ms
+        for topic in list(self._topics.values()):
+            with self._write_lock:
+                if self._topics.get(topic.spec.name) is not topic:
+                    continue  # deleted meanwhile
+                with self.transaction() as tx:
+                    for p in range(topic.spec.partitions):
+                        self._clean_partition(tx, topic, p, now)
+
+    def _clean_partition(self, tx: EmbeddedTransaction, topic: _Topic, p: int, now: int) -> None:
+        cur, table, config = tx.connection, topic.table(p), topic.spec.config
+        policy = config.get("cleanup.policy", "delete")
+        if "compact" in policy:
+            cur.execute(
+                f"""DELETE FROM {table} USING (
+                        SELECT key AS k, max(off) AS last FROM {table} WHERE key IS NOT NULL GROUP BY key
+                    ) latest WHERE {table}.key = latest.k AND {table}.off < latest.last"""
+            )
+            keep_ms = int(config.get("delete.retention.ms", _DEFAULT_DELETE_RETENTION_MS))
+            cur.execute(f"DELETE FROM {table} WHERE value IS NULL AND appended < ?", [now - keep_ms])
+        if "delete" in policy:
+            retention_ms = int(config.get("retention.ms", -1))
+            if retention_ms >= 0:
+                cur.execute(f"DELETE FROM {table} WHERE ts < ?", [now - retention_ms])
+            retention_bytes = int(config.get("retention.bytes", -1))
+            if retention_bytes >= 0:
+                cur.execute(
+                    f"""DELETE FROM {table} WHERE off <= (
+                        SELECT max(off) FROM (
+                            SELECT off, sum(coalesce(octet_length(key), 0) + coalesce(octet_length(value), 0))
+                                OVER (ORDER BY off DESC) AS newer_bytes FROM {table}
+                        ) WHERE newer_bytes > ?)""",
+                    [retention_bytes],
+                )
+        row = cur.execute(f"SELECT min(off) FROM {table}").fetchone()
+        bounds = self._bounds[(topic.id, p)]
+        start = bounds.end if row is None or row[0] is None else int(row[0])
+        if start != bounds.start:
+            cur.execute(
+                f"UPDATE {_SCHEMA}.partitions SET start_offset = ? WHERE topic_id = ? AND partition = ?",
+                [start, topic.id, p],
+            )
+            tx._on_commit.append(lambda: setattr(bounds, "start", start))
+
+    def _maintain_forever(self, interval: float) -> None:
+        while not self._closed.wait(interval):
+            with suppress(duckdb.Error, TopicError):  # a failed round is retried next interval
+                self.run_maintenance()
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        if self._maintainer is not None:
+            self._maintainer.join()
+        with self._changed:
+            self._version += 1
+            self._changed.notify_all()
+        with self._write_lock:
+            self._writer.close()
+            self.database.close()
+
+    # -- notification ------------------------------------------------------------------------------
+
+    def _publish(self, ends: Mapping[tuple[int, int], int], actions: Sequence[object]) -> None:
+        """Make a committed transaction visible to readers and wake them."""
+        with self._changed:
+            for action in actions:
+                action()  # type: ignore[operator]
+            for key, end in ends.items():
+                bounds = self._bounds.get(key)
+                if bounds is not None:
+                    bounds.end = end
+            self._version += 1
+            self._changed.notify_all()
+
+
+class EmbeddedTransaction(Transaction):
+    """Records and positions written inside one DuckDB transaction.
+
+    :attr:`connection` is the DuckDB connection the transaction runs on: statements executed on it
+    (e.g. materialized state updates) commit or roll back together with the records and positions.
+    Use it only from the thread that opened the transaction."""
+
+    def __init__(self, store: EmbeddedStore, connection: duckdb.DuckDBPyConnection) -> None:
+        self.store = store
+        self.connection = connection
+        self._ends: dict[tuple[int, int], int] = {}
+        self._on_commit: list[object] = []
+
+    def produce(self, topic: str, records: pa.Table) -> None:
+        self.store._append(self.connection, topic, records, self._ends)
+
+    def commit_positions(self, group: str, positions: Mapping[TopicPartition, int]) -> None:
+        for tp, offset in positions.items():
+            self.connection.execute(
+                f"DELETE FROM {_SCHEMA}.group_offsets WHERE grp = ? AND topic = ? AND partition = ?",
+                [group, tp.topic, tp.partition],
+            )
+            self.connection.execute(
+                f"INSERT INTO {_SCHEMA}.group_offsets VALUES (?, ?, ?, ?)",
+                [group, tp.topic, tp.partition, offset],
+            )
+
+
+class EmbeddedTransactionContext(TransactionContext):
+    """``with store.transaction() as tx:`` - one DuckDB transaction holding the store's write lock.
+
+    A transaction opened while the same thread already has one open joins it (commits with the
+    outer one), so ``store.produce`` may be called from inside a transaction."""
+
+    def __init__(self, store: EmbeddedStore) -> None:
+        self._store = store
+        self._tx: EmbeddedTransaction | None = None
+        self._outer = False
+
+    def __enter__(self) -> EmbeddedTransaction:
+        store = self._store
+        if store._closed.is_set():
+            raise TopicError("The topic store is closed")
+        store._write_lock.acquire()
+        active: EmbeddedTransaction | None = getattr(store._local, "tx", None)
+        if active is not None:
+            self._outer, self._tx = True, active
+            return active
+        try:
+            store._writer.execute("BEGIN TRANSACTION")
+        except BaseException:
+            store._write_lock.release()
+            raise
+        self._tx = EmbeddedTransaction(store, store._writer)
+        store._local.tx = self._tx
+        return self._tx
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        store, tx = self._store, self._tx
+        assert tx is not None
+        try:
+            if self._outer:
+                return
+            store._local.tx = None
+            if exc_type is not None:
+                store._writer.execute("ROLLBACK")
+                return
+            try:
+                store._writer.execute("COMMIT")
+            except BaseException:
+                with suppress(duckdb.Error):
+                    store._writer.execute("ROLLBACK")
+                raise
+            store._publish(tx._ends, tx._on_commit)
+        finally:
+            store._write_lock.release()
+
+
+@dataclass(slots=True)
+class _Assigned:
+    """One partition a reader reads: where its table is and where the reader stands."""
+
+    topic: _Topic
+    partition: int
+    position: int
+    bounds: _Bounds = field(repr=False, default_factory=_Bounds)
+
+
+class EmbeddedReader(TopicReader):
+    """Reads every partition of its topics; picks up topics created after it was opened."""
+
+    def __init__(
+        self, store: EmbeddedStore, topics: tuple[str, ...], group: str | None, start: StartPosition
+    ) -> None:
+        self._store = store
+        self._topics = topics
+        self._group = group
+        self._start = start
+        self._cursor = store.cursor()
+        self._assigned: dict[TopicPartition, _Assigned] = {}
+        self._topology_seen = -1
+        self._woken = False
+        self._next_first = 0  # rotates which partition is read first, so none starves
+
+    def _refresh(self) -> None:
+        """Match the assignment to the topics that exist now (called under the store's condition)."""
+        store = self._store
+        if store._topology == self._topology_seen:
+            return
+        self._topology_seen = store._topology
+        live = {name: store._topics[name] for name in self._topics if name in store._topics}
+        for tp in [tp for tp, a in self._assigned.items() if live.get(tp.topic) is not a.topic]:
+            del self._assigned[tp]
+        for name, topic in live.items():
+            committed = store.committed(self._group, name) if self._group is not None else {}
+            for p in range(topic.spec.partitions):
+                tp = TopicPartition(name, p)
+                if tp in self._assigned:
+                    continue
+                bounds = store._bounds[(topic.id, p)]
+                first = bounds.start if self._start == "earliest" else bounds.end
+                self._assigned[tp] = _Assigned(topic, p, committed.get(p, first), bounds)
+
+    def poll(self, max_records: int = 10_000, timeout: float = 0.1) -> pa.Table:
+        store = self._store
+        deadline = time.monotonic() + timeout
+        while True:
+            with store._changed:
+                if store._closed.is_set():
+                    return RECORD_SCHEMA.empty_table()
+                self._refresh()
+                if self._woken:
+                    self._woken = False
+                    return RECORD_SCHEMA.empty_table()
+                version = store._version
+                ready = [(a, a.bounds.start, a.bounds.end) for a in self._assigned.values()
+                         if a.position < a.bounds.end]
+            if ready:
+                batch = self._read(ready, max_records)
+                if batch.num_rows:
+                    return batch
+                continue  # only gaps (compaction) were read; positions moved on
+            with store._changed:
+                while store._version == version and not self._woken:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return RECORD_SCHEMA.empty_table()
+                    store._changed.wait(remaining)
+
+    def _read(self, ready: list[tuple[_Assigned, int, int]], max_records: int) -> pa.Table:
+        pieces: list[pa.Table] = []
+        remaining = max_records
+        first = self._next_first % len(ready)
+        self._next_first += 1
+        for a, start, end in ready[first:] + ready[:first]:
+            if remaining <= 0:
+                break
+            position = max(a.position, start)
+            try:
+                if a.topic.compacted:
+                    # Compaction leaves gaps: take the next ``remaining`` records that exist.
+                    table = self._fetch(
+                        f"{_SELECT_RECORDS.format(table=a.topic.table(a.partition))} "
+                        "WHERE off >= ? AND off < ? ORDER BY off LIMIT ?",
+                        [position, end, remaining],
+                    )
+                    upto = end if table.num_rows < remaining else int(table["offset"][-1].as_py()) + 1
+                else:
+                    # Dense offsets: a range of ``remaining`` offsets holds at most that many records.
+                    upto = min(position + remaining, end)
+                    table = self._fetch(
+                        f"{_SELECT_RECORDS.format(table=a.topic.table(a.partition))} "
+                        "WHERE off >= ? AND off < ? ORDER BY off",
+                        [position, upto],
+                    )
+            except duckdb.CatalogException:
+                continue  # the topic was deleted under us; the next refresh drops it
+            a.position = upto
+            if table.num_rows:
+                pieces.append(_records.with_source(table, a.topic.spec.name, a.partition))
+                remaining -= table.num_rows
+        if not pieces:
+            return RECORD_SCHEMA.empty_table()
+        return pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
+
+    def _fetch(self, sql: str, params: list[int]) -> pa.Table:
+        return self._cursor.sql(sql, params=params).to_arrow_table()
+
+    def positions(self) -> dict[TopicPartition, int]:
+        with self._store._changed:
+            self._refresh()
+            return {tp: a.position for tp, a in self._assigned.items()}
+
+    def commit(self, positions: Mapping[TopicPartition, int] | None = None) -> None:
+        if self._group is None:
+            raise TopicError("Cannot commit positions of a reader without a consumer group")
+        with self._store.transaction() as tx:
+            tx.commit_positions(self._group, self.positions() if positions is None else positions)
+
+    def assignment(self) -> list[TopicPartition]:
+        return sorted(self.positions(), key=lambda tp: (tp.topic, tp.partition))
+
+    def wakeup(self) -> None:
+        with self._store._changed:
+            self._woken = True
+            self._store._changed.notify_all()
+
+    def close(self) -> None:
+        with suppress(duckdb.Error):
+            self._cursor.close()
+
