@@ -41,6 +41,8 @@ def _literal_sql(value: Any, type_: st.SqlType | None) -> exp.Expression:
         node: exp.Expression = exp.Null()
     elif isinstance(value, bool):
         node = exp.Boolean(this=value)
+    elif isinstance(value, bytes):
+        return exp.Anonymous(this="unhex", expressions=[exp.Literal.string(value.hex())])
     elif isinstance(value, (int, float)):
         node = exp.Literal.number(value)
     else:
