@@ -1,0 +1,44 @@
+"""The shell run non-interactively (``-e``/``-f``) as a real process."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _shell(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
+
+
+def test_unreachable_server_is_reported_with_a_failing_status() -> None:
+    url = f"http://127.0.0.1:{_free_port()}"
+    result = _shell(url, "-e", "SHOW STREAMS;")
+    assert result.returncode != 0
+    assert f"Could not connect to the server at {url}" in result.stderr
+
+
+def test_missing_script_file_fails(tmp_path: Path) -> None:
+    result = _shell(f"http://127.0.0.1:{_free_port()}", "-f", str(tmp_path / "absent.sql"))
+    assert result.returncode != 0
+    assert "absent.sql" in result.stderr
+
+
+def test_shell_commands_need_no_server(tmp_path: Path) -> None:
+    spool = tmp_path / "session.txt"
+    script = f"SET 'auto.offset.reset'='earliest'; SPOOL {spool}; OUTPUT JSON; UNSET 'auto.offset.reset'; SPOOL OFF;"
+    result = _shell(f"http://127.0.0.1:{_free_port()}", "-e", script)
+    assert result.returncode == 0, result.stderr
+    assert "'auto.offset.reset' to 'earliest'" in result.stdout
+    assert f"Spool written to {spool}" in result.stdout
+    spooled = spool.read_text()
+    assert "Output format set to JSON" in spooled and "value was 'earliest'" in spooled
