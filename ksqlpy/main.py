@@ -1,0 +1,36 @@
+"""The ``ksqlpy`` command: ``server``, ``shell``, ``test`` (and later ``migrations``)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+#: subcommand -> (module with add_arguments/run, help)
+SUBCOMMANDS = {
+    "server": ("ksqlpy.server.cli", "run the ksqlpy server (embedded store unless bootstrap.servers is set)"),
+    "shell": ("cli.main", "interactive shell connected to a ksqlpy (or ksqlDB) server"),
+    "test": ("ksqlpy.testing.cli", "run conformance (QTT) cases or ksql-test-runner style tests"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ksqlpy", description="A streaming SQL database speaking ksqlDB's dialect.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    modules = {}
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        modules[name] = module
+        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return int(modules[args.command].run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

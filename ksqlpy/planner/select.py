@@ -1,0 +1,175 @@
+"""SELECT over one source, without aggregation: the analyzer of stateless queries.
+
+Resolves the select list, WHERE and the sink's key against a :class:`Source`, type-checks every
+expression by compiling it to DuckDB SQL, and names output columns as ksqlDB does (alias, column
+name, struct field name, else ``KSQL_COL_<n>``). The result is a :class:`SelectStep`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ksqlpy import sqltypes
+from ksqlpy.errors import AnalysisError
+from ksqlpy.parser import ast
+from ksqlpy.planner import scope as scopes
+from ksqlpy.planner.catalog import RESERVED_COLUMN_NAMES, Catalog, Source
+from ksqlpy.planner.physical import OutputColumn, SelectStep, StepKind
+
+
+@dataclass(frozen=True, slots=True)
+class Projection:
+    name: str
+    expr: ast.Expr
+    type: sqltypes.SqlType
+    sql: str
+    #: the source key column this item is a plain reference to, if any
+    key_of: str | None
+
+
+def analyze_select(
+    query: ast.Query,
+    catalog: Catalog,
+    *,
+    sink_name: str | None,
+    persistent: bool,
+) -> tuple[Source, SelectStep]:
+    """Analyze a stateless query; ``sink_name`` names the sink in errors (CSAS/CTAS/INSERT)."""
+    if not isinstance(query.from_, ast.Table):
+        raise AnalysisError("Joins are not supported yet.", pos=query.from_.pos)
+    if query.group_by:
+        raise AnalysisError("GROUP BY is not supported yet.", pos=query.pos)
+    if query.window is not None:
+        raise AnalysisError("WINDOW clause requires a GROUP BY clause.", pos=query.window.pos)
+    if query.having is not None:
+        raise AnalysisError("HAVING clause requires a GROUP BY clause.", pos=query.having.pos)
+    if query.partition_by:
+        raise AnalysisError("PARTITION BY is not supported yet.", pos=query.pos)
+    table = query.from_
+    source = catalog.source(table.name, table.pos)
+    scope = scopes.source_scope(source, table.alias or table.name)
+
+    where_sql = None
+    if query.where is not None:
+        compiled = scopes.compile_expr(query.where, scope, clause="WHERE")
+        if compiled.type is not None and compiled.type != sqltypes.BOOLEAN:
+            raise AnalysisError(
+                f"Type error in WHERE expression: Should evaluate to boolean but is "
+                f"{scopes.format_expr(query.where)} ({compiled.type}) instead.",
+                pos=query.where.pos,
+            )
+        where_sql = compiled.sql.sql(dialect="duckdb")
+
+    items = expand_select(query.select, source, table.alias or table.name)
+    projections = name_projections(items, scope, source)
+    columns = key_columns_for(projections, source, sink_name, persistent)
+    kind = StepKind.TABLE_SELECT if source.is_table else StepKind.STREAM_SELECT
+    return source, SelectStep(kind=kind, source=source, where_sql=where_sql, columns=columns)
+
+
+def expand_select(
+    items: tuple[ast.SelectItem, ...], source: Source, alias: str
+) -> list[tuple[ast.Expr, str | None]]:
+    out: list[tuple[ast.Expr, str | None]] = []
+    for item in items:
+        match item:
+            case ast.AllColumns(source=qualifier):
+                if qualifier is not None and qualifier not in (alias, source.name):
+                    raise AnalysisError(f"Source '{qualifier}' does not exist.", pos=item.pos)
+                for c in source.key_columns + source.value_columns + source.header_columns:
+                    out.append((ast.ColumnRef(name=c.name, pos=item.pos), None))
+            case ast.SingleColumn(expr=e, alias=a):
+                out.append((e, a))
+    return out
+
+
+def name_projections(
+    items: list[tuple[ast.Expr, str | None]], scope: scopes.Scope, source: Source
+) -> list[Projection]:
+    used: set[str] = set()
+    for e, a in items:
+        if a is not None:
+            used.add(a)
+        elif isinstance(e, ast.ColumnRef):
+            used.add(e.name)
+    projections: list[Projection] = []
+    generated = 0
+    for e, a in items:
+        if a is not None:
+            name = a
+            if name in RESERVED_COLUMN_NAMES:
+                raise AnalysisError(
+                    f"`{name}` is a reserved column name. You cannot use it as an alias for a column.", pos=e.pos
+                )
+        elif isinstance(e, ast.ColumnRef):
+            name = e.name
+            if name in RESERVED_COLUMN_NAMES:
+                raise AnalysisError(
+                    f"Reserved column name in select: `{name}`. Please remove or alias the column.", pos=e.pos
+                )
+        elif isinstance(e, ast.Dereference):
+            name = e.field
+        else:
+            while f"KSQL_COL_{generated}" in used:
+                generated += 1
+            name = f"KSQL_COL_{generated}"
+            generated += 1
+        compiled = scopes.compile_expr(e, scope, clause="SELECT")
+        if compiled.type is None:
+            raise AnalysisError(
+                f"Can't infer a type of null. Please explicitly cast it to a required type, "
+                f"e.g. CAST(null AS VARCHAR).",
+                pos=e.pos,
+            )
+        key_of = None
+        if isinstance(e, ast.ColumnRef):
+            col = source.column(e.name)
+            if col is not None and col.is_key:
+                key_of = col.name
+        projections.append(
+            Projection(name=name, expr=e, type=compiled.type, sql=compiled.sql.sql(dialect="duckdb"), key_of=key_of)
+        )
+    seen: dict[str, Projection] = {}
+    for p in projections:
+        if p.name in seen:
+            raise AnalysisError(f"Duplicate value columns found in schema: `{p.name}` {p.type}")
+        seen[p.name] = p
+    return projections
+
+
+def key_columns_for(
+    projections: list[Projection], source: Source, sink_name: str | None, persistent: bool
+) -> tuple[OutputColumn, ...]:
+    """Mark which projected columns become the sink's key, with ksqlDB's checks."""
+    if not persistent:
+        return tuple(OutputColumn(name=p.name, type=p.type, sql=p.sql) for p in projections)
+    by_key: dict[str, list[Projection]] = {}
+    for p in projections:
+        if p.key_of is not None:
+            by_key.setdefault(p.key_of, []).append(p)
+    for key, ps in by_key.items():
+        if len(ps) > 1:
+            names = sorted(p.name for p in ps)
+            raise AnalysisError(
+                f"The projection contains a key column (`{key}`) more than once, aliased as: "
+                + " and ".join(names)
+                + "."
+            )
+    missing = [k.name for k in source.key_columns if k.name not in by_key]
+    if missing:
+        what = "key column" if len(missing) == 1 else "key columns"
+        raise AnalysisError(
+            f"The query used to build `{sink_name}` must include the {what} {' and '.join(missing)} "
+            f"in its projection (eg, SELECT {', '.join(missing)}...)."
+        )
+    columns = tuple(
+        OutputColumn(name=p.name, type=p.type, sql=p.sql, is_key=p.key_of is not None) for p in projections
+    )
+    if not any(not c.is_key for c in columns):
+        raise AnalysisError("The projection contains no value columns.")
+    return columns
+
+
+def sink_properties_defaults(source: Source) -> Mapping[str, object]:
+    return {"partitions": source.partitions, "replicas": source.replicas}

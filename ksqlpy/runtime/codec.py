@@ -1,0 +1,191 @@
+"""Record batches <-> row batches: the edges of every query.
+
+:class:`SourceDecoder` turns a batch read from a topic (``RECORD_SCHEMA``) into the Arrow table a
+plan's SQL runs over: the source's key, value and header columns plus ROWTIME, ROWPARTITION and
+ROWOFFSET. Records that fail to deserialize go to the processing log and are left out.
+:class:`SinkEncoder` turns a result table into records to produce.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ksqlpy import sqltypes
+from ksqlpy.planner.catalog import Column, ColumnNamespace, FormatInfo, Source
+from ksqlpy.runtime import serde
+from ksqlpy.runtime.processing_log import DESERIALIZATION_ERROR, SERIALIZATION_ERROR, ProcessingError
+from ksqlpy.runtime.store.base import HEADER_TYPE
+
+TOMBSTONE = "__TOMBSTONE"
+SYSTEM_COLUMNS = ("ROWTIME", "ROWPARTITION", "ROWOFFSET")
+
+
+def serde_spec(fmt: FormatInfo) -> serde.SerdeSpec:
+    return serde.SerdeSpec(
+        format=serde.Format.parse(fmt.format),
+        wrap_single_value=fmt.wrap_single_value,
+        delimiter=fmt.properties.get("delimiter", ","),
+    )
+
+
+def fields_of(columns: Sequence[Column]) -> tuple[sqltypes.Field, ...]:
+    return tuple(sqltypes.Field(c.name, c.type) for c in columns)
+
+
+@dataclass
+class Decoded:
+    table: pa.Table  # input rows; for tables, a TOMBSTONE bool column marks deletes
+    errors: list[ProcessingError]
+
+
+class SourceDecoder:
+    """Decodes a source's records into input rows."""
+
+    def __init__(self, source: Source) -> None:
+        self.source = source
+        self.keys = source.key_columns
+        self.values = source.value_columns
+        self.headers = source.header_columns
+        self.key_de = serde.deserializer(serde_spec(source.key_format), fields_of(self.keys), is_key=True)
+        self.value_de = serde.deserializer(
+            serde_spec(source.value_format), fields_of(self.values), is_key=False
+        )
+
+    def decode(self, records: pa.Table) -> Decoded:
+        n = records.num_rows
+        errors: list[ProcessingError] = []
+        bad = [False] * n
+        key_arr = records.column("key").combine_chunks()
+        value_arr = records.column("value").combine_chunks()
+        keys = self.key_de.decode(key_arr)
+        for i, msg in keys.errors:
+            bad[i] = True
+            errors.append(self._error(records, i, msg, "key"))
+        values = self.value_de.decode(value_arr)
+        for i, msg in values.errors:
+            if not bad[i]:
+                bad[i] = True
+                errors.append(self._error(records, i, msg, "value"))
+        cols: dict[str, pa.Array | pa.ChunkedArray] = {}
+        for c in self.keys:
+            cols[c.name] = keys.table.column(c.name)
+        for c in self.values:
+            cols[c.name] = values.table.column(c.name)
+        for c in self.headers:
+            cols[c.name] = _header_column(records.column("headers"), c)
+        cols["ROWTIME"] = records.column("timestamp")
+        cols["ROWPARTITION"] = records.column("partition")
+        cols["ROWOFFSET"] = records.column("offset")
+        tombstone = pc.is_null(value_arr)
+        table = pa.table(cols)
+        if self.source.is_table:
+            table = table.append_column(TOMBSTONE, tombstone)
+            keep = pa.array([not b for b in bad])
+        else:
+            # Streams skip records with a null value, as ksqlDB does.
+            keep = pc.and_(pa.array([not b for b in bad]), pc.invert(tombstone))
+        if not pc.all(keep).as_py():
+            table = table.filter(keep)
+        if self.source.timestamp_column is not None:
+            table, ts_errors = self._extract_timestamp(table, records)
+            errors.extend(ts_errors)
+        return Decoded(table, errors)
+
+    def _extract_timestamp(self, table: pa.Table, records: pa.Table) -> tuple[pa.Table, list[ProcessingError]]:
+        col = self.source.column(self.source.timestamp_column or "")
+        assert col is not None
+        values = table.column(col.name)
+        if col.type == sqltypes.TIMESTAMP:
+            ms = pc.cast(pc.cast(values, pa.timestamp("ms")), pa.int64())
+        elif col.type == sqltypes.BIGINT:
+            ms = values
+        else:
+            from ksqlpy.runtime.timestamps import parse_timestamps
+
+            ms = parse_timestamps(values, self.source.timestamp_format or "")
+        idx = table.schema.get_field_index("ROWTIME")
+        table = table.set_column(idx, "ROWTIME", pc.cast(ms, pa.int64()))
+        # ksqlDB drops records whose timestamp is missing or negative.
+        keep = pc.fill_null(pc.greater_equal(table.column("ROWTIME"), 0), False)
+        errors: list[ProcessingError] = []
+        if not pc.all(keep).as_py():
+            for i, ok in enumerate(keep.to_pylist()):
+                if not ok:
+                    errors.append(
+                        ProcessingError(
+                            type=DESERIALIZATION_ERROR,
+                            message=f"Invalid timestamp in column {col.name}",
+                            topic=self.source.topic,
+                            partition=table.column("ROWPARTITION")[i].as_py(),
+                            offset=table.column("ROWOFFSET")[i].as_py(),
+                            target="value",
+                        )
+                    )
+            table = table.filter(keep)
+        return table, errors
+
+    def _error(self, records: pa.Table, i: int, message: str, target: str) -> ProcessingError:
+        return ProcessingError(
+            type=DESERIALIZATION_ERROR,
+            message=message,
+            topic=records.column("topic")[i].as_py(),
+            partition=records.column("partition")[i].as_py(),
+            offset=records.column("offset")[i].as_py(),
+            target=target,
+            record=records.column(target)[i].as_py(),
+        )
+
+
+def _header_column(headers: pa.ChunkedArray, col: Column) -> pa.Array:
+    rows = headers.to_pylist()
+    if col.header_key is None:
+        return pa.array(
+            [[{"KEY": h["key"], "VALUE": h["value"]} for h in (r or [])] for r in rows],
+            sqltypes.to_arrow(col.type),
+        )
+    out = []
+    for r in rows:
+        found = None
+        for h in r or []:
+            if h["key"] == col.header_key:
+                found = h["value"]  # the last header with the key wins, as in ksqlDB
+        out.append(found)
+    return pa.array(out, pa.binary())
+
+
+class SinkEncoder:
+    """Encodes result rows into records for a sink's topic."""
+
+    def __init__(self, sink: Source) -> None:
+        self.sink = sink
+        self.keys = sink.key_columns
+        self.values = sink.value_columns
+        self.key_ser = serde.serializer(serde_spec(sink.key_format), fields_of(self.keys), is_key=True)
+        self.value_ser = serde.serializer(serde_spec(sink.value_format), fields_of(self.values), is_key=False)
+
+    def encode(
+        self, rows: pa.Table, timestamps: pa.Array, tombstones: pa.Array | None = None
+    ) -> tuple[pa.Table, list[ProcessingError]]:
+        key_table = rows.select([c.name for c in self.keys])
+        value_table = rows.select([c.name for c in self.values])
+        keys = self.key_ser.encode(key_table)
+        values = self.value_ser.encode(value_table)
+        if tombstones is not None and pc.any(tombstones).as_py():
+            values = pc.if_else(tombstones, pa.nulls(len(values), pa.binary()), values)
+        batch = pa.table(
+            {
+                "timestamp": pc.cast(timestamps, pa.int64()),
+                "key": keys,
+                "value": values,
+                "headers": pa.nulls(rows.num_rows, HEADER_TYPE),
+            }
+        )
+        return batch, []
+
+
+def serialization_error(topic: str, message: str) -> ProcessingError:
+    return ProcessingError(type=SERIALIZATION_ERROR, message=message, topic=topic, target="value")

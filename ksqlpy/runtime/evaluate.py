@@ -1,0 +1,108 @@
+"""Evaluating a select step over a batch of input rows in DuckDB.
+
+The batch is registered as the relation ``input``; the step's filter and projections run as one
+DuckDB query. ksqlDB evaluates expressions per record and an error in one record (a bad CAST, a
+UDF failure) only affects that record: its failing column becomes null, or, in WHERE, the record
+is dropped, and the error goes to the processing log. We keep that: a batch runs as one query,
+and only when that query fails are its rows evaluated one by one, failing expressions under
+DuckDB's ``TRY``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ksqlpy.planner.physical import SelectStep, StepKind
+from ksqlpy.runtime.codec import TOMBSTONE
+from ksqlpy.runtime.processing_log import RECORD_PROCESSING_ERROR, ProcessingError
+
+TS = "__TS"
+DELETE = "__DELETE"
+
+
+@dataclass
+class Evaluated:
+    rows: pa.Table  # the step's output columns, then TS (and DELETE for table steps)
+    errors: list[ProcessingError]
+
+
+class StepEvaluator:
+    def __init__(self, step: SelectStep, con: duckdb.DuckDBPyConnection) -> None:
+        self.step = step
+        self.con = con
+        self.sql = self._query(safe=False)
+        self.safe_sql = self._query(safe=True)
+
+    def _query(self, *, safe: bool) -> str:
+        step = self.step
+
+        def guard(sql: str) -> str:
+            return f"TRY({sql})" if safe else sql
+
+        items = [f'{guard(c.sql)} AS "{_q(c.name)}"' for c in step.columns]
+        items.append(f"{step.timestamp_sql} AS {TS}")
+        where = step.where_sql
+        if step.kind is StepKind.TABLE_SELECT:
+            match = f"COALESCE({guard(where)}, FALSE)" if where else "TRUE"
+            items.append(f'("{TOMBSTONE}" OR NOT {match}) AS {DELETE}')
+            return f"SELECT {', '.join(items)} FROM input"
+        sql = f"SELECT {', '.join(items)} FROM input"
+        if where:
+            sql += f" WHERE COALESCE({guard(where)}, FALSE)"
+        return sql
+
+    def evaluate(self, batch: pa.Table, logger: str) -> Evaluated:
+        try:
+            return Evaluated(self._run(self.sql, batch), [])
+        except duckdb.Error:
+            return self._row_by_row(batch, logger)
+
+    def _run(self, sql: str, batch: pa.Table) -> pa.Table:
+        self.con.register("input", batch)
+        try:
+            return self.con.sql(sql).to_arrow_table()
+        finally:
+            self.con.unregister("input")
+
+    def _row_by_row(self, batch: pa.Table, logger: str) -> Evaluated:
+        parts: list[pa.Table] = []
+        errors: list[ProcessingError] = []
+        for i in range(batch.num_rows):
+            row = batch.slice(i, 1)
+            try:
+                parts.append(self._run(self.sql, row))
+            except duckdb.Error as e:
+                errors.append(
+                    ProcessingError(
+                        type=RECORD_PROCESSING_ERROR,
+                        message=_clean(str(e)),
+                        topic=self.step.source.topic,
+                        partition=_get(batch, "ROWPARTITION", i),
+                        offset=_get(batch, "ROWOFFSET", i),
+                    )
+                )
+                parts.append(self._run(self.safe_sql, row))
+        result = pa.concat_tables(parts) if parts else self._run(self.sql, batch.slice(0, 0))
+        return Evaluated(result, errors)
+
+
+def _get(batch: pa.Table, name: str, i: int) -> int | None:
+    return batch.column(name)[i].as_py() if name in batch.column_names else None
+
+
+def _clean(message: str) -> str:
+    return message.split("\n", 1)[0].removeprefix("Conversion Error: ").removeprefix("Invalid Input Error: ")
+
+
+def _q(name: str) -> str:
+    return name.replace('"', '""')
+
+
+def deletes_of(result: pa.Table) -> pa.Array | None:
+    if DELETE not in result.column_names:
+        return None
+    return pc.fill_null(result.column(DELETE), True).combine_chunks()

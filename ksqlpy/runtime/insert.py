@@ -1,0 +1,102 @@
+"""INSERT INTO ... VALUES and /inserts-stream rows: one record, serialized with the target's formats."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from ksqlpy import sqltypes
+from ksqlpy.errors import AnalysisError, ExecutionError
+from ksqlpy.parser import ast
+from ksqlpy.planner.catalog import ColumnNamespace, Source
+from ksqlpy.planner.expressions.scope import ColumnScope
+from ksqlpy.runtime.codec import SinkEncoder
+
+
+def insert_values(session: Any, stmt: ast.InsertValues) -> None:
+    engine = session.engine
+    target: Source = engine.catalog.source(stmt.target, stmt.pos)
+    if not engine.config.get_bool("ksql.insert.into.values.enabled", True):
+        raise AnalysisError("The server has disabled INSERT INTO ... VALUES functionality.")
+    if target.is_source:
+        raise AnalysisError(f"Cannot insert values into read-only {target.kind.value.lower()}: {target.name}")
+    if target.window is not None:
+        raise AnalysisError(f"Cannot insert values into windowed {target.kind.value.lower()}: {target.name}")
+    columns = stmt.columns
+    if columns is None:
+        columns = tuple(c.name for c in target.key_columns + target.value_columns + target.header_columns)
+    if len(columns) != len(stmt.values):
+        raise AnalysisError(
+            f"Expected a value for each column. Expected Columns: [{', '.join(columns)}]. "
+            f"Got [{', '.join(_fmt(v) for v in stmt.values)}]",
+            pos=stmt.pos,
+        )
+    headers = [c for c in columns if (col := target.column(c)) is not None and col.namespace is ColumnNamespace.HEADERS]
+    if headers:
+        raise AnalysisError(f"Cannot insert into HEADER columns: {', '.join(headers)}", pos=stmt.pos)
+    from ksqlpy.planner.scope import compile_expr
+    from ksqlpy.runtime.query import new_connection
+
+    values: dict[str, Any] = {}
+    sql_items = []
+    types: dict[str, sqltypes.SqlType] = {}
+    empty = ColumnScope(())
+    for name, expr in zip(columns, stmt.values):
+        if name == "ROWTIME":
+            t: sqltypes.SqlType = sqltypes.BIGINT
+        else:
+            col = target.column(name)
+            if col is None:
+                raise AnalysisError(f"Column name {name} does not exist.", pos=stmt.pos)
+            t = col.type
+        compiled = compile_expr(expr, empty)
+        if compiled.type is not None and compiled.type != t and not sqltypes.can_implicitly_cast(compiled.type, t):
+            if not (compiled.type == sqltypes.STRING and t in (sqltypes.TIMESTAMP, sqltypes.DATE, sqltypes.TIME)):
+                raise AnalysisError(
+                    f"Expected type {t} for field {name} but got {_fmt(expr)}({compiled.type})", pos=stmt.pos
+                )
+        sql_items.append(f'CAST({compiled.sql.sql(dialect="duckdb")} AS {sqltypes.to_duckdb(t)}) AS "{name}"')
+        types[name] = t
+    con = new_connection()
+    try:
+        row = con.sql("SELECT " + ", ".join(sql_items)).to_arrow_table()
+    except Exception as e:  # noqa: BLE001 - a value that does not convert is the user's error
+        raise ExecutionError(f"Failed to insert values into '{target.name}'. {e}") from None
+    values = {name: row.column(name) for name in columns}
+    _produce(engine, target, values, pa_len=1)
+
+
+def insert_json_row(engine: Any, target_name: str, row: Mapping[str, Any]) -> None:
+    target: Source = engine.catalog.source(target_name)
+    columns = {}
+    for c in target.key_columns + target.value_columns:
+        v = row.get(c.name)
+        columns[c.name] = pa.array([v], sqltypes.to_arrow(c.type)) if v is not None else pa.nulls(1, sqltypes.to_arrow(c.type))
+    if "ROWTIME" in row:
+        columns["ROWTIME"] = pa.array([row["ROWTIME"]], pa.int64())
+    _produce(engine, target, columns, pa_len=1)
+
+
+def _produce(engine: Any, target: Source, values: Mapping[str, Any], pa_len: int) -> None:
+    import time
+
+    cols = {}
+    for c in target.key_columns + target.value_columns:
+        v = values.get(c.name)
+        cols[c.name] = v if v is not None else pa.nulls(pa_len, sqltypes.to_arrow(c.type))
+    table = pa.table({k: (v.combine_chunks() if isinstance(v, pa.ChunkedArray) else v) for k, v in cols.items()})
+    ts = values.get("ROWTIME")
+    timestamps = (
+        pa.array([int(time.time() * 1000)] * pa_len, pa.int64()) if ts is None else ts
+    )
+    encoder = SinkEncoder(target)
+    records, _ = encoder.encode(table, timestamps)
+    engine.store.produce(target.topic, records)
+
+
+def _fmt(e: ast.Expr) -> str:
+    from ksqlpy.planner.scope import format_expr
+
+    return format_expr(e)

@@ -1,0 +1,260 @@
+"""Running queries: a persistent query writes to its sink; a transient push query to a client.
+
+Each query runs on its own thread as a loop of micro-batches: poll a batch of records, decode it
+into Arrow, evaluate the plan in DuckDB, encode and produce the results, then commit the
+consumed positions in the same store transaction as the produced records (so a restarted
+server resumes exactly where the last committed batch ended).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ksqlpy.errors import KsqlpyError
+from ksqlpy.planner.physical import QueryPlan
+from ksqlpy.runtime.codec import SinkEncoder, SourceDecoder
+from ksqlpy.runtime.evaluate import DELETE, TS, StepEvaluator, deletes_of
+from ksqlpy.runtime.processing_log import ProcessingLog
+from ksqlpy.runtime.rows import Row, table_to_rows
+from ksqlpy.runtime.store.base import StartPosition, TopicStore
+
+log = logging.getLogger("ksqlpy.query")
+
+BATCH_SIZE = 10_000
+
+
+class QueryState(enum.Enum):
+    CREATED = "CREATED"
+    RUNNING = "RUNNING"
+    PAUSED = "PAUSED"
+    ERROR = "ERROR"
+    TERMINATED = "TERMINATED"
+
+
+def new_connection() -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection for evaluating plans, with ksqlpy's functions installed."""
+    con = duckdb.connect()
+    try:
+        from ksqlpy.planner.functions import register_udfs
+    except ImportError:  # the function library is optional for the bare runtime
+        return con
+    register_udfs(con)
+    return con
+
+
+class QueryRunner:
+    """The micro-batch loop shared by persistent and push queries."""
+
+    def __init__(
+        self,
+        plan: QueryPlan,
+        store: TopicStore,
+        plog: ProcessingLog,
+        *,
+        group: str | None,
+        start: StartPosition,
+    ) -> None:
+        self.plan = plan
+        self.store = store
+        self.plog = plog
+        self.group = group
+        self.start_position = start
+        self.state = QueryState.CREATED
+        self.error: KsqlpyError | None = None
+        self.errors: list[str] = []
+        self.records_in = 0
+        self.records_out = 0
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._reader: Any = None
+        self._ready = threading.Event()
+
+    @property
+    def query_id(self) -> str:
+        return self.plan.query_id
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"query-{self.query_id}", daemon=True)
+        self.state = QueryState.RUNNING
+        self._thread.start()
+        self._ready.wait(10)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        reader = self._reader
+        if reader is not None:
+            reader.wakeup()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        if self.state is not QueryState.ERROR:
+            self.state = QueryState.TERMINATED
+
+    def is_idle(self) -> bool:
+        return self._idle.is_set() or self.state is not QueryState.RUNNING
+
+    def caught_up(self) -> bool:
+        """Whether this query has read everything written to its source topic so far."""
+        reader = self._reader
+        if reader is None or self.state is not QueryState.RUNNING:
+            return True
+        ends = self.store.end_offsets(self.plan.source.topic)
+        positions = {tp.partition: off for tp, off in reader.positions().items()}
+        return all(positions.get(p, 0) >= end for p, end in ends.items() if end > 0)
+
+    def _run(self) -> None:
+        try:
+            source = self.plan.source
+            decoder = SourceDecoder(source)
+            evaluator = StepEvaluator(self.plan.step, new_connection())
+            encoder = SinkEncoder(self.plan.sink) if self.plan.sink is not None else None
+            self._reader = self.store.open_reader([source.topic], group=self.group, start=self.start_position)
+        except Exception as e:  # noqa: BLE001 - reported as the query's error
+            self._fail(e)
+            self._ready.set()
+            return
+        self._ready.set()
+        reader = self._reader
+        try:
+            while not self._stop.is_set():
+                records = reader.poll(BATCH_SIZE, timeout=0.2)
+                if records.num_rows == 0:
+                    self._idle.set()
+                    if self._idle_hook():
+                        break
+                    continue
+                self._idle.clear()
+                self.records_in += records.num_rows
+                decoded = decoder.decode(records)
+                self.plog.write(self.query_id, decoded.errors)
+                result = evaluator.evaluate(decoded.table, self.query_id)
+                self.plog.write(self.query_id, result.errors)
+                self.emit(result.rows, encoder, reader)
+                if self.done():
+                    break
+        except Exception as e:  # noqa: BLE001 - reported as the query's error
+            self._fail(e)
+        finally:
+            self._idle.set()
+            try:
+                reader.close()
+            except Exception:  # noqa: BLE001
+                log.debug("closing reader of %s failed", self.query_id, exc_info=True)
+            self.finished()
+
+    def _fail(self, e: BaseException) -> None:
+        self.state = QueryState.ERROR
+        self.error = e if isinstance(e, KsqlpyError) else KsqlpyError(str(e))
+        self.errors.append(str(e))
+        log.error("Query %s failed and stopped: %s", self.query_id, e, exc_info=not isinstance(e, KsqlpyError))
+
+    def emit(self, rows: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
+        raise NotImplementedError
+
+    def done(self) -> bool:
+        return False
+
+    def _idle_hook(self) -> bool:
+        return False
+
+    def finished(self) -> None:
+        pass
+
+
+class PersistentQuery(QueryRunner):
+    """CSAS / CTAS / INSERT INTO ... SELECT: results go to the sink topic, exactly once per batch."""
+
+    def emit(self, rows: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
+        assert encoder is not None and self.plan.sink is not None and self.group is not None
+        deletes = deletes_of(rows)
+        records, errors = encoder.encode(rows, rows.column(TS), deletes)
+        self.plog.write(self.query_id, errors)
+        with self.store.transaction() as tx:
+            if records.num_rows:
+                tx.produce(self.plan.sink.topic, records)
+            tx.commit_positions(self.group, reader.positions())
+        self.records_out += records.num_rows
+
+
+class PushQuery(QueryRunner):
+    """A transient ``SELECT ... EMIT CHANGES``: rows go to a buffer the client drains."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.buffer: deque[Row] = deque()
+        self.cond = threading.Condition()
+        self.listener: Callable[[], None] | None = None
+        self.emitted = 0
+        self.ended = False
+        self.end_reason: str | None = None
+        self.types = [c.type for c in self.plan.step.columns]
+        self.created = time.time()
+
+    def emit(self, rows: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
+        deletes = deletes_of(rows)
+        if rows.num_rows == 0:
+            return
+        limit = self.plan.limit
+        if limit is not None:
+            rows = rows.slice(0, max(0, limit - self.emitted))
+            if deletes is not None:
+                deletes = deletes.slice(0, rows.num_rows)
+        tomb = deletes.to_pylist() if deletes is not None else None
+        out = table_to_rows(rows.select(list(range(len(self.types)))), self.types, tomb)
+        with self.cond:
+            self.buffer.extend(out)
+            self.emitted += len(out)
+            self.cond.notify_all()
+        self._notify()
+
+    #: set for a bounded read (a pull query over a stream): stop at these end offsets
+    stop_at: dict[int, int] | None = None
+
+    def done(self) -> bool:
+        if self.plan.limit is not None and self.emitted >= self.plan.limit:
+            return True
+        if self.stop_at is not None and self._reader is not None:
+            positions = {tp.partition: off for tp, off in self._reader.positions().items()}
+            return all(positions.get(p, 0) >= end for p, end in self.stop_at.items())
+        return False
+
+    def _idle_hook(self) -> bool:
+        return self.stop_at is not None and self.done()
+
+    def finished(self) -> None:
+        with self.cond:
+            self.ended = True
+            if self.end_reason is None:
+                if self.state is QueryState.ERROR:
+                    self.end_reason = "ERROR"
+                elif self.plan.limit is not None and self.emitted >= self.plan.limit:
+                    self.end_reason = "LIMIT"
+                else:
+                    self.end_reason = "COMPLETED"
+            self.cond.notify_all()
+        self._notify()
+
+    def _notify(self) -> None:
+        cb = self.listener
+        if cb is not None:
+            try:
+                cb()
+            except Exception:  # noqa: BLE001 - a client's callback must not kill the query
+                log.debug("push query listener failed", exc_info=True)
+
+
+def filter_rows(table: pa.Table, mask: pa.Array) -> pa.Table:
+    return table.filter(mask) if not pc.all(mask).as_py() else table
+
+
+__all__ = ["PersistentQuery", "PushQuery", "QueryState", "QueryRunner", "DELETE", "TS"]

@@ -1,0 +1,60 @@
+"""Arrow result rows to the JSON-ready values ksqlDB's REST API shows.
+
+DECIMAL as a number, BYTES as base64, TIMESTAMP as ``yyyy-MM-ddTHH:mm:ss.SSS``, DATE as
+``yyyy-MM-dd``, TIME as ``HH:mm:ss``, ARRAY as a list, MAP and STRUCT as objects.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import decimal
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import pyarrow as pa
+
+from ksqlpy import sqltypes
+
+
+class Row(NamedTuple):
+    values: tuple[Any, ...]
+    tombstone: bool = False
+
+
+def to_json_value(value: Any, t: sqltypes.SqlType) -> Any:
+    if value is None:
+        return None
+    match t:
+        case sqltypes.Decimal():
+            d = value if isinstance(value, decimal.Decimal) else decimal.Decimal(str(value))
+            return float(d) if d != d.to_integral_value() or t.scale > 0 else int(d)
+        case sqltypes.Array(element=e):
+            return [to_json_value(v, e) for v in value]
+        case sqltypes.Map(key=k, value=v):
+            items = value.items() if isinstance(value, dict) else value
+            return {str(to_json_value(a, k)): to_json_value(b, v) for a, b in items}
+        case sqltypes.Struct(fields=fs):
+            return {f.name: to_json_value(value.get(f.name), f.type) for f in fs}
+    if t == sqltypes.BYTES:
+        return base64.b64encode(value).decode()
+    if t == sqltypes.TIMESTAMP:
+        if isinstance(value, int):
+            value = dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=value)
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}"
+    if t == sqltypes.DATE:
+        return value.isoformat()
+    if t == sqltypes.TIME:
+        return value.strftime("%H:%M:%S") if value.microsecond == 0 else value.isoformat(timespec="milliseconds")
+    return value
+
+
+def table_to_rows(
+    table: pa.Table, types: Sequence[sqltypes.SqlType], tombstones: Sequence[bool] | None = None
+) -> list[Row]:
+    columns = [table.column(i).to_pylist() for i in range(len(types))]
+    out = []
+    for r in range(table.num_rows):
+        values = tuple(to_json_value(columns[i][r], types[i]) for i in range(len(types)))
+        out.append(Row(values, bool(tombstones[r]) if tombstones is not None else False))
+    return out

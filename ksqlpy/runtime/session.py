@@ -1,0 +1,530 @@
+"""A session: statements executed with one set of property overrides and variables.
+
+``execute(text)`` runs each statement in turn and yields its result entity (None for
+statements that produce none). ``execute_query(text)`` starts a push or pull query. Statements
+that change the metastore are recorded in the command log before they take effect, with
+variables already substituted, so replaying the log rebuilds the same state.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from typing import Any
+
+from ksqlpy import parser
+from ksqlpy.errors import AnalysisError, KsqlpyError, NotFoundError
+from ksqlpy.parser import ast
+from ksqlpy.planner import ddl
+from ksqlpy.planner.catalog import Column, ColumnNamespace, Source
+from ksqlpy.planner.physical import QueryPlan
+from ksqlpy.planner.properties import WithClause
+from ksqlpy.planner.select import analyze_select
+from ksqlpy.planner.types import resolve_type
+from ksqlpy.runtime import describe
+from ksqlpy.runtime import results as r
+from ksqlpy.runtime.commandlog import Command
+from ksqlpy.runtime.query import PushQuery, QueryState
+from ksqlpy.runtime.store.base import TopicSpec
+
+KIND_WORD = {ast.SourceKind.STREAM: "stream", ast.SourceKind.TABLE: "table"}
+
+
+class QueryEndpointError(AnalysisError):
+    """A SELECT or PRINT sent where statements are expected (REST: 40002)."""
+
+
+class Session:
+    def __init__(self, engine: Any, properties: Mapping[str, Any], variables: Mapping[str, str]) -> None:
+        self.engine = engine
+        self.properties: dict[str, Any] = dict(properties)
+        self.variables: dict[str, str] = {k.upper(): v for k, v in variables.items()}
+        self._replay_query_id: str | None = None
+        self._replay_seq = -1
+
+    # ------------------------------------------------------------------ entry points
+
+    def execute(self, text: str) -> Iterator[r.Entity | None]:
+        for stmt_text in parser.split_statements(text):
+            stmt = self._parse(stmt_text)
+            try:
+                yield self._execute(stmt)
+            except KsqlpyError as e:
+                if e.statement_text is None:
+                    e.statement_text = stmt.text or stmt_text
+                raise
+
+    def execute_all(self, text: str) -> list[r.Entity | None]:
+        return list(self.execute(text))
+
+    def execute_query(self, text: str) -> Any:
+        statements = parser.split_statements(text)
+        if len(statements) != 1:
+            raise AnalysisError("Expected exactly one statement: a SELECT or PRINT.")
+        stmt = self._parse(statements[0])
+        try:
+            match stmt:
+                case ast.QueryStatement():
+                    return self._start_query(stmt)
+                case ast.PrintTopic():
+                    from ksqlpy.runtime.printing import print_topic
+
+                    return print_topic(self, stmt)
+            raise AnalysisError(
+                f"Statement type `{type(stmt).__name__}' not supported for this resource"
+            )
+        except KsqlpyError as e:
+            if e.statement_text is None:
+                e.statement_text = stmt.text
+            raise
+
+    def replay(self, command: Command, seq: int) -> None:
+        self._replay_query_id = command.query_id
+        self._replay_seq = seq
+        for stmt_text in parser.split_statements(command.statement):
+            self._execute(parser.parse_statement(stmt_text))
+
+    def run_internal(self, text: str) -> None:
+        engine = self.engine
+        was, engine.replaying = engine.replaying, True
+        try:
+            for stmt_text in parser.split_statements(text):
+                self._execute(parser.parse_statement(stmt_text))
+        finally:
+            engine.replaying = was
+
+    # ------------------------------------------------------------------ helpers
+
+    def _parse(self, stmt_text: str) -> ast.Statement:
+        text = stmt_text
+        if self.variables and self._substitution_enabled():
+            text = parser.substitute_variables(text, self.variables)
+        try:
+            return parser.parse_statement(text)
+        except KsqlpyError as e:
+            e.statement_text = text
+            raise
+
+    def _substitution_enabled(self) -> bool:
+        v = self.properties.get("ksql.variable.substitution.enable", "true")
+        return str(v).lower() != "false"
+
+    @property
+    def config(self) -> dict[str, str]:
+        return self.engine.config.merged(self.properties)
+
+    def _record(self, stmt_text: str, query_id: str | None = None) -> int:
+        if self._replay_seq >= 0:
+            return self._replay_seq
+        return self.engine.record_command(stmt_text, self.properties, query_id)
+
+    def _status(
+        self, stmt: Any, command_id: str, message: str, seq: int, query_id: str | None = None
+    ) -> r.CommandStatusEntity:
+        status = r.CommandStatus(status=r.CommandState.SUCCESS, message=message, query_id=query_id)
+        self.engine.command_statuses[command_id] = status
+        return r.CommandStatusEntity(
+            statement_text=stmt.text,
+            command_id=command_id,
+            status=r.CommandState.SUCCESS,
+            message=message,
+            query_id=query_id,
+            sequence_number=seq,
+        )
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _execute(self, stmt: ast.Statement) -> r.Entity | None:
+        match stmt:
+            case ast.CreateSource():
+                return self._create_source(stmt)
+            case ast.CreateAsSelect():
+                return self._create_as_select(stmt)
+            case ast.InsertInto():
+                return self._insert_into(stmt)
+            case ast.InsertValues():
+                from ksqlpy.runtime.insert import insert_values
+
+                insert_values(self, stmt)
+                return None
+            case ast.DropSource():
+                return self._drop_source(stmt)
+            case ast.TerminateQuery():
+                return self._terminate(stmt)
+            case ast.SetProperty(name=name, value=value):
+                self.engine.config.check_overridable(name)
+                self.properties[name] = value
+                return None
+            case ast.UnsetProperty(name=name):
+                self.properties.pop(name, None)
+                return None
+            case ast.DefineVariable(name=name, value=value):
+                self.variables[name.upper()] = value
+                return None
+            case ast.UndefineVariable(name=name):
+                self.variables.pop(name.upper(), None)
+                return None
+            case ast.RegisterType():
+                return self._register_type(stmt)
+            case ast.DropType():
+                return self._drop_type(stmt)
+            case ast.AlterSource():
+                return self._alter_source(stmt)
+            case ast.Show() | ast.DescribeSource() | ast.DescribeFunction() | ast.Explain():
+                return describe.describe(self, stmt)
+            case ast.AssertTopic():
+                return self._assert_topic(stmt)
+            case ast.QueryStatement() | ast.PrintTopic():
+                raise QueryEndpointError(
+                    "The following statement types should be issued to the websocket endpoint '/query':\n"
+                    "\t* PRINT\n\t* SELECT",
+                    pos=stmt.pos,
+                )
+            case ast.PauseQuery() | ast.ResumeQuery() | ast.AssertSchema():
+                raise AnalysisError(f"{type(stmt).__name__} is not supported yet.", pos=stmt.pos)
+        raise AnalysisError(f"Unsupported statement: {stmt.text}")
+
+    # ------------------------------------------------------------------ DDL
+
+    def _create_source(self, stmt: ast.CreateSource) -> r.Entity:
+        engine = self.engine
+        kind_word = KIND_WORD[stmt.kind]
+        existing = engine.catalog.find(stmt.name)
+        if existing is not None:
+            if stmt.if_not_exists:
+                return r.WarningEntity(
+                    statement_text=stmt.text, message=f"Cannot add {kind_word} {stmt.name}: A {kind_word} with the same name already exists."
+                )
+            if not stmt.or_replace:
+                raise AnalysisError(
+                    f"Cannot add {kind_word} '{stmt.name}': A {_kind_of(existing)} with the same name already exists",
+                    pos=stmt.pos,
+                )
+            if existing.is_source or stmt.is_source:
+                raise AnalysisError(
+                    f"Cannot add {kind_word} '{stmt.name}': CREATE OR REPLACE is not supported on source {kind_word}s.",
+                    pos=stmt.pos,
+                )
+        source = ddl.source_from_create(stmt, engine.catalog, self.config)
+        self._validate_formats(source)
+        self._ensure_source_topic(source, stmt)
+        seq = self._record(stmt.text)
+        engine.catalog.add(source)
+        noun = "Stream" if stmt.kind is ast.SourceKind.STREAM else "Table"
+        return self._status(stmt, f"{kind_word}/`{stmt.name}`/create", f"{noun} created", seq)
+
+    def _validate_formats(self, source: Source) -> None:
+        from ksqlpy.runtime.codec import fields_of, serde_spec
+        from ksqlpy.runtime.serde import validate_format
+
+        validate_format(serde_spec(source.key_format), fields_of(source.key_columns), is_key=True)
+        validate_format(serde_spec(source.value_format), fields_of(source.value_columns), is_key=False)
+
+    def _ensure_source_topic(self, source: Source, stmt: ast.CreateSource) -> None:
+        store = self.engine.store
+        spec = store.describe_topic(source.topic)
+        props = WithClause.of(stmt.properties)
+        if spec is None:
+            partitions = props.integer("PARTITIONS")
+            if partitions is None:
+                raise AnalysisError(
+                    f"Topic '{source.topic}' does not exist. If you want to create a new topic for the "
+                    f"{KIND_WORD[stmt.kind]} please re-run the statement providing the required 'PARTITIONS' "
+                    "configuration in the WITH clause (and optionally 'REPLICAS'). For example: "
+                    f"CREATE {stmt.kind.value} {stmt.name} (ID INT PRIMARY KEY, VALUE STRING) WITH "
+                    f"(KAFKA_TOPIC='{source.topic}', PARTITIONS=2, REPLICAS=1, FORMAT='JSON');",
+                    pos=stmt.pos,
+                )
+            config = {"cleanup.policy": "compact" if stmt.kind is ast.SourceKind.TABLE else "delete"}
+            retention = props.integer("RETENTION_MS")
+            if retention is not None:
+                config["retention.ms"] = str(retention)
+            store.create_topic(
+                TopicSpec(name=source.topic, partitions=partitions, replicas=props.integer("REPLICAS") or 1, config=config),
+                exist_ok=True,
+            )
+            self._topic_created = True
+        else:
+            partitions = props.integer("PARTITIONS")
+            if partitions is not None and partitions != spec.partitions:
+                raise AnalysisError(
+                    f"A Kafka topic with the name '{source.topic}' already exists, with different partition/replica "
+                    f"configuration than required. KSQL expects {partitions} partitions (topic has "
+                    f"{spec.partitions}), 1 replication factor (topic has {spec.replicas}).",
+                    pos=stmt.pos,
+                )
+
+    def _create_as_select(self, stmt: ast.CreateAsSelect) -> r.Entity:
+        engine = self.engine
+        kind_word = KIND_WORD[stmt.kind]
+        existing = engine.catalog.find(stmt.name)
+        if existing is not None and not stmt.or_replace:
+            if stmt.if_not_exists:
+                return r.WarningEntity(
+                    statement_text=stmt.text, message=f"Cannot add {kind_word} {stmt.name}: A {kind_word} with the same name already exists."
+                )
+            raise AnalysisError(
+                f"Cannot add {kind_word} '{stmt.name}': A {_kind_of(existing)} with the same name already exists",
+                pos=stmt.pos,
+            )
+        source, step = analyze_select(stmt.query, engine.catalog, sink_name=stmt.name, persistent=True)
+        result_kind = ast.SourceKind.TABLE if source.is_table else ast.SourceKind.STREAM
+        if result_kind is not stmt.kind:
+            other = "TABLE" if result_kind is ast.SourceKind.TABLE else "STREAM"
+            raise AnalysisError(
+                f"Invalid result type. Your SELECT query produces a {other}. "
+                f"Please use CREATE {other} AS SELECT statement instead.",
+                pos=stmt.pos,
+            )
+        sink = self._sink_for(stmt, source, step)
+        self._validate_formats(sink)
+        prefix = "CSAS" if stmt.kind is ast.SourceKind.STREAM else "CTAS"
+        query_id = self._replay_query_id or f"{prefix}_{stmt.name}_{engine.next_query_number()}"
+        if existing is not None:
+            for q in list(engine.queries.values()):
+                if q.plan.sink is not None and q.plan.sink.name == stmt.name:
+                    query_id = q.query_id
+                    engine.terminate(q.query_id)
+        self._create_sink_topic(sink, stmt.properties)
+        seq = self._record(stmt.text, query_id)
+        engine.catalog.add(sink)
+        plan = QueryPlan(query_id=query_id, step=step, sink=sink, statement=stmt.text)
+        engine.start_persistent(plan)
+        return self._status(
+            stmt, f"{kind_word}/`{stmt.name}`/create", f"Created query with ID {query_id}", seq, query_id
+        )
+
+    def _sink_for(self, stmt: ast.CreateAsSelect, source: Source, step: Any) -> Source:
+        props = WithClause.of(stmt.properties)
+        config = self.config
+        key_fmt, value_fmt = ddl.formats_from(props, config, inherit=(source.key_format, source.value_format))
+        prefix = config.get("ksql.output.topic.name.prefix", "") or ""
+        topic = props.string("KAFKA_TOPIC") or prefix + stmt.name
+        columns = tuple(
+            Column(name=c.name, type=c.type, namespace=ColumnNamespace.KEY if c.is_key else ColumnNamespace.VALUE)
+            for c in step.columns
+        )
+        for c in columns:
+            if c.is_key:
+                ddl.check_key_type(c)
+        ts_col = props.string("TIMESTAMP")
+        if ts_col is not None:
+            ts_col = ts_col.upper()
+            col = next((c for c in columns if c.name == ts_col), None)
+            if col is None:
+                raise AnalysisError(
+                    f"The TIMESTAMP column set in the WITH clause does not exist in the schema: '{ts_col}'"
+                )
+            ddl.check_timestamp_column(col, props.string("TIMESTAMP_FORMAT"))
+        src_spec = self.engine.store.describe_topic(source.topic)
+        partitions = props.integer("PARTITIONS") or (src_spec.partitions if src_spec else source.partitions)
+        replicas = props.integer("REPLICAS") or (src_spec.replicas if src_spec else 1)
+        return Source(
+            name=stmt.name,
+            kind=stmt.kind,
+            topic=topic,
+            columns=columns,
+            key_format=key_fmt,
+            value_format=value_fmt,
+            timestamp_column=ts_col,
+            timestamp_format=props.string("TIMESTAMP_FORMAT"),
+            window=source.window,
+            statement=stmt.text,
+            partitions=partitions,
+            replicas=replicas,
+        )
+
+    def _create_sink_topic(self, sink: Source, properties: tuple[ast.Property, ...]) -> None:
+        store = self.engine.store
+        existing = store.describe_topic(sink.topic)
+        if existing is None:
+            config = {"cleanup.policy": "compact" if sink.is_table else "delete"}
+            store.create_topic(
+                TopicSpec(name=sink.topic, partitions=sink.partitions, replicas=sink.replicas, config=config),
+                exist_ok=True,
+            )
+
+    def _insert_into(self, stmt: ast.InsertInto) -> r.Entity:
+        engine = self.engine
+        target = engine.catalog.source(stmt.target, stmt.pos)
+        if target.is_table:
+            raise AnalysisError(
+                f"INSERT INTO can only be used to insert into a stream. {target.name} is a table.", pos=stmt.pos
+            )
+        if target.is_source:
+            raise AnalysisError(f"Cannot insert into read-only stream: {target.name}", pos=stmt.pos)
+        source, step = analyze_select(stmt.query, engine.catalog, sink_name=stmt.target, persistent=True)
+        if source.is_table:
+            raise AnalysisError(
+                f"Incompatible data sink and query result. Data sink ({target.name}) type is KSTREAM but select "
+                "query result is KTABLE.",
+                pos=stmt.pos,
+            )
+        result = tuple((c.name, c.type, c.is_key) for c in step.columns)
+        expected = tuple((c.name, c.type, c.is_key) for c in target.key_columns + target.value_columns)
+        if result != expected:
+            raise AnalysisError(
+                "Incompatible schema between results and sink.\n"
+                f"Result schema is {_schema_text(result)}\nSink schema is {_schema_text(expected)}",
+                pos=stmt.pos,
+            )
+        query_id = self._replay_query_id or f"INSERTQUERY_{engine.next_query_number()}"
+        seq = self._record(stmt.text, query_id)
+        plan = QueryPlan(query_id=query_id, step=step, sink=target, statement=stmt.text)
+        engine.start_persistent(plan)
+        return self._status(
+            stmt, f"stream/`{target.name}`/create", f"Created query with ID {query_id}", seq, query_id
+        )
+
+    def _drop_source(self, stmt: ast.DropSource) -> r.Entity:
+        engine = self.engine
+        kind_word = KIND_WORD[stmt.kind]
+        source = engine.catalog.find(stmt.name)
+        if source is None:
+            if stmt.if_exists:
+                return self._status(stmt, f"{kind_word}/{stmt.name}/drop", f"Source `{stmt.name}` does not exist.", -1)
+            raise AnalysisError(f"Source {stmt.name} does not exist.", pos=stmt.pos)
+        if source.kind is not stmt.kind:
+            actual = KIND_WORD[source.kind]
+            raise AnalysisError(
+                f"Incompatible data source type is {actual.upper()}, but statement was DROP {stmt.kind.value}",
+                pos=stmt.pos,
+            )
+        readers = sorted(q.query_id for q in engine.queries.values() if q.plan.source.name == stmt.name)
+        writers = sorted(
+            q.query_id for q in engine.queries.values() if q.plan.sink is not None and q.plan.sink.name == stmt.name
+        )
+        if readers or writers:
+            raise AnalysisError(
+                f"Cannot drop {stmt.name}.\nThe following queries read from this source: [{', '.join(readers)}].\n"
+                f"The following queries write into this source: [{', '.join(writers)}].\n"
+                "You need to terminate them before dropping " + stmt.name + ".",
+                pos=stmt.pos,
+            )
+        seq = self._record(stmt.text)
+        engine.catalog.remove(stmt.name)
+        if stmt.delete_topic:
+            engine.store.delete_topic(source.topic)
+        return self._status(
+            stmt, f"{kind_word}/{stmt.name}/drop", f"Source `{stmt.name}` (topic: {source.topic}) was dropped.", seq
+        )
+
+    def _terminate(self, stmt: ast.TerminateQuery) -> r.Entity:
+        engine = self.engine
+        if stmt.query_id is None:
+            seq = self._record(stmt.text)
+            for qid in list(engine.queries):
+                engine.terminate(qid)
+            return self._status(stmt, "terminate/ALL/execute", "Query terminated.", seq)
+        qid = stmt.query_id
+        transient = next((k for k in engine.transient if k.upper() == qid.upper()), None)
+        if transient is not None:
+            engine.close_query(transient)
+            return r.TerminateQueryEntity(statement_text=stmt.text, query_id=transient, was_terminated=True)
+        match = next((k for k in engine.queries if k.upper() == qid.upper()), None)
+        if match is None:
+            raise AnalysisError(f"Unknown queryId: {qid}", pos=stmt.pos)
+        seq = self._record(stmt.text)
+        engine.terminate(match)
+        return self._status(stmt, f"terminate/{match}/execute", "Query terminated.", seq)
+
+    def _register_type(self, stmt: ast.RegisterType) -> r.Entity:
+        types = self.engine.catalog.types
+        if stmt.name in types:
+            if stmt.if_not_exists:
+                return self._status(stmt, f"type/{stmt.name}/create", f"Type {stmt.name} already exists", -1)
+            raise AnalysisError(
+                f"Cannot register custom type '{stmt.name}' since it is already registered with type: "
+                f"{types[stmt.name]}",
+                pos=stmt.pos,
+            )
+        t = resolve_type(stmt.type, types)
+        seq = self._record(stmt.text)
+        types[stmt.name] = t
+        return self._status(stmt, f"type/{stmt.name}/create", f"Registered custom type with name '{stmt.name}' and SQL type {t}", seq)
+
+    def _drop_type(self, stmt: ast.DropType) -> r.Entity:
+        types = self.engine.catalog.types
+        if stmt.name not in types:
+            if stmt.if_exists:
+                return self._status(stmt, f"type/{stmt.name}/drop", f"Type {stmt.name} does not exist.", -1)
+            raise AnalysisError(f"Type {stmt.name} does not exist.", pos=stmt.pos)
+        seq = self._record(stmt.text)
+        del types[stmt.name]
+        return self._status(stmt, f"type/{stmt.name}/drop", f"Dropped type '{stmt.name}'", seq)
+
+    def _alter_source(self, stmt: ast.AlterSource) -> r.Entity:
+        engine = self.engine
+        source = engine.catalog.source(stmt.name, stmt.pos)
+        if source.kind is not stmt.kind:
+            raise AnalysisError(f"Incompatible data source type is {source.kind.value}, but statement was ALTER {stmt.kind.value}")
+        if any(q.plan.sink is not None and q.plan.sink.name == source.name for q in engine.queries.values()):
+            raise AnalysisError("ALTER command is not supported for CREATE ... AS statements.", pos=stmt.pos)
+        columns = list(source.columns)
+        for el in stmt.add_columns:
+            if source.column(el.name) is not None:
+                raise AnalysisError(
+                    f"Cannot add column `{el.name}` to schema. A column with the same name already exists.", pos=el.pos
+                )
+            columns.append(Column(name=el.name, type=resolve_type(el.type, engine.catalog.types)))
+        seq = self._record(stmt.text)
+        engine.catalog.add(replace(source, columns=tuple(columns)))
+        kind_word = KIND_WORD[stmt.kind]
+        return self._status(stmt, f"{kind_word}/{stmt.name}/alter", f"{kind_word.capitalize()} altered.", seq)
+
+    def _assert_topic(self, stmt: ast.AssertTopic) -> r.Entity:
+        exists = self.engine.store.describe_topic(stmt.topic) is not None
+        if exists != stmt.exists:
+            what = "does not exist" if stmt.exists else "exists"
+            raise AssertionFailed(f"Topic {stmt.topic} {what}.")
+        return r.AssertTopicEntity(statement_text=stmt.text, topic_name=stmt.topic, exists=exists)
+
+    # ------------------------------------------------------------------ queries
+
+    def _start_query(self, stmt: ast.QueryStatement) -> Any:
+        from ksqlpy.runtime.engine import StreamingQuery
+
+        engine = self.engine
+        query = stmt.query
+        source, step = analyze_select(query, engine.catalog, sink_name=None, persistent=False)
+        if query.refinement is None:
+            from ksqlpy.runtime.pull import start_pull
+
+            return start_pull(self, stmt, source, step)
+        query_id = f"transient_{source.name}_{uuid.uuid4().int % 10**19}"
+        plan = QueryPlan(query_id=query_id, step=step, sink=None, limit=query.limit, statement=stmt.text)
+        runner = PushQuery(
+            plan, engine.store, engine.plog, group=None, start=engine.config.offset_reset(self.properties)
+        )
+        columns = tuple(_field(c) for c in step.columns)
+        sq = StreamingQuery(engine, query_id, columns, runner=runner)
+        engine.transient[query_id] = sq
+        runner.start()
+        return sq
+
+
+class AssertionFailed(KsqlpyError):
+    """ASSERT TOPIC/SCHEMA did not hold (REST: 417)."""
+
+
+def _field(c: Any) -> Any:
+    from ksqlpy import sqltypes
+
+    return sqltypes.Field(c.name, c.type)
+
+
+def _kind_of(source: Source) -> str:
+    return "stream" if source.kind is ast.SourceKind.STREAM else "table"
+
+
+def _schema_text(cols: tuple[tuple[str, Any, bool], ...]) -> str:
+    return ", ".join(f"`{n}` {t}{' KEY' if k else ''}" for n, t, k in cols)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+__all__ = ["AssertionFailed", "QueryEndpointError", "Session", "NotFoundError", "QueryState"]
