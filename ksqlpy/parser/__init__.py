@@ -1,0 +1,205 @@
+"""ksqlDB's statement language: text in, typed AST (:mod:`ksqlpy.parser.ast`) out.
+
+    text --substitute_variables--> text --lark LALR(ksql.lark)--> tree --AstBuilder--> Statements
+
+``parse`` reads every ``;``-terminated statement of a text in one pass (positions count lines
+and columns from the start of the whole text, as ksqlDB's do); ``parse_statement`` and
+``parse_expression`` read exactly one. Syntax errors raise :class:`~ksqlpy.errors.ParseError`
+at the offending token, worded as ksqlDB words them (``line 1:8: Syntax Error`` followed by the
+tokens that were expected). The formatter (:mod:`ksqlpy.parser.formatter`) prints trees back.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+from lark import Lark, Token, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.exceptions import VisitError
+
+from ksqlpy.errors import KsqlpyError, ParseError, Position
+from ksqlpy.parser import ast
+from ksqlpy.parser.builder import AstBuilder
+from ksqlpy.parser.variables import split_statements, substitute_variables
+
+__all__ = [
+    "parse",
+    "parse_statement",
+    "parse_expression",
+    "substitute_variables",
+    "split_statements",
+    "RESERVED_WORDS",
+]
+
+_GRAMMAR = Path(__file__).with_name("ksql.lark")
+
+# How ksqlDB (ANTLR) names tokens in "Expecting ..." lists; keywords print quoted.
+_TOKEN_DISPLAY: dict[str, str] = {
+    "SQ_STRING": "STRING",
+    "FLOAT_VALUE": "FLOATING_POINT_VALUE",
+    "$END": "<EOF>",
+    "_SEMI": "';'",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "COMMA": "','",
+    "DOT": "'.'",
+    "EQ": "'='",
+    "NEQ": "'<>'",
+    "LT": "'<'",
+    "LTE": "'<='",
+    "GT": "'>'",
+    "GTE": "'>='",
+    "PLUS": "'+'",
+    "MINUS": "'-'",
+    "STAR": "'*'",
+    "SLASH": "'/'",
+    "PERCENT": "'%'",
+    "__ANON_0": "'||'",
+}
+_NAMED_TOKENS = (
+    "STRING",
+    "INTEGER_VALUE",
+    "DECIMAL_VALUE",
+    "FLOATING_POINT_VALUE",
+    "IDENTIFIER",
+    "DIGIT_IDENTIFIER",
+    "QUOTED_IDENTIFIER",
+    "BACKQUOTED_IDENTIFIER",
+    "<EOF>",
+)
+# Past this many alternatives ksqlDB's message says no more than "Syntax Error".
+_MAX_EXPECTED_SHOWN = 8
+
+
+@functools.cache
+def _lark() -> Lark:
+    return Lark(
+        _GRAMMAR.read_text(encoding="utf-8"),
+        parser="lalr",
+        lexer="contextual",
+        start=["start", "expression_only"],
+        propagate_positions=True,
+        maybe_placeholders=True,
+        cache=True,
+        lexer_callbacks={"IDENTIFIER": _reject_reserved},
+    )
+
+
+@functools.cache
+def _reserved_words() -> frozenset[str]:
+    """Keywords that ksqlDB reserves: valid identifiers only when quoted."""
+    parser = _lark()
+    return frozenset(
+        symbol.name for rule in parser.rules if rule.origin.name == "_reserved" for symbol in rule.expansion
+    )
+
+
+def _reject_reserved(token: Token) -> Token:
+    # The contextual lexer yields IDENTIFIER for a keyword that the parser state cannot take;
+    # for a reserved word that is exactly where ksqlDB reports a syntax error.
+    word = token.value.upper()
+    if word in _reserved_words():
+        raise ParseError(
+            f"Syntax Error\n\"{word}\" is a reserved keyword and it can't be used as an identifier. "
+            f"You can use it as an identifier by escaping it as `{word}`",
+            pos=Position(token.line or 1, token.column or 1),
+        )
+    return token
+
+
+def __getattr__(name: str) -> Any:
+    if name == "RESERVED_WORDS":
+        return _reserved_words()
+    raise AttributeError(name)
+
+
+def _display(terminal: str) -> str:
+    if terminal in _TOKEN_DISPLAY:
+        return _TOKEN_DISPLAY[terminal]
+    if terminal.isupper() and terminal.isalpha() or "_" in terminal and terminal.replace("_", "").isalpha():
+        if terminal in _NAMED_TOKENS or terminal.endswith(("_VALUE", "IDENTIFIER")):
+            return terminal
+        return f"'{terminal}'"
+    return terminal
+
+
+def _expecting(expected: set[str]) -> str:
+    names = sorted(
+        {_display(t) for t in expected},
+        key=lambda n: (not n.startswith("'"), _NAMED_TOKENS.index(n) if n in _NAMED_TOKENS else 0, n),
+    )
+    if not names or len(names) > _MAX_EXPECTED_SHOWN:
+        return ""
+    return names[0] if len(names) == 1 else "{" + ", ".join(names) + "}"
+
+
+def _syntax_error(error: UnexpectedInput, text: str) -> ParseError:
+    """Translates lark's error into ksqlDB's wording, positioned at the offending token."""
+    match error:
+        case UnexpectedToken(token=token) if token.type == "$END":
+            near = "<EOF>"
+            pos = _end_position(text)
+        case UnexpectedToken(token=token):
+            near = str(token.value)
+            pos = Position(token.line or 1, token.column or 1)
+        case UnexpectedCharacters():
+            near = text[error.pos_in_stream] if error.pos_in_stream < len(text) else "<EOF>"
+            pos = Position(error.line, error.column)
+        case _:
+            near = "<EOF>"
+            pos = _end_position(text)
+    expected: set[str] = set(getattr(error, "expected", None) or getattr(error, "allowed", None) or ())
+    return ParseError(
+        _message(expected),
+        pos=pos,
+        hint=f"Syntax error at or near '{near}'",
+    )
+
+
+def _message(expected: set[str]) -> str:
+    shown = _expecting(expected)
+    return f"Syntax Error\nExpecting {shown}" if shown else "Syntax Error"
+
+
+def _end_position(text: str) -> Position:
+    lines = text.split("\n")
+    return Position(len(lines), len(lines[-1]) + 1)
+
+
+def _run(text: str, start: str) -> Any:
+    try:
+        tree = _lark().parse(text, start=start)
+    except UnexpectedInput as error:
+        raise _syntax_error(error, text) from None
+    try:
+        return AstBuilder(text).transform(tree)
+    except VisitError as error:
+        if isinstance(error.orig_exc, KsqlpyError):
+            raise error.orig_exc from None
+        raise
+
+
+def parse(text: str) -> list[ast.Statement]:
+    """Every statement of ``text`` (each ``;``-terminated; the last ``;`` may be left out)."""
+    try:
+        return _run(text, "start")  # type: ignore[no-any-return]
+    except ParseError as error:
+        if error.statement_text is None:
+            error.statement_text = text.strip()
+        raise
+
+
+def parse_statement(text: str) -> ast.Statement:
+    """Exactly one statement."""
+    statements = parse(text)
+    if len(statements) != 1:
+        raise ParseError(f"Expected exactly one statement, found {len(statements)}", statement_text=text)
+    return statements[0]
+
+
+def parse_expression(text: str) -> ast.Expr:
+    """One expression, e.g. ``a + 1 > b`` (for tests and tools)."""
+    return _run(text, "expression_only")  # type: ignore[no-any-return]
