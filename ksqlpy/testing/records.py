@@ -1,0 +1,282 @@
+"""QTT records <-> topic records, as ksqlDB's test serde suppliers do it.
+
+QTT files give keys and values "at spec level": JSON values are written as the JSON the file
+holds, DELIMITED values are the text the file holds (``"1,foo"``), KAFKA values are primitives
+serialized by the column's type (INT as 4 big-endian bytes, BIGINT and DOUBLE as 8, STRING as
+UTF-8, BYTES from base64). Reading back does the reverse, so that expected and actual records
+compare at the same level. Windowed keys use Kafka Streams' layouts: the inner key then the
+window start (time windows), or the inner key, the end and the start (session windows).
+
+Schema-registry formats (AVRO, PROTOBUF, JSON_SR) are not handled here: cases using them fail
+with :class:`UnsupportedFormat`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+
+from ksqlpy.planner.catalog import Column, FormatInfo, Source
+from ksqlpy.runtime.store.base import HEADER_TYPE, PRODUCE_SCHEMA
+from ksqlpy.sqltypes import BaseType
+from ksqlpy.testing.compare import ProducedRecord
+from ksqlpy.testing.qtt import Header, QttRecord, Window
+
+
+class UnsupportedFormat(Exception):
+    """The harness cannot write or read records of this format."""
+
+
+class RecordCodecError(Exception):
+    """A QTT key or value does not fit the source's format and types."""
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON text with exact decimals
+# ---------------------------------------------------------------------------------------------
+
+
+def dump_json(value: Any) -> str:
+    """JSON text of a spec value; decimals keep their digits (``Decimal('1.10')`` -> ``1.10``)."""
+    match value:
+        case None:
+            return "null"
+        case bool():
+            return "true" if value else "false"
+        case Decimal():
+            return str(value)
+        case int() | float():
+            return json.dumps(value)
+        case str():
+            return json.dumps(value, ensure_ascii=False)
+        case dict():
+            return "{" + ",".join(f"{dump_json(str(k))}:{dump_json(v)}" for k, v in value.items()) + "}"
+        case list() | tuple():
+            return "[" + ",".join(dump_json(v) for v in value) + "]"
+        case _:
+            raise RecordCodecError(f"cannot write {value!r} as JSON")
+
+
+def load_json(data: bytes) -> Any:
+    return json.loads(data, parse_float=Decimal)
+
+
+# ---------------------------------------------------------------------------------------------
+# KAFKA primitives
+# ---------------------------------------------------------------------------------------------
+
+_KAFKA_WRITERS: dict[BaseType, Callable[[Any], bytes]] = {
+    BaseType.INTEGER: lambda v: struct.pack(">i", int(v)),
+    BaseType.BIGINT: lambda v: struct.pack(">q", int(v)),
+    BaseType.DOUBLE: lambda v: struct.pack(">d", float(v)),
+    BaseType.STRING: lambda v: (v if isinstance(v, str) else dump_json(v)).encode("utf-8"),
+    BaseType.BYTES: lambda v: base64.b64decode(v),
+}
+
+_KAFKA_READERS: dict[BaseType, Callable[[bytes], Any]] = {
+    BaseType.INTEGER: lambda b: struct.unpack(">i", b)[0],
+    BaseType.BIGINT: lambda b: struct.unpack(">q", b)[0],
+    BaseType.DOUBLE: lambda b: struct.unpack(">d", b)[0],
+    BaseType.STRING: lambda b: b.decode("utf-8"),
+    BaseType.BYTES: lambda b: base64.b64encode(b).decode("ascii"),
+}
+
+
+def _kafka_type(columns: Sequence[Column]) -> BaseType | None:
+    if not columns:
+        return None
+    if len(columns) > 1:
+        raise RecordCodecError("the KAFKA format holds a single column")
+    base = columns[0].type.base
+    if base not in _KAFKA_WRITERS:
+        raise RecordCodecError(f"the KAFKA format does not support {columns[0].type}")
+    return base
+
+
+# ---------------------------------------------------------------------------------------------
+# Spec value <-> bytes, per format
+# ---------------------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else dump_json(value)
+
+
+def encode(fmt: FormatInfo, columns: Sequence[Column], value: Any) -> bytes | None:
+    """Bytes of one spec-level key or value (``None`` stays a null)."""
+    if value is None:
+        return None
+    name = fmt.format.upper()
+    match name:
+        case "JSON":
+            return dump_json(value).encode("utf-8")
+        case "DELIMITED":
+            return _text(value).encode("utf-8")
+        case "KAFKA":
+            base = _kafka_type(columns)
+            if base is None:
+                return None
+            try:
+                return _KAFKA_WRITERS[base](value)
+            except (ValueError, TypeError, struct.error) as e:
+                raise RecordCodecError(f"cannot write {value!r} as KAFKA {base.value}: {e}") from e
+        case "NONE":
+            return None
+    raise UnsupportedFormat(f"the test harness does not support the {name} format")
+
+
+def decode(fmt: FormatInfo, columns: Sequence[Column], data: bytes | None) -> Any:
+    """Spec-level value of one key or value read from a topic."""
+    if data is None:
+        return None
+    name = fmt.format.upper()
+    match name:
+        case "JSON":
+            return load_json(data)
+        case "DELIMITED":
+            return data.decode("utf-8")
+        case "KAFKA":
+            base = _kafka_type(columns)
+            if base is None:
+                return None
+            try:
+                return _KAFKA_READERS[base](data)
+            except (struct.error, UnicodeDecodeError) as e:
+                raise RecordCodecError(f"cannot read KAFKA {base.value}: {e}") from e
+        case "NONE":
+            return None
+    raise UnsupportedFormat(f"the test harness does not support the {name} format")
+
+
+# ---------------------------------------------------------------------------------------------
+# Windowed keys
+# ---------------------------------------------------------------------------------------------
+
+
+def encode_window(inner: bytes | None, window: Window) -> bytes:
+    base = inner or b""
+    if window.type == "SESSION":
+        return base + struct.pack(">qq", window.end, window.start)
+    return base + struct.pack(">q", window.start)
+
+
+def decode_window(data: bytes, source: Source) -> tuple[bytes, Window]:
+    """Split a windowed key into the inner key and its window (sizes from the source)."""
+    info = source.window
+    assert info is not None
+    if info.type.value == "SESSION":
+        if len(data) < 16:
+            raise RecordCodecError("session-windowed key shorter than 16 bytes")
+        end, start = struct.unpack(">qq", data[-16:])
+        return data[:-16], Window(start, end, "SESSION")
+    if len(data) < 8:
+        raise RecordCodecError("time-windowed key shorter than 8 bytes")
+    (start,) = struct.unpack(">q", data[-8:])
+    size = info.size_ms or 0
+    return data[:-8], Window(start, start + size, "TIME")
+
+
+# ---------------------------------------------------------------------------------------------
+# Batches
+# ---------------------------------------------------------------------------------------------
+
+
+def _header_rows(headers: tuple[Header, ...] | None) -> list[dict[str, Any]] | None:
+    if headers is None:
+        return None
+    return [{"key": h.key, "value": h.value} for h in headers]
+
+
+def produce_batch(source: Source, records: Sequence[QttRecord]) -> pa.Table:
+    """A :data:`PRODUCE_SCHEMA` batch of QTT input records for ``source``'s topic."""
+    keys: list[bytes | None] = []
+    for rec in records:
+        key = encode(source.key_format, source.key_columns, rec.key)
+        if rec.window is not None:
+            key = encode_window(key, rec.window)
+        keys.append(key)
+    return pa.table(
+        {
+            "partition": pa.array([r.partition for r in records], pa.int32()),
+            "timestamp": pa.array([r.timestamp or 0 for r in records], pa.int64()),
+            "key": pa.array(keys, pa.binary()),
+            "value": pa.array(
+                [encode(source.value_format, source.value_columns, r.value) for r in records], pa.binary()
+            ),
+            "headers": pa.array([_header_rows(r.headers) for r in records], HEADER_TYPE),
+        },
+        schema=PRODUCE_SCHEMA,
+    )
+
+
+def raw_batch(records: Sequence[QttRecord]) -> pa.Table:
+    """Records of a topic no source describes: keys and values written as text/JSON."""
+    def raw(value: Any) -> bytes | None:
+        return None if value is None else _text(value).encode("utf-8")
+
+    return pa.table(
+        {
+            "partition": pa.array([r.partition for r in records], pa.int32()),
+            "timestamp": pa.array([r.timestamp or 0 for r in records], pa.int64()),
+            "key": pa.array([raw(r.key) for r in records], pa.binary()),
+            "value": pa.array([raw(r.value) for r in records], pa.binary()),
+            "headers": pa.array([_header_rows(r.headers) for r in records], HEADER_TYPE),
+        },
+        schema=PRODUCE_SCHEMA,
+    )
+
+
+def read_records(batch: pa.Table, source: Source | None) -> list[ProducedRecord]:
+    """Decode records read from a topic (``RECORD_SCHEMA``) for comparison and reports.
+
+    Without a source, keys and values are shown as UTF-8 text (or base64 when not text)."""
+    out: list[ProducedRecord] = []
+    for row in batch.to_pylist():
+        key_bytes: bytes | None = row["key"]
+        window: Window | None = None
+        if source is None:
+            key, value = _raw_text(key_bytes), _raw_text(row["value"])
+        else:
+            if source.window is not None and key_bytes is not None:
+                key_bytes, window = decode_window(key_bytes, source)
+            key = decode(source.key_format, source.key_columns, key_bytes)
+            value = decode(source.value_format, source.value_columns, row["value"])
+        out.append(
+            ProducedRecord(
+                topic=row["topic"],
+                key=key,
+                value=value,
+                timestamp=row["timestamp"],
+                partition=row["partition"],
+                window=window,
+                headers=tuple(Header(h["key"], h["value"]) for h in row["headers"] or ()),
+            )
+        )
+    return out
+
+
+def _raw_text(data: bytes | None) -> Any:
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(data).decode("ascii")
+
+
+__all__ = [
+    "RecordCodecError",
+    "UnsupportedFormat",
+    "decode",
+    "dump_json",
+    "encode",
+    "produce_batch",
+    "raw_batch",
+    "read_records",
+]
