@@ -251,7 +251,7 @@ class EmbeddedStore(TopicStore):
             cur.register(view, rows.append_column("off", offsets))
             try:
                 cur.execute(
-                    f"INSERT INTO {topic.table(p)} SELECT off, timestamp, key, value, headers, ? FROM {view}",
+                    f'INSERT INTO {topic.table(p)} SELECT off, "timestamp", key, value, headers, ? FROM {view}',
                     [appended],
                 )
             finally:

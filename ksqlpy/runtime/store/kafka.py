@@ -1,0 +1,565 @@
+"""The Kafka topic store: topics on a real Kafka cluster through confluent-kafka (librdkafka).
+
+* Topics are managed with the AdminClient.
+* :meth:`KafkaStore.produce` picks partitions itself with Kafka's default partitioner (the same
+  vectorized murmur2 as the embedded store, so both place keys where Java clients and ksqlDB do),
+  then waits until every record is acknowledged (``acks=all``).
+* Readers are Consumers with ``enable.auto.commit=false``. A reader with a group subscribes, so
+  several servers share a query's partitions through the group; a reader without one assigns itself
+  every partition. Positions are committed only by :meth:`KafkaReader.commit` or a transaction.
+* :meth:`KafkaStore.transaction` is a Kafka transaction (``transactional.id``,
+  ``send_offsets_to_transaction``) when the store was opened with ``exactly_once=True``; readers then
+  read committed records only. Otherwise it is at-least-once: on exit the records are flushed and
+  acknowledged first, and only then are the positions committed, so a crash in between replays
+  input rather than losing output; an exception skips the position commit, but records already
+  sent stay in the log.
+
+Settings for a local test broker live in ``client_config`` (see /work/shared/KAFKA-NOTES.md): readers
+default to ``fetch.queue.backoff.ms=10`` so a consumer that keeps up is never paused for a second.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+)
+from confluent_kafka import TopicPartition as KafkaTopicPartition
+from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, NewTopic
+
+from ksqlpy.errors import TopicError
+from ksqlpy.runtime.store import _records
+from ksqlpy.runtime.store.base import (
+    HEADER_TYPE,
+    RECORD_SCHEMA,
+    StartPosition,
+    TopicPartition,
+    TopicReader,
+    TopicSpec,
+    TopicStore,
+    Transaction,
+    TransactionContext,
+)
+
+#: Settings only consumers understand (librdkafka warns when other clients get them).
+_CONSUMER_ONLY = (
+    "session.timeout.ms", "heartbeat.interval.ms", "fetch.", "auto.offset.reset", "enable.auto.",
+    "isolation.level", "group.", "max.poll.interval.ms", "queued.", "partition.assignment.strategy",
+    "auto.commit.", "enable.partition.eof", "check.crcs",
+)
+#: Settings only producers understand.
+_PRODUCER_ONLY = (
+    "linger.ms", "acks", "batch.", "queue.buffering.", "compression.", "enable.idempotence",
+    "transactional.id", "transaction.timeout.ms", "partitioner", "message.timeout.ms",
+    "request.required.acks", "retries", "delivery.timeout.ms", "sticky.",
+)
+#: Topic configs reported by describe_topic even when they hold the broker's default.
+_REPORTED_CONFIGS = frozenset({"cleanup.policy", "retention.ms", "retention.bytes", "delete.retention.ms"})
+_TIMEOUT = 30.0
+
+
+def _only(config: Mapping[str, str], excluded: tuple[str, ...]) -> dict[str, str]:
+    return {k: v for k, v in config.items() if not k.startswith(excluded)}
+
+
+def _kafka_error(exc: KafkaException) -> KafkaError:
+    return exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else KafkaError(KafkaError._FAIL)
+
+
+class KafkaStore(TopicStore):
+    """Topics on a Kafka cluster. ``client_config`` adds librdkafka settings to every client."""
+
+    kind = "kafka"
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        exactly_once: bool = False,
+        client_config: Mapping[str, str] | None = None,
+        transactional_id: str | None = None,
+    ) -> None:
+        config = {"bootstrap.servers": bootstrap_servers, **(client_config or {})}
+        self.exactly_once = exactly_once
+        self._transactional_id = transactional_id or config.pop("transactional.id", None) or (
+            f"ksqlpy-{uuid.uuid4()}"
+        )
+        self._common = _only(_only(config, _CONSUMER_ONLY), _PRODUCER_ONLY)
+        self._consumer_config = {
+            "fetch.queue.backoff.ms": "10",
+            **_only(config, _PRODUCER_ONLY),
+            "enable.auto.commit": "false",
+            "enable.auto.offset.store": "false",
+            "isolation.level": "read_committed" if exactly_once else "read_uncommitted",
+        }
+        self._producer_config = {
+            "linger.ms": "5",
+            "acks": "all",
+            **_only(config, _CONSUMER_ONLY),
+            "partitioner": "murmur2_random",
+        }
+        self._admin = AdminClient(self._common)
+        self._producer = Producer(self._producer_config)
+        self._tx_producer: Producer | None = None
+        self._tx_lock = threading.Lock()
+        self._lock = threading.Lock()
+        self._partition_counts: dict[str, int] = {}
+        self._null_counters: dict[str, int] = {}
+        self._group_consumers: dict[str, list[Consumer]] = {}  # readers' consumers, by group
+        self._helpers: dict[str, Consumer] = {}  # non-member consumers for metadata and commits
+
+    # -- topics ------------------------------------------------------------------------------------
+
+    def create_topic(self, spec: TopicSpec, *, exist_ok: bool = False) -> None:
+        topic = NewTopic(
+            spec.name,
+            num_partitions=spec.partitions,
+            replication_factor=spec.replicas,
+            config={str(k): str(v) for k, v in spec.config.items()},
+        )
+        try:
+            self._admin.create_topics([topic], operation_timeout=_TIMEOUT)[spec.name].result()
+        except KafkaException as exc:
+            error = _kafka_error(exc)
+            if error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                if exist_ok:
+                    return
+                raise TopicError(f"Topic '{spec.name}' already exists.") from exc
+            raise TopicError(f"Could not create topic '{spec.name}': {error.str()}") from exc
+        self._partition_counts[spec.name] = spec.partitions
+
+    def delete_topic(self, name: str) -> None:
+        try:
+            self._admin.delete_topics([name], operation_timeout=_TIMEOUT)[name].result()
+        except KafkaException as exc:
+            error = _kafka_error(exc)
+            if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                raise TopicError(f"Kafka topic does not exist: {name}") from exc
+            raise TopicError(f"Could not delete topic '{name}': {error.str()}") from exc
+        self._partition_counts.pop(name, None)
+
+    def _metadata_topics(self) -> dict[str, Any]:
+        try:
+            return dict(self._admin.list_topics(timeout=_TIMEOUT).topics)
+        except KafkaException as exc:
+            raise TopicError(f"Could not list topics: {_kafka_error(exc).str()}") from exc
+
+    def _configs(self, names: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Explicitly set topic configs (plus the few in :data:`_REPORTED_CONFIGS`) per topic."""
+        if not names:
+            return {}
+        futures = self._admin.describe_configs([ConfigResource("TOPIC", n) for n in names])
+        configs: dict[str, dict[str, str]] = {}
+        for resource, future in futures.items():
+            try:
+                entries = future.result()
+            except KafkaException:
+                configs[resource.name] = {}
+                continue
+            configs[resource.name] = {
+                k: e.value
+                for k, e in entries.items()
+                if e.value is not None
+                and (e.source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value or k in _REPORTED_CONFIGS)
+            }
+        return configs
+
+    def _spec(self, name: str, meta: Any, config: Mapping[str, str]) -> TopicSpec:
+        partitions = meta.partitions
+        replicas = len(partitions[0].replicas) if partitions else 0
+        self._partition_counts[name] = len(partitions)
+        return TopicSpec(name=name, partitions=len(partitions), replicas=replicas, config=dict(config))
+
+    def describe_topic(self, name: str) -> TopicSpec | None:
+        meta = self._metadata_topics().get(name)
+        if meta is None or meta.error is not None:
+            return None
+        return self._spec(name, meta, self._configs([name]).get(name, {}))
+
+    def list_topics(self) -> list[TopicSpec]:
+        topics = {n: m for n, m in self._metadata_topics().items() if m.error is None}
+        configs = self._configs(sorted(topics))
+        return [self._spec(n, topics[n], configs.get(n, {})) for n in sorted(topics)]
+
+    def _partitions(self, topic: str) -> int:
+        count = self._partition_counts.get(topic)
+        if count is None:
+            meta = self._metadata_topics().get(topic)
+            if meta is None or meta.error is not None or not meta.partitions:
+                raise TopicError(f"Kafka topic does not exist: {topic}")
+            count = self._partition_counts[topic] = len(meta.partitions)
+        return count
+
+    # -- records -----------------------------------------------------------------------------------
+
+    def _send(self, producer: Producer, topic: str, records: pa.Table, errors: list[KafkaError]) -> None:
+        """Hand ``records`` to ``producer``; delivery failures land in ``errors``."""
+        if records.num_rows == 0:
+            return
+        batch = _records.normalize(records)
+        count = self._partitions(topic)
+        with self._lock:
+            start = self._null_counters.get(topic, 0)
+            self._null_counters[topic] = start + batch.num_rows
+        partitions = _records.choose_partitions(batch, count, start).tolist()
+
+        def delivered(error: KafkaError | None, _message: Message) -> None:
+            if error is not None:
+                errors.append(error)
+
+        columns = zip(
+            partitions,
+            batch.column("timestamp").to_pylist(),
+            batch.column("key").to_pylist(),
+            batch.column("value").to_pylist(),
+            batch.column("headers").to_pylist(),
+            strict=True,
+        )
+        for partition, timestamp, key, value, headers in columns:
+            kafka_headers = [(h["key"], h["value"]) for h in headers] if headers else None
+            while True:
+                try:
+                    producer.produce(
+                        topic, value, key, partition=partition, timestamp=timestamp,
+                        headers=kafka_headers, on_delivery=delivered,
+                    )
+                    break
+                except BufferError:
+                    producer.poll(0.05)  # the local queue is full: let deliveries drain it
+        producer.poll(0)
+
+    @staticmethod
+    def _await(producer: Producer, errors: list[KafkaError], topic: str) -> None:
+        remaining = producer.flush(_TIMEOUT)
+        if remaining:
+            raise TopicError(f"Timed out waiting for {remaining} record(s) to be acknowledged")
+        if errors:
+            raise TopicError(f"Could not produce to topic '{topic}': {errors[0].str()}")
+
+    def produce(self, topic: str, records: pa.Table) -> None:
+        errors: list[KafkaError] = []
+        self._send(self._producer, topic, records, errors)
+        self._await(self._producer, errors, topic)
+
+    def open_reader(
+        self,
+        topics: Sequence[str],
+        *,
+        group: str | None = None,
+        start: StartPosition = "earliest",
+    ) -> KafkaReader:
+        return KafkaReader(self, tuple(topics), group, start)
+
+    def _helper(self, group: str) -> Consumer:
+        """A consumer that never joins ``group``: for committed offsets, watermarks, group metadata."""
+        with self._lock:
+            helper = self._helpers.get(group)
+            if helper is None:
+                helper = self._helpers[group] = Consumer({**self._consumer_config, "group.id": group})
+            return helper
+
+    def _member(self, group: str) -> Consumer:
+        """An open reader's consumer in ``group`` (commits from a member are accepted while the
+        group is active), else a non-member helper."""
+        with self._lock:
+            members = self._group_consumers.get(group)
+            if members:
+                return members[0]
+        return self._helper(group)
+
+    def committed(self, group: str, topic: str) -> dict[int, int]:
+        asked = [KafkaTopicPartition(topic, p) for p in range(self._partitions(topic))]
+        try:
+            answer = self._helper(group).committed(asked, timeout=_TIMEOUT)
+        except KafkaException as exc:
+            raise TopicError(f"Could not read committed offsets: {_kafka_error(exc).str()}") from exc
+        return {tp.partition: tp.offset for tp in answer if tp.offset >= 0}
+
+    def end_offsets(self, topic: str) -> dict[int, int]:
+        helper = self._helper("ksqlpy-metadata")
+        return {
+            p: helper.get_watermark_offsets(KafkaTopicPartition(topic, p), timeout=_TIMEOUT)[1]
+            for p in range(self._partitions(topic))
+        }
+
+    def _commit(self, group: str, positions: Mapping[TopicPartition, int]) -> None:
+        offsets = [KafkaTopicPartition(tp.topic, tp.partition, o) for tp, o in positions.items()]
+        if not offsets:
+            return
+        try:
+            self._member(group).commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            raise TopicError(f"Could not commit positions of group '{group}': {_kafka_error(exc).str()}") from exc
+
+    def transaction(self) -> KafkaTransactionContext:
+        return KafkaTransactionContext(self)
+
+    def _transactional_producer(self) -> Producer:
+        if self._tx_producer is None:
+            producer = Producer({**self._producer_config, "transactional.id": self._transactional_id})
+            producer.init_transactions(_TIMEOUT)
+            self._tx_producer = producer
+        return self._tx_producer
+
+    def close(self) -> None:
+        self._producer.flush(_TIMEOUT)
+        if self._tx_producer is not None:
+            self._tx_producer.flush(_TIMEOUT)
+        with self._lock:
+            helpers, self._helpers = list(self._helpers.values()), {}
+        for helper in helpers:
+            helper.close()
+
+
+class KafkaTransaction(Transaction):
+    """Records and positions of one transaction (Kafka transaction or at-least-once, see module)."""
+
+    def __init__(self, store: KafkaStore, producer: Producer) -> None:
+        self.store = store
+        self.producer = producer
+        self.errors: list[KafkaError] = []
+        self.topics: list[str] = []
+        self.positions: dict[str, dict[TopicPartition, int]] = {}
+
+    def produce(self, topic: str, records: pa.Table) -> None:
+        self.store._send(self.producer, topic, records, self.errors)
+        self.topics.append(topic)
+
+    def commit_positions(self, group: str, positions: Mapping[TopicPartition, int]) -> None:
+        if self.store.exactly_once:
+            offsets = [KafkaTopicPartition(tp.topic, tp.partition, o) for tp, o in positions.items()]
+            metadata = self.store._member(group).consumer_group_metadata()
+            self.producer.send_offsets_to_transaction(offsets, metadata, _TIMEOUT)
+        else:
+            self.positions.setdefault(group, {}).update(positions)
+
+
+class KafkaTransactionContext(TransactionContext):
+    """One transaction at a time per store (Kafka allows one per transactional producer)."""
+
+    def __init__(self, store: KafkaStore) -> None:
+        self._store = store
+        self._tx: KafkaTransaction | None = None
+
+    def __enter__(self) -> KafkaTransaction:
+        store = self._store
+        store._tx_lock.acquire()
+        try:
+            if store.exactly_once:
+                producer = store._transactional_producer()
+                producer.begin_transaction()
+            else:
+                producer = store._producer
+        except BaseException:
+            store._tx_lock.release()
+            raise
+        self._tx = KafkaTransaction(store, producer)
+        return self._tx
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        store, tx = self._store, self._tx
+        assert tx is not None
+        try:
+            if store.exactly_once:
+                if exc_type is not None:
+                    tx.producer.abort_transaction(_TIMEOUT)
+                    return
+                try:
+                    tx.producer.commit_transaction(_TIMEOUT)
+                except KafkaException as error:
+                    tx.producer.abort_transaction(_TIMEOUT)
+                    raise TopicError(f"Transaction aborted: {_kafka_error(error).str()}") from error
+                if tx.errors:
+                    raise TopicError(f"Transaction failed: {tx.errors[0].str()}")
+                return
+            # At-least-once: output acknowledged before input positions move.
+            KafkaStore._await(tx.producer, tx.errors, ", ".join(dict.fromkeys(tx.topics)))
+            if exc_type is None:
+                for group, positions in tx.positions.items():
+                    store._commit(group, positions)
+        finally:
+            store._tx_lock.release()
+
+
+class KafkaReader(TopicReader):
+    """A Consumer: subscribed through ``group`` when there is one, else assigned every partition."""
+
+    def __init__(
+        self, store: KafkaStore, topics: tuple[str, ...], group: str | None, start: StartPosition
+    ) -> None:
+        self._store = store
+        self._topics = topics
+        self._group = group
+        self._start = start
+        self._woken = threading.Event()
+        self._next: dict[TopicPartition, int] = {}
+        self._assigned: set[TopicPartition] = set()
+        self._unassigned_topics = set(topics)
+        self._last_refresh = 0.0
+        config = {
+            **store._consumer_config,
+            "group.id": group or f"ksqlpy-reader-{uuid.uuid4()}",
+            "auto.offset.reset": start,
+        }
+        self._consumer = Consumer(config)
+        if group is not None:
+            self._consumer.subscribe(list(topics), on_assign=self._on_assign, on_revoke=self._on_revoke,
+                                     on_lost=self._on_revoke)
+            with store._lock:
+                store._group_consumers.setdefault(group, []).append(self._consumer)
+        else:
+            self._assign_new_topics()
+
+    # -- assignment --------------------------------------------------------------------------------
+
+    def _on_assign(self, _consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
+        self._assigned.update(TopicPartition(p.topic, p.partition) for p in partitions)
+
+    def _on_revoke(self, _consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
+        for p in partitions:
+            tp = TopicPartition(p.topic, p.partition)
+            self._assigned.discard(tp)
+            self._next.pop(tp, None)
+
+    def _assign_new_topics(self) -> None:
+        """Without a group: assign every partition of topics that exist (checked once a second)."""
+        now = time.monotonic()
+        if not self._unassigned_topics or now - self._last_refresh < 1.0:
+            return
+        self._last_refresh = now
+        existing = self._store._metadata_topics()
+        fresh = [
+            KafkaTopicPartition(name, p, OFFSET_BEGINNING if self._start == "earliest" else OFFSET_END)
+            for name in sorted(self._unassigned_topics)
+            if name in existing and existing[name].error is None
+            for p in sorted(existing[name].partitions)
+        ]
+        if fresh:
+            self._unassigned_topics -= {tp.topic for tp in fresh}
+            self._consumer.incremental_assign(fresh)
+            self._assigned.update(TopicPartition(tp.topic, tp.partition) for tp in fresh)
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def poll(self, max_records: int = 10_000, timeout: float = 0.1) -> pa.Table:
+        deadline = time.monotonic() + timeout
+        messages: list[Message] = []
+        while True:
+            if self._woken.is_set():
+                self._woken.clear()
+                break
+            if self._group is None:
+                self._assign_new_topics()
+            # Drain what is queued; else block briefly for one record (short slices keep wakeup()
+            # prompt, as librdkafka's consume cannot be interrupted).
+            got = self._consumer.consume(max_records - len(messages), timeout=0)
+            if not got:
+                wait = min(max(deadline - time.monotonic(), 0.0), 0.05)
+                got = self._consumer.consume(1, timeout=wait)
+                if got:
+                    got += self._consumer.consume(max_records - len(messages) - 1, timeout=0)
+            messages.extend(self._usable(got))
+            if messages or time.monotonic() >= deadline:
+                break
+        return self._to_table(messages)
+
+    @staticmethod
+    def _usable(messages: list[Message]) -> list[Message]:
+        usable = []
+        for m in messages:
+            error = m.error()
+            if error is None:
+                usable.append(m)
+            elif error.fatal():
+                raise TopicError(f"Reading failed: {error.str()}")
+            # Others (end of partition, a topic not created yet) are informational.
+        return usable
+
+    def _to_table(self, messages: list[Message]) -> pa.Table:
+        if not messages:
+            return RECORD_SCHEMA.empty_table()
+        topics, partitions, offsets, timestamps, keys, values, headers = [], [], [], [], [], [], []
+        for m in messages:
+            topic, partition, offset = m.topic(), m.partition(), m.offset()
+            topics.append(topic)
+            partitions.append(partition)
+            offsets.append(offset)
+            timestamps.append(m.timestamp()[1])
+            keys.append(m.key())
+            values.append(m.value())
+            raw = m.headers()
+            headers.append([{"key": k, "value": v} for k, v in raw] if raw is not None else None)
+            self._next[TopicPartition(topic, partition)] = offset + 1
+        return pa.Table.from_arrays(
+            [
+                pa.array(topics, pa.string()),
+                pa.array(partitions, pa.int32()),
+                pa.array(offsets, pa.int64()),
+                pa.array(timestamps, pa.int64()),
+                pa.array(keys, pa.binary()),
+                pa.array(values, pa.binary()),
+                pa.array(headers, HEADER_TYPE),
+            ],
+            schema=RECORD_SCHEMA,
+        )
+
+    def positions(self) -> dict[TopicPartition, int]:
+        result = {tp: self._next[tp] for tp in self._assigned if tp in self._next}
+        missing = [KafkaTopicPartition(tp.topic, tp.partition) for tp in self._assigned if tp not in result]
+        if not missing:
+            return result
+        unresolved = []
+        for ktp in self._consumer.position(missing):
+            if ktp.offset >= 0:
+                result[TopicPartition(ktp.topic, ktp.partition)] = ktp.offset
+            else:
+                unresolved.append(KafkaTopicPartition(ktp.topic, ktp.partition))
+        if unresolved and self._group is not None:
+            for ktp in self._consumer.committed(unresolved, timeout=_TIMEOUT):
+                if ktp.offset >= 0:
+                    result[TopicPartition(ktp.topic, ktp.partition)] = ktp.offset
+        for ktp in unresolved:
+            tp = TopicPartition(ktp.topic, ktp.partition)
+            if tp not in result:
+                low, high = self._consumer.get_watermark_offsets(ktp, timeout=_TIMEOUT)
+                result[tp] = low if self._start == "earliest" else high
+        return result
+
+    def commit(self, positions: Mapping[TopicPartition, int] | None = None) -> None:
+        if self._group is None:
+            raise TopicError("Cannot commit positions of a reader without a consumer group")
+        offsets = [
+            KafkaTopicPartition(tp.topic, tp.partition, o)
+            for tp, o in (self.positions() if positions is None else positions).items()
+        ]
+        if offsets:
+            try:
+                self._consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:
+                raise TopicError(f"Could not commit positions: {_kafka_error(exc).str()}") from exc
+
+    def assignment(self) -> list[TopicPartition]:
+        return sorted(self._assigned, key=lambda tp: (tp.topic, tp.partition))
+
+    def wakeup(self) -> None:
+        self._woken.set()
+
+    def close(self) -> None:
+        if self._group is not None:
+            with self._store._lock:
+                members = self._store._group_consumers.get(self._group, [])
+                if self._consumer in members:
+                    members.remove(self._consumer)
+        self._consumer.close()
