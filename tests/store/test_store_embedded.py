@@ -1,0 +1,177 @@
+"""Embedded-store behaviour beyond the shared contract: one DuckDB transaction for records, positions
+and state; durability across reopen and kill -9; retention and compaction."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from ksqlpy.runtime.store.base import TopicPartition, TopicSpec
+from ksqlpy.runtime.store.embedded import EmbeddedStore
+from test_store_contract import read_n, records
+
+
+def open_at(path: Path) -> EmbeddedStore:
+    return EmbeddedStore(path, maintenance_interval=None)
+
+
+def test_aborted_transaction_leaves_nothing(tmp_path: Path) -> None:
+    store = open_at(tmp_path / "log.duckdb")
+    store.create_topic(TopicSpec(name="out"))
+    with store.transaction() as tx:
+        tx.connection.execute("CREATE TABLE counts (k VARCHAR, n BIGINT)")
+    with pytest.raises(RuntimeError, match="boom"):
+        with store.transaction() as tx:
+            tx.produce("out", records([b"lost"]))
+            tx.commit_positions("g", {TopicPartition("in", 0): 7})
+            tx.connection.execute("INSERT INTO counts VALUES ('a', 1)")
+            raise RuntimeError("boom")
+    assert store.end_offsets("out") == {0: 0}
+    assert store.committed("g", "in") == {}
+    assert store.cursor().execute("SELECT count(*) FROM counts").fetchone() == (0,)
+    with store.open_reader(["out"]) as reader:
+        assert reader.poll(timeout=0).num_rows == 0
+    # Offsets handed out inside the aborted transaction are reused: the log has no gap.
+    store.produce("out", records([b"kept"]))
+    with store.open_reader(["out"]) as reader:
+        assert reader.poll(timeout=0).column("offset").to_pylist() == [0]
+    store.close()
+
+
+def test_committed_transaction_is_durable_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "log.duckdb"
+    store = open_at(path)
+    store.create_topic(TopicSpec(name="out", partitions=2, config={"cleanup.policy": "delete"}))
+    with store.transaction() as tx:
+        tx.connection.execute("CREATE TABLE counts (k VARCHAR, n BIGINT)")
+        tx.connection.execute("INSERT INTO counts VALUES ('a', 2)")
+        tx.produce("out", records([b"x", b"y"], keys=[b"a", b"a"]))
+        tx.commit_positions("g", {TopicPartition("in", 0): 2})
+    ends = store.end_offsets("out")
+    store.close()
+
+    reopened = open_at(path)
+    assert reopened.describe_topic("out") == TopicSpec(
+        name="out", partitions=2, config={"cleanup.policy": "delete"}
+    )
+    assert reopened.end_offsets("out") == ends
+    assert reopened.committed("g", "in") == {0: 2}
+    assert reopened.cursor().execute("SELECT k, n FROM counts").fetchall() == [("a", 2)]
+    with reopened.open_reader(["out"]) as reader:
+        assert reader.poll().column("value").to_pylist() == [b"x", b"y"]
+    reopened.produce("out", records([b"z"], keys=[b"a"]))
+    assert sum(reopened.end_offsets("out").values()) == 3
+    reopened.close()
+
+
+def test_reader_picks_up_a_topic_created_later(tmp_path: Path) -> None:
+    store = open_at(tmp_path / "log.duckdb")
+    with store.open_reader(["later"], group="g") as reader:
+        assert reader.poll(timeout=0).num_rows == 0
+        assert reader.assignment() == []
+        store.create_topic(TopicSpec(name="later", partitions=2))
+        store.produce("later", records([b"v"], partitions=[1]))
+        assert read_n(reader, 1).column("partition").to_pylist() == [1]
+        assert reader.assignment() == [TopicPartition("later", 0), TopicPartition("later", 1)]
+    store.close()
+
+
+def test_retention_by_time_and_bytes(tmp_path: Path) -> None:
+    store = open_at(tmp_path / "log.duckdb")
+    now = int(time.time() * 1000)
+    store.create_topic(TopicSpec(name="timed", config={"retention.ms": "60000"}))
+    store.produce("timed", records([b"old", b"older", b"fresh"], timestamps=[now - 120_000, now - 90_000, now]))
+    store.create_topic(TopicSpec(name="sized", config={"retention.bytes": "10"}))
+    store.produce("sized", records([b"aaaa", b"bbbb", b"cccc", b"dddd"], keys=[b"k"] * 4))
+    store.run_maintenance(now_ms=now)
+    with store.open_reader(["timed", "sized"]) as reader:
+        rows = read_n(reader, 3).to_pylist()
+    assert sorted((r["topic"], r["value"]) for r in rows) == [
+        ("sized", b"cccc"), ("sized", b"dddd"), ("timed", b"fresh")
+    ]
+    assert store.start_offsets("timed") == {0: 2}
+    assert store.end_offsets("timed") == {0: 3}  # offsets never go back
+    store.close()
+
+
+def test_compaction_keeps_latest_per_key_and_drops_old_tombstones(tmp_path: Path) -> None:
+    path = tmp_path / "log.duckdb"
+    store = open_at(path)
+    store.create_topic(
+        TopicSpec(name="c", config={"cleanup.policy": "compact", "delete.retention.ms": "1000"})
+    )
+    store.produce(
+        "c",
+        records(
+            [b"a1", b"b1", b"a2", None, b"c1", b"n1", b"n2"],
+            keys=[b"a", b"b", b"a", b"b", b"c", None, None],
+        ),
+    )
+    now = int(time.time() * 1000)
+    store.run_maintenance(now_ms=now)
+    with store.open_reader(["c"]) as reader:
+        kept = [(r["offset"], r["key"], r["value"]) for r in reader.poll().to_pylist()]
+    assert kept == [(2, b"a", b"a2"), (3, b"b", None), (4, b"c", b"c1"), (5, None, b"n1"), (6, None, b"n2")]
+    store.run_maintenance(now_ms=now + 5_000)  # the tombstone is now older than delete.retention.ms
+    store.close()
+    reopened = open_at(path)
+    with reopened.open_reader(["c"]) as reader:
+        assert [r["value"] for r in reader.poll().to_pylist()] == [b"a2", b"c1", b"n1", b"n2"]
+    assert reopened.end_offsets("c") == {0: 7}
+    reopened.close()
+
+
+_PRODUCER = textwrap.dedent(
+    """
+    import sys
+    import pyarrow as pa
+    from ksqlpy.runtime.store.base import TopicSpec
+    from ksqlpy.runtime.store.embedded import EmbeddedStore
+
+    store = EmbeddedStore(sys.argv[1], maintenance_interval=None)
+    store.create_topic(TopicSpec(name="acked", partitions=3), exist_ok=True)
+    n = 0
+    while True:
+        values = [str(i).encode() for i in range(n, n + 500)]
+        store.produce("acked", pa.table({
+            "timestamp": pa.array([0] * 500, pa.int64()),
+            "key": pa.array(values, pa.binary()),
+            "value": pa.array(values, pa.binary()),
+        }))
+        n += 500
+        print(n, flush=True)
+    """
+)
+
+
+def test_acknowledged_records_survive_kill_9(tmp_path: Path) -> None:
+    path = tmp_path / "log.duckdb"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _PRODUCER, str(path)], stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert child.stdout is not None
+    acked = 0
+    for line in child.stdout:
+        acked = int(line)
+        if acked >= 20_000:
+            break
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert acked >= 20_000
+
+    store = open_at(path)
+    with store.open_reader(["acked"]) as reader:
+        got = pa.concat_tables([reader.poll(max_records=100_000, timeout=0) for _ in range(3)])
+    values = set(got.column("value").to_pylist())
+    assert {str(i).encode() for i in range(acked)} <= values
+    assert got.num_rows == len(values) == sum(store.end_offsets("acked").values())
+    store.close()
