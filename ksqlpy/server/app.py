@@ -1,0 +1,270 @@
+"""The ksqlDB-compatible REST API as an ASGI application: ``create_app(engine) -> FastAPI``.
+
+Request/response endpoints (``/ksql``, ``/info``, ``/status`` ...) are FastAPI routes that read
+raw bodies and answer ``application/json`` built by ``server/entities.py``; the streaming
+endpoints are raw ASGI apps from ``server/streams.py``. Blocking engine calls run on worker
+threads of a dedicated limiter (:meth:`KsqlServer.call`), never on the event loop and never in
+anyio's shared default pool; push queries wait on the event loop, not on threads.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from functools import partial
+from typing import Any, TypeVar
+
+import anyio
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.responses import PlainTextResponse, RedirectResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
+
+from ksqlpy.errors import KsqlpyError
+from ksqlpy.runtime import results as r
+from ksqlpy.server import entities, wire
+from ksqlpy.server.config import ServerConfig
+from ksqlpy.server.entities import dumps
+from ksqlpy.server.errors import BAD_REQUEST, NOT_FOUND, RestError, describe_failure
+from ksqlpy.server.streams import InsertsEndpoint, QueryEndpoint, bad_target, insert_ack, normalize_target
+from ksqlpy.server.streams import target_problem
+from ksqlpy.server.transport import AbsoluteTargetMiddleware
+from ksqlpy.server.websocket import serve_websocket_query
+
+log = logging.getLogger("ksqlpy.server")
+T = TypeVar("T")
+
+#: Worker threads for blocking engine calls (statements, query start/stop, inserts).
+ENGINE_THREADS = 16
+
+
+class KsqlServer:
+    """State shared by the endpoints: the engine, its thread limiter, live push queries."""
+
+    def __init__(self, engine: Any, config: ServerConfig) -> None:
+        self.engine = engine
+        self.config = config
+        self.max_push_queries = config.max_push_queries
+        self.limiter = anyio.CapacityLimiter(ENGINE_THREADS)
+        self.push_queries: set[str] = set()
+        listener = config.listeners[0] if config.listeners else None
+        self.host = f"{listener.host}:{listener.port}" if listener else "localhost:8088"
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking engine call on the server's own worker threads."""
+        return await anyio.to_thread.run_sync(partial(fn, *args), limiter=self.limiter)
+
+    # --- push query accounting ---------------------------------------------------------------
+
+    def register_push(self, query_id: str) -> bool:
+        if len(self.push_queries) >= self.max_push_queries:
+            return False
+        self.push_queries.add(query_id)
+        return True
+
+    def unregister_push(self, query_id: str) -> None:
+        self.push_queries.discard(query_id)
+
+    # --- blocking work, run via call() -------------------------------------------------------
+
+    def execute(
+        self, text: str, properties: Mapping[str, str], variables: Mapping[str, str]
+    ) -> tuple[int, Any]:
+        """``/ksql``: run every statement; on a failure, report it with the earlier entities."""
+        done: list[dict[str, Any]] = []
+        try:
+            session = self.engine.session(properties, variables)
+            for result in session.execute(text):
+                if result is not None:
+                    done.append(entities.entity_json(result, self.host))
+        except Exception as e:  # noqa: BLE001 - mapped to ksqlDB's error responses
+            code, body = describe_failure(e, context="/ksql", statement_text=text, entities=done)
+            return code.status, body
+        return 200, done
+
+    def start_query(self, text: str, properties: Mapping[str, str], variables: Mapping[str, str]) -> Any:
+        return self.engine.session(properties, variables).execute_query(text)
+
+    def check_insert_target(self, target: str) -> str:
+        """The stored name of a stream that may take ``/inserts-stream`` rows, else an error."""
+        name = normalize_target(target)
+        if name is None:
+            raise bad_target(f"{target} does not exist.")
+        quoted = name.replace("`", "``")
+        try:
+            described = list(self.engine.session().execute(f"DESCRIBE `{quoted}`;"))
+        except KsqlpyError as e:
+            raise bad_target(str(e)) from None
+        problem = target_problem(described[0] if described else None, name)
+        if problem is not None:
+            raise bad_target(problem)
+        return name
+
+    def insert_rows(
+        self, target: str, lines: list[bytes], properties: Mapping[str, str], first_seq: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Insert rows in order; acks up to and including the first failure, and whether one failed."""
+        acks: list[dict[str, Any]] = []
+        for i, line in enumerate(lines):
+            seq = first_seq + i
+            try:
+                row = wire.parse_object(line)
+            except RestError:
+                acks.append(insert_ack(seq, RestError(BAD_REQUEST, "Invalid JSON in inserts stream")))
+                return acks, True
+            try:
+                self.engine.insert_row(target, row, properties)
+            except Exception as e:  # noqa: BLE001 - becomes an error ack
+                if not isinstance(e, KsqlpyError):
+                    log.error("Insert into %s failed", target, exc_info=e)
+                acks.append(insert_ack(seq, e))
+                return acks, True
+            acks.append(insert_ack(seq, None))
+        return acks, False
+
+    def command_statuses(self) -> Mapping[str, r.CommandStatus]:
+        statuses = self.engine.command_statuses
+        return statuses() if callable(statuses) else statuses
+
+
+def json_response(value: Any, status: int = 200) -> Response:
+    return Response(content=dumps(value), status_code=status, media_type="application/json")
+
+
+def error_response(error: BaseException, context: str) -> Response:
+    code, body = describe_failure(error, context=context)
+    return json_response(body, code.status)
+
+
+def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
+    """The REST API over ``engine`` (a ``ksqlpy.runtime.engine.Engine``)."""
+    server = KsqlServer(engine, config or ServerConfig())
+    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, title="ksqlpy")
+    app.state.ksql = server
+
+    def acceptable(request: Request) -> bool:
+        return wire.negotiate(request.headers.get("accept"), wire.PRODUCES["plain"]) is not None
+
+    not_found = PlainTextResponse("Not Found", status_code=404)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return PlainTextResponse(str(exc.detail), status_code=exc.status_code)
+
+    @app.post("/ksql")
+    async def ksql(request: Request) -> Response:
+        if not acceptable(request):
+            return not_found
+        try:
+            body = wire.parse_object(await request.body())
+            text = wire.optional_str(body, "ksql")
+            props = wire.properties(body, "streamsProperties")
+            variables = wire.properties(body, "sessionVariables")
+        except RestError as e:
+            return json_response(e.body(), e.code.status)
+        status, payload = await server.call(server.execute, text, props, variables)
+        return json_response(payload, status)
+
+    @app.post("/ksql/terminate")
+    async def terminate_cluster(request: Request) -> Response:
+        status, payload = await server.call(server.execute, "TERMINATE ALL;", {}, {})
+        if status != 200:
+            return json_response(payload, status)
+        entity = r.CommandStatusEntity(
+            statement_text="TERMINATE CLUSTER;",
+            command_id="cluster/TerminateCluster/terminate",
+            message="Cluster terminated.",
+        )
+        return json_response([entities.entity_json(entity, server.host)])
+
+    @app.post("/close-query")
+    async def close_query(request: Request) -> Response:
+        try:
+            body = wire.parse_object(await request.body())
+            query_id = wire.required_str(body, "queryId")
+        except RestError as e:
+            return json_response(e.body(), e.code.status)
+        if not await server.call(engine.close_query, query_id):
+            error = RestError(BAD_REQUEST, f"No query with id {query_id}")
+            return json_response(error.body(), 400)
+        return Response(status_code=200)
+
+    @app.get("/info")
+    async def info(request: Request) -> Response:
+        if not acceptable(request):
+            return not_found
+        return json_response(entities.server_info_json(await server.call(engine.server_info)))
+
+    @app.get("/healthcheck")
+    async def healthcheck(request: Request) -> Response:
+        if not acceptable(request):
+            return not_found
+        return json_response(entities.health_json(await server.call(engine.health)))
+
+    @app.get("/clusterStatus")
+    async def cluster_status(request: Request) -> Response:
+        if not server.config.heartbeat_enabled:
+            return Response(status_code=404)
+        live = await server.call(server.engine.health)
+        return json_response({"clusterStatus": {server.host: {
+            "hostAlive": live.is_healthy, "lastStatusUpdateMs": 0, "activeStandbyPerQuery": {},
+            "hostStoreLags": {"stateStoreLags": {}, "updateTimeMs": 0}}}})
+
+    @app.get("/status")
+    async def statuses(request: Request) -> Response:
+        if not acceptable(request):
+            return not_found
+        return json_response(entities.command_statuses_json(await server.call(server.command_statuses)))
+
+    @app.get("/status/{kind}/{entity}/{action}")
+    async def status(request: Request, kind: str, entity: str, action: str) -> Response:
+        if not acceptable(request):
+            return not_found
+        found = await server.call(engine.command_status, f"{kind}/{entity}/{action}")
+        if found is None:
+            return json_response(RestError(NOT_FOUND, "Command not found").body(), 404)
+        return json_response(entities.command_status_json(found))
+
+    @app.get("/is_valid_property/{name}")
+    async def is_valid_property(request: Request, name: str) -> Response:
+        if not acceptable(request):
+            return not_found
+        try:
+            await server.call(engine.check_property, name)
+        except KsqlpyError as e:
+            return json_response(RestError(BAD_REQUEST, str(e)).body(), 400)
+        except Exception as e:  # noqa: BLE001
+            return error_response(e, "/is_valid_property")
+        return json_response(True)
+
+    @app.get("/")
+    async def root() -> Response:
+        return RedirectResponse("/info", status_code=307)
+
+    @app.get("/v1/metadata")
+    async def metadata() -> Response:
+        info = await server.call(engine.server_info)
+        return json_response({"version": info.version, "clusterId": entities.cluster_id_json(info)})
+
+    @app.get("/v1/metadata/id")
+    async def metadata_id() -> Response:
+        return json_response(entities.cluster_id_json(await server.call(engine.server_info)))
+
+    @app.get("/chc/live")
+    @app.get("/chc/ready")
+    async def probe() -> Response:
+        return json_response({})
+
+    @app.websocket("/ws/query")
+    async def ws_query(websocket: WebSocket) -> None:
+        await serve_websocket_query(server, websocket)
+
+    app.router.routes.extend(
+        [
+            Route("/query", QueryEndpoint(server, legacy=True), methods=["POST"]),
+            Route("/query-stream", QueryEndpoint(server, legacy=False), methods=["POST"]),
+            Route("/inserts-stream", InsertsEndpoint(server), methods=["POST"]),
+        ]
+    )
+    app.add_middleware(AbsoluteTargetMiddleware)
+    return app

@@ -1,0 +1,223 @@
+"""Server configuration, named the way ksqlDB names it.
+
+Sources, later ones winning:
+
+1. built-in defaults (:data:`DEFAULTS`),
+2. a Java-style properties file (``ksqlpy server --config ksql-server.properties``),
+3. ``KSQL_*`` environment variables, mapped as the Confluent images map them:
+   strip ``KSQL_``, lower-case, ``_`` -> ``.``, ``__`` -> ``_``, ``___`` -> ``-``
+   (``KSQL_LISTENERS`` -> ``listeners``, ``KSQL_BOOTSTRAP_SERVERS`` -> ``bootstrap.servers``,
+   ``KSQL_KSQL_SERVICE_ID`` -> ``ksql.service.id``),
+4. command-line options (``--listeners``, ``--data-dir``, ``--bootstrap-servers``).
+
+Keys the server reads itself:
+
+=============================  ===============================================================
+``listeners``                  comma-separated ``http://host:port`` URLs (default
+                               ``http://0.0.0.0:8088``); only cleartext HTTP is supported
+``bootstrap.servers``          Kafka brokers; absent means the embedded store
+``ksql.streams.state.dir``     data directory of the embedded store and local state
+                               (default ``./ksqlpy-data``; ``:memory:`` keeps everything in RAM)
+``ksql.service.id``            service id (default ``default_``)
+``ksql.heartbeat.enable``      ``true`` enables ``/clusterStatus`` (default off: 404)
+``ksql.max.push.queries``      concurrent push queries before 400/40003 (default 256)
+=============================  ===============================================================
+
+Every property (these and any other ``ksql.*`` / ``ksql.streams.*`` one) is passed on to the
+engine unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+LISTENERS = "listeners"
+BOOTSTRAP_SERVERS = "bootstrap.servers"
+STATE_DIR = "ksql.streams.state.dir"
+SERVICE_ID = "ksql.service.id"
+HEARTBEAT_ENABLE = "ksql.heartbeat.enable"
+MAX_PUSH_QUERIES = "ksql.max.push.queries"
+
+DEFAULTS: Mapping[str, str] = {
+    LISTENERS: "http://0.0.0.0:8088",
+    STATE_DIR: "./ksqlpy-data",
+    SERVICE_ID: "default_",
+    MAX_PUSH_QUERIES: "256",
+}
+
+#: ``KSQL_*`` variables of the Confluent images that are JVM / launcher settings, not properties.
+NON_PROPERTY_ENV = frozenset(
+    {
+        "KSQL_OPTS",
+        "KSQL_HEAP_OPTS",
+        "KSQL_JVM_PERFORMANCE_OPTS",
+        "KSQL_JMX_OPTS",
+        "KSQL_JMX_PORT",
+        "KSQL_LOG4J_OPTS",
+        "KSQL_LOG4J_ROOT_LOGLEVEL",
+        "KSQL_LOG4J_LOGGERS",
+        "KSQL_CLASSPATH",
+        "KSQL_CONFIG_DIR",
+    }
+)
+
+
+class ConfigError(ValueError):
+    """The server configuration cannot be used (unreadable file, bad listener URL)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Listener:
+    """One address to serve on."""
+
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.host}:{self.port}"
+
+    @property
+    def bind(self) -> str:
+        """The address in hypercorn's ``bind`` syntax (IPv6 hosts in brackets)."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    """All properties, resolved; accessors for the ones the server itself uses."""
+
+    properties: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULTS))
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        path: str | Path | None = None,
+        environ: Mapping[str, str] | None = None,
+        overrides: Mapping[str, str | None] | None = None,
+    ) -> ServerConfig:
+        """Defaults, then the file at ``path``, then ``KSQL_*`` variables, then ``overrides``
+        (``None`` values in ``overrides`` are ignored, so unset CLI options change nothing)."""
+        props = dict(DEFAULTS)
+        if path is not None:
+            try:
+                text = Path(path).read_text(encoding="utf-8")
+            except OSError as e:
+                raise ConfigError(f"Cannot read server configuration {path}: {e.strerror}") from e
+            props.update(parse_properties(text))
+        props.update(env_properties(os.environ if environ is None else environ))
+        props.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        config = cls(properties=props)
+        config.listeners  # validate early: a bad URL is a startup error, not a late surprise
+        return config
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        return self.properties.get(name, default)
+
+    @property
+    def listeners(self) -> tuple[Listener, ...]:
+        return tuple(parse_listener(u) for u in self.properties[LISTENERS].split(",") if u.strip())
+
+    @property
+    def bootstrap_servers(self) -> str | None:
+        return self.properties.get(BOOTSTRAP_SERVERS) or None
+
+    @property
+    def state_dir(self) -> str:
+        return self.properties[STATE_DIR]
+
+    @property
+    def service_id(self) -> str:
+        return self.properties[SERVICE_ID]
+
+    @property
+    def heartbeat_enabled(self) -> bool:
+        return self.properties.get(HEARTBEAT_ENABLE, "false").strip().lower() == "true"
+
+    @property
+    def max_push_queries(self) -> int:
+        try:
+            return int(self.properties.get(MAX_PUSH_QUERIES, DEFAULTS[MAX_PUSH_QUERIES]))
+        except ValueError as e:
+            raise ConfigError(f"{MAX_PUSH_QUERIES} must be an integer") from e
+
+    def engine_properties(self) -> dict[str, str]:
+        """What ``Engine.open`` receives: every property (the engine ignores what it doesn't use)."""
+        props = dict(self.properties)
+        if not props.get(BOOTSTRAP_SERVERS):
+            props.pop(BOOTSTRAP_SERVERS, None)  # absent, not empty, selects the embedded store
+        return props
+
+
+def parse_listener(url: str) -> Listener:
+    """``http://0.0.0.0:8088`` -> Listener; only ``http`` is served (no TLS)."""
+    parts = urlsplit(url.strip())
+    if parts.scheme != "http":
+        raise ConfigError(f"Unsupported listener {url.strip()!r}: only http:// listeners are supported")
+    try:
+        port = parts.port if parts.port is not None else 8088
+    except ValueError as e:
+        raise ConfigError(f"Invalid listener {url.strip()!r}: {e}") from e
+    return Listener(scheme="http", host=parts.hostname or "0.0.0.0", port=port)
+
+
+def env_name_to_property(name: str) -> str:
+    """``KSQL_KSQL_SERVICE_ID`` -> ``ksql.service.id`` (Confluent images' convention)."""
+    rest = name.removeprefix("KSQL_").lower()
+    # Placeholders keep the longer underscore runs from being split by the shorter rules.
+    return rest.replace("___", "\0").replace("__", "\1").replace("_", ".").replace("\0", "-").replace(
+        "\1", "_"
+    )
+
+
+def env_properties(environ: Mapping[str, str]) -> dict[str, str]:
+    """The properties given as ``KSQL_*`` environment variables."""
+    return {
+        env_name_to_property(k): v
+        for k, v in environ.items()
+        if k.startswith("KSQL_") and k not in NON_PROPERTY_ENV and len(k) > len("KSQL_")
+    }
+
+
+def parse_properties(text: str) -> dict[str, str]:
+    """Parse Java ``.properties`` text: ``k=v``, ``k: v`` or ``k v``; ``#``/``!`` comments;
+    a trailing backslash continues the line."""
+    props: dict[str, str] = {}
+    logical = ""
+    for raw in text.splitlines():
+        line = raw.lstrip() if not logical else raw.strip()
+        if not logical and (not line or line[0] in "#!"):
+            continue
+        if _continues(line):
+            logical += line[:-1]
+            continue
+        logical += line
+        key, value = _split_property(logical)
+        props[key] = value
+        logical = ""
+    if logical:
+        key, value = _split_property(logical)
+        props[key] = value
+    return props
+
+
+def _continues(line: str) -> bool:
+    trailing = len(line) - len(line.rstrip("\\"))
+    return trailing % 2 == 1
+
+
+def _split_property(line: str) -> tuple[str, str]:
+    for i, ch in enumerate(line):
+        if ch in "=:" or ch.isspace():
+            rest = line[i:].lstrip()
+            if rest[:1] in ("=", ":"):
+                rest = rest[1:]
+            return line[:i], rest.strip()
+    return line.strip(), ""

@@ -1,0 +1,73 @@
+"""Running the server: open the engine, serve HTTP/1.1 + h2c on the listeners, stop cleanly.
+
+:func:`serve` blocks until SIGTERM or SIGINT, then stops accepting requests, lets hypercorn
+close connections (push queries see a disconnect and close their engine queries) and closes
+the engine, which commits positions and closes the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.config import Config as HypercornConfig
+
+from ksqlpy.server import transport
+from ksqlpy.server.app import create_app
+from ksqlpy.server.config import ServerConfig
+
+log = logging.getLogger("ksqlpy.server")
+
+#: Seconds open connections (running push queries) get to finish after a shutdown signal.
+GRACEFUL_TIMEOUT = 3.0
+
+
+def hypercorn_config(config: ServerConfig) -> HypercornConfig:
+    """hypercorn settings for ksqlDB clients: every listener, HTTP/1.1 and h2c, no access log."""
+    hc = HypercornConfig()
+    hc.bind = [listener.bind for listener in config.listeners]
+    hc.graceful_timeout = GRACEFUL_TIMEOUT
+    hc.keep_alive_timeout = 75.0
+    hc.h2_max_concurrent_streams = 1000  # one stream per push query on a shared connection
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    return hc
+
+
+def describe_store(engine: Any, config: ServerConfig) -> str:
+    if engine.store_kind == "kafka":
+        return f"the Kafka cluster at {config.bootstrap_servers}"
+    where = engine.data_dir
+    return "the embedded in-memory store" if where == ":memory:" else f"the embedded store in {where}"
+
+
+async def serve_app(app: Any, config: ServerConfig, shutdown: asyncio.Event) -> None:
+    """Serve ``app`` on ``config``'s listeners until ``shutdown`` is set."""
+    transport.install()
+    await hypercorn_serve(app, hypercorn_config(config), shutdown_trigger=shutdown.wait)
+
+
+def serve(config: ServerConfig) -> None:
+    """Open the engine and serve until SIGTERM/SIGINT; always closes the engine."""
+    from ksqlpy.runtime.engine import Engine
+
+    engine = Engine.open(config.engine_properties())
+    try:
+        app = create_app(engine, config)
+        urls = ", ".join(listener.url for listener in config.listeners)
+        log.info("ksqlpy server listening on %s, using %s.", urls, describe_store(engine, config))
+
+        async def main() -> None:
+            shutdown = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, shutdown.set)
+            await serve_app(app, config, shutdown)
+
+        asyncio.run(main())
+    finally:
+        log.info("ksqlpy server stopping: closing the engine.")
+        engine.close()

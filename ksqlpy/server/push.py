@@ -1,0 +1,147 @@
+"""Streaming a query's rows to an HTTP client without blocking the event loop.
+
+The engine runs queries on its own threads and signals new rows through
+``StreamingQuery.set_listener``; :class:`QueryFeed` turns that signal into an
+:class:`asyncio.Event` (``loop.call_soon_threadsafe``) and hands out row batches with the
+non-blocking ``drain()``. No thread waits on a query, so hundreds of push queries cost one
+asyncio task each.
+
+:func:`stream_query` writes a started query to an ASGI response in a :class:`QueryFormat`,
+ends at LIMIT / completion / failure, and stops when the client disconnects or the query is
+closed (``/close-query``). The caller closes the query afterwards in every case.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
+
+from ksqlpy.errors import KsqlpyError
+from ksqlpy.server.errors import INTERNAL, generic_error, message_of
+from ksqlpy.server.formats import FINAL_MESSAGES, QueryFormat
+
+log = logging.getLogger("ksqlpy.server")
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+#: Re-check a query this often even without a listener call: a lost wake-up costs a delay, not
+#: a hung response.
+RECHECK_SECONDS = 2.0
+
+
+class QueryLike(Protocol):
+    """The part of ``ksqlpy.runtime.engine.StreamingQuery`` the server streams from."""
+
+    query_id: str
+    columns: Any
+    key_columns: tuple[str, ...]
+    is_pull: bool
+    is_print: bool
+    done: bool
+    end_reason: str | None
+    error: Any
+
+    def drain(self) -> list[Any]: ...
+
+    def set_listener(self, callback: Callable[[], None]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class QueryFeed:
+    """Row batches of a running query, awaited on the event loop."""
+
+    def __init__(self, query: QueryLike, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.query = query
+        self._loop = loop or asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._stopped = False
+        query.set_listener(self._on_engine_event)
+
+    def _on_engine_event(self) -> None:
+        # Called on an engine thread.
+        try:
+            self._loop.call_soon_threadsafe(self._wake.set)
+        except RuntimeError:
+            pass  # the loop is closed: the server is shutting down, nobody is waiting
+
+    def stop(self) -> None:
+        """Stop iterating (client went away); safe to call from the event loop only."""
+        self._stopped = True
+        self._wake.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    async def batches(self) -> AsyncIterator[list[Any]]:
+        """Yield non-empty row batches until the query is done or :meth:`stop` is called."""
+        while not self._stopped:
+            self._wake.clear()
+            finished = self.query.done  # read before drain(): then drain() returns the rest
+            rows = self.query.drain()
+            if rows:
+                yield rows
+            if finished:
+                return
+            if self._stopped:
+                return
+            try:
+                await asyncio.wait_for(self._wake.wait(), RECHECK_SECONDS)
+            except TimeoutError:
+                pass
+
+
+async def watch_disconnect(receive: Receive, feed: QueryFeed) -> None:
+    """Stop ``feed`` when the client disconnects (request body already fully read)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            feed.stop()
+            return
+
+
+async def send_chunk(send: Send, chunk: bytes | None) -> None:
+    if chunk:
+        await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+
+async def stream_query(
+    query: QueryLike, fmt: QueryFormat, send: Send, receive: Receive, *, headers: list[tuple[bytes, bytes]]
+) -> None:
+    """Write ``query`` as a 200 response in ``fmt`` until it ends or the client leaves."""
+    feed = QueryFeed(query)
+    watcher = asyncio.create_task(watch_disconnect(receive, feed))
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if not query.is_print:
+            await send_chunk(send, fmt.header(query.query_id, query.columns, query.key_columns))
+        async for rows in feed.batches():
+            for row in rows:
+                if query.is_print:
+                    chunk = fmt.text_line(str(row.values[0]))
+                else:
+                    chunk = fmt.row(row.values, row.tombstone)
+                await send_chunk(send, chunk)
+        if feed.stopped:
+            return  # client gone: nothing more can be written
+        await send_chunk(send, _ending(query, fmt))
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    finally:
+        watcher.cancel()
+
+
+def _ending(query: QueryLike, fmt: QueryFormat) -> bytes | None:
+    if query.is_print:
+        return None
+    if query.error is not None or query.end_reason == "ERROR":
+        error = query.error if query.error is not None else RuntimeError("query failed")
+        if not isinstance(error, KsqlpyError):
+            log.error("Query %s failed", query.query_id, exc_info=error)
+        return fmt.error(generic_error(INTERNAL, message_of(error)))
+    if query.is_pull:
+        return fmt.end(None)
+    return fmt.end(FINAL_MESSAGES.get(query.end_reason or "COMPLETED", "Query Completed"))

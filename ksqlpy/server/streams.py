@@ -1,0 +1,272 @@
+"""The streaming endpoints as raw ASGI apps: ``/query``, ``/query-stream``, ``/inserts-stream``.
+
+They read and write the ASGI channel themselves: the request body is read from raw bytes
+whatever the ``Content-Type``, each row is its own ``send`` (its own HTTP/2 DATA frame), and
+``/inserts-stream`` acknowledges rows while the request is still arriving, which a
+request-then-response framework cannot do.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from ksqlpy.runtime import results as r
+from ksqlpy.server import wire
+from ksqlpy.server.entities import dumps
+from ksqlpy.server.errors import (
+    BAD_REQUEST,
+    BAD_STATEMENT,
+    HTTP2_ONLY,
+    INTERNAL,
+    TOO_MANY_QUERIES,
+    RestError,
+    code_of,
+    describe_failure,
+    message_of,
+)
+from ksqlpy.server.formats import DelimitedFormat, LegacyFormat, QueryFormat, query_format
+from ksqlpy.server.push import Receive, Send, stream_query
+
+if TYPE_CHECKING:
+    from ksqlpy.server.app import KsqlServer
+
+Scope = dict[str, Any]
+
+
+class ClientGone(Exception):
+    """The client disconnected before its request was read."""
+
+
+async def read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def respond(
+    send: Send, status: int, body: bytes, content_type: bytes | None = b"application/json"
+) -> None:
+    headers = [(b"content-length", str(len(body)).encode())]
+    if content_type is not None:
+        headers.append((b"content-type", content_type))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+async def not_found(send: Send) -> None:
+    await respond(send, 404, b"Not Found", b"text/plain; charset=utf-8")
+
+
+async def respond_error(send: Send, error: BaseException, *, context: str, statement_text: str) -> None:
+    """An error before any row: ``statement_error`` for statements, ``generic_error`` otherwise."""
+    statement = not isinstance(error, RestError) and code_of(error) is not INTERNAL
+    code, body = describe_failure(
+        error, context=context, statement_text=statement_text, entities=[] if statement else None
+    )
+    await respond(send, code.status, dumps(body))
+
+
+class QueryEndpoint:
+    """``POST /query`` (``legacy``: ``ksql``/``streamsProperties`` body, JSON-array answer) and
+    ``POST /query-stream`` (``sql``/``properties`` body, delimited answer by default)."""
+
+    def __init__(self, server: KsqlServer, *, legacy: bool) -> None:
+        self.server = server
+        self.legacy = legacy
+        self.produces = wire.PRODUCES["query" if legacy else "query-stream"]
+
+    def _format(self, media: str) -> QueryFormat:
+        if self.legacy:
+            return DelimitedFormat() if media == wire.DELIMITED else LegacyFormat()
+        return query_format(media)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        media = wire.negotiate(header(scope, b"accept"), self.produces)
+        if media is None:
+            await not_found(send)
+            return
+        text = ""
+        try:
+            body = wire.parse_object(await read_body(receive))
+            if self.legacy:
+                text = wire.optional_str(body, "ksql")
+                props = wire.properties(body, "streamsProperties")
+            else:
+                text = wire.required_str(body, "sql")
+                props = wire.properties(body, "properties")
+            variables = wire.properties(body, "sessionVariables")
+            query = await self.server.call(self.server.start_query, text, props, variables)
+        except ClientGone:
+            return
+        except Exception as e:  # noqa: BLE001 - every failure becomes an error response
+            await respond_error(send, e, context=scope["path"], statement_text=text)
+            return
+        await self._stream(query, media, scope, receive, send)
+
+    async def _stream(self, query: Any, media: str, scope: Scope, receive: Receive, send: Send) -> None:
+        registered = False
+        try:
+            if query.is_print and not self.legacy and media != wire.DELIMITED:
+                await respond(send, 406, b"Not Acceptable", b"text/plain; charset=utf-8")
+                return
+            if not query.is_pull:
+                if not self.server.register_push(query.query_id):
+                    error = RestError(
+                        TOO_MANY_QUERIES,
+                        "Not executing query since there are already "
+                        f"{self.server.max_push_queries} running push queries.",
+                    )
+                    await respond(send, 400, dumps(error.body()))
+                    return
+                registered = True
+            fmt = self._format(media)
+            content_type = fmt.media_type if not self.legacy or media == wire.DELIMITED else wire.KSQL_V1_JSON
+            await stream_query(query, fmt, send, receive, headers=[(b"content-type", content_type.encode())])
+        finally:
+            if registered:
+                self.server.unregister_push(query.query_id)
+            with anyio.CancelScope(shield=True):
+                await self.server.call(query.close)
+
+
+#: ``pv`` or ```pv``` - anything else cannot name a stream.
+_TARGET = re.compile(r"^(?:`(?P<quoted>(?:[^`]|``)+)`|(?P<plain>[A-Za-z_][A-Za-z0-9_@$]*))$")
+
+
+def normalize_target(target: str) -> str | None:
+    """Stored name of an ``/inserts-stream`` target: upper-case unless back-quoted."""
+    m = _TARGET.match(target.strip())
+    if m is None:
+        return None
+    if m["quoted"] is not None:
+        return m["quoted"].replace("``", "`")
+    return m["plain"].upper()
+
+
+class InsertsEndpoint:
+    """``POST /inserts-stream``: newline-delimited rows in, one ack per row out (HTTP/2 only)."""
+
+    def __init__(self, server: KsqlServer) -> None:
+        self.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        media = wire.negotiate(header(scope, b"accept"), wire.PRODUCES["inserts-stream"])
+        if media is None:
+            await not_found(send)
+            return
+        if scope.get("http_version") != "2":
+            error = RestError(HTTP2_ONLY, "This endpoint is only available when using HTTP2")
+            await respond(send, 400, dumps(error.body()))
+            return
+        lines = _LineReader(receive)
+        try:
+            first = await lines.next_line()
+            args = wire.parse_object(first or b"")
+            target = wire.required_str(args, "target")
+            properties = wire.properties(args, "properties")
+            name = await self.server.call(self.server.check_insert_target, target)
+        except ClientGone:
+            return
+        except Exception as e:  # noqa: BLE001
+            code, body = describe_failure(e, context="/inserts-stream")
+            await respond(send, code.status, dumps(body))
+            return
+        as_array = media == wire.JSON
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", media.encode())]})
+        seq = 0
+        failed = False
+        while not failed:
+            try:
+                batch = await lines.available_lines()
+            except ClientGone:
+                return
+            if batch is None:
+                break
+            acks, failed = await self.server.call(self.server.insert_rows, name, batch, properties, seq)
+            for ack in acks:
+                prefix = (b"[" if seq == 0 else b",") if as_array else b""
+                await send({"type": "http.response.body", "more_body": True,
+                            "body": prefix + dumps(ack) + (b"" if as_array else b"\n")})
+                seq += 1
+        tail = (b"]" if seq else b"[]") if as_array else b""
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+class _LineReader:
+    """Lines of a streamed request body; an unterminated last line counts as a line."""
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self._buffer = b""
+        self._ended = False
+
+    async def _more(self) -> None:
+        message = await self._receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        self._buffer += message.get("body", b"")
+        self._ended = not message.get("more_body", False)
+
+    async def next_line(self) -> bytes | None:
+        while b"\n" not in self._buffer and not self._ended:
+            await self._more()
+        if b"\n" in self._buffer:
+            line, self._buffer = self._buffer.split(b"\n", 1)
+            return line
+        line, self._buffer = self._buffer, b""
+        return line if line.strip() else None
+
+    async def available_lines(self) -> list[bytes] | None:
+        """Every complete non-blank line received so far (waiting for at least one), or
+        ``None`` at the end of the body."""
+        while True:
+            if b"\n" in self._buffer:
+                *complete, self._buffer = self._buffer.split(b"\n")
+                lines = [ln for ln in complete if ln.strip()]
+                if lines:
+                    return lines
+            if self._ended:
+                tail, self._buffer = self._buffer, b""
+                return [tail] if tail.strip() else None
+            await self._more()
+
+
+def insert_ack(seq: int, error: BaseException | None) -> dict[str, Any]:
+    if error is None:
+        return {"seq": seq, "status": "ok"}
+    code = BAD_REQUEST if code_of(error) is not INTERNAL else INTERNAL
+    return {"@type": "InsertError", "error_code": code.code, "message": message_of(error),
+            "status": "error", "seq": seq}
+
+
+def target_problem(description: Any, target: str) -> str | None:
+    """Why a DESCRIBEd source cannot take inserts, or ``None``."""
+    if not isinstance(description, r.SourceDescription):
+        return f"{target} does not exist."
+    if description.kind is not r.SourceKind.STREAM:
+        return f"Cannot insert into a table: {description.name}"
+    if description.window_type is not None:
+        return f"Cannot insert values into windowed stream: {description.name}"
+    return None
+
+
+def bad_target(message: str) -> RestError:
+    return RestError(BAD_STATEMENT, message)
+
+

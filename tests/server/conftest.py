@@ -1,0 +1,114 @@
+"""Real servers for the REST tests: hypercorn in a background thread on a free loopback port.
+
+``transport_server`` serves the app without an engine (for endpoints and transport behaviour
+that never reach it); ``ksql_server`` serves it over a real engine with an in-memory embedded
+store. Clients talk real HTTP/1.1 and HTTP/2 to them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from ksqlpy.server.app import create_app
+from ksqlpy.server.config import ServerConfig
+from ksqlpy.server.main import serve_app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningServer:
+    url: str
+    port: int
+    engine: Any
+
+
+class ServerThread:
+    """hypercorn serving ``app`` on its own event loop thread until :meth:`stop`."""
+
+    def __init__(self, app: Any, config: ServerConfig) -> None:
+        self.app = app
+        self.config = config
+        self.loop = asyncio.new_event_loop()
+        self.shutdown: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.ready = threading.Event()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+
+        async def main() -> None:
+            self.shutdown = asyncio.Event()
+            self.ready.set()
+            await serve_app(self.app, self.config, self.shutdown)
+
+        self.loop.run_until_complete(main())
+
+    def start(self) -> None:
+        self.thread.start()
+        self.ready.wait(10)
+        port = self.config.listeners[0].port
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                return
+            except OSError:
+                threading.Event().wait(0.05)
+        raise RuntimeError("server did not start")
+
+    def stop(self) -> None:
+        assert self.shutdown is not None
+        self.loop.call_soon_threadsafe(self.shutdown.set)
+        self.thread.join(15)
+
+
+def server_config(**extra: str) -> ServerConfig:
+    port = free_port()
+    return ServerConfig.load(
+        environ={},
+        overrides={"listeners": f"http://127.0.0.1:{port}", "ksql.streams.state.dir": ":memory:", **extra},
+    )
+
+
+@pytest.fixture(scope="module")
+def transport_server() -> Iterator[RunningServer]:
+    config = server_config()
+    thread = ServerThread(create_app(None, config), config)
+    thread.start()
+    port = config.listeners[0].port
+    yield RunningServer(url=f"http://127.0.0.1:{port}", port=port, engine=None)
+    thread.stop()
+
+
+def open_engine(config: ServerConfig) -> Any:
+    try:
+        from ksqlpy.runtime.engine import Engine
+
+        return Engine.open(config.engine_properties())
+    except Exception as e:  # noqa: BLE001 - reported as the skip reason
+        pytest.skip(f"engine not usable yet: {type(e).__name__}: {e}")
+
+
+@pytest.fixture(scope="module")
+def ksql_server() -> Iterator[RunningServer]:
+    config = server_config()
+    engine = open_engine(config)
+    thread = ServerThread(create_app(engine, config), config)
+    thread.start()
+    port = config.listeners[0].port
+    try:
+        yield RunningServer(url=f"http://127.0.0.1:{port}", port=port, engine=engine)
+    finally:
+        thread.stop()
+        engine.close()

@@ -1,0 +1,120 @@
+"""Transport behaviour ksqlDB clients rely on, over real sockets: reason phrases, h2c (prior
+knowledge and upgrade), absolute-form targets, content negotiation, error bodies."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+import orjson
+
+from tests.server.conftest import RunningServer
+
+
+def raw_exchange(port: int, request: bytes) -> bytes:
+    """Send bytes, read until the server closes the connection or goes quiet for 2 s."""
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+        s.sendall(request)
+        chunks = []
+        try:
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+        except TimeoutError:
+            pass  # an upgraded HTTP/2 connection stays open
+        return b"".join(chunks)
+
+
+def test_http11_status_line_has_reason_phrase(transport_server: RunningServer) -> None:
+    reply = raw_exchange(transport_server.port, b"GET /chc/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
+
+
+def test_not_found_reason_and_plain_body(transport_server: RunningServer) -> None:
+    r = httpx.get(f"{transport_server.url}/nope")
+    assert r.status_code == 404
+    assert r.text == "Not Found"
+    reply = raw_exchange(transport_server.port, b"GET /nope HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 404 Not Found\r\n")
+
+
+def test_absolute_form_target_is_routed_by_path(transport_server: RunningServer) -> None:
+    target = f"http://127.0.0.1:{transport_server.port}/chc/ready".encode()
+    reply = raw_exchange(transport_server.port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 200 OK")
+    assert reply.endswith(b"{}")
+
+
+def test_http2_prior_knowledge(transport_server: RunningServer) -> None:
+    with httpx.Client(http1=False, http2=True) as client:
+        r = client.get(f"{transport_server.url}/chc/live")
+    assert r.http_version == "HTTP/2"
+    assert r.status_code == 200
+    assert r.json() == {}
+
+
+def test_h2c_upgrade_switches_protocols(transport_server: RunningServer) -> None:
+    request = (
+        b"GET /chc/live HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+    )
+    reply = raw_exchange(transport_server.port, request)
+    assert reply.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
+    assert b"upgrade: h2c" in reply.lower()
+
+
+def test_root_redirects_to_info(transport_server: RunningServer) -> None:
+    r = httpx.get(f"{transport_server.url}/")
+    assert r.status_code == 307
+    assert r.headers["location"] == "/info"
+
+
+def test_unacceptable_accept_falls_to_not_found(transport_server: RunningServer) -> None:
+    r = httpx.post(f"{transport_server.url}/ksql", content=b"{}", headers={"Accept": "text/csv"})
+    assert r.status_code == 404
+    assert r.text == "Not Found"
+
+
+def test_malformed_json_is_generic_error_40000(transport_server: RunningServer) -> None:
+    r = httpx.post(
+        f"{transport_server.url}/ksql",
+        content=b'{"ksql": "SHOW STREAMS;"',
+        headers={"Content-Type": "text/plain", "Authorization": "Basic Og=="},
+    )
+    assert r.status_code == 400
+    assert r.headers["content-type"] == "application/json"
+    body = r.json()
+    assert body["@type"] == "generic_error"
+    assert body["error_code"] == 40000
+    assert body["message"].startswith("Invalid JSON in request")
+
+
+def test_query_stream_requires_sql(transport_server: RunningServer) -> None:
+    r = httpx.post(f"{transport_server.url}/query-stream", content=b'{"properties": {}}')
+    assert r.status_code == 400
+    assert r.json() == {
+        "@type": "generic_error",
+        "error_code": 40000,
+        "message": "Invalid JSON in request: Missing required creator property 'sql'",
+    }
+
+
+def test_inserts_stream_refuses_http11(transport_server: RunningServer) -> None:
+    r = httpx.post(f"{transport_server.url}/inserts-stream", content=b'{"target":"pv"}\n')
+    assert r.status_code == 400
+    assert orjson.loads(r.content) == {
+        "@type": "generic_error",
+        "error_code": 40004,
+        "message": "This endpoint is only available when using HTTP2",
+    }
+
+
+def test_close_query_requires_query_id(transport_server: RunningServer) -> None:
+    r = httpx.post(f"{transport_server.url}/close-query", content=b"{}")
+    assert r.status_code == 400
+    assert r.json()["error_code"] == 40000
+
+
+def test_cluster_status_is_404_without_heartbeats(transport_server: RunningServer) -> None:
+    r = httpx.get(f"{transport_server.url}/clusterStatus")
+    assert r.status_code == 404
+    assert r.content == b""
