@@ -578,6 +578,8 @@ def bind_generics(declared: ParamType, actual: st.SqlType, bindings: dict[str, s
             return bind_generics(e, ae, bindings)
         case MapParam(key=k, value=v), st.Map(key=ak, value=av):
             return bind_generics(k, ak, bindings) and bind_generics(v, av, bindings)
+        case _ if _has_generics(declared):
+            return False  # a different shape (e.g. MAP<K, V> given an ARRAY) binds nothing
         case _:
             return accepts(declared, actual, bindings, allow_cast=False)
 

@@ -1,0 +1,529 @@
+"""Type-check ksqlDB expressions and compile them to DuckDB SQL (sqlglot trees).
+
+:func:`compile_expression` walks an AST expression once, bottom-up, producing a
+:class:`~ksqlpy.planner.functions.registry.Compiled`: its ksqlDB type and the DuckDB expression
+computing it (``.sql.sql("duckdb")`` is the text). Typing follows ksqlDB's
+``ExpressionTypeManager``; values follow the Java code ksqlDB generates (see ``operators`` and
+``casts`` for arithmetic, comparison and CAST). :func:`infer_type` is the same walk when only
+the type is wanted.
+
+The compiled SQL reads columns through the :class:`~ksqlpy.planner.expressions.scope.Scope`, calls
+only DuckDB built-ins and the UDFs installed by ``register_udfs(con)``, and is NULL wherever
+ksqlDB's evaluation would fail and log (bad casts, division by zero, ...).
+"""
+
+from __future__ import annotations
+
+import decimal
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sqlglot import exp
+
+from ksqlpy import sqltypes as st
+from ksqlpy.errors import AnalysisError
+from ksqlpy.parser import ast
+from ksqlpy.planner.expressions import sqlbuild as sb
+from ksqlpy.planner.expressions.casts import cast_value, check_cast
+from ksqlpy.planner.expressions.formatter import format_expr
+from ksqlpy.planner.expressions.operators import (
+    arithmetic_type,
+    check_comparison,
+    compile_arithmetic,
+    compile_comparison,
+    compile_negate,
+)
+from ksqlpy.planner.expressions.scope import LambdaScope, Resolved, Scope
+from ksqlpy.planner.functions import REGISTRY
+from ksqlpy.planner.functions.registry import (
+    NO_VALUE,
+    BaseParam,
+    Call,
+    Compiled,
+    FunctionRegistry,
+    LambdaArg,
+    LambdaParam,
+    UnitArg,
+)
+from ksqlpy.planner.types import resolve_type
+
+B = st.BaseType
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+
+
+@dataclass(slots=True)
+class _Compiler:
+    scope: Scope
+    registry: FunctionRegistry
+    custom_types: Mapping[str, st.SqlType]
+    _lambda_ids: itertools.count[int] = field(default_factory=itertools.count)
+
+    # ---- entry
+
+    def compile(self, e: ast.Expr, scope: Scope | None = None) -> Compiled:
+        scope = scope if scope is not None else self.scope
+        match e:
+            case ast.NullLiteral():
+                return Compiled(exp.Null(), None, None)
+            case ast.BooleanLiteral(value=v):
+                return Compiled(exp.true() if v else exp.false(), st.BOOLEAN, v)
+            case ast.IntegerLiteral(value=v):
+                t = st.INTEGER if _INT_MIN <= v <= _INT_MAX else st.BIGINT
+                return Compiled(sb.cast(sb.num(v), t), t, v)
+            case ast.DecimalLiteral(text=text):
+                t = decimal_literal_type(text)
+                return Compiled(sb.cast(exp.Literal.string(text), t), t, decimal.Decimal(text))
+            case ast.DoubleLiteral(value=v):
+                return Compiled(sb.cast(exp.Literal.string(repr(v)), st.DOUBLE), st.DOUBLE, v)
+            case ast.StringLiteral(value=v):
+                return Compiled(exp.Literal.string(v), st.STRING, v)
+            case ast.ColumnRef():
+                resolved = scope.resolve(e)
+                return Compiled(resolved.sql, resolved.type)
+            case ast.IntervalUnit(unit=u):
+                return Compiled(exp.Literal.string(u), None, unit=u)
+            case ast.Dereference():
+                return self._dereference(e, scope)
+            case ast.Subscript():
+                return self._subscript(e, scope)
+            case ast.ArithmeticUnary(negative=neg, operand=o):
+                value = self.compile(o, scope)
+                if value.type is None or not st.is_numeric(value.type):
+                    raise AnalysisError(
+                        f"Error processing expression: {format_expr(e)}. "
+                        f"Unary arithmetic is not supported on type {value.type or 'null'}.",
+                        pos=e.pos,
+                    )
+                return Compiled(compile_negate(value) if neg else value.sql, value.type)
+            case ast.ArithmeticBinary(op=op, left=l, right=r):
+                left, right = self.compile(l, scope), self.compile(r, scope)
+                result = arithmetic_type(e, left.type, right.type)
+                return Compiled(compile_arithmetic(op, left, right, result), result)
+            case ast.Comparison(op=op, left=l, right=r):
+                left, right = self.compile(l, scope), self.compile(r, scope)
+                check_comparison(e, left.type, right.type)
+                return Compiled(compile_comparison(op, left, right), st.BOOLEAN)
+            case ast.LogicalBinary(op=op, left=l, right=r):
+                left = self._boolean(l, scope, "Logical operands")
+                right = self._boolean(r, scope, "Logical operands")
+                return Compiled(_java_logical(op, left.sql, right.sql), st.BOOLEAN)
+            case ast.Not(operand=o):
+                value = self._boolean(o, scope, "NOT operand")
+                return Compiled(exp.Not(this=sb.paren(value.sql)), st.BOOLEAN)
+            case ast.IsNull(operand=o, negated=neg):
+                value = self.compile(o, scope)
+                test = exp.Is(this=sb.paren(value.sql), expression=exp.Null())
+                return Compiled(exp.Not(this=test) if neg else test, st.BOOLEAN)
+            case ast.Like():
+                return self._like(e, scope)
+            case ast.Between():
+                return self._between(e, scope)
+            case ast.InList():
+                return self._in_list(e, scope)
+            case ast.SearchedCase():
+                return self._searched_case(e, scope)
+            case ast.SimpleCase(operand=operand, whens=whens, default=default):
+                searched = ast.SearchedCase(
+                    whens=tuple(
+                        ast.WhenClause(
+                            condition=ast.Comparison(op=ast.ComparisonOp.EQUAL, left=operand, right=w.condition, pos=w.pos),
+                            result=w.result,
+                            pos=w.pos,
+                        )
+                        for w in whens
+                    ),
+                    default=default,
+                    pos=e.pos,
+                )
+                return self._searched_case(searched, scope)
+            case ast.Cast(operand=o, type=type_node):
+                value = self.compile(o, scope)
+                target = resolve_type(type_node, self.custom_types)
+                check_cast(value.type, target, e.pos)
+                return Compiled(cast_value(value.sql, value.type, target), target)
+            case ast.FunctionCall():
+                return self._function(e, scope)
+            case ast.Lambda():
+                raise AnalysisError(f"Lambda {format_expr(e)} is only valid as a function argument.", pos=e.pos)
+            case ast.CreateArray():
+                return self._create_array(e, scope)
+            case ast.CreateMap():
+                return self._create_map(e, scope)
+            case ast.CreateStruct():
+                return self._create_struct(e, scope)
+        raise AnalysisError(f"Unsupported expression: {format_expr(e)}", pos=getattr(e, "pos", None))
+
+    # ---- helpers
+
+    def _boolean(self, e: ast.Expr, scope: Scope, what: str) -> Compiled:
+        value = self.compile(e, scope)
+        if value.type is not None and value.type != st.BOOLEAN:
+            raise AnalysisError(
+                f"Error processing expression: {format_expr(e)}. {what} must be BOOLEAN, but is {value.type}.",
+                pos=getattr(e, "pos", None),
+            )
+        return value
+
+    def _dereference(self, e: ast.Dereference, scope: Scope) -> Compiled:
+        base = self.compile(e.base, scope)
+        if not isinstance(base.type, st.Struct):
+            raise AnalysisError(
+                f"Expected STRUCT type for dereference of {format_expr(e.base)}, but got {base.type or 'null'}.",
+                pos=e.pos,
+            )
+        fld = base.type.field(e.field)
+        if fld is None:
+            raise AnalysisError(f"Could not find field '{e.field}' in '{format_expr(e.base)}'.", pos=e.pos)
+        return Compiled(sb.call("struct_extract", base.sql, exp.Literal.string(e.field)), fld.type)
+
+    def _subscript(self, e: ast.Subscript, scope: Scope) -> Compiled:
+        base, index = self.compile(e.base, scope), self.compile(e.index, scope)
+        match base.type:
+            case st.Array(element=element):
+                if index.type is not None and index.type.base not in (B.INTEGER, B.BIGINT):
+                    raise AnalysisError(
+                        f"Array index must be INTEGER or BIGINT, but {format_expr(e.index)} is {index.type}.",
+                        pos=e.pos,
+                    )
+                # list_extract is 1-based, counts negative indexes from the end and is NULL out of
+                # range: exactly ksqlDB's ArrayAccess.
+                return Compiled(sb.call("list_extract", base.sql, index.sql), element)
+            case st.Map(key=key, value=value):
+                wanted = cast_value(index.sql, index.type, key) if index.type != key else index.sql
+                return Compiled(sb.call("map_extract_value", base.sql, wanted), value)
+        hint = (
+            f" Use the dereference operator for STRUCTS: {format_expr(e.base)}->{format_expr(e.index)}"
+            if isinstance(base.type, st.Struct)
+            else ""
+        )
+        raise AnalysisError(
+            f"Subscript expression ({format_expr(e)}) do not apply to {base.type or 'null'}.{hint}", pos=e.pos
+        )
+
+    def _like(self, e: ast.Like, scope: Scope) -> Compiled:
+        value, pattern = self.compile(e.value, scope), self.compile(e.pattern, scope)
+        for side, node in ((value, e.value), (pattern, e.pattern)):
+            if side.type is not None and side.type != st.STRING:
+                raise AnalysisError(
+                    f"Error processing expression: {format_expr(e)}. LIKE operands must be STRING, "
+                    f"but {format_expr(node)} is {side.type}.",
+                    pos=e.pos,
+                )
+        like: exp.Expression = exp.Like(this=value.sql, expression=pattern.sql)
+        if e.escape is not None:
+            like = exp.Escape(this=like, expression=exp.Literal.string(e.escape))
+        else:
+            # ksqlDB has no default escape character; DuckDB must not treat backslash as one.
+            like = exp.Escape(this=like, expression=exp.Literal.string(""))
+        result = exp.Coalesce(this=like, expressions=[exp.false()])
+        return Compiled(exp.Not(this=sb.paren(result)) if e.negated else result, st.BOOLEAN)
+
+    def _between(self, e: ast.Between, scope: Scope) -> Compiled:
+        # ksqlDB evaluates BETWEEN as (v >= low AND v <= high), each comparison FALSE on NULL.
+        low = ast.Comparison(op=ast.ComparisonOp.GREATER_THAN_OR_EQUAL, left=e.value, right=e.low, pos=e.pos)
+        high = ast.Comparison(op=ast.ComparisonOp.LESS_THAN_OR_EQUAL, left=e.value, right=e.high, pos=e.pos)
+        both = exp.and_(self.compile(low, scope).sql, self.compile(high, scope).sql)
+        return Compiled(exp.Not(this=sb.paren(both)) if e.negated else sb.paren(both), st.BOOLEAN)
+
+    def _in_list(self, e: ast.InList, scope: Scope) -> Compiled:
+        value = self.compile(e.value, scope)
+        items = [self.compile(i, scope) for i in e.items]
+        for item, node in zip(items, e.items):
+            if value.type is not None and item.type is not None and not _in_comparable(value.type, item.type):
+                raise AnalysisError(
+                    f"Invalid Predicate: operator IN value and list types do not match: "
+                    f"{format_expr(e.value)} ({value.type}) and {format_expr(node)} ({item.type})",
+                    pos=e.pos,
+                )
+        # ksqlDB's InListEvaluator: a NULL value or NULL items never match.
+        test = exp.In(this=value.sql, expressions=[i.sql for i in items if i.type is not None] or [exp.Null()])
+        result = exp.Coalesce(this=test, expressions=[exp.false()])
+        return Compiled(exp.Not(this=sb.paren(result)) if e.negated else result, st.BOOLEAN)
+
+    def _searched_case(self, e: ast.SearchedCase, scope: Scope) -> Compiled:
+        whens: list[tuple[exp.Expression, exp.Expression]] = []
+        result_type: st.SqlType | None = None
+        results: list[Compiled] = []
+        for w in e.whens:
+            cond = self.compile(w.condition, scope)
+            if cond.type != st.BOOLEAN:
+                raise AnalysisError(
+                    f"WHEN operand type should be boolean.\nType for '{format_expr(w.condition)}' is {cond.type}",
+                    pos=w.pos,
+                )
+            res = self.compile(w.result, scope)
+            if res.type is not None:
+                if result_type is None:
+                    result_type = res.type
+                elif res.type != result_type:
+                    raise AnalysisError(
+                        "Invalid Case expression. Type for all 'THEN' clauses should be the same.\n"
+                        f"THEN expression 'WHEN {format_expr(w.condition)} THEN {format_expr(w.result)}' "
+                        f"has type: {res.type}.\nPrevious THEN expression(s) type: {result_type}.",
+                        pos=w.pos,
+                    )
+            whens.append((cond.sql, res.sql))
+            results.append(res)
+        default = self.compile(e.default, scope) if e.default is not None else None
+        if default is not None and default.type is not None:
+            if result_type is not None and default.type != result_type:
+                raise AnalysisError(
+                    "Invalid Case expression. Type for the default clause should be the same as for 'THEN' clauses.\n"
+                    f"THEN type: {result_type}.\nDEFAULT type: {default.type}.",
+                    pos=e.pos,
+                )
+            result_type = default.type
+        if result_type is None:
+            raise AnalysisError("Invalid Case expression. All case branches have NULL type", pos=e.pos)
+        typed = [(c, sb.cast(r, result_type) if isinstance(r, exp.Null) else r) for c, r in whens]
+        default_sql = None if default is None else default.sql
+        return Compiled(sb.case(typed, default_sql), result_type)
+
+    def _common_type(self, values: list[Compiled], nodes: tuple[ast.Expr, ...], what: str) -> st.SqlType | None:
+        """The type a list of values (array elements, map keys or values) coerces to."""
+        common: st.SqlType | None = None
+        for value, node in zip(values, nodes):
+            if value.type is None:
+                continue
+            if common is None:
+                common = value.type
+                continue
+            widened = st.widen(common, value.type)
+            if widened is None:
+                raise AnalysisError(
+                    f"invalid input syntax for type {common.base.value}: \"{format_expr(node)}\"."
+                    if value.type == st.STRING
+                    else f"operator does not exist: {common} = {value.type} ({format_expr(node)})\n"
+                    "Hint: You might need to add explicit type casts.",
+                    pos=getattr(node, "pos", None),
+                )
+            common = widened
+        return common
+
+    def _create_array(self, e: ast.CreateArray, scope: Scope) -> Compiled:
+        if not e.items:
+            raise AnalysisError(
+                "Array constructor cannot be empty. Please supply at least one element "
+                "(see https://github.com/confluentinc/ksql/issues/4239).",
+                pos=e.pos,
+            )
+        items = [self.compile(i, scope) for i in e.items]
+        element = self._common_type(items, e.items, "array element")
+        if element is None:
+            raise AnalysisError(
+                "Cannot construct an array with all NULL elements "
+                "(see https://github.com/confluentinc/ksql/issues/4239). As a workaround, you may "
+                "cast a NULL value to the desired type.",
+                pos=e.pos,
+            )
+        sql = exp.Array(expressions=[cast_value(i.sql, i.type, element) for i in items])
+        return Compiled(sql, st.Array(element))
+
+    def _create_map(self, e: ast.CreateMap, scope: Scope) -> Compiled:
+        if not e.entries:
+            raise AnalysisError(
+                "Map constructor cannot be empty. Please supply at least one key value pair "
+                "(see https://github.com/confluentinc/ksql/issues/4239).",
+                pos=e.pos,
+            )
+        keys = [self.compile(k, scope) for k, _ in e.entries]
+        values = [self.compile(v, scope) for _, v in e.entries]
+        key_type = self._common_type(keys, tuple(k for k, _ in e.entries), "map key")
+        if key_type is None:
+            raise AnalysisError(
+                "Cannot construct a map with all NULL keys (see https://github.com/confluentinc/ksql/issues/4239). "
+                "As a workaround, you may cast a NULL key to the desired type.",
+                pos=e.pos,
+            )
+        value_type = self._common_type(values, tuple(v for _, v in e.entries), "map value")
+        if value_type is None:
+            raise AnalysisError(
+                "Cannot construct a map with all NULL values (see https://github.com/confluentinc/ksql/issues/4239). "
+                "As a workaround, you may cast a NULL value to the desired type.",
+                pos=e.pos,
+            )
+        # A later duplicate key wins, as in ksqlDB's map construction.
+        sql = sb.call(
+            "map_from_entries",
+            exp.Array(
+                expressions=[
+                    sb.call(
+                        "struct_pack",
+                        exp.PropertyEQ(this=exp.to_identifier("k"), expression=cast_value(k.sql, k.type, key_type)),
+                        exp.PropertyEQ(this=exp.to_identifier("v"), expression=cast_value(v.sql, v.type, value_type)),
+                    )
+                    for k, v in _last_key_wins(keys, values)
+                ]
+            ),
+        )
+        return Compiled(sql, st.Map(key_type, value_type))
+
+    def _create_struct(self, e: ast.CreateStruct, scope: Scope) -> Compiled:
+        fields: list[st.Field] = []
+        args: list[exp.Expression] = []
+        for name, node in e.fields:
+            value = self.compile(node, scope)
+            # ksqlDB gives a NULL field with no type the type STRING.
+            ftype = value.type if value.type is not None else st.STRING
+            fields.append(st.Field(name, ftype))
+            args.append(
+                exp.PropertyEQ(
+                    this=exp.to_identifier(name, quoted=True), expression=cast_value(value.sql, value.type, ftype)
+                )
+            )
+        if not fields:
+            return Compiled(sb.cast(exp.Null(), st.Struct(())), st.Struct(()))
+        return Compiled(sb.call("struct_pack", *args), st.Struct(tuple(fields)))
+
+    # ---- function calls
+
+    def _function(self, e: ast.FunctionCall, scope: Scope) -> Compiled:
+        if self.registry.is_aggregate(e.name):
+            raise AnalysisError(
+                f"Aggregate function {e.name} is not valid in this context: {format_expr(e)}", pos=e.pos
+            )
+        compiled: list[Compiled | None] = []
+        arg_types: list[st.SqlType | None | LambdaArg | UnitArg] = []
+        for a in e.args:
+            if isinstance(a, ast.Lambda):
+                compiled.append(None)
+                arg_types.append(LambdaArg(len(a.params)))
+            else:
+                c = self.compile(a, scope)
+                compiled.append(c)
+                arg_types.append(UnitArg(c.unit) if c.unit is not None else c.type)
+        resolution = self.registry.resolve(e.name, arg_types, pos=e.pos)
+        for i, a in enumerate(e.args):
+            if not isinstance(a, ast.Lambda):
+                continue
+            inputs = resolution.lambda_inputs(i)
+            if inputs is None:
+                raise AnalysisError(f"Cannot infer the parameter types of lambda {format_expr(a)}.", pos=a.pos)
+            body = self._lambda(a, inputs, scope)
+            updated = resolution.with_lambda_result(i, body.type) if body.type is not None else resolution
+            if updated is None:
+                declared = resolution.params[i].type
+                assert isinstance(declared, LambdaParam)
+                raise AnalysisError(
+                    f"Function '{resolution.function.name}' does not accept parameters "
+                    f"({', '.join(_arg_text(t) for t in arg_types)}): lambda {format_expr(a)} returns "
+                    f"{body.type}, expected {declared.result}.",
+                    pos=a.pos,
+                )
+            resolution = updated
+            compiled[i] = body
+            arg_types[i] = body.type
+        final_args: list[Compiled] = []
+        for i, c in enumerate(compiled):
+            assert c is not None
+            declared = resolution.params[i].type
+            target = resolution.param_type(i)
+            if (
+                isinstance(declared, BaseParam)
+                and c.type is not None
+                and target is not None
+                and c.type != target
+            ):
+                c = Compiled(cast_value(c.sql, c.type, target), target, c.value, c.unit)
+            elif c.type is None and c.unit is None and target is not None and not isinstance(declared, LambdaParam):
+                c = Compiled(sb.cast(c.sql, target), target, c.value)
+            final_args.append(c)
+        value_types = [c.type for c in final_args]
+        return_type = resolution.return_type(value_types)
+        call = Call(resolution.function.name, tuple(final_args), return_type, resolution.bindings)
+        return Compiled(resolution.variant.compile(call), return_type)
+
+    def _lambda(self, lam: ast.Lambda, inputs: tuple[st.SqlType, ...], scope: Scope) -> Compiled:
+        """A DuckDB lambda whose parameters get fresh names, so they can never capture columns."""
+        if len(set(lam.params)) != len(lam.params):
+            raise AnalysisError(f"Lambda parameters must be unique: {format_expr(lam)}", pos=lam.pos)
+        names = [f"__lambda{next(self._lambda_ids)}_{p.lower()}" for p in lam.params]
+        bound = {p: Resolved(exp.column(n), t) for p, n, t in zip(lam.params, names, inputs)}
+        body = self.compile(lam.body, LambdaScope(bound, scope))
+        sql = exp.Lambda(this=body.sql, expressions=[exp.to_identifier(n) for n in names])
+        return Compiled(sql, body.type)
+
+
+def _arg_text(t: object) -> str:
+    from ksqlpy.planner.functions.registry import arg_type_text
+
+    return arg_type_text(t)  # type: ignore[arg-type]
+
+
+def _in_comparable(a: st.SqlType, b: st.SqlType) -> bool:
+    if st.is_numeric(a) and st.is_numeric(b):
+        return True
+    return a.base == b.base or {a.base, b.base} <= {B.STRING, B.DATE, B.TIMESTAMP, B.TIME}
+
+
+def _last_key_wins(keys: list[Compiled], values: list[Compiled]) -> list[tuple[Compiled, Compiled]]:
+    seen: dict[str, int] = {}
+    pairs: list[tuple[Compiled, Compiled]] = []
+    for k, v in zip(keys, values):
+        if k.is_constant:
+            text = repr(k.value)
+            if text in seen:
+                pairs[seen[text]] = (k, v)
+                continue
+            seen[text] = len(pairs)
+        pairs.append((k, v))
+    return pairs
+
+
+def _java_logical(op: ast.LogicalOp, left: exp.Expression, right: exp.Expression) -> exp.Expression:
+    """Java's short-circuit ``&&``/``||`` on nullable booleans: a NULL left operand gives NULL.
+
+    ``CASE WHEN l THEN r ELSE l END`` is ``l && r`` (NULL left -> NULL, FALSE -> FALSE,
+    TRUE -> r); ``CASE WHEN NOT l THEN r ELSE l END`` is ``l || r``.
+    """
+    test = left if op is ast.LogicalOp.AND else exp.Not(this=sb.paren(left))
+    return sb.case([(test, right)], left.copy())
+
+
+def decimal_literal_type(text: str) -> st.Decimal:
+    """ksqlDB's type for a decimal literal: its BigDecimal precision and scale.
+
+    ``5.0`` is DECIMAL(2, 1); a fraction's leading zeros are not digits of the precision, but the
+    precision is never below the scale (``0.05`` is DECIMAL(2, 2)).
+    """
+    value = decimal.Decimal(text)
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)
+    scale = max(-exponent, 0)
+    unscaled = abs(int(value.scaleb(scale)))
+    return st.Decimal(max(len(str(unscaled)), scale, 1), scale)
+
+
+def compile_expression(
+    expr: ast.Expr,
+    scope: Scope,
+    *,
+    registry: FunctionRegistry | None = None,
+    custom_types: Mapping[str, st.SqlType] | None = None,
+) -> Compiled:
+    """Type-check ``expr`` in ``scope`` and compile it to DuckDB SQL.
+
+    Raises :class:`~ksqlpy.errors.AnalysisError` with ksqlDB's wording for unknown columns or
+    functions, type mismatches and unsupported casts. ``result.type`` is None only for an untyped
+    NULL literal.
+    """
+    return _Compiler(scope, registry or REGISTRY, custom_types or {}).compile(expr)
+
+
+def infer_type(
+    expr: ast.Expr,
+    scope: Scope,
+    *,
+    registry: FunctionRegistry | None = None,
+    custom_types: Mapping[str, st.SqlType] | None = None,
+) -> st.SqlType | None:
+    """The ksqlDB type of ``expr`` (None for an untyped NULL); raises as :func:`compile_expression`."""
+    return compile_expression(expr, scope, registry=registry, custom_types=custom_types).type
+
+
+def is_constant(compiled: Compiled) -> bool:
+    return compiled.value is not NO_VALUE
+
+
+__all__ = ["compile_expression", "decimal_literal_type", "infer_type", "is_constant"]
