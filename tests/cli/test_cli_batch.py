@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from shell_ports import free_port
 
 
 def _shell(*args: str) -> subprocess.CompletedProcess[str]:
@@ -21,14 +16,14 @@ def _shell(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_unreachable_server_is_reported_with_a_failing_status() -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     result = _shell(url, "-e", "SHOW STREAMS;")
     assert result.returncode != 0
     assert f"Could not connect to the server at {url}" in result.stderr
 
 
 def test_missing_script_file_fails(tmp_path: Path) -> None:
-    result = _shell(f"http://127.0.0.1:{_free_port()}", "-f", str(tmp_path / "absent.sql"))
+    result = _shell(f"http://127.0.0.1:{free_port()}", "-f", str(tmp_path / "absent.sql"))
     assert result.returncode != 0
     assert "absent.sql" in result.stderr
 
@@ -36,7 +31,7 @@ def test_missing_script_file_fails(tmp_path: Path) -> None:
 def test_shell_commands_need_no_server(tmp_path: Path) -> None:
     spool = tmp_path / "session.txt"
     script = f"SET 'auto.offset.reset'='earliest'; SPOOL {spool}; OUTPUT JSON; UNSET 'auto.offset.reset'; SPOOL OFF;"
-    result = _shell(f"http://127.0.0.1:{_free_port()}", "-e", script)
+    result = _shell(f"http://127.0.0.1:{free_port()}", "-e", script)
     assert result.returncode == 0, result.stderr
     assert "'auto.offset.reset' to 'earliest'" in result.stdout
     assert f"Spool written to {spool}" in result.stdout
