@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
-
 from kafka_broker import FAST_CLIENT_CONFIG
+
 from ksqlpy.errors import TopicError
 from ksqlpy.runtime.store import open_store
 from ksqlpy.runtime.store.base import (

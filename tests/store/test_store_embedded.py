@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from test_store_contract import read_n, records
 
 from ksqlpy.runtime.store.base import TopicPartition, TopicSpec
 from ksqlpy.runtime.store.embedded import EmbeddedStore
-from test_store_contract import read_n, records
 
 
 def open_at(path: Path) -> EmbeddedStore:
@@ -28,12 +28,11 @@ def test_aborted_transaction_leaves_nothing(tmp_path: Path) -> None:
     store.create_topic(TopicSpec(name="out"))
     with store.transaction() as tx:
         tx.connection.execute("CREATE TABLE counts (k VARCHAR, n BIGINT)")
-    with pytest.raises(RuntimeError, match="boom"):
-        with store.transaction() as tx:
-            tx.produce("out", records([b"lost"]))
-            tx.commit_positions("g", {TopicPartition("in", 0): 7})
-            tx.connection.execute("INSERT INTO counts VALUES ('a', 1)")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), store.transaction() as tx:
+        tx.produce("out", records([b"lost"]))
+        tx.commit_positions("g", {TopicPartition("in", 0): 7})
+        tx.connection.execute("INSERT INTO counts VALUES ('a', 1)")
+        raise RuntimeError("boom")
     assert store.end_offsets("out") == {0: 0}
     assert store.committed("g", "in") == {}
     assert store.cursor().execute("SELECT count(*) FROM counts").fetchone() == (0,)
@@ -88,14 +87,18 @@ def test_retention_by_time_and_bytes(tmp_path: Path) -> None:
     store = open_at(tmp_path / "log.duckdb")
     now = int(time.time() * 1000)
     store.create_topic(TopicSpec(name="timed", config={"retention.ms": "60000"}))
-    store.produce("timed", records([b"old", b"older", b"fresh"], timestamps=[now - 120_000, now - 90_000, now]))
+    store.produce(
+        "timed", records([b"old", b"older", b"fresh"], timestamps=[now - 120_000, now - 90_000, now])
+    )
     store.create_topic(TopicSpec(name="sized", config={"retention.bytes": "10"}))
     store.produce("sized", records([b"aaaa", b"bbbb", b"cccc", b"dddd"], keys=[b"k"] * 4))
     store.run_maintenance(now_ms=now)
     with store.open_reader(["timed", "sized"]) as reader:
         rows = read_n(reader, 3).to_pylist()
     assert sorted((r["topic"], r["value"]) for r in rows) == [
-        ("sized", b"cccc"), ("sized", b"dddd"), ("timed", b"fresh")
+        ("sized", b"cccc"),
+        ("sized", b"dddd"),
+        ("timed", b"fresh"),
     ]
     assert store.start_offsets("timed") == {0: 2}
     assert store.end_offsets("timed") == {0: 3}  # offsets never go back
@@ -155,7 +158,9 @@ _PRODUCER = textwrap.dedent(
 def test_acknowledged_records_survive_kill_9(tmp_path: Path) -> None:
     path = tmp_path / "log.duckdb"
     child = subprocess.Popen(
-        [sys.executable, "-c", _PRODUCER, str(path)], stdout=subprocess.PIPE, text=True,
+        [sys.executable, "-c", _PRODUCER, str(path)],
+        stdout=subprocess.PIPE,
+        text=True,
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     assert child.stdout is not None

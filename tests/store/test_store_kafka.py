@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-
 from kafka_broker import FAST_CLIENT_CONFIG
+from test_store_contract import fresh, read_n, records
+
 from ksqlpy.runtime.store import open_store
 from ksqlpy.runtime.store.base import TopicSpec
 from ksqlpy.runtime.store.kafka import KafkaStore
-from test_store_contract import fresh, read_n, records
 
 pytestmark = pytest.mark.kafka
 
@@ -18,7 +18,9 @@ pytestmark = pytest.mark.kafka
 @pytest.fixture
 def eos_store(kafka_bootstrap: str) -> Iterator[KafkaStore]:
     config: dict[str, object] = {f"kafka.{k}": v for k, v in FAST_CLIENT_CONFIG.items()}
-    store = open_store({"bootstrap.servers": kafka_bootstrap, "processing.guarantee": "exactly_once_v2", **config})
+    store = open_store(
+        {"bootstrap.servers": kafka_bootstrap, "processing.guarantee": "exactly_once_v2", **config}
+    )
     assert isinstance(store, KafkaStore) and store.exactly_once
     yield store
     store.close()
@@ -32,11 +34,10 @@ def test_aborted_transaction_is_invisible_and_committed_one_visible(eos_store: K
     with eos_store.open_reader([source], group=group) as reader:
         consumed = read_n(reader, 2)
         assert consumed.num_rows == 2
-        with pytest.raises(RuntimeError):
-            with eos_store.transaction() as tx:
-                tx.produce(sink, records([b"aborted"]))
-                tx.commit_positions(group, reader.positions())
-                raise RuntimeError("stop")
+        with pytest.raises(RuntimeError), eos_store.transaction() as tx:
+            tx.produce(sink, records([b"aborted"]))
+            tx.commit_positions(group, reader.positions())
+            raise RuntimeError("stop")
         assert eos_store.committed(group, source) == {}
         with eos_store.transaction() as tx:
             tx.produce(sink, records([b"A", b"B"]))

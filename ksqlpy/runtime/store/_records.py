@@ -16,7 +16,9 @@ from ksqlpy.runtime.store.base import HEADER_TYPE, PRODUCE_SCHEMA, RECORD_SCHEMA
 from ksqlpy.runtime.store.partitioner import partitions_for_keys
 
 #: Columns of a normalized produce batch, in order (``partition`` kept aside).
-_PRODUCED = pa.schema([PRODUCE_SCHEMA.field(n) for n in ("partition", "timestamp", "key", "value", "headers")])
+_PRODUCED = pa.schema(
+    [PRODUCE_SCHEMA.field(n) for n in ("partition", "timestamp", "key", "value", "headers")]
+)
 
 
 def _now_ms() -> int:
@@ -59,7 +61,9 @@ def choose_partitions(batch: pa.Table, num_partitions: int, null_start: int) -> 
     else:
         keys = batch.column("key").combine_chunks()
         chosen = np.asarray(partitions_for_keys(keys, num_partitions, null_start))
-        parts = np.where(np.asarray(given.is_valid()), np.asarray(given.fill_null(0)), chosen).astype(np.int32)
+        parts = np.where(np.asarray(given.is_valid()), np.asarray(given.fill_null(0)), chosen).astype(
+            np.int32
+        )
     if len(parts) and (parts.min() < 0 or parts.max() >= num_partitions):
         bad = int(parts[(parts < 0) | (parts >= num_partitions)][0])
         raise TopicError(f"Invalid partition {bad}: the topic has {num_partitions} partition(s)")

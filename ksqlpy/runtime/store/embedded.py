@@ -130,7 +130,9 @@ class EmbeddedStore(TopicStore):
         self._maintainer: threading.Thread | None = None
         if maintenance_interval:
             self._maintainer = threading.Thread(
-                target=self._maintain_forever, args=(maintenance_interval,), name="topic-log-maintenance",
+                target=self._maintain_forever,
+                args=(maintenance_interval,),
+                name="topic-log-maintenance",
                 daemon=True,
             )
             self._maintainer.start()
@@ -233,8 +235,9 @@ class EmbeddedStore(TopicStore):
         with self.transaction() as tx:
             tx.produce(topic, records)
 
-    def _append(self, cur: duckdb.DuckDBPyConnection, name: str, records: pa.Table, ends: dict[
-            tuple[int, int], int]) -> None:
+    def _append(
+        self, cur: duckdb.DuckDBPyConnection, name: str, records: pa.Table, ends: dict[tuple[int, int], int]
+    ) -> None:
         """Append ``records`` to ``name`` inside the caller's DuckDB transaction; ``ends`` holds the
         transaction's view of next offsets and is advanced."""
         topic = self._topic(name)
@@ -272,10 +275,14 @@ class EmbeddedStore(TopicStore):
         return EmbeddedReader(self, tuple(topics), group, start)
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
-        rows = self.cursor().execute(
-            f"SELECT partition, next_offset FROM {_SCHEMA}.group_offsets WHERE grp = ? AND topic = ?",
-            [group, topic],
-        ).fetchall()
+        rows = (
+            self.cursor()
+            .execute(
+                f"SELECT partition, next_offset FROM {_SCHEMA}.group_offsets WHERE grp = ? AND topic = ?",
+                [group, topic],
+            )
+            .fetchall()
+        )
         return {int(p): int(o) for p, o in rows}
 
     def end_offsets(self, topic: str) -> dict[int, int]:
@@ -508,8 +515,11 @@ class EmbeddedReader(TopicReader):
                     self._woken = False
                     return RECORD_SCHEMA.empty_table()
                 version = store._version
-                ready = [(a, a.bounds.start, a.bounds.end) for a in self._assigned.values()
-                         if a.position < a.bounds.end]
+                ready = [
+                    (a, a.bounds.start, a.bounds.end)
+                    for a in self._assigned.values()
+                    if a.position < a.bounds.end
+                ]
             if ready:
                 batch = self._read(ready, max_records)
                 if batch.num_rows:
@@ -583,4 +593,3 @@ class EmbeddedReader(TopicReader):
     def close(self) -> None:
         with suppress(duckdb.Error):
             self._cursor.close()
-

@@ -24,7 +24,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 from confluent_kafka import (
@@ -37,7 +37,12 @@ from confluent_kafka import (
     Producer,
 )
 from confluent_kafka import TopicPartition as KafkaTopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, NewTopic
+from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported, unlisted in __all__
+    AdminClient,
+    ConfigResource,
+    ConfigSource,
+    NewTopic,
+)
 
 from ksqlpy.errors import TopicError
 from ksqlpy.runtime.store import _records
@@ -55,22 +60,46 @@ from ksqlpy.runtime.store.base import (
 
 #: Settings only consumers understand (librdkafka warns when other clients get them).
 _CONSUMER_ONLY = (
-    "session.timeout.ms", "heartbeat.interval.ms", "fetch.", "auto.offset.reset", "enable.auto.",
-    "isolation.level", "group.", "max.poll.interval.ms", "queued.", "partition.assignment.strategy",
-    "auto.commit.", "enable.partition.eof", "check.crcs",
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "fetch.",
+    "auto.offset.reset",
+    "enable.auto.",
+    "isolation.level",
+    "group.",
+    "max.poll.interval.ms",
+    "queued.",
+    "partition.assignment.strategy",
+    "auto.commit.",
+    "enable.partition.eof",
+    "check.crcs",
 )
 #: Settings only producers understand.
 _PRODUCER_ONLY = (
-    "linger.ms", "acks", "batch.", "queue.buffering.", "compression.", "enable.idempotence",
-    "transactional.id", "transaction.timeout.ms", "partitioner", "message.timeout.ms",
-    "request.required.acks", "retries", "delivery.timeout.ms", "sticky.",
+    "linger.ms",
+    "acks",
+    "batch.",
+    "queue.buffering.",
+    "compression.",
+    "enable.idempotence",
+    "transactional.id",
+    "transaction.timeout.ms",
+    "partitioner",
+    "message.timeout.ms",
+    "request.required.acks",
+    "retries",
+    "delivery.timeout.ms",
+    "sticky.",
 )
 #: Topic configs reported by describe_topic even when they hold the broker's default.
 _REPORTED_CONFIGS = frozenset({"cleanup.policy", "retention.ms", "retention.bytes", "delete.retention.ms"})
 _TIMEOUT = 30.0
 
 
-def _only(config: Mapping[str, str], excluded: tuple[str, ...]) -> dict[str, str]:
+ClientConfig = dict[str, str | int | float | bool]
+
+
+def _only(config: Mapping[str, str | int | float | bool], excluded: tuple[str, ...]) -> ClientConfig:
     return {k: v for k, v in config.items() if not k.startswith(excluded)}
 
 
@@ -93,8 +122,8 @@ class KafkaStore(TopicStore):
     ) -> None:
         config = {"bootstrap.servers": bootstrap_servers, **(client_config or {})}
         self.exactly_once = exactly_once
-        self._transactional_id = transactional_id or config.pop("transactional.id", None) or (
-            f"ksqlpy-{uuid.uuid4()}"
+        self._transactional_id = (
+            transactional_id or config.pop("transactional.id", None) or (f"ksqlpy-{uuid.uuid4()}")
         )
         self._common = _only(_only(config, _CONSUMER_ONLY), _PRODUCER_ONLY)
         self._consumer_config = {
@@ -232,8 +261,13 @@ class KafkaStore(TopicStore):
             while True:
                 try:
                     producer.produce(
-                        topic, value, key, partition=partition, timestamp=timestamp,
-                        headers=kafka_headers, on_delivery=delivered,
+                        topic,
+                        value,
+                        key,
+                        partition=partition,
+                        timestamp=timestamp,
+                        headers=kafka_headers,
+                        on_delivery=delivered,
                     )
                     break
                 except BufferError:
@@ -301,7 +335,9 @@ class KafkaStore(TopicStore):
         try:
             self._member(group).commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
-            raise TopicError(f"Could not commit positions of group '{group}': {_kafka_error(exc).str()}") from exc
+            raise TopicError(
+                f"Could not commit positions of group '{group}': {_kafka_error(exc).str()}"
+            ) from exc
 
     def transaction(self) -> KafkaTransactionContext:
         return KafkaTransactionContext(self)
@@ -415,8 +451,9 @@ class KafkaReader(TopicReader):
         }
         self._consumer = Consumer(config)
         if group is not None:
-            self._consumer.subscribe(list(topics), on_assign=self._on_assign, on_revoke=self._on_revoke,
-                                     on_lost=self._on_revoke)
+            self._consumer.subscribe(
+                list(topics), on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_revoke
+            )
             with store._lock:
                 store._group_consumers.setdefault(group, []).append(self._consumer)
         else:
@@ -492,14 +529,14 @@ class KafkaReader(TopicReader):
             return RECORD_SCHEMA.empty_table()
         topics, partitions, offsets, timestamps, keys, values, headers = [], [], [], [], [], [], []
         for m in messages:
-            topic, partition, offset = m.topic(), m.partition(), m.offset()
+            topic, partition, offset = str(m.topic()), int(m.partition() or 0), int(m.offset() or 0)
             topics.append(topic)
             partitions.append(partition)
             offsets.append(offset)
             timestamps.append(m.timestamp()[1])
             keys.append(m.key())
             values.append(m.value())
-            raw = m.headers()
+            raw = cast("list[tuple[str, bytes | None]] | None", m.headers())
             headers.append([{"key": k, "value": v} for k, v in raw] if raw is not None else None)
             self._next[TopicPartition(topic, partition)] = offset + 1
         return pa.Table.from_arrays(

@@ -63,9 +63,7 @@ def murmur2(keys: pa.Array) -> Int32s:
         return np.empty(0, dtype=np.int32)
     buffers = keys.buffers()
     offsets = np.frombuffer(buffers[1], dtype=np.int64)[keys.offset : keys.offset + n + 1]
-    data = (
-        np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.empty(0, np.uint8)
-    )
+    data = np.frombuffer(buffers[2], dtype=np.uint8) if buffers[2] is not None else np.empty(0, np.uint8)
     starts = offsets[:-1]
     lengths = np.diff(offsets)
     if keys.null_count:
