@@ -24,7 +24,7 @@ def con() -> duckdb.DuckDBPyConnection:
     return connection
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def evaluate(con: duckdb.DuckDBPyConnection) -> Evaluate:
     """``evaluate(text, columns={name: type}, rows=[{...}])`` -> (type, one value per row)."""
 
