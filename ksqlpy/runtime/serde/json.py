@@ -1,0 +1,364 @@
+"""The JSON format: one JSON document per record.
+
+Several key columns, several value columns, or a single value column with
+``WRAP_SINGLE_VALUE=true`` (the default for values) are an object with one entry per column;
+a single key column (or a value with ``WRAP_SINGLE_VALUE=false``) is the bare value.
+
+Decoding has two paths that give the same answer:
+
+* a fast, columnar one: the batch is joined into newline-delimited JSON and parsed by Arrow's
+  JSON reader against an explicit schema. Arrow is stricter than ksqlDB (it refuses to truncate
+  ``1.5`` to an INT, to read ``"12"`` as a number, to match field names case-insensitively), so
+  whenever a chunk of records holds anything it rejects, the chunk falls back to
+* the exact one: each record parsed with decimals kept exact and coerced value by value with
+  ksqlDB's rules (:mod:`ksqlpy.runtime.serde.coerce`), reporting malformed records per row.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import decimal
+import io
+import json as stdjson
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pajson
+
+from ksqlpy import sqltypes
+from ksqlpy.errors import SerdeError
+from ksqlpy.runtime.serde import coerce, javatext
+from ksqlpy.runtime.serde.base import (
+    Decoded,
+    Deserializer,
+    RecordError,
+    Serializer,
+    build_column,
+    combine,
+    null_table,
+    physical_type,
+    present_or_all,
+    to_logical,
+    to_physical,
+)
+from ksqlpy.sqltypes import BaseType, Field
+
+#: Records per chunk retried on the fast path after a whole-batch attempt failed.
+_RETRY_CHUNK = 2048
+#: Name of the single field unwrapped records are wrapped in for Arrow's reader.
+_WRAP_FIELD = "v"
+
+_FAST_SCALARS = frozenset(
+    {
+        BaseType.BOOLEAN,
+        BaseType.INTEGER,
+        BaseType.BIGINT,
+        BaseType.DOUBLE,
+        BaseType.STRING,
+        BaseType.DECIMAL,
+        BaseType.DATE,
+        BaseType.TIMESTAMP,
+    }
+)
+
+
+def _fast_type(t: sqltypes.SqlType, *, top: bool) -> bool:
+    """Whether Arrow's reader decodes ``t`` exactly as ksqlDB does when it accepts it."""
+    match t:
+        case sqltypes.Array(element=e):
+            return _fast_type(e, top=False)
+        case sqltypes.Struct(fields=fs):
+            return all(_fast_type(f.type, top=False) for f in fs)
+        case sqltypes.Map():
+            return False
+    # TIME needs a range check and BYTES a base64 decode: done for top-level columns only
+    return t.base in _FAST_SCALARS or (top and t.base in (BaseType.TIME, BaseType.BYTES))
+
+
+def _read_type(t: sqltypes.SqlType) -> pa.DataType:
+    """The type Arrow's reader is asked for: physical ints for temporals, text for BYTES."""
+    if t.base is BaseType.BYTES:
+        return pa.string()
+    return physical_type(t)
+
+
+def _nested_names(t: sqltypes.SqlType) -> list[str]:
+    match t:
+        case sqltypes.Array(element=e):
+            return _nested_names(e)
+        case sqltypes.Struct(fields=fs):
+            return [n for f in fs for n in (f.name, *_nested_names(f.type))]
+    return []
+
+
+class JsonDeserializer(Deserializer):
+    def __init__(self, columns: Sequence[Field], *, is_key: bool, wrapped: bool) -> None:
+        super().__init__(columns, is_key=is_key)
+        self.wrapped = wrapped
+        self._fast = bool(self.columns) and all(_fast_type(c.type, top=True) for c in self.columns)
+        names = [n for c in self.columns for n in _nested_names(c.type)]
+        if wrapped:
+            names += [c.name for c in self.columns]
+            read_fields = [pa.field(c.name, _read_type(c.type)) for c in self.columns]
+        else:
+            read_fields = [pa.field(_WRAP_FIELD, _read_type(self.columns[0].type))] if self.columns else []
+        # Names whose case variants would be matched by ksqlDB but not by Arrow's reader.
+        self._names = tuple(sorted({stdjson.dumps(n) for n in names}))
+        self._read_schema = pa.schema(read_fields)
+
+    def decode(self, data: pa.Array | pa.ChunkedArray, *, topic: str = "?") -> Decoded:
+        data = combine(data)
+        rows = len(data)
+        if not self.columns:
+            return Decoded(table=null_table(self.schema, rows), present=pc.is_valid(data))
+        null_text = pc.fill_null(pc.equal(data, pa.scalar(b"null", data.type)), True)
+        candidates = np.flatnonzero(np.asarray(pc.invert(null_text)))
+        fast_rows: list[np.ndarray] = []
+        fast_parts: list[list[pa.Array]] = []
+        slow_rows: list[int] = []
+        if self._fast and len(candidates):
+            # the whole batch first; when Arrow rejects it, fixed-size chunks so that one odd
+            # record sends only its own chunk down the exact path
+            whole = self._fast_decode(data.take(pa.array(candidates)))
+            if whole is not None:
+                fast_rows, fast_parts = [candidates], [whole]
+            else:
+                for start in range(0, len(candidates), _RETRY_CHUNK):
+                    chunk = candidates[start : start + _RETRY_CHUNK]
+                    columns = self._fast_decode(data.take(pa.array(chunk)))
+                    if columns is None:
+                        slow_rows.extend(chunk.tolist())
+                    else:
+                        fast_rows.append(chunk)
+                        fast_parts.append(columns)
+        else:
+            slow_rows = candidates.tolist()
+        slow_columns, slow_present, errors = self._slow_decode(data, slow_rows, topic)
+        return self._assemble(rows, fast_rows, fast_parts, slow_rows, slow_columns, slow_present, errors)
+
+    # -- fast path -------------------------------------------------------------------------
+
+    def _fast_decode(self, records: pa.Array) -> list[pa.Array] | None:
+        """Physical columns (plus the present mask last) for ``records``, or None when Arrow's
+        reader cannot decode them exactly as ksqlDB would."""
+        try:
+            text = records.cast(pa.string())
+        except pa.ArrowInvalid:
+            return None
+        for newline in ("\n", "\r"):
+            if pc.sum(pc.count_substring(text, newline)).as_py():
+                return None
+        if self._names and self._case_variants(text):
+            return None
+        if not self.wrapped:
+            n = len(text)
+            text = pc.binary_join_element_wise(
+                pa.array(['{"' + _WRAP_FIELD + '":'] * n, pa.string()), text, pa.array(["}"] * n), ""
+            )
+        ndjson = pc.binary_join_element_wise(text, pa.array(["\n"] * len(text), pa.string()), "")
+        buffer = _values_buffer(ndjson)
+        try:
+            table = pajson.read_json(
+                io.BytesIO(buffer),
+                read_options=pajson.ReadOptions(block_size=max(1 << 20, len(buffer) // 2 + 1)),
+                parse_options=pajson.ParseOptions(
+                    explicit_schema=self._read_schema, unexpected_field_behavior="ignore"
+                ),
+            )
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        if table.num_rows != len(records):
+            return None
+        out: list[pa.Array] = []
+        for column, field in zip(table.columns, self.columns):
+            converted = _finish_fast(combine(column), field.type)
+            if converted is None:
+                return None
+            out.append(converted)
+        if self.wrapped:
+            out.append(pa.array(np.ones(len(records), dtype=bool)))
+        else:
+            out.append(pc.is_valid(out[0]))
+        return out
+
+    def _case_variants(self, text: pa.Array) -> bool:
+        """True when some record may spell a column name in another case."""
+        lower = pc.utf8_lower(text)
+        for quoted in self._names:
+            exact = pc.sum(pc.count_substring(text, quoted)).as_py() or 0
+            folded = pc.sum(pc.count_substring(lower, quoted.lower())).as_py() or 0
+            if folded != exact:
+                return True
+        return False
+
+    # -- exact path ------------------------------------------------------------------------
+
+    def _slow_decode(
+        self, data: pa.Array, rows: list[int], topic: str
+    ) -> tuple[list[list[object]], list[bool], list[RecordError]]:
+        columns: list[list[object]] = [[] for _ in self.columns]
+        present: list[bool] = []
+        errors: list[RecordError] = []
+        for row in rows:
+            raw = data[row].as_py()
+            try:
+                values = self._decode_one(raw)
+            except (coerce.CoercionError, ValueError, RecursionError) as e:
+                errors.append(RecordError(row, self.error_prefix(topic) + str(e)))
+                values = None
+            present.append(values is not None)
+            for i, column in enumerate(columns):
+                column.append(None if values is None else values[i])
+        return columns, present, errors
+
+    def _decode_one(self, raw: bytes) -> list[object] | None:
+        try:
+            document = stdjson.loads(raw, parse_float=decimal.Decimal, parse_constant=_reject_constant)
+        except (stdjson.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"Invalid JSON: {e}") from None
+        if document is None:
+            return None
+        if not self.wrapped:
+            value = coerce.coerce(document, self.columns[0].type, "$")
+            return None if value is None else [value]
+        if not isinstance(document, dict):
+            struct = sqltypes.Struct(tuple(self.columns))
+            raise coerce.CoercionError(
+                f"Can't convert type. sourceType: {coerce.node_type(document)}, requiredType: {struct}",
+                "$",
+            )
+        return [coerce.coerce(coerce.lookup(document, c.name), c.type, f"$.{c.name}") for c in self.columns]
+
+    def _assemble(
+        self,
+        rows: int,
+        fast_rows: list[np.ndarray],
+        fast_parts: list[list[pa.Array]],
+        slow_rows: list[int],
+        slow_columns: list[list[object]],
+        slow_present: list[bool],
+        errors: list[RecordError],
+    ) -> Decoded:
+        order = np.full(rows, -1, dtype=np.int64)
+        position = 0
+        for chunk in fast_rows:
+            order[chunk] = np.arange(position, position + len(chunk))
+            position += len(chunk)
+        order[np.asarray(slow_rows, dtype=np.int64)] = np.arange(position, position + len(slow_rows))
+        position += len(slow_rows)
+        missing = order < 0
+        order[missing] = np.arange(position, position + int(missing.sum()))
+        absent = int(missing.sum())
+        take = pa.array(order)
+        arrays: list[pa.Array] = []
+        for i, field in enumerate(self.columns):
+            pieces = [to_logical(part[i], field.type) for part in fast_parts]
+            pieces.append(build_column(slow_columns[i], field.type))
+            pieces.append(pa.nulls(absent, sqltypes.to_arrow(field.type)))
+            arrays.append(pa.concat_arrays(pieces).take(take))
+        present_pieces = [part[-1] for part in fast_parts]
+        present_pieces.append(pa.array(slow_present, pa.bool_()))
+        present_pieces.append(pa.array(np.zeros(absent, dtype=bool)))
+        present = pa.concat_arrays(present_pieces).take(take)
+        assert isinstance(present, pa.BooleanArray)
+        return Decoded(
+            table=pa.table(arrays, schema=self.schema),
+            present=present,
+            errors=tuple(sorted(errors, key=lambda e: e.row)),
+        )
+
+
+def _reject_constant(name: str) -> float:
+    raise ValueError(f"Invalid JSON: non-standard token '{name}'")
+
+
+def _values_buffer(array: pa.Array) -> bytes:
+    """The concatenated value bytes of a non-null string/binary array, without a copy per row."""
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + len(array) + 1]
+    data = array.buffers()[2]
+    if data is None:
+        return b""
+    return data.to_pybytes()[offsets[0] : offsets[-1]]
+
+
+def _finish_fast(column: pa.Array, t: sqltypes.SqlType) -> pa.Array | None:
+    """Post-checks Arrow's reader does not make: TIME range, BYTES as base64."""
+    match t.base:
+        case BaseType.TIME:
+            out_of_range = pc.or_(pc.less(column, 0), pc.greater(column, javatext.MILLIS_PER_DAY))
+            if pc.any(out_of_range).as_py():
+                return None
+            return column
+        case BaseType.BYTES:
+            try:
+                decoded = [
+                    None if v is None else base64.b64decode(v, validate=True) for v in column.to_pylist()
+                ]
+            except (binascii.Error, ValueError):
+                return None
+            return pa.array(decoded, pa.binary())
+    return column
+
+
+# -- serialization -------------------------------------------------------------------------
+
+
+class JsonSerializer(Serializer):
+    def __init__(self, columns: Sequence[Field], *, is_key: bool, wrapped: bool) -> None:
+        super().__init__(columns, is_key=is_key)
+        self.wrapped = wrapped
+
+    def encode(self, table: pa.Table, *, present: pa.Array | None = None) -> pa.BinaryArray:
+        rows = table.num_rows
+        keep = np.asarray(present_or_all(present, rows))
+        if not self.columns:
+            return pa.nulls(rows, pa.binary())
+        prepared = [_json_ready(combine(table.column(i)), f.type) for i, f in enumerate(self.columns)]
+        out: list[bytes | None]
+        if self.wrapped:
+            names = [f.name for f in self.columns]
+            columns = [p.to_pylist(maps_as_pydicts="strict") if isinstance(p, pa.Array) else p for p in prepared]
+            out = [
+                orjson.dumps(dict(zip(names, values)), default=_json_default) if k else None
+                for k, *values in zip(keep, *columns)
+            ]
+        else:
+            single = prepared[0]
+            values = single.to_pylist(maps_as_pydicts="strict") if isinstance(single, pa.Array) else single
+            out = [
+                orjson.dumps(v, default=_json_default) if k and v is not None else None
+                for k, v in zip(keep, values)
+            ]
+        return pa.array(out, pa.binary())
+
+
+def _json_ready(column: pa.Array, t: sqltypes.SqlType) -> pa.Array | list[Any]:
+    """A column as values orjson writes the way ksqlDB's JSON converter does: temporals as
+    integers, BYTES as base64, non-finite doubles as the strings Jackson quotes them as."""
+    physical = to_physical(column, t)
+    match t.base:
+        case BaseType.BYTES:
+            return [None if v is None else base64.b64encode(v).decode("ascii") for v in physical.to_pylist()]
+        case BaseType.DOUBLE if not pc.all(pc.fill_null(pc.is_finite(physical), True)).as_py():
+            return [_double_json(v) for v in physical.to_pylist()]
+    return physical
+
+
+def _double_json(value: float | None) -> float | str | None:
+    if value is None or (value == value and abs(value) != float("inf")):
+        return value
+    return javatext.double_str(value)
+
+
+def _json_default(value: object) -> object:
+    match value:
+        case decimal.Decimal():
+            return orjson.Fragment(javatext.plain(value))
+        case bytes():
+            return base64.b64encode(value).decode("ascii")
+    raise SerdeError(f"Cannot serialize value of type {type(value).__name__} as JSON")
