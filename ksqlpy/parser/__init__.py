@@ -34,30 +34,13 @@ __all__ = [
 
 _GRAMMAR = Path(__file__).with_name("ksql.lark")
 
-# How ksqlDB (ANTLR) names tokens in "Expecting ..." lists; keywords print quoted.
+# How ksqlDB (ANTLR) names the tokens that are not fixed strings in "Expecting ..." lists;
+# keywords and punctuation print as their text in quotes.
 _TOKEN_DISPLAY: dict[str, str] = {
     "SQ_STRING": "STRING",
     "FLOAT_VALUE": "FLOATING_POINT_VALUE",
     "$END": "<EOF>",
-    "_SEMI": "';'",
-    "LPAR": "'('",
-    "RPAR": "')'",
-    "LSQB": "'['",
-    "RSQB": "']'",
-    "COMMA": "','",
-    "DOT": "'.'",
-    "EQ": "'='",
     "NEQ": "'<>'",
-    "LT": "'<'",
-    "LTE": "'<='",
-    "GT": "'>'",
-    "GTE": "'>='",
-    "PLUS": "'+'",
-    "MINUS": "'-'",
-    "STAR": "'*'",
-    "SLASH": "'/'",
-    "PERCENT": "'%'",
-    "__ANON_0": "'||'",
 }
 _NAMED_TOKENS = (
     "STRING",
@@ -116,14 +99,16 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
+@functools.cache
+def _fixed_strings() -> dict[str, str]:
+    return {t.name: t.pattern.value for t in _lark().terminals if t.pattern.type == "str"}
+
+
 def _display(terminal: str) -> str:
     if terminal in _TOKEN_DISPLAY:
         return _TOKEN_DISPLAY[terminal]
-    if terminal.isupper() and terminal.isalpha() or "_" in terminal and terminal.replace("_", "").isalpha():
-        if terminal in _NAMED_TOKENS or terminal.endswith(("_VALUE", "IDENTIFIER")):
-            return terminal
-        return f"'{terminal}'"
-    return terminal
+    fixed = _fixed_strings().get(terminal)
+    return terminal if fixed is None else f"'{fixed.upper()}'"
 
 
 def _expecting(expected: set[str]) -> str:
@@ -160,8 +145,10 @@ def _syntax_error(error: UnexpectedInput, text: str) -> ParseError:
 
 
 def _message(expected: set[str]) -> str:
+    # ksqlDB's REST message continues with "\nStatement: <text>", leaving an empty line when
+    # there is no short list of expected tokens; keep the same shape.
     shown = _expecting(expected)
-    return f"Syntax Error\nExpecting {shown}" if shown else "Syntax Error"
+    return f"Syntax Error\nExpecting {shown}" if shown else "Syntax Error\n"
 
 
 def _end_position(text: str) -> Position:

@@ -386,7 +386,15 @@ class AllColumns:
     pos: Position | None = _pos()
 
 
-SelectItem: TypeAlias = SingleColumn | AllColumns
+@_node
+class StructAll:
+    """``base->*``: every field of a struct expression, each as its own column."""
+
+    base: Expr
+    pos: Position | None = _pos()
+
+
+SelectItem: TypeAlias = SingleColumn | AllColumns | StructAll
 
 
 @_node

@@ -379,10 +379,8 @@ class AstBuilder(Transformer[Token, Any]):
         return children[0]  # type: ignore[no-any-return]
 
     def base_type(self, meta: Meta, children: list[Any]) -> ast.TypeNode:
-        name, *params = children
-        params = [p for p in params if p is not None]
-        if params:
-            raise ParseError(f"Unexpected parameters for type {name}", pos=tok_pos(params[0]))
+        # ksqlDB accepts and ignores type parameters such as VARCHAR(STRING).
+        name = children[0]
         primitive = PRIMITIVE_TYPES.get(str(name))
         if primitive is not None and name.type == "NAME":
             return ast.PrimitiveType(name=primitive, pos=self._pos(meta))
@@ -394,6 +392,9 @@ class AstBuilder(Transformer[Token, Any]):
         expr = children[0]
         alias = next((c for c in children[1:] if isinstance(c, Token) and c.type == "NAME"), None)
         return ast.SingleColumn(expr=expr, alias=None if alias is None else str(alias), pos=self._pos(meta))
+
+    def select_struct_all(self, meta: Meta, children: list[Any]) -> ast.StructAll:
+        return ast.StructAll(base=children[0], pos=self._pos(meta))
 
     def select_all(self, meta: Meta, children: list[Any]) -> ast.AllColumns:
         source = _token(children, "NAME")
@@ -479,14 +480,18 @@ class AstBuilder(Transformer[Token, Any]):
         return _Clause("refinement", ast.Refinement(children[1].type))
 
     def limit_clause(self, meta: Meta, children: list[Any]) -> _Clause:
-        return _Clause("limit", int(children[1]))
+        value = children[1]
+        if not isinstance(value, ast.IntegerLiteral):
+            raise ParseError("Value must be integer for command: LIMIT", pos=getattr(value, "pos", None))
+        # A negative LIMIT parses; the planner rejects it with ksqlDB's message.
+        return _Clause("limit", value.value)
 
     def interval_clause(self, meta: Meta, children: list[Any]) -> _Clause:
         return _Clause("interval", int(children[1]))
 
     def query(self, meta: Meta, children: list[Any]) -> ast.Query:
         from_at = next(i for i, c in enumerate(children) if isinstance(c, Token) and c.type == "FROM")
-        items = _nodes(children[1:from_at], (ast.SingleColumn, ast.AllColumns))
+        items = _nodes(children[1:from_at], (ast.SingleColumn, ast.AllColumns, ast.StructAll))
         clauses = {c.field: c.value for c in children[from_at + 1 :] if isinstance(c, _Clause)}
         return ast.Query(select=tuple(items), from_=children[from_at + 1], **clauses, pos=self._pos(meta))
 
