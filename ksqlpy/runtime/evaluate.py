@@ -16,6 +16,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ksqlpy import sqltypes
 from ksqlpy.planner.physical import SelectStep, StepKind
 from ksqlpy.runtime.codec import TOMBSTONE
 from ksqlpy.runtime.processing_log import RECORD_PROCESSING_ERROR, ProcessingError
@@ -36,6 +37,7 @@ class StepEvaluator:
         self.con = con
         self.sql = self._query(safe=False)
         self.safe_sql = self._query(safe=True)
+        self._schema: pa.Schema | None = None
 
     def _query(self, *, safe: bool) -> str:
         step = self.step
@@ -64,9 +66,19 @@ class StepEvaluator:
     def _run(self, sql: str, batch: pa.Table) -> pa.Table:
         self.con.register("input", batch)
         try:
-            return self.con.sql(sql).to_arrow_table()
+            result = self.con.sql(sql).to_arrow_table()
         finally:
             self.con.unregister("input")
+        return result.cast(self._schema_for(result)) if result.schema != self._schema_for(result) else result
+
+    def _schema_for(self, result: pa.Table) -> pa.Schema:
+        """The result's Arrow schema in ksqlpy's types (DuckDB hands back e.g. microsecond
+        timestamps where ksqlDB's TIMESTAMP is milliseconds)."""
+        if self._schema is None:
+            fields = [pa.field(c.name, sqltypes.to_arrow(c.type)) for c in self.step.columns]
+            fields += [result.schema.field(i) for i in range(len(fields), result.num_columns)]
+            self._schema = pa.schema(fields)
+        return self._schema
 
     def _row_by_row(self, batch: pa.Table, logger: str) -> Evaluated:
         parts: list[pa.Table] = []

@@ -1,0 +1,146 @@
+"""The engine facade end to end on the embedded store: DDL, persistent and push queries,
+INSERT VALUES, the processing log, metadata statements and restart from the command log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from ksqlpy.errors import AnalysisError, ParseError
+from ksqlpy.runtime import results as r
+from ksqlpy.runtime.engine import Engine
+from ksqlpy.runtime.session import QueryEndpointError
+
+PAGEVIEWS = (
+    "CREATE STREAM pageviews (user_id VARCHAR KEY, page VARCHAR, duration INT) "
+    "WITH (kafka_topic='pageviews', value_format='JSON', partitions=1);"
+)
+LONG_VIEWS = (
+    "CREATE STREAM long_views AS SELECT user_id, page, duration * 1000 AS duration_ms "
+    "FROM pageviews WHERE duration > 30;"
+)
+
+
+def read_topic(engine: Engine, topic: str) -> list[tuple[bytes | None, object, int]]:
+    out = []
+    with engine.store.open_reader([topic], start="earliest") as reader:
+        for _ in range(20):
+            batch = reader.poll(10_000, timeout=0.05)
+            if batch.num_rows == 0 and out:
+                break
+            for k, v, ts in zip(
+                batch.column("key").to_pylist(), batch.column("value").to_pylist(), batch.column("timestamp").to_pylist()
+            ):
+                out.append((k, None if v is None else json.loads(v), ts))
+    return out
+
+
+def produce_json(engine: Engine, topic: str, rows: list[tuple[str, object, int]]) -> None:
+    engine.store.produce(
+        topic,
+        pa.table(
+            {
+                "timestamp": pa.array([ts for _, _, ts in rows], pa.int64()),
+                "key": pa.array([k.encode() for k, _, _ in rows], pa.binary()),
+                "value": pa.array([v if isinstance(v, bytes) else json.dumps(v).encode() for _, v, _ in rows], pa.binary()),
+            }
+        ),
+    )
+
+
+@pytest.fixture
+def engine(tmp_path: Path):
+    e = Engine.open({"ksql.streams.state.dir": str(tmp_path / "data")})
+    yield e
+    e.close()
+
+
+def test_csas_filters_and_projects_into_the_sink_topic(engine: Engine) -> None:
+    s = engine.session()
+    created = s.execute_all(PAGEVIEWS)[0]
+    assert isinstance(created, r.CommandStatusEntity) and created.message == "Stream created"
+    status = s.execute_all(LONG_VIEWS)[0]
+    assert isinstance(status, r.CommandStatusEntity)
+    assert status.query_id == "CSAS_LONG_VIEWS_0"
+    produce_json(engine, "pageviews", [("u1", {"PAGE": "home", "DURATION": 12}, 1000), ("u2", {"page": "docs", "duration": 40}, 2000)])
+    assert engine.wait_idle()
+    assert read_topic(engine, "LONG_VIEWS") == [(b"u2", {"PAGE": "docs", "DURATION_MS": 40000}, 2000)]
+
+
+def test_malformed_record_goes_to_the_processing_log_and_the_query_keeps_running(engine: Engine) -> None:
+    s = engine.session()
+    s.execute_all(PAGEVIEWS + LONG_VIEWS)
+    produce_json(engine, "pageviews", [("u1", b"{not json", 1), ("u2", {"PAGE": "a", "DURATION": 31}, 2)])
+    assert engine.wait_idle()
+    assert [v for _, v, _ in read_topic(engine, "LONG_VIEWS")] == [{"PAGE": "a", "DURATION_MS": 31000}]
+    log_entries = read_topic(engine, engine.plog.topic)
+    assert len(log_entries) == 1
+    entry = log_entries[0][1]
+    assert entry["LOGGER"] == "CSAS_LONG_VIEWS_0"
+    assert entry["MESSAGE"]["DESERIALIZATIONERROR"]["topic"] == "pageviews"
+
+
+def test_insert_values_and_push_query_with_limit(engine: Engine) -> None:
+    s = engine.session({"auto.offset.reset": "earliest"})
+    s.execute_all(PAGEVIEWS)
+    assert s.execute_all(
+        "INSERT INTO pageviews (user_id, page, duration) VALUES ('u1', 'home', 12);"
+        "INSERT INTO pageviews (user_id, page, duration) VALUES ('u2', 'docs', 40);"
+    ) == [None, None]
+    q = s.execute_query("SELECT user_id, duration FROM pageviews EMIT CHANGES LIMIT 2;")
+    assert [f.name for f in q.columns] == ["USER_ID", "DURATION"]
+    rows = []
+    for _ in range(100):
+        rows += q.poll(0.1)
+        if q.done:
+            break
+    assert [row.values for row in rows] == [("u1", 12), ("u2", 40)]
+    assert q.end_reason == "LIMIT"
+    q.close()
+
+
+def test_restart_replays_the_command_log_and_resumes_without_reprocessing(tmp_path: Path) -> None:
+    config = {"ksql.streams.state.dir": str(tmp_path / "data")}
+    with Engine.open(config) as first:
+        first.session().execute_all(PAGEVIEWS + LONG_VIEWS)
+        produce_json(first, "pageviews", [("u1", {"PAGE": "a", "DURATION": 50}, 1)])
+        assert first.wait_idle()
+    with Engine.open(config) as second:
+        assert {"PAGEVIEWS", "LONG_VIEWS"} <= set(second.catalog.sources)
+        assert list(second.queries) == ["CSAS_LONG_VIEWS_0"]
+        produce_json(second, "pageviews", [("u2", {"PAGE": "b", "DURATION": 60}, 2)])
+        assert second.wait_idle()
+        assert [k for k, _, _ in read_topic(second, "LONG_VIEWS")] == [b"u1", b"u2"]
+
+
+def test_metadata_statements(engine: Engine) -> None:
+    s = engine.session()
+    s.execute_all(PAGEVIEWS + LONG_VIEWS)
+    streams = s.execute_all("SHOW STREAMS;")[0]
+    assert isinstance(streams, r.SourceList)
+    assert {x.name for x in streams.sources} >= {"PAGEVIEWS", "LONG_VIEWS"}
+    desc = s.execute_all("DESCRIBE long_views;")[0]
+    assert isinstance(desc, r.SourceDescription)
+    assert [(f.name, str(f.type)) for f in desc.fields] == [
+        ("USER_ID", "STRING"), ("PAGE", "STRING"), ("DURATION_MS", "INTEGER")
+    ]
+    queries = s.execute_all("SHOW QUERIES;")[0]
+    assert isinstance(queries, r.QueryList) and [q.id for q in queries.queries] == ["CSAS_LONG_VIEWS_0"]
+    with pytest.raises(AnalysisError, match="Cannot drop PAGEVIEWS"):
+        s.execute_all("DROP STREAM pageviews;")
+    s.execute_all("TERMINATE CSAS_LONG_VIEWS_0; DROP STREAM long_views DELETE TOPIC;")
+    assert engine.store.describe_topic("LONG_VIEWS") is None
+
+
+def test_errors_name_the_problem(engine: Engine) -> None:
+    s = engine.session()
+    with pytest.raises(ParseError) as parse_error:
+        s.execute_all("CREATE STREEM x (a INT) WITH (kafka_topic='x', value_format='JSON');")
+    assert parse_error.value.pos is not None
+    with pytest.raises(AnalysisError, match="NOPE does not exist"):
+        s.execute_all("CREATE STREAM x AS SELECT * FROM nope;")
+    with pytest.raises(QueryEndpointError):
+        s.execute_all("SELECT * FROM pageviews EMIT CHANGES;")
