@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -152,7 +152,7 @@ class RestClient:
     def close(self) -> None:
         self._http.close()
 
-    def __enter__(self) -> RestClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
@@ -258,7 +258,12 @@ def _open_stream(response: httpx.Response) -> QueryStream:
                 return stream(header)
             case {"header": {"schema": str() as schema, **rest}}:
                 names, types = _parse_schema(schema)
-                return stream(QueryHeader(query_id=rest.get("queryId"), column_names=names, column_types=types))
+                query_id = rest.get("queryId")
+                return stream(
+                    QueryHeader(
+                        query_id=str(query_id) if query_id else None, column_names=names, column_types=types
+                    )
+                )
             case {"errorMessage": dict() as error}:
                 raise ServerError.from_object(error)
             case {"@type": str(), "message": str()}:

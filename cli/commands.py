@@ -80,7 +80,15 @@ class Invalid:
 
 
 Command = (
-    SetProperty | UnsetProperty | DefineVariable | UndefineVariable | RunScript | Spool | Output | Server | Simple
+    SetProperty
+    | UnsetProperty
+    | DefineVariable
+    | UndefineVariable
+    | RunScript
+    | Spool
+    | Output
+    | Server
+    | Simple
     | Invalid
 )
 

@@ -1,15 +1,15 @@
 """Tab completion: keywords, shell commands, and stream/table/column names from the server.
 
 :class:`SchemaCache` remembers the sources the server knows (SHOW STREAMS, SHOW TABLES) and
-their columns (DESCRIBE); the shell refreshes it at start and after statements that change
-the catalog. :class:`KsqlCompleter` offers source names after words that expect a source
+their columns (DESCRIBE); it is re-read on the first Tab after a statement that may have
+changed the catalog. :class:`KsqlCompleter` offers source names after words that expect a source
 (FROM, JOIN, DESCRIBE, ...), property names inside ``SET '``, and everything else otherwise.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +38,9 @@ class SchemaCache:
     """Sources and their column names, as last fetched from the server."""
 
     sources: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # Set after statements that may change the catalog; the next Tab re-reads it, so that
+    # statements themselves never wait for completion data.
+    stale: bool = True
 
     def refresh(self, client: RestClient, properties: Mapping[str, Any] | None = None) -> None:
         """Re-read sources and columns; leaves the cache as it was if the server is unreachable."""
@@ -51,6 +54,7 @@ class SchemaCache:
         for name in names[_MAX_DESCRIBED:]:
             sources[name] = ()
         self.sources = sources
+        self.stale = False
 
     @staticmethod
     def _columns(client: RestClient, name: str) -> tuple[str, ...]:
@@ -85,10 +89,13 @@ def _cased(word: str, prefix: str) -> str:
 class KsqlCompleter(Completer):
     """Completes the word before the cursor."""
 
-    def __init__(self, cache: SchemaCache) -> None:
+    def __init__(self, cache: SchemaCache, refresh: Callable[[], None] = lambda: None) -> None:
         self.cache = cache
+        self.refresh = refresh
 
     def get_completions(self, document: Document, complete_event: CompleteEvent) -> Iterator[Completion]:
+        if self.cache.stale:
+            self.refresh()
         before = document.text_before_cursor
         prop = _SET_PROPERTY.search(before)
         if prop:
@@ -105,7 +112,9 @@ class KsqlCompleter(Completer):
         if not before[: len(before) - len(word)].strip():
             # First word of the input: statements and shell commands.
             yield from _matching(SHELL_COMMANDS, word, keep_case=True)
-        candidates: list[Iterable[str]] = [self.cache.columns, PSEUDO_COLUMNS] if previous in _COLUMN_CONTEXT else []
+        candidates: list[Iterable[str]] = (
+            [self.cache.columns, PSEUDO_COLUMNS] if previous in _COLUMN_CONTEXT else []
+        )
         yield from _matching([name for group in candidates for name in group], word, keep_case=True)
         yield from _matching(sorted(KEYWORDS | TYPES | FUNCTIONS), word, keep_case=False)
         yield from _matching(sources, word, keep_case=True)

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
-from typing import ContextManager, TextIO
+from typing import TextIO
 
 from rich.console import Console
 from rich.text import Text
@@ -74,11 +74,17 @@ class Terminal:
             self.errors.print(Text(line, style="bold red" if index else ""), overflow="ignore", crop=False)
             self._to_spool(line)
 
+    def after_interrupt(self) -> None:
+        """Go back to the start of the line, over the ``^C`` the terminal echoed there."""
+        if self.interactive:
+            self.console.file.write("\r")
+            self.console.file.flush()
+
     def echo(self, text: str) -> None:
         """Record an entered statement in the spool file only (the terminal already shows it)."""
         self._to_spool(text)
 
-    def status(self, text: str) -> ContextManager[object]:
+    def status(self, text: str) -> AbstractContextManager[object]:
         """A spinner with ``text`` while a request runs (nothing when not on a terminal)."""
         if not self.interactive:
             return nullcontext()
@@ -100,4 +106,3 @@ class Terminal:
         if self._spool is not None:
             self._spool.write(text + "\n")
             self._spool.flush()
-

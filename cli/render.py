@@ -163,7 +163,9 @@ def source_description_lines(source: Mapping[str, Any]) -> Lines:
     lines += _query_list_lines(source.get("writeQueries") or (), str(source.get("type", "")), "write")
     lines += ["", "Local runtime statistics", "------------------------"]
     lines += [str(source.get("statistics", "")), str(source.get("errorStats", ""))]
-    lines.append(f"(Statistics of the local KSQL server interaction with the Kafka topic {source.get('topic')})")
+    lines.append(
+        f"(Statistics of the local KSQL server interaction with the Kafka topic {source.get('topic')})"
+    )
     return lines
 
 
@@ -177,8 +179,16 @@ def query_description_lines(query: Mapping[str, Any]) -> Lines:
     lines.append("")
     lines += _schema_lines(query.get("fields") or (), query.get("windowType"), False)
     for title, key, hint in (
-        ("Sources that this query reads from: ", "sources", "For source description please run: DESCRIBE [EXTENDED] <SourceId>"),
-        ("Sinks that this query writes to: ", "sinks", "For sink description please run: DESCRIBE [EXTENDED] <SinkId>"),
+        (
+            "Sources that this query reads from: ",
+            "sources",
+            "For source description please run: DESCRIBE [EXTENDED] <SourceId>",
+        ),
+        (
+            "Sinks that this query writes to: ",
+            "sinks",
+            "For sink description please run: DESCRIBE [EXTENDED] <SinkId>",
+        ),
     ):
         if query.get(key):
             lines += ["", title, "-----------------------------------", *map(str, query[key]), "", hint]

@@ -16,8 +16,8 @@ from prompt_toolkit.history import FileHistory, InMemoryHistory
 from prompt_toolkit.key_binding import KeyBindings, KeyPressEvent
 
 from cli.commands import is_shell_line
-from cli.highlight import STYLE, KsqlLexer
 from cli.completion import KsqlCompleter
+from cli.highlight import STYLE, KsqlLexer
 from cli.shell import Shell, ShellExit
 from cli.splitter import is_complete
 
@@ -56,8 +56,6 @@ def _history(path: Path | None) -> FileHistory | InMemoryHistory:
 
 def run_repl(shell: Shell, history_path: Path | None) -> int:
     """Read and run statements until exit or Ctrl-D; the exit status is always 0."""
-    if shell.schema is not None:
-        shell.schema.refresh(shell.client, shell.state.properties)
     session: PromptSession[str] = PromptSession(
         message=PROMPT,
         multiline=True,
@@ -66,7 +64,7 @@ def run_repl(shell: Shell, history_path: Path | None) -> int:
         history=_history(history_path),
         lexer=KsqlLexer(),
         style=STYLE,
-        completer=KsqlCompleter(shell.schema) if shell.schema is not None else None,
+        completer=KsqlCompleter(shell.schema, shell.refresh_schema) if shell.schema is not None else None,
         complete_while_typing=False,
         enable_history_search=False,
     )

@@ -144,7 +144,9 @@ class Shell:
         statements = list(split.statements)
         if not split.rest_is_blank:
             if split.open_mode is not None:
-                self.terminal.error(f"Unterminated {split.open_mode.replace('_', ' ')} in: {split.rest.strip()}")
+                self.terminal.error(
+                    f"Unterminated {split.open_mode.replace('_', ' ')} in: {split.rest.strip()}"
+                )
                 return False
             statements.append(split.rest.strip() + ";")
         for statement in statements:
@@ -178,14 +180,17 @@ class Shell:
                 statement, properties=self.state.properties, variables=self.state.variables
             )
         self.terminal.lines(entities_lines(entities, self.state.output))
-        failed = [
-            e for e in entities if (e.get("commandStatus") or {}).get("status") == "ERROR"
-        ]
+        failed = [e for e in entities if (e.get("commandStatus") or {}).get("status") == "ERROR"]
         for entity in failed:
             self.terminal.error(str(entity["commandStatus"].get("message", "Command failed")))
         if kind in _CATALOG_CHANGES and self.schema is not None:
-            self.schema.refresh(self.client, self.state.properties)
+            self.schema.stale = True
         return not failed
+
+    def refresh_schema(self) -> None:
+        """Re-read stream, table and column names for completion."""
+        if self.schema is not None:
+            self.schema.refresh(self.client, self.state.properties)
 
     def _run_query(self, statement: str) -> bool:
         """Stream a query's rows until it ends or the user presses Ctrl-C."""
@@ -209,6 +214,7 @@ class Shell:
                 count += 1
         except KeyboardInterrupt:
             self._stop_query(stream)
+            self.terminal.after_interrupt()
             self.terminal.lines([*printer.footer_lines(), "Query terminated"])
             return True
         finally:
@@ -258,7 +264,7 @@ class Shell:
             case cmd.Spool(None):
                 written = out.stop_spool()
                 out.notice(f"Spool written to {written}" if written else "Not spooling.")
-            case cmd.Spool(path):
+            case cmd.Spool(str() as path):
                 target = Path(path).expanduser().absolute()
                 try:
                     out.start_spool(target)
@@ -268,14 +274,16 @@ class Shell:
                 out.notice(f"Session will be spooled to {target}\nEnter SPOOL OFF to disable")
             case cmd.Output(None):
                 out.notice(f"Output format is {state.output.value}")
-            case cmd.Output(fmt):
+            case cmd.Output(OutputFormat() as fmt):
                 state.output = fmt
                 out.notice(f"Output format set to {fmt.value}")
             case cmd.Server(None):
                 out.notice(self.client.url)
-            case cmd.Server(url):
+            case cmd.Server(str() as url):
                 self.client.close()
                 self.client = RestClient(url, http2=self.client.http2)
+                if self.schema is not None:
+                    self.schema.stale = True
                 return self.banner()
             case cmd.Simple("help"):
                 out.lines(HELP.split("\n"))

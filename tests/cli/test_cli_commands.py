@@ -40,14 +40,21 @@ def test_shell_commands_are_recognised(text: str, command: cmd.Command) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["SHOW STREAMS;", "SELECT * FROM s EMIT CHANGES;", "CREATE STREAM s (a INT) WITH (kafka_topic='s');",
-     "INSERT INTO s (a) VALUES (1);", "DESCRIBE set_values;"],
+    [
+        "SHOW STREAMS;",
+        "SELECT * FROM s EMIT CHANGES;",
+        "CREATE STREAM s (a INT) WITH (kafka_topic='s');",
+        "INSERT INTO s (a) VALUES (1);",
+        "DESCRIBE set_values;",
+    ],
 )
 def test_server_statements_are_left_alone(text: str) -> None:
     assert cmd.parse_command(text) is None
 
 
-@pytest.mark.parametrize("text", ["SET auto.offset.reset=earliest;", "DEFINE 1x = 'a';", "OUTPUT XML", "RUN SCRIPT"])
+@pytest.mark.parametrize(
+    "text", ["SET auto.offset.reset=earliest;", "DEFINE 1x = 'a';", "OUTPUT XML", "RUN SCRIPT"]
+)
 def test_malformed_shell_commands_explain_themselves(text: str) -> None:
     command = cmd.parse_command(text)
     assert isinstance(command, cmd.Invalid) and command.message
@@ -55,8 +62,15 @@ def test_malformed_shell_commands_explain_themselves(text: str) -> None:
 
 @pytest.mark.parametrize(
     ("text", "shell_line"),
-    [("help", True), ("exit", True), ("run script 'a.sql'", True), ("spool f", True), ("SHOW STREAMS", False),
-     ("", False), ("runner", False)],
+    [
+        ("help", True),
+        ("exit", True),
+        ("run script 'a.sql'", True),
+        ("spool f", True),
+        ("SHOW STREAMS", False),
+        ("", False),
+        ("runner", False),
+    ],
 )
 def test_shell_lines_run_without_semicolon(text: str, shell_line: bool) -> None:
     assert cmd.is_shell_line(text) is shell_line
@@ -72,13 +86,15 @@ def test_caret_points_at_the_reported_column() -> None:
     statement = "CREATE STREAM s (a INT)\n  WITH (kafka_topicc='s');"
     line, caret = caret_lines("line 2:9: Unknown property 'KAFKA_TOPICC'", statement)
     assert line == "  WITH (kafka_topicc='s');"
-    assert line[caret.index("^"):].startswith("kafka_topicc")
+    assert line[caret.index("^") :].startswith("kafka_topicc")
     assert caret_lines("Source NOPE does not exist.", statement) == []
     assert caret_lines("line 9:1: beyond the text", statement) == []
 
 
 def test_highlighting_classifies_tokens() -> None:
-    styles = {text: style for style, text in tokens("SELECT name, 'a;b' FROM pv -- note\nWHERE n > 1.5 AND ${v}")}
+    styles = {
+        text: style for style, text in tokens("SELECT name, 'a;b' FROM pv -- note\nWHERE n > 1.5 AND ${v}")
+    }
     assert styles["SELECT"] == styles["FROM"] == styles["WHERE"] == "class:keyword"
     assert styles["'a;b'"] == "class:string"
     assert styles["-- note"] == "class:comment"
@@ -103,7 +119,9 @@ def test_arguments_defaults() -> None:
 
 
 def test_arguments_for_batch_use() -> None:
-    args = _parse("http://127.0.0.1:9999", "-f", "x.sql", "--output", "json", "-d", "t=pv", "-p", "a=b", "--http2")
+    args = _parse(
+        "http://127.0.0.1:9999", "-f", "x.sql", "--output", "json", "-d", "t=pv", "-p", "a=b", "--http2"
+    )
     assert args.server == "http://127.0.0.1:9999"
     assert args.file == Path("x.sql")
     assert args.output == "JSON"

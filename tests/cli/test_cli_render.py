@@ -13,10 +13,22 @@ STREAMS: dict[str, Any] = {
     "@type": "streams",
     "statementText": "SHOW STREAMS;",
     "streams": [
-        {"type": "STREAM", "name": "PAGEVIEWS_ORIGINAL", "topic": "pageviews", "keyFormat": "KAFKA",
-         "valueFormat": "JSON", "isWindowed": False},
-        {"type": "STREAM", "name": "PV", "topic": "pv", "keyFormat": "KAFKA", "valueFormat": "AVRO",
-         "isWindowed": True},
+        {
+            "type": "STREAM",
+            "name": "PAGEVIEWS_ORIGINAL",
+            "topic": "pageviews",
+            "keyFormat": "KAFKA",
+            "valueFormat": "JSON",
+            "isWindowed": False,
+        },
+        {
+            "type": "STREAM",
+            "name": "PV",
+            "topic": "pv",
+            "keyFormat": "KAFKA",
+            "valueFormat": "AVRO",
+            "isWindowed": True,
+        },
     ],
     "warnings": [],
 }
@@ -25,18 +37,54 @@ DESCRIBE: dict[str, Any] = {
     "@type": "sourceDescription",
     "statementText": "DESCRIBE PV;",
     "sourceDescription": {
-        "name": "PV", "windowType": None, "readQueries": [], "writeQueries": [],
+        "name": "PV",
+        "windowType": None,
+        "readQueries": [],
+        "writeQueries": [],
         "fields": [
-            {"name": "USERID", "schema": {"type": "STRING", "fields": None, "memberSchema": None}, "type": "KEY"},
-            {"name": "TAGS", "schema": {"type": "ARRAY", "fields": None,
-                                        "memberSchema": {"type": "INTEGER", "fields": None, "memberSchema": None}}},
-            {"name": "PRICE", "schema": {"type": "DECIMAL", "fields": None, "memberSchema": None,
-                                         "parameters": {"precision": 4, "scale": 2}}},
-            {"name": "ADDR", "schema": {"type": "STRUCT", "memberSchema": None, "fields": [
-                {"name": "CITY", "schema": {"type": "STRING", "fields": None, "memberSchema": None}}]}},
+            {
+                "name": "USERID",
+                "schema": {"type": "STRING", "fields": None, "memberSchema": None},
+                "type": "KEY",
+            },
+            {
+                "name": "TAGS",
+                "schema": {
+                    "type": "ARRAY",
+                    "fields": None,
+                    "memberSchema": {"type": "INTEGER", "fields": None, "memberSchema": None},
+                },
+            },
+            {
+                "name": "PRICE",
+                "schema": {
+                    "type": "DECIMAL",
+                    "fields": None,
+                    "memberSchema": None,
+                    "parameters": {"precision": 4, "scale": 2},
+                },
+            },
+            {
+                "name": "ADDR",
+                "schema": {
+                    "type": "STRUCT",
+                    "memberSchema": None,
+                    "fields": [
+                        {"name": "CITY", "schema": {"type": "STRING", "fields": None, "memberSchema": None}}
+                    ],
+                },
+            },
         ],
-        "type": "STREAM", "timestamp": "", "statistics": "", "errorStats": "", "extended": False,
-        "keyFormat": "KAFKA", "valueFormat": "JSON", "topic": "pv", "partitions": 0, "replication": 0,
+        "type": "STREAM",
+        "timestamp": "",
+        "statistics": "",
+        "errorStats": "",
+        "extended": False,
+        "keyFormat": "KAFKA",
+        "valueFormat": "JSON",
+        "topic": "pv",
+        "partitions": 0,
+        "replication": 0,
         "statement": "CREATE STREAM PV ...",
     },
     "warnings": [],
@@ -57,8 +105,10 @@ def test_show_streams_is_an_aligned_table() -> None:
     bars = [i for i, char in enumerate(header) if char == "|"]
     for row in rows:
         assert [i for i, char in enumerate(row) if char == "|"] == bars
-    names = [(s["name"], s["topic"], s["keyFormat"], s["valueFormat"], java_text(s["isWindowed"]))
-             for s in STREAMS["streams"]]
+    names = [
+        (s["name"], s["topic"], s["keyFormat"], s["valueFormat"], java_text(s["isWindowed"]))
+        for s in STREAMS["streams"]
+    ]
     assert [tuple(_columns(row)) for row in rows] == names
     assert len(separator) == len(header)
 
@@ -82,9 +132,14 @@ def test_key_of_a_table_is_a_primary_key() -> None:
 
 
 def test_command_status_prints_the_message_and_warnings() -> None:
-    entity = {"@type": "currentStatus", "statementText": "CREATE STREAM ...", "commandId": "stream/`PV`/create",
-              "commandStatus": {"status": "SUCCESS", "message": "Stream created\nmore detail", "queryId": None},
-              "commandSequenceNumber": 2, "warnings": [{"message": "topic exists"}]}
+    entity = {
+        "@type": "currentStatus",
+        "statementText": "CREATE STREAM ...",
+        "commandId": "stream/`PV`/create",
+        "commandStatus": {"status": "SUCCESS", "message": "Stream created\nmore detail", "queryId": None},
+        "commandSequenceNumber": 2,
+        "warnings": [{"message": "topic exists"}],
+    }
     lines = entities_lines([entity])
     assert _columns(lines[1]) == ["Message"]
     assert _columns(lines[3]) == ["Stream created"]
@@ -107,16 +162,37 @@ def test_json_output_is_the_entities_as_json() -> None:
 @pytest.mark.parametrize(
     ("entity", "expected"),
     [
-        ({"@type": "queries", "queries": [{"id": "CTAS_CNT_5", "queryType": "PERSISTENT", "state": "RUNNING",
-                                            "sinks": ["CNT"], "sinkKafkaTopics": ["CNT"],
-                                            "queryString": "CREATE TABLE CNT AS\n SELECT 1;"}]},
-         ["CTAS_CNT_5", "PERSISTENT", "RUNNING", "CNT", "CNT", "CREATE TABLE CNT AS SELECT 1;"]),
+        (
+            {
+                "@type": "queries",
+                "queries": [
+                    {
+                        "id": "CTAS_CNT_5",
+                        "queryType": "PERSISTENT",
+                        "state": "RUNNING",
+                        "sinks": ["CNT"],
+                        "sinkKafkaTopics": ["CNT"],
+                        "queryString": "CREATE TABLE CNT AS\n SELECT 1;",
+                    }
+                ],
+            },
+            ["CTAS_CNT_5", "PERSISTENT", "RUNNING", "CNT", "CNT", "CREATE TABLE CNT AS SELECT 1;"],
+        ),
         ({"@type": "kafka_topics", "topics": [{"name": "pv", "replicaInfo": [1, 1, 1]}]}, ["pv", "3", "1"]),
         ({"@type": "variables", "variables": [{"name": "topic", "value": "pv"}]}, ["topic", "pv"]),
-        ({"@type": "terminate_query", "queryId": "transient_PV_1", "wasTerminated": True},
-         ['Terminated query "transient_PV_1"']),
-        ({"@type": "properties", "properties": [{"name": "a.b", "scope": "KSQL", "value": "x"}],
-          "overwrittenProperties": ["a.b"], "defaultProperties": []}, ["a.b", "KSQL", "SESSION", "x"]),
+        (
+            {"@type": "terminate_query", "queryId": "transient_PV_1", "wasTerminated": True},
+            ['Terminated query "transient_PV_1"'],
+        ),
+        (
+            {
+                "@type": "properties",
+                "properties": [{"name": "a.b", "scope": "KSQL", "value": "x"}],
+                "overwrittenProperties": ["a.b"],
+                "defaultProperties": [],
+            },
+            ["a.b", "KSQL", "SESSION", "x"],
+        ),
     ],
 )
 def test_list_entities_render_their_rows(entity: dict[str, Any], expected: list[str]) -> None:
@@ -138,8 +214,14 @@ def test_table_cells_are_padded_to_the_widest_value() -> None:
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(None, "null"), (True, "true"), ("s", "s"), ([1, "a", None], "[1, a, null]"),
-     ({"K": 1, "L": [True]}, "{K=1, L=[true]}"), (1.5, "1.5")],
+    [
+        (None, "null"),
+        (True, "true"),
+        ("s", "s"),
+        ([1, "a", None], "[1, a, null]"),
+        ({"K": 1, "L": [True]}, "{K=1, L=[true]}"),
+        (1.5, "1.5"),
+    ],
 )
 def test_values_print_like_java(value: Any, text: str) -> None:
     assert java_text(value) == text

@@ -37,10 +37,15 @@ def test_narrow_terminal_keeps_a_minimum_cell_width() -> None:
 
 
 def test_json_output_prints_header_object_and_row_arrays() -> None:
-    printer = RowPrinter(column_names=("A", "B"), column_types=("STRING", "INTEGER"), query_id="q1",
-                         output=OutputFormat.JSON)
+    printer = RowPrinter(
+        column_names=("A", "B"), column_types=("STRING", "INTEGER"), query_id="q1", output=OutputFormat.JSON
+    )
     (header,) = printer.header_lines()
-    assert json.loads(header) == {"queryId": "q1", "columnNames": ["A", "B"], "columnTypes": ["STRING", "INTEGER"]}
+    assert json.loads(header) == {
+        "queryId": "q1",
+        "columnNames": ["A", "B"],
+        "columnTypes": ["STRING", "INTEGER"],
+    }
     assert json.loads(printer.row_lines(["x", {"k": [1]}])[0]) == ["x", {"k": [1]}]
     assert printer.footer_lines() == []
 

@@ -40,7 +40,12 @@ def test_leading_comments_are_dropped_and_empty_statements_skipped() -> None:
 
 @pytest.mark.parametrize(
     ("text", "mode"),
-    [("SELECT 'abc;", "string"), ("SELECT `abc;", "back"), ('SELECT "a;', "double"), ("SELECT /* x;", "block_comment")],
+    [
+        ("SELECT 'abc;", "string"),
+        ("SELECT `abc;", "back"),
+        ('SELECT "a;', "double"),
+        ("SELECT /* x;", "block_comment"),
+    ],
 )
 def test_open_quote_or_comment_is_reported(text: str, mode: str) -> None:
     split = split_statements(text)

@@ -17,7 +17,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from shell_ports import free_port
 
 _DEADLINE = 60.0
@@ -101,7 +100,9 @@ def _cells(line: str) -> list[str]:
 
 def _table_rows(screen: str) -> list[list[str]]:
     """Rows of the query tables on the screen (lines boxed in '|')."""
-    return [_cells(line) for line in screen.splitlines() if line.startswith("|") and line.rstrip().endswith("|")]
+    return [
+        _cells(line) for line in screen.splitlines() if line.startswith("|") and line.rstrip().endswith("|")
+    ]
 
 
 def test_a_session_at_the_prompt(pane: Pane, server_url: str) -> None:
@@ -186,13 +187,18 @@ def test_batch_mode_reports_errors_with_exit_status(server_url: str, tmp_path: P
         "SHOW STREAMS;\n"
     )
     done = subprocess.run(
-        [sys.executable, "-m", "cli", server_url, "-f", str(script)], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "cli", server_url, "-f", str(script)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert "Stream created" in done.stdout and "S1" in done.stdout
 
     failed = subprocess.run(
         [sys.executable, "-m", "cli", server_url, "-e", "DESCRIBE no_such_source; SHOW STREAMS;"],
+        check=False,
         capture_output=True,
         text=True,
         timeout=120,
@@ -203,6 +209,10 @@ def test_batch_mode_reports_errors_with_exit_status(server_url: str, tmp_path: P
 
     unreachable = f"http://127.0.0.1:{free_port()}"
     gone = subprocess.run(
-        [sys.executable, "-m", "cli", unreachable, "-e", "SHOW STREAMS;"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "cli", unreachable, "-e", "SHOW STREAMS;"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert gone.returncode == 1 and "Could not connect to the server" in gone.stderr
