@@ -7,6 +7,7 @@ timing assertion) and then checks what is there.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -216,3 +217,38 @@ def test_batch_mode_reports_errors_with_exit_status(server_url: str, tmp_path: P
         timeout=60,
     )
     assert gone.returncode == 1 and "Could not connect to the server" in gone.stderr
+
+
+def test_http2_queries_json_output_and_scripts(server_url: str, tmp_path: Path) -> None:
+    script = tmp_path / "make.sql"
+    script.write_text(
+        "CREATE STREAM ${name} (k VARCHAR KEY, v INT) WITH (kafka_topic='${name}', value_format='JSON', partitions=1);\n"
+        "INSERT INTO ${name} (k, v) VALUES ('a', 1);\nINSERT INTO ${name} (k, v) VALUES ('b', 2);\n"
+    )
+    statements = (
+        f"DEFINE name = 's2'; RUN SCRIPT '{script}'; OUTPUT JSON; SELECT k, v FROM s2 EMIT CHANGES LIMIT 2;"
+    )
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "cli",
+            server_url,
+            "--http2",
+            "-p",
+            "auto.offset.reset=earliest",
+            "-e",
+            statements,
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    header_at = next(i for i, line in enumerate(lines) if line.startswith('{"queryId"'))
+    header = json.loads(lines[header_at])
+    assert header["columnNames"] == ["K", "V"]
+    assert [json.loads(line) for line in lines[header_at + 1 : header_at + 3]] == [["a", 1], ["b", 2]]
+    assert "Limit Reached" in lines
