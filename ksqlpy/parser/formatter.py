@@ -142,6 +142,8 @@ def format_expression(node: ast.Expr) -> str:
             sign = "-" if negative else "+"
             # A number right after a sign would read back as a signed literal.
             inner = f"({format_expression(operand)})" if isinstance(operand, _NUMERIC) else _at(operand, _UNARY)
+            if inner.startswith(("-", "+")):
+                inner = f"({inner})"  # `--` would start a comment
             return sign + inner
         case ast.ArithmeticBinary(op=op, left=left, right=right):
             level = _ARITHMETIC_LEVEL[op]

@@ -1,0 +1,76 @@
+"""Syntax errors: position at the offending token, ksqlDB's wording."""
+
+from __future__ import annotations
+
+import pytest
+
+from ksqlpy.errors import ParseError, Position
+from ksqlpy.parser import parse, parse_expression
+
+
+def error_of(text: str) -> ParseError:
+    with pytest.raises(ParseError) as info:
+        parse(text)
+    return info.value
+
+
+def test_misspelt_keyword_points_at_it() -> None:
+    error = error_of("CREATE STREEM s (a INT) WITH (kafka_topic='t');")
+    assert error.pos == Position(1, 8)
+    assert str(error).startswith("line 1:8: Syntax Error")
+    assert error.hint == "Syntax error at or near 'STREEM'"
+
+
+def test_position_counts_lines_of_the_whole_text() -> None:
+    error = error_of("SHOW STREAMS;\nSELECT * FROM s ORDER BY x;")
+    assert error.pos == Position(2, 23)
+
+
+def test_expected_tokens_are_listed_as_ksqldb_lists_them() -> None:
+    # the QTT case "fail on STRING with parameter"
+    error = error_of("CREATE STREAM INPUT (K STRING (KEY)) WITH (kafka_topic='input',value_format='JSON');")
+    assert str(error) == "line 1:32: Syntax Error\nExpecting {'STRING', INTEGER_VALUE}"
+
+
+def test_long_expected_lists_are_left_out() -> None:
+    error = error_of("SELECT * FROM S1 ORDER BY MYKEY DESC;")
+    assert str(error) == "line 1:24: Syntax Error\n"
+
+
+def test_reserved_word_as_identifier() -> None:
+    error = error_of("SELECT a AS from FROM s;")
+    assert error.pos == Position(1, 13)
+    assert '"FROM" is a reserved keyword' in str(error)
+    # quoting makes it a name
+    parse("SELECT a AS `from` FROM s;")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "CREATE TABLE OUTPUT AS SELECT COUNT(*) FROM TEST GROUP BY DATA AND ID;",
+        "CREATE STREAM OUTPUT AS SELECT * FROM INPUT WHERE ID IN ( );",
+        "CREATE STREAM INPUT (ROWKEY INT KEY, COL0 NULL) WITH (kafka_topic='t', value_format='JSON');",
+        "CREATE STREAM OUTPUT AS SELECT * FROM EXPLODE(MY_ARR);",
+        "SELECT * FROM s LIMIT heh;",
+        "SELECT 'unterminated FROM s;",
+        "SELECT * FROM s WHERE;",
+    ],
+)
+def test_invalid_statements_are_syntax_errors(text: str) -> None:
+    assert error_of(text).message.startswith("Syntax Error")
+
+
+def test_non_integer_limit() -> None:
+    assert error_of("SELECT * FROM s LIMIT 2.5;").message == "Value must be integer for command: LIMIT"
+
+
+def test_error_at_end_of_input() -> None:
+    with pytest.raises(ParseError) as info:
+        parse_expression("a +")
+    assert info.value.pos == Position(1, 4)
+
+
+def test_lambda_needs_a_parameter_name() -> None:
+    with pytest.raises(ParseError):
+        parse_expression("TRANSFORM(xs, 1 => 2)")
