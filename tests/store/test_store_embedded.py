@@ -4,6 +4,7 @@ and state; durability across reopen and kill -9; retention and compaction."""
 from __future__ import annotations
 
 import os
+import threading
 import signal
 import subprocess
 import sys
@@ -179,4 +180,59 @@ def test_acknowledged_records_survive_kill_9(tmp_path: Path) -> None:
     values = set(got.column("value").to_pylist())
     assert {str(i).encode() for i in range(acked)} <= values
     assert got.num_rows == len(values) == sum(store.end_offsets("acked").values())
+    store.close()
+
+
+def test_concurrent_producers_and_tailing_readers(tmp_path: Path) -> None:
+    store = open_at(tmp_path / "log.duckdb")
+    store.create_topic(TopicSpec(name="busy", partitions=3))
+    producers, batches, size = 4, 25, 40
+    total = producers * batches * size
+    seen: dict[int, list[dict[str, object]]] = {}
+
+    def produce(worker: int) -> None:
+        for b in range(batches):
+            values = [f"{worker}-{b}-{i}".encode() for i in range(size)]
+            store.produce("busy", records(values, keys=values))
+
+    def read(reader_id: int) -> None:
+        with store.open_reader(["busy"]) as reader:
+            rows: list[dict[str, object]] = []
+            for _ in range(2_000):
+                if len(rows) >= total:
+                    break
+                rows += reader.poll(max_records=500, timeout=0.5).to_pylist()
+            seen[reader_id] = rows
+
+    threads = [threading.Thread(target=read, args=(r,)) for r in range(2)]
+    threads += [threading.Thread(target=produce, args=(w,)) for w in range(producers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    expected = {
+        f"{w}-{b}-{i}".encode() for w in range(producers) for b in range(batches) for i in range(size)
+    }
+    for rows in seen.values():
+        assert len(rows) == total
+        assert {r["value"] for r in rows} == expected
+        for p in range(3):
+            offsets = [r["offset"] for r in rows if r["partition"] == p]
+            assert offsets == list(range(len(offsets)))
+    assert len(seen) == 2
+    assert sum(store.end_offsets("busy").values()) == total
+    store.close()
+
+
+def test_background_maintenance_applies_retention(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "log.duckdb", maintenance_interval=0.05)
+    store.create_topic(TopicSpec(name="short", config={"retention.ms": "0"}))
+    store.produce("short", records([b"gone"], timestamps=[0]))
+    for _ in range(400):
+        if store.start_offsets("short") == {0: 1}:
+            break
+        time.sleep(0.05)
+    assert store.start_offsets("short") == {0: 1}
+    with store.open_reader(["short"]) as reader:
+        assert reader.poll(timeout=0).num_rows == 0
     store.close()
