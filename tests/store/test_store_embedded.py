@@ -4,11 +4,11 @@ and state; durability across reopen and kill -9; retention and compaction."""
 from __future__ import annotations
 
 import os
-import threading
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
