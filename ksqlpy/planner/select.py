@@ -61,7 +61,7 @@ def analyze_select(
             )
         where_sql = compiled.sql.sql(dialect="duckdb")
 
-    items = expand_select(query.select, source, table.alias or table.name)
+    items = expand_select(query.select, source, table.alias or table.name, scope)
     projections = name_projections(items, scope, source)
     columns = key_columns_for(projections, source, sink_name, persistent)
     kind = StepKind.TABLE_SELECT if source.is_table else StepKind.STREAM_SELECT
@@ -69,7 +69,7 @@ def analyze_select(
 
 
 def expand_select(
-    items: tuple[ast.SelectItem, ...], source: Source, alias: str
+    items: tuple[ast.SelectItem, ...], source: Source, alias: str, scope: scopes.Scope
 ) -> list[tuple[ast.Expr, str | None]]:
     out: list[tuple[ast.Expr, str | None]] = []
     for item in items:
@@ -81,6 +81,14 @@ def expand_select(
                     out.append((ast.ColumnRef(name=c.name, pos=item.pos), None))
             case ast.SingleColumn(expr=e, alias=a):
                 out.append((e, a))
+            case ast.StructAll(base=base):
+                struct = scopes.compile_expr(base, scope, clause="SELECT").type
+                if not isinstance(struct, sqltypes.Struct):
+                    raise AnalysisError(
+                        f"Expected STRUCT type, got: {struct}", pos=item.pos
+                    )
+                for f in struct.fields:
+                    out.append((ast.Dereference(base=base, field=f.name, pos=item.pos), None))
     return out
 
 
