@@ -101,14 +101,11 @@ class JsonDeserializer(Deserializer):
         super().__init__(columns, is_key=is_key)
         self.wrapped = wrapped
         self._fast = bool(self.columns) and all(_fast_type(c.type, top=True) for c in self.columns)
-        names = [n for c in self.columns for n in _nested_names(c.type)]
+        self._nested = frozenset(n for c in self.columns for n in _nested_names(c.type))
         if wrapped:
-            names += [c.name for c in self.columns]
             read_fields = [pa.field(c.name, _read_type(c.type)) for c in self.columns]
         else:
             read_fields = [pa.field(_WRAP_FIELD, _read_type(self.columns[0].type))] if self.columns else []
-        # Names whose case variants would be matched by ksqlDB but not by Arrow's reader.
-        self._names = tuple(sorted({stdjson.dumps(n) for n in names}))
         self._read_schema = pa.schema(read_fields)
 
     def decode(self, data: pa.Array | pa.ChunkedArray, *, topic: str = "?") -> Decoded:
@@ -124,7 +121,7 @@ class JsonDeserializer(Deserializer):
         if self._fast and len(candidates):
             # the whole batch first; when Arrow rejects it, fixed-size chunks so that one odd
             # record sends only its own chunk down the exact path
-            whole = self._fast_decode(data.take(pa.array(candidates)))
+            whole = self._fast_decode(data if len(candidates) == rows else data.take(pa.array(candidates)))
             if whole is not None:
                 fast_rows, fast_parts = [candidates], [whole]
             else:
@@ -146,33 +143,33 @@ class JsonDeserializer(Deserializer):
     def _fast_decode(self, records: pa.Array) -> list[pa.Array] | None:
         """Physical columns (plus the present mask last) for ``records``, or None when Arrow's
         reader cannot decode them exactly as ksqlDB would."""
-        try:
-            text = records.cast(pa.string())
-        except pa.ArrowInvalid:
-            return None
-        for newline in ("\n", "\r"):
-            if pc.sum(pc.count_substring(text, newline)).as_py():
-                return None
-        if self._names and self._case_variants(text):
-            return None
+        n = len(records)
         if not self.wrapped:
-            n = len(text)
-            text = pc.binary_join_element_wise(
-                pa.array(['{"' + _WRAP_FIELD + '":'] * n, pa.string()), text, pa.array(["}"] * n), ""
-            )
-        ndjson = pc.binary_join_element_wise(text, pa.array(["\n"] * len(text), pa.string()), "")
+            records = pc.binary_join_element_wise(_bytes('{"' + _WRAP_FIELD + '":'), records, _bytes("}"), _bytes(""))
+        ndjson = pc.binary_join_element_wise(records, _bytes("\n"), _bytes(""))
         buffer = _values_buffer(ndjson)
+        # whole-buffer checks in C: one line per record, and no case variants of column names
+        raw = buffer.to_pybytes()
+        if raw.count(b"\n") != n or b"\r" in raw:
+            return None
         try:
             table = pajson.read_json(
-                io.BytesIO(buffer),
-                read_options=pajson.ReadOptions(block_size=max(1 << 20, len(buffer) // 2 + 1)),
+                pa.BufferReader(buffer),
+                read_options=pajson.ReadOptions(block_size=max(1 << 20, len(raw) // 2 + 1)),
                 parse_options=pajson.ParseOptions(
                     explicit_schema=self._read_schema, unexpected_field_behavior="ignore"
                 ),
             )
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
-        if table.num_rows != len(records):
+        if table.num_rows != n:
+            return None
+        # A column found non-null in every record was read by its exact name, which ksqlDB
+        # prefers too; only columns with nulls may hide case variants of their names.
+        suspects = set(self._nested)
+        if self.wrapped:
+            suspects.update(f.name for f, col in zip(self.columns, table.columns) if col.null_count)
+        if suspects and self._case_variants(raw, suspects):
             return None
         out: list[pa.Array] = []
         for column, field in zip(table.columns, self.columns):
@@ -181,20 +178,20 @@ class JsonDeserializer(Deserializer):
                 return None
             out.append(converted)
         if self.wrapped:
-            out.append(pa.array(np.ones(len(records), dtype=bool)))
+            out.append(pa.array(np.ones(n, dtype=bool)))
         else:
             out.append(pc.is_valid(out[0]))
         return out
 
-    def _case_variants(self, text: pa.Array) -> bool:
-        """True when some record may spell a column name in another case."""
-        lower = pc.utf8_lower(text)
-        for quoted in self._names:
-            exact = pc.sum(pc.count_substring(text, quoted)).as_py() or 0
-            folded = pc.sum(pc.count_substring(lower, quoted.lower())).as_py() or 0
-            if folded != exact:
-                return True
-        return False
+    @staticmethod
+    def _case_variants(raw: bytes, names: set[str]) -> bool:
+        """True when some record may spell one of ``names`` in another case: the batch holds
+        more case-folded occurrences of the quoted name than exact ones."""
+        quoted = [stdjson.dumps(n, ensure_ascii=False).encode() for n in names]
+        if not all(q.isascii() for q in quoted):
+            return True  # bytes.lower() folds ASCII only; let the exact path match such names
+        lower = raw.lower()
+        return any(raw.count(q) != lower.count(q.lower()) for q in quoted)
 
     # -- exact path ------------------------------------------------------------------------
 
@@ -273,17 +270,21 @@ class JsonDeserializer(Deserializer):
         )
 
 
+def _bytes(text: str) -> pa.Scalar:
+    return pa.scalar(text.encode(), pa.binary())
+
+
 def _reject_constant(name: str) -> float:
     raise ValueError(f"Invalid JSON: non-standard token '{name}'")
 
 
-def _values_buffer(array: pa.Array) -> bytes:
-    """The concatenated value bytes of a non-null string/binary array, without a copy per row."""
+def _values_buffer(array: pa.Array) -> pa.Buffer:
+    """The concatenated value bytes of a non-null string/binary array (a zero-copy slice)."""
     offsets = np.frombuffer(array.buffers()[1], dtype=np.int32)[array.offset : array.offset + len(array) + 1]
     data = array.buffers()[2]
     if data is None:
-        return b""
-    return data.to_pybytes()[offsets[0] : offsets[-1]]
+        return pa.py_buffer(b"")
+    return data.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
 
 
 def _finish_fast(column: pa.Array, t: sqltypes.SqlType) -> pa.Array | None:
