@@ -53,6 +53,7 @@ class CaseResult:
             "outputs": [r.to_json() for r in self.outputs],
             "responses": None if self.responses is None else list(self.responses),
             "error": self.error,
+            "seconds": round(self.seconds, 3),
         }
         return data
 
@@ -117,14 +118,23 @@ _VARIABLE_PARTS = (
 )
 
 
-def cause_of(error: str) -> str:
-    """A failure's cause with names and numbers blanked, so that alike failures group."""
-    first = error.strip().splitlines()[0] if error.strip() else "(no message)"
-    if first.startswith("Topic ") and "Expected" in first:
-        return "output records differ" if "records but it was" not in first else "output record count differs"
+def _blank(text: str) -> str:
     for pattern, replacement in _VARIABLE_PARTS:
-        first = pattern.sub(replacement, first)
-    return first[:160]
+        text = pattern.sub(replacement, text)
+    return text[:160]
+
+
+def cause_of(error: str) -> str:
+    """A failure's cause with names and numbers blanked, so that alike failures group.
+
+    Output mismatches caused by a failed query are grouped by the query's error."""
+    lines = error.strip().splitlines()
+    first = lines[0] if lines else "(no message)"
+    if first.startswith("Topic ") and "Expected" in first:
+        if "Query errors:" in lines and lines.index("Query errors:") + 1 < len(lines):
+            return "query failed: " + _blank(lines[lines.index("Query errors:") + 1].strip())
+        return "output records differ" if "records but it was" not in first else "output record count differs"
+    return _blank(first)
 
 
 def top_causes(results: Iterable[CaseResult], limit: int = 30) -> list[tuple[str, int]]:

@@ -15,6 +15,9 @@ from typing import Any
 from ksqlpy.server import entities
 from ksqlpy.server.errors import code_of
 
+#: Seconds without a new row after which a push query is taken to have produced all it will.
+QUIET_SECONDS = 2.0
+
 #: The engine's end reasons -> ksqlDB's final messages.
 FINAL_MESSAGES = {"LIMIT": "Limit Reached", "COMPLETED": "Query Completed"}
 
@@ -66,17 +69,22 @@ def run_query(
         if after_header is not None:
             after_header()
         deadline = time.monotonic() + timeout
+        quiet_since = time.monotonic()
         while True:
             batch = query.drain()
+            if batch:
+                quiet_since = time.monotonic()
             rows.extend(_row_json(r.values, getattr(r, "tombstone", False)) for r in batch)
             if query.done:
                 break
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            # A push query that stays quiet this long will not reach its LIMIT.
+            if now >= deadline or now - quiet_since >= QUIET_SECONDS:
                 return rows
-            rows.extend(
-                _row_json(r.values, getattr(r, "tombstone", False))
-                for r in query.poll(min(0.2, max(0.0, deadline - time.monotonic())))
-            )
+            polled = query.poll(min(0.2, max(0.0, deadline - now)))
+            if polled:
+                quiet_since = time.monotonic()
+            rows.extend(_row_json(r.values, getattr(r, "tombstone", False)) for r in polled)
         if query.error is not None:
             raise query.error
         final = FINAL_MESSAGES.get(query.end_reason or "")

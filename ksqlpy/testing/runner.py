@@ -318,6 +318,12 @@ def read_topic(engine: Any, topic: str, timeout: float = 5.0) -> list[ProducedRe
         raise CaseFailure(f"Failed to deserialize records of topic {topic}: {e}") from e
 
 
+def _query_errors_note(engine: Any) -> str:
+    """Why outputs may be missing: the errors queries stopped with, for the failure text."""
+    errors = query_errors(engine)
+    return "" if not errors else "\nQuery errors:\n  " + "\n  ".join(errors)
+
+
 def query_errors(engine: Any) -> list[str]:
     """Errors persistent queries stopped with (processing failures)."""
     errors = []
@@ -386,7 +392,7 @@ def _run_qtt(case: QttCase, run: _Run, options: RunOptions) -> None:
             expected = [r for r in case.outputs if r.topic == topic]
             problem = compare_topic(topic, expected, actual[topic], inserts_only=inserts_only)
             if problem is not None:
-                raise CaseFailure(problem)
+                raise CaseFailure(problem + _query_errors_note(engine))
         if case.post is not None:
             problem = check_post_conditions(engine, case.post)
             if problem is not None:
@@ -411,7 +417,7 @@ def split_statements(statements: Sequence[str]) -> tuple[list[str], list[str]]:
 def _expect_error(case: QttCase, text: str) -> None:
     expected = case.expected_error
     if expected is None:
-        raise CaseFailure(f"Server failed to execute statement\nreason: {text}")
+        raise CaseFailure(f"Server failed to execute statement: {text}")
     if expected.message and expected.message not in text:
         raise CaseFailure(f"Expected error mismatch.\nExpected: {expected.message}\nActual: {text}")
 
@@ -453,7 +459,7 @@ def _run_rest(case: QttCase, run: _Run, options: RunOptions) -> None:
             expected = [r for r in case.outputs if r.topic == topic]
             problem = compare_topic(topic, expected, actual[topic], ignore_headers=True)
             if problem is not None:
-                raise CaseFailure(problem)
+                raise CaseFailure(problem + _query_errors_note(engine))
         problem = compare_responses(run.responses, case.responses or (), case.statements)
         if problem is not None:
             raise CaseFailure(problem)
