@@ -1,0 +1,68 @@
+"""Cases run end to end on the engine: outputs compared, expected errors, the tool mode."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from ksqlpy.testing import cli
+from ksqlpy.testing.qtt import build_case
+from ksqlpy.testing.runner import run_case, topics_to_create
+
+STATEMENTS = [
+    "CREATE STREAM INPUT (ID INT KEY, V INT) WITH (kafka_topic='input', value_format='JSON');",
+    "CREATE STREAM OUTPUT AS SELECT ID, V * 2 AS D FROM INPUT WHERE V > 1;",
+]
+
+
+def case(**fields: object) -> object:
+    node = {"name": "c", "statements": STATEMENTS,
+            "inputs": [{"topic": "input", "key": 1, "value": {"V": 1}, "timestamp": 5},
+                       {"topic": "input", "key": 2, "value": {"V": 3}, "timestamp": 6}]}
+    node.update(fields)
+    return build_case(node, suite="s", file_name="f.json", fmt=None, config=None)
+
+
+def test_matching_outputs_pass_and_are_reported() -> None:
+    result = run_case(case(outputs=[{"topic": "OUTPUT", "key": 2, "value": {"D": 6}, "timestamp": 6}]))
+    assert result.status == "passed", result.error
+    assert [(r.key, r.value, r.timestamp) for r in result.outputs] == [(2, {"D": 6}, 6)]
+
+
+def test_differing_outputs_fail_with_the_records_seen() -> None:
+    result = run_case(case(outputs=[{"topic": "OUTPUT", "key": 2, "value": {"D": 7}}]))
+    assert result.status == "failed"
+    assert "Topic 'OUTPUT', message 0" in (result.error or "")
+
+
+def test_expected_exception_matches_message() -> None:
+    bad = ["CREATE STREAM OUTPUT AS SELECT NOPE FROM INPUT;"]
+    good = run_case(case(statements=STATEMENTS[:1] + bad, inputs=[],
+                         expectedException={"message": "NOPE"}))
+    assert good.status == "passed", good.error
+    wrong = run_case(case(statements=STATEMENTS[:1] + bad, inputs=[],
+                          expectedException={"message": "something else entirely"}))
+    assert wrong.status == "failed"
+
+
+def test_topics_come_from_create_statements_and_inputs() -> None:
+    c = case(statements=[STATEMENTS[0].replace("value_format", "partitions=3, value_format")],
+             inputs=[{"topic": "other", "value": 1, "partition": 1}])
+    assert topics_to_create(c) == {"input": 3, "other": 2}  # type: ignore[arg-type]
+
+
+def test_tool_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "s.sql").write_text("\n".join(STATEMENTS))
+    (tmp_path / "in.json").write_text(json.dumps({"inputs": [{"topic": "input", "key": 4, "value": {"V": 5}}]}))
+    (tmp_path / "out.json").write_text(json.dumps({"outputs": [{"topic": "OUTPUT", "key": 4, "value": {"D": 10}}]}))
+    parser = argparse.ArgumentParser()
+    cli.add_arguments(parser)
+    args = ["-s", str(tmp_path / "s.sql"), "-i", str(tmp_path / "in.json"), "-o", str(tmp_path / "out.json")]
+    assert cli.run(parser.parse_args(args)) == 0
+    assert "Test passed!" in capsys.readouterr().out
+    (tmp_path / "out.json").write_text(json.dumps({"outputs": [{"topic": "OUTPUT", "key": 4, "value": {"D": 11}}]}))
+    assert cli.run(parser.parse_args(args)) == 1
+    assert "Test failed" in capsys.readouterr().out
