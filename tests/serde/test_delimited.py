@@ -118,3 +118,11 @@ def test_serialize_decimal_and_bytes() -> None:
         names=["D", "B", "T"],
     )
     assert serializer(CSV, cols, is_key=False).encode(table).to_pylist() == [b"12.0000,dmFyaWF0aW9ucw==,1000"]
+
+
+def test_single_null_column_writes_an_empty_record_that_reads_as_bad() -> None:
+    cols = [st.Field("V", st.INTEGER)]
+    written = serializer(CSV, cols, is_key=False).encode(pa.table({"V": pa.array([None], pa.int32())}))
+    assert written.to_pylist() == [b""]
+    out = deserializer(CSV, cols, is_key=False).decode(written)
+    assert out.present.to_pylist() == [False] and "No fields in record" in out.errors[0].message

@@ -196,6 +196,7 @@ class DelimitedDeserializer(Deserializer):
         simple = pc.invert(pc.match_substring_regex(text, '["\r\n]'))
         parts = pc.split_pattern(text, self.delimiter)
         simple = pc.and_(simple, pc.equal(pc.list_value_length(parts), width))
+        simple = pc.and_(simple, pc.greater(pc.binary_length(text), 0))  # "" has no record
         simple_rows = np.flatnonzero(np.asarray(pc.fill_null(simple, False)))
         other_rows = np.flatnonzero(np.asarray(pc.and_(pc.is_valid(text), pc.invert(pc.fill_null(simple, True)))))
         flat = pc.list_flatten(parts.take(pa.array(simple_rows)))

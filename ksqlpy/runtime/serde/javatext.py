@@ -74,7 +74,7 @@ def ensure_fit(value: decimal.Decimal, precision: int, scale: int) -> decimal.De
     """``DecimalUtil.ensureFit``: the value at exactly ``scale`` digits, or ``ValueError`` when
     it overflows the precision or would need rounding."""
     digits = precision - scale
-    if abs(value) >= decimal.Decimal(10) ** digits:
+    if value.copy_abs() >= decimal.Decimal(f"1E{digits}"):
         raise ValueError(
             f"Numeric field overflow: A field with precision {precision} and scale {scale} "
             f"must round to an absolute value less than 10^{digits}. Got {plain(value)}"

@@ -319,6 +319,9 @@ class JsonSerializer(Serializer):
         keep = np.asarray(present_or_all(present, rows))
         if not self.columns:
             return pa.nulls(rows, pa.binary())
+        fast = self._encode_columnar(table, keep)
+        if fast is not None:
+            return fast
         prepared = [_json_ready(combine(table.column(i)), f.type) for i, f in enumerate(self.columns)]
         out: list[bytes | None]
         if self.wrapped:
@@ -336,6 +339,72 @@ class JsonSerializer(Serializer):
                 for k, v in zip(keep, values)
             ]
         return pa.array(out, pa.binary())
+
+
+    def _encode_columnar(self, table: pa.Table, keep: np.ndarray) -> pa.BinaryArray | None:
+        """Records assembled from per-column JSON text with Arrow kernels, for schemas of
+        scalars; None when a column needs the row-by-row writer."""
+        fragments = []
+        for i, f in enumerate(self.columns):
+            fragment = _fragment(combine(table.column(i)), f.type)
+            if fragment is None:
+                return None
+            fragments.append(fragment)
+        rows = table.num_rows
+        if self.wrapped:
+            parts: list[pa.Array | pa.Scalar] = []
+            for i, (f, fragment) in enumerate(zip(self.columns, fragments)):
+                parts.append(_text(("{" if i == 0 else ",") + stdjson.dumps(f.name, ensure_ascii=False) + ":"))
+                parts.append(pc.fill_null(fragment, "null"))
+            parts.append(_text("}"))
+            record = pc.binary_join_element_wise(*parts, _text(""))
+        else:
+            record = fragments[0]
+        if not keep.all():
+            record = pc.if_else(pa.array(keep), record, pa.nulls(rows, pa.string()))
+        result = record.cast(pa.binary())
+        assert isinstance(result, pa.BinaryArray)
+        return result
+
+
+_NEEDS_ESCAPE = r'["\\\x00-\x1f]'
+
+
+def _fragment(column: pa.Array, t: sqltypes.SqlType) -> pa.Array | None:
+    """Each value of a scalar column as JSON text (null stays null), or None when the column
+    has values Arrow cannot print as ksqlDB's JSON writer does."""
+    physical = to_physical(column, t)
+    match t.base:
+        case BaseType.BOOLEAN:
+            return pc.if_else(physical, "true", "false")
+        case BaseType.INTEGER | BaseType.BIGINT | BaseType.DATE | BaseType.TIME | BaseType.TIMESTAMP:
+            return physical.cast(pa.string())
+        case BaseType.DECIMAL:
+            return physical.cast(pa.string())
+        case BaseType.DOUBLE:
+            if not pc.all(pc.fill_null(pc.is_finite(physical), True)).as_py():
+                return None
+            text = physical.cast(pa.string())
+            # Java prints integral doubles with a fraction ("1.0"); keep the value a double
+            integral = pc.invert(pc.match_substring_regex(text, "[.eE]"))
+            return pc.if_else(integral, pc.binary_join_element_wise(text, ".0", ""), text)
+        case BaseType.STRING:
+            if pc.any(pc.match_substring_regex(physical, _NEEDS_ESCAPE)).as_py():
+                return pa.array(
+                    [None if v is None else orjson.dumps(v).decode() for v in physical.to_pylist()],
+                    pa.string(),
+                )
+            return pc.binary_join_element_wise('"', physical, '"', "")
+        case BaseType.BYTES:
+            return pa.array(
+                [None if v is None else '"' + base64.b64encode(v).decode("ascii") + '"' for v in physical.to_pylist()],
+                pa.string(),
+            )
+    return None
+
+
+def _text(value: str) -> pa.Scalar:
+    return pa.scalar(value, pa.string())
 
 
 def _json_ready(column: pa.Array, t: sqltypes.SqlType) -> pa.Array | list[Any]:
