@@ -18,6 +18,7 @@ import base64
 import binascii
 import decimal
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -76,7 +77,7 @@ def _integral(value: JsonValue) -> int:
     if isinstance(value, int):
         return value
     if isinstance(value, float):
-        return int(value) if value == value and abs(value) != float("inf") else 0
+        return int(value) if math.isfinite(value) else 0
     return int(value.to_integral_value(rounding=decimal.ROUND_DOWN))
 
 

@@ -202,8 +202,9 @@ class DelimitedDeserializer(Deserializer):
         flat = pc.list_flatten(parts.take(pa.array(simple_rows)))
         slow: list[list[str | None]] = [[] for _ in range(width)]
         for row in other_rows.tolist():
+            record: list[str | None] | None
             try:
-                record = first_record(text[row].as_py(), self.delimiter)
+                record = list(first_record(text[row].as_py(), self.delimiter) or ())
                 if not record:
                     raise ValueError("No fields in record")
                 if len(record) != width:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import base64
 import binascii
 import decimal
-import io
+import math
 import json as stdjson
 from collections.abc import Sequence
 from typing import Any
@@ -420,7 +420,7 @@ def _json_ready(column: pa.Array, t: sqltypes.SqlType) -> pa.Array | list[Any]:
 
 
 def _double_json(value: float | None) -> float | str | None:
-    if value is None or (value == value and abs(value) != float("inf")):
+    if value is None or math.isfinite(value):
         return value
     return javatext.double_str(value)
 
