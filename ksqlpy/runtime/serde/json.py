@@ -19,8 +19,8 @@ from __future__ import annotations
 import base64
 import binascii
 import decimal
-import math
 import json as stdjson
+import math
 from collections.abc import Sequence
 from typing import Any
 
