@@ -2,9 +2,9 @@
 
 QTT files give keys and values "at spec level": JSON values are written as the JSON the file
 holds, DELIMITED values are the text the file holds (``"1,foo"``), KAFKA values are primitives
-serialized by the column's type (INT as 4 big-endian bytes, BIGINT and DOUBLE as 8, STRING as
-UTF-8, BYTES from base64). Reading back does the reverse, so that expected and actual records
-compare at the same level. Windowed keys use Kafka Streams' layouts: the inner key then the
+serialized by the column's type. The serde layer's test-value helpers
+(:mod:`ksqlpy.runtime.serde.testvalues`) do the per-value work; reading back does the reverse,
+so that expected and actual records compare at the same level. Windowed keys use Kafka Streams' layouts: the inner key then the
 window start (time windows), or the inner key, the end and the start (session windows).
 
 Schema-registry formats (AVRO, PROTOBUF, JSON_SR) are not handled here: cases using them fail
@@ -14,17 +14,17 @@ with :class:`UnsupportedFormat`.
 from __future__ import annotations
 
 import base64
-import json
 import struct
-from collections.abc import Callable, Sequence
-from decimal import Decimal
+from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
 
 from ksqlpy.planner.catalog import Column, FormatInfo, Source
+from ksqlpy.runtime.codec import fields_of, serde_spec
+from ksqlpy.runtime.serde.format import Format, SerdeSpec
+from ksqlpy.runtime.serde.testvalues import decode_test_value, encode_test_value
 from ksqlpy.runtime.store.base import HEADER_TYPE, PRODUCE_SCHEMA
-from ksqlpy.sqltypes import BaseType
 from ksqlpy.testing.compare import ProducedRecord
 from ksqlpy.testing.qtt import Header, QttRecord, Window
 
@@ -38,120 +38,39 @@ class RecordCodecError(Exception):
 
 
 # ---------------------------------------------------------------------------------------------
-# JSON text with exact decimals
+# Spec value <-> bytes: the serde layer's test-value helpers
 # ---------------------------------------------------------------------------------------------
 
-
-def dump_json(value: Any) -> str:
-    """JSON text of a spec value; decimals keep their digits (``Decimal('1.10')`` -> ``1.10``)."""
-    match value:
-        case None:
-            return "null"
-        case bool():
-            return "true" if value else "false"
-        case Decimal():
-            return str(value)
-        case int() | float():
-            return json.dumps(value)
-        case str():
-            return json.dumps(value, ensure_ascii=False)
-        case dict():
-            return "{" + ",".join(f"{dump_json(str(k))}:{dump_json(v)}" for k, v in value.items()) + "}"
-        case list() | tuple():
-            return "[" + ",".join(dump_json(v) for v in value) + "]"
-        case _:
-            raise RecordCodecError(f"cannot write {value!r} as JSON")
+#: Formats the harness writes and reads; the others need a schema registry.
+SUPPORTED_FORMATS = frozenset({"JSON", "DELIMITED", "KAFKA", "NONE"})
 
 
-def load_json(data: bytes) -> Any:
-    return json.loads(data, parse_float=Decimal)
-
-
-# ---------------------------------------------------------------------------------------------
-# KAFKA primitives
-# ---------------------------------------------------------------------------------------------
-
-_KAFKA_WRITERS: dict[BaseType, Callable[[Any], bytes]] = {
-    BaseType.INTEGER: lambda v: struct.pack(">i", int(v)),
-    BaseType.BIGINT: lambda v: struct.pack(">q", int(v)),
-    BaseType.DOUBLE: lambda v: struct.pack(">d", float(v)),
-    BaseType.STRING: lambda v: (v if isinstance(v, str) else dump_json(v)).encode("utf-8"),
-    BaseType.BYTES: lambda v: base64.b64decode(v),
-}
-
-_KAFKA_READERS: dict[BaseType, Callable[[bytes], Any]] = {
-    BaseType.INTEGER: lambda b: struct.unpack(">i", b)[0],
-    BaseType.BIGINT: lambda b: struct.unpack(">q", b)[0],
-    BaseType.DOUBLE: lambda b: struct.unpack(">d", b)[0],
-    BaseType.STRING: lambda b: b.decode("utf-8"),
-    BaseType.BYTES: lambda b: base64.b64encode(b).decode("ascii"),
-}
-
-
-def _kafka_type(columns: Sequence[Column]) -> BaseType | None:
-    if not columns:
-        return None
-    if len(columns) > 1:
-        raise RecordCodecError("the KAFKA format holds a single column")
-    base = columns[0].type.base
-    if base not in _KAFKA_WRITERS:
-        raise RecordCodecError(f"the KAFKA format does not support {columns[0].type}")
-    return base
-
-
-# ---------------------------------------------------------------------------------------------
-# Spec value <-> bytes, per format
-# ---------------------------------------------------------------------------------------------
+def _spec(fmt: FormatInfo) -> SerdeSpec:
+    name = fmt.format.upper()
+    if name not in SUPPORTED_FORMATS:
+        raise UnsupportedFormat(f"the test harness does not support the {name} format")
+    return serde_spec(fmt)
 
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else dump_json(value)
 
 
+def dump_json(value: Any) -> str:
+    """JSON text of a spec value; decimals keep their digits (``Decimal('1.10')`` -> ``1.10``)."""
+    data = encode_test_value(value, spec=SerdeSpec(format=Format.JSON), columns=(), is_key=False)
+    return "null" if data is None else data.decode("utf-8")
+
+
 def encode(fmt: FormatInfo, columns: Sequence[Column], value: Any) -> bytes | None:
-    """Bytes of one spec-level key or value (``None`` stays a null)."""
-    if value is None:
-        return None
-    name = fmt.format.upper()
-    match name:
-        case "JSON":
-            return dump_json(value).encode("utf-8")
-        case "DELIMITED":
-            return _text(value).encode("utf-8")
-        case "KAFKA":
-            base = _kafka_type(columns)
-            if base is None:
-                return None
-            try:
-                return _KAFKA_WRITERS[base](value)
-            except (ValueError, TypeError, struct.error) as e:
-                raise RecordCodecError(f"cannot write {value!r} as KAFKA {base.value}: {e}") from e
-        case "NONE":
-            return None
-    raise UnsupportedFormat(f"the test harness does not support the {name} format")
+    """Bytes of one spec-level key or value (``None`` stays a null). Values are written as
+    given even when they do not fit the columns, so that the engine may reject them."""
+    return encode_test_value(value, spec=_spec(fmt), columns=fields_of(columns), is_key=False)
 
 
 def decode(fmt: FormatInfo, columns: Sequence[Column], data: bytes | None) -> Any:
     """Spec-level value of one key or value read from a topic."""
-    if data is None:
-        return None
-    name = fmt.format.upper()
-    match name:
-        case "JSON":
-            return load_json(data)
-        case "DELIMITED":
-            return data.decode("utf-8")
-        case "KAFKA":
-            base = _kafka_type(columns)
-            if base is None:
-                return None
-            try:
-                return _KAFKA_READERS[base](data)
-            except (struct.error, UnicodeDecodeError) as e:
-                raise RecordCodecError(f"cannot read KAFKA {base.value}: {e}") from e
-        case "NONE":
-            return None
-    raise UnsupportedFormat(f"the test harness does not support the {name} format")
+    return decode_test_value(data, spec=_spec(fmt), columns=fields_of(columns), is_key=False)
 
 
 # ---------------------------------------------------------------------------------------------
