@@ -10,6 +10,7 @@ anyio's shared default pool; push queries wait on the event loop, not on threads
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, TypeVar
@@ -47,6 +48,9 @@ class KsqlServer:
         self.max_push_queries = config.max_push_queries
         self.limiter = anyio.CapacityLimiter(ENGINE_THREADS)
         self.push_queries: set[str] = set()
+        # Statements and query starts run one at a time, as ksqlDB's command runner executes
+        # them; this also keeps concurrent clients from racing inside the metastore.
+        self.statement_lock = threading.Lock()
         listener = config.listeners[0] if config.listeners else None
         self.host = f"{listener.host}:{listener.port}" if listener else "localhost:8088"
 
@@ -73,17 +77,19 @@ class KsqlServer:
         """``/ksql``: run every statement; on a failure, report it with the earlier entities."""
         done: list[dict[str, Any]] = []
         try:
-            session = self.engine.session(properties, variables)
-            for result in session.execute(text):
-                if result is not None:
-                    done.append(entities.entity_json(result, self.host))
+            with self.statement_lock:
+                session = self.engine.session(properties, variables)
+                for result in session.execute(text):
+                    if result is not None:
+                        done.append(entities.entity_json(result, self.host))
         except Exception as e:  # noqa: BLE001 - mapped to ksqlDB's error responses
             code, body = describe_failure(e, context="/ksql", statement_text=text, entities=done)
             return code.status, body
         return 200, done
 
     def start_query(self, text: str, properties: Mapping[str, str], variables: Mapping[str, str]) -> Any:
-        return self.engine.session(properties, variables).execute_query(text)
+        with self.statement_lock:
+            return self.engine.session(properties, variables).execute_query(text)
 
     def check_insert_target(self, target: str) -> str:
         """The stored name of a stream that may take ``/inserts-stream`` rows, else an error."""
