@@ -80,7 +80,9 @@ class SourceDecoder:
         cols["ROWTIME"] = records.column("timestamp")
         cols["ROWPARTITION"] = records.column("partition")
         cols["ROWOFFSET"] = records.column("offset")
-        tombstone = pc.is_null(value_arr)
+        # A tombstone is a record without a value: null bytes, or a value such as JSON ``null``
+        # that decodes to no row. Malformed records are not tombstones; they were marked bad above.
+        tombstone = pc.invert(values.present)
         table = pa.table(cols)
         if self.source.is_table:
             table = table.append_column(TOMBSTONE, tombstone)
