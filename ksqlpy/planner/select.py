@@ -7,7 +7,6 @@ name, struct field name, else ``KSQL_COL_<n>``). The result is a :class:`SelectS
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ksqlpy import sqltypes
@@ -178,6 +177,3 @@ def key_columns_for(
         raise AnalysisError("The projection contains no value columns.")
     return columns
 
-
-def sink_properties_defaults(source: Source) -> Mapping[str, object]:
-    return {"partitions": source.partitions, "replicas": source.replicas}

@@ -21,9 +21,9 @@ from ksqlpy.planner.catalog import Catalog
 from ksqlpy.planner.physical import QueryPlan
 from ksqlpy.runtime import results as r
 from ksqlpy.runtime.commandlog import Command, CommandLog
-from ksqlpy.runtime.config import DEFAULTS, EngineConfig
+from ksqlpy.runtime.config import EngineConfig
 from ksqlpy.runtime.processing_log import PROCESSING_LOG_DDL, ProcessingLog
-from ksqlpy.runtime.query import PersistentQuery, PushQuery, QueryRunner, QueryState
+from ksqlpy.runtime.query import PersistentQuery, PushQuery, QueryState
 from ksqlpy.runtime.rows import Row
 from ksqlpy.runtime.store.base import TopicStore
 
@@ -301,9 +301,3 @@ class StreamingQuery:
             if self.done:
                 return
 
-
-def _unused(q: QueryRunner) -> None:  # pragma: no cover - keeps the import for typing users
-    del q
-
-
-DEFAULT_PROPERTIES = DEFAULTS

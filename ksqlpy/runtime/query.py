@@ -18,7 +18,6 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from ksqlpy.errors import KsqlpyError
 from ksqlpy.planner.physical import QueryPlan
@@ -251,10 +250,6 @@ class PushQuery(QueryRunner):
                 cb()
             except Exception:  # noqa: BLE001 - a client's callback must not kill the query
                 log.debug("push query listener failed", exc_info=True)
-
-
-def filter_rows(table: pa.Table, mask: pa.Array) -> pa.Table:
-    return table.filter(mask) if not pc.all(mask).as_py() else table
 
 
 __all__ = ["PersistentQuery", "PushQuery", "QueryState", "QueryRunner", "DELETE", "TS"]

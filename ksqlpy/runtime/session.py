@@ -8,7 +8,6 @@ variables already substituted, so replaying the log rebuilds the same state.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
@@ -522,9 +521,6 @@ def _kind_of(source: Source) -> str:
 def _schema_text(cols: tuple[tuple[str, Any, bool], ...]) -> str:
     return ", ".join(f"`{n}` {t}{' KEY' if k else ''}" for n, t, k in cols)
 
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 __all__ = ["AssertionFailed", "QueryEndpointError", "Session", "NotFoundError", "QueryState"]
