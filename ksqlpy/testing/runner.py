@@ -23,7 +23,6 @@ files, so results of one file arrive together).
 
 from __future__ import annotations
 
-import multiprocessing
 import re
 import signal
 import time
@@ -39,6 +38,7 @@ from ksqlpy.errors import KsqlpyError
 from ksqlpy.testing import responses as rest
 from ksqlpy.testing.compare import ProducedRecord, compare_responses, compare_topic
 from ksqlpy.testing.conditions import check_post_conditions
+from ksqlpy.testing.pool import SupervisedPool
 from ksqlpy.testing.qtt import QttCase, QttRecord
 from ksqlpy.testing.records import RecordCodecError, UnsupportedFormat, produce_batch, raw_batch, read_records
 from ksqlpy.testing.report import ERROR, FAILED, PASSED, SKIPPED, CaseResult
@@ -107,17 +107,18 @@ def run_cases(
         return results
     # Larger files first so that workers finish together.
     by_file.sort(key=len, reverse=True)
-    context = multiprocessing.get_context("fork")
-    with context.Pool(jobs, maxtasksperchild=8) as pool:
-        for batch in pool.imap_unordered(_run_file_star, [(g, options) for g in by_file]):
-            results.extend(batch)
-            if on_file is not None and batch:
-                on_file(batch[0].file, batch)
+    expected = {group[0].file: len(group) for group in by_file}
+    done: dict[str, list[CaseResult]] = {}
+
+    def on_result(result: CaseResult) -> None:
+        results.append(result)
+        batch = done.setdefault(result.file, [])
+        batch.append(result)
+        if len(batch) == expected[result.file] and on_file is not None:
+            on_file(result.file, batch)
+
+    SupervisedPool(jobs, options, options.case_timeout).run(by_file, on_result)
     return results
-
-
-def _run_file_star(args: tuple[list[QttCase], RunOptions]) -> list[CaseResult]:
-    return _run_file(*args)
 
 
 def _run_file(cases: Sequence[QttCase], options: RunOptions) -> list[CaseResult]:
