@@ -8,7 +8,8 @@
   ``exactly_once`` make Kafka transactions real; otherwise Kafka transactions are at-least-once.
 * ``kafka.<name>``: extra librdkafka client settings, e.g. ``kafka.session.timeout.ms``.
 * ``ksqlpy.store.path``: the embedded DuckDB file (``:memory:`` allowed); by default
-  ``<ksqlpy.data.dir>/ksqlpy.duckdb``, or ``:memory:`` when no data directory is set.
+  ``<ksqlpy.data.dir>/ksqlpy.duckdb``, or ``:memory:`` when no data directory is set. On Kafka,
+  state (aggregates, materialized tables) lives in ``<ksqlpy.data.dir>/state.duckdb``.
 * ``ksqlpy.store.maintenance.interval.seconds``: how often embedded retention/compaction runs.
 """
 
@@ -38,7 +39,14 @@ def open_store(config: Mapping[str, object]) -> TopicStore:
 
         client = {k.removeprefix("kafka."): str(v) for k, v in config.items() if k.startswith("kafka.")}
         guarantee = (_setting(config, "processing.guarantee") or "at_least_once").lower()
-        return KafkaStore(bootstrap, exactly_once=guarantee in _EXACTLY_ONCE, client_config=client)
+        data_dir = config.get("ksqlpy.data.dir")
+        state_path = ":memory:"
+        if data_dir:
+            Path(str(data_dir)).mkdir(parents=True, exist_ok=True)
+            state_path = str(Path(str(data_dir)) / "state.duckdb")
+        return KafkaStore(
+            bootstrap, exactly_once=guarantee in _EXACTLY_ONCE, client_config=client, state_path=state_path
+        )
 
     from ksqlpy.runtime.store.embedded import EmbeddedStore
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import duckdb
 import pyarrow as pa
 
 HEADER_TYPE = pa.list_(pa.struct([pa.field("key", pa.string()), pa.field("value", pa.binary())]))
@@ -114,6 +115,11 @@ class Transaction(abc.ABC):
     @abc.abstractmethod
     def commit_positions(self, group: str, positions: Mapping[TopicPartition, int]) -> None: ...
 
+    #: The DuckDB connection for state (aggregates, materialized tables) written as part of this
+    #: transaction: it commits when the transaction commits and rolls back when it aborts. Use it
+    #: only on the thread that opened the transaction.
+    state: duckdb.DuckDBPyConnection
+
 
 class TopicStore(abc.ABC):
     """A log of partitioned topics."""
@@ -161,6 +167,11 @@ class TopicStore(abc.ABC):
 
     @abc.abstractmethod
     def transaction(self) -> TransactionContext: ...
+
+    @abc.abstractmethod
+    def state_cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to the DuckDB database where state lives, for reading it (pull
+        queries) from any one thread. Writes go through :attr:`Transaction.state`."""
 
     @abc.abstractmethod
     def close(self) -> None: ...

@@ -157,6 +157,10 @@ class EmbeddedStore(TopicStore):
         :meth:`transaction` instead (use :attr:`EmbeddedTransaction.connection`)."""
         return self.database.cursor()
 
+    def state_cursor(self) -> duckdb.DuckDBPyConnection:
+        """State lives in the log's own database, so state and records commit together."""
+        return self.database.cursor()
+
     # -- topics ------------------------------------------------------------------------------------
 
     def _load(self) -> None:
@@ -402,6 +406,7 @@ class EmbeddedTransaction(Transaction):
     def __init__(self, store: EmbeddedStore, connection: duckdb.DuckDBPyConnection) -> None:
         self.store = store
         self.connection = connection
+        self.state = connection
         self._ends: dict[tuple[int, int], int] = {}
         self._on_commit: list[object] = []
 

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
+import duckdb
 import pyarrow as pa
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -119,7 +120,10 @@ class KafkaStore(TopicStore):
         exactly_once: bool = False,
         client_config: Mapping[str, str] | None = None,
         transactional_id: str | None = None,
+        state_path: str = ":memory:",
     ) -> None:
+        #: Local DuckDB database for state (aggregates, materialized tables); Kafka holds records.
+        self.state_database = duckdb.connect(state_path)
         config = {"bootstrap.servers": bootstrap_servers, **(client_config or {})}
         self.exactly_once = exactly_once
         self._transactional_id = (
@@ -342,6 +346,11 @@ class KafkaStore(TopicStore):
     def transaction(self) -> KafkaTransactionContext:
         return KafkaTransactionContext(self)
 
+    def state_cursor(self) -> duckdb.DuckDBPyConnection:
+        """State lives in a local DuckDB database; its transaction commits right after the Kafka
+        transaction does (a crash between the two leaves state behind the outputs)."""
+        return self.state_database.cursor()
+
     def _transactional_producer(self) -> Producer:
         if self._tx_producer is None:
             producer = Producer({**self._producer_config, "transactional.id": self._transactional_id})
@@ -357,14 +366,16 @@ class KafkaStore(TopicStore):
             helpers, self._helpers = list(self._helpers.values()), {}
         for helper in helpers:
             helper.close()
+        self.state_database.close()
 
 
 class KafkaTransaction(Transaction):
     """Records and positions of one transaction (Kafka transaction or at-least-once, see module)."""
 
-    def __init__(self, store: KafkaStore, producer: Producer) -> None:
+    def __init__(self, store: KafkaStore, producer: Producer, state: duckdb.DuckDBPyConnection) -> None:
         self.store = store
         self.producer = producer
+        self.state = state
         self.errors: list[KafkaError] = []
         self.topics: list[str] = []
         self.positions: dict[str, dict[TopicPartition, int]] = {}
@@ -401,32 +412,49 @@ class KafkaTransactionContext(TransactionContext):
         except BaseException:
             store._tx_lock.release()
             raise
-        self._tx = KafkaTransaction(store, producer)
+        try:
+            state = store.state_cursor()
+            state.execute("BEGIN TRANSACTION")
+        except BaseException:
+            store._tx_lock.release()
+            raise
+        self._tx = KafkaTransaction(store, producer, state)
         return self._tx
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         store, tx = self._store, self._tx
         assert tx is not None
+        committed = False
         try:
-            if store.exactly_once:
-                if exc_type is not None:
-                    tx.producer.abort_transaction(_TIMEOUT)
-                    return
-                try:
-                    tx.producer.commit_transaction(_TIMEOUT)
-                except KafkaException as error:
-                    tx.producer.abort_transaction(_TIMEOUT)
-                    raise TopicError(f"Transaction aborted: {_kafka_error(error).str()}") from error
-                if tx.errors:
-                    raise TopicError(f"Transaction failed: {tx.errors[0].str()}")
-                return
-            # At-least-once: output acknowledged before input positions move.
-            KafkaStore._await(tx.producer, tx.errors, ", ".join(dict.fromkeys(tx.topics)))
-            if exc_type is None:
-                for group, positions in tx.positions.items():
-                    store._commit(group, positions)
+            self._finish_kafka(exc_type)
+            committed = exc_type is None
         finally:
-            store._tx_lock.release()
+            try:
+                tx.state.execute("COMMIT" if committed else "ROLLBACK")
+            finally:
+                tx.state.close()
+                store._tx_lock.release()
+
+    def _finish_kafka(self, exc_type: object) -> None:
+        store, tx = self._store, self._tx
+        assert tx is not None
+        if store.exactly_once:
+            if exc_type is not None:
+                tx.producer.abort_transaction(_TIMEOUT)
+                return
+            try:
+                tx.producer.commit_transaction(_TIMEOUT)
+            except KafkaException as error:
+                tx.producer.abort_transaction(_TIMEOUT)
+                raise TopicError(f"Transaction aborted: {_kafka_error(error).str()}") from error
+            if tx.errors:
+                raise TopicError(f"Transaction failed: {tx.errors[0].str()}")
+            return
+        # At-least-once: output acknowledged before input positions move.
+        KafkaStore._await(tx.producer, tx.errors, ", ".join(dict.fromkeys(tx.topics)))
+        if exc_type is None:
+            for group, positions in tx.positions.items():
+                store._commit(group, positions)
 
 
 class KafkaReader(TopicReader):
