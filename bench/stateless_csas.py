@@ -1,84 +1,84 @@
-"""Benchmark: a stateless CSAS (filter + projection) over pageview events.
+"""Benchmark (issue #2): a stateless CSAS, a filter and a projection over pageview events.
 
-Loads N JSON pageview events (~120 bytes, key = user id) into a topic, starts
-``CREATE STREAM ... AS SELECT ... WHERE ...`` and measures events/s from the query's start to the
-last sink record, plus peak RSS. Runs on the embedded store by default; ``--bootstrap-servers``
-runs it on Kafka (e.g. the Tansu test broker).
+Loads N JSON pageview events (~120 bytes, key = user id) into a topic, then runs::
 
-    python bench/stateless_csas.py --events 1000000
+    CREATE STREAM long_views AS SELECT user_id, page, duration * 1000 AS duration_ms, viewtime
+      FROM pageviews WHERE duration > 60;
+
+and reports events/s from the query's first poll to the moment its last sink record is
+committed, plus this process's peak RSS. ``--store kafka`` runs it on a Tansu broker started for
+the run (see tests/kafka_broker.py); ``--store both`` runs both, one after the other.
+
+    python bench/stateless_csas.py --events 1000000 --store both
 """
 
 from __future__ import annotations
 
 import argparse
-import random
-import resource
-import tempfile
+import sys
 import time
+from pathlib import Path
 
-import orjson
-import pyarrow as pa
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ksqlpy.runtime.engine import Engine
+from common import (  # noqa: E402
+    PAGEVIEWS_DDL,
+    FirstPoll,
+    bench_engine,
+    kafka_client_settings,
+    load_average,
+    load_pageviews,
+    peak_rss_mib,
+    wait_for,
+)
 
-PAGES = [f"/page/{i}" for i in range(200)]
+CSAS = (
+    "CREATE STREAM long_views AS SELECT user_id, page, duration * 1000 AS duration_ms, viewtime "
+    "FROM pageviews WHERE duration > 60;"
+)
 
 
-def make_batch(start: int, n: int) -> pa.Table:
-    rnd = random.Random(start)
-    keys, values = [], []
-    for i in range(start, start + n):
-        user = f"user_{rnd.randrange(100_000)}"
-        keys.append(user.encode())
-        values.append(
-            orjson.dumps(
-                {"PAGE": rnd.choice(PAGES), "DURATION": rnd.randrange(1, 120), "REFERRER": "https://example.com/x",
-                 "VIEWTIME": 1_700_000_000_000 + i}
-            )
-        )
-    return pa.table(
-        {
-            "timestamp": pa.array(range(start, start + n), pa.int64()),
-            "key": pa.array(keys, pa.binary()),
-            "value": pa.array(values, pa.binary()),
+def run(store: str, events: int, partitions: int, timeout: float) -> dict[str, float]:
+    extra = kafka_client_settings() if store == "kafka" else {}
+    with bench_engine(store, extra) as engine:
+        topic = f"pageviews_{int(time.time())}"
+        session = engine.session()
+        session.execute_all(PAGEVIEWS_DDL.format(topic=topic, partitions=partitions))
+        load_s, expected = load_pageviews(engine, topic, events)
+        print(f"[{store}] loaded {events:,} events in {load_s:.2f}s ({events / load_s:,.0f} events/s produce)")
+        first = FirstPoll(engine.store)
+        session.execute_all(CSAS)
+        query = next(iter(engine.queries.values()))
+        done = wait_for(lambda: query.records_out >= expected or query.error is not None, timeout)
+        if query.error is not None:
+            raise SystemExit(f"the query failed: {query.error}")
+        assert first.at is not None
+        elapsed = done - first.at
+        figures = {
+            "events": query.records_in,
+            "sink_records": query.records_out,
+            "seconds": elapsed,
+            "events_per_s": query.records_in / elapsed,
+            "peak_rss_mib": peak_rss_mib(),
         }
-    )
+        print(
+            f"[{store}] events={query.records_in:,} sink_records={query.records_out:,} "
+            f"time={elapsed:.2f}s throughput={figures['events_per_s']:,.0f} events/s "
+            f"peak_rss={figures['peak_rss_mib']:,.0f} MiB load={load_average()}"
+        )
+        return figures
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
-    ap.add_argument("--events", type=int, default=500_000)
-    ap.add_argument("--bootstrap-servers", default=None)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--partitions", type=int, default=1)
+    ap.add_argument("--store", choices=("embedded", "kafka", "both"), default="embedded")
+    ap.add_argument("--timeout", type=float, default=600.0)
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        config = {"ksql.streams.state.dir": tmp, "ksql.streams.auto.offset.reset": "earliest"}
-        if args.bootstrap_servers:
-            config["bootstrap.servers"] = args.bootstrap_servers
-            config["ksql.service.id"] = f"bench_{int(time.time())}_"
-        engine = Engine.open(config)
-        topic = f"pageviews_{int(time.time())}"
-        s = engine.session()
-        s.execute_all(
-            f"CREATE STREAM pv (user_id VARCHAR KEY, page VARCHAR, duration INT, referrer VARCHAR, viewtime BIGINT) "
-            f"WITH (kafka_topic='{topic}', value_format='JSON', partitions=1);"
-        )
-        t0 = time.perf_counter()
-        step = 50_000
-        for start in range(0, args.events, step):
-            engine.store.produce(topic, make_batch(start, min(step, args.events - start)))
-        load_s = time.perf_counter() - t0
-        print(f"loaded {args.events:,} events in {load_s:.2f}s ({args.events / load_s:,.0f} events/s produce)")
-        t1 = time.perf_counter()
-        s.execute_all("CREATE STREAM slow AS SELECT user_id, page, duration * 1000 AS duration_ms, viewtime FROM pv WHERE duration > 60;")
-        engine.wait_idle(timeout=600)
-        elapsed = time.perf_counter() - t1
-        query = next(iter(engine.queries.values()))
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(
-            f"store={engine.store_kind} events={query.records_in:,} sink_records={query.records_out:,} "
-            f"time={elapsed:.2f}s throughput={query.records_in / elapsed:,.0f} events/s peak_rss={rss:,.0f} MiB"
-        )
-        engine.close()
+    stores = ("embedded", "kafka") if args.store == "both" else (args.store,)
+    for store in stores:
+        run(store, args.events, args.partitions, args.timeout)
 
 
 if __name__ == "__main__":

@@ -155,7 +155,10 @@ class JsonDeserializer(Deserializer):
         try:
             table = pajson.read_json(
                 pa.BufferReader(buffer),
-                read_options=pajson.ReadOptions(block_size=max(1 << 20, len(raw) // 2 + 1)),
+                # one block on the calling thread: Arrow's threaded reader is slower on batches
+                # of a few MB (its per-block setup outweighs the parallel parse) and competes
+                # with the query threads for the cores
+                read_options=pajson.ReadOptions(block_size=len(raw) + 1, use_threads=False),
                 parse_options=pajson.ParseOptions(
                     explicit_schema=self._read_schema, unexpected_field_behavior="ignore"
                 ),
