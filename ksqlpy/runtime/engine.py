@@ -41,6 +41,8 @@ class Engine:
         self.catalog = Catalog()
         self.queries: dict[str, PersistentQuery] = {}
         self.transient: dict[str, Any] = {}
+        #: table name -> its Materializer (ksqlpy.runtime.materialize)
+        self.materializers: dict[str, Any] = {}
         self.command_statuses: dict[str, r.CommandStatus] = {}
         self.lock = threading.RLock()
         self.plog = ProcessingLog(
@@ -93,6 +95,8 @@ class Engine:
         for q in list(self.queries.values()):
             if q.state is QueryState.CREATED:
                 q.start()
+        for m in list(self.materializers.values()):
+            m.start()
         self.state = "READY"
         if replayed:
             log.info(
@@ -106,6 +110,8 @@ class Engine:
             q.close()
         for q in list(self.queries.values()):
             q.stop()
+        for m in list(self.materializers.values()):
+            m.stop()
         self.store.close()
         self.state = "TERMINATED"
 
@@ -150,6 +156,31 @@ class Engine:
             query.start()
         return query
 
+    def materialize(self, source: Any, generation: int) -> None:
+        """Keep table ``source`` materialized for pull queries (replacing an earlier one of the
+        same name). ``generation`` is the command that created the table: a new generation
+        rebuilds the state from the topic, the same one resumes where it stopped."""
+        from ksqlpy.runtime.materialize import Materializer
+
+        self.unmaterialize(source.name, drop_state=False)
+        group = f"_confluent-ksql-{self.config.service_id}materialize_{source.name}_{max(generation, 0)}"
+        m = Materializer(source, self.store, self.plog, group=group)
+        self.materializers[source.name] = m
+        if not self.replaying:
+            m.start()
+
+    def unmaterialize(self, name: str, *, drop_state: bool = True) -> None:
+        """Stop materializing table ``name``; on DROP, also delete its state (not on replay,
+        where a later command may have re-created the table under the same name)."""
+        from ksqlpy.runtime.materialize import drop_state as drop
+
+        m = self.materializers.pop(name, None)
+        if m is not None:
+            m.stop()
+        if drop_state and not self.replaying:
+            with self.store.transaction() as tx:
+                drop(tx.state, name)
+
     def query_group(self, query_id: str) -> str:
         return f"_confluent-ksql-{self.config.service_id}query_{query_id}"
 
@@ -176,7 +207,7 @@ class Engine:
         deadline = time.monotonic() + timeout
         stable = 0
         while time.monotonic() < deadline:
-            queries = list(self.queries.values())
+            queries = list(self.queries.values()) + list(self.materializers.values())
             busy = any(not q.is_idle() for q in queries) or any(not q.caught_up() for q in queries)
             stable = 0 if busy else stable + 1
             if stable >= 2:

@@ -211,6 +211,8 @@ class Session:
         self._ensure_source_topic(source, stmt)
         seq = self._record(stmt.text)
         engine.catalog.add(source)
+        if source.is_table:
+            engine.materialize(source, seq)
         noun = "Stream" if stmt.kind is ast.SourceKind.STREAM else "Table"
         return self._status(stmt, f"{kind_word}/`{stmt.name}`/create", f"{noun} created", seq)
 
@@ -291,6 +293,8 @@ class Session:
         engine.catalog.add(sink)
         plan = QueryPlan(query_id=query_id, step=step, sink=sink, statement=stmt.text)
         engine.start_persistent(plan)
+        if sink.is_table:
+            engine.materialize(sink, seq)
         return self._status(
             stmt, f"{kind_word}/`{stmt.name}`/create", f"Created query with ID {query_id}", seq, query_id
         )
@@ -404,6 +408,8 @@ class Session:
             )
         seq = self._record(stmt.text)
         engine.catalog.remove(stmt.name)
+        if source.is_table:
+            engine.unmaterialize(stmt.name)
         if stmt.delete_topic:
             engine.store.delete_topic(source.topic)
         return self._status(
@@ -469,7 +475,10 @@ class Session:
                 )
             columns.append(Column(name=el.name, type=resolve_type(el.type, engine.catalog.types)))
         seq = self._record(stmt.text)
-        engine.catalog.add(replace(source, columns=tuple(columns)))
+        altered = replace(source, columns=tuple(columns))
+        engine.catalog.add(altered)
+        if altered.is_table:
+            engine.materialize(altered, seq)
         kind_word = KIND_WORD[stmt.kind]
         return self._status(stmt, f"{kind_word}/{stmt.name}/alter", f"{kind_word.capitalize()} altered.", seq)
 

@@ -1,0 +1,328 @@
+"""Table materialization: every table's topic, kept as a keyed DuckDB table for pull queries.
+
+A :class:`Materializer` reads one table's topic and keeps ``mat."<NAME>"`` in the state
+database equal to the topic read as a changelog: the last record per key wins, a tombstone
+deletes the key. Each micro-batch is applied with two DuckDB statements (delete the batch's
+keys, insert their last non-tombstone values), inside the same store transaction that commits
+the read positions, so a crash never leaves state and positions apart (exactly once on the
+embedded store).
+
+Layout of ``mat."<NAME>"`` (see STATEFUL.md): key columns, then ``WINDOWSTART`` and ``WINDOWEND``
+for windowed tables, then value columns, then ``ROWTIME``; primary key = key columns plus the
+window bounds. Two hidden columns follow, used only to order table scans as ksqlDB's state
+stores iterate (per partition, by serialized key): ``__PARTITION`` and ``__KEY`` (the record's
+key bytes without the window suffix). :data:`HIDDEN_COLUMNS` lists them.
+
+``mat."__materialized"`` records which generation (the consumer group, named after the command
+that created the table) built each table, so a table re-created under the same name starts
+from an empty state instead of inheriting the old one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from ksqlpy import sqltypes
+from ksqlpy.planner.catalog import Source, WindowType
+from ksqlpy.runtime.codec import TOMBSTONE, SourceDecoder
+from ksqlpy.runtime.processing_log import ProcessingLog
+from ksqlpy.runtime.serde import WindowKind, split_windowed_keys
+from ksqlpy.runtime.store.base import TopicPartition, TopicReader, TopicStore
+
+log = logging.getLogger("ksqlpy.materialize")
+
+SCHEMA = "mat"
+REGISTRY = f'{SCHEMA}."__materialized"'
+PARTITION_COLUMN = "__PARTITION"
+KEY_BYTES_COLUMN = "__KEY"
+HIDDEN_COLUMNS = (PARTITION_COLUMN, KEY_BYTES_COLUMN)
+WINDOW_COLUMNS = ("WINDOWSTART", "WINDOWEND")
+BATCH_SIZE = 10_000
+
+_WINDOW_KINDS = {
+    WindowType.TUMBLING: WindowKind.TUMBLING,
+    WindowType.HOPPING: WindowKind.HOPPING,
+    WindowType.SESSION: WindowKind.SESSION,
+}
+
+
+def quote(name: str) -> str:
+    """A DuckDB identifier for ``name``, quoted (ksqlDB names are case-sensitive as stored)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def table_ref(name: str) -> str:
+    """The materialized table of the ksqlDB table ``name``: ``mat."NAME"``."""
+    return f"{SCHEMA}.{quote(name)}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MatLayout:
+    """Where and how one table is materialized."""
+
+    source: Source
+
+    @property
+    def ref(self) -> str:
+        return table_ref(self.source.name)
+
+    @property
+    def windowed(self) -> bool:
+        return self.source.window is not None
+
+    @property
+    def key_names(self) -> tuple[str, ...]:
+        """The primary key: key columns, then the window bounds of a windowed table."""
+        keys = tuple(c.name for c in self.source.key_columns)
+        return keys + WINDOW_COLUMNS if self.windowed else keys
+
+    @property
+    def visible(self) -> tuple[tuple[str, sqltypes.SqlType], ...]:
+        """Columns a query sees, in table order."""
+        s = self.source
+        cols = [(c.name, c.type) for c in s.key_columns]
+        if self.windowed:
+            cols += [(w, sqltypes.BIGINT) for w in WINDOW_COLUMNS]
+        cols += [(c.name, c.type) for c in s.value_columns]
+        cols.append(("ROWTIME", sqltypes.BIGINT))
+        return tuple(cols)
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(n for n, _ in self.visible) + HIDDEN_COLUMNS
+
+    def create_sql(self) -> str:
+        cols = [f"{quote(n)} {sqltypes.to_duckdb(t)}" for n, t in self.visible]
+        cols += [f"{quote(PARTITION_COLUMN)} INTEGER", f"{quote(KEY_BYTES_COLUMN)} BLOB"]
+        pk = ", ".join(quote(k) for k in self.key_names)
+        if pk:
+            cols.append(f"PRIMARY KEY ({pk})")
+        return f"CREATE TABLE IF NOT EXISTS {self.ref} ({', '.join(cols)})"
+
+    def scan_order(self) -> str:
+        """ORDER BY of a table scan, as ksqlDB's stores iterate: partition, key bytes, window."""
+        order = [quote(PARTITION_COLUMN), quote(KEY_BYTES_COLUMN)]
+        if self.windowed:
+            order += [quote(w) for w in WINDOW_COLUMNS]
+        return ", ".join(order)
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {REGISTRY} (name VARCHAR PRIMARY KEY, generation VARCHAR)")
+
+
+def drop_state(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Remove a table's materialized state (DROP TABLE)."""
+    ensure_schema(con)
+    con.execute(f"DROP TABLE IF EXISTS {table_ref(name)}")
+    con.execute(f"DELETE FROM {REGISTRY} WHERE name = ?", [name])
+
+
+class Materializer:
+    """Keeps ``mat."<NAME>"`` up to date with one table's topic, on its own thread."""
+
+    def __init__(self, source: Source, store: TopicStore, plog: ProcessingLog, *, group: str) -> None:
+        self.layout = MatLayout(source=source)
+        self.source = source
+        self.store = store
+        self.plog = plog
+        self.group = group
+        self.records_in = 0
+        self.error: BaseException | None = None
+        self._committed: dict[int, int] = {}
+        self._cond = threading.Condition()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._reader: TopicReader | None = None
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"materialize-{self.name}", daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        reader = self._reader
+        if reader is not None:
+            reader.wakeup()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # ---------------------------------------------------------------- progress
+
+    def is_idle(self) -> bool:
+        return self._idle.is_set() or not self.running
+
+    def caught_up(self) -> bool:
+        return self.covers(self.store.end_offsets(self.source.topic))
+
+    def covers(self, ends: Mapping[int, int]) -> bool:
+        """Whether the state committed so far includes every record before ``ends``."""
+        with self._cond:
+            return all(self._committed.get(p, 0) >= end for p, end in ends.items() if end > 0)
+
+    def wait_for(self, ends: Mapping[int, int], timeout: float) -> bool:
+        """Wait (at most ``timeout`` seconds) until the state covers ``ends``; read-your-writes
+        for pull queries. False when it did not catch up in time or the materializer stopped."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not all(self._committed.get(p, 0) >= end for p, end in ends.items() if end > 0):
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop.is_set() or self.error is not None:
+                    return False
+                self._cond.wait(min(left, 0.5))
+        return True
+
+    # ---------------------------------------------------------------- the loop
+
+    def _run(self) -> None:
+        try:
+            self._prepare()
+            decoder = SourceDecoder(self.source)
+            reader = self._reader = self.store.open_reader([self.source.topic], group=self.group, start="earliest")
+            self._publish(self.store.committed(self.group, self.source.topic))
+        except Exception as e:  # noqa: BLE001 - kept as the materializer's error
+            self._fail(e)
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            while not self._stop.is_set():
+                records = reader.poll(BATCH_SIZE, timeout=0.2)
+                positions = reader.positions()
+                if records.num_rows == 0:
+                    if self._advanced(positions):
+                        self._commit(None, decoder, positions)
+                    self._idle.set()
+                    continue
+                self._idle.clear()
+                self.records_in += records.num_rows
+                self._commit(records, decoder, positions)
+        except Exception as e:  # noqa: BLE001
+            self._fail(e)
+        finally:
+            self._idle.set()
+            try:
+                reader.close()
+            except Exception:  # noqa: BLE001
+                log.debug("closing the reader of %s failed", self.name, exc_info=True)
+
+    def _fail(self, e: BaseException) -> None:
+        self.error = e
+        log.error("Materializing table %s failed and stopped: %s", self.name, e, exc_info=True)
+        with self._cond:
+            self._cond.notify_all()
+
+    def _prepare(self) -> None:
+        """Create the state table; start over when it was built by another generation."""
+        with self.store.transaction() as tx:
+            con = tx.state
+            ensure_schema(con)
+            row = con.execute(f"SELECT generation FROM {REGISTRY} WHERE name = ?", [self.name]).fetchone()
+            if row is None or row[0] != self.group:
+                con.execute(f"DROP TABLE IF EXISTS {self.layout.ref}")
+                con.execute(f"DELETE FROM {REGISTRY} WHERE name = ?", [self.name])
+                con.execute(f"INSERT INTO {REGISTRY} VALUES (?, ?)", [self.name, self.group])
+            con.execute(self.layout.create_sql())
+
+    def _advanced(self, positions: Mapping[TopicPartition, int]) -> bool:
+        with self._cond:
+            return any(self._committed.get(tp.partition, 0) != off for tp, off in positions.items())
+
+    def _commit(
+        self, records: pa.Table | None, decoder: SourceDecoder, positions: Mapping[TopicPartition, int]
+    ) -> None:
+        with self.store.transaction() as tx:
+            if records is not None:
+                self._apply(tx.state, records, decoder)
+            tx.commit_positions(self.group, positions)
+        self._publish({tp.partition: off for tp, off in positions.items()})
+
+    def _publish(self, committed: Mapping[int, int]) -> None:
+        with self._cond:
+            self._committed.update(committed)
+            self._cond.notify_all()
+
+    # ---------------------------------------------------------------- one batch
+
+    def _apply(self, con: duckdb.DuckDBPyConnection, records: pa.Table, decoder: SourceDecoder) -> None:
+        """Upsert one batch: the last record per key wins, tombstones delete."""
+        keys = records.column("key")
+        window = self.source.window
+        extra: dict[str, pa.Array] = {}
+        if window is not None:
+            split = split_windowed_keys(keys, _WINDOW_KINDS[window.type], size_ms=window.size_ms)
+            keys = split.inner
+            extra = {"WINDOWSTART": split.start, "WINDOWEND": split.end}
+            records = records.set_column(records.schema.get_field_index("key"), "key", keys)
+        decoded = decoder.decode(records)
+        self.plog.write(f"materialize_{self.name}", decoded.errors)
+        if decoded.table.num_rows == 0:
+            return
+        meta = pa.table(
+            {
+                "p": records.column("partition"),
+                "o": records.column("offset"),
+                "kb": keys,
+                "seq": pa.array(range(records.num_rows), pa.int64()),
+                **extra,
+            }
+        )
+        layout = self.layout
+        s = self.source
+        picks = [f"d.{quote(c.name)}" for c in s.key_columns]
+        if window is not None:
+            picks += [f"m.{quote(w)}" for w in WINDOW_COLUMNS]
+        picks += [f"d.{quote(c.name)}" for c in s.value_columns]
+        picks += ['d."ROWTIME"', f"m.p AS {quote(PARTITION_COLUMN)}", f"m.kb AS {quote(KEY_BYTES_COLUMN)}"]
+        not_null = " AND ".join(f"{k} IS NOT NULL" for k in (f"d.{quote(c.name)}" for c in s.key_columns)) or "TRUE"
+        pk = ", ".join(quote(k) for k in layout.key_names)
+        # Records with a null key cannot be stored in a table (ksqlDB drops them as well).
+        latest_sql = (
+            f"SELECT {', '.join(picks)}, d.{quote(TOMBSTONE)} AS __tomb "
+            "FROM __mat_decoded d JOIN __mat_meta m ON d.\"ROWPARTITION\" = m.p AND d.\"ROWOFFSET\" = m.o "
+            f"WHERE {not_null} "
+            f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY m.seq DESC) = 1"
+        )
+        con.register("__mat_decoded", decoded.table)
+        con.register("__mat_meta", meta)
+        try:
+            latest = con.sql(latest_sql).to_arrow_table()
+        finally:
+            con.unregister("__mat_decoded")
+            con.unregister("__mat_meta")
+        if latest.num_rows == 0:
+            return
+        con.register("__mat_latest", latest)
+        try:
+            match = " AND ".join(f"t.{quote(k)} = l.{quote(k)}" for k in layout.key_names) or "TRUE"
+            con.execute(f"DELETE FROM {layout.ref} t USING __mat_latest l WHERE {match}")
+            names = ", ".join(quote(n) for n in layout.column_names)
+            con.execute(f"INSERT INTO {layout.ref} ({names}) SELECT {names} FROM __mat_latest WHERE NOT __tomb")
+        finally:
+            con.unregister("__mat_latest")
+
+
+__all__ = ["HIDDEN_COLUMNS", "MatLayout", "Materializer", "drop_state", "ensure_schema", "table_ref"]
