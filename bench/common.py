@@ -52,14 +52,17 @@ def pageviews(start: int, n: int, *, users: int = 100_000, pages: int = 200, see
     duration = rng.integers(1, 120, n)
     viewtime = np.arange(BASE_TIME + start, BASE_TIME + start + n, dtype=np.int64)
 
-    def text(values: np.ndarray) -> pa.Array:
-        return pa.array(values).cast(pa.string())
-
     value = pc.binary_join_element_wise(
-        '{"PAGE":"/page/', text(page), '","DURATION":', text(duration),
-        f',"REFERRER":"{REFERRER}","VIEWTIME":', text(viewtime), "}", "",
+        '{"PAGE":"/page/',
+        as_text(page),
+        '","DURATION":',
+        as_text(duration),
+        f',"REFERRER":"{REFERRER}","VIEWTIME":',
+        as_text(viewtime),
+        "}",
+        "",
     )
-    key = pc.binary_join_element_wise("user_", text(user), "")
+    key = pc.binary_join_element_wise("user_", as_text(user), "")
     records = pa.table(
         {
             "timestamp": pa.array(viewtime),
@@ -68,6 +71,11 @@ def pageviews(start: int, n: int, *, users: int = 100_000, pages: int = 200, see
         }
     )
     return Pageviews(records, duration)
+
+
+def as_text(values: np.ndarray) -> pa.Array:
+    """Numbers as their decimal text, one Arrow cast."""
+    return pa.array(values).cast(pa.string())
 
 
 def load_pageviews(engine: Engine, topic: str, events: int, **kwargs: Any) -> tuple[float, int]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import (  # noqa: E402
+from common import (
     PAGEVIEWS_DDL,
     FirstPoll,
     bench_engine,
@@ -45,7 +45,9 @@ def run(store: str, events: int, partitions: int, timeout: float) -> dict[str, f
         session = engine.session()
         session.execute_all(PAGEVIEWS_DDL.format(topic=topic, partitions=partitions))
         load_s, expected = load_pageviews(engine, topic, events)
-        print(f"[{store}] loaded {events:,} events in {load_s:.2f}s ({events / load_s:,.0f} events/s produce)")
+        print(
+            f"[{store}] loaded {events:,} events in {load_s:.2f}s ({events / load_s:,.0f} events/s produce)"
+        )
         first = FirstPoll(engine.store)
         session.execute_all(CSAS)
         query = next(iter(engine.queries.values()))

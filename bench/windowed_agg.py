@@ -37,15 +37,15 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
-import pyarrow as pa  # noqa: E402
-import pyarrow.compute as pc  # noqa: E402
-
-from common import (  # noqa: E402
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from common import (
     BASE_TIME,
     PAGEVIEWS_DDL,
     REFERRER,
     FirstPoll,
+    as_text,
     bench_engine,
     kafka_client_settings,
     load_average,
@@ -105,9 +105,7 @@ def state_figures(engine: Any) -> dict[str, Any]:
     for schema, table, estimated, _columns in rows:
         exact = con.execute(f'SELECT count(*) FROM {schema}."{table}"').fetchone()
         tables[f"{schema}.{table}"] = {"rows": int(exact[0]) if exact else estimated}
-    size = con.execute(
-        "SELECT sum(total_blocks * block_size) FROM pragma_database_size()"
-    ).fetchone()
+    size = con.execute("SELECT sum(total_blocks * block_size) FROM pragma_database_size()").fetchone()
     return {"tables": tables, "database_bytes": int(size[0]) if size and size[0] is not None else None}
 
 
@@ -159,13 +157,20 @@ def one_window_users(start: int, n: int, users: int) -> pa.Table:
     rng = np.random.default_rng(start)
     ids = np.arange(start, start + n)
     viewtime = BASE_TIME + (ids * 9_000 // max(users, 1)).astype(np.int64)
-    text = lambda a: pa.array(a).cast(pa.string())  # noqa: E731
     value = pc.binary_join_element_wise(
-        '{"PAGE":"/page/', text(rng.integers(0, PAGES, n)), '","DURATION":', text(rng.integers(1, 120, n)),
-        f',"REFERRER":"{REFERRER}","VIEWTIME":', text(viewtime), "}", "",
+        '{"PAGE":"/page/',
+        as_text(rng.integers(0, PAGES, n)),
+        '","DURATION":',
+        as_text(rng.integers(1, 120, n)),
+        f',"REFERRER":"{REFERRER}","VIEWTIME":',
+        as_text(viewtime),
+        "}",
+        "",
     )
-    key = pc.binary_join_element_wise("user_", text(ids), "")
-    return pa.table({"timestamp": pa.array(viewtime), "key": key.cast(pa.binary()), "value": value.cast(pa.binary())})
+    key = pc.binary_join_element_wise("user_", as_text(ids), "")
+    return pa.table(
+        {"timestamp": pa.array(viewtime), "key": key.cast(pa.binary()), "value": value.cast(pa.binary())}
+    )
 
 
 def phase_keys(args: argparse.Namespace) -> dict[str, Any]:
@@ -174,7 +179,9 @@ def phase_keys(args: argparse.Namespace) -> dict[str, Any]:
         session = engine.session()
         session.execute_all(PAGEVIEWS_DDL.format(topic="pageviews", partitions=args.partitions))
         for start in range(0, args.keys, 50_000):
-            engine.store.produce("pageviews", one_window_users(start, min(50_000, args.keys - start), args.keys))
+            engine.store.produce(
+                "pageviews", one_window_users(start, min(50_000, args.keys - start), args.keys)
+            )
         rss_loaded = current_rss_mib()
         first = FirstPoll(engine.store)
         session.execute_all(COUNTS_BY_USER)
@@ -230,10 +237,19 @@ def pull_benchmark(engine: Any, args: argparse.Namespace) -> dict[str, Any]:
         url = f"http://127.0.0.1:{port}"
         client = subprocess.run(
             [
-                sys.executable, __file__, "--client", url,
-                "--pull-seconds", str(args.pull_seconds), "--concurrency", str(args.concurrency),
+                sys.executable,
+                __file__,
+                "--client",
+                url,
+                "--pull-seconds",
+                str(args.pull_seconds),
+                "--concurrency",
+                str(args.concurrency),
             ],
-            capture_output=True, text=True, timeout=args.pull_seconds + 120, check=False,
+            capture_output=True,
+            text=True,
+            timeout=args.pull_seconds + 120,
+            check=False,
         )
         if client.returncode != 0:
             return {"error": client.stderr.strip()[-2000:]}
@@ -266,7 +282,9 @@ async def _pull_client(url: str, seconds: float, concurrency: int) -> dict[str, 
             while time.perf_counter() < end:
                 sql = f"SELECT * FROM pageview_counts WHERE page = '/page/{rnd.randrange(PAGES)}';"
                 t0 = time.perf_counter()
-                response = await client.post("/query-stream", json={"sql": sql, "properties": {}}, headers=headers)
+                response = await client.post(
+                    "/query-stream", json={"sql": sql, "properties": {}}, headers=headers
+                )
                 latencies.append(time.perf_counter() - t0)
                 if response.status_code != 200:
                     failures.append(response.text[:300])
@@ -294,9 +312,22 @@ async def _pull_client(url: str, seconds: float, concurrency: int) -> dict[str, 
 
 def _child(phase: str, args: argparse.Namespace, **overrides: Any) -> dict[str, Any]:
     argv = [
-        sys.executable, __file__, "--phase", phase, "--store", args.store,
-        "--events", str(args.events), "--keys", str(args.keys), "--partitions", str(args.partitions),
-        "--timeout", str(args.timeout), "--concurrency", str(args.concurrency),
+        sys.executable,
+        __file__,
+        "--phase",
+        phase,
+        "--store",
+        args.store,
+        "--events",
+        str(args.events),
+        "--keys",
+        str(args.keys),
+        "--partitions",
+        str(args.partitions),
+        "--timeout",
+        str(args.timeout),
+        "--concurrency",
+        str(args.concurrency),
     ]
     for name, value in overrides.items():
         argv += [f"--{name.replace('_', '-')}", str(value)]

@@ -4,7 +4,8 @@ labelling read batches with their topic and partition. All of it works on whole 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -105,3 +106,71 @@ def with_source(table: pa.Table, topic: str, partition: int) -> pa.Table:
         ],
         schema=RECORD_SCHEMA,
     )
+
+
+class _Message(Protocol):
+    """What :func:`from_messages` reads of a consumed record (confluent-kafka's ``Message``)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def headers(self) -> list[tuple[str, bytes | None]] | None: ...
+
+
+def from_messages(messages: Sequence[_Message]) -> tuple[pa.Table, dict[tuple[str, int], int]]:
+    """Consumed records as a :data:`RECORD_SCHEMA` batch, plus the next offset per
+    ``(topic, partition)`` they reach.
+
+    The client hands out one object per record, so some per-record work is unavoidable; it is
+    kept to one C-level accessor call per field and column (list comprehensions, no per-record
+    dict or tuple building), and the columns that are usually constant (topic, headers) are
+    built from buffers."""
+    n = len(messages)
+    if n == 0:
+        return RECORD_SCHEMA.empty_table(), {}
+    topics = [m.topic() for m in messages]
+    partitions = [m.partition() for m in messages]
+    offsets = [m.offset() for m in messages]
+    timestamps = [m.timestamp()[1] for m in messages]
+    keys = [m.key() for m in messages]
+    values = [m.value() for m in messages]
+    raw_headers = [m.headers() for m in messages]
+    first_topic = topics[0] or ""
+    if topics.count(first_topic) == n:
+        topic_column: pa.Array = constant_strings(first_topic, n)
+    else:
+        topic_column = pa.array(topics, pa.string())
+    if raw_headers.count(None) == n:
+        header_column: pa.Array = pa.nulls(n, HEADER_TYPE)
+    else:
+        header_column = pa.array(
+            [None if h is None else [{"key": k, "value": v} for k, v in h] for h in raw_headers], HEADER_TYPE
+        )
+    partition_column = pa.array(partitions, pa.int32()).fill_null(0)
+    offset_column = pa.array(offsets, pa.int64()).fill_null(0)
+    table = pa.Table.from_arrays(
+        [
+            topic_column,
+            partition_column,
+            offset_column,
+            pa.array(timestamps, pa.int64()),
+            pa.array(keys, pa.binary()),
+            pa.array(values, pa.binary()),
+            header_column,
+        ],
+        schema=RECORD_SCHEMA,
+    )
+    return table, _next_offsets(topics, partitions, offsets)
+
+
+def _next_offsets(
+    topics: list[str | None], partitions: list[int | None], offsets: list[int | None]
+) -> dict[tuple[str, int], int]:
+    """The offset after the last record of each (topic, partition); records of one partition
+    arrive in offset order, so the last one seen is the highest."""
+    if topics.count(topics[0]) == len(topics) and partitions.count(partitions[0]) == len(partitions):
+        return {(topics[0] or "", partitions[0] or 0): (offsets[-1] or 0) + 1}
+    return {(t or "", p or 0): (o or 0) + 1 for t, p, o in zip(topics, partitions, offsets)}
