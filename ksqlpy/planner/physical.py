@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 from ksqlpy import sqltypes
 from ksqlpy.planner.catalog import Source
@@ -60,7 +61,7 @@ class QueryPlan:
     """A persistent (sink set) or transient (no sink) query."""
 
     query_id: str
-    step: SelectStep
+    step: SelectStep | AggregateStep
     sink: Source | None = None
     limit: int | None = None
     statement: str = ""
@@ -68,3 +69,72 @@ class QueryPlan:
     @property
     def source(self) -> Source:
         return self.step.source
+
+
+# ---------------------------------------------------------------------------------------------
+# Aggregation (GROUP BY)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WindowSpec:
+    """A WINDOW clause with its defaults applied (milliseconds)."""
+
+    type: str  # "TUMBLING", "HOPPING" or "SESSION"
+    size_ms: int = 0  # tumbling/hopping
+    advance_ms: int = 0  # hopping (= size for tumbling)
+    gap_ms: int = 0  # session
+    grace_ms: int = 0
+    retention_ms: int | None = None
+
+    @property
+    def is_session(self) -> bool:
+        return self.type == "SESSION"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AggregateCall:
+    """One distinct aggregate call: ``args_sql`` are DuckDB expressions over ``input`` for the
+    accumulator's column arguments; ``name`` is its column in the aggregated relation."""
+
+    name: str
+    text: str  # the call as ksqlDB formats it, for EXPLAIN
+    args_sql: tuple[str, ...]
+    arg_types: tuple[sqltypes.SqlType, ...]
+    accumulator: Any  # ksqlpy.planner.functions.aggregate.Accumulator
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AggregateStep:
+    """GROUP BY over one source (stream or table), optionally windowed.
+
+    Input side (over ``input``): ``where_sql`` filters, ``group_keys`` compute the grouping
+    values (their ``sql``), ``calls`` the aggregate arguments. Output side: ``having_sql`` and
+    ``columns`` are DuckDB expressions over the aggregated relation, whose columns are the group
+    keys (named ``__K0``...), ``WINDOWSTART``/``WINDOWEND`` and the calls' results (by name).
+    """
+
+    source: Source
+    where_sql: str | None
+    group_keys: tuple[OutputColumn, ...]
+    calls: tuple[AggregateCall, ...]
+    window: WindowSpec | None
+    having_sql: str | None
+    columns: tuple[OutputColumn, ...]
+    emit_final: bool = False
+    #: one output per input record (ksqlDB with ``ksql.streams.cache.max.bytes.buffering=0``);
+    #: False: per micro-batch only the last change of each group
+    per_record: bool = True
+    version: int = PLAN_VERSION
+
+    @property
+    def key_columns(self) -> tuple[OutputColumn, ...]:
+        return tuple(c for c in self.columns if c.is_key)
+
+    @property
+    def value_columns(self) -> tuple[OutputColumn, ...]:
+        return tuple(c for c in self.columns if not c.is_key)
+
+
+def group_key_name(i: int) -> str:
+    """The aggregated relation's column for the i-th GROUP BY expression."""
+    return f"__K{i}"

@@ -115,7 +115,7 @@ class QueryRunner:
         try:
             source = self.plan.source
             decoder = SourceDecoder(source)
-            evaluator = StepEvaluator(self.plan.step, new_connection())
+            evaluator = self._evaluator()
             encoder = SinkEncoder(self.plan.sink) if self.plan.sink is not None else None
             self._reader = self.store.open_reader([source.topic], group=self.group, start=self.start_position)
         except Exception as e:  # noqa: BLE001 - reported as the query's error
@@ -136,9 +136,12 @@ class QueryRunner:
                 self.records_in += records.num_rows
                 decoded = decoder.decode(records)
                 self.plog.write(self.query_id, decoded.errors)
-                result = evaluator.evaluate(decoded.table, self.query_id)
-                self.plog.write(self.query_id, result.errors)
-                self.emit(result.rows, encoder, reader)
+                if self._processor is not None:
+                    self.emit_stateful(decoded.table, encoder, reader)
+                else:
+                    result = evaluator.evaluate(decoded.table, self.query_id)
+                    self.plog.write(self.query_id, result.errors)
+                    self.emit(result.rows, encoder, reader)
                 if self.done():
                     break
         except Exception as e:  # noqa: BLE001 - reported as the query's error
@@ -156,6 +159,24 @@ class QueryRunner:
         self.error = e if isinstance(e, KsqlpyError) else KsqlpyError(str(e))
         self.errors.append(str(e))
         log.error("Query %s failed and stopped: %s", self.query_id, e, exc_info=not isinstance(e, KsqlpyError))
+
+    def _evaluator(self) -> StepEvaluator | None:
+        """The stateless evaluator, or None when the step keeps state (then ``_processor``
+        processes batches inside the store transaction, see :meth:`emit_stateful`)."""
+        from ksqlpy.planner.physical import AggregateStep
+
+        if isinstance(self.plan.step, AggregateStep):
+            from ksqlpy.runtime.aggregate import AggregateProcessor
+
+            self._processor = AggregateProcessor(self.plan.step, self.query_id, new_connection())
+            return None
+        return StepEvaluator(self.plan.step, new_connection())
+
+    _processor: Any = None
+
+    def emit_stateful(self, batch: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
+        """Process a batch with a stateful processor and emit its rows."""
+        raise NotImplementedError
 
     def emit(self, rows: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
         raise NotImplementedError
@@ -179,6 +200,20 @@ class PersistentQuery(QueryRunner):
         records, errors = encoder.encode(rows, rows.column(TS), deletes)
         self.plog.write(self.query_id, errors)
         with self.store.transaction() as tx:
+            if records.num_rows:
+                tx.produce(self.plan.sink.topic, records)
+            tx.commit_positions(self.group, reader.positions())
+        self.records_out += records.num_rows
+
+
+    def emit_stateful(self, batch: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
+        # State, produced records and positions commit in one transaction (STATEFUL.md).
+        assert encoder is not None and self.plan.sink is not None and self.group is not None
+        with self.store.transaction() as tx:
+            result = self._processor.process(batch, tx.state)
+            self.plog.write(self.query_id, result.errors)
+            records, errors = encode_windowed(encoder, self.plan.sink, result.rows)
+            self.plog.write(self.query_id, errors)
             if records.num_rows:
                 tx.produce(self.plan.sink.topic, records)
             tx.commit_positions(self.group, reader.positions())
@@ -216,6 +251,16 @@ class PushQuery(QueryRunner):
             self.cond.notify_all()
         self._notify()
 
+    _private_state: duckdb.DuckDBPyConnection | None = None
+
+    def emit_stateful(self, batch: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
+        # A push query's state lives only as long as the query: a private in-memory database.
+        if self._private_state is None:
+            self._private_state = duckdb.connect()
+        result = self._processor.process(batch, self._private_state)
+        self.plog.write(self.query_id, result.errors)
+        self.emit(result.rows, encoder, reader)
+
     #: set for a bounded read (a pull query over a stream): stop at these end offsets
     stop_at: dict[int, int] | None = None
 
@@ -250,6 +295,23 @@ class PushQuery(QueryRunner):
                 cb()
             except Exception:  # noqa: BLE001 - a client's callback must not kill the query
                 log.debug("push query listener failed", exc_info=True)
+
+
+def encode_windowed(encoder: SinkEncoder, sink: Any, rows: pa.Table) -> tuple[pa.Table, list[Any]]:
+    """Encode result rows; a windowed sink's keys get their window suffix from the rows'
+    ``__WINDOWSTART``/``__WINDOWEND`` columns."""
+    records, errors = encoder.encode(rows, rows.column(TS), deletes_of(rows))
+    if sink.window is None or "__WINDOWSTART" not in rows.column_names:
+        return records, errors
+    from ksqlpy.runtime.serde.window import WindowKind, join_windowed_keys
+
+    keys = join_windowed_keys(
+        records.column("key"),
+        rows.column("__WINDOWSTART"),
+        rows.column("__WINDOWEND"),
+        WindowKind(sink.window.type.value),
+    )
+    return records.set_column(records.schema.get_field_index("key"), "key", keys), errors
 
 
 __all__ = ["PersistentQuery", "PushQuery", "QueryState", "QueryRunner", "DELETE", "TS"]

@@ -20,6 +20,8 @@ from ksqlpy.planner import ddl
 from ksqlpy.planner.catalog import Column, ColumnNamespace, Source
 from ksqlpy.planner.physical import QueryPlan
 from ksqlpy.planner.properties import WithClause
+from ksqlpy.planner.aggregate import aggregate_window_info, analyze_aggregate, is_aggregate_query
+from ksqlpy.planner.physical import AggregateStep
 from ksqlpy.planner.select import analyze_select
 from ksqlpy.planner.types import resolve_type
 from ksqlpy.runtime import describe
@@ -270,8 +272,8 @@ class Session:
                 f"Cannot add {kind_word} '{stmt.name}': A {_kind_of(existing)} with the same name already exists",
                 pos=stmt.pos,
             )
-        source, step = analyze_select(stmt.query, engine.catalog, sink_name=stmt.name, persistent=True)
-        result_kind = ast.SourceKind.TABLE if source.is_table else ast.SourceKind.STREAM
+        source, step, is_table = self._analyze(stmt.query, sink_name=stmt.name, persistent=True, kind=stmt.kind)
+        result_kind = ast.SourceKind.TABLE if is_table else ast.SourceKind.STREAM
         if result_kind is not stmt.kind:
             other = "TABLE" if result_kind is ast.SourceKind.TABLE else "STREAM"
             raise AnalysisError(
@@ -280,6 +282,8 @@ class Session:
                 pos=stmt.pos,
             )
         sink = self._sink_for(stmt, source, step)
+        if isinstance(step, AggregateStep):
+            sink = replace(sink, window=aggregate_window_info(step))
         self._validate_formats(sink)
         prefix = "CSAS" if stmt.kind is ast.SourceKind.STREAM else "CTAS"
         query_id = self._replay_query_id or f"{prefix}_{stmt.name}_{engine.next_query_number()}"
@@ -298,6 +302,21 @@ class Session:
         return self._status(
             stmt, f"{kind_word}/`{stmt.name}`/create", f"Created query with ID {query_id}", seq, query_id
         )
+
+    def _analyze(
+        self, query: ast.Query, *, sink_name: str | None, persistent: bool, kind: ast.SourceKind | None = None
+    ) -> tuple[Source, Any, bool]:
+        """Analyze a query: its source, its step, and whether its result is a table."""
+        catalog = self.engine.catalog
+        if not is_aggregate_query(query):
+            source, step = analyze_select(query, catalog, sink_name=sink_name, persistent=persistent)
+            return source, step, source.is_table
+        statement_kind = "CREATE STREAM AS SELECT" if kind is ast.SourceKind.STREAM else "CREATE TABLE AS SELECT"
+        source, agg = analyze_aggregate(
+            query, catalog, sink_name=sink_name, persistent=persistent, statement_kind=statement_kind
+        )
+        cache = str(self.config.get("ksql.streams.cache.max.bytes.buffering", "10000000")).strip()
+        return source, replace(agg, per_record=cache == "0"), True
 
     def _sink_for(self, stmt: ast.CreateAsSelect, source: Source, step: Any) -> Source:
         props = WithClause.of(stmt.properties)
@@ -358,8 +377,8 @@ class Session:
             )
         if target.is_source:
             raise AnalysisError(f"Cannot insert into read-only stream: {target.name}", pos=stmt.pos)
-        source, step = analyze_select(stmt.query, engine.catalog, sink_name=stmt.target, persistent=True)
-        if source.is_table:
+        source, step, is_table = self._analyze(stmt.query, sink_name=stmt.target, persistent=True)
+        if is_table:
             raise AnalysisError(
                 f"Incompatible data sink and query result. Data sink ({target.name}) type is KSTREAM but select "
                 "query result is KTABLE.",
@@ -496,7 +515,7 @@ class Session:
 
         engine = self.engine
         query = stmt.query
-        source, step = analyze_select(query, engine.catalog, sink_name=None, persistent=False)
+        source, step, _ = self._analyze(query, sink_name=None, persistent=False)
         if query.refinement is None:
             from ksqlpy.runtime.pull import start_pull
 

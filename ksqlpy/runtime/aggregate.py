@@ -1,0 +1,544 @@
+"""The GROUP BY operator: an :class:`AggregateStep` over micro-batches, with state in DuckDB.
+
+Per batch (see STATEFUL.md):
+
+1. *pre*: WHERE, the grouping values, the aggregate arguments, ``__SEQ`` (input order) and
+   ``__TS``, evaluated over the decoded batch on the query's own connection (where ksqlpy's
+   UDFs live). Rows with a null grouping value are dropped, as ksqlDB drops them.
+   Table input turns each update into a retraction of the source row's previous value
+   (``__SIGN`` -1, from the source-row table ``agg."<QID>_src"``) and an addition (+1).
+2. *windows*: tumbling/hopping rows expand to one row per window; a window closed for the
+   stream time as of its record (``end + grace <= stream time``) drops the row.
+3. *aggregate*: the prior state of the touched groups comes from ``agg."<QID>"`` on the
+   transaction's connection; each aggregate is computed as running window functions over the
+   batch combined with it (vectorized), or by the accumulators one row at a time (session
+   windows, functions without a vector form).
+4. *output*: HAVING and the projection; a row is emitted when it passes HAVING, a tombstone when
+   it fails but the group's previous value passed. Without per-record output only each group's
+   last change is emitted. EMIT FINAL emits a window once, when it closes.
+5. The groups' last states are written back through the transaction's connection, so state,
+   produced records and positions commit together.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ksqlpy import sqltypes
+from ksqlpy.planner.physical import AggregateStep, group_key_name
+from ksqlpy.runtime.codec import TOMBSTONE
+from ksqlpy.runtime.evaluate import DELETE, TS, Evaluated
+
+log = logging.getLogger("ksqlpy.aggregate")
+
+SEQ = "__SEQ"
+SIGN = "__SIGN"
+PASS = "__PASS"
+PRIOR_PASS = "__PRIOR_PASS"
+FORCE_DELETE = "__FORCE_DELETE"
+WINDOW_START = "__WINDOWSTART"
+WINDOW_END = "__WINDOWEND"
+_WS, _WE = "WINDOWSTART", "WINDOWEND"
+_MIN_TS = -(2**62)
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _state_col(i: int) -> str:
+    return f"__S{i}"
+
+
+def _arg_col(i: int, j: int) -> str:
+    return f"__A{i}_{j}"
+
+
+def _source_key_col(i: int) -> str:
+    return f"__SK{i}"
+
+
+@dataclass(frozen=True, slots=True)
+class StateTables:
+    """The DuckDB tables (schema ``agg``) holding one aggregation's state."""
+
+    groups: str  # one row per group (and window): states, timestamp, last HAVING result
+    sources: str  # table input: the last row of each source key, as grouped
+    meta: str  # stream time
+
+    @classmethod
+    def of(cls, query_id: str) -> StateTables:
+        return cls(
+            groups=f"agg.{_q(query_id)}",
+            sources=f"agg.{_q(query_id + '_src')}",
+            meta=f"agg.{_q(query_id + '_meta')}",
+        )
+
+
+class AggregateProcessor:
+    """Processes micro-batches of one aggregation; ``process(batch, state)`` per STATEFUL.md."""
+
+    def __init__(self, step: AggregateStep, query_id: str, con: duckdb.DuckDBPyConnection) -> None:
+        self.step = step
+        self.query_id = query_id
+        self.con = con
+        self.tables = StateTables.of(query_id)
+        self.keys = [group_key_name(i) for i in range(len(step.group_keys))]
+        self.window = step.window
+        self.windowed = step.window is not None
+        self.group_cols = self.keys + ([_WS, _WE] if self.windowed else [])
+        self.is_table = step.source.is_table
+        self.source_keys = [_source_key_col(i) for i in range(len(step.source.key_columns))]
+        self.args = [[_arg_col(i, j) for j in range(len(c.args_sql))] for i, c in enumerate(step.calls)]
+        accs = [c.accumulator for c in step.calls]
+        self.vectorized = (
+            not (self.window is not None and self.window.is_session)
+            and all(a.vector is not None for a in accs)
+            and (not self.is_table or all(a.vector.supports_undo for a in accs))
+        )
+        self._created = False
+        self._out_schema: pa.Schema | None = None
+
+    # ------------------------------------------------------------------ state tables
+
+    def _ensure_tables(self, state: duckdb.DuckDBPyConnection) -> None:
+        if self._created:
+            return
+        step = self.step
+        cols = [f"{_q(k)} {sqltypes.to_duckdb(c.type)}" for k, c in zip(self.keys, step.group_keys, strict=True)]
+        if self.windowed:
+            cols += [f"{_WS} BIGINT", f"{_WE} BIGINT"]
+        cols += [
+            f"{_state_col(i)} {sqltypes.to_duckdb(c.accumulator.state_type)}" for i, c in enumerate(step.calls)
+        ]
+        cols += [f"{TS} BIGINT", f"{PASS} BOOLEAN"]
+        state.execute("CREATE SCHEMA IF NOT EXISTS agg")
+        state.execute(f"CREATE TABLE IF NOT EXISTS {self.tables.groups} ({', '.join(cols)})")
+        state.execute(f"CREATE TABLE IF NOT EXISTS {self.tables.meta} (stream_time BIGINT)")
+        if self.is_table:
+            src = [
+                f"{_q(sk)} {sqltypes.to_duckdb(c.type)}"
+                for sk, c in zip(self.source_keys, step.source.key_columns, strict=True)
+            ]
+            src += [f"{_q(k)} {sqltypes.to_duckdb(c.type)}" for k, c in zip(self.keys, step.group_keys, strict=True)]
+            for i, c in enumerate(step.calls):
+                for j, a in enumerate(self.args[i]):
+                    src.append(f"{a} {sqltypes.to_duckdb(c.arg_types[j])}")
+            state.execute(f"CREATE TABLE IF NOT EXISTS {self.tables.sources} ({', '.join(src)})")
+        self._created = True
+
+    # ------------------------------------------------------------------ the batch
+
+    def process(self, batch: pa.Table, state: duckdb.DuckDBPyConnection) -> Evaluated:
+        self._ensure_tables(state)
+        batch = batch.append_column(SEQ, pa.array(np.arange(batch.num_rows, dtype=np.int64)))
+        rows = self._pre(batch)
+        if self.is_table:
+            rows = self._signed(rows, state)
+        prior_st = self._stream_time(state)
+        rows, stream_time = self._windows(rows, prior_st)
+        if rows.num_rows == 0:
+            out = self._empty()
+        elif self.window is not None and self.window.is_session:
+            out = self._sessions(rows, state, stream_time)
+        else:
+            prior = self._fetch(state, self.tables.groups, rows, self.group_cols)
+            agg = self._vector(rows, prior) if self.vectorized else self._sequential(rows, prior)
+            out = self._finish(agg, state)
+        if stream_time != prior_st:
+            state.execute(f"DELETE FROM {self.tables.meta}")
+            state.execute(f"INSERT INTO {self.tables.meta} VALUES (?)", [stream_time])
+        if self.step.emit_final:
+            out = self._final(state, stream_time)
+        return Evaluated(out, [])
+
+    def _relation(self, name: str, table: pa.Table, sql: str, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
+        con = con if con is not None else self.con
+        con.register(name, table)
+        try:
+            return con.sql(sql).to_arrow_table()
+        finally:
+            con.unregister(name)
+
+    def _pre(self, batch: pa.Table) -> pa.Table:
+        step = self.step
+        items = [f"{SEQ}", f"ROWTIME AS {TS}"]
+        items += [f"TRY({k.sql}) AS {_q(n)}" for n, k in zip(self.keys, step.group_keys, strict=True)]
+        for i, c in enumerate(step.calls):
+            items += [f"TRY({sql}) AS {a}" for a, sql in zip(self.args[i], c.args_sql, strict=True)]
+        where = f"COALESCE(TRY({step.where_sql}), FALSE)" if step.where_sql else "TRUE"
+        not_null = " AND ".join(f"{_q(k)} IS NOT NULL" for k in self.keys) or "TRUE"
+        if not self.is_table:
+            sql = f"SELECT * FROM (SELECT {', '.join(items)} FROM input WHERE {where}) WHERE {not_null}"
+        else:
+            items += [f"{_q(c.name)} AS {sk}" for sk, c in zip(self.source_keys, step.source.key_columns, strict=True)]
+            items.append(f'(NOT "{TOMBSTONE}" AND {where}) AS __OK')
+            sql = f"SELECT *, (__OK AND {not_null}) AS __VALID FROM (SELECT {', '.join(items)} FROM input)"
+        result = self._relation("input", batch, sql)
+        dropped = batch.num_rows - result.num_rows
+        if dropped and not self.is_table:
+            log.debug("%s: %d rows filtered or with a null grouping value dropped", self.query_id, dropped)
+        return result
+
+    def _signed(self, rows: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table:
+        """Table input: each update retracts the source key's previous row, then adds the new."""
+        values = self.keys + [a for args in self.args for a in args]
+        prior = self._fetch(state, self.tables.sources, rows, self.source_keys)
+        part = ", ".join(_q(k) for k in self.source_keys) or "1"
+        cols = ", ".join(_q(c) for c in self.source_keys + values)
+        lags = ", ".join(f"LAG({_q(v)}) OVER w AS {_q('__OLD' + v)}" for v in values)
+        self.con.register("__prior", prior)
+        try:
+            sql = f"""
+                WITH u AS (
+                    SELECT -1::BIGINT AS {SEQ}, 0::BIGINT AS {TS}, {cols}, TRUE AS __VALID FROM __prior
+                    UNION ALL
+                    SELECT {SEQ}, {TS}, {cols}, __VALID FROM rows
+                ), l AS (
+                    SELECT *, LAG(__VALID) OVER w AS __OLD_VALID, {lags}
+                    FROM u WINDOW w AS (PARTITION BY {part} ORDER BY {SEQ})
+                )
+                SELECT {SEQ} * 2 AS {SEQ}, {TS}, -1 AS {SIGN},
+                       {", ".join(f"{_q('__OLD' + v)} AS {_q(v)}" for v in values)}
+                FROM l WHERE {SEQ} >= 0 AND COALESCE(__OLD_VALID, FALSE)
+                UNION ALL
+                SELECT {SEQ} * 2 + 1, {TS}, 1, {", ".join(_q(v) for v in values)}
+                FROM l WHERE {SEQ} >= 0 AND __VALID
+                ORDER BY {SEQ}
+            """
+            signed = self._relation("rows", rows, sql)
+            last = self._relation(
+                "rows",
+                rows,
+                f"SELECT {cols}, __VALID FROM rows QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY {SEQ} DESC) = 1",
+            )
+        finally:
+            self.con.unregister("__prior")
+        self._replace(state, self.tables.sources, last, self.source_keys, keep="__VALID")
+        return signed
+
+    def _stream_time(self, state: duckdb.DuckDBPyConnection) -> int:
+        rows = state.execute(f"SELECT max(stream_time) FROM {self.tables.meta}").fetchall()
+        return int(rows[0][0]) if rows and rows[0][0] is not None else _MIN_TS
+
+    def _windows(self, rows: pa.Table, prior_st: int) -> tuple[pa.Table, int]:
+        """Stream time as of each row; tumbling/hopping windows expanded, closed ones dropped."""
+        if rows.num_rows == 0:
+            return rows, prior_st
+        stream_time = max(prior_st, int(pc.max(rows.column(TS)).as_py()))
+        if SIGN not in rows.column_names:
+            rows = rows.append_column(SIGN, pa.array(np.ones(rows.num_rows, dtype=np.int32)))
+        w = self.window
+        if w is None or w.is_session:
+            if w is not None:
+                st = self._relation(
+                    "rows", rows,
+                    f"SELECT *, greatest({prior_st}, max({TS}) OVER (ORDER BY {SEQ} ROWS UNBOUNDED PRECEDING)) AS __ST "
+                    f"FROM rows ORDER BY {SEQ}",
+                )
+                return st, stream_time
+            return rows, stream_time
+        size, adv, grace = w.size_ms, w.advance_ms, w.grace_ms
+        sql = f"""
+            WITH s AS (
+                SELECT *, greatest({prior_st}, max({TS}) OVER (ORDER BY {SEQ} ROWS UNBOUNDED PRECEDING)) AS __ST,
+                       unnest(generate_series(greatest(0, {TS} - {size} + {adv}) // {adv} * {adv}, {TS}, {adv})) AS {_WS}
+                FROM rows
+            )
+            SELECT * EXCLUDE ({SEQ}, __ST), {_WS} + {size} AS {_WE},
+                   row_number() OVER (ORDER BY {SEQ}, {_WS}) AS {SEQ}
+            FROM s WHERE {_WS} + {size} + {grace} > __ST
+            ORDER BY {SEQ}
+        """
+        return self._relation("rows", rows, sql), stream_time
+
+    def _fetch(
+        self, state: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, cols: Sequence[str]
+    ) -> pa.Table:
+        """The stored rows of ``table`` matching ``rows`` on ``cols``."""
+        keys = rows.select(list(cols))
+        on = " AND ".join(f"s.{_q(c)} IS NOT DISTINCT FROM k.{_q(c)}" for c in cols) or "TRUE"
+        sql = f"SELECT s.* FROM {table} s SEMI JOIN (SELECT DISTINCT * FROM __keys) k ON {on}"
+        return self._relation("__keys", keys, sql, state)
+
+    def _replace(
+        self, state: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, cols: Sequence[str], keep: str | None = None
+    ) -> None:
+        """Upsert ``rows`` into ``table`` by ``cols`` (rows whose ``keep`` is false delete)."""
+        if rows.num_rows == 0:
+            return
+        on = " AND ".join(f"{table}.{_q(c)} IS NOT DISTINCT FROM n.{_q(c)}" for c in cols) or "TRUE"
+        state.register("__new", rows)
+        try:
+            state.execute(f"DELETE FROM {table} USING __new n WHERE {on}")
+            names = [n for n in rows.column_names if n != keep]
+            where = f" WHERE {_q(keep)}" if keep else ""
+            state.execute(
+                f"INSERT INTO {table} ({', '.join(_q(n) for n in names)}) "
+                f"SELECT {', '.join(_q(n) for n in names)} FROM __new{where}"
+            )
+        finally:
+            state.unregister("__new")
+
+    # ------------------------------------------------------------------ aggregation
+
+    def _vector(self, rows: pa.Table, prior: pa.Table) -> pa.Table:
+        part = ", ".join(f"r.{_q(c)}" for c in self.group_cols)
+        over = f"OVER (PARTITION BY {part} ORDER BY r.{SEQ} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+        on = " AND ".join(f"r.{_q(c)} IS NOT DISTINCT FROM p.{_q(c)}" for c in self.group_cols)
+        states = []
+        for i, c in enumerate(self.step.calls):
+            v = c.accumulator.vector
+            running = v.running([f"r.{a}" for a in self.args[i]], f"r.{SIGN}", over)
+            states.append(f"{v.combine(f'p.{_state_col(i)}', running)} AS {_state_col(i)}")
+        results = [
+            f"{c.accumulator.vector.result(_state_col(i))} AS {_q(c.name)}" for i, c in enumerate(self.step.calls)
+        ]
+        sql = f"""
+            WITH s AS (
+                SELECT r.{SEQ}, {", ".join(f"r.{_q(c)}" for c in self.group_cols)},
+                       greatest(COALESCE(p.{TS}, {_MIN_TS}), max(r.{TS}) {over}) AS {TS},
+                       p.{PASS} AS {PRIOR_PASS}, FALSE AS {FORCE_DELETE},
+                       {", ".join(states)}
+                FROM rows r LEFT JOIN __prior p ON {on}
+            )
+            SELECT *, {", ".join(results)} FROM s ORDER BY {SEQ}
+        """
+        self.con.register("__prior", prior)
+        try:
+            return self._relation("rows", rows, sql)
+        finally:
+            self.con.unregister("__prior")
+
+    def _sequential(self, rows: pa.Table, prior: pa.Table) -> pa.Table:
+        """The accumulators' Python methods, one row at a time (the reference semantics)."""
+        calls = self.step.calls
+        accs = [c.accumulator for c in calls]
+        groups: dict[Any, list[Any]] = {}
+        for p in prior.to_pylist():
+            groups[_hashable([p[c] for c in self.group_cols])] = [
+                [p[_state_col(i)] for i in range(len(calls))], p[TS], p[PASS]
+            ]
+        data = rows.to_pydict()
+        n = rows.num_rows
+        out_states: list[list[Any]] = [[] for _ in calls]
+        ts_out: list[int] = []
+        prior_pass: list[bool | None] = []
+        for r in range(n):
+            gk = _hashable([data[c][r] for c in self.group_cols])
+            entry = groups.get(gk)
+            if entry is None:
+                entry = [[a.initial() for a in accs], _MIN_TS, None]
+                groups[gk] = entry
+            prior_pass.append(entry[2])
+            sign = data[SIGN][r]
+            for i, a in enumerate(accs):
+                args = tuple(data[x][r] for x in self.args[i])
+                entry[0][i] = a.add(entry[0][i], args) if sign > 0 else a.undo(entry[0][i], args)
+                out_states[i].append(entry[0][i])
+            entry[1] = max(entry[1], data[TS][r])
+            ts_out.append(entry[1])
+            entry[2] = True  # only "seen" matters for the LAG-based previous-pass below
+        cols: dict[str, pa.Array] = {SEQ: rows.column(SEQ)}
+        for c in self.group_cols:
+            cols[c] = rows.column(c)
+        cols[TS] = pa.array(ts_out, pa.int64())
+        cols[PRIOR_PASS] = pa.array(prior_pass, pa.bool_())
+        cols[FORCE_DELETE] = pa.array(np.zeros(n, dtype=bool))
+        for i, (c, a) in enumerate(zip(calls, accs, strict=True)):
+            cols[_state_col(i)] = pa.array(out_states[i], sqltypes.to_arrow(a.state_type))
+            cols[c.name] = pa.array([a.result(s) for s in out_states[i]], sqltypes.to_arrow(a.return_type))
+        return pa.table(cols)
+
+    def _sessions(self, rows: pa.Table, state: duckdb.DuckDBPyConnection, stream_time: int) -> pa.Table:
+        """Session windows: a record joins (and merges) the key's sessions within the gap;
+        merged-away sessions are deleted downstream with tombstones."""
+        w = self.window
+        assert w is not None
+        gap, grace = w.gap_ms, w.grace_ms
+        calls = self.step.calls
+        accs = [c.accumulator for c in calls]
+        prior = self._fetch(state, self.tables.groups, rows, self.keys)
+        sessions: dict[Any, list[dict[str, Any]]] = {}
+        key_values: dict[Any, list[Any]] = {}
+        for p in prior.to_pylist():
+            hk = _hashable([p[k] for k in self.keys])
+            key_values[hk] = [p[k] for k in self.keys]
+            sessions.setdefault(hk, []).append(
+                {"start": p[_WS], "end": p[_WE], "states": [p[_state_col(i)] for i in range(len(calls))],
+                 "ts": p[TS], "pass": p[PASS]}
+            )
+        emitted: list[dict[str, Any]] = []
+        data = rows.to_pydict()
+        for r in range(rows.num_rows):
+            ts, st = data[TS][r], data["__ST"][r]
+            kv = [data[k][r] for k in self.keys]
+            hk = _hashable(kv)
+            key_values[hk] = kv
+            mine = sessions.setdefault(hk, [])
+            overlapping = [s for s in mine if s["end"] >= ts - gap and s["start"] <= ts + gap]
+            start = min([ts] + [s["start"] for s in overlapping])
+            end = max([ts] + [s["end"] for s in overlapping])
+            if end + grace <= st:
+                log.debug("%s: record for a closed session dropped", self.query_id)
+                continue
+            agg = [a.initial() for a in accs]
+            prev_pass = None
+            for s in overlapping:
+                agg = [a.merge(x, y) for a, x, y in zip(accs, agg, s["states"], strict=True)]
+                mine.remove(s)
+                if s["start"] == start and s["end"] == end:
+                    prev_pass = s["pass"]
+                    continue
+                emitted.append({"key": kv, "start": s["start"], "end": s["end"], "states": s["states"],
+                                "ts": s["end"], "force": True, "prior": None})
+            args = [tuple(data[x][r] for x in self.args[i]) for i in range(len(calls))]
+            agg = [a.add(x, arg) for a, x, arg in zip(accs, agg, args, strict=True)]
+            session = {"start": start, "end": end, "states": agg, "ts": end, "pass": True}
+            mine.append(session)
+            emitted.append({"key": kv, "start": start, "end": end, "states": list(agg), "ts": end,
+                            "force": False, "prior": prev_pass})
+        cols: dict[str, pa.Array] = {SEQ: pa.array(range(len(emitted)), pa.int64())}
+        for j, k in enumerate(self.keys):
+            cols[k] = pa.array([e["key"][j] for e in emitted], sqltypes.to_arrow(self.step.group_keys[j].type))
+        cols[_WS] = pa.array([e["start"] for e in emitted], pa.int64())
+        cols[_WE] = pa.array([e["end"] for e in emitted], pa.int64())
+        cols[TS] = pa.array([e["ts"] for e in emitted], pa.int64())
+        cols[PRIOR_PASS] = pa.array([e["prior"] for e in emitted], pa.bool_())
+        cols[FORCE_DELETE] = pa.array([e["force"] for e in emitted], pa.bool_())
+        for i, (c, a) in enumerate(zip(calls, accs, strict=True)):
+            cols[_state_col(i)] = pa.array([e["states"][i] for e in emitted], sqltypes.to_arrow(a.state_type))
+            cols[c.name] = pa.array([a.result(e["states"][i]) for e in emitted], sqltypes.to_arrow(a.return_type))
+        agg_table = pa.table(cols)
+        out, passes = self._output(agg_table)
+        # Rewrite the batch's keys' sessions: drop every stored one, insert the survivors.
+        touched = pa.table({k: pa.array([key_values[h][j] for h in sessions], sqltypes.to_arrow(self.step.group_keys[j].type))
+                            for j, k in enumerate(self.keys)})
+        on = " AND ".join(f"{self.tables.groups}.{_q(k)} IS NOT DISTINCT FROM n.{_q(k)}" for k in self.keys)
+        state.register("__touched", touched)
+        try:
+            state.execute(f"DELETE FROM {self.tables.groups} USING __touched n WHERE {on}")
+        finally:
+            state.unregister("__touched")
+        pass_of = {(_hashable(e["key"]), e["start"], e["end"]): p for e, p in zip(emitted, passes, strict=True)}
+        survivors = [(h, s) for h, ss in sessions.items() for s in ss]
+        if survivors:
+            scols: dict[str, pa.Array] = {}
+            for j, k in enumerate(self.keys):
+                scols[k] = pa.array([key_values[h][j] for h, _ in survivors], sqltypes.to_arrow(self.step.group_keys[j].type))
+            scols[_WS] = pa.array([s["start"] for _, s in survivors], pa.int64())
+            scols[_WE] = pa.array([s["end"] for _, s in survivors], pa.int64())
+            for i, a in enumerate(accs):
+                scols[_state_col(i)] = pa.array([s["states"][i] for _, s in survivors], sqltypes.to_arrow(a.state_type))
+            scols[TS] = pa.array([s["ts"] for _, s in survivors], pa.int64())
+            scols[PASS] = pa.array(
+                [pass_of.get((h, s["start"], s["end"]), s["pass"]) for h, s in survivors], pa.bool_()
+            )
+            self._replace(state, self.tables.groups, pa.table(scols), self.group_cols)
+        return out
+
+    # ------------------------------------------------------------------ output
+
+    def _output(self, agg: pa.Table) -> tuple[pa.Table, list[bool]]:
+        """HAVING and the projection over the aggregated rows: the records to emit, and each
+        aggregated row's HAVING result."""
+        step = self.step
+        part = ", ".join(_q(c) for c in self.group_cols)
+        having = f"COALESCE(TRY({step.having_sql}), FALSE)" if step.having_sql else "TRUE"
+        outs = [f"TRY({c.sql}) AS __O{i}" for i, c in enumerate(step.columns)]
+        bounds = f", {_WS} AS {WINDOW_START}, {_WE} AS {WINDOW_END}" if self.windowed else ""
+        prev = (
+            f"COALESCE(LAG({PASS}) OVER (PARTITION BY {part} ORDER BY {SEQ}), {PRIOR_PASS}, FALSE)"
+            if step.per_record else f"COALESCE({PRIOR_PASS}, FALSE)"
+        )
+        sql = f"""
+            WITH a AS (SELECT *, (NOT {FORCE_DELETE} AND {having}) AS {PASS} FROM agg),
+            b AS (SELECT *, {prev} AS __PREV FROM a)
+            SELECT {", ".join(outs)}, {TS}, NOT {PASS} AS {DELETE}{bounds}, {PASS}
+            FROM b WHERE ({FORCE_DELETE} OR {PASS} OR __PREV)
+            ORDER BY {SEQ}
+        """
+        if not step.per_record:
+            sql = f"""
+                WITH a AS (SELECT *, (NOT {FORCE_DELETE} AND {having}) AS {PASS} FROM agg),
+                b AS (SELECT *, {prev} AS __PREV FROM a
+                      QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY {SEQ} DESC) = 1)
+                SELECT {", ".join(outs)}, {TS}, NOT {PASS} AS {DELETE}{bounds}, {PASS}
+                FROM b WHERE ({FORCE_DELETE} OR {PASS} OR __PREV)
+                ORDER BY {SEQ}
+            """
+        result = self._relation("agg", agg, sql)
+        all_passes = self._relation(
+            "agg", agg, f"SELECT (NOT {FORCE_DELETE} AND {having}) AS {PASS} FROM agg ORDER BY {SEQ}"
+        ).column(PASS).to_pylist()
+        return self._typed(result.drop_columns([PASS])), [bool(p) for p in all_passes]
+
+    def _typed(self, result: pa.Table) -> pa.Table:
+        names = [c.name for c in self.step.columns] + result.column_names[len(self.step.columns):]
+        result = result.rename_columns(names)
+        if self._out_schema is None:
+            fields = [pa.field(c.name, sqltypes.to_arrow(c.type)) for c in self.step.columns]
+            fields += [result.schema.field(i) for i in range(len(fields), result.num_columns)]
+            self._out_schema = pa.schema(fields)
+        return result.cast(self._out_schema) if result.schema != self._out_schema else result
+
+    def _empty(self) -> pa.Table:
+        fields = [pa.field(c.name, sqltypes.to_arrow(c.type)) for c in self.step.columns]
+        fields += [pa.field(TS, pa.int64()), pa.field(DELETE, pa.bool_())]
+        if self.windowed:
+            fields += [pa.field(WINDOW_START, pa.int64()), pa.field(WINDOW_END, pa.int64())]
+        return pa.schema(fields).empty_table()
+
+    def _finish(self, agg: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table:
+        out, passes = self._output(agg)
+        part = ", ".join(_q(c) for c in self.group_cols)
+        keep = self.group_cols + [_state_col(i) for i in range(len(self.step.calls))] + [TS]
+        with_pass = agg.select([SEQ, *keep]).append_column(PASS, pa.array(passes, pa.bool_()))
+        last = self._relation(
+            "agg", with_pass,
+            f"SELECT * EXCLUDE ({SEQ}) FROM agg QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY {SEQ} DESC) = 1",
+        )
+        self._replace(state, self.tables.groups, last, self.group_cols)
+        return out
+
+    def _final(self, state: duckdb.DuckDBPyConnection, stream_time: int) -> pa.Table:
+        """EMIT FINAL: the windows closed by ``stream_time``, once each, then forgotten."""
+        w = self.window
+        assert w is not None
+        closed = state.sql(
+            f"SELECT * FROM {self.tables.groups} WHERE {_WE} + {w.grace_ms} <= {stream_time} "
+            f"ORDER BY {_WE}, {_WS}"
+        ).to_arrow_table()
+        if closed.num_rows == 0:
+            return self._empty()
+        state.execute(f"DELETE FROM {self.tables.groups} WHERE {_WE} + {w.grace_ms} <= {stream_time}")
+        calls = self.step.calls
+        results = ", ".join(
+            f"{c.accumulator.vector.result(_state_col(i))} AS {_q(c.name)}" if c.accumulator.vector is not None
+            else f"{_state_col(i)} AS {_q(c.name)}"
+            for i, c in enumerate(calls)
+        )
+        agg = self._relation(
+            "closed", closed,
+            f"SELECT row_number() OVER () AS {SEQ}, *, NULL::BOOLEAN AS {PRIOR_PASS}, FALSE AS {FORCE_DELETE}, {results} "
+            f"FROM closed",
+        )
+        if any(c.accumulator.vector is None for c in calls):
+            for i, c in enumerate(calls):
+                a = c.accumulator
+                vals = [a.result(s) for s in closed.column(_state_col(i)).to_pylist()]
+                agg = agg.set_column(agg.schema.get_field_index(c.name), c.name, pa.array(vals, sqltypes.to_arrow(a.return_type)))
+        out, _ = self._output(agg)
+        return out.filter(pc.invert(out.column(DELETE)))
+
+
+def _hashable(values: list[Any]) -> Any:
+    return tuple(repr(v) if isinstance(v, (dict, list)) else v for v in values)
