@@ -1,0 +1,45 @@
+"""ksqlDB's aggregate functions (UDAFs): the library behind :mod:`ksqlpy.planner.functions.aggregate`.
+
+Each module registers a family of functions when imported; importing this package imports them
+all, adds them to :data:`~ksqlpy.planner.functions.registry.REGISTRY` as aggregate functions
+(for SHOW FUNCTIONS / DESCRIBE FUNCTION) and to the library's own index that :func:`resolve`
+reads. A resolved call is an :class:`~ksqlpy.planner.functions.aggregate.Accumulator` with the
+sequential reference semantics of ksqlDB's UDAF and, for the common functions, a vectorized form.
+
+Public API:
+
+* :func:`resolve` ``(name, args, *, pos=None, config=None)``: the accumulator for a call;
+  ``config`` holds query properties (``ksql.functions.collect_list.limit``, ...).
+* :func:`is_aggregate` ``(name)``.
+* :func:`udafs`: every registered UDAF with its signatures; ``Udaf.table_udaf`` tells which are
+  undoable (ksqlDB's ``TableUdaf``, usable over tables).
+
+``COUNT(*)`` (an argument with ``star=True``, or no argument) counts rows: its accumulator has no
+column arguments. Any other aggregate given ``*`` aggregates ROWTIME, as ksqlDB does; the operator
+passes ROWTIME for that argument.
+"""
+
+from __future__ import annotations
+
+from ksqlpy.planner.functions.aggregates import comparable, numeric  # noqa: F401  (registration)
+from ksqlpy.planner.functions.aggregates.base import (
+    COLLECT_LIST_LIMIT,
+    COLLECT_SET_LIMIT,
+    DEFAULT_COLLECT_LIMIT,
+    Signature,
+    Udaf,
+    is_aggregate,
+    resolve,
+    udafs,
+)
+
+__all__ = [
+    "COLLECT_LIST_LIMIT",
+    "COLLECT_SET_LIMIT",
+    "DEFAULT_COLLECT_LIMIT",
+    "Signature",
+    "Udaf",
+    "is_aggregate",
+    "resolve",
+    "udafs",
+]
