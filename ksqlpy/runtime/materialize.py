@@ -8,10 +8,10 @@ the read positions, so a crash never leaves state and positions apart (exactly o
 embedded store).
 
 Layout of ``mat."<NAME>"`` (see STATEFUL.md): key columns, then ``WINDOWSTART`` and ``WINDOWEND``
-for windowed tables, then value columns, then ``ROWTIME``; primary key = key columns plus the
-window bounds. Two hidden columns follow, used only to order table scans as ksqlDB's state
-stores iterate (per partition, by serialized key): ``__PARTITION`` and ``__KEY`` (the record's
-key bytes without the window suffix). :data:`HIDDEN_COLUMNS` lists them.
+for windowed tables, then value columns (and header columns), then ``ROWTIME``; primary key =
+key columns plus the window bounds. Two hidden columns follow, used only to order table scans
+as ksqlDB's state stores iterate them (per partition, by serialized key): ``__PARTITION`` and
+``__KEY`` (the record's key bytes without the window suffix). :data:`HIDDEN_COLUMNS` lists them.
 
 ``mat."__materialized"`` records which generation (the consumer group, named after the command
 that created the table) built each table, so a table re-created under the same name starts
@@ -31,6 +31,7 @@ import pyarrow as pa
 
 from ksqlpy import sqltypes
 from ksqlpy.planner.catalog import Source, WindowType
+from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.codec import TOMBSTONE, SourceDecoder
 from ksqlpy.runtime.processing_log import ProcessingLog
 from ksqlpy.runtime.serde import WindowKind, split_windowed_keys
@@ -90,7 +91,7 @@ class MatLayout:
         cols = [(c.name, c.type) for c in s.key_columns]
         if self.windowed:
             cols += [(w, sqltypes.BIGINT) for w in WINDOW_COLUMNS]
-        cols += [(c.name, c.type) for c in s.value_columns]
+        cols += [(c.name, c.type) for c in s.value_columns + s.header_columns]
         cols.append(("ROWTIME", sqltypes.BIGINT))
         return tuple(cols)
 
@@ -200,7 +201,7 @@ class Materializer:
     def _run(self) -> None:
         try:
             self._prepare()
-            decoder = SourceDecoder(self.source)
+            decoder = SourceDecoder(self.source, registry_for(self.store))
             reader = self._reader = self.store.open_reader([self.source.topic], group=self.group, start="earliest")
             self._publish(self.store.committed(self.group, self.source.topic))
         except Exception as e:  # noqa: BLE001 - kept as the materializer's error
@@ -295,7 +296,7 @@ class Materializer:
         picks = [f"d.{quote(c.name)}" for c in s.key_columns]
         if window is not None:
             picks += [f"m.{quote(w)}" for w in WINDOW_COLUMNS]
-        picks += [f"d.{quote(c.name)}" for c in s.value_columns]
+        picks += [f"d.{quote(c.name)}" for c in s.value_columns + s.header_columns]
         picks += ['d."ROWTIME"', f"m.p AS {quote(PARTITION_COLUMN)}", f"m.kb AS {quote(KEY_BYTES_COLUMN)}"]
         not_null = " AND ".join(f"{k} IS NOT NULL" for k in (f"d.{quote(c.name)}" for c in s.key_columns)) or "TRUE"
         pk = ", ".join(quote(k) for k in layout.key_names)

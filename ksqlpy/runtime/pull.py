@@ -1,36 +1,129 @@
 """Pull queries: a SELECT without EMIT, answered from what exists now and then finished.
 
-Over a stream, a pull query is a bounded read: every record from the beginning of the topic up to
-the end offsets at the time the query starts. Pull queries over tables read materialized state,
-which arrives with table materialization; until then they are refused with a clear message.
+Over a table, a pull query reads the table's materialized state (``mat."<NAME>"``, kept by
+:mod:`ksqlpy.runtime.materialize`). It first waits, bounded, until the table's materializer has
+applied everything written to the table's topic before the query started (read-your-writes),
+then fetches the keys the WHERE clause names (or scans the table, in the order ksqlDB's state
+stores iterate) from the state database, and evaluates WHERE, the projection and LIMIT over
+those rows in DuckDB.
+
+Over a stream, a pull query is a bounded read: every record from the beginning of the topic up
+to the end offsets at the time the query starts.
+
+Beyond ksqlDB: a SELECT that ksqlDB would refuse as a pull query (a join, GROUP BY, ORDER BY, a
+subquery...) but that reads only materialized tables runs as DuckDB SQL over their state, in one
+statement and so from one consistent snapshot (:func:`start_sql_pull`).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from typing import Any
 
+import duckdb
+import pyarrow as pa
+import sqlglot
+from sqlglot import exp
+
 from ksqlpy import sqltypes
-from ksqlpy.errors import AnalysisError
+from ksqlpy.errors import AnalysisError, ExecutionError, KsqlpyError
 from ksqlpy.parser import ast
 from ksqlpy.planner.catalog import Source
-from ksqlpy.planner.physical import QueryPlan, SelectStep
-from ksqlpy.runtime.query import PushQuery
+from ksqlpy.planner.physical import QueryPlan
+from ksqlpy.planner.pull import (
+    Access,
+    PullShapeError,
+    TablePull,
+    analyze_table_pull,
+    check_pull_shape,
+    not_queryable,
+)
+from ksqlpy.planner.select import analyze_select
+from ksqlpy.runtime.materialize import MatLayout, Materializer, quote
+from ksqlpy.runtime.query import PushQuery, new_connection
+from ksqlpy.runtime.rows import Row, table_to_rows
+
+log = logging.getLogger("ksqlpy.pull")
+
+#: Longest wait for a table's materializer to catch up with its topic before answering.
+CATCH_UP_SECONDS = 10.0
+TABLE_SCAN = "ksql.query.pull.table.scan.enabled"
+RANGE_SCAN = "ksql.query.pull.range.scan.enabled"
+
+_local = threading.local()
 
 
-def start_pull(session: Any, stmt: ast.QueryStatement, source: Source, step: SelectStep) -> Any:
+def _evaluator() -> duckdb.DuckDBPyConnection:
+    """This thread's DuckDB connection with ksqlpy's functions (creating one costs tens of ms)."""
+    con: duckdb.DuckDBPyConnection | None = getattr(_local, "con", None)
+    if con is None:
+        con = _local.con = new_connection()
+    return con
+
+
+def _flag(config: dict[str, Any], name: str, default: bool = True) -> bool:
+    value = config.get(name)
+    return default if value is None else str(value).strip().lower() == "true"
+
+
+def _query_id() -> str:
+    return f"query_{int(time.time() * 1000)}"
+
+
+# ------------------------------------------------------------------------------------ entry
+
+
+def start_pull(session: Any, stmt: ast.QueryStatement) -> Any:
+    """Answer a pull query: over a table from its materialized state, over a stream by a
+    bounded read; a form ksqlDB refuses may still run as SQL over materialized tables."""
+    engine = session.engine
+    query = stmt.query
+    try:
+        check_pull_shape(query)
+    except PullShapeError:
+        answered = start_sql_pull(session, stmt.text)
+        if answered is None:
+            raise
+        return answered
+    assert isinstance(query.from_, ast.Table)
+    source = engine.catalog.source(query.from_.name, query.from_.pos)
+    if not source.is_table:
+        return _stream_pull(session, stmt)
+    materializer = engine.materializers.get(source.name)
+    if materializer is None or not _queryable(source):
+        raise not_queryable(source.name)
+    config = session.config
+    plan = analyze_table_pull(
+        query, source, table_scan=_flag(config, TABLE_SCAN), range_scan=_flag(config, RANGE_SCAN)
+    )
+    rows = run_table_pull(engine, plan, materializer)
+    columns = tuple(sqltypes.Field(c.name, c.type) for c in plan.columns)
+    keys = tuple(c.name for c in plan.columns if c.is_key)
+    from ksqlpy.runtime.engine import StreamingQuery
+
+    return StreamingQuery(engine, _query_id(), columns, rows=rows, key_columns=keys, is_pull=True)
+
+
+def _queryable(source: Source) -> bool:
+    """ksqlDB answers pull queries on CTAS sinks and CREATE SOURCE TABLEs, not plain CREATE TABLEs."""
+    if source.is_source:
+        return True
+    from ksqlpy import parser
+
+    try:
+        return isinstance(parser.parse_statement(source.statement), ast.CreateAsSelect)
+    except KsqlpyError:
+        return False
+
+
+def _stream_pull(session: Any, stmt: ast.QueryStatement) -> Any:
     from ksqlpy.runtime.engine import StreamingQuery
 
     engine = session.engine
-    if source.is_table:
-        raise AnalysisError(
-            f"The `{source.name}` table isn't queryable. To derive a queryable table, you can do "
-            f"'CREATE TABLE QUERYABLE_{source.name} AS SELECT * FROM {source.name}'. "
-            "See https://cnfl.io/queries for more info.\n"
-            "Add EMIT CHANGES if you intended to issue a push query.",
-            pos=stmt.pos,
-        )
-    query_id = f"query_{int(time.time() * 1000)}"
+    source, step = analyze_select(stmt.query, engine.catalog, sink_name=None, persistent=False)
+    query_id = _query_id()
     plan = QueryPlan(query_id=query_id, step=step, sink=None, limit=stmt.query.limit, statement=stmt.text)
     runner = PushQuery(plan, engine.store, engine.plog, group=None, start="earliest")
     runner.stop_at = {p: end for p, end in engine.store.end_offsets(source.topic).items() if end > 0}
@@ -39,3 +132,182 @@ def start_pull(session: Any, stmt: ast.QueryStatement, source: Source, step: Sel
     engine.transient[query_id] = sq
     runner.start()
     return sq
+
+
+# ------------------------------------------------------------------------------------ tables
+
+
+def catch_up(engine: Any, materializer: Materializer) -> None:
+    """Read-your-writes: wait until the state includes the table's topic as of now, and, for a
+    table a persistent query writes, what that query's sources held as of now (transitively)."""
+    deadline = time.monotonic() + CATCH_UP_SECONDS
+    _wait_writers(engine, materializer.source.name, deadline, set())
+    ends = engine.store.end_offsets(materializer.source.topic)
+    if not materializer.wait_for(ends, max(0.0, deadline - time.monotonic())):
+        if materializer.error is not None:
+            raise ExecutionError(
+                f"Table {materializer.name} cannot be queried: its materialization failed: {materializer.error}"
+            )
+        log.warning("Pull query on %s answered before its state caught up with the topic", materializer.name)
+
+
+def _wait_writers(engine: Any, name: str, deadline: float, seen: set[str]) -> None:
+    """Wait until the persistent queries writing ``name`` have committed everything their
+    source topics hold now (upstream writers first)."""
+    if name in seen:
+        return
+    seen.add(name)
+    store = engine.store
+    for q in list(engine.queries.values()):
+        plan, group = getattr(q, "plan", None), getattr(q, "group", None)
+        if plan is None or group is None or plan.sink is None or plan.sink.name != name:
+            continue
+        source = plan.source
+        _wait_writers(engine, source.name, deadline, seen)
+        ends = {p: end for p, end in store.end_offsets(source.topic).items() if end > 0}
+        while time.monotonic() < deadline and getattr(q, "error", None) is None:
+            committed = store.committed(group, source.topic)
+            if all(committed.get(p, 0) >= end for p, end in ends.items()):
+                break
+            time.sleep(0.005)
+
+
+def run_table_pull(engine: Any, plan: TablePull, materializer: Materializer) -> list[Row]:
+    """Fetch the rows ``plan`` needs from the state database and evaluate it over them."""
+    catch_up(engine, materializer)
+    layout = materializer.layout
+    fetched = _fetch(engine, plan, layout)
+    con = _evaluator()
+    items = [f"{c.sql} AS {quote(c.name)}" for c in plan.columns]
+    sql = f"SELECT {', '.join(items)} FROM input"
+    if plan.where_sql:
+        sql += f" WHERE COALESCE({plan.where_sql}, FALSE)"
+    if plan.limit is not None:
+        sql += f" LIMIT {int(plan.limit)}"
+    con.register("input", fetched)
+    try:
+        result = con.sql(sql).to_arrow_table()
+    except duckdb.Error as e:
+        raise ExecutionError(f"Pull query failed: {str(e).splitlines()[0]}") from e
+    finally:
+        con.unregister("input")
+    types = [c.type for c in plan.columns]
+    schema = pa.schema([pa.field(c.name, sqltypes.to_arrow(c.type)) for c in plan.columns])
+    if result.schema != schema:
+        result = result.cast(schema)
+    return table_to_rows(result, types)
+
+
+def _fetch(engine: Any, plan: TablePull, layout: MatLayout) -> pa.Table:
+    """The candidate rows: the looked-up keys, or the whole table, in scan order."""
+    visible = ", ".join(f"t.{quote(n)}" for n, _ in layout.visible)
+    sql = f"SELECT {visible} FROM {layout.ref} t"
+    cursor = engine.store.state_cursor()
+    try:
+        if plan.access is Access.LOOKUP:
+            cursor.register("__pull_keys", _lookup_keys(plan))
+            on = " AND ".join(f"t.{quote(c.name)} = k.{quote(c.name)}" for c in plan.source.key_columns)
+            sql += f" SEMI JOIN __pull_keys k ON {on}"
+        order = ", ".join(f"t.{c.strip()}" for c in layout.scan_order().split(","))
+        return cursor.sql(f"{sql} ORDER BY {order}").to_arrow_table()
+    finally:
+        cursor.close()
+
+
+def _lookup_keys(plan: TablePull) -> pa.Table:
+    """The keys a lookup fetches, computed in DuckDB from their literal expressions."""
+    names = [c.name for c in plan.source.key_columns]
+    rows = " UNION ALL ".join(
+        "SELECT " + ", ".join(f"{v} AS {quote(n)}" for v, n in zip(values, names, strict=True))
+        for values in plan.keys
+    )
+    try:
+        return _evaluator().sql(rows).to_arrow_table()
+    except duckdb.Error as e:
+        raise AnalysisError(f"Invalid key in WHERE clause: {str(e).splitlines()[0]}") from e
+
+
+# ------------------------------------------------------------------------------------ plain SQL
+
+
+def start_sql_pull(session: Any, text: str) -> Any | None:
+    """Answer ``text`` as DuckDB SQL over materialized tables, or None when it is not such a
+    query (then the caller reports ksqlDB's error for it)."""
+    engine = session.engine
+    planned = plan_sql_pull(engine, text)
+    if planned is None:
+        return None
+    sql, materializers = planned
+    for m in materializers:
+        catch_up(engine, m)
+    cursor = engine.store.state_cursor()
+    try:
+        result = cursor.sql(sql).to_arrow_table()
+    except duckdb.Error as e:
+        log.debug("not answerable as SQL over materialized tables: %s", e)
+        return None
+    finally:
+        cursor.close()
+    fields, result = _result_fields(result)
+    rows = table_to_rows(result, [f.type for f in fields])
+    from ksqlpy.runtime.engine import StreamingQuery
+
+    return StreamingQuery(engine, _query_id(), fields, rows=rows, is_pull=True)
+
+
+#: Function name prefixes that reach outside the state database (files, settings, other DBs).
+_FORBIDDEN_FUNCTIONS = ("read_", "parquet_", "glob", "sniff_", "getenv", "query", "duckdb_", "pragma_", "json_execute")
+
+
+def plan_sql_pull(engine: Any, text: str) -> tuple[str, list[Materializer]] | None:
+    """Rewrite ``text`` so each table reference reads ``mat."<NAME>"`` (visible columns only).
+    None unless it is one SELECT over materialized tables and nothing else."""
+    try:
+        tree = sqlglot.parse_one(text.strip().rstrip(";"), read="duckdb")
+    except sqlglot.errors.SqlglotError:
+        return None
+    if not isinstance(tree, exp.Query):
+        return None
+    for fn in tree.find_all(exp.Func):
+        name = (fn.name if isinstance(fn, exp.Anonymous) else fn.sql_name()).lower()
+        if name.startswith(_FORBIDDEN_FUNCTIONS):
+            return None
+    ctes = {cte.alias_or_name.upper() for cte in tree.find_all(exp.CTE)}
+    used: dict[str, Materializer] = {}
+    tables = list(tree.find_all(exp.Table))
+    if not tables:
+        return None
+    for table in tables:
+        ident = table.this
+        if not isinstance(ident, exp.Identifier) or table.args.get("db") or table.args.get("catalog"):
+            return None
+        name = ident.name if ident.quoted else ident.name.upper()
+        if not ident.quoted and name in ctes:
+            continue
+        m = engine.materializers.get(name)
+        if m is None:
+            return None
+        used[name] = m
+        visible = ", ".join(quote(n) for n, _ in m.layout.visible)
+        inner = sqlglot.parse_one(f"SELECT {visible} FROM {m.layout.ref}", read="duckdb")
+        alias = table.alias or ident.name
+        table.replace(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(alias))))
+    return tree.sql(dialect="duckdb"), list(used.values())
+
+
+def _result_fields(result: pa.Table) -> tuple[tuple[sqltypes.Field, ...], pa.Table]:
+    """ksqlDB-style (upper-case) column names and SQL types of a DuckDB result; columns of a
+    type ksqlDB lacks are shown as strings."""
+    fields = []
+    for i, f in enumerate(result.schema):
+        try:
+            t = sqltypes.from_arrow(f.type)
+            result = result.set_column(i, f.name, result.column(i).cast(sqltypes.to_arrow(t)))
+        except (TypeError, ValueError, pa.ArrowException):
+            t = sqltypes.STRING
+            result = result.set_column(i, f.name, result.column(i).cast(pa.string()))
+        fields.append(sqltypes.Field(f.name.upper(), t))
+    return tuple(fields), result
+
+
+__all__ = ["catch_up", "plan_sql_pull", "run_table_pull", "start_pull", "start_sql_pull"]

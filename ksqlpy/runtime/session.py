@@ -14,7 +14,7 @@ from dataclasses import replace
 from typing import Any
 
 from ksqlpy import parser
-from ksqlpy.errors import AnalysisError, KsqlpyError, NotFoundError
+from ksqlpy.errors import AnalysisError, KsqlpyError, NotFoundError, ParseError
 from ksqlpy.parser import ast
 from ksqlpy.planner import ddl
 from ksqlpy.planner.catalog import Column, ColumnNamespace, Source
@@ -64,7 +64,16 @@ class Session:
         statements = parser.split_statements(text)
         if len(statements) != 1:
             raise AnalysisError("Expected exactly one statement: a SELECT or PRINT.")
-        stmt = self._parse(statements[0])
+        try:
+            stmt = self._parse(statements[0])
+        except ParseError:
+            # Not ksqlDB syntax (ORDER BY, subqueries...): maybe plain SQL over materialized tables.
+            from ksqlpy.runtime.pull import start_sql_pull
+
+            answered = start_sql_pull(self, statements[0])
+            if answered is None:
+                raise
+            return answered
         try:
             match stmt:
                 case ast.QueryStatement():
@@ -515,11 +524,11 @@ class Session:
 
         engine = self.engine
         query = stmt.query
-        source, step, _ = self._analyze(query, sink_name=None, persistent=False)
         if query.refinement is None:
             from ksqlpy.runtime.pull import start_pull
 
-            return start_pull(self, stmt, source, step)
+            return start_pull(self, stmt)
+        source, step, _ = self._analyze(query, sink_name=None, persistent=False)
         query_id = f"transient_{source.name}_{uuid.uuid4().int % 10**19}"
         plan = QueryPlan(query_id=query_id, step=step, sink=None, limit=query.limit, statement=stmt.text)
         runner = PushQuery(

@@ -1,0 +1,397 @@
+"""Pull queries: ``SELECT ... FROM table [WHERE ...] [LIMIT n]`` without EMIT, as ksqlDB plans them.
+
+:func:`check_pull_shape` applies ksqlDB's rules that hold for every pull query (no JOIN, WINDOW,
+GROUP BY, HAVING or PARTITION BY; no ROWPARTITION/ROWOFFSET; LIMIT not negative).
+:func:`analyze_table_pull` plans a pull query over a materialized table: the projection and the
+WHERE clause compiled to DuckDB SQL over the table's materialized columns (``input``), and the
+key access the WHERE allows: point lookups (``=``, ``IN`` on every key column in every disjunct)
+or a table scan. ksqlDB's errors for forms it refuses are reproduced, including the stricter
+ones that apply when ``ksql.query.pull.table.scan.enabled`` is false.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ksqlpy import sqltypes
+from ksqlpy.errors import AnalysisError
+from ksqlpy.parser import ast
+from ksqlpy.planner import scope as scopes
+from ksqlpy.planner.catalog import WINDOW_BOUND_COLUMNS, Source
+from ksqlpy.planner.physical import OutputColumn
+
+SEE_DOCS = " See https://cnfl.io/queries for more info.\nAdd EMIT CHANGES if you intended to issue a push query."
+DISALLOWED_COLUMNS = ("ROWPARTITION", "ROWOFFSET")
+#: More disjuncts than this after expanding WHERE to OR-of-ANDs: scan instead of looking up.
+MAX_LOOKUP_DISJUNCTS = 1024
+
+
+class PullShapeError(AnalysisError):
+    """A query form ksqlDB's pull queries refuse (JOIN, GROUP BY, ...): such a query may still
+    be answered as plain SQL over materialized tables."""
+
+
+class Access(enum.Enum):
+    LOOKUP = "KEY LOOKUP"
+    SCAN = "TABLE SCAN"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TablePull:
+    """A planned pull query over one materialized table.
+
+    ``where_sql`` and the columns' ``sql`` read the table's materialized columns as ``input``.
+    For a lookup, ``keys`` holds one tuple of DuckDB literal expressions per key to fetch,
+    in key column order."""
+
+    source: Source
+    columns: tuple[OutputColumn, ...]
+    where_sql: str | None
+    access: Access
+    keys: tuple[tuple[str, ...], ...] = ()
+    limit: int | None = None
+
+
+# ------------------------------------------------------------------------------------ checks
+
+
+def check_pull_shape(query: ast.Query) -> None:
+    """ksqlDB's checks for any pull query (stream or table)."""
+    refused = (
+        (not isinstance(query.from_, ast.Table), "JOIN"),
+        (query.window is not None, "WINDOW"),
+        (bool(query.group_by), "GROUP BY"),
+        (query.having is not None, "HAVING"),
+        (bool(query.partition_by), "PARTITION BY"),
+    )
+    for hit, clause in refused:
+        if hit:
+            raise PullShapeError(f"Pull queries don't support {clause} clauses." + SEE_DOCS, pos=query.pos)
+    if any(_is_aggregate(f.name) for f in _calls(query.select)):
+        raise PullShapeError("Pull queries don't support aggregate functions." + SEE_DOCS, pos=query.pos)
+    if query.limit is not None and query.limit < 0:
+        raise AnalysisError(
+            "Pull queries don't support negative integers in the LIMIT clause." + SEE_DOCS, pos=query.pos
+        )
+    for clause, nodes in (("SELECT", query.select), ("WHERE", (query.where,) if query.where else ())):
+        used = sorted({c.name for n in nodes for c in column_refs(n) if c.name in DISALLOWED_COLUMNS})
+        if used:
+            names = ", ".join(f"`{n}`" for n in used)
+            raise AnalysisError(f"Pull queries don't support the following columns in {clause} clauses: {names}")
+
+
+def column_refs(node: object) -> Iterator[ast.ColumnRef]:
+    """Every column reference under an AST node."""
+    if isinstance(node, ast.ColumnRef):
+        yield node
+        return
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        for f in dataclasses.fields(node):
+            yield from column_refs(getattr(node, f.name))
+    elif isinstance(node, tuple):
+        for item in node:
+            yield from column_refs(item)
+
+
+def _calls(node: object) -> Iterator[ast.FunctionCall]:
+    if isinstance(node, ast.FunctionCall):
+        yield node
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        for f in dataclasses.fields(node):
+            yield from _calls(getattr(node, f.name))
+    elif isinstance(node, tuple):
+        for item in node:
+            yield from _calls(item)
+
+
+def _is_aggregate(name: str) -> bool:
+    from ksqlpy.planner.functions.aggregate import is_aggregate
+
+    try:
+        return is_aggregate(name)
+    except ImportError:  # the aggregate function library is optional
+        return False
+
+
+def not_queryable(name: str) -> AnalysisError:
+    """ksqlDB's error for a pull query on a table it does not materialize (plain CREATE TABLE)."""
+    return AnalysisError(
+        f"The `{name}` table isn't queryable. To derive a queryable table, you can do "
+        f"'CREATE TABLE QUERYABLE_{name} AS SELECT * FROM {name}'. "
+        "See https://cnfl.io/queries for more info.\n"
+        "Add EMIT CHANGES if you intended to issue a push query.",
+    )
+
+
+# ------------------------------------------------------------------------------------ planning
+
+
+def analyze_table_pull(query: ast.Query, source: Source, *, table_scan: bool, range_scan: bool) -> TablePull:
+    """Plan a pull query over table ``source`` (already known to be materialized and queryable)."""
+    assert isinstance(query.from_, ast.Table)
+    alias = query.from_.alias or query.from_.name
+    windowed = source.window is not None
+    scope = scopes.source_scope(source, alias, window_bounds=windowed)
+    where_sql = None
+    access, keys = Access.SCAN, ()
+    if query.where is not None:
+        where_sql = _compile_where(query.where, source, scope)
+        access, keys = _key_access(query.where, source, scope, table_scan=table_scan, range_scan=range_scan)
+    columns = _projection(query.select, source, alias, scope)
+    return TablePull(source=source, columns=columns, where_sql=where_sql, access=access, keys=keys, limit=query.limit)
+
+
+def _compile_where(where: ast.Expr, source: Source, scope: scopes.Scope) -> str:
+    if source.window is None:
+        for ref in column_refs(where):
+            if ref.name in WINDOW_BOUND_COLUMNS and source.column(ref.name) is None:
+                raise AnalysisError(f"WHERE column '{ref.name}' cannot be resolved")
+    for node in _in_lists(where):
+        _check_in_list(node, source)
+    try:
+        compiled = scopes.compile_expr(where, scope, clause="WHERE")
+    except AnalysisError as e:
+        raise AnalysisError(
+            f"Error in WHERE expression: {e.message}\nStatement: {scopes.format_expr(where)}"
+        ) from e
+    if compiled.type is not None and compiled.type != sqltypes.BOOLEAN:
+        raise AnalysisError(
+            f"Type error in WHERE expression: Should evaluate to boolean but is "
+            f"{scopes.format_expr(where)} ({compiled.type}) instead.",
+            pos=where.pos,
+        )
+    sql: str = compiled.sql.sql(dialect="duckdb")
+    return sql
+
+
+def _in_lists(node: object) -> Iterator[ast.InList]:
+    if isinstance(node, ast.InList):
+        yield node
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        for f in dataclasses.fields(node):
+            yield from _in_lists(getattr(node, f.name))
+    elif isinstance(node, tuple):
+        for item in node:
+            yield from _in_lists(item)
+
+
+#: Literal kinds that convert to a key of a given type (ksqlDB coerces IN items to the key type).
+_LITERAL_TYPES: dict[type, frozenset[sqltypes.BaseType]] = {
+    ast.StringLiteral: frozenset({sqltypes.BaseType.STRING}),
+    ast.IntegerLiteral: frozenset(
+        {sqltypes.BaseType.INTEGER, sqltypes.BaseType.BIGINT, sqltypes.BaseType.DOUBLE}
+    ),
+    ast.DoubleLiteral: frozenset({sqltypes.BaseType.DOUBLE}),
+    ast.BooleanLiteral: frozenset({sqltypes.BaseType.BOOLEAN}),
+}
+
+
+def _check_in_list(node: ast.InList, source: Source) -> None:
+    if not isinstance(node.value, ast.ColumnRef):
+        return
+    key = source.column(node.value.name)
+    if key is None or not key.is_key:
+        return
+    for item in node.items:
+        if isinstance(item, ast.NullLiteral):
+            raise AnalysisError(f"Primary key columns can not be NULL: ({key.name} = null)")
+        allowed = _LITERAL_TYPES.get(type(item))
+        base = key.type.base if isinstance(key.type, sqltypes.Primitive) else None
+        if allowed is not None and base is not None and base not in allowed:
+            raise AnalysisError(
+                f"{scopes.format_expr(item)} can not be converted to the type of the key column: "
+                f"{key.name} {key.type} KEY"
+            )
+
+
+def _projection(
+    items: tuple[ast.SelectItem, ...], source: Source, alias: str, scope: scopes.Scope
+) -> tuple[OutputColumn, ...]:
+    """The select list, named as ksqlDB names pull query columns; SELECT * on a windowed table
+    includes WINDOWSTART and WINDOWEND after the key columns."""
+    exprs: list[tuple[ast.Expr, str | None]] = []
+    for item in items:
+        match item:
+            case ast.AllColumns(source=qualifier):
+                if qualifier is not None and qualifier not in (alias, source.name):
+                    raise AnalysisError(f"Source '{qualifier}' does not exist.", pos=item.pos)
+                names = [c.name for c in source.key_columns]
+                if source.window is not None:
+                    names += list(WINDOW_BOUND_COLUMNS)
+                names += [c.name for c in source.value_columns + source.header_columns]
+                exprs += [(ast.ColumnRef(name=n, pos=item.pos), None) for n in names]
+            case ast.SingleColumn(expr=e, alias=a):
+                exprs.append((e, a))
+            case ast.StructAll(base=base):
+                struct = scopes.compile_expr(base, scope, clause="SELECT").type
+                if not isinstance(struct, sqltypes.Struct):
+                    raise AnalysisError(f"Expected STRUCT type, got: {struct}", pos=item.pos)
+                exprs += [(ast.Dereference(base=base, field=f.name, pos=item.pos), None) for f in struct.fields]
+    used = {a if a is not None else e.name for e, a in exprs if a is not None or isinstance(e, ast.ColumnRef)}
+    out: list[OutputColumn] = []
+    generated = 0
+    for e, a in exprs:
+        match e:
+            case _ if a is not None:
+                name = a
+            case ast.ColumnRef(name=n):
+                name = n
+            case ast.Dereference(field=f):
+                name = f
+            case _:
+                while f"KSQL_COL_{generated}" in used:
+                    generated += 1
+                name = f"KSQL_COL_{generated}"
+                generated += 1
+        compiled = scopes.compile_expr(e, scope, clause="SELECT")
+        if compiled.type is None:
+            raise AnalysisError(
+                "Can't infer a type of null. Please explicitly cast it to a required type, "
+                "e.g. CAST(null AS VARCHAR).",
+                pos=e.pos,
+            )
+        is_key = isinstance(e, ast.ColumnRef) and _is_key_column(source, e.name)
+        out.append(OutputColumn(name=name, type=compiled.type, sql=compiled.sql.sql(dialect="duckdb"), is_key=is_key))
+    seen: set[str] = set()
+    for c in out:
+        if c.name in seen:
+            raise AnalysisError(f"Duplicate value columns found in schema: `{c.name}` {c.type}")
+        seen.add(c.name)
+    return tuple(out)
+
+
+def _is_key_column(source: Source, name: str) -> bool:
+    col = source.column(name)
+    if col is not None:
+        return col.is_key
+    return source.window is not None and name in WINDOW_BOUND_COLUMNS
+
+
+# ------------------------------------------------------------------------------------ key access
+
+
+@dataclass(frozen=True, slots=True)
+class _Term:
+    """One conjunct of a disjunct: an equality of a key column with a constant, or anything else."""
+
+    expr: ast.Expr
+    key: str | None = None
+    value: ast.Expr | None = None
+
+
+def _key_access(
+    where: ast.Expr, source: Source, scope: scopes.Scope, *, table_scan: bool, range_scan: bool
+) -> tuple[Access, tuple[tuple[str, ...], ...]]:
+    keys = [c.name for c in source.key_columns]
+    disjuncts = _dnf(where)
+    lookups: list[tuple[str, ...]] = []
+    if disjuncts is not None:
+        for conj in disjuncts:
+            found: dict[str, ast.Expr] = {}
+            for term in conj:
+                t = _classify(term, keys)
+                if t.key is not None and t.value is not None:
+                    found.setdefault(t.key, t.value)
+            if len(found) != len(keys):
+                break
+            values = []
+            for k in keys:
+                col = source.column(k)
+                assert col is not None
+                lit = scopes.compile_expr(found[k], scope, clause="WHERE").sql.sql(dialect="duckdb")
+                values.append(f"CAST({lit} AS {sqltypes.to_duckdb(col.type)})")
+            lookups.append(tuple(values))
+        else:
+            return Access.LOOKUP, tuple(dict.fromkeys(lookups))
+    if not table_scan:
+        _refuse_scan(where, disjuncts, source, range_scan=range_scan)
+    return Access.SCAN, ()
+
+
+def _dnf(expr: ast.Expr) -> list[list[ast.Expr]] | None:
+    """WHERE as OR of ANDs (IN lists on a column expanded to equalities); None when too large."""
+    match expr:
+        case ast.LogicalBinary(op=ast.LogicalOp.AND, left=l, right=r):
+            left, right = _dnf(l), _dnf(r)
+            if left is None or right is None or len(left) * len(right) > MAX_LOOKUP_DISJUNCTS:
+                return None
+            return [a + b for a in left for b in right]
+        case ast.LogicalBinary(op=ast.LogicalOp.OR, left=l, right=r):
+            left, right = _dnf(l), _dnf(r)
+            if left is None or right is None or len(left) + len(right) > MAX_LOOKUP_DISJUNCTS:
+                return None
+            return left + right
+        case ast.InList(value=ast.ColumnRef() as col, items=items, negated=False):
+            return [[ast.Comparison(op=ast.ComparisonOp.EQUAL, left=col, right=i, pos=expr.pos)] for i in items]
+    return [[expr]]
+
+
+def _is_constant(expr: ast.Expr) -> bool:
+    return not any(True for _ in column_refs(expr))
+
+
+def _classify(term: ast.Expr, keys: list[str]) -> _Term:
+    match term:
+        case ast.Comparison(op=ast.ComparisonOp.EQUAL, left=ast.ColumnRef(name=n), right=v) if (
+            n in keys and _is_constant(v)
+        ):
+            return _Term(term, n, v)
+        case ast.Comparison(op=ast.ComparisonOp.EQUAL, left=v, right=ast.ColumnRef(name=n)) if (
+            n in keys and _is_constant(v)
+        ):
+            return _Term(term, n, v)
+    return _Term(term)
+
+
+def _refuse_scan(
+    where: ast.Expr, disjuncts: list[list[ast.Expr]] | None, source: Source, *, range_scan: bool
+) -> None:
+    """ksqlDB's errors for a WHERE that needs a table scan while scans are disabled."""
+    keys = [c.name for c in source.key_columns]
+    for conj in disjuncts or [[where]]:
+        refs = {r.name for term in conj for r in column_refs(term)}
+        if not refs & set(keys):
+            text = " AND ".join(scopes.format_expr(t) for t in conj)
+            raise AnalysisError(f"WHERE clause missing key column for disjunct: {text}")
+        for term in conj:
+            if isinstance(term, ast.Comparison):
+                sides = (term.left, term.right)
+                key_side = [s for s in sides if isinstance(s, ast.ColumnRef) and s.name in keys]
+                touches_key = any(r.name in keys for s in sides for r in column_refs(s))
+                if touches_key and not key_side:
+                    raise AnalysisError("A comparison must directly reference a key column.")
+                if key_side and not all(_is_constant(s) for s in sides if s is not key_side[0]):
+                    raise AnalysisError("A comparison must be between a key column and a resolvable expression.")
+        ranged = [
+            t for t in conj
+            if isinstance(t, ast.Comparison) and t.op is not ast.ComparisonOp.EQUAL
+            and any(isinstance(s, ast.ColumnRef) and s.name in keys for s in (t.left, t.right))
+        ]
+        if len(keys) > 1:
+            if ranged or any(k not in refs for k in keys):
+                if range_scan and ranged and all(k in refs for k in keys):
+                    raise AnalysisError("Query requires table scan to be enabled")
+                raise AnalysisError("Multi-column sources must specify every key in the WHERE clause.")
+        if ranged:
+            if not range_scan:
+                raise AnalysisError(
+                    "A comparison condition on the key column cannot be combined with other comparisons "
+                    "such as an IN predicate"
+                )
+            key = source.column(keys[0])
+            if key is None or key.type != sqltypes.STRING or len(ranged) > 1 or len(disjuncts or []) > 1:
+                raise AnalysisError("Query requires table scan to be enabled")
+
+
+__all__ = [
+    "Access",
+    "PullShapeError",
+    "TablePull",
+    "analyze_table_pull",
+    "check_pull_shape",
+    "column_refs",
+    "not_queryable",
+]
