@@ -6,7 +6,7 @@ defaults, reserved names, timestamp columns; and words its errors as ksqlDB does
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ksqlpy import sqltypes
@@ -26,6 +26,12 @@ from ksqlpy.planner.properties import WithClause
 from ksqlpy.planner.types import resolve_type
 
 KNOWN_FORMATS = ("JSON", "DELIMITED", "KAFKA", "NONE", "AVRO", "PROTOBUF", "PROTOBUF_NOSR", "JSON_SR")
+#: Formats whose schemas live in a schema registry (and can be inferred from it).
+INFERRING_FORMATS = ("AVRO", "PROTOBUF", "JSON_SR")
+#: Formats a full schema name can be given for.
+NAMED_SCHEMA_FORMATS = ("AVRO", "PROTOBUF", "PROTOBUF_NOSR", "JSON_SR")
+#: ``infer(topic, format, is_key)``: the columns of a topic's registered key or value schema.
+SchemaInference = Callable[[str, FormatInfo, bool], tuple[sqltypes.Field, ...]]
 HEADERS_TYPE = sqltypes.Array(
     sqltypes.Struct((sqltypes.Field("KEY", sqltypes.STRING), sqltypes.Field("VALUE", sqltypes.BYTES)))
 )
@@ -78,13 +84,37 @@ def formats_from(
         if fmt_name != "DELIMITED":
             raise AnalysisError(f"{prop} can only be used with {prop.split('_')[0]}_FORMAT='DELIMITED'")
         target["delimiter"] = _delimiter(prop, delim)
+    # a sink writes with its own schema: only the source's delimiter carries over
+    for target in (key_props, value_props):
+        target.pop("schemaId", None)
+        target.pop("fullSchemaName", None)
+    _schema_props(props, key_fmt, key_props, "KEY")
+    _schema_props(props, value_fmt, value_props, "VALUE")
+    # not inherited: a sink wraps single values unless its own WITH clause says otherwise
     wrap = props.boolean("WRAP_SINGLE_VALUE")
-    if wrap is None and inherit:
-        wrap = inherit[1].wrap_single_value if value_fmt == inherit[1].format else None
     return (
         FormatInfo(format=key_fmt, properties=key_props),
         FormatInfo(format=value_fmt, properties=value_props, wrap_single_value=wrap),
     )
+
+
+def _schema_props(props: WithClause, fmt: str, target: dict[str, str], side: str) -> None:
+    """``<side>_SCHEMA_ID`` and ``<side>_SCHEMA_FULL_NAME`` into the format's properties."""
+    schema_id = props.integer(f"{side}_SCHEMA_ID")
+    if schema_id is not None:
+        if fmt not in INFERRING_FORMATS:
+            raise AnalysisError(
+                f"{side}_FORMAT should support schema inference when {side}_SCHEMA_ID is provided. "
+                f"Current format is {fmt}."
+            )
+        target["schemaId"] = str(schema_id)
+    full_name = props.string(f"{side}_SCHEMA_FULL_NAME")
+    if full_name is None and side == "VALUE":
+        full_name = props.string("VALUE_AVRO_SCHEMA_FULL_NAME")
+    if full_name is not None:
+        if fmt not in NAMED_SCHEMA_FORMATS:
+            raise AnalysisError(f"{fmt} does not support the following configs: [fullSchemaName]")
+        target["fullSchemaName"] = full_name
 
 
 def _delimiter(prop: str, text: str) -> str:
@@ -215,19 +245,25 @@ def parse_duration(text: str) -> int:
 
 
 def source_from_create(
-    stmt: ast.CreateSource, catalog: Catalog, config: Mapping[str, Any]
+    stmt: ast.CreateSource,
+    catalog: Catalog,
+    config: Mapping[str, Any],
+    infer: SchemaInference | None = None,
 ) -> Source:
-    """The Source a CREATE STREAM/TABLE statement defines (topic existence is checked by the engine)."""
+    """The Source a CREATE STREAM/TABLE statement defines (topic existence is checked by the
+    engine). Key and value columns the statement leaves out are inferred with ``infer`` from
+    the topic's registered schemas when the format supports it."""
     props = WithClause.of(stmt.properties)
     topic = props.string("KAFKA_TOPIC")
     if topic is None:
         raise AnalysisError('Missing required property "KAFKA_TOPIC" which has no default value.', pos=stmt.pos)
     key_format, value_format = formats_from(props, config)
     columns = columns_from(stmt, catalog)
-    if not stmt.elements and value_format.format not in ("AVRO", "PROTOBUF", "JSON_SR"):
+    if not stmt.elements and value_format.format not in INFERRING_FORMATS:
         raise AnalysisError(
             "The statement does not define any columns.", pos=stmt.pos
         )
+    columns = _inferred(stmt, columns, topic, key_format, value_format, infer)
     window = window_from(props)
     if window is not None and not any(c.is_key for c in columns):
         raise AnalysisError("Windowed sources require a key column.", pos=stmt.pos)
@@ -256,6 +292,39 @@ def source_from_create(
         partitions=props.integer("PARTITIONS") or 1,
         replicas=props.integer("REPLICAS") or 1,
     )
+
+
+def _inferred(
+    stmt: ast.CreateSource,
+    columns: tuple[Column, ...],
+    topic: str,
+    key_format: FormatInfo,
+    value_format: FormatInfo,
+    infer: SchemaInference | None,
+) -> tuple[Column, ...]:
+    """``columns`` completed from the registry: value columns when the statement declares
+    none, key columns when it declares no key and the key subject has a schema (or
+    ``KEY_SCHEMA_ID`` names one)."""
+    keys = [c for c in columns if c.namespace is ColumnNamespace.KEY]
+    values = [c for c in columns if c.namespace is ColumnNamespace.VALUE]
+    others = [c for c in columns if c.namespace not in (ColumnNamespace.KEY, ColumnNamespace.VALUE)]
+    for side, fmt, declared in (("KEY", key_format, keys), ("VALUE", value_format, values)):
+        if "schemaId" in fmt.properties and declared:
+            raise AnalysisError(f"Table elements and {side}_SCHEMA_ID cannot both exist for create statement.")
+    if infer is None:
+        return columns
+    if not keys and key_format.format in INFERRING_FORMATS:
+        try:
+            fields = infer(topic, key_format, True)
+        except AnalysisError:
+            if "schemaId" in key_format.properties:
+                raise
+            fields = ()
+        keys = [Column(name=f.name, type=f.type, namespace=ColumnNamespace.KEY) for f in fields]
+    if not values and value_format.format in INFERRING_FORMATS:
+        fields = infer(topic, value_format, False)
+        values = [Column(name=f.name, type=f.type) for f in fields]
+    return tuple(keys + values + others)
 
 
 def check_timestamp_column(col: Column, ts_format: str | None) -> None:

@@ -17,6 +17,7 @@ import pyarrow.compute as pc
 from ksqlpy import sqltypes
 from ksqlpy.planner.catalog import Column, ColumnNamespace, FormatInfo, Source
 from ksqlpy.runtime import serde
+from ksqlpy.runtime.serde.registry import SchemaRegistry
 from ksqlpy.runtime.processing_log import DESERIALIZATION_ERROR, SERIALIZATION_ERROR, ProcessingError
 from ksqlpy.runtime.store.base import HEADER_TYPE
 
@@ -25,10 +26,13 @@ SYSTEM_COLUMNS = ("ROWTIME", "ROWPARTITION", "ROWOFFSET")
 
 
 def serde_spec(fmt: FormatInfo) -> serde.SerdeSpec:
+    schema_id = fmt.properties.get("schemaId")
     return serde.SerdeSpec(
         format=serde.Format.parse(fmt.format),
         wrap_single_value=fmt.wrap_single_value,
         delimiter=fmt.properties.get("delimiter", ","),
+        schema_id=None if schema_id is None else int(schema_id),
+        full_name=fmt.properties.get("fullSchemaName"),
     )
 
 
@@ -45,14 +49,16 @@ class Decoded:
 class SourceDecoder:
     """Decodes a source's records into input rows."""
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, registry: SchemaRegistry | None = None) -> None:
         self.source = source
         self.keys = source.key_columns
         self.values = source.value_columns
         self.headers = source.header_columns
-        self.key_de = serde.deserializer(serde_spec(source.key_format), fields_of(self.keys), is_key=True)
+        self.key_de = serde.deserializer(
+            serde_spec(source.key_format), fields_of(self.keys), is_key=True, registry=registry, topic=source.topic
+        )
         self.value_de = serde.deserializer(
-            serde_spec(source.value_format), fields_of(self.values), is_key=False
+            serde_spec(source.value_format), fields_of(self.values), is_key=False, registry=registry, topic=source.topic
         )
 
     def decode(self, records: pa.Table) -> Decoded:
@@ -162,12 +168,16 @@ def _header_column(headers: pa.ChunkedArray, col: Column) -> pa.Array:
 class SinkEncoder:
     """Encodes result rows into records for a sink's topic."""
 
-    def __init__(self, sink: Source) -> None:
+    def __init__(self, sink: Source, registry: SchemaRegistry | None = None) -> None:
         self.sink = sink
         self.keys = sink.key_columns
         self.values = sink.value_columns
-        self.key_ser = serde.serializer(serde_spec(sink.key_format), fields_of(self.keys), is_key=True)
-        self.value_ser = serde.serializer(serde_spec(sink.value_format), fields_of(self.values), is_key=False)
+        self.key_ser = serde.serializer(
+            serde_spec(sink.key_format), fields_of(self.keys), is_key=True, registry=registry, topic=sink.topic
+        )
+        self.value_ser = serde.serializer(
+            serde_spec(sink.value_format), fields_of(self.values), is_key=False, registry=registry, topic=sink.topic
+        )
 
     def encode(
         self, rows: pa.Table, timestamps: pa.Array, tombstones: pa.Array | None = None

@@ -25,6 +25,7 @@ from ksqlpy.runtime.config import EngineConfig
 from ksqlpy.runtime.processing_log import PROCESSING_LOG_DDL, ProcessingLog
 from ksqlpy.runtime.query import PersistentQuery, PushQuery, QueryState
 from ksqlpy.runtime.rows import Row
+from ksqlpy.runtime.serde.registry import configure_registry
 from ksqlpy.runtime.store.base import TopicStore
 
 log = logging.getLogger("ksqlpy.engine")
@@ -51,6 +52,8 @@ class Engine:
             include_rows=config.get_bool("ksql.logging.processing.rows.include", False),
         )
         self.commands = CommandLog(store, config.service_id)
+        #: AVRO/PROTOBUF/JSON_SR schemas: Confluent Schema Registry when configured, else in the store
+        self.schema_registry = configure_registry(store, config.get("ksql.schema.registry.url"))
         self.cluster_id = "ksqlpy-" + uuid.uuid5(uuid.NAMESPACE_DNS, config.service_id).hex[:16]
         self.state = "INITIALIZING"
         self._query_counter = 0

@@ -12,6 +12,7 @@ from ksqlpy.errors import AnalysisError, ExecutionError
 from ksqlpy.parser import ast
 from ksqlpy.planner.catalog import ColumnNamespace, Source
 from ksqlpy.planner.expressions.scope import ColumnScope
+from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.codec import SinkEncoder
 
 
@@ -91,7 +92,7 @@ def _produce(engine: Any, target: Source, values: Mapping[str, Any], pa_len: int
     timestamps = (
         pa.array([int(time.time() * 1000)] * pa_len, pa.int64()) if ts is None else ts
     )
-    encoder = SinkEncoder(target)
+    encoder = SinkEncoder(target, registry_for(engine.store))
     records, _ = encoder.encode(table, timestamps)
     engine.store.produce(target.topic, records)
 

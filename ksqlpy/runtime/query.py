@@ -21,6 +21,7 @@ import pyarrow as pa
 
 from ksqlpy.errors import KsqlpyError
 from ksqlpy.planner.physical import QueryPlan
+from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.codec import SinkEncoder, SourceDecoder
 from ksqlpy.runtime.evaluate import DELETE, TS, StepEvaluator, deletes_of
 from ksqlpy.runtime.processing_log import ProcessingLog
@@ -114,9 +115,9 @@ class QueryRunner:
     def _run(self) -> None:
         try:
             source = self.plan.source
-            decoder = SourceDecoder(source)
+            decoder = SourceDecoder(source, registry_for(self.store))
             evaluator = self._evaluator()
-            encoder = SinkEncoder(self.plan.sink) if self.plan.sink is not None else None
+            encoder = SinkEncoder(self.plan.sink, registry_for(self.store)) if self.plan.sink is not None else None
             self._reader = self.store.open_reader([source.topic], group=self.group, start=self.start_position)
         except Exception as e:  # noqa: BLE001 - reported as the query's error
             self._fail(e)

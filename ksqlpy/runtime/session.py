@@ -24,6 +24,7 @@ from ksqlpy.planner.aggregate import aggregate_window_info, analyze_aggregate, i
 from ksqlpy.planner.physical import AggregateStep
 from ksqlpy.planner.select import analyze_select
 from ksqlpy.planner.types import resolve_type
+from ksqlpy.runtime.serde import sr
 from ksqlpy.runtime import describe
 from ksqlpy.runtime import results as r
 from ksqlpy.runtime.commandlog import Command
@@ -217,7 +218,9 @@ class Session:
                     f"Cannot add {kind_word} '{stmt.name}': CREATE OR REPLACE is not supported on source {kind_word}s.",
                     pos=stmt.pos,
                 )
-        source = ddl.source_from_create(stmt, engine.catalog, self.config)
+        source = ddl.source_from_create(
+            stmt, engine.catalog, self.config, infer=sr.schema_inference(engine.schema_registry)
+        )
         self._validate_formats(source)
         self._ensure_source_topic(source, stmt)
         seq = self._record(stmt.text)

@@ -89,6 +89,12 @@ class TopicNode:
     key_format: str | None = None
     value_format: str | None = None
     has_schema: bool = False
+    #: schemas to register under ``<name>-key`` / ``<name>-value`` before the statements run,
+    #: as the file gives them (Avro and JSON schemas as JSON values, Protobuf as text)
+    key_schema: Any = None
+    value_schema: Any = None
+    key_schema_id: int | None = None
+    value_schema_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -284,9 +290,7 @@ def build_case(
 
 
 def skip_reason(case: QttCase, node: Mapping[str, Any]) -> str | None:
-    """Why a case is not run, or None: disabled, out of version bounds, or it registers
-    schemas in a schema registry (ksqlpy has none; AVRO/PROTOBUF/JSON_SR cases without
-    registered schemas do run)."""
+    """Why a case is not run, or None: disabled or out of version bounds."""
     if not case.enabled:
         return "disabled in the QTT file"
     versions = node.get("versions") or {}
@@ -297,8 +301,6 @@ def skip_reason(case: QttCase, node: Mapping[str, Any]) -> str | None:
         return f"only for ksqlDB <= {high}"
     if node.get("testPullWithProtoFormat"):
         return "protobuf pull query responses are not supported"
-    if any(t.has_schema for t in case.topics):
-        return "needs a schema registry (topic schemas)"
     return None
 
 
@@ -369,6 +371,10 @@ def _topic_node(node: Mapping[str, Any]) -> TopicNode:
         has_schema=any(
             node.get(k) is not None for k in ("keySchema", "valueSchema", "schema", "valueSchemaId")
         ),
+        key_schema=node.get("keySchema"),
+        value_schema=node.get("valueSchema", node.get("schema")),
+        key_schema_id=_int_or_none(node.get("keySchemaId")),
+        value_schema_id=_int_or_none(node.get("valueSchemaId")),
     )
 
 

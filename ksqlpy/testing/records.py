@@ -7,8 +7,10 @@ serialized by the column's type. The serde layer's test-value helpers
 so that expected and actual records compare at the same level. Windowed keys use Kafka Streams' layouts: the inner key then the
 window start (time windows), or the inner key, the end and the start (session windows).
 
-Schema-registry formats (AVRO, PROTOBUF, JSON_SR) are not handled here: cases using them fail
-with :class:`UnsupportedFormat`.
+Schema-registry formats (AVRO, PROTOBUF, PROTOBUF_NOSR, JSON_SR) are written with the subject's
+latest registered schema (the case's ``topics`` schema, or the one generated from the source's
+columns, registered on first use, as ksqlDB's harness derives topic schemas from the statements)
+and read back with the schema each record names; values are compared at the same JSON level.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ import pyarrow as pa
 
 from ksqlpy.planner.catalog import Column, FormatInfo, Source
 from ksqlpy.runtime.codec import fields_of, serde_spec
+from ksqlpy.runtime.serde import srvalues
 from ksqlpy.runtime.serde.format import Format, SerdeSpec
+from ksqlpy.runtime.serde.registry import SchemaRegistry
 from ksqlpy.runtime.serde.testvalues import decode_test_value, encode_test_value
 from ksqlpy.runtime.store.base import HEADER_TYPE, PRODUCE_SCHEMA
 from ksqlpy.testing.compare import ProducedRecord
@@ -41,13 +45,15 @@ class RecordCodecError(Exception):
 # Spec value <-> bytes: the serde layer's test-value helpers
 # ---------------------------------------------------------------------------------------------
 
-#: Formats the harness writes and reads; the others need a schema registry.
+#: Formats written and read without a schema registry.
 SUPPORTED_FORMATS = frozenset({"JSON", "DELIMITED", "KAFKA", "NONE"})
+#: Formats written and read with the schemas of a registry.
+REGISTRY_FORMATS = frozenset({"AVRO", "PROTOBUF", "PROTOBUF_NOSR", "JSON_SR"})
 
 
 def _spec(fmt: FormatInfo) -> SerdeSpec:
     name = fmt.format.upper()
-    if name not in SUPPORTED_FORMATS:
+    if name not in SUPPORTED_FORMATS | REGISTRY_FORMATS:
         raise UnsupportedFormat(f"the test harness does not support the {name} format")
     return serde_spec(fmt)
 
@@ -62,15 +68,50 @@ def dump_json(value: Any) -> str:
     return "null" if data is None else data.decode("utf-8")
 
 
-def encode(fmt: FormatInfo, columns: Sequence[Column], value: Any) -> bytes | None:
+def encode(
+    fmt: FormatInfo,
+    columns: Sequence[Column],
+    value: Any,
+    *,
+    is_key: bool = False,
+    registry: SchemaRegistry | None = None,
+    topic: str = "",
+) -> bytes | None:
     """Bytes of one spec-level key or value (``None`` stays a null). Values are written as
     given even when they do not fit the columns, so that the engine may reject them."""
-    return encode_test_value(value, spec=_spec(fmt), columns=fields_of(columns), is_key=False)
+    spec = _spec(fmt)
+    if fmt.format.upper() in REGISTRY_FORMATS:
+        if value is None:
+            return None
+        if registry is None:
+            raise UnsupportedFormat(f"the {fmt.format} format needs a schema registry")
+        try:
+            return srvalues.encode_value(value, spec, fields_of(columns), is_key=is_key, registry=registry, topic=topic)
+        except (ValueError, TypeError, KeyError) as e:
+            raise RecordCodecError(str(e)) from e
+    return encode_test_value(value, spec=spec, columns=fields_of(columns), is_key=False)
 
 
-def decode(fmt: FormatInfo, columns: Sequence[Column], data: bytes | None) -> Any:
+def decode(
+    fmt: FormatInfo,
+    columns: Sequence[Column],
+    data: bytes | None,
+    *,
+    is_key: bool = False,
+    registry: SchemaRegistry | None = None,
+) -> Any:
     """Spec-level value of one key or value read from a topic."""
-    return decode_test_value(data, spec=_spec(fmt), columns=fields_of(columns), is_key=False)
+    spec = _spec(fmt)
+    if fmt.format.upper() in REGISTRY_FORMATS:
+        if data is None:
+            return None
+        if registry is None:
+            raise UnsupportedFormat(f"the {fmt.format} format needs a schema registry")
+        try:
+            return srvalues.decode_value(data, spec, fields_of(columns), is_key=is_key, registry=registry)
+        except (ValueError, TypeError, KeyError, EOFError) as e:
+            raise RecordCodecError(f"cannot read a {fmt.format} record: {e}") from e
+    return decode_test_value(data, spec=spec, columns=fields_of(columns), is_key=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -112,11 +153,13 @@ def _header_rows(headers: tuple[Header, ...] | None) -> list[dict[str, Any]] | N
     return [{"key": h.key, "value": h.value} for h in headers]
 
 
-def produce_batch(source: Source, records: Sequence[QttRecord]) -> pa.Table:
+def produce_batch(
+    source: Source, records: Sequence[QttRecord], registry: SchemaRegistry | None = None
+) -> pa.Table:
     """A :data:`PRODUCE_SCHEMA` batch of QTT input records for ``source``'s topic."""
     keys: list[bytes | None] = []
     for rec in records:
-        key = encode(source.key_format, source.key_columns, rec.key)
+        key = encode(source.key_format, source.key_columns, rec.key, is_key=True, registry=registry, topic=source.topic)
         if rec.window is not None:
             key = encode_window(key, rec.window)
         keys.append(key)
@@ -126,7 +169,11 @@ def produce_batch(source: Source, records: Sequence[QttRecord]) -> pa.Table:
             "timestamp": pa.array([r.timestamp or 0 for r in records], pa.int64()),
             "key": pa.array(keys, pa.binary()),
             "value": pa.array(
-                [encode(source.value_format, source.value_columns, r.value) for r in records], pa.binary()
+                [
+                    encode(source.value_format, source.value_columns, r.value, registry=registry, topic=source.topic)
+                    for r in records
+                ],
+                pa.binary(),
             ),
             "headers": pa.array([_header_rows(r.headers) for r in records], HEADER_TYPE),
         },
@@ -151,7 +198,9 @@ def raw_batch(records: Sequence[QttRecord]) -> pa.Table:
     )
 
 
-def read_records(batch: pa.Table, source: Source | None) -> list[ProducedRecord]:
+def read_records(
+    batch: pa.Table, source: Source | None, registry: SchemaRegistry | None = None
+) -> list[ProducedRecord]:
     """Decode records read from a topic (``RECORD_SCHEMA``) for comparison and reports.
 
     Without a source, keys and values are shown as UTF-8 text (or base64 when not text)."""
@@ -164,8 +213,8 @@ def read_records(batch: pa.Table, source: Source | None) -> list[ProducedRecord]
         else:
             if source.window is not None and key_bytes is not None:
                 key_bytes, window = decode_window(key_bytes, source)
-            key = decode(source.key_format, source.key_columns, key_bytes)
-            value = decode(source.value_format, source.value_columns, row["value"])
+            key = decode(source.key_format, source.key_columns, key_bytes, is_key=True, registry=registry)
+            value = decode(source.value_format, source.value_columns, row["value"], registry=registry)
         out.append(
             ProducedRecord(
                 topic=row["topic"],

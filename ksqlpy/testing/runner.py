@@ -260,6 +260,15 @@ def create_topics(engine: Any, case: QttCase) -> None:
 
     for name, partitions in topics_to_create(case).items():
         engine.store.create_topic(TopicSpec(name=name, partitions=partitions), exist_ok=True)
+    register_schemas(engine, case)
+
+
+def register_schemas(engine: Any, case: QttCase) -> None:
+    """Register the key and value schemas the case's ``topics`` give (ksqlDB's harness does
+    so before running the statements)."""
+    from ksqlpy.testing.schemas import register_topic_schemas
+
+    register_topic_schemas(engine.schema_registry, case)
 
 
 def source_for_topic(engine: Any, topic: str, *, sink: bool) -> Any:
@@ -278,7 +287,9 @@ def feed_inputs(engine: Any, records: Sequence[QttRecord], options: RunOptions) 
     for topic, group in runs:
         source = source_for_topic(engine, topic, sink=False)
         try:
-            batch = produce_batch(source, group) if source is not None else raw_batch(group)
+            batch = (
+                produce_batch(source, group, engine.schema_registry) if source is not None else raw_batch(group)
+            )
         except (RecordCodecError, UnsupportedFormat) as e:
             raise CaseFailure(f"Failed to serialize input for topic {topic}: {e}") from e
         engine.store.produce(topic, batch)
@@ -314,7 +325,7 @@ def read_topic(engine: Any, topic: str, timeout: float = 5.0) -> list[ProducedRe
     batch = pa.concat_tables(tables)
     source = source_for_topic(engine, topic, sink=True)
     try:
-        return read_records(batch, source)
+        return read_records(batch, source, engine.schema_registry)
     except (RecordCodecError, UnsupportedFormat) as e:
         raise CaseFailure(f"Failed to deserialize records of topic {topic}: {e}") from e
 

@@ -13,8 +13,9 @@ Public API::
 Formats (ksqlDB's rules, see each module): ``json`` (objects matched to columns
 case-insensitively; single key columns and ``WRAP_SINGLE_VALUE=false`` values unwrapped),
 ``delimited`` (Commons CSV with a one-character delimiter), ``kafka`` (Kafka's primitive
-layouts, one column), ``none`` (no columns). AVRO, PROTOBUF, PROTOBUF_NOSR and JSON_SR parse as
-formats but :func:`validate_format` rejects them as not supported yet.
+layouts, one column), ``none`` (no columns). The schema-registry formats ``avro``, ``json_sr``
+(and ``protobuf``) need a :class:`~.registry.SchemaRegistry` and the topic, to look up and
+register schemas under the topic's subjects (``registry=``, ``topic=`` arguments).
 
 Windowed keys: :func:`split_windowed_keys` / :func:`join_windowed_keys` strip and add the window
 suffix around the inner key's bytes. QTT conformance cases: :mod:`.testvalues`.
@@ -30,6 +31,7 @@ from ksqlpy.runtime.serde.format import Format, SerdeSpec, parse_delimiter, vali
 from ksqlpy.runtime.serde.json import JsonDeserializer, JsonSerializer
 from ksqlpy.runtime.serde.kafka import KafkaDeserializer, KafkaSerializer
 from ksqlpy.runtime.serde.none import VoidDeserializer, VoidSerializer
+from ksqlpy.runtime.serde.registry import SchemaRegistry
 from ksqlpy.runtime.serde.window import WindowedKeys, WindowKind, join_windowed_keys, split_windowed_keys
 from ksqlpy.sqltypes import Field
 
@@ -51,11 +53,22 @@ __all__ = [
 ]
 
 
-def deserializer(spec: SerdeSpec, columns: Sequence[Field], *, is_key: bool) -> Deserializer:
+def deserializer(
+    spec: SerdeSpec,
+    columns: Sequence[Field],
+    *,
+    is_key: bool,
+    registry: SchemaRegistry | None = None,
+    topic: str = "",
+) -> Deserializer:
     """A deserializer for ``columns`` in ``spec``'s format (validated first)."""
     validate_format(spec, columns, is_key=is_key)
     if not columns:
         return VoidDeserializer(is_key=is_key)
+    if spec.format in _SR_FORMATS:
+        from ksqlpy.runtime.serde import sr
+
+        return sr.deserializer(spec, columns, is_key=is_key, registry=_need(registry, spec))
     match spec.format:
         case Format.JSON:
             return JsonDeserializer(columns, is_key=is_key, wrapped=spec.wraps(columns, is_key=is_key))
@@ -66,11 +79,22 @@ def deserializer(spec: SerdeSpec, columns: Sequence[Field], *, is_key: bool) -> 
     return VoidDeserializer(is_key=is_key)
 
 
-def serializer(spec: SerdeSpec, columns: Sequence[Field], *, is_key: bool) -> Serializer:
+def serializer(
+    spec: SerdeSpec,
+    columns: Sequence[Field],
+    *,
+    is_key: bool,
+    registry: SchemaRegistry | None = None,
+    topic: str = "",
+) -> Serializer:
     """A serializer for ``columns`` in ``spec``'s format (validated first)."""
     validate_format(spec, columns, is_key=is_key)
     if not columns:
         return VoidSerializer(is_key=is_key)
+    if spec.format in _SR_FORMATS:
+        from ksqlpy.runtime.serde import sr
+
+        return sr.serializer(spec, columns, is_key=is_key, registry=_need(registry, spec), topic=topic)
     match spec.format:
         case Format.JSON:
             return JsonSerializer(columns, is_key=is_key, wrapped=spec.wraps(columns, is_key=is_key))
@@ -79,3 +103,12 @@ def serializer(spec: SerdeSpec, columns: Sequence[Field], *, is_key: bool) -> Se
         case Format.KAFKA:
             return KafkaSerializer(columns, is_key=is_key)
     return VoidSerializer(is_key=is_key)
+
+
+_SR_FORMATS = frozenset({Format.AVRO, Format.JSON_SR, Format.PROTOBUF, Format.PROTOBUF_NOSR})
+
+
+def _need(registry: SchemaRegistry | None, spec: SerdeSpec) -> SchemaRegistry:
+    if registry is None:
+        raise ValueError(f"the {spec.format.value} format needs a schema registry")
+    return registry

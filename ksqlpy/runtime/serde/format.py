@@ -55,7 +55,7 @@ class Format(enum.Enum):
         return self not in (Format.KAFKA, Format.NONE)
 
 
-_IMPLEMENTED = frozenset({Format.JSON, Format.DELIMITED, Format.KAFKA, Format.NONE})
+_IMPLEMENTED = frozenset({Format.JSON, Format.DELIMITED, Format.KAFKA, Format.NONE, Format.AVRO, Format.JSON_SR})
 _WRAP_SINGLES = frozenset({Format.JSON, Format.JSON_SR, Format.AVRO, Format.PROTOBUF, Format.PROTOBUF_NOSR})
 _UNWRAP_SINGLES = frozenset({Format.JSON, Format.JSON_SR, Format.AVRO, Format.KAFKA, Format.DELIMITED})
 
@@ -75,12 +75,16 @@ class SerdeSpec:
     ``wrap_single_value`` is ``WRAP_SINGLE_VALUE`` as resolved by the planner: ``None`` means
     "not given", and then the format's default applies (values of a single column are wrapped
     in an object by JSON; keys are never wrapped unless asked). ``delimiter`` is the single
-    character DELIMITED separates fields with (see :func:`parse_delimiter`).
+    character DELIMITED separates fields with (see :func:`parse_delimiter`). The schema-registry
+    formats may name a registered schema to write with (``KEY_SCHEMA_ID`` / ``VALUE_SCHEMA_ID``)
+    and the full name of the schema they generate (``*_SCHEMA_FULL_NAME``).
     """
 
     format: Format
     wrap_single_value: bool | None = None
     delimiter: str = ","
+    schema_id: int | None = None
+    full_name: str | None = None
 
     def wraps(self, columns: Sequence[Field], *, is_key: bool) -> bool:
         """Whether records are objects with one entry per column (as opposed to a single
@@ -134,7 +138,7 @@ def validate_format(spec: SerdeSpec, columns: Sequence[Field], *, is_key: bool) 
     if not fmt.implemented:
         raise AnalysisError(
             f"The '{fmt.value}' format is not supported yet.",
-            hint="Use one of the formats JSON, DELIMITED, KAFKA or NONE.",
+            hint="Use one of the formats JSON, DELIMITED, KAFKA, NONE, AVRO or JSON_SR.",
         )
     if fmt is Format.NONE:
         if columns:
@@ -189,9 +193,16 @@ def _type_problem(fmt: Format, columns: Sequence[Field], *, is_key: bool) -> str
                         f"The 'DELIMITED' format does not support type '{c.type.base.value}', "
                         f"column: `{c.name}`"
                     )
-        case Format.JSON:
+        case Format.JSON | Format.JSON_SR:
             if any(_has_non_string_map_key(c.type) for c in columns):
                 return "JSON only supports MAP types with STRING keys"
+        case Format.AVRO | Format.PROTOBUF | Format.PROTOBUF_NOSR:
+            if any(_has_non_string_map_key(c.type) for c in columns):
+                return f"{fmt.value} format only supports MAP types with STRING keys"
+            if fmt is Format.AVRO:
+                from ksqlpy.runtime.serde.avro import check_names
+
+                return check_names(columns)
     return None
 
 

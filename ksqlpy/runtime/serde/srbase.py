@@ -1,0 +1,199 @@
+"""What the schema-registry formats (AVRO, PROTOBUF, JSON_SR) share.
+
+Records are decoded one at a time by the format (its reader needs the writer's schema, named
+by the id in each record's header) into plain Python values, which :func:`to_physical_value`
+then fits to the columns' SQL types with ksqlDB's coercions; the physical columns are built
+into Arrow once per batch. :class:`RowSerializer` does the reverse walk.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import datetime
+import decimal
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from ksqlpy import sqltypes
+from ksqlpy.errors import AnalysisError
+from ksqlpy.runtime.serde import coerce
+from ksqlpy.runtime.serde.base import (
+    Decoded,
+    Deserializer,
+    RecordError,
+    Serializer,
+    build_column,
+    combine,
+    null_table,
+    present_or_all,
+    to_physical,
+)
+from ksqlpy.runtime.serde.registry import SchemaRegistry, subject_name
+from ksqlpy.sqltypes import BaseType, Field
+
+_EPOCH_DATE = datetime.date(1970, 1, 1)
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def plain(value: Any) -> Any:
+    """A decoded value with temporals as ksqlDB's physical integers (days, millis)."""
+    match value:
+        case datetime.datetime():
+            moment = value if value.tzinfo is not None else value.replace(tzinfo=datetime.timezone.utc)
+            return (moment - _EPOCH) // datetime.timedelta(milliseconds=1)
+        case datetime.date():
+            return (value - _EPOCH_DATE).days
+        case datetime.time():
+            return ((value.hour * 60 + value.minute) * 60 + value.second) * 1000 + value.microsecond // 1000
+    return value
+
+
+def to_physical_value(value: Any, t: sqltypes.SqlType, path: str = "$") -> Any:
+    """A decoded value as the physical Python value of ``t`` (see :func:`base.physical_type`),
+    struct fields matched by name exactly first, then case-insensitively."""
+    value = plain(value)
+    if value is None:
+        return None
+    match t:
+        case sqltypes.Struct(fields=fs):
+            if not isinstance(value, dict):
+                raise coerce.CoercionError(f"Can't convert type. sourceType: {type(value).__name__}, requiredType: {t}", path)
+            return {f.name: to_physical_value(coerce.lookup(value, f.name), f.type, f"{path}.{f.name}") for f in fs}
+        case sqltypes.Array(element=e):
+            if not isinstance(value, list):
+                raise coerce.CoercionError(f"Can't convert type. sourceType: {type(value).__name__}, requiredType: {t}", path)
+            return [to_physical_value(v, e, f"{path}[{i}]") for i, v in enumerate(value)]
+        case sqltypes.Map(key=k, value=v):
+            items = value.items() if isinstance(value, dict) else value
+            return [
+                (to_physical_value(key, k, path), to_physical_value(val, v, f"{path}.{key}")) for key, val in items
+            ]
+    if t.base is BaseType.BYTES and isinstance(value, (bytes, bytearray)):
+        return bytes(value)
+    if t.base is BaseType.STRING and isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    if isinstance(value, float) and t.base is BaseType.DECIMAL:
+        value = decimal.Decimal(repr(value))
+    return coerce.coerce(value, t, path)
+
+
+def spec_value(value: Any) -> Any:
+    """A decoded value at the level QTT files write records: temporals as integers, bytes as
+    base64 text, decimals kept exact."""
+    value = plain(value)
+    match value:
+        case dict():
+            return {k: spec_value(v) for k, v in value.items()}
+        case list() | tuple():
+            return [spec_value(v) for v in value]
+        case bytes() | bytearray():
+            return base64.b64encode(bytes(value)).decode("ascii")
+    return value
+
+
+class RowDeserializer(Deserializer):
+    """Decodes records one by one with :meth:`read` into Python values, then to columns."""
+
+    def __init__(self, columns: Sequence[Field], *, is_key: bool, wrapped: bool) -> None:
+        super().__init__(columns, is_key=is_key)
+        self.wrapped = wrapped
+
+    @abc.abstractmethod
+    def read(self, data: bytes) -> Any:
+        """The Python value of one record (a dict for wrapped records). Raises ValueError."""
+
+    def decode(self, data: pa.Array | pa.ChunkedArray, *, topic: str = "?") -> Decoded:
+        data = combine(data)
+        rows = len(data)
+        if not self.columns:
+            return Decoded(table=null_table(self.schema, rows), present=pa.array([v is not None for v in data.to_pylist()]))
+        columns: list[list[Any]] = [[] for _ in self.columns]
+        present: list[bool] = []
+        errors: list[RecordError] = []
+        for row, raw in enumerate(data.to_pylist()):
+            values = None
+            if raw is not None:
+                try:
+                    values = self._row(self.read(raw))
+                except (ValueError, TypeError, KeyError, IndexError, EOFError, RecursionError) as e:
+                    errors.append(RecordError(row, self.error_prefix(topic) + str(e)))
+            present.append(values is not None)
+            for column, value in zip(columns, values or [None] * len(columns)):
+                column.append(value)
+        arrays = [build_column(values, f.type) for values, f in zip(columns, self.columns)]
+        return Decoded(
+            table=pa.table(arrays, schema=self.schema), present=pa.array(present, pa.bool_()), errors=tuple(errors)
+        )
+
+    def _row(self, value: Any) -> list[Any] | None:
+        if value is None:
+            return None
+        if not self.wrapped:
+            return [to_physical_value(value, self.columns[0].type)]
+        if not isinstance(value, dict):
+            struct = sqltypes.Struct(tuple(self.columns))
+            raise ValueError(f"Can't convert type. sourceType: {type(value).__name__}, requiredType: {struct}")
+        return [to_physical_value(coerce.lookup(value, c.name), c.type, f"$.{c.name}") for c in self.columns]
+
+
+class RowSerializer(Serializer):
+    """Encodes rows one by one with :meth:`write` (a dict per row, or the single value)."""
+
+    def __init__(self, columns: Sequence[Field], *, is_key: bool, wrapped: bool) -> None:
+        super().__init__(columns, is_key=is_key)
+        self.wrapped = wrapped
+
+    @abc.abstractmethod
+    def write(self, value: Any) -> bytes:
+        """One record's bytes; raises :class:`ksqlpy.errors.SerdeError` when it cannot."""
+
+    def encode(self, table: pa.Table, *, present: pa.Array | None = None) -> pa.BinaryArray:
+        rows = table.num_rows
+        keep = present_or_all(present, rows).to_pylist()
+        if not self.columns:
+            return pa.nulls(rows, pa.binary())
+        values = [
+            to_physical(combine(table.column(i)), f.type).to_pylist(maps_as_pydicts="lossy")
+            for i, f in enumerate(self.columns)
+        ]
+        names = [f.name for f in self.columns]
+        out: list[bytes | None] = []
+        for k, *row in zip(keep, *values):
+            if not k:
+                out.append(None)
+            elif self.wrapped:
+                out.append(self.write(dict(zip(names, row))))
+            else:
+                out.append(None if row[0] is None else self.write(row[0]))
+        return pa.array(out, pa.binary())
+
+
+def register_schema(registry: SchemaRegistry, topic: str, *, is_key: bool, schema: str, schema_type: str) -> int:
+    return registry.register(subject_name(topic, is_key=is_key), schema, schema_type)
+
+
+def missing_schema_error(topic: str, *, is_key: bool, schema_id: int | None = None) -> AnalysisError:
+    """ksqlDB's error when inference finds no schema for a topic."""
+    target = "keys" if is_key else "values"
+    subject = subject_name(topic, is_key=is_key)
+    text = (
+        f"Schema for message {target} on topic '{topic}' does not exist in the Schema Registry."
+        f"\nSubject: {subject}"
+    )
+    if schema_id is not None:
+        text += f"\nSchema Id: {schema_id}"
+    text += (
+        "\n\nPossible causes include:\n- The topic itself does not exist\t-> Use SHOW TOPICS; to check\n"
+        "- Messages on the topic are not serialized using a format Schema Registry supports\t"
+        "-> Use PRINT '" + topic + "' FROM BEGINNING; to verify\n"
+        "- Messages on the topic have not been serialized using a Confluent Schema Registry supported "
+        "serializer\t-> See https://docs.confluent.io/current/schema-registry/docs/serializer-formatter.html\n"
+        "- The schema is registered on a different instance of the Schema Registry\t-> Use the REST API "
+        "to list available subjects\thttps://docs.confluent.io/current/schema-registry/docs/api.html#get--subjects\n"
+        "- You do not have permissions to access the Schema Registry.\t-> See "
+        "https://docs.confluent.io/current/schema-registry/docs/security.html"
+    )
+    return AnalysisError(text)
