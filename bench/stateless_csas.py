@@ -25,6 +25,7 @@ from common import (
     PAGEVIEWS_DDL,
     FirstPoll,
     bench_engine,
+    cpu_seconds,
     kafka_client_settings,
     load_average,
     load_pageviews,
@@ -49,11 +50,13 @@ def run(store: str, events: int, partitions: int, timeout: float) -> dict[str, f
             f"[{store}] loaded {events:,} events in {load_s:.2f}s ({events / load_s:,.0f} events/s produce)"
         )
         first = FirstPoll(engine.store)
+        cpu0 = cpu_seconds()
         session.execute_all(CSAS)
         query = next(iter(engine.queries.values()))
         done = wait_for(lambda: query.records_out >= expected or query.error is not None, timeout)
         if query.error is not None:
             raise SystemExit(f"the query failed: {query.error}")
+        cpu = cpu_seconds() - cpu0
         assert first.at is not None
         elapsed = done - first.at
         figures = {
@@ -61,11 +64,13 @@ def run(store: str, events: int, partitions: int, timeout: float) -> dict[str, f
             "sink_records": query.records_out,
             "seconds": elapsed,
             "events_per_s": query.records_in / elapsed,
+            "cpu_us_per_event": cpu / query.records_in * 1e6,
             "peak_rss_mib": peak_rss_mib(),
         }
         print(
             f"[{store}] events={query.records_in:,} sink_records={query.records_out:,} "
             f"time={elapsed:.2f}s throughput={figures['events_per_s']:,.0f} events/s "
+            f"cpu={figures['cpu_us_per_event']:.2f} us/event "
             f"peak_rss={figures['peak_rss_mib']:,.0f} MiB load={load_average()}"
         )
         return figures

@@ -57,6 +57,8 @@ def normalize(records: pa.Table) -> pa.Table:
 def choose_partitions(batch: pa.Table, num_partitions: int, null_start: int) -> npt.NDArray[np.int32]:
     """Each record's partition: the given one where set, else Kafka's default partitioner."""
     given = batch.column("partition").combine_chunks()
+    if num_partitions == 1 and given.null_count == len(given):
+        return np.zeros(len(given), dtype=np.int32)  # no key hashing when there is one choice
     if given.null_count == 0:
         parts = np.asarray(given, dtype=np.int32)
     else:

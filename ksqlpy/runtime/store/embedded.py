@@ -414,15 +414,19 @@ class EmbeddedTransaction(Transaction):
         self.store._append(self.connection, topic, records, self._ends)
 
     def commit_positions(self, group: str, positions: Mapping[TopicPartition, int]) -> None:
+        # One UPDATE per partition in the steady state (half the cost of DELETE + INSERT); the
+        # first commit of a group's partition inserts its row.
         for tp, offset in positions.items():
-            self.connection.execute(
-                f"DELETE FROM {_SCHEMA}.group_offsets WHERE grp = ? AND topic = ? AND partition = ?",
-                [group, tp.topic, tp.partition],
-            )
-            self.connection.execute(
-                f"INSERT INTO {_SCHEMA}.group_offsets VALUES (?, ?, ?, ?)",
-                [group, tp.topic, tp.partition, offset],
-            )
+            updated = self.connection.execute(
+                f"""UPDATE {_SCHEMA}.group_offsets SET next_offset = ?
+                    WHERE grp = ? AND topic = ? AND partition = ?""",
+                [offset, group, tp.topic, tp.partition],
+            ).fetchone()
+            if not updated or not updated[0]:
+                self.connection.execute(
+                    f"INSERT INTO {_SCHEMA}.group_offsets VALUES (?, ?, ?, ?)",
+                    [group, tp.topic, tp.partition, offset],
+                )
 
 
 class EmbeddedTransactionContext(TransactionContext):
