@@ -94,19 +94,24 @@ def run_to_end(engine: Any, events: int, timeout: float) -> tuple[float, Any]:
 
 
 def state_figures(engine: Any) -> dict[str, Any]:
-    """Rows and estimated bytes of the aggregation and materialized tables (``agg`` and ``mat``
-    schemas of the state database), and the state file's size on disk where there is one."""
+    """Rows and Arrow bytes of each aggregation and materialized table (``agg`` and ``mat``
+    schemas of the state database), and the database file and write-ahead log sizes."""
     con = engine.store.state_cursor()
-    rows = con.execute(
-        "SELECT schema_name, table_name, estimated_size, column_count FROM duckdb_tables() "
-        "WHERE schema_name IN ('agg', 'mat') ORDER BY ALL"
+    names = con.execute(
+        "SELECT schema_name, table_name FROM duckdb_tables() WHERE schema_name IN ('agg', 'mat') ORDER BY ALL"
     ).fetchall()
     tables = {}
-    for schema, table, estimated, _columns in rows:
-        exact = con.execute(f'SELECT count(*) FROM {schema}."{table}"').fetchone()
-        tables[f"{schema}.{table}"] = {"rows": int(exact[0]) if exact else estimated}
-    size = con.execute("SELECT sum(total_blocks * block_size) FROM pragma_database_size()").fetchone()
-    return {"tables": tables, "database_bytes": int(size[0]) if size and size[0] is not None else None}
+    for schema, table in names:
+        data = con.sql(f'SELECT * FROM {schema}."{table}"').to_arrow_table()
+        tables[f"{schema}.{table}"] = {"rows": data.num_rows, "arrow_bytes": data.nbytes}
+    sizes = con.execute(
+        "SELECT sum(total_blocks * block_size), string_agg(wal_size, ', ') FROM pragma_database_size()"
+    ).fetchone()
+    return {
+        "tables": tables,
+        "database_bytes": int(sizes[0]) if sizes and sizes[0] is not None else None,
+        "wal": sizes[1] if sizes else None,
+    }
 
 
 def current_rss_mib() -> float:
@@ -342,7 +347,10 @@ def _report(result: dict[str, Any]) -> None:
         print(f"{result.get('phase')} {result.get('cache', '')}: FAILED\n{result['error']}")
         return
     state = result.get("state", {})
-    rows = sum(t["rows"] for t in state.get("tables", {}).values())
+    tables = state.get("tables", {})
+    detail = ", ".join(
+        f"{n}: {t['rows']:,} rows {t['arrow_bytes'] / 2**20:,.1f} MiB" for n, t in tables.items()
+    )
     head = f"[{result['store']}] {result['phase']}"
     if result["phase"] == "throughput":
         head += f" cache={result['cache']}"
@@ -351,8 +359,16 @@ def _report(result: dict[str, Any]) -> None:
     print(
         f"{head}: events={result['events']:,} sink_records={result['sink_records']:,} "
         f"time={result['seconds']}s throughput={result['events_per_s']:,} events/s "
-        f"peak_rss={result['peak_rss_mib']} MiB state_rows={rows:,} "
-        f"state_db={(state.get('database_bytes') or 0) / 2**20:,.0f} MiB load={result['load']}"
+        f"peak_rss={result['peak_rss_mib']} MiB load={result['load']}"
+    )
+    extra = (
+        f" rss_now={result['rss_mib']} MiB (after load {result['rss_after_load_mib']} MiB)"
+        if "rss_mib" in result
+        else ""
+    )
+    print(
+        f"  state: {detail or 'no agg/mat tables'}; database file "
+        f"{(state.get('database_bytes') or 0) / 2**20:,.0f} MiB + WAL {state.get('wal')}{extra}"
     )
     pull = result.get("pull")
     if pull:
