@@ -86,8 +86,8 @@ def formats_from(
         target["delimiter"] = _delimiter(prop, delim)
     # a sink writes with its own schema: only the source's delimiter carries over
     for target in (key_props, value_props):
-        target.pop("schemaId", None)
-        target.pop("fullSchemaName", None)
+        for name in ("schemaId", "fullSchemaName", "nullableRepresentation"):
+            target.pop(name, None)
     _schema_props(props, key_fmt, key_props, "KEY")
     _schema_props(props, value_fmt, value_props, "VALUE")
     # not inherited: a sink wraps single values unless its own WITH clause says otherwise
@@ -108,6 +108,9 @@ def _schema_props(props: WithClause, fmt: str, target: dict[str, str], side: str
                 f"Current format is {fmt}."
             )
         target["schemaId"] = str(schema_id)
+    nullable = props.string(f"{side}_PROTOBUF_NULLABLE_REPRESENTATION")
+    if nullable is not None:
+        target["nullableRepresentation"] = nullable.upper()
     full_name = props.string(f"{side}_SCHEMA_FULL_NAME")
     if full_name is None and side == "VALUE":
         full_name = props.string("VALUE_AVRO_SCHEMA_FULL_NAME")

@@ -33,6 +33,7 @@ def serde_spec(fmt: FormatInfo) -> serde.SerdeSpec:
         delimiter=fmt.properties.get("delimiter", ","),
         schema_id=None if schema_id is None else int(schema_id),
         full_name=fmt.properties.get("fullSchemaName"),
+        nullable=fmt.properties.get("nullableRepresentation"),
     )
 
 

@@ -55,7 +55,18 @@ class Format(enum.Enum):
         return self not in (Format.KAFKA, Format.NONE)
 
 
-_IMPLEMENTED = frozenset({Format.JSON, Format.DELIMITED, Format.KAFKA, Format.NONE, Format.AVRO, Format.JSON_SR})
+_IMPLEMENTED = frozenset(
+    {
+        Format.JSON,
+        Format.DELIMITED,
+        Format.KAFKA,
+        Format.NONE,
+        Format.AVRO,
+        Format.JSON_SR,
+        Format.PROTOBUF,
+        Format.PROTOBUF_NOSR,
+    }
+)
 _WRAP_SINGLES = frozenset({Format.JSON, Format.JSON_SR, Format.AVRO, Format.PROTOBUF, Format.PROTOBUF_NOSR})
 _UNWRAP_SINGLES = frozenset({Format.JSON, Format.JSON_SR, Format.AVRO, Format.KAFKA, Format.DELIMITED})
 
@@ -85,6 +96,8 @@ class SerdeSpec:
     delimiter: str = ","
     schema_id: int | None = None
     full_name: str | None = None
+    #: PROTOBUF's ``*_PROTOBUF_NULLABLE_REPRESENTATION``: None, ``OPTIONAL`` or ``WRAPPER``
+    nullable: str | None = None
 
     def wraps(self, columns: Sequence[Field], *, is_key: bool) -> bool:
         """Whether records are objects with one entry per column (as opposed to a single
@@ -138,7 +151,7 @@ def validate_format(spec: SerdeSpec, columns: Sequence[Field], *, is_key: bool) 
     if not fmt.implemented:
         raise AnalysisError(
             f"The '{fmt.value}' format is not supported yet.",
-            hint="Use one of the formats JSON, DELIMITED, KAFKA, NONE, AVRO or JSON_SR.",
+            hint="Use one of the formats JSON, DELIMITED, KAFKA, NONE, AVRO, JSON_SR or PROTOBUF.",
         )
     if fmt is Format.NONE:
         if columns:

@@ -42,7 +42,12 @@ def deserializer(spec: SerdeSpec, columns: Sequence[Field], *, is_key: bool, reg
             from ksqlpy.runtime.serde import protobuf
 
             return protobuf.ProtobufDeserializer(
-                columns, is_key=is_key, wrapped=wrapped, registry=registry, with_registry=spec.format is Format.PROTOBUF
+                columns,
+                is_key=is_key,
+                wrapped=wrapped,
+                registry=registry,
+                with_registry=spec.format is Format.PROTOBUF,
+                nullable=spec.nullable,
             )
     raise ValueError(f"not a schema-registry format: {spec.format.value}")
 
@@ -78,6 +83,7 @@ def serializer(
                 with_registry=spec.format is Format.PROTOBUF,
                 schema_id=spec.schema_id,
                 full_name=spec.full_name,
+                nullable=spec.nullable,
             )
     raise ValueError(f"not a schema-registry format: {spec.format.value}")
 
@@ -93,7 +99,8 @@ def generated_schema(spec: SerdeSpec, columns: Sequence[Field], *, is_key: bool)
         case Format.PROTOBUF | Format.PROTOBUF_NOSR:
             from ksqlpy.runtime.serde import protobuf
 
-            return protobuf.proto_schema_text(columns, wrapped=wrapped, full_name=spec.full_name), "PROTOBUF"
+            text = protobuf.proto_schema_text(columns, full_name=spec.full_name, nullable=spec.nullable)
+            return text, protobuf.SCHEMA_TYPE
     raise ValueError(f"not a schema-registry format: {spec.format.value}")
 
 
@@ -146,6 +153,7 @@ def schema_inference(registry: SchemaRegistry) -> Callable[[str, FormatLike, boo
             wrap_single_value=fmt.wrap_single_value,
             schema_id=None if schema_id is None else int(schema_id),
             full_name=fmt.properties.get("fullSchemaName"),
+            nullable=fmt.properties.get("nullableRepresentation"),
         )
         return infer_columns(spec, registry, topic, is_key=is_key)
 

@@ -55,10 +55,11 @@ def encode_value(
         case Format.PROTOBUF | Format.PROTOBUF_NOSR:
             from ksqlpy.runtime.serde import protobuf
 
-            payload = protobuf.message_type(schema.schema, spec.full_name).write_value(value)
+            message = protobuf.message_type(schema.schema, spec.full_name)
+            payload = message.write_value(value)
             if spec.format is Format.PROTOBUF_NOSR:
                 return payload
-            return wire_header(schema.id) + protobuf.FIRST_MESSAGE_INDEX + payload
+            return wire_header(schema.id) + protobuf.encode_indexes(message.index_path) + payload
     raise ValueError(f"not a schema-registry format: {spec.format.value}")
 
 
