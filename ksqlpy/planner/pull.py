@@ -138,10 +138,32 @@ def analyze_table_pull(query: ast.Query, source: Source, *, table_scan: bool, ra
     where_sql = None
     access, keys = Access.SCAN, ()
     if query.where is not None:
-        where_sql = _compile_where(query.where, source, scope)
-        access, keys = _key_access(query.where, source, scope, table_scan=table_scan, range_scan=range_scan)
+        where = _window_bound_literals(query.where) if windowed else query.where
+        where_sql = _compile_where(where, source, scope)
+        access, keys = _key_access(where, source, scope, table_scan=table_scan, range_scan=range_scan)
     columns = _projection(query.select, source, alias, scope)
     return TablePull(source=source, columns=columns, where_sql=where_sql, access=access, keys=keys, limit=query.limit)
+
+
+def _window_bound_literals(expr: ast.Expr) -> ast.Expr:
+    """ksqlDB accepts WINDOWSTART/WINDOWEND bounds as (partial) datetime strings: make them
+    epoch milliseconds."""
+    match expr:
+        case ast.LogicalBinary(left=l, right=r):
+            return dataclasses.replace(expr, left=_window_bound_literals(l), right=_window_bound_literals(r))
+        case ast.Not(operand=o):
+            return dataclasses.replace(expr, operand=_window_bound_literals(o))
+        case ast.Comparison(left=ast.ColumnRef(name=n), right=ast.StringLiteral() as lit) if n in WINDOW_BOUND_COLUMNS:
+            return dataclasses.replace(expr, right=_millis_literal(lit))
+        case ast.Comparison(left=ast.StringLiteral() as lit, right=ast.ColumnRef(name=n)) if n in WINDOW_BOUND_COLUMNS:
+            return dataclasses.replace(expr, left=_millis_literal(lit))
+    return expr
+
+
+def _millis_literal(lit: ast.StringLiteral) -> ast.IntegerLiteral:
+    from ksqlpy.planner.timestamps import parse_partial_timestamp
+
+    return ast.IntegerLiteral(value=parse_partial_timestamp(lit.value), pos=lit.pos)
 
 
 def _compile_where(where: ast.Expr, source: Source, scope: scopes.Scope) -> str:

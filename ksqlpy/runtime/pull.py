@@ -41,7 +41,7 @@ from ksqlpy.planner.pull import (
     not_queryable,
 )
 from ksqlpy.planner.select import analyze_select
-from ksqlpy.runtime.materialize import MatLayout, Materializer, quote
+from ksqlpy.runtime.materialize import WINDOW_COLUMNS, MatLayout, Materializer, quote
 from ksqlpy.runtime.query import PushQuery, new_connection
 from ksqlpy.runtime.rows import Row, table_to_rows
 
@@ -91,13 +91,13 @@ def start_pull(session: Any, stmt: ast.QueryStatement) -> Any:
     source = engine.catalog.source(query.from_.name, query.from_.pos)
     if not source.is_table:
         return _stream_pull(session, stmt)
-    materializer = engine.materializers.get(source.name)
-    if materializer is None or not _queryable(source):
-        raise not_queryable(source.name)
     config = session.config
     plan = analyze_table_pull(
         query, source, table_scan=_flag(config, TABLE_SCAN), range_scan=_flag(config, RANGE_SCAN)
     )
+    materializer = engine.materializers.get(source.name)
+    if materializer is None or not _queryable(source):
+        raise not_queryable(source.name)
     rows = run_table_pull(engine, plan, materializer)
     columns = tuple(sqltypes.Field(c.name, c.type) for c in plan.columns)
     keys = tuple(c.name for c in plan.columns if c.is_key)
@@ -205,9 +205,14 @@ def _fetch(engine: Any, plan: TablePull, layout: MatLayout) -> pa.Table:
     cursor = engine.store.state_cursor()
     try:
         if plan.access is Access.LOOKUP:
+            # Rows come in the order the WHERE clause names their keys, as in ksqlDB.
             cursor.register("__pull_keys", _lookup_keys(plan))
             on = " AND ".join(f"t.{quote(c.name)} = k.{quote(c.name)}" for c in plan.source.key_columns)
-            sql += f" SEMI JOIN __pull_keys k ON {on}"
+            numbered = "SELECT *, row_number() OVER () AS __ord FROM __pull_keys"
+            keys = f"SELECT * EXCLUDE (__ord), min(__ord) AS __ord FROM ({numbered}) GROUP BY ALL"
+            order = ["k.__ord"] + [f"t.{quote(w)}" for w in WINDOW_COLUMNS if layout.windowed]
+            sql += f" JOIN ({keys}) k ON {on} ORDER BY {', '.join(order)}"
+            return cursor.sql(sql).to_arrow_table()
         order = ", ".join(f"t.{c.strip()}" for c in layout.scan_order().split(","))
         return cursor.sql(f"{sql} ORDER BY {order}").to_arrow_table()
     finally:
