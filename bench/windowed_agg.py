@@ -148,11 +148,11 @@ def phase_throughput(args: argparse.Namespace) -> dict[str, Any]:
             "seconds": round(elapsed, 3),
             "events_per_s": round(query.records_in / elapsed),
             "peak_rss_mib": round(peak_rss_mib()),
-            "state": state_figures(engine),
             "load": load_average(),
         }
+        engine.wait_idle(timeout=120)  # the table's materializer catches up with the sink
+        result["state"] = state_figures(engine)
         if args.pull_seconds > 0:
-            engine.wait_idle(timeout=60)
             result["pull"] = pull_benchmark(engine, args)
         return result
 
@@ -193,6 +193,8 @@ def phase_keys(args: argparse.Namespace) -> dict[str, Any]:
         end, query = run_to_end(engine, args.keys, args.timeout)
         assert first.at is not None
         elapsed = end - first.at
+        load = load_average()
+        engine.wait_idle(timeout=120)
         return {
             "phase": "keys",
             "store": args.store,
@@ -205,7 +207,7 @@ def phase_keys(args: argparse.Namespace) -> dict[str, Any]:
             "rss_mib": round(current_rss_mib()),
             "peak_rss_mib": round(peak_rss_mib()),
             "state": state_figures(engine),
-            "load": load_average(),
+            "load": load,
         }
 
 
