@@ -42,6 +42,24 @@ CASES: list[tuple[str, tuple[st.SqlType, ...], tuple[Any, ...], str]] = [
     ("AVG", (st.BIGINT,), (), "any"),
     ("AVG", (st.DOUBLE,), (), "exact"),
     ("AVG", (DEC,), (), "exact"),
+    ("SUM_LIST", (st.Array(st.INTEGER),), (), "any"),
+    ("SUM_LIST", (st.Array(st.BIGINT),), (), "any"),
+    ("SUM_LIST", (st.Array(st.DOUBLE),), (), "exact"),
+    ("CORRELATION", (st.DOUBLE, st.DOUBLE), (), "exact"),
+    ("CORRELATION", (st.INTEGER, st.BIGINT), (), "small"),
+    ("COLLECT_LIST", (st.STRING,), (), "any"),
+    ("COLLECT_LIST", (st.Decimal(4, 1),), (), "any"),
+    ("COLLECT_LIST", (st.Array(st.INTEGER),), (), "any"),
+    ("TOPK", (st.INTEGER,), (3,), "few"),
+    ("TOPK", (st.STRING,), (2,), "few"),
+    ("TOPK", (st.DOUBLE,), (1,), "any"),
+    ("TOPK", (st.Decimal(4, 1),), (2,), "few"),
+    *[
+        (fn, (t,), literals, "few")
+        for fn in ("LATEST_BY_OFFSET", "EARLIEST_BY_OFFSET")
+        for t in (st.INTEGER, st.STRING, st.Array(st.DOUBLE))
+        for literals in ((), (True,), (False,))
+    ],
     *[
         (fn, (t,), (), "few")
         for fn in ("MIN", "MAX")
@@ -74,11 +92,16 @@ def _check(acc: Accumulator, types: tuple[st.SqlType, ...], first: list[Row], se
 
 
 def _strategy(draw_kind: str, t: st.SqlType) -> hs.SearchStrategy[Any]:
-    match draw_kind:
-        case "few":
+    match draw_kind, t:
+        case "few", _:
             return small_values(t)
-        case "exact" if t.base in (st.BaseType.DOUBLE, st.BaseType.DECIMAL):
-            return exact_doubles() if t == st.DOUBLE else values(t)
+        case "exact", st.Array(element=e) if e == st.DOUBLE:
+            return hs.lists(hs.none() | exact_doubles(), max_size=4)
+        case "exact", _ if t == st.DOUBLE:
+            return exact_doubles()
+        case "small", _:
+            # products and squares of these stay exact in DOUBLE
+            return hs.integers(-1000, 1000)
     return values(t)
 
 

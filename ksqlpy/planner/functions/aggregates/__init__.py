@@ -21,7 +21,14 @@ passes ROWTIME for that argument.
 
 from __future__ import annotations
 
-from ksqlpy.planner.functions.aggregates import comparable, numeric  # noqa: F401  (registration)
+from ksqlpy.planner.functions.aggregates import (  # noqa: F401  (registration)
+    collect,
+    comparable,
+    numeric,
+    offset,
+    stats,
+    topk,
+)
 from ksqlpy.planner.functions.aggregates.base import (
     COLLECT_LIST_LIMIT,
     COLLECT_SET_LIMIT,

@@ -269,3 +269,81 @@ register(
         ),
     )
 )
+
+
+# --------------------------------------------------------------------------------------------
+# SUM_LIST
+
+
+class SumList(BaseAccumulator):
+    """ListSumUdaf: adds each list's non-null elements (a NULL list adds nothing)."""
+
+    def __init__(self, resolved: Resolved) -> None:
+        list_type = resolved.column_type(0)
+        assert isinstance(list_type, st.Array)
+        self.t = list_type.element
+        self.adder = _Adder(self.t)
+        adder = self.adder
+
+        def running(a: Sequence[str], sign: str, over: str) -> str:
+            element = st.to_duckdb(self.t)
+            # the list's own sum in the element type (Java wraps there too), then signed running sum
+            total = f"list_reduce(list_filter({a[0]}, lambda x: x IS NOT NULL), lambda acc, x: acc + x, CAST(0 AS {element}))"
+            if adder.bits is not None:
+                total = f"list_reduce(list_filter({a[0]}, lambda x: x IS NOT NULL), lambda acc, x: {wrap_sql('CAST(acc AS HUGEINT) + x', adder.bits)}, CAST(0 AS {element}))"
+            return adder.running_sql(total, sign, over)
+
+        super().__init__(
+            name="SUM_LIST",
+            return_type=self.t,
+            state_type=self.t,
+            supports_undo=True,
+            vector=VectorForm(
+                running=running, combine=adder.combine_sql, result=lambda s: s, supports_undo=True
+            ),
+        )
+
+    def _total(self, values: list[Any] | None) -> Any:
+        total = self.adder.zero()
+        for v in values or ():
+            if v is not None:
+                total = self.adder.add(total, v)
+        return total
+
+    def initial(self) -> Any:
+        return self.adder.zero()
+
+    def add(self, state: Any, args: tuple[Any, ...]) -> Any:
+        return state if args[0] is None else self.adder.add(state, self._total(args[0]))
+
+    def undo(self, state: Any, args: tuple[Any, ...]) -> Any:
+        return state if args[0] is None else self.adder.add(state, -self._total(args[0]))
+
+    def merge(self, a: Any, b: Any) -> Any:
+        return self.adder.add(a, b)
+
+
+register(
+    Udaf(
+        name="sum_list",
+        description="Returns the sum of elements contained in the list.",
+        table_udaf=True,
+        signatures=(
+            Signature(
+                "list ARRAY<DOUBLE>",
+                "DOUBLE",
+                SumList,
+                description="sum double values in a list into a single double",
+            ),
+            Signature(
+                "list ARRAY<INT>", "INT", SumList, description="sum int values in a list into a single int"
+            ),
+            Signature(
+                "list ARRAY<BIGINT>",
+                "BIGINT",
+                SumList,
+                description="sum long values in a list into a single long",
+            ),
+        ),
+    )
+)
