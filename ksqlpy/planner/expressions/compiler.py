@@ -474,11 +474,17 @@ def _last_key_wins(keys: list[Compiled], values: list[Compiled]) -> list[tuple[C
 def _java_logical(op: ast.LogicalOp, left: exp.Expression, right: exp.Expression) -> exp.Expression:
     """Java's short-circuit ``&&``/``||`` on nullable booleans: a NULL left operand gives NULL.
 
-    ``CASE WHEN l THEN r ELSE l END`` is ``l && r`` (NULL left -> NULL, FALSE -> FALSE,
-    TRUE -> r); ``CASE WHEN NOT l THEN r ELSE l END`` is ``l || r``.
+    ``CASE l WHEN TRUE THEN r WHEN FALSE THEN FALSE END`` is ``l && r`` (NULL left -> NULL,
+    FALSE -> FALSE, TRUE -> r); ``CASE l WHEN TRUE THEN TRUE WHEN FALSE THEN r END`` is
+    ``l || r``. The operand form names ``l`` once, so a chain of N conditions stays linear in
+    size (repeating ``l`` in each branch would double it per level).
     """
-    test = left if op is ast.LogicalOp.AND else exp.Not(this=sb.paren(left))
-    return sb.case([(test, right)], left.copy())
+    if op is ast.LogicalOp.AND:
+        branches = [(exp.true(), right), (exp.false(), exp.false())]
+    else:
+        branches = [(exp.true(), exp.true()), (exp.false(), right)]
+    ifs = [exp.If(this=when, true=then) for when, then in branches]
+    return exp.Case(this=sb.paren(left), ifs=ifs)
 
 
 def decimal_literal_type(text: str) -> st.Decimal:
