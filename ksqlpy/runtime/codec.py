@@ -11,14 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ksqlpy import sqltypes
-from ksqlpy.planner.catalog import Column, ColumnNamespace, FormatInfo, Source
+from ksqlpy.planner.catalog import Column, FormatInfo, Source
 from ksqlpy.runtime import serde
-from ksqlpy.runtime.serde.registry import SchemaRegistry
 from ksqlpy.runtime.processing_log import DESERIALIZATION_ERROR, SERIALIZATION_ERROR, ProcessingError
+from ksqlpy.runtime.serde.registry import SchemaRegistry
 from ksqlpy.runtime.store.base import HEADER_TYPE
 
 TOMBSTONE = "__TOMBSTONE"
@@ -63,19 +64,20 @@ class SourceDecoder:
         )
 
     def decode(self, records: pa.Table) -> Decoded:
-        n = records.num_rows
         errors: list[ProcessingError] = []
-        bad = [False] * n
         key_arr = records.column("key").combine_chunks()
         value_arr = records.column("value").combine_chunks()
         keys = self.key_de.decode(key_arr)
-        for i, msg in keys.errors:
-            bad[i] = True
-            errors.append(self._error(records, i, msg, "key"))
         values = self.value_de.decode(value_arr)
+        # Rows whose key or value failed to deserialize (a record is reported once, key first);
+        # without errors, the usual case, no per-record work at all.
+        bad: set[int] = set()
+        for i, msg in keys.errors:
+            bad.add(i)
+            errors.append(self._error(records, i, msg, "key"))
         for i, msg in values.errors:
-            if not bad[i]:
-                bad[i] = True
+            if i not in bad:
+                bad.add(i)
                 errors.append(self._error(records, i, msg, "value"))
         cols: dict[str, pa.Array | pa.ChunkedArray] = {}
         for c in self.keys:
@@ -91,12 +93,14 @@ class SourceDecoder:
         # that decodes to no row. Malformed records are not tombstones; they were marked bad above.
         tombstone = pc.invert(values.present)
         table = pa.table(cols)
+        good = np.ones(records.num_rows, dtype=bool)
+        good[list(bad)] = False
         if self.source.is_table:
             table = table.append_column(TOMBSTONE, tombstone)
-            keep = pa.array([not b for b in bad])
+            keep = pa.array(good)
         else:
             # Streams skip records with a null value, as ksqlDB does.
-            keep = pc.and_(pa.array([not b for b in bad]), pc.invert(tombstone))
+            keep = pc.and_(pa.array(good), values.present)
         if not pc.all(keep).as_py():
             table = table.filter(keep)
         if self.source.timestamp_column is not None:
