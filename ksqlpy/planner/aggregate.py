@@ -14,6 +14,7 @@ Expressions are matched by their compiled DuckDB SQL, so ``TEST.F1`` matches ``F
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -211,14 +212,21 @@ def analyze_aggregate(
 
         return _rewrite(e, fn)
 
+    # GROUP BY 1: a literal select item equal to a literal grouping expression is that key
+    literal_keys = {k.expr: i for i, k in enumerate(keys) if isinstance(k.expr, _LITERALS)}
     names = _names(items)
     projected: list[tuple[str, ast.Expr, Any]] = []
     offenders: list[str] = []
     for (e, _), name in zip(items, names, strict=True):
         _check_columns_exist(e, scope, windowed, "SELECT")
-        rewritten = substitute(e)
+        if not _aggregate_calls(e) and not any(r.name in WINDOW_BOUND_COLUMNS for r in _column_refs(e)):
+            scopes.compile_expr(_unwrap_as_value(e), scope, clause="SELECT")  # unknown functions, types
+        if isinstance(e, _LITERALS) and e in literal_keys:
+            rewritten: ast.Expr = ast.ColumnRef(name=group_key_name(literal_keys[e]), pos=e.pos)
+        else:
+            rewritten = substitute(e)
         try:
-            compiled = scopes.compile_expr(rewritten, post, clause="SELECT")
+            compiled = scopes.compile_expr(_unwrap_as_value(rewritten), post, clause="SELECT")
         except AnalysisError as err:
             if "cannot be resolved" not in str(err):
                 raise
@@ -268,8 +276,22 @@ def analyze_aggregate(
     return source, step
 
 
+_EXPR_TYPES = tuple(t for t in typing.get_args(ast.Expr) if t not in (ast.Lambda, ast.IntervalUnit))
+
+
 def _is_expr(node: Any) -> bool:
-    return not isinstance(node, (ast.WhenClause, ast.Lambda, ast.IntervalUnit))
+    return isinstance(node, _EXPR_TYPES)
+
+
+def _unwrap_as_value(e: ast.Expr) -> ast.Expr:
+    """``AS_VALUE(x)`` is ``x`` copied into the value (it only stops ``x`` being the key)."""
+
+    def fn(node: Any) -> Any | None:
+        if isinstance(node, ast.FunctionCall) and node.name == "AS_VALUE" and len(node.args) == 1:
+            return _unwrap_as_value(node.args[0])
+        return None
+
+    return _rewrite(e, fn)
 
 
 def _where(query: ast.Query, scope: ColumnScope) -> str | None:

@@ -44,6 +44,7 @@ SIGN = "__SIGN"
 PASS = "__PASS"
 PRIOR_PASS = "__PRIOR_PASS"
 FORCE_DELETE = "__FORCE_DELETE"
+SKIP = "__SKIP"  # a row that changes state but is not emitted by itself
 WINDOW_START = "__WINDOWSTART"
 WINDOW_END = "__WINDOWEND"
 _WS, _WE = "WINDOWSTART", "WINDOWEND"
@@ -144,6 +145,7 @@ class AggregateProcessor:
         if self.is_table:
             rows = self._signed(rows, state)
         prior_st = self._stream_time(state)
+        times = _stream_times(rows, prior_st)
         rows, stream_time = self._windows(rows, prior_st)
         if rows.num_rows == 0:
             out = self._empty()
@@ -157,7 +159,7 @@ class AggregateProcessor:
             state.execute(f"DELETE FROM {self.tables.meta}")
             state.execute(f"INSERT INTO {self.tables.meta} VALUES (?)", [stream_time])
         if self.step.emit_final:
-            out = self._final(state, stream_time)
+            out = self._final(state, stream_time, times)
         return Evaluated(out, [])
 
     def _relation(self, name: str, table: pa.Table, sql: str, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
@@ -177,11 +179,11 @@ class AggregateProcessor:
         where = f"COALESCE(TRY({step.where_sql}), FALSE)" if step.where_sql else "TRUE"
         not_null = " AND ".join(f"{_q(k)} IS NOT NULL" for k in self.keys) or "TRUE"
         if not self.is_table:
-            sql = f"SELECT * FROM (SELECT {', '.join(items)} FROM input WHERE {where}) WHERE {not_null}"
+            sql = f"SELECT * FROM (SELECT {', '.join(items)} FROM input WHERE {where}) WHERE {not_null} ORDER BY {SEQ}"
         else:
             items += [f"{_q(c.name)} AS {sk}" for sk, c in zip(self.source_keys, step.source.key_columns, strict=True)]
             items.append(f'(NOT "{TOMBSTONE}" AND {where}) AS __OK')
-            sql = f"SELECT *, (__OK AND {not_null}) AS __VALID FROM (SELECT {', '.join(items)} FROM input)"
+            sql = f"SELECT *, (__OK AND {not_null}) AS __VALID FROM (SELECT {', '.join(items)} FROM input) ORDER BY {SEQ}"
         result = self._relation("input", batch, sql)
         dropped = batch.num_rows - result.num_rows
         if dropped and not self.is_table:
@@ -195,6 +197,9 @@ class AggregateProcessor:
         part = ", ".join(_q(k) for k in self.source_keys) or "1"
         cols = ", ".join(_q(c) for c in self.source_keys + values)
         lags = ", ".join(f"LAG({_q(v)}) OVER w AS {_q('__OLD' + v)}" for v in values)
+        # An update within one group is one change (Kafka Streams sends old and new together):
+        # its retraction updates the state but is not emitted on its own.
+        same = " AND ".join([f"__VALID"] + [f"{_q('__OLD' + k)} IS NOT DISTINCT FROM {_q(k)}" for k in self.keys])
         self.con.register("__prior", prior)
         try:
             sql = f"""
@@ -206,11 +211,11 @@ class AggregateProcessor:
                     SELECT *, LAG(__VALID) OVER w AS __OLD_VALID, {lags}
                     FROM u WINDOW w AS (PARTITION BY {part} ORDER BY {SEQ})
                 )
-                SELECT {SEQ} * 2 AS {SEQ}, {TS}, -1 AS {SIGN},
+                SELECT {SEQ} * 2 AS {SEQ}, {TS}, -1 AS {SIGN}, ({same}) AS {SKIP},
                        {", ".join(f"{_q('__OLD' + v)} AS {_q(v)}" for v in values)}
                 FROM l WHERE {SEQ} >= 0 AND COALESCE(__OLD_VALID, FALSE)
                 UNION ALL
-                SELECT {SEQ} * 2 + 1, {TS}, 1, {", ".join(_q(v) for v in values)}
+                SELECT {SEQ} * 2 + 1, {TS}, 1, FALSE, {", ".join(_q(v) for v in values)}
                 FROM l WHERE {SEQ} >= 0 AND __VALID
                 ORDER BY {SEQ}
             """
@@ -236,6 +241,7 @@ class AggregateProcessor:
         stream_time = max(prior_st, int(pc.max(rows.column(TS)).as_py()))
         if SIGN not in rows.column_names:
             rows = rows.append_column(SIGN, pa.array(np.ones(rows.num_rows, dtype=np.int32)))
+            rows = rows.append_column(SKIP, pa.array(np.zeros(rows.num_rows, dtype=bool)))
         w = self.window
         if w is None or w.is_session:
             if w is not None:
@@ -306,7 +312,7 @@ class AggregateProcessor:
             WITH s AS (
                 SELECT r.{SEQ}, {", ".join(f"r.{_q(c)}" for c in self.group_cols)},
                        greatest(COALESCE(p.{TS}, {_MIN_TS}), max(r.{TS}) {over}) AS {TS},
-                       p.{PASS} AS {PRIOR_PASS}, FALSE AS {FORCE_DELETE},
+                       p.{PASS} AS {PRIOR_PASS}, FALSE AS {FORCE_DELETE}, r.{SKIP},
                        {", ".join(states)}
                 FROM rows r LEFT JOIN __prior p ON {on}
             )
@@ -353,6 +359,7 @@ class AggregateProcessor:
         cols[TS] = pa.array(ts_out, pa.int64())
         cols[PRIOR_PASS] = pa.array(prior_pass, pa.bool_())
         cols[FORCE_DELETE] = pa.array(np.zeros(n, dtype=bool))
+        cols[SKIP] = rows.column(SKIP)
         for i, (c, a) in enumerate(zip(calls, accs, strict=True)):
             cols[_state_col(i)] = pa.array(out_states[i], sqltypes.to_arrow(a.state_type))
             cols[c.name] = pa.array([a.result(s) for s in out_states[i]], sqltypes.to_arrow(a.return_type))
@@ -387,7 +394,8 @@ class AggregateProcessor:
             overlapping = [s for s in mine if s["end"] >= ts - gap and s["start"] <= ts + gap]
             start = min([ts] + [s["start"] for s in overlapping])
             end = max([ts] + [s["end"] for s in overlapping])
-            if end + grace <= st:
+            # Kafka Streams closes a session at end + gap + grace (strictly before stream time).
+            if end + gap + grace < st:
                 log.debug("%s: record for a closed session dropped", self.query_id)
                 continue
             agg = [a.initial() for a in accs]
@@ -414,6 +422,7 @@ class AggregateProcessor:
         cols[TS] = pa.array([e["ts"] for e in emitted], pa.int64())
         cols[PRIOR_PASS] = pa.array([e["prior"] for e in emitted], pa.bool_())
         cols[FORCE_DELETE] = pa.array([e["force"] for e in emitted], pa.bool_())
+        cols[SKIP] = pa.array(np.zeros(len(emitted), dtype=bool))
         for i, (c, a) in enumerate(zip(calls, accs, strict=True)):
             cols[_state_col(i)] = pa.array([e["states"][i] for e in emitted], sqltypes.to_arrow(a.state_type))
             cols[c.name] = pa.array([a.result(e["states"][i]) for e in emitted], sqltypes.to_arrow(a.return_type))
@@ -461,7 +470,7 @@ class AggregateProcessor:
         )
         sql = f"""
             WITH a AS (SELECT *, (NOT {FORCE_DELETE} AND {having}) AS {PASS} FROM agg),
-            b AS (SELECT *, {prev} AS __PREV FROM a)
+            b AS (SELECT *, {prev} AS __PREV FROM a WHERE NOT {SKIP})
             SELECT {", ".join(outs)}, {TS}, NOT {PASS} AS {DELETE}{bounds}, {PASS}
             FROM b WHERE ({FORCE_DELETE} OR {PASS} OR __PREV)
             ORDER BY {SEQ}
@@ -469,7 +478,7 @@ class AggregateProcessor:
         if not step.per_record:
             sql = f"""
                 WITH a AS (SELECT *, (NOT {FORCE_DELETE} AND {having}) AS {PASS} FROM agg),
-                b AS (SELECT *, {prev} AS __PREV FROM a
+                b AS (SELECT *, {prev} AS __PREV FROM a WHERE NOT {SKIP}
                       QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY {SEQ} DESC) = 1)
                 SELECT {", ".join(outs)}, {TS}, NOT {PASS} AS {DELETE}{bounds}, {PASS}
                 FROM b WHERE ({FORCE_DELETE} OR {PASS} OR __PREV)
@@ -509,17 +518,23 @@ class AggregateProcessor:
         self._replace(state, self.tables.groups, last, self.group_cols)
         return out
 
-    def _final(self, state: duckdb.DuckDBPyConnection, stream_time: int) -> pa.Table:
-        """EMIT FINAL: the windows closed by ``stream_time``, once each, then forgotten."""
+    def _final(self, state: duckdb.DuckDBPyConnection, stream_time: int, times: list[int]) -> pa.Table:
+        """EMIT FINAL, as Kafka Streams' ``EmitStrategy.onWindowClose`` does it: each time
+        stream time advances, the windows ending exactly at the new close time (stream time less
+        grace) are emitted; every closed window is then forgotten (its late records are
+        dropped, so it cannot change again)."""
         w = self.window
         assert w is not None
+        closes = sorted({t - w.grace_ms for t in times})
+        if not closes:
+            return self._empty()
+        in_list = ", ".join(str(c) for c in closes)
         closed = state.sql(
-            f"SELECT * FROM {self.tables.groups} WHERE {_WE} + {w.grace_ms} <= {stream_time} "
-            f"ORDER BY {_WE}, {_WS}"
+            f"SELECT * FROM {self.tables.groups} WHERE {_WE} IN ({in_list}) ORDER BY {_WE}, {_WS}"
         ).to_arrow_table()
+        state.execute(f"DELETE FROM {self.tables.groups} WHERE {_WE} + {w.grace_ms} <= {stream_time}")
         if closed.num_rows == 0:
             return self._empty()
-        state.execute(f"DELETE FROM {self.tables.groups} WHERE {_WE} + {w.grace_ms} <= {stream_time}")
         calls = self.step.calls
         results = ", ".join(
             f"{c.accumulator.vector.result(_state_col(i))} AS {_q(c.name)}" if c.accumulator.vector is not None
@@ -528,7 +543,7 @@ class AggregateProcessor:
         )
         agg = self._relation(
             "closed", closed,
-            f"SELECT row_number() OVER () AS {SEQ}, *, NULL::BOOLEAN AS {PRIOR_PASS}, FALSE AS {FORCE_DELETE}, {results} "
+            f"SELECT row_number() OVER () AS {SEQ}, *, NULL::BOOLEAN AS {PRIOR_PASS}, FALSE AS {FORCE_DELETE}, FALSE AS {SKIP}, {results} "
             f"FROM closed",
         )
         if any(c.accumulator.vector is None for c in calls):
@@ -538,6 +553,15 @@ class AggregateProcessor:
                 agg = agg.set_column(agg.schema.get_field_index(c.name), c.name, pa.array(vals, sqltypes.to_arrow(a.return_type)))
         out, _ = self._output(agg)
         return out.filter(pc.invert(out.column(DELETE)))
+
+
+def _stream_times(rows: pa.Table, prior: int) -> list[int]:
+    """The distinct stream times the batch's rows advance to, in order."""
+    if rows.num_rows == 0:
+        return []
+    ts = np.asarray(rows.column(TS).to_numpy(zero_copy_only=False), dtype=np.int64)
+    running = np.maximum.accumulate(np.maximum(ts, prior))
+    return [int(t) for t in np.unique(running) if t > prior]
 
 
 def _hashable(values: list[Any]) -> Any:
