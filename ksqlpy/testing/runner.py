@@ -268,7 +268,7 @@ def register_schemas(engine: Any, case: QttCase) -> None:
     so before running the statements)."""
     from ksqlpy.testing.schemas import register_topic_schemas
 
-    register_topic_schemas(engine.schema_registry, case)
+    register_topic_schemas(engine.schema_registry, case, engine_config(case))
 
 
 def source_for_topic(engine: Any, topic: str, *, sink: bool) -> Any:

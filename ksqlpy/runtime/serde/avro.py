@@ -284,10 +284,14 @@ class _Conformer:
                     raise TypeError(f"not a boolean: {value!r}")
                 return value
             case "int" | "long":
+                if isinstance(value, str):  # numeric text, as Connect's converters accept it
+                    return int(value)
                 if isinstance(value, bool) or not isinstance(value, (int, decimal.Decimal, float)):
                     raise TypeError(f"not an integer: {value!r}")
                 return int(value)
             case "float" | "double":
+                if isinstance(value, str):
+                    return float(value)
                 if isinstance(value, bool) or not isinstance(value, (int, decimal.Decimal, float)):
                     raise TypeError(f"not a number: {value!r}")
                 return float(value)

@@ -1,0 +1,56 @@
+"""The HTTP client against a Schema Registry speaking Confluent's REST API over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pytest
+
+from ksqlpy import sqltypes as st
+from ksqlpy.runtime.serde import Format, SerdeSpec, deserializer, serializer
+from ksqlpy.runtime.serde.registry import HttpRegistry, SchemaRegistryError, read_header
+
+from .sr_server import SchemaRegistryServer
+
+
+@pytest.fixture
+def client() -> Iterator[HttpRegistry]:
+    with SchemaRegistryServer() as url:
+        registry = HttpRegistry(url)
+        yield registry
+        registry.close()
+
+
+def test_register_latest_and_by_id(client: HttpRegistry) -> None:
+    first = client.register("t-value", '"int"', "AVRO")
+    assert client.register("t-value", '"int"', "AVRO") == first
+    proto = client.register("u-value", 'syntax = "proto3"; message M { int32 a = 1; }', "PROTOBUF")
+    assert proto != first
+    latest = client.latest("u-value")
+    assert latest is not None and (latest.id, latest.schema_type, latest.version) == (proto, "PROTOBUF", 1)
+    assert client.by_id(first).schema == '"int"' and client.by_id(first).schema_type == "AVRO"
+    assert client.subjects() == ["t-value", "u-value"]
+    assert client.latest("missing-value") is None
+    with pytest.raises(SchemaRegistryError, match="Schema 99 not found"):
+        client.by_id(99)
+    client.delete_subject("t-value")
+    assert client.latest("t-value") is None
+
+
+def test_avro_round_trip_through_the_http_registry(client: HttpRegistry) -> None:
+    spec = SerdeSpec(format=Format.AVRO)
+    columns = (st.Field("A", st.INTEGER), st.Field("B", st.STRING))
+    table = pa.table({"A": pa.array([1, None], pa.int32()), "B": ["x", "y"]})
+    data = serializer(spec, columns, is_key=False, registry=client, topic="orders").encode(table)
+    latest = client.latest("orders-value")
+    assert latest is not None and read_header(data[0].as_py()) == latest.id
+    decoded = deserializer(spec, columns, is_key=False, registry=client).decode(data)
+    assert decoded.table.to_pylist() == table.to_pylist()
+
+
+def test_unreachable_registry_is_an_error() -> None:
+    with SchemaRegistryServer() as url:
+        pass
+    with pytest.raises(SchemaRegistryError, match="Schema Registry request failed"):
+        HttpRegistry(url, timeout=2.0).latest("t-value")
