@@ -180,13 +180,27 @@ class JsonSrSerializer(Serializer):
     ) -> None:
         super().__init__(columns, is_key=is_key)
         self._json = JsonSerializer(columns, is_key=is_key, wrapped=wrapped)
+        # properties of a given schema that no column fills are written as nulls, as the
+        # Connect converter writes every field of the schema's struct
+        self._extra: pa.Scalar | None = None
         if schema_id is None:
             schema = json.dumps(json_schema(columns, wrapped=wrapped))
             schema_id = registry.register(subject_name(topic, is_key=is_key), schema, SCHEMA_TYPE)
+        elif wrapped and columns:
+            given = json.loads(registry.by_id(schema_id).schema)
+            names = {c.name.upper() for c in columns}
+            missing = [n for n in given.get("properties", {}) if n.upper() not in names]
+            if missing:
+                text = "".join("," + json.dumps(n) + ":null" for n in missing) + "}"
+                self._extra = pa.scalar(text.encode(), pa.binary())
         self._header = pa.scalar(wire_header(schema_id), pa.binary())
 
     def encode(self, table: pa.Table, *, present: pa.Array | None = None) -> pa.BinaryArray:
         payload = self._json.encode(table, present=present)
+        if self._extra is not None:
+            # '{...}' -> '{...,"MISSING":null}' (wrapped records are never empty objects)
+            head = pc.binary_slice(payload, 0, -1)
+            payload = pc.binary_join_element_wise(head, self._extra, pa.scalar(b"", pa.binary()))
         # binary_join_element_wise keeps nulls null: tombstones stay tombstones
         out = pc.binary_join_element_wise(self._header, payload, pa.scalar(b"", pa.binary()))
         assert isinstance(out, pa.BinaryArray)

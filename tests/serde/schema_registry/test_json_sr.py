@@ -48,3 +48,16 @@ def test_records_without_header_are_errors(registry: InProcessRegistry) -> None:
     assert decoded.table.column("A").to_pylist() == [None, 2]
     assert [e.row for e in decoded.errors] == [0]
     assert decoded.errors[0].message.endswith("Unknown magic byte!")
+
+
+def test_given_schema_properties_without_columns_are_written_as_null(registry: InProcessRegistry) -> None:
+    given = {"type": "object", "properties": {"a": {"type": "integer"}, "extra": {"type": "string"}}}
+    schema_id = registry.register("t-value", json.dumps(given), "JSON")
+    spec = SerdeSpec(format=Format.JSON_SR, schema_id=schema_id)
+    columns = (st.Field("a", st.INTEGER),)
+    data = serializer(spec, columns, is_key=False, registry=registry, topic="t").encode(
+        pa.table({"a": pa.array([4, None], pa.int32())}), present=pa.array([True, False])
+    )
+    assert read_header(data[0].as_py()) == schema_id
+    assert json.loads(data[0].as_py()[5:]) == {"a": 4, "extra": None}
+    assert data[1].as_py() is None
