@@ -43,8 +43,6 @@ def analyze_select(
         raise AnalysisError("WINDOW clause requires a GROUP BY clause.", pos=query.window.pos)
     if query.having is not None:
         raise AnalysisError("HAVING clause requires a GROUP BY clause.", pos=query.having.pos)
-    if query.partition_by:
-        raise AnalysisError("PARTITION BY is not supported yet.", pos=query.pos)
     table = query.from_
     source = catalog.source(table.name, table.pos)
     scope = scopes.source_scope(source, table.alias or table.name)
@@ -60,9 +58,14 @@ def analyze_select(
             )
         where_sql = compiled.sql.sql(dialect="duckdb")
 
-    items = expand_select(query.select, source, table.alias or table.name, scope)
-    projections = name_projections(items, scope, source)
-    columns = key_columns_for(projections, source, sink_name, persistent)
+    if query.partition_by:
+        from ksqlpy.planner.partition import partitioned_columns
+
+        columns = partitioned_columns(query, source, table.alias or table.name, scope, sink_name, persistent)
+    else:
+        items = expand_select(query.select, source, table.alias or table.name, scope)
+        projections = name_projections(items, scope, source)
+        columns = key_columns_for(projections, source, sink_name, persistent)
     kind = StepKind.TABLE_SELECT if source.is_table else StepKind.STREAM_SELECT
     return source, SelectStep(kind=kind, source=source, where_sql=where_sql, columns=columns)
 

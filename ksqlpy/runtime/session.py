@@ -334,6 +334,15 @@ class Session:
         props = WithClause.of(stmt.properties)
         config = self.config
         key_fmt, value_fmt = ddl.formats_from(props, config, inherit=(source.key_format, source.value_format))
+        if stmt.query.partition_by:
+            from ksqlpy.planner.partition import sink_key_format
+
+            key_fmt = sink_key_format(
+                key_fmt,
+                any(c.is_key for c in step.columns),
+                explicit=props.string("KEY_FORMAT") is not None or props.string("FORMAT") is not None,
+                default_format=str(config.get("ksql.persistence.default.format.key", "KAFKA")),
+            )
         prefix = config.get("ksql.output.topic.name.prefix", "") or ""
         topic = props.string("KAFKA_TOPIC") or prefix + stmt.name
         columns = tuple(

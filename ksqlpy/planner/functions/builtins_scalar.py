@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 
 # Each family module registers its functions on import.
-_FAMILIES = ("misc", "math", "string", "conditional", "conversion", "json", "datetime", "url")
+_FAMILIES = ("misc", "math", "string", "conditional", "conversion", "json", "datetime", "url", "collections")
 
 for _family in _FAMILIES:
     try:
