@@ -114,6 +114,18 @@ def test_malformed_records_fail_alone() -> None:
     assert out.present.to_pylist()[10] is False and out.present.to_pylist()[11] is True
 
 
+def test_records_that_are_not_one_document_each_fail_even_if_the_batch_parses() -> None:
+    # Joined, these records read as two whole documents; on their own neither is one.
+    cols = [st.Field("A", st.BIGINT), st.Field("B", st.BIGINT)]
+    out = decode(cols, [b'{"A": 1}{"B": 2', b"}", b'{"A": 3}'])
+    assert [e.row for e in out.errors] == [0, 1]
+    assert out.present.to_pylist() == [False, False, True]
+    assert out.table.column("A").to_pylist() == [None, None, 3]
+    unwrapped = decode([st.Field("V", st.BIGINT)], [b'1}{"v": 2', b"3"], UNWRAPPED)
+    assert [e.row for e in unwrapped.errors] == [0]
+    assert unwrapped.table.column("V").to_pylist() == [None, 3]
+
+
 def test_null_records_are_absent_not_errors() -> None:
     out = decode([st.Field("A", st.INTEGER)], [None, b"null", b'{"A": null}'])
     assert out.present.to_pylist() == [False, False, True]

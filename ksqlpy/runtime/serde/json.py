@@ -146,6 +146,8 @@ class JsonDeserializer(Deserializer):
         n = len(records)
         if not self.wrapped:
             records = pc.binary_join_element_wise(_bytes('{"' + _WRAP_FIELD + '":'), records, _bytes("}"), _bytes(""))
+        elif not _braced(records):
+            return None
         ndjson = pc.binary_join_element_wise(records, _bytes("\n"), _bytes(""))
         buffer = _values_buffer(ndjson)
         # whole-buffer checks in C: one line per record, and no case variants of column names
@@ -288,6 +290,26 @@ def _values_buffer(array: pa.Array) -> pa.Buffer:
     if data is None:
         return pa.py_buffer(b"")
     return data.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+
+
+def _braced(records: pa.Array) -> bool:
+    """Whether every record starts with ``{`` and ends with ``}``.
+
+    Arrow's reader parses the joined records as one stream of documents, so a batch that yields
+    one row per record could still hide a record that is not one document on its own
+    (``{"A":1}{"B":2`` then ``}``). When every record is braced that cannot happen: the token
+    after a record's closing brace is the next record's ``{``, which JSON allows only after a
+    document has ended, so every record is one or more whole documents, exactly one each when
+    the row count matches. Records with surrounding whitespace take the exact path."""
+    offsets = np.frombuffer(records.buffers()[1], dtype=np.int32)[records.offset : records.offset + len(records) + 1]
+    data = records.buffers()[2]
+    if data is None or len(offsets) < 2:
+        return len(records) == 0
+    raw = np.frombuffer(data, dtype=np.uint8)
+    starts, ends = offsets[:-1], offsets[1:]
+    if (ends <= starts).any():
+        return False  # an empty record
+    return bool((raw[starts] == ord("{")).all() and (raw[ends - 1] == ord("}")).all())
 
 
 def _finish_fast(column: pa.Array, t: sqltypes.SqlType) -> pa.Array | None:
