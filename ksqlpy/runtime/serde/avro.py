@@ -204,12 +204,13 @@ def _name(schema: dict[str, Any], named: dict[str, AvroSchema]) -> None:
 
 
 def columns_from_avro(schema_text: str, *, is_key: bool, wrapped: bool | None = None) -> tuple[Field, ...]:
-    """Columns inferred from an Avro schema: one per field of a record (names upper-cased), or
-    a single ``ROWKEY`` / ``ROWVAL`` column for any other type or unwrapped records."""
+    """Columns inferred from an Avro schema: one per field of a value record (names
+    upper-cased), or a single ``ROWKEY`` / ``ROWVAL`` column for keys (ksqlDB reads keys
+    unwrapped), other types and unwrapped records."""
     schema = json.loads(schema_text)
     named: dict[str, AvroSchema] = {}
     record = schema if isinstance(schema, dict) and schema.get("type") == "record" else None
-    if record is not None and wrapped is not False:
+    if record is not None and wrapped is not False and not is_key:
         _name(record, named)
         return tuple(Field(f["name"].upper(), sql_type(f["type"], named)) for f in record["fields"])
     return (Field("ROWKEY" if is_key else "ROWVAL", sql_type(schema, named)),)

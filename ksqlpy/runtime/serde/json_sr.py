@@ -134,7 +134,9 @@ def _ordered(schema: dict[str, Any]) -> list[tuple[str, Any]]:
 
 def columns_from_json_schema(schema_text: str, *, is_key: bool, wrapped: bool | None = None) -> tuple[Field, ...]:
     schema = json.loads(schema_text)
-    if isinstance(schema, dict) and schema.get("type") == "object" and "properties" in schema and wrapped is not False:
+    # keys are read unwrapped: an object key schema is one STRUCT column
+    is_object = isinstance(schema, dict) and schema.get("type") == "object" and "properties" in schema
+    if is_object and wrapped is not False and not is_key:
         return tuple(Field(n.upper(), sql_type(s)) for n, s in _ordered(schema))
     return (Field("ROWKEY" if is_key else "ROWVAL", sql_type(schema)),)
 

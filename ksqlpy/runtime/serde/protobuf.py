@@ -406,6 +406,8 @@ def _from_field(message: Any, field: FieldDescriptor) -> Any:
     if field.message_type is not None or field.has_presence:
         if not message.HasField(field.name):
             return None
+    elif field.type == _T.TYPE_BYTES and not value:
+        return None  # Connect's converter reads unset bytes as null (strings stay "")
     return _from_single(value, field)
 
 
