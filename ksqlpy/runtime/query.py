@@ -235,6 +235,46 @@ class PushQuery(QueryRunner):
         self.types = [c.type for c in self.plan.step.columns]
         self.created = time.time()
 
+    def start(self) -> None:
+        """Start reading, with the start positions fixed before returning.
+
+        A reader may resolve ``latest`` lazily, on its first poll (the embedded store does); a row
+        written between the start and that poll would be skipped. Asking for the assignment pins
+        the positions now, so every row written after ``start`` returns reaches the client.
+        """
+        super().start()
+        reader = self._reader
+        if reader is not None and self.state is QueryState.RUNNING:
+            reader.assignment()
+
+    #: One in-memory DuckDB database with ksqlpy's functions installed, shared by push queries.
+    _functions: duckdb.DuckDBPyConnection | None = None
+    _functions_lock = threading.Lock()
+
+    @classmethod
+    def function_connection(cls) -> duckdb.DuckDBPyConnection:
+        """A new connection for one push query to the shared database with the functions installed.
+
+        Installing the functions takes about half a second, which a push query would otherwise
+        pay on every start. Functions live in the database's catalog, so a cursor sees them; a
+        batch registered as a relation stays private to its connection.
+        """
+        with cls._functions_lock:
+            if cls._functions is None:
+                cls._functions = new_connection()
+            return cls._functions.cursor()
+
+    def _evaluator(self) -> StepEvaluator | None:
+        from ksqlpy.planner.physical import AggregateStep
+
+        if isinstance(self.plan.step, AggregateStep):
+            from ksqlpy.runtime.aggregate import AggregateProcessor
+
+            # The aggregate state itself lives in a private database (emit_stateful).
+            self._processor = AggregateProcessor(self.plan.step, self.query_id, self.function_connection())
+            return None
+        return StepEvaluator(self.plan.step, self.function_connection())
+
     def emit(self, rows: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
         deletes = deletes_of(rows)
         if rows.num_rows == 0:
