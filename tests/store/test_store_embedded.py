@@ -72,6 +72,28 @@ def test_committed_transaction_is_durable_across_reopen(tmp_path: Path) -> None:
     reopened.close()
 
 
+def test_committed_positions_move_forward_and_go_with_their_topic(tmp_path: Path) -> None:
+    path = tmp_path / "log.duckdb"
+    store = open_at(path)
+    store.create_topic(TopicSpec(name="in", partitions=2))
+    for offset in (3, 5):
+        with store.transaction() as tx:
+            tx.commit_positions("g", {TopicPartition("in", 0): offset, TopicPartition("in", 1): offset + 1})
+    assert store.committed("g", "in") == {0: 5, 1: 6}
+    assert store.committed("other", "in") == {}
+    store.close()
+    store = open_at(path)
+    rows = store.cursor().execute("SELECT count(*) FROM topic_log.group_offsets").fetchone()
+    assert rows == (2,)  # one row per group and partition, updated in place
+    assert store.committed("g", "in") == {0: 5, 1: 6}
+    store.delete_topic("in")
+    assert store.committed("g", "in") == {}
+    store.create_topic(TopicSpec(name="in"))
+    with store.open_reader(["in"], group="g") as reader:
+        assert reader.positions() == {TopicPartition("in", 0): 0}
+    store.close()
+
+
 def test_reader_picks_up_a_topic_created_later(tmp_path: Path) -> None:
     store = open_at(tmp_path / "log.duckdb")
     with store.open_reader(["later"], group="g") as reader:

@@ -133,6 +133,11 @@ class EmbeddedStore(TopicStore):
         self._topology = 0  # bumped when topics are created or deleted
         self._topics: dict[str, _Topic] = {}
         self._bounds: dict[tuple[int, int], _Bounds] = {}
+        #: Committed group positions, ``(group, topic) -> {partition: next offset}``: a copy of
+        #: ``topic_log.group_offsets`` (this process is the database's only writer), so reading
+        #: them (every pull query's catch-up, every reader's start) needs no query.
+        self._committed: dict[tuple[str, str], dict[int, int]] = {}
+        self._committed_lock = threading.Lock()  # its own: readers ask while holding _changed
         self._local = threading.local()
         self._closed = threading.Event()
         for statement in _DDL:
@@ -179,6 +184,10 @@ class EmbeddedStore(TopicStore):
             row = self._writer.execute(f"SELECT max(off) + 1 FROM {table}").fetchone()
             last = int(row[0]) if row and row[0] is not None else 0
             self._bounds[(topic_id, partition)] = _Bounds(start, max(end, last))
+        for group, topic_name, partition, offset in self._writer.execute(
+            f"SELECT grp, topic, partition, next_offset FROM {_SCHEMA}.group_offsets"
+        ).fetchall():
+            self._committed.setdefault((group, topic_name), {})[int(partition)] = int(offset)
 
     def _topic(self, name: str) -> _Topic:
         topic = self._topics.get(name)
@@ -238,6 +247,9 @@ class EmbeddedStore(TopicStore):
 
     def _uninstall(self, topic: _Topic) -> None:
         del self._topics[topic.spec.name]
+        with self._committed_lock:
+            for key in [k for k in self._committed if k[1] == topic.spec.name]:
+                del self._committed[key]
         for p in range(topic.spec.partitions):
             self._bounds.pop((topic.id, p), None)
         self._topology += 1
@@ -290,15 +302,14 @@ class EmbeddedStore(TopicStore):
         return EmbeddedReader(self, tuple(topics), group, start)
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
-        rows = (
-            self.cursor()
-            .execute(
-                f"SELECT partition, next_offset FROM {_SCHEMA}.group_offsets WHERE grp = ? AND topic = ?",
-                [group, topic],
-            )
-            .fetchall()
-        )
-        return {int(p): int(o) for p, o in rows}
+        with self._committed_lock:
+            return dict(self._committed.get((group, topic), {}))
+
+    def _set_committed(self, group: str, positions: Mapping[TopicPartition, int]) -> None:
+        """Record positions a transaction committed (called while publishing it)."""
+        with self._committed_lock:
+            for tp, offset in positions.items():
+                self._committed.setdefault((group, tp.topic), {})[tp.partition] = offset
 
     def end_offsets(self, topic: str) -> dict[int, int]:
         t = self._topic(topic)
@@ -427,6 +438,8 @@ class EmbeddedTransaction(Transaction):
                     f"INSERT INTO {_SCHEMA}.group_offsets VALUES (?, ?, ?, ?)",
                     [group, tp.topic, tp.partition, offset],
                 )
+        committed = dict(positions)
+        self._on_commit.append(lambda: self.store._set_committed(group, committed))
 
 
 class EmbeddedTransactionContext(TransactionContext):
