@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import fastavro
+import pyarrow as pa
 
 from ksqlpy import sqltypes
 from ksqlpy.errors import AnalysisError, SerdeError
@@ -377,16 +378,70 @@ def read_datum(data: bytes, cache: AvroSchemaCache) -> Any:
 
 
 class AvroDeserializer(RowDeserializer):
+    """Reads each record with its writer's schema. Batches written only with the schema
+    ksqlpy generates for these columns (its own sinks) skip per-value coercion: their datums
+    already have the columns' names and types, and Arrow converts them in one call."""
+
     def __init__(self, columns: Sequence[Field], *, is_key: bool, wrapped: bool, registry: SchemaRegistry) -> None:
         super().__init__(columns, is_key=is_key, wrapped=wrapped)
         self._cache = AvroSchemaCache(registry)
+        self._registry = registry
+        self._own = avro_schema(columns, wrapped=wrapped) if columns and check_names(columns) is None else None
+        self._native: dict[int, bool] = {}
+        self._ids: set[int] = set()
 
     def read(self, data: bytes) -> Any:
+        schema_id = read_header(data)
+        self._ids.add(schema_id)
         return read_datum(data, self._cache)
+
+    def native_table(self, values: list[Any]) -> pa.Table | None:
+        ids, self._ids = self._ids, set()
+        if self._own is None or not ids or not all(self._is_native(i) for i in ids):
+            return None
+        if self.wrapped:
+            return pa.Table.from_pylist([v if v is not None else {} for v in values], schema=self.schema)
+        field = self.schema.field(0)
+        return pa.table([pa.array(values, field.type)], schema=self.schema)
+
+    def _is_native(self, schema_id: int) -> bool:
+        native = self._native.get(schema_id)
+        if native is None:
+            try:
+                writer = json.loads(self._registry.by_id(schema_id).schema)
+            except Exception:  # noqa: BLE001 - unknown ids take the checked path (and fail there)
+                writer = None
+            native = self._native[schema_id] = _same_layout(writer, self._own)
+        return native
+
+
+def _same_layout(writer: AvroSchema, own: AvroSchema) -> bool:
+    """Whether ``writer`` is ``own`` up to record names (which do not change datums)."""
+    match writer, own:
+        case dict(), dict():
+            keys = set(writer) | set(own)
+            for key in keys - {"name", "namespace", "connect.name", "doc"}:
+                if key == "fields":
+                    w, o = writer.get("fields", []), own.get("fields", [])
+                    if len(w) != len(o) or any(
+                        a.get("name") != b.get("name") or not _same_layout(a.get("type"), b.get("type"))
+                        for a, b in zip(w, o)
+                    ):
+                        return False
+                elif key in ("items", "values"):
+                    if not _same_layout(writer.get(key), own.get(key)):
+                        return False
+                elif writer.get(key) != own.get(key) and key != "default":
+                    return False
+            return True
+        case list(), list():
+            return len(writer) == len(own) and all(_same_layout(a, b) for a, b in zip(writer, own))
+    return bool(writer == own)
 
 
 class AvroWriter:
-    """Writes values with one registered schema: header plus Avro binary."""
+    """Writes values with one registered schema: header plus Avro binary. ``conform`` fits
+    values to the schema first (for schemas ksqlpy did not generate, and for QTT values)."""
 
     def __init__(self, schema: AvroSchema, schema_id: int, *, conform: bool) -> None:
         self.schema = schema
@@ -400,6 +455,22 @@ class AvroWriter:
         out.write(self._header)
         fastavro.schemaless_writer(out, self._parsed, datum)
         return out.getvalue()
+
+    def write_many(self, values: list[Any]) -> list[bytes | None]:
+        """One record per value (None stays None), written into one buffer."""
+        out = io.BytesIO()
+        bounds: list[tuple[int, int] | None] = []
+        for value in values:
+            if value is None:
+                bounds.append(None)
+                continue
+            start = out.tell()
+            out.write(self._header)
+            datum = self._conformer.fit(value, self.schema) if self._conformer is not None else value
+            fastavro.schemaless_writer(out, self._parsed, datum)
+            bounds.append((start, out.tell()))
+        buffer = out.getbuffer()
+        return [None if b is None else bytes(buffer[b[0] : b[1]]) for b in bounds]
 
 
 class AvroSerializer(RowSerializer):
@@ -424,11 +495,17 @@ class AvroSerializer(RowSerializer):
         else:
             schema = avro_schema(columns, wrapped=wrapped, full_name=full_name)
             schema_id = registry.register(subject_name(topic, is_key=is_key), json.dumps(schema), SCHEMA_TYPE)
-            # rows fit the generated schema except for map/struct details: always conform
-            self._writer = AvroWriter(schema, schema_id, conform=True)
+            # rows are Arrow values of exactly the generated types: nothing to fit
+            self._writer = AvroWriter(schema, schema_id, conform=False)
 
     def write(self, value: Any) -> bytes:
         try:
             return self._writer.write(value)
+        except (ValueError, TypeError) as e:
+            raise SerdeError(f"Failed to serialize Avro record: {e}") from e
+
+    def write_many(self, values: list[Any]) -> list[bytes | None]:
+        try:
+            return self._writer.write_many(values)
         except (ValueError, TypeError) as e:
             raise SerdeError(f"Failed to serialize Avro record: {e}") from e

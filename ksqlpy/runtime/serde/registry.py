@@ -133,15 +133,12 @@ class InProcessRegistry(SchemaRegistry):
             elif schema_id in self._ids and self._ids[schema_id].schema != schema:
                 raise SchemaRegistryError(f"Schema id {schema_id} is already used by another schema")
             version = len(self._versions.get(subject, ())) + 1
-            entry = RegisteredSchema(
-                id=schema_id, schema_type=schema_type, schema=schema, subject=subject, version=version
-            )
             value = orjson.dumps(
                 {"subject": subject, "version": version, "id": schema_id, "schemaType": schema_type, "schema": schema}
             )
             self._append(subject, value)
             self._catch_up()
-            return entry.id
+            return schema_id
 
     def latest(self, subject: str) -> RegisteredSchema | None:
         with self._lock:

@@ -31,7 +31,7 @@ from ksqlpy.runtime.serde.base import (
     present_or_all,
     to_physical,
 )
-from ksqlpy.runtime.serde.registry import SchemaRegistry, subject_name
+from ksqlpy.runtime.serde.registry import subject_name
 from ksqlpy.sqltypes import BaseType, Field
 
 _EPOCH_DATE = datetime.date(1970, 1, 1)
@@ -105,27 +105,52 @@ class RowDeserializer(Deserializer):
     def read(self, data: bytes) -> Any:
         """The Python value of one record (a dict for wrapped records). Raises ValueError."""
 
+    def native_table(self, values: list[Any]) -> pa.Table | None:
+        """The decoded values as columns in one Arrow conversion, when they are known to be in
+        the columns' own layout (records written with the schema generated for them); None
+        sends the batch down the value-by-value path."""
+        return None
+
     def decode(self, data: pa.Array | pa.ChunkedArray, *, topic: str = "?") -> Decoded:
         data = combine(data)
         rows = len(data)
+        raws = data.to_pylist()
         if not self.columns:
-            return Decoded(table=null_table(self.schema, rows), present=pa.array([v is not None for v in data.to_pylist()]))
-        columns: list[list[Any]] = [[] for _ in self.columns]
-        present: list[bool] = []
+            return Decoded(table=null_table(self.schema, rows), present=pa.array([v is not None for v in raws]))
+        values: list[Any] = [None] * rows
         errors: list[RecordError] = []
-        for row, raw in enumerate(data.to_pylist()):
-            values = None
-            if raw is not None:
+        for row, raw in enumerate(raws):
+            if raw is None:
+                continue
+            try:
+                values[row] = self.read(raw)
+            except (ValueError, TypeError, KeyError, IndexError, EOFError, RecursionError) as e:
+                errors.append(RecordError(row, self.error_prefix(topic) + str(e)))
+        present = pa.array([v is not None for v in values], pa.bool_())
+        try:
+            native = self.native_table(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError, OverflowError):
+            native = None
+        if native is not None:
+            return Decoded(table=native, present=present, errors=tuple(errors))
+        columns: list[list[Any]] = [[] for _ in self.columns]
+        flags: list[bool] = []
+        failed = {e.row for e in errors}
+        for row, value in enumerate(values):
+            converted = None
+            if value is not None and row not in failed:
                 try:
-                    values = self._row(self.read(raw))
-                except (ValueError, TypeError, KeyError, IndexError, EOFError, RecursionError) as e:
+                    converted = self._row(value)
+                except (ValueError, TypeError, KeyError, IndexError, RecursionError) as e:
                     errors.append(RecordError(row, self.error_prefix(topic) + str(e)))
-            present.append(values is not None)
-            for column, value in zip(columns, values or [None] * len(columns)):
-                column.append(value)
-        arrays = [build_column(values, f.type) for values, f in zip(columns, self.columns)]
+            flags.append(converted is not None)
+            for column, item in zip(columns, converted or [None] * len(columns)):
+                column.append(item)
+        arrays = [build_column(items, f.type) for items, f in zip(columns, self.columns)]
         return Decoded(
-            table=pa.table(arrays, schema=self.schema), present=pa.array(present, pa.bool_()), errors=tuple(errors)
+            table=pa.table(arrays, schema=self.schema),
+            present=pa.array(flags, pa.bool_()),
+            errors=tuple(sorted(errors, key=lambda e: e.row)),
         )
 
     def _row(self, value: Any) -> list[Any] | None:
@@ -160,19 +185,15 @@ class RowSerializer(Serializer):
             for i, f in enumerate(self.columns)
         ]
         names = [f.name for f in self.columns]
-        out: list[bytes | None] = []
-        for k, *row in zip(keep, *values):
-            if not k:
-                out.append(None)
-            elif self.wrapped:
-                out.append(self.write(dict(zip(names, row))))
-            else:
-                out.append(None if row[0] is None else self.write(row[0]))
-        return pa.array(out, pa.binary())
+        if self.wrapped:
+            rows_out = [dict(zip(names, row)) if k else None for k, *row in zip(keep, *values)]
+        else:
+            rows_out = [v if k else None for k, v in zip(keep, values[0])]
+        return pa.array(self.write_many(rows_out), pa.binary())
 
-
-def register_schema(registry: SchemaRegistry, topic: str, *, is_key: bool, schema: str, schema_type: str) -> int:
-    return registry.register(subject_name(topic, is_key=is_key), schema, schema_type)
+    def write_many(self, values: list[Any]) -> list[bytes | None]:
+        """One record per value; None (a tombstone or a null single value) stays None."""
+        return [None if v is None else self.write(v) for v in values]
 
 
 def missing_schema_error(topic: str, *, is_key: bool, schema_id: int | None = None) -> AnalysisError:
