@@ -272,7 +272,7 @@ class _Conformer:
             case dict() if "logicalType" in schema and value is not None:
                 match schema["logicalType"]:
                     case "decimal":
-                        return decimal.Decimal(str(value)).quantize(decimal.Decimal(1).scaleb(-int(schema.get("scale", 0))))
+                        return _rescale(decimal.Decimal(str(value)), int(schema.get("scale", 0)))
                 return self.fit(value, schema["type"])
             case dict():
                 return self._fit_complex(value, schema)
@@ -344,6 +344,14 @@ class _Conformer:
             case "fixed":
                 return self.fit(value, "bytes")
         return self.fit(value, kind)
+
+
+def _rescale(value: Any, scale: int) -> Any:
+    """``value`` with exactly ``scale`` fraction digits, however many digits it has."""
+    import decimal
+
+    context = decimal.Context(prec=max(decimal.getcontext().prec, len(value.as_tuple().digits) + scale + 2))
+    return value.quantize(decimal.Decimal(1).scaleb(-scale), context=context)
 
 
 # -----------------------------------------------------------------------------------------
