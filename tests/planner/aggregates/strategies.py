@@ -20,7 +20,9 @@ def values(t: st.SqlType) -> hs.SearchStrategy[Any]:
     match t:
         case st.Decimal(precision=p, scale=s):
             bound = 10**p - 1
-            return hs.integers(-bound, bound).map(lambda n: decimal.Decimal(n).scaleb(-s))
+            return hs.integers(-bound, bound).map(
+                lambda n: decimal.Decimal(f"{n}E-{s}")
+            )  # exact, no context rounding
         case st.Array(element=e):
             return hs.lists(hs.none() | values(e), max_size=4)
     match t.base:

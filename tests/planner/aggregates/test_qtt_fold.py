@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from ksqlpy import sqltypes as st
+from ksqlpy.errors import KsqlpyError
 from ksqlpy.parser import ast, parse
 from ksqlpy.planner.functions.aggregate import AggregateArg
 from ksqlpy.planner.functions.aggregates import is_aggregate, resolve
@@ -134,7 +135,7 @@ def _plan(case: dict[str, Any]) -> tuple[Any, ...] | None:
     text = "\n".join(case["statements"]).replace("{FORMAT}", "JSON")
     try:
         source, sink = parse(text)
-    except Exception:
+    except KsqlpyError:
         return None
     if not isinstance(source, ast.CreateSource):
         return None

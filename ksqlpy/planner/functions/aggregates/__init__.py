@@ -24,6 +24,7 @@ from __future__ import annotations
 from ksqlpy.planner.functions.aggregates import (  # noqa: F401  (registration)
     collect,
     comparable,
+    distinct,
     numeric,
     offset,
     stats,

@@ -251,7 +251,7 @@ def wrap_sql(sql: str, bits: int) -> str:
 def decimal_overflow(t: st.Decimal, value: decimal.Decimal) -> None:
     """ksqlDB's DecimalSumKudaf check: the sum must stay below 10^(precision - scale)."""
     digits = t.precision - t.scale
-    if abs(value) >= decimal.Decimal(10) ** digits:
+    if value.copy_abs() >= decimal.Decimal(f"1E{digits}"):  # copy_abs: abs() would round to 28 digits
         raise ExecutionError(
             f"Numeric field overflow: A field with precision {t.precision} and scale {t.scale} "
             f"must round to an absolute value less than 10^{digits}. Got {value:f}"

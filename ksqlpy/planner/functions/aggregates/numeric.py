@@ -106,7 +106,8 @@ class _Adder:
         return a + b
 
     def neg(self, v: Any) -> Any:
-        return -v
+        # Decimal's unary minus rounds to the context's 28 digits; copy_negate is exact
+        return v.copy_negate() if isinstance(v, decimal.Decimal) else -v
 
     # SQL: a running signed sum in a wide type, and folding it into a prior state
     def running_sql(self, arg: str, sign: str, over: str) -> str:
@@ -216,7 +217,7 @@ class Avg(BaseAccumulator):
         v = coerce_value(args[0], self.actual, self.t)
         if v is None:
             return state
-        return {"SUM": self.adder.add(state["SUM"], -v), "COUNT": state["COUNT"] - 1}
+        return {"SUM": self.adder.add(state["SUM"], self.adder.neg(v)), "COUNT": state["COUNT"] - 1}
 
     def merge(self, a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         return {"SUM": self.adder.add(a["SUM"], b["SUM"]), "COUNT": a["COUNT"] + b["COUNT"]}
