@@ -227,19 +227,98 @@ class _Compiler:
         return Compiled(exp.Not(this=sb.paren(both)) if e.negated else sb.paren(both), st.BOOLEAN)
 
     def _in_list(self, e: ast.InList, scope: Scope) -> Compiled:
+        """``v IN (a, b, ...)`` with ksqlDB's list coercion (CoercionUtil).
+
+        The value and the items that are neither string literals nor constructors must share a
+        (widened) type. String literals are parsed as that type; other literals become strings
+        when it is STRING; ARRAY/MAP/STRUCT constructors are coerced element by element (a
+        struct by field name, missing fields NULL; a struct with other fields never matches).
+        """
         value = self.compile(e.value, scope)
         items = [self.compile(i, scope) for i in e.items]
-        for item, node in zip(items, e.items):
-            if value.type is not None and item.type is not None and not _in_comparable(value.type, item.type):
-                raise AnalysisError(
-                    f"Invalid Predicate: operator IN value and list types do not match: "
-                    f"{format_expr(e.value)} ({value.type}) and {format_expr(node)} ({item.type})",
-                    pos=e.pos,
-                )
-        # ksqlDB's InListEvaluator: a NULL value or NULL items never match.
-        test = exp.In(this=value.sql, expressions=[i.sql for i in items if i.type is not None] or [exp.Null()])
+        common: st.SqlType | None = None
+        for node, c in [(e.value, value), *zip(e.items, items)]:
+            if c.type is None or isinstance(node, ast.StringLiteral):
+                continue
+            if node is not e.value and isinstance(node, _CONSTRUCTORS):
+                continue
+            if common is None:
+                common = c.type
+                continue
+            widened = _widen_deep(common, c.type)
+            if widened is None:
+                if common == st.STRING and _is_literal(node):
+                    continue
+                raise _operator_error(common, c.type, node, e.pos)
+            common = widened
+        if common is None:
+            common = next((c.type for c in items if c.type is not None and c.type != st.STRING), st.STRING)
+        sqls: list[exp.Expression] = []
+        for node, c in zip(e.items, items):
+            if c.type is None:
+                continue  # ksqlDB's InListEvaluator: NULL items never match
+            try:
+                sql = self._coerce_item(node, c, common, scope, top=True)
+            except _Mismatch:
+                raise _operator_error(common, c.type, node, e.pos) from None
+            if sql is not None:
+                sqls.append(sql)
+        test = exp.In(this=value.sql, expressions=sqls or [exp.Null()])
         result = exp.Coalesce(this=test, expressions=[exp.false()])
         return Compiled(exp.Not(this=sb.paren(result)) if e.negated else result, st.BOOLEAN)
+
+    def _coerce_item(
+        self, node: ast.Expr, c: Compiled, target: st.SqlType, scope: Scope, *, top: bool = False
+    ) -> exp.Expression | None:
+        """An IN-list item as a ``target`` value; None when it can never equal one."""
+        if c.type is None:
+            return sb.cast(exp.Null(), target)
+        if isinstance(node, ast.StringLiteral) and target != st.STRING:
+            return _coerce_string_literal(node.value, target, node.pos)
+        if target == st.STRING:
+            if c.type == st.STRING:
+                return c.sql
+            if _is_literal(node):
+                return exp.Literal.string(_literal_text(node))
+            raise _Mismatch
+        match node, target:
+            case ast.CreateArray(items=nodes), st.Array(element=element):
+                parts = [self._coerce_item(n, self.compile(n, scope), element, scope) for n in nodes]
+                return None if any(p is None for p in parts) else exp.Array(expressions=parts)
+            case ast.CreateMap(entries=entries), st.Map(key=kt, value=vt):
+                pairs = []
+                for kn, vn in entries:
+                    k = self._coerce_item(kn, self.compile(kn, scope), kt, scope)
+                    v = self._coerce_item(vn, self.compile(vn, scope), vt, scope)
+                    if k is None or v is None:
+                        return None
+                    pairs.append(
+                        sb.call(
+                            "struct_pack",
+                            exp.PropertyEQ(this=exp.to_identifier("k"), expression=k),
+                            exp.PropertyEQ(this=exp.to_identifier("v"), expression=v),
+                        )
+                    )
+                return sb.call("map_from_entries", exp.Array(expressions=pairs))
+            case ast.CreateStruct(fields=fields), st.Struct(fields=wanted):
+                given = dict(fields)
+                if not set(given) <= {f.name for f in wanted}:
+                    return None
+                args = []
+                for f in wanted:
+                    n = given.get(f.name)
+                    v = sb.cast(exp.Null(), f.type) if n is None else self._coerce_item(n, self.compile(n, scope), f.type, scope)
+                    if v is None:
+                        return None
+                    args.append(exp.PropertyEQ(this=exp.to_identifier(f.name, quoted=True), expression=v))
+                return sb.call("struct_pack", *args)
+        if isinstance(c.type, st.Struct) and isinstance(target, st.Struct) and not _same_field_names(c.type, target):
+            return None  # struct field names are case sensitive: never equal
+        if _widen_deep(c.type, target) is None:
+            raise _Mismatch
+        if top or c.type == target:
+            return c.sql
+        return cast_value(c.sql, c.type, target)
 
     def _searched_case(self, e: ast.SearchedCase, scope: Scope) -> Compiled:
         whens: list[tuple[exp.Expression, exp.Expression]] = []
@@ -451,10 +530,94 @@ def _arg_text(t: object) -> str:
     return arg_type_text(t)  # type: ignore[arg-type]
 
 
-def _in_comparable(a: st.SqlType, b: st.SqlType) -> bool:
-    if st.is_numeric(a) and st.is_numeric(b):
+def _widen_deep(a: st.SqlType, b: st.SqlType) -> st.SqlType | None:
+    """The common type of two IN-list operands: numeric widening, element-wise for containers."""
+    match a, b:
+        case st.Array(element=x), st.Array(element=y):
+            w = _widen_deep(x, y)
+            return None if w is None else st.Array(w)
+        case st.Map(key=kx, value=vx), st.Map(key=ky, value=vy):
+            wk, wv = _widen_deep(kx, ky), _widen_deep(vx, vy)
+            return None if wk is None or wv is None else st.Map(wk, wv)
+        case st.Struct(fields=fa), st.Struct(fields=fb):
+            if len(fa) != len(fb):
+                return None
+            fields = []
+            for f, g in zip(fa, fb):
+                w = _widen_deep(f.type, g.type)
+                if w is None:
+                    return None
+                fields.append(st.Field(f.name, w))
+            return st.Struct(tuple(fields))
+    return st.widen(a, b)
+
+
+class _Mismatch(Exception):
+    """An IN-list item whose type cannot be compared with the list's type."""
+
+
+_CONSTRUCTORS = (ast.CreateArray, ast.CreateMap, ast.CreateStruct)
+
+
+def _operator_error(common: st.SqlType, t: st.SqlType | None, node: ast.Expr, pos: object) -> AnalysisError:
+    return AnalysisError(
+        f"Invalid Predicate: operator does not exist: {common} = {t} ({format_expr(node)})\n"
+        "Hint: You might need to add explicit type casts.",
+        pos=pos,  # type: ignore[arg-type]
+    )
+
+
+def _same_field_names(a: st.Struct, b: st.Struct) -> bool:
+    return [f.name for f in a.fields] == [f.name for f in b.fields]
+
+
+_LITERALS = (ast.IntegerLiteral, ast.DecimalLiteral, ast.DoubleLiteral, ast.BooleanLiteral, ast.StringLiteral)
+
+
+def _is_literal(node: ast.Expr) -> bool:
+    return isinstance(node, _LITERALS)
+
+
+def _literal_text(node: ast.Expr) -> str:
+    match node:
+        case ast.BooleanLiteral(value=v):
+            return "true" if v else "false"
+        case ast.DecimalLiteral(text=text):
+            return text
+        case ast.StringLiteral(value=v):
+            return v
+    return format_expr(node)
+
+
+def _parse_boolean(text: str) -> bool | None:
+    """ksqlDB's lenient boolean text: any prefix of true/yes or false/no, in any case."""
+    lower = text.strip().lower()
+    if lower and ("true".startswith(lower) or "yes".startswith(lower)):
         return True
-    return a.base == b.base or {a.base, b.base} <= {B.STRING, B.DATE, B.TIMESTAMP, B.TIME}
+    if lower and ("false".startswith(lower) or "no".startswith(lower)):
+        return False
+    return None
+
+
+def _coerce_string_literal(text: str, target: st.SqlType, pos: object) -> exp.Expression:
+    """A string literal in a list of ``target`` values, parsed as ksqlDB parses it."""
+    bad = AnalysisError(f'Invalid Predicate: invalid input syntax for type {target.base.value}: "{text}".', pos=pos)  # type: ignore[arg-type]
+    if st.is_numeric(target):
+        try:
+            number = decimal.Decimal(text.strip())
+        except decimal.InvalidOperation:
+            raise bad from None
+        if not number.is_finite():
+            raise bad
+        return sb.cast(exp.Literal.string(str(number)), decimal_literal_type(str(number)))
+    if target == st.BOOLEAN:
+        parsed = _parse_boolean(text)
+        if parsed is None:
+            raise bad
+        return exp.true() if parsed else exp.false()
+    if target.base in (B.DATE, B.TIME, B.TIMESTAMP):
+        return cast_value(exp.Literal.string(text), st.STRING, target)
+    raise bad
 
 
 def _last_key_wins(keys: list[Compiled], values: list[Compiled]) -> list[tuple[Compiled, Compiled]]:
