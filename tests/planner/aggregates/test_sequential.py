@@ -126,7 +126,10 @@ def test_states_round_trip_through_duckdb(
     name: str, t: st.SqlType, literals: tuple[Any, ...], data: hs.DataObject
 ) -> None:
     acc = call(name, t, literals=literals)
-    state = fold(acc, data.draw(hs.lists(hs.none() | values(t), max_size=6)))
+    try:
+        state = fold(acc, data.draw(hs.lists(hs.none() | values(t), max_size=6)))
+    except ExecutionError:
+        reject()  # the DECIMAL sum overflowed
     assert same(stored(acc, state), state)
 
 
