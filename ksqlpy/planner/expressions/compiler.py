@@ -637,17 +637,33 @@ def _last_key_wins(keys: list[Compiled], values: list[Compiled]) -> list[tuple[C
 def _java_logical(op: ast.LogicalOp, left: exp.Expression, right: exp.Expression) -> exp.Expression:
     """Java's short-circuit ``&&``/``||`` on nullable booleans: a NULL left operand gives NULL.
 
-    ``CASE l WHEN TRUE THEN r WHEN FALSE THEN FALSE END`` is ``l && r`` (NULL left -> NULL,
-    FALSE -> FALSE, TRUE -> r); ``CASE l WHEN TRUE THEN TRUE WHEN FALSE THEN r END`` is
-    ``l || r``. The operand form names ``l`` once, so a chain of N conditions stays linear in
-    size (repeating ``l`` in each branch would double it per level).
+    When the left operand can never be NULL (comparisons, which ksqlDB makes FALSE on NULL
+    input, literals, IS NULL tests, and AND/OR/NOT over those) SQL's own AND/OR is exactly
+    that. Otherwise ``CASE WHEN l THEN r ELSE l END`` is ``l && r`` and ``CASE WHEN NOT l THEN
+    r ELSE l END`` is ``l || r``; that form repeats ``l``, so it is kept for the rare nullable
+    left operand (long condition chains of comparisons stay linear in size).
     """
-    if op is ast.LogicalOp.AND:
-        branches = [(exp.true(), right), (exp.false(), exp.false())]
-    else:
-        branches = [(exp.true(), exp.true()), (exp.false(), right)]
-    ifs = [exp.If(this=when, true=then) for when, then in branches]
-    return exp.Case(this=sb.paren(left), ifs=ifs)
+    if _never_null(left):
+        node = exp.And if op is ast.LogicalOp.AND else exp.Or
+        return node(this=sb.paren(left), expression=sb.paren(right))
+    test = left if op is ast.LogicalOp.AND else exp.Not(this=sb.paren(left))
+    return sb.case([(test, right)], left.copy())
+
+
+def _never_null(e: exp.Expression) -> bool:
+    """Whether a compiled boolean expression can be seen, from its shape, never to be NULL."""
+    while isinstance(e, exp.Paren):
+        e = e.this
+    match e:
+        case exp.Boolean() | exp.Is():
+            return True
+        case exp.Coalesce():
+            return any(_never_null(x) for x in [e.this, *e.expressions])
+        case exp.Not():
+            return _never_null(e.this)
+        case exp.And() | exp.Or():
+            return _never_null(e.this) and _never_null(e.expression)
+    return False
 
 
 def decimal_literal_type(text: str) -> st.Decimal:
