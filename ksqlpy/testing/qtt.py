@@ -95,6 +95,9 @@ class TopicNode:
     value_schema: Any = None
     key_schema_id: int | None = None
     value_schema_id: int | None = None
+    #: schemas the key / value schema imports: ``(name, format, schema text)``
+    key_references: tuple[tuple[str, str, str], ...] = ()
+    value_references: tuple[tuple[str, str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -375,6 +378,15 @@ def _topic_node(node: Mapping[str, Any]) -> TopicNode:
         value_schema=node.get("valueSchema", node.get("schema")),
         key_schema_id=_int_or_none(node.get("keySchemaId")),
         value_schema_id=_int_or_none(node.get("valueSchemaId")),
+        key_references=_references(node.get("keySchemaReferences")),
+        value_references=_references(node.get("valueSchemaReferences")),
+    )
+
+
+def _references(nodes: Any) -> tuple[tuple[str, str, str], ...]:
+    return tuple(
+        (str(n["name"]), str(n.get("format", "")).upper(), n["schema"] if isinstance(n["schema"], str) else json.dumps(n["schema"]))
+        for n in nodes or ()
     )
 
 

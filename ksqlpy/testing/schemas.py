@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ksqlpy.runtime.serde.registry import SchemaRegistry, subject_name
+from ksqlpy.runtime.serde.registry import SchemaReference, SchemaRegistry, subject_name
 from ksqlpy.testing.qtt import QttCase, TopicNode
 
 _SCHEMA_TYPES = {"AVRO": "AVRO", "JSON_SR": "JSON", "JSON": "JSON", "PROTOBUF": "PROTOBUF", "PROTOBUF_NOSR": "PROTOBUF"}
@@ -37,27 +37,40 @@ class _Schema:
     text: str
     schema_type: str
     schema_id: int | None = None
+    #: imported schemas, registered first under their import name: (name, schema type, text)
+    references: tuple[tuple[str, str, str], ...] = ()
 
 
 def register_topic_schemas(registry: SchemaRegistry, case: QttCase, config: Mapping[str, Any]) -> None:
     topics: dict[str, list[_Schema]] = {}
     for node in case.topics:
         schemas = topics.setdefault(node.name, [])
-        for is_key, schema, schema_id in (
-            (True, node.key_schema, node.key_schema_id),
-            (False, node.value_schema, node.value_schema_id),
+        for is_key, schema, schema_id, references in (
+            (True, node.key_schema, node.key_schema_id, node.key_references),
+            (False, node.value_schema, node.value_schema_id, node.value_references),
         ):
             if schema is None:
                 continue
             schema_type = _schema_type(node, case, schema, is_key=is_key)
             text = schema if isinstance(schema, str) and schema_type == "PROTOBUF" else json.dumps(schema)
-            schemas.append(_Schema(is_key, text, schema_type, schema_id))
+            refs = tuple((name, _SCHEMA_TYPES.get(fmt, schema_type), ref) for name, fmt, ref in references)
+            schemas.append(_Schema(is_key, text, schema_type, schema_id, refs))
     for topic, schemas in _statement_schemas(case, config):
         topics.setdefault(topic, schemas)
     for topic in java_hash_map_order(list(topics)):
         for schema in topics[topic]:
+            references = []
+            for name, schema_type, text in schema.references:
+                registry.register(name, text, schema_type)
+                registered = registry.latest(name)
+                assert registered is not None
+                references.append(SchemaReference(name, name, registered.version))
             registry.register(
-                subject_name(topic, is_key=schema.is_key), schema.text, schema.schema_type, schema_id=schema.schema_id
+                subject_name(topic, is_key=schema.is_key),
+                schema.text,
+                schema.schema_type,
+                schema_id=schema.schema_id,
+                references=tuple(references),
             )
 
 

@@ -35,7 +35,14 @@ from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
 from ksqlpy import sqltypes
 from ksqlpy.errors import AnalysisError, SerdeError
-from ksqlpy.runtime.serde.registry import HEADER_SIZE, SchemaRegistry, read_header, subject_name, wire_header
+from ksqlpy.runtime.serde.registry import (
+    HEADER_SIZE,
+    RegisteredSchema,
+    SchemaRegistry,
+    read_header,
+    subject_name,
+    wire_header,
+)
 from ksqlpy.runtime.serde.srbase import RowDeserializer, RowSerializer
 from ksqlpy.sqltypes import BaseType, Field
 
@@ -332,9 +339,14 @@ def _camel(name: str) -> str:
 # -----------------------------------------------------------------------------------------
 
 
-def _pool_for(proto: descriptor_pb2.FileDescriptorProto) -> descriptor_pool.DescriptorPool:
+Imports = tuple[tuple[str, str], ...]
+"""Schemas a schema imports (its registry references): ``(import name, schema text)`` pairs."""
+
+
+def _pool_for(proto: descriptor_pb2.FileDescriptorProto, imports: Imports = ()) -> descriptor_pool.DescriptorPool:
     pool = descriptor_pool.DescriptorPool()
     added: set[str] = set()
+    referenced = dict(imports)
 
     def add(name: str) -> None:
         if name in added:
@@ -346,12 +358,19 @@ def _pool_for(proto: descriptor_pb2.FileDescriptorProto) -> descriptor_pool.Desc
             pool.Add(dep)
         elif name in _EXTRA_FILES:
             pool.Add(parse_proto(_EXTRA_FILES[name], file_name=name))
+        elif name in referenced:
+            dep = parse_proto(referenced[name], file_name=name)
+            keep(dep)
+            pool.Add(dep)
 
-    for dep in list(proto.dependency):
-        if dep in _BUILT_IN or dep in _EXTRA_FILES:
-            add(dep)
-        else:
-            proto.dependency.remove(dep)  # confluent/meta.proto and the like: options only
+    def keep(file: descriptor_pb2.FileDescriptorProto) -> None:
+        for dep in list(file.dependency):
+            if dep in _BUILT_IN or dep in _EXTRA_FILES or dep in referenced:
+                add(dep)
+            else:
+                file.dependency.remove(dep)  # confluent/meta.proto and the like: options only
+
+    keep(proto)
     # types used without their import still resolve (schemas in the wild omit imports)
     for name in ("google/protobuf/wrappers.proto", "google/protobuf/timestamp.proto", *_EXTRA_FILES):
         if name not in added:
@@ -537,16 +556,16 @@ def _scalar(value: Any, field: FieldDescriptor) -> Any:
 
 
 @lru_cache(maxsize=512)
-def _schema(text: str) -> tuple[descriptor_pb2.FileDescriptorProto, descriptor_pool.DescriptorPool]:
+def _schema(text: str, imports: Imports = ()) -> tuple[descriptor_pb2.FileDescriptorProto, descriptor_pool.DescriptorPool]:
     name = "ksqlpy_" + hashlib.sha1(text.encode()).hexdigest()[:16] + ".proto"
     proto = parse_proto(text, file_name=name)
-    return proto, _pool_for(proto)
+    return proto, _pool_for(proto, imports)
 
 
 @lru_cache(maxsize=512)
-def message_type(text: str, full_name: str | None = None) -> MessageType:
+def message_type(text: str, full_name: str | None = None, imports: Imports = ()) -> MessageType:
     """The message ``full_name`` of a schema (by default its first message)."""
-    proto, pool = _schema(text)
+    proto, pool = _schema(text, imports)
     if not proto.message_type:
         raise ValueError("protobuf schema defines no message")
     paths = dict(_message_paths(proto))
@@ -571,11 +590,11 @@ def _message_paths(proto: descriptor_pb2.FileDescriptorProto) -> Iterator[tuple[
     yield from walk(proto.message_type, "", ())
 
 
-def message_by_path(text: str, path: Sequence[int]) -> MessageType:
-    proto, _ = _schema(text)
+def message_by_path(text: str, path: Sequence[int], imports: Imports = ()) -> MessageType:
+    proto, _ = _schema(text, imports)
     for name, found in _message_paths(proto):
         if found == tuple(path):
-            return message_type(text, f"{proto.package}.{name}" if proto.package else name)
+            return message_type(text, f"{proto.package}.{name}" if proto.package else name, imports)
     raise ValueError(f"no message at index {list(path)} in the schema")
 
 
@@ -627,10 +646,15 @@ def decode_indexes(data: bytes, pos: int) -> tuple[tuple[int, ...], int]:
     return tuple(path), pos
 
 
-def read_registered(data: bytes, text: str, full_name: str | None = None) -> dict[str, Any]:
+def read_registered(data: bytes, text: str, imports: Imports = ()) -> dict[str, Any]:
     """The value of a PROTOBUF record (header and message indexes included)."""
     path, pos = decode_indexes(data, HEADER_SIZE)
-    return message_by_path(text, path).read_value(data[pos:])
+    return message_by_path(text, path, imports).read_value(data[pos:])
+
+
+def imports_of(registry: SchemaRegistry, schema: RegisteredSchema) -> Imports:
+    """The schemas ``schema`` imports, from the registry, in a cacheable form."""
+    return tuple(sorted(registry.imports(schema).items()))
 
 
 # -----------------------------------------------------------------------------------------
@@ -753,9 +777,11 @@ def _single_type(field: FieldDescriptor) -> sqltypes.SqlType:
     return sqltypes.Struct(tuple(Field(f.name.upper(), _sql_type(f)) for f in message.fields))
 
 
-def columns_from_proto(text: str, *, is_key: bool, full_name: str | None = None) -> tuple[Field, ...]:
+def columns_from_proto(
+    text: str, *, is_key: bool, full_name: str | None = None, imports: Imports = ()
+) -> tuple[Field, ...]:
     """Columns inferred from a Protobuf schema: one per field of the message (upper-cased)."""
-    message = message_type(text, full_name).descriptor
+    message = message_type(text, full_name, imports).descriptor
     return tuple(Field(f.name.upper(), _sql_type(f)) for f in message.fields)
 
 
@@ -782,17 +808,18 @@ class ProtobufDeserializer(RowDeserializer):
         self._registry = registry
         self._with_registry = with_registry
         self._own = None if with_registry else message_type(proto_schema_text(columns, nullable=nullable))
-        self._texts: dict[int, str] = {}
+        self._texts: dict[int, tuple[str, Imports]] = {}
 
     def read(self, data: bytes) -> Any:
         if self._own is not None:
             return self._own.read_value(data)
         schema_id = read_header(data)
-        text = self._texts.get(schema_id)
-        if text is None:
-            text = self._texts[schema_id] = self._registry.by_id(schema_id).schema
+        found = self._texts.get(schema_id)
+        if found is None:
+            registered = self._registry.by_id(schema_id)
+            found = self._texts[schema_id] = (registered.schema, imports_of(self._registry, registered))
         try:
-            return read_registered(data, text)
+            return read_registered(data, *found)
         except Exception as e:  # noqa: BLE001 - a malformed message is the record's error
             raise ValueError(f"Failed to deserialize Protobuf record: {e}") from e
 
@@ -812,13 +839,16 @@ class ProtobufSerializer(RowSerializer):
         nullable: str | None = None,
     ) -> None:
         super().__init__(columns, is_key=is_key, wrapped=True)
+        imports: Imports = ()
+        given = schema_id is not None
         if schema_id is not None:
-            text = registry.by_id(schema_id).schema
+            registered = registry.by_id(schema_id)
+            text, imports = registered.schema, imports_of(registry, registered)
         else:
             text = proto_schema_text(columns, full_name=full_name, nullable=nullable)
             if with_registry:
                 schema_id = registry.register(subject_name(topic, is_key=is_key), text, SCHEMA_TYPE)
-        self._type = message_type(text, full_name if schema_id is not None and full_name else None)
+        self._type = message_type(text, full_name if given else None, imports)
         self._prefix = b"" if not with_registry else wire_header(schema_id or 0) + encode_indexes(self._type.index_path)
 
     def write(self, value: Any) -> bytes:

@@ -44,6 +44,16 @@ class SchemaRegistryError(KsqlpyError):
     """The registry is unreachable, or has no such subject, version or id."""
 
 
+@dataclass(frozen=True, slots=True)
+class SchemaReference:
+    """A schema another one imports (``import "event.proto";``): the name it is imported by,
+    and the subject version holding it."""
+
+    name: str
+    subject: str
+    version: int
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RegisteredSchema:
     """One version of a subject's schema. ``schema_type`` is the registry's name for the
@@ -54,6 +64,15 @@ class RegisteredSchema:
     schema: str
     subject: str = ""
     version: int = 0
+    references: tuple[SchemaReference, ...] = ()
+
+
+def _references(raw: Any) -> tuple[SchemaReference, ...]:
+    return tuple(SchemaReference(r["name"], r["subject"], int(r["version"])) for r in raw or ())
+
+
+def _references_json(references: tuple[SchemaReference, ...]) -> list[dict[str, Any]]:
+    return [{"name": r.name, "subject": r.subject, "version": r.version} for r in references]
 
 
 def subject_name(topic: str, *, is_key: bool) -> str:
@@ -77,10 +96,39 @@ class SchemaRegistry(abc.ABC):
     """Schemas by subject (versions, latest) and by global id."""
 
     @abc.abstractmethod
-    def register(self, subject: str, schema: str, schema_type: str, *, schema_id: int | None = None) -> int:
+    def register(
+        self,
+        subject: str,
+        schema: str,
+        schema_type: str,
+        *,
+        schema_id: int | None = None,
+        references: tuple[SchemaReference, ...] = (),
+    ) -> int:
         """The id of ``schema`` under ``subject``, registering it as a new version unless the
         subject already has the very same schema. ``schema_id`` asks for a given id (as
-        Confluent's registry allows in import mode)."""
+        Confluent's registry allows in import mode); ``references`` are the schemas it imports."""
+
+    @abc.abstractmethod
+    def version(self, subject: str, version: int) -> RegisteredSchema | None:
+        """One version of a subject (1 is the first); None when there is no such version."""
+
+    def imports(self, schema: RegisteredSchema) -> dict[str, str]:
+        """The text of every schema ``schema`` imports, directly or not, by import name."""
+        found: dict[str, str] = {}
+        pending = list(schema.references)
+        while pending:
+            reference = pending.pop()
+            if reference.name in found:
+                continue
+            target = self.version(reference.subject, reference.version)
+            if target is None:
+                raise SchemaRegistryError(
+                    f"Schema reference {reference.name} ({reference.subject} version {reference.version}) not found"
+                )
+            found[reference.name] = target.schema
+            pending.extend(target.references)
+        return found
 
     @abc.abstractmethod
     def latest(self, subject: str) -> RegisteredSchema | None:
@@ -118,7 +166,15 @@ class InProcessRegistry(SchemaRegistry):
         self._read = 0
         self._catch_up()
 
-    def register(self, subject: str, schema: str, schema_type: str, *, schema_id: int | None = None) -> int:
+    def register(
+        self,
+        subject: str,
+        schema: str,
+        schema_type: str,
+        *,
+        schema_id: int | None = None,
+        references: tuple[SchemaReference, ...] = (),
+    ) -> int:
         with self._lock:
             self._catch_up()
             for existing in self._versions.get(subject, ()):
@@ -134,7 +190,14 @@ class InProcessRegistry(SchemaRegistry):
                 raise SchemaRegistryError(f"Schema id {schema_id} is already used by another schema")
             version = len(self._versions.get(subject, ())) + 1
             value = orjson.dumps(
-                {"subject": subject, "version": version, "id": schema_id, "schemaType": schema_type, "schema": schema}
+                {
+                    "subject": subject,
+                    "version": version,
+                    "id": schema_id,
+                    "schemaType": schema_type,
+                    "schema": schema,
+                    "references": _references_json(references),
+                }
             )
             self._append(subject, value)
             self._catch_up()
@@ -145,6 +208,12 @@ class InProcessRegistry(SchemaRegistry):
             self._catch_up()
             versions = self._versions.get(subject)
             return versions[-1] if versions else None
+
+    def version(self, subject: str, version: int) -> RegisteredSchema | None:
+        with self._lock:
+            self._catch_up()
+            versions = self._versions.get(subject, [])
+            return versions[version - 1] if 0 < version <= len(versions) else None
 
     def by_id(self, schema_id: int) -> RegisteredSchema:
         with self._lock:
@@ -213,7 +282,12 @@ class InProcessRegistry(SchemaRegistry):
             return
         obj = orjson.loads(value)
         entry = RegisteredSchema(
-            id=obj["id"], schema_type=obj["schemaType"], schema=obj["schema"], subject=subject, version=obj["version"]
+            id=obj["id"],
+            schema_type=obj["schemaType"],
+            schema=obj["schema"],
+            subject=subject,
+            version=obj["version"],
+            references=_references(obj.get("references")),
         )
         self._versions.setdefault(subject, []).append(entry)
         self._ids.setdefault(entry.id, entry)
@@ -239,20 +313,39 @@ class HttpRegistry(SchemaRegistry):
         self._cache: dict[int, RegisteredSchema] = {}
         self._lock = threading.Lock()
 
-    def register(self, subject: str, schema: str, schema_type: str, *, schema_id: int | None = None) -> int:
+    def register(
+        self,
+        subject: str,
+        schema: str,
+        schema_type: str,
+        *,
+        schema_id: int | None = None,
+        references: tuple[SchemaReference, ...] = (),
+    ) -> int:
         body: dict[str, Any] = {"schema": schema}
         if schema_type != "AVRO":
             body["schemaType"] = schema_type
         if schema_id is not None:
             body["id"] = schema_id
+        if references:
+            body["references"] = _references_json(references)
         answer = self._call("POST", f"/subjects/{_quote(subject)}/versions", body)
         schema_id = int(answer["id"])
         with self._lock:
-            self._cache.setdefault(schema_id, RegisteredSchema(id=schema_id, schema_type=schema_type, schema=schema))
+            self._cache.setdefault(
+                schema_id,
+                RegisteredSchema(id=schema_id, schema_type=schema_type, schema=schema, references=references),
+            )
         return schema_id
 
     def latest(self, subject: str) -> RegisteredSchema | None:
-        answer = self._call("GET", f"/subjects/{_quote(subject)}/versions/latest", missing_ok=True)
+        return self._subject_version(subject, "latest")
+
+    def version(self, subject: str, version: int) -> RegisteredSchema | None:
+        return self._subject_version(subject, str(version))
+
+    def _subject_version(self, subject: str, version: str) -> RegisteredSchema | None:
+        answer = self._call("GET", f"/subjects/{_quote(subject)}/versions/{version}", missing_ok=True)
         if answer is None:
             return None
         return RegisteredSchema(
@@ -261,6 +354,7 @@ class HttpRegistry(SchemaRegistry):
             schema=answer["schema"],
             subject=answer.get("subject", subject),
             version=int(answer.get("version", 0)),
+            references=_references(answer.get("references")),
         )
 
     def by_id(self, schema_id: int) -> RegisteredSchema:
@@ -271,7 +365,12 @@ class HttpRegistry(SchemaRegistry):
         answer = self._call("GET", f"/schemas/ids/{schema_id}", missing_ok=True)
         if answer is None:
             raise SchemaRegistryError(f"Schema {schema_id} not found")
-        found = RegisteredSchema(id=schema_id, schema_type=answer.get("schemaType", "AVRO"), schema=answer["schema"])
+        found = RegisteredSchema(
+            id=schema_id,
+            schema_type=answer.get("schemaType", "AVRO"),
+            schema=answer["schema"],
+            references=_references(answer.get("references")),
+        )
         with self._lock:
             self._cache[schema_id] = found
         return found

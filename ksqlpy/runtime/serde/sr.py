@@ -104,8 +104,11 @@ def generated_schema(spec: SerdeSpec, columns: Sequence[Field], *, is_key: bool)
     raise ValueError(f"not a schema-registry format: {spec.format.value}")
 
 
-def columns_of(schema: RegisteredSchema, spec: SerdeSpec, *, is_key: bool) -> tuple[Field, ...]:
-    """The columns a registered schema holds, read as ``spec``'s format does."""
+def columns_of(
+    schema: RegisteredSchema, spec: SerdeSpec, *, is_key: bool, registry: SchemaRegistry | None = None
+) -> tuple[Field, ...]:
+    """The columns a registered schema holds, read as ``spec``'s format does (``registry``
+    supplies the schemas it references)."""
     wrapped = spec.wrap_single_value
     match spec.format:
         case Format.AVRO:
@@ -115,7 +118,8 @@ def columns_of(schema: RegisteredSchema, spec: SerdeSpec, *, is_key: bool) -> tu
         case Format.PROTOBUF | Format.PROTOBUF_NOSR:
             from ksqlpy.runtime.serde import protobuf
 
-            return protobuf.columns_from_proto(schema.schema, is_key=is_key, full_name=spec.full_name)
+            imports = protobuf.imports_of(registry, schema) if registry is not None else ()
+            return protobuf.columns_from_proto(schema.schema, is_key=is_key, full_name=spec.full_name, imports=imports)
     raise AnalysisError(f"The '{spec.format.value}' format does not support schema inference")
 
 
@@ -131,7 +135,7 @@ def infer_columns(spec: SerdeSpec, registry: SchemaRegistry, topic: str, *, is_k
         found = registry.latest(subject_name(topic, is_key=is_key))
     if found is None:
         raise missing_schema_error(topic, is_key=is_key, schema_id=spec.schema_id)
-    return columns_of(found, spec, is_key=is_key)
+    return columns_of(found, spec, is_key=is_key, registry=registry)
 
 
 class FormatLike(Protocol):

@@ -55,7 +55,7 @@ def encode_value(
         case Format.PROTOBUF | Format.PROTOBUF_NOSR:
             from ksqlpy.runtime.serde import protobuf
 
-            message = protobuf.message_type(schema.schema, spec.full_name)
+            message = protobuf.message_type(schema.schema, spec.full_name, protobuf.imports_of(registry, schema))
             payload = message.write_value(value)
             if spec.format is Format.PROTOBUF_NOSR:
                 return payload
@@ -78,7 +78,7 @@ def decode_value(
             from ksqlpy.runtime.serde import protobuf
 
             schema = registry.by_id(read_header(data))
-            return spec_value(protobuf.read_registered(data, schema.schema, spec.full_name))
+            return spec_value(protobuf.read_registered(data, schema.schema, protobuf.imports_of(registry, schema)))
         case Format.PROTOBUF_NOSR:
             from ksqlpy.runtime.serde import protobuf
 

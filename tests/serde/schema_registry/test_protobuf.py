@@ -122,3 +122,23 @@ def test_protobuf_rejects_unwrapping_and_non_string_map_keys() -> None:
         validate_format(SerdeSpec(format=Format.PROTOBUF, wrap_single_value=False), COLUMNS[:1], is_key=False)
     with pytest.raises(AnalysisError, match="PROTOBUF format only supports MAP types with STRING keys"):
         validate_format(SerdeSpec(format=Format.PROTOBUF), [st.Field("M", st.Map(st.INTEGER, st.INTEGER))], is_key=False)
+
+
+def test_schemas_importing_referenced_schemas(registry: InProcessRegistry) -> None:
+    from ksqlpy.runtime.serde.registry import SchemaReference
+
+    registry.register("event.proto", 'syntax = "proto3"; message Event { int64 at = 1; }', "PROTOBUF")
+    main = 'syntax = "proto3"; import "event.proto"; message Logistics { Event event = 1; }'
+    schema_id = registry.register(
+        "t-value", main, "PROTOBUF", references=(SchemaReference("event.proto", "event.proto", 1),)
+    )
+    registered = registry.by_id(schema_id)
+    assert registry.imports(registered) == {"event.proto": 'syntax = "proto3"; message Event { int64 at = 1; }'}
+    spec = SerdeSpec(format=Format.PROTOBUF, schema_id=schema_id)
+    columns = (st.Field("EVENT", st.Struct((st.Field("AT", st.BIGINT),))),)
+    data = serializer(spec, columns, is_key=False, registry=registry, topic="t").encode(
+        pa.table({"EVENT": [{"AT": 5}]})
+    )
+    assert read_header(data[0].as_py()) == schema_id
+    decoded = deserializer(SerdeSpec(format=Format.PROTOBUF), columns, is_key=False, registry=registry).decode(data)
+    assert decoded.table.to_pylist() == [{"EVENT": {"AT": 5}}]
