@@ -325,7 +325,9 @@ class _Conformer:
                 out: dict[str, Any] = {}
                 for field in schema["fields"]:
                     name = field["name"]
-                    found = value[name] if name in value else upper.get(name.upper(), field.get("default"))
+                    found = value[name] if name in value else upper.get(name.upper())
+                    if found is None:
+                        found = field.get("default")  # Connect writes a field's default for null
                     out[name] = self.fit(found, field["type"])
                 return out
             case "array":
