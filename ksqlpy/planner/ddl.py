@@ -327,6 +327,8 @@ def _inferred(
     if not values and value_format.format in INFERRING_FORMATS:
         fields = infer(topic, value_format, False)
         values = [Column(name=f.name, type=f.type) for f in fields]
+    if stmt.kind is ast.SourceKind.TABLE and not keys:
+        raise AnalysisError("Tables require a PRIMARY KEY. Please define the PRIMARY KEY.", pos=stmt.pos)
     return tuple(keys + values + others)
 
 
