@@ -45,6 +45,8 @@ def analyze_select(
         raise AnalysisError("HAVING clause requires a GROUP BY clause.", pos=query.having.pos)
     table = query.from_
     source = catalog.source(table.name, table.pos)
+    if source.is_table and any(uses_table_function(i) for i in query.select):
+        raise AnalysisError("Table source is not supported with table functions", pos=query.pos)
     scope = scopes.source_scope(source, table.alias or table.name)
 
     where_sql = None
@@ -180,3 +182,17 @@ def key_columns_for(
         raise AnalysisError("The projection contains no value columns.")
     return columns
 
+
+
+def uses_table_function(node: object) -> bool:
+    """Whether an AST node calls a table function (EXPLODE, ...) anywhere inside it."""
+    from ksqlpy.planner.functions import REGISTRY
+
+    if isinstance(node, ast.FunctionCall) and REGISTRY.is_table_function(node.name):
+        return True
+    if isinstance(node, tuple):
+        return any(uses_table_function(n) for n in node)
+    fields = getattr(node, "__dataclass_fields__", None)
+    if fields is None:
+        return False
+    return any(uses_table_function(getattr(node, f)) for f in fields if f != "pos")

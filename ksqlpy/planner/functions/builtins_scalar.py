@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib
 
 # Each family module registers its functions on import.
-_FAMILIES = ("misc", "math", "string", "conditional", "conversion", "json", "datetime", "url", "collections")
+_FAMILIES = ("misc", "math", "string", "conditional", "conversion", "json", "datetime", "url", "collections", "tablefns")
 
 for _family in _FAMILIES:
     try:

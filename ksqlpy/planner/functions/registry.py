@@ -503,6 +503,19 @@ class AggregateFunction:
         return FunctionKind.AGGREGATE
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TableFunction(ScalarFunction):
+    """A table function (UDTF): resolved like a scalar function, but each call yields any number
+    of output rows per input row. Its compile rule returns a DuckDB ``unnest(list)``, so a select
+    list with several table functions zips them, the shorter padded with NULLs, as ksqlDB does."""
+
+    category: Category = Category.TABLE
+
+    @property
+    def kind(self) -> FunctionKind:
+        return FunctionKind.TABLE
+
+
 Function: TypeAlias = ScalarFunction | AggregateFunction
 
 
@@ -752,6 +765,10 @@ class FunctionRegistry:
     def functions(self) -> tuple[Function, ...]:
         """Every function, sorted by name (as SHOW FUNCTIONS lists them)."""
         return tuple(sorted(self._functions.values(), key=lambda f: f.name.upper()))
+
+    def is_table_function(self, name: str) -> bool:
+        fn = self.get(name)
+        return fn is not None and fn.kind == FunctionKind.TABLE
 
     def is_aggregate(self, name: str) -> bool:
         fn = self.get(name)

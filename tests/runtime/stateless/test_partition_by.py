@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import produce, read, schema
+from stateless_io import produce, read, schema
 from ksqlpy.errors import AnalysisError
 from ksqlpy.runtime.engine import Engine
 
