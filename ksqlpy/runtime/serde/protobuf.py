@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import pyarrow as pa
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, timestamp_pb2, wrappers_pb2
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
@@ -806,9 +807,10 @@ class ProtobufDeserializer(RowDeserializer):
     ) -> None:
         super().__init__(columns, is_key=is_key, wrapped=True)
         self._registry = registry
-        self._with_registry = with_registry
-        self._own = None if with_registry else message_type(proto_schema_text(columns, nullable=nullable))
+        self._own_text = proto_schema_text(columns, nullable=nullable)
+        self._own = None if with_registry else message_type(self._own_text)
         self._texts: dict[int, tuple[str, Imports]] = {}
+        self._foreign = False  # whether the batch read so far holds records of other schemas
 
     def read(self, data: bytes) -> Any:
         if self._own is not None:
@@ -818,10 +820,19 @@ class ProtobufDeserializer(RowDeserializer):
         if found is None:
             registered = self._registry.by_id(schema_id)
             found = self._texts[schema_id] = (registered.schema, imports_of(self._registry, registered))
+        self._foreign = self._foreign or found != (self._own_text, ())
         try:
             return read_registered(data, *found)
         except Exception as e:  # noqa: BLE001 - a malformed message is the record's error
             raise ValueError(f"Failed to deserialize Protobuf record: {e}") from e
+
+    def native_table(self, values: list[Any]) -> pa.Table | None:
+        """Messages of the schema generated for the columns have their names and types:
+        Arrow converts the batch in one call."""
+        foreign, self._foreign = self._foreign, False
+        if foreign:
+            return None
+        return pa.Table.from_pylist([v if v is not None else {} for v in values], schema=self.schema)
 
 
 class ProtobufSerializer(RowSerializer):
