@@ -1,8 +1,9 @@
 """Real servers for the REST tests: hypercorn in a background thread on a free loopback port.
 
 ``transport_server`` serves the app without an engine (for endpoints and transport behaviour
-that never reach it); ``ksql_server`` serves it over a real engine with an in-memory embedded
-store. Clients talk real HTTP/1.1 and HTTP/2 to them.
+that never reach it); ``ksql_server`` serves it over a real engine, once on the in-memory
+embedded store and once on the Kafka store (the session's Tansu broker). Clients talk real
+HTTP/1.1 and HTTP/2 to them.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
+from kafka_broker import FAST_CLIENT_CONFIG
 
 from ksqlpy.server.app import create_app
 from ksqlpy.server.config import ServerConfig
@@ -100,9 +103,18 @@ def open_engine(config: ServerConfig) -> Any:
         pytest.skip(f"engine not usable yet: {type(e).__name__}: {e}")
 
 
-@pytest.fixture(scope="module")
-def ksql_server() -> Iterator[RunningServer]:
-    config = server_config()
+def store_settings(request: pytest.FixtureRequest, store: str) -> dict[str, str]:
+    """Server properties selecting ``store``: nothing for the embedded store; the session broker
+    (with client settings that keep its group joins and fetches quick) for Kafka."""
+    if store == "embedded":
+        return {}
+    bootstrap = request.getfixturevalue("kafka_bootstrap")
+    return {"bootstrap.servers": bootstrap, **{f"kafka.{k}": v for k, v in FAST_CLIENT_CONFIG.items()}}
+
+
+@pytest.fixture(scope="module", params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
+def ksql_server(request: pytest.FixtureRequest) -> Iterator[RunningServer]:
+    config = server_config(**store_settings(request, request.param))
     engine = open_engine(config)
     thread = ServerThread(create_app(engine, config), config)
     thread.start()
