@@ -58,7 +58,7 @@ CASES: list[tuple[str, tuple[st.SqlType, ...], tuple[Any, ...], str]] = [
         (fn, (t,), literals, "few")
         for fn in ("LATEST_BY_OFFSET", "EARLIEST_BY_OFFSET")
         for t in (st.INTEGER, st.STRING, st.Array(st.DOUBLE))
-        for literals in ((), (True,), (False,))
+        for literals in ((), (True,), (False,), (2,), (1, True), (3, False))
     ],
     *[
         (fn, (t,), (), "few")

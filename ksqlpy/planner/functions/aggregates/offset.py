@@ -11,7 +11,7 @@ LATEST keeps the later window's value (unless it is only an ignored NULL), EARLI
 ``ignoreNulls`` defaults to true. ``LATEST_BY_OFFSET(x)`` starts from a non-null state holding
 NULL; ``EARLIEST_BY_OFFSET(x)`` from a NULL state (ksqlDB's initializers). Neither is undoable.
 Merging two ``n`` states keeps the first ``n`` by sequence, as ksqlDB's merge does for both.
-The single-value forms have vector forms (``last_value``/``first_value`` windows).
+All forms have vector forms (``last_value``/``first_value`` windows; bounded lists for ``n``).
 """
 
 from __future__ import annotations
@@ -148,7 +148,12 @@ class Earliest(_Single):
 
 
 class _Many(BaseAccumulator):
-    """The ``n`` forms: a list of (SEQ, VAL) entries in sequence order."""
+    """The ``n`` forms: a list of (SEQ, VAL) entries in sequence order.
+
+    Vector form: the partial is ``STRUCT<C BIGINT, L T[]>``, the count of values the batch's rows
+    so far took and the last (LATEST) or first (EARLIEST) n of them; ``combine`` numbers them on
+    from the prior state's last sequence and keeps the last or first n.
+    """
 
     latest: bool
 
@@ -156,9 +161,33 @@ class _Many(BaseAccumulator):
         t = resolved.column_type(0)
         self.n = n
         self.ignore_nulls = ignore_nulls
-        super().__init__(
-            name=name, return_type=st.Array(t), state_type=st.Array(struct_type(SEQ=st.BIGINT, VAL=t))
+        state = st.Array(struct_type(SEQ=st.BIGINT, VAL=t))
+        empty = f"CAST([] AS {st.to_duckdb(state)})"
+        latest = self.latest
+
+        def running(a: Sequence[str], sign: str, over: str) -> str:
+            taken = f"FILTER (WHERE {a[0]} IS NOT NULL) " if ignore_nulls else ""
+            values = f"list({a[0]}) {taken}{over}"
+            count = f"count({a[0]}) {over}" if ignore_nulls else f"count(*) {over}"
+            kept = f"list_slice({values}, -{n}, -1)" if latest else f"list_slice({values}, 1, {n})"
+            return sql_literal_struct(C=count, L=kept)
+
+        def combine(prior: str, partial: str) -> str:
+            before = f"COALESCE({prior}, {empty})"
+            last_seq = f"COALESCE(struct_extract({before}[-1], 'SEQ'), 0)"
+            values, count = field_sql(partial, "L"), field_sql(partial, "C")
+            # the kept values are the count's last (LATEST) or first (EARLIEST) ones
+            first_seq = f"({last_seq} + {count} - len({values}))" if latest else last_seq
+            numbered = f"list_transform({values}, lambda x, i: struct_pack(SEQ := {first_seq} + i, VAL := x))"
+            both = f"list_concat({before}, {numbered})"
+            return f"list_slice({both}, -{n}, -1)" if latest else f"list_slice({both}, 1, {n})"
+
+        vector = VectorForm(
+            running=running,
+            combine=combine,
+            result=lambda s: f"list_transform({s}, lambda e: struct_extract(e, 'VAL'))",
         )
+        super().__init__(name=name, return_type=st.Array(t), state_type=state, vector=vector)
 
     def initial(self) -> list[Entry]:
         return []
