@@ -54,6 +54,8 @@ from common import (
 )
 
 CACHE = "ksql.streams.cache.max.bytes.buffering"
+#: Seconds a pull query may take before it counts as failed.
+REQUEST_TIMEOUT = 10.0
 PAGES = 200
 
 COUNTS_BY_PAGE = (
@@ -273,7 +275,7 @@ async def _pull_client(url: str, seconds: float, concurrency: int) -> dict[str, 
     failures: list[str] = []
     rows = 0
     headers = {"Accept": "application/vnd.ksqlapi.delimited.v1"}
-    async with httpx.AsyncClient(base_url=url, timeout=30.0) as client:
+    async with httpx.AsyncClient(base_url=url, timeout=REQUEST_TIMEOUT) as client:
         for _ in range(100):  # the server is up once /info answers
             try:
                 if (await client.get("/info")).status_code == 200:
@@ -289,9 +291,14 @@ async def _pull_client(url: str, seconds: float, concurrency: int) -> dict[str, 
             while time.perf_counter() < end:
                 sql = f"SELECT * FROM pageview_counts WHERE page = '/page/{rnd.randrange(PAGES)}';"
                 t0 = time.perf_counter()
-                response = await client.post(
-                    "/query-stream", json={"sql": sql, "properties": {}}, headers=headers
-                )
+                try:
+                    response = await client.post(
+                        "/query-stream", json={"sql": sql, "properties": {}}, headers=headers
+                    )
+                except httpx.TimeoutException:
+                    latencies.append(time.perf_counter() - t0)
+                    failures.append(f"no answer within {REQUEST_TIMEOUT:.0f}s")
+                    continue
                 latencies.append(time.perf_counter() - t0)
                 if response.status_code != 200:
                     failures.append(response.text[:300])
