@@ -73,6 +73,9 @@ class Source:
     statement: str = ""
     partitions: int = 1
     replicas: int = 1
+    #: reading for a persistent stream query: null-value records are rows too (marked as
+    #: tombstones), because ksqlDB forwards them to the sink with a null value
+    null_values: bool = False
 
     @property
     def key_columns(self) -> tuple[Column, ...]:

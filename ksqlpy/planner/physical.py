@@ -45,6 +45,8 @@ class SelectStep:
     #: DuckDB expression for the output record's timestamp (ms); ROWTIME unless the sink has a
     #: TIMESTAMP column.
     timestamp_sql: str = '"ROWTIME"'
+    #: the select list calls a table function (EXPLODE...): any number of rows per input row
+    multiplies_rows: bool = False
     version: int = PLAN_VERSION
 
     @property

@@ -7,7 +7,7 @@ name, struct field name, else ``KSQL_COL_<n>``). The result is a :class:`SelectS
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ksqlpy import sqltypes
 from ksqlpy.errors import AnalysisError
@@ -69,7 +69,16 @@ def analyze_select(
         projections = name_projections(items, scope, source)
         columns = key_columns_for(projections, source, sink_name, persistent)
     kind = StepKind.TABLE_SELECT if source.is_table else StepKind.STREAM_SELECT
-    return source, SelectStep(kind=kind, source=source, where_sql=where_sql, columns=columns)
+    # A persistent stream query forwards records without a value (see the evaluator).
+    read = replace(source, null_values=True) if persistent and not source.is_table else source
+    step = SelectStep(
+        kind=kind,
+        source=read,
+        where_sql=where_sql,
+        columns=columns,
+        multiplies_rows=any(uses_table_function(i) for i in query.select),
+    )
+    return source, step
 
 
 def expand_select(

@@ -95,7 +95,7 @@ class SourceDecoder:
         table = pa.table(cols)
         good = np.ones(records.num_rows, dtype=bool)
         good[list(bad)] = False
-        if self.source.is_table:
+        if self.source.is_table or self.source.null_values:
             table = table.append_column(TOMBSTONE, tombstone)
             keep = pa.array(good)
         else:
@@ -121,6 +121,9 @@ class SourceDecoder:
 
             ms = parse_timestamps(values, self.source.timestamp_format or "")
         idx = table.schema.get_field_index("ROWTIME")
+        if not self.source.is_table and TOMBSTONE in table.column_names:
+            # a stream record without a value keeps its own timestamp
+            ms = pc.if_else(table.column(TOMBSTONE), table.column("ROWTIME"), pc.cast(ms, pa.int64()))
         table = table.set_column(idx, "ROWTIME", pc.cast(ms, pa.int64()))
         # ksqlDB drops records whose timestamp is missing or negative.
         keep = pc.fill_null(pc.greater_equal(table.column("ROWTIME"), 0), False)

@@ -52,9 +52,21 @@ class StepEvaluator:
             match = f"COALESCE({guard(where)}, FALSE)" if where else "TRUE"
             items.append(f'("{TOMBSTONE}" OR NOT {match}) AS {DELETE}')
             return f"SELECT {', '.join(items)} FROM input"
+        if not step.source.null_values:
+            sql = f"SELECT {', '.join(items)} FROM input"
+            if where:
+                sql += f" WHERE COALESCE({guard(where)}, FALSE)"
+            return sql
+        # A stream record without a value goes on as one without a value (ksqlDB's select
+        # mapper returns null for null), keyed by the key expressions; a WHERE clause or a table
+        # function drops it, as ksqlDB's filter and flat-map do.
+        items.append(f'"{TOMBSTONE}" AS {DELETE}')
+        conditions = [f"COALESCE({guard(where)}, FALSE)"] if where else []
+        if where or step.multiplies_rows:
+            conditions.append(f'NOT "{TOMBSTONE}"')
         sql = f"SELECT {', '.join(items)} FROM input"
-        if where:
-            sql += f" WHERE COALESCE({guard(where)}, FALSE)"
+        if conditions:
+            sql += " WHERE " + " AND ".join(conditions)
         return sql
 
     def evaluate(self, batch: pa.Table, logger: str) -> Evaluated:

@@ -55,3 +55,19 @@ def test_partition_by_errors(engine: Engine, query: str, message: str) -> None:
     s.execute_all(INPUT)
     with pytest.raises(AnalysisError, match=message.replace("(", r"\(").replace(")", r"\)")):
         s.execute_all(f"CREATE STREAM OUTPUT AS {query};")
+
+
+def test_records_without_a_value_are_forwarded_with_their_new_key(engine: Engine) -> None:
+    s = engine.session()
+    s.execute_all(INPUT + "CREATE STREAM OUTPUT AS SELECT ID + 1 AS K, NAME FROM INPUT PARTITION BY ID + 1;")
+    produce(engine, "input", [(b"1", None), (b"2", {"NAME": "b"})])
+    assert engine.wait_idle()
+    assert read(engine, "OUTPUT") == [(b"2", None), (b"3", {"NAME": "b"})]
+
+
+def test_a_where_clause_drops_records_without_a_value(engine: Engine) -> None:
+    s = engine.session()
+    s.execute_all(INPUT + "CREATE STREAM OUTPUT AS SELECT * FROM INPUT WHERE ID > 0;")
+    produce(engine, "input", [(b"1", None), (b"2", {"NAME": "b"})])
+    assert engine.wait_idle()
+    assert read(engine, "OUTPUT") == [(b"2", {"NAME": "b", "AGE": None})]
