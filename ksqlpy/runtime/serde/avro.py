@@ -181,7 +181,7 @@ def _complex_type(schema: dict[str, Any], named: dict[str, AvroSchema]) -> sqlty
         case "record":
             _name(schema, named)
             return sqltypes.Struct(
-                tuple(Field(f["name"].upper(), sql_type(f["type"], named)) for f in schema["fields"])
+                tuple(Field(f["name"], sql_type(f["type"], named)) for f in schema["fields"])
             )
         case "array":
             return sqltypes.Array(sql_type(schema["items"], named))
@@ -205,15 +205,15 @@ def _name(schema: dict[str, Any], named: dict[str, AvroSchema]) -> None:
 
 
 def columns_from_avro(schema_text: str, *, is_key: bool, wrapped: bool | None = None) -> tuple[Field, ...]:
-    """Columns inferred from an Avro schema: one per field of a value record (names
-    upper-cased), or a single ``ROWKEY`` / ``ROWVAL`` column for keys (ksqlDB reads keys
+    """Columns inferred from an Avro schema: one per field of a value record (names as
+    the schema spells them), or a single ``ROWKEY`` / ``ROWVAL`` column for keys (ksqlDB reads keys
     unwrapped), other types and unwrapped records."""
     schema = json.loads(schema_text)
     named: dict[str, AvroSchema] = {}
     record = schema if isinstance(schema, dict) and schema.get("type") == "record" else None
     if record is not None and wrapped is not False and not is_key:
         _name(record, named)
-        return tuple(Field(f["name"].upper(), sql_type(f["type"], named)) for f in record["fields"])
+        return tuple(Field(f["name"], sql_type(f["type"], named)) for f in record["fields"])
     return (Field("ROWKEY" if is_key else "ROWVAL", sql_type(schema, named)),)
 
 

@@ -122,7 +122,7 @@ def sql_type(schema: dict[str, Any] | bool) -> sqltypes.SqlType:
             return sqltypes.Array(sql_type(schema.get("items", {})))
         case "object":
             if "properties" in schema and connect != "map":
-                return sqltypes.Struct(tuple(Field(n.upper(), sql_type(s)) for n, s in _ordered(schema)))
+                return sqltypes.Struct(tuple(Field(n, sql_type(s)) for n, s in _ordered(schema)))
             return sqltypes.Map(sqltypes.STRING, sql_type(schema.get("additionalProperties", {})))
     raise AnalysisError(f"Unsupported JSON schema type: {json.dumps(schema)}")
 
@@ -137,7 +137,7 @@ def columns_from_json_schema(schema_text: str, *, is_key: bool, wrapped: bool | 
     # keys are read unwrapped: an object key schema is one STRUCT column
     is_object = isinstance(schema, dict) and schema.get("type") == "object" and "properties" in schema
     if is_object and wrapped is not False and not is_key:
-        return tuple(Field(n.upper(), sql_type(s)) for n, s in _ordered(schema))
+        return tuple(Field(n, sql_type(s)) for n, s in _ordered(schema))
     return (Field("ROWKEY" if is_key else "ROWVAL", sql_type(schema)),)
 
 

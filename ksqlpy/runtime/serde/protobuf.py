@@ -775,15 +775,15 @@ def _single_type(field: FieldDescriptor) -> sqltypes.SqlType:
                 part.split("=", 1) for part in field.json_name.removeprefix("ksqlmeta:").split(",") if "=" in part
             ) if field.json_name.startswith("ksqlmeta:") else {}
             return sqltypes.Decimal(int(meta.get("precision", 64)), int(meta.get("scale", 0)))
-    return sqltypes.Struct(tuple(Field(f.name.upper(), _sql_type(f)) for f in message.fields))
+    return sqltypes.Struct(tuple(Field(f.name, _sql_type(f)) for f in message.fields))
 
 
 def columns_from_proto(
     text: str, *, is_key: bool, full_name: str | None = None, imports: Imports = ()
 ) -> tuple[Field, ...]:
-    """Columns inferred from a Protobuf schema: one per field of the message (upper-cased)."""
+    """Columns inferred from a Protobuf schema: one per field of the message."""
     message = message_type(text, full_name, imports).descriptor
-    return tuple(Field(f.name.upper(), _sql_type(f)) for f in message.fields)
+    return tuple(Field(f.name, _sql_type(f)) for f in message.fields)
 
 
 # -----------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
+from ksqlpy import sqltypes
 from ksqlpy.errors import AnalysisError
 from ksqlpy.runtime.serde import avro, json_sr
 from ksqlpy.runtime.serde.base import Deserializer, Serializer
@@ -135,7 +136,24 @@ def infer_columns(spec: SerdeSpec, registry: SchemaRegistry, topic: str, *, is_k
         found = registry.latest(subject_name(topic, is_key=is_key))
     if found is None:
         raise missing_schema_error(topic, is_key=is_key, schema_id=spec.schema_id)
-    return columns_of(found, spec, is_key=is_key, registry=registry)
+    fields = columns_of(found, spec, is_key=is_key, registry=registry)
+    # ksqlDB keeps the schema's spelling when a schema id is given, else upper-cases names
+    return fields if spec.schema_id is not None else tuple(_upper(f) for f in fields)
+
+
+def _upper(field: Field) -> Field:
+    return Field(field.name.upper(), _upper_type(field.type))
+
+
+def _upper_type(t: sqltypes.SqlType) -> sqltypes.SqlType:
+    match t:
+        case sqltypes.Struct(fields=fs):
+            return sqltypes.Struct(tuple(_upper(f) for f in fs))
+        case sqltypes.Array(element=e):
+            return sqltypes.Array(_upper_type(e))
+        case sqltypes.Map(key=k, value=v):
+            return sqltypes.Map(k, _upper_type(v))
+    return t
 
 
 class FormatLike(Protocol):

@@ -103,7 +103,7 @@ def test_reads_records_written_with_another_schema_case_insensitively(registry: 
     assert "Failed to deserialize value from topic: t. Unknown magic byte!" in decoded.errors[0].message
 
 
-def test_inference_upper_cases_fields_and_unwraps_optionals() -> None:
+def test_inference_keeps_field_names_and_unwraps_optionals() -> None:
     schema = {
         "type": "record",
         "name": "r",
@@ -115,10 +115,10 @@ def test_inference_upper_cases_fields_and_unwraps_optionals() -> None:
         ],
     }
     assert columns_from_avro(json.dumps(schema), is_key=False) == (
-        st.Field("C1", st.INTEGER),
-        st.Field("C2", st.Map(st.STRING, st.BIGINT)),
-        st.Field("C3", st.Decimal(4, 2)),
-        st.Field("C4", st.Struct((st.Field("F", st.STRING),))),
+        st.Field("c1", st.INTEGER),
+        st.Field("c2", st.Map(st.STRING, st.BIGINT)),
+        st.Field("c3", st.Decimal(4, 2)),
+        st.Field("c4", st.Struct((st.Field("f", st.STRING),))),
     )
     assert columns_from_avro('"int"', is_key=True) == (st.Field("ROWKEY", st.INTEGER),)
 

@@ -51,13 +51,13 @@ def test_declared_key_with_inferred_value(tmp_path: Path) -> None:
         assert [c[0] for c in _columns(engine, "INPUT")] == ["ID", "C1", "C2"]
 
 
-def test_schema_id_picks_a_registered_schema(tmp_path: Path) -> None:
+def test_schema_id_picks_a_registered_schema_and_keeps_its_names(tmp_path: Path) -> None:
     with _engine(tmp_path) as engine:
         schema_id = engine.schema_registry.register("other-value", 'syntax = "proto3"; message M { int32 x = 1; }', "PROTOBUF")
         engine.session().execute_all(
             f"CREATE STREAM INPUT WITH (KAFKA_TOPIC='input', VALUE_FORMAT='PROTOBUF', VALUE_SCHEMA_ID={schema_id}, PARTITIONS=1);"
         )
-        assert _columns(engine, "INPUT") == [("X", st.INTEGER, False)]
+        assert _columns(engine, "INPUT") == [("x", st.INTEGER, False)]
 
 
 @pytest.mark.parametrize(

@@ -55,11 +55,11 @@ def test_parses_schemas_with_enums_wrappers_options_and_several_messages() -> No
         ' confluent.type.Decimal d = 3 [(confluent.field_meta) = { params: [{ value: "4", key: "precision" },'
         ' { value: "2", key: "scale" }]}]; }'
     )
-    assert columns_from_proto(text, is_key=False) == (st.Field("A", st.BIGINT),)
+    assert columns_from_proto(text, is_key=False) == (st.Field("a", st.BIGINT),)
     assert columns_from_proto(text, is_key=False, full_name="Second") == (
-        st.Field("S", st.STRING),
-        st.Field("W", st.BIGINT),
-        st.Field("D", st.Decimal(4, 2)),
+        st.Field("s", st.STRING),
+        st.Field("w", st.BIGINT),
+        st.Field("d", st.Decimal(4, 2)),
     )
     second = message_type(text, "Second")
     assert second.index_path == (1,)
