@@ -25,6 +25,11 @@ def values(t: st.SqlType) -> hs.SearchStrategy[Any]:
             )  # exact, no context rounding
         case st.Array(element=e):
             return hs.lists(hs.none() | values(e), max_size=4)
+        case st.Map(key=k, value=v):
+            # pyarrow gives maps back as lists of (key, value) pairs
+            return hs.dictionaries(values(k), hs.none() | values(v), max_size=3).map(
+                lambda d: list(d.items())
+            )
     match t.base:
         case st.BaseType.BOOLEAN:
             return hs.booleans()

@@ -4,7 +4,7 @@
   (default 1000; a negative limit means none). Undo removes the last equal value (ksqlDB's
   ``lastIndexOf``). Its vector form appends the batch's values (stream input only).
 * COLLECT_SET keeps distinct values in arrival order up to ``ksql.functions.collect_set.limit``;
-  not undoable, as in ksqlDB.
+  not undoable, as in ksqlDB. Its vector form keeps first occurrences (``list_position``).
 * HISTOGRAM counts each distinct string, up to 1000 distinct entries. A NULL string is not
   counted (a map key cannot be NULL in ksqlpy's Arrow maps; ksqlDB's output would fail on it).
 * ATTR returns the single value of a group, or NULL once the group has seen two different
@@ -79,8 +79,22 @@ class CollectList(BaseAccumulator):
 class CollectSet(BaseAccumulator):
     def __init__(self, resolved: Resolved) -> None:
         t = resolved.column_type(0)
-        self.limit = _limit(resolved, COLLECT_SET_LIMIT)
-        super().__init__(name="COLLECT_SET", return_type=st.Array(t), state_type=st.Array(t))
+        self.limit = limit = _limit(resolved, COLLECT_SET_LIMIT)
+        empty = f"CAST([] AS {st.to_duckdb(st.Array(t))})"
+
+        def first_distinct(values: str) -> str:
+            # keep each value's first occurrence (NULL included), then the first `limit` of them
+            kept = f"list_filter({values}, lambda x, i: list_position({values}, x) = i)"
+            return f"list_slice({kept}, 1, {limit})"
+
+        vector = VectorForm(
+            running=lambda a, sign, over: first_distinct(f"list({a[0]}) {over}"),
+            combine=lambda prior, partial: first_distinct(
+                f"list_concat(COALESCE({prior}, {empty}), {partial})"
+            ),
+            result=lambda s: s,
+        )
+        super().__init__(name="COLLECT_SET", return_type=st.Array(t), state_type=st.Array(t), vector=vector)
 
     def initial(self) -> list[Any]:
         return []

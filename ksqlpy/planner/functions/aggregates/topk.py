@@ -6,8 +6,10 @@ with it. A value equal to the smallest kept one does not displace it once k are 
 equal values the earlier ones stay, earlier first (ksqlDB's stable sort). ``TOPKDISTINCT`` keeps
 distinct values. Neither is undoable. Ordering follows :func:`comparable.sort_key`.
 
-TOPK over a plain value has a vector form: DuckDB's ``max(val, k)`` over the window, merged
-with the prior list (equal values are indistinguishable, so the order of ties cannot show).
+Vector forms: TOPK over a plain value is DuckDB's ``max(val, k)`` over the window merged with
+the prior list (equal values are indistinguishable); with other columns, a stable sort by
+(``sort_col`` descending, position) of the window's entries and of prior ++ partial; TOPKDISTINCT
+sorts the distinct values (not BYTES, which DuckDB orders unsigned).
 """
 
 from __future__ import annotations
@@ -53,20 +55,31 @@ class TopK(BaseAccumulator):
         self.key: Callable[[Any], Any] = (
             (lambda e: self.value_key(e[SORT_FIELD])) if self.with_others else self.value_key
         )
-        vector = None
-        if not self.with_others and t.base != st.BaseType.BYTES:
-            array = st.to_duckdb(st.Array(t))
+        array = st.to_duckdb(st.Array(element))
+        empty = f"CAST([] AS {array})"
+        if self.with_others:
+
+            def running(a: Sequence[str], sign: str, over: str) -> str:
+                fields = [f"{SORT_FIELD} := {coerce_sql(a[0], self.actual, t)}"]
+                fields += [f"{_other(i)} := {arg}" for i, arg in enumerate(a[1:])]
+                entries = f"list(struct_pack({', '.join(fields)})) FILTER (WHERE {a[0]} IS NOT NULL) {over}"
+                return f"list_slice({_greatest_first(f'COALESCE({entries}, {empty})', SORT_FIELD)}, 1, {k})"
 
             def combine(prior: str, partial: str) -> str:
-                # the k greatest of prior ++ partial, greatest first (both are sorted lists)
-                both = f"list_concat(COALESCE({prior}, CAST([] AS {array})), COALESCE({partial}, CAST([] AS {array})))"
+                both = f"list_concat(COALESCE({prior}, {empty}), {partial})"
+                return f"list_slice({_greatest_first(both, SORT_FIELD)}, 1, {k})"
+
+        else:
+
+            def running(a: Sequence[str], sign: str, over: str) -> str:
+                return f"max({coerce_sql(a[0], self.actual, t)}, {k}) {over}"
+
+            def combine(prior: str, partial: str) -> str:
+                # the k greatest of prior ++ partial (equal values are interchangeable)
+                both = f"list_concat(COALESCE({prior}, {empty}), COALESCE({partial}, {empty}))"
                 return f"list_slice(list_reverse_sort({both}), 1, {k})"
 
-            vector = VectorForm(
-                running=lambda a, sign, over: f"max({coerce_sql(a[0], self.actual, t)}, {k}) {over}",
-                combine=combine,
-                result=lambda s: s,
-            )
+        vector = VectorForm(running=running, combine=combine, result=lambda s: s)
         super().__init__(
             name="TOPK",
             return_type=st.Array(element),
@@ -106,6 +119,14 @@ class TopK(BaseAccumulator):
         return out
 
 
+def _greatest_first(entries: str, field: str | None) -> str:
+    """SQL sorting a list greatest first by ``field`` (or the value), equal ones in list order."""
+    key = f"struct_extract(x, '{field}')" if field else "x"
+    # sort (key, -position) descending, then fetch each entry back by its position
+    order = f"list_sort(list_transform({entries}, lambda x, i: struct_pack(k := {key}, i := -i)), 'DESC')"
+    return f"list_transform({order}, lambda y: ({entries})[-y.i])"
+
+
 def _insert(kept: Sequence[Any], entry: Any, key: Callable[[Any], Any]) -> list[Any]:
     """``kept`` (greatest first) with ``entry`` placed after every entry not smaller than it."""
     k = key(entry)
@@ -117,11 +138,30 @@ def _insert(kept: Sequence[Any], entry: Any, key: Callable[[Any], Any]) -> list[
 
 class TopKDistinct(BaseAccumulator):
     def __init__(self, resolved: Resolved) -> None:
-        self.k = int_literal(resolved, 0, "k")
+        self.k = k = int_literal(resolved, 0, "k")
         t = resolved.column_type(0)
         self.t, self.actual = t, resolved.arg_types[0]
         self.key = sort_key(t)
-        super().__init__(name="TOPKDISTINCT", return_type=st.Array(t), state_type=st.Array(t))
+        empty = f"CAST([] AS {st.to_duckdb(st.Array(t))})"
+
+        def distinct_greatest(values: str) -> str:
+            # list_distinct drops NULLs, which TOPKDISTINCT ignores anyway
+            return f"list_slice(list_reverse_sort(list_distinct({values})), 1, {k})"
+
+        vector = (
+            None  # DuckDB orders BLOBs unsigned, ksqlDB signed
+            if t.base == st.BaseType.BYTES
+            else VectorForm(
+                running=lambda a, sign, over: distinct_greatest(
+                    f"COALESCE(list({coerce_sql(a[0], self.actual, t)}) {over}, {empty})"
+                ),
+                combine=lambda prior, partial: distinct_greatest(
+                    f"list_concat(COALESCE({prior}, {empty}), {partial})"
+                ),
+                result=lambda s: s,
+            )
+        )
+        super().__init__(name="TOPKDISTINCT", return_type=st.Array(t), state_type=st.Array(t), vector=vector)
 
     def initial(self) -> list[Any]:
         return []
