@@ -26,9 +26,23 @@ from ksqlpy.runtime import results as r
 from ksqlpy.server import entities, wire
 from ksqlpy.server.config import ServerConfig
 from ksqlpy.server.entities import dumps
-from ksqlpy.server.errors import BAD_REQUEST, NOT_FOUND, RestError, describe_failure
-from ksqlpy.server.streams import InsertsEndpoint, QueryEndpoint, bad_target, insert_ack, normalize_target
-from ksqlpy.server.streams import target_problem
+from ksqlpy.server.errors import (
+    BAD_REQUEST,
+    INTERNAL,
+    NOT_FOUND,
+    RestError,
+    code_of,
+    describe_failure,
+    generic_error,
+)
+from ksqlpy.server.streams import (
+    InsertsEndpoint,
+    QueryEndpoint,
+    bad_target,
+    insert_ack,
+    normalize_target,
+    target_problem,
+)
 from ksqlpy.server.transport import AbsoluteTargetMiddleware
 from ksqlpy.server.websocket import serve_websocket_query
 
@@ -120,7 +134,7 @@ class KsqlServer:
                 return acks, True
             try:
                 self.engine.insert_row(target, row, properties)
-            except Exception as e:  # noqa: BLE001 - becomes an error ack
+            except Exception as e:
                 if not isinstance(e, KsqlpyError):
                     log.error("Insert into %s failed", target, exc_info=e)
                 acks.append(insert_ack(seq, e))
@@ -131,6 +145,49 @@ class KsqlServer:
     def command_statuses(self) -> Mapping[str, r.CommandStatus]:
         statuses = self.engine.command_statuses
         return statuses() if callable(statuses) else statuses
+
+
+class InternalErrorMiddleware:
+    """Turn any exception an endpoint lets escape into ksqlDB's 500 answer, logged with context.
+
+    Before the response started: 500 with ``{"@type":"generic_error","error_code":50000,...}``.
+    After (a failure mid-stream): the body is ended so the client is never left hanging.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        progress = {"started": False, "ended": False}
+
+        async def tracked(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                progress["started"] = True
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                progress["ended"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as e:
+            context = f"{scope.get('method', '')} {scope.get('path', '')}"
+            _, body = describe_failure(e, context=context)
+            if code_of(e) is not INTERNAL:  # describe_failure logs only internal failures
+                log.error("Unexpected %s escaped %s", type(e).__name__, context, exc_info=e)
+            try:
+                if not progress["started"]:
+                    payload = dumps(generic_error(INTERNAL, body["message"]))
+                    await send({"type": "http.response.start", "status": INTERNAL.status,
+                                "headers": [(b"content-type", b"application/json"),
+                                            (b"content-length", str(len(payload)).encode())]})
+                    await send({"type": "http.response.body", "body": payload, "more_body": False})
+                elif not progress["ended"]:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+            except Exception:
+                log.debug("could not report the failure of %s", context, exc_info=True)
 
 
 def json_response(value: Any, status: int = 200) -> Response:
@@ -272,5 +329,6 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             Route("/inserts-stream", InsertsEndpoint(server), methods=["POST"]),
         ]
     )
+    app.add_middleware(InternalErrorMiddleware)
     app.add_middleware(AbsoluteTargetMiddleware)
     return app

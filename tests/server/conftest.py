@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-
 from kafka_broker import FAST_CLIENT_CONFIG
 
 from ksqlpy.server.app import create_app
