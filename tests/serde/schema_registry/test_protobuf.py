@@ -142,3 +142,14 @@ def test_schemas_importing_referenced_schemas(registry: InProcessRegistry) -> No
     assert read_header(data[0].as_py()) == schema_id
     decoded = deserializer(SerdeSpec(format=Format.PROTOBUF), columns, is_key=False, registry=registry).decode(data)
     assert decoded.table.to_pylist() == [{"EVENT": {"AT": 5}}]
+
+
+def test_null_keys_stay_null(registry: InProcessRegistry) -> None:
+    spec = SerdeSpec(format=Format.PROTOBUF)
+    key = (st.Field("F1", st.INTEGER),)
+    data = serializer(spec, key, is_key=True, registry=registry, topic="t").encode(
+        pa.table({"F1": pa.array([None, 0], pa.int32())})
+    )
+    assert data[0].as_py() is None
+    decoded = deserializer(spec, key, is_key=True, registry=registry).decode(data)
+    assert decoded.table.column("F1").to_pylist() == [None, 0]
