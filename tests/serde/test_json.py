@@ -121,6 +121,11 @@ def test_records_that_are_not_one_document_each_fail_even_if_the_batch_parses() 
     assert [e.row for e in out.errors] == [0, 1]
     assert out.present.to_pylist() == [False, False, True]
     assert out.table.column("A").to_pylist() == [None, None, 3]
+    # Nor may a string span two records, with a third making up the count.
+    spanning = decode(cols, [b'{"A": "x}', b'{","B": 2}', b"{}{}"])
+    assert [e.row for e in spanning.errors] == [0, 1, 2]
+    pretty = decode(cols, [b'{"A":\n 1,\r\n "B": 2}'])
+    assert pretty.table.to_pylist() == [{"A": 1, "B": 2}] and pretty.errors == ()
     unwrapped = decode([st.Field("V", st.BIGINT)], [b'1}{"v": 2', b"3"], UNWRAPPED)
     assert [e.row for e in unwrapped.errors] == [0]
     assert unwrapped.table.column("V").to_pylist() == [None, 3]

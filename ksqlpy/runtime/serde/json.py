@@ -148,19 +148,17 @@ class JsonDeserializer(Deserializer):
             records = pc.binary_join_element_wise(_bytes('{"' + _WRAP_FIELD + '":'), records, _bytes("}"), _bytes(""))
         elif not _braced(records):
             return None
+        # One record per line. JSON strings cannot hold a raw newline, so no string (and, the
+        # records being braced, no document) spans two records: see _braced.
         ndjson = pc.binary_join_element_wise(records, _bytes("\n"), _bytes(""))
         buffer = _values_buffer(ndjson)
-        # whole-buffer checks in C: one line per record, and no case variants of column names
-        raw = buffer.to_pybytes()
-        if raw.count(b"\n") != n or b"\r" in raw:
-            return None
         try:
             table = pajson.read_json(
                 pa.BufferReader(buffer),
                 # one block on the calling thread: Arrow's threaded reader is slower on batches
                 # of a few MB (its per-block setup outweighs the parallel parse) and competes
                 # with the query threads for the cores
-                read_options=pajson.ReadOptions(block_size=len(raw) + 1, use_threads=False),
+                read_options=pajson.ReadOptions(block_size=buffer.size + 1, use_threads=False),
                 parse_options=pajson.ParseOptions(
                     explicit_schema=self._read_schema, unexpected_field_behavior="ignore"
                 ),
@@ -174,7 +172,7 @@ class JsonDeserializer(Deserializer):
         suspects = set(self._nested)
         if self.wrapped:
             suspects.update(f.name for f, col in zip(self.columns, table.columns) if col.null_count)
-        if suspects and self._case_variants(raw, suspects):
+        if suspects and self._case_variants(buffer.to_pybytes(), suspects):
             return None
         out: list[pa.Array] = []
         for column, field in zip(table.columns, self.columns):
@@ -295,12 +293,13 @@ def _values_buffer(array: pa.Array) -> pa.Buffer:
 def _braced(records: pa.Array) -> bool:
     """Whether every record starts with ``{`` and ends with ``}``.
 
-    Arrow's reader parses the joined records as one stream of documents, so a batch that yields
-    one row per record could still hide a record that is not one document on its own
-    (``{"A":1}{"B":2`` then ``}``). When every record is braced that cannot happen: the token
-    after a record's closing brace is the next record's ``{``, which JSON allows only after a
-    document has ended, so every record is one or more whole documents, exactly one each when
-    the row count matches. Records with surrounding whitespace take the exact path."""
+    Arrow's reader parses the newline-joined records as one stream of documents, so a batch
+    that yields one row per record could still hide a record that is not one document on its
+    own (``{"A":1}{"B":2`` then ``}``). When every record is braced that cannot happen: no
+    string spans the newline between two records (JSON strings hold no raw newline), and the
+    token after a record's closing brace is the next record's ``{``, which JSON allows only
+    after a document has ended; so every record is one or more whole documents, exactly one
+    each when the row count matches. Records with surrounding whitespace take the exact path."""
     offsets = np.frombuffer(records.buffers()[1], dtype=np.int32)[records.offset : records.offset + len(records) + 1]
     data = records.buffers()[2]
     if data is None or len(offsets) < 2:
