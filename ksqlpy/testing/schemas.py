@@ -59,18 +59,18 @@ def register_topic_schemas(registry: SchemaRegistry, case: QttCase, config: Mapp
         topics.setdefault(topic, schemas)
     for topic in java_hash_map_order(list(topics)):
         for schema in topics[topic]:
-            references = []
+            imported: list[SchemaReference] = []
             for name, schema_type, text in schema.references:
                 registry.register(name, text, schema_type)
                 registered = registry.latest(name)
                 assert registered is not None
-                references.append(SchemaReference(name, name, registered.version))
+                imported.append(SchemaReference(name, name, registered.version))
             registry.register(
                 subject_name(topic, is_key=schema.is_key),
                 schema.text,
                 schema.schema_type,
                 schema_id=schema.schema_id,
-                references=tuple(references),
+                references=tuple(imported),
             )
 
 

@@ -382,7 +382,7 @@ def read_datum(data: bytes, cache: AvroSchemaCache) -> Any:
     schema_id = read_header(data)
     try:
         writer = cache.get(schema_id)
-    except Exception as e:  # noqa: BLE001 - registry errors become the record's error
+    except Exception as e:
         raise ValueError(f"Error retrieving Avro schema for id {schema_id}: {e}") from e
     return fastavro.schemaless_reader(io.BytesIO(data[HEADER_SIZE:]), writer, None)
 

@@ -128,7 +128,7 @@ class NullableRepresentation:
 
 _TOKEN = re.compile(
     r"""\s*(?:(//[^\n]*)|(/\*.*?\*/)|("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|([A-Za-z_.][A-Za-z0-9_.]*)|(-?\d+(?:\.\d+)?)|(\S))""",
-    re.S,
+    re.DOTALL,
 )
 
 
@@ -306,7 +306,7 @@ def _field(parser: _Parser, message: descriptor_pb2.DescriptorProto, oneof: int 
 
 def _set_type(field: descriptor_pb2.FieldDescriptorProto, name: str) -> None:
     if name in _SCALARS:
-        field.type = _SCALARS[name]  # type: ignore[assignment]
+        field.type = _SCALARS[name]
     else:
         field.type_name = name.lstrip(".") if name.startswith(".") and "." in name[1:] else name
 
@@ -478,7 +478,7 @@ def _fill(message: Any, descriptor: Descriptor, value: Any) -> None:
                 for k, v in dict(item).items():
                     if v is None:
                         if value_field.message_type is None:
-                            target[str(k)]  # noqa: B018 - a scalar map entry defaults to 0/""
+                            target[str(k)]
                         else:
                             target[str(k)].SetInParent()
                     elif value_field.message_type is None:
@@ -520,7 +520,7 @@ def _set_message(target: Any, descriptor: Descriptor, value: Any) -> None:
             target.nanos = ms * 1_000_000
         case "confluent.type.Decimal":
             number = decimal.Decimal(str(value))
-            sign, digits, exponent = number.as_tuple()
+            _, digits, exponent = number.as_tuple()
             scale = max(0, -int(exponent))
             unscaled = int(number.scaleb(scale))
             length = max(1, (unscaled.bit_length() + 8) // 8)
@@ -570,6 +570,7 @@ def message_type(text: str, full_name: str | None = None, imports: Imports = ())
     if not proto.message_type:
         raise ValueError("protobuf schema defines no message")
     paths = dict(_message_paths(proto))
+    path: tuple[int, ...]
     if full_name is None:
         name, path = proto.message_type[0].name, (0,)
     else:
@@ -823,7 +824,7 @@ class ProtobufDeserializer(RowDeserializer):
         self._foreign = self._foreign or found != (self._own_text, ())
         try:
             return read_registered(data, *found)
-        except Exception as e:  # noqa: BLE001 - a malformed message is the record's error
+        except Exception as e:
             raise ValueError(f"Failed to deserialize Protobuf record: {e}") from e
 
     def native_table(self, values: list[Any]) -> pa.Table | None:

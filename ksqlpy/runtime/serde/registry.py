@@ -144,7 +144,7 @@ class SchemaRegistry(abc.ABC):
     @abc.abstractmethod
     def delete_subject(self, subject: str) -> None: ...
 
-    def close(self) -> None:  # noqa: B027 - optional for implementations holding resources
+    def close(self) -> None:
         """Release connections."""
 
 
@@ -178,9 +178,9 @@ class InProcessRegistry(SchemaRegistry):
         with self._lock:
             self._catch_up()
             for existing in self._versions.get(subject, ()):
-                if existing.schema == schema and existing.schema_type == schema_type:
-                    if schema_id is None or existing.id == schema_id:
-                        return existing.id
+                identical = existing.schema == schema and existing.schema_type == schema_type
+                if identical and schema_id in (None, existing.id):
+                    return existing.id
             if schema_id is None:
                 same = next(
                     (s for s in self._ids.values() if s.schema == schema and s.schema_type == schema_type), None

@@ -35,14 +35,14 @@ from ksqlpy.runtime.serde.registry import subject_name
 from ksqlpy.sqltypes import BaseType, Field
 
 _EPOCH_DATE = datetime.date(1970, 1, 1)
-_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 
 
 def plain(value: Any) -> Any:
     """A decoded value with temporals as ksqlDB's physical integers (days, millis)."""
     match value:
         case datetime.datetime():
-            moment = value if value.tzinfo is not None else value.replace(tzinfo=datetime.timezone.utc)
+            moment = value if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
             return (moment - _EPOCH) // datetime.timedelta(milliseconds=1)
         case datetime.date():
             return (value - _EPOCH_DATE).days
@@ -160,7 +160,7 @@ class RowDeserializer(Deserializer):
             return [to_physical_value(value, self.columns[0].type)]
         if not isinstance(value, dict):
             struct = sqltypes.Struct(tuple(self.columns))
-            raise ValueError(f"Can't convert type. sourceType: {type(value).__name__}, requiredType: {struct}")
+            raise TypeError(f"Can't convert type. sourceType: {type(value).__name__}, requiredType: {struct}")
         return [to_physical_value(coerce.lookup(value, c.name), c.type, f"$.{c.name}") for c in self.columns]
 
 

@@ -49,7 +49,8 @@ def encode_value(
     schema = writer_schema(spec, columns, is_key=is_key, registry=registry, topic=topic)
     match spec.format:
         case Format.AVRO:
-            return _avro_writer(schema.id, schema.schema).write(value)
+            data: bytes = _avro_writer(schema.id, schema.schema).write(value)
+            return data
         case Format.JSON_SR:
             return wire_header(schema.id) + orjson.dumps(value, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
         case Format.PROTOBUF | Format.PROTOBUF_NOSR:

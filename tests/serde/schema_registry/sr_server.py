@@ -20,7 +20,7 @@ class _State:
 class _Handler(BaseHTTPRequestHandler):
     state: _State
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - keep test output quiet
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _send(self, status: int, body: Any) -> None:
@@ -34,7 +34,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _parts(self) -> list[str]:
         return [unquote(p) for p in self.path.strip("/").split("/")]
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def do_POST(self) -> None:
         parts = self._parts()
         if len(parts) != 3 or parts[0] != "subjects" or parts[2] != "versions":
             self._send(404, {"error_code": 404, "message": "HTTP 404 Not Found"})
@@ -50,7 +50,7 @@ class _Handler(BaseHTTPRequestHandler):
                 versions.append(schema_id)
         self._send(200, {"id": schema_id})
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         parts = self._parts()
         with self.state.lock:
             if parts == ["subjects"]:
@@ -76,7 +76,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
         self._send(404, {"error_code": 404, "message": "HTTP 404 Not Found"})
 
-    def do_DELETE(self) -> None:  # noqa: N802
+    def do_DELETE(self) -> None:
         parts = self._parts()
         with self.state.lock:
             versions = self.state.subjects.pop(parts[1], None) if len(parts) == 2 else None

@@ -61,8 +61,10 @@ def test_format_variants_round_trip(tmp_path: Path, fmt: str) -> None:
         "name": "variants",
         "format": [fmt],
         "statements": [
-            "CREATE STREAM INPUT (K STRING KEY, A INT, D DECIMAL(4, 2), T ARRAY<STRING>) "
-            "WITH (kafka_topic='input', value_format='{FORMAT}');",
+            (
+                "CREATE STREAM INPUT (K STRING KEY, A INT, D DECIMAL(4, 2), T ARRAY<STRING>) "
+                "WITH (kafka_topic='input', value_format='{FORMAT}');"
+            ),
             "CREATE STREAM OUTPUT AS SELECT K, A + 1 AS B, D, T FROM INPUT;",
         ],
         "inputs": [{"topic": "input", "key": "k", "value": {"A": 1, "D": 1.5, "T": ["x"]}}],
