@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import resource
-import subprocess
 import sys
 import tempfile
 import threading
@@ -177,7 +176,7 @@ def _tansu() -> Iterator[str]:
     tests = Path(__file__).resolve().parent.parent / "tests"
     sys.path.insert(0, str(tests))
     try:
-        from kafka_broker import FAST_CLIENT_CONFIG, running_broker  # noqa: F401
+        from kafka_broker import running_broker
     finally:
         sys.path.remove(str(tests))
     with running_broker() as broker:
@@ -193,7 +192,3 @@ def kafka_client_settings() -> dict[str, str]:
         "kafka.heartbeat.interval.ms": "300",
         "kafka.queued.min.messages": "200000",
     }
-
-
-def uptime() -> str:
-    return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
