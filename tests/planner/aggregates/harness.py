@@ -88,7 +88,17 @@ def vectorized(
         "AS state FROM batch b LEFT JOIN prior p ON p.g = b.g) ORDER BY seq"
     )
     table = con.sql(query).to_arrow_table()
+    # the templates must produce the declared types themselves (the operator stores them as is)
+    types = con.sql(
+        f"SELECT typeof({v.combine('p.state', partial)}) AS state_t, typeof({v.result('p.state')}) AS result_t, "
+        f"typeof(CAST(NULL AS {st.to_duckdb(acc.state_type)})) AS want_state, "
+        f"typeof(CAST(NULL AS {st.to_duckdb(acc.return_type)})) AS want_result "
+        "FROM batch b LEFT JOIN prior p ON p.g = b.g LIMIT 1"
+    ).fetchall()
     con.unregister("batch")
+    for state_t, result_t, want_state, want_result in types:
+        assert state_t == want_state, f"combine gives {state_t}, state type is {want_state}"
+        assert result_t == want_result, f"result gives {result_t}, return type is {want_result}"
     return [(d["g"], d["state"], d["result"]) for d in table.to_pylist()]
 
 
