@@ -15,6 +15,7 @@ import dataclasses
 import enum
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ksqlpy import sqltypes
 from ksqlpy.errors import AnalysisError
@@ -25,6 +26,8 @@ from ksqlpy.planner.physical import OutputColumn
 
 SEE_DOCS = " See https://cnfl.io/queries for more info.\nAdd EMIT CHANGES if you intended to issue a push query."
 DISALLOWED_COLUMNS = ("ROWPARTITION", "ROWOFFSET")
+_N = TypeVar("_N")
+
 #: More disjuncts than this after expanding WHERE to OR-of-ANDs: scan instead of looking up.
 MAX_LOOKUP_DISJUNCTS = 1024
 
@@ -97,14 +100,7 @@ def column_refs(node: object) -> Iterator[ast.ColumnRef]:
 
 
 def _calls(node: object) -> Iterator[ast.FunctionCall]:
-    if isinstance(node, ast.FunctionCall):
-        yield node
-    if dataclasses.is_dataclass(node) and not isinstance(node, type):
-        for f in dataclasses.fields(node):
-            yield from _calls(getattr(node, f.name))
-    elif isinstance(node, tuple):
-        for item in node:
-            yield from _calls(item)
+    return _nodes(node, ast.FunctionCall)
 
 
 def _is_aggregate(name: str) -> bool:
@@ -173,6 +169,12 @@ def _compile_where(where: ast.Expr, source: Source, scope: scopes.Scope) -> str:
                 raise AnalysisError(f"WHERE column '{ref.name}' cannot be resolved")
     for node in _in_lists(where):
         _check_in_list(node, source)
+    for like in _likes(where):
+        col = source.column(like.value.name) if isinstance(like.value, ast.ColumnRef) else None
+        if col is not None and col.type != sqltypes.STRING:
+            raise AnalysisError(
+                f"The column type for Like condition must be VARCHAR. The column type is {col.type}"
+            )
     try:
         compiled = scopes.compile_expr(where, scope, clause="WHERE")
     except AnalysisError as e:
@@ -189,15 +191,24 @@ def _compile_where(where: ast.Expr, source: Source, scope: scopes.Scope) -> str:
     return sql
 
 
-def _in_lists(node: object) -> Iterator[ast.InList]:
-    if isinstance(node, ast.InList):
+def _nodes(node: object, kind: type[_N]) -> Iterator[_N]:
+    """Every node of type ``kind`` under an AST node."""
+    if isinstance(node, kind):
         yield node
     if dataclasses.is_dataclass(node) and not isinstance(node, type):
         for f in dataclasses.fields(node):
-            yield from _in_lists(getattr(node, f.name))
+            yield from _nodes(getattr(node, f.name), kind)
     elif isinstance(node, tuple):
         for item in node:
-            yield from _in_lists(item)
+            yield from _nodes(item, kind)
+
+
+def _in_lists(node: object) -> Iterator[ast.InList]:
+    return _nodes(node, ast.InList)
+
+
+def _likes(node: object) -> Iterator[ast.Like]:
+    return _nodes(node, ast.Like)
 
 
 #: Literal kinds that convert to a key of a given type (ksqlDB coerces IN items to the key type).
@@ -387,6 +398,15 @@ def _refuse_scan(
                     raise AnalysisError("A comparison must directly reference a key column.")
                 if key_side and not all(_is_constant(s) for s in sides if s is not key_side[0]):
                     raise AnalysisError("A comparison must be between a key column and a resolvable expression.")
+        per_key = [
+            s.name for t in conj if isinstance(t, ast.Comparison)
+            for s in (t.left, t.right) if isinstance(s, ast.ColumnRef) and s.name in keys
+        ]
+        if len(per_key) != len(set(per_key)):
+            raise AnalysisError(
+                "A comparison condition on the key column cannot be combined with other comparisons "
+                "such as an IN predicate"
+            )
         ranged = [
             t for t in conj
             if isinstance(t, ast.Comparison) and t.op is not ast.ComparisonOp.EQUAL

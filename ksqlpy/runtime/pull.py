@@ -48,7 +48,7 @@ from ksqlpy.runtime.rows import Row, table_to_rows
 log = logging.getLogger("ksqlpy.pull")
 
 #: Longest wait for a table's materializer to catch up with its topic before answering.
-CATCH_UP_SECONDS = 10.0
+CATCH_UP_SECONDS = 30.0
 TABLE_SCAN = "ksql.query.pull.table.scan.enabled"
 RANGE_SCAN = "ksql.query.pull.range.scan.enabled"
 
@@ -141,7 +141,8 @@ def catch_up(engine: Any, materializer: Materializer) -> None:
     """Read-your-writes: wait until the state includes the table's topic as of now, and, for a
     table a persistent query writes, what that query's sources held as of now (transitively)."""
     deadline = time.monotonic() + CATCH_UP_SECONDS
-    _wait_writers(engine, materializer.source.name, deadline, set())
+    if _wait_writers(engine, materializer.source.name, deadline, set()):
+        _published(engine.store)
     ends = engine.store.end_offsets(materializer.source.topic)
     if not materializer.wait_for(ends, max(0.0, deadline - time.monotonic())):
         if materializer.error is not None:
@@ -151,25 +152,37 @@ def catch_up(engine: Any, materializer: Materializer) -> None:
         log.warning("Pull query on %s answered before its state caught up with the topic", materializer.name)
 
 
-def _wait_writers(engine: Any, name: str, deadline: float, seen: set[str]) -> None:
+def _published(store: Any) -> None:
+    """The embedded store makes a transaction's records visible to ``end_offsets`` just after its
+    positions commit, still under its write lock: taking the lock once orders us after that."""
+    if store.kind == "embedded":
+        with store.transaction():
+            pass
+
+
+def _wait_writers(engine: Any, name: str, deadline: float, seen: set[str]) -> bool:
     """Wait until the persistent queries writing ``name`` have committed everything their
-    source topics hold now (upstream writers first)."""
+    source topics hold now (upstream writers first). Whether there were any."""
     if name in seen:
-        return
+        return False
     seen.add(name)
     store = engine.store
+    found = False
     for q in list(engine.queries.values()):
         plan, group = getattr(q, "plan", None), getattr(q, "group", None)
         if plan is None or group is None or plan.sink is None or plan.sink.name != name:
             continue
+        found = True
         source = plan.source
-        _wait_writers(engine, source.name, deadline, seen)
+        if _wait_writers(engine, source.name, deadline, seen):
+            _published(store)
         ends = {p: end for p, end in store.end_offsets(source.topic).items() if end > 0}
         while time.monotonic() < deadline and getattr(q, "error", None) is None:
             committed = store.committed(group, source.topic)
             if all(committed.get(p, 0) >= end for p, end in ends.items()):
                 break
             time.sleep(0.005)
+    return found
 
 
 def run_table_pull(engine: Any, plan: TablePull, materializer: Materializer) -> list[Row]:
