@@ -142,8 +142,9 @@ def check_column_name(name: str, pos: Any = None) -> None:
         raise AnalysisError(f"'{name}' is a reserved column name. You cannot use it as a name for a column.", pos=pos)
 
 
-def columns_from(stmt: ast.CreateSource, catalog: Catalog) -> tuple[Column, ...]:
-    """The columns a CREATE statement declares, in declaration order (keys first, as ksqlDB shows)."""
+def columns_from(stmt: ast.CreateSource, catalog: Catalog, *, require_key: bool = True) -> tuple[Column, ...]:
+    """The columns a CREATE statement declares, in declaration order (keys first, as ksqlDB shows).
+    ``require_key=False`` leaves a table's missing PRIMARY KEY to schema inference."""
     is_table = stmt.kind is ast.SourceKind.TABLE
     keys: list[Column] = []
     others: list[Column] = []
@@ -189,7 +190,7 @@ def columns_from(stmt: ast.CreateSource, catalog: Catalog) -> tuple[Column, ...]
                 )
             case None:
                 others.append(Column(name=el.name, type=t))
-    if is_table and not keys and stmt.elements:
+    if is_table and not keys and stmt.elements and require_key:
         raise AnalysisError("Tables require a PRIMARY KEY. Please define the PRIMARY KEY.", pos=stmt.pos)
     for k in keys:
         check_key_type(k)
@@ -261,7 +262,8 @@ def source_from_create(
     if topic is None:
         raise AnalysisError('Missing required property "KAFKA_TOPIC" which has no default value.', pos=stmt.pos)
     key_format, value_format = formats_from(props, config)
-    columns = columns_from(stmt, catalog)
+    key_inferred = infer is not None and key_format.format in INFERRING_FORMATS
+    columns = columns_from(stmt, catalog, require_key=not key_inferred)
     if not stmt.elements and value_format.format not in INFERRING_FORMATS:
         raise AnalysisError(
             "The statement does not define any columns.", pos=stmt.pos
