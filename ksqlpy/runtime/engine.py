@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ksqlpy import __version__
@@ -243,6 +243,15 @@ class Engine:
         from ksqlpy.runtime.insert import insert_json_row
 
         insert_json_row(self, target, row)
+
+    def insert_rows(
+        self, target: str, rows: Sequence[Mapping[str, Any]], properties: Mapping[str, Any] | None = None
+    ) -> None:
+        """Insert rows in one batch; a row that does not convert raises
+        :class:`~ksqlpy.runtime.insert.InsertRowError` (its index) after the rows before it."""
+        from ksqlpy.runtime.insert import insert_json_rows
+
+        insert_json_rows(self, target, rows)
 
     @property
     def store_kind(self) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -70,19 +71,51 @@ def insert_values(session: Any, stmt: ast.InsertValues) -> None:
 
 
 def insert_json_row(engine: Any, target_name: str, row: Mapping[str, Any]) -> None:
+    insert_json_rows(engine, target_name, [row])
+
+
+def insert_json_rows(engine: Any, target_name: str, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert JSON objects (``/inserts-stream`` rows) into a stream or table, in order.
+
+    The rows go to the topic as one batch, in one store transaction. When a row's values do not
+    convert to the target's columns, the rows before it are inserted and its error is raised
+    (:class:`InsertRowError` says which row it was)."""
     target: Source = engine.catalog.source(target_name)
-    columns = {}
+    if not rows:
+        return
+    try:
+        columns = _json_columns(target, rows)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        for i, row in enumerate(rows):
+            try:
+                _json_columns(target, [row])
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError) as e:
+                if i:
+                    _produce(engine, target, _json_columns(target, rows[:i]), pa_len=i)
+                raise InsertRowError(i, f"Failed to insert values into '{target.name}'. {e}") from None
+        raise
+    _produce(engine, target, columns, pa_len=len(rows))
+
+
+class InsertRowError(ExecutionError):
+    """A row of a batch of inserts did not convert; the rows before it were inserted."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+def _json_columns(target: Source, rows: Sequence[Mapping[str, Any]]) -> dict[str, pa.Array]:
+    columns: dict[str, pa.Array] = {}
     for c in target.key_columns + target.value_columns:
-        v = row.get(c.name)
-        columns[c.name] = pa.array([v], sqltypes.to_arrow(c.type)) if v is not None else pa.nulls(1, sqltypes.to_arrow(c.type))
-    if "ROWTIME" in row:
-        columns["ROWTIME"] = pa.array([row["ROWTIME"]], pa.int64())
-    _produce(engine, target, columns, pa_len=1)
+        columns[c.name] = pa.array([row.get(c.name) for row in rows], sqltypes.to_arrow(c.type))
+    if any("ROWTIME" in row for row in rows):
+        now = int(time.time() * 1000)
+        columns["ROWTIME"] = pa.array([row.get("ROWTIME", now) for row in rows], pa.int64())
+    return columns
 
 
 def _produce(engine: Any, target: Source, values: Mapping[str, Any], pa_len: int) -> None:
-    import time
-
     cols = {}
     for c in target.key_columns + target.value_columns:
         v = values.get(c.name)

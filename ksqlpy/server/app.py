@@ -125,21 +125,28 @@ class KsqlServer:
     ) -> tuple[list[dict[str, Any]], bool]:
         """Insert rows in order; acks up to and including the first failure, and whether one failed."""
         acks: list[dict[str, Any]] = []
-        for i, line in enumerate(lines):
-            seq = first_seq + i
+        rows: list[Mapping[str, Any]] = []
+        bad_json = False
+        for line in lines:
             try:
-                row = wire.parse_object(line)
+                rows.append(wire.parse_object(line))
             except RestError:
-                acks.append(insert_ack(seq, RestError(BAD_REQUEST, "Invalid JSON in inserts stream")))
-                return acks, True
-            try:
-                self.engine.insert_row(target, row, properties)
-            except Exception as e:
-                if not isinstance(e, KsqlpyError):
-                    log.error("Insert into %s failed", target, exc_info=e)
-                acks.append(insert_ack(seq, e))
-                return acks, True
-            acks.append(insert_ack(seq, None))
+                bad_json = True
+                break
+        failed_at, error = len(rows), None
+        try:
+            self.engine.insert_rows(target, rows, properties)
+        except Exception as e:
+            if not isinstance(e, KsqlpyError):
+                log.error("Insert into %s failed", target, exc_info=e)
+            failed_at, error = getattr(e, "index", 0), e
+        acks.extend(insert_ack(first_seq + i, None) for i in range(failed_at))
+        if error is not None:
+            acks.append(insert_ack(first_seq + failed_at, error))
+            return acks, True
+        if bad_json:
+            acks.append(insert_ack(first_seq + failed_at, RestError(BAD_REQUEST, "Invalid JSON in inserts stream")))
+            return acks, True
         return acks, False
 
     def command_statuses(self) -> Mapping[str, r.CommandStatus]:
