@@ -115,6 +115,7 @@ class Engine:
             q.stop()
         for m in list(self.materializers.values()):
             m.stop()
+        self.schema_registry.close()
         self.store.close()
         self.state = "TERMINATED"
 

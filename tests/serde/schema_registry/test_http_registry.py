@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -54,3 +55,17 @@ def test_unreachable_registry_is_an_error() -> None:
         pass
     with pytest.raises(SchemaRegistryError, match="Schema Registry request failed"):
         HttpRegistry(url, timeout=2.0).latest("t-value")
+
+
+def test_engine_uses_the_configured_registry(tmp_path: Path) -> None:
+    from ksqlpy.runtime.engine import Engine
+
+    with SchemaRegistryServer() as url:
+        outside = HttpRegistry(url)
+        outside.register("input-value", '{"type": "record", "name": "r", "fields": [{"name": "a", "type": "int"}]}', "AVRO")
+        config = {"ksql.streams.state.dir": str(tmp_path / "data"), "ksql.schema.registry.url": url}
+        with Engine.open(config) as engine:
+            assert isinstance(engine.schema_registry, HttpRegistry)
+            engine.session().execute_all("CREATE STREAM INPUT WITH (KAFKA_TOPIC='input', VALUE_FORMAT='AVRO', PARTITIONS=1);")
+            assert [c.name for c in engine.catalog.source("INPUT").columns] == ["A"]
+        outside.close()
