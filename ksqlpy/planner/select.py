@@ -205,3 +205,27 @@ def uses_table_function(node: object) -> bool:
     if fields is None:
         return False
     return any(uses_table_function(getattr(node, f)) for f in fields if f != "pos")
+
+
+def with_sink_timestamp(step: SelectStep, sink: Source) -> SelectStep:
+    """The step writing its records with the sink's TIMESTAMP column as their timestamp.
+
+    A BIGINT column is epoch milliseconds, a TIMESTAMP column is converted, a STRING column is
+    parsed with TIMESTAMP_FORMAT; the evaluator drops records whose timestamp is missing or
+    negative, as ksqlDB's timestamp extractor does.
+    """
+    name = sink.timestamp_column
+    column = next((c for c in step.columns if c.name == name), None)
+    if column is None:
+        return step
+    match column.type.base:
+        case sqltypes.BaseType.BIGINT:
+            sql = column.sql
+        case sqltypes.BaseType.TIMESTAMP:
+            sql = f"epoch_ms({column.sql})"
+        case sqltypes.BaseType.STRING if sink.timestamp_format:
+            pattern = sink.timestamp_format.replace("'", "''")
+            sql = f"ksql_stringtotimestamp2({column.sql}, '{pattern}')"
+        case _:
+            return step
+    return replace(step, timestamp_sql=sql)

@@ -35,8 +35,8 @@ class StepEvaluator:
     def __init__(self, step: SelectStep, con: duckdb.DuckDBPyConnection) -> None:
         self.step = step
         self.con = con
-        self.sql = self._query(safe=False)
-        self.safe_sql = self._query(safe=True)
+        self.sql = self._with_timestamp_check(self._query(safe=False))
+        self.safe_sql = self._with_timestamp_check(self._query(safe=True))
         self._schema: pa.Schema | None = None
 
     def _query(self, *, safe: bool) -> str:
@@ -68,6 +68,13 @@ class StepEvaluator:
         if conditions:
             sql += " WHERE " + " AND ".join(conditions)
         return sql
+
+    def _with_timestamp_check(self, sql: str) -> str:
+        # A timestamp from a column (the sink's TIMESTAMP property) that is missing or negative
+        # drops the record, as ksqlDB's timestamp extractor does.
+        if self.step.timestamp_sql == '"ROWTIME"':
+            return sql
+        return f"SELECT * FROM ({sql}) WHERE {TS} >= 0"
 
     def evaluate(self, batch: pa.Table, logger: str) -> Evaluated:
         try:

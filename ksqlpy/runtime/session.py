@@ -18,11 +18,11 @@ from ksqlpy.errors import AnalysisError, KsqlpyError, NotFoundError, ParseError
 from ksqlpy.parser import ast
 from ksqlpy.planner import ddl
 from ksqlpy.planner.catalog import Column, ColumnNamespace, Source
-from ksqlpy.planner.physical import QueryPlan
+from ksqlpy.planner.physical import QueryPlan, SelectStep
 from ksqlpy.planner.properties import WithClause
 from ksqlpy.planner.aggregate import aggregate_window_info, analyze_aggregate, is_aggregate_query
 from ksqlpy.planner.physical import AggregateStep
-from ksqlpy.planner.select import analyze_select
+from ksqlpy.planner.select import analyze_select, with_sink_timestamp
 from ksqlpy.planner.types import resolve_type
 from ksqlpy.runtime.serde import sr
 from ksqlpy.runtime import describe
@@ -294,6 +294,8 @@ class Session:
                 pos=stmt.pos,
             )
         sink = self._sink_for(stmt, source, step)
+        if isinstance(step, SelectStep) and sink.timestamp_column is not None:
+            step = with_sink_timestamp(step, sink)
         if isinstance(step, AggregateStep):
             sink = replace(sink, window=aggregate_window_info(step))
         self._validate_formats(sink)
