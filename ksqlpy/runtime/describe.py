@@ -41,6 +41,10 @@ def describe(session: Any, stmt: Any) -> r.Entity:
             if match is None:
                 raise AnalysisError(f"Query with id:{qid} does not exist, use SHOW QUERIES to view the full set of queries.")
             return query_description(engine, match, stmt.text)
+        case ast.Explain(statement=ast.QueryStatement(query=q) as pull) if q.refinement is None:
+            from ksqlpy.runtime.pull import explain_pull
+
+            return explain_pull(session, pull, stmt.text)
         case ast.Explain():
             raise AnalysisError("EXPLAIN of a statement is not supported yet; EXPLAIN a query id instead.")
     raise AnalysisError(f"Unsupported statement: {stmt.text}")
@@ -105,7 +109,7 @@ def fields_of(s: Source) -> tuple[r.FieldInfo, ...]:
     for c in s.columns:
         kind = None
         if c.namespace is ColumnNamespace.KEY:
-            kind = r.FieldKind.PRIMARY_KEY if s.is_table else r.FieldKind.KEY
+            kind = r.FieldKind.KEY  # ksqlDB marks table primary keys "KEY" too
         elif c.namespace is ColumnNamespace.HEADERS:
             kind = r.FieldKind.HEADER
         out.append(r.FieldInfo(name=c.name, type=c.type, kind=kind, header_key=c.header_key))
@@ -146,6 +150,10 @@ def source_description(engine: Any, s: Source, text: str, extended: bool) -> r.S
     if extended:
         consumed = sum(engine.queries[q.id].records_in for q in readers if q.id in engine.queries)
         stats = f"consumer-messages-per-sec: 0 consumer-total-messages: {consumed}" if consumed else ""
+        if s.is_table:
+            from ksqlpy.runtime.materialize import describe_materialization
+
+            stats = " ".join(part for part in (stats, describe_materialization(engine, s)) if part)
     return r.SourceDescription(
         statement_text=text,
         name=s.name,
@@ -184,6 +192,11 @@ def query_description(engine: Any, q: Any, text: str) -> r.QueryDescription:
     if step.where_sql:
         lines.append(f"\t\t\t\t > [ FILTER ] | {step.where_sql}")
     lines.append(f"\t\t\t\t\t\t > [ SOURCE ] | {plan.source.name} (topic: {plan.source.topic})")
+    materializer = engine.materializers.get(sink.name) if sink is not None else None
+    if materializer is not None:
+        lines.insert(
+            0, f" > [ MATERIALIZE ] | {materializer.layout.ref} from topic {sink.topic}: pull queries read it"
+        )
     return r.QueryDescription(
         statement_text=text,
         id=q.query_id,

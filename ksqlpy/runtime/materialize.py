@@ -326,4 +326,39 @@ class Materializer:
             con.unregister("__mat_latest")
 
 
-__all__ = ["HIDDEN_COLUMNS", "MatLayout", "Materializer", "drop_state", "ensure_schema", "table_ref"]
+
+
+def describe_materialization(engine: object, source: Source) -> str:
+    """DESCRIBE EXTENDED's line about a table's materialized state and how pull queries use it."""
+    materializers: Mapping[str, Materializer] = getattr(engine, "materializers", {})
+    m = materializers.get(source.name)
+    if m is None:
+        return ""
+    store: TopicStore = getattr(engine, "store")
+    try:
+        cursor = store.state_cursor()
+        try:
+            row = cursor.execute(f"SELECT count(*) FROM {m.layout.ref}").fetchone()
+        finally:
+            cursor.close()
+        rows = f"{row[0] if row else 0} rows"
+    except duckdb.Error:
+        rows = "not created yet"
+    progress = "failed: " + str(m.error) if m.error is not None else ("up to date" if m.caught_up() else "catching up")
+    keys = ", ".join(m.layout.key_names)
+    return (
+        f"materialized: {m.layout.ref} ({rows}, {progress}; key {keys}); pull queries: key lookups when WHERE "
+        "gives every key column with = or IN, else a table scan in store order; WHERE, projection and LIMIT "
+        "in DuckDB; other SELECTs over materialized tables (joins, aggregates, ORDER BY) as DuckDB SQL"
+    )
+
+
+__all__ = [
+    "HIDDEN_COLUMNS",
+    "MatLayout",
+    "Materializer",
+    "describe_materialization",
+    "drop_state",
+    "ensure_schema",
+    "table_ref",
+]

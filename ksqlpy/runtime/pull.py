@@ -245,6 +245,55 @@ def _lookup_keys(plan: TablePull) -> pa.Table:
         raise AnalysisError(f"Invalid key in WHERE clause: {str(e).splitlines()[0]}") from e
 
 
+# ------------------------------------------------------------------------------------ EXPLAIN
+
+
+def explain_pull(session: Any, stmt: ast.QueryStatement, text: str) -> Any:
+    """EXPLAIN of a pull query on a table: how it is served (key lookup or table scan) from
+    which materialized state, without running it."""
+    from ksqlpy.runtime import results as r
+
+    engine = session.engine
+    query = stmt.query
+    check_pull_shape(query)
+    assert isinstance(query.from_, ast.Table)
+    source = engine.catalog.source(query.from_.name, query.from_.pos)
+    if not source.is_table:
+        raise AnalysisError("EXPLAIN of a pull query is supported on tables only.", pos=stmt.pos)
+    config = session.config
+    plan = analyze_table_pull(
+        query, source, table_scan=_flag(config, TABLE_SCAN), range_scan=_flag(config, RANGE_SCAN)
+    )
+    materializer = engine.materializers.get(source.name)
+    if materializer is None or not _queryable(source):
+        raise not_queryable(source.name)
+    layout = materializer.layout
+    if plan.access is Access.LOOKUP:
+        access = f"KEY LOOKUP | {len(plan.keys)} key(s) on {', '.join(c.name for c in source.key_columns)}"
+    else:
+        access = f"TABLE SCAN | ORDER BY {layout.scan_order()}"
+    lines = [f" > [ PROJECT ] | {', '.join(f'{c.sql} AS {c.name}' for c in plan.columns)}"]
+    if plan.limit is not None:
+        lines.append(f"\t\t > [ LIMIT ] | {plan.limit}")
+    if plan.where_sql:
+        lines.append(f"\t\t > [ FILTER ] | {plan.where_sql}")
+    lines.append(f"\t\t\t\t > [ {access} ] | {layout.ref} (materialized from topic {source.topic})")
+    fields = tuple(
+        r.FieldInfo(name=c.name, type=c.type, kind=r.FieldKind.KEY if c.is_key else None) for c in plan.columns
+    )
+    return r.QueryDescription(
+        statement_text=text,
+        id="",
+        query_string=stmt.text,
+        fields=fields,
+        sources=(source.name,),
+        topology="Pull query: wait for the materializer to reach the topic's end offsets, read the state "
+        "database, evaluate in DuckDB",
+        execution_plan="\n".join(lines),
+        query_type=r.QueryType.PUSH,  # ksqlDB describes transient queries as PUSH
+    )
+
+
 # ------------------------------------------------------------------------------------ plain SQL
 
 
@@ -328,4 +377,4 @@ def _result_fields(result: pa.Table) -> tuple[tuple[sqltypes.Field, ...], pa.Tab
     return tuple(fields), result
 
 
-__all__ = ["catch_up", "plan_sql_pull", "run_table_pull", "start_pull", "start_sql_pull"]
+__all__ = ["catch_up", "explain_pull", "plan_sql_pull", "run_table_pull", "start_pull", "start_sql_pull"]

@@ -196,3 +196,17 @@ def test_pull_after_restart(opener: Callable[[], Engine]) -> None:
         assert engine.materializers["Q_USERS"].records_in == 0
     finally:
         engine.close()
+
+
+def test_describe_and_explain_say_how_pull_queries_are_served(users: Engine) -> None:
+    session = users.session()
+    assert users.wait_idle()
+    desc = session.execute_all("DESCRIBE q_users EXTENDED;")[0]
+    assert f'materialized: mat."Q_USERS" ({len(PEOPLE)} rows' in desc.statistics
+    lookup = session.execute_all("EXPLAIN SELECT name FROM q_users WHERE id IN ('u1', 'u2');")[0]
+    assert "[ KEY LOOKUP | 2 key(s) on ID ]" in lookup.execution_plan
+    scan = session.execute_all("EXPLAIN SELECT name FROM q_users WHERE age > 3;")[0]
+    assert "[ TABLE SCAN" in scan.execution_plan
+    qid = next(q for q, run in users.queries.items() if run.plan.sink is not None and run.plan.sink.name == "Q_USERS")
+    explained = session.execute_all(f"EXPLAIN {qid};")[0]
+    assert '[ MATERIALIZE ] | mat."Q_USERS"' in explained.execution_plan
