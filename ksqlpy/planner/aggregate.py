@@ -194,7 +194,7 @@ def analyze_aggregate(
 
     keys = tuple(_group_key(e, scope) for e in query.group_by)
     calls = _calls(items, query.having, scope)
-    post = _post_scope(keys, calls, windowed)
+    post = _post_scope(keys, calls, windowed, (alias, source.name))
     by_sql = {k.sql: i for i, k in enumerate(keys)}
 
     def substitute(e: ast.Expr) -> ast.Expr:
@@ -273,6 +273,8 @@ def analyze_aggregate(
         columns=columns,
         emit_final=query.refinement is ast.Refinement.FINAL,
     )
+    if persistent:
+        check_intermediate_types(step)
     return source, step
 
 
@@ -407,10 +409,12 @@ def _calls(
     return calls
 
 
-def _post_scope(keys: tuple[_GroupKey, ...], calls: dict[str, AggregateCall], windowed: bool) -> ColumnScope:
+def _post_scope(
+    keys: tuple[_GroupKey, ...], calls: dict[str, AggregateCall], windowed: bool, qualifiers: tuple[str, ...]
+) -> ColumnScope:
     cols = [ScopeColumn(group_key_name(i), k.type) for i, k in enumerate(keys)]
     if windowed:
-        cols += [ScopeColumn(n, t) for n, t in WINDOW_BOUND_COLUMNS.items()]
+        cols += [ScopeColumn(n, t, q) for n, t in WINDOW_BOUND_COLUMNS.items() for q in qualifiers]
     cols += [ScopeColumn(c.name, c.accumulator.return_type) for c in calls.values()]
     return ColumnScope(tuple(cols))
 
@@ -552,3 +556,20 @@ def aggregate_window_info(step: AggregateStep) -> WindowInfo | None:
     if w is None:
         return None
     return WindowInfo(type=WindowType(w.type), size_ms=None if w.is_session else w.size_ms)
+
+
+#: value formats that cannot hold a structured (ARRAY/MAP/STRUCT) aggregate state
+_FLAT_FORMATS = frozenset({"DELIMITED", "KAFKA"})
+
+
+def check_intermediate_types(step: AggregateStep) -> None:
+    """ksqlDB keeps aggregate state in the source's value format: a state type that format
+    cannot serialize (TOPK's ARRAY in DELIMITED) is rejected up front."""
+    if step.source.value_format.format.upper() not in _FLAT_FORMATS:
+        return
+    for call in step.calls:
+        if isinstance(call.accumulator.state_type, (sqltypes.Array, sqltypes.Map, sqltypes.Struct)):
+            raise AnalysisError(
+                "One of the functions used in the statement has an intermediate type that the value "
+                "format can not handle. Please remove the function or change the format."
+            )

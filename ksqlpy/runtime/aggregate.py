@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ksqlpy import sqltypes
+from ksqlpy.errors import KsqlpyError
 from ksqlpy.planner.physical import AggregateStep, group_key_name
 from ksqlpy.runtime.codec import TOMBSTONE
 from ksqlpy.runtime.evaluate import DELETE, TS, Evaluated
@@ -139,6 +140,13 @@ class AggregateProcessor:
     # ------------------------------------------------------------------ the batch
 
     def process(self, batch: pa.Table, state: duckdb.DuckDBPyConnection) -> Evaluated:
+        try:
+            return self._process(batch, state)
+        except duckdb.Error as e:
+            # An aggregate failing (overflow, a bad state) stops the query, as in ksqlDB.
+            raise KsqlpyError(f"Exception caught in process. {str(e).splitlines()[0]}") from e
+
+    def _process(self, batch: pa.Table, state: duckdb.DuckDBPyConnection) -> Evaluated:
         self._ensure_tables(state)
         batch = batch.append_column(SEQ, pa.array(np.arange(batch.num_rows, dtype=np.int64)))
         rows = self._pre(batch)
@@ -391,7 +399,9 @@ class AggregateProcessor:
             hk = _hashable(kv)
             key_values[hk] = kv
             mine = sessions.setdefault(hk, [])
-            overlapping = [s for s in mine if s["end"] >= ts - gap and s["start"] <= ts + gap]
+            # sessions closed for good (end before stream time - gap - grace) have left the store
+            live = st - gap - grace
+            overlapping = [s for s in mine if s["end"] >= max(ts - gap, live) and s["start"] <= ts + gap]
             start = min([ts] + [s["start"] for s in overlapping])
             end = max([ts] + [s["end"] for s in overlapping])
             # Kafka Streams closes a session at end + gap + grace (strictly before stream time).
