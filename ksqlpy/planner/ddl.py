@@ -269,6 +269,7 @@ def source_from_create(
             "The statement does not define any columns.", pos=stmt.pos
         )
     columns = _inferred(stmt, columns, topic, key_format, value_format, infer)
+    value_format = _default_wrapping(value_format, columns, config)
     window = window_from(props)
     if window is not None and not any(c.is_key for c in columns):
         raise AnalysisError("Windowed sources require a key column.", pos=stmt.pos)
@@ -332,6 +333,19 @@ def _inferred(
     if stmt.kind is ast.SourceKind.TABLE and not keys:
         raise AnalysisError("Tables require a PRIMARY KEY. Please define the PRIMARY KEY.", pos=stmt.pos)
     return tuple(keys + values + others)
+
+
+def _default_wrapping(fmt: FormatInfo, columns: tuple[Column, ...], config: Mapping[str, Any]) -> FormatInfo:
+    """``ksql.persistence.wrap.single.values`` for a single value column the statement does
+    not set ``WRAP_SINGLE_VALUE`` for (the setting only concerns single-column values)."""
+    default = config.get("ksql.persistence.wrap.single.values")
+    values = [c for c in columns if c.namespace is ColumnNamespace.VALUE]
+    if fmt.wrap_single_value is not None or default is None or len(values) != 1:
+        return fmt
+    wrap = str(default).strip().lower() == "true"
+    if fmt.format in ("KAFKA", "DELIMITED") and wrap or fmt.format in ("PROTOBUF", "PROTOBUF_NOSR") and not wrap:
+        return fmt  # formats with one layout ignore the default
+    return FormatInfo(format=fmt.format, properties=fmt.properties, wrap_single_value=wrap)
 
 
 def check_timestamp_column(col: Column, ts_format: str | None) -> None:

@@ -546,11 +546,13 @@ def _scalar(value: Any, field: FieldDescriptor) -> Any:
                 return base64.b64decode(value)
             return bytes(value)
         case _T.TYPE_DOUBLE | _T.TYPE_FLOAT:
-            return float(value)
+            return float(value)  # numbers or numeric text
         case _T.TYPE_ENUM:
             if isinstance(value, str):
                 return field.enum_type.values_by_name[value].number
             return int(value)
+    if isinstance(value, str):
+        return int(value)  # numeric text, as Connect's converters accept it
     if isinstance(value, bool) or not isinstance(value, (int, float, decimal.Decimal)):
         raise TypeError(f"not an integer: {value!r}")
     return int(value)
