@@ -178,6 +178,27 @@ def _query(engine: Any, qid: str) -> Any:
     return engine.queries.get(qid)
 
 
+def _aggregate_lines(step: Any) -> list[str]:
+    """The GROUP BY part of a query's plan (nothing for a stateless step)."""
+    from ksqlpy.planner.physical import AggregateStep
+
+    if not isinstance(step, AggregateStep):
+        return []
+    keys = ", ".join(k.sql for k in step.group_keys)
+    calls = ", ".join(f"{c.text} AS {c.name}" for c in step.calls)
+    w = step.window
+    window = ""
+    if w is not None:
+        bounds = f"GAP {w.gap_ms} ms" if w.is_session else f"SIZE {w.size_ms} ms, ADVANCE {w.advance_ms} ms"
+        window = f" | WINDOW {w.type} ({bounds}, GRACE {w.grace_ms} ms)"
+    lines = []
+    if step.having_sql:
+        lines.append(f"\t\t\t > [ HAVING ] | {step.having_sql}")
+    emit = "FINAL" if step.emit_final else "CHANGES"
+    lines.append(f"\t\t\t > [ AGGREGATE ] | GROUP BY {keys} | {calls}{window} | EMIT {emit}")
+    return lines
+
+
 def query_description(engine: Any, q: Any, text: str) -> r.QueryDescription:
     plan = q.plan
     sink = plan.sink
@@ -189,6 +210,7 @@ def query_description(engine: Any, q: Any, text: str) -> r.QueryDescription:
         f" > [ SINK ] | Schema: {', '.join(f'{c.name} {c.type}' for c in step.columns)} | Topic: {sink.topic if sink else '-'}",
         f"\t\t > [ PROJECT ] | {', '.join(f'{c.sql} AS {c.name}' for c in step.columns)}",
     ]
+    lines += _aggregate_lines(step)
     if step.where_sql:
         lines.append(f"\t\t\t\t > [ FILTER ] | {step.where_sql}")
     lines.append(f"\t\t\t\t\t\t > [ SOURCE ] | {plan.source.name} (topic: {plan.source.topic})")

@@ -152,3 +152,34 @@ def test_analysis_errors(engine: Engine, query: str, message: str) -> None:
     with pytest.raises(AnalysisError) as info:
         execute(engine, f"CREATE TABLE X AS {query};")
     assert message in str(info.value)
+
+
+def test_push_query_with_group_by_uses_private_state(engine: Engine) -> None:
+    s = engine.session({"auto.offset.reset": "earliest", **PER_RECORD})
+    s.execute_all(STREAM)
+    produce(engine, "s", [("a", {"V": 1}, 1), ("b", {"V": 2}, 2), ("a", {"V": 3}, 3)])
+    q = s.execute_query("SELECT ID, SUM(V) AS TOTAL FROM S GROUP BY ID EMIT CHANGES LIMIT 3;")
+    assert [f.name for f in q.columns] == ["ID", "TOTAL"]
+    rows = []
+    for _ in range(100):
+        rows += q.poll(0.1)
+        if q.done:
+            break
+    assert [row.values for row in rows] == [("a", 1), ("b", 2), ("a", 4)]
+    q.close()
+    with engine.store.state_cursor() as cur:
+        tables = cur.sql("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'agg'").fetchall()
+    assert not any(name.startswith("transient") for (name,) in tables)
+
+
+def test_explain_shows_the_aggregation(engine: Engine) -> None:
+    execute(
+        engine,
+        STREAM + "CREATE TABLE W AS SELECT ID, COUNT(*) AS C FROM S WINDOW TUMBLING (SIZE 1 MINUTE) "
+        "GROUP BY ID HAVING COUNT(*) > 1;",
+    )
+    (qid,) = engine.queries
+    [entity] = engine.session({}).execute_all(f"EXPLAIN {qid};")
+    plan = entity.execution_plan
+    assert "[ AGGREGATE ] | GROUP BY" in plan and "WINDOW TUMBLING (SIZE 60000 ms" in plan
+    assert "[ HAVING ]" in plan
