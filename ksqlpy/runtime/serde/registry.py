@@ -7,8 +7,9 @@ was written with by a global id in a five-byte header (:func:`wire_header`).
 Two implementations of :class:`SchemaRegistry`:
 
 * :class:`InProcessRegistry` (the default, when ``ksql.schema.registry.url`` is unset) keeps
-  schemas in the ``_schemas`` topic of the engine's topic store, as Confluent's registry keeps
-  them in Kafka, so that they survive restarts and every engine over the store sees them;
+  schemas in a topic of the engine's topic store (:data:`SCHEMAS_TOPIC`), as Confluent's
+  registry keeps them in Kafka, so that they survive restarts and every engine over the store
+  sees them;
 * :class:`HttpRegistry` talks to a Confluent Schema Registry over its REST API.
 
 :func:`registry_for` gives the registry of a topic store (one per store, shared by queries).
@@ -30,8 +31,9 @@ import pyarrow as pa
 from ksqlpy.errors import KsqlpyError
 from ksqlpy.runtime.store.base import TopicSpec, TopicStore
 
-#: The topic the in-process registry keeps its schemas in (Confluent's default name).
-SCHEMAS_TOPIC = "_schemas"
+#: The topic the in-process registry keeps its schemas in. Not Confluent's ``_schemas``: its
+#: records have another layout, and a Kafka cluster may also serve a real registry.
+SCHEMAS_TOPIC = "_ksqlpy_schemas"
 #: First byte of every record written by a schema-registry aware serializer.
 MAGIC_BYTE = 0
 #: Length of the magic byte plus the schema id.
