@@ -124,15 +124,16 @@ def _delimiter(prop: str, text: str) -> str:
     named = {"TAB": "\t", "SPACE": " "}
     if text.upper() in named:
         return named[text.upper()]
-    if text == "":
+    if text.strip() == "":  # ksqlDB trims the value: a bare space or tab reads as empty
         raise AnalysisError(
             f"Failed to prepare statement: Configuration {prop} is invalid: Delimiter cannot be empty, if you "
-            "meant to have a tab or space for delimiter, please use the word 'TAB' or 'SPACE' instead"
+            "meant to have a tab or space for delimiter, please use the special values 'TAB' or 'SPACE'\n"
+            "Example valid value: ';'"
         )
     if len(text) != 1:
         raise AnalysisError(
             f"Failed to prepare statement: Configuration {prop} is invalid: Invalid delimiter value: '{text}'. "
-            "Delimiter must be a single character or TAB or SPACE"
+            "Delimiter must be a single character or TAB,SPACE\nExample valid value: ';'"
         )
     return text
 

@@ -179,6 +179,7 @@ def key_columns_for(
             )
     missing = [k.name for k in source.key_columns if k.name not in by_key]
     if missing:
+        missing = [k.name for k in source.key_columns]  # ksqlDB names every key column
         what = "key column" if len(missing) == 1 else "key columns"
         raise AnalysisError(
             f"The query used to build `{sink_name}` must include the {what} {' and '.join(missing)} "

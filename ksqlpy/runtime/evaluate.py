@@ -51,7 +51,11 @@ class StepEvaluator:
         if step.kind is StepKind.TABLE_SELECT:
             match = f"COALESCE({guard(where)}, FALSE)" if where else "TRUE"
             items.append(f'("{TOMBSTONE}" OR NOT {match}) AS {DELETE}')
-            return f"SELECT {', '.join(items)} FROM input"
+            sql = f"SELECT {', '.join(items)} FROM input"
+            keys = step.source.key_columns
+            if keys:  # a table record without a key is dropped, as ksqlDB's table source does
+                sql += " WHERE NOT (" + " AND ".join(f'"{_q(k.name)}" IS NULL' for k in keys) + ")"
+            return sql
         if not step.source.null_values:
             sql = f"SELECT {', '.join(items)} FROM input"
             if where:
