@@ -166,6 +166,7 @@ class AggregateProcessor:
         if stream_time != prior_st:
             state.execute(f"DELETE FROM {self.tables.meta}")
             state.execute(f"INSERT INTO {self.tables.meta} VALUES (?)", [stream_time])
+            self._expire(state, stream_time)
         if self.step.emit_final:
             out = self._final(state, stream_time, times)
         return Evaluated(out, [])
@@ -527,6 +528,15 @@ class AggregateProcessor:
         )
         self._replace(state, self.tables.groups, last, self.group_cols)
         return out
+
+    def _expire(self, state: duckdb.DuckDBPyConnection, stream_time: int) -> None:
+        """Forget windows that can no longer change: their records would be dropped as late
+        (EMIT FINAL forgets them once emitted, in :meth:`_final`)."""
+        w = self.window
+        if w is None or self.step.emit_final:
+            return
+        slack = w.gap_ms + w.grace_ms if w.is_session else w.grace_ms
+        state.execute(f"DELETE FROM {self.tables.groups} WHERE {_WE} + {slack} < {stream_time} - 1")
 
     def _final(self, state: duckdb.DuckDBPyConnection, stream_time: int, times: list[int]) -> pa.Table:
         """EMIT FINAL, as Kafka Streams' ``EmitStrategy.onWindowClose`` does it: each time

@@ -346,13 +346,17 @@ def encode_windowed(encoder: SinkEncoder, sink: Any, rows: pa.Table) -> tuple[pa
         return records, errors
     from ksqlpy.runtime.serde.window import WindowKind, join_windowed_keys
 
+    inner = records.column("key").combine_chunks()
     keys = join_windowed_keys(
-        records.column("key"),
-        rows.column("__WINDOWSTART"),
-        rows.column("__WINDOWEND"),
-        WindowKind(sink.window.type.value),
+        inner, rows.column("__WINDOWSTART"), rows.column("__WINDOWEND"), WindowKind(sink.window.type.value)
     )
-    return records.set_column(records.schema.get_field_index("key"), "key", keys), errors
+    records = records.set_column(records.schema.get_field_index("key"), "key", keys)
+    if sink.partitions > 1 and records.num_rows:
+        # Kafka Streams partitions windowed records by their inner key, not the windowed bytes.
+        from ksqlpy.runtime.store.partitioner import partitions_for_keys
+
+        records = records.append_column("partition", partitions_for_keys(inner, sink.partitions))
+    return records, errors
 
 
 __all__ = ["PersistentQuery", "PushQuery", "QueryState", "QueryRunner", "DELETE", "TS"]
