@@ -14,8 +14,11 @@ ksqlDB's evaluation would fail and log (bad casts, division by zero, ...).
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import decimal
 import itertools
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -101,6 +104,7 @@ class _Compiler:
                 result = arithmetic_type(e, left.type, right.type)
                 return Compiled(compile_arithmetic(op, left, right, result), result)
             case ast.Comparison(op=op, left=l, right=r):
+                l, r = _time_literal(l, r), _time_literal(r, l)
                 left, right = self.compile(l, scope), self.compile(r, scope)
                 check_comparison(e, left.type, right.type)
                 return Compiled(compile_comparison(op, left, right), st.BOOLEAN)
@@ -220,6 +224,7 @@ class _Compiler:
         return Compiled(exp.Not(this=sb.paren(result)) if e.negated else result, st.BOOLEAN)
 
     def _between(self, e: ast.Between, scope: Scope) -> Compiled:
+        e = dataclasses.replace(e, low=_time_literal(e.low, e.value), high=_time_literal(e.high, e.value))
         # ksqlDB evaluates BETWEEN as (v >= low AND v <= high), each comparison FALSE on NULL.
         low = ast.Comparison(op=ast.ComparisonOp.GREATER_THAN_OR_EQUAL, left=e.value, right=e.low, pos=e.pos)
         high = ast.Comparison(op=ast.ComparisonOp.LESS_THAN_OR_EQUAL, left=e.value, right=e.high, pos=e.pos)
@@ -550,6 +555,36 @@ def _widen_deep(a: st.SqlType, b: st.SqlType) -> st.SqlType | None:
                 fields.append(st.Field(f.name, w))
             return st.Struct(tuple(fields))
     return st.widen(a, b)
+
+
+#: columns holding epoch milliseconds that ksqlDB lets a query compare with timestamp text
+_TIME_COLUMNS = frozenset({"ROWTIME", "WINDOWSTART", "WINDOWEND"})
+_ISO = re.compile(
+    r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2})(?::(\d{2})(?::(\d{2})(?:\.(\d{1,3}))?)?)?)?)?)?"
+    r"(Z|[+-]\d{2}(?::?\d{2})?)?"
+)
+
+
+def _time_literal(node: ast.Expr, other: ast.Expr) -> ast.Expr:
+    """A string literal compared with ROWTIME or a window bound, as the epoch milliseconds it
+    names (ksqlDB's StringToTimestampParser: partial ISO-8601, UTC unless a zone is given)."""
+    if not (isinstance(node, ast.StringLiteral) and isinstance(other, ast.ColumnRef) and other.name in _TIME_COLUMNS):
+        return node
+    m = _ISO.fullmatch(node.value.strip())
+    if m is None:
+        return node
+    year, month, day, hour, minute, second, frac, zone = m.groups()
+    tz = dt.timezone.utc
+    if zone and zone != "Z":
+        digits = zone[1:].replace(":", "")
+        offset = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
+        tz = dt.timezone(offset if zone[0] == "+" else -offset)
+    value = dt.datetime(
+        int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0), int(second or 0),
+        int((frac or "0").ljust(3, "0")) * 1000, tzinfo=tz,
+    )
+    millis = (value - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(milliseconds=1)
+    return ast.IntegerLiteral(value=millis, pos=node.pos)
 
 
 class _Mismatch(Exception):
