@@ -53,7 +53,11 @@ class Engine:
         )
         self.commands = CommandLog(store, config.service_id)
         #: AVRO/PROTOBUF/JSON_SR schemas: Confluent Schema Registry when configured, else in the store
-        self.schema_registry = configure_registry(store, config.get("ksql.schema.registry.url"))
+        self.schema_registry = configure_registry(
+            store,
+            config.get("ksql.schema.registry.url"),
+            user_info=config.get("ksql.schema.registry.basic.auth.user.info"),
+        )
         self.cluster_id = "ksqlpy-" + uuid.uuid5(uuid.NAMESPACE_DNS, config.service_id).hex[:16]
         self.state = "INITIALIZING"
         self._query_counter = 0
@@ -106,6 +110,20 @@ class Engine:
                 "Restored %d statements from the command log: %d streams/tables, %d running queries.",
                 replayed, len(self.catalog.sources), len(self.queries),
             )
+            for q in self.queries.values():
+                log.info("Query %s resumes %s.", q.query_id, self._resume_text(q))
+
+    def _resume_text(self, q: Any) -> str:
+        """Where a restored query picks up: ``at offset 1200 of pageviews`` per partition."""
+        try:
+            topic = q.plan.source.topic
+            committed = self.store.committed(q.group, topic) if q.group else {}
+        except Exception:  # noqa: BLE001 - a log line must not stop the start
+            return "from its committed positions"
+        if not committed:
+            return f"from the {q.start_position} offsets of {topic} (nothing committed yet)"
+        where = ", ".join(f"partition {p} at offset {o}" for p, o in sorted(committed.items()))
+        return f"reading {topic} {where}"
 
     def close(self) -> None:
         self.state = "TERMINATING"

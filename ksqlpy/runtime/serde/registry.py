@@ -306,11 +306,15 @@ class HttpRegistry(SchemaRegistry):
     """A client of Confluent Schema Registry's REST API (``ksql.schema.registry.url``).
     Schemas by id never change, so they are cached; subjects are always asked for."""
 
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 10.0, user_info: str | None = None) -> None:
         import httpx
 
+        auth = None
+        if user_info:  # ``user:password``, as ``basic.auth.user.info`` gives it
+            user, _, password = user_info.partition(":")
+            auth = httpx.BasicAuth(user, password)
         self._client = httpx.Client(
-            base_url=url.rstrip("/"), timeout=timeout, headers={"Content-Type": _CONTENT_TYPE}
+            base_url=url.rstrip("/"), timeout=timeout, headers={"Content-Type": _CONTENT_TYPE}, auth=auth
         )
         self._cache: dict[int, RegisteredSchema] = {}
         self._lock = threading.Lock()
@@ -419,10 +423,11 @@ _REGISTRIES: weakref.WeakKeyDictionary[TopicStore, SchemaRegistry] = weakref.Wea
 _REGISTRIES_LOCK = threading.Lock()
 
 
-def configure_registry(store: TopicStore, url: str | None) -> SchemaRegistry:
+def configure_registry(store: TopicStore, url: str | None, *, user_info: str | None = None) -> SchemaRegistry:
     """Set up the registry of ``store``: the HTTP client when ``url`` is given (the value of
-    ``ksql.schema.registry.url``), the in-process one otherwise."""
-    registry: SchemaRegistry = HttpRegistry(url) if url else InProcessRegistry(store)
+    ``ksql.schema.registry.url``, with ``ksql.schema.registry.basic.auth.user.info``), the
+    in-process one otherwise."""
+    registry: SchemaRegistry = HttpRegistry(url, user_info=user_info) if url else InProcessRegistry(store)
     with _REGISTRIES_LOCK:
         _REGISTRIES[store] = registry
     return registry

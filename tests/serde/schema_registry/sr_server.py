@@ -3,6 +3,7 @@ served over real HTTP on a local port (for tests)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +20,14 @@ class _State:
 
 class _Handler(BaseHTTPRequestHandler):
     state: _State
+    #: ``Authorization`` header every request must carry (None: no authentication)
+    authorization: str | None = None
+
+    def _authorized(self) -> bool:
+        if self.authorization is None or self.headers.get("Authorization") == self.authorization:
+            return True
+        self._send(401, {"error_code": 401, "message": "Unauthorized"})
+        return False
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -35,6 +44,8 @@ class _Handler(BaseHTTPRequestHandler):
         return [unquote(p) for p in self.path.strip("/").split("/")]
 
     def do_POST(self) -> None:
+        if not self._authorized():
+            return
         parts = self._parts()
         if len(parts) != 3 or parts[0] != "subjects" or parts[2] != "versions":
             self._send(404, {"error_code": 404, "message": "HTTP 404 Not Found"})
@@ -51,6 +62,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, {"id": schema_id})
 
     def do_GET(self) -> None:
+        if not self._authorized():
+            return
         parts = self._parts()
         with self.state.lock:
             if parts == ["subjects"]:
@@ -77,6 +90,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(404, {"error_code": 404, "message": "HTTP 404 Not Found"})
 
     def do_DELETE(self) -> None:
+        if not self._authorized():
+            return
         parts = self._parts()
         with self.state.lock:
             versions = self.state.subjects.pop(parts[1], None) if len(parts) == 2 else None
@@ -87,10 +102,16 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class SchemaRegistryServer:
-    """``with SchemaRegistryServer() as url:`` serves a fresh registry at ``url``."""
+    """``with SchemaRegistryServer() as url:`` serves a fresh registry at ``url``;
+    ``user_info="user:password"`` makes it require HTTP basic authentication."""
+
+    def __init__(self, user_info: str | None = None) -> None:
+        self._authorization = (
+            None if user_info is None else "Basic " + base64.b64encode(user_info.encode()).decode("ascii")
+        )
 
     def __enter__(self) -> str:
-        handler = type("Handler", (_Handler,), {"state": _State()})
+        handler = type("Handler", (_Handler,), {"state": _State(), "authorization": self._authorization})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()

@@ -69,3 +69,13 @@ def test_engine_uses_the_configured_registry(tmp_path: Path) -> None:
             engine.session().execute_all("CREATE STREAM INPUT WITH (KAFKA_TOPIC='input', VALUE_FORMAT='AVRO', PARTITIONS=1);")
             assert [c.name for c in engine.catalog.source("INPUT").columns] == ["A"]
         outside.close()
+
+
+def test_basic_authentication() -> None:
+    with SchemaRegistryServer(user_info="ksql:secret") as url:
+        with pytest.raises(SchemaRegistryError, match="401"):
+            HttpRegistry(url).subjects()
+        client = HttpRegistry(url, user_info="ksql:secret")
+        client.register("t-value", '"int"', "AVRO")
+        assert client.subjects() == ["t-value"]
+        client.close()
