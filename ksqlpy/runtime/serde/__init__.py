@@ -13,9 +13,9 @@ Public API::
 Formats (ksqlDB's rules, see each module): ``json`` (objects matched to columns
 case-insensitively; single key columns and ``WRAP_SINGLE_VALUE=false`` values unwrapped),
 ``delimited`` (Commons CSV with a one-character delimiter), ``kafka`` (Kafka's primitive
-layouts, one column), ``none`` (no columns). The schema-registry formats ``avro``, ``json_sr``
-(and ``protobuf``) need a :class:`~.registry.SchemaRegistry` and the topic, to look up and
-register schemas under the topic's subjects (``registry=``, ``topic=`` arguments).
+layouts, one column), ``none`` (no columns). The schema-registry formats ``avro``, ``json_sr``,
+``protobuf`` and ``protobuf_nosr`` (:mod:`.sr`) need a :class:`~.registry.SchemaRegistry` and the
+topic, to look up and register schemas under the topic's subjects (``registry=``, ``topic=``).
 
 Windowed keys: :func:`split_windowed_keys` / :func:`join_windowed_keys` strip and add the window
 suffix around the inner key's bytes. QTT conformance cases: :mod:`.testvalues`.
