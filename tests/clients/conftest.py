@@ -50,9 +50,13 @@ def _run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, **kwargs)  # type: ignore[call-overload]
 
 
-def isolated_python(name: str, requirements: list[str]) -> Path:
-    """The Python of a cached virtual environment with ``requirements`` installed (else skip)."""
-    digest = hashlib.sha256(json.dumps(requirements).encode()).hexdigest()[:12]
+def isolated_python(name: str, requirements: list[str], without_dependencies: tuple[str, ...] = ()) -> Path:
+    """The Python of a cached virtual environment with ``requirements`` installed (else skip).
+
+    ``without_dependencies`` are installed with ``--no-deps`` first (for a client whose declared
+    dependencies include heavy packages only its optional helpers import).
+    """
+    digest = hashlib.sha256(json.dumps([requirements, without_dependencies]).encode()).hexdigest()[:12]
     home = cache_dir() / f"{name}-{digest}"
     python = home / "bin" / "python"
     if (home / "ready").exists():
@@ -61,10 +65,14 @@ def isolated_python(name: str, requirements: list[str]) -> Path:
     made = _run([sys.executable, "-m", "venv", str(home)])
     if made.returncode != 0:
         pytest.skip(f"cannot create a virtual environment for {name}: {made.stderr[-500:]}")
-    installed = _run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *requirements])
-    if installed.returncode != 0:
-        pytest.skip(f"cannot install {' '.join(requirements)}: {installed.stderr[-500:]}")
-    (home / "ready").write_text("\n".join(requirements))
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    for extra, packages in (["--no-deps"], list(without_dependencies)), ([], requirements):
+        if not packages:
+            continue
+        installed = _run([*pip, *extra, *packages])
+        if installed.returncode != 0:
+            pytest.skip(f"cannot install {' '.join(packages)}: {installed.stderr[-500:]}")
+    (home / "ready").write_text("\n".join([*without_dependencies, *requirements]))
     return python
 
 

@@ -2,7 +2,8 @@
 
 * ``ksqldb`` (1.0.1): installed with the ``test`` extra, driven in-process.
 * ``ksql-python-ng`` (0.29.0.1, module ``ksql``): needs httpx < 0.28, so it runs in its own
-  cached environment through ``drivers/ksql_python_ng.py``.
+  cached environment through ``drivers/drive_ksql_python_ng.py``.
+* ``ksqldb-client`` (0.28.2a2, pydantic models): likewise, through ``drivers/drive_ksqldb_client.py``.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def test_ksql_python_ng(client_server: RunningServer) -> None:
     python = isolated_python("ksql-python-ng", ["ksql-python-ng==0.29.0.1", "httpx[http2]>=0.27,<0.28"])
     name = fresh("NG")
     run = subprocess.run(
-        [str(python), str(HERE / "drivers" / "ksql_python_ng.py"), client_server.url, name],
+        [str(python), str(HERE / "drivers" / "drive_ksql_python_ng.py"), client_server.url, name],
         capture_output=True, text=True, timeout=300, check=False,
     )
     assert run.returncode == 0, run.stderr
@@ -85,3 +86,34 @@ def test_ksql_python_ng(client_server: RunningServer) -> None:
     assert f"{name}_COPY" not in out["streams_after_drop"]
     assert out["error"] == ["line 1:1: Could not find STREAM/TABLE 'NOPE_NOT_THERE' in the Metastore", 40001]
     assert out["close_unknown_query"] is False
+
+
+def test_ksqldb_client_pydantic(client_server: RunningServer) -> None:
+    # Its declared pandas dependency is imported only by its own test helpers; httpx < 0.28 as declared.
+    python = isolated_python(
+        "ksqldb-client",
+        ["pydantic>=2.6,<3", "httpx[http2]>=0.27,<0.28"],
+        without_dependencies=("ksqldb-client==0.28.2a2",),
+    )
+    name = fresh("KC")
+    run = subprocess.run(
+        [str(python), str(HERE / "drivers" / "drive_ksqldb_client.py"), client_server.url, name],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["info"] == ["default_", "RUNNING"]
+    assert out["create"] == [f"stream/`{name}`/create", "SUCCESS"]
+    assert out["insert_values"] == 0
+    assert name in out["streams"]
+    assert out["push"] == [
+        {"row": {"columns": ["a", 1], "tombstone": None}},
+        {"row": {"columns": ["b", 2], "tombstone": None}},
+        {"finalMessage": "Limit Reached"},
+    ]
+    assert out["pull"] == [{"row": {"columns": [1], "tombstone": None}}, {"row": {"columns": [2], "tombstone": None}}]
+    assert out["describe_type"] == "sourceDescription"
+    assert out["status"] == "SUCCESS"
+    assert any(q.startswith(f"CSAS_{name}_C") for q in out["queries"])
+    assert out["terminate_drop"] == ["SUCCESS", "SUCCESS"]
+    assert out["error"] == "APIError: 40001 - line 1:1: Could not find STREAM/TABLE 'NOPE_NOT_THERE' in the Metastore"

@@ -1,6 +1,6 @@
 """Drives the ``ksql-python-ng`` client (PyPI, module ``ksql``) through one scenario.
 
-Run in that client's own environment: ``python ksql_python_ng.py URL STREAM``. Prints one JSON
+Run in that client's own environment: ``python drive_ksql_python_ng.py URL STREAM``. Prints one JSON
 object with what each step returned; the test asserts on it.
 """
 
