@@ -51,7 +51,13 @@ def analyze_select(
 
     where_sql = None
     if query.where is not None:
-        compiled = scopes.compile_expr(query.where, scope, clause="WHERE")
+        try:
+            compiled = scopes.compile_expr(query.where, scope, clause="WHERE")
+        except AnalysisError as e:
+            # ksqlDB names the clause a type error comes from
+            if not e.message.startswith(("Error in WHERE expression", "Invalid Predicate")):
+                raise AnalysisError(f"Error in WHERE expression: {e.message}", pos=e.pos, hint=e.hint) from None
+            raise
         if compiled.type is not None and compiled.type != sqltypes.BOOLEAN:
             raise AnalysisError(
                 f"Type error in WHERE expression: Should evaluate to boolean but is "

@@ -430,7 +430,7 @@ class Session:
         if source is None:
             if stmt.if_exists:
                 return self._status(stmt, f"{kind_word}/{stmt.name}/drop", f"Source `{stmt.name}` does not exist.", -1)
-            raise AnalysisError(f"Source {stmt.name} does not exist.", pos=stmt.pos)
+            raise AnalysisError(f"{kind_word.capitalize()} {stmt.name} does not exist.", pos=stmt.pos)
         if source.kind is not stmt.kind:
             actual = KIND_WORD[source.kind]
             raise AnalysisError(

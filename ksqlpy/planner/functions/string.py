@@ -362,6 +362,8 @@ def _to_bytes(text: str, encoding: str) -> bytes:
 
 
 def _from_bytes(value: bytes, encoding: str) -> str:
+    if encoding.lower() == "hex":  # FROM_BYTES writes upper-case hex digits
+        return value.hex().upper()
     encoder = _ENCODERS.get(encoding.lower())
     if encoder is None:
         raise ValueError(f"Unknown encoding: {encoding}")
