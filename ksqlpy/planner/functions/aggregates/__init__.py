@@ -14,6 +14,17 @@ Public API:
 * :func:`udafs`: every registered UDAF with its signatures; ``Udaf.table_udaf`` tells which are
   undoable (ksqlDB's ``TableUdaf``, usable over tables).
 
+Modules: ``numeric`` (COUNT, SUM, AVG, SUM_LIST), ``comparable`` (MIN, MAX), ``topk`` (TOPK,
+TOPKDISTINCT), ``offset`` (LATEST_BY_OFFSET, EARLIEST_BY_OFFSET), ``collect`` (COLLECT_LIST,
+COLLECT_SET, HISTOGRAM, ATTR), ``distinct`` (COUNT_DISTINCT), ``stats`` (STDDEV_SAMP,
+STDDEV_SAMPLE, CORRELATION and the ksqlpy extensions STDDEV_POP, VAR_SAMP, VAR_POP); ``base``
+holds signatures, resolution and Java arithmetic.
+
+Every function has a vector form except HISTOGRAM, ATTR, COUNT_DISTINCT, the deviations and
+MIN/MAX/TOPKDISTINCT over BYTES (see each module for why). Vector forms of COLLECT_LIST,
+COLLECT_SET, TOPK(DISTINCT) and the offset functions ignore the sign (they are stream-only or
+not undoable); the others handle retractions.
+
 ``COUNT(*)`` (an argument with ``star=True``, or no argument) counts rows: its accumulator has no
 column arguments. Any other aggregate given ``*`` aggregates ROWTIME, as ksqlDB does; the operator
 passes ROWTIME for that argument.

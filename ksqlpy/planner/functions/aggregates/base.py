@@ -16,6 +16,7 @@ that was widened is converted by the accumulator itself (:func:`coerce_value`, :
 from __future__ import annotations
 
 import decimal
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +72,9 @@ class Resolved:
 
 Builder = Callable[[Resolved], Accumulator]
 
+# signatures are parsed on every resolution; their texts are few and fixed
+_parse_params = functools.lru_cache(maxsize=None)(parse_params)
+
 _SQL_TYPES = (st.Primitive, st.Decimal, st.Array, st.Map, st.Struct)
 
 
@@ -86,7 +90,7 @@ class Signature:
 
     @property
     def parsed(self) -> tuple[Param, ...]:
-        return parse_params(self.params)
+        return _parse_params(self.params)
 
 
 @dataclass(frozen=True, slots=True)
