@@ -14,6 +14,11 @@ help:
 * **Absolute-form request targets** (``POST http://host:8088/query HTTP/1.1``, sent by
   ``hyper``): :class:`AbsoluteTargetMiddleware` rewrites the ASGI path to its path part so the
   router matches it.
+* **``Upgrade: h2c`` on a request with a body.** ``hyper`` (the ``ksql`` PyPI client) opens
+  every connection with an HTTP/1.1 request offering the upgrade, its body included; hypercorn
+  only upgrades body-less requests, so ``/inserts-stream`` (HTTP/2 only) answered 40004.
+  :class:`ReasonPhraseH11Protocol` reads such a body in HTTP/1.1, answers ``101 Switching
+  Protocols`` and hands the whole request to HTTP/2 as stream 1, as RFC 7540 section 3.2 has it.
 
 :func:`install` swaps the two protocol classes into hypercorn's protocol wrapper; it is
 idempotent and only affects hypercorn servers in this process.
@@ -25,11 +30,13 @@ import http
 from typing import Any
 from urllib.parse import urlsplit
 
+import h2.events
 import h11
 import hypercorn.protocol as hypercorn_protocol
-from hypercorn.protocol.events import Body, Event as StreamEvent
+from hypercorn.protocol.events import Body, EndBody, StreamClosed
+from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h2 import H2Protocol
-from hypercorn.protocol.h11 import H11Protocol
+from hypercorn.protocol.h11 import H2CProtocolRequiredError, H11Protocol
 from hypercorn.typing import H11SendableEvent
 
 ASGIApp = Any  # (scope, receive, send) -> Awaitable[None]; typed loosely as ASGI has no stdlib type
@@ -43,8 +50,74 @@ def reason_phrase(status_code: int) -> bytes:
         return b"Unknown"
 
 
+def _header(request: h11.Request, name: bytes) -> bytes | None:
+    for key, value in request.headers:
+        if key.lower() == name:
+            return bytes(value)
+    return None
+
+
+class UpgradeHeaders(list[tuple[bytes, bytes]]):
+    """Stream 1's request headers after an ``h2c`` upgrade, carrying the request body read in
+    HTTP/1.1 (hypercorn's protocol switch passes only headers and settings along)."""
+
+    body: bytes = b""
+
+
+class _UpgradeBody:
+    """Stands in for the HTTP stream while the body of an ``h2c`` upgrade request arrives."""
+
+    def __init__(self, protocol: ReasonPhraseH11Protocol, request: h11.Request) -> None:
+        self.protocol = protocol
+        self.request = request
+        self.chunks: list[bytes] = []
+        self.idle = False
+
+    async def handle(self, event: StreamEvent) -> None:
+        match event:
+            case Body(data=data):
+                self.chunks.append(bytes(data))
+            case EndBody():
+                await self.protocol.switch_to_h2c(self.request, b"".join(self.chunks))
+            case StreamClosed():
+                pass
+
+
 class ReasonPhraseH11Protocol(H11Protocol):
-    """hypercorn's HTTP/1.1 protocol, writing status lines with a reason phrase."""
+    """hypercorn's HTTP/1.1 protocol, writing status lines with a reason phrase and upgrading
+    requests with a body to ``h2c``."""
+
+    _upgrading: h11.Request | None = None
+
+    async def _check_protocol(self, event: h11.Request) -> None:
+        offers_h2c = (_header(event, b"upgrade") or b"").strip().lower() == b"h2c"
+        has_body = _header(event, b"content-length") not in (None, b"0") or (
+            _header(event, b"transfer-encoding") is not None
+        )
+        if offers_h2c and has_body:
+            self._upgrading = event  # the switch happens once the body is in (switch_to_h2c)
+            return
+        await super()._check_protocol(event)
+
+    async def _create_stream(self, request: h11.Request) -> None:
+        if request is self._upgrading:
+            self.stream = _UpgradeBody(self, request)  # type: ignore[assignment]
+            return
+        await super()._create_stream(request)
+
+    async def switch_to_h2c(self, request: h11.Request, body: bytes) -> None:
+        """Answer 101 and continue in HTTP/2 with ``request`` (and ``body``) as stream 1."""
+        await self._send_h11_event(
+            h11.InformationalResponse(
+                status_code=101,
+                headers=self.config.response_headers("h11") + [(b"connection", b"upgrade"), (b"upgrade", b"h2c")],
+            )
+        )
+        switch = H2CProtocolRequiredError(self.connection.trailing_data[0], request)
+        headers = UpgradeHeaders(switch.headers)
+        headers.body = body
+        switch.headers = headers
+        raise switch
 
     async def _send_h11_event(self, event: H11SendableEvent) -> None:
         match event:
@@ -64,6 +137,22 @@ class FramePerSendH2Protocol(H2Protocol):
     Waiting for the stream buffer to drain also gives per-stream back-pressure: a slow reader
     holds up its own query's writer, not the connection.
     """
+
+    async def initiate(
+        self, headers: list[tuple[bytes, bytes]] | None = None, settings: bytes | None = None
+    ) -> None:
+        if not isinstance(headers, UpgradeHeaders) or settings is None:
+            await super().initiate(headers, settings)
+            return
+        # hypercorn's own upgrade path, with the request body delivered before its end.
+        self.connection.initiate_upgrade_connection(settings)
+        await self._flush()
+        await self._create_stream(h2.events.RequestReceived(stream_id=1, headers=list(headers)))
+        stream = self.streams[1]
+        if headers.body:
+            await stream.handle(Body(stream_id=1, data=headers.body))
+        await stream.handle(EndBody(stream_id=1))
+        self.task_group.spawn(self.send_task)
 
     async def stream_send(self, event: StreamEvent) -> None:
         await super().stream_send(event)

@@ -50,13 +50,10 @@ def _run(cmd: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, **kwargs)  # type: ignore[call-overload]
 
 
-def isolated_python(name: str, requirements: list[str], without_dependencies: tuple[str, ...] = ()) -> Path:
-    """The Python of a cached virtual environment with ``requirements`` installed (else skip).
-
-    ``without_dependencies`` are installed with ``--no-deps`` first (for a client whose declared
-    dependencies include heavy packages only its optional helpers import).
-    """
-    digest = hashlib.sha256(json.dumps([requirements, without_dependencies]).encode()).hexdigest()[:12]
+def isolated_python(name: str, *steps: list[str]) -> Path:
+    """The Python of a cached virtual environment made by ``pip install`` with each of ``steps``
+    (arguments: requirements and options) in turn; the test is skipped if that fails."""
+    digest = hashlib.sha256(json.dumps(steps).encode()).hexdigest()[:12]
     home = cache_dir() / f"{name}-{digest}"
     python = home / "bin" / "python"
     if (home / "ready").exists():
@@ -66,13 +63,11 @@ def isolated_python(name: str, requirements: list[str], without_dependencies: tu
     if made.returncode != 0:
         pytest.skip(f"cannot create a virtual environment for {name}: {made.stderr[-500:]}")
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    for extra, packages in (["--no-deps"], list(without_dependencies)), ([], requirements):
-        if not packages:
-            continue
-        installed = _run([*pip, *extra, *packages])
+    for step in steps:
+        installed = _run([*pip, *step])
         if installed.returncode != 0:
-            pytest.skip(f"cannot install {' '.join(packages)}: {installed.stderr[-500:]}")
-    (home / "ready").write_text("\n".join([*without_dependencies, *requirements]))
+            pytest.skip(f"cannot install {' '.join(step)}: {installed.stderr[-500:]}")
+    (home / "ready").write_text(json.dumps(steps))
     return python
 
 

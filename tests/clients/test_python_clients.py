@@ -4,6 +4,8 @@
 * ``ksql-python-ng`` (0.29.0.1, module ``ksql``): needs httpx < 0.28, so it runs in its own
   cached environment through ``drivers/drive_ksql_python_ng.py``.
 * ``ksqldb-client`` (0.28.2a2, pydantic models): likewise, through ``drivers/drive_ksqldb_client.py``.
+* ``ksql`` (0.10.2, the original ksql-python, HTTP/2 through ``hyper``): its own environment too;
+  ``hyper`` needs ``drivers/py310_compat`` to import on Python >= 3.10.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import subprocess
 from typing import Any
 
@@ -92,8 +95,8 @@ def test_ksqldb_client_pydantic(client_server: RunningServer) -> None:
     # Its declared pandas dependency is imported only by its own test helpers; httpx < 0.28 as declared.
     python = isolated_python(
         "ksqldb-client",
+        ["--no-deps", "ksqldb-client==0.28.2a2"],
         ["pydantic>=2.6,<3", "httpx[http2]>=0.27,<0.28"],
-        without_dependencies=("ksqldb-client==0.28.2a2",),
     )
     name = fresh("KC")
     run = subprocess.run(
@@ -117,3 +120,29 @@ def test_ksqldb_client_pydantic(client_server: RunningServer) -> None:
     assert any(q.startswith(f"CSAS_{name}_C") for q in out["queries"])
     assert out["terminate_drop"] == ["SUCCESS", "SUCCESS"]
     assert out["error"] == "APIError: 40001 - line 1:1: Could not find STREAM/TABLE 'NOPE_NOT_THERE' in the Metastore"
+
+
+def test_ksql_0_10_with_hyper(client_server: RunningServer) -> None:
+    # ksql 0.10.2's setup.py imports pip, so it is built without build isolation.
+    python = isolated_python("ksql-0.10.2", ["setuptools", "wheel"], ["--no-build-isolation", "ksql==0.10.2"])
+    name = fresh("OLD")
+    run = subprocess.run(
+        [str(python), str(HERE / "drivers" / "drive_ksql_0_10.py"), client_server.url, name],
+        capture_output=True, text=True, timeout=300, check=False,
+        env={**os.environ, "PYTHONPATH": str(HERE / "drivers" / "py310_compat")},
+    )
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["version"] and out["create"] == "SUCCESS"
+    assert out["insert_values"] == "IndexError on []"  # the server answered [] as ksqlDB does
+    # /inserts-stream is HTTP/2 only: this passes only through hyper's h2c upgrade with a body.
+    assert out["inserts_stream"] == [{"seq": 0, "status": "ok"}, {"seq": 1, "status": "ok"}]
+    meta, *rows = (json.loads(line) for line in out["push_http2"])
+    assert meta["columnNames"] == ["ID", "V"] and rows == [["a", 1], ["b", 2]]
+    legacy = json.loads("".join(out["push_http1"]))
+    assert [x["row"]["columns"] for x in legacy[1:3]] == [["a", 1], ["b", 2]]
+    assert legacy[3] == {"finalMessage": "Limit Reached"}
+    assert [json.loads(line) for line in out["pull_http2"]][1:] == [[1], [2], [3]]
+    assert out["describe"] == ["ID", "V"]
+    assert out["terminate_drop"] == ["SUCCESS", "SUCCESS"]
+    assert out["error"] == ["line 1:1: Could not find STREAM/TABLE 'NOPE_NOT_THERE' in the Metastore", 40001]
