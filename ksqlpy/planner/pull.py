@@ -132,7 +132,8 @@ def analyze_table_pull(query: ast.Query, source: Source, *, table_scan: bool, ra
     windowed = source.window is not None
     scope = scopes.source_scope(source, alias, window_bounds=windowed)
     where_sql = None
-    access, keys = Access.SCAN, ()
+    access: Access = Access.SCAN
+    keys: tuple[tuple[str, ...], ...] = ()
     if query.where is not None:
         where = _window_bound_literals(query.where) if windowed else query.where
         where_sql = _compile_where(where, source, scope)
@@ -263,7 +264,7 @@ def _projection(
                 if not isinstance(struct, sqltypes.Struct):
                     raise AnalysisError(f"Expected STRUCT type, got: {struct}", pos=item.pos)
                 exprs += [(ast.Dereference(base=base, field=f.name, pos=item.pos), None) for f in struct.fields]
-    used = {a if a is not None else e.name for e, a in exprs if a is not None or isinstance(e, ast.ColumnRef)}
+    used = {a for _, a in exprs if a is not None} | {e.name for e, _ in exprs if isinstance(e, ast.ColumnRef)}
     out: list[OutputColumn] = []
     generated = 0
     for e, a in exprs:
@@ -412,11 +413,10 @@ def _refuse_scan(
             if isinstance(t, ast.Comparison) and t.op is not ast.ComparisonOp.EQUAL
             and any(isinstance(s, ast.ColumnRef) and s.name in keys for s in (t.left, t.right))
         ]
-        if len(keys) > 1:
-            if ranged or any(k not in refs for k in keys):
-                if range_scan and ranged and all(k in refs for k in keys):
-                    raise AnalysisError("Query requires table scan to be enabled")
-                raise AnalysisError("Multi-column sources must specify every key in the WHERE clause.")
+        if len(keys) > 1 and (ranged or any(k not in refs for k in keys)):
+            if range_scan and ranged and all(k in refs for k in keys):
+                raise AnalysisError("Query requires table scan to be enabled")
+            raise AnalysisError("Multi-column sources must specify every key in the WHERE clause.")
         if ranged:
             if not range_scan:
                 raise AnalysisError(

@@ -31,10 +31,10 @@ import pyarrow as pa
 
 from ksqlpy import sqltypes
 from ksqlpy.planner.catalog import Source, WindowType
-from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.codec import TOMBSTONE, SourceDecoder
 from ksqlpy.runtime.processing_log import ProcessingLog
 from ksqlpy.runtime.serde import WindowKind, split_windowed_keys
+from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.store.base import TopicPartition, TopicReader, TopicStore
 
 log = logging.getLogger("ksqlpy.materialize")
@@ -227,12 +227,12 @@ class Materializer:
             self._idle.set()
             try:
                 reader.close()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.debug("closing the reader of %s failed", self.name, exc_info=True)
 
     def _fail(self, e: BaseException) -> None:
         self.error = e
-        log.error("Materializing table %s failed and stopped: %s", self.name, e, exc_info=True)
+        log.error("Materializing table %s failed and stopped: %s", self.name, e, exc_info=e)
         with self._cond:
             self._cond.notify_all()
 
@@ -334,7 +334,7 @@ def describe_materialization(engine: object, source: Source) -> str:
     m = materializers.get(source.name)
     if m is None:
         return ""
-    store: TopicStore = getattr(engine, "store")
+    store: TopicStore = engine.store
     try:
         cursor = store.state_cursor()
         try:

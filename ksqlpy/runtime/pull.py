@@ -41,7 +41,7 @@ from ksqlpy.planner.pull import (
     not_queryable,
 )
 from ksqlpy.planner.select import analyze_select
-from ksqlpy.runtime.materialize import WINDOW_COLUMNS, MatLayout, Materializer, quote
+from ksqlpy.runtime.materialize import WINDOW_COLUMNS, Materializer, MatLayout, quote
 from ksqlpy.runtime.query import PushQuery, new_connection
 from ksqlpy.runtime.rows import Row, table_to_rows
 
@@ -223,8 +223,8 @@ def _fetch(engine: Any, plan: TablePull, layout: MatLayout) -> pa.Table:
             on = " AND ".join(f"t.{quote(c.name)} = k.{quote(c.name)}" for c in plan.source.key_columns)
             numbered = "SELECT *, row_number() OVER () AS __ord FROM __pull_keys"
             keys = f"SELECT * EXCLUDE (__ord), min(__ord) AS __ord FROM ({numbered}) GROUP BY ALL"
-            order = ["k.__ord"] + [f"t.{quote(w)}" for w in WINDOW_COLUMNS if layout.windowed]
-            sql += f" JOIN ({keys}) k ON {on} ORDER BY {', '.join(order)}"
+            by_key = ["k.__ord"] + [f"t.{quote(w)}" for w in WINDOW_COLUMNS if layout.windowed]
+            sql += f" JOIN ({keys}) k ON {on} ORDER BY {', '.join(by_key)}"
             return cursor.sql(sql).to_arrow_table()
         order = ", ".join(f"t.{c.strip()}" for c in layout.scan_order().split(","))
         return cursor.sql(f"{sql} ORDER BY {order}").to_arrow_table()
