@@ -45,8 +45,8 @@ def describe(session: Any, stmt: Any) -> r.Entity:
             from ksqlpy.runtime.pull import explain_pull
 
             return explain_pull(session, pull, stmt.text)
-        case ast.Explain():
-            raise AnalysisError("EXPLAIN of a statement is not supported yet; EXPLAIN a query id instead.")
+        case ast.Explain(statement=inner) if inner is not None:
+            return explain_statement(session, inner, stmt.text)
     raise AnalysisError(f"Unsupported statement: {stmt.text}")
 
 
@@ -233,6 +233,41 @@ def query_description(engine: Any, q: Any, text: str) -> r.QueryDescription:
         query_errors=tuple(q.errors),
         consumer_group_id=engine.query_group(q.query_id),
     )
+
+
+def explain_statement(session: Any, stmt: Any, text: str) -> r.QueryDescription:
+    """EXPLAIN <statement>: plan the query as the statement would, without running it, and
+    describe it (the query id is the one the statement would get)."""
+    from types import SimpleNamespace
+
+    from ksqlpy.planner.physical import QueryPlan
+
+    engine = session.engine
+    number = getattr(engine, "_query_counter", 0)
+    match stmt:
+        case ast.CreateAsSelect(query=query, name=name, kind=kind):
+            source, step, _ = session._analyze(query, sink_name=name, persistent=True, kind=kind)
+            sink = session._sink_for(stmt, source, step)
+            prefix = "CSAS" if kind is ast.SourceKind.STREAM else "CTAS"
+            query_id = f"{prefix}_{name}_{number}"
+        case ast.InsertInto(query=query, target=target):
+            source, step, _ = session._analyze(query, sink_name=target, persistent=True)
+            sink = engine.catalog.source(target, stmt.pos)
+            query_id = f"INSERTQUERY_{number}"
+        case ast.QueryStatement(query=query):
+            source, step, _ = session._analyze(query, sink_name=None, persistent=False)
+            sink = None
+            query_id = f"transient_{source.name}_{number}"
+        case _:
+            raise AnalysisError(f"EXPLAIN is not supported for: {stmt.text}", pos=stmt.pos)
+    plan = QueryPlan(query_id=query_id, step=step, sink=sink, statement=stmt.text)
+    planned = SimpleNamespace(plan=plan, query_id=query_id, state=QueryState.CREATED, errors=())
+    description = query_description(engine, planned, text)
+    if sink is None:
+        from dataclasses import replace
+
+        description = replace(description, query_type=r.QueryType.PUSH)
+    return description
 
 
 def function_list(text: str) -> r.FunctionList:
