@@ -438,7 +438,8 @@ class AggregateProcessor:
             cols[_state_col(i)] = pa.array([e["states"][i] for e in emitted], sqltypes.to_arrow(a.state_type))
             cols[c.name] = pa.array([a.result(e["states"][i]) for e in emitted], sqltypes.to_arrow(a.return_type))
         agg_table = pa.table(cols)
-        out, passes = self._output(agg_table)
+        out, full = self._output(agg_table)
+        passes = [bool(p) for p in full.column(PASS).to_pylist()]
         # Rewrite the batch's keys' sessions: drop every stored one, insert the survivors.
         touched = pa.table({k: pa.array([key_values[h][j] for h in sessions], sqltypes.to_arrow(self.step.group_keys[j].type))
                             for j, k in enumerate(self.keys)})
@@ -467,39 +468,38 @@ class AggregateProcessor:
 
     # ------------------------------------------------------------------ output
 
-    def _output(self, agg: pa.Table) -> tuple[pa.Table, list[bool]]:
-        """HAVING and the projection over the aggregated rows: the records to emit, and each
-        aggregated row's HAVING result."""
+    def _output(self, agg: pa.Table) -> tuple[pa.Table, pa.Table]:
+        """HAVING and the projection over the aggregated rows, in one query: the records to
+        emit, and every aggregated row with its HAVING result (``__PASS``) and whether it is its
+        group's last (``__LAST``, the state to keep)."""
         step = self.step
         part = ", ".join(_q(c) for c in self.group_cols)
         having = f"COALESCE(TRY({step.having_sql}), FALSE)" if step.having_sql else "TRUE"
         outs = [f"TRY({c.sql}) AS __O{i}" for i, c in enumerate(step.columns)]
         bounds = f", {_WS} AS {WINDOW_START}, {_WE} AS {WINDOW_END}" if self.windowed else ""
+        # HAVING of the group's previous emitted change: a failing row is a tombstone only
+        # when that one passed (ksqlDB filters the aggregate table with old and new values).
         prev = (
-            f"COALESCE(LAG({PASS}) OVER (PARTITION BY {part} ORDER BY {SEQ}), {PRIOR_PASS}, FALSE)"
-            if step.per_record else f"COALESCE({PRIOR_PASS}, FALSE)"
+            f"COALESCE(LAG(CASE WHEN NOT {SKIP} THEN {PASS} END IGNORE NULLS) "
+            f"OVER (PARTITION BY {part} ORDER BY {SEQ}), {PRIOR_PASS}, FALSE)"
+            if step.per_record
+            else f"COALESCE({PRIOR_PASS}, FALSE)"
         )
+        gate = f"NOT {SKIP}" if step.per_record else "__LAST"
         sql = f"""
-            WITH a AS (SELECT *, (NOT {FORCE_DELETE} AND {having}) AS {PASS} FROM agg),
-            b AS (SELECT *, {prev} AS __PREV FROM a WHERE NOT {SKIP})
-            SELECT {", ".join(outs)}, {TS}, NOT {PASS} AS {DELETE}{bounds}, {PASS}
-            FROM b WHERE ({FORCE_DELETE} OR {PASS} OR __PREV)
-            ORDER BY {SEQ}
+            WITH a AS (
+                SELECT *, (NOT {FORCE_DELETE} AND {having}) AS {PASS},
+                       row_number() OVER (PARTITION BY {part} ORDER BY {SEQ} DESC) = 1 AS __LAST
+                FROM agg
+            )
+            SELECT {", ".join(outs)}, {TS}, NOT {PASS} AS {DELETE}{bounds},
+                   {gate} AND ({FORCE_DELETE} OR {PASS} OR {prev}) AS __EMIT, *
+            FROM a ORDER BY {SEQ}
         """
-        if not step.per_record:
-            sql = f"""
-                WITH a AS (SELECT *, (NOT {FORCE_DELETE} AND {having}) AS {PASS} FROM agg),
-                b AS (SELECT *, {prev} AS __PREV FROM a WHERE NOT {SKIP}
-                      QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY {SEQ} DESC) = 1)
-                SELECT {", ".join(outs)}, {TS}, NOT {PASS} AS {DELETE}{bounds}, {PASS}
-                FROM b WHERE ({FORCE_DELETE} OR {PASS} OR __PREV)
-                ORDER BY {SEQ}
-            """
-        result = self._relation("agg", agg, sql)
-        all_passes = self._relation(
-            "agg", agg, f"SELECT (NOT {FORCE_DELETE} AND {having}) AS {PASS} FROM agg ORDER BY {SEQ}"
-        ).column(PASS).to_pylist()
-        return self._typed(result.drop_columns([PASS])), [bool(p) for p in all_passes]
+        full = self._relation("agg", agg, sql)
+        n_out = len(step.columns) + 2 + (2 if self.windowed else 0)
+        out = full.filter(pc.fill_null(full.column("__EMIT"), False)).select(list(range(n_out)))
+        return self._typed(out), full.select(list(range(n_out + 1, full.num_columns)))
 
     def _typed(self, result: pa.Table) -> pa.Table:
         names = [c.name for c in self.step.columns] + result.column_names[len(self.step.columns):]
@@ -518,14 +518,9 @@ class AggregateProcessor:
         return pa.schema(fields).empty_table()
 
     def _finish(self, agg: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table:
-        out, passes = self._output(agg)
-        part = ", ".join(_q(c) for c in self.group_cols)
-        keep = self.group_cols + [_state_col(i) for i in range(len(self.step.calls))] + [TS]
-        with_pass = agg.select([SEQ, *keep]).append_column(PASS, pa.array(passes, pa.bool_()))
-        last = self._relation(
-            "agg", with_pass,
-            f"SELECT * EXCLUDE ({SEQ}) FROM agg QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY {SEQ} DESC) = 1",
-        )
+        out, full = self._output(agg)
+        keep = self.group_cols + [_state_col(i) for i in range(len(self.step.calls))] + [TS, PASS]
+        last = full.filter(full.column("__LAST")).select(keep)
         self._replace(state, self.tables.groups, last, self.group_cols)
         return out
 
