@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import socket
 
+import h2.config
+import h2.connection
+import h2.events
 import httpx
 import orjson
 
@@ -60,6 +63,43 @@ def test_h2c_upgrade_switches_protocols(transport_server: RunningServer) -> None
     reply = raw_exchange(transport_server.port, request)
     assert reply.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
     assert b"upgrade: h2c" in reply.lower()
+
+
+def test_h2c_upgrade_with_a_body_continues_the_request_over_http2(transport_server: RunningServer) -> None:
+    """hyper offers the upgrade on a POST with its body; the request must reach the endpoint as
+    HTTP/2 stream 1 (/inserts-stream refuses HTTP/1.1 with 40004, so 40000 proves the switch)."""
+    body = b'{"properties":{}}\n'
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    settings = client.initiate_upgrade_connection()
+    request = (
+        b"POST /inserts-stream HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    with socket.create_connection(("127.0.0.1", transport_server.port), timeout=10) as s:
+        s.sendall(request)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += s.recv(65536)
+        head, rest = received.split(b"\r\n\r\n", 1)
+        assert head.startswith(b"HTTP/1.1 101 Switching Protocols")
+        s.sendall(client.data_to_send())  # the client preface
+        status, data, ended = None, b"", False
+        events = client.receive_data(rest)
+        while not ended:
+            for event in events:
+                match event:
+                    case h2.events.ResponseReceived(stream_id=1, headers=headers):
+                        status = dict(headers)[b":status"]
+                    case h2.events.DataReceived(stream_id=1, data=chunk):
+                        data += chunk
+                    case h2.events.StreamEnded(stream_id=1):
+                        ended = True
+            s.sendall(client.data_to_send())
+            if not ended:
+                events = client.receive_data(s.recv(65536))
+    assert status == b"400"
+    assert orjson.loads(data)["error_code"] == 40000
 
 
 def test_root_redirects_to_info(transport_server: RunningServer) -> None:
