@@ -17,6 +17,7 @@ statement and so from one consistent snapshot (:func:`start_sql_pull`).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -108,12 +109,15 @@ def start_pull(session: Any, stmt: ast.QueryStatement) -> Any:
 
 def _queryable(source: Source) -> bool:
     """ksqlDB answers pull queries on CTAS sinks and CREATE SOURCE TABLEs, not plain CREATE TABLEs."""
-    if source.is_source:
-        return True
+    return source.is_source or _is_create_as_select(source.statement)
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_create_as_select(statement: str) -> bool:
     from ksqlpy import parser
 
     try:
-        return isinstance(parser.parse_statement(source.statement), ast.CreateAsSelect)
+        return isinstance(parser.parse_statement(statement), ast.CreateAsSelect)
     except KsqlpyError:
         return False
 
