@@ -97,7 +97,9 @@ class KsqlServer:
                     if result is not None:
                         done.append(entities.entity_json(result, self.host))
         except Exception as e:  # noqa: BLE001 - mapped to ksqlDB's error responses
-            code, body = describe_failure(e, context="/ksql", statement_text=text, entities=done)
+            code, body = describe_failure(
+                e, context=f"/ksql running {text!r}", statement_text=text, entities=done
+            )
             return code.status, body
         return 200, done
 

@@ -44,9 +44,22 @@ def describe_store(engine: Any, config: ServerConfig) -> str:
     return "the embedded in-memory store" if where == ":memory:" else f"the embedded store in {where}"
 
 
+def _ignore_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """Loop exception handler: connections cancelled by the shutdown itself are not errors.
+
+    When the graceful period ends, hypercorn cancels the connection tasks still open (idle
+    keep-alive connections, push queries); asyncio's stream callback then reports each
+    CancelledError as "Exception in callback" with a traceback.
+    """
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
+
+
 async def serve_app(app: Any, config: ServerConfig, shutdown: asyncio.Event) -> None:
     """Serve ``app`` on ``config``'s listeners until ``shutdown`` is set."""
     transport.install()
+    asyncio.get_running_loop().set_exception_handler(_ignore_cancelled)
     await hypercorn_serve(app, hypercorn_config(config), shutdown_trigger=shutdown.wait)
 
 

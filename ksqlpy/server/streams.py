@@ -114,7 +114,7 @@ class QueryEndpoint:
         except ClientGone:
             return
         except Exception as e:  # noqa: BLE001 - every failure becomes an error response
-            await respond_error(send, e, context=scope["path"], statement_text=text)
+            await respond_error(send, e, context=f"{scope['path']} running {text!r}", statement_text=text)
             return
         await self._stream(query, media, scope, receive, send)
 
@@ -174,6 +174,7 @@ class InsertsEndpoint:
             await respond(send, 400, dumps(error.body()))
             return
         lines = _LineReader(receive)
+        first: bytes | None = None
         try:
             first = await lines.next_line()
             args = wire.parse_object(first or b"")
@@ -183,7 +184,7 @@ class InsertsEndpoint:
         except ClientGone:
             return
         except Exception as e:  # noqa: BLE001
-            code, body = describe_failure(e, context="/inserts-stream")
+            code, body = describe_failure(e, context=f"/inserts-stream opening {first!r}")
             await respond(send, code.status, dumps(body))
             return
         as_array = media == wire.JSON

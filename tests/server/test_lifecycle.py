@@ -138,6 +138,7 @@ def test_sigterm_stops_cleanly_and_a_restart_resumes(tmp_path: Path) -> None:
         output, _ = process.communicate(timeout=60)
         assert process.returncode == 0, output
         assert "closing the engine" in output
+        assert "Traceback" not in output and " ERROR " not in output, output
         assert ended.wait(30)
 
     with server_process(tmp_path) as (url, process):
