@@ -28,11 +28,12 @@ from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ksqlpy import sqltypes
 from ksqlpy.planner.catalog import Source, WindowType
 from ksqlpy.runtime.codec import TOMBSTONE, SourceDecoder
-from ksqlpy.runtime.processing_log import ProcessingLog
+from ksqlpy.runtime.processing_log import DESERIALIZATION_ERROR, ProcessingError, ProcessingLog
 from ksqlpy.runtime.serde import WindowKind, split_windowed_keys
 from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.store.base import TopicPartition, TopicReader, TopicStore
@@ -268,13 +269,43 @@ class Materializer:
 
     # ---------------------------------------------------------------- one batch
 
+    def _drop_short_keys(self, records: pa.Table, short: pa.ChunkedArray, kind: WindowKind) -> pa.Table:
+        """Records whose key cannot hold a window go to the processing log, not into the table."""
+        bad = records.filter(short)
+        self.plog.write(
+            f"materialize_{self.name}",
+            [
+                ProcessingError(
+                    type=DESERIALIZATION_ERROR,
+                    message=f"Windowed key is shorter than its {kind.value} window suffix",
+                    topic=self.source.topic,
+                    partition=p,
+                    offset=o,
+                    target="key",
+                    record=k,
+                )
+                for p, o, k in zip(
+                    bad.column("partition").to_pylist(),
+                    bad.column("offset").to_pylist(),
+                    bad.column("key").to_pylist(),
+                    strict=True,
+                )
+            ],
+        )
+        return records.filter(pc.invert(short))
+
     def _apply(self, con: duckdb.DuckDBPyConnection, records: pa.Table, decoder: SourceDecoder) -> None:
         """Upsert one batch: the last record per key wins, tombstones delete."""
         keys = records.column("key")
         window = self.source.window
         extra: dict[str, pa.Array] = {}
         if window is not None:
-            split = split_windowed_keys(keys, _WINDOW_KINDS[window.type], size_ms=window.size_ms)
+            kind = _WINDOW_KINDS[window.type]
+            short = pc.fill_null(pc.less(pc.binary_length(keys), kind.suffix_size), False)
+            if pc.any(short).as_py():
+                records = self._drop_short_keys(records, short, kind)
+                keys = records.column("key")
+            split = split_windowed_keys(keys, kind, size_ms=window.size_ms)
             keys = split.inner
             extra = {"WINDOWSTART": split.start, "WINDOWEND": split.end}
             records = records.set_column(records.schema.get_field_index("key"), "key", keys)

@@ -132,3 +132,29 @@ def test_state_survives_restart_without_reprocessing(opener: Callable[[], Engine
         assert m.records_in == 1
     finally:
         engine.close()
+
+
+def test_windowed_source_table_and_bad_keys(engine: Engine) -> None:
+    from ksqlpy.runtime.serde import WindowKind, join_windowed_keys
+
+    engine.session().execute_all(
+        "CREATE TABLE w (k VARCHAR PRIMARY KEY, n INT) WITH (kafka_topic='w', value_format='JSON', "
+        "partitions=1, window_type='TUMBLING', window_size='10 SECONDS');"
+    )
+    inner = pa.array([b"a", b"a", b"b"], pa.binary())
+    starts = pa.array([0, 10_000, 0], pa.int64())
+    keys = join_windowed_keys(inner, starts, None, WindowKind.TUMBLING).to_pylist() + [b"x"]
+    engine.store.produce(
+        "w",
+        pa.table(
+            {
+                "timestamp": pa.array([1, 2, 3, 4], pa.int64()),
+                "key": pa.array(keys, pa.binary()),
+                "value": pa.array([b'{"N": 1}', b'{"N": 2}', b'{"N": 3}', b'{"N": 4}'], pa.binary()),
+            }
+        ),
+    )
+    # The short key goes to the processing log; the materializer keeps going.
+    assert state(engine, "W") == {("a", 0, 10_000): (1,), ("a", 10_000, 20_000): (2,), ("b", 0, 10_000): (3,)}
+    assert engine.materializers["W"].error is None
+    assert engine.plog.count == 1
