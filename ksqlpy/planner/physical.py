@@ -47,6 +47,8 @@ class SelectStep:
     timestamp_sql: str = '"ROWTIME"'
     #: the select list calls a table function (EXPLODE...): any number of rows per input row
     multiplies_rows: bool = False
+    #: PARTITION BY: the key is computed anew, not the source record's key
+    rekeyed: bool = False
     version: int = PLAN_VERSION
 
     @property

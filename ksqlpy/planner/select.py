@@ -83,6 +83,7 @@ def analyze_select(
         where_sql=where_sql,
         columns=columns,
         multiplies_rows=any(uses_table_function(i) for i in query.select),
+        rekeyed=bool(query.partition_by),
     )
     return source, step
 

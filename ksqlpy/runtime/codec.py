@@ -23,6 +23,8 @@ from ksqlpy.runtime.serde.registry import SchemaRegistry
 from ksqlpy.runtime.store.base import HEADER_TYPE
 
 TOMBSTONE = "__TOMBSTONE"
+#: result column marking rows whose source record had no key (all key columns null)
+NULL_KEY = "__NULL_KEY"
 SYSTEM_COLUMNS = ("ROWTIME", "ROWPARTITION", "ROWOFFSET")
 
 
@@ -193,10 +195,10 @@ class SinkEncoder:
         key_table = rows.select([c.name for c in self.keys])
         value_table = rows.select([c.name for c in self.values])
         keys = self.key_ser.encode(key_table)
-        if key_table.num_columns:
-            # A key whose columns are all null is no key at all (ksqlDB's null key struct).
-            no_key = _all_null(key_table)
-            if no_key is not None:
+        if NULL_KEY in rows.column_names and key_table.num_columns:
+            # The record's key was null, not a key of null columns: it stays a null key.
+            no_key = pc.fill_null(rows.column(NULL_KEY), False)
+            if pc.any(no_key).as_py():
                 keys = pc.if_else(no_key, pa.nulls(len(keys), keys.type), keys)
         values = self.value_ser.encode(value_table)
         if tombstones is not None and pc.any(tombstones).as_py():
@@ -210,16 +212,6 @@ class SinkEncoder:
             }
         )
         return batch, []
-
-
-def _all_null(table: pa.Table) -> pa.Array | None:
-    """Rows whose columns are all null, or None when there is no such row."""
-    if all(col.null_count == 0 for col in table.columns):
-        return None
-    mask = pc.is_null(table.column(0))
-    for col in table.columns[1:]:
-        mask = pc.and_(mask, pc.is_null(col))
-    return mask if pc.any(mask).as_py() else None
 
 
 def serialization_error(topic: str, message: str) -> ProcessingError:
