@@ -153,7 +153,8 @@ class KsqlServer:
 
     def command_statuses(self) -> Mapping[str, r.CommandStatus]:
         statuses = self.engine.command_statuses
-        return statuses() if callable(statuses) else statuses
+        found: Mapping[str, r.CommandStatus] = statuses() if callable(statuses) else statuses
+        return found
 
 
 class InternalErrorMiddleware:

@@ -121,6 +121,7 @@ async def stream_query(
             await send_chunk(send, fmt.header(query.query_id, query.columns, query.key_columns))
         async for rows in feed.batches():
             for row in rows:
+                chunk: bytes | None
                 if query.is_print:
                     chunk = fmt.text_line(str(row.values[0]))
                 else:

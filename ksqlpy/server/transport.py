@@ -164,8 +164,8 @@ class FramePerSendH2Protocol(H2Protocol):
 
 def install() -> None:
     """Make hypercorn's protocol wrapper build the classes above (idempotent)."""
-    hypercorn_protocol.H11Protocol = ReasonPhraseH11Protocol  # type: ignore[misc]
-    hypercorn_protocol.H2Protocol = FramePerSendH2Protocol  # type: ignore[misc]
+    hypercorn_protocol.H11Protocol = ReasonPhraseH11Protocol  # type: ignore[attr-defined]
+    hypercorn_protocol.H2Protocol = FramePerSendH2Protocol  # type: ignore[attr-defined]
 
 
 class AbsoluteTargetMiddleware:
