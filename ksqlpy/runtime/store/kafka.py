@@ -469,6 +469,7 @@ class KafkaReader(TopicReader):
         self._start = start
         self._woken = threading.Event()
         self._next: dict[TopicPartition, int] = {}
+        self._eof: dict[TopicPartition, int] = {}
         self._assigned: set[TopicPartition] = set()
         self._unassigned_topics = set(topics)
         self._last_refresh = 0.0
@@ -476,6 +477,9 @@ class KafkaReader(TopicReader):
             **store._consumer_config,
             "group.id": group or f"ksqlpy-reader-{uuid.uuid4()}",
             "auto.offset.reset": start,
+            # The end-of-partition event carries the offset past the last transaction marker;
+            # without it a reader that has read everything looks one offset short per commit.
+            "enable.partition.eof": "true",
         }
         self._consumer = Consumer(config)
         if group is not None:
@@ -540,45 +544,34 @@ class KafkaReader(TopicReader):
                 break
         return self._to_table(messages)
 
-    @staticmethod
-    def _usable(messages: list[Message]) -> list[Message]:
+    def _usable(self, messages: list[Message]) -> list[Message]:
         usable = []
         for m in messages:
             error = m.error()
             if error is None:
                 usable.append(m)
+            elif error.code() == KafkaError._PARTITION_EOF:
+                tp = TopicPartition(str(m.topic()), int(m.partition() or 0))
+                offset = m.offset()
+                if offset is not None and offset >= self._next.get(tp, 0):
+                    self._eof[tp] = offset
             elif error.fatal():
                 raise TopicError(f"Reading failed: {error.str()}")
-            # Others (end of partition, a topic not created yet) are informational.
+            # Others (a topic not created yet) are informational.
         return usable
 
     def _to_table(self, messages: list[Message]) -> pa.Table:
-        if not messages:
-            return RECORD_SCHEMA.empty_table()
-        topics, partitions, offsets, timestamps, keys, values, headers = [], [], [], [], [], [], []
-        for m in messages:
-            topic, partition, offset = str(m.topic()), int(m.partition() or 0), int(m.offset() or 0)
-            topics.append(topic)
-            partitions.append(partition)
-            offsets.append(offset)
-            timestamps.append(m.timestamp()[1])
-            keys.append(m.key())
-            values.append(m.value())
-            raw = cast("list[tuple[str, bytes | None]] | None", m.headers())
-            headers.append([{"key": k, "value": v} for k, v in raw] if raw is not None else None)
-            self._next[TopicPartition(topic, partition)] = offset + 1
-        return pa.Table.from_arrays(
-            [
-                pa.array(topics, pa.string()),
-                pa.array(partitions, pa.int32()),
-                pa.array(offsets, pa.int64()),
-                pa.array(timestamps, pa.int64()),
-                pa.array(keys, pa.binary()),
-                pa.array(values, pa.binary()),
-                pa.array(headers, HEADER_TYPE),
-            ],
-            schema=RECORD_SCHEMA,
-        )
+        table, ends = _records.from_messages(messages)
+        for (topic, partition), offset in ends.items():
+            tp = TopicPartition(topic, partition)
+            self._next[tp] = offset
+            self._eof.pop(tp, None)
+        # A partition read to its end stands past the transaction markers that follow its records.
+        for tp, offset in list(self._eof.items()):
+            if offset >= self._next.get(tp, 0):
+                self._next[tp] = offset
+            del self._eof[tp]
+        return table
 
     def positions(self) -> dict[TopicPartition, int]:
         result = {tp: self._next[tp] for tp in self._assigned if tp in self._next}
