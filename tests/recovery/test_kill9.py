@@ -30,18 +30,23 @@ ROWS = 20_000
 CHUNKS = 8
 PAGES = 37
 
-SETUP = [
-    "CREATE STREAM PAGEVIEWS (USERID STRING KEY, PAGE STRING, BYTES INT) "
-    "WITH (KAFKA_TOPIC='pageviews', PARTITIONS=1, VALUE_FORMAT='JSON');",
-    "CREATE STREAM BIG AS SELECT USERID, PAGE, BYTES * 2 AS DOUBLED FROM PAGEVIEWS WHERE BYTES > 500;",
-    "CREATE TABLE PER_PAGE AS SELECT PAGE, COUNT(*) AS VIEWS, SUM(BYTES) AS TOTAL "
-    "FROM PAGEVIEWS GROUP BY PAGE;",
-    # Streams over the sink topics, to read every record written to them.
-    "CREATE STREAM BIG_OUT (USERID STRING KEY, PAGE STRING, DOUBLED INT) "
-    "WITH (KAFKA_TOPIC='BIG', VALUE_FORMAT='JSON');",
-    "CREATE STREAM PER_PAGE_OUT (PAGE STRING KEY, VIEWS BIGINT, TOTAL BIGINT) "
-    "WITH (KAFKA_TOPIC='PER_PAGE', VALUE_FORMAT='JSON');",
-]
+
+def _setup(run: str) -> list[str]:
+    """The statements of one run; topics are named per run, as runs may share a Kafka cluster."""
+    return [
+        "CREATE STREAM PAGEVIEWS (USERID STRING KEY, PAGE STRING, BYTES INT) "
+        f"WITH (KAFKA_TOPIC='{run}_pageviews', PARTITIONS=1, VALUE_FORMAT='JSON');",
+        f"CREATE STREAM BIG WITH (KAFKA_TOPIC='{run}_big') AS "
+        "SELECT USERID, PAGE, BYTES * 2 AS DOUBLED FROM PAGEVIEWS WHERE BYTES > 500;",
+        f"CREATE TABLE PER_PAGE WITH (KAFKA_TOPIC='{run}_per_page') AS "
+        "SELECT PAGE, COUNT(*) AS VIEWS, SUM(BYTES) AS TOTAL FROM PAGEVIEWS GROUP BY PAGE;",
+        # Streams over the sink topics, to read every record written to them.
+        "CREATE STREAM BIG_OUT (USERID STRING KEY, PAGE STRING, DOUBLED INT) "
+        f"WITH (KAFKA_TOPIC='{run}_big', VALUE_FORMAT='JSON');",
+        "CREATE STREAM PER_PAGE_OUT (PAGE STRING KEY, VIEWS BIGINT, TOTAL BIGINT) "
+        f"WITH (KAFKA_TOPIC='{run}_per_page', VALUE_FORMAT='JSON');",
+    ]
+
 
 
 def _rows(seed: int) -> list[dict[str, Any]]:
@@ -61,9 +66,10 @@ def _free_port() -> int:
 class ServerProcess:
     """``ksqlpy server`` in a child process over a data directory that outlives it."""
 
-    def __init__(self, data_dir: Path, log: Path) -> None:
+    def __init__(self, data_dir: Path, log: Path, settings: dict[str, str]) -> None:
         self.data_dir = data_dir
         self.log = log
+        self.settings = settings
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -73,6 +79,8 @@ class ServerProcess:
             **os.environ,
             "KSQL_KSQL_STREAMS_CACHE_MAX_BYTES_BUFFERING": "0",
             "KSQL_KSQL_STREAMS_AUTO_OFFSET_RESET": "earliest",
+            "KSQL_KSQL_SERVICE_ID": self.data_dir.name,
+            **{_env_name(k): v for k, v in self.settings.items()},
         }
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
@@ -150,6 +158,25 @@ def _outputs(server: ServerProcess, rows: list[dict[str, Any]]) -> tuple[list[li
     return _wait_for(server, "BIG_OUT", big), _wait_for(server, "PER_PAGE_OUT", len(rows))
 
 
+def _env_name(prop: str) -> str:
+    """A property as the ``KSQL_*`` variable the server maps back to it."""
+    return "KSQL_" + prop.replace("_", "__").replace(".", "_").upper()
+
+
+@pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
+def store_settings(request: pytest.FixtureRequest) -> dict[str, str]:
+    if request.param == "embedded":
+        return {}
+    from kafka_broker import FAST_CLIENT_CONFIG
+
+    bootstrap = request.getfixturevalue("kafka_bootstrap")
+    return {
+        "bootstrap.servers": bootstrap,
+        "processing.guarantee": "exactly_once_v2",
+        **{f"kafka.{k}": v for k, v in FAST_CLIENT_CONFIG.items()},
+    }
+
+
 @pytest.fixture
 def servers(tmp_path: Path) -> Iterator[list[ServerProcess]]:
     started: list[ServerProcess] = []
@@ -159,24 +186,27 @@ def servers(tmp_path: Path) -> Iterator[list[ServerProcess]]:
 
 
 @pytest.mark.timeout(900)
-def test_kill9_mid_stream_equals_uninterrupted_run(tmp_path: Path, servers: list[ServerProcess]) -> None:
+def test_kill9_mid_stream_equals_uninterrupted_run(
+    tmp_path: Path, servers: list[ServerProcess], store_settings: dict[str, str]
+) -> None:
+    run = f"run{random.randrange(10**9)}"
     rows = _rows(seed=7)
     chunks = [rows[i * ROWS // CHUNKS:(i + 1) * ROWS // CHUNKS] for i in range(CHUNKS)]
 
-    reference = ServerProcess(tmp_path / "reference", tmp_path / "reference.log")
+    reference = ServerProcess(tmp_path / f"{run}_reference", tmp_path / "reference.log", store_settings)
     servers.append(reference)
     reference.start()
-    for statement in SETUP:
+    for statement in _setup(f"{run}_reference"):
         reference.ksql(statement)
     for chunk in chunks:
         reference.insert(chunk)
     expected_big, expected_changes = _outputs(reference, rows)
     reference.stop()
 
-    crashed = ServerProcess(tmp_path / "crashed", tmp_path / "crashed.log")
+    crashed = ServerProcess(tmp_path / f"{run}_crashed", tmp_path / "crashed.log", store_settings)
     servers.append(crashed)
     crashed.start()
-    for statement in SETUP:
+    for statement in _setup(f"{run}_crashed"):
         crashed.ksql(statement)
     rng = random.Random(11)
     for chunk in chunks:
