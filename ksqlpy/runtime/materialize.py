@@ -86,6 +86,11 @@ class MatLayout:
         return keys + WINDOW_COLUMNS if self.windowed else keys
 
     @property
+    def key_types(self) -> tuple[sqltypes.SqlType, ...]:
+        keys = tuple(c.type for c in self.source.key_columns)
+        return keys + (sqltypes.BIGINT, sqltypes.BIGINT) if self.windowed else keys
+
+    @property
     def visible(self) -> tuple[tuple[str, sqltypes.SqlType], ...]:
         """Columns a query sees, in table order."""
         s = self.source
@@ -103,9 +108,10 @@ class MatLayout:
     def create_sql(self) -> str:
         cols = [f"{quote(n)} {sqltypes.to_duckdb(t)}" for n, t in self.visible]
         cols += [f"{quote(PARTITION_COLUMN)} INTEGER", f"{quote(KEY_BYTES_COLUMN)} BLOB"]
-        pk = ", ".join(quote(k) for k in self.key_names)
-        if pk:
-            cols.append(f"PRIMARY KEY ({pk})")
+        # DuckDB indexes only primitive columns; STRUCT/ARRAY/MAP keys go without the constraint
+        # (upserts delete a batch's keys before inserting, so a key still has one row).
+        if self.key_names and all(isinstance(t, sqltypes.Primitive | sqltypes.Decimal) for t in self.key_types):
+            cols.append(f"PRIMARY KEY ({', '.join(quote(k) for k in self.key_names)})")
         return f"CREATE TABLE IF NOT EXISTS {self.ref} ({', '.join(cols)})"
 
     def scan_order(self) -> str:
@@ -178,7 +184,8 @@ class Materializer:
         return self._idle.is_set() or not self.running
 
     def caught_up(self) -> bool:
-        return self.covers(self.store.end_offsets(self.source.topic))
+        """Whether the state includes the whole topic (a failed materializer never will)."""
+        return self.error is not None or self.covers(self.store.end_offsets(self.source.topic))
 
     def covers(self, ends: Mapping[int, int]) -> bool:
         """Whether the state committed so far includes every record before ``ends``."""

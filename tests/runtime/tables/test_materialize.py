@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pyarrow as pa
@@ -32,7 +33,7 @@ def state(engine: Engine, name: str) -> dict[tuple[object, ...], tuple[object, .
     out: dict[tuple[object, ...], tuple[object, ...]] = {}
     for row in table.to_pylist():
         values = tuple(row.values())
-        key = values[:nkeys]
+        key = tuple(tuple(sorted(k.items())) if isinstance(k, dict) else k for k in values[:nkeys])
         assert key not in out
         out[key] = values[nkeys:]
     return out
@@ -158,3 +159,25 @@ def test_windowed_source_table_and_bad_keys(engine: Engine) -> None:
     assert state(engine, "W") == {("a", 0, 10_000): (1,), ("a", 10_000, 20_000): (2,), ("b", 0, 10_000): (3,)}
     assert engine.materializers["W"].error is None
     assert engine.plog.count == 1
+
+
+def test_struct_key_upserts_without_an_index(engine: Engine) -> None:
+    session = engine.session()
+    session.execute_all(
+        "CREATE TABLE s (id STRUCT<a INT, b VARCHAR> PRIMARY KEY, v INT) WITH (kafka_topic='s', format='JSON', partitions=1);"
+    )
+    rows = [({"A": 1, "B": "x"}, 1), ({"A": 2, "B": "y"}, 2), ({"A": 1, "B": "x"}, 3)]
+    engine.store.produce(
+        "s",
+        pa.table(
+            {
+                "timestamp": pa.array([1] * len(rows), pa.int64()),
+                "key": pa.array([json.dumps(k).encode() for k, _ in rows], pa.binary()),
+                "value": pa.array([json.dumps({"V": v}).encode() for _, v in rows], pa.binary()),
+            }
+        ),
+    )
+    assert state(engine, "S") == {
+        ((("A", 1), ("B", "x")),): (3,),
+        ((("A", 2), ("B", "y")),): (2,),
+    }
