@@ -194,6 +194,16 @@ def analyze_aggregate(
 
     keys = tuple(_group_key(e, scope) for e in query.group_by)
     calls = _calls(items, query.having, scope)
+    if source.is_table:
+        if windowed:
+            raise AnalysisError("Windowing not supported for table aggregations.", pos=query.window.pos)
+        no_undo = sorted({c.accumulator.name for c in calls.values() if not c.accumulator.supports_undo})
+        if no_undo:
+            raise AnalysisError(
+                f"The aggregation functions {', '.join(no_undo)} cannot be applied to a table source, "
+                "only to a stream source.",
+                pos=query.pos,
+            )
     post = _post_scope(keys, calls, windowed, (alias, source.name))
     by_sql = {k.sql: i for i, k in enumerate(keys)}
 

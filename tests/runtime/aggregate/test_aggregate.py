@@ -183,3 +183,24 @@ def test_explain_shows_the_aggregation(engine: Engine) -> None:
     plan = entity.execution_plan
     assert "[ AGGREGATE ] | GROUP BY" in plan and "WINDOW TUMBLING (SIZE 60000 ms" in plan
     assert "[ HAVING ]" in plan
+
+
+def test_cached_output_is_the_last_change_per_group_of_a_batch(engine: Engine) -> None:
+    from ksqlpy.runtime.session import Session
+
+    Session(engine, {}, {}).execute_all(STREAM)
+    produce(engine, "s", [("a", {"V": 1}, 1), ("b", {"V": 2}, 2), ("a", {"V": 3}, 3), ("a", {"V": 4}, 4)])
+    Session(engine, {"ksql.streams.cache.max.bytes.buffering": "10000000"}, {}).execute_all(
+        "CREATE TABLE T AS SELECT ID, SUM(V) AS TOTAL FROM S GROUP BY ID;"
+    )
+    assert engine.wait_idle()
+    out = read(engine, "T")
+    latest = {k: v for k, v, _ in out}
+    assert latest == {b"a": {"TOTAL": 8}, b"b": {"TOTAL": 2}}
+    assert len(out) <= 4
+
+
+def test_table_source_rejects_functions_without_undo(engine: Engine) -> None:
+    execute(engine, "CREATE TABLE U (ID STRING PRIMARY KEY, V INT) WITH (kafka_topic='u', value_format='JSON', partitions=1);")
+    with pytest.raises(AnalysisError, match="cannot be applied to a table source"):
+        execute(engine, "CREATE TABLE X AS SELECT V, MAX(V) AS M FROM U GROUP BY V;")
