@@ -25,6 +25,8 @@ from ksqlpy.runtime.store.base import HEADER_TYPE
 TOMBSTONE = "__TOMBSTONE"
 #: result column marking rows whose source record had no key (all key columns null)
 NULL_KEY = "__NULL_KEY"
+#: input and result column carrying each record's headers to the sink
+HEADERS = "__HEADERS"
 SYSTEM_COLUMNS = ("ROWTIME", "ROWPARTITION", "ROWOFFSET")
 
 
@@ -88,6 +90,8 @@ class SourceDecoder:
             cols[c.name] = values.table.column(c.name)
         for c in self.headers:
             cols[c.name] = _header_column(records.column("headers"), c)
+        # The record's headers travel with it to the sink, as in ksqlDB.
+        cols[HEADERS] = records.column("headers")
         cols["ROWTIME"] = records.column("timestamp")
         cols["ROWPARTITION"] = records.column("partition")
         cols["ROWOFFSET"] = records.column("offset")
@@ -208,10 +212,16 @@ class SinkEncoder:
                 "timestamp": pc.cast(timestamps, pa.int64()),
                 "key": keys,
                 "value": values,
-                "headers": pa.nulls(rows.num_rows, HEADER_TYPE),
+                "headers": _headers_of(rows),
             }
         )
         return batch, []
+
+
+def _headers_of(rows: pa.Table) -> pa.Array | pa.ChunkedArray:
+    if HEADERS not in rows.column_names:
+        return pa.nulls(rows.num_rows, HEADER_TYPE)
+    return rows.column(HEADERS).cast(HEADER_TYPE)
 
 
 def serialization_error(topic: str, message: str) -> ProcessingError:

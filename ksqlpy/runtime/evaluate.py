@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 
 from ksqlpy import sqltypes
 from ksqlpy.planner.physical import SelectStep, StepKind
-from ksqlpy.runtime.codec import NULL_KEY, TOMBSTONE
+from ksqlpy.runtime.codec import HEADERS, NULL_KEY, TOMBSTONE
 from ksqlpy.runtime.processing_log import RECORD_PROCESSING_ERROR, ProcessingError
 
 TS = "__TS"
@@ -47,6 +47,7 @@ class StepEvaluator:
 
         items = [f'{guard(c.sql)} AS "{_q(c.name)}"' for c in step.columns]
         items.append(f"{step.timestamp_sql} AS {TS}")
+        items.append(f'"{HEADERS}"')
         keys = step.source.key_columns
         if keys and not step.rekeyed:
             # the record's own key, passed through: a null key stays null (see the encoder)
