@@ -37,6 +37,7 @@ from ksqlpy.errors import KsqlpyError
 from ksqlpy.planner.physical import AggregateStep, group_key_name
 from ksqlpy.runtime.codec import TOMBSTONE
 from ksqlpy.runtime.evaluate import DELETE, TS, Evaluated
+from ksqlpy.runtime.processing_log import RECORD_PROCESSING_ERROR, ProcessingError
 
 log = logging.getLogger("ksqlpy.aggregate")
 
@@ -148,6 +149,7 @@ class AggregateProcessor:
 
     def _process(self, batch: pa.Table, state: duckdb.DuckDBPyConnection) -> Evaluated:
         self._ensure_tables(state)
+        self._errors: list[ProcessingError] = []
         batch = batch.append_column(SEQ, pa.array(np.arange(batch.num_rows, dtype=np.int64)))
         rows = self._pre(batch)
         if self.is_table:
@@ -169,7 +171,7 @@ class AggregateProcessor:
             self._expire(state, stream_time)
         if self.step.emit_final:
             out = self._final(state, stream_time, times)
-        return Evaluated(out, [])
+        return Evaluated(out, self._errors)
 
     def _relation(self, name: str, table: pa.Table, sql: str, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
         con = con if con is not None else self.con
@@ -188,16 +190,36 @@ class AggregateProcessor:
         where = f"COALESCE(TRY({step.where_sql}), FALSE)" if step.where_sql else "TRUE"
         not_null = " AND ".join(f"{_q(k)} IS NOT NULL" for k in self.keys) or "TRUE"
         if not self.is_table:
-            sql = f"SELECT * FROM (SELECT {', '.join(items)} FROM input WHERE {where}) WHERE {not_null} ORDER BY {SEQ}"
+            items += ["ROWPARTITION AS __PART", "ROWOFFSET AS __OFF"]
+            sql = f"SELECT *, {not_null} AS __KEYED FROM (SELECT {', '.join(items)} FROM input WHERE {where}) ORDER BY {SEQ}"
         else:
             items += [f"{_q(c.name)} AS {sk}" for sk, c in zip(self.source_keys, step.source.key_columns, strict=True)]
             items.append(f'(NOT "{TOMBSTONE}" AND {where}) AS __OK')
             sql = f"SELECT *, (__OK AND {not_null}) AS __VALID FROM (SELECT {', '.join(items)} FROM input) ORDER BY {SEQ}"
         result = self._relation("input", batch, sql)
-        dropped = batch.num_rows - result.num_rows
-        if dropped and not self.is_table:
-            log.debug("%s: %d rows filtered or with a null grouping value dropped", self.query_id, dropped)
-        return result
+        if self.is_table:
+            return result
+        keyed = result.column("__KEYED")
+        if not pc.all(keyed).as_py():
+            self._null_keys(result.filter(pc.invert(keyed)))
+            result = result.filter(keyed)
+        return result.drop_columns(["__KEYED", "__PART", "__OFF"])
+
+    def _null_keys(self, rows: pa.Table) -> None:
+        """ksqlDB drops a row whose grouping value is null, with a processing-log entry."""
+        nulls = [pc.is_null(rows.column(k)).to_pylist() for k in self.keys]
+        for r, (part, off) in enumerate(zip(rows.column("__PART").to_pylist(), rows.column("__OFF").to_pylist(), strict=True)):
+            index = next(i for i, col in enumerate(nulls) if col[r])
+            self._errors.append(
+                ProcessingError(
+                    type=RECORD_PROCESSING_ERROR,
+                    message=f"Group-by column with index {index} resolved to null. "
+                    "The source row will be excluded from the table.",
+                    topic=self.step.source.topic,
+                    partition=part,
+                    offset=off,
+                )
+            )
 
     def _signed(self, rows: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table:
         """Table input: each update retracts the source key's previous row, then adds the new."""

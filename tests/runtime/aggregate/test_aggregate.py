@@ -204,3 +204,12 @@ def test_table_source_rejects_functions_without_undo(engine: Engine) -> None:
     execute(engine, "CREATE TABLE U (ID STRING PRIMARY KEY, V INT) WITH (kafka_topic='u', value_format='JSON', partitions=1);")
     with pytest.raises(AnalysisError, match="cannot be applied to a table source"):
         execute(engine, "CREATE TABLE X AS SELECT V, MAX(V) AS M FROM U GROUP BY V;")
+
+
+def test_rows_with_a_null_grouping_value_are_dropped_and_logged(engine: Engine) -> None:
+    execute(engine, STREAM + "CREATE TABLE T AS SELECT V, COUNT(*) AS C FROM S GROUP BY V;")
+    produce(engine, "s", [("a", {"V": 1}, 1), ("b", {"V": None}, 2), ("c", {"V": 1}, 3)])
+    assert engine.wait_idle()
+    assert [v for _, v, _ in read(engine, "T")] == [{"C": 1}, {"C": 2}]
+    logged = [json.dumps(v) for _, v, _ in read(engine, engine.plog.topic)]
+    assert any("Group-by column with index 0 resolved to null" in m for m in logged)
