@@ -31,3 +31,12 @@ def _matches(text: str, rowtime: int) -> bool:
 )
 def test_timestamp_text_compares_as_epoch_millis(text: str, rowtime: int, expected: bool) -> None:
     assert _matches(text, rowtime) is expected
+
+
+def test_string_literals_take_the_temporal_type_of_the_other_arguments() -> None:
+    scope = ColumnScope((ScopeColumn("D", st.DATE, "S"),))
+    compiled = compile_expression(parse_expression("GREATEST(D, '2022-06-14')"), scope)
+    assert compiled.type == st.DATE
+    sql = compiled.sql.sql(dialect="duckdb")
+    result = duckdb.connect().execute(f"SELECT {sql} FROM (SELECT DATE '2020-01-01' AS \"D\")").fetchone()[0]
+    assert str(result) == "2022-06-14"

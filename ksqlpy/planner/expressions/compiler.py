@@ -21,6 +21,7 @@ import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlglot import exp
 
@@ -47,6 +48,7 @@ from ksqlpy.planner.functions.registry import (
     FunctionRegistry,
     LambdaArg,
     LambdaParam,
+    Resolution,
     UnitArg,
 )
 from ksqlpy.planner.types import resolve_type
@@ -477,7 +479,10 @@ class _Compiler:
                 c = self.compile(a, scope)
                 compiled.append(c)
                 arg_types.append(UnitArg(c.unit) if c.unit is not None else c.type)
-        resolution = self.registry.resolve(e.name, arg_types, pos=e.pos)
+        try:
+            resolution = self.registry.resolve(e.name, arg_types, pos=e.pos)
+        except AnalysisError as error:
+            resolution = self._resolve_with_time_literals(e, compiled, arg_types, error)
         for i, a in enumerate(e.args):
             if not isinstance(a, ast.Lambda):
                 continue
@@ -517,6 +522,24 @@ class _Compiler:
         return_type = resolution.return_type(value_types)
         call = Call(resolution.function.name, tuple(final_args), return_type, resolution.bindings)
         return Compiled(resolution.variant.compile(call), return_type)
+
+    def _resolve_with_time_literals(
+        self, e: ast.FunctionCall, compiled: list[Compiled | None], arg_types: list[Any], error: AnalysisError
+    ) -> Resolution:
+        """Resolve again with string literals read as the one DATE/TIME/TIMESTAMP type the other
+        arguments have (``GREATEST(d1, d2, '2022-06-14')``), as ksqlDB coerces such literals;
+        re-raises the original error when that does not apply."""
+        temporal = {t for t in arg_types if isinstance(t, st.SqlType) and t.base in (B.DATE, B.TIME, B.TIMESTAMP)}
+        literals = [i for i, a in enumerate(e.args) if isinstance(a, ast.StringLiteral)]
+        if len(temporal) != 1 or not literals:
+            raise error
+        target = temporal.pop()
+        for i in literals:
+            c = compiled[i]
+            assert c is not None
+            compiled[i] = Compiled(cast_value(c.sql, st.STRING, target), target)
+            arg_types[i] = target
+        return self.registry.resolve(e.name, arg_types, pos=e.pos)
 
     def _lambda(self, lam: ast.Lambda, inputs: tuple[st.SqlType, ...], scope: Scope) -> Compiled:
         """A DuckDB lambda whose parameters get fresh names, so they can never capture columns."""
