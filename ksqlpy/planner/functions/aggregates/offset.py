@@ -11,7 +11,8 @@ LATEST keeps the later window's value (unless it is only an ignored NULL), EARLI
 ``ignoreNulls`` defaults to true. ``LATEST_BY_OFFSET(x)`` starts from a non-null state holding
 NULL; ``EARLIEST_BY_OFFSET(x)`` from a NULL state (ksqlDB's initializers). Neither is undoable.
 Merging two ``n`` states keeps the first ``n`` by sequence, as ksqlDB's merge does for both.
-All forms have vector forms (``last_value``/``first_value`` windows; bounded lists for ``n``).
+All forms have vector forms: ``last_value``/``first_value`` windows, and for ``n`` the n values
+from ``lag``/``nth_value`` lookups, so a row costs O(n) however large its group.
 """
 
 from __future__ import annotations
@@ -166,10 +167,23 @@ class _Many(BaseAccumulator):
         latest = self.latest
 
         def running(a: Sequence[str], sign: str, over: str) -> str:
-            taken = f"FILTER (WHERE {a[0]} IS NOT NULL) " if ignore_nulls else ""
-            values = f"list({a[0]}) {taken}{over}"
-            count = f"count({a[0]}) {over}" if ignore_nulls else f"count(*) {over}"
-            kept = f"list_slice({values}, -{n}, -1)" if latest else f"list_slice({values}, 1, {n})"
+            # n window lookups per row, never the whole frame as a list
+            x = a[0]
+            nulls = " IGNORE NULLS" if ignore_nulls else ""
+            count = f"count({x}) {over}" if ignore_nulls else f"count(*) {over}"
+            if latest:
+                # lag() looks back from the current row (whatever the frame): the n-1 values
+                # taken before it, then its own; a NULL row taken nothing when ignoring NULLs
+                before = [f"lag({x}, {k}{nulls}) {over}" for k in range(n - 1, 0, -1)]
+                values = "[" + ", ".join([*before, x]) + "]"
+                if ignore_nulls:
+                    shifted = "[" + ", ".join(f"lag({x}, {k}{nulls}) {over}" for k in range(n, 0, -1)) + "]"
+                    values = f"(CASE WHEN {x} IS NULL THEN {shifted} ELSE {values} END)"
+                # both lists hold n values: keep the last min(count, n) (none when nothing was taken)
+                kept = f"list_slice({values}, {n} - least({count}, {n}) + 1, {n})"
+            else:
+                firsts = "[" + ", ".join(f"nth_value({x}, {k}{nulls}) {over}" for k in range(1, n + 1)) + "]"
+                kept = f"list_slice({firsts}, 1, least({count}, {n}))"
             return sql_literal_struct(C=count, L=kept)
 
         def combine(prior: str, partial: str) -> str:

@@ -122,9 +122,12 @@ class TopK(BaseAccumulator):
 def _greatest_first(entries: str, field: str | None) -> str:
     """SQL sorting a list greatest first by ``field`` (or the value), equal ones in list order."""
     key = f"struct_extract(x, '{field}')" if field else "x"
-    # sort (key, -position) descending, then fetch each entry back by its position
-    order = f"list_sort(list_transform({entries}, lambda x, i: struct_pack(k := {key}, i := -i)), 'DESC')"
-    return f"list_transform({order}, lambda y: ({entries})[-y.i])"
+    # sort (key, -position, entry) descending: positions are unique, so entries never compare;
+    # ``entries`` appears once, so a window function in it is evaluated once
+    order = (
+        f"list_sort(list_transform({entries}, lambda x, i: struct_pack(k := {key}, i := -i, e := x)), 'DESC')"
+    )
+    return f"list_transform({order}, lambda y: y.e)"
 
 
 def _insert(kept: Sequence[Any], entry: Any, key: Callable[[Any], Any]) -> list[Any]:
@@ -152,8 +155,8 @@ class TopKDistinct(BaseAccumulator):
             None  # DuckDB orders BLOBs unsigned, ksqlDB signed
             if t.base == st.BaseType.BYTES
             else VectorForm(
-                running=lambda a, sign, over: distinct_greatest(
-                    f"COALESCE(list({coerce_sql(a[0], self.actual, t)}) {over}, {empty})"
+                running=lambda a, sign, over: (
+                    f"COALESCE(max(DISTINCT {coerce_sql(a[0], self.actual, t)}, {k}) {over}, {empty})"
                 ),
                 combine=lambda prior, partial: distinct_greatest(
                     f"list_concat(COALESCE({prior}, {empty}), {partial})"
