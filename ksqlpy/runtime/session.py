@@ -203,6 +203,11 @@ class Session:
         engine = self.engine
         kind_word = KIND_WORD[stmt.kind]
         existing = engine.catalog.find(stmt.name)
+        if stmt.or_replace and stmt.is_source:
+            raise AnalysisError(
+                f"Cannot add {kind_word} '{stmt.name}': CREATE OR REPLACE is not supported on source {kind_word}s.",
+                pos=stmt.pos,
+            )
         if existing is not None:
             if stmt.if_not_exists:
                 return r.WarningEntity(
@@ -448,6 +453,8 @@ class Session:
                 "You need to terminate them before dropping " + stmt.name + ".",
                 pos=stmt.pos,
             )
+        if stmt.delete_topic and source.is_source:
+            raise AnalysisError(f"Cannot delete topic for read-only source: {source.name}", pos=stmt.pos)
         seq = self._record(stmt.text)
         engine.catalog.remove(stmt.name)
         if source.is_table:
@@ -507,6 +514,12 @@ class Session:
         source = engine.catalog.source(stmt.name, stmt.pos)
         if source.kind is not stmt.kind:
             raise AnalysisError(f"Incompatible data source type is {source.kind.value}, but statement was ALTER {stmt.kind.value}")
+        if source.is_source:
+            kind_word = KIND_WORD[source.kind]
+            raise AnalysisError(
+                f"Cannot alter {kind_word} '{source.name}': ALTER operations are not supported on source {kind_word}s.",
+                pos=stmt.pos,
+            )
         if any(q.plan.sink is not None and q.plan.sink.name == source.name for q in engine.queries.values()):
             raise AnalysisError("ALTER command is not supported for CREATE ... AS statements.", pos=stmt.pos)
         columns = list(source.columns)
