@@ -51,3 +51,14 @@ def test_in_list_coercion(text: str, expected: object) -> None:
 def test_in_list_type_errors(text: str, message: str) -> None:
     with pytest.raises(AnalysisError, match=message.replace("(", r"\(").replace(")", r"\)")):
         compile_expression(parse_expression(text), ColumnScope([]))
+
+
+def test_duplicate_struct_fields_are_rejected() -> None:
+    with pytest.raises(AnalysisError, match="Duplicate field names found in STRUCT"):
+        compile_expression(parse_expression("STRUCT(A := 1, A := 2)"), ColumnScope([]))
+
+
+def test_substring_with_a_null_position_or_length_is_null() -> None:
+    assert _value("SUBSTRING('some_string', CAST(NULL AS INT))") is None
+    assert _value("SUBSTRING('some_string', 6, CAST(NULL AS INT))") is None
+    assert _value("SUBSTRING('some_string', 6, 3)") == "str"

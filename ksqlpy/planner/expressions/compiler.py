@@ -146,7 +146,13 @@ class _Compiler:
             case ast.Cast(operand=o, type=type_node):
                 value = self.compile(o, scope)
                 target = resolve_type(type_node, self.custom_types)
-                check_cast(value.type, target, e.pos)
+                try:
+                    check_cast(value.type, target, e.pos)
+                except AnalysisError as error:
+                    if getattr(scope, "clause", None) != "SELECT":
+                        raise
+                    # ksqlDB names the clause an unsupported cast in the projection comes from
+                    raise AnalysisError(f"Invalid Select: {error.message}", pos=error.pos) from None
                 return Compiled(cast_value(value.sql, value.type, target), target)
             case ast.FunctionCall():
                 return self._function(e, scope)
@@ -448,6 +454,9 @@ class _Compiler:
     def _create_struct(self, e: ast.CreateStruct, scope: Scope) -> Compiled:
         fields: list[st.Field] = []
         args: list[exp.Expression] = []
+        names = [name for name, _ in e.fields]
+        if len(set(names)) != len(names):
+            raise AnalysisError("Duplicate field names found in STRUCT", pos=e.pos)
         for name, node in e.fields:
             value = self.compile(node, scope)
             # ksqlDB gives a NULL field with no type the type STRING.

@@ -71,11 +71,14 @@ def _substring(length_fn: str, slice_fn: str):  # type: ignore[no-untyped-def]
         start = _START.format(p=f"({pos.sql('duckdb')})", n=n)
         if len(args) == 2:
             body = f"{slice_fn}({text.sql('duckdb')}, {start} + 1)"
+            nulls = f"({pos.sql('duckdb')}) IS NULL"
         else:
             count = args[2].sql("duckdb")
             end = f"greatest(least({start} + ({count}), {n}), {start})"
             body = f"{slice_fn}({text.sql('duckdb')}, {start} + 1, {end} - {start})"
-        return sql(body)
+            nulls = f"({pos.sql('duckdb')}) IS NULL OR ({count}) IS NULL"
+        # a NULL position or length gives NULL (DuckDB's greatest/least would skip it)
+        return sql(f"CASE WHEN {nulls} THEN NULL ELSE {body} END")
 
     return compile_call
 
