@@ -1,4 +1,7 @@
-"""ksqlDB's npm client (``@confluentinc/ksqldb-client`` 0.2.4, HTTP/2) against a real ksqlpy server.
+"""npm ksqlDB clients (HTTP/2) against a real ksqlpy server.
+
+``ksqldb-client`` 1.0.5 is driven by ``node/driver_ksqldb_client.js`` through its own API.
+ksqlDB's own ``@confluentinc/ksqldb-client`` 0.2.4 is driven by ``node/driver.js``.
 
 ``node/driver.js`` drives the client; what the client cannot do with any server is done with
 plain requests on the client's own HTTP/2 session, and checked here as such:
@@ -24,17 +27,22 @@ from tests.clients.conftest import HERE, node_modules
 from tests.server.conftest import RunningServer
 
 
-def test_npm_ksqldb_client(client_server: RunningServer) -> None:
+def run_driver(server: RunningServer, script: str, stream: str) -> dict[str, object]:
     modules = node_modules()
     node = shutil.which("node")
     assert node is not None
     run = subprocess.run(
-        [node, str(HERE / "node" / "driver.js"), client_server.url, "NODE1"],
+        [node, str(HERE / "node" / script), server.url, stream],
         capture_output=True, text=True, timeout=300, check=False,
         env={**os.environ, "NODE_PATH": str(modules)},
     )
     assert run.returncode == 0, run.stderr
-    out = json.loads(run.stdout)
+    out: dict[str, object] = json.loads(run.stdout)
+    return out
+
+
+def test_confluent_npm_client(client_server: RunningServer) -> None:
+    out = run_driver(client_server, "driver.js", "NODE1")
     assert out["ddl_settled"] is False  # the client defect described above, not a server answer
     assert out["create"] == [200, "SUCCESS"]
     assert out["insert_values"] == [200, []]
@@ -44,5 +52,18 @@ def test_npm_ksqldb_client(client_server: RunningServer) -> None:
     assert out["pull"] == [[2]]
     assert out["multiplexed"] == [[{"V": 1}, {"V": 2}]] * 20
     assert out["describe"] == ["ID", "V"]
+    assert out["terminate_drop"] == ["SUCCESS", "SUCCESS"]
+    assert out["error"] == [400, 40001]
+
+
+def test_ksqldb_client_npm(client_server: RunningServer) -> None:
+    out = run_driver(client_server, "driver_ksqldb_client.js", "NODE2")
+    assert out["create"] == [200, "SUCCESS"]
+    assert "NODE2" in out["streams"]  # type: ignore[operator]
+    assert out["inserts"] == [[200, [{"seq": 0, "status": "ok"}]]] * 2
+    assert out["pull"] == [200, ["ID", "V"], [{"ID": "a", "V": 1}, {"ID": "b", "V": 2}]]
+    assert out["push"] == [200, [{"ID": "a", "V": 1}, {"ID": "b", "V": 2}]]
+    assert out["describe"] == ["ID", "V"]
+    assert out["queries"] == 1
     assert out["terminate_drop"] == ["SUCCESS", "SUCCESS"]
     assert out["error"] == [400, 40001]
