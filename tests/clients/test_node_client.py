@@ -1,10 +1,8 @@
 """npm ksqlDB clients (HTTP/2) against a real ksqlpy server.
 
 ``ksqldb-client`` 1.0.5 is driven by ``node/driver_ksqldb_client.js`` through its own API.
-ksqlDB's own ``@confluentinc/ksqldb-client`` 0.2.4 is driven by ``node/driver.js``.
-
-``node/driver.js`` drives the client; what the client cannot do with any server is done with
-plain requests on the client's own HTTP/2 session, and checked here as such:
+ksqlDB's own ``@confluentinc/ksqldb-client`` 0.2.4 is driven by ``node/driver.js``; what that
+client cannot do with any server is done with plain requests on its own HTTP/2 session:
 
 * ``ddl()`` never settles: it waits for a ``'connect'`` event on the request stream, which Node's
   http2 streams do not emit (``'connect'`` is a session event).
