@@ -45,16 +45,22 @@ def partitioned_columns(
     parts = _partitions(query.partition_by, source, scope)
     star = any(isinstance(i, ast.AllColumns) for i in query.select)
     items: list[tuple[ast.Expr, str | None]] = []
+    from_star: set[int] = set()
     for item in query.select:
         if isinstance(item, ast.AllColumns):
-            items.extend(_star(item, source, alias, parts))
+            expanded = _star(item, source, alias, parts)
+            from_star.update(range(len(items), len(items) + len(expanded)))
+            items.extend(expanded)
         else:
             items.extend(expand_select((item,), source, alias, scope))
     projections = name_projections(items, scope, source)
 
-    # Which select item names each partition expression.
+    # Which select item names each partition expression (a column of ``*`` never does: the
+    # partition expression is then a new column beside it).
     owners: dict[int, list[int]] = {}
     for j, p in enumerate(projections):
+        if j in from_star:
+            continue
         for i, part in enumerate(parts):
             if p.sql == part.sql:
                 owners.setdefault(i, []).append(j)
@@ -77,7 +83,7 @@ def partitioned_columns(
             f"{' and '.join(texts)} in its projection (eg, SELECT {', '.join(texts)}...)."
         )
 
-    used = {p.name for p in projections}
+    used = {p.name for p in projections} | {c.name for c in source.columns}
     generated = 0
     keys: list[OutputColumn] = []
     for i, part in enumerate(parts):

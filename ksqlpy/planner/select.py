@@ -115,7 +115,8 @@ def expand_select(
 def name_projections(
     items: list[tuple[ast.Expr, str | None]], scope: scopes.Scope, source: Source
 ) -> list[Projection]:
-    used: set[str] = set()
+    # generated names never clash with the source's own columns, selected or not
+    used: set[str] = {c.name for c in source.columns}
     for e, a in items:
         if a is not None:
             used.add(a)
