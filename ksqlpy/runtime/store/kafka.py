@@ -20,10 +20,12 @@ default to ``fetch.queue.backoff.ms=10`` so a consumer that keeps up is never pa
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import duckdb
@@ -94,6 +96,7 @@ _PRODUCER_ONLY = (
 )
 #: Topic configs reported by describe_topic even when they hold the broker's default.
 _REPORTED_CONFIGS = frozenset({"cleanup.policy", "retention.ms", "retention.bytes", "delete.retention.ms"})
+log = logging.getLogger("ksqlpy.store.kafka")
 _TIMEOUT = 30.0
 
 
@@ -123,7 +126,15 @@ class KafkaStore(TopicStore):
         state_path: str = ":memory:",
     ) -> None:
         #: Local DuckDB database for state (aggregates, materialized tables); Kafka holds records.
+        #: A state file that did not exist before is rebuilt (see :class:`KafkaReader`).
+        self.state_is_fresh = state_path != ":memory:" and not Path(state_path).exists()
         self.state_database = duckdb.connect(state_path)
+        self.state_database.execute(_POSITIONS_DDL)
+        #: group -> partitions being replayed into state, with the Kafka-committed offset the
+        #: replay ends at (outputs up to there were committed before and are not produced again)
+        self._replay: dict[str, dict[TopicPartition, int]] = {}
+        #: group -> whether its reader's last batch was a replay batch
+        self._replay_batch: dict[str, bool] = {}
         config = {"bootstrap.servers": bootstrap_servers, **(client_config or {})}
         self.exactly_once = exactly_once
         self._transactional_id = (
@@ -346,6 +357,17 @@ class KafkaStore(TopicStore):
     def transaction(self) -> KafkaTransactionContext:
         return KafkaTransactionContext(self)
 
+    def state_positions(self, group: str) -> dict[TopicPartition, int]:
+        """The positions the local state reflects for ``group`` (written with the state)."""
+        cur = self.state_database.cursor()
+        try:
+            rows = cur.execute(
+                "SELECT topic, partition, next_offset FROM ksqlpy.positions WHERE grp = ?", [group]
+            ).fetchall()
+        finally:
+            cur.close()
+        return {TopicPartition(t, p): o for t, p, o in rows}
+
     def state_cursor(self) -> duckdb.DuckDBPyConnection:
         """State lives in a local DuckDB database; its transaction commits right after the Kafka
         transaction does (a crash between the two leaves state behind the outputs)."""
@@ -369,6 +391,15 @@ class KafkaStore(TopicStore):
         self.state_database.close()
 
 
+_POSITIONS_DDL = """
+CREATE SCHEMA IF NOT EXISTS ksqlpy;
+CREATE TABLE IF NOT EXISTS ksqlpy.positions (
+    grp VARCHAR, topic VARCHAR, partition INTEGER, next_offset BIGINT,
+    PRIMARY KEY (grp, topic, partition)
+);
+"""
+
+
 class KafkaTransaction(Transaction):
     """Records and positions of one transaction (Kafka transaction or at-least-once, see module)."""
 
@@ -376,21 +407,39 @@ class KafkaTransaction(Transaction):
         self.store = store
         self.producer = producer
         self.state = state
+        self.pending: list[tuple[str, pa.Table]] = []
         self.errors: list[KafkaError] = []
         self.topics: list[str] = []
         self.positions: dict[str, dict[TopicPartition, int]] = {}
 
     def produce(self, topic: str, records: pa.Table) -> None:
-        self.store._send(self.producer, topic, records, self.errors)
-        self.topics.append(topic)
+        # Sent when the transaction ends, unless the batch turns out to be a replay.
+        self.pending.append((topic, records))
 
     def commit_positions(self, group: str, positions: Mapping[TopicPartition, int]) -> None:
+        self.positions.setdefault(group, {}).update(positions)
+        for tp, offset in positions.items():
+            self.state.execute(
+                "INSERT OR REPLACE INTO ksqlpy.positions VALUES (?, ?, ?, ?)",
+                [group, tp.topic, tp.partition, offset],
+            )
+
+    @property
+    def is_replay(self) -> bool:
+        """Whether this transaction commits a batch that re-reads records whose outputs Kafka
+        already holds (the local state was behind): then only the state changes are kept."""
+        return bool(self.positions) and all(self.store._replay_batch.get(g, False) for g in self.positions)
+
+    def send(self) -> None:
+        """Produce the buffered records and add the positions to the Kafka transaction."""
+        for topic, records in self.pending:
+            self.store._send(self.producer, topic, records, self.errors)
+            self.topics.append(topic)
         if self.store.exactly_once:
-            offsets = [KafkaTopicPartition(tp.topic, tp.partition, o) for tp, o in positions.items()]
-            metadata = self.store._member(group).consumer_group_metadata()
-            self.producer.send_offsets_to_transaction(offsets, metadata, _TIMEOUT)
-        else:
-            self.positions.setdefault(group, {}).update(positions)
+            for group, positions in self.positions.items():
+                offsets = [KafkaTopicPartition(tp.topic, tp.partition, o) for tp, o in positions.items()]
+                metadata = self.store._member(group).consumer_group_metadata()
+                self.producer.send_offsets_to_transaction(offsets, metadata, _TIMEOUT)
 
 
 class KafkaTransactionContext(TransactionContext):
@@ -426,7 +475,12 @@ class KafkaTransactionContext(TransactionContext):
         assert tx is not None
         committed = False
         try:
-            self._finish_kafka(exc_type)
+            if exc_type is None and tx.is_replay:
+                self._finish_replay()
+            else:
+                if exc_type is None:
+                    tx.send()
+                self._finish_kafka(exc_type)
             committed = exc_type is None
         finally:
             try:
@@ -434,6 +488,21 @@ class KafkaTransactionContext(TransactionContext):
             finally:
                 tx.state.close()
                 store._tx_lock.release()
+
+    def _finish_replay(self) -> None:
+        """A replayed batch: its outputs and positions are in Kafka already; keep only state."""
+        store, tx = self._store, self._tx
+        assert tx is not None
+        if store.exactly_once:
+            tx.producer.abort_transaction(_TIMEOUT)
+        for group, positions in tx.positions.items():
+            replay = store._replay.get(group, {})
+            for tp, offset in positions.items():
+                if tp in replay and offset >= replay[tp]:
+                    del replay[tp]
+            if not replay:
+                store._replay.pop(group, None)
+                log.info("Consumer group %s: local state rebuilt up to its committed positions.", group)
 
     def _finish_kafka(self, exc_type: object) -> None:
         store, tx = self._store, self._tx
@@ -451,8 +520,8 @@ class KafkaTransactionContext(TransactionContext):
                 raise TopicError(f"Transaction failed: {tx.errors[0].str()}")
             return
         # At-least-once: output acknowledged before input positions move.
-        KafkaStore._await(tx.producer, tx.errors, ", ".join(dict.fromkeys(tx.topics)))
         if exc_type is None:
+            KafkaStore._await(tx.producer, tx.errors, ", ".join(dict.fromkeys(tx.topics)))
             for group, positions in tx.positions.items():
                 store._commit(group, positions)
 
@@ -493,8 +562,46 @@ class KafkaReader(TopicReader):
 
     # -- assignment --------------------------------------------------------------------------------
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
+    def _on_assign(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         self._assigned.update(TopicPartition(p.topic, p.partition) for p in partitions)
+        if self._group is not None and partitions:
+            self._seek_to_state(consumer, partitions)
+
+    def _seek_to_state(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
+        """Start where the local state stands when it is behind the group's Kafka commits.
+
+        State commits right after the Kafka transaction, so a crash between the two leaves it
+        one batch behind; a lost (freshly created) state file is behind by everything. The
+        records in between are read again to rebuild the state, and their outputs, already in
+        Kafka, are not produced again (see :meth:`KafkaTransaction.is_replay`)."""
+        store, group = self._store, self._group
+        assert group is not None
+        state = store.state_positions(group)
+        try:
+            committed = consumer.committed(partitions, timeout=_TIMEOUT)
+        except KafkaException:
+            return
+        replay: dict[TopicPartition, int] = {}
+        for p, c in zip(partitions, committed):
+            tp = TopicPartition(p.topic, p.partition)
+            if c.offset < 0:
+                continue
+            local = state.get(tp)
+            if local is None:
+                if not store.state_is_fresh:
+                    continue
+                local = OFFSET_BEGINNING
+            elif local >= c.offset:
+                continue
+            p.offset = local
+            replay[tp] = c.offset
+        if replay:
+            store._replay.setdefault(group, {}).update(replay)
+            log.info(
+                "Consumer group %s: local state is behind its committed positions; re-reading %s to rebuild it.",
+                group, ", ".join(f"{tp.topic}[{tp.partition}] up to {o}" for tp, o in sorted(replay.items())),
+            )
+            consumer.assign(partitions)
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         for p in partitions:
@@ -542,7 +649,45 @@ class KafkaReader(TopicReader):
             messages.extend(self._usable(got))
             if messages or time.monotonic() >= deadline:
                 break
-        return self._to_table(messages)
+        table = self._to_table(messages)
+        if self._group is not None and self._group in self._store._replay:
+            table = self._cap_replay(table)
+        elif self._group is not None:
+            self._store._replay_batch[self._group] = False
+        return table
+
+    def _cap_replay(self, table: pa.Table) -> pa.Table:
+        """While partitions are replayed, a batch holds only replayed records (those below the
+        committed offsets); anything else is read again afterwards."""
+        assert self._group is not None
+        replay = self._store._replay.get(self._group, {})
+        keep: list[bool] = []
+        first_dropped: dict[TopicPartition, int] = {}
+        for topic, partition, offset in zip(
+            table.column("topic").to_pylist(), table.column("partition").to_pylist(), table.column("offset").to_pylist()
+        ):
+            tp = TopicPartition(topic, partition)
+            until = replay.get(tp)
+            ok = until is not None and offset < until
+            keep.append(ok)
+            if not ok and tp not in first_dropped:
+                first_dropped[tp] = offset
+        for tp, until in replay.items():
+            if self._next.get(tp, 0) > until:
+                first_dropped.setdefault(tp, until)
+        for tp, offset in first_dropped.items():
+            self._next[tp] = offset
+            self._consumer.seek(KafkaTopicPartition(tp.topic, tp.partition, offset))
+        kept = table.filter(pa.array(keep, pa.bool_())) if not all(keep) else table
+        self._store._replay_batch[self._group] = kept.num_rows > 0
+        # A partition read up to where its outputs were committed is rebuilt; its next records
+        # are new. (Its committed offset may lie past a transaction marker, hence >=.)
+        for tp, until in list(replay.items()):
+            if self._next.get(tp, 0) >= until:
+                del replay[tp]
+        if not replay:
+            self._store._replay.pop(self._group, None)
+        return kept
 
     def _usable(self, messages: list[Message]) -> list[Message]:
         usable = []
