@@ -276,7 +276,11 @@ def function_list(text: str) -> r.FunctionList:
     infos = []
     for f in REGISTRY.functions():
         infos.append(
-            r.FunctionNameInfo(name=f.name.upper(), type=r.FunctionType.SCALAR, category=str(getattr(f.category, "value", f.category)))
+            r.FunctionNameInfo(
+                name=f.name.upper(),
+                type=r.FunctionType(f.kind.value),
+                category=str(getattr(f.category, "value", f.category)),
+            )
         )
     return r.FunctionList(statement_text=text, functions=tuple(sorted(infos, key=lambda i: i.name)))
 
@@ -298,5 +302,9 @@ def function_description(text: str, name: str) -> r.FunctionDescription:
         for v in f.variants
     )
     return r.FunctionDescription(
-        statement_text=text, name=f.name.upper(), type=r.FunctionType.SCALAR, variants=variants, description=f.description
+        statement_text=text,
+        name=f.name.upper(),
+        type=r.FunctionType(f.kind.value),
+        variants=variants,
+        description=f.description,
     )
