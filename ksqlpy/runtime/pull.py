@@ -42,7 +42,7 @@ from ksqlpy.planner.pull import (
     not_queryable,
 )
 from ksqlpy.planner.select import analyze_select
-from ksqlpy.runtime.materialize import WINDOW_COLUMNS, Materializer, MatLayout, quote
+from ksqlpy.runtime.materialize import PARTITION_COLUMN, WINDOW_COLUMNS, Materializer, MatLayout, quote
 from ksqlpy.runtime.query import PushQuery, new_connection
 from ksqlpy.runtime.rows import Row, table_to_rows
 
@@ -222,12 +222,14 @@ def _fetch(engine: Any, plan: TablePull, layout: MatLayout) -> pa.Table:
     cursor = engine.store.state_cursor()
     try:
         if plan.access is Access.LOOKUP:
-            # Rows come in the order the WHERE clause names their keys, as in ksqlDB.
+            # ksqlDB looks keys up partition by partition, partitions in the order their first key
+            # appears in the WHERE clause, and within one the keys in the order given.
             cursor.register("__pull_keys", _lookup_keys(plan))
             on = " AND ".join(f"t.{quote(c.name)} = k.{quote(c.name)}" for c in plan.source.key_columns)
             numbered = "SELECT *, row_number() OVER () AS __ord FROM __pull_keys"
             keys = f"SELECT * EXCLUDE (__ord), min(__ord) AS __ord FROM ({numbered}) GROUP BY ALL"
-            by_key = ["k.__ord"] + [f"t.{quote(w)}" for w in WINDOW_COLUMNS if layout.windowed]
+            partition_rank = f"min(k.__ord) OVER (PARTITION BY t.{quote(PARTITION_COLUMN)})"
+            by_key = [partition_rank, "k.__ord"] + [f"t.{quote(w)}" for w in WINDOW_COLUMNS if layout.windowed]
             sql += f" JOIN ({keys}) k ON {on} ORDER BY {', '.join(by_key)}"
             return cursor.sql(sql).to_arrow_table()
         order = ", ".join(f"t.{c.strip()}" for c in layout.scan_order().split(","))
