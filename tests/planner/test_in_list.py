@@ -62,3 +62,14 @@ def test_substring_with_a_null_position_or_length_is_null() -> None:
     assert _value("SUBSTRING('some_string', CAST(NULL AS INT))") is None
     assert _value("SUBSTRING('some_string', 6, CAST(NULL AS INT))") is None
     assert _value("SUBSTRING('some_string', 6, 3)") == "str"
+
+
+def test_constructors_coerce_string_literals_to_the_element_type() -> None:
+    compiled = compile_expression(parse_expression("ARRAY[NULL, 10, '2e1', CAST(30 AS BIGINT)]"), ColumnScope([]))
+    assert str(compiled.type) == "ARRAY<DECIMAL(19, 0)>"
+    assert [int(v) if v is not None else None for v in _value("ARRAY[NULL, 10, '2e1', CAST(30 AS BIGINT)]")] == [
+        None, 10, 20, 30
+    ]
+    assert _value("MAP(CAST('a' AS STRING) := TRUE, 10 := 'no')") == {"a": True, "10": False}
+    with pytest.raises(AnalysisError, match='invalid input syntax for type INTEGER: "hello"'):
+        compile_expression(parse_expression("MAP('a' := 1, 'b' := 'hello')"), ColumnScope([]))

@@ -373,25 +373,48 @@ class _Compiler:
         return Compiled(sb.case(typed, default_sql), result_type)
 
     def _common_type(self, values: list[Compiled], nodes: tuple[ast.Expr, ...], what: str) -> st.SqlType | None:
-        """The type a list of values (array elements, map keys or values) coerces to."""
+        """The type a list of values (array elements, map keys or values) coerces to: the
+        widened type of the values that are not string literals (ksqlDB's CoercionUtil); string
+        literals are then parsed as it, other literals become text when it is STRING."""
         common: st.SqlType | None = None
         for value, node in zip(values, nodes):
-            if value.type is None:
+            if value.type is None or isinstance(node, ast.StringLiteral):
                 continue
             if common is None:
                 common = value.type
                 continue
             widened = st.widen(common, value.type)
             if widened is None:
+                if common == st.STRING and _is_literal(node):
+                    continue
                 raise AnalysisError(
-                    f"invalid input syntax for type {common.base.value}: \"{format_expr(node)}\"."
-                    if value.type == st.STRING
-                    else f"operator does not exist: {common} = {value.type} ({format_expr(node)})\n"
+                    f"operator does not exist: {common} = {value.type} ({format_expr(node)})\n"
                     "Hint: You might need to add explicit type casts.",
                     pos=getattr(node, "pos", None),
                 )
             common = widened
+        if common is None and any(v.type is not None for v in values):
+            common = st.STRING
+        if common is not None and st.is_numeric(common):
+            # numeric text widens the type as the DECIMAL it reads as ('2e1' with BIGINT: DECIMAL(19, 0))
+            for node in nodes:
+                if isinstance(node, ast.StringLiteral):
+                    try:
+                        number = decimal.Decimal(node.value.strip())
+                    except decimal.InvalidOperation:
+                        continue  # reported when the literal is coerced
+                    if number.is_finite():
+                        common = st.widen(common, decimal_literal_type(format(number, "f"))) or common
         return common
+
+    def _coerced(self, node: ast.Expr, value: Compiled, target: st.SqlType) -> Compiled:
+        """One constructor element as a ``target`` value (see :meth:`_common_type`)."""
+        if isinstance(node, ast.StringLiteral) and target != st.STRING:
+            sql = _coerce_string_literal(node.value, target, getattr(node, "pos", None), prefix="")
+            return Compiled(cast_value(sql, _literal_sql_type(sql, target), target), target, value.value)
+        if target == st.STRING and value.type not in (None, st.STRING) and _is_literal(node):
+            return Compiled(exp.Literal.string(_literal_text(node)), target, value.value)
+        return Compiled(cast_value(value.sql, value.type, target), target, value.value)
 
     def _create_array(self, e: ast.CreateArray, scope: Scope) -> Compiled:
         if not e.items:
@@ -409,7 +432,7 @@ class _Compiler:
                 "cast a NULL value to the desired type.",
                 pos=e.pos,
             )
-        sql = exp.Array(expressions=[cast_value(i.sql, i.type, element) for i in items])
+        sql = exp.Array(expressions=[self._coerced(n, i, element).sql for n, i in zip(e.items, items)])
         return Compiled(sql, st.Array(element))
 
     def _create_map(self, e: ast.CreateMap, scope: Scope) -> Compiled:
@@ -435,6 +458,10 @@ class _Compiler:
                 "As a workaround, you may cast a NULL value to the desired type.",
                 pos=e.pos,
             )
+        keys = [self._coerced(n, k, key_type) for (n, _), k in zip(e.entries, keys)]
+        values = [self._coerced(n, v, value_type) for (_, n), v in zip(e.entries, values)]
+        if key_type == st.STRING:  # a NULL key is written as "null", as Java's map printing does
+            keys = [Compiled(exp.Coalesce(this=k.sql, expressions=[exp.Literal.string("null")]), k.type, k.value) for k in keys]
         # A later duplicate key wins, as in ksqlDB's map construction.
         sql = sb.call(
             "map_from_entries",
@@ -666,9 +693,18 @@ def _parse_boolean(text: str) -> bool | None:
     return None
 
 
-def _coerce_string_literal(text: str, target: st.SqlType, pos: object) -> exp.Expression:
+def _literal_sql_type(sql: exp.Expression, target: st.SqlType) -> st.SqlType:
+    """The type of a parsed string literal (see :func:`_coerce_string_literal`)."""
+    if isinstance(sql, exp.Cast) and st.is_numeric(target):
+        return decimal_literal_type(sql.this.name)
+    return target
+
+
+def _coerce_string_literal(
+    text: str, target: st.SqlType, pos: object, *, prefix: str = "Invalid Predicate: "
+) -> exp.Expression:
     """A string literal in a list of ``target`` values, parsed as ksqlDB parses it."""
-    bad = AnalysisError(f'Invalid Predicate: invalid input syntax for type {target.base.value}: "{text}".', pos=pos)  # type: ignore[arg-type]
+    bad = AnalysisError(f'{prefix}invalid input syntax for type {target.base.value}: "{text}".', pos=pos)  # type: ignore[arg-type]
     if st.is_numeric(target):
         try:
             number = decimal.Decimal(text.strip())
@@ -676,7 +712,8 @@ def _coerce_string_literal(text: str, target: st.SqlType, pos: object) -> exp.Ex
             raise bad from None
         if not number.is_finite():
             raise bad
-        return sb.cast(exp.Literal.string(str(number)), decimal_literal_type(str(number)))
+        digits = format(number, "f")
+        return sb.cast(exp.Literal.string(digits), decimal_literal_type(digits))
     if target == st.BOOLEAN:
         parsed = _parse_boolean(text)
         if parsed is None:
