@@ -261,13 +261,7 @@ def test_inserts_stream_http2_acks_and_unterminated_last_row(ksql_server: Runnin
     assert [orjson.loads(x) for x in rows] == [["a", 1], ["b", 2], ["c", 3], ["d", 4]]
 
 
-def test_push_query_from_latest_gets_rows_written_after_it_started(
-    ksql_server: RunningServer, request: pytest.FixtureRequest
-) -> None:
-    if ksql_server.engine.store_kind == "kafka":
-        request.applymarker(pytest.mark.xfail(
-            reason="the Kafka reader resolves `latest` asynchronously (about 0.5 s after the query "
-                   "started); rows written before that are skipped", strict=False))
+def test_push_query_from_latest_gets_rows_written_after_it_started(ksql_server: RunningServer) -> None:
     name = make_stream(ksql_server, rows=1)
     body = orjson.dumps({"sql": f"SELECT * FROM {name} EMIT CHANGES LIMIT 3;"})
     got = []

@@ -616,16 +616,28 @@ class KafkaReader(TopicReader):
             return
         self._last_refresh = now
         existing = self._store._metadata_topics()
+        names = [n for n in sorted(self._unassigned_topics) if n in existing and existing[n].error is None]
         fresh = [
-            KafkaTopicPartition(name, p, OFFSET_BEGINNING if self._start == "earliest" else OFFSET_END)
-            for name in sorted(self._unassigned_topics)
-            if name in existing and existing[name].error is None
+            KafkaTopicPartition(name, p, self._start_offset(name, p))
+            for name in names
             for p in sorted(existing[name].partitions)
         ]
         if fresh:
             self._unassigned_topics -= {tp.topic for tp in fresh}
             self._consumer.incremental_assign(fresh)
             self._assigned.update(TopicPartition(tp.topic, tp.partition) for tp in fresh)
+
+    def _start_offset(self, topic: str, partition: int) -> int:
+        """Where a group-less reader starts. ``latest`` is pinned to the end offset now, when the
+        reader opens: left to the client it is resolved at the first fetch, and records written
+        in between would be missed."""
+        if self._start == "earliest":
+            return OFFSET_BEGINNING
+        try:
+            helper = self._store._helper("ksqlpy-metadata")
+            return int(helper.get_watermark_offsets(KafkaTopicPartition(topic, partition), timeout=_TIMEOUT)[1])
+        except KafkaException:
+            return OFFSET_END
 
     # -- reading -----------------------------------------------------------------------------------
 
