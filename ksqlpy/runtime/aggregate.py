@@ -124,6 +124,15 @@ class AggregateProcessor:
         ]
         cols += [f"{TS} BIGINT", f"{PASS} BOOLEAN"]
         state.execute("CREATE SCHEMA IF NOT EXISTS agg")
+        existing = state.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'agg' AND table_name = ? ORDER BY column_index",
+            [self.query_id],
+        ).fetchall()
+        wanted = [c.split(" ", 1)[0].strip('"') for c in cols]
+        if existing and [n for (n,) in existing] != wanted:
+            # CREATE OR REPLACE changed the aggregation: its old state no longer applies.
+            for table in (self.tables.groups, self.tables.sources, self.tables.meta):
+                state.execute(f"DROP TABLE IF EXISTS {table}")
         state.execute(f"CREATE TABLE IF NOT EXISTS {self.tables.groups} ({', '.join(cols)})")
         state.execute(f"CREATE TABLE IF NOT EXISTS {self.tables.meta} (stream_time BIGINT)")
         if self.is_table:
