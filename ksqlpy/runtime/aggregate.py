@@ -392,7 +392,6 @@ class AggregateProcessor:
                 out_states[i].append(entry[0][i])
             entry[1] = max(entry[1], data[TS][r])
             ts_out.append(entry[1])
-            entry[2] = True  # only "seen" matters for the LAG-based previous-pass below
         cols: dict[str, pa.Array] = {SEQ: rows.column(SEQ)}
         for c in self.group_cols:
             cols[c] = rows.column(c)
