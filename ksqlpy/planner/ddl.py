@@ -54,7 +54,10 @@ def formats_from(
     value_fmt = props.string("VALUE_FORMAT")
     if fmt is not None and (key_fmt is not None or value_fmt is not None):
         which = "KEY_FORMAT" if key_fmt is not None else "VALUE_FORMAT"
-        raise AnalysisError(f"Cannot supply both '{which}' and 'FORMAT' properties, as 'FORMAT' sets both key and value formats.\nEither use just 'FORMAT', or use '{which}' and 'KEY_FORMAT'.".replace("'KEY_FORMAT' and 'KEY_FORMAT'", "'KEY_FORMAT' and 'VALUE_FORMAT'"))
+        raise AnalysisError(
+            f"Cannot supply both '{which}' and 'FORMAT' properties, as 'FORMAT' sets both key and value formats. "
+            "Either use just 'FORMAT', or use 'KEY_FORMAT' and 'VALUE_FORMAT'."
+        )
     if fmt is not None:
         key_fmt = value_fmt = fmt
     if key_fmt is None:

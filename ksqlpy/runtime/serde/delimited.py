@@ -326,6 +326,20 @@ class DelimitedSerializer(Serializer):
                 )
             case BaseType.BOOLEAN:
                 text = pc.if_else(physical, "true", "false")
+            case BaseType.DATE | BaseType.TIME | BaseType.TIMESTAMP:
+                # ksqlDB hands these to the CSV printer as text (a number of days or millis),
+                # and a record starting with a negative one comes out quoted ("-10").
+                text = pa.array(
+                    [
+                        None
+                        if v is None
+                        else '"' + v + '"'
+                        if first and v.startswith("-")
+                        else quote(v, first=first, delimiter=self.delimiter)
+                        for v in physical.cast(pa.string()).to_pylist()
+                    ],
+                    pa.string(),
+                )
             case _:
                 text = physical.cast(pa.string())
                 if self.delimiter in "0123456789-":
