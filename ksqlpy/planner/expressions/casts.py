@@ -47,6 +47,19 @@ def _to_string(e: exp.Expression, _src: st.SqlType, _to: st.SqlType) -> exp.Expr
     return sb.cast(e, st.STRING)
 
 
+def _struct_to_string(e: exp.Expression, src: st.SqlType, _to: st.SqlType) -> exp.Expression:
+    """Java's ``Struct.toString()``: ``Struct{A=1,B=x}``, fields whose value is null left out."""
+    assert isinstance(src, st.Struct)
+    parts: list[exp.Expression] = []
+    for f in src.fields:
+        value = sb.call("struct_extract", e, exp.Literal.string(f.name))
+        text = cast_value(value, f.type, st.STRING) if f.type.base is not B.STRING else value
+        parts.append(exp.DPipe(this=exp.Literal.string(f"{f.name}="), expression=text))
+    body = sb.call("concat_ws", exp.Literal.string(","), *parts) if parts else exp.Literal.string("")
+    text = exp.DPipe(this=exp.DPipe(this=exp.Literal.string("Struct{"), expression=body), expression=exp.Literal.string("}"))
+    return sb.case([(exp.Is(this=e, expression=exp.Null()), sb.cast(exp.Null(), st.STRING))], text)
+
+
 def _double_to_string(e: exp.Expression, _src: st.SqlType, _to: st.SqlType) -> exp.Expression:
     magnitude = sb.call("abs", e)
     plain = exp.or_(
@@ -182,7 +195,7 @@ _CASTS: dict[tuple[B, B], _Rule] = {
     (B.MAP, B.MAP): _map_to_map,
     (B.MAP, B.STRING): _to_string,
     (B.STRUCT, B.STRUCT): _struct_to_struct,
-    (B.STRUCT, B.STRING): _to_string,
+    (B.STRUCT, B.STRING): _struct_to_string,
     (B.TIMESTAMP, B.STRING): _timestamp_to_string,
     (B.TIMESTAMP, B.TIME): _plain,
     (B.TIMESTAMP, B.DATE): _plain,
