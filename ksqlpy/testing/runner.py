@@ -53,6 +53,9 @@ BASE_CONFIG: dict[str, str] = {
     "ksql.logging.processing.stream.auto.create": "false",
 }
 
+#: Partitions of a REST case's topics when nothing says otherwise (ksqlDB's test ``Topic``).
+REST_DEFAULT_PARTITIONS = 4
+
 #: Seconds a case may take before it is reported as an error.
 CASE_TIMEOUT = 60.0
 #: Seconds to wait for persistent queries to process what is available.
@@ -235,11 +238,16 @@ _PARTITIONS = re.compile(r"\bpartitions\s*=\s*(\d+)", re.IGNORECASE)
 def topics_to_create(case: QttCase) -> dict[str, int]:
     """Topics that exist before the statements run, with their partition counts: the case's
     ``topics``, the topics CREATE STREAM/TABLE statements name and the input topics (ksqlDB's
-    ``TestCaseBuilderUtil.getAllTopics``). One partition unless something asks for more, so
-    that records keep the order the case gives them."""
+    ``TestCaseBuilderUtil.getAllTopics``).
+
+    REST cases run, as in ksqlDB's harness, on topics of :data:`REST_DEFAULT_PARTITIONS`
+    partitions unless something asks otherwise: their expected pull-query rows come in the
+    order of those partitions. Other cases get one partition, so that records keep the order
+    the case gives them (ksqlDB runs them through a single-threaded test driver)."""
+    default = REST_DEFAULT_PARTITIONS if case.is_rest else 1
     topics: dict[str, int] = {}
     for node in case.topics:
-        topics[node.name] = node.partitions or 1
+        topics[node.name] = node.partitions or default
     for statement in case.statements:
         if not _CREATE_SOURCE.match(statement) or _AS_SELECT.search(statement):
             continue
@@ -248,10 +256,10 @@ def topics_to_create(case: QttCase) -> dict[str, int]:
             continue
         partitions = _PARTITIONS.search(statement)
         topic = name.group(1).replace("''", "'")
-        topics.setdefault(topic, int(partitions.group(1)) if partitions else 1)
+        topics.setdefault(topic, int(partitions.group(1)) if partitions else default)
     for record in case.inputs:
         wanted = (record.partition or 0) + 1
-        topics[record.topic] = max(topics.get(record.topic, 1), wanted)
+        topics[record.topic] = max(topics.get(record.topic, default), wanted)
     return topics
 
 
