@@ -181,6 +181,8 @@ def analyze_aggregate(
 
     where_sql = _where(query, scope)
     items = expand_select(query.select, source, alias, scope)
+    if any(_is_table_function(n) for e, _ in items for n in _walk(e)):
+        raise AnalysisError("Table functions cannot be used with aggregations.", pos=query.pos)
 
     for e in query.group_by:
         calls = _aggregate_calls(e)
@@ -222,6 +224,8 @@ def analyze_aggregate(
 
         return _rewrite(e, fn)
 
+    readable = {c.name: c.text for c in calls.values()}
+    readable.update({group_key_name(i): scopes.format_expr(k.expr) for i, k in enumerate(keys)})
     # GROUP BY 1: a literal select item equal to a literal grouping expression is that key
     literal_keys = {k.expr: i for i, k in enumerate(keys) if isinstance(k.expr, _LITERALS)}
     names = _names(items)
@@ -239,7 +243,7 @@ def analyze_aggregate(
             compiled = scopes.compile_expr(_unwrap_as_value(rewritten), post, clause="SELECT")
         except AnalysisError as err:
             if "cannot be resolved" not in str(err):
-                raise
+                raise _readable(err, readable) from None
             offenders.append(scopes.format_expr(e))
             continue
         if compiled.type is None:
@@ -267,7 +271,12 @@ def analyze_aggregate(
             f"Use of aggregate function {first.accumulator.name} requires a GROUP BY clause.", pos=query.pos
         )
 
-    having_sql = _having(query.having, substitute, scope, post, windowed)
+    try:
+        having_sql = _having(query.having, substitute, scope, post, windowed)
+    except AnalysisError as err:
+        if "not part of GROUP BY" in str(err):
+            raise
+        raise _readable(err, readable, "Error in HAVING expression: ") from None
     columns = _output_columns(projected, keys, sink_name, persistent)
     final = query.refinement is ast.Refinement.FINAL
     window = window_spec(query.window, emit_final=final) if query.window is not None else None
@@ -289,6 +298,25 @@ def analyze_aggregate(
 
 
 _EXPR_TYPES = tuple(t for t in typing.get_args(ast.Expr) if t not in (ast.Lambda, ast.IntervalUnit))
+
+
+def _is_table_function(node: Any) -> bool:
+    from ksqlpy.planner.functions import REGISTRY
+    from ksqlpy.planner.functions.registry import FunctionKind
+
+    if not isinstance(node, ast.FunctionCall):
+        return False
+    fn = REGISTRY.get(node.name)
+    return fn is not None and fn.kind == FunctionKind.TABLE
+
+
+def _readable(err: AnalysisError, names: dict[str, str], prefix: str = "") -> AnalysisError:
+    """An error about the rewritten expression, told in the query's own terms (``SUM(VALUE)``,
+    not its internal column)."""
+    message = err.message
+    for internal, text in sorted(names.items(), key=lambda kv: -len(kv[0])):
+        message = message.replace(internal, text)
+    return AnalysisError(prefix + message, pos=getattr(err, "pos", None))
 
 
 def _is_expr(node: Any) -> bool:

@@ -213,3 +213,20 @@ def test_rows_with_a_null_grouping_value_are_dropped_and_logged(engine: Engine) 
     assert [v for _, v, _ in read(engine, "T")] == [{"C": 1}, {"C": 2}]
     logged = [json.dumps(v) for _, v, _ in read(engine, engine.plog.topic)]
     assert any("Group-by column with index 0 resolved to null" in m for m in logged)
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        (
+            "SELECT ID, SUM(V) AS T FROM S GROUP BY ID HAVING SUM(V) > 'x'",
+            "Error in HAVING expression: Cannot compare SUM(V) (INTEGER) to 'x' (STRING)",
+        ),
+        ("SELECT ID, EXPLODE(ARRAY[V]), COUNT(*) FROM S GROUP BY ID", "Table functions cannot be used with aggregations."),
+    ],
+)
+def test_errors_name_the_query_s_own_expressions(engine: Engine, query: str, message: str) -> None:
+    execute(engine, STREAM)
+    with pytest.raises(AnalysisError) as info:
+        execute(engine, f"CREATE TABLE X AS {query};")
+    assert message in str(info.value)
