@@ -147,8 +147,8 @@ def name_projections(
         compiled = scopes.compile_expr(e, scope, clause="SELECT")
         if compiled.type is None:
             raise AnalysisError(
-                f"Can't infer a type of null. Please explicitly cast it to a required type, "
-                f"e.g. CAST(null AS VARCHAR).",
+                "Can't infer a type of null. Please explicitly cast it to a required type, "
+                "e.g. CAST(null AS VARCHAR).",
                 pos=e.pos,
             )
         key_of = None

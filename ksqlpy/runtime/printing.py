@@ -99,7 +99,7 @@ class FormatGuess:
 
 def format_rowtime(millis: int) -> str:
     """ksqlDB's ``yyyy/MM/dd HH:mm:ss.SSS Z`` in UTC."""
-    when = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc) + dt.timedelta(milliseconds=millis)
+    when = dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(milliseconds=millis)
     return when.strftime("%Y/%m/%d %H:%M:%S.") + f"{when.microsecond // 1000:03d} Z"
 
 
@@ -186,7 +186,7 @@ class PrintRunner:
         except KsqlpyError as e:
             self.error = e
             self.end_reason = "ERROR"
-        except Exception as e:  # noqa: BLE001 - reported to the client as the query's error
+        except Exception as e:  # reported to the client as the PRINT's error
             log.exception("PRINT %s failed", self.topic)
             self.error = KsqlpyError(str(e))
             self.end_reason = "ERROR"
@@ -211,7 +211,7 @@ class PrintRunner:
         if callback is not None:
             try:
                 callback()
-            except Exception:  # noqa: BLE001 - a client's callback must not stop the PRINT
+            except Exception:  # a client's callback must not stop the PRINT
                 log.debug("PRINT listener failed", exc_info=True)
 
 

@@ -633,7 +633,7 @@ def _time_literal(node: ast.Expr, other: ast.Expr) -> ast.Expr:
     if m is None:
         return node
     year, month, day, hour, minute, second, frac, zone = m.groups()
-    tz = dt.timezone.utc
+    tz = dt.UTC
     if zone and zone != "Z":
         digits = zone[1:].replace(":", "")
         offset = dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:4] or 0))
@@ -642,7 +642,7 @@ def _time_literal(node: ast.Expr, other: ast.Expr) -> ast.Expr:
         int(year), int(month or 1), int(day or 1), int(hour or 0), int(minute or 0), int(second or 0),
         int((frac or "0").ljust(3, "0")) * 1000, tzinfo=tz,
     )
-    millis = (value - dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)) // dt.timedelta(milliseconds=1)
+    millis = (value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(milliseconds=1)
     return ast.IntegerLiteral(value=millis, pos=node.pos)
 
 

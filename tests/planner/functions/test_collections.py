@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from conftest import evaluate, lit
+
 from ksqlpy import sqltypes as st
 
 INTS = st.Array(st.INTEGER)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from stateless_io import produce, read, schema
+
 from ksqlpy.errors import AnalysisError
 from ksqlpy.runtime.engine import Engine
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from stateless_io import produce
+
 from ksqlpy.runtime.engine import Engine
 
 
