@@ -295,9 +295,12 @@ class StreamingQuery:
         key_columns: tuple[str, ...] = (),
         is_pull: bool = False,
         is_print: bool = False,
+        table_pull: bool = False,
     ) -> None:
         self.engine = engine
         self.query_id = query_id
+        #: a pull query answered from materialized tables (its response has no final message)
+        self.table_pull = table_pull
         self.columns = columns
         self.key_columns = key_columns
         self.is_pull = is_pull

@@ -104,7 +104,7 @@ def start_pull(session: Any, stmt: ast.QueryStatement) -> Any:
     keys = tuple(c.name for c in plan.columns if c.is_key)
     from ksqlpy.runtime.engine import StreamingQuery
 
-    return StreamingQuery(engine, _query_id(), columns, rows=rows, key_columns=keys, is_pull=True)
+    return StreamingQuery(engine, _query_id(), columns, rows=rows, key_columns=keys, is_pull=True, table_pull=True)
 
 
 def _queryable(source: Source) -> bool:
@@ -325,7 +325,7 @@ def start_sql_pull(session: Any, text: str) -> Any | None:
     rows = table_to_rows(result, [f.type for f in fields])
     from ksqlpy.runtime.engine import StreamingQuery
 
-    return StreamingQuery(engine, _query_id(), fields, rows=rows, is_pull=True)
+    return StreamingQuery(engine, _query_id(), fields, rows=rows, is_pull=True, table_pull=True)
 
 
 #: Function name prefixes that reach outside the state database (files, settings, other DBs).

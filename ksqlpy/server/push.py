@@ -40,6 +40,7 @@ class QueryLike(Protocol):
     key_columns: tuple[str, ...]
     is_pull: bool
     is_print: bool
+    table_pull: bool
     done: bool
     end_reason: str | None
     error: Any
@@ -143,6 +144,6 @@ def _ending(query: QueryLike, fmt: QueryFormat) -> bytes | None:
         if not isinstance(error, KsqlpyError):
             log.error("Query %s failed", query.query_id, exc_info=error)
         return fmt.error(generic_error(INTERNAL, message_of(error)))
-    if query.is_pull:
-        return fmt.end(None)
+    if query.table_pull:
+        return fmt.end(None)  # pull queries over tables end without a final message
     return fmt.end(FINAL_MESSAGES.get(query.end_reason or "COMPLETED", "Query Completed"))

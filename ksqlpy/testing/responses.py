@@ -89,7 +89,7 @@ def run_query(
             raise query.error
         final = FINAL_MESSAGES.get(query.end_reason or "")
         # Pull queries on tables end without a final message in ksqlDB's responses.
-        table_pull = query.is_pull and bool(query.key_columns)
+        table_pull = query.is_pull and query.table_pull
         if final is not None and not table_pull:
             rows.append({"finalMessage": final})
         return rows
