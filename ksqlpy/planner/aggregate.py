@@ -41,7 +41,9 @@ DEFAULT_GRACE_MS = 86_400_000
 #: Kafka Streams' default retention of window stores.
 DEFAULT_RETENTION_MS = 86_400_000
 
-_WINDOW_BOUNDS_ERROR = "Window bounds column {} can only be used in the SELECT clause of windowed aggregations"
+_WINDOW_BOUNDS_ERROR = (
+    "Window bounds column {} can only be used in the SELECT clause of windowed aggregations"
+)
 
 
 def is_aggregate_function(name: str) -> bool:
@@ -185,11 +187,11 @@ def analyze_aggregate(
         raise AnalysisError("Table functions cannot be used with aggregations.", pos=query.pos)
 
     for e in query.group_by:
-        calls = _aggregate_calls(e)
-        if calls:
+        nested = _aggregate_calls(e)
+        if nested:
             raise AnalysisError(
-                f"GROUP BY does not support aggregate functions: {calls[0].name} is an aggregate function.",
-                pos=calls[0].pos,
+                f"GROUP BY does not support aggregate functions: {nested[0].name} is an aggregate function.",
+                pos=nested[0].pos,
             )
     for e in (*query.group_by, *(a for c in _all_calls(items, query.having) for a in c.args)):
         _check_window_bounds(e, source)
@@ -198,7 +200,7 @@ def analyze_aggregate(
     calls = _calls(items, query.having, scope)
     if source.is_table:
         if windowed:
-            raise AnalysisError("Windowing not supported for table aggregations.", pos=query.window.pos)
+            raise AnalysisError("Windowing not supported for table aggregations.", pos=query.pos)
         no_undo = sorted({c.accumulator.name for c in calls.values() if not c.accumulator.supports_undo})
         if no_undo:
             raise AnalysisError(
@@ -220,9 +222,12 @@ def analyze_aggregate(
             except AnalysisError:
                 return None
             i = by_sql.get(compiled.sql.sql(dialect="duckdb"))
-            return None if i is None else ast.ColumnRef(name=group_key_name(i), pos=getattr(node, "pos", None))
+            return (
+                None if i is None else ast.ColumnRef(name=group_key_name(i), pos=getattr(node, "pos", None))
+            )
 
-        return _rewrite(e, fn)
+        rewritten: ast.Expr = _rewrite(e, fn)
+        return rewritten
 
     readable = {c.name: c.text for c in calls.values()}
     readable.update({group_key_name(i): scopes.format_expr(k.expr) for i, k in enumerate(keys)})
@@ -255,7 +260,8 @@ def analyze_aggregate(
         projected.append((name, rewritten, compiled))
     if offenders:
         raise AnalysisError(
-            "Non-aggregate SELECT expression(s) not part of GROUP BY: " + ", ".join(offenders)
+            "Non-aggregate SELECT expression(s) not part of GROUP BY: "
+            + ", ".join(offenders)
             + "\nEither add the column(s) to the GROUP BY or remove them from the SELECT.",
             pos=query.pos,
         )
@@ -284,7 +290,8 @@ def analyze_aggregate(
         source=source,
         where_sql=where_sql,
         group_keys=tuple(
-            OutputColumn(name=group_key_name(i), type=k.type, sql=k.sql, is_key=True) for i, k in enumerate(keys)
+            OutputColumn(name=group_key_name(i), type=k.type, sql=k.sql, is_key=True)
+            for i, k in enumerate(keys)
         ),
         calls=tuple(calls.values()),
         window=window,
@@ -331,7 +338,8 @@ def _unwrap_as_value(e: ast.Expr) -> ast.Expr:
             return _unwrap_as_value(node.args[0])
         return None
 
-    return _rewrite(e, fn)
+    unwrapped: ast.Expr = _rewrite(e, fn)
+    return unwrapped
 
 
 def _where(query: ast.Query, scope: ColumnScope) -> str | None:
@@ -342,7 +350,9 @@ def _where(query: ast.Query, scope: ColumnScope) -> str | None:
             try:
                 scope.resolve(ref)
             except AnalysisError:
-                raise AnalysisError(f"Error in WHERE expression: Unknown column {ref.name}.", pos=ref.pos) from None
+                raise AnalysisError(
+                    f"Error in WHERE expression: Unknown column {ref.name}.", pos=ref.pos
+                ) from None
     compiled = scopes.compile_expr(query.where, scope, clause="WHERE")
     if compiled.type is not None and compiled.type != sqltypes.BOOLEAN:
         raise AnalysisError(
@@ -436,7 +446,9 @@ def _calls(
         accumulator = resolve_aggregate(call.name, args, pos=call.pos)
         present = [i < len(sqls) for i in accumulator.column_args]
         args_sql = tuple(sqls[i] if ok else '"ROWTIME"' for i, ok in zip(accumulator.column_args, present))
-        arg_types = tuple(types[i] if ok else sqltypes.BIGINT for i, ok in zip(accumulator.column_args, present))
+        arg_types = tuple(
+            types[i] if ok else sqltypes.BIGINT for i, ok in zip(accumulator.column_args, present)
+        )
         calls[text] = AggregateCall(
             name=f"KSQL_AGG_VARIABLE_{len(calls)}",
             text=text,
@@ -460,7 +472,8 @@ def _post_scope(
 def _names(items: list[tuple[ast.Expr, str | None]]) -> list[str]:
     """Output column names as ksqlDB gives them: the alias, a column's or struct field's name,
     else ``KSQL_COL_<n>`` skipping names already taken."""
-    used = {a if a is not None else e.name for e, a in items if a is not None or isinstance(e, ast.ColumnRef)}
+    used = {a for _, a in items if a is not None}
+    used |= {e.name for e, a in items if a is None and isinstance(e, ast.ColumnRef)}
     names: list[str] = []
     generated = 0
     for e, a in items:
@@ -498,7 +511,8 @@ def _having(
             post.resolve(ref)
         except AnalysisError:
             raise AnalysisError(
-                f"Non-aggregate HAVING expression not part of GROUP BY: {scopes.format_expr(ref)}", pos=ref.pos
+                f"Non-aggregate HAVING expression not part of GROUP BY: {scopes.format_expr(ref)}",
+                pos=ref.pos,
             ) from None
     compiled = scopes.compile_expr(rewritten, post, clause="HAVING")
     if compiled.type is not None and compiled.type != sqltypes.BOOLEAN:
@@ -531,9 +545,7 @@ def _output_columns(
     key_items: set[int] = set()
     for i, k in enumerate(keys):
         ref = ast.ColumnRef(name=group_key_name(i))
-        found = next(
-            (j for j, (_, e, _) in enumerate(projected) if e == ref and j not in key_items), None
-        )
+        found = next((j for j, (_, e, _) in enumerate(projected) if e == ref and j not in key_items), None)
         if found is None:
             raise AnalysisError(
                 f"The query used to build `{sink_name}` must include the grouping expression "
@@ -578,7 +590,12 @@ def window_spec(w: ast.Window, *, emit_final: bool = False) -> WindowSpec:
                 retention_ms=retention,
             )
         case ast.SessionWindow(gap=gap, grace=grace):
-            return WindowSpec(type="SESSION", gap_ms=gap.millis, grace_ms=_grace(grace, gap.millis, emit_final), retention_ms=retention)
+            return WindowSpec(
+                type="SESSION",
+                gap_ms=gap.millis,
+                grace_ms=_grace(grace, gap.millis, emit_final),
+                retention_ms=retention,
+            )
     raise AnalysisError(f"Unsupported window: {w}")
 
 

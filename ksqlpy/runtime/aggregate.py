@@ -116,11 +116,14 @@ class AggregateProcessor:
         if self._created:
             return
         step = self.step
-        cols = [f"{_q(k)} {sqltypes.to_duckdb(c.type)}" for k, c in zip(self.keys, step.group_keys, strict=True)]
+        cols = [
+            f"{_q(k)} {sqltypes.to_duckdb(c.type)}" for k, c in zip(self.keys, step.group_keys, strict=True)
+        ]
         if self.windowed:
             cols += [f"{_WS} BIGINT", f"{_WE} BIGINT"]
         cols += [
-            f"{_state_col(i)} {sqltypes.to_duckdb(c.accumulator.state_type)}" for i, c in enumerate(step.calls)
+            f"{_state_col(i)} {sqltypes.to_duckdb(c.accumulator.state_type)}"
+            for i, c in enumerate(step.calls)
         ]
         cols += [f"{TS} BIGINT", f"{PASS} BOOLEAN"]
         state.execute("CREATE SCHEMA IF NOT EXISTS agg")
@@ -140,7 +143,10 @@ class AggregateProcessor:
                 f"{_q(sk)} {sqltypes.to_duckdb(c.type)}"
                 for sk, c in zip(self.source_keys, step.source.key_columns, strict=True)
             ]
-            src += [f"{_q(k)} {sqltypes.to_duckdb(c.type)}" for k, c in zip(self.keys, step.group_keys, strict=True)]
+            src += [
+                f"{_q(k)} {sqltypes.to_duckdb(c.type)}"
+                for k, c in zip(self.keys, step.group_keys, strict=True)
+            ]
             for i, c in enumerate(step.calls):
                 for j, a in enumerate(self.args[i]):
                     src.append(f"{a} {sqltypes.to_duckdb(c.arg_types[j])}")
@@ -182,7 +188,9 @@ class AggregateProcessor:
             out = self._final(state, stream_time, times)
         return Evaluated(out, self._errors)
 
-    def _relation(self, name: str, table: pa.Table, sql: str, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
+    def _relation(
+        self, name: str, table: pa.Table, sql: str, con: duckdb.DuckDBPyConnection | None = None
+    ) -> pa.Table:
         con = con if con is not None else self.con
         con.register(name, table)
         try:
@@ -202,7 +210,10 @@ class AggregateProcessor:
             items += ["ROWPARTITION AS __PART", "ROWOFFSET AS __OFF"]
             sql = f"SELECT *, {not_null} AS __KEYED FROM (SELECT {', '.join(items)} FROM input WHERE {where}) ORDER BY {SEQ}"
         else:
-            items += [f"{_q(c.name)} AS {sk}" for sk, c in zip(self.source_keys, step.source.key_columns, strict=True)]
+            items += [
+                f"{_q(c.name)} AS {sk}"
+                for sk, c in zip(self.source_keys, step.source.key_columns, strict=True)
+            ]
             items.append(f'(NOT "{TOMBSTONE}" AND {where}) AS __OK')
             sql = f"SELECT *, (__OK AND {not_null}) AS __VALID FROM (SELECT {', '.join(items)} FROM input) ORDER BY {SEQ}"
         result = self._relation("input", batch, sql)
@@ -217,7 +228,9 @@ class AggregateProcessor:
     def _null_keys(self, rows: pa.Table) -> None:
         """ksqlDB drops a row whose grouping value is null, with a processing-log entry."""
         nulls = [pc.is_null(rows.column(k)).to_pylist() for k in self.keys]
-        for r, (part, off) in enumerate(zip(rows.column("__PART").to_pylist(), rows.column("__OFF").to_pylist(), strict=True)):
+        for r, (part, off) in enumerate(
+            zip(rows.column("__PART").to_pylist(), rows.column("__OFF").to_pylist(), strict=True)
+        ):
             index = next(i for i, col in enumerate(nulls) if col[r])
             self._errors.append(
                 ProcessingError(
@@ -239,7 +252,9 @@ class AggregateProcessor:
         lags = ", ".join(f"LAG({_q(v)}) OVER w AS {_q('__OLD' + v)}" for v in values)
         # An update within one group is one change (Kafka Streams sends old and new together):
         # its retraction updates the state but is not emitted on its own.
-        same = " AND ".join([f"__VALID"] + [f"{_q('__OLD' + k)} IS NOT DISTINCT FROM {_q(k)}" for k in self.keys])
+        same = " AND ".join(
+            ["__VALID"] + [f"{_q('__OLD' + k)} IS NOT DISTINCT FROM {_q(k)}" for k in self.keys]
+        )
         self.con.register("__prior", prior)
         try:
             sql = f"""
@@ -286,7 +301,8 @@ class AggregateProcessor:
         if w is None or w.is_session:
             if w is not None:
                 st = self._relation(
-                    "rows", rows,
+                    "rows",
+                    rows,
                     f"SELECT *, greatest({prior_st}, max({TS}) OVER (ORDER BY {SEQ} ROWS UNBOUNDED PRECEDING)) AS __ST "
                     f"FROM rows ORDER BY {SEQ}",
                 )
@@ -316,7 +332,12 @@ class AggregateProcessor:
         return self._relation("__keys", keys, sql, state)
 
     def _replace(
-        self, state: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, cols: Sequence[str], keep: str | None = None
+        self,
+        state: duckdb.DuckDBPyConnection,
+        table: str,
+        rows: pa.Table,
+        cols: Sequence[str],
+        keep: str | None = None,
     ) -> None:
         """Upsert ``rows`` into ``table`` by ``cols`` (rows whose ``keep`` is false delete)."""
         if rows.num_rows == 0:
@@ -346,7 +367,8 @@ class AggregateProcessor:
             running = v.running([f"r.{a}" for a in self.args[i]], f"r.{SIGN}", over)
             states.append(f"{v.combine(f'p.{_state_col(i)}', running)} AS {_state_col(i)}")
         results = [
-            f"{c.accumulator.vector.result(_state_col(i))} AS {_q(c.name)}" for i, c in enumerate(self.step.calls)
+            f"{c.accumulator.vector.result(_state_col(i))} AS {_q(c.name)}"
+            for i, c in enumerate(self.step.calls)
         ]
         sql = f"""
             WITH s AS (
@@ -371,7 +393,9 @@ class AggregateProcessor:
         groups: dict[Any, list[Any]] = {}
         for p in prior.to_pylist():
             groups[_hashable([p[c] for c in self.group_cols])] = [
-                [p[_state_col(i)] for i in range(len(calls))], p[TS], p[PASS]
+                [p[_state_col(i)] for i in range(len(calls))],
+                p[TS],
+                p[PASS],
             ]
         data = rows.to_pydict()
         n = rows.num_rows
@@ -393,8 +417,8 @@ class AggregateProcessor:
             entry[1] = max(entry[1], data[TS][r])
             ts_out.append(entry[1])
         cols: dict[str, pa.Array] = {SEQ: rows.column(SEQ)}
-        for c in self.group_cols:
-            cols[c] = rows.column(c)
+        for g in self.group_cols:
+            cols[g] = rows.column(g)
         cols[TS] = pa.array(ts_out, pa.int64())
         cols[PRIOR_PASS] = pa.array(prior_pass, pa.bool_())
         cols[FORCE_DELETE] = pa.array(np.zeros(n, dtype=bool))
@@ -419,8 +443,13 @@ class AggregateProcessor:
             hk = _hashable([p[k] for k in self.keys])
             key_values[hk] = [p[k] for k in self.keys]
             sessions.setdefault(hk, []).append(
-                {"start": p[_WS], "end": p[_WE], "states": [p[_state_col(i)] for i in range(len(calls))],
-                 "ts": p[TS], "pass": p[PASS]}
+                {
+                    "start": p[_WS],
+                    "end": p[_WE],
+                    "states": [p[_state_col(i)] for i in range(len(calls))],
+                    "ts": p[TS],
+                    "pass": p[PASS],
+                }
             )
         emitted: list[dict[str, Any]] = []
         data = rows.to_pydict()
@@ -447,17 +476,37 @@ class AggregateProcessor:
                 if s["start"] == start and s["end"] == end:
                     prev_pass = s["pass"]
                     continue
-                emitted.append({"key": kv, "start": s["start"], "end": s["end"], "states": s["states"],
-                                "ts": s["end"], "force": True, "prior": None})
+                emitted.append(
+                    {
+                        "key": kv,
+                        "start": s["start"],
+                        "end": s["end"],
+                        "states": s["states"],
+                        "ts": s["end"],
+                        "force": True,
+                        "prior": None,
+                    }
+                )
             args = [tuple(data[x][r] for x in self.args[i]) for i in range(len(calls))]
             agg = [a.add(x, arg) for a, x, arg in zip(accs, agg, args, strict=True)]
             session = {"start": start, "end": end, "states": agg, "ts": end, "pass": True}
             mine.append(session)
-            emitted.append({"key": kv, "start": start, "end": end, "states": list(agg), "ts": end,
-                            "force": False, "prior": prev_pass})
+            emitted.append(
+                {
+                    "key": kv,
+                    "start": start,
+                    "end": end,
+                    "states": list(agg),
+                    "ts": end,
+                    "force": False,
+                    "prior": prev_pass,
+                }
+            )
         cols: dict[str, pa.Array] = {SEQ: pa.array(range(len(emitted)), pa.int64())}
         for j, k in enumerate(self.keys):
-            cols[k] = pa.array([e["key"][j] for e in emitted], sqltypes.to_arrow(self.step.group_keys[j].type))
+            cols[k] = pa.array(
+                [e["key"][j] for e in emitted], sqltypes.to_arrow(self.step.group_keys[j].type)
+            )
         cols[_WS] = pa.array([e["start"] for e in emitted], pa.int64())
         cols[_WE] = pa.array([e["end"] for e in emitted], pa.int64())
         cols[TS] = pa.array([e["ts"] for e in emitted], pa.int64())
@@ -466,29 +515,43 @@ class AggregateProcessor:
         cols[SKIP] = pa.array(np.zeros(len(emitted), dtype=bool))
         for i, (c, a) in enumerate(zip(calls, accs, strict=True)):
             cols[_state_col(i)] = pa.array([e["states"][i] for e in emitted], sqltypes.to_arrow(a.state_type))
-            cols[c.name] = pa.array([a.result(e["states"][i]) for e in emitted], sqltypes.to_arrow(a.return_type))
+            cols[c.name] = pa.array(
+                [a.result(e["states"][i]) for e in emitted], sqltypes.to_arrow(a.return_type)
+            )
         agg_table = pa.table(cols)
         out, full = self._output(agg_table)
         passes = [bool(p) for p in full.column(PASS).to_pylist()]
         # Rewrite the batch's keys' sessions: drop every stored one, insert the survivors.
-        touched = pa.table({k: pa.array([key_values[h][j] for h in sessions], sqltypes.to_arrow(self.step.group_keys[j].type))
-                            for j, k in enumerate(self.keys)})
+        touched = pa.table(
+            {
+                k: pa.array(
+                    [key_values[h][j] for h in sessions], sqltypes.to_arrow(self.step.group_keys[j].type)
+                )
+                for j, k in enumerate(self.keys)
+            }
+        )
         on = " AND ".join(f"{self.tables.groups}.{_q(k)} IS NOT DISTINCT FROM n.{_q(k)}" for k in self.keys)
         state.register("__touched", touched)
         try:
             state.execute(f"DELETE FROM {self.tables.groups} USING __touched n WHERE {on}")
         finally:
             state.unregister("__touched")
-        pass_of = {(_hashable(e["key"]), e["start"], e["end"]): p for e, p in zip(emitted, passes, strict=True)}
+        pass_of = {
+            (_hashable(e["key"]), e["start"], e["end"]): p for e, p in zip(emitted, passes, strict=True)
+        }
         survivors = [(h, s) for h, ss in sessions.items() for s in ss]
         if survivors:
             scols: dict[str, pa.Array] = {}
             for j, k in enumerate(self.keys):
-                scols[k] = pa.array([key_values[h][j] for h, _ in survivors], sqltypes.to_arrow(self.step.group_keys[j].type))
+                scols[k] = pa.array(
+                    [key_values[h][j] for h, _ in survivors], sqltypes.to_arrow(self.step.group_keys[j].type)
+                )
             scols[_WS] = pa.array([s["start"] for _, s in survivors], pa.int64())
             scols[_WE] = pa.array([s["end"] for _, s in survivors], pa.int64())
             for i, a in enumerate(accs):
-                scols[_state_col(i)] = pa.array([s["states"][i] for _, s in survivors], sqltypes.to_arrow(a.state_type))
+                scols[_state_col(i)] = pa.array(
+                    [s["states"][i] for _, s in survivors], sqltypes.to_arrow(a.state_type)
+                )
             scols[TS] = pa.array([s["ts"] for _, s in survivors], pa.int64())
             scols[PASS] = pa.array(
                 [pass_of.get((h, s["start"], s["end"]), s["pass"]) for h, s in survivors], pa.bool_()
@@ -532,7 +595,7 @@ class AggregateProcessor:
         return self._typed(out), full.select(list(range(n_out + 1, full.num_columns)))
 
     def _typed(self, result: pa.Table) -> pa.Table:
-        names = [c.name for c in self.step.columns] + result.column_names[len(self.step.columns):]
+        names = [c.name for c in self.step.columns] + result.column_names[len(self.step.columns) :]
         result = result.rename_columns(names)
         if self._out_schema is None:
             fields = [pa.field(c.name, sqltypes.to_arrow(c.type)) for c in self.step.columns]
@@ -582,12 +645,14 @@ class AggregateProcessor:
             return self._empty()
         calls = self.step.calls
         results = ", ".join(
-            f"{c.accumulator.vector.result(_state_col(i))} AS {_q(c.name)}" if c.accumulator.vector is not None
+            f"{c.accumulator.vector.result(_state_col(i))} AS {_q(c.name)}"
+            if c.accumulator.vector is not None
             else f"{_state_col(i)} AS {_q(c.name)}"
             for i, c in enumerate(calls)
         )
         agg = self._relation(
-            "closed", closed,
+            "closed",
+            closed,
             f"SELECT row_number() OVER () AS {SEQ}, *, NULL::BOOLEAN AS {PRIOR_PASS}, FALSE AS {FORCE_DELETE}, FALSE AS {SKIP}, {results} "
             f"FROM closed",
         )
@@ -595,7 +660,11 @@ class AggregateProcessor:
             for i, c in enumerate(calls):
                 a = c.accumulator
                 vals = [a.result(s) for s in closed.column(_state_col(i)).to_pylist()]
-                agg = agg.set_column(agg.schema.get_field_index(c.name), c.name, pa.array(vals, sqltypes.to_arrow(a.return_type)))
+                agg = agg.set_column(
+                    agg.schema.get_field_index(c.name),
+                    c.name,
+                    pa.array(vals, sqltypes.to_arrow(a.return_type)),
+                )
         out, _ = self._output(agg)
         return out.filter(pc.invert(out.column(DELETE)))
 

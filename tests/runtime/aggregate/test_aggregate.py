@@ -27,7 +27,6 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
     e.close()
 
 
-
 def execute(engine: Engine, text: str) -> None:
     from ksqlpy.runtime.session import Session
 
@@ -41,7 +40,9 @@ def produce(engine: Engine, topic: str, rows: list[tuple[str | None, object, int
             {
                 "timestamp": pa.array([ts for _, _, ts in rows], pa.int64()),
                 "key": pa.array([None if k is None else k.encode() for k, _, _ in rows], pa.binary()),
-                "value": pa.array([None if v is None else json.dumps(v).encode() for _, v, _ in rows], pa.binary()),
+                "value": pa.array(
+                    [None if v is None else json.dumps(v).encode() for _, v, _ in rows], pa.binary()
+                ),
             }
         ),
     )
@@ -55,7 +56,9 @@ def read(engine: Engine, topic: str) -> list[tuple[bytes | None, object, int]]:
             if batch.num_rows == 0 and out:
                 break
             for k, v, ts in zip(
-                batch.column("key").to_pylist(), batch.column("value").to_pylist(), batch.column("timestamp").to_pylist()
+                batch.column("key").to_pylist(),
+                batch.column("value").to_pylist(),
+                batch.column("timestamp").to_pylist(),
             ):
                 out.append((k, None if v is None else json.loads(v), ts))
     return out
@@ -65,7 +68,9 @@ STREAM = "CREATE STREAM S (ID STRING KEY, V INT) WITH (kafka_topic='s', value_fo
 
 
 def test_stream_count_and_sum_one_output_per_record(engine: Engine) -> None:
-    execute(engine, STREAM + "CREATE TABLE T AS SELECT ID, COUNT(*) AS C, SUM(V) AS TOTAL FROM S GROUP BY ID;")
+    execute(
+        engine, STREAM + "CREATE TABLE T AS SELECT ID, COUNT(*) AS C, SUM(V) AS TOTAL FROM S GROUP BY ID;"
+    )
     rows = [("a", {"V": 1}, 10), ("b", {"V": 5}, 11), ("a", {"V": 2}, 12), ("a", {"V": None}, 13)]
     produce(engine, "s", rows)
     assert engine.wait_idle()
@@ -85,7 +90,11 @@ def test_table_aggregation_retracts_old_values(engine: Engine) -> None:
         "CREATE TABLE U (ID STRING PRIMARY KEY, NAME STRING) WITH (kafka_topic='u', value_format='JSON', partitions=1);"
         "CREATE TABLE N AS SELECT NAME, COUNT(*) AS C FROM U GROUP BY NAME;",
     )
-    produce(engine, "u", [("1", {"NAME": "bob"}, 1), ("1", {"NAME": "jo"}, 2), ("2", {"NAME": "jo"}, 3), ("2", None, 4)])
+    produce(
+        engine,
+        "u",
+        [("1", {"NAME": "bob"}, 1), ("1", {"NAME": "jo"}, 2), ("2", {"NAME": "jo"}, 3), ("2", None, 4)],
+    )
     assert engine.wait_idle()
     assert [(k, v) for k, v, _ in read(engine, "N")] == [
         (b"bob", {"C": 1}),
@@ -97,7 +106,9 @@ def test_table_aggregation_retracts_old_values(engine: Engine) -> None:
 
 
 def test_having_emits_tombstone_only_after_a_passing_value(engine: Engine) -> None:
-    execute(engine, STREAM + "CREATE TABLE T AS SELECT ID, SUM(V) AS TOTAL FROM S GROUP BY ID HAVING SUM(V) > 10;")
+    execute(
+        engine, STREAM + "CREATE TABLE T AS SELECT ID, SUM(V) AS TOTAL FROM S GROUP BY ID HAVING SUM(V) > 10;"
+    )
     produce(engine, "s", [("a", {"V": 1}, 1), ("a", {"V": 20}, 2), ("a", {"V": -15}, 3), ("a", {"V": -1}, 4)])
     assert engine.wait_idle()
     assert [(k, v) for k, v, _ in read(engine, "T")] == [(b"a", {"TOTAL": 21}), (b"a", None)]
@@ -138,13 +149,28 @@ def test_restart_neither_loses_nor_double_counts(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("query", "message"),
     [
-        ("SELECT V, COUNT(*) FROM S GROUP BY ID", "Non-aggregate SELECT expression(s) not part of GROUP BY: V"),
+        (
+            "SELECT V, COUNT(*) FROM S GROUP BY ID",
+            "Non-aggregate SELECT expression(s) not part of GROUP BY: V",
+        ),
         ("SELECT ID, COUNT(*) FROM S GROUP BY SUM(V)", "GROUP BY does not support aggregate functions: SUM"),
         ("SELECT ID, SUM(COUNT(*)) FROM S GROUP BY ID", "Aggregate functions can not be nested"),
-        ("SELECT COUNT(*) AS C FROM S GROUP BY ID", "must include the grouping expression ID in its projection"),
-        ("SELECT ID, COUNT(*) FROM S GROUP BY ID HAVING V > 1", "Non-aggregate HAVING expression not part of GROUP BY: V"),
-        ("SELECT ID, COUNT(*) FROM S GROUP BY ID EMIT FINAL", "EMIT FINAL is only supported for windowed aggregations."),
-        ("SELECT COUNT(*) FROM S", "does not support aggregate function [COUNT(ROWTIME)] without a GROUP BY clause."),
+        (
+            "SELECT COUNT(*) AS C FROM S GROUP BY ID",
+            "must include the grouping expression ID in its projection",
+        ),
+        (
+            "SELECT ID, COUNT(*) FROM S GROUP BY ID HAVING V > 1",
+            "Non-aggregate HAVING expression not part of GROUP BY: V",
+        ),
+        (
+            "SELECT ID, COUNT(*) FROM S GROUP BY ID EMIT FINAL",
+            "EMIT FINAL is only supported for windowed aggregations.",
+        ),
+        (
+            "SELECT COUNT(*) FROM S",
+            "does not support aggregate function [COUNT(ROWTIME)] without a GROUP BY clause.",
+        ),
     ],
 )
 def test_analysis_errors(engine: Engine, query: str, message: str) -> None:
@@ -201,7 +227,10 @@ def test_cached_output_is_the_last_change_per_group_of_a_batch(engine: Engine) -
 
 
 def test_table_source_rejects_functions_without_undo(engine: Engine) -> None:
-    execute(engine, "CREATE TABLE U (ID STRING PRIMARY KEY, V INT) WITH (kafka_topic='u', value_format='JSON', partitions=1);")
+    execute(
+        engine,
+        "CREATE TABLE U (ID STRING PRIMARY KEY, V INT) WITH (kafka_topic='u', value_format='JSON', partitions=1);",
+    )
     with pytest.raises(AnalysisError, match="cannot be applied to a table source"):
         execute(engine, "CREATE TABLE X AS SELECT V, MAX(V) AS M FROM U GROUP BY V;")
 
@@ -222,7 +251,10 @@ def test_rows_with_a_null_grouping_value_are_dropped_and_logged(engine: Engine) 
             "SELECT ID, SUM(V) AS T FROM S GROUP BY ID HAVING SUM(V) > 'x'",
             "Error in HAVING expression: Cannot compare SUM(V) (INTEGER) to 'x' (STRING)",
         ),
-        ("SELECT ID, EXPLODE(ARRAY[V]), COUNT(*) FROM S GROUP BY ID", "Table functions cannot be used with aggregations."),
+        (
+            "SELECT ID, EXPLODE(ARRAY[V]), COUNT(*) FROM S GROUP BY ID",
+            "Table functions cannot be used with aggregations.",
+        ),
     ],
 )
 def test_errors_name_the_query_s_own_expressions(engine: Engine, query: str, message: str) -> None:

@@ -59,10 +59,22 @@ def table_batch(rng: random.Random, n: int, t0: int) -> pa.Table:
 
 
 CASES = [
-    (STREAM, "SELECT ID, COUNT(*) AS C, SUM(V) AS S, MIN(V) AS MN, MAX(V) AS MX FROM S GROUP BY ID EMIT CHANGES;", stream_batch),
+    (
+        STREAM,
+        "SELECT ID, COUNT(*) AS C, SUM(V) AS S, MIN(V) AS MN, MAX(V) AS MX FROM S GROUP BY ID EMIT CHANGES;",
+        stream_batch,
+    ),
     (STREAM, "SELECT ID, SUM(V) AS S FROM S GROUP BY ID HAVING SUM(V) > 15 EMIT CHANGES;", stream_batch),
-    (STREAM, "SELECT ID, COUNT(V) AS C FROM S WINDOW TUMBLING (SIZE 1 SECOND, GRACE PERIOD 2 SECONDS) GROUP BY ID EMIT CHANGES;", stream_batch),
-    (STREAM, "SELECT ID, SUM(V) AS S FROM S WINDOW HOPPING (SIZE 3 SECONDS, ADVANCE BY 1 SECOND) GROUP BY ID EMIT CHANGES;", stream_batch),
+    (
+        STREAM,
+        "SELECT ID, COUNT(V) AS C FROM S WINDOW TUMBLING (SIZE 1 SECOND, GRACE PERIOD 2 SECONDS) GROUP BY ID EMIT CHANGES;",
+        stream_batch,
+    ),
+    (
+        STREAM,
+        "SELECT ID, SUM(V) AS S FROM S WINDOW HOPPING (SIZE 3 SECONDS, ADVANCE BY 1 SECOND) GROUP BY ID EMIT CHANGES;",
+        stream_batch,
+    ),
     (TABLE, "SELECT G, COUNT(*) AS C, SUM(V) AS S FROM T GROUP BY G EMIT CHANGES;", table_batch),
     (TABLE, "SELECT G, SUM(V) AS S FROM T GROUP BY G HAVING COUNT(*) > 1 EMIT CHANGES;", table_batch),
 ]
@@ -87,7 +99,11 @@ def test_vectorized_and_sequential_agree(ddl_text: str, query: str, make, seed: 
 
 
 def test_session_windows_merge_and_delete_merged_sessions() -> None:
-    p = processor(STREAM, "SELECT ID, COUNT(*) AS C FROM S WINDOW SESSION (10 SECONDS) GROUP BY ID EMIT CHANGES;", vectorized=True)
+    p = processor(
+        STREAM,
+        "SELECT ID, COUNT(*) AS C FROM S WINDOW SESSION (10 SECONDS) GROUP BY ID EMIT CHANGES;",
+        vectorized=True,
+    )
     batch = pa.table(
         {
             "ID": pa.array(["a", "a", "a"]),
@@ -103,7 +119,11 @@ def test_session_windows_merge_and_delete_merged_sessions() -> None:
     assert got == [(0, 0, 1), (30_000, 30_000, 1), (15_000, 15_000, 1)]
     bridge = batch.slice(0, 1).set_column(2, "ROWTIME", pa.array([22_000], pa.int64()))
     state = duckdb.connect()
-    p2 = processor(STREAM, "SELECT ID, COUNT(*) AS C FROM S WINDOW SESSION (10 SECONDS) GROUP BY ID EMIT CHANGES;", vectorized=True)
+    p2 = processor(
+        STREAM,
+        "SELECT ID, COUNT(*) AS C FROM S WINDOW SESSION (10 SECONDS) GROUP BY ID EMIT CHANGES;",
+        vectorized=True,
+    )
     p2.process(batch, state)
     merged = p2.process(bridge, state).rows.to_pylist()
     got = [(r["__WINDOWSTART"], r["__WINDOWEND"], None if r["__DELETE"] else r["C"]) for r in merged]
