@@ -546,6 +546,17 @@ class Session:
 
     # ------------------------------------------------------------------ queries
 
+    def _push_query_prefix(self, query: ast.Query, source: Source) -> str:
+        """ksqlDB serves a push query as a *scalable* one (id ``SCALABLE_PUSH_QUERY_…``) when
+        ``ksql.query.push.v2.enabled`` is on, the query only filters and projects, it starts at
+        ``latest`` and its source is written by a running persistent query."""
+        config = self.config
+        enabled = str(config.get("ksql.query.push.v2.enabled", "false")).lower() == "true"
+        plain = not (query.group_by or query.partition_by or query.window) and isinstance(query.from_, ast.Table)
+        latest = self.engine.config.offset_reset(self.properties) == "latest"
+        fed = any(q.plan.sink is not None and q.plan.sink.name == source.name for q in self.engine.queries.values())
+        return "SCALABLE_PUSH_QUERY_" if enabled and plain and latest and fed else "transient_"
+
     def _start_query(self, stmt: ast.QueryStatement) -> Any:
         from ksqlpy.runtime.engine import StreamingQuery
 
@@ -556,7 +567,7 @@ class Session:
 
             return start_pull(self, stmt)
         source, step, _ = self._analyze(query, sink_name=None, persistent=False)
-        query_id = f"transient_{source.name}_{uuid.uuid4().int % 10**19}"
+        query_id = f"{self._push_query_prefix(query, source)}{source.name}_{uuid.uuid4().int % 10**19}"
         plan = QueryPlan(query_id=query_id, step=step, sink=None, limit=query.limit, statement=stmt.text)
         runner = PushQuery(
             plan, engine.store, engine.plog, group=None, start=engine.config.offset_reset(self.properties)

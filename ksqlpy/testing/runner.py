@@ -215,8 +215,14 @@ def _config_text(value: Any) -> str:
             return json.dumps(value, default=str)
 
 
+#: What ksqlDB's REST test server adds to :data:`BASE_CONFIG`.
+REST_CONFIG: dict[str, str] = {"ksql.query.push.v2.enabled": "true"}
+
+
 def engine_config(case: QttCase) -> dict[str, str]:
     config = dict(BASE_CONFIG)
+    if case.is_rest:
+        config.update(REST_CONFIG)
     config.update({name: _config_text(value) for name, value in case.properties.items()})
     # The store stays in memory whatever the case says.
     config["ksql.streams.state.dir"] = ":memory:"
