@@ -20,6 +20,7 @@ from ksqlpy.planner.catalog import Column, FormatInfo, Source
 from ksqlpy.runtime import serde
 from ksqlpy.runtime.processing_log import DESERIALIZATION_ERROR, SERIALIZATION_ERROR, ProcessingError
 from ksqlpy.runtime.serde.registry import SchemaRegistry
+from ksqlpy.runtime.serde.window import WindowKind, split_windowed_keys
 from ksqlpy.runtime.store.base import HEADER_TYPE
 
 TOMBSTONE = "__TOMBSTONE"
@@ -55,8 +56,13 @@ class Decoded:
 class SourceDecoder:
     """Decodes a source's records into input rows."""
 
-    def __init__(self, source: Source, registry: SchemaRegistry | None = None) -> None:
+    def __init__(
+        self, source: Source, registry: SchemaRegistry | None = None, *, split_windows: bool = True
+    ) -> None:
+        """``split_windows``: strip a windowed source's key suffix into WINDOWSTART/WINDOWEND
+        columns (off for callers that split the keys themselves)."""
         self.source = source
+        self.split_windows = split_windows and source.window is not None
         self.keys = source.key_columns
         self.values = source.value_columns
         self.headers = source.header_columns
@@ -67,15 +73,36 @@ class SourceDecoder:
             serde_spec(source.value_format), fields_of(self.values), is_key=False, registry=registry, topic=source.topic
         )
 
+    def _split_window(self, key_arr: pa.Array) -> tuple[pa.Array, tuple[pa.Array, pa.Array], list[int]]:
+        """A windowed source's keys: the inner key bytes and the window bounds. Keys too short
+        for their window suffix become null here and are reported by the caller."""
+        window = self.source.window
+        assert window is not None
+        kind = WindowKind(window.type.value)
+        lengths = pc.binary_length(key_arr)
+        too_short = pc.fill_null(pc.less(lengths, kind.suffix_size), False)
+        short = np.flatnonzero(np.asarray(too_short, dtype=bool)).tolist()
+        if short:
+            key_arr = pc.if_else(too_short, pa.scalar(None, key_arr.type), key_arr)
+        split = split_windowed_keys(key_arr, kind, size_ms=window.size_ms)
+        return split.inner, (split.start, split.end), short
+
     def decode(self, records: pa.Table) -> Decoded:
         errors: list[ProcessingError] = []
         key_arr = records.column("key").combine_chunks()
         value_arr = records.column("value").combine_chunks()
+        bounds: tuple[pa.Array, pa.Array] | None = None
+        short: list[int] = []
+        if self.split_windows:
+            key_arr, bounds, short = self._split_window(key_arr)
         keys = self.key_de.decode(key_arr)
         values = self.value_de.decode(value_arr)
         # Rows whose key or value failed to deserialize (a record is reported once, key first);
         # without errors, the usual case, no per-record work at all.
         bad: set[int] = set()
+        for i in short:
+            bad.add(i)
+            errors.append(self._error(records, i, "Windowed key is shorter than its window", "key"))
         for i, msg in keys.errors:
             bad.add(i)
             errors.append(self._error(records, i, msg, "key"))
@@ -86,6 +113,8 @@ class SourceDecoder:
         cols: dict[str, pa.Array | pa.ChunkedArray] = {}
         for c in self.keys:
             cols[c.name] = keys.table.column(c.name)
+        if bounds is not None:
+            cols["WINDOWSTART"], cols["WINDOWEND"] = bounds
         for c in self.values:
             cols[c.name] = values.table.column(c.name)
         for c in self.headers:

@@ -209,7 +209,7 @@ class Materializer:
     def _run(self) -> None:
         try:
             self._prepare()
-            decoder = SourceDecoder(self.source, registry_for(self.store))
+            decoder = SourceDecoder(self.source, registry_for(self.store), split_windows=False)
             reader = self._reader = self.store.open_reader([self.source.topic], group=self.group, start="earliest")
             self._publish(self.store.committed(self.group, self.source.topic))
         except Exception as e:  # noqa: BLE001 - kept as the materializer's error
