@@ -13,7 +13,7 @@ from ksqlpy import sqltypes
 from ksqlpy.errors import AnalysisError
 from ksqlpy.parser import ast
 from ksqlpy.planner import scope as scopes
-from ksqlpy.planner.catalog import RESERVED_COLUMN_NAMES, Catalog, Source
+from ksqlpy.planner.catalog import RESERVED_COLUMN_NAMES, WINDOW_BOUND_COLUMNS, Catalog, Source
 from ksqlpy.planner.physical import OutputColumn, SelectStep, StepKind
 
 
@@ -71,8 +71,10 @@ def analyze_select(
 
         columns = partitioned_columns(query, source, table.alias or table.name, scope, sink_name, persistent)
     else:
-        items = expand_select(query.select, source, table.alias or table.name, scope)
-        projections = name_projections(items, scope, source)
+        # A transient query's * over a windowed source includes the window bounds, after the key.
+        bounds = not persistent and source.window is not None
+        items = expand_select(query.select, source, table.alias or table.name, scope, window_bounds=bounds)
+        projections = name_projections(items, scope, source, persistent=persistent)
         columns = key_columns_for(projections, source, sink_name, persistent)
     kind = StepKind.TABLE_SELECT if source.is_table else StepKind.STREAM_SELECT
     # A persistent stream query forwards records without a value (see the evaluator).
@@ -89,7 +91,12 @@ def analyze_select(
 
 
 def expand_select(
-    items: tuple[ast.SelectItem, ...], source: Source, alias: str, scope: scopes.Scope
+    items: tuple[ast.SelectItem, ...],
+    source: Source,
+    alias: str,
+    scope: scopes.Scope,
+    *,
+    window_bounds: bool = False,
 ) -> list[tuple[ast.Expr, str | None]]:
     out: list[tuple[ast.Expr, str | None]] = []
     for item in items:
@@ -97,8 +104,11 @@ def expand_select(
             case ast.AllColumns(source=qualifier):
                 if qualifier is not None and qualifier not in (alias, source.name):
                     raise AnalysisError(f"Source '{qualifier}' does not exist.", pos=item.pos)
-                for c in source.key_columns + source.value_columns + source.header_columns:
-                    out.append((ast.ColumnRef(name=c.name, pos=item.pos), None))
+                names = [c.name for c in source.key_columns]
+                if window_bounds:
+                    names += list(WINDOW_BOUND_COLUMNS)
+                names += [c.name for c in source.value_columns + source.header_columns]
+                out.extend((ast.ColumnRef(name=n, pos=item.pos), None) for n in names)
             case ast.SingleColumn(expr=e, alias=a):
                 out.append((e, a))
             case ast.StructAll(base=base):
@@ -113,8 +123,10 @@ def expand_select(
 
 
 def name_projections(
-    items: list[tuple[ast.Expr, str | None]], scope: scopes.Scope, source: Source
+    items: list[tuple[ast.Expr, str | None]], scope: scopes.Scope, source: Source, *, persistent: bool = True
 ) -> list[Projection]:
+    """Name the select items as ksqlDB does. Only persistent queries must keep pseudo columns
+    (ROWTIME, WINDOWSTART, ...) out of their output names; a push query may select them."""
     # generated names never clash with the source's own columns, selected or not
     used: set[str] = {c.name for c in source.columns}
     for e, a in items:
@@ -133,7 +145,7 @@ def name_projections(
                 )
         elif isinstance(e, ast.ColumnRef):
             name = e.name
-            if name in RESERVED_COLUMN_NAMES:
+            if persistent and name in RESERVED_COLUMN_NAMES:
                 raise AnalysisError(
                     f"Reserved column name in select: `{name}`. Please remove or alias the column.", pos=e.pos
                 )
