@@ -46,7 +46,8 @@ PARTITION_COLUMN = "__PARTITION"
 KEY_BYTES_COLUMN = "__KEY"
 HIDDEN_COLUMNS = (PARTITION_COLUMN, KEY_BYTES_COLUMN)
 WINDOW_COLUMNS = ("WINDOWSTART", "WINDOWEND")
-BATCH_SIZE = 10_000
+#: Records per micro-batch at most; a batch holds what is available, so light traffic is not delayed.
+BATCH_SIZE = 50_000
 
 _WINDOW_KINDS = {
     WindowType.TUMBLING: WindowKind.TUMBLING,

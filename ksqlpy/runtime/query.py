@@ -30,7 +30,8 @@ from ksqlpy.runtime.store.base import StartPosition, TopicStore
 
 log = logging.getLogger("ksqlpy.query")
 
-BATCH_SIZE = 10_000
+#: Records per micro-batch at most; a batch holds what is available, so light traffic is not delayed.
+BATCH_SIZE = 50_000
 
 
 class QueryState(enum.Enum):
