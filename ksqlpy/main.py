@@ -10,6 +10,7 @@ import sys
 SUBCOMMANDS = {
     "server": ("ksqlpy.server.cli", "run the ksqlpy server (embedded store unless bootstrap.servers is set)"),
     "shell": ("cli.main", "interactive shell connected to a ksqlpy (or ksqlDB) server"),
+    "migrations": ("cli.migrations", "manage versioned schema migrations (ksql-migrations' commands)"),
     "test": ("ksqlpy.testing.cli", "run conformance (QTT) cases or ksql-test-runner style tests"),
 }
 

@@ -1,0 +1,103 @@
+"""``ksqlpy migrations`` end to end against a real server: project, metadata, apply, info, validate."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ksqlpy.main import main
+
+
+def migrations(config: Path, *args: str) -> int:
+    return main(["migrations", "--config-file", str(config), *args])
+
+
+def pull(url: str, sql: str) -> list[list[object]]:
+    response = httpx.post(f"{url}/query", json={"ksql": sql, "streamsProperties": {}}, timeout=30)
+    assert response.status_code == 200, response.text
+    return [item["row"]["columns"] for item in response.json() if "row" in item]
+
+
+@pytest.fixture
+def project(tmp_path: Path, memory_server_url: str) -> Path:
+    assert main(["migrations", "new-project", str(tmp_path / "proj"), memory_server_url]) == 0
+    config = tmp_path / "proj" / "ksql-migrations.properties"
+    assert f"ksql.server.url={memory_server_url}" in config.read_text()
+    assert (tmp_path / "proj" / "migrations").is_dir()
+    assert migrations(config, "initialize-metadata") == 0
+    return config
+
+
+def write_migration(config: Path, description: str, sql: str) -> Path:
+    assert migrations(config, "create", description) == 0
+    created = sorted((config.parent / "migrations").glob("V*.sql"))[-1]
+    created.write_text(sql)
+    return created
+
+
+def test_apply_info_validate(project: Path, memory_server_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    first = write_migration(
+        project,
+        "Create orders",
+        "-- the source; a ';' in a comment\n"
+        "DEFINE topic = 'orders_topic';\n"
+        "CREATE STREAM ORDERS (ID INT KEY, ITEM STRING) WITH (KAFKA_TOPIC='${topic}', "
+        "VALUE_FORMAT='JSON', PARTITIONS=1);\n",
+    )
+    second = write_migration(
+        project, "Add item", "INSERT INTO ORDERS (ID, ITEM) VALUES (1, 'a;b');\n"
+    )
+    assert [first.name, second.name] == ["V000001__Create_orders.sql", "V000002__Add_item.sql"]
+    capsys.readouterr()
+
+    assert migrations(project, "apply", "--all") == 0
+    assert migrations(project, "info") == 0
+    out = capsys.readouterr().out
+    assert "Current migration version: 2" in out
+    rows = {line.split("|")[0].strip(): [c.strip() for c in line.split("|")] for line in out.splitlines() if "|" in line}
+    assert rows["1"][1:4] == ["Create orders", "MIGRATED", "<none>"]
+    assert rows["2"][1:4] == ["Add item", "MIGRATED", "1"]
+    # aligned: every table line puts its separators in the same columns
+    bars = {tuple(m.start() for m in re.finditer(r"\|", line)) for line in out.splitlines() if "|" in line}
+    assert len(bars) == 1
+
+    described = httpx.post(f"{memory_server_url}/ksql", json={"ksql": "DESCRIBE ORDERS;"}, timeout=30).json()
+    assert described[0]["sourceDescription"]["topic"] == "orders_topic"
+    versions = pull(memory_server_url, "SELECT VERSION, STATE FROM MIGRATION_SCHEMA_VERSIONS WHERE VERSION_KEY='CURRENT';")
+    assert versions == [["2", "MIGRATED"]]
+
+    assert migrations(project, "validate") == 0
+    first.write_text(first.read_text() + "-- edited\n")
+    assert migrations(project, "validate") != 0
+    assert "checksum" in capsys.readouterr().err
+
+
+def test_failing_migration_is_error(project: Path, memory_server_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    write_migration(project, "Good", "CREATE STREAM S1 (A INT) WITH (KAFKA_TOPIC='s1', VALUE_FORMAT='JSON', PARTITIONS=1);")
+    write_migration(project, "Bad", "CREATE STREAM S2 AS SELECT * FROM NO_SUCH_SOURCE;")
+    capsys.readouterr()
+    assert migrations(project, "apply", "--all") == 1
+    err = capsys.readouterr().err
+    assert "V000002__Bad.sql at line 1, column 1" in err
+    assert "NO_SUCH_SOURCE" in err
+    current = pull(memory_server_url, "SELECT VERSION, STATE, ERROR_REASON FROM MIGRATION_SCHEMA_VERSIONS WHERE VERSION_KEY='CURRENT';")
+    assert current[0][:2] == ["2", "ERROR"]
+    assert "NO_SUCH_SOURCE" in str(current[0][2])
+    migrated = pull(memory_server_url, "SELECT STATE FROM MIGRATION_SCHEMA_VERSIONS WHERE VERSION_KEY='1';")
+    assert migrated == [["MIGRATED"]]
+
+
+def test_dry_run_and_destroy(project: Path, memory_server_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    write_migration(project, "Only", "CREATE STREAM S3 (A INT) WITH (KAFKA_TOPIC='s3', VALUE_FORMAT='JSON', PARTITIONS=1);")
+    capsys.readouterr()
+    assert migrations(project, "apply", "--next", "--dry-run") == 0
+    assert "CREATE STREAM S3" in capsys.readouterr().out
+    listed = httpx.post(f"{memory_server_url}/ksql", json={"ksql": "SHOW STREAMS;"}, timeout=30).json()
+    names = {s["name"] for s in listed[0]["streams"]}
+    assert "S3" not in names and "MIGRATION_EVENTS" in names
+    assert migrations(project, "destroy-metadata") == 0
+    listed = httpx.post(f"{memory_server_url}/ksql", json={"ksql": "SHOW STREAMS;"}, timeout=30).json()
+    assert "MIGRATION_EVENTS" not in {s["name"] for s in listed[0]["streams"]}
