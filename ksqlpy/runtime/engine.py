@@ -165,13 +165,15 @@ class Engine:
             return -1
         return self.commands.append(Command(statement, dict(properties), query_id))
 
-    def start_persistent(self, plan: QueryPlan) -> PersistentQuery:
+    def start_persistent(self, plan: QueryPlan, properties: Mapping[str, Any] | None = None) -> PersistentQuery:
+        """Start (or, on replay, restart) a persistent query; where a query without committed
+        positions starts reading is ``auto.offset.reset`` as set in its statement's session."""
         query = PersistentQuery(
             plan,
             self.store,
             self.plog,
             group=self.query_group(plan.query_id),
-            start=self.config.offset_reset(None),
+            start=self.config.offset_reset(properties),
         )
         self.queries[plan.query_id] = query
         if not self.replaying:

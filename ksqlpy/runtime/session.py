@@ -8,6 +8,7 @@ variables already substituted, so replaying the log rebuilds the same state.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import replace
@@ -66,7 +67,7 @@ class Session:
         if len(statements) != 1:
             raise AnalysisError("Expected exactly one statement: a SELECT or PRINT.")
         try:
-            stmt = self._parse(statements[0])
+            stmt = self._parse(statements[0], cached=True)
         except ParseError:
             # Not ksqlDB syntax (ORDER BY, subqueries...): maybe plain SQL over materialized tables.
             from ksqlpy.runtime.pull import start_sql_pull
@@ -108,12 +109,12 @@ class Session:
 
     # ------------------------------------------------------------------ helpers
 
-    def _parse(self, stmt_text: str) -> ast.Statement:
+    def _parse(self, stmt_text: str, *, cached: bool = False) -> ast.Statement:
         text = stmt_text
         if self.variables and self._substitution_enabled():
             text = parser.substitute_variables(text, self.variables)
         try:
-            return parser.parse_statement(text)
+            return _parse_cached(text) if cached else parser.parse_statement(text)
         except KsqlpyError as e:
             e.statement_text = text
             raise
@@ -315,7 +316,7 @@ class Session:
         seq = self._record(stmt.text, query_id)
         engine.catalog.add(sink)
         plan = QueryPlan(query_id=query_id, step=step, sink=sink, statement=stmt.text)
-        engine.start_persistent(plan)
+        engine.start_persistent(plan, self.properties)
         if sink.is_table:
             engine.materialize(sink, seq)
         return self._status(
@@ -423,7 +424,7 @@ class Session:
         query_id = self._replay_query_id or f"INSERTQUERY_{engine.next_query_number()}"
         seq = self._record(stmt.text, query_id)
         plan = QueryPlan(query_id=query_id, step=step, sink=target, statement=stmt.text)
-        engine.start_persistent(plan)
+        engine.start_persistent(plan, self.properties)
         return self._status(
             stmt, f"stream/`{target.name}`/create", f"Created query with ID {query_id}", seq, query_id
         )
@@ -577,6 +578,13 @@ class Session:
         engine.transient[query_id] = sq
         runner.start()
         return sq
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_cached(text: str) -> ast.Statement:
+    """Parsed query texts: clients repeat the same (pull) queries, parsing costs milliseconds,
+    and the AST is immutable, so one parse serves every repetition. Failures are not kept."""
+    return parser.parse_statement(text)
 
 
 class AssertionFailed(KsqlpyError):
