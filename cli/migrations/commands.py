@@ -153,11 +153,20 @@ def _info(args: argparse.Namespace, config: MigrationsConfig, client: RestClient
     for file in migration_files(config.migrations_dir):
         record = records.get(str(file.version))
         if record is None:
-            rows.append((str(file.version), file.description, State.PENDING.value, "N/A", "N/A", "N/A", "N/A"))
+            rows.append(
+                (str(file.version), file.description, State.PENDING.value, "N/A", "N/A", "N/A", "N/A")
+            )
         else:
             rows.append(
-                (record.version, record.name, record.state, record.previous or NONE,
-                 _time(record.started_on), _time(record.completed_on), record.error_reason or "N/A")
+                (
+                    record.version,
+                    record.name,
+                    record.state,
+                    record.previous or NONE,
+                    _time(record.started_on),
+                    _time(record.completed_on),
+                    record.error_reason or "N/A",
+                )
             )
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     line = "-" * (sum(widths) + 3 * len(widths))
@@ -225,8 +234,15 @@ def _apply_file(
 
     def record(state: State, completed: str = "", reason: str = "") -> VersionRecord:
         return VersionRecord(
-            str(file.version), str(file.version), file.description, state.value, checksum,
-            started, completed, previous, reason,
+            str(file.version),
+            str(file.version),
+            file.description,
+            state.value,
+            checksum,
+            started,
+            completed,
+            previous,
+            reason,
         )
 
     _out.print(f"Loading migration file {file.path.name}")
@@ -259,7 +275,7 @@ def _run_statement(
     client: RestClient, text: str, variables: dict[str, str], properties: dict[str, str], *, dry_run: bool
 ) -> None:
     """DEFINE/UNDEFINE/SET/UNSET change this file's variables and properties; the rest go to /ksql."""
-    handlers: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], None]], ...] = (
+    handlers: tuple[tuple[re.Pattern[str], Callable[[re.Match[str]], object]], ...] = (
         (_DEFINE, lambda m: variables.__setitem__(m.group(1), m.group(2).replace("''", "'"))),
         (_UNDEFINE, lambda m: variables.pop(m.group(1), None)),
         (_SET, lambda m: properties.__setitem__(m.group(1), m.group(2).replace("''", "'"))),

@@ -122,7 +122,7 @@ class MigrationFile:
 
     @property
     def checksum(self) -> str:
-        return hashlib.md5(self.path.read_bytes()).hexdigest()  # noqa: S324 - ksql-migrations' checksum
+        return hashlib.md5(self.path.read_bytes()).hexdigest()  # ksql-migrations records MD5
 
 
 def migration_files(directory: Path) -> list[MigrationFile]:

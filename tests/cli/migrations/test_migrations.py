@@ -33,12 +33,14 @@ def project(tmp_path: Path, memory_server_url: str) -> Path:
 
 def write_migration(config: Path, description: str, sql: str) -> Path:
     assert migrations(config, "create", description) == 0
-    created = sorted((config.parent / "migrations").glob("V*.sql"))[-1]
+    created = max((config.parent / "migrations").glob("V*.sql"))
     created.write_text(sql)
     return created
 
 
-def test_apply_info_validate(project: Path, memory_server_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_apply_info_validate(
+    project: Path, memory_server_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     first = write_migration(
         project,
         "Create orders",
@@ -47,9 +49,7 @@ def test_apply_info_validate(project: Path, memory_server_url: str, capsys: pyte
         "CREATE STREAM ORDERS (ID INT KEY, ITEM STRING) WITH (KAFKA_TOPIC='${topic}', "
         "VALUE_FORMAT='JSON', PARTITIONS=1);\n",
     )
-    second = write_migration(
-        project, "Add item", "INSERT INTO ORDERS (ID, ITEM) VALUES (1, 'a;b');\n"
-    )
+    second = write_migration(project, "Add item", "INSERT INTO ORDERS (ID, ITEM) VALUES (1, 'a;b');\n")
     assert [first.name, second.name] == ["V000001__Create_orders.sql", "V000002__Add_item.sql"]
     capsys.readouterr()
 
@@ -57,7 +57,11 @@ def test_apply_info_validate(project: Path, memory_server_url: str, capsys: pyte
     assert migrations(project, "info") == 0
     out = capsys.readouterr().out
     assert "Current migration version: 2" in out
-    rows = {line.split("|")[0].strip(): [c.strip() for c in line.split("|")] for line in out.splitlines() if "|" in line}
+    rows = {
+        line.split("|")[0].strip(): [c.strip() for c in line.split("|")]
+        for line in out.splitlines()
+        if "|" in line
+    }
     assert rows["1"][1:4] == ["Create orders", "MIGRATED", "<none>"]
     assert rows["2"][1:4] == ["Add item", "MIGRATED", "1"]
     # aligned: every table line puts its separators in the same columns
@@ -66,7 +70,9 @@ def test_apply_info_validate(project: Path, memory_server_url: str, capsys: pyte
 
     described = httpx.post(f"{memory_server_url}/ksql", json={"ksql": "DESCRIBE ORDERS;"}, timeout=30).json()
     assert described[0]["sourceDescription"]["topic"] == "orders_topic"
-    versions = pull(memory_server_url, "SELECT VERSION, STATE FROM MIGRATION_SCHEMA_VERSIONS WHERE VERSION_KEY='CURRENT';")
+    versions = pull(
+        memory_server_url, "SELECT VERSION, STATE FROM MIGRATION_SCHEMA_VERSIONS WHERE VERSION_KEY='CURRENT';"
+    )
     assert versions == [["2", "MIGRATED"]]
 
     assert migrations(project, "validate") == 0
@@ -75,23 +81,38 @@ def test_apply_info_validate(project: Path, memory_server_url: str, capsys: pyte
     assert "checksum" in capsys.readouterr().err
 
 
-def test_failing_migration_is_error(project: Path, memory_server_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    write_migration(project, "Good", "CREATE STREAM S1 (A INT) WITH (KAFKA_TOPIC='s1', VALUE_FORMAT='JSON', PARTITIONS=1);")
+def test_failing_migration_is_error(
+    project: Path, memory_server_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_migration(
+        project,
+        "Good",
+        "CREATE STREAM S1 (A INT) WITH (KAFKA_TOPIC='s1', VALUE_FORMAT='JSON', PARTITIONS=1);",
+    )
     write_migration(project, "Bad", "CREATE STREAM S2 AS SELECT * FROM NO_SUCH_SOURCE;")
     capsys.readouterr()
     assert migrations(project, "apply", "--all") == 1
     err = capsys.readouterr().err
     assert "V000002__Bad.sql at line 1, column 1" in err
     assert "NO_SUCH_SOURCE" in err
-    current = pull(memory_server_url, "SELECT VERSION, STATE, ERROR_REASON FROM MIGRATION_SCHEMA_VERSIONS WHERE VERSION_KEY='CURRENT';")
+    current = pull(
+        memory_server_url,
+        "SELECT VERSION, STATE, ERROR_REASON FROM MIGRATION_SCHEMA_VERSIONS WHERE VERSION_KEY='CURRENT';",
+    )
     assert current[0][:2] == ["2", "ERROR"]
     assert "NO_SUCH_SOURCE" in str(current[0][2])
     migrated = pull(memory_server_url, "SELECT STATE FROM MIGRATION_SCHEMA_VERSIONS WHERE VERSION_KEY='1';")
     assert migrated == [["MIGRATED"]]
 
 
-def test_dry_run_and_destroy(project: Path, memory_server_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    write_migration(project, "Only", "CREATE STREAM S3 (A INT) WITH (KAFKA_TOPIC='s3', VALUE_FORMAT='JSON', PARTITIONS=1);")
+def test_dry_run_and_destroy(
+    project: Path, memory_server_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_migration(
+        project,
+        "Only",
+        "CREATE STREAM S3 (A INT) WITH (KAFKA_TOPIC='s3', VALUE_FORMAT='JSON', PARTITIONS=1);",
+    )
     capsys.readouterr()
     assert migrations(project, "apply", "--next", "--dry-run") == 0
     assert "CREATE STREAM S3" in capsys.readouterr().out
@@ -101,3 +122,32 @@ def test_dry_run_and_destroy(project: Path, memory_server_url: str, capsys: pyte
     assert migrations(project, "destroy-metadata") == 0
     listed = httpx.post(f"{memory_server_url}/ksql", json={"ksql": "SHOW STREAMS;"}, timeout=30).json()
     assert "MIGRATION_EVENTS" not in {s["name"] for s in listed[0]["streams"]}
+
+
+def test_error_is_retried_and_defines_apply(
+    project: Path, memory_server_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = write_migration(project, "Needs topic", "CREATE STREAM S4 AS SELECT * FROM ${source};")
+    assert migrations(project, "apply", "--next") == 1
+    # the retry runs the edited file: its SET is kept client-side, --define fills ${source}
+    bad.write_text(
+        "SET 'auto.offset.reset' = 'earliest';\n"
+        "CREATE STREAM SRC (A INT) WITH (KAFKA_TOPIC='src', VALUE_FORMAT='JSON', PARTITIONS=1);\n"
+        "CREATE STREAM S4 AS SELECT * FROM ${source};\n"
+    )
+    assert migrations(project, "apply", "--all", "--define", "source=SRC") == 0
+    state = pull(
+        memory_server_url,
+        "SELECT VERSION, STATE, PREVIOUS FROM MIGRATION_SCHEMA_VERSIONS WHERE VERSION_KEY='CURRENT';",
+    )
+    assert state == [["1", "MIGRATED", "<none>"]]
+    assert migrations(project, "validate") == 0
+    assert migrations(project, "apply", "--all") == 0
+    assert "No migrations to apply" in capsys.readouterr().out
+
+
+def test_unterminated_statement_is_reported(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_migration(project, "Open quote", "CREATE STREAM S5 (A INT) WITH (KAFKA_TOPIC='s5);")
+    capsys.readouterr()
+    assert migrations(project, "apply", "--all") == 1
+    assert "Unmatched quote" in capsys.readouterr().err
