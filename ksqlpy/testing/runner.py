@@ -231,7 +231,10 @@ def engine_config(case: QttCase) -> dict[str, str]:
 
 def open_engine(case: QttCase) -> Any:
     from ksqlpy.runtime.engine import Engine
+    from ksqlpy.testing.test_udfs import register_test_functions
 
+    # ksqlDB's test harness loads its test-only UDFs; they never exist in a production engine
+    register_test_functions()
     return Engine.open(engine_config(case))
 
 
