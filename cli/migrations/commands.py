@@ -259,9 +259,10 @@ def _apply_file(
             _run_statement(metadata.client, text, variables, properties, dry_run=dry_run)
         except ServerError as error:
             reason = f"Failed to execute sql: {text}. Error: {error}"
+            line, column = statement.file_position(str(error))
             _err.print(
-                f"[bold red]Error in {escape(file.path.name)} at line {statement.line}, "
-                f"column {statement.column}:[/] {escape(str(error))}\n[red]{escape(text)}[/]"
+                f"[bold red]Error in {escape(file.path.name)} at line {line}, column {column}:[/] "
+                f"{escape(str(error))}\n[red]{escape(text)}[/]"
             )
             metadata.write(record(State.ERROR, str(int(time.time() * 1000)), reason))
             return False

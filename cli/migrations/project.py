@@ -36,6 +36,7 @@ _OPTIONAL_DEFAULTS: tuple[tuple[str, str], ...] = (
 )
 
 _FILE_NAME = re.compile(r"^V(\d{6})__(.+)\.sql$")
+_SERVER_POSITION = re.compile(r"^line (\d+):(\d+)")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -165,6 +166,15 @@ class Statement:
     text: str
     line: int
     column: int
+
+    def file_position(self, message: str) -> tuple[int, int]:
+        """Where in the file an error happened: the server's ``line L:C`` (1-based, within
+        the statement, as ksqlDB prints it) moved by the statement's start; else the start."""
+        match = _SERVER_POSITION.match(message)
+        if match is None:
+            return self.line, self.column
+        line, column = int(match.group(1)), int(match.group(2))
+        return self.line + line - 1, (self.column + column - 1 if line == 1 else column)
 
 
 def file_statements(text: str) -> list[Statement]:

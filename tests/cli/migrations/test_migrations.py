@@ -89,11 +89,13 @@ def test_failing_migration_is_error(
         "Good",
         "CREATE STREAM S1 (A INT) WITH (KAFKA_TOPIC='s1', VALUE_FORMAT='JSON', PARTITIONS=1);",
     )
-    write_migration(project, "Bad", "CREATE STREAM S2 AS SELECT * FROM NO_SUCH_SOURCE;")
+    bad = "CREATE STREAM S2 AS SELECT * FROM NO_SUCH_SOURCE;"
+    write_migration(project, "Bad", bad)
     capsys.readouterr()
     assert migrations(project, "apply", "--all") == 1
     err = capsys.readouterr().err
-    assert "V000002__Bad.sql at line 1, column 1" in err
+    # the server names the unknown source's position; the error points there in the file
+    assert f"V000002__Bad.sql at line 1, column {bad.index('NO_SUCH_SOURCE') + 1}:" in err
     assert "NO_SUCH_SOURCE" in err
     current = pull(
         memory_server_url,
@@ -151,3 +153,23 @@ def test_unterminated_statement_is_reported(project: Path, capsys: pytest.Captur
     capsys.readouterr()
     assert migrations(project, "apply", "--all") == 1
     assert "Unmatched quote" in capsys.readouterr().err
+
+
+def test_syntax_error_position_is_in_the_file(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_migration(
+        project,
+        "Typo",
+        "CREATE STREAM S6 (A INT) WITH (KAFKA_TOPIC='s6', VALUE_FORMAT='JSON', PARTITIONS=1);\n"
+        "  CREATE STREAM S7 (A INT) WITH (KAFKA_TOPIC='s7', VALUE_FORMAT='JSON', PARTITIONS=1);\n"
+        "CREATE STREAM S8 (A INT)\nWITH (KAFKA_TOPIC='s8' VALUE_FORMAT='JSON');\n",
+    )
+    capsys.readouterr()
+    assert migrations(project, "apply", "--all") == 1
+    err = capsys.readouterr().err
+    found = re.search(r"V000001__Typo\.sql at line (\d+), column (\d+):.*line (\d+):(\d+)", err)
+    assert found is not None, err
+    file_line, file_column, stmt_line, stmt_column = map(int, found.groups())
+    # the statement starts on the file's line 3, so its line L is the file's line L + 2
+    # (it starts at column 1, so columns agree on every line)
+    assert (file_line, file_column) == (stmt_line + 2, stmt_column)
+    assert "S8" in err
