@@ -92,13 +92,30 @@ def run(args: argparse.Namespace) -> int:
 
 def _initialize(args: argparse.Namespace, config: MigrationsConfig, client: RestClient) -> int:
     sid = service_id(client)
-    for sql in (create_stream_sql(config, sid), create_table_sql(config, sid)):
+    existing = _source_names(client)
+    for name, sql in (
+        (config.stream_name, create_stream_sql(config, sid)),
+        (config.table_name, create_table_sql(config, sid)),
+    ):
+        if name.upper() in existing:
+            # Running it again is harmless: what exists is kept, what is missing is made.
+            _out.print(f"{name} already exists; skipping it.")
+            continue
         try:
             client.ksql(sql)
         except ServerError as error:
             raise MigrationsError(f"Failed to initialize migrations metadata: {error}\n{sql}") from error
-    _out.print(f"Created stream {config.stream_name} and table {config.table_name}.")
+    _out.print(f"Migrations metadata ready: stream {config.stream_name}, table {config.table_name}.")
     return 0
+
+
+def _source_names(client: RestClient) -> set[str]:
+    names = set()
+    for statement in ("SHOW STREAMS;", "SHOW TABLES;"):
+        for entity in client.ksql(statement):
+            for source in entity.get("streams") or entity.get("tables") or ():
+                names.add(str(source.get("name", "")).upper())
+    return names
 
 
 def _destroy(args: argparse.Namespace, config: MigrationsConfig, client: RestClient) -> int:

@@ -28,6 +28,8 @@ def project(tmp_path: Path, memory_server_url: str) -> Path:
     assert f"ksql.server.url={memory_server_url}" in config.read_text()
     assert (tmp_path / "proj" / "migrations").is_dir()
     assert migrations(config, "initialize-metadata") == 0
+    # a second run keeps the metadata that exists
+    assert migrations(config, "initialize-metadata") == 0
     return config
 
 
