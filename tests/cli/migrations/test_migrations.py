@@ -175,3 +175,23 @@ def test_syntax_error_position_is_in_the_file(project: Path, capsys: pytest.Capt
     # (it starts at column 1, so columns agree on every line)
     assert (file_line, file_column) == (stmt_line + 2, stmt_column)
     assert "S8" in err
+
+
+def test_until_and_version_pick_migrations(
+    project: Path, memory_server_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for n in (1, 2, 3):
+        write_migration(
+            project,
+            f"Stream {n}",
+            f"CREATE STREAM U{n} (A INT) WITH (KAFKA_TOPIC='u{n}', VALUE_FORMAT='JSON', PARTITIONS=1);",
+        )
+    current = "SELECT VERSION FROM MIGRATION_SCHEMA_VERSIONS WHERE VERSION_KEY='CURRENT';"
+    assert migrations(project, "apply", "--until", "2") == 0
+    assert pull(memory_server_url, current) == [["2"]]
+    assert migrations(project, "apply", "--version", "2") == 1  # already applied
+    assert migrations(project, "apply", "--version", "3") == 0
+    assert pull(memory_server_url, current) == [["3"]]
+    capsys.readouterr()
+    assert migrations(project, "info") == 0
+    assert capsys.readouterr().out.count("MIGRATED") == 3
