@@ -17,10 +17,13 @@ statement and so from one consistent snapshot (:func:`start_sql_pull`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import threading
 import time
+import weakref
+from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -81,6 +84,9 @@ def start_pull(session: Any, stmt: ast.QueryStatement) -> Any:
     bounded read; a form ksqlDB refuses may still run as SQL over materialized tables."""
     engine = session.engine
     query = stmt.query
+    cached = _cached_pull(session, stmt)
+    if cached is not None:
+        return cached
     try:
         check_pull_shape(query)
     except PullShapeError:
@@ -93,18 +99,14 @@ def start_pull(session: Any, stmt: ast.QueryStatement) -> Any:
     if not source.is_table:
         return _stream_pull(session, stmt)
     config = session.config
-    plan = analyze_table_pull(
-        query, source, table_scan=_flag(config, TABLE_SCAN), range_scan=_flag(config, RANGE_SCAN)
-    )
-    materializer = engine.materializers.get(source.name)
-    if materializer is None or not _queryable(source):
-        raise not_queryable(source.name)
-    rows = run_table_pull(engine, plan, materializer)
-    columns = tuple(sqltypes.Field(c.name, c.type) for c in plan.columns)
-    keys = tuple(c.name for c in plan.columns if c.is_key)
+    table_scan, range_scan = _flag(config, TABLE_SCAN), _flag(config, RANGE_SCAN)
+    prepared = _prepare(engine, stmt, source, table_scan=table_scan, range_scan=range_scan)
+    rows = _run_prepared(engine, prepared)
     from ksqlpy.runtime.engine import StreamingQuery
 
-    return StreamingQuery(engine, _query_id(), columns, rows=rows, key_columns=keys, is_pull=True, table_pull=True)
+    return StreamingQuery(
+        engine, _query_id(), prepared.fields, rows=rows, key_columns=prepared.keys, is_pull=True, table_pull=True
+    )
 
 
 def _queryable(source: Source) -> bool:
@@ -143,7 +145,15 @@ def _stream_pull(session: Any, stmt: ast.QueryStatement) -> Any:
 
 def catch_up(engine: Any, materializer: Materializer) -> None:
     """Read-your-writes: wait until the state includes the table's topic as of now, and, for a
-    table a persistent query writes, what that query's sources held as of now (transitively)."""
+    table a persistent query writes, what that query's sources held as of now (transitively).
+
+    On the embedded store, every commit (records, positions, state) bumps the store's version
+    while it publishes; when the version and the set of persistent queries are what they were
+    when this table last caught up, nothing was written since and the wait is skipped."""
+    version = getattr(engine.store, "_version", None)  # None: a store without a version counter
+    mark = (version, tuple(engine.queries))
+    if version is not None and _caught_up.get(materializer) == mark and materializer.error is None:
+        return
     deadline = time.monotonic() + CATCH_UP_SECONDS
     if _wait_writers(engine, materializer.source.name, deadline, set()):
         _published(engine.store)
@@ -154,14 +164,30 @@ def catch_up(engine: Any, materializer: Materializer) -> None:
                 f"Table {materializer.name} cannot be queried: its materialization failed: {materializer.error}"
             )
         log.warning("Pull query on %s answered before its state caught up with the topic", materializer.name)
+        return
+    if version is not None:
+        _caught_up[materializer] = mark
+
+
+#: Per materializer, the store version and persistent queries it was last caught up with.
+_caught_up: weakref.WeakKeyDictionary[Materializer, tuple[int, tuple[str, ...]]] = weakref.WeakKeyDictionary()
 
 
 def _published(store: Any) -> None:
     """The embedded store makes a transaction's records visible to ``end_offsets`` just after its
-    positions commit, still under its write lock: taking the lock once orders us after that."""
-    if store.kind == "embedded":
+    positions commit, still under its write lock: taking the lock once orders us after that.
+
+    The lock alone is enough; an empty transaction would also publish, bumping the store's
+    version (so no pull query could skip its catch-up) and waking every reader."""
+    if store.kind != "embedded":
+        return
+    lock = getattr(store, "_write_lock", None)
+    if lock is None:
         with store.transaction():
             pass
+        return
+    with lock:
+        pass
 
 
 def _wait_writers(engine: Any, name: str, deadline: float, seen: set[str]) -> bool:
@@ -189,10 +215,155 @@ def _wait_writers(engine: Any, name: str, deadline: float, seen: set[str]) -> bo
     return found
 
 
+@dataclass(frozen=True, slots=True)
+class _Prepared:
+    """A table pull query planned once for its statement text and the catalog entries it read.
+
+    ``sql`` answers it in one statement over the state database (keys, fetch, WHERE,
+    projection, order and LIMIT); None when it calls ksqlpy functions, which only the
+    evaluator connection has (then the rows are fetched and evaluated in two steps)."""
+
+    name: str
+    source: Source
+    materializer: Materializer
+    plan: TablePull
+    sql: str | None
+    fields: tuple[sqltypes.Field, ...]
+    keys: tuple[str, ...]
+    schema: pa.Schema
+
+    def current(self, engine: Any) -> bool:
+        """Whether the catalog still holds the same table, materialized by the same materializer
+        (DDL replaces both, so a dropped, recreated or altered table is planned again)."""
+        try:
+            source = engine.catalog.source(self.name)
+        except KsqlpyError:
+            return False
+        return source is self.source and engine.materializers.get(self.name) is self.materializer
+
+
+#: Prepared table pulls by (statement text, table scan enabled, range scan enabled).
+_prepared: dict[tuple[str, bool, bool], _Prepared] = {}
+MAX_PREPARED = 1024
+
+
+def _cached_pull(session: Any, stmt: ast.QueryStatement) -> Any | None:
+    """Answer a table pull query planned before for the same text and settings, else None."""
+    config = session.config
+    key = (stmt.text, _flag(config, TABLE_SCAN), _flag(config, RANGE_SCAN))
+    prepared = _prepared.get(key)
+    engine = session.engine
+    if prepared is None or not prepared.current(engine):
+        return None
+    rows = _run_prepared(engine, prepared)
+    from ksqlpy.runtime.engine import StreamingQuery
+
+    return StreamingQuery(
+        engine, _query_id(), prepared.fields, rows=rows, key_columns=prepared.keys, is_pull=True, table_pull=True
+    )
+
+
+def _prepare(engine: Any, stmt: ast.QueryStatement, source: Source, *, table_scan: bool, range_scan: bool) -> _Prepared:
+    """Plan a pull query over table ``source`` and keep the plan for the statement's text."""
+    plan = analyze_table_pull(stmt.query, source, table_scan=table_scan, range_scan=range_scan)
+    materializer = engine.materializers.get(source.name)
+    if materializer is None or not _queryable(source):
+        raise not_queryable(source.name)
+    if plan.access is Access.LOOKUP:
+        _lookup_keys(plan)  # reports an invalid key literal in ksqlDB's words, before any read
+    prepared = _Prepared(
+        name=source.name,
+        source=source,
+        materializer=materializer,
+        plan=plan,
+        sql=_single_statement(plan, materializer.layout),
+        fields=tuple(sqltypes.Field(c.name, c.type) for c in plan.columns),
+        keys=tuple(c.name for c in plan.columns if c.is_key),
+        schema=pa.schema([pa.field(c.name, sqltypes.to_arrow(c.type)) for c in plan.columns]),
+    )
+    if len(_prepared) >= MAX_PREPARED:
+        _prepared.clear()
+    _prepared[(stmt.text, table_scan, range_scan)] = prepared
+    return prepared
+
+
+def _run_prepared(engine: Any, prepared: _Prepared) -> list[Row]:
+    """Catch up, then read and evaluate in one statement when possible."""
+    if prepared.sql is None:
+        return run_table_pull(engine, prepared.plan, prepared.materializer)
+    catch_up(engine, prepared.materializer)
+    cursor = _state_cursor(engine)
+    try:
+        result = cursor.sql(prepared.sql).to_arrow_table()
+    except duckdb.Error:
+        # A ksqlpy function or a failure to report in the evaluator's words: evaluate in two
+        # steps from now on (the same rows, the same errors as before).
+        key = next((k for k, v in _prepared.items() if v is prepared), None)
+        if key is not None:
+            _prepared[key] = dataclasses.replace(prepared, sql=None)
+        return _evaluate(engine, prepared.plan, prepared.materializer.layout)
+    if result.schema != prepared.schema:
+        result = result.cast(prepared.schema)
+    return table_to_rows(result, [f.type for f in prepared.fields])
+
+
+def _state_cursor(engine: Any) -> duckdb.DuckDBPyConnection:
+    """This thread's cursor on the state database (creating one per query costs a few ms).
+
+    Kept per thread and per store: a cursor serves one thread at a time."""
+    store = engine.store
+    cursors: weakref.WeakKeyDictionary[Any, duckdb.DuckDBPyConnection] | None = getattr(_local, "cursors", None)
+    if cursors is None:
+        cursors = _local.cursors = weakref.WeakKeyDictionary()
+    cursor = cursors.get(store)
+    if cursor is None:
+        cursor = cursors[store] = store.state_cursor()
+    return cursor
+
+
+def _single_statement(plan: TablePull, layout: MatLayout) -> str:
+    """One statement over the state database: the looked-up keys (as a VALUES list of their
+    literals) or the whole table, WHERE, the projection and LIMIT, in the order ksqlDB reads."""
+    visible = [f"t.{quote(n)}" for n, _ in layout.visible]
+    windows = [f"t.{quote(w)}" for w in WINDOW_COLUMNS if layout.windowed]
+    if plan.access is Access.LOOKUP and len(plan.keys) == 1:
+        # One key (the common case): a filter, far cheaper in DuckDB than joining a key list;
+        # with a single key the partition and key ranks are constant, leaving the windows.
+        names = [quote(c.name) for c in plan.source.key_columns]
+        matches = " AND ".join(f"t.{n} = {v}" for n, v in zip(names, plan.keys[0], strict=True))
+        order = windows or ["1"]
+        source = f"{layout.ref} t WHERE {matches}"
+    elif plan.access is Access.LOOKUP:
+        names = [quote(c.name) for c in plan.source.key_columns]
+        values = ", ".join(f"({', '.join(v)}, {i})" for i, v in enumerate(plan.keys, start=1))
+        keys = f"SELECT * EXCLUDE (__ord), min(__ord) AS __ord FROM (VALUES {values}) v({', '.join(names)}, __ord) GROUP BY ALL"
+        on = " AND ".join(f"t.{n} = k.{n}" for n in names)
+        order = [f"min(k.__ord) OVER (PARTITION BY t.{quote(PARTITION_COLUMN)})", "k.__ord", *windows]
+        source = f"{layout.ref} t JOIN ({keys}) k ON {on}"
+    else:
+        order = [f"t.{c.strip()}" for c in layout.scan_order().split(",")]
+        source = f"{layout.ref} t"
+    hidden = [f"{o} AS __pull_order_{i}" for i, o in enumerate(order)]
+    fetch = f"SELECT {', '.join(visible + hidden)} FROM {source}"
+    items = [f"{c.sql} AS {quote(c.name)}" for c in plan.columns]
+    sql = f"SELECT {', '.join(items)} FROM ({fetch}) input"
+    if plan.where_sql:
+        sql += f" WHERE COALESCE({plan.where_sql}, FALSE)"
+    sql += " ORDER BY " + ", ".join(f"input.__pull_order_{i}" for i in range(len(order)))
+    if plan.limit is not None:
+        sql += f" LIMIT {int(plan.limit)}"
+    return sql
+
+
 def run_table_pull(engine: Any, plan: TablePull, materializer: Materializer) -> list[Row]:
     """Fetch the rows ``plan`` needs from the state database and evaluate it over them."""
     catch_up(engine, materializer)
-    layout = materializer.layout
+    return _evaluate(engine, plan, materializer.layout)
+
+
+def _evaluate(engine: Any, plan: TablePull, layout: MatLayout) -> list[Row]:
+    """Fetch the candidate rows, then evaluate WHERE, the projection and LIMIT over them on the
+    evaluator connection (which has ksqlpy's functions)."""
     fetched = _fetch(engine, plan, layout)
     con = _evaluator()
     items = [f"{c.sql} AS {quote(c.name)}" for c in plan.columns]
