@@ -13,14 +13,27 @@ show they are.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from ksqlpy import sqltypes as st
 from ksqlpy.planner.functions.aggregate import Accumulator
 from ksqlpy.planner.functions.aggregates.accumulator import BaseAccumulator
 from ksqlpy.planner.functions.aggregates.base import Resolved, Signature, Udaf, register
+from ksqlpy.planner.functions.registry import (
+    REGISTRY,
+    PythonUdf,
+    ScalarFunction,
+    TableFunction,
+    Variant,
+    sql_call,
+    sql_template,
+)
 
 __all__ = ["register_test_functions"]
 
@@ -194,8 +207,13 @@ def _keep_first_when_all_present(resolved: Resolved) -> Accumulator:
     )
 
 
-def _literal_variadic(params: str, fixed_literals: str, variadic_literal: str, returns: str,
-                      build: Callable[[Resolved], Accumulator]) -> tuple[Signature, ...]:
+def _literal_variadic(
+    params: str,
+    fixed_literals: str,
+    variadic_literal: str,
+    returns: str,
+    build: Callable[[Resolved], Accumulator],
+) -> tuple[Signature, ...]:
     """Signatures for a factory whose literal arguments end with a variadic one."""
     return tuple(
         Signature(
@@ -214,15 +232,24 @@ def _udafs() -> tuple[Udaf, ...]:
             "test_udaf",
             "test_udaf",
             (
-                Signature("val BIGINT", "BIGINT", _sum_of(st.BIGINT, undoable=True), description="sums longs"),
-                Signature("val INT", "BIGINT", _sum_of(st.BIGINT, undoable=True), description="sums int"),
-                Signature("val DOUBLE", "DOUBLE", _sum_of(st.DOUBLE, undoable=False), description="sums double"),
                 Signature(
-                    "val STRING, initial STRING", "BIGINT", _sum_of_lengths, literals=1,
+                    "val BIGINT", "BIGINT", _sum_of(st.BIGINT, undoable=True), description="sums longs"
+                ),
+                Signature("val INT", "BIGINT", _sum_of(st.BIGINT, undoable=True), description="sums int"),
+                Signature(
+                    "val DOUBLE", "DOUBLE", _sum_of(st.DOUBLE, undoable=False), description="sums double"
+                ),
+                Signature(
+                    "val STRING, initial STRING",
+                    "BIGINT",
+                    _sum_of_lengths,
+                    literals=1,
                     description="sums the length of strings",
                 ),
                 Signature(
-                    "val STRUCT<A INT, B INT>", "STRUCT<A INT, B INT>", _struct_sum,
+                    "val STRUCT<A INT, B INT>",
+                    "STRUCT<A INT, B INT>",
+                    _struct_sum,
                     description="returns a struct with {SUM(in->A), SUM(in->B)}",
                 ),
             ),
@@ -263,6 +290,220 @@ def _udafs() -> tuple[Udaf, ...]:
 
 
 # --------------------------------------------------------------------------------------------
+# Scalar functions
+
+
+class DeliberateFailure(Exception):
+    """What the deliberately failing test functions raise (ksqlDB's RuntimeException)."""
+
+
+def _constant(text: str) -> Callable[..., Any]:
+    return sql_template(f"'{text}'")
+
+
+def _test_udf() -> ScalarFunction:
+    """TEST_UDF: each variant returns its own name, so cases can see which one resolved."""
+    named = (
+        ("arg1 INT, arg2 STRING", "doStuffIntString"),
+        ("arg1 BIGINT, arg2 STRING", "doStuffLongString"),
+        ("arg1 BIGINT, arg2 BIGINT, arg3 STRING", "doStuffLongLongString"),
+        ("longs BIGINT...", "doStuffLongVarargs"),
+    )
+    return ScalarFunction(
+        name="test_udf",
+        description="test",
+        variants=(
+            *(Variant(params, returns="STRING", compile=_constant(name)) for params, name in named),
+            Variant(
+                "struct STRUCT<A STRING>", returns="STRING", compile=sql_template("struct_extract({0}, 'A')")
+            ),
+            Variant("", returns="STRUCT<A STRING>", compile=sql_template("struct_pack(\"A\" := 'foo')")),
+        ),
+    )
+
+
+def _raise_where(condition: pa.Array, message: str) -> None:
+    if pc.any(pc.fill_null(condition, False)).as_py():
+        raise DeliberateFailure(message)
+
+
+def _blow_up(values: pa.Array) -> pa.Array:
+    _raise_where(pc.is_valid(values), "boom!")
+    return pa.nulls(len(values), pa.string())
+
+
+def _might_throw(flags: pa.Array) -> pa.Array:
+    _raise_where(flags, "You asked me to throw...")
+    return pc.if_else(pc.is_valid(flags), 0, pa.scalar(None, pa.int32()))
+
+
+_CALLS = itertools.count()
+
+
+def _every_other_null(values: pa.Array) -> pa.Array:
+    # ksqlDB's BAD_UDF(STRING) keeps a counter across calls: even calls return NULL
+    keep = [next(_CALLS) % 2 == 1 for _ in range(len(values))]
+    return pc.if_else(pa.array(keep), values, pa.scalar(None, pa.string()))
+
+
+def _lazy_check(message: str, type_: pa.DataType) -> Callable[[pa.Array, pa.Array], pa.Array]:
+    """WHENCONDITION / WHENRESULT: the first argument, unless the second says this call should
+    never have happened (a CASE branch evaluated eagerly)."""
+
+    def check(value: pa.Array, should_run: pa.Array) -> pa.Array:
+        _raise_where(pc.invert(should_run), message)
+        return value.cast(type_)
+
+    return check
+
+
+_UDFS = (
+    PythonUdf(
+        name="ksqlpy_test_blow_up", params=("INTEGER",), returns="VARCHAR", fn=_blow_up, side_effects=True
+    ),
+    PythonUdf(
+        name="ksqlpy_test_might_throw",
+        params=("BOOLEAN",),
+        returns="INTEGER",
+        fn=_might_throw,
+        side_effects=True,
+    ),
+    PythonUdf(
+        name="ksqlpy_test_every_other_null",
+        params=("VARCHAR",),
+        returns="VARCHAR",
+        fn=_every_other_null,
+        side_effects=True,
+    ),
+    PythonUdf(
+        name="ksqlpy_test_when_condition",
+        params=("BOOLEAN", "BOOLEAN"),
+        returns="BOOLEAN",
+        fn=_lazy_check("When condition in case is not running lazily!", pa.bool_()),
+        side_effects=True,
+    ),
+    PythonUdf(
+        name="ksqlpy_test_when_result",
+        params=("INTEGER", "BOOLEAN"),
+        returns="INTEGER",
+        fn=_lazy_check("Then result in case is not running lazily!", pa.int32()),
+        side_effects=True,
+    ),
+)
+
+
+def _scalars() -> tuple[ScalarFunction, ...]:
+    return (
+        _test_udf(),
+        ScalarFunction(
+            name="bad_udf",
+            description="throws exceptions when called",
+            variants=(
+                Variant("arg1 INT", returns="STRING", compile=sql_call("ksqlpy_test_blow_up")),
+                Variant("arg BOOLEAN", returns="INT", compile=sql_call("ksqlpy_test_might_throw")),
+                Variant("arg STRING", returns="STRING", compile=sql_call("ksqlpy_test_every_other_null")),
+            ),
+        ),
+        ScalarFunction(
+            name="WhenCondition",
+            description="UDF used in case-expression.json",
+            variants=(
+                Variant(
+                    "retValue BOOLEAN, shouldBeEvaluated BOOLEAN",
+                    returns="BOOLEAN",
+                    compile=sql_call("ksqlpy_test_when_condition"),
+                ),
+            ),
+        ),
+        ScalarFunction(
+            name="WhenResult",
+            description="UDF used in case-expression.json",
+            variants=(
+                Variant(
+                    "retValue INT, shouldBeEvaluated BOOLEAN",
+                    returns="INT",
+                    compile=sql_call("ksqlpy_test_when_result"),
+                ),
+            ),
+        ),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Table functions
+
+
+def _java_text(item: str, param: str) -> str:
+    """DuckDB SQL of a value as Java's ``String.valueOf`` prints it (a struct as Connect does)."""
+    if param.startswith("STRUCT"):
+        return f"('Struct{{A=' || struct_extract({item}, 'A') || '}}')"
+    return f"CAST({item} AS VARCHAR)"
+
+
+_SEVEN = ("INT", "BIGINT", "DOUBLE", "BOOLEAN", "STRING", "DECIMAL", "STRUCT<A STRING>")
+
+
+def _seven_params(shape: str, first_of: str) -> Variant:
+    """TEST_UDTF over seven values of every kind (or arrays / maps of them): their first
+    element of each, as strings."""
+    params = ", ".join(f"p{i} {shape.format(t)}" for i, t in enumerate(_SEVEN))
+    items = ", ".join(_java_text(first_of.format(f"{{{i}}}"), t) for i, t in enumerate(_SEVEN))
+    return Variant(params, returns="STRING", compile=sql_template(f"unnest([{items}])"))
+
+
+def _single(param: str, returns: str | Callable[..., Any]) -> Variant:
+    return Variant(f"value {param}", returns=returns, compile=sql_template("unnest([{0}])"))
+
+
+def _throw_if_true(flags: pa.Array) -> pa.Array:
+    _raise_where(flags, "You asked me to throw...")
+    return pa.array([None if f is None else [f] for f in flags.to_pylist()], pa.list_(pa.bool_()))
+
+
+_UDTF_UDFS = (
+    PythonUdf(
+        name="ksqlpy_test_throw_if_true",
+        params=("BOOLEAN",),
+        returns="BOOLEAN[]",
+        fn=_throw_if_true,
+        side_effects=True,
+    ),
+)
+
+
+def _udtfs() -> tuple[TableFunction, ...]:
+    return (
+        TableFunction(
+            name="test_udtf",
+            description="test",
+            variants=(
+                _seven_params("{}", "{}"),
+                _seven_params("ARRAY<{}>", "{}[1]"),
+                _seven_params("MAP<STRING, {}>", "map_values({})[1]"),
+                _single("INT", "INT"),
+                _single("BIGINT", "BIGINT"),
+                _single("DOUBLE", "DOUBLE"),
+                _single("BOOLEAN", "BOOLEAN"),
+                _single("STRING", "STRING"),
+                _single("DECIMAL", lambda types: st.Decimal(30, 10)),
+                _single("STRUCT<A STRING>", "STRUCT<A STRING>"),
+            ),
+        ),
+        TableFunction(
+            name="throwing_udtf",
+            description="test UDTF that throws if param is true",
+            variants=(
+                Variant(
+                    "shouldThrow BOOLEAN",
+                    returns="BOOLEAN",
+                    compile=sql_template("unnest(ksqlpy_test_throw_if_true({0}))"),
+                ),
+            ),
+        ),
+    )
+
+
+# --------------------------------------------------------------------------------------------
 # Registration
 
 
@@ -272,6 +513,10 @@ def register_test_functions() -> None:
     with _LOCK:
         if _REGISTERED:
             return
+        for udf in (*_UDFS, *_UDTF_UDFS):
+            REGISTRY.register_udf(udf)
+        for function in (*_scalars(), *_udtfs()):
+            REGISTRY.register(function)
         for udaf in _udafs():
             register(udaf)
         _REGISTERED = True
@@ -279,4 +524,5 @@ def register_test_functions() -> None:
 
 def registered_names() -> Sequence[str]:
     """The names :func:`register_test_functions` adds (upper case)."""
-    return tuple(u.name.upper() for u in _udafs())
+    functions: list[ScalarFunction] = [*_scalars(), *_udtfs()]
+    return (*(f.name.upper() for f in functions), *(u.name.upper() for u in _udafs()))
