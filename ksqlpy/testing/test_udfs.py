@@ -386,7 +386,7 @@ _UDFS = (
         name="ksqlpy_test_when_result",
         params=("INTEGER", "BOOLEAN"),
         returns="INTEGER",
-        fn=_lazy_check("Then result in case is not running lazily!", pa.int32()),
+        fn=_lazy_check("Then expression in case is not running lazily!", pa.int32()),
         side_effects=True,
     ),
 )
