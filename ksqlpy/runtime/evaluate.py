@@ -125,7 +125,10 @@ class StepEvaluator:
                         offset=_get(batch, "ROWOFFSET", i),
                     )
                 )
-                parts.append(self._run(self.safe_sql, row))
+                # A row that multiplies (table functions) cannot be re-run under TRY: DuckDB
+                # refuses TRY(unnest(...)). ksqlDB's table-function step drops such a record.
+                if not self.step.multiplies_rows:
+                    parts.append(self._run(self.safe_sql, row))
         result = pa.concat_tables(parts) if parts else self._run(self.sql, batch.slice(0, 0))
         return Evaluated(result, errors)
 
