@@ -84,7 +84,7 @@ def start_pull(session: Any, stmt: ast.QueryStatement) -> Any:
     bounded read; a form ksqlDB refuses may still run as SQL over materialized tables."""
     engine = session.engine
     query = stmt.query
-    cached = _cached_pull(session, stmt)
+    cached = start_prepared_pull(session, stmt)
     if cached is not None:
         return cached
     try:
@@ -223,6 +223,7 @@ class _Prepared:
     projection, order and LIMIT); None when it calls ksqlpy functions, which only the
     evaluator connection has (then the rows are fetched and evaluated in two steps)."""
 
+    key: tuple[str, bool, bool]
     name: str
     source: Source
     materializer: Materializer
@@ -247,8 +248,11 @@ _prepared: dict[tuple[str, bool, bool], _Prepared] = {}
 MAX_PREPARED = 1024
 
 
-def _cached_pull(session: Any, stmt: ast.QueryStatement) -> Any | None:
-    """Answer a table pull query planned before for the same text and settings, else None."""
+def start_prepared_pull(session: Any, stmt: ast.QueryStatement) -> Any | None:
+    """Answer a table pull query planned before for the same text and settings, else None.
+
+    It only reads the catalog (and checks that what it planned against is still there), so
+    it needs no statement lock."""
     config = session.config
     key = (stmt.text, _flag(config, TABLE_SCAN), _flag(config, RANGE_SCAN))
     prepared = _prepared.get(key)
@@ -271,7 +275,9 @@ def _prepare(engine: Any, stmt: ast.QueryStatement, source: Source, *, table_sca
         raise not_queryable(source.name)
     if plan.access is Access.LOOKUP:
         _lookup_keys(plan)  # reports an invalid key literal in ksqlDB's words, before any read
+    key = (stmt.text, table_scan, range_scan)
     prepared = _Prepared(
+        key=key,
         name=source.name,
         source=source,
         materializer=materializer,
@@ -283,7 +289,7 @@ def _prepare(engine: Any, stmt: ast.QueryStatement, source: Source, *, table_sca
     )
     if len(_prepared) >= MAX_PREPARED:
         _prepared.clear()
-    _prepared[(stmt.text, table_scan, range_scan)] = prepared
+    _prepared[key] = prepared
     return prepared
 
 
@@ -298,9 +304,8 @@ def _run_prepared(engine: Any, prepared: _Prepared) -> list[Row]:
     except duckdb.Error:
         # A ksqlpy function or a failure to report in the evaluator's words: evaluate in two
         # steps from now on (the same rows, the same errors as before).
-        key = next((k for k, v in _prepared.items() if v is prepared), None)
-        if key is not None:
-            _prepared[key] = dataclasses.replace(prepared, sql=None)
+        if _prepared.get(prepared.key) is prepared:
+            _prepared[prepared.key] = dataclasses.replace(prepared, sql=None)
         return _evaluate(engine, prepared.plan, prepared.materializer.layout)
     if result.schema != prepared.schema:
         result = result.cast(prepared.schema)
@@ -554,4 +559,12 @@ def _result_fields(result: pa.Table) -> tuple[tuple[sqltypes.Field, ...], pa.Tab
     return tuple(fields), result
 
 
-__all__ = ["catch_up", "explain_pull", "plan_sql_pull", "run_table_pull", "start_pull", "start_sql_pull"]
+__all__ = [
+    "catch_up",
+    "explain_pull",
+    "plan_sql_pull",
+    "run_table_pull",
+    "start_prepared_pull",
+    "start_pull",
+    "start_sql_pull",
+]

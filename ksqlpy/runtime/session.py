@@ -92,6 +92,28 @@ class Session:
                 e.statement_text = stmt.text
             raise
 
+    def start_prepared_pull(self, text: str) -> Any | None:
+        """``text`` answered as a pull query over a table planned before for the same text, or
+        None (then :meth:`execute_query` runs it). Only reads the catalog, so servers may call
+        it without serializing it with statements."""
+        statements = parser.split_statements(text)
+        if len(statements) != 1:
+            return None
+        try:
+            stmt = self._parse(statements[0], cached=True)
+        except KsqlpyError:
+            return None
+        if not isinstance(stmt, ast.QueryStatement) or stmt.query.refinement is not None:
+            return None
+        from ksqlpy.runtime.pull import start_prepared_pull
+
+        try:
+            return start_prepared_pull(self, stmt)
+        except KsqlpyError as e:
+            if e.statement_text is None:
+                e.statement_text = stmt.text
+            raise
+
     def replay(self, command: Command, seq: int) -> None:
         self._replay_query_id = command.query_id
         self._replay_seq = seq

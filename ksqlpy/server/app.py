@@ -104,8 +104,14 @@ class KsqlServer:
         return 200, done
 
     def start_query(self, text: str, properties: Mapping[str, str], variables: Mapping[str, str]) -> Any:
+        session = self.engine.session(properties, variables)
+        # A repeated pull query over a table only reads: it does not wait for statements (nor
+        # they for its read-your-writes catch-up), and concurrent pull queries run in parallel.
+        answered = session.start_prepared_pull(text)
+        if answered is not None:
+            return answered
         with self.statement_lock:
-            return self.engine.session(properties, variables).execute_query(text)
+            return session.execute_query(text)
 
     def check_insert_target(self, target: str) -> str:
         """The stored name of a stream that may take ``/inserts-stream`` rows, else an error."""
