@@ -13,8 +13,8 @@ from ksqlpy.errors import AnalysisError, ExecutionError
 from ksqlpy.parser import ast
 from ksqlpy.planner.catalog import ColumnNamespace, Source
 from ksqlpy.planner.expressions.scope import ColumnScope
-from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.codec import SinkEncoder
+from ksqlpy.runtime.serde.registry import registry_for
 
 
 def insert_values(session: Any, stmt: ast.InsertValues) -> None:

@@ -21,11 +21,11 @@ import pyarrow as pa
 
 from ksqlpy.errors import KsqlpyError
 from ksqlpy.planner.physical import QueryPlan
-from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.codec import SinkEncoder, SourceDecoder
 from ksqlpy.runtime.evaluate import DELETE, TS, StepEvaluator, deletes_of
 from ksqlpy.runtime.processing_log import ProcessingLog
 from ksqlpy.runtime.rows import Row, table_to_rows
+from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.store.base import StartPosition, TopicStore
 
 log = logging.getLogger("ksqlpy.query")
@@ -152,7 +152,7 @@ class QueryRunner:
             self._idle.set()
             try:
                 reader.close()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.debug("closing reader of %s failed", self.query_id, exc_info=True)
             self.finished()
 
@@ -335,7 +335,7 @@ class PushQuery(QueryRunner):
         if cb is not None:
             try:
                 cb()
-            except Exception:  # noqa: BLE001 - a client's callback must not kill the query
+            except Exception:
                 log.debug("push query listener failed", exc_info=True)
 
 
@@ -360,4 +360,4 @@ def encode_windowed(encoder: SinkEncoder, sink: Any, rows: pa.Table) -> tuple[pa
     return records, errors
 
 
-__all__ = ["PersistentQuery", "PushQuery", "QueryState", "QueryRunner", "DELETE", "TS"]
+__all__ = ["DELETE", "TS", "PersistentQuery", "PushQuery", "QueryRunner", "QueryState"]

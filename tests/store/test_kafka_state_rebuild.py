@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import pyarrow as pa
 import pytest
 from kafka_broker import FAST_CLIENT_CONFIG
 from test_store_contract import fresh, read_n, records

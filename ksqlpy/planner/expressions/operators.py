@@ -64,7 +64,7 @@ def arithmetic_type(node: ast.ArithmeticBinary, left: st.SqlType | None, right: 
         return AnalysisError(f"Error processing expression: {format_expr(node)}. {reason}", pos=node.pos)
 
     if left is None or right is None:
-        shown = lambda t: "null" if t is None else str(t)  # noqa: E731
+        shown = lambda t: "null" if t is None else str(t)
         raise fail(f"Arithmetic on types {shown(left)} and {shown(right)} are not supported.")
     if node.op is Op.ADD and left == st.STRING and right == st.STRING:
         return st.STRING
@@ -156,7 +156,7 @@ def _comparable(left: st.SqlType, op: Cmp, right: st.SqlType) -> bool:
 
 def check_comparison(node: ast.Comparison, left: st.SqlType | None, right: st.SqlType | None) -> None:
     if left is None or right is None:
-        shown = lambda t: "NULL" if t is None else t.base.value  # noqa: E731
+        shown = lambda t: "NULL" if t is None else t.base.value
         raise AnalysisError(
             f"Comparison with NULL not supported: {shown(left)} {node.op.value} {shown(right)}\n"
             "Use 'IS NULL' or 'IS NOT NULL' instead.",

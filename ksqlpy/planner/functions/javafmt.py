@@ -27,15 +27,15 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 __all__ = [
-    "PatternError",
-    "Pattern",
     "ParsedFields",
+    "Pattern",
+    "PatternError",
     "compile_pattern",
-    "zone_of",
     "format_value",
-    "parse_timestamp_millis",
     "parse_date_days",
     "parse_time_millis",
+    "parse_timestamp_millis",
+    "zone_of",
 ]
 
 
@@ -178,7 +178,7 @@ def _offset(sign: str, hh: str, mm: str | None, ss: str | None) -> dt.timezone:
 def zone_of(zone_id: str) -> dt.tzinfo:
     """``ZoneId.of`` for Python: region ids, ``Z``/``UTC``/``GMT``/``UT``, fixed and prefixed offsets."""
     if zone_id in ("Z", "UTC", "GMT", "UT", "Etc/UTC", "Etc/GMT"):
-        return ZoneInfo("UTC") if zone_id != "Z" else dt.timezone.utc
+        return ZoneInfo("UTC") if zone_id != "Z" else dt.UTC
     m = _FIXED_OFFSET.match(zone_id)
     if m:
         return _offset(*m.groups())
@@ -200,7 +200,7 @@ def _zone_name(tz: dt.tzinfo, value: dt.datetime, full: bool) -> str:
     """What ``z`` prints: the short (``PDT``) or, for ``zzzz``, the id-ish name of the zone."""
     if isinstance(tz, dt.timezone):
         off = tz.utcoffset(None)
-        return "Z" if off == dt.timedelta(0) and tz is dt.timezone.utc else _iso_offset(off, colon=True, z=False)
+        return "Z" if off == dt.timedelta(0) and tz is dt.UTC else _iso_offset(off, colon=True, z=False)
     name = value.tzname() or ""
     if full:
         return _FULL_ZONE_NAMES.get(name, name)
@@ -560,7 +560,7 @@ def _parser(pattern: str, simple: bool) -> tuple[re.Pattern[str], tuple[str, ...
 def _parse_offset(text: str) -> dt.tzinfo:
     upper = text.upper()
     if upper in ("Z", "GMT"):
-        return dt.timezone.utc
+        return dt.UTC
     if upper.startswith("GMT"):
         return zone_of(upper[3:])
     return zone_of(text)

@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import duckdb
 import pyarrow as pa
@@ -50,8 +50,6 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
 from ksqlpy.errors import TopicError
 from ksqlpy.runtime.store import _records
 from ksqlpy.runtime.store.base import (
-    HEADER_TYPE,
-    RECORD_SCHEMA,
     StartPosition,
     TopicPartition,
     TopicReader,

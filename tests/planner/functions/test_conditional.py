@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import evaluate, lit
+
 from ksqlpy import sqltypes as st
 from ksqlpy.errors import AnalysisError
 from ksqlpy.planner.functions import REGISTRY

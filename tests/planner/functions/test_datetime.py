@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-
 from conftest import Unit, evaluate, lit
+
 from ksqlpy import sqltypes as st
 from ksqlpy.planner.functions import javafmt
 
@@ -102,7 +102,7 @@ def test_wrong_argument_types_use_ksqldb_wording() -> None:
      ("D Q ''x''", "131 2 '-07'"), ("Z O", "-0700 GMT-7"), ("[HH]", "14")],
 )
 def test_java_patterns_format_like_datetimeformatter(pattern: str, expected: str) -> None:
-    value = dt.datetime(2018, 5, 11, 21, 58, 33, 123000, tzinfo=dt.timezone.utc).astimezone(
+    value = dt.datetime(2018, 5, 11, 21, 58, 33, 123000, tzinfo=dt.UTC).astimezone(
         javafmt.zone_of("America/Los_Angeles"))
     assert javafmt.format_value(pattern, value) == expected
 

@@ -6,8 +6,8 @@ import datetime as dt
 import struct
 
 import pytest
-
 from conftest import evaluate, lit
+
 from ksqlpy import sqltypes as st
 from ksqlpy.planner.functions.conversion import java_double_to_string
 
