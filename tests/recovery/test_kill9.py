@@ -34,19 +34,18 @@ PAGES = 37
 def _setup(run: str) -> list[str]:
     """The statements of one run; topics are named per run, as runs may share a Kafka cluster."""
     return [
-        "CREATE STREAM PAGEVIEWS (USERID STRING KEY, PAGE STRING, BYTES INT) "
-        f"WITH (KAFKA_TOPIC='{run}_pageviews', PARTITIONS=1, VALUE_FORMAT='JSON');",
-        f"CREATE STREAM BIG WITH (KAFKA_TOPIC='{run}_big') AS "
-        "SELECT USERID, PAGE, BYTES * 2 AS DOUBLED FROM PAGEVIEWS WHERE BYTES > 500;",
-        f"CREATE TABLE PER_PAGE WITH (KAFKA_TOPIC='{run}_per_page') AS "
-        "SELECT PAGE, COUNT(*) AS VIEWS, SUM(BYTES) AS TOTAL FROM PAGEVIEWS GROUP BY PAGE;",
+        ("CREATE STREAM PAGEVIEWS (USERID STRING KEY, PAGE STRING, BYTES INT) "
+         f"WITH (KAFKA_TOPIC='{run}_pageviews', PARTITIONS=1, VALUE_FORMAT='JSON');"),
+        (f"CREATE STREAM BIG WITH (KAFKA_TOPIC='{run}_big') AS "
+         "SELECT USERID, PAGE, BYTES * 2 AS DOUBLED FROM PAGEVIEWS WHERE BYTES > 500;"),
+        (f"CREATE TABLE PER_PAGE WITH (KAFKA_TOPIC='{run}_per_page') AS "
+         "SELECT PAGE, COUNT(*) AS VIEWS, SUM(BYTES) AS TOTAL FROM PAGEVIEWS GROUP BY PAGE;"),
         # Streams over the sink topics, to read every record written to them.
-        "CREATE STREAM BIG_OUT (USERID STRING KEY, PAGE STRING, DOUBLED INT) "
-        f"WITH (KAFKA_TOPIC='{run}_big', VALUE_FORMAT='JSON');",
-        "CREATE STREAM PER_PAGE_OUT (PAGE STRING KEY, VIEWS BIGINT, TOTAL BIGINT) "
-        f"WITH (KAFKA_TOPIC='{run}_per_page', VALUE_FORMAT='JSON');",
+        ("CREATE STREAM BIG_OUT (USERID STRING KEY, PAGE STRING, DOUBLED INT) "
+         f"WITH (KAFKA_TOPIC='{run}_big', VALUE_FORMAT='JSON');"),
+        ("CREATE STREAM PER_PAGE_OUT (PAGE STRING KEY, VIEWS BIGINT, TOTAL BIGINT) "
+         f"WITH (KAFKA_TOPIC='{run}_per_page', VALUE_FORMAT='JSON');"),
     ]
-
 
 
 def _rows(seed: int) -> list[dict[str, Any]]:
@@ -152,6 +151,15 @@ def _wait_for(server: ServerProcess, stream: str, count: int, timeout: float = 1
     return rows
 
 
+def _wait_for_more(server: ServerProcess, stream: str, seen: int, timeout: float = 120) -> int:
+    deadline = time.monotonic() + timeout
+    count = len(server.read(stream))
+    while count <= seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+        count = len(server.read(stream))
+    return count
+
+
 def _outputs(server: ServerProcess, rows: list[dict[str, Any]]) -> tuple[list[list[Any]], list[list[Any]]]:
     big = sum(1 for r in rows if r["BYTES"] > 500)
     # One aggregate change per input record (caching off).
@@ -209,8 +217,12 @@ def test_kill9_mid_stream_equals_uninterrupted_run(
     for statement in _setup(f"{run}_crashed"):
         crashed.ksql(statement)
     rng = random.Random(11)
+    seen = 0
     for chunk in chunks:
         crashed.insert(chunk)
+        # Kill once the queries are under way on this chunk (they must have written something
+        # since the last restart), at a random moment after that.
+        seen = _wait_for_more(crashed, "BIG_OUT", seen)
         time.sleep(rng.uniform(0.0, 0.2))
         crashed.kill9()
         crashed.start()
