@@ -140,8 +140,11 @@ class QueryEndpoint:
         finally:
             if registered:
                 self.server.unregister_push(query.query_id)
-            with anyio.CancelScope(shield=True):
-                await self.server.call(query.close)
+            if query.table_pull:
+                query.close()  # rows answered from state, nothing running: no worker thread needed
+            else:
+                with anyio.CancelScope(shield=True):
+                    await self.server.call(query.close)
 
 
 #: ``pv`` or ```pv``` - anything else cannot name a stream.
