@@ -298,7 +298,7 @@ def _run_prepared(engine: Any, prepared: _Prepared) -> list[Row]:
     if prepared.sql is None:
         return run_table_pull(engine, prepared.plan, prepared.materializer)
     catch_up(engine, prepared.materializer)
-    cursor = _state_cursor(engine)
+    cursor = engine.store.state_cursor()
     try:
         result = cursor.sql(prepared.sql).to_arrow_table()
     except duckdb.Error:
@@ -307,23 +307,11 @@ def _run_prepared(engine: Any, prepared: _Prepared) -> list[Row]:
         if _prepared.get(prepared.key) is prepared:
             _prepared[prepared.key] = dataclasses.replace(prepared, sql=None)
         return _evaluate(engine, prepared.plan, prepared.materializer.layout)
+    finally:
+        cursor.close()
     if result.schema != prepared.schema:
         result = result.cast(prepared.schema)
     return table_to_rows(result, [f.type for f in prepared.fields])
-
-
-def _state_cursor(engine: Any) -> duckdb.DuckDBPyConnection:
-    """This thread's cursor on the state database (creating one per query costs a few ms).
-
-    Kept per thread and per store: a cursor serves one thread at a time."""
-    store = engine.store
-    cursors: weakref.WeakKeyDictionary[Any, duckdb.DuckDBPyConnection] | None = getattr(_local, "cursors", None)
-    if cursors is None:
-        cursors = _local.cursors = weakref.WeakKeyDictionary()
-    cursor = cursors.get(store)
-    if cursor is None:
-        cursor = cursors[store] = store.state_cursor()
-    return cursor
 
 
 def _single_statement(plan: TablePull, layout: MatLayout) -> str:
