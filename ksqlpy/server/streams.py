@@ -8,6 +8,7 @@ request-then-response framework cannot do.
 
 from __future__ import annotations
 
+
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -188,6 +189,7 @@ class InsertsEndpoint:
             return
         except Exception as e:  # noqa: BLE001
             code, body = describe_failure(e, context=f"/inserts-stream opening {first!r}")
+            await lines.drain()
             await respond(send, code.status, dumps(body))
             return
         as_array = media == wire.JSON
@@ -208,6 +210,8 @@ class InsertsEndpoint:
                 await send({"type": "http.response.body", "more_body": True,
                             "body": prefix + dumps(ack) + (b"" if as_array else b"\n")})
                 seq += 1
+        if failed:
+            await lines.drain()
         tail = (b"]" if seq else b"[]") if as_array else b""
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
@@ -226,6 +230,20 @@ class _LineReader:
             raise ClientGone
         self._buffer += message.get("body", b"")
         self._ended = not message.get("more_body", False)
+
+    async def drain(self, timeout: float = 2.0) -> None:
+        """Read (and drop) what is left of the body before answering early: a response that
+        ends while the client is still sending makes some HTTP/2 clients drop the connection."""
+        async def rest() -> None:
+            while not self._ended:
+                await self._more()
+                self._buffer = b""
+
+        with anyio.move_on_after(timeout):
+            try:
+                await rest()
+            except ClientGone:
+                pass
 
     async def next_line(self) -> bytes | None:
         while b"\n" not in self._buffer and not self._ended:
