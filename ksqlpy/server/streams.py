@@ -8,7 +8,6 @@ request-then-response framework cannot do.
 
 from __future__ import annotations
 
-
 import re
 from typing import TYPE_CHECKING, Any
 
