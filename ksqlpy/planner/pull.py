@@ -23,6 +23,7 @@ from ksqlpy.parser import ast
 from ksqlpy.planner import scope as scopes
 from ksqlpy.planner.catalog import WINDOW_BOUND_COLUMNS, Source
 from ksqlpy.planner.physical import OutputColumn
+from ksqlpy.planner.select import expand_select, name_projections
 
 SEE_DOCS = " See https://cnfl.io/queries for more info.\nAdd EMIT CHANGES if you intended to issue a push query."
 DISALLOWED_COLUMNS = ("ROWPARTITION", "ROWOFFSET")
@@ -244,57 +245,18 @@ def _check_in_list(node: ast.InList, source: Source) -> None:
 def _projection(
     items: tuple[ast.SelectItem, ...], source: Source, alias: str, scope: scopes.Scope
 ) -> tuple[OutputColumn, ...]:
-    """The select list, named as ksqlDB names pull query columns; SELECT * on a windowed table
-    includes WINDOWSTART and WINDOWEND after the key columns."""
-    exprs: list[tuple[ast.Expr, str | None]] = []
-    for item in items:
-        match item:
-            case ast.AllColumns(source=qualifier):
-                if qualifier is not None and qualifier not in (alias, source.name):
-                    raise AnalysisError(f"Source '{qualifier}' does not exist.", pos=item.pos)
-                names = [c.name for c in source.key_columns]
-                if source.window is not None:
-                    names += list(WINDOW_BOUND_COLUMNS)
-                names += [c.name for c in source.value_columns + source.header_columns]
-                exprs += [(ast.ColumnRef(name=n, pos=item.pos), None) for n in names]
-            case ast.SingleColumn(expr=e, alias=a):
-                exprs.append((e, a))
-            case ast.StructAll(base=base):
-                struct = scopes.compile_expr(base, scope, clause="SELECT").type
-                if not isinstance(struct, sqltypes.Struct):
-                    raise AnalysisError(f"Expected STRUCT type, got: {struct}", pos=item.pos)
-                exprs += [(ast.Dereference(base=base, field=f.name, pos=item.pos), None) for f in struct.fields]
-    used = {a for _, a in exprs if a is not None} | {e.name for e, _ in exprs if isinstance(e, ast.ColumnRef)}
-    out: list[OutputColumn] = []
-    generated = 0
-    for e, a in exprs:
-        match e:
-            case _ if a is not None:
-                name = a
-            case ast.ColumnRef(name=n):
-                name = n
-            case ast.Dereference(field=f):
-                name = f
-            case _:
-                while f"KSQL_COL_{generated}" in used:
-                    generated += 1
-                name = f"KSQL_COL_{generated}"
-                generated += 1
-        compiled = scopes.compile_expr(e, scope, clause="SELECT")
-        if compiled.type is None:
-            raise AnalysisError(
-                "Can't infer a type of null. Please explicitly cast it to a required type, "
-                "e.g. CAST(null AS VARCHAR).",
-                pos=e.pos,
-            )
-        is_key = isinstance(e, ast.ColumnRef) and _is_key_column(source, e.name)
-        out.append(OutputColumn(name=name, type=compiled.type, sql=compiled.sql.sql(dialect="duckdb"), is_key=is_key))
-    seen: set[str] = set()
-    for c in out:
-        if c.name in seen:
-            raise AnalysisError(f"Duplicate value columns found in schema: `{c.name}` {c.type}")
-        seen.add(c.name)
-    return tuple(out)
+    """The select list, named as for any transient query; SELECT * on a windowed table includes
+    WINDOWSTART and WINDOWEND after the key columns, and they count as key columns."""
+    exprs = expand_select(items, source, alias, scope, window_bounds=source.window is not None)
+    return tuple(
+        OutputColumn(
+            name=p.name,
+            type=p.type,
+            sql=p.sql,
+            is_key=isinstance(p.expr, ast.ColumnRef) and _is_key_column(source, p.expr.name),
+        )
+        for p in name_projections(exprs, scope, source, persistent=False)
+    )
 
 
 def _is_key_column(source: Source, name: str) -> bool:
