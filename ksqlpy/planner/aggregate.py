@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ksqlpy import sqltypes
-from ksqlpy.errors import AnalysisError
+from ksqlpy.errors import AnalysisError, PlanError, Position
 from ksqlpy.parser import ast
 from ksqlpy.planner import scope as scopes
 from ksqlpy.planner.catalog import (
@@ -567,6 +567,12 @@ def _output_columns(
 def window_spec(w: ast.Window, *, emit_final: bool = False) -> WindowSpec:
     """A WINDOW clause with Kafka Streams' defaults for grace and retention (EMIT FINAL without
     GRACE PERIOD closes windows at their end)."""
+    spec = _window_spec(w, emit_final=emit_final)
+    _check_retention(spec, w.pos)
+    return spec
+
+
+def _window_spec(w: ast.Window, *, emit_final: bool) -> WindowSpec:
     retention = w.retention.millis if w.retention is not None else None
     match w:
         case ast.TumblingWindow(size=size, grace=grace):
@@ -605,12 +611,50 @@ def _grace(grace: ast.Duration | None, size_ms: int, emit_final: bool) -> int:
     return 0 if emit_final else max(DEFAULT_GRACE_MS - size_ms, 0)
 
 
+#: The state store of a windowed aggregation as ksqlDB names it (its query context
+#: ``Aggregate/Aggregate`` plus ``Materialize``), quoted by Kafka Streams' retention errors.
+AGGREGATE_STORE_NAME = "Aggregate-Aggregate-Materialize"
+
+
+def window_retention_ms(w: WindowSpec) -> int:
+    """How long the aggregation's window (or session) store keeps a window: RETENTION when
+    given, else Kafka Streams' default for a materialized windowed aggregation, the window size
+    (session: the inactivity gap) plus the grace period."""
+    if w.retention_ms is not None:
+        return w.retention_ms
+    return (w.gap_ms if w.is_session else w.size_ms) + w.grace_ms
+
+
+def _check_retention(w: WindowSpec, pos: Position | None) -> None:
+    """Kafka Streams refuses a store that would expire windows still open for late records
+    (``WindowStoreMaterializer`` / ``SessionStoreMaterializer``); ksqlDB reports its message."""
+    retention = window_retention_ms(w)
+    if w.is_session:
+        if w.gap_ms + w.grace_ms > retention:
+            raise PlanError(
+                f"The retention period of the session store {AGGREGATE_STORE_NAME} must be no smaller than "
+                f"the session inactivity gap plus the grace period. Got gap=[{w.gap_ms}], "
+                f"grace=[{w.grace_ms}], retention=[{retention}]",
+                pos=pos,
+            )
+    elif w.size_ms + w.grace_ms > retention:
+        raise PlanError(
+            f"The retention period of the window store {AGGREGATE_STORE_NAME} must be no smaller than its "
+            f"window size plus the grace period. Got size=[{w.size_ms}], grace=[{w.grace_ms}], "
+            f"retention=[{retention}]",
+            pos=pos,
+        )
+
+
 def aggregate_window_info(step: AggregateStep) -> WindowInfo | None:
-    """The sink's window (its keys are windowed) for an aggregation's step."""
+    """The sink's window (its keys are windowed) for an aggregation's step, with the retention
+    its materialized table applies."""
     w = step.window
     if w is None:
         return None
-    return WindowInfo(type=WindowType(w.type), size_ms=None if w.is_session else w.size_ms)
+    return WindowInfo(
+        type=WindowType(w.type), size_ms=None if w.is_session else w.size_ms, retention_ms=window_retention_ms(w)
+    )
 
 
 #: value formats that cannot hold a structured (ARRAY/MAP/STRUCT) aggregate state

@@ -45,6 +45,10 @@ class WindowType(enum.Enum):
 class WindowInfo:
     type: WindowType
     size_ms: int | None = None  # None for SESSION
+    #: how long the table's window store keeps a window past the observed stream time (a
+    #: windowed aggregation's RETENTION, else size + grace); None keeps every window (tables
+    #: declared over a windowed topic)
+    retention_ms: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -16,6 +16,19 @@ as ksqlDB's state stores iterate them (per partition, by serialized key): ``__PA
 ``mat."__materialized"`` records which generation (the consumer group, named after the command
 that created the table) built each table, so a table re-created under the same name starts
 from an empty state instead of inheriting the old one.
+
+Window retention: a windowed aggregation's table (``WindowInfo.retention_ms`` set) keeps windows
+as Kafka Streams' segmented window and session stores do. The store tracks, per partition, the
+*observed stream time*: the largest segment timestamp ever put into it (tombstones included),
+where the segment timestamp is a window's start (``WindowKeySchema.segmentTimestamp``) and a
+session's end (``SessionKeySchema.segmentTimestamp``). Every fetch starts at
+``max(from, observedStreamTime - retentionPeriod + 1)`` (``AbstractRocksDBSegmentedBytesStore.
+getActualFrom``, also in ``AbstractDualSchemaRocksDBSegmentedBytesStore``), so a window is
+visible while ``segment timestamp > observed stream time - retention`` and never again after.
+Here the observed stream time lives in ``mat."<NAME>_stream_time"`` (partition, observed) and
+advances in the same transaction as the upserts; records for expired windows are not inserted
+and windows that fell out of retention are deleted, so no pull query sees them. Tables declared
+over a windowed topic have no retention and keep every window.
 """
 
 from __future__ import annotations
@@ -46,6 +59,10 @@ PARTITION_COLUMN = "__PARTITION"
 KEY_BYTES_COLUMN = "__KEY"
 HIDDEN_COLUMNS = (PARTITION_COLUMN, KEY_BYTES_COLUMN)
 WINDOW_COLUMNS = ("WINDOWSTART", "WINDOWEND")
+#: Suffix of the table holding a windowed table's observed stream time, per partition.
+STREAM_TIME_SUFFIX = "_stream_time"
+#: Kafka's ``ConsumerRecord.NO_TIMESTAMP``: a window store's observed stream time before any put.
+NO_TIMESTAMP = -1
 #: Records per micro-batch at most; a batch holds what is available, so light traffic is not delayed.
 BATCH_SIZE = 50_000
 
@@ -66,6 +83,21 @@ def table_ref(name: str) -> str:
     return f"{SCHEMA}.{quote(name)}"
 
 
+def stream_time_ref(name: str) -> str:
+    """The observed stream time of the windowed table ``name``: ``mat."NAME_stream_time"``."""
+    return table_ref(name + STREAM_TIME_SUFFIX)
+
+
+def observed_stream_time(con: duckdb.DuckDBPyConnection, name: str) -> dict[int, int]:
+    """The observed stream time per partition of table ``name`` (empty when it has none yet or
+    keeps every window)."""
+    try:
+        rows = con.execute(f"SELECT part, observed FROM {stream_time_ref(name)}").fetchall()
+    except duckdb.CatalogException:
+        return {}
+    return {int(p): int(t) for p, t in rows}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MatLayout:
     """Where and how one table is materialized."""
@@ -79,6 +111,26 @@ class MatLayout:
     @property
     def windowed(self) -> bool:
         return self.source.window is not None
+
+    @property
+    def retention_ms(self) -> int | None:
+        """How long windows stay past the observed stream time; None keeps them all."""
+        window = self.source.window
+        return window.retention_ms if window is not None else None
+
+    @property
+    def segment_column(self) -> str:
+        """The window bound Kafka Streams segments (and expires) a window by: a time window's
+        start, a session's end."""
+        window = self.source.window
+        return "WINDOWEND" if window is not None and window.type is WindowType.SESSION else "WINDOWSTART"
+
+    @property
+    def stream_time_ref(self) -> str:
+        return stream_time_ref(self.source.name)
+
+    def create_stream_time_sql(self) -> str:
+        return f"CREATE TABLE IF NOT EXISTS {self.stream_time_ref} (part INTEGER PRIMARY KEY, observed BIGINT NOT NULL)"
 
     @property
     def key_names(self) -> tuple[str, ...]:
@@ -132,6 +184,7 @@ def drop_state(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """Remove a table's materialized state (DROP TABLE)."""
     ensure_schema(con)
     con.execute(f"DROP TABLE IF EXISTS {table_ref(name)}")
+    con.execute(f"DROP TABLE IF EXISTS {stream_time_ref(name)}")
     con.execute(f"DELETE FROM {REGISTRY} WHERE name = ?", [name])
 
 
@@ -253,9 +306,12 @@ class Materializer:
             row = con.execute(f"SELECT generation FROM {REGISTRY} WHERE name = ?", [self.name]).fetchone()
             if row is None or row[0] != self.group:
                 con.execute(f"DROP TABLE IF EXISTS {self.layout.ref}")
+                con.execute(f"DROP TABLE IF EXISTS {self.layout.stream_time_ref}")
                 con.execute(f"DELETE FROM {REGISTRY} WHERE name = ?", [self.name])
                 con.execute(f"INSERT INTO {REGISTRY} VALUES (?, ?)", [self.name, self.group])
             con.execute(self.layout.create_sql())
+            if self.layout.retention_ms is not None:
+                con.execute(self.layout.create_stream_time_sql())
 
     def _advanced(self, positions: Mapping[TopicPartition, int]) -> bool:
         with self._cond:
@@ -355,14 +411,60 @@ class Materializer:
             con.unregister("__mat_meta")
         if latest.num_rows == 0:
             return
+        retention = layout.retention_ms
+        advanced = self._advance_stream_time(con, latest) if retention is not None else {}
         con.register("__mat_latest", latest)
         try:
             match = " AND ".join(f"t.{quote(k)} = l.{quote(k)}" for k in layout.key_names) or "TRUE"
             con.execute(f"DELETE FROM {layout.ref} t USING __mat_latest l WHERE {match}")
             names = ", ".join(quote(n) for n in layout.column_names)
-            con.execute(f"INSERT INTO {layout.ref} ({names}) SELECT {names} FROM __mat_latest WHERE NOT __tomb")
+            if retention is None:
+                con.execute(f"INSERT INTO {layout.ref} ({names}) SELECT {names} FROM __mat_latest WHERE NOT __tomb")
+            else:
+                # A record for a window already past retention is dropped, as the segmented
+                # store drops a put into an expired segment.
+                picked = ", ".join(f"l.{quote(n)}" for n in layout.column_names)
+                seg = quote(layout.segment_column)
+                con.execute(
+                    f"INSERT INTO {layout.ref} ({names}) SELECT {picked} FROM __mat_latest l "
+                    f"LEFT JOIN {layout.stream_time_ref} s ON s.part = l.{quote(PARTITION_COLUMN)} "
+                    f"WHERE NOT l.__tomb AND l.{seg} > coalesce(s.observed, {NO_TIMESTAMP}) - {int(retention)}"
+                )
         finally:
             con.unregister("__mat_latest")
+        for part, observed in advanced.items():
+            self._expire(con, part, observed)
+
+    def _advance_stream_time(self, con: duckdb.DuckDBPyConnection, latest: pa.Table) -> dict[int, int]:
+        """Raise the observed stream time of the batch's partitions to the largest segment
+        timestamp put (a tombstone is a put too); the partitions whose time advanced, with it."""
+        seg = self.layout.segment_column
+        maxima = latest.group_by(PARTITION_COLUMN).aggregate([(seg, "max")])
+        ref = self.layout.stream_time_ref
+        before = dict(con.execute(f"SELECT part, observed FROM {ref}").fetchall())
+        advanced = {
+            int(p): int(t)
+            for p, t in zip(
+                maxima.column(PARTITION_COLUMN).to_pylist(), maxima.column(f"{seg}_max").to_pylist(), strict=True
+            )
+            if t is not None and t > before.get(p, NO_TIMESTAMP)
+        }
+        if advanced:
+            con.executemany(
+                f"INSERT INTO {ref} VALUES (?, ?) ON CONFLICT (part) DO UPDATE SET observed = excluded.observed",
+                [[p, t] for p, t in advanced.items()],
+            )
+        return advanced
+
+    def _expire(self, con: duckdb.DuckDBPyConnection, part: int, observed: int) -> None:
+        """Delete partition ``part``'s windows that fell out of retention at stream time ``observed``."""
+        retention = self.layout.retention_ms
+        assert retention is not None
+        con.execute(
+            f"DELETE FROM {self.layout.ref} WHERE {quote(PARTITION_COLUMN)} = ? "
+            f"AND {quote(self.layout.segment_column)} <= ?",
+            [part, observed - retention],
+        )
 
 
 
@@ -386,9 +488,22 @@ def describe_materialization(engine: object, source: Source) -> str:
     progress = "failed: " + str(m.error) if m.error is not None else ("up to date" if m.caught_up() else "catching up")
     keys = ", ".join(m.layout.key_names)
     return (
-        f"materialized: {m.layout.ref} ({rows}, {progress}; key {keys}); pull queries: key lookups when WHERE "
+        f"materialized: {m.layout.ref} ({rows}, {progress}; key {keys}{_retention_text(m.layout)}); "
+        "pull queries: key lookups when WHERE "
         "gives every key column with = or IN, else a table scan in store order; WHERE, projection and LIMIT "
         "in DuckDB; other SELECTs over materialized tables (joins, aggregates, ORDER BY) as DuckDB SQL"
+    )
+
+
+def _retention_text(layout: MatLayout) -> str:
+    """How long a windowed table keeps its windows, for DESCRIBE EXTENDED."""
+    if not layout.windowed:
+        return ""
+    if layout.retention_ms is None:
+        return "; every window kept (no retention on a windowed source table)"
+    return (
+        f"; windows retained {layout.retention_ms} ms: a window is kept while its {layout.segment_column} > "
+        f"observed stream time - retention (per partition, in {layout.stream_time_ref})"
     )
 
 
@@ -399,5 +514,7 @@ __all__ = [
     "describe_materialization",
     "drop_state",
     "ensure_schema",
+    "observed_stream_time",
+    "stream_time_ref",
     "table_ref",
 ]
