@@ -8,7 +8,9 @@ Per batch (see STATEFUL.md):
    Table input turns each update into a retraction of the source row's previous value
    (``__SIGN`` -1, from the source-row table ``agg."<QID>_src"``) and an addition (+1).
 2. *windows*: tumbling/hopping rows expand to one row per window; a window closed for the
-   stream time as of its record (``end + grace <= stream time``) drops the row.
+   stream time as of its record (``end + grace <= stream time``) drops the row (counted in
+   ``late_records``). Stream time is kept per partition, as a Kafka Streams task keeps it: each
+   group belongs to the partition ksqlDB would process it in (``__P``, see :meth:`_partitions`).
 3. *aggregate*: the prior state of the touched groups comes from ``agg."<QID>"`` on the
    transaction's connection; each aggregate is computed as running window functions over the
    batch combined with it (vectorized), or by the accumulators one row at a time (session
@@ -23,7 +25,7 @@ Per batch (see STATEFUL.md):
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +49,7 @@ PASS = "__PASS"
 PRIOR_PASS = "__PRIOR_PASS"
 FORCE_DELETE = "__FORCE_DELETE"
 SKIP = "__SKIP"  # a row that changes state but is not emitted by itself
+PART = "__P"  # the partition a group is processed in: whose stream time applies to it
 WINDOW_START = "__WINDOWSTART"
 WINDOW_END = "__WINDOWEND"
 _WS, _WE = "WINDOWSTART", "WINDOWEND"
@@ -75,7 +78,7 @@ class StateTables:
 
     groups: str  # one row per group (and window): states, timestamp, last HAVING result
     sources: str  # table input: the last row of each source key, as grouped
-    meta: str  # stream time
+    meta: str  # stream time per partition
 
     @classmethod
     def of(cls, query_id: str) -> StateTables:
@@ -89,7 +92,17 @@ class StateTables:
 class AggregateProcessor:
     """Processes micro-batches of one aggregation; ``process(batch, state)`` per STATEFUL.md."""
 
-    def __init__(self, step: AggregateStep, query_id: str, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(
+        self,
+        step: AggregateStep,
+        query_id: str,
+        con: duckdb.DuckDBPyConnection,
+        *,
+        key_partitioner: Callable[[pa.Table], pa.Array] | None = None,
+    ) -> None:
+        """``key_partitioner`` maps the group key columns to the partition ksqlDB's repartition
+        topic would put them in (the sink key format's bytes, murmur2); without it a hash of the
+        values stands in for it."""
         self.step = step
         self.query_id = query_id
         self.con = con
@@ -107,6 +120,14 @@ class AggregateProcessor:
             and all(a.vector is not None for a in accs)
             and (not self.is_table or all(a.vector.supports_undo for a in accs))
         )
+        self.key_partitioner = key_partitioner
+        self.partitions = max(1, step.source.partitions)
+        # Grouping by the source's key needs no repartition: a group stays in its source partition.
+        self.by_source_key = len(step.group_keys) == len(step.source.key_columns) and all(
+            k.sql == _q(c.name) for k, c in zip(step.group_keys, step.source.key_columns, strict=False)
+        )
+        #: records dropped because their window had closed (past its grace period)
+        self.late_records = 0
         self._created = False
         self._out_schema: pa.Schema | None = None
 
@@ -125,19 +146,23 @@ class AggregateProcessor:
             f"{_state_col(i)} {sqltypes.to_duckdb(c.accumulator.state_type)}"
             for i, c in enumerate(step.calls)
         ]
-        cols += [f"{TS} BIGINT", f"{PASS} BOOLEAN"]
+        cols += [f"{TS} BIGINT", f"{PASS} BOOLEAN", f"{PART} INTEGER"]
         state.execute("CREATE SCHEMA IF NOT EXISTS agg")
         existing = state.execute(
             "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'agg' AND table_name = ? ORDER BY column_index",
             [self.query_id],
         ).fetchall()
         wanted = [c.split(" ", 1)[0].strip('"') for c in cols]
-        if existing and [n for (n,) in existing] != wanted:
+        if existing and [n for (n,) in existing] == wanted[:-1]:
+            # State from before stream time was kept per partition: it all belonged to one.
+            state.execute(f"ALTER TABLE {self.tables.groups} ADD COLUMN {PART} INTEGER DEFAULT 0")
+            state.execute(f"ALTER TABLE {self.tables.meta} ADD COLUMN IF NOT EXISTS partition INTEGER DEFAULT 0")
+        elif existing and [n for (n,) in existing] != wanted:
             # CREATE OR REPLACE changed the aggregation: its old state no longer applies.
             for table in (self.tables.groups, self.tables.sources, self.tables.meta):
                 state.execute(f"DROP TABLE IF EXISTS {table}")
         state.execute(f"CREATE TABLE IF NOT EXISTS {self.tables.groups} ({', '.join(cols)})")
-        state.execute(f"CREATE TABLE IF NOT EXISTS {self.tables.meta} (stream_time BIGINT)")
+        state.execute(f"CREATE TABLE IF NOT EXISTS {self.tables.meta} (stream_time BIGINT, partition INTEGER)")
         if self.is_table:
             src = [
                 f"{_q(sk)} {sqltypes.to_duckdb(c.type)}"
@@ -169,23 +194,25 @@ class AggregateProcessor:
         rows = self._pre(batch)
         if self.is_table:
             rows = self._signed(rows, state)
+            # A table aggregation is never windowed: stream time does not apply to it.
+            rows = rows.append_column(PART, pa.array(np.zeros(rows.num_rows, dtype=np.int32)))
         prior_st = self._stream_time(state)
         times = _stream_times(rows, prior_st)
         rows, stream_time = self._windows(rows, prior_st)
         if rows.num_rows == 0:
             out = self._empty()
         elif self.window is not None and self.window.is_session:
-            out = self._sessions(rows, state, stream_time)
+            out = self._sessions(rows, state)
         else:
             prior = self._fetch(state, self.tables.groups, rows, self.group_cols)
             agg = self._vector(rows, prior) if self.vectorized else self._sequential(rows, prior)
             out = self._finish(agg, state)
-        if stream_time != prior_st:
-            state.execute(f"DELETE FROM {self.tables.meta}")
-            state.execute(f"INSERT INTO {self.tables.meta} VALUES (?)", [stream_time])
-            self._expire(state, stream_time)
+        advanced = {p: t for p, t in stream_time.items() if t != prior_st.get(p)}
+        if advanced:
+            self._advance(state, advanced)
+            self._expire(state)
         if self.step.emit_final:
-            out = self._final(state, stream_time, times)
+            out = self._final(state, times)
         return Evaluated(out, self._errors)
 
     def _relation(
@@ -223,7 +250,24 @@ class AggregateProcessor:
         if not pc.all(keyed).as_py():
             self._null_keys(result.filter(pc.invert(keyed)))
             result = result.filter(keyed)
+        result = result.append_column(PART, self._partitions(result))
         return result.drop_columns(["__KEYED", "__PART", "__OFF"])
+
+    def _partitions(self, rows: pa.Table) -> pa.Array:
+        """The partition each row's group is processed in, which is whose stream time applies.
+
+        ksqlDB aggregates by the source's key in the source partition; grouping by anything else
+        first repartitions by the new key into as many partitions as the source has."""
+        n = self.partitions
+        if n == 1 or rows.num_rows == 0:
+            return pa.array(np.zeros(rows.num_rows, dtype=np.int32))
+        if self.by_source_key:
+            return rows.column("__PART").combine_chunks().cast(pa.int32())
+        keys = rows.select(self.keys)
+        if self.key_partitioner is not None:
+            return self.key_partitioner(keys).cast(pa.int32())
+        hashed = ", ".join(_q(k) for k in self.keys)
+        return self._relation("k", keys, f"SELECT (hash({hashed}) % {n})::INTEGER AS p FROM k").column(0)
 
     def _null_keys(self, rows: pa.Table) -> None:
         """ksqlDB drops a row whose grouping value is null, with a processing-log entry."""
@@ -285,42 +329,63 @@ class AggregateProcessor:
         self._replace(state, self.tables.sources, last, self.source_keys, keep="__VALID")
         return signed
 
-    def _stream_time(self, state: duckdb.DuckDBPyConnection) -> int:
-        rows = state.execute(f"SELECT max(stream_time) FROM {self.tables.meta}").fetchall()
-        return int(rows[0][0]) if rows and rows[0][0] is not None else _MIN_TS
+    def _stream_time(self, state: duckdb.DuckDBPyConnection) -> dict[int, int]:
+        """Stream time per partition (a partition that has seen nothing is absent)."""
+        rows = state.execute(
+            f"SELECT partition, max(stream_time) FROM {self.tables.meta} GROUP BY partition"
+        ).fetchall()
+        return {int(p): int(t) for p, t in rows if p is not None and t is not None}
 
-    def _windows(self, rows: pa.Table, prior_st: int) -> tuple[pa.Table, int]:
-        """Stream time as of each row; tumbling/hopping windows expanded, closed ones dropped."""
+    def _advance(self, state: duckdb.DuckDBPyConnection, stream_time: dict[int, int]) -> None:
+        parts = ", ".join(str(p) for p in stream_time)
+        state.execute(f"DELETE FROM {self.tables.meta} WHERE partition IN ({parts})")
+        state.executemany(
+            f"INSERT INTO {self.tables.meta} (partition, stream_time) VALUES (?, ?)",
+            [[p, t] for p, t in stream_time.items()],
+        )
+
+    def _windows(self, rows: pa.Table, prior_st: dict[int, int]) -> tuple[pa.Table, dict[int, int]]:
+        """Stream time as of each row (``__ST``, in its partition); tumbling/hopping windows
+        expanded, closed ones dropped. Returns the rows and the stream times after the batch."""
         if rows.num_rows == 0:
             return rows, prior_st
-        stream_time = max(prior_st, int(pc.max(rows.column(TS)).as_py()))
+        highest = rows.group_by(PART).aggregate([(TS, "max")])
+        stream_time = dict(prior_st)
+        for p, t in zip(highest.column(PART).to_pylist(), highest.column(f"{TS}_max").to_pylist(), strict=True):
+            stream_time[p] = max(stream_time.get(p, _MIN_TS), t)
         if SIGN not in rows.column_names:
             rows = rows.append_column(SIGN, pa.array(np.ones(rows.num_rows, dtype=np.int32)))
             rows = rows.append_column(SKIP, pa.array(np.zeros(rows.num_rows, dtype=bool)))
         w = self.window
-        if w is None or w.is_session:
-            if w is not None:
-                st = self._relation(
-                    "rows",
-                    rows,
-                    f"SELECT *, greatest({prior_st}, max({TS}) OVER (ORDER BY {SEQ} ROWS UNBOUNDED PRECEDING)) AS __ST "
-                    f"FROM rows ORDER BY {SEQ}",
-                )
-                return st, stream_time
+        if w is None:
             return rows, stream_time
+        prior = _by_partition(prior_st)
+        running = f"greatest({prior}, max({TS}) OVER (PARTITION BY {PART} ORDER BY {SEQ} ROWS UNBOUNDED PRECEDING))"
+        if w.is_session:
+            st = self._relation("rows", rows, f"SELECT *, {running} AS __ST FROM rows ORDER BY {SEQ}")
+            return st, stream_time
         size, adv, grace = w.size_ms, w.advance_ms, w.grace_ms
         sql = f"""
             WITH s AS (
-                SELECT *, greatest({prior_st}, max({TS}) OVER (ORDER BY {SEQ} ROWS UNBOUNDED PRECEDING)) AS __ST,
+                SELECT *, {running} AS __ST,
                        unnest(generate_series(greatest(0, {TS} - {size} + {adv}) // {adv} * {adv}, {TS}, {adv})) AS {_WS}
                 FROM rows
             )
             SELECT * EXCLUDE ({SEQ}, __ST), {_WS} + {size} AS {_WE},
-                   row_number() OVER (ORDER BY {SEQ}, {_WS}) AS {SEQ}
+                   row_number() OVER (ORDER BY {SEQ}, {_WS}) AS {SEQ}, {SEQ} AS __RECORD
             FROM s WHERE {_WS} + {size} + {grace} > __ST
             ORDER BY {SEQ}
         """
-        return self._relation("rows", rows, sql), stream_time
+        expanded = self._relation("rows", rows, sql)
+        # A record all of whose windows had closed is late: ksqlDB drops (and counts) it.
+        late = rows.num_rows - pc.count_distinct(expanded.column("__RECORD")).as_py()
+        if late:
+            self._late(late)
+        return expanded.drop_columns(["__RECORD"]), stream_time
+
+    def _late(self, n: int) -> None:
+        self.late_records += n
+        log.debug("%s: %d record(s) for closed windows dropped", self.query_id, n)
 
     def _fetch(
         self, state: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, cols: Sequence[str]
@@ -372,7 +437,7 @@ class AggregateProcessor:
         ]
         sql = f"""
             WITH s AS (
-                SELECT r.{SEQ}, {", ".join(f"r.{_q(c)}" for c in self.group_cols)},
+                SELECT r.{SEQ}, {", ".join(f"r.{_q(c)}" for c in self.group_cols)}, r.{PART},
                        greatest(COALESCE(p.{TS}, {_MIN_TS}), max(r.{TS}) {over}) AS {TS},
                        p.{PASS} AS {PRIOR_PASS}, FALSE AS {FORCE_DELETE}, r.{SKIP},
                        {", ".join(states)}
@@ -423,12 +488,13 @@ class AggregateProcessor:
         cols[PRIOR_PASS] = pa.array(prior_pass, pa.bool_())
         cols[FORCE_DELETE] = pa.array(np.zeros(n, dtype=bool))
         cols[SKIP] = rows.column(SKIP)
+        cols[PART] = rows.column(PART)
         for i, (c, a) in enumerate(zip(calls, accs, strict=True)):
             cols[_state_col(i)] = pa.array(out_states[i], sqltypes.to_arrow(a.state_type))
             cols[c.name] = pa.array([a.result(s) for s in out_states[i]], sqltypes.to_arrow(a.return_type))
         return pa.table(cols)
 
-    def _sessions(self, rows: pa.Table, state: duckdb.DuckDBPyConnection, stream_time: int) -> pa.Table:
+    def _sessions(self, rows: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table:
         """Session windows: a record joins (and merges) the key's sessions within the gap;
         merged-away sessions are deleted downstream with tombstones."""
         w = self.window
@@ -439,9 +505,11 @@ class AggregateProcessor:
         prior = self._fetch(state, self.tables.groups, rows, self.keys)
         sessions: dict[Any, list[dict[str, Any]]] = {}
         key_values: dict[Any, list[Any]] = {}
+        partition_of: dict[Any, int] = {}
         for p in prior.to_pylist():
             hk = _hashable([p[k] for k in self.keys])
             key_values[hk] = [p[k] for k in self.keys]
+            partition_of[hk] = p[PART]
             sessions.setdefault(hk, []).append(
                 {
                     "start": p[_WS],
@@ -458,6 +526,7 @@ class AggregateProcessor:
             kv = [data[k][r] for k in self.keys]
             hk = _hashable(kv)
             key_values[hk] = kv
+            partition_of[hk] = data[PART][r]
             mine = sessions.setdefault(hk, [])
             # sessions closed for good (end before stream time - gap - grace) have left the store
             live = st - gap - grace
@@ -466,7 +535,7 @@ class AggregateProcessor:
             end = max([ts] + [s["end"] for s in overlapping])
             # Kafka Streams closes a session at end + gap + grace (strictly before stream time).
             if end + gap + grace < st:
-                log.debug("%s: record for a closed session dropped", self.query_id)
+                self._late(1)
                 continue
             agg = [a.initial() for a in accs]
             prev_pass = None
@@ -556,6 +625,7 @@ class AggregateProcessor:
             scols[PASS] = pa.array(
                 [pass_of.get((h, s["start"], s["end"]), s["pass"]) for h, s in survivors], pa.bool_()
             )
+            scols[PART] = pa.array([partition_of[h] for h, _ in survivors], pa.int32())
             self._replace(state, self.tables.groups, pa.table(scols), self.group_cols)
         return out
 
@@ -612,35 +682,44 @@ class AggregateProcessor:
 
     def _finish(self, agg: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table:
         out, full = self._output(agg)
-        keep = self.group_cols + [_state_col(i) for i in range(len(self.step.calls))] + [TS, PASS]
+        keep = self.group_cols + [_state_col(i) for i in range(len(self.step.calls))] + [TS, PASS, PART]
         last = full.filter(full.column("__LAST")).select(keep)
         self._replace(state, self.tables.groups, last, self.group_cols)
         return out
 
-    def _expire(self, state: duckdb.DuckDBPyConnection, stream_time: int) -> None:
-        """Forget windows that can no longer change: their records would be dropped as late
-        (EMIT FINAL forgets them once emitted, in :meth:`_final`)."""
+    def _expire(self, state: duckdb.DuckDBPyConnection) -> None:
+        """Forget windows that can no longer change, each by its partition's stream time:
+        their records would be dropped as late (EMIT FINAL forgets them once emitted, in
+        :meth:`_final`)."""
         w = self.window
         if w is None or self.step.emit_final:
             return
         slack = w.gap_ms + w.grace_ms if w.is_session else w.grace_ms
-        state.execute(f"DELETE FROM {self.tables.groups} WHERE {_WE} + {slack} < {stream_time} - 1")
+        g = self.tables.groups
+        state.execute(
+            f"DELETE FROM {g} USING {self.tables.meta} m "
+            f"WHERE {g}.{PART} = m.partition AND {g}.{_WE} + {slack} < m.stream_time - 1"
+        )
 
-    def _final(self, state: duckdb.DuckDBPyConnection, stream_time: int, times: list[int]) -> pa.Table:
+    def _final(self, state: duckdb.DuckDBPyConnection, times: list[tuple[int, int]]) -> pa.Table:
         """EMIT FINAL, as Kafka Streams' ``EmitStrategy.onWindowClose`` does it: each time
         stream time advances, the windows ending exactly at the new close time (stream time less
         grace) are emitted; every closed window is then forgotten (its late records are
-        dropped, so it cannot change again)."""
+        dropped, so it cannot change again). ``times`` are the (partition, stream time) pairs
+        the batch advanced through."""
         w = self.window
         assert w is not None
-        closes = sorted({t - w.grace_ms for t in times})
-        if not closes:
+        if not times:
             return self._empty()
-        in_list = ", ".join(str(c) for c in closes)
+        g = self.tables.groups
+        closes = ", ".join(f"({p}, {t - w.grace_ms})" for p, t in sorted(set(times)))
         closed = state.sql(
-            f"SELECT * FROM {self.tables.groups} WHERE {_WE} IN ({in_list}) ORDER BY {_WE}, {_WS}"
+            f"SELECT * FROM {g} WHERE ({PART}, {_WE}) IN (VALUES {closes}) ORDER BY {_WE}, {_WS}"
         ).to_arrow_table()
-        state.execute(f"DELETE FROM {self.tables.groups} WHERE {_WE} + {w.grace_ms} <= {stream_time}")
+        state.execute(
+            f"DELETE FROM {g} USING {self.tables.meta} m "
+            f"WHERE {g}.{PART} = m.partition AND {g}.{_WE} + {w.grace_ms} <= m.stream_time"
+        )
         if closed.num_rows == 0:
             return self._empty()
         calls = self.step.calls
@@ -669,13 +748,26 @@ class AggregateProcessor:
         return out.filter(pc.invert(out.column(DELETE)))
 
 
-def _stream_times(rows: pa.Table, prior: int) -> list[int]:
-    """The distinct stream times the batch's rows advance to, in order."""
+def _stream_times(rows: pa.Table, prior: dict[int, int]) -> list[tuple[int, int]]:
+    """The distinct (partition, stream time) pairs the batch's rows advance their partitions to."""
     if rows.num_rows == 0:
         return []
     ts = np.asarray(rows.column(TS).to_numpy(zero_copy_only=False), dtype=np.int64)
-    running = np.maximum.accumulate(np.maximum(ts, prior))
-    return [int(t) for t in np.unique(running) if t > prior]
+    parts = np.asarray(rows.column(PART).to_numpy(zero_copy_only=False), dtype=np.int32)
+    out: list[tuple[int, int]] = []
+    for p in np.unique(parts):
+        before = prior.get(int(p), _MIN_TS)
+        running = np.maximum.accumulate(np.maximum(ts[parts == p], before))
+        out += [(int(p), int(t)) for t in np.unique(running) if t > before]
+    return out
+
+
+def _by_partition(stream_time: dict[int, int]) -> str:
+    """SQL for the stream time before the batch of the row's partition (``__P``)."""
+    if not stream_time:
+        return str(_MIN_TS)
+    cases = " ".join(f"WHEN {p} THEN {t}" for p, t in stream_time.items())
+    return f"(CASE {PART} {cases} ELSE {_MIN_TS} END)"
 
 
 def _hashable(values: list[Any]) -> Any:

@@ -170,9 +170,28 @@ class QueryRunner:
         if isinstance(self.plan.step, AggregateStep):
             from ksqlpy.runtime.aggregate import AggregateProcessor
 
-            self._processor = AggregateProcessor(self.plan.step, self.query_id, new_connection())
+            self._processor = AggregateProcessor(
+                self.plan.step, self.query_id, new_connection(), key_partitioner=self._key_partitioner()
+            )
             return None
         return StepEvaluator(self.plan.step, new_connection())
+
+    def _key_partitioner(self) -> Callable[[pa.Table], pa.Array] | None:
+        """Where ksqlDB's repartition topic would put each group: the group key in the sink's
+        key format, through Kafka's default partitioner, over the source's partitions."""
+        sink = self.plan.sink
+        step = self.plan.step
+        if sink is None or len(sink.key_columns) != len(step.group_keys):
+            return None
+        from ksqlpy.runtime.store.partitioner import partitions_for_keys
+
+        encoder = SinkEncoder(sink, registry_for(self.store))
+        partitions = max(1, self.plan.source.partitions)
+
+        def partition(keys: pa.Table) -> pa.Array:
+            return partitions_for_keys(encoder.key_ser.encode(keys), partitions)
+
+        return partition
 
     _processor: Any = None
 

@@ -262,3 +262,63 @@ def test_errors_name_the_query_s_own_expressions(engine: Engine, query: str, mes
     with pytest.raises(AnalysisError) as info:
         execute(engine, f"CREATE TABLE X AS {query};")
     assert message in str(info.value)
+
+
+def _keys_in_different_partitions(partitions: int) -> tuple[str, str]:
+    """Two string keys that Kafka's default partitioner puts in different partitions."""
+    from ksqlpy.runtime.store.partitioner import partition_for_key
+
+    first = "k0"
+    other = next(
+        f"k{i}" for i in range(1, 100) if partition_for_key(f"k{i}".encode(), partitions) != partition_for_key(b"k0", partitions)
+    )
+    return first, other
+
+
+def _sorted(rows: list[tuple[bytes, int, object]]) -> list[tuple[bytes, int, object]]:
+    return sorted(rows, key=lambda r: (r[0], r[1], json.dumps(r[2])))
+
+
+def _window_counts(engine: Engine, topic: str) -> list[tuple[bytes, int, object]]:
+    return _sorted([(k[:-8], int.from_bytes(k[-8:], "big"), v) for k, v, _ in read(engine, topic)])
+
+
+def test_stream_time_is_kept_per_source_partition(engine: Engine) -> None:
+    """A partition far ahead in time does not make another partition's records late."""
+    ahead, behind = _keys_in_different_partitions(2)
+    execute(
+        engine,
+        "CREATE STREAM S2 (ID STRING KEY, V INT) WITH (kafka_topic='s2', value_format='JSON', partitions=2);"
+        "CREATE TABLE W AS SELECT ID, COUNT(*) AS C FROM S2 "
+        "WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 0 SECONDS) GROUP BY ID;",
+    )
+    produce(engine, "s2", [(ahead, {"V": 1}, 50_000)])
+    assert engine.wait_idle()
+    # Late for the first partition's stream time, on time for the second's own.
+    produce(engine, "s2", [(behind, {"V": 1}, 1000), (behind, {"V": 1}, 2000)])
+    assert engine.wait_idle()
+    # ... and a record late in its own partition is still dropped.
+    produce(engine, "s2", [(ahead, {"V": 1}, 3000)])
+    assert engine.wait_idle()
+    assert _window_counts(engine, "W") == _sorted(
+        [(behind.encode(), 0, {"C": 1}), (behind.encode(), 0, {"C": 2}), (ahead.encode(), 50_000, {"C": 1})]
+    )
+    (query,) = [q for q in engine.queries.values() if getattr(q, "_processor", None) is not None]
+    assert query._processor.late_records == 1
+
+
+def test_stream_time_follows_the_repartitioned_group_key(engine: Engine) -> None:
+    """Grouping by a value column: ksqlDB repartitions by the new key, so stream time is that
+    of the group's partition, even though every record came from the same source partition."""
+    ahead, behind = _keys_in_different_partitions(2)
+    execute(
+        engine,
+        "CREATE STREAM S2 (ID STRING KEY, G STRING) WITH (kafka_topic='s2', value_format='JSON', partitions=2);"
+        "CREATE TABLE W AS SELECT G, COUNT(*) AS C FROM S2 "
+        "WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 0 SECONDS) GROUP BY G;",
+    )
+    produce(engine, "s2", [("same", {"G": ahead}, 50_000), ("same", {"G": behind}, 1000), ("same", {"G": ahead}, 2000)])
+    assert engine.wait_idle()
+    assert _window_counts(engine, "W") == _sorted(
+        [(behind.encode(), 0, {"C": 1}), (ahead.encode(), 50_000, {"C": 1})]
+    )
