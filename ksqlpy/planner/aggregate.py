@@ -653,7 +653,9 @@ def aggregate_window_info(step: AggregateStep) -> WindowInfo | None:
     if w is None:
         return None
     return WindowInfo(
-        type=WindowType(w.type), size_ms=None if w.is_session else w.size_ms, retention_ms=window_retention_ms(w)
+        type=WindowType(w.type),
+        size_ms=None if w.is_session else w.size_ms,
+        retention_ms=window_retention_ms(w),
     )
 
 

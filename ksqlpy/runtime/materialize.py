@@ -419,7 +419,9 @@ class Materializer:
             con.execute(f"DELETE FROM {layout.ref} t USING __mat_latest l WHERE {match}")
             names = ", ".join(quote(n) for n in layout.column_names)
             if retention is None:
-                con.execute(f"INSERT INTO {layout.ref} ({names}) SELECT {names} FROM __mat_latest WHERE NOT __tomb")
+                con.execute(
+                    f"INSERT INTO {layout.ref} ({names}) SELECT {names} FROM __mat_latest WHERE NOT __tomb"
+                )
             else:
                 # A record for a window already past retention is dropped, as the segmented
                 # store drops a put into an expired segment.
@@ -445,7 +447,9 @@ class Materializer:
         advanced = {
             int(p): int(t)
             for p, t in zip(
-                maxima.column(PARTITION_COLUMN).to_pylist(), maxima.column(f"{seg}_max").to_pylist(), strict=True
+                maxima.column(PARTITION_COLUMN).to_pylist(),
+                maxima.column(f"{seg}_max").to_pylist(),
+                strict=True,
             )
             if t is not None and t > before.get(p, NO_TIMESTAMP)
         }
@@ -465,7 +469,6 @@ class Materializer:
             f"AND {quote(self.layout.segment_column)} <= ?",
             [part, observed - retention],
         )
-
 
 
 
