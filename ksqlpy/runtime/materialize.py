@@ -478,7 +478,7 @@ def describe_materialization(engine: object, source: Source) -> str:
     m = materializers.get(source.name)
     if m is None:
         return ""
-    store: TopicStore = engine.store
+    store: TopicStore = getattr(engine, "store")  # noqa: B009 - the engine is typed loosely (layering)
     try:
         cursor = store.state_cursor()
         try:
