@@ -24,7 +24,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -366,6 +366,42 @@ class KafkaStore(TopicStore):
             cur.close()
         return {TopicPartition(t, p): o for t, p, o in rows}
 
+    changelogged = True
+
+    def state_behind(self, group: str, topics: Sequence[str]) -> dict[TopicPartition, int] | None:
+        local = self.state_positions(group)
+        committed = {
+            TopicPartition(topic, p): offset
+            for topic in topics
+            for p, offset in self.committed(group, topic).items()
+            if offset >= 0
+        }
+        behind = any(local.get(tp, -1) < offset for tp, offset in committed.items())
+        return committed if behind else None
+
+    def restore_state(
+        self,
+        group: str,
+        positions: Mapping[TopicPartition, int],
+        rebuild: Callable[[duckdb.DuckDBPyConnection], None],
+    ) -> None:
+        with self._tx_lock:
+            cur = self.state_database.cursor()
+            try:
+                cur.execute("BEGIN TRANSACTION")
+                rebuild(cur)
+                for tp, offset in positions.items():
+                    cur.execute(
+                        "INSERT OR REPLACE INTO ksqlpy.positions VALUES (?, ?, ?, ?)",
+                        [group, tp.topic, tp.partition, offset],
+                    )
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            finally:
+                cur.close()
+
     def state_cursor(self) -> duckdb.DuckDBPyConnection:
         """State lives in a local DuckDB database; its transaction commits right after the Kafka
         transaction does (a crash between the two leaves state behind the outputs)."""
@@ -597,7 +633,7 @@ class KafkaReader(TopicReader):
             store._replay.setdefault(group, {}).update(replay)
             log.info(
                 "Consumer group %s: local state is behind its committed positions; re-reading %s to rebuild it.",
-                group, ", ".join(f"{tp.topic}[{tp.partition}] up to {o}" for tp, o in sorted(replay.items())),
+                group, ", ".join(f"{tp.topic}[{tp.partition}] up to {o}" for tp, o in sorted(replay.items(), key=lambda item: (item[0].topic, item[0].partition))),
             )
             consumer.assign(partitions)
 
@@ -660,11 +696,26 @@ class KafkaReader(TopicReader):
             if messages or time.monotonic() >= deadline:
                 break
         table = self._to_table(messages)
+        if not messages and self._store.exactly_once:
+            self._past_markers()
         if self._group is not None and self._group in self._store._replay:
             table = self._cap_replay(table)
         elif self._group is not None:
             self._store._replay_batch[self._group] = False
         return table
+
+    def _past_markers(self) -> None:
+        """After an empty poll: the client's own position moves past transaction markers once
+        it has fetched them, even when no end-of-partition event follows, and everything before
+        it was handed out. (Asked here, on the polling thread: asking while another thread
+        polls the same client can block for seconds.)"""
+        known = [KafkaTopicPartition(tp.topic, tp.partition) for tp in self._assigned if tp in self._next]
+        if not known:
+            return
+        for ktp in self._consumer.position(known):
+            tp = TopicPartition(ktp.topic, ktp.partition)
+            if ktp.offset > self._next.get(tp, ktp.offset):
+                self._next[tp] = ktp.offset
 
     def _cap_replay(self, table: pa.Table) -> pa.Table:
         """While partitions are replayed, a batch holds only replayed records (those below the
