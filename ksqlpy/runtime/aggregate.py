@@ -37,6 +37,7 @@ import pyarrow.compute as pc
 from ksqlpy import sqltypes
 from ksqlpy.errors import KsqlpyError
 from ksqlpy.planner.physical import AggregateStep, group_key_name
+from ksqlpy.runtime.changelog import ChangeRecorder, StateTable
 from ksqlpy.runtime.codec import TOMBSTONE
 from ksqlpy.runtime.evaluate import DELETE, TS, Evaluated
 from ksqlpy.runtime.processing_log import RECORD_PROCESSING_ERROR, ProcessingError
@@ -128,6 +129,8 @@ class AggregateProcessor:
         )
         #: records dropped because their window had closed (past its grace period)
         self.late_records = 0
+        #: set when state must also go to changelog topics (see :meth:`log_changes`)
+        self.recorder: ChangeRecorder | None = None
         self._created = False
         self._out_schema: pa.Schema | None = None
 
@@ -177,6 +180,36 @@ class AggregateProcessor:
                     src.append(f"{a} {sqltypes.to_duckdb(c.arg_types[j])}")
             state.execute(f"CREATE TABLE IF NOT EXISTS {self.tables.sources} ({', '.join(src)})")
         self._created = True
+
+    def state_tables(self, changelog_prefix: str) -> list[StateTable]:
+        """This aggregation's state tables, each with its changelog topic (named as ksqlDB
+        names its stores' changelogs)."""
+        tables = [
+            StateTable(self.tables.groups, tuple(self.group_cols), f"{changelog_prefix}-Aggregate-Aggregate-Materialize-changelog"),
+            StateTable(self.tables.meta, ("partition",), f"{changelog_prefix}-Aggregate-StreamTime-changelog"),
+        ]
+        if self.is_table:
+            tables.append(
+                StateTable(self.tables.sources, tuple(self.source_keys), f"{changelog_prefix}-Aggregate-Source-changelog")
+            )
+        return tables
+
+    def log_changes(self, changelog_prefix: str, state: duckdb.DuckDBPyConnection) -> list[StateTable]:
+        """From now on record every state change for the changelog topics; returns the tables."""
+        tables = self.state_tables(changelog_prefix)
+        self._ensure_tables(state)
+        self.recorder = ChangeRecorder(tables, self.con)
+        self.recorder.prepare(state)
+        return tables
+
+    def _deleted(self, state: duckdb.DuckDBPyConnection, table: str, sql: str, keys: Sequence[str]) -> None:
+        """Run a DELETE on ``table``; its deleted keys go to the changelog when one is kept."""
+        if self.recorder is None:
+            state.execute(sql)
+            return
+        returning = ", ".join(f"{table}.{_q(k)}" for k in keys)
+        gone = state.sql(f"{sql} RETURNING {returning}").to_arrow_table()
+        self.recorder.deleted(table, gone.rename_columns(list(keys)))
 
     # ------------------------------------------------------------------ the batch
 
@@ -343,6 +376,14 @@ class AggregateProcessor:
             f"INSERT INTO {self.tables.meta} (partition, stream_time) VALUES (?, ?)",
             [[p, t] for p, t in stream_time.items()],
         )
+        if self.recorder is not None:
+            changed = pa.table(
+                {
+                    "stream_time": pa.array(list(stream_time.values()), pa.int64()),
+                    "partition": pa.array(list(stream_time), pa.int32()),
+                }
+            )
+            self.recorder.upserted(self.tables.meta, changed)
 
     def _windows(self, rows: pa.Table, prior_st: dict[int, int]) -> tuple[pa.Table, dict[int, int]]:
         """Stream time as of each row (``__ST``, in its partition); tumbling/hopping windows
@@ -407,6 +448,13 @@ class AggregateProcessor:
         """Upsert ``rows`` into ``table`` by ``cols`` (rows whose ``keep`` is false delete)."""
         if rows.num_rows == 0:
             return
+        if self.recorder is not None:
+            if keep is None:
+                self.recorder.upserted(table, rows)
+            else:
+                kept = pc.fill_null(rows.column(keep), False)
+                self.recorder.deleted(table, rows.filter(pc.invert(kept)).select(list(cols)))
+                self.recorder.upserted(table, rows.filter(kept))
         on = " AND ".join(f"{table}.{_q(c)} IS NOT DISTINCT FROM n.{_q(c)}" for c in cols) or "TRUE"
         state.register("__new", rows)
         try:
@@ -602,7 +650,9 @@ class AggregateProcessor:
         on = " AND ".join(f"{self.tables.groups}.{_q(k)} IS NOT DISTINCT FROM n.{_q(k)}" for k in self.keys)
         state.register("__touched", touched)
         try:
-            state.execute(f"DELETE FROM {self.tables.groups} USING __touched n WHERE {on}")
+            self._deleted(
+                state, self.tables.groups, f"DELETE FROM {self.tables.groups} USING __touched n WHERE {on}", self.group_cols
+            )
         finally:
             state.unregister("__touched")
         pass_of = {
@@ -696,9 +746,12 @@ class AggregateProcessor:
             return
         slack = w.gap_ms + w.grace_ms if w.is_session else w.grace_ms
         g = self.tables.groups
-        state.execute(
+        self._deleted(
+            state,
+            g,
             f"DELETE FROM {g} USING {self.tables.meta} m "
-            f"WHERE {g}.{PART} = m.partition AND {g}.{_WE} + {slack} < m.stream_time - 1"
+            f"WHERE {g}.{PART} = m.partition AND {g}.{_WE} + {slack} < m.stream_time - 1",
+            self.group_cols,
         )
 
     def _final(self, state: duckdb.DuckDBPyConnection, times: list[tuple[int, int]]) -> pa.Table:
@@ -716,9 +769,12 @@ class AggregateProcessor:
         closed = state.sql(
             f"SELECT * FROM {g} WHERE ({PART}, {_WE}) IN (VALUES {closes}) ORDER BY {_WE}, {_WS}"
         ).to_arrow_table()
-        state.execute(
+        self._deleted(
+            state,
+            g,
             f"DELETE FROM {g} USING {self.tables.meta} m "
-            f"WHERE {g}.{PART} = m.partition AND {g}.{_WE} + {w.grace_ms} <= m.stream_time"
+            f"WHERE {g}.{PART} = m.partition AND {g}.{_WE} + {w.grace_ms} <= m.stream_time",
+            self.group_cols,
         )
         if closed.num_rows == 0:
             return self._empty()

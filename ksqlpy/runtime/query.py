@@ -119,6 +119,7 @@ class QueryRunner:
             decoder = SourceDecoder(source, registry_for(self.store))
             evaluator = self._evaluator()
             encoder = SinkEncoder(self.plan.sink, registry_for(self.store)) if self.plan.sink is not None else None
+            self._prepare_state()
             self._reader = self.store.open_reader([source.topic], group=self.group, start=self.start_position)
         except Exception as e:  # noqa: BLE001 - reported as the query's error
             self._fail(e)
@@ -195,6 +196,21 @@ class QueryRunner:
 
     _processor: Any = None
 
+    def _prepare_state(self) -> None:
+        """A persistent query whose state lives apart from the log writes it to changelog
+        topics too, and restores it from them first when the local copy is behind."""
+        if self._processor is None or self.group is None or not self.store.changelogged:
+            return
+        from ksqlpy.runtime import changelog
+
+        cursor = self.store.state_cursor()
+        try:
+            tables = self._processor.log_changes(self.group, cursor)
+        finally:
+            cursor.close()
+        changelog.create_topics(self.store, tables)
+        changelog.restore(self.store, self.group, [self.plan.source.topic], tables, self._processor.recorder)
+
     def emit_stateful(self, batch: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
         """Process a batch with a stateful processor and emit its rows."""
         raise NotImplementedError
@@ -237,6 +253,9 @@ class PersistentQuery(QueryRunner):
             self.plog.write(self.query_id, errors)
             if records.num_rows:
                 tx.produce(self.plan.sink.topic, records)
+            if self._processor.recorder is not None:
+                for topic, changes in self._processor.recorder.drain().items():
+                    tx.produce(topic, changes)
             tx.commit_positions(self.group, reader.positions())
         self.records_out += records.num_rows
 

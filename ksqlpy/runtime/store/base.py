@@ -10,7 +10,7 @@ Python object per record on the hot path.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -167,6 +167,26 @@ class TopicStore(abc.ABC):
 
     @abc.abstractmethod
     def transaction(self) -> TransactionContext: ...
+
+    #: Whether state lives apart from the log, so that stateful queries write their state changes
+    #: to changelog topics and restore from them (the Kafka store, whose state is a local file).
+    #: The embedded store commits state with the log: it never falls behind.
+    changelogged: bool = False
+
+    def state_behind(self, group: str, topics: Sequence[str]) -> dict[TopicPartition, int] | None:
+        """The group's committed positions on ``topics`` when the local state does not reflect
+        them (lost, fresh, or left behind by a crash after the log committed); else None."""
+        return None
+
+    def restore_state(
+        self,
+        group: str,
+        positions: Mapping[TopicPartition, int],
+        rebuild: Callable[[duckdb.DuckDBPyConnection], None],
+    ) -> None:
+        """Run ``rebuild`` on the state database and record that the state now reflects the
+        group's ``positions``, in one local transaction."""
+        raise NotImplementedError(f"the {self.kind} store keeps no separate state")
 
     @abc.abstractmethod
     def state_cursor(self) -> duckdb.DuckDBPyConnection:

@@ -1,0 +1,232 @@
+"""Changelog topics: how a stateful query's state survives the loss of its local copy.
+
+On the embedded store state commits in the log's own database, so it can never fall behind. On
+Kafka, records live in the cluster and state in a local DuckDB file, committed right after each
+Kafka transaction. There every change a stateful operator makes to one of its state tables is
+also written, inside the batch's Kafka transaction, to that table's compacted changelog topic
+(one partition, keyed by the table's key columns, a null value for a deleted row), as Kafka
+Streams logs a state store. A server whose local state is behind the query's committed positions
+(a lost or fresh state directory, or a crash between the Kafka commit and the local one) rebuilds
+the tables from their changelogs before it reads input, and so needs no input record again.
+
+Record layout (what :func:`restore` reads back):
+
+* key: the row's key columns as a JSON object (DuckDB's ``to_json``, the same bytes for the same
+  key, which is what compaction needs);
+* value: the whole row as one Arrow IPC record batch, in the table's Arrow schema (exact for every
+  SQL type, decimals and nested values included);
+* header ``ksqlpy.state.schema``: a fingerprint of the table's columns. A record written for a
+  different shape of the table (before ``CREATE OR REPLACE`` changed the query) is skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from ksqlpy.errors import KsqlpyError
+from ksqlpy.runtime.store.base import HEADER_TYPE, TopicSpec, TopicStore
+
+log = logging.getLogger("ksqlpy.changelog")
+
+SCHEMA_HEADER = "ksqlpy.state.schema"
+
+#: How long a restore may go without reading anything before it gives up.
+_STALL_SECONDS = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class StateTable:
+    """One state table of a query and its changelog topic."""
+
+    table: str  # the DuckDB table, schema-qualified and quoted
+    keys: tuple[str, ...]  # its key columns
+    topic: str  # its changelog topic
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class _Shape:
+    """A state table's Arrow schema (the values' layout) and its fingerprint."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, table: StateTable) -> None:
+        self.schema = con.sql(f"SELECT * FROM {table.table} LIMIT 0").to_arrow_table().schema
+        described = ";".join(f"{f.name}:{f.type}" for f in self.schema)
+        self.fingerprint = hashlib.sha256(described.encode()).hexdigest()[:16].encode()
+
+
+class ChangeRecorder:
+    """Collects one batch's state changes, in order, and turns them into changelog records."""
+
+    def __init__(self, tables: Sequence[StateTable], con: duckdb.DuckDBPyConnection) -> None:
+        self.tables = {t.table: t for t in tables}
+        self._con = con
+        self._shapes: dict[str, _Shape] = {}
+        self._pending: list[tuple[StateTable, pa.Table, bool]] = []
+
+    def prepare(self, state: duckdb.DuckDBPyConnection) -> None:
+        """Learn the tables' shapes (call once they exist)."""
+        self._shapes = {name: _Shape(state, t) for name, t in self.tables.items()}
+
+    def upserted(self, table: str, rows: pa.Table) -> None:
+        if rows.num_rows:
+            self._pending.append((self.tables[table], rows, False))
+
+    def deleted(self, table: str, keys: pa.Table) -> None:
+        if keys.num_rows:
+            self._pending.append((self.tables[table], keys, True))
+
+    def drain(self) -> dict[str, pa.Table]:
+        """The batch's changelog records per topic (:data:`PRODUCE_SCHEMA`), in change order."""
+        pending, self._pending = self._pending, []
+        parts: dict[str, list[pa.Table]] = {}
+        now = int(time.time() * 1000)
+        for table, rows, is_delete in pending:
+            parts.setdefault(table.topic, []).append(self._records(table, rows, is_delete, now))
+        return {topic: pa.concat_tables(tables) for topic, tables in parts.items()}
+
+    def _records(self, table: StateTable, rows: pa.Table, is_delete: bool, now: int) -> pa.Table:
+        shape = self._shapes[table.table]
+        keys = rows.select(list(table.keys)).cast(
+            pa.schema([shape.schema.field(k) for k in table.keys])
+        )
+        key_bytes = _key_bytes(self._con, keys, table.keys)
+        n = rows.num_rows
+        if is_delete:
+            values = pa.nulls(n, pa.binary())
+        else:
+            full = rows.select(shape.schema.names).cast(shape.schema).combine_chunks()
+            # One IPC message per row: a changelog record must stand alone for compaction.
+            batch = full.to_batches()[0] if full.num_rows else None
+            assert batch is not None
+            values = pa.array([batch.slice(i, 1).serialize().to_pybytes() for i in range(n)], pa.binary())
+        header = pa.array([[{"key": SCHEMA_HEADER, "value": shape.fingerprint}]] * n, HEADER_TYPE)
+        return pa.table(
+            {
+                "partition": pa.array([0] * n, pa.int32()),
+                "timestamp": pa.array([now] * n, pa.int64()),
+                "key": key_bytes,
+                "value": values,
+                "headers": header,
+            }
+        )
+
+
+def _key_bytes(con: duckdb.DuckDBPyConnection, keys: pa.Table, names: Sequence[str]) -> pa.Array:
+    packed = ", ".join(f"{_q(k)} := {_q(k)}" for k in names)
+    con.register("__changelog_keys", keys)
+    try:
+        out = con.sql(f"SELECT to_json(struct_pack({packed}))::BLOB FROM __changelog_keys").to_arrow_table()
+    finally:
+        con.unregister("__changelog_keys")
+    return out.column(0).combine_chunks()
+
+
+def create_topics(store: TopicStore, tables: Sequence[StateTable]) -> None:
+    for t in tables:
+        store.create_topic(
+            TopicSpec(name=t.topic, partitions=1, config={"cleanup.policy": "compact"}), exist_ok=True
+        )
+
+
+def delete_topics(store: TopicStore, tables: Sequence[StateTable]) -> None:
+    for t in tables:
+        if store.describe_topic(t.topic) is not None:
+            store.delete_topic(t.topic)
+
+
+def restore(
+    store: TopicStore,
+    group: str,
+    source_topics: Sequence[str],
+    tables: Sequence[StateTable],
+    recorder: ChangeRecorder,
+) -> bool:
+    """Rebuild ``tables`` from their changelogs when the local state is behind the group's
+    committed positions. Returns whether it did; False also when a changelog is missing (state
+    written before changelogs existed), leaving the store to re-read the input instead."""
+    positions = store.state_behind(group, source_topics)
+    if positions is None:
+        return False
+    missing = [t.topic for t in tables if store.describe_topic(t.topic) is None]
+    if missing:
+        log.warning(
+            "Consumer group %s: local state is behind and changelog %s is missing; re-reading the input instead.",
+            group,
+            ", ".join(missing),
+        )
+        return False
+    started = time.monotonic()
+    contents = {t.table: _read_changelog(store, t, recorder._shapes[t.table]) for t in tables}
+
+    def rebuild(con: duckdb.DuckDBPyConnection) -> None:
+        for t in tables:
+            rows = contents[t.table]
+            con.execute(f"DELETE FROM {t.table}")
+            if rows.num_rows:
+                con.register("__restored", rows)
+                try:
+                    con.execute(f"INSERT INTO {t.table} SELECT * FROM __restored")
+                finally:
+                    con.unregister("__restored")
+
+    store.restore_state(group, positions, rebuild)
+    log.info(
+        "Consumer group %s: state restored from %d changelog topic(s), %d row(s), in %.1f s.",
+        group,
+        len(tables),
+        sum(r.num_rows for r in contents.values()),
+        time.monotonic() - started,
+    )
+    return True
+
+
+def _read_changelog(store: TopicStore, table: StateTable, shape: _Shape) -> pa.Table:
+    """The table's rows as its changelog last left them."""
+    ends = {p: o for p, o in store.end_offsets(table.topic).items() if o > 0}
+    batches: list[pa.Table] = []
+    with store.open_reader([table.topic], start="earliest") as reader:
+        last_progress = time.monotonic()
+        while True:
+            positions = {tp.partition: o for tp, o in reader.positions().items() if tp.topic == table.topic}
+            if all(positions.get(p, 0) >= end for p, end in ends.items()):
+                break
+            batch = reader.poll(50_000, timeout=0.5)
+            if batch.num_rows:
+                batches.append(batch.select(["offset", "key", "value", "headers"]))
+                last_progress = time.monotonic()
+            elif time.monotonic() - last_progress > _STALL_SECONDS:
+                raise KsqlpyError(f"Restoring state from changelog {table.topic} stalled")
+    if not batches:
+        return shape.schema.empty_table()
+    records = pa.concat_tables(batches)
+    current = _schema_matches(records.column("headers"), shape.fingerprint)
+    records = records.filter(current).drop_columns(["headers"])
+    con = duckdb.connect()
+    try:
+        con.register("records", records)
+        latest = con.sql(
+            "SELECT value FROM records QUALIFY row_number() OVER (PARTITION BY key ORDER BY \"offset\" DESC) = 1"
+        ).to_arrow_table()
+    finally:
+        con.close()
+    values = [v for v in latest.column(0).to_pylist() if v is not None]
+    restored = [pa.ipc.read_record_batch(pa.py_buffer(v), shape.schema) for v in values]
+    return pa.Table.from_batches(restored, shape.schema)
+
+
+def _schema_matches(headers: pa.ChunkedArray, fingerprint: bytes) -> pa.Array:
+    found = [
+        any(h["key"] == SCHEMA_HEADER and h["value"] == fingerprint for h in hs or ())
+        for hs in headers.to_pylist()
+    ]
+    return pa.array(found, pa.bool_())
+
