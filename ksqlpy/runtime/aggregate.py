@@ -202,6 +202,12 @@ class AggregateProcessor:
         self.recorder.prepare(state)
         return tables
 
+    def drop_state(self, state: duckdb.DuckDBPyConnection) -> None:
+        """Delete this aggregation's state tables (the query was terminated)."""
+        for table in (self.tables.groups, self.tables.sources, self.tables.meta):
+            state.execute(f"DROP TABLE IF EXISTS {table}")
+        self._created = False
+
     def _deleted(self, state: duckdb.DuckDBPyConnection, table: str, sql: str, keys: Sequence[str]) -> None:
         """Run a DELETE on ``table``; its deleted keys go to the changelog when one is kept."""
         if self.recorder is None:

@@ -208,11 +208,22 @@ class Engine:
     def query_group(self, query_id: str) -> str:
         return f"_confluent-ksql-{self.config.service_id}query_{query_id}"
 
-    def terminate(self, query_id: str) -> None:
+    def terminate(self, query_id: str, *, drop_state: bool = False) -> None:
+        """Stop a persistent query. ``drop_state`` (TERMINATE, not CREATE OR REPLACE, which
+        keeps the state for the query that replaces it) also deletes its state and changelog
+        topics, as ksqlDB deletes a terminated query's internal topics."""
         query = self.queries.pop(query_id, None)
         if query is None:
             raise NotFoundError(f"Unknown queryId: {query_id}")
         query.stop()
+        processor = getattr(query, "_processor", None)
+        if drop_state and processor is not None and not self.replaying:
+            with self.store.transaction() as tx:
+                processor.drop_state(tx.state)
+            if self.store.changelogged and query.group is not None:
+                from ksqlpy.runtime.changelog import delete_topics
+
+                delete_topics(self.store, processor.state_tables(query.group))
 
     def close_query(self, query_id: str) -> bool:
         q = self.transient.pop(query_id, None)

@@ -493,7 +493,7 @@ class Session:
         if stmt.query_id is None:
             seq = self._record(stmt.text)
             for qid in list(engine.queries):
-                engine.terminate(qid)
+                engine.terminate(qid, drop_state=True)
             return self._status(stmt, "terminate/ALL/execute", "Query terminated.", seq)
         qid = stmt.query_id
         transient = next((k for k in engine.transient if k.upper() == qid.upper()), None)
@@ -504,7 +504,7 @@ class Session:
         if match is None:
             raise AnalysisError(f"Unknown queryId: {qid}", pos=stmt.pos)
         seq = self._record(stmt.text)
-        engine.terminate(match)
+        engine.terminate(match, drop_state=True)
         return self._status(stmt, f"terminate/{match}/execute", "Query terminated.", seq)
 
     def _register_type(self, stmt: ast.RegisterType) -> r.Entity:

@@ -48,3 +48,20 @@ def test_aborted_transaction_is_invisible_and_committed_one_visible(eos_store: K
     with eos_store.open_reader([sink]) as sink_reader:
         assert read_n(sink_reader, 2).column("value").to_pylist() == [b"A", b"B"]
         assert sink_reader.poll(timeout=0.5).num_rows == 0
+
+
+def test_a_cluster_without_transactions_is_told_apart_from_other_failures() -> None:
+    from confluent_kafka import KafkaError
+
+    from ksqlpy.runtime.store.kafka import transactions_unsupported
+
+    assert transactions_unsupported(KafkaError(KafkaError._UNSUPPORTED_FEATURE))
+    assert transactions_unsupported(KafkaError(KafkaError.UNSUPPORTED_VERSION))
+    # Unreachable or refused: not a reason to quietly weaken the guarantee.
+    assert not transactions_unsupported(KafkaError(KafkaError._TIMED_OUT))
+    assert not transactions_unsupported(KafkaError(KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED))
+
+
+def test_exactly_once_holds_on_a_broker_with_transactions(eos_store: KafkaStore) -> None:
+    assert eos_store.exactly_once
+    assert eos_store._consumer_config["isolation.level"] == "read_committed"

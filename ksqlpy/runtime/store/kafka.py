@@ -105,6 +105,12 @@ def _only(config: Mapping[str, str | int | float | bool], excluded: tuple[str, .
     return {k: v for k, v in config.items() if not k.startswith(excluded)}
 
 
+def transactions_unsupported(error: KafkaError) -> bool:
+    """Whether ``error`` (from ``init_transactions``) means the cluster has no transactions, as
+    opposed to being unreachable or refusing this client."""
+    return error.code() in (KafkaError._UNSUPPORTED_FEATURE, KafkaError.UNSUPPORTED_VERSION)
+
+
 def _kafka_error(exc: KafkaException) -> KafkaError:
     return exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else KafkaError(KafkaError._FAIL)
 
@@ -161,6 +167,25 @@ class KafkaStore(TopicStore):
         self._null_counters: dict[str, int] = {}
         self._group_consumers: dict[str, list[Consumer]] = {}  # readers' consumers, by group
         self._helpers: dict[str, Consumer] = {}  # non-member consumers for metadata and commits
+        if exactly_once:
+            self._start_transactions()
+
+    def _start_transactions(self) -> None:
+        """Set up the transactional producer now, so a cluster without transactions is known
+        before anything runs: processing is then at-least-once, and the log says so."""
+        try:
+            self._transactional_producer()
+        except KafkaException as exc:
+            error = _kafka_error(exc)
+            if not transactions_unsupported(error):
+                raise TopicError(f"Could not start Kafka transactions: {error.str()}") from exc
+            log.warning(
+                "The Kafka cluster does not support transactions (%s): processing.guarantee=exactly_once_v2 "
+                "cannot hold, processing is at-least-once.",
+                error.str(),
+            )
+            self.exactly_once = False
+            self._consumer_config["isolation.level"] = "read_uncommitted"
 
     # -- topics ------------------------------------------------------------------------------------
 
@@ -607,7 +632,10 @@ class KafkaReader(TopicReader):
         State commits right after the Kafka transaction, so a crash between the two leaves it
         one batch behind; a lost (freshly created) state file is behind by everything. The
         records in between are read again to rebuild the state, and their outputs, already in
-        Kafka, are not produced again (see :meth:`KafkaTransaction.is_replay`)."""
+        Kafka, are not produced again (see :meth:`KafkaTransaction.is_replay`). This is how a
+        materialized table catches up (its topic is its changelog); aggregations restore from
+        their changelog topics before they open a reader (``ksqlpy.runtime.changelog``), so they
+        are no longer behind here."""
         store, group = self._store, self._group
         assert group is not None
         state = store.state_positions(group)

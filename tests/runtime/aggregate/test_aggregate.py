@@ -322,3 +322,26 @@ def test_stream_time_follows_the_repartitioned_group_key(engine: Engine) -> None
     assert _window_counts(engine, "W") == _sorted(
         [(behind.encode(), 0, {"C": 1}), (ahead.encode(), 50_000, {"C": 1})]
     )
+
+
+def _agg_tables(engine: Engine) -> list[str]:
+    con = engine.store.state_cursor()
+    try:
+        return [n for (n,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'agg'").fetchall()]
+    finally:
+        con.close()
+
+
+def test_terminate_deletes_the_aggregation_state_but_create_or_replace_keeps_it(engine: Engine) -> None:
+    execute(engine, STREAM + "CREATE TABLE T AS SELECT ID, COUNT(*) AS C FROM S GROUP BY ID;")
+    produce(engine, "s", [("a", {"V": 1}, 1000)])
+    assert engine.wait_idle()
+    (query_id,) = engine.queries
+    assert sorted(_agg_tables(engine)) == [query_id, query_id + "_meta"]
+    execute(engine, "CREATE OR REPLACE TABLE T AS SELECT ID, COUNT(*) AS C FROM S GROUP BY ID;")
+    produce(engine, "s", [("a", {"V": 1}, 2000)])
+    assert engine.wait_idle()
+    # The replacing query counted on from the state it took over.
+    assert read(engine, "T")[-1][1] == {"C": 2}
+    execute(engine, f"TERMINATE {query_id};")
+    assert _agg_tables(engine) == []

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import time
 import uuid
 from pathlib import Path
 
@@ -139,3 +138,26 @@ def test_state_is_restored_from_changelogs(
         assert (value["VIEWS"], value["TOTAL_MS"], sorted(value["USERS"])) == (3, 80, ["u1", "u3"])
     finally:
         second.close()
+
+
+def test_terminate_deletes_the_changelog_topics(kafka_bootstrap: str, tmp_path: Path) -> None:
+    run = uuid.uuid4().hex[:8]
+    engine = _open(kafka_bootstrap, tmp_path / "data", run)
+    try:
+        _insert(engine, [QUERIES.format(run=run)])
+        _insert(engine, ["INSERT INTO pv (page, user_id, ms, ROWTIME) VALUES ('home', 'u1', 10, 1000);"])
+        assert engine.wait_idle(60)
+
+        def changelogs() -> list[str]:
+            return [
+                t.name
+                for t in engine.store.list_topics()
+                if f"changelog_{run}_query_CTAS_PER_PAGE" in t.name and t.name.endswith("-changelog")
+            ]
+
+        assert len(changelogs()) == 2
+        (query_id,) = [q for q in engine.queries if q.startswith("CTAS_PER_PAGE")]
+        engine.session().execute_all(f"TERMINATE {query_id};")
+        assert changelogs() == []
+    finally:
+        engine.close()
