@@ -190,7 +190,10 @@ def _aggregate_lines(step: Any) -> list[str]:
     window = ""
     if w is not None:
         bounds = f"GAP {w.gap_ms} ms" if w.is_session else f"SIZE {w.size_ms} ms, ADVANCE {w.advance_ms} ms"
-        window = f" | WINDOW {w.type} ({bounds}, GRACE {w.grace_ms} ms)"
+        from ksqlpy.planner.aggregate import window_retention_ms
+
+        retention = window_retention_ms(w)
+        window = f" | WINDOW {w.type} ({bounds}, GRACE {w.grace_ms} ms, RETENTION {retention} ms)"
     lines = []
     if step.having_sql:
         lines.append(f"\t\t\t > [ HAVING ] | {step.having_sql}")

@@ -209,6 +209,8 @@ def test_explain_shows_the_aggregation(engine: Engine) -> None:
     plan = entity.execution_plan
     assert "[ AGGREGATE ] | GROUP BY" in plan and "WINDOW TUMBLING (SIZE 60000 ms" in plan
     assert "[ HAVING ]" in plan
+    # default grace 24 h - size, so the default retention (size + grace) is one day
+    assert "GRACE 86340000 ms, RETENTION 86400000 ms)" in plan
 
 
 def test_cached_output_is_the_last_change_per_group_of_a_batch(engine: Engine) -> None:
