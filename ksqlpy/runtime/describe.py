@@ -150,6 +150,10 @@ def source_description(engine: Any, s: Source, text: str, extended: bool) -> r.S
     if extended:
         consumed = sum(engine.queries[q.id].records_in for q in readers if q.id in engine.queries)
         stats = f"consumer-messages-per-sec: 0 consumer-total-messages: {consumed}" if consumed else ""
+        late = sum(engine.queries[q.id].late_records for q in writers if q.id in engine.queries)
+        if late:
+            # Kafka Streams counts these as its dropped-records metric.
+            stats = " ".join(part for part in (stats, f"late-records-dropped: {late}") if part)
         if s.is_table:
             from ksqlpy.runtime.materialize import describe_materialization
 

@@ -196,6 +196,11 @@ class QueryRunner:
 
     _processor: Any = None
 
+    @property
+    def late_records(self) -> int:
+        """Records a windowed aggregation dropped because their window had closed."""
+        return int(getattr(self._processor, "late_records", 0))
+
     def _prepare_state(self) -> None:
         """A persistent query whose state lives apart from the log writes it to changelog
         topics too, and restores it from them first when the local copy is behind."""
