@@ -234,12 +234,25 @@ def query_description(engine: Any, q: Any, text: str) -> r.QueryDescription:
         sources=(plan.source.name,),
         sinks=(sink.name,) if sink else (),
         sink_topics=(sink.topic,) if sink else (),
-        topology="Micro-batch pipeline: poll -> decode (Arrow) -> DuckDB select -> encode -> produce + commit",
+        topology=_topology(engine, plan),
         execution_plan="\n".join(lines),
         state=_STATE[q.state],
         query_errors=tuple(q.errors),
         consumer_group_id=engine.query_group(q.query_id),
     )
+
+
+def _topology(engine: Any, plan: Any) -> str:
+    """How a query's micro-batches run, and where a stateful one keeps its state."""
+    from ksqlpy.planner.physical import AggregateStep
+
+    if not isinstance(plan.step, AggregateStep):
+        return "Micro-batch pipeline: poll -> decode (Arrow) -> DuckDB select -> encode -> produce + commit"
+    stages = "poll -> decode (Arrow) -> aggregate (DuckDB window functions over the batch and state) -> encode"
+    state = f'state in agg."{plan.query_id}"'
+    if engine.store.changelogged:
+        state += ", logged to changelog topics"
+    return f"Micro-batch pipeline: {stages} -> produce + commit with the state changes ({state})"
 
 
 def explain_statement(session: Any, stmt: Any, text: str) -> r.QueryDescription:

@@ -211,6 +211,7 @@ def test_explain_shows_the_aggregation(engine: Engine) -> None:
     assert "[ HAVING ]" in plan
     # default grace 24 h - size, so the default retention (size + grace) is one day
     assert "GRACE 86340000 ms, RETENTION 86400000 ms)" in plan
+    assert f'state in agg."{qid}"' in entity.topology
 
 
 def test_cached_output_is_the_last_change_per_group_of_a_batch(engine: Engine) -> None:
