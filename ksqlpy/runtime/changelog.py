@@ -39,6 +39,8 @@ SCHEMA_HEADER = "ksqlpy.state.schema"
 
 #: How long a restore may go without reading anything before it gives up.
 _STALL_SECONDS = 60.0
+#: How often a long restore says how far it is.
+_REPORT_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +166,11 @@ def restore(
             ", ".join(missing),
         )
         return False
+    log.info(
+        "Consumer group %s: local state is behind its committed positions; restoring %d table(s) from changelog topics.",
+        group,
+        len(tables),
+    )
     started = time.monotonic()
     contents = {t.table: _read_changelog(store, t, recorder._shapes[t.table]) for t in tables}
 
@@ -194,7 +201,7 @@ def _read_changelog(store: TopicStore, table: StateTable, shape: _Shape) -> pa.T
     ends = {p: o for p, o in store.end_offsets(table.topic).items() if o > 0}
     batches: list[pa.Table] = []
     with store.open_reader([table.topic], start="earliest") as reader:
-        last_progress = time.monotonic()
+        last_progress = last_report = time.monotonic()
         while True:
             positions = {tp.partition: o for tp, o in reader.positions().items() if tp.topic == table.topic}
             if all(positions.get(p, 0) >= end for p, end in ends.items()):
@@ -202,7 +209,12 @@ def _read_changelog(store: TopicStore, table: StateTable, shape: _Shape) -> pa.T
             batch = reader.poll(50_000, timeout=0.5)
             if batch.num_rows:
                 batches.append(batch.select(["offset", "key", "value", "headers"]))
-                last_progress = time.monotonic()
+                now = time.monotonic()
+                if now - last_report > _REPORT_SECONDS:
+                    done = sum(positions.values())
+                    log.info("Restoring from %s: %d of %d records read.", table.topic, done, sum(ends.values()))
+                    last_report = now
+                last_progress = now
             elif time.monotonic() - last_progress > _STALL_SECONDS:
                 raise KsqlpyError(f"Restoring state from changelog {table.topic} stalled")
     if not batches:
