@@ -31,6 +31,18 @@ FAST_CLIENT_CONFIG: dict[str, str] = {
 }
 
 
+def engine_settings(bootstrap: str, *, service_id: str, data_dir: Path) -> dict[str, str]:
+    """Settings for an engine on the test broker: quick clients, its own service id (so its
+    internal topics are its own on the shared broker) and state directory, reading from the start."""
+    return {
+        "bootstrap.servers": bootstrap,
+        **{f"kafka.{k}": v for k, v in FAST_CLIENT_CONFIG.items()},
+        "ksql.service.id": service_id,
+        "ksql.streams.state.dir": str(data_dir),
+        "ksql.streams.auto.offset.reset": "earliest",
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Broker:
     bootstrap: str

@@ -10,6 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from kafka_broker import engine_settings
 
 from ksqlpy.runtime.engine import Engine
 
@@ -26,18 +27,8 @@ CREATE TABLE per_team WITH (kafka_topic='per_team_{run}') AS SELECT team, COUNT(
 
 
 def _open(bootstrap: str, data: Path, run: str) -> Engine:
-    from kafka_broker import FAST_CLIENT_CONFIG
-
-    return Engine.open(
-        {
-            "bootstrap.servers": bootstrap,
-            **{f"kafka.{k}": v for k, v in FAST_CLIENT_CONFIG.items()},
-            "processing.guarantee": "exactly_once_v2",
-            "ksql.service.id": f"changelog_{run}_",
-            "ksql.streams.state.dir": str(data),
-            "ksql.streams.auto.offset.reset": "earliest",
-        }
-    )
+    settings = engine_settings(bootstrap, service_id=f"changelog_{run}_", data_dir=data)
+    return Engine.open({**settings, "processing.guarantee": "exactly_once_v2"})
 
 
 def _insert(engine: Engine, rows: list[str]) -> None:
