@@ -616,34 +616,33 @@ def _grace(grace: ast.Duration | None, size_ms: int, emit_final: bool) -> int:
 AGGREGATE_STORE_NAME = "Aggregate-Aggregate-Materialize"
 
 
+def _span_ms(w: WindowSpec) -> int:
+    """A window's own length: its size, or a session's inactivity gap."""
+    return w.gap_ms if w.is_session else w.size_ms
+
+
 def window_retention_ms(w: WindowSpec) -> int:
     """How long the aggregation's window (or session) store keeps a window: RETENTION when
     given, else Kafka Streams' default for a materialized windowed aggregation, the window size
     (session: the inactivity gap) plus the grace period."""
-    if w.retention_ms is not None:
-        return w.retention_ms
-    return (w.gap_ms if w.is_session else w.size_ms) + w.grace_ms
+    return w.retention_ms if w.retention_ms is not None else _span_ms(w) + w.grace_ms
 
 
 def _check_retention(w: WindowSpec, pos: Position | None) -> None:
     """Kafka Streams refuses a store that would expire windows still open for late records
     (``WindowStoreMaterializer`` / ``SessionStoreMaterializer``); ksqlDB reports its message."""
     retention = window_retention_ms(w)
-    if w.is_session:
-        if w.gap_ms + w.grace_ms > retention:
-            raise PlanError(
-                f"The retention period of the session store {AGGREGATE_STORE_NAME} must be no smaller than "
-                f"the session inactivity gap plus the grace period. Got gap=[{w.gap_ms}], "
-                f"grace=[{w.grace_ms}], retention=[{retention}]",
-                pos=pos,
-            )
-    elif w.size_ms + w.grace_ms > retention:
-        raise PlanError(
-            f"The retention period of the window store {AGGREGATE_STORE_NAME} must be no smaller than its "
-            f"window size plus the grace period. Got size=[{w.size_ms}], grace=[{w.grace_ms}], "
-            f"retention=[{retention}]",
-            pos=pos,
-        )
+    span = _span_ms(w)
+    if span + w.grace_ms <= retention:
+        return
+    store, what, name = (
+        ("session store", "the session inactivity gap", "gap") if w.is_session else ("window store", "its window size", "size")
+    )
+    raise PlanError(
+        f"The retention period of the {store} {AGGREGATE_STORE_NAME} must be no smaller than {what} plus the "
+        f"grace period. Got {name}=[{span}], grace=[{w.grace_ms}], retention=[{retention}]",
+        pos=pos,
+    )
 
 
 def aggregate_window_info(step: AggregateStep) -> WindowInfo | None:

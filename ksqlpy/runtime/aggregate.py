@@ -198,8 +198,7 @@ class AggregateProcessor:
         """From now on record every state change for the changelog topics; returns the tables."""
         tables = self.state_tables(changelog_prefix)
         self._ensure_tables(state)
-        self.recorder = ChangeRecorder(tables, self.con)
-        self.recorder.prepare(state)
+        self.recorder = ChangeRecorder(tables, self.con, state)
         return tables
 
     def drop_state(self, state: duckdb.DuckDBPyConnection) -> None:
@@ -237,7 +236,7 @@ class AggregateProcessor:
             rows = rows.append_column(PART, pa.array(np.zeros(rows.num_rows, dtype=np.int32)))
         prior_st = self._stream_time(state)
         times = _stream_times(rows, prior_st)
-        rows, stream_time = self._windows(rows, prior_st)
+        rows = self._windows(rows, prior_st)
         if rows.num_rows == 0:
             out = self._empty()
         elif self.window is not None and self.window.is_session:
@@ -246,7 +245,8 @@ class AggregateProcessor:
             prior = self._fetch(state, self.tables.groups, rows, self.group_cols)
             agg = self._vector(rows, prior) if self.vectorized else self._sequential(rows, prior)
             out = self._finish(agg, state)
-        advanced = {p: t for p, t in stream_time.items() if t != prior_st.get(p)}
+        # Each partition's stream time after the batch: the last it advanced to.
+        advanced = dict(times)
         if advanced:
             self._advance(state, advanced)
             self._expire(state)
@@ -391,26 +391,22 @@ class AggregateProcessor:
             )
             self.recorder.upserted(self.tables.meta, changed)
 
-    def _windows(self, rows: pa.Table, prior_st: dict[int, int]) -> tuple[pa.Table, dict[int, int]]:
+    def _windows(self, rows: pa.Table, prior_st: dict[int, int]) -> pa.Table:
         """Stream time as of each row (``__ST``, in its partition); tumbling/hopping windows
-        expanded, closed ones dropped. Returns the rows and the stream times after the batch."""
+        expanded, closed ones dropped."""
         if rows.num_rows == 0:
-            return rows, prior_st
-        highest = rows.group_by(PART).aggregate([(TS, "max")])
-        stream_time = dict(prior_st)
-        for p, t in zip(highest.column(PART).to_pylist(), highest.column(f"{TS}_max").to_pylist(), strict=True):
-            stream_time[p] = max(stream_time.get(p, _MIN_TS), t)
+            return rows
         if SIGN not in rows.column_names:
             rows = rows.append_column(SIGN, pa.array(np.ones(rows.num_rows, dtype=np.int32)))
             rows = rows.append_column(SKIP, pa.array(np.zeros(rows.num_rows, dtype=bool)))
         w = self.window
         if w is None:
-            return rows, stream_time
+            return rows
         prior = _by_partition(prior_st)
         running = f"greatest({prior}, max({TS}) OVER (PARTITION BY {PART} ORDER BY {SEQ} ROWS UNBOUNDED PRECEDING))"
         if w.is_session:
             st = self._relation("rows", rows, f"SELECT *, {running} AS __ST FROM rows ORDER BY {SEQ}")
-            return st, stream_time
+            return st
         size, adv, grace = w.size_ms, w.advance_ms, w.grace_ms
         sql = f"""
             WITH s AS (
@@ -428,7 +424,7 @@ class AggregateProcessor:
         late = rows.num_rows - pc.count_distinct(expanded.column("__RECORD")).as_py()
         if late:
             self._late(late)
-        return expanded.drop_columns(["__RECORD"]), stream_time
+        return expanded.drop_columns(["__RECORD"])
 
     def _late(self, n: int) -> None:
         self.late_records += n
@@ -811,7 +807,8 @@ class AggregateProcessor:
 
 
 def _stream_times(rows: pa.Table, prior: dict[int, int]) -> list[tuple[int, int]]:
-    """The distinct (partition, stream time) pairs the batch's rows advance their partitions to."""
+    """The distinct (partition, stream time) pairs the batch's rows advance their partitions to,
+    in order within each partition."""
     if rows.num_rows == 0:
         return []
     ts = np.asarray(rows.column(TS).to_numpy(zero_copy_only=False), dtype=np.int64)

@@ -68,15 +68,17 @@ class _Shape:
 class ChangeRecorder:
     """Collects one batch's state changes, in order, and turns them into changelog records."""
 
-    def __init__(self, tables: Sequence[StateTable], con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(
+        self, tables: Sequence[StateTable], con: duckdb.DuckDBPyConnection, state: duckdb.DuckDBPyConnection
+    ) -> None:
+        """``con`` runs the key encoding; ``state`` holds the tables (which must exist)."""
         self.tables = {t.table: t for t in tables}
         self._con = con
-        self._shapes: dict[str, _Shape] = {}
+        self._shapes = {name: _Shape(state, t) for name, t in self.tables.items()}
         self._pending: list[tuple[StateTable, pa.Table, bool]] = []
 
-    def prepare(self, state: duckdb.DuckDBPyConnection) -> None:
-        """Learn the tables' shapes (call once they exist)."""
-        self._shapes = {name: _Shape(state, t) for name, t in self.tables.items()}
+    def shape(self, table: StateTable) -> _Shape:
+        return self._shapes[table.table]
 
     def upserted(self, table: str, rows: pa.Table) -> None:
         if rows.num_rows:
@@ -105,10 +107,8 @@ class ChangeRecorder:
         if is_delete:
             values = pa.nulls(n, pa.binary())
         else:
-            full = rows.select(shape.schema.names).cast(shape.schema).combine_chunks()
+            (batch,) = rows.select(shape.schema.names).cast(shape.schema).combine_chunks().to_batches()
             # One IPC message per row: a changelog record must stand alone for compaction.
-            batch = full.to_batches()[0] if full.num_rows else None
-            assert batch is not None
             values = pa.array([batch.slice(i, 1).serialize().to_pybytes() for i in range(n)], pa.binary())
         header = pa.array([[{"key": SCHEMA_HEADER, "value": shape.fingerprint}]] * n, HEADER_TYPE)
         return pa.table(
@@ -172,7 +172,7 @@ def restore(
         len(tables),
     )
     started = time.monotonic()
-    contents = {t.table: _read_changelog(store, t, recorder._shapes[t.table]) for t in tables}
+    contents = {t.table: _read_changelog(store, t, recorder.shape(t)) for t in tables}
 
     def rebuild(con: duckdb.DuckDBPyConnection) -> None:
         for t in tables:

@@ -216,14 +216,8 @@ class Engine:
         if query is None:
             raise NotFoundError(f"Unknown queryId: {query_id}")
         query.stop()
-        processor = getattr(query, "_processor", None)
-        if drop_state and processor is not None and not self.replaying:
-            with self.store.transaction() as tx:
-                processor.drop_state(tx.state)
-            if self.store.changelogged and query.group is not None:
-                from ksqlpy.runtime.changelog import delete_topics
-
-                delete_topics(self.store, processor.state_tables(query.group))
+        if drop_state and not self.replaying:
+            query.drop_state()
 
     def close_query(self, query_id: str) -> bool:
         q = self.transient.pop(query_id, None)

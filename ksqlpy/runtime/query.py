@@ -117,8 +117,8 @@ class QueryRunner:
         try:
             source = self.plan.source
             decoder = SourceDecoder(source, registry_for(self.store))
-            evaluator = self._evaluator()
             encoder = SinkEncoder(self.plan.sink, registry_for(self.store)) if self.plan.sink is not None else None
+            evaluator = self._evaluator(encoder)
             self._prepare_state()
             self._reader = self.store.open_reader([source.topic], group=self.group, start=self.start_position)
         except Exception as e:  # noqa: BLE001 - reported as the query's error
@@ -163,34 +163,34 @@ class QueryRunner:
         self.errors.append(str(e))
         log.error("Query %s failed and stopped: %s", self.query_id, e, exc_info=not isinstance(e, KsqlpyError))
 
-    def _evaluator(self) -> StepEvaluator | None:
+    def _evaluator(self, encoder: SinkEncoder | None) -> StepEvaluator | None:
         """The stateless evaluator, or None when the step keeps state (then ``_processor``
         processes batches inside the store transaction, see :meth:`emit_stateful`)."""
         from ksqlpy.planner.physical import AggregateStep
 
-        if isinstance(self.plan.step, AggregateStep):
+        step = self.plan.step
+        if isinstance(step, AggregateStep):
             from ksqlpy.runtime.aggregate import AggregateProcessor
 
-            self._processor = AggregateProcessor(
-                self.plan.step, self.query_id, new_connection(), key_partitioner=self._key_partitioner()
-            )
+            partitioner = self._key_partitioner(encoder, len(step.group_keys))
+            self._processor = AggregateProcessor(step, self.query_id, new_connection(), key_partitioner=partitioner)
             return None
-        return StepEvaluator(self.plan.step, new_connection())
+        return StepEvaluator(step, new_connection())
 
-    def _key_partitioner(self) -> Callable[[pa.Table], pa.Array] | None:
+    def _key_partitioner(
+        self, encoder: SinkEncoder | None, group_keys: int
+    ) -> Callable[[pa.Table], pa.Array] | None:
         """Where ksqlDB's repartition topic would put each group: the group key in the sink's
         key format, through Kafka's default partitioner, over the source's partitions."""
-        sink = self.plan.sink
-        step = self.plan.step
-        if sink is None or len(sink.key_columns) != len(step.group_keys):
+        if encoder is None or len(encoder.keys) != group_keys:
             return None
         from ksqlpy.runtime.store.partitioner import partitions_for_keys
 
-        encoder = SinkEncoder(sink, registry_for(self.store))
         partitions = max(1, self.plan.source.partitions)
+        key_ser = encoder.key_ser
 
         def partition(keys: pa.Table) -> pa.Array:
-            return partitions_for_keys(encoder.key_ser.encode(keys), partitions)
+            return partitions_for_keys(key_ser.encode(keys), partitions)
 
         return partition
 
@@ -215,6 +215,17 @@ class QueryRunner:
             cursor.close()
         changelog.create_topics(self.store, tables)
         changelog.restore(self.store, self.group, [self.plan.source.topic], tables, self._processor.recorder)
+
+    def drop_state(self) -> None:
+        """Delete a stopped query's state and, where it has them, its changelog topics."""
+        if self._processor is None:
+            return
+        with self.store.transaction() as tx:
+            self._processor.drop_state(tx.state)
+        if self.store.changelogged and self.group is not None:
+            from ksqlpy.runtime.changelog import delete_topics
+
+            delete_topics(self.store, self._processor.state_tables(self.group))
 
     def emit_stateful(self, batch: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
         """Process a batch with a stateful processor and emit its rows."""
@@ -308,7 +319,7 @@ class PushQuery(QueryRunner):
                 cls._functions = new_connection()
             return cls._functions.cursor()
 
-    def _evaluator(self) -> StepEvaluator | None:
+    def _evaluator(self, encoder: SinkEncoder | None) -> StepEvaluator | None:
         from ksqlpy.planner.physical import AggregateStep
 
         if isinstance(self.plan.step, AggregateStep):
