@@ -63,7 +63,7 @@ def _lark() -> Lark:
         _GRAMMAR.read_text(encoding="utf-8"),
         parser="lalr",
         lexer="contextual",
-        start=["start", "expression_only"],
+        start=["start", "expression_only", "schema_only"],
         propagate_positions=True,
         maybe_placeholders=True,
         cache=True,
@@ -190,3 +190,8 @@ def parse_statement(text: str) -> ast.Statement:
 def parse_expression(text: str) -> ast.Expr:
     """One expression, e.g. ``a + 1 > b`` (for tests and tools)."""
     return _run(text, "expression_only")  # type: ignore[no-any-return]
+
+
+def parse_schema(text: str) -> tuple[ast.TableElement, ...]:
+    """A schema as ksqlDB writes it in plans: ```ID` STRING KEY, `V` INTEGER``."""
+    return _run(text, "schema_only")  # type: ignore[no-any-return]

@@ -142,6 +142,9 @@ class AstBuilder(Transformer[Token, Any]):
     def expression_only(self, meta: Meta, children: list[Any]) -> ast.Expr:
         return children[0]  # type: ignore[no-any-return]
 
+    def schema_only(self, meta: Meta, children: list[Any]) -> tuple[ast.TableElement, ...]:
+        return tuple(c for c in children if c is not None)
+
     # -- identifiers -----------------------------------------------------------------------
 
     def identifier(self, meta: Meta, children: list[Any]) -> Token:
