@@ -151,8 +151,8 @@ def _multi_arg(resolved: Resolved) -> Accumulator:
     start, *words = resolved.literals
     return _Folding(
         resolved,
-        return_type=st.DOUBLE,
-        initial=float(start + sum(_length(w) for w in words)),
+        return_type=st.BIGINT,
+        initial=start + sum(_length(w) for w in words),
         step=lambda s, a: s + (a[0] or 0) + _length(a[1]),
         merge=_plus,
     )
@@ -174,8 +174,8 @@ def _var_arg(resolved: Resolved) -> Accumulator:
     """VAR_ARG(BIGINT, STRING...): the sum of the numbers and of every string's length."""
     return _Folding(
         resolved,
-        return_type=st.DOUBLE,
-        initial=0.0,
+        return_type=st.BIGINT,
+        initial=0,
         step=lambda s, a: s + (a[0] or 0) + sum(_length(w) for w in a[1:]),
         merge=_plus,
     )
