@@ -49,6 +49,8 @@ class WindowInfo:
     #: windowed aggregation's RETENTION, else size + grace); None keeps every window (tables
     #: declared over a windowed topic)
     retention_ms: int | None = None
+    #: how a windowed aggregation's table emits: "CHANGES" or "FINAL" (None: not an aggregation's)
+    emit_strategy: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
