@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ksqlpy import sqltypes
@@ -235,6 +235,7 @@ def analyze_aggregate(
     literal_keys = {k.expr: i for i, k in enumerate(keys) if isinstance(k.expr, _LITERALS)}
     names = _names(items)
     projected: list[tuple[str, ast.Expr, Any]] = []
+    originals: dict[str, ast.Expr] = {}
     offenders: list[str] = []
     for (e, _), name in zip(items, names, strict=True):
         _check_columns_exist(e, scope, windowed, "SELECT")
@@ -258,6 +259,7 @@ def analyze_aggregate(
                 pos=e.pos,
             )
         projected.append((name, rewritten, compiled))
+        originals.setdefault(name, e)
     if offenders:
         raise AnalysisError(
             "Non-aggregate SELECT expression(s) not part of GROUP BY: "
@@ -283,7 +285,9 @@ def analyze_aggregate(
         if "not part of GROUP BY" in str(err):
             raise
         raise _readable(err, readable, "Error in HAVING expression: ") from None
-    columns = _output_columns(projected, keys, sink_name, persistent)
+    columns = tuple(
+        replace(c, expr=originals.get(c.name)) for c in _output_columns(projected, keys, sink_name, persistent)
+    )
     final = query.refinement is ast.Refinement.FINAL
     window = window_spec(query.window, emit_final=final) if query.window is not None else None
     step = AggregateStep(

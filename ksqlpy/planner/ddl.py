@@ -93,6 +93,9 @@ def formats_from(
             target.pop(name, None)
     _schema_props(props, key_fmt, key_props, "KEY")
     _schema_props(props, value_fmt, value_props, "VALUE")
+    for target, fmt_name in ((key_props, key_fmt), (value_props, value_fmt)):
+        if fmt_name == "PROTOBUF":  # ksqlDB reads and writes primitive wrappers as plain values
+            target.setdefault("unwrapPrimitives", "true")
     # not inherited: a sink wraps single values unless its own WITH clause says otherwise
     wrap = props.boolean("WRAP_SINGLE_VALUE")
     return (
@@ -113,7 +116,7 @@ def _schema_props(props: WithClause, fmt: str, target: dict[str, str], side: str
         target["schemaId"] = str(schema_id)
     nullable = props.string(f"{side}_PROTOBUF_NULLABLE_REPRESENTATION")
     if nullable is not None:
-        target["nullableRepresentation"] = nullable.upper()
+        target["nullableRepresentation"] = nullable.lower()
     full_name = props.string(f"{side}_SCHEMA_FULL_NAME")
     if full_name is None and side == "VALUE":
         full_name = props.string("VALUE_AVRO_SCHEMA_FULL_NAME")
@@ -124,9 +127,8 @@ def _schema_props(props: WithClause, fmt: str, target: dict[str, str], side: str
 
 
 def _delimiter(prop: str, text: str) -> str:
-    named = {"TAB": "\t", "SPACE": " "}
-    if text.upper() in named:
-        return named[text.upper()]
+    if text.upper() in ("TAB", "SPACE"):
+        return text.upper()  # kept by name, as ksqlDB keeps it; the serde reads the character
     if text.strip() == "":  # ksqlDB trims the value: a bare space or tab reads as empty
         raise AnalysisError(
             f"Failed to prepare statement: Configuration {prop} is invalid: Delimiter cannot be empty, if you "
@@ -235,10 +237,10 @@ def window_from(props: WithClause) -> WindowInfo | None:
     if kind is WindowType.SESSION:
         if size_text is not None:
             raise AnalysisError("'WINDOW_SIZE' should not be set for SESSION windows.")
-        return WindowInfo(type=kind)
+        return WindowInfo(type=kind, emit_strategy="CHANGES")
     if size_text is None:
         raise AnalysisError(f"{kind.value} windows require 'WINDOW_SIZE' to be provided in the WITH clause. For example: 'WINDOW_SIZE'='10 SECONDS'")
-    return WindowInfo(type=kind, size_ms=parse_duration(size_text))
+    return WindowInfo(type=kind, size_ms=parse_duration(size_text), emit_strategy="CHANGES")
 
 
 def parse_duration(text: str) -> int:

@@ -98,10 +98,10 @@ def partitioned_columns(
                 generated += 1
             name = derived
         used.add(name)
-        keys.append(OutputColumn(name=name, type=part.type, sql=part.sql, is_key=persistent))
+        keys.append(OutputColumn(name=name, type=part.type, sql=part.sql, is_key=persistent, expr=part.expr))
     owned = {j for js in owners.values() for j in js}
     values = [
-        OutputColumn(name=p.name, type=p.type, sql=p.sql)
+        OutputColumn(name=p.name, type=p.type, sql=p.sql, expr=p.expr)
         for j, p in enumerate(projections)
         if j not in owned and not (star and p.name in {k.name for k in keys})
     ]

@@ -32,6 +32,9 @@ class OutputColumn:
     type: sqltypes.SqlType
     sql: str
     is_key: bool = False
+    #: the select item's expression, as written (qualified names and all), for plans that
+    #: write it as ksqlDB does; None for columns the analyzer makes up
+    expr: Any = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

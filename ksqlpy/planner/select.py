@@ -184,7 +184,7 @@ def key_columns_for(
 ) -> tuple[OutputColumn, ...]:
     """Mark which projected columns become the sink's key, with ksqlDB's checks."""
     if not persistent:
-        return tuple(OutputColumn(name=p.name, type=p.type, sql=p.sql) for p in projections)
+        return tuple(OutputColumn(name=p.name, type=p.type, sql=p.sql, expr=p.expr) for p in projections)
     by_key: dict[str, list[Projection]] = {}
     for p in projections:
         if p.key_of is not None:
@@ -206,7 +206,8 @@ def key_columns_for(
             f"in its projection (eg, SELECT {', '.join(missing)}...)."
         )
     columns = tuple(
-        OutputColumn(name=p.name, type=p.type, sql=p.sql, is_key=p.key_of is not None) for p in projections
+        OutputColumn(name=p.name, type=p.type, sql=p.sql, is_key=p.key_of is not None, expr=p.expr)
+        for p in projections
     )
     if not any(not c.is_key for c in columns):
         raise AnalysisError("The projection contains no value columns.")

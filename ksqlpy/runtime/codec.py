@@ -36,10 +36,10 @@ def serde_spec(fmt: FormatInfo) -> serde.SerdeSpec:
     return serde.SerdeSpec(
         format=serde.Format.parse(fmt.format),
         wrap_single_value=fmt.wrap_single_value,
-        delimiter=fmt.properties.get("delimiter", ","),
+        delimiter=delimiter_char(fmt.properties.get("delimiter", ",")),
         schema_id=None if schema_id is None else int(schema_id),
         full_name=fmt.properties.get("fullSchemaName"),
-        nullable=fmt.properties.get("nullableRepresentation"),
+        nullable=_upper(fmt.properties.get("nullableRepresentation")),
     )
 
 
@@ -255,3 +255,15 @@ def _headers_of(rows: pa.Table) -> pa.Array | pa.ChunkedArray:
 
 def serialization_error(topic: str, message: str) -> ProcessingError:
     return ProcessingError(type=SERIALIZATION_ERROR, message=message, topic=topic, target="value")
+
+
+#: named delimiters, kept in the format's properties as the statement spelled them
+NAMED_DELIMITERS = {"SPACE": " ", "TAB": "\t"}
+
+
+def delimiter_char(text: str) -> str:
+    return NAMED_DELIMITERS.get(text.upper(), text) if len(text) > 1 else text
+
+
+def _upper(text: str | None) -> str | None:
+    return None if text is None else text.upper()

@@ -106,7 +106,7 @@ class _Compiler:
                 result = arithmetic_type(e, left.type, right.type)
                 return Compiled(compile_arithmetic(op, left, right, result), result)
             case ast.Comparison(op=op, left=l, right=r):
-                l, r = _time_literal(l, r), _time_literal(r, l)
+                l, r = time_literal(l, r), time_literal(r, l)
                 left, right = self.compile(l, scope), self.compile(r, scope)
                 check_comparison(e, left.type, right.type)
                 return Compiled(compile_comparison(op, left, right), st.BOOLEAN)
@@ -232,7 +232,7 @@ class _Compiler:
         return Compiled(exp.Not(this=sb.paren(result)) if e.negated else result, st.BOOLEAN)
 
     def _between(self, e: ast.Between, scope: Scope) -> Compiled:
-        e = dataclasses.replace(e, low=_time_literal(e.low, e.value), high=_time_literal(e.high, e.value))
+        e = dataclasses.replace(e, low=time_literal(e.low, e.value), high=time_literal(e.high, e.value))
         # ksqlDB evaluates BETWEEN as (v >= low AND v <= high), each comparison FALSE on NULL.
         low = ast.Comparison(op=ast.ComparisonOp.GREATER_THAN_OR_EQUAL, left=e.value, right=e.low, pos=e.pos)
         high = ast.Comparison(op=ast.ComparisonOp.LESS_THAN_OR_EQUAL, left=e.value, right=e.high, pos=e.pos)
@@ -624,7 +624,7 @@ _ISO = re.compile(
 )
 
 
-def _time_literal(node: ast.Expr, other: ast.Expr) -> ast.Expr:
+def time_literal(node: ast.Expr, other: ast.Expr) -> ast.Expr:
     """A string literal compared with ROWTIME or a window bound, as the epoch milliseconds it
     names (ksqlDB's StringToTimestampParser: partial ISO-8601, UTC unless a zone is given)."""
     if not (isinstance(node, ast.StringLiteral) and isinstance(other, ast.ColumnRef) and other.name in _TIME_COLUMNS):

@@ -11,12 +11,17 @@ import re
 
 from ksqlpy.parser import ast
 
-_PLAIN_NAME = re.compile(r"[A-Z_][A-Z_0-9]*")
+_PLAIN_NAME = re.compile(r"[A-Z_0-9]+")
 
 
 def format_name(name: str) -> str:
-    """An identifier, back-quoted when it would not read back the same unquoted."""
-    return name if _PLAIN_NAME.fullmatch(name) else "`" + name.replace("`", "``") + "`"
+    """An identifier, back-quoted when it would not read back the same unquoted (reserved
+    words included)."""
+    from ksqlpy import parser
+
+    if _PLAIN_NAME.fullmatch(name) and not name.isdigit() and name not in parser.RESERVED_WORDS:
+        return name
+    return "`" + name.replace("`", "``") + "`"
 
 
 def format_type(t: ast.TypeNode) -> str:
@@ -73,6 +78,9 @@ def format_expr(e: ast.Expr) -> str:
             return f"{sign} {inner}" if inner.startswith(sign) else f"{sign}{inner}"
         case ast.ArithmeticBinary(op=op, left=l, right=r):
             return f"({format_expr(l)} {op.value} {format_expr(r)})"
+        case ast.Comparison(op=ast.ComparisonOp.IS_NOT_DISTINCT_FROM, left=l, right=r):
+            # ksqlDB's parser reads IS NOT DISTINCT FROM as NOT (... IS DISTINCT FROM ...)
+            return f"(NOT ({format_expr(l)} IS DISTINCT FROM {format_expr(r)}))"
         case ast.Comparison(op=op, left=l, right=r):
             return f"({format_expr(l)} {op.value} {format_expr(r)})"
         case ast.LogicalBinary(op=op, left=l, right=r):

@@ -175,7 +175,7 @@ def schema_inference(registry: SchemaRegistry) -> Callable[[str, FormatLike, boo
             wrap_single_value=fmt.wrap_single_value,
             schema_id=None if schema_id is None else int(schema_id),
             full_name=fmt.properties.get("fullSchemaName"),
-            nullable=fmt.properties.get("nullableRepresentation"),
+            nullable=(fmt.properties.get("nullableRepresentation") or "").upper() or None,
         )
         return infer_columns(spec, registry, topic, is_key=is_key)
 

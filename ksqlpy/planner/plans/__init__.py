@@ -1,0 +1,11 @@
+"""Planning statements into ksqlDB plans (see :mod:`ksqlpy.planner.plans.queries`)."""
+
+from ksqlpy.planner.plans.queries import (
+    PlanContext,
+    PlannedQuery,
+    TopicShape,
+    plan_create_as_select,
+    plan_insert_into,
+)
+
+__all__ = ["PlanContext", "PlannedQuery", "TopicShape", "plan_create_as_select", "plan_insert_into"]

@@ -1,0 +1,251 @@
+"""The planner of persistent queries: a CSAS, CTAS or INSERT INTO becomes a ksqlDB plan.
+
+``plan_query`` analyzes the statement (the analyzer checks it and names its columns, with
+ksqlDB's errors), decides the sink, and builds the tree of execution steps ksqlDB would build:
+``KsqlTopic/Source`` → ``WhereFilter`` → ``FlatMap`` → ``PartitionBy`` → ``Project`` → sink for
+a stateless query, ``Aggregate/Prepare`` → ``Aggregate/GroupBy`` → ``Aggregate/Aggregate`` →
+``Aggregate/HavingFilter`` → ``Aggregate/Project`` for an aggregation. The result is pure data:
+the command log stores it and the runtime runs it; nothing here touches topics or state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from ksqlpy.errors import AnalysisError
+from ksqlpy.parser import ast
+from ksqlpy.planner import ddl
+from ksqlpy.planner.aggregate import aggregate_window_info, analyze_aggregate, is_aggregate_query
+from ksqlpy.planner.catalog import Catalog, Column, ColumnNamespace, Source
+from ksqlpy.planner.physical import AggregateStep, SelectStep
+from ksqlpy.planner.plans import expressions as ex
+from ksqlpy.planner.plans.sources import internal_formats, sink_step, source_step
+from ksqlpy.planner.properties import WithClause
+from ksqlpy.planner.select import analyze_select, uses_table_function, with_sink_timestamp
+from ksqlpy.planner.steps import steps as s
+from ksqlpy.planner.steps.catalog import command_of
+from ksqlpy.planner.steps.commands import KsqlPlan, QueryPlan
+
+
+@dataclass(frozen=True, slots=True)
+class TopicShape:
+    partitions: int
+    replicas: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlanContext:
+    """What planning reads: the catalog, the effective configuration and the shape of
+    existing topics (a sink inherits its source topic's partitions)."""
+
+    catalog: Catalog
+    config: Mapping[str, Any]
+    topic: Callable[[str], TopicShape | None] = lambda name: None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PlannedQuery:
+    """A persistent query's plan with what the analyzer learned on the way: the sink as the
+    catalog will hold it, the source, and the analyzer's fused operator for the same query."""
+
+    plan: KsqlPlan
+    sink: Source
+    source: Source
+    step: SelectStep | AggregateStep
+
+
+def analyze(
+    query: ast.Query, ctx: PlanContext, *, sink_name: str | None, persistent: bool, kind: ast.SourceKind | None = None
+) -> tuple[Source, SelectStep | AggregateStep, bool]:
+    """The source, the analyzer's step and whether the result is a table."""
+    if not is_aggregate_query(query):
+        source, step = analyze_select(query, ctx.catalog, sink_name=sink_name, persistent=persistent)
+        return source, step, source.is_table
+    statement_kind = "CREATE STREAM AS SELECT" if kind is ast.SourceKind.STREAM else "CREATE TABLE AS SELECT"
+    source, agg = analyze_aggregate(
+        query, ctx.catalog, sink_name=sink_name, persistent=persistent, statement_kind=statement_kind
+    )
+    cache = str(ctx.config.get("ksql.streams.cache.max.bytes.buffering", "10000000")).strip()
+    return source, replace(agg, per_record=cache == "0"), True
+
+
+def plan_create_as_select(stmt: ast.CreateAsSelect, ctx: PlanContext, query_id: str) -> PlannedQuery:
+    source, step, is_table = analyze(stmt.query, ctx, sink_name=stmt.name, persistent=True, kind=stmt.kind)
+    result_kind = ast.SourceKind.TABLE if is_table else ast.SourceKind.STREAM
+    if result_kind is not stmt.kind:
+        other = "TABLE" if result_kind is ast.SourceKind.TABLE else "STREAM"
+        raise AnalysisError(
+            f"Invalid result type. Your SELECT query produces a {other}. "
+            f"Please use CREATE {other} AS SELECT statement instead.",
+            pos=stmt.pos,
+        )
+    sink = sink_for(stmt, source, step, ctx)
+    if isinstance(step, SelectStep) and sink.timestamp_column is not None:
+        step = with_sink_timestamp(step, sink)
+    if isinstance(step, AggregateStep):
+        window = aggregate_window_info(step)
+        if window is not None:
+            emit = "FINAL" if step.emit_final else "CHANGES"
+            window = replace(window, emit_strategy=emit)
+        sink = replace(sink, window=window)
+    root = build_steps(stmt.query, source, step, sink, ctx.config)
+    plan = KsqlPlan(
+        statement_text=stmt.text,
+        ddl_command=command_of(sink, or_replace=stmt.or_replace),
+        query_plan=QueryPlan(sources=(source.name,), sink=sink.name, physical_plan=root, query_id=query_id),
+    )
+    return PlannedQuery(plan=plan, sink=sink, source=source, step=step)
+
+
+def plan_insert_into(stmt: ast.InsertInto, target: Source, ctx: PlanContext, query_id: str) -> PlannedQuery:
+    source, step, _ = analyze(stmt.query, ctx, sink_name=stmt.target, persistent=True)
+    root = build_steps(stmt.query, source, step, target, ctx.config)
+    plan = KsqlPlan(
+        statement_text=stmt.text,
+        ddl_command=None,
+        query_plan=QueryPlan(sources=(source.name,), sink=target.name, physical_plan=root, query_id=query_id),
+    )
+    return PlannedQuery(plan=plan, sink=target, source=source, step=step)
+
+
+def build_steps(
+    query: ast.Query,
+    source: Source,
+    step: SelectStep | AggregateStep,
+    sink: Source,
+    config: Mapping[str, Any] | None = None,
+) -> s.ExecutionStep:
+    if isinstance(step, AggregateStep):
+        from ksqlpy.planner.plans.aggregation import aggregation_steps
+
+        return sink_step(sink, aggregation_steps(query, source, step, config))
+    return sink_step(sink, stateless_steps(query, source, step))
+
+
+# ------------------------------------------------------------------------------ stateless
+
+
+def stateless_steps(query: ast.Query, source: Source, step: SelectStep) -> s.ExecutionStep:
+    """Source → WhereFilter → FlatMap → PartitionBy → Project."""
+    current: s.ExecutionStep = source_step(source)
+    if query.where is not None:
+        cls = s.TableFilter if source.is_table else s.StreamFilter
+        where = ex.with_time_literals(ex.unqualified(query.where))
+        current = cls(context="WhereFilter", source=current, filter_expression=ex.text(where))
+    columns = list(step.columns)
+    if step.multiplies_rows:
+        current, columns = _flat_map(current, columns)
+    if query.partition_by and not _by_source_key(query.partition_by, source):
+        current = s.StreamSelectKey(
+            context="PartitionBy",
+            source=current,
+            key_expressions=tuple(ex.text(ex.unqualified(e)) for e in query.partition_by),
+        )
+    keys = tuple(c.name for c in columns if c.is_key)
+    values = tuple(ex.select_text(ex.unqualified(_expr(c)), c.name) for c in columns if not c.is_key)
+    if source.is_table:
+        return s.TableSelect(
+            context="Project",
+            source=current,
+            key_column_names=keys,
+            select_expressions=values,
+            internal_formats=internal_formats(source),
+        )
+    return s.StreamSelect(
+        context="Project", source=current, key_column_names=keys, selected_keys=None, select_expressions=values
+    )
+
+
+def _expr(c: Any) -> ast.Expr:
+    if c.expr is None:
+        return ast.ColumnRef(name=c.name)
+    return c.expr  # type: ignore[no-any-return]
+
+
+def _by_source_key(exprs: tuple[ast.Expr, ...], source: Source) -> bool:
+    """PARTITION BY exactly the source's key columns, in order: no re-keying is needed."""
+    keys = [c.name for c in source.key_columns]
+    return len(exprs) == len(keys) and all(
+        isinstance(e, ast.ColumnRef) and e.name == k for e, k in zip(exprs, keys, strict=True)
+    )
+
+
+def _flat_map(current: s.ExecutionStep, columns: list[Any]) -> tuple[s.ExecutionStep, list[Any]]:
+    """Table function calls move into a FlatMap step; the projection reads their results as
+    ``KSQL_SYNTH_<i>``."""
+    calls: list[ast.FunctionCall] = []
+
+    def extract(node: Any) -> Any | None:
+        if isinstance(node, ast.FunctionCall) and uses_table_function(node) and _is_table_function(node):
+            calls.append(node)
+            return ast.ColumnRef(name=f"KSQL_SYNTH_{len(calls) - 1}")
+        return None
+
+    rewritten = [replace(c, expr=ex.rewrite(_expr(c), extract)) for c in columns]
+    step = s.StreamFlatMap(
+        context="FlatMap", source=current, table_functions=tuple(ex.text(ex.unqualified(c)) for c in calls)
+    )
+    return step, rewritten
+
+
+def _is_table_function(node: ast.FunctionCall) -> bool:
+    from ksqlpy.planner.functions import REGISTRY
+
+    return REGISTRY.is_table_function(node.name)
+
+
+# ------------------------------------------------------------------------------ the sink
+
+
+def sink_for(stmt: ast.CreateAsSelect, source: Source, step: Any, ctx: PlanContext) -> Source:
+    """The stream or table a C*AS creates: formats inherited from the source unless the WITH
+    clause sets them, the source topic's partitions, the TIMESTAMP column checked."""
+    props = WithClause.of(stmt.properties)
+    config = ctx.config
+    key_fmt, value_fmt = ddl.formats_from(props, config, inherit=(source.key_format, source.value_format))
+    if stmt.query.partition_by:
+        from ksqlpy.planner.partition import sink_key_format
+
+        key_fmt = sink_key_format(
+            key_fmt,
+            any(c.is_key for c in step.columns),
+            explicit=props.string("KEY_FORMAT") is not None or props.string("FORMAT") is not None,
+            default_format=str(config.get("ksql.persistence.default.format.key", "KAFKA")),
+        )
+    prefix = config.get("ksql.output.topic.name.prefix", "") or ""
+    topic = props.string("KAFKA_TOPIC") or prefix + stmt.name
+    columns = tuple(
+        Column(name=c.name, type=c.type, namespace=ColumnNamespace.KEY if c.is_key else ColumnNamespace.VALUE)
+        for c in step.columns
+    )
+    for c in columns:
+        if c.is_key:
+            ddl.check_key_type(c)
+    ts_col = props.string("TIMESTAMP")
+    if ts_col is not None:
+        ts_col = ts_col.upper()
+        col = next((c for c in columns if c.name == ts_col), None)
+        if col is None:
+            raise AnalysisError(
+                f"The TIMESTAMP column set in the WITH clause does not exist in the schema: '{ts_col}'"
+            )
+        ddl.check_timestamp_column(col, props.string("TIMESTAMP_FORMAT"))
+    shape = ctx.topic(source.topic)
+    partitions = props.integer("PARTITIONS") or (shape.partitions if shape else source.partitions)
+    replicas = props.integer("REPLICAS") or (shape.replicas if shape else 1)
+    return Source(
+        name=stmt.name,
+        kind=stmt.kind,
+        topic=topic,
+        columns=columns,
+        key_format=key_fmt,
+        value_format=value_fmt,
+        timestamp_column=ts_col,
+        timestamp_format=props.string("TIMESTAMP_FORMAT"),
+        window=source.window,
+        statement=stmt.text,
+        partitions=partitions,
+        replicas=replicas,
+    )
