@@ -100,6 +100,8 @@ def test_push_query_rows_arrive_and_stop(browser: Any, console_server: RunningSe
     wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".result.push .state").text == "ended", "the end")
     # stopping closed the query on the server, not only the page's stream
     wait_for(browser, lambda d: not console_server.engine.transient, "the server to close the query")
+    # and the catalog no longer lists it
+    wait_for(browser, lambda d: "transient_" not in d.find_element(By.ID, "catalog-queries").text, "the catalog")
     browser.save_screenshot(str(SCREENSHOTS / "editor-stopped.png"))
 
 

@@ -130,7 +130,8 @@ async function runOne(statement, source) {
   }
   try {
     if (kind === "SELECT" || kind === "PRINT" || kind === "WITH") {
-      const view = new QueryView(text, isPushQuery(text, kind));
+      // An ended push query leaves SHOW QUERIES: the catalog follows.
+      const view = new QueryView(text, isPushQuery(text, kind), () => refreshCatalog());
       results.append(view.node);
       if (view.push) running.push(view);
       try {

@@ -11,8 +11,9 @@ const MAX_ROWS = 1000;
 const RATE_WINDOW = 60;
 
 export class QueryView {
-  constructor(statement, push) {
+  constructor(statement, push, onEnd = () => {}) {
     this.statement = statement;
+    this.whenEnded = onEnd;
     this.push = push;
     this.queryId = null;
     this.count = 0;
@@ -101,6 +102,7 @@ export class QueryView {
     this.flushHeld();
     this.pauseButton.disabled = true;
     this.stopButton.disabled = true;
+    if (this.push) this.whenEnded(this);
   }
 
   setState(state) {
