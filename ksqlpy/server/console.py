@@ -23,6 +23,14 @@ from ksqlpy.server.lineage import lineage_json
 #: The page and its assets, shipped as package data.
 STATIC_DIR = Path(__file__).parent / "console" / "static"
 
+#: The page loads nothing from elsewhere and talks only to this server; inline styles are allowed
+#: because CodeMirror and uPlot position their elements with them. Data (stream names, rows) is
+#: only ever put in the page as text, never as markup.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
 
 def prefers_html(request: Request) -> bool:
     """Whether the client would rather have a page than JSON (a browser, not curl or a client)."""
@@ -52,6 +60,7 @@ def mount_console(app: FastAPI, server: Any) -> None:
     async def console_index() -> Response:
         # no-cache: a browser revalidates the page after an upgrade instead of mixing versions.
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html",
-                            headers={"Cache-Control": "no-cache"})
+                            headers={"Cache-Control": "no-cache",
+                                     "Content-Security-Policy": CONTENT_SECURITY_POLICY})
 
     app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")

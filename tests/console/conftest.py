@@ -63,6 +63,7 @@ def browser() -> Iterator[Any]:
         pytest.skip("no headless browser: install the Debian packages chromium and chromium-driver")
     options = webdriver.ChromeOptions()
     options.binary_location = binary
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # for page errors, see test_console
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
                 "--window-size=1440,900", "--no-first-run", "--disable-extensions"):
         options.add_argument(arg)

@@ -41,6 +41,11 @@ def open_console(browser: Any, server: RunningServer) -> None:
     assert browser.current_url == f"{server.url}/console/"
 
 
+def page_errors(browser: Any) -> list[str]:
+    """Errors the page logged since the last call: script errors, CSP refusals, failed loads."""
+    return [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
 def type_and_run(browser: Any, text: str) -> None:
     """Replace the editor's text by typing ``text`` into it, then press Ctrl+Enter."""
     browser.find_element(By.CSS_SELECTOR, ".CodeMirror").click()
@@ -103,6 +108,7 @@ def test_push_query_rows_arrive_and_stop(browser: Any, console_server: RunningSe
     # and the catalog no longer lists it
     wait_for(browser, lambda d: "transient_" not in d.find_element(By.ID, "catalog-queries").text, "the catalog")
     browser.save_screenshot(str(SCREENSHOTS / "editor-stopped.png"))
+    assert page_errors(browser) == []
 
 
 def test_pull_query_and_error_position(browser: Any, console_server: RunningServer) -> None:
@@ -131,6 +137,8 @@ def test_pull_query_and_error_position(browser: Any, console_server: RunningServ
     wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".result.pull .state.done"), "the pull query")
     cells = [td.text for td in browser.find_elements(By.CSS_SELECTOR, ".result.pull tbody td")]
     assert cells == ["a", "2"]
+    # the failed statement answered 400, which the browser logs; nothing else went wrong
+    assert [e for e in page_errors(browser) if "/ksql - Failed to load resource" not in e] == []
 
 
 def test_lineage_graph(browser: Any, console_server: RunningServer) -> None:
@@ -175,3 +183,4 @@ def test_lineage_graph(browser: Any, console_server: RunningServer) -> None:
     wait_for(browser, lambda d: f"ID : {csas_id}" in " ".join(d.find_element(By.ID, "lineage-detail").text.split()),
              "EXPLAIN")
     browser.save_screenshot(str(SCREENSHOTS / "lineage.png"))
+    assert page_errors(browser) == []

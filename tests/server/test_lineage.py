@@ -83,6 +83,7 @@ def test_root_sends_browsers_to_the_console(ksql_server: RunningServer) -> None:
     page = httpx.get(f"{ksql_server.url}/console", follow_redirects=True)
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert "<title>ksqlpy console</title>" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
     script = httpx.get(f"{ksql_server.url}/console/static/app.js")
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     assert httpx.get(f"{ksql_server.url}/console/static/nope.js").status_code == 404

@@ -281,6 +281,11 @@ function showView(name) {
 
 for (const tab of document.querySelectorAll(".tab")) tab.addEventListener("click", () => showView(tab.dataset.view));
 $("lineage-refresh").addEventListener("click", () => lineageView.refresh());
+// Live: the graph is fetched again every few seconds while it is on screen, so that query
+// states and record counts move; it is redrawn only when something changed.
+setInterval(() => {
+  if ($("lineage-live").checked && !$("view-lineage").hidden && !document.hidden) lineageView.refresh(true);
+}, 3000);
 $("run").addEventListener("click", run);
 
 // --- start -----------------------------------------------------------------------------------

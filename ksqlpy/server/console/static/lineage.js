@@ -43,14 +43,20 @@ export class LineageView {
     this.selected = null;
   }
 
-  async refresh() {
-    this.status.textContent = "loading…";
+  /** Fetch the graph and draw it; `quiet` (live updates) redraws only when it changed. */
+  async refresh(quiet = false) {
+    if (!quiet) this.status.textContent = "loading…";
+    let graph;
     try {
-      this.graph = await lineage();
+      graph = await lineage();
     } catch (e) {
       this.status.textContent = `could not load the lineage: ${e.message}`;
       return;
     }
+    const text = JSON.stringify(graph);
+    if (quiet && text === this.drawn) return;
+    this.graph = graph;
+    this.drawn = text;
     this.draw();
     const count = (k) => this.graph.nodes.filter((n) => n.kind === k).length;
     this.status.textContent = `${count("topic")} topics, ${count("stream")} streams, ${count("table")} tables, `
