@@ -184,3 +184,34 @@ def test_lineage_graph(browser: Any, console_server: RunningServer) -> None:
              "EXPLAIN")
     browser.save_screenshot(str(SCREENSHOTS / "lineage.png"))
     assert page_errors(browser) == []
+
+
+def test_catalog_describes_and_prints(browser: Any, console_server: RunningServer) -> None:
+    name = fresh("EVENTS")
+    ksql(console_server, f"CREATE STREAM {name} (ID VARCHAR KEY, V INT) "
+                         f"WITH (kafka_topic='{name.lower()}', value_format='JSON', partitions=1);")
+    for i in range(2):
+        ksql(console_server, f"INSERT INTO {name} (ID, V) VALUES ('k{i}', {i});")
+    open_console(browser, console_server)
+
+    stream = f"//ul[@id='catalog-streams']/li[text()='{name}']"
+    wait_for(browser, lambda d: d.find_elements(By.XPATH, stream), "the catalog")
+    browser.find_element(By.XPATH, stream).click()
+    wait_for(browser, lambda d: f"DESCRIBE {name};" in d.find_element(By.ID, "results").text, "DESCRIBE")
+    fields = [td.text for td in browser.find_elements(By.CSS_SELECTOR, "#results table.rows td")]
+    assert fields[:4] == ["ID", "VARCHAR(STRING) (key)", "V", "INTEGER"]
+
+    # a topic's click puts a PRINT of it in the editor; Ctrl+Enter runs it
+    browser.find_element(By.XPATH, f"//ul[@id='catalog-topics']/li[text()='{name.lower()}']").click()
+    area = browser.find_element(By.CSS_SELECTOR, ".CodeMirror textarea")
+    area.send_keys(Keys.CONTROL, Keys.ENTER)
+    wait_for(browser, lambda d: len(push_rows(d)) == 2, "the topic's two records")
+    notes = browser.find_element(By.CSS_SELECTOR, ".result.push .notes").text.split("\n")
+    assert notes == ["Key format: KAFKA_STRING", "Value format: JSON or KAFKA_STRING"]
+    printed = [cells[0] for cells in push_rows(browser)]
+    assert all("key: k" in line and "value: {" in line for line in printed), printed
+    assert '"V":1' in printed[1].replace(" ", "")
+    browser.find_element(By.CSS_SELECTOR, ".result.push button.stop").click()
+    wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, ".result.push .state").text == "ended", "the end")
+    browser.save_screenshot(str(SCREENSHOTS / "catalog-print.png"))
+    assert page_errors(browser) == []

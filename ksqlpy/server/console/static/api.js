@@ -75,12 +75,14 @@ export async function streamQuery(sql, properties, variables, handlers, signal) 
   const take = (line) => {
     if (!line) return;
     if (header === null) {
+      let parsed = null;
       try {
-        header = JSON.parse(line);
+        parsed = JSON.parse(line);
       } catch {
-        header = { queryId: null, columnNames: [], columnTypes: [], text: true };
+        // not JSON: PRINT's text lines, which have no header
       }
-      if (header && typeof header === "object" && "columnNames" in header) {
+      if (parsed && typeof parsed === "object" && !Array.isArray(parsed) && "columnNames" in parsed) {
+        header = parsed;
         handlers.header(header);
         return;
       }

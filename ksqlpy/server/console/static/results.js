@@ -36,10 +36,11 @@ export class QueryView {
     this.tbody = el("tbody");
     this.rowsBox = el("div", { class: "push-rows" }, el("table", { class: "rows" }, this.thead, this.tbody));
     this.chartBox = el("div", { class: "rate-chart" });
+    this.notes = el("div", { class: "notes muted" });
     const head = el("div", { class: "push-head" }, this.state, this.qid, this.countText, this.rateText,
       push ? this.pauseButton : null, push ? this.stopButton : null);
     this.node = el("div", { class: push ? "result push" : "result pull" },
-      el("div", { class: "statement", text: statement }), head,
+      el("div", { class: "statement", text: statement }), head, this.notes,
       el("div", { class: "push-body" }, this.rowsBox, push ? this.chartBox : null));
   }
 
@@ -50,7 +51,8 @@ export class QueryView {
     const handlers = {
       header: (h) => { this.onHeader(h); started(); },
       rows: (rows) => this.onRows(rows),
-      text: (line) => this.onRows([[line]]),
+      // PRINT says the formats it guessed before its records: a note, not rows.
+      text: (line) => (/^(Key|Value) format: /.test(line) ? this.onNote(line) : this.onRows([[line]])),
       error: (e) => this.onError(e),
     };
     if (this.push) this.timer = setInterval(() => this.tick(), 1000);
@@ -88,6 +90,10 @@ export class QueryView {
     while (this.tbody.childElementCount > MAX_ROWS) this.tbody.firstElementChild.remove();
     const box = this.rowsBox;
     if (this.push) box.scrollTop = box.scrollHeight;
+  }
+
+  onNote(line) {
+    this.notes.append(el("div", { text: line }));
   }
 
   onError(e) {
