@@ -25,6 +25,7 @@ from ksqlpy.errors import KsqlpyError
 from ksqlpy.runtime import results as r
 from ksqlpy.server import entities, wire
 from ksqlpy.server.config import ServerConfig
+from ksqlpy.server.console import mount_console, prefers_html
 from ksqlpy.server.entities import dumps
 from ksqlpy.server.errors import (
     BAD_REQUEST,
@@ -317,8 +318,8 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
         return json_response(True)
 
     @app.get("/")
-    async def root() -> Response:
-        return RedirectResponse("/info", status_code=307)
+    async def root(request: Request) -> Response:
+        return RedirectResponse("/console/" if prefers_html(request) else "/info", status_code=307)
 
     @app.get("/v1/metadata")
     async def metadata() -> Response:
@@ -345,6 +346,7 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             Route("/inserts-stream", InsertsEndpoint(server), methods=["POST"]),
         ]
     )
+    mount_console(app, server)
     app.add_middleware(InternalErrorMiddleware)
     app.add_middleware(AbsoluteTargetMiddleware)
     return app

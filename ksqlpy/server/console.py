@@ -1,0 +1,66 @@
+"""The web console: ``/console`` serves a page (plain JS modules, vendored libraries) that runs
+statements, streams push queries and draws the lineage graph, and ``/lineage`` serves that graph.
+
+The page talks only to the public REST API (``/ksql``, ``/query-stream``, ``/close-query``,
+``/info``) plus ``/lineage``; every asset it loads comes from ``ksqlpy/server/console/static``
+(package data), so the console works with no network. A browser asking for ``/`` (its ``Accept``
+prefers ``text/html``) is sent here; API clients asking for ``/`` still get ``/info``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from ksqlpy.server import wire
+from ksqlpy.server.entities import dumps
+from ksqlpy.server.lineage import lineage_json
+
+#: The page and its assets, shipped as package data.
+STATIC_DIR = Path(__file__).parent / "console" / "static"
+
+#: The page loads nothing from elsewhere and talks only to this server; inline styles are allowed
+#: because CodeMirror and uPlot position their elements with them. Data (stream names, rows) is
+#: only ever put in the page as text, never as markup.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
+
+
+def prefers_html(request: Request) -> bool:
+    """Whether the client would rather have a page than JSON (a browser, not curl or a client)."""
+    accept = request.headers.get("accept")
+    return wire.negotiate(accept, (wire.JSON, "text/html")) == "text/html"
+
+
+def mount_console(app: FastAPI, server: Any) -> None:
+    """Add ``/lineage``, ``/console`` and its static assets to ``app`` (``server`` is its KsqlServer)."""
+
+    def lineage() -> dict[str, Any]:
+        # Under the statement lock: a statement running meanwhile would change the catalog and
+        # the query set while they are read.
+        with server.statement_lock:
+            return lineage_json(server.engine)
+
+    @app.get("/lineage")
+    async def lineage_endpoint() -> Response:
+        graph = await server.call(lineage)
+        return Response(content=dumps(graph), media_type="application/json")
+
+    @app.get("/console")
+    async def console_page() -> Response:
+        return RedirectResponse("/console/", status_code=307)
+
+    @app.get("/console/")
+    async def console_index() -> Response:
+        # no-cache: a browser revalidates the page after an upgrade instead of mixing versions.
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html",
+                            headers={"Cache-Control": "no-cache",
+                                     "Content-Security-Policy": CONTENT_SECURITY_POLICY})
+
+    app.mount("/console/static", StaticFiles(directory=STATIC_DIR), name="console-static")
