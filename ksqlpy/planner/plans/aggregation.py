@@ -39,7 +39,11 @@ _KAFKA_KEY_TYPES = (sqltypes.INTEGER, sqltypes.BIGINT, sqltypes.DOUBLE, sqltypes
 
 
 def aggregation_steps(
-    query: ast.Query, source: Source, step: AggregateStep, config: Mapping[str, Any] | None = None
+    query: ast.Query,
+    source: Source,
+    step: AggregateStep,
+    config: Mapping[str, Any] | None = None,
+    initial: s.ExecutionStep | None = None,
 ) -> s.ExecutionStep:
     config = config or {}
     alias = query.from_.alias or source.name if isinstance(query.from_, ast.Table) else source.name
@@ -60,7 +64,7 @@ def aggregation_steps(
         analysis.visit(having)
     internal = _InternalSchema(analysis, scope)
 
-    current: s.ExecutionStep = source_step(source)
+    current: s.ExecutionStep = initial if initial is not None else source_step(source)
     if where is not None:
         cls = s.TableFilter if source.is_table else s.StreamFilter
         current = cls(context="WhereFilter", source=current, filter_expression=ex.text(where))

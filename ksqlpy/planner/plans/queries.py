@@ -21,6 +21,7 @@ from ksqlpy.planner.aggregate import aggregate_window_info, analyze_aggregate, i
 from ksqlpy.planner.catalog import Catalog, Column, ColumnNamespace, Source
 from ksqlpy.planner.physical import AggregateStep, SelectStep
 from ksqlpy.planner.plans import expressions as ex
+from ksqlpy.planner.plans.joins import PlannedJoin, plan_join
 from ksqlpy.planner.plans.sources import internal_formats, sink_step, source_step
 from ksqlpy.planner.properties import WithClause
 from ksqlpy.planner.select import analyze_select, uses_table_function, with_sink_timestamp
@@ -56,6 +57,40 @@ class PlannedQuery:
     step: SelectStep | AggregateStep
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Analyzed:
+    """A query analyzed: its (single or joined) source, the analyzer's step, whether the
+    result is a table, the query as planned (over a join's result) and the join, if any."""
+
+    source: Source
+    step: SelectStep | AggregateStep
+    is_table: bool
+    query: ast.Query
+    join: PlannedJoin | None = None
+
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        if self.join is None:
+            return (self.source.name,)
+        return tuple(x.source.name for x in self.join.sides)
+
+
+def analyze_query(
+    query: ast.Query, ctx: PlanContext, *, sink_name: str | None, persistent: bool, kind: ast.SourceKind | None = None
+) -> Analyzed:
+    join = None
+    catalog = ctx.catalog
+    if isinstance(query.from_, ast.Join):
+        join = plan_join(query, catalog, ctx.config)
+        catalog = Catalog(sources={**catalog.sources, join.source.name: join.source}, types=catalog.types)
+        query = join.query
+        ctx = replace(ctx, catalog=catalog)
+    source, step, is_table = analyze(query, ctx, sink_name=sink_name, persistent=persistent, kind=kind)
+    if join is not None:
+        is_table = is_table or join.source.is_table
+    return Analyzed(source=source, step=step, is_table=is_table, query=query, join=join)
+
+
 def analyze(
     query: ast.Query, ctx: PlanContext, *, sink_name: str | None, persistent: bool, kind: ast.SourceKind | None = None
 ) -> tuple[Source, SelectStep | AggregateStep, bool]:
@@ -72,7 +107,8 @@ def analyze(
 
 
 def plan_create_as_select(stmt: ast.CreateAsSelect, ctx: PlanContext, query_id: str) -> PlannedQuery:
-    source, step, is_table = analyze(stmt.query, ctx, sink_name=stmt.name, persistent=True, kind=stmt.kind)
+    analyzed = analyze_query(stmt.query, ctx, sink_name=stmt.name, persistent=True, kind=stmt.kind)
+    source, step, is_table = analyzed.source, analyzed.step, analyzed.is_table
     result_kind = ast.SourceKind.TABLE if is_table else ast.SourceKind.STREAM
     if result_kind is not stmt.kind:
         other = "TABLE" if result_kind is ast.SourceKind.TABLE else "STREAM"
@@ -90,22 +126,23 @@ def plan_create_as_select(stmt: ast.CreateAsSelect, ctx: PlanContext, query_id: 
             emit = "FINAL" if step.emit_final else "CHANGES"
             window = replace(window, emit_strategy=emit)
         sink = replace(sink, window=window)
-    root = build_steps(stmt.query, source, step, sink, ctx.config)
+    root = build_steps(analyzed.query, source, step, sink, ctx.config, analyzed.join)
     plan = KsqlPlan(
         statement_text=stmt.text,
         ddl_command=command_of(sink, or_replace=stmt.or_replace),
-        query_plan=QueryPlan(sources=(source.name,), sink=sink.name, physical_plan=root, query_id=query_id),
+        query_plan=QueryPlan(sources=analyzed.source_names, sink=sink.name, physical_plan=root, query_id=query_id),
     )
     return PlannedQuery(plan=plan, sink=sink, source=source, step=step)
 
 
 def plan_insert_into(stmt: ast.InsertInto, target: Source, ctx: PlanContext, query_id: str) -> PlannedQuery:
-    source, step, _ = analyze(stmt.query, ctx, sink_name=stmt.target, persistent=True)
-    root = build_steps(stmt.query, source, step, target, ctx.config)
+    analyzed = analyze_query(stmt.query, ctx, sink_name=stmt.target, persistent=True)
+    source, step = analyzed.source, analyzed.step
+    root = build_steps(analyzed.query, source, step, target, ctx.config, analyzed.join)
     plan = KsqlPlan(
         statement_text=stmt.text,
         ddl_command=None,
-        query_plan=QueryPlan(sources=(source.name,), sink=target.name, physical_plan=root, query_id=query_id),
+        query_plan=QueryPlan(sources=analyzed.source_names, sink=target.name, physical_plan=root, query_id=query_id),
     )
     return PlannedQuery(plan=plan, sink=target, source=source, step=step)
 
@@ -116,20 +153,24 @@ def build_steps(
     step: SelectStep | AggregateStep,
     sink: Source,
     config: Mapping[str, Any] | None = None,
+    join: PlannedJoin | None = None,
 ) -> s.ExecutionStep:
+    initial = join.step if join is not None else None
     if isinstance(step, AggregateStep):
         from ksqlpy.planner.plans.aggregation import aggregation_steps
 
-        return sink_step(sink, aggregation_steps(query, source, step, config))
-    return sink_step(sink, stateless_steps(query, source, step))
+        return sink_step(sink, aggregation_steps(query, source, step, config, initial))
+    return sink_step(sink, stateless_steps(query, source, step, initial))
 
 
 # ------------------------------------------------------------------------------ stateless
 
 
-def stateless_steps(query: ast.Query, source: Source, step: SelectStep) -> s.ExecutionStep:
-    """Source → WhereFilter → FlatMap → PartitionBy → Project."""
-    current: s.ExecutionStep = source_step(source)
+def stateless_steps(
+    query: ast.Query, source: Source, step: SelectStep, initial: s.ExecutionStep | None = None
+) -> s.ExecutionStep:
+    """Source (or join) → WhereFilter → FlatMap → PartitionBy → Project."""
+    current: s.ExecutionStep = initial if initial is not None else source_step(source)
     if query.where is not None:
         cls = s.TableFilter if source.is_table else s.StreamFilter
         where = ex.with_time_literals(ex.unqualified(query.where))
@@ -216,9 +257,11 @@ def sink_for(stmt: ast.CreateAsSelect, source: Source, step: Any, ctx: PlanConte
         )
     prefix = config.get("ksql.output.topic.name.prefix", "") or ""
     topic = props.string("KAFKA_TOPIC") or prefix + stmt.name
+    # a schema lists its key columns first, whatever the projection's order
+    ordered = [c for c in step.columns if c.is_key] + [c for c in step.columns if not c.is_key]
     columns = tuple(
         Column(name=c.name, type=c.type, namespace=ColumnNamespace.KEY if c.is_key else ColumnNamespace.VALUE)
-        for c in step.columns
+        for c in ordered
     )
     for c in columns:
         if c.is_key:
