@@ -35,6 +35,8 @@ from ksqlpy.server.errors import (
     describe_failure,
     generic_error,
 )
+from ksqlpy.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ksqlpy.server.metrics import MetricsMiddleware, ServerMetrics, note_query
 from ksqlpy.server.streams import (
     InsertsEndpoint,
     QueryEndpoint,
@@ -109,9 +111,12 @@ class KsqlServer:
         # they for its read-your-writes catch-up), and concurrent pull queries run in parallel.
         answered = session.start_prepared_pull(text)
         if answered is not None:
+            note_query(answered)
             return answered
         with self.statement_lock:
-            return session.execute_query(text)
+            query = session.execute_query(text)
+        note_query(query)
+        return query
 
     def check_insert_target(self, target: str) -> str:
         """The stored name of a stream that may take ``/inserts-stream`` rows, else an error."""
@@ -220,6 +225,8 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
     server = KsqlServer(engine, config or ServerConfig())
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, title="ksqlpy")
     app.state.ksql = server
+    metrics = ServerMetrics(engine, server.config.service_id, server.push_queries)
+    app.state.metrics = metrics
 
     def acceptable(request: Request) -> bool:
         return wire.negotiate(request.headers.get("accept"), wire.PRODUCES["plain"]) is not None
@@ -334,6 +341,10 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
     async def probe() -> Response:
         return json_response({})
 
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        return Response(content=metrics.render(), media_type=None, headers={"content-type": METRICS_CONTENT_TYPE})
+
     @app.websocket("/ws/query")
     async def ws_query(websocket: WebSocket) -> None:
         await serve_websocket_query(server, websocket)
@@ -347,4 +358,6 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
     )
     app.add_middleware(InternalErrorMiddleware)
     app.add_middleware(AbsoluteTargetMiddleware)
+    # Outermost, so requests refused or failed by the layers inside still count.
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
     return app
