@@ -35,6 +35,7 @@ from ksqlpy.server.errors import (
     describe_failure,
     generic_error,
 )
+from ksqlpy.server.health import HealthCheck, ServerState, ServerStateMiddleware, lifespan
 from ksqlpy.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ksqlpy.server.metrics import MetricsMiddleware, ServerMetrics, note_query
 from ksqlpy.server.streams import (
@@ -69,6 +70,8 @@ class KsqlServer:
         self.statement_lock = threading.Lock()
         listener = config.listeners[0] if config.listeners else None
         self.host = f"{listener.host}:{listener.port}" if listener else "localhost:8088"
+        self.server_state = ServerState()
+        self.health = HealthCheck(self, self.server_state)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking engine call on the server's own worker threads."""
@@ -223,7 +226,10 @@ def error_response(error: BaseException, context: str) -> Response:
 def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
     """The REST API over ``engine`` (a ``ksqlpy.runtime.engine.Engine``)."""
     server = KsqlServer(engine, config or ServerConfig())
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, title="ksqlpy")
+    app = FastAPI(
+        docs_url=None, redoc_url=None, openapi_url=None, title="ksqlpy",
+        lifespan=lifespan(server, server.server_state),
+    )
     app.state.ksql = server
     metrics = ServerMetrics(engine, server.config.service_id, server.push_queries)
     app.state.metrics = metrics
@@ -285,7 +291,8 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
     async def healthcheck(request: Request) -> Response:
         if not acceptable(request):
             return not_found
-        return json_response(entities.health_json(await server.call(engine.health)))
+        report = await server.call(server.health.report)
+        return json_response(report.json(), 200 if server.server_state.ready else 503)
 
     @app.get("/clusterStatus")
     async def cluster_status(request: Request) -> Response:
@@ -337,9 +344,12 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
         return json_response(entities.cluster_id_json(await server.call(engine.server_info)))
 
     @app.get("/chc/live")
-    @app.get("/chc/ready")
-    async def probe() -> Response:
+    async def live() -> Response:
         return json_response({})
+
+    @app.get("/chc/ready")
+    async def ready() -> Response:
+        return json_response({}, 200 if server.server_state.ready else 503)
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:
@@ -357,6 +367,7 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
         ]
     )
     app.add_middleware(InternalErrorMiddleware)
+    app.add_middleware(ServerStateMiddleware, state=server.server_state)
     app.add_middleware(AbsoluteTargetMiddleware)
     # Outermost, so requests refused or failed by the layers inside still count.
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)

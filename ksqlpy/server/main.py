@@ -18,6 +18,7 @@ from hypercorn.config import Config as HypercornConfig
 from ksqlpy.server import transport
 from ksqlpy.server.app import create_app
 from ksqlpy.server.config import ServerConfig
+from ksqlpy.server.health import begin_shutdown
 
 log = logging.getLogger("ksqlpy.server")
 
@@ -60,7 +61,12 @@ async def serve_app(app: Any, config: ServerConfig, shutdown: asyncio.Event) -> 
     """Serve ``app`` on ``config``'s listeners until ``shutdown`` is set."""
     transport.install()
     asyncio.get_running_loop().set_exception_handler(_ignore_cancelled)
-    await hypercorn_serve(app, hypercorn_config(config), shutdown_trigger=shutdown.wait)
+
+    async def shutdown_trigger() -> None:
+        await shutdown.wait()
+        begin_shutdown(app)
+
+    await hypercorn_serve(app, hypercorn_config(config), shutdown_trigger=shutdown_trigger)
 
 
 def serve(config: ServerConfig) -> None:
