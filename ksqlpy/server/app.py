@@ -353,7 +353,8 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:
-        return Response(content=metrics.render(), media_type=None, headers={"content-type": METRICS_CONTENT_TYPE})
+        headers = {"content-type": METRICS_CONTENT_TYPE}
+        return Response(content=metrics.render(), media_type=None, headers=headers)
 
     @app.websocket("/ws/query")
     async def ws_query(websocket: WebSocket) -> None:

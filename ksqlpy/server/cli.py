@@ -32,6 +32,10 @@ def run(args: argparse.Namespace) -> int:
                 BOOTSTRAP_SERVERS: args.bootstrap_servers,
             },
         )
+        if any(listener.scheme == "https" for listener in config.listeners):
+            from ksqlpy.server.tls import server_context
+
+            server_context(config)  # key material problems stop the start before anything opens
     except ConfigError as e:
         print(f"ksqlpy server: {e}", file=sys.stderr)
         return 2

@@ -186,7 +186,11 @@ class ServerStateMiddleware:
         self.state = state
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] not in ("http", "websocket") or self.state.ready or scope.get("path") in ALWAYS_SERVED:
+        if (
+            scope["type"] not in ("http", "websocket")
+            or self.state.ready
+            or scope.get("path") in ALWAYS_SERVED
+        ):
             await self.app(scope, receive, send)
             return
         code, message = NOT_READY[self.state.state]

@@ -34,8 +34,11 @@ def test_healthy_server_reports_every_check(ksql_server: RunningServer) -> None:
     assert r.status_code == 200
     assert r.json() == {
         "isHealthy": True,
-        "details": {"metastore": {"isHealthy": True}, "kafka": {"isHealthy": True},
-                    "commandRunner": {"isHealthy": True}},
+        "details": {
+            "metastore": {"isHealthy": True},
+            "kafka": {"isHealthy": True},
+            "commandRunner": {"isHealthy": True},
+        },
         "serverState": "READY",
     }
     for probe in ("/chc/live", "/chc/ready"):
@@ -43,7 +46,9 @@ def test_healthy_server_reports_every_check(ksql_server: RunningServer) -> None:
         assert (r.status_code, r.json()) == (200, {})
 
 
-def test_a_broken_topic_store_is_unhealthy_but_answered(own_server: tuple[RunningServer, ServerThread]) -> None:
+def test_a_broken_topic_store_is_unhealthy_but_answered(
+    own_server: tuple[RunningServer, ServerThread],
+) -> None:
     server, _ = own_server
     assert httpx.get(f"{server.url}/healthcheck", timeout=30).json()["isHealthy"] is True
     server.engine.store.close()
@@ -63,8 +68,11 @@ def test_states_gate_requests(own_server: tuple[RunningServer, ServerThread]) ->
     state.set(State.INITIALIZING)
     r = httpx.post(f"{server.url}/ksql", json={"ksql": "SHOW STREAMS;"}, timeout=30)
     assert r.status_code == 503 and r.headers["retry-after"] == "10"
-    assert r.json() == {"@type": "generic_error", "error_code": 50302,
-                        "message": "KSQL is not yet ready to serve requests."}
+    assert r.json() == {
+        "@type": "generic_error",
+        "error_code": 50302,
+        "message": "KSQL is not yet ready to serve requests.",
+    }
     health = httpx.get(f"{server.url}/healthcheck", timeout=30)
     assert health.status_code == 503 and health.json()["serverState"] == "INITIALIZING"
     assert httpx.get(f"{server.url}/chc/ready", timeout=30).status_code == 503

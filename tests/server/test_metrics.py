@@ -63,13 +63,20 @@ def test_engine_and_query_figures_follow_the_work(ksql_server: RunningServer) ->
     assert engine(after, "error_rate") > 0
 
     status = value(
-        after, "ksql_ksql_metrics_ksql_queries_query_status",
-        ksql_cluster="default_", ksql_query=query_id, status="RUNNING",
+        after,
+        "ksql_ksql_metrics_ksql_queries_query_status",
+        ksql_cluster="default_",
+        ksql_query=query_id,
+        status="RUNNING",
     )
     assert status == 1
     assert per_query(after, "records_consumed_total", query_id) == 5
     assert per_query(after, "records_produced_total", query_id) == 3
-    assert per_query(after, "bytes_consumed_total", query_id) > per_query(after, "bytes_produced_total", query_id) > 0
+    assert (
+        per_query(after, "bytes_consumed_total", query_id)
+        > per_query(after, "bytes_produced_total", query_id)
+        > 0
+    )
     assert per_query(after, "processing_log_records_total", query_id) == 1
     assert per_query(after, "late_records_dropped_total", query_id) == 0
     batches = per_query(after, "batch_latency_seconds_count", query_id)
@@ -80,8 +87,10 @@ def test_engine_and_query_figures_follow_the_work(ksql_server: RunningServer) ->
     assert ksql(ksql_server, f"TERMINATE {query_id};").status_code == 200
     gone = scrape(ksql_server)
     assert engine(gone, "num_persistent_queries") == engine(before, "num_persistent_queries")
-    assert ("ksqlpy_query_records_consumed_total", frozenset(
-        {("ksql_cluster", "default_"), ("ksql_query", query_id)})) not in gone
+    assert (
+        "ksqlpy_query_records_consumed_total",
+        frozenset({("ksql_cluster", "default_"), ("ksql_query", query_id)}),
+    ) not in gone
 
 
 def test_pull_push_and_http_counts(ksql_server: RunningServer) -> None:
