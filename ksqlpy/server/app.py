@@ -24,6 +24,7 @@ from starlette.routing import Route
 from ksqlpy.errors import KsqlpyError
 from ksqlpy.runtime import results as r
 from ksqlpy.server import entities, wire
+from ksqlpy.server.auth import AuthMiddleware, auth_settings
 from ksqlpy.server.config import ServerConfig
 from ksqlpy.server.entities import dumps
 from ksqlpy.server.errors import (
@@ -369,6 +370,7 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
     )
     app.add_middleware(InternalErrorMiddleware)
     app.add_middleware(ServerStateMiddleware, state=server.server_state)
+    app.add_middleware(AuthMiddleware, settings=auth_settings(server.config), failures=metrics.auth_failures)
     app.add_middleware(AbsoluteTargetMiddleware)
     # Outermost, so requests refused or failed by the layers inside still count.
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)

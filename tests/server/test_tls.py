@@ -3,6 +3,7 @@ cipher settings, and a clear stop on unusable key material. Real servers, real h
 
 from __future__ import annotations
 
+import logging
 import re
 import socket
 import ssl
@@ -100,7 +101,7 @@ def test_pem_keystore_with_encrypted_key(pki: Pki) -> None:
         assert r.status_code == 200
 
 
-def test_mutual_tls_required(pki: Pki) -> None:
+def test_mutual_tls_required(pki: Pki, caplog: pytest.LogCaptureFixture) -> None:
     props = {
         **keystore(pki),
         "ssl.truststore.location": pki.truststore_p12(),
@@ -108,8 +109,11 @@ def test_mutual_tls_required(pki: Pki) -> None:
         "ssl.client.authentication": "REQUIRED",
     }
     with tls_server(**props) as (https, _):
-        r = httpx.get(f"{https}/info", verify=pki.client_context(pki.client), timeout=30)
+        with caplog.at_level(logging.DEBUG, logger="ksqlpy.server.auth"):
+            r = httpx.get(f"{https}/info", verify=pki.client_context(pki.client), timeout=30)
         assert r.status_code == 200
+        # The certificate's subject is the user the request runs as.
+        assert "GET /info from CN=alice,O=ksqlpy tests (127.0.0.1:" in "\n".join(caplog.messages)
         for who in (None, pki.stranger):  # no certificate, or one the truststore does not trust
             refused = (httpx.ConnectError, httpx.ReadError, httpx.RemoteProtocolError)
             with pytest.raises(refused), httpx.Client(verify=pki.client_context(who), timeout=10) as client:
