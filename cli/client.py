@@ -25,6 +25,12 @@ KSQL_JSON = "application/vnd.ksql.v1+json"
 _TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=30.0, pool=30.0)
 
 
+_ACCESS_MESSAGES = {
+    401: "Could not authenticate successfully with the supplied credentials.",
+    403: "You are forbidden from using this cluster.",
+}
+
+
 class ServerUnreachable(Exception):
     """No HTTP conversation with the server was possible."""
 
@@ -52,7 +58,12 @@ class ServerError(Exception):
 
     @classmethod
     def from_body(cls, status: int, body: bytes | str) -> ServerError:
-        """Read an error response; a body that is not ksqlDB's error object is kept as text."""
+        """Read an error response; a body that is not ksqlDB's error object is kept as text.
+
+        401 and 403 read as ksqlDB's shell words them, since the server's "Unauthorized" does
+        not say what to do."""
+        if status in _ACCESS_MESSAGES:
+            return cls(status=status, error_code=status * 100, message=_ACCESS_MESSAGES[status])
         try:
             data = json.loads(body)
         except ValueError:
@@ -128,9 +139,11 @@ class QueryStream:
 class RestClient:
     """Blocking REST client bound to one server URL."""
 
-    def __init__(self, url: str, *, http2: bool = False) -> None:
+    def __init__(self, url: str, *, http2: bool = False, credentials: tuple[str, str] | None = None) -> None:
         self.url = url.rstrip("/")
         self.http2 = http2
+        #: (user, password) sent as HTTP BASIC authentication with every request
+        self.credentials = credentials
         self._http = self._connect()
 
     def _connect(self) -> httpx.Client:
@@ -142,6 +155,7 @@ class RestClient:
             http2=self.http2,
             timeout=_TIMEOUT,
             headers={"Accept": KSQL_JSON},
+            auth=httpx.BasicAuth(*self.credentials) if self.credentials else None,
         )
 
     def reset(self) -> None:

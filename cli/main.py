@@ -8,6 +8,7 @@ piped input and returns a non-zero exit status when a statement fails.
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
 from pathlib import Path
@@ -61,6 +62,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--http2", action="store_true", help="talk HTTP/2 (cleartext) instead of HTTP/1.1")
     parser.add_argument(
+        "-u", "--user", default=os.environ.get("KSQLPY_USER"),
+        help="user name for a server with BASIC authentication (prompts for the password if not given)",
+    )
+    parser.add_argument(
+        "--password", default=os.environ.get("KSQLPY_PASSWORD"),
+        help="password for --user (-p sets a property, so the password has no short option)",
+    )
+    parser.add_argument(
         "--history-file",
         default=os.environ.get("KSQLPY_HISTORY", DEFAULT_HISTORY),
         help=f"where the prompt's history is kept (default: {DEFAULT_HISTORY})",
@@ -77,6 +86,20 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
     return pairs
 
 
+def credentials(args: argparse.Namespace) -> tuple[str, str] | None:
+    """``--user`` and ``--password``; asks for the password (not echoed) when only the user is given,
+    as ksqlDB's shell does."""
+    user: str | None = getattr(args, "user", None)
+    password: str | None = getattr(args, "password", None)
+    if not user:
+        if password:
+            raise SystemExit("ksqlpy shell: --password needs --user")
+        return None
+    if password is None:
+        password = getpass.getpass("Enter password: ")
+    return user, password
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the shell as ``args`` say; returns the process exit status."""
     state = ShellState(
@@ -85,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         output=OutputFormat(args.output),
     )
     terminal = Terminal()
-    with RestClient(args.server, http2=args.http2) as client:
+    with RestClient(args.server, http2=args.http2, credentials=credentials(args)) as client:
         if args.execute is not None or args.file is not None or not sys.stdin.isatty():
             shell = Shell(client, terminal, state=state)
             return _run_batch(shell, args)

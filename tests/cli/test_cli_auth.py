@@ -1,0 +1,91 @@
+"""The shell against a server with BASIC authentication: ``--user``/``--password``, the password
+prompt, and ksqlDB's wording of a refusal."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cli.main import add_arguments, credentials
+from ksqlpy.server.app import create_app
+from tests.server.conftest import ServerThread, open_engine, server_config
+
+
+@pytest.fixture(scope="module")
+def secured_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    users = tmp_path_factory.mktemp("users") / "password-file"
+    users.write_text("alice: alice-pw, admin\nguest: guest-pw, visitor\n")
+    config = server_config(
+        **{
+            "authentication.method": "BASIC",
+            "authentication.roles": "admin",
+            "ksqlpy.authentication.password.file": str(users),
+        }
+    )
+    engine = open_engine(config)
+    thread = ServerThread(create_app(engine, config), config)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{config.listeners[0].port}"
+    finally:
+        thread.stop()
+        engine.close()
+
+
+def shell(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "cli", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+        cwd=Path(__file__).resolve().parents[2],
+    )
+
+
+def test_user_and_password_reach_a_secured_server(secured_url: str) -> None:
+    done = shell(secured_url, "--user", "alice", "--password", "alice-pw", "-e", "SHOW STREAMS;")
+    assert done.returncode == 0, done.stderr
+    assert "KSQL_PROCESSING_LOG" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ("--user", "alice", "--password", "wrong"),
+            "Could not authenticate successfully with the supplied credentials.",
+        ),
+        ((), "Could not authenticate successfully with the supplied credentials."),
+        (("-u", "guest", "--password", "guest-pw"), "You are forbidden from using this cluster."),
+    ],
+)
+def test_refusals_are_worded_as_ksqldb_words_them(
+    secured_url: str, args: tuple[str, ...], message: str
+) -> None:
+    done = shell(secured_url, *args, "-e", "SHOW STREAMS;")
+    assert done.returncode != 0
+    assert message in done.stderr
+
+
+def test_only_a_user_prompts_for_the_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    prompts: list[str] = []
+
+    def answer(prompt: str = "") -> str:
+        prompts.append(prompt)
+        return "typed-pw"
+
+    monkeypatch.setattr("getpass.getpass", answer)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert credentials(parser.parse_args(["-u", "alice"])) == ("alice", "typed-pw")
+    assert prompts == ["Enter password: "]
+    assert credentials(parser.parse_args(["-u", "alice", "--password", "given"])) == ("alice", "given")
+    assert credentials(parser.parse_args([])) is None
+    assert prompts == ["Enter password: "]
