@@ -10,6 +10,7 @@ HTTP/2 stream (cleartext, prior knowledge), and can be closed from the client si
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -139,11 +140,20 @@ class QueryStream:
 class RestClient:
     """Blocking REST client bound to one server URL."""
 
-    def __init__(self, url: str, *, http2: bool = False, credentials: tuple[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        http2: bool = False,
+        credentials: tuple[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.http2 = http2
         #: (user, password) sent as HTTP BASIC authentication with every request
         self.credentials = credentials
+        #: how an https server is verified (and the client certificate), None for the system CAs
+        self.tls = tls
         self._http = self._connect()
 
     def _connect(self) -> httpx.Client:
@@ -156,6 +166,7 @@ class RestClient:
             timeout=_TIMEOUT,
             headers={"Accept": KSQL_JSON},
             auth=httpx.BasicAuth(*self.credentials) if self.credentials else None,
+            verify=self.tls if self.tls is not None else True,
         )
 
     def reset(self) -> None:

@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
 
 from cli.main import add_arguments, credentials
 from ksqlpy.server.app import create_app
-from tests.server.conftest import ServerThread, open_engine, server_config
+from tests.server.certs import PASSWORD, make_pki
+from tests.server.conftest import ServerThread, free_port, open_engine, server_config
 
 
 @pytest.fixture(scope="module")
@@ -89,3 +91,62 @@ def test_only_a_user_prompts_for_the_password(monkeypatch: pytest.MonkeyPatch) -
     assert credentials(parser.parse_args(["-u", "alice", "--password", "given"])) == ("alice", "given")
     assert credentials(parser.parse_args([])) is None
     assert prompts == ["Enter password: "]
+
+
+def test_config_file_trusts_the_server_and_presents_a_client_certificate(tmp_path: Path) -> None:
+    pki = make_pki(tmp_path)
+    users = tmp_path / "password-file"
+    users.write_text("alice: alice-pw, admin\n")
+    port = free_port()
+    config = server_config(
+        **{
+            "listeners": f"https://127.0.0.1:{port}",
+            "ssl.keystore.location": pki.server_p12(),
+            "ssl.keystore.password": PASSWORD,
+            "ssl.truststore.location": pki.truststore_p12(),
+            "ssl.truststore.password": PASSWORD,
+            "ssl.client.authentication": "REQUIRED",
+            "authentication.method": "BASIC",
+            "authentication.roles": "admin",
+            "ksqlpy.authentication.password.file": str(users),
+        }
+    )
+    engine = open_engine(config)
+    thread = ServerThread(create_app(engine, config), config)
+    thread.start()
+    try:
+        url = f"https://localhost:{port}"
+        client_p12 = pki.write(
+            "alice.p12",
+            pkcs12.serialize_key_and_certificates(
+                b"alice", pki.client.key, pki.client.cert, None, BestAvailableEncryption(PASSWORD.encode())
+            ),
+        )
+        props = tmp_path / "cli.properties"
+        props.write_text(
+            f"ssl.truststore.location={pki.truststore_p12()}\nssl.truststore.password={PASSWORD}\n"
+            f"ssl.keystore.location={client_p12}\nssl.keystore.password={PASSWORD}\n"
+        )
+        args = (
+            "--config-file",
+            str(props),
+            "--user",
+            "alice",
+            "--password",
+            "alice-pw",
+            "-e",
+            "SHOW STREAMS;",
+        )
+        done = shell(url, *args)
+        assert done.returncode == 0, done.stderr
+        assert "KSQL_PROCESSING_LOG" in done.stdout
+        # Without the file, the server's certificate is not trusted.
+        refused = shell(url, *args[2:])
+        assert refused.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in refused.stderr
+        # Without a client certificate the server does not finish the handshake.
+        props.write_text(f"ssl.truststore.location={pki.write('ca.pem', pki.pem(pki.ca.cert))}\n")
+        anonymous = shell(url, *args)
+        assert anonymous.returncode != 0 and "Could not connect to the server" in anonymous.stderr
+    finally:
+        thread.stop()
+        engine.close()
