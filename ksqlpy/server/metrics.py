@@ -27,6 +27,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import (
@@ -39,6 +40,9 @@ from prometheus_client.registry import Collector
 from starlette.routing import Match
 
 from ksqlpy.runtime.query import QueryState
+
+# ``*_created`` timestamps double every counter's series and no ksqlDB dashboard reads them.
+disable_created_metrics()
 
 ENGINE = "ksql_ksql_engine_query_stats_"
 QUERY = "ksqlpy_query_"
@@ -275,11 +279,14 @@ class ServerMetrics:
 def endpoint_of(routes: Iterable[Any], scope: dict[str, Any]) -> str:
     """The route template a request goes to (``/status/{kind}/{entity}/{action}``), so labels
     stay few whatever the ids in paths; ``other`` for paths no route serves."""
+    partial = None
     for route in routes:
         match, _ = route.matches(scope)
         if match is Match.FULL:
             return str(getattr(route, "path", "other"))
-    return "other"
+        if match is Match.PARTIAL and partial is None:  # the path is served, not with this method
+            partial = str(getattr(route, "path", "other"))
+    return partial or "other"
 
 
 class MetricsMiddleware:
