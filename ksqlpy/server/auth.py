@@ -359,7 +359,11 @@ class AuthMiddleware:
             if user is not None:
                 scope["ksqlpy.user"] = user
                 log.debug(
-                    "%s %s from %s (%s, client certificate)", _method(scope), path, user, _address(scope)
+                    "%s %s from %s (%s, client certificate)",
+                    _method(scope),
+                    _path(scope),
+                    user,
+                    _address(scope),
                 )
             await self.app(scope, receive, send)
             return
@@ -373,7 +377,9 @@ class AuthMiddleware:
             return
         name, password = credentials
         found = settings.users.users().get(name)
-        if not (found or User(name, _NOBODY, frozenset())).credential.check(password) or found is None:
+        # An unknown user's password is checked too, so both refusals take as long.
+        matches = (found.credential if found is not None else _NOBODY).check(password)
+        if found is None or not matches:
             await self._refuse(
                 scope, receive, send, 401, "unknown_user" if found is None else "wrong_password", name
             )
@@ -382,7 +388,7 @@ class AuthMiddleware:
             await self._refuse(scope, receive, send, 403, "forbidden", name)
             return
         scope["ksqlpy.user"] = name
-        log.debug("%s %s from %s (%s)", _method(scope), path, name, _address(scope))
+        log.debug("%s %s from %s (%s)", _method(scope), _path(scope), name, _address(scope))
         await self.app(scope, receive, send)
 
     async def _refuse(
@@ -393,7 +399,7 @@ class AuthMiddleware:
         log.warning(
             "Refused %s %s: %s from %s (%s)",
             _method(scope),
-            scope.get("path", ""),
+            _path(scope),
             who,
             _address(scope),
             reason.replace("_", " "),
@@ -440,6 +446,12 @@ async def _drain(receive: Any) -> None:
             read += len(message.get("body", b""))
             if not message.get("more_body", False):
                 return
+
+
+def _path(scope: dict[str, Any]) -> str:
+    """The request path for a log line, control characters escaped (no forged log lines)."""
+    path = str(scope.get("path", ""))
+    return path if path.isprintable() else path.encode("unicode_escape").decode("ascii")
 
 
 def _method(scope: dict[str, Any]) -> str:
