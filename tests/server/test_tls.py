@@ -9,6 +9,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
+from websockets.sync.client import connect as ws_connect
 
 from ksqlpy.server.app import create_app
 from ksqlpy.server.config import ConfigError
@@ -227,3 +229,13 @@ def test_unreadable_keystore_stops_the_server_with_one_line(pki: Pki, tmp_path: 
     )
     assert lines == [expected]
     assert not data.exists()
+
+
+def test_websocket_query_over_tls(pki: Pki) -> None:
+    with tls_server(**keystore(pki)) as (https, _):
+        port = https.rsplit(":", 1)[1]
+        request = urllib.parse.quote(orjson.dumps({"ksql": "SELECT * FROM KSQL_PROCESSING_LOG EMIT CHANGES;"}))
+        url = f"wss://localhost:{port}/ws/query?request={request}"
+        with ws_connect(url, ssl=pki.client_context(), open_timeout=30) as ws:
+            schema = orjson.loads(ws.recv(timeout=30))
+        assert schema[0]["name"] == "LOGGER"
