@@ -150,3 +150,18 @@ def test_config_file_trusts_the_server_and_presents_a_client_certificate(tmp_pat
     finally:
         thread.stop()
         engine.close()
+
+
+def test_migrations_take_ksql_auth_basic_credentials(
+    secured_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ksqlpy.main import main
+
+    assert main(["migrations", "new-project", str(tmp_path / "proj"), secured_url]) == 0
+    config = tmp_path / "proj" / "ksql-migrations.properties"
+    assert main(["migrations", "--config-file", str(config), "info"]) == 1
+    assert "Could not authenticate successfully with the supplied credentials." in capsys.readouterr().err
+    with config.open("a") as f:
+        f.write("ksql.auth.basic.username=alice\nksql.auth.basic.password=alice-pw\n")
+    assert main(["migrations", "--config-file", str(config), "initialize-metadata"]) == 0
+    assert main(["migrations", "--config-file", str(config), "info"]) == 0
