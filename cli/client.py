@@ -10,6 +10,7 @@ HTTP/2 stream (cleartext, prior knowledge), and can be closed from the client si
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -23,6 +24,12 @@ KSQL_JSON = "application/vnd.ksql.v1+json"
 
 # Never give up on a slow statement or a quiet push query; only connecting is bounded.
 _TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=30.0, pool=30.0)
+
+
+_ACCESS_MESSAGES = {
+    401: "Could not authenticate successfully with the supplied credentials.",
+    403: "You are forbidden from using this cluster.",
+}
 
 
 class ServerUnreachable(Exception):
@@ -52,7 +59,12 @@ class ServerError(Exception):
 
     @classmethod
     def from_body(cls, status: int, body: bytes | str) -> ServerError:
-        """Read an error response; a body that is not ksqlDB's error object is kept as text."""
+        """Read an error response; a body that is not ksqlDB's error object is kept as text.
+
+        401 and 403 read as ksqlDB's shell words them, since the server's "Unauthorized" does
+        not say what to do."""
+        if status in _ACCESS_MESSAGES:
+            return cls(status=status, error_code=status * 100, message=_ACCESS_MESSAGES[status])
         try:
             data = json.loads(body)
         except ValueError:
@@ -128,9 +140,20 @@ class QueryStream:
 class RestClient:
     """Blocking REST client bound to one server URL."""
 
-    def __init__(self, url: str, *, http2: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        http2: bool = False,
+        credentials: tuple[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.http2 = http2
+        #: (user, password) sent as HTTP BASIC authentication with every request
+        self.credentials = credentials
+        #: how an https server is verified (and the client certificate), None for the system CAs
+        self.tls = tls
         self._http = self._connect()
 
     def _connect(self) -> httpx.Client:
@@ -142,6 +165,8 @@ class RestClient:
             http2=self.http2,
             timeout=_TIMEOUT,
             headers={"Accept": KSQL_JSON},
+            auth=httpx.BasicAuth(*self.credentials) if self.credentials else None,
+            verify=self.tls if self.tls is not None else True,
         )
 
     def reset(self) -> None:

@@ -8,6 +8,7 @@ piped input and returns a non-zero exit status when a statement fails.
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from cli.completion import SchemaCache
 from cli.console import Terminal
 from cli.render import OutputFormat
 from cli.shell import Shell, ShellExit, ShellState
+from cli.tls import TlsConfigError, client_context, read_properties
 
 DEFAULT_SERVER = "http://localhost:8088"
 DEFAULT_HISTORY = "~/.ksqlpy_history"
@@ -61,6 +63,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--http2", action="store_true", help="talk HTTP/2 (cleartext) instead of HTTP/1.1")
     parser.add_argument(
+        "--config-file", metavar="FILE", type=Path,
+        help="properties file: ssl.truststore.*/ssl.keystore.* for https servers, others as -p sets them",
+    )
+    parser.add_argument(
+        "-u", "--user", default=os.environ.get("KSQLPY_USER"),
+        help="user name for a server with BASIC authentication (prompts for the password if not given)",
+    )
+    parser.add_argument(
+        "--password", default=os.environ.get("KSQLPY_PASSWORD"),
+        help="password for --user (-p sets a property, so the password has no short option)",
+    )
+    parser.add_argument(
         "--history-file",
         default=os.environ.get("KSQLPY_HISTORY", DEFAULT_HISTORY),
         help=f"where the prompt's history is kept (default: {DEFAULT_HISTORY})",
@@ -77,15 +91,38 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
     return pairs
 
 
+def credentials(args: argparse.Namespace) -> tuple[str, str] | None:
+    """``--user`` and ``--password``; asks for the password (not echoed) when only the user is given,
+    as ksqlDB's shell does."""
+    user: str | None = getattr(args, "user", None)
+    password: str | None = getattr(args, "password", None)
+    if not user:
+        if password:
+            raise SystemExit("ksqlpy shell: --password needs --user")
+        return None
+    if password is None:
+        password = getpass.getpass("Enter password: ")
+    return user, password
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the shell as ``args`` say; returns the process exit status."""
+    file_properties: dict[str, str] = {}
+    tls_context = None
+    if getattr(args, "config_file", None) is not None:
+        try:
+            file_properties = read_properties(args.config_file)
+            tls_context = client_context(file_properties)
+        except TlsConfigError as error:
+            raise SystemExit(f"ksqlpy shell: {error}") from None
+    request_properties = {k: v for k, v in file_properties.items() if not k.startswith("ssl.")}
     state = ShellState(
-        properties=_pairs(args.property, "--property"),
+        properties={**request_properties, **_pairs(args.property, "--property")},
         variables=_pairs(args.define, "--define"),
         output=OutputFormat(args.output),
     )
     terminal = Terminal()
-    with RestClient(args.server, http2=args.http2) as client:
+    with RestClient(args.server, http2=args.http2, credentials=credentials(args), tls=tls_context) as client:
         if args.execute is not None or args.file is not None or not sys.stdin.isatty():
             shell = Shell(client, terminal, state=state)
             return _run_batch(shell, args)

@@ -281,7 +281,9 @@ class Shell:
                 out.notice(self.client.url)
             case cmd.Server(str() as url):
                 self.client.close()
-                self.client = RestClient(url, http2=self.client.http2)
+                self.client = RestClient(
+                    url, http2=self.client.http2, credentials=self.client.credentials, tls=self.client.tls
+                )
                 if self.schema is not None:
                     self.schema.stale = True
                 return self.banner()

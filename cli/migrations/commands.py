@@ -33,6 +33,7 @@ from cli.migrations.project import (
     new_project,
     substitute,
 )
+from cli.tls import TlsConfigError, client_context
 
 _out = Console(highlight=False, soft_wrap=True)
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -83,9 +84,11 @@ def run(args: argparse.Namespace) -> int:
             _out.print(f"Created migration file {path}")
             return 0
         command = _SERVER_COMMANDS[args.migrations_command]
-        with RestClient(config.server_url) as client:
+        # ssl.truststore.* / ssl.keystore.* in the project's file reach https servers.
+        tls = client_context(config.properties)
+        with RestClient(config.server_url, credentials=config.credentials, tls=tls) as client:
             return command(args, config, client)
-    except (MigrationsError, ServerError, ServerUnreachable) as error:
+    except (MigrationsError, ServerError, ServerUnreachable, TlsConfigError) as error:
         _err.print(f"[bold red]Error:[/] {escape(str(error))}")
         return 1
 

@@ -24,6 +24,8 @@ STREAM_TOPIC = "ksql.migrations.stream.topic.name"
 TABLE_TOPIC = "ksql.migrations.table.topic.name"
 REPLICAS = "ksql.migrations.topic.replicas"
 DIR_OVERRIDE = "ksql.migrations.dir.override"
+BASIC_USERNAME = "ksql.auth.basic.username"
+BASIC_PASSWORD = "ksql.auth.basic.password"
 
 # Written commented-out into a new project's properties file, as ksql-migrations does.
 _OPTIONAL_DEFAULTS: tuple[tuple[str, str], ...] = (
@@ -57,6 +59,12 @@ class MigrationsConfig:
         if not url:
             raise MigrationsError(f"'{SERVER_URL}' is not set in the config file")
         return url
+
+    @property
+    def credentials(self) -> tuple[str, str] | None:
+        """BASIC credentials for a server with authentication, as ksql-migrations names them."""
+        user = self.properties.get(BASIC_USERNAME, "").strip()
+        return (user, self.properties.get(BASIC_PASSWORD, "")) if user else None
 
     @property
     def stream_name(self) -> str:

@@ -59,6 +59,8 @@ class ProcessingLog:
         self.include_rows = include_rows
         self._lock = threading.Lock()
         self.count = 0
+        #: entries written per logger (a query id), for the per-query figure in /metrics
+        self.counts: dict[str, int] = {}
 
     def ensure_topic(self) -> None:
         self.store.create_topic(TopicSpec(name=self.topic, partitions=1), exist_ok=True)
@@ -83,6 +85,7 @@ class ProcessingLog:
         )
         with self._lock:
             self.count += len(errors)
+            self.counts[logger] = self.counts.get(logger, 0) + len(errors)
             try:
                 self.store.produce(self.topic, batch)
             except Exception:  # the log must never take a query down

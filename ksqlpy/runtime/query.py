@@ -26,6 +26,7 @@ from ksqlpy.runtime.evaluate import DELETE, TS, StepEvaluator, deletes_of
 from ksqlpy.runtime.processing_log import ProcessingLog
 from ksqlpy.runtime.rows import Row, table_to_rows
 from ksqlpy.runtime.serde.registry import registry_for
+from ksqlpy.runtime.stats import LatencyHistogram, record_bytes
 from ksqlpy.runtime.store.base import StartPosition, TopicStore
 
 log = logging.getLogger("ksqlpy.query")
@@ -75,6 +76,10 @@ class QueryRunner:
         self.errors: list[str] = []
         self.records_in = 0
         self.records_out = 0
+        #: key and value bytes read and written, and the time of each batch (for /metrics)
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.batch_latency = LatencyHistogram()
         self._stop = threading.Event()
         self._idle = threading.Event()
         self._thread: threading.Thread | None = None
@@ -136,7 +141,9 @@ class QueryRunner:
                         break
                     continue
                 self._idle.clear()
+                batch_started = time.monotonic()
                 self.records_in += records.num_rows
+                self.bytes_in += record_bytes(records)
                 decoded = decoder.decode(records)
                 self.plog.write(self.query_id, decoded.errors)
                 if self._processor is not None:
@@ -145,6 +152,7 @@ class QueryRunner:
                     result = evaluator.evaluate(decoded.table, self.query_id)
                     self.plog.write(self.query_id, result.errors)
                     self.emit(result.rows, encoder, reader)
+                self.batch_latency.observe(time.monotonic() - batch_started)
                 if self.done():
                     break
         except Exception as e:  # noqa: BLE001 - reported as the query's error
@@ -257,6 +265,7 @@ class PersistentQuery(QueryRunner):
                 tx.produce(self.plan.sink.topic, records)
             tx.commit_positions(self.group, reader.positions())
         self.records_out += records.num_rows
+        self.bytes_out += record_bytes(records)
 
 
     def emit_stateful(self, batch: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
@@ -274,6 +283,7 @@ class PersistentQuery(QueryRunner):
                     tx.produce(topic, changes)
             tx.commit_positions(self.group, reader.positions())
         self.records_out += records.num_rows
+        self.bytes_out += record_bytes(records)
 
 
 class PushQuery(QueryRunner):

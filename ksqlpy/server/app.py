@@ -24,6 +24,7 @@ from starlette.routing import Route
 from ksqlpy.errors import KsqlpyError
 from ksqlpy.runtime import results as r
 from ksqlpy.server import entities, wire
+from ksqlpy.server.auth import AuthMiddleware, auth_settings
 from ksqlpy.server.config import ServerConfig
 from ksqlpy.server.console import mount_console, prefers_html
 from ksqlpy.server.entities import dumps
@@ -36,6 +37,9 @@ from ksqlpy.server.errors import (
     describe_failure,
     generic_error,
 )
+from ksqlpy.server.health import HealthCheck, ServerState, ServerStateMiddleware, lifespan
+from ksqlpy.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from ksqlpy.server.metrics import MetricsMiddleware, ServerMetrics, note_query
 from ksqlpy.server.streams import (
     InsertsEndpoint,
     QueryEndpoint,
@@ -68,6 +72,8 @@ class KsqlServer:
         self.statement_lock = threading.Lock()
         listener = config.listeners[0] if config.listeners else None
         self.host = f"{listener.host}:{listener.port}" if listener else "localhost:8088"
+        self.server_state = ServerState()
+        self.health = HealthCheck(self, self.server_state)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking engine call on the server's own worker threads."""
@@ -110,9 +116,12 @@ class KsqlServer:
         # they for its read-your-writes catch-up), and concurrent pull queries run in parallel.
         answered = session.start_prepared_pull(text)
         if answered is not None:
+            note_query(answered)
             return answered
         with self.statement_lock:
-            return session.execute_query(text)
+            query = session.execute_query(text)
+        note_query(query)
+        return query
 
     def check_insert_target(self, target: str) -> str:
         """The stored name of a stream that may take ``/inserts-stream`` rows, else an error."""
@@ -219,8 +228,13 @@ def error_response(error: BaseException, context: str) -> Response:
 def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
     """The REST API over ``engine`` (a ``ksqlpy.runtime.engine.Engine``)."""
     server = KsqlServer(engine, config or ServerConfig())
-    app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None, title="ksqlpy")
+    app = FastAPI(
+        docs_url=None, redoc_url=None, openapi_url=None, title="ksqlpy",
+        lifespan=lifespan(server, server.server_state),
+    )
     app.state.ksql = server
+    metrics = ServerMetrics(engine, server.config.service_id, server.push_queries)
+    app.state.metrics = metrics
 
     def acceptable(request: Request) -> bool:
         return wire.negotiate(request.headers.get("accept"), wire.PRODUCES["plain"]) is not None
@@ -279,7 +293,8 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
     async def healthcheck(request: Request) -> Response:
         if not acceptable(request):
             return not_found
-        return json_response(entities.health_json(await server.call(engine.health)))
+        report = await server.call(server.health.report)
+        return json_response(report.json(), 200 if server.server_state.ready else 503)
 
     @app.get("/clusterStatus")
     async def cluster_status(request: Request) -> Response:
@@ -331,9 +346,17 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
         return json_response(entities.cluster_id_json(await server.call(engine.server_info)))
 
     @app.get("/chc/live")
-    @app.get("/chc/ready")
-    async def probe() -> Response:
+    async def live() -> Response:
         return json_response({})
+
+    @app.get("/chc/ready")
+    async def ready() -> Response:
+        return json_response({}, 200 if server.server_state.ready else 503)
+
+    @app.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        headers = {"content-type": METRICS_CONTENT_TYPE}
+        return Response(content=metrics.render(), media_type=None, headers=headers)
 
     @app.websocket("/ws/query")
     async def ws_query(websocket: WebSocket) -> None:
@@ -348,5 +371,9 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
     )
     mount_console(app, server)
     app.add_middleware(InternalErrorMiddleware)
+    app.add_middleware(ServerStateMiddleware, state=server.server_state)
+    app.add_middleware(AuthMiddleware, settings=auth_settings(server.config), failures=metrics.auth_failures)
     app.add_middleware(AbsoluteTargetMiddleware)
+    # Outermost, so requests refused or failed by the layers inside still count.
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
     return app

@@ -32,6 +32,14 @@ def run(args: argparse.Namespace) -> int:
                 BOOTSTRAP_SERVERS: args.bootstrap_servers,
             },
         )
+        # Key material and user files are checked before anything opens.
+        if any(listener.scheme == "https" for listener in config.listeners):
+            from ksqlpy.server.tls import server_context
+
+            server_context(config)
+        from ksqlpy.server.auth import auth_settings
+
+        auth_settings(config)
     except ConfigError as e:
         print(f"ksqlpy server: {e}", file=sys.stderr)
         return 2

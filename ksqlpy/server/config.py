@@ -13,8 +13,9 @@ Sources, later ones winning:
 Keys the server reads itself:
 
 =============================  ===============================================================
-``listeners``                  comma-separated ``http://host:port`` URLs (default
-                               ``http://0.0.0.0:8088``); only cleartext HTTP is supported
+``listeners``                  comma-separated ``http://host:port`` and ``https://host:port``
+                               URLs (default ``http://0.0.0.0:8088``); TLS settings are the
+                               ``ssl.*`` properties of ``server/tls.py``
 ``bootstrap.servers``          Kafka brokers; absent means the embedded store
 ``ksql.streams.state.dir``     data directory of the embedded store and local state
                                (default ``./ksqlpy-data``; ``:memory:`` keeps everything in RAM)
@@ -157,15 +158,15 @@ class ServerConfig:
 
 
 def parse_listener(url: str) -> Listener:
-    """``http://0.0.0.0:8088`` -> Listener; only ``http`` is served (no TLS)."""
+    """``http://0.0.0.0:8088`` or ``https://...`` (TLS, see ``server/tls.py``) -> Listener."""
     parts = urlsplit(url.strip())
-    if parts.scheme != "http":
-        raise ConfigError(f"Unsupported listener {url.strip()!r}: only http:// listeners are supported")
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"Unsupported listener {url.strip()!r}: listeners are http:// or https:// URLs")
     try:
         port = parts.port if parts.port is not None else 8088
     except ValueError as e:
         raise ConfigError(f"Invalid listener {url.strip()!r}: {e}") from e
-    return Listener(scheme="http", host=parts.hostname or "0.0.0.0", port=port)
+    return Listener(scheme=parts.scheme, host=parts.hostname or "0.0.0.0", port=port)
 
 
 def env_name_to_property(name: str) -> str:

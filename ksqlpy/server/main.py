@@ -10,14 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from typing import Any
 
 from hypercorn.asyncio import serve as hypercorn_serve
 from hypercorn.config import Config as HypercornConfig
 
-from ksqlpy.server import transport
+from ksqlpy.server import tls, transport
 from ksqlpy.server.app import create_app
 from ksqlpy.server.config import ServerConfig
+from ksqlpy.server.health import begin_shutdown
 
 log = logging.getLogger("ksqlpy.server")
 
@@ -25,10 +27,33 @@ log = logging.getLogger("ksqlpy.server")
 GRACEFUL_TIMEOUT = 3.0
 
 
+class TlsHypercornConfig(HypercornConfig):
+    """hypercorn settings with a TLS context built from ksqlDB's ``ssl.*`` properties."""
+
+    def __init__(self, context: ssl.SSLContext) -> None:
+        super().__init__()
+        self.tls_context = context
+
+    @property
+    def ssl_enabled(self) -> bool:
+        return True
+
+    def create_ssl_context(self) -> ssl.SSLContext:
+        return self.tls_context
+
+
 def hypercorn_config(config: ServerConfig) -> HypercornConfig:
-    """hypercorn settings for ksqlDB clients: every listener, HTTP/1.1 and h2c, no access log."""
-    hc = HypercornConfig()
-    hc.bind = [listener.bind for listener in config.listeners]
+    """hypercorn settings for ksqlDB clients: every listener, HTTP/1.1 and h2c (HTTP/2 by ALPN
+    on ``https://`` listeners), no access log."""
+    secure = [listener.bind for listener in config.listeners if listener.scheme == "https"]
+    plain = [listener.bind for listener in config.listeners if listener.scheme != "https"]
+    if secure:
+        hc: HypercornConfig = TlsHypercornConfig(tls.server_context(config))
+        hc.bind = secure
+        hc.insecure_bind = plain
+    else:
+        hc = HypercornConfig()
+        hc.bind = plain
     hc.graceful_timeout = GRACEFUL_TIMEOUT
     hc.keep_alive_timeout = 75.0
     hc.h2_max_concurrent_streams = 1000  # one stream per push query on a shared connection
@@ -59,8 +84,14 @@ def _ignore_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) 
 async def serve_app(app: Any, config: ServerConfig, shutdown: asyncio.Event) -> None:
     """Serve ``app`` on ``config``'s listeners until ``shutdown`` is set."""
     transport.install()
+    tls.install()
     asyncio.get_running_loop().set_exception_handler(_ignore_cancelled)
-    await hypercorn_serve(app, hypercorn_config(config), shutdown_trigger=shutdown.wait)
+
+    async def shutdown_trigger() -> None:
+        await shutdown.wait()
+        begin_shutdown(app)
+
+    await hypercorn_serve(app, hypercorn_config(config), shutdown_trigger=shutdown_trigger)
 
 
 def serve(config: ServerConfig) -> None:

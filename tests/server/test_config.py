@@ -56,6 +56,12 @@ def test_defaults_select_embedded_store() -> None:
     assert config.state_dir == "./ksqlpy-data"
 
 
-def test_tls_listener_is_refused() -> None:
-    with pytest.raises(ConfigError, match="only http://"):
-        ServerConfig.load(environ={"KSQL_LISTENERS": "https://0.0.0.0:8443"})
+def test_http_and_https_listeners() -> None:
+    config = ServerConfig.load(environ={"KSQL_LISTENERS": "http://0.0.0.0:8088,https://127.0.0.1:8443"})
+    assert [(x.scheme, x.host, x.port) for x in config.listeners] == [
+        ("http", "0.0.0.0", 8088), ("https", "127.0.0.1", 8443)]
+
+
+def test_other_listener_schemes_are_refused() -> None:
+    with pytest.raises(ConfigError, match="listeners are http:// or https:// URLs"):
+        ServerConfig.load(environ={"KSQL_LISTENERS": "ftp://0.0.0.0:8443"})

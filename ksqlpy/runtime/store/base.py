@@ -143,6 +143,11 @@ class TopicStore(abc.ABC):
     def list_topics(self) -> list[TopicSpec]:
         """All topics, sorted by name (internal ones included; callers filter)."""
 
+    def ping(self, topic: str) -> None:
+        """Raise if the store cannot serve now; used by the server's health check. The default
+        describes ``topic`` (a round trip to the brokers for the Kafka store)."""
+        self.describe_topic(topic)
+
     @abc.abstractmethod
     def produce(self, topic: str, records: pa.Table) -> None:
         """Append records (:data:`PRODUCE_SCHEMA`; ``partition``/``headers`` columns optional).

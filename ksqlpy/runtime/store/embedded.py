@@ -258,6 +258,16 @@ class EmbeddedStore(TopicStore):
         topic = self._topics.get(name)
         return topic.spec if topic is not None else None
 
+    def ping(self, topic: str) -> None:
+        """The store is open and its database answers a query."""
+        if self._closed.is_set():
+            raise TopicError("The topic store is closed")
+        cursor = self.database.cursor()
+        try:
+            cursor.execute("SELECT 1").fetchall()
+        finally:
+            cursor.close()
+
     def list_topics(self) -> list[TopicSpec]:
         return sorted((t.spec for t in list(self._topics.values())), key=lambda s: s.name)
 
