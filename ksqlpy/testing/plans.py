@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ksqlpy.errors import KsqlpyError, PlanError
-from ksqlpy.testing.qtt import QttCase, build_case, read_json
+from ksqlpy.testing.qtt import QttCase, TopicNode, build_case, read_json
 
 #: Configs of a plan that change how ksqlpy runs it; the others (hosts, threads, metrics,
 #: feature flags of ksqlDB's own planner) do not apply to a stored plan.
@@ -80,7 +80,9 @@ def load_case(folder: Path) -> QttCase:
     try:
         spec = read_json(folder / SPEC_FILE)
         with (folder / PLAN_FILE).open(encoding="utf-8") as handle:
-            configs = json.load(handle).get("configs") or {}
+            stored = json.load(handle)
+        configs = stored.get("configs") or {}
+        formats = _topic_formats(stored.get("plan") or [])
     except (OSError, ValueError) as e:
         raise PlanCaseError(f"{folder}: {e}") from e
     node = spec.get("testCase") if isinstance(spec, dict) else None
@@ -97,10 +99,65 @@ def load_case(folder: Path) -> QttCase:
         post = replace(
             post,
             topics=tuple(
-                replace(t, partitions=None) for t in post.topics if not t.name.startswith(INTERNAL_TOPIC_PREFIX)
+                replace(t, partitions=None)
+                for t in post.topics
+                if not t.name.startswith(INTERNAL_TOPIC_PREFIX)
             ),
         )
-    return replace(case, post=post, plan_file=str(folder / PLAN_FILE), configs=plan_configs(configs))
+    topics = tuple(_consistent_schemas(node, formats.get(node.name)) for node in case.topics)
+    return replace(
+        case, topics=topics, post=post, plan_file=str(folder / PLAN_FILE), configs=plan_configs(configs)
+    )
+
+
+#: serde options of ksqlDB 5.x/6.x plans and the value features that replaced them
+_LEGACY_OPTIONS = {"WRAP_SINGLE_VALUES": "WRAP_SINGLES", "UNWRAP_SINGLE_VALUES": "UNWRAP_SINGLES"}
+
+
+def _upgraded(node: Any) -> Any:
+    """A plan's JSON with the ``options`` of old plans' formats written as the
+    ``valueFeatures`` ksqlDB 6.1 replaced them with (the plan loader reads only the latter)."""
+    if isinstance(node, list):
+        return [_upgraded(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {key: _upgraded(value) for key, value in node.items()}
+    options = out.get("options")
+    if "valueFormat" in out and isinstance(options, list) and options:
+        features = list(out.get("valueFeatures") or [])
+        features += [
+            _LEGACY_OPTIONS[o] for o in options if o in _LEGACY_OPTIONS and _LEGACY_OPTIONS[o] not in features
+        ]
+        out["valueFeatures"] = features
+    return out
+
+
+def _topic_formats(entries: Iterable[Any]) -> dict[str, tuple[str, str]]:
+    """Topic → (key format, value format) of the streams and tables the plans declare."""
+    out: dict[str, tuple[str, str]] = {}
+    for entry in entries:
+        command = entry.get("ddlCommand") if isinstance(entry, dict) else None
+        if not isinstance(command, dict) or "topicName" not in command:
+            continue
+        formats = command.get("formats") or {}
+        key = str((formats.get("keyFormat") or {}).get("format", "")).upper()
+        value = str((formats.get("valueFormat") or {}).get("format", "")).upper()
+        out.setdefault(str(command["topicName"]), (key, value))
+    return out
+
+
+def _consistent_schemas(node: TopicNode, formats: tuple[str, str] | None) -> TopicNode:
+    """A topic's recorded schemas, kept only where they are in the format the plans read the
+    topic with. ksqlDB's plan recorder wrote some schemas in another format than the topic's
+    (an Avro schema for a JSON topic); its harness never used those to write records."""
+    if formats is None:
+        return node
+    key_format, value_format = formats
+    if node.value_schema is not None and node.value_format is not None and node.value_format != value_format:
+        node = replace(node, value_schema=None, value_schema_id=None, value_references=(), value_format=None)
+    if node.key_schema is not None and node.key_format is not None and node.key_format != key_format:
+        node = replace(node, key_schema=None, key_schema_id=None, key_references=(), key_format=None)
+    return node
 
 
 def load_plan_cases(paths: Iterable[str | os.PathLike[str]], *, filter: str | None = None) -> list[QttCase]:
@@ -122,7 +179,7 @@ def apply_plans(engine: Any, case: QttCase) -> None:
     properties = dict(case.properties)
     for generation, entry in enumerate(entries):
         try:
-            plan = KsqlPlan.from_json(entry)
+            plan = KsqlPlan.from_json(_upgraded(entry))
             engine.apply_plan(plan, properties, generation=generation)
         except PlanError as e:
             raise CaseFailure(str(e)) from e

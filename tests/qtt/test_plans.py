@@ -40,7 +40,11 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 #: ../shared/qtt-plans beside the repository (or beside the folder of worktrees)
 _DEFAULT = next(
-    (p for p in (REPO.parent / "shared" / "qtt-plans", REPO.parents[1] / "shared" / "qtt-plans") if p.is_dir()),
+    (
+        p
+        for p in (REPO.parent / "shared" / "qtt-plans", REPO.parents[1] / "shared" / "qtt-plans")
+        if p.is_dir()
+    ),
     REPO.parent / "shared" / "qtt-plans",
 )
 CORPUS = Path(os.environ.get("KSQLPY_QTT_PLANS", _DEFAULT))
@@ -92,17 +96,25 @@ SCHEMA = "`ID` STRING KEY, `V` INTEGER"
 def _write_case(folder: Path, *, join: bool = False, expected_v: int = 20) -> None:
     """A case folder as ksqlDB writes them: a stream, a CSAS filtering and doubling it."""
     source = StreamSource(
-        context="KsqlTopic/Source", topic_name="input", formats=JSON, source_schema=SCHEMA, pseudo_column_version=1
+        context="KsqlTopic/Source",
+        topic_name="input",
+        formats=JSON,
+        source_schema=SCHEMA,
+        pseudo_column_version=1,
     )
-    inner = source if not join else StreamStreamJoin(
-        context="Join",
-        join_type="INNER",
-        left_source=source,
-        right_source=source,
-        left_internal_formats=JSON,
-        right_internal_formats=JSON,
-        before_millis=1.0,
-        after_millis=1.0,
+    inner = (
+        source
+        if not join
+        else StreamStreamJoin(
+            context="Join",
+            join_type="INNER",
+            left_source=source,
+            right_source=source,
+            left_internal_formats=JSON,
+            right_internal_formats=JSON,
+            before_millis=1.0,
+            after_millis=1.0,
+        )
     )
     project = StreamSelect(
         context="Project",
@@ -114,11 +126,15 @@ def _write_case(folder: Path, *, join: bool = False, expected_v: int = 20) -> No
         KsqlPlan(
             # the text is never run: a mistake in it must not matter
             statement_text="CREATE STREAM INPUT (ID STRING KEY, V INT) WITH (KAFKA_TOPIC='input', VALUE_FORMAT='JSON');",
-            ddl_command=CreateStreamCommand(source_name="INPUT", schema=SCHEMA, topic_name="input", formats=JSON),
+            ddl_command=CreateStreamCommand(
+                source_name="INPUT", schema=SCHEMA, topic_name="input", formats=JSON
+            ),
         ),
         KsqlPlan(
             statement_text="CREATE STREAM OUTPUT AS SELECT ID, V * 3 AS V FROM INPUT;",
-            ddl_command=CreateStreamCommand(source_name="OUTPUT", schema=SCHEMA, topic_name="OUTPUT", formats=JSON),
+            ddl_command=CreateStreamCommand(
+                source_name="OUTPUT", schema=SCHEMA, topic_name="OUTPUT", formats=JSON
+            ),
             query_plan=QueryPlan(
                 sources=("INPUT",),
                 sink="OUTPUT",
@@ -148,7 +164,9 @@ def _write_case(folder: Path, *, join: bool = False, expected_v: int = 20) -> No
     (folder / "spec.json").write_text(json.dumps(spec))
 
 
-def test_plans_command_runs_cases_from_their_plans(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plans_command_runs_cases_from_their_plans(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from ksqlpy.main import main
 
     _write_case(tmp_path / "corpus" / "example_-_doubles")

@@ -48,8 +48,14 @@ REPO = Path(__file__).resolve().parents[2]
 PLANS = Path(
     os.environ.get(
         "KSQLPY_QTT_PLANS",
-        next((p for p in (REPO.parent / "shared" / "qtt-plans", REPO.parents[1] / "shared" / "qtt-plans") if p.is_dir()),
-             REPO.parent / "shared" / "qtt-plans"),
+        next(
+            (
+                p
+                for p in (REPO.parent / "shared" / "qtt-plans", REPO.parents[1] / "shared" / "qtt-plans")
+                if p.is_dir()
+            ),
+            REPO.parent / "shared" / "qtt-plans",
+        ),
     )
 )
 
@@ -59,7 +65,11 @@ SCHEMA = "`ID` STRING KEY, `A` INTEGER, `B` STRING, `XS` ARRAY<INTEGER>"
 
 def _source() -> StreamSource:
     return StreamSource(
-        context="KsqlTopic/Source", topic_name="input", formats=JSON, source_schema=SCHEMA, pseudo_column_version=1
+        context="KsqlTopic/Source",
+        topic_name="input",
+        formats=JSON,
+        source_schema=SCHEMA,
+        pseudo_column_version=1,
     )
 
 
@@ -129,7 +139,10 @@ def test_filter_and_projections_fuse_into_one_query_over_input() -> None:
         select_expressions=("(A + 1) AS C", "B AS B"),
     )
     outer = StreamSelect(
-        context="Project", source=inner, key_column_names=("K",), select_expressions=("(C * 2) AS D", "B AS B")
+        context="Project",
+        source=inner,
+        key_column_names=("K",),
+        select_expressions=("(C * 2) AS D", "B AS B"),
     )
     root = StreamSink(context="OUTPUT", source=outer, formats=JSON, topic_name="OUTPUT")
     sink = _sink_source("OUTPUT", "`K` STRING KEY, `D` INTEGER, `B` STRING")
@@ -168,10 +181,17 @@ def test_partition_by_rekeys_from_the_key_expression() -> None:
 
 def test_sink_timestamp_column_sets_the_output_timestamp() -> None:
     project = StreamSelect(
-        context="Project", source=_source(), key_column_names=("ID",), select_expressions=("(CAST(A AS BIGINT) * 1000) AS T",)
+        context="Project",
+        source=_source(),
+        key_column_names=("ID",),
+        select_expressions=("(CAST(A AS BIGINT) * 1000) AS T",),
     )
     root = StreamSink(
-        context="OUTPUT", source=project, formats=JSON, topic_name="OUTPUT", timestamp_column=TimestampColumn(column="T")
+        context="OUTPUT",
+        source=project,
+        formats=JSON,
+        topic_name="OUTPUT",
+        timestamp_column=TimestampColumn(column="T"),
     )
     sink = _sink_source("OUTPUT", "`ID` STRING KEY, `T` BIGINT")
     step = compile_query(_plan(root), _catalog(), sink, {}).step
@@ -186,7 +206,9 @@ def test_flat_map_multiplies_rows() -> None:
         context="Project", source=flat, key_column_names=("ID",), select_expressions=("KSQL_SYNTH_0 AS X",)
     )
     root = StreamSink(context="OUTPUT", source=project, formats=JSON, topic_name="OUTPUT")
-    step = compile_query(_plan(root), _catalog(), _sink_source("OUTPUT", "`ID` STRING KEY, `X` INTEGER"), {}).step
+    step = compile_query(
+        _plan(root), _catalog(), _sink_source("OUTPUT", "`ID` STRING KEY, `X` INTEGER"), {}
+    ).step
     assert isinstance(step, physical.SelectStep) and step.multiplies_rows
     assert sorted((r["ID"], r["X"]) for r in _run(step, BATCH)) == [("a", 1), ("a", 2), ("c", 3)]
 
@@ -208,7 +230,9 @@ def test_aggregation_chain_becomes_one_aggregate_step() -> None:
         non_aggregate_columns=("B", "A"),
         aggregation_functions=("SUM(KSQL_INTERNAL_COL_2)", "COUNT(A)"),
     )
-    having = TableFilter(context="Aggregate/HavingFilter", source=agg, filter_expression="(KSQL_AGG_VARIABLE_1 > 1)")
+    having = TableFilter(
+        context="Aggregate/HavingFilter", source=agg, filter_expression="(KSQL_AGG_VARIABLE_1 > 1)"
+    )
     project = TableSelect(
         context="Aggregate/Project",
         source=having,
@@ -232,8 +256,18 @@ def test_aggregation_chain_becomes_one_aggregate_step() -> None:
 
 
 def test_joins_and_unknown_shapes_are_refused_by_name() -> None:
-    left = StreamSelect(context="PrependAliasLeft", source=_source(), key_column_names=("ID",), select_expressions=("A AS L_A",))
-    right = StreamSelect(context="PrependAliasRight", source=_source(), key_column_names=("ID",), select_expressions=("A AS R_A",))
+    left = StreamSelect(
+        context="PrependAliasLeft",
+        source=_source(),
+        key_column_names=("ID",),
+        select_expressions=("A AS L_A",),
+    )
+    right = StreamSelect(
+        context="PrependAliasRight",
+        source=_source(),
+        key_column_names=("ID",),
+        select_expressions=("A AS R_A",),
+    )
     join = StreamStreamJoin(
         context="Join",
         join_type="INNER",
@@ -246,7 +280,9 @@ def test_joins_and_unknown_shapes_are_refused_by_name() -> None:
     )
     root = StreamSink(
         context="OUTPUT",
-        source=StreamSelect(context="Project", source=join, key_column_names=("ID",), select_expressions=("L_A AS A",)),
+        source=StreamSelect(
+            context="Project", source=join, key_column_names=("ID",), select_expressions=("L_A AS A",)
+        ),
         formats=JSON,
         topic_name="OUTPUT",
     )

@@ -68,7 +68,11 @@ def _create_input(engine: Any) -> None:
 
 def _source() -> StreamSource:
     return StreamSource(
-        context="KsqlTopic/Source", topic_name="orders", formats=JSON, source_schema=INPUT_SCHEMA, pseudo_column_version=1
+        context="KsqlTopic/Source",
+        topic_name="orders",
+        formats=JSON,
+        source_schema=INPUT_SCHEMA,
+        pseudo_column_version=1,
     )
 
 
@@ -151,7 +155,10 @@ def test_aggregation_plan_materializes_its_table(engine: Any) -> None:
         aggregation_functions=("SUM(AMOUNT)",),
     )
     project = TableSelect(
-        context="Aggregate/Project", source=agg, key_column_names=("REGION",), select_expressions=("KSQL_AGG_VARIABLE_0 AS TOTAL",)
+        context="Aggregate/Project",
+        source=agg,
+        key_column_names=("REGION",),
+        select_expressions=("KSQL_AGG_VARIABLE_0 AS TOTAL",),
     )
     engine.apply_plan(
         KsqlPlan(
@@ -193,21 +200,37 @@ def test_ddl_commands_change_the_catalog(engine: Any) -> None:
         KsqlPlan(
             statement_text="ALTER STREAM ORDERS ADD COLUMN NOTE STRING;",
             ddl_command=AlterSourceCommand(
-                source_name="ORDERS", ksql_type="STREAM", new_columns=(ColumnSpec(name="NOTE", type="STRING"),)
+                source_name="ORDERS",
+                ksql_type="STREAM",
+                new_columns=(ColumnSpec(name="NOTE", type="STRING"),),
             ),
         )
     )
     assert engine.catalog.source("ORDERS").column("NOTE") is not None
-    engine.apply_plan(KsqlPlan(statement_text="DROP TYPE ADDRESS;", ddl_command=DropTypeCommand(type_name="ADDRESS")))
+    engine.apply_plan(
+        KsqlPlan(statement_text="DROP TYPE ADDRESS;", ddl_command=DropTypeCommand(type_name="ADDRESS"))
+    )
     assert "ADDRESS" not in engine.catalog.types
-    engine.apply_plan(KsqlPlan(statement_text="DROP STREAM ORDERS;", ddl_command=DropSourceCommand(source_name="ORDERS")))
+    engine.apply_plan(
+        KsqlPlan(statement_text="DROP STREAM ORDERS;", ddl_command=DropSourceCommand(source_name="ORDERS"))
+    )
     assert engine.catalog.find("ORDERS") is None
 
 
 def test_a_join_plan_is_refused_with_its_step(engine: Any) -> None:
     _create_input(engine)
-    left = StreamSelect(context="PrependAliasLeft", source=_source(), key_column_names=("ID",), select_expressions=("AMOUNT AS L",))
-    right = StreamSelect(context="PrependAliasRight", source=_source(), key_column_names=("ID",), select_expressions=("AMOUNT AS R",))
+    left = StreamSelect(
+        context="PrependAliasLeft",
+        source=_source(),
+        key_column_names=("ID",),
+        select_expressions=("AMOUNT AS L",),
+    )
+    right = StreamSelect(
+        context="PrependAliasRight",
+        source=_source(),
+        key_column_names=("ID",),
+        select_expressions=("AMOUNT AS R",),
+    )
     join = StreamStreamJoin(
         context="Join",
         join_type="INNER",
@@ -220,13 +243,17 @@ def test_a_join_plan_is_refused_with_its_step(engine: Any) -> None:
     )
     plan = KsqlPlan(
         statement_text="CREATE STREAM J AS SELECT ...",
-        ddl_command=CreateStreamCommand(source_name="J", schema="`ID` STRING KEY, `L` INTEGER", topic_name="J", formats=JSON),
+        ddl_command=CreateStreamCommand(
+            source_name="J", schema="`ID` STRING KEY, `L` INTEGER", topic_name="J", formats=JSON
+        ),
         query_plan=QueryPlan(
             sources=("ORDERS",),
             sink="J",
             physical_plan=StreamSink(
                 context="J",
-                source=StreamSelect(context="Project", source=join, key_column_names=("ID",), select_expressions=("L AS L",)),
+                source=StreamSelect(
+                    context="Project", source=join, key_column_names=("ID",), select_expressions=("L AS L",)
+                ),
                 formats=JSON,
                 topic_name="J",
             ),
