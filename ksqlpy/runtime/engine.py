@@ -16,9 +16,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ksqlpy import __version__
-from ksqlpy.errors import KsqlpyError, NotFoundError
-from ksqlpy.planner.catalog import Catalog
+from ksqlpy.errors import KsqlpyError, NotFoundError, PlanError
+from ksqlpy.planner.catalog import Catalog, Column
 from ksqlpy.planner.physical import QueryPlan
+from ksqlpy.planner.steps.commands import KsqlPlan
 from ksqlpy.runtime import results as r
 from ksqlpy.runtime.commandlog import Command, CommandLog
 from ksqlpy.runtime.config import EngineConfig
@@ -26,6 +27,7 @@ from ksqlpy.runtime.processing_log import PROCESSING_LOG_DDL, ProcessingLog
 from ksqlpy.runtime.query import PersistentQuery, PushQuery, QueryState
 from ksqlpy.runtime.rows import Row
 from ksqlpy.runtime.serde.registry import configure_registry
+from ksqlpy.runtime.store.base import TopicSpec as TopicSpecType
 from ksqlpy.runtime.store.base import TopicStore
 
 log = logging.getLogger("ksqlpy.engine")
@@ -179,6 +181,133 @@ class Engine:
         if not self.replaying:
             query.start()
         return query
+
+    def apply_plan(
+        self, plan: KsqlPlan, properties: Mapping[str, Any] | None = None, *, generation: int = 0
+    ) -> PersistentQuery | None:
+        """Apply a stored plan (ksqlDB's ``ksqlPlanV1``) as it is, without planning its text
+        again: its DDL command changes the catalog, and its query plan, when it has one, is
+        compiled (:mod:`ksqlpy.runtime.compile`) and started. A plan that does not compile
+        changes nothing. Tables are materialized as the statements that create them
+        materialize them; ``generation`` is the command's place in the log (see
+        :meth:`materialize`). Returns the started query, if any."""
+        from ksqlpy.planner.steps import commands as cmd
+
+        properties = dict(properties or {})
+        command = plan.ddl_command
+        with self.lock:
+            match command:
+                case cmd.CreateSourceCommand():
+                    return self._apply_create(plan, command, properties, generation)
+                case cmd.RegisterTypeCommand():
+                    self.catalog.types[command.type_name] = _parse_type(command.type, self.catalog.types)
+                case cmd.DropTypeCommand():
+                    self.catalog.types.pop(command.type_name, None)
+                case cmd.DropSourceCommand():
+                    dropped = self.catalog.find(command.source_name)
+                    self.catalog.remove(command.source_name)
+                    if dropped is not None and dropped.is_table:
+                        self.unmaterialize(command.source_name)
+                case cmd.AlterSourceCommand():
+                    from dataclasses import replace
+
+                    source = self.catalog.source(command.source_name)
+                    added = tuple(
+                        Column(name=c.name, type=_parse_type(c.type, self.catalog.types)) for c in command.new_columns
+                    )
+                    altered = replace(source, columns=source.columns + added)
+                    self.catalog.add(altered)
+                    if altered.is_table:
+                        self.materialize(altered, generation)
+                case None:
+                    pass
+                case _:
+                    raise PlanError(f"Unsupported DDL command: {command.TYPE}")
+            if plan.query_plan is None:
+                return None
+            # INSERT INTO: a query into an existing stream
+            sink = self.catalog.find(plan.query_plan.sink or "")
+            if sink is None:
+                raise PlanError(f"The sink of query {plan.query_plan.query_id} does not exist: {plan.query_plan.sink}")
+            return self._start_plan(plan, sink, properties, generation, materialize=False)
+
+    def _apply_create(
+        self, plan: KsqlPlan, command: Any, properties: Mapping[str, Any], generation: int
+    ) -> PersistentQuery | None:
+        from ksqlpy.planner.steps.catalog import source_of
+
+        spec = self.store.describe_topic(command.topic_name)
+        if spec is None:
+            spec = self._topic_like(plan.query_plan)
+        source = source_of(
+            command, self.catalog.types, statement=plan.statement_text, partitions=spec.partitions, replicas=spec.replicas
+        )
+        if plan.query_plan is None:
+            self._ensure_topic(source)
+            self.catalog.add(source)
+            if source.is_table:
+                self.materialize(source, generation)
+            return None
+        return self._start_plan(plan, source, properties, generation, materialize=True, replace_sink=command.or_replace)
+
+    def _start_plan(
+        self,
+        plan: KsqlPlan,
+        sink: Any,
+        properties: Mapping[str, Any],
+        generation: int,
+        *,
+        materialize: bool,
+        replace_sink: bool = False,
+    ) -> PersistentQuery:
+        """Compile a plan's query writing to ``sink`` and start it; ``materialize``: the plan
+        creates ``sink`` (CREATE ... AS SELECT), which joins the catalog once the plan compiles."""
+        from dataclasses import replace
+
+        from ksqlpy.planner.aggregate import aggregate_window_info
+        from ksqlpy.planner.physical import AggregateStep
+        from ksqlpy.runtime.compile import compile_query
+
+        assert plan.query_plan is not None
+        compiled = compile_query(
+            plan.query_plan, self.catalog, sink, self.config.merged(properties), statement=plan.statement_text
+        )
+        if materialize and isinstance(compiled.step, AggregateStep):
+            # the sink's windows are kept as long as the aggregation's retention says
+            window = aggregate_window_info(compiled.step)
+            if window is not None and sink.window is not None:
+                window = replace(window, emit_strategy=sink.window.emit_strategy)
+            sink = replace(sink, window=window)
+            compiled = replace(compiled, sink=sink)
+        if replace_sink:  # CREATE OR REPLACE: the new query takes over from the old one
+            for q in list(self.queries.values()):
+                if q.plan.sink is not None and q.plan.sink.name == sink.name:
+                    self.terminate(q.query_id)
+        if materialize:
+            self._ensure_topic(sink)
+            self.catalog.add(sink)
+        query = self.start_persistent(compiled, properties)
+        if materialize and sink.is_table:
+            self.materialize(sink, generation)
+        return query
+
+    def _topic_like(self, query_plan: Any) -> TopicSpecType:
+        """The shape of a topic to create for a plan's stream or table: a query's sink gets as
+        many partitions as the topic it reads (as CREATE ... AS SELECT without PARTITIONS)."""
+        for name in query_plan.sources if query_plan is not None else ():
+            src = self.catalog.find(name)
+            spec = self.store.describe_topic(src.topic) if src is not None else None
+            if spec is not None:
+                return spec
+        return TopicSpecType(name="", partitions=1, replicas=1)
+
+    def _ensure_topic(self, source: Any) -> None:
+        if self.store.describe_topic(source.topic) is None:
+            config = {"cleanup.policy": "compact" if source.is_table else "delete"}
+            spec = TopicSpecType(
+                name=source.topic, partitions=source.partitions, replicas=source.replicas, config=config
+            )
+            self.store.create_topic(spec, exist_ok=True)
 
     def materialize(self, source: Any, generation: int) -> None:
         """Keep table ``source`` materialized for pull queries (replacing an earlier one of the
@@ -373,3 +502,9 @@ class StreamingQuery:
             if self.done:
                 return
 
+
+def _parse_type(text: str, types: Mapping[str, Any]) -> Any:
+    """A type as plans write it (``STRUCT<`CITY` STRING>``), custom types resolved."""
+    from ksqlpy.planner.steps.schema import LogicalSchema
+
+    return LogicalSchema.parse(f"`X` {text}", types).columns[0].type

@@ -8,6 +8,11 @@ QTT mode::
 prints a progress line per file (pass counts; failing cases with their reason), the most common
 failure causes, and finally exactly ``N passed, M failed`` (``, K skipped`` when any).
 
+Stored-plan mode runs the same way, each case from ksqlDB's serialized plans rather than its
+statements (see :mod:`ksqlpy.testing.plans`)::
+
+    ksqlpy test --plans ../shared/qtt-plans [--filter SUBSTR] [-j N] [--json-report FILE] ...
+
 ksql-test-runner mode (ksqlDB's testing tool)::
 
     ksqlpy test --sql-file statements.sql --input-file input.json --output-file output.json
@@ -29,11 +34,15 @@ from ksqlpy.testing.runner import RunOptions, run_cases
 from ksqlpy.testing.testtool import load_tool_case
 
 DEFAULT_PASSING = Path("tests/qtt/passing.txt")
+DEFAULT_PLANS_PASSING = Path("tests/qtt/plans-passing.txt")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     qtt = parser.add_argument_group("conformance cases (QTT)")
     qtt.add_argument("--qtt", nargs="+", metavar="PATH", help="QTT files or folders to run")
+    qtt.add_argument(
+        "--plans", nargs="+", metavar="PATH", help="stored-plan case folders (or folders of them) to run"
+    )
     qtt.add_argument("--filter", metavar="SUBSTR", help="run only cases whose id contains SUBSTR")
     qtt.add_argument("-j", "--jobs", type=int, default=1, metavar="N", help="worker processes (default 1)")
     qtt.add_argument("--json-report", type=Path, metavar="FILE", help="write every case's result and outputs")
@@ -43,7 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         const=DEFAULT_PASSING,
         type=Path,
         metavar="FILE",
-        help=f"add newly passing cases to FILE (default {DEFAULT_PASSING}); the list only grows",
+        help=f"add newly passing cases to FILE (default {DEFAULT_PASSING}, with --plans "
+        f"{DEFAULT_PLANS_PASSING}); the list only grows",
     )
     qtt.add_argument("--causes", type=int, default=20, metavar="N", help="show the N most common failure causes")
     qtt.add_argument("--timeout", type=float, default=60.0, metavar="SECONDS", help="time limit per case")
@@ -57,16 +67,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.sql_file is not None or args.output_file is not None:
         return run_tool(args)
-    if not args.qtt:
-        print("ksqlpy test: give --qtt PATH... or --sql-file/--output-file", file=sys.stderr)
+    if not args.qtt and not args.plans:
+        print("ksqlpy test: give --qtt PATH..., --plans PATH... or --sql-file/--output-file", file=sys.stderr)
         return 2
     return run_qtt(args)
 
 
 def run_qtt(args: argparse.Namespace) -> int:
     out = sys.stdout
+    header = report.PASSING_HEADER
     try:
-        cases = load_cases(args.qtt, filter=args.filter)
+        if args.plans:
+            from ksqlpy.testing.plans import load_plan_cases
+
+            cases = load_plan_cases(args.plans, filter=args.filter)
+            if args.qtt:
+                cases += load_cases(args.qtt, filter=args.filter)
+            if args.update_passing == DEFAULT_PASSING:
+                args.update_passing = DEFAULT_PLANS_PASSING
+            header = report.PLANS_PASSING_HEADER
+        else:
+            cases = load_cases(args.qtt, filter=args.filter)
     except (OSError, ValueError) as e:
         print(f"ksqlpy test: {e}", file=sys.stderr)
         return 2
@@ -82,7 +103,7 @@ def run_qtt(args: argparse.Namespace) -> int:
     if args.json_report is not None:
         report.write_json_report(args.json_report, results)
     if args.update_passing is not None:
-        added = report.update_passing(args.update_passing, results)
+        added = report.update_passing(args.update_passing, results, header=header)
         out.write(f"{len(added)} cases added to {args.update_passing}\n")
     out.write(report.summary_line(results) + "\n")
     c = report.counts(results)

@@ -26,8 +26,11 @@ from ksqlpy.testing.report import ERROR, CaseResult
 
 #: Seconds a worker may overrun a case's own time limit before it is killed.
 GRACE = 30.0
-#: Files a worker runs before it is replaced (bounds memory that leaks across cases).
+#: Files a worker runs before it is replaced (bounds memory that leaks across cases)...
 FILES_PER_WORKER = 8
+#: ...once it has also run this many cases: a worker's start costs a second or more, and
+#: corpora of one case per file (stored plans) would otherwise pay it every few cases.
+CASES_PER_WORKER = 120
 
 
 def _serve(conn: Connection, options: Any) -> None:
@@ -54,6 +57,7 @@ class _Worker:
     batch: deque[QttCase] = field(default_factory=deque)
     started: float | None = None
     files: int = 0
+    cases: int = 0
 
     @property
     def busy(self) -> bool:
@@ -121,9 +125,15 @@ class SupervisedPool:
                     worker.started = time.monotonic()
                 elif kind == "done":
                     worker.started = None
+                    worker.cases += 1
                     worker.batch.popleft()
                     on_result(payload)
-                elif kind == "idle" and not worker.busy and worker.files >= FILES_PER_WORKER:
+                elif (
+                    kind == "idle"
+                    and not worker.busy
+                    and worker.files >= FILES_PER_WORKER
+                    and worker.cases >= CASES_PER_WORKER
+                ):
                     self._retire(worker)
                     return
         except (EOFError, OSError):

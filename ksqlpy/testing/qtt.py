@@ -169,6 +169,11 @@ class QttCase:
     wait_for_query_header: bool = False
     enabled: bool = True
     skip_reason: str | None = None
+    #: run from ksqlDB's stored plans in this ``plan.json`` instead of the statements' text
+    #: (see :mod:`ksqlpy.testing.plans`)
+    plan_file: str | None = None
+    #: engine configs the case brings besides its ``properties`` (a stored plan's configs)
+    configs: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def file(self) -> str:

@@ -179,14 +179,21 @@ PASSING_HEADER = (
 )
 
 
-def update_passing(path: Path, results: Iterable[CaseResult]) -> list[str]:
+PLANS_PASSING_HEADER = (
+    "# Stored-plan cases ksqlpy passes: '<case folder>/<test case name>' (../shared/qtt-plans).\n"
+    "# tests/qtt/test_plans.py fails when one of them stops passing. The list only grows:\n"
+    "# `ksqlpy test --plans ../shared/qtt-plans --update-passing` adds new passes; remove lines by hand.\n"
+)
+
+
+def update_passing(path: Path, results: Iterable[CaseResult], *, header: str = PASSING_HEADER) -> list[str]:
     """Add newly passing cases to ``path``; return the added ids."""
     known = read_passing(path)
     added = sorted({r.case_id for r in results if r.passed} - known)
     if added or not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         lines = sorted(known | set(added))
-        path.write_text(PASSING_HEADER + "".join(f"{line}\n" for line in lines), encoding="utf-8")
+        path.write_text(header + "".join(f"{line}\n" for line in lines), encoding="utf-8")
     return added
 
 

@@ -223,6 +223,7 @@ def engine_config(case: QttCase) -> dict[str, str]:
     config = dict(BASE_CONFIG)
     if case.is_rest:
         config.update(REST_CONFIG)
+    config.update(case.configs)
     config.update({name: _config_text(value) for name, value in case.properties.items()})
     # The store stays in memory whatever the case says.
     config["ksql.streams.state.dir"] = ":memory:"
@@ -399,7 +400,12 @@ def _run_qtt(case: QttCase, run: _Run, options: RunOptions) -> None:
         create_topics(engine, case)
         session = engine.session()
         try:
-            _execute_all(session, case.statements)
+            if case.plan_file is not None:
+                from ksqlpy.testing.plans import apply_plans
+
+                apply_plans(engine, case)
+            else:
+                _execute_all(session, case.statements)
         except KsqlpyError as e:
             _expect_exception(case, _error_text(e))
             return

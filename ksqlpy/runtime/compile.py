@@ -1,0 +1,546 @@
+"""Compiling a query's execution steps (ksqlDB's plan format) into the runtime's fused operators.
+
+A stored plan is a tree of small steps (source, filter, select, PARTITION BY, GROUP BY,
+aggregate...). The runtime does not run them one by one: a chain of stateless steps becomes one
+:class:`~ksqlpy.planner.physical.SelectStep` (a single DuckDB query over the decoded batch
+``input``), and an aggregation chain one :class:`~ksqlpy.planner.physical.AggregateStep`.
+
+Fusion works by inlining. Every step's output columns are known (``resolve_all`` gives each
+step's :class:`LogicalSchema`); here each output column also carries the sqlglot expression that
+computes it from ``input``. A step's expressions are compiled in a scope over its *input*
+schema whose columns are those expressions, so ``(A + 1) AS B`` followed by ``B * 2 AS C``
+compiles to ``(("A" + 1) * 2)`` and the whole chain stays one query.
+
+Plans this cannot run (joins, unknown shapes) raise :class:`PlanError` naming the step type and
+its query context: nothing is silently dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from sqlglot import exp
+
+from ksqlpy import sqltypes
+from ksqlpy.errors import AnalysisError, PlanError
+from ksqlpy.parser import ast
+from ksqlpy.planner import physical
+from ksqlpy.planner.aggregate import DEFAULT_GRACE_MS
+from ksqlpy.planner.catalog import Catalog, Source
+from ksqlpy.planner.expressions import compile_expression
+from ksqlpy.planner.expressions.scope import ColumnScope, ScopeColumn, duckdb_column
+from ksqlpy.planner.select import with_sink_timestamp
+from ksqlpy.planner.steps import commands as cmd
+from ksqlpy.planner.steps import steps as s
+from ksqlpy.planner.steps.catalog import source_of
+from ksqlpy.planner.steps.formats import WindowExpression
+from ksqlpy.planner.steps.schema import LogicalSchema, parse_expression, resolve_all, split_select
+
+#: the property saying whether aggregations emit per record (``0``) or per batch
+CACHE_PROPERTY = "ksql.streams.cache.max.bytes.buffering"
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """A step's output: its schema, and for each column the expression computing it over
+    ``input``. Keys and values are kept apart: a key may share its name with a value column
+    that holds something else (``ROWKEY`` after an old PARTITION BY)."""
+
+    schema: LogicalSchema
+    keys: Mapping[str, exp.Expression]
+    values: Mapping[str, exp.Expression]
+
+    def scope(self, clause: str | None = None) -> ColumnScope:
+        """Expressions over this output see its value columns, then its key columns."""
+        cols = [
+            ScopeColumn(c.name, c.type, sql=self.values[c.name])
+            for c in self.schema.value
+            if c.name in self.values
+        ]
+        cols += [
+            ScopeColumn(c.name, c.type, sql=self.keys[c.name]) for c in self.schema.key if c.name in self.keys
+        ]
+        return ColumnScope(tuple(cols), clause)
+
+
+def compile_query(
+    query_plan: cmd.QueryPlan,
+    catalog_or_sources: Catalog | Mapping[str, Source],
+    sink: Source,
+    config: Mapping[str, Any],
+    *,
+    statement: str = "",
+) -> physical.QueryPlan:
+    """Lower ``query_plan``'s step tree into one fused operator writing to ``sink``."""
+    if isinstance(catalog_or_sources, Catalog):
+        sources: Mapping[str, Source] = catalog_or_sources.sources
+        types: Mapping[str, sqltypes.SqlType] = catalog_or_sources.types
+    else:
+        sources, types = catalog_or_sources, {}
+    compiler = _Compiler(query_plan, sources, types, config)
+    step = compiler.compile(query_plan.physical_plan, sink)
+    return physical.QueryPlan(query_id=query_plan.query_id, step=step, sink=sink, statement=statement)
+
+
+def _unsupported(step: s.ExecutionStep, what: str) -> PlanError:
+    return PlanError(f"{what}: {step.TYPE} at {step.context}")
+
+
+def _sql(e: exp.Expression) -> str:
+    return str(e.sql(dialect="duckdb"))
+
+
+def _and(conditions: list[exp.Expression]) -> str | None:
+    if not conditions:
+        return None
+    return " AND ".join(f"({_sql(c)})" for c in conditions) if len(conditions) > 1 else _sql(conditions[0])
+
+
+class _Compiler:
+    def __init__(
+        self,
+        query_plan: cmd.QueryPlan,
+        sources: Mapping[str, Source],
+        types: Mapping[str, sqltypes.SqlType],
+        config: Mapping[str, Any],
+    ) -> None:
+        self.query_plan = query_plan
+        self.sources = sources
+        self.types = types
+        self.config = config
+        self.schemas: dict[int, LogicalSchema] = {}
+
+    # -------------------------------------------------------------------------- entry
+
+    def compile(self, root: s.ExecutionStep, sink: Source) -> physical.SelectStep | physical.AggregateStep:
+        for step in root.walk():
+            if isinstance(step, s.JoinStep):
+                raise _unsupported(step, "Joins are not supported yet")
+        if not isinstance(root, s.SinkStep):
+            raise _unsupported(root, "A query plan must end in a sink")
+        self.schemas = resolve_all(root, self.types)
+        if root.timestamp_column is not None:
+            sink = replace(
+                sink,
+                timestamp_column=root.timestamp_column.column,
+                timestamp_format=root.timestamp_column.format,
+            )
+        chain = self._chain(root)
+        if any(isinstance(st, s.AggregateStep) for st in chain):
+            return self._aggregate(chain)
+        return self._select(chain, sink)
+
+    @staticmethod
+    def _chain(root: s.SinkStep) -> list[s.ExecutionStep]:
+        """The steps from the source up to (not including) the sink, source first."""
+        out: list[s.ExecutionStep] = []
+        step: s.ExecutionStep = root.source
+        while True:
+            out.append(step)
+            if isinstance(step, s.SourceStep):
+                break
+            if not isinstance(step, s.OneInput):
+                raise _unsupported(step, "Steps of this type are not supported yet")
+            step = step.source
+        out.reverse()
+        return out
+
+    # -------------------------------------------------------------------------- sources
+
+    def _source(self, step: s.SourceStep) -> tuple[Source, _Columns]:
+        """The catalog's view of the topic the step reads, as the step describes it (its own
+        schema and formats: the plan is the contract, whatever ALTER did since), and its
+        output columns over ``input``."""
+        command_type = (
+            cmd.CreateTableCommand
+            if isinstance(step, s.TableSource | s.TableSourceV1 | s.WindowedTableSource)
+            else cmd.CreateStreamCommand
+        )
+        named = [self.sources[n] for n in self.query_plan.sources if n in self.sources]
+        known = next((src for src in named if src.topic == step.topic_name), named[0] if named else None)
+        window = getattr(step, "window_info", None)
+        command = command_type(
+            source_name=known.name if known is not None else step.topic_name,
+            schema=step.source_schema,
+            timestamp_column=step.timestamp_column,
+            topic_name=step.topic_name,
+            formats=step.formats,
+            window_info=window,
+        )
+        source = source_of(
+            command,
+            self.types,
+            statement=known.statement if known is not None else "",
+            partitions=known.partitions if known is not None else 1,
+            replicas=known.replicas if known is not None else 1,
+        )
+        if known is not None and known.window is not None and source.window is not None:
+            source = replace(source, window=replace(source.window, retention_ms=known.window.retention_ms))
+        schema = self.schemas[id(step)]
+        keys = {c.name: duckdb_column(c.name) for c in schema.key}
+        values = {c.name: duckdb_column(c.name) for c in schema.value}
+        return source, _Columns(schema, keys, values)
+
+    # -------------------------------------------------------------------------- expressions
+
+    def _compile(self, text: str, columns: _Columns, step: s.ExecutionStep, clause: str | None = None) -> Any:
+        try:
+            return compile_expression(parse_expression(text), columns.scope(clause), custom_types=self.types)
+        except AnalysisError as e:
+            raise PlanError(f"Step '{step.context}' ({step.TYPE}) does not compile: {e.message}") from None
+
+    def _stateless(
+        self, step: s.ExecutionStep, columns: _Columns, where: list[exp.Expression], flags: dict[str, bool]
+    ) -> _Columns:
+        """One stateless step applied on top of ``columns``; filters add to ``where``."""
+        schema = self.schemas[id(step)]
+        match step:
+            case s.FilterStep():
+                if flags.get("flat_mapped"):
+                    raise _unsupported(step, "A filter after a table function is not supported yet")
+                compiled = self._compile(step.filter_expression, columns, step, "WHERE")
+                where.append(compiled.sql)
+                return columns
+            case s.StreamSelect() | s.TableSelect():
+                selected = getattr(step, "selected_keys", None)
+                chosen = set(selected) if selected is not None else {c.name for c in columns.schema.key}
+                source_keys = [c for c in columns.schema.key if c.name in chosen]
+                keys = {
+                    out.name: columns.keys[c.name] for out, c in zip(schema.key, source_keys, strict=True)
+                }
+                values: dict[str, exp.Expression] = {}
+                for text in step.select_expressions:
+                    expr, alias = split_select(text)
+                    values[alias] = self._compile(expr, columns, step, "SELECT").sql
+                return _Columns(schema, keys, values)
+            case s.StreamSelectKeyV1() | s.StreamSelectKey():
+                if isinstance(step.source, s.TableSource | s.TableSourceV1) or flags.get("flat_mapped"):
+                    raise _unsupported(step, "PARTITION BY here is not supported yet")
+                flags["rekeyed"] = True
+                compiled = [self._compile(e, columns, step, "PARTITION BY").sql for e in step.key_expressions]
+                if isinstance(step, s.StreamSelectKeyV1):
+                    return _Columns(schema, {"ROWKEY": compiled[0]}, columns.values)
+                if not schema.key:  # PARTITION BY NULL
+                    return _Columns(schema, {}, columns.values)
+                keys = {c.name: sql for c, sql in zip(schema.key, compiled, strict=True)}
+                values = dict(columns.values)
+                for c in schema.value:
+                    if c.name not in values:  # a new key's copy in the value
+                        values[c.name] = keys[c.name]
+                return _Columns(schema, keys, values)
+            case s.StreamFlatMap():
+                if flags.get("flat_mapped"):
+                    raise _unsupported(step, "More than one table function step is not supported yet")
+                flags["flat_mapped"] = True
+                values = dict(columns.values)
+                for i, call in enumerate(step.table_functions):
+                    values[f"KSQL_SYNTH_{i}"] = self._compile(call, columns, step, "SELECT").sql
+                return _Columns(schema, columns.keys, values)
+        raise _unsupported(step, "Steps of this type are not supported here yet")
+
+    # -------------------------------------------------------------------------- stateless chains
+
+    def _select(self, chain: list[s.ExecutionStep], sink: Source) -> physical.SelectStep:
+        head = chain[0]
+        assert isinstance(head, s.SourceStep)
+        source, columns = self._source(head)
+        where: list[exp.Expression] = []
+        flags: dict[str, bool] = {}
+        for step in chain[1:]:
+            if source.is_table != isinstance(step, s.TableSelect | s.TableFilter):
+                raise _unsupported(
+                    step,
+                    f"A {'table' if source.is_table else 'stream'} step of this type is not supported here",
+                )
+            columns = self._stateless(step, columns, where, flags)
+        if not isinstance(chain[-1], s.StreamSelect | s.TableSelect):
+            raise _unsupported(chain[-1], "A sink must read a projection")
+        out = [
+            physical.OutputColumn(name=c.name, type=c.type, sql=_sql(columns.keys[c.name]), is_key=True)
+            for c in columns.schema.key
+        ]
+        out += [
+            physical.OutputColumn(name=c.name, type=c.type, sql=_sql(columns.values[c.name]))
+            for c in columns.schema.value
+        ]
+        kind = physical.StepKind.TABLE_SELECT if source.is_table else physical.StepKind.STREAM_SELECT
+        # A persistent stream query forwards records without a value (see the evaluator).
+        read = source if source.is_table else replace(source, null_values=True)
+        fused = physical.SelectStep(
+            kind=kind,
+            source=read,
+            where_sql=_and(where),
+            columns=tuple(out),
+            multiplies_rows=flags.get("flat_mapped", False),
+            rekeyed=flags.get("rekeyed", False),
+        )
+        if sink.timestamp_column is not None:
+            fused = with_sink_timestamp(fused, sink)
+        return fused
+
+    # -------------------------------------------------------------------------- aggregations
+
+    def _aggregate(self, chain: list[s.ExecutionStep]) -> physical.AggregateStep:
+        at = next(i for i, st in enumerate(chain) if isinstance(st, s.AggregateStep))
+        aggregate = chain[at]
+        assert isinstance(aggregate, s.AggregateStep)
+        group_by = chain[at - 1]
+        if not isinstance(group_by, s.GroupByStep | s.StreamGroupByKey):
+            raise _unsupported(aggregate, "An aggregation must read a GROUP BY")
+        head = chain[0]
+        assert isinstance(head, s.SourceStep)
+        source, columns = self._source(head)
+        if isinstance(aggregate, s.StreamWindowedAggregate | s.StreamAggregate) == source.is_table:
+            raise _unsupported(aggregate, "An aggregation of this type is not supported over this source")
+        where: list[exp.Expression] = []
+        flags: dict[str, bool] = {}
+        for step in chain[1 : at - 1]:
+            columns = self._stateless(step, columns, where, flags)
+        if flags:
+            raise _unsupported(
+                group_by, "GROUP BY after PARTITION BY or a table function is not supported yet"
+            )
+        keys, grouped = self._group_keys(group_by, columns)
+        calls = self._calls(aggregate, grouped)
+        suppressed = any(isinstance(st, s.TableSuppress) for st in chain[at + 1 :])
+        window = None
+        if isinstance(aggregate, s.StreamWindowedAggregate):
+            expression = aggregate.window_expression
+            if suppressed and expression.emit_strategy is None:  # plans before emitStrategy was written
+                expression = replace(expression, emit_strategy="FINAL")
+            window = _window(expression)
+        emit_final = (window is not None and suppressed) or (
+            isinstance(aggregate, s.StreamWindowedAggregate)
+            and (aggregate.window_expression.emit_strategy or "").upper() == "FINAL"
+        )
+        post = self._aggregated(aggregate, keys)
+        substitute = self._substitution(group_by, columns, keys)
+        having: list[str] = []
+        projection: s.TableSelect | None = None
+        for step in chain[at + 1 :]:
+            match step:
+                case s.TableFilter() if projection is None:
+                    compiled = self._compile_post(step.filter_expression, post, substitute, step, "HAVING")
+                    having.append(_sql(compiled.sql))
+                case s.TableSelect() if projection is None:
+                    projection = step
+                case s.TableSuppress() if projection is not None:
+                    pass  # EMIT FINAL, seen above
+                case _:
+                    raise _unsupported(step, "Steps of this type are not supported after an aggregation yet")
+        if projection is None:
+            raise _unsupported(aggregate, "An aggregation without a projection is not supported")
+        schema = self.schemas[id(projection)]
+        out = [
+            physical.OutputColumn(name=c.name, type=c.type, sql=_sql(post.keys[k.name]), is_key=True)
+            for c, k in zip(schema.key, post.schema.key, strict=True)
+        ]
+        for text, c in zip(projection.select_expressions, schema.value, strict=True):
+            expr, _ = split_select(text)
+            compiled = self._compile_post(expr, post, substitute, projection, "SELECT")
+            out.append(physical.OutputColumn(name=c.name, type=c.type, sql=_sql(compiled.sql)))
+        cache = str(self.config.get(CACHE_PROPERTY, "10000000")).strip()
+        return physical.AggregateStep(
+            source=source,
+            where_sql=_and(where),
+            group_keys=keys,
+            calls=calls,
+            window=window,
+            having_sql=" AND ".join(f"({h})" for h in having) if having else None,
+            columns=tuple(out),
+            emit_final=emit_final,
+            per_record=cache == "0",
+        )
+
+    def _group_keys(
+        self, step: s.ExecutionStep, columns: _Columns
+    ) -> tuple[tuple[physical.OutputColumn, ...], _Columns]:
+        """The grouping values over ``input`` and the GROUP BY step's output columns."""
+        schema = self.schemas[id(step)]
+        if isinstance(step, s.StreamGroupByKey):
+            sqls = [columns.keys[c.name] for c in columns.schema.key]
+        else:
+            assert isinstance(step, s.GroupByStep)
+            if isinstance(step, s.StreamGroupByV1 | s.TableGroupByV1) and len(step.group_by_expressions) > 1:
+                raise _unsupported(
+                    step, "Grouping by several expressions into one STRING key is not supported yet"
+                )
+            sqls = [self._compile(e, columns, step, "GROUP BY").sql for e in step.group_by_expressions]
+        if len(sqls) != len(schema.key):
+            raise _unsupported(step, "GROUP BY keys do not match the step's schema")
+        keys = tuple(
+            physical.OutputColumn(name=physical.group_key_name(i), type=c.type, sql=_sql(sql), is_key=True)
+            for i, (c, sql) in enumerate(zip(schema.key, sqls, strict=True))
+        )
+        grouped = _Columns(
+            schema,
+            {c.name: sql for c, sql in zip(schema.key, sqls, strict=True)},
+            {c.name: columns.values[c.name] for c in schema.value if c.name in columns.values},
+        )
+        return keys, grouped
+
+    def _calls(self, step: s.AggregateStep, grouped: _Columns) -> tuple[physical.AggregateCall, ...]:
+        """The aggregate calls resolved as the analyzer resolves them (``COUNT(*)`` is written
+        ``COUNT(ROWTIME)`` in plans)."""
+        from ksqlpy.planner.functions import aggregates  # noqa: F401 - registers the aggregate library
+        from ksqlpy.planner.functions.aggregate import NOT_CONSTANT, AggregateArg, resolve_aggregate
+
+        calls: list[physical.AggregateCall] = []
+        for i, text in enumerate(step.aggregation_functions):
+            call = parse_expression(text)
+            if not isinstance(call, ast.FunctionCall):
+                raise _unsupported(step, f"Not an aggregate call ({text})")
+            args: list[AggregateArg] = []
+            sqls: list[str] = []
+            arg_types: list[sqltypes.SqlType] = []
+            if call.star:
+                args.append(AggregateArg(type=sqltypes.BIGINT, star=True))
+                sqls.append('"ROWTIME"')
+                arg_types.append(sqltypes.BIGINT)
+            scope = grouped.scope("SELECT")
+            for a in call.args:
+                try:
+                    compiled = compile_expression(a, scope, custom_types=self.types)
+                except AnalysisError as e:
+                    raise PlanError(
+                        f"Step '{step.context}' ({step.TYPE}) does not compile: {e.message}"
+                    ) from None
+                constant = compiled.value if compiled.is_constant else NOT_CONSTANT
+                args.append(AggregateArg(type=compiled.type, constant=constant))
+                sqls.append(_sql(compiled.sql))
+                arg_types.append(compiled.type or sqltypes.STRING)
+            try:
+                accumulator = resolve_aggregate(call.name, args)
+            except AnalysisError as e:
+                raise PlanError(
+                    f"Step '{step.context}' ({step.TYPE}) does not compile: {e.message}"
+                ) from None
+            present = [j < len(sqls) for j in accumulator.column_args]
+            calls.append(
+                physical.AggregateCall(
+                    name=f"KSQL_AGG_VARIABLE_{i}",
+                    text=text,
+                    args_sql=tuple(
+                        sqls[j] if ok else '"ROWTIME"' for j, ok in zip(accumulator.column_args, present)
+                    ),
+                    arg_types=tuple(
+                        arg_types[j] if ok else sqltypes.BIGINT
+                        for j, ok in zip(accumulator.column_args, present)
+                    ),
+                    accumulator=accumulator,
+                )
+            )
+        return tuple(calls)
+
+    def _aggregated(self, step: s.AggregateStep, keys: tuple[physical.OutputColumn, ...]) -> _Columns:
+        """The aggregation's output columns over the aggregated relation: group keys as
+        ``__K<i>``, the calls by name, the window bounds. A carried (non-aggregate) value column
+        is only readable where it is a group key; elsewhere ksqlDB refuses it before planning."""
+        schema = self.schemas[id(step)]
+        key_sql = {c.name: duckdb_column(k.name) for c, k in zip(schema.key, keys, strict=True)}
+        values: dict[str, exp.Expression] = {}
+        for c in schema.value:
+            if c.name.startswith("KSQL_AGG_VARIABLE_") or c.name in ("WINDOWSTART", "WINDOWEND"):
+                values[c.name] = duckdb_column(c.name)
+            elif c.name in key_sql:
+                values[c.name] = key_sql[c.name]
+        return _Columns(schema, key_sql, values)
+
+    def _substitution(
+        self, group_by: s.ExecutionStep, columns: _Columns, keys: tuple[physical.OutputColumn, ...]
+    ) -> Callable[[ast.Expr], ast.Expr]:
+        """Rewrites an expression after the aggregation so that each sub-expression equal to a
+        GROUP BY expression (over the aggregation's input) reads that group key instead."""
+        schema = self.schemas[id(group_by)]
+        by_sql = {k.sql: c.name for k, c in zip(keys, schema.key, strict=True)}
+        scope = columns.scope()
+
+        def fn(node: Any) -> Any | None:
+            if isinstance(node, _LITERALS) or not isinstance(node, _EXPRESSIONS):
+                return None
+            try:
+                compiled = compile_expression(typing.cast(ast.Expr, node), scope, custom_types=self.types)
+            except AnalysisError:
+                return None
+            name = by_sql.get(_sql(compiled.sql))
+            return None if name is None else ast.ColumnRef(name=name, pos=getattr(node, "pos", None))  # type: ignore[call-arg]
+
+        return lambda e: _rewrite(e, fn)
+
+    def _compile_post(
+        self,
+        text: str,
+        post: _Columns,
+        substitute: Callable[[ast.Expr], ast.Expr],
+        step: s.ExecutionStep,
+        clause: str,
+    ) -> Any:
+        expr = substitute(parse_expression(text))
+        try:
+            return compile_expression(expr, post.scope(clause), custom_types=self.types)
+        except AnalysisError as e:
+            raise PlanError(f"Step '{step.context}' ({step.TYPE}) does not compile: {e.message}") from None
+
+
+_LITERALS = (
+    ast.NullLiteral,
+    ast.BooleanLiteral,
+    ast.IntegerLiteral,
+    ast.DecimalLiteral,
+    ast.DoubleLiteral,
+    ast.StringLiteral,
+)
+_EXPRESSIONS: tuple[type, ...] = tuple(
+    t for t in typing.get_args(ast.Expr) if t not in (ast.Lambda, ast.IntervalUnit)
+)
+
+
+def _rewrite(node: Any, fn: Callable[[Any], Any | None]) -> Any:
+    """Rebuild ``node`` top-down: where ``fn`` returns a node it replaces the subtree."""
+    if isinstance(node, tuple):
+        return tuple(_rewrite(item, fn) for item in node)
+    if not dataclasses.is_dataclass(node) or isinstance(node, type):
+        return node
+    replaced = fn(node)
+    if replaced is not None:
+        return replaced
+    changes = {}
+    for f in dataclasses.fields(node):
+        if f.name == "pos":
+            continue
+        value = getattr(node, f.name)
+        new = _rewrite(value, fn)
+        if new is not value:
+            changes[f.name] = new
+    return dataclasses.replace(node, **changes) if changes else node
+
+
+def _window(w: WindowExpression) -> physical.WindowSpec:
+    """A window expression with Kafka Streams' defaults (see ``planner.aggregate.window_spec``)."""
+    final = (w.emit_strategy or "").upper() == "FINAL"
+    retention = w.retention.millis if w.retention is not None else None
+
+    def grace(span: int) -> int:
+        if w.grace_period is not None:
+            return w.grace_period.millis
+        return 0 if final else max(DEFAULT_GRACE_MS - span, 0)
+
+    kind = w.window_type.upper()
+    if kind == "SESSION" and w.gap is not None:
+        return physical.WindowSpec(
+            type=kind, gap_ms=w.gap.millis, grace_ms=grace(w.gap.millis), retention_ms=retention
+        )
+    if kind in ("TUMBLING", "HOPPING") and w.size is not None:
+        size = w.size.millis
+        advance = w.advance_by.millis if kind == "HOPPING" and w.advance_by is not None else size
+        return physical.WindowSpec(
+            type=kind, size_ms=size, advance_ms=advance, grace_ms=grace(size), retention_ms=retention
+        )
+    raise PlanError(f"Unsupported window: {w.window_type}")
+
+
+__all__ = ["CACHE_PROPERTY", "compile_query"]
