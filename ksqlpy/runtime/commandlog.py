@@ -2,9 +2,13 @@
 
 DDL and persistent queries are appended as JSON records to the command topic
 (``_confluent-ksql-<service id>_command_topic``, as ksqlDB names it) in the same topic store the
-queries use: the embedded store's DuckDB file, or Kafka. On start the engine replays the log, so a
-restarted server has the same streams, tables, types and running queries, and each query resumes
-from its committed positions.
+queries use: the embedded store's DuckDB file, or Kafka. A record holds the statement, the session
+properties it ran with and, as ksqlDB's command topic does, its plan (``ksqlPlanV1``: the DDL
+command and the query's execution steps). On start the engine applies the stored plans as they
+are — a newer ksqlpy that would plan the statement differently still runs the plan it stored — so
+a restarted server has the same streams, tables, types and running queries, and each query
+resumes from its committed positions. Records without a plan (TERMINATE, and logs written before
+plans were stored) are replayed from their statement.
 """
 
 from __future__ import annotations
@@ -28,16 +32,23 @@ class Command:
     statement: str  # variables already substituted
     properties: Mapping[str, Any] = field(default_factory=dict)
     query_id: str | None = None
+    #: the statement's plan as ksqlDB's JSON (``ksqlPlanV1``), when it has one
+    plan: Mapping[str, Any] | None = None
 
     def encode(self) -> bytes:
-        return orjson.dumps(
-            {"statement": self.statement, "streamsProperties": dict(self.properties), "queryId": self.query_id}
-        )
+        obj: dict[str, Any] = {
+            "statement": self.statement,
+            "streamsProperties": dict(self.properties),
+            "queryId": self.query_id,
+        }
+        if self.plan is not None:
+            obj["plan"] = self.plan
+        return orjson.dumps(obj)
 
     @classmethod
     def decode(cls, data: bytes) -> Command:
         obj = orjson.loads(data)
-        return cls(obj["statement"], obj.get("streamsProperties") or {}, obj.get("queryId"))
+        return cls(obj["statement"], obj.get("streamsProperties") or {}, obj.get("queryId"), obj.get("plan"))
 
 
 class CommandLog:

@@ -200,38 +200,45 @@ def _aggregate_lines(step: Any) -> list[str]:
         window = f" | WINDOW {w.type} ({bounds}, GRACE {w.grace_ms} ms, RETENTION {retention} ms)"
     lines = []
     if step.having_sql:
-        lines.append(f"\t\t\t > [ HAVING ] | {step.having_sql}")
+        lines.append(f" > [ HAVING ] | {step.having_sql}")
     emit = "FINAL" if step.emit_final else "CHANGES"
-    lines.append(f"\t\t\t > [ AGGREGATE ] | GROUP BY {keys} | {calls}{window} | EMIT {emit}")
+    lines.append(f" > [ AGGREGATE ] | GROUP BY {keys} | {calls}{window} | EMIT {emit}")
     return lines
 
 
-def query_description(engine: Any, q: Any, text: str) -> r.QueryDescription:
+def query_description(engine: Any, q: Any, text: str, ksql_plan: Any = None) -> r.QueryDescription:
+    """A query described: its execution plan is the summary of the very step tree it runs
+    (ksqlDB's format), followed by how ksqlpy runs it (state, materialization)."""
     plan = q.plan
     sink = plan.sink
     fields = tuple(
         r.FieldInfo(name=c.name, type=c.type, kind=r.FieldKind.KEY if c.is_key else None) for c in plan.step.columns
     )
     step = plan.step
-    lines = [
-        f" > [ SINK ] | Schema: {', '.join(f'{c.name} {c.type}' for c in step.columns)} | Topic: {sink.topic if sink else '-'}",
-        f"\t\t > [ PROJECT ] | {', '.join(f'{c.sql} AS {c.name}' for c in step.columns)}",
-    ]
+    ksql_plan = ksql_plan if ksql_plan is not None else engine.ksql_plans.get(q.query_id)
+    sources: tuple[str, ...] = (plan.source.name,)
+    if ksql_plan is not None and ksql_plan.query_plan is not None:
+        from ksqlpy.planner.steps.render import summarize
+
+        sources = tuple(ksql_plan.query_plan.sources)
+        lines = summarize(ksql_plan.query_plan.physical_plan, q.query_id, engine.catalog.types).rstrip("\n").split("\n")
+    else:  # a push query runs the analyzer's fused step directly
+        lines = [
+            f" > [ PROJECT ] | {', '.join(f'{c.sql} AS {c.name}' for c in step.columns)}",
+        ]
+        if step.where_sql:
+            lines.append(f"\t\t > [ FILTER ] | {step.where_sql}")
+        lines.append(f"\t\t\t\t > [ SOURCE ] | {plan.source.name} (topic: {plan.source.topic})")
     lines += _aggregate_lines(step)
-    if step.where_sql:
-        lines.append(f"\t\t\t\t > [ FILTER ] | {step.where_sql}")
-    lines.append(f"\t\t\t\t\t\t > [ SOURCE ] | {plan.source.name} (topic: {plan.source.topic})")
     materializer = engine.materializers.get(sink.name) if sink is not None else None
     if materializer is not None:
-        lines.insert(
-            0, f" > [ MATERIALIZE ] | {materializer.layout.ref} from topic {sink.topic}: pull queries read it"
-        )
+        lines.append(f" > [ MATERIALIZE ] | {materializer.layout.ref} from topic {sink.topic}: pull queries read it")
     return r.QueryDescription(
         statement_text=text,
         id=q.query_id,
         query_string=plan.statement,
         fields=fields,
-        sources=(plan.source.name,),
+        sources=sources,
         sinks=(sink.name,) if sink else (),
         sink_topics=(sink.topic,) if sink else (),
         topology=_topology(engine, plan),
@@ -257,32 +264,36 @@ def _topology(engine: Any, plan: Any) -> str:
 
 def explain_statement(session: Any, stmt: Any, text: str) -> r.QueryDescription:
     """EXPLAIN <statement>: plan the query as the statement would, without running it, and
-    describe it (the query id is the one the statement would get)."""
+    describe the plan (the query id is the one the statement would get)."""
     from types import SimpleNamespace
 
     from ksqlpy.planner.physical import QueryPlan
+    from ksqlpy.planner.plans import plan_create_as_select, plan_insert_into
+    from ksqlpy.planner.plans.queries import analyze
 
     engine = session.engine
     number = getattr(engine, "_query_counter", 0)
+    ctx = session._plan_context()
+    ksql_plan = None
     match stmt:
-        case ast.CreateAsSelect(query=query, name=name, kind=kind):
-            source, step, _ = session._analyze(query, sink_name=name, persistent=True, kind=kind)
-            sink = session._sink_for(stmt, source, step)
+        case ast.CreateAsSelect(name=name, kind=kind):
             prefix = "CSAS" if kind is ast.SourceKind.STREAM else "CTAS"
             query_id = f"{prefix}_{name}_{number}"
-        case ast.InsertInto(query=query, target=target):
-            source, step, _ = session._analyze(query, sink_name=target, persistent=True)
-            sink = engine.catalog.source(target, stmt.pos)
+            planned = plan_create_as_select(stmt, ctx, query_id)
+            source, step, sink, ksql_plan = planned.source, planned.step, planned.sink, planned.plan
+        case ast.InsertInto(target=target):
             query_id = f"INSERTQUERY_{number}"
+            planned = plan_insert_into(stmt, engine.catalog.source(target, stmt.pos), ctx, query_id)
+            source, step, sink, ksql_plan = planned.source, planned.step, planned.sink, planned.plan
         case ast.QueryStatement(query=query):
-            source, step, _ = session._analyze(query, sink_name=None, persistent=False)
+            source, step, _ = analyze(query, ctx, sink_name=None, persistent=False)
             sink = None
             query_id = f"transient_{source.name}_{number}"
         case _:
             raise AnalysisError(f"EXPLAIN is not supported for: {stmt.text}", pos=stmt.pos)
     plan = QueryPlan(query_id=query_id, step=step, sink=sink, statement=stmt.text)
-    planned = SimpleNamespace(plan=plan, query_id=query_id, state=QueryState.CREATED, errors=())
-    description = query_description(engine, planned, text)
+    described = SimpleNamespace(plan=plan, query_id=query_id, state=QueryState.CREATED, errors=())
+    description = query_description(engine, described, text, ksql_plan)
     if sink is None:
         from dataclasses import replace
 

@@ -62,6 +62,8 @@ class Engine:
         )
         self.cluster_id = "ksqlpy-" + uuid.uuid5(uuid.NAMESPACE_DNS, config.service_id).hex[:16]
         self.state = "INITIALIZING"
+        #: the stored plan (ksqlDB's ``ksqlPlanV1``) of each running persistent query
+        self.ksql_plans: dict[str, Any] = {}
         self._query_counter = 0
         self.replaying = False
 
@@ -90,6 +92,18 @@ class Engine:
         try:
             for seq, command in self.commands.replay():
                 session = Session(self, command.properties, {})
+                if command.plan is not None:
+                    # A stored plan is applied as it is; one this build cannot run stops the start
+                    # rather than leaving a stream, table or query silently behind.
+                    try:
+                        session.replay(command, seq)
+                    except KsqlpyError as e:
+                        raise KsqlpyError(
+                            f"Command {seq} of the command log ({command.statement.strip()[:80]!r}) cannot be "
+                            f"applied by this version of ksqlpy: {e.message}"
+                        ) from e
+                    replayed += 1
+                    continue
                 try:
                     session.replay(command, seq)
                     replayed += 1
@@ -162,10 +176,14 @@ class Engine:
             self._query_counter += 1
             return n
 
-    def record_command(self, statement: str, properties: Mapping[str, Any], query_id: str | None) -> int:
+    def record_command(
+        self, statement: str, properties: Mapping[str, Any], query_id: str | None, plan: Any = None
+    ) -> int:
+        """Append a command (with its plan, a :class:`KsqlPlan`, when it has one) to the log."""
         if self.replaying:
             return -1
-        return self.commands.append(Command(statement, dict(properties), query_id))
+        stored = plan.to_json() if plan is not None else None
+        return self.commands.append(Command(statement, dict(properties), query_id, stored))
 
     def start_persistent(self, plan: QueryPlan, properties: Mapping[str, Any] | None = None) -> PersistentQuery:
         """Start (or, on replay, restart) a persistent query; where a query without committed
@@ -287,9 +305,18 @@ class Engine:
             self._ensure_topic(sink)
             self.catalog.add(sink)
         query = self.start_persistent(compiled, properties)
+        self.ksql_plans[compiled.query_id] = plan
+        self._count_query_id(compiled.query_id)
         if materialize and sink.is_table:
             self.materialize(sink, generation)
         return query
+
+    def _count_query_id(self, query_id: str) -> None:
+        """Keep new query numbers past those of queries read back from the log."""
+        number = query_id.rsplit("_", 1)[-1]
+        if number.isdigit():
+            with self.lock:
+                self._query_counter = max(self._query_counter, int(number) + 1)
 
     def _topic_like(self, query_plan: Any) -> TopicSpecType:
         """The shape of a topic to create for a plan's stream or table: a query's sink gets as
@@ -344,6 +371,7 @@ class Engine:
         query = self.queries.pop(query_id, None)
         if query is None:
             raise NotFoundError(f"Unknown queryId: {query_id}")
+        self.ksql_plans.pop(query_id, None)
         query.stop()
         if drop_state and not self.replaying:
             query.drop_state()

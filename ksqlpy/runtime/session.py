@@ -19,11 +19,21 @@ from ksqlpy.errors import AnalysisError, KsqlpyError, NotFoundError, ParseError
 from ksqlpy.parser import ast
 from ksqlpy.planner import ddl
 from ksqlpy.planner.catalog import Column, ColumnNamespace, Source
-from ksqlpy.planner.physical import QueryPlan, SelectStep
+from ksqlpy.planner.catalog import Catalog
+from ksqlpy.planner.physical import QueryPlan
+from ksqlpy.planner.plans import PlanContext, PlannedQuery, TopicShape, plan_create_as_select, plan_insert_into
+from ksqlpy.planner.plans.queries import analyze, analyze_query
 from ksqlpy.planner.properties import WithClause
-from ksqlpy.planner.aggregate import aggregate_window_info, analyze_aggregate, is_aggregate_query
-from ksqlpy.planner.physical import AggregateStep
-from ksqlpy.planner.select import analyze_select, with_sink_timestamp
+from ksqlpy.planner.steps import (
+    AlterSourceCommand,
+    DropSourceCommand,
+    DropTypeCommand,
+    KsqlPlan,
+    RegisterTypeCommand,
+)
+from ksqlpy.planner.steps.catalog import command_of
+from ksqlpy.planner.steps.commands import ColumnSpec
+from ksqlpy.planner.steps.schema import type_text
 from ksqlpy.planner.types import resolve_type
 from ksqlpy.runtime.serde import sr
 from ksqlpy.runtime import describe
@@ -115,6 +125,11 @@ class Session:
             raise
 
     def replay(self, command: Command, seq: int) -> None:
+        """Apply a command read back from the log: its stored plan when it has one (never the
+        statement planned again), else its statement (TERMINATE, and logs from before plans)."""
+        if command.plan is not None:
+            self.engine.apply_plan(KsqlPlan.from_json(command.plan), command.properties, generation=seq)
+            return
         self._replay_query_id = command.query_id
         self._replay_seq = seq
         for stmt_text in parser.split_statements(command.statement):
@@ -149,10 +164,23 @@ class Session:
     def config(self) -> dict[str, str]:
         return self.engine.config.merged(self.properties)
 
-    def _record(self, stmt_text: str, query_id: str | None = None) -> int:
+    def _record(self, stmt_text: str, query_id: str | None = None, plan: KsqlPlan | None = None) -> int:
         if self._replay_seq >= 0:
             return self._replay_seq
-        return self.engine.record_command(stmt_text, self.properties, query_id)
+        return self.engine.record_command(stmt_text, self.properties, query_id, plan)
+
+    def _apply(self, plan: KsqlPlan, seq: int) -> Any:
+        """Apply a plan just recorded (on replay of a statement without a stored plan, too)."""
+        return self.engine.apply_plan(plan, self.properties, generation=seq)
+
+    def _plan_context(self) -> PlanContext:
+        store = self.engine.store
+
+        def topic(name: str) -> TopicShape | None:
+            spec = store.describe_topic(name)
+            return None if spec is None else TopicShape(spec.partitions, spec.replicas)
+
+        return PlanContext(catalog=self.engine.catalog, config=self.config, topic=topic)
 
     def _status(
         self, stmt: Any, command_id: str, message: str, seq: int, query_id: str | None = None
@@ -251,10 +279,9 @@ class Session:
         )
         self._validate_formats(source)
         self._ensure_source_topic(source, stmt)
-        seq = self._record(stmt.text)
-        engine.catalog.add(source)
-        if source.is_table:
-            engine.materialize(source, seq)
+        plan = KsqlPlan(statement_text=stmt.text, ddl_command=command_of(source, or_replace=stmt.or_replace))
+        seq = self._record(stmt.text, plan=plan)
+        self._apply(plan, seq)
         noun = "Stream" if stmt.kind is ast.SourceKind.STREAM else "Table"
         return self._status(stmt, f"{kind_word}/`{stmt.name}`/create", f"{noun} created", seq)
 
@@ -312,102 +339,31 @@ class Session:
                 f"Cannot add {kind_word} '{stmt.name}': A {_kind_of(existing)} with the same name already exists",
                 pos=stmt.pos,
             )
-        source, step, is_table = self._analyze(stmt.query, sink_name=stmt.name, persistent=True, kind=stmt.kind)
-        result_kind = ast.SourceKind.TABLE if is_table else ast.SourceKind.STREAM
-        if result_kind is not stmt.kind:
-            other = "TABLE" if result_kind is ast.SourceKind.TABLE else "STREAM"
-            raise AnalysisError(
-                f"Invalid result type. Your SELECT query produces a {other}. "
-                f"Please use CREATE {other} AS SELECT statement instead.",
-                pos=stmt.pos,
+        query_id = self._replay_query_id
+        if existing is not None:  # CREATE OR REPLACE keeps the query's id (and its state)
+            query_id = next(
+                (q.query_id for q in engine.queries.values() if q.plan.sink is not None and q.plan.sink.name == stmt.name),
+                query_id,
             )
-        sink = self._sink_for(stmt, source, step)
-        if isinstance(step, SelectStep) and sink.timestamp_column is not None:
-            step = with_sink_timestamp(step, sink)
-        if isinstance(step, AggregateStep):
-            sink = replace(sink, window=aggregate_window_info(step))
-        self._validate_formats(sink)
-        prefix = "CSAS" if stmt.kind is ast.SourceKind.STREAM else "CTAS"
-        query_id = self._replay_query_id or f"{prefix}_{stmt.name}_{engine.next_query_number()}"
-        if existing is not None:
-            for q in list(engine.queries.values()):
-                if q.plan.sink is not None and q.plan.sink.name == stmt.name:
-                    query_id = q.query_id
-                    engine.terminate(q.query_id)
-        self._create_sink_topic(sink, stmt.properties)
-        seq = self._record(stmt.text, query_id)
-        engine.catalog.add(sink)
-        plan = QueryPlan(query_id=query_id, step=step, sink=sink, statement=stmt.text)
-        engine.start_persistent(plan, self.properties)
-        if sink.is_table:
-            engine.materialize(sink, seq)
+        if query_id is None:
+            prefix = "CSAS" if stmt.kind is ast.SourceKind.STREAM else "CTAS"
+            query_id = f"{prefix}_{stmt.name}_{engine.next_query_number()}"
+        planned = plan_create_as_select(stmt, self._plan_context(), query_id)
+        self._validate_formats(planned.sink)
+        self._check_runnable(planned)
+        seq = self._record(stmt.text, query_id, plan=planned.plan)
+        self._apply(planned.plan, seq)
         return self._status(
             stmt, f"{kind_word}/`{stmt.name}`/create", f"Created query with ID {query_id}", seq, query_id
         )
 
-    def _analyze(
-        self, query: ast.Query, *, sink_name: str | None, persistent: bool, kind: ast.SourceKind | None = None
-    ) -> tuple[Source, Any, bool]:
-        """Analyze a query: its source, its step, and whether its result is a table."""
-        catalog = self.engine.catalog
-        if not is_aggregate_query(query):
-            source, step = analyze_select(query, catalog, sink_name=sink_name, persistent=persistent)
-            return source, step, source.is_table
-        statement_kind = "CREATE STREAM AS SELECT" if kind is ast.SourceKind.STREAM else "CREATE TABLE AS SELECT"
-        source, agg = analyze_aggregate(
-            query, catalog, sink_name=sink_name, persistent=persistent, statement_kind=statement_kind
-        )
-        cache = str(self.config.get("ksql.streams.cache.max.bytes.buffering", "10000000")).strip()
-        return source, replace(agg, per_record=cache == "0"), True
+    def _check_runnable(self, planned: PlannedQuery) -> None:
+        """A plan is recorded only once the runtime can run it: compiling it is pure."""
+        from ksqlpy.runtime.compile import compile_query
 
-    def _sink_for(self, stmt: ast.CreateAsSelect, source: Source, step: Any) -> Source:
-        props = WithClause.of(stmt.properties)
-        config = self.config
-        key_fmt, value_fmt = ddl.formats_from(props, config, inherit=(source.key_format, source.value_format))
-        if stmt.query.partition_by:
-            from ksqlpy.planner.partition import sink_key_format
-
-            key_fmt = sink_key_format(
-                key_fmt,
-                any(c.is_key for c in step.columns),
-                explicit=props.string("KEY_FORMAT") is not None or props.string("FORMAT") is not None,
-                default_format=str(config.get("ksql.persistence.default.format.key", "KAFKA")),
-            )
-        prefix = config.get("ksql.output.topic.name.prefix", "") or ""
-        topic = props.string("KAFKA_TOPIC") or prefix + stmt.name
-        columns = tuple(
-            Column(name=c.name, type=c.type, namespace=ColumnNamespace.KEY if c.is_key else ColumnNamespace.VALUE)
-            for c in step.columns
-        )
-        for c in columns:
-            if c.is_key:
-                ddl.check_key_type(c)
-        ts_col = props.string("TIMESTAMP")
-        if ts_col is not None:
-            ts_col = ts_col.upper()
-            col = next((c for c in columns if c.name == ts_col), None)
-            if col is None:
-                raise AnalysisError(
-                    f"The TIMESTAMP column set in the WITH clause does not exist in the schema: '{ts_col}'"
-                )
-            ddl.check_timestamp_column(col, props.string("TIMESTAMP_FORMAT"))
-        src_spec = self.engine.store.describe_topic(source.topic)
-        partitions = props.integer("PARTITIONS") or (src_spec.partitions if src_spec else source.partitions)
-        replicas = props.integer("REPLICAS") or (src_spec.replicas if src_spec else 1)
-        return Source(
-            name=stmt.name,
-            kind=stmt.kind,
-            topic=topic,
-            columns=columns,
-            key_format=key_fmt,
-            value_format=value_fmt,
-            timestamp_column=ts_col,
-            timestamp_format=props.string("TIMESTAMP_FORMAT"),
-            window=source.window,
-            statement=stmt.text,
-            partitions=partitions,
-            replicas=replicas,
-        )
+        assert planned.plan.query_plan is not None
+        catalog = Catalog(sources={**self.engine.catalog.sources, planned.sink.name: planned.sink}, types=self.engine.catalog.types)
+        compile_query(planned.plan.query_plan, catalog, planned.sink, self.config, statement=planned.plan.statement_text)
 
     def _create_sink_topic(self, sink: Source, properties: tuple[ast.Property, ...]) -> None:
         store = self.engine.store
@@ -428,8 +384,9 @@ class Session:
             )
         if target.is_source:
             raise AnalysisError(f"Cannot insert into read-only stream: {target.name}", pos=stmt.pos)
-        source, step, is_table = self._analyze(stmt.query, sink_name=stmt.target, persistent=True)
-        if is_table:
+        analyzed = analyze_query(stmt.query, self._plan_context(), sink_name=stmt.target, persistent=True)
+        step = analyzed.step
+        if analyzed.is_table:
             raise AnalysisError(
                 f"Incompatible data sink and query result. Data sink ({target.name}) type is KSTREAM but select "
                 "query result is KTABLE.",
@@ -444,9 +401,10 @@ class Session:
                 pos=stmt.pos,
             )
         query_id = self._replay_query_id or f"INSERTQUERY_{engine.next_query_number()}"
-        seq = self._record(stmt.text, query_id)
-        plan = QueryPlan(query_id=query_id, step=step, sink=target, statement=stmt.text)
-        engine.start_persistent(plan, self.properties)
+        planned = plan_insert_into(stmt, target, self._plan_context(), query_id)
+        self._check_runnable(planned)
+        seq = self._record(stmt.text, query_id, plan=planned.plan)
+        self._apply(planned.plan, seq)
         return self._status(
             stmt, f"stream/`{target.name}`/create", f"Created query with ID {query_id}", seq, query_id
         )
@@ -465,7 +423,12 @@ class Session:
                 f"Incompatible data source type is {actual.upper()}, but statement was DROP {stmt.kind.value}",
                 pos=stmt.pos,
             )
-        readers = sorted(q.query_id for q in engine.queries.values() if q.plan.source.name == stmt.name)
+        readers = sorted(
+            q.query_id
+            for q in engine.queries.values()
+            if q.plan.source.name == stmt.name
+            or stmt.name in getattr(getattr(engine.ksql_plans.get(q.query_id), "query_plan", None), "sources", ())
+        )
         writers = sorted(
             q.query_id for q in engine.queries.values() if q.plan.sink is not None and q.plan.sink.name == stmt.name
         )
@@ -478,10 +441,9 @@ class Session:
             )
         if stmt.delete_topic and source.is_source:
             raise AnalysisError(f"Cannot delete topic for read-only source: {source.name}", pos=stmt.pos)
-        seq = self._record(stmt.text)
-        engine.catalog.remove(stmt.name)
-        if source.is_table:
-            engine.unmaterialize(stmt.name)
+        plan = KsqlPlan(statement_text=stmt.text, ddl_command=DropSourceCommand(source_name=stmt.name))
+        seq = self._record(stmt.text, plan=plan)
+        self._apply(plan, seq)
         if stmt.delete_topic:
             engine.store.delete_topic(source.topic)
         return self._status(
@@ -518,8 +480,9 @@ class Session:
                 pos=stmt.pos,
             )
         t = resolve_type(stmt.type, types)
-        seq = self._record(stmt.text)
-        types[stmt.name] = t
+        plan = KsqlPlan(statement_text=stmt.text, ddl_command=RegisterTypeCommand(type=type_text(t), type_name=stmt.name))
+        seq = self._record(stmt.text, plan=plan)
+        self._apply(plan, seq)
         return self._status(stmt, f"type/{stmt.name}/create", f"Registered custom type with name '{stmt.name}' and SQL type {t}", seq)
 
     def _drop_type(self, stmt: ast.DropType) -> r.Entity:
@@ -528,8 +491,9 @@ class Session:
             if stmt.if_exists:
                 return self._status(stmt, f"type/{stmt.name}/drop", f"Type {stmt.name} does not exist.", -1)
             raise AnalysisError(f"Type {stmt.name} does not exist.", pos=stmt.pos)
-        seq = self._record(stmt.text)
-        del types[stmt.name]
+        plan = KsqlPlan(statement_text=stmt.text, ddl_command=DropTypeCommand(type_name=stmt.name))
+        seq = self._record(stmt.text, plan=plan)
+        self._apply(plan, seq)
         return self._status(stmt, f"type/{stmt.name}/drop", f"Dropped type '{stmt.name}'", seq)
 
     def _alter_source(self, stmt: ast.AlterSource) -> r.Entity:
@@ -552,11 +516,16 @@ class Session:
                     f"Cannot add column `{el.name}` to schema. A column with the same name already exists.", pos=el.pos
                 )
             columns.append(Column(name=el.name, type=resolve_type(el.type, engine.catalog.types)))
-        seq = self._record(stmt.text)
-        altered = replace(source, columns=tuple(columns))
-        engine.catalog.add(altered)
-        if altered.is_table:
-            engine.materialize(altered, seq)
+        added = tuple(
+            ColumnSpec(name=c.name, type=type_text(c.type), index=i)
+            for i, c in enumerate(columns[len(source.columns):], start=len(source.value_columns))
+        )
+        plan = KsqlPlan(
+            statement_text=stmt.text,
+            ddl_command=AlterSourceCommand(source_name=source.name, ksql_type=source.kind.value, new_columns=added),
+        )
+        seq = self._record(stmt.text, plan=plan)
+        self._apply(plan, seq)
         kind_word = KIND_WORD[stmt.kind]
         return self._status(stmt, f"{kind_word}/{stmt.name}/alter", f"{kind_word.capitalize()} altered.", seq)
 
@@ -589,7 +558,7 @@ class Session:
             from ksqlpy.runtime.pull import start_pull
 
             return start_pull(self, stmt)
-        source, step, _ = self._analyze(query, sink_name=None, persistent=False)
+        source, step, _ = analyze(query, self._plan_context(), sink_name=None, persistent=False)
         query_id = f"{self._push_query_prefix(query, source)}{source.name}_{uuid.uuid4().int % 10**19}"
         plan = QueryPlan(query_id=query_id, step=step, sink=None, limit=query.limit, statement=stmt.text)
         runner = PushQuery(

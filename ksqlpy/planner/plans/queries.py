@@ -184,7 +184,7 @@ def stateless_steps(
             source=current,
             key_expressions=tuple(ex.text(ex.unqualified(e)) for e in query.partition_by),
         )
-    keys = tuple(c.name for c in columns if c.is_key)
+    keys = tuple(c.name for c in key_order(columns, source, query))
     values = tuple(ex.select_text(ex.unqualified(_expr(c)), c.name) for c in columns if not c.is_key)
     if source.is_table:
         return s.TableSelect(
@@ -197,6 +197,21 @@ def stateless_steps(
     return s.StreamSelect(
         context="Project", source=current, key_column_names=keys, selected_keys=None, select_expressions=values
     )
+
+
+def key_order(columns: Any, source: Source, query: ast.Query) -> list[Any]:
+    """The key columns in the order of what they rename: a projection renames the input's key
+    columns, so its keys follow the input's key order (PARTITION BY: the new keys' order)."""
+    keys = [c for c in columns if c.is_key]
+    if query.partition_by and not _by_source_key(query.partition_by, source):
+        return keys
+    order = {c.name: i for i, c in enumerate(source.key_columns)}
+
+    def position(c: Any) -> int:
+        e = c.expr
+        return order.get(e.name, len(order)) if isinstance(e, ast.ColumnRef) else len(order)
+
+    return sorted(keys, key=position)
 
 
 def _expr(c: Any) -> ast.Expr:
@@ -257,8 +272,12 @@ def sink_for(stmt: ast.CreateAsSelect, source: Source, step: Any, ctx: PlanConte
         )
     prefix = config.get("ksql.output.topic.name.prefix", "") or ""
     topic = props.string("KAFKA_TOPIC") or prefix + stmt.name
-    # a schema lists its key columns first, whatever the projection's order
-    ordered = [c for c in step.columns if c.is_key] + [c for c in step.columns if not c.is_key]
+    # a schema lists its key columns first (in the order of the keys they rename)
+    keyed = [c for c in step.columns if c.is_key]
+    new_planner = str(config.get("ksql.new.query.planner.enabled", "false")).lower() == "true"
+    if isinstance(step, SelectStep) and not new_planner:  # ksqlDB's newer planner keeps projection order
+        keyed = key_order(step.columns, source, stmt.query)
+    ordered = keyed + [c for c in step.columns if not c.is_key]
     columns = tuple(
         Column(name=c.name, type=c.type, namespace=ColumnNamespace.KEY if c.is_key else ColumnNamespace.VALUE)
         for c in ordered
