@@ -266,6 +266,9 @@ class Materializer:
             decoder = SourceDecoder(self.source, registry_for(self.store), split_windows=False)
             reader = self._reader = self.store.open_reader([self.source.topic], group=self.group, start="earliest")
             self._publish(self.store.committed(self.group, self.source.topic))
+            # Where the reader starts, the state is complete: records before it are applied, or
+            # gone from the topic for good (retention), so a pull query has nothing to wait for.
+            self._publish({tp.partition: off for tp, off in reader.positions().items()})
         except Exception as e:  # noqa: BLE001 - kept as the materializer's error
             self._fail(e)
             self._ready.set()

@@ -208,8 +208,11 @@ def _wait_writers(engine: Any, name: str, deadline: float, seen: set[str]) -> bo
             _published(store)
         ends = {p: end for p, end in store.end_offsets(source.topic).items() if end > 0}
         while time.monotonic() < deadline and getattr(q, "error", None) is None:
+            # Committed by the group, or settled by the running query: a query that started at
+            # ``latest`` and found nothing new has committed nothing and owes nothing.
             committed = store.committed(group, source.topic)
-            if all(committed.get(p, 0) >= end for p, end in ends.items()):
+            settled = q.settled()
+            if all(max(committed.get(p, 0), settled.get(p, 0)) >= end for p, end in ends.items()):
                 break
             time.sleep(0.005)
     return found
@@ -265,6 +268,28 @@ def start_prepared_pull(session: Any, stmt: ast.QueryStatement) -> Any | None:
     return StreamingQuery(
         engine, _query_id(), prepared.fields, rows=rows, key_columns=prepared.keys, is_pull=True, table_pull=True
     )
+
+
+def prepare_table_pull(session: Any, stmt: ast.QueryStatement) -> bool:
+    """Plan ``stmt`` when it is a pull query over a materialized table, so that
+    :func:`start_prepared_pull` answers it; whether it did. Planning reads the catalog (a
+    server holds its statement lock for it); answering waits for the table to catch up and
+    needs no lock. Anything else, including a query that fails to plan, is left to
+    :func:`start_pull` (False), which reports the error."""
+    query = stmt.query
+    if query.refinement is not None or not isinstance(query.from_, ast.Table):
+        return False
+    try:
+        check_pull_shape(query)
+        engine = session.engine
+        source = engine.catalog.source(query.from_.name, query.from_.pos)
+        if not source.is_table:
+            return False
+        config = session.config
+        _prepare(engine, stmt, source, table_scan=_flag(config, TABLE_SCAN), range_scan=_flag(config, RANGE_SCAN))
+    except KsqlpyError:
+        return False
+    return True
 
 
 def _prepare(engine: Any, stmt: ast.QueryStatement, source: Source, *, table_scan: bool, range_scan: bool) -> _Prepared:
@@ -551,6 +576,7 @@ __all__ = [
     "catch_up",
     "explain_pull",
     "plan_sql_pull",
+    "prepare_table_pull",
     "run_table_pull",
     "start_prepared_pull",
     "start_pull",

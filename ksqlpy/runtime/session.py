@@ -114,6 +114,23 @@ class Session:
                 e.statement_text = stmt.text
             raise
 
+    def prepare_table_pull(self, text: str) -> bool:
+        """Plan ``text`` when it is a pull query over a materialized table, so that
+        :meth:`start_prepared_pull` answers it; whether it did. A server plans under its
+        statement lock and answers (which waits for the table to catch up) outside it."""
+        statements = parser.split_statements(text)
+        if len(statements) != 1:
+            return False
+        try:
+            stmt = self._parse(statements[0], cached=True)
+        except KsqlpyError:
+            return False
+        if not isinstance(stmt, ast.QueryStatement):
+            return False
+        from ksqlpy.runtime.pull import prepare_table_pull
+
+        return prepare_table_pull(self, stmt)
+
     def replay(self, command: Command, seq: int) -> None:
         self._replay_query_id = command.query_id
         self._replay_seq = seq

@@ -111,6 +111,14 @@ class KsqlServer:
         if answered is not None:
             return answered
         with self.statement_lock:
+            # The first time, a pull query over a table is planned under the lock and answered
+            # outside it: no statement waits behind its catch-up.
+            if not session.prepare_table_pull(text):
+                return session.execute_query(text)
+        answered = session.start_prepared_pull(text)
+        if answered is not None:
+            return answered
+        with self.statement_lock:  # the table changed between planning and answering
             return session.execute_query(text)
 
     def check_insert_target(self, target: str) -> str:

@@ -210,3 +210,26 @@ def test_describe_and_explain_say_how_pull_queries_are_served(users: Engine) -> 
     qid = next(q for q, run in users.queries.items() if run.plan.sink is not None and run.plan.sink.name == "Q_USERS")
     explained = session.execute_all(f"EXPLAIN {qid};")[0]
     assert '[ MATERIALIZE ] | mat."Q_USERS"' in explained.execution_plan
+
+
+def test_table_of_a_query_started_at_latest_is_caught_up_at_once() -> None:
+    # The CTAS starts past the stream's two records and has read nothing, so it has committed
+    # nothing: still, nothing is owed, and the pull query has nothing to wait for.
+    engine = Engine.open({"ksql.streams.state.dir": ":memory:"})
+    try:
+        session = engine.session({"auto.offset.reset": "latest"})
+        session.execute_all(
+            "CREATE STREAM clicks (page STRING KEY, n INT) WITH (kafka_topic='clicks', value_format='JSON', partitions=2);"
+            "INSERT INTO clicks (page, n) VALUES ('a', 1);"
+            "INSERT INTO clicks (page, n) VALUES ('b', 2);"
+            "CREATE TABLE counts AS SELECT page, COUNT(*) AS c FROM clicks GROUP BY page;"
+        )
+        (ctas,) = engine.queries.values()
+        assert engine.store.committed(ctas.group, "clicks") == {}
+        ends = engine.store.end_offsets("clicks")
+        assert sum(ends.values()) == 2 and ctas.settled() == ends
+        assert pull(engine, "SELECT * FROM counts WHERE page = 'a';")[1] == []
+        session.execute_all("INSERT INTO clicks (page, n) VALUES ('a', 3);")
+        assert pull(engine, "SELECT * FROM counts WHERE page = 'a';")[1] == [("a", 1)]
+    finally:
+        engine.close()
