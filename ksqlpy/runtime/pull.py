@@ -478,14 +478,14 @@ def explain_pull(session: Any, stmt: ast.QueryStatement, text: str) -> Any:
     )
     return r.QueryDescription(
         statement_text=text,
-        id="",
+        id=_query_id(),  # the id the pull query would answer under
         query_string=stmt.text,
         fields=fields,
         sources=(source.name,),
         topology="Pull query: wait for the materializer to reach the topic's end offsets, read the state "
         "database, evaluate in DuckDB",
         execution_plan="\n".join(lines),
-        query_type=r.QueryType.PUSH,  # ksqlDB describes transient queries as PUSH
+        query_type=r.QueryType.PULL,
     )
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
 
 from ksqlpy.errors import AnalysisError, ParseError
 from ksqlpy.runtime.engine import Engine
+from ksqlpy.runtime.results import QueryType
 
 USERS = (
     "CREATE TABLE users (id VARCHAR PRIMARY KEY, name VARCHAR, age INT) "
@@ -205,6 +207,8 @@ def test_describe_and_explain_say_how_pull_queries_are_served(users: Engine) -> 
     assert f'materialized: mat."Q_USERS" ({len(PEOPLE)} rows' in desc.statistics
     lookup = session.execute_all("EXPLAIN SELECT name FROM q_users WHERE id IN ('u1', 'u2');")[0]
     assert "[ KEY LOOKUP | 2 key(s) on ID ]" in lookup.execution_plan
+    assert lookup.query_type is QueryType.PULL
+    assert re.fullmatch(r"query_\d+", lookup.id)
     scan = session.execute_all("EXPLAIN SELECT name FROM q_users WHERE age > 3;")[0]
     assert "[ TABLE SCAN" in scan.execution_plan
     qid = next(q for q, run in users.queries.items() if run.plan.sink is not None and run.plan.sink.name == "Q_USERS")
