@@ -322,9 +322,27 @@ class Materializer:
                 con.execute(f"DROP TABLE IF EXISTS {self.layout.stream_time_ref}")
                 con.execute(f"DELETE FROM {REGISTRY} WHERE name = ?", [self.name])
                 con.execute(f"INSERT INTO {REGISTRY} VALUES (?, ?)", [self.name, self.group])
+            else:
+                self._rename_columns(con)
             con.execute(self.layout.create_sql())
             if self.layout.retention_ms is not None:
                 con.execute(self.layout.create_stream_time_sql())
+
+    def _rename_columns(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Give a table kept from before DuckDB names existing columns under their ksqlDB names
+        (no two of which then differed only in case); its rows and read positions stay."""
+        existing = [
+            str(n)
+            for (n,) in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? ORDER BY column_index",
+                [SCHEMA, self.name],
+            ).fetchall()
+        ]
+        if existing != list(self.layout.column_names):
+            return
+        for name in existing:
+            if duckdb_name(name) != name:
+                con.execute(f"ALTER TABLE {self.layout.ref} RENAME COLUMN {quote(name)} TO {quote_column(name)}")
 
     def _advanced(self, positions: Mapping[TopicPartition, int]) -> bool:
         with self._cond:

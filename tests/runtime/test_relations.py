@@ -9,6 +9,7 @@ import string
 from collections.abc import Iterator
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pytest
 
@@ -119,3 +120,25 @@ def test_aggregation_with_names_differing_in_case(engine: Engine) -> None:
     )
     assert pull(engine, "SELECT * FROM counts WHERE `a` = 'x';") == (["a", "n", "N"], [("x", 2, 5)])
     assert pull(engine, "SELECT * FROM counts WHERE N > 1;") == (["a", "n", "N"], [("x", 2, 5), ("y", 1, 2)])
+
+
+def test_table_materialized_before_lower_case_names_had_duckdb_names(tmp_path: Path) -> None:
+    config = {"ksql.streams.state.dir": str(tmp_path / "data"), "ksql.streams.auto.offset.reset": "earliest"}
+    with Engine.open(config) as first:
+        first.session().execute_all(
+            "CREATE TABLE pages (`id` STRING PRIMARY KEY, `pageid` STRING) WITH (kafka_topic='pages', "
+            "value_format='JSON', partitions=1);"
+            "CREATE TABLE q_pages AS SELECT * FROM pages;"
+            "INSERT INTO pages (`id`, `pageid`) VALUES ('a', 'x');"
+        )
+        assert pull(first, "SELECT * FROM q_pages WHERE `id` = 'a';") == (["id", "pageid"], [("a", "x")])
+    # As an earlier ksqlpy left it: the columns under their ksqlDB names.
+    with duckdb.connect(str(tmp_path / "data" / "ksqlpy.duckdb")) as con:
+        for table in ("PAGES", "Q_PAGES"):
+            for name in ("id", "pageid"):
+                con.execute(f'ALTER TABLE mat."{table}" RENAME COLUMN "{duckdb_name(name)}" TO "{name}"')
+    with Engine.open(config) as second:
+        second.session().execute_all("INSERT INTO pages (`id`, `pageid`) VALUES ('b', 'y');")
+        assert pull(second, "SELECT * FROM q_pages;") == (["id", "pageid"], [("a", "x"), ("b", "y")])
+        # the kept rows were renamed in place, not read again from the topic
+        assert second.materializers["Q_PAGES"].records_in == 1
