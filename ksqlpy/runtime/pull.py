@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -270,6 +271,10 @@ def start_prepared_pull(session: Any, stmt: ast.QueryStatement) -> Any | None:
     engine = session.engine
     if prepared is None or not prepared.current(engine):
         return None
+    return _answer_prepared(engine, prepared)
+
+
+def _answer_prepared(engine: Any, prepared: _Prepared) -> Any:
     rows = _run_prepared(engine, prepared)
     from ksqlpy.runtime.engine import StreamingQuery
 
@@ -278,26 +283,50 @@ def start_prepared_pull(session: Any, stmt: ast.QueryStatement) -> Any | None:
     )
 
 
-def prepare_table_pull(session: Any, stmt: ast.QueryStatement) -> bool:
-    """Plan ``stmt`` when it is a pull query over a materialized table, so that
-    :func:`start_prepared_pull` answers it; whether it did. Planning reads the catalog (a
-    server holds its statement lock for it); answering waits for the table to catch up and
-    needs no lock. Anything else, including a query that fails to plan, is left to
-    :func:`start_pull` (False), which reports the error."""
+#: A planned pull query: called, it waits for its tables to catch up and answers (None when it
+#: cannot, and the statement is to be run the usual way, which reports why).
+Answer = Callable[[], Any | None]
+
+
+def plan_pull(session: Any, stmt: ast.QueryStatement) -> Answer | None:
+    """Plan ``stmt`` when it is a pull query over materialized tables (as ksqlDB's pull queries
+    or as plain SQL over them), else None. Planning reads the catalog, so a server holds its
+    statement lock for it; answering waits for the tables to catch up and needs no lock. A query
+    that fails to plan is left to :func:`start_pull` (None), which reports the error."""
     query = stmt.query
     if query.refinement is not None or not isinstance(query.from_, ast.Table):
-        return False
+        return None
+    engine = session.engine
     try:
         check_pull_shape(query)
-        engine = session.engine
+    except PullShapeError:
+        return plan_sql_answer(session, stmt.text)
+    try:
         source = engine.catalog.source(query.from_.name, query.from_.pos)
         if not source.is_table:
-            return False
+            return None
         config = session.config
-        _prepare(engine, stmt, source, table_scan=_flag(config, TABLE_SCAN), range_scan=_flag(config, RANGE_SCAN))
+        prepared = _prepare(
+            engine, stmt, source, table_scan=_flag(config, TABLE_SCAN), range_scan=_flag(config, RANGE_SCAN)
+        )
     except KsqlpyError:
-        return False
-    return True
+        return None
+    return functools.partial(_answer_current, engine, prepared)
+
+
+def _answer_current(engine: Any, prepared: _Prepared) -> Any | None:
+    """Answer as planned, unless the table changed since (then None)."""
+    return _answer_prepared(engine, prepared) if prepared.current(engine) else None
+
+
+def plan_sql_answer(session: Any, text: str) -> Answer | None:
+    """Plan ``text`` as DuckDB SQL over materialized tables (see :func:`start_sql_pull`)."""
+    engine = session.engine
+    planned = plan_sql_pull(engine, text)
+    if planned is None:
+        return None
+    sql, materializers = planned
+    return functools.partial(_answer_sql, engine, sql, materializers)
 
 
 def _prepare(engine: Any, stmt: ast.QueryStatement, source: Source, *, table_scan: bool, range_scan: bool) -> _Prepared:
@@ -504,11 +533,11 @@ def explain_pull(session: Any, stmt: ast.QueryStatement, text: str) -> Any:
 def start_sql_pull(session: Any, text: str) -> Any | None:
     """Answer ``text`` as DuckDB SQL over materialized tables, or None when it is not such a
     query (then the caller reports ksqlDB's error for it)."""
-    engine = session.engine
-    planned = plan_sql_pull(engine, text)
-    if planned is None:
-        return None
-    sql, materializers = planned
+    answer = plan_sql_answer(session, text)
+    return None if answer is None else answer()
+
+
+def _answer_sql(engine: Any, sql: str, materializers: list[Materializer]) -> Any | None:
     for m in materializers:
         catch_up(engine, m)
     cursor = engine.store.state_cursor()
@@ -583,10 +612,12 @@ def _result_fields(result: pa.Table) -> tuple[tuple[sqltypes.Field, ...], pa.Tab
 
 
 __all__ = [
+    "Answer",
     "catch_up",
     "explain_pull",
+    "plan_pull",
+    "plan_sql_answer",
     "plan_sql_pull",
-    "prepare_table_pull",
     "run_table_pull",
     "start_prepared_pull",
     "start_pull",

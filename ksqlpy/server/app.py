@@ -111,14 +111,15 @@ class KsqlServer:
         if answered is not None:
             return answered
         with self.statement_lock:
-            # The first time, a pull query over a table is planned under the lock and answered
-            # outside it: no statement waits behind its catch-up.
-            if not session.prepare_table_pull(text):
+            # Other pull queries over tables are planned under the lock and answered outside it:
+            # no statement waits behind their catch-up.
+            answer = session.plan_pull(text)
+            if answer is None:
                 return session.execute_query(text)
-        answered = session.start_prepared_pull(text)
+        answered = answer()
         if answered is not None:
             return answered
-        with self.statement_lock:  # the table changed between planning and answering
+        with self.statement_lock:  # not answerable as planned: run it as usual, which says why
             return session.execute_query(text)
 
     def check_insert_target(self, target: str) -> str:
