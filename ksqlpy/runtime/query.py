@@ -89,8 +89,8 @@ class QueryRunner:
         return self.plan.query_id
 
     def start(self) -> None:
-        """Start reading, with the start positions fixed before returning (see :meth:`_settle`),
-        so every record written after ``start`` returns is read."""
+        """Start reading, with the start positions fixed before returning, so every record
+        written after ``start`` returns is read."""
         self._thread = threading.Thread(target=self._run, name=f"query-{self.query_id}", daemon=True)
         self.state = QueryState.RUNNING
         self._thread.start()
@@ -134,8 +134,9 @@ class QueryRunner:
             evaluator = self._evaluator(encoder)
             self._prepare_state()
             self._reader = self.store.open_reader([source.topic], group=self.group, start=self.start_position)
-            # Pin the start positions now (a reader may resolve ``latest`` lazily, on its first
-            # poll, and skip what is written before it): nothing before them is still to come.
+            # Pin the start positions now: a reader may resolve ``latest`` lazily, on its first
+            # poll (the embedded store does), and skip what is written before it.
+            self._reader.assignment()
             self._settle()
         except Exception as e:  # noqa: BLE001 - reported as the query's error
             self._fail(e)
@@ -176,7 +177,12 @@ class QueryRunner:
             self.finished()
 
     def _settle(self) -> None:
-        """Record the reader's positions as settled (called between batches, on the query's thread)."""
+        """Record the reader's positions as settled (called between batches, on the query's
+        thread): at the start nothing before them is still to come, after an empty poll every
+        earlier batch is committed. Only a query with a consumer group commits, and only such
+        queries (persistent ones) are waited on."""
+        if self.group is None:
+            return
         topic = self.plan.source.topic
         positions = self._reader.positions()
         self._settled = {tp.partition: off for tp, off in positions.items() if tp.topic == topic}
