@@ -36,11 +36,13 @@ import pyarrow.compute as pc
 
 from ksqlpy import sqltypes
 from ksqlpy.errors import KsqlpyError
+from ksqlpy.planner.expressions import duckdb_name
 from ksqlpy.planner.physical import AggregateStep, group_key_name
 from ksqlpy.runtime.changelog import ChangeRecorder, StateTable
 from ksqlpy.runtime.codec import TOMBSTONE
 from ksqlpy.runtime.evaluate import DELETE, TS, Evaluated
 from ksqlpy.runtime.processing_log import RECORD_PROCESSING_ERROR, ProcessingError
+from ksqlpy.runtime.relations import to_duckdb
 
 log = logging.getLogger("ksqlpy.aggregate")
 
@@ -125,7 +127,7 @@ class AggregateProcessor:
         self.partitions = max(1, step.source.partitions)
         # Grouping by the source's key needs no repartition: a group stays in its source partition.
         self.by_source_key = len(step.group_keys) == len(step.source.key_columns) and all(
-            k.sql == _q(c.name) for k, c in zip(step.group_keys, step.source.key_columns, strict=False)
+            k.sql == _q(duckdb_name(c.name)) for k, c in zip(step.group_keys, step.source.key_columns, strict=False)
         )
         #: records dropped because their window had closed (past its grace period)
         self.late_records = 0
@@ -277,12 +279,13 @@ class AggregateProcessor:
             sql = f"SELECT *, {not_null} AS __KEYED FROM (SELECT {', '.join(items)} FROM input WHERE {where}) ORDER BY {SEQ}"
         else:
             items += [
-                f"{_q(c.name)} AS {sk}"
+                f"{_q(duckdb_name(c.name))} AS {sk}"
                 for sk, c in zip(self.source_keys, step.source.key_columns, strict=True)
             ]
             items.append(f'(NOT "{TOMBSTONE}" AND {where}) AS __OK')
             sql = f"SELECT *, (__OK AND {not_null}) AS __VALID FROM (SELECT {', '.join(items)} FROM input) ORDER BY {SEQ}"
-        result = self._relation("input", batch, sql)
+        # The batch's columns by their DuckDB names, as the compiled expressions name them.
+        result = self._relation("input", to_duckdb(batch), sql)
         if self.is_table:
             return result
         keyed = result.column("__KEYED")

@@ -17,9 +17,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ksqlpy import sqltypes
+from ksqlpy.planner.expressions import duckdb_name
 from ksqlpy.planner.physical import SelectStep, StepKind
 from ksqlpy.runtime.codec import HEADERS, NULL_KEY, TOMBSTONE
 from ksqlpy.runtime.processing_log import RECORD_PROCESSING_ERROR, ProcessingError
+from ksqlpy.runtime.relations import from_duckdb, to_duckdb
 
 TS = "__TS"
 DELETE = "__DELETE"
@@ -45,13 +47,13 @@ class StepEvaluator:
         def guard(sql: str) -> str:
             return f"TRY({sql})" if safe else sql
 
-        items = [f'{guard(c.sql)} AS "{_q(c.name)}"' for c in step.columns]
+        items = [f"{guard(c.sql)} AS {_q(c.name)}" for c in step.columns]
         items.append(f"{step.timestamp_sql} AS {TS}")
         items.append(f'"{HEADERS}"')
         keys = step.source.key_columns
         if keys and not step.rekeyed:
             # the record's own key, passed through: a null key stays null (see the encoder)
-            items.append("(" + " AND ".join(f'"{_q(k.name)}" IS NULL' for k in keys) + f") AS {NULL_KEY}")
+            items.append("(" + " AND ".join(f"{_q(k.name)} IS NULL" for k in keys) + f") AS {NULL_KEY}")
         where = step.where_sql
         if step.kind is StepKind.TABLE_SELECT:
             match = f"COALESCE({guard(where)}, FALSE)" if where else "TRUE"
@@ -59,7 +61,7 @@ class StepEvaluator:
             sql = f"SELECT {', '.join(items)} FROM input"
             keys = step.source.key_columns
             if keys:  # a table record without a key is dropped, as ksqlDB's table source does
-                sql += " WHERE NOT (" + " AND ".join(f'"{_q(k.name)}" IS NULL' for k in keys) + ")"
+                sql += " WHERE NOT (" + " AND ".join(f"{_q(k.name)} IS NULL" for k in keys) + ")"
             return sql
         if not step.source.null_values:
             sql = f"SELECT {', '.join(items)} FROM input"
@@ -92,9 +94,9 @@ class StepEvaluator:
             return self._row_by_row(batch, logger)
 
     def _run(self, sql: str, batch: pa.Table) -> pa.Table:
-        self.con.register("input", batch)
+        self.con.register("input", to_duckdb(batch))
         try:
-            result = self.con.sql(sql).to_arrow_table()
+            result = from_duckdb(self.con.sql(sql).to_arrow_table())
         finally:
             self.con.unregister("input")
         return result.cast(self._schema_for(result)) if result.schema != self._schema_for(result) else result
@@ -142,7 +144,9 @@ def _clean(message: str) -> str:
 
 
 def _q(name: str) -> str:
-    return name.replace('"', '""')
+    """The quoted DuckDB column of the ksqlDB column ``name`` (see :mod:`ksqlpy.runtime.relations`)."""
+    return '"' + duckdb_name(name).replace('"', '""') + '"'
+
 
 
 def deletes_of(result: pa.Table) -> pa.Array | None:

@@ -12,6 +12,8 @@ for windowed tables, then value columns (and header columns), then ``ROWTIME``; 
 key columns plus the window bounds. Two hidden columns follow, used only to order table scans
 as ksqlDB's state stores iterate them (per partition, by serialized key): ``__PARTITION`` and
 ``__KEY`` (the record's key bytes without the window suffix). :data:`HIDDEN_COLUMNS` lists them.
+Columns go by their DuckDB names (:func:`quote_column`), so `` `pageid` `` and ``PAGEID`` can
+both be columns, as in ksqlDB.
 
 ``mat."__materialized"`` records which generation (the consumer group, named after the command
 that created the table) built each table, so a table re-created under the same name starts
@@ -45,8 +47,10 @@ import pyarrow.compute as pc
 
 from ksqlpy import sqltypes
 from ksqlpy.planner.catalog import Source, WindowType
+from ksqlpy.planner.expressions import duckdb_name
 from ksqlpy.runtime.codec import TOMBSTONE, SourceDecoder
 from ksqlpy.runtime.processing_log import DESERIALIZATION_ERROR, ProcessingError, ProcessingLog
+from ksqlpy.runtime.relations import to_duckdb
 from ksqlpy.runtime.serde import WindowKind, split_windowed_keys
 from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.store.base import TopicPartition, TopicReader, TopicStore
@@ -76,6 +80,12 @@ _WINDOW_KINDS = {
 def quote(name: str) -> str:
     """A DuckDB identifier for ``name``, quoted (ksqlDB names are case-sensitive as stored)."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def quote_column(name: str) -> str:
+    """The quoted DuckDB column of the ksqlDB column ``name``: materialized tables name their
+    columns by :func:`~ksqlpy.planner.expressions.duckdb_name`, as compiled expressions do."""
+    return quote(duckdb_name(name))
 
 
 def table_ref(name: str) -> str:
@@ -159,19 +169,19 @@ class MatLayout:
         return tuple(n for n, _ in self.visible) + HIDDEN_COLUMNS
 
     def create_sql(self) -> str:
-        cols = [f"{quote(n)} {sqltypes.to_duckdb(t)}" for n, t in self.visible]
-        cols += [f"{quote(PARTITION_COLUMN)} INTEGER", f"{quote(KEY_BYTES_COLUMN)} BLOB"]
+        cols = [f"{quote_column(n)} {sqltypes.to_duckdb(t)}" for n, t in self.visible]
+        cols += [f"{quote_column(PARTITION_COLUMN)} INTEGER", f"{quote_column(KEY_BYTES_COLUMN)} BLOB"]
         # DuckDB indexes only primitive columns; STRUCT/ARRAY/MAP keys go without the constraint
         # (upserts delete a batch's keys before inserting, so a key still has one row).
         if self.key_names and all(isinstance(t, sqltypes.Primitive | sqltypes.Decimal) for t in self.key_types):
-            cols.append(f"PRIMARY KEY ({', '.join(quote(k) for k in self.key_names)})")
+            cols.append(f"PRIMARY KEY ({', '.join(quote_column(k) for k in self.key_names)})")
         return f"CREATE TABLE IF NOT EXISTS {self.ref} ({', '.join(cols)})"
 
     def scan_order(self) -> str:
         """ORDER BY of a table scan, as ksqlDB's stores iterate: partition, key bytes, window."""
-        order = [quote(PARTITION_COLUMN), quote(KEY_BYTES_COLUMN)]
+        order = [quote_column(PARTITION_COLUMN), quote_column(KEY_BYTES_COLUMN)]
         if self.windowed:
-            order += [quote(w) for w in WINDOW_COLUMNS]
+            order += [quote_column(w) for w in WINDOW_COLUMNS]
         return ", ".join(order)
 
 
@@ -266,6 +276,9 @@ class Materializer:
             decoder = SourceDecoder(self.source, registry_for(self.store), split_windows=False)
             reader = self._reader = self.store.open_reader([self.source.topic], group=self.group, start="earliest")
             self._publish(self.store.committed(self.group, self.source.topic))
+            # Where the reader starts, the state is complete: records before it are applied, or
+            # gone from the topic for good (retention), so a pull query has nothing to wait for.
+            self._publish({tp.partition: off for tp, off in reader.positions().items()})
         except Exception as e:  # noqa: BLE001 - kept as the materializer's error
             self._fail(e)
             self._ready.set()
@@ -309,9 +322,27 @@ class Materializer:
                 con.execute(f"DROP TABLE IF EXISTS {self.layout.stream_time_ref}")
                 con.execute(f"DELETE FROM {REGISTRY} WHERE name = ?", [self.name])
                 con.execute(f"INSERT INTO {REGISTRY} VALUES (?, ?)", [self.name, self.group])
+            else:
+                self._rename_columns(con)
             con.execute(self.layout.create_sql())
             if self.layout.retention_ms is not None:
                 con.execute(self.layout.create_stream_time_sql())
+
+    def _rename_columns(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Give a table kept from before DuckDB names existing columns under their ksqlDB names
+        (no two of which then differed only in case); its rows and read positions stay."""
+        existing = [
+            str(n)
+            for (n,) in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE schema_name = ? AND table_name = ? ORDER BY column_index",
+                [SCHEMA, self.name],
+            ).fetchall()
+        ]
+        if existing != list(self.layout.column_names):
+            return
+        for name in existing:
+            if duckdb_name(name) != name:
+                con.execute(f"ALTER TABLE {self.layout.ref} RENAME COLUMN {quote(name)} TO {quote_column(name)}")
 
     def _advanced(self, positions: Mapping[TopicPartition, int]) -> bool:
         with self._cond:
@@ -388,21 +419,21 @@ class Materializer:
         )
         layout = self.layout
         s = self.source
-        picks = [f"d.{quote(c.name)}" for c in s.key_columns]
+        picks = [f"d.{quote_column(c.name)}" for c in s.key_columns]
         if window is not None:
-            picks += [f"m.{quote(w)}" for w in WINDOW_COLUMNS]
-        picks += [f"d.{quote(c.name)}" for c in s.value_columns + s.header_columns]
-        picks += ['d."ROWTIME"', f"m.p AS {quote(PARTITION_COLUMN)}", f"m.kb AS {quote(KEY_BYTES_COLUMN)}"]
-        not_null = " AND ".join(f"{k} IS NOT NULL" for k in (f"d.{quote(c.name)}" for c in s.key_columns)) or "TRUE"
-        pk = ", ".join(quote(k) for k in layout.key_names)
+            picks += [f"m.{quote_column(w)}" for w in WINDOW_COLUMNS]
+        picks += [f"d.{quote_column(c.name)}" for c in s.value_columns + s.header_columns]
+        picks += ['d."ROWTIME"', f"m.p AS {quote_column(PARTITION_COLUMN)}", f"m.kb AS {quote_column(KEY_BYTES_COLUMN)}"]
+        not_null = " AND ".join(f"{k} IS NOT NULL" for k in (f"d.{quote_column(c.name)}" for c in s.key_columns)) or "TRUE"
+        pk = ", ".join(quote_column(k) for k in layout.key_names)
         # Records with a null key cannot be stored in a table (ksqlDB drops them as well).
         latest_sql = (
-            f"SELECT {', '.join(picks)}, d.{quote(TOMBSTONE)} AS __tomb "
+            f"SELECT {', '.join(picks)}, d.{quote_column(TOMBSTONE)} AS __tomb "
             "FROM __mat_decoded d JOIN __mat_meta m ON d.\"ROWPARTITION\" = m.p AND d.\"ROWOFFSET\" = m.o "
             f"WHERE {not_null} "
             f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY m.seq DESC) = 1"
         )
-        con.register("__mat_decoded", decoded.table)
+        con.register("__mat_decoded", to_duckdb(decoded.table))
         con.register("__mat_meta", meta)
         try:
             latest = con.sql(latest_sql).to_arrow_table()
@@ -415,9 +446,9 @@ class Materializer:
         advanced = self._advance_stream_time(con, latest) if retention is not None else {}
         con.register("__mat_latest", latest)
         try:
-            match = " AND ".join(f"t.{quote(k)} = l.{quote(k)}" for k in layout.key_names) or "TRUE"
+            match = " AND ".join(f"t.{quote_column(k)} = l.{quote_column(k)}" for k in layout.key_names) or "TRUE"
             con.execute(f"DELETE FROM {layout.ref} t USING __mat_latest l WHERE {match}")
-            names = ", ".join(quote(n) for n in layout.column_names)
+            names = ", ".join(quote_column(n) for n in layout.column_names)
             if retention is None:
                 con.execute(
                     f"INSERT INTO {layout.ref} ({names}) SELECT {names} FROM __mat_latest WHERE NOT __tomb"
@@ -425,11 +456,11 @@ class Materializer:
             else:
                 # A record for a window already past retention is dropped, as the segmented
                 # store drops a put into an expired segment.
-                picked = ", ".join(f"l.{quote(n)}" for n in layout.column_names)
-                seg = quote(layout.segment_column)
+                picked = ", ".join(f"l.{quote_column(n)}" for n in layout.column_names)
+                seg = quote_column(layout.segment_column)
                 con.execute(
                     f"INSERT INTO {layout.ref} ({names}) SELECT {picked} FROM __mat_latest l "
-                    f"LEFT JOIN {layout.stream_time_ref} s ON s.part = l.{quote(PARTITION_COLUMN)} "
+                    f"LEFT JOIN {layout.stream_time_ref} s ON s.part = l.{quote_column(PARTITION_COLUMN)} "
                     f"WHERE NOT l.__tomb AND l.{seg} > coalesce(s.observed, {NO_TIMESTAMP}) - {int(retention)}"
                 )
         finally:
@@ -465,8 +496,8 @@ class Materializer:
         retention = self.layout.retention_ms
         assert retention is not None
         con.execute(
-            f"DELETE FROM {self.layout.ref} WHERE {quote(PARTITION_COLUMN)} = ? "
-            f"AND {quote(self.layout.segment_column)} <= ?",
+            f"DELETE FROM {self.layout.ref} WHERE {quote_column(PARTITION_COLUMN)} = ? "
+            f"AND {quote_column(self.layout.segment_column)} <= ?",
             [part, observed - retention],
         )
 

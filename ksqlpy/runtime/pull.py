@@ -23,6 +23,7 @@ import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,8 +46,16 @@ from ksqlpy.planner.pull import (
     not_queryable,
 )
 from ksqlpy.planner.select import analyze_select
-from ksqlpy.runtime.materialize import PARTITION_COLUMN, WINDOW_COLUMNS, Materializer, MatLayout, quote
+from ksqlpy.runtime.materialize import (
+    PARTITION_COLUMN,
+    WINDOW_COLUMNS,
+    Materializer,
+    MatLayout,
+    quote,
+    quote_column,
+)
 from ksqlpy.runtime.query import PushQuery, new_connection
+from ksqlpy.runtime.relations import from_duckdb
 from ksqlpy.runtime.rows import Row, table_to_rows
 
 log = logging.getLogger("ksqlpy.pull")
@@ -208,8 +217,11 @@ def _wait_writers(engine: Any, name: str, deadline: float, seen: set[str]) -> bo
             _published(store)
         ends = {p: end for p, end in store.end_offsets(source.topic).items() if end > 0}
         while time.monotonic() < deadline and getattr(q, "error", None) is None:
+            # Committed by the group, or settled by the running query: a query that started at
+            # ``latest`` and found nothing new has committed nothing and owes nothing.
             committed = store.committed(group, source.topic)
-            if all(committed.get(p, 0) >= end for p, end in ends.items()):
+            settled = q.settled()
+            if all(max(committed.get(p, 0), settled.get(p, 0)) >= end for p, end in ends.items()):
                 break
             time.sleep(0.005)
     return found
@@ -259,12 +271,62 @@ def start_prepared_pull(session: Any, stmt: ast.QueryStatement) -> Any | None:
     engine = session.engine
     if prepared is None or not prepared.current(engine):
         return None
+    return _answer_prepared(engine, prepared)
+
+
+def _answer_prepared(engine: Any, prepared: _Prepared) -> Any:
     rows = _run_prepared(engine, prepared)
     from ksqlpy.runtime.engine import StreamingQuery
 
     return StreamingQuery(
         engine, _query_id(), prepared.fields, rows=rows, key_columns=prepared.keys, is_pull=True, table_pull=True
     )
+
+
+#: A planned pull query: called, it waits for its tables to catch up and answers (None when it
+#: cannot, and the statement is to be run the usual way, which reports why).
+Answer = Callable[[], Any | None]
+
+
+def plan_pull(session: Any, stmt: ast.QueryStatement) -> Answer | None:
+    """Plan ``stmt`` when it is a pull query over materialized tables (as ksqlDB's pull queries
+    or as plain SQL over them), else None. Planning reads the catalog, so a server holds its
+    statement lock for it; answering waits for the tables to catch up and needs no lock. A query
+    that fails to plan is left to :func:`start_pull` (None), which reports the error."""
+    query = stmt.query
+    if query.refinement is not None or not isinstance(query.from_, ast.Table):
+        return None
+    engine = session.engine
+    try:
+        check_pull_shape(query)
+    except PullShapeError:
+        return plan_sql_answer(session, stmt.text)
+    try:
+        source = engine.catalog.source(query.from_.name, query.from_.pos)
+        if not source.is_table:
+            return None
+        config = session.config
+        prepared = _prepare(
+            engine, stmt, source, table_scan=_flag(config, TABLE_SCAN), range_scan=_flag(config, RANGE_SCAN)
+        )
+    except KsqlpyError:
+        return None
+    return functools.partial(_answer_current, engine, prepared)
+
+
+def _answer_current(engine: Any, prepared: _Prepared) -> Any | None:
+    """Answer as planned, unless the table changed since (then None)."""
+    return _answer_prepared(engine, prepared) if prepared.current(engine) else None
+
+
+def plan_sql_answer(session: Any, text: str) -> Answer | None:
+    """Plan ``text`` as DuckDB SQL over materialized tables (see :func:`start_sql_pull`)."""
+    engine = session.engine
+    planned = plan_sql_pull(engine, text)
+    if planned is None:
+        return None
+    sql, materializers = planned
+    return functools.partial(_answer_sql, engine, sql, materializers)
 
 
 def _prepare(engine: Any, stmt: ast.QueryStatement, source: Source, *, table_scan: bool, range_scan: bool) -> _Prepared:
@@ -309,6 +371,7 @@ def _run_prepared(engine: Any, prepared: _Prepared) -> list[Row]:
         return _evaluate(engine, prepared.plan, prepared.materializer.layout)
     finally:
         cursor.close()
+    result = from_duckdb(result)
     if result.schema != prepared.schema:
         result = result.cast(prepared.schema)
     return table_to_rows(result, [f.type for f in prepared.fields])
@@ -317,28 +380,28 @@ def _run_prepared(engine: Any, prepared: _Prepared) -> list[Row]:
 def _single_statement(plan: TablePull, layout: MatLayout) -> str:
     """One statement over the state database: the looked-up keys (as a VALUES list of their
     literals) or the whole table, WHERE, the projection and LIMIT, in the order ksqlDB reads."""
-    visible = [f"t.{quote(n)}" for n, _ in layout.visible]
-    windows = [f"t.{quote(w)}" for w in WINDOW_COLUMNS if layout.windowed]
+    visible = [f"t.{quote_column(n)}" for n, _ in layout.visible]
+    windows = [f"t.{quote_column(w)}" for w in WINDOW_COLUMNS if layout.windowed]
     if plan.access is Access.LOOKUP and len(plan.keys) == 1:
         # One key (the common case): a filter, far cheaper in DuckDB than joining a key list;
         # with a single key the partition and key ranks are constant, leaving the windows.
-        names = [quote(c.name) for c in plan.source.key_columns]
+        names = [quote_column(c.name) for c in plan.source.key_columns]
         matches = " AND ".join(f"t.{n} = {v}" for n, v in zip(names, plan.keys[0], strict=True))
         order = windows or ["1"]
         source = f"{layout.ref} t WHERE {matches}"
     elif plan.access is Access.LOOKUP:
-        names = [quote(c.name) for c in plan.source.key_columns]
+        names = [quote_column(c.name) for c in plan.source.key_columns]
         values = ", ".join(f"({', '.join(v)}, {i})" for i, v in enumerate(plan.keys, start=1))
         keys = f"SELECT * EXCLUDE (__ord), min(__ord) AS __ord FROM (VALUES {values}) v({', '.join(names)}, __ord) GROUP BY ALL"
         on = " AND ".join(f"t.{n} = k.{n}" for n in names)
-        order = [f"min(k.__ord) OVER (PARTITION BY t.{quote(PARTITION_COLUMN)})", "k.__ord", *windows]
+        order = [f"min(k.__ord) OVER (PARTITION BY t.{quote_column(PARTITION_COLUMN)})", "k.__ord", *windows]
         source = f"{layout.ref} t JOIN ({keys}) k ON {on}"
     else:
         order = [f"t.{c.strip()}" for c in layout.scan_order().split(",")]
         source = f"{layout.ref} t"
     hidden = [f"{o} AS __pull_order_{i}" for i, o in enumerate(order)]
     fetch = f"SELECT {', '.join(visible + hidden)} FROM {source}"
-    items = [f"{c.sql} AS {quote(c.name)}" for c in plan.columns]
+    items = [f"{c.sql} AS {quote_column(c.name)}" for c in plan.columns]
     sql = f"SELECT {', '.join(items)} FROM ({fetch}) input"
     if plan.where_sql:
         sql += f" WHERE COALESCE({plan.where_sql}, FALSE)"
@@ -359,15 +422,15 @@ def _evaluate(engine: Any, plan: TablePull, layout: MatLayout) -> list[Row]:
     evaluator connection (which has ksqlpy's functions)."""
     fetched = _fetch(engine, plan, layout)
     con = _evaluator()
-    items = [f"{c.sql} AS {quote(c.name)}" for c in plan.columns]
+    items = [f"{c.sql} AS {quote_column(c.name)}" for c in plan.columns]
     sql = f"SELECT {', '.join(items)} FROM input"
     if plan.where_sql:
         sql += f" WHERE COALESCE({plan.where_sql}, FALSE)"
     if plan.limit is not None:
         sql += f" LIMIT {int(plan.limit)}"
-    con.register("input", fetched)
+    con.register("input", fetched)  # fetched from the state database: DuckDB names already
     try:
-        result = con.sql(sql).to_arrow_table()
+        result = from_duckdb(con.sql(sql).to_arrow_table())
     except duckdb.Error as e:
         raise ExecutionError(f"Pull query failed: {str(e).splitlines()[0]}") from e
     finally:
@@ -381,7 +444,7 @@ def _evaluate(engine: Any, plan: TablePull, layout: MatLayout) -> list[Row]:
 
 def _fetch(engine: Any, plan: TablePull, layout: MatLayout) -> pa.Table:
     """The candidate rows: the looked-up keys, or the whole table, in scan order."""
-    visible = ", ".join(f"t.{quote(n)}" for n, _ in layout.visible)
+    visible = ", ".join(f"t.{quote_column(n)}" for n, _ in layout.visible)
     sql = f"SELECT {visible} FROM {layout.ref} t"
     cursor = engine.store.state_cursor()
     try:
@@ -389,11 +452,11 @@ def _fetch(engine: Any, plan: TablePull, layout: MatLayout) -> pa.Table:
             # ksqlDB looks keys up partition by partition, partitions in the order their first key
             # appears in the WHERE clause, and within one the keys in the order given.
             cursor.register("__pull_keys", _lookup_keys(plan))
-            on = " AND ".join(f"t.{quote(c.name)} = k.{quote(c.name)}" for c in plan.source.key_columns)
+            on = " AND ".join(f"t.{quote_column(c.name)} = k.{quote_column(c.name)}" for c in plan.source.key_columns)
             numbered = "SELECT *, row_number() OVER () AS __ord FROM __pull_keys"
             keys = f"SELECT * EXCLUDE (__ord), min(__ord) AS __ord FROM ({numbered}) GROUP BY ALL"
-            partition_rank = f"min(k.__ord) OVER (PARTITION BY t.{quote(PARTITION_COLUMN)})"
-            by_key = [partition_rank, "k.__ord"] + [f"t.{quote(w)}" for w in WINDOW_COLUMNS if layout.windowed]
+            partition_rank = f"min(k.__ord) OVER (PARTITION BY t.{quote_column(PARTITION_COLUMN)})"
+            by_key = [partition_rank, "k.__ord"] + [f"t.{quote_column(w)}" for w in WINDOW_COLUMNS if layout.windowed]
             sql += f" JOIN ({keys}) k ON {on} ORDER BY {', '.join(by_key)}"
             return cursor.sql(sql).to_arrow_table()
         order = ", ".join(f"t.{c.strip()}" for c in layout.scan_order().split(","))
@@ -406,7 +469,7 @@ def _lookup_keys(plan: TablePull) -> pa.Table:
     """The keys a lookup fetches, computed in DuckDB from their literal expressions."""
     names = [c.name for c in plan.source.key_columns]
     rows = " UNION ALL ".join(
-        "SELECT " + ", ".join(f"{v} AS {quote(n)}" for v, n in zip(values, names, strict=True))
+        "SELECT " + ", ".join(f"{v} AS {quote_column(n)}" for v, n in zip(values, names, strict=True))
         for values in plan.keys
     )
     try:
@@ -453,14 +516,14 @@ def explain_pull(session: Any, stmt: ast.QueryStatement, text: str) -> Any:
     )
     return r.QueryDescription(
         statement_text=text,
-        id="",
+        id=_query_id(),  # the id the pull query would answer under
         query_string=stmt.text,
         fields=fields,
         sources=(source.name,),
         topology="Pull query: wait for the materializer to reach the topic's end offsets, read the state "
         "database, evaluate in DuckDB",
         execution_plan="\n".join(lines),
-        query_type=r.QueryType.PUSH,  # ksqlDB describes transient queries as PUSH
+        query_type=r.QueryType.PULL,
     )
 
 
@@ -470,11 +533,11 @@ def explain_pull(session: Any, stmt: ast.QueryStatement, text: str) -> Any:
 def start_sql_pull(session: Any, text: str) -> Any | None:
     """Answer ``text`` as DuckDB SQL over materialized tables, or None when it is not such a
     query (then the caller reports ksqlDB's error for it)."""
-    engine = session.engine
-    planned = plan_sql_pull(engine, text)
-    if planned is None:
-        return None
-    sql, materializers = planned
+    answer = plan_sql_answer(session, text)
+    return None if answer is None else answer()
+
+
+def _answer_sql(engine: Any, sql: str, materializers: list[Materializer]) -> Any | None:
     for m in materializers:
         catch_up(engine, m)
     cursor = engine.store.state_cursor()
@@ -525,7 +588,8 @@ def plan_sql_pull(engine: Any, text: str) -> tuple[str, list[Materializer]] | No
         if m is None:
             return None
         used[name] = m
-        visible = ", ".join(quote(n) for n, _ in m.layout.visible)
+        # User SQL names the columns by their ksqlDB names (DuckDB matches them in any case).
+        visible = ", ".join(f"{quote_column(n)} AS {quote(n)}" for n, _ in m.layout.visible)
         inner = sqlglot.parse_one(f"SELECT {visible} FROM {m.layout.ref}", read="duckdb")
         alias = table.alias or ident.name
         table.replace(exp.Subquery(this=inner, alias=exp.TableAlias(this=exp.to_identifier(alias))))
@@ -548,8 +612,11 @@ def _result_fields(result: pa.Table) -> tuple[tuple[sqltypes.Field, ...], pa.Tab
 
 
 __all__ = [
+    "Answer",
     "catch_up",
     "explain_pull",
+    "plan_pull",
+    "plan_sql_answer",
     "plan_sql_pull",
     "run_table_pull",
     "start_prepared_pull",

@@ -85,12 +85,17 @@ class QueryRunner:
         self._thread: threading.Thread | None = None
         self._reader: Any = None
         self._ready = threading.Event()
+        #: Per source partition, the offset before which every record is read and its results
+        #: committed, or skipped for good (a start at ``latest``): nothing there is still to come.
+        self._settled: dict[int, int] = {}
 
     @property
     def query_id(self) -> str:
         return self.plan.query_id
 
     def start(self) -> None:
+        """Start reading, with the start positions fixed before returning, so every record
+        written after ``start`` returns is read."""
         self._thread = threading.Thread(target=self._run, name=f"query-{self.query_id}", daemon=True)
         self.state = QueryState.RUNNING
         self._thread.start()
@@ -109,6 +114,14 @@ class QueryRunner:
     def is_idle(self) -> bool:
         return self._idle.is_set() or self.state is not QueryState.RUNNING
 
+    def settled(self) -> dict[int, int]:
+        """Per source partition, the offset up to which this query owes nothing more: its
+        results for earlier records are committed, or it will never read them (it started
+        past them, at ``latest`` or at the group's committed positions). Read-your-writes waits
+        on this rather than the group's commits alone: a query that started at ``latest`` and
+        has read nothing has committed nothing, yet has nothing to catch up with."""
+        return dict(self._settled)
+
     def caught_up(self) -> bool:
         """Whether this query has read everything written to its source topic so far."""
         reader = self._reader
@@ -126,6 +139,10 @@ class QueryRunner:
             evaluator = self._evaluator(encoder)
             self._prepare_state()
             self._reader = self.store.open_reader([source.topic], group=self.group, start=self.start_position)
+            # Pin the start positions now: a reader may resolve ``latest`` lazily, on its first
+            # poll (the embedded store does), and skip what is written before it.
+            self._reader.assignment()
+            self._settle()
         except Exception as e:  # noqa: BLE001 - reported as the query's error
             self._fail(e)
             self._ready.set()
@@ -136,6 +153,8 @@ class QueryRunner:
             while not self._stop.is_set():
                 records = reader.poll(BATCH_SIZE, timeout=0.2)
                 if records.num_rows == 0:
+                    # Nothing left to read: every earlier batch is committed (or handed out).
+                    self._settle()
                     self._idle.set()
                     if self._idle_hook():
                         break
@@ -164,6 +183,17 @@ class QueryRunner:
             except Exception:
                 log.debug("closing reader of %s failed", self.query_id, exc_info=True)
             self.finished()
+
+    def _settle(self) -> None:
+        """Record the reader's positions as settled (called between batches, on the query's
+        thread): at the start nothing before them is still to come, after an empty poll every
+        earlier batch is committed. Only a query with a consumer group commits, and only such
+        queries (persistent ones) are waited on."""
+        if self.group is None:
+            return
+        topic = self.plan.source.topic
+        positions = self._reader.positions()
+        self._settled = {tp.partition: off for tp, off in positions.items() if tp.topic == topic}
 
     def _fail(self, e: BaseException) -> None:
         self.state = QueryState.ERROR
@@ -299,18 +329,6 @@ class PushQuery(QueryRunner):
         self.end_reason: str | None = None
         self.types = [c.type for c in self.plan.step.columns]
         self.created = time.time()
-
-    def start(self) -> None:
-        """Start reading, with the start positions fixed before returning.
-
-        A reader may resolve ``latest`` lazily, on its first poll (the embedded store does); a row
-        written between the start and that poll would be skipped. Asking for the assignment pins
-        the positions now, so every row written after ``start`` returns reaches the client.
-        """
-        super().start()
-        reader = self._reader
-        if reader is not None and self.state is QueryState.RUNNING:
-            reader.assignment()
 
     #: One in-memory DuckDB database with ksqlpy's functions installed, shared by push queries.
     _functions: duckdb.DuckDBPyConnection | None = None

@@ -110,8 +110,11 @@ class QueryState(enum.Enum):
 
 
 class QueryType(enum.Enum):
+    """ksqlDB's ``KsqlQueryType``."""
+
     PERSISTENT = "PERSISTENT"
     PUSH = "PUSH"
+    PULL = "PULL"
 
 
 class FieldKind(enum.Enum):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -123,6 +123,38 @@ class Session:
             if e.statement_text is None:
                 e.statement_text = stmt.text
             raise
+
+    def plan_pull(self, text: str) -> Callable[[], Any | None] | None:
+        """``text`` planned when it is a pull query over materialized tables: calling the result
+        waits for them to catch up and answers (or gives None: then :meth:`execute_query` runs
+        it and reports why). None for anything else. A server plans under its statement lock and
+        answers outside it, so no statement waits behind a pull query's catch-up."""
+        from ksqlpy.runtime.pull import plan_pull, plan_sql_answer
+
+        statements = parser.split_statements(text)
+        if len(statements) != 1:
+            return None
+        try:
+            stmt = self._parse(statements[0], cached=True)
+        except ParseError:
+            return plan_sql_answer(self, statements[0])
+        except KsqlpyError:
+            return None
+        if not isinstance(stmt, ast.QueryStatement):
+            return None
+        answer = plan_pull(self, stmt)
+        if answer is None:
+            return None
+
+        def answered() -> Any | None:
+            try:
+                return answer()
+            except KsqlpyError as e:
+                if e.statement_text is None:
+                    e.statement_text = stmt.text
+                raise
+
+        return answered
 
     def replay(self, command: Command, seq: int) -> None:
         """Apply a command read back from the log: its stored plan when it has one (never the

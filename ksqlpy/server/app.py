@@ -119,6 +119,18 @@ class KsqlServer:
             note_query(answered)
             return answered
         with self.statement_lock:
+            # Other pull queries over tables are planned under the lock and answered outside it:
+            # no statement waits behind their catch-up.
+            answer = session.plan_pull(text)
+            if answer is None:
+                query = session.execute_query(text)
+                note_query(query)
+                return query
+        answered = answer()
+        if answered is not None:
+            note_query(answered)
+            return answered
+        with self.statement_lock:  # not answerable as planned: run it as usual, which says why
             query = session.execute_query(text)
         note_query(query)
         return query

@@ -84,6 +84,8 @@ class _Run:
 
     outputs: list[ProducedRecord] = field(default_factory=list)
     responses: list[Mapping[str, Any]] | None = None
+    #: The error a case that expects one failed with (it passed by failing as expected).
+    expected_failure: str | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -152,6 +154,8 @@ def run_case(case: QttCase, options: RunOptions = RunOptions()) -> CaseResult:
         status, error = ERROR, str(e)
     except Exception as e:  # noqa: BLE001 - any crash is reported as the case's error
         status, error = ERROR, _crash_text(e)
+    if status == PASSED:
+        error = run.expected_failure
     return _result(case, status, run, error, time.perf_counter() - started)
 
 
@@ -375,8 +379,9 @@ def _error_text(e: BaseException) -> str:
     return f"{text}\nStatement: {statement}" if statement else text
 
 
-def _expect_exception(case: QttCase, text: str) -> None:
-    """A statement or processing failed with ``text``: pass if the case expects it."""
+def _expect_exception(case: QttCase, run: _Run, text: str) -> None:
+    """A statement or processing failed with ``text``: pass if the case expects it (the text
+    stays the case's error, so reports say what it failed with)."""
     expected = case.expected_exception
     if expected is None:
         raise CaseFailure(f"Statement failed: {text}")
@@ -384,6 +389,7 @@ def _expect_exception(case: QttCase, text: str) -> None:
         raise CaseFailure(
             f"Expected an error containing: {expected.message}\nbut the error was: {text}"
         )
+    run.expected_failure = text
 
 
 def _execute_all(session: Any, statements: Sequence[str]) -> list[Any]:
@@ -407,7 +413,7 @@ def _run_qtt(case: QttCase, run: _Run, options: RunOptions) -> None:
             else:
                 _execute_all(session, case.statements)
         except KsqlpyError as e:
-            _expect_exception(case, _error_text(e))
+            _expect_exception(case, run, _error_text(e))
             return
         feed_inputs(engine, case.inputs, options)
         topics = list(dict.fromkeys(r.topic for r in case.outputs))
@@ -416,7 +422,7 @@ def _run_qtt(case: QttCase, run: _Run, options: RunOptions) -> None:
         if case.expected_exception is not None:
             errors = query_errors(engine)
             if errors:
-                _expect_exception(case, "\n".join(errors))
+                _expect_exception(case, run, "\n".join(errors))
                 return
             raise CaseFailure(
                 "Expected test to throw an error containing: "
@@ -449,12 +455,13 @@ def split_statements(statements: Sequence[str]) -> tuple[list[str], list[str]]:
     return list(statements), []
 
 
-def _expect_error(case: QttCase, text: str) -> None:
+def _expect_error(case: QttCase, run: _Run, text: str) -> None:
     expected = case.expected_error
     if expected is None:
         raise CaseFailure(f"Server failed to execute statement: {text}")
     if expected.message and expected.message not in text:
         raise CaseFailure(f"Expected error mismatch.\nExpected: {expected.message}\nActual: {text}")
+    run.expected_failure = text
 
 
 def _run_rest(case: QttCase, run: _Run, options: RunOptions) -> None:
@@ -468,7 +475,7 @@ def _run_rest(case: QttCase, run: _Run, options: RunOptions) -> None:
             for entity in _execute_all(session, admin):
                 run.responses.append({"admin": rest.entity_json(entity)})
         except KsqlpyError as e:
-            _expect_error(case, _error_text(e))
+            _expect_error(case, run, _error_text(e))
             return
         if not case.wait_for_query_header:
             feed_inputs(engine, case.inputs, options)
@@ -480,7 +487,7 @@ def _run_rest(case: QttCase, run: _Run, options: RunOptions) -> None:
             try:
                 rows = rest.run_query(session, text, after_header=produce, timeout=PUSH_TIMEOUT)
             except KsqlpyError as e:
-                _expect_error(case, _error_text(e))
+                _expect_error(case, run, _error_text(e))
                 return
             run.responses.append({"query": rows})
         if case.expected_error is not None:

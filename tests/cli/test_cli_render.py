@@ -128,7 +128,9 @@ def test_describe_prints_name_and_field_types() -> None:
 def test_key_of_a_table_is_a_primary_key() -> None:
     table = json.loads(json.dumps(DESCRIBE))
     table["sourceDescription"]["type"] = "TABLE"
-    assert any("(primary key)" in line for line in entities_lines([table]))
+    rows = {_columns(line)[0]: _columns(line)[1] for line in entities_lines([table]) if line.count("|") == 1}
+    assert rows["USERID"] == "VARCHAR(STRING)  (primary key)"
+    assert [name for name, kind in rows.items() if "key" in kind] == ["USERID"]
 
 
 def test_command_status_prints_the_message_and_warnings() -> None:
@@ -149,9 +151,8 @@ def test_command_status_prints_the_message_and_warnings() -> None:
 def test_several_entities_are_each_preceded_by_their_statement() -> None:
     tables = {"@type": "tables", "statementText": "SHOW TABLES;", "tables": [], "warnings": []}
     lines = entities_lines([STREAMS, tables])
-    assert "SHOW STREAMS;" in lines and "SHOW TABLES;" in lines
-    assert lines.index("SHOW STREAMS;") < lines.index("SHOW TABLES;")
-    assert any(_columns(line)[0] == "Table Name" for line in lines)
+    assert lines == ["", "SHOW STREAMS;", *entities_lines([STREAMS])[1:], "", "SHOW TABLES;", *entities_lines([tables])[1:]]
+    assert _columns(lines[lines.index("SHOW TABLES;") + 1])[:2] == ["Table Name", "Kafka Topic"]
 
 
 def test_json_output_is_the_entities_as_json() -> None:

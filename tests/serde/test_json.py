@@ -62,7 +62,10 @@ def test_boolean_accepts_only_booleans() -> None:
         "Failed to deserialize value from topic: t. Can't convert type. "
         "sourceType: TextNode, requiredType: BOOLEAN, path: $.F"
     )
-    assert "sourceType: IntNode" in out.errors[1].message
+    assert out.errors[1].message == (
+        "Failed to deserialize value from topic: t. Can't convert type. "
+        "sourceType: IntNode, requiredType: BOOLEAN, path: $.F"
+    )
 
 
 def test_string_accepts_any_json() -> None:
@@ -76,8 +79,16 @@ def test_string_accepts_any_json() -> None:
 def test_decimal_must_fit_without_rounding() -> None:
     out = decode([st.Field("D", st.Decimal(4, 2))], [b'{"D": 1.5}', b'{"D": "12.25"}', b'{"D": 1.234}', b'{"D": 123}'])
     assert out.table.column("D").to_pylist() == [decimal.Decimal("1.50"), decimal.Decimal("12.25"), None, None]
-    assert "Cannot fit decimal '1.234' into DECIMAL(4, 2) without rounding" in out.errors[0].message
-    assert "Numeric field overflow" in out.errors[1].message
+    assert [e.message for e in out.errors] == [
+        (
+            "Failed to deserialize value from topic: t. Cannot fit decimal '1.234' into DECIMAL(4, 2) without "
+            "rounding. (Requires 4,3), path: $.D"
+        ),
+        (
+            "Failed to deserialize value from topic: t. Numeric field overflow: A field with precision 4 and scale 2 "
+            "must round to an absolute value less than 10^2. Got 123, path: $.D"
+        ),
+    ]
 
 
 def test_temporal_and_bytes_columns() -> None:
@@ -89,8 +100,13 @@ def test_temporal_and_bytes_columns() -> None:
         "TS": datetime.datetime(1970, 1, 1, 0, 0, 1, 500000),
         "B": b"\x01\x02",
     }
-    assert "Time values must use number of milliseconds" in out.errors[0].message
-    assert "Value is not a valid Base64 encoded string: !!" in out.errors[1].message
+    assert [e.message for e in out.errors] == [
+        (
+            "Failed to deserialize value from topic: t. Time values must use number of milliseconds greater than 0 "
+            "and less than 86400000., path: $.T"
+        ),
+        "Failed to deserialize value from topic: t. Value is not a valid Base64 encoded string: !!, path: $.B",
+    ]
 
 
 def test_nested_types() -> None:

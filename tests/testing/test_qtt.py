@@ -7,11 +7,11 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from qtt_corpus import QTT
 
 from ksqlpy.testing import qtt
 
-QTT = Path(__file__).resolve().parents[3] / "shared" / "qtt"
-needs_corpus = pytest.mark.skipif(not QTT.is_dir(), reason="../shared/qtt is absent")
+needs_corpus = pytest.mark.skipif(not QTT.is_dir(), reason=f"the QTT corpus is absent ({QTT})")
 
 
 def write(tmp_path: Path, tests: list[dict], name: str = "sample.json") -> Path:

@@ -73,6 +73,26 @@ def test_cli_prints_file_line_and_final_summary(tmp_path: Path, capsys: pytest.C
     assert json.loads((tmp_path / "r.json").read_text())["cases"][0]["status"] == "skipped"
 
 
+def test_json_report_keeps_the_error_a_case_expected(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "suite"
+    folder.mkdir()
+    create = "CREATE STREAM INPUT (ID INT KEY, V INT) WITH (kafka_topic='input', value_format='JSON');"
+    (folder / "f.json").write_text(json.dumps({"tests": [
+        {"name": "bad column", "statements": [create, "CREATE STREAM OUTPUT AS SELECT NOPE FROM INPUT;"],
+         "expectedException": {"message": "NOPE"}},
+        {"name": "fine", "statements": [create, "CREATE STREAM OUTPUT AS SELECT ID, V FROM INPUT;"],
+         "inputs": [{"topic": "input", "key": 1, "value": {"V": 2}}],
+         "outputs": [{"topic": "OUTPUT", "key": 1, "value": {"V": 2}}]}]}))
+    code, out = run_cli(["--qtt", str(folder), "--json-report", str(tmp_path / "r.json")], capsys)
+    assert code == 0 and out.splitlines()[-1] == "2 passed, 0 failed"
+    bad, fine = json.loads((tmp_path / "r.json").read_text())["cases"]
+    assert bad["status"] == "passed"
+    assert bad["error"] == (
+        "line 1:32: SELECT column 'NOPE' cannot be resolved.\nStatement: CREATE STREAM OUTPUT AS SELECT NOPE FROM INPUT;"
+    )
+    assert fine["status"] == "passed" and fine["error"] is None
+
+
 def test_cli_needs_a_mode(capsys: pytest.CaptureFixture[str]) -> None:
     code, _ = run_cli([], capsys)
     assert code == 2

@@ -18,6 +18,8 @@ from ksqlpy.planner.expressions.scope import (
     Scope,
     ScopeColumn,
     duckdb_column,
+    duckdb_name,
+    ksql_name,
     unresolved_column,
 )
 from ksqlpy.planner.functions.registry import Compiled
@@ -37,9 +39,11 @@ __all__ = [
     "compile_expression",
     "decimal_literal_type",
     "duckdb_column",
+    "duckdb_name",
     "format_expr",
     "format_type",
     "infer_type",
     "is_constant",
+    "ksql_name",
     "unresolved_column",
 ]

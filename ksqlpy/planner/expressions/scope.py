@@ -33,10 +33,36 @@ class Scope(Protocol):
     def resolve(self, ref: ast.ColumnRef) -> Resolved: ...
 
 
+#: Ends a DuckDB column name that is not its ksqlDB name as is (see :func:`duckdb_name`).
+NAME_MARK = "~"
+
+
+def duckdb_name(name: str) -> str:
+    """The DuckDB column name of the ksqlDB column ``name``.
+
+    ksqlDB names are case-sensitive once stored (`` `pageid` `` and ``PAGEID`` are two
+    columns); DuckDB's are not, even quoted, and it folds ASCII letters only. A name without
+    ASCII lower-case letters (every unquoted ksqlDB name) is itself; any other gets ``~`` and
+    the hex bitmask of its lower-case positions appended, so names that differ only in case
+    stay apart in DuckDB (a name holding ``~`` gets the suffix too, so no two names ever
+    meet). The name stays in front, readable in plans and errors; :func:`ksql_name` drops
+    the suffix."""
+    if NAME_MARK not in name and not any("a" <= ch <= "z" for ch in name):
+        return name
+    mask = sum(1 << i for i, ch in enumerate(name) if "a" <= ch <= "z")
+    return f"{name}{NAME_MARK}{mask:x}"
+
+
+def ksql_name(name: str) -> str:
+    """The ksqlDB column name of a DuckDB column name made by :func:`duckdb_name`."""
+    head, mark, _ = name.rpartition(NAME_MARK)
+    return head if mark else name
+
+
 def duckdb_column(name: str, table: str | None = None) -> exp.Column:
-    """A quoted DuckDB column reference; ksqlDB names are case-sensitive once stored."""
+    """A quoted DuckDB reference to the ksqlDB column ``name`` (see :func:`duckdb_name`)."""
     return exp.Column(
-        this=exp.to_identifier(name, quoted=True),
+        this=exp.to_identifier(duckdb_name(name), quoted=True),
         table=exp.to_identifier(table, quoted=True) if table is not None else None,
     )
 

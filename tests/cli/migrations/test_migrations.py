@@ -58,7 +58,7 @@ def test_apply_info_validate(
     assert migrations(project, "apply", "--all") == 0
     assert migrations(project, "info") == 0
     out = capsys.readouterr().out
-    assert "Current migration version: 2" in out
+    assert "Current migration version: 2" in out.splitlines()
     rows = {
         line.split("|")[0].strip(): [c.strip() for c in line.split("|")]
         for line in out.splitlines()

@@ -16,7 +16,12 @@ def test_explain_create_as_select_describes_without_creating(engine: Engine) -> 
     assert d.id == "CSAS_OUTPUT_0"
     assert d.sources == ("INPUT",) and d.sinks == ("OUTPUT",) and d.sink_topics == ("OUTPUT",)
     assert [(f.name, f.kind) for f in d.fields] == [("ID", r.FieldKind.KEY), ("N", None)]
-    assert "FILTER" in d.execution_plan
+    assert d.execution_plan == (
+        " > [ SINK ] | Schema: ID INTEGER, N STRING | Topic: OUTPUT\n"
+        '\t\t > [ PROJECT ] | "ID" AS ID, UPPER("NAME") AS N\n'
+        '\t\t\t\t > [ FILTER ] | COALESCE("ID" > CAST(1 AS INT), FALSE)\n'
+        "\t\t\t\t\t\t > [ SOURCE ] | INPUT (topic: input)"
+    )
     assert engine.catalog.find("OUTPUT") is None and not engine.queries
     # the id was not used up: the statement itself gets it
     (status,) = s.execute_all("CREATE STREAM OUTPUT AS SELECT ID, UCASE(NAME) AS N FROM INPUT WHERE ID > 1;")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
 
 from ksqlpy.errors import AnalysisError, ParseError
 from ksqlpy.runtime.engine import Engine
+from ksqlpy.runtime.results import QueryType
 
 USERS = (
     "CREATE TABLE users (id VARCHAR PRIMARY KEY, name VARCHAR, age INT) "
@@ -202,11 +204,49 @@ def test_describe_and_explain_say_how_pull_queries_are_served(users: Engine) -> 
     session = users.session()
     assert users.wait_idle()
     desc = session.execute_all("DESCRIBE q_users EXTENDED;")[0]
-    assert f'materialized: mat."Q_USERS" ({len(PEOPLE)} rows' in desc.statistics
+    assert f'materialized: mat."Q_USERS" ({len(PEOPLE)} rows, up to date; key ID); pull queries:' in desc.statistics
     lookup = session.execute_all("EXPLAIN SELECT name FROM q_users WHERE id IN ('u1', 'u2');")[0]
-    assert "[ KEY LOOKUP | 2 key(s) on ID ]" in lookup.execution_plan
+    assert lookup.execution_plan == (
+        ' > [ PROJECT ] | "NAME" AS NAME\n'
+        "\t\t > [ FILTER ] | COALESCE(\"ID\" IN ('u1', 'u2'), FALSE)\n"
+        '\t\t\t\t > [ KEY LOOKUP | 2 key(s) on ID ] | mat."Q_USERS" (materialized from topic Q_USERS)'
+    )
+    assert lookup.query_type is QueryType.PULL
+    assert re.fullmatch(r"query_\d+", lookup.id)
     scan = session.execute_all("EXPLAIN SELECT name FROM q_users WHERE age > 3;")[0]
-    assert "[ TABLE SCAN" in scan.execution_plan
+    assert scan.execution_plan == (
+        ' > [ PROJECT ] | "NAME" AS NAME\n'
+        '\t\t > [ FILTER ] | COALESCE("AGE" > CAST(3 AS INT), FALSE)\n'
+        '\t\t\t\t > [ TABLE SCAN | ORDER BY "__PARTITION", "__KEY" ] | mat."Q_USERS" (materialized from topic Q_USERS)'
+    )
     qid = next(q for q, run in users.queries.items() if run.plan.sink is not None and run.plan.sink.name == "Q_USERS")
     explained = session.execute_all(f"EXPLAIN {qid};")[0]
-    assert '[ MATERIALIZE ] | mat."Q_USERS"' in explained.execution_plan
+    assert explained.execution_plan == (
+        ' > [ MATERIALIZE ] | mat."Q_USERS" from topic Q_USERS: pull queries read it\n'
+        " > [ SINK ] | Schema: ID STRING, NAME STRING, AGE INTEGER | Topic: Q_USERS\n"
+        '\t\t > [ PROJECT ] | "ID" AS ID, "NAME" AS NAME, "AGE" AS AGE\n'
+        "\t\t\t\t\t\t > [ SOURCE ] | USERS (topic: users)"
+    )
+
+
+def test_table_of_a_query_started_at_latest_is_caught_up_at_once() -> None:
+    # The CTAS starts past the stream's two records and has read nothing, so it has committed
+    # nothing: still, nothing is owed, and the pull query has nothing to wait for.
+    engine = Engine.open({"ksql.streams.state.dir": ":memory:"})
+    try:
+        session = engine.session({"auto.offset.reset": "latest"})
+        session.execute_all(
+            "CREATE STREAM clicks (page STRING KEY, n INT) WITH (kafka_topic='clicks', value_format='JSON', partitions=2);"
+            "INSERT INTO clicks (page, n) VALUES ('a', 1);"
+            "INSERT INTO clicks (page, n) VALUES ('b', 2);"
+            "CREATE TABLE counts AS SELECT page, COUNT(*) AS c FROM clicks GROUP BY page;"
+        )
+        (ctas,) = engine.queries.values()
+        assert engine.store.committed(ctas.group, "clicks") == {}
+        ends = engine.store.end_offsets("clicks")
+        assert sum(ends.values()) == 2 and ctas.settled() == ends
+        assert pull(engine, "SELECT * FROM counts WHERE page = 'a';")[1] == []
+        session.execute_all("INSERT INTO clicks (page, n) VALUES ('a', 3);")
+        assert pull(engine, "SELECT * FROM counts WHERE page = 'a';")[1] == [("a", 1)]
+    finally:
+        engine.close()

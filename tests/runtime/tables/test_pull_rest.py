@@ -89,3 +89,20 @@ def test_pull_query_over_rest(server: str) -> None:
         meta = json.loads(lines[0])
         assert meta["columnNames"] == ["ID", "AGE"] and meta["columnTypes"] == ["STRING", "INTEGER"]
         assert [json.loads(line) for line in lines[1:]] == [["b", 4], ["a", 3]]
+
+
+def test_pull_query_over_a_table_whose_query_started_at_latest(server: str) -> None:
+    latest = {"ksql.streams.auto.offset.reset": "latest"}
+    with httpx.Client(base_url=server, timeout=30) as client:
+        statements = (
+            "CREATE STREAM clicks (page VARCHAR KEY, n INT) WITH (kafka_topic='clicks', value_format='JSON', partitions=1);"
+            "INSERT INTO clicks (page, n) VALUES ('a', 1);"
+            "CREATE TABLE counts AS SELECT page, COUNT(*) AS c FROM clicks GROUP BY page;"
+        )
+        assert client.post("/ksql", json={"ksql": statements, "streamsProperties": latest}).status_code == 200
+        pulled = client.post("/query", json={"ksql": "SELECT * FROM counts WHERE page = 'a';"})
+        assert pulled.status_code == 200
+        assert json.loads(pulled.text)[1:] == []
+        bad = client.post("/query", json={"ksql": "SELECT nope FROM counts WHERE page = 'a';"})
+        assert bad.status_code == 400
+        assert bad.json()["message"] == "line 1:8: SELECT column 'NOPE' cannot be resolved."
