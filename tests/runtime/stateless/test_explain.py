@@ -16,11 +16,13 @@ def test_explain_create_as_select_describes_without_creating(engine: Engine) -> 
     assert d.id == "CSAS_OUTPUT_0"
     assert d.sources == ("INPUT",) and d.sinks == ("OUTPUT",) and d.sink_topics == ("OUTPUT",)
     assert [(f.name, f.kind) for f in d.fields] == [("ID", r.FieldKind.KEY), ("N", None)]
+    # ksqlDB's plan summary of the steps the statement would run
+    source = "ID INTEGER KEY, NAME STRING, ROWTIME BIGINT, ROWPARTITION INTEGER, ROWOFFSET BIGINT, ID INTEGER"
     assert d.execution_plan == (
-        " > [ SINK ] | Schema: ID INTEGER, N STRING | Topic: OUTPUT\n"
-        '\t\t > [ PROJECT ] | "ID" AS ID, UPPER("NAME") AS N\n'
-        '\t\t\t\t > [ FILTER ] | COALESCE("ID" > CAST(1 AS INT), FALSE)\n'
-        "\t\t\t\t\t\t > [ SOURCE ] | INPUT (topic: input)"
+        " > [ SINK ] | Schema: ID INTEGER KEY, N STRING | Logger: CSAS_OUTPUT_0.OUTPUT\n"
+        "\t\t > [ PROJECT ] | Schema: ID INTEGER KEY, N STRING | Logger: CSAS_OUTPUT_0.Project\n"
+        f"\t\t\t\t > [ FILTER ] | Schema: {source} | Logger: CSAS_OUTPUT_0.WhereFilter\n"
+        f"\t\t\t\t\t\t > [ SOURCE ] | Schema: {source} | Logger: CSAS_OUTPUT_0.KsqlTopic.Source"
     )
     assert engine.catalog.find("OUTPUT") is None and not engine.queries
     # the id was not used up: the statement itself gets it

@@ -221,11 +221,12 @@ def test_describe_and_explain_say_how_pull_queries_are_served(users: Engine) -> 
     )
     qid = next(q for q, run in users.queries.items() if run.plan.sink is not None and run.plan.sink.name == "Q_USERS")
     explained = session.execute_all(f"EXPLAIN {qid};")[0]
+    source = "ID STRING KEY, NAME STRING, AGE INTEGER, ROWTIME BIGINT, ROWPARTITION INTEGER, ROWOFFSET BIGINT, ID STRING"
     assert explained.execution_plan == (
-        ' > [ MATERIALIZE ] | mat."Q_USERS" from topic Q_USERS: pull queries read it\n'
-        " > [ SINK ] | Schema: ID STRING, NAME STRING, AGE INTEGER | Topic: Q_USERS\n"
-        '\t\t > [ PROJECT ] | "ID" AS ID, "NAME" AS NAME, "AGE" AS AGE\n'
-        "\t\t\t\t\t\t > [ SOURCE ] | USERS (topic: users)"
+        f" > [ SINK ] | Schema: ID STRING KEY, NAME STRING, AGE INTEGER | Logger: {qid}.Q_USERS\n"
+        f"\t\t > [ PROJECT ] | Schema: ID STRING KEY, NAME STRING, AGE INTEGER | Logger: {qid}.Project\n"
+        f"\t\t\t\t > [ SOURCE ] | Schema: {source} | Logger: {qid}.KsqlTopic.Source\n"
+        ' > [ MATERIALIZE ] | mat."Q_USERS" from topic Q_USERS: pull queries read it'
     )
 
 
