@@ -42,6 +42,9 @@ Plan = Mapping[str, tuple[str, ...]]
 #: decoded exactly instead.
 MAX_SPELLINGS = 8
 
+#: :meth:`BatchText.tally_strings` costs about as much as this many counts of one name.
+_COUNTS_PER_TALLY = 8
+
 #: Records whose keys :meth:`KeyNames.sample` looks at.
 SAMPLE = 16
 
@@ -194,8 +197,8 @@ class KeyNames:
         if text.raw.count(b'"') == 2 * (tally.keys + tally.strings):
             return doubt
         unsure = self.variable - proven - doubt
-        if len(unsure) > 1:
-            text.tally_strings(unsure)
+        if len(unsure) > _COUNTS_PER_TALLY:
+            text.tally_strings(unsure)  # else one count per name costs less
         for name in unsure:
             if tally.read.get(name, 0) != text.occurrences(name):
                 doubt.add(name)
