@@ -53,6 +53,8 @@ from ksqlpy.sqltypes import BaseType, Field
 
 #: Chunks of records the fast path rejected are halved and retried down to this size.
 _RETRY_CHUNK = 16
+#: Read schemas (one per plan of spellings) a deserializer keeps.
+_SCHEMAS_KEPT = 32
 #: Name of the single field unwrapped records are wrapped in for Arrow's reader.
 _WRAP_FIELD = "v"
 
@@ -232,6 +234,8 @@ class JsonDeserializer(Deserializer):
                 ]
             else:
                 fields = [pa.field(_WRAP_FIELD, jsonkeys.read_type(self.columns[0].type, plan, top=True))]
+            if len(self._schemas) >= _SCHEMAS_KEPT:
+                self._schemas.clear()  # spellings that keep changing: keep the cache small
             schema = self._schemas[key] = pa.schema(fields)
         return schema
 
