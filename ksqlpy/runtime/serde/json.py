@@ -89,6 +89,7 @@ class JsonDeserializer(Deserializer):
     def __init__(self, columns: Sequence[Field], *, is_key: bool, wrapped: bool) -> None:
         super().__init__(columns, is_key=is_key)
         self.wrapped = wrapped
+        self._names = tuple(c.name for c in self.columns)
         self._keys = jsonkeys.KeyNames(self.columns, wrapped=wrapped)
         self._fast = (
             bool(self.columns) and all(_fast_type(c.type, top=True) for c in self.columns) and self._keys.usable
@@ -123,19 +124,26 @@ class JsonDeserializer(Deserializer):
 
         if self._fast and len(candidates):
             # the whole batch first; when Arrow rejects it, each half, and so on down to a few
-            # records, so that an odd record sends little more than itself down the exact path
-            # (Arrow stops at the first record it rejects: failed reads cost little)
-            pending = [candidates]
-            while pending:
-                chunk = pending.pop()
-                records = data if len(chunk) == rows else data.take(pa.array(chunk))
-                if attempt(chunk, records):
-                    continue
-                if len(chunk) <= _RETRY_CHUNK:
-                    slow_rows.extend(chunk.tolist())
-                else:
-                    half = len(chunk) // 2
-                    pending += [chunk[half:], chunk[:half]]
+            # records, so that an odd record sends little more than itself down the exact path.
+            # When every chunk of a round is rejected the odd records are everywhere: they all
+            # go down the exact path without more reads.
+            level = [candidates]
+            while level:
+                rejected = [
+                    chunk
+                    for chunk in level
+                    if not attempt(chunk, data if len(chunk) == rows else data.take(pa.array(chunk)))
+                ]
+                if len(level) > 1 and len(rejected) == len(level):
+                    slow_rows.extend(np.concatenate(rejected).tolist())
+                    break
+                level = []
+                for chunk in rejected:
+                    if len(chunk) <= _RETRY_CHUNK:
+                        slow_rows.extend(chunk.tolist())
+                    else:
+                        half = len(chunk) // 2
+                        level += [chunk[:half], chunk[half:]]
         else:
             slow_rows = candidates.tolist()
         slow_columns, slow_present, errors = self._slow_decode(data, slow_rows, topic)
@@ -275,7 +283,8 @@ class JsonDeserializer(Deserializer):
                 f"Can't convert type. sourceType: {coerce.node_type(document)}, requiredType: {struct}",
                 "$",
             )
-        return [coerce.coerce(coerce.lookup(document, c.name), c.type, f"$.{c.name}") for c in self.columns]
+        found = coerce.lookup_all(document, self._names)
+        return [coerce.coerce(v, c.type, f"$.{c.name}") for c, v in zip(self.columns, found)]
 
     def _assemble(
         self,
