@@ -447,9 +447,14 @@ _NEEDS_ESCAPE = r'["\\\x00-\x1f]'
 
 
 def _fragment(column: pa.Array, t: sqltypes.SqlType) -> pa.Array | None:
-    """Each value of a scalar column as JSON text (null stays null), or None when the column
-    has values Arrow cannot print as ksqlDB's JSON writer does."""
+    """Each value of a column as JSON text (null stays null), or None when the column has
+    values Arrow cannot print as ksqlDB's JSON writer does (or is a MAP)."""
     physical = to_physical(column, t)
+    match t:
+        case sqltypes.Struct(fields=fs):
+            return _struct_fragment(physical, fs)
+        case sqltypes.Array(element=e):
+            return _array_fragment(physical, e)
     match t.base:
         case BaseType.BOOLEAN:
             return pc.if_else(physical, "true", "false")
@@ -477,6 +482,44 @@ def _fragment(column: pa.Array, t: sqltypes.SqlType) -> pa.Array | None:
                 pa.string(),
             )
     return None
+
+
+def _struct_fragment(physical: pa.Array, fields: tuple[Field, ...]) -> pa.Array | None:
+    """STRUCT values as JSON objects, every field written (null ones as ``null``)."""
+    assert isinstance(physical, pa.StructArray)
+    if not fields:
+        return _keep_valid(physical, pa.array(["{}"] * len(physical), pa.string()))
+    parts: list[pa.Array | pa.Scalar] = []
+    # flatten() applies the struct's own nulls to its fields: no text for hidden values
+    for i, (f, child) in enumerate(zip(fields, physical.flatten())):
+        fragment = _fragment(child, f.type)
+        if fragment is None:
+            return None
+        parts.append(_text(("{" if i == 0 else ",") + stdjson.dumps(f.name, ensure_ascii=False) + ":"))
+        parts.append(pc.fill_null(fragment, "null"))
+    parts.append(_text("}"))
+    return _keep_valid(physical, pc.binary_join_element_wise(*parts, _text("")))
+
+
+def _array_fragment(physical: pa.Array, element: sqltypes.SqlType) -> pa.Array | None:
+    """ARRAY values as JSON arrays (null elements as ``null``)."""
+    assert isinstance(physical, pa.ListArray)
+    values = _fragment(physical.flatten(), element)
+    if values is None:
+        return None
+    # flatten() drops the values of null lists: offsets counted from the lengths kept
+    lengths = np.asarray(pc.fill_null(pc.list_value_length(physical), 0), dtype=np.int32)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths, dtype=np.int32)]), pa.int32())
+    lists = pa.ListArray.from_arrays(offsets, pc.fill_null(values, "null"))
+    joined = pc.binary_join_element_wise(_text("["), pc.binary_join(lists, ","), _text("]"), _text(""))
+    return _keep_valid(physical, joined)
+
+
+def _keep_valid(physical: pa.Array, text: pa.Array) -> pa.Array:
+    """``text`` where ``physical`` is not null, null elsewhere."""
+    if physical.null_count == 0:
+        return text
+    return pc.if_else(physical.is_valid(), text, pa.nulls(len(physical), pa.string()))
 
 
 def _text(value: str) -> pa.Scalar:
