@@ -19,6 +19,8 @@ Shapes (``--shapes``, comma-separated; all by default):
 * ``mixed``: each record spells its names one of the three ways above
 * ``nested``: ``{"viewtime":..,"user":{"id":..,"region":..},"page":{"id":..,"duration":..}}`` read
   as STRUCT columns, the query using ``user->id`` and ``page->duration``
+* ``structs``: the nested events, the query writing the STRUCT columns themselves
+  (``SELECT userid, user, page, viewtime ... WHERE page->duration > 5000``)
 * ``wide``: 30 lower-case columns (ints, doubles, strings) of which the query uses four
 * ``delimited``: the upper/lower event as DELIMITED (CSV) values
 
@@ -59,6 +61,8 @@ NESTED_QUERY = (
     "SELECT userid, page->id AS pageid, page->duration * 2 AS dur2, viewtime FROM {src} "
     "WHERE page->duration > 5000"
 )
+
+STRUCTS_QUERY = "SELECT userid, user, page, viewtime FROM {src} WHERE page->duration > 5000"
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +164,7 @@ SHAPES: dict[str, Shape] = {
     "camel": Shape(FLAT_COLUMNS, lambda e: flat_json(e, CAMEL)),
     "mixed": Shape(FLAT_COLUMNS, mixed_json),
     "nested": Shape(NESTED_COLUMNS, nested_json, NESTED_QUERY),
+    "structs": Shape(NESTED_COLUMNS, nested_json, STRUCTS_QUERY),
     "wide": Shape(wide_columns(), wide_json),
     "delimited": Shape(FLAT_COLUMNS, delimited, value_format="DELIMITED"),
 }
