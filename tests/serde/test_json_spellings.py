@@ -128,6 +128,19 @@ def test_keys_written_with_escapes_or_letters_that_upper_case_to_ascii() -> None
     assert set(de.exact_rows) <= {3, 5, 7}
 
 
+def test_non_ascii_column_names_match_in_any_case() -> None:
+    cols = [st.Field("ÄPFEL", st.INTEGER), st.Field("ID", st.INTEGER)]
+    records: list[bytes | None] = [b'{"id":%d}' % i for i in range(20)]
+    records[2] = '{"äpfel":2,"id":2}'.encode()
+    records[4] = '{"ÄPFEL":4,"äpfel":5,"id":4}'.encode()
+    records[6] = b'{"\\u00e4pfel":6,"id":6}'
+    records[8] = '{"id":8,"note":"é"}'.encode()
+    de = assert_paths_agree(cols, records)
+    out = de.decode(pa.array(records, pa.binary())).table.column("ÄPFEL").to_pylist()
+    assert [out[2], out[4], out[6], out[8], out[9]] == [2, 4, 6, None, None]
+    assert set(de.exact_rows) <= {2, 4, 6, 8}  # records without such bytes stay columnar
+
+
 def test_a_malformed_record_is_an_error_and_the_others_decode() -> None:
     cols = [st.Field("ID", st.BIGINT), st.Field("NAME", st.STRING)]
     records: list[bytes | None] = [b'{"id":%d,"name":"n%d"}' % (i, i) for i in range(100)]

@@ -17,8 +17,9 @@ records that spell one name two ways, which go down the exact path one by one.
 
 Counting quoted names in the raw text sees every key except those written another way: keys
 with escapes (``"\\u0069d"``) and keys with one of the few non-ASCII letters whose upper case is
-ASCII (``ß``, ``ı``, ``ſ``, the ``ﬀ``-``ﬆ`` ligatures). :meth:`KeyNames.hazards` sends the records
-that may hold such keys down the exact path before anything is read.
+ASCII (``ß``, ``ı``, ``ſ``, the ``ﬀ``-``ﬆ`` ligatures). Nor can it find non-ASCII column names
+(``ÄPFEL``) in any case. :meth:`KeyNames.hazards` sends the records that may hold such keys down
+the exact path before anything is read.
 """
 
 from __future__ import annotations
@@ -153,22 +154,29 @@ class KeyNames:
         self.nested = frozenset(n for c in columns for n in _nested_names(c.type))
         # a name with lower-case letters matches only its exact spelling (coerce.lookup
         # upper-cases keys), so only upper-case names with letters have variants
-        self.variable = frozenset(n for n in self.top | self.nested if n.upper() == n != n.lower())
+        cased = frozenset(n for n in self.top | self.nested if n.upper() == n != n.lower())
+        self.variable = frozenset(n for n in cased if _plain(n))
+        #: Upper-case names the counts cannot find (non-ASCII, or written with escapes): any
+        #: spelling of them holds a non-ASCII byte or an escape, so records that might hold one
+        #: take the exact path (see hazards) and the others cannot hold them at all.
+        self.unplain = cased - self.variable
         levels = [[c.name for c in columns]] if wrapped else []
         levels += [[f.name for f in s.fields] for c in columns for s in _structs(c.type)]
         ambiguous = any(len({n.upper() for n in level}) < len(level) for level in levels)
-        #: False when the counts cannot decide this schema (two fields of one object that differ
-        #: only in case, or names JSON may write with escapes): its records take the exact path.
-        self.usable = not ambiguous and all(_plain(n) for n in self.variable)
+        #: False for a schema with two fields of one object that differ only in case: its
+        #: records take the exact path.
+        self.usable = not ambiguous
 
     def hazards(self, records: pa.Array, text: BatchText) -> np.ndarray | None:
         """Records that may hold a key the counts do not see (see the module docstring)."""
-        if not self.variable:
+        if not self.variable and not self.unplain:
             return None
         masks: list[pa.Array] = []
         if b"\\" in text.raw:
             masks.append(pc.match_substring_regex(records, _ESCAPED_KEY))
-        if not text.raw.isascii():
+        if self.unplain and not text.raw.isascii():
+            masks.append(_non_ascii(records))
+        elif not text.raw.isascii():
             for letter in ASCII_UPPERING:
                 if letter.encode() in text.raw:
                     masks.append(pc.match_substring(records, letter))  # the pattern goes in as UTF-8
@@ -385,6 +393,18 @@ def _hash(text: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
             else:
                 out = out * _HASH_FACTORS[i % 64] + byte
     return out
+
+
+def _non_ascii(records: pa.Array) -> pa.Array:
+    """Which of ``records`` (binary) hold a byte outside ASCII."""
+    offsets = np.frombuffer(records.buffers()[1], dtype=np.int32)[records.offset : records.offset + len(records) + 1]
+    data = records.buffers()[2]
+    if data is None:
+        return pa.array(np.zeros(len(records), dtype=bool))
+    high = np.flatnonzero(np.frombuffer(data, dtype=np.uint8)[offsets[0] : offsets[-1]] >= 0x80) + offsets[0]
+    mask = np.zeros(len(records), dtype=bool)
+    mask[np.searchsorted(offsets, high, side="right") - 1] = True
+    return pa.array(mask)
 
 
 def _any(masks: Sequence[pa.Array]) -> np.ndarray | None:
