@@ -10,10 +10,14 @@ own, and keeps per object the one that is present (:func:`fold`). Which spelling
 A plan is right for a batch when every quoted occurrence of a name, in any case, was read as a
 key into one of the planned fields, and no object holds two of them; then each object has at most
 one key for the name, which is what ksqlDB picks too. :meth:`KeyNames.doubtful` checks this after
-the read with one count per name on a lower-cased copy of the batch, and skips names Arrow read
-by their exact spelling from every record (the exact key wins whatever else a record holds).
-For the names in doubt, :meth:`KeyNames.analyze` finds the spellings the batch uses and the
-records that spell one name two ways, which go down the exact path one by one.
+the read, cheapest proof first: a name Arrow read by its exact spelling from every record is
+right (the exact key wins whatever else a record holds); a batch whose quotes all belong to keys
+and strings Arrow read holds no other keys at all; otherwise the keys read for each name are
+compared with its quoted occurrences in the text (a count per name on a lower-cased copy, or for
+many names one tally of all quoted strings). For names in doubt the decoder first tries the
+spellings its first records use (:meth:`KeyNames.sample`), then :meth:`KeyNames.analyze` finds
+every spelling the batch uses and the records that spell one name two ways, which go down the
+exact path one by one.
 
 Counting quoted names in the raw text sees every key except those written another way: keys
 with escapes (``"\\u0069d"``) and keys with one of the few non-ASCII letters whose upper case is
