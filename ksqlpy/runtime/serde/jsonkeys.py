@@ -59,6 +59,9 @@ ASCII_UPPERING = "ßıſﬀﬁﬂﬃﬄﬅﬆ"
 
 #: A key whose text holds a backslash: an escape that may spell a name another way.
 _ESCAPED_KEY = r'\\[^"]*"\s*:'
+#: A key holding one of :data:`ASCII_UPPERING` (from the last quote before it: the key's own or
+#: an escaped one).
+_UPPERING_KEY = '"[^"]*[' + ASCII_UPPERING + ']' + r'[^"]*"\s*:'
 
 
 def _plain(name: str) -> bool:
@@ -180,10 +183,8 @@ class KeyNames:
             masks.append(pc.match_substring_regex(records, _ESCAPED_KEY))
         if self.unplain and not text.raw.isascii():
             masks.append(_non_ascii(records))
-        elif not text.raw.isascii():
-            for letter in ASCII_UPPERING:
-                if letter.encode() in text.raw:
-                    masks.append(pc.match_substring(records, letter))  # the pattern goes in as UTF-8
+        elif not text.raw.isascii() and any(letter.encode() in text.raw for letter in ASCII_UPPERING):
+            masks.append(pc.match_substring_regex(records, _UPPERING_KEY))
         return _any(masks)
 
     def doubtful(self, table: pa.Table, plan: Plan, text: BatchText) -> set[str]:
