@@ -86,9 +86,11 @@ class QueryFeed:
             rows = self.query.drain()
             if rows:
                 yield rows
-            if finished:
-                return
-            if self._stopped:
+            # Done again after draining: a query whose rows were all there from the start (a
+            # pull) reads as not done until drained and never signals again, and its one
+            # listener call may have been spent before the clear() above. Done means ended
+            # with nothing buffered, so no row can come after this read.
+            if finished or self._stopped or self.query.done:
                 return
             try:
                 await asyncio.wait_for(self._wake.wait(), RECHECK_SECONDS)

@@ -201,6 +201,31 @@ def test_query_stream_json_array(ksql_server: RunningServer) -> None:
     assert parsed[0]["columnNames"] == ["ID", "V"] and parsed[1:] == [["k0", 0]]
 
 
+def test_pull_key_lookup_over_http2_query_stream_ends_with_its_row(ksql_server: RunningServer) -> None:
+    name = make_stream(ksql_server, rows=3)
+    table = fresh("T")
+    r = ksql(ksql_server, f"CREATE TABLE {table} AS SELECT ID, COUNT(*) AS C, SUM(V) AS TOTAL "
+                          f"FROM {name} GROUP BY ID;", streamsProperties=EARLIEST)
+    assert r.status_code == 200, r.text
+    lookup = f"SELECT * FROM {table} WHERE ID = 'k1';"
+    legacy = orjson.dumps({"ksql": lookup})
+    deadline = time.monotonic() + 30
+    while b'"k1"' not in httpx.post(f"{ksql_server.url}/query", content=legacy, timeout=30).content:
+        assert time.monotonic() < deadline, "the table never materialized k1"
+        time.sleep(0.1)
+    body = orjson.dumps({"sql": lookup, "properties": {}})
+    # A pull's rows are all there when it starts; the response must end with them rather than
+    # wait for a wake-up the finished query never sends (the old 2 s re-check): a read timeout
+    # well below that fails the test instead of letting the stream close late.
+    with httpx.Client(http1=False, http2=True, timeout=httpx.Timeout(30, read=1.0)) as client:
+        for _ in range(3):
+            with client.stream("POST", f"{ksql_server.url}/query-stream", content=body) as r:
+                assert r.http_version == "HTTP/2"
+                lines = [orjson.loads(line) for line in r.iter_lines()]
+            assert lines[0]["columnNames"] == ["ID", "C", "TOTAL"]
+            assert lines[1:] == [["k1", 1, 1]]
+
+
 def test_close_query_ends_the_stream(ksql_server: RunningServer) -> None:
     name = make_stream(ksql_server, rows=1)
     body = orjson.dumps({"sql": f"SELECT * FROM {name} EMIT CHANGES;", "properties": EARLIEST})

@@ -19,7 +19,7 @@ import binascii
 import decimal
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ksqlpy import sqltypes
@@ -227,18 +227,28 @@ def _to_struct(value: JsonValue, t: sqltypes.SqlType) -> dict[str, object]:
     assert isinstance(t, sqltypes.Struct)
     if not isinstance(value, dict):
         raise _invalid(value, t)
-    return {f.name: coerce(lookup(value, f.name), f.type, f".{f.name}") for f in t.fields}
+    found = lookup_all(value, (f.name for f in t.fields))
+    return {f.name: coerce(v, f.type, f".{f.name}") for f, v in zip(t.fields, found)}
 
 
 def lookup(obj: dict[str, JsonValue], name: str) -> JsonValue:
     """A field of a JSON object by column name: exact match first, then upper-cased keys
     (ksqlDB's case-insensitive rule; unquoted column names are upper case)."""
-    if name in obj:
-        return obj[name]
-    upper: dict[str, JsonValue] = {}
-    for k, v in obj.items():
-        upper[k.upper()] = v
-    return upper.get(name)
+    return lookup_all(obj, (name,))[0]
+
+
+def lookup_all(obj: dict[str, JsonValue], names: Iterable[str]) -> list[JsonValue]:
+    """:func:`lookup` of each of ``names``, upper-casing the object's keys at most once."""
+    upper: dict[str, JsonValue] | None = None
+    out: list[JsonValue] = []
+    for name in names:
+        if name in obj:
+            out.append(obj[name])
+            continue
+        if upper is None:
+            upper = {k.upper(): v for k, v in obj.items()}  # a later key wins, as in ksqlDB
+        out.append(upper.get(name))
+    return out
 
 
 _HANDLERS: dict[BaseType, Callable[[JsonValue, sqltypes.SqlType], object]] = {

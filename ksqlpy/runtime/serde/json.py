@@ -7,11 +7,15 @@ a single key column (or a value with ``WRAP_SINGLE_VALUE=false``) is the bare va
 Decoding has two paths that give the same answer:
 
 * a fast, columnar one: the batch is joined into newline-delimited JSON and parsed by Arrow's
-  JSON reader against an explicit schema. Arrow is stricter than ksqlDB (it refuses to truncate
-  ``1.5`` to an INT, to read ``"12"`` as a number, to match field names case-insensitively), so
-  whenever a chunk of records holds anything it rejects, the chunk falls back to
+  JSON reader against an explicit schema, one field per spelling of a column name that the
+  batch uses (:mod:`ksqlpy.runtime.serde.jsonkeys` matches names case-insensitively as ksqlDB
+  does). Arrow is stricter than ksqlDB (it refuses to truncate ``1.5`` to an INT or to read
+  ``"12"`` as a number), so whenever a chunk of records holds anything it rejects, the chunk
+  falls back to
 * the exact one: each record parsed with decimals kept exact and coerced value by value with
-  ksqlDB's rules (:mod:`ksqlpy.runtime.serde.coerce`), reporting malformed records per row.
+  ksqlDB's rules (:mod:`ksqlpy.runtime.serde.coerce`), reporting malformed records per row. It
+  also takes the few records whose field names the fast path cannot match (one name spelled
+  two ways in one record, names written with escapes).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import pyarrow.json as pajson
 
 from ksqlpy import sqltypes
 from ksqlpy.errors import SerdeError
-from ksqlpy.runtime.serde import coerce, javatext
+from ksqlpy.runtime.serde import coerce, javatext, jsonkeys
 from ksqlpy.runtime.serde.base import (
     Decoded,
     Deserializer,
@@ -41,15 +45,16 @@ from ksqlpy.runtime.serde.base import (
     build_column,
     combine,
     null_table,
-    physical_type,
     present_or_all,
     to_logical,
     to_physical,
 )
 from ksqlpy.sqltypes import BaseType, Field
 
-#: Records per chunk retried on the fast path after a whole-batch attempt failed.
-_RETRY_CHUNK = 2048
+#: Chunks of records the fast path rejected are halved and retried down to this size.
+_RETRY_CHUNK = 16
+#: Read schemas (one per plan of spellings) a deserializer keeps.
+_SCHEMAS_KEPT = 32
 #: Name of the single field unwrapped records are wrapped in for Arrow's reader.
 _WRAP_FIELD = "v"
 
@@ -80,33 +85,18 @@ def _fast_type(t: sqltypes.SqlType, *, top: bool) -> bool:
     return t.base in _FAST_SCALARS or (top and t.base in (BaseType.TIME, BaseType.BYTES))
 
 
-def _read_type(t: sqltypes.SqlType) -> pa.DataType:
-    """The type Arrow's reader is asked for: physical ints for temporals, text for BYTES."""
-    if t.base is BaseType.BYTES:
-        return pa.string()
-    return physical_type(t)
-
-
-def _nested_names(t: sqltypes.SqlType) -> list[str]:
-    match t:
-        case sqltypes.Array(element=e):
-            return _nested_names(e)
-        case sqltypes.Struct(fields=fs):
-            return [n for f in fs for n in (f.name, *_nested_names(f.type))]
-    return []
-
-
 class JsonDeserializer(Deserializer):
     def __init__(self, columns: Sequence[Field], *, is_key: bool, wrapped: bool) -> None:
         super().__init__(columns, is_key=is_key)
         self.wrapped = wrapped
-        self._fast = bool(self.columns) and all(_fast_type(c.type, top=True) for c in self.columns)
-        self._nested = frozenset(n for c in self.columns for n in _nested_names(c.type))
-        if wrapped:
-            read_fields = [pa.field(c.name, _read_type(c.type)) for c in self.columns]
-        else:
-            read_fields = [pa.field(_WRAP_FIELD, _read_type(self.columns[0].type))] if self.columns else []
-        self._read_schema = pa.schema(read_fields)
+        self._names = tuple(c.name for c in self.columns)
+        self._keys = jsonkeys.KeyNames(self.columns, wrapped=wrapped)
+        self._fast = (
+            bool(self.columns) and all(_fast_type(c.type, top=True) for c in self.columns) and self._keys.usable
+        )
+        #: the spellings the last batch used: the next one most likely uses them too
+        self._plan: dict[str, tuple[str, ...]] = {}
+        self._schemas: dict[tuple[tuple[str, tuple[str, ...]], ...], pa.Schema] = {}
 
     def decode(self, data: pa.Array | pa.ChunkedArray, *, topic: str = "?") -> Decoded:
         data = combine(data)
@@ -118,21 +108,42 @@ class JsonDeserializer(Deserializer):
         fast_rows: list[np.ndarray] = []
         fast_parts: list[list[pa.Array]] = []
         slow_rows: list[int] = []
+
+        def attempt(chunk: np.ndarray, records: pa.Array) -> bool:
+            result = self._fast_decode(records)
+            if result is None:
+                return False
+            columns, decoded = result
+            fast_rows.append(chunk[decoded])
+            fast_parts.append(columns)
+            if len(decoded) < len(chunk):
+                left = np.ones(len(chunk), dtype=bool)
+                left[decoded] = False
+                slow_rows.extend(chunk[left].tolist())
+            return True
+
         if self._fast and len(candidates):
-            # the whole batch first; when Arrow rejects it, fixed-size chunks so that one odd
-            # record sends only its own chunk down the exact path
-            whole = self._fast_decode(data if len(candidates) == rows else data.take(pa.array(candidates)))
-            if whole is not None:
-                fast_rows, fast_parts = [candidates], [whole]
-            else:
-                for start in range(0, len(candidates), _RETRY_CHUNK):
-                    chunk = candidates[start : start + _RETRY_CHUNK]
-                    columns = self._fast_decode(data.take(pa.array(chunk)))
-                    if columns is None:
+            # the whole batch first; when Arrow rejects it, each half, and so on down to a few
+            # records, so that an odd record sends little more than itself down the exact path.
+            # When every chunk of a round is rejected the odd records are everywhere: they all
+            # go down the exact path without more reads.
+            level = [candidates]
+            while level:
+                rejected = [
+                    chunk
+                    for chunk in level
+                    if not attempt(chunk, data if len(chunk) == rows else data.take(pa.array(chunk)))
+                ]
+                if len(level) > 1 and len(rejected) == len(level):
+                    slow_rows.extend(np.concatenate(rejected).tolist())
+                    break
+                level = []
+                for chunk in rejected:
+                    if len(chunk) <= _RETRY_CHUNK:
                         slow_rows.extend(chunk.tolist())
                     else:
-                        fast_rows.append(chunk)
-                        fast_parts.append(columns)
+                        half = len(chunk) // 2
+                        level += [chunk[:half], chunk[half:]]
         else:
             slow_rows = candidates.tolist()
         slow_columns, slow_present, errors = self._slow_decode(data, slow_rows, topic)
@@ -140,14 +151,66 @@ class JsonDeserializer(Deserializer):
 
     # -- fast path -------------------------------------------------------------------------
 
-    def _fast_decode(self, records: pa.Array) -> list[pa.Array] | None:
-        """Physical columns (plus the present mask last) for ``records``, or None when Arrow's
-        reader cannot decode them exactly as ksqlDB would."""
+    def _fast_decode(self, records: pa.Array) -> tuple[list[pa.Array], np.ndarray] | None:
+        """Physical columns (plus the present mask last) for the records Arrow's reader decodes
+        exactly as ksqlDB would, and their positions in ``records``; None when it cannot
+        decode them. Records whose field names the reader cannot be told how to match (see
+        :mod:`ksqlpy.runtime.serde.jsonkeys`) are left out, for the exact path."""
+        if self.wrapped and not _braced(records):
+            return None
+        decoded = np.arange(len(records))
+        text = jsonkeys.BatchText(_values_buffer(records).to_pybytes())
+        hazards = self._keys.hazards(records, text)
+        if hazards is not None:
+            decoded, records = decoded[~hazards], records.filter(pa.array(~hazards))
+            text = jsonkeys.BatchText(_values_buffer(records).to_pybytes())
+        plan = self._plan
+        table = self._read(records, plan)
+        if table is None:
+            return None
+        doubt = self._keys.doubtful(table, plan, text)
+        if doubt:
+            # the spellings of the first records, usually those of the whole batch
+            guess = jsonkeys.canonical({**plan, **self._keys.sample(records, doubt, plan)})
+            if guess != plan:
+                table = self._read(records, guess)
+                if table is None:
+                    return None
+                plan = self._plan = guess
+                doubt = self._keys.doubtful(table, plan, text)
+        if doubt:
+            found, mixed = self._keys.analyze(records, text, doubt)
+            new_plan = jsonkeys.canonical({**plan, **found})
+            self._plan = new_plan
+            if mixed is not None:
+                decoded, records = decoded[~mixed], records.filter(pa.array(~mixed))
+            if new_plan != plan or mixed is not None:
+                table = self._read(records, new_plan)
+                if table is None:
+                    return None
+            plan = new_plan
+        out: list[pa.Array] = []
+        for i, field in enumerate(self.columns):
+            if self.wrapped:
+                parts = [combine(table.column(s)) for s in jsonkeys.spelled(field.name, plan)]
+            else:
+                parts = [combine(table.column(i))]
+            column = jsonkeys.fold(jsonkeys.first_present(parts), field.type, plan)
+            converted = _finish_fast(column, field.type)
+            if converted is None:
+                return None
+            out.append(converted)
+        if self.wrapped:
+            out.append(pa.array(np.ones(len(records), dtype=bool)))
+        else:
+            out.append(pc.is_valid(out[0]))
+        return out, decoded
+
+    def _read(self, records: pa.Array, plan: jsonkeys.Plan) -> pa.Table | None:
+        """Arrow's reader over ``records`` with the fields of ``plan``; None when it rejects them."""
         n = len(records)
         if not self.wrapped:
             records = pc.binary_join_element_wise(_bytes('{"' + _WRAP_FIELD + '":'), records, _bytes("}"), _bytes(""))
-        elif not _braced(records):
-            return None
         # One record per line. JSON strings cannot hold a raw newline, so no string (and, the
         # records being braced, no document) spans two records: see _braced.
         ndjson = pc.binary_join_element_wise(records, _bytes("\n"), _bytes(""))
@@ -160,41 +223,29 @@ class JsonDeserializer(Deserializer):
                 # with the query threads for the cores
                 read_options=pajson.ReadOptions(block_size=buffer.size + 1, use_threads=False),
                 parse_options=pajson.ParseOptions(
-                    explicit_schema=self._read_schema, unexpected_field_behavior="ignore"
+                    explicit_schema=self._read_schema(plan), unexpected_field_behavior="ignore"
                 ),
             )
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             return None
-        if table.num_rows != n:
-            return None
-        # A column found non-null in every record was read by its exact name, which ksqlDB
-        # prefers too; only columns with nulls may hide case variants of their names.
-        suspects = set(self._nested)
-        if self.wrapped:
-            suspects.update(f.name for f, col in zip(self.columns, table.columns) if col.null_count)
-        if suspects and self._case_variants(buffer.to_pybytes(), suspects):
-            return None
-        out: list[pa.Array] = []
-        for column, field in zip(table.columns, self.columns):
-            converted = _finish_fast(combine(column), field.type)
-            if converted is None:
-                return None
-            out.append(converted)
-        if self.wrapped:
-            out.append(pa.array(np.ones(n, dtype=bool)))
-        else:
-            out.append(pc.is_valid(out[0]))
-        return out
+        return table if table.num_rows == n else None
 
-    @staticmethod
-    def _case_variants(raw: bytes, names: set[str]) -> bool:
-        """True when some record may spell one of ``names`` in another case: the batch holds
-        more case-folded occurrences of the quoted name than exact ones."""
-        quoted = [stdjson.dumps(n, ensure_ascii=False).encode() for n in names]
-        if not all(q.isascii() for q in quoted):
-            return True  # bytes.lower() folds ASCII only; let the exact path match such names
-        lower = raw.lower()
-        return any(raw.count(q) != lower.count(q.lower()) for q in quoted)
+    def _read_schema(self, plan: jsonkeys.Plan) -> pa.Schema:
+        key = tuple(sorted(plan.items()))
+        schema = self._schemas.get(key)
+        if schema is None:
+            if self.wrapped:
+                fields = [
+                    pa.field(s, jsonkeys.read_type(c.type, plan, top=True))
+                    for c in self.columns
+                    for s in jsonkeys.spelled(c.name, plan)
+                ]
+            else:
+                fields = [pa.field(_WRAP_FIELD, jsonkeys.read_type(self.columns[0].type, plan, top=True))]
+            if len(self._schemas) >= _SCHEMAS_KEPT:
+                self._schemas.clear()  # spellings that keep changing: keep the cache small
+            schema = self._schemas[key] = pa.schema(fields)
+        return schema
 
     # -- exact path ------------------------------------------------------------------------
 
@@ -232,7 +283,8 @@ class JsonDeserializer(Deserializer):
                 f"Can't convert type. sourceType: {coerce.node_type(document)}, requiredType: {struct}",
                 "$",
             )
-        return [coerce.coerce(coerce.lookup(document, c.name), c.type, f"$.{c.name}") for c in self.columns]
+        found = coerce.lookup_all(document, self._names)
+        return [coerce.coerce(v, c.type, f"$.{c.name}") for c, v in zip(self.columns, found)]
 
     def _assemble(
         self,
@@ -395,9 +447,14 @@ _NEEDS_ESCAPE = r'["\\\x00-\x1f]'
 
 
 def _fragment(column: pa.Array, t: sqltypes.SqlType) -> pa.Array | None:
-    """Each value of a scalar column as JSON text (null stays null), or None when the column
-    has values Arrow cannot print as ksqlDB's JSON writer does."""
+    """Each value of a column as JSON text (null stays null), or None when the column has
+    values Arrow cannot print as ksqlDB's JSON writer does (or is a MAP)."""
     physical = to_physical(column, t)
+    match t:
+        case sqltypes.Struct(fields=fs):
+            return _struct_fragment(physical, fs)
+        case sqltypes.Array(element=e):
+            return _array_fragment(physical, e)
     match t.base:
         case BaseType.BOOLEAN:
             return pc.if_else(physical, "true", "false")
@@ -425,6 +482,44 @@ def _fragment(column: pa.Array, t: sqltypes.SqlType) -> pa.Array | None:
                 pa.string(),
             )
     return None
+
+
+def _struct_fragment(physical: pa.Array, fields: tuple[Field, ...]) -> pa.Array | None:
+    """STRUCT values as JSON objects, every field written (null ones as ``null``)."""
+    assert isinstance(physical, pa.StructArray)
+    if not fields:
+        return _keep_valid(physical, pa.array(["{}"] * len(physical), pa.string()))
+    parts: list[pa.Array | pa.Scalar] = []
+    # flatten() applies the struct's own nulls to its fields: no text for hidden values
+    for i, (f, child) in enumerate(zip(fields, physical.flatten())):
+        fragment = _fragment(child, f.type)
+        if fragment is None:
+            return None
+        parts.append(_text(("{" if i == 0 else ",") + stdjson.dumps(f.name, ensure_ascii=False) + ":"))
+        parts.append(pc.fill_null(fragment, "null"))
+    parts.append(_text("}"))
+    return _keep_valid(physical, pc.binary_join_element_wise(*parts, _text("")))
+
+
+def _array_fragment(physical: pa.Array, element: sqltypes.SqlType) -> pa.Array | None:
+    """ARRAY values as JSON arrays (null elements as ``null``)."""
+    assert isinstance(physical, pa.ListArray)
+    values = _fragment(physical.flatten(), element)
+    if values is None:
+        return None
+    # flatten() drops the values of null lists: offsets counted from the lengths kept
+    lengths = np.asarray(pc.fill_null(pc.list_value_length(physical), 0), dtype=np.int32)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths, dtype=np.int32)]), pa.int32())
+    lists = pa.ListArray.from_arrays(offsets, pc.fill_null(values, "null"))
+    joined = pc.binary_join_element_wise(_text("["), pc.binary_join(lists, ","), _text("]"), _text(""))
+    return _keep_valid(physical, joined)
+
+
+def _keep_valid(physical: pa.Array, text: pa.Array) -> pa.Array:
+    """``text`` where ``physical`` is not null, null elsewhere."""
+    if physical.null_count == 0:
+        return text
+    return pc.if_else(physical.is_valid(), text, pa.nulls(len(physical), pa.string()))
 
 
 def _text(value: str) -> pa.Scalar:
