@@ -21,6 +21,12 @@ Keys the server reads itself:
 ``ksql.service.id``            service id (default ``default_``)
 ``ksql.heartbeat.enable``      ``true`` enables ``/clusterStatus`` (default off: 404)
 ``ksql.max.push.queries``      concurrent push queries before 400/40003 (default 256)
+``ksqlpy.request.max.bytes``   largest request body of ``/ksql``, ``/query``, ``/query-stream``
+                               and ``/close-query`` (default 16 MiB; larger: 413)
+``ksqlpy.statement.max.chars`` longest statement text in one request (default 256 Ki characters;
+                               longer: 400)
+``ksqlpy.inserts.max.record.bytes``  longest ``/inserts-stream`` line (default 1 MiB, Kafka's
+                               default record limit; longer: an error ack, the stream ends)
 =============================  ===============================================================
 
 Every property (these and any other ``ksql.*`` / ``ksql.streams.*`` one) is passed on to the
@@ -41,12 +47,18 @@ STATE_DIR = "ksql.streams.state.dir"
 SERVICE_ID = "ksql.service.id"
 HEARTBEAT_ENABLE = "ksql.heartbeat.enable"
 MAX_PUSH_QUERIES = "ksql.max.push.queries"
+MAX_REQUEST_BYTES = "ksqlpy.request.max.bytes"
+MAX_STATEMENT_CHARS = "ksqlpy.statement.max.chars"
+MAX_RECORD_BYTES = "ksqlpy.inserts.max.record.bytes"
 
 DEFAULTS: Mapping[str, str] = {
     LISTENERS: "http://0.0.0.0:8088",
     STATE_DIR: "./ksqlpy-data",
     SERVICE_ID: "default_",
     MAX_PUSH_QUERIES: "256",
+    MAX_REQUEST_BYTES: str(16 * 1024 * 1024),
+    MAX_STATEMENT_CHARS: str(256 * 1024),
+    MAX_RECORD_BYTES: str(1024 * 1024),
 }
 
 #: ``KSQL_*`` variables of the Confluent images that are JVM / launcher settings, not properties.
@@ -115,8 +127,17 @@ class ServerConfig:
         props.update(env_properties(os.environ if environ is None else environ))
         props.update({k: v for k, v in (overrides or {}).items() if v is not None})
         config = cls(properties=props)
-        config.listeners  # validate early: a bad URL is a startup error, not a late surprise
+        config.validate()
         return config
+
+    def validate(self) -> None:
+        """Read every setting the server uses, so a bad value is a startup error, not a late
+        surprise (raises :class:`ConfigError`)."""
+        self.listeners  # noqa: B018 - parsed for its errors
+        self.max_push_queries  # noqa: B018
+        self.max_request_bytes  # noqa: B018
+        self.max_statement_chars  # noqa: B018
+        self.max_record_bytes  # noqa: B018
 
     def get(self, name: str, default: str | None = None) -> str | None:
         return self.properties.get(name, default)
@@ -143,10 +164,29 @@ class ServerConfig:
 
     @property
     def max_push_queries(self) -> int:
+        return self._positive_int(MAX_PUSH_QUERIES)
+
+    @property
+    def max_request_bytes(self) -> int:
+        return self._positive_int(MAX_REQUEST_BYTES)
+
+    @property
+    def max_statement_chars(self) -> int:
+        return self._positive_int(MAX_STATEMENT_CHARS)
+
+    @property
+    def max_record_bytes(self) -> int:
+        return self._positive_int(MAX_RECORD_BYTES)
+
+    def _positive_int(self, name: str) -> int:
+        value = self.properties.get(name, DEFAULTS[name])
         try:
-            return int(self.properties.get(MAX_PUSH_QUERIES, DEFAULTS[MAX_PUSH_QUERIES]))
-        except ValueError as e:
-            raise ConfigError(f"{MAX_PUSH_QUERIES} must be an integer") from e
+            number = int(value.strip())
+        except ValueError:
+            number = 0
+        if number <= 0:
+            raise ConfigError(f"Invalid value {value!r} for configuration {name}: must be a positive integer")
+        return number
 
     def engine_properties(self) -> dict[str, str]:
         """What ``Engine.open`` receives: every property (the engine ignores what it doesn't use)."""

@@ -19,6 +19,8 @@ help:
   only upgrades body-less requests, so ``/inserts-stream`` (HTTP/2 only) answered 40004.
   :class:`ReasonPhraseH11Protocol` reads such a body in HTTP/1.1, answers ``101 Switching
   Protocols`` and hands the whole request to HTTP/2 as stream 1, as RFC 7540 section 3.2 has it.
+* **Request data after the response** (HTTP/2): :class:`FramePerSendH2Protocol` drops the rest
+  of a request body whose stream already answered, where hypercorn would fail the connection.
 * **A bad ``HTTP2-Settings`` header** on an ``h2c`` upgrade: hypercorn answered 101 and then
   failed decoding it, leaving the client with a dead connection. The header is checked first,
   and a bad one gets ``400`` with ksqlDB's error body, in HTTP/1.1, and the connection closed.
@@ -211,6 +213,19 @@ class FramePerSendH2Protocol(H2Protocol):
             await stream.handle(Body(stream_id=1, data=headers.body))
         await stream.handle(EndBody(stream_id=1))
         self.task_group.spawn(self.send_task)
+
+    async def _handle_events(self, events: list[h2.events.Event]) -> None:
+        # A response may end its stream before the request body is all in (a 413 for a body
+        # over the limit, an early error); hypercorn then fails the whole connection on the
+        # next DATA frame of that stream. Such data is dropped and its flow-control credit
+        # returned, so the client can finish sending and read the answer already there.
+        # One event at a time: a stream is only known once its RequestReceived is handled.
+        for event in events:
+            if isinstance(event, h2.events.DataReceived) and event.stream_id not in self.streams:
+                self.connection.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            else:
+                await super()._handle_events([event])
+        await self._flush()
 
     async def stream_send(self, event: StreamEvent) -> None:
         await super().stream_send(event)
