@@ -30,7 +30,8 @@ Keys the server reads itself:
 =============================  ===============================================================
 
 Every property (these and any other ``ksql.*`` / ``ksql.streams.*`` one) is passed on to the
-engine unchanged.
+engine unchanged. A property that neither the server nor the engine reads is named in one
+warning line at start (:meth:`ServerConfig.unsupported`), rather than ignored silently.
 """
 
 from __future__ import annotations
@@ -76,6 +77,49 @@ NON_PROPERTY_ENV = frozenset(
         "KSQL_CONFIG_DIR",
     }
 )
+
+
+#: Properties read by the engine besides its defaults (``runtime/config.py``).
+ENGINE_SETTINGS = frozenset(
+    {
+        "auto.offset.reset",
+        "cache.max.bytes.buffering",
+        "commit.interval.ms",
+        "num.stream.threads",
+        "processing.guarantee",
+        "ksql.streams.processing.guarantee",
+        "ksql.streams.bootstrap.servers",
+        "ksql.schema.registry.url",
+        "ksql.schema.registry.basic.auth.user.info",
+        "ksql.variable.substitution.enable",
+        "ksql.query.pull.range.scan.enabled",
+        "ksql.persistence.default.format.value",
+    }
+)
+#: HTTPS and authentication settings (SECURITY-OPS.md section 2), read by the TLS and auth modules.
+SECURITY_SETTINGS = frozenset(
+    {
+        "ssl.keystore.location",
+        "ssl.keystore.password",
+        "ssl.keystore.type",
+        "ssl.key.password",
+        "ssl.truststore.location",
+        "ssl.truststore.password",
+        "ssl.truststore.type",
+        "ssl.client.authentication",
+        "ssl.client.auth",
+        "ssl.enabled.protocols",
+        "ssl.cipher.suites",
+        "authentication.method",
+        "authentication.realm",
+        "authentication.roles",
+        "authentication.skip.paths",
+    }
+)
+#: Whole families passed on as they are: Kafka client settings, ksqlpy's own, function settings.
+SUPPORTED_PREFIXES = ("kafka.", "ksqlpy.", "ksql.functions.")
+#: Kafka client settings given without the ``kafka.`` prefix the store needs.
+_CLIENT_SETTING_PREFIXES = ("security.", "sasl.", "ssl.", "client.", "request.", "socket.")
 
 
 class ConfigError(ValueError):
@@ -138,6 +182,22 @@ class ServerConfig:
         self.max_request_bytes  # noqa: B018
         self.max_statement_chars  # noqa: B018
         self.max_record_bytes  # noqa: B018
+
+    def unsupported(self) -> list[str]:
+        """One warning line for each property that nothing reads, in name order."""
+        from ksqlpy.runtime.config import DEFAULTS as ENGINE_DEFAULTS
+
+        known = DEFAULTS.keys() | ENGINE_DEFAULTS.keys() | ENGINE_SETTINGS | SECURITY_SETTINGS
+        known |= {LISTENERS, BOOTSTRAP_SERVERS, STATE_DIR, SERVICE_ID, HEARTBEAT_ENABLE}
+        lines = []
+        for name in sorted(self.properties):
+            if name in known or name.startswith(SUPPORTED_PREFIXES):
+                continue
+            line = f"Ignoring unsupported setting {name}"
+            if name.startswith(_CLIENT_SETTING_PREFIXES):
+                line += f": Kafka client settings take the kafka. prefix (kafka.{name}, librdkafka's names)"
+            lines.append(line)
+        return lines
 
     def get(self, name: str, default: str | None = None) -> str | None:
         return self.properties.get(name, default)
