@@ -39,7 +39,11 @@ def run(args: argparse.Namespace) -> int:
         return 2
     for line in config.unsupported():
         log.warning("%s", line)
-    from ksqlpy.server.main import serve
+    from ksqlpy.server.main import StartupError, serve
 
-    serve(config)
+    try:
+        serve(config)
+    except StartupError as e:
+        print(f"ksqlpy server: {e}", file=sys.stderr)
+        return 1
     return 0

@@ -62,6 +62,15 @@ DEFAULTS: Mapping[str, str] = {
     MAX_RECORD_BYTES: str(1024 * 1024),
 }
 
+#: Settings with a closed set of values (Kafka's wording when one is wrong).
+CHOICES: Mapping[str, tuple[str, ...]] = {
+    "ksql.streams.auto.offset.reset": ("latest", "earliest"),
+    "auto.offset.reset": ("latest", "earliest"),
+    "processing.guarantee": ("at_least_once", "exactly_once", "exactly_once_beta", "exactly_once_v2"),
+    "ksql.streams.processing.guarantee": ("at_least_once", "exactly_once", "exactly_once_beta", "exactly_once_v2"),
+    HEARTBEAT_ENABLE: ("true", "false"),
+}
+
 #: ``KSQL_*`` variables of the Confluent images that are JVM / launcher settings, not properties.
 NON_PROPERTY_ENV = frozenset(
     {
@@ -182,6 +191,12 @@ class ServerConfig:
         self.max_request_bytes  # noqa: B018
         self.max_statement_chars  # noqa: B018
         self.max_record_bytes  # noqa: B018
+        for name, allowed in CHOICES.items():
+            value = self.properties.get(name)
+            if value is not None and value.strip().lower() not in allowed:
+                raise ConfigError(
+                    f"Invalid value {value} for configuration {name}: String must be one of: {', '.join(allowed)}"
+                )
 
     def unsupported(self) -> list[str]:
         """One warning line for each property that nothing reads, in name order."""
@@ -245,7 +260,7 @@ class ServerConfig:
         except ValueError:
             number = 0
         if number <= 0:
-            raise ConfigError(f"Invalid value {value!r} for configuration {name}: must be a positive integer")
+            raise ConfigError(f"Invalid value {value} for configuration {name}: must be a positive integer")
         return number
 
     def engine_properties(self) -> dict[str, str]:
