@@ -35,7 +35,7 @@ from ksqlpy.server.errors import (
     describe_failure,
     generic_error,
 )
-from ksqlpy.server.limits import PayloadTooLarge, check_statement, read_body
+from ksqlpy.server.limits import ClientGone, PayloadTooLarge, check_statement, read_body
 from ksqlpy.server.streams import (
     InsertsEndpoint,
     QueryEndpoint,
@@ -235,7 +235,10 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
     not_found = PlainTextResponse("Not Found", status_code=404)
 
     async def limited_body(request: Request) -> bytes:
-        return await read_body(request.receive, request.headers.raw, server.config.max_request_bytes)
+        try:
+            return await read_body(request.receive, request.headers.raw, server.config.max_request_bytes)
+        except ClientGone:
+            raise RestError(BAD_REQUEST, "The client disconnected before its request was read") from None
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
