@@ -63,11 +63,13 @@ DEFAULTS: Mapping[str, str] = {
 }
 
 #: Settings with a closed set of values (Kafka's wording when one is wrong).
+_OFFSET_RESETS = ("latest", "earliest")
+_GUARANTEES = ("at_least_once", "exactly_once", "exactly_once_beta", "exactly_once_v2")
 CHOICES: Mapping[str, tuple[str, ...]] = {
-    "ksql.streams.auto.offset.reset": ("latest", "earliest"),
-    "auto.offset.reset": ("latest", "earliest"),
-    "processing.guarantee": ("at_least_once", "exactly_once", "exactly_once_beta", "exactly_once_v2"),
-    "ksql.streams.processing.guarantee": ("at_least_once", "exactly_once", "exactly_once_beta", "exactly_once_v2"),
+    "ksql.streams.auto.offset.reset": _OFFSET_RESETS,
+    "auto.offset.reset": _OFFSET_RESETS,
+    "processing.guarantee": _GUARANTEES,
+    "ksql.streams.processing.guarantee": _GUARANTEES,
     HEARTBEAT_ENABLE: ("true", "false"),
 }
 
@@ -194,8 +196,9 @@ class ServerConfig:
         for name, allowed in CHOICES.items():
             value = self.properties.get(name)
             if value is not None and value.strip().lower() not in allowed:
+                choices = ", ".join(allowed)
                 raise ConfigError(
-                    f"Invalid value {value} for configuration {name}: String must be one of: {', '.join(allowed)}"
+                    f"Invalid value {value} for configuration {name}: String must be one of: {choices}"
                 )
 
     def unsupported(self) -> list[str]:

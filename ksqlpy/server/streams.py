@@ -121,7 +121,8 @@ class QueryEndpoint:
             return
         except Exception as e:  # noqa: BLE001 - every failure becomes an error response
             context = f"{scope['path']} running {text[:200]!r}"
-            await respond_error(send, e, context=context, statement_text=text, close=isinstance(e, PayloadTooLarge) and scope.get("http_version") != "2")
+            close = isinstance(e, PayloadTooLarge) and scope.get("http_version") != "2"
+            await respond_error(send, e, context=context, statement_text=text, close=close)
             return
         await self._stream(query, media, scope, receive, send)
 

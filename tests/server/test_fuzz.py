@@ -188,7 +188,10 @@ def test_deep_or_huge_statements_are_statement_errors_with_a_position(
 
 def test_expressions_too_complex_to_compile_are_statement_errors(server: RunningServer) -> None:
     # Within the parser's nesting limit, but deeper than SQL generation can recurse.
-    create = "CREATE STREAM fuzz_src (k VARCHAR KEY, a INT) WITH (kafka_topic='fuzz_src', value_format='JSON', partitions=1);"
+    create = (
+        "CREATE STREAM fuzz_src (k VARCHAR KEY, a INT) "
+        "WITH (kafka_topic='fuzz_src', value_format='JSON', partitions=1);"
+    )
     assert (
         httpx.post(f"{server.url}/ksql", content=orjson.dumps({"ksql": create}), timeout=60).status_code
         == 200
