@@ -24,6 +24,8 @@ KSQL_JSON = "application/vnd.ksql.v1+json"
 
 # Never give up on a slow statement or a quiet push query; only connecting is bounded.
 _TIMEOUT = httpx.Timeout(connect=5.0, read=None, write=30.0, pool=30.0)
+#: ksqlDB's port, assumed for a server named without one.
+DEFAULT_PORT = 8088
 
 
 _ACCESS_MESSAGES = {
@@ -42,6 +44,21 @@ class ServerUnreachable(Exception):
             f"Could not connect to the server at {url}. Check that the server is running "
             f"(ksqlpy server) and that the address is right. ({reason})"
         )
+
+
+def server_url(address: str) -> str:
+    """The base URL of ``address``: ``localhost:8088`` and ``localhost`` mean
+    ``http://localhost:8088``, as a ksqlDB server is usually named; a URL stays as it is."""
+    address = address.strip().rstrip("/")
+    if "://" in address:
+        return address
+    host, sep, port = address.rpartition(":")
+    # "host:port", "[::1]:8088" and "::1" (an IPv6 address without a port, bracketed here)
+    if sep and port.isdigit() and (not host.count(":") or host.startswith("[")):
+        return f"http://{address}"
+    if address.count(":") > 1 and not address.startswith("["):
+        address = f"[{address}]"
+    return f"http://{address}:{DEFAULT_PORT}"
 
 
 @dataclass(kw_only=True, eq=False)
@@ -148,7 +165,7 @@ class RestClient:
         credentials: tuple[str, str] | None = None,
         tls: ssl.SSLContext | None = None,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url = server_url(url)
         self.http2 = http2
         #: (user, password) sent as HTTP BASIC authentication with every request
         self.credentials = credentials

@@ -7,6 +7,11 @@ and columns from the start of the whole text, as ksqlDB's do); ``parse_statement
 ``parse_expression`` read exactly one. Syntax errors raise :class:`~ksqlpy.errors.ParseError`
 at the offending token, worded as ksqlDB words them (``line 1:8: Syntax Error`` followed by the
 tokens that were expected). The formatter (:mod:`ksqlpy.parser.formatter`) prints trees back.
+
+Input is bounded before anything recursive sees it: a statement nested deeper than
+:data:`MAX_NESTING` levels (parentheses, CASE, AND/OR chains, ARRAY<...> types) and a numeric
+literal longer than :data:`MAX_NUMBER_CHARS` are syntax errors at their position, since the AST
+builder, the analyzer and SQL generation all recurse once per level.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from lark import Lark, Token, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark import Lark, Token, Tree, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 from lark.exceptions import VisitError
 
 from ksqlpy.errors import KsqlpyError, ParseError, Position
@@ -24,12 +29,14 @@ from ksqlpy.parser.builder import AstBuilder
 from ksqlpy.parser.variables import split_statements, substitute_variables
 
 __all__ = [
-    "parse",
-    "parse_statement",
-    "parse_expression",
-    "substitute_variables",
-    "split_statements",
+    "MAX_NESTING",
+    "MAX_NUMBER_CHARS",
     "RESERVED_WORDS",
+    "parse",
+    "parse_expression",
+    "parse_statement",
+    "split_statements",
+    "substitute_variables",
 ]
 
 _GRAMMAR = Path(__file__).with_name("ksql.lark")
@@ -56,6 +63,14 @@ _NAMED_TOKENS = (
 # Past this many alternatives ksqlDB's message says no more than "Syntax Error".
 _MAX_EXPECTED_SHOWN = 8
 
+#: Deepest parse tree accepted. A nesting level (a parenthesis, an AND, an ARRAY<) adds one or
+#: two tree levels; every recursive pass after the parser (AST builder, analyzer, SQL
+#: generation) spends several Python frames per level, and Python allows about a thousand.
+MAX_NESTING = 128
+#: Longest numeric literal accepted: far past any valid BIGINT, DOUBLE or DECIMAL(38), and short
+#: enough that converting it is cheap (Python refuses int() of more than 4,300 digits).
+MAX_NUMBER_CHARS = 1000
+
 
 @functools.cache
 def _lark() -> Lark:
@@ -67,8 +82,25 @@ def _lark() -> Lark:
         propagate_positions=True,
         maybe_placeholders=True,
         cache=True,
-        lexer_callbacks={"IDENTIFIER": _reject_reserved},
+        # IDENTIFIER must come last: lark chains a callback after its keyword check with a
+        # closure over its loop variable, so only the last entry's chain tests the right type.
+        lexer_callbacks={
+            "INTEGER_VALUE": _reject_long_number,
+            "DECIMAL_VALUE": _reject_long_number,
+            "FLOAT_VALUE": _reject_long_number,
+            "IDENTIFIER": _reject_reserved,
+        },
     )
+
+
+def _reject_long_number(token: Token) -> Token:
+    if len(token.value) > MAX_NUMBER_CHARS:
+        raise ParseError(
+            f"Invalid numeric literal: {token.value[:20]}... ({len(token.value)} characters; "
+            f"at most {MAX_NUMBER_CHARS} are accepted)",
+            pos=Position(token.line or 1, token.column or 1),
+        )
+    return token
 
 
 @functools.cache
@@ -86,7 +118,7 @@ def _reject_reserved(token: Token) -> Token:
     word = token.value.upper()
     if word in _reserved_words():
         raise ParseError(
-            f"Syntax Error\n\"{word}\" is a reserved keyword and it can't be used as an identifier. "
+            f'Syntax Error\n"{word}" is a reserved keyword and it can\'t be used as an identifier. '
             f"You can use it as an identifier by escaping it as `{word}`",
             pos=Position(token.line or 1, token.column or 1),
         )
@@ -156,16 +188,45 @@ def _end_position(text: str) -> Position:
     return Position(len(lines), len(lines[-1]) + 1)
 
 
+def _check_nesting(tree: Tree[Token]) -> None:
+    """Raise at the first subtree deeper than :data:`MAX_NESTING` (iteratively: the check
+    itself must not recurse)."""
+    stack: list[tuple[Tree[Token], int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_NESTING:
+            raise ParseError(
+                f"Statement is too deeply nested: more than {MAX_NESTING} levels of expressions or "
+                "types. Flatten it: fewer parentheses, IN (...) instead of long OR chains, simpler "
+                "nested types.",
+                pos=_tree_position(node),
+            )
+        stack.extend((child, depth + 1) for child in reversed(node.children) if isinstance(child, Tree))
+
+
+def _tree_position(node: Tree[Token]) -> Position | None:
+    meta = node.meta
+    if getattr(meta, "empty", True):
+        return None
+    return Position(meta.line, meta.column)
+
+
 def _run(text: str, start: str) -> Any:
     try:
         tree = _lark().parse(text, start=start)
     except UnexpectedInput as error:
         raise _syntax_error(error, text) from None
+    _check_nesting(tree)
     try:
         return AstBuilder(text).transform(tree)
     except VisitError as error:
         if isinstance(error.orig_exc, KsqlpyError):
             raise error.orig_exc from None
+        if isinstance(error.orig_exc, (ValueError, OverflowError, RecursionError)):
+            # A value the builder could not convert (an out-of-range number, say): the
+            # statement's fault, reported where the offending rule starts.
+            node = error.obj if isinstance(error.obj, Tree) else tree
+            raise ParseError(f"Invalid {error.rule}: {error.orig_exc}", pos=_tree_position(node)) from None
         raise
 
 

@@ -200,8 +200,12 @@ class AstBuilder(Transformer[Token, Any]):
         return ast.DoubleLiteral(value=value, pos=tok_pos(tok))
 
     def _after_minus(self, tok: Token) -> bool:
-        before = self._source[: tok.start_pos].rstrip()
-        return before.endswith("-")
+        # Scans back from the token instead of slicing the text before it: a slice per literal
+        # made statements with many literals quadratic in their length.
+        i = (tok.start_pos or 0) - 1
+        while i >= 0 and self._source[i].isspace():
+            i -= 1
+        return i >= 0 and self._source[i] == "-"
 
     def signed_literal(self, meta: Meta, children: list[Any]) -> ast.Literal:
         return children[0]  # type: ignore[no-any-return]

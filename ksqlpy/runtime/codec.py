@@ -95,8 +95,8 @@ class SourceDecoder:
         short: list[int] = []
         if self.split_windows:
             key_arr, bounds, short = self._split_window(key_arr)
-        keys = self.key_de.decode(key_arr)
-        values = self.value_de.decode(value_arr)
+        keys = self.key_de.decode(key_arr, topic=self.source.topic)
+        values = self.value_de.decode(value_arr, topic=self.source.topic)
         # Rows whose key or value failed to deserialize (a record is reported once, key first);
         # without errors, the usual case, no per-record work at all.
         bad: set[int] = set()

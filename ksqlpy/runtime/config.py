@@ -37,6 +37,37 @@ NOT_OVERRIDABLE = frozenset(
 
 STREAMS_PREFIX = "ksql.streams."
 
+#: What SHOW PROPERTIES prints for a secret, as ksqlDB prints Kafka's PASSWORD-typed settings.
+HIDDEN = "[hidden]"
+#: Parts of setting names that mark secrets, with or without a prefix (``ksql.streams.``,
+#: ``kafka.``, ``ksql.schema.registry.``): Kafka's and Schema Registry's PASSWORD-typed settings
+#: (``ssl.key.password``, ``sasl.jaas.config``, ``basic.auth.user.info`` ...) and librdkafka's
+#: (``sasl.password``, ``ssl.key.pem``, ``sasl.oauthbearer.client.secret``).
+_SECRET_MARKERS = (
+    "password",
+    "secret",
+    "jaas.config",
+    "basic.auth.user.info",
+    "ssl.keystore.key",
+    "ssl.keystore.certificate.chain",
+    "ssl.truststore.certificates",
+    "ssl.key.pem",
+    "credentials",
+)
+#: ksqlDB hides every ``ksql.functions.*`` setting: user functions' settings may hold credentials.
+_SECRET_PREFIXES = ("ksql.functions.",)
+
+
+def is_secret(name: str) -> bool:
+    """Whether ``name`` is a setting whose value must not be shown (SHOW PROPERTIES, logs)."""
+    lowered = name.lower()
+    return lowered.startswith(_SECRET_PREFIXES) or any(marker in lowered for marker in _SECRET_MARKERS)
+
+
+def shown_value(name: str, value: str) -> str:
+    """``value`` as SHOW PROPERTIES prints it: ``[hidden]`` for secrets."""
+    return HIDDEN if is_secret(name) else value
+
 
 def normalise(name: str) -> str:
     """Streams/consumer property names may be given with or without the ``ksql.streams.`` prefix."""

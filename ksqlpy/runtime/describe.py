@@ -8,6 +8,7 @@ from ksqlpy.errors import AnalysisError
 from ksqlpy.parser import ast
 from ksqlpy.planner.catalog import ColumnNamespace, Source
 from ksqlpy.runtime import results as r
+from ksqlpy.runtime.config import shown_value
 from ksqlpy.runtime.query import QueryState
 
 _STATE = {
@@ -78,7 +79,9 @@ def _show(session: Any, stmt: Any, what: ast.ShowKind, extended: bool) -> r.Enti
         case ast.ShowKind.PROPERTIES:
             merged = session.config
             props = tuple(
-                r.PropertyInfo(name=k, value=v, scope="KSQL" if not k.startswith("ksql.streams.") else "STREAMS")
+                r.PropertyInfo(
+                    name=k, value=shown_value(k, v), scope="KSQL" if not k.startswith("ksql.streams.") else "STREAMS"
+                )
                 for k, v in sorted(merged.items())
             )
             return r.PropertyList(

@@ -40,6 +40,7 @@ from ksqlpy.server.errors import (
 from ksqlpy.server.health import HealthCheck, ServerState, ServerStateMiddleware, lifespan
 from ksqlpy.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ksqlpy.server.metrics import MetricsMiddleware, ServerMetrics, note_query
+from ksqlpy.server.limits import ClientGone, PayloadTooLarge, check_statement, read_body
 from ksqlpy.server.streams import (
     InsertsEndpoint,
     QueryEndpoint,
@@ -232,6 +233,13 @@ def json_response(value: Any, status: int = 200) -> Response:
     return Response(content=dumps(value), status_code=status, media_type="application/json")
 
 
+def rest_error_response(error: RestError, request: Request) -> Response:
+    response = json_response(error.body(), error.code.status)
+    if isinstance(error, PayloadTooLarge) and request.scope.get("http_version") != "2":
+        response.headers["connection"] = "close"  # the rest of the body is never read
+    return response
+
+
 def error_response(error: BaseException, context: str) -> Response:
     code, body = describe_failure(error, context=context)
     return json_response(body, code.status)
@@ -253,6 +261,12 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
 
     not_found = PlainTextResponse("Not Found", status_code=404)
 
+    async def limited_body(request: Request) -> bytes:
+        try:
+            return await read_body(request.receive, request.headers.raw, server.config.max_request_bytes)
+        except ClientGone:
+            raise RestError(BAD_REQUEST, "The client disconnected before its request was read") from None
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         return PlainTextResponse(str(exc.detail), status_code=exc.status_code)
@@ -262,12 +276,13 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
         if not acceptable(request):
             return not_found
         try:
-            body = wire.parse_object(await request.body())
+            body = wire.parse_object(await limited_body(request))
             text = wire.optional_str(body, "ksql")
+            check_statement(text, server.config.max_statement_chars)
             props = wire.properties(body, "streamsProperties")
             variables = wire.properties(body, "sessionVariables")
         except RestError as e:
-            return json_response(e.body(), e.code.status)
+            return rest_error_response(e, request)
         status, payload = await server.call(server.execute, text, props, variables)
         return json_response(payload, status)
 
@@ -286,10 +301,10 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
     @app.post("/close-query")
     async def close_query(request: Request) -> Response:
         try:
-            body = wire.parse_object(await request.body())
+            body = wire.parse_object(await limited_body(request))
             query_id = wire.required_str(body, "queryId")
         except RestError as e:
-            return json_response(e.body(), e.code.status)
+            return rest_error_response(e, request)
         if not await server.call(engine.close_query, query_id):
             error = RestError(BAD_REQUEST, f"No query with id {query_id}")
             return json_response(error.body(), 400)

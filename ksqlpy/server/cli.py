@@ -8,6 +8,8 @@ import sys
 
 from ksqlpy.server.config import BOOTSTRAP_SERVERS, LISTENERS, STATE_DIR, ConfigError, ServerConfig
 
+log = logging.getLogger("ksqlpy.server")
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="FILE", help="ksqlDB-style server properties file")
@@ -43,7 +45,13 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"ksqlpy server: {e}", file=sys.stderr)
         return 2
-    from ksqlpy.server.main import serve
+    for line in config.unsupported():
+        log.warning("%s", line)
+    from ksqlpy.server.main import StartupError, serve
 
-    serve(config)
+    try:
+        serve(config)
+    except StartupError as e:
+        print(f"ksqlpy server: {e}", file=sys.stderr)
+        return 1
     return 0

@@ -22,10 +22,17 @@ Keys the server reads itself:
 ``ksql.service.id``            service id (default ``default_``)
 ``ksql.heartbeat.enable``      ``true`` enables ``/clusterStatus`` (default off: 404)
 ``ksql.max.push.queries``      concurrent push queries before 400/40003 (default 256)
+``ksqlpy.request.max.bytes``   largest request body of ``/ksql``, ``/query``, ``/query-stream``
+                               and ``/close-query`` (default 16 MiB; larger: 413)
+``ksqlpy.statement.max.chars`` longest statement text in one request (default 256 Ki characters;
+                               longer: 400)
+``ksqlpy.inserts.max.record.bytes``  longest ``/inserts-stream`` line (default 1 MiB, Kafka's
+                               default record limit; longer: an error ack, the stream ends)
 =============================  ===============================================================
 
 Every property (these and any other ``ksql.*`` / ``ksql.streams.*`` one) is passed on to the
-engine unchanged.
+engine unchanged. A property that neither the server nor the engine reads is named in one
+warning line at start (:meth:`ServerConfig.unsupported`), rather than ignored silently.
 """
 
 from __future__ import annotations
@@ -42,12 +49,29 @@ STATE_DIR = "ksql.streams.state.dir"
 SERVICE_ID = "ksql.service.id"
 HEARTBEAT_ENABLE = "ksql.heartbeat.enable"
 MAX_PUSH_QUERIES = "ksql.max.push.queries"
+MAX_REQUEST_BYTES = "ksqlpy.request.max.bytes"
+MAX_STATEMENT_CHARS = "ksqlpy.statement.max.chars"
+MAX_RECORD_BYTES = "ksqlpy.inserts.max.record.bytes"
 
 DEFAULTS: Mapping[str, str] = {
     LISTENERS: "http://0.0.0.0:8088",
     STATE_DIR: "./ksqlpy-data",
     SERVICE_ID: "default_",
     MAX_PUSH_QUERIES: "256",
+    MAX_REQUEST_BYTES: str(16 * 1024 * 1024),
+    MAX_STATEMENT_CHARS: str(256 * 1024),
+    MAX_RECORD_BYTES: str(1024 * 1024),
+}
+
+#: Settings with a closed set of values (Kafka's wording when one is wrong).
+_OFFSET_RESETS = ("latest", "earliest")
+_GUARANTEES = ("at_least_once", "exactly_once", "exactly_once_beta", "exactly_once_v2")
+CHOICES: Mapping[str, tuple[str, ...]] = {
+    "ksql.streams.auto.offset.reset": _OFFSET_RESETS,
+    "auto.offset.reset": _OFFSET_RESETS,
+    "processing.guarantee": _GUARANTEES,
+    "ksql.streams.processing.guarantee": _GUARANTEES,
+    HEARTBEAT_ENABLE: ("true", "false"),
 }
 
 #: ``KSQL_*`` variables of the Confluent images that are JVM / launcher settings, not properties.
@@ -65,6 +89,49 @@ NON_PROPERTY_ENV = frozenset(
         "KSQL_CONFIG_DIR",
     }
 )
+
+
+#: Properties read by the engine besides its defaults (``runtime/config.py``).
+ENGINE_SETTINGS = frozenset(
+    {
+        "auto.offset.reset",
+        "cache.max.bytes.buffering",
+        "commit.interval.ms",
+        "num.stream.threads",
+        "processing.guarantee",
+        "ksql.streams.processing.guarantee",
+        "ksql.streams.bootstrap.servers",
+        "ksql.schema.registry.url",
+        "ksql.schema.registry.basic.auth.user.info",
+        "ksql.variable.substitution.enable",
+        "ksql.query.pull.range.scan.enabled",
+        "ksql.persistence.default.format.value",
+    }
+)
+#: HTTPS and authentication settings (SECURITY-OPS.md section 2), read by the TLS and auth modules.
+SECURITY_SETTINGS = frozenset(
+    {
+        "ssl.keystore.location",
+        "ssl.keystore.password",
+        "ssl.keystore.type",
+        "ssl.key.password",
+        "ssl.truststore.location",
+        "ssl.truststore.password",
+        "ssl.truststore.type",
+        "ssl.client.authentication",
+        "ssl.client.auth",
+        "ssl.enabled.protocols",
+        "ssl.cipher.suites",
+        "authentication.method",
+        "authentication.realm",
+        "authentication.roles",
+        "authentication.skip.paths",
+    }
+)
+#: Whole families passed on as they are: Kafka client settings, ksqlpy's own, function settings.
+SUPPORTED_PREFIXES = ("kafka.", "ksqlpy.", "ksql.functions.")
+#: Kafka client settings given without the ``kafka.`` prefix the store needs.
+_CLIENT_SETTING_PREFIXES = ("security.", "sasl.", "ssl.", "client.", "request.", "socket.")
 
 
 class ConfigError(ValueError):
@@ -116,8 +183,40 @@ class ServerConfig:
         props.update(env_properties(os.environ if environ is None else environ))
         props.update({k: v for k, v in (overrides or {}).items() if v is not None})
         config = cls(properties=props)
-        config.listeners  # validate early: a bad URL is a startup error, not a late surprise
+        config.validate()
         return config
+
+    def validate(self) -> None:
+        """Read every setting the server uses, so a bad value is a startup error, not a late
+        surprise (raises :class:`ConfigError`)."""
+        self.listeners  # noqa: B018 - parsed for its errors
+        self.max_push_queries  # noqa: B018
+        self.max_request_bytes  # noqa: B018
+        self.max_statement_chars  # noqa: B018
+        self.max_record_bytes  # noqa: B018
+        for name, allowed in CHOICES.items():
+            value = self.properties.get(name)
+            if value is not None and value.strip().lower() not in allowed:
+                choices = ", ".join(allowed)
+                raise ConfigError(
+                    f"Invalid value {value} for configuration {name}: String must be one of: {choices}"
+                )
+
+    def unsupported(self) -> list[str]:
+        """One warning line for each property that nothing reads, in name order."""
+        from ksqlpy.runtime.config import DEFAULTS as ENGINE_DEFAULTS
+
+        known = DEFAULTS.keys() | ENGINE_DEFAULTS.keys() | ENGINE_SETTINGS | SECURITY_SETTINGS
+        known |= {LISTENERS, BOOTSTRAP_SERVERS, STATE_DIR, SERVICE_ID, HEARTBEAT_ENABLE}
+        lines = []
+        for name in sorted(self.properties):
+            if name in known or name.startswith(SUPPORTED_PREFIXES):
+                continue
+            line = f"Ignoring unsupported setting {name}"
+            if name.startswith(_CLIENT_SETTING_PREFIXES):
+                line += f": Kafka client settings take the kafka. prefix (kafka.{name}, librdkafka's names)"
+            lines.append(line)
+        return lines
 
     def get(self, name: str, default: str | None = None) -> str | None:
         return self.properties.get(name, default)
@@ -144,10 +243,29 @@ class ServerConfig:
 
     @property
     def max_push_queries(self) -> int:
+        return self._positive_int(MAX_PUSH_QUERIES)
+
+    @property
+    def max_request_bytes(self) -> int:
+        return self._positive_int(MAX_REQUEST_BYTES)
+
+    @property
+    def max_statement_chars(self) -> int:
+        return self._positive_int(MAX_STATEMENT_CHARS)
+
+    @property
+    def max_record_bytes(self) -> int:
+        return self._positive_int(MAX_RECORD_BYTES)
+
+    def _positive_int(self, name: str) -> int:
+        value = self.properties.get(name, DEFAULTS[name])
         try:
-            return int(self.properties.get(MAX_PUSH_QUERIES, DEFAULTS[MAX_PUSH_QUERIES]))
-        except ValueError as e:
-            raise ConfigError(f"{MAX_PUSH_QUERIES} must be an integer") from e
+            number = int(value.strip())
+        except ValueError:
+            number = 0
+        if number <= 0:
+            raise ConfigError(f"Invalid value {value} for configuration {name}: must be a positive integer")
+        return number
 
     def engine_properties(self) -> dict[str, str]:
         """What ``Engine.open`` receives: every property (the engine ignores what it doesn't use)."""

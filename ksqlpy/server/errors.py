@@ -8,8 +8,10 @@ discriminator (see REST-REFERENCE section 1).
 Errors from the engine are looked up by class name along the MRO in :data:`STATEMENT_CODES`, so
 a subclass defined in any layer (``QueryEndpointError`` in the runtime) finds its code without
 this module importing that layer. A :class:`ksqlpy.errors.KsqlpyError` is always the user's
-doing and never becomes a 500; anything else is an internal failure: logged with its context
-and answered 500/50000.
+doing and never becomes a 500; so is a ``RecursionError``, which only a statement too complex
+for some recursive pass raises (the parser rejects deep nesting with its position; this is the
+net below it). Anything else is an internal failure: logged with its context and answered
+500/50000.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ QUERY_ENDPOINT = ErrorCode(400, 40002)
 TOO_MANY_QUERIES = ErrorCode(400, 40003)
 HTTP2_ONLY = ErrorCode(400, 40004)
 NOT_FOUND = ErrorCode(404, 40400)
+PAYLOAD_TOO_LARGE = ErrorCode(413, 41300)
 ASSERT_FAILED = ErrorCode(417, 41700)
 RATE_LIMITED = ErrorCode(429, 42900)
 INTERNAL = ErrorCode(500, 50000)
@@ -60,7 +63,13 @@ STATEMENT_CODES: dict[str, ErrorCode] = {
     "NotFoundError": BAD_STATEMENT,
     "StateError": BAD_STATEMENT,
     "KsqlpyError": BAD_STATEMENT,
+    "RecursionError": BAD_STATEMENT,
 }
+
+TOO_COMPLEX_MESSAGE = (
+    "Statement is too complex: its expressions nest too deeply to be compiled. "
+    "Flatten it: fewer nested operations per expression, IN (...) instead of long OR chains."
+)
 
 INTERNAL_MESSAGE = (
     "The server encountered an internal error when processing the query. "
@@ -114,6 +123,8 @@ def message_of(error: BaseException) -> str:
             return error.message
         case KsqlpyError():
             return str(error)
+        case RecursionError():
+            return TOO_COMPLEX_MESSAGE
     return INTERNAL_MESSAGE
 
 
@@ -132,6 +143,8 @@ def describe_failure(
     code = code_of(error)
     if code is INTERNAL:
         log.error("Internal error in %s", context, exc_info=error)
+    elif isinstance(error, RecursionError):
+        log.warning("Statement too complex in %s: %s", context, error)
     message = message_of(error)
     if entities is None:
         return code, generic_error(code, message)

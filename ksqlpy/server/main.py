@@ -1,20 +1,31 @@
 """Running the server: open the engine, serve HTTP/1.1 + h2c on the listeners, stop cleanly.
 
-:func:`serve` blocks until SIGTERM or SIGINT, then stops accepting requests, lets hypercorn
-close connections (push queries see a disconnect and close their engine queries) and closes
-the engine, which commits positions and closes the store.
+:func:`serve` first claims the listeners' ports and, on Kafka, checks that a bootstrap server
+answers; only then does it open the engine, which creates the data directory. A server that
+cannot start raises :class:`StartupError` with one line to show, leaving nothing on disk (a
+data directory it created for an engine that failed to open is removed again).
+
+It then blocks until SIGTERM or SIGINT, stops accepting requests, lets hypercorn close
+connections (push queries see a disconnect and close their engine queries) and closes the
+engine, which commits positions and closes the store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import signal
+import socket
 import ssl
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from hypercorn.asyncio import serve as hypercorn_serve
+from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config as HypercornConfig
+from hypercorn.config import Sockets
+from hypercorn.utils import wrap_app
 
 from ksqlpy.server import tls, transport
 from ksqlpy.server.app import create_app
@@ -25,6 +36,12 @@ log = logging.getLogger("ksqlpy.server")
 
 #: Seconds open connections (running push queries) get to finish after a shutdown signal.
 GRACEFUL_TIMEOUT = 3.0
+#: Seconds to wait for each bootstrap server to accept a connection at start.
+KAFKA_CONNECT_TIMEOUT = 3.0
+
+
+class StartupError(Exception):
+    """The server cannot start; the message is the one line to show."""
 
 
 class TlsHypercornConfig(HypercornConfig):
@@ -81,24 +98,105 @@ def _ignore_cancelled(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) 
     loop.default_exception_handler(context)
 
 
-async def serve_app(app: Any, config: ServerConfig, shutdown: asyncio.Event) -> None:
-    """Serve ``app`` on ``config``'s listeners until ``shutdown`` is set."""
+async def serve_app(
+    app: Any, config: ServerConfig, shutdown: asyncio.Event, sockets: Sockets | None = None
+) -> None:
+    """Serve ``app`` on ``config``'s listeners (or the already bound ``sockets``) until
+    ``shutdown`` is set."""
     transport.install()
     tls.install()
     asyncio.get_running_loop().set_exception_handler(_ignore_cancelled)
+    hc = hypercorn_config(config)
 
     async def shutdown_trigger() -> None:
         await shutdown.wait()
         begin_shutdown(app)
 
-    await hypercorn_serve(app, hypercorn_config(config), shutdown_trigger=shutdown_trigger)
+    await worker_serve(
+        wrap_app(app, hc.wsgi_max_body_size, None), hc, sockets=sockets, shutdown_trigger=shutdown_trigger
+    )
+
+
+def bind_listeners(config: ServerConfig) -> Sockets:
+    """The listening sockets of every listener, or :class:`StartupError` (port in use ...)."""
+    try:
+        return hypercorn_config(config).create_sockets()
+    except OSError as e:
+        urls = ", ".join(listener.url for listener in config.listeners)
+        raise StartupError(f"Cannot listen on {urls}: {e.strerror or e}") from None
+
+
+def _close(sockets: Sockets) -> None:
+    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets, *sockets.quic_sockets):
+        sock.close()
+
+
+def _host_port(server: str) -> tuple[str, int]:
+    """``host:port`` of a bootstrap server, which may carry a listener name (``SSL://h:9093``)."""
+    parts = urlsplit(server if "://" in server else f"kafka://{server}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None:
+        raise StartupError(f"Invalid bootstrap server {server!r} in bootstrap.servers: expected host:port")
+    return parts.hostname, port
+
+
+def check_kafka(bootstrap: str, timeout: float = KAFKA_CONNECT_TIMEOUT) -> None:
+    """Return once some bootstrap server accepts a TCP connection; else :class:`StartupError`
+    naming them all (the Kafka client itself would retry quietly for a minute)."""
+    servers = [s.strip() for s in bootstrap.split(",") if s.strip()]
+    problems = []
+    for server in servers:
+        host, port = _host_port(server)
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            return
+        except OSError as e:
+            problems.append(f"{server}: {e.strerror or e}")
+    raise StartupError(
+        f"Cannot reach the Kafka cluster at bootstrap.servers={bootstrap} ({'; '.join(problems)})"
+    )
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost directory of ``path`` that does not exist yet (what opening creates)."""
+    missing = None
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            break
+        missing = candidate
+    return missing
+
+
+def open_engine(config: ServerConfig) -> Any:
+    """The engine, or :class:`StartupError` for a setting it refuses; removes the data
+    directory again when it created it and failed."""
+    from ksqlpy.errors import KsqlpyError
+    from ksqlpy.runtime.engine import Engine
+
+    created = None if config.state_dir == ":memory:" else _first_missing(Path(config.state_dir).absolute())
+    try:
+        return Engine.open(config.engine_properties())
+    except BaseException as e:
+        if created is not None and created.exists():
+            shutil.rmtree(created, ignore_errors=True)
+        if isinstance(e, (KsqlpyError, ValueError, OSError)):
+            raise StartupError(f"Cannot start: {e}") from e
+        raise
 
 
 def serve(config: ServerConfig) -> None:
     """Open the engine and serve until SIGTERM/SIGINT; always closes the engine."""
-    from ksqlpy.runtime.engine import Engine
-
-    engine = Engine.open(config.engine_properties())
+    sockets = bind_listeners(config)
+    try:
+        if config.bootstrap_servers:
+            check_kafka(config.bootstrap_servers)
+        engine = open_engine(config)
+    except BaseException:
+        _close(sockets)
+        raise
     try:
         app = create_app(engine, config)
         urls = ", ".join(listener.url for listener in config.listeners)
@@ -109,7 +207,7 @@ def serve(config: ServerConfig) -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, shutdown.set)
-            await serve_app(app, config, shutdown)
+            await serve_app(app, config, shutdown, sockets)
 
         asyncio.run(main())
     finally:

@@ -28,27 +28,20 @@ from ksqlpy.server.errors import (
     message_of,
 )
 from ksqlpy.server.formats import DelimitedFormat, LegacyFormat, QueryFormat, query_format
+from ksqlpy.server.limits import (
+    ClientGone,
+    LineReader,
+    PayloadTooLarge,
+    RecordTooLarge,
+    check_statement,
+    read_body,
+)
 from ksqlpy.server.push import Receive, Send, stream_query
 
 if TYPE_CHECKING:
     from ksqlpy.server.app import KsqlServer
 
 Scope = dict[str, Any]
-
-
-class ClientGone(Exception):
-    """The client disconnected before its request was read."""
-
-
-async def read_body(receive: Receive) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body", False):
-            return b"".join(chunks)
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -59,11 +52,20 @@ def header(scope: Scope, name: bytes) -> str | None:
 
 
 async def respond(
-    send: Send, status: int, body: bytes, content_type: bytes | None = b"application/json"
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: bytes | None = b"application/json",
+    *,
+    close: bool = False,
 ) -> None:
+    """A whole response; ``close`` ends an HTTP/1.1 connection after it (the request body was
+    left unread, so the connection cannot carry another request; HTTP/2 ends just the stream)."""
     headers = [(b"content-length", str(len(body)).encode())]
     if content_type is not None:
         headers.append((b"content-type", content_type))
+    if close:
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
@@ -72,13 +74,15 @@ async def not_found(send: Send) -> None:
     await respond(send, 404, b"Not Found", b"text/plain; charset=utf-8")
 
 
-async def respond_error(send: Send, error: BaseException, *, context: str, statement_text: str) -> None:
+async def respond_error(
+    send: Send, error: BaseException, *, context: str, statement_text: str, close: bool = False
+) -> None:
     """An error before any row: ``statement_error`` for statements, ``generic_error`` otherwise."""
     statement = not isinstance(error, RestError) and code_of(error) is not INTERNAL
     code, body = describe_failure(
         error, context=context, statement_text=statement_text, entities=[] if statement else None
     )
-    await respond(send, code.status, dumps(body))
+    await respond(send, code.status, dumps(body), close=close)
 
 
 class QueryEndpoint:
@@ -102,19 +106,23 @@ class QueryEndpoint:
             return
         text = ""
         try:
-            body = wire.parse_object(await read_body(receive))
+            config = self.server.config
+            body = wire.parse_object(await read_body(receive, scope["headers"], config.max_request_bytes))
             if self.legacy:
                 text = wire.optional_str(body, "ksql")
                 props = wire.properties(body, "streamsProperties")
             else:
                 text = wire.required_str(body, "sql")
                 props = wire.properties(body, "properties")
+            check_statement(text, config.max_statement_chars)
             variables = wire.properties(body, "sessionVariables")
             query = await self.server.call(self.server.start_query, text, props, variables)
         except ClientGone:
             return
         except Exception as e:  # noqa: BLE001 - every failure becomes an error response
-            await respond_error(send, e, context=f"{scope['path']} running {text!r}", statement_text=text)
+            context = f"{scope['path']} running {text[:200]!r}"
+            close = isinstance(e, PayloadTooLarge) and scope.get("http_version") != "2"
+            await respond_error(send, e, context=context, statement_text=text, close=close)
             return
         await self._stream(query, media, scope, receive, send)
 
@@ -176,7 +184,7 @@ class InsertsEndpoint:
             error = RestError(HTTP2_ONLY, "This endpoint is only available when using HTTP2")
             await respond(send, 400, dumps(error.body()))
             return
-        lines = _LineReader(receive)
+        lines = LineReader(receive, self.server.config.max_record_bytes)
         first: bytes | None = None
         try:
             first = await lines.next_line()
@@ -201,9 +209,12 @@ class InsertsEndpoint:
                 batch = await lines.available_lines()
             except ClientGone:
                 return
-            if batch is None:
-                break
-            acks, failed = await self.server.call(self.server.insert_rows, name, batch, properties, seq)
+            except RecordTooLarge as e:
+                acks, failed = [insert_ack(seq, e)], True
+            else:
+                if batch is None:
+                    break
+                acks, failed = await self.server.call(self.server.insert_rows, name, batch, properties, seq)
             for ack in acks:
                 prefix = (b"[" if seq == 0 else b",") if as_array else b""
                 await send({"type": "http.response.body", "more_body": True,
@@ -213,59 +224,6 @@ class InsertsEndpoint:
             await lines.drain()
         tail = (b"]" if seq else b"[]") if as_array else b""
         await send({"type": "http.response.body", "body": tail, "more_body": False})
-
-
-class _LineReader:
-    """Lines of a streamed request body; an unterminated last line counts as a line."""
-
-    def __init__(self, receive: Receive) -> None:
-        self._receive = receive
-        self._buffer = b""
-        self._ended = False
-
-    async def _more(self) -> None:
-        message = await self._receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        self._buffer += message.get("body", b"")
-        self._ended = not message.get("more_body", False)
-
-    async def drain(self, timeout: float = 2.0) -> None:
-        """Read (and drop) what is left of the body before answering early: a response that
-        ends while the client is still sending makes some HTTP/2 clients drop the connection."""
-        async def rest() -> None:
-            while not self._ended:
-                await self._more()
-                self._buffer = b""
-
-        with anyio.move_on_after(timeout):
-            try:
-                await rest()
-            except ClientGone:
-                pass
-
-    async def next_line(self) -> bytes | None:
-        while b"\n" not in self._buffer and not self._ended:
-            await self._more()
-        if b"\n" in self._buffer:
-            line, self._buffer = self._buffer.split(b"\n", 1)
-            return line
-        line, self._buffer = self._buffer, b""
-        return line if line.strip() else None
-
-    async def available_lines(self) -> list[bytes] | None:
-        """Every complete non-blank line received so far (waiting for at least one), or
-        ``None`` at the end of the body."""
-        while True:
-            if b"\n" in self._buffer:
-                *complete, self._buffer = self._buffer.split(b"\n")
-                lines = [ln for ln in complete if ln.strip()]
-                if lines:
-                    return lines
-            if self._ended:
-                tail, self._buffer = self._buffer, b""
-                return [tail] if tail.strip() else None
-            await self._more()
 
 
 def insert_ack(seq: int, error: BaseException | None) -> dict[str, Any]:

@@ -19,6 +19,11 @@ help:
   only upgrades body-less requests, so ``/inserts-stream`` (HTTP/2 only) answered 40004.
   :class:`ReasonPhraseH11Protocol` reads such a body in HTTP/1.1, answers ``101 Switching
   Protocols`` and hands the whole request to HTTP/2 as stream 1, as RFC 7540 section 3.2 has it.
+* **Request data after the response** (HTTP/2): :class:`FramePerSendH2Protocol` drops the rest
+  of a request body whose stream already answered, where hypercorn would fail the connection.
+* **A bad ``HTTP2-Settings`` header** on an ``h2c`` upgrade: hypercorn answered 101 and then
+  failed decoding it, leaving the client with a dead connection. The header is checked first,
+  and a bad one gets ``400`` with ksqlDB's error body, in HTTP/1.1, and the connection closed.
 
 :func:`install` swaps the two protocol classes into hypercorn's protocol wrapper; it is
 idempotent and only affects hypercorn servers in this process.
@@ -30,14 +35,20 @@ import http
 from typing import Any
 from urllib.parse import urlsplit
 
+import h2.config
+import h2.connection
 import h2.events
 import h11
 import hypercorn.protocol as hypercorn_protocol
+import orjson
+from hypercorn.events import Closed
 from hypercorn.protocol.events import Body, EndBody, StreamClosed
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.h11 import H2CProtocolRequiredError, H11Protocol
 from hypercorn.typing import H11SendableEvent
+
+from ksqlpy.server.errors import BAD_REQUEST, generic_error
 
 ASGIApp = Any  # (scope, receive, send) -> Awaitable[None]; typed loosely as ASGI has no stdlib type
 
@@ -54,6 +65,19 @@ def _header(request: h11.Request, name: bytes) -> bytes | None:
     for key, value in request.headers:
         if key.lower() == name:
             return bytes(value)
+    return None
+
+
+def settings_problem(settings: bytes | None) -> str | None:
+    """Why an ``HTTP2-Settings`` header value cannot start an HTTP/2 connection, or ``None``."""
+    if settings is None:
+        return None  # no header: hypercorn upgrades with default settings, as it always did
+    try:
+        h2.connection.H2Connection(h2.config.H2Configuration(client_side=False)).initiate_upgrade_connection(
+            settings
+        )
+    except Exception as e:  # noqa: BLE001 - base64, length and value errors all mean "bad header"
+        return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
     return None
 
 
@@ -83,14 +107,29 @@ class _UpgradeBody:
                 pass
 
 
+class _Discard:
+    """Stands in for the HTTP stream of a request already answered by the protocol itself."""
+
+    idle = True
+
+    async def handle(self, event: StreamEvent) -> None:
+        pass
+
+
 class ReasonPhraseH11Protocol(H11Protocol):
-    """hypercorn's HTTP/1.1 protocol, writing status lines with a reason phrase and upgrading
-    requests with a body to ``h2c``."""
+    """hypercorn's HTTP/1.1 protocol, writing status lines with a reason phrase, upgrading
+    requests with a body to ``h2c`` and refusing upgrades with bad settings."""
 
     _upgrading: h11.Request | None = None
+    _refused: tuple[h11.Request, str] | None = None
 
     async def _check_protocol(self, event: h11.Request) -> None:
         offers_h2c = (_header(event, b"upgrade") or b"").strip().lower() == b"h2c"
+        if offers_h2c:
+            problem = settings_problem(_header(event, b"http2-settings"))
+            if problem is not None:
+                self._refused = (event, problem)  # answered in _create_stream
+                return
         has_body = _header(event, b"content-length") not in (None, b"0") or (
             _header(event, b"transfer-encoding") is not None
         )
@@ -103,14 +142,35 @@ class ReasonPhraseH11Protocol(H11Protocol):
         if request is self._upgrading:
             self.stream = _UpgradeBody(self, request)  # type: ignore[assignment]
             return
+        if self._refused is not None and request is self._refused[0]:
+            await self._refuse_upgrade(self._refused[1])
+            self.stream = _Discard()  # type: ignore[assignment]
+            return
         await super()._create_stream(request)
+
+    async def _refuse_upgrade(self, problem: str) -> None:
+        body = orjson.dumps(generic_error(BAD_REQUEST, f"Invalid HTTP2-Settings header: {problem}"))
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+        ]
+        await self._send_h11_event(
+            h11.Response(
+                status_code=BAD_REQUEST.status, headers=headers + self.config.response_headers("h11")
+            )
+        )
+        await self._send_h11_event(h11.Data(data=body))
+        await self._send_h11_event(h11.EndOfMessage())
+        await self.send(Closed())
 
     async def switch_to_h2c(self, request: h11.Request, body: bytes) -> None:
         """Answer 101 and continue in HTTP/2 with ``request`` (and ``body``) as stream 1."""
         await self._send_h11_event(
             h11.InformationalResponse(
                 status_code=101,
-                headers=self.config.response_headers("h11") + [(b"connection", b"upgrade"), (b"upgrade", b"h2c")],
+                headers=self.config.response_headers("h11")
+                + [(b"connection", b"upgrade"), (b"upgrade", b"h2c")],
             )
         )
         switch = H2CProtocolRequiredError(self.connection.trailing_data[0], request)
@@ -153,6 +213,19 @@ class FramePerSendH2Protocol(H2Protocol):
             await stream.handle(Body(stream_id=1, data=headers.body))
         await stream.handle(EndBody(stream_id=1))
         self.task_group.spawn(self.send_task)
+
+    async def _handle_events(self, events: list[h2.events.Event]) -> None:
+        # A response may end its stream before the request body is all in (a 413 for a body
+        # over the limit, an early error); hypercorn then fails the whole connection on the
+        # next DATA frame of that stream. Such data is dropped and its flow-control credit
+        # returned, so the client can finish sending and read the answer already there.
+        # One event at a time: a stream is only known once its RequestReceived is handled.
+        for event in events:
+            if isinstance(event, h2.events.DataReceived) and event.stream_id not in self.streams:
+                self.connection.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+            else:
+                await super()._handle_events([event])
+        await self._flush()
 
     async def stream_send(self, event: StreamEvent) -> None:
         await super().stream_send(event)

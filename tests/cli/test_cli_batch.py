@@ -42,3 +42,17 @@ def test_shell_commands_need_no_server(tmp_path: Path) -> None:
     assert f"Spool written to {spool}" in result.stdout
     spooled = spool.read_text()
     assert "Output format set to JSON" in spooled and "value was 'earliest'" in spooled
+
+
+def test_server_address_without_a_scheme(server_url: str) -> None:
+    address = server_url.removeprefix("http://")  # "127.0.0.1:PORT", as ksqlDB users write it
+    result = subprocess.run(
+        [sys.executable, "-m", "ksqlpy", "shell", address, "-e", "SHOW STREAMS;"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Stream Name" in result.stdout

@@ -74,3 +74,35 @@ def test_error_at_end_of_input() -> None:
 def test_lambda_needs_a_parameter_name() -> None:
     with pytest.raises(ParseError):
         parse_expression("TRANSFORM(xs, 1 => 2)")
+
+
+# -- input that would exhaust recursion or conversions --------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "SELECT " + "(" * 500 + "1" + ")" * 500 + " FROM s EMIT CHANGES;",
+        "SELECT " + "CASE WHEN a THEN " * 400 + "1" + " END" * 400 + " FROM s EMIT CHANGES;",
+        "SELECT * FROM s WHERE " + " AND ".join(["a = 1"] * 3000) + " EMIT CHANGES;",
+        "CREATE STREAM s (a " + "ARRAY<" * 400 + "INT" + ">" * 400 + ") WITH (kafka_topic='t');",
+    ],
+    ids=["parentheses", "case", "and-chain", "array-type"],
+)
+def test_deep_nesting_is_a_syntax_error_with_a_position(text: str) -> None:
+    error = error_of(text)
+    assert error.pos is not None and error.pos.line == 1
+    assert "too deeply nested" in str(error)
+    assert str(error).startswith(f"line 1:{error.pos.column}: ")
+
+
+def test_nesting_within_the_limit_parses() -> None:
+    statement = parse("SELECT " + "(" * 60 + "1" + ")" * 60 + " AS x FROM s EMIT CHANGES;")
+    assert len(statement) == 1
+
+
+@pytest.mark.parametrize("literal", ["9" * 5000, "9" * 5000 + ".5", "0." + "9" * 5000, "1e" + "9" * 5000])
+def test_huge_numeric_literals_are_rejected_at_their_position(literal: str) -> None:
+    error = error_of(f"SELECT k, {literal} FROM s EMIT CHANGES;")
+    assert error.pos == Position(1, 11)
+    assert "numeric literal" in str(error) or "overflows" in str(error)

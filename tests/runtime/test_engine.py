@@ -144,3 +144,31 @@ def test_errors_name_the_problem(engine: Engine) -> None:
         s.execute_all("CREATE STREAM x AS SELECT * FROM nope;")
     with pytest.raises(QueryEndpointError):
         s.execute_all("SELECT * FROM pageviews EMIT CHANGES;")
+
+
+def test_processing_log_messages_name_the_topic(engine: Engine) -> None:
+    s = engine.session()
+    s.execute_all(PAGEVIEWS + LONG_VIEWS)
+    produce_json(engine, "pageviews", [("u1", {"PAGE": "a", "DURATION": [1]}, 1)])
+    assert engine.wait_idle()
+    (entry,) = [v for _, v, _ in read_topic(engine, engine.plog.topic)]
+    error = entry["MESSAGE"]["DESERIALIZATIONERROR"]
+    assert error["ERRORMESSAGE"].startswith("Failed to deserialize value from topic: pageviews. ")
+    assert "from topic: ?" not in json.dumps(entry)
+
+
+def test_json_numbers_out_of_int_range_narrow_as_ksqldb_does(engine: Engine) -> None:
+    # ksqlDB's JsonSerdeUtils.toInteger/toLong take Jackson's intValue()/asLong() of the number:
+    # the integral part's low 32 (64) bits, not an error. 3e9 and 1e30 into INT, 1e30 into BIGINT.
+    s = engine.session()
+    s.execute_all(
+        "CREATE STREAM nums (k VARCHAR KEY, i INT, b BIGINT) WITH (kafka_topic='nums', value_format='JSON', partitions=1);"
+        "CREATE STREAM nums_out AS SELECT k, i, b FROM nums;"
+    )
+    produce_json(engine, "nums", [("a", b'{"I": 3e9, "B": 1e30}', 1), ("b", b'{"I": 1e30, "B": 2147483648}', 2)])
+    assert engine.wait_idle()
+    assert [v for _, v, _ in read_topic(engine, "NUMS_OUT")] == [
+        {"I": -1294967296, "B": 5076944270305263616},
+        {"I": 1073741824, "B": 2147483648},
+    ]
+    assert read_topic(engine, engine.plog.topic) == []

@@ -10,6 +10,7 @@ import h2.connection
 import h2.events
 import httpx
 import orjson
+import pytest
 
 from tests.server.conftest import RunningServer
 
@@ -28,7 +29,9 @@ def raw_exchange(port: int, request: bytes) -> bytes:
 
 
 def test_http11_status_line_has_reason_phrase(transport_server: RunningServer) -> None:
-    reply = raw_exchange(transport_server.port, b"GET /chc/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    reply = raw_exchange(
+        transport_server.port, b"GET /chc/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
     assert reply.startswith(b"HTTP/1.1 200 OK\r\n")
 
 
@@ -42,7 +45,9 @@ def test_not_found_reason_and_plain_body(transport_server: RunningServer) -> Non
 
 def test_absolute_form_target_is_routed_by_path(transport_server: RunningServer) -> None:
     target = f"http://127.0.0.1:{transport_server.port}/chc/ready".encode()
-    reply = raw_exchange(transport_server.port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    reply = raw_exchange(
+        transport_server.port, b"GET " + target + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
     assert reply.startswith(b"HTTP/1.1 200 OK")
     assert reply.endswith(b"{}")
 
@@ -63,6 +68,31 @@ def test_h2c_upgrade_switches_protocols(transport_server: RunningServer) -> None
     reply = raw_exchange(transport_server.port, request)
     assert reply.startswith(b"HTTP/1.1 101 Switching Protocols\r\n")
     assert b"upgrade: h2c" in reply.lower()
+
+
+@pytest.mark.parametrize(
+    "settings", [b"!!not-base64!!", b"AAMAAABkAAR", b"AAMAAABkAARAAAAAAAIAAAAAx", b"AAIAAAAC"]
+)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_h2c_upgrade_with_bad_settings_is_refused_with_400(
+    transport_server: RunningServer, settings: bytes, method: str
+) -> None:
+    # Not base64, a truncated setting, a stray character, ENABLE_PUSH=2 (out of range).
+    body = b"{}" if method == "POST" else b""
+    request = (
+        method.encode() + b" /chc/live HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\n"
+        b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+    )
+    reply = raw_exchange(transport_server.port, request)
+    assert reply.startswith(b"HTTP/1.1 400 Bad Request\r\n")
+    head, _, payload = reply.partition(b"\r\n\r\n")
+    assert b"connection: close" in head.lower()
+    error = orjson.loads(payload)
+    assert error["@type"] == "generic_error" and error["error_code"] == 40000
+    assert error["message"].startswith("Invalid HTTP2-Settings header")
+    # The server is still serving.
+    assert httpx.get(f"{transport_server.url}/chc/live").status_code == 200
 
 
 def test_h2c_upgrade_with_a_body_continues_the_request_over_http2(transport_server: RunningServer) -> None:
