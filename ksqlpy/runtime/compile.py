@@ -131,7 +131,7 @@ class _Compiler:
             )
         chain = self._chain(root)
         if any(isinstance(st, s.AggregateStep) for st in chain):
-            return self._aggregate(chain)
+            return self._aggregate(chain, sink)
         return self._select(chain, sink)
 
     @staticmethod
@@ -274,7 +274,7 @@ class _Compiler:
             kind=kind,
             source=read,
             where_sql=_and(where),
-            columns=tuple(out),
+            columns=_named_as_sink(out, sink),
             multiplies_rows=flags.get("flat_mapped", False),
             rekeyed=flags.get("rekeyed", False),
         )
@@ -284,7 +284,7 @@ class _Compiler:
 
     # -------------------------------------------------------------------------- aggregations
 
-    def _aggregate(self, chain: list[s.ExecutionStep]) -> physical.AggregateStep:
+    def _aggregate(self, chain: list[s.ExecutionStep], sink: Source) -> physical.AggregateStep:
         at = next(i for i, st in enumerate(chain) if isinstance(st, s.AggregateStep))
         aggregate = chain[at]
         assert isinstance(aggregate, s.AggregateStep)
@@ -351,7 +351,7 @@ class _Compiler:
             calls=calls,
             window=window,
             having_sql=" AND ".join(f"({h})" for h in having) if having else None,
-            columns=tuple(out),
+            columns=_named_as_sink(out, sink),
             emit_final=emit_final,
             per_record=cache == "0",
         )
@@ -517,6 +517,18 @@ def _rewrite(node: Any, fn: Callable[[Any], Any | None]) -> Any:
         if new is not value:
             changes[f.name] = new
     return dataclasses.replace(node, **changes) if changes else node
+
+
+def _named_as_sink(columns: list[physical.OutputColumn], sink: Source) -> tuple[physical.OutputColumn, ...]:
+    """The output's key columns under the sink's names. Plans of ksqlDB before 0.15 did not
+    name the result's key (``keyColumnNames``): the sink's DDL command did, and the records
+    must match the sink's schema."""
+    keys = [c for c in columns if c.is_key]
+    names = [c.name for c in sink.key_columns]
+    if len(keys) != len(names) or [c.name for c in keys] == names:
+        return tuple(columns)
+    renamed = iter(names)
+    return tuple(replace(c, name=next(renamed)) if c.is_key else c for c in columns)
 
 
 def _window(w: WindowExpression) -> physical.WindowSpec:

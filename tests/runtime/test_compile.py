@@ -360,3 +360,31 @@ def test_historical_join_plan_is_refused_with_its_step() -> None:
     name = "elements_-_join_leaves_aliased_system_columns_in_output's_value_schema"
     with pytest.raises(PlanError, match=r"Joins are not supported yet: streamStreamJoinV1 at Join"):
         _compile_case(name)
+
+
+def test_old_plans_without_key_names_write_the_sink_key() -> None:
+    # ksqlDB before 0.15 did not write keyColumnNames: the sink's DDL command names the key
+    prepare = StreamSelect(
+        context="Aggregate/Prepare", source=_source(), select_expressions=("B AS B", "ROWTIME AS ROWTIME")
+    )
+    group = StreamGroupBy(
+        context="Aggregate/GroupBy", source=prepare, internal_formats=JSON, group_by_expressions=("B",)
+    )
+    agg = StreamAggregate(
+        context="Aggregate/Aggregate",
+        source=group,
+        internal_formats=JSON,
+        non_aggregate_columns=("B", "ROWTIME"),
+        aggregation_functions=("COUNT(ROWTIME)",),
+    )
+    project = TableSelect(
+        context="Aggregate/Project", source=agg, select_expressions=("KSQL_AGG_VARIABLE_0 AS N",)
+    )
+    root = TableSink(context="OUTPUT", source=project, formats=JSON, topic_name="OUTPUT")
+    sink = _sink_source("OUTPUT", "`ALIASED` STRING KEY, `N` BIGINT", SourceKind.TABLE)
+    step = compile_query(_plan(root), _catalog(), sink, {}).step
+    assert [(c.name, c.is_key, c.sql) for c in step.columns] == [
+        ("ALIASED", True, '"__K0"'),
+        ("N", False, '"KSQL_AGG_VARIABLE_0"'),
+    ]
+    assert not step.per_record  # the cache is on unless the config turns it off
