@@ -30,7 +30,7 @@ from ksqlpy.errors import AnalysisError, PlanError
 from ksqlpy.parser import ast
 from ksqlpy.planner import physical
 from ksqlpy.planner.aggregate import DEFAULT_GRACE_MS
-from ksqlpy.planner.catalog import Catalog, Source
+from ksqlpy.planner.catalog import Catalog, FormatInfo, Source
 from ksqlpy.planner.expressions import compile_expression
 from ksqlpy.planner.expressions.scope import ColumnScope, ScopeColumn, duckdb_column
 from ksqlpy.planner.select import with_sink_timestamp
@@ -39,6 +39,7 @@ from ksqlpy.planner.steps import steps as s
 from ksqlpy.planner.steps.catalog import source_of
 from ksqlpy.planner.steps.formats import WindowExpression
 from ksqlpy.planner.steps.schema import LogicalSchema, parse_expression, resolve_all, split_select
+from ksqlpy.runtime.serde.format import NAMED_DELIMITERS
 
 #: the property saying whether aggregations emit per record (``0``) or per batch
 CACHE_PROPERTY = "ksql.streams.cache.max.bytes.buffering"
@@ -84,6 +85,26 @@ def compile_query(
     compiler = _Compiler(query_plan, sources, types, config)
     step = compiler.compile(query_plan.physical_plan, sink)
     return physical.QueryPlan(query_id=query_plan.query_id, step=step, sink=sink, statement=statement)
+
+
+def source_from_command(
+    command: cmd.CreateSourceCommand, types: Mapping[str, sqltypes.SqlType] | None = None, **options: Any
+) -> Source:
+    """The catalog's view of a DDL command (see ``steps.catalog.source_of``), with the named
+    delimiters plans keep as ksqlDB writes them (``SPACE``, ``TAB``) as the characters they name."""
+    source = source_of(command, types, **options)
+    return replace(
+        source,
+        key_format=_named_delimiter(source.key_format),
+        value_format=_named_delimiter(source.value_format),
+    )
+
+
+def _named_delimiter(fmt: FormatInfo) -> FormatInfo:
+    delimiter = fmt.properties.get("delimiter")
+    if delimiter is None or delimiter.upper() not in NAMED_DELIMITERS:
+        return fmt
+    return replace(fmt, properties={**fmt.properties, "delimiter": NAMED_DELIMITERS[delimiter.upper()]})
 
 
 def _unsupported(step: s.ExecutionStep, what: str) -> PlanError:
@@ -171,7 +192,7 @@ class _Compiler:
             formats=step.formats,
             window_info=window,
         )
-        source = source_of(
+        source = source_from_command(
             command,
             self.types,
             statement=known.statement if known is not None else "",
@@ -555,4 +576,4 @@ def _window(w: WindowExpression) -> physical.WindowSpec:
     raise PlanError(f"Unsupported window: {w.window_type}")
 
 
-__all__ = ["CACHE_PROPERTY", "compile_query"]
+__all__ = ["CACHE_PROPERTY", "compile_query", "source_from_command"]

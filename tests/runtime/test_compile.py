@@ -388,3 +388,16 @@ def test_old_plans_without_key_names_write_the_sink_key() -> None:
         ("N", False, '"KSQL_AGG_VARIABLE_0"'),
     ]
     assert not step.per_record  # the cache is on unless the config turns it off
+
+
+@pytest.mark.parametrize(("name", "char"), [("SPACE", " "), ("TAB", "\t"), ("|", "|")])
+def test_named_delimiters_of_plans_become_characters(name: str, char: str) -> None:
+    from ksqlpy.planner.steps import CreateStreamCommand
+    from ksqlpy.runtime.compile import source_from_command
+
+    formats = Formats(
+        key_format=PlanFormat(format="KAFKA"),
+        value_format=PlanFormat(format="DELIMITED", properties=(("delimiter", name),)),
+    )
+    command = CreateStreamCommand(source_name="S", schema=SCHEMA, topic_name="s", formats=formats)
+    assert source_from_command(command).value_format.properties == {"delimiter": char}
