@@ -546,7 +546,8 @@ def _named_as_sink(columns: list[physical.OutputColumn], sink: Source) -> tuple[
     must match the sink's schema."""
     keys = [c for c in columns if c.is_key]
     names = [c.name for c in sink.key_columns]
-    if len(keys) != len(names) or [c.name for c in keys] == names:
+    if len(keys) != len(names) or {c.name for c in keys} == set(names):
+        # the same names, in whatever order (the new planner's sinks list keys as projected)
         return tuple(columns)
     renamed = iter(names)
     return tuple(replace(c, name=next(renamed)) if c.is_key else c for c in columns)

@@ -401,3 +401,18 @@ def test_named_delimiters_of_plans_become_characters(name: str, char: str) -> No
     )
     command = CreateStreamCommand(source_name="S", schema=SCHEMA, topic_name="s", formats=formats)
     assert source_from_command(command).value_format.properties == {"delimiter": char}
+
+
+def test_sink_listing_the_same_keys_in_another_order_keeps_them() -> None:
+    # ksqlDB's new planner recorded sinks with the keys in projection order
+    two_keys = "`K1` STRING KEY, `K2` INTEGER KEY, `V` STRING"
+    source = StreamSource(
+        context="KsqlTopic/Source", topic_name="input", formats=JSON, source_schema=two_keys
+    )
+    project = StreamSelect(
+        context="Project", source=source, key_column_names=("K1", "K2"), select_expressions=("V AS V",)
+    )
+    root = StreamSink(context="OUTPUT", source=project, formats=JSON, topic_name="OUTPUT")
+    sink = _sink_source("OUTPUT", "`K2` INTEGER KEY, `K1` STRING KEY, `V` STRING")
+    step = compile_query(_plan(root), _catalog(), sink, {}).step
+    assert [(c.name, c.sql) for c in step.key_columns] == [("K1", '"K1"'), ("K2", '"K2"')]
