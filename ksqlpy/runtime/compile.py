@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import sqlglot
 from sqlglot import exp
 
 from ksqlpy import sqltypes
@@ -386,11 +387,14 @@ class _Compiler:
             sqls = [columns.keys[c.name] for c in columns.schema.key]
         else:
             assert isinstance(step, s.GroupByStep)
-            if isinstance(step, s.StreamGroupByV1 | s.TableGroupByV1) and len(step.group_by_expressions) > 1:
-                raise _unsupported(
-                    step, "Grouping by several expressions into one STRING key is not supported yet"
-                )
             sqls = [self._compile(e, columns, step, "GROUP BY").sql for e in step.group_by_expressions]
+            if isinstance(step, s.StreamGroupByV1 | s.TableGroupByV1) and len(sqls) > 1:
+                # ksqlDB before 0.15 grouped by several expressions into one STRING key: their
+                # values as text, joined by '|+|' (a null as 'null', Java's String.valueOf)
+                parts = [f"COALESCE(CAST({_sql(e)} AS VARCHAR), 'null')" for e in sqls]
+                sqls = [
+                    typing.cast(exp.Expression, sqlglot.parse_one(" || '|+|' || ".join(parts), read="duckdb"))
+                ]
         if len(sqls) != len(schema.key):
             raise _unsupported(step, "GROUP BY keys do not match the step's schema")
         keys = tuple(

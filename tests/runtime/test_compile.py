@@ -416,3 +416,39 @@ def test_sink_listing_the_same_keys_in_another_order_keeps_them() -> None:
     sink = _sink_source("OUTPUT", "`K2` INTEGER KEY, `K1` STRING KEY, `V` STRING")
     step = compile_query(_plan(root), _catalog(), sink, {}).step
     assert [(c.name, c.sql) for c in step.key_columns] == [("K1", '"K1"'), ("K2", '"K2"')]
+
+
+def test_old_plans_group_by_several_expressions_into_one_string_key() -> None:
+    from ksqlpy.planner.steps import StreamGroupByV1
+
+    prepare = StreamSelect(
+        context="Aggregate/Prepare",
+        source=_source(),
+        select_expressions=("A AS A", "B AS B", "ROWTIME AS ROWTIME"),
+    )
+    group = StreamGroupByV1(
+        context="Aggregate/GroupBy", source=prepare, internal_formats=JSON, group_by_expressions=("B", "A")
+    )
+    agg = StreamAggregate(
+        context="Aggregate/Aggregate",
+        source=group,
+        internal_formats=JSON,
+        non_aggregate_columns=("A", "B", "ROWTIME"),
+        aggregation_functions=("COUNT(ROWTIME)",),
+    )
+    project = TableSelect(
+        context="Aggregate/Project", source=agg, select_expressions=("KSQL_AGG_VARIABLE_0 AS N",)
+    )
+    root = TableSink(context="OUTPUT", source=project, formats=JSON, topic_name="OUTPUT")
+    sink = _sink_source("OUTPUT", "`KSQL_COL_1` STRING KEY, `N` BIGINT", SourceKind.TABLE)
+    step = compile_query(_plan(root), _catalog(), sink, {}).step
+    assert isinstance(step, physical.AggregateStep)
+    (key,) = step.group_keys
+    assert key.type == sqltypes.STRING
+    con = duckdb.connect()
+    con.register("input", pa.table(BATCH))
+    assert [r[0] for r in con.sql(f"SELECT {key.sql} FROM input").fetchall()] == [
+        "x|+|1",
+        "y|+|5",
+        "null|+|10",
+    ]
