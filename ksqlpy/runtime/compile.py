@@ -39,7 +39,13 @@ from ksqlpy.planner.steps import commands as cmd
 from ksqlpy.planner.steps import steps as s
 from ksqlpy.planner.steps.catalog import source_of
 from ksqlpy.planner.steps.formats import WindowExpression
-from ksqlpy.planner.steps.schema import LogicalSchema, parse_expression, resolve_all, split_select
+from ksqlpy.planner.steps.schema import (
+    LogicalSchema,
+    parse_expression,
+    quote_name,
+    resolve_all,
+    split_select,
+)
 from ksqlpy.runtime.serde.format import NAMED_DELIMITERS
 
 #: the property saying whether aggregations emit per record (``0``) or per batch
@@ -365,6 +371,7 @@ class _Compiler:
             expr, _ = split_select(text)
             compiled = self._compile_post(expr, post, substitute, projection, "SELECT")
             out.append(physical.OutputColumn(name=c.name, type=c.type, sql=_sql(compiled.sql)))
+        calls += self._carried(aggregate, grouped, post, [*having, *(c.sql for c in out)])
         cache = str(self.config.get(CACHE_PROPERTY, "10000000")).strip()
         return physical.AggregateStep(
             source=source,
@@ -411,60 +418,66 @@ class _Compiler:
     def _calls(self, step: s.AggregateStep, grouped: _Columns) -> tuple[physical.AggregateCall, ...]:
         """The aggregate calls resolved as the analyzer resolves them (``COUNT(*)`` is written
         ``COUNT(ROWTIME)`` in plans)."""
+        return tuple(
+            self._call(step, text, grouped, f"KSQL_AGG_VARIABLE_{i}")
+            for i, text in enumerate(step.aggregation_functions)
+        )
+
+    def _call(self, step: s.AggregateStep, text: str, grouped: _Columns, name: str) -> physical.AggregateCall:
         from ksqlpy.planner.functions import aggregates  # noqa: F401 - registers the aggregate library
         from ksqlpy.planner.functions.aggregate import NOT_CONSTANT, AggregateArg, resolve_aggregate
 
-        calls: list[physical.AggregateCall] = []
-        for i, text in enumerate(step.aggregation_functions):
-            call = parse_expression(text)
-            if not isinstance(call, ast.FunctionCall):
-                raise _unsupported(step, f"Not an aggregate call ({text})")
-            args: list[AggregateArg] = []
-            sqls: list[str] = []
-            arg_types: list[sqltypes.SqlType] = []
-            if call.star:
-                args.append(AggregateArg(type=sqltypes.BIGINT, star=True))
-                sqls.append('"ROWTIME"')
-                arg_types.append(sqltypes.BIGINT)
-            scope = grouped.scope("SELECT")
+        call = parse_expression(text)
+        if not isinstance(call, ast.FunctionCall):
+            raise _unsupported(step, f"Not an aggregate call ({text})")
+        args: list[AggregateArg] = []
+        sqls: list[str] = []
+        arg_types: list[sqltypes.SqlType] = []
+        if call.star:
+            args.append(AggregateArg(type=sqltypes.BIGINT, star=True))
+            sqls.append('"ROWTIME"')
+            arg_types.append(sqltypes.BIGINT)
+        scope = grouped.scope("SELECT")
+        try:
             for a in call.args:
-                try:
-                    compiled = compile_expression(a, scope, custom_types=self.types)
-                except AnalysisError as e:
-                    raise PlanError(
-                        f"Step '{step.context}' ({step.TYPE}) does not compile: {e.message}"
-                    ) from None
+                compiled = compile_expression(a, scope, custom_types=self.types)
                 constant = compiled.value if compiled.is_constant else NOT_CONSTANT
                 args.append(AggregateArg(type=compiled.type, constant=constant))
                 sqls.append(_sql(compiled.sql))
                 arg_types.append(compiled.type or sqltypes.STRING)
-            try:
-                accumulator = resolve_aggregate(call.name, args)
-            except AnalysisError as e:
-                raise PlanError(
-                    f"Step '{step.context}' ({step.TYPE}) does not compile: {e.message}"
-                ) from None
-            present = [j < len(sqls) for j in accumulator.column_args]
-            calls.append(
-                physical.AggregateCall(
-                    name=f"KSQL_AGG_VARIABLE_{i}",
-                    text=text,
-                    args_sql=tuple(
-                        sqls[j] if ok else '"ROWTIME"' for j, ok in zip(accumulator.column_args, present)
-                    ),
-                    arg_types=tuple(
-                        arg_types[j] if ok else sqltypes.BIGINT
-                        for j, ok in zip(accumulator.column_args, present)
-                    ),
-                    accumulator=accumulator,
-                )
-            )
+            accumulator = resolve_aggregate(call.name, args)
+        except AnalysisError as e:
+            raise PlanError(f"Step '{step.context}' ({step.TYPE}) does not compile: {e.message}") from None
+        present = [j < len(sqls) for j in accumulator.column_args]
+        return physical.AggregateCall(
+            name=name,
+            text=text,
+            args_sql=tuple(sqls[j] if ok else '"ROWTIME"' for j, ok in zip(accumulator.column_args, present)),
+            arg_types=tuple(
+                arg_types[j] if ok else sqltypes.BIGINT for j, ok in zip(accumulator.column_args, present)
+            ),
+            accumulator=accumulator,
+        )
+
+    def _carried(
+        self, step: s.AggregateStep, grouped: _Columns, post: _Columns, sqls: list[str]
+    ) -> tuple[physical.AggregateCall, ...]:
+        """Calls keeping the carried (non-aggregate) columns that the output reads: each
+        group's value from its latest record, nulls included, as ksqlDB's aggregator copies
+        them. Only plans of ksqlDB before 0.15 read them (``KEY='foo'`` sources)."""
+        calls = []
+        for c in post.schema.value:
+            column = f'"{_CARRIED_PREFIX}{c.name}"'
+            carried = c.name in post.values and _sql(post.values[c.name]) == column
+            if carried and any(column in sql for sql in sqls):
+                text = f"LATEST_BY_OFFSET({quote_name(c.name)}, false)"
+                calls.append(self._call(step, text, grouped, _CARRIED_PREFIX + c.name))
         return tuple(calls)
 
     def _aggregated(self, step: s.AggregateStep, keys: tuple[physical.OutputColumn, ...]) -> _Columns:
         """The aggregation's output columns over the aggregated relation: group keys as
         ``__K<i>``, the calls by name, the window bounds. A carried (non-aggregate) value column
-        is only readable where it is a group key; elsewhere ksqlDB refuses it before planning."""
+        reads as a group key where it is one, else as its latest value (see :meth:`_carried`)."""
         schema = self.schemas[id(step)]
         key_sql = {c.name: duckdb_column(k.name) for c, k in zip(schema.key, keys, strict=True)}
         values: dict[str, exp.Expression] = {}
@@ -473,6 +486,8 @@ class _Compiler:
                 values[c.name] = duckdb_column(c.name)
             elif c.name in key_sql:
                 values[c.name] = key_sql[c.name]
+            elif not isinstance(step, s.TableAggregate):  # a table's rows can be retracted
+                values[c.name] = duckdb_column(_CARRIED_PREFIX + c.name)
         return _Columns(schema, key_sql, values)
 
     def _substitution(
@@ -510,6 +525,9 @@ class _Compiler:
         except AnalysisError as e:
             raise PlanError(f"Step '{step.context}' ({step.TYPE}) does not compile: {e.message}") from None
 
+
+#: the aggregated relation's columns holding carried (non-aggregate) values
+_CARRIED_PREFIX = "__CARRIED_"
 
 _LITERALS = (
     ast.NullLiteral,

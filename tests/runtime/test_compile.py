@@ -29,6 +29,7 @@ from ksqlpy.planner.steps import (
     StreamFilter,
     StreamFlatMap,
     StreamGroupBy,
+    StreamGroupByKey,
     StreamSelect,
     StreamSelectKey,
     StreamSink,
@@ -452,3 +453,37 @@ def test_old_plans_group_by_several_expressions_into_one_string_key() -> None:
         "y|+|5",
         "null|+|10",
     ]
+
+
+def test_carried_columns_read_as_their_latest_value() -> None:
+    # ksqlDB before 0.15 projected a non-aggregate column that is not a group key (a source
+    # declared with KEY='b'): the aggregation carries its value from the group's latest record
+    prepare = StreamSelect(
+        context="Aggregate/Prepare", source=_source(), select_expressions=("B AS B", "ROWTIME AS ROWTIME")
+    )
+    group = StreamGroupByKey(context="Aggregate/GroupBy", source=prepare, internal_formats=JSON)
+    agg = StreamAggregate(
+        context="Aggregate/Aggregate",
+        source=group,
+        internal_formats=JSON,
+        non_aggregate_columns=("B", "ROWTIME"),
+        aggregation_functions=("COUNT(ROWTIME)",),
+    )
+    project = TableSelect(
+        context="Aggregate/Project", source=agg, select_expressions=("B AS B", "KSQL_AGG_VARIABLE_0 AS N")
+    )
+    root = TableSink(context="OUTPUT", source=project, formats=JSON, topic_name="OUTPUT")
+    sink = _sink_source("OUTPUT", "`ID` STRING KEY, `B` STRING, `N` BIGINT", SourceKind.TABLE)
+    step = compile_query(_plan(root), _catalog(), sink, {}).step
+    assert isinstance(step, physical.AggregateStep)
+    carried = step.calls[-1]
+    assert carried.name == "__CARRIED_B" and carried.accumulator.name == "LATEST_BY_OFFSET"
+    assert carried.args_sql == ('"B"',)
+    assert [(c.name, c.sql) for c in step.value_columns] == [
+        ("B", '"__CARRIED_B"'),
+        ("N", '"KSQL_AGG_VARIABLE_0"'),
+    ]
+    # a null is a value too: the latest record's null replaces an earlier value
+    acc = carried.accumulator
+    assert acc.result(acc.add(acc.add(acc.initial(), ("x",)), (None,))) is None
+    assert acc.result(acc.add(acc.add(acc.initial(), (None,)), ("y",))) == "y"
