@@ -8,8 +8,9 @@ pass count and the most common failure causes. Both write ``tests/qtt/.last-run/
 and ``plans-report.json``; ``ksqlpy test --plans ../shared/qtt-plans --update-passing`` adds new
 passes to the list.
 
-Environment: ``KSQLPY_QTT_PLANS`` overrides the corpus folder, ``KSQLPY_QTT_JOBS`` the number of
-worker processes (default 2).
+Environment: ``KSQLPY_QTT_PLANS`` overrides the corpus folder, ``KSQLPY_PLANS_JOBS`` the number
+of worker processes (default 4: a case mostly waits for its queries to go idle, so four workers
+share two cores well; the listed cases take about three minutes on two cores).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ LAST_RUN = HERE / ".last-run"
 
 def run_plans(folders: list[Path]) -> list[report.CaseResult]:
     cases = load_plan_cases(folders)
-    results = run_cases(cases, jobs=int(os.environ.get("KSQLPY_QTT_JOBS", "2")))
+    results = run_cases(cases, jobs=int(os.environ.get("KSQLPY_PLANS_JOBS", "4")))
     text = io.StringIO()
     report.write_causes(text, results, 30)
     text.write(report.summary_line(results) + "\n")
