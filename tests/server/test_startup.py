@@ -66,7 +66,7 @@ def test_port_in_use(tmp_path: Path, busy_port: int) -> None:
             "ksqlpy.request.max.bytes=lots",
             "Invalid value lots for configuration ksqlpy.request.max.bytes: must be a positive integer",
         ),
-        ("listeners=ftp://0.0.0.0:21", "Unsupported listener 'ftp://0.0.0.0:21': only http:// listeners"),
+        ("listeners=ftp://0.0.0.0:21", "Unsupported listener 'ftp://0.0.0.0:21': listeners are http:// or https:// URLs"),
     ],
 )
 def test_bad_config_value(tmp_path: Path, setting: str, message: str) -> None:
