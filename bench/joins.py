@@ -1,0 +1,167 @@
+"""Benchmark: joins — stream–table enrichment and a stream–stream join within one minute.
+
+``enrich``: a 100 k-row table of users (``users``, keyed by user id) is loaded first, then N
+pageview events (keyed by user id, 100 k distinct users, so every event finds its user) are
+enriched by::
+
+    CREATE STREAM enriched AS SELECT v.user_id, v.page, u.country, u.tier
+      FROM pageviews v JOIN users u ON v.user_id = u.user_id;
+
+``window``: N pageviews joined with N clicks of the same users, each click 0–60 s after its
+view::
+
+    CREATE STREAM view_clicks AS SELECT v.user_id, v.page, c.target
+      FROM pageviews v JOIN clicks c WITHIN 1 MINUTE ON v.user_id = c.user_id;
+
+Both report events/s from the query's first poll until its sink records are committed, CPU per
+event and the process's peak RSS, on the embedded store or a Tansu broker (``--store kafka``).
+
+    python bench/joins.py --events 1000000 --case both --store both
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import (  # noqa: E402
+    PAGEVIEWS_DDL,
+    FirstPoll,
+    as_text,
+    bench_engine,
+    cpu_seconds,
+    kafka_client_settings,
+    load_average,
+    load_pageviews,
+    peak_rss_mib,
+    wait_for,
+)
+
+USERS = 100_000
+BATCH = 100_000
+BASE_TIME = 1_700_000_000_000
+
+USERS_DDL = (
+    "CREATE TABLE users (user_id VARCHAR PRIMARY KEY, country VARCHAR, tier INT) "
+    "WITH (kafka_topic='{topic}', value_format='JSON', partitions={partitions});"
+)
+CLICKS_DDL = (
+    "CREATE STREAM clicks (user_id VARCHAR KEY, target VARCHAR) "
+    "WITH (kafka_topic='{topic}', value_format='JSON', partitions={partitions});"
+)
+ENRICH = (
+    "CREATE STREAM enriched AS SELECT v.user_id, v.page, u.country, u.tier "
+    "FROM pageviews v JOIN users u ON v.user_id = u.user_id;"
+)
+WINDOWED = (
+    "CREATE STREAM view_clicks AS SELECT v.user_id, v.page, c.target "
+    "FROM pageviews v JOIN clicks c WITHIN 1 MINUTE ON v.user_id = c.user_id;"
+)
+
+
+def load_users(engine: object, topic: str) -> None:
+    ids = np.arange(USERS)
+    rng = np.random.default_rng(11)
+    countries = np.array(["de", "fr", "us", "jp", "br", "in"])[rng.integers(0, 6, USERS)]
+    value = pc.binary_join_element_wise(
+        '{"COUNTRY":"', pa.array(countries), '","TIER":', as_text(rng.integers(1, 4, USERS)), "}", ""
+    )
+    key = pc.binary_join_element_wise("user_", as_text(ids), "")
+    records = pa.table(
+        {
+            "timestamp": pa.array(np.full(USERS, BASE_TIME - 1, dtype=np.int64)),
+            "key": key.cast(pa.binary()),
+            "value": value.cast(pa.binary()),
+        }
+    )
+    engine.store.produce(topic, records)  # type: ignore[attr-defined]
+
+
+def load_clicks(engine: object, topic: str, events: int) -> None:
+    """One click per pageview, by the same user (same seed as the views), 0-60 s later."""
+    from common import pageviews
+
+    for start in range(0, events, BATCH):
+        views = pageviews(start, min(BATCH, events - start), users=USERS)
+        n = views.records.num_rows
+        rng = np.random.default_rng(start + 99)
+        ts = pc.add(views.records.column("timestamp"), pa.array(rng.integers(0, 60_000, n)))
+        value = pc.binary_join_element_wise('{"TARGET":"/t/', as_text(rng.integers(0, 50, n)), '"}', "")
+        engine.store.produce(  # type: ignore[attr-defined]
+            topic, pa.table({"timestamp": ts, "key": views.records.column("key"), "value": value.cast(pa.binary())})
+        )
+
+
+def run(case: str, store: str, events: int, partitions: int, timeout: float) -> dict[str, float]:
+    extra = kafka_client_settings() if store == "kafka" else {}
+    with bench_engine(store, extra) as engine:
+        session = engine.session({"auto.offset.reset": "earliest"})
+        suffix = int(time.time())
+        views = f"pageviews_{suffix}"
+        session.execute_all(PAGEVIEWS_DDL.format(topic=views, partitions=partitions))
+        t0 = time.perf_counter()
+        if case == "enrich":
+            users = f"users_{suffix}"
+            session.execute_all(USERS_DDL.format(topic=users, partitions=partitions))
+            load_users(engine, users)
+            load_pageviews(engine, views, events, users=USERS)
+            statement, inputs = ENRICH, events + USERS
+        else:
+            clicks = f"clicks_{suffix}"
+            session.execute_all(CLICKS_DDL.format(topic=clicks, partitions=partitions))
+            load_pageviews(engine, views, events, users=USERS)
+            load_clicks(engine, clicks, events)
+            statement, inputs = WINDOWED, 2 * events
+        print(f"[{store} {case}] loaded {inputs:,} records in {time.perf_counter() - t0:.2f}s")
+        first = FirstPoll(engine.store)
+        cpu0 = cpu_seconds()
+        session.execute_all(statement)
+        query = next(iter(engine.queries.values()))
+        done = wait_for(lambda: query.records_in >= inputs and engine.wait_idle(0.5) or query.error is not None, timeout)
+        if query.error is not None:
+            raise SystemExit(f"the query failed: {query.error}")
+        cpu = cpu_seconds() - cpu0
+        assert first.at is not None
+        elapsed = done - first.at
+        figures = {
+            "events": query.records_in,
+            "sink_records": query.records_out,
+            "seconds": elapsed,
+            "events_per_s": query.records_in / elapsed,
+            "cpu_us_per_event": cpu / max(1, query.records_in) * 1e6,
+            "peak_rss_mib": peak_rss_mib(),
+        }
+        print(
+            f"[{store} {case}] events={query.records_in:,} sink_records={query.records_out:,} "
+            f"time={elapsed:.2f}s throughput={figures['events_per_s']:,.0f} events/s "
+            f"cpu={figures['cpu_us_per_event']:.2f} us/event peak_rss={figures['peak_rss_mib']:,.0f} MiB "
+            f"load={load_average()}"
+        )
+        return figures
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--case", choices=("enrich", "window", "both"), default="both")
+    ap.add_argument("--partitions", type=int, default=1)
+    ap.add_argument("--store", choices=("embedded", "kafka", "both"), default="embedded")
+    ap.add_argument("--timeout", type=float, default=900.0)
+    args = ap.parse_args()
+    stores = ("embedded", "kafka") if args.store == "both" else (args.store,)
+    cases = ("enrich", "window") if args.case == "both" else (args.case,)
+    for store in stores:
+        for case in cases:
+            run(case, store, args.events, args.partitions, args.timeout)
+
+
+if __name__ == "__main__":
+    main()
