@@ -1,7 +1,7 @@
 """PRINT topic: a topic's records as text lines, as ksqlDB's PRINT shows them.
 
 ``PRINT 'topic' [FROM BEGINNING] [INTERVAL n] [LIMIT n]`` streams, through the engine facade's
-:class:`~ksqlpy.runtime.engine.StreamingQuery`, one text row per line::
+:class:`~ksqlpy.runtime.streaming.StreamingQuery`, one text row per line::
 
     Key format: KAFKA_STRING
     Value format: JSON or KAFKA_STRING
@@ -217,7 +217,7 @@ class PrintRunner:
 
 def print_topic(session: Any, stmt: ast.PrintTopic) -> Any:
     """Start a PRINT: a streaming query of text rows (``is_print``) over the topic's records."""
-    from ksqlpy.runtime.engine import StreamingQuery
+    from ksqlpy.runtime.streaming import StreamingQuery
 
     engine = session.engine
     if engine.store.describe_topic(stmt.topic) is None:

@@ -111,7 +111,7 @@ def start_pull(session: Any, stmt: ast.QueryStatement) -> Any:
     table_scan, range_scan = _flag(config, TABLE_SCAN), _flag(config, RANGE_SCAN)
     prepared = _prepare(engine, stmt, source, table_scan=table_scan, range_scan=range_scan)
     rows = _run_prepared(engine, prepared)
-    from ksqlpy.runtime.engine import StreamingQuery
+    from ksqlpy.runtime.streaming import StreamingQuery
 
     return StreamingQuery(
         engine, _query_id(), prepared.fields, rows=rows, key_columns=prepared.keys, is_pull=True, table_pull=True
@@ -134,7 +134,7 @@ def _is_create_as_select(statement: str) -> bool:
 
 
 def _stream_pull(session: Any, stmt: ast.QueryStatement) -> Any:
-    from ksqlpy.runtime.engine import StreamingQuery
+    from ksqlpy.runtime.streaming import StreamingQuery
 
     engine = session.engine
     source, step = analyze_select(stmt.query, engine.catalog, sink_name=None, persistent=False)
@@ -276,7 +276,7 @@ def start_prepared_pull(session: Any, stmt: ast.QueryStatement) -> Any | None:
 
 def _answer_prepared(engine: Any, prepared: _Prepared) -> Any:
     rows = _run_prepared(engine, prepared)
-    from ksqlpy.runtime.engine import StreamingQuery
+    from ksqlpy.runtime.streaming import StreamingQuery
 
     return StreamingQuery(
         engine, _query_id(), prepared.fields, rows=rows, key_columns=prepared.keys, is_pull=True, table_pull=True
@@ -550,7 +550,7 @@ def _answer_sql(engine: Any, sql: str, materializers: list[Materializer]) -> Any
         cursor.close()
     fields, result = _result_fields(result)
     rows = table_to_rows(result, [f.type for f in fields])
-    from ksqlpy.runtime.engine import StreamingQuery
+    from ksqlpy.runtime.streaming import StreamingQuery
 
     return StreamingQuery(engine, _query_id(), fields, rows=rows, is_pull=True, table_pull=True)
 

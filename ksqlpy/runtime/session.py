@@ -582,7 +582,7 @@ class Session:
         return "SCALABLE_PUSH_QUERY_" if enabled and plain and latest and fed else "transient_"
 
     def _start_query(self, stmt: ast.QueryStatement) -> Any:
-        from ksqlpy.runtime.engine import StreamingQuery
+        from ksqlpy.runtime.streaming import StreamingQuery
 
         engine = self.engine
         query = stmt.query

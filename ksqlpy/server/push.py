@@ -33,7 +33,7 @@ RECHECK_SECONDS = 2.0
 
 
 class QueryLike(Protocol):
-    """The part of ``ksqlpy.runtime.engine.StreamingQuery`` the server streams from."""
+    """The part of ``ksqlpy.runtime.streaming.StreamingQuery`` the server streams from."""
 
     query_id: str
     columns: Any
