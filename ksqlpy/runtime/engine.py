@@ -444,3 +444,10 @@ class Engine:
     @property
     def data_dir(self) -> str:
         return self.config.state_dir
+
+
+def _parse_type(text: str, types: Mapping[str, Any]) -> Any:
+    """A type as plans write it (``STRUCT<`CITY` STRING>``), custom types resolved."""
+    from ksqlpy.planner.steps.schema import LogicalSchema
+
+    return LogicalSchema.parse(f"`X` {text}", types).columns[0].type

@@ -97,10 +97,3 @@ class StreamingQuery:
             yield from rows
             if self.done:
                 return
-
-
-def _parse_type(text: str, types: Mapping[str, Any]) -> Any:
-    """A type as plans write it (``STRUCT<`CITY` STRING>``), custom types resolved."""
-    from ksqlpy.planner.steps.schema import LogicalSchema
-
-    return LogicalSchema.parse(f"`X` {text}", types).columns[0].type

@@ -8,6 +8,8 @@ HTTP/1.1 and HTTP/2 to them.
 
 from __future__ import annotations
 
+import uuid
+
 import asyncio
 import socket
 import threading
@@ -105,7 +107,14 @@ def store_settings(request: pytest.FixtureRequest, store: str) -> dict[str, str]
     if store == "embedded":
         return {}
     bootstrap = request.getfixturevalue("kafka_bootstrap")
-    return {"bootstrap.servers": bootstrap, **{f"kafka.{k}": v for k, v in FAST_CLIENT_CONFIG.items()}}
+    # a service id of its own: servers of other test modules share the broker, and a server
+    # applies every command of its service's command topic when it starts
+    service_id = f"srv_{uuid.uuid4().hex[:8]}_"
+    return {
+        "bootstrap.servers": bootstrap,
+        "ksql.service.id": service_id,
+        **{f"kafka.{k}": v for k, v in FAST_CLIENT_CONFIG.items()},
+    }
 
 
 @pytest.fixture(scope="module", params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])

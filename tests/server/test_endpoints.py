@@ -44,12 +44,13 @@ def make_stream(server: RunningServer, rows: int = 0) -> str:
 def test_info_health_metadata(ksql_server: RunningServer) -> None:
     info = httpx.get(f"{ksql_server.url}/info").json()["KsqlServerInfo"]
     assert set(info) == {"version", "kafkaClusterId", "ksqlServiceId", "serverStatus"}
-    assert info["ksqlServiceId"] == "default_"
+    service_id = ksql_server.engine.config.service_id
+    assert info["ksqlServiceId"] == service_id
     health = httpx.get(f"{ksql_server.url}/healthcheck").json()
     assert health["isHealthy"] is True and health["serverState"] == "READY"
     assert set(health["details"]) == {"metastore", "kafka", "commandRunner"}
     meta = httpx.get(f"{ksql_server.url}/v1/metadata").json()
-    assert meta["clusterId"]["scope"]["clusters"]["ksql-cluster"] == "default_"
+    assert meta["clusterId"]["scope"]["clusters"]["ksql-cluster"] == service_id
     assert httpx.get(f"{ksql_server.url}/v1/metadata/id").json() == meta["clusterId"]
 
 

@@ -28,15 +28,20 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
+#: the ``ksql_cluster`` label: the service id of the server under test (set by each test)
+CLUSTER = {"id": "default_"}
+
+
 def engine(samples: Samples, attr: str) -> float:
-    return value(samples, f"ksql_ksql_engine_query_stats_{attr}", ksql_cluster="default_")
+    return value(samples, f"ksql_ksql_engine_query_stats_{attr}", ksql_cluster=CLUSTER["id"])
 
 
 def per_query(samples: Samples, name: str, query_id: str, **labels: str) -> float:
-    return value(samples, f"ksqlpy_query_{name}", ksql_cluster="default_", ksql_query=query_id, **labels)
+    return value(samples, f"ksqlpy_query_{name}", ksql_cluster=CLUSTER["id"], ksql_query=query_id, **labels)
 
 
 def test_engine_and_query_figures_follow_the_work(ksql_server: RunningServer) -> None:
+    CLUSTER["id"] = ksql_server.engine.config.service_id
     before = scrape(ksql_server)
     assert engine(before, "liveness_indicator") == 1
     source = make_stream(ksql_server)
@@ -65,7 +70,7 @@ def test_engine_and_query_figures_follow_the_work(ksql_server: RunningServer) ->
     status = value(
         after,
         "ksql_ksql_metrics_ksql_queries_query_status",
-        ksql_cluster="default_",
+        ksql_cluster=CLUSTER["id"],
         ksql_query=query_id,
         status="RUNNING",
     )
@@ -89,7 +94,7 @@ def test_engine_and_query_figures_follow_the_work(ksql_server: RunningServer) ->
     assert engine(gone, "num_persistent_queries") == engine(before, "num_persistent_queries")
     assert (
         "ksqlpy_query_records_consumed_total",
-        frozenset({("ksql_cluster", "default_"), ("ksql_query", query_id)}),
+        frozenset({("ksql_cluster", CLUSTER["id"]), ("ksql_query", query_id)}),
     ) not in gone
 
 
