@@ -74,7 +74,7 @@ class _Compiler:
             case ast.BooleanLiteral(value=v):
                 return Compiled(exp.true() if v else exp.false(), st.BOOLEAN, v)
             case ast.IntegerLiteral(value=v):
-                t = st.INTEGER if _INT_MIN <= v <= _INT_MAX else st.BIGINT
+                t: st.SqlType = st.INTEGER if _INT_MIN <= v <= _INT_MAX else st.BIGINT
                 return Compiled(sb.cast(sb.num(v), t), t, v)
             case ast.DecimalLiteral(text=text):
                 t = decimal_literal_type(text)
@@ -540,8 +540,9 @@ class _Compiler:
             compiled[i] = body
             arg_types[i] = body.type
         final_args: list[Compiled] = []
-        for i, c in enumerate(compiled):
-            assert c is not None
+        for i, arg in enumerate(compiled):
+            assert arg is not None
+            c = arg
             declared = resolution.params[i].type
             target = resolution.param_type(i)
             if (

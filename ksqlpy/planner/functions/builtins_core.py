@@ -30,7 +30,8 @@ def apply_lambda(lam: exp.Expression, *args: exp.Expression) -> exp.Expression:
             return names[node.name].copy()
         return node
 
-    return lam.this.copy().transform(replace)
+    body: exp.Expression = lam.this
+    return body.copy().transform(replace)
 
 
 def _fn(name: str, *args: exp.Expression) -> exp.Expression:

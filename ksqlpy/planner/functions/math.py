@@ -12,7 +12,7 @@ Every function registers itself in the registry on import.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import ROUND_DOWN, ROUND_HALF_DOWN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
 # DECIMAL(38, s) values need more than the default 28 significant digits.
@@ -233,12 +233,13 @@ def _trunc_double(value: float, places: int) -> float:
     return float(_java_decimal(value).quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN, context=_EXACT))
 
 
-def _scaled_text(round_mode_positive: str, round_mode_negative: str):  # type: ignore[no-untyped-def]
+def _scaled_text(round_mode_positive: str, round_mode_negative: str) -> Callable[[str, int], str]:
     """Round a DECIMAL (as text) to ``places``, keeping its scale; returns text for the cast back."""
 
     def apply(text: str, places: int) -> str:
         d = Decimal(text)
-        scale = -d.as_tuple().exponent if isinstance(d.as_tuple().exponent, int) else 0
+        exponent = d.as_tuple().exponent
+        scale = -exponent if isinstance(exponent, int) else 0
         mode = round_mode_positive if d > 0 else round_mode_negative
         rounded = d.quantize(Decimal(1).scaleb(-places), rounding=mode, context=_EXACT)
         return str(rounded.quantize(Decimal(1).scaleb(-max(scale, 0)), context=_EXACT))
