@@ -26,6 +26,7 @@ from ksqlpy.planner.functions.registry import (
     REGISTRY,
     Call,
     Category,
+    CompileRule,
     ScalarFunction,
     Variant,
     sql_call,
@@ -35,7 +36,7 @@ from ksqlpy.planner.functions.registry import (
 _INT_TYPES = ("INT", "BIGINT", "DOUBLE")
 
 
-def _double_rule(duckdb_name: str):  # type: ignore[no-untyped-def]
+def _double_rule(duckdb_name: str) -> CompileRule:
     """``name(CAST(args AS DOUBLE))``: ksqlDB's INT and BIGINT variants widen to double first."""
 
     def compile_call(call: Call) -> exp.Expression:
@@ -136,7 +137,7 @@ def _same_decimal(types: Sequence[st.SqlType | None]) -> st.SqlType:
     return t
 
 
-def _decimal_rule(duckdb_name: str):  # type: ignore[no-untyped-def]
+def _decimal_rule(duckdb_name: str) -> CompileRule:
     def compile_call(call: Call) -> exp.Expression:
         return cast_to(fn(duckdb_name, call.sql[0]), call.return_type)
 
@@ -147,7 +148,7 @@ def _identity(call: Call) -> exp.Expression:
     return call.sql[0].copy()
 
 
-def _int_preserving(name: str, duckdb_name: str, description: str, int_rule) -> ScalarFunction:  # type: ignore[no-untyped-def]
+def _int_preserving(name: str, duckdb_name: str, description: str, int_rule: CompileRule) -> ScalarFunction:
     return ScalarFunction(
         name=name,
         category=Category.MATHEMATICAL,
