@@ -256,7 +256,7 @@ udf("ksql_trunc_decimal_text", ("VARCHAR", "INTEGER"), "VARCHAR",
                           _scaled_text(ROUND_DOWN, ROUND_DOWN))
 
 
-def _decimal_places_rule(udf_name: str):  # type: ignore[no-untyped-def]
+def _decimal_places_rule(udf_name: str) -> CompileRule:
     """DECIMAL rounding with places runs in Python on the exact text, then casts back."""
 
     def compile_call(call: Call) -> exp.Expression:
@@ -330,7 +330,7 @@ def _widest_decimal(types: Sequence[st.SqlType | None]) -> st.SqlType:
     return result
 
 
-def _extreme(duckdb_name: str, decimal: bool):  # type: ignore[no-untyped-def]
+def _extreme(duckdb_name: str, decimal: bool) -> CompileRule:
     # DuckDB's greatest/least skip NULLs, as ksqlDB's filter(Objects::nonNull) does.
     def compile_call(call: Call) -> exp.Expression:
         args = [cast_to(a, call.return_type) if decimal else a for a in call.sql]

@@ -24,6 +24,7 @@ from ksqlpy.planner.functions.registry import (
     REGISTRY,
     Call,
     Category,
+    CompileRule,
     ScalarFunction,
     Variant,
     sql_call,
@@ -65,7 +66,7 @@ _register("LEN", "Returns the length of the STRING or BYTES value.",
 _START = ("(CASE WHEN {p} < 0 THEN greatest({n} + {p}, 0) ELSE greatest(least({p} - 1, {n}), 0) END)")
 
 
-def _substring(length_fn: str, slice_fn: str):  # type: ignore[no-untyped-def]
+def _substring(length_fn: str, slice_fn: str) -> CompileRule:
     def compile_call(call: Call) -> exp.Expression:
         args = call.sql
         text, pos = args[0], args[1]
@@ -125,7 +126,7 @@ _udf_concat_bytes = udf("ksql_concat_bytes", ("BLOB[]",), "BLOB", _concat_bytes)
 _udf_concat_ws_bytes = udf("ksql_concat_ws_bytes", ("BLOB[]",), "BLOB", _concat_ws_bytes)
 
 
-def _list_udf(name: str):  # type: ignore[no-untyped-def]
+def _list_udf(name: str) -> CompileRule:
     """Variadic arguments reach a Python UDF as one DuckDB list."""
 
     def compile_call(call: Call) -> exp.Expression:
