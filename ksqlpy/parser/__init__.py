@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from lark import Lark, Token, Tree, UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 from lark.exceptions import VisitError
@@ -163,7 +163,9 @@ def _syntax_error(error: UnexpectedInput, text: str) -> ParseError:
             near = str(token.value)
             pos = Position(token.line or 1, token.column or 1)
         case UnexpectedCharacters():
-            near = text[error.pos_in_stream] if error.pos_in_stream < len(text) else "<EOF>"
+            # lark declares pos_in_stream as None on the base class; the lexer always sets an int here
+            at = cast(int, error.pos_in_stream)
+            near = text[at] if at < len(text) else "<EOF>"
             pos = Position(error.line, error.column)
         case _:
             near = "<EOF>"

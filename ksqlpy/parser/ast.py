@@ -27,7 +27,7 @@ def _node(cls: type[_T]) -> type[_T]:
 
 
 def _pos() -> Position | None:
-    return field(default=None, compare=False, repr=False)  # type: ignore[return-value]
+    return field(default=None, compare=False, repr=False)
 
 
 # --------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from lark import Token, Transformer, v_args
+from lark import Token, Transformer, Tree, v_args
 from lark.tree import Meta
 
 from ksqlpy.errors import ParseError, Position
@@ -112,7 +112,7 @@ def identifier_value(token: Token) -> str:
         case "BACKQUOTED_IDENTIFIER":
             return unquote(token.value, "`")
         case _:
-            return token.value.upper()
+            return str(token.value).upper()
 
 
 @v_args(meta=True)
@@ -514,7 +514,8 @@ class AstBuilder(Transformer[Token, Any]):
         kind = _SHOW_KINDS.get(str(data))
         if kind is not None:
             return self._show(meta, children, kind)
-        return super().__default__(data, children, meta)
+        # lark's own default (an unannotated method): keep the node as a tree
+        return Tree(data, children, meta)
 
     def list_topics(self, meta: Meta, children: list[Any]) -> ast.Show:
         kind = ast.ShowKind.ALL_TOPICS if _has(children, "ALL") else ast.ShowKind.TOPICS

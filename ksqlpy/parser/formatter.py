@@ -132,7 +132,7 @@ def format_expression(node: ast.Expr) -> str:
             return format_string(value)
         case ast.ColumnRef(name=name, source=None):
             return format_identifier(name)
-        case ast.ColumnRef(name=name, source=source):
+        case ast.ColumnRef(name=name, source=str() as source):
             return f"{format_identifier(source)}.{format_identifier(name)}"
         case ast.Dereference(base=base, field=field_name):
             return f"{_at(base, _PRIMARY)}->{format_identifier(field_name)}"
@@ -257,7 +257,7 @@ def _select_item(item: ast.SelectItem) -> str:
     match item:
         case ast.AllColumns(source=None):
             return "*"
-        case ast.AllColumns(source=source):
+        case ast.AllColumns(source=str() as source):
             return f"{format_identifier(source)}.*"
         case ast.StructAll(base=base):
             return f"{_at(base, _PRIMARY)}->*"
@@ -379,7 +379,7 @@ def _body(stmt: ast.Statement) -> str:
         case ast.DescribeSource(name=None, all_of=all_of, extended=extended):
             kinds = "TABLES" if all_of is ast.SourceKind.TABLE else "STREAMS"
             return f"DESCRIBE {kinds}{' EXTENDED' if extended else ''}"
-        case ast.DescribeSource(name=name, extended=extended):
+        case ast.DescribeSource(name=str() as name, extended=extended):
             return f"DESCRIBE {format_identifier(name)}{' EXTENDED' if extended else ''}"
         case ast.DescribeFunction(name=name):
             return f"DESCRIBE FUNCTION {format_identifier(name)}"

@@ -507,7 +507,7 @@ class _Compiler:
             except AnalysisError:
                 return None
             name = by_sql.get(_sql(compiled.sql))
-            return None if name is None else ast.ColumnRef(name=name, pos=getattr(node, "pos", None))  # type: ignore[call-arg]
+            return None if name is None else ast.ColumnRef(name=name, pos=getattr(node, "pos", None))
 
         return lambda e: _rewrite(e, fn)
 

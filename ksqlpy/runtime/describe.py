@@ -278,6 +278,7 @@ def explain_statement(session: Any, stmt: Any, text: str) -> r.QueryDescription:
     number = getattr(engine, "_query_counter", 0)
     ctx = session._plan_context()
     ksql_plan = None
+    sink: Source | None
     match stmt:
         case ast.CreateAsSelect(name=name, kind=kind):
             prefix = "CSAS" if kind is ast.SourceKind.STREAM else "CTAS"

@@ -25,7 +25,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -57,6 +57,9 @@ from ksqlpy.runtime.materialize import (
 from ksqlpy.runtime.query import PushQuery, new_connection
 from ksqlpy.runtime.relations import from_duckdb
 from ksqlpy.runtime.rows import Row, table_to_rows
+
+if TYPE_CHECKING:
+    from ksqlpy.runtime.results import QueryDescription
 
 log = logging.getLogger("ksqlpy.pull")
 
@@ -159,8 +162,9 @@ def catch_up(engine: Any, materializer: Materializer) -> None:
     On the embedded store, every commit (records, positions, state) bumps the store's version
     while it publishes; when the version and the set of persistent queries are what they were
     when this table last caught up, nothing was written since and the wait is skipped."""
-    version = getattr(engine.store, "_version", None)  # None: a store without a version counter
-    mark = (version, tuple(engine.queries))
+    version: int | None = getattr(engine.store, "_version", None)  # None: a store without a version counter
+    queries: tuple[str, ...] = tuple(engine.queries)
+    mark = (version, queries)
     if version is not None and _caught_up.get(materializer) == mark and materializer.error is None:
         return
     deadline = time.monotonic() + CATCH_UP_SECONDS
@@ -175,7 +179,7 @@ def catch_up(engine: Any, materializer: Materializer) -> None:
         log.warning("Pull query on %s answered before its state caught up with the topic", materializer.name)
         return
     if version is not None:
-        _caught_up[materializer] = mark
+        _caught_up[materializer] = (version, queries)
 
 
 #: Per materializer, the store version and persistent queries it was last caught up with.
@@ -481,7 +485,7 @@ def _lookup_keys(plan: TablePull) -> pa.Table:
 # ------------------------------------------------------------------------------------ EXPLAIN
 
 
-def explain_pull(session: Any, stmt: ast.QueryStatement, text: str) -> Any:
+def explain_pull(session: Any, stmt: ast.QueryStatement, text: str) -> QueryDescription:
     """EXPLAIN of a pull query on a table: how it is served (key lookup or table scan) from
     which materialized state, without running it."""
     from ksqlpy.runtime import results as r

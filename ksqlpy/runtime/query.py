@@ -168,6 +168,7 @@ class QueryRunner:
                 if self._processor is not None:
                     self.emit_stateful(decoded.table, encoder, reader)
                 else:
+                    assert evaluator is not None  # None only for a step with a processor
                     result = evaluator.evaluate(decoded.table, self.query_id)
                     self.plog.write(self.query_id, result.errors)
                     self.emit(result.rows, encoder, reader)

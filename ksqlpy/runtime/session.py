@@ -12,7 +12,7 @@ import functools
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ksqlpy import parser
 from ksqlpy.errors import AnalysisError, KsqlpyError, NotFoundError, ParseError
@@ -42,6 +42,9 @@ from ksqlpy.runtime.commandlog import Command
 from ksqlpy.runtime.query import PushQuery, QueryState
 from ksqlpy.runtime.store.base import TopicSpec
 
+if TYPE_CHECKING:
+    from ksqlpy.runtime.engine import Engine
+
 KIND_WORD = {ast.SourceKind.STREAM: "stream", ast.SourceKind.TABLE: "table"}
 
 
@@ -50,7 +53,7 @@ class QueryEndpointError(AnalysisError):
 
 
 class Session:
-    def __init__(self, engine: Any, properties: Mapping[str, Any], variables: Mapping[str, str]) -> None:
+    def __init__(self, engine: Engine, properties: Mapping[str, Any], variables: Mapping[str, str]) -> None:
         self.engine = engine
         self.properties: dict[str, Any] = dict(properties)
         self.variables: dict[str, str] = {k.upper(): v for k, v in variables.items()}

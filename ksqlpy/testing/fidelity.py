@@ -51,9 +51,9 @@ def compare_case(folder: Path) -> FidelityResult:
         return FidelityResult(folder.name, False, f"crashed: {type(e).__name__}: {e}")
     if len(got) != len(expected):
         return FidelityResult(folder.name, False, f"{len(got)} plans, ksqlDB made {len(expected)}")
-    for i, (g, e) in enumerate(zip(got, expected, strict=True)):
-        if g != e:
-            return FidelityResult(folder.name, False, f"plan {i + 1}: {first_difference(g, e)}")
+    for i, (g, want) in enumerate(zip(got, expected, strict=True)):
+        if g != want:
+            return FidelityResult(folder.name, False, f"plan {i + 1}: {first_difference(g, want)}")
     return FidelityResult(folder.name, True)
 
 

@@ -106,7 +106,10 @@ def _string_to_double(e: exp.Expression, _src: st.SqlType, to: st.SqlType) -> ex
 
 def _string_to_boolean(e: exp.Expression, _src: st.SqlType, _to: st.SqlType) -> exp.Expression:
     word = sb.call("lower", sb.call("trim", e))
-    prefix_of = lambda full: sb.call("starts_with", exp.Literal.string(full), word)  # noqa: E731
+
+    def prefix_of(full: str) -> exp.Expression:
+        return sb.call("starts_with", exp.Literal.string(full), word)
+
     truthy = exp.and_(
         exp.GT(this=sb.call("length", word), expression=sb.num(0)),
         exp.or_(prefix_of("true"), prefix_of("yes")),

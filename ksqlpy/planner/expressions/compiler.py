@@ -26,7 +26,7 @@ from typing import Any
 from sqlglot import exp
 
 from ksqlpy import sqltypes as st
-from ksqlpy.errors import AnalysisError
+from ksqlpy.errors import AnalysisError, Position
 from ksqlpy.parser import ast
 from ksqlpy.planner.expressions import sqlbuild as sb
 from ksqlpy.planner.expressions.casts import cast_value, check_cast
@@ -42,6 +42,7 @@ from ksqlpy.planner.expressions.scope import LambdaScope, Resolved, Scope
 from ksqlpy.planner.functions import REGISTRY
 from ksqlpy.planner.functions.registry import (
     NO_VALUE,
+    ArgType,
     BaseParam,
     Call,
     Compiled,
@@ -74,7 +75,7 @@ class _Compiler:
             case ast.BooleanLiteral(value=v):
                 return Compiled(exp.true() if v else exp.false(), st.BOOLEAN, v)
             case ast.IntegerLiteral(value=v):
-                t = st.INTEGER if _INT_MIN <= v <= _INT_MAX else st.BIGINT
+                t: st.SqlType = st.INTEGER if _INT_MIN <= v <= _INT_MAX else st.BIGINT
                 return Compiled(sb.cast(sb.num(v), t), t, v)
             case ast.DecimalLiteral(text=text):
                 t = decimal_literal_type(text)
@@ -540,8 +541,9 @@ class _Compiler:
             compiled[i] = body
             arg_types[i] = body.type
         final_args: list[Compiled] = []
-        for i, c in enumerate(compiled):
-            assert c is not None
+        for i, arg in enumerate(compiled):
+            assert arg is not None
+            c = arg
             declared = resolution.params[i].type
             target = resolution.param_type(i)
             if (
@@ -588,10 +590,10 @@ class _Compiler:
         return Compiled(sql, body.type)
 
 
-def _arg_text(t: object) -> str:
+def _arg_text(t: ArgType) -> str:
     from ksqlpy.planner.functions.registry import arg_type_text
 
-    return arg_type_text(t)  # type: ignore[arg-type]
+    return arg_type_text(t)
 
 
 def _widen_deep(a: st.SqlType, b: st.SqlType) -> st.SqlType | None:
@@ -653,11 +655,11 @@ class _Mismatch(Exception):
 _CONSTRUCTORS = (ast.CreateArray, ast.CreateMap, ast.CreateStruct)
 
 
-def _operator_error(common: st.SqlType, t: st.SqlType | None, node: ast.Expr, pos: object) -> AnalysisError:
+def _operator_error(common: st.SqlType, t: st.SqlType | None, node: ast.Expr, pos: Position | None) -> AnalysisError:
     return AnalysisError(
         f"Invalid Predicate: operator does not exist: {common} = {t} ({format_expr(node)})\n"
         "Hint: You might need to add explicit type casts.",
-        pos=pos,  # type: ignore[arg-type]
+        pos=pos,
     )
 
 
@@ -701,10 +703,10 @@ def _literal_sql_type(sql: exp.Expression, target: st.SqlType) -> st.SqlType:
 
 
 def _coerce_string_literal(
-    text: str, target: st.SqlType, pos: object, *, prefix: str = "Invalid Predicate: "
+    text: str, target: st.SqlType, pos: Position | None, *, prefix: str = "Invalid Predicate: "
 ) -> exp.Expression:
     """A string literal in a list of ``target`` values, parsed as ksqlDB parses it."""
-    bad = AnalysisError(f'{prefix}invalid input syntax for type {target.base.value}: "{text}".', pos=pos)  # type: ignore[arg-type]
+    bad = AnalysisError(f'{prefix}invalid input syntax for type {target.base.value}: "{text}".', pos=pos)
     if st.is_numeric(target):
         try:
             number = decimal.Decimal(text.strip())

@@ -64,7 +64,10 @@ def arithmetic_type(node: ast.ArithmeticBinary, left: st.SqlType | None, right: 
         return AnalysisError(f"Error processing expression: {format_expr(node)}. {reason}", pos=node.pos)
 
     if left is None or right is None:
-        shown = lambda t: "null" if t is None else str(t)
+
+        def shown(t: st.SqlType | None) -> str:
+            return "null" if t is None else str(t)
+
         raise fail(f"Arithmetic on types {shown(left)} and {shown(right)} are not supported.")
     if node.op is Op.ADD and left == st.STRING and right == st.STRING:
         return st.STRING
@@ -79,7 +82,7 @@ def arithmetic_type(node: ast.ArithmeticBinary, left: st.SqlType | None, right: 
     raise fail(f"Unsupported arithmetic types. {left.base.value} {right.base.value}")
 
 
-_SQL_ARITHMETIC: dict[Op, type[exp.Binary]] = {
+_SQL_ARITHMETIC: dict[Op, type[exp.Expression]] = {
     Op.ADD: exp.Add,
     Op.SUBTRACT: exp.Sub,
     Op.MULTIPLY: exp.Mul,
@@ -98,7 +101,7 @@ def compile_arithmetic(op: Op, left: Compiled, right: Compiled, result: st.SqlTy
         shown = [exp.Coalesce(this=side.sql, expressions=[exp.Literal.string("null")]) for side in (left, right)]
         return exp.DPipe(this=shown[0], expression=shown[1])
     if result.base is B.DOUBLE:
-        l, r = (cast_value(side.sql, side.type, st.DOUBLE) for side in (left, right))  # type: ignore[arg-type]
+        l, r = (cast_value(side.sql, side.type, st.DOUBLE) for side in (left, right))
         node = exp.Div(this=l, expression=r) if op is Op.DIVIDE else _SQL_ARITHMETIC[op](this=l, expression=r)
         return sb.paren(node)
     if isinstance(result, st.Decimal):
@@ -156,7 +159,10 @@ def _comparable(left: st.SqlType, op: Cmp, right: st.SqlType) -> bool:
 
 def check_comparison(node: ast.Comparison, left: st.SqlType | None, right: st.SqlType | None) -> None:
     if left is None or right is None:
-        shown = lambda t: "NULL" if t is None else t.base.value
+
+        def shown(t: st.SqlType | None) -> str:
+            return "NULL" if t is None else t.base.value
+
         raise AnalysisError(
             f"Comparison with NULL not supported: {shown(left)} {node.op.value} {shown(right)}\n"
             "Use 'IS NULL' or 'IS NOT NULL' instead.",
@@ -170,7 +176,7 @@ def check_comparison(node: ast.Comparison, left: st.SqlType | None, right: st.Sq
         )
 
 
-_SQL_COMPARISON: dict[Cmp, type[exp.Binary]] = {
+_SQL_COMPARISON: dict[Cmp, type[exp.Expression]] = {
     Cmp.EQUAL: exp.EQ,
     Cmp.NOT_EQUAL: exp.NEQ,
     Cmp.LESS_THAN: exp.LT,

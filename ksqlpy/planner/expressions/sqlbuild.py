@@ -6,6 +6,8 @@ one size wider and wrapped back to two's complement (:func:`wrap_integer`); valu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlglot import exp
 
 from ksqlpy import sqltypes as st
@@ -48,11 +50,12 @@ def num(value: int | float | str) -> exp.Expression:
     return exp.Literal.number(value)
 
 
-def paren(e: exp.Expression) -> exp.Expression:
+def paren(e: exp.Expr) -> exp.Expression:
     return exp.Paren(this=e)
 
 
-def case(whens: list[tuple[exp.Expression, exp.Expression]], default: exp.Expression | None = None) -> exp.Expression:
+# Conditions are typed exp.Expr: sqlglot types and_/or_/Binary as the Condition trait, not as Expression.
+def case(whens: Sequence[tuple[exp.Expr, exp.Expression]], default: exp.Expression | None = None) -> exp.Expression:
     return exp.Case(
         ifs=[exp.If(this=c, true=r) for c, r in whens],
         default=default,

@@ -14,7 +14,15 @@ import math
 import pyarrow as pa
 from sqlglot import exp
 
-from ksqlpy.planner.functions.registry import REGISTRY, Call, Category, PythonUdf, ScalarFunction, Variant
+from ksqlpy.planner.functions.registry import (
+    REGISTRY,
+    Call,
+    Category,
+    CompileRule,
+    PythonUdf,
+    ScalarFunction,
+    Variant,
+)
 
 
 def apply_lambda(lam: exp.Expression, *args: exp.Expression) -> exp.Expression:
@@ -30,7 +38,8 @@ def apply_lambda(lam: exp.Expression, *args: exp.Expression) -> exp.Expression:
             return names[node.name].copy()
         return node
 
-    return lam.this.copy().transform(replace)
+    body: exp.Expression = lam.this
+    return body.copy().transform(replace)
 
 
 def _fn(name: str, *args: exp.Expression) -> exp.Expression:
@@ -92,7 +101,7 @@ def _reduce_map(call: Call) -> exp.Expression:
     return _fn("list_reduce", entries, lam, initial)
 
 
-def _list_lambda(duckdb_name: str):  # type: ignore[no-untyped-def]
+def _list_lambda(duckdb_name: str) -> CompileRule:
     def compile_call(call: Call) -> exp.Expression:
         return _fn(duckdb_name, *call.sql)
 

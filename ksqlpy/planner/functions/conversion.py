@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from decimal import Decimal
 
 from ksqlpy.planner.functions.misc import udf
@@ -16,14 +17,15 @@ from ksqlpy.planner.functions.registry import REGISTRY, Category, ScalarFunction
 _ORDERS = {"BIG_ENDIAN": ">", "LITTLE_ENDIAN": "<"}
 
 
-def _from_bytes(code: str, size: int, what: str):  # type: ignore[no-untyped-def]
+def _from_bytes(code: str, size: int, what: str) -> Callable[..., int | float]:
     def convert(value: bytes, byte_order: str = "BIG_ENDIAN") -> int | float:
         if len(value) != size:
             raise ValueError(f"Number of bytes must be equal to {size}, but found {len(value)}")
         order = _ORDERS.get(byte_order.upper())
         if order is None:
             raise ValueError(f"byteOrder must be BIG_ENDIAN or LITTLE_ENDIAN, but was {byte_order}")
-        return struct.unpack(order + code, value)[0]  # type: ignore[no-any-return]
+        number: int | float = struct.unpack(order + code, value)[0]
+        return number
 
     convert.__name__ = what
     return convert
@@ -65,5 +67,6 @@ def java_double_to_string(value: float) -> str:
     # Decimal gives the shortest round-trip digits (repr's) with an explicit exponent.
     sign, digits, exponent = Decimal(repr(magnitude)).as_tuple()
     text = "".join(map(str, digits)).rstrip("0") or "0"
-    point_exponent = exponent + len(digits) - 1  # type: ignore[operator]
+    assert isinstance(exponent, int)  # finite: NaN and the infinities returned above
+    point_exponent = exponent + len(digits) - 1
     return f"{'-' if value < 0 else ''}{text[0]}.{text[1:] or '0'}E{point_exponent}"

@@ -24,6 +24,7 @@ from ksqlpy.planner.functions.registry import (
     REGISTRY,
     Call,
     Category,
+    CompileRule,
     ScalarFunction,
     Variant,
     sql_template,
@@ -77,7 +78,7 @@ def _delta_us(call: Call, sign: int) -> str:
     return f"CAST(CAST({call.sql[1].sql('duckdb')} AS BIGINT) * {factor} AS BIGINT)"
 
 
-def _timestamp_shift(sign: int):  # type: ignore[no-untyped-def]
+def _timestamp_shift(sign: int) -> CompileRule:
     def compile_call(call: Call) -> exp.Expression:
         return sql(
             f"make_timestamp(epoch_us(CAST({call.sql[2].sql('duckdb')} AS TIMESTAMP)) + {_delta_us(call, sign)})")
@@ -85,7 +86,7 @@ def _timestamp_shift(sign: int):  # type: ignore[no-untyped-def]
     return compile_call
 
 
-def _date_shift(sign: int):  # type: ignore[no-untyped-def]
+def _date_shift(sign: int) -> CompileRule:
     # ksqlDB adds the interval to the date's epoch millis and truncates back to whole days.
     def compile_call(call: Call) -> exp.Expression:
         date = call.sql[2].sql("duckdb")
@@ -95,7 +96,7 @@ def _date_shift(sign: int):  # type: ignore[no-untyped-def]
     return compile_call
 
 
-def _time_shift(sign: int):  # type: ignore[no-untyped-def]
+def _time_shift(sign: int) -> CompileRule:
     # TIME arithmetic wraps around midnight.
     def compile_call(call: Call) -> exp.Expression:
         time = call.sql[2].sql("duckdb")

@@ -265,7 +265,7 @@ class UnsupportedField(PatternError):
     pass
 
 
-def _need(value: object, kind: type, letter: str, field: str) -> None:
+def _need(value: object, kind: type | tuple[type, ...], letter: str, field: str) -> None:
     if not isinstance(value, kind):
         raise UnsupportedField(f"Unsupported field: {field}")
 

@@ -133,10 +133,11 @@ def _concat(texts: list[str | None]) -> str | None:
     nodes = [parse_json(t) if t is not None else _INVALID for t in texts]
     if any(n is _INVALID for n in nodes):
         return None
-    if all(isinstance(n, dict) for n in nodes):
+    objects = [n for n in nodes if isinstance(n, dict)]
+    if len(objects) == len(nodes):
         merged: dict[str, Any] = {}
-        for n in nodes:
-            merged.update(n)
+        for o in objects:
+            merged.update(o)
         return dump_json(merged)
     items: list[Any] = []
     for n in nodes:

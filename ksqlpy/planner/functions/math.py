@@ -12,7 +12,7 @@ Every function registers itself in the registry on import.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import ROUND_DOWN, ROUND_HALF_DOWN, ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
 # DECIMAL(38, s) values need more than the default 28 significant digits.
@@ -26,6 +26,7 @@ from ksqlpy.planner.functions.registry import (
     REGISTRY,
     Call,
     Category,
+    CompileRule,
     ScalarFunction,
     Variant,
     sql_call,
@@ -35,7 +36,7 @@ from ksqlpy.planner.functions.registry import (
 _INT_TYPES = ("INT", "BIGINT", "DOUBLE")
 
 
-def _double_rule(duckdb_name: str):  # type: ignore[no-untyped-def]
+def _double_rule(duckdb_name: str) -> CompileRule:
     """``name(CAST(args AS DOUBLE))``: ksqlDB's INT and BIGINT variants widen to double first."""
 
     def compile_call(call: Call) -> exp.Expression:
@@ -136,7 +137,7 @@ def _same_decimal(types: Sequence[st.SqlType | None]) -> st.SqlType:
     return t
 
 
-def _decimal_rule(duckdb_name: str):  # type: ignore[no-untyped-def]
+def _decimal_rule(duckdb_name: str) -> CompileRule:
     def compile_call(call: Call) -> exp.Expression:
         return cast_to(fn(duckdb_name, call.sql[0]), call.return_type)
 
@@ -147,7 +148,7 @@ def _identity(call: Call) -> exp.Expression:
     return call.sql[0].copy()
 
 
-def _int_preserving(name: str, duckdb_name: str, description: str, int_rule) -> ScalarFunction:  # type: ignore[no-untyped-def]
+def _int_preserving(name: str, duckdb_name: str, description: str, int_rule: CompileRule) -> ScalarFunction:
     return ScalarFunction(
         name=name,
         category=Category.MATHEMATICAL,
@@ -233,12 +234,13 @@ def _trunc_double(value: float, places: int) -> float:
     return float(_java_decimal(value).quantize(Decimal(1).scaleb(-places), rounding=ROUND_DOWN, context=_EXACT))
 
 
-def _scaled_text(round_mode_positive: str, round_mode_negative: str):  # type: ignore[no-untyped-def]
+def _scaled_text(round_mode_positive: str, round_mode_negative: str) -> Callable[[str, int], str]:
     """Round a DECIMAL (as text) to ``places``, keeping its scale; returns text for the cast back."""
 
     def apply(text: str, places: int) -> str:
         d = Decimal(text)
-        scale = -d.as_tuple().exponent if isinstance(d.as_tuple().exponent, int) else 0
+        exponent = d.as_tuple().exponent
+        scale = -exponent if isinstance(exponent, int) else 0
         mode = round_mode_positive if d > 0 else round_mode_negative
         rounded = d.quantize(Decimal(1).scaleb(-places), rounding=mode, context=_EXACT)
         return str(rounded.quantize(Decimal(1).scaleb(-max(scale, 0)), context=_EXACT))
@@ -254,7 +256,7 @@ udf("ksql_trunc_decimal_text", ("VARCHAR", "INTEGER"), "VARCHAR",
                           _scaled_text(ROUND_DOWN, ROUND_DOWN))
 
 
-def _decimal_places_rule(udf_name: str):  # type: ignore[no-untyped-def]
+def _decimal_places_rule(udf_name: str) -> CompileRule:
     """DECIMAL rounding with places runs in Python on the exact text, then casts back."""
 
     def compile_call(call: Call) -> exp.Expression:
@@ -328,7 +330,7 @@ def _widest_decimal(types: Sequence[st.SqlType | None]) -> st.SqlType:
     return result
 
 
-def _extreme(duckdb_name: str, decimal: bool):  # type: ignore[no-untyped-def]
+def _extreme(duckdb_name: str, decimal: bool) -> CompileRule:
     # DuckDB's greatest/least skip NULLs, as ksqlDB's filter(Objects::nonNull) does.
     def compile_call(call: Call) -> exp.Expression:
         args = [cast_to(a, call.return_type) if decimal else a for a in call.sql]

@@ -38,7 +38,8 @@ CompileRule = Callable[[Call], exp.Expression]
 
 
 def _values(array: pa.Array | pa.ChunkedArray) -> list[Any]:
-    return array.to_pylist()
+    values: list[Any] = array.to_pylist()
+    return values
 
 
 def rowwise(
@@ -168,7 +169,9 @@ def cast_to(node: exp.Expression, sql_type: st.SqlType | str) -> exp.Expression:
 
 def sql(text: str) -> exp.Expression:
     """Parse DuckDB SQL text (used for constant fragments)."""
-    return sqlglot.parse_one(text, read="duckdb")
+    tree = sqlglot.parse_one(text, read="duckdb")
+    assert isinstance(tree, exp.Expression)  # sqlglot types parse results as the Expr base
+    return tree
 
 
 def list_of(args: Sequence[exp.Expression]) -> exp.Expression:

@@ -71,7 +71,7 @@ import re
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 import duckdb
 import pyarrow as pa
@@ -381,7 +381,7 @@ def sql_template(template: str) -> CompileRule:
     tree = sqlglot.parse_one(text, read="duckdb")
 
     def compile_template(call: Call) -> exp.Expression:
-        def substitute(node: exp.Expression) -> exp.Expression | list[exp.Expression]:
+        def substitute(node: exp.Expression) -> exp.Expression:
             if isinstance(node, exp.Column) and not node.table:
                 name = node.name
                 if name.startswith("__ksqlpy_arg_"):
@@ -395,6 +395,7 @@ def sql_template(template: str) -> CompileRule:
                     parent = node.parent
                     args = [a.sql.copy() for a in call.args]
                     key = node.arg_key
+                    assert key is not None  # a node with a parent hangs under one of its args
                     parent.set(key, args if isinstance(parent.args.get(key), list) else args[0])
         return result
 
@@ -857,11 +858,13 @@ class PythonUdf:
     params: tuple[str, ...]
     returns: str
     fn: Callable[..., pa.Array | pa.ChunkedArray]
-    null_handling: str = "default"
+    null_handling: Literal["default", "special"] = "default"
     side_effects: bool = False
 
     def install(self, con: duckdb.DuckDBPyConnection) -> None:
-        con.create_function(
+        # DuckDB takes the UDF type and NULL handling as strings too (its documented form); the
+        # stubs list only the enums, which moved between releases (duckdb.functional -> duckdb.func).
+        con.create_function(  # type: ignore[call-overload]
             self.name,
             self.fn,
             [duckdb.sqltype(p) for p in self.params],

@@ -13,7 +13,9 @@ import base64
 import binascii
 import codecs
 import re
+from collections.abc import Callable
 from functools import lru_cache
+from typing import AnyStr
 
 from sqlglot import exp
 
@@ -22,6 +24,7 @@ from ksqlpy.planner.functions.registry import (
     REGISTRY,
     Call,
     Category,
+    CompileRule,
     ScalarFunction,
     Variant,
     sql_call,
@@ -63,7 +66,7 @@ _register("LEN", "Returns the length of the STRING or BYTES value.",
 _START = ("(CASE WHEN {p} < 0 THEN greatest({n} + {p}, 0) ELSE greatest(least({p} - 1, {n}), 0) END)")
 
 
-def _substring(length_fn: str, slice_fn: str):  # type: ignore[no-untyped-def]
+def _substring(length_fn: str, slice_fn: str) -> CompileRule:
     def compile_call(call: Call) -> exp.Expression:
         args = call.sql
         text, pos = args[0], args[1]
@@ -123,7 +126,7 @@ _udf_concat_bytes = udf("ksql_concat_bytes", ("BLOB[]",), "BLOB", _concat_bytes)
 _udf_concat_ws_bytes = udf("ksql_concat_ws_bytes", ("BLOB[]",), "BLOB", _concat_ws_bytes)
 
 
-def _list_udf(name: str):  # type: ignore[no-untyped-def]
+def _list_udf(name: str) -> CompileRule:
     """Variadic arguments reach a Python UDF as one DuckDB list."""
 
     def compile_call(call: Call) -> exp.Expression:
@@ -209,8 +212,8 @@ _register("initcap", "Capitalize the first letter in each word and convert all o
 # LPAD, RPAD
 
 
-def _pad(left: bool):  # type: ignore[no-untyped-def]
-    def pad(value: str | bytes, length: int, padding: str | bytes) -> str | bytes | None:
+def _pad(left: bool) -> Callable[..., str | bytes | None]:
+    def pad(value: AnyStr, length: int, padding: AnyStr) -> AnyStr | None:
         if len(padding) == 0 or length < 0:
             return None
         need = max(length - len(value), 0)
@@ -236,11 +239,10 @@ for _name, _left in (("LPAD", True), ("RPAD", False)):
 # SPLIT, SPLIT_TO_MAP, ELT, FIELD
 
 
-def _split(text: str | bytes, delimiter: str | bytes) -> list[str] | list[bytes]:
-    if len(delimiter) == 0:
-        return list(text) if isinstance(text, str) and text else (  # Pattern.split on "" -> chars
-            [text[i:i + 1] for i in range(len(text))] if text else [text])  # type: ignore[list-item]
-    return text.split(delimiter)  # type: ignore[arg-type]
+def _split(text: AnyStr, delimiter: AnyStr) -> list[AnyStr]:
+    if len(delimiter) == 0:  # Pattern.split on "" -> one element per character
+        return [text[i:i + 1] for i in range(len(text))] if text else [text]
+    return text.split(delimiter)
 
 
 _register(
@@ -336,13 +338,13 @@ def _hex_decode(text: str) -> bytes:
     return binascii.unhexlify(stripped)
 
 
-_DECODERS = {
+_DECODERS: dict[str, Callable[[str], bytes]] = {
     "hex": _hex_decode,
     "utf8": lambda s: s.encode("utf-8"),
     "ascii": lambda s: s.encode("ascii", errors="replace"),
     "base64": lambda s: base64.b64decode(s + "=" * (-len(s) % 4)),
 }
-_ENCODERS = {
+_ENCODERS: dict[str, Callable[[bytes], str]] = {
     "hex": lambda b: b.hex(),
     "utf8": lambda b: b.decode("utf-8", errors="replace"),
     "ascii": lambda b: "".join(chr(c) if c < 128 else "\ufffd" for c in b),
@@ -486,21 +488,22 @@ def _mask_range(text: str | None, lo: int, hi: int, masks: tuple[str | None, ...
     return "".join(_mask_char(c, *masks) if lo <= i < hi else c for i, c in enumerate(text))
 
 
-def _masker(kind: str, with_masks: bool):  # type: ignore[no-untyped-def]
-    def apply(text: str | None, *rest: object) -> str | None:
+def _masker(kind: str, with_masks: bool) -> Callable[..., str | None]:
+    # DuckDB passes the INTEGER count (MASK_LEFT and the like) and then the four STRING masks.
+    def apply(text: str | None, *rest: int | str | None) -> str | None:
         if text is None:
             return None
-        if kind == "all":
-            n, masks = 0, rest
-        else:
-            n, masks = rest[0], rest[1:]  # type: ignore[assignment]
-            if n is None or int(n) < 0:  # type: ignore[arg-type]
+        k, given = 0, rest
+        if kind != "all":
+            n, given = rest[0], rest[1:]
+            if n is None or int(n) < 0:
                 raise ValueError(f"function {kind} requires a non-negative number")
-        masks = tuple(masks) if with_masks else _DEFAULT_MASKS  # type: ignore[assignment]
-        size, k = len(text), int(n)  # type: ignore[arg-type]
+            k = int(n)
+        masks = tuple(None if m is None else str(m) for m in given) if with_masks else _DEFAULT_MASKS
+        size = len(text)
         lo, hi = {"all": (0, size), "mask_left": (0, k), "mask_right": (size - k, size),
                   "mask_keep_left": (k, size), "mask_keep_right": (0, size - k)}[kind]
-        return _mask_range(text, max(lo, 0), hi, masks)  # type: ignore[arg-type]
+        return _mask_range(text, max(lo, 0), hi, masks)
 
     return apply
 

@@ -7,7 +7,7 @@ not a valid URI gives NULL. Parameter encoding is ``application/x-www-form-urlen
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, quote_plus, unquote, unquote_plus, urlsplit
+from urllib.parse import SplitResult, parse_qsl, quote_plus, unquote, unquote_plus, urlsplit
 
 from ksqlpy.planner.functions.misc import udf
 from ksqlpy.planner.functions.registry import REGISTRY, Category, ScalarFunction, Variant
@@ -17,7 +17,7 @@ def _register(name: str, description: str, *variants: Variant) -> None:
     REGISTRY.register(ScalarFunction(name=name, category=Category.URL, description=description, variants=variants))
 
 
-def _split(url: str):  # type: ignore[no-untyped-def]
+def _split(url: str) -> SplitResult:
     if any(c in url for c in " \"<>{}|\\^`"):
         raise ValueError(f"Illegal character in URL: {url}")
     return urlsplit(url)

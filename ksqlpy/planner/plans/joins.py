@@ -100,7 +100,6 @@ def plan_join(query: ast.Query, catalog: Catalog, config: Mapping[str, Any]) -> 
         prefix = "L_" * (count - 1 - i)
         node = _join(node, sides[i + 1], right, prefix, query, side_of, sides, config)
         node_prefixes.append(prefix)
-    key_name, synthetic, viable, fk = node.equivalent and ("", False, [], False) or ("", False, [], False)
     root = node.step
     assert isinstance(root, s.JoinStep)
     schema = resolve_schema(root, catalog.types)

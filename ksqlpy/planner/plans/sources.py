@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+from typing import TypedDict
+
 from ksqlpy.planner.catalog import Source
 from ksqlpy.planner.steps import steps as s
 from ksqlpy.planner.steps.catalog import formats_of, timestamp_of, window_info_of
-from ksqlpy.planner.steps.formats import Formats
+from ksqlpy.planner.steps.formats import Formats, TimestampColumn
 from ksqlpy.planner.steps.schema import LogicalSchema
 
 #: ksqlDB's current pseudo-column version: ROWTIME, ROWPARTITION and ROWOFFSET
 PSEUDO_COLUMN_VERSION = 1
 
 
+class _SourceFields(TypedDict):
+    """The fields every source step shares (typed, so that ``**common`` is checked)."""
+
+    context: str
+    topic_name: str
+    formats: Formats
+    timestamp_column: TimestampColumn | None
+    source_schema: str
+    pseudo_column_version: int | None
+
+
 def source_step(source: Source, context: str = "KsqlTopic/Source") -> s.SourceStep:
     formats = formats_of(source)
     schema = LogicalSchema(source.columns).text()
-    common = dict(
+    common = _SourceFields(
         context=context,
         topic_name=source.topic,
         formats=formats,
@@ -26,11 +39,11 @@ def source_step(source: Source, context: str = "KsqlTopic/Source") -> s.SourceSt
     window = window_info_of(source.window)
     if source.is_table:
         if window is not None:
-            return s.WindowedTableSource(window_info=window, **common)  # type: ignore[arg-type]
-        return s.TableSource(state_store_formats=internal_formats(source), **common)  # type: ignore[arg-type]
+            return s.WindowedTableSource(window_info=window, **common)
+        return s.TableSource(state_store_formats=internal_formats(source), **common)
     if window is not None:
-        return s.WindowedStreamSource(window_info=window, **common)  # type: ignore[arg-type]
-    return s.StreamSource(**common)  # type: ignore[arg-type]
+        return s.WindowedStreamSource(window_info=window, **common)
+    return s.StreamSource(**common)
 
 
 def internal_formats(source: Source) -> Formats:

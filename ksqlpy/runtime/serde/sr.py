@@ -159,9 +159,13 @@ def _upper_type(t: sqltypes.SqlType) -> sqltypes.SqlType:
 class FormatLike(Protocol):
     """What inference needs of a planner ``FormatInfo``."""
 
-    format: str
-    properties: Mapping[str, str]
-    wrap_single_value: bool | None
+    # Read-only members, so that the planner's frozen dataclass satisfies the protocol.
+    @property
+    def format(self) -> str: ...
+    @property
+    def properties(self) -> Mapping[str, str]: ...
+    @property
+    def wrap_single_value(self) -> bool | None: ...
 
 
 def schema_inference(registry: SchemaRegistry) -> Callable[[str, FormatLike, bool], tuple[Field, ...]]:

@@ -110,7 +110,7 @@ def with_source(table: pa.Table, topic: str, partition: int) -> pa.Table:
     )
 
 
-class _Message(Protocol):
+class ConsumedMessage(Protocol):
     """What :func:`from_messages` reads of a consumed record (confluent-kafka's ``Message``)."""
 
     def topic(self) -> str | None: ...
@@ -122,7 +122,7 @@ class _Message(Protocol):
     def headers(self) -> list[tuple[str, bytes | None]] | None: ...
 
 
-def from_messages(messages: Sequence[_Message]) -> tuple[pa.Table, dict[tuple[str, int], int]]:
+def from_messages(messages: Sequence[ConsumedMessage]) -> tuple[pa.Table, dict[tuple[str, int], int]]:
     """Consumed records as a :data:`RECORD_SCHEMA` batch, plus the next offset per
     ``(topic, partition)`` they reach.
 

@@ -33,7 +33,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -404,11 +404,11 @@ class EmbeddedStore(TopicStore):
 
     # -- notification ------------------------------------------------------------------------------
 
-    def _publish(self, ends: Mapping[tuple[int, int], int], actions: Sequence[object]) -> None:
+    def _publish(self, ends: Mapping[tuple[int, int], int], actions: Sequence[Callable[[], object]]) -> None:
         """Make a committed transaction visible to readers and wake them."""
         with self._changed:
             for action in actions:
-                action()  # type: ignore[operator]
+                action()
             for key, end in ends.items():
                 bounds = self._bounds.get(key)
                 if bounds is not None:
@@ -429,7 +429,7 @@ class EmbeddedTransaction(Transaction):
         self.connection = connection
         self.state = connection
         self._ends: dict[tuple[int, int], int] = {}
-        self._on_commit: list[object] = []
+        self._on_commit: list[Callable[[], object]] = []
 
     def produce(self, topic: str, records: pa.Table) -> None:
         self.store._append(self.connection, topic, records, self._ends)

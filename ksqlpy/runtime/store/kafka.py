@@ -26,7 +26,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import pyarrow as pa
@@ -795,7 +795,9 @@ class KafkaReader(TopicReader):
         return usable
 
     def _to_table(self, messages: list[Message]) -> pa.Table:
-        table, ends = _records.from_messages(messages)
+        # confluent-kafka types headers for produced and consumed messages alike (a dict or a list,
+        # str or bytes values); what the consumer hands out is always a list of (str, bytes | None).
+        table, ends = _records.from_messages(cast(list[_records.ConsumedMessage], messages))
         for (topic, partition), offset in ends.items():
             tp = TopicPartition(topic, partition)
             self._next[tp] = offset
