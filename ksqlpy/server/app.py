@@ -21,9 +21,13 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
+from ksqlpy import parser
 from ksqlpy.errors import KsqlpyError
 from ksqlpy.runtime import results as r
 from ksqlpy.server import entities, wire
+from ksqlpy.server.acl import AccessDenied, Authorizer, Catalog, Operation, authorizer
+from ksqlpy.server.acl import cluster as acl_cluster
+from ksqlpy.server.acl import topic as acl_topic
 from ksqlpy.server.auth import AuthMiddleware, auth_settings
 from ksqlpy.server.config import ServerConfig
 from ksqlpy.server.console import mount_console, prefers_html
@@ -38,9 +42,9 @@ from ksqlpy.server.errors import (
     generic_error,
 )
 from ksqlpy.server.health import HealthCheck, ServerState, ServerStateMiddleware, lifespan
+from ksqlpy.server.limits import ClientGone, PayloadTooLarge, check_statement, read_body
 from ksqlpy.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ksqlpy.server.metrics import MetricsMiddleware, ServerMetrics, note_query
-from ksqlpy.server.limits import ClientGone, PayloadTooLarge, check_statement, read_body
 from ksqlpy.server.streams import (
     InsertsEndpoint,
     QueryEndpoint,
@@ -75,6 +79,8 @@ class KsqlServer:
         self.host = f"{listener.host}:{listener.port}" if listener else "localhost:8088"
         self.server_state = ServerState()
         self.health = HealthCheck(self, self.server_state)
+        #: the access-control rules (``server/acl.py``); None: every statement is allowed
+        self.authorizer: Authorizer | None = None
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking engine call on the server's own worker threads."""
@@ -94,16 +100,32 @@ class KsqlServer:
     # --- blocking work, run via call() -------------------------------------------------------
 
     def execute(
-        self, text: str, properties: Mapping[str, str], variables: Mapping[str, str]
+        self,
+        text: str,
+        properties: Mapping[str, str],
+        variables: Mapping[str, str],
+        user: str | None = None,
+        address: str = "unknown",
     ) -> tuple[int, Any]:
-        """``/ksql``: run every statement; on a failure, report it with the earlier entities."""
+        """``/ksql``: run every statement; on a failure, report it with the earlier entities.
+
+        With access control, each statement is checked just before it runs, against the
+        catalog as the statements before it left it."""
         done: list[dict[str, Any]] = []
+        acl = self.authorizer
         try:
             with self.statement_lock:
                 session = self.engine.session(properties, variables)
-                for result in session.execute(text):
-                    if result is not None:
-                        done.append(entities.entity_json(result, self.host))
+                for statement in [text] if acl is None else parser.split_statements(text):
+                    if acl is not None:
+                        acl.check_statement(user, address, statement, Catalog(self.engine), session.variables)
+                    for result in session.execute(statement):
+                        if result is not None:
+                            if acl is not None:
+                                result = acl.visible(user, result)
+                            done.append(entities.entity_json(result, self.host))
+        except AccessDenied as e:
+            return e.code.status, e.body()
         except Exception as e:  # noqa: BLE001 - mapped to ksqlDB's error responses
             code, body = describe_failure(
                 e, context=f"/ksql running {text!r}", statement_text=text, entities=done
@@ -135,6 +157,24 @@ class KsqlServer:
             query = session.execute_query(text)
         note_query(query)
         return query
+
+    def authorize(self, scope: Mapping[str, Any], text: str, variables: Mapping[str, str]) -> None:
+        """Raise :class:`AccessDenied` unless the request's user may run the statements of ``text``."""
+        acl = self.authorizer
+        if acl is None:
+            return
+        catalog = Catalog(self.engine)
+        for statement in parser.split_statements(text):
+            acl.check_statement(scope.get("ksqlpy.user"), address_of(scope), statement, catalog, variables)
+
+    def authorize_insert(self, scope: Mapping[str, Any], target: str) -> None:
+        """``/inserts-stream``: WRITE on the target stream's topic."""
+        acl = self.authorizer
+        source = self.engine.catalog.find(target)
+        if acl is None or source is None:
+            return
+        acl.check(scope.get("ksqlpy.user"), address_of(scope), f"/inserts-stream into {target}",
+                  [acl_topic(Operation.WRITE, source.topic)])
 
     def check_insert_target(self, target: str) -> str:
         """The stored name of a stream that may take ``/inserts-stream`` rows, else an error."""
@@ -229,6 +269,11 @@ class InternalErrorMiddleware:
                 log.debug("could not report the failure of %s", context, exc_info=True)
 
 
+def address_of(scope: Mapping[str, Any]) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "unknown"
+
+
 def json_response(value: Any, status: int = 200) -> Response:
     return Response(content=dumps(value), status_code=status, media_type="application/json")
 
@@ -255,6 +300,13 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
     app.state.ksql = server
     metrics = ServerMetrics(engine, server.config.service_id, server.push_queries)
     app.state.metrics = metrics
+    auth = auth_settings(server.config)
+
+    def roles_of(name: str) -> frozenset[str]:
+        found = auth.users.users().get(name) if auth is not None else None
+        return found.roles if found is not None else frozenset()
+
+    server.authorizer = authorizer(server.config, roles_of, metrics.acl_denials)
 
     def acceptable(request: Request) -> bool:
         return wire.negotiate(request.headers.get("accept"), wire.PRODUCES["plain"]) is not None
@@ -283,11 +335,20 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             variables = wire.properties(body, "sessionVariables")
         except RestError as e:
             return rest_error_response(e, request)
-        status, payload = await server.call(server.execute, text, props, variables)
+        user = request.scope.get("ksqlpy.user")
+        status, payload = await server.call(
+            server.execute, text, props, variables, user, address_of(request.scope)
+        )
         return json_response(payload, status)
 
     @app.post("/ksql/terminate")
     async def terminate_cluster(request: Request) -> Response:
+        if server.authorizer is not None:
+            try:
+                server.authorizer.check(request.scope.get("ksqlpy.user"), address_of(request.scope),
+                                        "TERMINATE CLUSTER;", [acl_cluster(Operation.ALTER)])
+            except AccessDenied as e:
+                return json_response(e.body(), e.code.status)
         status, payload = await server.call(server.execute, "TERMINATE ALL;", {}, {})
         if status != 200:
             return json_response(payload, status)
@@ -399,7 +460,7 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
     mount_console(app, server)
     app.add_middleware(InternalErrorMiddleware)
     app.add_middleware(ServerStateMiddleware, state=server.server_state)
-    app.add_middleware(AuthMiddleware, settings=auth_settings(server.config), failures=metrics.auth_failures)
+    app.add_middleware(AuthMiddleware, settings=auth, failures=metrics.auth_failures)
     app.add_middleware(AbsoluteTargetMiddleware)
     # Outermost, so requests refused or failed by the layers inside still count.
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)

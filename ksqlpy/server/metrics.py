@@ -272,6 +272,13 @@ class ServerMetrics:
             registry=self.registry,
         )
 
+        self.acl_denials = Counter(
+            "ksqlpy_authorization_denials",
+            "Statements refused by the access-control rules, by operation and resource.",
+            ["operation", "resource"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

@@ -116,6 +116,7 @@ class QueryEndpoint:
                 props = wire.properties(body, "properties")
             check_statement(text, config.max_statement_chars)
             variables = wire.properties(body, "sessionVariables")
+            await self.server.call(self.server.authorize, scope, text, variables)
             query = await self.server.call(self.server.start_query, text, props, variables)
         except ClientGone:
             return
@@ -192,6 +193,7 @@ class InsertsEndpoint:
             target = wire.required_str(args, "target")
             properties = wire.properties(args, "properties")
             name = await self.server.call(self.server.check_insert_target, target)
+            await self.server.call(self.server.authorize_insert, scope, name)
         except ClientGone:
             return
         except Exception as e:  # noqa: BLE001

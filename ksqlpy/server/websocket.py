@@ -39,6 +39,7 @@ async def serve_websocket_query(server: KsqlServer, websocket: WebSocket) -> Non
         text = wire.optional_str(body, "ksql")
         props = wire.properties(body, "streamsProperties")
         variables = wire.properties(body, "sessionVariables")
+        await server.call(server.authorize, websocket.scope, text, variables)
         query = await server.call(server.start_query, text, props, variables)
     except Exception as e:  # noqa: BLE001 - every failure closes the socket with its text
         await websocket.close(code=UNSUPPORTED, reason=_reason(message_of(e)))
