@@ -45,6 +45,7 @@ from ksqlpy.server.health import HealthCheck, ServerState, ServerStateMiddleware
 from ksqlpy.server.limits import ClientGone, PayloadTooLarge, check_statement, read_body
 from ksqlpy.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ksqlpy.server.metrics import MetricsMiddleware, ServerMetrics, note_query
+from ksqlpy.server.quotas import QuotaMiddleware, Quotas, RateLimited, statement_kind
 from ksqlpy.server.streams import (
     InsertsEndpoint,
     QueryEndpoint,
@@ -81,6 +82,7 @@ class KsqlServer:
         self.health = HealthCheck(self, self.server_state)
         #: the access-control rules (``server/acl.py``); None: every statement is allowed
         self.authorizer: Authorizer | None = None
+        self.quotas = Quotas(config)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking engine call on the server's own worker threads."""
@@ -88,14 +90,15 @@ class KsqlServer:
 
     # --- push query accounting ---------------------------------------------------------------
 
-    def register_push(self, query_id: str) -> bool:
-        if len(self.push_queries) >= self.max_push_queries:
-            return False
+    def register_push(self, query_id: str, user: str | None = None) -> None:
+        """Count a push query; raises ``RateLimited`` past the server's or the user's limit."""
+        self.quotas.admit_push(user, len(self.push_queries), self.max_push_queries)
         self.push_queries.add(query_id)
-        return True
 
-    def unregister_push(self, query_id: str) -> None:
-        self.push_queries.discard(query_id)
+    def unregister_push(self, query_id: str, user: str | None = None) -> None:
+        if query_id in self.push_queries:
+            self.push_queries.discard(query_id)
+            self.quotas.release_push(user)
 
     # --- blocking work, run via call() -------------------------------------------------------
 
@@ -113,18 +116,23 @@ class KsqlServer:
         catalog as the statements before it left it."""
         done: list[dict[str, Any]] = []
         acl = self.authorizer
+        quota = self.quotas.quota_of(user)
+        insert_quota = quota is not None and quota.insert_bytes_per_second is not None
+        split = acl is not None or insert_quota
         try:
             with self.statement_lock:
                 session = self.engine.session(properties, variables)
-                for statement in [text] if acl is None else parser.split_statements(text):
+                for statement in parser.split_statements(text) if split else [text]:
                     if acl is not None:
                         acl.check_statement(user, address, statement, Catalog(self.engine), session.variables)
+                    if insert_quota and statement_kind(statement.strip()) == "insert":
+                        self.quotas.admit_insert(user, len(statement.encode()))
                     for result in session.execute(statement):
                         if result is not None:
                             if acl is not None:
                                 result = acl.visible(user, result)
                             done.append(entities.entity_json(result, self.host))
-        except AccessDenied as e:
+        except (AccessDenied, RateLimited) as e:
             return e.code.status, e.body()
         except Exception as e:  # noqa: BLE001 - mapped to ksqlDB's error responses
             code, body = describe_failure(
@@ -460,6 +468,8 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
     mount_console(app, server)
     app.add_middleware(InternalErrorMiddleware)
     app.add_middleware(ServerStateMiddleware, state=server.server_state)
+    server.quotas.refusals = metrics.quota_refusals
+    app.add_middleware(QuotaMiddleware, quotas=server.quotas)
     app.add_middleware(AuthMiddleware, settings=auth, failures=metrics.auth_failures)
     app.add_middleware(AbsoluteTargetMiddleware)
     # Outermost, so requests refused or failed by the layers inside still count.

@@ -279,6 +279,13 @@ class ServerMetrics:
             registry=self.registry,
         )
 
+        self.quota_refusals = Counter(
+            "ksqlpy_quota_refusals",
+            "Requests refused with 429 for a quota, by limit.",
+            ["limit"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
