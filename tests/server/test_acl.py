@@ -13,7 +13,7 @@ import httpx
 import orjson
 import pytest
 
-from ksqlpy.server.acl import Operation, ResourceType, Rule, parse_rules
+from ksqlpy.server.acl import Authorizer, Operation, ResourceType, Rule, cluster, parse_rules, topic
 from ksqlpy.server.app import create_app
 from ksqlpy.server.config import ConfigError
 from tests.server.conftest import RunningServer, ServerThread, open_engine, server_config
@@ -273,3 +273,25 @@ def test_persistent_query_keeps_running_as_its_creator(secured: tuple[RunningSer
         acl_file.write_text(original)
         stat = acl_file.stat()
         os.utime(acl_file, (stat.st_atime, stat.st_mtime + 20))
+
+
+def test_describe_needs_describe_which_read_implies(secured: tuple[RunningServer, Path]) -> None:
+    server, _ = secured
+    status, body = ksql(server, "bob", "DESCRIBE admin_s;")
+    assert status == 403
+    denied(body, "Describe", "admin_only")
+    status, body = ksql(server, "bob", "DESCRIBE shared_s;")
+    assert status == 200, body
+    assert body[0]["sourceDescription"]["topic"] == "shared"
+
+
+def test_requests_without_a_user_are_user_anonymous(tmp_path: Path) -> None:
+    rules = tmp_path / "acl"
+    rules.write_text("User:ANONYMOUS ALLOW READ TOPIC LITERAL open\nUser:* ALLOW WRITE TOPIC PREFIXED pub_\n")
+    acl = Authorizer(str(rules), lambda name: frozenset())
+    assert acl.allowed(None, topic(Operation.READ, "open"))
+    assert not acl.allowed(None, topic(Operation.WRITE, "open"))
+    assert acl.allowed(None, topic(Operation.WRITE, "pub_x"))  # User:* is everyone
+    assert acl.allowed("zoe", topic(Operation.WRITE, "pub_x"))
+    assert not acl.allowed("zoe", topic(Operation.READ, "open"))
+    assert not acl.allowed("zoe", cluster(Operation.CREATE))  # nothing without an ALLOW
