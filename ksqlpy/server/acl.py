@@ -207,7 +207,7 @@ def cluster(operation: Operation) -> Need:
     return Need(operation, ResourceType.CLUSTER)
 
 
-class Catalog:
+class Topics:
     """What the checks need to know of the engine: source topics and existing topics."""
 
     def __init__(self, engine: Any) -> None:
@@ -244,7 +244,7 @@ def _with_topic(properties: tuple[ast.Property, ...]) -> str | None:
     return None
 
 
-def needs_of(stmt: ast.Statement, catalog: Catalog) -> list[Need]:
+def needs_of(stmt: ast.Statement, catalog: Topics) -> list[Need]:
     """The permissions ``stmt`` needs; a source the catalog lacks needs nothing here (running the
     statement reports it missing)."""
 
@@ -361,7 +361,7 @@ class Authorizer:
         user: str | None,
         address: str,
         text: str,
-        catalog: Catalog,
+        catalog: Topics,
         variables: Mapping[str, str] | None = None,
     ) -> None:
         """Check one statement's text; text that does not parse is left to the engine to refuse."""

@@ -25,7 +25,7 @@ from ksqlpy import parser
 from ksqlpy.errors import KsqlpyError
 from ksqlpy.runtime import results as r
 from ksqlpy.server import entities, wire
-from ksqlpy.server.acl import AccessDenied, Authorizer, Catalog, Operation, authorizer
+from ksqlpy.server.acl import AccessDenied, Authorizer, Operation, Topics, authorizer
 from ksqlpy.server.acl import cluster as acl_cluster
 from ksqlpy.server.acl import topic as acl_topic
 from ksqlpy.server.auth import AuthMiddleware, auth_settings
@@ -124,7 +124,7 @@ class KsqlServer:
                 session = self.engine.session(properties, variables)
                 for statement in parser.split_statements(text) if split else [text]:
                     if acl is not None:
-                        acl.check_statement(user, address, statement, Catalog(self.engine), session.variables)
+                        acl.check_statement(user, address, statement, Topics(self.engine), session.variables)
                     if insert_quota and statement_kind(statement.strip()) == "insert":
                         self.quotas.admit_insert(user, len(statement.encode()))
                     for result in session.execute(statement):
@@ -171,7 +171,7 @@ class KsqlServer:
         acl = self.authorizer
         if acl is None:
             return
-        catalog = Catalog(self.engine)
+        catalog = Topics(self.engine)
         for statement in parser.split_statements(text):
             acl.check_statement(scope.get("ksqlpy.user"), address_of(scope), statement, catalog, variables)
 
