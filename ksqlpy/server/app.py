@@ -131,6 +131,10 @@ class KsqlServer:
                         if result is not None:
                             if acl is not None:
                                 result = acl.visible(user, result)
+                                started = getattr(result, "query_id", None)
+                                if isinstance(result, r.CommandStatusEntity) and started:
+                                    # authorized now, for good: the query runs as its creator
+                                    log.info("Persistent query %s runs as user %r", started, user or "ANONYMOUS")
                             done.append(entities.entity_json(result, self.host))
         except (AccessDenied, RateLimited) as e:
             return e.code.status, e.body()

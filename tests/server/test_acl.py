@@ -249,13 +249,19 @@ def test_denials_are_logged_and_counted(
     assert counted and float(counted[0].split()[-1]) >= 1
 
 
-def test_persistent_query_keeps_running_as_its_creator(secured: tuple[RunningServer, Path]) -> None:
+def test_persistent_query_keeps_running_as_its_creator(
+    secured: tuple[RunningServer, Path], caplog: pytest.LogCaptureFixture
+) -> None:
     server, acl_file = secured
-    status, body = ksql(
-        server, "alice", "CREATE STREAM alice_keep WITH (kafka_topic='alice_keep') AS SELECT * FROM shared_s;"
-    )
+    with caplog.at_level(logging.INFO, logger="ksqlpy.server"):
+        status, body = ksql(
+            server,
+            "alice",
+            "CREATE STREAM alice_keep WITH (kafka_topic='alice_keep') AS SELECT * FROM shared_s;",
+        )
     assert status == 200, body
     query_id = body[0]["commandStatus"]["queryId"]
+    assert f"Persistent query {query_id} runs as user 'alice'" in caplog.messages
     original = acl_file.read_text()
     try:
         acl_file.write_text(
