@@ -18,6 +18,7 @@ from ksqlpy.server.app import create_app
 from ksqlpy.server.config import ConfigError
 from ksqlpy.server.quotas import Quotas, RateLimited, TokenBucket, parse_quotas
 from tests.server.conftest import RunningServer, ServerThread, open_engine, server_config
+from tests.server.test_websocket import messages_until_close, ws_url
 
 USERS = ("alice", "bob", "carol", "dave")
 QUOTAS = """\
@@ -153,6 +154,12 @@ def test_push_query_limit(limited: RunningServer) -> None:
             f"{limited.url}/query-stream", json={"sql": "SELECT * FROM s EMIT CHANGES;"}, timeout=30
         )
         rate_limited(second, "Not executing query since there are already 1 running push queries.")
+        # a websocket push query counts too, and is refused with a close reason
+        received, code, reason = messages_until_close(
+            ws_url(limited, {"ksql": "SELECT * FROM s EMIT CHANGES;"})
+        )
+        assert (received, code) == ([], 1003)
+        assert "already 1 running push queries" in reason
 
 
 def test_user_request_rate_does_not_slow_others(per_user: RunningServer) -> None:
