@@ -216,6 +216,8 @@ def test_terminate_needs_cluster_alter(secured: tuple[RunningServer, Path]) -> N
     response = httpx.post(f"{server.url}/ksql/terminate", json={}, auth=("bob", "bob-pw"), timeout=30)
     assert response.status_code == 403
     denied(response.json(), "Alter")
+    response = httpx.post(f"{server.url}/ksql/terminate", json={}, auth=("admin", "admin-pw"), timeout=30)
+    assert response.status_code == 200, response.text
 
 
 def test_show_lists_only_what_the_user_may_describe(secured: tuple[RunningServer, Path]) -> None:
