@@ -128,5 +128,8 @@ def test_dockerfile_builds_a_non_root_image_with_a_readiness_check(compose: dict
     for copied in by_name["COPY"]:  # what the build copies is in the repository
         for source in copied.split()[:-1]:
             assert (ROOT / source).exists(), source
+    command = json.loads(by_name["CMD"][-1])
+    assert command[:2] == ["ksqlpy", "server"]
+    assert 'ksqlpy = "ksqlpy.main:main"' in (ROOT / "pyproject.toml").read_text()
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert "ksqlpy" not in ignored and "cli" not in ignored
