@@ -21,9 +21,12 @@ from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
+from ksqlpy import parser
 from ksqlpy.errors import KsqlpyError
 from ksqlpy.runtime import results as r
 from ksqlpy.server import entities, wire
+from ksqlpy.server.acl import AccessDenied, Authorizer, Operation, Topics, authorizer
+from ksqlpy.server.acl import topic as acl_topic
 from ksqlpy.server.auth import AuthMiddleware, auth_settings
 from ksqlpy.server.config import ServerConfig
 from ksqlpy.server.console import mount_console, prefers_html
@@ -38,9 +41,10 @@ from ksqlpy.server.errors import (
     generic_error,
 )
 from ksqlpy.server.health import HealthCheck, ServerState, ServerStateMiddleware, lifespan
+from ksqlpy.server.limits import ClientGone, PayloadTooLarge, check_statement, read_body
 from ksqlpy.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ksqlpy.server.metrics import MetricsMiddleware, ServerMetrics, note_query
-from ksqlpy.server.limits import ClientGone, PayloadTooLarge, check_statement, read_body
+from ksqlpy.server.quotas import QuotaMiddleware, Quotas, RateLimited, statement_kind
 from ksqlpy.server.streams import (
     InsertsEndpoint,
     QueryEndpoint,
@@ -75,6 +79,9 @@ class KsqlServer:
         self.host = f"{listener.host}:{listener.port}" if listener else "localhost:8088"
         self.server_state = ServerState()
         self.health = HealthCheck(self, self.server_state)
+        #: the access-control rules (``server/acl.py``); None: every statement is allowed
+        self.authorizer: Authorizer | None = None
+        self.quotas = Quotas(config)
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         """Run a blocking engine call on the server's own worker threads."""
@@ -82,28 +89,54 @@ class KsqlServer:
 
     # --- push query accounting ---------------------------------------------------------------
 
-    def register_push(self, query_id: str) -> bool:
-        if len(self.push_queries) >= self.max_push_queries:
-            return False
+    def register_push(self, query_id: str, user: str | None = None) -> None:
+        """Count a push query; raises ``RateLimited`` past the server's or the user's limit."""
+        self.quotas.admit_push(user, len(self.push_queries), self.max_push_queries)
         self.push_queries.add(query_id)
-        return True
 
-    def unregister_push(self, query_id: str) -> None:
-        self.push_queries.discard(query_id)
+    def unregister_push(self, query_id: str, user: str | None = None) -> None:
+        if query_id in self.push_queries:
+            self.push_queries.discard(query_id)
+            self.quotas.release_push(user)
 
     # --- blocking work, run via call() -------------------------------------------------------
 
     def execute(
-        self, text: str, properties: Mapping[str, str], variables: Mapping[str, str]
+        self,
+        text: str,
+        properties: Mapping[str, str],
+        variables: Mapping[str, str],
+        user: str | None = None,
+        address: str = "unknown",
     ) -> tuple[int, Any]:
-        """``/ksql``: run every statement; on a failure, report it with the earlier entities."""
+        """``/ksql``: run every statement; on a failure, report it with the earlier entities.
+
+        With access control, each statement is checked just before it runs, against the
+        catalog as the statements before it left it."""
         done: list[dict[str, Any]] = []
+        acl = self.authorizer
+        quota = self.quotas.quota_of(user)
+        insert_quota = quota is not None and quota.insert_bytes_per_second is not None
+        split = acl is not None or insert_quota
         try:
             with self.statement_lock:
                 session = self.engine.session(properties, variables)
-                for result in session.execute(text):
-                    if result is not None:
-                        done.append(entities.entity_json(result, self.host))
+                for statement in parser.split_statements(text) if split else [text]:
+                    if acl is not None:
+                        acl.check_statement(user, address, statement, Topics(self.engine), session.variables)
+                    if insert_quota and statement_kind(statement.strip()) == "insert":
+                        self.quotas.admit_insert(user, len(statement.encode()))
+                    for result in session.execute(statement):
+                        if result is not None:
+                            if acl is not None:
+                                result = acl.visible(user, result)
+                                started = getattr(result, "query_id", None)
+                                if isinstance(result, r.CommandStatusEntity) and started:
+                                    # authorized now, for good: the query runs as its creator
+                                    log.info("Persistent query %s runs as user %r", started, user or "ANONYMOUS")
+                            done.append(entities.entity_json(result, self.host))
+        except (AccessDenied, RateLimited) as e:
+            return e.code.status, e.body()
         except Exception as e:  # noqa: BLE001 - mapped to ksqlDB's error responses
             code, body = describe_failure(
                 e, context=f"/ksql running {text!r}", statement_text=text, entities=done
@@ -135,6 +168,24 @@ class KsqlServer:
             query = session.execute_query(text)
         note_query(query)
         return query
+
+    def authorize(self, scope: Mapping[str, Any], text: str, variables: Mapping[str, str]) -> None:
+        """Raise :class:`AccessDenied` unless the request's user may run the statements of ``text``."""
+        acl = self.authorizer
+        if acl is None:
+            return
+        catalog = Topics(self.engine)
+        for statement in parser.split_statements(text):
+            acl.check_statement(scope.get("ksqlpy.user"), address_of(scope), statement, catalog, variables)
+
+    def authorize_insert(self, scope: Mapping[str, Any], target: str) -> None:
+        """``/inserts-stream``: WRITE on the target stream's topic."""
+        acl = self.authorizer
+        source = self.engine.catalog.find(target)
+        if acl is None or source is None:
+            return
+        acl.check(scope.get("ksqlpy.user"), address_of(scope), f"/inserts-stream into {target}",
+                  [acl_topic(Operation.WRITE, source.topic)])
 
     def check_insert_target(self, target: str) -> str:
         """The stored name of a stream that may take ``/inserts-stream`` rows, else an error."""
@@ -229,6 +280,11 @@ class InternalErrorMiddleware:
                 log.debug("could not report the failure of %s", context, exc_info=True)
 
 
+def address_of(scope: Mapping[str, Any]) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "unknown"
+
+
 def json_response(value: Any, status: int = 200) -> Response:
     return Response(content=dumps(value), status_code=status, media_type="application/json")
 
@@ -255,6 +311,13 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
     app.state.ksql = server
     metrics = ServerMetrics(engine, server.config.service_id, server.push_queries)
     app.state.metrics = metrics
+    auth = auth_settings(server.config)
+
+    def roles_of(name: str) -> frozenset[str]:
+        found = auth.users.users().get(name) if auth is not None else None
+        return found.roles if found is not None else frozenset()
+
+    server.authorizer = authorizer(server.config, roles_of, metrics.acl_denials)
 
     def acceptable(request: Request) -> bool:
         return wire.negotiate(request.headers.get("accept"), wire.PRODUCES["plain"]) is not None
@@ -283,12 +346,18 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             variables = wire.properties(body, "sessionVariables")
         except RestError as e:
             return rest_error_response(e, request)
-        status, payload = await server.call(server.execute, text, props, variables)
+        user = request.scope.get("ksqlpy.user")
+        status, payload = await server.call(
+            server.execute, text, props, variables, user, address_of(request.scope)
+        )
         return json_response(payload, status)
 
     @app.post("/ksql/terminate")
     async def terminate_cluster(request: Request) -> Response:
-        status, payload = await server.call(server.execute, "TERMINATE ALL;", {}, {})
+        user = request.scope.get("ksqlpy.user")  # TERMINATE needs ALTER on the cluster
+        status, payload = await server.call(
+            server.execute, "TERMINATE ALL;", {}, {}, user, address_of(request.scope)
+        )
         if status != 200:
             return json_response(payload, status)
         entity = r.CommandStatusEntity(
@@ -399,7 +468,9 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
     mount_console(app, server)
     app.add_middleware(InternalErrorMiddleware)
     app.add_middleware(ServerStateMiddleware, state=server.server_state)
-    app.add_middleware(AuthMiddleware, settings=auth_settings(server.config), failures=metrics.auth_failures)
+    server.quotas.refusals = metrics.quota_refusals
+    app.add_middleware(QuotaMiddleware, quotas=server.quotas)
+    app.add_middleware(AuthMiddleware, settings=auth, failures=metrics.auth_failures)
     app.add_middleware(AbsoluteTargetMiddleware)
     # Outermost, so requests refused or failed by the layers inside still count.
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)

@@ -39,9 +39,13 @@ def run(args: argparse.Namespace) -> int:
             from ksqlpy.server.tls import server_context
 
             server_context(config)
+        from ksqlpy.server.acl import authorizer
         from ksqlpy.server.auth import auth_settings
+        from ksqlpy.server.quotas import Quotas
 
         auth_settings(config)
+        authorizer(config, lambda name: frozenset())
+        Quotas(config)
     except ConfigError as e:
         print(f"ksqlpy server: {e}", file=sys.stderr)
         return 2

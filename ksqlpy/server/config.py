@@ -21,7 +21,12 @@ Keys the server reads itself:
                                (default ``./ksqlpy-data``; ``:memory:`` keeps everything in RAM)
 ``ksql.service.id``            service id (default ``default_``)
 ``ksql.heartbeat.enable``      ``true`` enables ``/clusterStatus`` (default off: 404)
-``ksql.max.push.queries``      concurrent push queries before 400/40003 (default 256)
+``ksql.max.push.queries``      concurrent push queries before 429/42900 (default 256)
+``ksql.query.pull.max.qps``    pull queries a second before 429/42900 (default: no limit);
+                               ``ksql.query.pull.max.concurrent.requests`` likewise, at once
+``ksqlpy.access.control.file`` rules in the shape of Kafka ACLs (``server/acl.py``)
+``ksqlpy.quota.file``          per-user quotas (``server/quotas.py``; default: the
+                               access-control file)
 ``ksqlpy.request.max.bytes``   largest request body of ``/ksql``, ``/query``, ``/query-stream``
                                and ``/close-query`` (default 16 MiB; larger: 413)
 ``ksqlpy.statement.max.chars`` longest statement text in one request (default 256 Ki characters;
@@ -106,6 +111,8 @@ ENGINE_SETTINGS = frozenset(
         "ksql.variable.substitution.enable",
         "ksql.query.pull.range.scan.enabled",
         "ksql.persistence.default.format.value",
+        "ksql.query.pull.max.qps",
+        "ksql.query.pull.max.concurrent.requests",
     }
 )
 #: HTTPS and authentication settings (SECURITY-OPS.md section 2), read by the TLS and auth modules.

@@ -272,6 +272,20 @@ class ServerMetrics:
             registry=self.registry,
         )
 
+        self.acl_denials = Counter(
+            "ksqlpy_authorization_denials",
+            "Statements refused by the access-control rules, by operation and resource.",
+            ["operation", "resource"],
+            registry=self.registry,
+        )
+
+        self.quota_refusals = Counter(
+            "ksqlpy_quota_refusals",
+            "Requests refused with 429 for a quota, by limit.",
+            ["limit"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

@@ -21,7 +21,6 @@ from ksqlpy.server.errors import (
     BAD_STATEMENT,
     HTTP2_ONLY,
     INTERNAL,
-    TOO_MANY_QUERIES,
     RestError,
     code_of,
     describe_failure,
@@ -116,7 +115,8 @@ class QueryEndpoint:
                 props = wire.properties(body, "properties")
             check_statement(text, config.max_statement_chars)
             variables = wire.properties(body, "sessionVariables")
-            query = await self.server.call(self.server.start_query, text, props, variables)
+            await self.server.call(self.server.authorize, scope, text, variables)
+            ticket = self.server.quotas.admit_query(text)
         except ClientGone:
             return
         except Exception as e:  # noqa: BLE001 - every failure becomes an error response
@@ -124,22 +124,30 @@ class QueryEndpoint:
             close = isinstance(e, PayloadTooLarge) and scope.get("http_version") != "2"
             await respond_error(send, e, context=context, statement_text=text, close=close)
             return
-        await self._stream(query, media, scope, receive, send)
+        try:
+            try:
+                query = await self.server.call(self.server.start_query, text, props, variables)
+            except Exception as e:  # noqa: BLE001 - every failure becomes an error response
+                await respond_error(
+                    send, e, context=f"{scope['path']} running {text[:200]!r}", statement_text=text
+                )
+                return
+            await self._stream(query, media, scope, receive, send)
+        finally:
+            ticket.release()
 
     async def _stream(self, query: Any, media: str, scope: Scope, receive: Receive, send: Send) -> None:
         registered = False
+        user = scope.get("ksqlpy.user")
         try:
             if query.is_print and not self.legacy and media != wire.DELIMITED:
                 await respond(send, 406, b"Not Acceptable", b"text/plain; charset=utf-8")
                 return
             if not query.is_pull:
-                if not self.server.register_push(query.query_id):
-                    error = RestError(
-                        TOO_MANY_QUERIES,
-                        "Not executing query since there are already "
-                        f"{self.server.max_push_queries} running push queries.",
-                    )
-                    await respond(send, 400, dumps(error.body()))
+                try:
+                    self.server.register_push(query.query_id, user)
+                except RestError as error:  # past the server's or the user's push-query limit
+                    await respond(send, error.code.status, dumps(error.body()))
                     return
                 registered = True
             fmt = self._format(media)
@@ -147,7 +155,7 @@ class QueryEndpoint:
             await stream_query(query, fmt, send, receive, headers=[(b"content-type", content_type.encode())])
         finally:
             if registered:
-                self.server.unregister_push(query.query_id)
+                self.server.unregister_push(query.query_id, user)
             if query.table_pull:
                 query.close()  # rows answered from state, nothing running: no worker thread needed
             else:
@@ -192,6 +200,7 @@ class InsertsEndpoint:
             target = wire.required_str(args, "target")
             properties = wire.properties(args, "properties")
             name = await self.server.call(self.server.check_insert_target, target)
+            await self.server.call(self.server.authorize_insert, scope, name)
         except ClientGone:
             return
         except Exception as e:  # noqa: BLE001
@@ -200,8 +209,9 @@ class InsertsEndpoint:
             await respond(send, code.status, dumps(body))
             return
         as_array = media == wire.JSON
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", media.encode())]})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-type", media.encode())]}
+        )
         seq = 0
         failed = False
         while not failed:
@@ -214,11 +224,25 @@ class InsertsEndpoint:
             else:
                 if batch is None:
                     break
-                acks, failed = await self.server.call(self.server.insert_rows, name, batch, properties, seq)
+                try:
+                    self.server.quotas.admit_insert(
+                        scope.get("ksqlpy.user"), sum(len(line) for line in batch)
+                    )
+                except RestError as e:  # the user's insert byte rate: this row fails, the stream ends
+                    acks, failed = [insert_ack(seq, e)], True
+                else:
+                    acks, failed = await self.server.call(
+                        self.server.insert_rows, name, batch, properties, seq
+                    )
             for ack in acks:
                 prefix = (b"[" if seq == 0 else b",") if as_array else b""
-                await send({"type": "http.response.body", "more_body": True,
-                            "body": prefix + dumps(ack) + (b"" if as_array else b"\n")})
+                await send(
+                    {
+                        "type": "http.response.body",
+                        "more_body": True,
+                        "body": prefix + dumps(ack) + (b"" if as_array else b"\n"),
+                    }
+                )
                 seq += 1
         if failed:
             await lines.drain()
@@ -230,8 +254,15 @@ def insert_ack(seq: int, error: BaseException | None) -> dict[str, Any]:
     if error is None:
         return {"seq": seq, "status": "ok"}
     code = BAD_REQUEST if code_of(error) is not INTERNAL else INTERNAL
-    return {"@type": "InsertError", "error_code": code.code, "message": message_of(error),
-            "status": "error", "seq": seq}
+    if isinstance(error, RestError) and error.code.status == 429:
+        code = error.code
+    return {
+        "@type": "InsertError",
+        "error_code": code.code,
+        "message": message_of(error),
+        "status": "error",
+        "seq": seq,
+    }
 
 
 def target_problem(description: Any, target: str) -> str | None:
@@ -247,5 +278,3 @@ def target_problem(description: Any, target: str) -> str | None:
 
 def bad_target(message: str) -> RestError:
     return RestError(BAD_STATEMENT, message)
-
-

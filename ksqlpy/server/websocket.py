@@ -39,13 +39,25 @@ async def serve_websocket_query(server: KsqlServer, websocket: WebSocket) -> Non
         text = wire.optional_str(body, "ksql")
         props = wire.properties(body, "streamsProperties")
         variables = wire.properties(body, "sessionVariables")
+        await server.call(server.authorize, websocket.scope, text, variables)
         query = await server.call(server.start_query, text, props, variables)
     except Exception as e:  # noqa: BLE001 - every failure closes the socket with its text
         await websocket.close(code=UNSUPPORTED, reason=_reason(message_of(e)))
         return
+    user = websocket.scope.get("ksqlpy.user")
+    registered = False
     try:
+        if not query.is_pull:
+            try:
+                server.register_push(query.query_id, user)
+            except RestError as e:  # past the server's or the user's push-query limit
+                await websocket.close(code=UNSUPPORTED, reason=_reason(e.message))
+                return
+            registered = True
         await _stream(query, websocket)
     finally:
+        if registered:
+            server.unregister_push(query.query_id, user)
         with anyio.CancelScope(shield=True):
             await server.call(query.close)
 
