@@ -1,7 +1,8 @@
 """The architecture holds: layers import downward only (parser ← planner ← runtime ← server),
 and the runtime's modules import each other without circles.
 
-Every import counts, those inside functions too: a lazy import is still a dependency.
+Every import counts, those inside functions too: a lazy import is still a dependency. Imports
+under ``if TYPE_CHECKING:`` only name types for the checker and are not dependencies.
 """
 
 from __future__ import annotations
@@ -25,9 +26,22 @@ def _modules() -> dict[str, Path]:
     return out
 
 
+def _type_checking_only(tree: ast.Module) -> set[int]:
+    """ids of the import nodes inside ``if TYPE_CHECKING:`` blocks."""
+    out: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            out.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    return out
+
+
 def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skip = _type_checking_only(tree)
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             for alias in node.names:
                 sub = f"{node.module}.{alias.name}"
