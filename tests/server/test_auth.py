@@ -143,7 +143,8 @@ def test_websocket_needs_credentials(secured: tuple[RunningServer, Path]) -> Non
     assert orjson.loads(refused.value.response.body or b"") == UNAUTHORIZED
     token = base64.b64encode(b"alice:alice-pw").decode()
     with connect(url, open_timeout=30, additional_headers={"Authorization": f"Basic {token}"}) as ws:
-        assert ws.protocol.state.name == "OPEN"
+        # accepted (the server may already have answered and closed: the state is no witness)
+        assert ws.response.status_code == 101
 
 
 def test_users_without_an_allowed_role_get_403(secured: tuple[RunningServer, Path]) -> None:
