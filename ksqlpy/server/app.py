@@ -38,9 +38,9 @@ from ksqlpy.server.errors import (
     generic_error,
 )
 from ksqlpy.server.health import HealthCheck, ServerState, ServerStateMiddleware, lifespan
+from ksqlpy.server.limits import ClientGone, PayloadTooLarge, check_statement, read_body
 from ksqlpy.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ksqlpy.server.metrics import MetricsMiddleware, ServerMetrics, note_query
-from ksqlpy.server.limits import ClientGone, PayloadTooLarge, check_statement, read_body
 from ksqlpy.server.streams import (
     InsertsEndpoint,
     QueryEndpoint,
@@ -49,6 +49,7 @@ from ksqlpy.server.streams import (
     normalize_target,
     target_problem,
 )
+from ksqlpy.server.trace import trace_error, trace_json
 from ksqlpy.server.transport import AbsoluteTargetMiddleware
 from ksqlpy.server.websocket import serve_websocket_query
 
@@ -309,6 +310,18 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             error = RestError(BAD_REQUEST, f"No query with id {query_id}")
             return json_response(error.body(), 400)
         return Response(status_code=200)
+
+    @app.post("/trace")
+    async def trace(request: Request) -> Response:
+        # The console's "trace an event": a key's records and what queries derived from them.
+        try:
+            body = wire.parse_object(await limited_body(request))
+            answer = await server.call(trace_json, engine, server.statement_lock, body)
+        except RestError as e:
+            return rest_error_response(e, request)
+        except KsqlpyError as e:
+            return json_response(generic_error(BAD_REQUEST, trace_error(e)), BAD_REQUEST.status)
+        return json_response(answer)
 
     @app.get("/info")
     async def info(request: Request) -> Response:
