@@ -20,7 +20,7 @@ import pytest
 
 from ksqlpy.server.app import create_app
 from tests.console.conftest import SCREENSHOTS
-from tests.console.test_console import fresh, open_console, page_errors, type_and_run, wait_for
+from tests.console.test_console import fresh, open_console, page_errors, run_finished, type_and_run, wait_for
 from tests.server.certs import PASSWORD, Pki, make_pki
 from tests.server.conftest import RunningServer, ServerThread, free_port, open_engine, server_config
 
@@ -140,5 +140,31 @@ def test_twenty_push_queries_under_load(browser: Any, https_server: RunningServe
               f"max {max(round_trips):.1f} ms")
 
     type_and_run(browser, "SHOW STREAMS;")  # a new run ends the last run's push queries on the server
+    wait_for(browser, lambda d: not console_server.engine.transient, "the push queries to end")
+    assert page_errors(browser) == []
+
+
+def test_many_push_queries_over_http1_wait_and_say_why(browser: Any, console_server: RunningServer) -> None:
+    """Over plain http a seventh push query cannot get a connection until one ends; the page says so."""
+    name = fresh("HTTP1")
+    created = httpx.post(f"{console_server.url}/ksql", timeout=30, content=orjson.dumps(
+        {"ksql": f"CREATE STREAM {name} (ID VARCHAR KEY, N INT) "
+                 f"WITH (kafka_topic='{name.lower()}', value_format='JSON', partitions=1);"}))
+    assert created.status_code == 200, created.text
+    open_console(browser, console_server)
+    type_and_run(browser, "\n".join(f"SELECT ID, N FROM {name} EMIT CHANGES;" for _ in range(7)))
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, ".result.push")) == 7, "seven push queries")
+    states = "return [...document.querySelectorAll('.result.push .state')].map((e) => e.textContent)"
+    wait_for(browser, lambda d: d.execute_script(states)[:6] == ["running"] * 6, "six running")
+    cards = browser.find_elements(By.CSS_SELECTOR, ".result.push")
+    notes = [c.find_element(By.CSS_SELECTOR, ".notes").text for c in cards]
+    assert notes[:6] == [""] * 6 and "at most 6 connections" in notes[6] and "https" in notes[6]
+    assert browser.execute_script(states)[6] == "starting"
+    browser.execute_script("arguments[0].scrollIntoView()", cards[6])
+    browser.save_screenshot(str(SCREENSHOTS / "http1-push-limit.png"))
+    cards[0].find_element(By.CSS_SELECTOR, "button.stop").click()  # frees a connection: the seventh starts
+    wait_for(browser, lambda d: d.execute_script(states)[6] == "running", "the seventh")
+    wait_for(browser, run_finished, "the run")
+    type_and_run(browser, "SHOW STREAMS;")
     wait_for(browser, lambda d: not console_server.engine.transient, "the push queries to end")
     assert page_errors(browser) == []

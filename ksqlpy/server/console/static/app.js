@@ -5,7 +5,7 @@
 import { info, ksql, ServerError } from "./api.js";
 import { LineageView } from "./lineage.js";
 import { el, entityNodes } from "./render.js";
-import { QueryView } from "./results.js";
+import { http1Full, QueryView } from "./results.js";
 import { TraceView } from "./trace.js";
 import { errorOffset, sessionCommand, splitStatements, statementKind } from "./statements.js";
 
@@ -132,8 +132,14 @@ async function runOne(statement, source) {
   try {
     if (kind === "SELECT" || kind === "PRINT" || kind === "WITH") {
       // An ended push query leaves SHOW QUERIES: the catalog follows.
+      const waits = isPushQuery(text, kind) && http1Full();
       const view = new QueryView(text, isPushQuery(text, kind), () => refreshCatalog());
       results.append(view.node);
+      if (waits) {
+        view.onNote("Over HTTP/1.1 a browser opens at most 6 connections to a server and each running push query "
+          + "holds one: this query, and any statement run meanwhile, waits until one ends. Served over https, "
+          + "the console speaks HTTP/2, which has no such limit.");
+      }
       if (view.push) running.push(view);
       try {
         await view.run(properties(), session.variables);

@@ -30,6 +30,14 @@ window.__renderTimes = [];
 const waiting = new Set();
 /** Push query views still running: they share PUSH_ROW_BUDGET. */
 const live = new Set();
+/** Connections a browser opens to one server over HTTP/1.1; each running push query holds one. */
+export const HTTP1_CONNECTIONS = 6;
+
+/** Whether running push queries hold every connection the page may open (plain http only: over
+ * https the page speaks HTTP/2, one connection for everything). */
+export function http1Full() {
+  return location.protocol === "http:" && live.size >= HTTP1_CONNECTIONS;
+}
 let frameAsked = false;
 // A message posted from an animation frame is handled after that frame's style, layout and paint.
 const afterPaint = new MessageChannel();
@@ -231,6 +239,12 @@ export class QueryView {
   async stop() {
     if (this.ended) return;
     this.stopButton.disabled = true;
+    if (http1Full()) {
+      // Every connection is held by a push query: /close-query could not be sent before one is
+      // let go, so this one's stream goes first (the server ends a query whose client left).
+      this.abort.abort();
+      return;
+    }
     if (this.queryId) await closeQuery(this.queryId);
     this.abort.abort();
   }
