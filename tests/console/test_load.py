@@ -168,3 +168,62 @@ def test_many_push_queries_over_http1_wait_and_say_why(browser: Any, console_ser
     type_and_run(browser, "SHOW STREAMS;")
     wait_for(browser, lambda d: not console_server.engine.transient, "the push queries to end")
     assert page_errors(browser) == []
+
+
+#: The page alone: rows handed to 20 push query views in the page at this rate each, no server.
+PAGE_RATE = 10_000
+
+FEED_VIEWS = """
+const [queries, rate, seconds, done] = arguments;
+const { QueryView } = await import("/console/static/results.js");
+const views = [];
+for (let i = 0; i < queries; i++) {
+  const view = new QueryView(`SELECT ID, N, ${i} AS Q FROM FEED EMIT CHANGES;`, true);
+  document.getElementById("results").append(view.node);
+  view.onHeader({ queryId: `feed_${i}`, columnNames: ["ID", "N", "Q"], columnTypes: ["STRING", "INTEGER", "INTEGER"] });
+  views.push(view);
+}
+window.__renderTimes.length = 0;
+const start = performance.now();
+let fed = 0;
+// Rows owed by the clock, not per tick: a late timer (the page busy) hands over more rows at once.
+const timer = setInterval(() => {
+  const elapsed = Math.min(seconds, (performance.now() - start) / 1000);
+  const owed = Math.round(elapsed * rate) - fed;
+  const rows = [];
+  for (let j = 0; j < owed; j++) rows.push([`k${(fed + j) % 97}`, fed + j, 0]);
+  fed += owed;
+  for (const view of views) view.onRows(rows);
+  if (elapsed >= seconds) {
+    clearInterval(timer);
+    requestAnimationFrame(() => setTimeout(() => {
+      const result = { fed, seconds: (performance.now() - start) / 1000, times: [...window.__renderTimes],
+        counts: views.map((v) => v.countText.textContent), sizes: views.map((v) => v.tbody.childElementCount),
+        last: views.map((v) => v.tbody.lastElementChild.children[1].textContent) };
+      for (const view of views) view.onEnd();
+      done(result);
+    }, 50));
+  }
+}, 10);
+"""
+
+
+def test_page_alone_draws_twenty_views_at_ten_thousand_rows_per_second(
+    browser: Any, console_server: RunningServer
+) -> None:
+    """The page's own cost, without the server's: 20 push query views each handed 10 000 rows/s."""
+    open_console(browser, console_server)
+    browser.set_script_timeout(120)
+    got = browser.execute_async_script(FEED_VIEWS, QUERIES, PAGE_RATE, SECONDS)
+    fed = got["fed"]
+    assert fed == round(SECONDS * PAGE_RATE)
+    assert got["counts"] == [f"{fed} rows"] * QUERIES  # every row counted
+    assert got["sizes"] == [PUSH_ROWS] * QUERIES  # the newest rows kept
+    assert got["last"] == [str(fed - 1)] * QUERIES
+    times = [float(t) for t in got["times"]]
+    assert times
+    print(f"\nconsole page alone: {QUERIES} views x {PAGE_RATE} rows/s for {SECONDS:.0f} s "
+          f"({QUERIES * fed} rows in {got['seconds']:.1f} s); {len(times)} frames, render time per frame "
+          f"median {statistics.median(times):.1f} ms, p99 {percentile(times, 0.99):.1f} ms")
+    browser.save_screenshot(str(SCREENSHOTS / "load-page-alone.png"))
+    assert page_errors(browser) == []
