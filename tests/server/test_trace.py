@@ -107,3 +107,26 @@ def test_trace_bad_requests(ksql_server: RunningServer) -> None:
         r = post_trace(ksql_server, body)
         assert r.status_code == 400, (body, r.text)
         assert r.json()["error_code"] == 40000 and r.json()["message"].startswith(message), r.text
+
+
+def test_trace_through_partition_by(ksql_server: RunningServer) -> None:
+    src, by_user = fresh("ORDERS"), fresh("BY_USER")
+    assert ksql(ksql_server, f"CREATE STREAM {src} (ID VARCHAR KEY, USER_ID VARCHAR, AMOUNT INT) "
+                             f"WITH (kafka_topic='{src.lower()}', value_format='JSON', partitions=1);"
+                ).status_code == 200
+    for oid, user, amount in [("o1", "u1", 250), ("o2", "u1", 50), ("o1", "u1", 300)]:
+        assert ksql(ksql_server, f"INSERT INTO {src} (ID, USER_ID, AMOUNT) VALUES ('{oid}', '{user}', {amount});"
+                    ).json() == []
+    csas = ksql(ksql_server, f"CREATE STREAM {by_user} AS SELECT UCASE(USER_ID) AS UID, ID, AMOUNT FROM {src} "
+                             "PARTITION BY UCASE(USER_ID);",
+                streamsProperties={"ksql.streams.auto.offset.reset": "earliest"})
+    assert csas.status_code == 200, csas.text
+    assert ksql_server.engine.wait_idle(60)
+
+    answer = traced(ksql_server, {"source": src, "key": "o1"})
+    # the new key is the traced orders' UCASE(USER_ID); o2 shares it but is not one of them
+    assert [(h["source"], h["keys"], h["records"]) for h in answer["hops"]] == [
+        (src, [["o1"]], 2), (by_user, [["U1"]], 2)]
+    moved = [r for r in answer["records"] if r["source"] == by_user]
+    assert [(r["key"], r["value"]) for r in moved] == [({"UID": "U1"}, {"ID": "o1", "AMOUNT": 250}),
+                                                        ({"UID": "U1"}, {"ID": "o1", "AMOUNT": 300})]
