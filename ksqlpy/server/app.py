@@ -321,6 +321,8 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             return rest_error_response(e, request)
         except KsqlpyError as e:
             return json_response(generic_error(BAD_REQUEST, trace_error(e)), BAD_REQUEST.status)
+        except Exception as e:  # noqa: BLE001 - a bug: logged, answered as ksqlDB answers internal errors
+            return error_response(e, "trace")
         return json_response(answer)
 
     @app.get("/info")

@@ -120,7 +120,9 @@ def parse_request(body: Mapping[str, Any]) -> TraceRequest:
     bounds: list[int | None] = []
     for name in ("from", "to"):
         value = body.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63
+        ):
             raise AnalysisError(
                 f"Trace '{name}' must be a ROWTIME in epoch milliseconds (a whole number), not {value!r}."
             )

@@ -100,6 +100,7 @@ def test_trace_bad_requests(ksql_server: RunningServer) -> None:
         ({"key": "a"}, "Trace needs 'source'"),
         ({"source": src}, "Trace needs 'key'"),
         ({"source": src, "key": "a", "from": "yesterday"}, "Trace 'from' must be a ROWTIME"),
+        ({"source": src, "key": "a", "to": 2**63}, "Trace 'to' must be a ROWTIME"),
         ({"source": src, "key": "a"}, f"{src} has no key columns"),
         (b"{not json", "Invalid JSON in request"),
     ]
