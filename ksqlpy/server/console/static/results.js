@@ -4,7 +4,8 @@
 //
 // Rows arriving are not drawn at once: they wait in their view, and one animation frame draws
 // every view's waiting rows together, so that many busy push queries cost one DOM update per
-// frame rather than one per network chunk, and nothing is drawn while the tab is hidden. A view
+// frame rather than one per network chunk, and nothing is drawn while the tab is hidden or for a
+// card scrolled out of sight (until it is back). A view
 // keeps at most its table's worth of waiting rows (older ones would scroll away unseen anyway).
 // Each frame's time, from its DOM update to the end of the style, layout and paint it causes, is
 // kept in `window.__renderTimes` (ms, the latest RENDER_SAMPLES), for the load test and devtools.
@@ -49,6 +50,17 @@ afterPaint.port1.onmessage = () => {
   if (times.length > RENDER_SAMPLES) times.splice(0, times.length - RENDER_SAMPLES);
   frameStart = null;
 };
+
+// A push query's card scrolled out of sight keeps its waiting rows (no more than its table holds)
+// and draws them when it comes back: with many busy queries only the few on screen build rows.
+const sight = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    const view = entry.target.queryView;
+    if (!view) continue;
+    view.onScreen = entry.isIntersecting;
+    if (view.onScreen && view.pending.length) drawSoon(view);
+  }
+});
 
 /** Draw `view`'s waiting rows with the next animation frame. */
 function drawSoon(view) {
@@ -115,6 +127,11 @@ export class QueryView {
     this.node = el("div", { class: push ? "result push" : "result pull" },
       el("div", { class: "statement", text: statement }), head, this.notes,
       el("div", { class: "push-body" }, this.rowsBox, push ? this.chartBox : null));
+    this.onScreen = true; // until the observer's first report
+    if (push) {
+      this.node.queryView = this;
+      sight.observe(this.node);
+    }
   }
 
   /** Run the query; resolves once its header arrived (push) or when it ended (pull). */
@@ -159,10 +176,11 @@ export class QueryView {
     drawSoon(this);
   }
 
-  /** Draw the waiting rows and the count (called from the animation frame, or to flush now). */
-  draw() {
+  /** Draw the waiting rows and the count (called from the animation frame, or with `all` to
+   * flush now, on screen or not). */
+  draw(all = false) {
     this.countText.textContent = `${this.count} row${this.count === 1 ? "" : "s"}`;
-    if (this.pending.length) this.append(this.pending.splice(0));
+    if (this.pending.length && (this.onScreen || all)) this.append(this.pending.splice(0));
   }
 
   append(rows) {
@@ -206,7 +224,8 @@ export class QueryView {
     this.ended = true;
     live.delete(this);
     clearInterval(this.timer);
-    this.draw(); // the last rows are in the table when the state says so
+    if (this.push) sight.unobserve(this.node);
+    this.draw(true); // the last rows are in the table when the state says so
     this.scrollToEnd();
     this.setState(this.push ? "ended" : "done");
     this.flushHeld();
@@ -229,7 +248,7 @@ export class QueryView {
 
   flushHeld() {
     if (this.held.length) {
-      this.draw();
+      this.draw(true);
       this.append(this.held.splice(0));
       this.scrollToEnd();
     }
