@@ -53,6 +53,7 @@ from ksqlpy.server.streams import (
     normalize_target,
     target_problem,
 )
+from ksqlpy.server.trace import trace_error, trace_json
 from ksqlpy.server.transport import AbsoluteTargetMiddleware
 from ksqlpy.server.websocket import serve_websocket_query
 
@@ -177,6 +178,14 @@ class KsqlServer:
         catalog = Topics(self.engine)
         for statement in parser.split_statements(text):
             acl.check_statement(scope.get("ksqlpy.user"), address_of(scope), statement, catalog, variables)
+
+    def authorize_reads(self, scope: Mapping[str, Any], what: str, topics: set[str]) -> None:
+        """Raise :class:`AccessDenied` unless the request's user may READ every one of ``topics``."""
+        acl = self.authorizer
+        if acl is None or not topics:
+            return
+        needs = [acl_topic(Operation.READ, t) for t in sorted(topics)]
+        acl.check(scope.get("ksqlpy.user"), address_of(scope), what, needs)
 
     def authorize_insert(self, scope: Mapping[str, Any], target: str) -> None:
         """``/inserts-stream``: WRITE on the target stream's topic."""
@@ -378,6 +387,24 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             error = RestError(BAD_REQUEST, f"No query with id {query_id}")
             return json_response(error.body(), 400)
         return Response(status_code=200)
+
+    @app.post("/trace")
+    async def trace(request: Request) -> Response:
+        # The console's "trace an event": a key's records and what queries derived from them.
+        try:
+            body = wire.parse_object(await limited_body(request))
+            answer = await server.call(trace_json, engine, server.statement_lock, body)
+            # every topic the trace read, the source's and each hop's, needs READ
+            server.authorize_reads(request.scope, "/trace", {hop["topic"] for hop in answer["hops"]})
+        except (AccessDenied, RateLimited) as e:
+            return json_response(e.body(), e.code.status)
+        except RestError as e:
+            return rest_error_response(e, request)
+        except KsqlpyError as e:
+            return json_response(generic_error(BAD_REQUEST, trace_error(e)), BAD_REQUEST.status)
+        except Exception as e:  # noqa: BLE001 - a bug: logged, answered as ksqlDB answers internal errors
+            return error_response(e, "trace")
+        return json_response(answer)
 
     @app.get("/info")
     async def info(request: Request) -> Response:

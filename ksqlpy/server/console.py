@@ -2,7 +2,7 @@
 statements, streams push queries and draws the lineage graph, and ``/lineage`` serves that graph.
 
 The page talks only to the public REST API (``/ksql``, ``/query-stream``, ``/close-query``,
-``/info``) plus ``/lineage``; every asset it loads comes from ``ksqlpy/server/console/static``
+``/info``) plus ``/lineage`` and ``/trace`` (``server/trace.py``); every asset it loads comes from ``ksqlpy/server/console/static``
 (package data), so the console works with no network. A browser asking for ``/`` (its ``Accept``
 prefers ``text/html``) is sent here; API clients asking for ``/`` still get ``/info``.
 """

@@ -64,8 +64,10 @@ def browser() -> Iterator[Any]:
     options = webdriver.ChromeOptions()
     options.binary_location = binary
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # for page errors, see test_console
+    # --ignore-certificate-errors: the load test serves the console over https (so that the
+    # browser speaks HTTP/2) with a certificate from a throwaway test CA.
     for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1440,900", "--no-first-run", "--disable-extensions"):
+                "--window-size=1440,900", "--no-first-run", "--disable-extensions", "--ignore-certificate-errors"):
         options.add_argument(arg)
     try:
         driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)

@@ -303,3 +303,19 @@ def test_requests_without_a_user_are_user_anonymous(tmp_path: Path) -> None:
     assert acl.allowed("zoe", topic(Operation.WRITE, "pub_x"))
     assert not acl.allowed("zoe", topic(Operation.READ, "open"))
     assert not acl.allowed("zoe", cluster(Operation.CREATE))  # nothing without an ALLOW
+
+
+def test_trace_needs_read_on_every_topic_it_reads(secured: tuple[RunningServer, Path]) -> None:
+    server, _ = secured
+
+    def trace(user: str, source: str) -> httpx.Response:
+        return httpx.post(
+            f"{server.url}/trace", json={"source": source, "key": "a"}, auth=(user, PASSWORDS[user]), timeout=30
+        )
+
+    allowed = trace("admin", "SHARED_S")
+    assert allowed.status_code == 200, allowed.text
+    assert "shared" in {hop["topic"] for hop in allowed.json()["hops"]}
+    denied = trace("bob", "ADMIN_S")
+    assert denied.status_code == 403
+    assert denied.json()["error_code"] == 40301 and "admin_only" in denied.json()["message"]

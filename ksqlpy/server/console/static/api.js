@@ -1,5 +1,5 @@
 // The console's only way to the server: ksqlpy's public REST API (the same one ksqlDB's clients
-// use), plus GET /lineage. Every path is relative to the page's origin.
+// use), plus GET /lineage and POST /trace. Every path is relative to the page's origin.
 
 const KSQL_JSON = "application/vnd.ksql.v1+json";
 const DELIMITED = "application/vnd.ksqlapi.delimited.v1";
@@ -123,4 +123,15 @@ export async function streamQuery(sql, properties, variables, handlers, signal) 
     if (e.name !== "AbortError") throw e;
   }
   if (header === null) handlers.header({ queryId: null, columnNames: [], columnTypes: [] });
+}
+
+/** POST /trace: a key's records in a source and what persistent queries derived from them. */
+export async function trace(request) {
+  const response = await fetch("/trace", {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify(request),
+  });
+  if (!response.ok) throw await errorOf(response);
+  return response.json();
 }

@@ -1,11 +1,12 @@
 // The console page: a SQL editor whose Ctrl/Cmd+Enter runs its statements in order (queries
-// through /query-stream, the rest through /ksql), a catalog from SHOW statements, and the lineage
-// graph. Only the public REST API is used; see README.md, "Console".
+// through /query-stream, the rest through /ksql), a catalog from SHOW statements, the lineage
+// graph, and "trace an event" (POST /trace). Only the public REST API is used; see README.md, "Console".
 
 import { info, ksql, ServerError } from "./api.js";
 import { LineageView } from "./lineage.js";
 import { el, entityNodes } from "./render.js";
-import { QueryView } from "./results.js";
+import { http1Full, QueryView } from "./results.js";
+import { TraceView } from "./trace.js";
 import { errorOffset, sessionCommand, splitStatements, statementKind } from "./statements.js";
 
 const HISTORY_KEY = "ksqlpy.console.history";
@@ -131,8 +132,14 @@ async function runOne(statement, source) {
   try {
     if (kind === "SELECT" || kind === "PRINT" || kind === "WITH") {
       // An ended push query leaves SHOW QUERIES: the catalog follows.
+      const waits = isPushQuery(text, kind) && http1Full();
       const view = new QueryView(text, isPushQuery(text, kind), () => refreshCatalog());
       results.append(view.node);
+      if (waits) {
+        view.onNote("Over HTTP/1.1 a browser opens at most 6 connections to a server and each running push query "
+          + "holds one: this query, and any statement run meanwhile, waits until one ends. Served over https, "
+          + "the console speaks HTTP/2, which has no such limit.");
+      }
       if (view.push) running.push(view);
       try {
         await view.run(properties(), session.variables);
@@ -244,8 +251,11 @@ async function refreshCatalog() {
   }
   const byType = Object.fromEntries(entities.map((e) => [e["@type"], e]));
   const names = (key, field) => ((byType[key] || {})[field] || []).map((s) => s.name);
-  fill($("catalog-streams"), names("streams", "streams"), (n) => describeInResults(`DESCRIBE ${quoted(n)};`));
-  fill($("catalog-tables"), names("tables", "tables"), (n) => describeInResults(`DESCRIBE ${quoted(n)};`));
+  // On the trace view a click on a stream or table picks it to trace; elsewhere it describes it.
+  const pick = (n) => ($("view-trace").hidden ? describeInResults(`DESCRIBE ${quoted(n)};`) : traceView.prefill(n));
+  fill($("catalog-streams"), names("streams", "streams"), pick);
+  fill($("catalog-tables"), names("tables", "tables"), pick);
+  traceView.setSources([...names("streams", "streams"), ...names("tables", "tables")]);
   const queries = (byType.queries || {}).queries || [];
   const states = Object.fromEntries(queries.map((q) => [q.id, q.state]));
   fill($("catalog-queries"), queries.map((q) => q.id), (id) => describeInResults(`EXPLAIN ${id};`),
@@ -271,12 +281,16 @@ const lineageView = new LineageView($("lineage-graph"), $("lineage-status"), (no
   describeInto(detail, node.kind === "query" ? `EXPLAIN ${node.name};` : `DESCRIBE ${quoted(node.name)};`);
 });
 
+const traceView = new TraceView({ form: $("trace-form"), source: $("trace-source"), key: $("trace-key"),
+  from: $("trace-from"), to: $("trace-to"), status: $("trace-status"), output: $("trace-output") });
+
 function showView(name) {
   for (const tab of document.querySelectorAll(".tab")) tab.classList.toggle("active", tab.dataset.view === name);
   $("view-editor").hidden = name !== "editor";
   $("view-lineage").hidden = name !== "lineage";
+  $("view-trace").hidden = name !== "trace";
   if (name === "lineage") lineageView.refresh();
-  else editor.refresh();
+  else if (name === "editor") editor.refresh();
 }
 
 for (const tab of document.querySelectorAll(".tab")) tab.addEventListener("click", () => showView(tab.dataset.view));

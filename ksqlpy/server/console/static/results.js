@@ -1,14 +1,97 @@
 // A query's result card: rows stream into a table as /query-stream delivers them. A push query
 // shows its rate (rows/s, with a small uPlot chart), can be paused (rows are kept, the table
 // stops moving) and stopped (POST /close-query ends it on the server).
+//
+// Rows arriving are not drawn at once: they wait in their view, and one animation frame draws
+// every view's waiting rows together, so that many busy push queries cost one DOM update per
+// frame rather than one per network chunk, and nothing is drawn while the tab is hidden or for a
+// card scrolled out of sight (until it is back). A view
+// keeps at most its table's worth of waiting rows (older ones would scroll away unseen anyway).
+// Each frame's time, from its DOM update to the end of the style, layout and paint it causes, is
+// kept in `window.__renderTimes` (ms, the latest RENDER_SAMPLES), for the load test and devtools.
 
 import { closeQuery, streamQuery } from "./api.js";
 import { cellText, el } from "./render.js";
 
-/** Rows the table keeps at most; older ones scroll away (the count keeps going). */
+/** Rows a pull query's table keeps at most. */
 const MAX_ROWS = 1000;
+/** Rows all running push queries' tables keep together, shared out evenly: with one push query
+ * its table keeps 1000 rows, with 20 each keeps 100; older ones scroll away (the count goes on).
+ * Laying out a table costs by its rows, and the page lays out every changed table each frame. */
+const PUSH_ROW_BUDGET = 2000;
+const PUSH_ROWS_MIN = 100;
+/** Rows drawn in one frame up to which new rows are flashed; a flood is drawn without it. */
+const FLASH_ROWS = 20;
+/** Frame times kept in window.__renderTimes. */
+const RENDER_SAMPLES = 10000;
 /** Seconds of rate history the chart shows. */
 const RATE_WINDOW = 60;
+
+window.__renderTimes = [];
+const waiting = new Set();
+/** Push query views still running: they share PUSH_ROW_BUDGET. */
+const live = new Set();
+/** Connections a browser opens to one server over HTTP/1.1; each running push query holds one. */
+export const HTTP1_CONNECTIONS = 6;
+
+/** Whether running push queries hold every connection the page may open (plain http only: over
+ * https the page speaks HTTP/2, one connection for everything). */
+export function http1Full() {
+  return location.protocol === "http:" && live.size >= HTTP1_CONNECTIONS;
+}
+let frameAsked = false;
+// A message posted from an animation frame is handled after that frame's style, layout and paint.
+const afterPaint = new MessageChannel();
+let frameStart = null;
+afterPaint.port1.onmessage = () => {
+  if (frameStart === null) return;
+  const times = window.__renderTimes;
+  times.push(performance.now() - frameStart);
+  if (times.length > RENDER_SAMPLES) times.splice(0, times.length - RENDER_SAMPLES);
+  frameStart = null;
+};
+
+// A push query's card scrolled out of sight keeps its waiting rows (no more than its table holds)
+// and draws them when it comes back: with many busy queries only the few on screen build rows.
+const sight = new IntersectionObserver((entries) => {
+  for (const entry of entries) {
+    const view = entry.target.queryView;
+    if (!view) continue;
+    view.onScreen = entry.isIntersecting;
+    if (view.onScreen && view.pending.length) drawSoon(view);
+  }
+});
+
+/** Draw `view`'s waiting rows with the next animation frame. */
+function drawSoon(view) {
+  waiting.add(view);
+  if (frameAsked) return;
+  frameAsked = true;
+  requestAnimationFrame(drawWaiting);
+}
+
+function drawWaiting() {
+  frameAsked = false;
+  const views = [...waiting];
+  waiting.clear();
+  frameStart = performance.now();
+  for (const view of views) view.draw();
+  // Scrolled after all the DOM writes: one layout for every table, not one per table.
+  for (const view of views) view.scrollToEnd();
+  afterPaint.port2.postMessage(null);
+}
+
+/** A row's <tr>, built without el(): a flood of rows makes this the page's hottest loop. */
+function rowNode(values, fresh) {
+  const tr = document.createElement("tr");
+  if (fresh) tr.className = "fresh";
+  for (const value of values) {
+    const td = document.createElement("td");
+    td.textContent = cellText(value);
+    tr.append(td);
+  }
+  return tr;
+}
 
 export class QueryView {
   constructor(statement, push, onEnd = () => {}) {
@@ -19,6 +102,8 @@ export class QueryView {
     this.count = 0;
     this.paused = false;
     this.held = [];
+    this.pending = [];
+    if (push) live.add(this);
     this.ended = false;
     this.abort = new AbortController();
     this.rates = [[], []];
@@ -42,6 +127,11 @@ export class QueryView {
     this.node = el("div", { class: push ? "result push" : "result pull" },
       el("div", { class: "statement", text: statement }), head, this.notes,
       el("div", { class: "push-body" }, this.rowsBox, push ? this.chartBox : null));
+    this.onScreen = true; // until the observer's first report
+    if (push) {
+      this.node.queryView = this;
+      sight.observe(this.node);
+    }
   }
 
   /** Run the query; resolves once its header arrived (push) or when it ended (pull). */
@@ -74,22 +164,51 @@ export class QueryView {
     if (this.push && window.uPlot) this.makeChart();
   }
 
+  /** Rows this view's table keeps at most. */
+  get maxRows() {
+    if (!this.push) return MAX_ROWS;
+    return Math.min(MAX_ROWS, Math.max(PUSH_ROWS_MIN, Math.floor(PUSH_ROW_BUDGET / Math.max(1, live.size))));
+  }
+
   onRows(rows) {
     this.count += rows.length;
+    keepLast(this.paused ? this.held : this.pending, rows, this.maxRows);
+    drawSoon(this);
+  }
+
+  /** Draw the waiting rows and the count (called from the animation frame, or with `all` to
+   * flush now, on screen or not). */
+  draw(all = false) {
     this.countText.textContent = `${this.count} row${this.count === 1 ? "" : "s"}`;
-    if (this.paused) { this.held.push(...rows); return; }
-    this.append(rows);
+    if (this.pending.length && (this.onScreen || all)) this.append(this.pending.splice(0));
   }
 
   append(rows) {
+    const max = this.maxRows;
+    const shown = rows.length > max ? rows.slice(-max) : rows;
+    const flash = this.push && shown.length <= FLASH_ROWS;
     const fragment = document.createDocumentFragment();
-    for (const r of rows.slice(-MAX_ROWS)) {
-      fragment.append(el("tr", { class: this.push ? "fresh" : "" }, ...r.map((c) => el("td", { text: cellText(c) }))));
+    for (const r of shown) fragment.append(rowNode(r, flash));
+    const body = this.tbody;
+    const excess = body.childElementCount + shown.length - max;
+    if (excess >= body.childElementCount) body.replaceChildren(fragment);
+    else {
+      if (excess > 0) {
+        // The oldest rows go in one range deletion, not one removal each.
+        const range = document.createRange();
+        range.setStartBefore(body.firstElementChild);
+        range.setEndBefore(body.children[excess]);
+        range.deleteContents();
+      }
+      body.append(fragment);
     }
-    this.tbody.append(fragment);
-    while (this.tbody.childElementCount > MAX_ROWS) this.tbody.firstElementChild.remove();
-    const box = this.rowsBox;
-    if (this.push) box.scrollTop = box.scrollHeight;
+    this.scrolled = false;
+  }
+
+  scrollToEnd() {
+    // Past the end is clamped: no need to read scrollHeight (which would force a layout now).
+    if (this.push && !this.scrolled) this.rowsBox.scrollTop = 1e9;
+    this.scrolled = true;
   }
 
   onNote(line) {
@@ -103,7 +222,11 @@ export class QueryView {
 
   onEnd() {
     this.ended = true;
+    live.delete(this);
     clearInterval(this.timer);
+    if (this.push) sight.unobserve(this.node);
+    this.draw(true); // the last rows are in the table when the state says so
+    this.scrollToEnd();
     this.setState(this.push ? "ended" : "done");
     this.flushHeld();
     this.pauseButton.disabled = true;
@@ -124,13 +247,23 @@ export class QueryView {
   }
 
   flushHeld() {
-    if (this.held.length) this.append(this.held.splice(0));
+    if (this.held.length) {
+      this.draw(true);
+      this.append(this.held.splice(0));
+      this.scrollToEnd();
+    }
   }
 
   /** End the query on the server, then stop reading its stream. */
   async stop() {
     if (this.ended) return;
     this.stopButton.disabled = true;
+    if (http1Full()) {
+      // Every connection is held by a push query: /close-query could not be sent before one is
+      // let go, so this one's stream goes first (the server ends a query whose client left).
+      this.abort.abort();
+      return;
+    }
     if (this.queryId) await closeQuery(this.queryId);
     this.abort.abort();
   }
@@ -160,4 +293,10 @@ export class QueryView {
       series: [{}, { label: "rows/s", stroke: "#2563eb", fill: "rgba(37,99,235,.12)", width: 1.5 }],
     }, this.rates, this.chartBox);
   }
+}
+
+/** Append `rows` to `list`, keeping only its last `limit` items (no spread: a burst may be large). */
+function keepLast(list, rows, limit) {
+  for (let i = Math.max(0, rows.length - limit); i < rows.length; i++) list.push(rows[i]);
+  if (list.length > limit) list.splice(0, list.length - limit);
 }

@@ -1,0 +1,133 @@
+"""``POST /trace`` over real HTTP: a key's records followed through a filter (CSAS) and a GROUP BY
+(CTAS) downstream, a time range, and bad requests answered 400."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import orjson
+
+from tests.server.conftest import RunningServer
+from tests.server.test_endpoints import fresh, ksql
+
+
+def post_trace(server: RunningServer, body: Any) -> httpx.Response:
+    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    return httpx.post(f"{server.url}/trace", content=content, headers={"Content-Type": "application/json"},
+                      timeout=60)
+
+
+def traced(server: RunningServer, body: Any) -> dict[str, Any]:
+    r = post_trace(server, body)
+    assert r.status_code == 200, r.text
+    answer: dict[str, Any] = r.json()
+    return answer
+
+
+def make_chain(server: RunningServer) -> tuple[str, str, str, str, str]:
+    """ORDERS -> (WHERE AMOUNT > 100) BIG -> (GROUP BY USER_ID) TOTALS, with four orders."""
+    src, big, totals = fresh("ORDERS"), fresh("BIG"), fresh("TOTALS")
+    created = ksql(server, f"CREATE STREAM {src} (ID VARCHAR KEY, USER_ID VARCHAR, AMOUNT INT) "
+                           f"WITH (kafka_topic='{src.lower()}', value_format='JSON', partitions=2);")
+    assert created.status_code == 200, created.text
+    for oid, user, amount in [("o1", "u1", 250), ("o2", "u1", 50), ("o3", "u2", 500), ("o1", "u1", 300)]:
+        inserted = ksql(server, f"INSERT INTO {src} (ID, USER_ID, AMOUNT) VALUES ('{oid}', '{user}', {amount});")
+        assert inserted.json() == []
+    earliest = {"streamsProperties": {"ksql.streams.auto.offset.reset": "earliest"}}
+    csas = ksql(server, f"CREATE STREAM {big} AS SELECT * FROM {src} WHERE AMOUNT > 100;", **earliest)
+    ctas = ksql(server, f"CREATE TABLE {totals} AS SELECT USER_ID, SUM(AMOUNT) AS TOTAL FROM {big} "
+                        "GROUP BY USER_ID;", **earliest)
+    assert csas.status_code == 200 and ctas.status_code == 200, (csas.text, ctas.text)
+    assert server.engine.wait_idle(60)
+    return (src, big, totals, csas.json()[0]["commandStatus"]["queryId"],
+            ctas.json()[0]["commandStatus"]["queryId"])
+
+
+def test_trace_through_a_filter_and_a_group_by(ksql_server: RunningServer) -> None:
+    src, big, totals, csas_id, ctas_id = make_chain(ksql_server)
+    answer = traced(ksql_server, {"source": src.lower(), "key": "o1"})
+
+    assert answer["source"] == src and answer["key"] == "o1"
+    hops = {h["source"]: h for h in answer["hops"]}
+    assert list(hops) == [src, big, totals]
+    assert hops[src]["query"] is None and hops[src]["records"] == 2
+    assert (hops[big]["query"], hops[big]["upstream"], hops[big]["keys"]) == (csas_id, src, [["o1"]])
+    # GROUP BY USER_ID: the traced orders' USER_ID is the key downstream
+    assert (hops[totals]["query"], hops[totals]["upstream"], hops[totals]["keys"]) == (ctas_id, big, [["u1"]])
+    assert hops[totals]["kind"] == "table"
+    assert answer["notFollowed"] == [] and answer["truncated"] is False
+
+    records = answer["records"]
+    times = [r["rowtime"] for r in records]
+    assert times == sorted(times)
+    by_source: dict[str, list[dict[str, Any]]] = {}
+    for r in records:
+        by_source.setdefault(r["source"], []).append(r)
+    orders = by_source[src]
+    assert [(r["key"], r["value"]) for r in orders] == [
+        ({"ID": "o1"}, {"USER_ID": "u1", "AMOUNT": 250}), ({"ID": "o1"}, {"USER_ID": "u1", "AMOUNT": 300})]
+    assert all(r["query"] is None and r["topic"] == src.lower() for r in orders)
+    # both orders pass the filter and keep their key and time; o2 (u1, 50) and o3 are not traced
+    assert [(r["key"], r["value"]["AMOUNT"], r["rowtime"], r["query"]) for r in by_source[big]] == [
+        ({"ID": "o1"}, 250, orders[0]["rowtime"], csas_id), ({"ID": "o1"}, 300, orders[1]["rowtime"], csas_id)]
+    sums = by_source[totals]
+    assert {r["query"] for r in sums} == {ctas_id}
+    assert {tuple(r["key"].items()) for r in sums} == {(("USER_ID", "u1"),)}
+    assert sums[-1]["value"] == {"TOTAL": 550}
+    assert all(r["rowtime"] >= orders[0]["rowtime"] for r in sums)
+
+    # a time range: only the second order, and what came of it
+    later = traced(ksql_server, {"source": src, "key": "o1", "from": orders[1]["rowtime"]})
+    assert [r["value"]["AMOUNT"] for r in later["records"] if r["source"] in (src, big)] == [300, 300]
+    assert all(r["rowtime"] >= orders[1]["rowtime"] for r in later["records"])
+
+    # a key the filter drops: found in the source, nowhere downstream
+    small = traced(ksql_server, {"source": src, "key": "o2"})
+    assert [r["source"] for r in small["records"]] == [src]
+    assert [(h["source"], h["records"]) for h in small["hops"]] == [(src, 1), (big, 0)]
+
+    # an unknown key: nothing at all
+    assert traced(ksql_server, {"source": src, "key": "nope"})["records"] == []
+
+
+def test_trace_bad_requests(ksql_server: RunningServer) -> None:
+    src = fresh("KEYLESS")
+    assert ksql(ksql_server, f"CREATE STREAM {src} (V INT) WITH (kafka_topic='{src.lower()}', "
+                             "value_format='JSON', partitions=1);").status_code == 200
+    cases = [
+        ({"source": "NO_SUCH_STREAM", "key": "a"}, "NO_SUCH_STREAM does not exist."),
+        ({"key": "a"}, "Trace needs 'source'"),
+        ({"source": src}, "Trace needs 'key'"),
+        ({"source": src, "key": "a", "from": "yesterday"}, "Trace 'from' must be a ROWTIME"),
+        ({"source": src, "key": "a", "to": 2**63}, "Trace 'to' must be a ROWTIME"),
+        ({"source": src, "key": "a"}, f"{src} has no key columns"),
+        (b"{not json", "Invalid JSON in request"),
+    ]
+    for body, message in cases:
+        r = post_trace(ksql_server, body)
+        assert r.status_code == 400, (body, r.text)
+        assert r.json()["error_code"] == 40000 and r.json()["message"].startswith(message), r.text
+
+
+def test_trace_through_partition_by(ksql_server: RunningServer) -> None:
+    src, by_user = fresh("ORDERS"), fresh("BY_USER")
+    assert ksql(ksql_server, f"CREATE STREAM {src} (ID VARCHAR KEY, USER_ID VARCHAR, AMOUNT INT) "
+                             f"WITH (kafka_topic='{src.lower()}', value_format='JSON', partitions=1);"
+                ).status_code == 200
+    for oid, user, amount in [("o1", "u1", 250), ("o2", "u1", 50), ("o1", "u1", 300)]:
+        assert ksql(ksql_server, f"INSERT INTO {src} (ID, USER_ID, AMOUNT) VALUES ('{oid}', '{user}', {amount});"
+                    ).json() == []
+    csas = ksql(ksql_server, f"CREATE STREAM {by_user} AS SELECT UCASE(USER_ID) AS UID, ID, AMOUNT FROM {src} "
+                             "PARTITION BY UCASE(USER_ID);",
+                streamsProperties={"ksql.streams.auto.offset.reset": "earliest"})
+    assert csas.status_code == 200, csas.text
+    assert ksql_server.engine.wait_idle(60)
+
+    answer = traced(ksql_server, {"source": src, "key": "o1"})
+    # the new key is the traced orders' UCASE(USER_ID); o2 shares it but is not one of them
+    assert [(h["source"], h["keys"], h["records"]) for h in answer["hops"]] == [
+        (src, [["o1"]], 2), (by_user, [["U1"]], 2)]
+    moved = [r for r in answer["records"] if r["source"] == by_user]
+    assert [(r["key"], r["value"]) for r in moved] == [({"UID": "U1"}, {"ID": "o1", "AMOUNT": 250}),
+                                                        ({"UID": "U1"}, {"ID": "o1", "AMOUNT": 300})]
