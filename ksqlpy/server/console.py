@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 
 from ksqlpy.server import wire
 from ksqlpy.server.entities import dumps
+from ksqlpy.server.acl import Operation, topic
 from ksqlpy.server.lineage import lineage_json
 
 #: The page and its assets, shipped as package data.
@@ -38,6 +39,27 @@ def prefers_html(request: Request) -> bool:
     return wire.negotiate(accept, (wire.JSON, "text/html")) == "text/html"
 
 
+def visible_lineage(graph: dict[str, Any], may_describe: Any) -> dict[str, Any]:
+    """The lineage graph less the topics, streams and tables whose topic may not be described,
+    the queries that touch them and the edges to any of those."""
+    hidden = {
+        n["id"]
+        for n in graph["nodes"]
+        if n["kind"] == "topic" and not may_describe(n["name"])
+        or n["kind"] in ("stream", "table") and not may_describe(n.get("topic", ""))
+    }
+    for e in graph["edges"]:
+        if e["source"].startswith("query:") and e["target"] in hidden:
+            hidden.add(e["source"])
+        if e["target"].startswith("query:") and e["source"] in hidden:
+            hidden.add(e["target"])
+    return {
+        **graph,
+        "nodes": [n for n in graph["nodes"] if n["id"] not in hidden],
+        "edges": [e for e in graph["edges"] if e["source"] not in hidden and e["target"] not in hidden],
+    }
+
+
 def mount_console(app: FastAPI, server: Any) -> None:
     """Add ``/lineage``, ``/console`` and its static assets to ``app`` (``server`` is its KsqlServer)."""
 
@@ -48,8 +70,11 @@ def mount_console(app: FastAPI, server: Any) -> None:
             return lineage_json(server.engine)
 
     @app.get("/lineage")
-    async def lineage_endpoint() -> Response:
+    async def lineage_endpoint(request: Request) -> Response:
         graph = await server.call(lineage)
+        acl = server.authorizer
+        if acl is not None:  # only what the user may DESCRIBE, as SHOW lists it
+            graph = visible_lineage(graph, lambda name: acl.allowed(request.scope.get("ksqlpy.user"), topic(Operation.DESCRIBE, name)))
         return Response(content=dumps(graph), media_type="application/json")
 
     @app.get("/console")

@@ -319,3 +319,16 @@ def test_trace_needs_read_on_every_topic_it_reads(secured: tuple[RunningServer, 
     denied = trace("bob", "ADMIN_S")
     assert denied.status_code == 403
     assert denied.json()["error_code"] == 40301 and "admin_only" in denied.json()["message"]
+
+
+def test_lineage_shows_only_what_the_user_may_describe(secured: tuple[RunningServer, Path]) -> None:
+    server, _ = secured
+
+    def names(user: str) -> set[str]:
+        r = httpx.get(f"{server.url}/lineage", auth=(user, PASSWORDS[user]), timeout=30)
+        assert r.status_code == 200, r.text
+        return {n["name"] for n in r.json()["nodes"]}
+
+    assert {"shared", "admin_only", "SHARED_S", "ADMIN_S"} <= names("admin")
+    bob = names("bob")
+    assert {"shared", "SHARED_S"} <= bob and not {"admin_only", "ADMIN_S"} & bob
