@@ -365,5 +365,7 @@ def test_historical_plans_compile(case: str, shape: str) -> None:
 @pytest.mark.skipif(not PLANS.is_dir(), reason=f"the historical plans are absent ({PLANS})")
 def test_historical_foreign_key_join_plan_is_refused_with_its_step() -> None:
     name = "fk-join_-_Should_allow_partition_count_mismatch"
-    with pytest.raises(PlanError, match=r"Joins of this type are not supported yet: fkTableTableJoinV1 at Join"):
+    with pytest.raises(
+        PlanError, match=r"Joins of this type are not supported yet: fkTableTableJoinV1 at Join"
+    ):
         _compile_case(name)

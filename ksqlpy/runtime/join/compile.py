@@ -80,10 +80,11 @@ def _node(c: _Compiler, step: s.JoinStep, sink: Source) -> JoinNode:
     )
     window: dict[str, int | None] = {}
     if isinstance(step, s.StreamStreamJoin):
+        # ksqlDB writes these durations in seconds, whatever their names say
         window = {
-            "before_ms": int(step.before_millis),
-            "after_ms": int(step.after_millis),
-            "grace_ms": None if step.grace_millis is None else int(step.grace_millis),
+            "before_ms": _millis(step.before_millis),
+            "after_ms": _millis(step.after_millis),
+            "grace_ms": None if step.grace_millis is None else _millis(step.grace_millis),
         }
     return JoinNode(
         context=step.context,
@@ -95,6 +96,10 @@ def _node(c: _Compiler, step: s.JoinStep, sink: Source) -> JoinNode:
         synthetic=synthetic,
         **window,  # type: ignore[arg-type]
     )
+
+
+def _millis(seconds: float) -> int:
+    return round(seconds * 1000)
 
 
 def _side(c: _Compiler, top: s.ExecutionStep, sink: Source) -> JoinSide:

@@ -11,6 +11,7 @@ ksqlDB's per-record semantics:
 - stream–table: a stream record joins the table's value for its key as of that moment; table
   records only change state (a tombstone deletes). Output key: the join key; timestamp: the
   stream record's.
+- stream–stream: see :mod:`ksqlpy.runtime.join.windowed`.
 - table–table (primary keys): an update on either side emits the joined row, a row padded with
   nulls for an outer side, or a tombstone when the key's joined row no longer exists; the
   timestamp is the later of the two sides' (Kafka Streams' KTable-KTable join processors).
@@ -37,6 +38,7 @@ from ksqlpy.runtime.evaluate import DELETE as EVAL_DELETE
 from ksqlpy.runtime.evaluate import TS as EVAL_TS
 from ksqlpy.runtime.evaluate import Evaluated, StepEvaluator
 from ksqlpy.runtime.join.plan import DELETE, KEY, TS, JoinInput, JoinKind, JoinNode, JoinSide, Rekeyed
+from ksqlpy.runtime.join.windowed import StreamStreamJoin
 from ksqlpy.runtime.processing_log import ProcessingError
 from ksqlpy.runtime.store.base import HEADER_TYPE
 
@@ -75,6 +77,11 @@ class JoinProcessor:
         selected: list[JoinInput | Rekeyed] = [*self.inputs, *self._rekeyed()]
         for chain in selected:
             self._evaluators[id(chain)] = StepEvaluator(_sequenced(chain.select), con)
+        self._windowed = {
+            id(n): StreamStreamJoin(n, {w: self.table(n, w) for w in ("L", "R", "T")}, SEQ)
+            for n in self.nodes
+            if n.kind is JoinKind.STREAM_STREAM
+        }
         self._ensured = False
 
     def _rekeyed(self) -> list[Rekeyed]:
@@ -87,13 +94,17 @@ class JoinProcessor:
         return f"joins.{_q(f'{self.query_id}/{node.context}/{which}')}"
 
     def state_tables(self) -> list[str]:
-        return [self.table(n, w) for n in self.nodes for w in ("L", "R")]
+        return [self.table(n, w) for n in self.nodes for w in ("L", "R", "T")]
 
     def _ensure_tables(self, state: duckdb.DuckDBPyConnection) -> None:
         if self._ensured:
             return
         state.execute("CREATE SCHEMA IF NOT EXISTS joins")
         for node in self.nodes:
+            if id(node) in self._windowed:
+                fields = {"L": _side_fields(node.left), "R": _side_fields(node.right)}
+                self._windowed[id(node)].create(state, fields)
+                continue
             for which, side in (("L", node.left), ("R", node.right)):
                 schema = pa.schema([*_side_fields(side), pa.field(TS, pa.int64()), pa.field(SEQ, pa.int64())])
                 state.register("__empty", schema.empty_table())
@@ -163,6 +174,8 @@ class JoinProcessor:
                 out = self._table_table(node, which, rows, state)
                 self._upsert(node, which, rows, state)
                 return out
+            case JoinKind.STREAM_STREAM:
+                return self._windowed[id(node)].process(which, rows, state, _side_schema(node))
         raise PlanError(f"Joins of this kind are not supported yet: {node.kind.value} at {node.context}")
 
     def _query(self, state: duckdb.DuckDBPyConnection, sql: str, rows: pa.Table, node: JoinNode) -> pa.Table:
