@@ -280,7 +280,7 @@ class _Compiler:
                     f"A {'table' if source.is_table else 'stream'} step of this type is not supported here",
                 )
             columns = self._stateless(step, columns, where, flags)
-        if not isinstance(chain[-1], s.StreamSelect | s.TableSelect):
+        if sink is not None and not isinstance(chain[-1], s.StreamSelect | s.TableSelect):
             raise _unsupported(chain[-1], "A sink must read a projection")
         out = [
             physical.OutputColumn(name=c.name, type=c.type, sql=_sql(columns.keys[c.name]), is_key=True)

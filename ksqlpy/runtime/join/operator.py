@@ -2,7 +2,7 @@
 
 Per batch, every input topic's decoded records go through their side's pre-join select (one
 DuckDB query per input), and are then processed in the order the batch holds them (its
-``__SEQ``: the runner sorts a batch by timestamp, ties in the order read) as *runs*:
+``__SEQ``: the order the runner puts a batch in, see :mod:`.runner`) as *runs*:
 consecutive records of one input. A run goes up the tree one join at a time, each join
 handling it as one vectorized query against the other side's state; what a join emits is the
 next run of its parent. Since the other side's state cannot change within a run, this is

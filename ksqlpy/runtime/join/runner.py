@@ -1,7 +1,8 @@
 """The runner of a join query: one reader over all of the query's topics.
 
-Each polled batch is put in processing order — by timestamp, ties in the order read (Kafka
-Streams picks the input whose next record has the lowest timestamp) — and numbered
+Each polled batch is put in processing order — each partition's records in offset order, and
+across partitions the one whose next record has the lowest timestamp first, ties in the order
+read, as a Kafka Streams task picks its next record — and numbered
 (``__SEQ``), split by topic and decoded with each input's decoder, joined
 (:class:`~ksqlpy.runtime.join.operator.JoinProcessor`), and the join's output goes through the
 post-join operator (a fused select, or an aggregation) to the sink. The join state, the
@@ -13,6 +14,7 @@ that batch left it.
 from __future__ import annotations
 
 import contextlib
+import heapq
 import time
 from typing import Any
 
@@ -91,8 +93,7 @@ class JoinQuery(PersistentQuery):
 
     def _decode(self, records: pa.Table) -> list[pa.Table | None]:
         """Each input's records of the batch, decoded, with their place in processing order."""
-        order = np.argsort(records.column("timestamp").to_numpy(), kind="stable")
-        records = records.take(pa.array(order))
+        records = records.take(pa.array(_processing_order(records)))
         records = records.append_column(SEQ, pa.array(np.arange(records.num_rows, dtype=np.int64)))
         out: list[pa.Table | None] = []
         for side, decoder in zip(self._join.inputs, self._decoders, strict=True):
@@ -132,6 +133,30 @@ class JoinQuery(PersistentQuery):
             with self.store.transaction() as tx:
                 join.drop_state(tx.state)
         super().drop_state()
+
+
+def _processing_order(records: pa.Table) -> np.ndarray:
+    """The order Kafka Streams would process a batch in: each partition's records in offset
+    order, and next always the partition whose next record has the lowest timestamp (ties: the
+    partition read first)."""
+    topics = records.column("topic").to_pylist()
+    partitions = records.column("partition").to_pylist()
+    times = records.column("timestamp").to_pylist()
+    queues: dict[tuple[str, int], list[int]] = {}
+    for i, tp in enumerate(zip(topics, partitions, strict=True)):
+        queues.setdefault(tp, []).append(i)
+    if len(queues) == 1:
+        return np.arange(records.num_rows)
+    heads = [(times[q[0]], n, 0) for n, q in enumerate(queues.values())]
+    lists = list(queues.values())
+    heapq.heapify(heads)
+    order: list[int] = []
+    while heads:
+        _, n, at = heapq.heappop(heads)
+        order.append(lists[n][at])
+        if at + 1 < len(lists[n]):
+            heapq.heappush(heads, (times[lists[n][at + 1]], n, at + 1))
+    return np.array(order, dtype=np.int64)
 
 
 def _sequence(part: pa.Table, decoded: pa.Table) -> pa.Array:

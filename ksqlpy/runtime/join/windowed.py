@@ -11,8 +11,9 @@ two. A record of an outer side (LEFT: left; RIGHT: right; OUTER: both) that matc
 - with GRACE is held, and emitted padded with nulls only once stream time passes its window end
   plus the grace period without a match (checked when an in-order record arrives).
 
-Buffered records expire after before + after + grace (24 h of grace without GRACE). Stream
-time is shared by both sides. The buffers live in DuckDB tables; a run's records are processed
+Buffered records expire after before + after + grace (at least 24 h without GRACE), , each side
+by the newest record put into it, as a window store's fetch no longer gives them out. Stream time, which
+releases held records, is shared by both sides. The buffers live in DuckDB tables; a run's records are processed
 one by one in Python against the rows the run can reach (the other side's rows with the run's
 keys and the held records), and the changes are written back in a few statements.
 """
@@ -91,7 +92,16 @@ class StreamStreamJoin:
                 state.execute(f"CREATE TABLE IF NOT EXISTS {self.tables[which]} AS SELECT * FROM __empty")
             finally:
                 state.unregister("__empty")
-        state.execute(f"CREATE TABLE IF NOT EXISTS {self.tables['T']} (stream_time BIGINT, next_id BIGINT)")
+        state.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.tables['T']} "
+            "(stream_time BIGINT, next_id BIGINT, left_time BIGINT, right_time BIGINT)"
+        )
+
+    def _live(self, ts: int, store_time: int) -> bool:
+        """Whether a window store whose newest record is at ``store_time`` still holds a
+        record at ``ts`` (Kafka Streams' fetch skips what is past retention, even before its
+        segment is dropped)."""
+        return ts > store_time - self.retention
 
     def _side_columns(self, side: JoinSide) -> list[str]:
         return [KEY, *side.value_names, TS, self.seq]
@@ -101,8 +111,15 @@ class StreamStreamJoin:
     ) -> pa.Table:
         other = "R" if which == "L" else "L"
         sides = {"L": self.node.left, "R": self.node.right}
-        meta = state.execute(f"SELECT stream_time, next_id FROM {self.tables['T']}").fetchall()
-        stream_time, next_id = (int(meta[0][0]), int(meta[0][1])) if meta else (-(2**62), 0)
+        meta = state.execute(
+            f"SELECT stream_time, next_id, left_time, right_time FROM {self.tables['T']}"
+        ).fetchall()
+        never = -(2**62)
+        stream_time, next_id, left_time, right_time = (
+            (int(v) for v in meta[0]) if meta else (never, 0, never, never)
+        )
+        # each side's store keeps time by the records put into it; stream time is shared
+        store_time = {"L": left_time, "R": right_time}
         cols = {w: ", ".join(_q(c) for c in self._side_columns(sides[w])) for w in ("L", "R")}
         # what the run can reach: the other side's rows with its keys, and every held record
         state.register("__run", rows)
@@ -150,6 +167,8 @@ class StreamStreamJoin:
         for i in range(rows.num_rows):
             ts = times[i]
             stream_time = max(stream_time, ts)
+            if keys[i] is not None and not deleted[i]:
+                store_time[which] = max(store_time[which], ts)
             if keys[i] is None or deleted[i]:
                 continue
             if self.grace is not None and ts == stream_time:
@@ -159,7 +178,7 @@ class StreamStreamJoin:
             lo, hi = max(0, ts - before), max(0, ts + after)
             matched = False
             for o in by_key.get(_hashable(keys[i]), ()):
-                if o.side == other and lo <= o.ts <= hi and o.ts >= stream_time - self.retention:
+                if o.side == other and lo <= o.ts <= hi and self._live(o.ts, store_time[other]):
                     matched = True
                     o.held = False
                     pair = (row, o) if which == "L" else (o, row)
@@ -170,9 +189,10 @@ class StreamStreamJoin:
                 else:
                     row.held = True
                     held.append(row)
-            if ts >= stream_time - self.retention:
+            if self._live(ts, store_time[which]):
                 added.append(row)
-        self._write(which, other, rows, added, held, reach, held_here, stream_time, next_id, state)
+        self._write(which, other, rows, added, held, reach, held_here, next_id, state)
+        self._advance(state, stream_time, next_id, store_time)
         return self._output(outputs, candidates, out_schema)
 
     def _expire_held(
@@ -200,7 +220,6 @@ class StreamStreamJoin:
         held: list[_Row],
         reach: pa.Table,
         held_here: pa.Table,
-        stream_time: int,
         next_id: int,
         state: duckdb.DuckDBPyConnection,
     ) -> None:
@@ -227,11 +246,19 @@ class StreamStreamJoin:
                 state.execute(f"INSERT INTO {self.tables[which]} SELECT * FROM __new")
             finally:
                 state.unregister("__new")
-        horizon = stream_time - self.retention
+
+    def _advance(
+        self, state: duckdb.DuckDBPyConnection, stream_time: int, next_id: int, store_time: dict[str, int]
+    ) -> None:
+        """Expire what the window stores no longer hold and record the times."""
         for side in ("L", "R"):
-            state.execute(f"DELETE FROM {self.tables[side]} WHERE {_q(TS)} < ? AND NOT {HELD}", [horizon])
+            horizon = store_time[side] - self.retention
+            state.execute(f"DELETE FROM {self.tables[side]} WHERE {_q(TS)} <= ? AND NOT {HELD}", [horizon])
         state.execute(f"DELETE FROM {self.tables['T']}")
-        state.execute(f"INSERT INTO {self.tables['T']} VALUES (?, ?)", [stream_time, next_id])
+        state.execute(
+            f"INSERT INTO {self.tables['T']} VALUES (?, ?, ?, ?)",
+            [stream_time, next_id, store_time["L"], store_time["R"]],
+        )
 
     def _names(self, which: str) -> tuple[str, ...]:
         return (self.node.left if which == "L" else self.node.right).value_names
