@@ -363,9 +363,11 @@ def test_historical_plans_compile(case: str, shape: str) -> None:
 
 
 @pytest.mark.skipif(not PLANS.is_dir(), reason=f"the historical plans are absent ({PLANS})")
-def test_historical_foreign_key_join_plan_is_refused_with_its_step() -> None:
-    name = "fk-join_-_Should_allow_partition_count_mismatch"
-    with pytest.raises(
-        PlanError, match=r"Joins of this type are not supported yet: fkTableTableJoinV1 at Join"
-    ):
-        _compile_case(name)
+def test_historical_foreign_key_join_plan_computes_the_foreign_key_on_its_left_side() -> None:
+    name = "fk-join_-_Should_support_left_join_with_left_value-column_expression"
+    (plan,) = _compile_case(name)
+    assert plan.join is not None and plan.join.kind.value == "foreign-key"
+    left = plan.join.left
+    assert [c.sql for c in left.select.columns if c.name == "__FK"] == ['"FOREIGN_KEY"']
+    # the foreign key is not one of the values the join passes on
+    assert "__FK" not in left.value_names and plan.step.source.is_table

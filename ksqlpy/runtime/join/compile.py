@@ -11,15 +11,18 @@ BY, GROUP BY) compile over it exactly as over a topic.
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
+
+import sqlglot
+from sqlglot import exp
 
 from ksqlpy.errors import PlanError
 from ksqlpy.parser.ast import SourceKind
 from ksqlpy.planner.catalog import Column, ColumnNamespace, Source
 from ksqlpy.planner.expressions.scope import duckdb_column
-from ksqlpy.planner.physical import SelectStep
+from ksqlpy.planner.physical import OutputColumn, SelectStep
 from ksqlpy.planner.steps import steps as s
-from ksqlpy.runtime.join.plan import KEY, JoinInput, JoinKind, JoinNode, JoinSide, Rekeyed
+from ksqlpy.runtime.join.plan import FOREIGN_KEY, KEY, JoinInput, JoinKind, JoinNode, JoinSide, Rekeyed
 
 if TYPE_CHECKING:
     from ksqlpy.runtime.compile import _Columns, _Compiler
@@ -45,6 +48,7 @@ _KINDS: dict[type, JoinKind] = {
     s.StreamStreamJoin: JoinKind.STREAM_STREAM,
     s.StreamTableJoin: JoinKind.STREAM_TABLE,
     s.TableTableJoin: JoinKind.TABLE_TABLE,
+    s.ForeignKeyTableTableJoin: JoinKind.FOREIGN_KEY,
 }
 
 
@@ -54,9 +58,15 @@ def _node(c: _Compiler, step: s.JoinStep, sink: Source) -> JoinNode:
         raise PlanError(f"Joins of this type are not supported yet: {step.TYPE} at {step.context}")
     left = _side(c, step.left_source, sink)
     right = _side(c, step.right_source, sink)
+    if isinstance(step, s.ForeignKeyTableTableJoin):
+        left = _with_foreign_key(c, step, left)
     schema = c.schemas[id(step)]
     if len(schema.key) != 1:
         raise PlanError(f"JOINs are only supported on one key column: {step.TYPE} at {step.context}")
+    if kind is JoinKind.FOREIGN_KEY and step.join_type.upper() not in ("INNER", "LEFT"):
+        raise PlanError(
+            f"{step.join_type} foreign-key joins are not supported: {step.TYPE} at {step.context}"
+        )
     left_names = set(left.value_names)
     right_names = set(right.value_names)
     key = schema.key[0]
@@ -70,7 +80,7 @@ def _node(c: _Compiler, step: s.JoinStep, sink: Source) -> JoinNode:
     )
     output = Source(
         name=step.context,
-        kind=SourceKind.TABLE if kind is JoinKind.TABLE_TABLE else SourceKind.STREAM,
+        kind=SourceKind.TABLE if kind in (JoinKind.TABLE_TABLE, JoinKind.FOREIGN_KEY) else SourceKind.STREAM,
         topic=sink.topic,
         columns=(Column(name=KEY, type=key.type, namespace=ColumnNamespace.KEY), *schema.value),
         key_format=sink.key_format,
@@ -96,6 +106,28 @@ def _node(c: _Compiler, step: s.JoinStep, sink: Source) -> JoinNode:
         synthetic=synthetic,
         **window,  # type: ignore[arg-type]
     )
+
+
+def _with_foreign_key(c: _Compiler, step: s.ForeignKeyTableTableJoin, left: JoinSide) -> JoinSide:
+    """The left side computing its foreign key: the join expression (old plans: a column) over
+    the left side's output columns."""
+    from ksqlpy.runtime.compile import _Columns
+
+    text = step.left_join_expression or step.left_join_column_name
+    if not isinstance(left, JoinInput) or text is None:
+        raise PlanError(
+            f"A foreign-key join must read a table and name its foreign key: {step.TYPE} at {step.context}"
+        )
+    schema = c.schemas[id(step.left_source)]
+    by_name: dict[str, exp.Expression] = {
+        col.name: cast(exp.Expression, sqlglot.parse_one(col.sql, dialect="duckdb"))
+        for col in left.select.columns
+    }
+    keys = {col.name: by_name[KEY] for col in schema.key}
+    values = {col.name: by_name[col.name] for col in schema.value if col.name in by_name}
+    compiled = c._compile(text, _Columns(schema, keys, values), step, "ON")
+    column = OutputColumn(name=FOREIGN_KEY, type=compiled.type, sql=str(compiled.sql.sql(dialect="duckdb")))
+    return replace(left, select=replace(left.select, columns=(*left.select.columns, column)))
 
 
 def _millis(seconds: float) -> int:

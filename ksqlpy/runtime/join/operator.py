@@ -12,6 +12,7 @@ ksqlDB's per-record semantics:
   records only change state (a tombstone deletes). Output key: the join key; timestamp: the
   stream record's.
 - stream–stream: see :mod:`ksqlpy.runtime.join.windowed`.
+- foreign-key table–table: see :meth:`JoinProcessor._foreign_key`.
 - table–table (primary keys): an update on either side emits the joined row, a row padded with
   nulls for an outer side, or a tombstone when the key's joined row no longer exists; the
   timestamp is the later of the two sides' (Kafka Streams' KTable-KTable join processors).
@@ -37,7 +38,17 @@ from ksqlpy.runtime.codec import HEADERS, TOMBSTONE
 from ksqlpy.runtime.evaluate import DELETE as EVAL_DELETE
 from ksqlpy.runtime.evaluate import TS as EVAL_TS
 from ksqlpy.runtime.evaluate import Evaluated, StepEvaluator
-from ksqlpy.runtime.join.plan import DELETE, KEY, TS, JoinInput, JoinKind, JoinNode, JoinSide, Rekeyed
+from ksqlpy.runtime.join.plan import (
+    DELETE,
+    FOREIGN_KEY,
+    KEY,
+    TS,
+    JoinInput,
+    JoinKind,
+    JoinNode,
+    JoinSide,
+    Rekeyed,
+)
 from ksqlpy.runtime.join.windowed import StreamStreamJoin
 from ksqlpy.runtime.processing_log import ProcessingError
 from ksqlpy.runtime.store.base import HEADER_TYPE
@@ -174,6 +185,10 @@ class JoinProcessor:
                 out = self._table_table(node, which, rows, state)
                 self._upsert(node, which, rows, state)
                 return out
+            case JoinKind.FOREIGN_KEY:
+                out = self._foreign_key(node, which, rows, state)
+                self._upsert(node, which, rows, state)
+                return out
             case JoinKind.STREAM_STREAM:
                 return self._windowed[id(node)].process(which, rows, state, _side_schema(node))
         raise PlanError(f"Joins of this kind are not supported yet: {node.kind.value} at {node.context}")
@@ -190,7 +205,7 @@ class JoinProcessor:
         """A table side's new values: the last change of each key in the run."""
         table = self.table(node, which)
         side = node.left if which == "L" else node.right
-        cols = ", ".join(_q(c) for c in (KEY, *_values(side), TS, SEQ))
+        cols = ", ".join(_q(c) for c in (*(f.name for f in _side_fields(side)), TS, SEQ))
         state.register("__run", rows)
         try:
             state.execute(f"DELETE FROM {table} WHERE {_q(KEY)} IN (SELECT {_q(KEY)} FROM __run)")
@@ -257,6 +272,55 @@ class JoinProcessor:
             WHERE __YP OR ({x_outer} AND (NOT {d} OR __OLD))
             ORDER BY {seq}
         """
+        return self._query(state, sql, rows, node)
+
+    def _foreign_key(
+        self, node: JoinNode, which: str, rows: pa.Table, state: duckdb.DuckDBPyConnection
+    ) -> pa.Table:
+        """A foreign-key join keyed by the left table's key. A left row joins the right row its
+        foreign key names (LEFT: padded with nulls when there is none; INNER: nothing); a left
+        delete is a tombstone when the row existed. A right update re-joins every left row
+        naming it; a right delete makes them tombstones (INNER) or padded rows (LEFT)."""
+        k, d, ts, seq, fk = _q(KEY), _q(DELETE), _q(TS), _q(SEQ), _q(FOREIGN_KEY)
+        outer = "TRUE" if node.join_type == "LEFT" else "FALSE"
+        left_values, right_values = _values(node.left), _values(node.right)
+        if which == "L":
+            items = [f"x.{k}"]
+            items += [f"CASE WHEN NOT x.{d} THEN x.{_q(v)} END AS {_q(v)}" for v in left_values]
+            items += [f"y.{_q(v)}" for v in right_values]
+            items += [
+                f"CASE WHEN y.{k} IS NOT NULL THEN greatest(x.{ts}, y.{ts}) ELSE x.{ts} END AS {ts}",
+                f"x.{d}",
+                f"x.{seq}",
+            ]
+            sql = f"""
+                WITH x AS (
+                    SELECT r.*, COALESCE(
+                        lag(NOT r.{d}) OVER (PARTITION BY r.{k} ORDER BY r.{seq}),
+                        EXISTS (SELECT 1 FROM {self.table(node, "L")} s WHERE s.{k} = r.{k})
+                    ) AS __OLD
+                    FROM __run r WHERE r.{k} IS NOT NULL
+                )
+                SELECT {", ".join(items)}
+                FROM x LEFT JOIN {self.table(node, "R")} y ON NOT x.{d} AND x.{fk} = y.{k}
+                WHERE (x.{d} AND x.__OLD) OR (NOT x.{d} AND (y.{k} IS NOT NULL OR {outer}))
+                ORDER BY x.{seq}
+            """
+        else:
+            items = [f"l.{k}"]
+            items += [f"l.{_q(v)}" for v in left_values]
+            items += [f"CASE WHEN NOT r.{d} THEN r.{_q(v)} END AS {_q(v)}" for v in right_values]
+            items += [
+                f"CASE WHEN r.{d} THEN r.{ts} ELSE greatest(l.{ts}, r.{ts}) END AS {ts}",
+                f"(r.{d} AND NOT {outer}) AS {d}",
+                f"r.{seq}",
+            ]
+            sql = f"""
+                SELECT {", ".join(items)}
+                FROM __run r JOIN {self.table(node, "L")} l ON l.{fk} = r.{k}
+                WHERE r.{k} IS NOT NULL
+                ORDER BY r.{seq}, l.{k}
+            """
         return self._query(state, sql, rows, node)
 
 

@@ -19,25 +19,29 @@ from ksqlpy.planner.physical import SelectStep
 KEY = "__JK"
 TS = "__TS"
 DELETE = "__DELETE"
+#: a foreign-key join's left side: the foreign key of each row (its left join expression)
+FOREIGN_KEY = "__FK"
 
 
 class JoinKind(enum.Enum):
     STREAM_STREAM = "stream-stream"
     STREAM_TABLE = "stream-table"
     TABLE_TABLE = "table-table"
+    FOREIGN_KEY = "foreign-key"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class JoinInput:
     """A topic read through its pre-join chain (re-key, PrependAlias select): ``select``'s key
-    column is named :data:`KEY`."""
+    column is named :data:`KEY`; the left side of a foreign-key join also computes
+    :data:`FOREIGN_KEY`, which is not one of its values."""
 
     source: Source
     select: SelectStep
 
     @property
     def value_names(self) -> tuple[str, ...]:
-        return tuple(c.name for c in self.select.value_columns)
+        return tuple(c.name for c in self.select.value_columns if c.name != FOREIGN_KEY)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -99,4 +103,4 @@ class Rekeyed:
 
 JoinSide = JoinInput | JoinNode | Rekeyed
 
-__all__ = ["DELETE", "KEY", "TS", "JoinInput", "JoinKind", "JoinNode", "JoinSide", "Rekeyed"]
+__all__ = ["DELETE", "FOREIGN_KEY", "KEY", "TS", "JoinInput", "JoinKind", "JoinNode", "JoinSide", "Rekeyed"]

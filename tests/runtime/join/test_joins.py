@@ -177,3 +177,27 @@ def test_processing_order_keeps_offsets_and_takes_the_lowest_next_timestamp() ->
     )
     # a's 30 comes before its 10 (offset order); b's 20 waits for a's head (30) to be taken
     assert _processing_order(records).tolist() == [2, 0, 1, 3]
+
+
+def test_foreign_key_join_follows_both_tables(engine: Any) -> None:
+    engine.session().execute_all(
+        """
+        CREATE TABLE orders (id VARCHAR PRIMARY KEY, user_id VARCHAR, n INT)
+          WITH (kafka_topic='orders', value_format='JSON', partitions=1);
+        CREATE TABLE users (uid VARCHAR PRIMARY KEY, name VARCHAR)
+          WITH (kafka_topic='users', value_format='JSON', partitions=1);
+        CREATE TABLE j AS SELECT o.id AS id, n, name FROM orders o LEFT JOIN users u ON o.user_id = u.uid;
+        """
+    )
+    _produce(engine, "users", [("u1", {"NAME": "ann"}, 1)])
+    _produce(engine, "orders", [("o1", {"USER_ID": "u1", "N": 1}, 2), ("o2", {"USER_ID": "u2", "N": 2}, 3)])
+    _produce(engine, "users", [("u1", {"NAME": "anne"}, 4)])  # re-joins every order naming u1
+    _produce(engine, "users", [("u1", None, 5)])  # LEFT: the orders stay, without a user
+    _produce(engine, "orders", [("o2", None, 6)])  # a left delete is a tombstone
+    assert _read(engine, "J") == [
+        ("o1", {"N": 1, "NAME": "ann"}, 2),
+        ("o2", {"N": 2, "NAME": None}, 3),
+        ("o1", {"N": 1, "NAME": "anne"}, 4),
+        ("o1", {"N": 1, "NAME": None}, 5),
+        ("o2", None, 6),
+    ]
