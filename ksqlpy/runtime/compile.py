@@ -24,6 +24,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import sqlglot
 from sqlglot import exp
 
 from ksqlpy import sqltypes
@@ -31,7 +32,7 @@ from ksqlpy.errors import AnalysisError, PlanError
 from ksqlpy.parser import ast
 from ksqlpy.planner import physical
 from ksqlpy.planner.aggregate import DEFAULT_GRACE_MS
-from ksqlpy.planner.catalog import Catalog, Source
+from ksqlpy.planner.catalog import Catalog, FormatInfo, Source
 from ksqlpy.planner.expressions import compile_expression
 from ksqlpy.planner.expressions.scope import ColumnScope, ScopeColumn, duckdb_column
 from ksqlpy.planner.select import with_sink_timestamp
@@ -39,7 +40,14 @@ from ksqlpy.planner.steps import commands as cmd
 from ksqlpy.planner.steps import steps as s
 from ksqlpy.planner.steps.catalog import source_of
 from ksqlpy.planner.steps.formats import WindowExpression
-from ksqlpy.planner.steps.schema import LogicalSchema, parse_expression, resolve_all, split_select
+from ksqlpy.planner.steps.schema import (
+    LogicalSchema,
+    parse_expression,
+    quote_name,
+    resolve_all,
+    split_select,
+)
+from ksqlpy.runtime.serde.format import NAMED_DELIMITERS
 
 #: the property saying whether aggregations emit per record (``0``) or per batch
 CACHE_PROPERTY = "ksql.streams.cache.max.bytes.buffering"
@@ -87,6 +95,26 @@ def compile_query(
     return physical.QueryPlan(
         query_id=query_plan.query_id, step=step, sink=sink, statement=statement, join=compiler.join
     )
+
+
+def source_from_command(
+    command: cmd.CreateSourceCommand, types: Mapping[str, sqltypes.SqlType] | None = None, **options: Any
+) -> Source:
+    """The catalog's view of a DDL command (see ``steps.catalog.source_of``), with the named
+    delimiters plans keep as ksqlDB writes them (``SPACE``, ``TAB``) as the characters they name."""
+    source = source_of(command, types, **options)
+    return replace(
+        source,
+        key_format=_named_delimiter(source.key_format),
+        value_format=_named_delimiter(source.value_format),
+    )
+
+
+def _named_delimiter(fmt: FormatInfo) -> FormatInfo:
+    delimiter = fmt.properties.get("delimiter")
+    if delimiter is None or delimiter.upper() not in NAMED_DELIMITERS:
+        return fmt
+    return replace(fmt, properties={**fmt.properties, "delimiter": NAMED_DELIMITERS[delimiter.upper()]})
 
 
 def _unsupported(step: s.ExecutionStep, what: str) -> PlanError:
@@ -138,7 +166,7 @@ class _Compiler:
 
             self.join, base = compile_join(self, chain[0], sink)
         if any(isinstance(st, s.AggregateStep) for st in chain):
-            return self._aggregate(chain, base)
+            return self._aggregate(chain, sink, base)
         return self._select(chain, sink, base)
 
     @staticmethod
@@ -178,7 +206,7 @@ class _Compiler:
             formats=step.formats,
             window_info=window,
         )
-        source = source_of(
+        source = source_from_command(
             command,
             self.types,
             statement=known.statement if known is not None else "",
@@ -297,7 +325,8 @@ class _Compiler:
             kind=kind,
             source=read,
             where_sql=_and(where),
-            columns=tuple(out),
+            # a join's side writes to no sink: its key is the join key, whatever its name
+            columns=_named_as_sink(out, sink) if sink is not None else tuple(out),
             multiplies_rows=flags.get("flat_mapped", False),
             rekeyed=flags.get("rekeyed", False),
         )
@@ -308,7 +337,7 @@ class _Compiler:
     # -------------------------------------------------------------------------- aggregations
 
     def _aggregate(
-        self, chain: list[s.ExecutionStep], base: tuple[Source, _Columns] | None = None
+        self, chain: list[s.ExecutionStep], sink: Source, base: tuple[Source, _Columns] | None = None
     ) -> physical.AggregateStep:
         at = next(i for i, st in enumerate(chain) if isinstance(st, s.AggregateStep))
         aggregate = chain[at]
@@ -366,6 +395,7 @@ class _Compiler:
             expr, _ = split_select(text)
             compiled = self._compile_post(expr, post, substitute, projection, "SELECT")
             out.append(physical.OutputColumn(name=c.name, type=c.type, sql=_sql(compiled.sql)))
+        calls += self._carried(aggregate, grouped, post, [*having, *(c.sql for c in out)])
         cache = str(self.config.get(CACHE_PROPERTY, "10000000")).strip()
         return physical.AggregateStep(
             source=source,
@@ -374,7 +404,7 @@ class _Compiler:
             calls=calls,
             window=window,
             having_sql=" AND ".join(f"({h})" for h in having) if having else None,
-            columns=tuple(out),
+            columns=_named_as_sink(out, sink),
             emit_final=emit_final,
             per_record=cache == "0",
         )
@@ -388,11 +418,14 @@ class _Compiler:
             sqls = [columns.keys[c.name] for c in columns.schema.key]
         else:
             assert isinstance(step, s.GroupByStep)
-            if isinstance(step, s.StreamGroupByV1 | s.TableGroupByV1) and len(step.group_by_expressions) > 1:
-                raise _unsupported(
-                    step, "Grouping by several expressions into one STRING key is not supported yet"
-                )
             sqls = [self._compile(e, columns, step, "GROUP BY").sql for e in step.group_by_expressions]
+            if isinstance(step, s.StreamGroupByV1 | s.TableGroupByV1) and len(sqls) > 1:
+                # ksqlDB before 0.15 grouped by several expressions into one STRING key: their
+                # values as text, joined by '|+|' (a null as 'null', Java's String.valueOf)
+                parts = [f"COALESCE(CAST({_sql(e)} AS VARCHAR), 'null')" for e in sqls]
+                sqls = [
+                    typing.cast(exp.Expression, sqlglot.parse_one(" || '|+|' || ".join(parts), read="duckdb"))
+                ]
         if len(sqls) != len(schema.key):
             raise _unsupported(step, "GROUP BY keys do not match the step's schema")
         keys = tuple(
@@ -409,60 +442,66 @@ class _Compiler:
     def _calls(self, step: s.AggregateStep, grouped: _Columns) -> tuple[physical.AggregateCall, ...]:
         """The aggregate calls resolved as the analyzer resolves them (``COUNT(*)`` is written
         ``COUNT(ROWTIME)`` in plans)."""
+        return tuple(
+            self._call(step, text, grouped, f"KSQL_AGG_VARIABLE_{i}")
+            for i, text in enumerate(step.aggregation_functions)
+        )
+
+    def _call(self, step: s.AggregateStep, text: str, grouped: _Columns, name: str) -> physical.AggregateCall:
         from ksqlpy.planner.functions import aggregates  # noqa: F401 - registers the aggregate library
         from ksqlpy.planner.functions.aggregate import NOT_CONSTANT, AggregateArg, resolve_aggregate
 
-        calls: list[physical.AggregateCall] = []
-        for i, text in enumerate(step.aggregation_functions):
-            call = parse_expression(text)
-            if not isinstance(call, ast.FunctionCall):
-                raise _unsupported(step, f"Not an aggregate call ({text})")
-            args: list[AggregateArg] = []
-            sqls: list[str] = []
-            arg_types: list[sqltypes.SqlType] = []
-            if call.star:
-                args.append(AggregateArg(type=sqltypes.BIGINT, star=True))
-                sqls.append('"ROWTIME"')
-                arg_types.append(sqltypes.BIGINT)
-            scope = grouped.scope("SELECT")
+        call = parse_expression(text)
+        if not isinstance(call, ast.FunctionCall):
+            raise _unsupported(step, f"Not an aggregate call ({text})")
+        args: list[AggregateArg] = []
+        sqls: list[str] = []
+        arg_types: list[sqltypes.SqlType] = []
+        if call.star:
+            args.append(AggregateArg(type=sqltypes.BIGINT, star=True))
+            sqls.append('"ROWTIME"')
+            arg_types.append(sqltypes.BIGINT)
+        scope = grouped.scope("SELECT")
+        try:
             for a in call.args:
-                try:
-                    compiled = compile_expression(a, scope, custom_types=self.types)
-                except AnalysisError as e:
-                    raise PlanError(
-                        f"Step '{step.context}' ({step.TYPE}) does not compile: {e.message}"
-                    ) from None
+                compiled = compile_expression(a, scope, custom_types=self.types)
                 constant = compiled.value if compiled.is_constant else NOT_CONSTANT
                 args.append(AggregateArg(type=compiled.type, constant=constant))
                 sqls.append(_sql(compiled.sql))
                 arg_types.append(compiled.type or sqltypes.STRING)
-            try:
-                accumulator = resolve_aggregate(call.name, args)
-            except AnalysisError as e:
-                raise PlanError(
-                    f"Step '{step.context}' ({step.TYPE}) does not compile: {e.message}"
-                ) from None
-            present = [j < len(sqls) for j in accumulator.column_args]
-            calls.append(
-                physical.AggregateCall(
-                    name=f"KSQL_AGG_VARIABLE_{i}",
-                    text=text,
-                    args_sql=tuple(
-                        sqls[j] if ok else '"ROWTIME"' for j, ok in zip(accumulator.column_args, present)
-                    ),
-                    arg_types=tuple(
-                        arg_types[j] if ok else sqltypes.BIGINT
-                        for j, ok in zip(accumulator.column_args, present)
-                    ),
-                    accumulator=accumulator,
-                )
-            )
+            accumulator = resolve_aggregate(call.name, args)
+        except AnalysisError as e:
+            raise PlanError(f"Step '{step.context}' ({step.TYPE}) does not compile: {e.message}") from None
+        present = [j < len(sqls) for j in accumulator.column_args]
+        return physical.AggregateCall(
+            name=name,
+            text=text,
+            args_sql=tuple(sqls[j] if ok else '"ROWTIME"' for j, ok in zip(accumulator.column_args, present)),
+            arg_types=tuple(
+                arg_types[j] if ok else sqltypes.BIGINT for j, ok in zip(accumulator.column_args, present)
+            ),
+            accumulator=accumulator,
+        )
+
+    def _carried(
+        self, step: s.AggregateStep, grouped: _Columns, post: _Columns, sqls: list[str]
+    ) -> tuple[physical.AggregateCall, ...]:
+        """Calls keeping the carried (non-aggregate) columns that the output reads: each
+        group's value from its latest record, nulls included, as ksqlDB's aggregator copies
+        them. Only plans of ksqlDB before 0.15 read them (``KEY='foo'`` sources)."""
+        calls = []
+        for c in post.schema.value:
+            column = f'"{_CARRIED_PREFIX}{c.name}"'
+            carried = c.name in post.values and _sql(post.values[c.name]) == column
+            if carried and any(column in sql for sql in sqls):
+                text = f"LATEST_BY_OFFSET({quote_name(c.name)}, false)"
+                calls.append(self._call(step, text, grouped, _CARRIED_PREFIX + c.name))
         return tuple(calls)
 
     def _aggregated(self, step: s.AggregateStep, keys: tuple[physical.OutputColumn, ...]) -> _Columns:
         """The aggregation's output columns over the aggregated relation: group keys as
         ``__K<i>``, the calls by name, the window bounds. A carried (non-aggregate) value column
-        is only readable where it is a group key; elsewhere ksqlDB refuses it before planning."""
+        reads as a group key where it is one, else as its latest value (see :meth:`_carried`)."""
         schema = self.schemas[id(step)]
         key_sql = {c.name: duckdb_column(k.name) for c, k in zip(schema.key, keys, strict=True)}
         values: dict[str, exp.Expression] = {}
@@ -471,6 +510,8 @@ class _Compiler:
                 values[c.name] = duckdb_column(c.name)
             elif c.name in key_sql:
                 values[c.name] = key_sql[c.name]
+            elif not isinstance(step, s.TableAggregate):  # a table's rows can be retracted
+                values[c.name] = duckdb_column(_CARRIED_PREFIX + c.name)
         return _Columns(schema, key_sql, values)
 
     def _substitution(
@@ -509,6 +550,9 @@ class _Compiler:
             raise PlanError(f"Step '{step.context}' ({step.TYPE}) does not compile: {e.message}") from None
 
 
+#: the aggregated relation's columns holding carried (non-aggregate) values
+_CARRIED_PREFIX = "__CARRIED_"
+
 _LITERALS = (
     ast.NullLiteral,
     ast.BooleanLiteral,
@@ -542,6 +586,19 @@ def _rewrite(node: Any, fn: Callable[[Any], Any | None]) -> Any:
     return dataclasses.replace(node, **changes) if changes else node
 
 
+def _named_as_sink(columns: list[physical.OutputColumn], sink: Source) -> tuple[physical.OutputColumn, ...]:
+    """The output's key columns under the sink's names. Plans of ksqlDB before 0.15 did not
+    name the result's key (``keyColumnNames``): the sink's DDL command did, and the records
+    must match the sink's schema."""
+    keys = [c for c in columns if c.is_key]
+    names = [c.name for c in sink.key_columns]
+    if len(keys) != len(names) or {c.name for c in keys} == set(names):
+        # the same names, in whatever order (the new planner's sinks list keys as projected)
+        return tuple(columns)
+    renamed = iter(names)
+    return tuple(replace(c, name=next(renamed)) if c.is_key else c for c in columns)
+
+
 def _window(w: WindowExpression) -> physical.WindowSpec:
     """A window expression with Kafka Streams' defaults (see ``planner.aggregate.window_spec``)."""
     final = (w.emit_strategy or "").upper() == "FINAL"
@@ -566,4 +623,4 @@ def _window(w: WindowExpression) -> physical.WindowSpec:
     raise PlanError(f"Unsupported window: {w.window_type}")
 
 
-__all__ = ["CACHE_PROPERTY", "compile_query"]
+__all__ = ["CACHE_PROPERTY", "compile_query", "source_from_command"]

@@ -257,12 +257,12 @@ class Engine:
     def _apply_create(
         self, plan: KsqlPlan, command: Any, properties: Mapping[str, Any], generation: int
     ) -> PersistentQuery | None:
-        from ksqlpy.planner.steps.catalog import source_of
+        from ksqlpy.runtime.compile import source_from_command
 
         spec = self.store.describe_topic(command.topic_name)
         if spec is None:
             spec = self._topic_like(plan.query_plan)
-        source = source_of(
+        source = source_from_command(
             command, self.catalog.types, statement=plan.statement_text, partitions=spec.partitions, replicas=spec.replicas
         )
         if plan.query_plan is None:

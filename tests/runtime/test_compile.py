@@ -29,6 +29,7 @@ from ksqlpy.planner.steps import (
     StreamFilter,
     StreamFlatMap,
     StreamGroupBy,
+    StreamGroupByKey,
     StreamSelect,
     StreamSelectKey,
     StreamSink,
@@ -371,3 +372,129 @@ def test_historical_foreign_key_join_plan_computes_the_foreign_key_on_its_left_s
     assert [c.sql for c in left.select.columns if c.name == "__FK"] == ['"FOREIGN_KEY"']
     # the foreign key is not one of the values the join passes on
     assert "__FK" not in left.value_names and plan.step.source.is_table
+
+
+def test_old_plans_without_key_names_write_the_sink_key() -> None:
+    # ksqlDB before 0.15 did not write keyColumnNames: the sink's DDL command names the key
+    prepare = StreamSelect(
+        context="Aggregate/Prepare", source=_source(), select_expressions=("B AS B", "ROWTIME AS ROWTIME")
+    )
+    group = StreamGroupBy(
+        context="Aggregate/GroupBy", source=prepare, internal_formats=JSON, group_by_expressions=("B",)
+    )
+    agg = StreamAggregate(
+        context="Aggregate/Aggregate",
+        source=group,
+        internal_formats=JSON,
+        non_aggregate_columns=("B", "ROWTIME"),
+        aggregation_functions=("COUNT(ROWTIME)",),
+    )
+    project = TableSelect(
+        context="Aggregate/Project", source=agg, select_expressions=("KSQL_AGG_VARIABLE_0 AS N",)
+    )
+    root = TableSink(context="OUTPUT", source=project, formats=JSON, topic_name="OUTPUT")
+    sink = _sink_source("OUTPUT", "`ALIASED` STRING KEY, `N` BIGINT", SourceKind.TABLE)
+    step = compile_query(_plan(root), _catalog(), sink, {}).step
+    assert [(c.name, c.is_key, c.sql) for c in step.columns] == [
+        ("ALIASED", True, '"__K0"'),
+        ("N", False, '"KSQL_AGG_VARIABLE_0"'),
+    ]
+    assert not step.per_record  # the cache is on unless the config turns it off
+
+
+@pytest.mark.parametrize(("name", "char"), [("SPACE", " "), ("TAB", "\t"), ("|", "|")])
+def test_named_delimiters_of_plans_become_characters(name: str, char: str) -> None:
+    from ksqlpy.planner.steps import CreateStreamCommand
+    from ksqlpy.runtime.compile import source_from_command
+
+    formats = Formats(
+        key_format=PlanFormat(format="KAFKA"),
+        value_format=PlanFormat(format="DELIMITED", properties=(("delimiter", name),)),
+    )
+    command = CreateStreamCommand(source_name="S", schema=SCHEMA, topic_name="s", formats=formats)
+    assert source_from_command(command).value_format.properties == {"delimiter": char}
+
+
+def test_sink_listing_the_same_keys_in_another_order_keeps_them() -> None:
+    # ksqlDB's new planner recorded sinks with the keys in projection order
+    two_keys = "`K1` STRING KEY, `K2` INTEGER KEY, `V` STRING"
+    source = StreamSource(
+        context="KsqlTopic/Source", topic_name="input", formats=JSON, source_schema=two_keys
+    )
+    project = StreamSelect(
+        context="Project", source=source, key_column_names=("K1", "K2"), select_expressions=("V AS V",)
+    )
+    root = StreamSink(context="OUTPUT", source=project, formats=JSON, topic_name="OUTPUT")
+    sink = _sink_source("OUTPUT", "`K2` INTEGER KEY, `K1` STRING KEY, `V` STRING")
+    step = compile_query(_plan(root), _catalog(), sink, {}).step
+    assert [(c.name, c.sql) for c in step.key_columns] == [("K1", '"K1"'), ("K2", '"K2"')]
+
+
+def test_old_plans_group_by_several_expressions_into_one_string_key() -> None:
+    from ksqlpy.planner.steps import StreamGroupByV1
+
+    prepare = StreamSelect(
+        context="Aggregate/Prepare",
+        source=_source(),
+        select_expressions=("A AS A", "B AS B", "ROWTIME AS ROWTIME"),
+    )
+    group = StreamGroupByV1(
+        context="Aggregate/GroupBy", source=prepare, internal_formats=JSON, group_by_expressions=("B", "A")
+    )
+    agg = StreamAggregate(
+        context="Aggregate/Aggregate",
+        source=group,
+        internal_formats=JSON,
+        non_aggregate_columns=("A", "B", "ROWTIME"),
+        aggregation_functions=("COUNT(ROWTIME)",),
+    )
+    project = TableSelect(
+        context="Aggregate/Project", source=agg, select_expressions=("KSQL_AGG_VARIABLE_0 AS N",)
+    )
+    root = TableSink(context="OUTPUT", source=project, formats=JSON, topic_name="OUTPUT")
+    sink = _sink_source("OUTPUT", "`KSQL_COL_1` STRING KEY, `N` BIGINT", SourceKind.TABLE)
+    step = compile_query(_plan(root), _catalog(), sink, {}).step
+    assert isinstance(step, physical.AggregateStep)
+    (key,) = step.group_keys
+    assert key.type == sqltypes.STRING
+    con = duckdb.connect()
+    con.register("input", pa.table(BATCH))
+    assert [r[0] for r in con.sql(f"SELECT {key.sql} FROM input").fetchall()] == [
+        "x|+|1",
+        "y|+|5",
+        "null|+|10",
+    ]
+
+
+def test_carried_columns_read_as_their_latest_value() -> None:
+    # ksqlDB before 0.15 projected a non-aggregate column that is not a group key (a source
+    # declared with KEY='b'): the aggregation carries its value from the group's latest record
+    prepare = StreamSelect(
+        context="Aggregate/Prepare", source=_source(), select_expressions=("B AS B", "ROWTIME AS ROWTIME")
+    )
+    group = StreamGroupByKey(context="Aggregate/GroupBy", source=prepare, internal_formats=JSON)
+    agg = StreamAggregate(
+        context="Aggregate/Aggregate",
+        source=group,
+        internal_formats=JSON,
+        non_aggregate_columns=("B", "ROWTIME"),
+        aggregation_functions=("COUNT(ROWTIME)",),
+    )
+    project = TableSelect(
+        context="Aggregate/Project", source=agg, select_expressions=("B AS B", "KSQL_AGG_VARIABLE_0 AS N")
+    )
+    root = TableSink(context="OUTPUT", source=project, formats=JSON, topic_name="OUTPUT")
+    sink = _sink_source("OUTPUT", "`ID` STRING KEY, `B` STRING, `N` BIGINT", SourceKind.TABLE)
+    step = compile_query(_plan(root), _catalog(), sink, {}).step
+    assert isinstance(step, physical.AggregateStep)
+    carried = step.calls[-1]
+    assert carried.name == "__CARRIED_B" and carried.accumulator.name == "LATEST_BY_OFFSET"
+    assert carried.args_sql == ('"B"',)
+    assert [(c.name, c.sql) for c in step.value_columns] == [
+        ("B", '"__CARRIED_B"'),
+        ("N", '"KSQL_AGG_VARIABLE_0"'),
+    ]
+    # a null is a value too: the latest record's null replaces an earlier value
+    acc = carried.accumulator
+    assert acc.result(acc.add(acc.add(acc.initial(), ("x",)), (None,))) is None
+    assert acc.result(acc.add(acc.add(acc.initial(), (None,)), ("y",))) == "y"
