@@ -223,7 +223,7 @@ class JoinProcessor:
         items += [f"r.{_q(v)}" for v in _values(node.right)]
         if node.synthetic is not None:
             items.append(f"l.{_q(KEY)} AS {_q(node.synthetic)}")
-        items += [f"l.{_q(TS)}", f"FALSE AS {_q(DELETE)}", f"l.{_q(SEQ)}"]
+        items += [f"l.{_q(TS)}", f"FALSE AS {_q(DELETE)}", f"l.{_q(SEQ)}", f"l.{_q(HEADERS)}"]
         how = "LEFT" if node.join_type == "LEFT" else "INNER"
         sql = (
             f"SELECT {', '.join(items)} FROM __run l {how} JOIN {self.table(node, 'R')} r "
@@ -255,6 +255,7 @@ class JoinProcessor:
             f"CASE WHEN __YP THEN greatest({ts}, __YTS) ELSE {ts} END AS {ts}",
             f"NOT (NOT {d} OR (__YP AND {y_outer})) AS {d}",
             seq,
+            _q(HEADERS),
         ]
         y_cols = "".join(f", y.{_q(v)}" for v in _values(other_side))
         sql = f"""
@@ -292,6 +293,7 @@ class JoinProcessor:
                 f"CASE WHEN y.{k} IS NOT NULL THEN greatest(x.{ts}, y.{ts}) ELSE x.{ts} END AS {ts}",
                 f"x.{d}",
                 f"x.{seq}",
+                f"x.{_q(HEADERS)}",
             ]
             sql = f"""
                 WITH x AS (
@@ -314,6 +316,7 @@ class JoinProcessor:
                 f"CASE WHEN r.{d} THEN r.{ts} ELSE greatest(l.{ts}, r.{ts}) END AS {ts}",
                 f"(r.{d} AND NOT {outer}) AS {d}",
                 f"r.{seq}",
+                f"r.{_q(HEADERS)}",
             ]
             sql = f"""
                 SELECT {", ".join(items)}
@@ -339,13 +342,15 @@ def _side_fields(side: JoinSide) -> list[pa.Field]:
 
 
 def _side_schema(node: JoinNode) -> pa.Schema:
-    """What a join emits: its output columns, then TS, DELETE and SEQ."""
+    """What a join emits: its output columns, then TS, DELETE, SEQ and the headers of the
+    record that triggered each result (Kafka Streams forwards the record's context)."""
     return pa.schema(
         [
             *_side_fields(node),
             pa.field(TS, pa.int64()),
             pa.field(DELETE, pa.bool_()),
             pa.field(SEQ, pa.int64()),
+            pa.field(HEADERS, HEADER_TYPE),
         ]
     )
 
@@ -356,12 +361,13 @@ def _empty_side(side: JoinSide) -> pa.Table:
         pa.field(TS, pa.int64()),
         pa.field(DELETE, pa.bool_()),
         pa.field(SEQ, pa.int64()),
+        pa.field(HEADERS, HEADER_TYPE),
     ]
     return pa.schema(fields).empty_table()
 
 
 def _side_rows(side: JoinInput | Rekeyed, rows: pa.Table) -> pa.Table:
-    """A select's evaluated rows as a side's run: key, values, TS, DELETE, SEQ."""
+    """A select's evaluated rows as a side's run: key, values, TS, DELETE, SEQ, headers."""
     cols: dict[str, Any] = {c.name: rows.column(c.name) for c in side.select.columns}
     cols[TS] = rows.column(EVAL_TS)
     if EVAL_DELETE in rows.column_names:
@@ -369,6 +375,7 @@ def _side_rows(side: JoinInput | Rekeyed, rows: pa.Table) -> pa.Table:
     else:
         cols[DELETE] = pa.array(np.zeros(rows.num_rows, dtype=bool))
     cols[SEQ] = rows.column(SEQ)
+    cols[HEADERS] = rows.column(HEADERS)
     table = pa.table(cols)
     return table.sort_by(SEQ) if table.num_rows > 1 else table
 
@@ -418,7 +425,7 @@ def _as_decoded(rows: pa.Table, schema: pa.Schema) -> pa.Table:
             case "ROWOFFSET":
                 cols.append(rows.column(SEQ))
             case _ if f.name == HEADERS:
-                cols.append(pa.nulls(n, HEADER_TYPE))
+                cols.append(rows.column(HEADERS))
             case _ if f.name == TOMBSTONE:
                 cols.append(rows.column(DELETE))
             case _:

@@ -27,6 +27,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ksqlpy.runtime.codec import HEADERS
 from ksqlpy.runtime.join.plan import DELETE, KEY, TS, JoinNode, JoinSide
 
 #: a buffered record's id (unique per join) and whether it is held for an outer result
@@ -158,7 +159,7 @@ class StreamStreamJoin:
             before, after = self.before, self.after
         else:
             before, after = self.after, self.before
-        outputs: list[tuple[_Row | None, _Row | None, int]] = []
+        outputs: list[tuple[_Row | None, _Row | None, int, int]] = []
         added: list[_Row] = []
         this_outer = which in self.preserved
         keys = rows.column(KEY).to_pylist()
@@ -172,7 +173,7 @@ class StreamStreamJoin:
             if keys[i] is None or deleted[i]:
                 continue
             if self.grace is not None and ts == stream_time:
-                self._expire_held(held, stream_time, outputs)
+                self._expire_held(held, stream_time, outputs, i)
             row = _Row(which, 0, i, keys[i], ts, next_id)
             next_id += 1
             lo, hi = max(0, ts - before), max(0, ts + after)
@@ -182,10 +183,10 @@ class StreamStreamJoin:
                     matched = True
                     o.held = False
                     pair = (row, o) if which == "L" else (o, row)
-                    outputs.append((pair[0], pair[1], max(ts, o.ts)))
+                    outputs.append((pair[0], pair[1], max(ts, o.ts), i))
             if this_outer and not matched:
                 if self.grace is None or hi < stream_time:
-                    outputs.append((row, None, ts) if which == "L" else (None, row, ts))
+                    outputs.append((row, None, ts, i) if which == "L" else (None, row, ts, i))
                 else:
                     row.held = True
                     held.append(row)
@@ -193,10 +194,14 @@ class StreamStreamJoin:
                 added.append(row)
         self._write(which, other, rows, added, held, reach, held_here, next_id, state)
         self._advance(state, stream_time, next_id, store_time)
-        return self._output(outputs, candidates, out_schema)
+        return self._output(outputs, candidates, rows, out_schema)
 
     def _expire_held(
-        self, held: list[_Row], stream_time: int, outputs: list[tuple[_Row | None, _Row | None, int]]
+        self,
+        held: list[_Row],
+        stream_time: int,
+        outputs: list[tuple[_Row | None, _Row | None, int, int]],
+        trigger: int,
     ) -> None:
         """Held records whose window and grace have passed, oldest first, padded with nulls."""
         assert self.grace is not None
@@ -208,7 +213,7 @@ class StreamStreamJoin:
         due.sort(key=lambda r: (r.ts, r.side != "R", r.id))
         for r in due:
             r.held = False
-            outputs.append((r, None, r.ts) if r.side == "L" else (None, r, r.ts))
+            outputs.append((r, None, r.ts, trigger) if r.side == "L" else (None, r, r.ts, trigger))
         held[:] = [r for r in held if r.held]
 
     def _write(
@@ -265,8 +270,9 @@ class StreamStreamJoin:
 
     def _output(
         self,
-        outputs: list[tuple[_Row | None, _Row | None, int]],
+        outputs: list[tuple[_Row | None, _Row | None, int, int]],
         candidates: dict[str, list[pa.Table]],
+        rows: pa.Table,
         schema: pa.Schema,
     ) -> pa.Table:
         if not outputs:
@@ -297,6 +303,8 @@ class StreamStreamJoin:
         cols[TS] = pa.array([o[2] for o in outputs], pa.int64())
         cols[DELETE] = pa.array([False] * len(outputs))
         cols[self.seq] = pa.array(range(len(outputs)), pa.int64())
+        # each result carries the headers of the record that triggered it
+        cols[HEADERS] = rows.column(HEADERS).take(pa.array([o[3] for o in outputs], pa.int64()))
         return pa.table(cols).cast(schema)
 
 
