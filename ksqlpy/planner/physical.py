@@ -72,6 +72,9 @@ class QueryPlan:
     sink: Source | None = None
     limit: int | None = None
     statement: str = ""
+    #: a join query: the runtime's join tree whose output ``step`` reads (``step.source`` is
+    #: then the join's result, not a topic)
+    join: Any = None
 
     @property
     def source(self) -> Source:

@@ -11,7 +11,8 @@ computes it from ``input``. A step's expressions are compiled in a scope over it
 schema whose columns are those expressions, so ``(A + 1) AS B`` followed by ``B * 2 AS C``
 compiles to ``(("A" + 1) * 2)`` and the whole chain stays one query.
 
-Plans this cannot run (joins, unknown shapes) raise :class:`PlanError` naming the step type and
+A join's subtree is lowered by :mod:`ksqlpy.runtime.join.compile`; the steps above it fuse over
+the join's output as they fuse over a source. Plans this cannot run (unknown shapes) raise :class:`PlanError` naming the step type and
 its query context: nothing is silently dropped.
 """
 
@@ -91,7 +92,9 @@ def compile_query(
         sources, types = catalog_or_sources, {}
     compiler = _Compiler(query_plan, sources, types, config)
     step = compiler.compile(query_plan.physical_plan, sink)
-    return physical.QueryPlan(query_id=query_plan.query_id, step=step, sink=sink, statement=statement)
+    return physical.QueryPlan(
+        query_id=query_plan.query_id, step=step, sink=sink, statement=statement, join=compiler.join
+    )
 
 
 def source_from_command(
@@ -141,13 +144,12 @@ class _Compiler:
         self.types = types
         self.config = config
         self.schemas: dict[int, LogicalSchema] = {}
+        #: the join tree under the fused operator (see :mod:`ksqlpy.runtime.join`), if any
+        self.join: Any = None
 
     # -------------------------------------------------------------------------- entry
 
     def compile(self, root: s.ExecutionStep, sink: Source) -> physical.SelectStep | physical.AggregateStep:
-        for step in root.walk():
-            if isinstance(step, s.JoinStep):
-                raise _unsupported(step, "Joins are not supported yet")
         if not isinstance(root, s.SinkStep):
             raise _unsupported(root, "A query plan must end in a sink")
         self.schemas = resolve_all(root, self.types)
@@ -157,19 +159,24 @@ class _Compiler:
                 timestamp_column=root.timestamp_column.column,
                 timestamp_format=root.timestamp_column.format,
             )
-        chain = self._chain(root)
+        chain = self._chain(root.source)
+        base = None
+        if isinstance(chain[0], s.JoinStep):
+            from ksqlpy.runtime.join.compile import compile_join
+
+            self.join, base = compile_join(self, chain[0], sink)
         if any(isinstance(st, s.AggregateStep) for st in chain):
-            return self._aggregate(chain, sink)
-        return self._select(chain, sink)
+            return self._aggregate(chain, sink, base)
+        return self._select(chain, sink, base)
 
     @staticmethod
-    def _chain(root: s.SinkStep) -> list[s.ExecutionStep]:
-        """The steps from the source up to (not including) the sink, source first."""
+    def _chain(top: s.ExecutionStep) -> list[s.ExecutionStep]:
+        """The steps from the source (or a join) up to ``top``, source first."""
         out: list[s.ExecutionStep] = []
-        step: s.ExecutionStep = root.source
+        step: s.ExecutionStep = top
         while True:
             out.append(step)
-            if isinstance(step, s.SourceStep):
+            if isinstance(step, s.SourceStep | s.JoinStep):
                 break
             if not isinstance(step, s.OneInput):
                 raise _unsupported(step, "Steps of this type are not supported yet")
@@ -245,8 +252,14 @@ class _Compiler:
                     expr, alias = split_select(text)
                     values[alias] = self._compile(expr, columns, step, "SELECT").sql
                 return _Columns(schema, keys, values)
-            case s.StreamSelectKeyV1() | s.StreamSelectKey():
-                if isinstance(step.source, s.TableSource | s.TableSourceV1) or flags.get("flat_mapped"):
+            case s.StreamSelectKeyV1() | s.StreamSelectKey() | s.TableSelectKey():
+                if isinstance(step, s.TableSelectKey) and not isinstance(step.source, s.SourceStep):
+                    raise _unsupported(step, "Re-keying a table here is not supported yet")
+                if isinstance(step.source, s.TableSource | s.TableSourceV1) and not isinstance(
+                    step, s.TableSelectKey
+                ):
+                    raise _unsupported(step, "PARTITION BY here is not supported yet")
+                if flags.get("flat_mapped"):
                     raise _unsupported(step, "PARTITION BY here is not supported yet")
                 flags["rekeyed"] = True
                 compiled = [self._compile(e, columns, step, "PARTITION BY").sql for e in step.key_expressions]
@@ -272,20 +285,30 @@ class _Compiler:
 
     # -------------------------------------------------------------------------- stateless chains
 
-    def _select(self, chain: list[s.ExecutionStep], sink: Source) -> physical.SelectStep:
+    def _head(
+        self, chain: list[s.ExecutionStep], base: tuple[Source, _Columns] | None
+    ) -> tuple[Source, _Columns]:
+        """What a chain reads: its source step's topic, or (``base``) a join's output."""
+        if base is not None:
+            return base
         head = chain[0]
         assert isinstance(head, s.SourceStep)
-        source, columns = self._source(head)
+        return self._source(head)
+
+    def _select(
+        self, chain: list[s.ExecutionStep], sink: Source | None, base: tuple[Source, _Columns] | None = None
+    ) -> physical.SelectStep:
+        source, columns = self._head(chain, base)
         where: list[exp.Expression] = []
         flags: dict[str, bool] = {}
         for step in chain[1:]:
-            if source.is_table != isinstance(step, s.TableSelect | s.TableFilter):
+            if source.is_table != isinstance(step, s.TableSelect | s.TableFilter | s.TableSelectKey):
                 raise _unsupported(
                     step,
                     f"A {'table' if source.is_table else 'stream'} step of this type is not supported here",
                 )
             columns = self._stateless(step, columns, where, flags)
-        if not isinstance(chain[-1], s.StreamSelect | s.TableSelect):
+        if sink is not None and not isinstance(chain[-1], s.StreamSelect | s.TableSelect):
             raise _unsupported(chain[-1], "A sink must read a projection")
         out = [
             physical.OutputColumn(name=c.name, type=c.type, sql=_sql(columns.keys[c.name]), is_key=True)
@@ -302,26 +325,27 @@ class _Compiler:
             kind=kind,
             source=read,
             where_sql=_and(where),
-            columns=_named_as_sink(out, sink),
+            # a join's side writes to no sink: its key is the join key, whatever its name
+            columns=_named_as_sink(out, sink) if sink is not None else tuple(out),
             multiplies_rows=flags.get("flat_mapped", False),
             rekeyed=flags.get("rekeyed", False),
         )
-        if sink.timestamp_column is not None:
+        if sink is not None and sink.timestamp_column is not None:
             fused = with_sink_timestamp(fused, sink)
         return fused
 
     # -------------------------------------------------------------------------- aggregations
 
-    def _aggregate(self, chain: list[s.ExecutionStep], sink: Source) -> physical.AggregateStep:
+    def _aggregate(
+        self, chain: list[s.ExecutionStep], sink: Source, base: tuple[Source, _Columns] | None = None
+    ) -> physical.AggregateStep:
         at = next(i for i, st in enumerate(chain) if isinstance(st, s.AggregateStep))
         aggregate = chain[at]
         assert isinstance(aggregate, s.AggregateStep)
         group_by = chain[at - 1]
         if not isinstance(group_by, s.GroupByStep | s.StreamGroupByKey):
             raise _unsupported(aggregate, "An aggregation must read a GROUP BY")
-        head = chain[0]
-        assert isinstance(head, s.SourceStep)
-        source, columns = self._source(head)
+        source, columns = self._head(chain, base)
         if isinstance(aggregate, s.StreamWindowedAggregate | s.StreamAggregate) == source.is_table:
             raise _unsupported(aggregate, "An aggregation of this type is not supported over this source")
         where: list[exp.Expression] = []

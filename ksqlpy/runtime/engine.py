@@ -189,7 +189,12 @@ class Engine:
     def start_persistent(self, plan: QueryPlan, properties: Mapping[str, Any] | None = None) -> PersistentQuery:
         """Start (or, on replay, restart) a persistent query; where a query without committed
         positions starts reading is ``auto.offset.reset`` as set in its statement's session."""
-        query = PersistentQuery(
+        runner = PersistentQuery
+        if plan.join is not None:
+            from ksqlpy.runtime.join.runner import JoinQuery
+
+            runner = JoinQuery
+        query = runner(
             plan,
             self.store,
             self.plog,

@@ -8,7 +8,7 @@ text, the engine applies every stored plan (:meth:`ksqlpy.runtime.engine.Engine.
 what runs is ksqlDB's plan, not ksqlpy's planning of the text.
 
 A case's id is ``<case folder>/<test case name>``. A plan that cannot be compiled yet fails its
-case with the compiler's reason (``Joins are not supported yet: streamStreamJoinV1 at Join``).
+case with the compiler's reason (``OUTER foreign-key joins are not supported: fkTableTableJoinV1 at Join``).
 """
 
 from __future__ import annotations

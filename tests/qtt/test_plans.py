@@ -24,13 +24,13 @@ import pytest
 
 from ksqlpy.planner.steps import (
     CreateStreamCommand,
+    ForeignKeyTableTableJoin,
     KsqlPlan,
     QueryPlan,
     StreamFilter,
     StreamSelect,
     StreamSink,
     StreamSource,
-    StreamStreamJoin,
 )
 from ksqlpy.planner.steps.formats import FormatInfo, Formats
 from ksqlpy.testing import report
@@ -106,15 +106,13 @@ def _write_case(folder: Path, *, join: bool = False, expected_v: int = 20) -> No
     inner = (
         source
         if not join
-        else StreamStreamJoin(
+        else ForeignKeyTableTableJoin(  # a join the runtime refuses
             context="Join",
-            join_type="INNER",
+            join_type="OUTER",
             left_source=source,
             right_source=source,
-            left_internal_formats=JSON,
-            right_internal_formats=JSON,
-            before_millis=1.0,
-            after_millis=1.0,
+            left_join_expression="V",
+            formats=JSON,
         )
     )
     project = StreamSelect(
@@ -189,7 +187,7 @@ def test_plans_command_runs_cases_from_their_plans(
     out = capsys.readouterr().out
     assert code == 1
     assert "example_-_doubles: 1/1 passed [ok]" in out
-    assert "Joins are not supported yet: streamStreamJoinV1 at Join" in out
+    assert "OUTER foreign-key joins are not supported: fkTableTableJoinV1 at Join" in out
     assert out.rstrip().endswith("1 passed, 2 failed")
     cases = {c["id"]: c for c in json.loads(report_file.read_text())["cases"]}
     assert cases["example_-_doubles/doubles big values"]["status"] == "passed"

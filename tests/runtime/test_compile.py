@@ -2,7 +2,7 @@
 
 Hand-written plans check the fusion itself (later steps inline earlier ones, so a chain is one
 DuckDB query over ``input``, which is run here on a small batch); historical plans check that
-real plans of each supported shape compile and that joins are refused by name."""
+real plans of each supported shape compile and that joins are refused by name; joins compile into a join tree."""
 
 from __future__ import annotations
 
@@ -256,7 +256,7 @@ def test_aggregation_chain_becomes_one_aggregate_step() -> None:
     assert step.columns[0].sql == '"__K0"' and '"__K0"' in step.columns[2].sql
 
 
-def test_joins_and_unknown_shapes_are_refused_by_name() -> None:
+def test_join_compiles_into_a_join_tree_under_the_projection() -> None:
     left = StreamSelect(
         context="PrependAliasLeft",
         source=_source(),
@@ -287,8 +287,15 @@ def test_joins_and_unknown_shapes_are_refused_by_name() -> None:
         formats=JSON,
         topic_name="OUTPUT",
     )
-    with pytest.raises(PlanError, match="Joins are not supported yet: streamStreamJoinV1 at Join"):
-        compile_query(_plan(root), _catalog(), _sink_source("OUTPUT", "`ID` STRING KEY, `A` INTEGER"), {})
+    plan = compile_query(_plan(root), _catalog(), _sink_source("OUTPUT", "`ID` STRING KEY, `A` INTEGER"), {})
+    assert plan.join is not None and plan.join.kind.value == "stream-stream"
+    assert [i.select.value_columns[0].name for i in plan.join.inputs()] == ["L_A", "R_A"]
+    # the projection reads the join's output: its key and the left side's value
+    assert isinstance(plan.step, physical.SelectStep) and plan.step.source.name == plan.join.output.name
+    assert [c.sql for c in plan.step.columns] == ['"__JK"', '"L_A"']
+
+
+def test_unknown_shapes_are_refused_by_name() -> None:
     filter_only = StreamSink(
         context="OUTPUT",
         source=StreamFilter(context="WhereFilter", source=_source(), filter_expression="(A > 1)"),
@@ -357,10 +364,14 @@ def test_historical_plans_compile(case: str, shape: str) -> None:
 
 
 @pytest.mark.skipif(not PLANS.is_dir(), reason=f"the historical plans are absent ({PLANS})")
-def test_historical_join_plan_is_refused_with_its_step() -> None:
-    name = "elements_-_join_leaves_aliased_system_columns_in_output's_value_schema"
-    with pytest.raises(PlanError, match=r"Joins are not supported yet: streamStreamJoinV1 at Join"):
-        _compile_case(name)
+def test_historical_foreign_key_join_plan_computes_the_foreign_key_on_its_left_side() -> None:
+    name = "fk-join_-_Should_support_left_join_with_left_value-column_expression"
+    (plan,) = _compile_case(name)
+    assert plan.join is not None and plan.join.kind.value == "foreign-key"
+    left = plan.join.left
+    assert [c.sql for c in left.select.columns if c.name == "__FK"] == ['"FOREIGN_KEY"']
+    # the foreign key is not one of the values the join passes on
+    assert "__FK" not in left.value_names and plan.step.source.is_table
 
 
 def test_old_plans_without_key_names_write_the_sink_key() -> None:

@@ -11,7 +11,6 @@ import pyarrow as pa
 import pytest
 
 from ksqlpy import sqltypes
-from ksqlpy.errors import PlanError
 from ksqlpy.planner.steps import (
     AlterSourceCommand,
     CreateStreamCommand,
@@ -217,7 +216,7 @@ def test_ddl_commands_change_the_catalog(engine: Any) -> None:
     assert engine.catalog.find("ORDERS") is None
 
 
-def test_a_join_plan_is_refused_with_its_step(engine: Any) -> None:
+def test_a_self_join_plan_runs(engine: Any) -> None:
     _create_input(engine)
     left = StreamSelect(
         context="PrependAliasLeft",
@@ -244,7 +243,7 @@ def test_a_join_plan_is_refused_with_its_step(engine: Any) -> None:
     plan = KsqlPlan(
         statement_text="CREATE STREAM J AS SELECT ...",
         ddl_command=CreateStreamCommand(
-            source_name="J", schema="`ID` STRING KEY, `L` INTEGER", topic_name="J", formats=JSON
+            source_name="J", schema="`ID` STRING KEY, `L` INTEGER, `R` INTEGER", topic_name="J", formats=JSON
         ),
         query_plan=QueryPlan(
             sources=("ORDERS",),
@@ -252,7 +251,10 @@ def test_a_join_plan_is_refused_with_its_step(engine: Any) -> None:
             physical_plan=StreamSink(
                 context="J",
                 source=StreamSelect(
-                    context="Project", source=join, key_column_names=("ID",), select_expressions=("L AS L",)
+                    context="Project",
+                    source=join,
+                    key_column_names=("ID",),
+                    select_expressions=("L AS L", "R AS R"),
                 ),
                 formats=JSON,
                 topic_name="J",
@@ -260,8 +262,11 @@ def test_a_join_plan_is_refused_with_its_step(engine: Any) -> None:
             query_id="CSAS_J_0",
         ),
     )
-    with pytest.raises(PlanError, match="Joins are not supported yet: streamStreamJoinV1 at Join"):
-        engine.apply_plan(plan)
-    assert not engine.queries
-    # nothing of a plan that does not compile is applied
-    assert engine.catalog.find("J") is None and engine.store.describe_topic("J") is None
+    query = engine.apply_plan(plan)
+    assert query is not None and query.query_id == "CSAS_J_0"
+    # one topic read by both sides: each record reaches the left side first, then the right
+    _produce(engine, [("a", {"AMOUNT": 5}, 1000), ("a", {"AMOUNT": 7}, 1500), ("a", {"AMOUNT": 9}, 9000)])
+    assert engine.wait_idle(20)
+    rows = [(k, v["L"], v["R"]) for k, v in _read(engine, "J")]
+    # within one second of each other: 5 and 7 join every way; 9 joins only itself
+    assert rows == [("a", 5, 5), ("a", 7, 5), ("a", 5, 7), ("a", 7, 7), ("a", 9, 9)]

@@ -1,0 +1,160 @@
+"""Lowering a plan's join steps into the runtime's join tree (:mod:`ksqlpy.runtime.join.plan`).
+
+Each side of a join is a chain of stateless steps (KafkaTopic source, a SourceKeyed re-key,
+the PrependAlias select) that fuses, as any stateless chain does, into one
+:class:`~ksqlpy.planner.physical.SelectStep` over that topic's decoded batch; its key becomes
+the join key. A side may itself be a join (n-way joins are left-deep), possibly re-keyed. The
+join's result is described as a source, so the steps above it (filter, projection, PARTITION
+BY, GROUP BY) compile over it exactly as over a topic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, cast
+
+import sqlglot
+from sqlglot import exp
+
+from ksqlpy.errors import PlanError
+from ksqlpy.parser.ast import SourceKind
+from ksqlpy.planner.catalog import Column, ColumnNamespace, Source
+from ksqlpy.planner.expressions.scope import duckdb_column
+from ksqlpy.planner.physical import OutputColumn, SelectStep
+from ksqlpy.planner.steps import steps as s
+from ksqlpy.runtime.join.plan import FOREIGN_KEY, KEY, JoinInput, JoinKind, JoinNode, JoinSide, Rekeyed
+
+if TYPE_CHECKING:
+    from ksqlpy.runtime.compile import _Columns, _Compiler
+
+
+def compile_join(c: _Compiler, step: s.JoinStep, sink: Source) -> tuple[JoinNode, tuple[Source, _Columns]]:
+    """The join tree for ``step`` and what the steps above it read: its output as a source
+    and the columns over it."""
+    node = _node(c, step, sink)
+    return node, (node.output, _output_columns(c, step))
+
+
+def _output_columns(c: _Compiler, step: s.ExecutionStep) -> _Columns:
+    from ksqlpy.runtime.compile import _Columns
+
+    schema = c.schemas[id(step)]
+    keys = {col.name: duckdb_column(KEY) for col in schema.key}
+    values = {col.name: duckdb_column(col.name) for col in schema.value}
+    return _Columns(schema, keys, values)
+
+
+_KINDS: dict[type, JoinKind] = {
+    s.StreamStreamJoin: JoinKind.STREAM_STREAM,
+    s.StreamTableJoin: JoinKind.STREAM_TABLE,
+    s.TableTableJoin: JoinKind.TABLE_TABLE,
+    s.ForeignKeyTableTableJoin: JoinKind.FOREIGN_KEY,
+}
+
+
+def _node(c: _Compiler, step: s.JoinStep, sink: Source) -> JoinNode:
+    kind = _KINDS.get(type(step))
+    if kind is None:
+        raise PlanError(f"Joins of this type are not supported yet: {step.TYPE} at {step.context}")
+    left = _side(c, step.left_source, sink)
+    right = _side(c, step.right_source, sink)
+    if isinstance(step, s.ForeignKeyTableTableJoin):
+        left = _with_foreign_key(c, step, left)
+    schema = c.schemas[id(step)]
+    if len(schema.key) != 1:
+        raise PlanError(f"JOINs are only supported on one key column: {step.TYPE} at {step.context}")
+    if kind is JoinKind.FOREIGN_KEY and step.join_type.upper() not in ("INNER", "LEFT"):
+        raise PlanError(
+            f"{step.join_type} foreign-key joins are not supported: {step.TYPE} at {step.context}"
+        )
+    left_names = set(left.value_names)
+    right_names = set(right.value_names)
+    key = schema.key[0]
+    synthetic = next(
+        (
+            col.name
+            for col in schema.value
+            if col.name == key.name and col.name not in left_names and col.name not in right_names
+        ),
+        None,
+    )
+    output = Source(
+        name=step.context,
+        kind=SourceKind.TABLE if kind in (JoinKind.TABLE_TABLE, JoinKind.FOREIGN_KEY) else SourceKind.STREAM,
+        topic=sink.topic,
+        columns=(Column(name=KEY, type=key.type, namespace=ColumnNamespace.KEY), *schema.value),
+        key_format=sink.key_format,
+        value_format=sink.value_format,
+        partitions=sink.partitions,
+        replicas=sink.replicas,
+    )
+    window: dict[str, int | None] = {}
+    if isinstance(step, s.StreamStreamJoin):
+        # ksqlDB writes these durations in seconds, whatever their names say
+        window = {
+            "before_ms": _millis(step.before_millis),
+            "after_ms": _millis(step.after_millis),
+            "grace_ms": None if step.grace_millis is None else _millis(step.grace_millis),
+        }
+    return JoinNode(
+        context=step.context,
+        kind=kind,
+        join_type=step.join_type.upper(),
+        left=left,
+        right=right,
+        output=output,
+        synthetic=synthetic,
+        **window,  # type: ignore[arg-type]
+    )
+
+
+def _with_foreign_key(c: _Compiler, step: s.ForeignKeyTableTableJoin, left: JoinSide) -> JoinSide:
+    """The left side computing its foreign key: the join expression (old plans: a column) over
+    the left side's output columns."""
+    from ksqlpy.runtime.compile import _Columns
+
+    text = step.left_join_expression or step.left_join_column_name
+    if not isinstance(left, JoinInput) or text is None:
+        raise PlanError(
+            f"A foreign-key join must read a table and name its foreign key: {step.TYPE} at {step.context}"
+        )
+    schema = c.schemas[id(step.left_source)]
+    by_name: dict[str, exp.Expression] = {
+        col.name: cast(exp.Expression, sqlglot.parse_one(col.sql, dialect="duckdb"))
+        for col in left.select.columns
+    }
+    keys = {col.name: by_name[KEY] for col in schema.key}
+    values = {col.name: by_name[col.name] for col in schema.value if col.name in by_name}
+    compiled = c._compile(text, _Columns(schema, keys, values), step, "ON")
+    column = OutputColumn(name=FOREIGN_KEY, type=compiled.type, sql=str(compiled.sql.sql(dialect="duckdb")))
+    return replace(left, select=replace(left.select, columns=(*left.select.columns, column)))
+
+
+def _millis(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def _side(c: _Compiler, top: s.ExecutionStep, sink: Source) -> JoinSide:
+    chain = c._chain(top)
+    head = chain[0]
+    if isinstance(head, s.JoinStep):
+        inner = _node(c, head, sink)
+        if len(chain) == 1:
+            return inner
+        select = c._select(chain, None, (inner.output, _output_columns(c, head)))
+        return Rekeyed(base=inner, select=_keyed(select, top))
+    select = _keyed(c._select(chain, None), top)
+    return JoinInput(source=select.source, select=select)
+
+
+def _keyed(select: SelectStep, top: s.ExecutionStep) -> SelectStep:
+    """The side's select with its one key column named :data:`KEY`."""
+    keys = select.key_columns
+    if len(keys) != 1:
+        raise PlanError(f"JOINs are only supported on one key column: {top.TYPE} at {top.context}")
+    return replace(
+        select, columns=(replace(keys[0], name=KEY), *select.value_columns), timestamp_sql='"ROWTIME"'
+    )
+
+
+__all__ = ["compile_join"]

@@ -1,0 +1,176 @@
+"""The runner of a join query: one reader over all of the query's topics.
+
+Each polled batch is put in processing order — each partition's records in offset order, and
+across partitions the one whose next record has the lowest timestamp first, ties in the order
+read, as a Kafka Streams task picks its next record — and numbered
+(``__SEQ``), split by topic and decoded with each input's decoder, joined
+(:class:`~ksqlpy.runtime.join.operator.JoinProcessor`), and the join's output goes through the
+post-join operator (a fused select, or an aggregation) to the sink. The join state, the
+aggregation state, the produced records and the consumed positions commit in one store
+transaction, so a restarted query resumes after the last committed batch with its state as
+that batch left it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ksqlpy.planner.physical import AggregateStep
+from ksqlpy.runtime.codec import SinkEncoder, SourceDecoder
+from ksqlpy.runtime.evaluate import TS, StepEvaluator, deletes_of
+from ksqlpy.runtime.join.operator import SEQ, JoinProcessor
+from ksqlpy.runtime.query import BATCH_SIZE, PersistentQuery, encode_windowed, new_connection
+from ksqlpy.runtime.serde.registry import registry_for
+from ksqlpy.runtime.stats import record_bytes
+
+
+class JoinQuery(PersistentQuery):
+    """A persistent query whose plan joins two or more inputs."""
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted({i.source.topic for i in self.plan.join.inputs()})
+
+    def caught_up(self) -> bool:
+        reader = self._reader
+        if reader is None or self.state.value != "RUNNING":
+            return True
+        positions = {(tp.topic, tp.partition): off for tp, off in reader.positions().items()}
+        for topic in self.topics:
+            for p, end in self.store.end_offsets(topic).items():
+                if end > 0 and positions.get((topic, p), 0) < end:
+                    return False
+        return True
+
+    def _run(self) -> None:
+        try:
+            registry = registry_for(self.store)
+            con = new_connection()
+            self._join = JoinProcessor(self.plan.join, self.query_id, con)
+            self._decoders = [SourceDecoder(i.source, registry) for i in self._join.inputs]
+            assert self.plan.sink is not None
+            encoder = SinkEncoder(self.plan.sink, registry)
+            step = self.plan.step
+            if isinstance(step, AggregateStep):
+                from ksqlpy.runtime.aggregate import AggregateProcessor
+
+                self._processor = AggregateProcessor(step, self.query_id, con)
+                self._post: StepEvaluator | None = None
+            else:
+                self._post = StepEvaluator(step, con)
+            self._reader = self.store.open_reader(self.topics, group=self.group, start=self.start_position)
+        except Exception as e:  # noqa: BLE001 - reported as the query's error
+            self._fail(e)
+            self._ready.set()
+            return
+        self._ready.set()
+        reader = self._reader
+        try:
+            while not self._stop.is_set():
+                records = reader.poll(BATCH_SIZE, timeout=0.2)
+                if records.num_rows == 0:
+                    self._idle.set()
+                    continue
+                self._idle.clear()
+                started = time.monotonic()
+                self.records_in += records.num_rows
+                self.bytes_in += record_bytes(records)
+                self._batch(records, encoder, reader)
+                self.batch_latency.observe(time.monotonic() - started)
+        except Exception as e:  # noqa: BLE001 - reported as the query's error
+            self._fail(e)
+        finally:
+            self._idle.set()
+            with contextlib.suppress(Exception):  # closing is best effort
+                reader.close()
+
+    def _decode(self, records: pa.Table) -> list[pa.Table | None]:
+        """Each input's records of the batch, decoded, with their place in processing order."""
+        records = records.take(pa.array(_processing_order(records)))
+        records = records.append_column(SEQ, pa.array(np.arange(records.num_rows, dtype=np.int64)))
+        out: list[pa.Table | None] = []
+        for side, decoder in zip(self._join.inputs, self._decoders, strict=True):
+            part = records.filter(pc.equal(records.column("topic"), side.source.topic))
+            if part.num_rows == 0:
+                out.append(None)
+                continue
+            decoded = decoder.decode(part)
+            self.plog.write(self.query_id, decoded.errors)
+            out.append(decoded.table.append_column(SEQ, _sequence(part, decoded.table)))
+        return out
+
+    def _batch(self, records: pa.Table, encoder: SinkEncoder, reader: Any) -> None:
+        decoded = self._decode(records)
+        assert self.plan.sink is not None and self.group is not None
+        with self.store.transaction() as tx:
+            joined = self._join.process(decoded, tx.state)
+            self.plog.write(self.query_id, joined.errors)
+            if self._post is not None:
+                result = self._post.evaluate(joined.rows, self.query_id)
+                rows = result.rows
+                out, errors = encoder.encode(rows, rows.column(TS), deletes_of(rows))
+            else:
+                result = self._processor.process(joined.rows, tx.state)
+                out, errors = encode_windowed(encoder, self.plan.sink, result.rows)
+            self.plog.write(self.query_id, result.errors)
+            self.plog.write(self.query_id, errors)
+            if out.num_rows:
+                tx.produce(self.plan.sink.topic, out)
+            tx.commit_positions(self.group, reader.positions())
+        self.records_out += out.num_rows
+        self.bytes_out += record_bytes(out)
+
+    def drop_state(self) -> None:
+        join = getattr(self, "_join", None)
+        if join is not None:
+            with self.store.transaction() as tx:
+                join.drop_state(tx.state)
+        super().drop_state()
+
+
+def _processing_order(records: pa.Table) -> np.ndarray:
+    """The order Kafka Streams would process a batch in: each partition's records in offset
+    order, and next always the partition whose next record has the lowest timestamp (ties: the
+    partition read first)."""
+    topics = records.column("topic").to_pylist()
+    partitions = records.column("partition").to_pylist()
+    times = records.column("timestamp").to_pylist()
+    queues: dict[tuple[str, int], list[int]] = {}
+    for i, tp in enumerate(zip(topics, partitions, strict=True)):
+        queues.setdefault(tp, []).append(i)
+    if len(queues) == 1:
+        return np.arange(records.num_rows)
+    heads = [(times[q[0]], n, 0) for n, q in enumerate(queues.values())]
+    lists = list(queues.values())
+    heapq.heapify(heads)
+    order: list[int] = []
+    while heads:
+        _, n, at = heapq.heappop(heads)
+        order.append(lists[n][at])
+        if at + 1 < len(lists[n]):
+            heapq.heappush(heads, (times[lists[n][at + 1]], n, at + 1))
+    return np.array(order, dtype=np.int64)
+
+
+def _sequence(part: pa.Table, decoded: pa.Table) -> pa.Array:
+    """The ``__SEQ`` of each decoded record: decoding drops records but keeps their order, and
+    a (partition, offset) names one record of a topic."""
+
+    def place(p: Any, o: Any) -> Any:
+        return (np.asarray(p, dtype=np.int64) << 40) | np.asarray(o, dtype=np.int64)
+
+    keys = place(part.column("partition").to_numpy(), part.column("offset").to_numpy())
+    wanted = place(decoded.column("ROWPARTITION").to_numpy(), decoded.column("ROWOFFSET").to_numpy())
+    order = np.argsort(keys, kind="stable")
+    at = order[np.searchsorted(keys[order], wanted)]
+    return pa.array(part.column(SEQ).to_numpy()[at])
+
+
+__all__ = ["JoinQuery"]
