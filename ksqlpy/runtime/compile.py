@@ -47,33 +47,14 @@ from ksqlpy.planner.steps.schema import (
     resolve_all,
     split_select,
 )
+from ksqlpy.runtime.fused import FusedColumns
 from ksqlpy.runtime.serde.format import NAMED_DELIMITERS
 
 #: the property saying whether aggregations emit per record (``0``) or per batch
 CACHE_PROPERTY = "ksql.streams.cache.max.bytes.buffering"
 
 
-@dataclass(frozen=True, slots=True)
-class _Columns:
-    """A step's output: its schema, and for each column the expression computing it over
-    ``input``. Keys and values are kept apart: a key may share its name with a value column
-    that holds something else (``ROWKEY`` after an old PARTITION BY)."""
-
-    schema: LogicalSchema
-    keys: Mapping[str, exp.Expression]
-    values: Mapping[str, exp.Expression]
-
-    def scope(self, clause: str | None = None) -> ColumnScope:
-        """Expressions over this output see its value columns, then its key columns."""
-        cols = [
-            ScopeColumn(c.name, c.type, sql=self.values[c.name])
-            for c in self.schema.value
-            if c.name in self.values
-        ]
-        cols += [
-            ScopeColumn(c.name, c.type, sql=self.keys[c.name]) for c in self.schema.key if c.name in self.keys
-        ]
-        return ColumnScope(tuple(cols), clause)
+_Columns = FusedColumns  # the shape the compiler and the join compiler share
 
 
 def compile_query(

@@ -22,10 +22,11 @@ from ksqlpy.planner.catalog import Column, ColumnNamespace, Source
 from ksqlpy.planner.expressions.scope import duckdb_column
 from ksqlpy.planner.physical import OutputColumn, SelectStep
 from ksqlpy.planner.steps import steps as s
+from ksqlpy.runtime.fused import FusedColumns as _Columns
 from ksqlpy.runtime.join.plan import FOREIGN_KEY, KEY, JoinInput, JoinKind, JoinNode, JoinSide, Rekeyed
 
 if TYPE_CHECKING:
-    from ksqlpy.runtime.compile import _Columns, _Compiler
+    from ksqlpy.runtime.compile import _Compiler
 
 
 def compile_join(c: _Compiler, step: s.JoinStep, sink: Source) -> tuple[JoinNode, tuple[Source, _Columns]]:
@@ -36,8 +37,6 @@ def compile_join(c: _Compiler, step: s.JoinStep, sink: Source) -> tuple[JoinNode
 
 
 def _output_columns(c: _Compiler, step: s.ExecutionStep) -> _Columns:
-    from ksqlpy.runtime.compile import _Columns
-
     schema = c.schemas[id(step)]
     keys = {col.name: duckdb_column(KEY) for col in schema.key}
     values = {col.name: duckdb_column(col.name) for col in schema.value}
@@ -111,8 +110,6 @@ def _node(c: _Compiler, step: s.JoinStep, sink: Source) -> JoinNode:
 def _with_foreign_key(c: _Compiler, step: s.ForeignKeyTableTableJoin, left: JoinSide) -> JoinSide:
     """The left side computing its foreign key: the join expression (old plans: a column) over
     the left side's output columns."""
-    from ksqlpy.runtime.compile import _Columns
-
     text = step.left_join_expression or step.left_join_column_name
     if not isinstance(left, JoinInput) or text is None:
         raise PlanError(
