@@ -44,6 +44,7 @@ def aggregation_steps(
     step: AggregateStep,
     config: Mapping[str, Any] | None = None,
     initial: s.ExecutionStep | None = None,
+    default_argument: ast.ColumnRef = ROWTIME,
 ) -> s.ExecutionStep:
     config = config or {}
     alias = query.from_.alias or source.name if isinstance(query.from_, ast.Table) else source.name
@@ -53,7 +54,7 @@ def aggregation_steps(
     group_by = [ex.unqualified(e) for e in query.group_by]
     having = ex.unqualified(query.having) if query.having is not None else None
 
-    analysis = _Analysis()
+    analysis = _Analysis(default_argument)
     for e, _ in items:
         analysis.visit(e)
     if where is not None:
@@ -232,7 +233,8 @@ def window_expression(window: Any, refinement: ast.Refinement | None) -> WindowE
 class _Analysis:
     """ksqlDB's AggregateAnalyzer walk: the columns an aggregation needs and its calls."""
 
-    def __init__(self) -> None:
+    def __init__(self, default_argument: ast.ColumnRef = ROWTIME) -> None:
+        self.default_argument = default_argument
         self.required: list[ast.ColumnRef] = []
         self.calls: list[ast.FunctionCall] = []
         self.arguments: list[ast.Expr] = []
@@ -240,7 +242,7 @@ class _Analysis:
     def visit(self, node: Any) -> None:
         match node:
             case ast.FunctionCall() if is_aggregate_function(node.name):
-                call = _with_default_argument(node)
+                call = _with_default_argument(node, self.default_argument)
                 self.arguments.extend(call.args)
                 self.calls.append(call)
                 for a in call.args:
@@ -270,11 +272,12 @@ def _children(node: Any) -> list[Any]:
     return [getattr(node, f.name) for f in dataclasses.fields(node) if f.name != "pos"]
 
 
-def _with_default_argument(call: ast.FunctionCall) -> ast.FunctionCall:
-    """``COUNT(*)`` and other argument-less aggregates count ROWTIME, as ksqlDB rewrites them."""
+def _with_default_argument(call: ast.FunctionCall, default: ast.ColumnRef) -> ast.FunctionCall:
+    """``COUNT(*)`` and other argument-less aggregates count ROWTIME (over a join: the first
+    source's), as ksqlDB rewrites them."""
     if call.args:
         return call
-    return replace(call, args=(ROWTIME,), star=False)
+    return replace(call, args=(default,), star=False)
 
 
 class _InternalSchema:

@@ -159,6 +159,9 @@ def build_steps(
     if isinstance(step, AggregateStep):
         from ksqlpy.planner.plans.aggregation import aggregation_steps
 
+        default = ast.ColumnRef(name=join.sides[0].prefixed("ROWTIME")) if join is not None else None
+        if default is not None:
+            return sink_step(sink, aggregation_steps(query, source, step, config, initial, default))
         return sink_step(sink, aggregation_steps(query, source, step, config, initial))
     return sink_step(sink, stateless_steps(query, source, step, initial))
 
