@@ -216,18 +216,21 @@ def _wait_writers(engine: Any, name: str, deadline: float, seen: set[str]) -> bo
         if plan is None or group is None or plan.sink is None or plan.sink.name != name:
             continue
         found = True
-        source = plan.source
-        if _wait_writers(engine, source.name, deadline, seen):
-            _published(store)
-        ends = {p: end for p, end in store.end_offsets(source.topic).items() if end > 0}
-        while time.monotonic() < deadline and getattr(q, "error", None) is None:
+        # a join query reads several topics (its plan's source is then the join's result)
+        join = getattr(plan, "join", None)
+        for source in [i.source for i in join.inputs()] if join is not None else [plan.source]:
+            if _wait_writers(engine, source.name, deadline, seen):
+                _published(store)
+            ends = {p: end for p, end in store.end_offsets(source.topic).items() if end > 0}
             # Committed by the group, or settled by the running query: a query that started at
-            # ``latest`` and found nothing new has committed nothing and owes nothing.
-            committed = store.committed(group, source.topic)
-            settled = q.settled()
-            if all(max(committed.get(p, 0), settled.get(p, 0)) >= end for p, end in ends.items()):
-                break
-            time.sleep(0.005)
+            # ``latest`` and found nothing new has committed nothing and owes nothing. (A join
+            # query's settled positions are not kept per topic: only its commits count.)
+            while time.monotonic() < deadline and getattr(q, "error", None) is None:
+                committed = store.committed(group, source.topic)
+                done: dict[int, int] = q.settled() if join is None else {}
+                if all(max(committed.get(p, 0), done.get(p, 0)) >= end for p, end in ends.items()):
+                    break
+                time.sleep(0.005)
     return found
 
 
