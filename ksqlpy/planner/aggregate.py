@@ -22,6 +22,8 @@ from typing import Any
 from ksqlpy import sqltypes
 from ksqlpy.errors import AnalysisError, PlanError, Position
 from ksqlpy.parser import ast
+from ksqlpy.parser.tree import rewrite as _rewrite
+from ksqlpy.parser.tree import walk as _walk
 from ksqlpy.planner import scope as scopes
 from ksqlpy.planner.catalog import (
     RESERVED_COLUMN_NAMES,
@@ -72,40 +74,6 @@ def is_aggregate_query(query: ast.Query) -> bool:
 
 # ---------------------------------------------------------------------------------------------
 # Generic walks over the (frozen dataclass) expression tree
-
-
-def _walk(node: Any) -> Iterator[Any]:
-    """Every AST node under ``node`` (itself included), parents before children."""
-    if isinstance(node, tuple):
-        for item in node:
-            yield from _walk(item)
-        return
-    if not dataclasses.is_dataclass(node) or isinstance(node, type):
-        return
-    yield node
-    for f in dataclasses.fields(node):
-        if f.name != "pos":
-            yield from _walk(getattr(node, f.name))
-
-
-def _rewrite(node: Any, fn: Callable[[Any], Any | None]) -> Any:
-    """Rebuild ``node`` top-down: where ``fn`` returns a node it replaces the subtree."""
-    if isinstance(node, tuple):
-        return tuple(_rewrite(item, fn) for item in node)
-    if not dataclasses.is_dataclass(node) or isinstance(node, type):
-        return node
-    replaced = fn(node)
-    if replaced is not None:
-        return replaced
-    changes = {}
-    for f in dataclasses.fields(node):
-        if f.name == "pos":
-            continue
-        value = getattr(node, f.name)
-        new = _rewrite(value, fn)
-        if new is not value:
-            changes[f.name] = new
-    return dataclasses.replace(node, **changes) if changes else node
 
 
 def _aggregate_calls(e: Any) -> list[ast.FunctionCall]:

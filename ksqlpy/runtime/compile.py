@@ -18,10 +18,9 @@ its query context: nothing is silently dropped.
 
 from __future__ import annotations
 
-import dataclasses
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import sqlglot
@@ -30,11 +29,12 @@ from sqlglot import exp
 from ksqlpy import sqltypes
 from ksqlpy.errors import AnalysisError, PlanError
 from ksqlpy.parser import ast
+from ksqlpy.parser.tree import rewrite as _rewrite
 from ksqlpy.planner import physical
 from ksqlpy.planner.aggregate import DEFAULT_GRACE_MS
 from ksqlpy.planner.catalog import Catalog, FormatInfo, Source
 from ksqlpy.planner.expressions import compile_expression
-from ksqlpy.planner.expressions.scope import ColumnScope, ScopeColumn, duckdb_column
+from ksqlpy.planner.expressions.scope import duckdb_column
 from ksqlpy.planner.select import with_sink_timestamp
 from ksqlpy.planner.steps import commands as cmd
 from ksqlpy.planner.steps import steps as s
@@ -545,26 +545,6 @@ _LITERALS = (
 _EXPRESSIONS: tuple[type, ...] = tuple(
     t for t in typing.get_args(ast.Expr) if t not in (ast.Lambda, ast.IntervalUnit)
 )
-
-
-def _rewrite(node: Any, fn: Callable[[Any], Any | None]) -> Any:
-    """Rebuild ``node`` top-down: where ``fn`` returns a node it replaces the subtree."""
-    if isinstance(node, tuple):
-        return tuple(_rewrite(item, fn) for item in node)
-    if not dataclasses.is_dataclass(node) or isinstance(node, type):
-        return node
-    replaced = fn(node)
-    if replaced is not None:
-        return replaced
-    changes = {}
-    for f in dataclasses.fields(node):
-        if f.name == "pos":
-            continue
-        value = getattr(node, f.name)
-        new = _rewrite(value, fn)
-        if new is not value:
-            changes[f.name] = new
-    return dataclasses.replace(node, **changes) if changes else node
 
 
 def _named_as_sink(columns: list[physical.OutputColumn], sink: Source) -> tuple[physical.OutputColumn, ...]:

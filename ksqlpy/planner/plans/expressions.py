@@ -7,45 +7,13 @@ Inside a single-source query every column is the source's, so ``TEST.ID`` is wri
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterator
 from typing import Any
 
 from ksqlpy.parser import ast
+from ksqlpy.parser.tree import rewrite, walk
+
+__all__ = ["rewrite", "select_text", "same", "text", "unqualified", "walk", "with_time_literals"]
 from ksqlpy.planner.expressions.formatter import format_expr, format_name
-
-
-def walk(node: Any) -> Iterator[Any]:
-    """Every AST node under ``node`` (itself included), parents before children."""
-    if isinstance(node, tuple):
-        for item in node:
-            yield from walk(item)
-        return
-    if not dataclasses.is_dataclass(node) or isinstance(node, type):
-        return
-    yield node
-    for f in dataclasses.fields(node):
-        if f.name != "pos":
-            yield from walk(getattr(node, f.name))
-
-
-def rewrite(node: Any, fn: Callable[[Any], Any | None]) -> Any:
-    """Rebuild ``node`` top-down: where ``fn`` returns a node it replaces the subtree."""
-    if isinstance(node, tuple):
-        return tuple(rewrite(item, fn) for item in node)
-    if not dataclasses.is_dataclass(node) or isinstance(node, type):
-        return node
-    replaced = fn(node)
-    if replaced is not None:
-        return replaced
-    changes = {}
-    for f in dataclasses.fields(node):
-        if f.name == "pos":
-            continue
-        value = getattr(node, f.name)
-        new = rewrite(value, fn)
-        if new is not value:
-            changes[f.name] = new
-    return dataclasses.replace(node, **changes) if changes else node
 
 
 def unqualified(e: ast.Expr) -> ast.Expr:
