@@ -7,7 +7,7 @@ current pass count and the most common failure causes are printed and written to
 passes to the list.
 
 Environment: ``KSQLPY_QTT`` overrides the corpus folder, ``KSQLPY_QTT_JOBS`` the number of
-worker processes (default 2).
+worker processes (default 4: cases mostly wait for their queries, so more workers than cores keep them busy).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ LAST_RUN = HERE / ".last-run"
 def run_corpus() -> list[report.CaseResult]:
     """Run every case of the corpus; write the summary and JSON report to ``.last-run/``."""
     cases = load_cases([CORPUS])
-    results = run_cases(cases, jobs=int(os.environ.get("KSQLPY_QTT_JOBS", "2")))
+    results = run_cases(cases, jobs=int(os.environ.get("KSQLPY_QTT_JOBS", "4")))
     text = io.StringIO()
     for file in sorted({r.file for r in results}):
         text.write(report.file_line(file, [r for r in results if r.file == file]) + "\n")
