@@ -47,7 +47,6 @@ from common import (  # noqa: E402
 
 USERS = 100_000
 BATCH = 100_000
-BASE_TIME = 1_700_000_000_000
 
 USERS_DDL = (
     "CREATE TABLE users (user_id VARCHAR PRIMARY KEY, country VARCHAR, tier INT) "
@@ -77,7 +76,7 @@ def load_users(engine: object, topic: str) -> None:
     key = pc.binary_join_element_wise("user_", as_text(ids), "")
     records = pa.table(
         {
-            "timestamp": pa.array(np.full(USERS, BASE_TIME - 1, dtype=np.int64)),
+            "timestamp": pa.array(np.zeros(USERS, dtype=np.int64)),  # before every event
             "key": key.cast(pa.binary()),
             "value": value.cast(pa.binary()),
         }
