@@ -111,10 +111,15 @@ class _Compiler:
                 left, right = self.compile(l, scope), self.compile(r, scope)
                 check_comparison(e, left.type, right.type)
                 return Compiled(compile_comparison(op, left, right), st.BOOLEAN)
-            case ast.LogicalBinary(op=op, left=l, right=r):
-                left = self._boolean(l, scope, "Logical operands")
-                right = self._boolean(r, scope, "Logical operands")
-                return Compiled(_java_logical(op, left.sql, right.sql), st.BOOLEAN)
+            case ast.LogicalBinary(op=op):
+                # A chain of one operator (a OR b OR c ...) folds from the right: Java's
+                # short-circuit operators are associative, and only a right fold keeps the SQL
+                # linear in size (a nullable left operand is repeated once per level).
+                operands = [self._boolean(x, scope, "Logical operands") for x in _chain(e, op)]
+                folded = operands[-1].sql
+                for operand in reversed(operands[:-1]):
+                    folded = _java_logical(op, operand.sql, folded)
+                return Compiled(folded, st.BOOLEAN)
             case ast.Not(operand=o):
                 value = self._boolean(o, scope, "NOT operand")
                 return Compiled(exp.Not(this=sb.paren(value.sql)), st.BOOLEAN)
@@ -738,6 +743,20 @@ def _last_key_wins(keys: list[Compiled], values: list[Compiled]) -> list[tuple[C
             seen[text] = len(pairs)
         pairs.append((k, v))
     return pairs
+
+
+def _chain(e: ast.Expr, op: ast.LogicalOp) -> list[ast.Expr]:
+    """The operands of a chain of ``op`` (``a OR b OR c``), in order, however it nests."""
+    out: list[ast.Expr] = []
+    stack: list[ast.Expr] = [e]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.LogicalBinary) and node.op is op:
+            stack.append(node.right)
+            stack.append(node.left)
+        else:
+            out.append(node)
+    return out
 
 
 def _java_logical(op: ast.LogicalOp, left: exp.Expression, right: exp.Expression) -> exp.Expression:
