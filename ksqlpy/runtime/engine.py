@@ -405,6 +405,12 @@ class Engine:
             if stable >= 2:
                 return True
             time.sleep(0.02)
+        still = [
+            f"{name} ({'reading' if not q.is_idle() else 'not caught up'})"
+            for name, q in {**self.queries, **{f"materializer of {n}": m for n, m in self.materializers.items()}}.items()
+            if not q.is_idle() or not q.caught_up()
+        ]
+        log.warning("Queries still busy after %.0f s: %s.", timeout, ", ".join(still) or "none")
         return False
 
     # ---------------------------------------------------------------- server facade

@@ -102,7 +102,7 @@ def test_state_is_restored_from_changelogs(
     caplog.set_level(logging.INFO, logger="ksqlpy.changelog")
     second = _open(kafka_bootstrap, data, run)
     try:
-        assert second.wait_idle(60)
+        assert second.wait_idle(120)
         assert any("state restored from" in r.getMessage() for r in caplog.records)
         # Restored, not rebuilt: the aggregations read none of their input again.
         assert _records_read(second) == 0
