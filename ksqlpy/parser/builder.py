@@ -489,7 +489,7 @@ class AstBuilder(Transformer[Token, Any]):
     def limit_clause(self, meta: Meta, children: list[Any]) -> _Clause:
         value = children[1]
         if not isinstance(value, ast.IntegerLiteral):
-            raise ParseError("Value must be integer for command: LIMIT", pos=getattr(value, "pos", None))
+            raise ParseError("Failed to prepare statement: Value must be integer for command: LIMIT", pos=getattr(value, "pos", None))
         # A negative LIMIT parses; the planner rejects it with ksqlDB's message.
         return _Clause("limit", value.value)
 
@@ -640,8 +640,13 @@ class AstBuilder(Transformer[Token, Any]):
 
     def create_as_select(self, meta: Meta, children: list[Any]) -> ast.CreateAsSelect:
         properties = next((c for c in children if isinstance(c, tuple)), ())
+        kind = next(c for c in children if isinstance(c, ast.SourceKind))
+        if children[-1].limit is not None:
+            raise ParseError(
+                f"CREATE {kind.value} AS SELECT statements don't support LIMIT clause.", pos=self._pos(meta)
+            )
         return ast.CreateAsSelect(
-            kind=next(c for c in children if isinstance(c, ast.SourceKind)),
+            kind=kind,
             name=str(_token(children, "NAME")),
             query=children[-1],
             properties=properties,
@@ -665,6 +670,14 @@ class AstBuilder(Transformer[Token, Any]):
 
     def insert_values(self, meta: Meta, children: list[Any]) -> ast.InsertValues:
         columns = next((c for c in children if isinstance(c, list)), None)
+        values = children[-1]
+        if columns is not None and len(columns) != len(values):
+            # ksqlDB checks this while building the statement, before it looks at the target.
+            raise ParseError(
+                "Failed to prepare statement: Expected number columns and values to match: "
+                f"{len(columns)}, {len(values)}",
+                pos=self._pos(meta),
+            )
         return ast.InsertValues(
             target=str(children[2]),
             columns=None if columns is None else tuple(columns),

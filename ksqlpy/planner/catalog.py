@@ -135,6 +135,20 @@ class Catalog:
             raise AnalysisError(f"{name} does not exist.", pos=pos)
         return found
 
+    def alternatives(self, name: str) -> str:
+        """ksqlDB's hint for a name that differs from existing sources only in case, or ''."""
+        matches = sorted((s for s in self.sources.values() if s.name.upper() == name.upper()), key=lambda s: s.name)
+        if not matches:
+            return ""
+        if len(matches) > 1:
+            names = [f'"{s.name}" ({s.kind.value})' for s in matches]
+            listed = names[0] + " or " + names[1] if len(names) == 2 else ", ".join(names[:-1]) + ", or " + names[-1]
+            return f"\nDid you mean {listed}? Hint: wrap the source name in double quotes to make it case-sensitive."
+        found = matches[0].name
+        if any(c.islower() for c in found):
+            return f'\nDid you mean "{found}"? Hint: wrap the source name in double quotes to make it case-sensitive.'
+        return f"\nDid you mean {found}? Hint: try removing double quotes from the source name."
+
     def find(self, name: str) -> Source | None:
         return self.sources.get(name)
 

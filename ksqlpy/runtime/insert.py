@@ -11,15 +11,39 @@ import pyarrow as pa
 from ksqlpy import sqltypes
 from ksqlpy.errors import AnalysisError, ExecutionError
 from ksqlpy.parser import ast
-from ksqlpy.planner.catalog import ColumnNamespace, Source
+from ksqlpy.planner.catalog import PSEUDO_COLUMNS, ColumnNamespace, Source
 from ksqlpy.planner.expressions.scope import ColumnScope
 from ksqlpy.runtime.codec import SinkEncoder
 from ksqlpy.runtime.serde.registry import registry_for
 
 
+def _coercible(value: sqltypes.SqlType, target: sqltypes.SqlType) -> bool:
+    """Whether an INSERT VALUES value of type ``value`` may be written to a column of ``target``
+    (ksqlDB's value coercer: numeric widening, strings for temporal columns, and structs by field
+    name, where fields the value leaves out are NULL)."""
+    if value == target or sqltypes.can_implicitly_cast(value, target):
+        return True
+    if value == sqltypes.STRING and target in (sqltypes.TIMESTAMP, sqltypes.DATE, sqltypes.TIME):
+        return True
+    if isinstance(value, sqltypes.Array) and isinstance(target, sqltypes.Array):
+        return _coercible(value.element, target.element)
+    if isinstance(value, sqltypes.Map) and isinstance(target, sqltypes.Map):
+        return _coercible(value.key, target.key) and _coercible(value.value, target.value)
+    if isinstance(value, sqltypes.Struct) and isinstance(target, sqltypes.Struct):
+        return all((f := target.field(v.name)) is not None and _coercible(v.type, f.type) for v in value.fields)
+    return False
+
+
 def insert_values(session: Any, stmt: ast.InsertValues) -> None:
     engine = session.engine
-    target: Source = engine.catalog.source(stmt.target, stmt.pos)
+    found = engine.catalog.find(stmt.target)
+    if found is None:
+        raise AnalysisError(
+            f"Cannot insert values into an unknown stream/table: `{stmt.target}`"
+            + engine.catalog.alternatives(stmt.target),
+            pos=stmt.pos,
+        )
+    target: Source = found
     if not engine.config.get_bool("ksql.insert.into.values.enabled", True):
         raise AnalysisError("The server has disabled INSERT INTO ... VALUES functionality.")
     if target.is_source:
@@ -48,18 +72,26 @@ def insert_values(session: Any, stmt: ast.InsertValues) -> None:
     for name, expr in zip(columns, stmt.values):
         if name == "ROWTIME":
             t: sqltypes.SqlType = sqltypes.BIGINT
+        elif name in PSEUDO_COLUMNS:
+            raise AnalysisError(f"Inserting into column `{name}` is not allowed.", pos=stmt.pos)
         else:
             col = target.column(name)
             if col is None:
                 raise AnalysisError(f"Column name {name} does not exist.", pos=stmt.pos)
             t = col.type
         compiled = compile_expr(expr, empty)
-        if compiled.type is not None and compiled.type != t and not sqltypes.can_implicitly_cast(compiled.type, t):
-            if not (compiled.type == sqltypes.STRING and t in (sqltypes.TIMESTAMP, sqltypes.DATE, sqltypes.TIME)):
-                raise AnalysisError(
-                    f"Expected type {t} for field {name} but got {_fmt(expr)}({compiled.type})", pos=stmt.pos
-                )
-        sql_items.append(f'CAST({compiled.sql.sql(dialect="duckdb")} AS {sqltypes.to_duckdb(t)}) AS "{name}"')
+        if compiled.type is not None and not _coercible(compiled.type, t):
+            raise AnalysisError(
+                f"Expected type {t} for field {name} but got {_fmt(expr)}({compiled.type})", pos=stmt.pos
+            )
+        if compiled.type == sqltypes.Struct(()) and isinstance(t, sqltypes.Struct):
+            # STRUCT() gives a struct whose every field is NULL, not a NULL struct.
+            value_sql = "struct_pack(" + ", ".join(
+                f'"{f.name}" := CAST(NULL AS {sqltypes.to_duckdb(f.type)})' for f in t.fields
+            ) + ")"
+        else:
+            value_sql = compiled.sql.sql(dialect="duckdb")
+        sql_items.append(f'CAST({value_sql} AS {sqltypes.to_duckdb(t)}) AS "{name}"')
         types[name] = t
     con = new_connection()
     try:

@@ -62,7 +62,19 @@ def test_invalid_statements_are_syntax_errors(text: str) -> None:
 
 
 def test_non_integer_limit() -> None:
-    assert error_of("SELECT * FROM s LIMIT 2.5;").message == "Value must be integer for command: LIMIT"
+    error = error_of("SELECT * FROM s LIMIT 2.5;")
+    assert error.message == "Failed to prepare statement: Value must be integer for command: LIMIT"
+    assert error.pos == Position(1, 23)
+
+
+def test_persistent_queries_refuse_limit() -> None:
+    error = error_of("CREATE TABLE t AS SELECT k, COUNT(*) FROM s GROUP BY k LIMIT 5;")
+    assert error.message == "CREATE TABLE AS SELECT statements don't support LIMIT clause."
+
+
+def test_insert_values_counts_columns_and_values() -> None:
+    error = error_of("INSERT INTO t (k, id) VALUES ('10');")
+    assert error.message == "Failed to prepare statement: Expected number columns and values to match: 2, 1"
 
 
 def test_error_at_end_of_input() -> None:
