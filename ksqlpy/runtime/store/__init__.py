@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -41,11 +42,21 @@ def open_store(config: Mapping[str, object]) -> TopicStore:
         guarantee = (_setting(config, "processing.guarantee") or "at_least_once").lower()
         data_dir = config.get("ksqlpy.data.dir")
         state_path = ":memory:"
+        transactional_id = None
         if data_dir:
             Path(str(data_dir)).mkdir(parents=True, exist_ok=True)
             state_path = str(Path(str(data_dir)) / "state.duckdb")
+            # The same server (service id and state directory) keeps its transactional id across
+            # restarts, so the broker fences a transaction a crashed run left open instead of
+            # holding read_committed readers back until the transaction times out.
+            place = hashlib.sha1(str(Path(str(data_dir)).resolve()).encode()).hexdigest()[:12]
+            transactional_id = f"{config.get('ksql.service.id') or 'default_'}ksqlpy-{place}"
         return KafkaStore(
-            bootstrap, exactly_once=guarantee in _EXACTLY_ONCE, client_config=client, state_path=state_path
+            bootstrap,
+            exactly_once=guarantee in _EXACTLY_ONCE,
+            client_config=client,
+            state_path=state_path,
+            transactional_id=transactional_id,
         )
 
     from ksqlpy.runtime.store.embedded import EmbeddedStore
