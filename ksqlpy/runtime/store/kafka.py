@@ -95,6 +95,7 @@ _PRODUCER_ONLY = (
 #: Topic configs reported by describe_topic even when they hold the broker's default.
 _REPORTED_CONFIGS = frozenset({"cleanup.policy", "retention.ms", "retention.bytes", "delete.retention.ms"})
 log = logging.getLogger("ksqlpy.store.kafka")
+_client_log = logging.getLogger("ksqlpy.store.kafka.client")
 _TIMEOUT = 30.0
 
 
@@ -144,20 +145,25 @@ class KafkaStore(TopicStore):
         self._transactional_id = (
             transactional_id or config.pop("transactional.id", None) or (f"ksqlpy-{uuid.uuid4()}")
         )
-        self._common = _only(_only(config, _CONSUMER_ONLY), _PRODUCER_ONLY)
-        self._consumer_config = {
+        self._common: dict[str, Any] = _only(_only(config, _CONSUMER_ONLY), _PRODUCER_ONLY)
+        self._consumer_config: dict[str, Any] = {
             "fetch.queue.backoff.ms": "10",
             **_only(config, _PRODUCER_ONLY),
             "enable.auto.commit": "false",
             "enable.auto.offset.store": "false",
             "isolation.level": "read_committed" if exactly_once else "read_uncommitted",
         }
-        self._producer_config = {
+        self._producer_config: dict[str, Any] = {
             "linger.ms": "5",
             "acks": "all",
             **_only(config, _CONSUMER_ONLY),
             "partitioner": "murmur2_random",
         }
+        # librdkafka's own messages (a broker that went away, a retried connection) go through
+        # Python logging like the server's, not straight to stderr.
+        clients: tuple[dict[str, Any], ...] = (self._common, self._consumer_config, self._producer_config)
+        for client in clients:
+            client["logger"] = _client_log
         self._admin = AdminClient(self._common)
         self._producer = Producer(self._producer_config)
         self._tx_producer: Producer | None = None
