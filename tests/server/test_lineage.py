@@ -91,10 +91,10 @@ def test_root_sends_browsers_to_the_console(ksql_server: RunningServer) -> None:
 
 def test_lineage_of_a_join(ksql_server: RunningServer) -> None:
     users, orders, enriched = fresh("USERS"), fresh("ORDERS"), fresh("ENRICHED")
-    for text in (f"CREATE TABLE {users} (ID VARCHAR PRIMARY KEY, NAME VARCHAR) "
-                 f"WITH (kafka_topic='{users.lower()}', value_format='JSON', partitions=1);",
-                 f"CREATE STREAM {orders} (ID VARCHAR KEY, USER_ID VARCHAR) "
-                 f"WITH (kafka_topic='{orders.lower()}', value_format='JSON', partitions=1);"):
+    for text in ((f"CREATE TABLE {users} (ID VARCHAR PRIMARY KEY, NAME VARCHAR) "
+                  f"WITH (kafka_topic='{users.lower()}', value_format='JSON', partitions=1);"),
+                 (f"CREATE STREAM {orders} (ID VARCHAR KEY, USER_ID VARCHAR) "
+                  f"WITH (kafka_topic='{orders.lower()}', value_format='JSON', partitions=1);")):
         assert ksql(ksql_server, text).status_code == 200
     csas = ksql(ksql_server, f"CREATE STREAM {enriched} AS SELECT O.USER_ID, O.ID, U.NAME FROM {orders} O "
                              f"JOIN {users} U ON O.USER_ID = U.ID;")

@@ -139,14 +139,14 @@ def make_joins(server: RunningServer) -> dict[str, str]:
     n = {name: fresh(name) for name in ("USERS", "ORDERS", "SHIPMENTS", "ITEMS", "ENRICHED", "SHIPPED",
                                         "BY_REGION", "OWNED")}
     for text in (
-        f"CREATE TABLE {n['USERS']} (ID VARCHAR PRIMARY KEY, NAME VARCHAR, REGION VARCHAR) "
-        f"WITH (kafka_topic='{n['USERS'].lower()}', value_format='JSON', partitions=1);",
-        f"CREATE STREAM {n['ORDERS']} (ID VARCHAR KEY, USER_ID VARCHAR, AMOUNT INT) "
-        f"WITH (kafka_topic='{n['ORDERS'].lower()}', value_format='JSON', partitions=1);",
-        f"CREATE STREAM {n['SHIPMENTS']} (ID VARCHAR KEY, ORDER_ID VARCHAR, CARRIER VARCHAR) "
-        f"WITH (kafka_topic='{n['SHIPMENTS'].lower()}', value_format='JSON', partitions=1);",
-        f"CREATE TABLE {n['ITEMS']} (ID VARCHAR PRIMARY KEY, USER_ID VARCHAR, TITLE VARCHAR) "
-        f"WITH (kafka_topic='{n['ITEMS'].lower()}', value_format='JSON', partitions=1);",
+        (f"CREATE TABLE {n['USERS']} (ID VARCHAR PRIMARY KEY, NAME VARCHAR, REGION VARCHAR) "
+         f"WITH (kafka_topic='{n['USERS'].lower()}', value_format='JSON', partitions=1);"),
+        (f"CREATE STREAM {n['ORDERS']} (ID VARCHAR KEY, USER_ID VARCHAR, AMOUNT INT) "
+         f"WITH (kafka_topic='{n['ORDERS'].lower()}', value_format='JSON', partitions=1);"),
+        (f"CREATE STREAM {n['SHIPMENTS']} (ID VARCHAR KEY, ORDER_ID VARCHAR, CARRIER VARCHAR) "
+         f"WITH (kafka_topic='{n['SHIPMENTS'].lower()}', value_format='JSON', partitions=1);"),
+        (f"CREATE TABLE {n['ITEMS']} (ID VARCHAR PRIMARY KEY, USER_ID VARCHAR, TITLE VARCHAR) "
+         f"WITH (kafka_topic='{n['ITEMS'].lower()}', value_format='JSON', partitions=1);"),
         f"INSERT INTO {n['USERS']} (ID, NAME, REGION) VALUES ('u1', 'Ann', 'eu');",
         f"INSERT INTO {n['USERS']} (ID, NAME, REGION) VALUES ('u2', 'Bob', 'us');",
         f"INSERT INTO {n['ITEMS']} (ID, USER_ID, TITLE) VALUES ('i1', 'u1', 'lamp');",
@@ -159,14 +159,14 @@ def make_joins(server: RunningServer) -> dict[str, str]:
         assert ksql(server, text).status_code == 200
     earliest = {"streamsProperties": {"ksql.streams.auto.offset.reset": "earliest"}}
     for text in (
-        f"CREATE STREAM {n['ENRICHED']} AS SELECT O.ID, O.USER_ID, U.NAME, O.AMOUNT "
-        f"FROM {n['ORDERS']} O JOIN {n['USERS']} U ON O.USER_ID = U.ID;",
-        f"CREATE STREAM {n['SHIPPED']} AS SELECT O.ID, O.AMOUNT, S.CARRIER "
-        f"FROM {n['ORDERS']} O JOIN {n['SHIPMENTS']} S WITHIN 1 HOUR ON O.ID = S.ORDER_ID;",
-        f"CREATE TABLE {n['BY_REGION']} AS SELECT U.REGION, SUM(O.AMOUNT) AS TOTAL "
-        f"FROM {n['ORDERS']} O JOIN {n['USERS']} U ON O.USER_ID = U.ID GROUP BY U.REGION;",
-        f"CREATE TABLE {n['OWNED']} AS SELECT I.ID, I.TITLE, U.NAME "
-        f"FROM {n['ITEMS']} I JOIN {n['USERS']} U ON I.USER_ID = U.ID;",
+        (f"CREATE STREAM {n['ENRICHED']} AS SELECT O.ID, O.USER_ID, U.NAME, O.AMOUNT "
+         f"FROM {n['ORDERS']} O JOIN {n['USERS']} U ON O.USER_ID = U.ID;"),
+        (f"CREATE STREAM {n['SHIPPED']} AS SELECT O.ID, O.AMOUNT, S.CARRIER "
+         f"FROM {n['ORDERS']} O JOIN {n['SHIPMENTS']} S WITHIN 1 HOUR ON O.ID = S.ORDER_ID;"),
+        (f"CREATE TABLE {n['BY_REGION']} AS SELECT U.REGION, SUM(O.AMOUNT) AS TOTAL "
+         f"FROM {n['ORDERS']} O JOIN {n['USERS']} U ON O.USER_ID = U.ID GROUP BY U.REGION;"),
+        (f"CREATE TABLE {n['OWNED']} AS SELECT I.ID, I.TITLE, U.NAME "
+         f"FROM {n['ITEMS']} I JOIN {n['USERS']} U ON I.USER_ID = U.ID;"),
     ):
         r = ksql(server, text, **earliest)
         assert r.status_code == 200, r.text
