@@ -222,3 +222,47 @@ def test_trace_through_joins(ksql_server: RunningServer) -> None:
     assert by_hop(answer)[shipped] == [({"O_ID": "o1"}, {"AMOUNT": 250, "CARRIER": "ups"})]
     answer = traced(ksql_server, {"source": n["ITEMS"], "key": "i2"})
     assert by_hop(answer)[n["OWNED"]] == [({"I_ID": "i2"}, {"TITLE": "desk", "NAME": "Bob"})]
+
+
+def test_trace_through_a_table_table_join_and_not_a_rekeyed_one(ksql_server: RunningServer) -> None:
+    users, prefs, regions, orders = fresh("USERS"), fresh("PREFS"), fresh("REGIONS"), fresh("ORDERS")
+    profile, labelled = fresh("PROFILE"), fresh("LABELLED")
+    for text in (
+        (f"CREATE TABLE {users} (ID VARCHAR PRIMARY KEY, NAME VARCHAR, REGION VARCHAR) "
+         f"WITH (kafka_topic='{users.lower()}', value_format='JSON', partitions=1);"),
+        (f"CREATE TABLE {prefs} (ID VARCHAR PRIMARY KEY, LANG VARCHAR) "
+         f"WITH (kafka_topic='{prefs.lower()}', value_format='JSON', partitions=1);"),
+        (f"CREATE TABLE {regions} (CODE VARCHAR PRIMARY KEY, LABEL VARCHAR) "
+         f"WITH (kafka_topic='{regions.lower()}', value_format='JSON', partitions=1);"),
+        (f"CREATE STREAM {orders} (ID VARCHAR KEY, USER_ID VARCHAR) "
+         f"WITH (kafka_topic='{orders.lower()}', value_format='JSON', partitions=1);"),
+        f"INSERT INTO {users} (ID, NAME, REGION) VALUES ('u1', 'Ann', 'eu');",
+        f"INSERT INTO {users} (ID, NAME, REGION) VALUES ('u2', 'Bob', 'us');",
+        f"INSERT INTO {prefs} (ID, LANG) VALUES ('u1', 'de');",
+        f"INSERT INTO {prefs} (ID, LANG) VALUES ('u2', 'en');",
+        f"INSERT INTO {regions} (CODE, LABEL) VALUES ('eu', 'Europe');",
+        f"INSERT INTO {orders} (ID, USER_ID) VALUES ('o1', 'u1');",
+    ):
+        assert ksql(ksql_server, text).status_code == 200
+    earliest = {"streamsProperties": {"ksql.streams.auto.offset.reset": "earliest"}}
+    ctas = ksql(ksql_server, f"CREATE TABLE {profile} AS SELECT U.ID, U.NAME, P.LANG FROM {users} U "
+                             f"JOIN {prefs} P ON U.ID = P.ID;", **earliest)
+    # the second join is on a column of the first one's result: it is re-keyed in between
+    csas = ksql(ksql_server, f"CREATE STREAM {labelled} AS SELECT U.REGION, O.ID AS OID, R.LABEL FROM {orders} O "
+                             f"JOIN {users} U ON O.USER_ID = U.ID JOIN {regions} R ON U.REGION = R.CODE;",
+                **earliest)
+    assert ctas.status_code == 200 and csas.status_code == 200, (ctas.text, csas.text)
+    rekeyed_id = csas.json()[0]["commandStatus"]["queryId"]
+    assert ksql_server.engine.wait_idle(60)
+
+    # either table of the table-table join reaches the joined row of its key, and no other
+    for source in (users, prefs):
+        answer = traced(ksql_server, {"source": source, "key": "u1"})
+        assert by_hop(answer)[profile] == [({"U_ID": "u1"}, {"NAME": "Ann", "LANG": "de"})]
+    assert [(f["query"], f["sink"]) for f in answer["notFollowed"]] == []
+    answer = traced(ksql_server, {"source": users, "key": "u1"})
+    assert [(f["query"], f["sink"]) for f in answer["notFollowed"]] == [(rekeyed_id, labelled)]
+    assert "re-keyed" in answer["notFollowed"][0]["reason"]
+    # the last join's own input is followed: its key is the join key
+    answer = traced(ksql_server, {"source": regions, "key": "eu"})
+    assert by_hop(answer)[labelled] == [({"REGION": "eu"}, {"OID": "o1", "LABEL": "Europe"})]
