@@ -92,6 +92,8 @@ class _Hop:
     query: _Query | None = None
     upstream: str | None = None
     keys: list[KeyRow] = field(default_factory=list)
+    #: a join query's other inputs, which the upstream records were joined with
+    joined: list[str] = field(default_factory=list)
 
 
 def snapshot(engine: Any) -> tuple[dict[str, Source], list[_Query]]:
@@ -206,7 +208,8 @@ def trace(
                     keys = sorted({k[:-1] for k in keys}, key=repr)
             earliest = pc.min(hop.rows.column("ROWTIME")).as_py()
             found = found.filter(pc.greater_equal(found.column("ROWTIME"), earliest))
-            nxt = _Hop(source=q.sink, rows=found, query=q, upstream=hop.source.name, keys=keys)
+            others = [s.name for s in q.sources if s.name != hop.source.name] if q.join is not None else []
+            nxt = _Hop(source=q.sink, rows=found, query=q, upstream=hop.source.name, keys=keys, joined=others)
             hops.append(nxt)
             frontier.append(nxt)
             total += found.num_rows
@@ -367,6 +370,7 @@ def _answer(
                 "query": h.query.query_id if h.query else None,
                 "statement": h.query.statement if h.query else None,
                 "upstream": h.upstream,
+                "joinedWith": h.joined,
                 "keys": [list(k) for k in h.keys],
                 "records": h.rows.num_rows,
             }

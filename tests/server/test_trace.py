@@ -194,6 +194,8 @@ def test_trace_through_joins(ksql_server: RunningServer) -> None:
     assert (hops[enriched]["query"], hops[enriched]["upstream"], hops[enriched]["keys"]) == (
         n[f"{enriched}_ID"], orders, [["u1"]])
     assert hops[shipped]["keys"] == [["o1"]]
+    assert (hops[orders]["joinedWith"], hops[enriched]["joinedWith"], hops[shipped]["joinedWith"]) == (
+        [], [users], [n["SHIPMENTS"]])
     found = by_hop(answer)
     assert found[enriched] == [({"USER_ID": "u1"}, {"O_ID": "o1", "NAME": "Ann", "AMOUNT": 250})]
     assert found[shipped] == [({"O_ID": "o1"}, {"AMOUNT": 250, "CARRIER": "ups"})]
