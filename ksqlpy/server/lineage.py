@@ -39,10 +39,14 @@ def query_id(name: str) -> str:
 
 
 def query_sources(plan: Any) -> tuple[Source, ...]:
-    """The streams and tables a query reads: its plan's source, and any further ones a plan with
-    several inputs (a join) lists under ``sources``."""
+    """The streams and tables a query reads: its plan's source, or the inputs of its join tree
+    (``plan.join``), and any further ones a plan lists under ``sources``."""
     found: list[Source] = []
-    for s in (getattr(plan, "source", None), *getattr(plan, "sources", ())):
+    join = getattr(plan, "join", None)
+    # a join query's step reads the join's result; the join reads the topics
+    candidates = [i.source for i in join.inputs()] if join is not None else [
+        getattr(plan, "source", None), *getattr(plan, "sources", ())]
+    for s in candidates:
         if isinstance(s, Source) and all(s.name != f.name for f in found):
             found.append(s)
     return tuple(found)

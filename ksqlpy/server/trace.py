@@ -20,9 +20,11 @@ A sink record matches when its key is one of the downstream keys and it is not o
 earliest traced record it could come from; a filter or projection's sink record, which keeps the
 ROWTIME of its one input record, must also have the ROWTIME of a traced record (so a stream
 re-keyed by ``PARTITION BY USER_ID`` shows the traced orders, not every order of that user). For an aggregate this means every later update of the
-group, since each one includes the traced record. Not followed (listed under ``notFollowed``
-with the reason): joins and other queries reading several sources, since which side's key
-carries on is not one traced key, and queries whose key expression fails over the traced records.
+group, since each one includes the traced record. A join (stream–table, stream–stream, table–table,
+foreign-key) is followed from either side through the side's join key (``server/trace_join.py``).
+Not followed (listed under ``notFollowed`` with the reason): a join whose sink key needs the other
+side's columns, or that re-keys one join's result into another, and queries whose key expression
+fails over the traced records.
 The walk stops at a sink already visited (``INSERT INTO`` loops) and after ``MAX_RECORDS``.
 """
 
@@ -44,6 +46,7 @@ from ksqlpy.runtime.codec import HEADERS, TOMBSTONE, SourceDecoder
 from ksqlpy.runtime.query import new_connection
 from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.server.lineage import query_sources
+from ksqlpy.server.trace_join import JoinHop, NotFollowed, follow_join, spans_mask
 
 #: Records the answer holds at most, over all hops; beyond it the walk stops (``truncated``).
 MAX_RECORDS = 5000
@@ -76,6 +79,8 @@ class _Query:
     sources: tuple[Source, ...]
     sink: Source
     step: Any
+    #: a join query's join tree (``ksqlpy.runtime.join.plan.JoinNode``), else None
+    join: Any = None
 
 
 @dataclass
@@ -87,6 +92,8 @@ class _Hop:
     query: _Query | None = None
     upstream: str | None = None
     keys: list[KeyRow] = field(default_factory=list)
+    #: a join query's other inputs, which the upstream records were joined with
+    joined: list[str] = field(default_factory=list)
 
 
 def snapshot(engine: Any) -> tuple[dict[str, Source], list[_Query]]:
@@ -105,6 +112,7 @@ def snapshot(engine: Any) -> tuple[dict[str, Source], list[_Query]]:
                 query_sources(plan),
                 sink,
                 getattr(plan, "step", None),
+                getattr(plan, "join", None),
             )
         )
     return sources, queries
@@ -171,11 +179,18 @@ def trace(
                 continue
             reason = None
             keys: list[KeyRow] = []
-            if len(q.sources) > 1 or not isinstance(q.step, SelectStep | AggregateStep):
-                reason = "reads several sources (a join): which key carries on is not followed"
+            joined: JoinHop | None = None
+            if not isinstance(q.step, SelectStep | AggregateStep) or (q.join is None and len(q.sources) > 1):
+                reason = "reads several sources in a way the trace does not follow"
             else:
                 try:
-                    keys = derived_keys(q.step, hop.rows)
+                    if q.join is not None:
+                        joined = follow_join(q.join, q.step, hop.source, hop.rows, lambda s: _read(engine, s))
+                        keys = joined.keys
+                    else:
+                        keys = derived_keys(q.step, hop.rows)
+                except NotFollowed as e:
+                    reason = str(e)
                 except Exception as e:  # noqa: BLE001 - DuckDB's errors have no common base
                     reason = f"its key could not be computed over the traced records: {e}"
             if reason is not None:
@@ -185,12 +200,16 @@ def trace(
                 continue
             visited.add(q.sink.name)
             found = _read(engine, q.sink) if keys else _decoded_empty(q.sink)
-            found = found.filter(_keys_mask(found, q.sink, set(keys), with_rowtime=timed(q.step)))
-            if timed(q.step):
-                keys = sorted({k[:-1] for k in keys}, key=repr)
+            if joined is not None:
+                found = found.filter(spans_mask(found, q.sink, joined.spans))
+            else:
+                found = found.filter(_keys_mask(found, q.sink, set(keys), with_rowtime=timed(q.step)))
+                if timed(q.step):
+                    keys = sorted({k[:-1] for k in keys}, key=repr)
             earliest = pc.min(hop.rows.column("ROWTIME")).as_py()
             found = found.filter(pc.greater_equal(found.column("ROWTIME"), earliest))
-            nxt = _Hop(source=q.sink, rows=found, query=q, upstream=hop.source.name, keys=keys)
+            others = [s.name for s in q.sources if s.name != hop.source.name] if q.join is not None else []
+            nxt = _Hop(source=q.sink, rows=found, query=q, upstream=hop.source.name, keys=keys, joined=others)
             hops.append(nxt)
             frontier.append(nxt)
             total += found.num_rows
@@ -351,6 +370,7 @@ def _answer(
                 "query": h.query.query_id if h.query else None,
                 "statement": h.query.statement if h.query else None,
                 "upstream": h.upstream,
+                "joinedWith": h.joined,
                 "keys": [list(k) for k in h.keys],
                 "records": h.rows.num_rows,
             }

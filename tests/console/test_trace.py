@@ -97,3 +97,50 @@ def test_trace_a_key_downstream(browser: Any, console_server: RunningServer) -> 
     browser.save_screenshot(str(SCREENSHOTS / "trace-error.png"))
     # the 400 is logged by the browser; nothing else went wrong
     assert [e for e in page_errors(browser) if "/trace - Failed to load resource" not in e] == []
+
+
+def test_trace_through_a_join(browser: Any, console_server: RunningServer) -> None:
+    users, orders, enriched = fresh("USERS"), fresh("ORDERS"), fresh("ENRICHED")
+    ksql(console_server, f"CREATE TABLE {users} (ID VARCHAR PRIMARY KEY, NAME VARCHAR) "
+                         f"WITH (kafka_topic='{users.lower()}', value_format='JSON', partitions=1);")
+    ksql(console_server, f"CREATE STREAM {orders} (ID VARCHAR KEY, USER_ID VARCHAR, AMOUNT INT) "
+                         f"WITH (kafka_topic='{orders.lower()}', value_format='JSON', partitions=1);")
+    for user, name in (("u1", "Ann"), ("u2", "Bob")):
+        ksql(console_server, f"INSERT INTO {users} (ID, NAME) VALUES ('{user}', '{name}');")
+    for oid, user, amount in [("o1", "u1", 250), ("o2", "u2", 50), ("o3", "u1", 70)]:
+        ksql(console_server, f"INSERT INTO {orders} (ID, USER_ID, AMOUNT) VALUES ('{oid}', '{user}', {amount});")
+    r = httpx.post(f"{console_server.url}/ksql", timeout=30, content=orjson.dumps(
+        {"ksql": f"CREATE STREAM {enriched} AS SELECT O.USER_ID, O.ID AS ORDER_ID, U.NAME, O.AMOUNT "
+                 f"FROM {orders} O JOIN {users} U ON O.USER_ID = U.ID;",
+         "streamsProperties": {"ksql.streams.auto.offset.reset": "earliest"}}))
+    assert r.status_code == 200, r.text
+    join_id = r.json()[0]["commandStatus"]["queryId"]
+    assert console_server.engine.wait_idle(60)
+
+    open_console(browser, console_server)
+    browser.find_element(By.ID, "tab-trace").click()
+    output = "return document.getElementById('trace-output').dataset.state"
+    # from the table side: every order of the user that joined it
+    submit_trace(browser, users, "u1")
+    wait_for(browser, lambda d: d.execute_script(output) == "done"
+             and d.find_elements(By.CSS_SELECTOR, f"#trace-output .trace-hop[data-source='{users}']"), "the trace")
+    hops = browser.find_elements(By.CSS_SELECTOR, "#trace-output .trace-hop")
+    assert [(h.get_attribute("data-source"), h.get_attribute("data-query")) for h in hops] == [
+        (users, ""), (enriched, join_id)]
+    assert hops[1].find_element(By.CSS_SELECTOR, ".hop-head").text.endswith(
+        f"written by {join_id} from {users} joined with {orders}")
+    assert "searched for key u1" in hops[1].text
+    assert [row[-2:] for row in cells(hops[1])] == [["USER_ID=u1", "ORDER_ID=o1, NAME=Ann, AMOUNT=250"],
+                                                  ["USER_ID=u1", "ORDER_ID=o3, NAME=Ann, AMOUNT=70"]]
+    assert browser.find_element(By.ID, "trace-status").text == "3 records in 2 of 2 topics"
+    browser.save_screenshot(str(SCREENSHOTS / "trace-join-table-side.png"))
+
+    # from the stream side: the order's own result, under the join key
+    submit_trace(browser, orders, "o3")
+    wait_for(browser, lambda d: d.find_element(By.ID, "trace-status").text == "2 records in 2 of 2 topics",
+             "the second trace")
+    hops = browser.find_elements(By.CSS_SELECTOR, "#trace-output .trace-hop")
+    assert [h.get_attribute("data-source") for h in hops] == [orders, enriched]
+    assert [row[-2:] for row in cells(hops[1])] == [["USER_ID=u1", "ORDER_ID=o3, NAME=Ann, AMOUNT=70"]]
+    assert browser.find_elements(By.CSS_SELECTOR, "#trace-output .not-followed") == []
+    assert page_errors(browser) == []

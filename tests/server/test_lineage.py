@@ -87,3 +87,20 @@ def test_root_sends_browsers_to_the_console(ksql_server: RunningServer) -> None:
     script = httpx.get(f"{ksql_server.url}/console/static/app.js")
     assert script.status_code == 200 and "javascript" in script.headers["content-type"]
     assert httpx.get(f"{ksql_server.url}/console/static/nope.js").status_code == 404
+
+
+def test_lineage_of_a_join(ksql_server: RunningServer) -> None:
+    users, orders, enriched = fresh("USERS"), fresh("ORDERS"), fresh("ENRICHED")
+    for text in ((f"CREATE TABLE {users} (ID VARCHAR PRIMARY KEY, NAME VARCHAR) "
+                  f"WITH (kafka_topic='{users.lower()}', value_format='JSON', partitions=1);"),
+                 (f"CREATE STREAM {orders} (ID VARCHAR KEY, USER_ID VARCHAR) "
+                  f"WITH (kafka_topic='{orders.lower()}', value_format='JSON', partitions=1);")):
+        assert ksql(ksql_server, text).status_code == 200
+    csas = ksql(ksql_server, f"CREATE STREAM {enriched} AS SELECT O.USER_ID, O.ID, U.NAME FROM {orders} O "
+                             f"JOIN {users} U ON O.USER_ID = U.ID;")
+    assert csas.status_code == 200, csas.text
+    query = f"query:{csas.json()[0]['commandStatus']['queryId']}"
+    edges = {(e["source"], e["target"]) for e in lineage(ksql_server)["edges"]}
+    # the join query reads both of its sources, not the join's result
+    assert {(f"source:{orders}", query), (f"source:{users}", query), (query, f"source:{enriched}")} <= edges
+    assert {s for s, t in edges if t == query} == {f"source:{orders}", f"source:{users}"}

@@ -1,8 +1,10 @@
 // The console page: a SQL editor whose Ctrl/Cmd+Enter runs its statements in order (queries
-// through /query-stream, the rest through /ksql), a catalog from SHOW statements, the lineage
-// graph, and "trace an event" (POST /trace). Only the public REST API is used; see README.md, "Console".
+// through /query-stream, the rest through /ksql), a catalog from SHOW statements (functions and
+// the processing log's newest bad records too, catalog.js), the lineage graph, and "trace an
+// event" (POST /trace). Only the public REST API is used; see README.md, "Console".
 
 import { info, ksql, ServerError } from "./api.js";
+import { FunctionList, ProcessingLogCard } from "./catalog.js";
 import { LineageView } from "./lineage.js";
 import { el, entityNodes } from "./render.js";
 import { http1Full, QueryView } from "./results.js";
@@ -267,7 +269,32 @@ async function refreshCatalog() {
   });
 }
 
-$("catalog-refresh").addEventListener("click", refreshCatalog);
+const functionList = new FunctionList({ list: $("catalog-functions"), filter: $("functions-filter"),
+  count: $("functions-count"), onPick: (name) => describeInResults(`DESCRIBE FUNCTION ${name};`) });
+
+/** The functions change only with the server's version: read once, and on Refresh. */
+async function refreshFunctions() {
+  try {
+    const [shown] = await ksql("SHOW FUNCTIONS;");
+    functionList.set(shown.functions || []);
+  } catch {
+    // the catalog keeps what it had
+  }
+}
+
+/** The processing log's newest bad records, in a card on top of the editor's results. */
+function showProcessingLog() {
+  showView("editor");
+  const log = new ProcessingLogCard();
+  results.prepend(log.node);
+  log.load();
+}
+
+$("catalog-refresh").addEventListener("click", () => {
+  refreshCatalog();
+  refreshFunctions();
+});
+$("plog-open").addEventListener("click", showProcessingLog);
 
 // --- views -----------------------------------------------------------------------------------
 
@@ -306,6 +333,7 @@ $("run").addEventListener("click", run);
 
 showHistory();
 refreshCatalog();
+refreshFunctions();
 info().then(
   (i) => { $("server-info").textContent = `ksqlpy ${i.version} · ${i.ksqlServiceId} · ${i.serverStatus}`; },
   (e) => { $("server-info").textContent = `server unreachable: ${e.message}`; },

@@ -85,6 +85,26 @@ function queryDescription(q) {
       "-------------------", q.topology || ""])];
 }
 
+/** DESCRIBE FUNCTION as the shell prints it: the function, then each variation with its arguments. */
+function functionDescription(f) {
+  const lines = [
+    `Name        : ${f.name}`,
+    `Author      : ${f.author || ""}`,
+    ...(f.version ? [`Version     : ${f.version}`] : []),
+    `Overview    : ${f.description || ""}`,
+    `Type        : ${f.type || ""}`,
+    `Jar         : ${f.path || ""}`,
+    "Variations  :",
+  ];
+  for (const v of f.functions || []) {
+    const args = (v.arguments || []).map((a) => `${a.name} ${a.isVariadic ? `${a.type}...` : a.type}`);
+    lines.push("", `\tVariation   : ${f.name}(${args.join(", ")})`, `\tReturns     : ${v.returnType}`);
+    if (v.description) lines.push(`\tDescription : ${v.description}`);
+    for (const a of v.arguments || []) if (a.description) lines.push(`\t${a.name.padEnd(12)}: ${a.description}`);
+  }
+  return [text(lines)];
+}
+
 const RENDERERS = {
   currentStatus: (e) => [el("div", { class: "message", text: e.commandStatus ? e.commandStatus.message : "" })],
   streams: (e) => [table(["Stream Name", "Kafka Topic", "Key Format", "Value Format", "Windowed"],
@@ -100,6 +120,7 @@ const RENDERERS = {
     (e.properties || []).map((p) => [p.name, p.scope || "", p.value]))],
   function_names: (e) => [table(["Function Name", "Category"],
     (e.functions || []).map((f) => [f.name, f.category || f.type]))],
+  describe_function: functionDescription,
   sourceDescription: (e) => sourceDescription(e.sourceDescription),
   source_descriptions: (e) => e.sourceDescriptions.flatMap(sourceDescription),
   queryDescription: (e) => queryDescription(e.queryDescription),

@@ -111,6 +111,7 @@ export class TraceView {
     const rows = answer.records.filter((r) => r.hop === index);
     const head = hop.query
       ? `topic ${hop.topic} · ${hop.kind} ${hop.source} · written by ${hop.query} from ${hop.upstream}`
+        + ((hop.joinedWith || []).length ? ` joined with ${hop.joinedWith.join(", ")}` : "")
       : `topic ${hop.topic} · ${hop.kind} ${hop.source} · traced key ${keyText(answer.key)}`;
     const searched = hop.keys.map((k) => k.map(cellText).join(", ")).join(" | ");
     const keys = hop.query ? el("div", { class: "muted keys", text: hop.keys.length
