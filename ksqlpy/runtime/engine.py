@@ -23,6 +23,7 @@ from ksqlpy.planner.steps.commands import KsqlPlan
 from ksqlpy.runtime import results as r
 from ksqlpy.runtime.commandlog import Command, CommandLog
 from ksqlpy.runtime.config import EngineConfig
+from ksqlpy.runtime.depth import allow_deep_statements
 from ksqlpy.runtime.processing_log import PROCESSING_LOG_DDL, ProcessingLog
 from ksqlpy.runtime.query import PersistentQuery, PushQuery, QueryState
 from ksqlpy.runtime.rows import Row
@@ -62,6 +63,7 @@ class Engine:
             user_info=config.get("ksql.schema.registry.basic.auth.user.info"),
         )
         self.cluster_id = "ksqlpy-" + uuid.uuid5(uuid.NAMESPACE_DNS, config.service_id).hex[:16]
+        allow_deep_statements()
         self.state = "INITIALIZING"
         #: the stored plan (ksqlDB's ``ksqlPlanV1``) of each running persistent query
         self.ksql_plans: dict[str, Any] = {}
