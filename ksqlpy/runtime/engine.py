@@ -74,19 +74,26 @@ class Engine:
 
     @classmethod
     def open(cls, config: Mapping[str, Any] | None = None) -> Engine:
-        from ksqlpy.runtime.store import open_store
-
-        cfg = EngineConfig.of(config or {})
-        store = open_store(cfg.as_store_config())
-        engine = cls(store, cfg)
+        """An engine over its store, started: the command log replayed, queries running."""
+        engine = cls.create(config)
         try:
-            engine._start()
+            engine.start()
         except BaseException:
-            store.close()
+            engine.store.close()
             raise
         return engine
 
-    def _start(self) -> None:
+    @classmethod
+    def create(cls, config: Mapping[str, Any] | None = None) -> Engine:
+        """An engine over its store (opened), INITIALIZING until :meth:`start`: a server serves
+        meanwhile, answering that it is not ready yet."""
+        from ksqlpy.runtime.store import open_store
+
+        cfg = EngineConfig.of(config or {})
+        return cls(open_store(cfg.as_store_config()), cfg)
+
+    def start(self) -> None:
+        """Replay the command log, start the queries it left running; READY after."""
         from ksqlpy.runtime.session import Session
 
         self.plog.ensure_topic()
