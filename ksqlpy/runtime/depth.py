@@ -8,12 +8,13 @@ several SQL nodes (INT ``a + b`` wraps as Java does, ``CAST(((a + b) + 2^31) & (
 inside the parser's bound, went past Python's default limit of 1,000 frames.
 
 :func:`allow_deep_statements` raises the interpreter's limit to :data:`RECURSION_LIMIT`,
-enough for anything the parser admits (a 60-term chain, the longest it accepts, needs about
-2,000). It is safe for the C stack: a Python frame that re-enters the interpreter through C,
-the costly kind, takes about 640 bytes of it on CPython 3.11 (x86-64), so 10,000 such frames
-fit in the 8 MiB that the main thread and new threads get by default. Should some statement
-still exhaust it, :func:`too_complex` turns the ``RecursionError`` into an error at the
-position of the statement's most deeply nested expression, as ksqlDB positions its errors.
+enough for anything the parser admits (a 60-term chain, about the longest it accepts, needs
+about 2,000; nested CASEs, function calls and parentheses at the parser's bound need less than
+3,000). It is safe for the C stack: a Python frame that re-enters the interpreter through C,
+the costly kind, takes about 640 bytes of it on CPython 3.11 (x86-64), so 5,000 such frames
+take about 3 MiB of the 8 MiB that the main thread and new threads get by default. Should
+some statement still exhaust it, :func:`too_complex` turns the ``RecursionError`` into an
+error at the position of its most deeply nested expression, as ksqlDB positions its errors.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ksqlpy.errors import AnalysisError, Position
 from ksqlpy.parser import ast
 
 #: Python frames planning may use (the default is 1,000).
-RECURSION_LIMIT = 10_000
+RECURSION_LIMIT = 5_000
 
 _EXPRESSIONS = get_args(ast.Expr)
 
