@@ -23,6 +23,7 @@ from ksqlpy.planner.steps.commands import KsqlPlan
 from ksqlpy.runtime import results as r
 from ksqlpy.runtime.commandlog import Command, CommandLog
 from ksqlpy.runtime.config import EngineConfig
+from ksqlpy.runtime.depth import allow_deep_statements
 from ksqlpy.runtime.processing_log import PROCESSING_LOG_DDL, ProcessingLog
 from ksqlpy.runtime.query import PersistentQuery, PushQuery, QueryState
 from ksqlpy.runtime.rows import Row
@@ -62,6 +63,7 @@ class Engine:
             user_info=config.get("ksql.schema.registry.basic.auth.user.info"),
         )
         self.cluster_id = "ksqlpy-" + uuid.uuid5(uuid.NAMESPACE_DNS, config.service_id).hex[:16]
+        allow_deep_statements()
         self.state = "INITIALIZING"
         #: the stored plan (ksqlDB's ``ksqlPlanV1``) of each running persistent query
         self.ksql_plans: dict[str, Any] = {}
@@ -72,19 +74,26 @@ class Engine:
 
     @classmethod
     def open(cls, config: Mapping[str, Any] | None = None) -> Engine:
-        from ksqlpy.runtime.store import open_store
-
-        cfg = EngineConfig.of(config or {})
-        store = open_store(cfg.as_store_config())
-        engine = cls(store, cfg)
+        """An engine over its store, started: the command log replayed, queries running."""
+        engine = cls.create(config)
         try:
-            engine._start()
+            engine.start()
         except BaseException:
-            store.close()
+            engine.store.close()
             raise
         return engine
 
-    def _start(self) -> None:
+    @classmethod
+    def create(cls, config: Mapping[str, Any] | None = None) -> Engine:
+        """An engine over its store (opened), INITIALIZING until :meth:`start`: a server serves
+        meanwhile, answering that it is not ready yet."""
+        from ksqlpy.runtime.store import open_store
+
+        cfg = EngineConfig.of(config or {})
+        return cls(open_store(cfg.as_store_config()), cfg)
+
+    def start(self) -> None:
+        """Replay the command log, start the queries it left running; READY after."""
         from ksqlpy.runtime.session import Session
 
         self.plog.ensure_topic()

@@ -571,7 +571,9 @@ def plan_sql_pull(engine: Any, text: str) -> tuple[str, list[Materializer]] | No
     None unless it is one SELECT over materialized tables and nothing else."""
     try:
         tree = sqlglot.parse_one(text.strip().rstrip(";"), read="duckdb")
-    except sqlglot.errors.SqlglotError:
+    except (sqlglot.errors.SqlglotError, RecursionError):
+        # too deep for sqlglot's recursive parser: not SQL this answers; the caller reports
+        # the ksqlDB parser's error, with its position
         return None
     if not isinstance(tree, exp.Query):
         return None

@@ -39,6 +39,7 @@ from ksqlpy.runtime.serde import sr
 from ksqlpy.runtime import describe
 from ksqlpy.runtime import results as r
 from ksqlpy.runtime.commandlog import Command
+from ksqlpy.runtime.depth import too_complex
 from ksqlpy.runtime.query import PushQuery, QueryState
 from ksqlpy.runtime.store.base import TopicSpec
 
@@ -66,7 +67,11 @@ class Session:
         for stmt_text in parser.split_statements(text):
             stmt = self._parse(stmt_text)
             try:
-                yield self._execute(stmt)
+                try:
+                    entity = self._execute(stmt)
+                except RecursionError:
+                    raise too_complex(stmt) from None
+                yield entity
             except KsqlpyError as e:
                 if e.statement_text is None:
                     e.statement_text = stmt.text or stmt_text
@@ -100,6 +105,8 @@ class Session:
             raise AnalysisError(
                 f"Statement type `{type(stmt).__name__}' not supported for this resource"
             )
+        except RecursionError:
+            raise too_complex(stmt) from None
         except KsqlpyError as e:
             if e.statement_text is None:
                 e.statement_text = stmt.text
@@ -145,7 +152,10 @@ class Session:
             return None
         if not isinstance(stmt, ast.QueryStatement):
             return None
-        answer = plan_pull(self, stmt)
+        try:
+            answer = plan_pull(self, stmt)
+        except RecursionError:
+            raise too_complex(stmt) from None
         if answer is None:
             return None
 

@@ -5,6 +5,10 @@ The server goes INITIALIZING -> READY (serving has begun, the engine replayed it
 TERMINATED. While not READY, every endpoint except the probes and ``/metrics`` answers 503
 with ksqlDB's error (:class:`ServerStateMiddleware`).
 
+``ksqlpy server`` listens before it replays the command log (``server/main.py``), so clients
+see INITIALIZING for as long as the replay takes, as ksqlDB's do while its preconditions and
+command replay run; the replay's end makes the server READY.
+
 ``/healthcheck`` runs ksqlDB's three checks (``HealthCheckAgent``) and keeps the answer for
 ``ksql.healthcheck.interval.ms`` (default 5 s), since each check does real work:
 
@@ -70,6 +74,11 @@ class ServerState:
             log.info("ksqlpy server state: %s -> %s", self.state.value, state.value)
         self.state = state
 
+    def started(self) -> None:
+        """The engine has started: READY, unless a shutdown began meanwhile."""
+        if self.state is State.INITIALIZING:
+            self.set(State.READY)
+
     @property
     def ready(self) -> bool:
         return self.state is State.READY
@@ -108,6 +117,16 @@ class HealthCheck:
 
     def report(self) -> HealthReport:
         """The checks' results (blocking: run on a worker thread)."""
+        engine = self.server.engine
+        if engine is not None and engine.state == "INITIALIZING":
+            # The replay owns the metastore until it ends: its checks fail without touching it,
+            # and nothing is cached, so the first check after the start is a real one.
+            details = {
+                "metastore": False,
+                "kafka": self._check("kafka", self._topic_store),
+                "commandRunner": False,
+            }
+            return HealthReport(details=details, server_state=self.state.state)
         with self._lock:
             now = time.monotonic()
             if self._cached is None or now - self._cached[0] >= self.interval:
@@ -156,14 +175,14 @@ class HealthCheck:
 
 
 def lifespan(server: Any, state: ServerState) -> Any:
-    """The ASGI lifespan: READY once serving starts (the engine is open by then), TERMINATED
-    after the last connection closed."""
+    """The ASGI lifespan: READY once serving starts if the engine has started by then (else
+    when it has: :meth:`ServerState.started`), TERMINATED after the last connection closed."""
 
     @asynccontextmanager
     async def run(app: Any) -> AsyncIterator[None]:
         engine = server.engine
         if engine is None or engine.state == "READY":
-            state.set(State.READY)
+            state.started()
         yield
         state.set(State.TERMINATED)
 

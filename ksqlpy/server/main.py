@@ -1,13 +1,17 @@
 """Running the server: open the engine, serve HTTP/1.1 + h2c on the listeners, stop cleanly.
 
 :func:`serve` first claims the listeners' ports and, on Kafka, checks that a bootstrap server
-answers; only then does it open the engine, which creates the data directory. A server that
-cannot start raises :class:`StartupError` with one line to show, leaving nothing on disk (a
-data directory it created for an engine that failed to open is removed again).
+answers; only then does it open the engine's store, which creates the data directory. It
+serves from then on and replays the command log meanwhile, so clients see ``serverState``
+INITIALIZING (503 with ksqlDB's ``50302`` for statements, ``/chc/ready`` 503, ``/chc/live``
+200) until the replay ends and the server is READY. A server that cannot start raises
+:class:`StartupError` with one line to show, leaving nothing on disk (a data directory it
+created for an engine that failed to open or replay is removed again).
 
 It then blocks until SIGTERM or SIGINT, stops accepting requests, lets hypercorn close
 connections (push queries see a disconnect and close their engine queries) and closes the
-engine, which commits positions and closes the store.
+engine, which commits positions and closes the store. A signal during the replay lets the
+replay finish first: the engine closes from a consistent state.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import shutil
 import signal
 import socket
 import ssl
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -170,46 +175,87 @@ def _first_missing(path: Path) -> Path | None:
     return missing
 
 
-def open_engine(config: ServerConfig) -> Any:
-    """The engine, or :class:`StartupError` for a setting it refuses; removes the data
-    directory again when it created it and failed."""
-    from ksqlpy.errors import KsqlpyError
+def create_engine(config: ServerConfig) -> tuple[Any, Path | None]:
+    """The engine over its opened store, not started, and the directory this created (None when
+    it existed); or :class:`StartupError` for a setting it refuses, with that directory removed."""
     from ksqlpy.runtime.engine import Engine
 
     created = None if config.state_dir == ":memory:" else _first_missing(Path(config.state_dir).absolute())
     try:
-        return Engine.open(config.engine_properties())
+        return Engine.create(config.engine_properties()), created
     except BaseException as e:
-        if created is not None and created.exists():
-            shutil.rmtree(created, ignore_errors=True)
-        if isinstance(e, (KsqlpyError, ValueError, OSError)):
-            raise StartupError(f"Cannot start: {e}") from e
+        _remove(created)
+        _raise_startup_error(e)
         raise
 
 
+def _raise_startup_error(e: BaseException) -> None:
+    """:class:`StartupError` for a setting or state the engine refuses; other errors are bugs and
+    go on as they are."""
+    from ksqlpy.errors import KsqlpyError
+
+    if isinstance(e, (KsqlpyError, ValueError, OSError)):
+        raise StartupError(f"Cannot start: {e}") from e
+
+
+def _remove(created: Path | None) -> None:
+    if created is not None and created.exists():
+        shutil.rmtree(created, ignore_errors=True)
+
+
+def start_engine(engine: Any, lock: threading.Lock) -> None:
+    """Replay the command log, under the statement lock (requests are refused meanwhile; this
+    keeps anything that slips past from seeing a half-built metastore)."""
+    with lock:
+        engine.start()
+
+
 def serve(config: ServerConfig) -> None:
-    """Open the engine and serve until SIGTERM/SIGINT; always closes the engine."""
+    """Serve while the engine starts, then until SIGTERM/SIGINT; always closes the engine."""
     sockets = bind_listeners(config)
     try:
         if config.bootstrap_servers:
             check_kafka(config.bootstrap_servers)
-        engine = open_engine(config)
+        engine, created = create_engine(config)
     except BaseException:
         _close(sockets)
         raise
+    failed: list[BaseException] = []
     try:
         app = create_app(engine, config)
+        server = app.state.ksql
         urls = ", ".join(listener.url for listener in config.listeners)
-        log.info("ksqlpy server listening on %s, using %s.", urls, describe_store(engine, config))
+        log.info(
+            "ksqlpy server listening on %s, using %s; replaying the command log.",
+            urls,
+            describe_store(engine, config),
+        )
 
         async def main() -> None:
             shutdown = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, shutdown.set)
+
+            async def start() -> None:
+                try:
+                    await asyncio.to_thread(start_engine, engine, server.statement_lock)
+                except Exception as e:  # noqa: BLE001 - reported as the server's start-up error
+                    failed.append(e)
+                    shutdown.set()
+                    return
+                server.server_state.started()
+
+            starting = asyncio.create_task(start())
             await serve_app(app, config, shutdown, sockets)
+            await starting  # a signal during the replay: the replay ends before the engine closes
 
         asyncio.run(main())
     finally:
         log.info("ksqlpy server stopping: closing the engine.")
         engine.close()
+        if failed:
+            _remove(created)
+    if failed:
+        _raise_startup_error(failed[0])
+        raise failed[0]

@@ -3,6 +3,11 @@
 Messages: the result schema (DESCRIBE-style field objects), then one ``{"row":…}`` per row;
 the server closes with 1000 ``done`` at the end, 1003 for a bad request or statement, 1011 when
 the query fails while running.
+
+A pull query is admitted by the server's pull-query limits (``ksql.query.pull.max.qps``,
+``ksql.query.pull.max.concurrent.requests``) before the handshake: past them, the upgrade is
+refused with the HTTP answer ``/query`` gives, 429 and ksqlDB's ``42900`` body, so a client sees
+the same refusal on either endpoint.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from ksqlpy.server import wire
 from ksqlpy.server.entities import dumps, field_json
 from ksqlpy.server.errors import BAD_REQUEST, RestError, message_of
 from ksqlpy.server.push import QueryFeed
+from ksqlpy.server.quotas import RateLimited
 
 if TYPE_CHECKING:
     from ksqlpy.server.app import KsqlServer
@@ -27,6 +33,39 @@ NORMAL, UNSUPPORTED, INTERNAL = 1000, 1003, 1011
 
 
 async def serve_websocket_query(server: KsqlServer, websocket: WebSocket) -> None:
+    try:
+        ticket = server.quotas.admit_query(_statement_text(websocket))
+    except RateLimited as e:
+        await _refuse(websocket, e)
+        return
+    try:
+        await _serve(server, websocket)
+    finally:
+        ticket.release()
+
+
+def _statement_text(websocket: WebSocket) -> str:
+    """The request's statement, for the pull-query limits; a request that does not carry one is
+    no pull query (the handshake goes ahead and the close reason says what is wrong)."""
+    raw = websocket.query_params.get("request")
+    try:
+        body = wire.parse_object(raw.encode("utf-8")) if raw is not None else {}
+        return wire.optional_str(body, "ksql")
+    except RestError:
+        return ""
+
+
+async def _refuse(websocket: WebSocket, error: RateLimited) -> None:
+    """Refuse the upgrade with an HTTP answer, as hypercorn lets an ASGI app do before accepting."""
+    body = dumps(error.body())
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    await websocket.send(
+        {"type": "websocket.http.response.start", "status": error.code.status, "headers": headers}
+    )
+    await websocket.send({"type": "websocket.http.response.body", "body": body, "more_body": False})
+
+
+async def _serve(server: KsqlServer, websocket: WebSocket) -> None:
     await websocket.accept()
     try:
         version = websocket.query_params.get("version")

@@ -12,7 +12,10 @@ from contextlib import ExitStack
 from typing import Any
 
 import httpx
+import orjson
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
 
 from ksqlpy.server.app import create_app
 from ksqlpy.server.config import ConfigError
@@ -143,6 +146,59 @@ def test_pull_query_rate_limit(limited: RunningServer) -> None:
     rate_limited(second, "Host is at rate limit for pull queries. Currently set to 0.01 qps.")
     metrics = httpx.get(f"{limited.url}/metrics", timeout=30).text
     assert 'ksqlpy_quota_refusals_total{limit="ksql.query.pull.max.qps"} 1.0' in metrics
+
+
+@pytest.fixture(scope="module")
+def ws_limited() -> Iterator[tuple[RunningServer, RunningServer]]:
+    """Two servers with a table: pull queries at 0.01 per second; one pull query at a time."""
+    table = (
+        "CREATE SOURCE TABLE t (id VARCHAR PRIMARY KEY, v INT) WITH "
+        "(kafka_topic='t', value_format='JSON', partitions=1);"
+    )
+    with ExitStack() as stack:
+        servers = []
+        for limit in ({"ksql.query.pull.max.qps": "0.01"}, {"ksql.query.pull.max.concurrent.requests": "1"}):
+            thread, server = start(limit)
+            stack.callback(server.engine.close)
+            stack.callback(thread.stop)
+            assert ksql(server, table).status_code == 200
+            servers.append(server)
+        yield servers[0], servers[1]
+
+
+def ws_refusal(server: RunningServer, sql: str) -> httpx.Response:
+    """The HTTP answer that refused a websocket upgrade for ``sql``, as an httpx response."""
+    with pytest.raises(InvalidStatus) as refused, connect(ws_url(server, {"ksql": sql}), open_timeout=30):
+        pass
+    answer = refused.value.response
+    assert answer.headers["content-type"] == "application/json"
+    return httpx.Response(answer.status_code, content=bytes(answer.body or b""))
+
+
+def test_websocket_pull_queries_have_the_pull_query_limits(
+    ws_limited: tuple[RunningServer, RunningServer],
+) -> None:
+    by_rate, by_concurrency = ws_limited
+    pull = "SELECT * FROM t WHERE id = 'a';"
+    received, code, _ = messages_until_close(ws_url(by_rate, {"ksql": pull}))
+    assert (received[0][0]["name"], code) == ("ID", 1000)
+    refused = ws_refusal(by_rate, pull)
+    rate_limited(refused, "Host is at rate limit for pull queries. Currently set to 0.01 qps.")
+    # one budget for both endpoints: /query is refused the same way, with the same body
+    over_http = httpx.post(f"{by_rate.url}/query", json={"ksql": pull}, timeout=30)
+    rate_limited(over_http, "Host is at rate limit for pull queries.")
+    assert orjson.loads(refused.content) == over_http.json()
+    # a push query is no pull query: the pull budget does not refuse it
+    push = {"ksql": "SELECT * FROM nope EMIT CHANGES;"}
+    received, code, reason = messages_until_close(ws_url(by_rate, push))
+    assert code == 1003 and "NOPE" in reason
+    metrics = httpx.get(f"{by_rate.url}/metrics", timeout=30).text
+    assert 'ksqlpy_quota_refusals_total{limit="ksql.query.pull.max.qps"} 2.0' in metrics
+    # each websocket pull query gives its place back when it ends, so one at a time all run
+    for _ in range(3):
+        received, code, _ = messages_until_close(ws_url(by_concurrency, {"ksql": pull}))
+        assert code == 1000
+    assert httpx.post(f"{by_concurrency.url}/query-stream", json={"sql": pull}, timeout=30).status_code == 200
 
 
 def test_push_query_limit(limited: RunningServer) -> None:
