@@ -90,3 +90,27 @@ def test_a_join_counts_both_sources(engine: Engine) -> None:
     assert sorted(sources) == [2, 5]  # the pages table's two rows, the five page views
     by_op = {op: n for op, _, n in steps}
     assert by_op["JOIN"] == 4 and by_op["SINK"] == 4  # 'faq' has no page
+
+
+def test_an_n_way_join_counts_each_join_and_the_re_keying_between_them(engine: Engine) -> None:
+    s = engine.session({"auto.offset.reset": "earliest"})
+    s.execute_all(
+        "CREATE TABLE pages (page VARCHAR PRIMARY KEY, title VARCHAR) "
+        "WITH (kafka_topic='pages', value_format='JSON', partitions=1);"
+        "CREATE TABLE users (id VARCHAR PRIMARY KEY, name VARCHAR) "
+        "WITH (kafka_topic='users', value_format='JSON', partitions=1);"
+        "INSERT INTO pages (page, title) VALUES ('home', 'Home');"
+        "INSERT INTO users (id, name) VALUES ('u1', 'Ann');"
+        "INSERT INTO users (id, name) VALUES ('u2', 'Bo');"
+    )
+    (qid,) = run(
+        engine,
+        "CREATE STREAM named AS SELECT v.user_id, v.page, p.title, u.name FROM pageviews v "
+        "JOIN pages p ON v.page = p.page JOIN users u ON v.user_id = u.id;",
+    )
+    by_context = {st.context: st.records for st in steps_of(engine, qid)}
+    # two of five views are of 'home'; of those, one is by a known user (u2)
+    assert by_context["KafkaTopic_L_Left/Source"] == 5
+    assert by_context["KafkaTopic_L_Right/Source"] == 1 and by_context["KafkaTopic_Right/Source"] == 2
+    assert by_context["L_Join"] == 2 and by_context["LeftSourceKeyed"] == 2
+    assert by_context["Join"] == 1 and by_context["NAMED"] == 1
