@@ -43,6 +43,7 @@ from ksqlpy.runtime.codec import TOMBSTONE
 from ksqlpy.runtime.evaluate import DELETE, TS, Evaluated
 from ksqlpy.runtime.processing_log import RECORD_PROCESSING_ERROR, ProcessingError
 from ksqlpy.runtime.relations import to_duckdb
+from ksqlpy.runtime.stats import OperatorCounts
 
 log = logging.getLogger("ksqlpy.aggregate")
 
@@ -133,6 +134,8 @@ class AggregateProcessor:
         self.late_records = 0
         #: set when state must also go to changelog topics (see :meth:`log_changes`)
         self.recorder: ChangeRecorder | None = None
+        #: where the rows past WHERE and those with a group are counted (``main/where``, ``main/grouped``)
+        self.counts: OperatorCounts | None = None
         self._created = False
         self._out_schema: pa.Schema | None = None
 
@@ -287,13 +290,20 @@ class AggregateProcessor:
         # The batch's columns by their DuckDB names, as the compiled expressions name them.
         result = self._relation("input", to_duckdb(batch), sql)
         if self.is_table:
+            self._count(_true(result.column("__OK")), _true(result.column("__VALID")))
             return result
         keyed = result.column("__KEYED")
         if not pc.all(keyed).as_py():
             self._null_keys(result.filter(pc.invert(keyed)))
             result = result.filter(keyed)
+        self._count(len(keyed), result.num_rows)
         result = result.append_column(PART, self._partitions(result))
         return result.drop_columns(["__KEYED", "__PART", "__OFF"])
+
+    def _count(self, passed: int, grouped: int) -> None:
+        if self.counts is not None:
+            self.counts.add("main/where", passed)
+            self.counts.add("main/grouped", grouped)
 
     def _partitions(self, rows: pa.Table) -> pa.Array:
         """The partition each row's group is processed in, which is whose stream time applies.
@@ -807,6 +817,11 @@ class AggregateProcessor:
                 )
         out, _ = self._output(agg)
         return out.filter(pc.invert(out.column(DELETE)))
+
+
+def _true(column: pa.ChunkedArray) -> int:
+    """How many of a boolean column's values are true."""
+    return int(pc.sum(pc.fill_null(column, False)).as_py() or 0)
 
 
 def _stream_times(rows: pa.Table, prior: dict[int, int]) -> list[tuple[int, int]]:

@@ -26,7 +26,7 @@ from ksqlpy.runtime.evaluate import DELETE, TS, StepEvaluator, deletes_of
 from ksqlpy.runtime.processing_log import ProcessingLog
 from ksqlpy.runtime.rows import Row, table_to_rows
 from ksqlpy.runtime.serde.registry import registry_for
-from ksqlpy.runtime.stats import LatencyHistogram, record_bytes
+from ksqlpy.runtime.stats import LatencyHistogram, OperatorCounts, record_bytes
 from ksqlpy.runtime.store.base import StartPosition, TopicStore
 
 log = logging.getLogger("ksqlpy.query")
@@ -80,6 +80,8 @@ class QueryRunner:
         self.bytes_in = 0
         self.bytes_out = 0
         self.batch_latency = LatencyHistogram()
+        #: rows through the fused operators, for each plan step's count (see ``step_counts``)
+        self.operator_counts = OperatorCounts()
         self._stop = threading.Event()
         self._idle = threading.Event()
         self._thread: threading.Thread | None = None
@@ -165,12 +167,15 @@ class QueryRunner:
                 self.bytes_in += record_bytes(records)
                 decoded = decoder.decode(records)
                 self.plog.write(self.query_id, decoded.errors)
+                self.operator_counts.add("source/0", records.num_rows)
+                self.operator_counts.add("main/in", decoded.table.num_rows)
                 if self._processor is not None:
                     self.emit_stateful(decoded.table, encoder, reader)
                 else:
                     assert evaluator is not None  # None only for a step with a processor
                     result = evaluator.evaluate(decoded.table, self.query_id)
                     self.plog.write(self.query_id, result.errors)
+                    self.operator_counts.add("main/out", result.rows.num_rows)
                     self.emit(result.rows, encoder, reader)
                 self.batch_latency.observe(time.monotonic() - batch_started)
                 if self.done():
@@ -213,6 +218,7 @@ class QueryRunner:
 
             partitioner = self._key_partitioner(encoder, len(step.group_keys))
             self._processor = AggregateProcessor(step, self.query_id, new_connection(), key_partitioner=partitioner)
+            self._processor.counts = self.operator_counts
             return None
         return StepEvaluator(step, new_connection())
 
@@ -297,6 +303,7 @@ class PersistentQuery(QueryRunner):
             tx.commit_positions(self.group, reader.positions())
         self.records_out += records.num_rows
         self.bytes_out += record_bytes(records)
+        self.operator_counts.add("sink", records.num_rows)
 
 
     def emit_stateful(self, batch: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
@@ -305,6 +312,7 @@ class PersistentQuery(QueryRunner):
         with self.store.transaction() as tx:
             result = self._processor.process(batch, tx.state)
             self.plog.write(self.query_id, result.errors)
+            self.operator_counts.add("main/out", result.rows.num_rows)
             records, errors = encode_windowed(encoder, self.plan.sink, result.rows)
             self.plog.write(self.query_id, errors)
             if records.num_rows:
@@ -315,6 +323,7 @@ class PersistentQuery(QueryRunner):
             tx.commit_positions(self.group, reader.positions())
         self.records_out += records.num_rows
         self.bytes_out += record_bytes(records)
+        self.operator_counts.add("sink", records.num_rows)
 
 
 class PushQuery(QueryRunner):

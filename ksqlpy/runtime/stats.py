@@ -83,3 +83,28 @@ class LatencyHistogram:
             running += c
             cumulative.append(running)
         return HistogramSnapshot(bounds=self.bounds, cumulative=tuple(cumulative), total=total, count=running)
+
+
+class OperatorCounts:
+    """Rows through a running query's fused operators since it started, by point.
+
+    A point names where in the fused operators rows are counted (see
+    :mod:`ksqlpy.runtime.step_counts`, which attributes them to the plan's steps): ``source/<i>``
+    (records read for input ``i``), ``<op>/in`` and ``<op>/out`` (rows into and out of a fused
+    operator: ``main``, a join side ``side/<i>``, a re-keyed join ``rekey/<join context>``),
+    ``main/where`` and ``main/grouped`` (an aggregation's rows past its WHERE, and those with a
+    group), ``join/<context>`` (rows a join emitted) and ``sink`` (records written). The query's
+    thread adds a batch's row counts; readers on other threads take snapshots.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def add(self, point: str, rows: int) -> None:
+        with self._lock:
+            self._counts[point] = self._counts.get(point, 0) + rows
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)

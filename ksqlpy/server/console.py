@@ -1,6 +1,7 @@
 """The web console: ``/console`` serves a page (plain JS modules, vendored libraries) that runs
 statements, streams push queries, lists the catalog (functions and the processing log's newest bad
-records too), draws the lineage graph and traces a key downstream; ``/lineage`` serves that graph.
+records too), draws the lineage graph (a query's plan with per-step record counts) and traces a key downstream;
+``/lineage`` serves that graph.
 
 The page talks only to the public REST API (``/ksql``, ``/query-stream``, ``/close-query``,
 ``/info``) plus ``/lineage`` and ``/trace`` (``server/trace.py``); every asset it loads comes from ``ksqlpy/server/console/static``

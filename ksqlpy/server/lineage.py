@@ -7,11 +7,16 @@ request; the web console draws it left to right. The shape (also documented in R
                {"id": "source:PAGEVIEWS", "kind": "stream", "name": "PAGEVIEWS", "topic": "pageviews",
                 "partitions": 1, "keyFormat": "KAFKA", "valueFormat": "JSON", "windowed": false},
                {"id": "query:CSAS_LONG_0", "kind": "query", "name": "CSAS_LONG_0", "state": "RUNNING",
-                "statement": "...", "recordsIn": 2, "recordsOut": 1}, ...],
+                "statement": "...", "recordsIn": 2, "recordsOut": 1,
+                "plan": [{"id": "LONG", "type": "streamSinkV1", "operation": "SINK", "depth": 0,
+                          "records": 1}, ...]}, ...],
      "edges": [{"source": "topic:pageviews", "target": "source:PAGEVIEWS", "kind": "reads"}, ...]}
 
 Edges run the way data flows: topic → the stream or table declared over it, source → the query
 reading it, query → the stream or table it writes, and a written stream or table → its topic.
+A query's ``plan`` is its step tree as EXPLAIN prints it (parents first, ``depth`` the
+indentation), each step with the records that went through it since the query started here
+(see :mod:`ksqlpy.runtime.step_counts`; ``null`` where the fused operators do not observe it).
 Internal topics (names starting with ``_``: consumer-group state, changelogs) are left out, as
 SHOW TOPICS leaves them out. Transient push queries are not part of the graph.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from ksqlpy.planner.catalog import Source
+from ksqlpy.runtime.step_counts import step_records
 
 #: Node kinds, in the order the console lists them.
 KINDS = ("topic", "stream", "table", "query")
@@ -102,6 +108,7 @@ def lineage_json(engine: Any) -> dict[str, Any]:
             # Read, not reset: the counters belong to the running query.
             "recordsIn": int(getattr(q, "records_in", 0)),
             "recordsOut": int(getattr(q, "records_out", 0)),
+            "plan": _plan(engine, q),
         }
         for s in query_sources(q.plan):
             edge(source_id(s.name), query_id(qid), "reads")
@@ -113,6 +120,19 @@ def lineage_json(engine: Any) -> dict[str, Any]:
     order = {k: i for i, k in enumerate(KINDS)}
     ordered = sorted(nodes.values(), key=lambda n: (order.get(n["kind"], len(KINDS)), n["name"]))
     return {"nodes": ordered, "edges": edges}
+
+
+def _plan(engine: Any, query: Any) -> list[dict[str, Any]]:
+    """The query's steps with their record counts (empty for a query without a stored plan)."""
+    stored = getattr(engine, "ksql_plans", {}).get(query.query_id)
+    query_plan = getattr(stored, "query_plan", None)
+    counts = getattr(query, "operator_counts", None)
+    if query_plan is None or counts is None:
+        return []
+    return [
+        {"id": s.context, "type": s.type, "operation": s.operation, "depth": s.depth, "records": s.records}
+        for s in step_records(query_plan.physical_plan, counts.snapshot())
+    ]
 
 
 def _state_name(state: Any) -> str:

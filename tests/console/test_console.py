@@ -179,7 +179,10 @@ def test_lineage_graph(browser: Any, console_server: RunningServer) -> None:
     detail = browser.find_element(By.ID, "lineage-detail").text
     assert f"Name : {sink}" in " ".join(detail.split())
     assert f"reads {csas_id}" not in " ".join(detail.split()) and f"writes {csas_id}" in " ".join(detail.split())
+    # a query shows its plan (see test_plan), and EXPLAIN a click further
     browser.find_element(By.CSS_SELECTOR, f"#lineage-graph g.node[data-id='query:{csas_id}']").click()
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#lineage-detail #plan-steps"), "the plan")
+    browser.find_element(By.CSS_SELECTOR, "#lineage-detail button.link").click()
     wait_for(browser, lambda d: f"ID : {csas_id}" in " ".join(d.find_element(By.ID, "lineage-detail").text.split()),
              "EXPLAIN")
     browser.save_screenshot(str(SCREENSHOTS / "lineage.png"))

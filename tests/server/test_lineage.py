@@ -63,6 +63,16 @@ def test_lineage_of_a_csas_and_a_ctas(ksql_server: RunningServer) -> None:
     assert nodes[f"query:{ctas_id}"]["recordsIn"] == 3
     assert nodes[f"query:{ctas_id}"]["recordsOut"] >= 2  # one change per page at least
     assert all(e["source"] in nodes and e["target"] in nodes for e in graph["edges"])
+
+    # each query's plan, as EXPLAIN lists it, with the records through each step
+    csas_plan = nodes[f"query:{csas_id}"]["plan"]
+    assert [(p["operation"], p["type"], p["depth"], p["records"]) for p in csas_plan] == [
+        ("SINK", "streamSinkV1", 0, 2), ("PROJECT", "streamSelectV1", 1, 2),
+        ("FILTER", "streamFilterV1", 2, 2), ("SOURCE", "streamSourceV1", 3, 3)]
+    assert [p["id"] for p in csas_plan] == [long_views, "Project", "WhereFilter", "KsqlTopic/Source"]
+    ctas_plan = {p["operation"]: p["records"] for p in nodes[f"query:{ctas_id}"]["plan"]}
+    assert ctas_plan["SOURCE"] == 3 and ctas_plan["GROUP_BY"] == 3
+    assert ctas_plan["AGGREGATE"] == ctas_plan["SINK"] == nodes[f"query:{ctas_id}"]["recordsOut"]
     assert not any(n["name"].startswith("_") for n in graph["nodes"] if n["kind"] == "topic")
 
     # a terminated query leaves the graph; its sink stays
@@ -97,10 +107,25 @@ def test_lineage_of_a_join(ksql_server: RunningServer) -> None:
                   f"WITH (kafka_topic='{orders.lower()}', value_format='JSON', partitions=1);")):
         assert ksql(ksql_server, text).status_code == 200
     csas = ksql(ksql_server, f"CREATE STREAM {enriched} AS SELECT O.USER_ID, O.ID, U.NAME FROM {orders} O "
-                             f"JOIN {users} U ON O.USER_ID = U.ID;")
+                             f"JOIN {users} U ON O.USER_ID = U.ID;",
+                streamsProperties={"ksql.streams.auto.offset.reset": "earliest"})
     assert csas.status_code == 200, csas.text
     query = f"query:{csas.json()[0]['commandStatus']['queryId']}"
-    edges = {(e["source"], e["target"]) for e in lineage(ksql_server)["edges"]}
+    # the users first, all read before any order comes (a Kafka poll may hand out either topic first)
+    for rows in (["INSERT INTO {u} (ID, NAME) VALUES ('u1', 'Ann');", "INSERT INTO {u} (ID, NAME) VALUES ('u2', 'Bo');"],
+                 ["INSERT INTO {o} (ID, USER_ID) VALUES ('o1', 'u1');",
+                  "INSERT INTO {o} (ID, USER_ID) VALUES ('o2', 'u3');",
+                  "INSERT INTO {o} (ID, USER_ID) VALUES ('o3', 'u2');"]):
+        for text in rows:
+            assert ksql(ksql_server, text.format(u=users, o=orders)).status_code == 200
+        assert ksql_server.engine.wait_idle(60)
+    graph = lineage(ksql_server)
+    plan = next(n for n in graph["nodes"] if n["id"] == query)["plan"]
+    # both sources counted: three orders and two users read; two orders found their user
+    assert sorted((p["id"], p["records"]) for p in plan if p["operation"] == "SOURCE") == [
+        ("KafkaTopic_Left/Source", 3), ("KafkaTopic_Right/Source", 2)]
+    assert {p["operation"]: p["records"] for p in plan if p["depth"] < 3} == {"SINK": 2, "PROJECT": 2, "JOIN": 2}
+    edges = {(e["source"], e["target"]) for e in graph["edges"]}
     # the join query reads both of its sources, not the join's result
     assert {(f"source:{orders}", query), (f"source:{users}", query), (query, f"source:{enriched}")} <= edges
     assert {s for s, t in edges if t == query} == {f"source:{orders}", f"source:{users}"}

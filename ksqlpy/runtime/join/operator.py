@@ -51,6 +51,7 @@ from ksqlpy.runtime.join.plan import (
 )
 from ksqlpy.runtime.join.windowed import StreamStreamJoin
 from ksqlpy.runtime.processing_log import ProcessingError
+from ksqlpy.runtime.stats import OperatorCounts
 from ksqlpy.runtime.store.base import HEADER_TYPE
 
 #: a record's place in the batch (the order runs are processed in)
@@ -94,6 +95,13 @@ class JoinProcessor:
             if n.kind is JoinKind.STREAM_STREAM
         }
         self._ensured = False
+        #: where each side's, join's and re-keying's rows are counted (see ``step_counts``)
+        self.counts: OperatorCounts | None = None
+
+    def _count(self, operator: str, rows_in: int, rows_out: int) -> None:
+        if self.counts is not None:
+            self.counts.add(f"{operator}/in", rows_in)
+            self.counts.add(f"{operator}/out", rows_out)
 
     def _rekeyed(self) -> list[Rekeyed]:
         return [side for node in self.nodes for side in (node.left, node.right) if isinstance(side, Rekeyed)]
@@ -141,12 +149,13 @@ class JoinProcessor:
         self._ensure_tables(state)
         errors: list[ProcessingError] = []
         sides: list[pa.Table] = []
-        for side, batch in zip(self.inputs, decoded, strict=True):
+        for i, (side, batch) in enumerate(zip(self.inputs, decoded, strict=True)):
             if batch is None or batch.num_rows == 0:
                 sides.append(_empty_side(side))
                 continue
             result = self._evaluators[id(side)].evaluate(batch, self.query_id)
             errors += result.errors
+            self._count(f"side/{i}", batch.num_rows, result.rows.num_rows)
             sides.append(_side_rows(side, result.rows))
         outputs: list[pa.Table] = []
         for index, rows in _runs(sides):
@@ -168,9 +177,12 @@ class JoinProcessor:
             if isinstance(over, Rekeyed):
                 decoded = _as_decoded(rows, _decoded_schema(over.base))
                 result = self._evaluators[id(over)].evaluate(decoded, self.query_id)
+                self._count(f"rekey/{over.base.context}", decoded.num_rows, result.rows.num_rows)
                 rows = _side_rows(over, result.rows)
             else:
                 rows = self._join(over, which, rows, state)
+                if self.counts is not None:
+                    self.counts.add(f"join/{over.context}", rows.num_rows)
             side = over
         return None
 

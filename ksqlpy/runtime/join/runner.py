@@ -54,6 +54,7 @@ class JoinQuery(PersistentQuery):
             registry = registry_for(self.store)
             con = new_connection()
             self._join = JoinProcessor(self.plan.join, self.query_id, con)
+            self._join.counts = self.operator_counts
             self._decoders = [SourceDecoder(i.source, registry) for i in self._join.inputs]
             assert self.plan.sink is not None
             encoder = SinkEncoder(self.plan.sink, registry)
@@ -62,6 +63,7 @@ class JoinQuery(PersistentQuery):
                 from ksqlpy.runtime.aggregate import AggregateProcessor
 
                 self._processor = AggregateProcessor(step, self.query_id, con)
+                self._processor.counts = self.operator_counts
                 self._post: StepEvaluator | None = None
             else:
                 self._post = StepEvaluator(step, con)
@@ -96,8 +98,9 @@ class JoinQuery(PersistentQuery):
         records = records.take(pa.array(_processing_order(records)))
         records = records.append_column(SEQ, pa.array(np.arange(records.num_rows, dtype=np.int64)))
         out: list[pa.Table | None] = []
-        for side, decoder in zip(self._join.inputs, self._decoders, strict=True):
+        for i, (side, decoder) in enumerate(zip(self._join.inputs, self._decoders, strict=True)):
             part = records.filter(pc.equal(records.column("topic"), side.source.topic))
+            self.operator_counts.add(f"source/{i}", part.num_rows)
             if part.num_rows == 0:
                 out.append(None)
                 continue
@@ -112,6 +115,7 @@ class JoinQuery(PersistentQuery):
         with self.store.transaction() as tx:
             joined = self._join.process(decoded, tx.state)
             self.plog.write(self.query_id, joined.errors)
+            self.operator_counts.add("main/in", joined.rows.num_rows)
             if self._post is not None:
                 result = self._post.evaluate(joined.rows, self.query_id)
                 rows = result.rows
@@ -119,6 +123,7 @@ class JoinQuery(PersistentQuery):
             else:
                 result = self._processor.process(joined.rows, tx.state)
                 out, errors = encode_windowed(encoder, self.plan.sink, result.rows)
+            self.operator_counts.add("main/out", result.rows.num_rows)
             self.plog.write(self.query_id, result.errors)
             self.plog.write(self.query_id, errors)
             if out.num_rows:
@@ -126,6 +131,7 @@ class JoinQuery(PersistentQuery):
             tx.commit_positions(self.group, reader.positions())
         self.records_out += out.num_rows
         self.bytes_out += record_bytes(out)
+        self.operator_counts.add("sink", out.num_rows)
 
     def drop_state(self) -> None:
         join = getattr(self, "_join", None)

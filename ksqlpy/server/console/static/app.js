@@ -6,6 +6,7 @@
 import { info, ksql, ServerError } from "./api.js";
 import { FunctionList, ProcessingLogCard } from "./catalog.js";
 import { LineageView } from "./lineage.js";
+import { planTable } from "./plan.js";
 import { el, entityNodes } from "./render.js";
 import { http1Full, QueryView } from "./results.js";
 import { TraceView } from "./trace.js";
@@ -305,8 +306,29 @@ const lineageView = new LineageView($("lineage-graph"), $("lineage-status"), (no
       text: `Kafka topic : ${node.name}\nPartitions  : ${node.partitions}${node.missing ? "\n(missing)" : ""}` })));
     return;
   }
-  describeInto(detail, node.kind === "query" ? `EXPLAIN ${node.name};` : `DESCRIBE ${quoted(node.name)};`);
+  if (node.kind === "query") {
+    detail.replaceChildren(queryPlanCard(node));
+    return;
+  }
+  describeInto(detail, `DESCRIBE ${quoted(node.name)};`);
+}, (node) => {
+  // the live graph moved: a query's plan card on screen follows its counts (not its EXPLAIN)
+  const detail = $("lineage-detail");
+  if (node.kind === "query" && detail.firstElementChild?.dataset.planOf === node.name) {
+    detail.replaceChildren(queryPlanCard(node));
+  }
 });
+
+/** A query node's plan with per-step record counts; EXPLAIN (a click on its title) has the rest. */
+function queryPlanCard(node) {
+  const explain = el("button", { class: "link", text: `EXPLAIN ${node.name}`,
+    onclick: () => describeInto($("lineage-detail"), `EXPLAIN ${node.name};`) });
+  const shown = card(`plan of ${node.name} · ${node.state} · in ${node.recordsIn} · out ${node.recordsOut}`,
+    planTable(node), el("div", { class: "muted plan-note" }, "Records through each step since the query started. ",
+      explain));
+  shown.dataset.planOf = node.name;
+  return shown;
+}
 
 const traceView = new TraceView({ form: $("trace-form"), source: $("trace-source"), key: $("trace-key"),
   from: $("trace-from"), to: $("trace-to"), status: $("trace-status"), output: $("trace-output") });

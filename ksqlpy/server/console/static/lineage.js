@@ -1,6 +1,7 @@
 // The lineage graph from GET /lineage, laid out left to right by dagre and drawn as SVG: topics,
 // streams, tables and queries as boxes, data flowing along the edges. Clicking a node calls
-// `onSelect(node)` (the console describes it).
+// `onSelect(node)` (the console describes it); when the graph is redrawn with the selected node
+// still in it, `onUpdate(node)` gets its new version (a query's counts moved).
 
 import { lineage } from "./api.js";
 
@@ -36,10 +37,11 @@ function width(node) {
 }
 
 export class LineageView {
-  constructor(container, status, onSelect) {
+  constructor(container, status, onSelect, onUpdate = null) {
     this.container = container;
     this.status = status;
     this.onSelect = onSelect;
+    this.onUpdate = onUpdate;
     this.selected = null;
   }
 
@@ -58,6 +60,8 @@ export class LineageView {
     this.graph = graph;
     this.drawn = text;
     this.draw();
+    const selected = this.selected && this.graph.nodes.find((n) => n.id === this.selected);
+    if (selected && this.onUpdate) this.onUpdate(selected);
     const count = (k) => this.graph.nodes.filter((n) => n.kind === k).length;
     this.status.textContent = `${count("topic")} topics, ${count("stream")} streams, ${count("table")} tables, `
       + `${count("query")} queries`;
