@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ksqlpy import sqltypes
-from ksqlpy.errors import AnalysisError
+from ksqlpy.errors import AnalysisError, NodeLocationError
 from ksqlpy.parser import ast
 from ksqlpy.planner import scope as scopes
-from ksqlpy.planner.catalog import PSEUDO_COLUMNS, WINDOW_BOUND_COLUMNS, Catalog, Column, ColumnNamespace, Source
+from ksqlpy.planner.catalog import PSEUDO_COLUMNS, RESERVED_COLUMN_NAMES, WINDOW_BOUND_COLUMNS, Catalog, Column, ColumnNamespace, Source
 from ksqlpy.planner.expressions.scope import ColumnScope, ScopeColumn
 from ksqlpy.planner.plans import expressions as ex
 from ksqlpy.planner.plans.sources import internal_formats, source_step
@@ -78,7 +78,9 @@ class PlannedJoin:
     foreign_key: bool
 
 
-def plan_join(query: ast.Query, catalog: Catalog, config: Mapping[str, Any]) -> PlannedJoin:
+def plan_join(
+    query: ast.Query, catalog: Catalog, config: Mapping[str, Any], *, persistent: bool = True
+) -> PlannedJoin:
     join = query.from_
     assert isinstance(join, ast.Join)
     sides = [_side(join.left, catalog)]
@@ -100,6 +102,7 @@ def plan_join(query: ast.Query, catalog: Catalog, config: Mapping[str, Any]) -> 
         prefix = "L_" * (count - 1 - i)
         node = _join(node, sides[i + 1], right, prefix, query, side_of, sides, config)
         node_prefixes.append(prefix)
+    _check_reserved_names(query, persistent)
     root = node.step
     assert isinstance(root, s.JoinStep)
     schema = resolve_schema(root, catalog.types)
@@ -130,6 +133,23 @@ def plan_join(query: ast.Query, catalog: Catalog, config: Mapping[str, Any]) -> 
         viable=tuple(_col_name(r, side_of) for r in node.viable),
         foreign_key=fk,
     )
+
+
+def _check_reserved_names(query: ast.Query, persistent: bool) -> None:
+    """ksqlDB's Analyzer on the projection: no alias may be a pseudo column or window bound, and a
+    persistent query may not select one under its own name (``L.WINDOWEND AS WINDOWEND`` too)."""
+    for item in query.select:
+        if not isinstance(item, ast.SingleColumn):
+            continue
+        e, alias = item.expr, item.alias
+        if alias is None and isinstance(e, ast.ColumnRef) and not (e.source and e.name in PSEUDO_COLUMNS):
+            alias = e.name  # a qualified pseudo column is named after its source: L_ROWTIME
+        if alias not in RESERVED_COLUMN_NAMES:
+            continue
+        if not (isinstance(e, ast.ColumnRef) and e.name == alias):
+            raise AnalysisError(f"`{alias}` is a reserved column name. You cannot use it as an alias for a column.")
+        if persistent:
+            raise AnalysisError(f"Reserved column name in select: `{alias}`. Please remove or alias the column.")
 
 
 def _side(table: ast.Table, catalog: Catalog) -> Side:
@@ -363,19 +383,38 @@ def _qualify(e: ast.Expr, sides: list[Side], side_of: Any) -> ast.Expr:
             side = side_of(node.source)
             if side is None:
                 raise AnalysisError(f"Source '{node.source}' does not exist.", pos=node.pos)
+            if not _has_column(side, node.name):
+                raise NodeLocationError(
+                    f"JOIN ON column '{node.source}.{node.name}' cannot be resolved.", pos=node.pos
+                )
             return dataclasses.replace(node, source=side.alias)
-        owners = [x for x in sides if x.source.column(node.name) is not None or node.name in PSEUDO_COLUMNS]
+        owners = [x for x in sides if _has_column(x, node.name)]
         if len(owners) != 1:
             if not owners:
-                raise AnalysisError(f"Column '{node.name}' cannot be resolved.", pos=node.pos)
-            raise AnalysisError(
-                f"Column '{node.name}' is ambiguous. Could be any of: "
-                + ", ".join(f"{x.alias}.{node.name}" for x in owners),
-                pos=node.pos,
-            )
+                raise NodeLocationError(f"JOIN ON column '{node.name}' cannot be resolved.", pos=node.pos)
+            raise ambiguous(node, owners)
         return dataclasses.replace(node, source=owners[0].alias)
 
     return ex.rewrite(e, fn)  # type: ignore[no-any-return]
+
+
+def _has_column(side: Side, name: str) -> bool:
+    """Whether a column reference to ``side`` resolves: its columns, pseudo columns and, for a
+    windowed source, the window bounds."""
+    if side.source.column(name) is not None or name in PSEUDO_COLUMNS:
+        return True
+    return side.source.window is not None and name in WINDOW_BOUND_COLUMNS
+
+
+def ambiguous(ref: ast.ColumnRef, owners: list[Side]) -> NodeLocationError:
+    """ksqlDB's AmbiguousColumnException: ``Column 'F0' is ambiguous. Could be I1.F0 or I2.F0.``"""
+    names = sorted(f"{x.alias}.{ref.name}" for x in owners)
+    could_be = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+    return NodeLocationError(
+        f"Column '{ref.name}' is ambiguous. Could be {could_be}.",
+        pos=ref.pos,
+        stage="Exception while preparing statement: ",  # ksqlDB finds these before it analyzes
+    )
 
 
 def _only_source(e: ast.Expr, on: ast.Comparison, joined: ast.JoinedSource) -> str:
@@ -515,11 +554,7 @@ def _rewrite_query(
                 if x.source.column(node.name) is not None
             ]
             if len(owners) > 1:
-                raise AnalysisError(
-                    f"Column '{node.name}' is ambiguous. Could be any of: "
-                    + ", ".join(f"{x.alias}.{node.name}" for x in owners),
-                    pos=node.pos,
-                )
+                raise ambiguous(node, owners)
             if not owners:
                 return None  # unknown: the analyzer reports it
             return ast.ColumnRef(name=owners[0].prefixed(node.name), pos=node.pos)
@@ -549,8 +584,10 @@ def _rewrite_query(
                 if a is None and isinstance(e, ast.ColumnRef) and isinstance(new, ast.ColumnRef):
                     # ksqlDB names a column by its name, prefixed with its source's alias only
                     # where more than one source has a column of that name
+                    # (pseudo columns always: every source has them)
                     owners = sum(1 for x in sides if x.source.column(e.name) is not None)
-                    a = new.name if owners > 1 else e.name
+                    clashing = owners > 1 or (e.source is not None and e.name in PSEUDO_COLUMNS)
+                    a = new.name if clashing else e.name
                 select.append(ast.SingleColumn(expr=new, alias=a, pos=item.pos))
             case ast.StructAll(base=b):
                 select.append(ast.StructAll(base=rewrite(b), pos=item.pos))

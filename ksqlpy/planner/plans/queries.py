@@ -78,10 +78,11 @@ class Analyzed:
 def analyze_query(
     query: ast.Query, ctx: PlanContext, *, sink_name: str | None, persistent: bool, kind: ast.SourceKind | None = None
 ) -> Analyzed:
+    check_qualifiers(query)
     join = None
     catalog = ctx.catalog
     if isinstance(query.from_, ast.Join):
-        join = plan_join(query, catalog, ctx.config)
+        join = plan_join(query, catalog, ctx.config, persistent=persistent)
         catalog = Catalog(sources={**catalog.sources, join.source.name: join.source}, types=catalog.types)
         query = join.query
         ctx = replace(ctx, catalog=catalog)
@@ -89,6 +90,21 @@ def analyze_query(
     if join is not None:
         is_table = is_table or join.source.is_table
     return Analyzed(source=source, step=step, is_table=is_table, query=query, join=join)
+
+
+def check_qualifiers(query: ast.Query) -> None:
+    """Every ``X.col`` and ``X.*`` names a source or alias of the FROM clause (ksqlDB's parser
+    checks this before anything else)."""
+    tables = [query.from_] if isinstance(query.from_, ast.Table) else [
+        query.from_.left, *(r.source for r in query.from_.rights)
+    ]
+    known = {t.name for t in tables} | {t.alias for t in tables if t.alias is not None}
+    for node in ex.walk((query.select, query.from_, query.where, query.group_by, query.partition_by, query.having)):
+        qualifier = node.source if isinstance(node, (ast.ColumnRef, ast.AllColumns)) else None
+        if isinstance(qualifier, str) and qualifier not in known:
+            raise AnalysisError(
+                f"Failed to prepare statement: '{qualifier}' is not a valid stream/table name or alias."
+            )
 
 
 def analyze(
