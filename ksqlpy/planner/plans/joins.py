@@ -37,7 +37,8 @@ JOIN_TYPES = {
     ast.JoinType.RIGHT: "RIGHT",
     ast.JoinType.FULL: "OUTER",
 }
-_READABLE = {"INNER": "INNER", "LEFT": "LEFT", "RIGHT": "RIGHT", "OUTER": "OUTER"}
+# how ksqlDB's JoinNode.JoinType prints itself in errors
+_READABLE = {"INNER": "[INNER] JOIN", "LEFT": "LEFT [OUTER] JOIN", "RIGHT": "RIGHT [OUTER] JOIN", "OUTER": "[FULL] OUTER JOIN"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +196,8 @@ def _join(
     left_src = _only_source(qualified_left, on, joined)
     right_src = _only_source(qualified_right, on, joined)
     right_alias = right_side.alias
+    # errors quote the condition as written, whichever side names the new source
+    written = f"{_display(qualified_left)} = {_display(qualified_right)}"
     if left_src == right_alias and right_src != right_alias:
         qualified_left, qualified_right = qualified_right, qualified_left
         left_src, right_src = right_src, left_src
@@ -227,39 +230,38 @@ def _join(
             "the window definition (ie. the WITHIN clause) and try to execute your join again.",
             pos=within.pos,
         )
-    left_text, right_text = _display(qualified_left), _display(qualified_right)
     right_name = right_side.source.name
     fk = False
     if not left.is_table and right_is_table:
         if join_type == "OUTER":
             raise AnalysisError(
                 f"Invalid join type: full-outer join not supported for stream-table join. Got "
-                f"{_source_name(left_src, side_of)} {join_type} {right_name}.",
+                f"{_source_name(left_src, side_of)} {_READABLE[join_type]} {right_name}.",
                 pos=joined.pos,
             )
         if join_type == "RIGHT":
             raise AnalysisError(
                 f"Invalid join type: right join not supported for stream-table join. Got "
-                f"{_source_name(left_src, side_of)} {join_type} {right_name}.",
+                f"{_source_name(left_src, side_of)} {_READABLE[join_type]} {right_name}.",
                 pos=joined.pos,
             )
         if not _on_key(qualified_right, right_side):
             raise AnalysisError(
                 "Invalid join condition: stream-table joins require to join on the table's primary key. "
-                f"Got {left_text} = {right_text}.",
+                f"Got {written}.",
                 pos=on.pos,
             )
     elif left.is_table:
         if not right_is_table:
             raise AnalysisError(
                 "Invalid join order: table-stream joins are not supported; only stream-table joins. Got "
-                f"{_source_name(left_src, side_of)} {join_type} {right_name}.",
+                f"{_source_name(left_src, side_of)} {_READABLE[join_type]} {right_name}.",
                 pos=joined.pos,
             )
         if not _on_key(qualified_right, right_side):
             raise AnalysisError(
                 "Invalid join condition: table-table joins require to join on the primary key of the right "
-                f"input table. Got {left_text} = {right_text}.",
+                f"input table. Got {written}.",
                 pos=on.pos,
             )
         left_side = side_of(left_src)
@@ -269,13 +271,13 @@ def _join(
             if join_type == "OUTER":
                 raise AnalysisError(
                     "Invalid join type: full-outer join not supported for foreign-key table-table join. Got "
-                    f"{_source_name(left_src, side_of)} {join_type} {right_name}.",
+                    f"{_source_name(left_src, side_of)} {_READABLE[join_type]} {right_name}.",
                     pos=joined.pos,
                 )
             if not left.leaf:
                 raise AnalysisError(
                     "Invalid join condition: foreign-key table-table joins are not supported as part of n-way "
-                    f"joins. Got {left_text} = {right_text}.",
+                    f"joins. Got {written}.",
                     pos=on.pos,
                 )
     _check_types(qualified_left, qualified_right, sides, side_of, left, right_side, fk)
