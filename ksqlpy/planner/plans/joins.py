@@ -77,6 +77,8 @@ class PlannedJoin:
     synthetic: bool
     viable: tuple[str, ...]
     foreign_key: bool
+    #: the viable key expressions as written in the join criteria (``S1.ID``), for errors
+    viable_written: tuple[str, ...] = ()
 
 
 def plan_join(
@@ -133,6 +135,39 @@ def plan_join(
         synthetic=synthetic,
         viable=tuple(_col_name(r, side_of) for r in node.viable),
         foreign_key=fk,
+        viable_written=tuple(ex.text(r) for r in node.viable),
+    )
+
+
+SYNTHETIC_JOIN_KEY_DOC_URL = "https://cnfl.io/2LV7ouS"
+
+
+def key_missing_error(join: PlannedJoin, sink_name: str | None) -> AnalysisError:
+    """ksqlDB's JoinNode.validateKeyPresent: the projection of a persistent join must include
+    one of the join expressions (all of the left table's primary key for a foreign-key join)."""
+    if join.foreign_key:
+        left = join.sides[0]
+        missing = [c.name for c in left.source.key_columns]
+        noun = "column" if len(missing) == 1 else "columns"
+        return AnalysisError(
+            f"Primary key {noun} missing in projection. For foreign-key table-table joins, the projection must "
+            f"include all primary key columns from the left input table (`{left.alias}`). Missing {noun}: "
+            + ", ".join(f"`{m}`" for m in missing)
+            + "."
+        )
+    viable = [join.key_name] if join.synthetic else list(join.viable_written)
+    types = "join expression" if len(viable) == 1 else "join expressions"
+    joined = viable[0] if len(viable) == 1 else ", ".join(viable[:-1]) + " or " + viable[-1]
+    see = f"See {SYNTHETIC_JOIN_KEY_DOC_URL}." if join.synthetic else ""
+    synthetic = (
+        f"\n{viable[0]} was added as a synthetic key column because the join criteria did not match any "
+        "source column. This expression must be included in the projection and may be aliased. "
+        if join.synthetic
+        else ""
+    )
+    return AnalysisError(
+        f"Key missing from projection (ie, SELECT). {see}\nThe query used to build `{sink_name}` must include "
+        f"the {types} {joined} in its projection (eg, SELECT {viable[0]}...).{synthetic}"
     )
 
 

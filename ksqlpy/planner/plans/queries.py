@@ -21,10 +21,10 @@ from ksqlpy.planner.aggregate import aggregate_window_info, analyze_aggregate, i
 from ksqlpy.planner.catalog import Catalog, Column, ColumnNamespace, Source
 from ksqlpy.planner.physical import AggregateStep, SelectStep
 from ksqlpy.planner.plans import expressions as ex
-from ksqlpy.planner.plans.joins import PlannedJoin, plan_join
+from ksqlpy.planner.plans.joins import PlannedJoin, key_missing_error, plan_join
 from ksqlpy.planner.plans.sources import internal_formats, sink_step, source_step
 from ksqlpy.planner.properties import WithClause
-from ksqlpy.planner.select import analyze_select, uses_table_function, with_sink_timestamp
+from ksqlpy.planner.select import KeyMissingError, analyze_select, uses_table_function, with_sink_timestamp
 from ksqlpy.planner.steps import steps as s
 from ksqlpy.planner.steps.catalog import command_of
 from ksqlpy.planner.steps.commands import KsqlPlan, QueryPlan
@@ -86,7 +86,12 @@ def analyze_query(
         catalog = Catalog(sources={**catalog.sources, join.source.name: join.source}, types=catalog.types)
         query = join.query
         ctx = replace(ctx, catalog=catalog)
-    source, step, is_table = analyze(query, ctx, sink_name=sink_name, persistent=persistent, kind=kind)
+    try:
+        source, step, is_table = analyze(query, ctx, sink_name=sink_name, persistent=persistent, kind=kind)
+    except KeyMissingError:
+        if join is None:
+            raise
+        raise key_missing_error(join, sink_name) from None
     if join is not None:
         is_table = is_table or join.source.is_table
     return Analyzed(source=source, step=step, is_table=is_table, query=query, join=join)
