@@ -24,7 +24,16 @@ from ksqlpy import sqltypes
 from ksqlpy.errors import AnalysisError, NodeLocationError
 from ksqlpy.parser import ast
 from ksqlpy.planner import scope as scopes
-from ksqlpy.planner.catalog import PSEUDO_COLUMNS, RESERVED_COLUMN_NAMES, WINDOW_BOUND_COLUMNS, Catalog, Column, ColumnNamespace, Source
+from ksqlpy.planner.catalog import (
+    PSEUDO_COLUMNS,
+    RESERVED_COLUMN_NAMES,
+    WINDOW_BOUND_COLUMNS,
+    Catalog,
+    Column,
+    ColumnNamespace,
+    Source,
+    WindowType,
+)
 from ksqlpy.planner.expressions.scope import ColumnScope, ScopeColumn
 from ksqlpy.planner.plans import expressions as ex
 from ksqlpy.planner.plans.sources import internal_formats, source_step
@@ -231,6 +240,7 @@ def _join(
     left_src = _only_source(qualified_left, on, joined)
     right_src = _only_source(qualified_right, on, joined)
     right_alias = right_side.alias
+    _check_windowing(side_of(left_src), side_of(right_src))
     # errors quote the condition as written, whichever side names the new source
     written = f"{_display(qualified_left)} = {_display(qualified_right)}"
     if left_src == right_alias and right_src != right_alias:
@@ -315,6 +325,8 @@ def _join(
                     f"joins. Got {written}.",
                     pos=on.pos,
                 )
+            if join_type == "RIGHT":
+                raise AnalysisError("RIGHT OUTER JOIN on a foreign key is not supported")
     _check_types(qualified_left, qualified_right, sides, side_of, left, right_side, fk)
 
     # the two inputs, re-keyed by their join expressions where needed and prefixed
@@ -435,6 +447,32 @@ def _qualify(e: ast.Expr, sides: list[Side], side_of: Any) -> ast.Expr:
     return ex.rewrite(e, fn)  # type: ignore[no-any-return]
 
 
+def _check_windowing(left: Side | None, right: Side | None) -> None:
+    """ksqlDB's Analyzer: windowed sources join only windowed sources of a compatible kind."""
+    if left is None or right is None:
+        return
+    lw, rw = left.source.window, right.source.window
+    if (lw is None) != (rw is None):
+        raise AnalysisError(
+            "Can not join windowed source to non-windowed source.\n"
+            f"`{left.alias}` is {lw.type.value if lw else 'not'} windowed\n"
+            f"`{right.alias}` is {rw.type.value if rw else 'not'} windowed"
+        )
+    if lw is None or rw is None:
+        return
+    session = WindowType.SESSION
+    if (lw.type is session) != (rw.type is session):
+        raise AnalysisError(
+            "Incompatible windowed sources.\n"
+            f"Left source: {lw.type.value}\n"
+            f"Right source: {rw.type.value}\n"
+            "Session windowed sources can only be joined to other session windowed sources, and may still not "
+            "result in expected behaviour as session bounds must be an exact match for the join to work\n"
+            "Hopping and tumbling windowed sources can only be joined to other hopping and tumbling windowed "
+            "sources"
+        )
+
+
 def _has_column(side: Side, name: str) -> bool:
     """Whether a column reference to ``side`` resolves: its columns, pseudo columns and, for a
     windowed source, the window bounds."""
@@ -517,6 +555,7 @@ def _prepare(
                     f"the TABLE's key column {', '.join(c.name for c in side.source.key_columns)} instead of "
                     f"{ex.text(expr)}"
                 )
+            _check_repartition(side.source)
             step = s.StreamSelectKey(
                 context=f"{which}SourceKeyed", source=step, key_expressions=(ex.text(ex.unqualified(expr)),)
             )
@@ -536,9 +575,19 @@ def _prepare(
         )
     if fk or _in(expr, node.equivalent):
         return step
+    _check_repartition(node.sides[0].source)
     return s.StreamSelectKey(
         context=f"{which}SourceKeyed", source=step, key_expressions=(ex.text(_aliased(expr, side_of)),)
     )
+
+
+def _check_repartition(source: Source) -> None:
+    """A windowed key cannot be re-keyed (ksqlDB's SchemaKStream.selectKey)."""
+    if source.window is not None:
+        raise AnalysisError(
+            "Implicit repartitioning of windowed sources is not supported. "
+            "See https://github.com/confluentinc/ksql/issues/4385."
+        )
 
 
 def _key_name(viable: list[ast.ColumnRef], query: ast.Query, side_of: Any, sides: list[Side]) -> str:

@@ -91,10 +91,58 @@ def analyze_query(
     except KeyMissingError:
         if join is None:
             raise
+        # ksqlDB's analyzer finishes (its format checks) before the planner looks for the key
+        _check_join_formats(join)
         raise key_missing_error(join, sink_name) from None
     if join is not None:
+        _check_join_formats(join)
+        if persistent:
+            _check_partitions(join, ctx)
         is_table = is_table or join.source.is_table
     return Analyzed(source=source, step=step, is_table=is_table, query=query, join=join)
+
+
+KAFKA_VALUE_FORMAT_LIMITATION = (
+    "The KAFKA format is primarily intended for use as a key format. It can be used as a value format, but can "
+    "not be used in any operation that requires a repartition or changelog topic.\nRemoving this limitation "
+    "requires enhancements to the core of KSQL. This will come in a future release. Until then, avoid using the "
+    "KAFKA format for values.\nIf you have an existing topic with KAFKA formatted values you can duplicate the "
+    "data and serialize using Avro or JSON with a statement such as: \n\n'CREATE STREAM <new-stream-name> "
+    "WITH(VALUE_FORMAT='Avro') AS SELECT * FROM <existing-kafka-formated-stream-name>;'\nFor more info see "
+    "https://github.com/confluentinc/ksql/issues/3060"
+)
+
+
+def _check_join_formats(join: PlannedJoin) -> None:
+    """The KAFKA value format cannot be joined (ksqlDB's Analyzer.validate)."""
+    kafka = [x.alias for x in join.sides if x.source.value_format.format == "KAFKA"]
+    if kafka:
+        raise AnalysisError(
+            f"Source(s) {', '.join(kafka)} are using the 'KAFKA' value format. This format does not yet support "
+            "JOIN.\n" + KAFKA_VALUE_FORMAT_LIMITATION
+        )
+
+
+def _check_partitions(join: PlannedJoin, ctx: PlanContext) -> None:
+    """Co-partitioning, outermost join first, as ksqlDB checks it when it builds the topology:
+    each join's left input has the partitions of the last source it joined."""
+    if join.foreign_key:
+        return
+
+    def partitions(source: Source) -> int:
+        shape = ctx.topic(source.topic)
+        return shape.partitions if shape is not None else source.partitions
+
+    sides = join.sides
+    for i in range(len(sides) - 1, 0, -1):
+        left, right = partitions(sides[i - 1].source), partitions(sides[i].source)
+        if left != right:
+            first, new = sides[0].alias, sides[i].alias
+            raise AnalysisError(
+                f"Can't join `{first}` with `{new}` since the number of partitions don't match. `{first}` "
+                f"partitions = {left}; `{new}` partitions = {right}. Please repartition either one so that the "
+                "number of partitions match."
+            )
 
 
 def check_qualifiers(query: ast.Query) -> None:
