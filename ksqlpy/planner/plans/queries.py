@@ -98,6 +98,8 @@ def analyze_query(
         _check_join_formats(join)
         if persistent:
             _check_partitions(join, ctx)
+            for key in join.source.key_columns:
+                ddl.check_key_type(key)  # ksqlDB's key serde for the join's repartition topics
         is_table = is_table or join.source.is_table
     return Analyzed(source=source, step=step, is_table=is_table, query=query, join=join)
 
