@@ -37,6 +37,7 @@ from ksqlpy.planner.catalog import (
 from ksqlpy.planner.expressions.scope import ColumnScope, ScopeColumn
 from ksqlpy.planner.plans import expressions as ex
 from ksqlpy.planner.plans.sources import internal_formats, source_step
+from ksqlpy.planner.select import KeyMissingError
 from ksqlpy.planner.steps import steps as s
 from ksqlpy.planner.steps.schema import LogicalSchema, resolve_schema
 
@@ -151,18 +152,19 @@ def plan_join(
 SYNTHETIC_JOIN_KEY_DOC_URL = "https://cnfl.io/2LV7ouS"
 
 
-def key_missing_error(join: PlannedJoin, sink_name: str | None) -> AnalysisError:
+def key_missing_error(join: PlannedJoin, sink_name: str | None, columns: tuple[str, ...]) -> KeyMissingError:
     """ksqlDB's JoinNode.validateKeyPresent: the projection of a persistent join must include
     one of the join expressions (all of the left table's primary key for a foreign-key join)."""
     if join.foreign_key:
         left = join.sides[0]
         missing = [c.name for c in left.source.key_columns]
         noun = "column" if len(missing) == 1 else "columns"
-        return AnalysisError(
+        return KeyMissingError(
             f"Primary key {noun} missing in projection. For foreign-key table-table joins, the projection must "
             f"include all primary key columns from the left input table (`{left.alias}`). Missing {noun}: "
             + ", ".join(f"`{m}`" for m in missing)
-            + "."
+            + ".",
+            columns=columns,
         )
     viable = [join.key_name] if join.synthetic else list(join.viable_written)
     types = "join expression" if len(viable) == 1 else "join expressions"
@@ -174,9 +176,10 @@ def key_missing_error(join: PlannedJoin, sink_name: str | None) -> AnalysisError
         if join.synthetic
         else ""
     )
-    return AnalysisError(
+    return KeyMissingError(
         f"Key missing from projection (ie, SELECT). {see}\nThe query used to build `{sink_name}` must include "
-        f"the {types} {joined} in its projection (eg, SELECT {viable[0]}...).{synthetic}"
+        f"the {types} {joined} in its projection (eg, SELECT {viable[0]}...).{synthetic}",
+        columns=columns,
     )
 
 

@@ -88,12 +88,14 @@ def analyze_query(
         ctx = replace(ctx, catalog=catalog)
     try:
         source, step, is_table = analyze(query, ctx, sink_name=sink_name, persistent=persistent, kind=kind)
-    except KeyMissingError:
+    except KeyMissingError as e:
+        # ksqlDB's analyzer finishes (its format checks) before the planner looks for the key
+        _check_windowed_tables(analyzed_sources(query, ctx.catalog, join), persistent)
         if join is None:
             raise
-        # ksqlDB's analyzer finishes (its format checks) before the planner looks for the key
         _check_join_formats(join)
-        raise key_missing_error(join, sink_name) from None
+        raise key_missing_error(join, sink_name, e.columns) from None
+    _check_windowed_tables(analyzed_sources(query, ctx.catalog, join), persistent)
     if join is not None:
         _check_join_formats(join)
         if persistent:
@@ -113,6 +115,20 @@ KAFKA_VALUE_FORMAT_LIMITATION = (
     "WITH(VALUE_FORMAT='Avro') AS SELECT * FROM <existing-kafka-formated-stream-name>;'\nFor more info see "
     "https://github.com/confluentinc/ksql/issues/3060"
 )
+
+
+def analyzed_sources(query: ast.Query, catalog: Catalog, join: PlannedJoin | None) -> tuple[Source, ...]:
+    """The sources a query reads, as the catalog holds them."""
+    if join is not None:
+        return tuple(x.source for x in join.sides)
+    assert isinstance(query.from_, ast.Table)
+    return (catalog.source(query.from_.name, query.from_.pos),)
+
+
+def _check_windowed_tables(sources: tuple[Source, ...], persistent: bool) -> None:
+    """ksqlDB's PushQueryValidator: a persistent query cannot read a windowed table."""
+    if persistent and any(x.is_table and x.window is not None for x in sources):
+        raise AnalysisError("KSQL does not support persistent queries on windowed tables.")
 
 
 def _check_join_formats(join: PlannedJoin) -> None:
@@ -178,7 +194,16 @@ def analyze(
 
 
 def plan_create_as_select(stmt: ast.CreateAsSelect, ctx: PlanContext, query_id: str) -> PlannedQuery:
-    analyzed = analyze_query(stmt.query, ctx, sink_name=stmt.name, persistent=True, kind=stmt.kind)
+    try:
+        analyzed = analyze_query(stmt.query, ctx, sink_name=stmt.name, persistent=True, kind=stmt.kind)
+    except KeyMissingError as e:
+        # ksqlDB checks the sink's TIMESTAMP column while building the output, before the key
+        ts_col = WithClause.of(stmt.properties).string("TIMESTAMP")
+        if ts_col is not None and ts_col.upper() not in e.columns:
+            raise AnalysisError(
+                f"The TIMESTAMP column set in the WITH clause does not exist in the schema: '{ts_col.upper()}'"
+            ) from None
+        raise
     source, step, is_table = analyzed.source, analyzed.step, analyzed.is_table
     result_kind = ast.SourceKind.TABLE if is_table else ast.SourceKind.STREAM
     if result_kind is not stmt.kind:
