@@ -116,6 +116,8 @@ def plan_join(
         node = _join(node, sides[i + 1], right, prefix, query, side_of, sides, config)
         node_prefixes.append(prefix)
     _check_reserved_names(query, persistent)
+    if query.window is not None:
+        _check_window_bounds(query)
     root = node.step
     assert isinstance(root, s.JoinStep)
     schema = resolve_schema(root, catalog.types)
@@ -198,6 +200,21 @@ def _check_reserved_names(query: ast.Query, persistent: bool) -> None:
             raise AnalysisError(f"`{alias}` is a reserved column name. You cannot use it as an alias for a column.")
         if persistent:
             raise AnalysisError(f"Reserved column name in select: `{alias}`. Please remove or alias the column.")
+
+
+def _check_window_bounds(query: ast.Query) -> None:
+    """A windowed aggregation over a join cannot yet name its window bounds: every source of the
+    join offers them (ksqlDB's ColumnReferenceValidator, https://github.com/confluentinc/ksql/issues/5931)."""
+    clauses: list[tuple[str, Any]] = [
+        ("WHERE", query.where),
+        ("GROUP BY", query.group_by),
+        ("HAVING", query.having),
+        ("SELECT", tuple(i.expr for i in query.select if isinstance(i, ast.SingleColumn))),
+    ]
+    for clause, exprs in clauses:
+        for node in ex.walk(exprs):
+            if isinstance(node, ast.ColumnRef) and node.source is None and node.name in WINDOW_BOUND_COLUMNS:
+                raise NodeLocationError(f"{clause} column '{node.name}' cannot be resolved.", pos=node.pos)
 
 
 def _side(table: ast.Table, catalog: Catalog) -> Side:
