@@ -367,6 +367,11 @@ def _join(
         for c in candidates:
             if isinstance(c, ast.ColumnRef) and _in(c, equivalent) and not _in(c, viable):
                 viable.append(c)
+    elif fk and len(left.sides[0].source.key_columns) == 1:
+        # a foreign-key join's result keeps the left table's primary key: a later join on it
+        # joins on the key
+        left_key = ast.ColumnRef(name=left.sides[0].source.key_columns[0].name, source=left.sides[0].alias)
+        equivalent, viable = [left_key], [left_key]
     context = f"{prefix}Join"
     step: s.ExecutionStep
     if fk:
