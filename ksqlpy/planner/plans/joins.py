@@ -24,20 +24,18 @@ from ksqlpy import sqltypes
 from ksqlpy.errors import AnalysisError, NodeLocationError
 from ksqlpy.parser import ast
 from ksqlpy.planner import scope as scopes
-from ksqlpy.planner.catalog import (
-    PSEUDO_COLUMNS,
-    RESERVED_COLUMN_NAMES,
-    WINDOW_BOUND_COLUMNS,
-    Catalog,
-    Column,
-    ColumnNamespace,
-    Source,
-    WindowType,
-)
+from ksqlpy.planner.catalog import PSEUDO_COLUMNS, WINDOW_BOUND_COLUMNS, Catalog, Column, ColumnNamespace, Source
 from ksqlpy.planner.expressions.scope import ColumnScope, ScopeColumn
 from ksqlpy.planner.plans import expressions as ex
+from ksqlpy.planner.plans.join_checks import (
+    ambiguous,
+    check_repartition,
+    check_reserved_names,
+    check_window_bounds,
+    check_windowing,
+    has_column,
+)
 from ksqlpy.planner.plans.sources import internal_formats, source_step
-from ksqlpy.planner.select import KeyMissingError
 from ksqlpy.planner.steps import steps as s
 from ksqlpy.planner.steps.schema import LogicalSchema, resolve_schema
 
@@ -48,7 +46,12 @@ JOIN_TYPES = {
     ast.JoinType.FULL: "OUTER",
 }
 # how ksqlDB's JoinNode.JoinType prints itself in errors
-_READABLE = {"INNER": "[INNER] JOIN", "LEFT": "LEFT [OUTER] JOIN", "RIGHT": "RIGHT [OUTER] JOIN", "OUTER": "[FULL] OUTER JOIN"}
+_READABLE = {
+    "INNER": "[INNER] JOIN",
+    "LEFT": "LEFT [OUTER] JOIN",
+    "RIGHT": "RIGHT [OUTER] JOIN",
+    "OUTER": "[FULL] OUTER JOIN",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +118,9 @@ def plan_join(
         prefix = "L_" * (count - 1 - i)
         node = _join(node, sides[i + 1], right, prefix, query, side_of, sides, config)
         node_prefixes.append(prefix)
-    _check_reserved_names(query, persistent)
+    check_reserved_names(query, persistent)
     if query.window is not None:
-        _check_window_bounds(query)
+        check_window_bounds(query)
     root = node.step
     assert isinstance(root, s.JoinStep)
     schema = resolve_schema(root, catalog.types)
@@ -149,72 +152,6 @@ def plan_join(
         foreign_key=fk,
         viable_written=tuple(ex.text(r) for r in node.viable),
     )
-
-
-SYNTHETIC_JOIN_KEY_DOC_URL = "https://cnfl.io/2LV7ouS"
-
-
-def key_missing_error(join: PlannedJoin, sink_name: str | None, columns: tuple[str, ...]) -> KeyMissingError:
-    """ksqlDB's JoinNode.validateKeyPresent: the projection of a persistent join must include
-    one of the join expressions (all of the left table's primary key for a foreign-key join)."""
-    if join.foreign_key:
-        left = join.sides[0]
-        missing = [c.name for c in left.source.key_columns]
-        noun = "column" if len(missing) == 1 else "columns"
-        return KeyMissingError(
-            f"Primary key {noun} missing in projection. For foreign-key table-table joins, the projection must "
-            f"include all primary key columns from the left input table (`{left.alias}`). Missing {noun}: "
-            + ", ".join(f"`{m}`" for m in missing)
-            + ".",
-            columns=columns,
-        )
-    viable = [join.key_name] if join.synthetic else list(join.viable_written)
-    types = "join expression" if len(viable) == 1 else "join expressions"
-    joined = viable[0] if len(viable) == 1 else ", ".join(viable[:-1]) + " or " + viable[-1]
-    see = f"See {SYNTHETIC_JOIN_KEY_DOC_URL}." if join.synthetic else ""
-    synthetic = (
-        f"\n{viable[0]} was added as a synthetic key column because the join criteria did not match any "
-        "source column. This expression must be included in the projection and may be aliased. "
-        if join.synthetic
-        else ""
-    )
-    return KeyMissingError(
-        f"Key missing from projection (ie, SELECT). {see}\nThe query used to build `{sink_name}` must include "
-        f"the {types} {joined} in its projection (eg, SELECT {viable[0]}...).{synthetic}",
-        columns=columns,
-    )
-
-
-def _check_reserved_names(query: ast.Query, persistent: bool) -> None:
-    """ksqlDB's Analyzer on the projection: no alias may be a pseudo column or window bound, and a
-    persistent query may not select one under its own name (``L.WINDOWEND AS WINDOWEND`` too)."""
-    for item in query.select:
-        if not isinstance(item, ast.SingleColumn):
-            continue
-        e, alias = item.expr, item.alias
-        if alias is None and isinstance(e, ast.ColumnRef) and not (e.source and e.name in PSEUDO_COLUMNS):
-            alias = e.name  # a qualified pseudo column is named after its source: L_ROWTIME
-        if alias not in RESERVED_COLUMN_NAMES:
-            continue
-        if not (isinstance(e, ast.ColumnRef) and e.name == alias):
-            raise AnalysisError(f"`{alias}` is a reserved column name. You cannot use it as an alias for a column.")
-        if persistent:
-            raise AnalysisError(f"Reserved column name in select: `{alias}`. Please remove or alias the column.")
-
-
-def _check_window_bounds(query: ast.Query) -> None:
-    """A windowed aggregation over a join cannot yet name its window bounds: every source of the
-    join offers them (ksqlDB's ColumnReferenceValidator, https://github.com/confluentinc/ksql/issues/5931)."""
-    clauses: list[tuple[str, Any]] = [
-        ("WHERE", query.where),
-        ("GROUP BY", query.group_by),
-        ("HAVING", query.having),
-        ("SELECT", tuple(i.expr for i in query.select if isinstance(i, ast.SingleColumn))),
-    ]
-    for clause, exprs in clauses:
-        for node in ex.walk(exprs):
-            if isinstance(node, ast.ColumnRef) and node.source is None and node.name in WINDOW_BOUND_COLUMNS:
-                raise NodeLocationError(f"{clause} column '{node.name}' cannot be resolved.", pos=node.pos)
 
 
 def _side(table: ast.Table, catalog: Catalog) -> Side:
@@ -260,7 +197,7 @@ def _join(
     left_src = _only_source(qualified_left, on, joined)
     right_src = _only_source(qualified_right, on, joined)
     right_alias = right_side.alias
-    _check_windowing(side_of(left_src), side_of(right_src))
+    check_windowing(side_of(left_src), side_of(right_src))
     # errors quote the condition as written, whichever side names the new source
     written = f"{_display(qualified_left)} = {_display(qualified_right)}"
     if left_src == right_alias and right_src != right_alias:
@@ -457,12 +394,12 @@ def _qualify(e: ast.Expr, sides: list[Side], side_of: Any) -> ast.Expr:
             side = side_of(node.source)
             if side is None:
                 raise AnalysisError(f"Source '{node.source}' does not exist.", pos=node.pos)
-            if not _has_column(side, node.name):
+            if not has_column(side, node.name):
                 raise NodeLocationError(
                     f"JOIN ON column '{node.source}.{node.name}' cannot be resolved.", pos=node.pos
                 )
             return dataclasses.replace(node, source=side.alias)
-        owners = [x for x in sides if _has_column(x, node.name)]
+        owners = [x for x in sides if has_column(x, node.name)]
         if len(owners) != 1:
             if not owners:
                 raise NodeLocationError(f"JOIN ON column '{node.name}' cannot be resolved.", pos=node.pos)
@@ -470,51 +407,6 @@ def _qualify(e: ast.Expr, sides: list[Side], side_of: Any) -> ast.Expr:
         return dataclasses.replace(node, source=owners[0].alias)
 
     return ex.rewrite(e, fn)  # type: ignore[no-any-return]
-
-
-def _check_windowing(left: Side | None, right: Side | None) -> None:
-    """ksqlDB's Analyzer: windowed sources join only windowed sources of a compatible kind."""
-    if left is None or right is None:
-        return
-    lw, rw = left.source.window, right.source.window
-    if (lw is None) != (rw is None):
-        raise AnalysisError(
-            "Can not join windowed source to non-windowed source.\n"
-            f"`{left.alias}` is {lw.type.value if lw else 'not'} windowed\n"
-            f"`{right.alias}` is {rw.type.value if rw else 'not'} windowed"
-        )
-    if lw is None or rw is None:
-        return
-    session = WindowType.SESSION
-    if (lw.type is session) != (rw.type is session):
-        raise AnalysisError(
-            "Incompatible windowed sources.\n"
-            f"Left source: {lw.type.value}\n"
-            f"Right source: {rw.type.value}\n"
-            "Session windowed sources can only be joined to other session windowed sources, and may still not "
-            "result in expected behaviour as session bounds must be an exact match for the join to work\n"
-            "Hopping and tumbling windowed sources can only be joined to other hopping and tumbling windowed "
-            "sources"
-        )
-
-
-def _has_column(side: Side, name: str) -> bool:
-    """Whether a column reference to ``side`` resolves: its columns, pseudo columns and, for a
-    windowed source, the window bounds."""
-    if side.source.column(name) is not None or name in PSEUDO_COLUMNS:
-        return True
-    return side.source.window is not None and name in WINDOW_BOUND_COLUMNS
-
-
-def ambiguous(ref: ast.ColumnRef, owners: list[Side]) -> NodeLocationError:
-    """ksqlDB's AmbiguousColumnException: ``Column 'F0' is ambiguous. Could be I1.F0 or I2.F0.``"""
-    names = sorted(f"{x.alias}.{ref.name}" for x in owners)
-    could_be = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
-    return NodeLocationError(
-        f"Column '{ref.name}' is ambiguous. Could be {could_be}.",
-        pos=ref.pos,
-        stage="Exception while preparing statement: ",  # ksqlDB finds these before it analyzes
-    )
 
 
 def _only_source(e: ast.Expr, on: ast.Comparison, joined: ast.JoinedSource) -> str:
@@ -580,7 +472,7 @@ def _prepare(
                     f"the TABLE's key column {', '.join(c.name for c in side.source.key_columns)} instead of "
                     f"{ex.text(expr)}"
                 )
-            _check_repartition(side.source)
+            check_repartition(side.source)
             step = s.StreamSelectKey(
                 context=f"{which}SourceKeyed", source=step, key_expressions=(ex.text(ex.unqualified(expr)),)
             )
@@ -600,19 +492,10 @@ def _prepare(
         )
     if fk or _in(expr, node.equivalent):
         return step
-    _check_repartition(node.sides[0].source)
+    check_repartition(node.sides[0].source)
     return s.StreamSelectKey(
         context=f"{which}SourceKeyed", source=step, key_expressions=(ex.text(_aliased(expr, side_of)),)
     )
-
-
-def _check_repartition(source: Source) -> None:
-    """A windowed key cannot be re-keyed (ksqlDB's SchemaKStream.selectKey)."""
-    if source.window is not None:
-        raise AnalysisError(
-            "Implicit repartitioning of windowed sources is not supported. "
-            "See https://github.com/confluentinc/ksql/issues/4385."
-        )
 
 
 def _key_name(viable: list[ast.ColumnRef], query: ast.Query, side_of: Any, sides: list[Side]) -> str:

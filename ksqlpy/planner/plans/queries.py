@@ -21,7 +21,8 @@ from ksqlpy.planner.aggregate import aggregate_window_info, analyze_aggregate, i
 from ksqlpy.planner.catalog import Catalog, Column, ColumnNamespace, Source
 from ksqlpy.planner.physical import AggregateStep, SelectStep
 from ksqlpy.planner.plans import expressions as ex
-from ksqlpy.planner.plans.joins import PlannedJoin, key_missing_error, plan_join
+from ksqlpy.planner.plans.join_checks import check_join_formats, check_partitions, key_missing_error
+from ksqlpy.planner.plans.joins import PlannedJoin, plan_join
 from ksqlpy.planner.plans.sources import internal_formats, sink_step, source_step
 from ksqlpy.planner.properties import WithClause
 from ksqlpy.planner.select import KeyMissingError, analyze_select, uses_table_function, with_sink_timestamp
@@ -93,28 +94,22 @@ def analyze_query(
         _check_windowed_tables(analyzed_sources(query, ctx.catalog, join), persistent)
         if join is None:
             raise
-        _check_join_formats(join)
+        check_join_formats(join)
         raise key_missing_error(join, sink_name, e.columns) from None
     _check_windowed_tables(analyzed_sources(query, ctx.catalog, join), persistent)
     if join is not None:
-        _check_join_formats(join)
+        check_join_formats(join)
         if persistent:
-            _check_partitions(join, ctx)
+            check_partitions(join, lambda source: _partitions(source, ctx))
             for key in join.source.key_columns:
                 ddl.check_key_type(key)  # ksqlDB's key serde for the join's repartition topics
         is_table = is_table or join.source.is_table
     return Analyzed(source=source, step=step, is_table=is_table, query=query, join=join)
 
 
-KAFKA_VALUE_FORMAT_LIMITATION = (
-    "The KAFKA format is primarily intended for use as a key format. It can be used as a value format, but can "
-    "not be used in any operation that requires a repartition or changelog topic.\nRemoving this limitation "
-    "requires enhancements to the core of KSQL. This will come in a future release. Until then, avoid using the "
-    "KAFKA format for values.\nIf you have an existing topic with KAFKA formatted values you can duplicate the "
-    "data and serialize using Avro or JSON with a statement such as: \n\n'CREATE STREAM <new-stream-name> "
-    "WITH(VALUE_FORMAT='Avro') AS SELECT * FROM <existing-kafka-formated-stream-name>;'\nFor more info see "
-    "https://github.com/confluentinc/ksql/issues/3060"
-)
+def _partitions(source: Source, ctx: PlanContext) -> int:
+    shape = ctx.topic(source.topic)
+    return shape.partitions if shape is not None else source.partitions
 
 
 def analyzed_sources(query: ast.Query, catalog: Catalog, join: PlannedJoin | None) -> tuple[Source, ...]:
@@ -131,38 +126,6 @@ def _check_windowed_tables(sources: tuple[Source, ...], persistent: bool) -> Non
         raise AnalysisError("KSQL does not support persistent queries on windowed tables.")
 
 
-def _check_join_formats(join: PlannedJoin) -> None:
-    """The KAFKA value format cannot be joined (ksqlDB's Analyzer.validate)."""
-    kafka = [x.alias for x in join.sides if x.source.value_format.format == "KAFKA"]
-    if kafka:
-        raise AnalysisError(
-            f"Source(s) {', '.join(kafka)} are using the 'KAFKA' value format. This format does not yet support "
-            "JOIN.\n" + KAFKA_VALUE_FORMAT_LIMITATION
-        )
-
-
-def _check_partitions(join: PlannedJoin, ctx: PlanContext) -> None:
-    """Co-partitioning, outermost join first, as ksqlDB checks it when it builds the topology:
-    each join's left input has the partitions of the last source it joined."""
-    if join.foreign_key:
-        return
-
-    def partitions(source: Source) -> int:
-        shape = ctx.topic(source.topic)
-        return shape.partitions if shape is not None else source.partitions
-
-    sides = join.sides
-    for i in range(len(sides) - 1, 0, -1):
-        left, right = partitions(sides[i - 1].source), partitions(sides[i].source)
-        if left != right:
-            first, new = sides[0].alias, sides[i].alias
-            raise AnalysisError(
-                f"Can't join `{first}` with `{new}` since the number of partitions don't match. `{first}` "
-                f"partitions = {left}; `{new}` partitions = {right}. Please repartition either one so that the "
-                "number of partitions match."
-            )
-
-
 def check_qualifiers(query: ast.Query) -> None:
     """Every ``X.col`` and ``X.*`` names a source or alias of the FROM clause (ksqlDB's parser
     checks this before anything else)."""
@@ -170,7 +133,8 @@ def check_qualifiers(query: ast.Query) -> None:
         query.from_.left, *(r.source for r in query.from_.rights)
     ]
     known = {t.name for t in tables} | {t.alias for t in tables if t.alias is not None}
-    for node in ex.walk((query.select, query.from_, query.where, query.group_by, query.partition_by, query.having)):
+    clauses = (query.select, query.from_, query.where, query.group_by, query.partition_by, query.having)
+    for node in ex.walk(clauses):
         qualifier = node.source if isinstance(node, (ast.ColumnRef, ast.AllColumns)) else None
         if isinstance(qualifier, str) and qualifier not in known:
             raise AnalysisError(
