@@ -61,6 +61,29 @@ class AnalysisError(KsqlpyError):
     (ksqlDB: ``KsqlStatementException`` / ``KsqlException``)."""
 
 
+class NodeLocationError(AnalysisError):
+    """An AnalysisError ksqlDB words with its node location (``Line: 3, Col: 38: ...``) rather
+    than the parser's ``line 3:38:``: unknown and ambiguous columns, for example. ``stage`` goes
+    before the location, as ksqlDB's ``Exception while preparing statement: `` does."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        pos: Position | None = None,
+        hint: str | None = None,
+        statement_text: str | None = None,
+        stage: str = "",
+    ) -> None:
+        self.stage = stage
+        super().__init__(message, pos=pos, hint=hint, statement_text=statement_text)
+
+    def render(self) -> str:
+        if self.pos is None:
+            return self.stage + self.message
+        return f"{self.stage}Line: {self.pos.line}, Col: {self.pos.column}: {self.message}"
+
+
 class PlanError(KsqlpyError):
     """A valid statement could not be turned into an executable plan."""
 

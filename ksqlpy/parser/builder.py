@@ -71,6 +71,17 @@ class NodeLocationParseError(ParseError):
         return f"Line: {self.pos.line}, Col: {self.pos.column}: {self.message}"
 
 
+class LiteralParseError(ParseError):
+    """A literal ksqlDB's AST builder rejects (its ParsingException), worded as its parser reports
+    it: ``Failed to prepare statement: line 2:40: ...``. ksqlDB adds one to the already 1-based
+    column of the literal, so the column is one past it."""
+
+    def render(self) -> str:
+        if self.pos is None:
+            return f"Failed to prepare statement: {self.message}"
+        return f"Failed to prepare statement: line {self.pos.line}:{self.pos.column + 1}: {self.message}"
+
+
 @dataclass(frozen=True, slots=True)
 class _Clause:
     """A query clause on its way into :class:`ast.Query` (its field name and value)."""
@@ -185,7 +196,7 @@ class AstBuilder(Transformer[Token, Any]):
         value = int(tok.value)
         # 2**63 is only valid negated; the unary minus (or negative_number) checks again.
         if value > _INT64_MAX + 1 or (value > _INT64_MAX and not self._after_minus(tok)):
-            raise ParseError(f"Invalid numeric literal: {tok.value}", pos=tok_pos(tok))
+            raise LiteralParseError(f"Invalid numeric literal: {tok.value}", pos=tok_pos(tok))
         return ast.IntegerLiteral(value=value, pos=tok_pos(tok))
 
     def decimal_literal(self, meta: Meta, children: list[Any]) -> ast.DecimalLiteral:
@@ -196,7 +207,7 @@ class AstBuilder(Transformer[Token, Any]):
         tok: Token = children[0]
         value = float(tok.value)
         if math.isinf(value):
-            raise ParseError(f"Number overflows DOUBLE: {tok.value}", pos=tok_pos(tok))
+            raise LiteralParseError(f"Number overflows DOUBLE: {tok.value}", pos=tok_pos(tok))
         return ast.DoubleLiteral(value=value, pos=tok_pos(tok))
 
     def _after_minus(self, tok: Token) -> bool:
@@ -271,7 +282,7 @@ class AstBuilder(Transformer[Token, Any]):
         if isinstance(operand, _NUMERIC_LITERALS) and id(operand) not in self._parenthesized:
             return _negate(operand, self._pos(meta)) if negative else operand
         if isinstance(operand, ast.IntegerLiteral) and operand.value > _INT64_MAX:
-            raise ParseError(f"Invalid numeric literal: {operand.value}", pos=operand.pos)
+            raise LiteralParseError(f"Invalid numeric literal: {operand.value}", pos=operand.pos)
         return ast.ArithmeticUnary(negative=negative, operand=operand, pos=self._pos(meta))
 
     def parenthesized(self, meta: Meta, children: list[Any]) -> ast.Expr:

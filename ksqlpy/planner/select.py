@@ -179,6 +179,16 @@ def name_projections(
     return projections
 
 
+class KeyMissingError(AnalysisError):
+    """The projection of a persistent query leaves out the source's key (a join words this its
+    own way: see :func:`ksqlpy.planner.plans.joins.key_missing_error`). ``columns`` are the
+    projection's names: ksqlDB checks the sink's TIMESTAMP column against them first."""
+
+    def __init__(self, message: str, *, columns: tuple[str, ...] = ()) -> None:
+        self.columns = columns
+        super().__init__(message)
+
+
 def key_columns_for(
     projections: list[Projection], source: Source, sink_name: str | None, persistent: bool
 ) -> tuple[OutputColumn, ...]:
@@ -201,9 +211,10 @@ def key_columns_for(
     if missing:
         missing = [k.name for k in source.key_columns]  # ksqlDB names every key column
         what = "key column" if len(missing) == 1 else "key columns"
-        raise AnalysisError(
+        raise KeyMissingError(
             f"The query used to build `{sink_name}` must include the {what} {' and '.join(missing)} "
-            f"in its projection (eg, SELECT {', '.join(missing)}...)."
+            f"in its projection (eg, SELECT {', '.join(missing)}...).",
+            columns=tuple(p.name for p in projections),
         )
     columns = tuple(
         OutputColumn(name=p.name, type=p.type, sql=p.sql, is_key=p.key_of is not None, expr=p.expr)

@@ -112,6 +112,7 @@ def _first_lines(text: str, n: int) -> str:
 _VARIABLE_PARTS = (
     (re.compile(r"Topic '?[^ ]+?'?[,.] (message \d+: )?"), "Topic T, "),
     (re.compile(r"line \d+:\d+"), "line L:C"),
+    (re.compile(r"Line: \d+, Col: \d+"), "Line: L, Col: C"),
     # Quoted names, not apostrophes ("Can't"): the opening quote follows no letter.
     (re.compile(r"(?<![A-Za-z])'[^']*'"), "'…'"),
     (re.compile(r"`[^`]*`"), "`…`"),

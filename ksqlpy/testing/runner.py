@@ -34,7 +34,7 @@ from decimal import Decimal
 from itertools import groupby
 from typing import Any
 
-from ksqlpy.errors import KsqlpyError
+from ksqlpy.errors import KsqlpyError, Position
 from ksqlpy.testing import responses as rest
 from ksqlpy.testing.compare import ProducedRecord, compare_responses, compare_topic
 from ksqlpy.testing.conditions import check_post_conditions
@@ -393,11 +393,26 @@ def _expect_exception(case: QttCase, run: _Run, text: str) -> None:
 
 
 def _execute_all(session: Any, statements: Sequence[str]) -> list[Any]:
-    """Execute ``statements`` as ksqlDB's harness does: joined by newlines into one text (so
-    error positions count lines across statements); returns the non-empty results."""
-    if not statements:
-        return []
-    return [e for e in session.execute("\n".join(statements)) if e is not None]
+    """Execute ``statements`` as ksqlDB's harness does; returns the non-empty results.
+
+    ksqlDB's harness joins the statements with newlines and parses them as one text, so an
+    error's line counts from the first statement (the third statement's errors are on line 3).
+    A session positions errors within their own statement: each is run alone and its error
+    moved down by the lines before it.
+    """
+    results: list[Any] = []
+    lines_before = 0
+    for statement in statements:
+        leading = statement[: len(statement) - len(statement.lstrip())]
+        try:
+            results.extend(e for e in session.execute(statement) if e is not None)
+        except KsqlpyError as e:
+            offset = lines_before + leading.count("\n")
+            if e.pos is not None and offset:
+                e.pos = Position(e.pos.line + offset, e.pos.column)
+            raise
+        lines_before += statement.count("\n") + 1
+    return results
 
 
 def _run_qtt(case: QttCase, run: _Run, options: RunOptions) -> None:

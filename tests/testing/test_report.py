@@ -30,6 +30,8 @@ def test_causes_group_alike_failures() -> None:
           result("c", "failed", "Topic 'O', message 0: Expected <1, 2> ...")]
     causes = dict(report.top_causes(rs))
     assert causes["Statement failed: Column '…' cannot be resolved at line L:C"] == 2
+    located = [result(n, "failed", f"Line: {n}, Col: 9: Column 'X' is ambiguous.") for n in ("3", "4")]
+    assert dict(report.top_causes(located))["Line: L, Col: C: Column '…' is ambiguous."] == 2
     assert causes["output records differ"] == 1
 
 
@@ -88,7 +90,7 @@ def test_json_report_keeps_the_error_a_case_expected(tmp_path: Path, capsys: pyt
     bad, fine = json.loads((tmp_path / "r.json").read_text())["cases"]
     assert bad["status"] == "passed"
     assert bad["error"] == (
-        "line 1:32: SELECT column 'NOPE' cannot be resolved.\nStatement: CREATE STREAM OUTPUT AS SELECT NOPE FROM INPUT;"
+        "line 2:32: SELECT column 'NOPE' cannot be resolved.\nStatement: CREATE STREAM OUTPUT AS SELECT NOPE FROM INPUT;"
     )
     assert fine["status"] == "passed" and fine["error"] is None
 

@@ -48,6 +48,19 @@ def test_expected_exception_matches_message() -> None:
     assert wrong.status == "failed"
 
 
+def test_error_positions_count_lines_across_the_statements() -> None:
+    # ksqlDB's harness parses the statements joined by newlines: the third statement is line 3
+    statements = [
+        STATEMENTS[0],
+        "CREATE STREAM OTHER (ID INT KEY, V INT) WITH (kafka_topic='other', value_format='JSON');",
+        "CREATE STREAM OUTPUT AS SELECT INPUT.ID, V FROM INPUT JOIN OTHER WITHIN 1 SECOND ON INPUT.ID = OTHER.ID;",
+    ]
+    result = run_case(case(statements=statements, inputs=[],
+                           expectedException={"message": "Line: 3, Col: 42: Column 'V' is ambiguous. "
+                                                         "Could be INPUT.V or OTHER.V."}))
+    assert result.status == "passed", result.error
+
+
 def test_topics_come_from_create_statements_and_inputs() -> None:
     c = case(statements=[STATEMENTS[0].replace("value_format", "partitions=3, value_format")],
              inputs=[{"topic": "other", "value": 1, "partition": 1}])

@@ -21,12 +21,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ksqlpy import sqltypes
-from ksqlpy.errors import AnalysisError
+from ksqlpy.errors import AnalysisError, NodeLocationError
 from ksqlpy.parser import ast
 from ksqlpy.planner import scope as scopes
 from ksqlpy.planner.catalog import PSEUDO_COLUMNS, WINDOW_BOUND_COLUMNS, Catalog, Column, ColumnNamespace, Source
 from ksqlpy.planner.expressions.scope import ColumnScope, ScopeColumn
 from ksqlpy.planner.plans import expressions as ex
+from ksqlpy.planner.plans.join_checks import (
+    ambiguous,
+    check_repartition,
+    check_reserved_names,
+    check_window_bounds,
+    check_windowing,
+    has_column,
+)
 from ksqlpy.planner.plans.sources import internal_formats, source_step
 from ksqlpy.planner.steps import steps as s
 from ksqlpy.planner.steps.schema import LogicalSchema, resolve_schema
@@ -37,7 +45,13 @@ JOIN_TYPES = {
     ast.JoinType.RIGHT: "RIGHT",
     ast.JoinType.FULL: "OUTER",
 }
-_READABLE = {"INNER": "INNER", "LEFT": "LEFT", "RIGHT": "RIGHT", "OUTER": "OUTER"}
+# how ksqlDB's JoinNode.JoinType prints itself in errors
+_READABLE = {
+    "INNER": "[INNER] JOIN",
+    "LEFT": "LEFT [OUTER] JOIN",
+    "RIGHT": "RIGHT [OUTER] JOIN",
+    "OUTER": "[FULL] OUTER JOIN",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,9 +90,13 @@ class PlannedJoin:
     synthetic: bool
     viable: tuple[str, ...]
     foreign_key: bool
+    #: the viable key expressions as written in the join criteria (``S1.ID``), for errors
+    viable_written: tuple[str, ...] = ()
 
 
-def plan_join(query: ast.Query, catalog: Catalog, config: Mapping[str, Any]) -> PlannedJoin:
+def plan_join(
+    query: ast.Query, catalog: Catalog, config: Mapping[str, Any], *, persistent: bool = True
+) -> PlannedJoin:
     join = query.from_
     assert isinstance(join, ast.Join)
     sides = [_side(join.left, catalog)]
@@ -100,6 +118,9 @@ def plan_join(query: ast.Query, catalog: Catalog, config: Mapping[str, Any]) -> 
         prefix = "L_" * (count - 1 - i)
         node = _join(node, sides[i + 1], right, prefix, query, side_of, sides, config)
         node_prefixes.append(prefix)
+    check_reserved_names(query, persistent)
+    if query.window is not None:
+        check_window_bounds(query)
     root = node.step
     assert isinstance(root, s.JoinStep)
     schema = resolve_schema(root, catalog.types)
@@ -129,6 +150,7 @@ def plan_join(query: ast.Query, catalog: Catalog, config: Mapping[str, Any]) -> 
         synthetic=synthetic,
         viable=tuple(_col_name(r, side_of) for r in node.viable),
         foreign_key=fk,
+        viable_written=tuple(ex.text(r) for r in node.viable),
     )
 
 
@@ -175,6 +197,9 @@ def _join(
     left_src = _only_source(qualified_left, on, joined)
     right_src = _only_source(qualified_right, on, joined)
     right_alias = right_side.alias
+    check_windowing(side_of(left_src), side_of(right_src))
+    # errors quote the condition as written, whichever side names the new source
+    written = f"{_display(qualified_left)} = {_display(qualified_right)}"
     if left_src == right_alias and right_src != right_alias:
         qualified_left, qualified_right = qualified_right, qualified_left
         left_src, right_src = right_src, left_src
@@ -207,39 +232,38 @@ def _join(
             "the window definition (ie. the WITHIN clause) and try to execute your join again.",
             pos=within.pos,
         )
-    left_text, right_text = _display(qualified_left), _display(qualified_right)
     right_name = right_side.source.name
     fk = False
     if not left.is_table and right_is_table:
         if join_type == "OUTER":
             raise AnalysisError(
                 f"Invalid join type: full-outer join not supported for stream-table join. Got "
-                f"{_source_name(left_src, side_of)} {join_type} {right_name}.",
+                f"{_source_name(left_src, side_of)} {_READABLE[join_type]} {right_name}.",
                 pos=joined.pos,
             )
         if join_type == "RIGHT":
             raise AnalysisError(
                 f"Invalid join type: right join not supported for stream-table join. Got "
-                f"{_source_name(left_src, side_of)} {join_type} {right_name}.",
+                f"{_source_name(left_src, side_of)} {_READABLE[join_type]} {right_name}.",
                 pos=joined.pos,
             )
         if not _on_key(qualified_right, right_side):
             raise AnalysisError(
                 "Invalid join condition: stream-table joins require to join on the table's primary key. "
-                f"Got {left_text} = {right_text}.",
+                f"Got {written}.",
                 pos=on.pos,
             )
     elif left.is_table:
         if not right_is_table:
             raise AnalysisError(
                 "Invalid join order: table-stream joins are not supported; only stream-table joins. Got "
-                f"{_source_name(left_src, side_of)} {join_type} {right_name}.",
+                f"{_source_name(left_src, side_of)} {_READABLE[join_type]} {right_name}.",
                 pos=joined.pos,
             )
         if not _on_key(qualified_right, right_side):
             raise AnalysisError(
                 "Invalid join condition: table-table joins require to join on the primary key of the right "
-                f"input table. Got {left_text} = {right_text}.",
+                f"input table. Got {written}.",
                 pos=on.pos,
             )
         left_side = side_of(left_src)
@@ -249,15 +273,17 @@ def _join(
             if join_type == "OUTER":
                 raise AnalysisError(
                     "Invalid join type: full-outer join not supported for foreign-key table-table join. Got "
-                    f"{_source_name(left_src, side_of)} {join_type} {right_name}.",
+                    f"{_source_name(left_src, side_of)} {_READABLE[join_type]} {right_name}.",
                     pos=joined.pos,
                 )
             if not left.leaf:
                 raise AnalysisError(
                     "Invalid join condition: foreign-key table-table joins are not supported as part of n-way "
-                    f"joins. Got {left_text} = {right_text}.",
+                    f"joins. Got {written}.",
                     pos=on.pos,
                 )
+            if join_type == "RIGHT":
+                raise AnalysisError("RIGHT OUTER JOIN on a foreign key is not supported")
     _check_types(qualified_left, qualified_right, sides, side_of, left, right_side, fk)
 
     # the two inputs, re-keyed by their join expressions where needed and prefixed
@@ -278,6 +304,11 @@ def _join(
         for c in candidates:
             if isinstance(c, ast.ColumnRef) and _in(c, equivalent) and not _in(c, viable):
                 viable.append(c)
+    elif fk and len(left.sides[0].source.key_columns) == 1:
+        # a foreign-key join's result keeps the left table's primary key: a later join on it
+        # joins on the key
+        left_key = ast.ColumnRef(name=left.sides[0].source.key_columns[0].name, source=left.sides[0].alias)
+        equivalent, viable = [left_key], [left_key]
     context = f"{prefix}Join"
     step: s.ExecutionStep
     if fk:
@@ -363,16 +394,16 @@ def _qualify(e: ast.Expr, sides: list[Side], side_of: Any) -> ast.Expr:
             side = side_of(node.source)
             if side is None:
                 raise AnalysisError(f"Source '{node.source}' does not exist.", pos=node.pos)
+            if not has_column(side, node.name):
+                raise NodeLocationError(
+                    f"JOIN ON column '{node.source}.{node.name}' cannot be resolved.", pos=node.pos
+                )
             return dataclasses.replace(node, source=side.alias)
-        owners = [x for x in sides if x.source.column(node.name) is not None or node.name in PSEUDO_COLUMNS]
+        owners = [x for x in sides if has_column(x, node.name)]
         if len(owners) != 1:
             if not owners:
-                raise AnalysisError(f"Column '{node.name}' cannot be resolved.", pos=node.pos)
-            raise AnalysisError(
-                f"Column '{node.name}' is ambiguous. Could be any of: "
-                + ", ".join(f"{x.alias}.{node.name}" for x in owners),
-                pos=node.pos,
-            )
+                raise NodeLocationError(f"JOIN ON column '{node.name}' cannot be resolved.", pos=node.pos)
+            raise ambiguous(node, owners)
         return dataclasses.replace(node, source=owners[0].alias)
 
     return ex.rewrite(e, fn)  # type: ignore[no-any-return]
@@ -441,6 +472,7 @@ def _prepare(
                     f"the TABLE's key column {', '.join(c.name for c in side.source.key_columns)} instead of "
                     f"{ex.text(expr)}"
                 )
+            check_repartition(side.source)
             step = s.StreamSelectKey(
                 context=f"{which}SourceKeyed", source=step, key_expressions=(ex.text(ex.unqualified(expr)),)
             )
@@ -460,6 +492,7 @@ def _prepare(
         )
     if fk or _in(expr, node.equivalent):
         return step
+    check_repartition(node.sides[0].source)
     return s.StreamSelectKey(
         context=f"{which}SourceKeyed", source=step, key_expressions=(ex.text(_aliased(expr, side_of)),)
     )
@@ -515,11 +548,7 @@ def _rewrite_query(
                 if x.source.column(node.name) is not None
             ]
             if len(owners) > 1:
-                raise AnalysisError(
-                    f"Column '{node.name}' is ambiguous. Could be any of: "
-                    + ", ".join(f"{x.alias}.{node.name}" for x in owners),
-                    pos=node.pos,
-                )
+                raise ambiguous(node, owners)
             if not owners:
                 return None  # unknown: the analyzer reports it
             return ast.ColumnRef(name=owners[0].prefixed(node.name), pos=node.pos)
@@ -549,8 +578,10 @@ def _rewrite_query(
                 if a is None and isinstance(e, ast.ColumnRef) and isinstance(new, ast.ColumnRef):
                     # ksqlDB names a column by its name, prefixed with its source's alias only
                     # where more than one source has a column of that name
+                    # (pseudo columns always: every source has them)
                     owners = sum(1 for x in sides if x.source.column(e.name) is not None)
-                    a = new.name if owners > 1 else e.name
+                    clashing = owners > 1 or (e.source is not None and e.name in PSEUDO_COLUMNS)
+                    a = new.name if clashing else e.name
                 select.append(ast.SingleColumn(expr=new, alias=a, pos=item.pos))
             case ast.StructAll(base=b):
                 select.append(ast.StructAll(base=rewrite(b), pos=item.pos))

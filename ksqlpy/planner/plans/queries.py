@@ -21,10 +21,11 @@ from ksqlpy.planner.aggregate import aggregate_window_info, analyze_aggregate, i
 from ksqlpy.planner.catalog import Catalog, Column, ColumnNamespace, Source
 from ksqlpy.planner.physical import AggregateStep, SelectStep
 from ksqlpy.planner.plans import expressions as ex
+from ksqlpy.planner.plans.join_checks import check_join_formats, check_partitions, key_missing_error
 from ksqlpy.planner.plans.joins import PlannedJoin, plan_join
 from ksqlpy.planner.plans.sources import internal_formats, sink_step, source_step
 from ksqlpy.planner.properties import WithClause
-from ksqlpy.planner.select import analyze_select, uses_table_function, with_sink_timestamp
+from ksqlpy.planner.select import KeyMissingError, analyze_select, uses_table_function, with_sink_timestamp
 from ksqlpy.planner.steps import steps as s
 from ksqlpy.planner.steps.catalog import command_of
 from ksqlpy.planner.steps.commands import KsqlPlan, QueryPlan
@@ -78,17 +79,67 @@ class Analyzed:
 def analyze_query(
     query: ast.Query, ctx: PlanContext, *, sink_name: str | None, persistent: bool, kind: ast.SourceKind | None = None
 ) -> Analyzed:
+    check_qualifiers(query)
     join = None
     catalog = ctx.catalog
     if isinstance(query.from_, ast.Join):
-        join = plan_join(query, catalog, ctx.config)
+        join = plan_join(query, catalog, ctx.config, persistent=persistent)
         catalog = Catalog(sources={**catalog.sources, join.source.name: join.source}, types=catalog.types)
         query = join.query
         ctx = replace(ctx, catalog=catalog)
-    source, step, is_table = analyze(query, ctx, sink_name=sink_name, persistent=persistent, kind=kind)
+    try:
+        source, step, is_table = analyze(query, ctx, sink_name=sink_name, persistent=persistent, kind=kind)
+    except KeyMissingError as e:
+        # ksqlDB's analyzer finishes (its format checks) before the planner looks for the key
+        _check_windowed_tables(analyzed_sources(query, ctx.catalog, join), persistent)
+        if join is None:
+            raise
+        check_join_formats(join)
+        raise key_missing_error(join, sink_name, e.columns) from None
+    _check_windowed_tables(analyzed_sources(query, ctx.catalog, join), persistent)
     if join is not None:
+        check_join_formats(join)
+        if persistent:
+            check_partitions(join, lambda source: _partitions(source, ctx))
+            for key in join.source.key_columns:
+                ddl.check_key_type(key)  # ksqlDB's key serde for the join's repartition topics
         is_table = is_table or join.source.is_table
     return Analyzed(source=source, step=step, is_table=is_table, query=query, join=join)
+
+
+def _partitions(source: Source, ctx: PlanContext) -> int:
+    shape = ctx.topic(source.topic)
+    return shape.partitions if shape is not None else source.partitions
+
+
+def analyzed_sources(query: ast.Query, catalog: Catalog, join: PlannedJoin | None) -> tuple[Source, ...]:
+    """The sources a query reads, as the catalog holds them."""
+    if join is not None:
+        return tuple(x.source for x in join.sides)
+    assert isinstance(query.from_, ast.Table)
+    return (catalog.source(query.from_.name, query.from_.pos),)
+
+
+def _check_windowed_tables(sources: tuple[Source, ...], persistent: bool) -> None:
+    """ksqlDB's PushQueryValidator: a persistent query cannot read a windowed table."""
+    if persistent and any(x.is_table and x.window is not None for x in sources):
+        raise AnalysisError("KSQL does not support persistent queries on windowed tables.")
+
+
+def check_qualifiers(query: ast.Query) -> None:
+    """Every ``X.col`` and ``X.*`` names a source or alias of the FROM clause (ksqlDB's parser
+    checks this before anything else)."""
+    tables = [query.from_] if isinstance(query.from_, ast.Table) else [
+        query.from_.left, *(r.source for r in query.from_.rights)
+    ]
+    known = {t.name for t in tables} | {t.alias for t in tables if t.alias is not None}
+    clauses = (query.select, query.from_, query.where, query.group_by, query.partition_by, query.having)
+    for node in ex.walk(clauses):
+        qualifier = node.source if isinstance(node, (ast.ColumnRef, ast.AllColumns)) else None
+        if isinstance(qualifier, str) and qualifier not in known:
+            raise AnalysisError(
+                f"Failed to prepare statement: '{qualifier}' is not a valid stream/table name or alias."
+            )
 
 
 def analyze(
@@ -107,7 +158,16 @@ def analyze(
 
 
 def plan_create_as_select(stmt: ast.CreateAsSelect, ctx: PlanContext, query_id: str) -> PlannedQuery:
-    analyzed = analyze_query(stmt.query, ctx, sink_name=stmt.name, persistent=True, kind=stmt.kind)
+    try:
+        analyzed = analyze_query(stmt.query, ctx, sink_name=stmt.name, persistent=True, kind=stmt.kind)
+    except KeyMissingError as e:
+        # ksqlDB checks the sink's TIMESTAMP column while building the output, before the key
+        ts_col = WithClause.of(stmt.properties).string("TIMESTAMP")
+        if ts_col is not None and ts_col.upper() not in e.columns:
+            raise AnalysisError(
+                f"The TIMESTAMP column set in the WITH clause does not exist in the schema: '{ts_col.upper()}'"
+            ) from None
+        raise
     source, step, is_table = analyzed.source, analyzed.step, analyzed.is_table
     result_kind = ast.SourceKind.TABLE if is_table else ast.SourceKind.STREAM
     if result_kind is not stmt.kind:
