@@ -549,7 +549,8 @@ def _rewrite_query(
                 if a is None and isinstance(e, ast.ColumnRef) and isinstance(new, ast.ColumnRef):
                     # ksqlDB names a column by its name, prefixed with its source's alias only
                     # where more than one source has a column of that name
-                    owners = sum(1 for x in sides if x.source.column(e.name) is not None)
+                    # (every source has the pseudo columns, a windowed one its window bounds)
+                    owners = sum(1 for x in sides if _has_column(x.source, e.name))
                     a = new.name if owners > 1 else e.name
                 select.append(ast.SingleColumn(expr=new, alias=a, pos=item.pos))
             case ast.StructAll(base=b):
@@ -563,6 +564,14 @@ def _rewrite_query(
         partition_by=tuple(rewrite(e) for e in query.partition_by),
         having=rewrite(query.having) if query.having is not None else None,
     )
+
+
+def _has_column(source: Source, name: str) -> bool:
+    if name in PSEUDO_COLUMNS:
+        return True
+    if name in WINDOW_BOUND_COLUMNS:
+        return source.window is not None
+    return source.column(name) is not None
 
 
 def _star(side: Side, pos: Any) -> list[ast.SelectItem]:

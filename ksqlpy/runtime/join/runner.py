@@ -26,6 +26,7 @@ from ksqlpy.planner.physical import AggregateStep
 from ksqlpy.runtime.codec import SinkEncoder, SourceDecoder
 from ksqlpy.runtime.evaluate import TS, StepEvaluator, deletes_of
 from ksqlpy.runtime.join.operator import SEQ, JoinProcessor
+from ksqlpy.runtime.processing_log import ProcessingLog
 from ksqlpy.runtime.query import BATCH_SIZE, PersistentQuery, encode_windowed, new_connection
 from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.stats import record_bytes
@@ -92,19 +93,7 @@ class JoinQuery(PersistentQuery):
                 reader.close()
 
     def _decode(self, records: pa.Table) -> list[pa.Table | None]:
-        """Each input's records of the batch, decoded, with their place in processing order."""
-        records = records.take(pa.array(_processing_order(records)))
-        records = records.append_column(SEQ, pa.array(np.arange(records.num_rows, dtype=np.int64)))
-        out: list[pa.Table | None] = []
-        for side, decoder in zip(self._join.inputs, self._decoders, strict=True):
-            part = records.filter(pc.equal(records.column("topic"), side.source.topic))
-            if part.num_rows == 0:
-                out.append(None)
-                continue
-            decoded = decoder.decode(part)
-            self.plog.write(self.query_id, decoded.errors)
-            out.append(decoded.table.append_column(SEQ, _sequence(part, decoded.table)))
-        return out
+        return decode_inputs(records, self._join, self._decoders, self.plog, self.query_id)
 
     def _batch(self, records: pa.Table, encoder: SinkEncoder, reader: Any) -> None:
         decoded = self._decode(records)
@@ -133,6 +122,25 @@ class JoinQuery(PersistentQuery):
             with self.store.transaction() as tx:
                 join.drop_state(tx.state)
         super().drop_state()
+
+
+def decode_inputs(
+    records: pa.Table, join: JoinProcessor, decoders: list[SourceDecoder], plog: ProcessingLog, query_id: str
+) -> list[pa.Table | None]:
+    """Each input's records of the batch, decoded, with their place in processing order;
+    records that do not decode go to the processing log."""
+    records = records.take(pa.array(_processing_order(records)))
+    records = records.append_column(SEQ, pa.array(np.arange(records.num_rows, dtype=np.int64)))
+    out: list[pa.Table | None] = []
+    for side, decoder in zip(join.inputs, decoders, strict=True):
+        part = records.filter(pc.equal(records.column("topic"), side.source.topic))
+        if part.num_rows == 0:
+            out.append(None)
+            continue
+        decoded = decoder.decode(part)
+        plog.write(query_id, decoded.errors)
+        out.append(decoded.table.append_column(SEQ, _sequence(part, decoded.table)))
+    return out
 
 
 def _processing_order(records: pa.Table) -> np.ndarray:
@@ -173,4 +181,4 @@ def _sequence(part: pa.Table, decoded: pa.Table) -> pa.Array:
     return pa.array(part.column(SEQ).to_numpy()[at])
 
 
-__all__ = ["JoinQuery"]
+__all__ = ["JoinQuery", "decode_inputs"]
