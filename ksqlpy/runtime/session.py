@@ -596,11 +596,15 @@ class Session:
         if isinstance(query.from_, ast.Join):
             return self._start_join_query(stmt)
         source, step, _ = analyze(query, self._plan_context(), sink_name=None, persistent=False)
-        query_id = f"{self._push_query_prefix(query, source)}{source.name}_{uuid.uuid4().int % 10**19}"
+        prefix = self._push_query_prefix(query, source)
+        query_id = f"{prefix}{source.name}_{uuid.uuid4().int % 10**19}"
         plan = QueryPlan(query_id=query_id, step=step, sink=None, limit=query.limit, statement=stmt.text)
         runner = PushQuery(
             plan, engine.store, engine.plog, group=None, start=engine.config.offset_reset(self.properties)
         )
+        # A scalable push query sees the rows its source's persistent query produces, and ksqlDB
+        # leaves out those without a key.
+        runner.skip_null_keys = prefix.startswith("SCALABLE")
         columns = tuple(_field(c) for c in step.columns)
         sq = StreamingQuery(engine, query_id, columns, runner=runner)
         engine.transient[query_id] = sq

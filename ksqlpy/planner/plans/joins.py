@@ -575,10 +575,15 @@ def _has_column(source: Source, name: str) -> bool:
 
 
 def _star(side: Side, pos: Any) -> list[ast.SelectItem]:
-    cols = [*side.source.key_columns, *side.source.value_columns, *side.source.header_columns]
+    """A side's ``*``: its keys, its window bounds when windowed (ksqlDB's ``orderColumns``:
+    a join's sides carry them as aliased value columns), then its values and headers."""
+    names = [c.name for c in side.source.key_columns]
+    if side.source.window is not None:
+        names += list(WINDOW_BOUND_COLUMNS)
+    names += [c.name for c in (*side.source.value_columns, *side.source.header_columns)]
     return [
-        ast.SingleColumn(expr=ast.ColumnRef(name=side.prefixed(c.name), pos=pos), alias=side.prefixed(c.name), pos=pos)
-        for c in cols
+        ast.SingleColumn(expr=ast.ColumnRef(name=side.prefixed(n), pos=pos), alias=side.prefixed(n), pos=pos)
+        for n in names
     ]
 
 

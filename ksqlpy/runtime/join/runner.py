@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from ksqlpy.planner.physical import AggregateStep
 from ksqlpy.runtime.codec import SinkEncoder, SourceDecoder
-from ksqlpy.runtime.evaluate import TS, StepEvaluator, deletes_of
+from ksqlpy.runtime.evaluate import StepEvaluator
 from ksqlpy.runtime.join.operator import SEQ, JoinProcessor
 from ksqlpy.runtime.processing_log import ProcessingLog
 from ksqlpy.runtime.query import BATCH_SIZE, PersistentQuery, encode_windowed, new_connection
@@ -65,7 +65,9 @@ class JoinQuery(PersistentQuery):
                 self._processor = AggregateProcessor(step, self.query_id, con)
                 self._post: StepEvaluator | None = None
             else:
-                self._post = StepEvaluator(step, con)
+                # a windowed join's results keep their window in a windowed sink's key
+                bounds = self.plan.join.windowed and self.plan.sink.window is not None
+                self._post = StepEvaluator(step, con, window_bounds=bounds)
             self._reader = self.store.open_reader(self.topics, group=self.group, start=self.start_position)
         except Exception as e:  # noqa: BLE001 - reported as the query's error
             self._fail(e)
@@ -103,8 +105,7 @@ class JoinQuery(PersistentQuery):
             self.plog.write(self.query_id, joined.errors)
             if self._post is not None:
                 result = self._post.evaluate(joined.rows, self.query_id)
-                rows = result.rows
-                out, errors = encoder.encode(rows, rows.column(TS), deletes_of(rows))
+                out, errors = encode_windowed(encoder, self.plan.sink, result.rows)
             else:
                 result = self._processor.process(joined.rows, tx.state)
                 out, errors = encode_windowed(encoder, self.plan.sink, result.rows)
