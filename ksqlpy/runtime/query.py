@@ -219,7 +219,8 @@ class QueryRunner:
 
     def _keeps_windows(self) -> bool:
         """Whether a stateless query writes its windowed source's records to a windowed sink:
-        each record keeps its window in the sink's key, as in ksqlDB (unless re-keyed)."""
+        each record keeps its window in the sink's key, as in ksqlDB (a new key too: ksqlDB's
+        windowed key factory gives it the record's window)."""
         sink = self.plan.sink
         step = self.plan.step
         return (
@@ -227,7 +228,6 @@ class QueryRunner:
             and sink.window is not None
             and step.source.window is not None
             and self.plan.join is None
-            and not getattr(step, "rekeyed", False)
         )
 
     def _key_partitioner(

@@ -122,10 +122,11 @@ def _node(c: _Compiler, step: s.JoinStep, sink: Source) -> JoinNode:
 
 
 def _is_windowed(side: JoinSide) -> bool:
-    """A windowed source read with its own key, or a join of such."""
+    """A windowed source (re-keyed or not: ksqlDB's new key keeps the record's window), or a
+    join of such."""
     match side:
         case JoinInput():
-            return side.source.window is not None and not side.select.rekeyed
+            return side.source.window is not None
         case JoinNode():
             return side.windowed
     return False
