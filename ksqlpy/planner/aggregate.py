@@ -165,6 +165,9 @@ def analyze_aggregate(
         _check_window_bounds(e, source)
 
     keys = tuple(_group_key(e, scope) for e in query.group_by)
+    if not keys and not persistent:
+        # a push query aggregating without GROUP BY: one group, of every row
+        keys = (_GroupKey(ast.BooleanLiteral(value=True), "TRUE", sqltypes.BOOLEAN),)
     calls = _calls(items, query.having, scope)
     if source.is_table:
         if windowed:
@@ -235,16 +238,12 @@ def analyze_aggregate(
             + "\nEither add the column(s) to the GROUP BY or remove them from the SELECT.",
             pos=query.pos,
         )
-    if not query.group_by:
+    if not query.group_by and persistent:
         first = next(iter(calls.values()))
-        if persistent:
-            raise AnalysisError(
-                f"{statement_kind} statement does not support aggregate function "
-                f"[{first.text}] without a GROUP BY clause.",
-                pos=query.pos,
-            )
         raise AnalysisError(
-            f"Use of aggregate function {first.accumulator.name} requires a GROUP BY clause.", pos=query.pos
+            f"{statement_kind} statement does not support aggregate function "
+            f"[{first.text}] without a GROUP BY clause.",
+            pos=query.pos,
         )
 
     try:

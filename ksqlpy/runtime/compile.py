@@ -78,6 +78,26 @@ def compile_query(
     )
 
 
+def compile_join_tree(
+    step: s.JoinStep,
+    catalog: Catalog,
+    output: Source,
+    config: Mapping[str, Any],
+    *,
+    sources: tuple[str, ...],
+) -> Any:
+    """The runtime's join tree (a :class:`~ksqlpy.runtime.join.plan.JoinNode`) for a join step
+    alone, its result described by ``output``: a push query runs the join and then its own
+    analyzed step over the join's result, with no sink."""
+    from ksqlpy.runtime.join.compile import compile_join
+
+    query_plan = cmd.QueryPlan(sources=sources, sink=None, physical_plan=step, query_id="")
+    compiler = _Compiler(query_plan, catalog.sources, catalog.types, config)
+    compiler.schemas = resolve_all(step, catalog.types)
+    node, _ = compile_join(compiler, step, output)
+    return node
+
+
 def source_from_command(
     command: cmd.CreateSourceCommand, types: Mapping[str, sqltypes.SqlType] | None = None, **options: Any
 ) -> Source:

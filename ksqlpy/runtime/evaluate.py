@@ -33,10 +33,28 @@ class Evaluated:
     errors: list[ProcessingError]
 
 
+#: result columns carrying a windowed source record's window to a windowed sink's key
+WINDOW_START = "__WINDOWSTART"
+WINDOW_END = "__WINDOWEND"
+
+
 class StepEvaluator:
-    def __init__(self, step: SelectStep, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(
+        self,
+        step: SelectStep,
+        con: duckdb.DuckDBPyConnection,
+        *,
+        window_bounds: bool = False,
+        drop_unmatched: bool = False,
+    ) -> None:
+        """``window_bounds``: the input is a windowed source's decoded records, and each result
+        row carries its record's window (:data:`WINDOW_START`, :data:`WINDOW_END`).
+        ``drop_unmatched``: a table row the WHERE clause rejects is left out rather than made a
+        tombstone (a push query over a table: ksqlDB's client sees only its source's deletes)."""
         self.step = step
         self.con = con
+        self.window_bounds = window_bounds
+        self.drop_unmatched = drop_unmatched
         self.sql = self._with_timestamp_check(self._query(safe=False))
         self.safe_sql = self._with_timestamp_check(self._query(safe=True))
         self._schema: pa.Schema | None = None
@@ -50,6 +68,8 @@ class StepEvaluator:
         items = [f"{guard(c.sql)} AS {_q(c.name)}" for c in step.columns]
         items.append(f"{step.timestamp_sql} AS {TS}")
         items.append(f'"{HEADERS}"')
+        if self.window_bounds:
+            items += [f'"WINDOWSTART" AS {WINDOW_START}', f'"WINDOWEND" AS {WINDOW_END}']
         keys = step.source.key_columns
         if keys and not step.rekeyed:
             # the record's own key, passed through: a null key stays null (see the encoder)
@@ -57,11 +77,18 @@ class StepEvaluator:
         where = step.where_sql
         if step.kind is StepKind.TABLE_SELECT:
             match = f"COALESCE({guard(where)}, FALSE)" if where else "TRUE"
-            items.append(f'("{TOMBSTONE}" OR NOT {match}) AS {DELETE}')
+            conditions = []
+            if self.drop_unmatched and where:
+                items.append(f'"{TOMBSTONE}" AS {DELETE}')
+                conditions.append(f'("{TOMBSTONE}" OR {match})')
+            else:
+                items.append(f'("{TOMBSTONE}" OR NOT {match}) AS {DELETE}')
             sql = f"SELECT {', '.join(items)} FROM input"
             keys = step.source.key_columns
             if keys:  # a table record without a key is dropped, as ksqlDB's table source does
-                sql += " WHERE NOT (" + " AND ".join(f"{_q(k.name)} IS NULL" for k in keys) + ")"
+                conditions.append("NOT (" + " AND ".join(f"{_q(k.name)} IS NULL" for k in keys) + ")")
+            if conditions:
+                sql += " WHERE " + " AND ".join(conditions)
             return sql
         if not step.source.null_values:
             sql = f"SELECT {', '.join(items)} FROM input"

@@ -18,11 +18,12 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ksqlpy.errors import KsqlpyError
 from ksqlpy.planner.physical import QueryPlan
-from ksqlpy.runtime.codec import SinkEncoder, SourceDecoder
-from ksqlpy.runtime.evaluate import DELETE, TS, StepEvaluator, deletes_of
+from ksqlpy.runtime.codec import NULL_KEY, SinkEncoder, SourceDecoder
+from ksqlpy.runtime.evaluate import DELETE, TS, WINDOW_END, WINDOW_START, StepEvaluator, deletes_of
 from ksqlpy.runtime.processing_log import ProcessingLog
 from ksqlpy.runtime.rows import Row, table_to_rows
 from ksqlpy.runtime.serde.registry import registry_for
@@ -220,7 +221,20 @@ class QueryRunner:
             self._processor = AggregateProcessor(step, self.query_id, new_connection(), key_partitioner=partitioner)
             self._processor.counts = self.operator_counts
             return None
-        return StepEvaluator(step, new_connection())
+        return StepEvaluator(step, new_connection(), window_bounds=self._keeps_windows())
+
+    def _keeps_windows(self) -> bool:
+        """Whether a stateless query writes its windowed source's records to a windowed sink:
+        each record keeps its window in the sink's key, as in ksqlDB (a new key too: ksqlDB's
+        windowed key factory gives it the record's window)."""
+        sink = self.plan.sink
+        step = self.plan.step
+        return (
+            sink is not None
+            and sink.window is not None
+            and step.source.window is not None
+            and self.plan.join is None
+        )
 
     def _key_partitioner(
         self, encoder: SinkEncoder | None, group_keys: int
@@ -294,8 +308,7 @@ class PersistentQuery(QueryRunner):
 
     def emit(self, rows: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
         assert encoder is not None and self.plan.sink is not None and self.group is not None
-        deletes = deletes_of(rows)
-        records, errors = encoder.encode(rows, rows.column(TS), deletes)
+        records, errors = encode_windowed(encoder, self.plan.sink, rows)
         self.plog.write(self.query_id, errors)
         with self.store.transaction() as tx:
             if records.num_rows:
@@ -366,9 +379,14 @@ class PushQuery(QueryRunner):
             # The aggregate state itself lives in a private database (emit_stateful).
             self._processor = AggregateProcessor(self.plan.step, self.query_id, self.function_connection())
             return None
-        return StepEvaluator(self.plan.step, self.function_connection())
+        return StepEvaluator(self.plan.step, self.function_connection(), drop_unmatched=True)
+
+    #: leave out rows of records without a key (a scalable push query, see the session)
+    skip_null_keys = False
 
     def emit(self, rows: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
+        if self.skip_null_keys and NULL_KEY in rows.column_names and rows.num_rows:
+            rows = rows.filter(pc.invert(pc.fill_null(rows.column(NULL_KEY), False)))
         deletes = deletes_of(rows)
         if rows.num_rows == 0:
             return
@@ -435,13 +453,13 @@ def encode_windowed(encoder: SinkEncoder, sink: Any, rows: pa.Table) -> tuple[pa
     """Encode result rows; a windowed sink's keys get their window suffix from the rows'
     ``__WINDOWSTART``/``__WINDOWEND`` columns."""
     records, errors = encoder.encode(rows, rows.column(TS), deletes_of(rows))
-    if sink.window is None or "__WINDOWSTART" not in rows.column_names:
+    if sink.window is None or WINDOW_START not in rows.column_names:
         return records, errors
     from ksqlpy.runtime.serde.window import WindowKind, join_windowed_keys
 
     inner = records.column("key").combine_chunks()
     keys = join_windowed_keys(
-        inner, rows.column("__WINDOWSTART"), rows.column("__WINDOWEND"), WindowKind(sink.window.type.value)
+        inner, rows.column(WINDOW_START), rows.column(WINDOW_END), WindowKind(sink.window.type.value)
     )
     records = records.set_column(records.schema.get_field_index("key"), "key", keys)
     if sink.partitions > 1 and records.num_rows:

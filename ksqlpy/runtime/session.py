@@ -603,13 +603,48 @@ class Session:
             from ksqlpy.runtime.pull import start_pull
 
             return start_pull(self, stmt)
+        if isinstance(query.from_, ast.Join):
+            return self._start_join_query(stmt)
         source, step, _ = analyze(query, self._plan_context(), sink_name=None, persistent=False)
-        query_id = f"{self._push_query_prefix(query, source)}{source.name}_{uuid.uuid4().int % 10**19}"
+        prefix = self._push_query_prefix(query, source)
+        query_id = f"{prefix}{source.name}_{uuid.uuid4().int % 10**19}"
         plan = QueryPlan(query_id=query_id, step=step, sink=None, limit=query.limit, statement=stmt.text)
         runner = PushQuery(
             plan, engine.store, engine.plog, group=None, start=engine.config.offset_reset(self.properties)
         )
+        # A scalable push query sees the rows its source's persistent query produces, and ksqlDB
+        # leaves out those without a key.
+        runner.skip_null_keys = prefix.startswith("SCALABLE")
         columns = tuple(_field(c) for c in step.columns)
+        sq = StreamingQuery(engine, query_id, columns, runner=runner)
+        engine.transient[query_id] = sq
+        runner.start()
+        return sq
+
+    def _start_join_query(self, stmt: ast.QueryStatement) -> Any:
+        """A push query over a join: the join tree as a persistent query's, then the query's
+        own analyzed step over the join's result."""
+        from ksqlpy.runtime.compile import compile_join_tree
+        from ksqlpy.runtime.join.push import PushJoinQuery
+        from ksqlpy.runtime.streaming import StreamingQuery
+
+        engine = self.engine
+        query = stmt.query
+        ctx = self._plan_context()
+        analyzed = analyze_query(query, ctx, sink_name=None, persistent=False)
+        join = analyzed.join
+        assert join is not None
+        node = compile_join_tree(
+            join.step, engine.catalog, join.source, self.config, sources=analyzed.source_names  # type: ignore[arg-type]
+        )
+        query_id = f"transient_{join.source.name}_{uuid.uuid4().int % 10**19}"
+        plan = QueryPlan(
+            query_id=query_id, step=analyzed.step, sink=None, limit=query.limit, statement=stmt.text, join=node
+        )
+        runner = PushJoinQuery(
+            plan, engine.store, engine.plog, group=None, start=engine.config.offset_reset(self.properties)
+        )
+        columns = tuple(_field(c) for c in analyzed.step.columns)
         sq = StreamingQuery(engine, query_id, columns, runner=runner)
         engine.transient[query_id] = sq
         runner.start()

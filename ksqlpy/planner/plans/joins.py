@@ -578,8 +578,8 @@ def _rewrite_query(
                 if a is None and isinstance(e, ast.ColumnRef) and isinstance(new, ast.ColumnRef):
                     # ksqlDB names a column by its name, prefixed with its source's alias only
                     # where more than one source has a column of that name
-                    # (pseudo columns always: every source has them)
-                    owners = sum(1 for x in sides if x.source.column(e.name) is not None)
+                    # (every source has the pseudo columns, a windowed one its window bounds)
+                    owners = sum(1 for x in sides if _has_column(x.source, e.name))
                     clashing = owners > 1 or (e.source is not None and e.name in PSEUDO_COLUMNS)
                     a = new.name if clashing else e.name
                 select.append(ast.SingleColumn(expr=new, alias=a, pos=item.pos))
@@ -596,11 +596,24 @@ def _rewrite_query(
     )
 
 
+def _has_column(source: Source, name: str) -> bool:
+    if name in PSEUDO_COLUMNS:
+        return True
+    if name in WINDOW_BOUND_COLUMNS:
+        return source.window is not None
+    return source.column(name) is not None
+
+
 def _star(side: Side, pos: Any) -> list[ast.SelectItem]:
-    cols = [*side.source.key_columns, *side.source.value_columns, *side.source.header_columns]
+    """A side's ``*``: its keys, its window bounds when windowed (ksqlDB's ``orderColumns``:
+    a join's sides carry them as aliased value columns), then its values and headers."""
+    names = [c.name for c in side.source.key_columns]
+    if side.source.window is not None:
+        names += list(WINDOW_BOUND_COLUMNS)
+    names += [c.name for c in (*side.source.value_columns, *side.source.header_columns)]
     return [
-        ast.SingleColumn(expr=ast.ColumnRef(name=side.prefixed(c.name), pos=pos), alias=side.prefixed(c.name), pos=pos)
-        for c in cols
+        ast.SingleColumn(expr=ast.ColumnRef(name=side.prefixed(n), pos=pos), alias=side.prefixed(n), pos=pos)
+        for n in names
     ]
 
 

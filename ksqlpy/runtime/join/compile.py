@@ -23,7 +23,17 @@ from ksqlpy.planner.expressions.scope import duckdb_column
 from ksqlpy.planner.physical import OutputColumn, SelectStep
 from ksqlpy.planner.steps import steps as s
 from ksqlpy.runtime.fused import FusedColumns as _Columns
-from ksqlpy.runtime.join.plan import FOREIGN_KEY, KEY, JoinInput, JoinKind, JoinNode, JoinSide, Rekeyed
+from ksqlpy.runtime.join.plan import (
+    FOREIGN_KEY,
+    KEY,
+    WINDOWED_KEY_FIELDS,
+    JoinInput,
+    JoinKind,
+    JoinNode,
+    JoinSide,
+    Rekeyed,
+    windowed_key_type,
+)
 
 if TYPE_CHECKING:
     from ksqlpy.runtime.compile import _Compiler
@@ -57,6 +67,9 @@ def _node(c: _Compiler, step: s.JoinStep, sink: Source) -> JoinNode:
         raise PlanError(f"Joins of this type are not supported yet: {step.TYPE} at {step.context}")
     left = _side(c, step.left_source, sink)
     right = _side(c, step.right_source, sink)
+    windowed = _is_windowed(left) and _is_windowed(right)
+    if windowed:
+        left, right = _with_window(left), _with_window(right)
     if isinstance(step, s.ForeignKeyTableTableJoin):
         left = _with_foreign_key(c, step, left)
     schema = c.schemas[id(step)]
@@ -103,8 +116,32 @@ def _node(c: _Compiler, step: s.JoinStep, sink: Source) -> JoinNode:
         right=right,
         output=output,
         synthetic=synthetic,
+        windowed=windowed,
         **window,  # type: ignore[arg-type]
     )
+
+
+def _is_windowed(side: JoinSide) -> bool:
+    """A windowed source (re-keyed or not: ksqlDB's new key keeps the record's window), or a
+    join of such."""
+    match side:
+        case JoinInput():
+            return side.source.window is not None
+        case JoinNode():
+            return side.windowed
+    return False
+
+
+def _with_window(side: JoinSide) -> JoinSide:
+    """A windowed source's join key with the record's window (see :func:`windowed_key_type`)."""
+    if not isinstance(side, JoinInput):
+        return side
+    key = side.select.key_columns[0]
+    k, ws, we = WINDOWED_KEY_FIELDS
+    sql = f'struct_pack("{k}" := {key.sql}, "{ws}" := "WINDOWSTART", "{we}" := "WINDOWEND")'
+    packed = replace(key, type=windowed_key_type(key.type), sql=sql)
+    columns = tuple(packed if c is key else c for c in side.select.columns)
+    return replace(side, select=replace(side.select, columns=columns))
 
 
 def _with_foreign_key(c: _Compiler, step: s.ForeignKeyTableTableJoin, left: JoinSide) -> JoinSide:

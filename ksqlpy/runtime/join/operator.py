@@ -48,6 +48,7 @@ from ksqlpy.runtime.join.plan import (
     JoinNode,
     JoinSide,
     Rekeyed,
+    windowed_key_type,
 )
 from ksqlpy.runtime.join.windowed import StreamStreamJoin
 from ksqlpy.runtime.processing_log import ProcessingError
@@ -349,7 +350,10 @@ def _values(side: JoinSide) -> tuple[str, ...]:
 def _side_fields(side: JoinSide) -> list[pa.Field]:
     """A side's key and value columns as Arrow fields."""
     if isinstance(side, JoinNode):
-        return [pa.field(c.name, sqltypes.to_arrow(c.type)) for c in side.output.columns]
+        return [
+            pa.field(c.name, sqltypes.to_arrow(windowed_key_type(c.type) if c.name == KEY and side.windowed else c.type))
+            for c in side.output.columns
+        ]
     return [pa.field(c.name, sqltypes.to_arrow(c.type)) for c in side.select.columns]
 
 
@@ -414,6 +418,8 @@ def _runs(sides: list[pa.Table]) -> list[tuple[int, pa.Table]]:
 def _decoded_schema(node: JoinNode) -> pa.Schema:
     """A join's output as a decoded batch of its output source."""
     fields = [pa.field(c.name, sqltypes.to_arrow(c.type)) for c in node.output.columns]
+    if node.windowed:  # the windowed key's window, for a windowed sink
+        fields += [pa.field("WINDOWSTART", pa.int64()), pa.field("WINDOWEND", pa.int64())]
     fields += [
         pa.field(HEADERS, HEADER_TYPE),
         pa.field("ROWTIME", pa.int64()),
@@ -428,8 +434,16 @@ def _decoded_schema(node: JoinNode) -> pa.Schema:
 def _as_decoded(rows: pa.Table, schema: pa.Schema) -> pa.Table:
     n = rows.num_rows
     cols: list[Any] = []
+    key = rows.column(KEY)
+    windowed = pa.types.is_struct(key.type) and not pa.types.is_struct(schema.field(KEY).type)
     for f in schema:
         match f.name:
+            case _ if f.name == KEY and windowed:
+                cols.append(pc.struct_field(key, [0]))
+            case "WINDOWSTART" if windowed:
+                cols.append(pc.struct_field(key, [1]))
+            case "WINDOWEND" if windowed:
+                cols.append(pc.struct_field(key, [2]))
             case "ROWTIME":
                 cols.append(rows.column(TS))
             case "ROWPARTITION":

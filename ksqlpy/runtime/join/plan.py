@@ -12,6 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from ksqlpy import sqltypes
 from ksqlpy.planner.catalog import Source
 from ksqlpy.planner.physical import SelectStep
 
@@ -21,6 +22,18 @@ TS = "__TS"
 DELETE = "__DELETE"
 #: a foreign-key join's left side: the foreign key of each row (its left join expression)
 FOREIGN_KEY = "__FK"
+#: the fields of a windowed join key: the key, its window's start and end
+WINDOWED_KEY_FIELDS = ("K", "WS", "WE")
+
+
+def windowed_key_type(key: sqltypes.SqlType) -> sqltypes.Struct:
+    """The join key of windowed sources inside the join operators: the key with its window,
+    as a struct, since two records of windowed sources join only when their windows are the
+    same too (Kafka Streams compares the windowed keys)."""
+    k, ws, we = WINDOWED_KEY_FIELDS
+    return sqltypes.Struct(
+        fields=(sqltypes.Field(k, key), sqltypes.Field(ws, sqltypes.BIGINT), sqltypes.Field(we, sqltypes.BIGINT))
+    )
 
 
 class JoinKind(enum.Enum):
@@ -60,6 +73,9 @@ class JoinNode:
     before_ms: int = 0
     after_ms: int = 0
     grace_ms: int | None = None
+    #: both sides are windowed sources: between join operators the key is
+    #: :func:`windowed_key_type`; the join's result has the plain key and WINDOWSTART/WINDOWEND
+    windowed: bool = False
 
     @property
     def value_names(self) -> tuple[str, ...]:
@@ -103,4 +119,16 @@ class Rekeyed:
 
 JoinSide = JoinInput | JoinNode | Rekeyed
 
-__all__ = ["DELETE", "FOREIGN_KEY", "KEY", "TS", "JoinInput", "JoinKind", "JoinNode", "JoinSide", "Rekeyed"]
+__all__ = [
+    "DELETE",
+    "FOREIGN_KEY",
+    "KEY",
+    "TS",
+    "WINDOWED_KEY_FIELDS",
+    "JoinInput",
+    "JoinKind",
+    "JoinNode",
+    "JoinSide",
+    "Rekeyed",
+    "windowed_key_type",
+]

@@ -24,11 +24,12 @@ import pyarrow.compute as pc
 
 from ksqlpy.planner.physical import AggregateStep
 from ksqlpy.runtime.codec import SinkEncoder, SourceDecoder
-from ksqlpy.runtime.evaluate import TS, StepEvaluator, deletes_of
+from ksqlpy.runtime.evaluate import StepEvaluator
 from ksqlpy.runtime.join.operator import SEQ, JoinProcessor
+from ksqlpy.runtime.processing_log import ProcessingLog
 from ksqlpy.runtime.query import BATCH_SIZE, PersistentQuery, encode_windowed, new_connection
 from ksqlpy.runtime.serde.registry import registry_for
-from ksqlpy.runtime.stats import record_bytes
+from ksqlpy.runtime.stats import OperatorCounts, record_bytes
 
 
 class JoinQuery(PersistentQuery):
@@ -66,7 +67,9 @@ class JoinQuery(PersistentQuery):
                 self._processor.counts = self.operator_counts
                 self._post: StepEvaluator | None = None
             else:
-                self._post = StepEvaluator(step, con)
+                # a windowed join's results keep their window in a windowed sink's key
+                bounds = self.plan.join.windowed and self.plan.sink.window is not None
+                self._post = StepEvaluator(step, con, window_bounds=bounds)
             self._reader = self.store.open_reader(self.topics, group=self.group, start=self.start_position)
         except Exception as e:  # noqa: BLE001 - reported as the query's error
             self._fail(e)
@@ -94,20 +97,7 @@ class JoinQuery(PersistentQuery):
                 reader.close()
 
     def _decode(self, records: pa.Table) -> list[pa.Table | None]:
-        """Each input's records of the batch, decoded, with their place in processing order."""
-        records = records.take(pa.array(_processing_order(records)))
-        records = records.append_column(SEQ, pa.array(np.arange(records.num_rows, dtype=np.int64)))
-        out: list[pa.Table | None] = []
-        for i, (side, decoder) in enumerate(zip(self._join.inputs, self._decoders, strict=True)):
-            part = records.filter(pc.equal(records.column("topic"), side.source.topic))
-            self.operator_counts.add(f"source/{i}", part.num_rows)
-            if part.num_rows == 0:
-                out.append(None)
-                continue
-            decoded = decoder.decode(part)
-            self.plog.write(self.query_id, decoded.errors)
-            out.append(decoded.table.append_column(SEQ, _sequence(part, decoded.table)))
-        return out
+        return decode_inputs(records, self._join, self._decoders, self.plog, self.query_id, self.operator_counts)
 
     def _batch(self, records: pa.Table, encoder: SinkEncoder, reader: Any) -> None:
         decoded = self._decode(records)
@@ -118,8 +108,7 @@ class JoinQuery(PersistentQuery):
             self.operator_counts.add("main/in", joined.rows.num_rows)
             if self._post is not None:
                 result = self._post.evaluate(joined.rows, self.query_id)
-                rows = result.rows
-                out, errors = encoder.encode(rows, rows.column(TS), deletes_of(rows))
+                out, errors = encode_windowed(encoder, self.plan.sink, result.rows)
             else:
                 result = self._processor.process(joined.rows, tx.state)
                 out, errors = encode_windowed(encoder, self.plan.sink, result.rows)
@@ -139,6 +128,33 @@ class JoinQuery(PersistentQuery):
             with self.store.transaction() as tx:
                 join.drop_state(tx.state)
         super().drop_state()
+
+
+def decode_inputs(
+    records: pa.Table,
+    join: JoinProcessor,
+    decoders: list[SourceDecoder],
+    plog: ProcessingLog,
+    query_id: str,
+    counts: OperatorCounts | None = None,
+) -> list[pa.Table | None]:
+    """Each input's records of the batch, decoded, with their place in processing order;
+    records that do not decode go to the processing log. ``counts`` gets each input's records
+    read (``source/<input>``)."""
+    records = records.take(pa.array(_processing_order(records)))
+    records = records.append_column(SEQ, pa.array(np.arange(records.num_rows, dtype=np.int64)))
+    out: list[pa.Table | None] = []
+    for i, (side, decoder) in enumerate(zip(join.inputs, decoders, strict=True)):
+        part = records.filter(pc.equal(records.column("topic"), side.source.topic))
+        if counts is not None:
+            counts.add(f"source/{i}", part.num_rows)
+        if part.num_rows == 0:
+            out.append(None)
+            continue
+        decoded = decoder.decode(part)
+        plog.write(query_id, decoded.errors)
+        out.append(decoded.table.append_column(SEQ, _sequence(part, decoded.table)))
+    return out
 
 
 def _processing_order(records: pa.Table) -> np.ndarray:
@@ -179,4 +195,4 @@ def _sequence(part: pa.Table, decoded: pa.Table) -> pa.Array:
     return pa.array(part.column(SEQ).to_numpy()[at])
 
 
-__all__ = ["JoinQuery"]
+__all__ = ["JoinQuery", "decode_inputs"]

@@ -5,6 +5,7 @@ sink topic is read back. Each test checks one of ksqlDB's join rules."""
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -201,3 +202,51 @@ def test_foreign_key_join_follows_both_tables(engine: Any) -> None:
         ("o1", {"N": 1, "NAME": None}, 5),
         ("o2", None, 6),
     ]
+
+
+WINDOWED = """
+CREATE STREAM s1 (k INT KEY, v BIGINT) WITH (kafka_topic='s1', value_format='JSON', partitions=1,
+  window_type='Tumbling', window_size='2 SECONDS');
+CREATE STREAM s2 (k INT KEY, v BIGINT) WITH (kafka_topic='s2', value_format='JSON', partitions=1,
+  window_type='Tumbling', window_size='2 SECONDS');
+CREATE STREAM joined AS SELECT * FROM s1 JOIN s2 WITHIN 1 MINUTE ON s1.k = s2.k;
+"""
+
+
+def _windowed(key: int, start: int) -> bytes:
+    # a KAFKA INT key and its time window's start, as Kafka Streams' time-windowed serde writes them
+    return struct.pack(">i", key) + struct.pack(">q", start)
+
+
+def _produce_raw(engine: Any, topic: str, rows: list[tuple[bytes, dict[str, Any], int]]) -> None:
+    engine.store.produce(
+        topic,
+        pa.table(
+            {
+                "timestamp": pa.array([ts for _, _, ts in rows], pa.int64()),
+                "key": pa.array([k for k, _, _ in rows], pa.binary()),
+                "value": pa.array([json.dumps(v).encode() for _, v, _ in rows], pa.binary()),
+            }
+        ),
+    )
+    assert engine.wait_idle(30)
+
+
+def test_windowed_sources_join_within_the_same_window_and_keep_it(engine: Any) -> None:
+    engine.session().execute_all(WINDOWED)
+    _produce_raw(engine, "s1", [(_windowed(1, 0), {"V": 1}, 0), (_windowed(1, 2000), {"V": 2}, 2000)])
+    _produce_raw(engine, "s2", [(_windowed(1, 2000), {"V": 3}, 2100)])
+    with engine.store.open_reader(["JOINED"], start="earliest") as reader:
+        batch = reader.poll(100, timeout=1.0)
+    # the key 1 of window [0, 2000) does not meet the same key of window [2000, 4000)
+    assert batch.column("key").to_pylist() == [_windowed(1, 2000)]
+    assert json.loads(batch.column("value")[0].as_py()) == {
+        "S1_WINDOWSTART": 2000,
+        "S1_WINDOWEND": 4000,
+        "S1_V": 2,
+        "S2_K": 1,
+        "S2_WINDOWSTART": 2000,
+        "S2_WINDOWEND": 4000,
+        "S2_V": 3,
+    }
+    assert batch.column("timestamp").to_pylist() == [2100]
