@@ -98,11 +98,16 @@ class InputAligner:
         return buffer
 
     def release(
-        self, positions: Mapping[TopicPartition, int], end_offsets: Callable[[str], dict[int, int]]
+        self,
+        positions: Mapping[TopicPartition, int],
+        end_offsets: Callable[[str], dict[int, int]],
+        *,
+        everything: bool = False,
     ) -> pa.Table:
         """The buffered records that may be processed now, in processing order (see
         :func:`processing_order`); ``positions`` are the reader's (the next offset to read per
-        assigned partition), ``end_offsets`` the store's."""
+        assigned partition), ``end_offsets`` the store's. ``everything``: release all, waiting
+        for nothing (records read again to rebuild state, processed once before)."""
         for tp in [tp for tp in self._buffers if tp not in positions]:
             del self._buffers[tp]  # no longer this reader's to process
         groups: dict[int, list[TopicPartition]] = {}
@@ -111,7 +116,7 @@ class InputAligner:
         now = self._clock()
         pieces: list[tuple[int, pa.Table]] = []
         for members in groups.values():
-            counts = self._releasable(members, positions, end_offsets, now)
+            counts = self._releasable(members, positions, end_offsets, now, everything)
             for tp, n in counts.items():
                 buffer = self._buffers[tp]
                 pieces.append((buffer.index, buffer.table.slice(0, n)))
@@ -129,14 +134,15 @@ class InputAligner:
         positions: Mapping[TopicPartition, int],
         end_offsets: Callable[[str], dict[int, int]],
         now: float,
+        everything: bool,
     ) -> dict[TopicPartition, int]:
         """How many records of each buffered partition of one group may be released."""
         full = sorted(
             (tp for tp in members if tp in self._buffers and self._buffers[tp].table.num_rows),
             key=lambda tp: self._buffers[tp].index,
         )
-        if not full:
-            return {}
+        if not full or everything:
+            return {tp: self._buffers[tp].table.num_rows for tp in full}
         for tp in members:
             if tp not in full and self._waits_for(tp, self._buffer(tp), positions[tp], end_offsets, now):
                 return {}

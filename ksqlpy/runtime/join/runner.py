@@ -104,7 +104,9 @@ class JoinQuery(PersistentQuery):
                     self.bytes_in += record_bytes(records)
                     aligner.add(records)
                 released = (
-                    aligner.release(reader.positions(), self.store.end_offsets) if aligner.held else records
+                    aligner.release(reader.positions(), self.store.end_offsets, everything=reader.replaying)
+                    if aligner.held
+                    else records
                 )
                 if released.num_rows == 0:
                     if records.num_rows == 0 and not aligner.held:
