@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 from ksqlpy.runtime.engine import Engine
-from ksqlpy.runtime.join.align import InputAligner
+from ksqlpy.runtime.join.align import BEHIND_WAIT_S, InputAligner
 from ksqlpy.runtime.store.base import RECORD_SCHEMA, TopicPartition
 
 
@@ -196,3 +196,36 @@ def test_aligner_without_idling_releases_what_is_buffered() -> None:
     aligner.add(_records("orders", 0, range(2), [100, 101]))
     released = aligner.release({orders: 2, users: 0}, {"orders": {0: 2}, "users": {0: 5}}.__getitem__)
     assert released.num_rows == 2
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_aligner_idles_for_max_task_idle_ms_on_an_input_at_its_end() -> None:
+    orders, users = TopicPartition("orders", 0), TopicPartition("users", 0)
+    ends = {"orders": {0: 2}, "users": {0: 0}}.__getitem__
+    clock = _Clock()
+    aligner = InputAligner(1_000, clock=clock)
+    aligner.add(_records("orders", 0, range(2), [100, 101]))
+    assert aligner.release({orders: 2, users: 0}, ends).num_rows == 0
+    assert aligner.next_deadline() == 1.0
+    clock.now = 0.5
+    assert aligner.release({orders: 2, users: 0}, ends).num_rows == 0
+    clock.now = 1.0
+    assert aligner.release({orders: 2, users: 0}, ends).column("timestamp").to_pylist() == [100, 101]
+
+
+def test_aligner_stops_waiting_for_an_input_that_does_not_deliver() -> None:
+    orders, users = TopicPartition("orders", 0), TopicPartition("users", 0)
+    ends = {"orders": {0: 1}, "users": {0: 7}}.__getitem__  # users stays behind
+    clock = _Clock()
+    aligner = InputAligner(clock=clock)
+    aligner.add(_records("orders", 0, range(1), [100]))
+    assert aligner.release({orders: 1, users: 0}, ends).num_rows == 0
+    clock.now = BEHIND_WAIT_S
+    assert aligner.release({orders: 1, users: 0}, ends).num_rows == 1
