@@ -229,3 +229,26 @@ def test_aligner_stops_waiting_for_an_input_that_does_not_deliver() -> None:
     assert aligner.release({orders: 1, users: 0}, ends).num_rows == 0
     clock.now = BEHIND_WAIT_S
     assert aligner.release({orders: 1, users: 0}, ends).num_rows == 1
+
+
+def test_stream_stream_join_reads_both_inputs_in_timestamp_order(engine: Any) -> None:
+    session = engine.session()
+    session.execute_all(
+        """
+        CREATE STREAM l (k VARCHAR KEY, v INT) WITH (kafka_topic='l', value_format='JSON', partitions=1);
+        CREATE STREAM r (k VARCHAR KEY, w VARCHAR) WITH (kafka_topic='r', value_format='JSON', partitions=1);
+        """
+    )
+    # written side by side, read in one poll: the join takes them by timestamp, not by topic
+    _produce(engine, "l", [("k", {"V": 1}, 1_000), ("k", {"V": 2}, 2_200), ("k", {"V": 3}, 4_500)])
+    _produce(engine, "r", [("k", {"W": "x"}, 1_500), ("k", {"W": "y"}, 4_000)])
+    session.execute_all(
+        "CREATE STREAM j AS SELECT l.k AS k, v, w FROM l LEFT JOIN r WITHIN 1 SECOND ON l.k = r.k;"
+    )
+    assert engine.wait_idle(30)
+    assert _read(engine, "J") == [
+        ("k", {"V": 1, "W": None}),  # nothing on the right yet
+        ("k", {"V": 1, "W": "x"}),
+        ("k", {"V": 2, "W": "x"}),
+        ("k", {"V": 3, "W": "y"}),
+    ]
