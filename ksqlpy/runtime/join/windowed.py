@@ -129,15 +129,21 @@ class StreamStreamJoin:
         # each side's store keeps time by the records put into it; stream time is shared
         store_time = {"L": left_time, "R": right_time}
         cols = {w: ", ".join(_q(c) for c in self._side_columns(sides[w])) for w in ("L", "R")}
-        # what the run can reach: each side's rows with the run's keys, and every held record
+        # what the run can reach: each side's rows with the run's keys and timestamps within a
+        # window of the run's, and every held record
+        times = [t for w in ("L", "R") if rows[w].num_rows for t in pc.min_max(rows[w].column(TS)).values()]
+        known = [int(t.as_py()) for t in times if t.is_valid]
+        reach = max(self.before, self.after)
+        lo, hi = (min(known) - reach, max(known) + reach) if known else (0, -1)
         state.register("__run_l", rows["L"].select([KEY]))
         state.register("__run_r", rows["R"].select([KEY]))
         try:
             stored = {
                 w: state.sql(
                     f"SELECT {cols[w]}, {ID}, {HELD} FROM {self.tables[w]} "
-                    f"WHERE {_q(KEY)} IN (SELECT {_q(KEY)} FROM __run_l) "
-                    f"OR {_q(KEY)} IN (SELECT {_q(KEY)} FROM __run_r) OR {HELD} ORDER BY {_q(TS)}, {ID}"
+                    f"WHERE ({_q(KEY)} IN (SELECT {_q(KEY)} FROM __run_l) "
+                    f"OR {_q(KEY)} IN (SELECT {_q(KEY)} FROM __run_r)) AND {_q(TS)} BETWEEN {lo} AND {hi} "
+                    f"OR {HELD} ORDER BY {_q(TS)}, {ID}"
                 ).to_arrow_table()
                 for w in ("L", "R")
             }
