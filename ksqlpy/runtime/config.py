@@ -71,7 +71,14 @@ def shown_value(name: str, value: str) -> str:
 
 def normalise(name: str) -> str:
     """Streams/consumer property names may be given with or without the ``ksql.streams.`` prefix."""
-    if name in ("auto.offset.reset", "cache.max.bytes.buffering", "commit.interval.ms", "num.stream.threads"):
+    if name in (
+        "auto.offset.reset",
+        "cache.max.bytes.buffering",
+        "commit.interval.ms",
+        "num.stream.threads",
+        "max.task.idle.ms",
+        "max.poll.records",
+    ):
         return STREAMS_PREFIX + name
     return name
 

@@ -198,11 +198,9 @@ class Engine:
     def start_persistent(self, plan: QueryPlan, properties: Mapping[str, Any] | None = None) -> PersistentQuery:
         """Start (or, on replay, restart) a persistent query; where a query without committed
         positions starts reading is ``auto.offset.reset`` as set in its statement's session."""
-        runner = PersistentQuery
-        if plan.join is not None:
-            from ksqlpy.runtime.join.runner import JoinQuery
+        from ksqlpy.runtime.join.runner import JoinQuery
 
-            runner = JoinQuery
+        runner = JoinQuery if plan.join is not None else PersistentQuery
         query = runner(
             plan,
             self.store,
@@ -210,6 +208,8 @@ class Engine:
             group=self.query_group(plan.query_id),
             start=self.config.offset_reset(properties),
         )
+        if isinstance(query, JoinQuery):
+            query.configure(self.config.merged(properties or {}))
         self.queries[plan.query_id] = query
         if not self.replaying:
             query.start()

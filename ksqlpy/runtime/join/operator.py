@@ -159,14 +159,45 @@ class JoinProcessor:
             self._count(f"side/{i}", batch.num_rows, result.rows.num_rows)
             sides.append(_side_rows(side, result.rows))
         outputs: list[pa.Table] = []
-        for index, rows in _runs(sides):
-            out = self._push(self.inputs[index], rows, state)
+        for node, runs in self._segments(_runs(sides)):
+            if node is None:
+                index, rows = runs[0]
+                out = self._push(self.inputs[index], rows, state)
+            else:
+                parts: dict[str, list[pa.Table]] = {"L": [], "R": []}
+                for i, r in runs:
+                    parts[self._parent[id(self.inputs[i])][1]].append(r)
+                both = {
+                    w: pa.concat_tables(parts[w])
+                    if parts[w]
+                    else _empty_side(node.left if w == "L" else node.right)
+                    for w in ("L", "R")
+                }
+                rows = self._windowed[id(node)].process(both, state, _side_schema(node))
+                out = self._push(node, rows, state)
             if out is not None and out.num_rows:
                 outputs.append(out)
         schema = _decoded_schema(self.root)
         if not outputs:
             return Evaluated(schema.empty_table(), errors)
         return Evaluated(pa.concat_tables([_as_decoded(o, schema) for o in outputs]), errors)
+
+    def _segments(
+        self, runs: list[tuple[int, pa.Table]]
+    ) -> list[tuple[JoinNode | None, list[tuple[int, pa.Table]]]]:
+        """Runs grouped for processing: consecutive runs of the two inputs of one stream–stream
+        join go to it together, as one sequence (interleaved by timestamp, runs are short, and
+        each run costs a few queries); every other run goes alone (``None``)."""
+        out: list[tuple[JoinNode | None, list[tuple[int, pa.Table]]]] = []
+        for index, rows in runs:
+            node, _ = self._parent[id(self.inputs[index])]
+            if not (isinstance(node, JoinNode) and id(node) in self._windowed):
+                out.append((None, [(index, rows)]))
+            elif out and out[-1][0] is node:
+                out[-1][1].append((index, rows))
+            else:
+                out.append((node, [(index, rows)]))
+        return out
 
     def _push(self, side: JoinSide, rows: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table | None:
         """Send a run from ``side`` up the tree; the root's output, if any."""
@@ -203,7 +234,9 @@ class JoinProcessor:
                 self._upsert(node, which, rows, state)
                 return out
             case JoinKind.STREAM_STREAM:
-                return self._windowed[id(node)].process(which, rows, state, _side_schema(node))
+                other = _empty_side(node.right if which == "L" else node.left)
+                both = {which: rows, ("R" if which == "L" else "L"): other}
+                return self._windowed[id(node)].process(both, state, _side_schema(node))
         raise PlanError(f"Joins of this kind are not supported yet: {node.kind.value} at {node.context}")
 
     def _query(self, state: duckdb.DuckDBPyConnection, sql: str, rows: pa.Table, node: JoinNode) -> pa.Table:

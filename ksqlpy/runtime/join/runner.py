@@ -1,21 +1,23 @@
 """The runner of a join query: one reader over all of the query's topics.
 
-Each polled batch is put in processing order — each partition's records in offset order, and
-across partitions the one whose next record has the lowest timestamp first, ties in the order
-read, as a Kafka Streams task picks its next record — and numbered
+Polled records go through an :class:`~ksqlpy.runtime.join.align.InputAligner`, which releases
+them in processing order — each partition's records in offset order, and across partitions the
+one whose next record has the lowest timestamp first, as a Kafka Streams task picks its next
+record — holding records back while an input that may still deliver earlier ones has none
+buffered (``ksql.streams.max.task.idle.ms``). Each release is numbered
 (``__SEQ``), split by topic and decoded with each input's decoder, joined
 (:class:`~ksqlpy.runtime.join.operator.JoinProcessor`), and the join's output goes through the
 post-join operator (a fused select, or an aggregation) to the sink. The join state, the
 aggregation state, the produced records and the consumed positions commit in one store
 transaction, so a restarted query resumes after the last committed batch with its state as
-that batch left it.
+that batch left it; positions are committed only up to the first record still held.
 """
 
 from __future__ import annotations
 
 import contextlib
-import heapq
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -25,15 +27,32 @@ import pyarrow.compute as pc
 from ksqlpy.planner.physical import AggregateStep
 from ksqlpy.runtime.codec import SinkEncoder, SourceDecoder
 from ksqlpy.runtime.evaluate import StepEvaluator
+from ksqlpy.runtime.join.align import InputAligner, processing_order
 from ksqlpy.runtime.join.operator import SEQ, JoinProcessor
 from ksqlpy.runtime.processing_log import ProcessingLog
 from ksqlpy.runtime.query import BATCH_SIZE, PersistentQuery, encode_windowed, new_connection
 from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.stats import OperatorCounts, record_bytes
 
+#: ksqlDB's property for how long a task waits for an input with nothing buffered (Kafka Streams'
+#: default, 0: only while that input is behind its end)
+MAX_TASK_IDLE_MS = "ksql.streams.max.task.idle.ms"
+#: the consumer setting bounding the records one poll returns
+MAX_POLL_RECORDS = "ksql.streams.max.poll.records"
+
 
 class JoinQuery(PersistentQuery):
     """A persistent query whose plan joins two or more inputs."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._aligner = InputAligner()
+        self._poll_records = BATCH_SIZE
+
+    def configure(self, settings: Mapping[str, str]) -> None:
+        """Apply the query's settings (the server's, overridden by its statement's)."""
+        self._aligner = InputAligner(_setting(settings, MAX_TASK_IDLE_MS, 0))
+        self._poll_records = max(1, _setting(settings, MAX_POLL_RECORDS, BATCH_SIZE))
 
     @property
     def topics(self) -> list[str]:
@@ -43,6 +62,8 @@ class JoinQuery(PersistentQuery):
         reader = self._reader
         if reader is None or self.state.value != "RUNNING":
             return True
+        if self._aligner.held:
+            return False
         positions = {(tp.topic, tp.partition): off for tp, off in reader.positions().items()}
         for topic in self.topics:
             for p, end in self.store.end_offsets(topic).items():
@@ -77,17 +98,27 @@ class JoinQuery(PersistentQuery):
             return
         self._ready.set()
         reader = self._reader
+        aligner = self._aligner
         try:
             while not self._stop.is_set():
-                records = reader.poll(BATCH_SIZE, timeout=0.2)
-                if records.num_rows == 0:
-                    self._idle.set()
+                wait = aligner.next_deadline()
+                records = reader.poll(self._poll_records, timeout=0.2 if wait is None else min(0.2, wait))
+                if records.num_rows:
+                    self._idle.clear()
+                    self.records_in += records.num_rows
+                    self.bytes_in += record_bytes(records)
+                    aligner.add(records)
+                released = (
+                    aligner.release(reader.positions(), self.store.end_offsets, everything=reader.replaying)
+                    if aligner.held
+                    else records
+                )
+                if released.num_rows == 0:
+                    if records.num_rows == 0 and not aligner.held:
+                        self._idle.set()
                     continue
-                self._idle.clear()
                 started = time.monotonic()
-                self.records_in += records.num_rows
-                self.bytes_in += record_bytes(records)
-                self._batch(records, encoder, reader)
+                self._batch(released, encoder, reader)
                 self.batch_latency.observe(time.monotonic() - started)
         except Exception as e:  # noqa: BLE001 - reported as the query's error
             self._fail(e)
@@ -97,7 +128,10 @@ class JoinQuery(PersistentQuery):
                 reader.close()
 
     def _decode(self, records: pa.Table) -> list[pa.Table | None]:
-        return decode_inputs(records, self._join, self._decoders, self.plog, self.query_id, self.operator_counts)
+        # the aligner has released the batch's records in processing order already
+        return decode_inputs(
+            records, self._join, self._decoders, self.plog, self.query_id, self.operator_counts, ordered=True
+        )
 
     def _batch(self, records: pa.Table, encoder: SinkEncoder, reader: Any) -> None:
         decoded = self._decode(records)
@@ -117,7 +151,7 @@ class JoinQuery(PersistentQuery):
             self.plog.write(self.query_id, errors)
             if out.num_rows:
                 tx.produce(self.plan.sink.topic, out)
-            tx.commit_positions(self.group, reader.positions())
+            tx.commit_positions(self.group, self._aligner.committable(reader.positions()))
         self.records_out += out.num_rows
         self.bytes_out += record_bytes(out)
         self.operator_counts.add("sink", out.num_rows)
@@ -137,11 +171,14 @@ def decode_inputs(
     plog: ProcessingLog,
     query_id: str,
     counts: OperatorCounts | None = None,
+    *,
+    ordered: bool = False,
 ) -> list[pa.Table | None]:
-    """Each input's records of the batch, decoded, with their place in processing order;
-    records that do not decode go to the processing log. ``counts`` gets each input's records
-    read (``source/<input>``)."""
-    records = records.take(pa.array(_processing_order(records)))
+    """Each input's records of the batch, decoded, with their place in processing order (put in
+    that order first unless ``ordered``); records that do not decode go to the processing log.
+    ``counts`` gets each input's records read (``source/<input>``)."""
+    if not ordered:
+        records = records.take(pa.array(processing_order(records)))
     records = records.append_column(SEQ, pa.array(np.arange(records.num_rows, dtype=np.int64)))
     out: list[pa.Table | None] = []
     for i, (side, decoder) in enumerate(zip(join.inputs, decoders, strict=True)):
@@ -157,28 +194,16 @@ def decode_inputs(
     return out
 
 
-def _processing_order(records: pa.Table) -> np.ndarray:
-    """The order Kafka Streams would process a batch in: each partition's records in offset
-    order, and next always the partition whose next record has the lowest timestamp (ties: the
-    partition read first)."""
-    topics = records.column("topic").to_pylist()
-    partitions = records.column("partition").to_pylist()
-    times = records.column("timestamp").to_pylist()
-    queues: dict[tuple[str, int], list[int]] = {}
-    for i, tp in enumerate(zip(topics, partitions, strict=True)):
-        queues.setdefault(tp, []).append(i)
-    if len(queues) == 1:
-        return np.arange(records.num_rows)
-    heads = [(times[q[0]], n, 0) for n, q in enumerate(queues.values())]
-    lists = list(queues.values())
-    heapq.heapify(heads)
-    order: list[int] = []
-    while heads:
-        _, n, at = heapq.heappop(heads)
-        order.append(lists[n][at])
-        if at + 1 < len(lists[n]):
-            heapq.heappush(heads, (times[lists[n][at + 1]], n, at + 1))
-    return np.array(order, dtype=np.int64)
+def _setting(settings: Mapping[str, str], name: str, default: int) -> int:
+    value = settings.get(name, settings.get(name.removeprefix("ksql.streams."), ""))
+    try:
+        return int(str(value).strip()) if str(value).strip() else default
+    except ValueError:
+        return default
+
+
+#: the processing order of a batch, as the aligner releases records (kept for tests)
+_processing_order = processing_order
 
 
 def _sequence(part: pa.Table, decoded: pa.Table) -> pa.Array:

@@ -11,11 +11,14 @@ two. A record of an outer side (LEFT: left; RIGHT: right; OUTER: both) that matc
 - with GRACE is held, and emitted padded with nulls only once stream time passes its window end
   plus the grace period without a match (checked when an in-order record arrives).
 
-Buffered records expire after before + after + grace (at least 24 h without GRACE), , each side
-by the newest record put into it, as a window store's fetch no longer gives them out. Stream time, which
-releases held records, is shared by both sides. The buffers live in DuckDB tables; a run's records are processed
-one by one in Python against the rows the run can reach (the other side's rows with the run's
-keys and the held records), and the changes are written back in a few statements.
+Buffered records expire after before + after + grace (at least 24 h without GRACE), each side
+by the newest record put into it, as a window store's fetch no longer gives them out. Stream time,
+which releases held records, is shared by both sides. The buffers live in DuckDB tables. A run
+holds records of both sides in processing order (inputs aligned by timestamp interleave record by
+record, so one run per side would mean a few queries per record); its records are processed one
+by one in Python against the rows the run can reach (both sides' rows with the run's keys, the
+held records, and the run's own earlier records), and the changes are written back in a few
+statements.
 """
 
 from __future__ import annotations
@@ -24,11 +27,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from ksqlpy.runtime.codec import HEADERS
 from ksqlpy.runtime.join.plan import DELETE, KEY, TS, JoinNode, JoinSide
+from ksqlpy.runtime.store.base import HEADER_TYPE
 
 #: a buffered record's id (unique per join) and whether it is held for an outer result
 ID = "__ID"
@@ -108,9 +113,11 @@ class StreamStreamJoin:
         return [KEY, *side.value_names, TS, self.seq]
 
     def process(
-        self, which: str, rows: pa.Table, state: duckdb.DuckDBPyConnection, out_schema: pa.Schema
+        self, rows: dict[str, pa.Table], state: duckdb.DuckDBPyConnection, out_schema: pa.Schema
     ) -> pa.Table:
-        other = "R" if which == "L" else "L"
+        """Join a run of records of both sides (``rows["L"]``, ``rows["R"]``, each in ``seq``
+        order, either may be empty), taken in ``seq`` order as one sequence: a record meets
+        the other side's buffered records and those of the run before it."""
         sides = {"L": self.node.left, "R": self.node.right}
         meta = state.execute(
             f"SELECT stream_time, next_id, left_time, right_time FROM {self.tables['T']}"
@@ -122,50 +129,51 @@ class StreamStreamJoin:
         # each side's store keeps time by the records put into it; stream time is shared
         store_time = {"L": left_time, "R": right_time}
         cols = {w: ", ".join(_q(c) for c in self._side_columns(sides[w])) for w in ("L", "R")}
-        # what the run can reach: the other side's rows with its keys, and every held record
-        state.register("__run", rows)
+        # what the run can reach: each side's rows with the run's keys and timestamps within a
+        # window of the run's, and every held record
+        times = [t for w in ("L", "R") if rows[w].num_rows for t in pc.min_max(rows[w].column(TS)).values()]
+        known = [int(t.as_py()) for t in times if t.is_valid]
+        reach = max(self.before, self.after)
+        lo, hi = (min(known) - reach, max(known) + reach) if known else (0, -1)
+        state.register("__run_l", rows["L"].select([KEY]))
+        state.register("__run_r", rows["R"].select([KEY]))
         try:
-            reach = state.sql(
-                f"SELECT {cols[other]}, {ID}, {HELD} FROM {self.tables[other]} "
-                f"WHERE {_q(KEY)} IN (SELECT {_q(KEY)} FROM __run) OR {HELD} ORDER BY {_q(TS)}, {ID}"
-            ).to_arrow_table()
+            stored = {
+                w: state.sql(
+                    f"SELECT {cols[w]}, {ID}, {HELD} FROM {self.tables[w]} "
+                    f"WHERE ({_q(KEY)} IN (SELECT {_q(KEY)} FROM __run_l) "
+                    f"OR {_q(KEY)} IN (SELECT {_q(KEY)} FROM __run_r)) AND {_q(TS)} BETWEEN {lo} AND {hi} "
+                    f"OR {HELD} ORDER BY {_q(TS)}, {ID}"
+                ).to_arrow_table()
+                for w in ("L", "R")
+            }
         finally:
-            state.unregister("__run")
-        held_here = state.sql(
-            f"SELECT {cols[which]}, {ID}, {HELD} FROM {self.tables[which]} WHERE {HELD} ORDER BY {_q(TS)}, {ID}"
-        ).to_arrow_table()
-        # candidate tables per side: 0 = the run (this side) / reached rows (other side), 1 = held rows
+            state.unregister("__run_l")
+            state.unregister("__run_r")
+        # candidate tables per side: 0 = the run's records, 1 = the stored rows
         candidates: dict[str, list[pa.Table]] = {
-            which: [
-                rows.select(self._side_columns(sides[which])),
-                held_here.select(self._side_columns(sides[which])),
-            ],
-            other: [reach.select(self._side_columns(sides[other]))],
+            w: [rows[w].select(self._side_columns(sides[w])), stored[w].select(self._side_columns(sides[w]))]
+            for w in ("L", "R")
         }
-        by_key: dict[Any, list[_Row]] = {}
+        by_key: dict[str, dict[Any, list[_Row]]] = {"L": {}, "R": {}}
         held: list[_Row] = []
-        for i, (k, ts, ident, h) in enumerate(
-            zip(*(reach.column(c).to_pylist() for c in (KEY, TS, ID, HELD)), strict=True)
-        ):
-            row = _Row(other, 0, i, k, ts, ident, h)
-            by_key.setdefault(_hashable(k), []).append(row)
-            if h:
-                held.append(row)
-        for i, (k, ts, ident) in enumerate(
-            zip(*(held_here.column(c).to_pylist() for c in (KEY, TS, ID)), strict=True)
-        ):
-            held.append(_Row(which, 1, i, k, ts, ident, True))
-        if which == "L":
-            before, after = self.before, self.after
-        else:
-            before, after = self.after, self.before
+        for w in ("L", "R"):
+            table = stored[w]
+            for i, (k, ts, ident, h) in enumerate(
+                zip(*(table.column(c).to_pylist() for c in (KEY, TS, ID, HELD)), strict=True)
+            ):
+                row = _Row(w, 1, i, k, ts, ident, h)
+                by_key[w].setdefault(_hashable(k), []).append(row)
+                if h:
+                    held.append(row)
         outputs: list[tuple[_Row | None, _Row | None, int, int]] = []
-        added: list[_Row] = []
-        this_outer = which in self.preserved
-        keys = rows.column(KEY).to_pylist()
-        times = rows.column(TS).to_pylist()
-        deleted = rows.column(DELETE).to_pylist()
-        for i in range(rows.num_rows):
+        added: dict[str, list[_Row]] = {"L": [], "R": []}
+        columns = {w: [rows[w].column(c).to_pylist() for c in (KEY, TS, DELETE)] for w in ("L", "R")}
+        n_left = rows["L"].num_rows
+        for which, i in _sequence(rows["L"].column(self.seq), rows["R"].column(self.seq)):
+            other = "R" if which == "L" else "L"
+            keys, times, deleted = columns[which]
+            trigger = i if which == "L" else n_left + i
             ts = times[i]
             stream_time = max(stream_time, ts)
             if keys[i] is not None and not deleted[i]:
@@ -173,28 +181,34 @@ class StreamStreamJoin:
             if keys[i] is None or deleted[i]:
                 continue
             if self.grace is not None and ts == stream_time:
-                self._expire_held(held, stream_time, outputs, i)
+                self._expire_held(held, stream_time, outputs, trigger)
             row = _Row(which, 0, i, keys[i], ts, next_id)
             next_id += 1
+            before, after = (self.before, self.after) if which == "L" else (self.after, self.before)
             lo, hi = max(0, ts - before), max(0, ts + after)
             matched = False
-            for o in by_key.get(_hashable(keys[i]), ()):
-                if o.side == other and lo <= o.ts <= hi and self._live(o.ts, store_time[other]):
+            hashed = _hashable(keys[i])
+            for o in by_key[other].get(hashed, ()):
+                if lo <= o.ts <= hi and self._live(o.ts, store_time[other]):
                     matched = True
                     o.held = False
                     pair = (row, o) if which == "L" else (o, row)
-                    outputs.append((pair[0], pair[1], max(ts, o.ts), i))
-            if this_outer and not matched:
+                    outputs.append((pair[0], pair[1], max(ts, o.ts), trigger))
+            if which in self.preserved and not matched:
                 if self.grace is None or hi < stream_time:
-                    outputs.append((row, None, ts, i) if which == "L" else (None, row, ts, i))
+                    outputs.append((row, None, ts, trigger) if which == "L" else (None, row, ts, trigger))
                 else:
                     row.held = True
                     held.append(row)
             if self._live(ts, store_time[which]):
-                added.append(row)
-        self._write(which, other, rows, added, held, reach, held_here, next_id, state)
+                added[which].append(row)
+                by_key[which].setdefault(hashed, []).append(row)
+        self._write(rows, added, held, stored, state)
         self._advance(state, stream_time, next_id, store_time)
-        return self._output(outputs, candidates, rows, out_schema)
+        headers = pa.concat_arrays(
+            [rows[w].column(HEADERS).combine_chunks().cast(HEADER_TYPE) for w in ("L", "R")]
+        )
+        return self._output(outputs, candidates, headers, out_schema)
 
     def _expire_held(
         self,
@@ -218,20 +232,16 @@ class StreamStreamJoin:
 
     def _write(
         self,
-        which: str,
-        other: str,
-        rows: pa.Table,
-        added: list[_Row],
+        rows: dict[str, pa.Table],
+        added: dict[str, list[_Row]],
         held: list[_Row],
-        reach: pa.Table,
-        held_here: pa.Table,
-        next_id: int,
+        stored: dict[str, pa.Table],
         state: duckdb.DuckDBPyConnection,
     ) -> None:
         still = {(r.side, r.id) for r in held if r.held}
         released = [
             ident
-            for side, table in ((other, reach), (which, held_here))
+            for side, table in stored.items()
             for ident, h in zip(table.column(ID).to_pylist(), table.column(HELD).to_pylist(), strict=True)
             if h and (side, ident) not in still
         ]
@@ -241,11 +251,15 @@ class StreamStreamJoin:
                 state.execute(
                     f"UPDATE {self.tables[side]} SET {HELD} = FALSE WHERE {ID} IN ({', '.join(map(str, released))})"
                 )
-        if added:
-            index = pa.array([r.index for r in added])
-            new = rows.select([KEY, *self._names(which), TS, self.seq]).take(index)
-            new = new.append_column(ID, pa.array([r.id for r in added], pa.int64()))
-            new = new.append_column(HELD, pa.array([(which, r.id) in still for r in added], pa.bool_()))
+        for which in ("L", "R"):
+            if not added[which]:
+                continue
+            index = pa.array([r.index for r in added[which]])
+            new = rows[which].select([KEY, *self._names(which), TS, self.seq]).take(index)
+            new = new.append_column(ID, pa.array([r.id for r in added[which]], pa.int64()))
+            new = new.append_column(
+                HELD, pa.array([(which, r.id) in still for r in added[which]], pa.bool_())
+            )
             state.register("__new", new)
             try:
                 state.execute(f"INSERT INTO {self.tables[which]} SELECT * FROM __new")
@@ -272,7 +286,7 @@ class StreamStreamJoin:
         self,
         outputs: list[tuple[_Row | None, _Row | None, int, int]],
         candidates: dict[str, list[pa.Table]],
-        rows: pa.Table,
+        headers: pa.Array,
         schema: pa.Schema,
     ) -> pa.Table:
         if not outputs:
@@ -304,8 +318,18 @@ class StreamStreamJoin:
         cols[DELETE] = pa.array([False] * len(outputs))
         cols[self.seq] = pa.array(range(len(outputs)), pa.int64())
         # each result carries the headers of the record that triggered it
-        cols[HEADERS] = rows.column(HEADERS).take(pa.array([o[3] for o in outputs], pa.int64()))
+        cols[HEADERS] = headers.take(pa.array([o[3] for o in outputs], pa.int64()))
         return pa.table(cols).cast(schema)
+
+
+def _sequence(left: pa.ChunkedArray, right: pa.ChunkedArray) -> list[tuple[str, int]]:
+    """Both sides' records in ``seq`` order, as (side, index); a record both sides read (a
+    self-join) goes left first."""
+    seq = np.concatenate([left.to_numpy(), right.to_numpy()]) if len(left) + len(right) else np.zeros(0)
+    side = np.concatenate([np.zeros(len(left), dtype=np.int64), np.ones(len(right), dtype=np.int64)])
+    order = np.lexsort((side, seq))
+    n_left = len(left)
+    return [("L", int(j)) if j < n_left else ("R", int(j) - n_left) for j in order]
 
 
 __all__ = ["StreamStreamJoin"]

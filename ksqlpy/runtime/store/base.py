@@ -95,6 +95,12 @@ class TopicReader(abc.ABC):
     def wakeup(self) -> None:
         """Make a blocked :meth:`poll` return now (used to stop a query promptly)."""
 
+    @property
+    def replaying(self) -> bool:
+        """Whether the last poll's records are read again to rebuild lost local state (their
+        results were committed before): they must be processed as they come."""
+        return False
+
     @abc.abstractmethod
     def close(self) -> None: ...
 

@@ -853,6 +853,10 @@ class KafkaReader(TopicReader):
     def assignment(self) -> list[TopicPartition]:
         return sorted(self._assigned, key=lambda tp: (tp.topic, tp.partition))
 
+    @property
+    def replaying(self) -> bool:
+        return self._group is not None and self._store._replay_batch.get(self._group, False)
+
     def wakeup(self) -> None:
         self._woken.set()
 
