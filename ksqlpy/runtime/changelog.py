@@ -65,43 +65,42 @@ class _Shape:
         self.fingerprint = hashlib.sha256(described.encode()).hexdigest()[:16].encode()
 
 
-class ChangeRecorder:
-    """Collects one batch's state changes, in order, and turns them into changelog records."""
+class TableLog:
+    """One state table's changelog: collects a batch's changes to the table, in order, and
+    turns them into changelog records."""
 
     def __init__(
-        self, tables: Sequence[StateTable], con: duckdb.DuckDBPyConnection, state: duckdb.DuckDBPyConnection
+        self, table: StateTable, con: duckdb.DuckDBPyConnection, state: duckdb.DuckDBPyConnection
     ) -> None:
-        """``con`` runs the key encoding; ``state`` holds the tables (which must exist)."""
-        self.tables = {t.table: t for t in tables}
+        """``con`` runs the key encoding; ``state`` holds the table (which must exist)."""
+        self.table = table
+        self.shape = _Shape(state, table)
         self._con = con
-        self._shapes = {name: _Shape(state, t) for name, t in self.tables.items()}
-        self._pending: list[tuple[StateTable, pa.Table, bool]] = []
+        self._pending: list[tuple[pa.Table, bool]] = []
 
-    def shape(self, table: StateTable) -> _Shape:
-        return self._shapes[table.table]
+    @property
+    def topic(self) -> str:
+        return self.table.topic
 
-    def upserted(self, table: str, rows: pa.Table) -> None:
+    def upserted(self, rows: pa.Table) -> None:
         if rows.num_rows:
-            self._pending.append((self.tables[table], rows, False))
+            self._pending.append((rows, False))
 
-    def deleted(self, table: str, keys: pa.Table) -> None:
+    def deleted(self, keys: pa.Table) -> None:
         if keys.num_rows:
-            self._pending.append((self.tables[table], keys, True))
+            self._pending.append((keys, True))
 
-    def drain(self) -> dict[str, pa.Table]:
-        """The batch's changelog records per topic (:data:`PRODUCE_SCHEMA`), in change order."""
+    def drain(self) -> pa.Table | None:
+        """The batch's changelog records (:data:`PRODUCE_SCHEMA`) in change order, if any."""
         pending, self._pending = self._pending, []
-        parts: dict[str, list[pa.Table]] = {}
+        if not pending:
+            return None
         now = int(time.time() * 1000)
-        for table, rows, is_delete in pending:
-            parts.setdefault(table.topic, []).append(self._records(table, rows, is_delete, now))
-        return {topic: pa.concat_tables(tables) for topic, tables in parts.items()}
+        return pa.concat_tables([self._records(rows, is_delete, now) for rows, is_delete in pending])
 
-    def _records(self, table: StateTable, rows: pa.Table, is_delete: bool, now: int) -> pa.Table:
-        shape = self._shapes[table.table]
-        keys = rows.select(list(table.keys)).cast(
-            pa.schema([shape.schema.field(k) for k in table.keys])
-        )
+    def _records(self, rows: pa.Table, is_delete: bool, now: int) -> pa.Table:
+        table, shape = self.table, self.shape
+        keys = rows.select(list(table.keys)).cast(pa.schema([shape.schema.field(k) for k in table.keys]))
         key_bytes = _key_bytes(self._con, keys, table.keys)
         n = rows.num_rows
         if is_delete:
@@ -122,7 +121,30 @@ class ChangeRecorder:
         )
 
 
+class ChangeRecorder:
+    """The logs of several state tables (an aggregation's), addressed by table name."""
+
+    def __init__(
+        self, tables: Sequence[StateTable], con: duckdb.DuckDBPyConnection, state: duckdb.DuckDBPyConnection
+    ) -> None:
+        self.logs = {t.table: TableLog(t, con, state) for t in tables}
+
+    def upserted(self, table: str, rows: pa.Table) -> None:
+        self.logs[table].upserted(rows)
+
+    def deleted(self, table: str, keys: pa.Table) -> None:
+        self.logs[table].deleted(keys)
+
+    def drain(self) -> dict[str, pa.Table]:
+        """The batch's changelog records per topic, in change order."""
+        drained = {log.topic: log.drain() for log in self.logs.values()}
+        return {topic: records for topic, records in drained.items() if records is not None}
+
+
 def _key_bytes(con: duckdb.DuckDBPyConnection, keys: pa.Table, names: Sequence[str]) -> pa.Array:
+    if not names:
+        # a table of one row (a step's stream time): one key, so compaction keeps its last value
+        return pa.array([b"{}"] * keys.num_rows, pa.binary())
     packed = ", ".join(f"{_q(k)} := {_q(k)}" for k in names)
     con.register("__changelog_keys", keys)
     try:
@@ -132,32 +154,32 @@ def _key_bytes(con: duckdb.DuckDBPyConnection, keys: pa.Table, names: Sequence[s
     return out.column(0).combine_chunks()
 
 
-def create_topics(store: TopicStore, tables: Sequence[StateTable]) -> None:
-    for t in tables:
+def create_topics(store: TopicStore, topics: Sequence[str]) -> None:
+    for topic in topics:
         store.create_topic(
-            TopicSpec(name=t.topic, partitions=1, config={"cleanup.policy": "compact"}), exist_ok=True
+            TopicSpec(name=topic, partitions=1, config={"cleanup.policy": "compact"}), exist_ok=True
         )
 
 
-def delete_topics(store: TopicStore, tables: Sequence[StateTable]) -> None:
-    for t in tables:
-        if store.describe_topic(t.topic) is not None:
-            store.delete_topic(t.topic)
+def delete_topics(store: TopicStore, topics: Sequence[str]) -> None:
+    for topic in topics:
+        if store.describe_topic(topic) is not None:
+            store.delete_topic(topic)
 
 
 def restore(
     store: TopicStore,
     group: str,
     source_topics: Sequence[str],
-    tables: Sequence[StateTable],
-    recorder: ChangeRecorder,
+    logs: Sequence[TableLog],
 ) -> bool:
-    """Rebuild ``tables`` from their changelogs when the local state is behind the group's
+    """Rebuild the logged tables from their changelogs when the local state is behind the group's
     committed positions. Returns whether it did; False also when a changelog is missing (state
     written before changelogs existed), leaving the store to re-read the input instead."""
     positions = store.state_behind(group, source_topics)
     if positions is None:
         return False
+    tables = [log.table for log in logs]
     missing = [t.topic for t in tables if store.describe_topic(t.topic) is None]
     if missing:
         log.warning(
@@ -172,7 +194,7 @@ def restore(
         len(tables),
     )
     started = time.monotonic()
-    contents = {t.table: _read_changelog(store, t, recorder.shape(t)) for t in tables}
+    contents = {log.table.table: _read_changelog(store, log.table, log.shape) for log in logs}
 
     def rebuild(con: duckdb.DuckDBPyConnection) -> None:
         for t in tables:
@@ -212,7 +234,9 @@ def _read_changelog(store: TopicStore, table: StateTable, shape: _Shape) -> pa.T
                 now = time.monotonic()
                 if now - last_report > _REPORT_SECONDS:
                     done = sum(positions.values())
-                    log.info("Restoring from %s: %d of %d records read.", table.topic, done, sum(ends.values()))
+                    log.info(
+                        "Restoring from %s: %d of %d records read.", table.topic, done, sum(ends.values())
+                    )
                     last_report = now
                 last_progress = now
             elif time.monotonic() - last_progress > _STALL_SECONDS:
@@ -226,7 +250,7 @@ def _read_changelog(store: TopicStore, table: StateTable, shape: _Shape) -> pa.T
     try:
         con.register("records", records)
         latest = con.sql(
-            "SELECT value FROM records QUALIFY row_number() OVER (PARTITION BY key ORDER BY \"offset\" DESC) = 1"
+            'SELECT value FROM records QUALIFY row_number() OVER (PARTITION BY key ORDER BY "offset" DESC) = 1'
         ).to_arrow_table()
     finally:
         con.close()
@@ -241,4 +265,3 @@ def _schema_matches(headers: pa.ChunkedArray, fingerprint: bytes) -> pa.Array:
         for hs in headers.to_pylist()
     ]
     return pa.array(found, pa.bool_())
-

@@ -139,9 +139,18 @@ def _side(c: _Compiler, top: s.ExecutionStep, sink: Source) -> JoinSide:
         if len(chain) == 1:
             return inner
         select = c._select(chain, None, (inner.output, _output_columns(c, head)))
-        return Rekeyed(base=inner, select=_keyed(select, top))
+        return Rekeyed(base=inner, select=_keyed(select, top), store=_store_name(chain))
     select = _keyed(c._select(chain, None), top)
-    return JoinInput(source=select.source, select=select)
+    return JoinInput(source=select.source, select=select, store=_store_name(chain))
+
+
+def _store_name(chain: list[s.ExecutionStep]) -> str:
+    """The store ksqlDB keeps a table side in: its source's (``KafkaTopic_Right-Reduce``), or,
+    for a side re-keyed on the way, the re-keying step's (``RightSourceKeyed-Materialize``)."""
+    rekeyed = [step for step in chain if isinstance(step, s.TableSelectKey)]
+    if rekeyed:
+        return f"{rekeyed[-1].context}-Materialize"
+    return f"{chain[0].context}-Reduce"
 
 
 def _keyed(select: SelectStep, top: s.ExecutionStep) -> SelectStep:
