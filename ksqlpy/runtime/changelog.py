@@ -101,8 +101,8 @@ class TableLog:
     def _records(self, rows: pa.Table, is_delete: bool, now: int) -> pa.Table:
         table, shape = self.table, self.shape
         keys = rows.select(list(table.keys)).cast(pa.schema([shape.schema.field(k) for k in table.keys]))
-        key_bytes = _key_bytes(self._con, keys, table.keys)
         n = rows.num_rows
+        key_bytes = _key_bytes(self._con, keys, table.keys, n)
         if is_delete:
             values = pa.nulls(n, pa.binary())
         else:
@@ -141,10 +141,10 @@ class ChangeRecorder:
         return {topic: records for topic, records in drained.items() if records is not None}
 
 
-def _key_bytes(con: duckdb.DuckDBPyConnection, keys: pa.Table, names: Sequence[str]) -> pa.Array:
+def _key_bytes(con: duckdb.DuckDBPyConnection, keys: pa.Table, names: Sequence[str], n: int) -> pa.Array:
     if not names:
         # a table of one row (a step's stream time): one key, so compaction keeps its last value
-        return pa.array([b"{}"] * keys.num_rows, pa.binary())
+        return pa.array([b"{}"] * n, pa.binary())
     packed = ", ".join(f"{_q(k)} := {_q(k)}" for k in names)
     con.register("__changelog_keys", keys)
     try:

@@ -284,10 +284,9 @@ class QueryRunner:
 
     def drop_state(self) -> None:
         """Delete a stopped query's state and, where it has them, its changelog topics."""
-        if self._processor is None:
-            return
-        with self.store.transaction() as tx:
-            self._processor.drop_state(tx.state)
+        if self._processor is not None:
+            with self.store.transaction() as tx:
+                self._processor.drop_state(tx.state)
         self._drop_changelogs()
 
     def _drop_changelogs(self) -> None:

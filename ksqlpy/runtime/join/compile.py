@@ -149,8 +149,13 @@ def _store_name(chain: list[s.ExecutionStep]) -> str:
     for a side re-keyed on the way, the re-keying step's (``RightSourceKeyed-Materialize``)."""
     rekeyed = [step for step in chain if isinstance(step, s.TableSelectKey)]
     if rekeyed:
-        return f"{rekeyed[-1].context}-Materialize"
-    return f"{chain[0].context}-Reduce"
+        return f"{_op_name(rekeyed[-1].context)}-Materialize"
+    # a source's context is ``KafkaTopic_Right/Source``; its store is named after the first part
+    return f"{_op_name(chain[0].context.removesuffix('/Source'))}-Reduce"
+
+
+def _op_name(context: str) -> str:
+    return context.replace("/", "-")
 
 
 def _keyed(select: SelectStep, top: s.ExecutionStep) -> SelectStep:

@@ -80,6 +80,7 @@ class JoinProcessor:
     def __init__(self, root: JoinNode, query_id: str, con: duckdb.DuckDBPyConnection) -> None:
         self.root = root
         self.query_id = query_id
+        self._con = con
         self.inputs = root.inputs()
         self.nodes = root.nodes()
         self._evaluators: dict[int, StepEvaluator] = {}
@@ -128,12 +129,11 @@ class JoinProcessor:
             store.create(state)
         self._ensured = True
 
-    def log_changes(
-        self, prefix: str, con: duckdb.DuckDBPyConnection, state: duckdb.DuckDBPyConnection
-    ) -> list[TableLog]:
-        """From now on record every state change for the stores' changelog topics."""
+    def log_changes(self, prefix: str, state: duckdb.DuckDBPyConnection) -> list[TableLog]:
+        """From now on record every state change for the stores' changelog topics (named
+        after ``prefix``, the query's application id); returns their logs."""
         self._ensure_tables(state)
-        return [store.log_to(prefix, con, state) for store in self._stores.values()]
+        return [store.log_to(prefix, self._con, state) for store in self._stores.values()]
 
     def changelog_topics(self, prefix: str) -> list[str]:
         return [store.changelog_topic(prefix) for store in self._stores.values()]
