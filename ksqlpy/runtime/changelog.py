@@ -121,26 +121,6 @@ class TableLog:
         )
 
 
-class ChangeRecorder:
-    """The logs of several state tables (an aggregation's), addressed by table name."""
-
-    def __init__(
-        self, tables: Sequence[StateTable], con: duckdb.DuckDBPyConnection, state: duckdb.DuckDBPyConnection
-    ) -> None:
-        self.logs = {t.table: TableLog(t, con, state) for t in tables}
-
-    def upserted(self, table: str, rows: pa.Table) -> None:
-        self.logs[table].upserted(rows)
-
-    def deleted(self, table: str, keys: pa.Table) -> None:
-        self.logs[table].deleted(keys)
-
-    def drain(self) -> dict[str, pa.Table]:
-        """The batch's changelog records per topic, in change order."""
-        drained = {log.topic: log.drain() for log in self.logs.values()}
-        return {topic: records for topic, records in drained.items() if records is not None}
-
-
 def _key_bytes(con: duckdb.DuckDBPyConnection, keys: pa.Table, names: Sequence[str], n: int) -> pa.Array:
     if not names:
         # a table of one row (a step's stream time): one key, so compaction keeps its last value

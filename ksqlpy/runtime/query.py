@@ -264,13 +264,12 @@ class QueryRunner:
         """Start logging the state's changes; the logs (``changelog.TableLog``), one per store."""
         if self._processor is None:
             return []
-        self._processor.log_changes(prefix, state)
-        return list(self._processor.recorder.logs.values())
+        return list(self._processor.log_changes(prefix, state))
 
     def _changelog_topics(self, prefix: str) -> list[str]:
         if self._processor is None:
             return []
-        return [t.topic for t in self._processor.state_tables(prefix)]
+        return list(self._processor.changelog_topics(prefix))
 
     def _source_topics(self) -> list[str]:
         return [self.plan.source.topic]

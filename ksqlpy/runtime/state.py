@@ -22,6 +22,7 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ksqlpy.runtime.changelog import StateTable, TableLog
 
@@ -45,19 +46,25 @@ class StateStore:
         name: str,
         namespace: str,
         owner: str,
-        schema: pa.Schema,
+        schema: pa.Schema | None,
         keys: Sequence[str],
         kind: StoreKind = StoreKind.KEY_VALUE,
         time: str | None = None,
         previous: str | None = None,
+        table: str | None = None,
+        columns: str | None = None,
     ) -> None:
         """``owner`` (the query id) makes the table name unique in the state database;
-        ``previous``: the table's name before stores were named (renamed on creation)."""
+        ``previous``: the table's name before stores were named (renamed on creation);
+        ``table``: a table name of the store's own instead (qualified and quoted); ``columns``:
+        the table's columns as DDL, when SQL types (not ``schema``) describe them."""
         self.name = name
         self.namespace = namespace
         self._owner = owner
-        self.table = f"{namespace}.{_q(f'{owner}/{name}')}"
+        self._fixed = table is not None
+        self.table = table if table is not None else f"{namespace}.{_q(f'{owner}/{name}')}"
         self.schema = schema
+        self.columns = columns
         self.keys = tuple(keys)
         self.kind = kind
         self.time = time
@@ -66,7 +73,8 @@ class StateStore:
 
     def rename(self, name: str) -> None:
         self.name = name
-        self.table = f"{self.namespace}.{_q(f'{self._owner}/{name}')}"
+        if not self._fixed:
+            self.table = f"{self.namespace}.{_q(f'{self._owner}/{name}')}"
 
     def __repr__(self) -> str:
         return f"StateStore({self.name!r}, {self.kind.value})"
@@ -77,6 +85,9 @@ class StateStore:
         state.execute(f"CREATE SCHEMA IF NOT EXISTS {self.namespace}")
         if self.previous is not None:
             self._adopt(state, self.previous)
+        if self.schema is None:
+            state.execute(f"CREATE TABLE IF NOT EXISTS {self.table} ({self.columns})")
+            return
         state.register("__empty", self.schema.empty_table())
         try:
             state.execute(f"CREATE TABLE IF NOT EXISTS {self.table} AS SELECT * FROM __empty")
@@ -115,13 +126,18 @@ class StateStore:
 
     # ------------------------------------------------------------------------ reads
 
-    def lookup(self, state: duckdb.DuckDBPyConnection, keys: pa.Table) -> pa.Table:
-        """The stored rows whose keys are among ``keys`` (columns named as the store's keys)."""
+    def lookup(
+        self, state: duckdb.DuckDBPyConnection, keys: pa.Table, by: Sequence[str] | None = None
+    ) -> pa.Table:
+        """The stored rows whose keys are among ``keys`` (columns named as the store's keys);
+        ``by``: match on these columns only (a window store's rows of some keys, any window)."""
+        cols = list(self.keys if by is None else by)
+        on = " AND ".join(f"s.{_q(c)} IS NOT DISTINCT FROM k.{_q(c)}" for c in cols) or "TRUE"
         return _with(
             state,
             "__keys",
-            keys.select(list(self.keys)),
-            f"SELECT s.* FROM {self.table} s SEMI JOIN (SELECT DISTINCT * FROM __keys) k ON {self._on('s', 'k')}",
+            keys.select(cols),
+            f"SELECT s.* FROM {self.table} s SEMI JOIN (SELECT DISTINCT * FROM __keys) k ON {on}",
         )
 
     def scan(
@@ -134,17 +150,26 @@ class StateStore:
 
     # ------------------------------------------------------------------------ changes
 
-    def upsert(self, state: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
-        """Put ``rows`` (at most one per key, the store's columns) in place of their keys' rows."""
+    def upsert(self, state: duckdb.DuckDBPyConnection, rows: pa.Table, keep: str | None = None) -> None:
+        """Put ``rows`` (at most one per key) in place of their keys' rows; with ``keep``, a
+        boolean column, the rows where it is not true delete their keys instead."""
         if rows.num_rows == 0:
             return
-        rows = rows.select(self.schema.names)
+        if self.schema is not None:
+            rows = rows.select([*self.schema.names, *([keep] if keep else [])])
+        names = ", ".join(_q(n) for n in rows.column_names if n != keep)
         if self.log is not None:
-            self.log.upserted(rows)
+            if keep is None:
+                self.log.upserted(rows)
+            else:
+                kept = pc.fill_null(rows.column(keep), False)
+                self.log.deleted(rows.filter(pc.invert(kept)).select(list(self.keys)))
+                self.log.upserted(rows.filter(kept))
+        where = f" WHERE {_q(keep)}" if keep else ""
         state.register("__new", rows)
         try:
             state.execute(f"DELETE FROM {self.table} USING __new n WHERE {self._on(self.table, 'n')}")
-            state.execute(f"INSERT INTO {self.table} SELECT * FROM __new")
+            state.execute(f"INSERT INTO {self.table} ({names}) SELECT {names} FROM __new{where}")
         finally:
             state.unregister("__new")
 
@@ -152,10 +177,10 @@ class StateStore:
         """Add ``rows`` whose keys are new to the store (a window store's fresh records)."""
         if rows.num_rows == 0:
             return
-        rows = rows.select(self.schema.names)
+        rows = self._columns_of(rows)
         if self.log is not None:
             self.log.upserted(rows)
-        _run(state, "__new", rows, f"INSERT INTO {self.table} SELECT * FROM __new")
+        self._insert(state, rows)
 
     def delete(self, state: duckdb.DuckDBPyConnection, keys: pa.Table) -> None:
         """Remove the rows of ``keys``."""
@@ -170,10 +195,11 @@ class StateStore:
         )
 
     def delete_where(
-        self, state: duckdb.DuckDBPyConnection, where: str, params: list[Any] | None = None
+        self, state: duckdb.DuckDBPyConnection, where: str, params: list[Any] | None = None, using: str = ""
     ) -> None:
-        """Remove the rows ``where`` holds for (a condition over the store's columns)."""
-        sql = f"DELETE FROM {self.table} WHERE {where}"
+        """Remove the rows ``where`` holds for (a condition over the store's columns, and the
+        tables of ``using``, such as ``other o``)."""
+        sql = f"DELETE FROM {self.table}{f' USING {using}' if using else ''} WHERE {where}"
         if self.log is None:
             state.execute(sql, params)
             return
@@ -197,13 +223,20 @@ class StateStore:
     def replace_all(self, state: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
         """A store of one row (no keys) takes ``rows`` as its content."""
         assert not self.keys, f"{self.name} is keyed"
-        rows = rows.select(self.schema.names)
+        rows = self._columns_of(rows)
         if self.log is not None:
             self.log.upserted(rows)
         state.execute(f"DELETE FROM {self.table}")
-        _run(state, "__new", rows, f"INSERT INTO {self.table} SELECT * FROM __new")
+        self._insert(state, rows)
 
     # ------------------------------------------------------------------------ helpers
+
+    def _columns_of(self, rows: pa.Table) -> pa.Table:
+        return rows if self.schema is None else rows.select(self.schema.names)
+
+    def _insert(self, state: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
+        names = ", ".join(_q(n) for n in rows.column_names)
+        _run(state, "__new", rows, f"INSERT INTO {self.table} ({names}) SELECT {names} FROM __new")
 
     def _on(self, table: str, other: str) -> str:
         return (
