@@ -2,17 +2,18 @@
 
 On the embedded store state commits in the log's own database, so it can never fall behind. On
 Kafka, records live in the cluster and state in a local DuckDB file, committed right after each
-Kafka transaction. There every change a stateful operator makes to one of its state tables is
-also written, inside the batch's Kafka transaction, to that table's compacted changelog topic
-(one partition, keyed by the table's key columns, a null value for a deleted row), as Kafka
-Streams logs a state store. A server whose local state is behind the query's committed positions
+Kafka transaction. There every change a stateful operator makes to one of its state stores
+(:mod:`ksqlpy.runtime.state`: an aggregation's groups, a join's table sides and window buffers)
+is recorded by the store's :class:`TableLog` and written, inside the batch's Kafka transaction,
+to the store's compacted changelog topic (one partition, keyed by the store's key columns, a
+null value for a deleted row), as Kafka Streams logs a state store. A server whose local state is behind the query's committed positions
 (a lost or fresh state directory, or a crash between the Kafka commit and the local one) rebuilds
 the tables from their changelogs before it reads input, and so needs no input record again.
 
 Record layout (what :func:`restore` reads back):
 
 * key: the row's key columns as a JSON object (DuckDB's ``to_json``, the same bytes for the same
-  key, which is what compaction needs);
+  key, which is what compaction needs; ``{}`` for a store of one row);
 * value: the whole row as one Arrow IPC record batch, in the table's Arrow schema (exact for every
   SQL type, decimals and nested values included);
 * header ``ksqlpy.state.schema``: a fingerprint of the table's columns. A record written for a
