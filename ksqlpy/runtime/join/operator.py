@@ -141,6 +141,9 @@ class JoinProcessor:
     def drop_state(self, state: duckdb.DuckDBPyConnection) -> None:
         for store in self._stores.values():
             store.drop(state)
+        for node in self.nodes:
+            # a stream-table join's stream side had a (never written) table before stores
+            state.execute(f"DROP TABLE IF EXISTS joins.{_q(f'{self.query_id}/{node.context}/L')}")
         self._ensured = False
 
     # ------------------------------------------------------------------------ batches
