@@ -148,6 +148,30 @@ def delete_topics(store: TopicStore, topics: Sequence[str]) -> None:
             store.delete_topic(topic)
 
 
+def seed(store: TopicStore, logs: Sequence[TableLog]) -> None:
+    """Start changelogs that did not exist yet with their tables' current rows: state kept
+    before its store had a changelog (a server upgraded with a query running) must be in the
+    changelog too, or a later restore would rebuild only what changed since."""
+    cursor = store.state_cursor()
+    try:
+        for changes in logs:
+            changes.upserted(cursor.sql(f"SELECT * FROM {changes.table.table}").to_arrow_table())
+    finally:
+        cursor.close()
+    records = {changes.topic: changes.drain() for changes in logs}
+    seeded = {topic: r for topic, r in records.items() if r is not None}
+    if not seeded:
+        return
+    with store.transaction() as tx:
+        for topic, r in seeded.items():
+            tx.produce(topic, r)
+    log.info(
+        "Changelog topic(s) %s started with the %d row(s) kept before them.",
+        ", ".join(seeded),
+        sum(r.num_rows for r in seeded.values()),
+    )
+
+
 def restore(
     store: TopicStore,
     group: str,

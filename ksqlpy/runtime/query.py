@@ -254,8 +254,10 @@ class QueryRunner:
             cursor.close()
         if not self._logs:
             return
+        new = [log for log in self._logs if self.store.describe_topic(log.topic) is None]
         changelog.create_topics(self.store, [log.topic for log in self._logs])
-        changelog.restore(self.store, self.group, self._source_topics(), self._logs)
+        if not changelog.restore(self.store, self.group, self._source_topics(), self._logs) and new:
+            changelog.seed(self.store, new)
 
     #: the state's changelogs (``changelog.TableLog``), set by :meth:`_prepare_state`
     _logs: tuple[Any, ...] = ()

@@ -175,3 +175,43 @@ def test_terminate_deletes_the_join_changelogs(kafka_bootstrap: str, tmp_path: P
         assert changelogs() == []
     finally:
         engine.close()
+
+
+def test_state_kept_before_its_changelog_starts_the_changelog(
+    kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server upgraded with a join running has state but no changelog yet: the changelog
+    starts with that state, so a later loss of the state directory loses nothing."""
+    run = uuid.uuid4().hex[:8]
+    data = tmp_path / "data"
+    first = _open(kafka_bootstrap, data, run)
+    # a server from before join changelogs
+    first.store.changelogged = False  # type: ignore[misc]
+    try:
+        # the sources and the stream-table join only
+        _insert(first, [QUERIES.format(run=run).split("CREATE TABLE user_teams")[0]])
+        _insert(first, ["INSERT INTO users (id, name) VALUES ('u1', 'ann');"])
+        assert first.wait_idle(120)
+        assert not [
+            t
+            for t in first.store.list_topics()
+            if f"joinlog_{run}_" in t.name and t.name.endswith("-changelog")
+        ]
+    finally:
+        first.close()
+    caplog.set_level(logging.INFO, logger="ksqlpy.changelog")
+    second = _open(kafka_bootstrap, data, run)
+    try:
+        assert second.wait_idle(120)
+        assert any("started with the 1 row(s)" in r.getMessage() for r in caplog.records)
+    finally:
+        second.close()
+    shutil.rmtree(data)
+    third = _open(kafka_bootstrap, data, run)
+    try:
+        assert third.wait_idle(120)
+        _insert(third, ["INSERT INTO orders (user_id, item) VALUES ('u1', 'book');"])
+        assert third.wait_idle(120)
+        assert _values(_sink(third, f"enriched_{run}")) == [{"ITEM": "book", "NAME": "ann"}]
+    finally:
+        third.close()
