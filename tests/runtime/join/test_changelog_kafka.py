@@ -33,11 +33,14 @@ CREATE TABLE item_owners WITH (kafka_topic='item_owners_{run}') AS
 CREATE STREAM clicked_views WITH (kafka_topic='clicked_views_{run}') AS
     SELECT c.user_id, c.page, v.ms FROM clicks c JOIN views v WITHIN 1 HOUR GRACE PERIOD 1 HOUR
     ON c.user_id = v.user_id;
+CREATE STREAM clicks_or_not WITH (kafka_topic='clicks_or_not_{run}') AS
+    SELECT c.user_id, c.page, v.ms FROM clicks c LEFT JOIN views v WITHIN 1 MINUTE GRACE PERIOD 1 MINUTE
+    ON c.user_id = v.user_id;
 CREATE TABLE orders_per_name WITH (kafka_topic='orders_per_name_{run}') AS
     SELECT u.name, COUNT(*) AS orders FROM orders o JOIN users u ON o.user_id = u.id GROUP BY u.name;
 """
 
-SINKS = ("enriched", "user_teams", "item_owners", "clicked_views")
+SINKS = ("enriched", "user_teams", "item_owners", "clicked_views", "clicks_or_not")
 
 
 def _open(bootstrap: str, data: Path, run: str) -> Engine:
@@ -94,10 +97,12 @@ def test_join_state_is_restored_from_changelogs(
                 "INSERT INTO items (id, owner) VALUES ('i1', 'u1');",
                 "INSERT INTO orders (user_id, item) VALUES ('u1', 'book');",
                 "INSERT INTO clicks (user_id, page, ROWTIME) VALUES ('u1', 'home', 10000);",
+                "INSERT INTO clicks (user_id, page, ROWTIME) VALUES ('u2', 'docs', 15000);",
             ],
         )
         before = _sinks(first, run)
-        assert [len(before[s]) for s in SINKS] == [1, 1, 1, 0]
+        # the LEFT join holds both clicks until a match or the end of their grace period
+        assert [len(before[s]) for s in SINKS] == [1, 1, 1, 0, 0]
         changelogs = {
             t.name.split("query_", 1)[1]
             for t in first.store.list_topics()
@@ -123,7 +128,7 @@ def test_join_state_is_restored_from_changelogs(
     second = _open(kafka_bootstrap, data, run)
     try:
         assert second.wait_idle(120)
-        assert sum("state restored from" in r.getMessage() for r in caplog.records) == 5
+        assert sum("state restored from" in r.getMessage() for r in caplog.records) == 6
         # Restored, not rebuilt: the joins read none of their input again.
         assert sum(q.records_in for q in second.queries.values()) == 0
         _insert(
@@ -134,6 +139,7 @@ def test_join_state_is_restored_from_changelogs(
                 "INSERT INTO teams (id, team) VALUES ('u2', 'blue');",
                 "INSERT INTO items (id, owner) VALUES ('i2', 'u2');",
                 "INSERT INTO views (user_id, ms, ROWTIME) VALUES ('u1', 7, 20000);",
+                "INSERT INTO clicks (user_id, page, ROWTIME) VALUES ('u3', 'blog', 200000);",
             ],
         )
         after = _sinks(second, run)
@@ -153,6 +159,8 @@ def test_join_state_is_restored_from_changelogs(
     assert _values(new["user_teams"]) == [{"NAME": "bob", "TEAM": "blue"}]
     assert _values(new["item_owners"]) == [{"OWNER": "u2", "NAME": "bob"}]
     assert _values(new["clicked_views"]) == [{"PAGE": "home", "MS": 7}]
+    # u1's held click joins the view; u2's, still held, is released padded once time passes its grace
+    assert _values(new["clicks_or_not"]) == [{"PAGE": "home", "MS": 7}, {"PAGE": "docs", "MS": None}]
 
 
 def test_terminate_deletes_the_join_changelogs(kafka_bootstrap: str, tmp_path: Path) -> None:
