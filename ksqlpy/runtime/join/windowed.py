@@ -154,9 +154,8 @@ class StreamStreamJoin:
             ).to_arrow_table()
         finally:
             state.unregister("__run")
-        held_here = state.sql(
-            f"SELECT {cols[which]}, {ID}, {HELD} FROM {self.tables[which]} WHERE {HELD} ORDER BY {_q(TS)}, {ID}"
-        ).to_arrow_table()
+        held_here = self.stores[which].scan(state, HELD, order=f"{_q(TS)}, {ID}")
+        held_here = held_here.select([*self._side_columns(sides[which]), ID, HELD])
         # candidate tables per side: 0 = the run (this side) / reached rows (other side), 1 = held rows
         candidates: dict[str, list[pa.Table]] = {
             which: [
