@@ -25,7 +25,7 @@ Per batch (see STATEFUL.md):
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,11 +38,12 @@ from ksqlpy import sqltypes
 from ksqlpy.errors import KsqlpyError
 from ksqlpy.planner.expressions import duckdb_name
 from ksqlpy.planner.physical import AggregateStep, group_key_name
-from ksqlpy.runtime.changelog import ChangeRecorder, StateTable
+from ksqlpy.runtime.changelog import TableLog
 from ksqlpy.runtime.codec import TOMBSTONE
 from ksqlpy.runtime.evaluate import DELETE, TS, Evaluated
 from ksqlpy.runtime.processing_log import RECORD_PROCESSING_ERROR, ProcessingError
 from ksqlpy.runtime.relations import to_duckdb
+from ksqlpy.runtime.state import StateStore, StoreKind
 from ksqlpy.runtime.stats import OperatorCounts
 
 log = logging.getLogger("ksqlpy.aggregate")
@@ -128,14 +129,40 @@ class AggregateProcessor:
         self.partitions = max(1, step.source.partitions)
         # Grouping by the source's key needs no repartition: a group stays in its source partition.
         self.by_source_key = len(step.group_keys) == len(step.source.key_columns) and all(
-            k.sql == _q(duckdb_name(c.name)) for k, c in zip(step.group_keys, step.source.key_columns, strict=False)
+            k.sql == _q(duckdb_name(c.name))
+            for k, c in zip(step.group_keys, step.source.key_columns, strict=False)
         )
         #: records dropped because their window had closed (past its grace period)
         self.late_records = 0
-        #: set when state must also go to changelog topics (see :meth:`log_changes`)
-        self.recorder: ChangeRecorder | None = None
         #: where the rows past WHERE and those with a group are counted (``main/where``, ``main/grouped``)
         self.counts: OperatorCounts | None = None
+        self._groups = StateStore(
+            name="Aggregate-Aggregate-Materialize",
+            namespace="agg",
+            owner=query_id,
+            table=self.tables.groups,
+            schema=None,
+            keys=self.group_cols,
+            kind=StoreKind.WINDOW if self.windowed else StoreKind.KEY_VALUE,
+        )
+        self._meta = StateStore(
+            name="Aggregate-StreamTime",
+            namespace="agg",
+            owner=query_id,
+            table=self.tables.meta,
+            schema=None,
+            keys=("partition",),
+            columns="stream_time BIGINT, partition INTEGER",
+        )
+        #: a table aggregation's input: each source key's last row, as grouped
+        self._sources = StateStore(
+            name="Aggregate-Source",
+            namespace="agg",
+            owner=query_id,
+            table=self.tables.sources,
+            schema=None,
+            keys=self.source_keys,
+        )
         self._created = False
         self._out_schema: pa.Schema | None = None
 
@@ -164,13 +191,16 @@ class AggregateProcessor:
         if existing and [n for (n,) in existing] == wanted[:-1]:
             # State from before stream time was kept per partition: it all belonged to one.
             state.execute(f"ALTER TABLE {self.tables.groups} ADD COLUMN {PART} INTEGER DEFAULT 0")
-            state.execute(f"ALTER TABLE {self.tables.meta} ADD COLUMN IF NOT EXISTS partition INTEGER DEFAULT 0")
+            state.execute(
+                f"ALTER TABLE {self.tables.meta} ADD COLUMN IF NOT EXISTS partition INTEGER DEFAULT 0"
+            )
         elif existing and [n for (n,) in existing] != wanted:
             # CREATE OR REPLACE changed the aggregation: its old state no longer applies.
             for table in (self.tables.groups, self.tables.sources, self.tables.meta):
                 state.execute(f"DROP TABLE IF EXISTS {table}")
-        state.execute(f"CREATE TABLE IF NOT EXISTS {self.tables.groups} ({', '.join(cols)})")
-        state.execute(f"CREATE TABLE IF NOT EXISTS {self.tables.meta} (stream_time BIGINT, partition INTEGER)")
+        self._groups.columns = ", ".join(cols)
+        self._groups.create(state)
+        self._meta.create(state)
         if self.is_table:
             src = [
                 f"{_q(sk)} {sqltypes.to_duckdb(c.type)}"
@@ -183,43 +213,28 @@ class AggregateProcessor:
             for i, c in enumerate(step.calls):
                 for j, a in enumerate(self.args[i]):
                     src.append(f"{a} {sqltypes.to_duckdb(c.arg_types[j])}")
-            state.execute(f"CREATE TABLE IF NOT EXISTS {self.tables.sources} ({', '.join(src)})")
+            self._sources.columns = ", ".join(src)
+            self._sources.create(state)
         self._created = True
 
-    def state_tables(self, changelog_prefix: str) -> list[StateTable]:
-        """This aggregation's state tables, each with its changelog topic (named as ksqlDB
-        names its stores' changelogs)."""
-        tables = [
-            StateTable(self.tables.groups, tuple(self.group_cols), f"{changelog_prefix}-Aggregate-Aggregate-Materialize-changelog"),
-            StateTable(self.tables.meta, ("partition",), f"{changelog_prefix}-Aggregate-StreamTime-changelog"),
-        ]
-        if self.is_table:
-            tables.append(
-                StateTable(self.tables.sources, tuple(self.source_keys), f"{changelog_prefix}-Aggregate-Source-changelog")
-            )
-        return tables
+    @property
+    def stores(self) -> list[StateStore]:
+        """This aggregation's state stores, named as ksqlDB names them."""
+        return [self._groups, self._meta, *([self._sources] if self.is_table else [])]
 
-    def log_changes(self, changelog_prefix: str, state: duckdb.DuckDBPyConnection) -> list[StateTable]:
-        """From now on record every state change for the changelog topics; returns the tables."""
-        tables = self.state_tables(changelog_prefix)
+    def changelog_topics(self, changelog_prefix: str) -> list[str]:
+        return [store.changelog_topic(changelog_prefix) for store in self.stores]
+
+    def log_changes(self, changelog_prefix: str, state: duckdb.DuckDBPyConnection) -> list[TableLog]:
+        """From now on record every state change for the changelog topics; returns the logs."""
         self._ensure_tables(state)
-        self.recorder = ChangeRecorder(tables, self.con, state)
-        return tables
+        return [store.log_to(changelog_prefix, self.con, state) for store in self.stores]
 
     def drop_state(self, state: duckdb.DuckDBPyConnection) -> None:
         """Delete this aggregation's state tables (the query was terminated)."""
         for table in (self.tables.groups, self.tables.sources, self.tables.meta):
             state.execute(f"DROP TABLE IF EXISTS {table}")
         self._created = False
-
-    def _deleted(self, state: duckdb.DuckDBPyConnection, table: str, sql: str, keys: Sequence[str]) -> None:
-        """Run a DELETE on ``table``; its deleted keys go to the changelog when one is kept."""
-        if self.recorder is None:
-            state.execute(sql)
-            return
-        returning = ", ".join(f"{table}.{_q(k)}" for k in keys)
-        gone = state.sql(f"{sql} RETURNING {returning}").to_arrow_table()
-        self.recorder.deleted(table, gone.rename_columns(list(keys)))
 
     # ------------------------------------------------------------------ the batch
 
@@ -247,7 +262,7 @@ class AggregateProcessor:
         elif self.window is not None and self.window.is_session:
             out = self._sessions(rows, state)
         else:
-            prior = self._fetch(state, self.tables.groups, rows, self.group_cols)
+            prior = self._groups.lookup(state, rows)
             agg = self._vector(rows, prior) if self.vectorized else self._sequential(rows, prior)
             out = self._finish(agg, state)
         # Each partition's stream time after the batch: the last it advanced to.
@@ -342,7 +357,7 @@ class AggregateProcessor:
     def _signed(self, rows: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table:
         """Table input: each update retracts the source key's previous row, then adds the new."""
         values = self.keys + [a for args in self.args for a in args]
-        prior = self._fetch(state, self.tables.sources, rows, self.source_keys)
+        prior = self._sources.lookup(state, rows)
         part = ", ".join(_q(k) for k in self.source_keys) or "1"
         cols = ", ".join(_q(c) for c in self.source_keys + values)
         lags = ", ".join(f"LAG({_q(v)}) OVER w AS {_q('__OLD' + v)}" for v in values)
@@ -378,7 +393,7 @@ class AggregateProcessor:
             )
         finally:
             self.con.unregister("__prior")
-        self._replace(state, self.tables.sources, last, self.source_keys, keep="__VALID")
+        self._sources.upsert(state, last, keep="__VALID")
         return signed
 
     def _stream_time(self, state: duckdb.DuckDBPyConnection) -> dict[int, int]:
@@ -389,20 +404,13 @@ class AggregateProcessor:
         return {int(p): int(t) for p, t in rows if p is not None and t is not None}
 
     def _advance(self, state: duckdb.DuckDBPyConnection, stream_time: dict[int, int]) -> None:
-        parts = ", ".join(str(p) for p in stream_time)
-        state.execute(f"DELETE FROM {self.tables.meta} WHERE partition IN ({parts})")
-        state.executemany(
-            f"INSERT INTO {self.tables.meta} (partition, stream_time) VALUES (?, ?)",
-            [[p, t] for p, t in stream_time.items()],
+        changed = pa.table(
+            {
+                "stream_time": pa.array(list(stream_time.values()), pa.int64()),
+                "partition": pa.array(list(stream_time), pa.int32()),
+            }
         )
-        if self.recorder is not None:
-            changed = pa.table(
-                {
-                    "stream_time": pa.array(list(stream_time.values()), pa.int64()),
-                    "partition": pa.array(list(stream_time), pa.int32()),
-                }
-            )
-            self.recorder.upserted(self.tables.meta, changed)
+        self._meta.upsert(state, changed)
 
     def _windows(self, rows: pa.Table, prior_st: dict[int, int]) -> pa.Table:
         """Stream time as of each row (``__ST``, in its partition); tumbling/hopping windows
@@ -416,7 +424,9 @@ class AggregateProcessor:
         if w is None:
             return rows
         prior = _by_partition(prior_st)
-        running = f"greatest({prior}, max({TS}) OVER (PARTITION BY {PART} ORDER BY {SEQ} ROWS UNBOUNDED PRECEDING))"
+        running = (
+            f"greatest({prior}, max({TS}) OVER (PARTITION BY {PART} ORDER BY {SEQ} ROWS UNBOUNDED PRECEDING))"
+        )
         if w.is_session:
             st = self._relation("rows", rows, f"SELECT *, {running} AS __ST FROM rows ORDER BY {SEQ}")
             return st
@@ -442,46 +452,6 @@ class AggregateProcessor:
     def _late(self, n: int) -> None:
         self.late_records += n
         log.debug("%s: %d record(s) for closed windows dropped", self.query_id, n)
-
-    def _fetch(
-        self, state: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, cols: Sequence[str]
-    ) -> pa.Table:
-        """The stored rows of ``table`` matching ``rows`` on ``cols``."""
-        keys = rows.select(list(cols))
-        on = " AND ".join(f"s.{_q(c)} IS NOT DISTINCT FROM k.{_q(c)}" for c in cols) or "TRUE"
-        sql = f"SELECT s.* FROM {table} s SEMI JOIN (SELECT DISTINCT * FROM __keys) k ON {on}"
-        return self._relation("__keys", keys, sql, state)
-
-    def _replace(
-        self,
-        state: duckdb.DuckDBPyConnection,
-        table: str,
-        rows: pa.Table,
-        cols: Sequence[str],
-        keep: str | None = None,
-    ) -> None:
-        """Upsert ``rows`` into ``table`` by ``cols`` (rows whose ``keep`` is false delete)."""
-        if rows.num_rows == 0:
-            return
-        if self.recorder is not None:
-            if keep is None:
-                self.recorder.upserted(table, rows)
-            else:
-                kept = pc.fill_null(rows.column(keep), False)
-                self.recorder.deleted(table, rows.filter(pc.invert(kept)).select(list(cols)))
-                self.recorder.upserted(table, rows.filter(kept))
-        on = " AND ".join(f"{table}.{_q(c)} IS NOT DISTINCT FROM n.{_q(c)}" for c in cols) or "TRUE"
-        state.register("__new", rows)
-        try:
-            state.execute(f"DELETE FROM {table} USING __new n WHERE {on}")
-            names = [n for n in rows.column_names if n != keep]
-            where = f" WHERE {_q(keep)}" if keep else ""
-            state.execute(
-                f"INSERT INTO {table} ({', '.join(_q(n) for n in names)}) "
-                f"SELECT {', '.join(_q(n) for n in names)} FROM __new{where}"
-            )
-        finally:
-            state.unregister("__new")
 
     # ------------------------------------------------------------------ aggregation
 
@@ -565,7 +535,7 @@ class AggregateProcessor:
         gap, grace = w.gap_ms, w.grace_ms
         calls = self.step.calls
         accs = [c.accumulator for c in calls]
-        prior = self._fetch(state, self.tables.groups, rows, self.keys)
+        prior = self._groups.lookup(state, rows, by=self.keys)
         sessions: dict[Any, list[dict[str, Any]]] = {}
         key_values: dict[Any, list[Any]] = {}
         partition_of: dict[Any, int] = {}
@@ -665,9 +635,7 @@ class AggregateProcessor:
         on = " AND ".join(f"{self.tables.groups}.{_q(k)} IS NOT DISTINCT FROM n.{_q(k)}" for k in self.keys)
         state.register("__touched", touched)
         try:
-            self._deleted(
-                state, self.tables.groups, f"DELETE FROM {self.tables.groups} USING __touched n WHERE {on}", self.group_cols
-            )
+            self._groups.delete_where(state, on, using="__touched n")
         finally:
             state.unregister("__touched")
         pass_of = {
@@ -691,7 +659,7 @@ class AggregateProcessor:
                 [pass_of.get((h, s["start"], s["end"]), s["pass"]) for h, s in survivors], pa.bool_()
             )
             scols[PART] = pa.array([partition_of[h] for h, _ in survivors], pa.int32())
-            self._replace(state, self.tables.groups, pa.table(scols), self.group_cols)
+            self._groups.upsert(state, pa.table(scols))
         return out
 
     # ------------------------------------------------------------------ output
@@ -749,7 +717,7 @@ class AggregateProcessor:
         out, full = self._output(agg)
         keep = self.group_cols + [_state_col(i) for i in range(len(self.step.calls))] + [TS, PASS, PART]
         last = full.filter(full.column("__LAST")).select(keep)
-        self._replace(state, self.tables.groups, last, self.group_cols)
+        self._groups.upsert(state, last)
         return out
 
     def _expire(self, state: duckdb.DuckDBPyConnection) -> None:
@@ -761,12 +729,10 @@ class AggregateProcessor:
             return
         slack = w.gap_ms + w.grace_ms if w.is_session else w.grace_ms
         g = self.tables.groups
-        self._deleted(
+        self._groups.delete_where(
             state,
-            g,
-            f"DELETE FROM {g} USING {self.tables.meta} m "
-            f"WHERE {g}.{PART} = m.partition AND {g}.{_WE} + {slack} < m.stream_time - 1",
-            self.group_cols,
+            f"{g}.{PART} = m.partition AND {g}.{_WE} + {slack} < m.stream_time - 1",
+            using=f"{self.tables.meta} m",
         )
 
     def _final(self, state: duckdb.DuckDBPyConnection, times: list[tuple[int, int]]) -> pa.Table:
@@ -784,12 +750,10 @@ class AggregateProcessor:
         closed = state.sql(
             f"SELECT * FROM {g} WHERE ({PART}, {_WE}) IN (VALUES {closes}) ORDER BY {_WE}, {_WS}"
         ).to_arrow_table()
-        self._deleted(
+        self._groups.delete_where(
             state,
-            g,
-            f"DELETE FROM {g} USING {self.tables.meta} m "
-            f"WHERE {g}.{PART} = m.partition AND {g}.{_WE} + {w.grace_ms} <= m.stream_time",
-            self.group_cols,
+            f"{g}.{PART} = m.partition AND {g}.{_WE} + {w.grace_ms} <= m.stream_time",
+            using=f"{self.tables.meta} m",
         )
         if closed.num_rows == 0:
             return self._empty()

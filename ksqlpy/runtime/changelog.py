@@ -2,17 +2,18 @@
 
 On the embedded store state commits in the log's own database, so it can never fall behind. On
 Kafka, records live in the cluster and state in a local DuckDB file, committed right after each
-Kafka transaction. There every change a stateful operator makes to one of its state tables is
-also written, inside the batch's Kafka transaction, to that table's compacted changelog topic
-(one partition, keyed by the table's key columns, a null value for a deleted row), as Kafka
-Streams logs a state store. A server whose local state is behind the query's committed positions
+Kafka transaction. There every change a stateful operator makes to one of its state stores
+(:mod:`ksqlpy.runtime.state`: an aggregation's groups, a join's table sides and window buffers)
+is recorded by the store's :class:`TableLog` and written, inside the batch's Kafka transaction,
+to the store's compacted changelog topic (one partition, keyed by the store's key columns, a
+null value for a deleted row), as Kafka Streams logs a state store. A server whose local state is behind the query's committed positions
 (a lost or fresh state directory, or a crash between the Kafka commit and the local one) rebuilds
 the tables from their changelogs before it reads input, and so needs no input record again.
 
 Record layout (what :func:`restore` reads back):
 
 * key: the row's key columns as a JSON object (DuckDB's ``to_json``, the same bytes for the same
-  key, which is what compaction needs);
+  key, which is what compaction needs; ``{}`` for a store of one row);
 * value: the whole row as one Arrow IPC record batch, in the table's Arrow schema (exact for every
   SQL type, decimals and nested values included);
 * header ``ksqlpy.state.schema``: a fingerprint of the table's columns. A record written for a
@@ -65,45 +66,44 @@ class _Shape:
         self.fingerprint = hashlib.sha256(described.encode()).hexdigest()[:16].encode()
 
 
-class ChangeRecorder:
-    """Collects one batch's state changes, in order, and turns them into changelog records."""
+class TableLog:
+    """One state table's changelog: collects a batch's changes to the table, in order, and
+    turns them into changelog records."""
 
     def __init__(
-        self, tables: Sequence[StateTable], con: duckdb.DuckDBPyConnection, state: duckdb.DuckDBPyConnection
+        self, table: StateTable, con: duckdb.DuckDBPyConnection, state: duckdb.DuckDBPyConnection
     ) -> None:
-        """``con`` runs the key encoding; ``state`` holds the tables (which must exist)."""
-        self.tables = {t.table: t for t in tables}
+        """``con`` runs the key encoding; ``state`` holds the table (which must exist)."""
+        self.table = table
+        self.shape = _Shape(state, table)
         self._con = con
-        self._shapes = {name: _Shape(state, t) for name, t in self.tables.items()}
-        self._pending: list[tuple[StateTable, pa.Table, bool]] = []
+        self._pending: list[tuple[pa.Table, bool]] = []
 
-    def shape(self, table: StateTable) -> _Shape:
-        return self._shapes[table.table]
+    @property
+    def topic(self) -> str:
+        return self.table.topic
 
-    def upserted(self, table: str, rows: pa.Table) -> None:
+    def upserted(self, rows: pa.Table) -> None:
         if rows.num_rows:
-            self._pending.append((self.tables[table], rows, False))
+            self._pending.append((rows, False))
 
-    def deleted(self, table: str, keys: pa.Table) -> None:
+    def deleted(self, keys: pa.Table) -> None:
         if keys.num_rows:
-            self._pending.append((self.tables[table], keys, True))
+            self._pending.append((keys, True))
 
-    def drain(self) -> dict[str, pa.Table]:
-        """The batch's changelog records per topic (:data:`PRODUCE_SCHEMA`), in change order."""
+    def drain(self) -> pa.Table | None:
+        """The batch's changelog records (:data:`PRODUCE_SCHEMA`) in change order, if any."""
         pending, self._pending = self._pending, []
-        parts: dict[str, list[pa.Table]] = {}
+        if not pending:
+            return None
         now = int(time.time() * 1000)
-        for table, rows, is_delete in pending:
-            parts.setdefault(table.topic, []).append(self._records(table, rows, is_delete, now))
-        return {topic: pa.concat_tables(tables) for topic, tables in parts.items()}
+        return pa.concat_tables([self._records(rows, is_delete, now) for rows, is_delete in pending])
 
-    def _records(self, table: StateTable, rows: pa.Table, is_delete: bool, now: int) -> pa.Table:
-        shape = self._shapes[table.table]
-        keys = rows.select(list(table.keys)).cast(
-            pa.schema([shape.schema.field(k) for k in table.keys])
-        )
-        key_bytes = _key_bytes(self._con, keys, table.keys)
+    def _records(self, rows: pa.Table, is_delete: bool, now: int) -> pa.Table:
+        table, shape = self.table, self.shape
+        keys = rows.select(list(table.keys)).cast(pa.schema([shape.schema.field(k) for k in table.keys]))
         n = rows.num_rows
+        key_bytes = _key_bytes(self._con, keys, table.keys, n)
         if is_delete:
             values = pa.nulls(n, pa.binary())
         else:
@@ -122,7 +122,10 @@ class ChangeRecorder:
         )
 
 
-def _key_bytes(con: duckdb.DuckDBPyConnection, keys: pa.Table, names: Sequence[str]) -> pa.Array:
+def _key_bytes(con: duckdb.DuckDBPyConnection, keys: pa.Table, names: Sequence[str], n: int) -> pa.Array:
+    if not names:
+        # a table of one row (a step's stream time): one key, so compaction keeps its last value
+        return pa.array([b"{}"] * n, pa.binary())
     packed = ", ".join(f"{_q(k)} := {_q(k)}" for k in names)
     con.register("__changelog_keys", keys)
     try:
@@ -132,32 +135,56 @@ def _key_bytes(con: duckdb.DuckDBPyConnection, keys: pa.Table, names: Sequence[s
     return out.column(0).combine_chunks()
 
 
-def create_topics(store: TopicStore, tables: Sequence[StateTable]) -> None:
-    for t in tables:
+def create_topics(store: TopicStore, topics: Sequence[str]) -> None:
+    for topic in topics:
         store.create_topic(
-            TopicSpec(name=t.topic, partitions=1, config={"cleanup.policy": "compact"}), exist_ok=True
+            TopicSpec(name=topic, partitions=1, config={"cleanup.policy": "compact"}), exist_ok=True
         )
 
 
-def delete_topics(store: TopicStore, tables: Sequence[StateTable]) -> None:
-    for t in tables:
-        if store.describe_topic(t.topic) is not None:
-            store.delete_topic(t.topic)
+def delete_topics(store: TopicStore, topics: Sequence[str]) -> None:
+    for topic in topics:
+        if store.describe_topic(topic) is not None:
+            store.delete_topic(topic)
+
+
+def seed(store: TopicStore, logs: Sequence[TableLog]) -> None:
+    """Start changelogs that did not exist yet with their tables' current rows: state kept
+    before its store had a changelog (a server upgraded with a query running) must be in the
+    changelog too, or a later restore would rebuild only what changed since."""
+    cursor = store.state_cursor()
+    try:
+        for changes in logs:
+            changes.upserted(cursor.sql(f"SELECT * FROM {changes.table.table}").to_arrow_table())
+    finally:
+        cursor.close()
+    records = {changes.topic: changes.drain() for changes in logs}
+    seeded = {topic: r for topic, r in records.items() if r is not None}
+    if not seeded:
+        return
+    with store.transaction() as tx:
+        for topic, r in seeded.items():
+            tx.produce(topic, r)
+    log.info(
+        "Changelog topic(s) %s started with the %d row(s) kept before them.",
+        ", ".join(seeded),
+        sum(r.num_rows for r in seeded.values()),
+    )
 
 
 def restore(
     store: TopicStore,
     group: str,
     source_topics: Sequence[str],
-    tables: Sequence[StateTable],
-    recorder: ChangeRecorder,
+    logs: Sequence[TableLog],
 ) -> bool:
-    """Rebuild ``tables`` from their changelogs when the local state is behind the group's
+    """Rebuild the logged tables from their changelogs when the local state is behind the group's
     committed positions. Returns whether it did; False also when a changelog is missing (state
     written before changelogs existed), leaving the store to re-read the input instead."""
     positions = store.state_behind(group, source_topics)
     if positions is None:
         return False
+    tables = [log.table for log in logs]
     missing = [t.topic for t in tables if store.describe_topic(t.topic) is None]
     if missing:
         log.warning(
@@ -172,7 +199,7 @@ def restore(
         len(tables),
     )
     started = time.monotonic()
-    contents = {t.table: _read_changelog(store, t, recorder.shape(t)) for t in tables}
+    contents = {log.table.table: _read_changelog(store, log.table, log.shape) for log in logs}
 
     def rebuild(con: duckdb.DuckDBPyConnection) -> None:
         for t in tables:
@@ -212,7 +239,9 @@ def _read_changelog(store: TopicStore, table: StateTable, shape: _Shape) -> pa.T
                 now = time.monotonic()
                 if now - last_report > _REPORT_SECONDS:
                     done = sum(positions.values())
-                    log.info("Restoring from %s: %d of %d records read.", table.topic, done, sum(ends.values()))
+                    log.info(
+                        "Restoring from %s: %d of %d records read.", table.topic, done, sum(ends.values())
+                    )
                     last_report = now
                 last_progress = now
             elif time.monotonic() - last_progress > _STALL_SECONDS:
@@ -226,7 +255,7 @@ def _read_changelog(store: TopicStore, table: StateTable, shape: _Shape) -> pa.T
     try:
         con.register("records", records)
         latest = con.sql(
-            "SELECT value FROM records QUALIFY row_number() OVER (PARTITION BY key ORDER BY \"offset\" DESC) = 1"
+            'SELECT value FROM records QUALIFY row_number() OVER (PARTITION BY key ORDER BY "offset" DESC) = 1'
         ).to_arrow_table()
     finally:
         con.close()
@@ -241,4 +270,3 @@ def _schema_matches(headers: pa.ChunkedArray, fingerprint: bytes) -> pa.Array:
         for hs in headers.to_pylist()
     ]
     return pa.array(found, pa.bool_())
-

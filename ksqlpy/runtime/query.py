@@ -263,28 +263,58 @@ class QueryRunner:
     def _prepare_state(self) -> None:
         """A persistent query whose state lives apart from the log writes it to changelog
         topics too, and restores it from them first when the local copy is behind."""
-        if self._processor is None or self.group is None or not self.store.changelogged:
+        if self.group is None or not self.store.changelogged:
             return
         from ksqlpy.runtime import changelog
 
         cursor = self.store.state_cursor()
         try:
-            tables = self._processor.log_changes(self.group, cursor)
+            self._logs = tuple(self._log_changes(self.group, cursor))
         finally:
             cursor.close()
-        changelog.create_topics(self.store, tables)
-        changelog.restore(self.store, self.group, [self.plan.source.topic], tables, self._processor.recorder)
+        if not self._logs:
+            return
+        new = [log for log in self._logs if self.store.describe_topic(log.topic) is None]
+        changelog.create_topics(self.store, [log.topic for log in self._logs])
+        if not changelog.restore(self.store, self.group, self._source_topics(), self._logs) and new:
+            changelog.seed(self.store, new)
+
+    #: the state's changelogs (``changelog.TableLog``), set by :meth:`_prepare_state`
+    _logs: tuple[Any, ...] = ()
+
+    def _log_changes(self, prefix: str, state: duckdb.DuckDBPyConnection) -> list[Any]:
+        """Start logging the state's changes; the logs (``changelog.TableLog``), one per store."""
+        if self._processor is None:
+            return []
+        return list(self._processor.log_changes(prefix, state))
+
+    def _changelog_topics(self, prefix: str) -> list[str]:
+        if self._processor is None:
+            return []
+        return list(self._processor.changelog_topics(prefix))
+
+    def _source_topics(self) -> list[str]:
+        return [self.plan.source.topic]
+
+    def _produce_changes(self, tx: Any) -> None:
+        """The batch's state changes into their changelogs, in the batch's transaction."""
+        for log in self._logs:
+            changes = log.drain()
+            if changes is not None:
+                tx.produce(log.topic, changes)
 
     def drop_state(self) -> None:
         """Delete a stopped query's state and, where it has them, its changelog topics."""
-        if self._processor is None:
-            return
-        with self.store.transaction() as tx:
-            self._processor.drop_state(tx.state)
+        if self._processor is not None:
+            with self.store.transaction() as tx:
+                self._processor.drop_state(tx.state)
+        self._drop_changelogs()
+
+    def _drop_changelogs(self) -> None:
         if self.store.changelogged and self.group is not None:
             from ksqlpy.runtime.changelog import delete_topics
 
-            delete_topics(self.store, self._processor.state_tables(self.group))
+            delete_topics(self.store, self._changelog_topics(self.group))
 
     def emit_stateful(self, batch: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
         """Process a batch with a stateful processor and emit its rows."""
@@ -330,9 +360,7 @@ class PersistentQuery(QueryRunner):
             self.plog.write(self.query_id, errors)
             if records.num_rows:
                 tx.produce(self.plan.sink.topic, records)
-            if self._processor.recorder is not None:
-                for topic, changes in self._processor.recorder.drain().items():
-                    tx.produce(topic, changes)
+            self._produce_changes(tx)
             tx.commit_positions(self.group, reader.positions())
         self.records_out += records.num_rows
         self.bytes_out += record_bytes(records)

@@ -176,9 +176,23 @@ def _side(c: _Compiler, top: s.ExecutionStep, sink: Source) -> JoinSide:
         if len(chain) == 1:
             return inner
         select = c._select(chain, None, (inner.output, _output_columns(c, head)))
-        return Rekeyed(base=inner, select=_keyed(select, top))
+        return Rekeyed(base=inner, select=_keyed(select, top), store=_store_name(chain))
     select = _keyed(c._select(chain, None), top)
-    return JoinInput(source=select.source, select=select)
+    return JoinInput(source=select.source, select=select, store=_store_name(chain))
+
+
+def _store_name(chain: list[s.ExecutionStep]) -> str:
+    """The store ksqlDB keeps a table side in: its source's (``KafkaTopic_Right-Reduce``), or,
+    for a side re-keyed on the way, the re-keying step's (``RightSourceKeyed-Materialize``)."""
+    rekeyed = [step for step in chain if isinstance(step, s.TableSelectKey)]
+    if rekeyed:
+        return f"{_op_name(rekeyed[-1].context)}-Materialize"
+    # a source's context is ``KafkaTopic_Right/Source``; its store is named after the first part
+    return f"{_op_name(chain[0].context.removesuffix('/Source'))}-Reduce"
+
+
+def _op_name(context: str) -> str:
+    return context.replace("/", "-")
 
 
 def _keyed(select: SelectStep, top: s.ExecutionStep) -> SelectStep:

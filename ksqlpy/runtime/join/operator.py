@@ -17,8 +17,11 @@ ksqlDB's per-record semantics:
   nulls for an outer side, or a tombstone when the key's joined row no longer exists; the
   timestamp is the later of the two sides' (Kafka Streams' KTable-KTable join processors).
 
-Stream records with a null key or without a value never join. State lives in tables of schema
-``joins`` on the store transaction's connection, so it commits with outputs and positions.
+Stream records with a null key or without a value never join. State lives in state stores
+(:mod:`ksqlpy.runtime.state`) named as ksqlDB names them: a table side in its source's store
+(``KafkaTopic_Right-Reduce``), a stream–stream join's sides in window stores. Their tables (schema
+``joins``) are on the store transaction's connection, so they commit with outputs and positions,
+and on the Kafka store their changes also go to the stores' changelog topics.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import pyarrow.compute as pc
 from ksqlpy import sqltypes
 from ksqlpy.errors import PlanError
 from ksqlpy.planner.physical import OutputColumn, SelectStep
+from ksqlpy.runtime.changelog import TableLog
 from ksqlpy.runtime.codec import HEADERS, TOMBSTONE
 from ksqlpy.runtime.evaluate import DELETE as EVAL_DELETE
 from ksqlpy.runtime.evaluate import TS as EVAL_TS
@@ -50,8 +54,9 @@ from ksqlpy.runtime.join.plan import (
     Rekeyed,
     windowed_key_type,
 )
-from ksqlpy.runtime.join.windowed import StreamStreamJoin
+from ksqlpy.runtime.join.windowed import StreamStreamJoin, window_stores
 from ksqlpy.runtime.processing_log import ProcessingError
+from ksqlpy.runtime.state import StateStore
 from ksqlpy.runtime.stats import OperatorCounts
 from ksqlpy.runtime.store.base import HEADER_TYPE
 
@@ -77,6 +82,7 @@ class JoinProcessor:
     def __init__(self, root: JoinNode, query_id: str, con: duckdb.DuckDBPyConnection) -> None:
         self.root = root
         self.query_id = query_id
+        self._con = con
         self.inputs = root.inputs()
         self.nodes = root.nodes()
         self._evaluators: dict[int, StepEvaluator] = {}
@@ -90,11 +96,18 @@ class JoinProcessor:
         selected: list[JoinInput | Rekeyed] = [*self.inputs, *self._rekeyed()]
         for chain in selected:
             self._evaluators[id(chain)] = StepEvaluator(_sequenced(chain.select), con)
-        self._windowed = {
-            id(n): StreamStreamJoin(n, {w: self.table(n, w) for w in ("L", "R", "T")}, SEQ)
-            for n in self.nodes
-            if n.kind is JoinKind.STREAM_STREAM
-        }
+        self._stores: dict[tuple[int, str], StateStore] = {}
+        self._windowed: dict[int, StreamStreamJoin] = {}
+        for node in self.nodes:
+            if node.kind is JoinKind.STREAM_STREAM:
+                stores = window_stores(node, query_id, SEQ, _side_fields)
+                self._windowed[id(node)] = StreamStreamJoin(node, stores, SEQ)
+                self._stores.update({(id(node), w): store for w, store in stores.items()})
+                continue
+            sides = ("R",) if node.kind is JoinKind.STREAM_TABLE else ("L", "R")
+            for which in sides:
+                self._stores[(id(node), which)] = _table_store(node, which, query_id)
+        _unique_names(list(self._stores.values()))
         self._ensured = False
         #: where each side's, join's and re-keying's rows are counted (see ``step_counts``)
         self.counts: OperatorCounts | None = None
@@ -107,38 +120,39 @@ class JoinProcessor:
     def _rekeyed(self) -> list[Rekeyed]:
         return [side for node in self.nodes for side in (node.left, node.right) if isinstance(side, Rekeyed)]
 
-    # ------------------------------------------------------------------------ state tables
+    # ------------------------------------------------------------------------ state stores
 
     def table(self, node: JoinNode, which: str) -> str:
-        """The state of ``node``'s side ``which`` (L or R)."""
-        return f"joins.{_q(f'{self.query_id}/{node.context}/{which}')}"
+        """The table of ``node``'s side ``which`` (L or R)."""
+        return self._stores[(id(node), which)].table
 
-    def state_tables(self) -> list[str]:
-        return [self.table(n, w) for n in self.nodes for w in ("L", "R", "T")]
+    @property
+    def stores(self) -> list[StateStore]:
+        """The join's state stores, named as ksqlDB names them."""
+        return list(self._stores.values())
 
     def _ensure_tables(self, state: duckdb.DuckDBPyConnection) -> None:
         if self._ensured:
             return
-        state.execute("CREATE SCHEMA IF NOT EXISTS joins")
-        for node in self.nodes:
-            if id(node) in self._windowed:
-                fields = {"L": _side_fields(node.left), "R": _side_fields(node.right)}
-                self._windowed[id(node)].create(state, fields)
-                continue
-            for which, side in (("L", node.left), ("R", node.right)):
-                schema = pa.schema([*_side_fields(side), pa.field(TS, pa.int64()), pa.field(SEQ, pa.int64())])
-                state.register("__empty", schema.empty_table())
-                try:
-                    state.execute(
-                        f"CREATE TABLE IF NOT EXISTS {self.table(node, which)} AS SELECT * FROM __empty"
-                    )
-                finally:
-                    state.unregister("__empty")
+        for store in self._stores.values():
+            store.create(state)
         self._ensured = True
 
+    def log_changes(self, prefix: str, state: duckdb.DuckDBPyConnection) -> list[TableLog]:
+        """From now on record every state change for the stores' changelog topics (named
+        after ``prefix``, the query's application id); returns their logs."""
+        self._ensure_tables(state)
+        return [store.log_to(prefix, self._con, state) for store in self._stores.values()]
+
+    def changelog_topics(self, prefix: str) -> list[str]:
+        return [store.changelog_topic(prefix) for store in self._stores.values()]
+
     def drop_state(self, state: duckdb.DuckDBPyConnection) -> None:
-        for table in self.state_tables():
-            state.execute(f"DROP TABLE IF EXISTS {table}")
+        for store in self._stores.values():
+            store.drop(state)
+        for node in self.nodes:
+            # a stream-table join's stream side had a (never written) table before stores
+            state.execute(f"DROP TABLE IF EXISTS joins.{_q(f'{self.query_id}/{node.context}/L')}")
         self._ensured = False
 
     # ------------------------------------------------------------------------ batches
@@ -249,19 +263,19 @@ class JoinProcessor:
 
     def _upsert(self, node: JoinNode, which: str, rows: pa.Table, state: duckdb.DuckDBPyConnection) -> None:
         """A table side's new values: the last change of each key in the run."""
-        table = self.table(node, which)
-        side = node.left if which == "L" else node.right
-        cols = ", ".join(_q(c) for c in (*(f.name for f in _side_fields(side)), TS, SEQ))
+        store = self._stores[(id(node), which)]
         state.register("__run", rows)
         try:
-            state.execute(f"DELETE FROM {table} WHERE {_q(KEY)} IN (SELECT {_q(KEY)} FROM __run)")
-            state.execute(
-                f"INSERT INTO {table} SELECT {cols} FROM (SELECT *, row_number() OVER "
+            last = state.sql(
+                f"SELECT * EXCLUDE (__RN) FROM (SELECT *, row_number() OVER "
                 f"(PARTITION BY {_q(KEY)} ORDER BY {_q(SEQ)} DESC) AS __RN FROM __run "
-                f"WHERE {_q(KEY)} IS NOT NULL) WHERE __RN = 1 AND NOT {_q(DELETE)}"
-            )
+                f"WHERE {_q(KEY)} IS NOT NULL) WHERE __RN = 1"
+            ).to_arrow_table()
         finally:
             state.unregister("__run")
+        deleted = pc.fill_null(last.column(DELETE), True)
+        store.delete(state, last.filter(deleted))
+        store.upsert(state, last.filter(pc.invert(deleted)))
 
     def _stream_table(self, node: JoinNode, rows: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table:
         items = [f"l.{_q(KEY)}"]
@@ -371,6 +385,41 @@ class JoinProcessor:
                 ORDER BY r.{seq}, l.{k}
             """
         return self._query(state, sql, rows, node)
+
+
+# ---------------------------------------------------------------------------- stores
+
+
+def _table_store(node: JoinNode, which: str, query_id: str) -> StateStore:
+    """A table side's key-value store: one row per join key, as the side last set it."""
+    side = node.left if which == "L" else node.right
+    match side:
+        case JoinNode():
+            name = f"{side.context}-Materialize"
+        case _:
+            name = side.store or f"{node.context}-{'Left' if which == 'L' else 'Right'}-Reduce"
+    schema = pa.schema([*_side_fields(side), pa.field(TS, pa.int64()), pa.field(SEQ, pa.int64())])
+    return StateStore(
+        name=name,
+        namespace="joins",
+        owner=query_id,
+        schema=schema,
+        keys=(KEY,),
+        previous=f"{query_id}/{node.context}/{which}",
+    )
+
+
+def _unique_names(stores: list[StateStore]) -> None:
+    """A store name must be unique in its query (a table joined to itself twice)."""
+    seen: set[str] = set()
+    for store in stores:
+        name, n = store.name, 1
+        while name in seen:
+            n += 1
+            name = f"{store.name}-{n}"
+        if name != store.name:
+            store.rename(name)
+        seen.add(name)
 
 
 # ---------------------------------------------------------------------------- batch shapes

@@ -51,6 +51,8 @@ class JoinInput:
 
     source: Source
     select: SelectStep
+    #: the state store ksqlDB materializes this side in when it is a join's table side
+    store: str = ""
 
     @property
     def value_names(self) -> tuple[str, ...]:
@@ -111,6 +113,7 @@ class Rekeyed:
 
     base: JoinNode
     select: SelectStep
+    store: str = ""
 
     @property
     def value_names(self) -> tuple[str, ...]:

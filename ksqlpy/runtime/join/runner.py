@@ -91,6 +91,7 @@ class JoinQuery(PersistentQuery):
                 # a windowed join's results keep their window in a windowed sink's key
                 bounds = self.plan.join.windowed and self.plan.sink.window is not None
                 self._post = StepEvaluator(step, con, window_bounds=bounds)
+            self._prepare_state()
             self._reader = self.store.open_reader(self.topics, group=self.group, start=self.start_position)
         except Exception as e:  # noqa: BLE001 - reported as the query's error
             self._fail(e)
@@ -151,6 +152,7 @@ class JoinQuery(PersistentQuery):
             self.plog.write(self.query_id, errors)
             if out.num_rows:
                 tx.produce(self.plan.sink.topic, out)
+            self._produce_changes(tx)
             tx.commit_positions(self.group, self._aligner.committable(reader.positions()))
         self.records_out += out.num_rows
         self.bytes_out += record_bytes(out)
@@ -162,6 +164,18 @@ class JoinQuery(PersistentQuery):
             with self.store.transaction() as tx:
                 join.drop_state(tx.state)
         super().drop_state()
+
+    # the join's stores are logged, and restored, with the aggregation's after it
+    def _log_changes(self, prefix: str, state: Any) -> list[Any]:
+        return [*self._join.log_changes(prefix, state), *super()._log_changes(prefix, state)]
+
+    def _changelog_topics(self, prefix: str) -> list[str]:
+        join = getattr(self, "_join", None)
+        topics = [] if join is None else join.changelog_topics(prefix)
+        return [*topics, *super()._changelog_topics(prefix)]
+
+    def _source_topics(self) -> list[str]:
+        return self.topics
 
 
 def decode_inputs(

@@ -13,16 +13,17 @@ two. A record of an outer side (LEFT: left; RIGHT: right; OUTER: both) that matc
 
 Buffered records expire after before + after + grace (at least 24 h without GRACE), each side
 by the newest record put into it, as a window store's fetch no longer gives them out. Stream time,
-which releases held records, is shared by both sides. The buffers live in DuckDB tables. A run
-holds records of both sides in processing order (inputs aligned by timestamp interleave record by
-record, so one run per side would mean a few queries per record); its records are processed one
-by one in Python against the rows the run can reach (both sides' rows with the run's keys, the
-held records, and the run's own earlier records), and the changes are written back in a few
-statements.
+which releases held records, is shared by both sides. The buffers are window stores
+(:mod:`ksqlpy.runtime.state`). A run holds records of both sides in processing order (inputs
+aligned by timestamp interleave record by record, so one run per side would mean a few queries
+per record); its records are processed one by one in Python against the rows the run can reach
+(both sides' rows with the run's keys, the held records, and the run's own earlier records), and
+the changes are written back in a few statements.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,7 @@ import pyarrow.compute as pc
 
 from ksqlpy.runtime.codec import HEADERS
 from ksqlpy.runtime.join.plan import DELETE, KEY, TS, JoinNode, JoinSide
+from ksqlpy.runtime.state import StateStore, StoreKind
 from ksqlpy.runtime.store.base import HEADER_TYPE
 
 #: a buffered record's id (unique per join) and whether it is held for an outer result
@@ -65,12 +67,53 @@ class _Row:
     held: bool = False
 
 
-class StreamStreamJoin:
-    """One stream-stream join step; ``tables`` names its buffers (L, R) and meta (T)."""
+def window_stores(
+    node: JoinNode, query_id: str, seq: str, side_fields: Callable[[JoinSide], list[pa.Field]]
+) -> dict[str, StateStore]:
+    """A stream-stream join's stores: its sides' window stores (L, R), named as Kafka Streams
+    names a join's stores after the step (``Join-this-join-store``, ``Join-other-join-store``),
+    each buffered record keyed by its id; and its times (T), one row."""
+    stores: dict[str, StateStore] = {}
+    for which, role in (("L", "this"), ("R", "other")):
+        side = node.left if which == "L" else node.right
+        schema = pa.schema(
+            [
+                *side_fields(side),
+                pa.field(TS, pa.int64()),
+                pa.field(seq, pa.int64()),
+                pa.field(ID, pa.int64()),
+                pa.field(HELD, pa.bool_()),
+            ]
+        )
+        stores[which] = StateStore(
+            name=f"{node.context}-{role}-join-store",
+            namespace="joins",
+            owner=query_id,
+            schema=schema,
+            keys=(ID,),
+            kind=StoreKind.WINDOW,
+            time=TS,
+            previous=f"{query_id}/{node.context}/{which}",
+        )
+    times = pa.schema([(name, pa.int64()) for name in ("stream_time", "next_id", "left_time", "right_time")])
+    stores["T"] = StateStore(
+        name=f"{node.context}-StreamTime",
+        namespace="joins",
+        owner=query_id,
+        schema=times,
+        keys=(),
+        previous=f"{query_id}/{node.context}/T",
+    )
+    return stores
 
-    def __init__(self, node: JoinNode, tables: dict[str, str], seq: str) -> None:
+
+class StreamStreamJoin:
+    """One stream-stream join step; ``stores`` holds its buffers (L, R) and times (T)."""
+
+    def __init__(self, node: JoinNode, stores: dict[str, StateStore], seq: str) -> None:
         self.node = node
-        self.tables = tables
+        self.stores = stores
+        self.tables = {w: store.table for w, store in stores.items()}
         self.seq = seq
         self.before, self.after = node.before_ms, node.after_ms
         self.grace = node.grace_ms
@@ -81,27 +124,6 @@ class StreamStreamJoin:
         )
         self.retention = self.before + self.after + grace
         self.preserved = {"LEFT": ("L",), "RIGHT": ("R",), "OUTER": ("L", "R")}.get(node.join_type, ())
-
-    def create(self, state: duckdb.DuckDBPyConnection, fields: dict[str, list[pa.Field]]) -> None:
-        for which in ("L", "R"):
-            schema = pa.schema(
-                [
-                    *fields[which],
-                    pa.field(TS, pa.int64()),
-                    pa.field(self.seq, pa.int64()),
-                    pa.field(ID, pa.int64()),
-                    pa.field(HELD, pa.bool_()),
-                ]
-            )
-            state.register("__empty", schema.empty_table())
-            try:
-                state.execute(f"CREATE TABLE IF NOT EXISTS {self.tables[which]} AS SELECT * FROM __empty")
-            finally:
-                state.unregister("__empty")
-        state.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.tables['T']} "
-            "(stream_time BIGINT, next_id BIGINT, left_time BIGINT, right_time BIGINT)"
-        )
 
     def _live(self, ts: int, store_time: int) -> bool:
         """Whether a window store whose newest record is at ``store_time`` still holds a
@@ -248,8 +270,8 @@ class StreamStreamJoin:
         # ids are unique per join, whichever side holds them
         if released:
             for side in ("L", "R"):
-                state.execute(
-                    f"UPDATE {self.tables[side]} SET {HELD} = FALSE WHERE {ID} IN ({', '.join(map(str, released))})"
+                self.stores[side].update_where(
+                    state, f"{HELD} = FALSE", f"{ID} IN ({', '.join(map(str, released))})"
                 )
         for which in ("L", "R"):
             if not added[which]:
@@ -260,23 +282,18 @@ class StreamStreamJoin:
             new = new.append_column(
                 HELD, pa.array([(which, r.id) in still for r in added[which]], pa.bool_())
             )
-            state.register("__new", new)
-            try:
-                state.execute(f"INSERT INTO {self.tables[which]} SELECT * FROM __new")
-            finally:
-                state.unregister("__new")
+            self.stores[which].insert(state, new)
 
     def _advance(
         self, state: duckdb.DuckDBPyConnection, stream_time: int, next_id: int, store_time: dict[str, int]
     ) -> None:
         """Expire what the window stores no longer hold and record the times."""
         for side in ("L", "R"):
-            horizon = store_time[side] - self.retention
-            state.execute(f"DELETE FROM {self.tables[side]} WHERE {_q(TS)} <= ? AND NOT {HELD}", [horizon])
-        state.execute(f"DELETE FROM {self.tables['T']}")
-        state.execute(
-            f"INSERT INTO {self.tables['T']} VALUES (?, ?, ?, ?)",
-            [stream_time, next_id, store_time["L"], store_time["R"]],
+            self.stores[side].expire(state, store_time[side] - self.retention, f"NOT {HELD}")
+        times = {"stream_time": stream_time, "next_id": next_id, "left_time": store_time["L"]}
+        times["right_time"] = store_time["R"]
+        self.stores["T"].replace_all(
+            state, pa.table({k: pa.array([v], pa.int64()) for k, v in times.items()})
         )
 
     def _names(self, which: str) -> tuple[str, ...]:

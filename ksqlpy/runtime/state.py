@@ -1,0 +1,277 @@
+"""State stores: the named state of a query's stateful steps, as DuckDB tables.
+
+A stateful step keeps its state in stores, as Kafka Streams gives each stateful processor a
+state store: a key-value store (one row per key: a join's table side) or a window store (rows
+by key and time, expired by retention: a stream–stream join's buffers). Each store is one table
+in the query's state connection, named after the store, which takes ksqlDB's name for it (from
+the step's query context: ``KafkaTopic_Right-Reduce``, ``Join-this-join-store``), so a store's
+changelog topic is named as ksqlDB names it (``<query's group>-<store>-changelog``).
+
+Operators change a store only through its batch operations (upsert, delete, delete or update
+where), which is what lets a store record its changes: on the Kafka store, :meth:`log_to` makes
+it keep a :class:`~ksqlpy.runtime.changelog.TableLog`, whose records the query produces in the
+batch's transaction and restores from (see :mod:`ksqlpy.runtime.changelog`). On the embedded
+store nothing is logged: state commits in the log's own database, one transaction per batch.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ksqlpy.runtime.changelog import StateTable, TableLog
+
+
+class StoreKind(enum.Enum):
+    KEY_VALUE = "key-value"
+    WINDOW = "window"
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class StateStore:
+    """One named store: a DuckDB table of ``schema`` in schema ``namespace``, keyed by ``keys``
+    (no keys: a store of one row); a window store's rows also have a ``time`` column."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        namespace: str,
+        owner: str,
+        schema: pa.Schema | None,
+        keys: Sequence[str],
+        kind: StoreKind = StoreKind.KEY_VALUE,
+        time: str | None = None,
+        previous: str | None = None,
+        table: str | None = None,
+        columns: str | None = None,
+    ) -> None:
+        """``owner`` (the query id) makes the table name unique in the state database;
+        ``previous``: the table's name before stores were named (renamed on creation);
+        ``table``: a table name of the store's own instead (qualified and quoted); ``columns``:
+        the table's columns as DDL, when SQL types (not ``schema``) describe them."""
+        self.name = name
+        self.namespace = namespace
+        self._owner = owner
+        self._fixed = table is not None
+        self.table = table if table is not None else f"{namespace}.{_q(f'{owner}/{name}')}"
+        self.schema = schema
+        self.columns = columns
+        self.keys = tuple(keys)
+        self.kind = kind
+        self.time = time
+        self.previous = previous
+        self.log: TableLog | None = None
+
+    def rename(self, name: str) -> None:
+        self.name = name
+        if not self._fixed:
+            self.table = f"{self.namespace}.{_q(f'{self._owner}/{name}')}"
+
+    def __repr__(self) -> str:
+        return f"StateStore({self.name!r}, {self.kind.value})"
+
+    # ------------------------------------------------------------------------ lifecycle
+
+    def create(self, state: duckdb.DuckDBPyConnection) -> None:
+        state.execute(f"CREATE SCHEMA IF NOT EXISTS {self.namespace}")
+        if self.previous is not None:
+            self._adopt(state, self.previous)
+        if self.schema is None:
+            state.execute(f"CREATE TABLE IF NOT EXISTS {self.table} ({self.columns})")
+            return
+        state.register("__empty", self.schema.empty_table())
+        try:
+            state.execute(f"CREATE TABLE IF NOT EXISTS {self.table} AS SELECT * FROM __empty")
+        finally:
+            state.unregister("__empty")
+
+    def _adopt(self, state: duckdb.DuckDBPyConnection, previous: str) -> None:
+        """State kept under the table's old name carries over (a restart after an upgrade)."""
+        schema = self.namespace.strip('"')
+        names = {
+            n
+            for (n,) in state.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE schema_name = ?", [schema]
+            ).fetchall()
+        }
+        new = self.table.split(".", 1)[1][1:-1].replace('""', '"')
+        if previous in names and new not in names:
+            state.execute(f"ALTER TABLE {self.namespace}.{_q(previous)} RENAME TO {_q(new)}")
+
+    def drop(self, state: duckdb.DuckDBPyConnection) -> None:
+        state.execute(f"DROP TABLE IF EXISTS {self.table}")
+        if self.previous is not None:
+            state.execute(f"DROP TABLE IF EXISTS {self.namespace}.{_q(self.previous)}")
+
+    def changelog_topic(self, prefix: str) -> str:
+        """The store's changelog topic, as ksqlDB names it from the query's application id."""
+        return f"{prefix}-{self.name}-changelog"
+
+    def log_to(
+        self, prefix: str, con: duckdb.DuckDBPyConnection, state: duckdb.DuckDBPyConnection
+    ) -> TableLog:
+        """From now on record every change for the changelog topic (the table must exist);
+        ``con`` encodes the records' keys."""
+        self.log = TableLog(StateTable(self.table, self.keys, self.changelog_topic(prefix)), con, state)
+        return self.log
+
+    # ------------------------------------------------------------------------ reads
+
+    def lookup(
+        self, state: duckdb.DuckDBPyConnection, keys: pa.Table, by: Sequence[str] | None = None
+    ) -> pa.Table:
+        """The stored rows whose keys are among ``keys`` (columns named as the store's keys);
+        ``by``: match on these columns only (a window store's rows of some keys, any window)."""
+        cols = list(self.keys if by is None else by)
+        on = " AND ".join(f"s.{_q(c)} IS NOT DISTINCT FROM k.{_q(c)}" for c in cols) or "TRUE"
+        return _with(
+            state,
+            "__keys",
+            keys.select(cols),
+            f"SELECT s.* FROM {self.table} s SEMI JOIN (SELECT DISTINCT * FROM __keys) k ON {on}",
+        )
+
+    def scan(
+        self, state: duckdb.DuckDBPyConnection, where: str = "TRUE", order: str | None = None
+    ) -> pa.Table:
+        sql = f"SELECT * FROM {self.table} WHERE {where}"
+        if order is not None:
+            sql += f" ORDER BY {order}"
+        return state.sql(sql).to_arrow_table()
+
+    # ------------------------------------------------------------------------ changes
+
+    def upsert(self, state: duckdb.DuckDBPyConnection, rows: pa.Table, keep: str | None = None) -> None:
+        """Put ``rows`` (at most one per key) in place of their keys' rows; with ``keep``, a
+        boolean column, the rows where it is not true delete their keys instead."""
+        if rows.num_rows == 0:
+            return
+        if self.schema is not None:
+            rows = rows.select([*self.schema.names, *([keep] if keep else [])])
+        names = ", ".join(_q(n) for n in rows.column_names if n != keep)
+        if self.log is not None:
+            if keep is None:
+                self.log.upserted(rows)
+            else:
+                kept = pc.fill_null(rows.column(keep), False)
+                self.log.deleted(rows.filter(pc.invert(kept)).select(list(self.keys)))
+                self.log.upserted(rows.filter(kept))
+        where = f" WHERE {_q(keep)}" if keep else ""
+        state.register("__new", rows)
+        try:
+            state.execute(f"DELETE FROM {self.table} USING __new n WHERE {self._on(self.table, 'n')}")
+            state.execute(f"INSERT INTO {self.table} ({names}) SELECT {names} FROM __new{where}")
+        finally:
+            state.unregister("__new")
+
+    def insert(self, state: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
+        """Add ``rows`` whose keys are new to the store (a window store's fresh records)."""
+        if rows.num_rows == 0:
+            return
+        rows = self._columns_of(rows)
+        if self.log is not None:
+            self.log.upserted(rows)
+        self._insert(state, rows)
+
+    def delete(self, state: duckdb.DuckDBPyConnection, keys: pa.Table) -> None:
+        """Remove the rows of ``keys``."""
+        if keys.num_rows == 0:
+            return
+        keys = keys.select(list(self.keys))
+        self._deleting(
+            state,
+            "__gone",
+            keys,
+            f"DELETE FROM {self.table} USING __gone n WHERE {self._on(self.table, 'n')}",
+        )
+
+    def delete_where(
+        self, state: duckdb.DuckDBPyConnection, where: str, params: list[Any] | None = None, using: str = ""
+    ) -> None:
+        """Remove the rows ``where`` holds for (a condition over the store's columns, and the
+        tables of ``using``, such as ``other o``)."""
+        sql = f"DELETE FROM {self.table}{f' USING {using}' if using else ''} WHERE {where}"
+        if self.log is None:
+            state.execute(sql, params)
+            return
+        returning = ", ".join(f"{self.table}.{_q(k)}" for k in self.keys) or "1"
+        gone = state.sql(f"{sql} RETURNING {returning}", params=params).to_arrow_table()
+        self.log.deleted(gone.rename_columns(list(self.keys)) if self.keys else gone)
+
+    def expire(self, state: duckdb.DuckDBPyConnection, horizon: int, where: str = "TRUE") -> None:
+        """A window store forgets rows at or before ``horizon`` (that ``where`` also holds for)."""
+        assert self.time is not None, f"{self.name} is not a window store"
+        self.delete_where(state, f"{_q(self.time)} <= ? AND ({where})", [horizon])
+
+    def update_where(self, state: duckdb.DuckDBPyConnection, assignments: str, where: str) -> None:
+        """``UPDATE`` the rows ``where`` holds for."""
+        sql = f"UPDATE {self.table} SET {assignments} WHERE {where}"
+        if self.log is None:
+            state.execute(sql)
+            return
+        self.log.upserted(state.sql(f"{sql} RETURNING *").to_arrow_table())
+
+    def replace_all(self, state: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
+        """A store of one row (no keys) takes ``rows`` as its content."""
+        assert not self.keys, f"{self.name} is keyed"
+        rows = self._columns_of(rows)
+        if self.log is not None:
+            self.log.upserted(rows)
+        state.execute(f"DELETE FROM {self.table}")
+        self._insert(state, rows)
+
+    # ------------------------------------------------------------------------ helpers
+
+    def _columns_of(self, rows: pa.Table) -> pa.Table:
+        return rows if self.schema is None else rows.select(self.schema.names)
+
+    def _insert(self, state: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
+        names = ", ".join(_q(n) for n in rows.column_names)
+        _run(state, "__new", rows, f"INSERT INTO {self.table} ({names}) SELECT {names} FROM __new")
+
+    def _on(self, table: str, other: str) -> str:
+        return (
+            " AND ".join(f"{table}.{_q(k)} IS NOT DISTINCT FROM {other}.{_q(k)}" for k in self.keys) or "TRUE"
+        )
+
+    def _deleting(self, state: duckdb.DuckDBPyConnection, name: str, keys: pa.Table, sql: str) -> None:
+        if self.log is not None:
+            returning = ", ".join(f"{self.table}.{_q(k)}" for k in self.keys) or "1"
+            sql += f" RETURNING {returning}"
+        state.register(name, keys)
+        try:
+            if self.log is None:
+                state.execute(sql)
+            else:
+                gone = state.sql(sql).to_arrow_table()
+                self.log.deleted(gone.rename_columns(list(self.keys)) if self.keys else gone)
+        finally:
+            state.unregister(name)
+
+
+def _run(state: duckdb.DuckDBPyConnection, name: str, table: pa.Table, sql: str) -> None:
+    state.register(name, table)
+    try:
+        state.execute(sql)
+    finally:
+        state.unregister(name)
+
+
+def _with(state: duckdb.DuckDBPyConnection, name: str, table: pa.Table, sql: str) -> pa.Table:
+    state.register(name, table)
+    try:
+        return state.sql(sql).to_arrow_table()
+    finally:
+        state.unregister(name)
+
+
+__all__ = ["StateStore", "StoreKind"]
