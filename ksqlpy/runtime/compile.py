@@ -450,7 +450,8 @@ class _Compiler:
                 args.append(AggregateArg(type=compiled.type, constant=constant))
                 sqls.append(_sql(compiled.sql))
                 arg_types.append(compiled.type or sqltypes.STRING)
-            accumulator = resolve_aggregate(call.name, args)
+            # the query's properties set function limits (ksql.functions.collect_list.limit, ...)
+            accumulator = resolve_aggregate(call.name, args, config=self.config)
         except AnalysisError as e:
             raise PlanError(f"Step '{step.context}' ({step.TYPE}) does not compile: {e.message}") from None
         present = [j < len(sqls) for j in accumulator.column_args]
