@@ -73,8 +73,14 @@ def compile_query(
         sources, types = catalog_or_sources, {}
     compiler = _Compiler(query_plan, sources, types, config)
     step = compiler.compile(query_plan.physical_plan, sink)
+    throw = str(config.get("ksql.timestamp.throw.on.invalid") or "false").strip().lower() == "true"
     return physical.QueryPlan(
-        query_id=query_plan.query_id, step=step, sink=sink, statement=statement, join=compiler.join
+        query_id=query_plan.query_id,
+        step=step,
+        sink=sink,
+        statement=statement,
+        join=compiler.join,
+        throw_on_invalid_timestamp=throw,
     )
 
 
