@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ksqlpy import sqltypes
-from ksqlpy.errors import ExecutionError
+from ksqlpy.errors import ExecutionError, SerdeError
 from ksqlpy.planner.catalog import Column, FormatInfo, Source
 from ksqlpy.runtime import serde
 from ksqlpy.runtime.processing_log import DESERIALIZATION_ERROR, SERIALIZATION_ERROR, ProcessingError
@@ -250,7 +250,13 @@ class SinkEncoder:
             no_key = pc.fill_null(rows.column(NULL_KEY), False)
             if pc.any(no_key).as_py():
                 keys = pc.if_else(no_key, pa.nulls(len(keys), keys.type), keys)
-        values = self.value_ser.encode(value_table)
+        try:
+            values = self.value_ser.encode(value_table)
+        except SerdeError as e:
+            # a value the sink's schema cannot hold stops the query (Kafka Streams' words)
+            raise SerdeError(
+                f"Exception caught in process. topic={self.sink.topic}: Unable to serialize record: {e}"
+            ) from e
         if tombstones is not None and pc.any(tombstones).as_py():
             values = pc.if_else(tombstones, pa.nulls(len(values), pa.binary()), values)
         batch = pa.table(
