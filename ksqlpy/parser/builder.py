@@ -489,10 +489,10 @@ class AstBuilder(Transformer[Token, Any]):
         return _Clause("having", children[1])
 
     def group_by_clause(self, meta: Meta, children: list[Any]) -> _Clause:
-        return _Clause("group_by", tuple(_exprs(children[2:])))
+        return _Clause("group_by", _grouping("GROUP BY", children[2:]))
 
     def partition_by_clause(self, meta: Meta, children: list[Any]) -> _Clause:
-        return _Clause("partition_by", tuple(_exprs(children[2:])))
+        return _Clause("partition_by", _grouping("PARTITION BY", children[2:]))
 
     def emit_clause(self, meta: Meta, children: list[Any]) -> _Clause:
         return _Clause("refinement", ast.Refinement(children[1].type))
@@ -776,6 +776,13 @@ class AstBuilder(Transformer[Token, Any]):
             text=self._text(meta),
             pos=self._pos(meta),
         )
+
+
+def _grouping(clause: str, children: list[Any]) -> tuple[ast.Expr, ...]:
+    exprs = tuple(_exprs(children))
+    if not exprs:  # `()`: ksqlDB's GroupBy / PartitionBy nodes refuse an empty list
+        raise ParseError(f"{clause} requires at least one expression")
+    return exprs
 
 
 def _exprs(children: Iterable[Any]) -> list[Any]:

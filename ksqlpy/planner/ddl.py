@@ -6,6 +6,7 @@ defaults, reserved names, timestamp columns; and words its errors as ksqlDB does
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -243,15 +244,36 @@ def window_from(props: WithClause) -> WindowInfo | None:
     return WindowInfo(type=kind, size_ms=parse_duration(size_text), emit_strategy="CHANGES")
 
 
-def parse_duration(text: str) -> int:
-    parts = text.strip().split()
-    if len(parts) != 2 or not parts[0].isdigit():
-        raise AnalysisError(f"Invalid duration: '{text}'. Expected '<number> <unit>', e.g. '10 SECONDS'")
-    units = ast.TIME_UNIT_MILLIS
-    unit = parts[1].upper()
-    if unit not in units:
-        raise AnalysisError(f"Invalid duration unit: '{parts[1]}'")
-    return int(parts[0]) * units[unit]
+# java.util.concurrent.TimeUnit, which ksqlDB's DurationParser reads WINDOW_SIZE with
+_TIME_UNIT_NANOS: dict[str, int] = {
+    "NANOSECONDS": 1,
+    "MICROSECONDS": 1_000,
+    "MILLISECONDS": 1_000_000,
+    "SECONDS": 1_000_000_000,
+    "MINUTES": 60_000_000_000,
+    "HOURS": 3_600_000_000_000,
+    "DAYS": 86_400_000_000_000,
+}
+
+
+def parse_duration(text: str, prop: str = "WINDOW_SIZE") -> int:
+    """Milliseconds of ``'<number> <unit>'``, as ksqlDB's DurationParser reads it."""
+    parts = re.split(r"\s", text)
+    if len(parts) != 2:
+        reason = f"Expected 2 tokens, got: {len(parts)}"
+    elif not re.fullmatch(r"[+-]?\d+", parts[0]):
+        reason = f"Not numeric: '{parts[0]}'"
+    else:
+        unit = parts[1].upper()
+        unit = unit if unit.endswith("S") else unit + "S"
+        nanos = _TIME_UNIT_NANOS.get(unit)
+        if nanos is not None:
+            return int(parts[0]) * nanos // 1_000_000
+        reason = (
+            f"Unknown time unit: '{parts[1].upper()}'\n"
+            f"Supported time units are: {', '.join(_TIME_UNIT_NANOS)}"
+        )
+    raise AnalysisError(f"Configuration {prop} is invalid: Invalid duration: '{text}'. {reason}")
 
 
 def source_from_create(

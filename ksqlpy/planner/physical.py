@@ -75,6 +75,9 @@ class QueryPlan:
     #: a join query: the runtime's join tree whose output ``step`` reads (``step.source`` is
     #: then the join's result, not a topic)
     join: Any = None
+    #: ``ksql.timestamp.throw.on.invalid``: a record whose TIMESTAMP column cannot be read
+    #: fails the query rather than being skipped
+    throw_on_invalid_timestamp: bool = False
 
     @property
     def source(self) -> Source:

@@ -7,6 +7,8 @@ name, struct field name, else ``KSQL_COL_<n>``). The result is a :class:`SelectS
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from ksqlpy import sqltypes
@@ -122,6 +124,33 @@ def expand_select(
     return out
 
 
+_NUMBERED = re.compile(r"(?P<name>.*?)(?:_(?P<number>\d+))?")
+
+
+class _FieldAliases:
+    """ksqlDB's StructFieldAliasGenerator: ``A->B`` is named ``B``, or ``B_1``, ``B_2``, ... past
+    the numbers the source's columns already use for ``B`` (a bare ``B`` counts as number 0)."""
+
+    def __init__(self, source_columns: Iterable[str]) -> None:
+        self._used: dict[str, set[int]] = {}
+        for column in source_columns:
+            m = _NUMBERED.fullmatch(column)
+            assert m is not None
+            self._used.setdefault(m["name"], set()).add(int(m["number"]) if m["number"] else 0)
+        self._next: dict[str, int] = {}
+
+    def next(self, field_name: str) -> str:
+        m = _NUMBERED.fullmatch(field_name)
+        assert m is not None
+        prefix = m["name"]
+        used = self._used.get(prefix, set())
+        index = self._next.get(prefix, 0)
+        while index in used:
+            index += 1
+        self._next[prefix] = index + 1
+        return prefix if index == 0 else f"{prefix}_{index}"
+
+
 def name_projections(
     items: list[tuple[ast.Expr, str | None]], scope: scopes.Scope, source: Source, *, persistent: bool = True
 ) -> list[Projection]:
@@ -136,6 +165,7 @@ def name_projections(
             used.add(e.name)
     projections: list[Projection] = []
     generated = 0
+    field_aliases = _FieldAliases(c.name for c in source.columns)
     for e, a in items:
         if a is not None:
             name = a
@@ -150,7 +180,7 @@ def name_projections(
                     f"Reserved column name in select: `{name}`. Please remove or alias the column.", pos=e.pos
                 )
         elif isinstance(e, ast.Dereference):
-            name = e.field
+            name = field_aliases.next(e.field)
         else:
             while f"KSQL_COL_{generated}" in used:
                 generated += 1

@@ -39,7 +39,7 @@ from ksqlpy.errors import KsqlpyError
 from ksqlpy.planner.expressions import duckdb_name
 from ksqlpy.planner.physical import AggregateStep, group_key_name
 from ksqlpy.runtime.changelog import TableLog
-from ksqlpy.runtime.codec import TOMBSTONE
+from ksqlpy.runtime.codec import HEADERS, TOMBSTONE
 from ksqlpy.runtime.evaluate import DELETE, TS, Evaluated
 from ksqlpy.runtime.processing_log import RECORD_PROCESSING_ERROR, ProcessingError
 from ksqlpy.runtime.relations import to_duckdb
@@ -53,6 +53,7 @@ SIGN = "__SIGN"
 PASS = "__PASS"
 PRIOR_PASS = "__PRIOR_PASS"
 FORCE_DELETE = "__FORCE_DELETE"
+_SOURCE_SEQ = "__SOURCE_SEQ"  # an emitted row's input record (its SEQ), for its headers
 SKIP = "__SKIP"  # a row that changes state but is not emitted by itself
 PART = "__P"  # the partition a group is processed in: whose stream time applies to it
 WINDOW_START = "__WINDOWSTART"
@@ -272,7 +273,21 @@ class AggregateProcessor:
             self._expire(state)
         if self.step.emit_final:
             out = self._final(state, times)
-        return Evaluated(out, self._errors)
+        return Evaluated(self._with_headers(out, batch), self._errors)
+
+    def _with_headers(self, out: pa.Table, batch: pa.Table) -> pa.Table:
+        """Each emitted row carries the headers of the input record that caused it, as Kafka
+        Streams forwards an aggregate's update in that record's context (unwindowed
+        aggregations only, so far: windows renumber their rows)."""
+        if _SOURCE_SEQ not in out.column_names:
+            return out
+        seq = out.column(_SOURCE_SEQ)
+        out = out.drop_columns([_SOURCE_SEQ])
+        if HEADERS not in batch.column_names or out.num_rows == 0:
+            return out
+        # a table source's change is a retraction and an addition, numbered 2i and 2i + 1
+        rows = pc.divide(seq, 2) if self.is_table else seq
+        return out.append_column(HEADERS, batch.column(HEADERS).take(rows))
 
     def _relation(
         self, name: str, table: pa.Table, sql: str, con: duckdb.DuckDBPyConnection | None = None
@@ -673,6 +688,8 @@ class AggregateProcessor:
         having = f"COALESCE(TRY({step.having_sql}), FALSE)" if step.having_sql else "TRUE"
         outs = [f"TRY({c.sql}) AS __O{i}" for i, c in enumerate(step.columns)]
         bounds = f", {_WS} AS {WINDOW_START}, {_WE} AS {WINDOW_END}" if self.windowed else ""
+        if self.window is None:  # unwindowed, SEQ still numbers the batch's records
+            bounds += f", {SEQ} AS {_SOURCE_SEQ}"
         # HAVING of the group's previous emitted change: a failing row is a tombstone only
         # when that one passed (ksqlDB filters the aggregate table with old and new values).
         prev = (
@@ -693,7 +710,7 @@ class AggregateProcessor:
             FROM a ORDER BY {SEQ}
         """
         full = self._relation("agg", agg, sql)
-        n_out = len(step.columns) + 2 + (2 if self.windowed else 0)
+        n_out = len(step.columns) + 2 + (2 if self.windowed else 0) + (1 if self.window is None else 0)
         out = full.filter(pc.fill_null(full.column("__EMIT"), False)).select(list(range(n_out)))
         return self._typed(out), full.select(list(range(n_out + 1, full.num_columns)))
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ksqlpy import sqltypes
+from ksqlpy.errors import ExecutionError, SerdeError
 from ksqlpy.planner.catalog import Column, FormatInfo, Source
 from ksqlpy.runtime import serde
 from ksqlpy.runtime.processing_log import DESERIALIZATION_ERROR, SERIALIZATION_ERROR, ProcessingError
@@ -57,11 +58,18 @@ class SourceDecoder:
     """Decodes a source's records into input rows."""
 
     def __init__(
-        self, source: Source, registry: SchemaRegistry | None = None, *, split_windows: bool = True
+        self,
+        source: Source,
+        registry: SchemaRegistry | None = None,
+        *,
+        split_windows: bool = True,
+        throw_on_invalid_timestamp: bool = False,
     ) -> None:
         """``split_windows``: strip a windowed source's key suffix into WINDOWSTART/WINDOWEND
-        columns (off for callers that split the keys themselves)."""
+        columns (off for callers that split the keys themselves). ``throw_on_invalid_timestamp``:
+        a TIMESTAMP column value that cannot be read raises rather than skipping the record."""
         self.source = source
+        self.throw_on_invalid_timestamp = throw_on_invalid_timestamp
         self.split_windows = split_windows and source.window is not None
         self.keys = source.key_columns
         self.values = source.value_columns
@@ -155,6 +163,15 @@ class SourceDecoder:
             from ksqlpy.runtime.timestamps import parse_timestamps
 
             ms = parse_timestamps(values, self.source.timestamp_format or "")
+        if self.throw_on_invalid_timestamp and ms.null_count:
+            i = ms.is_null().to_pylist().index(True)
+            # Kafka Streams' words for an exception out of ksqlDB's timestamp extractor
+            raise ExecutionError(
+                "Fatal user code error in TimestampExtractor callback for record "
+                f"(topic {self.source.topic}, partition {table.column('ROWPARTITION')[i].as_py()}, "
+                f"offset {table.column('ROWOFFSET')[i].as_py()}): "
+                f"invalid value in TIMESTAMP column {col.name}"
+            )
         idx = table.schema.get_field_index("ROWTIME")
         if not self.source.is_table and TOMBSTONE in table.column_names:
             # a stream record without a value keeps its own timestamp
@@ -233,7 +250,13 @@ class SinkEncoder:
             no_key = pc.fill_null(rows.column(NULL_KEY), False)
             if pc.any(no_key).as_py():
                 keys = pc.if_else(no_key, pa.nulls(len(keys), keys.type), keys)
-        values = self.value_ser.encode(value_table)
+        try:
+            values = self.value_ser.encode(value_table)
+        except SerdeError as e:
+            # a value the sink's schema cannot hold stops the query (Kafka Streams' words)
+            raise SerdeError(
+                f"Exception caught in process. topic={self.sink.topic}: Unable to serialize record: {e}"
+            ) from e
         if tombstones is not None and pc.any(tombstones).as_py():
             values = pc.if_else(tombstones, pa.nulls(len(values), pa.binary()), values)
         batch = pa.table(

@@ -73,8 +73,14 @@ def compile_query(
         sources, types = catalog_or_sources, {}
     compiler = _Compiler(query_plan, sources, types, config)
     step = compiler.compile(query_plan.physical_plan, sink)
+    throw = str(config.get("ksql.timestamp.throw.on.invalid") or "false").strip().lower() == "true"
     return physical.QueryPlan(
-        query_id=query_plan.query_id, step=step, sink=sink, statement=statement, join=compiler.join
+        query_id=query_plan.query_id,
+        step=step,
+        sink=sink,
+        statement=statement,
+        join=compiler.join,
+        throw_on_invalid_timestamp=throw,
     )
 
 
@@ -470,7 +476,8 @@ class _Compiler:
                 args.append(AggregateArg(type=compiled.type, constant=constant))
                 sqls.append(_sql(compiled.sql))
                 arg_types.append(compiled.type or sqltypes.STRING)
-            accumulator = resolve_aggregate(call.name, args)
+            # the query's properties set function limits (ksql.functions.collect_list.limit, ...)
+            accumulator = resolve_aggregate(call.name, args, config=self.config)
         except AnalysisError as e:
             raise PlanError(f"Step '{step.context}' ({step.TYPE}) does not compile: {e.message}") from None
         present = [j < len(sqls) for j in accumulator.column_args]

@@ -137,7 +137,9 @@ class QueryRunner:
     def _run(self) -> None:
         try:
             source = self.plan.source
-            decoder = SourceDecoder(source, registry_for(self.store))
+            decoder = SourceDecoder(
+                source, registry_for(self.store), throw_on_invalid_timestamp=self.plan.throw_on_invalid_timestamp
+            )
             encoder = SinkEncoder(self.plan.sink, registry_for(self.store)) if self.plan.sink is not None else None
             evaluator = self._evaluator(encoder)
             self._prepare_state()

@@ -427,6 +427,8 @@ class Session:
             raise AnalysisError(
                 f"INSERT INTO can only be used to insert into a stream. {target.name} is a table.", pos=stmt.pos
             )
+        if target.header_columns:  # a query's rows carry no headers to fill them with
+            raise AnalysisError(f"Cannot insert into {target.name} because it has header columns", pos=stmt.pos)
         if target.is_source:
             raise AnalysisError(f"Cannot insert into read-only stream: {target.name}", pos=stmt.pos)
         analyzed = analyze_query(stmt.query, self._plan_context(), sink_name=stmt.target, persistent=True)

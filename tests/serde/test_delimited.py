@@ -131,3 +131,16 @@ def test_single_null_column_writes_an_empty_record_that_reads_as_bad() -> None:
     out = deserializer(CSV, cols, is_key=False).decode(written)
     assert out.present.to_pylist() == [False]
     assert [e.message for e in out.errors] == ["Failed to deserialize value from topic: ?. No fields in record"]
+
+
+def test_a_record_starting_with_anything_but_a_letter_or_digit_is_quoted() -> None:
+    import pyarrow as pa
+
+    from ksqlpy import sqltypes
+    from ksqlpy.runtime.serde.delimited import DelimitedSerializer
+
+    columns = [sqltypes.Field("A", sqltypes.INTEGER), sqltypes.Field("B", sqltypes.INTEGER)]
+    serializer = DelimitedSerializer(columns, is_key=False, delimiter=",")
+    table = pa.table({"A": pa.array([-1, 1], pa.int32()), "B": pa.array([-2, -2], pa.int32())})
+    # Commons CSV 1.4's MINIMAL quoting looks at the first character of a record only
+    assert serializer.encode(table).to_pylist() == [b'"-1",-2', b"1,-2"]

@@ -54,3 +54,11 @@ def test_windowed_keys() -> None:
     assert decode_windowed_test_key(
         tumbling, spec=spec("JSON"), columns=columns, kind=WindowKind.TUMBLING, size_ms=1000
     ) == (1, 0, 1000)
+
+
+def test_json_decimals_read_back_with_their_scale() -> None:
+    from decimal import Decimal
+
+    columns = [st.Field("D", st.Decimal(3, 2))]
+    value = decode_test_value(b'{"D": 3.40}', spec=spec("JSON"), columns=columns, is_key=False)
+    assert value == {"D": Decimal("3.40")} and str(value["D"]) == "3.40"

@@ -14,12 +14,14 @@ ksqlDB's evaluation would fail and log (bad casts, division by zero, ...).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import decimal
+import functools
 import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +43,7 @@ from ksqlpy.planner.expressions.operators import (
 from ksqlpy.planner.expressions.scope import LambdaScope, Resolved, Scope
 from ksqlpy.planner.functions import REGISTRY
 from ksqlpy.planner.functions.registry import (
+    LAMBDA_THROWS,
     NO_VALUE,
     ArgType,
     BaseParam,
@@ -64,6 +67,10 @@ class _Compiler:
     registry: FunctionRegistry
     custom_types: Mapping[str, st.SqlType]
     _lambda_ids: itertools.count[int] = field(default_factory=itertools.count)
+    # Inside a lambda body: the NULL tests of operands that Java arithmetic would unbox (a
+    # NullPointerException there makes ksqlDB's whole lambda function NULL). None elsewhere,
+    # and while compiling a branch that Java may not evaluate.
+    _unboxed: list[exp.Expression] | None = None
 
     # ---- entry
 
@@ -105,6 +112,12 @@ class _Compiler:
             case ast.ArithmeticBinary(op=op, left=l, right=r):
                 left, right = self.compile(l, scope), self.compile(r, scope)
                 result = arithmetic_type(e, left.type, right.type)
+                if self._unboxed is not None and st.is_numeric(result):  # strings concatenate "null"
+                    self._unboxed.extend(
+                        exp.Is(this=sb.paren(x.sql.copy()), expression=exp.Null())
+                        for x in (left, right)
+                        if not x.is_constant
+                    )
                 return Compiled(compile_arithmetic(op, left, right, result), result)
             case ast.Comparison(op=op, left=l, right=r):
                 l, r = time_literal(l, r), time_literal(r, l)
@@ -115,7 +128,8 @@ class _Compiler:
                 # A chain of one operator (a OR b OR c ...) folds from the right: Java's
                 # short-circuit operators are associative, and only a right fold keeps the SQL
                 # linear in size (a nullable left operand is repeated once per level).
-                operands = [self._boolean(x, scope, "Logical operands") for x in _chain(e, op)]
+                with self._lazy():
+                    operands = [self._boolean(x, scope, "Logical operands") for x in _chain(e, op)]
                 folded = operands[-1].sql
                 for operand in reversed(operands[:-1]):
                     folded = _java_logical(op, operand.sql, folded)
@@ -134,7 +148,8 @@ class _Compiler:
             case ast.InList():
                 return self._in_list(e, scope)
             case ast.SearchedCase():
-                return self._searched_case(e, scope)
+                with self._lazy():
+                    return self._searched_case(e, scope)
             case ast.SimpleCase(operand=operand, whens=whens, default=default):
                 searched = ast.SearchedCase(
                     whens=tuple(
@@ -148,7 +163,8 @@ class _Compiler:
                     default=default,
                     pos=e.pos,
                 )
-                return self._searched_case(searched, scope)
+                with self._lazy():
+                    return self._searched_case(searched, scope)
             case ast.Cast(operand=o, type=type_node):
                 value = self.compile(o, scope)
                 target = resolve_type(type_node, self.custom_types)
@@ -173,6 +189,15 @@ class _Compiler:
         raise AnalysisError(f"Unsupported expression: {format_expr(e)}", pos=getattr(e, "pos", None))
 
     # ---- helpers
+
+    @contextlib.contextmanager
+    def _lazy(self) -> Iterator[None]:
+        """Compile operands Java evaluates only conditionally: their arithmetic cannot be said to throw."""
+        saved, self._unboxed = self._unboxed, None
+        try:
+            yield
+        finally:
+            self._unboxed = saved
 
     def _boolean(self, e: ast.Expr, scope: Scope, what: str) -> Compiled:
         value = self.compile(e, scope)
@@ -390,6 +415,8 @@ class _Compiler:
                 common = value.type
                 continue
             widened = st.widen(common, value.type)
+            if widened is None and isinstance(node, ast.CreateStruct):
+                widened = _merge_structs(common, value.type)
             if widened is None:
                 if common == st.STRING and _is_literal(node):
                     continue
@@ -590,9 +617,35 @@ class _Compiler:
             raise AnalysisError(f"Lambda parameters must be unique: {format_expr(lam)}", pos=lam.pos)
         names = [f"__lambda{next(self._lambda_ids)}_{p.lower()}" for p in lam.params]
         bound = {p: Resolved(exp.column(n), t) for p, n, t in zip(lam.params, names, inputs)}
-        body = self.compile(lam.body, LambdaScope(bound, scope))
+        saved, self._unboxed = self._unboxed, []
+        try:
+            body = self.compile(lam.body, LambdaScope(bound, scope))
+            unboxed = self._unboxed
+        finally:
+            self._unboxed = saved
         sql = exp.Lambda(this=body.sql, expressions=[exp.to_identifier(n) for n in names])
+        if unboxed:
+            # the condition under which ksqlDB's generated Java throws for one element
+            sql.meta[LAMBDA_THROWS] = functools.reduce(lambda a, b: exp.Or(this=a, expression=b), unboxed)
         return Compiled(sql, body.type)
+
+
+def _merge_structs(common: st.SqlType, value: st.SqlType) -> st.SqlType | None:
+    """A struct constructor joining a list of structs: the union of the fields, the
+    constructor's first (ksqlDB's CoercionUtil), a field in both widened; None if they clash."""
+    if not isinstance(common, st.Struct) or not isinstance(value, st.Struct):
+        return None
+    fields = []
+    for name in dict.fromkeys([f.name for f in value.fields] + [f.name for f in common.fields]):
+        mine, theirs = value.field(name), common.field(name)
+        if mine is None or theirs is None:
+            fields.append(mine or theirs)
+            continue
+        widened = st.widen(theirs.type, mine.type)
+        if widened is None:
+            return None
+        fields.append(dataclasses.replace(mine, type=widened))
+    return dataclasses.replace(common, fields=tuple(f for f in fields if f is not None))
 
 
 def _arg_text(t: ArgType) -> str:

@@ -26,7 +26,7 @@ stream input.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,7 +109,11 @@ class Accumulator(abc.ABC):
 
 
 def resolve_aggregate(
-    name: str, args: Sequence[AggregateArg], *, pos: Position | None = None
+    name: str,
+    args: Sequence[AggregateArg],
+    *,
+    pos: Position | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> Accumulator:
     """Resolve a call of aggregate function ``name``.
 
@@ -118,7 +122,7 @@ def resolve_aggregate(
     """
     from ksqlpy.planner.functions import aggregates  # the library registers itself on import
 
-    return aggregates.resolve(name, args, pos=pos)
+    return aggregates.resolve(name, args, pos=pos, config=config)
 
 
 def is_aggregate(name: str) -> bool:

@@ -121,7 +121,10 @@ def _keys(text: str) -> list[str] | None:
 
 def _records(text: str) -> list[tuple[str, str]] | None:
     node = parse_json(text)
-    return [(k, dump_json(v)) for k, v in node.items()] if isinstance(node, dict) else None
+    if not isinstance(node, dict):
+        return None
+    # a JSON string value comes as its text, unquoted (Jackson's TextNode.textValue())
+    return [(k, v if isinstance(v, str) else dump_json(v)) for k, v in node.items()]
 
 
 def _items(text: str) -> list[str] | None:

@@ -379,10 +379,15 @@ def _geo_distance(lat1: float, lon1: float, lat2: float, lon2: float, units: str
             raise ValueError("GeoDistance function units parameter must be one of "
                              "mi, mile, miles, km, kilometer, kilometers, kilometre, or kilometres")
         radius = _EARTH_RADIUS[unit]
-    d_lat, d_lon = math.radians(lat2 - lat1), math.radians(lon2 - lon1)
-    a = math.sin(d_lat / 2) ** 2 + math.sin(d_lon / 2) ** 2 * math.cos(math.radians(lat1)) * math.cos(
-        math.radians(lat2))
+    d_lat, d_lon = _to_radians(lat2 - lat1), _to_radians(lon2 - lon1)
+    a = math.sin(d_lat / 2) ** 2 + math.sin(d_lon / 2) ** 2 * math.cos(_to_radians(lat1)) * math.cos(
+        _to_radians(lat2))
     return 2 * math.asin(math.sqrt(a)) * radius
+
+
+def _to_radians(degrees: float) -> float:
+    # Java 8's Math.toRadians divides first; math.radians multiplies by pi/180, an ulp apart at times
+    return degrees / 180.0 * math.pi
 
 
 def _geo_none_unit(lat1: float, lon1: float, lat2: float, lon2: float) -> float:

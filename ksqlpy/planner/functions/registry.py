@@ -336,6 +336,12 @@ class Compiled:
         return self.value is not NO_VALUE
 
 
+# Key of a compiled lambda's ``exp.Lambda.meta``: a boolean over its parameters, true where the
+# Java ksqlDB generates for its body would throw (a NULL unboxed by arithmetic). A lambda function
+# whose lambda throws for any element is NULL, as ksqlDB's failed evaluation is.
+LAMBDA_THROWS = "ksqlpy_throws"
+
+
 @dataclass(frozen=True, slots=True)
 class Call:
     """What a compile rule receives: the call's arguments, compiled and typed, and its result type.

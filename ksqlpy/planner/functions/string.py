@@ -324,18 +324,17 @@ _register("md5", "Returns the hex-encoded MD5 hash of the input string.",
 
 
 def _strip_hex(text: str) -> str:
-    if text.startswith(("0x", "0X")):
-        return text[2:]
+    """ksqlDB's ``Encode.hexStrip``: only a lower-case ``0x`` prefix pads an odd digit count."""
+    if text.startswith("0x"):
+        return ("0" if len(text) % 2 else "") + text[2:]
     if len(text) >= 3 and text[0] in "xX" and text[1] == "'" and text.endswith("'"):
         return text[2:-1]
     return text
 
 
 def _hex_decode(text: str) -> bytes:
-    stripped = _strip_hex(text)
-    if len(stripped) % 2:
-        stripped = "0" + stripped
-    return binascii.unhexlify(stripped)
+    # an odd digit count is invalid hex (commons-codec's DecoderException), hence NULL
+    return binascii.unhexlify(_strip_hex(text))
 
 
 _DECODERS: dict[str, Callable[[str], bytes]] = {
@@ -433,10 +432,33 @@ def _regexp_replace(text: str, pattern: str, replacement: str) -> str:
 
 
 def _regexp_split(text: str, pattern: str) -> list[str]:
-    if pattern == "":
-        return list(text) if text else [""]
-    return _regex(pattern).split(text) if _regex(pattern).groups == 0 else re.split(
-        f"(?:{pattern})", text)
+    """Guava's ``Splitter.on(pattern)``: every match separates, groups capture nothing, empties stay.
+
+    A pattern that matches the empty string goes through Java's ``Pattern.split`` instead, which
+    drops trailing empty strings and a leading one from a zero-width match at the start.
+    """
+    rx = _regex(pattern)
+    if pattern == "" or rx.fullmatch("") is not None:
+        parts: list[str] = []
+        start = 0
+        for m in rx.finditer(text):
+            if m.end() == 0:  # a zero-width match at the very start splits nothing off
+                continue
+            parts.append(text[start:m.start()])
+            start = m.end()
+        if not parts:
+            return [text]
+        parts.append(text[start:])
+        while parts and parts[-1] == "":
+            parts.pop()
+        return parts
+    parts = []
+    start = 0
+    for m in rx.finditer(text):
+        parts.append(text[start:m.start()])
+        start = m.end()
+    parts.append(text[start:])
+    return parts
 
 
 _register("REGEXP_EXTRACT", "Extracts the first substring matched by the regular expression pattern, "

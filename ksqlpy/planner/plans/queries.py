@@ -324,7 +324,8 @@ def sink_for(stmt: ast.CreateAsSelect, source: Source, step: Any, ctx: PlanConte
     props = WithClause.of(stmt.properties)
     config = ctx.config
     key_fmt, value_fmt = ddl.formats_from(props, config, inherit=(source.key_format, source.value_format))
-    if stmt.query.partition_by:
+    if stmt.query.partition_by or stmt.query.group_by:
+        # the key is chosen anew: a keyless (NONE) source's format gives way to the default
         from ksqlpy.planner.partition import sink_key_format
 
         key_fmt = sink_key_format(

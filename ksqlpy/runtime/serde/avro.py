@@ -372,9 +372,23 @@ class AvroSchemaCache:
         parsed = self._parsed.get(schema_id)
         if parsed is None:
             registered = self.registry.by_id(schema_id)
-            parsed = fastavro.parse_schema(json.loads(registered.schema))
+            parsed = fastavro.parse_schema(_days_as_ints(json.loads(registered.schema)))
             self._parsed[schema_id] = parsed
         return parsed
+
+
+def _days_as_ints(schema: AvroSchema) -> AvroSchema:
+    """``schema`` reading ``date`` values as their day counts: a DATE holds any int (Connect's
+    ``Date`` is days since the epoch), far more than Python's ``datetime.date`` spans."""
+    match schema:
+        case dict() if schema.get("logicalType") == "date":
+            return {k: v for k, v in schema.items() if k != "logicalType"}
+        case dict():
+            return {k: _days_as_ints(v) if k in ("type", "items", "values", "fields") else v
+                    for k, v in schema.items()}
+        case list():
+            return [_days_as_ints(s) for s in schema]
+    return schema
 
 
 def read_datum(data: bytes, cache: AvroSchemaCache) -> Any:

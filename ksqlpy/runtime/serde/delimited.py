@@ -272,10 +272,10 @@ def needs_quotes(value: str, *, first: bool, delimiter: str) -> bool:
     """Commons CSV 1.4's ``QuoteMode.MINIMAL`` decision for a non-null value."""
     if not value:
         return first
-    c = ord(value[0])
-    if first and (c < 0x20 or c == 0x22 or c == 0x2C or c > 0x7E):
-        return True
-    if c <= 0x23:  # '#': the default comment marker and everything below it
+    c = value[0]
+    if first and not ("0" <= c <= "9" or "A" <= c <= "Z" or "a" <= c <= "z"):
+        return True  # 1.4 quotes a record starting with anything but an ASCII letter or digit ("-1")
+    if ord(c) <= 0x23:  # '#': the default comment marker and everything below it
         return True
     if "\n" in value or "\r" in value or '"' in value or delimiter in value:
         return True
@@ -326,23 +326,11 @@ class DelimitedSerializer(Serializer):
                 )
             case BaseType.BOOLEAN:
                 text = pc.if_else(physical, "true", "false")
-            case BaseType.DATE | BaseType.TIME | BaseType.TIMESTAMP:
-                # ksqlDB hands these to the CSV printer as text (a number of days or millis),
-                # and a record starting with a negative one comes out quoted ("-10").
-                text = pa.array(
-                    [
-                        None
-                        if v is None
-                        else '"' + v + '"'
-                        if first and v.startswith("-")
-                        else quote(v, first=first, delimiter=self.delimiter)
-                        for v in physical.cast(pa.string()).to_pylist()
-                    ],
-                    pa.string(),
-                )
             case _:
+                # numbers, and DATE/TIME/TIMESTAMP as their days or millis: a record starting
+                # with a negative one comes out quoted ("-10")
                 text = physical.cast(pa.string())
-                if self.delimiter in "0123456789-":
+                if first or self.delimiter in "0123456789-":
                     text = pa.array(
                         [None if v is None else quote(v, first=first, delimiter=self.delimiter) for v in text.to_pylist()],
                         pa.string(),

@@ -27,7 +27,7 @@ import pyarrow as pa
 from ksqlpy.runtime.serde.format import Format, SerdeSpec
 from ksqlpy.runtime.serde.javatext import double_str
 from ksqlpy.runtime.serde.window import WindowKind, join_windowed_keys, split_windowed_keys
-from ksqlpy.sqltypes import BaseType, Field
+from ksqlpy.sqltypes import Array, BaseType, Decimal, Field, Map, SqlType, Struct
 
 TestValue = Any
 
@@ -59,6 +59,12 @@ def decode_test_value(
         return None
     match spec.format:
         case Format.JSON | Format.JSON_SR:
+            if any(_has_decimal(c.type) for c in columns):
+                # decimals keep their scale ("3.40"), as the Jackson reader of ksqlDB's harness does
+                try:
+                    return json.loads(data, parse_float=decimal.Decimal)
+                except ValueError:
+                    return data.decode("utf-8", "replace")
             try:
                 return orjson.loads(data)
             except orjson.JSONDecodeError:
@@ -73,6 +79,19 @@ def decode_test_value(
         case Format.NONE:
             return None
     return data.decode("utf-8", "replace")
+
+
+def _has_decimal(t: SqlType) -> bool:
+    match t:
+        case Decimal():
+            return True
+        case Array(element=e):
+            return _has_decimal(e)
+        case Map(key=k, value=v):
+            return _has_decimal(k) or _has_decimal(v)
+        case Struct(fields=fs):
+            return any(_has_decimal(f.type) for f in fs)
+    return False
 
 
 def encode_windowed_test_key(

@@ -56,3 +56,12 @@ def test_map_functions() -> None:
     assert evaluate("map_keys", [maps]) == [["a", "b"]]
     assert evaluate("map_values", [maps]) == [[1, 2]]
     assert evaluate("map_union", [maps, (m, [[("b", 3)]])]) == [{"a": 1, "b": 3}]
+
+
+def test_java_hashmap_order_is_by_bucket_then_insertion() -> None:
+    from ksqlpy.planner.functions.builtins_core import java_hashmap_order
+
+    # String.hashCode buckets of a HashMap sized for three entries (capacity 4), as Java iterates them
+    assert java_hashmap_order(["yes, thanks", "nope", "sure, yeah"]) == [1, 3, 2]
+    assert java_hashmap_order(["yeowza", "nah", ""]) == [2, 3, 1]
+    assert java_hashmap_order([]) == []

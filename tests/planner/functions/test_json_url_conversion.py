@@ -28,7 +28,7 @@ def test_json_inspection_functions() -> None:
     assert evaluate("json_array_length", [(S, ["[1, [1, [2]], 3]", "{}", "abc", None])]) == [3, None, None, None]
     assert evaluate("json_keys", [(S, ['{"a": "abc", "b": { "c": "a" }, "d": 1}', "[]"])]) == [["a", "b", "d"], None]
     assert evaluate("json_records", [(S, ['{"a": "abc", "b": { "c": "a" }, "d": 1}'])]) == [
-        {"a": '"abc"', "b": '{"c":"a"}', "d": "1"}]
+        {"a": "abc", "b": '{"c":"a"}', "d": "1"}]  # a string field unquoted, as Jackson's textValue()
     assert evaluate("json_items", [(S, ["[1, 2, 3]", '[{"type": "A"}]', "abc"])]) == [["1", "2", "3"], ['{"type":"A"}'], None]
 
 

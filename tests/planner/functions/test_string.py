@@ -79,6 +79,8 @@ def test_regex_family() -> None:
     assert evaluate("regexp_extract_all", [lit("(\\w+) (\\w+)", S), (S, ["hello there nice day"]), lit(2, I)]) == [["there", "day"]]
     assert evaluate("regexp_replace", [(S, ["foobar"]), lit("(o+)", S), lit("[$1]", S)]) == ["f[oo]bar"]
     assert evaluate("regexp_split_to_array", [(S, ["aXbXXc"]), lit("X+", S)]) == [["a", "b", "c"]]
+    # capturing groups add nothing (Guava's Splitter); empty strings stay at both ends
+    assert evaluate("regexp_split_to_array", [(S, ["abxcd", "x"]), lit("(x)", S)]) == [["ab", "cd"], ["", ""]]
 
 
 def test_mask_family_matches_documented_examples() -> None:

@@ -20,11 +20,7 @@ REPO = Path(__file__).resolve().parents[3]
 PLANS = Path(os.environ.get("KSQLPY_QTT_PLANS", REPO.parent / "shared" / "qtt-plans"))
 
 #: plans whose expressions ksqlpy's compiler does not type yet, with the reason
-KNOWN_UNRESOLVED = {
-    "transform-array_-_transform_a_list_into_compatible_mismatching_struct_elements": (
-        "an ARRAY of STRUCTs with different fields is not widened to their union"
-    ),
-}
+KNOWN_UNRESOLVED: dict[str, str] = {}
 #: plans whose recorded sink schema is not their steps' own, with the reason
 KNOWN_DIFFERENT = {
     "select_-_multi-key_columns_reordered_--_new_planner": (
