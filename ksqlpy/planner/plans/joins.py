@@ -27,6 +27,7 @@ from ksqlpy.planner import scope as scopes
 from ksqlpy.planner.catalog import PSEUDO_COLUMNS, WINDOW_BOUND_COLUMNS, Catalog, Column, ColumnNamespace, Source
 from ksqlpy.planner.expressions.scope import ColumnScope, ScopeColumn
 from ksqlpy.planner.plans import expressions as ex
+from ksqlpy.planner.plans.join_keys import resolve_key_formats
 from ksqlpy.planner.plans.sources import internal_formats, source_step
 from ksqlpy.planner.steps import steps as s
 from ksqlpy.planner.steps.schema import LogicalSchema, resolve_schema
@@ -100,8 +101,8 @@ def plan_join(query: ast.Query, catalog: Catalog, config: Mapping[str, Any]) -> 
         prefix = "L_" * (count - 1 - i)
         node = _join(node, sides[i + 1], right, prefix, query, side_of, sides, config)
         node_prefixes.append(prefix)
-    root = node.step
-    assert isinstance(root, s.JoinStep)
+    assert isinstance(node.step, s.JoinStep)
+    root = resolve_key_formats(node.step, str(config.get("ksql.persistence.default.format.key", "KAFKA")))
     schema = resolve_schema(root, catalog.types)
     fk = isinstance(root, s.ForeignKeyTableTableJoin)
     key_name = schema.key[0].name if schema.key else "ROWKEY"
