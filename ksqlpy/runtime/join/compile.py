@@ -18,12 +18,23 @@ from sqlglot import exp
 
 from ksqlpy.errors import PlanError
 from ksqlpy.parser.ast import SourceKind
-from ksqlpy.planner.catalog import Column, ColumnNamespace, Source
+from ksqlpy.planner.catalog import Column, ColumnNamespace, FormatInfo, Source
 from ksqlpy.planner.expressions.scope import duckdb_column
 from ksqlpy.planner.physical import OutputColumn, SelectStep
 from ksqlpy.planner.steps import steps as s
+from ksqlpy.planner.steps.catalog import catalog_format
+from ksqlpy.planner.steps.formats import Formats
 from ksqlpy.runtime.fused import FusedColumns as _Columns
-from ksqlpy.runtime.join.plan import FOREIGN_KEY, KEY, JoinInput, JoinKind, JoinNode, JoinSide, Rekeyed
+from ksqlpy.runtime.join.plan import (
+    FOREIGN_KEY,
+    KEY,
+    JoinInput,
+    JoinKind,
+    JoinNode,
+    JoinSide,
+    Rekeyed,
+    Repartition,
+)
 
 if TYPE_CHECKING:
     from ksqlpy.runtime.compile import _Compiler
@@ -55,8 +66,8 @@ def _node(c: _Compiler, step: s.JoinStep, sink: Source) -> JoinNode:
     kind = _KINDS.get(type(step))
     if kind is None:
         raise PlanError(f"Joins of this type are not supported yet: {step.TYPE} at {step.context}")
-    left = _side(c, step.left_source, sink)
-    right = _side(c, step.right_source, sink)
+    left = _side(c, step.left_source, sink, step, "left")
+    right = _side(c, step.right_source, sink, step, "right")
     if isinstance(step, s.ForeignKeyTableTableJoin):
         left = _with_foreign_key(c, step, left)
     schema = c.schemas[id(step)]
@@ -131,7 +142,7 @@ def _millis(seconds: float) -> int:
     return round(seconds * 1000)
 
 
-def _side(c: _Compiler, top: s.ExecutionStep, sink: Source) -> JoinSide:
+def _side(c: _Compiler, top: s.ExecutionStep, sink: Source, join: s.JoinStep, which: str) -> JoinSide:
     chain = c._chain(top)
     head = chain[0]
     if isinstance(head, s.JoinStep):
@@ -141,7 +152,42 @@ def _side(c: _Compiler, top: s.ExecutionStep, sink: Source) -> JoinSide:
         select = c._select(chain, None, (inner.output, _output_columns(c, head)))
         return Rekeyed(base=inner, select=_keyed(select, top))
     select = _keyed(c._select(chain, None), top)
-    return JoinInput(source=select.source, select=select)
+    return JoinInput(source=select.source, select=select, repartition=_repartition(chain, join, which))
+
+
+def _repartition(chain: list[s.ExecutionStep], join: s.JoinStep, which: str) -> Repartition | None:
+    """The internal topic ksqlDB re-keys this side through, if it does. A re-keyed table goes
+    through its select-key step's own topic (Kafka Streams' ``toTable`` after ``selectKey``);
+    a re-keyed stream is repartitioned by the join it feeds, which names the topic after itself
+    (``KStreamImplJoin``: ``-left``/``-right``; a stream-table join: none)."""
+    if isinstance(chain[0], s.WindowedStreamSource | s.WindowedTableSource):
+        return None  # ksqlDB refuses to repartition windowed sources
+    for step in chain:
+        if isinstance(step, s.TableSelectKey):
+            return Repartition(
+                topic=f"{step.context}-SelectKey-repartition",
+                key_format=_format(step.internal_formats, key=True),
+                value_format=_format(step.internal_formats, key=False),
+                changelog=f"{step.context}-Materialize-changelog",
+            )
+    if not any(isinstance(step, s.StreamSelectKey | s.StreamSelectKeyV1) for step in chain):
+        return None
+    if isinstance(join, s.StreamStreamJoin):
+        formats = join.left_internal_formats if which == "left" else join.right_internal_formats
+        topic = f"{join.context}-{which}-repartition"
+    elif isinstance(join, s.StreamTableJoin) and which == "left":
+        formats, topic = join.internal_formats, f"{join.context}-repartition"
+    else:
+        return None
+    return Repartition(
+        topic=topic, key_format=_format(formats, key=True), value_format=_format(formats, key=False)
+    )
+
+
+def _format(formats: Formats, *, key: bool) -> FormatInfo:
+    if key:
+        return catalog_format(formats.key_format, formats.key_features, key=True)
+    return catalog_format(formats.value_format, formats.value_features, key=False)
 
 
 def _keyed(select: SelectStep, top: s.ExecutionStep) -> SelectStep:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from ksqlpy.planner.catalog import Source
+from ksqlpy.planner.catalog import FormatInfo, Source
 from ksqlpy.planner.physical import SelectStep
 
 #: the join key's column in the batches passed between join operators
@@ -31,6 +31,19 @@ class JoinKind(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Repartition:
+    """Where ksqlDB re-keys a join side through an internal topic: its name after the query's
+    application id (``Join-left-repartition``, ``LeftSourceKeyed-SelectKey-repartition``), the
+    formats the plan gives it, and, for a re-keyed table, the changelog topic of the table it
+    materializes (``LeftSourceKeyed-Materialize-changelog``)."""
+
+    topic: str
+    key_format: FormatInfo
+    value_format: FormatInfo
+    changelog: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class JoinInput:
     """A topic read through its pre-join chain (re-key, PrependAlias select): ``select``'s key
     column is named :data:`KEY`; the left side of a foreign-key join also computes
@@ -38,6 +51,7 @@ class JoinInput:
 
     source: Source
     select: SelectStep
+    repartition: Repartition | None = None
 
     @property
     def value_names(self) -> tuple[str, ...]:
@@ -103,4 +117,15 @@ class Rekeyed:
 
 JoinSide = JoinInput | JoinNode | Rekeyed
 
-__all__ = ["DELETE", "FOREIGN_KEY", "KEY", "TS", "JoinInput", "JoinKind", "JoinNode", "JoinSide", "Rekeyed"]
+__all__ = [
+    "DELETE",
+    "FOREIGN_KEY",
+    "KEY",
+    "TS",
+    "JoinInput",
+    "JoinKind",
+    "JoinNode",
+    "JoinSide",
+    "Rekeyed",
+    "Repartition",
+]

@@ -26,17 +26,53 @@ from ksqlpy.planner.physical import AggregateStep
 from ksqlpy.runtime.codec import SinkEncoder, SourceDecoder
 from ksqlpy.runtime.evaluate import TS, StepEvaluator, deletes_of
 from ksqlpy.runtime.join.operator import SEQ, JoinProcessor
+from ksqlpy.runtime.join.repartition import Repartitioned, repartitioned, rows_to_write
 from ksqlpy.runtime.query import BATCH_SIZE, PersistentQuery, encode_windowed, new_connection
 from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.stats import record_bytes
+from ksqlpy.runtime.store.base import TopicSpec
 
 
 class JoinQuery(PersistentQuery):
     """A persistent query whose plan joins two or more inputs."""
 
+    _layout: Repartitioned | None = None
+
     @property
     def topics(self) -> list[str]:
-        return sorted({i.source.topic for i in self.plan.join.inputs()})
+        return self.layout.topics
+
+    @property
+    def layout(self) -> Repartitioned:
+        """The join tree as this query runs it: a persistent query's re-keyed sides go through
+        their repartition topics (:mod:`ksqlpy.runtime.join.repartition`)."""
+        if self._layout is None:
+            if self.group is None:
+                self._layout = Repartitioned(root=self.plan.join, writers=(), changelogs={})
+            else:
+                self._layout = repartitioned(self.plan.join, self.group, self._partitions)
+        return self._layout
+
+    def _partitions(self, topic: str) -> int:
+        spec = self.store.describe_topic(topic)
+        return spec.partitions if spec is not None else 1
+
+    def _create_internal_topics(self) -> None:
+        """The repartition topics (as many partitions as the side's topic) and the changelogs
+        of re-keyed tables (compacted, as Kafka Streams creates them)."""
+        layout = self.layout
+        for writer in layout.writers:
+            target = writer.target
+            self.store.create_topic(
+                TopicSpec(name=target.topic, partitions=target.partitions, config={"cleanup.policy": "delete"}),
+                exist_ok=True,
+            )
+            changelog = layout.changelogs.get(target.topic)
+            if changelog is not None:
+                self.store.create_topic(
+                    TopicSpec(name=changelog, partitions=target.partitions, config={"cleanup.policy": "compact"}),
+                    exist_ok=True,
+                )
 
     def caught_up(self) -> bool:
         reader = self._reader
@@ -53,8 +89,18 @@ class JoinQuery(PersistentQuery):
         try:
             registry = registry_for(self.store)
             con = new_connection()
-            self._join = JoinProcessor(self.plan.join, self.query_id, con)
+            self._create_internal_topics()
+            self._join = JoinProcessor(self.layout.root, self.query_id, con)
             self._decoders = [SourceDecoder(i.source, registry) for i in self._join.inputs]
+            self._writers = [
+                (
+                    w,
+                    SourceDecoder(w.side.source, registry),
+                    StepEvaluator(w.side.select, con),
+                    SinkEncoder(w.target, registry),
+                )
+                for w in self.layout.writers
+            ]
             assert self.plan.sink is not None
             encoder = SinkEncoder(self.plan.sink, registry)
             step = self.plan.step
@@ -91,6 +137,35 @@ class JoinQuery(PersistentQuery):
             with contextlib.suppress(Exception):  # closing is best effort
                 reader.close()
 
+    def _repartition(self, records: pa.Table) -> list[tuple[str, pa.Table]]:
+        """Stage one of each re-keyed side: its topic's records of the batch, re-keyed and
+        encoded for its repartition topic."""
+        out: list[tuple[str, pa.Table]] = []
+        for writer, decoder, evaluator, encoder in self._writers:
+            part = records.filter(pc.equal(records.column("topic"), writer.side.source.topic))
+            if part.num_rows == 0:
+                continue
+            decoded = decoder.decode(part)
+            self.plog.write(self.query_id, decoded.errors)
+            result = evaluator.evaluate(decoded.table, self.query_id)
+            self.plog.write(self.query_id, result.errors)
+            rows = rows_to_write(result.rows, writer.target)
+            encoded, errors = encoder.encode(rows, rows.column(TS), deletes_of(rows))
+            self.plog.write(self.query_id, errors)
+            if encoded.num_rows:
+                out.append((writer.target.topic, encoded))
+        return out
+
+    def _changelogs(self, records: pa.Table) -> list[tuple[str, pa.Table]]:
+        """What the re-keyed tables' stores log: each record read from their repartition
+        topics, as read, in the same partition."""
+        out: list[tuple[str, pa.Table]] = []
+        for topic, changelog in self.layout.changelogs.items():
+            part = records.filter(pc.equal(records.column("topic"), topic))
+            if part.num_rows:
+                out.append((changelog, part.select(["partition", "timestamp", "key", "value", "headers"])))
+        return out
+
     def _decode(self, records: pa.Table) -> list[pa.Table | None]:
         """Each input's records of the batch, decoded, with their place in processing order."""
         records = records.take(pa.array(_processing_order(records)))
@@ -108,8 +183,11 @@ class JoinQuery(PersistentQuery):
 
     def _batch(self, records: pa.Table, encoder: SinkEncoder, reader: Any) -> None:
         decoded = self._decode(records)
+        internal = [*self._repartition(records), *self._changelogs(records)]
         assert self.plan.sink is not None and self.group is not None
         with self.store.transaction() as tx:
+            for topic, batch in internal:
+                tx.produce(topic, batch)
             joined = self._join.process(decoded, tx.state)
             self.plog.write(self.query_id, joined.errors)
             if self._post is not None:
