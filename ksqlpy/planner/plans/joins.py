@@ -268,6 +268,11 @@ def _join(
 
     equivalent: list[ast.ColumnRef] = []
     viable: list[ast.ColumnRef] = []
+    if fk and left.leaf:
+        # A foreign-key join's result keeps its left table's primary key: a join after it on
+        # that key needs no re-keying (ksqlDB allows a foreign-key join to start an n-way join).
+        left_table = left.sides[0]
+        equivalent = [ast.ColumnRef(name=c.name, source=left_table.alias) for c in left_table.source.key_columns]
     if join_type != "OUTER" and not fk:
         keys = [e for e in (qualified_left, qualified_right)]
         lefts = left.equivalent
