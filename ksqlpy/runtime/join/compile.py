@@ -34,6 +34,7 @@ from ksqlpy.runtime.join.plan import (
     JoinSide,
     Rekeyed,
     Repartition,
+    StoreLog,
 )
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ def _node(c: _Compiler, step: s.JoinStep, sink: Source) -> JoinNode:
             "after_ms": _millis(step.after_millis),
             "grace_ms": None if step.grace_millis is None else _millis(step.grace_millis),
         }
+    stores = _window_stores(step) if isinstance(step, s.StreamStreamJoin) else None
     return JoinNode(
         context=step.context,
         kind=kind,
@@ -114,6 +116,7 @@ def _node(c: _Compiler, step: s.JoinStep, sink: Source) -> JoinNode:
         right=right,
         output=output,
         synthetic=synthetic,
+        stores=stores,
         **window,  # type: ignore[arg-type]
     )
 
@@ -182,6 +185,65 @@ def _repartition(chain: list[s.ExecutionStep], join: s.JoinStep, which: str) -> 
     return Repartition(
         topic=topic, key_format=_format(formats, key=True), value_format=_format(formats, key=False)
     )
+
+
+def _window_stores(step: s.StreamStreamJoin) -> tuple[StoreLog, StoreLog] | None:
+    """The changelogs of a stream-stream join's two window stores. Kafka Streams names the
+    stores by a counter of the processors built before them (``KSTREAM-JOINTHIS-0000000016``),
+    which :func:`_names_before` follows for joins of streams; for other shapes (a table or a
+    windowed source under the join, a RIGHT join, a GRACE PERIOD's extra store) it is None."""
+    if step.join_type.upper() == "RIGHT" or step.grace_millis is not None:
+        return None
+    left, right = _names_used(step.left_source), _names_used(step.right_source)
+    if left is None or right is None:
+        return None
+    at = left + right + 2 + 3 * sum(_rekeyed(side) for side in (step.left_source, step.right_source))
+    this = "OUTERTHIS" if step.join_type.upper() == "OUTER" else "JOINTHIS"
+    other = "OUTEROTHER" if step.join_type.upper() in ("LEFT", "OUTER") else "JOINOTHER"
+    stores = []
+    for name, index, formats in (
+        (this, at, step.left_internal_formats),
+        (other, at + 1, step.right_internal_formats),
+    ):
+        stores.append(
+            StoreLog(
+                topic=f"KSTREAM-{name}-{index:010d}-store-changelog",
+                key_format=_format(formats, key=True),
+                value_format=_format(formats, key=False),
+            )
+        )
+    return stores[0], stores[1]
+
+
+def _rekeyed(step: s.ExecutionStep) -> bool:
+    """Whether a join input is re-keyed (and so repartitioned) before the join."""
+    while isinstance(step, s.OneInput):
+        if isinstance(step, s.StreamSelectKey | s.StreamSelectKeyV1):
+            return True
+        step = step.source
+    return False
+
+
+def _names_used(step: s.ExecutionStep) -> int | None:
+    """How many of Kafka Streams' generated processor names ksqlDB's topology uses for a
+    stream-stream join input (learned from ksqlDB's topologies): a source takes three (source,
+    value transformer, peek), a re-key one more; a join of streams two, three per repartitioned
+    side and three for its window stores and merge. None for shapes not modelled."""
+    match step:
+        case s.StreamSource():
+            return 3
+        case s.StreamSelectKey() | s.StreamSelectKeyV1():
+            inner = _names_used(step.source)
+            return None if inner is None else inner + 1
+        case s.StreamSelect():
+            return _names_used(step.source)
+        case s.StreamStreamJoin():
+            stores = _window_stores(step)
+            if stores is None:
+                return None
+            index = int(stores[0].topic.split("-")[2])
+            return index + 3
+    return None
 
 
 def _format(formats: Formats, *, key: bool) -> FormatInfo:

@@ -94,6 +94,9 @@ class JoinProcessor:
             if n.kind is JoinKind.STREAM_STREAM
         }
         self._ensured = False
+        #: the runs of the last batch that went into a stream-stream join's window stores
+        #: (join, side L or R, rows), for the runner to log to the stores' changelogs
+        self.stored: list[tuple[JoinNode, str, pa.Table]] = []
 
     def _rekeyed(self) -> list[Rekeyed]:
         return [side for node in self.nodes for side in (node.left, node.right) if isinstance(side, Rekeyed)]
@@ -139,6 +142,7 @@ class JoinProcessor:
         ``__SEQ`` column), returning the root join's output as a decoded batch of its
         output source."""
         self._ensure_tables(state)
+        self.stored = []
         errors: list[ProcessingError] = []
         sides: list[pa.Table] = []
         for side, batch in zip(self.inputs, decoded, strict=True):
@@ -190,6 +194,8 @@ class JoinProcessor:
                 self._upsert(node, which, rows, state)
                 return out
             case JoinKind.STREAM_STREAM:
+                if node.stores is not None:
+                    self.stored.append((node, which, rows))
                 return self._windowed[id(node)].process(which, rows, state, _side_schema(node))
         raise PlanError(f"Joins of this kind are not supported yet: {node.kind.value} at {node.context}")
 

@@ -44,6 +44,17 @@ class Repartition:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StoreLog:
+    """The changelog topic of one side's window store of a stream-stream join, named after the
+    query's application id as Kafka Streams names it (``KSTREAM-JOINTHIS-0000000008-store``
+    + ``-changelog``), and the formats the plan gives the side (``left/rightInternalFormats``)."""
+
+    topic: str
+    key_format: FormatInfo
+    value_format: FormatInfo
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class JoinInput:
     """A topic read through its pre-join chain (re-key, PrependAlias select): ``select``'s key
     column is named :data:`KEY`; the left side of a foreign-key join also computes
@@ -74,6 +85,8 @@ class JoinNode:
     before_ms: int = 0
     after_ms: int = 0
     grace_ms: int | None = None
+    #: a stream-stream join's window stores (left, right), where ksqlpy knows their names
+    stores: tuple[StoreLog, StoreLog] | None = None
 
     @property
     def value_names(self) -> tuple[str, ...]:
@@ -128,4 +141,5 @@ __all__ = [
     "JoinSide",
     "Rekeyed",
     "Repartition",
+    "StoreLog",
 ]

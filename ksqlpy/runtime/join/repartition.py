@@ -13,7 +13,10 @@ persistent ksqlpy query does the same, in two stages of one runner:
 
 A re-keyed table is also materialized by ksqlDB (``toTable`` into the ``Materialize`` store);
 each change the join's table side takes from the repartition topic is logged, as read, to the
-store's changelog topic ``<application id>-<context>-Materialize-changelog``.
+store's changelog topic ``<application id>-<context>-Materialize-changelog``. And each record a
+stream-stream join keeps in one of its window stores is logged to that store's changelog
+(``<application id>-KSTREAM-JOINTHIS-0000000016-store-changelog``), keyed by the join key and
+the record's timestamp, as Kafka Streams logs a window store.
 
 The re-keyed record and the join's input commit in separate batches (the second is read back
 after the first commits), exactly once each: a batch's produced records and consumed positions
@@ -29,11 +32,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ksqlpy.parser.ast import SourceKind
-from ksqlpy.planner.catalog import Column, ColumnNamespace, FormatInfo, Source
+from ksqlpy.planner.catalog import Column, ColumnNamespace, FormatInfo, Source, WindowInfo, WindowType
 from ksqlpy.planner.expressions.scope import duckdb_column
 from ksqlpy.planner.physical import OutputColumn, SelectStep
 from ksqlpy.runtime.evaluate import DELETE as EVAL_DELETE
-from ksqlpy.runtime.join.plan import KEY, JoinInput, JoinNode, JoinSide, Rekeyed
+from ksqlpy.runtime.join.plan import DELETE, FOREIGN_KEY, KEY, JoinInput, JoinNode, JoinSide, Rekeyed
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -134,6 +137,51 @@ def _read_back(select: SelectStep, target: Source) -> SelectStep:
     )
 
 
+def window_store_logs(
+    root: JoinNode, application_id: str, partitions: Callable[[str], int]
+) -> dict[tuple[int, str], Source]:
+    """The changelog topic, as a windowed source, of each stream-stream join's window store
+    that has a known name, by (``id`` of the join, side ``L``/``R``): keyed by the join key
+    with the record's timestamp as its window start, valued by the side's columns."""
+    out: dict[tuple[int, str], Source] = {}
+    for node in root.nodes():
+        if node.stores is None:
+            continue
+        count = max(partitions(i.source.topic) for i in node.inputs())
+        for which, side, store in (("L", node.left, node.stores[0]), ("R", node.right, node.stores[1])):
+            out[(id(node), which)] = Source(
+                name=store.topic,
+                kind=SourceKind.STREAM,
+                topic=f"{application_id}-{store.topic}",
+                columns=_side_columns(side),
+                key_format=_own_schema(store.key_format),
+                value_format=_own_schema(store.value_format),
+                window=WindowInfo(type=WindowType.TUMBLING, size_ms=node.after_ms),
+                partitions=max(1, count),
+            )
+    return out
+
+
+def _side_columns(side: JoinSide) -> tuple[Column, ...]:
+    """A join side's columns: its key as :data:`KEY`, then its values."""
+    if isinstance(side, JoinNode):
+        return side.output.columns
+    key = side.select.key_columns[0]
+    values = (c for c in side.select.value_columns if c.name != FOREIGN_KEY)
+    return (
+        Column(name=KEY, type=key.type, namespace=ColumnNamespace.KEY),
+        *(Column(name=c.name, type=c.type) for c in values),
+    )
+
+
+def stored_rows(rows: pa.Table) -> pa.Table:
+    """The rows of a run a window store keeps: those with a key and a value."""
+    keep = pc.and_(
+        pc.invert(pc.is_null(rows.column(KEY))), pc.invert(pc.fill_null(rows.column(DELETE), True))
+    )
+    return rows.filter(keep)
+
+
 def rows_to_write(rows: pa.Table, target: Source) -> pa.Table:
     """The re-keyed rows that go to the repartition topic: a row without a key is dropped (Kafka
     Streams' repartition filter), and so is a stream record without a value, which no join
@@ -144,4 +192,11 @@ def rows_to_write(rows: pa.Table, target: Source) -> pa.Table:
     return rows.filter(keep)
 
 
-__all__ = ["RepartitionWriter", "Repartitioned", "repartitioned", "rows_to_write"]
+__all__ = [
+    "RepartitionWriter",
+    "Repartitioned",
+    "repartitioned",
+    "rows_to_write",
+    "stored_rows",
+    "window_store_logs",
+]

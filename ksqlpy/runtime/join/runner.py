@@ -22,11 +22,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ksqlpy.planner.catalog import Source
 from ksqlpy.planner.physical import AggregateStep
 from ksqlpy.runtime.codec import SinkEncoder, SourceDecoder
 from ksqlpy.runtime.evaluate import TS, StepEvaluator, deletes_of
 from ksqlpy.runtime.join.operator import SEQ, JoinProcessor
-from ksqlpy.runtime.join.repartition import Repartitioned, repartitioned, rows_to_write
+from ksqlpy.runtime.join.plan import TS as JOIN_TS
+from ksqlpy.runtime.join.repartition import (
+    Repartitioned,
+    repartitioned,
+    rows_to_write,
+    stored_rows,
+    window_store_logs,
+)
 from ksqlpy.runtime.query import BATCH_SIZE, PersistentQuery, encode_windowed, new_connection
 from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.stats import record_bytes
@@ -73,6 +81,40 @@ class JoinQuery(PersistentQuery):
                     TopicSpec(name=changelog, partitions=target.partitions, config={"cleanup.policy": "compact"}),
                     exist_ok=True,
                 )
+        for log in self._store_logs.values():
+            self.store.create_topic(
+                TopicSpec(name=log.topic, partitions=log.partitions, config={"cleanup.policy": "compact,delete"}),
+                exist_ok=True,
+            )
+
+    @property
+    def _store_logs(self) -> dict[tuple[int, str], Source]:
+        if self.group is None:
+            return {}
+        if self._store_log_sources is None:
+            self._store_log_sources = window_store_logs(self.layout.root, self.group, self._partitions)
+        return self._store_log_sources
+
+    _store_log_sources: dict[tuple[int, str], Source] | None = None
+
+    def _window_store_changes(self) -> list[tuple[str, pa.Table]]:
+        """What the last batch put into the join's window stores, as their changelog records."""
+        out: list[tuple[str, pa.Table]] = []
+        for node, which, rows in self._join.stored:
+            log = self._store_logs.get((id(node), which))
+            if log is None:
+                continue
+            kept = stored_rows(rows)
+            if kept.num_rows == 0:
+                continue
+            # the store keeps each record in the window starting at its timestamp
+            start = kept.column(JOIN_TS)
+            size = log.window.size_ms if log.window is not None and log.window.size_ms else 0
+            kept = kept.append_column("__WINDOWSTART", start).append_column("__WINDOWEND", pc.add(start, size))
+            records, errors = encode_windowed(self._store_encoders[(id(node), which)], log, kept)
+            self.plog.write(self.query_id, errors)
+            out.append((log.topic, records))
+        return out
 
     def caught_up(self) -> bool:
         reader = self._reader
@@ -92,6 +134,7 @@ class JoinQuery(PersistentQuery):
             self._create_internal_topics()
             self._join = JoinProcessor(self.layout.root, self.query_id, con)
             self._decoders = [SourceDecoder(i.source, registry) for i in self._join.inputs]
+            self._store_encoders = {at: SinkEncoder(log, registry) for at, log in self._store_logs.items()}
             self._writers = [
                 (
                     w,
@@ -190,6 +233,8 @@ class JoinQuery(PersistentQuery):
                 tx.produce(topic, batch)
             joined = self._join.process(decoded, tx.state)
             self.plog.write(self.query_id, joined.errors)
+            for topic, changes in self._window_store_changes():
+                tx.produce(topic, changes)
             if self._post is not None:
                 result = self._post.evaluate(joined.rows, self.query_id)
                 rows = result.rows
@@ -210,6 +255,13 @@ class JoinQuery(PersistentQuery):
         if join is not None:
             with self.store.transaction() as tx:
                 join.drop_state(tx.state)
+        # ksqlDB deletes a terminated query's internal topics with its state
+        layout = self.layout
+        internal = [w.target.topic for w in layout.writers] + list(layout.changelogs.values())
+        internal += [log.topic for log in self._store_logs.values()]
+        for topic in internal:
+            if self.store.describe_topic(topic) is not None:
+                self.store.delete_topic(topic)
         super().drop_state()
 
 

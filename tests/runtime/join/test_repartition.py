@@ -38,7 +38,9 @@ def _produce(engine: Any, topic: str, rows: list[tuple[bytes | None, dict[str, A
             {
                 "timestamp": pa.array([ts for _, _, ts in rows], pa.int64()),
                 "key": pa.array([k for k, _, _ in rows], pa.binary()),
-                "value": pa.array([None if v is None else json.dumps(v).encode() for _, v, _ in rows], pa.binary()),
+                "value": pa.array(
+                    [None if v is None else json.dumps(v).encode() for _, v, _ in rows], pa.binary()
+                ),
             }
         ),
     )
@@ -110,3 +112,31 @@ def test_a_table_rekeyed_into_the_join_key_format_is_repartitioned_and_changelog
     assert [(k, v) for k, v, _, _ in changelog] == [(k, v) for k, v, _, _ in repartition]
     joined = _read(engine, "JOINED")
     assert [(k, v["T1_VAL"], v["T2_FOO"]) for k, v, _, _ in joined] == [((7).to_bytes(4, "big"), "seven", 70)]
+
+
+def test_a_stream_stream_join_logs_its_window_stores_and_terminate_deletes_internal_topics(
+    engine: Any,
+) -> None:
+    engine.session().execute_all(
+        """
+        CREATE STREAM l (id VARCHAR KEY, a INT) WITH (kafka_topic='l', value_format='JSON', partitions=1);
+        CREATE STREAM r (id VARCHAR KEY, b INT) WITH (kafka_topic='r', value_format='JSON', partitions=1);
+        CREATE STREAM lr AS SELECT l.id, a, b FROM l LEFT JOIN r WITHIN 10 SECONDS ON l.id = r.id;
+        """
+    )
+    # Kafka Streams' names for the join's window stores (a LEFT join's other side is outer)
+    this = f"{APP}CSAS_LR_0-KSTREAM-JOINTHIS-0000000008-store-changelog"
+    other = f"{APP}CSAS_LR_0-KSTREAM-OUTEROTHER-0000000009-store-changelog"
+    _produce(engine, "l", [(b"k", {"A": 1}, 1000), (None, {"A": 2}, 1001)])
+    _produce(engine, "r", [(b"k", {"B": 3}, 2000)])
+    # each stored record keyed by the join key and its timestamp (the window start); a record
+    # without a key is not stored
+    assert [(k, v) for k, v, _, _ in _read(engine, this)] == [
+        (
+            b"k" + (1000).to_bytes(8, "big"),
+            {"L_A": 1, "L_ROWTIME": 1000, "L_ROWPARTITION": 0, "L_ROWOFFSET": 0, "L_ID": "k"},
+        )
+    ]
+    assert [v["R_B"] for _, v, _, _ in _read(engine, other)] == [3]
+    engine.session().execute_all("TERMINATE CSAS_LR_0;")
+    assert engine.store.describe_topic(this) is None and engine.store.describe_topic(other) is None
