@@ -38,10 +38,14 @@ KeyFormat = tuple[FormatInfo, tuple[str, ...]]
 
 def resolve_key_formats(root: s.JoinStep, default_key_format: str) -> s.JoinStep:
     """``root`` with every input keyed in the join's key format (see the module docstring)."""
-    fmt = (
+    return _set_join(root, join_key_format(root, default_key_format))
+
+
+def join_key_format(root: s.JoinStep, default_key_format: str) -> KeyFormat:
+    """The key format of a join's result (``JoinNode.resolveKeyFormats``)."""
+    return (
         _preferred(root) or _first_source_format(root) or (FormatInfo(format=default_key_format.upper()), ())
     )
-    return _set_join(root, fmt)
 
 
 def _preferred(step: s.ExecutionStep) -> KeyFormat | None:
@@ -154,4 +158,4 @@ def _same(a: KeyFormat, b: KeyFormat) -> bool:
     )
 
 
-__all__ = ["SCHEMA_INFERENCE_FORMATS", "resolve_key_formats"]
+__all__ = ["SCHEMA_INFERENCE_FORMATS", "join_key_format", "resolve_key_formats"]

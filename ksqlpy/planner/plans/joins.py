@@ -27,9 +27,10 @@ from ksqlpy.planner import scope as scopes
 from ksqlpy.planner.catalog import PSEUDO_COLUMNS, WINDOW_BOUND_COLUMNS, Catalog, Column, ColumnNamespace, Source
 from ksqlpy.planner.expressions.scope import ColumnScope, ScopeColumn
 from ksqlpy.planner.plans import expressions as ex
-from ksqlpy.planner.plans.join_keys import resolve_key_formats
+from ksqlpy.planner.plans.join_keys import join_key_format, resolve_key_formats
 from ksqlpy.planner.plans.sources import internal_formats, source_step
 from ksqlpy.planner.steps import steps as s
+from ksqlpy.planner.steps.catalog import catalog_format
 from ksqlpy.planner.steps.schema import LogicalSchema, resolve_schema
 
 JOIN_TYPES = {
@@ -102,18 +103,25 @@ def plan_join(query: ast.Query, catalog: Catalog, config: Mapping[str, Any]) -> 
         node = _join(node, sides[i + 1], right, prefix, query, side_of, sides, config)
         node_prefixes.append(prefix)
     assert isinstance(node.step, s.JoinStep)
-    root = resolve_key_formats(node.step, str(config.get("ksql.persistence.default.format.key", "KAFKA")))
+    default_key_format = str(config.get("ksql.persistence.default.format.key", "KAFKA"))
+    root = resolve_key_formats(node.step, default_key_format)
     schema = resolve_schema(root, catalog.types)
     fk = isinstance(root, s.ForeignKeyTableTableJoin)
     key_name = schema.key[0].name if schema.key else "ROWKEY"
     synthetic = not fk and not node.viable
     leftmost = sides[0].source
+    key_format = leftmost.key_format
+    joined_key = join_key_format(node.step, default_key_format)
+    if joined_key[0].format.upper() != key_format.format.upper():
+        # the result is keyed in the join's key format (a NONE-keyed stream re-keyed on a value
+        # takes the other side's), not necessarily the left-most source's
+        key_format = catalog_format(joined_key[0], joined_key[1], key=True)
     result = Source(
         name=leftmost.name,
         kind=ast.SourceKind.TABLE if node.is_table else ast.SourceKind.STREAM,
         topic=leftmost.topic,
         columns=schema.columns,
-        key_format=leftmost.key_format,
+        key_format=key_format,
         value_format=leftmost.value_format,
         window=leftmost.window if not node.is_table or leftmost.window else None,
         partitions=leftmost.partitions,
