@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, cast
 import sqlglot
 from sqlglot import exp
 
+from ksqlpy import sqltypes
 from ksqlpy.errors import PlanError
 from ksqlpy.parser.ast import SourceKind
 from ksqlpy.planner.catalog import Column, ColumnNamespace, FormatInfo, Source
@@ -24,6 +25,7 @@ from ksqlpy.planner.physical import OutputColumn, SelectStep
 from ksqlpy.planner.steps import steps as s
 from ksqlpy.planner.steps.catalog import catalog_format
 from ksqlpy.planner.steps.formats import Formats
+from ksqlpy.planner.steps.schema import LogicalSchema
 from ksqlpy.runtime.fused import FusedColumns as _Columns
 from ksqlpy.runtime.join.plan import (
     FOREIGN_KEY,
@@ -50,7 +52,7 @@ def compile_join(c: _Compiler, step: s.JoinStep, sink: Source) -> tuple[JoinNode
 
 def _output_columns(c: _Compiler, step: s.ExecutionStep) -> _Columns:
     schema = c.schemas[id(step)]
-    keys = {col.name: duckdb_column(KEY) for col in schema.key}
+    keys = _key_parts(duckdb_column(KEY), schema)
     values = {col.name: duckdb_column(col.name) for col in schema.value}
     return _Columns(schema, keys, values)
 
@@ -72,7 +74,7 @@ def _node(c: _Compiler, step: s.JoinStep, sink: Source) -> JoinNode:
     if isinstance(step, s.ForeignKeyTableTableJoin):
         left = _with_foreign_key(c, step, left)
     schema = c.schemas[id(step)]
-    if len(schema.key) != 1:
+    if len(schema.key) != 1 and kind is not JoinKind.FOREIGN_KEY:
         raise PlanError(f"JOINs are only supported on one key column: {step.TYPE} at {step.context}")
     if kind is JoinKind.FOREIGN_KEY and step.join_type.upper() not in ("INNER", "LEFT"):
         raise PlanError(
@@ -80,7 +82,7 @@ def _node(c: _Compiler, step: s.JoinStep, sink: Source) -> JoinNode:
         )
     left_names = set(left.value_names)
     right_names = set(right.value_names)
-    key = schema.key[0]
+    key = schema.key[0] if len(schema.key) == 1 else Column(name=KEY, type=_key_struct(schema))
     synthetic = next(
         (
             col.name
@@ -134,11 +136,15 @@ def _with_foreign_key(c: _Compiler, step: s.ForeignKeyTableTableJoin, left: Join
         col.name: cast(exp.Expression, sqlglot.parse_one(col.sql, dialect="duckdb"))
         for col in left.select.columns
     }
-    keys = {col.name: by_name[KEY] for col in schema.key}
+    keys = _key_parts(by_name[KEY], schema)
     values = {col.name: by_name[col.name] for col in schema.value if col.name in by_name}
     compiled = c._compile(text, _Columns(schema, keys, values), step, "ON")
     column = OutputColumn(name=FOREIGN_KEY, type=compiled.type, sql=str(compiled.sql.sql(dialect="duckdb")))
     return replace(left, select=replace(left.select, columns=(*left.select.columns, column)))
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _millis(seconds: float) -> int:
@@ -154,7 +160,9 @@ def _side(c: _Compiler, top: s.ExecutionStep, sink: Source, join: s.JoinStep, wh
             return inner
         select = c._select(chain, None, (inner.output, _output_columns(c, head)))
         return Rekeyed(base=inner, select=_keyed(select, top))
-    select = _keyed(c._select(chain, None), top)
+    # a foreign-key join's left table may have several key columns: they join as one struct
+    several = isinstance(join, s.ForeignKeyTableTableJoin) and which == "left"
+    select = _keyed(c._select(chain, None), top, several=several)
     return JoinInput(source=select.source, select=select, repartition=_repartition(chain, join, which))
 
 
@@ -252,9 +260,34 @@ def _format(formats: Formats, *, key: bool) -> FormatInfo:
     return catalog_format(formats.value_format, formats.value_features, key=False)
 
 
-def _keyed(select: SelectStep, top: s.ExecutionStep) -> SelectStep:
-    """The side's select with its one key column named :data:`KEY`."""
+def _key_struct(schema: LogicalSchema) -> sqltypes.Struct:
+    return sqltypes.Struct(fields=tuple(sqltypes.Field(name=c.name, type=c.type) for c in schema.key))
+
+
+def _key_parts(key: exp.Expression, schema: LogicalSchema) -> dict[str, exp.Expression]:
+    """Each key column of ``schema`` over the join key ``key``: the key itself, or, for
+    several key columns, its struct's fields."""
+    if len(schema.key) == 1:
+        return {schema.key[0].name: key}
+    packed = key.sql(dialect="duckdb")
+    out: dict[str, exp.Expression] = {}
+    for col in schema.key:
+        field = col.name.replace("'", "''")
+        out[col.name] = cast(
+            exp.Expression, sqlglot.parse_one(f"struct_extract({packed}, '{field}')", dialect="duckdb")
+        )
+    return out
+
+
+def _keyed(select: SelectStep, top: s.ExecutionStep, *, several: bool = False) -> SelectStep:
+    """The side's select with its one key column named :data:`KEY` (``several`` key columns:
+    packed in one struct)."""
     keys = select.key_columns
+    if several and len(keys) > 1:
+        packed = ", ".join(f"{_quoted(k.name)} := {k.sql}" for k in keys)
+        struct = sqltypes.Struct(fields=tuple(sqltypes.Field(name=k.name, type=k.type) for k in keys))
+        key = OutputColumn(name=KEY, type=struct, sql=f"struct_pack({packed})", is_key=True)
+        return replace(select, columns=(key, *select.value_columns), timestamp_sql='"ROWTIME"')
     if len(keys) != 1:
         raise PlanError(f"JOINs are only supported on one key column: {top.TYPE} at {top.context}")
     return replace(
