@@ -58,3 +58,32 @@ def test_a_stream_joined_on_a_value_is_repartitioned_through_the_broker(
         assert _read(engine, f"named_{run}") == [(b"u1", {"PAGE": "home", "NAME": "ann"})]
     finally:
         engine.close()
+
+
+def test_a_stream_stream_join_logs_its_window_stores_on_the_broker(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    service = f"stores_{run}_"
+    engine = Engine.open(engine_settings(kafka_bootstrap, service_id=service, data_dir=tmp_path / "data"))
+    try:
+        session = engine.session()
+        session.execute_all(
+            f"""
+            CREATE STREAM l (id VARCHAR KEY, a INT) WITH (kafka_topic='l_{run}', value_format='JSON', partitions=1);
+            CREATE STREAM r (id VARCHAR KEY, b INT) WITH (kafka_topic='r_{run}', value_format='JSON', partitions=1);
+            CREATE STREAM lr WITH (kafka_topic='lr_{run}') AS
+              SELECT l.id, a, b FROM l JOIN r WITHIN 10 SECONDS ON l.id = r.id;
+            INSERT INTO l (id, a) VALUES ('k', 1);
+            """
+        )
+        assert engine.wait_idle(60)
+        session.execute_all("INSERT INTO r (id, b) VALUES ('k', 2);")
+        assert engine.wait_idle(60)
+        this = f"_confluent-ksql-{service}query_CSAS_LR_0-KSTREAM-JOINTHIS-0000000008-store-changelog"
+        other = f"_confluent-ksql-{service}query_CSAS_LR_0-KSTREAM-JOINOTHER-0000000009-store-changelog"
+        assert [v["L_A"] for _, v in _read(engine, this)] == [1]  # type: ignore[index]
+        assert [v["R_B"] for _, v in _read(engine, other)] == [2]  # type: ignore[index]
+        assert _read(engine, f"lr_{run}") == [(b"k", {"A": 1, "B": 2})]
+    finally:
+        engine.close()
