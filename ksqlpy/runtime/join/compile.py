@@ -46,7 +46,9 @@ if TYPE_CHECKING:
 def compile_join(c: _Compiler, step: s.JoinStep, sink: Source) -> tuple[JoinNode, tuple[Source, _Columns]]:
     """The join tree for ``step`` and what the steps above it read: its output as a source
     and the columns over it."""
-    node = _node(c, step, sink)
+    # Kafka Streams numbers a stream-stream join's stores by the processors built before
+    # them; the numbering is modelled for trees of stream sources and stream-stream joins only
+    node = _node(c, step, sink, named=_names_used(step) is not None)
     return node, (node.output, _output_columns(c, step))
 
 
@@ -65,12 +67,12 @@ _KINDS: dict[type, JoinKind] = {
 }
 
 
-def _node(c: _Compiler, step: s.JoinStep, sink: Source) -> JoinNode:
+def _node(c: _Compiler, step: s.JoinStep, sink: Source, *, named: bool) -> JoinNode:
     kind = _KINDS.get(type(step))
     if kind is None:
         raise PlanError(f"Joins of this type are not supported yet: {step.TYPE} at {step.context}")
-    left = _side(c, step.left_source, sink, step, "left")
-    right = _side(c, step.right_source, sink, step, "right")
+    left = _side(c, step.left_source, sink, step, "left", named=named)
+    right = _side(c, step.right_source, sink, step, "right", named=named)
     if isinstance(step, s.ForeignKeyTableTableJoin):
         left = _with_foreign_key(c, step, left)
     schema = c.schemas[id(step)]
@@ -109,7 +111,7 @@ def _node(c: _Compiler, step: s.JoinStep, sink: Source) -> JoinNode:
             "after_ms": _millis(step.after_millis),
             "grace_ms": None if step.grace_millis is None else _millis(step.grace_millis),
         }
-    stores = _window_stores(step) if isinstance(step, s.StreamStreamJoin) else None
+    stores = _window_stores(step) if named and isinstance(step, s.StreamStreamJoin) else None
     return JoinNode(
         context=step.context,
         kind=kind,
@@ -151,11 +153,13 @@ def _millis(seconds: float) -> int:
     return round(seconds * 1000)
 
 
-def _side(c: _Compiler, top: s.ExecutionStep, sink: Source, join: s.JoinStep, which: str) -> JoinSide:
+def _side(
+    c: _Compiler, top: s.ExecutionStep, sink: Source, join: s.JoinStep, which: str, *, named: bool
+) -> JoinSide:
     chain = c._chain(top)
     head = chain[0]
     if isinstance(head, s.JoinStep):
-        inner = _node(c, head, sink)
+        inner = _node(c, head, sink, named=named)
         if len(chain) == 1:
             return inner
         select = c._select(chain, None, (inner.output, _output_columns(c, head)))
