@@ -163,7 +163,7 @@ def _side(
         if len(chain) == 1:
             return inner
         select = c._select(chain, None, (inner.output, _output_columns(c, head)))
-        return Rekeyed(base=inner, select=_keyed(select, top))
+        return Rekeyed(base=inner, select=_keyed(select, top), repartition=_repartition(chain, join, which))
     # a foreign-key join's left table may have several key columns: they join as one struct
     several = isinstance(join, s.ForeignKeyTableTableJoin) and which == "left"
     select = _keyed(c._select(chain, None), top, several=several)

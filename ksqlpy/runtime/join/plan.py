@@ -122,6 +122,7 @@ class Rekeyed:
 
     base: JoinNode
     select: SelectStep
+    repartition: Repartition | None = None
 
     @property
     def value_names(self) -> tuple[str, ...]:

@@ -49,6 +49,16 @@ class RepartitionWriter:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class JoinWriter:
+    """Stage one of a re-keyed join result (an n-way join's inner join re-keyed for the next):
+    the inner join ``root``, whose output ``select`` re-keys; its rows go to ``target``."""
+
+    root: JoinNode
+    select: SelectStep
+    target: Source
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Repartitioned:
     """A join tree whose re-keyed sides read their repartition topics, the writers that fill
     those topics, and the changelog topic (by repartition topic) of each re-keyed table."""
@@ -56,13 +66,20 @@ class Repartitioned:
     root: JoinNode
     writers: tuple[RepartitionWriter, ...]
     changelogs: dict[str, str]
+    join_writers: tuple[JoinWriter, ...] = ()
 
     @property
     def topics(self) -> list[str]:
-        """Every topic the query reads: the join's inputs and the writers' sources."""
+        """Every topic the query reads: the joins' inputs and the writers' sources."""
         names = {i.source.topic for i in self.root.inputs()}
+        names |= {i.source.topic for w in self.join_writers for i in w.root.inputs()}
         names |= {w.side.source.topic for w in self.writers}
         return sorted(names)
+
+    @property
+    def targets(self) -> list[Source]:
+        """Every repartition topic, as a source."""
+        return [w.target for w in self.writers] + [w.target for w in self.join_writers]
 
 
 def repartitioned(root: JoinNode, application_id: str, partitions: Callable[[str], int]) -> Repartitioned:
@@ -70,6 +87,7 @@ def repartitioned(root: JoinNode, application_id: str, partitions: Callable[[str
     reading its topic (named after ``application_id``); ``partitions`` gives a topic's
     partition count."""
     writers: list[RepartitionWriter] = []
+    join_writers: list[JoinWriter] = []
     changelogs: dict[str, str] = {}
 
     def side(node: JoinSide) -> JoinSide:
@@ -79,7 +97,13 @@ def repartitioned(root: JoinNode, application_id: str, partitions: Callable[[str
             case Rekeyed():
                 base = side(node.base)
                 assert isinstance(base, JoinNode)
-                return replace(node, base=base)
+                spec = node.repartition
+                if spec is None:
+                    return replace(node, base=base)
+                count = max(partitions(i.source.topic) for i in base.inputs())
+                target = _rekeyed_source(node, f"{application_id}-{spec.topic}", count)
+                join_writers.append(JoinWriter(root=base, select=node.select, target=target))
+                return JoinInput(source=target, select=_read_back(node.select, target))
             case JoinInput(repartition=None):
                 return node
             case JoinInput(repartition=spec):
@@ -93,7 +117,27 @@ def repartitioned(root: JoinNode, application_id: str, partitions: Callable[[str
 
     top = side(root)
     assert isinstance(top, JoinNode)
-    return Repartitioned(root=top, writers=tuple(writers), changelogs=changelogs)
+    return Repartitioned(
+        root=top, writers=tuple(writers), changelogs=changelogs, join_writers=tuple(join_writers)
+    )
+
+
+def _rekeyed_source(node: Rekeyed, topic: str, partitions: int) -> Source:
+    """The repartition topic of a re-keyed join result, as a source."""
+    assert node.repartition is not None
+    keys = node.select.key_columns
+    return Source(
+        name=topic,
+        kind=SourceKind.STREAM,
+        topic=topic,
+        columns=(
+            Column(name=KEY, type=keys[0].type, namespace=ColumnNamespace.KEY),
+            *(Column(name=c.name, type=c.type) for c in node.select.value_columns),
+        ),
+        key_format=_own_schema(node.repartition.key_format),
+        value_format=_own_schema(node.repartition.value_format),
+        partitions=max(1, partitions),
+    )
 
 
 def _topic_source(node: JoinInput, topic: str, partitions: int) -> Source:
@@ -193,6 +237,7 @@ def rows_to_write(rows: pa.Table, target: Source) -> pa.Table:
 
 
 __all__ = [
+    "JoinWriter",
     "RepartitionWriter",
     "Repartitioned",
     "repartitioned",

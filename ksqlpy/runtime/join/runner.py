@@ -29,6 +29,7 @@ from ksqlpy.runtime.evaluate import TS, StepEvaluator, deletes_of
 from ksqlpy.runtime.join.operator import SEQ, JoinProcessor
 from ksqlpy.runtime.join.plan import TS as JOIN_TS
 from ksqlpy.runtime.join.repartition import (
+    JoinWriter,
     Repartitioned,
     repartitioned,
     rows_to_write,
@@ -45,6 +46,9 @@ class JoinQuery(PersistentQuery):
     """A persistent query whose plan joins two or more inputs."""
 
     _layout: Repartitioned | None = None
+    #: the inner joins whose results are re-keyed through repartition topics: processor,
+    #: input decoders, the re-keying select, writer
+    _inner: list[tuple[JoinProcessor, list[SourceDecoder], StepEvaluator, JoinWriter]]
 
     @property
     def topics(self) -> list[str]:
@@ -69,21 +73,26 @@ class JoinQuery(PersistentQuery):
         """The repartition topics (as many partitions as the side's topic) and the changelogs
         of re-keyed tables (compacted, as Kafka Streams creates them)."""
         layout = self.layout
-        for writer in layout.writers:
-            target = writer.target
+        for target in layout.targets:
             self.store.create_topic(
-                TopicSpec(name=target.topic, partitions=target.partitions, config={"cleanup.policy": "delete"}),
+                TopicSpec(
+                    name=target.topic, partitions=target.partitions, config={"cleanup.policy": "delete"}
+                ),
                 exist_ok=True,
             )
             changelog = layout.changelogs.get(target.topic)
             if changelog is not None:
                 self.store.create_topic(
-                    TopicSpec(name=changelog, partitions=target.partitions, config={"cleanup.policy": "compact"}),
+                    TopicSpec(
+                        name=changelog, partitions=target.partitions, config={"cleanup.policy": "compact"}
+                    ),
                     exist_ok=True,
                 )
         for log in self._store_logs.values():
             self.store.create_topic(
-                TopicSpec(name=log.topic, partitions=log.partitions, config={"cleanup.policy": "compact,delete"}),
+                TopicSpec(
+                    name=log.topic, partitions=log.partitions, config={"cleanup.policy": "compact,delete"}
+                ),
                 exist_ok=True,
             )
 
@@ -92,7 +101,9 @@ class JoinQuery(PersistentQuery):
         if self.group is None:
             return {}
         if self._store_log_sources is None:
-            self._store_log_sources = window_store_logs(self.layout.root, self.group, self._partitions)
+            self._store_log_sources = {}
+            for root in (self.layout.root, *(w.root for w in self.layout.join_writers)):
+                self._store_log_sources.update(window_store_logs(root, self.group, self._partitions))
         return self._store_log_sources
 
     _store_log_sources: dict[tuple[int, str], Source] | None = None
@@ -100,7 +111,8 @@ class JoinQuery(PersistentQuery):
     def _window_store_changes(self) -> list[tuple[str, pa.Table]]:
         """What the last batch put into the join's window stores, as their changelog records."""
         out: list[tuple[str, pa.Table]] = []
-        for node, which, rows in self._join.stored:
+        stored = [entry for p in (self._join, *(j for j, _, _, _ in self._inner)) for entry in p.stored]
+        for node, which, rows in stored:
             log = self._store_logs.get((id(node), which))
             if log is None:
                 continue
@@ -110,7 +122,9 @@ class JoinQuery(PersistentQuery):
             # the store keeps each record in the window starting at its timestamp
             start = kept.column(JOIN_TS)
             size = log.window.size_ms if log.window is not None and log.window.size_ms else 0
-            kept = kept.append_column("__WINDOWSTART", start).append_column("__WINDOWEND", pc.add(start, size))
+            kept = kept.append_column("__WINDOWSTART", start).append_column(
+                "__WINDOWEND", pc.add(start, size)
+            )
             records, errors = encode_windowed(self._store_encoders[(id(node), which)], log, kept)
             self.plog.write(self.query_id, errors)
             out.append((log.topic, records))
@@ -134,6 +148,12 @@ class JoinQuery(PersistentQuery):
             self._create_internal_topics()
             self._join = JoinProcessor(self.layout.root, self.query_id, con)
             self._decoders = [SourceDecoder(i.source, registry) for i in self._join.inputs]
+            self._inner = []
+            for w in self.layout.join_writers:
+                inner = JoinProcessor(w.root, self.query_id, con)
+                decoders = [SourceDecoder(i.source, registry) for i in inner.inputs]
+                self._inner.append((inner, decoders, StepEvaluator(w.select, con), w))
+            self._inner_encoders = {id(w): SinkEncoder(w.target, registry) for w in self.layout.join_writers}
             self._store_encoders = {at: SinkEncoder(log, registry) for at, log in self._store_logs.items()}
             self._writers = [
                 (
@@ -209,12 +229,19 @@ class JoinQuery(PersistentQuery):
                 out.append((changelog, part.select(["partition", "timestamp", "key", "value", "headers"])))
         return out
 
-    def _decode(self, records: pa.Table) -> list[pa.Table | None]:
+    def _decode(
+        self,
+        records: pa.Table,
+        join: JoinProcessor | None = None,
+        decoders: list[SourceDecoder] | None = None,
+    ) -> list[pa.Table | None]:
         """Each input's records of the batch, decoded, with their place in processing order."""
+        join = join or self._join
+        decoders = decoders or self._decoders
         records = records.take(pa.array(_processing_order(records)))
         records = records.append_column(SEQ, pa.array(np.arange(records.num_rows, dtype=np.int64)))
         out: list[pa.Table | None] = []
-        for side, decoder in zip(self._join.inputs, self._decoders, strict=True):
+        for side, decoder in zip(join.inputs, decoders, strict=True):
             part = records.filter(pc.equal(records.column("topic"), side.source.topic))
             if part.num_rows == 0:
                 out.append(None)
@@ -226,11 +253,27 @@ class JoinQuery(PersistentQuery):
 
     def _batch(self, records: pa.Table, encoder: SinkEncoder, reader: Any) -> None:
         decoded = self._decode(records)
+        inner_decoded = [self._decode(records, inner, decoders) for inner, decoders, _, _ in self._inner]
         internal = [*self._repartition(records), *self._changelogs(records)]
         assert self.plan.sink is not None and self.group is not None
         with self.store.transaction() as tx:
             for topic, batch in internal:
                 tx.produce(topic, batch)
+            for (inner, _, select, writer), parts in zip(self._inner, inner_decoded, strict=True):
+                # an inner join whose result is re-keyed through a repartition topic
+                result = inner.process(parts, tx.state)
+                self.plog.write(self.query_id, result.errors)
+                if result.rows.num_rows == 0:
+                    continue
+                evaluated = select.evaluate(result.rows, self.query_id)
+                self.plog.write(self.query_id, evaluated.errors)
+                rows = rows_to_write(evaluated.rows, writer.target)
+                written, errors = self._inner_encoders[id(writer)].encode(
+                    rows, rows.column(TS), deletes_of(rows)
+                )
+                self.plog.write(self.query_id, errors)
+                if written.num_rows:
+                    tx.produce(writer.target.topic, written)
             joined = self._join.process(decoded, tx.state)
             self.plog.write(self.query_id, joined.errors)
             for topic, changes in self._window_store_changes():
@@ -257,7 +300,10 @@ class JoinQuery(PersistentQuery):
                 join.drop_state(tx.state)
         # ksqlDB deletes a terminated query's internal topics with its state
         layout = self.layout
-        internal = [w.target.topic for w in layout.writers] + list(layout.changelogs.values())
+        for inner, _, _, _ in getattr(self, "_inner", []):
+            with self.store.transaction() as tx:
+                inner.drop_state(tx.state)
+        internal = [target.topic for target in layout.targets] + list(layout.changelogs.values())
         internal += [log.topic for log in self._store_logs.values()]
         for topic in internal:
             if self.store.describe_topic(topic) is not None:

@@ -140,3 +140,27 @@ def test_a_stream_stream_join_logs_its_window_stores_and_terminate_deletes_inter
     assert [v["R_B"] for _, v, _, _ in _read(engine, other)] == [3]
     engine.session().execute_all("TERMINATE CSAS_LR_0;")
     assert engine.store.describe_topic(this) is None and engine.store.describe_topic(other) is None
+
+
+def test_an_inner_join_rekeyed_for_the_next_join_goes_through_that_joins_repartition_topic(
+    engine: Any,
+) -> None:
+    engine.session().execute_all(
+        """
+        CREATE STREAM orders (id VARCHAR KEY, item VARCHAR) WITH (kafka_topic='orders', value_format='JSON', partitions=1);
+        CREATE STREAM paid (id VARCHAR KEY, amount INT) WITH (kafka_topic='paid', value_format='JSON', partitions=1);
+        CREATE TABLE items (id VARCHAR PRIMARY KEY, name VARCHAR) WITH (kafka_topic='items', value_format='JSON', partitions=1);
+        CREATE STREAM sold AS SELECT o.id, o.item, p.amount, i.name FROM orders o
+          JOIN paid p WITHIN 1 HOUR ON o.id = p.id
+          JOIN items i ON o.item = i.id;
+        """
+    )
+    _produce(engine, "items", [(b"i1", {"NAME": "pen"}, 1)])
+    _produce(engine, "orders", [(b"o1", {"ITEM": "i1"}, 2)])
+    _produce(engine, "paid", [(b"o1", {"AMOUNT": 5}, 3)])
+    # the stream-stream join's result, re-keyed by the item, is written to the outer join's
+    # repartition topic and joined with the table from there
+    written = _read(engine, f"{APP}CSAS_SOLD_0-Join-repartition")
+    assert [(k, v["O_ID"], v["P_AMOUNT"]) for k, v, _, _ in written] == [(b"i1", "o1", 5)]
+    sold = _read(engine, "SOLD")
+    assert [(v["O_ID"], v["AMOUNT"], v["NAME"]) for _, v, _, _ in sold] == [("o1", 5, "pen")]
