@@ -38,6 +38,7 @@ from ksqlpy.runtime.join.plan import (
     Repartition,
     StoreLog,
 )
+from ksqlpy.runtime.join.stores import store_names, store_numbers
 
 if TYPE_CHECKING:
     from ksqlpy.runtime.compile import _Compiler
@@ -46,9 +47,7 @@ if TYPE_CHECKING:
 def compile_join(c: _Compiler, step: s.JoinStep, sink: Source) -> tuple[JoinNode, tuple[Source, _Columns]]:
     """The join tree for ``step`` and what the steps above it read: its output as a source
     and the columns over it."""
-    # Kafka Streams numbers a stream-stream join's stores by the processors built before
-    # them; the numbering is modelled for trees of stream sources and stream-stream joins only
-    node = _node(c, step, sink, named=_names_used(step) is not None)
+    node = _node(c, step, sink, numbers=store_numbers(step))
     return node, (node.output, _output_columns(c, step))
 
 
@@ -67,12 +66,12 @@ _KINDS: dict[type, JoinKind] = {
 }
 
 
-def _node(c: _Compiler, step: s.JoinStep, sink: Source, *, named: bool) -> JoinNode:
+def _node(c: _Compiler, step: s.JoinStep, sink: Source, *, numbers: dict[int, int]) -> JoinNode:
     kind = _KINDS.get(type(step))
     if kind is None:
         raise PlanError(f"Joins of this type are not supported yet: {step.TYPE} at {step.context}")
-    left = _side(c, step.left_source, sink, step, "left", named=named)
-    right = _side(c, step.right_source, sink, step, "right", named=named)
+    left = _side(c, step.left_source, sink, step, "left", numbers=numbers)
+    right = _side(c, step.right_source, sink, step, "right", numbers=numbers)
     if isinstance(step, s.ForeignKeyTableTableJoin):
         left = _with_foreign_key(c, step, left)
     schema = c.schemas[id(step)]
@@ -111,7 +110,7 @@ def _node(c: _Compiler, step: s.JoinStep, sink: Source, *, named: bool) -> JoinN
             "after_ms": _millis(step.after_millis),
             "grace_ms": None if step.grace_millis is None else _millis(step.grace_millis),
         }
-    stores = _window_stores(step) if named and isinstance(step, s.StreamStreamJoin) else None
+    stores = _window_stores(step, numbers.get(id(step))) if isinstance(step, s.StreamStreamJoin) else None
     return JoinNode(
         context=step.context,
         kind=kind,
@@ -154,12 +153,12 @@ def _millis(seconds: float) -> int:
 
 
 def _side(
-    c: _Compiler, top: s.ExecutionStep, sink: Source, join: s.JoinStep, which: str, *, named: bool
+    c: _Compiler, top: s.ExecutionStep, sink: Source, join: s.JoinStep, which: str, *, numbers: dict[int, int]
 ) -> JoinSide:
     chain = c._chain(top)
     head = chain[0]
     if isinstance(head, s.JoinStep):
-        inner = _node(c, head, sink, named=named)
+        inner = _node(c, head, sink, numbers=numbers)
         if len(chain) == 1:
             return inner
         select = c._select(chain, None, (inner.output, _output_columns(c, head)))
@@ -199,63 +198,24 @@ def _repartition(chain: list[s.ExecutionStep], join: s.JoinStep, which: str) -> 
     )
 
 
-def _window_stores(step: s.StreamStreamJoin) -> tuple[StoreLog, StoreLog] | None:
-    """The changelogs of a stream-stream join's two window stores. Kafka Streams names the
-    stores by a counter of the processors built before them (``KSTREAM-JOINTHIS-0000000016``),
-    which :func:`_names_before` follows for joins of streams; for other shapes (a table or a
-    windowed source under the join, a RIGHT join, a GRACE PERIOD's extra store) it is None."""
-    if step.join_type.upper() == "RIGHT" or step.grace_millis is not None:
+def _window_stores(step: s.StreamStreamJoin, number: int | None) -> tuple[StoreLog, StoreLog] | None:
+    """The changelogs of a stream-stream join's two window stores, where their number is known
+    (:mod:`ksqlpy.runtime.join.stores`), in the formats of the join's inputs."""
+    if number is None:
         return None
-    left, right = _names_used(step.left_source), _names_used(step.right_source)
-    if left is None or right is None:
-        return None
-    at = left + right + 2 + 3 * sum(_rekeyed(side) for side in (step.left_source, step.right_source))
-    this = "OUTERTHIS" if step.join_type.upper() == "OUTER" else "JOINTHIS"
-    other = "OUTEROTHER" if step.join_type.upper() in ("LEFT", "OUTER") else "JOINOTHER"
-    stores = []
-    for name, index, formats in (
-        (this, at, step.left_internal_formats),
-        (other, at + 1, step.right_internal_formats),
-    ):
-        stores.append(
-            StoreLog(
-                topic=f"KSTREAM-{name}-{index:010d}-store-changelog",
-                key_format=_format(formats, key=True),
-                value_format=_format(formats, key=False),
-            )
-        )
-    return stores[0], stores[1]
-
-
-def _rekeyed(step: s.ExecutionStep) -> bool:
-    """Whether a join input is re-keyed (and so repartitioned) before the join."""
-    while isinstance(step, s.OneInput):
-        if isinstance(step, s.StreamSelectKey | s.StreamSelectKeyV1):
-            return True
-        step = step.source
-    return False
-
-
-def _names_used(step: s.ExecutionStep) -> int | None:
-    """How many of Kafka Streams' generated processor names ksqlDB's topology uses for a
-    stream-stream join input (learned from ksqlDB's topologies): a source takes three (source,
-    value transformer, peek), a re-key one more; a join of streams two, three per repartitioned
-    side and three for its window stores and merge. None for shapes not modelled."""
-    match step:
-        case s.StreamSource():
-            return 3
-        case s.StreamSelectKey() | s.StreamSelectKeyV1():
-            inner = _names_used(step.source)
-            return None if inner is None else inner + 1
-        case s.StreamSelect():
-            return _names_used(step.source)
-        case s.StreamStreamJoin():
-            stores = _window_stores(step)
-            if stores is None:
-                return None
-            index = int(stores[0].topic.split("-")[2])
-            return index + 3
-    return None
+    this, other = store_names(step, number)
+    return (
+        StoreLog(
+            topic=this,
+            key_format=_format(step.left_internal_formats, key=True),
+            value_format=_format(step.left_internal_formats, key=False),
+        ),
+        StoreLog(
+            topic=other,
+            key_format=_format(step.right_internal_formats, key=True),
+            value_format=_format(step.right_internal_formats, key=False),
+        ),
+    )
 
 
 def _format(formats: Formats, *, key: bool) -> FormatInfo:
