@@ -132,6 +132,11 @@ def _upgraded(node: Any) -> Any:
     return out
 
 
+def upgraded_plan(entry: Any) -> Any:
+    """A stored plan entry's JSON in the shape the plan loader reads (see :func:`_upgraded`)."""
+    return _upgraded(entry)
+
+
 def _topic_formats(entries: Iterable[Any]) -> dict[str, tuple[str, str]]:
     """Topic → (key format, value format) of the streams and tables the plans declare."""
     out: dict[str, tuple[str, str]] = {}
@@ -189,4 +194,12 @@ def apply_plans(engine: Any, case: QttCase) -> None:
             raise
 
 
-__all__ = ["PLAN_CONFIGS", "apply_plans", "discover", "load_case", "load_plan_cases", "plan_configs"]
+__all__ = [
+    "PLAN_CONFIGS",
+    "apply_plans",
+    "discover",
+    "load_case",
+    "load_plan_cases",
+    "plan_configs",
+    "upgraded_plan",
+]

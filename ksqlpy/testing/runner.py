@@ -274,7 +274,28 @@ def topics_to_create(case: QttCase) -> dict[str, int]:
     for record in case.inputs:
         wanted = (record.partition or 0) + 1
         topics[record.topic] = max(topics.get(record.topic, default), wanted)
+    # A topic whose partition count the post conditions check, and that nothing above sized,
+    # exists from the start with that count, as ksqlDB's harness creates every topic of a case
+    # (its default: 4 partitions); a CREATE ... AS SELECT then writes to it as it is.
+    explicit = {node.name for node in case.topics if node.partitions}
+    for condition in case.post.topics if case.post is not None else ():
+        if (
+            condition.partitions
+            and condition.name not in explicit
+            and topics.get(condition.name, default) == default
+            and not _sized_by_statement(case, condition.name)
+        ):
+            topics[condition.name] = condition.partitions
     return topics
+
+
+def _sized_by_statement(case: QttCase, topic: str) -> bool:
+    """Whether a CREATE statement of ``case`` gives ``topic`` a PARTITIONS count."""
+    for statement in case.statements:
+        name = _KAFKA_TOPIC.search(statement)
+        if name is not None and name.group(1).replace("''", "'") == topic and _PARTITIONS.search(statement):
+            return True
+    return False
 
 
 def create_topics(engine: Any, case: QttCase) -> None:

@@ -67,6 +67,14 @@ def test_topics_come_from_create_statements_and_inputs() -> None:
     assert topics_to_create(c) == {"input": 3, "other": 2}  # type: ignore[arg-type]
 
 
+def test_topics_whose_partitions_post_conditions_check_are_created_with_them() -> None:
+    post = {"topics": {"topics": [{"name": "input", "partitions": 4}, {"name": "OUTPUT", "partitions": 4}]}}
+    assert topics_to_create(case(post=post)) == {"input": 4, "OUTPUT": 4}  # type: ignore[arg-type]
+    # a statement's PARTITIONS stands: the condition then checks what the statement made
+    sized = case(post=post, statements=[STATEMENTS[0].replace("value_format", "partitions=2, value_format")])
+    assert topics_to_create(sized) == {"input": 2, "OUTPUT": 4}  # type: ignore[arg-type]
+
+
 def test_tool_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "s.sql").write_text("\n".join(STATEMENTS))
     (tmp_path / "in.json").write_text(json.dumps({"inputs": [{"topic": "input", "key": 4, "value": {"V": 5}}]}))

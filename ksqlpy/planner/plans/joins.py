@@ -20,11 +20,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ksqlpy import sqltypes
 from ksqlpy.errors import AnalysisError, NodeLocationError
 from ksqlpy.parser import ast
 from ksqlpy.planner import scope as scopes
-from ksqlpy.planner.catalog import PSEUDO_COLUMNS, WINDOW_BOUND_COLUMNS, Catalog, Column, ColumnNamespace, Source
+from ksqlpy.planner.catalog import (
+    PSEUDO_COLUMNS,
+    WINDOW_BOUND_COLUMNS,
+    Catalog,
+    Source,
+)
 from ksqlpy.planner.expressions.scope import ColumnScope, ScopeColumn
 from ksqlpy.planner.plans import expressions as ex
 from ksqlpy.planner.plans.join_checks import (
@@ -35,9 +39,11 @@ from ksqlpy.planner.plans.join_checks import (
     check_windowing,
     has_column,
 )
+from ksqlpy.planner.plans.join_keys import join_key_format, resolve_key_formats
 from ksqlpy.planner.plans.sources import internal_formats, source_step
 from ksqlpy.planner.steps import steps as s
-from ksqlpy.planner.steps.schema import LogicalSchema, resolve_schema
+from ksqlpy.planner.steps.catalog import catalog_format
+from ksqlpy.planner.steps.schema import resolve_schema
 
 JOIN_TYPES = {
     ast.JoinType.INNER: "INNER",
@@ -121,19 +127,26 @@ def plan_join(
     check_reserved_names(query, persistent)
     if query.window is not None:
         check_window_bounds(query)
-    root = node.step
-    assert isinstance(root, s.JoinStep)
+    assert isinstance(node.step, s.JoinStep)
+    default_key_format = str(config.get("ksql.persistence.default.format.key", "KAFKA"))
+    root = resolve_key_formats(node.step, default_key_format)
     schema = resolve_schema(root, catalog.types)
     fk = isinstance(root, s.ForeignKeyTableTableJoin)
     key_name = schema.key[0].name if schema.key else "ROWKEY"
     synthetic = not fk and not node.viable
     leftmost = sides[0].source
+    key_format = leftmost.key_format
+    joined_key = join_key_format(node.step, default_key_format)
+    if joined_key[0].format.upper() != key_format.format.upper():
+        # the result is keyed in the join's key format (a NONE-keyed stream re-keyed on a value
+        # takes the other side's), not necessarily the left-most source's
+        key_format = catalog_format(joined_key[0], joined_key[1], key=True)
     result = Source(
         name=leftmost.name,
         kind=ast.SourceKind.TABLE if node.is_table else ast.SourceKind.STREAM,
         topic=leftmost.topic,
         columns=schema.columns,
-        key_format=leftmost.key_format,
+        key_format=key_format,
         value_format=leftmost.value_format,
         window=leftmost.window if not node.is_table or leftmost.window else None,
         partitions=leftmost.partitions,
@@ -211,7 +224,6 @@ def _join(
         )
     right_is_table = right_side.source.is_table
     within = joined.within
-    left_name = left.sides[0].source.name if left.leaf else left_src
     if not left.is_table and not right_is_table:
         if within is None:
             raise AnalysisError(
@@ -293,6 +305,11 @@ def _join(
 
     equivalent: list[ast.ColumnRef] = []
     viable: list[ast.ColumnRef] = []
+    if fk and left.leaf:
+        # A foreign-key join's result keeps its left table's primary key: a join after it on
+        # that key needs no re-keying (ksqlDB allows a foreign-key join to start an n-way join).
+        left_table = left.sides[0]
+        equivalent = [ast.ColumnRef(name=c.name, source=left_table.alias) for c in left_table.source.key_columns]
     if join_type != "OUTER" and not fk:
         keys = [e for e in (qualified_left, qualified_right)]
         lefts = left.equivalent

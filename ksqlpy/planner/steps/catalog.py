@@ -43,7 +43,8 @@ def format_info(fmt: cat.FormatInfo) -> FormatInfo:
     return FormatInfo(format=fmt.format, properties=tuple(fmt.properties.items()))
 
 
-def _catalog_format(info: FormatInfo, features: tuple[str, ...], *, key: bool) -> cat.FormatInfo:
+def catalog_format(info: FormatInfo, features: tuple[str, ...], *, key: bool) -> cat.FormatInfo:
+    """A plan's format and serde features as the catalog keeps them."""
     wrap = True if "WRAP_SINGLES" in features else False if "UNWRAP_SINGLES" in features else None
     if key and wrap is False:
         wrap = None  # an unwrapped single key is the default layout, not a user's choice
@@ -97,8 +98,8 @@ def source_of(
         kind=SourceKind.TABLE if isinstance(command, CreateTableCommand) else SourceKind.STREAM,
         topic=command.topic_name,
         columns=LogicalSchema.parse(command.schema, types).columns,
-        key_format=_catalog_format(command.formats.key_format, command.formats.key_features, key=True),
-        value_format=_catalog_format(command.formats.value_format, command.formats.value_features, key=False),
+        key_format=catalog_format(command.formats.key_format, command.formats.key_features, key=True),
+        value_format=catalog_format(command.formats.value_format, command.formats.value_features, key=False),
         timestamp_column=ts.column if ts is not None else None,
         timestamp_format=ts.format if ts is not None else None,
         window=window,

@@ -16,12 +16,16 @@ from typing import TYPE_CHECKING, cast
 import sqlglot
 from sqlglot import exp
 
+from ksqlpy import sqltypes
 from ksqlpy.errors import PlanError
 from ksqlpy.parser.ast import SourceKind
-from ksqlpy.planner.catalog import Column, ColumnNamespace, Source
+from ksqlpy.planner.catalog import Column, ColumnNamespace, FormatInfo, Source
 from ksqlpy.planner.expressions.scope import duckdb_column
 from ksqlpy.planner.physical import OutputColumn, SelectStep
 from ksqlpy.planner.steps import steps as s
+from ksqlpy.planner.steps.catalog import catalog_format
+from ksqlpy.planner.steps.formats import Formats
+from ksqlpy.planner.steps.schema import LogicalSchema
 from ksqlpy.runtime.fused import FusedColumns as _Columns
 from ksqlpy.runtime.join.plan import (
     FOREIGN_KEY,
@@ -32,8 +36,11 @@ from ksqlpy.runtime.join.plan import (
     JoinNode,
     JoinSide,
     Rekeyed,
+    Repartition,
+    StoreLog,
     windowed_key_type,
 )
+from ksqlpy.runtime.join.stores import store_names, store_numbers
 
 if TYPE_CHECKING:
     from ksqlpy.runtime.compile import _Compiler
@@ -42,13 +49,13 @@ if TYPE_CHECKING:
 def compile_join(c: _Compiler, step: s.JoinStep, sink: Source) -> tuple[JoinNode, tuple[Source, _Columns]]:
     """The join tree for ``step`` and what the steps above it read: its output as a source
     and the columns over it."""
-    node = _node(c, step, sink)
+    node = _node(c, step, sink, numbers=store_numbers(step))
     return node, (node.output, _output_columns(c, step))
 
 
 def _output_columns(c: _Compiler, step: s.ExecutionStep) -> _Columns:
     schema = c.schemas[id(step)]
-    keys = {col.name: duckdb_column(KEY) for col in schema.key}
+    keys = _key_parts(duckdb_column(KEY), schema)
     values = {col.name: duckdb_column(col.name) for col in schema.value}
     return _Columns(schema, keys, values)
 
@@ -61,19 +68,19 @@ _KINDS: dict[type, JoinKind] = {
 }
 
 
-def _node(c: _Compiler, step: s.JoinStep, sink: Source) -> JoinNode:
+def _node(c: _Compiler, step: s.JoinStep, sink: Source, *, numbers: dict[int, int]) -> JoinNode:
     kind = _KINDS.get(type(step))
     if kind is None:
         raise PlanError(f"Joins of this type are not supported yet: {step.TYPE} at {step.context}")
-    left = _side(c, step.left_source, sink)
-    right = _side(c, step.right_source, sink)
+    left = _side(c, step.left_source, sink, step, "left", numbers=numbers)
+    right = _side(c, step.right_source, sink, step, "right", numbers=numbers)
     windowed = _is_windowed(left) and _is_windowed(right)
     if windowed:
         left, right = _with_window(left), _with_window(right)
     if isinstance(step, s.ForeignKeyTableTableJoin):
         left = _with_foreign_key(c, step, left)
     schema = c.schemas[id(step)]
-    if len(schema.key) != 1:
+    if len(schema.key) != 1 and kind is not JoinKind.FOREIGN_KEY:
         raise PlanError(f"JOINs are only supported on one key column: {step.TYPE} at {step.context}")
     if kind is JoinKind.FOREIGN_KEY and step.join_type.upper() not in ("INNER", "LEFT"):
         raise PlanError(
@@ -81,7 +88,7 @@ def _node(c: _Compiler, step: s.JoinStep, sink: Source) -> JoinNode:
         )
     left_names = set(left.value_names)
     right_names = set(right.value_names)
-    key = schema.key[0]
+    key = schema.key[0] if len(schema.key) == 1 else Column(name=KEY, type=_key_struct(schema))
     synthetic = next(
         (
             col.name
@@ -108,6 +115,7 @@ def _node(c: _Compiler, step: s.JoinStep, sink: Source) -> JoinNode:
             "after_ms": _millis(step.after_millis),
             "grace_ms": None if step.grace_millis is None else _millis(step.grace_millis),
         }
+    stores = _window_stores(step, numbers.get(id(step))) if isinstance(step, s.StreamStreamJoin) else None
     return JoinNode(
         context=step.context,
         kind=kind,
@@ -117,6 +125,7 @@ def _node(c: _Compiler, step: s.JoinStep, sink: Source) -> JoinNode:
         output=output,
         synthetic=synthetic,
         windowed=windowed,
+        stores=stores,
         **window,  # type: ignore[arg-type]
     )
 
@@ -157,28 +166,43 @@ def _with_foreign_key(c: _Compiler, step: s.ForeignKeyTableTableJoin, left: Join
         col.name: cast(exp.Expression, sqlglot.parse_one(col.sql, dialect="duckdb"))
         for col in left.select.columns
     }
-    keys = {col.name: by_name[KEY] for col in schema.key}
+    keys = _key_parts(by_name[KEY], schema)
     values = {col.name: by_name[col.name] for col in schema.value if col.name in by_name}
     compiled = c._compile(text, _Columns(schema, keys, values), step, "ON")
     column = OutputColumn(name=FOREIGN_KEY, type=compiled.type, sql=str(compiled.sql.sql(dialect="duckdb")))
     return replace(left, select=replace(left.select, columns=(*left.select.columns, column)))
 
 
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _millis(seconds: float) -> int:
     return round(seconds * 1000)
 
 
-def _side(c: _Compiler, top: s.ExecutionStep, sink: Source) -> JoinSide:
+def _side(
+    c: _Compiler, top: s.ExecutionStep, sink: Source, join: s.JoinStep, which: str, *, numbers: dict[int, int]
+) -> JoinSide:
     chain = c._chain(top)
     head = chain[0]
     if isinstance(head, s.JoinStep):
-        inner = _node(c, head, sink)
+        inner = _node(c, head, sink, numbers=numbers)
         if len(chain) == 1:
             return inner
         select = c._select(chain, None, (inner.output, _output_columns(c, head)))
-        return Rekeyed(base=inner, select=_keyed(select, top), store=_store_name(chain))
-    select = _keyed(c._select(chain, None), top)
-    return JoinInput(source=select.source, select=select, store=_store_name(chain))
+        return Rekeyed(
+            base=inner,
+            select=_keyed(select, top),
+            store=_store_name(chain),
+            repartition=_repartition(chain, join, which),
+        )
+    # a foreign-key join's left table may have several key columns: they join as one struct
+    several = isinstance(join, s.ForeignKeyTableTableJoin) and which == "left"
+    select = _keyed(c._select(chain, None), top, several=several)
+    return JoinInput(
+        source=select.source, select=select, store=_store_name(chain), repartition=_repartition(chain, join, which)
+    )
 
 
 def _store_name(chain: list[s.ExecutionStep]) -> str:
@@ -195,9 +219,89 @@ def _op_name(context: str) -> str:
     return context.replace("/", "-")
 
 
-def _keyed(select: SelectStep, top: s.ExecutionStep) -> SelectStep:
-    """The side's select with its one key column named :data:`KEY`."""
+def _repartition(chain: list[s.ExecutionStep], join: s.JoinStep, which: str) -> Repartition | None:
+    """The internal topic ksqlDB re-keys this side through, if it does. A re-keyed table goes
+    through its select-key step's own topic (Kafka Streams' ``toTable`` after ``selectKey``);
+    a re-keyed stream is repartitioned by the join it feeds, which names the topic after itself
+    (``KStreamImplJoin``: ``-left``/``-right``; a stream-table join: none)."""
+    if isinstance(chain[0], s.WindowedStreamSource | s.WindowedTableSource):
+        return None  # ksqlDB refuses to repartition windowed sources
+    for step in chain:
+        if isinstance(step, s.TableSelectKey):
+            return Repartition(
+                topic=f"{step.context}-SelectKey-repartition",
+                key_format=_format(step.internal_formats, key=True),
+                value_format=_format(step.internal_formats, key=False),
+                changelog=f"{step.context}-Materialize-changelog",
+            )
+    if not any(isinstance(step, s.StreamSelectKey | s.StreamSelectKeyV1) for step in chain):
+        return None
+    if isinstance(join, s.StreamStreamJoin):
+        formats = join.left_internal_formats if which == "left" else join.right_internal_formats
+        topic = f"{join.context}-{which}-repartition"
+    elif isinstance(join, s.StreamTableJoin) and which == "left":
+        formats, topic = join.internal_formats, f"{join.context}-repartition"
+    else:
+        return None
+    return Repartition(
+        topic=topic, key_format=_format(formats, key=True), value_format=_format(formats, key=False)
+    )
+
+
+def _window_stores(step: s.StreamStreamJoin, number: int | None) -> tuple[StoreLog, StoreLog] | None:
+    """The changelogs of a stream-stream join's two window stores, where their number is known
+    (:mod:`ksqlpy.runtime.join.stores`), in the formats of the join's inputs."""
+    if number is None:
+        return None
+    this, other = store_names(step, number)
+    return (
+        StoreLog(
+            topic=this,
+            key_format=_format(step.left_internal_formats, key=True),
+            value_format=_format(step.left_internal_formats, key=False),
+        ),
+        StoreLog(
+            topic=other,
+            key_format=_format(step.right_internal_formats, key=True),
+            value_format=_format(step.right_internal_formats, key=False),
+        ),
+    )
+
+
+def _format(formats: Formats, *, key: bool) -> FormatInfo:
+    if key:
+        return catalog_format(formats.key_format, formats.key_features, key=True)
+    return catalog_format(formats.value_format, formats.value_features, key=False)
+
+
+def _key_struct(schema: LogicalSchema) -> sqltypes.Struct:
+    return sqltypes.Struct(fields=tuple(sqltypes.Field(name=c.name, type=c.type) for c in schema.key))
+
+
+def _key_parts(key: exp.Expression, schema: LogicalSchema) -> dict[str, exp.Expression]:
+    """Each key column of ``schema`` over the join key ``key``: the key itself, or, for
+    several key columns, its struct's fields."""
+    if len(schema.key) == 1:
+        return {schema.key[0].name: key}
+    packed = key.sql(dialect="duckdb")
+    out: dict[str, exp.Expression] = {}
+    for col in schema.key:
+        field = col.name.replace("'", "''")
+        out[col.name] = cast(
+            exp.Expression, sqlglot.parse_one(f"struct_extract({packed}, '{field}')", dialect="duckdb")
+        )
+    return out
+
+
+def _keyed(select: SelectStep, top: s.ExecutionStep, *, several: bool = False) -> SelectStep:
+    """The side's select with its one key column named :data:`KEY` (``several`` key columns:
+    packed in one struct)."""
     keys = select.key_columns
+    if several and len(keys) > 1:
+        packed = ", ".join(f"{_quoted(k.name)} := {k.sql}" for k in keys)
+        struct = sqltypes.Struct(fields=tuple(sqltypes.Field(name=k.name, type=k.type) for k in keys))
+        key = OutputColumn(name=KEY, type=struct, sql=f"struct_pack({packed})", is_key=True)
+        return replace(select, columns=(key, *select.value_columns), timestamp_sql='"ROWTIME"')
     if len(keys) != 1:
         raise PlanError(f"JOINs are only supported on one key column: {top.TYPE} at {top.context}")
     return replace(

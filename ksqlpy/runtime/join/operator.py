@@ -116,6 +116,13 @@ class JoinProcessor:
         if self.counts is not None:
             self.counts.add(f"{operator}/in", rows_in)
             self.counts.add(f"{operator}/out", rows_out)
+        #: the runs of the last batch that went into a stream-stream join's window stores
+        #: (join, side L or R, rows), for the runner to log to the stores' changelogs
+        self.stored: list[tuple[JoinNode, str, pa.Table]] = []
+
+    def _keep_stored(self, node: JoinNode, both: dict[str, pa.Table]) -> None:
+        if node.stores is not None:
+            self.stored.extend((node, w, rows) for w, rows in both.items() if rows.num_rows)
 
     def _rekeyed(self) -> list[Rekeyed]:
         return [side for node in self.nodes for side in (node.left, node.right) if isinstance(side, Rekeyed)]
@@ -162,6 +169,7 @@ class JoinProcessor:
         ``__SEQ`` column), returning the root join's output as a decoded batch of its
         output source."""
         self._ensure_tables(state)
+        self.stored = []
         errors: list[ProcessingError] = []
         sides: list[pa.Table] = []
         for i, (side, batch) in enumerate(zip(self.inputs, decoded, strict=True)):
@@ -187,6 +195,7 @@ class JoinProcessor:
                     else _empty_side(node.left if w == "L" else node.right)
                     for w in ("L", "R")
                 }
+                self._keep_stored(node, both)
                 rows = self._windowed[id(node)].process(both, state, _side_schema(node))
                 out = self._push(node, rows, state)
             if out is not None and out.num_rows:
@@ -250,6 +259,7 @@ class JoinProcessor:
             case JoinKind.STREAM_STREAM:
                 other = _empty_side(node.right if which == "L" else node.left)
                 both = {which: rows, ("R" if which == "L" else "L"): other}
+                self._keep_stored(node, both)
                 return self._windowed[id(node)].process(both, state, _side_schema(node))
         raise PlanError(f"Joins of this kind are not supported yet: {node.kind.value} at {node.context}")
 

@@ -13,7 +13,7 @@ import enum
 from dataclasses import dataclass
 
 from ksqlpy import sqltypes
-from ksqlpy.planner.catalog import Source
+from ksqlpy.planner.catalog import FormatInfo, Source
 from ksqlpy.planner.physical import SelectStep
 
 #: the join key's column in the batches passed between join operators
@@ -44,6 +44,30 @@ class JoinKind(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Repartition:
+    """Where ksqlDB re-keys a join side through an internal topic: its name after the query's
+    application id (``Join-left-repartition``, ``LeftSourceKeyed-SelectKey-repartition``), the
+    formats the plan gives it, and, for a re-keyed table, the changelog topic of the table it
+    materializes (``LeftSourceKeyed-Materialize-changelog``)."""
+
+    topic: str
+    key_format: FormatInfo
+    value_format: FormatInfo
+    changelog: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoreLog:
+    """The changelog topic of one side's window store of a stream-stream join, named after the
+    query's application id as Kafka Streams names it (``KSTREAM-JOINTHIS-0000000008-store``
+    + ``-changelog``), and the formats the plan gives the side (``left/rightInternalFormats``)."""
+
+    topic: str
+    key_format: FormatInfo
+    value_format: FormatInfo
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class JoinInput:
     """A topic read through its pre-join chain (re-key, PrependAlias select): ``select``'s key
     column is named :data:`KEY`; the left side of a foreign-key join also computes
@@ -53,6 +77,7 @@ class JoinInput:
     select: SelectStep
     #: the state store ksqlDB materializes this side in when it is a join's table side
     store: str = ""
+    repartition: Repartition | None = None
 
     @property
     def value_names(self) -> tuple[str, ...]:
@@ -78,6 +103,8 @@ class JoinNode:
     #: both sides are windowed sources: between join operators the key is
     #: :func:`windowed_key_type`; the join's result has the plain key and WINDOWSTART/WINDOWEND
     windowed: bool = False
+    #: a stream-stream join's window stores (left, right), where ksqlpy knows their names
+    stores: tuple[StoreLog, StoreLog] | None = None
 
     @property
     def value_names(self) -> tuple[str, ...]:
@@ -114,6 +141,7 @@ class Rekeyed:
     base: JoinNode
     select: SelectStep
     store: str = ""
+    repartition: Repartition | None = None
 
     @property
     def value_names(self) -> tuple[str, ...]:
@@ -133,5 +161,7 @@ __all__ = [
     "JoinNode",
     "JoinSide",
     "Rekeyed",
+    "Repartition",
+    "StoreLog",
     "windowed_key_type",
 ]

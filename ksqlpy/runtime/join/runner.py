@@ -24,15 +24,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ksqlpy.planner.catalog import Source
 from ksqlpy.planner.physical import AggregateStep
 from ksqlpy.runtime.codec import SinkEncoder, SourceDecoder
-from ksqlpy.runtime.evaluate import StepEvaluator
+from ksqlpy.runtime.evaluate import TS, StepEvaluator, deletes_of
 from ksqlpy.runtime.join.align import InputAligner, processing_order
 from ksqlpy.runtime.join.operator import SEQ, JoinProcessor
+from ksqlpy.runtime.join.plan import TS as JOIN_TS
+from ksqlpy.runtime.join.repartition import (
+    JoinWriter,
+    Repartitioned,
+    repartitioned,
+    rows_to_write,
+    stored_rows,
+    window_store_logs,
+)
 from ksqlpy.runtime.processing_log import ProcessingLog
 from ksqlpy.runtime.query import BATCH_SIZE, PersistentQuery, encode_windowed, new_connection
 from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.stats import OperatorCounts, record_bytes
+from ksqlpy.runtime.store.base import TopicSpec
 
 #: ksqlDB's property for how long a task waits for an input with nothing buffered (Kafka Streams'
 #: default, 0: only while that input is behind its end)
@@ -43,6 +54,11 @@ MAX_POLL_RECORDS = "ksql.streams.max.poll.records"
 
 class JoinQuery(PersistentQuery):
     """A persistent query whose plan joins two or more inputs."""
+
+    _layout: Repartitioned | None = None
+    #: the inner joins whose results are re-keyed through repartition topics: processor,
+    #: input decoders, the re-keying select, writer
+    _inner: list[tuple[JoinProcessor, list[SourceDecoder], StepEvaluator, JoinWriter]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -56,7 +72,86 @@ class JoinQuery(PersistentQuery):
 
     @property
     def topics(self) -> list[str]:
-        return sorted({i.source.topic for i in self.plan.join.inputs()})
+        return self.layout.topics
+
+    @property
+    def layout(self) -> Repartitioned:
+        """The join tree as this query runs it: a persistent query's re-keyed sides go through
+        their repartition topics (:mod:`ksqlpy.runtime.join.repartition`)."""
+        if self._layout is None:
+            if self.group is None:
+                self._layout = Repartitioned(root=self.plan.join, writers=(), changelogs={})
+            else:
+                self._layout = repartitioned(self.plan.join, self.group, self._partitions)
+        return self._layout
+
+    def _partitions(self, topic: str) -> int:
+        spec = self.store.describe_topic(topic)
+        return spec.partitions if spec is not None else 1
+
+    def _create_internal_topics(self) -> None:
+        """The repartition topics (as many partitions as the side's topic) and the changelogs
+        of re-keyed tables (compacted, as Kafka Streams creates them)."""
+        layout = self.layout
+        for target in layout.targets:
+            self.store.create_topic(
+                TopicSpec(
+                    name=target.topic, partitions=target.partitions, config={"cleanup.policy": "delete"}
+                ),
+                exist_ok=True,
+            )
+            changelog = layout.changelogs.get(target.topic)
+            if changelog is not None and not self.store.changelogged:
+                self.store.create_topic(
+                    TopicSpec(
+                        name=changelog, partitions=target.partitions, config={"cleanup.policy": "compact"}
+                    ),
+                    exist_ok=True,
+                )
+        for log in self._store_logs.values():
+            self.store.create_topic(
+                TopicSpec(
+                    name=log.topic, partitions=log.partitions, config={"cleanup.policy": "compact,delete"}
+                ),
+                exist_ok=True,
+            )
+
+    @property
+    def _store_logs(self) -> dict[tuple[int, str], Source]:
+        # Where state is kept apart from the log (Kafka), the join's state stores log themselves
+        # (and are restored from) their changelogs; these record-as-stored logs are for the
+        # embedded store, which has no state changelogs of its own.
+        if self.group is None or self.store.changelogged:
+            return {}
+        if self._store_log_sources is None:
+            self._store_log_sources = {}
+            for root in (self.layout.root, *(w.root for w in self.layout.join_writers)):
+                self._store_log_sources.update(window_store_logs(root, self.group, self._partitions))
+        return self._store_log_sources
+
+    _store_log_sources: dict[tuple[int, str], Source] | None = None
+
+    def _window_store_changes(self) -> list[tuple[str, pa.Table]]:
+        """What the last batch put into the join's window stores, as their changelog records."""
+        out: list[tuple[str, pa.Table]] = []
+        stored = [entry for p in (self._join, *(j for j, _, _, _ in self._inner)) for entry in p.stored]
+        for node, which, rows in stored:
+            log = self._store_logs.get((id(node), which))
+            if log is None:
+                continue
+            kept = stored_rows(rows)
+            if kept.num_rows == 0:
+                continue
+            # the store keeps each record in the window starting at its timestamp
+            start = kept.column(JOIN_TS)
+            size = log.window.size_ms if log.window is not None and log.window.size_ms else 0
+            kept = kept.append_column("__WINDOWSTART", start).append_column(
+                "__WINDOWEND", pc.add(start, size)
+            )
+            records, errors = encode_windowed(self._store_encoders[(id(node), which)], log, kept)
+            self.plog.write(self.query_id, errors)
+            out.append((log.topic, records))
+        return out
 
     def caught_up(self) -> bool:
         reader = self._reader
@@ -75,9 +170,26 @@ class JoinQuery(PersistentQuery):
         try:
             registry = registry_for(self.store)
             con = new_connection()
-            self._join = JoinProcessor(self.plan.join, self.query_id, con)
+            self._create_internal_topics()
+            self._join = JoinProcessor(self.layout.root, self.query_id, con)
             self._join.counts = self.operator_counts
             self._decoders = [SourceDecoder(i.source, registry) for i in self._join.inputs]
+            self._inner = []
+            for w in self.layout.join_writers:
+                inner = JoinProcessor(w.root, self.query_id, con)
+                decoders = [SourceDecoder(i.source, registry) for i in inner.inputs]
+                self._inner.append((inner, decoders, StepEvaluator(w.select, con), w))
+            self._inner_encoders = {id(w): SinkEncoder(w.target, registry) for w in self.layout.join_writers}
+            self._store_encoders = {at: SinkEncoder(log, registry) for at, log in self._store_logs.items()}
+            self._writers = [
+                (
+                    w,
+                    SourceDecoder(w.side.source, registry),
+                    StepEvaluator(w.side.select, con),
+                    SinkEncoder(w.target, registry),
+                )
+                for w in self.layout.writers
+            ]
             assert self.plan.sink is not None
             encoder = SinkEncoder(self.plan.sink, registry)
             step = self.plan.step
@@ -128,19 +240,78 @@ class JoinQuery(PersistentQuery):
             with contextlib.suppress(Exception):  # closing is best effort
                 reader.close()
 
-    def _decode(self, records: pa.Table) -> list[pa.Table | None]:
+    def _repartition(self, records: pa.Table) -> list[tuple[str, pa.Table]]:
+        """Stage one of each re-keyed side: its topic's records of the batch, re-keyed and
+        encoded for its repartition topic."""
+        out: list[tuple[str, pa.Table]] = []
+        for writer, decoder, evaluator, encoder in self._writers:
+            part = records.filter(pc.equal(records.column("topic"), writer.side.source.topic))
+            if part.num_rows == 0:
+                continue
+            decoded = decoder.decode(part)
+            self.plog.write(self.query_id, decoded.errors)
+            result = evaluator.evaluate(decoded.table, self.query_id)
+            self.plog.write(self.query_id, result.errors)
+            rows = rows_to_write(result.rows, writer.target)
+            encoded, errors = encoder.encode(rows, rows.column(TS), deletes_of(rows))
+            self.plog.write(self.query_id, errors)
+            if encoded.num_rows:
+                out.append((writer.target.topic, encoded))
+        return out
+
+    def _changelogs(self, records: pa.Table) -> list[tuple[str, pa.Table]]:
+        """What the re-keyed tables' stores log: each record read from their repartition
+        topics, as read, in the same partition."""
+        out: list[tuple[str, pa.Table]] = []
+        if self.store.changelogged:
+            return out  # the re-keyed table's state store logs itself (see _store_logs)
+        for topic, changelog in self.layout.changelogs.items():
+            part = records.filter(pc.equal(records.column("topic"), topic))
+            if part.num_rows:
+                out.append((changelog, part.select(["partition", "timestamp", "key", "value", "headers"])))
+        return out
+
+    def _decode(
+        self,
+        records: pa.Table,
+        join: JoinProcessor | None = None,
+        decoders: list[SourceDecoder] | None = None,
+    ) -> list[pa.Table | None]:
         # the aligner has released the batch's records in processing order already
-        return decode_inputs(
-            records, self._join, self._decoders, self.plog, self.query_id, self.operator_counts, ordered=True
-        )
+        if join is None or decoders is None:
+            return decode_inputs(
+                records, self._join, self._decoders, self.plog, self.query_id, self.operator_counts, ordered=True
+            )
+        return decode_inputs(records, join, decoders, self.plog, self.query_id, ordered=True)
 
     def _batch(self, records: pa.Table, encoder: SinkEncoder, reader: Any) -> None:
         decoded = self._decode(records)
+        inner_decoded = [self._decode(records, inner, decoders) for inner, decoders, _, _ in self._inner]
+        internal = [*self._repartition(records), *self._changelogs(records)]
         assert self.plan.sink is not None and self.group is not None
         with self.store.transaction() as tx:
+            for topic, batch in internal:
+                tx.produce(topic, batch)
+            for (inner, _, select, writer), parts in zip(self._inner, inner_decoded, strict=True):
+                # an inner join whose result is re-keyed through a repartition topic
+                result = inner.process(parts, tx.state)
+                self.plog.write(self.query_id, result.errors)
+                if result.rows.num_rows == 0:
+                    continue
+                evaluated = select.evaluate(result.rows, self.query_id)
+                self.plog.write(self.query_id, evaluated.errors)
+                rows = rows_to_write(evaluated.rows, writer.target)
+                written, errors = self._inner_encoders[id(writer)].encode(
+                    rows, rows.column(TS), deletes_of(rows)
+                )
+                self.plog.write(self.query_id, errors)
+                if written.num_rows:
+                    tx.produce(writer.target.topic, written)
             joined = self._join.process(decoded, tx.state)
             self.plog.write(self.query_id, joined.errors)
             self.operator_counts.add("main/in", joined.rows.num_rows)
+            for topic, changes in self._window_store_changes():
+                tx.produce(topic, changes)
             if self._post is not None:
                 result = self._post.evaluate(joined.rows, self.query_id)
                 out, errors = encode_windowed(encoder, self.plan.sink, result.rows)
@@ -163,15 +334,27 @@ class JoinQuery(PersistentQuery):
         if join is not None:
             with self.store.transaction() as tx:
                 join.drop_state(tx.state)
+        # ksqlDB deletes a terminated query's internal topics with its state
+        layout = self.layout
+        for inner, _, _, _ in getattr(self, "_inner", []):
+            with self.store.transaction() as tx:
+                inner.drop_state(tx.state)
+        internal = [target.topic for target in layout.targets] + list(layout.changelogs.values())
+        internal += [log.topic for log in self._store_logs.values()]
+        for topic in internal:
+            if self.store.describe_topic(topic) is not None:
+                self.store.delete_topic(topic)
         super().drop_state()
 
     # the join's stores are logged, and restored, with the aggregation's after it
     def _log_changes(self, prefix: str, state: Any) -> list[Any]:
-        return [*self._join.log_changes(prefix, state), *super()._log_changes(prefix, state)]
+        inner = [log for processor, _, _, _ in self._inner for log in processor.log_changes(prefix, state)]
+        return [*self._join.log_changes(prefix, state), *inner, *super()._log_changes(prefix, state)]
 
     def _changelog_topics(self, prefix: str) -> list[str]:
         join = getattr(self, "_join", None)
         topics = [] if join is None else join.changelog_topics(prefix)
+        topics += [t for processor, _, _, _ in getattr(self, "_inner", []) for t in processor.changelog_topics(prefix)]
         return [*topics, *super()._changelog_topics(prefix)]
 
     def _source_topics(self) -> list[str]:
