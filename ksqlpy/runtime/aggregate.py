@@ -249,6 +249,8 @@ class AggregateProcessor:
     def _process(self, batch: pa.Table, state: duckdb.DuckDBPyConnection) -> Evaluated:
         self._ensure_tables(state)
         self._errors: list[ProcessingError] = []
+        if SEQ in batch.column_names:  # a join's output carries its own numbering
+            batch = batch.drop_columns([SEQ])
         batch = batch.append_column(SEQ, pa.array(np.arange(batch.num_rows, dtype=np.int64)))
         rows = self._pre(batch)
         if self.is_table:

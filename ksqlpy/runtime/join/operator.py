@@ -111,6 +111,9 @@ class JoinProcessor:
         self._ensured = False
         #: where each side's, join's and re-keying's rows are counted (see ``step_counts``)
         self.counts: OperatorCounts | None = None
+        #: an input's number in the whole join tree, where this processor runs part of it
+        #: (an n-way join re-keyed through a repartition topic); else its place in ``inputs``
+        self.input_index: dict[int, int] = {}
 
     def _count(self, operator: str, rows_in: int, rows_out: int) -> None:
         if self.counts is not None:
@@ -178,7 +181,7 @@ class JoinProcessor:
                 continue
             result = self._evaluators[id(side)].evaluate(batch, self.query_id)
             errors += result.errors
-            self._count(f"side/{i}", batch.num_rows, result.rows.num_rows)
+            self._count(f"side/{self.input_index.get(id(side), i)}", batch.num_rows, result.rows.num_rows)
             sides.append(_side_rows(side, result.rows))
         outputs: list[pa.Table] = []
         for node, runs in self._segments(_runs(sides)):

@@ -173,11 +173,15 @@ class JoinQuery(PersistentQuery):
             self._create_internal_topics()
             self._join = JoinProcessor(self.layout.root, self.query_id, con)
             self._join.counts = self.operator_counts
+            # counters are numbered by the inputs of the whole tree, as the plan has them
+            tree_index = {id(i): n for n, i in enumerate(self.plan.join.inputs())}
+            self._join.input_index = tree_index
             self._decoders = [SourceDecoder(i.source, registry) for i in self._join.inputs]
             self._inner = []
             for w in self.layout.join_writers:
                 inner = JoinProcessor(w.root, self.query_id, con)
                 decoders = [SourceDecoder(i.source, registry) for i in inner.inputs]
+                inner.counts, inner.input_index = self.operator_counts, tree_index
                 self._inner.append((inner, decoders, StepEvaluator(w.select, con), w))
             self._inner_encoders = {id(w): SinkEncoder(w.target, registry) for w in self.layout.join_writers}
             self._store_encoders = {at: SinkEncoder(log, registry) for at, log in self._store_logs.items()}
@@ -279,12 +283,14 @@ class JoinQuery(PersistentQuery):
     ) -> list[pa.Table | None]:
         # the aligner has released the batch's records in processing order already
         if join is None or decoders is None:
-            return decode_inputs(
-                records, self._join, self._decoders, self.plog, self.query_id, self.operator_counts, ordered=True
-            )
+            return decode_inputs(records, self._join, self._decoders, self.plog, self.query_id, ordered=True)
         return decode_inputs(records, join, decoders, self.plog, self.query_id, ordered=True)
 
     def _batch(self, records: pa.Table, encoder: SinkEncoder, reader: Any) -> None:
+        topics = records.column("topic")
+        for n, source in enumerate(self.plan.join.inputs()):  # records read from each source topic
+            read = pc.sum(pc.equal(topics, source.source.topic)).as_py() or 0
+            self.operator_counts.add(f"source/{n}", read)
         decoded = self._decode(records)
         inner_decoded = [self._decode(records, inner, decoders) for inner, decoders, _, _ in self._inner]
         internal = [*self._repartition(records), *self._changelogs(records)]
@@ -299,6 +305,8 @@ class JoinQuery(PersistentQuery):
                 if result.rows.num_rows == 0:
                     continue
                 evaluated = select.evaluate(result.rows, self.query_id)
+                self.operator_counts.add(f"rekey/{writer.root.context}/in", result.rows.num_rows)
+                self.operator_counts.add(f"rekey/{writer.root.context}/out", evaluated.rows.num_rows)
                 self.plog.write(self.query_id, evaluated.errors)
                 rows = rows_to_write(evaluated.rows, writer.target)
                 written, errors = self._inner_encoders[id(writer)].encode(

@@ -85,8 +85,11 @@ def window_stores(
                 pa.field(HELD, pa.bool_()),
             ]
         )
+        # Kafka Streams numbers a join's stores (KSTREAM-JOINTHIS-0000000008-store); where that
+        # numbering is known the store takes its name, else the name of an explicitly named join.
+        named = node.stores[0 if which == "L" else 1].topic.removesuffix("-changelog") if node.stores else None
         stores[which] = StateStore(
-            name=f"{node.context}-{role}-join-store",
+            name=named or f"{node.context}-{role}-join-store",
             namespace="joins",
             owner=query_id,
             schema=schema,
