@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import time
 import uuid
 from pathlib import Path
 
@@ -149,6 +150,10 @@ def test_terminate_deletes_the_changelog_topics(kafka_bootstrap: str, tmp_path: 
         assert len(changelogs()) == 2
         (query_id,) = [q for q in engine.queries if q.startswith("CTAS_PER_PAGE")]
         engine.session().execute_all(f"TERMINATE {query_id};")
+        # Kafka deletes topics asynchronously: the broker's metadata may list them a moment longer.
+        deadline = time.monotonic() + 15
+        while changelogs() and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert changelogs() == []
     finally:
         engine.close()
