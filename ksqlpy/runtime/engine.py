@@ -414,6 +414,8 @@ class Engine:
             if stable >= 2:
                 return True
             time.sleep(0.02)
+        if timeout < 5:
+            return False  # a short wait is a check, whose caller polls again
         still = [
             f"{name} ({'reading' if not q.is_idle() else 'not caught up'})"
             for name, q in {**self.queries, **{f"materializer of {n}": m for n, m in self.materializers.items()}}.items()
