@@ -79,6 +79,9 @@ def hypercorn_config(config: ServerConfig) -> HypercornConfig:
     hc.graceful_timeout = GRACEFUL_TIMEOUT
     hc.keep_alive_timeout = 75.0
     hc.h2_max_concurrent_streams = 1000  # one stream per push query on a shared connection
+    # ksqlDB clients keep one connection for the life of the client; hypercorn would close it
+    # after 1,000 requests (failing the request in flight on HTTP/2).
+    hc.keep_alive_max_requests = 2**31 - 1
     hc.accesslog = None
     hc.errorlog = logging.getLogger("hypercorn.error")
     return hc

@@ -60,6 +60,32 @@ def test_http2_prior_knowledge(transport_server: RunningServer) -> None:
     assert r.json() == {}
 
 
+def test_one_http2_connection_serves_more_than_a_thousand_requests(transport_server: RunningServer) -> None:
+    # ksqlDB clients keep one connection for their lifetime; it must not be closed after N requests.
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    statuses: list[bytes] = []
+    with socket.create_connection(("127.0.0.1", transport_server.port), timeout=5) as sock:
+        sock.sendall(conn.data_to_send())
+        for _ in range(1_100):
+            stream = conn.get_next_available_stream_id()
+            headers = [(":method", "GET"), (":path", "/chc/live"), (":scheme", "http"), (":authority", "x")]
+            conn.send_headers(stream, headers, end_stream=True)
+            sock.sendall(conn.data_to_send())
+            ended = False
+            while not ended:
+                events = conn.receive_data(sock.recv(65536))
+                for event in events:
+                    assert not isinstance(event, h2.events.ConnectionTerminated), f"closed after {len(statuses)}"
+                    if isinstance(event, h2.events.ResponseReceived):
+                        statuses.append(dict(event.headers)[b":status"])
+                    if isinstance(event, h2.events.DataReceived):
+                        conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                    ended = ended or (isinstance(event, h2.events.StreamEnded) and event.stream_id == stream)
+                sock.sendall(conn.data_to_send())
+    assert statuses == [b"200"] * 1_100
+
+
 def test_h2c_upgrade_switches_protocols(transport_server: RunningServer) -> None:
     request = (
         b"GET /chc/live HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
