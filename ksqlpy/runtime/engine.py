@@ -69,6 +69,19 @@ class Engine:
         self.ksql_plans: dict[str, Any] = {}
         self._query_counter = 0
         self.replaying = False
+        #: offset of the last command applied (-1: none); query ids follow it on a server
+        self.last_command_offset = -1
+        #: "command-offset": query ids number from the command log as ksqlDB's servers number them
+        #: (``CSAS_<SINK>_<offset of the last command applied + 1>``, so every server of a cluster
+        #: agrees); "sequential" (the default, as ksqlDB's test and standalone engines): one count
+        #: of queries, as the conformance cases expect
+        self.query_ids = config.get("ksqlpy.query.ids", "sequential") or "sequential"
+        #: the command topic's tail when the store is Kafka (a cluster), else None
+        self.runner: Any = None
+        if store.kind == "kafka":
+            from ksqlpy.runtime.commandrunner import CommandRunner
+
+            self.runner = CommandRunner(self, store, self.commands.topic, config.service_id)  # type: ignore[arg-type]
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -98,29 +111,15 @@ class Engine:
 
         self.plog.ensure_topic()
         self.replaying = True
-        replayed = 0
         try:
-            for seq, command in self.commands.replay():
-                session = Session(self, command.properties, {})
-                if command.plan is not None:
-                    # A stored plan is applied as it is; one this build cannot run stops the start
-                    # rather than leaving a stream, table or query silently behind.
-                    try:
-                        session.replay(command, seq)
-                    except KsqlpyError as e:
-                        raise KsqlpyError(
-                            f"Command {seq} of the command log ({command.statement.strip()[:80]!r}) cannot be "
-                            f"applied by this version of ksqlpy: {e.message}"
-                        ) from e
-                    replayed += 1
-                    continue
-                try:
-                    session.replay(command, seq)
-                    replayed += 1
-                except KsqlpyError as e:
-                    log.warning("Skipped command %d on replay, it no longer applies: %s", seq, e)
+            if self.runner is not None:
+                self.runner.catch_up()
+            else:
+                for seq, command in self.commands.replay():
+                    self.apply_command(seq, command)
         finally:
             self.replaying = False
+        replayed = self._replayed
         if self.config.get_bool("ksql.logging.processing.stream.auto.create", True):
             name = "KSQL_PROCESSING_LOG"
             if self.catalog.find(name) is None:
@@ -130,6 +129,8 @@ class Engine:
                 q.start()
         for m in list(self.materializers.values()):
             m.start()
+        if self.runner is not None:
+            self.runner.start()
         self.state = "READY"
         if replayed:
             log.info(
@@ -138,6 +139,32 @@ class Engine:
             )
             for q in self.queries.values():
                 log.info("Query %s resumes %s.", q.query_id, self._resume_text(q))
+
+    _replayed = 0
+
+    def apply_command(self, seq: int, command: Command) -> None:
+        """Apply command ``seq`` read back from the command log (on start, or as the command
+        runner tails the topic). On start, a stored plan this build cannot run stops the start
+        rather than leaving a stream, table or query silently behind; a statement without a plan
+        that no longer applies is skipped."""
+        from ksqlpy.runtime.session import Session
+
+        session = Session(self, command.properties, {})
+        try:
+            try:
+                session.replay(command, seq)
+                self._replayed += 1
+            except KsqlpyError as e:
+                if not self.replaying:
+                    raise
+                if command.plan is not None:
+                    raise KsqlpyError(
+                        f"Command {seq} of the command log ({command.statement.strip()[:80]!r}) cannot be "
+                        f"applied by this version of ksqlpy: {e.message}"
+                    ) from e
+                log.warning("Skipped command %d on replay, it no longer applies: %s", seq, e)
+        finally:
+            self.last_command_offset = max(self.last_command_offset, seq)
 
     def _resume_text(self, q: Any) -> str:
         """Where a restored query picks up: ``at offset 1200 of pageviews`` per partition."""
@@ -153,6 +180,8 @@ class Engine:
 
     def close(self) -> None:
         self.state = "TERMINATING"
+        if self.runner is not None:
+            self.runner.stop()
         for q in list(self.transient.values()):
             q.close()
         for q in list(self.queries.values()):
@@ -181,6 +210,9 @@ class Engine:
     # ---------------------------------------------------------------- queries
 
     def next_query_number(self) -> int:
+        """The number of the next query's id (see :attr:`query_ids`)."""
+        if self.query_ids == "command-offset":
+            return self.last_command_offset + 1
         with self.lock:
             n = self._query_counter
             self._query_counter += 1
@@ -193,7 +225,9 @@ class Engine:
         if self.replaying:
             return -1
         stored = plan.to_json() if plan is not None else None
-        return self.commands.append(Command(statement, dict(properties), query_id, stored))
+        seq = self.commands.append(Command(statement, dict(properties), query_id, stored))
+        self.last_command_offset = max(self.last_command_offset, seq)
+        return seq
 
     def start_persistent(self, plan: QueryPlan, properties: Mapping[str, Any] | None = None) -> PersistentQuery:
         """Start (or, on replay, restart) a persistent query; where a query without committed

@@ -60,6 +60,8 @@ class Session:
         self.variables: dict[str, str] = {k.upper(): v for k, v in variables.items()}
         self._replay_query_id: str | None = None
         self._replay_seq = -1
+        #: the command transaction a statement runs in on a cluster (see commandrunner.py)
+        self._tx: Any = None
 
     # ------------------------------------------------------------------ entry points
 
@@ -68,7 +70,7 @@ class Session:
             stmt = self._parse(stmt_text)
             try:
                 try:
-                    entity = self._execute(stmt)
+                    entity = self._execute_distributed(stmt) if self._distributes(stmt) else self._execute(stmt)
                 except RecursionError:
                     raise too_complex(stmt) from None
                 yield entity
@@ -76,6 +78,29 @@ class Session:
                 if e.statement_text is None:
                     e.statement_text = stmt.text or stmt_text
                 raise
+
+    def _distributes(self, stmt: ast.Statement) -> bool:
+        """Whether ``stmt`` goes through the cluster's command topic (a statement that changes the
+        metastore, on a server with a command runner)."""
+        if self.engine.runner is None or self._replay_seq >= 0 or self.engine.replaying:
+            return False
+        if isinstance(stmt, ast.TerminateQuery):  # a transient query is closed where it runs
+            qid = (stmt.query_id or "").upper()
+            return not any(k.upper() == qid for k in self.engine.transient)
+        return isinstance(stmt, _DISTRIBUTED)
+
+    def _execute_distributed(self, stmt: ast.Statement) -> r.Entity | None:
+        """Run ``stmt`` in a command transaction: validated with this server caught up, then
+        written, then applied here by the runner before the answer."""
+
+        def run(tx: Any) -> r.Entity | None:
+            self._tx = tx
+            try:
+                return self._execute(stmt)
+            finally:
+                self._tx = None
+
+        return self.engine.runner.distribute(run)  # type: ignore[no-any-return]
 
     def execute_all(self, text: str) -> list[r.Entity | None]:
         return list(self.execute(text))
@@ -212,10 +237,16 @@ class Session:
     def _record(self, stmt_text: str, query_id: str | None = None, plan: KsqlPlan | None = None) -> int:
         if self._replay_seq >= 0:
             return self._replay_seq
+        if self._tx is not None:  # on a cluster: written, and applied by this server's runner
+            stored = plan.to_json() if plan is not None else None
+            return int(self._tx.record(Command(stmt_text, dict(self.properties), query_id, stored)))
         return self.engine.record_command(stmt_text, self.properties, query_id, plan)
 
     def _apply(self, plan: KsqlPlan, seq: int) -> Any:
-        """Apply a plan just recorded (on replay of a statement without a stored plan, too)."""
+        """Apply a plan just recorded (on replay of a statement without a stored plan, too); on a
+        cluster the command runner applied it already."""
+        if self._tx is not None:
+            return None
         return self.engine.apply_plan(plan, self.properties, generation=seq)
 
     def _plan_context(self) -> PlanContext:
@@ -501,7 +532,7 @@ class Session:
         engine = self.engine
         if stmt.query_id is None:
             seq = self._record(stmt.text)
-            for qid in list(engine.queries):
+            for qid in list(engine.queries) if self._tx is None else ():
                 engine.terminate(qid, drop_state=True)
             return self._status(stmt, "terminate/ALL/execute", "Query terminated.", seq)
         qid = stmt.query_id
@@ -513,7 +544,8 @@ class Session:
         if match is None:
             raise AnalysisError(f"Unknown queryId: {qid}", pos=stmt.pos)
         seq = self._record(stmt.text)
-        engine.terminate(match, drop_state=True)
+        if self._tx is None:
+            engine.terminate(match, drop_state=True)
         return self._status(stmt, f"terminate/{match}/execute", "Query terminated.", seq)
 
     def _register_type(self, stmt: ast.RegisterType) -> r.Entity:
@@ -658,6 +690,19 @@ def _parse_cached(text: str) -> ast.Statement:
     """Parsed query texts: clients repeat the same (pull) queries, parsing costs milliseconds,
     and the AST is immutable, so one parse serves every repetition. Failures are not kept."""
     return parser.parse_statement(text)
+
+
+#: Statements that change the metastore: on a cluster they go through the command topic.
+_DISTRIBUTED = (
+    ast.CreateSource,
+    ast.CreateAsSelect,
+    ast.InsertInto,
+    ast.DropSource,
+    ast.TerminateQuery,
+    ast.RegisterType,
+    ast.DropType,
+    ast.AlterSource,
+)
 
 
 class AssertionFailed(KsqlpyError):

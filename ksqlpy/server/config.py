@@ -277,6 +277,9 @@ class ServerConfig:
     def engine_properties(self) -> dict[str, str]:
         """What ``Engine.open`` receives: every property (the engine ignores what it doesn't use)."""
         props = dict(self.properties)
+        # a server numbers queries from the command log, as ksqlDB's servers do, so that every
+        # server of a cluster gives a query the same id
+        props.setdefault("ksqlpy.query.ids", "command-offset")
         if not props.get(BOOTSTRAP_SERVERS):
             props.pop(BOOTSTRAP_SERVERS, None)  # absent, not empty, selects the embedded store
         return props

@@ -176,6 +176,11 @@ class KafkaStore(TopicStore):
         if exactly_once:
             self._start_transactions()
 
+    def client_settings(self, kind: str) -> dict[str, Any]:
+        """A copy of the librdkafka settings this store gives its ``"consumer"`` or ``"producer"``
+        clients, for clients of its own kind elsewhere (the command topic's)."""
+        return dict(self._consumer_config if kind == "consumer" else self._producer_config)
+
     def _start_transactions(self) -> None:
         """Set up the transactional producer now, so a cluster without transactions is known
         before anything runs: processing is then at-least-once, and the log says so."""

@@ -1,0 +1,177 @@
+"""The command runner: every server of a Kafka cluster tails the command topic and applies it.
+
+Servers with the same ``ksql.service.id`` and ``bootstrap.servers`` share one command topic, as
+ksqlDB's do. Each one's runner reads it (committed records only) and applies every command's
+stored plan in order, on start and then continuously on a background thread, so a statement run on
+any server shows on every other within a poll or two.
+
+A statement that changes the metastore is written the way ksqlDB's ``DistributingExecutor``
+writes it: a transactional producer (``transactional.id`` = the service id) is initialised, which
+fences any other server's open transaction; the transaction begins; this server's runner catches
+up with the end of the topic; the statement is validated against the metastore as it now is;
+the command is produced and committed; and the answer waits until this server's runner applied
+it. A writer fenced by another is retried from the start, so the statement is validated again
+and the loser of a race gets the error its statement now deserves ("A stream with the same name
+already exists"). One lock orders the runner's polls with a writer's catch-up and apply, so a
+command is applied exactly once per server.
+
+The embedded store has no runner: one process owns its DuckDB file, and commands are applied as
+they are recorded (:mod:`ksqlpy.runtime.commandlog`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from ksqlpy.errors import KsqlpyError, TopicError
+from ksqlpy.runtime.commandlog import Command
+from ksqlpy.runtime.store.kafka_commands import CommandFenced, KafkaCommandTail, KafkaCommandWriter
+
+if TYPE_CHECKING:
+    from ksqlpy.runtime.engine import Engine
+    from ksqlpy.runtime.store.kafka import KafkaStore
+
+log = logging.getLogger("ksqlpy.commandrunner")
+
+#: How long a writer waits for the runner to catch up, and for its own command to be applied
+#: (ksqlDB: ``ksql.server.command.response.timeout.ms``, default 5000, and a catch-up timeout).
+CATCH_UP_TIMEOUT = 30.0
+#: Attempts of a statement whose writer was fenced by another server's.
+WRITE_ATTEMPTS = 5
+#: Failures of applied commands kept for the writer that waits on them.
+_KEPT_FAILURES = 64
+
+
+class CommandTransaction:
+    """A command being written: :meth:`record` produces, commits, and applies it locally."""
+
+    def __init__(self, runner: CommandRunner, writer: KafkaCommandWriter) -> None:
+        self._runner = runner
+        self._writer = writer
+        self.committed = False
+
+    def record(self, command: Command) -> int:
+        seq = self._writer.append(command.encode())
+        self._writer.commit()
+        self.committed = True
+        self._runner.apply_through(seq)
+        failure = self._runner.failures.pop(seq, None)
+        if failure is not None:
+            raise failure
+        return seq
+
+
+class CommandRunner:
+    """Applies the command topic to one engine; see the module docstring."""
+
+    def __init__(self, engine: Engine, store: KafkaStore, topic: str, service_id: str) -> None:
+        self.engine = engine
+        self.topic = topic
+        self.transactional_id = service_id
+        self._producer_settings = store.client_settings("producer")
+        self._tail = KafkaCommandTail(store.client_settings("consumer"), topic)
+        self.lock = threading.RLock()
+        #: command offset -> why applying it failed (on this server)
+        self.failures: dict[int, KsqlpyError] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ reading
+
+    def catch_up(self, timeout: float = CATCH_UP_TIMEOUT) -> None:
+        """Apply every command committed before now."""
+        with self.lock:
+            end = self._tail.end_offset()
+            deadline = time.monotonic() + timeout
+            while not self._tail.reached(end):
+                self._apply_all(self._tail.poll(0.1))
+                if time.monotonic() > deadline:
+                    raise TopicError(
+                        f"Timed out after {timeout:.0f} s catching up with the command topic {self.topic}"
+                    )
+
+    def apply_through(self, seq: int, timeout: float = CATCH_UP_TIMEOUT) -> None:
+        """Apply commands up to and including the one at offset ``seq``."""
+        with self.lock:
+            deadline = time.monotonic() + timeout
+            while not self._tail.reached(seq + 1):
+                self._apply_all(self._tail.poll(0.1))
+                if time.monotonic() > deadline:
+                    raise TopicError(
+                        f"Timed out after {timeout:.0f} s waiting for command {seq} of the command topic"
+                    )
+
+    def _apply_all(self, records: list[tuple[int, bytes]]) -> None:
+        for seq, value in records:
+            try:
+                self.engine.apply_command(seq, Command.decode(value))
+            except KsqlpyError as e:
+                if self.engine.replaying:
+                    raise
+                log.warning("Command %d of the command topic failed on this server: %s", seq, e)
+                self.failures[seq] = e
+                while len(self.failures) > _KEPT_FAILURES:
+                    self.failures.pop(next(iter(self.failures)))
+
+    # ------------------------------------------------------------------ the background tail
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="ksqlpy-command-runner", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                with self.lock:
+                    self._apply_all(self._tail.poll(0.05))
+            except Exception:  # noqa: BLE001 - the runner must outlive one bad poll
+                log.exception("The command runner could not read the command topic; retrying.")
+                self._stop.wait(1.0)
+            # leave the lock free a moment: a writer waiting for it goes first
+            self._stop.wait(0.02)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+        with self.lock:
+            self._tail.close()
+
+    # ------------------------------------------------------------------ writing
+
+    @contextmanager
+    def transaction(self) -> Iterator[CommandTransaction]:
+        """Begin a command transaction with this server caught up (see the module docstring)."""
+        with self.lock:
+            writer = KafkaCommandWriter(self._producer_settings, self.topic, self.transactional_id)
+            tx = CommandTransaction(self, writer)
+            try:
+                self.catch_up()
+                yield tx
+                if not tx.committed:
+                    writer.abort()
+            except BaseException:
+                if not tx.committed:
+                    writer.abort()
+                raise
+            finally:
+                writer.close()
+
+    def distribute(self, run: Any) -> Any:
+        """``run(tx)`` inside a command transaction, again while another server's writer fences
+        this one's."""
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                with self.transaction() as tx:
+                    return run(tx)
+            except CommandFenced:
+                if attempt == WRITE_ATTEMPTS - 1:
+                    raise
+                log.info("Another server wrote to the command topic meanwhile; validating the statement again.")
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")

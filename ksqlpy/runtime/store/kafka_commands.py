@@ -1,0 +1,152 @@
+"""The command topic on Kafka: a read-committed tail and a transactional writer.
+
+ksqlDB's servers share one command topic (one partition). Each reads it with
+``isolation.level=read_committed`` from the beginning and applies every command in order; a
+server writes with a transactional producer whose ``transactional.id`` is the service id, so a
+new writer fences an older one of any server of the cluster (ksqlDB's ``CommandStore`` and
+``DistributingExecutor``). Only committed commands are ever read.
+
+Where the tail stands is the offset after the last record read or the end-of-partition offset
+the broker last reported, whichever is greater: transaction markers take offsets but are never
+delivered, and the test broker reports the high watermark one batch low
+(/work/shared/KAFKA-NOTES.md), so neither alone says "caught up".
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka import TopicPartition as KafkaTopicPartition
+
+from ksqlpy.errors import TopicError
+
+_TIMEOUT = 30.0
+
+
+class CommandFenced(TopicError):
+    """Another writer of the same cluster began a transaction meanwhile: this one was fenced."""
+
+
+def _error_of(exc: KafkaException) -> KafkaError:
+    return exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else KafkaError(KafkaError._FAIL)
+
+
+_FENCED = {
+    KafkaError._FENCED,
+    KafkaError.PRODUCER_FENCED,
+    KafkaError.INVALID_PRODUCER_EPOCH,
+    KafkaError.INVALID_TXN_STATE,
+    KafkaError.CONCURRENT_TRANSACTIONS,
+}
+
+
+def _failure(exc: KafkaException, doing: str) -> TopicError:
+    error = _error_of(exc)
+    if error.code() in _FENCED or error.fatal():
+        return CommandFenced(f"Could not write the statement into the command topic: {error.str()}")
+    return TopicError(f"Could not write the statement into the command topic ({doing}): {error.str()}")
+
+
+class KafkaCommandTail:
+    """Reads the command topic's committed records in order, from the beginning."""
+
+    def __init__(self, consumer_settings: Mapping[str, Any], topic: str) -> None:
+        self.topic = topic
+        settings = {
+            **consumer_settings,
+            "group.id": f"ksqlpy-command-runner-{uuid.uuid4()}",  # never committed: each server reads all
+            "isolation.level": "read_committed",
+            "enable.partition.eof": "true",
+            "auto.offset.reset": "earliest",
+        }
+        self._consumer = Consumer(settings)
+        self._consumer.assign([KafkaTopicPartition(topic, 0, OFFSET_BEGINNING)])
+        self._next = 0
+        self._eof = 0
+
+    def poll(self, timeout: float) -> list[tuple[int, bytes]]:
+        """Committed commands read within ``timeout`` seconds: (offset, value) in order."""
+        out: list[tuple[int, bytes]] = []
+        for message in self._consumer.consume(500, timeout):
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    self._eof = max(self._eof, message.offset() or 0)
+                    continue
+                raise TopicError(f"Could not read the command topic {self.topic}: {error.str()}")
+            offset = message.offset()
+            value = message.value()
+            assert offset is not None
+            self._next = offset + 1
+            if value is not None:
+                out.append((offset, value))
+        return out
+
+    def end_offset(self) -> int:
+        """The committed end of the command topic, as the broker reports it now."""
+        try:
+            _low, high = self._consumer.get_watermark_offsets(
+                KafkaTopicPartition(self.topic, 0), timeout=_TIMEOUT, cached=False
+            )
+        except KafkaException as exc:
+            raise TopicError(f"Could not read the end of the command topic: {_error_of(exc).str()}") from exc
+        return int(high)
+
+    def reached(self, end: int) -> bool:
+        return max(self._next, self._eof) >= end
+
+    def close(self) -> None:
+        self._consumer.close()
+
+
+class KafkaCommandWriter:
+    """One transaction on the command topic: ``transactional.id`` = the service id, so beginning it
+    fences any other server's transaction still open (it then fails to commit)."""
+
+    def __init__(self, producer_settings: Mapping[str, Any], topic: str, transactional_id: str) -> None:
+        self.topic = topic
+        settings = {**producer_settings, "transactional.id": transactional_id, "acks": "all"}
+        settings.pop("partitioner", None)
+        self._producer = Producer(settings)
+        try:
+            self._producer.init_transactions(_TIMEOUT)
+            self._producer.begin_transaction()
+        except KafkaException as exc:
+            raise _failure(exc, "starting a transaction") from exc
+
+    def append(self, value: bytes) -> int:
+        """Write one command in the transaction; its offset (the command's sequence number)."""
+        delivered: list[tuple[KafkaError | None, int]] = []
+
+        def on_delivery(error: KafkaError | None, message: Any) -> None:
+            delivered.append((error, -1 if error is not None else int(message.offset())))
+
+        try:
+            self._producer.produce(self.topic, value, None, partition=0, on_delivery=on_delivery)
+            self._producer.flush(_TIMEOUT)
+        except KafkaException as exc:
+            raise _failure(exc, "producing") from exc
+        if not delivered:
+            raise TopicError("Could not write the statement into the command topic: timed out")
+        error, offset = delivered[0]
+        if error is not None:
+            raise _failure(KafkaException(error), "producing")
+        return offset
+
+    def commit(self) -> None:
+        try:
+            self._producer.commit_transaction(_TIMEOUT)
+        except KafkaException as exc:
+            raise _failure(exc, "committing") from exc
+
+    def abort(self) -> None:
+        try:
+            self._producer.abort_transaction(_TIMEOUT)
+        except KafkaException:
+            pass  # fenced or gone: the broker aborts it for us
+
+    def close(self) -> None:
+        self._producer.flush(1.0)

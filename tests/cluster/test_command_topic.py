@@ -1,0 +1,100 @@
+"""Two engines with one service id on one broker form a cluster through the command topic: a
+statement run on one is applied by the other's command runner, in order, with the same query id."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from kafka_broker import engine_settings
+
+from ksqlpy.errors import AnalysisError
+from ksqlpy.runtime import results as r
+from ksqlpy.runtime.engine import Engine
+
+pytestmark = pytest.mark.kafka
+
+
+def _eventually(check: Callable[[], bool], within: float = 20.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+def _settings(bootstrap: str, service_id: str, data: Path) -> dict[str, str]:
+    return {**engine_settings(bootstrap, service_id=service_id, data_dir=data), "ksqlpy.query.ids": "command-offset"}
+
+
+def test_statements_on_one_engine_are_applied_by_the_other(kafka_bootstrap: str, tmp_path: Path) -> None:
+    run = uuid.uuid4().hex[:8]
+    service = f"cmd_{run}_"
+    a = Engine.open(_settings(kafka_bootstrap, service, tmp_path / "a"))
+    b = Engine.open(_settings(kafka_bootstrap, service, tmp_path / "b"))
+    try:
+        (created,) = a.session().execute_all(
+            f"CREATE STREAM views (id INT KEY, page STRING) WITH (kafka_topic='views_{run}', "
+            "value_format='JSON', partitions=2);"
+        )
+        assert isinstance(created, r.CommandStatusEntity) and created.sequence_number >= 0
+        (csas,) = a.session().execute_all("CREATE STREAM upper_views AS SELECT id, UCASE(page) AS page FROM views;")
+        assert isinstance(csas, r.CommandStatusEntity) and csas.query_id is not None
+        # ksqlDB's server numbering: one past the offset of the last command applied before it
+        assert csas.query_id == f"CSAS_UPPER_VIEWS_{created.sequence_number + 1}"
+        assert _eventually(lambda: csas.query_id in b.queries)
+        assert b.catalog.find("UPPER_VIEWS") is not None
+        # the other engine goes on from there: its statement sees what the first one created
+        (dropped,) = b.session().execute_all(f"TERMINATE {csas.query_id};")
+        assert isinstance(dropped, r.CommandStatusEntity)
+        assert _eventually(lambda: csas.query_id not in a.queries)
+        # the loser of a conflicting statement gets ksqlDB's error
+        with pytest.raises(AnalysisError, match="A stream with the same name already exists"):
+            b.session().execute_all(
+                f"CREATE STREAM views (id INT KEY, page STRING) WITH (kafka_topic='views_{run}', value_format='JSON');"
+            )
+    finally:
+        b.close()
+        a.close()
+
+
+def test_a_statement_raced_on_two_engines_has_one_winner(kafka_bootstrap: str, tmp_path: Path) -> None:
+    import threading
+
+    run = uuid.uuid4().hex[:8]
+    service = f"race_{run}_"
+    engines = [Engine.open(_settings(kafka_bootstrap, service, tmp_path / name)) for name in "ab"]
+    results: list[object] = []
+    start = threading.Barrier(2)
+
+    def create(engine: Engine) -> None:
+        start.wait()
+        try:
+            results.append(
+                engine.session().execute_all(
+                    f"CREATE STREAM raced (id INT KEY, v STRING) WITH (kafka_topic='raced_{run}', "
+                    "value_format='JSON', partitions=1);"
+                )[0]
+            )
+        except AnalysisError as e:
+            results.append(e)
+
+    try:
+        assert all(e.runner is not None for e in engines)
+        threads = [threading.Thread(target=create, args=(e,)) for e in engines]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        won = [x for x in results if isinstance(x, r.CommandStatusEntity)]
+        lost = [x for x in results if isinstance(x, AnalysisError)]
+        assert len(won) == 1 and len(lost) == 1, results
+        assert "Cannot add stream 'RACED': A stream with the same name already exists" in str(lost[0])
+        assert all(e.catalog.find("RACED") is not None for e in engines)
+    finally:
+        for e in engines:
+            e.close()
