@@ -9,6 +9,9 @@ are — a newer ksqlpy that would plan the statement differently still runs the 
 a restarted server has the same streams, tables, types and running queries, and each query
 resumes from its committed positions. Records without a plan (TERMINATE, and logs written before
 plans were stored) are replayed from their statement.
+
+On Kafka the command topic is shared by every server of a cluster (same service id, same Kafka):
+it is written in transactions and tailed continuously by :mod:`ksqlpy.runtime.commandrunner`.
 """
 
 from __future__ import annotations

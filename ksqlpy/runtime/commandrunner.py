@@ -129,7 +129,7 @@ class CommandRunner:
             try:
                 with self.lock:
                     self._apply_all(self._tail.poll(0.05))
-            except Exception:  # noqa: BLE001 - the runner must outlive one bad poll
+            except Exception:  # the runner must outlive one bad poll
                 log.exception("The command runner could not read the command topic; retrying.")
                 self._stop.wait(1.0)
             # leave the lock free a moment: a writer waiting for it goes first

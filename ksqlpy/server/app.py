@@ -28,6 +28,7 @@ from ksqlpy.server import entities, wire
 from ksqlpy.server.acl import AccessDenied, Authorizer, Operation, Topics, authorizer
 from ksqlpy.server.acl import topic as acl_topic
 from ksqlpy.server.auth import AuthMiddleware, auth_settings
+from ksqlpy.server.cluster import ClusterAgent
 from ksqlpy.server.config import ServerConfig
 from ksqlpy.server.console import mount_console, prefers_html
 from ksqlpy.server.entities import dumps
@@ -78,6 +79,8 @@ class KsqlServer:
         self.statement_lock = threading.Lock()
         listener = config.listeners[0] if config.listeners else None
         self.host = f"{listener.host}:{listener.port}" if listener else "localhost:8088"
+        #: membership, heartbeats and lags (``server/cluster.py``); started once the engine is
+        self.cluster = ClusterAgent(engine, config)
         self.server_state = ServerState()
         self.health = HealthCheck(self, self.server_state)
         #: the access-control rules (``server/acl.py``); None: every statement is allowed
@@ -294,6 +297,16 @@ def address_of(scope: Mapping[str, Any]) -> str:
     return f"{client[0]}:{client[1]}" if client else "unknown"
 
 
+def _host_info(body: Mapping[str, Any], name: str) -> str:
+    """ksqlDB's ``KsqlHostInfoEntity``: ``"host:port"``, or ``{"host": ..., "port": ...}``."""
+    value = body.get(name)
+    if isinstance(value, dict) and isinstance(value.get("host"), str) and isinstance(value.get("port"), int):
+        return f"{value['host']}:{value['port']}"
+    if isinstance(value, str) and value.rpartition(":")[2].isdigit():
+        return value
+    raise RestError(BAD_REQUEST, f"Invalid JSON in request: '{name}' must be \"host:port\"")
+
+
 def json_response(value: Any, status: int = 200) -> Response:
     return Response(content=dumps(value), status_code=status, media_type="application/json")
 
@@ -423,10 +436,35 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
     async def cluster_status(request: Request) -> Response:
         if not server.config.heartbeat_enabled:
             return Response(status_code=404)
-        live = await server.call(server.engine.health)
-        return json_response({"clusterStatus": {server.host: {
-            "hostAlive": live.is_healthy, "lastStatusUpdateMs": 0, "activeStandbyPerQuery": {},
-            "hostStoreLags": {"stateStoreLags": {}, "updateTimeMs": 0}}}})
+        return json_response(await server.call(server.cluster.status_json))
+
+    @app.post("/heartbeat")
+    async def heartbeat(request: Request) -> Response:
+        try:
+            body = wire.parse_object(await limited_body(request))
+            host = _host_info(body, "hostInfo")
+            timestamp = body.get("timestamp")
+            if not isinstance(timestamp, int) or isinstance(timestamp, bool):
+                raise RestError(BAD_REQUEST, "Invalid JSON in request: 'timestamp' must be a number")
+        except RestError as e:
+            return rest_error_response(e, request)
+        if server.config.heartbeat_enabled:
+            server.cluster.receive_heartbeat(host, timestamp)
+        return json_response({"isOk": True})
+
+    @app.post("/lag")
+    async def lag(request: Request) -> Response:
+        try:
+            body = wire.parse_object(await limited_body(request))
+            host = _host_info(body, "ksqlHost")
+            lags = body.get("hostStoreLags")
+            if not isinstance(lags, dict):
+                raise RestError(BAD_REQUEST, "Invalid JSON in request: 'hostStoreLags' must be an object")
+        except RestError as e:
+            return rest_error_response(e, request)
+        if server.cluster.settings.lag_reporting:
+            server.cluster.receive_lags(host, lags)
+        return json_response({"isOk": True})
 
     @app.get("/status")
     async def statuses(request: Request) -> Response:

@@ -20,7 +20,10 @@ Keys the server reads itself:
 ``ksql.streams.state.dir``     data directory of the embedded store and local state
                                (default ``./ksqlpy-data``; ``:memory:`` keeps everything in RAM)
 ``ksql.service.id``            service id (default ``default_``)
-``ksql.heartbeat.enable``      ``true`` enables ``/clusterStatus`` (default off: 404)
+``ksql.heartbeat.enable``      ``true`` enables heartbeats between the servers of a cluster and
+                               ``/clusterStatus`` (default off: 404); ``ksql.heartbeat.*``,
+                               ``ksql.lag.reporting.*``, ``ksql.advertised.listener`` and
+                               ``ksql.internal.listener`` are read by ``server/cluster.py``
 ``ksql.max.push.queries``      concurrent push queries before 429/42900 (default 256)
 ``ksql.query.pull.max.qps``    pull queries a second before 429/42900 (default: no limit);
                                ``ksql.query.pull.max.concurrent.requests`` likewise, at once
@@ -201,6 +204,10 @@ class ServerConfig:
         self.max_request_bytes  # noqa: B018
         self.max_statement_chars  # noqa: B018
         self.max_record_bytes  # noqa: B018
+        from ksqlpy.server.cluster import ClusterSettings, inter_node_listener
+
+        ClusterSettings.of(self)
+        inter_node_listener(self)
         for name, allowed in CHOICES.items():
             value = self.properties.get(name)
             if value is not None and value.strip().lower() not in allowed:
@@ -215,6 +222,9 @@ class ServerConfig:
 
         known = DEFAULTS.keys() | ENGINE_DEFAULTS.keys() | ENGINE_SETTINGS | SECURITY_SETTINGS
         known |= {LISTENERS, BOOTSTRAP_SERVERS, STATE_DIR, SERVICE_ID, HEARTBEAT_ENABLE}
+        from ksqlpy.server.cluster import SETTINGS as CLUSTER_SETTINGS
+
+        known |= CLUSTER_SETTINGS
         lines = []
         for name in sorted(self.properties):
             if name in known or name.startswith(SUPPORTED_PREFIXES):

@@ -224,9 +224,11 @@ def serve(config: ServerConfig) -> None:
         _close(sockets)
         raise
     failed: list[BaseException] = []
+    cluster = None
     try:
         app = create_app(engine, config)
         server = app.state.ksql
+        cluster = server.cluster
         urls = ", ".join(listener.url for listener in config.listeners)
         log.info(
             "ksqlpy server listening on %s, using %s; replaying the command log.",
@@ -248,6 +250,10 @@ def serve(config: ServerConfig) -> None:
                     shutdown.set()
                     return
                 server.server_state.started()
+                try:
+                    await asyncio.to_thread(server.cluster.start)
+                except Exception:  # noqa: BLE001 - the server serves on, alone
+                    log.exception("Could not join the cluster: heartbeats and /clusterStatus show this server only.")
 
             starting = asyncio.create_task(start())
             await serve_app(app, config, shutdown, sockets)
@@ -256,6 +262,8 @@ def serve(config: ServerConfig) -> None:
         asyncio.run(main())
     finally:
         log.info("ksqlpy server stopping: closing the engine.")
+        if cluster is not None:
+            cluster.stop()
         engine.close()
         if failed:
             _remove(created)

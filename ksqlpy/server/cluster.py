@@ -1,0 +1,450 @@
+"""Cluster membership: which servers share this one's service id, whether they are alive, what
+each one runs, and how far its state stores lag — ksqlDB's ``HeartbeatAgent``,
+``LagReportingAgent`` and ``/clusterStatus``.
+
+* **Inter-node listener** (:func:`inter_node_listener`): ``ksql.advertised.listener`` if set
+  (never a wildcard address), else ``ksql.internal.listener``, else the first of ``listeners``;
+  a wildcard host in the last two is replaced by this machine's name, as ksqlDB does.
+* **Discovery.** ksqlDB learns its peers from Kafka Streams metadata. ksqlpy learns them from a
+  small compacted topic, ``_confluent-ksql-<service id>_cluster_hosts``: every
+  ``ksql.heartbeat.discover.interval.ms`` each server announces there (key: its ``host:port``)
+  its inter-node URL and the partitions its consumers of each persistent query hold (assigned by
+  Kafka's group protocol; standbys are not kept, so those lists stay empty), and reads what the
+  others announced. A server that stops cleanly removes its record (a tombstone). New hosts start
+  alive. The embedded store has no peers: the cluster is this server.
+* **Heartbeats.** Every ``ksql.heartbeat.send.interval.ms`` (100) a server posts
+  ``{"hostInfo": "host:port", "timestamp": ms}`` to ``/heartbeat`` of every other known host, alive
+  or not. Every ``ksql.heartbeat.check.interval.ms`` (200) it looks at the beats received in the
+  last ``ksql.heartbeat.window.ms`` (2000): a host with ``ksql.heartbeat.missed.threshold.ms`` (3,
+  a count despite its name) consecutive missed beats, or none in the window, is dead.
+* **Lags** (``ksql.lag.reporting.enable``, needs heartbeats). Every
+  ``ksql.lag.reporting.send.interval.ms`` (5000) a server posts its state stores' lags to
+  ``/lag`` of every alive host. A store's lag per partition is how far the query that owns it is
+  behind its input there (read position against the end of the partition): the records the store
+  has yet to take in.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from ipaddress import ip_address
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import orjson
+import pyarrow as pa
+
+from ksqlpy.server.config import ConfigError, ServerConfig
+
+log = logging.getLogger("ksqlpy.cluster")
+
+ADVERTISED_LISTENER = "ksql.advertised.listener"
+INTERNAL_LISTENER = "ksql.internal.listener"
+
+#: ksqlDB's heartbeat and lag-reporting settings with their defaults (KsqlRestConfig).
+DEFAULTS: dict[str, str] = {
+    "ksql.heartbeat.enable": "false",
+    "ksql.heartbeat.send.interval.ms": "100",
+    "ksql.heartbeat.check.interval.ms": "200",
+    "ksql.heartbeat.window.ms": "2000",
+    "ksql.heartbeat.missed.threshold.ms": "3",
+    "ksql.heartbeat.discover.interval.ms": "2000",
+    "ksql.heartbeat.thread.pool.size": "3",
+    "ksql.lag.reporting.enable": "false",
+    "ksql.lag.reporting.send.interval.ms": "5000",
+}
+SETTINGS = frozenset(DEFAULTS) | {ADVERTISED_LISTENER, INTERNAL_LISTENER}
+
+
+def hosts_topic(service_id: str) -> str:
+    return f"_confluent-ksql-{service_id}_cluster_hosts"
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+# ---------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClusterSettings:
+    heartbeat: bool
+    lag_reporting: bool
+    send_interval_ms: int
+    check_interval_ms: int
+    window_ms: int
+    missed_threshold: int
+    discover_interval_ms: int
+    lag_send_interval_ms: int
+
+    @classmethod
+    def of(cls, config: ServerConfig) -> ClusterSettings:
+        def flag(name: str) -> bool:
+            value = (config.get(name) or DEFAULTS[name]).strip().lower()
+            if value not in ("true", "false"):
+                raise ConfigError(f"Invalid value {value} for configuration {name}: Expected value to be either true or false")
+            return value == "true"
+
+        def number(name: str) -> int:
+            value = config.get(name) or DEFAULTS[name]
+            try:
+                n = int(value.strip())
+            except ValueError:
+                n = 0
+            if n <= 0:
+                raise ConfigError(f"Invalid value {value} for configuration {name}: must be a positive integer")
+            return n
+
+        return cls(
+            heartbeat=flag("ksql.heartbeat.enable"),
+            lag_reporting=flag("ksql.lag.reporting.enable"),
+            send_interval_ms=number("ksql.heartbeat.send.interval.ms"),
+            check_interval_ms=number("ksql.heartbeat.check.interval.ms"),
+            window_ms=number("ksql.heartbeat.window.ms"),
+            missed_threshold=number("ksql.heartbeat.missed.threshold.ms"),
+            discover_interval_ms=number("ksql.heartbeat.discover.interval.ms"),
+            lag_send_interval_ms=number("ksql.lag.reporting.send.interval.ms"),
+        )
+
+
+def _is_wildcard(host: str) -> bool:
+    try:
+        return ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
+def inter_node_listener(config: ServerConfig) -> str:
+    """The URL other servers reach this one at (ksqlDB's rules, see the module docstring)."""
+    advertised = config.get(ADVERTISED_LISTENER)
+    if advertised:
+        parts = urlsplit(advertised.strip())
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port:
+            raise ConfigError(
+                f"Invalid value {advertised} for configuration {ADVERTISED_LISTENER}: Must have valid port"
+            )
+        if _is_wildcard(parts.hostname):
+            raise ConfigError(f"Invalid value {advertised} for configuration {ADVERTISED_LISTENER}: Can not be wildcard")
+        return f"{parts.scheme}://{_bracketed(parts.hostname)}:{port}"
+    internal = config.get(INTERNAL_LISTENER)
+    if internal:
+        from ksqlpy.server.config import parse_listener
+
+        listener = parse_listener(internal)
+    elif config.listeners:
+        listener = config.listeners[0]
+    else:
+        return "http://localhost:8088"
+    host = socket.getfqdn() if _is_wildcard(listener.host) else listener.host
+    return f"{listener.scheme}://{_bracketed(host)}:{listener.port}"
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def host_info(url: str) -> str:
+    """``http://host:port`` -> ``host:port`` (ksqlDB's ``KsqlHostInfo`` as a string)."""
+    parts = urlsplit(url)
+    return f"{_bracketed(parts.hostname or 'localhost')}:{parts.port or 8088}"
+
+
+# ---------------------------------------------------------------------- the agent
+
+
+@dataclass(slots=True)
+class HostStatus:
+    alive: bool
+    last_status_update_ms: int
+    url: str = ""
+    active_standby: dict[str, Any] = field(default_factory=dict)
+    lags: dict[str, Any] = field(default_factory=lambda: {"stateStoreLags": {}, "updateTimeMs": 0})
+
+
+class ClusterAgent:
+    """Discovery, heartbeats and lag reports of one server (see the module docstring)."""
+
+    def __init__(self, engine: Any, config: ServerConfig) -> None:
+        self.engine = engine
+        self.settings = ClusterSettings.of(config)
+        self.url = inter_node_listener(config)
+        self.local = host_info(self.url)
+        self.hosts: dict[str, HostStatus] = {self.local: HostStatus(True, _now_ms(), self.url)}
+        self._beats: dict[str, list[int]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._client: httpx.Client | None = None
+        self._announced: bytes | None = None
+        self._reader: Any = None
+        self.topic = hosts_topic(config.service_id)
+
+    @property
+    def clustered(self) -> bool:
+        """Whether peers can exist: servers share a Kafka store, never the embedded one."""
+        return bool(getattr(self.engine, "store_kind", "embedded") == "kafka")
+
+    # ---- lifecycle
+
+    def start(self) -> None:
+        if not self.settings.heartbeat:
+            return
+        self._client = httpx.Client(timeout=httpx.Timeout(2.0, connect=1.0))
+        # ten heartbeats a second per peer would bury the server's log in httpx's request lines
+        quiet = logging.getLogger("httpx")
+        if quiet.level == logging.NOTSET:
+            quiet.setLevel(logging.WARNING)
+        loops: list[tuple[str, Any, int]] = [
+            ("send", self._send_heartbeats, self.settings.send_interval_ms),
+            ("check", self._check_heartbeats, self.settings.check_interval_ms),
+        ]
+        if self.clustered:
+            from ksqlpy.runtime.store.base import TopicSpec
+
+            self.engine.store.create_topic(
+                TopicSpec(name=self.topic, partitions=1, config={"cleanup.policy": "compact", "retention.ms": "-1"}),
+                exist_ok=True,
+            )
+            self._reader = self.engine.store.open_reader([self.topic], group=None, start="earliest")
+            loops.append(("discover", self._discover, self.settings.discover_interval_ms))
+        if self.settings.lag_reporting:
+            loops.append(("lag", self._report_lags, self.settings.lag_send_interval_ms))
+        for name, step, interval_ms in loops:
+            thread = threading.Thread(
+                target=self._loop, args=(step, interval_ms / 1000), name=f"ksqlpy-cluster-{name}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+
+    def _loop(self, step: Any, interval: float) -> None:
+        while not self._stop.is_set():
+            try:
+                step()
+            except Exception:  # one failed round must not end membership
+                log.debug("Cluster round %s failed", getattr(step, "__name__", step), exc_info=True)
+            self._stop.wait(interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=5.0)
+        if self._reader is not None:
+            try:  # leaving cleanly: the others forget this server rather than mark it dead
+                self._produce(None)
+            except Exception:  # a closing store may refuse; peers then see it die
+                log.debug("Could not remove this server from %s", self.topic, exc_info=True)
+            self._reader.close()
+        if self._client is not None:
+            self._client.close()
+
+    # ---- discovery
+
+    def _produce(self, value: bytes | None) -> None:
+        batch = pa.table(
+            {
+                "timestamp": pa.array([_now_ms()], pa.int64()),
+                "key": pa.array([self.local.encode()], pa.binary()),
+                "value": pa.array([value], pa.binary()),
+            }
+        )
+        self.engine.store.produce(self.topic, batch)
+
+    def _discover(self) -> None:
+        announcement = orjson.dumps(
+            {"hostInfo": self.local, "url": self.url, "activeStandbyPerQuery": self.local_active_standby()}
+        )
+        if announcement != self._announced:
+            self._produce(announcement)
+            self._announced = announcement
+        while True:
+            batch = self._reader.poll(1000, timeout=0.05)
+            if batch.num_rows == 0:
+                break
+            for key, value in zip(batch.column("key").to_pylist(), batch.column("value").to_pylist()):
+                if key is None:
+                    continue
+                host = key.decode()
+                if host == self.local:
+                    continue
+                with self._lock:
+                    if value is None:
+                        self.hosts.pop(host, None)
+                        self._beats.pop(host, None)
+                        continue
+                    found = orjson.loads(value)
+                    status = self.hosts.get(host)
+                    if status is None:  # a new host starts alive, as in ksqlDB
+                        status = self.hosts[host] = HostStatus(True, _now_ms())
+                    status.url = str(found.get("url") or f"http://{host}")
+                    status.active_standby = dict(found.get("activeStandbyPerQuery") or {})
+
+    def local_active_standby(self) -> dict[str, Any]:
+        """Per persistent query, the partitions this server's consumer holds and its stores."""
+        out: dict[str, Any] = {}
+        for query_id, query in list(self.engine.queries.items()):
+            reader = getattr(query, "_reader", None)
+            try:
+                assigned = list(reader.assignment()) if reader is not None else []
+            except RuntimeError:  # the assignment changed under us: next round
+                assigned = []
+            out[query_id] = {
+                "activeStores": _stores(query),
+                "activePartitions": [{"topic": tp.topic, "partition": tp.partition} for tp in assigned],
+                "standByStores": [],
+                "standByPartitions": [],
+            }
+        return out
+
+    # ---- heartbeats
+
+    def receive_heartbeat(self, host: str, timestamp: int) -> None:
+        with self._lock:
+            beats = self._beats.setdefault(host, [])
+            beats.append(timestamp)
+            if len(beats) > 1000:
+                del beats[:-500]
+            if host not in self.hosts and host != self.local:
+                # a peer this server has not discovered yet: it is evidently there
+                self.hosts[host] = HostStatus(True, _now_ms(), f"http://{host}")
+
+    def _send_heartbeats(self) -> None:
+        assert self._client is not None
+        with self._lock:
+            targets = [(h, s.url) for h, s in self.hosts.items() if h != self.local]
+        for _host, url in targets:
+            try:
+                self._client.post(f"{url}/heartbeat", json={"hostInfo": self.local, "timestamp": _now_ms()})
+            except httpx.HTTPError:
+                pass  # a dead host misses its beats; the check says so
+
+    def _check_heartbeats(self) -> None:
+        self.check(_now_ms())
+
+    def check(self, window_end: int) -> None:
+        """Decide who is alive from the beats in the window ending at ``window_end``."""
+        window_start = window_end - self.settings.window_ms
+        with self._lock:
+            self.hosts[self.local].alive = True
+            self.hosts[self.local].last_status_update_ms = window_end
+            for host, status in self.hosts.items():
+                if host == self.local:
+                    continue
+                beats = [b for b in self._beats.get(host, []) if b >= window_start]
+                self._beats[host] = beats
+                if not beats:
+                    status.alive = False
+                    continue
+                status.alive = self._decide(sorted(b for b in beats if b <= window_end), window_start, window_end)
+                status.last_status_update_ms = window_end
+
+    def _decide(self, beats: list[int], window_start: int, window_end: int) -> bool:
+        """ksqlDB's rule: count consecutive missed beats, reset on each beat received."""
+        interval = self.settings.send_interval_ms
+        missed = 0
+        prev = window_start
+        for ts in beats:
+            if ts >= window_end:
+                break
+            missed = (ts - prev - 1) // interval if ts - interval > prev else 0
+            prev = ts
+        if window_end - prev - 1 > 0:
+            missed = (window_end - prev - 1) // interval
+        return missed < self.settings.missed_threshold
+
+    # ---- lags
+
+    def local_lags(self) -> dict[str, Any]:
+        lags: dict[str, Any] = {}
+        store = self.engine.store
+        for query_id, query in list(self.engine.queries.items()):
+            stores = _stores(query)
+            plan = getattr(query, "plan", None)
+            topic = getattr(getattr(plan, "source", None), "topic", None)
+            if not stores or topic is None or getattr(plan, "join", None) is not None:
+                continue
+            reader = getattr(query, "_reader", None)
+            try:
+                assigned = {tp.partition for tp in reader.assignment() if tp.topic == topic} if reader else set()
+                ends = store.end_offsets(topic)
+                settled = query.settled()
+            except Exception:  # a query stopping meanwhile reports nothing this round
+                log.debug("No lags of query %s this round", query_id, exc_info=True)
+                continue
+            by_partition = {}
+            for p in sorted(assigned):
+                end = int(ends.get(p, 0))
+                current = min(int(settled.get(p, 0)), end)
+                by_partition[str(p)] = {
+                    "currentOffsetPosition": current,
+                    "endOffsetPosition": end,
+                    "offsetLag": max(end - current, 0),
+                }
+            app_id = getattr(query, "group", None) or f"query_{query_id}"
+            for name in stores:
+                lags[f"{app_id}#{name}"] = {"lagByPartition": by_partition, "size": len(by_partition)}
+        return {"stateStoreLags": lags, "updateTimeMs": _now_ms()}
+
+    def receive_lags(self, host: str, lags: Mapping[str, Any]) -> None:
+        with self._lock:
+            status = self.hosts.get(host)
+            if status is None:
+                status = self.hosts[host] = HostStatus(True, _now_ms(), f"http://{host}")
+            status.lags = {
+                "stateStoreLags": dict(lags.get("stateStoreLags") or {}),
+                "updateTimeMs": int(lags.get("updateTimeMs") or 0),
+            }
+
+    def _report_lags(self) -> None:
+        assert self._client is not None
+        lags = self.local_lags()
+        with self._lock:
+            self.hosts[self.local].lags = lags
+            targets = [s.url for h, s in self.hosts.items() if h != self.local and s.alive]
+        for url in targets:
+            try:
+                self._client.post(f"{url}/lag", json={"ksqlHost": self.local, "hostStoreLags": lags})
+            except httpx.HTTPError:
+                pass
+
+    # ---- /clusterStatus
+
+    def status_json(self) -> dict[str, Any]:
+        local_active = self.local_active_standby()
+        local_lags = self.local_lags() if self.settings.lag_reporting else None
+        with self._lock:
+            return {
+                "clusterStatus": {
+                    host: {
+                        "hostAlive": status.alive,
+                        "lastStatusUpdateMs": status.last_status_update_ms,
+                        "activeStandbyPerQuery": local_active if host == self.local else status.active_standby,
+                        "hostStoreLags": local_lags if host == self.local and local_lags else status.lags,
+                    }
+                    for host, status in sorted(self.hosts.items())
+                }
+            }
+
+
+def _stores(query: Any) -> list[str]:
+    """The state stores of a persistent query, by ksqlDB's names (its changelog topics'
+    names without the application id and ``-changelog``)."""
+    group = getattr(query, "group", None)
+    topics_of = getattr(query, "_changelog_topics", None)
+    if group is None or topics_of is None:
+        return []
+    try:
+        topics = topics_of(group)
+    except Exception:  # noqa: BLE001 - a query not started yet has none to name
+        return []
+    return sorted(t.removeprefix(f"{group}-").removesuffix("-changelog") for t in topics)

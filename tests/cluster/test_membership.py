@@ -1,0 +1,106 @@
+"""Membership rules of ``server/cluster.py``: the inter-node listener, ksqlDB's heartbeat
+arithmetic, and the ``/heartbeat``, ``/lag`` and ``/clusterStatus`` wire shapes on a real server."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from server.conftest import ServerThread, server_config  # type: ignore[import-not-found]
+
+from ksqlpy.runtime.engine import Engine
+from ksqlpy.server.app import create_app
+from ksqlpy.server.cluster import ClusterAgent, inter_node_listener
+from ksqlpy.server.config import ConfigError, ServerConfig
+
+
+def _config(**props: str) -> ServerConfig:
+    return ServerConfig.load(environ={}, overrides={"ksql.streams.state.dir": ":memory:", **props})
+
+
+def test_inter_node_listener_follows_ksqldb_rules() -> None:
+    first = _config(listeners="http://10.0.0.5:8088,http://127.0.0.1:9000")
+    assert inter_node_listener(first) == "http://10.0.0.5:8088"
+    internal = _config(listeners="http://10.0.0.5:8088", **{"ksql.internal.listener": "http://10.0.0.6:8099"})
+    assert inter_node_listener(internal) == "http://10.0.0.6:8099"
+    advertised = _config(
+        listeners="http://0.0.0.0:8088",
+        **{"ksql.internal.listener": "http://10.0.0.6:8099", "ksql.advertised.listener": "https://node-1:8443"},
+    )
+    assert inter_node_listener(advertised) == "https://node-1:8443"
+    # a wildcard is replaced by this machine's name where it is only bound to...
+    assert inter_node_listener(_config(listeners="http://0.0.0.0:8088")) == f"http://{socket.getfqdn()}:8088"
+    # ...and refused where it is meant to be advertised
+    with pytest.raises(ConfigError, match="Can not be wildcard"):
+        _config(**{"ksql.advertised.listener": "http://0.0.0.0:8088"})
+    with pytest.raises(ConfigError, match="Must have valid port"):
+        _config(**{"ksql.advertised.listener": "http://node-1"})
+
+
+def test_heartbeat_settings_are_checked_at_start() -> None:
+    with pytest.raises(ConfigError, match="ksql.heartbeat.send.interval.ms"):
+        _config(**{"ksql.heartbeat.send.interval.ms": "soon"})
+    assert _config(**{"ksql.heartbeat.enable": "true"}).unsupported() == []
+
+
+def test_a_host_is_dead_after_the_missed_threshold_of_beats() -> None:
+    agent = ClusterAgent(None, _config(listeners="http://127.0.0.1:8088"))
+    peer = "127.0.0.1:9999"
+    for ts in range(10_000, 12_001, 100):  # a beat every 100 ms, up to 12000
+        agent.receive_heartbeat(peer, ts)
+    agent.check(12_050)
+    assert agent.hosts[peer].alive and agent.hosts[peer].last_status_update_ms == 12_050
+    # (windowEnd - lastBeat - 1) // interval: 299 ms after the last beat is 2 missed, still alive
+    agent.check(12_300)
+    assert agent.hosts[peer].alive
+    # 3 missed in a row (ksql.heartbeat.missed.threshold.ms, a count) is dead
+    agent.check(12_301)
+    assert not agent.hosts[peer].alive
+    # beats again: alive again
+    agent.receive_heartbeat(peer, 12_400)
+    agent.check(12_450)
+    assert agent.hosts[peer].alive
+    # nothing in the whole window: dead
+    agent.check(20_000)
+    assert not agent.hosts[peer].alive
+
+
+@pytest.fixture
+def heartbeat_server() -> Iterator[str]:
+    config = server_config(**{"ksql.heartbeat.enable": "true", "ksql.lag.reporting.enable": "true"})
+    engine = Engine.open(config.engine_properties())
+    thread = ServerThread(create_app(engine, config), config)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{config.listeners[0].port}"
+    finally:
+        thread.stop()
+        engine.close()
+
+
+def test_heartbeat_lag_and_cluster_status_wire_shapes(heartbeat_server: str) -> None:
+    url = heartbeat_server
+    local = url.removeprefix("http://")
+    beat = httpx.post(f"{url}/heartbeat", json={"hostInfo": "peer-1:8088", "timestamp": 1_700_000_000_000})
+    assert beat.status_code == 200 and beat.json() == {"isOk": True}
+    lags = {
+        "stateStoreLags": {
+            "_confluent-ksql-default_query_CTAS_T_1#Aggregate-Aggregate-Materialize": {
+                "lagByPartition": {"0": {"currentOffsetPosition": 3, "endOffsetPosition": 5, "offsetLag": 2}},
+                "size": 1,
+            }
+        },
+        "updateTimeMs": 1_700_000_000_100,
+    }
+    lag = httpx.post(f"{url}/lag", json={"ksqlHost": "peer-1:8088", "hostStoreLags": lags})
+    assert lag.status_code == 200 and lag.json() == {"isOk": True}
+    bad = httpx.post(f"{url}/heartbeat", json={"hostInfo": "peer-1", "timestamp": 1})
+    assert bad.status_code == 400 and "hostInfo" in bad.json()["message"]
+    status = httpx.get(f"{url}/clusterStatus").json()["clusterStatus"]
+    assert set(status) == {local, "peer-1:8088"}
+    me = status[local]
+    assert me["hostAlive"] is True and me["activeStandbyPerQuery"] == {}
+    assert set(me) == {"hostAlive", "lastStatusUpdateMs", "activeStandbyPerQuery", "hostStoreLags"}
+    assert status["peer-1:8088"]["hostStoreLags"] == lags
