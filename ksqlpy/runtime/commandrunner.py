@@ -13,7 +13,11 @@ the command is produced and committed; and the answer waits until this server's 
 it. A writer fenced by another is retried from the start, so the statement is validated again
 and the loser of a race gets the error its statement now deserves ("A stream with the same name
 already exists"). One lock orders the runner's polls with a writer's catch-up and apply, so a
-command is applied exactly once per server.
+command is applied exactly once per server. The background thread applies what it read only
+under :attr:`CommandRunner.guard` as well — a server makes that its statement lock, so a command
+from another server never changes the metastore under a statement or a pull query being planned
+here. It polls without the guard and never waits for the guard while holding its own lock, so a
+writer (guard, then lock) and the thread cannot wait on each other.
 
 The embedded store has no runner: one process owns its DuckDB file, and commands are applied as
 they are recorded (:mod:`ksqlpy.runtime.commandlog`).
@@ -78,6 +82,10 @@ class CommandRunner:
         self.lock = threading.RLock()
         #: command offset -> why applying it failed (on this server)
         self.failures: dict[int, KsqlpyError] = {}
+        #: held by the background thread while it applies commands (see the module docstring)
+        self.guard: Any = threading.Lock()
+        #: commands the background thread read and has yet to apply
+        self._pending: list[tuple[int, bytes]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -86,6 +94,7 @@ class CommandRunner:
     def catch_up(self, timeout: float = CATCH_UP_TIMEOUT) -> None:
         """Apply every command committed before now."""
         with self.lock:
+            self._apply_all([])  # what the background thread read already comes first
             end = self._tail.end_offset()
             deadline = time.monotonic() + timeout
             while not self._tail.reached(end):
@@ -98,6 +107,7 @@ class CommandRunner:
     def apply_through(self, seq: int, timeout: float = CATCH_UP_TIMEOUT) -> None:
         """Apply commands up to and including the one at offset ``seq``."""
         with self.lock:
+            self._apply_all([])
             deadline = time.monotonic() + timeout
             while not self._tail.reached(seq + 1):
                 self._apply_all(self._tail.poll(0.1))
@@ -107,14 +117,17 @@ class CommandRunner:
                     )
 
     def _apply_all(self, records: list[tuple[int, bytes]]) -> None:
+        """Apply ``records`` after any the background thread read before (call under the lock)."""
+        if self._pending:
+            records, self._pending = self._pending + records, []
         for seq, value in records:
             try:
                 self.engine.apply_command(seq, Command.decode(value))
-            except KsqlpyError as e:
+            except Exception as e:  # one command's failure must not stop the ones after it
                 if self.engine.replaying:
                     raise
                 log.warning("Command %d of the command topic failed on this server: %s", seq, e)
-                self.failures[seq] = e
+                self.failures[seq] = e if isinstance(e, KsqlpyError) else KsqlpyError(str(e))
                 while len(self.failures) > _KEPT_FAILURES:
                     self.failures.pop(next(iter(self.failures)))
 
@@ -128,7 +141,10 @@ class CommandRunner:
         while not self._stop.is_set():
             try:
                 with self.lock:
-                    self._apply_all(self._tail.poll(0.05))
+                    self._pending.extend(self._tail.poll(0.05))
+                if self._pending:
+                    with self.guard, self.lock:
+                        self._apply_all([])
             except Exception:  # the runner must outlive one bad poll
                 log.exception("The command runner could not read the command topic; retrying.")
                 self._stop.wait(1.0)

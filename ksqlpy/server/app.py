@@ -77,6 +77,9 @@ class KsqlServer:
         # Statements and query starts run one at a time, as ksqlDB's command runner executes
         # them; this also keeps concurrent clients from racing inside the metastore.
         self.statement_lock = threading.Lock()
+        if getattr(engine, "runner", None) is not None:
+            # commands from the cluster's other servers apply between statements, not during one
+            engine.runner.guard = self.statement_lock
         listener = config.listeners[0] if config.listeners else None
         self.host = f"{listener.host}:{listener.port}" if listener else "localhost:8088"
         #: membership, heartbeats and lags (``server/cluster.py``); started once the engine is
