@@ -133,3 +133,26 @@ def test_dockerfile_builds_a_non_root_image_with_a_readiness_check(compose: dict
     assert 'ksqlpy = "ksqlpy.main:main"' in (ROOT / "pyproject.toml").read_text()
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert "ksqlpy" not in ignored and "cli" not in ignored
+
+
+def test_cluster_profile_runs_two_servers_as_one_cluster(compose: dict[str, Any]) -> None:
+    from ksqlpy.server.cluster import inter_node_listener
+    from ksqlpy.server.config import ServerConfig
+
+    services = compose["services"]
+    nodes = {name: s for name, s in services.items() if s.get("profiles") == ["cluster"]}
+    assert len(nodes) == 2
+    configs = [
+        ServerConfig.load(environ={k: str(v) for k, v in s["environment"].items()}) for s in nodes.values()
+    ]
+    # one cluster: the same service id on the same Kafka, as the kafka profile's broker serves it
+    assert len({(c.service_id, c.bootstrap_servers) for c in configs}) == 1
+    assert configs[0].bootstrap_servers == services["ksqlpy-kafka"]["environment"]["KSQL_BOOTSTRAP_SERVERS"]
+    assert all(c.heartbeat_enabled for c in configs)
+    # each advertises its own container's name, which the other resolves on the compose network
+    for (name, service), config in zip(nodes.items(), configs, strict=True):
+        assert inter_node_listener(config) == f"http://{service['hostname']}:8088"
+        assert service["depends_on"] == {"kafka": {"condition": "service_healthy"}}
+        assert any(v.endswith(":/data") for v in service["volumes"]), name
+    ports = {p for s in nodes.values() for p in s["ports"]}
+    assert len(ports) == 2
