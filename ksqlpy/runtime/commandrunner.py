@@ -45,6 +45,8 @@ log = logging.getLogger("ksqlpy.commandrunner")
 #: How long a writer waits for the runner to catch up, and for its own command to be applied
 #: (ksqlDB: ``ksql.server.command.response.timeout.ms``, default 5000, and a catch-up timeout).
 CATCH_UP_TIMEOUT = 30.0
+#: How often the background thread takes what the command topic's consumer fetched (seconds).
+TAIL_INTERVAL = 0.05
 #: Attempts of a statement whose writer was fenced by another server's.
 WRITE_ATTEMPTS = 5
 #: Failures of applied commands kept for the writer that waits on them.
@@ -140,16 +142,17 @@ class CommandRunner:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                # the consumer fetches in the background: taking what it has is instant, so a
+                # writer never waits on this thread's poll, and the thread waits unlocked
                 with self.lock:
-                    self._pending.extend(self._tail.poll(0.05))
+                    self._pending.extend(self._tail.poll(0))
                 if self._pending:
                     with self.guard, self.lock:
                         self._apply_all([])
             except Exception:  # the runner must outlive one bad poll
                 log.exception("The command runner could not read the command topic; retrying.")
                 self._stop.wait(1.0)
-            # leave the lock free a moment: a writer waiting for it goes first
-            self._stop.wait(0.02)
+            self._stop.wait(TAIL_INTERVAL)
 
     def stop(self) -> None:
         self._stop.set()

@@ -80,7 +80,7 @@ def test_a_statement_raced_on_two_engines_has_one_winner(kafka_bootstrap: str, t
                     "value_format='JSON', partitions=1);"
                 )[0]
             )
-        except AnalysisError as e:
+        except Exception as e:  # noqa: BLE001 - the test looks at what each one got
             results.append(e)
 
     try:

@@ -64,13 +64,20 @@ class KafkaCommandTail:
         }
         self._consumer = Consumer(settings)
         self._consumer.assign([KafkaTopicPartition(topic, 0, OFFSET_BEGINNING)])
+        # end offsets come from a client that never fetches: a broker answers a connection's
+        # requests in turn, so asking the tail's would wait behind its long-polling fetch
+        self._ends = Consumer(settings)
         self._next = 0
         self._eof = 0
 
     def poll(self, timeout: float) -> list[tuple[int, bytes]]:
         """Committed commands read within ``timeout`` seconds: (offset, value) in order."""
         out: list[tuple[int, bytes]] = []
-        for message in self._consumer.consume(500, timeout):
+        # consume() waits out its whole timeout unless it fills the batch: wait for the first
+        # record (or end-of-partition event) with poll(), then take what else is there at once
+        first = self._consumer.poll(timeout)
+        messages = [] if first is None else [first, *self._consumer.consume(500, 0)]
+        for message in messages:
             error = message.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
@@ -88,7 +95,7 @@ class KafkaCommandTail:
     def end_offset(self) -> int:
         """The committed end of the command topic, as the broker reports it now."""
         try:
-            _low, high = self._consumer.get_watermark_offsets(
+            _low, high = self._ends.get_watermark_offsets(
                 KafkaTopicPartition(self.topic, 0), timeout=_TIMEOUT, cached=False
             )
         except KafkaException as exc:
@@ -100,6 +107,7 @@ class KafkaCommandTail:
 
     def close(self) -> None:
         self._consumer.close()
+        self._ends.close()
 
 
 class KafkaCommandWriter:
@@ -108,7 +116,14 @@ class KafkaCommandWriter:
 
     def __init__(self, producer_settings: Mapping[str, Any], topic: str, transactional_id: str) -> None:
         self.topic = topic
-        settings = {**producer_settings, "transactional.id": transactional_id, "acks": "all"}
+        #: the fatal error this producer met (being fenced is one), as its error callback saw it
+        self._fatal: KafkaError | None = None
+
+        def on_error(error: KafkaError) -> None:
+            if error.fatal() or error.code() in _FENCED:
+                self._fatal = error
+
+        settings = {**producer_settings, "transactional.id": transactional_id, "acks": "all", "error_cb": on_error}
         settings.pop("partitioner", None)
         self._producer = Producer(settings)
         try:
@@ -116,6 +131,13 @@ class KafkaCommandWriter:
             self._producer.begin_transaction()
         except KafkaException as exc:
             raise _failure(exc, "starting a transaction") from exc
+
+    def _fenced(self, doing: str) -> TopicError:
+        """A transaction that failed other than with a Kafka error: a fenced producer's delivery
+        callbacks surface as SystemError, before its error callback says why. Nothing of the
+        transaction was committed, so the statement is tried again (a bounded number of times)."""
+        why = self._fatal.str() if self._fatal is not None else doing
+        return CommandFenced(f"Could not write the statement into the command topic: {why}")
 
     def append(self, value: bytes) -> int:
         """Write one command in the transaction; its offset (the command's sequence number)."""
@@ -129,14 +151,18 @@ class KafkaCommandWriter:
             self._producer.flush(_TIMEOUT)
         except KafkaException as exc:
             raise _failure(exc, "producing") from exc
+        except Exception as exc:  # a fenced producer's callbacks can surface as SystemError
+            raise self._fenced("producing") from exc
         if not delivered:
-            raise TopicError("Could not write the statement into the command topic: timed out")
+            raise self._fenced("producing: no acknowledgement")
         error, offset = delivered[0]
         if error is not None:
             raise _failure(KafkaException(error), "producing")
         return offset
 
     def commit(self) -> None:
+        if self._fatal is not None:
+            raise self._fenced("committing")
         try:
             self._producer.commit_transaction(_TIMEOUT)
         except KafkaException as exc:
