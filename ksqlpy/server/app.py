@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from typing import Any, TypeVar
@@ -34,6 +35,7 @@ from ksqlpy.server.console import mount_console, prefers_html
 from ksqlpy.server.entities import dumps
 from ksqlpy.server.errors import (
     BAD_REQUEST,
+    COMMAND_QUEUE_CATCHUP_TIMEOUT,
     INTERNAL,
     NOT_FOUND,
     RestError,
@@ -107,6 +109,21 @@ class KsqlServer:
             self.quotas.release_push(user)
 
     # --- blocking work, run via call() -------------------------------------------------------
+
+    def await_command(self, seq: int | None) -> None:
+        """Wait until this server applied command ``seq`` (a ``commandSequenceNumber`` a client
+        got from any server of the cluster), as ksqlDB does before running the request; 503
+        after ksqlDB's ``ksql.server.command.response.timeout.ms`` (5000) of waiting."""
+        if seq is None or self.engine is None:
+            return
+        deadline = time.monotonic() + self.cluster.settings.command_response_timeout_ms / 1000
+        while self.engine.last_command_offset < seq:
+            if time.monotonic() > deadline:
+                raise RestError(
+                    COMMAND_QUEUE_CATCHUP_TIMEOUT,
+                    f"Timed out while waiting for a previous command to execute. command sequence number: {seq}",
+                )
+            time.sleep(0.01)
 
     def execute(
         self,
@@ -369,6 +386,7 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             check_statement(text, server.config.max_statement_chars)
             props = wire.properties(body, "streamsProperties")
             variables = wire.properties(body, "sessionVariables")
+            await server.call(server.await_command, wire.command_sequence_number(body))
         except RestError as e:
             return rest_error_response(e, request)
         user = request.scope.get("ksqlpy.user")

@@ -58,6 +58,8 @@ DEFAULTS: dict[str, str] = {
     "ksql.heartbeat.thread.pool.size": "3",
     "ksql.lag.reporting.enable": "false",
     "ksql.lag.reporting.send.interval.ms": "5000",
+    # how long a request naming a commandSequenceNumber waits for that command to be applied
+    "ksql.server.command.response.timeout.ms": "5000",
 }
 SETTINGS = frozenset(DEFAULTS) | {ADVERTISED_LISTENER, INTERNAL_LISTENER}
 
@@ -83,6 +85,7 @@ class ClusterSettings:
     missed_threshold: int
     discover_interval_ms: int
     lag_send_interval_ms: int
+    command_response_timeout_ms: int
 
     @classmethod
     def of(cls, config: ServerConfig) -> ClusterSettings:
@@ -111,6 +114,7 @@ class ClusterSettings:
             missed_threshold=number("ksql.heartbeat.missed.threshold.ms"),
             discover_interval_ms=number("ksql.heartbeat.discover.interval.ms"),
             lag_send_interval_ms=number("ksql.lag.reporting.send.interval.ms"),
+            command_response_timeout_ms=number("ksql.server.command.response.timeout.ms"),
         )
 
 
@@ -292,7 +296,7 @@ class ClusterAgent:
     def local_active_standby(self) -> dict[str, Any]:
         """Per persistent query, the partitions this server's consumer holds and its stores."""
         out: dict[str, Any] = {}
-        for query_id, query in list(self.engine.queries.items()):
+        for query_id, query in list(getattr(self.engine, "queries", {}).items()):
             reader = getattr(query, "_reader", None)
             try:
                 assigned = list(reader.assignment()) if reader is not None else []
@@ -366,8 +370,8 @@ class ClusterAgent:
 
     def local_lags(self) -> dict[str, Any]:
         lags: dict[str, Any] = {}
-        store = self.engine.store
-        for query_id, query in list(self.engine.queries.items()):
+        store: Any = getattr(self.engine, "store", None)
+        for query_id, query in list(getattr(self.engine, "queries", {}).items()):
             stores = _stores(query)
             plan = getattr(query, "plan", None)
             topic = getattr(getattr(plan, "source", None), "topic", None)

@@ -44,6 +44,7 @@ PAYLOAD_TOO_LARGE = ErrorCode(413, 41300)
 ASSERT_FAILED = ErrorCode(417, 41700)
 RATE_LIMITED = ErrorCode(429, 42900)
 INTERNAL = ErrorCode(500, 50000)
+COMMAND_QUEUE_CATCHUP_TIMEOUT = ErrorCode(503, 50301)
 
 #: Engine error class name -> code; the first name found along the error's MRO wins.
 STATEMENT_CODES: dict[str, ErrorCode] = {

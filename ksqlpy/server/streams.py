@@ -110,6 +110,7 @@ class QueryEndpoint:
             if self.legacy:
                 text = wire.optional_str(body, "ksql")
                 props = wire.properties(body, "streamsProperties")
+                await self.server.call(self.server.await_command, wire.command_sequence_number(body))
             else:
                 text = wire.required_str(body, "sql")
                 props = wire.properties(body, "properties")

@@ -94,6 +94,17 @@ def optional_str(body: Mapping[str, Any], name: str) -> str:
     return value
 
 
+def command_sequence_number(body: Mapping[str, Any]) -> int | None:
+    """``commandSequenceNumber``: the command (as numbered in an earlier answer) the server is to
+    have applied before it runs the request; absent or null: none."""
+    value = body.get("commandSequenceNumber")
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise RestError(BAD_REQUEST, "Invalid JSON in request: 'commandSequenceNumber' must be a number")
+    return value
+
+
 def properties(body: Mapping[str, Any], name: str) -> dict[str, str]:
     """A property map, values coerced to ksqlDB's string form (``true``, ``5``)."""
     value = body.get(name)

@@ -69,7 +69,13 @@ def test_a_host_is_dead_after_the_missed_threshold_of_beats() -> None:
 
 @pytest.fixture
 def heartbeat_server() -> Iterator[str]:
-    config = server_config(**{"ksql.heartbeat.enable": "true", "ksql.lag.reporting.enable": "true"})
+    config = server_config(
+        **{
+            "ksql.heartbeat.enable": "true",
+            "ksql.lag.reporting.enable": "true",
+            "ksql.server.command.response.timeout.ms": "300",
+        }
+    )
     engine = Engine.open(config.engine_properties())
     thread = ServerThread(create_app(engine, config), config)
     thread.start()
@@ -104,3 +110,24 @@ def test_heartbeat_lag_and_cluster_status_wire_shapes(heartbeat_server: str) -> 
     assert me["hostAlive"] is True and me["activeStandbyPerQuery"] == {}
     assert set(me) == {"hostAlive", "lastStatusUpdateMs", "activeStandbyPerQuery", "hostStoreLags"}
     assert status["peer-1:8088"]["hostStoreLags"] == lags
+
+
+def test_a_request_waits_for_the_command_it_names(heartbeat_server: str) -> None:
+    url = heartbeat_server
+    (created,) = httpx.post(
+        f"{url}/ksql",
+        json={"ksql": "CREATE STREAM waited (id INT KEY) WITH (kafka_topic='waited', value_format='JSON', partitions=1);"},
+    ).json()
+    seq = created["commandSequenceNumber"]
+    shown = httpx.post(f"{url}/ksql", json={"ksql": "SHOW STREAMS;", "commandSequenceNumber": seq})
+    assert shown.status_code == 200 and "WAITED" in {s["name"] for s in shown.json()[0]["streams"]}
+    # a command this server has not applied (within ksql.server.command.response.timeout.ms): 503
+    later = httpx.post(f"{url}/ksql", json={"ksql": "SHOW STREAMS;", "commandSequenceNumber": seq + 1000})
+    assert later.status_code == 503
+    assert later.json() == {
+        "@type": "generic_error",
+        "error_code": 50301,
+        "message": f"Timed out while waiting for a previous command to execute. command sequence number: {seq + 1000}",
+    }
+    bad = httpx.post(f"{url}/ksql", json={"ksql": "SHOW STREAMS;", "commandSequenceNumber": "soon"})
+    assert bad.status_code == 400

@@ -125,6 +125,11 @@ def test_two_servers_are_one_cluster(servers: tuple[Server, Server]) -> None:
     (created,) = a.ksql("CREATE STREAM upper_views AS SELECT id, UCASE(page) AS page FROM views;")
     query_id = created["commandStatus"]["queryId"]
     assert query_id.startswith("CSAS_UPPER_VIEWS_")
+    # a request naming the command's sequence number sees it on the other server at once
+    listed = httpx.post(
+        f"{b.url}/ksql", json={"ksql": "SHOW QUERIES;", "commandSequenceNumber": created["commandSequenceNumber"]}
+    )
+    assert listed.status_code == 200 and query_id in {q["id"] for q in listed.json()[0]["queries"]}
     # the other server applied both statements from the command topic, under the same id
     assert _eventually(lambda: {"VIEWS", "UPPER_VIEWS"} <= b.names("streams"), 10)
     assert query_id in b.query_ids()
