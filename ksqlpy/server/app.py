@@ -459,8 +459,20 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
             return Response(status_code=404)
         return json_response(await server.call(server.cluster.status_json))
 
+    internal = server.config.internal_listener
+
+    def public_listener(request: Request) -> bool:
+        """Whether an internal endpoint was called on a public listener while an internal one
+        is configured (ksqlDB's ``InternalEndpointHandler``)."""
+        local = request.scope.get("server")
+        return internal is not None and (local is None or local[1] != internal.port)
+
+    internal_only = generic_error(INTERNAL, "Can't call internal endpoint on public listener")
+
     @app.post("/heartbeat")
     async def heartbeat(request: Request) -> Response:
+        if public_listener(request):
+            return json_response(internal_only, 400)
         try:
             body = wire.parse_object(await limited_body(request))
             host = _host_info(body, "hostInfo")
@@ -475,6 +487,8 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
 
     @app.post("/lag")
     async def lag(request: Request) -> Response:
+        if public_listener(request):
+            return json_response(internal_only, 400)
         try:
             body = wire.parse_object(await limited_body(request))
             host = _host_info(body, "ksqlHost")

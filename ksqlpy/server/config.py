@@ -200,6 +200,7 @@ class ServerConfig:
         """Read every setting the server uses, so a bad value is a startup error, not a late
         surprise (raises :class:`ConfigError`)."""
         self.listeners  # noqa: B018 - parsed for its errors
+        self.internal_listener  # noqa: B018
         self.max_push_queries  # noqa: B018
         self.max_request_bytes  # noqa: B018
         self.max_statement_chars  # noqa: B018
@@ -241,6 +242,21 @@ class ServerConfig:
     @property
     def listeners(self) -> tuple[Listener, ...]:
         return tuple(parse_listener(u) for u in self.properties[LISTENERS].split(",") if u.strip())
+
+    @property
+    def internal_listener(self) -> Listener | None:
+        """``ksql.internal.listener``: where the cluster's servers call each other, served besides
+        ``listeners``; with it, ``/heartbeat`` and ``/lag`` are refused on the others."""
+        value = self.properties.get("ksql.internal.listener")
+        return parse_listener(value) if value and value.strip() else None
+
+    @property
+    def bound_listeners(self) -> tuple[Listener, ...]:
+        """Every address the server listens on: ``listeners`` and the internal listener."""
+        internal = self.internal_listener
+        if internal is None or any(listener.port == internal.port for listener in self.listeners):
+            return self.listeners
+        return (*self.listeners, internal)
 
     @property
     def bootstrap_servers(self) -> str | None:

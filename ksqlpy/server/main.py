@@ -67,8 +67,8 @@ class TlsHypercornConfig(HypercornConfig):
 def hypercorn_config(config: ServerConfig) -> HypercornConfig:
     """hypercorn settings for ksqlDB clients: every listener, HTTP/1.1 and h2c (HTTP/2 by ALPN
     on ``https://`` listeners), no access log."""
-    secure = [listener.bind for listener in config.listeners if listener.scheme == "https"]
-    plain = [listener.bind for listener in config.listeners if listener.scheme != "https"]
+    secure = [listener.bind for listener in config.bound_listeners if listener.scheme == "https"]
+    plain = [listener.bind for listener in config.bound_listeners if listener.scheme != "https"]
     if secure:
         hc: HypercornConfig = TlsHypercornConfig(tls.server_context(config))
         hc.bind = secure
@@ -130,7 +130,7 @@ def bind_listeners(config: ServerConfig) -> Sockets:
     try:
         return hypercorn_config(config).create_sockets()
     except OSError as e:
-        urls = ", ".join(listener.url for listener in config.listeners)
+        urls = ", ".join(listener.url for listener in config.bound_listeners)
         raise StartupError(f"Cannot listen on {urls}: {e.strerror or e}") from None
 
 
@@ -229,7 +229,7 @@ def serve(config: ServerConfig) -> None:
         app = create_app(engine, config)
         server = app.state.ksql
         cluster = server.cluster
-        urls = ", ".join(listener.url for listener in config.listeners)
+        urls = ", ".join(listener.url for listener in config.bound_listeners)
         log.info(
             "ksqlpy server listening on %s, using %s; replaying the command log.",
             urls,
@@ -252,7 +252,7 @@ def serve(config: ServerConfig) -> None:
                 server.server_state.started()
                 try:
                     await asyncio.to_thread(server.cluster.start)
-                except Exception:  # noqa: BLE001 - the server serves on, alone
+                except Exception:  # the server serves on, alone
                     log.exception("Could not join the cluster: heartbeats and /clusterStatus show this server only.")
 
             starting = asyncio.create_task(start())

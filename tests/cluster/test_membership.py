@@ -131,3 +131,33 @@ def test_a_request_waits_for_the_command_it_names(heartbeat_server: str) -> None
     }
     bad = httpx.post(f"{url}/ksql", json={"ksql": "SHOW STREAMS;", "commandSequenceNumber": "soon"})
     assert bad.status_code == 400
+
+
+def test_internal_endpoints_only_on_the_internal_listener() -> None:
+    from server.conftest import free_port  # type: ignore[import-not-found]
+
+    internal_port = free_port()
+    config = server_config(
+        **{"ksql.heartbeat.enable": "true", "ksql.internal.listener": f"http://127.0.0.1:{internal_port}"}
+    )
+    thread = ServerThread(create_app(None, config), config)
+    thread.start()
+    public = f"http://127.0.0.1:{config.listeners[0].port}"
+    internal = f"http://127.0.0.1:{internal_port}"
+    try:
+        beat = {"hostInfo": "peer-1:8088", "timestamp": 1}
+        refused = httpx.post(f"{public}/heartbeat", json=beat)
+        assert refused.status_code == 400
+        assert refused.json() == {
+            "@type": "generic_error",
+            "error_code": 50000,
+            "message": "Can't call internal endpoint on public listener",
+        }
+        assert httpx.post(f"{internal}/heartbeat", json=beat).json() == {"isOk": True}
+        # the cluster knows this server by its internal listener
+        assert set(httpx.get(f"{public}/clusterStatus").json()["clusterStatus"]) == {
+            f"127.0.0.1:{internal_port}",
+            "peer-1:8088",
+        }
+    finally:
+        thread.stop()
