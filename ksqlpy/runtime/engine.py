@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ksqlpy import __version__
-from ksqlpy.errors import KsqlpyError, NotFoundError, PlanError
+from ksqlpy.errors import KsqlpyError, NotFoundError, PlanError, TopicError
 from ksqlpy.planner.catalog import Catalog, Column
 from ksqlpy.planner.physical import QueryPlan
 from ksqlpy.planner.steps.commands import KsqlPlan
@@ -423,7 +423,12 @@ class Engine:
         self.ksql_plans.pop(query_id, None)
         query.stop()
         if drop_state and not self.replaying:
-            query.drop_state()
+            try:
+                query.drop_state()
+            except TopicError as e:
+                # on a cluster every server drops a terminated query's internal topics; the
+                # first one to get there deletes them
+                log.warning("Query %s terminated; its internal topics: %s", query_id, e.message)
 
     def close_query(self, query_id: str) -> bool:
         q = self.transient.pop(query_id, None)

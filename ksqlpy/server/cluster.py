@@ -31,6 +31,7 @@ import socket
 import threading
 import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 from typing import Any
@@ -84,6 +85,7 @@ class ClusterSettings:
     window_ms: int
     missed_threshold: int
     discover_interval_ms: int
+    thread_pool_size: int
     lag_send_interval_ms: int
     command_response_timeout_ms: int
 
@@ -113,6 +115,7 @@ class ClusterSettings:
             window_ms=number("ksql.heartbeat.window.ms"),
             missed_threshold=number("ksql.heartbeat.missed.threshold.ms"),
             discover_interval_ms=number("ksql.heartbeat.discover.interval.ms"),
+            thread_pool_size=number("ksql.heartbeat.thread.pool.size"),
             lag_send_interval_ms=number("ksql.lag.reporting.send.interval.ms"),
             command_response_timeout_ms=number("ksql.server.command.response.timeout.ms"),
         )
@@ -190,6 +193,9 @@ class ClusterAgent:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._client: httpx.Client | None = None
+        self._senders: ThreadPoolExecutor | None = None
+        #: URLs with a request in flight: a peer that hangs gets no second one meanwhile
+        self._in_flight: set[str] = set()
         self._announced: bytes | None = None
         self._reader: Any = None
         self.topic = hosts_topic(config.service_id)
@@ -205,6 +211,7 @@ class ClusterAgent:
         if not self.settings.heartbeat:
             return
         self._client = httpx.Client(timeout=httpx.Timeout(2.0, connect=1.0))
+        self._senders = ThreadPoolExecutor(self.settings.thread_pool_size, thread_name_prefix="ksqlpy-cluster-rpc")
         # ten heartbeats a second per peer would bury the server's log in httpx's request lines
         quiet = logging.getLogger("httpx")
         if quiet.level == logging.NOTSET:
@@ -249,6 +256,8 @@ class ClusterAgent:
             except Exception:  # a closing store may refuse; peers then see it die
                 log.debug("Could not remove this server from %s", self.topic, exc_info=True)
             self._reader.close()
+        if self._senders is not None:
+            self._senders.shutdown(wait=True, cancel_futures=True)
         if self._client is not None:
             self._client.close()
 
@@ -322,15 +331,32 @@ class ClusterAgent:
                 # a peer this server has not discovered yet: it is evidently there
                 self.hosts[host] = HostStatus(True, _now_ms(), f"http://{host}")
 
-    def _send_heartbeats(self) -> None:
-        assert self._client is not None
-        with self._lock:
-            targets = [(h, s.url) for h, s in self.hosts.items() if h != self.local]
-        for _host, url in targets:
+    def _post(self, url: str, body: dict[str, Any]) -> None:
+        """Send ``body`` to ``url`` on the sender pool without waiting for the answer (ksqlDB's
+        heartbeats and lag reports are asynchronous): one slow peer delays no other."""
+        if url in self._in_flight or self._senders is None:
+            return
+        self._in_flight.add(url)
+
+        def send() -> None:
             try:
-                self._client.post(f"{url}/heartbeat", json={"hostInfo": self.local, "timestamp": _now_ms()})
+                assert self._client is not None
+                self._client.post(url, json=body)
             except httpx.HTTPError:
                 pass  # a dead host misses its beats; the check says so
+            finally:
+                self._in_flight.discard(url)
+
+        try:
+            self._senders.submit(send)
+        except RuntimeError:  # shutting down
+            self._in_flight.discard(url)
+
+    def _send_heartbeats(self) -> None:
+        with self._lock:
+            targets = [s.url for h, s in self.hosts.items() if h != self.local]
+        for url in targets:
+            self._post(f"{url}/heartbeat", {"hostInfo": self.local, "timestamp": _now_ms()})
 
     def _check_heartbeats(self) -> None:
         self.check(_now_ms())
@@ -410,16 +436,12 @@ class ClusterAgent:
             }
 
     def _report_lags(self) -> None:
-        assert self._client is not None
         lags = self.local_lags()
         with self._lock:
             self.hosts[self.local].lags = lags
             targets = [s.url for h, s in self.hosts.items() if h != self.local and s.alive]
         for url in targets:
-            try:
-                self._client.post(f"{url}/lag", json={"ksqlHost": self.local, "hostStoreLags": lags})
-            except httpx.HTTPError:
-                pass
+            self._post(f"{url}/lag", {"ksqlHost": self.local, "hostStoreLags": lags})
 
     # ---- /clusterStatus
 
