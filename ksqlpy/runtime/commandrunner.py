@@ -135,6 +135,11 @@ class CommandRunner:
 
     # ------------------------------------------------------------------ the background tail
 
+    @property
+    def running(self) -> bool:
+        """Whether the background thread tails the command topic."""
+        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
+
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="ksqlpy-command-runner", daemon=True)
         self._thread.start()

@@ -14,7 +14,8 @@ command replay run; the replay's end makes the server READY.
 
 * ``metastore``: ``LIST STREAMS; LIST TABLES; LIST QUERIES;`` through a session;
 * ``kafka``: describe the command topic in the topic store (embedded or Kafka);
-* ``commandRunner``: the engine replayed the command log and runs statements.
+* ``commandRunner``: the engine replayed the command log and runs statements (on a cluster, its
+  command runner still tails the command topic).
 
 The answer is 200 whether healthy or not (ksqlDB's ``EndpointResponse.ok``); before READY
 and while shutting down it is 503 with the same body, so load balancers stop sending work.
@@ -171,7 +172,10 @@ class HealthCheck:
 
     def _command_runner(self) -> bool:
         engine = self.server.engine
-        return engine is not None and engine.state == "READY"
+        if engine is None or engine.state != "READY":
+            return False
+        runner = getattr(engine, "runner", None)  # on a cluster: it still tails the command topic
+        return runner is None or bool(runner.running)
 
 
 def lifespan(server: Any, state: ServerState) -> Any:

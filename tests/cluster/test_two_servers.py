@@ -160,6 +160,11 @@ def test_two_servers_are_one_cluster(servers: tuple[Server, Server]) -> None:
 
     assert _eventually(lambda: partitions_held() == {0, 1}, 30), a.cluster()
 
+    # each server's command runner tails the command topic
+    for server in (a, b):
+        health = httpx.get(f"{server.url}/healthcheck", timeout=10).json()
+        assert health["details"]["commandRunner"]["isHealthy"] is True, health
+
     # a server killed without a word stops heartbeating: the other marks it dead
     b.process.send_signal(signal.SIGKILL)
     b.process.wait(10)
