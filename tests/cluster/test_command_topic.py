@@ -14,6 +14,7 @@ from kafka_broker import engine_settings
 from ksqlpy.errors import AnalysisError
 from ksqlpy.runtime import results as r
 from ksqlpy.runtime.engine import Engine
+from ksqlpy.runtime.store.kafka import KafkaStore
 
 pytestmark = pytest.mark.kafka
 
@@ -57,6 +58,15 @@ def test_statements_on_one_engine_are_applied_by_the_other(kafka_bootstrap: str,
             b.session().execute_all(
                 f"CREATE STREAM views (id INT KEY, page STRING) WITH (kafka_topic='views_{run}', value_format='JSON');"
             )
+        (again,) = a.session().execute_all("CREATE STREAM upper_again AS SELECT id, UCASE(page) AS page FROM views;")
+        assert isinstance(again, r.CommandStatusEntity) and again.query_id is not None
+        # a server that joins later replays the topic (committed commands only) to the same state
+        c = Engine.open(_settings(kafka_bootstrap, service, tmp_path / "c"))
+        try:
+            assert set(c.queries) == set(a.queries) == {again.query_id}
+            assert set(c.catalog.sources) == set(a.catalog.sources)
+        finally:
+            c.close()
     finally:
         b.close()
         a.close()
@@ -98,3 +108,70 @@ def test_a_statement_raced_on_two_engines_has_one_winner(kafka_bootstrap: str, t
     finally:
         for e in engines:
             e.close()
+
+
+def _filters_aborted_records(bootstrap: str, topic: str) -> bool:
+    """Whether the broker hides aborted transactions' records from read-committed consumers:
+    Kafka does; the Tansu test broker delivers them (its fetches list no aborted transactions)."""
+    from confluent_kafka import Consumer, KafkaError, Producer
+    from confluent_kafka import TopicPartition as KafkaTopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})  # kept: the result needs its handle
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result()
+    producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": topic})
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(topic, b"aborted")
+    producer.flush(30)
+    producer.abort_transaction(30)
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": topic, "isolation.level": "read_committed",
+         "enable.partition.eof": True}
+    )
+    consumer.assign([KafkaTopicPartition(topic, 0, 0)])
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            message = consumer.poll(0.2)
+            if message is None:
+                continue
+            error = message.error()
+            if error is None:
+                return False
+            if error.code() == KafkaError._PARTITION_EOF:
+                return True
+        return True
+    finally:
+        consumer.close()
+
+
+def test_an_aborted_command_is_never_applied(kafka_bootstrap: str, tmp_path: Path) -> None:
+    from ksqlpy.runtime.commandlog import Command
+    from ksqlpy.runtime.store.kafka_commands import KafkaCommandWriter
+
+    run = uuid.uuid4().hex[:8]
+    if not _filters_aborted_records(kafka_bootstrap, f"isolation_{run}"):
+        pytest.skip("the broker delivers aborted records to read-committed consumers (Tansu does)")
+    service = f"abort_{run}_"
+    a = Engine.open(_settings(kafka_bootstrap, service, tmp_path / "a"))
+    try:
+        store = a.store
+        assert isinstance(store, KafkaStore)
+        writer = KafkaCommandWriter(store.client_settings("producer"), a.commands.topic, service)
+        ghost = f"CREATE STREAM ghost (id INT KEY) WITH (kafka_topic='ghost_{run}', value_format='JSON', partitions=1);"
+        writer.append(Command(ghost).encode())
+        writer.abort()
+        writer.close()
+        (created,) = a.session().execute_all(
+            f"CREATE STREAM real (id INT KEY) WITH (kafka_topic='real_{run}', value_format='JSON', partitions=1);"
+        )
+        assert isinstance(created, r.CommandStatusEntity)
+        b = Engine.open(_settings(kafka_bootstrap, service, tmp_path / "b"))
+        try:
+            for engine in (a, b):
+                assert engine.catalog.find("REAL") is not None and engine.catalog.find("GHOST") is None
+        finally:
+            b.close()
+    finally:
+        a.close()

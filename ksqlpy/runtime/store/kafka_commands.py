@@ -10,6 +10,11 @@ Where the tail stands is the offset after the last record read or the end-of-par
 the broker last reported, whichever is greater: transaction markers take offsets but are never
 delivered, and the test broker reports the high watermark one batch low
 (/work/shared/KAFKA-NOTES.md), so neither alone says "caught up".
+
+Kafka hides an aborted transaction's records from read-committed consumers. The Tansu test broker
+does not (its fetches list no aborted transactions): there, a command whose writer was fenced
+after producing it and before committing would still be read. The window is the few
+milliseconds between a writer's produce and its commit, while another server starts a write.
 """
 
 from __future__ import annotations
