@@ -1,7 +1,9 @@
 """The engine facade: one object the server, the shell (through the server) and the test runner use.
 
 ``Engine.open(config)`` opens the topic store (embedded unless ``bootstrap.servers`` is set),
-replays the command log and restarts persistent queries. ``engine.session(...)`` gives a
+replays the command log and restarts persistent queries; on Kafka it then keeps tailing the
+command topic, which it shares with the other servers of its cluster
+(:mod:`ksqlpy.runtime.commandrunner`). ``engine.session(...)`` gives a
 :class:`~ksqlpy.runtime.session.Session` whose ``execute(text)`` runs statements and yields one
 result entity per statement, and whose ``execute_query(text)`` starts a push or pull query.
 """
