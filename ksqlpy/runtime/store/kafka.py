@@ -134,11 +134,20 @@ class KafkaStore(TopicStore):
         client_config: Mapping[str, str] | None = None,
         transactional_id: str | None = None,
         state_path: str = ":memory:",
+        state_memory_limit: str | None = None,
     ) -> None:
         #: Local DuckDB database for state (aggregates, materialized tables); Kafka holds records.
         #: A state file that did not exist before is rebuilt (see :class:`KafkaReader`).
         self.state_is_fresh = state_path != ":memory:" and not Path(state_path).exists()
-        self.state_database = duckdb.connect(state_path)
+        try:
+            self.state_database = duckdb.connect(
+                state_path, config={} if state_memory_limit is None else {"memory_limit": state_memory_limit}
+            )
+        except duckdb.Error as e:
+            raise TopicError(
+                f"Cannot open the state database {state_path} (memory limit {state_memory_limit}, "
+                f"ksqlpy.state.memory.limit): {e}"
+            ) from e
         self.state_database.execute(_POSITIONS_DDL)
         #: group -> partitions being replayed into state, with the Kafka-committed offset the
         #: replay ends at (outputs up to there were committed before and are not produced again)
