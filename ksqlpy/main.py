@@ -15,11 +15,25 @@ SUBCOMMANDS = {
 }
 
 
+def _chosen(argv: list[str]) -> str | None:
+    """The subcommand named on the command line (its first word not starting with '-')."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in SUBCOMMANDS else None
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ksqlpy", description="A streaming SQL database speaking ksqlDB's dialect.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    # Only the chosen subcommand's module is imported: the shell and the test runner pull in
+    # prompt_toolkit, httpx and the QTT machinery, which cost the server most of a second to start.
+    chosen = _chosen(sys.argv[1:] if argv is None else argv)
     modules = {}
     for name, (module_name, help_text) in SUBCOMMANDS.items():
+        if chosen is not None and name != chosen:
+            sub.add_parser(name, help=help_text, description=help_text)
+            continue
         try:
             module = importlib.import_module(module_name)
         except ImportError:
@@ -31,7 +45,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     return int(modules[args.command].run(args) or 0)
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -111,6 +111,7 @@ class Engine:
         """Replay the command log, start the queries it left running; READY after."""
         from ksqlpy.runtime.session import Session
 
+        self.store.ready()
         self.plog.ensure_topic()
         self.replaying = True
         try:

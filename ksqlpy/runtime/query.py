@@ -33,7 +33,12 @@ from ksqlpy.runtime.store.base import StartPosition, TopicStore
 log = logging.getLogger("ksqlpy.query")
 
 #: Records per micro-batch at most; a batch holds what is available, so light traffic is not delayed.
-BATCH_SIZE = 50_000
+#: 20,000 records (~2 MB of JSON) keep the per-batch costs (a transaction, a DuckDB query) small
+#: while a batch's decoded, evaluated and encoded copies stay a few tens of MiB.
+BATCH_SIZE = 20_000
+#: The same for a query that keeps state: each of its batches runs a dozen DuckDB statements over
+#: the state, so it takes larger batches (a windowed count spent ~12 % more CPU at 20,000).
+STATEFUL_BATCH_SIZE = 50_000
 
 
 class QueryState(enum.Enum):
@@ -154,9 +159,10 @@ class QueryRunner:
             return
         self._ready.set()
         reader = self._reader
+        batch_size = STATEFUL_BATCH_SIZE if self._processor is not None else BATCH_SIZE
         try:
             while not self._stop.is_set():
-                records = reader.poll(BATCH_SIZE, timeout=0.2)
+                records = reader.poll(batch_size, timeout=0.2)
                 if records.num_rows == 0:
                     # Nothing left to read: every earlier batch is committed (or handed out).
                     self._settle()

@@ -36,11 +36,10 @@ import ssl
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.serialization import pkcs12
+if TYPE_CHECKING:
+    from cryptography import x509
 
 from ksqlpy.server.config import ConfigError, ServerConfig
 
@@ -133,6 +132,9 @@ def _load_keystore(context: ssl.SSLContext, config: ServerConfig, location: str)
                 f"and its certificate, and {KEY_PASSWORD} when the key is encrypted ({_reason(e)})"
             ) from None
         return
+    # cryptography (~8 MiB resident) is imported only for PKCS12 stores and client certificates.
+    from cryptography.hazmat.primitives import serialization
+
     key, cert, chain = _open_pkcs12(data, location, store_password, key_password)
     # ssl loads keys only from files: write them to a private temporary directory, the key
     # encrypted with a one-time password, and remove them at once.
@@ -158,6 +160,8 @@ def _load_keystore(context: ssl.SSLContext, config: ServerConfig, location: str)
 def _open_pkcs12(
     data: bytes, location: str, store_password: str | None, key_password: str | None
 ) -> tuple[Any, x509.Certificate, list[x509.Certificate]]:
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
     tried: list[bytes | None] = []
     for candidate in (_password(store_password), _password(key_password)):
         if candidate in tried:
@@ -193,6 +197,9 @@ def _load_truststore(context: ssl.SSLContext, location: str, password: str | Non
                 f"Cannot use the truststore {location} ({TRUSTSTORE_LOCATION}): {_reason(e)}"
             ) from None
         return
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
     try:
         store = pkcs12.load_pkcs12(data, _password(password))
     except ValueError:
@@ -293,6 +300,8 @@ def peer_subject(scope: dict[str, Any]) -> str | None:
 
 
 def subject_of(der: bytes) -> str:
+    from cryptography import x509
+
     return x509.load_der_x509_certificate(der).subject.rfc4514_string()
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kafka_broker import FAST_CLIENT_CONFIG
 from test_store_contract import fresh, read_n, records
 
+from ksqlpy.errors import TopicError
 from ksqlpy.runtime.store import open_store
 from ksqlpy.runtime.store.base import TopicSpec
 from ksqlpy.runtime.store.kafka import KafkaStore
@@ -65,3 +67,39 @@ def test_a_cluster_without_transactions_is_told_apart_from_other_failures() -> N
 def test_exactly_once_holds_on_a_broker_with_transactions(eos_store: KafkaStore) -> None:
     assert eos_store.exactly_once
     assert eos_store._consumer_config["isolation.level"] == "read_committed"
+
+
+def _memory_limit(store: KafkaStore) -> str:
+    (value,) = store.state_database.execute("SELECT current_setting('memory_limit')").fetchone() or ("",)
+    return str(value)
+
+
+def test_state_database_memory_is_capped(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """A state file gets a memory limit by default (DuckDB's own is 80 % of the machine);
+    ksqlpy.state.memory.limit sets another; an in-memory state database gets none."""
+    config: dict[str, object] = {f"kafka.{k}": v for k, v in FAST_CLIENT_CONFIG.items()}
+    config["bootstrap.servers"] = kafka_bootstrap
+    stores = [
+        open_store({**config, "ksqlpy.data.dir": str(tmp_path / "a")}),
+        open_store({**config, "ksqlpy.data.dir": str(tmp_path / "b"), "ksqlpy.state.memory.limit": "200MB"}),
+        open_store(config),
+    ]
+    try:
+        capped, configured, in_memory = (_memory_limit(s) for s in stores if isinstance(s, KafkaStore))
+        assert capped.endswith("MiB") and float(capped.split()[0]) < 100
+        assert configured.endswith("MiB") and 150 < float(configured.split()[0]) < 250
+        assert in_memory != capped and in_memory != configured
+    finally:
+        for store in stores:
+            store.close()
+
+
+def test_bad_state_memory_limit_is_named(kafka_bootstrap: str, tmp_path: Path) -> None:
+    with pytest.raises(TopicError, match=r"ksqlpy\.state\.memory\.limit"):
+        open_store(
+            {
+                "bootstrap.servers": kafka_bootstrap,
+                "ksqlpy.data.dir": str(tmp_path),
+                "ksqlpy.state.memory.limit": "lots",
+            }
+        )

@@ -10,6 +10,10 @@
 * ``ksqlpy.store.path``: the embedded DuckDB file (``:memory:`` allowed); by default
   ``<ksqlpy.data.dir>/ksqlpy.duckdb``, or ``:memory:`` when no data directory is set. On Kafka,
   state (aggregates, materialized tables) lives in ``<ksqlpy.data.dir>/state.duckdb``.
+* ``ksqlpy.state.memory.limit``: DuckDB's ``memory_limit`` for that state database (default
+  ``64MB`` when it is a file, whose pages DuckDB then writes out and reads back as needed; none
+  for an in-memory one, which cannot give its tables' memory back). DuckDB's own default is 80 %
+  of the machine's memory, which it fills with cached pages as state grows.
 * ``ksqlpy.store.maintenance.interval.seconds``: how often embedded retention/compaction runs.
 """
 
@@ -22,6 +26,8 @@ from pathlib import Path
 from ksqlpy.runtime.store.base import TopicStore
 
 _EXACTLY_ONCE = frozenset({"exactly_once", "exactly_once_v2", "exactly_once_beta"})
+STATE_MEMORY_LIMIT = "ksqlpy.state.memory.limit"
+DEFAULT_STATE_MEMORY_LIMIT = "64MB"
 
 
 def _setting(config: Mapping[str, object], name: str) -> str | None:
@@ -51,12 +57,16 @@ def open_store(config: Mapping[str, object]) -> TopicStore:
             # holding read_committed readers back until the transaction times out.
             place = hashlib.sha1(str(Path(str(data_dir)).resolve()).encode()).hexdigest()[:12]
             transactional_id = f"{config.get('ksql.service.id') or 'default_'}ksqlpy-{place}"
+        memory_limit = config.get(STATE_MEMORY_LIMIT) or (
+            None if state_path == ":memory:" else DEFAULT_STATE_MEMORY_LIMIT
+        )
         return KafkaStore(
             bootstrap,
             exactly_once=guarantee in _EXACTLY_ONCE,
             client_config=client,
             state_path=state_path,
             transactional_id=transactional_id,
+            state_memory_limit=None if memory_limit is None else str(memory_limit),
         )
 
     from ksqlpy.runtime.store.embedded import EmbeddedStore

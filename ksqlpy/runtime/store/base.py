@@ -133,6 +133,10 @@ class TopicStore(abc.ABC):
     #: "embedded" or "kafka"
     kind: str
 
+    def ready(self) -> None:
+        """Wait until the store can run queries (a Kafka store sets up transactions in the
+        background while the server starts listening); raise what failed."""
+
     @abc.abstractmethod
     def create_topic(self, spec: TopicSpec, *, exist_ok: bool = False) -> None:
         """Create a topic; raises :class:`~ksqlpy.errors.TopicError` if it exists (unless

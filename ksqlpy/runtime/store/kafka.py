@@ -15,7 +15,8 @@
   sent stay in the log.
 
 Settings for a local test broker live in ``client_config`` (see /work/shared/KAFKA-NOTES.md): readers
-default to ``fetch.queue.backoff.ms=10`` so a consumer that keeps up is never paused for a second.
+default to ``fetch.queue.backoff.ms=10`` so a consumer that keeps up is never paused for a second, and
+prefetch about one micro-batch (``queued.min.messages``, ``queued.max.messages.kbytes``).
 """
 
 from __future__ import annotations
@@ -97,6 +98,10 @@ _REPORTED_CONFIGS = frozenset({"cleanup.policy", "retention.ms", "retention.byte
 log = logging.getLogger("ksqlpy.store.kafka")
 _client_log = logging.getLogger("ksqlpy.store.kafka.client")
 _TIMEOUT = 30.0
+#: Records and KiB a consumer prefetches (librdkafka's ``queued.min.messages`` and
+#: ``queued.max.messages.kbytes``) unless the settings say otherwise: about one micro-batch.
+_PREFETCH_RECORDS = 20_000
+_PREFETCH_KBYTES = 16_384
 
 
 ClientConfig = dict[str, str | int | float | bool]
@@ -129,11 +134,20 @@ class KafkaStore(TopicStore):
         client_config: Mapping[str, str] | None = None,
         transactional_id: str | None = None,
         state_path: str = ":memory:",
+        state_memory_limit: str | None = None,
     ) -> None:
         #: Local DuckDB database for state (aggregates, materialized tables); Kafka holds records.
         #: A state file that did not exist before is rebuilt (see :class:`KafkaReader`).
         self.state_is_fresh = state_path != ":memory:" and not Path(state_path).exists()
-        self.state_database = duckdb.connect(state_path)
+        try:
+            self.state_database = duckdb.connect(
+                state_path, config={} if state_memory_limit is None else {"memory_limit": state_memory_limit}
+            )
+        except duckdb.Error as e:
+            raise TopicError(
+                f"Cannot open the state database {state_path} (memory limit {state_memory_limit}, "
+                f"ksqlpy.state.memory.limit): {e}"
+            ) from e
         self.state_database.execute(_POSITIONS_DDL)
         #: group -> partitions being replayed into state, with the Kafka-committed offset the
         #: replay ends at (outputs up to there were committed before and are not produced again)
@@ -141,13 +155,18 @@ class KafkaStore(TopicStore):
         #: group -> whether its reader's last batch was a replay batch
         self._replay_batch: dict[str, bool] = {}
         config = {"bootstrap.servers": bootstrap_servers, **(client_config or {})}
-        self.exactly_once = exactly_once
+        self._exactly_once = exactly_once
         self._transactional_id = (
             transactional_id or config.pop("transactional.id", None) or (f"ksqlpy-{uuid.uuid4()}")
         )
         self._common: dict[str, Any] = _only(_only(config, _CONSUMER_ONLY), _PRODUCER_ONLY)
         self._consumer_config: dict[str, Any] = {
             "fetch.queue.backoff.ms": "10",
+            # librdkafka prefetches up to 100,000 records / 64 MiB per consumer by default; a
+            # query takes at most a micro-batch at a time, so a batch's worth keeps it busy
+            # without holding tens of MiB per query (peak memory of a 1 M-record query: -60 MiB).
+            "queued.min.messages": str(_PREFETCH_RECORDS),
+            "queued.max.messages.kbytes": str(_PREFETCH_KBYTES),
             **_only(config, _PRODUCER_ONLY),
             "enable.auto.commit": "false",
             "enable.auto.offset.store": "false",
@@ -173,8 +192,35 @@ class KafkaStore(TopicStore):
         self._null_counters: dict[str, int] = {}
         self._group_consumers: dict[str, list[Consumer]] = {}  # readers' consumers, by group
         self._helpers: dict[str, Consumer] = {}  # non-member consumers for metadata and commits
+        self._tx_error: BaseException | None = None
+        self._tx_starter: threading.Thread | None = None
         if exactly_once:
+            # init_transactions takes broker round trips (~0.5 s on a local broker): the server
+            # listens meanwhile; whatever needs to know the outcome waits in ready().
+            self._tx_starter = threading.Thread(
+                target=self._start_transactions_in_background, name="ksqlpy-kafka-transactions", daemon=True
+            )
+            self._tx_starter.start()
+
+    def ready(self) -> None:
+        """Wait until transactions are set up (or known to be unsupported); raise what failed."""
+        starter = self._tx_starter
+        if starter is not None:
+            starter.join()
+        if self._tx_error is not None:
+            raise self._tx_error
+
+    @property
+    def exactly_once(self) -> bool:
+        """Whether transactions hold (False on a cluster without them, once that is known)."""
+        self.ready()
+        return self._exactly_once
+
+    def _start_transactions_in_background(self) -> None:
+        try:
             self._start_transactions()
+        except BaseException as e:  # noqa: BLE001 - raised by ready() on the threads that wait
+            self._tx_error = e
 
     def client_settings(self, kind: str) -> dict[str, Any]:
         """A copy of the librdkafka settings this store gives its ``"consumer"`` or ``"producer"``
@@ -182,8 +228,8 @@ class KafkaStore(TopicStore):
         return dict(self._consumer_config if kind == "consumer" else self._producer_config)
 
     def _start_transactions(self) -> None:
-        """Set up the transactional producer now, so a cluster without transactions is known
-        before anything runs: processing is then at-least-once, and the log says so."""
+        """Set up the transactional producer before anything runs, so a cluster without
+        transactions is known first: processing is then at-least-once, and the log says so."""
         try:
             self._transactional_producer()
         except KafkaException as exc:
@@ -195,7 +241,7 @@ class KafkaStore(TopicStore):
                 "cannot hold, processing is at-least-once.",
                 error.str(),
             )
-            self.exactly_once = False
+            self._exactly_once = False
             self._consumer_config["isolation.level"] = "read_uncommitted"
 
     # -- topics ------------------------------------------------------------------------------------
@@ -343,10 +389,12 @@ class KafkaStore(TopicStore):
         group: str | None = None,
         start: StartPosition = "earliest",
     ) -> KafkaReader:
+        self.ready()  # the isolation level follows whether transactions hold
         return KafkaReader(self, tuple(topics), group, start)
 
     def _helper(self, group: str) -> Consumer:
         """A consumer that never joins ``group``: for committed offsets, watermarks, group metadata."""
+        self.ready()
         with self._lock:
             helper = self._helpers.get(group)
             if helper is None:
@@ -451,6 +499,8 @@ class KafkaStore(TopicStore):
         return self._tx_producer
 
     def close(self) -> None:
+        if self._tx_starter is not None:
+            self._tx_starter.join()
         self._producer.flush(_TIMEOUT)
         if self._tx_producer is not None:
             self._tx_producer.flush(_TIMEOUT)

@@ -1,0 +1,37 @@
+"""The server's Arrow allocator: the C library's malloc unless ``ARROW_DEFAULT_MEMORY_POOL``
+names one (mimalloc, Arrow's default, keeps freed batches' pages and raised the peak)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pyarrow as pa
+import pytest
+
+PROBE = (
+    "import pyarrow as pa\n"
+    "from ksqlpy.server.cli import _use_system_allocator\n"
+    "_use_system_allocator()\n"
+    "print(pa.default_memory_pool().backend_name)\n"
+)
+
+
+def _backend(env_pool: str | None) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    if env_pool is not None:
+        env["ARROW_DEFAULT_MEMORY_POOL"] = env_pool
+    out = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, env=env)
+    return out.stdout.strip()
+
+
+def test_server_uses_the_system_allocator() -> None:
+    assert _backend(None) == "system"
+
+
+@pytest.mark.parametrize("pool", ["mimalloc", "jemalloc"])
+def test_an_allocator_named_in_the_environment_is_kept(pool: str) -> None:
+    if pool not in pa.supported_memory_backends():
+        pytest.skip(f"this pyarrow has no {pool}")
+    assert _backend(pool) == pool
