@@ -52,6 +52,7 @@ SEQ = "__SEQ"
 SIGN = "__SIGN"
 PASS = "__PASS"
 PRIOR_PASS = "__PRIOR_PASS"
+KEPT_PASS = "__KEPT_PASS"  # the HAVING result a group keeps: its last change's, not a retraction's
 FORCE_DELETE = "__FORCE_DELETE"
 _SOURCE_SEQ = "__SOURCE_SEQ"  # an emitted row's input record (its SEQ), for its headers
 SKIP = "__SKIP"  # a row that changes state but is not emitted by itself
@@ -746,7 +747,9 @@ class AggregateProcessor:
             if step.per_record
             else f"COALESCE({PRIOR_PASS}, FALSE)"
         )
-        gate = f"NOT {SKIP}" if step.per_record else "__LAST"
+        # A retraction whose addition follows is never emitted, even as a group's last row of
+        # the batch (read back from a repartition topic, the addition may come in the next one).
+        gate = f"NOT {SKIP}" if step.per_record else f"__LAST AND NOT {SKIP}"
         sql = f"""
             WITH a AS (
                 SELECT *, (NOT {FORCE_DELETE} AND {having}) AS {PASS},
@@ -754,7 +757,8 @@ class AggregateProcessor:
                 FROM agg
             )
             SELECT {", ".join(outs)}, {TS}, NOT {PASS} AS {DELETE}{bounds},
-                   {gate} AND ({FORCE_DELETE} OR {PASS} OR {prev}) AS __EMIT, *
+                   {gate} AND ({FORCE_DELETE} OR {PASS} OR {prev}) AS __EMIT, *,
+                   CASE WHEN {SKIP} THEN {prev} ELSE {PASS} END AS {KEPT_PASS}
             FROM a ORDER BY {SEQ}
         """
         full = self._relation("agg", agg, sql)
@@ -781,7 +785,9 @@ class AggregateProcessor:
     def _finish(self, agg: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table:
         out, full = self._output(agg)
         keep = self.group_cols + [_state_col(i) for i in range(len(self.step.calls))] + [TS, PASS, PART]
-        last = full.filter(full.column("__LAST")).select(keep)
+        last = full.filter(full.column("__LAST"))
+        # the HAVING result kept is that of the group's last change, which a retraction is not
+        last = last.set_column(last.schema.get_field_index(PASS), PASS, last.column(KEPT_PASS)).select(keep)
         self._groups.upsert(state, last)
         return out
 

@@ -16,6 +16,7 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from kafka_broker import FAST_CLIENT_CONFIG, engine_settings
 
+from ksqlpy.runtime.describe import query_description
 from ksqlpy.runtime.engine import Engine
 from ksqlpy.runtime.session import Session
 from ksqlpy.runtime.store.partitioner import partition_for_key
@@ -135,6 +136,10 @@ def test_a_group_by_a_value_goes_through_the_repartition_topic(kafka_bootstrap: 
             for page in PAGES
         }
         assert _latest(_consume(kafka_bootstrap, f"per_page_{run}")) == expected
+
+        # EXPLAIN shows the query's two stages
+        topology = query_description(engine, engine.queries["CTAS_PER_PAGE_0"], "").topology
+        assert f"produce to {topic}; poll {topic} -> decode" in topology
 
         Session(engine, {}, {}).execute_all("TERMINATE CTAS_PER_PAGE_0;")
         # Kafka deletes topics asynchronously: the broker's metadata may list it a moment longer.
