@@ -219,6 +219,24 @@ class GroupByQuery(PersistentQuery):
             self.bytes_out += record_bytes(out)
             self.operator_counts.add("sink", out.num_rows)
 
+    def _settle(self) -> None:
+        """The source's positions as the base query settles them, and the repartition topic's:
+        after an empty poll every batch read from it is committed (its position then stands past
+        the transaction marker that ends the last one, which the group's commits do not reach)."""
+        super()._settle()
+        if self.group is None:
+            return
+        topic = self.target.topic
+        positions = self._reader.positions()
+        self._internal = {tp.partition: off for tp, off in positions.items() if tp.topic == topic}
+
+    _internal: dict[int, int] | None = None
+
+    def settled_internal(self, topic: str) -> dict[int, int]:
+        """Per partition of the repartition topic, the offset up to which everything read is
+        aggregated and committed (see :meth:`settled`)."""
+        return dict(self._internal or {}) if topic == self.target.topic else {}
+
     def _stage_one(self, records: pa.Table, state: Any) -> pa.Table:
         """The source's records, grouped and encoded for the repartition topic."""
         decoded = self._decoder.decode(records)

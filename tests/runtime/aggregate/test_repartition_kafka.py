@@ -277,3 +277,35 @@ def test_a_table_group_by_moves_rows_between_groups_as_ksqldb_does(
     assert len(grouped) == 4 + 2 * 3
     for partition, key, _ in grouped:
         assert key is not None and partition == partition_for_key(key, 3)
+
+
+def test_a_windowed_group_by_keeps_stream_time_per_repartition_partition(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    engine = _open(kafka_bootstrap, tmp_path / "data", f"grpwin_{run}_")
+    try:
+        _execute(
+            engine,
+            f"""
+            CREATE STREAM views (id VARCHAR KEY, page VARCHAR)
+              WITH (kafka_topic='views_{run}', value_format='JSON', partitions=2);
+            CREATE TABLE per_page WITH (kafka_topic='per_page_{run}') AS
+              SELECT page, COUNT(*) AS n FROM views
+              WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 0 SECONDS) GROUP BY page;
+            """,
+        )
+        # 'home' goes to repartition partition 0, 'docs' to 1 (murmur2 of the key)
+        assert (partition_for_key(b"home", 2), partition_for_key(b"docs", 2)) == (0, 1)
+        for page, ts in (("home", 100_000), ("docs", 5_000), ("home", 5_000)):
+            _execute(engine, f"INSERT INTO views (id, page, ROWTIME) VALUES ('v', '{page}', {ts});")
+            assert engine.wait_idle(60)
+        windows = sorted(
+            (r.values[0], r.values[1], r.values[2])
+            for r in engine.session().execute_query("SELECT page, WINDOWSTART, n FROM per_page;")
+        )
+    finally:
+        engine.close()
+    # 'docs' at 5s is on time in its partition, whose stream time is still 5s; 'home' at 5s is
+    # late in partition 0, where stream time is 100s (its window closed at 10s)
+    assert windows == [("docs", 0, 1), ("home", 100_000, 1)]
