@@ -324,7 +324,7 @@ def _aligned(flags: Any, records: pa.Table, decoded: pa.Table) -> pa.Array:
 
 def uses_repartition_topic(step: Any, store: Any) -> bool:
     """Whether a persistent query of ``step`` on ``store`` runs as a :class:`GroupByQuery`."""
-    return isinstance(step, AggregateStep) and step.repartition is not None and store.kind != "embedded"
+    return isinstance(step, AggregateStep) and step.repartition is not None and store.kind == "kafka"
 
 
 __all__ = [
