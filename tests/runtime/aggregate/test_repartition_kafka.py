@@ -309,3 +309,32 @@ def test_a_windowed_group_by_keeps_stream_time_per_repartition_partition(
     # 'docs' at 5s is on time in its partition, whose stream time is still 5s; 'home' at 5s is
     # late in partition 0, where stream time is 100s (its window closed at 10s)
     assert windows == [("docs", 0, 1), ("home", 100_000, 1)]
+
+
+def test_a_group_key_the_plans_key_format_cannot_hold_is_written_as_json(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    service = f"grpjson_{run}_"
+    engine = _open(kafka_bootstrap, tmp_path / "data", service)
+    try:
+        _execute(
+            engine,
+            f"""
+            CREATE STREAM s (id VARCHAR KEY, a INT, b VARCHAR)
+              WITH (kafka_topic='s_{run}', format='DELIMITED', partitions=1);
+            CREATE TABLE t WITH (kafka_topic='t_{run}', key_format='JSON') AS
+              SELECT STRUCT(A := a, B := b) AS k, COUNT(*) AS n FROM s GROUP BY STRUCT(A := a, B := b);
+            INSERT INTO s (id, a, b) VALUES ('1', 1, 'x');
+            INSERT INTO s (id, a, b) VALUES ('2', 1, 'x');
+            """,
+        )
+        assert engine.wait_idle(60)
+        assert not [e for q in engine.queries.values() for e in q.errors]
+        topic = f"_confluent-ksql-{service}query_CTAS_T_0-Aggregate-GroupBy-repartition"
+        # DELIMITED cannot hold a STRUCT key: the repartition topic keys it as JSON
+        assert {json.loads(k or b"null")["A"] for _, k, _ in _consume(kafka_bootstrap, topic)} == {1}
+        # the sink's value is DELIMITED: the count alone
+        assert _latest(_consume(kafka_bootstrap, f"t_{run}")) == {b'{"A":1,"B":"x"}': 2}
+    finally:
+        engine.close()
