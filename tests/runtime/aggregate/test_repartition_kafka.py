@@ -136,6 +136,11 @@ def test_a_group_by_a_value_goes_through_the_repartition_topic(kafka_bootstrap: 
             for page in PAGES
         }
         assert _latest(_consume(kafka_bootstrap, f"per_page_{run}")) == expected
+        # the record without a group went to the processing log, named by its source record
+        (logged,) = [json.loads(v or b"null") for _, _, v in _consume(kafka_bootstrap, engine.plog.topic)]
+        error = logged["MESSAGE"]["RECORDPROCESSINGERROR"]
+        assert error["ERRORMESSAGE"].startswith("Group-by column with index 0 resolved to null.")
+        assert error["CAUSE"][0].startswith(f"topic views_{run}, partition ")
 
         # EXPLAIN shows the query's two stages
         topology = query_description(engine, engine.queries["CTAS_PER_PAGE_0"], "").topology
