@@ -145,13 +145,15 @@ class GroupByQuery(PersistentQuery):
         return [self.target.topic]
 
     def caught_up(self) -> bool:
-        reader = self._reader
-        if reader is None or self.state.value != "RUNNING":
+        """Whether everything written to the source and the repartition topic so far is read
+        and its results committed: by the positions settled after the last empty poll (a batch
+        just polled is not, until it has committed and the next poll found nothing)."""
+        if self._reader is None or self.state.value != "RUNNING":
             return True
-        positions = {(tp.topic, tp.partition): off for tp, off in reader.positions().items()}
-        for topic in self.topics:
+        source, target = self.topics
+        for topic, done in ((source, self._settled), (target, self._internal or {})):
             for p, end in self.store.end_offsets(topic).items():
-                if end > 0 and positions.get((topic, p), 0) < end:
+                if end > 0 and done.get(p, 0) < end:
                     return False
         return True
 
