@@ -29,7 +29,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ksqlpy.errors import KsqlpyError
 from ksqlpy.runtime.store.base import HEADER_TYPE, TopicSpec, TopicStore
@@ -51,6 +53,9 @@ class StateTable:
     table: str  # the DuckDB table, schema-qualified and quoted
     keys: tuple[str, ...]  # its key columns
     topic: str  # its changelog topic
+    #: the column holding the source partition a row belongs to; None: every row is logged to
+    #: (and restored with) partition 0
+    partition: str | None = None
 
 
 def _q(name: str) -> str:
@@ -71,11 +76,17 @@ class TableLog:
     turns them into changelog records."""
 
     def __init__(
-        self, table: StateTable, con: duckdb.DuckDBPyConnection, state: duckdb.DuckDBPyConnection
+        self,
+        table: StateTable,
+        con: duckdb.DuckDBPyConnection,
+        state: duckdb.DuckDBPyConnection,
+        partitions: int = 1,
     ) -> None:
-        """``con`` runs the key encoding; ``state`` holds the table (which must exist)."""
+        """``con`` runs the key encoding; ``state`` holds the table (which must exist);
+        ``partitions``: the changelog topic's partitions."""
         self.table = table
         self.shape = _Shape(state, table)
+        self.partitions = max(1, partitions)
         self._con = con
         self._pending: list[tuple[pa.Table, bool]] = []
 
@@ -113,13 +124,24 @@ class TableLog:
         header = pa.array([[{"key": SCHEMA_HEADER, "value": shape.fingerprint}]] * n, HEADER_TYPE)
         return pa.table(
             {
-                "partition": pa.array([0] * n, pa.int32()),
+                "partition": self._partition_of(rows),
                 "timestamp": pa.array([now] * n, pa.int64()),
                 "key": key_bytes,
                 "value": values,
                 "headers": header,
             }
         )
+
+
+    def _partition_of(self, rows: pa.Table) -> pa.Array:
+        """Each change's changelog partition: that of the source partition its row belongs to
+        (Kafka Streams' rule: a task's store logs to the changelog partition of the task)."""
+        column = self.table.partition
+        if column is None or self.partitions == 1 or column not in rows.column_names:
+            return pa.array(np.zeros(rows.num_rows, dtype=np.int32))
+        parts = pc.fill_null(rows.column(column).combine_chunks().cast(pa.int32()), 0)
+        # A changelog made with fewer partitions (before it followed the input) takes them modulo.
+        return pa.array(np.mod(parts.to_numpy(zero_copy_only=False), self.partitions).astype(np.int32))
 
 
 def _key_bytes(con: duckdb.DuckDBPyConnection, keys: pa.Table, names: Sequence[str], n: int) -> pa.Array:
@@ -135,10 +157,13 @@ def _key_bytes(con: duckdb.DuckDBPyConnection, keys: pa.Table, names: Sequence[s
     return out.column(0).combine_chunks()
 
 
-def create_topics(store: TopicStore, topics: Sequence[str]) -> None:
+def create_topics(store: TopicStore, topics: Sequence[str], partitions: int = 1) -> None:
+    """Create the changelog topics (compacted) that do not exist yet, with ``partitions``
+    partitions: as many as the query's input, one per task."""
     for topic in topics:
         store.create_topic(
-            TopicSpec(name=topic, partitions=1, config={"cleanup.policy": "compact"}), exist_ok=True
+            TopicSpec(name=topic, partitions=max(1, partitions), config={"cleanup.policy": "compact"}),
+            exist_ok=True,
         )
 
 
@@ -248,7 +273,14 @@ def _read_changelog(store: TopicStore, table: StateTable, shape: _Shape) -> pa.T
                 raise KsqlpyError(f"Restoring state from changelog {table.topic} stalled")
     if not batches:
         return shape.schema.empty_table()
-    records = pa.concat_tables(batches)
+    return latest_rows(pa.concat_tables(batches), shape)
+
+
+def latest_rows(records: pa.Table, shape: _Shape) -> pa.Table:
+    """The table's rows as changelog ``records`` (``offset``, ``key``, ``value``, ``headers``)
+    left them: the last record of each key, deleted keys left out."""
+    if records.num_rows == 0:
+        return shape.schema.empty_table()
     current = _schema_matches(records.column("headers"), shape.fingerprint)
     records = records.filter(current).drop_columns(["headers"])
     con = duckdb.connect()

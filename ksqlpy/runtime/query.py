@@ -28,7 +28,7 @@ from ksqlpy.runtime.processing_log import ProcessingLog
 from ksqlpy.runtime.rows import Row, table_to_rows
 from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.stats import LatencyHistogram, OperatorCounts, record_bytes
-from ksqlpy.runtime.store.base import StartPosition, TopicStore
+from ksqlpy.runtime.store.base import BatchAborted, StartPosition, TopicStore
 
 log = logging.getLogger("ksqlpy.query")
 
@@ -144,6 +144,8 @@ class QueryRunner:
             evaluator = self._evaluator(encoder)
             self._prepare_state()
             self._reader = self.store.open_reader([source.topic], group=self.group, start=self.start_position)
+            if self._partitioned is not None:
+                self._reader.listener = self._partitioned
             # Pin the start positions now: a reader may resolve ``latest`` lazily, on its first
             # poll (the embedded store does), and skip what is written before it.
             self._reader.assignment()
@@ -157,6 +159,8 @@ class QueryRunner:
         try:
             while not self._stop.is_set():
                 records = reader.poll(BATCH_SIZE, timeout=0.2)
+                if self._partitioned is not None:
+                    self._partitioned.keep_warm()
                 if records.num_rows == 0:
                     # Nothing left to read: every earlier batch is committed (or handed out).
                     self._settle()
@@ -172,14 +176,19 @@ class QueryRunner:
                 self.plog.write(self.query_id, decoded.errors)
                 self.operator_counts.add("source/0", records.num_rows)
                 self.operator_counts.add("main/in", decoded.table.num_rows)
-                if self._processor is not None:
-                    self.emit_stateful(decoded.table, encoder, reader)
-                else:
-                    assert evaluator is not None  # None only for a step with a processor
-                    result = evaluator.evaluate(decoded.table, self.query_id)
-                    self.plog.write(self.query_id, result.errors)
-                    self.operator_counts.add("main/out", result.rows.num_rows)
-                    self.emit(result.rows, encoder, reader)
+                try:
+                    if self._processor is not None:
+                        self.emit_stateful(decoded.table, encoder, reader)
+                    else:
+                        assert evaluator is not None  # None only for a step with a processor
+                        result = evaluator.evaluate(decoded.table, self.query_id)
+                        self.plog.write(self.query_id, result.errors)
+                        self.operator_counts.add("main/out", result.rows.num_rows)
+                        self.emit(result.rows, encoder, reader)
+                except BatchAborted as aborted:
+                    # The group moved this batch's partitions: their new owner reads it again.
+                    log.info("Query %s: batch of %d record(s) aborted: %s", self.query_id, records.num_rows, aborted)
+                    reader.rewind()
                 self.batch_latency.observe(time.monotonic() - batch_started)
                 if self.done():
                     break
@@ -191,6 +200,8 @@ class QueryRunner:
                 reader.close()
             except Exception:
                 log.debug("closing reader of %s failed", self.query_id, exc_info=True)
+            if self._partitioned is not None:
+                self._partitioned.close()
             self.finished()
 
     def _settle(self) -> None:
@@ -269,6 +280,10 @@ class QueryRunner:
             return
         from ksqlpy.runtime import changelog
 
+        follows = self.partitioned_state and self._processor is not None
+        if follows:
+            spec = self.store.describe_topic(self.plan.source.topic)
+            self._changelog_partitions = spec.partitions if spec is not None else max(1, self.plan.source.partitions)
         cursor = self.store.state_cursor()
         try:
             self._logs = tuple(self._log_changes(self.group, cursor))
@@ -277,9 +292,29 @@ class QueryRunner:
         if not self._logs:
             return
         new = [log for log in self._logs if self.store.describe_topic(log.topic) is None]
-        changelog.create_topics(self.store, [log.topic for log in self._logs])
-        if not changelog.restore(self.store, self.group, self._source_topics(), self._logs) and new:
+        changelog.create_topics(self.store, [log.topic for log in self._logs], self._changelog_partitions)
+        if follows:
+            from ksqlpy.runtime.partitions import PartitionedState
+
+            # Restored partition by partition as the group assigns them (see ``partitions``).
+            if new:
+                changelog.seed(self.store, new)
+            self._partitioned = PartitionedState(
+                self.store,
+                group=self.group,
+                query_id=self.query_id,
+                topic=self.plan.source.topic,
+                logs=self._logs,
+            )
+        elif not changelog.restore(self.store, self.group, self._source_topics(), self._logs) and new:
             changelog.seed(self.store, new)
+
+    #: whether the state's changelogs follow the input's partitions, restored and dropped as the
+    #: group moves them (a join keeps one-partition changelogs, restored whole)
+    partitioned_state = True
+    _changelog_partitions = 1
+    #: the listener that keeps state to the owned partitions (``partitions.PartitionedState``)
+    _partitioned: Any = None
 
     #: the state's changelogs (``changelog.TableLog``), set by :meth:`_prepare_state`
     _logs: tuple[Any, ...] = ()
@@ -288,7 +323,7 @@ class QueryRunner:
         """Start logging the state's changes; the logs (``changelog.TableLog``), one per store."""
         if self._processor is None:
             return []
-        return list(self._processor.log_changes(prefix, state))
+        return list(self._processor.log_changes(prefix, state, self._changelog_partitions))
 
     def _changelog_topics(self, prefix: str) -> list[str]:
         if self._processor is None:

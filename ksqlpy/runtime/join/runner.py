@@ -56,6 +56,8 @@ class JoinQuery(PersistentQuery):
     """A persistent query whose plan joins two or more inputs."""
 
     _layout: Repartitioned | None = None
+    #: the join's state keeps one-partition changelogs, restored whole (not per partition)
+    partitioned_state = False
     #: the inner joins whose results are re-keyed through repartition topics: processor,
     #: input decoders, the re-keying select, writer
     _inner: list[tuple[JoinProcessor, list[SourceDecoder], StepEvaluator, JoinWriter]]

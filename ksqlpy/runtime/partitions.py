@@ -1,0 +1,311 @@
+"""State follows partitions: a persistent query's local state holds the partitions this server owns.
+
+Servers with the same service id on one Kafka cluster each run every persistent query as one member
+of its consumer group, which splits the input's partitions between them (ksqlDB's scale-out). A
+stateful query's changelog topics have as many partitions as its input, and each state change goes
+to the changelog partition of the input partition it came from (:mod:`ksqlpy.runtime.changelog`),
+as a Kafka Streams task logs to its own. :class:`PartitionedState` listens to the group:
+
+* **assigned**: a partition whose local state is behind the group's committed offset (another
+  server processed it since, or this one never had it) is restored from its changelog partitions
+  alone, before any of its input is read; state that is up to date (a restart of the server that
+  owned it) is kept as it is. The local positions say which: they commit with the state.
+* **revoked**: nothing happens in the rebalance itself (no batch is in flight: callbacks run
+  between polls); the next assignment drops the state of every partition this server no longer
+  owns, with its positions, so a later assignment restores it afresh.
+* **standbys** (``ksql.streams.num.standby.replicas`` > 0): the changelog partitions of the
+  partitions this server does not own are tailed between batches into a local copy (the last
+  changelog record per key, ``ksqlpy.standby``), one copy per server. When such a partition is
+  assigned, only the changelog's tail past the copy is read. This server keeps a copy of every
+  partition it does not own, which with two servers is one standby each.
+
+A batch whose transaction the group refuses (its partitions moved while it ran) is aborted and
+dropped by the query (:class:`~ksqlpy.runtime.store.base.BatchAborted`), so a revoked partition's
+uncommitted work counts once, at its new owner.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import duckdb
+import pyarrow as pa
+
+from ksqlpy.runtime.changelog import TableLog, latest_rows
+from ksqlpy.runtime.store.base import TopicPartition, TopicReader, TopicStore
+
+log = logging.getLogger("ksqlpy.partitions")
+
+_STANDBY_DDL = """
+CREATE SCHEMA IF NOT EXISTS ksqlpy;
+CREATE TABLE IF NOT EXISTS ksqlpy.standby (
+    topic VARCHAR, partition INTEGER, key BLOB, "offset" BIGINT, value BLOB,
+    headers STRUCT("key" VARCHAR, "value" BLOB)[],
+    PRIMARY KEY (topic, partition, key)
+);
+CREATE TABLE IF NOT EXISTS ksqlpy.standby_positions (
+    topic VARCHAR, partition INTEGER, next_offset BIGINT, PRIMARY KEY (topic, partition)
+);
+"""
+
+#: changelog records a standby applies per call, so that a batch of input is not held up long
+_STANDBY_BATCH = 20_000
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class PartitionedState:
+    """Keeps one query's logged state to the partitions of ``topic`` its reader owns."""
+
+    def __init__(
+        self, store: TopicStore, *, group: str, query_id: str, topic: str, logs: Sequence[TableLog]
+    ) -> None:
+        self.store = store
+        self.group = group
+        self.query_id = query_id
+        self.topic = topic
+        self.logs = tuple(logs)
+        self.standby = store.standby_replicas > 0
+        self._owned: set[int] | None = None
+        self._standby_reader: _StandbyReader | None = None
+        #: (partition, changelog records read, records the changelog holds, from a warm copy)
+        self.restores: list[tuple[int, int, int, bool]] = []
+        if self.standby:
+            cursor = store.state_cursor()
+            try:
+                cursor.execute(_STANDBY_DDL)
+            finally:
+                cursor.close()
+
+    # -- the group's decisions ---------------------------------------------------------------------
+
+    def partitions_assigned(self, partitions: Sequence[TopicPartition]) -> None:
+        owned = {tp.partition for tp in partitions if tp.topic == self.topic}
+        local = self.store.state_positions(self.group)
+        held = {tp.partition for tp in local if tp.topic == self.topic}
+        gone = sorted(held - owned)
+        if gone:
+            self._drop(gone)
+        committed = self.store.committed(self.group, self.topic) if owned else {}
+        for p in sorted(owned):
+            offset = committed.get(p)
+            if offset is None:
+                continue  # nothing committed: nothing to restore
+            mine = local.get(TopicPartition(self.topic, p))
+            if mine is not None and mine >= offset:
+                continue  # this server's state is as far as the group's commits
+            self._restore(p, offset)
+        self._owned = owned
+        if self.standby:
+            self._tail_others()
+
+    def partitions_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        # Dropped at the next assignment, if it does not give them back (an eager rebalance
+        # revokes everything first).
+        log.debug("%s: partitions %s revoked", self.query_id, sorted(tp.partition for tp in partitions))
+
+    # -- drop and restore --------------------------------------------------------------------------
+
+    def _drop(self, partitions: Sequence[int]) -> None:
+        listed = ", ".join(str(p) for p in partitions)
+
+        def rebuild(con: duckdb.DuckDBPyConnection) -> None:
+            for changes in self.logs:
+                column = changes.table.partition
+                if column is not None:
+                    con.execute(f"DELETE FROM {changes.table.table} WHERE {_q(column)} IN ({listed})")
+
+        forget = [TopicPartition(self.topic, p) for p in partitions]
+        self.store.restore_state(self.group, {}, rebuild, forget=forget)
+        log.info(
+            "Query %s no longer owns partition(s) %s: their local state is dropped.", self.query_id, listed
+        )
+
+    def _restore(self, partition: int, offset: int) -> None:
+        started = time.monotonic()
+        warm = self._warm_positions(partition)
+        contents: dict[str, pa.Table] = {}
+        read = held = 0
+        for changes in self.logs:
+            table = changes.table
+            if table.partition is None and partition != 0:
+                continue  # a store without partitions lives in changelog partition 0
+            start = warm.get(table.topic, 0) if warm is not None else 0
+            tail = [b.select(["offset", "key", "value", "headers"]) for b in self._read(table.topic, partition, start)]
+            records = pa.concat_tables(tail) if tail else None
+            read += 0 if records is None else records.num_rows
+            end = start if records is None or records.num_rows == 0 else int(records.column("offset")[-1].as_py()) + 1
+            held += end
+            if warm is not None:
+                kept = self._standby_records(table.topic, partition)
+                records = kept if records is None else pa.concat_tables([kept, records.cast(kept.schema)])
+            contents[table.table] = latest_rows(records, changes.shape) if records is not None else (
+                changes.shape.schema.empty_table()
+            )
+
+        def rebuild(con: duckdb.DuckDBPyConnection) -> None:
+            for changes in self.logs:
+                table = changes.table
+                if table.table not in contents:
+                    continue
+                where = "TRUE" if table.partition is None else f"{_q(table.partition)} = {partition}"
+                con.execute(f"DELETE FROM {table.table} WHERE {where}")
+                rows = contents[table.table]
+                if rows.num_rows:
+                    con.register("__restored", rows)
+                    try:
+                        con.execute(f"INSERT INTO {table.table} SELECT * FROM __restored")
+                    finally:
+                        con.unregister("__restored")
+            if warm is not None:
+                topics = [c.table.topic for c in self.logs]
+                for name in ("standby", "standby_positions"):
+                    con.execute(
+                        f"DELETE FROM ksqlpy.{name} WHERE partition = ? AND list_contains(?, topic)",
+                        [partition, topics],
+                    )
+
+        self.store.restore_state(self.group, {TopicPartition(self.topic, partition): offset}, rebuild)
+        self.restores.append((partition, read, held, warm is not None))
+        log.info(
+            "Restored %s of %s changelog records for partition %d of query %s%s in %.1f s.",
+            f"{read:,}",
+            f"{held:,}",
+            partition,
+            self.query_id,
+            " (standby copy was warm)" if warm is not None else "",
+            time.monotonic() - started,
+        )
+
+    def _read(self, topic: str, partition: int, start: int) -> list[pa.Table]:
+        if self.store.describe_topic(topic) is None:
+            return []
+        return list(self.store.read_partition(topic, partition, start))
+
+    # -- standby copies ----------------------------------------------------------------------------
+
+    def _warm_positions(self, partition: int) -> dict[str, int] | None:
+        """How far this server's standby copy of ``partition`` has read each changelog, when it
+        keeps one for all of them."""
+        if not self.standby:
+            return None
+        cursor = self.store.state_cursor()
+        try:
+            rows = cursor.execute(
+                "SELECT topic, next_offset FROM ksqlpy.standby_positions WHERE partition = ?", [partition]
+            ).fetchall()
+        finally:
+            cursor.close()
+        found = {str(t): int(o) for t, o in rows}
+        topics = [c.table.topic for c in self.logs if c.table.partition is not None or partition == 0]
+        return found if topics and all(t in found for t in topics) else None
+
+    def _standby_records(self, topic: str, partition: int) -> pa.Table:
+        cursor = self.store.state_cursor()
+        try:
+            return cursor.execute(
+                'SELECT "offset", key, value, headers FROM ksqlpy.standby WHERE topic = ? AND partition = ? '
+                'ORDER BY "offset"',
+                [topic, partition],
+            ).to_arrow_table()
+        finally:
+            cursor.close()
+
+    def _tail_others(self) -> None:
+        """Start (or move) the standby reader to the partitions this server does not own."""
+        spec = self.store.describe_topic(self.topic)
+        if spec is None or self._owned is None:
+            return
+        others = [p for p in range(spec.partitions) if p not in self._owned]
+        topics = [c.table.topic for c in self.logs if c.table.partition is not None]
+        if self._standby_reader is None:
+            self._standby_reader = _StandbyReader(self.store)
+        self._standby_reader.follow([TopicPartition(t, p) for t in topics for p in others])
+
+    def keep_warm(self) -> int:
+        """Apply what the changelogs of partitions owned elsewhere gained (between batches, on
+        the query's thread); returns the records applied."""
+        if self._standby_reader is None:
+            return 0
+        return int(self._standby_reader.apply())
+
+    def close(self) -> None:
+        if self._standby_reader is not None:
+            self._standby_reader.close()
+            self._standby_reader = None
+
+
+class _StandbyReader:
+    """Tails changelog partitions into ``ksqlpy.standby``: the last record per key."""
+
+    def __init__(self, store: TopicStore) -> None:
+        self.store = store
+        self._reader: TopicReader | None = None
+        self._partitions: list[TopicPartition] = []
+
+    def follow(self, partitions: list[TopicPartition]) -> None:
+        cursor = self.store.state_cursor()
+        try:
+            known = {
+                TopicPartition(str(t), int(p)): int(o)
+                for t, p, o in cursor.execute(
+                    "SELECT topic, partition, next_offset FROM ksqlpy.standby_positions"
+                ).fetchall()
+            }
+        finally:
+            cursor.close()
+        self.close()
+        self._partitions = partitions
+        if partitions:
+            starts = {tp: known.get(tp, 0) for tp in partitions}
+            self._reader = self.store.open_partition_reader(starts)
+
+    def apply(self) -> int:
+        reader = self._reader
+        if reader is None:
+            return 0
+        batch = reader.poll(_STANDBY_BATCH, timeout=0)
+        if batch.num_rows == 0:
+            return 0
+        records = batch.select(["topic", "partition", "offset", "key", "value", "headers"])
+        cursor = self.store.state_cursor()
+        try:
+            cursor.execute("BEGIN TRANSACTION")
+            cursor.register("__tail", records)
+            last = (
+                "SELECT * FROM __tail QUALIFY row_number() OVER "
+                '(PARTITION BY topic, partition, key ORDER BY "offset" DESC) = 1'
+            )
+            cursor.execute(
+                f"DELETE FROM ksqlpy.standby s USING ({last}) t "
+                "WHERE s.topic = t.topic AND s.partition = t.partition AND s.key = t.key"
+            )
+            cursor.execute(
+                f'INSERT INTO ksqlpy.standby SELECT topic, partition, key, "offset", value, headers '
+                f"FROM ({last}) WHERE value IS NOT NULL"
+            )
+            cursor.execute(
+                "INSERT OR REPLACE INTO ksqlpy.standby_positions "
+                'SELECT topic, partition, max("offset") + 1 FROM __tail GROUP BY topic, partition'
+            )
+            cursor.unregister("__tail")
+            cursor.execute("COMMIT")
+        except BaseException:
+            cursor.execute("ROLLBACK")
+            raise
+        finally:
+            cursor.close()
+        return int(records.num_rows)
+
+    def close(self) -> None:
+        reader = self._reader
+        self._reader = None
+        if reader is not None:
+            reader.close()
+
+
+__all__ = ["PartitionedState"]
