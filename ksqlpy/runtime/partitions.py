@@ -62,9 +62,20 @@ class PartitionedState:
     """Keeps one query's logged state to the partitions of ``topic`` its reader owns."""
 
     def __init__(
-        self, store: TopicStore, *, group: str, query_id: str, topic: str, logs: Sequence[TableLog]
+        self,
+        store: TopicStore,
+        *,
+        group: str,
+        query_id: str,
+        topic: str,
+        logs: Sequence[TableLog],
+        co_partitioned: bool = True,
     ) -> None:
+        """``co_partitioned``: whether a state row's partition is the input partition its records
+        came from. When not (an aggregation grouping by other than the key, before its input is
+        repartitioned), any input partition may change any row, so a restore restores them all."""
         self.store = store
+        self.co_partitioned = co_partitioned
         self.group = group
         self.query_id = query_id
         self.topic = topic
@@ -91,6 +102,7 @@ class PartitionedState:
         if gone:
             self._drop(gone)
         committed = self.store.committed(self.group, self.topic) if owned else {}
+        behind = []
         for p in sorted(owned):
             offset = committed.get(p)
             if offset is None:
@@ -98,7 +110,11 @@ class PartitionedState:
             mine = local.get(TopicPartition(self.topic, p))
             if mine is not None and mine >= offset:
                 continue  # this server's state is as far as the group's commits
-            self._restore(p, offset)
+            behind.append(p)
+        if behind and not self.co_partitioned:
+            behind = sorted(p for p in owned if p in committed)
+        for p in behind:
+            self._restore(p, committed[p])
         self._owned = owned
         if self.standby:
             self._tail_others()

@@ -305,6 +305,12 @@ class QueryRunner:
                 query_id=self.query_id,
                 topic=self.plan.source.topic,
                 logs=self._logs,
+                # a table aggregation keeps all its state in partition 0
+                co_partitioned=self._changelog_partitions == 1
+                or (
+                    bool(getattr(self._processor, "by_source_key", False))
+                    and not getattr(self._processor, "is_table", False)
+                ),
             )
         elif not changelog.restore(self.store, self.group, self._source_topics(), self._logs) and new:
             changelog.seed(self.store, new)
