@@ -22,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient  # type: ignore[attr-defined]
 from kafka_broker import FAST_CLIENT_CONFIG
 
+from ksqlpy.runtime.store.partitioner import partitions_for_keys
 from tests.recovery.test_kill9 import ServerProcess
 
 pytestmark = pytest.mark.kafka
@@ -105,6 +107,28 @@ def _table(bootstrap: str, topic: str) -> dict[str, tuple[int, int]]:
         consumer.close()
 
 
+def _changelog_keys(bootstrap: str, topic: str) -> list[tuple[str, int]]:
+    """(group key, partition) of every record of an aggregation's changelog."""
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"check-{random.randrange(10**9)}", "enable.partition.eof": True}
+    )
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+        at_end: set[int] = set()
+        placed: list[tuple[str, int]] = []
+        deadline = time.monotonic() + 60
+        while len(at_end) < PARTITIONS and time.monotonic() < deadline:
+            for m in consumer.consume(10_000, 0.5):
+                if m.error() is not None:
+                    at_end.add(int(m.partition() or 0))
+                    continue
+                (key,) = orjson.loads(m.key() or b"{}").values()
+                placed.append((str(key), int(m.partition() or 0)))
+        return placed
+    finally:
+        consumer.close()
+
+
 def _converge(bootstrap: str, topic: str, want: dict[str, tuple[int, int]], timeout: float) -> dict[str, tuple[int, int]]:
     deadline = time.monotonic() + timeout
     got = _table(bootstrap, topic)
@@ -169,6 +193,12 @@ def test_state_follows_partitions_across_kills_and_joins(
         if name.startswith(f"_confluent-ksql-{run}query_") and name.endswith("-changelog")
     }
     assert len(changelogs) == 2 and set(changelogs.values()) == {PARTITIONS}, changelogs
+    # Each group's changes went to the changelog partition of the input partition of its key.
+    (groups,) = (n for n in changelogs if n.endswith("-Aggregate-Aggregate-Materialize-changelog"))
+    placed = _changelog_keys(kafka_bootstrap, groups)
+    assert len({k for k, _ in placed}) == KEYS
+    keys = pa.array([k.encode() for k, _ in placed], pa.binary())
+    assert partitions_for_keys(keys, PARTITIONS).to_pylist() == [p for _, p in placed]
 
     # A dies mid-stream: B takes its partitions over, restoring their state from the changelogs.
     phase = _events(rng, PHASE)

@@ -471,7 +471,9 @@ class KafkaStore(TopicStore):
             }
         )
         try:
-            consumer.assign([KafkaTopicPartition(topic, partition, start if start > 0 else OFFSET_BEGINNING)])
+            # An offset, not OFFSET_BEGINNING: resolving that costs a round of offset lookups
+            # (~0.4 s); below the log start, auto.offset.reset=earliest moves it up.
+            consumer.assign([KafkaTopicPartition(topic, partition, max(start, 0))])
             last_progress = time.monotonic()
             while True:
                 messages = consumer.consume(50_000, timeout=0.2)
@@ -711,8 +713,7 @@ class KafkaReader(TopicReader):
         elif partitions is not None:
             self._unassigned_topics = set()
             chosen = [
-                KafkaTopicPartition(tp.topic, tp.partition, o if o > 0 else OFFSET_BEGINNING)
-                for tp, o in partitions.items()
+                KafkaTopicPartition(tp.topic, tp.partition, max(o, 0)) for tp, o in partitions.items()
             ]
             if chosen:
                 self._consumer.incremental_assign(chosen)
