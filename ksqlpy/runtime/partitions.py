@@ -67,18 +67,21 @@ class PartitionedState:
         *,
         group: str,
         query_id: str,
-        topic: str,
+        topics: Sequence[str],
         logs: Sequence[TableLog],
         co_partitioned: bool = True,
     ) -> None:
-        """``co_partitioned``: whether a state row's partition is the input partition its records
-        came from. When not (an aggregation grouping by other than the key, before its input is
-        repartitioned), any input partition may change any row, so a restore restores them all."""
+        """``topics``: the query's co-partitioned inputs (partition p of each makes task p); a
+        state row's partition is one of the first's. ``co_partitioned``: whether a state row's
+        partition is the input partition its records came from. When not (an aggregation
+        grouping by other than the key without a repartition topic), any input partition may
+        change any row, so a restore restores them all."""
         self.store = store
         self.co_partitioned = co_partitioned
         self.group = group
         self.query_id = query_id
-        self.topic = topic
+        self.topics = tuple(topics)
+        self.topic = self.topics[0]
         self.logs = tuple(logs)
         self.standby = store.standby_replicas > 0
         self._owned: set[int] | None = None
@@ -95,26 +98,28 @@ class PartitionedState:
     # -- the group's decisions ---------------------------------------------------------------------
 
     def partitions_assigned(self, partitions: Sequence[TopicPartition]) -> None:
-        owned = {tp.partition for tp in partitions if tp.topic == self.topic}
+        owned = {tp.partition for tp in partitions if tp.topic in self.topics}
         local = self.store.state_positions(self.group)
-        held = {tp.partition for tp in local if tp.topic == self.topic}
+        held = {tp.partition for tp in local if tp.topic in self.topics}
         gone = sorted(held - owned)
         if gone:
             self._drop(gone)
-        committed = self.store.committed(self.group, self.topic) if owned else {}
+        committed = {
+            TopicPartition(t, p): o
+            for t in (self.topics if owned else ())
+            for p, o in self.store.committed(self.group, t).items()
+        }
         behind = []
         for p in sorted(owned):
-            offset = committed.get(p)
-            if offset is None:
-                continue  # nothing committed: nothing to restore
-            mine = local.get(TopicPartition(self.topic, p))
-            if mine is not None and mine >= offset:
-                continue  # this server's state is as far as the group's commits
-            behind.append(p)
+            mine = {tp: o for tp, o in committed.items() if tp.partition == p}
+            # nothing committed: nothing to restore; local positions as far as the group's
+            # commits: this server's state is up to date (it owned the partition last)
+            if any(local.get(tp, -1) < o for tp, o in mine.items()):
+                behind.append(p)
         if behind and not self.co_partitioned:
-            behind = sorted(p for p in owned if p in committed)
+            behind = sorted({tp.partition for tp in committed if tp.partition in owned})
         for p in behind:
-            self._restore(p, committed[p])
+            self._restore(p, {tp: o for tp, o in committed.items() if tp.partition == p})
         self._owned = owned
         if self.standby:
             self._tail_others()
@@ -135,13 +140,13 @@ class PartitionedState:
                 if column is not None:
                     con.execute(f"DELETE FROM {changes.table.table} WHERE {_q(column)} IN ({listed})")
 
-        forget = [TopicPartition(self.topic, p) for p in partitions]
+        forget = [TopicPartition(t, p) for t in self.topics for p in partitions]
         self.store.restore_state(self.group, {}, rebuild, forget=forget)
         log.info(
             "Query %s no longer owns partition(s) %s: their local state is dropped.", self.query_id, listed
         )
 
-    def _restore(self, partition: int, offset: int) -> None:
+    def _restore(self, partition: int, positions: dict[TopicPartition, int]) -> None:
         started = time.monotonic()
         warm = self._warm_positions(partition)
         contents: dict[str, pa.Table] = {}
@@ -185,7 +190,7 @@ class PartitionedState:
                         [partition, topics],
                     )
 
-        self.store.restore_state(self.group, {TopicPartition(self.topic, partition): offset}, rebuild)
+        self.store.restore_state(self.group, positions, rebuild)
         self.restores.append((partition, read, held, warm is not None))
         log.info(
             "Restored %s of %s changelog records for partition %d of query %s%s in %.1f s.",

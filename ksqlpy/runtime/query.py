@@ -143,9 +143,7 @@ class QueryRunner:
             encoder = SinkEncoder(self.plan.sink, registry_for(self.store)) if self.plan.sink is not None else None
             evaluator = self._evaluator(encoder)
             self._prepare_state()
-            self._reader = self.store.open_reader([source.topic], group=self.group, start=self.start_position)
-            if self._partitioned is not None:
-                self._reader.listener = self._partitioned
+            self._reader = self._open_reader([source.topic])
             # Pin the start positions now: a reader may resolve ``latest`` lazily, on its first
             # poll (the embedded store does), and skip what is written before it.
             self._reader.assignment()
@@ -159,8 +157,7 @@ class QueryRunner:
         try:
             while not self._stop.is_set():
                 records = reader.poll(BATCH_SIZE, timeout=0.2)
-                if self._partitioned is not None:
-                    self._partitioned.keep_warm()
+                self._polled()
                 if records.num_rows == 0:
                     # Nothing left to read: every earlier batch is committed (or handed out).
                     self._settle()
@@ -186,9 +183,7 @@ class QueryRunner:
                         self.operator_counts.add("main/out", result.rows.num_rows)
                         self.emit(result.rows, encoder, reader)
                 except BatchAborted as aborted:
-                    # The group moved this batch's partitions: their new owner reads it again.
-                    log.info("Query %s: batch of %d record(s) aborted: %s", self.query_id, records.num_rows, aborted)
-                    reader.rewind()
+                    self._aborted(records, aborted)
                 self.batch_latency.observe(time.monotonic() - batch_started)
                 if self.done():
                     break
@@ -203,6 +198,24 @@ class QueryRunner:
             if self._partitioned is not None:
                 self._partitioned.close()
             self.finished()
+
+    def _open_reader(self, topics: list[str]) -> Any:
+        """The query's reader of ``topics``; its state follows the partitions the group gives it."""
+        reader = self.store.open_reader(topics, group=self.group, start=self.start_position)
+        if self._partitioned is not None:
+            reader.listener = self._partitioned
+        return reader
+
+    def _polled(self) -> None:
+        """After each poll, on the query's thread: standby copies catch up with their changelogs."""
+        if self._partitioned is not None:
+            self._partitioned.keep_warm()
+
+    def _aborted(self, records: pa.Table, aborted: BatchAborted) -> None:
+        """The group moved this batch's partitions while it ran: its transaction was aborted
+        (state changes rolled back), and whoever owns them now reads its records again."""
+        log.info("Query %s: batch of %d record(s) aborted: %s", self.query_id, records.num_rows, aborted)
+        self._reader.rewind()
 
     def _settle(self) -> None:
         """Record the reader's positions as settled (called between batches, on the query's
@@ -281,8 +294,9 @@ class QueryRunner:
         from ksqlpy.runtime import changelog
 
         follows = self.partitioned_state and self._processor is not None
+        topics, co_partitioned = self._state_partitions()
         if follows:
-            spec = self.store.describe_topic(self.plan.source.topic)
+            spec = self.store.describe_topic(topics[0])
             self._changelog_partitions = spec.partitions if spec is not None else max(1, self.plan.source.partitions)
         cursor = self.store.state_cursor()
         try:
@@ -303,17 +317,22 @@ class QueryRunner:
                 self.store,
                 group=self.group,
                 query_id=self.query_id,
-                topic=self.plan.source.topic,
+                topics=topics,
                 logs=self._logs,
-                # a table aggregation keeps all its state in partition 0
-                co_partitioned=self._changelog_partitions == 1
-                or (
-                    bool(getattr(self._processor, "by_source_key", False))
-                    and not getattr(self._processor, "is_table", False)
-                ),
+                co_partitioned=self._changelog_partitions == 1 or co_partitioned,
             )
         elif not changelog.restore(self.store, self.group, self._source_topics(), self._logs) and new:
             changelog.seed(self.store, new)
+
+    def _state_partitions(self) -> tuple[list[str], bool]:
+        """The input topics whose partitions the state follows (co-partitioned: partition p of
+        each is task p; a state row's partition is one of the first's), and whether a row's
+        partition is that of the records that change it (an aggregation by the source's key;
+        one grouping by other columns places its rows where a repartition topic would, and a
+        table aggregation keeps all its state in partition 0)."""
+        processor = self._processor
+        by_key = bool(getattr(processor, "by_source_key", False)) and not getattr(processor, "is_table", False)
+        return [self.plan.source.topic], by_key
 
     #: whether the state's changelogs follow the input's partitions, restored and dropped as the
     #: group moves them (a join keeps one-partition changelogs, restored whole)
