@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -118,16 +118,30 @@ class PartitionedState:
                 behind.append(p)
         if behind and not self.co_partitioned:
             behind = sorted({tp.partition for tp in committed if tp.partition in owned})
-        for p in behind:
-            self._restore(p, {tp: o for tp, o in committed.items() if tp.partition == p})
+        if behind:
+            split = [c for c in self.logs if _split(c)]
+            whole = [c for c in self.logs if not _split(c)]
+            at = {p: {tp: o for tp, o in committed.items() if tp.partition == p} for p in behind}
+            if whole:
+                # Stores whose rows name no partition are one changelog partition, read whole:
+                # rows of partitions owned elsewhere are kept too (never looked up here).
+                every = {tp: o for p in behind for tp, o in at[p].items()}
+                self._restore_whole(whole, {} if split else every)
+            if split:
+                for p in behind:
+                    self._restore(split, p, at[p])
         self._owned = owned
         if self.standby:
             self._tail_others()
 
     def partitions_revoked(self, partitions: Sequence[TopicPartition]) -> None:
-        # Dropped at the next assignment, if it does not give them back (an eager rebalance
-        # revokes everything first).
-        log.debug("%s: partitions %s revoked", self.query_id, sorted(tp.partition for tp in partitions))
+        # State is dropped at the next assignment, if that does not give the partitions back
+        # (an eager rebalance revokes everything first).
+        if self.on_revoke is not None:
+            self.on_revoke(partitions)
+
+    #: told when partitions are revoked (a join forgets the records it holds back)
+    on_revoke: Callable[[Sequence[TopicPartition]], None] | None = None
 
     # -- drop and restore --------------------------------------------------------------------------
 
@@ -137,53 +151,52 @@ class PartitionedState:
         def rebuild(con: duckdb.DuckDBPyConnection) -> None:
             for changes in self.logs:
                 column = changes.table.partition
-                if column is not None:
+                if _split(changes) and column is not None:
                     con.execute(f"DELETE FROM {changes.table.table} WHERE {_q(column)} IN ({listed})")
 
         forget = [TopicPartition(t, p) for t in self.topics for p in partitions]
         self.store.restore_state(self.group, {}, rebuild, forget=forget)
+        dropped = ": their local state is dropped" if any(_split(c) for c in self.logs) else ""
+        log.info("Query %s no longer owns partition(s) %s%s.", self.query_id, listed, dropped)
+
+    def _restore_whole(self, logs: Sequence[TableLog], positions: dict[TopicPartition, int]) -> None:
+        started = time.monotonic()
+        contents: dict[str, pa.Table] = {}
+        read = 0
+        for changes in logs:
+            records = self._records(changes.table.topic, 0, 0)
+            read += 0 if records is None else records.num_rows
+            contents[changes.table.table] = _rows(records, changes)
+        self.store.restore_state(self.group, positions, lambda con: _replace(con, logs, contents, None))
         log.info(
-            "Query %s no longer owns partition(s) %s: their local state is dropped.", self.query_id, listed
+            "Restored %s changelog records of query %s's %d store(s) without partitions in %.1f s.",
+            f"{read:,}",
+            self.query_id,
+            len(logs),
+            time.monotonic() - started,
         )
 
-    def _restore(self, partition: int, positions: dict[TopicPartition, int]) -> None:
+    def _restore(self, logs: Sequence[TableLog], partition: int, positions: dict[TopicPartition, int]) -> None:
         started = time.monotonic()
         warm = self._warm_positions(partition)
         contents: dict[str, pa.Table] = {}
         read = held = 0
-        for changes in self.logs:
-            table = changes.table
-            if table.partition is None and partition != 0:
-                continue  # a store without partitions lives in changelog partition 0
-            start = warm.get(table.topic, 0) if warm is not None else 0
-            tail = [b.select(["offset", "key", "value", "headers"]) for b in self._read(table.topic, partition, start)]
-            records = pa.concat_tables(tail) if tail else None
+        for changes in logs:
+            topic = changes.table.topic
+            start = warm.get(topic, 0) if warm is not None else 0
+            records = self._records(topic, partition, start)
             read += 0 if records is None else records.num_rows
-            end = start if records is None or records.num_rows == 0 else int(records.column("offset")[-1].as_py()) + 1
-            held += end
+            last = None if records is None or records.num_rows == 0 else records.column("offset")[-1].as_py()
+            held += start if last is None else int(last) + 1
             if warm is not None:
-                kept = self._standby_records(table.topic, partition)
+                kept = self._standby_records(topic, partition)
                 records = kept if records is None else pa.concat_tables([kept, records.cast(kept.schema)])
-            contents[table.table] = latest_rows(records, changes.shape) if records is not None else (
-                changes.shape.schema.empty_table()
-            )
+            contents[changes.table.table] = _rows(records, changes)
 
         def rebuild(con: duckdb.DuckDBPyConnection) -> None:
-            for changes in self.logs:
-                table = changes.table
-                if table.table not in contents:
-                    continue
-                where = "TRUE" if table.partition is None else f"{_q(table.partition)} = {partition}"
-                con.execute(f"DELETE FROM {table.table} WHERE {where}")
-                rows = contents[table.table]
-                if rows.num_rows:
-                    con.register("__restored", rows)
-                    try:
-                        con.execute(f"INSERT INTO {table.table} SELECT * FROM __restored")
-                    finally:
-                        con.unregister("__restored")
+            _replace(con, logs, contents, partition)
             if warm is not None:
-                topics = [c.table.topic for c in self.logs]
+                topics = [c.table.topic for c in logs]
                 for name in ("standby", "standby_positions"):
                     con.execute(
                         f"DELETE FROM ksqlpy.{name} WHERE partition = ? AND list_contains(?, topic)",
@@ -201,6 +214,11 @@ class PartitionedState:
             " (standby copy was warm)" if warm is not None else "",
             time.monotonic() - started,
         )
+
+    def _records(self, topic: str, partition: int, start: int) -> pa.Table | None:
+        """The changelog partition's records from ``start`` (offset, key, value, headers)."""
+        batches = [b.select(["offset", "key", "value", "headers"]) for b in self._read(topic, partition, start)]
+        return pa.concat_tables(batches) if batches else None
 
     def _read(self, topic: str, partition: int, start: int) -> list[pa.Table]:
         # (the query created its changelog topics before it started reading)
@@ -221,7 +239,7 @@ class PartitionedState:
         finally:
             cursor.close()
         found = {str(t): int(o) for t, o in rows}
-        topics = [c.table.topic for c in self.logs if c.table.partition is not None or partition == 0]
+        topics = [c.table.topic for c in self.logs if _split(c)]
         return found if topics and all(t in found for t in topics) else None
 
     def _standby_records(self, topic: str, partition: int) -> pa.Table:
@@ -241,7 +259,9 @@ class PartitionedState:
         if spec is None or self._owned is None:
             return
         others = [p for p in range(spec.partitions) if p not in self._owned]
-        topics = [c.table.topic for c in self.logs if c.table.partition is not None]
+        topics = [c.table.topic for c in self.logs if _split(c)]
+        if not topics:
+            return
         if self._standby_reader is None:
             self._standby_reader = _StandbyReader(self.store)
         self._standby_reader.follow([TopicPartition(t, p) for t in topics for p in others])
@@ -257,6 +277,36 @@ class PartitionedState:
         if self._standby_reader is not None:
             self._standby_reader.close()
             self._standby_reader = None
+
+
+def _split(changes: TableLog) -> bool:
+    """Whether a store's changelog is split by partition (its rows name theirs)."""
+    return changes.table.partition is not None and changes.partitions > 1
+
+
+def _rows(records: pa.Table | None, changes: TableLog) -> pa.Table:
+    return changes.shape.schema.empty_table() if records is None else latest_rows(records, changes.shape)
+
+
+def _replace(
+    con: duckdb.DuckDBPyConnection,
+    logs: Sequence[TableLog],
+    contents: dict[str, pa.Table],
+    partition: int | None,
+) -> None:
+    """Put the restored rows in place of the stores' rows (of ``partition``, or all)."""
+    for changes in logs:
+        table = changes.table
+        column = table.partition
+        where = "TRUE" if partition is None or column is None else f"{_q(column)} = {partition}"
+        con.execute(f"DELETE FROM {table.table} WHERE {where}")
+        rows = contents[table.table]
+        if rows.num_rows:
+            con.register("__restored", rows)
+            try:
+                con.execute(f"INSERT INTO {table.table} SELECT * FROM __restored")
+            finally:
+                con.unregister("__restored")
 
 
 class _StandbyReader:

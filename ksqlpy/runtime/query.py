@@ -293,9 +293,8 @@ class QueryRunner:
             return
         from ksqlpy.runtime import changelog
 
-        follows = self.partitioned_state and self._processor is not None
         topics, co_partitioned = self._state_partitions()
-        if follows:
+        if self.changelogs_follow_input:
             spec = self.store.describe_topic(topics[0])
             self._changelog_partitions = spec.partitions if spec is not None else max(1, self.plan.source.partitions)
         cursor = self.store.state_cursor()
@@ -307,22 +306,19 @@ class QueryRunner:
             return
         new = [log for log in self._logs if self.store.describe_topic(log.topic) is None]
         changelog.create_topics(self.store, [log.topic for log in self._logs], self._changelog_partitions)
-        if follows:
-            from ksqlpy.runtime.partitions import PartitionedState
-
-            # Restored partition by partition as the group assigns them (see ``partitions``).
-            if new:
-                changelog.seed(self.store, new)
-            self._partitioned = PartitionedState(
-                self.store,
-                group=self.group,
-                query_id=self.query_id,
-                topics=topics,
-                logs=self._logs,
-                co_partitioned=self._changelog_partitions == 1 or co_partitioned,
-            )
-        elif not changelog.restore(self.store, self.group, self._source_topics(), self._logs) and new:
+        if new:
             changelog.seed(self.store, new)
+        from ksqlpy.runtime.partitions import PartitionedState
+
+        # Restored partition by partition as the group assigns them (see ``partitions``).
+        self._partitioned = PartitionedState(
+            self.store,
+            group=self.group,
+            query_id=self.query_id,
+            topics=topics,
+            logs=self._logs,
+            co_partitioned=self._changelog_partitions == 1 or co_partitioned,
+        )
 
     def _state_partitions(self) -> tuple[list[str], bool]:
         """The input topics whose partitions the state follows (co-partitioned: partition p of
@@ -334,9 +330,9 @@ class QueryRunner:
         by_key = bool(getattr(processor, "by_source_key", False)) and not getattr(processor, "is_table", False)
         return [self.plan.source.topic], by_key
 
-    #: whether the state's changelogs follow the input's partitions, restored and dropped as the
-    #: group moves them (a join keeps one-partition changelogs, restored whole)
-    partitioned_state = True
+    #: whether the changelogs have as many partitions as the input, each state row logged to
+    #: its own (a join's stores name no partition: one changelog partition, restored whole)
+    changelogs_follow_input = True
     _changelog_partitions = 1
     #: the listener that keeps state to the owned partitions (``partitions.PartitionedState``)
     _partitioned: Any = None
