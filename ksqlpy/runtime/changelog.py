@@ -5,10 +5,15 @@ Kafka, records live in the cluster and state in a local DuckDB file, committed r
 Kafka transaction. There every change a stateful operator makes to one of its state stores
 (:mod:`ksqlpy.runtime.state`: an aggregation's groups, a join's table sides and window buffers)
 is recorded by the store's :class:`TableLog` and written, inside the batch's Kafka transaction,
-to the store's compacted changelog topic (one partition, keyed by the store's key columns, a
-null value for a deleted row), as Kafka Streams logs a state store. A server whose local state is behind the query's committed positions
-(a lost or fresh state directory, or a crash between the Kafka commit and the local one) rebuilds
-the tables from their changelogs before it reads input, and so needs no input record again.
+to the store's compacted changelog topic (keyed by the store's key columns, a null value for a
+deleted row), as Kafka Streams logs a state store. A changelog has as many partitions as the
+query's input, and a change goes to the partition its row belongs to (the store's partition
+column: the input partition it was processed in); a store whose rows name no partition logs to
+one. A server whose local state is behind the query's committed positions (a lost or fresh state
+directory, a crash between the Kafka commit and the local one, or a partition that another
+server processed since) rebuilds the tables from their changelogs before it reads input, and so
+needs no input record again: :mod:`ksqlpy.runtime.partitions` does it per partition as the
+query's consumer group assigns them.
 
 Record layout (what :func:`restore` reads back):
 
