@@ -15,7 +15,7 @@ server processed since) rebuilds the tables from their changelogs before it read
 needs no input record again: :mod:`ksqlpy.runtime.partitions` does it per partition as the
 query's consumer group assigns them.
 
-Record layout (what :func:`restore` reads back):
+Record layout (what :func:`latest_rows` reads back):
 
 * key: the row's key columns as a JSON object (DuckDB's ``to_json``, the same bytes for the same
   key, which is what compaction needs; ``{}`` for a store of one row);
@@ -38,17 +38,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ksqlpy.errors import KsqlpyError
 from ksqlpy.runtime.store.base import HEADER_TYPE, TopicSpec, TopicStore
 
 log = logging.getLogger("ksqlpy.changelog")
 
 SCHEMA_HEADER = "ksqlpy.state.schema"
-
-#: How long a restore may go without reading anything before it gives up.
-_STALL_SECONDS = 60.0
-#: How often a long restore says how far it is.
-_REPORT_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,85 +194,6 @@ def seed(store: TopicStore, logs: Sequence[TableLog]) -> None:
         ", ".join(seeded),
         sum(r.num_rows for r in seeded.values()),
     )
-
-
-def restore(
-    store: TopicStore,
-    group: str,
-    source_topics: Sequence[str],
-    logs: Sequence[TableLog],
-) -> bool:
-    """Rebuild the logged tables from their changelogs when the local state is behind the group's
-    committed positions. Returns whether it did; False also when a changelog is missing (state
-    written before changelogs existed), leaving the store to re-read the input instead."""
-    positions = store.state_behind(group, source_topics)
-    if positions is None:
-        return False
-    tables = [log.table for log in logs]
-    missing = [t.topic for t in tables if store.describe_topic(t.topic) is None]
-    if missing:
-        log.warning(
-            "Consumer group %s: local state is behind and changelog %s is missing; re-reading the input instead.",
-            group,
-            ", ".join(missing),
-        )
-        return False
-    log.info(
-        "Consumer group %s: local state is behind its committed positions; restoring %d table(s) from changelog topics.",
-        group,
-        len(tables),
-    )
-    started = time.monotonic()
-    contents = {log.table.table: _read_changelog(store, log.table, log.shape) for log in logs}
-
-    def rebuild(con: duckdb.DuckDBPyConnection) -> None:
-        for t in tables:
-            rows = contents[t.table]
-            con.execute(f"DELETE FROM {t.table}")
-            if rows.num_rows:
-                con.register("__restored", rows)
-                try:
-                    con.execute(f"INSERT INTO {t.table} SELECT * FROM __restored")
-                finally:
-                    con.unregister("__restored")
-
-    store.restore_state(group, positions, rebuild)
-    log.info(
-        "Consumer group %s: state restored from %d changelog topic(s), %d row(s), in %.1f s.",
-        group,
-        len(tables),
-        sum(r.num_rows for r in contents.values()),
-        time.monotonic() - started,
-    )
-    return True
-
-
-def _read_changelog(store: TopicStore, table: StateTable, shape: _Shape) -> pa.Table:
-    """The table's rows as its changelog last left them."""
-    ends = {p: o for p, o in store.end_offsets(table.topic).items() if o > 0}
-    batches: list[pa.Table] = []
-    with store.open_reader([table.topic], start="earliest") as reader:
-        last_progress = last_report = time.monotonic()
-        while True:
-            positions = {tp.partition: o for tp, o in reader.positions().items() if tp.topic == table.topic}
-            if all(positions.get(p, 0) >= end for p, end in ends.items()):
-                break
-            batch = reader.poll(50_000, timeout=0.5)
-            if batch.num_rows:
-                batches.append(batch.select(["offset", "key", "value", "headers"]))
-                now = time.monotonic()
-                if now - last_report > _REPORT_SECONDS:
-                    done = sum(positions.values())
-                    log.info(
-                        "Restoring from %s: %d of %d records read.", table.topic, done, sum(ends.values())
-                    )
-                    last_report = now
-                last_progress = now
-            elif time.monotonic() - last_progress > _STALL_SECONDS:
-                raise KsqlpyError(f"Restoring state from changelog {table.topic} stalled")
-    if not batches:
-        return shape.schema.empty_table()
-    return latest_rows(pa.concat_tables(batches), shape)
 
 
 def latest_rows(records: pa.Table, shape: _Shape) -> pa.Table:
