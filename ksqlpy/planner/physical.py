@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ksqlpy import sqltypes
-from ksqlpy.planner.catalog import Source
+from ksqlpy.planner.catalog import FormatInfo, Source
 
 PLAN_VERSION = 1
 
@@ -117,6 +117,19 @@ class AggregateCall:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class GroupByTopic:
+    """Where ksqlDB's GROUP BY re-keys its input through an internal topic (``streamGroupByV2``,
+    ``tableGroupBy``; grouping by the source's own key needs none): the topic's name after the
+    query's application id (``Aggregate-GroupBy-repartition``), the GROUP BY step's key column
+    names and its internal formats."""
+
+    topic: str
+    key_names: tuple[str, ...]
+    key_format: FormatInfo
+    value_format: FormatInfo
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AggregateStep:
     """GROUP BY over one source (stream or table), optionally windowed.
 
@@ -137,6 +150,9 @@ class AggregateStep:
     #: one output per input record (ksqlDB with ``ksql.streams.cache.max.bytes.buffering=0``);
     #: False: per micro-batch only the last change of each group
     per_record: bool = True
+    #: the repartition topic the GROUP BY goes through, if it re-keys (a persistent query on
+    #: Kafka writes and reads it; elsewhere its partitioning is emulated)
+    repartition: GroupByTopic | None = None
     version: int = PLAN_VERSION
 
     @property

@@ -52,6 +52,7 @@ SEQ = "__SEQ"
 SIGN = "__SIGN"
 PASS = "__PASS"
 PRIOR_PASS = "__PRIOR_PASS"
+KEPT_PASS = "__KEPT_PASS"  # the HAVING result a group keeps: its last change's, not a retraction's
 FORCE_DELETE = "__FORCE_DELETE"
 _SOURCE_SEQ = "__SOURCE_SEQ"  # an emitted row's input record (its SEQ), for its headers
 SKIP = "__SKIP"  # a row that changes state but is not emitted by itself
@@ -145,6 +146,7 @@ class AggregateProcessor:
             schema=None,
             keys=self.group_cols,
             kind=StoreKind.WINDOW if self.windowed else StoreKind.KEY_VALUE,
+            partition=PART,
         )
         self._meta = StateStore(
             name="Aggregate-StreamTime",
@@ -154,6 +156,7 @@ class AggregateProcessor:
             schema=None,
             keys=("partition",),
             columns="stream_time BIGINT, partition INTEGER",
+            partition="partition",
         )
         #: a table aggregation's input: each source key's last row, as grouped
         self._sources = StateStore(
@@ -226,10 +229,13 @@ class AggregateProcessor:
     def changelog_topics(self, changelog_prefix: str) -> list[str]:
         return [store.changelog_topic(changelog_prefix) for store in self.stores]
 
-    def log_changes(self, changelog_prefix: str, state: duckdb.DuckDBPyConnection) -> list[TableLog]:
-        """From now on record every state change for the changelog topics; returns the logs."""
+    def log_changes(
+        self, changelog_prefix: str, state: duckdb.DuckDBPyConnection, partitions: int = 1
+    ) -> list[TableLog]:
+        """From now on record every state change for the changelog topics (of ``partitions``
+        partitions); returns the logs."""
         self._ensure_tables(state)
-        return [store.log_to(changelog_prefix, self.con, state) for store in self.stores]
+        return [store.log_to(changelog_prefix, self.con, state, partitions) for store in self.stores]
 
     def drop_state(self, state: duckdb.DuckDBPyConnection) -> None:
         """Delete this aggregation's state tables (the query was terminated)."""
@@ -249,14 +255,57 @@ class AggregateProcessor:
     def _process(self, batch: pa.Table, state: duckdb.DuckDBPyConnection) -> Evaluated:
         self._ensure_tables(state)
         self._errors: list[ProcessingError] = []
-        if SEQ in batch.column_names:  # a join's output carries its own numbering
-            batch = batch.drop_columns([SEQ])
-        batch = batch.append_column(SEQ, pa.array(np.arange(batch.num_rows, dtype=np.int64)))
+        batch = _numbered(batch)
         rows = self._pre(batch)
         if self.is_table:
             rows = self._signed(rows, state)
             # A table aggregation is never windowed: stream time does not apply to it.
             rows = rows.append_column(PART, pa.array(np.zeros(rows.num_rows, dtype=np.int32)))
+        return self._aggregate(rows, batch, state, paired=self.is_table)
+
+    def prepare(self, batch: pa.Table, state: duckdb.DuckDBPyConnection) -> Evaluated:
+        """Stage one of a GROUP BY through its repartition topic (see
+        :mod:`ksqlpy.runtime.group_by`): WHERE, the grouping values and the aggregate arguments
+        of each input row, in input order, with its ``__TS`` and its record's headers; a row
+        without a group is dropped (with ksqlDB's processing-log entry). A table's change is a
+        retraction of the row's previous value (``__SIGN`` -1) and an addition (+1); a
+        retraction followed by an addition to the same group is marked ``__SKIP``."""
+        try:
+            self._ensure_tables(state)
+            self._errors = []
+            batch = _numbered(batch)
+            rows = self._pre(batch, partitioned=False)
+            if self.is_table:
+                rows = self._signed(rows, state)
+        except duckdb.Error as e:
+            raise KsqlpyError(f"Exception caught in process. {str(e).splitlines()[0]}") from e
+        if HEADERS in batch.column_names and rows.num_rows:
+            seq = rows.column(SEQ)
+            rows = rows.append_column(
+                HEADERS, batch.column(HEADERS).take(pc.divide(seq, 2) if self.is_table else seq)
+            )
+        return Evaluated(rows, self._errors)
+
+    def process_grouped(
+        self, rows: pa.Table, headers: pa.ChunkedArray | None, state: duckdb.DuckDBPyConnection
+    ) -> Evaluated:
+        """Stage two: aggregate rows as :meth:`prepare` made them, read back from the
+        repartition topic in its processing order, each with the partition it was read from
+        (``__P``: whose stream time applies); ``headers`` are the records' headers."""
+        try:
+            self._ensure_tables(state)
+            self._errors = []
+            rows = _numbered(rows)
+            batch = pa.table({HEADERS: headers}) if headers is not None else rows.slice(0, 0)
+            return self._aggregate(rows, batch, state, paired=False)
+        except duckdb.Error as e:
+            raise KsqlpyError(f"Exception caught in process. {str(e).splitlines()[0]}") from e
+
+    def _aggregate(
+        self, rows: pa.Table, batch: pa.Table, state: duckdb.DuckDBPyConnection, *, paired: bool
+    ) -> Evaluated:
+        """Windows, aggregation, output and state of prepared rows; ``batch`` holds the input
+        records' headers, two rows per record when ``paired`` (a table's retraction and addition)."""
         prior_st = self._stream_time(state)
         times = _stream_times(rows, prior_st)
         rows = self._windows(rows, prior_st)
@@ -275,9 +324,9 @@ class AggregateProcessor:
             self._expire(state)
         if self.step.emit_final:
             out = self._final(state, times)
-        return Evaluated(self._with_headers(out, batch), self._errors)
+        return Evaluated(self._with_headers(out, batch, paired), self._errors)
 
-    def _with_headers(self, out: pa.Table, batch: pa.Table) -> pa.Table:
+    def _with_headers(self, out: pa.Table, batch: pa.Table, paired: bool) -> pa.Table:
         """Each emitted row carries the headers of the input record that caused it, as Kafka
         Streams forwards an aggregate's update in that record's context (unwindowed
         aggregations only, so far: windows renumber their rows)."""
@@ -288,7 +337,7 @@ class AggregateProcessor:
         if HEADERS not in batch.column_names or out.num_rows == 0:
             return out
         # a table source's change is a retraction and an addition, numbered 2i and 2i + 1
-        rows = pc.divide(seq, 2) if self.is_table else seq
+        rows = pc.divide(seq, 2) if paired else seq
         return out.append_column(HEADERS, batch.column(HEADERS).take(rows))
 
     def _relation(
@@ -301,7 +350,9 @@ class AggregateProcessor:
         finally:
             con.unregister(name)
 
-    def _pre(self, batch: pa.Table) -> pa.Table:
+    def _pre(self, batch: pa.Table, *, partitioned: bool = True) -> pa.Table:
+        """The batch's prepared rows; a stream's with the partition of their group
+        (``partitioned``, see :meth:`_partitions`)."""
         step = self.step
         items = [f"{SEQ}", f"ROWTIME AS {TS}"]
         items += [f"TRY({k.sql}) AS {_q(n)}" for n, k in zip(self.keys, step.group_keys, strict=True)]
@@ -329,7 +380,8 @@ class AggregateProcessor:
             self._null_keys(result.filter(pc.invert(keyed)))
             result = result.filter(keyed)
         self._count(len(keyed), result.num_rows)
-        result = result.append_column(PART, self._partitions(result))
+        if partitioned:
+            result = result.append_column(PART, self._partitions(result))
         return result.drop_columns(["__KEYED", "__PART", "__OFF"])
 
     def _count(self, passed: int, grouped: int) -> None:
@@ -700,7 +752,9 @@ class AggregateProcessor:
             if step.per_record
             else f"COALESCE({PRIOR_PASS}, FALSE)"
         )
-        gate = f"NOT {SKIP}" if step.per_record else "__LAST"
+        # A retraction whose addition follows is never emitted, even as a group's last row of
+        # the batch (read back from a repartition topic, the addition may come in the next one).
+        gate = f"NOT {SKIP}" if step.per_record else f"__LAST AND NOT {SKIP}"
         sql = f"""
             WITH a AS (
                 SELECT *, (NOT {FORCE_DELETE} AND {having}) AS {PASS},
@@ -708,7 +762,8 @@ class AggregateProcessor:
                 FROM agg
             )
             SELECT {", ".join(outs)}, {TS}, NOT {PASS} AS {DELETE}{bounds},
-                   {gate} AND ({FORCE_DELETE} OR {PASS} OR {prev}) AS __EMIT, *
+                   {gate} AND ({FORCE_DELETE} OR {PASS} OR {prev}) AS __EMIT, *,
+                   CASE WHEN {SKIP} THEN {prev} ELSE {PASS} END AS {KEPT_PASS}
             FROM a ORDER BY {SEQ}
         """
         full = self._relation("agg", agg, sql)
@@ -735,7 +790,9 @@ class AggregateProcessor:
     def _finish(self, agg: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table:
         out, full = self._output(agg)
         keep = self.group_cols + [_state_col(i) for i in range(len(self.step.calls))] + [TS, PASS, PART]
-        last = full.filter(full.column("__LAST")).select(keep)
+        last = full.filter(full.column("__LAST"))
+        # the HAVING result kept is that of the group's last change, which a retraction is not
+        last = last.set_column(last.schema.get_field_index(PASS), PASS, last.column(KEPT_PASS)).select(keep)
         self._groups.upsert(state, last)
         return out
 
@@ -800,6 +857,14 @@ class AggregateProcessor:
                 )
         out, _ = self._output(agg)
         return out.filter(pc.invert(out.column(DELETE)))
+
+
+def _numbered(batch: pa.Table) -> pa.Table:
+    """The batch with its rows numbered in input order (``__SEQ``), replacing a numbering
+    it came with (a join's output carries its own)."""
+    if SEQ in batch.column_names:
+        batch = batch.drop_columns([SEQ])
+    return batch.append_column(SEQ, pa.array(np.arange(batch.num_rows, dtype=np.int64)))
 
 
 def _true(column: pa.ChunkedArray) -> int:

@@ -38,7 +38,7 @@ from ksqlpy.planner.expressions.scope import duckdb_column
 from ksqlpy.planner.select import with_sink_timestamp
 from ksqlpy.planner.steps import commands as cmd
 from ksqlpy.planner.steps import steps as s
-from ksqlpy.planner.steps.catalog import source_of
+from ksqlpy.planner.steps.catalog import catalog_format, source_of
 from ksqlpy.planner.steps.formats import WindowExpression
 from ksqlpy.planner.steps.schema import (
     LogicalSchema,
@@ -414,6 +414,7 @@ class _Compiler:
             columns=_named_as_sink(out, sink),
             emit_final=emit_final,
             per_record=cache == "0",
+            repartition=_group_by_topic(group_by, self.schemas[id(group_by)]),
         )
 
     def _group_keys(
@@ -572,6 +573,20 @@ _LITERALS = (
 _EXPRESSIONS: tuple[type, ...] = tuple(
     t for t in typing.get_args(ast.Expr) if t not in (ast.Lambda, ast.IntervalUnit)
 )
+
+
+def _group_by_topic(step: s.ExecutionStep, schema: LogicalSchema) -> physical.GroupByTopic | None:
+    """The internal topic a GROUP BY that re-keys goes through, as Kafka Streams names it
+    after the step's context (``Aggregate/GroupBy`` -> ``Aggregate-GroupBy-repartition``)."""
+    if not isinstance(step, s.GroupByStep):
+        return None  # GROUP BY the source's key: no repartition
+    formats = step.internal_formats
+    return physical.GroupByTopic(
+        topic=f"{step.context.replace('/', '-')}-repartition",
+        key_names=tuple(c.name for c in schema.key),
+        key_format=catalog_format(formats.key_format, formats.key_features, key=True),
+        value_format=catalog_format(formats.value_format, formats.value_features, key=False),
+    )
 
 
 def _named_as_sink(columns: list[physical.OutputColumn], sink: Source) -> tuple[physical.OutputColumn, ...]:

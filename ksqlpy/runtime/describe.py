@@ -258,7 +258,15 @@ def _topology(engine: Any, plan: Any) -> str:
 
     if not isinstance(plan.step, AggregateStep):
         return "Micro-batch pipeline: poll -> decode (Arrow) -> DuckDB select -> encode -> produce + commit"
+    from ksqlpy.runtime.group_by import uses_repartition_topic
+
     stages = "poll -> decode (Arrow) -> aggregate (DuckDB window functions over the batch and state) -> encode"
+    spec = plan.step.repartition
+    if spec is not None and uses_repartition_topic(plan.step, engine.store):
+        # a GROUP BY that re-keys goes through its repartition topic (ksqlpy.runtime.group_by)
+        topic = f"{engine.query_group(plan.query_id)}-{spec.topic}"
+        grouped = f"poll -> decode (Arrow) -> group -> produce to {topic}; poll {topic} -> "
+        stages = grouped + stages.removeprefix("poll -> ")
     state = f'state in agg."{plan.query_id}"'
     if engine.store.changelogged:
         state += ", logged to changelog topics"

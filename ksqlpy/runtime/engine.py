@@ -234,9 +234,14 @@ class Engine:
     def start_persistent(self, plan: QueryPlan, properties: Mapping[str, Any] | None = None) -> PersistentQuery:
         """Start (or, on replay, restart) a persistent query; where a query without committed
         positions starts reading is ``auto.offset.reset`` as set in its statement's session."""
+        from ksqlpy.runtime.group_by import GroupByQuery, uses_repartition_topic
         from ksqlpy.runtime.join.runner import JoinQuery
 
-        runner = JoinQuery if plan.join is not None else PersistentQuery
+        runner: type[PersistentQuery] = PersistentQuery
+        if plan.join is not None:
+            runner = JoinQuery
+        elif uses_repartition_topic(plan.step, self.store):
+            runner = GroupByQuery
         query = runner(
             plan,
             self.store,

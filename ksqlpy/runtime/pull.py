@@ -231,6 +231,15 @@ def _wait_writers(engine: Any, name: str, deadline: float, seen: set[str]) -> bo
                 if all(max(committed.get(p, 0), done.get(p, 0)) >= end for p, end in ends.items()):
                     break
                 time.sleep(0.005)
+        # a GROUP BY through its repartition topic: what the source's records were grouped into
+        # is aggregated only once read back from there
+        for topic in getattr(q, "internal_topics", ()):
+            ends = {p: end for p, end in store.end_offsets(topic).items() if end > 0}
+            while time.monotonic() < deadline and getattr(q, "error", None) is None:
+                committed = store.committed(group, topic)
+                if all(committed.get(p, 0) >= end for p, end in ends.items()):
+                    break
+                time.sleep(0.005)
     return found
 
 

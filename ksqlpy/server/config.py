@@ -106,6 +106,8 @@ ENGINE_SETTINGS = frozenset(
         "cache.max.bytes.buffering",
         "commit.interval.ms",
         "num.stream.threads",
+        "num.standby.replicas",
+        "ksql.streams.num.standby.replicas",
         "processing.guarantee",
         "ksql.streams.processing.guarantee",
         "ksql.streams.bootstrap.servers",

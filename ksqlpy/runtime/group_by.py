@@ -1,0 +1,329 @@
+"""GROUP BY through ksqlDB's repartition topic: a persistent aggregation on Kafka, in two stages.
+
+ksqlDB groups by anything but the source's key (``streamGroupByV2``, ``tableGroupBy``) by
+writing the grouped records through the internal topic
+``<application id>-Aggregate-GroupBy-repartition`` — keyed by the group key, with as many
+partitions as the source topic — and aggregates what it reads back, so that each group lives in
+exactly one partition, the one its serialized key hashes to (Kafka's default partitioner). On the
+Kafka store a persistent ksqlpy query does the same, with one reader over both topics:
+
+1. the source's records go through WHERE and the grouping
+   (:meth:`~ksqlpy.runtime.aggregate.AggregateProcessor.prepare`) and are produced to the
+   repartition topic: key the group key in the GROUP BY step's internal key format, value the
+   aggregate arguments (``KSQL_INTERNAL_COL_<n>``) in its internal value format (JSON where that
+   format cannot hold them as a record), timestamp and headers the input record's. A table's
+   change goes as its retraction and its addition, each marked by a trailing byte as Kafka
+   Streams marks the old and new value of a change (:data:`NEW`, :data:`OLD`,
+   :data:`OLD_THEN_NEW` for a retraction whose addition follows to the same group);
+2. the records read back from the repartition topic (read_committed) are aggregated
+   (:meth:`~ksqlpy.runtime.aggregate.AggregateProcessor.process_grouped`) with stream time kept
+   per repartition partition; results go to the sink, state changes to the changelogs.
+
+A batch's repartition records, sink records, state changes and consumed positions (of both
+topics) commit in one store transaction, so each stage happens exactly once per record. The
+embedded store and push queries aggregate in place (the aggregation emulates the partitioning).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ksqlpy import sqltypes
+from ksqlpy.parser.ast import SourceKind
+from ksqlpy.planner.catalog import Column, ColumnNamespace, FormatInfo, Source
+from ksqlpy.planner.physical import AggregateStep, group_key_name
+from ksqlpy.runtime.aggregate import PART, SIGN, SKIP, AggregateProcessor
+from ksqlpy.runtime.codec import HEADERS, SinkEncoder, SourceDecoder
+from ksqlpy.runtime.evaluate import TS
+from ksqlpy.runtime.query import BATCH_SIZE, PersistentQuery, encode_windowed, new_connection
+from ksqlpy.runtime.serde.registry import registry_for
+from ksqlpy.runtime.stats import record_bytes
+from ksqlpy.runtime.store.base import BatchAborted, TopicSpec
+
+#: the trailing byte of a table GROUP BY's repartition record: an addition (the new value)
+NEW = b"\x00"
+#: a retraction (the old value) of a row leaving its group
+OLD = b"\x01"
+#: a retraction whose addition to the same group follows: one change, emitted once
+OLD_THEN_NEW = b"\x02"
+
+#: formats that write a value as a record of named fields
+_RECORD_FORMATS = frozenset({"JSON", "JSON_SR", "AVRO", "PROTOBUF", "PROTOBUF_NOSR"})
+
+
+def internal_column(n: int) -> str:
+    """The repartition topic's value column for the n-th aggregate argument."""
+    return f"KSQL_INTERNAL_COL_{n}"
+
+
+def grouped_source(step: AggregateStep, application_id: str, partitions: int) -> Source:
+    """The repartition topic of ``step`` (which must re-key), as a source: the GROUP BY step's
+    key columns, then the aggregate arguments."""
+    spec = step.repartition
+    assert spec is not None
+    keys = tuple(
+        Column(name=name, type=k.type, namespace=ColumnNamespace.KEY)
+        for name, k in zip(spec.key_names, step.group_keys, strict=True)
+    )
+    types = [t for call in step.calls for t in call.arg_types]
+    values = tuple(Column(name=internal_column(n), type=t) for n, t in enumerate(types))
+    topic = f"{application_id}-{spec.topic}"
+    return Source(
+        name=topic,
+        kind=SourceKind.STREAM,
+        topic=topic,
+        columns=(*keys, *values),
+        key_format=_own_schema(spec.key_format),
+        value_format=_value_format(spec.value_format, types),
+        partitions=max(1, partitions),
+    )
+
+
+def _own_schema(fmt: FormatInfo) -> FormatInfo:
+    """An internal topic writes with a schema of its own columns, not a source's registered one."""
+    properties = {k: v for k, v in fmt.properties.items() if k not in ("schemaId", "fullSchemaName")}
+    return FormatInfo(format=fmt.format, properties=properties, wrap_single_value=fmt.wrap_single_value)
+
+
+def _value_format(fmt: FormatInfo, types: list[sqltypes.SqlType]) -> FormatInfo:
+    """The repartition value's format: the plan's, always wrapped, so that a row whose arguments
+    are all null is still a record (a null value would be dropped as a stream tombstone); JSON
+    where the plan's cannot hold the arguments as one record."""
+    simple = all(not isinstance(t, sqltypes.Struct | sqltypes.Array | sqltypes.Map) for t in types)
+    name = fmt.format.upper()
+    if not types or not (name in _RECORD_FORMATS or (name == "DELIMITED" and simple)):
+        return FormatInfo(format="JSON")
+    own = _own_schema(fmt)
+    return FormatInfo(format=own.format, properties=own.properties, wrap_single_value=None)
+
+
+class GroupByQuery(PersistentQuery):
+    """A persistent GROUP BY that re-keys, on the Kafka store: stage one writes the repartition
+    topic, stage two aggregates it."""
+
+    _target: Source | None = None
+
+    @property
+    def target(self) -> Source:
+        """The repartition topic, as a source (its partition count is the source topic's)."""
+        if self._target is None:
+            step = self.plan.step
+            assert isinstance(step, AggregateStep) and self.group is not None
+            spec = self.store.describe_topic(self.plan.source.topic)
+            self._target = grouped_source(step, self.group, spec.partitions if spec is not None else 1)
+        return self._target
+
+    @property
+    def topics(self) -> list[str]:
+        """The topics the query reads: its source and its repartition topic."""
+        return [self.plan.source.topic, self.target.topic]
+
+    @property
+    def internal_topics(self) -> list[str]:
+        """The topics the query writes and reads back, which TERMINATE deletes."""
+        return [self.target.topic]
+
+    def caught_up(self) -> bool:
+        reader = self._reader
+        if reader is None or self.state.value != "RUNNING":
+            return True
+        positions = {(tp.topic, tp.partition): off for tp, off in reader.positions().items()}
+        for topic in self.topics:
+            for p, end in self.store.end_offsets(topic).items():
+                if end > 0 and positions.get((topic, p), 0) < end:
+                    return False
+        return True
+
+    def _run(self) -> None:
+        try:
+            step = self.plan.step
+            assert isinstance(step, AggregateStep) and self.plan.sink is not None
+            registry = registry_for(self.store)
+            target = self.target
+            # a repartition topic keeps records for a while, never by key (Kafka Streams' config)
+            self.store.create_topic(
+                TopicSpec(
+                    name=target.topic, partitions=target.partitions, config={"cleanup.policy": "delete"}
+                ),
+                exist_ok=True,
+            )
+            self._decoder = SourceDecoder(
+                self.plan.source, registry, throw_on_invalid_timestamp=self.plan.throw_on_invalid_timestamp
+            )
+            self._grouped_decoder = SourceDecoder(target, registry)
+            self._grouped_encoder = SinkEncoder(target, registry)
+            encoder = SinkEncoder(self.plan.sink, registry)
+            self._processor = AggregateProcessor(step, self.query_id, new_connection())
+            self._processor.counts = self.operator_counts
+            self._prepare_state()
+            self._reader = self._open_reader(self.topics)
+            self._reader.assignment()
+            self._settle()
+        except Exception as e:  # noqa: BLE001 - reported as the query's error
+            self._fail(e)
+            self._ready.set()
+            return
+        self._ready.set()
+        reader = self._reader
+        try:
+            while not self._stop.is_set():
+                records = reader.poll(BATCH_SIZE, timeout=0.2)
+                self._polled()
+                if records.num_rows == 0:
+                    self._settle()
+                    self._idle.set()
+                    continue
+                self._idle.clear()
+                started = time.monotonic()
+                self.records_in += records.num_rows
+                self.bytes_in += record_bytes(records)
+                try:
+                    self._batch(records, encoder, reader)
+                except BatchAborted as aborted:
+                    self._aborted(records, aborted)
+                self.batch_latency.observe(time.monotonic() - started)
+        except Exception as e:  # noqa: BLE001 - reported as the query's error
+            self._fail(e)
+        finally:
+            self._idle.set()
+            with contextlib.suppress(Exception):  # closing is best effort
+                reader.close()
+            self.finished()
+
+    def _batch(self, records: pa.Table, encoder: SinkEncoder, reader: Any) -> None:
+        assert self.plan.sink is not None and self.group is not None
+        from_source = pc.equal(records.column("topic"), self.plan.source.topic)
+        incoming = records.filter(from_source)
+        grouped = records.filter(pc.invert(from_source))
+        out = None
+        with self.store.transaction() as tx:
+            if incoming.num_rows:
+                written = self._stage_one(incoming, tx.state)
+                if written.num_rows:
+                    tx.produce(self.target.topic, written)
+            if grouped.num_rows:
+                rows, headers = self._read_back(grouped)
+                result = self._processor.process_grouped(rows, headers, tx.state)
+                self.plog.write(self.query_id, result.errors)
+                self.operator_counts.add("main/out", result.rows.num_rows)
+                out, errors = encode_windowed(encoder, self.plan.sink, result.rows)
+                self.plog.write(self.query_id, errors)
+                if out.num_rows:
+                    tx.produce(self.plan.sink.topic, out)
+            self._produce_changes(tx)
+            tx.commit_positions(self.group, reader.positions())
+        if out is not None:
+            self.records_out += out.num_rows
+            self.bytes_out += record_bytes(out)
+            self.operator_counts.add("sink", out.num_rows)
+
+    def _stage_one(self, records: pa.Table, state: Any) -> pa.Table:
+        """The source's records, grouped and encoded for the repartition topic."""
+        decoded = self._decoder.decode(records)
+        self.plog.write(self.query_id, decoded.errors)
+        self.operator_counts.add("source/0", records.num_rows)
+        self.operator_counts.add("main/in", decoded.table.num_rows)
+        prepared = self._processor.prepare(decoded.table, state)
+        self.plog.write(self.query_id, prepared.errors)
+        rows = prepared.rows
+        target = self.target
+        cols: dict[str, Any] = {}
+        keys = target.key_columns
+        for i, c in enumerate(keys):
+            cols[c.name] = rows.column(group_key_name(i))
+        args = [a for per_call in self._processor.args for a in per_call]
+        for c, a in zip(target.value_columns, args, strict=True):
+            cols[c.name] = rows.column(a)
+        if HEADERS in rows.column_names:
+            cols[HEADERS] = rows.column(HEADERS)
+        written, errors = self._grouped_encoder.encode(pa.table(cols), rows.column(TS))
+        self.plog.write(self.query_id, errors)
+        if self._processor.is_table and written.num_rows:
+            flags = pc.if_else(
+                pc.greater(rows.column(SIGN), 0),
+                pa.scalar(NEW),
+                pc.if_else(rows.column(SKIP), pa.scalar(OLD_THEN_NEW), pa.scalar(OLD)),
+            )
+            values = pc.binary_join_element_wise(written.column("value"), flags, pa.scalar(b""))
+            written = written.set_column(written.schema.get_field_index("value"), "value", values)
+        return written
+
+    def _read_back(self, records: pa.Table) -> tuple[pa.Table, pa.ChunkedArray]:
+        """Records read from the repartition topic as the aggregation's prepared rows (its
+        column names, ``__TS``, the partition ``__P``), and their headers."""
+        flags = None
+        if self._processor.is_table:
+            value = records.column("value")
+            flags = pc.binary_slice(value, -1)
+            stripped = pc.binary_slice(value, 0, -1)
+            records = records.set_column(records.schema.get_field_index("value"), "value", stripped)
+        decoded = self._grouped_decoder.decode(records)
+        self.plog.write(self.query_id, decoded.errors)
+        table = decoded.table
+        cols: dict[str, Any] = {TS: table.column("ROWTIME")}
+        for i, c in enumerate(self.target.key_columns):
+            cols[group_key_name(i)] = table.column(c.name)
+        args = [a for per_call in self._processor.args for a in per_call]
+        for c, a in zip(self.target.value_columns, args, strict=True):
+            cols[a] = table.column(c.name)
+        cols[PART] = pc.cast(table.column("ROWPARTITION"), pa.int32())
+        if flags is not None:
+            if table.num_rows != records.num_rows:  # records that did not decode were dropped
+                flags = _aligned(flags, records, table)
+            cols[SIGN] = pc.if_else(pc.equal(flags, pa.scalar(NEW)), 1, -1).cast(pa.int32())
+            cols[SKIP] = pc.fill_null(pc.equal(flags, pa.scalar(OLD_THEN_NEW)), False)
+        return pa.table(cols), table.column(HEADERS)
+
+    def drop_state(self) -> None:
+        # ksqlDB deletes a terminated query's internal topics with its state
+        for topic in self.internal_topics:
+            if self.store.describe_topic(topic) is not None:
+                self.store.delete_topic(topic)
+        super().drop_state()
+
+    def _source_topics(self) -> list[str]:
+        return self.topics
+
+    def _state_partitions(self) -> tuple[list[str], bool]:
+        # State rows belong to the repartition partition they were aggregated from; a table's
+        # source rows (changed in stage one) stay in partition 0.
+        return [self.target.topic, self.plan.source.topic], not self._processor.is_table
+
+
+def _aligned(flags: Any, records: pa.Table, decoded: pa.Table) -> pa.Array:
+    """The flags of the records that decoded, by (partition, offset)."""
+    place = {
+        (p, o): i
+        for i, (p, o) in enumerate(
+            zip(records.column("partition").to_pylist(), records.column("offset").to_pylist(), strict=True)
+        )
+    }
+    at = [
+        place[(p, o)]
+        for p, o in zip(
+            decoded.column("ROWPARTITION").to_pylist(), decoded.column("ROWOFFSET").to_pylist(), strict=True
+        )
+    ]
+    return pc.take(flags, pa.array(np.asarray(at, dtype=np.int64)))
+
+
+def uses_repartition_topic(step: Any, store: Any) -> bool:
+    """Whether a persistent query of ``step`` on ``store`` runs as a :class:`GroupByQuery`."""
+    return isinstance(step, AggregateStep) and step.repartition is not None and store.kind != "embedded"
+
+
+__all__ = [
+    "NEW",
+    "OLD",
+    "OLD_THEN_NEW",
+    "GroupByQuery",
+    "grouped_source",
+    "internal_column",
+    "uses_repartition_topic",
+]
