@@ -394,6 +394,27 @@ class QueryRunner:
 class PersistentQuery(QueryRunner):
     """CSAS / CTAS / INSERT INTO ... SELECT: results go to the sink topic, exactly once per batch."""
 
+    def owned_partitions(self) -> tuple[frozenset[int], frozenset[int]] | None:
+        """The partitions this server's consumer was last assigned (its active tasks) and those
+        it keeps standby copies of (every other one, when standbys are on), as partition numbers
+        of the query's input and so of its sink, which is keyed as the tasks are. None when its
+        state does not follow partitions (no state, a join, a table aggregation)."""
+        partitioned = self._partitioned
+        if partitioned is None or not partitioned.co_partitioned:
+            return None
+        owned = partitioned._owned
+        if owned is None:  # not assigned yet
+            return frozenset(), frozenset()
+        active = frozenset(owned)
+        if not partitioned.standby:
+            return active, frozenset()
+        if self._partition_count is None:
+            spec = self.store.describe_topic(partitioned.topic)
+            self._partition_count = spec.partitions if spec is not None else 0
+        return active, frozenset(range(self._partition_count)) - active
+
+    _partition_count: int | None = None
+
     def emit(self, rows: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
         assert encoder is not None and self.plan.sink is not None and self.group is not None
         records, errors = encode_windowed(encoder, self.plan.sink, rows)
