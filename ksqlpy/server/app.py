@@ -162,6 +162,7 @@ class KsqlServer:
                                     # authorized now, for good: the query runs as its creator
                                     log.info("Persistent query %s runs as user %r", started, user or "ANONYMOUS")
                             done.append(entities.entity_json(result, self.host))
+                            self.cluster.decorate(done[-1])
         except (AccessDenied, RateLimited) as e:
             return e.code.status, e.body()
         except Exception as e:  # noqa: BLE001 - mapped to ksqlDB's error responses

@@ -391,6 +391,99 @@ class ClusterAgent:
             }
         return out
 
+    # ---- what SHOW QUERIES EXTENDED, EXPLAIN and DESCRIBE EXTENDED say about the cluster
+
+    def decorate(self, entity: dict[str, Any]) -> None:
+        """Fill an entity's cluster-wide fields in place: a query description's
+        ``ksqlHostQueryStatus`` (every host: its state of the query, ``UNRESPONSIVE`` when dead)
+        and ``tasksMetadata`` (ksqlDB's ``StreamsTaskMetadata``: the tasks all hosts run, task
+        ``0_<partition>``, with end and committed offsets); a source description's write
+        queries count hosts per state, and its statistics name the partitions each host holds."""
+        if not self.clustered or not self.settings.heartbeat:
+            return
+        kind = entity.get("@type")
+        if kind == "queryDescription":
+            self._decorate_query(entity["queryDescription"])
+        elif kind == "query_descriptions":
+            for description in entity.get("queryDescriptions") or []:
+                self._decorate_query(description)
+        elif kind == "sourceDescription":
+            self._decorate_source(entity["sourceDescription"])
+
+    def _hosts_running(self, query_id: str) -> dict[str, tuple[bool, dict[str, Any]]]:
+        local = self.local_active_standby()
+        with self._lock:
+            found = {
+                host: (status.alive, local if host == self.local else status.active_standby)
+                for host, status in self.hosts.items()
+            }
+        return {h: (alive, per.get(query_id) or {}) for h, (alive, per) in found.items() if query_id in per}
+
+    def _decorate_query(self, description: dict[str, Any]) -> None:
+        query_id = str(description.get("id"))
+        hosts = self._hosts_running(query_id)
+        if not hosts:
+            return
+        local_state = description.get("state") or "RUNNING"
+        description["ksqlHostQueryStatus"] = {
+            host: (local_state if host == self.local else "RUNNING") if alive else "UNRESPONSIVE"
+            for host, (alive, _) in sorted(hosts.items())
+        }
+        store = self.engine.store
+        group = description.get("consumerGroupId")
+        ends: dict[str, dict[int, int]] = {}
+        committed: dict[str, dict[int, int]] = {}
+        tasks: dict[int, list[dict[str, Any]]] = {}
+        for _, (_, held) in sorted(hosts.items()):
+            for tp in held.get("activePartitions") or []:
+                topic, partition = str(tp["topic"]), int(tp["partition"])
+                try:
+                    if topic not in ends:
+                        ends[topic] = store.end_offsets(topic)
+                        committed[topic] = store.committed(group, topic) if group else {}
+                except Exception:  # noqa: BLE001 - a topic deleted meanwhile: no offsets to show
+                    ends[topic], committed[topic] = {}, {}
+                tasks.setdefault(partition, []).append(
+                    {
+                        "topicPartitionEntity": {"topic": topic, "partition": partition},
+                        "endOffset": int(ends[topic].get(partition, 0)),
+                        "committedOffset": int(committed[topic].get(partition, 0)),
+                    }
+                )
+        description["tasksMetadata"] = [
+            {"taskId": f"0_{p}", "topicOffsets": offsets, "timeCurrentIdlingStarted": None}
+            for p, offsets in sorted(tasks.items())
+        ]
+
+    def _decorate_source(self, description: dict[str, Any]) -> None:
+        name = str(description.get("name"))
+        for running in description.get("writeQueries") or []:
+            hosts = self._hosts_running(str(running.get("id")))
+            if hosts:
+                counts: dict[str, int] = {}
+                for alive, _ in hosts.values():
+                    state = str(running.get("state") or "RUNNING") if alive else "UNRESPONSIVE"
+                    counts[state] = counts.get(state, 0) + 1
+                running["statusCount"] = counts
+        if not description.get("extended"):
+            return
+        located = self.table_hosts(name)
+        if not located:
+            return
+        per_host: dict[str, tuple[list[int], list[int]]] = {}
+        for p, (active, standby) in sorted(located.items()):
+            for host in active:
+                per_host.setdefault(host, ([], []))[0].append(p)
+            for host in standby:
+                per_host.setdefault(host, ([], []))[1].append(p)
+        text = "; ".join(
+            f"{host} active partitions {active} standby partitions {standby}"
+            + ("" if self.alive(host) else " (not alive)")
+            for host, (active, standby) in sorted(per_host.items())
+        )
+        stats = str(description.get("statistics") or "")
+        description["statistics"] = (stats + " " if stats else "") + f"hosts: {text}"
+
     # ---- heartbeats
 
     def receive_heartbeat(self, host: str, timestamp: int) -> None:

@@ -196,12 +196,44 @@ def test_pull_queries_from_either_server_and_after_a_kill(standby_cluster: tuple
     assert part0 and rest and sorted(part0 + rest) == sorted(expected.values())
 
     # standby copies are announced: each server keeps the partitions it does not run
-    status = a.tables()
-    for host in status.values():
-        entry = host["activeStandbyPerQuery"][query_id]
-        active = {p["partition"] for p in entry["activePartitions"]}
-        standby = {p["partition"] for p in entry["standByPartitions"]}
-        assert active and standby == {0, 1, 2, 3} - active, entry
+    def standbys_announced() -> bool:
+        for host in a.tables().values():
+            entry = host["activeStandbyPerQuery"].get(query_id, {})
+            active = {p["partition"] for p in entry.get("activePartitions", [])}
+            standby = {p["partition"] for p in entry.get("standByPartitions", [])}
+            if not active or standby != {0, 1, 2, 3} - active:
+                return False
+        return True
+
+    assert _eventually(standbys_announced, 20), a.tables()
+
+    # SHOW QUERIES EXTENDED and DESCRIBE EXTENDED say which host runs which partitions
+    def described() -> dict[str, Any]:
+        (listing,) = b.ksql("SHOW QUERIES EXTENDED;")
+        (found,) = [d for d in listing["queryDescriptions"] if d["id"] == query_id]
+        return found
+
+    def all_tasks() -> bool:
+        return {t["taskId"] for t in described()["tasksMetadata"]} == {"0_0", "0_1", "0_2", "0_3"}
+
+    assert _eventually(all_tasks, 20), described()
+    assert described()["ksqlHostQueryStatus"] == {a.host: "RUNNING", b.host: "RUNNING"}
+    (source,) = a.ksql("DESCRIBE totals EXTENDED;")
+    statistics = source["sourceDescription"]["statistics"]
+    assert f"{a.host} active partitions" in statistics and f"{b.host} active partitions" in statistics
+    assert source["sourceDescription"]["writeQueries"][0]["statusCount"] == {"RUNNING": 2}
+
+    # a push query on either server sees the records of every partition
+    total = sum(i + 1 for i in range(len(KEYS)))
+    response = httpx.post(
+        f"{b.url}/query",
+        json={"ksql": f"SELECT * FROM pv EMIT CHANGES LIMIT {total};",
+              "streamsProperties": {"auto.offset.reset": "earliest"}},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    pushed = [item["row"]["columns"] for item in response.json()[1:] if "row" in item]
+    assert len(pushed) == total and {row[0] for row in pushed} == set(KEYS)
 
     # one server dies without a word: the other answers for every key
     b.process.send_signal(signal.SIGKILL)
