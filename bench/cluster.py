@@ -6,7 +6,8 @@
 over a 6-partition topic on one Tansu broker. Each cluster size gets its own service id and fresh
 ``ksqlpy server`` processes (real processes, real HTTP, heartbeats on); N events are loaded
 first, then the CTAS is issued and the figure is events/s from the statement's answer until the
-query's consumer group has committed the end of every partition. All servers share one machine,
+query's consumer group has committed the end of every partition of the input and of the
+repartition topic the GROUP BY goes through. All servers share one machine,
 so more servers show the cluster's overhead, not a speed-up.
 
 Failover (clusters of 2 and 3): once the load is processed, one server holding partitions is
@@ -109,12 +110,19 @@ class Server:
 
 
 def _committed_all(client: Engine, group: str, timeout: float) -> float:
-    """Wait until ``group`` has committed the end of every partition of the topic; when it had."""
+    """Wait until ``group`` has committed the end of every partition of the input topic and of its
+    repartition topic (the GROUP BY re-keys: records are aggregated once read back from there);
+    when it had."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        ends = client.store.end_offsets(TOPIC)
-        done = client.store.committed(group, TOPIC)
-        if all(done.get(p, 0) >= end for p, end in ends.items()):
+        topics = [TOPIC] + [
+            t.name for t in client.store.list_topics() if t.name.startswith(group) and t.name.endswith("-repartition")
+        ]
+        if len(topics) > 1 and all(
+            client.store.committed(group, topic).get(p, 0) >= end
+            for topic in topics
+            for p, end in client.store.end_offsets(topic).items()
+        ):
             return time.perf_counter()
         time.sleep(0.05)
     raise SystemExit(f"timed out waiting for {group} to commit the end of {TOPIC}")
