@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import httpx
 import orjson
 
-from ksqlpy.errors import ExecutionError
+from ksqlpy.errors import AnalysisError, ExecutionError
 from ksqlpy.runtime.pull import INTERNAL_REQUEST, PARTITIONS, SKIP_FORWARDING, PullTarget, pull_target
 from ksqlpy.runtime.rows import Row
 from ksqlpy.server.cluster import ClusterAgent
@@ -47,9 +47,25 @@ def _true(value: Any) -> bool:
     return str(value).strip().lower() == "true"
 
 
+def _max_lag(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise AnalysisError(f"Invalid value {value} for configuration {MAX_LAG}: Not a number of type LONG") from None
+
+
 def forwarded(properties: Mapping[str, str]) -> bool:
     """Whether a request came from another server and is to be answered here only."""
     return _true(properties.get(SKIP_FORWARDING, "false"))
+
+
+def _result(future: Future[list[Row] | None]) -> list[Row] | None:
+    """A forwarded request's rows; any failure of it moves its partitions on (None)."""
+    try:
+        return future.result()
+    except Exception:
+        log.info("Forwarding a pull query failed", exc_info=True)
+        return None
 
 
 class PullRouter:
@@ -92,7 +108,7 @@ class PullRouter:
             hosts = active + (standby if standbys else [])
             hosts = [h for h in dict.fromkeys(hosts) if self.agent.alive(h)]
             if max_lag is not None and app_id is not None:
-                limit = int(max_lag)
+                limit = _max_lag(max_lag)
                 hosts = [h for h in hosts if (lag := self.agent.lag_of(h, app_id, p)) is not None and lag <= limit]
             out[p] = hosts
         return out
@@ -120,7 +136,6 @@ class PullRouter:
         pending = dict(candidates)
         rows: list[Row] = []
         mine: frozenset[int] = frozenset()
-        header: Any = None
         while pending:
             by_host: dict[str, list[int]] = {}
             failed: list[int] = []
@@ -139,14 +154,13 @@ class PullRouter:
                     )
                 )
             local_parts = by_host.pop(self.agent.local, None)
-            remote = {h: ps for h, ps in by_host.items()}
-            with ThreadPoolExecutor(max(1, len(remote))) as pool:
+            with ThreadPoolExecutor(max(1, len(by_host))) as pool:
                 futures = {
-                    h: pool.submit(self._forward, h, text, properties, variables, ps) for h, ps in remote.items()
+                    h: pool.submit(self._forward, h, text, properties, variables, ps) for h, ps in by_host.items()
                 }
                 if local_parts is not None:
                     mine = mine | frozenset(local_parts)
-                answered = {h: f.result() for h, f in futures.items()}
+                answered = {h: _result(f) for h, f in futures.items()}
             next_round: dict[int, list[str]] = {}
             for host, parts in by_host.items():
                 got = answered.get(host)
