@@ -196,8 +196,6 @@ class GroupByQuery(PersistentQuery):
                     continue
                 self._idle.clear()
                 started = time.monotonic()
-                self.records_in += records.num_rows
-                self.bytes_in += record_bytes(records)
                 try:
                     self._batch(records, encoder, reader)
                 except BatchAborted as aborted:
@@ -216,6 +214,9 @@ class GroupByQuery(PersistentQuery):
         from_source = pc.equal(records.column("topic"), self.plan.source.topic)
         incoming = records.filter(from_source)
         grouped = records.filter(pc.invert(from_source))
+        # the query's input is its source's records: what it reads back is its own
+        self.records_in += incoming.num_rows
+        self.bytes_in += record_bytes(incoming)
         out = None
         with self.store.transaction() as tx:
             if incoming.num_rows:
