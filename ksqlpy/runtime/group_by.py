@@ -34,14 +34,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ksqlpy import sqltypes
+from ksqlpy.errors import KsqlpyError
 from ksqlpy.parser.ast import SourceKind
 from ksqlpy.planner.catalog import Column, ColumnNamespace, FormatInfo, Source
 from ksqlpy.planner.physical import AggregateStep, group_key_name
 from ksqlpy.runtime.aggregate import PART, SIGN, SKIP, AggregateProcessor
-from ksqlpy.runtime.codec import HEADERS, SinkEncoder, SourceDecoder
+from ksqlpy.runtime.codec import HEADERS, SinkEncoder, SourceDecoder, fields_of, serde_spec
 from ksqlpy.runtime.evaluate import TS
 from ksqlpy.runtime.query import BATCH_SIZE, PersistentQuery, encode_windowed, new_connection
+from ksqlpy.runtime.serde.format import validate_format
 from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.stats import record_bytes
 from ksqlpy.runtime.store.base import BatchAborted, TopicSpec
@@ -53,8 +54,8 @@ OLD = b"\x01"
 #: a retraction whose addition to the same group follows: one change, emitted once
 OLD_THEN_NEW = b"\x02"
 
-#: formats that write a value as a record of named fields
-_RECORD_FORMATS = frozenset({"JSON", "JSON_SR", "AVRO", "PROTOBUF", "PROTOBUF_NOSR"})
+#: formats that write a single value bare (a null argument would make a null record value)
+_UNWRAPPED = frozenset({"KAFKA", "NONE"})
 
 
 def internal_column(n: int) -> str:
@@ -79,8 +80,8 @@ def grouped_source(step: AggregateStep, application_id: str, partitions: int) ->
         kind=SourceKind.STREAM,
         topic=topic,
         columns=(*keys, *values),
-        key_format=_own_schema(spec.key_format),
-        value_format=_value_format(spec.value_format, types),
+        key_format=_key_format(spec.key_format, keys),
+        value_format=_value_format(spec.value_format, values),
         partitions=max(1, partitions),
     )
 
@@ -91,16 +92,30 @@ def _own_schema(fmt: FormatInfo) -> FormatInfo:
     return FormatInfo(format=fmt.format, properties=properties, wrap_single_value=fmt.wrap_single_value)
 
 
-def _value_format(fmt: FormatInfo, types: list[sqltypes.SqlType]) -> FormatInfo:
+def _holds(fmt: FormatInfo, columns: tuple[Column, ...], *, is_key: bool) -> bool:
+    try:
+        validate_format(serde_spec(fmt), fields_of(columns), is_key=is_key)
+    except KsqlpyError:
+        return False
+    return True
+
+
+def _key_format(fmt: FormatInfo, keys: tuple[Column, ...]) -> FormatInfo:
+    """The repartition key's format: the plan's, or JSON where it cannot hold the group key (a
+    plan may key the topic as ksqlDB keys the sink, in a format the planner left as the source's)."""
+    own = _own_schema(fmt)
+    return own if _holds(own, keys, is_key=True) else FormatInfo(format="JSON")
+
+
+def _value_format(fmt: FormatInfo, values: tuple[Column, ...]) -> FormatInfo:
     """The repartition value's format: the plan's, always wrapped, so that a row whose arguments
     are all null is still a record (a null value would be dropped as a stream tombstone); JSON
     where the plan's cannot hold the arguments as one record."""
-    simple = all(not isinstance(t, sqltypes.Struct | sqltypes.Array | sqltypes.Map) for t in types)
-    name = fmt.format.upper()
-    if not types or not (name in _RECORD_FORMATS or (name == "DELIMITED" and simple)):
-        return FormatInfo(format="JSON")
     own = _own_schema(fmt)
-    return FormatInfo(format=own.format, properties=own.properties, wrap_single_value=None)
+    own = FormatInfo(format=own.format, properties=own.properties, wrap_single_value=None)
+    if not values or own.format.upper() in _UNWRAPPED or not _holds(own, values, is_key=False):
+        return FormatInfo(format="JSON")
+    return own
 
 
 class GroupByQuery(PersistentQuery):
@@ -181,8 +196,6 @@ class GroupByQuery(PersistentQuery):
                     continue
                 self._idle.clear()
                 started = time.monotonic()
-                self.records_in += records.num_rows
-                self.bytes_in += record_bytes(records)
                 try:
                     self._batch(records, encoder, reader)
                 except BatchAborted as aborted:
@@ -201,6 +214,9 @@ class GroupByQuery(PersistentQuery):
         from_source = pc.equal(records.column("topic"), self.plan.source.topic)
         incoming = records.filter(from_source)
         grouped = records.filter(pc.invert(from_source))
+        # the query's input is its source's records: what it reads back is its own
+        self.records_in += incoming.num_rows
+        self.bytes_in += record_bytes(incoming)
         out = None
         with self.store.transaction() as tx:
             if incoming.num_rows:
@@ -222,6 +238,24 @@ class GroupByQuery(PersistentQuery):
             self.records_out += out.num_rows
             self.bytes_out += record_bytes(out)
             self.operator_counts.add("sink", out.num_rows)
+
+    def _settle(self) -> None:
+        """The source's positions as the base query settles them, and the repartition topic's:
+        after an empty poll every batch read from it is committed (its position then stands past
+        the transaction marker that ends the last one, which the group's commits do not reach)."""
+        super()._settle()
+        if self.group is None:
+            return
+        topic = self.target.topic
+        positions = self._reader.positions()
+        self._internal = {tp.partition: off for tp, off in positions.items() if tp.topic == topic}
+
+    _internal: dict[int, int] | None = None
+
+    def settled_internal(self, topic: str) -> dict[int, int]:
+        """Per partition of the repartition topic, the offset up to which everything read is
+        aggregated and committed (see :meth:`settled`)."""
+        return dict(self._internal or {}) if topic == self.target.topic else {}
 
     def _stage_one(self, records: pa.Table, state: Any) -> pa.Table:
         """The source's records, grouped and encoded for the repartition topic."""
@@ -315,7 +349,7 @@ def _aligned(flags: Any, records: pa.Table, decoded: pa.Table) -> pa.Array:
 
 def uses_repartition_topic(step: Any, store: Any) -> bool:
     """Whether a persistent query of ``step`` on ``store`` runs as a :class:`GroupByQuery`."""
-    return isinstance(step, AggregateStep) and step.repartition is not None and store.kind != "embedded"
+    return isinstance(step, AggregateStep) and step.repartition is not None and store.kind == "kafka"
 
 
 __all__ = [

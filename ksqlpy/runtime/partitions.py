@@ -1,18 +1,21 @@
 """State follows partitions: a persistent query's local state holds the partitions this server owns.
 
 Servers with the same service id on one Kafka cluster each run every persistent query as one member
-of its consumer group, which splits the input's partitions between them (ksqlDB's scale-out). A
-stateful query's changelog topics have as many partitions as its input, and each state change goes
-to the changelog partition of the input partition it came from (:mod:`ksqlpy.runtime.changelog`),
-as a Kafka Streams task logs to its own. :class:`PartitionedState` listens to the group:
+of its consumer group, which splits the input's partitions between them (ksqlDB's scale-out). An
+aggregation's changelog topics have as many partitions as its input (its repartition topic, for a
+GROUP BY that re-keys), and each state change goes to the changelog partition of the input
+partition it came from (:mod:`ksqlpy.runtime.changelog`), as a Kafka Streams task logs to its own.
+A join's stores, whose rows name no partition, keep one-partition changelogs and are restored
+whole (rows of partitions owned elsewhere are never looked up). :class:`PartitionedState` listens
+to the group:
 
 * **assigned**: a partition whose local state is behind the group's committed offset (another
   server processed it since, or this one never had it) is restored from its changelog partitions
   alone, before any of its input is read; state that is up to date (a restart of the server that
   owned it) is kept as it is. The local positions say which: they commit with the state.
-* **revoked**: nothing happens in the rebalance itself (no batch is in flight: callbacks run
-  between polls); the next assignment drops the state of every partition this server no longer
-  owns, with its positions, so a later assignment restores it afresh.
+* **revoked**: no batch is in flight (callbacks run between polls), and a join forgets the
+  records it held back; the next assignment drops the state of every partition this server no
+  longer owns, with its positions, so a later assignment restores it afresh.
 * **standbys** (``ksql.streams.num.standby.replicas`` > 0): the changelog partitions of the
   partitions this server does not own are tailed between batches into a local copy (the last
   changelog record per key, ``ksqlpy.standby``), one copy per server. When such a partition is
@@ -59,7 +62,7 @@ def _q(name: str) -> str:
 
 
 class PartitionedState:
-    """Keeps one query's logged state to the partitions of ``topic`` its reader owns."""
+    """Keeps one query's logged state to the partitions of its input its reader owns."""
 
     def __init__(
         self,
@@ -86,8 +89,6 @@ class PartitionedState:
         self.standby = store.standby_replicas > 0
         self._owned: set[int] | None = None
         self._standby_reader: _StandbyReader | None = None
-        #: (partition, changelog records read, records the changelog holds, from a warm copy)
-        self.restores: list[tuple[int, int, int, bool]] = []
         if self.standby:
             cursor = store.state_cursor()
             try:
@@ -204,7 +205,6 @@ class PartitionedState:
                     )
 
         self.store.restore_state(self.group, positions, rebuild)
-        self.restores.append((partition, read, held, warm is not None))
         log.info(
             "Restored %s of %s changelog records for partition %d of query %s%s in %.1f s.",
             f"{read:,}",

@@ -327,7 +327,8 @@ def _wait_writers(engine: Any, name: str, deadline: float, seen: set[str]) -> bo
             ends = {p: end for p, end in store.end_offsets(topic).items() if end > 0}
             while time.monotonic() < deadline and getattr(q, "error", None) is None:
                 committed = store.committed(group, topic)
-                if all(committed.get(p, 0) >= end for p, end in ends.items()):
+                done = q.settled_internal(topic)
+                if all(max(committed.get(p, 0), done.get(p, 0)) >= end for p, end in ends.items()):
                     break
                 time.sleep(0.005)
     return found

@@ -111,6 +111,8 @@ class QueryRunner:
             reader.wakeup()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        if self._partitioned is not None and (self._thread is None or not self._thread.is_alive()):
+            self._partitioned.close()  # its standby reader, whichever runner's loop ran
         if self.state is not QueryState.ERROR:
             self.state = QueryState.TERMINATED
 

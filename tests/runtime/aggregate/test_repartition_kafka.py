@@ -136,6 +136,11 @@ def test_a_group_by_a_value_goes_through_the_repartition_topic(kafka_bootstrap: 
             for page in PAGES
         }
         assert _latest(_consume(kafka_bootstrap, f"per_page_{run}")) == expected
+        # the record without a group went to the processing log, named by its source record
+        (logged,) = [json.loads(v or b"null") for _, _, v in _consume(kafka_bootstrap, engine.plog.topic)]
+        error = logged["MESSAGE"]["RECORDPROCESSINGERROR"]
+        assert error["ERRORMESSAGE"].startswith("Group-by column with index 0 resolved to null.")
+        assert error["CAUSE"][0].startswith(f"topic views_{run}, partition ")
 
         # EXPLAIN shows the query's two stages
         topology = query_description(engine, engine.queries["CTAS_PER_PAGE_0"], "").topology
@@ -277,3 +282,64 @@ def test_a_table_group_by_moves_rows_between_groups_as_ksqldb_does(
     assert len(grouped) == 4 + 2 * 3
     for partition, key, _ in grouped:
         assert key is not None and partition == partition_for_key(key, 3)
+
+
+def test_a_windowed_group_by_keeps_stream_time_per_repartition_partition(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    engine = _open(kafka_bootstrap, tmp_path / "data", f"grpwin_{run}_")
+    try:
+        _execute(
+            engine,
+            f"""
+            CREATE STREAM views (id VARCHAR KEY, page VARCHAR)
+              WITH (kafka_topic='views_{run}', value_format='JSON', partitions=2);
+            CREATE TABLE per_page WITH (kafka_topic='per_page_{run}') AS
+              SELECT page, COUNT(*) AS n FROM views
+              WINDOW TUMBLING (SIZE 10 SECONDS, GRACE PERIOD 0 SECONDS) GROUP BY page;
+            """,
+        )
+        # 'home' goes to repartition partition 0, 'docs' to 1 (murmur2 of the key)
+        assert (partition_for_key(b"home", 2), partition_for_key(b"docs", 2)) == (0, 1)
+        for page, ts in (("home", 100_000), ("docs", 5_000), ("home", 5_000)):
+            _execute(engine, f"INSERT INTO views (id, page, ROWTIME) VALUES ('v', '{page}', {ts});")
+            assert engine.wait_idle(60)
+        windows = sorted(
+            (r.values[0], r.values[1], r.values[2])
+            for r in engine.session().execute_query("SELECT page, WINDOWSTART, n FROM per_page;")
+        )
+    finally:
+        engine.close()
+    # 'docs' at 5s is on time in its partition, whose stream time is still 5s; 'home' at 5s is
+    # late in partition 0, where stream time is 100s (its window closed at 10s)
+    assert windows == [("docs", 0, 1), ("home", 100_000, 1)]
+
+
+def test_a_group_key_the_plans_key_format_cannot_hold_is_written_as_json(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    run = uuid.uuid4().hex[:8]
+    service = f"grpjson_{run}_"
+    engine = _open(kafka_bootstrap, tmp_path / "data", service)
+    try:
+        _execute(
+            engine,
+            f"""
+            CREATE STREAM s (id VARCHAR KEY, a INT, b VARCHAR)
+              WITH (kafka_topic='s_{run}', format='DELIMITED', partitions=1);
+            CREATE TABLE t WITH (kafka_topic='t_{run}', key_format='JSON') AS
+              SELECT STRUCT(A := a, B := b) AS k, COUNT(*) AS n FROM s GROUP BY STRUCT(A := a, B := b);
+            INSERT INTO s (id, a, b) VALUES ('1', 1, 'x');
+            INSERT INTO s (id, a, b) VALUES ('2', 1, 'x');
+            """,
+        )
+        assert engine.wait_idle(60)
+        assert not [e for q in engine.queries.values() for e in q.errors]
+        topic = f"_confluent-ksql-{service}query_CTAS_T_0-Aggregate-GroupBy-repartition"
+        # DELIMITED cannot hold a STRUCT key: the repartition topic keys it as JSON
+        assert {json.loads(k or b"null")["A"] for _, k, _ in _consume(kafka_bootstrap, topic)} == {1}
+        # the sink's value is DELIMITED: the count alone
+        assert _latest(_consume(kafka_bootstrap, f"t_{run}")) == {b'{"A":1,"B":"x"}': 2}
+    finally:
+        engine.close()
