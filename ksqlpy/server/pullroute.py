@@ -11,13 +11,15 @@ such a table is answered by the servers holding its partitions:
   agent counts dead are dropped; with ``ksql.query.pull.max.allowed.offset.lag`` set, so are hosts
   whose reported lag on the partition exceeds it, or that reported none.
 * **Route in rounds.** Partitions are grouped by their first remaining host, one request goes per
-  host; a partition whose host failed moves to its next host in the next round. This server
-  answers its own group locally; others get ``POST /query`` on their inter-node listener with
+  host; a partition whose host failed moves to its next host in the next round. A partition
+  without any valid host fails the query before any request ("Partition 2 failed to find valid
+  host. Hosts scanned: [...]"), one whose hosts all failed after ("Exhausted standby hosts to
+  try."). This server answers its own group locally; others get ``POST /query`` on their inter-node listener with
   ``requestProperties`` ``request.ksql.query.pull.skip.forwarding=true``,
   ``request.ksql.internal.request=true`` and ``request.ksql.query.pull.partition="0,2"``, and
   answer from those partitions, locally, without forwarding again.
 * **Merge.** The rows of all hosts, under the header this server's own answer has (LIMIT applied
-  to the whole). A partition no host could answer fails the query as ksqlDB's does.
+  to the whole).
 """
 
 from __future__ import annotations
@@ -132,27 +134,29 @@ class PullRouter:
         """Answer ``text`` from the hosts of its partitions; ``local(properties)`` answers here."""
         config = self.engine.session(properties, variables).config
         candidates = self.hosts(target, config)
-        tried: dict[int, list[str]] = {p: [] for p in candidates}
+        empty = [p for p, hosts in candidates.items() if not hosts]
+        if empty:
+            # as HARouting: before any request, partitions no valid host holds fail the query,
+            # naming every host located for them (filtered out by liveness, standby or lag)
+            located = self.agent.table_hosts(target.table)
+            raise ExecutionError(
+                "Unable to execute pull query. ["
+                + ", ".join(
+                    f"Partition {p} failed to find valid host. Hosts scanned: "
+                    f"[{', '.join(located.get(p, ([], []))[0] + located.get(p, ([], []))[1])}]"
+                    for p in sorted(empty)
+                )
+                + "]"
+            )
         pending = dict(candidates)
         rows: list[Row] = []
         mine: frozenset[int] = frozenset()
         while pending:
             by_host: dict[str, list[int]] = {}
-            failed: list[int] = []
             for p, hosts in pending.items():
                 if not hosts:
-                    failed.append(p)
-                    continue
+                    raise ExecutionError("Unable to execute pull query: Exhausted standby hosts to try.")
                 by_host.setdefault(hosts[0], []).append(p)
-            if failed:
-                scanned = {p: tried[p] for p in failed}
-                raise ExecutionError(
-                    "Unable to execute pull query. "
-                    + "; ".join(
-                        f"Partition {p} failed to find valid host. Hosts scanned: {hosts}"
-                        for p, hosts in sorted(scanned.items())
-                    )
-                )
             local_parts = by_host.pop(self.agent.local, None)
             with ThreadPoolExecutor(max(1, len(by_host))) as pool:
                 futures = {
@@ -164,17 +168,12 @@ class PullRouter:
             next_round: dict[int, list[str]] = {}
             for host, parts in by_host.items():
                 got = answered.get(host)
-                for p in parts:
-                    tried[p].append(host)
                 if got is None:
                     log.info("Pull query partitions %s move on from host %s", parts, host)
                     for p in parts:
                         next_round[p] = pending[p][1:]
                 else:
                     rows.extend(got)
-            if local_parts is not None:
-                for p in local_parts:
-                    tried[p].append(self.agent.local)
             pending = next_round
         # this server answers its partitions (none, for the header alone) as any local pull query
         header = local({**properties, PARTITIONS: ",".join(str(p) for p in sorted(mine)) or "-1"})

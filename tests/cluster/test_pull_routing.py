@@ -146,7 +146,8 @@ def _lookups(server: Server) -> dict[str, list[Any]]:
             if len(rows) == 1:
                 found[key] = rows[0]
         else:
-            assert "failed to find valid host" in response.text, response.text
+            message = response.json()["message"]
+            assert "failed to find valid host" in message or "Exhausted standby hosts" in message, message
     return found
 
 
