@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "json_shapes": ((), ("--events", "20000")),
     "joins": (("--store", "both"), ("--events", "100000")),
     "pull_security": ((), ("--seconds", "2", "--users", "200")),
+    "cluster": ((), ("--events", "20000", "--servers", "1,2")),
 }
 
 

@@ -146,6 +146,7 @@ class AggregateProcessor:
             schema=None,
             keys=self.group_cols,
             kind=StoreKind.WINDOW if self.windowed else StoreKind.KEY_VALUE,
+            partition=PART,
         )
         self._meta = StateStore(
             name="Aggregate-StreamTime",
@@ -155,6 +156,7 @@ class AggregateProcessor:
             schema=None,
             keys=("partition",),
             columns="stream_time BIGINT, partition INTEGER",
+            partition="partition",
         )
         #: a table aggregation's input: each source key's last row, as grouped
         self._sources = StateStore(
@@ -227,10 +229,13 @@ class AggregateProcessor:
     def changelog_topics(self, changelog_prefix: str) -> list[str]:
         return [store.changelog_topic(changelog_prefix) for store in self.stores]
 
-    def log_changes(self, changelog_prefix: str, state: duckdb.DuckDBPyConnection) -> list[TableLog]:
-        """From now on record every state change for the changelog topics; returns the logs."""
+    def log_changes(
+        self, changelog_prefix: str, state: duckdb.DuckDBPyConnection, partitions: int = 1
+    ) -> list[TableLog]:
+        """From now on record every state change for the changelog topics (of ``partitions``
+        partitions); returns the logs."""
         self._ensure_tables(state)
-        return [store.log_to(changelog_prefix, self.con, state) for store in self.stores]
+        return [store.log_to(changelog_prefix, self.con, state, partitions) for store in self.stores]
 
     def drop_state(self, state: duckdb.DuckDBPyConnection) -> None:
         """Delete this aggregation's state tables (the query was terminated)."""

@@ -5,12 +5,17 @@ Kafka, records live in the cluster and state in a local DuckDB file, committed r
 Kafka transaction. There every change a stateful operator makes to one of its state stores
 (:mod:`ksqlpy.runtime.state`: an aggregation's groups, a join's table sides and window buffers)
 is recorded by the store's :class:`TableLog` and written, inside the batch's Kafka transaction,
-to the store's compacted changelog topic (one partition, keyed by the store's key columns, a
-null value for a deleted row), as Kafka Streams logs a state store. A server whose local state is behind the query's committed positions
-(a lost or fresh state directory, or a crash between the Kafka commit and the local one) rebuilds
-the tables from their changelogs before it reads input, and so needs no input record again.
+to the store's compacted changelog topic (keyed by the store's key columns, a null value for a
+deleted row), as Kafka Streams logs a state store. A changelog has as many partitions as the
+query's input, and a change goes to the partition its row belongs to (the store's partition
+column: the input partition it was processed in); a store whose rows name no partition logs to
+one. A server whose local state is behind the query's committed positions (a lost or fresh state
+directory, a crash between the Kafka commit and the local one, or a partition that another
+server processed since) rebuilds the tables from their changelogs before it reads input, and so
+needs no input record again: :mod:`ksqlpy.runtime.partitions` does it per partition as the
+query's consumer group assigns them.
 
-Record layout (what :func:`restore` reads back):
+Record layout (what :func:`latest_rows` reads back):
 
 * key: the row's key columns as a JSON object (DuckDB's ``to_json``, the same bytes for the same
   key, which is what compaction needs; ``{}`` for a store of one row);
@@ -29,19 +34,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from ksqlpy.errors import KsqlpyError
 from ksqlpy.runtime.store.base import HEADER_TYPE, TopicSpec, TopicStore
 
 log = logging.getLogger("ksqlpy.changelog")
 
 SCHEMA_HEADER = "ksqlpy.state.schema"
-
-#: How long a restore may go without reading anything before it gives up.
-_STALL_SECONDS = 60.0
-#: How often a long restore says how far it is.
-_REPORT_SECONDS = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +52,9 @@ class StateTable:
     table: str  # the DuckDB table, schema-qualified and quoted
     keys: tuple[str, ...]  # its key columns
     topic: str  # its changelog topic
+    #: the column holding the source partition a row belongs to; None: every row is logged to
+    #: (and restored with) partition 0
+    partition: str | None = None
 
 
 def _q(name: str) -> str:
@@ -71,11 +75,17 @@ class TableLog:
     turns them into changelog records."""
 
     def __init__(
-        self, table: StateTable, con: duckdb.DuckDBPyConnection, state: duckdb.DuckDBPyConnection
+        self,
+        table: StateTable,
+        con: duckdb.DuckDBPyConnection,
+        state: duckdb.DuckDBPyConnection,
+        partitions: int = 1,
     ) -> None:
-        """``con`` runs the key encoding; ``state`` holds the table (which must exist)."""
+        """``con`` runs the key encoding; ``state`` holds the table (which must exist);
+        ``partitions``: the changelog topic's partitions."""
         self.table = table
         self.shape = _Shape(state, table)
+        self.partitions = max(1, partitions)
         self._con = con
         self._pending: list[tuple[pa.Table, bool]] = []
 
@@ -113,13 +123,24 @@ class TableLog:
         header = pa.array([[{"key": SCHEMA_HEADER, "value": shape.fingerprint}]] * n, HEADER_TYPE)
         return pa.table(
             {
-                "partition": pa.array([0] * n, pa.int32()),
+                "partition": self._partition_of(rows),
                 "timestamp": pa.array([now] * n, pa.int64()),
                 "key": key_bytes,
                 "value": values,
                 "headers": header,
             }
         )
+
+
+    def _partition_of(self, rows: pa.Table) -> pa.Array:
+        """Each change's changelog partition: that of the source partition its row belongs to
+        (Kafka Streams' rule: a task's store logs to the changelog partition of the task)."""
+        column = self.table.partition
+        if column is None or self.partitions == 1 or column not in rows.column_names:
+            return pa.array(np.zeros(rows.num_rows, dtype=np.int32))
+        parts = pc.fill_null(rows.column(column).combine_chunks().cast(pa.int32()), 0)
+        # A changelog made with fewer partitions (before it followed the input) takes them modulo.
+        return pa.array(np.mod(parts.to_numpy(zero_copy_only=False), self.partitions).astype(np.int32))
 
 
 def _key_bytes(con: duckdb.DuckDBPyConnection, keys: pa.Table, names: Sequence[str], n: int) -> pa.Array:
@@ -135,10 +156,13 @@ def _key_bytes(con: duckdb.DuckDBPyConnection, keys: pa.Table, names: Sequence[s
     return out.column(0).combine_chunks()
 
 
-def create_topics(store: TopicStore, topics: Sequence[str]) -> None:
+def create_topics(store: TopicStore, topics: Sequence[str], partitions: int = 1) -> None:
+    """Create the changelog topics (compacted) that do not exist yet, with ``partitions``
+    partitions: as many as the query's input, one per task."""
     for topic in topics:
         store.create_topic(
-            TopicSpec(name=topic, partitions=1, config={"cleanup.policy": "compact"}), exist_ok=True
+            TopicSpec(name=topic, partitions=max(1, partitions), config={"cleanup.policy": "compact"}),
+            exist_ok=True,
         )
 
 
@@ -172,83 +196,11 @@ def seed(store: TopicStore, logs: Sequence[TableLog]) -> None:
     )
 
 
-def restore(
-    store: TopicStore,
-    group: str,
-    source_topics: Sequence[str],
-    logs: Sequence[TableLog],
-) -> bool:
-    """Rebuild the logged tables from their changelogs when the local state is behind the group's
-    committed positions. Returns whether it did; False also when a changelog is missing (state
-    written before changelogs existed), leaving the store to re-read the input instead."""
-    positions = store.state_behind(group, source_topics)
-    if positions is None:
-        return False
-    tables = [log.table for log in logs]
-    missing = [t.topic for t in tables if store.describe_topic(t.topic) is None]
-    if missing:
-        log.warning(
-            "Consumer group %s: local state is behind and changelog %s is missing; re-reading the input instead.",
-            group,
-            ", ".join(missing),
-        )
-        return False
-    log.info(
-        "Consumer group %s: local state is behind its committed positions; restoring %d table(s) from changelog topics.",
-        group,
-        len(tables),
-    )
-    started = time.monotonic()
-    contents = {log.table.table: _read_changelog(store, log.table, log.shape) for log in logs}
-
-    def rebuild(con: duckdb.DuckDBPyConnection) -> None:
-        for t in tables:
-            rows = contents[t.table]
-            con.execute(f"DELETE FROM {t.table}")
-            if rows.num_rows:
-                con.register("__restored", rows)
-                try:
-                    con.execute(f"INSERT INTO {t.table} SELECT * FROM __restored")
-                finally:
-                    con.unregister("__restored")
-
-    store.restore_state(group, positions, rebuild)
-    log.info(
-        "Consumer group %s: state restored from %d changelog topic(s), %d row(s), in %.1f s.",
-        group,
-        len(tables),
-        sum(r.num_rows for r in contents.values()),
-        time.monotonic() - started,
-    )
-    return True
-
-
-def _read_changelog(store: TopicStore, table: StateTable, shape: _Shape) -> pa.Table:
-    """The table's rows as its changelog last left them."""
-    ends = {p: o for p, o in store.end_offsets(table.topic).items() if o > 0}
-    batches: list[pa.Table] = []
-    with store.open_reader([table.topic], start="earliest") as reader:
-        last_progress = last_report = time.monotonic()
-        while True:
-            positions = {tp.partition: o for tp, o in reader.positions().items() if tp.topic == table.topic}
-            if all(positions.get(p, 0) >= end for p, end in ends.items()):
-                break
-            batch = reader.poll(50_000, timeout=0.5)
-            if batch.num_rows:
-                batches.append(batch.select(["offset", "key", "value", "headers"]))
-                now = time.monotonic()
-                if now - last_report > _REPORT_SECONDS:
-                    done = sum(positions.values())
-                    log.info(
-                        "Restoring from %s: %d of %d records read.", table.topic, done, sum(ends.values())
-                    )
-                    last_report = now
-                last_progress = now
-            elif time.monotonic() - last_progress > _STALL_SECONDS:
-                raise KsqlpyError(f"Restoring state from changelog {table.topic} stalled")
-    if not batches:
+def latest_rows(records: pa.Table, shape: _Shape) -> pa.Table:
+    """The table's rows as changelog ``records`` (``offset``, ``key``, ``value``, ``headers``)
+    left them: the last record of each key, deleted keys left out."""
+    if records.num_rows == 0:
         return shape.schema.empty_table()
-    records = pa.concat_tables(batches)
     current = _schema_matches(records.column("headers"), shape.fingerprint)
     records = records.filter(current).drop_columns(["headers"])
     con = duckdb.connect()

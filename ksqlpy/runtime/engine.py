@@ -10,6 +10,7 @@ result entity per statement, and whose ``execute_query(text)`` starts a push or 
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -27,7 +28,7 @@ from ksqlpy.runtime.commandlog import Command, CommandLog
 from ksqlpy.runtime.config import EngineConfig
 from ksqlpy.runtime.depth import allow_deep_statements
 from ksqlpy.runtime.processing_log import PROCESSING_LOG_DDL, ProcessingLog
-from ksqlpy.runtime.query import PersistentQuery, PushQuery, QueryState
+from ksqlpy.runtime.query import PersistentQuery, QueryState
 from ksqlpy.runtime.rows import Row
 from ksqlpy.runtime.serde.registry import configure_registry
 from ksqlpy.runtime.store.base import TopicSpec as TopicSpecType
@@ -401,10 +402,29 @@ class Engine:
 
         self.unmaterialize(source.name, drop_state=False)
         group = f"_confluent-ksql-{self.config.service_id}materialize_{source.name}_{max(generation, 0)}"
-        m = Materializer(source, self.store, self.plog, group=group)
+        owned = functools.partial(self.held_partitions, source.name) if self.store.kind == "kafka" else None
+        m = Materializer(source, self.store, self.plog, group=group, owned=owned)
         self.materializers[source.name] = m
         if not self.replaying:
             m.start()
+
+    def table_owners(self, name: str) -> tuple[frozenset[int], frozenset[int]] | None:
+        """The partitions of table ``name`` whose task this server runs (active) and those it
+        keeps a standby copy of, as the persistent query writing the table holds them; None when
+        no query here writes it with state that follows partitions (a source table, a join):
+        then this server keeps every partition."""
+        for query in list(self.queries.values()):
+            plan = getattr(query, "plan", None)
+            if plan is None or plan.sink is None or plan.sink.name != name:
+                continue
+            owned = getattr(query, "owned_partitions", None)
+            return owned() if owned is not None else None
+        return None
+
+    def held_partitions(self, name: str) -> frozenset[int] | None:
+        """The partitions of table ``name`` this server materializes (active and standby)."""
+        owners = self.table_owners(name)
+        return None if owners is None else owners[0] | owners[1]
 
     def unmaterialize(self, name: str, *, drop_state: bool = True) -> None:
         """Stop materializing table ``name``; on DROP, also delete its state (not on replay,

@@ -45,7 +45,7 @@ from ksqlpy.runtime.query import BATCH_SIZE, PersistentQuery, encode_windowed, n
 from ksqlpy.runtime.serde.format import validate_format
 from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.stats import record_bytes
-from ksqlpy.runtime.store.base import TopicSpec
+from ksqlpy.runtime.store.base import BatchAborted, TopicSpec
 
 #: the trailing byte of a table GROUP BY's repartition record: an addition (the new value)
 NEW = b"\x00"
@@ -179,7 +179,7 @@ class GroupByQuery(PersistentQuery):
             self._processor = AggregateProcessor(step, self.query_id, new_connection())
             self._processor.counts = self.operator_counts
             self._prepare_state()
-            self._reader = self.store.open_reader(self.topics, group=self.group, start=self.start_position)
+            self._reader = self._open_reader(self.topics)
             self._reader.assignment()
             self._settle()
         except Exception as e:  # noqa: BLE001 - reported as the query's error
@@ -191,13 +191,17 @@ class GroupByQuery(PersistentQuery):
         try:
             while not self._stop.is_set():
                 records = reader.poll(BATCH_SIZE, timeout=0.2)
+                self._polled()
                 if records.num_rows == 0:
                     self._settle()
                     self._idle.set()
                     continue
                 self._idle.clear()
                 started = time.monotonic()
-                self._batch(records, encoder, reader)
+                try:
+                    self._batch(records, encoder, reader)
+                except BatchAborted as aborted:
+                    self._aborted(records, aborted)
                 self.batch_latency.observe(time.monotonic() - started)
         except Exception as e:  # noqa: BLE001 - reported as the query's error
             self._fail(e)
@@ -321,6 +325,11 @@ class GroupByQuery(PersistentQuery):
 
     def _source_topics(self) -> list[str]:
         return self.topics
+
+    def _state_partitions(self) -> tuple[list[str], bool]:
+        # State rows belong to the repartition partition they were aggregated from; a table's
+        # source rows (changed in stage one) stay in partition 0.
+        return [self.target.topic, self.plan.source.topic], not self._processor.is_table
 
 
 def _aligned(flags: Any, records: pa.Table, decoded: pa.Table) -> pa.Array:

@@ -19,6 +19,15 @@ both be columns, as in ksqlDB.
 that created the table) built each table, so a table re-created under the same name starts
 from an empty state instead of inheriting the old one.
 
+On a cluster (the Kafka store with ``owned`` given), each server reads every partition of the
+table's topic in no consumer group and keeps the rows of the partitions it holds, as a Kafka
+Streams instance holds the stores of its active and standby tasks: ``owned()`` names them (the
+partitions the query writing the table processes here, plus those it keeps standby copies of;
+None: all). When a partition is gained, its records up to the read position are read again
+from the topic into the state; when one is lost, its rows are deleted. Pull queries are routed
+to the servers holding a key's partition (``ksqlpy.server.pullroute``). The state is rebuilt
+from the topic when such a server starts (what it holds then is decided afresh).
+
 Window retention: a windowed aggregation's table (``WindowInfo.retention_ms`` set) keeps windows
 as Kafka Streams' segmented window and session stores do. The store tracks, per partition, the
 *observed stream time*: the largest segment timestamp ever put into it (tombstones included),
@@ -38,7 +47,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import duckdb
@@ -201,8 +210,20 @@ def drop_state(con: duckdb.DuckDBPyConnection, name: str) -> None:
 class Materializer:
     """Keeps ``mat."<NAME>"`` up to date with one table's topic, on its own thread."""
 
-    def __init__(self, source: Source, store: TopicStore, plog: ProcessingLog, *, group: str) -> None:
+    def __init__(
+        self,
+        source: Source,
+        store: TopicStore,
+        plog: ProcessingLog,
+        *,
+        group: str,
+        owned: Callable[[], frozenset[int] | None] | None = None,
+    ) -> None:
         self.layout = MatLayout(source=source)
+        #: the partitions this server keeps (None: all); see the module docstring
+        self.owned = owned
+        #: the partitions the state holds now (None: all of them)
+        self.held: frozenset[int] | None = None
         self.source = source
         self.store = store
         self.plog = plog
@@ -274,8 +295,13 @@ class Materializer:
         try:
             self._prepare()
             decoder = SourceDecoder(self.source, registry_for(self.store), split_windows=False)
-            reader = self._reader = self.store.open_reader([self.source.topic], group=self.group, start="earliest")
-            self._publish(self.store.committed(self.group, self.source.topic))
+            if self.owned is not None:
+                reader = self._reader = self._open_partitions()
+            else:
+                reader = self._reader = self.store.open_reader(
+                    [self.source.topic], group=self.group, start="earliest"
+                )
+                self._publish(self.store.committed(self.group, self.source.topic))
             # Where the reader starts, the state is complete: records before it are applied, or
             # gone from the topic for good (retention), so a pull query has nothing to wait for.
             self._publish({tp.partition: off for tp, off in reader.positions().items()})
@@ -286,6 +312,8 @@ class Materializer:
         self._ready.set()
         try:
             while not self._stop.is_set():
+                if self.owned is not None:
+                    self._follow(decoder, reader.positions())
                 records = reader.poll(BATCH_SIZE, timeout=0.2)
                 positions = reader.positions()
                 if records.num_rows == 0:
@@ -305,6 +333,43 @@ class Materializer:
             except Exception:
                 log.debug("closing the reader of %s failed", self.name, exc_info=True)
 
+    def _open_partitions(self) -> TopicReader:
+        """Every partition of the topic, from the start: the state was rebuilt empty."""
+        spec = self.store.describe_topic(self.source.topic)
+        count = spec.partitions if spec is not None else 1
+        self.held = frozenset()
+        return self.store.open_partition_reader({TopicPartition(self.source.topic, p): 0 for p in range(count)})
+
+    def _follow(self, decoder: SourceDecoder, positions: Mapping[TopicPartition, int]) -> None:
+        """Keep the state to the partitions this server holds now (cluster mode)."""
+        assert self.owned is not None
+        wanted = self.owned()
+        everything = frozenset(tp.partition for tp in positions)
+        now = everything if wanted is None else wanted & everything
+        held = everything if self.held is None else self.held
+        if now == held:
+            return
+        lost, gained = sorted(held - now), sorted(now - held)
+        again: list[pa.Table] = []
+        for p in gained:  # read before the transaction, which holds up every other writer
+            end = positions.get(TopicPartition(self.source.topic, p), 0)
+            if end > 0:
+                for batch in self.store.read_partition(self.source.topic, p, 0):
+                    batch = batch.filter(pc.less(batch.column("offset"), end))
+                    if batch.num_rows:
+                        again.append(batch)
+        with self.store.transaction() as tx:
+            con = tx.state
+            if lost:
+                listed = ", ".join(str(p) for p in lost)
+                con.execute(f"DELETE FROM {self.layout.ref} WHERE {quote_column(PARTITION_COLUMN)} IN ({listed})")
+                if self.layout.retention_ms is not None:
+                    con.execute(f"DELETE FROM {self.layout.stream_time_ref} WHERE part IN ({listed})")
+            for batch in again:
+                self._apply(con, batch, decoder)
+        self.held = now
+        log.info("Table %s now holds partition(s) %s (dropped %s, read again %s)", self.name, sorted(now), lost, gained)
+
     def _fail(self, e: BaseException) -> None:
         self.error = e
         log.error("Materializing table %s failed and stopped: %s", self.name, e, exc_info=e)
@@ -317,7 +382,7 @@ class Materializer:
             con = tx.state
             ensure_schema(con)
             row = con.execute(f"SELECT generation FROM {REGISTRY} WHERE name = ?", [self.name]).fetchone()
-            if row is None or row[0] != self.group:
+            if row is None or row[0] != self.group or self.owned is not None:
                 con.execute(f"DROP TABLE IF EXISTS {self.layout.ref}")
                 con.execute(f"DROP TABLE IF EXISTS {self.layout.stream_time_ref}")
                 con.execute(f"DELETE FROM {REGISTRY} WHERE name = ?", [self.name])
@@ -351,8 +416,12 @@ class Materializer:
     def _commit(
         self, records: pa.Table | None, decoder: SourceDecoder, positions: Mapping[TopicPartition, int]
     ) -> None:
+        if records is not None and self.held is not None:
+            # cluster mode: the records of partitions held elsewhere only advance the position
+            parts = pa.array(sorted(self.held), pa.int32())
+            records = records.filter(pc.is_in(pc.cast(records.column("partition"), pa.int32()), value_set=parts))
         with self.store.transaction() as tx:
-            if records is not None:
+            if records is not None and records.num_rows:
                 self._apply(tx.state, records, decoder)
             tx.commit_positions(self.group, positions)
         self._publish({tp.partition: off for tp, off in positions.items()})

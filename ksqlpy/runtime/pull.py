@@ -68,7 +68,96 @@ CATCH_UP_SECONDS = 30.0
 TABLE_SCAN = "ksql.query.pull.table.scan.enabled"
 RANGE_SCAN = "ksql.query.pull.range.scan.enabled"
 
+#: ksqlDB's request properties of a pull query forwarded by another server of the cluster
+#: (``KsqlRequestConfig``): answer from these partitions, locally, and forward nothing.
+PARTITIONS = "request.ksql.query.pull.partition"
+SKIP_FORWARDING = "request.ksql.query.pull.skip.forwarding"
+INTERNAL_REQUEST = "request.ksql.internal.request"
+
 _local = threading.local()
+
+
+def requested_partitions(properties: Any) -> frozenset[int] | None:
+    """The partitions a forwarded pull query is to read (``"0,2"``), None for all."""
+    value = properties.get(PARTITIONS) if properties is not None else None
+    if value is None or str(value).strip() == "":
+        return None
+    try:
+        return frozenset(int(p) for p in str(value).split(",") if p.strip())
+    except ValueError:
+        raise AnalysisError(f"Invalid value for {PARTITIONS}: {value}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class PullTarget:
+    """Where a table pull query's rows live: the table, its partition count, and the partitions
+    its keys fall in (None for a scan, which reads them all). ``limit``: the query's LIMIT."""
+
+    table: str
+    partitions: int
+    key_partitions: frozenset[int] | None
+    limit: int | None
+
+
+def pull_target(session: Any, text: str) -> PullTarget | None:
+    """Where the rows of pull query ``text`` live, when it is a ksqlDB pull query over a table
+    whose partitions this server may not all hold; else None (answered here as usual)."""
+    from ksqlpy import parser
+
+    engine = session.engine
+    try:
+        statements = parser.split_statements(text)
+        if len(statements) != 1:
+            return None
+        stmt = parser.parse_statement(statements[0])
+        if not isinstance(stmt, ast.QueryStatement) or stmt.query.refinement is not None:
+            return None
+        query = stmt.query
+        if not isinstance(query.from_, ast.Table):
+            return None
+        check_pull_shape(query)
+        source = engine.catalog.source(query.from_.name, query.from_.pos)
+        if not source.is_table or engine.materializers.get(source.name) is None:
+            return None
+        config = session.config
+        plan = analyze_table_pull(
+            query, source, table_scan=_flag(config, TABLE_SCAN), range_scan=_flag(config, RANGE_SCAN)
+        )
+        spec = engine.store.describe_topic(source.topic)
+        count = spec.partitions if spec is not None else 1
+        keys = key_partitions(engine, plan, count) if plan.access is Access.LOOKUP else None
+    except (KsqlpyError, PullShapeError):
+        return None  # answered here, which reports the error
+    return PullTarget(table=source.name, partitions=count, key_partitions=keys, limit=query.limit)
+
+
+def key_partitions(engine: Any, plan: TablePull, count: int) -> frozenset[int] | None:
+    """The partitions of the looked-up keys: Kafka's default partitioner over the serialized key
+    (a windowed table's records are placed by the key without its window, as Kafka Streams'
+    ``WindowedStreamPartitioner`` does). None when a key cannot be serialized (then all)."""
+    from ksqlpy.runtime import serde
+    from ksqlpy.runtime.codec import fields_of, serde_spec
+    from ksqlpy.runtime.serde.registry import registry_for
+    from ksqlpy.runtime.store.partitioner import partitions_for_keys
+
+    source = plan.source
+    try:
+        keys = _lookup_keys(plan)
+        ser = serde.serializer(
+            serde_spec(source.key_format),
+            fields_of(source.key_columns),
+            is_key=True,
+            registry=registry_for(engine.store),
+            topic=source.topic,
+        )
+        table = pa.table(
+            {c.name: keys.column(i).cast(sqltypes.to_arrow(c.type)) for i, c in enumerate(source.key_columns)}
+        )
+        encoded = ser.encode(table)
+    except Exception:
+        log.debug("Could not place the keys of a pull query on %s", source.name, exc_info=True)
+        return None
+    return frozenset(int(p) for p in partitions_for_keys(encoded, count).to_pylist())
 
 
 def _evaluator() -> duckdb.DuckDBPyConnection:
@@ -99,6 +188,7 @@ def start_pull(session: Any, stmt: ast.QueryStatement) -> Any:
     cached = start_prepared_pull(session, stmt)
     if cached is not None:
         return cached
+    partitions = requested_partitions(session.properties)
     try:
         check_pull_shape(query)
     except PullShapeError:
@@ -113,7 +203,7 @@ def start_pull(session: Any, stmt: ast.QueryStatement) -> Any:
     config = session.config
     table_scan, range_scan = _flag(config, TABLE_SCAN), _flag(config, RANGE_SCAN)
     prepared = _prepare(engine, stmt, source, table_scan=table_scan, range_scan=range_scan)
-    rows = _run_prepared(engine, prepared)
+    rows = _run_prepared(engine, prepared, partitions)
     from ksqlpy.runtime.streaming import StreamingQuery
 
     return StreamingQuery(
@@ -288,11 +378,11 @@ def start_prepared_pull(session: Any, stmt: ast.QueryStatement) -> Any | None:
     engine = session.engine
     if prepared is None or not prepared.current(engine):
         return None
-    return _answer_prepared(engine, prepared)
+    return _answer_prepared(engine, prepared, requested_partitions(session.properties))
 
 
-def _answer_prepared(engine: Any, prepared: _Prepared) -> Any:
-    rows = _run_prepared(engine, prepared)
+def _answer_prepared(engine: Any, prepared: _Prepared, partitions: frozenset[int] | None = None) -> Any:
+    rows = _run_prepared(engine, prepared, partitions)
     from ksqlpy.runtime.streaming import StreamingQuery
 
     return StreamingQuery(
@@ -328,12 +418,13 @@ def plan_pull(session: Any, stmt: ast.QueryStatement) -> Answer | None:
         )
     except KsqlpyError:
         return None
-    return functools.partial(_answer_current, engine, prepared)
+    partitions = requested_partitions(session.properties)
+    return functools.partial(_answer_current, engine, prepared, partitions)
 
 
-def _answer_current(engine: Any, prepared: _Prepared) -> Any | None:
+def _answer_current(engine: Any, prepared: _Prepared, partitions: frozenset[int] | None = None) -> Any | None:
     """Answer as planned, unless the table changed since (then None)."""
-    return _answer_prepared(engine, prepared) if prepared.current(engine) else None
+    return _answer_prepared(engine, prepared, partitions) if prepared.current(engine) else None
 
 
 def plan_sql_answer(session: Any, text: str) -> Answer | None:
@@ -372,20 +463,29 @@ def _prepare(engine: Any, stmt: ast.QueryStatement, source: Source, *, table_sca
     return prepared
 
 
-def _run_prepared(engine: Any, prepared: _Prepared) -> list[Row]:
+def _restricted(sql: str, layout: MatLayout, partitions: frozenset[int] | None) -> str:
+    """``sql`` reading only ``partitions`` of the table (a pull query forwarded for them)."""
+    if partitions is None:
+        return sql
+    listed = ", ".join(str(p) for p in sorted(partitions)) or "NULL"
+    only = f"(SELECT * FROM {layout.ref} WHERE {quote_column(PARTITION_COLUMN)} IN ({listed}))"
+    return sql.replace(f"{layout.ref} t", f"{only} t", 1)
+
+
+def _run_prepared(engine: Any, prepared: _Prepared, partitions: frozenset[int] | None = None) -> list[Row]:
     """Catch up, then read and evaluate in one statement when possible."""
     if prepared.sql is None:
-        return run_table_pull(engine, prepared.plan, prepared.materializer)
+        return run_table_pull(engine, prepared.plan, prepared.materializer, partitions)
     catch_up(engine, prepared.materializer)
     cursor = engine.store.state_cursor()
     try:
-        result = cursor.sql(prepared.sql).to_arrow_table()
+        result = cursor.sql(_restricted(prepared.sql, prepared.materializer.layout, partitions)).to_arrow_table()
     except duckdb.Error:
         # A ksqlpy function or a failure to report in the evaluator's words: evaluate in two
         # steps from now on (the same rows, the same errors as before).
         if _prepared.get(prepared.key) is prepared:
             _prepared[prepared.key] = dataclasses.replace(prepared, sql=None)
-        return _evaluate(engine, prepared.plan, prepared.materializer.layout)
+        return _evaluate(engine, prepared.plan, prepared.materializer.layout, partitions)
     finally:
         cursor.close()
     result = from_duckdb(result)
@@ -428,16 +528,18 @@ def _single_statement(plan: TablePull, layout: MatLayout) -> str:
     return sql
 
 
-def run_table_pull(engine: Any, plan: TablePull, materializer: Materializer) -> list[Row]:
+def run_table_pull(
+    engine: Any, plan: TablePull, materializer: Materializer, partitions: frozenset[int] | None = None
+) -> list[Row]:
     """Fetch the rows ``plan`` needs from the state database and evaluate it over them."""
     catch_up(engine, materializer)
-    return _evaluate(engine, plan, materializer.layout)
+    return _evaluate(engine, plan, materializer.layout, partitions)
 
 
-def _evaluate(engine: Any, plan: TablePull, layout: MatLayout) -> list[Row]:
+def _evaluate(engine: Any, plan: TablePull, layout: MatLayout, partitions: frozenset[int] | None = None) -> list[Row]:
     """Fetch the candidate rows, then evaluate WHERE, the projection and LIMIT over them on the
     evaluator connection (which has ksqlpy's functions)."""
-    fetched = _fetch(engine, plan, layout)
+    fetched = _fetch(engine, plan, layout, partitions)
     con = _evaluator()
     items = [f"{c.sql} AS {quote_column(c.name)}" for c in plan.columns]
     sql = f"SELECT {', '.join(items)} FROM input"
@@ -459,10 +561,10 @@ def _evaluate(engine: Any, plan: TablePull, layout: MatLayout) -> list[Row]:
     return table_to_rows(result, types)
 
 
-def _fetch(engine: Any, plan: TablePull, layout: MatLayout) -> pa.Table:
+def _fetch(engine: Any, plan: TablePull, layout: MatLayout, partitions: frozenset[int] | None = None) -> pa.Table:
     """The candidate rows: the looked-up keys, or the whole table, in scan order."""
     visible = ", ".join(f"t.{quote_column(n)}" for n, _ in layout.visible)
-    sql = f"SELECT {visible} FROM {layout.ref} t"
+    sql = _restricted(f"SELECT {visible} FROM {layout.ref} t", layout, partitions)
     cursor = engine.store.state_cursor()
     try:
         if plan.access is Access.LOOKUP:

@@ -28,7 +28,7 @@ from ksqlpy.runtime.processing_log import ProcessingLog
 from ksqlpy.runtime.rows import Row, table_to_rows
 from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.stats import LatencyHistogram, OperatorCounts, record_bytes
-from ksqlpy.runtime.store.base import StartPosition, TopicStore
+from ksqlpy.runtime.store.base import BatchAborted, StartPosition, TopicStore
 
 log = logging.getLogger("ksqlpy.query")
 
@@ -116,6 +116,8 @@ class QueryRunner:
             reader.wakeup()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        if self._partitioned is not None and (self._thread is None or not self._thread.is_alive()):
+            self._partitioned.close()  # its standby reader, whichever runner's loop ran
         if self.state is not QueryState.ERROR:
             self.state = QueryState.TERMINATED
 
@@ -148,7 +150,7 @@ class QueryRunner:
             encoder = SinkEncoder(self.plan.sink, registry_for(self.store)) if self.plan.sink is not None else None
             evaluator = self._evaluator(encoder)
             self._prepare_state()
-            self._reader = self.store.open_reader([source.topic], group=self.group, start=self.start_position)
+            self._reader = self._open_reader([source.topic])
             # Pin the start positions now: a reader may resolve ``latest`` lazily, on its first
             # poll (the embedded store does), and skip what is written before it.
             self._reader.assignment()
@@ -163,6 +165,7 @@ class QueryRunner:
         try:
             while not self._stop.is_set():
                 records = reader.poll(batch_size, timeout=0.2)
+                self._polled()
                 if records.num_rows == 0:
                     # Nothing left to read: every earlier batch is committed (or handed out).
                     self._settle()
@@ -178,14 +181,17 @@ class QueryRunner:
                 self.plog.write(self.query_id, decoded.errors)
                 self.operator_counts.add("source/0", records.num_rows)
                 self.operator_counts.add("main/in", decoded.table.num_rows)
-                if self._processor is not None:
-                    self.emit_stateful(decoded.table, encoder, reader)
-                else:
-                    assert evaluator is not None  # None only for a step with a processor
-                    result = evaluator.evaluate(decoded.table, self.query_id)
-                    self.plog.write(self.query_id, result.errors)
-                    self.operator_counts.add("main/out", result.rows.num_rows)
-                    self.emit(result.rows, encoder, reader)
+                try:
+                    if self._processor is not None:
+                        self.emit_stateful(decoded.table, encoder, reader)
+                    else:
+                        assert evaluator is not None  # None only for a step with a processor
+                        result = evaluator.evaluate(decoded.table, self.query_id)
+                        self.plog.write(self.query_id, result.errors)
+                        self.operator_counts.add("main/out", result.rows.num_rows)
+                        self.emit(result.rows, encoder, reader)
+                except BatchAborted as aborted:
+                    self._aborted(records, aborted)
                 self.batch_latency.observe(time.monotonic() - batch_started)
                 if self.done():
                     break
@@ -197,7 +203,27 @@ class QueryRunner:
                 reader.close()
             except Exception:
                 log.debug("closing reader of %s failed", self.query_id, exc_info=True)
+            if self._partitioned is not None:
+                self._partitioned.close()
             self.finished()
+
+    def _open_reader(self, topics: list[str]) -> Any:
+        """The query's reader of ``topics``; its state follows the partitions the group gives it."""
+        reader = self.store.open_reader(topics, group=self.group, start=self.start_position)
+        if self._partitioned is not None:
+            reader.listener = self._partitioned
+        return reader
+
+    def _polled(self) -> None:
+        """After each poll, on the query's thread: standby copies catch up with their changelogs."""
+        if self._partitioned is not None:
+            self._partitioned.keep_warm()
+
+    def _aborted(self, records: pa.Table, aborted: BatchAborted) -> None:
+        """The group moved this batch's partitions while it ran: its transaction was aborted
+        (state changes rolled back), and whoever owns them now reads its records again."""
+        log.info("Query %s: batch of %d record(s) aborted: %s", self.query_id, records.num_rows, aborted)
+        self._reader.rewind()
 
     def _settle(self) -> None:
         """Record the reader's positions as settled (called between batches, on the query's
@@ -275,6 +301,10 @@ class QueryRunner:
             return
         from ksqlpy.runtime import changelog
 
+        topics, co_partitioned = self._state_partitions()
+        if self.changelogs_follow_input:
+            spec = self.store.describe_topic(topics[0])
+            self._changelog_partitions = spec.partitions if spec is not None else max(1, self.plan.source.partitions)
         cursor = self.store.state_cursor()
         try:
             self._logs = tuple(self._log_changes(self.group, cursor))
@@ -283,9 +313,37 @@ class QueryRunner:
         if not self._logs:
             return
         new = [log for log in self._logs if self.store.describe_topic(log.topic) is None]
-        changelog.create_topics(self.store, [log.topic for log in self._logs])
-        if not changelog.restore(self.store, self.group, self._source_topics(), self._logs) and new:
+        changelog.create_topics(self.store, [log.topic for log in self._logs], self._changelog_partitions)
+        if new:
             changelog.seed(self.store, new)
+        from ksqlpy.runtime.partitions import PartitionedState
+
+        # Restored partition by partition as the group assigns them (see ``partitions``).
+        self._partitioned = PartitionedState(
+            self.store,
+            group=self.group,
+            query_id=self.query_id,
+            topics=topics,
+            logs=self._logs,
+            co_partitioned=self._changelog_partitions == 1 or co_partitioned,
+        )
+
+    def _state_partitions(self) -> tuple[list[str], bool]:
+        """The input topics whose partitions the state follows (co-partitioned: partition p of
+        each is task p; a state row's partition is one of the first's), and whether a row's
+        partition is that of the records that change it (an aggregation by the source's key;
+        one grouping by other columns places its rows where a repartition topic would, and a
+        table aggregation keeps all its state in partition 0)."""
+        processor = self._processor
+        by_key = bool(getattr(processor, "by_source_key", False)) and not getattr(processor, "is_table", False)
+        return [self.plan.source.topic], by_key
+
+    #: whether the changelogs have as many partitions as the input, each state row logged to
+    #: its own (a join's stores name no partition: one changelog partition, restored whole)
+    changelogs_follow_input = True
+    _changelog_partitions = 1
+    #: the listener that keeps state to the owned partitions (``partitions.PartitionedState``)
+    _partitioned: Any = None
 
     #: the state's changelogs (``changelog.TableLog``), set by :meth:`_prepare_state`
     _logs: tuple[Any, ...] = ()
@@ -294,7 +352,7 @@ class QueryRunner:
         """Start logging the state's changes; the logs (``changelog.TableLog``), one per store."""
         if self._processor is None:
             return []
-        return list(self._processor.log_changes(prefix, state))
+        return list(self._processor.log_changes(prefix, state, self._changelog_partitions))
 
     def _changelog_topics(self, prefix: str) -> list[str]:
         if self._processor is None:
@@ -343,6 +401,27 @@ class QueryRunner:
 
 class PersistentQuery(QueryRunner):
     """CSAS / CTAS / INSERT INTO ... SELECT: results go to the sink topic, exactly once per batch."""
+
+    def owned_partitions(self) -> tuple[frozenset[int], frozenset[int]] | None:
+        """The partitions this server's consumer was last assigned (its active tasks) and those
+        it keeps standby copies of (every other one, when standbys are on), as partition numbers
+        of the query's input and so of its sink, which is keyed as the tasks are. None when its
+        state does not follow partitions (no state, a join, a table aggregation)."""
+        partitioned = self._partitioned
+        if partitioned is None or not partitioned.co_partitioned:
+            return None
+        owned = partitioned._owned
+        if owned is None:  # not assigned yet
+            return frozenset(), frozenset()
+        active = frozenset(owned)
+        if not partitioned.standby:
+            return active, frozenset()
+        if self._partition_count is None:
+            spec = self.store.describe_topic(partitioned.topic)
+            self._partition_count = spec.partitions if spec is not None else 0
+        return active, frozenset(range(self._partition_count)) - active
+
+    _partition_count: int | None = None
 
     def emit(self, rows: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
         assert encoder is not None and self.plan.sink is not None and self.group is not None

@@ -53,11 +53,14 @@ class StateStore:
         previous: str | None = None,
         table: str | None = None,
         columns: str | None = None,
+        partition: str | None = None,
     ) -> None:
         """``owner`` (the query id) makes the table name unique in the state database;
         ``previous``: the table's name before stores were named (renamed on creation);
         ``table``: a table name of the store's own instead (qualified and quoted); ``columns``:
-        the table's columns as DDL, when SQL types (not ``schema``) describe them."""
+        the table's columns as DDL, when SQL types (not ``schema``) describe them; ``partition``:
+        the column holding the source partition a row belongs to (whose changelog partition it
+        is logged to, and with which it is restored and dropped when partitions move)."""
         self.name = name
         self.namespace = namespace
         self._owner = owner
@@ -69,6 +72,7 @@ class StateStore:
         self.kind = kind
         self.time = time
         self.previous = previous
+        self.partition = partition
         self.log: TableLog | None = None
 
     def rename(self, name: str) -> None:
@@ -117,12 +121,29 @@ class StateStore:
         return f"{prefix}-{self.name}-changelog"
 
     def log_to(
-        self, prefix: str, con: duckdb.DuckDBPyConnection, state: duckdb.DuckDBPyConnection
+        self,
+        prefix: str,
+        con: duckdb.DuckDBPyConnection,
+        state: duckdb.DuckDBPyConnection,
+        partitions: int = 1,
     ) -> TableLog:
         """From now on record every change for the changelog topic (the table must exist);
-        ``con`` encodes the records' keys."""
-        self.log = TableLog(StateTable(self.table, self.keys, self.changelog_topic(prefix)), con, state)
+        ``con`` encodes the records' keys; ``partitions``: the changelog's partitions (a row goes
+        to the one of its :attr:`partition` column, as a Kafka Streams task logs to its own)."""
+        table = StateTable(self.table, self.keys, self.changelog_topic(prefix), self.partition)
+        self.log = TableLog(table, con, state, partitions)
         return self.log
+
+    def _returning(self) -> str:
+        """What a logged delete returns: the keys, and the partition the row belonged to."""
+        cols = [*self.keys, *([self.partition] if self.partition and self.partition not in self.keys else [])]
+        return ", ".join(f"{self.table}.{_q(k)}" for k in cols) or "1"
+
+    def _gone(self, gone: pa.Table) -> pa.Table:
+        if not self.keys:
+            return gone
+        cols = [*self.keys, *([self.partition] if self.partition and self.partition not in self.keys else [])]
+        return gone.rename_columns(cols)
 
     # ------------------------------------------------------------------------ reads
 
@@ -163,7 +184,8 @@ class StateStore:
                 self.log.upserted(rows)
             else:
                 kept = pc.fill_null(rows.column(keep), False)
-                self.log.deleted(rows.filter(pc.invert(kept)).select(list(self.keys)))
+                part = [self.partition] if self.partition in rows.column_names and self.partition not in self.keys else []
+                self.log.deleted(rows.filter(pc.invert(kept)).select([*self.keys, *part]))
                 self.log.upserted(rows.filter(kept))
         where = f" WHERE {_q(keep)}" if keep else ""
         state.register("__new", rows)
@@ -203,9 +225,8 @@ class StateStore:
         if self.log is None:
             state.execute(sql, params)
             return
-        returning = ", ".join(f"{self.table}.{_q(k)}" for k in self.keys) or "1"
-        gone = state.sql(f"{sql} RETURNING {returning}", params=params).to_arrow_table()
-        self.log.deleted(gone.rename_columns(list(self.keys)) if self.keys else gone)
+        gone = state.sql(f"{sql} RETURNING {self._returning()}", params=params).to_arrow_table()
+        self.log.deleted(self._gone(gone))
 
     def expire(self, state: duckdb.DuckDBPyConnection, horizon: int, where: str = "TRUE") -> None:
         """A window store forgets rows at or before ``horizon`` (that ``where`` also holds for)."""
@@ -245,15 +266,13 @@ class StateStore:
 
     def _deleting(self, state: duckdb.DuckDBPyConnection, name: str, keys: pa.Table, sql: str) -> None:
         if self.log is not None:
-            returning = ", ".join(f"{self.table}.{_q(k)}" for k in self.keys) or "1"
-            sql += f" RETURNING {returning}"
+            sql += f" RETURNING {self._returning()}"
         state.register(name, keys)
         try:
             if self.log is None:
                 state.execute(sql)
             else:
-                gone = state.sql(sql).to_arrow_table()
-                self.log.deleted(gone.rename_columns(list(self.keys)) if self.keys else gone)
+                self.log.deleted(self._gone(state.sql(sql).to_arrow_table()))
         finally:
             state.unregister(name)
 

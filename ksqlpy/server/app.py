@@ -47,6 +47,7 @@ from ksqlpy.server.health import HealthCheck, ServerState, ServerStateMiddleware
 from ksqlpy.server.limits import ClientGone, PayloadTooLarge, check_statement, read_body
 from ksqlpy.server.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from ksqlpy.server.metrics import MetricsMiddleware, ServerMetrics, note_query
+from ksqlpy.server.pullroute import PullRouter
 from ksqlpy.server.quotas import QuotaMiddleware, Quotas, RateLimited, statement_kind
 from ksqlpy.server.streams import (
     InsertsEndpoint,
@@ -86,6 +87,8 @@ class KsqlServer:
         self.host = f"{listener.host}:{listener.port}" if listener else "localhost:8088"
         #: membership, heartbeats and lags (``server/cluster.py``); started once the engine is
         self.cluster = ClusterAgent(engine, config)
+        #: pull queries over tables whose partitions other servers hold (``server/pullroute.py``)
+        self.router = PullRouter(engine, self.cluster)
         self.server_state = ServerState()
         self.health = HealthCheck(self, self.server_state)
         #: the access-control rules (``server/acl.py``); None: every statement is allowed
@@ -159,6 +162,7 @@ class KsqlServer:
                                     # authorized now, for good: the query runs as its creator
                                     log.info("Persistent query %s runs as user %r", started, user or "ANONYMOUS")
                             done.append(entities.entity_json(result, self.host))
+                            self.cluster.decorate(done[-1])
         except (AccessDenied, RateLimited) as e:
             return e.code.status, e.body()
         except Exception as e:  # noqa: BLE001 - mapped to ksqlDB's error responses
@@ -169,6 +173,17 @@ class KsqlServer:
         return 200, done
 
     def start_query(self, text: str, properties: Mapping[str, str], variables: Mapping[str, str]) -> Any:
+        """Start ``text``; a pull query over a table whose partitions live on other servers of
+        the cluster is answered by them (see ``server/pullroute.py``)."""
+        target = self.router.target(text, properties, variables)
+        if target is not None:
+            answered = self.router.answer(
+                target, text, properties, variables, lambda props: self._start_here(text, props, variables)
+            )
+            return answered
+        return self._start_here(text, properties, variables)
+
+    def _start_here(self, text: str, properties: Mapping[str, str], variables: Mapping[str, str]) -> Any:
         session = self.engine.session(properties, variables)
         # A repeated pull query over a table only reads: it does not wait for statements (nor
         # they for its read-your-writes catch-up), and concurrent pull queries run in parallel.

@@ -8,8 +8,9 @@ each one runs, and how far its state stores lag — ksqlDB's ``HeartbeatAgent``,
 * **Discovery.** ksqlDB learns its peers from Kafka Streams metadata. ksqlpy learns them from a
   small compacted topic, ``_confluent-ksql-<service id>_cluster_hosts``: every
   ``ksql.heartbeat.discover.interval.ms`` each server announces there (key: its ``host:port``)
-  its inter-node URL and the partitions its consumers of each persistent query hold (assigned by
-  Kafka's group protocol; standbys are not kept, so those lists stay empty), and reads what the
+  its inter-node URL, the partitions its consumers of each persistent query hold (assigned by
+  Kafka's group protocol) and those it keeps standby copies of, and per materialized table the
+  partitions its state holds (``tables``, which pull-query routing reads), and reads what the
   others announced. A server that stops cleanly removes its record (a tombstone). New hosts start
   alive. The embedded store has no peers: the cluster is this server.
 * **Heartbeats.** Every ``ksql.heartbeat.send.interval.ms`` (100) a server posts
@@ -177,6 +178,8 @@ class HostStatus:
     url: str = ""
     active_standby: dict[str, Any] = field(default_factory=dict)
     lags: dict[str, Any] = field(default_factory=lambda: {"stateStoreLags": {}, "updateTimeMs": 0})
+    #: per materialized table, the partitions the host holds: {"active": [...], "standby": [...]}
+    tables: dict[str, Any] = field(default_factory=dict)
 
 
 class ClusterAgent:
@@ -275,7 +278,12 @@ class ClusterAgent:
 
     def _discover(self) -> None:
         announcement = orjson.dumps(
-            {"hostInfo": self.local, "url": self.url, "activeStandbyPerQuery": self.local_active_standby()}
+            {
+                "hostInfo": self.local,
+                "url": self.url,
+                "activeStandbyPerQuery": self.local_active_standby(),
+                "tables": self.local_tables(),
+            }
         )
         if announcement != self._announced:
             self._produce(announcement)
@@ -301,6 +309,66 @@ class ClusterAgent:
                         status = self.hosts[host] = HostStatus(True, _now_ms())
                     status.url = str(found.get("url") or f"http://{host}")
                     status.active_standby = dict(found.get("activeStandbyPerQuery") or {})
+                    status.tables = dict(found.get("tables") or {})
+
+    def local_tables(self) -> dict[str, dict[str, list[int]]]:
+        """Per materialized table, the partitions this server's state holds, split into those whose
+        task runs here (active) and warm copies (standby). Only what the state already holds
+        counts: a partition just gained is announced once it has been read in."""
+        out: dict[str, dict[str, list[int]]] = {}
+        engine = self.engine
+        for name, materializer in list(getattr(engine, "materializers", {}).items()):
+            held = materializer.held
+            if held is None:
+                spec = engine.store.describe_topic(materializer.source.topic)
+                held = frozenset(range(spec.partitions if spec is not None else 1))
+            owners = engine.table_owners(name)
+            active = held & owners[0] if owners is not None else held
+            out[name] = {"active": sorted(active), "standby": sorted(held - active)}
+        return out
+
+    def table_hosts(self, name: str) -> dict[int, tuple[list[str], list[str]]]:
+        """Per partition of table ``name``: the hosts holding it as active, then as standby, and
+        whether each is alive is left to the caller (:meth:`alive`)."""
+        local = self.local_tables()
+        with self._lock:
+            tables = {h: (local if h == self.local else s.tables) for h, s in self.hosts.items()}
+        out: dict[int, tuple[list[str], list[str]]] = {}
+        for host in sorted(tables, key=lambda h: (h != self.local, h)):  # this server first among equals
+            held = tables[host].get(name) or {}
+            for p in held.get("active") or ():
+                out.setdefault(int(p), ([], []))[0].append(host)
+            for p in held.get("standby") or ():
+                out.setdefault(int(p), ([], []))[1].append(host)
+        return out
+
+    def alive(self, host: str) -> bool:
+        """Whether the heartbeat agent counts ``host`` alive (every host, with heartbeats off)."""
+        if host == self.local or not self.settings.heartbeat:
+            return True
+        with self._lock:
+            status = self.hosts.get(host)
+            return status is not None and status.alive
+
+    def url_of(self, host: str) -> str:
+        with self._lock:
+            status = self.hosts.get(host)
+            return status.url if status is not None and status.url else f"http://{host}"
+
+    def lag_of(self, host: str, app_id: str, partition: int) -> int | None:
+        """The offset lag ``host`` last reported for partition ``partition`` of query
+        ``app_id``'s stores (the largest over them); None when it reported none."""
+        lags = self.local_lags() if host == self.local else None
+        with self._lock:
+            if lags is None:
+                status = self.hosts.get(host)
+                lags = status.lags if status is not None else {}
+            found = [
+                int(entry["lagByPartition"][str(partition)]["offsetLag"])
+                for key, entry in (lags.get("stateStoreLags") or {}).items()
+                if key.startswith(app_id + "#") and str(partition) in (entry.get("lagByPartition") or {})
+            ]
+        return max(found) if found else None
 
     def local_active_standby(self) -> dict[str, Any]:
         """Per persistent query, the partitions this server's consumer holds and its stores."""
@@ -311,13 +379,110 @@ class ClusterAgent:
                 assigned = list(reader.assignment()) if reader is not None else []
             except RuntimeError:  # the assignment changed under us: next round
                 assigned = []
+            owned = getattr(query, "owned_partitions", None)
+            held = owned() if owned is not None else None
+            standby = sorted(held[1]) if held is not None else []
+            topic = getattr(getattr(getattr(query, "plan", None), "source", None), "topic", None)
             out[query_id] = {
                 "activeStores": _stores(query),
                 "activePartitions": [{"topic": tp.topic, "partition": tp.partition} for tp in assigned],
-                "standByStores": [],
-                "standByPartitions": [],
+                "standByStores": _stores(query) if standby else [],
+                "standByPartitions": [{"topic": topic, "partition": p} for p in standby],
             }
         return out
+
+    # ---- what SHOW QUERIES EXTENDED, EXPLAIN and DESCRIBE EXTENDED say about the cluster
+
+    def decorate(self, entity: dict[str, Any]) -> None:
+        """Fill an entity's cluster-wide fields in place: a query description's
+        ``ksqlHostQueryStatus`` (every host: its state of the query, ``UNRESPONSIVE`` when dead)
+        and ``tasksMetadata`` (ksqlDB's ``StreamsTaskMetadata``: the tasks all hosts run, task
+        ``0_<partition>``, with end and committed offsets); a source description's write
+        queries count hosts per state, and its statistics name the partitions each host holds."""
+        if not self.clustered or not self.settings.heartbeat:
+            return
+        kind = entity.get("@type")
+        if kind == "queryDescription":
+            self._decorate_query(entity["queryDescription"])
+        elif kind == "query_descriptions":
+            for description in entity.get("queryDescriptions") or []:
+                self._decorate_query(description)
+        elif kind == "sourceDescription":
+            self._decorate_source(entity["sourceDescription"])
+
+    def _hosts_running(self, query_id: str) -> dict[str, tuple[bool, dict[str, Any]]]:
+        local = self.local_active_standby()
+        with self._lock:
+            found = {
+                host: (status.alive, local if host == self.local else status.active_standby)
+                for host, status in self.hosts.items()
+            }
+        return {h: (alive, per.get(query_id) or {}) for h, (alive, per) in found.items() if query_id in per}
+
+    def _decorate_query(self, description: dict[str, Any]) -> None:
+        query_id = str(description.get("id"))
+        hosts = self._hosts_running(query_id)
+        if not hosts:
+            return
+        local_state = description.get("state") or "RUNNING"
+        description["ksqlHostQueryStatus"] = {
+            host: (local_state if host == self.local else "RUNNING") if alive else "UNRESPONSIVE"
+            for host, (alive, _) in sorted(hosts.items())
+        }
+        store = self.engine.store
+        group = description.get("consumerGroupId")
+        ends: dict[str, dict[int, int]] = {}
+        committed: dict[str, dict[int, int]] = {}
+        tasks: dict[int, list[dict[str, Any]]] = {}
+        for _, (_, held) in sorted(hosts.items()):
+            for tp in held.get("activePartitions") or []:
+                topic, partition = str(tp["topic"]), int(tp["partition"])
+                try:
+                    if topic not in ends:
+                        ends[topic] = store.end_offsets(topic)
+                        committed[topic] = store.committed(group, topic) if group else {}
+                except Exception:  # noqa: BLE001 - a topic deleted meanwhile: no offsets to show
+                    ends[topic], committed[topic] = {}, {}
+                tasks.setdefault(partition, []).append(
+                    {
+                        "topicPartitionEntity": {"topic": topic, "partition": partition},
+                        "endOffset": int(ends[topic].get(partition, 0)),
+                        "committedOffset": int(committed[topic].get(partition, 0)),
+                    }
+                )
+        description["tasksMetadata"] = [
+            {"taskId": f"0_{p}", "topicOffsets": offsets, "timeCurrentIdlingStarted": None}
+            for p, offsets in sorted(tasks.items())
+        ]
+
+    def _decorate_source(self, description: dict[str, Any]) -> None:
+        name = str(description.get("name"))
+        for running in description.get("writeQueries") or []:
+            hosts = self._hosts_running(str(running.get("id")))
+            if hosts:
+                counts: dict[str, int] = {}
+                for alive, _ in hosts.values():
+                    state = str(running.get("state") or "RUNNING") if alive else "UNRESPONSIVE"
+                    counts[state] = counts.get(state, 0) + 1
+                running["statusCount"] = counts
+        if not description.get("extended"):
+            return
+        located = self.table_hosts(name)
+        if not located:
+            return
+        per_host: dict[str, tuple[list[int], list[int]]] = {}
+        for p, (active, standby) in sorted(located.items()):
+            for host in active:
+                per_host.setdefault(host, ([], []))[0].append(p)
+            for host in standby:
+                per_host.setdefault(host, ([], []))[1].append(p)
+        text = "; ".join(
+            f"{host} active partitions {active} standby partitions {standby}"
+            + ("" if self.alive(host) else " (not alive)")
+            for host, (active, standby) in sorted(per_host.items())
+        )
+        stats = str(description.get("statistics") or "")
+        description["statistics"] = (stats + " " if stats else "") + f"hosts: {text}"
 
     # ---- heartbeats
 

@@ -106,6 +106,8 @@ ENGINE_SETTINGS = frozenset(
         "cache.max.bytes.buffering",
         "commit.interval.ms",
         "num.stream.threads",
+        "num.standby.replicas",
+        "ksql.streams.num.standby.replicas",
         "processing.guarantee",
         "ksql.streams.processing.guarantee",
         "ksql.streams.bootstrap.servers",
@@ -116,6 +118,8 @@ ENGINE_SETTINGS = frozenset(
         "ksql.persistence.default.format.value",
         "ksql.query.pull.max.qps",
         "ksql.query.pull.max.concurrent.requests",
+        "ksql.query.pull.enable.standby.reads",
+        "ksql.query.pull.max.allowed.offset.lag",
     }
 )
 #: HTTPS and authentication settings (SECURITY-OPS.md section 2), read by the TLS and auth modules.

@@ -110,6 +110,9 @@ class QueryEndpoint:
             if self.legacy:
                 text = wire.optional_str(body, "ksql")
                 props = wire.properties(body, "streamsProperties")
+                # a pull query forwarded by another server of the cluster: which partitions to read
+                request = wire.properties(body, "requestProperties")
+                props.update({k: v for k, v in request.items() if k.startswith("request.ksql.")})
                 await self.server.call(self.server.await_command, wire.command_sequence_number(body))
             else:
                 text = wire.required_str(body, "sql")

@@ -90,6 +90,11 @@ class InputAligner:
             buffer.times = np.concatenate([buffer.times, times[lo:hi]])
             buffer.dry_since = buffer.behind_since = None
 
+    def forget(self) -> None:
+        """Drop every held record (its partition moved to another server, or its batch was
+        aborted): its reader reads it again from the last committed position."""
+        self._buffers.clear()
+
     def _buffer(self, tp: TopicPartition) -> _Buffer:
         buffer = self._buffers.get(tp)
         if buffer is None:

@@ -43,7 +43,7 @@ from ksqlpy.runtime.processing_log import ProcessingLog
 from ksqlpy.runtime.query import BATCH_SIZE, PersistentQuery, encode_windowed, new_connection
 from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.stats import OperatorCounts, record_bytes
-from ksqlpy.runtime.store.base import TopicSpec
+from ksqlpy.runtime.store.base import BatchAborted, TopicSpec
 
 #: ksqlDB's property for how long a task waits for an input with nothing buffered (Kafka Streams'
 #: default, 0: only while that input is behind its end)
@@ -56,6 +56,9 @@ class JoinQuery(PersistentQuery):
     """A persistent query whose plan joins two or more inputs."""
 
     _layout: Repartitioned | None = None
+    #: the join's stores keep one-partition changelogs (their rows name no partition), restored
+    #: whole when the group gives this server a partition its state is behind on
+    changelogs_follow_input = False
     #: the inner joins whose results are re-keyed through repartition topics: processor,
     #: input decoders, the re-keying select, writer
     _inner: list[tuple[JoinProcessor, list[SourceDecoder], StepEvaluator, JoinWriter]]
@@ -208,7 +211,10 @@ class JoinQuery(PersistentQuery):
                 bounds = self.plan.join.windowed and self.plan.sink.window is not None
                 self._post = StepEvaluator(step, con, window_bounds=bounds)
             self._prepare_state()
-            self._reader = self.store.open_reader(self.topics, group=self.group, start=self.start_position)
+            if self._partitioned is not None:
+                # records held back for a partition that moves are read again by its new owner
+                self._partitioned.on_revoke = lambda _partitions: self._aligner.forget()
+            self._reader = self._open_reader(self.topics)
         except Exception as e:  # noqa: BLE001 - reported as the query's error
             self._fail(e)
             self._ready.set()
@@ -220,6 +226,7 @@ class JoinQuery(PersistentQuery):
             while not self._stop.is_set():
                 wait = aligner.next_deadline()
                 records = reader.poll(self._poll_records, timeout=0.2 if wait is None else min(0.2, wait))
+                self._polled()
                 if records.num_rows:
                     self._idle.clear()
                     self.records_in += records.num_rows
@@ -235,7 +242,12 @@ class JoinQuery(PersistentQuery):
                         self._idle.set()
                     continue
                 started = time.monotonic()
-                self._batch(released, encoder, reader)
+                try:
+                    self._batch(released, encoder, reader)
+                except BatchAborted as aborted:
+                    aligner.forget()
+                    self._aborted(released, aborted)
+                    continue
                 self.batch_latency.observe(time.monotonic() - started)
         except Exception as e:  # noqa: BLE001 - reported as the query's error
             self._fail(e)
@@ -367,6 +379,10 @@ class JoinQuery(PersistentQuery):
 
     def _source_topics(self) -> list[str]:
         return self.topics
+
+    def _state_partitions(self) -> tuple[list[str], bool]:
+        # The join's inputs are co-partitioned; its stores' rows name no partition.
+        return self.topics, False
 
 
 def decode_inputs(

@@ -6,6 +6,8 @@
 * ``bootstrap.servers`` (or ``ksql.streams.bootstrap.servers``): use Kafka.
 * ``processing.guarantee`` (or ``ksql.streams.processing.guarantee``): ``exactly_once_v2`` /
   ``exactly_once`` make Kafka transactions real; otherwise Kafka transactions are at-least-once.
+* ``num.standby.replicas`` (or ``ksql.streams.num.standby.replicas``): keep warm copies of the
+  state of partitions other servers own (see ``ksqlpy.runtime.partitions``).
 * ``kafka.<name>``: extra librdkafka client settings, e.g. ``kafka.session.timeout.ms``.
 * ``ksqlpy.store.path``: the embedded DuckDB file (``:memory:`` allowed); by default
   ``<ksqlpy.data.dir>/ksqlpy.duckdb``, or ``:memory:`` when no data directory is set. On Kafka,
@@ -67,6 +69,7 @@ def open_store(config: Mapping[str, object]) -> TopicStore:
             state_path=state_path,
             transactional_id=transactional_id,
             state_memory_limit=None if memory_limit is None else str(memory_limit),
+            standby_replicas=int(_setting(config, "num.standby.replicas") or 0),
         )
 
     from ksqlpy.runtime.store.embedded import EmbeddedStore

@@ -10,12 +10,14 @@ Python object per record on the hot path.
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import duckdb
 import pyarrow as pa
+
+from ksqlpy.errors import TopicError
 
 HEADER_TYPE = pa.list_(pa.struct([pa.field("key", pa.string()), pa.field("value", pa.binary())]))
 
@@ -46,6 +48,21 @@ PRODUCE_SCHEMA = pa.schema(
 )
 
 StartPosition = Literal["earliest", "latest"]
+
+
+class BatchAborted(TopicError):
+    """A batch's transaction could not commit because this member no longer owns (all of) its
+    partitions: a rebalance moved them, or the group fenced this member. The batch's outputs
+    and state changes are discarded; whoever owns the partitions now reads its records again."""
+
+
+class RebalanceListener(Protocol):
+    """Told when a group reader's partitions move (on the reading thread, between polls)."""
+
+    def partitions_assigned(self, partitions: Sequence[TopicPartition]) -> None:
+        """``partitions``: the reader's whole assignment from now on."""
+
+    def partitions_revoked(self, partitions: Sequence[TopicPartition]) -> None: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -94,6 +111,13 @@ class TopicReader(abc.ABC):
     @abc.abstractmethod
     def wakeup(self) -> None:
         """Make a blocked :meth:`poll` return now (used to stop a query promptly)."""
+
+    #: told when partitions move between the members of the reader's group (Kafka only)
+    listener: RebalanceListener | None = None
+
+    def rewind(self) -> None:
+        """Go back to the last committed positions (after a :class:`BatchAborted`), so the
+        batch's records are read again if this reader still owns their partitions."""
 
     @property
     def replaying(self) -> bool:
@@ -188,6 +212,10 @@ class TopicStore(abc.ABC):
     #: The embedded store commits state with the log: it never falls behind.
     changelogged: bool = False
 
+    def state_positions(self, group: str) -> dict[TopicPartition, int]:
+        """The positions the local state reflects for ``group`` (none where state is not apart)."""
+        return {}
+
     def state_behind(self, group: str, topics: Sequence[str]) -> dict[TopicPartition, int] | None:
         """The group's committed positions on ``topics`` when the local state does not reflect
         them (lost, fresh, or left behind by a crash after the log committed); else None."""
@@ -198,10 +226,24 @@ class TopicStore(abc.ABC):
         group: str,
         positions: Mapping[TopicPartition, int],
         rebuild: Callable[[duckdb.DuckDBPyConnection], None],
+        forget: Sequence[TopicPartition] = (),
     ) -> None:
         """Run ``rebuild`` on the state database and record that the state now reflects the
-        group's ``positions``, in one local transaction."""
+        group's ``positions`` (and no longer any position on ``forget``), in one local transaction."""
         raise NotImplementedError(f"the {self.kind} store keeps no separate state")
+
+    #: how many warm copies of each partition's state other servers keep
+    #: (``ksql.streams.num.standby.replicas``)
+    standby_replicas: int = 0
+
+    def open_partition_reader(self, starts: Mapping[TopicPartition, int]) -> TopicReader:
+        """A reader of just these partitions, each from its given offset, in no group."""
+        raise NotImplementedError(f"the {self.kind} store reads no single partitions")
+
+    def read_partition(self, topic: str, partition: int, start: int = 0) -> Iterator[pa.Table]:
+        """The records (:data:`RECORD_SCHEMA`) of one partition from offset ``start`` to its end
+        as of now, in batches (committed records only where transactions are real)."""
+        raise NotImplementedError(f"the {self.kind} store reads no single partitions")
 
     @abc.abstractmethod
     def state_cursor(self) -> duckdb.DuckDBPyConnection:

@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -51,6 +51,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
 from ksqlpy.errors import TopicError
 from ksqlpy.runtime.store import _records
 from ksqlpy.runtime.store.base import (
+    BatchAborted,
     StartPosition,
     TopicPartition,
     TopicReader,
@@ -95,6 +96,16 @@ _PRODUCER_ONLY = (
 )
 #: Topic configs reported by describe_topic even when they hold the broker's default.
 _REPORTED_CONFIGS = frozenset({"cleanup.policy", "retention.ms", "retention.bytes", "delete.retention.ms"})
+#: Commit errors meaning the member's partitions moved (a rebalance) or it left the group.
+_MOVED = frozenset(
+    {
+        KafkaError.ILLEGAL_GENERATION,
+        KafkaError.UNKNOWN_MEMBER_ID,
+        KafkaError.REBALANCE_IN_PROGRESS,
+        KafkaError.FENCED_INSTANCE_ID,
+        KafkaError._ASSIGNMENT_LOST,
+    }
+)
 log = logging.getLogger("ksqlpy.store.kafka")
 _client_log = logging.getLogger("ksqlpy.store.kafka.client")
 _TIMEOUT = 30.0
@@ -135,6 +146,7 @@ class KafkaStore(TopicStore):
         transactional_id: str | None = None,
         state_path: str = ":memory:",
         state_memory_limit: str | None = None,
+        standby_replicas: int = 0,
     ) -> None:
         #: Local DuckDB database for state (aggregates, materialized tables); Kafka holds records.
         #: A state file that did not exist before is rebuilt (see :class:`KafkaReader`).
@@ -156,6 +168,7 @@ class KafkaStore(TopicStore):
         self._replay_batch: dict[str, bool] = {}
         config = {"bootstrap.servers": bootstrap_servers, **(client_config or {})}
         self._exactly_once = exactly_once
+        self.standby_replicas = standby_replicas
         self._transactional_id = (
             transactional_id or config.pop("transactional.id", None) or (f"ksqlpy-{uuid.uuid4()}")
         )
@@ -392,6 +405,9 @@ class KafkaStore(TopicStore):
         self.ready()  # the isolation level follows whether transactions hold
         return KafkaReader(self, tuple(topics), group, start)
 
+    def open_partition_reader(self, starts: Mapping[TopicPartition, int]) -> KafkaReader:
+        return KafkaReader(self, tuple(sorted({tp.topic for tp in starts})), None, "earliest", starts)
+
     def _helper(self, group: str) -> Consumer:
         """A consumer that never joins ``group``: for committed offsets, watermarks, group metadata."""
         self.ready()
@@ -432,6 +448,10 @@ class KafkaStore(TopicStore):
         try:
             self._member(group).commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
+            if _kafka_error(exc).code() in _MOVED:
+                raise BatchAborted(
+                    f"Positions of group '{group}' not committed: {_kafka_error(exc).str()}"
+                ) from exc
             raise TopicError(
                 f"Could not commit positions of group '{group}': {_kafka_error(exc).str()}"
             ) from exc
@@ -468,12 +488,18 @@ class KafkaStore(TopicStore):
         group: str,
         positions: Mapping[TopicPartition, int],
         rebuild: Callable[[duckdb.DuckDBPyConnection], None],
+        forget: Sequence[TopicPartition] = (),
     ) -> None:
         with self._tx_lock:
             cur = self.state_database.cursor()
             try:
                 cur.execute("BEGIN TRANSACTION")
                 rebuild(cur)
+                for tp in forget:
+                    cur.execute(
+                        "DELETE FROM ksqlpy.positions WHERE grp = ? AND topic = ? AND partition = ?",
+                        [group, tp.topic, tp.partition],
+                    )
                 for tp, offset in positions.items():
                     cur.execute(
                         "INSERT OR REPLACE INTO ksqlpy.positions VALUES (?, ?, ?, ?)",
@@ -485,6 +511,45 @@ class KafkaStore(TopicStore):
                 raise
             finally:
                 cur.close()
+
+    def read_partition(self, topic: str, partition: int, start: int = 0) -> Iterator[pa.Table]:
+        # The end is the end-of-partition event (the high watermark reads low on some brokers;
+        # under read_committed the event comes at the last stable offset).
+        consumer = Consumer(
+            {
+                **self._consumer_config,
+                "group.id": "ksqlpy-partition-reader",
+                "enable.partition.eof": "true",
+                "auto.offset.reset": "earliest",
+            }
+        )
+        try:
+            # An offset, not OFFSET_BEGINNING: resolving that costs a round of offset lookups
+            # (~0.4 s); below the log start, auto.offset.reset=earliest moves it up.
+            consumer.assign([KafkaTopicPartition(topic, partition, max(start, 0))])
+            last_progress = time.monotonic()
+            while True:
+                messages = consumer.consume(50_000, timeout=0.2)
+                usable: list[Message] = []
+                at_end = False
+                for m in messages:
+                    error = m.error()
+                    if error is None:
+                        usable.append(m)
+                    elif error.code() == KafkaError._PARTITION_EOF:
+                        at_end = True
+                    elif error.fatal():
+                        raise TopicError(f"Reading {topic}[{partition}] failed: {error.str()}")
+                if usable:
+                    table, _ = _records.from_messages(cast(list[_records.ConsumedMessage], usable))
+                    last_progress = time.monotonic()
+                    yield table
+                if at_end:
+                    return
+                if time.monotonic() - last_progress > 60:
+                    raise TopicError(f"Reading {topic}[{partition}] stalled at offset {start}")
+        finally:
+            consumer.close()
 
     def state_cursor(self) -> duckdb.DuckDBPyConnection:
         """State lives in a local DuckDB database; its transaction commits right after the Kafka
@@ -599,7 +664,10 @@ class KafkaTransactionContext(TransactionContext):
                 self._finish_replay()
             else:
                 if exc_type is None:
-                    tx.send()
+                    try:
+                        tx.send()
+                    except KafkaException as error:
+                        self._abort(error)
                 self._finish_kafka(exc_type)
             committed = exc_type is None
         finally:
@@ -624,6 +692,21 @@ class KafkaTransactionContext(TransactionContext):
                 store._replay.pop(group, None)
                 log.info("Consumer group %s: local state rebuilt up to its committed positions.", group)
 
+    def _abort(self, exc: KafkaException) -> None:
+        """Abort the transaction after ``exc``. The batch is lost to this member (the group moved
+        its partitions or fenced it: its offsets were refused), unless the producer itself is
+        fenced for good (another process took its transactional id), which stops the query."""
+        error = _kafka_error(exc)
+        tx = self._tx
+        assert tx is not None
+        if error.fatal() or not self._store.exactly_once:
+            raise TopicError(f"Transaction failed: {error.str()}") from exc
+        try:
+            tx.producer.abort_transaction(_TIMEOUT)
+        except KafkaException as again:
+            raise TopicError(f"Transaction could not be aborted: {_kafka_error(again).str()}") from again
+        raise BatchAborted(f"Transaction aborted: {error.str()}") from exc
+
     def _finish_kafka(self, exc_type: object) -> None:
         store, tx = self._store, self._tx
         assert tx is not None
@@ -634,8 +717,7 @@ class KafkaTransactionContext(TransactionContext):
             try:
                 tx.producer.commit_transaction(_TIMEOUT)
             except KafkaException as error:
-                tx.producer.abort_transaction(_TIMEOUT)
-                raise TopicError(f"Transaction aborted: {_kafka_error(error).str()}") from error
+                self._abort(error)
             if tx.errors:
                 raise TopicError(f"Transaction failed: {tx.errors[0].str()}")
             return
@@ -650,8 +732,14 @@ class KafkaReader(TopicReader):
     """A Consumer: subscribed through ``group`` when there is one, else assigned every partition."""
 
     def __init__(
-        self, store: KafkaStore, topics: tuple[str, ...], group: str | None, start: StartPosition
+        self,
+        store: KafkaStore,
+        topics: tuple[str, ...],
+        group: str | None,
+        start: StartPosition,
+        partitions: Mapping[TopicPartition, int] | None = None,
     ) -> None:
+        """``partitions``: read just these, each from its offset (no group)."""
         self._store = store
         self._topics = topics
         self._group = group
@@ -677,6 +765,14 @@ class KafkaReader(TopicReader):
             )
             with store._lock:
                 store._group_consumers.setdefault(group, []).append(self._consumer)
+        elif partitions is not None:
+            self._unassigned_topics = set()
+            chosen = [
+                KafkaTopicPartition(tp.topic, tp.partition, max(o, 0)) for tp, o in partitions.items()
+            ]
+            if chosen:
+                self._consumer.incremental_assign(chosen)
+                self._assigned.update(partitions)
         else:
             self._assign_new_topics()
 
@@ -684,6 +780,9 @@ class KafkaReader(TopicReader):
 
     def _on_assign(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         self._assigned.update(TopicPartition(p.topic, p.partition) for p in partitions)
+        if self.listener is not None:
+            # State follows the partitions: restored (or dropped) before any input is read.
+            self.listener.partitions_assigned(self.assignment())
         if self._group is not None and partitions:
             self._seek_to_state(consumer, partitions)
 
@@ -727,10 +826,37 @@ class KafkaReader(TopicReader):
             consumer.assign(partitions)
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
-        for p in partitions:
-            tp = TopicPartition(p.topic, p.partition)
+        revoked = [TopicPartition(p.topic, p.partition) for p in partitions]
+        for tp in revoked:
             self._assigned.discard(tp)
             self._next.pop(tp, None)
+        if self.listener is not None:
+            self.listener.partitions_revoked(revoked)
+
+    def rewind(self) -> None:
+        """Seek every assigned partition back to the position the local state (committed with
+        the last batch) stands at, else the group's committed offset."""
+        if self._group is None:
+            return
+        local = self._store.state_positions(self._group)
+        owned = [KafkaTopicPartition(tp.topic, tp.partition) for tp in self._assigned]
+        try:
+            committed = {
+                TopicPartition(k.topic, k.partition): k.offset
+                for k in self._consumer.committed(owned, timeout=_TIMEOUT)
+            }
+        except KafkaException:
+            committed = {}
+        for ktp in owned:
+            tp = TopicPartition(ktp.topic, ktp.partition)
+            offset = local.get(tp, committed.get(tp, -1))
+            self._next.pop(tp, None)
+            self._eof.pop(tp, None)
+            target = offset if offset >= 0 else (OFFSET_BEGINNING if self._start == "earliest" else OFFSET_END)
+            try:
+                self._consumer.seek(KafkaTopicPartition(tp.topic, tp.partition, target))
+            except KafkaException:
+                log.debug("rewinding %s[%d] failed (no longer assigned)", tp.topic, tp.partition)
 
     def _assign_new_topics(self) -> None:
         """Without a group: assign every partition of topics that exist (checked once a second)."""

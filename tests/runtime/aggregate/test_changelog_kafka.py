@@ -100,11 +100,13 @@ def test_state_is_restored_from_changelogs(
     if loss == "state one batch behind":
         data.mkdir()
         shutil.copy(snapshot, data / "state.duckdb")
-    caplog.set_level(logging.INFO, logger="ksqlpy.changelog")
+    caplog.set_level(logging.INFO, logger="ksqlpy.partitions")
     second = _open(kafka_bootstrap, data, run)
     try:
         assert second.wait_idle(120)
-        assert any("state restored from" in r.getMessage() for r in caplog.records)
+        # Each assigned partition is restored from its own changelog partitions.
+        restored = [r.getMessage() for r in caplog.records if "changelog records for partition" in r.getMessage()]
+        assert restored and all(" of query " in m for m in restored)
         # Restored, not rebuilt: the aggregations read none of their input again.
         assert _records_read(second) == 0
         _insert(
