@@ -23,6 +23,10 @@ BENCHMARKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "json_shapes": ((), ("--events", "20000")),
     "joins": (("--store", "both"), ("--events", "100000")),
     "pull_security": ((), ("--seconds", "2", "--users", "200")),
+    "ingest_push": (
+        (),
+        ("--rows", "20000", "--push-rows", "5000", "--fanout-rows", "500", "--seconds", "2", "--users", "200"),
+    ),
 }
 
 
