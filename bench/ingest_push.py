@@ -8,10 +8,13 @@ does not slow the inserter down.
 
 For 0, 1, 10 and 100 push queries (``SELECT * FROM s EMIT CHANGES`` on ``/query-stream``, a fresh
 stream each time, read from ``earliest`` so none can miss a row) one ``/inserts-stream`` request
-sends rows ``{"ID": ..., "N": i, "SENT": <epoch seconds at send>}`` as fast as the server takes
-them, and it reports:
+sends rows ``{"ID": ..., "N": i, "SENT": <epoch seconds at send>}``: as fast as the server takes
+them with no push query, at ``--rate`` rows/s (10,000) with 1 or 10 and at ``--fanout-rate``
+(1,000) with 100 (rows sent faster than they are delivered would only measure the queue in
+front of the server), and it reports:
 
-- rows/s accepted: rows acknowledged ``ok`` over the time from the first row sent to the last ack;
+- rows/s accepted: rows acknowledged ``ok`` over the time from the first row sent to the last ack
+  (with a rate, whether the server kept up with it);
 - per push query: rows received out of rows sent (nothing lost, in order), and the latency from a
   row's ``SENT`` stamp to its arrival at the reader, p50/p99 over all queries' rows; and the
   rows/s each query was delivered (its rows over the time from the first send to its last row).
@@ -22,6 +25,7 @@ with TLS as well).
 
     python bench/ingest_push.py                      # the full table
     python bench/ingest_push.py --queries 0,1 --rows 20000 --seconds 2
+    python bench/ingest_push.py --queries 1,10 --rate 0     # push queries, inserts unpaced
 """
 
 from __future__ import annotations
@@ -50,12 +54,17 @@ from pull_security import Server, load_users, measure, running_server
 CHUNK_ROWS = 200
 #: Give up on a push query that has had no row for this long after the inserts ended.
 READ_IDLE_SECONDS = 30.0
+#: Push queries sharing one HTTP/2 connection. ksqlDB's clients put many on one, but httpx's
+#: HTTP/2 connection then starves all but a few of its concurrent streams (a raw h2 client reads
+#: every stream's rows from the server), so each query gets its own.
+PER_CONNECTION = 1
 
 
 @dataclass(frozen=True, slots=True)
 class IngestCell:
     queries: int
     rows: int
+    rate: float  # rows/s offered (0: as fast as accepted)
     acked: int
     rows_per_s: float
     received_min: int
@@ -108,14 +117,13 @@ async def read_push(
 async def run_readers(url: str, stream: str, queries: int, expected: int, pipe: Connection) -> None:
     started: list[int] = []
     ready = asyncio.Event()
-    # One connection per 10 queries: ksqlDB's clients multiplex queries on one HTTP/2 connection.
     clients = [
         httpx.AsyncClient(base_url=url, http1=False, http2=True, timeout=60)
-        for _ in range((queries + 9) // 10)
+        for _ in range((queries + PER_CONNECTION - 1) // PER_CONNECTION)
     ]
     try:
         tasks = [
-            asyncio.create_task(read_push(clients[i // 10], stream, expected, ready, started))
+            asyncio.create_task(read_push(clients[i // PER_CONNECTION], stream, expected, ready, started))
             for i in range(queries)
         ]
         while True:
@@ -141,19 +149,26 @@ def reader_process(url: str, stream: str, queries: int, expected: int, pipe: Con
 # -- the inserter ------------------------------------------------------------------------------------
 
 
-async def insert_rows(url: str, stream: str, rows: int) -> tuple[int, float, float]:
-    """One /inserts-stream request of ``rows`` rows: (rows acked ok, first send time, seconds)."""
+async def insert_rows(url: str, stream: str, rows: int, rate: float = 0) -> tuple[int, float, float]:
+    """One /inserts-stream request of ``rows`` rows, ``rate`` rows/s at most (0: as fast as the
+    server takes them): (rows acked ok, first send time, seconds)."""
     first_sent: list[float] = []
+    chunk_rows = CHUNK_ROWS if rate <= 0 else max(1, min(CHUNK_ROWS, int(rate / 200)))
 
     async def body() -> AsyncIterator[bytes]:
         yield json.dumps({"target": stream}).encode() + b"\n"
-        for start in range(0, rows, CHUNK_ROWS):
+        start_at = time.perf_counter()
+        for start in range(0, rows, chunk_rows):
+            if rate > 0:
+                wait = start_at + start / rate - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
             now = time.time()
             if not first_sent:
                 first_sent.append(now)
             yield "".join(
                 f'{{"ID":"k{i % 100}","N":{i},"SENT":{now!r}}}\n'
-                for i in range(start, min(rows, start + CHUNK_ROWS))
+                for i in range(start, min(rows, start + chunk_rows))
             ).encode()
 
     acked = 0
@@ -169,7 +184,7 @@ async def insert_rows(url: str, stream: str, rows: int) -> tuple[int, float, flo
     return acked, first_sent[0] if first_sent else time.time(), seconds
 
 
-def ingest_case(server: Server, queries: int, rows: int) -> IngestCell:
+def ingest_case(server: Server, queries: int, rows: int, rate: float) -> IngestCell:
     stream = f"S{queries}"
     with httpx.Client(base_url=server.url, timeout=60) as client:
         response = client.post(
@@ -190,7 +205,7 @@ def ingest_case(server: Server, queries: int, rows: int) -> IngestCell:
         reader.start()
         if not parent.poll(120) or parent.recv() != "ready":
             raise SystemExit("the push queries did not start")
-    acked, first_sent, seconds = asyncio.run(insert_rows(server.url, stream, rows))
+    acked, first_sent, seconds = asyncio.run(insert_rows(server.url, stream, rows, rate))
     received_min, in_order, p50, p99, delivered = rows, True, float("nan"), float("nan"), float("nan")
     if reader is not None and parent is not None:
         if not parent.poll(READ_IDLE_SECONDS + 600):
@@ -203,19 +218,21 @@ def ingest_case(server: Server, queries: int, rows: int) -> IngestCell:
         p50, p99 = float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
         slowest = max(last for _, _, last in results)
         delivered = received_min / max(slowest - first_sent, 1e-9)
-    return IngestCell(queries, rows, acked, acked / seconds, received_min, in_order, p50, p99, delivered)
+    return IngestCell(
+        queries, rows, rate, acked, acked / seconds, received_min, in_order, p50, p99, delivered
+    )
 
 
 # -- report ------------------------------------------------------------------------------------------
 
 
 def print_ingest(cells: list[IngestCell]) -> None:
-    head = f"{'push queries':>12}  {'rows':>8}  {'acked':>8}  {'rows/s in':>10}  {'each got (min)':>14}  "
+    head = f"{'push queries':>12}  {'rows':>8}  {'offered/s':>9}  {'acked':>8}  {'rows/s in':>10}  {'each got (min)':>14}  "
     head += f"{'in order':>8}  {'p50 ms':>8}  {'p99 ms':>9}  {'rows/s out (each)':>17}"
     print(head)
     for c in cells:
         print(
-            f"{c.queries:>12}  {c.rows:>8,}  {c.acked:>8,}  {c.rows_per_s:>10,.0f}  "
+            f"{c.queries:>12}  {c.rows:>8,}  {(f'{c.rate:,.0f}' if c.rate else 'max'):>9}  {c.acked:>8,}  {c.rows_per_s:>10,.0f}  "
             f"{(f'{c.received_min:,}' if c.queries else '-'):>14}  {('yes' if c.in_order else 'NO'):>8}  "
             f"{c.p50_ms:>8.1f}  {c.p99_ms:>9.1f}  {c.delivered_per_s:>17,.0f}"
         )
@@ -236,6 +253,12 @@ def print_pull(cells: list[Any]) -> None:
             print(f"first failure ({c.endpoint}, {c.clients} clients): {c.first_failure}")
 
 
+def rate_for(queries: int, args: argparse.Namespace) -> float:
+    if queries == 0:
+        return 0.0
+    return float(args.rate if queries < 100 else args.fanout_rate)
+
+
 def rows_for(queries: int, args: argparse.Namespace) -> int:
     if queries == 0:
         return int(args.rows)
@@ -250,6 +273,13 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=100_000, help="rows inserted with no push query open")
     ap.add_argument("--push-rows", type=int, default=20_000, help="rows inserted with 1 or 10 push queries")
     ap.add_argument("--fanout-rows", type=int, default=5_000, help="rows inserted with 100 push queries")
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=10_000,
+        help="rows/s offered with 1 or 10 push queries (0: as fast as taken)",
+    )
+    ap.add_argument("--fanout-rate", type=float, default=1_000, help="rows/s offered with 100 push queries")
     ap.add_argument("--seconds", type=float, default=5.0, help="per pull-query cell (0: no pull cells)")
     ap.add_argument("--users", type=int, default=1000, help="keys in the pull queries' table")
     args = ap.parse_args()
@@ -259,7 +289,7 @@ def main() -> None:
     pull: list[Any] = []
     with running_server(False) as server:
         for queries in counts:
-            ingest.append(ingest_case(server, queries, rows_for(queries, args)))
+            ingest.append(ingest_case(server, queries, rows_for(queries, args), rate_for(queries, args)))
             print_ingest(ingest[-1:])
             sys.stdout.flush()
         if args.seconds > 0:

@@ -50,6 +50,7 @@ class StreamingQuery:
         with self._runner.cond:
             out = list(self._runner.buffer)
             self._runner.buffer.clear()
+            self._runner.cond.notify_all()  # a query waiting for room in its buffer goes on
         return out
 
     def poll(self, timeout: float) -> list[Row]:

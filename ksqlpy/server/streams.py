@@ -234,16 +234,17 @@ class InsertsEndpoint:
                     acks, failed = await self.server.call(
                         self.server.insert_rows, name, batch, properties, seq
                     )
+            # One ack per row, as ksqlDB writes them, but the acks of one batch of rows go out
+            # in one write: a send (and a DATA frame) per ack cost more than the insert itself.
+            chunk = bytearray()
             for ack in acks:
-                prefix = (b"[" if seq == 0 else b",") if as_array else b""
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "more_body": True,
-                        "body": prefix + dumps(ack) + (b"" if as_array else b"\n"),
-                    }
-                )
+                if as_array:
+                    chunk += (b"[" if seq == 0 else b",") + dumps(ack)
+                else:
+                    chunk += dumps(ack) + b"\n"
                 seq += 1
+            if chunk:
+                await send({"type": "http.response.body", "more_body": True, "body": bytes(chunk)})
         if failed:
             await lines.drain()
         tail = (b"]" if seq else b"[]") if as_array else b""
