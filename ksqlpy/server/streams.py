@@ -8,6 +8,8 @@ request-then-response framework cannot do.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -214,41 +216,63 @@ class InsertsEndpoint:
         )
         seq = 0
         failed = False
-        while not failed:
-            try:
-                batch = await lines.available_lines()
-            except ClientGone:
-                return
-            except RecordTooLarge as e:
-                acks, failed = [insert_ack(seq, e)], True
-            else:
-                if batch is None:
+        # The next rows are read while a batch goes into the store, so that rows arriving
+        # meanwhile make one larger batch (one transaction) rather than many small ones.
+        reading: asyncio.Task[tuple[list[bytes] | None, BaseException | None]] | None = None
+        try:
+            while not failed:
+                if reading is None:
+                    reading = asyncio.ensure_future(_read_lines(lines))
+                batch, problem = await reading
+                reading = None
+                if isinstance(problem, ClientGone):
+                    return
+                if problem is not None:  # RecordTooLarge: the rows before it were handed out
+                    acks, failed = [insert_ack(seq, problem)], True
+                elif batch is None:
                     break
-                try:
-                    self.server.quotas.admit_insert(
-                        scope.get("ksqlpy.user"), sum(len(line) for line in batch)
-                    )
-                except RestError as e:  # the user's insert byte rate: this row fails, the stream ends
-                    acks, failed = [insert_ack(seq, e)], True
                 else:
-                    acks, failed = await self.server.call(
-                        self.server.insert_rows, name, batch, properties, seq
-                    )
-            # One ack per row, as ksqlDB writes them, but the acks of one batch of rows go out
-            # in one write: a send (and a DATA frame) per ack cost more than the insert itself.
-            chunk = bytearray()
-            for ack in acks:
-                if as_array:
-                    chunk += (b"[" if seq == 0 else b",") + dumps(ack)
-                else:
-                    chunk += dumps(ack) + b"\n"
-                seq += 1
-            if chunk:
-                await send({"type": "http.response.body", "more_body": True, "body": bytes(chunk)})
+                    try:
+                        self.server.quotas.admit_insert(
+                            scope.get("ksqlpy.user"), sum(len(line) for line in batch)
+                        )
+                    except RestError as e:  # the user's insert byte rate: this row fails, the stream ends
+                        acks, failed = [insert_ack(seq, e)], True
+                    else:
+                        reading = asyncio.ensure_future(_read_lines(lines))
+                        acks, failed = await self.server.call(
+                            self.server.insert_rows, name, batch, properties, seq
+                        )
+                # One ack per row, as ksqlDB writes them, but the acks of one batch of rows go
+                # out in one write: a send per ack cost more than the insert itself (on HTTP/2
+                # each ack line is still a DATA frame of its own, see transport.py).
+                chunk = bytearray()
+                for ack in acks:
+                    if as_array:
+                        chunk += (b"[" if seq == 0 else b",") + dumps(ack)
+                    else:
+                        chunk += dumps(ack) + b"\n"
+                    seq += 1
+                if chunk:
+                    await send({"type": "http.response.body", "more_body": True, "body": bytes(chunk)})
+        finally:
+            if reading is not None:
+                # Stopped on a failed row: what is still arriving is drained (dropped) below.
+                reading.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reading
         if failed:
             await lines.drain()
         tail = (b"]" if seq else b"[]") if as_array else b""
         await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+async def _read_lines(lines: LineReader) -> tuple[list[bytes] | None, BaseException | None]:
+    """The next rows of an inserts stream, or what stopped them (the client left, a row too long)."""
+    try:
+        return await lines.available_lines(), None
+    except (ClientGone, RecordTooLarge) as e:
+        return None, e
 
 
 def insert_ack(seq: int, error: BaseException | None) -> dict[str, Any]:

@@ -232,7 +232,8 @@ def h2_frames(port: int, path: str, body: bytes, *, until_lines: int) -> list[by
         while not ended and sum(f.count(b"\n") for f in frames) < until_lines:
             for event in client.receive_data(s.recv(65536)):
                 if isinstance(event, h2.events.DataReceived) and event.stream_id == 1:
-                    frames.append(event.data)
+                    if event.data:  # not the empty frame that may end the stream
+                        frames.append(event.data)
                     client.acknowledge_received_data(event.flow_controlled_length, 1)
                 elif isinstance(event, h2.events.StreamEnded):
                     ended = True
