@@ -73,6 +73,11 @@ class StreamingQuery:
             return self._runner.ended and not self._runner.buffer
 
     @property
+    def records_read(self) -> int:
+        """Source records the query has read (it stops reading while its client is behind)."""
+        return self._runner.records_in if self._runner is not None else 0
+
+    @property
     def end_reason(self) -> str | None:
         if self._runner is None:
             return "COMPLETED"
