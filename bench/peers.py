@@ -12,7 +12,8 @@ median events/s and the ratios:
 
 Virtual environments and scratch files stay outside the repository (``--home``, default
 ``~/.cache/ksqlpy/bench-peers``; ``PEERS_VENV``, ``KSQLPY_VENV``, ``PEERS_WORK`` override them).
-When ``../shared/bench-peers`` is not there, it says so and runs nothing.
+When ``../shared/bench-peers`` is not there (nor ``shared/bench-peers`` beside a parent folder,
+nor ``$KSQLPY_BENCH_PEERS``), it says so and runs nothing.
 
     python bench/peers.py                                    # 1M events, 3 runs a case (~25 min)
     python bench/peers.py --n 100000 --runs 1 --cases ksqlpy.q1,bytewax.q1
@@ -29,7 +30,20 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PEERS = ROOT.parent / "shared" / "bench-peers"
+
+
+def find_peers() -> Path:
+    """``$KSQLPY_BENCH_PEERS``, else ``shared/bench-peers`` beside the repository (``../shared``)
+    or beside one of its parent folders (a git worktree kept in a subfolder)."""
+    if os.environ.get("KSQLPY_BENCH_PEERS"):
+        return Path(os.environ["KSQLPY_BENCH_PEERS"])
+    for folder in ROOT.parents:
+        if (folder / "shared" / "bench-peers" / "run_all.sh").is_file():
+            return folder / "shared" / "bench-peers"
+    return ROOT.parent / "shared" / "bench-peers"
+
+
+PEERS = find_peers()
 
 KSQLPY_CASES = ("ksqlpy.q1", "ksqlpy.q2", "ksqlpy.q2-nocache", "ksqlpy-embedded.q1", "ksqlpy-embedded.q2")
 PEER_CASES = ("bytewax.q1", "bytewax.q2", "limit.duckdb-file.q1", "limit.duckdb-file.q2")
