@@ -17,7 +17,9 @@ front of the server), and it reports:
   (with a rate, whether the server kept up with it);
 - per push query: rows received out of rows sent (nothing lost, in order), and the latency from a
   row's ``SENT`` stamp to its arrival at the reader, p50/p99 over all queries' rows; and the
-  rows/s each query was delivered (its rows over the time from the first send to its last row).
+  rows/s each query was delivered (its rows over the time from the first send to its last row);
+- the server process's CPU time per row it handled (each row in, and each row out to each push
+  query): on a shared machine rows/s follow the load, CPU per row much less.
 
 Then a table of users is loaded and key lookups are timed with 1 and 8 concurrent clients over
 ``/query`` (HTTP/1.1) and ``/query-stream`` (HTTP/2), p50/p99 (``pull_security.py`` does the same
@@ -60,6 +62,31 @@ READ_IDLE_SECONDS = 30.0
 PER_CONNECTION = 1
 
 
+def server_pid() -> int | None:
+    """The ``ksqlpy server`` process this one started (found in /proc; Linux only)."""
+    me = os.getpid()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == me and b"server" in (stat.parent / "cmdline").read_bytes().split(b"\0"):
+                return int(stat.parent.name)
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of process ``pid`` so far (NaN when unknown): unlike rows/s, the
+    server's CPU per row hardly moves with the load of a shared machine."""
+    if pid is None:
+        return float("nan")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass(frozen=True, slots=True)
 class IngestCell:
     queries: int
@@ -72,6 +99,7 @@ class IngestCell:
     p50_ms: float
     p99_ms: float
     delivered_per_s: float  # slowest query's rows/s
+    cpu_us_per_row: float  # server CPU per row handled: each row in, and each row out to a query
 
 
 # -- push readers (a process of their own) -----------------------------------------------------------
@@ -197,6 +225,7 @@ def ingest_case(server: Server, queries: int, rows: int, rate: float) -> IngestC
         response.raise_for_status()
     reader = None
     parent = None
+    pid = server_pid()
     if queries:
         parent, child = mp.get_context("spawn").Pipe()
         reader = mp.get_context("spawn").Process(
@@ -205,6 +234,7 @@ def ingest_case(server: Server, queries: int, rows: int, rate: float) -> IngestC
         reader.start()
         if not parent.poll(120) or parent.recv() != "ready":
             raise SystemExit("the push queries did not start")
+    cpu0 = cpu_seconds(pid)
     acked, first_sent, seconds = asyncio.run(insert_rows(server.url, stream, rows, rate))
     received_min, in_order, p50, p99, delivered = rows, True, float("nan"), float("nan"), float("nan")
     if reader is not None and parent is not None:
@@ -218,8 +248,10 @@ def ingest_case(server: Server, queries: int, rows: int, rate: float) -> IngestC
         p50, p99 = float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
         slowest = max(last for _, _, last in results)
         delivered = received_min / max(slowest - first_sent, 1e-9)
+    handled = acked + (received_min * queries if reader is not None else 0)
+    cpu_us = (cpu_seconds(pid) - cpu0) / max(handled, 1) * 1e6
     return IngestCell(
-        queries, rows, rate, acked, acked / seconds, received_min, in_order, p50, p99, delivered
+        queries, rows, rate, acked, acked / seconds, received_min, in_order, p50, p99, delivered, cpu_us
     )
 
 
@@ -228,13 +260,15 @@ def ingest_case(server: Server, queries: int, rows: int, rate: float) -> IngestC
 
 def print_ingest(cells: list[IngestCell]) -> None:
     head = f"{'push queries':>12}  {'rows':>8}  {'offered/s':>9}  {'acked':>8}  {'rows/s in':>10}  {'each got (min)':>14}  "
-    head += f"{'in order':>8}  {'p50 ms':>8}  {'p99 ms':>9}  {'rows/s out (each)':>17}"
+    head += (
+        f"{'in order':>8}  {'p50 ms':>8}  {'p99 ms':>9}  {'rows/s out (each)':>17}  {'server CPU us/row':>17}"
+    )
     print(head)
     for c in cells:
         print(
             f"{c.queries:>12}  {c.rows:>8,}  {(f'{c.rate:,.0f}' if c.rate else 'max'):>9}  {c.acked:>8,}  {c.rows_per_s:>10,.0f}  "
             f"{(f'{c.received_min:,}' if c.queries else '-'):>14}  {('yes' if c.in_order else 'NO'):>8}  "
-            f"{c.p50_ms:>8.1f}  {c.p99_ms:>9.1f}  {c.delivered_per_s:>17,.0f}"
+            f"{c.p50_ms:>8.1f}  {c.p99_ms:>9.1f}  {c.delivered_per_s:>17,.0f}  {c.cpu_us_per_row:>17.1f}"
         )
 
 
