@@ -219,12 +219,20 @@ class InsertsEndpoint:
         # The next rows are read while a batch goes into the store, so that rows arriving
         # meanwhile make one larger batch (one transaction) rather than many small ones.
         reading: asyncio.Task[tuple[list[bytes] | None, BaseException | None]] | None = None
+        deferred: BaseException | None = None  # what ended the rows, once they are in
+        batch: list[bytes] | None
+        problem: BaseException | None
         try:
             while not failed:
-                if reading is None:
-                    reading = asyncio.ensure_future(_read_lines(lines))
-                batch, problem = await reading
-                reading = None
+                if deferred is not None:
+                    batch, problem, deferred = None, deferred, None
+                else:
+                    if reading is None:
+                        reading = asyncio.ensure_future(_read_lines(lines, None))
+                    batch, problem = await reading
+                    reading = None
+                    if batch and problem is not None:
+                        deferred, problem = problem, None
                 if isinstance(problem, ClientGone):
                     return
                 if problem is not None:  # RecordTooLarge: the rows before it were handed out
@@ -239,10 +247,15 @@ class InsertsEndpoint:
                     except RestError as e:  # the user's insert byte rate: this row fails, the stream ends
                         acks, failed = [insert_ack(seq, e)], True
                     else:
-                        reading = asyncio.ensure_future(_read_lines(lines))
-                        acks, failed = await self.server.call(
-                            self.server.insert_rows, name, batch, properties, seq
-                        )
+                        inserted = asyncio.Event()
+                        if deferred is None:
+                            reading = asyncio.ensure_future(_read_lines(lines, inserted))
+                        try:
+                            acks, failed = await self.server.call(
+                                self.server.insert_rows, name, batch, properties, seq
+                            )
+                        finally:
+                            inserted.set()
                 # One ack per row, as ksqlDB writes them, but the acks of one batch of rows go
                 # out in one write: a send per ack cost more than the insert itself (on HTTP/2
                 # each ack line is still a DATA frame of its own, see transport.py).
@@ -267,12 +280,49 @@ class InsertsEndpoint:
         await send({"type": "http.response.body", "body": tail, "more_body": False})
 
 
-async def _read_lines(lines: LineReader) -> tuple[list[bytes] | None, BaseException | None]:
-    """The next rows of an inserts stream, or what stopped them (the client left, a row too long)."""
+#: Rows gathered into one batch (one store transaction) at most.
+MAX_BATCH_ROWS = 20_000
+
+
+async def _read_lines(
+    lines: LineReader, inserted: asyncio.Event | None
+) -> tuple[list[bytes] | None, BaseException | None]:
+    """The next rows of an inserts stream (waiting for one at least), and what stopped them (the
+    client left, a row too long) or ``None``; ``None`` rows at the end of the body.
+
+    With ``inserted`` (the previous batch is going into the store), rows keep being gathered
+    until it is set: they go in next as one batch."""
+    got: list[bytes] = []
+    read: asyncio.Future[list[bytes] | None] | None = None
     try:
-        return await lines.available_lines(), None
+        while True:
+            if got and (inserted is None or inserted.is_set() or len(got) >= MAX_BATCH_ROWS):
+                return got, None
+            read = asyncio.ensure_future(lines.available_lines())
+            if got and inserted is not None:
+                waiting = asyncio.ensure_future(inserted.wait())
+                try:
+                    await asyncio.wait({read, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiting.cancel()
+                if not read.done():
+                    # Safe to cancel: a message not yet taken stays in the queue, one taken is
+                    # in the reader's buffer.
+                    read.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await read
+                    read = None
+                    return got, None
+            more = await read
+            read = None
+            if more is None:
+                return got or None, None
+            got += more
     except (ClientGone, RecordTooLarge) as e:
-        return None, e
+        return got or None, e
+    finally:
+        if read is not None and not read.done():
+            read.cancel()
 
 
 def insert_ack(seq: int, error: BaseException | None) -> dict[str, Any]:

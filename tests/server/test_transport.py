@@ -4,6 +4,7 @@ knowledge and upgrade), absolute-form targets, content negotiation, error bodies
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 
 import h2.config
 import h2.connection
@@ -262,3 +263,31 @@ def test_delimited_rows_and_acks_are_a_data_frame_each(ksql_server: RunningServe
     frames = h2_frames(ksql_server.port, "/query-stream", query, until_lines=rows + 1)
     assert all(f.endswith(b"\n") and f.count(b"\n") == 1 for f in frames)
     assert [orjson.loads(f) for f in frames[1:]] == [[i] for i in range(rows)]
+
+
+def test_a_long_inserts_stream_acks_and_stores_every_row_in_order(ksql_server: RunningServer) -> None:
+    """Rows arriving while a batch goes into the store are gathered into the next batch: every
+    row is acked once, in order, and stored in order."""
+    rows = 5000
+    create = (
+        "CREATE STREAM gathered (id VARCHAR KEY, n INT) "
+        "WITH (kafka_topic='gathered', value_format='JSON', partitions=1);"
+    )
+    assert httpx.post(f"{ksql_server.url}/ksql", json={"ksql": create}).status_code == 200
+
+    def body() -> Iterator[bytes]:
+        yield b'{"target":"GATHERED"}\n'
+        for start in range(0, rows, 50):
+            yield b"".join(b'{"ID":"k","N":%d}\n' % i for i in range(start, start + 50))
+
+    with httpx.Client(http1=False, http2=True, timeout=60) as client:
+        acks = client.post(f"{ksql_server.url}/inserts-stream", content=body())
+        assert [orjson.loads(line) for line in acks.text.splitlines()] == [
+            {"seq": i, "status": "ok"} for i in range(rows)
+        ]
+        query = {
+            "sql": f"SELECT n FROM gathered EMIT CHANGES LIMIT {rows};",
+            "properties": {"auto.offset.reset": "earliest"},
+        }
+        answer = client.post(f"{ksql_server.url}/query-stream", json=query)
+    assert [orjson.loads(line) for line in answer.text.splitlines()[1:]] == [[i] for i in range(rows)]
