@@ -19,7 +19,8 @@ front of the server), and it reports:
   row's ``SENT`` stamp to its arrival at the reader, p50/p99 over all queries' rows; and the
   rows/s each query was delivered (its rows over the time from the first send to its last row);
 - the server process's CPU time per row it handled (each row in, and each row out to each push
-  query): on a shared machine rows/s follow the load, CPU per row much less.
+  query). Both move with the load of a shared machine (CPU per row by 3x between a quiet and a
+  busy one, rows/s by more): compare runs made back to back, and repeat them.
 
 Then a table of users is loaded and key lookups are timed with 1 and 8 concurrent clients over
 ``/query`` (HTTP/1.1) and ``/query-stream`` (HTTP/2), p50/p99 (``pull_security.py`` does the same
@@ -76,8 +77,7 @@ def server_pid() -> int | None:
 
 
 def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU seconds of process ``pid`` so far (NaN when unknown): unlike rows/s, the
-    server's CPU per row hardly moves with the load of a shared machine."""
+    """User + system CPU seconds of process ``pid`` so far (NaN when unknown)."""
     if pid is None:
         return float("nan")
     try:
