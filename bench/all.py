@@ -1,6 +1,8 @@
 """Run every benchmark, one after the other, each in a process of its own; their tables print as
 they come. ``--quick`` runs each at a size that finishes in a minute or two (a smoke run, not
-figures to quote); ``--only`` picks some by name.
+figures to quote); ``--only`` picks some by name. ``peers`` runs the side-by-side harness of
+``../shared/bench-peers`` (ksqlpy's cases, Bytewax and the hardware limits) and prints the ratios
+the project tracks; it says so and runs nothing when that folder is absent.
 
     python bench/all.py
     python bench/all.py --quick --only pull_security,stateless_csas
@@ -24,6 +26,22 @@ BENCHMARKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "joins": (("--store", "both"), ("--events", "100000")),
     "pull_security": ((), ("--seconds", "2", "--users", "200")),
     "cluster": ((), ("--events", "20000", "--servers", "1,2")),
+    "peers": (("--n", "1000000", "--runs", "3"), ("--n", "100000", "--runs", "1")),
+    "ingest_push": (
+        (),
+        (
+            "--rows",
+            "20000",
+            "--push-rows",
+            "5000",
+            "--fanout-rows",
+            "500",
+            "--seconds",
+            "2",
+            "--users",
+            "200",
+        ),
+    ),
 }
 
 

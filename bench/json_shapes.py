@@ -23,6 +23,9 @@ Shapes (``--shapes``, comma-separated; all by default):
   (``SELECT userid, user, page, viewtime ... WHERE page->duration > 5000``)
 * ``wide``: 30 lower-case columns (ints, doubles, strings) of which the query uses four
 * ``delimited``: the upper/lower event as DELIMITED (CSV) values
+* ``avro``: the flat event as AVRO values (Confluent's framing, the schema ksqlDB registers),
+  written with ksqlpy's own serializer
+* ``partitions``: the lower-case event in a topic of 24 partitions, spread by key
 
     python bench/json_shapes.py --events 200000
     python bench/json_shapes.py --events 200000 --shapes lower,camel
@@ -153,9 +156,11 @@ def delimited(e: Events) -> pa.Array:
 @dataclass(frozen=True, slots=True)
 class Shape:
     columns: str
-    value: Callable[[Events], pa.Array]
+    #: the value bytes of a batch; ``None``: the source's own serializer writes the flat event
+    value: Callable[[Events], pa.Array] | None
     query: str = FLAT_QUERY
     value_format: str = "JSON"
+    partitions: int = 1
 
 
 SHAPES: dict[str, Shape] = {
@@ -167,7 +172,30 @@ SHAPES: dict[str, Shape] = {
     "structs": Shape(NESTED_COLUMNS, nested_json, STRUCTS_QUERY),
     "wide": Shape(wide_columns(), wide_json),
     "delimited": Shape(FLAT_COLUMNS, delimited, value_format="DELIMITED"),
+    "avro": Shape(FLAT_COLUMNS, None, value_format="AVRO"),
+    "partitions": Shape(FLAT_COLUMNS, lambda e: flat_json(e, LOWER), partitions=24),
 }
+
+
+def encoded(engine: object, e: Events, timestamps: pa.Array) -> pa.Table:
+    """The flat events as records, keys and values written by the source's own serializers."""
+    from ksqlpy.runtime.codec import SinkEncoder
+    from ksqlpy.runtime.serde.registry import registry_for
+
+    source = engine.catalog.source("SRC")  # type: ignore[attr-defined]
+    rows = pa.table(
+        {
+            "USERID": e.userid.cast(pa.string()),
+            "VIEWTIME": e.viewtime.cast(pa.int64()),
+            "PAGEID": e.pageid.cast(pa.string()),
+            "REGION": e.region.cast(pa.string()),
+            "DURATION": e.duration.cast(pa.int32()),
+        }
+    )
+    records, errors = SinkEncoder(source, registry_for(engine.store)).encode(rows, timestamps)  # type: ignore[attr-defined]
+    if errors:
+        raise SystemExit(f"encoding the events failed: {errors[0]}")
+    return records
 
 
 def load(engine: object, topic: str, shape: Shape, n: int) -> tuple[float, int, int]:
@@ -176,14 +204,15 @@ def load(engine: object, topic: str, shape: Shape, n: int) -> tuple[float, int, 
     kept = size = 0
     for start in range(0, n, LOAD_BATCH):
         e = events(start, min(LOAD_BATCH, n - start))
-        value = shape.value(e).cast(pa.binary())
+        timestamps = pa.array(np.arange(BASE_TIME + start, BASE_TIME + start + len(e.viewtime), dtype=np.int64))
+        if shape.value is None:
+            records = encoded(engine, e, timestamps)
+        else:
+            records = pa.table(
+                {"timestamp": timestamps, "key": e.userid.cast(pa.binary()), "value": shape.value(e).cast(pa.binary())}
+            )
         kept += e.long_views
-        size += int(pc.sum(pc.binary_length(value)).as_py())
-        records = pa.table({
-            "timestamp": pa.array(np.arange(BASE_TIME + start, BASE_TIME + start + len(value), dtype=np.int64)),
-            "key": e.userid.cast(pa.binary()),
-            "value": value,
-        })
+        size += int(pc.sum(pc.binary_length(records.column("value"))).as_py())
         engine.store.produce(topic, records)  # type: ignore[attr-defined]
     return time.perf_counter() - t0, kept, size
 
@@ -195,7 +224,7 @@ def run_shape(name: str, n: int, timeout: float) -> None:
         session = engine.session()
         session.execute_all(
             f"CREATE STREAM src ({shape.columns}) WITH (kafka_topic='{topic}', "
-            f"value_format='{shape.value_format}', partitions=1);"
+            f"value_format='{shape.value_format}', partitions={shape.partitions});"
         )
         load_s, expected, size = load(engine, topic, shape, n)
         first = FirstPoll(engine.store)

@@ -498,6 +498,8 @@ class PushQuery(QueryRunner):
 
     #: leave out rows of records without a key (a scalable push query, see the session)
     skip_null_keys = False
+    #: rows held for the client before the query stops reading until it drains them
+    max_buffered = 10_000
 
     def emit(self, rows: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
         if self.skip_null_keys and NULL_KEY in rows.column_names and rows.num_rows:
@@ -513,6 +515,10 @@ class PushQuery(QueryRunner):
         tomb = deletes.to_pylist() if deletes is not None else None
         out = table_to_rows(rows.select(list(range(len(self.types)))), self.types, tomb)
         with self.cond:
+            # A client slower than the stream holds this query's reading up, not the server's
+            # memory: the rows wait in the topic, where they are already stored.
+            while len(self.buffer) >= self.max_buffered and not self._stop.is_set():
+                self.cond.wait(0.5)
             self.buffer.extend(out)
             self.emitted += len(out)
             self.cond.notify_all()
@@ -527,6 +533,12 @@ class PushQuery(QueryRunner):
         result = self._processor.process(batch, self._private_state)
         self.plog.write(self.query_id, result.errors)
         self.emit(result.rows, encoder, reader)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        with self.cond:
+            self.cond.notify_all()  # out of a wait for room in the buffer
+        super().stop(timeout)
 
     #: set for a bounded read (a pull query over a stream): stop at these end offsets
     stop_at: dict[int, int] | None = None

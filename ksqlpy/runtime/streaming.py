@@ -50,6 +50,7 @@ class StreamingQuery:
         with self._runner.cond:
             out = list(self._runner.buffer)
             self._runner.buffer.clear()
+            self._runner.cond.notify_all()  # a query waiting for room in its buffer goes on
         return out
 
     def poll(self, timeout: float) -> list[Row]:
@@ -70,6 +71,11 @@ class StreamingQuery:
             return not self._rows
         with self._runner.cond:
             return self._runner.ended and not self._runner.buffer
+
+    @property
+    def records_read(self) -> int:
+        """Source records the query has read (it stops reading while its client is behind)."""
+        return self._runner.records_in if self._runner is not None else 0
 
     @property
     def end_reason(self) -> str | None:

@@ -29,6 +29,10 @@ FINAL_MESSAGES = {"LIMIT": "Limit Reached", "COMPLETED": "Query Completed"}
 class QueryFormat(ABC):
     """Framing for one query response."""
 
+    #: Each chunk is one line: chunks may be written together, and the HTTP/2 transport still
+    #: sends each line as its own DATA frame.
+    line_framed = False
+
     media_type: str
 
     @abstractmethod
@@ -85,6 +89,7 @@ class LegacyFormat(QueryFormat):
 
 class DelimitedFormat(QueryFormat):
     media_type = wire.DELIMITED
+    line_framed = True
 
     def header(
         self, query_id: str, columns: Sequence[sqltypes.Field], key_columns: Sequence[str]

@@ -123,13 +123,18 @@ async def stream_query(
         if not query.is_print:
             await send_chunk(send, fmt.header(query.query_id, query.columns, query.key_columns))
         async for rows in feed.batches():
-            for row in rows:
-                chunk: bytes | None
-                if query.is_print:
-                    chunk = fmt.text_line(str(row.values[0]))
-                else:
-                    chunk = fmt.row(row.values, row.tombstone)
-                await send_chunk(send, chunk)
+            chunks: list[bytes | None]
+            if query.is_print:
+                chunks = [fmt.text_line(str(row.values[0])) for row in rows]
+            else:
+                chunks = [fmt.row(row.values, row.tombstone) for row in rows]
+            if fmt.line_framed:
+                # One send for the batch: a send costs a trip through every middleware, and
+                # the transport still frames each line (row) on its own.
+                await send_chunk(send, b"".join(c for c in chunks if c))
+            else:
+                for chunk in chunks:
+                    await send_chunk(send, chunk)
         if feed.stopped:
             return  # client gone: nothing more can be written
         await send_chunk(send, _ending(query, fmt))

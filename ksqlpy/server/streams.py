@@ -8,6 +8,8 @@ request-then-response framework cannot do.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -218,40 +220,113 @@ class InsertsEndpoint:
         )
         seq = 0
         failed = False
-        while not failed:
-            try:
-                batch = await lines.available_lines()
-            except ClientGone:
-                return
-            except RecordTooLarge as e:
-                acks, failed = [insert_ack(seq, e)], True
-            else:
-                if batch is None:
-                    break
-                try:
-                    self.server.quotas.admit_insert(
-                        scope.get("ksqlpy.user"), sum(len(line) for line in batch)
-                    )
-                except RestError as e:  # the user's insert byte rate: this row fails, the stream ends
-                    acks, failed = [insert_ack(seq, e)], True
+        # The next rows are read while a batch goes into the store, so that rows arriving
+        # meanwhile make one larger batch (one transaction) rather than many small ones.
+        reading: asyncio.Task[tuple[list[bytes] | None, BaseException | None]] | None = None
+        deferred: BaseException | None = None  # what ended the rows, once they are in
+        batch: list[bytes] | None
+        problem: BaseException | None
+        try:
+            while not failed:
+                if deferred is not None:
+                    batch, problem, deferred = None, deferred, None
                 else:
-                    acks, failed = await self.server.call(
-                        self.server.insert_rows, name, batch, properties, seq
-                    )
-            for ack in acks:
-                prefix = (b"[" if seq == 0 else b",") if as_array else b""
-                await send(
-                    {
-                        "type": "http.response.body",
-                        "more_body": True,
-                        "body": prefix + dumps(ack) + (b"" if as_array else b"\n"),
-                    }
-                )
-                seq += 1
+                    if reading is None:
+                        reading = asyncio.ensure_future(_read_lines(lines, None))
+                    batch, problem = await reading
+                    reading = None
+                    if batch and problem is not None:
+                        deferred, problem = problem, None
+                if isinstance(problem, ClientGone):
+                    return
+                if problem is not None:  # RecordTooLarge: the rows before it were handed out
+                    acks, failed = [insert_ack(seq, problem)], True
+                elif batch is None:
+                    break
+                else:
+                    try:
+                        self.server.quotas.admit_insert(
+                            scope.get("ksqlpy.user"), sum(len(line) for line in batch)
+                        )
+                    except RestError as e:  # the user's insert byte rate: this row fails, the stream ends
+                        acks, failed = [insert_ack(seq, e)], True
+                    else:
+                        inserted = asyncio.Event()
+                        if deferred is None:
+                            reading = asyncio.ensure_future(_read_lines(lines, inserted))
+                        try:
+                            acks, failed = await self.server.call(
+                                self.server.insert_rows, name, batch, properties, seq
+                            )
+                        finally:
+                            inserted.set()
+                # One ack per row, as ksqlDB writes them, but the acks of one batch of rows go
+                # out in one write: a send per ack cost more than the insert itself (on HTTP/2
+                # each ack line is still a DATA frame of its own, see transport.py).
+                chunk = bytearray()
+                for ack in acks:
+                    if as_array:
+                        chunk += (b"[" if seq == 0 else b",") + dumps(ack)
+                    else:
+                        chunk += dumps(ack) + b"\n"
+                    seq += 1
+                if chunk:
+                    await send({"type": "http.response.body", "more_body": True, "body": bytes(chunk)})
+        finally:
+            if reading is not None:
+                # Stopped on a failed row: what is still arriving is drained (dropped) below.
+                reading.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await reading
         if failed:
             await lines.drain()
         tail = (b"]" if seq else b"[]") if as_array else b""
         await send({"type": "http.response.body", "body": tail, "more_body": False})
+
+
+#: Rows gathered into one batch (one store transaction) at most.
+MAX_BATCH_ROWS = 20_000
+
+
+async def _read_lines(
+    lines: LineReader, inserted: asyncio.Event | None
+) -> tuple[list[bytes] | None, BaseException | None]:
+    """The next rows of an inserts stream (waiting for one at least), and what stopped them (the
+    client left, a row too long) or ``None``; ``None`` rows at the end of the body.
+
+    With ``inserted`` (the previous batch is going into the store), rows keep being gathered
+    until it is set: they go in next as one batch."""
+    got: list[bytes] = []
+    read: asyncio.Future[list[bytes] | None] | None = None
+    try:
+        while True:
+            if got and (inserted is None or inserted.is_set() or len(got) >= MAX_BATCH_ROWS):
+                return got, None
+            read = asyncio.ensure_future(lines.available_lines())
+            if got and inserted is not None:
+                waiting = asyncio.ensure_future(inserted.wait())
+                try:
+                    await asyncio.wait({read, waiting}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiting.cancel()
+                if not read.done():
+                    # Safe to cancel: a message not yet taken stays in the queue, one taken is
+                    # in the reader's buffer.
+                    read.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await read
+                    read = None
+                    return got, None
+            more = await read
+            read = None
+            if more is None:
+                return got or None, None
+            got += more
+    except (ClientGone, RecordTooLarge) as e:
+        return got or None, e
+    finally:
+        if read is not None and not read.done():
+            read.cancel()
 
 
 def insert_ack(seq: int, error: BaseException | None) -> dict[str, Any]:

@@ -9,8 +9,9 @@ help:
   :class:`ReasonPhraseH11Protocol` fills in the standard phrase (``200 OK``).
 * **One DATA frame per row.** hypercorn's HTTP/2 stream buffer coalesces body chunks written
   in quick succession into one DATA frame; the npm ``ksqldb-client`` JSON-parses each frame on
-  its own. :class:`FramePerSendH2Protocol` waits until each body chunk left the buffer before
-  taking the next one, so every ASGI ``send`` becomes its own frame(s).
+  its own. :class:`FramePerSendH2Protocol` writes each ASGI ``send`` as its own frame(s), and
+  each line of a delimited-format response as its own frame, so a batch of rows can be one
+  ``send`` and still reach the client a row a frame.
 * **Absolute-form request targets** (``POST http://host:8088/query HTTP/1.1``, sent by
   ``hyper``): :class:`AbsoluteTargetMiddleware` rewrites the ASGI path to its path part so the
   router matches it.
@@ -38,17 +39,21 @@ from urllib.parse import urlsplit
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
 import h11
 import hypercorn.protocol as hypercorn_protocol
 import orjson
 from hypercorn.events import Closed
-from hypercorn.protocol.events import Body, EndBody, StreamClosed
+from hypercorn.protocol.events import Body, EndBody, Response, StreamClosed
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h2 import H2Protocol
 from hypercorn.protocol.h11 import H2CProtocolRequiredError, H11Protocol
 from hypercorn.typing import H11SendableEvent
 
 from ksqlpy.server.errors import BAD_REQUEST, generic_error
+
+#: The delimited format's media type: its lines are rows, each sent as a DATA frame of its own.
+DELIMITED_MEDIA = b"application/vnd.ksqlapi.delimited.v1"
 
 ASGIApp = Any  # (scope, receive, send) -> Awaitable[None]; typed loosely as ASGI has no stdlib type
 
@@ -198,6 +203,11 @@ class FramePerSendH2Protocol(H2Protocol):
     holds up its own query's writer, not the connection.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: streams answering in the delimited format: each line (row) is a DATA frame of its own
+        self._line_framed: set[int] = set()
+
     async def initiate(
         self, headers: list[tuple[bytes, bytes]] | None = None, settings: bytes | None = None
     ) -> None:
@@ -228,11 +238,70 @@ class FramePerSendH2Protocol(H2Protocol):
         await self._flush()
 
     async def stream_send(self, event: StreamEvent) -> None:
-        await super().stream_send(event)
-        if isinstance(event, Body):
+        if isinstance(event, Response) and _delimited(event.headers):
+            self._line_framed.add(event.stream_id)
+        elif isinstance(event, StreamClosed):
+            self._line_framed.discard(event.stream_id)
+        if not isinstance(event, Body):
+            await super().stream_send(event)
+            return
+        frames = [event.data]
+        if event.stream_id in self._line_framed:
+            frames = _lines(event.data)
+        sent = False
+        for frame in frames:
+            if self._send_now(event.stream_id, frame):
+                sent = True
+                continue
+            if sent:
+                await self._flush()
+                sent = False
+            await super().stream_send(Body(stream_id=event.stream_id, data=frame))
             buffer = self.stream_buffers.get(event.stream_id)
             if buffer is not None:
                 await buffer.drain()
+        if sent:
+            await self._flush()
+
+    def _send_now(self, stream_id: int, data: bytes) -> bool:
+        """Write ``data`` as one DATA frame straight away when nothing of its stream is queued and
+        flow control allows it, or return ``False``.
+
+        Going through hypercorn's stream buffer costs a wake-up of its send task and one of the
+        writer per chunk, the most of a push query's cost per row. Order holds: the buffer is
+        empty, and hypercorn's send task takes data from it and hands it to h2 with no await in
+        between, so nothing taken earlier can still be on its way."""
+        buffer = self.stream_buffers.get(stream_id)
+        if buffer is None or buffer.buffer or not data:
+            return False
+        try:
+            room = min(
+                self.connection.local_flow_control_window(stream_id),
+                self.connection.max_outbound_frame_size,
+            )
+            if len(data) > room:
+                return False
+            self.connection.send_data(stream_id, bytes(data))
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
+            return True  # the stream is gone: as hypercorn does, drop what was sent to it
+        return True
+
+
+def _delimited(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(
+        name.lower() == b"content-type" and value.startswith(DELIMITED_MEDIA) for name, value in headers
+    )
+
+
+def _lines(data: bytes) -> list[bytes]:
+    """``data`` cut after each line end (a last piece without one stays whole)."""
+    if data.count(b"\n") <= 1:
+        return [data]
+    parts = data.split(b"\n")
+    lines = [part + b"\n" for part in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
 
 
 def install() -> None:

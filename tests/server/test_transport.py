@@ -4,6 +4,7 @@ knowledge and upgrade), absolute-form targets, content negotiation, error bodies
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 
 import h2.config
 import h2.connection
@@ -76,7 +77,9 @@ def test_one_http2_connection_serves_more_than_a_thousand_requests(transport_ser
             while not ended:
                 events = conn.receive_data(sock.recv(65536))
                 for event in events:
-                    assert not isinstance(event, h2.events.ConnectionTerminated), f"closed after {len(statuses)}"
+                    assert not isinstance(event, h2.events.ConnectionTerminated), (
+                        f"closed after {len(statuses)}"
+                    )
                     if isinstance(event, h2.events.ResponseReceived):
                         statuses.append(dict(event.headers)[b":status"])
                     if isinstance(event, h2.events.DataReceived):
@@ -214,3 +217,77 @@ def test_cluster_status_is_404_without_heartbeats(transport_server: RunningServe
     r = httpx.get(f"{transport_server.url}/clusterStatus")
     assert r.status_code == 404
     assert r.content == b""
+
+
+def h2_frames(port: int, path: str, body: bytes, *, until_lines: int) -> list[bytes]:
+    """POST ``body`` on HTTP/2 stream 1 and return the response's DATA frames, reading until
+    they hold ``until_lines`` lines or the stream ends."""
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    client.send_headers(1, [(":method", "POST"), (":path", path), (":scheme", "http"), (":authority", "x")])
+    client.send_data(1, body, end_stream=True)
+    frames: list[bytes] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(client.data_to_send())
+        ended = False
+        while not ended and sum(f.count(b"\n") for f in frames) < until_lines:
+            for event in client.receive_data(s.recv(65536)):
+                if isinstance(event, h2.events.DataReceived) and event.stream_id == 1:
+                    if event.data:  # not the empty frame that may end the stream
+                        frames.append(event.data)
+                    client.acknowledge_received_data(event.flow_controlled_length, 1)
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended = True
+            s.sendall(client.data_to_send())
+    return frames
+
+
+def test_delimited_rows_and_acks_are_a_data_frame_each(ksql_server: RunningServer) -> None:
+    """The npm ksqldb-client parses each DATA frame as one row: rows written to the response
+    together (a push query's batch, a batch of insert acks) still arrive a line a frame."""
+    rows = 300
+    create = (
+        "CREATE STREAM framed (id VARCHAR KEY, n INT) "
+        "WITH (kafka_topic='framed', value_format='JSON', partitions=1);"
+    )
+    assert httpx.post(f"{ksql_server.url}/ksql", json={"ksql": create}).status_code == 200
+    inserts = b'{"target":"FRAMED"}\n' + b"".join(b'{"ID":"k","N":%d}\n' % i for i in range(rows))
+    acks = h2_frames(ksql_server.port, "/inserts-stream", inserts, until_lines=rows)
+    assert [orjson.loads(f) for f in acks] == [{"seq": i, "status": "ok"} for i in range(rows)]
+    query = orjson.dumps(
+        {
+            "sql": "SELECT n FROM framed EMIT CHANGES LIMIT 300;",
+            "properties": {"auto.offset.reset": "earliest"},
+        }
+    )
+    frames = h2_frames(ksql_server.port, "/query-stream", query, until_lines=rows + 1)
+    assert all(f.endswith(b"\n") and f.count(b"\n") == 1 for f in frames)
+    assert [orjson.loads(f) for f in frames[1:]] == [[i] for i in range(rows)]
+
+
+def test_a_long_inserts_stream_acks_and_stores_every_row_in_order(ksql_server: RunningServer) -> None:
+    """Rows arriving while a batch goes into the store are gathered into the next batch: every
+    row is acked once, in order, and stored in order."""
+    rows = 5000
+    create = (
+        "CREATE STREAM gathered (id VARCHAR KEY, n INT) "
+        "WITH (kafka_topic='gathered', value_format='JSON', partitions=1);"
+    )
+    assert httpx.post(f"{ksql_server.url}/ksql", json={"ksql": create}).status_code == 200
+
+    def body() -> Iterator[bytes]:
+        yield b'{"target":"GATHERED"}\n'
+        for start in range(0, rows, 50):
+            yield b"".join(b'{"ID":"k","N":%d}\n' % i for i in range(start, start + 50))
+
+    with httpx.Client(http1=False, http2=True, timeout=60) as client:
+        acks = client.post(f"{ksql_server.url}/inserts-stream", content=body())
+        assert [orjson.loads(line) for line in acks.text.splitlines()] == [
+            {"seq": i, "status": "ok"} for i in range(rows)
+        ]
+        query = {
+            "sql": f"SELECT n FROM gathered EMIT CHANGES LIMIT {rows};",
+            "properties": {"auto.offset.reset": "earliest"},
+        }
+        answer = client.post(f"{ksql_server.url}/query-stream", json=query)
+    assert [orjson.loads(line) for line in answer.text.splitlines()[1:]] == [[i] for i in range(rows)]

@@ -1,0 +1,345 @@
+"""Benchmark: ``/inserts-stream`` ingest, push-query fan-out and pull-query latency over REST.
+
+Starts ``ksqlpy server`` as a real process (embedded store, a free loopback port) and drives it
+over HTTP as ksqlDB's clients do: HTTP/2 cleartext for ``/inserts-stream`` and ``/query-stream``,
+HTTP/1.1 for ``/query``. Three kinds of process share the machine: the server, this process (the
+inserter) and one reader process that holds the push queries open, so the readers' JSON parsing
+does not slow the inserter down.
+
+For 0, 1, 10 and 100 push queries (``SELECT * FROM s EMIT CHANGES`` on ``/query-stream``, a fresh
+stream each time, read from ``earliest`` so none can miss a row) one ``/inserts-stream`` request
+sends rows ``{"ID": ..., "N": i, "SENT": <epoch seconds at send>}``: as fast as the server takes
+them with no push query, at ``--rate`` rows/s (10,000) with 1 or 10 and at ``--fanout-rate``
+(1,000) with 100 (rows sent faster than they are delivered would only measure the queue in
+front of the server), and it reports:
+
+- rows/s accepted: rows acknowledged ``ok`` over the time from the first row sent to the last ack
+  (with a rate, whether the server kept up with it);
+- per push query: rows received out of rows sent (nothing lost, in order), and the latency from a
+  row's ``SENT`` stamp to its arrival at the reader, p50/p99 over all queries' rows; and the
+  rows/s each query was delivered (its rows over the time from the first send to its last row);
+- the server process's CPU time per row it handled (each row in, and each row out to each push
+  query). Both move with the load of a shared machine (CPU per row by 3x between a quiet and a
+  busy one, rows/s by more): compare runs made back to back, and repeat them.
+
+Then a table of users is loaded and key lookups are timed with 1 and 8 concurrent clients over
+``/query`` (HTTP/1.1) and ``/query-stream`` (HTTP/2), p50/p99 (``pull_security.py`` does the same
+with TLS as well).
+
+    python bench/ingest_push.py                      # the full table
+    python bench/ingest_push.py --queries 0,1 --rows 20000 --seconds 2
+    python bench/ingest_push.py --queries 1,10 --rate 0     # push queries, inserts unpaced
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import httpx
+import numpy as np
+from common import load_average
+from pull_security import Server, load_users, measure, running_server
+
+#: Rows per chunk of the insert request body (each row keeps its own send stamp).
+CHUNK_ROWS = 200
+#: Give up on a push query that has had no row for this long after the inserts ended.
+READ_IDLE_SECONDS = 30.0
+#: Push queries sharing one HTTP/2 connection. ksqlDB's clients put many on one, but httpx's
+#: HTTP/2 connection then starves all but a few of its concurrent streams (a raw h2 client reads
+#: every stream's rows from the server), so each query gets its own.
+PER_CONNECTION = 1
+
+
+def server_pid() -> int | None:
+    """The ``ksqlpy server`` process this one started (found in /proc; Linux only)."""
+    me = os.getpid()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == me and b"server" in (stat.parent / "cmdline").read_bytes().split(b"\0"):
+                return int(stat.parent.name)
+        except (OSError, ValueError, IndexError):
+            continue
+    return None
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of process ``pid`` so far (NaN when unknown)."""
+    if pid is None:
+        return float("nan")
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class IngestCell:
+    queries: int
+    rows: int
+    rate: float  # rows/s offered (0: as fast as accepted)
+    acked: int
+    rows_per_s: float
+    received_min: int
+    in_order: bool
+    p50_ms: float
+    p99_ms: float
+    delivered_per_s: float  # slowest query's rows/s
+    cpu_us_per_row: float  # server CPU per row handled: each row in, and each row out to a query
+
+
+# -- push readers (a process of their own) -----------------------------------------------------------
+
+
+async def read_push(
+    client: httpx.AsyncClient, stream: str, expected: int, ready: asyncio.Event, started: list[int]
+) -> tuple[list[float], bool, float]:
+    """One push query: (latency of each row in seconds, rows came in order, time of the last row)."""
+    latencies: list[float] = []
+    in_order = True
+    last_n = -1
+    last_at = float("nan")
+    body = {"sql": f"SELECT * FROM {stream} EMIT CHANGES;", "properties": {"auto.offset.reset": "earliest"}}
+    async with client.stream("POST", "/query-stream", json=body, timeout=None) as response:
+        if response.status_code != 200:
+            raise SystemExit(f"push query failed: {response.status_code} {(await response.aread())[:300]!r}")
+        lines = response.aiter_lines()
+        header = json.loads(await anext(lines))
+        names = [c.upper() for c in header["columnNames"]]
+        n_at, sent_at = names.index("N"), names.index("SENT")
+        started.append(1)
+        ready.set()
+        while len(latencies) < expected:
+            try:
+                line = await asyncio.wait_for(anext(lines), READ_IDLE_SECONDS)
+            except (TimeoutError, StopAsyncIteration):
+                break
+            if not line.strip():
+                continue
+            now = time.time()
+            row = json.loads(line)
+            if not isinstance(row, list):
+                raise SystemExit(f"push query ended with {line[:300]}")
+            n = row[n_at]
+            in_order = in_order and n == last_n + 1
+            last_n = n
+            latencies.append(now - row[sent_at])
+            last_at = now
+    return latencies, in_order, last_at
+
+
+async def run_readers(url: str, stream: str, queries: int, expected: int, pipe: Connection) -> None:
+    started: list[int] = []
+    ready = asyncio.Event()
+    clients = [
+        httpx.AsyncClient(base_url=url, http1=False, http2=True, timeout=60)
+        for _ in range((queries + PER_CONNECTION - 1) // PER_CONNECTION)
+    ]
+    try:
+        tasks = [
+            asyncio.create_task(read_push(clients[i // PER_CONNECTION], stream, expected, ready, started))
+            for i in range(queries)
+        ]
+        while True:
+            ready.clear()
+            if len(started) >= queries:
+                break
+            done = [t for t in tasks if t.done() and t.exception() is not None]
+            if done:
+                raise done[0].exception()  # type: ignore[misc]
+            await asyncio.wait_for(ready.wait(), 60)
+        pipe.send("ready")
+        results = await asyncio.gather(*tasks)
+        pipe.send([(np.array(lat, dtype=np.float64), ordered, last) for lat, ordered, last in results])
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+def reader_process(url: str, stream: str, queries: int, expected: int, pipe: Connection) -> None:
+    asyncio.run(run_readers(url, stream, queries, expected, pipe))
+
+
+# -- the inserter ------------------------------------------------------------------------------------
+
+
+async def insert_rows(url: str, stream: str, rows: int, rate: float = 0) -> tuple[int, float, float]:
+    """One /inserts-stream request of ``rows`` rows, ``rate`` rows/s at most (0: as fast as the
+    server takes them): (rows acked ok, first send time, seconds)."""
+    first_sent: list[float] = []
+    chunk_rows = CHUNK_ROWS if rate <= 0 else max(1, min(CHUNK_ROWS, int(rate / 200)))
+
+    async def body() -> AsyncIterator[bytes]:
+        yield json.dumps({"target": stream}).encode() + b"\n"
+        start_at = time.perf_counter()
+        for start in range(0, rows, chunk_rows):
+            if rate > 0:
+                wait = start_at + start / rate - time.perf_counter()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            now = time.time()
+            if not first_sent:
+                first_sent.append(now)
+            yield "".join(
+                f'{{"ID":"k{i % 100}","N":{i},"SENT":{now!r}}}\n'
+                for i in range(start, min(rows, start + chunk_rows))
+            ).encode()
+
+    acked = 0
+    async with httpx.AsyncClient(base_url=url, http1=False, http2=True, timeout=None) as client:
+        t0 = time.perf_counter()
+        async with client.stream("POST", "/inserts-stream", content=body()) as response:
+            async for line in response.aiter_lines():
+                if '"ok"' in line:
+                    acked += 1
+                elif line.strip():
+                    raise SystemExit(f"insert failed: {line[:300]}")
+        seconds = time.perf_counter() - t0
+    return acked, first_sent[0] if first_sent else time.time(), seconds
+
+
+def ingest_case(server: Server, queries: int, rows: int, rate: float) -> IngestCell:
+    stream = f"S{queries}"
+    with httpx.Client(base_url=server.url, timeout=60) as client:
+        response = client.post(
+            "/ksql",
+            json={
+                "ksql": f"CREATE STREAM {stream} (ID VARCHAR KEY, N BIGINT, SENT DOUBLE) WITH "
+                f"(kafka_topic='{stream.lower()}', value_format='JSON', partitions=1);"
+            },
+        )
+        response.raise_for_status()
+    reader = None
+    parent = None
+    pid = server_pid()
+    if queries:
+        parent, child = mp.get_context("spawn").Pipe()
+        reader = mp.get_context("spawn").Process(
+            target=reader_process, args=(server.url, stream, queries, rows, child), daemon=True
+        )
+        reader.start()
+        if not parent.poll(120) or parent.recv() != "ready":
+            raise SystemExit("the push queries did not start")
+    cpu0 = cpu_seconds(pid)
+    acked, first_sent, seconds = asyncio.run(insert_rows(server.url, stream, rows, rate))
+    received_min, in_order, p50, p99, delivered = rows, True, float("nan"), float("nan"), float("nan")
+    if reader is not None and parent is not None:
+        if not parent.poll(READ_IDLE_SECONDS + 600):
+            raise SystemExit("the push readers never finished")
+        results = parent.recv()
+        reader.join(30)
+        received_min = min(len(lat) for lat, _, _ in results)
+        in_order = all(ordered for _, ordered, _ in results)
+        ms = np.concatenate([lat for lat, _, _ in results]) * 1000
+        p50, p99 = float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
+        slowest = max(last for _, _, last in results)
+        delivered = received_min / max(slowest - first_sent, 1e-9)
+    handled = acked + (received_min * queries if reader is not None else 0)
+    cpu_us = (cpu_seconds(pid) - cpu0) / max(handled, 1) * 1e6
+    return IngestCell(
+        queries, rows, rate, acked, acked / seconds, received_min, in_order, p50, p99, delivered, cpu_us
+    )
+
+
+# -- report ------------------------------------------------------------------------------------------
+
+
+def print_ingest(cells: list[IngestCell]) -> None:
+    head = f"{'push queries':>12}  {'rows':>8}  {'offered/s':>9}  {'acked':>8}  {'rows/s in':>10}  {'each got (min)':>14}  "
+    head += (
+        f"{'in order':>8}  {'p50 ms':>8}  {'p99 ms':>9}  {'rows/s out (each)':>17}  {'server CPU us/row':>17}"
+    )
+    print(head)
+    for c in cells:
+        print(
+            f"{c.queries:>12}  {c.rows:>8,}  {(f'{c.rate:,.0f}' if c.rate else 'max'):>9}  {c.acked:>8,}  {c.rows_per_s:>10,.0f}  "
+            f"{(f'{c.received_min:,}' if c.queries else '-'):>14}  {('yes' if c.in_order else 'NO'):>8}  "
+            f"{c.p50_ms:>8.1f}  {c.p99_ms:>9.1f}  {c.delivered_per_s:>17,.0f}  {c.cpu_us_per_row:>17.1f}"
+        )
+
+
+def print_pull(cells: list[Any]) -> None:
+    print(
+        f"{'pull key lookup':<24}  {'clients':>7}  {'queries':>8}  {'failed':>6}  {'req/s':>7}  "
+        f"{'p50 ms':>7}  {'p99 ms':>7}"
+    )
+    for c in cells:
+        print(
+            f"{c.endpoint:<24}  {c.clients:>7}  {c.queries:>8,}  {c.failed:>6}  {c.requests_per_s:>7,.0f}  "
+            f"{c.p50_ms:>7.2f}  {c.p99_ms:>7.2f}"
+        )
+    for c in cells:
+        if c.first_failure:
+            print(f"first failure ({c.endpoint}, {c.clients} clients): {c.first_failure}")
+
+
+def rate_for(queries: int, args: argparse.Namespace) -> float:
+    if queries == 0:
+        return 0.0
+    return float(args.rate if queries < 100 else args.fanout_rate)
+
+
+def rows_for(queries: int, args: argparse.Namespace) -> int:
+    if queries == 0:
+        return int(args.rows)
+    if queries < 100:
+        return int(args.push_rows)
+    return int(args.fanout_rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--queries", default="0,1,10,100", help="push queries open, comma-separated cases")
+    ap.add_argument("--rows", type=int, default=100_000, help="rows inserted with no push query open")
+    ap.add_argument("--push-rows", type=int, default=20_000, help="rows inserted with 1 or 10 push queries")
+    ap.add_argument("--fanout-rows", type=int, default=5_000, help="rows inserted with 100 push queries")
+    ap.add_argument(
+        "--rate",
+        type=float,
+        default=10_000,
+        help="rows/s offered with 1 or 10 push queries (0: as fast as taken)",
+    )
+    ap.add_argument("--fanout-rate", type=float, default=1_000, help="rows/s offered with 100 push queries")
+    ap.add_argument("--seconds", type=float, default=5.0, help="per pull-query cell (0: no pull cells)")
+    ap.add_argument("--users", type=int, default=1000, help="keys in the pull queries' table")
+    args = ap.parse_args()
+    counts = [int(n) for n in args.queries.split(",") if n.strip()]
+    print(f"load before: {load_average()}  (cores: {os.cpu_count()})", flush=True)
+    ingest: list[IngestCell] = []
+    pull: list[Any] = []
+    with running_server(False) as server:
+        for queries in counts:
+            ingest.append(ingest_case(server, queries, rows_for(queries, args), rate_for(queries, args)))
+            print_ingest(ingest[-1:])
+            sys.stdout.flush()
+        if args.seconds > 0:
+            load_users(server, args.users)
+            for endpoint in ("/query", "/query-stream"):
+                for clients in (1, 8):
+                    pull.append(
+                        asyncio.run(measure(server, "plain", endpoint, clients, args.seconds, args.users))
+                    )
+    print(f"load after: {load_average()}")
+    print()
+    print_ingest(ingest)
+    if pull:
+        print()
+        print_pull(pull)
+
+
+if __name__ == "__main__":
+    main()
