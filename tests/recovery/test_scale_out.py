@@ -228,14 +228,16 @@ def test_state_follows_partitions_across_kills_and_joins(
     b.start()  # replays the command topic: runs the queries as a second member of each group
 
     def check() -> None:
-        for read, want in (
-            (lambda: _table(kafka_bootstrap, f"{run}_totals"), _totals(events, 0)),
-            (lambda: _table(kafka_bootstrap, f"{run}_by_g"), _totals(events, 1)),
-            (lambda: _stream(kafka_bootstrap, f"{run}_enriched"), _joined(events)),
+        for name, read, want in (
+            ("TOTALS", lambda: _table(kafka_bootstrap, f"{run}_totals"), _totals(events, 0)),
+            ("BY_G", lambda: _table(kafka_bootstrap, f"{run}_by_g"), _totals(events, 1)),
+            ("ENRICHED", lambda: _stream(kafka_bootstrap, f"{run}_enriched"), _joined(events)),
         ):
             got = _converge(read, want, 240)
             wrong = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}
-            assert not wrong and got.keys() == want.keys(), f"{len(wrong)} keys wrong, e.g. {list(wrong.items())[:5]}"
+            assert not wrong and got.keys() == want.keys(), (
+                f"{name}: {len(wrong)} keys wrong (got, want), e.g. {list(wrong.items())[:5]}"
+            )
 
     phase = _events(rng, PHASE)
     events += phase
