@@ -748,6 +748,8 @@ class KafkaReader(TopicReader):
         self._next: dict[TopicPartition, int] = {}
         self._eof: dict[TopicPartition, int] = {}
         self._assigned: set[TopicPartition] = set()
+        #: rebalances that took partitions away (a poll during one drops what it fetched before)
+        self._revokes = 0
         self._unassigned_topics = set(topics)
         self._last_refresh = 0.0
         config = {
@@ -827,9 +829,11 @@ class KafkaReader(TopicReader):
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         revoked = [TopicPartition(p.topic, p.partition) for p in partitions]
+        self._revokes += 1
         for tp in revoked:
             self._assigned.discard(tp)
             self._next.pop(tp, None)
+            self._eof.pop(tp, None)
         if self.listener is not None:
             self.listener.partitions_revoked(revoked)
 
@@ -901,13 +905,21 @@ class KafkaReader(TopicReader):
                 self._assign_new_topics()
             # Drain what is queued; else block briefly for one record (short slices keep wakeup()
             # prompt, as librdkafka's consume cannot be interrupted).
+            revokes = self._revokes
             got = self._consumer.consume(max_records - len(messages), timeout=0)
             if not got:
                 wait = min(max(deadline - time.monotonic(), 0.0), 0.05)
                 got = self._consumer.consume(1, timeout=wait)
                 if got:
                     got += self._consumer.consume(max_records - len(messages) - 1, timeout=0)
-            messages.extend(self._usable(got))
+            usable = self._usable(got)
+            if self._revokes != revokes:
+                # The group moved partitions during this poll: records fetched before that
+                # belong to the old assignment (another member may own them now). Drop them all
+                # and read the partitions kept from where their committed state stands.
+                messages, usable = [], []
+                self.rewind()
+            messages.extend(usable)
             if messages or time.monotonic() >= deadline:
                 break
         table = self._to_table(messages)
