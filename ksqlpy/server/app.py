@@ -172,13 +172,25 @@ class KsqlServer:
             return code.status, body
         return 200, done
 
-    def start_query(self, text: str, properties: Mapping[str, str], variables: Mapping[str, str]) -> Any:
+    def start_query(
+        self,
+        text: str,
+        properties: Mapping[str, str],
+        variables: Mapping[str, str],
+        authorization: str | None = None,
+    ) -> Any:
         """Start ``text``; a pull query over a table whose partitions live on other servers of
-        the cluster is answered by them (see ``server/pullroute.py``)."""
+        the cluster is answered by them (see ``server/pullroute.py``), with the caller's
+        ``authorization`` header, as ksqlDB forwards it."""
         target = self.router.target(text, properties, variables)
         if target is not None:
             answered = self.router.answer(
-                target, text, properties, variables, lambda props: self._start_here(text, props, variables)
+                target,
+                text,
+                properties,
+                variables,
+                lambda props: self._start_here(text, props, variables),
+                authorization=authorization,
             )
             return answered
         return self._start_here(text, properties, variables)

@@ -130,6 +130,8 @@ class PullRouter:
         properties: Mapping[str, str],
         variables: Mapping[str, str],
         local: Callable[[Mapping[str, str]], Any],
+        *,
+        authorization: str | None = None,
     ) -> Any:
         """Answer ``text`` from the hosts of its partitions; ``local(properties)`` answers here."""
         config = self.engine.session(properties, variables).config
@@ -160,7 +162,7 @@ class PullRouter:
             local_parts = by_host.pop(self.agent.local, None)
             with ThreadPoolExecutor(max(1, len(by_host))) as pool:
                 futures = {
-                    h: pool.submit(self._forward, h, text, properties, variables, ps) for h, ps in by_host.items()
+                    h: pool.submit(self._forward, h, text, properties, variables, ps, authorization) for h, ps in by_host.items()
                 }
                 if local_parts is not None:
                     mine = mine | frozenset(local_parts)
@@ -184,9 +186,16 @@ class PullRouter:
         return header
 
     def _forward(
-        self, host: str, text: str, properties: Mapping[str, str], variables: Mapping[str, str], parts: list[int]
+        self,
+        host: str,
+        text: str,
+        properties: Mapping[str, str],
+        variables: Mapping[str, str],
+        parts: list[int],
+        authorization: str | None,
     ) -> list[Row] | None:
-        """Rows of ``parts`` from ``host`` (ksqlDB's ``forwardTo``), None when it could not answer."""
+        """Rows of ``parts`` from ``host`` (ksqlDB's ``forwardTo``), None when it could not answer.
+        The caller's credentials go along, so the other server authorizes the same user."""
         body = {
             "ksql": text,
             "streamsProperties": dict(properties),
@@ -197,10 +206,12 @@ class PullRouter:
                 PARTITIONS: ",".join(str(p) for p in sorted(parts)),
             },
         }
+        headers = {"content-type": "application/json", "accept": "application/json"}
+        if authorization is not None:
+            headers["authorization"] = authorization
         try:
             response = self._http().post(
-                f"{self.agent.url_of(host)}/query", content=orjson.dumps(body),
-                headers={"content-type": "application/json", "accept": "application/json"},
+                f"{self.agent.url_of(host)}/query", content=orjson.dumps(body), headers=headers
             )
         except httpx.HTTPError as e:
             log.info("Forwarding a pull query to %s failed: %s", host, e)

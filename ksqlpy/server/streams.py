@@ -132,7 +132,9 @@ class QueryEndpoint:
             return
         try:
             try:
-                query = await self.server.call(self.server.start_query, text, props, variables)
+                query = await self.server.call(
+                    self.server.start_query, text, props, variables, header(scope, b"authorization")
+                )
             except Exception as e:  # noqa: BLE001 - every failure becomes an error response
                 await respond_error(
                     send, e, context=f"{scope['path']} running {text[:200]!r}", statement_text=text

@@ -79,7 +79,9 @@ async def _serve(server: KsqlServer, websocket: WebSocket) -> None:
         props = wire.properties(body, "streamsProperties")
         variables = wire.properties(body, "sessionVariables")
         await server.call(server.authorize, websocket.scope, text, variables)
-        query = await server.call(server.start_query, text, props, variables)
+        query = await server.call(
+            server.start_query, text, props, variables, websocket.headers.get("authorization")
+        )
     except Exception as e:  # noqa: BLE001 - every failure closes the socket with its text
         await websocket.close(code=UNSUPPORTED, reason=_reason(message_of(e)))
         return

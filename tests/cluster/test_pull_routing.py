@@ -41,7 +41,16 @@ def _eventually(check: Callable[[], Any], within: float = 30.0) -> Any:
 
 
 class Server:
-    def __init__(self, bootstrap: str, service_id: str, data_dir: Path, extra: dict[str, str]) -> None:
+    def __init__(
+        self,
+        bootstrap: str,
+        service_id: str,
+        data_dir: Path,
+        extra: dict[str, str],
+        auth: tuple[str, str] | None = None,
+    ) -> None:
+        #: BASIC credentials every request of the test carries (None: no authentication)
+        self.auth = auth
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.host = f"127.0.0.1:{self.port}"
@@ -68,14 +77,16 @@ class Server:
         def ready() -> bool:
             assert self.process.poll() is None, f"server exited: {self.log.read_text()[-3000:]}"
             try:
-                return httpx.get(f"{self.url}/healthcheck", timeout=1).status_code == 200
+                return httpx.get(f"{self.url}/healthcheck", timeout=1, auth=self.auth).status_code == 200
             except httpx.HTTPError:
                 return False
 
         assert _eventually(ready, 60), f"server did not start: {self.log.read_text()[-3000:]}"
 
     def ksql(self, statement: str) -> Any:
-        response = httpx.post(f"{self.url}/ksql", json={"ksql": statement, "streamsProperties": {}}, timeout=60)
+        response = httpx.post(
+            f"{self.url}/ksql", json={"ksql": statement, "streamsProperties": {}}, timeout=60, auth=self.auth
+        )
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -83,14 +94,14 @@ class Server:
         body: dict[str, Any] = {"ksql": sql, "streamsProperties": {}}
         if request is not None:
             body["requestProperties"] = request
-        response = httpx.post(f"{self.url}/query", json=body, timeout=60)
+        response = httpx.post(f"{self.url}/query", json=body, timeout=60, auth=self.auth)
         assert response.status_code == 200, response.text
         header, *rest = response.json()
         return header["header"], [item["row"]["columns"] for item in rest if "row" in item]
 
     def tables(self) -> dict[str, Any]:
         """What this server's cluster status says each host holds (its announced partitions)."""
-        response = httpx.get(f"{self.url}/clusterStatus", timeout=10)
+        response = httpx.get(f"{self.url}/clusterStatus", timeout=10, auth=self.auth)
         assert response.status_code == 200, response.text
         status: dict[str, Any] = response.json()["clusterStatus"]
         return status
@@ -105,10 +116,12 @@ class Server:
                 self.process.wait(10)
 
 
-def _start(bootstrap: str, tmp_path: Path, extra: dict[str, str]) -> tuple[Server, Server]:
+def _start(
+    bootstrap: str, tmp_path: Path, extra: dict[str, str], auth: tuple[str, str] | None = None
+) -> tuple[Server, Server]:
     service = f"pull_{uuid.uuid4().hex[:8]}_"
-    a = Server(bootstrap, service, tmp_path / "a", extra)
-    b = Server(bootstrap, service, tmp_path / "b", extra)
+    a = Server(bootstrap, service, tmp_path / "a", extra, auth)
+    b = Server(bootstrap, service, tmp_path / "b", extra, auth)
     a.wait_ready()
     b.wait_ready()
     return a, b
@@ -140,7 +153,7 @@ def _lookups(server: Server) -> dict[str, list[Any]]:
     found = {}
     for key in KEYS:
         body = {"ksql": f"SELECT * FROM totals WHERE user_id = '{key}';", "streamsProperties": {}}
-        response = httpx.post(f"{server.url}/query", json=body, timeout=60)
+        response = httpx.post(f"{server.url}/query", json=body, timeout=60, auth=server.auth)
         if response.status_code == 200:
             rows = [item["row"]["columns"] for item in response.json()[1:] if "row" in item]
             if len(rows) == 1:
@@ -246,7 +259,18 @@ def test_pull_queries_from_either_server_and_after_a_kill(standby_cluster: tuple
 
 @pytest.fixture
 def cluster(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[Server, Server]]:
-    a, b = _start(kafka_bootstrap, tmp_path, {})
+    """Two servers with BASIC authentication: heartbeats and lag reports go to the skipped
+    paths ksqlDB's docs name, and a forwarded pull query carries its caller's credentials."""
+    passwords = tmp_path / "password-file"
+    passwords.write_text("alice: secret, admin\n")
+    extra = {
+        "authentication.method": "BASIC",
+        "authentication.realm": "KsqlServer-Props",
+        "authentication.roles": "admin",
+        "authentication.skip.paths": "/heartbeat,/lag",
+        "ksqlpy.authentication.password.file": str(passwords),
+    }
+    a, b = _start(kafka_bootstrap, tmp_path, extra, auth=("alice", "secret"))
     try:
         yield a, b
     finally:
@@ -256,6 +280,8 @@ def cluster(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[Server, Serv
 
 def test_state_follows_owned_partitions_and_queries_are_routed(cluster: tuple[Server, Server]) -> None:
     a, b = cluster
+    refused = httpx.post(f"{a.url}/query", json={"ksql": "SELECT * FROM totals;"}, timeout=10)
+    assert refused.status_code == 401
     query_id = _create(a)
     expected = _expected()
     assert _eventually(lambda: _split_between(a, query_id), 30), a.tables()
