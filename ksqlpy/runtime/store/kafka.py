@@ -623,7 +623,8 @@ class KafkaTransaction(Transaction):
         if self.store.exactly_once:
             for group, positions in self.positions.items():
                 offsets = [KafkaTopicPartition(tp.topic, tp.partition, o) for tp, o in positions.items()]
-                log.debug("group %s: committing %s in a transaction", group, _listed(offsets))
+                if log.isEnabledFor(logging.DEBUG):  # (each batch commits: no listing unless asked)
+                    log.debug("group %s: committing %s in a transaction", group, _listed(offsets))
                 metadata = self.store._member(group).consumer_group_metadata()
                 self.producer.send_offsets_to_transaction(offsets, metadata, _TIMEOUT)
 
@@ -1056,7 +1057,8 @@ class KafkaReader(TopicReader):
             for tp, o in (self.positions() if positions is None else positions).items()
         ]
         if offsets:
-            log.debug("group %s: committing %s", self._group, _listed(offsets))
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("group %s: committing %s", self._group, _listed(offsets))
             try:
                 self._consumer.commit(offsets=offsets, asynchronous=False)
             except KafkaException as exc:
