@@ -72,6 +72,8 @@ class ServerProcess:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
+        #: the server's --log-level (DEBUG logs each group member's assignments, seeks and commits)
+        self.log_level = os.environ.get("KSQLPY_TEST_SERVER_LOG_LEVEL", "INFO")
 
     def start(self) -> None:
         env = {
@@ -84,7 +86,7 @@ class ServerProcess:
         with self.log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "ksqlpy", "server", "--listeners", self.url,
-                 "--data-dir", str(self.data_dir)],
+                 "--data-dir", str(self.data_dir), "--log-level", self.log_level],
                 stdout=out, stderr=subprocess.STDOUT, env=env,
             )
         deadline = time.monotonic() + 60

@@ -3,20 +3,26 @@ follows the partitions each query's consumer group gives each of them.
 
 Real ``ksqlpy server`` processes on the test broker, exactly-once. Server A runs the DDL; the others
 replay the command topic when they start, so each runs every query as one member of its group: an
-aggregation by the input's key and one by a value column (through its repartition topic). Input is
-produced straight to the topic's six partitions while servers are killed (``kill -9``) and
-started; at the end every key's count and sum in the tables' sink topics (read committed, the last
-record per key) must be exact: an event lost, or counted by two servers, shows.
+aggregation by the input's key, one by a value column (through its repartition topic), and the
+stream joined to a table of every key. Input is produced straight to the topic's six partitions
+while servers are killed (``kill -9``) and started; at the end every key's count and sum in the
+tables' sink topics (read committed, the last record per key) must be exact, and the join's sink
+must hold every input record once: an event lost, or counted by two servers, shows.
 
-A stream–table join is not in this test yet: with it added (three queries on three members), now
-and then a partition of one query stopped advancing after the last rebalance — its committed
-position stayed at the end of what was written before the rebalance while its input grew, nothing
-lost or doubled. The cause is not found yet; without the join it has not been seen.
+A partition of one query once stopped advancing after a rebalance in this test (its committed
+position stayed where it was while its input grew). One way there is fixed and tested in
+``tests/store/test_kafka_replay_rebalance.py``: a member re-reading partitions to rebuild state
+that was behind the group's commits kept a moved partition in its re-read set, which held every
+other partition of the member back for good.
 
 The broker (Tansu) never times out a transaction a killed server left open (real Kafka aborts it
 after ``transaction.timeout.ms``); until then read-committed readers cannot pass it. A killed
 server is therefore started again over its own data directory before the end: its transactional
-id fences the old transaction, as on Kafka a restart of the same server does.
+id fences the old transaction, as on Kafka a restart of the same server does. Tansu also hands
+read-committed readers the records of aborted transactions (fenced or aborted alike), so when A
+is killed in the middle of a transaction whose records reached the log, its repartitioned records
+are counted again (BY_G over by about one batch) and the join's output holds them twice; on Kafka
+they are never read. Most runs kill A between such writes.
 """
 
 from __future__ import annotations
@@ -167,6 +173,29 @@ def _setup(server: ServerProcess, run: str, *, by_value: bool = False) -> str:
     return source
 
 
+def _setup_join(server: ServerProcess, bootstrap: str, run: str) -> None:
+    """A table of every key (co-partitioned with the input) and the stream joined to it."""
+    server.ksql(
+        f"CREATE TABLE NAMES (K VARCHAR PRIMARY KEY, NAME VARCHAR) WITH (KAFKA_TOPIC='{run}_names', "
+        f"PARTITIONS={PARTITIONS}, VALUE_FORMAT='JSON');"
+    )
+    _produce(bootstrap, f"{run}_names", [(f"k{k}", {"NAME": f"n{k}"}) for k in range(KEYS)])
+    server.ksql(
+        f"CREATE STREAM NAMED WITH (KAFKA_TOPIC='{run}_named') AS "
+        "SELECT E.K AS K, E.V AS V, N.NAME AS NAME FROM EVENTS E LEFT JOIN NAMES N ON E.K = N.K;"
+    )
+
+
+def _joined(bootstrap: str, run: str) -> dict[str, tuple[int, int]]:
+    """The join's sink topic: records and sum of V per key."""
+    totals: dict[str, list[int]] = {}
+    for key, value, _ in _read(bootstrap, f"{run}_named"):
+        t = totals.setdefault(key, [0, 0])
+        t[0] += 1
+        t[1] += int(value["V"])
+    return {k: (c, s) for k, (c, s) in totals.items()}
+
+
 def _logged(server: ServerProcess, pattern: str) -> list[re.Match[str]]:
     return list(re.finditer(pattern, server.log.read_text(errors="replace")))
 
@@ -199,12 +228,14 @@ def test_state_follows_partitions_across_kills_and_joins(
 
     a.start()
     source = _setup(a, run, by_value=True)
+    _setup_join(a, kafka_bootstrap, run)
     b.start()  # replays the command topic: runs the queries as a second member of each group
 
     def check() -> None:
         for name, read, want in (
             ("TOTALS", lambda: _table(kafka_bootstrap, f"{run}_totals"), _totals(events, 0)),
             ("BY_G", lambda: _table(kafka_bootstrap, f"{run}_by_g"), _totals(events, 1)),
+            ("NAMED", lambda: _joined(kafka_bootstrap, run), _totals(events, 0)),
         ):
             got = _converge(read, want, 240)
             wrong = {k: (got.get(k), v) for k, v in want.items() if got.get(k) != v}

@@ -623,6 +623,8 @@ class KafkaTransaction(Transaction):
         if self.store.exactly_once:
             for group, positions in self.positions.items():
                 offsets = [KafkaTopicPartition(tp.topic, tp.partition, o) for tp, o in positions.items()]
+                if log.isEnabledFor(logging.DEBUG):  # (each batch commits: no listing unless asked)
+                    log.debug("group %s: committing %s in a transaction", group, _listed(offsets))
                 metadata = self.store._member(group).consumer_group_metadata()
                 self.producer.send_offsets_to_transaction(offsets, metadata, _TIMEOUT)
 
@@ -728,6 +730,12 @@ class KafkaTransactionContext(TransactionContext):
                 store._commit(group, positions)
 
 
+def _listed(partitions: Sequence[KafkaTopicPartition]) -> str:
+    """Partitions (with their offsets, where set) for the debug log."""
+    listed = (f"{p.topic}[{p.partition}]" + (f"@{p.offset}" if p.offset >= 0 else "") for p in partitions)
+    return ", ".join(listed) or "nothing"
+
+
 class KafkaReader(TopicReader):
     """A Consumer: subscribed through ``group`` when there is one, else assigned every partition."""
 
@@ -781,6 +789,7 @@ class KafkaReader(TopicReader):
     # -- assignment --------------------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
+        log.debug("group %s: assigned %s", self._group, _listed(partitions))
         self._assigned.update(TopicPartition(p.topic, p.partition) for p in partitions)
         if self.listener is not None:
             # State follows the partitions: restored (or dropped) before any input is read.
@@ -829,11 +838,19 @@ class KafkaReader(TopicReader):
 
     def _on_revoke(self, _consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         revoked = [TopicPartition(p.topic, p.partition) for p in partitions]
+        log.debug("group %s: revoked %s", self._group, _listed(partitions))
         self._revokes += 1
+        # A partition that was being read again to rebuild state is no longer this member's to
+        # rebuild: left in the replay set, it would never reach its end here, and until it did
+        # every batch would be held to replayed records only (the partitions kept would stop).
+        replay = self._store._replay.get(self._group, {}) if self._group is not None else {}
         for tp in revoked:
             self._assigned.discard(tp)
             self._next.pop(tp, None)
             self._eof.pop(tp, None)
+            replay.pop(tp, None)
+        if self._group is not None and not replay:
+            self._store._replay.pop(self._group, None)
         if self.listener is not None:
             self.listener.partitions_revoked(revoked)
 
@@ -857,6 +874,7 @@ class KafkaReader(TopicReader):
             self._next.pop(tp, None)
             self._eof.pop(tp, None)
             target = offset if offset >= 0 else (OFFSET_BEGINNING if self._start == "earliest" else OFFSET_END)
+            log.debug("group %s: rewinding %s[%d] to %d", self._group, tp.topic, tp.partition, target)
             try:
                 self._consumer.seek(KafkaTopicPartition(tp.topic, tp.partition, target))
             except KafkaException:
@@ -964,6 +982,7 @@ class KafkaReader(TopicReader):
             if self._next.get(tp, 0) > until:
                 first_dropped.setdefault(tp, until)
         for tp, offset in first_dropped.items():
+            log.debug("group %s: %s[%d] read on from %d", self._group, tp.topic, tp.partition, offset)
             self._next[tp] = offset
             self._consumer.seek(KafkaTopicPartition(tp.topic, tp.partition, offset))
         kept = table.filter(pa.array(keep, pa.bool_())) if not all(keep) else table
@@ -1038,6 +1057,8 @@ class KafkaReader(TopicReader):
             for tp, o in (self.positions() if positions is None else positions).items()
         ]
         if offsets:
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("group %s: committing %s", self._group, _listed(offsets))
             try:
                 self._consumer.commit(offsets=offsets, asynchronous=False)
             except KafkaException as exc:
