@@ -350,8 +350,16 @@ def _aligned(flags: Any, records: pa.Table, decoded: pa.Table) -> pa.Array:
 
 
 def uses_repartition_topic(step: Any, store: Any) -> bool:
-    """Whether a persistent query of ``step`` on ``store`` runs as a :class:`GroupByQuery`."""
-    return isinstance(step, AggregateStep) and step.repartition is not None and store.kind == "kafka"
+    """Whether a persistent query of ``step`` on ``store`` runs as a :class:`GroupByQuery`.
+
+    A source of one partition is re-keyed in place: its repartition topic would have one
+    partition too, read back by the same task in the order it was written, so going through it
+    would change nothing but the cost (and the moment the output follows the input's commit)."""
+    if not (isinstance(step, AggregateStep) and step.repartition is not None and store.kind == "kafka"):
+        return False
+    spec = store.describe_topic(step.source.topic)
+    partitions = spec.partitions if spec is not None else step.source.partitions
+    return max(1, partitions) > 1
 
 
 __all__ = [

@@ -327,7 +327,7 @@ def test_a_group_key_the_plans_key_format_cannot_hold_is_written_as_json(
             engine,
             f"""
             CREATE STREAM s (id VARCHAR KEY, a INT, b VARCHAR)
-              WITH (kafka_topic='s_{run}', format='DELIMITED', partitions=1);
+              WITH (kafka_topic='s_{run}', format='DELIMITED', partitions=2);
             CREATE TABLE t WITH (kafka_topic='t_{run}', key_format='JSON') AS
               SELECT STRUCT(A := a, B := b) AS k, COUNT(*) AS n FROM s GROUP BY STRUCT(A := a, B := b);
             INSERT INTO s (id, a, b) VALUES ('1', 1, 'x');
