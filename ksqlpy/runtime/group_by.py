@@ -189,9 +189,12 @@ class GroupByQuery(PersistentQuery):
         self._ready.set()
         reader = self._reader
         try:
+            waited = True
             while not self._stop.is_set():
-                records = reader.poll(BATCH_SIZE, timeout=0.2)
+                # after a batch, look without waiting, so idleness shows at once (see QueryRunner)
+                records = reader.poll(BATCH_SIZE, timeout=0.2 if waited else 0.0)
                 self._polled()
+                waited = records.num_rows == 0
                 if records.num_rows == 0:
                     self._settle()
                     self._idle.set()

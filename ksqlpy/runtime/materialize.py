@@ -311,10 +311,13 @@ class Materializer:
             return
         self._ready.set()
         try:
+            waited = True
             while not self._stop.is_set():
                 if self.owned is not None:
                     self._follow(decoder, reader.positions())
-                records = reader.poll(BATCH_SIZE, timeout=0.2)
+                # after a batch, look without waiting, so idleness shows at once (see QueryRunner)
+                records = reader.poll(BATCH_SIZE, timeout=0.2 if waited else 0.0)
+                waited = records.num_rows == 0
                 positions = reader.positions()
                 if records.num_rows == 0:
                     if self._advanced(positions):

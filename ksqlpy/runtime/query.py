@@ -163,9 +163,13 @@ class QueryRunner:
         reader = self._reader
         batch_size = STATEFUL_BATCH_SIZE if self._processor is not None else BATCH_SIZE
         try:
+            waited = True
             while not self._stop.is_set():
-                records = reader.poll(batch_size, timeout=0.2)
+                # Right after a batch, look without waiting: when nothing more is there the query
+                # is idle now, not a poll timeout later (tests and the runner wait for idleness).
+                records = reader.poll(batch_size, timeout=0.2 if waited else 0.0)
                 self._polled()
+                waited = records.num_rows == 0
                 if records.num_rows == 0:
                     # Nothing left to read: every earlier batch is committed (or handed out).
                     self._settle()

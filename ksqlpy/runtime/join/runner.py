@@ -223,9 +223,13 @@ class JoinQuery(PersistentQuery):
         reader = self._reader
         aligner = self._aligner
         try:
+            waited = True
             while not self._stop.is_set():
                 wait = aligner.next_deadline()
-                records = reader.poll(self._poll_records, timeout=0.2 if wait is None else min(0.2, wait))
+                # after a batch, look without waiting, so idleness shows at once (see QueryRunner)
+                timeout = 0.2 if wait is None else min(0.2, wait)
+                records = reader.poll(self._poll_records, timeout=timeout if waited else 0.0)
+                waited = records.num_rows == 0
                 self._polled()
                 if records.num_rows:
                     self._idle.clear()
