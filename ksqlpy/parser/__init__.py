@@ -235,11 +235,19 @@ def _run(text: str, start: str) -> Any:
 def parse(text: str) -> list[ast.Statement]:
     """Every statement of ``text`` (each ``;``-terminated; the last ``;`` may be left out)."""
     try:
-        return _run(text, "start")  # type: ignore[no-any-return]
+        return list(_parse_text(text))
     except ParseError as error:
         if error.statement_text is None:
             error.statement_text = text.strip()
         raise
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_text(text: str) -> tuple[ast.Statement, ...]:
+    """Parsed texts: a statement is parsed again by each layer that reads it (the server to
+    route it, the session to run it, the command log to replay it), a parse costs milliseconds,
+    and the tree is immutable. Failures are not kept (``lru_cache`` keeps only results)."""
+    return tuple(_run(text, "start"))
 
 
 def parse_statement(text: str) -> ast.Statement:
