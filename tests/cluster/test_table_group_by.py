@@ -17,6 +17,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +118,12 @@ def test_rows_changing_groups_across_servers_count_exactly(
     a, b = pair
     run = f"tg{random.randrange(10**9)}"
     source, sink = f"{run}_users", f"{run}_per_team"
-    a.start()
+    with ThreadPoolExecutor(1) as starting:
+        # B starts meanwhile; it runs what A creates from the command topic, as the query's
+        # second member
+        b_started = starting.submit(b.start)
+        a.start()
+        b_started.result()
     a.ksql(
         f"CREATE TABLE USERS (ID VARCHAR PRIMARY KEY, TEAM VARCHAR, SCORE INT) WITH (KAFKA_TOPIC='{source}', "
         f"PARTITIONS={PARTITIONS}, VALUE_FORMAT='JSON');"
@@ -127,7 +133,6 @@ def test_rows_changing_groups_across_servers_count_exactly(
         "SELECT TEAM, COUNT(*) AS N, SUM(SCORE) AS S FROM USERS GROUP BY TEAM;"
     )
     query_id = created["commandStatus"]["queryId"]
-    b.start()  # replays the command topic: the query's second member
     names = {a.url.removeprefix("http://"): "a", b.url.removeprefix("http://"): "b"}
 
     def split() -> dict[str, set[tuple[str, int]]] | None:
