@@ -1,5 +1,6 @@
 """The aggregation operator on its own: the vectorized plan and the sequential reference
-(the accumulators' Python methods) agree on random batches; session windows merge."""
+(the accumulators' Python methods) agree on random batches; session windows merge; a table's
+source rows are kept in the partition they were read from."""
 
 from __future__ import annotations
 
