@@ -206,11 +206,8 @@ def test_rows_changing_groups_across_servers_count_exactly(
     settled()
     # Each source row is kept (and logged) in the partition it was read from, as a Kafka
     # Streams task keeps its part of the table: its changelog partition is its key's.
-    (log,) = (
-        t
-        for t in AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=30).topics
-        if t.endswith(f"query_{query_id}-Aggregate-Source-changelog")
-    )
+    log = f"_confluent-ksql-{a.settings['ksql.service.id']}query_{query_id}-Aggregate-Source-changelog"
+    assert log in AdminClient({"bootstrap.servers": kafka_bootstrap}).list_topics(timeout=30).topics
     placed = [(orjson.loads(key or b"{}"), p) for p, key, _ in _consume(kafka_bootstrap, log)]
     assert {k for key, _ in placed for k in key.values()} == set(ids["a"] + ids["b"])
     assert all(p == partition_for_key(str(k).encode(), PARTITIONS) for key, p in placed for k in key.values())
