@@ -6,7 +6,8 @@ Per batch (see STATEFUL.md):
    ``__TS``, evaluated over the decoded batch on the query's own connection (where ksqlpy's
    UDFs live). Rows with a null grouping value are dropped, as ksqlDB drops them.
    Table input turns each update into a retraction of the source row's previous value
-   (``__SIGN`` -1, from the source-row table ``agg."<QID>_src"``) and an addition (+1).
+   (``__SIGN`` -1, from the source-row table ``agg."<QID>_src"``, whose rows name the input
+   partition that holds them, ``__SP``) and an addition (+1).
 2. *windows*: tumbling/hopping rows expand to one row per window; a window closed for the
    stream time as of its record (``end + grace <= stream time``) drops the row (counted in
    ``late_records``). Stream time is kept per partition, as a Kafka Streams task keeps it: each
@@ -57,6 +58,7 @@ FORCE_DELETE = "__FORCE_DELETE"
 _SOURCE_SEQ = "__SOURCE_SEQ"  # an emitted row's input record (its SEQ), for its headers
 SKIP = "__SKIP"  # a row that changes state but is not emitted by itself
 PART = "__P"  # the partition a group is processed in: whose stream time applies to it
+SOURCE_PART = "__SP"  # a table's source row: the input partition (task) whose store holds it
 WINDOW_START = "__WINDOWSTART"
 WINDOW_END = "__WINDOWEND"
 _WS, _WE = "WINDOWSTART", "WINDOWEND"
@@ -158,7 +160,8 @@ class AggregateProcessor:
             columns="stream_time BIGINT, partition INTEGER",
             partition="partition",
         )
-        #: a table aggregation's input: each source key's last row, as grouped
+        #: a table aggregation's input: each source key's last row, as grouped, in the input
+        #: partition it was read from (Kafka Streams materializes a grouped table per task)
         self._sources = StateStore(
             name="Aggregate-Source",
             namespace="agg",
@@ -166,6 +169,7 @@ class AggregateProcessor:
             table=self.tables.sources,
             schema=None,
             keys=self.source_keys,
+            partition=SOURCE_PART,
         )
         self._created = False
         self._out_schema: pa.Schema | None = None
@@ -217,7 +221,15 @@ class AggregateProcessor:
             for i, c in enumerate(step.calls):
                 for j, a in enumerate(self.args[i]):
                     src.append(f"{a} {sqltypes.to_duckdb(c.arg_types[j])}")
+            src.append(f"{SOURCE_PART} INTEGER")
             self._sources.columns = ", ".join(src)
+            kept = state.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE schema_name = 'agg' AND table_name = ?",
+                [self.query_id + "_src"],
+            ).fetchall()
+            if kept and (SOURCE_PART,) not in kept:
+                # Source rows kept before they named their partition were all in partition 0.
+                state.execute(f"ALTER TABLE {self.tables.sources} ADD COLUMN {SOURCE_PART} INTEGER DEFAULT 0")
             self._sources.create(state)
         self._created = True
 
@@ -352,7 +364,10 @@ class AggregateProcessor:
 
     def _pre(self, batch: pa.Table, *, partitioned: bool = True) -> pa.Table:
         """The batch's prepared rows; a stream's with the partition of their group
-        (``partitioned``, see :meth:`_partitions`)."""
+        (``partitioned``, see :meth:`_partitions`). A table's rows name the input partition whose
+        source-row store holds them (``__SP``): the one they were read from in stage one of a
+        GROUP BY through the repartition topic, 0 when aggregated in place (``partitioned``),
+        where all of a table aggregation's state is in partition 0."""
         step = self.step
         items = [f"{SEQ}", f"ROWTIME AS {TS}"]
         items += [f"TRY({k.sql}) AS {_q(n)}" for n, k in zip(self.keys, step.group_keys, strict=True)]
@@ -368,6 +383,7 @@ class AggregateProcessor:
                 f"{_q(duckdb_name(c.name))} AS {sk}"
                 for sk, c in zip(self.source_keys, step.source.key_columns, strict=True)
             ]
+            items.append(f"{'0' if partitioned else 'ROWPARTITION'}::INTEGER AS {SOURCE_PART}")
             items.append(f'(NOT "{TOMBSTONE}" AND {where}) AS __OK')
             sql = f"SELECT *, (__OK AND {not_null}) AS __VALID FROM (SELECT {', '.join(items)} FROM input) ORDER BY {SEQ}"
         # The batch's columns by their DuckDB names, as the compiled expressions name them.
@@ -458,7 +474,7 @@ class AggregateProcessor:
             last = self._relation(
                 "rows",
                 rows,
-                f"SELECT {cols}, __VALID FROM rows QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY {SEQ} DESC) = 1",
+                f"SELECT {cols}, {SOURCE_PART}, __VALID FROM rows QUALIFY row_number() OVER (PARTITION BY {part} ORDER BY {SEQ} DESC) = 1",
             )
         finally:
             self.con.unregister("__prior")

@@ -14,7 +14,12 @@ Kafka store a persistent ksqlpy query does the same, with one reader over both t
    format cannot hold them as a record), timestamp and headers the input record's. A table's
    change goes as its retraction and its addition, each marked by a trailing byte as Kafka
    Streams marks the old and new value of a change (:data:`NEW`, :data:`OLD`,
-   :data:`OLD_THEN_NEW` for a retraction whose addition follows to the same group);
+   :data:`OLD_THEN_NEW` for a retraction whose addition follows to the same group). The old
+   value comes from the source rows stage one keeps (``Aggregate-Source``, Kafka Streams'
+   materialized KTable before ``groupBy``): each row in the store of the input partition it was
+   read from, logged to that partition of the store's changelog, so that whichever server owns
+   the partition (after a rebalance too) holds every previous value its updates retract;
+   a tombstone, or a row whose group key becomes null, retracts only;
 2. the records read back from the repartition topic (read_committed) are aggregated
    (:meth:`~ksqlpy.runtime.aggregate.AggregateProcessor.process_grouped`) with stream time kept
    per repartition partition; results go to the sink, state changes to the changelogs.
@@ -330,9 +335,10 @@ class GroupByQuery(PersistentQuery):
         return self.topics
 
     def _state_partitions(self) -> tuple[list[str], bool]:
-        # State rows belong to the repartition partition they were aggregated from; a table's
-        # source rows (changed in stage one) stay in partition 0.
-        return [self.target.topic, self.plan.source.topic], not self._processor.is_table
+        # Task p reads partition p of both topics (they have as many partitions). Groups belong
+        # to the repartition partition they were aggregated from, a table's source rows to the
+        # source partition they were read from: either way to the task that changes them.
+        return [self.target.topic, self.plan.source.topic], True
 
 
 def _aligned(flags: Any, records: pa.Table, decoded: pa.Table) -> pa.Array:
