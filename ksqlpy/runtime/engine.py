@@ -27,6 +27,7 @@ from ksqlpy.runtime import results as r
 from ksqlpy.runtime.commandlog import Command, CommandLog
 from ksqlpy.runtime.config import EngineConfig
 from ksqlpy.runtime.depth import allow_deep_statements
+from ksqlpy.runtime.partitions import StandbyPlacement
 from ksqlpy.runtime.processing_log import PROCESSING_LOG_DDL, ProcessingLog
 from ksqlpy.runtime.query import PersistentQuery, QueryState
 from ksqlpy.runtime.rows import Row
@@ -79,6 +80,9 @@ class Engine:
         #: agrees); "sequential" (the default, as ksqlDB's test and standalone engines): one count
         #: of queries, as the conformance cases expect
         self.query_ids = config.get("ksqlpy.query.ids", "sequential") or "sequential"
+        #: where this server keeps standby copies of queries' state (``partitions.StandbyPlacement``);
+        #: the server's cluster agent installs one once it knows the cluster's members
+        self.standby_placement: StandbyPlacement | None = None
         #: the command topic's tail when the store is Kafka (a cluster), else None
         self.runner: Any = None
         if store.kind == "kafka":
@@ -253,10 +257,16 @@ class Engine:
         )
         if isinstance(query, JoinQuery):
             query.configure(self.config.merged(properties or {}))
+        query.standby_placement = self._place_standbys
         self.queries[plan.query_id] = query
         if not self.replaying:
             query.start()
         return query
+
+    def _place_standbys(self, query_id: str, partitions: int, owned: frozenset[int]) -> Mapping[int, bool] | None:
+        """The installed standby placement's answer (None while there is none)."""
+        placement = self.standby_placement
+        return None if placement is None else placement(query_id, partitions, owned)
 
     def apply_plan(
         self, plan: KsqlPlan, properties: Mapping[str, Any] | None = None, *, generation: int = 0

@@ -209,7 +209,8 @@ def test_pull_queries_from_either_server_and_after_a_kill(standby_cluster: tuple
     _, rest = a.query("SELECT * FROM totals;", {**internal, "request.ksql.query.pull.partition": "1,2,3"})
     assert part0 and rest and sorted(part0 + rest) == sorted(expected.values())
 
-    # standby copies are announced: each server keeps the partitions it does not run
+    # standby copies are placed and announced: with one replica and two servers, each server
+    # keeps the partitions the other runs, and never one it runs itself
     def standbys_announced() -> bool:
         for host in a.tables().values():
             entry = host["activeStandbyPerQuery"].get(query_id, {})
@@ -285,6 +286,9 @@ def test_state_follows_owned_partitions_and_queries_are_routed(cluster: tuple[Se
     query_id = _create(a)
     expected = _expected()
     assert _eventually(lambda: _split_between(a, query_id), 30), a.tables()
+    # without ksql.streams.num.standby.replicas no server keeps a standby copy
+    for host in a.tables().values():
+        assert host["activeStandbyPerQuery"][query_id]["standByPartitions"] == [], host
     for server in (a, b):
         assert _eventually(lambda s=server: _lookups(s) == expected, 40), (_lookups(server), a.tables())
         _, rows = server.query("SELECT * FROM totals;")
