@@ -158,11 +158,24 @@ class Engine:
         from ksqlpy.runtime.session import Session
 
         session = Session(self, command.properties, {})
+        command_id = command.command_id
+        if command_id is not None:
+            self.command_statuses[command_id] = r.CommandStatus(
+                status=r.CommandState.EXECUTING, message="Executing statement", query_id=command.query_id
+            )
         try:
             try:
                 session.replay(command, seq)
                 self._replayed += 1
+                if command_id is not None:
+                    self.command_statuses[command_id] = r.CommandStatus(
+                        status=r.CommandState.SUCCESS, message=command.message, query_id=command.query_id
+                    )
             except KsqlpyError as e:
+                if command_id is not None:
+                    self.command_statuses[command_id] = r.CommandStatus(
+                        status=r.CommandState.ERROR, message=e.message, query_id=command.query_id
+                    )
                 if not self.replaying:
                     raise
                 if command.plan is not None:
@@ -227,13 +240,20 @@ class Engine:
             return n
 
     def record_command(
-        self, statement: str, properties: Mapping[str, Any], query_id: str | None, plan: Any = None
+        self,
+        statement: str,
+        properties: Mapping[str, Any],
+        query_id: str | None,
+        plan: Any = None,
+        *,
+        command_id: str | None = None,
+        message: str = "",
     ) -> int:
         """Append a command (with its plan, a :class:`KsqlPlan`, when it has one) to the log."""
         if self.replaying:
             return -1
         stored = plan.to_json() if plan is not None else None
-        seq = self.commands.append(Command(statement, dict(properties), query_id, stored))
+        seq = self.commands.append(Command(statement, dict(properties), query_id, stored, command_id, message))
         self.last_command_offset = max(self.last_command_offset, seq)
         return seq
 
