@@ -5,12 +5,15 @@ holders of every partition, and after ``kill -9`` of one server the other answer
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +22,8 @@ from typing import Any
 import httpx
 import pytest
 from kafka_broker import FAST_CLIENT_CONFIG
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 pytestmark = pytest.mark.kafka
 
@@ -164,6 +169,24 @@ def _lookups(server: Server) -> dict[str, list[Any]]:
     return found
 
 
+def _ws_rows(server: Server, sql: str) -> list[list[Any]]:
+    """The rows ``/ws/query`` answers ``sql`` with (after its schema message), ended by a normal close."""
+    request = urllib.parse.urlencode({"request": json.dumps({"ksql": sql, "streamsProperties": {}})})
+    headers = {}
+    if server.auth is not None:
+        token = base64.b64encode(":".join(server.auth).encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    received = []
+    with connect(f"ws://{server.host}/ws/query?{request}", additional_headers=headers, open_timeout=30) as ws:
+        try:
+            while True:
+                received.append(json.loads(ws.recv(timeout=60)))
+        except ConnectionClosed as closed:
+            assert closed.rcvd is not None and closed.rcvd.code == 1000, (sql, closed.rcvd, received)
+    assert received and isinstance(received[0], list), received  # the schema comes first
+    return [item["row"]["columns"] for item in received[1:]]
+
+
 def _split_between(a: Server, query_id: str) -> bool:
     """Both servers alive, each running some of the four partitions."""
     status = a.tables()
@@ -305,6 +328,12 @@ def test_state_follows_owned_partitions_and_queries_are_routed(cluster: tuple[Se
     _, mine_b = b.query("SELECT * FROM totals;", internal)
     assert mine_a and mine_b
     assert sorted(mine_a + mine_b) == sorted(expected.values())
+
+    # /ws/query routes a pull query as /query does: keys only the other server holds, and a scan
+    others = sorted(row[0] for row in mine_b)
+    for key in others[:3]:
+        assert _ws_rows(a, f"SELECT * FROM totals WHERE user_id = '{key}';") == [expected[key]]
+    assert sorted(_ws_rows(a, "SELECT * FROM totals;")) == sorted(expected.values())
 
     # without standbys, the survivor of a kill takes the partitions over and reads them in
     b.process.send_signal(signal.SIGKILL)
