@@ -110,6 +110,7 @@ class PartitionedState:
         #: the partitions this server keeps standby copies of now (never one it owns)
         self.standbys: frozenset[int] = frozenset()
         self._placed_at = 0.0
+        self._partition_count: int | None = None
         self._standby_reader: _StandbyReader | None = None
         if self.standby:
             cursor = store.state_cursor()
@@ -283,12 +284,15 @@ class PartitionedState:
             return
         self._placed_at = now
         topics = [c.table.topic for c in self.logs if _split(c)]
-        spec = self.store.describe_topic(self.topic)
-        if spec is None or not topics:
+        if self._partition_count is None:  # an input's partitions never change under a query
+            spec = self.store.describe_topic(self.topic)
+            self._partition_count = spec.partitions if spec is not None else None
+        count = self._partition_count
+        if count is None or not topics:
             return
         owned = frozenset(self._owned)
-        others = frozenset(range(spec.partitions)) - owned
-        decided = self.placement(self.query_id, spec.partitions, owned) if self.placement is not None else None
+        others = frozenset(range(count)) - owned
+        decided = self.placement(self.query_id, count, owned) if self.placement is not None else None
         if decided is None:
             wanted = others
         else:

@@ -1,7 +1,9 @@
 """Pull queries from any server of a cluster (ksqlDB's HA routing), with real server processes on
 one Kafka broker: each server's state holds the partitions it runs (and, with standbys, warm
-copies of the others), a key lookup goes to a server holding the key's partition, a scan to the
-holders of every partition, and after ``kill -9`` of one server the other answers for every key."""
+copies of those placed on it: one per partition, on the server after its active one), a key
+lookup goes to a server holding the key's partition, a scan to the holders of every partition,
+over ``POST /query`` and ``/ws/query`` alike, and after ``kill -9`` of one server the others
+answer for every key."""
 
 from __future__ import annotations
 
@@ -56,6 +58,7 @@ class Server:
     ) -> None:
         #: BASIC credentials every request of the test carries (None: no authentication)
         self.auth = auth
+        self.service = service_id
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.host = f"127.0.0.1:{self.port}"
@@ -199,19 +202,52 @@ def _split_between(a: Server, query_id: str) -> bool:
     return all(held) and set().union(*held) == {0, 1, 2, 3}
 
 
+def _placed(server: Server, query_id: str, hosts: list[str]) -> bool:
+    """All ``hosts`` alive, each partition active on one of them, and its one standby on the
+    next host after that one in the order of their ids (one replica), as every server derives it."""
+    status = server.tables()
+    if set(status) != set(hosts) or not all(h["hostAlive"] for h in status.values()):
+        return False
+    active: dict[int, list[str]] = {}
+    standby: dict[int, list[str]] = {}
+    for host, held in status.items():
+        entry = held["activeStandbyPerQuery"].get(query_id, {})
+        for tp in entry.get("activePartitions", []):
+            active.setdefault(tp["partition"], []).append(host)
+        for tp in entry.get("standByPartitions", []):
+            standby.setdefault(tp["partition"], []).append(host)
+    ring = sorted(hosts)
+    return sorted(active) == [0, 1, 2, 3] and all(
+        len(on) == 1 and standby.get(p) == [ring[(ring.index(on[0]) + 1) % len(ring)]] for p, on in active.items()
+    )
+
+
 @pytest.fixture
-def standby_cluster(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[Server, Server]]:
+def standby_cluster(
+    kafka_bootstrap: str, tmp_path: Path
+) -> Iterator[tuple[Server, Server, Callable[[], Server]]]:
+    """Two servers, and a way to have a third join them."""
     extra = {"ksql.streams.num.standby.replicas": "1", "ksql.query.pull.enable.standby.reads": "true"}
     a, b = _start(kafka_bootstrap, tmp_path, extra)
+    started = [a, b]
+
+    def join() -> Server:
+        c = Server(kafka_bootstrap, a.service, tmp_path / "c", extra)
+        started.append(c)
+        c.wait_ready()
+        return c
+
     try:
-        yield a, b
+        yield a, b, join
     finally:
-        a.stop()
-        b.stop()
+        for server in started:
+            server.stop()
 
 
-def test_pull_queries_from_either_server_and_after_a_kill(standby_cluster: tuple[Server, Server]) -> None:
-    a, b = standby_cluster
+def test_pull_queries_from_either_server_and_after_a_kill(
+    standby_cluster: tuple[Server, Server, Callable[[], Server]],
+) -> None:
+    a, b, join = standby_cluster
     query_id = _create(a)
     expected = _expected()
     assert _eventually(lambda: _split_between(a, query_id), 30), a.tables()
@@ -245,6 +281,11 @@ def test_pull_queries_from_either_server_and_after_a_kill(standby_cluster: tuple
 
     assert _eventually(standbys_announced, 20), a.tables()
 
+    # a third server joins: partitions move, and every server follows the new placement, one
+    # standby per partition on the server after its active one (no longer every other server)
+    c = join()
+    assert _eventually(lambda: _placed(a, query_id, [a.host, b.host, c.host]), 60), a.tables()
+
     # SHOW QUERIES EXTENDED and DESCRIBE EXTENDED say which host runs which partitions
     def described() -> dict[str, Any]:
         (listing,) = b.ksql("SHOW QUERIES EXTENDED;")
@@ -255,11 +296,11 @@ def test_pull_queries_from_either_server_and_after_a_kill(standby_cluster: tuple
         return {t["taskId"] for t in described()["tasksMetadata"]} == {"0_0", "0_1", "0_2", "0_3"}
 
     assert _eventually(all_tasks, 20), described()
-    assert described()["ksqlHostQueryStatus"] == {a.host: "RUNNING", b.host: "RUNNING"}
+    assert described()["ksqlHostQueryStatus"] == {a.host: "RUNNING", b.host: "RUNNING", c.host: "RUNNING"}
     (source,) = a.ksql("DESCRIBE totals EXTENDED;")
     statistics = source["sourceDescription"]["statistics"]
     assert f"{a.host} active partitions" in statistics and f"{b.host} active partitions" in statistics
-    assert source["sourceDescription"]["writeQueries"][0]["statusCount"] == {"RUNNING": 2}
+    assert source["sourceDescription"]["writeQueries"][0]["statusCount"] == {"RUNNING": 3}
 
     # a push query on either server sees the records of every partition
     total = sum(i + 1 for i in range(len(KEYS)))
