@@ -288,7 +288,7 @@ class PartitionedState:
             spec = self.store.describe_topic(self.topic)
             self._partition_count = spec.partitions if spec is not None else None
         count = self._partition_count
-        if count is None or not topics:
+        if count is None:
             return
         owned = frozenset(self._owned)
         others = frozenset(range(count)) - owned
@@ -297,10 +297,13 @@ class PartitionedState:
             wanted = others
         else:
             wanted = frozenset(p for p in others if decided.get(p, p in self.standbys))
-        if wanted == self.standbys and self._standby_reader is not None:
+        # (stores whose changelogs are not split by partition are whole here: no copy to tail,
+        # but the partitions placed here are still this server's standbys, whose rows its
+        # materialization of the query's sink holds)
+        if wanted == self.standbys and (self._standby_reader is not None or not topics):
             return
         dropped = sorted(self.standbys - wanted - owned)
-        if dropped:
+        if dropped and topics:
             self._drop_copies(topics, dropped)
         gained = sorted(wanted - self.standbys)
         if dropped or gained:
@@ -311,6 +314,8 @@ class PartitionedState:
                 f" (dropped {dropped})" if dropped else "",
             )
         self.standbys = wanted
+        if not topics:
+            return
         if self._standby_reader is None:
             self._standby_reader = _StandbyReader(self.store)
         self._standby_reader.follow([TopicPartition(t, p) for t in topics for p in sorted(wanted)])
