@@ -8,7 +8,10 @@ command and the query's execution steps). On start the engine applies the stored
 are — a newer ksqlpy that would plan the statement differently still runs the plan it stored — so
 a restarted server has the same streams, tables, types and running queries, and each query
 resumes from its committed positions. Records without a plan (TERMINATE, and logs written before
-plans were stored) are replayed from their statement.
+plans were stored) are replayed from their statement. A record also names its command
+(``commandId``, ``stream/`PV`/create``, the key of ksqlDB's command topic records) and the message
+its success reports (``commandMessage``), so whichever server applies it answers
+``/status/<commandId>`` for it as the server that ran it does.
 
 On Kafka the command topic is shared by every server of a cluster (same service id, same Kafka):
 it is written in transactions and tailed continuously by :mod:`ksqlpy.runtime.commandrunner`.
@@ -37,6 +40,10 @@ class Command:
     query_id: str | None = None
     #: the statement's plan as ksqlDB's JSON (``ksqlPlanV1``), when it has one
     plan: Mapping[str, Any] | None = None
+    #: ksqlDB's ``commandId`` (``stream/`PV`/create``), None in records written before it was kept
+    command_id: str | None = None
+    #: what the command's status says once it succeeded ("Stream created")
+    message: str = ""
 
     def encode(self) -> bytes:
         obj: dict[str, Any] = {
@@ -46,12 +53,22 @@ class Command:
         }
         if self.plan is not None:
             obj["plan"] = self.plan
+        if self.command_id is not None:
+            obj["commandId"] = self.command_id
+            obj["commandMessage"] = self.message
         return orjson.dumps(obj)
 
     @classmethod
     def decode(cls, data: bytes) -> Command:
         obj = orjson.loads(data)
-        return cls(obj["statement"], obj.get("streamsProperties") or {}, obj.get("queryId"), obj.get("plan"))
+        return cls(
+            obj["statement"],
+            obj.get("streamsProperties") or {},
+            obj.get("queryId"),
+            obj.get("plan"),
+            obj.get("commandId"),
+            str(obj.get("commandMessage") or ""),
+        )
 
 
 class CommandLog:

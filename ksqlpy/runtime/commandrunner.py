@@ -19,6 +19,10 @@ from another server never changes the metastore under a statement or a pull quer
 here. It polls without the guard and never waits for the guard while holding its own lock, so a
 writer (guard, then lock) and the thread cannot wait on each other.
 
+Every server keeps the status of every command it read (``/status/<commandId>``, as ksqlDB's
+command runner records it): ``QUEUED`` once read, ``EXECUTING`` while applied, then ``SUCCESS``
+with the message its writer answered, or ``ERROR`` with why it failed here.
+
 The embedded store has no runner: one process owns its DuckDB file, and commands are applied as
 they are recorded (:mod:`ksqlpy.runtime.commandlog`).
 """
@@ -33,6 +37,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from ksqlpy.errors import KsqlpyError, TopicError
+from ksqlpy.runtime import results as r
 from ksqlpy.runtime.commandlog import Command
 from ksqlpy.runtime.store.kafka_commands import CommandFenced, KafkaCommandTail, KafkaCommandWriter
 
@@ -150,7 +155,9 @@ class CommandRunner:
                 # the consumer fetches in the background: taking what it has is instant, so a
                 # writer never waits on this thread's poll, and the thread waits unlocked
                 with self.lock:
-                    self._pending.extend(self._tail.poll(0))
+                    fetched = self._tail.poll(0)
+                    self._queued(fetched)  # before any writer's catch-up may apply them
+                    self._pending.extend(fetched)
                 if self._pending:
                     with self.guard, self.lock:
                         self._apply_all([])
@@ -158,6 +165,20 @@ class CommandRunner:
                 log.exception("The command runner could not read the command topic; retrying.")
                 self._stop.wait(1.0)
             self._stop.wait(TAIL_INTERVAL)
+
+    def _queued(self, records: list[tuple[int, bytes]]) -> None:
+        """Mark commands read but not applied yet as ``QUEUED``."""
+        statuses = self.engine.command_statuses
+        for seq, value in records:
+            try:
+                command = Command.decode(value)
+            except Exception:  # applying it says what is wrong with it
+                log.debug("Command %d of the command topic does not decode", seq, exc_info=True)
+                continue
+            if command.command_id is not None:
+                statuses[command.command_id] = r.CommandStatus(
+                    status=r.CommandState.QUEUED, message="Statement written to command topic", query_id=command.query_id
+                )
 
     def stop(self) -> None:
         self._stop.set()

@@ -27,6 +27,7 @@ from ksqlpy.runtime import results as r
 from ksqlpy.runtime.commandlog import Command, CommandLog
 from ksqlpy.runtime.config import EngineConfig
 from ksqlpy.runtime.depth import allow_deep_statements
+from ksqlpy.runtime.partitions import StandbyPlacement
 from ksqlpy.runtime.processing_log import PROCESSING_LOG_DDL, ProcessingLog
 from ksqlpy.runtime.query import PersistentQuery, QueryState
 from ksqlpy.runtime.rows import Row
@@ -79,6 +80,9 @@ class Engine:
         #: agrees); "sequential" (the default, as ksqlDB's test and standalone engines): one count
         #: of queries, as the conformance cases expect
         self.query_ids = config.get("ksqlpy.query.ids", "sequential") or "sequential"
+        #: where this server keeps standby copies of queries' state (``partitions.StandbyPlacement``);
+        #: the server's cluster agent installs one once it knows the cluster's members
+        self.standby_placement: StandbyPlacement | None = None
         #: the command topic's tail when the store is Kafka (a cluster), else None
         self.runner: Any = None
         if store.kind == "kafka":
@@ -154,11 +158,24 @@ class Engine:
         from ksqlpy.runtime.session import Session
 
         session = Session(self, command.properties, {})
+        command_id = command.command_id
+        if command_id is not None:
+            self.command_statuses[command_id] = r.CommandStatus(
+                status=r.CommandState.EXECUTING, message="Executing statement", query_id=command.query_id
+            )
         try:
             try:
                 session.replay(command, seq)
                 self._replayed += 1
+                if command_id is not None:
+                    self.command_statuses[command_id] = r.CommandStatus(
+                        status=r.CommandState.SUCCESS, message=command.message, query_id=command.query_id
+                    )
             except KsqlpyError as e:
+                if command_id is not None:
+                    self.command_statuses[command_id] = r.CommandStatus(
+                        status=r.CommandState.ERROR, message=e.message, query_id=command.query_id
+                    )
                 if not self.replaying:
                     raise
                 if command.plan is not None:
@@ -223,13 +240,20 @@ class Engine:
             return n
 
     def record_command(
-        self, statement: str, properties: Mapping[str, Any], query_id: str | None, plan: Any = None
+        self,
+        statement: str,
+        properties: Mapping[str, Any],
+        query_id: str | None,
+        plan: Any = None,
+        *,
+        command_id: str | None = None,
+        message: str = "",
     ) -> int:
         """Append a command (with its plan, a :class:`KsqlPlan`, when it has one) to the log."""
         if self.replaying:
             return -1
         stored = plan.to_json() if plan is not None else None
-        seq = self.commands.append(Command(statement, dict(properties), query_id, stored))
+        seq = self.commands.append(Command(statement, dict(properties), query_id, stored, command_id, message))
         self.last_command_offset = max(self.last_command_offset, seq)
         return seq
 
@@ -253,10 +277,16 @@ class Engine:
         )
         if isinstance(query, JoinQuery):
             query.configure(self.config.merged(properties or {}))
+        query.standby_placement = self._place_standbys
         self.queries[plan.query_id] = query
         if not self.replaying:
             query.start()
         return query
+
+    def _place_standbys(self, query_id: str, partitions: int, owned: frozenset[int]) -> Mapping[int, bool] | None:
+        """The installed standby placement's answer (None while there is none)."""
+        placement = self.standby_placement
+        return None if placement is None else placement(query_id, partitions, owned)
 
     def apply_plan(
         self, plan: KsqlPlan, properties: Mapping[str, Any] | None = None, *, generation: int = 0

@@ -16,11 +16,19 @@ to the group:
 * **revoked**: no batch is in flight (callbacks run between polls), and a join forgets the
   records it held back; the next assignment drops the state of every partition this server no
   longer owns, with its positions, so a later assignment restores it afresh.
-* **standbys** (``ksql.streams.num.standby.replicas`` > 0): the changelog partitions of the
-  partitions this server does not own are tailed between batches into a local copy (the last
-  changelog record per key, ``ksqlpy.standby``), one copy per server. When such a partition is
-  assigned, only the changelog's tail past the copy is read. This server keeps a copy of every
-  partition it does not own, which with two servers is one standby each.
+* **standbys** (``ksql.streams.num.standby.replicas`` = n > 0): the changelog partitions of
+  this server's standby partitions are tailed between batches into a local copy (the last
+  changelog record per key, ``ksqlpy.standby``). When such a partition is assigned, only the
+  changelog's tail past the copy is read. Which partitions a server keeps is its
+  :data:`StandbyPlacement`'s answer, as Kafka Streams' assignor places at most n standbys per
+  partition, at most one per server, never on the active: the cluster's servers all derive the
+  same placement from what they share (``server.cluster``: the live hosts running the query and
+  each partition's active host), so no coordinator is needed. The placement is asked again every
+  :data:`PLACEMENT_INTERVAL` and on every assignment: a partition newly placed here is tailed
+  from where its copy stopped (from the start, without one), one no longer placed here has its
+  copy dropped. A partition whose active host is not known yet keeps its standing. Without a
+  placement (no heartbeats: no peers known) this server keeps a copy of every partition it does
+  not own.
 
 A batch whose transaction the group refuses (its partitions moved while it ran) is aborted and
 dropped by the query (:class:`~ksqlpy.runtime.store.base.BatchAborted`), so a revoked partition's
@@ -31,7 +39,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import duckdb
 import pyarrow as pa
@@ -55,6 +63,14 @@ CREATE TABLE IF NOT EXISTS ksqlpy.standby_positions (
 
 #: changelog records a standby applies per call, so that a batch of input is not held up long
 _STANDBY_BATCH = 20_000
+#: how often (seconds) a query asks its placement again between assignments: membership and
+#: the other servers' assignments are announced every ``ksql.heartbeat.discover.interval.ms``
+PLACEMENT_INTERVAL = 0.5
+
+#: Where a query's standbys go: ``(query id, its partition count, the partitions this server
+#: owns)`` -> for each partition whose active host is known, whether this server keeps a standby
+#: copy of it; None when the cluster's membership is not known.
+StandbyPlacement = Callable[[str, int, frozenset[int]], Mapping[int, bool] | None]
 
 
 def _q(name: str) -> str:
@@ -73,12 +89,14 @@ class PartitionedState:
         topics: Sequence[str],
         logs: Sequence[TableLog],
         co_partitioned: bool = True,
+        placement: StandbyPlacement | None = None,
     ) -> None:
         """``topics``: the query's co-partitioned inputs (partition p of each makes task p); a
         state row's partition is one of the first's. ``co_partitioned``: whether a state row's
         partition is the input partition its records came from. When not (an aggregation
         grouping by other than the key without a repartition topic), any input partition may
-        change any row, so a restore restores them all."""
+        change any row, so a restore restores them all. ``placement``: which partitions this
+        server keeps standby copies of (see the module docstring)."""
         self.store = store
         self.co_partitioned = co_partitioned
         self.group = group
@@ -87,7 +105,12 @@ class PartitionedState:
         self.topic = self.topics[0]
         self.logs = tuple(logs)
         self.standby = store.standby_replicas > 0
+        self.placement = placement
         self._owned: set[int] | None = None
+        #: the partitions this server keeps standby copies of now (never one it owns)
+        self.standbys: frozenset[int] = frozenset()
+        self._placed_at = 0.0
+        self._partition_count: int | None = None
         self._standby_reader: _StandbyReader | None = None
         if self.standby:
             cursor = store.state_cursor()
@@ -133,7 +156,7 @@ class PartitionedState:
                     self._restore(split, p, at[p])
         self._owned = owned
         if self.standby:
-            self._tail_others()
+            self._place_standbys(force=True)
 
     def partitions_revoked(self, partitions: Sequence[TopicPartition]) -> None:
         # State is dropped at the next assignment, if that does not give the partitions back
@@ -253,22 +276,67 @@ class PartitionedState:
         finally:
             cursor.close()
 
-    def _tail_others(self) -> None:
-        """Start (or move) the standby reader to the partitions this server does not own."""
-        spec = self.store.describe_topic(self.topic)
-        if spec is None or self._owned is None:
+    def _place_standbys(self, *, force: bool = False) -> None:
+        """Tail the changelogs of the partitions placed here, and drop the copies of those no
+        longer placed here; unless ``force``, at most every :data:`PLACEMENT_INTERVAL`."""
+        now = time.monotonic()
+        if self._owned is None or (not force and now - self._placed_at < PLACEMENT_INTERVAL):
             return
-        others = [p for p in range(spec.partitions) if p not in self._owned]
+        self._placed_at = now
         topics = [c.table.topic for c in self.logs if _split(c)]
+        if self._partition_count is None:  # an input's partitions never change under a query
+            spec = self.store.describe_topic(self.topic)
+            self._partition_count = spec.partitions if spec is not None else None
+        count = self._partition_count
+        if count is None:
+            return
+        owned = frozenset(self._owned)
+        others = frozenset(range(count)) - owned
+        decided = self.placement(self.query_id, count, owned) if self.placement is not None else None
+        if decided is None:
+            wanted = others
+        else:
+            wanted = frozenset(p for p in others if decided.get(p, p in self.standbys))
+        # (stores whose changelogs are not split by partition are whole here: no copy to tail,
+        # but the partitions placed here are still this server's standbys, whose rows its
+        # materialization of the query's sink holds)
+        if wanted == self.standbys and (self._standby_reader is not None or not topics):
+            return
+        dropped = sorted(self.standbys - wanted - owned)
+        if dropped and topics:
+            self._drop_copies(topics, dropped)
+        gained = sorted(wanted - self.standbys)
+        if dropped or gained:
+            log.info(
+                "Query %s keeps standby copies of partition(s) %s%s.",
+                self.query_id,
+                sorted(wanted) or "none",
+                f" (dropped {dropped})" if dropped else "",
+            )
+        self.standbys = wanted
         if not topics:
             return
         if self._standby_reader is None:
             self._standby_reader = _StandbyReader(self.store)
-        self._standby_reader.follow([TopicPartition(t, p) for t in topics for p in others])
+        self._standby_reader.follow([TopicPartition(t, p) for t in topics for p in sorted(wanted)])
+
+    def _drop_copies(self, topics: list[str], partitions: list[int]) -> None:
+        """Forget the standby copies of ``partitions`` (of this query's changelogs)."""
+        cursor = self.store.state_cursor()
+        try:
+            for name in ("standby", "standby_positions"):
+                cursor.execute(
+                    f"DELETE FROM ksqlpy.{name} WHERE list_contains(?, partition) AND list_contains(?, topic)",
+                    [partitions, topics],
+                )
+        finally:
+            cursor.close()
 
     def keep_warm(self) -> int:
-        """Apply what the changelogs of partitions owned elsewhere gained (between batches, on
-        the query's thread); returns the records applied."""
+        """Follow the placement, and apply what the changelogs of the partitions placed here
+        gained (between batches, on the query's thread); returns the records applied."""
+        if self.standby:
+            self._place_standbys()
         if self._standby_reader is None:
             return 0
         return int(self._standby_reader.apply())
@@ -378,4 +446,4 @@ class _StandbyReader:
             reader.close()
 
 
-__all__ = ["PartitionedState"]
+__all__ = ["PLACEMENT_INTERVAL", "PartitionedState", "StandbyPlacement"]

@@ -14,7 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
@@ -29,6 +29,9 @@ from ksqlpy.runtime.rows import Row, table_to_rows
 from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.stats import LatencyHistogram, OperatorCounts, record_bytes
 from ksqlpy.runtime.store.base import BatchAborted, StartPosition, TopicStore
+
+if TYPE_CHECKING:
+    from ksqlpy.runtime.partitions import StandbyPlacement
 
 log = logging.getLogger("ksqlpy.query")
 
@@ -345,6 +348,7 @@ class QueryRunner:
             topics=topics,
             logs=self._logs,
             co_partitioned=self._changelog_partitions == 1 or co_partitioned,
+            placement=self.standby_placement,
         )
 
     def _state_partitions(self) -> tuple[list[str], bool]:
@@ -361,6 +365,8 @@ class QueryRunner:
     #: its own (a join's stores name no partition: one changelog partition, restored whole)
     changelogs_follow_input = True
     _changelog_partitions = 1
+    #: which partitions this server keeps standby copies of (set by the engine before start)
+    standby_placement: StandbyPlacement | None = None
     #: the listener that keeps state to the owned partitions (``partitions.PartitionedState``)
     _partitioned: Any = None
 
@@ -423,7 +429,7 @@ class PersistentQuery(QueryRunner):
 
     def owned_partitions(self) -> tuple[frozenset[int], frozenset[int]] | None:
         """The partitions this server's consumer was last assigned (its active tasks) and those
-        it keeps standby copies of (every other one, when standbys are on), as partition numbers
+        it keeps standby copies of (as placed, when standbys are on), as partition numbers
         of the query's input and so of its sink, which is keyed as the tasks are. None when its
         state does not follow partitions (no state, a join, a table aggregation)."""
         partitioned = self._partitioned
@@ -433,14 +439,7 @@ class PersistentQuery(QueryRunner):
         if owned is None:  # not assigned yet
             return frozenset(), frozenset()
         active = frozenset(owned)
-        if not partitioned.standby:
-            return active, frozenset()
-        if self._partition_count is None:
-            spec = self.store.describe_topic(partitioned.topic)
-            self._partition_count = spec.partitions if spec is not None else 0
-        return active, frozenset(range(self._partition_count)) - active
-
-    _partition_count: int | None = None
+        return active, partitioned.standbys - active
 
     def emit(self, rows: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
         assert encoder is not None and self.plan.sink is not None and self.group is not None

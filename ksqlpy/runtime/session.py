@@ -234,13 +234,26 @@ class Session:
     def config(self) -> dict[str, str]:
         return self.engine.config.merged(self.properties)
 
-    def _record(self, stmt_text: str, query_id: str | None = None, plan: KsqlPlan | None = None) -> int:
+    def _record(
+        self,
+        stmt_text: str,
+        query_id: str | None = None,
+        plan: KsqlPlan | None = None,
+        *,
+        command_id: str | None = None,
+        message: str = "",
+    ) -> int:
+        """Record a command; ``command_id`` and ``message`` say what its status will be, on
+        every server that applies it."""
         if self._replay_seq >= 0:
             return self._replay_seq
         if self._tx is not None:  # on a cluster: written, and applied by this server's runner
             stored = plan.to_json() if plan is not None else None
-            return int(self._tx.record(Command(stmt_text, dict(self.properties), query_id, stored)))
-        return self.engine.record_command(stmt_text, self.properties, query_id, plan)
+            command = Command(stmt_text, dict(self.properties), query_id, stored, command_id, message)
+            return int(self._tx.record(command))
+        return self.engine.record_command(
+            stmt_text, self.properties, query_id, plan, command_id=command_id, message=message
+        )
 
     def _apply(self, plan: KsqlPlan, seq: int) -> Any:
         """Apply a plan just recorded (on replay of a statement without a stored plan, too); on a
@@ -356,10 +369,11 @@ class Session:
         self._validate_formats(source)
         self._ensure_source_topic(source, stmt)
         plan = KsqlPlan(statement_text=stmt.text, ddl_command=command_of(source, or_replace=stmt.or_replace))
-        seq = self._record(stmt.text, plan=plan)
-        self._apply(plan, seq)
         noun = "Stream" if stmt.kind is ast.SourceKind.STREAM else "Table"
-        return self._status(stmt, f"{kind_word}/`{stmt.name}`/create", f"{noun} created", seq)
+        command_id, message = f"{kind_word}/`{stmt.name}`/create", f"{noun} created"
+        seq = self._record(stmt.text, plan=plan, command_id=command_id, message=message)
+        self._apply(plan, seq)
+        return self._status(stmt, command_id, message, seq)
 
     def _validate_formats(self, source: Source) -> None:
         from ksqlpy.runtime.codec import fields_of, serde_spec
@@ -427,11 +441,10 @@ class Session:
         planned = plan_create_as_select(stmt, self._plan_context(), query_id)
         self._validate_formats(planned.sink)
         self._check_runnable(planned)
-        seq = self._record(stmt.text, query_id, plan=planned.plan)
+        command_id, message = f"{kind_word}/`{stmt.name}`/create", f"Created query with ID {query_id}"
+        seq = self._record(stmt.text, query_id, plan=planned.plan, command_id=command_id, message=message)
         self._apply(planned.plan, seq)
-        return self._status(
-            stmt, f"{kind_word}/`{stmt.name}`/create", f"Created query with ID {query_id}", seq, query_id
-        )
+        return self._status(stmt, command_id, message, seq, query_id)
 
     def _check_runnable(self, planned: PlannedQuery) -> None:
         """A plan is recorded only once the runtime can run it: compiling it is pure."""
@@ -481,11 +494,10 @@ class Session:
         query_id = self._replay_query_id or f"INSERTQUERY_{engine.next_query_number()}"
         planned = plan_insert_into(stmt, target, self._plan_context(), query_id)
         self._check_runnable(planned)
-        seq = self._record(stmt.text, query_id, plan=planned.plan)
+        command_id, message = f"stream/`{target.name}`/create", f"Created query with ID {query_id}"
+        seq = self._record(stmt.text, query_id, plan=planned.plan, command_id=command_id, message=message)
         self._apply(planned.plan, seq)
-        return self._status(
-            stmt, f"stream/`{target.name}`/create", f"Created query with ID {query_id}", seq, query_id
-        )
+        return self._status(stmt, command_id, message, seq, query_id)
 
     def _drop_source(self, stmt: ast.DropSource) -> r.Entity:
         engine = self.engine
@@ -520,18 +532,18 @@ class Session:
         if stmt.delete_topic and source.is_source:
             raise AnalysisError(f"Cannot delete topic for read-only source: {source.name}", pos=stmt.pos)
         plan = KsqlPlan(statement_text=stmt.text, ddl_command=DropSourceCommand(source_name=stmt.name))
-        seq = self._record(stmt.text, plan=plan)
+        command_id = f"{kind_word}/{stmt.name}/drop"
+        message = f"Source `{stmt.name}` (topic: {source.topic}) was dropped."
+        seq = self._record(stmt.text, plan=plan, command_id=command_id, message=message)
         self._apply(plan, seq)
         if stmt.delete_topic:
             engine.store.delete_topic(source.topic)
-        return self._status(
-            stmt, f"{kind_word}/{stmt.name}/drop", f"Source `{stmt.name}` (topic: {source.topic}) was dropped.", seq
-        )
+        return self._status(stmt, command_id, message, seq)
 
     def _terminate(self, stmt: ast.TerminateQuery) -> r.Entity:
         engine = self.engine
         if stmt.query_id is None:
-            seq = self._record(stmt.text)
+            seq = self._record(stmt.text, command_id="terminate/ALL/execute", message="Query terminated.")
             for qid in list(engine.queries) if self._tx is None else ():
                 engine.terminate(qid, drop_state=True)
             return self._status(stmt, "terminate/ALL/execute", "Query terminated.", seq)
@@ -543,10 +555,11 @@ class Session:
         match = next((k for k in engine.queries if k.upper() == qid.upper()), None)
         if match is None:
             raise AnalysisError(f"Unknown queryId: {qid}", pos=stmt.pos)
-        seq = self._record(stmt.text)
+        command_id = f"terminate/{match}/execute"
+        seq = self._record(stmt.text, command_id=command_id, message="Query terminated.")
         if self._tx is None:
             engine.terminate(match, drop_state=True)
-        return self._status(stmt, f"terminate/{match}/execute", "Query terminated.", seq)
+        return self._status(stmt, command_id, "Query terminated.", seq)
 
     def _register_type(self, stmt: ast.RegisterType) -> r.Entity:
         types = self.engine.catalog.types
@@ -560,9 +573,10 @@ class Session:
             )
         t = resolve_type(stmt.type, types)
         plan = KsqlPlan(statement_text=stmt.text, ddl_command=RegisterTypeCommand(type=type_text(t), type_name=stmt.name))
-        seq = self._record(stmt.text, plan=plan)
+        command_id, message = f"type/{stmt.name}/create", f"Registered custom type with name '{stmt.name}' and SQL type {t}"
+        seq = self._record(stmt.text, plan=plan, command_id=command_id, message=message)
         self._apply(plan, seq)
-        return self._status(stmt, f"type/{stmt.name}/create", f"Registered custom type with name '{stmt.name}' and SQL type {t}", seq)
+        return self._status(stmt, command_id, message, seq)
 
     def _drop_type(self, stmt: ast.DropType) -> r.Entity:
         types = self.engine.catalog.types
@@ -571,9 +585,10 @@ class Session:
                 return self._status(stmt, f"type/{stmt.name}/drop", f"Type {stmt.name} does not exist.", -1)
             raise AnalysisError(f"Type {stmt.name} does not exist.", pos=stmt.pos)
         plan = KsqlPlan(statement_text=stmt.text, ddl_command=DropTypeCommand(type_name=stmt.name))
-        seq = self._record(stmt.text, plan=plan)
+        command_id, message = f"type/{stmt.name}/drop", f"Dropped type '{stmt.name}'"
+        seq = self._record(stmt.text, plan=plan, command_id=command_id, message=message)
         self._apply(plan, seq)
-        return self._status(stmt, f"type/{stmt.name}/drop", f"Dropped type '{stmt.name}'", seq)
+        return self._status(stmt, command_id, message, seq)
 
     def _alter_source(self, stmt: ast.AlterSource) -> r.Entity:
         engine = self.engine
@@ -603,10 +618,11 @@ class Session:
             statement_text=stmt.text,
             ddl_command=AlterSourceCommand(source_name=source.name, ksql_type=source.kind.value, new_columns=added),
         )
-        seq = self._record(stmt.text, plan=plan)
-        self._apply(plan, seq)
         kind_word = KIND_WORD[stmt.kind]
-        return self._status(stmt, f"{kind_word}/{stmt.name}/alter", f"{kind_word.capitalize()} altered.", seq)
+        command_id, message = f"{kind_word}/{stmt.name}/alter", f"{kind_word.capitalize()} altered."
+        seq = self._record(stmt.text, plan=plan, command_id=command_id, message=message)
+        self._apply(plan, seq)
+        return self._status(stmt, command_id, message, seq)
 
     def _assert_topic(self, stmt: ast.AssertTopic) -> r.Entity:
         exists = self.engine.store.describe_topic(stmt.topic) is not None

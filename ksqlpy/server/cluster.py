@@ -13,6 +13,12 @@ each one runs, and how far its state stores lag — ksqlDB's ``HeartbeatAgent``,
   partitions its state holds (``tables``, which pull-query routing reads), and reads what the
   others announced. A server that stops cleanly removes its record (a tombstone). New hosts start
   alive. The embedded store has no peers: the cluster is this server.
+* **Standby placement** (``ksql.streams.num.standby.replicas`` = n > 0; :meth:`ClusterAgent.
+  place_standbys`). As Kafka Streams' assignor: at most n standbys per partition, at most one per
+  server, never on the active. Every server derives it alike from what the hosts topic and the
+  heartbeats say: the live hosts running the query, in the order of their ``host:port``, form a
+  ring; partition p whose active host is A has its standbys on the n hosts after A in the ring.
+  Queries ask again as membership and assignments change (``runtime.partitions``).
 * **Heartbeats.** Every ``ksql.heartbeat.send.interval.ms`` (100) a server posts
   ``{"hostInfo": "host:port", "timestamp": ms}`` to ``/heartbeat`` of every other known host, alive
   or not. Every ``ksql.heartbeat.check.interval.ms`` (200) it looks at the beats received in the
@@ -226,6 +232,8 @@ class ClusterAgent:
         if self.clustered:
             from ksqlpy.runtime.store.base import TopicSpec
 
+            self.engine.standby_placement = self.place_standbys
+
             self.engine.store.create_topic(
                 TopicSpec(name=self.topic, partitions=1, config={"cleanup.policy": "compact", "retention.ms": "-1"}),
                 exist_ok=True,
@@ -369,6 +377,30 @@ class ClusterAgent:
                 if key.startswith(app_id + "#") and str(partition) in (entry.get("lagByPartition") or {})
             ]
         return max(found) if found else None
+
+    def place_standbys(self, query_id: str, partitions: int, owned: frozenset[int]) -> dict[int, bool]:
+        """For each partition of query ``query_id`` whose active host is known (``owned``: this
+        server's), whether this server keeps a standby copy of it (see the module docstring)."""
+        replicas = int(getattr(self.engine.store, "standby_replicas", 0))
+        with self._lock:
+            peers = {
+                host: status.active_standby[query_id]
+                for host, status in self.hosts.items()
+                if host != self.local and status.alive and query_id in status.active_standby
+            }
+        ring = sorted({self.local, *peers})
+        active = dict.fromkeys(owned, self.local)
+        for host in sorted(peers):  # an announcement may lag a rebalance: this server's own word wins
+            for tp in peers[host].get("activePartitions") or ():
+                p = int(tp["partition"])
+                if 0 <= p < partitions and p not in owned:
+                    active.setdefault(p, host)
+        placed: dict[int, bool] = {}
+        for p, host in active.items():
+            at = ring.index(host)
+            after = [ring[(at + k) % len(ring)] for k in range(1, min(replicas, len(ring) - 1) + 1)]
+            placed[p] = self.local in after
+        return placed
 
     def local_active_standby(self) -> dict[str, Any]:
         """Per persistent query, the partitions this server's consumer holds and its stores."""

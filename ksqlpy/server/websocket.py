@@ -7,7 +7,10 @@ the query fails while running.
 A pull query is admitted by the server's pull-query limits (``ksql.query.pull.max.qps``,
 ``ksql.query.pull.max.concurrent.requests``) before the handshake: past them, the upgrade is
 refused with the HTTP answer ``/query`` gives, 429 and ksqlDB's ``42900`` body, so a client sees
-the same refusal on either endpoint.
+the same refusal on either endpoint. On a cluster a pull query over a table is started as
+``POST /query`` starts it (:meth:`KsqlServer.start_query`): a key lookup goes to a server holding
+the key's partition, a scan to the holders of every partition (``server/pullroute.py``), with
+the caller's ``Authorization`` header.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -65,6 +66,48 @@ def test_a_host_is_dead_after_the_missed_threshold_of_beats() -> None:
     # nothing in the whole window: dead
     agent.check(20_000)
     assert not agent.hosts[peer].alive
+
+
+def _announce(agent: ClusterAgent, host: str, query_id: str, active: list[int]) -> None:
+    agent.receive_heartbeat(host, 0)
+    agent.hosts[host].active_standby = {
+        query_id: {"activePartitions": [{"topic": "t", "partition": p} for p in active]}
+    }
+
+
+def test_standbys_are_placed_on_the_next_live_hosts_after_the_active() -> None:
+    """Every server derives the same placement: n standbys per partition, on the n live hosts
+    after its active one in the order of their ids, one per host, never on the active."""
+    hosts = ["127.0.0.1:8001", "127.0.0.1:8002", "127.0.0.1:8003"]
+    owned = {hosts[0]: [0, 3], hosts[1]: [1, 4], hosts[2]: [2, 5]}
+
+    def placements(replicas: int) -> dict[str, set[int]]:
+        out = {}
+        for me in hosts:
+            engine = SimpleNamespace(store=SimpleNamespace(standby_replicas=replicas))
+            agent = ClusterAgent(engine, _config(listeners=f"http://{me}"))
+            for peer in hosts:
+                if peer != me:
+                    _announce(agent, peer, "CTAS_T_1", owned[peer])
+            placed = agent.place_standbys("CTAS_T_1", 6, frozenset(owned[me]))
+            assert set(placed) == set(range(6))  # every partition's active host is known
+            out[me] = {p for p, here in placed.items() if here}
+        return out
+
+    one = placements(1)
+    assert one == {hosts[0]: {2, 5}, hosts[1]: {0, 3}, hosts[2]: {1, 4}}
+    two = placements(2)
+    assert all(two[h] == set(range(6)) - set(owned[h]) for h in hosts)
+    assert placements(5) == two  # at most one copy per server: no more than the others
+    # a dead host holds no standby: its partitions' copies move to the next live host
+    engine = SimpleNamespace(store=SimpleNamespace(standby_replicas=1))
+    agent = ClusterAgent(engine, _config(listeners=f"http://{hosts[0]}"))
+    _announce(agent, hosts[1], "CTAS_T_1", [1, 4])
+    _announce(agent, hosts[2], "CTAS_T_1", [2, 5])
+    agent.hosts[hosts[2]].alive = False
+    placed = agent.place_standbys("CTAS_T_1", 6, frozenset({0, 3}))
+    assert {p for p, here in placed.items() if here} == {1, 4}
+    assert 2 not in placed  # the dead host's partitions: undecided until reassigned
 
 
 @pytest.fixture

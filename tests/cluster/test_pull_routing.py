@@ -1,16 +1,21 @@
 """Pull queries from any server of a cluster (ksqlDB's HA routing), with real server processes on
 one Kafka broker: each server's state holds the partitions it runs (and, with standbys, warm
-copies of the others), a key lookup goes to a server holding the key's partition, a scan to the
-holders of every partition, and after ``kill -9`` of one server the other answers for every key."""
+copies of those placed on it: one per partition, on the server after its active one), a key
+lookup goes to a server holding the key's partition, a scan to the holders of every partition,
+over ``POST /query`` and ``/ws/query`` alike, and after ``kill -9`` of one server the others
+answer for every key."""
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,6 +24,8 @@ from typing import Any
 import httpx
 import pytest
 from kafka_broker import FAST_CLIENT_CONFIG
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
 
 pytestmark = pytest.mark.kafka
 
@@ -51,6 +58,7 @@ class Server:
     ) -> None:
         #: BASIC credentials every request of the test carries (None: no authentication)
         self.auth = auth
+        self.service = service_id
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.host = f"127.0.0.1:{self.port}"
@@ -164,6 +172,24 @@ def _lookups(server: Server) -> dict[str, list[Any]]:
     return found
 
 
+def _ws_rows(server: Server, sql: str) -> list[list[Any]]:
+    """The rows ``/ws/query`` answers ``sql`` with (after its schema message), ended by a normal close."""
+    request = urllib.parse.urlencode({"request": json.dumps({"ksql": sql, "streamsProperties": {}})})
+    headers = {}
+    if server.auth is not None:
+        token = base64.b64encode(":".join(server.auth).encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    received = []
+    with connect(f"ws://{server.host}/ws/query?{request}", additional_headers=headers, open_timeout=30) as ws:
+        try:
+            while True:
+                received.append(json.loads(ws.recv(timeout=60)))
+        except ConnectionClosed as closed:
+            assert closed.rcvd is not None and closed.rcvd.code == 1000, (sql, closed.rcvd, received)
+    assert received and isinstance(received[0], list), received  # the schema comes first
+    return [item["row"]["columns"] for item in received[1:]]
+
+
 def _split_between(a: Server, query_id: str) -> bool:
     """Both servers alive, each running some of the four partitions."""
     status = a.tables()
@@ -176,19 +202,52 @@ def _split_between(a: Server, query_id: str) -> bool:
     return all(held) and set().union(*held) == {0, 1, 2, 3}
 
 
+def _placed(server: Server, query_id: str, hosts: list[str]) -> bool:
+    """All ``hosts`` alive, each partition active on one of them, and its one standby on the
+    next host after that one in the order of their ids (one replica), as every server derives it."""
+    status = server.tables()
+    if set(status) != set(hosts) or not all(h["hostAlive"] for h in status.values()):
+        return False
+    active: dict[int, list[str]] = {}
+    standby: dict[int, list[str]] = {}
+    for host, held in status.items():
+        entry = held["activeStandbyPerQuery"].get(query_id, {})
+        for tp in entry.get("activePartitions", []):
+            active.setdefault(tp["partition"], []).append(host)
+        for tp in entry.get("standByPartitions", []):
+            standby.setdefault(tp["partition"], []).append(host)
+    ring = sorted(hosts)
+    return sorted(active) == [0, 1, 2, 3] and all(
+        len(on) == 1 and standby.get(p) == [ring[(ring.index(on[0]) + 1) % len(ring)]] for p, on in active.items()
+    )
+
+
 @pytest.fixture
-def standby_cluster(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[Server, Server]]:
+def standby_cluster(
+    kafka_bootstrap: str, tmp_path: Path
+) -> Iterator[tuple[Server, Server, Callable[[], Server]]]:
+    """Two servers, and a way to have a third join them."""
     extra = {"ksql.streams.num.standby.replicas": "1", "ksql.query.pull.enable.standby.reads": "true"}
     a, b = _start(kafka_bootstrap, tmp_path, extra)
+    started = [a, b]
+
+    def join() -> Server:
+        c = Server(kafka_bootstrap, a.service, tmp_path / "c", extra)
+        started.append(c)
+        c.wait_ready()
+        return c
+
     try:
-        yield a, b
+        yield a, b, join
     finally:
-        a.stop()
-        b.stop()
+        for server in started:
+            server.stop()
 
 
-def test_pull_queries_from_either_server_and_after_a_kill(standby_cluster: tuple[Server, Server]) -> None:
-    a, b = standby_cluster
+def test_pull_queries_from_either_server_and_after_a_kill(
+    standby_cluster: tuple[Server, Server, Callable[[], Server]],
+) -> None:
+    a, b, join = standby_cluster
     query_id = _create(a)
     expected = _expected()
     assert _eventually(lambda: _split_between(a, query_id), 30), a.tables()
@@ -209,7 +268,8 @@ def test_pull_queries_from_either_server_and_after_a_kill(standby_cluster: tuple
     _, rest = a.query("SELECT * FROM totals;", {**internal, "request.ksql.query.pull.partition": "1,2,3"})
     assert part0 and rest and sorted(part0 + rest) == sorted(expected.values())
 
-    # standby copies are announced: each server keeps the partitions it does not run
+    # standby copies are placed and announced: with one replica and two servers, each server
+    # keeps the partitions the other runs, and never one it runs itself
     def standbys_announced() -> bool:
         for host in a.tables().values():
             entry = host["activeStandbyPerQuery"].get(query_id, {})
@@ -221,6 +281,11 @@ def test_pull_queries_from_either_server_and_after_a_kill(standby_cluster: tuple
 
     assert _eventually(standbys_announced, 20), a.tables()
 
+    # a third server joins: partitions move, and every server follows the new placement, one
+    # standby per partition on the server after its active one (no longer every other server)
+    c = join()
+    assert _eventually(lambda: _placed(a, query_id, [a.host, b.host, c.host]), 60), a.tables()
+
     # SHOW QUERIES EXTENDED and DESCRIBE EXTENDED say which host runs which partitions
     def described() -> dict[str, Any]:
         (listing,) = b.ksql("SHOW QUERIES EXTENDED;")
@@ -231,11 +296,11 @@ def test_pull_queries_from_either_server_and_after_a_kill(standby_cluster: tuple
         return {t["taskId"] for t in described()["tasksMetadata"]} == {"0_0", "0_1", "0_2", "0_3"}
 
     assert _eventually(all_tasks, 20), described()
-    assert described()["ksqlHostQueryStatus"] == {a.host: "RUNNING", b.host: "RUNNING"}
+    assert described()["ksqlHostQueryStatus"] == {a.host: "RUNNING", b.host: "RUNNING", c.host: "RUNNING"}
     (source,) = a.ksql("DESCRIBE totals EXTENDED;")
     statistics = source["sourceDescription"]["statistics"]
     assert f"{a.host} active partitions" in statistics and f"{b.host} active partitions" in statistics
-    assert source["sourceDescription"]["writeQueries"][0]["statusCount"] == {"RUNNING": 2}
+    assert source["sourceDescription"]["writeQueries"][0]["statusCount"] == {"RUNNING": 3}
 
     # a push query on either server sees the records of every partition
     total = sum(i + 1 for i in range(len(KEYS)))
@@ -285,6 +350,9 @@ def test_state_follows_owned_partitions_and_queries_are_routed(cluster: tuple[Se
     query_id = _create(a)
     expected = _expected()
     assert _eventually(lambda: _split_between(a, query_id), 30), a.tables()
+    # without ksql.streams.num.standby.replicas no server keeps a standby copy
+    for host in a.tables().values():
+        assert host["activeStandbyPerQuery"][query_id]["standByPartitions"] == [], host
     for server in (a, b):
         assert _eventually(lambda s=server: _lookups(s) == expected, 40), (_lookups(server), a.tables())
         _, rows = server.query("SELECT * FROM totals;")
@@ -301,6 +369,12 @@ def test_state_follows_owned_partitions_and_queries_are_routed(cluster: tuple[Se
     _, mine_b = b.query("SELECT * FROM totals;", internal)
     assert mine_a and mine_b
     assert sorted(mine_a + mine_b) == sorted(expected.values())
+
+    # /ws/query routes a pull query as /query does: keys only the other server holds, and a scan
+    others = sorted(row[0] for row in mine_b)
+    for key in others[:3]:
+        assert _ws_rows(a, f"SELECT * FROM totals WHERE user_id = '{key}';") == [expected[key]]
+    assert sorted(_ws_rows(a, "SELECT * FROM totals;")) == sorted(expected.values())
 
     # without standbys, the survivor of a kill takes the partitions over and reads them in
     b.process.send_signal(signal.SIGKILL)

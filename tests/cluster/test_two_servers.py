@@ -137,6 +137,21 @@ def test_two_servers_are_one_cluster(servers: tuple[Server, Server]) -> None:
     (second,) = b.ksql("CREATE STREAM short_views AS SELECT id, page FROM upper_views WHERE id < 10;")
     second_id = second["commandStatus"]["queryId"]
     assert _eventually(lambda: {query_id, second_id} <= a.query_ids(), 10)
+    # every server answers the status of every command it applied, whichever server ran it
+    for server, command_id, status in (
+        (b, "stream/%60VIEWS%60/create", {"status": "SUCCESS", "message": "Stream created", "queryId": None}),
+        (b, "stream/%60UPPER_VIEWS%60/create",
+         {"status": "SUCCESS", "message": f"Created query with ID {query_id}", "queryId": query_id}),
+        (a, "stream/%60SHORT_VIEWS%60/create",
+         {"status": "SUCCESS", "message": f"Created query with ID {second_id}", "queryId": second_id}),
+    ):
+        answer = httpx.get(f"{server.url}/status/{command_id}", timeout=10)
+        assert answer.status_code == 200 and answer.json() == status, (command_id, answer.text)
+    listed_statuses = httpx.get(f"{b.url}/status", timeout=10).json()["commandStatuses"]
+    assert listed_statuses["stream/`UPPER_VIEWS`/create"] == "SUCCESS", listed_statuses
+    unknown = httpx.get(f"{b.url}/status/stream/%60NOPE%60/create", timeout=10)
+    assert unknown.status_code == 404
+    assert unknown.json() == {"@type": "generic_error", "error_code": 40400, "message": "Command not found"}
     failed = httpx.post(
         f"{a.url}/ksql", json={"ksql": "CREATE STREAM short_views AS SELECT * FROM views;"}, timeout=60
     )
