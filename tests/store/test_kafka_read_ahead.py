@@ -138,3 +138,51 @@ def test_one_server_keeps_what_it_read_while_joining(
     ids = _read_ids(kafka_bootstrap, f"o_{run}")
     assert sorted(ids) == list(range(ROWS + 100))  # each exactly once
     assert group is not None and _committed(kafka_bootstrap, group, f"s_{run}") == ROWS + 100
+
+
+def test_two_servers_joining_at_once_keep_only_what_they_are_assigned(
+    kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = uuid.uuid4().hex[:10]
+    service = f"ahead2_{run}_"
+    a = Engine.open(_settings(kafka_bootstrap, service, tmp_path / "a"))
+    b = Engine.open(_settings(kafka_bootstrap, service, tmp_path / "b"))
+    try:
+        _create(a, run)
+        _produce(kafka_bootstrap, f"s_{run}", 0, ROWS)
+        caplog.set_level(logging.INFO, logger="ksqlpy.store.kafka")
+        # B runs the query as soon as it reads the statement from the command topic, well within
+        # the ~3 s A's join takes: both join the query's group in one round, both reading ahead.
+        a.session().execute_all(f"CREATE STREAM o WITH (kafka_topic='o_{run}') AS SELECT k, id FROM s WHERE v >= 0;")
+        deadline = time.monotonic() + 20
+        while not b.queries and time.monotonic() < deadline:
+            time.sleep(0.02)
+        (query_a,) = a.queries.values()
+        (query_b,) = b.queries.values()
+        group = query_a.group
+        assert group is not None and group == query_b.group
+        deadline = time.monotonic() + 60
+        while _committed(kafka_bootstrap, group, f"s_{run}") < ROWS and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # (not wait_idle: it would wait for each to catch up with partitions the other owns)
+        while not (query_a.is_idle() and query_b.is_idle()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Between them the two members own every partition, each its own.
+        owned_a = set(query_a._reader.assignment())
+        owned_b = set(query_b._reader.assignment())
+        assert not owned_a & owned_b and len(owned_a | owned_b) == PARTITIONS
+    finally:
+        stoppers = [threading.Thread(target=e.close) for e in (a, b)]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join(60)
+    outcomes = _outcomes(caplog)
+    assert len(outcomes) == 2, outcomes  # each server read ahead once
+    aborted = sum(n for n, outcome in outcomes if outcome == "aborted")
+    ids = _read_ids(kafka_bootstrap, f"o_{run}")
+    assert set(ids) == set(range(ROWS))  # nothing lost
+    # Each exactly once in what was committed: the only records beyond those are the aborted
+    # read-aheads' outputs, which Kafka hides from read-committed readers (the test broker shows them).
+    assert len(ids) in (ROWS, ROWS + aborted), (len(ids), outcomes)
+    assert _committed(kafka_bootstrap, group, f"s_{run}") == ROWS
