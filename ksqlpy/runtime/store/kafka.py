@@ -1016,6 +1016,7 @@ class KafkaReader(TopicReader):
         self._group = group
         self._start = start
         self._woken = threading.Event()
+        self._opened = time.monotonic()
         self._next: dict[TopicPartition, int] = {}
         self._eof: dict[TopicPartition, int] = {}
         self._assigned: set[TopicPartition] = set()
@@ -1232,6 +1233,13 @@ class KafkaReader(TopicReader):
             if messages or time.monotonic() >= deadline:
                 table, ends = _records.from_messages(cast(list[_records.ConsumedMessage], messages))
                 ahead.advance(ends)
+                if table.num_rows and not ahead.records:
+                    log.info(
+                        "Consumer group %s: reading ahead while joining the group, first records %.2f s after "
+                        "the query started.",
+                        self._group,
+                        time.monotonic() - self._opened,
+                    )
                 ahead.records += table.num_rows
                 self._ahead_batch = table.num_rows > 0
                 return table
