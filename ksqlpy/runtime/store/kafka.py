@@ -13,6 +13,10 @@
   acknowledged first, and only then are the positions committed, so a crash in between replays
   input rather than losing output; an exception skips the position commit, but records already
   sent stay in the log.
+* A group reader asked to :meth:`~KafkaReader.read_ahead` reads while its consumer joins the group
+  (a join takes seconds): a group-less consumer from the group's committed positions, its batches
+  in one open transaction on a producer of its own, committed or aborted as a whole when the
+  assignment arrives (:class:`_ReadAhead`).
 
 Settings for a local test broker live in ``client_config`` (see /work/shared/KAFKA-NOTES.md): readers
 default to ``fetch.queue.backoff.ms=10`` so a consumer that keeps up is never paused for a second, and
