@@ -34,11 +34,13 @@ ROWS = 30_000
 SESSION_TIMEOUT_MS = "6000"
 
 
-def _settings(bootstrap: str, service_id: str, data_dir: Path) -> dict[str, str]:
+def _settings(
+    bootstrap: str, service_id: str, data_dir: Path, guarantee: str = "exactly_once_v2"
+) -> dict[str, str]:
     return {
         **engine_settings(bootstrap, service_id=service_id, data_dir=data_dir),
         "kafka.session.timeout.ms": SESSION_TIMEOUT_MS,
-        "processing.guarantee": "exactly_once_v2",
+        "processing.guarantee": guarantee,
     }
 
 
@@ -110,11 +112,12 @@ def _create(engine: Engine, run: str) -> None:
     )
 
 
+@pytest.mark.parametrize("guarantee", ["exactly_once_v2", "at_least_once"])
 def test_one_server_keeps_what_it_read_while_joining(
-    kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, guarantee: str
 ) -> None:
     run = uuid.uuid4().hex[:10]
-    engine = Engine.open(_settings(kafka_bootstrap, f"ahead_{run}_", tmp_path / "data"))
+    engine = Engine.open(_settings(kafka_bootstrap, f"ahead_{run}_", tmp_path / "data", guarantee))
     try:
         _create(engine, run)
         _produce(kafka_bootstrap, f"s_{run}", 0, ROWS)
