@@ -136,11 +136,19 @@ def test_one_server_keeps_what_it_read_while_joining(
         group = query.group
     finally:
         engine.close()
+    # Restarted, the query reads ahead again, from the positions the group committed.
+    _produce(kafka_bootstrap, f"s_{run}", ROWS + 100, 900)
+    engine = Engine.open(_settings(kafka_bootstrap, f"ahead_{run}_", tmp_path / "data", guarantee))
+    try:
+        assert engine.wait_idle(60)
+    finally:
+        engine.close()
     outcomes = _outcomes(caplog)
-    assert len(outcomes) == 1 and outcomes[0][1] == "kept" and outcomes[0][0] > 0, outcomes
+    assert [o for _, o in outcomes] == ["kept", "kept"] and outcomes[0][0] > 0, outcomes
+    assert outcomes[1][0] == 900, outcomes
     ids = _read_ids(kafka_bootstrap, f"o_{run}")
-    assert sorted(ids) == list(range(ROWS + 100))  # each exactly once
-    assert group is not None and _committed(kafka_bootstrap, group, f"s_{run}") == ROWS + 100
+    assert sorted(ids) == list(range(ROWS + 1000))  # each exactly once
+    assert group is not None and _committed(kafka_bootstrap, group, f"s_{run}") == ROWS + 1000
 
 
 def test_two_servers_joining_at_once_keep_only_what_they_are_assigned(

@@ -935,12 +935,17 @@ class _ReadAhead:
         return keep
 
     def _abort_kafka(self) -> None:
+        # The producer is the read-ahead's alone: when it cannot abort (fenced, or its transaction
+        # timed out), the broker aborts the transaction itself, and the query goes on without it.
         try:
             self.producer.abort_transaction(_TIMEOUT)
         except KafkaException as exc:
-            self.state.execute("ROLLBACK")
-            self.state.close()
-            raise TopicError(f"Transaction could not be aborted: {_kafka_error(exc).str()}") from exc
+            log.warning(
+                "Consumer group %s: the transaction of what was read ahead could not be aborted (%s); "
+                "the broker aborts it when it times out.",
+                self.group,
+                _kafka_error(exc).str(),
+            )
 
     def abandon(self, why: str) -> None:
         """Abort everything read ahead (the query stops or a batch failed)."""
