@@ -1273,7 +1273,8 @@ class KafkaReader(TopicReader):
             # prompt, as librdkafka's consume cannot be interrupted).
             revokes = self._revokes
             got, self._carried = self._carried, []
-            got += self._consumer.consume(max_records - len(messages) - len(got), timeout=0)
+            if len(got) < max_records - len(messages):
+                got += self._consumer.consume(max_records - len(messages) - len(got), timeout=0)
             if not got:
                 wait = min(max(deadline - time.monotonic(), 0.0), 0.05)
                 got = self._consumer.consume(1, timeout=wait)
