@@ -234,7 +234,15 @@ class QueryRunner:
         reader = self.store.open_reader(topics, group=self.group, start=self.start_position)
         if self._partitioned is not None:
             reader.listener = self._partitioned
+        if self.reads_ahead():
+            reader.read_ahead()
         return reader
+
+    def reads_ahead(self) -> bool:
+        """Whether the query reads its input while its consumer joins the group, rather than
+        after (see ``TopicReader.read_ahead``): a persistent query without state, whose
+        read-ahead batches change nothing but their outputs."""
+        return False
 
     def _polled(self) -> None:
         """After each poll, on the query's thread: standby copies catch up with their changelogs."""
@@ -441,11 +449,21 @@ class PersistentQuery(QueryRunner):
         active = frozenset(owned)
         return active, partitioned.standbys - active
 
+    def reads_ahead(self) -> bool:
+        # Subclasses (re-keying, joins) keep state or write internal topics: they start as usual.
+        return (
+            type(self) is PersistentQuery
+            and self.group is not None
+            and self._processor is None
+            and self._partitioned is None
+            and not self._logs
+        )
+
     def emit(self, rows: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
         assert encoder is not None and self.plan.sink is not None and self.group is not None
         records, errors = encode_windowed(encoder, self.plan.sink, rows)
         self.plog.write(self.query_id, errors)
-        with self.store.transaction() as tx:
+        with reader.ahead_transaction() or self.store.transaction() as tx:
             if records.num_rows:
                 tx.produce(self.plan.sink.topic, records)
             tx.commit_positions(self.group, reader.positions())

@@ -119,6 +119,18 @@ class TopicReader(abc.ABC):
         """Go back to the last committed positions (after a :class:`BatchAborted`), so the
         batch's records are read again if this reader still owns their partitions."""
 
+    def read_ahead(self) -> None:
+        """Until the group first assigns partitions, read every partition of the topics from the
+        group's committed positions, so the query starts at once; the batches read so are
+        committed in one transaction when the assignment arrives, if this reader was given the
+        partitions they came from, else aborted (Kafka only; a no-op elsewhere). Only for a query
+        without local state: the speculative batches change nothing but their outputs."""
+
+    def ahead_transaction(self) -> TransactionContext | None:
+        """The transaction of the batch just polled when it was read ahead of the group's
+        assignment (see :meth:`read_ahead`), else None (use the store's)."""
+        return None
+
     @property
     def replaying(self) -> bool:
         """Whether the last poll's records are read again to rebuild lost local state (their

@@ -13,6 +13,10 @@
   acknowledged first, and only then are the positions committed, so a crash in between replays
   input rather than losing output; an exception skips the position commit, but records already
   sent stay in the log.
+* A group reader asked to :meth:`~KafkaReader.read_ahead` reads while its consumer joins the group
+  (a join takes seconds): a group-less consumer from the group's committed positions, its batches
+  in one open transaction on a producer of its own, committed or aborted as a whole when the
+  assignment arrives (:class:`_ReadAhead`).
 
 Settings for a local test broker live in ``client_config`` (see /work/shared/KAFKA-NOTES.md): readers
 default to ``fetch.queue.backoff.ms=10`` so a consumer that keeps up is never paused for a second, and
@@ -51,6 +55,7 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]  # re-exported
 from ksqlpy.errors import TopicError
 from ksqlpy.runtime.store import _records
 from ksqlpy.runtime.store.base import (
+    RECORD_SCHEMA,
     BatchAborted,
     StartPosition,
     TopicPartition,
@@ -113,6 +118,9 @@ _TIMEOUT = 30.0
 #: ``queued.max.messages.kbytes``) unless the settings say otherwise: about one micro-batch.
 _PREFETCH_RECORDS = 20_000
 _PREFETCH_KBYTES = 16_384
+#: Longest a query reads ahead of its group's first assignment: its open transaction must end
+#: well within the producer's ``transaction.timeout.ms`` (60 s by default); past this it waits.
+_AHEAD_SECONDS = 30.0
 
 
 ClientConfig = dict[str, str | int | float | bool]
@@ -442,11 +450,15 @@ class KafkaStore(TopicStore):
         }
 
     def _commit(self, group: str, positions: Mapping[TopicPartition, int]) -> None:
+        self._commit_with(self._member(group), group, positions)
+
+    @staticmethod
+    def _commit_with(consumer: Consumer, group: str, positions: Mapping[TopicPartition, int]) -> None:
         offsets = [KafkaTopicPartition(tp.topic, tp.partition, o) for tp, o in positions.items()]
         if not offsets:
             return
         try:
-            self._member(group).commit(offsets=offsets, asynchronous=False)
+            consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as exc:
             if _kafka_error(exc).code() in _MOVED:
                 raise BatchAborted(
@@ -736,6 +748,266 @@ def _listed(partitions: Sequence[KafkaTopicPartition]) -> str:
     return ", ".join(listed) or "nothing"
 
 
+class _NoReadAhead(Exception):
+    """Reading ahead does not apply (no partitions yet, or local state to rebuild first)."""
+
+
+class _ReadAhead:
+    """A group reader's input read while its consumer joins the group (see
+    :meth:`KafkaReader.read_ahead`): a group-less consumer assigned every partition from the
+    group's committed positions (none: ``auto.offset.reset``), and one open transaction for every
+    batch read so, on a transactional producer of its own (the store's serves other queries
+    meanwhile). Outputs are sent as they are produced; only positions are held, until
+    :meth:`finish` commits or aborts the lot."""
+
+    def __init__(self, store: KafkaStore, group: str, topics: tuple[str, ...], start: StartPosition) -> None:
+        self.store = store
+        self.group = group
+        self.started = time.monotonic()
+        self.records = 0
+        self.output = 0
+        self.errors: list[KafkaError] = []
+        self.topics: list[str] = []
+        #: the group's committed offset per partition when reading began (-1: none)
+        self.origin: dict[TopicPartition, int] = {}
+        #: the next offset per partition records were read from (the positions to commit)
+        self.reached: dict[TopicPartition, int] = {}
+        self._eof: dict[TopicPartition, int] = {}
+        existing = store._metadata_topics()
+        asked = [
+            KafkaTopicPartition(t, p)
+            for t in topics
+            if t in existing and existing[t].error is None
+            for p in sorted(existing[t].partitions)
+        ]
+        if not asked:
+            raise _NoReadAhead("no partitions yet")
+        committed = store._helper(group).committed(asked, timeout=_TIMEOUT)
+        local = store.state_positions(group)
+        starts: list[KafkaTopicPartition] = []
+        for c in committed:
+            tp = TopicPartition(c.topic, c.partition)
+            offset = c.offset if c.offset >= 0 else -1
+            # Local state behind the committed positions is rebuilt first (see _seek_to_state).
+            if offset >= 0 and (local.get(tp, -1 if store.state_is_fresh else offset) < offset):
+                raise _NoReadAhead(f"the local state of {tp.topic}[{tp.partition}] is behind")
+            self.origin[tp] = offset
+            if offset >= 0:
+                where = offset
+            elif start == "earliest":
+                where = OFFSET_BEGINNING
+            else:  # pinned now, as a group-less reader's start is (see KafkaReader._start_offset)
+                where = int(store._helper("ksqlpy-metadata").get_watermark_offsets(c, timeout=_TIMEOUT)[1])
+            starts.append(KafkaTopicPartition(tp.topic, tp.partition, where))
+        self.consumer = Consumer(
+            {
+                **store._consumer_config,
+                "group.id": f"ksqlpy-ahead-{uuid.uuid4()}",
+                "auto.offset.reset": start,
+                "enable.partition.eof": "true",
+            }
+        )
+        self.consumer.assign(starts)
+        # Fetching has begun; the transactional producer's set-up (~0.5 s) overlaps it.
+        self.producer: Producer
+        if store.exactly_once:
+            self.producer = Producer(
+                {**store._producer_config, "transactional.id": f"{store._transactional_id}-ahead-{group}"}
+            )
+            try:
+                self.producer.init_transactions(_TIMEOUT)
+                self.producer.begin_transaction()
+            except KafkaException:
+                self.consumer.close()
+                raise
+        else:
+            self.producer = store._producer
+        self.state = store.state_cursor()
+        self.state.execute("BEGIN TRANSACTION")
+
+    def poll(self, max_records: int, timeout: float) -> list[Message]:
+        """Up to ``max_records`` records read ahead (none once it has gone on too long)."""
+        if time.monotonic() - self.started > _AHEAD_SECONDS:
+            time.sleep(timeout)
+            return []
+        usable: list[Message] = []
+        for m in self.consumer.consume(max_records, timeout=timeout):
+            error = m.error()
+            if error is None:
+                usable.append(m)
+            elif error.code() == KafkaError._PARTITION_EOF:
+                offset = m.offset()
+                if offset is not None:
+                    self._eof[TopicPartition(str(m.topic()), int(m.partition() or 0))] = offset
+            elif error.fatal():
+                raise TopicError(f"Reading failed: {error.str()}")
+        return usable
+
+    def advance(self, ends: Mapping[tuple[str, int], int]) -> None:
+        """Record how far a batch read (and, for partitions read to their end, the offset past
+        the transaction markers that follow)."""
+        for (topic, partition), offset in ends.items():
+            self.reached[TopicPartition(topic, partition)] = offset
+        for tp, offset in self._eof.items():
+            if tp in self.reached and offset > self.reached[tp]:
+                self.reached[tp] = offset
+        self._eof.clear()
+
+    def finish(self, member: Consumer, assigned: set[TopicPartition]) -> dict[TopicPartition, int]:
+        """The group's assignment arrived: commit what was read ahead if every partition records
+        came from was assigned to this member and still stands where reading began (no other
+        member committed it meanwhile); else abort it all. Returns the positions committed, from
+        which the member reads on."""
+        self.consumer.close()
+        read = dict(self.reached)
+        lost = sorted(set(read) - assigned, key=lambda tp: (tp.topic, tp.partition))
+        mine = [KafkaTopicPartition(tp.topic, tp.partition) for tp in read if tp in assigned]
+        moved: list[TopicPartition] = []
+        if mine:
+            try:
+                now = member.committed(mine, timeout=_TIMEOUT)
+            except KafkaException:
+                now = []
+                moved = [TopicPartition(k.topic, k.partition) for k in mine]
+            for k in now:
+                tp = TopicPartition(k.topic, k.partition)
+                if (k.offset if k.offset >= 0 else -1) != self.origin.get(tp, -1):
+                    moved.append(tp)
+        keep = {tp: o for tp, o in read.items() if tp in assigned and tp not in moved}
+        reason = ""
+        if lost:
+            reason = f"{_named(lost)} went to other members"
+        elif moved:
+            reason = f"{_named(moved)} moved on meanwhile"
+        if self.store.exactly_once:
+            # One transaction: all of it is kept or none of it.
+            if reason:
+                keep = {}
+                self._abort_kafka()
+            else:
+                offsets = [KafkaTopicPartition(tp.topic, tp.partition, o) for tp, o in keep.items()]
+                try:
+                    if offsets:
+                        self.producer.send_offsets_to_transaction(
+                            offsets, member.consumer_group_metadata(), _TIMEOUT
+                        )
+                    self.producer.commit_transaction(_TIMEOUT)
+                except KafkaException as exc:
+                    reason = f"the group refused its positions ({_kafka_error(exc).str()})"
+                    keep = {}
+                    self._abort_kafka()
+                if self.errors and not reason:
+                    self.state.execute("ROLLBACK")
+                    self.state.close()
+                    raise TopicError(f"Transaction failed: {self.errors[0].str()}")
+        else:
+            # At-least-once: every output is acknowledged; positions move only for the
+            # partitions this member owns (the others' records are read again by their owners).
+            KafkaStore._await(self.producer, self.errors, ", ".join(dict.fromkeys(self.topics)))
+            if keep:
+                self.store._commit_with(member, self.group, keep)
+        try:
+            if self.store.exactly_once and reason:
+                self.state.execute("ROLLBACK")  # as an aborted batch's state changes are
+            else:
+                for tp, offset in keep.items():
+                    self.state.execute(
+                        "INSERT OR REPLACE INTO ksqlpy.positions VALUES (?, ?, ?, ?)",
+                        [self.group, tp.topic, tp.partition, offset],
+                    )
+                self.state.execute("COMMIT")
+        finally:
+            self.state.close()
+        if not reason:
+            outcome = "kept"
+        elif self.store.exactly_once:
+            outcome = f"aborted, {reason}"
+        else:
+            outcome = f"kept for {len(keep)}, {reason}"
+        log.info(
+            "Consumer group %s: read ahead %s records of %d partition(s) in %.1f s while joining the group; %s.",
+            self.group,
+            f"{self.records:,}",
+            len(read),
+            time.monotonic() - self.started,
+            outcome,
+        )
+        return keep
+
+    def _abort_kafka(self) -> None:
+        # The producer is the read-ahead's alone: when it cannot abort (fenced, or its transaction
+        # timed out), the broker aborts the transaction itself, and the query goes on without it.
+        try:
+            self.producer.abort_transaction(_TIMEOUT)
+        except KafkaException as exc:
+            log.warning(
+                "Consumer group %s: the transaction of what was read ahead could not be aborted (%s); "
+                "the broker aborts it when it times out.",
+                self.group,
+                _kafka_error(exc).str(),
+            )
+
+    def abandon(self, why: str) -> None:
+        """Abort everything read ahead (the query stops or a batch failed)."""
+        try:
+            self.consumer.close()
+        except RuntimeError:
+            pass  # closed already
+        try:
+            if self.store.exactly_once:
+                self.producer.abort_transaction(_TIMEOUT)
+        except KafkaException:
+            log.debug("aborting the read-ahead of %s failed", self.group, exc_info=True)
+        finally:
+            self.state.execute("ROLLBACK")
+            self.state.close()
+            log.info(
+                "Consumer group %s: read ahead %s records while joining the group; aborted, %s.",
+                self.group,
+                f"{self.records:,}",
+                why,
+            )
+
+
+class _ReadAheadTransaction(Transaction):
+    """A read-ahead batch: outputs are sent at once in the open transaction; its positions are
+    the read-ahead's own (committed, or not, when the group's assignment arrives)."""
+
+    def __init__(self, ahead: _ReadAhead) -> None:
+        self.ahead = ahead
+        self.state = ahead.state
+
+    def produce(self, topic: str, records: pa.Table) -> None:
+        ahead = self.ahead
+        ahead.store._send(ahead.producer, topic, records, ahead.errors)
+        ahead.output += records.num_rows
+        ahead.topics.append(topic)
+
+    def commit_positions(self, group: str, positions: Mapping[TopicPartition, int]) -> None:
+        pass  # the reader has none yet: the read-ahead tracks where it stands
+
+
+class _ReadAheadContext(TransactionContext):
+    def __init__(self, reader: KafkaReader, ahead: _ReadAhead) -> None:
+        self._reader = reader
+        self._ahead = ahead
+
+    def __enter__(self) -> _ReadAheadTransaction:
+        return _ReadAheadTransaction(self._ahead)
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        ahead = self._ahead
+        if exc_type is None and ahead.errors:
+            self._reader._drop_ahead(f"producing failed ({ahead.errors[0].str()})")
+            raise TopicError(f"Transaction failed: {ahead.errors[0].str()}")
+        if exc_type is not None:
+            self._reader._drop_ahead("a batch failed")
+
+
+def _named(partitions: Sequence[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions)
+
+
 class KafkaReader(TopicReader):
     """A Consumer: subscribed through ``group`` when there is one, else assigned every partition."""
 
@@ -753,6 +1025,7 @@ class KafkaReader(TopicReader):
         self._group = group
         self._start = start
         self._woken = threading.Event()
+        self._opened = time.monotonic()
         self._next: dict[TopicPartition, int] = {}
         self._eof: dict[TopicPartition, int] = {}
         self._assigned: set[TopicPartition] = set()
@@ -760,6 +1033,12 @@ class KafkaReader(TopicReader):
         self._revokes = 0
         self._unassigned_topics = set(topics)
         self._last_refresh = 0.0
+        #: reading ahead of the group's first assignment: wanted (True), under way, or neither
+        self._ahead: _ReadAhead | bool | None = None
+        #: whether the last poll's records were read ahead
+        self._ahead_batch = False
+        #: records the group consumer returned while the read-ahead ended (read first)
+        self._carried: list[Message] = []
         config = {
             **store._consumer_config,
             "group.id": group or f"ksqlpy-reader-{uuid.uuid4()}",
@@ -790,6 +1069,16 @@ class KafkaReader(TopicReader):
 
     def _on_assign(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         log.debug("group %s: assigned %s", self._group, _listed(partitions))
+        ahead, self._ahead = self._ahead, None
+        if isinstance(ahead, _ReadAhead):
+            kept = ahead.finish(consumer, {TopicPartition(p.topic, p.partition) for p in partitions})
+            if kept:
+                for p in partitions:
+                    offset = kept.get(TopicPartition(p.topic, p.partition))
+                    if offset is not None:
+                        p.offset = offset
+                        self._next[TopicPartition(p.topic, p.partition)] = offset
+                consumer.assign(partitions)
         self._assigned.update(TopicPartition(p.topic, p.partition) for p in partitions)
         if self.listener is not None:
             # State follows the partitions: restored (or dropped) before any input is read.
@@ -910,9 +1199,68 @@ class KafkaReader(TopicReader):
         except KafkaException:
             return OFFSET_END
 
+    # -- reading ahead -----------------------------------------------------------------------------
+
+    def read_ahead(self) -> None:
+        if self._group is not None and not self._assigned:
+            self._ahead = True
+
+    def ahead_transaction(self) -> TransactionContext | None:
+        ahead = self._ahead
+        if self._ahead_batch and isinstance(ahead, _ReadAhead):
+            return _ReadAheadContext(self, ahead)
+        return None
+
+    def _drop_ahead(self, why: str) -> None:
+        ahead, self._ahead = self._ahead, None
+        self._ahead_batch = False
+        if isinstance(ahead, _ReadAhead):
+            ahead.abandon(why)
+
+    def _poll_ahead(self, max_records: int, timeout: float) -> pa.Table | None:
+        """A batch read ahead, or None once the group's assignment has ended the read-ahead."""
+        assert self._group is not None
+        if self._ahead is True:
+            try:
+                self._ahead = _ReadAhead(self._store, self._group, self._topics, self._start)
+            except (_NoReadAhead, KafkaException) as e:
+                log.debug("group %s: not reading ahead: %s", self._group, e)
+                self._ahead = None
+                return None
+        deadline = time.monotonic() + timeout
+        while True:
+            # The group consumer's own poll hands over the assignment (see _on_assign).
+            self._carried.extend(self._consumer.consume(max_records, timeout=0))
+            ahead = self._ahead
+            if not isinstance(ahead, _ReadAhead):
+                return None
+            if self._woken.is_set():
+                self._woken.clear()
+                return RECORD_SCHEMA.empty_table()
+            wait = min(max(deadline - time.monotonic(), 0.0), 0.05)
+            messages = ahead.poll(max_records, wait)
+            if messages or time.monotonic() >= deadline:
+                table, ends = _records.from_messages(cast(list[_records.ConsumedMessage], messages))
+                ahead.advance(ends)
+                if table.num_rows and not ahead.records:
+                    log.info(
+                        "Consumer group %s: reading ahead while joining the group, first records %.2f s after "
+                        "the query started.",
+                        self._group,
+                        time.monotonic() - self._opened,
+                    )
+                ahead.records += table.num_rows
+                self._ahead_batch = table.num_rows > 0
+                return table
+
     # -- reading -----------------------------------------------------------------------------------
 
     def poll(self, max_records: int = 10_000, timeout: float = 0.1) -> pa.Table:
+        self._ahead_batch = False
+        if self._ahead is not None:
+            ahead_table = self._poll_ahead(max_records, timeout)
+            if ahead_table is not None:
+                return ahead_table
         deadline = time.monotonic() + timeout
         messages: list[Message] = []
         while True:
@@ -924,7 +1272,9 @@ class KafkaReader(TopicReader):
             # Drain what is queued; else block briefly for one record (short slices keep wakeup()
             # prompt, as librdkafka's consume cannot be interrupted).
             revokes = self._revokes
-            got = self._consumer.consume(max_records - len(messages), timeout=0)
+            got, self._carried = self._carried, []
+            if len(got) < max_records - len(messages):
+                got += self._consumer.consume(max_records - len(messages) - len(got), timeout=0)
             if not got:
                 wait = min(max(deadline - time.monotonic(), 0.0), 0.05)
                 got = self._consumer.consume(1, timeout=wait)
@@ -1075,6 +1425,7 @@ class KafkaReader(TopicReader):
         self._woken.set()
 
     def close(self) -> None:
+        self._drop_ahead("the query stopped")
         if self._group is not None:
             with self._store._lock:
                 members = self._store._group_consumers.get(self._group, [])

@@ -1,0 +1,199 @@
+"""Kafka store: a new persistent query reads its input while its consumer joins the group, in one
+open transaction that commits when the assignment gives it the partitions it read, else aborts.
+
+The test broker (Tansu) holds a JoinGroup for half of ``session.timeout.ms``; these tests use 6 s,
+so a query that waited for its assignment would read nothing for ~3 s.
+
+Tansu delivers the records of aborted transactions to read-committed readers (Kafka never does), so
+where a read-ahead is aborted the sink is checked through what the servers committed: every input
+once in the records the servers report kept, and the aborted read-ahead's outputs are the only
+records beyond those (see /work/shared/KAFKA-NOTES.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import orjson
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from kafka_broker import engine_settings
+
+from ksqlpy.runtime.engine import Engine
+
+pytestmark = pytest.mark.kafka
+
+PARTITIONS = 3
+ROWS = 30_000
+#: A join of ~3 s on the test broker: long enough that reading ahead shows.
+SESSION_TIMEOUT_MS = "6000"
+
+
+def _settings(
+    bootstrap: str, service_id: str, data_dir: Path, guarantee: str = "exactly_once_v2"
+) -> dict[str, str]:
+    return {
+        **engine_settings(bootstrap, service_id=service_id, data_dir=data_dir),
+        "kafka.session.timeout.ms": SESSION_TIMEOUT_MS,
+        "processing.guarantee": guarantee,
+    }
+
+
+def _produce(bootstrap: str, topic: str, first: int, count: int) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20})
+    for i in range(first, first + count):
+        while True:
+            try:
+                producer.produce(topic, orjson.dumps({"ID": i, "V": i % 7}), f"k{i}".encode())
+                break
+            except BufferError:
+                producer.poll(0.05)
+    assert producer.flush(60) == 0
+
+
+def _read_ids(bootstrap: str, topic: str) -> list[int]:
+    """The ID of every record of ``topic`` (read committed), to the end of each partition."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"check-{uuid.uuid4()}",
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "fetch.queue.backoff.ms": 10,
+        }
+    )
+    try:
+        consumer.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+        at_end: set[int] = set()
+        ids: list[int] = []
+        deadline = time.monotonic() + 30
+        while len(at_end) < PARTITIONS and time.monotonic() < deadline:
+            for m in consumer.consume(10_000, 0.2):
+                if m.error() is not None:
+                    at_end.add(int(m.partition() or 0))
+                    continue
+                ids.append(int(orjson.loads(m.value() or b"{}")["ID"]))
+        assert at_end == set(range(PARTITIONS)), f"{topic} not read to its end"
+        return ids
+    finally:
+        consumer.close()
+
+
+def _committed(bootstrap: str, group: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        answer = consumer.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10)
+        return sum(max(tp.offset, 0) for tp in answer)
+    finally:
+        consumer.close()
+
+
+_OUTCOME = re.compile(r"read ahead ([\d,]+) records .*; (kept|aborted)")
+
+
+def _outcomes(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
+    found = []
+    for record in caplog.records:
+        match = _OUTCOME.search(record.getMessage())
+        if match:
+            found.append((int(match.group(1).replace(",", "")), match.group(2)))
+    return found
+
+
+def _create(engine: Engine, run: str) -> None:
+    engine.session().execute_all(
+        f"CREATE STREAM s (k VARCHAR KEY, id INT, v INT) WITH (kafka_topic='s_{run}', value_format='JSON', "
+        f"partitions={PARTITIONS});"
+    )
+
+
+@pytest.mark.parametrize("guarantee", ["exactly_once_v2", "at_least_once"])
+def test_one_server_keeps_what_it_read_while_joining(
+    kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, guarantee: str
+) -> None:
+    run = uuid.uuid4().hex[:10]
+    engine = Engine.open(_settings(kafka_bootstrap, f"ahead_{run}_", tmp_path / "data", guarantee))
+    try:
+        _create(engine, run)
+        _produce(kafka_bootstrap, f"s_{run}", 0, ROWS)
+        caplog.set_level(logging.INFO, logger="ksqlpy.store.kafka")
+        engine.session().execute_all(f"CREATE STREAM o WITH (kafka_topic='o_{run}') AS SELECT k, id FROM s WHERE v >= 0;")
+        (query,) = engine.queries.values()
+        # Records are read (and produced, uncommitted) before the group has assigned anything.
+        deadline = time.monotonic() + 20
+        while query.records_in == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert query.records_in > 0
+        assert query._reader.assignment() == []
+        assert engine.wait_idle(60)
+        _produce(kafka_bootstrap, f"s_{run}", ROWS, 100)  # and then on, from where it was kept
+        assert engine.wait_idle(60)
+        group = query.group
+    finally:
+        engine.close()
+    # Restarted, the query reads ahead again, from the positions the group committed.
+    _produce(kafka_bootstrap, f"s_{run}", ROWS + 100, 900)
+    engine = Engine.open(_settings(kafka_bootstrap, f"ahead_{run}_", tmp_path / "data", guarantee))
+    try:
+        assert engine.wait_idle(60)
+    finally:
+        engine.close()
+    outcomes = _outcomes(caplog)
+    assert [o for _, o in outcomes] == ["kept", "kept"] and outcomes[0][0] > 0, outcomes
+    assert outcomes[1][0] == 900, outcomes
+    ids = _read_ids(kafka_bootstrap, f"o_{run}")
+    assert sorted(ids) == list(range(ROWS + 1000))  # each exactly once
+    assert group is not None and _committed(kafka_bootstrap, group, f"s_{run}") == ROWS + 1000
+
+
+def test_two_servers_joining_at_once_keep_only_what_they_are_assigned(
+    kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    run = uuid.uuid4().hex[:10]
+    service = f"ahead2_{run}_"
+    a = Engine.open(_settings(kafka_bootstrap, service, tmp_path / "a"))
+    b = Engine.open(_settings(kafka_bootstrap, service, tmp_path / "b"))
+    try:
+        _create(a, run)
+        _produce(kafka_bootstrap, f"s_{run}", 0, ROWS)
+        caplog.set_level(logging.INFO, logger="ksqlpy.store.kafka")
+        # B runs the query as soon as it reads the statement from the command topic, well within
+        # the ~3 s A's join takes: both join the query's group in one round, both reading ahead.
+        a.session().execute_all(f"CREATE STREAM o WITH (kafka_topic='o_{run}') AS SELECT k, id FROM s WHERE v >= 0;")
+        deadline = time.monotonic() + 20
+        while not b.queries and time.monotonic() < deadline:
+            time.sleep(0.02)
+        (query_a,) = a.queries.values()
+        (query_b,) = b.queries.values()
+        group = query_a.group
+        assert group is not None and group == query_b.group
+        deadline = time.monotonic() + 60
+        while _committed(kafka_bootstrap, group, f"s_{run}") < ROWS and time.monotonic() < deadline:
+            time.sleep(0.2)
+        # (not wait_idle: it would wait for each to catch up with partitions the other owns)
+        while not (query_a.is_idle() and query_b.is_idle()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Between them the two members own every partition, each its own.
+        owned_a = set(query_a._reader.assignment())
+        owned_b = set(query_b._reader.assignment())
+        assert not owned_a & owned_b and len(owned_a | owned_b) == PARTITIONS
+    finally:
+        stoppers = [threading.Thread(target=e.close) for e in (a, b)]
+        for t in stoppers:
+            t.start()
+        for t in stoppers:
+            t.join(60)
+    outcomes = _outcomes(caplog)
+    assert len(outcomes) == 2, outcomes  # each server read ahead once
+    aborted = sum(n for n, outcome in outcomes if outcome == "aborted")
+    ids = _read_ids(kafka_bootstrap, f"o_{run}")
+    assert set(ids) == set(range(ROWS))  # nothing lost
+    # Each exactly once in what was committed: the only records beyond those are the aborted
+    # read-aheads' outputs, which Kafka hides from read-committed readers (the test broker shows them).
+    assert len(ids) in (ROWS, ROWS + aborted), (len(ids), outcomes)
+    assert _committed(kafka_bootstrap, group, f"s_{run}") == ROWS
