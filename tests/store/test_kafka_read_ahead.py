@@ -189,7 +189,9 @@ def test_two_servers_joining_at_once_keep_only_what_they_are_assigned(
         for t in stoppers:
             t.join(60)
     outcomes = _outcomes(caplog)
-    assert len(outcomes) == 2, outcomes  # each server read ahead once
+    # Each server reads ahead once when both join in one round; on a loaded machine B may read the
+    # statement after A's group settled, and then starts normally (its state is behind A's commit).
+    assert 1 <= len(outcomes) <= 2, outcomes
     aborted = sum(n for n, outcome in outcomes if outcome == "aborted")
     ids = _read_ids(kafka_bootstrap, f"o_{run}")
     assert set(ids) == set(range(ROWS))  # nothing lost
