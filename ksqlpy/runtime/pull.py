@@ -54,7 +54,7 @@ from ksqlpy.runtime.materialize import (
     quote,
     quote_column,
 )
-from ksqlpy.runtime.query import PushQuery, new_connection
+from ksqlpy.runtime.query import PushQuery
 from ksqlpy.runtime.relations import from_duckdb
 from ksqlpy.runtime.rows import Row, table_to_rows
 
@@ -161,10 +161,12 @@ def key_partitions(engine: Any, plan: TablePull, count: int) -> frozenset[int] |
 
 
 def _evaluator() -> duckdb.DuckDBPyConnection:
-    """This thread's DuckDB connection with ksqlpy's functions (creating one costs tens of ms)."""
+    """This thread's DuckDB connection with ksqlpy's functions: a cursor of the database they
+    are installed in once (installing them costs half a second of CPU under the GIL, which every
+    new worker thread paid, holding up every other request meanwhile)."""
     con: duckdb.DuckDBPyConnection | None = getattr(_local, "con", None)
     if con is None:
-        con = _local.con = new_connection()
+        con = _local.con = PushQuery.function_connection()
     return con
 
 
