@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -92,7 +93,7 @@ class SourceHub:
             if query.start_position == "earliest"
             else self.store.end_offsets(self.topic)
         )
-        positions = tuple(sorted((TopicPartition(self.topic, p), off) for p, off in offsets.items()))
+        positions = _positions((TopicPartition(self.topic, p), off) for p, off in offsets.items())
         with self._lock:
             plan = self._plans.get(plan_key)
             if plan is None:
@@ -189,7 +190,7 @@ class SourceHub:
         records = reader.poll(BATCH_SIZE, timeout=timeout)
         if records.num_rows == 0:
             return False
-        after = tuple(sorted((tp, off) for tp, off in reader.positions().items() if tp.topic == self.topic))
+        after = _positions((tp, off) for tp, off in reader.positions().items() if tp.topic == self.topic)
         try:
             decoded = self.decoder.decode(records)
             size = record_bytes(records)
@@ -234,6 +235,11 @@ class SourceHub:
                 # The client is behind: these rows wait here (as a query reading alone waits
                 # with its last batch), and its next records wait in the topic.
                 member.held = rows
+
+
+def _positions(items: Iterable[tuple[TopicPartition, int]]) -> Positions:
+    """Positions in partition order, so equal positions compare equal."""
+    return tuple(sorted(items, key=lambda item: item[0].partition))
 
 
 class _Registry:

@@ -111,3 +111,26 @@ def test_limit_ends_a_shared_query_and_the_others_go_on(engine: Engine) -> None:
     finally:
         limited.close()
         endless.close()
+
+
+def test_queries_over_a_stream_of_several_partitions_share_its_reads(engine: Engine) -> None:
+    s = engine.session(EARLIEST)
+    s.execute_all(
+        "CREATE STREAM parts (k VARCHAR KEY, n INT) WITH (kafka_topic='parts', value_format='JSON', partitions=4);"
+    )
+    queries = [s.execute_query("SELECT k, n FROM parts EMIT CHANGES;") for _ in range(3)]
+    try:
+        for first in range(0, 120, 40):
+            s.execute_all(
+                "".join(
+                    f"INSERT INTO parts (k, n) VALUES ('k{i % 5}', {i});" for i in range(first, first + 40)
+                )
+            )
+        for q in queries:
+            got = collect(q, lambda g: len(g) >= 120)
+            assert sorted(n for _, n in got) == list(range(120))
+            for key in range(5):  # a key's rows are in one partition: in order
+                assert [n for k, n in got if k == f"k{key}"] == list(range(key, 120, 5))
+    finally:
+        for q in queries:
+            q.close()
