@@ -69,6 +69,8 @@ def table_to_rows(
         rows = [()] * table.num_rows
     else:
         rows = list(zip(*columns))
+    # tuple.__new__ directly: a NamedTuple's own constructor is a Python function, called per row.
+    new = tuple.__new__
     if tombstones is None:
-        return [Row(values) for values in rows]
-    return [Row(values, bool(tomb)) for values, tomb in zip(rows, tombstones)]
+        return [new(Row, (values, False)) for values in rows]
+    return [new(Row, (values, bool(tomb))) for values, tomb in zip(rows, tombstones)]
