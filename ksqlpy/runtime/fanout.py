@@ -144,6 +144,12 @@ class SourceHub:
         reader = self._reader
         try:
             while not self._closed:
+                if getattr(self.store, "closed", False):
+                    # The store closed under its queries (the engine closes them first): their
+                    # reads can only come back empty, so they end rather than poll forever.
+                    for member in list(self._members.values()):
+                        member.query.store_closed()
+                    break
                 self._wake.clear()
                 groups = self._groups()
                 if not groups:

@@ -559,6 +559,10 @@ class PushQuery(QueryRunner):
         self._fail(error)
         self._leave_hub()
 
+    def store_closed(self) -> None:
+        """The store closed while a hub served this query: it ends (on the hub's thread)."""
+        self._leave_hub()
+
     def _leave_hub(self) -> None:
         hub, self._hub = self._hub, None
         if hub is None:

@@ -389,6 +389,10 @@ class EmbeddedStore(TopicStore):
             with suppress(duckdb.Error, TopicError):  # a failed round is retried next interval
                 self.run_maintenance()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
     def close(self) -> None:
         if self._closed.is_set():
             return
