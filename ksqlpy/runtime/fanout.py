@@ -78,6 +78,7 @@ class SourceHub:
         self._lock = threading.Lock()
         self._members: dict[int, _Member] = {}
         self._plans: dict[tuple[Any, ...], _Plan] = {}
+        self._retired: list[StepEvaluator] = []  # evaluators of plans whose queries all left
         self._wake = threading.Event()
         self._closed = False
         self._reader: Any = store.open_reader([self.topic], group=None, start="earliest")
@@ -114,7 +115,8 @@ class SourceHub:
                 plan.users -= 1
                 if plan.users == 0:
                     del self._plans[member.plan_key]
-                    plan.evaluator.con.close()
+                    # Closed by the hub's thread, which may be evaluating with it right now.
+                    self._retired.append(plan.evaluator)
             empty = not self._members
             if empty:
                 self._closed = True
@@ -151,6 +153,7 @@ class SourceHub:
                         member.query.store_closed()
                     break
                 self._wake.clear()
+                self._close_retired()
                 groups = self._groups()
                 if not groups:
                     self._wake.wait(IDLE_WAIT_SECONDS)
@@ -169,6 +172,13 @@ class SourceHub:
                 member.query.hub_failed(e)
         finally:
             reader.close()
+            self._close_retired()
+
+    def _close_retired(self) -> None:
+        with self._lock:
+            retired, self._retired = self._retired, []
+        for evaluator in retired:
+            evaluator.con.close()
 
     def _groups(self) -> dict[Positions, list[_Member]]:
         """The members ready to read on, by position: those holding no rows back for want of
@@ -197,27 +207,30 @@ class SourceHub:
         if records.num_rows == 0:
             return False
         after = _positions((tp, off) for tp, off in reader.positions().items() if tp.topic == self.topic)
-        try:
-            decoded = self.decoder.decode(records)
-            size = record_bytes(records)
-            by_plan: dict[tuple[Any, ...], list[_Member]] = {}
-            for member in members:
-                query = member.query
-                query.records_in += records.num_rows
-                query.bytes_in += size
-                query.plog.write(query.query_id, decoded.errors)
-                query.operator_counts.add("source/0", records.num_rows)
-                query.operator_counts.add("main/in", decoded.table.num_rows)
-                by_plan.setdefault(member.plan_key, []).append(member)
-            for plan_key, users in by_plan.items():
-                self._evaluate(plan_key, users, decoded.table)
-        except Exception as e:  # noqa: BLE001 - these queries fail; the others go on
-            for member in members:
-                member.positions = after
-                member.query.hub_failed(e)
-            return True
         for member in members:
             member.positions = after
+        try:
+            decoded = self.decoder.decode(records)
+        except Exception as e:  # noqa: BLE001 - these queries fail; the others go on
+            for member in members:
+                member.query.hub_failed(e)
+            return True
+        size = record_bytes(records)
+        by_plan: dict[tuple[Any, ...], list[_Member]] = {}
+        for member in members:
+            query = member.query
+            query.records_in += records.num_rows
+            query.bytes_in += size
+            query.plog.write(query.query_id, decoded.errors)
+            query.operator_counts.add("source/0", records.num_rows)
+            query.operator_counts.add("main/in", decoded.table.num_rows)
+            by_plan.setdefault(member.plan_key, []).append(member)
+        for plan_key, users in by_plan.items():
+            try:
+                self._evaluate(plan_key, users, decoded.table)
+            except Exception as e:  # noqa: BLE001 - this plan's queries fail; the others go on
+                for member in users:
+                    member.query.hub_failed(e)
         return True
 
     def _evaluate(self, plan_key: tuple[Any, ...], users: list[_Member], batch: pa.Table) -> None:

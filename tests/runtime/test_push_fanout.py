@@ -134,3 +134,20 @@ def test_queries_over_a_stream_of_several_partitions_share_its_reads(engine: Eng
     finally:
         for q in queries:
             q.close()
+
+
+def test_the_last_query_of_a_plan_leaving_leaves_the_other_plans_running(engine: Engine) -> None:
+    s = engine.session(EARLIEST)
+    s.execute_all(CREATE)
+    leaving = s.execute_query("SELECT n FROM nums EMIT CHANGES;")
+    staying = s.execute_query("SELECT n * 2 AS d FROM nums EMIT CHANGES;")
+    try:
+        produce(engine, 0, 10)
+        assert collect(leaving, lambda g: len(g) >= 10) == [(i,) for i in range(10)]
+        leaving.close()
+        for first in range(10, 50, 10):
+            produce(engine, first, 10)
+        assert collect(staying, lambda g: len(g) >= 50) == [(i * 2,) for i in range(50)]
+        assert staying.error is None
+    finally:
+        staying.close()
