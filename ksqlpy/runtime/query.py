@@ -503,8 +503,10 @@ class PushQuery(QueryRunner):
 
     def emit(self, rows: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
         limit = self.plan.limit
-        if limit is not None:
-            rows = rows.slice(0, max(0, limit - self.emitted))  # converting fewer rows costs less
+        if limit is not None and not self.skip_null_keys:
+            # Converting fewer rows costs less; not when rows without a key are left out after
+            # this, which would leave fewer than the LIMIT when more are there.
+            rows = rows.slice(0, max(0, limit - self.emitted))
         out = self.client_rows(rows)
         with self.cond:
             # A client slower than the stream holds this query's reading up, not the server's
