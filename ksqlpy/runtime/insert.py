@@ -63,7 +63,7 @@ def insert_values(session: Any, stmt: ast.InsertValues) -> None:
     if headers:
         raise AnalysisError(f"Cannot insert into HEADER columns: {', '.join(headers)}", pos=stmt.pos)
     from ksqlpy.planner.scope import compile_expr
-    from ksqlpy.runtime.query import new_connection
+    from ksqlpy.runtime.query import PushQuery
 
     values: dict[str, Any] = {}
     sql_items = []
@@ -93,11 +93,13 @@ def insert_values(session: Any, stmt: ast.InsertValues) -> None:
             value_sql = compiled.sql.sql(dialect="duckdb")
         sql_items.append(f'CAST({value_sql} AS {sqltypes.to_duckdb(t)}) AS "{name}"')
         types[name] = t
-    con = new_connection()
+    con = PushQuery.function_connection()  # installing the functions anew costs half a second
     try:
         row = con.sql("SELECT " + ", ".join(sql_items)).to_arrow_table()
     except Exception as e:  # noqa: BLE001 - a value that does not convert is the user's error
         raise ExecutionError(f"Failed to insert values into '{target.name}'. {e}") from None
+    finally:
+        con.close()
     values = {name: row.column(name) for name in columns}
     _produce(engine, target, values, pa_len=1)
 

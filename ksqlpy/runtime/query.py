@@ -538,27 +538,78 @@ class PushQuery(QueryRunner):
     max_buffered = 10_000
 
     def emit(self, rows: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
-        if self.skip_null_keys and NULL_KEY in rows.column_names and rows.num_rows:
-            rows = rows.filter(pc.invert(pc.fill_null(rows.column(NULL_KEY), False)))
-        deletes = deletes_of(rows)
-        if rows.num_rows == 0:
-            return
         limit = self.plan.limit
-        if limit is not None:
+        if limit is not None and not self.skip_null_keys:
+            # Converting fewer rows costs less; not when rows without a key are left out after
+            # this, which would leave fewer than the LIMIT when more are there.
             rows = rows.slice(0, max(0, limit - self.emitted))
-            if deletes is not None:
-                deletes = deletes.slice(0, rows.num_rows)
-        tomb = deletes.to_pylist() if deletes is not None else None
-        out = table_to_rows(rows.select(list(range(len(self.types)))), self.types, tomb)
+        out = self.client_rows(rows)
         with self.cond:
             # A client slower than the stream holds this query's reading up, not the server's
             # memory: the rows wait in the topic, where they are already stored.
             while len(self.buffer) >= self.max_buffered and not self._stop.is_set():
                 self.cond.wait(0.5)
-            self.buffer.extend(out)
-            self.emitted += len(out)
-            self.cond.notify_all()
-        self._notify()
+        self.deliver(out)
+
+    def client_rows(self, rows: pa.Table) -> list[Row]:
+        """The evaluated rows as the client sees them (queries of one plan share them)."""
+        if self.skip_null_keys and NULL_KEY in rows.column_names and rows.num_rows:
+            rows = rows.filter(pc.invert(pc.fill_null(rows.column(NULL_KEY), False)))
+        if rows.num_rows == 0:
+            return []
+        deletes = deletes_of(rows)
+        tomb = deletes.to_pylist() if deletes is not None else None
+        return table_to_rows(rows.select(list(range(len(self.types)))), self.types, tomb)
+
+    def deliver(self, rows: list[Row]) -> None:
+        """Append rows to the client's buffer (up to the LIMIT) and wake the client."""
+        limit = self.plan.limit
+        if limit is not None and len(rows) > limit - self.emitted:
+            rows = rows[: max(0, limit - self.emitted)]
+        if rows:
+            with self.cond:
+                self.buffer.extend(rows)
+                self.emitted += len(rows)
+                self.cond.notify_all()
+            self._notify()
+        if self._hub is not None and limit is not None and self.emitted >= limit:
+            self._leave_hub()  # LIMIT reached: the query ends as one reading alone does
+
+    # -- a push query served by a hub (see ``fanout``) -------------------------------------------
+
+    #: the hub reading this query's source for it (None once it left), and whether it had one
+    _hub: Any = None
+    _shared = False
+
+    def room(self) -> int:
+        """Rows the client's buffer takes before the query stops reading."""
+        return self.max_buffered - len(self.buffer)
+
+    def drained(self) -> None:
+        """The client took the buffered rows (called by the server after each drain)."""
+        hub = self._hub
+        if hub is not None:
+            hub.drained(self)
+
+    def hub_failed(self, error: BaseException) -> None:
+        """The hub could not read, decode or evaluate for this query: it fails, as a query
+        reading alone does (on the hub's thread)."""
+        self._fail(error)
+        self._leave_hub()
+
+    def store_closed(self) -> None:
+        """The store closed while a hub served this query: it ends (on the hub's thread)."""
+        self._leave_hub()
+
+    def _leave_hub(self) -> None:
+        hub, self._hub = self._hub, None
+        if hub is None:
+            return
+        from ksqlpy.runtime.fanout import HUBS
+
+        HUBS.leave(self, hub)
+        self._idle.set()
+        self.finished()
 
     _private_state: duckdb.DuckDBPyConnection | None = None
 
@@ -570,11 +621,41 @@ class PushQuery(QueryRunner):
         self.plog.write(self.query_id, result.errors)
         self.emit(result.rows, encoder, reader)
 
+    def start(self) -> None:
+        from ksqlpy.runtime.fanout import HUBS, shareable
+
+        if not shareable(self):
+            super().start()
+            return
+        try:
+            evaluator = self._evaluator(None)
+            assert evaluator is not None  # shareable: no processor
+            self.state = QueryState.RUNNING
+            self._shared = True
+            self._hub = HUBS.join(self, evaluator)
+        except Exception as e:  # noqa: BLE001 - reported as the query's error
+            self._fail(e)
+            self.finished()
+        self._ready.set()
+
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         with self.cond:
             self.cond.notify_all()  # out of a wait for room in the buffer
+        if self._shared:
+            self._leave_hub()
+            if self.state is not QueryState.ERROR:
+                self.state = QueryState.TERMINATED
+            return
         super().stop(timeout)
+
+    def caught_up(self) -> bool:
+        hub = self._hub
+        if hub is None:
+            return super().caught_up()
+        positions = hub.positions_of(self)
+        ends = self.store.end_offsets(self.plan.source.topic)
+        return all(positions.get(p, 0) >= end for p, end in ends.items() if end > 0)
 
     #: set for a bounded read (a pull query over a stream): stop at these end offsets
     stop_at: dict[int, int] | None = None

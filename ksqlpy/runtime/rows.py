@@ -49,12 +49,28 @@ def to_json_value(value: Any, t: sqltypes.SqlType) -> Any:
     return value
 
 
+def _plain(t: sqltypes.SqlType) -> bool:
+    """Whether Arrow's Python values of type ``t`` are already what the REST API shows."""
+    if isinstance(t, (sqltypes.Decimal, sqltypes.Array, sqltypes.Map, sqltypes.Struct)):
+        return False
+    return t not in (sqltypes.BYTES, sqltypes.TIMESTAMP, sqltypes.DATE, sqltypes.TIME)
+
+
 def table_to_rows(
     table: pa.Table, types: Sequence[sqltypes.SqlType], tombstones: Sequence[bool] | None = None
 ) -> list[Row]:
-    columns = [table.column(i).to_pylist() for i in range(len(types))]
-    out = []
-    for r in range(table.num_rows):
-        values = tuple(to_json_value(columns[i][r], types[i]) for i in range(len(types)))
-        out.append(Row(values, bool(tombstones[r]) if tombstones is not None else False))
-    return out
+    columns: list[list[Any]] = []
+    for i, t in enumerate(types):
+        values = table.column(i).to_pylist()
+        # Per value conversion only where a type needs it: most columns (numbers, strings,
+        # booleans) are as they are, and a row is then built with no Python call per value.
+        columns.append(values if _plain(t) else [to_json_value(v, t) for v in values])
+    if not columns:
+        rows = [()] * table.num_rows
+    else:
+        rows = list(zip(*columns))
+    # tuple.__new__ directly: a NamedTuple's own constructor is a Python function, called per row.
+    new = tuple.__new__
+    if tombstones is None:
+        return [new(Row, (values, False)) for values in rows]
+    return [new(Row, (values, bool(tomb))) for values, tomb in zip(rows, tombstones)]

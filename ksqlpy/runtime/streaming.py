@@ -51,6 +51,9 @@ class StreamingQuery:
             out = list(self._runner.buffer)
             self._runner.buffer.clear()
             self._runner.cond.notify_all()  # a query waiting for room in its buffer goes on
+        drained = getattr(self._runner, "drained", None)  # a PRINT's runner has none
+        if out and drained is not None:
+            drained()  # a hub that left the query out for want of room reads for it
         return out
 
     def poll(self, timeout: float) -> list[Row]:

@@ -53,7 +53,6 @@ from ksqlpy.server.streams import (
     InsertsEndpoint,
     QueryEndpoint,
     bad_target,
-    insert_ack,
     normalize_target,
     target_problem,
 )
@@ -262,10 +261,10 @@ class KsqlServer:
         return name
 
     def insert_rows(
-        self, target: str, lines: list[bytes], properties: Mapping[str, str], first_seq: int
-    ) -> tuple[list[dict[str, Any]], bool]:
-        """Insert rows in order; acks up to and including the first failure, and whether one failed."""
-        acks: list[dict[str, Any]] = []
+        self, target: str, lines: list[bytes], properties: Mapping[str, str]
+    ) -> tuple[int, BaseException | None]:
+        """Insert rows in order: how many went in, and the error of the row after them (its
+        values did not convert, or its line is not JSON), if one failed."""
         rows: list[Mapping[str, Any]] = []
         bad_json = False
         for line in lines:
@@ -274,21 +273,15 @@ class KsqlServer:
             except RestError:
                 bad_json = True
                 break
-        failed_at, error = len(rows), None
         try:
             self.engine.insert_rows(target, rows, properties)
         except Exception as e:
             if not isinstance(e, KsqlpyError):
                 log.error("Insert into %s failed", target, exc_info=e)
-            failed_at, error = getattr(e, "index", 0), e
-        acks.extend(insert_ack(first_seq + i, None) for i in range(failed_at))
-        if error is not None:
-            acks.append(insert_ack(first_seq + failed_at, error))
-            return acks, True
+            return getattr(e, "index", 0), e
         if bad_json:
-            acks.append(insert_ack(first_seq + failed_at, RestError(BAD_REQUEST, "Invalid JSON in inserts stream")))
-            return acks, True
-        return acks, False
+            return len(rows), RestError(BAD_REQUEST, "Invalid JSON in inserts stream")
+        return len(rows), None
 
     def command_statuses(self) -> Mapping[str, r.CommandStatus]:
         statuses = self.engine.command_statuses

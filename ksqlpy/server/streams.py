@@ -221,6 +221,7 @@ class InsertsEndpoint:
             {"type": "http.response.start", "status": 200, "headers": [(b"content-type", media.encode())]}
         )
         seq = 0
+        ok = 0  # rows of the last batch that went in: acked before ``acks`` (a failed row's)
         failed = False
         # The next rows are read while a batch goes into the store, so that rows arriving
         # meanwhile make one larger batch (one transaction) rather than many small ones.
@@ -257,15 +258,21 @@ class InsertsEndpoint:
                         if deferred is None:
                             reading = asyncio.ensure_future(_read_lines(lines, inserted))
                         try:
-                            acks, failed = await self.server.call(
-                                self.server.insert_rows, name, batch, properties, seq
+                            ok, row_error = await self.server.call(
+                                self.server.insert_rows, name, batch, properties
                             )
                         finally:
                             inserted.set()
+                        failed = row_error is not None
+                        acks = [insert_ack(seq + ok, row_error)] if row_error is not None else []
                 # One ack per row, as ksqlDB writes them, but the acks of one batch of rows go
                 # out in one write: a send per ack cost more than the insert itself (on HTTP/2
                 # each ack line is still a DATA frame of its own, see transport.py).
                 chunk = bytearray()
+                if ok:
+                    chunk += _ok_acks(seq, ok, as_array)
+                    seq += ok
+                    ok = 0
                 for ack in acks:
                     if as_array:
                         chunk += (b"[" if seq == 0 else b",") + dumps(ack)
@@ -329,6 +336,15 @@ async def _read_lines(
     finally:
         if read is not None and not read.done():
             read.cancel()
+
+
+def _ok_acks(first: int, n: int, as_array: bool) -> bytes:
+    """The acks of rows ``first`` to ``first + n - 1``, as ``dumps(insert_ack(seq, None))`` writes
+    each, formatted directly: an ack built and encoded per row cost as much as its insert."""
+    if as_array:
+        head = b"[" if first == 0 else b","
+        return head + b",".join(b'{"seq":%d,"status":"ok"}' % i for i in range(first, first + n))
+    return b"".join(b'{"seq":%d,"status":"ok"}\n' % i for i in range(first, first + n))
 
 
 def insert_ack(seq: int, error: BaseException | None) -> dict[str, Any]:

@@ -389,6 +389,10 @@ class EmbeddedStore(TopicStore):
             with suppress(duckdb.Error, TopicError):  # a failed round is retried next interval
                 self.run_maintenance()
 
+    @property
+    def closed(self) -> bool:
+        return self._closed.is_set()
+
     def close(self) -> None:
         if self._closed.is_set():
             return
@@ -621,6 +625,16 @@ class EmbeddedReader(TopicReader):
         with self._store._changed:
             self._refresh()
             return {tp: a.position for tp, a in self._assigned.items()}
+
+    def seek(self, positions: Mapping[TopicPartition, int]) -> None:
+        """Read on from ``positions`` (partitions of other topics, or not yet known, are left
+        out); a reader shared by several readers' worth of positions moves between them."""
+        with self._store._changed:
+            self._refresh()
+            for tp, offset in positions.items():
+                assigned = self._assigned.get(tp)
+                if assigned is not None:
+                    assigned.position = offset
 
     def commit(self, positions: Mapping[TopicPartition, int] | None = None) -> None:
         if self._group is None:
