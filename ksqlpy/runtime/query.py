@@ -67,14 +67,13 @@ def new_connection() -> duckdb.DuckDBPyConnection:
     global _evaluation_database
     with _evaluation_lock:
         if _evaluation_database is None:
-            database = duckdb.connect()
-            try:
-                from ksqlpy.planner.functions import register_udfs
-            except ImportError:  # the function library is optional for the bare runtime
-                pass
-            else:
-                register_udfs(database)
-            _evaluation_database = database
+            _evaluation_database = duckdb.connect()
+        try:
+            from ksqlpy.planner.functions import register_udfs
+        except ImportError:  # the function library is optional for the bare runtime
+            pass
+        else:
+            register_udfs(_evaluation_database)  # only what was registered since the last call
         return _evaluation_database.cursor()
 
 
@@ -504,22 +503,11 @@ class PushQuery(QueryRunner):
         self.types = [c.type for c in self.plan.step.columns]
         self.created = time.time()
 
-    #: One in-memory DuckDB database with ksqlpy's functions installed, shared by push queries.
-    _functions: duckdb.DuckDBPyConnection | None = None
-    _functions_lock = threading.Lock()
-
     @classmethod
     def function_connection(cls) -> duckdb.DuckDBPyConnection:
-        """A new connection for one push query to the shared database with the functions installed.
-
-        Installing the functions takes about half a second, which a push query would otherwise
-        pay on every start. Functions live in the database's catalog, so a cursor sees them; a
-        batch registered as a relation stays private to its connection.
-        """
-        with cls._functions_lock:
-            if cls._functions is None:
-                cls._functions = new_connection()
-            return cls._functions.cursor()
+        """A new connection for one push query, with the functions installed (see
+        :func:`new_connection`: installing them anew would cost a push query half a second)."""
+        return new_connection()
 
     def _evaluator(self, encoder: SinkEncoder | None) -> StepEvaluator | None:
         from ksqlpy.planner.physical import AggregateStep

@@ -736,7 +736,11 @@ class FunctionRegistry:
     def __init__(self) -> None:
         self._functions: dict[str, Function] = {}
         self._udfs: dict[str, PythonUdf | SqlMacro] = {}
-        self._installed: weakref.WeakSet[duckdb.DuckDBPyConnection] = weakref.WeakSet()
+        #: the UDF names installed on each connection, so a later call installs only what was
+        #: registered since (the runtime's one evaluation database outlives registrations)
+        self._installed: weakref.WeakKeyDictionary[duckdb.DuckDBPyConnection, set[str]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # ---- registration
 
@@ -811,12 +815,14 @@ class FunctionRegistry:
     # ---- DuckDB installation
 
     def install(self, con: duckdb.DuckDBPyConnection) -> None:
-        """Install every registered UDF and macro on ``con``; a no-op the second time."""
-        if con in self._installed:
+        """Install every registered UDF and macro on ``con`` that is not installed there yet."""
+        installed = self._installed.setdefault(con, set())
+        if len(installed) == len(self._udfs):
             return
-        for udf in self._udfs.values():
-            udf.install(con)
-        self._installed.add(con)
+        for name, udf in list(self._udfs.items()):
+            if name not in installed:
+                udf.install(con)
+                installed.add(name)
 
 
 def _args_text(args: Sequence[ArgType]) -> str:
