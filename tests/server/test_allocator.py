@@ -12,8 +12,8 @@ import pytest
 
 PROBE = (
     "import pyarrow as pa\n"
-    "from ksqlpy.server.cli import _use_system_allocator\n"
-    "_use_system_allocator()\n"
+    "from ksqlpy.server.main import use_system_allocator\n"
+    "use_system_allocator()\n"
     "print(pa.default_memory_pool().backend_name)\n"
 )
 
