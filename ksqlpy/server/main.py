@@ -35,6 +35,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 from hypercorn.utils import wrap_app
 
+from ksqlpy.runtime.memory import tune_malloc
 from ksqlpy.server import tls, transport
 from ksqlpy.server.config import ServerConfig
 from ksqlpy.server.starting import StartingApp
@@ -247,6 +248,7 @@ def start_engine(engine: Any, lock: threading.Lock) -> None:
 def serve(config: ServerConfig) -> None:
     """Serve while the engine opens and starts, then until SIGTERM/SIGINT; always closes the
     engine. Until the engine is open, :class:`StartingApp` answers ``/info`` and the probes."""
+    tune_malloc()  # before any thread allocates: arenas made before it stay
     sockets = bind_listeners(config)
     try:
         if config.bootstrap_servers:
