@@ -96,7 +96,7 @@ class StartingApp:
             await self.app(scope, receive, send)
             return
         path = scope.get("path")
-        if scope["type"] == "http" and scope.get("method") in ("GET", "HEAD"):
+        if scope["type"] == "http" and scope.get("method") == "GET":
             if path == "/chc/live":
                 await _answer(send, 200, b"{}")
                 return
