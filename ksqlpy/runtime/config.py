@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ksqlpy.errors import AnalysisError
-from ksqlpy.runtime.store.base import StartPosition
+
+if TYPE_CHECKING:  # the server reads DEFAULTS before it opens a store (DuckDB, Arrow)
+    from ksqlpy.runtime.store.base import StartPosition
 
 #: Server-level defaults that SHOW PROPERTIES lists.
 DEFAULTS: dict[str, str] = {

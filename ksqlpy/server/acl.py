@@ -33,13 +33,13 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ksqlpy import parser
-from ksqlpy.parser import ast
-from ksqlpy.runtime import results as r
 from ksqlpy.server.config import ConfigError, ServerConfig
 from ksqlpy.server.errors import ErrorCode, RestError
+
+if TYPE_CHECKING:
+    from ksqlpy.parser import ast
 
 log = logging.getLogger("ksqlpy.server.acl")
 
@@ -232,12 +232,16 @@ class Topics:
 
 
 def _relation_sources(relation: ast.Relation) -> list[str]:
+    from ksqlpy.parser import ast
+
     if isinstance(relation, ast.Table):
         return [relation.name]
     return [relation.left.name, *(j.source.name for j in relation.rights)]
 
 
 def _with_topic(properties: tuple[ast.Property, ...]) -> str | None:
+    from ksqlpy.parser import ast
+
     for p in properties:
         if p.name == "KAFKA_TOPIC" and isinstance(p.value, ast.StringLiteral):
             return p.value.value
@@ -247,6 +251,7 @@ def _with_topic(properties: tuple[ast.Property, ...]) -> str | None:
 def needs_of(stmt: ast.Statement, catalog: Topics) -> list[Need]:
     """The permissions ``stmt`` needs; a source the catalog lacks needs nothing here (running the
     statement reports it missing)."""
+    from ksqlpy.parser import ast  # checking the access-control file at start needs no grammar
 
     def reads(query: ast.Query) -> list[Need]:
         topics = (catalog.source_topic(name) for name in _relation_sources(query.from_))
@@ -365,6 +370,8 @@ class Authorizer:
         variables: Mapping[str, str] | None = None,
     ) -> None:
         """Check one statement's text; text that does not parse is left to the engine to refuse."""
+        from ksqlpy import parser
+
         if variables:
             text = parser.substitute_variables(text, variables)
         try:
@@ -375,6 +382,7 @@ class Authorizer:
 
     def visible(self, user: str | None, entity: Any) -> Any:
         """SHOW STREAMS / TABLES / TOPICS with only what ``user`` may DESCRIBE."""
+        from ksqlpy.runtime import results as r
 
         def may(name: str) -> bool:
             return self.allowed(user, topic(Operation.DESCRIBE, name))

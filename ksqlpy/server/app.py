@@ -32,7 +32,6 @@ from ksqlpy.server.auth import AuthMiddleware, auth_settings
 from ksqlpy.server.cluster import ClusterAgent
 from ksqlpy.server.config import ServerConfig
 from ksqlpy.server.console import mount_console, prefers_html
-from ksqlpy.server.entities import dumps
 from ksqlpy.server.errors import (
     BAD_REQUEST,
     COMMAND_QUEUE_CATCHUP_TIMEOUT,
@@ -59,6 +58,7 @@ from ksqlpy.server.streams import (
 from ksqlpy.server.trace import trace_error, trace_json
 from ksqlpy.server.transport import AbsoluteTargetMiddleware
 from ksqlpy.server.websocket import serve_websocket_query
+from ksqlpy.server.wire import dumps
 
 log = logging.getLogger("ksqlpy.server")
 T = TypeVar("T")

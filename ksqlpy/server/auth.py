@@ -58,7 +58,7 @@ import anyio
 
 from ksqlpy.server import tls
 from ksqlpy.server.config import ConfigError, ServerConfig
-from ksqlpy.server.entities import dumps
+from ksqlpy.server.wire import dumps
 
 log = logging.getLogger("ksqlpy.server.auth")
 

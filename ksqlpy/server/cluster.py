@@ -41,14 +41,15 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from ipaddress import ip_address
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import httpx
 import orjson
-import pyarrow as pa
 
 from ksqlpy.server.config import ConfigError, ServerConfig
+
+if TYPE_CHECKING:  # imported when heartbeats start: checking the settings needs neither
+    import httpx
 
 log = logging.getLogger("ksqlpy.cluster")
 
@@ -219,6 +220,8 @@ class ClusterAgent:
     def start(self) -> None:
         if not self.settings.heartbeat:
             return
+        import httpx
+
         self._client = httpx.Client(timeout=httpx.Timeout(2.0, connect=1.0))
         self._senders = ThreadPoolExecutor(self.settings.thread_pool_size, thread_name_prefix="ksqlpy-cluster-rpc")
         # ten heartbeats a second per peer would bury the server's log in httpx's request lines
@@ -275,6 +278,8 @@ class ClusterAgent:
     # ---- discovery
 
     def _produce(self, value: bytes | None) -> None:
+        import pyarrow as pa
+
         batch = pa.table(
             {
                 "timestamp": pa.array([_now_ms()], pa.int64()),
@@ -534,6 +539,8 @@ class ClusterAgent:
         if url in self._in_flight or self._senders is None:
             return
         self._in_flight.add(url)
+
+        import httpx
 
         def send() -> None:
             try:

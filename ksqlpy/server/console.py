@@ -19,9 +19,9 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from ksqlpy.server import wire
-from ksqlpy.server.entities import dumps
 from ksqlpy.server.acl import Operation, topic
 from ksqlpy.server.lineage import lineage_json
+from ksqlpy.server.wire import dumps
 
 #: The page and its assets, shipped as package data.
 STATIC_DIR = Path(__file__).parent / "console" / "static"

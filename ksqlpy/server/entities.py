@@ -3,40 +3,16 @@
 :func:`entity_json` maps each :mod:`ksqlpy.runtime.results` dataclass to the object ksqlDB's
 ``/ksql`` returns (``@type``, ``statementText``, payload, ``warnings``); the other functions
 build the pieces of ``/info``, ``/healthcheck``, ``/status`` and the query endpoints' headers.
-:func:`dumps` is the one JSON encoder of the server (orjson; ``Decimal`` values as numbers).
+:func:`dumps` (from ``server/wire.py``) is the one JSON encoder of the server.
 """
 
 from __future__ import annotations
 
-import base64
-import decimal
-import enum
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import orjson
-
 from ksqlpy import sqltypes
 from ksqlpy.runtime import results as r
-
-
-def dumps(value: Any) -> bytes:
-    """Compact JSON; ``Decimal`` becomes a JSON number as ksqlDB writes it."""
-    return orjson.dumps(value, default=_default)
-
-
-def _default(value: Any) -> Any:
-    match value:
-        case decimal.Decimal():
-            return orjson.Fragment(str(value))
-        case enum.Enum():
-            return value.value
-        case bytes():
-            return base64.b64encode(value).decode("ascii")
-        case tuple() | frozenset() | set():
-            return list(value)
-    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
-
 
 # --- schemas ---------------------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ from typing import Any
 
 from ksqlpy import sqltypes
 from ksqlpy.server import wire
-from ksqlpy.server.entities import dumps, schema_text
+from ksqlpy.server.entities import schema_text
+from ksqlpy.server.wire import dumps
 
 #: ``StreamingQuery.end_reason`` -> the legacy ``finalMessage``.
 FINAL_MESSAGES = {"LIMIT": "Limit Reached", "COMPLETED": "Query Completed"}

@@ -35,7 +35,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from ksqlpy.server.entities import dumps
+from ksqlpy.server.wire import dumps
 
 log = logging.getLogger("ksqlpy.server")
 
@@ -191,6 +191,14 @@ def lifespan(server: Any, state: ServerState) -> Any:
         state.set(State.TERMINATED)
 
     return run
+
+
+def serving_ended(app: Any) -> None:
+    """Called when the last connection closed (the lifespan's end): TERMINATED."""
+    server = getattr(getattr(app, "state", None), "ksql", None)
+    state = getattr(server, "server_state", None)
+    if isinstance(state, ServerState):
+        state.set(State.TERMINATED)
 
 
 def begin_shutdown(app: Any) -> None:

@@ -27,15 +27,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
 
 from ksqlpy.errors import AnalysisError, ExecutionError
 from ksqlpy.runtime.pull import INTERNAL_REQUEST, PARTITIONS, SKIP_FORWARDING, PullTarget, pull_target
 from ksqlpy.runtime.rows import Row
 from ksqlpy.server.cluster import ClusterAgent
+
+if TYPE_CHECKING:  # imported when a pull query is first forwarded: most servers never do
+    import httpx
 
 log = logging.getLogger("ksqlpy.pullroute")
 
@@ -79,6 +81,8 @@ class PullRouter:
         self._client: httpx.Client | None = None
 
     def _http(self) -> httpx.Client:
+        import httpx
+
         if self._client is None:
             self._client = httpx.Client(timeout=httpx.Timeout(FORWARD_TIMEOUT, connect=2.0))
         return self._client
@@ -206,6 +210,8 @@ class PullRouter:
                 PARTITIONS: ",".join(str(p) for p in sorted(parts)),
             },
         }
+        import httpx
+
         headers = {"content-type": "application/json", "accept": "application/json"}
         if authorization is not None:
             headers["authorization"] = authorization

@@ -28,8 +28,8 @@ import anyio
 
 from ksqlpy.server.acl import WatchedFile
 from ksqlpy.server.config import ConfigError, ServerConfig
-from ksqlpy.server.entities import dumps
 from ksqlpy.server.errors import RATE_LIMITED, RestError
+from ksqlpy.server.wire import dumps
 
 PULL_MAX_QPS = "ksql.query.pull.max.qps"
 PULL_MAX_CONCURRENT = "ksql.query.pull.max.concurrent.requests"

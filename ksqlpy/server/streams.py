@@ -17,7 +17,6 @@ import anyio
 
 from ksqlpy.runtime import results as r
 from ksqlpy.server import wire
-from ksqlpy.server.entities import dumps
 from ksqlpy.server.errors import (
     BAD_REQUEST,
     BAD_STATEMENT,
@@ -38,6 +37,7 @@ from ksqlpy.server.limits import (
     read_body,
 )
 from ksqlpy.server.push import Receive, Send, stream_query
+from ksqlpy.server.wire import dumps
 
 if TYPE_CHECKING:
     from ksqlpy.server.app import KsqlServer

@@ -24,10 +24,11 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ksqlpy.runtime import results as r
 from ksqlpy.server import wire
-from ksqlpy.server.entities import dumps, field_json
+from ksqlpy.server.entities import field_json
 from ksqlpy.server.errors import BAD_REQUEST, RestError, message_of
 from ksqlpy.server.push import QueryFeed
 from ksqlpy.server.quotas import RateLimited
+from ksqlpy.server.wire import dumps
 
 if TYPE_CHECKING:
     from ksqlpy.server.app import KsqlServer

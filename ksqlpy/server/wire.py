@@ -1,4 +1,4 @@
-"""Request-side wire handling: raw JSON bodies, property coercion, ``Accept`` negotiation.
+"""Wire handling: raw JSON bodies, property coercion, ``Accept`` negotiation, the JSON encoder.
 
 ksqlDB never looks at a request's ``Content-Type`` and ignores unknown fields, so bodies are
 parsed from raw bytes here, with ksqlDB's error texts for malformed input (400/40000).
@@ -6,6 +6,9 @@ parsed from raw bytes here, with ksqlDB's error texts for malformed input (400/4
 
 from __future__ import annotations
 
+import base64
+import decimal
+import enum
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -17,6 +20,26 @@ DELIMITED = "application/vnd.ksqlapi.delimited.v1"
 JSON = "application/json"
 KSQL_V1_JSON = "application/vnd.ksql.v1+json"
 KSQL_V1_PROTOBUF = "application/vnd.ksql.v1+protobuf"
+
+
+def dumps(value: Any) -> bytes:
+    """Compact JSON, the server's one encoder; ``Decimal`` becomes a JSON number as ksqlDB
+    writes it."""
+    return orjson.dumps(value, default=_default)
+
+
+def _default(value: Any) -> Any:
+    match value:
+        case decimal.Decimal():
+            return orjson.Fragment(str(value))
+        case enum.Enum():
+            return value.value
+        case bytes():
+            return base64.b64encode(value).decode("ascii")
+        case tuple() | frozenset() | set():
+            return list(value)
+    raise TypeError(f"Type is not JSON serializable: {type(value).__name__}")
+
 
 #: What each route can produce, first entry = answer to no ``Accept`` or ``*/*``.
 PRODUCES: Mapping[str, tuple[str, ...]] = {

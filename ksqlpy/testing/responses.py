@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ksqlpy.server import entities
+from ksqlpy.server import entities, wire
 from ksqlpy.server.errors import code_of
 
 #: Seconds without a new row after which a push query is taken to have produced all it will.
@@ -26,7 +26,7 @@ def entity_json(entity: Any) -> dict[str, Any]:
     """An engine result entity as the plain JSON ksqlDB's ``/ksql`` returns for it."""
     import orjson
 
-    data: dict[str, Any] = orjson.loads(entities.dumps(entities.entity_json(entity)))
+    data: dict[str, Any] = orjson.loads(wire.dumps(entities.entity_json(entity)))
     return data
 
 
@@ -38,7 +38,7 @@ def error_status(error: BaseException) -> int:
 def _row_json(values: Any, tombstone: bool) -> dict[str, Any]:
     import orjson
 
-    row: dict[str, Any] = {"columns": orjson.loads(entities.dumps(list(values)))}
+    row: dict[str, Any] = {"columns": orjson.loads(wire.dumps(list(values)))}
     if tombstone:
         row["tombstone"] = True
     return {"row": row}

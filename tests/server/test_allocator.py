@@ -12,8 +12,8 @@ import pytest
 
 PROBE = (
     "import pyarrow as pa\n"
-    "from ksqlpy.server.cli import _use_system_allocator\n"
-    "_use_system_allocator()\n"
+    "from ksqlpy.server.main import use_system_allocator\n"
+    "use_system_allocator()\n"
     "print(pa.default_memory_pool().backend_name)\n"
 )
 
@@ -35,3 +35,24 @@ def test_an_allocator_named_in_the_environment_is_kept(pool: str) -> None:
     if pool not in pa.supported_memory_backends():
         pytest.skip(f"this pyarrow has no {pool}")
     assert _backend(pool) == pool
+
+
+MALLOC_PROBE = "from ksqlpy.runtime.memory import tune_malloc\nprint(tune_malloc())\n"
+
+
+def _tuned(extra_env: dict[str, str]) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MALLOC_", "GLIBC_TUNABLES"))}
+    out = subprocess.run(
+        [sys.executable, "-c", MALLOC_PROBE],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**env, **extra_env},
+    )
+    return out.stdout.strip()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
+def test_malloc_is_tuned_unless_glibc_tunables_say_otherwise() -> None:
+    assert _tuned({}) == "True"
+    assert _tuned({"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}) == "False"
