@@ -234,7 +234,7 @@ class QueryRunner:
         if self._partitioned is not None:
             reader.listener = self._partitioned
         if self.reads_ahead():
-            reader.read_ahead()
+            reader.read_ahead(fresh_state=self._processor is not None)
         return reader
 
     def reads_ahead(self) -> bool:
@@ -449,14 +449,35 @@ class PersistentQuery(QueryRunner):
         return active, partitioned.standbys - active
 
     def reads_ahead(self) -> bool:
-        # Subclasses (re-keying, joins) keep state or write internal topics: they start as usual.
-        return (
-            type(self) is PersistentQuery
-            and self.group is not None
-            and self._processor is None
-            and self._partitioned is None
-            and not self._logs
-        )
+        # Subclasses (two-stage GROUP BY, joins) write internal topics or hold records back
+        # between batches: they start as usual. An aggregation in one stage reads ahead on its
+        # first start only (see _state_is_new).
+        if type(self) is not PersistentQuery or self.group is None:
+            return False
+        if self._processor is None:
+            return self._partitioned is None and not self._logs
+        return self._state_is_new()
+
+    def _state_is_new(self) -> bool:
+        """Whether the aggregation starts for the first time: no local state (no positions, no
+        rows in its tables) and empty changelogs. (That the group has committed nothing is
+        asked when reading ahead begins.) Read-ahead batches then fill the empty state in a
+        transaction that is kept whole, with the positions that say the state is complete up
+        to them, or rolled back to empty: the assignment never finds half of it."""
+        if not self._logs or not getattr(self.store, "exactly_once", False):
+            return False
+        assert self.group is not None
+        if self.store.state_positions(self.group):
+            return False
+        cursor = self.store.state_cursor()
+        try:
+            for changes in self._logs:
+                row = cursor.execute(f"SELECT count(*) FROM {changes.table.table}").fetchone()
+                if row is None or row[0]:
+                    return False
+        finally:
+            cursor.close()
+        return all(not any(self.store.end_offsets(changes.topic).values()) for changes in self._logs)
 
     def emit(self, rows: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
         assert encoder is not None and self.plan.sink is not None and self.group is not None
@@ -472,9 +493,10 @@ class PersistentQuery(QueryRunner):
 
 
     def emit_stateful(self, batch: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
-        # State, produced records and positions commit in one transaction (STATEFUL.md).
+        # State, produced records and positions commit in one transaction (STATEFUL.md); a
+        # batch read ahead of the group's assignment goes into the read-ahead's (reads_ahead).
         assert encoder is not None and self.plan.sink is not None and self.group is not None
-        with self.store.transaction() as tx:
+        with reader.ahead_transaction() or self.store.transaction() as tx:
             result = self._processor.process(batch, tx.state)
             self.plog.write(self.query_id, result.errors)
             self.operator_counts.add("main/out", result.rows.num_rows)

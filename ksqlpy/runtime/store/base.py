@@ -119,12 +119,17 @@ class TopicReader(abc.ABC):
         """Go back to the last committed positions (after a :class:`BatchAborted`), so the
         batch's records are read again if this reader still owns their partitions."""
 
-    def read_ahead(self) -> None:
+    def read_ahead(self, *, fresh_state: bool = False) -> None:
         """Until the group first assigns partitions, read every partition of the topics from the
         group's committed positions, so the query starts at once; the batches read so are
         committed in one transaction when the assignment arrives, if this reader was given the
-        partitions they came from, else aborted (Kafka only; a no-op elsewhere). Only for a query
-        without local state: the speculative batches change nothing but their outputs."""
+        partitions they came from, else aborted (Kafka only; a no-op elsewhere).
+
+        For a query without local state the speculative batches change nothing but their
+        outputs. ``fresh_state``: the query keeps local state, empty as yet, which the batches
+        change inside the read-ahead's state transaction (:meth:`ahead_transaction`); it reads
+        ahead only when the group has committed nothing for any partition and transactions hold,
+        so that an abort (a rollback of that transaction) leaves the state empty again."""
 
     def ahead_transaction(self) -> TransactionContext | None:
         """The transaction of the batch just polled when it was read ahead of the group's

@@ -760,7 +760,21 @@ class _ReadAhead:
     meanwhile). Outputs are sent as they are produced; only positions are held, until
     :meth:`finish` commits or aborts the lot."""
 
-    def __init__(self, store: KafkaStore, group: str, topics: tuple[str, ...], start: StartPosition) -> None:
+    def __init__(
+        self,
+        store: KafkaStore,
+        group: str,
+        topics: tuple[str, ...],
+        start: StartPosition,
+        fresh_state: bool = False,
+    ) -> None:
+        """``fresh_state``: the batches change the query's local state (empty so far) in the
+        read-ahead's state transaction, which is all kept or all rolled back (see
+        :meth:`KafkaReader.read_ahead`)."""
+        if fresh_state and not store.exactly_once:
+            # At-least-once keeps what was read of the partitions this member got and drops the
+            # rest: state changed by the dropped partitions' records could not be taken back.
+            raise _NoReadAhead("state is kept at least once")
         self.store = store
         self.group = group
         self.started = time.monotonic()
@@ -788,6 +802,10 @@ class _ReadAhead:
         for c in committed:
             tp = TopicPartition(c.topic, c.partition)
             offset = c.offset if c.offset >= 0 else -1
+            if fresh_state and offset >= 0:
+                # Only a first start: local state and changelogs then start empty, and the
+                # assignment finds nothing to restore whichever way the read-ahead ends.
+                raise _NoReadAhead(f"the group has committed {tp.topic}[{tp.partition}]")
             # Local state behind the committed positions is rebuilt first (see _seek_to_state).
             if offset >= 0 and (local.get(tp, -1 if store.state_is_fresh else offset) < offset):
                 raise _NoReadAhead(f"the local state of {tp.topic}[{tp.partition}] is behind")
@@ -1037,6 +1055,8 @@ class KafkaReader(TopicReader):
         self._ahead: _ReadAhead | bool | None = None
         #: whether the last poll's records were read ahead
         self._ahead_batch = False
+        #: whether the read-ahead changes the query's (empty) local state
+        self._ahead_fresh_state = False
         #: records the group consumer returned while the read-ahead ended (read first)
         self._carried: list[Message] = []
         config = {
@@ -1201,9 +1221,10 @@ class KafkaReader(TopicReader):
 
     # -- reading ahead -----------------------------------------------------------------------------
 
-    def read_ahead(self) -> None:
+    def read_ahead(self, *, fresh_state: bool = False) -> None:
         if self._group is not None and not self._assigned:
             self._ahead = True
+            self._ahead_fresh_state = fresh_state
 
     def ahead_transaction(self) -> TransactionContext | None:
         ahead = self._ahead
@@ -1222,7 +1243,9 @@ class KafkaReader(TopicReader):
         assert self._group is not None
         if self._ahead is True:
             try:
-                self._ahead = _ReadAhead(self._store, self._group, self._topics, self._start)
+                self._ahead = _ReadAhead(
+                    self._store, self._group, self._topics, self._start, self._ahead_fresh_state
+                )
             except (_NoReadAhead, KafkaException) as e:
                 log.debug("group %s: not reading ahead: %s", self._group, e)
                 self._ahead = None
