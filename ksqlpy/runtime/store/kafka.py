@@ -16,7 +16,9 @@
 * A group reader asked to :meth:`~KafkaReader.read_ahead` reads while its consumer joins the group
   (a join takes seconds): a group-less consumer from the group's committed positions, its batches
   in one open transaction on a producer of its own, committed or aborted as a whole when the
-  assignment arrives (:class:`_ReadAhead`).
+  assignment arrives (:class:`_ReadAhead`). The batches' state changes go into its open state
+  transaction, committed with the positions reached before the assignment's listener looks at the
+  state, or rolled back; a query with state reads ahead on its first start only (``fresh_state``).
 
 Settings for a local test broker live in ``client_config`` (see /work/shared/KAFKA-NOTES.md): readers
 default to ``fetch.queue.backoff.ms=10`` so a consumer that keeps up is never paused for a second, and
