@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,13 @@ def test_a_refused_batch_is_aborted_and_read_again(
             f"CREATE TABLE t WITH (kafka_topic='t_{run}') AS SELECT k, COUNT(*) AS n, SUM(v) AS total FROM s GROUP BY k;"
         )
         assert engine.wait_idle(60)
+        # A new aggregation reads ahead until its group assigns it partitions: the batch refused
+        # below is one the group's member runs on its own partitions.
+        (query,) = [q for q in engine.queries.values() if q.query_id.startswith("CTAS_T")]
+        deadline = time.monotonic() + 30
+        while not query._reader.assignment() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert query._reader.assignment()
 
         refused: list[bool] = []
         finish = KafkaTransactionContext._finish_kafka
@@ -55,7 +63,6 @@ def test_a_refused_batch_is_aborted_and_read_again(
         assert refused
         assert any("aborted" in r.getMessage() for r in caplog.records)
         # The query went on; the aborted batch counted once, when read again.
-        (query,) = [q for q in engine.queries.values() if q.query_id.startswith("CTAS_T")]
         assert query.state.value == "RUNNING"
         pulled = {r.values[0]: tuple(r.values[1:]) for r in engine.session().execute_query("SELECT * FROM t;")}
         want = {f"k{j}": (8, sum(i for i in range(40) if i % 5 == j)) for j in range(5)}
