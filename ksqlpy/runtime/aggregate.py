@@ -307,7 +307,9 @@ class AggregateProcessor:
         """Windows, aggregation, output and state of prepared rows; ``batch`` holds the input
         records' headers, two rows per record when ``paired`` (a table's retraction and addition)."""
         prior_st = self._stream_time(state)
-        times = _stream_times(rows, prior_st)
+        # EMIT FINAL needs every stream time the batch passes through; otherwise only the last
+        # matters, and listing tens of thousands of distinct times cost more than the window step.
+        times = _stream_times(rows, prior_st, every=self.step.emit_final)
         rows = self._windows(rows, prior_st)
         if rows.num_rows == 0:
             out = self._empty()
@@ -500,6 +502,8 @@ class AggregateProcessor:
             st = self._relation("rows", rows, f"SELECT *, {running} AS __ST FROM rows ORDER BY {SEQ}")
             return st
         size, adv, grace = w.size_ms, w.advance_ms, w.grace_ms
+        if size == adv:
+            return self._tumbling(rows, running, size, grace)
         sql = f"""
             WITH s AS (
                 SELECT *, {running} AS __ST,
@@ -517,6 +521,27 @@ class AggregateProcessor:
         if late:
             self._late(late)
         return expanded.drop_columns(["__RECORD"])
+
+    def _tumbling(self, rows: pa.Table, running: str, size: int, grace: int) -> pa.Table:
+        """:meth:`_windows` for tumbling windows: a record is in exactly one window (none before
+        time 0), so no row is expanded and the rows keep their order."""
+        sql = f"""
+            SELECT * EXCLUDE (__ST) FROM (
+                SELECT * EXCLUDE ({SEQ}), {running} AS __ST, {TS} // {size} * {size} AS {_WS},
+                       {TS} // {size} * {size} + {size} AS {_WE}, {SEQ}
+                FROM rows
+            )
+            WHERE {TS} >= 0 AND {_WE} + {grace} > __ST
+            ORDER BY {SEQ}
+        """
+        kept = self._relation("rows", rows, sql)
+        # A record whose window had closed is late: ksqlDB drops (and counts) it.
+        late = rows.num_rows - kept.num_rows
+        if late:
+            self._late(late)
+        # numbered from 1 as the expanding query numbers its rows
+        seq = kept.schema.get_field_index(SEQ)
+        return kept.set_column(seq, SEQ, pa.array(np.arange(1, kept.num_rows + 1, dtype=np.int64)))
 
     def _late(self, n: int) -> None:
         self.late_records += n
@@ -537,15 +562,18 @@ class AggregateProcessor:
             f"{c.accumulator.vector.result(_state_col(i))} AS {_q(c.name)}"
             for i, c in enumerate(self.step.calls)
         ]
+        # Without per-record output only each group's last change is emitted and kept: the
+        # other rows are dropped here, before the output's projection and sort.
+        last_only = "WHERE __LAST" if not self.step.per_record else ""
         sql = f"""
             WITH s AS (
                 SELECT r.{SEQ}, {", ".join(f"r.{_q(c)}" for c in self.group_cols)}, r.{PART},
                        greatest(COALESCE(p.{TS}, {_MIN_TS}), max(r.{TS}) {over}) AS {TS},
                        p.{PASS} AS {PRIOR_PASS}, FALSE AS {FORCE_DELETE}, r.{SKIP},
-                       {", ".join(states)}
+                       {", ".join(states)}, lead(r.{SEQ}) {over} IS NULL AS __LAST
                 FROM rows r LEFT JOIN __prior p ON {on}
             )
-            SELECT *, {", ".join(results)} FROM s ORDER BY {SEQ}
+            SELECT *, {", ".join(results)} FROM s {last_only} ORDER BY {SEQ}
         """
         self.con.register("__prior", prior)
         try:
@@ -752,13 +780,22 @@ class AggregateProcessor:
             if step.per_record
             else f"COALESCE({PRIOR_PASS}, FALSE)"
         )
+        if step.having_sql is None and not self.is_table:
+            # Without HAVING every row passes or is a forced delete, and without a table's
+            # retractions (SKIP) nothing is left to decide by the previous result: no window.
+            prev = "FALSE"
         # A retraction whose addition follows is never emitted, even as a group's last row of
         # the batch (read back from a repartition topic, the addition may come in the next one).
         gate = f"NOT {SKIP}" if step.per_record else f"__LAST AND NOT {SKIP}"
+        # _vector marks each group's last row as it aggregates (its window is already sorted so)
+        last = (
+            ""
+            if "__LAST" in agg.column_names
+            else f", row_number() OVER (PARTITION BY {part} ORDER BY {SEQ} DESC) = 1 AS __LAST"
+        )
         sql = f"""
             WITH a AS (
-                SELECT *, (NOT {FORCE_DELETE} AND {having}) AS {PASS},
-                       row_number() OVER (PARTITION BY {part} ORDER BY {SEQ} DESC) = 1 AS __LAST
+                SELECT *, (NOT {FORCE_DELETE} AND {having}) AS {PASS}{last}
                 FROM agg
             )
             SELECT {", ".join(outs)}, {TS}, NOT {PASS} AS {DELETE}{bounds},
@@ -872,9 +909,9 @@ def _true(column: pa.ChunkedArray) -> int:
     return int(pc.sum(pc.fill_null(column, False)).as_py() or 0)
 
 
-def _stream_times(rows: pa.Table, prior: dict[int, int]) -> list[tuple[int, int]]:
+def _stream_times(rows: pa.Table, prior: dict[int, int], *, every: bool = True) -> list[tuple[int, int]]:
     """The distinct (partition, stream time) pairs the batch's rows advance their partitions to,
-    in order within each partition."""
+    in order within each partition; without ``every`` only each partition's last one."""
     if rows.num_rows == 0:
         return []
     ts = np.asarray(rows.column(TS).to_numpy(zero_copy_only=False), dtype=np.int64)
@@ -882,7 +919,13 @@ def _stream_times(rows: pa.Table, prior: dict[int, int]) -> list[tuple[int, int]
     out: list[tuple[int, int]] = []
     for p in np.unique(parts):
         before = prior.get(int(p), _MIN_TS)
-        running = np.maximum.accumulate(np.maximum(ts[parts == p], before))
+        mine = ts[parts == p]
+        if not every:
+            last = int(mine.max())
+            if last > before:
+                out.append((int(p), last))
+            continue
+        running = np.maximum.accumulate(np.maximum(mine, before))
         out += [(int(p), int(t)) for t in np.unique(running) if t > before]
     return out
 
