@@ -96,6 +96,15 @@ class StateTables:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """Aggregated rows not computed yet: a query over Arrow tables (registered under their
+    names), run as part of the query that consumes them."""
+
+    sql: str
+    tables: dict[str, pa.Table]
+
+
 class AggregateProcessor:
     """Processes micro-batches of one aggregation; ``process(batch, state)`` per STATEFUL.md."""
 
@@ -352,6 +361,15 @@ class AggregateProcessor:
         finally:
             con.unregister(name)
 
+    def _relations(self, tables: dict[str, pa.Table], sql: str) -> pa.Table:
+        for name, table in tables.items():
+            self.con.register(name, table)
+        try:
+            return self.con.sql(sql).to_arrow_table()
+        finally:
+            for name in tables:
+                self.con.unregister(name)
+
     def _pre(self, batch: pa.Table, *, partitioned: bool = True) -> pa.Table:
         """The batch's prepared rows; a stream's with the partition of their group
         (``partitioned``, see :meth:`_partitions`)."""
@@ -549,7 +567,7 @@ class AggregateProcessor:
 
     # ------------------------------------------------------------------ aggregation
 
-    def _vector(self, rows: pa.Table, prior: pa.Table) -> pa.Table:
+    def _vector(self, rows: pa.Table, prior: pa.Table) -> _Pending:
         part = ", ".join(f"r.{_q(c)}" for c in self.group_cols)
         over = f"OVER (PARTITION BY {part} ORDER BY r.{SEQ} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
         on = " AND ".join(f"r.{_q(c)} IS NOT DISTINCT FROM p.{_q(c)}" for c in self.group_cols)
@@ -573,13 +591,10 @@ class AggregateProcessor:
                        {", ".join(states)}, lead(r.{SEQ}) {over} IS NULL AS __LAST
                 FROM rows r LEFT JOIN __prior p ON {on}
             )
-            SELECT *, {", ".join(results)} FROM s {last_only} ORDER BY {SEQ}
+            SELECT *, {", ".join(results)} FROM s {last_only}
         """
-        self.con.register("__prior", prior)
-        try:
-            return self._relation("rows", rows, sql)
-        finally:
-            self.con.unregister("__prior")
+        # run as part of the output's query: one round trip and one sort fewer
+        return _Pending(sql, {"rows": rows, "__prior": prior})
 
     def _sequential(self, rows: pa.Table, prior: pa.Table) -> pa.Table:
         """The accumulators' Python methods, one row at a time (the reference semantics)."""
@@ -761,7 +776,7 @@ class AggregateProcessor:
 
     # ------------------------------------------------------------------ output
 
-    def _output(self, agg: pa.Table) -> tuple[pa.Table, pa.Table]:
+    def _output(self, agg: pa.Table | _Pending) -> tuple[pa.Table, pa.Table]:
         """HAVING and the projection over the aggregated rows, in one query: the records to
         emit, and every aggregated row with its HAVING result (``__PASS``) and whether it is its
         group's last (``__LAST``, the state to keep)."""
@@ -788,13 +803,15 @@ class AggregateProcessor:
         # the batch (read back from a repartition topic, the addition may come in the next one).
         gate = f"NOT {SKIP}" if step.per_record else f"__LAST AND NOT {SKIP}"
         # _vector marks each group's last row as it aggregates (its window is already sorted so)
+        if isinstance(agg, _Pending):
+            source, tables, marked = f"agg AS ({agg.sql}),", agg.tables, True
+        else:
+            source, tables, marked = "", {"agg": agg}, "__LAST" in agg.column_names
         last = (
-            ""
-            if "__LAST" in agg.column_names
-            else f", row_number() OVER (PARTITION BY {part} ORDER BY {SEQ} DESC) = 1 AS __LAST"
+            "" if marked else f", row_number() OVER (PARTITION BY {part} ORDER BY {SEQ} DESC) = 1 AS __LAST"
         )
         sql = f"""
-            WITH a AS (
+            WITH {source} a AS (
                 SELECT *, (NOT {FORCE_DELETE} AND {having}) AS {PASS}{last}
                 FROM agg
             )
@@ -803,7 +820,7 @@ class AggregateProcessor:
                    CASE WHEN {SKIP} THEN {prev} ELSE {PASS} END AS {KEPT_PASS}
             FROM a ORDER BY {SEQ}
         """
-        full = self._relation("agg", agg, sql)
+        full = self._relations(tables, sql)
         n_out = len(step.columns) + 2 + (2 if self.windowed else 0) + (1 if self.window is None else 0)
         out = full.filter(pc.fill_null(full.column("__EMIT"), False)).select(list(range(n_out)))
         return self._typed(out), full.select(list(range(n_out + 1, full.num_columns)))
@@ -824,7 +841,7 @@ class AggregateProcessor:
             fields += [pa.field(WINDOW_START, pa.int64()), pa.field(WINDOW_END, pa.int64())]
         return pa.schema(fields).empty_table()
 
-    def _finish(self, agg: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table:
+    def _finish(self, agg: pa.Table | _Pending, state: duckdb.DuckDBPyConnection) -> pa.Table:
         out, full = self._output(agg)
         keep = self.group_cols + [_state_col(i) for i in range(len(self.step.calls))] + [TS, PASS, PART]
         last = full.filter(full.column("__LAST"))
