@@ -94,14 +94,15 @@ def _last_of_each_key(records: pa.Table) -> pa.Table:
     n = records.num_rows
     if n < 2:
         return records
-    numbered = pa.table({"k": records.column("key"), "i": pa.array(np.arange(n, dtype=np.int64))})
-    keyed = numbered.filter(pc.is_valid(numbered.column("k")))
-    last = keyed.group_by("k", use_threads=False).aggregate([("i", "max")])
-    if last.num_rows + records.column("key").null_count == n:
-        return records
+    keys = records.column("key").combine_chunks()
+    codes = np.asarray(pc.fill_null(pc.dictionary_encode(keys).indices, -1).to_numpy(zero_copy_only=False))
+    # each code's first position in the reversed batch is its key's last record
+    _, first = np.unique(codes[::-1], return_index=True)
     keep = np.zeros(n, dtype=bool)
-    keep[last.column("i_max").to_numpy()] = True
-    keep[np.asarray(pc.is_null(records.column("key")))] = True
+    keep[n - 1 - first] = True
+    keep[codes == -1] = True
+    if keep.all():
+        return records
     return records.filter(pa.array(keep))
 
 
