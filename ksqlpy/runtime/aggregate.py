@@ -98,6 +98,15 @@ class StateTables:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """Aggregated rows not computed yet: a query over Arrow tables (registered under their
+    names), run as part of the query that consumes them."""
+
+    sql: str
+    tables: dict[str, pa.Table]
+
+
 class AggregateProcessor:
     """Processes micro-batches of one aggregation; ``process(batch, state)`` per STATEFUL.md."""
 
@@ -319,7 +328,9 @@ class AggregateProcessor:
         """Windows, aggregation, output and state of prepared rows; ``batch`` holds the input
         records' headers, two rows per record when ``paired`` (a table's retraction and addition)."""
         prior_st = self._stream_time(state)
-        times = _stream_times(rows, prior_st)
+        # EMIT FINAL needs every stream time the batch passes through; otherwise only the last
+        # matters, and listing tens of thousands of distinct times cost more than the window step.
+        times = _stream_times(rows, prior_st, every=self.step.emit_final)
         rows = self._windows(rows, prior_st)
         if rows.num_rows == 0:
             out = self._empty()
@@ -361,6 +372,15 @@ class AggregateProcessor:
             return con.sql(sql).to_arrow_table()
         finally:
             con.unregister(name)
+
+    def _relations(self, tables: dict[str, pa.Table], sql: str) -> pa.Table:
+        for name, table in tables.items():
+            self.con.register(name, table)
+        try:
+            return self.con.sql(sql).to_arrow_table()
+        finally:
+            for name in tables:
+                self.con.unregister(name)
 
     def _pre(self, batch: pa.Table, *, partitioned: bool = True) -> pa.Table:
         """The batch's prepared rows; a stream's with the partition of their group
@@ -516,6 +536,8 @@ class AggregateProcessor:
             st = self._relation("rows", rows, f"SELECT *, {running} AS __ST FROM rows ORDER BY {SEQ}")
             return st
         size, adv, grace = w.size_ms, w.advance_ms, w.grace_ms
+        if size == adv:
+            return self._tumbling(rows, prior_st, running, size, grace)
         sql = f"""
             WITH s AS (
                 SELECT *, {running} AS __ST,
@@ -534,13 +556,66 @@ class AggregateProcessor:
             self._late(late)
         return expanded.drop_columns(["__RECORD"])
 
+    def _tumbling(
+        self, rows: pa.Table, prior_st: dict[int, int], running: str, size: int, grace: int
+    ) -> pa.Table:
+        """:meth:`_windows` for tumbling windows: a record is in exactly one window (none before
+        time 0), so no row is expanded and the rows keep their order."""
+        seqs = rows.column(SEQ)
+        if rows.column(TS).null_count == 0 and seqs.null_count == 0:
+            seq_np = np.asarray(seqs.to_numpy(), dtype=np.int64)
+            if bool(np.all(seq_np[1:] > seq_np[:-1])):
+                return self._tumbling_in_order(rows, prior_st, size, grace)
+        sql = f"""
+            SELECT * EXCLUDE (__ST) FROM (
+                SELECT * EXCLUDE ({SEQ}), {running} AS __ST, {TS} // {size} * {size} AS {_WS},
+                       {TS} // {size} * {size} + {size} AS {_WE}, {SEQ}
+                FROM rows
+            )
+            WHERE {TS} >= 0 AND {_WE} + {grace} > __ST
+            ORDER BY {SEQ}
+        """
+        kept = self._relation("rows", rows, sql)
+        # A record whose window had closed is late: ksqlDB drops (and counts) it.
+        late = rows.num_rows - kept.num_rows
+        if late:
+            self._late(late)
+        # numbered from 1 as the expanding query numbers its rows
+        seq = kept.schema.get_field_index(SEQ)
+        return kept.set_column(seq, SEQ, pa.array(np.arange(1, kept.num_rows + 1, dtype=np.int64)))
+
+    def _tumbling_in_order(self, rows: pa.Table, prior_st: dict[int, int], size: int, grace: int) -> pa.Table:
+        """:meth:`_tumbling` over rows in input order, with numpy: stream time is each
+        partition's running maximum, no query needed."""
+        ts = np.asarray(rows.column(TS).to_numpy(), dtype=np.int64)
+        parts = np.asarray(rows.column(PART).to_numpy(zero_copy_only=False), dtype=np.int64)
+        stream_time = np.empty_like(ts)
+        for p in np.unique(parts):
+            mine = parts == p
+            before = prior_st.get(int(p), _MIN_TS)
+            stream_time[mine] = np.maximum.accumulate(np.maximum(ts[mine], before))
+        start = ts // size * size
+        end = start + size
+        keep = (ts >= 0) & (end + grace > stream_time)
+        kept = rows.drop_columns([SEQ])
+        if not keep.all():
+            kept = kept.filter(pa.array(keep))
+        # A record whose window had closed is late: ksqlDB drops (and counts) it.
+        late = rows.num_rows - kept.num_rows
+        if late:
+            self._late(late)
+        kept = kept.append_column(_WS, pa.array(start[keep]))
+        kept = kept.append_column(_WE, pa.array(end[keep]))
+        # numbered from 1 as the expanding query numbers its rows
+        return kept.append_column(SEQ, pa.array(np.arange(1, kept.num_rows + 1, dtype=np.int64)))
+
     def _late(self, n: int) -> None:
         self.late_records += n
         log.debug("%s: %d record(s) for closed windows dropped", self.query_id, n)
 
     # ------------------------------------------------------------------ aggregation
 
-    def _vector(self, rows: pa.Table, prior: pa.Table) -> pa.Table:
+    def _vector(self, rows: pa.Table, prior: pa.Table) -> _Pending:
         part = ", ".join(f"r.{_q(c)}" for c in self.group_cols)
         over = f"OVER (PARTITION BY {part} ORDER BY r.{SEQ} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
         on = " AND ".join(f"r.{_q(c)} IS NOT DISTINCT FROM p.{_q(c)}" for c in self.group_cols)
@@ -553,21 +628,21 @@ class AggregateProcessor:
             f"{c.accumulator.vector.result(_state_col(i))} AS {_q(c.name)}"
             for i, c in enumerate(self.step.calls)
         ]
+        # Without per-record output only each group's last change is emitted and kept: the
+        # other rows are dropped here, before the output's projection and sort.
+        last_only = "WHERE __LAST" if not self.step.per_record else ""
         sql = f"""
             WITH s AS (
                 SELECT r.{SEQ}, {", ".join(f"r.{_q(c)}" for c in self.group_cols)}, r.{PART},
                        greatest(COALESCE(p.{TS}, {_MIN_TS}), max(r.{TS}) {over}) AS {TS},
                        p.{PASS} AS {PRIOR_PASS}, FALSE AS {FORCE_DELETE}, r.{SKIP},
-                       {", ".join(states)}
+                       {", ".join(states)}, lead(r.{SEQ}) {over} IS NULL AS __LAST
                 FROM rows r LEFT JOIN __prior p ON {on}
             )
-            SELECT *, {", ".join(results)} FROM s ORDER BY {SEQ}
+            SELECT *, {", ".join(results)} FROM s {last_only}
         """
-        self.con.register("__prior", prior)
-        try:
-            return self._relation("rows", rows, sql)
-        finally:
-            self.con.unregister("__prior")
+        # run as part of the output's query: one round trip and one sort fewer
+        return _Pending(sql, {"rows": rows, "__prior": prior})
 
     def _sequential(self, rows: pa.Table, prior: pa.Table) -> pa.Table:
         """The accumulators' Python methods, one row at a time (the reference semantics)."""
@@ -749,7 +824,7 @@ class AggregateProcessor:
 
     # ------------------------------------------------------------------ output
 
-    def _output(self, agg: pa.Table) -> tuple[pa.Table, pa.Table]:
+    def _output(self, agg: pa.Table | _Pending) -> tuple[pa.Table, pa.Table]:
         """HAVING and the projection over the aggregated rows, in one query: the records to
         emit, and every aggregated row with its HAVING result (``__PASS``) and whether it is its
         group's last (``__LAST``, the state to keep)."""
@@ -768,13 +843,24 @@ class AggregateProcessor:
             if step.per_record
             else f"COALESCE({PRIOR_PASS}, FALSE)"
         )
+        if step.having_sql is None and not self.is_table:
+            # Without HAVING every row passes or is a forced delete, and without a table's
+            # retractions (SKIP) nothing is left to decide by the previous result: no window.
+            prev = "FALSE"
         # A retraction whose addition follows is never emitted, even as a group's last row of
         # the batch (read back from a repartition topic, the addition may come in the next one).
         gate = f"NOT {SKIP}" if step.per_record else f"__LAST AND NOT {SKIP}"
+        # _vector marks each group's last row as it aggregates (its window is already sorted so)
+        if isinstance(agg, _Pending):
+            source, tables, marked = f"agg AS ({agg.sql}),", agg.tables, True
+        else:
+            source, tables, marked = "", {"agg": agg}, "__LAST" in agg.column_names
+        last = (
+            "" if marked else f", row_number() OVER (PARTITION BY {part} ORDER BY {SEQ} DESC) = 1 AS __LAST"
+        )
         sql = f"""
-            WITH a AS (
-                SELECT *, (NOT {FORCE_DELETE} AND {having}) AS {PASS},
-                       row_number() OVER (PARTITION BY {part} ORDER BY {SEQ} DESC) = 1 AS __LAST
+            WITH {source} a AS (
+                SELECT *, (NOT {FORCE_DELETE} AND {having}) AS {PASS}{last}
                 FROM agg
             )
             SELECT {", ".join(outs)}, {TS}, NOT {PASS} AS {DELETE}{bounds},
@@ -782,7 +868,7 @@ class AggregateProcessor:
                    CASE WHEN {SKIP} THEN {prev} ELSE {PASS} END AS {KEPT_PASS}
             FROM a ORDER BY {SEQ}
         """
-        full = self._relation("agg", agg, sql)
+        full = self._relations(tables, sql)
         n_out = len(step.columns) + 2 + (2 if self.windowed else 0) + (1 if self.window is None else 0)
         out = full.filter(pc.fill_null(full.column("__EMIT"), False)).select(list(range(n_out)))
         return self._typed(out), full.select(list(range(n_out + 1, full.num_columns)))
@@ -803,7 +889,7 @@ class AggregateProcessor:
             fields += [pa.field(WINDOW_START, pa.int64()), pa.field(WINDOW_END, pa.int64())]
         return pa.schema(fields).empty_table()
 
-    def _finish(self, agg: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table:
+    def _finish(self, agg: pa.Table | _Pending, state: duckdb.DuckDBPyConnection) -> pa.Table:
         out, full = self._output(agg)
         keep = self.group_cols + [_state_col(i) for i in range(len(self.step.calls))] + [TS, PASS, PART]
         last = full.filter(full.column("__LAST"))
@@ -888,9 +974,9 @@ def _true(column: pa.ChunkedArray) -> int:
     return int(pc.sum(pc.fill_null(column, False)).as_py() or 0)
 
 
-def _stream_times(rows: pa.Table, prior: dict[int, int]) -> list[tuple[int, int]]:
+def _stream_times(rows: pa.Table, prior: dict[int, int], *, every: bool = True) -> list[tuple[int, int]]:
     """The distinct (partition, stream time) pairs the batch's rows advance their partitions to,
-    in order within each partition."""
+    in order within each partition; without ``every`` only each partition's last one."""
     if rows.num_rows == 0:
         return []
     ts = np.asarray(rows.column(TS).to_numpy(zero_copy_only=False), dtype=np.int64)
@@ -898,7 +984,13 @@ def _stream_times(rows: pa.Table, prior: dict[int, int]) -> list[tuple[int, int]
     out: list[tuple[int, int]] = []
     for p in np.unique(parts):
         before = prior.get(int(p), _MIN_TS)
-        running = np.maximum.accumulate(np.maximum(ts[parts == p], before))
+        mine = ts[parts == p]
+        if not every:
+            last = int(mine.max())
+            if last > before:
+                out.append((int(p), last))
+            continue
+        running = np.maximum.accumulate(np.maximum(mine, before))
         out += [(int(p), int(t)) for t in np.unique(running) if t > before]
     return out
 

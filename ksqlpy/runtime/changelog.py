@@ -19,8 +19,11 @@ Record layout (what :func:`latest_rows` reads back):
 
 * key: the row's key columns as a JSON object (DuckDB's ``to_json``, the same bytes for the same
   key, which is what compaction needs; ``{}`` for a store of one row);
-* value: the whole row as one Arrow IPC record batch, in the table's Arrow schema (exact for every
-  SQL type, decimals and nested values included);
+* value: the whole row. A table whose columns are all integers, booleans and strings has it as a
+  JSON object of its columns (DuckDB's ``to_json``, exact for those types and made for a whole
+  batch in one statement); any other table as one Arrow IPC record batch in the table's Arrow
+  schema (exact for every SQL type, decimals and nested values included, but made one row at a
+  time). The first byte tells them apart (``{`` or IPC's continuation marker ``0xFF``);
 * header ``ksqlpy.state.schema``: a fingerprint of the table's columns. A record written for a
   different shape of the table (before ``CREATE OR REPLACE`` changed the query) is skipped.
 """
@@ -28,6 +31,7 @@ Record layout (what :func:`latest_rows` reads back):
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -68,6 +72,9 @@ class _Shape:
         self.schema = con.sql(f"SELECT * FROM {table.table} LIMIT 0").to_arrow_table().schema
         described = ";".join(f"{f.name}:{f.type}" for f in self.schema)
         self.fingerprint = hashlib.sha256(described.encode()).hexdigest()[:16].encode()
+        #: DuckDB types of the columns when every one round-trips exactly through JSON
+        types = [_JSON_EXACT.get(f.type) for f in self.schema]
+        self.json_types: list[str] | None = None if None in types else [t for t in types if t is not None]
 
 
 class TableLog:
@@ -116,21 +123,29 @@ class TableLog:
         key_bytes = _key_bytes(self._con, keys, table.keys, n)
         if is_delete:
             values = pa.nulls(n, pa.binary())
+        elif shape.json_types is not None:
+            values = _json_values(self._con, rows.select(shape.schema.names).cast(shape.schema))
         else:
             (batch,) = rows.select(shape.schema.names).cast(shape.schema).combine_chunks().to_batches()
             # One IPC message per row: a changelog record must stand alone for compaction.
             values = pa.array([batch.slice(i, 1).serialize().to_pybytes() for i in range(n)], pa.binary())
-        header = pa.array([[{"key": SCHEMA_HEADER, "value": shape.fingerprint}]] * n, HEADER_TYPE)
         return pa.table(
             {
                 "partition": self._partition_of(rows),
-                "timestamp": pa.array([now] * n, pa.int64()),
+                "timestamp": pa.array(np.full(n, now, dtype=np.int64)),
                 "key": key_bytes,
                 "value": values,
-                "headers": header,
+                "headers": self._headers(n),
             }
         )
 
+    def _headers(self, n: int) -> pa.Array:
+        """The schema header of ``n`` records, built column-wise (every record has the same)."""
+        one = pa.array([{"key": SCHEMA_HEADER, "value": self.shape.fingerprint}], HEADER_TYPE.value_type)
+        offsets = pa.array(np.arange(n + 1, dtype=np.int32))
+        return pa.ListArray.from_arrays(
+            offsets, one.take(pa.array(np.zeros(n, dtype=np.int32))), type=HEADER_TYPE
+        )
 
     def _partition_of(self, rows: pa.Table) -> pa.Array:
         """Each change's changelog partition: that of the source partition its row belongs to
@@ -141,6 +156,46 @@ class TableLog:
         parts = pc.fill_null(rows.column(column).combine_chunks().cast(pa.int32()), 0)
         # A changelog made with fewer partitions (before it followed the input) takes them modulo.
         return pa.array(np.mod(parts.to_numpy(zero_copy_only=False), self.partitions).astype(np.int32))
+
+
+#: Arrow types whose values DuckDB's JSON writes and reads back exactly, with their DuckDB names
+_JSON_EXACT: dict[pa.DataType, str] = {
+    pa.int8(): "TINYINT",
+    pa.int16(): "SMALLINT",
+    pa.int32(): "INTEGER",
+    pa.int64(): "BIGINT",
+    pa.bool_(): "BOOLEAN",
+    pa.string(): "VARCHAR",
+    pa.large_string(): "VARCHAR",
+}
+
+
+def _json_values(con: duckdb.DuckDBPyConnection, rows: pa.Table) -> pa.Array:
+    """Each row as a JSON object of its columns, for the whole batch in one statement."""
+    packed = ", ".join(f"{_q(k)} := {_q(k)}" for k in rows.column_names)
+    con.register("__changelog_rows", rows)
+    try:
+        out = con.sql(
+            f"SELECT encode(to_json(struct_pack({packed}))::VARCHAR) FROM __changelog_rows"
+        ).to_arrow_table()
+    finally:
+        con.unregister("__changelog_rows")
+    return out.column(0).combine_chunks()
+
+
+def _from_json(con: duckdb.DuckDBPyConnection, values: pa.Array, shape: _Shape) -> pa.Table:
+    """Rows written by :func:`_json_values`, back in the table's schema."""
+    assert shape.json_types is not None
+    structure = json.dumps(dict(zip(shape.schema.names, shape.json_types, strict=True)))
+    con.register("__changelog_values", pa.table({"v": values}))
+    try:
+        table = con.sql(
+            "SELECT unnest(json_transform(decode(v), $s), recursive := false) FROM __changelog_values",
+            params={"s": structure},
+        ).to_arrow_table()
+    finally:
+        con.unregister("__changelog_values")
+    return table.rename_columns(shape.schema.names).cast(shape.schema)
 
 
 def _key_bytes(con: duckdb.DuckDBPyConnection, keys: pa.Table, names: Sequence[str], n: int) -> pa.Array:
@@ -209,11 +264,17 @@ def latest_rows(records: pa.Table, shape: _Shape) -> pa.Table:
         latest = con.sql(
             'SELECT value FROM records QUALIFY row_number() OVER (PARTITION BY key ORDER BY "offset" DESC) = 1'
         ).to_arrow_table()
+        values = latest.column(0).combine_chunks()
+        values = values.filter(pc.is_valid(values))
+        is_json = pc.starts_with(values.cast(pa.binary()), b"{")
+        parts: list[pa.Table] = []
+        if shape.json_types is not None and pc.any(is_json).as_py():
+            parts.append(_from_json(con, values.filter(is_json), shape))
     finally:
         con.close()
-    values = [v for v in latest.column(0).to_pylist() if v is not None]
-    restored = [pa.ipc.read_record_batch(pa.py_buffer(v), shape.schema) for v in values]
-    return pa.Table.from_batches(restored, shape.schema)
+    ipc = values.filter(pc.invert(is_json)).to_pylist()
+    parts += [pa.Table.from_batches([pa.ipc.read_record_batch(pa.py_buffer(v), shape.schema)]) for v in ipc]
+    return pa.concat_tables(parts) if parts else shape.schema.empty_table()
 
 
 def _schema_matches(headers: pa.ChunkedArray, fingerprint: bytes) -> pa.Array:

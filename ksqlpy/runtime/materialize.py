@@ -51,6 +51,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -84,6 +85,25 @@ _WINDOW_KINDS = {
     WindowType.HOPPING: WindowKind.HOPPING,
     WindowType.SESSION: WindowKind.SESSION,
 }
+
+
+def _last_of_each_key(records: pa.Table) -> pa.Table:
+    """The batch's last record of each key (its bytes, window included), in batch order, and
+    every record without a key: only the last one of a key can stay in the table, so the
+    others need not be decoded (a query without caching writes one record per input record)."""
+    n = records.num_rows
+    if n < 2:
+        return records
+    keys = records.column("key").combine_chunks()
+    codes = np.asarray(pc.fill_null(pc.dictionary_encode(keys).indices, -1).to_numpy(zero_copy_only=False))
+    # each code's first position in the reversed batch is its key's last record
+    _, first = np.unique(codes[::-1], return_index=True)
+    keep = np.zeros(n, dtype=bool)
+    keep[n - 1 - first] = True
+    keep[codes == -1] = True
+    if keep.all():
+        return records
+    return records.filter(pa.array(keep))
 
 
 def quote(name: str) -> str:
@@ -472,11 +492,23 @@ class Materializer:
             if pc.any(short).as_py():
                 records = self._drop_short_keys(records, short, kind)
                 keys = records.column("key")
-            split = split_windowed_keys(keys, kind, size_ms=window.size_ms)
-            keys = split.inner
-            extra = {"WINDOWSTART": split.start, "WINDOWEND": split.end}
-            records = records.set_column(records.schema.get_field_index("key"), "key", keys)
+
+        def split(records: pa.Table) -> tuple[pa.Table, pa.Array | pa.ChunkedArray, dict[str, pa.Array]]:
+            """The records with their inner keys, those keys, and the window bounds."""
+            if window is None:
+                return records, records.column("key"), {}
+            parts = split_windowed_keys(records.column("key"), kind, size_ms=window.size_ms)
+            keyed = records.set_column(records.schema.get_field_index("key"), "key", parts.inner)
+            return keyed, parts.inner, {"WINDOWSTART": parts.start, "WINDOWEND": parts.end}
+
+        every = records
+        records, keys, extra = split(_last_of_each_key(every))
         decoded = decoder.decode(records)
+        if decoded.errors and records.num_rows < every.num_rows:
+            # A record that cannot be read leaves its key to an earlier one of the batch: read
+            # them all, as when nothing was left out.
+            records, keys, extra = split(every)
+            decoded = decoder.decode(records)
         self.plog.write(f"materialize_{self.name}", decoded.errors)
         if decoded.table.num_rows == 0:
             return

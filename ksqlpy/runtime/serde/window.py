@@ -100,11 +100,6 @@ def join_windowed_keys(
     Rows whose inner key is null stay null."""
     inner = combine(inner).cast(pa.binary())
     rows = len(inner)
-    valid = np.asarray(pc.is_valid(inner), dtype=bool)
-    offsets = np.frombuffer(inner.buffers()[1], dtype=np.int32)[inner.offset : inner.offset + rows + 1]
-    lengths = np.where(valid, np.diff(offsets), 0)
-    buffer = inner.buffers()[2]
-    raw = np.frombuffer(buffer, dtype=np.uint8) if buffer is not None else np.zeros(0, np.uint8)
     start_np = np.asarray(pc.fill_null(combine(start).cast(pa.int64()), 0), dtype=np.int64)
     if kind is WindowKind.SESSION:
         if end is None:
@@ -113,24 +108,11 @@ def join_windowed_keys(
         suffix = np.stack([end_np, start_np], axis=1).astype(">i8")
     else:
         suffix = start_np.astype(">i8")[:, None]
-    suffix_bytes = suffix.view(np.uint8).reshape(rows, kind.suffix_size)
-    out_len = np.where(valid, lengths + kind.suffix_size, 0).astype(np.int64)
-    out_offsets = np.concatenate([[0], np.cumsum(out_len)]).astype(np.int32)
-    out = np.zeros(int(out_offsets[-1]), dtype=np.uint8)
-    # inner bytes: one vectorized scatter of all inner byte positions
-    total_inner = int(lengths.sum())
-    if total_inner:
-        row_of_byte = np.repeat(np.arange(rows), lengths)
-        within = np.arange(total_inner) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-        out[out_offsets[:-1][row_of_byte] + within] = raw[offsets[:-1][row_of_byte] + within]
-    picked = valid.nonzero()[0]
-    if len(picked):
-        positions = (out_offsets[:-1][picked] + lengths[picked])[:, None] + np.arange(kind.suffix_size)
-        out[positions] = suffix_bytes[picked]
-    validity = None if valid.all() else pa.array(valid).buffers()[1]
-    array = pa.Array.from_buffers(
-        pa.binary(), rows, [validity, pa.py_buffer(out_offsets.tobytes()), pa.py_buffer(out.tobytes())]
+    # the suffixes as one fixed-size binary column, appended by Arrow's join (a null key stays null)
+    suffixes = pa.Array.from_buffers(
+        pa.binary(kind.suffix_size), rows, [None, pa.py_buffer(np.ascontiguousarray(suffix).tobytes())]
     )
+    array = pc.binary_join_element_wise(inner, suffixes.cast(pa.binary()), pa.scalar(b"", pa.binary()))
     assert isinstance(array, pa.BinaryArray)
     return array
 

@@ -181,3 +181,20 @@ def test_struct_key_upserts_without_an_index(engine: Engine) -> None:
         ((("A", 1), ("B", "x")),): (3,),
         ((("A", 2), ("B", "y")),): (2,),
     }
+
+
+def test_a_keys_unreadable_last_record_leaves_it_its_earlier_one(engine: Engine) -> None:
+    # Only each key's last record of a batch is decoded, unless one of those cannot be read.
+    engine.session().execute_all(USERS)
+    values = [b'{"NAME": "Ann", "AGE": 3}', b"{not json", b"{not json", b'{"NAME": "Bob", "AGE": 4}']
+    engine.store.produce(
+        "users",
+        pa.table(
+            {
+                "timestamp": pa.array([1, 2, 3, 4], pa.int64()),
+                "key": pa.array([b"a", b"a", b"b", b"b"]),
+                "value": pa.array(values),
+            }
+        ),
+    )
+    assert state(engine, "USERS") == {("a",): ("Ann", 3), ("b",): ("Bob", 4)}
