@@ -98,6 +98,28 @@ class QueryFeed:
                 pass
 
 
+#: Rows encoded lately, by the row's identity: (the row, kept alive so its id is not reused
+#: while it is here; the format's class; its encoding).
+_encoded: dict[int, tuple[Any, type[QueryFormat], bytes | None]] = {}
+#: Rows remembered at most: enough for a batch to reach every client of its push query.
+ENCODED_ROWS = 16_384
+
+
+def encode(fmt: QueryFormat, row: Any) -> bytes | None:
+    """``row`` framed in ``fmt``. Push queries of one plan share their rows (the same objects,
+    see ``runtime/fanout.py``), so a row is encoded once per format, not once per client. The
+    event loop is the only caller, so the cache needs no lock."""
+    kind = type(fmt)
+    seen = _encoded.get(id(row))
+    if seen is not None and seen[0] is row and seen[1] is kind:
+        return seen[2]
+    chunk = fmt.row(row.values, row.tombstone)
+    if len(_encoded) >= ENCODED_ROWS:
+        del _encoded[next(iter(_encoded))]  # the oldest: its clients have had it by now
+    _encoded[id(row)] = (row, kind, chunk)
+    return chunk
+
+
 async def watch_disconnect(receive: Receive, feed: QueryFeed) -> None:
     """Stop ``feed`` when the client disconnects (request body already fully read)."""
     while True:
@@ -126,8 +148,10 @@ async def stream_query(
             chunks: list[bytes | None]
             if query.is_print:
                 chunks = [fmt.text_line(str(row.values[0])) for row in rows]
+            elif query.is_pull:
+                chunks = [fmt.row(row.values, row.tombstone) for row in rows]  # this client's own rows
             else:
-                chunks = [fmt.row(row.values, row.tombstone) for row in rows]
+                chunks = [encode(fmt, row) for row in rows]
             if fmt.line_framed:
                 # One send for the batch: a send costs a trip through every middleware, and
                 # the transport still frames each line (row) on its own.
