@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import operator
 import threading
 import time
 import uuid
@@ -1015,8 +1016,9 @@ class KafkaReader(TopicReader):
         return kept
 
     def _usable(self, messages: list[Message]) -> list[Message]:
-        # Usually every message is a record: one C-level pass over them says so.
-        if list(map(Message.error, messages)).count(None) == len(messages):
+        # Usually every message is a record: C-level passes over them say so. (By identity:
+        # comparing a KafkaError with None leaves a TypeError pending in the client.)
+        if not any(map(operator.is_not, map(Message.error, messages), itertools.repeat(None))):
             return messages
         usable = []
         for m in messages:
