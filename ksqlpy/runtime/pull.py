@@ -47,6 +47,7 @@ from ksqlpy.planner.pull import (
     not_queryable,
 )
 from ksqlpy.planner.select import analyze_select
+from ksqlpy.runtime import pullkeys
 from ksqlpy.runtime.materialize import (
     PARTITION_COLUMN,
     WINDOW_COLUMNS,
@@ -380,8 +381,143 @@ def start_prepared_pull(session: Any, stmt: ast.QueryStatement) -> Any | None:
     prepared = _prepared.get(key)
     engine = session.engine
     if prepared is None or not prepared.current(engine):
+        prepared = _bound(engine, stmt.text, key[1], key[2])
+        if prepared is None:
+            return None
+    return _answer_prepared(engine, prepared, requested_partitions(session.properties))
+
+
+def start_bound_pull(session: Any, text: str) -> Any | None:
+    """Answer statement ``text`` (not parsed yet) when it is a key lookup of a shape planned
+    before with other key values, else None: no parsing, no analysis, one statement."""
+    config = session.config
+    engine = session.engine
+    prepared = _bound(engine, text, _flag(config, TABLE_SCAN), _flag(config, RANGE_SCAN))
+    if prepared is None:
         return None
     return _answer_prepared(engine, prepared, requested_partitions(session.properties))
+
+
+@dataclass(frozen=True, slots=True)
+class _Template:
+    """A key lookup planned for its shape (see :mod:`ksqlpy.runtime.pullkeys`) with sentinels
+    for the key values. ``fixed``: per slot of the shape, the value a statement must have there
+    to be answered by this plan (None for a key parameter); ``distinct``: whether the key
+    parameters were all different when it was learned (a repeated key is planned afresh)."""
+
+    prepared: _Prepared
+    fixed: tuple[str | None, ...]
+    distinct: bool
+    sentinels: dict[str, int]
+    pattern: re.Pattern[str]
+
+
+#: Key lookup plans by (shape, table scan enabled, range scan enabled); None: the shape cannot
+#: be planned with parameters.
+_templates: dict[tuple[str, bool, bool], _Template | None] = {}
+
+
+def _bound(engine: Any, text: str, table_scan: bool, range_scan: bool) -> _Prepared | None:
+    """The plan of ``text`` from the plan of its shape, with its key values bound; None when
+    there is none for it (then it is planned as usual)."""
+    shape = pullkeys.shape_of(text)
+    if shape is None or not shape.values:
+        return None
+    template = _templates.get((shape.text, table_scan, range_scan))
+    if template is None or not template.prepared.current(engine):
+        return None
+    params = []
+    for fixed, value in zip(template.fixed, shape.values, strict=True):
+        if fixed is None:
+            params.append(value)
+        elif fixed != value:
+            return None
+    if (len(set(params)) == len(params)) != template.distinct:
+        return None
+    return _bind(template, shape.values)
+
+
+def _bind(template: _Template, values: tuple[str, ...]) -> _Prepared:
+    prepared = template.prepared
+
+    def bind(sql: str) -> str:
+        return pullkeys.bind(sql, template.pattern, template.sentinels, values)
+
+    plan = dataclasses.replace(
+        prepared.plan,
+        keys=tuple(tuple(bind(v) for v in k) for k in prepared.plan.keys),
+        where_sql=None if prepared.plan.where_sql is None else bind(prepared.plan.where_sql),
+    )
+    return dataclasses.replace(prepared, plan=plan, sql=None if prepared.sql is None else bind(prepared.sql))
+
+
+def _learn(engine: Any, prepared: _Prepared, text: str, *, table_scan: bool, range_scan: bool) -> None:
+    """Keep the plan of key lookup ``prepared`` (of statement ``text``) for its shape, with its
+    key values as parameters, when planning the shape with sentinels in their place gives the
+    same plan once the values are put back."""
+    shape = pullkeys.shape_of(text)
+    if shape is None or not shape.values or "ksqlpy#param" in text or "98765" in text:
+        return
+    key = (shape.text, table_scan, range_scan)
+    if key in _templates:
+        known = _templates[key]
+        if known is None or known.prepared.current(engine):
+            return
+    if len(_templates) >= MAX_PREPARED:
+        _templates.clear()
+    _templates[key] = None
+    kinds = pullkeys.slot_kinds(shape)
+    everywhere = [pullkeys.sentinel(k, i) for i, k in enumerate(kinds)]
+    try:
+        probe = _plan_shape(engine, pullkeys.fill(shape, everywhere), prepared.source, table_scan, range_scan)
+        planned_keys = " ".join(v for k in probe.keys for v in k)
+        params = {i for i, s in enumerate(everywhere) if s in planned_keys}
+        if not params:
+            return
+        values = [everywhere[i] if i in params else v for i, v in enumerate(shape.values)]
+        plan = _plan_shape(engine, pullkeys.fill(shape, values), prepared.source, table_scan, range_scan)
+    except (KsqlpyError, PullShapeError, RecursionError):
+        return
+    sentinels = {everywhere[i]: i for i in params}
+    pattern = pullkeys.sentinel_pattern(sentinels)
+    if any(len(pattern.findall(v)) != 1 for k in plan.keys for v in k):
+        return
+    if any(pattern.search(c.sql) for c in plan.columns):
+        return
+    template = _Template(
+        prepared=dataclasses.replace(
+            prepared, key=key, plan=plan, sql=_single_statement(plan, prepared.materializer.layout)
+        ),
+        fixed=tuple(None if i in params else v for i, v in enumerate(shape.values)),
+        distinct=len({shape.values[i] for i in params}) == len(params),
+        sentinels=sentinels,
+        pattern=pattern,
+    )
+    # the values put back must give the plan of the statement itself, with keys that need no check
+    again = _bind(template, shape.values)
+    if (
+        again.plan != prepared.plan
+        or again.sql != _single_statement(prepared.plan, prepared.materializer.layout)
+        or not all(_SURE_KEY.fullmatch(v) for k in again.plan.keys for v in k)
+    ):
+        return
+    _templates[key] = template
+
+
+def _plan_shape(engine: Any, text: str, source: Source, table_scan: bool, range_scan: bool) -> TablePull:
+    """Plan ``text``, a statement of a lookup's shape with sentinels, over the same ``source``."""
+    from ksqlpy import parser
+
+    stmt = parser.parse_statement(text)
+    if not isinstance(stmt, ast.QueryStatement) or not isinstance(stmt.query.from_, ast.Table):
+        raise PullShapeError("not a pull query over a table")
+    check_pull_shape(stmt.query)
+    if engine.catalog.source(stmt.query.from_.name, stmt.query.from_.pos) is not source:
+        raise PullShapeError("another table")
+    plan = analyze_table_pull(stmt.query, source, table_scan=table_scan, range_scan=range_scan)
+    if plan.access is not Access.LOOKUP:
+        raise PullShapeError("not a key lookup")
+    return plan
 
 
 def _answer_prepared(engine: Any, prepared: _Prepared, partitions: frozenset[int] | None = None) -> Any:
@@ -463,6 +599,8 @@ def _prepare(engine: Any, stmt: ast.QueryStatement, source: Source, *, table_sca
     if len(_prepared) >= MAX_PREPARED:
         _prepared.clear()
     _prepared[key] = prepared
+    if plan.access is Access.LOOKUP:
+        _learn(engine, prepared, stmt.text, table_scan=table_scan, range_scan=range_scan)
     return prepared
 
 
@@ -472,7 +610,8 @@ def _restricted(sql: str, layout: MatLayout, partitions: frozenset[int] | None) 
         return sql
     listed = ", ".join(str(p) for p in sorted(partitions)) or "NULL"
     only = f"(SELECT * FROM {layout.ref} WHERE {quote_column(PARTITION_COLUMN)} IN ({listed}))"
-    return sql.replace(f"{layout.ref} t", f"{only} t", 1)
+    alias = " t" if f"{layout.ref} t" in sql else " input"  # a single key's lookup reads it as input
+    return sql.replace(f"{layout.ref}{alias}", f"{only}{alias}", 1)
 
 
 def _run_prepared(engine: Any, prepared: _Prepared, partitions: frozenset[int] | None = None) -> list[Row]:
@@ -488,6 +627,11 @@ def _run_prepared(engine: Any, prepared: _Prepared, partitions: frozenset[int] |
         # steps from now on (the same rows, the same errors as before).
         if _prepared.get(prepared.key) is prepared:
             _prepared[prepared.key] = dataclasses.replace(prepared, sql=None)
+        template = _templates.get(prepared.key)
+        if template is not None and template.prepared.sql is not None:
+            _templates[prepared.key] = dataclasses.replace(
+                template, prepared=dataclasses.replace(template.prepared, sql=None)
+            )
         return _evaluate(engine, prepared.plan, prepared.materializer.layout, partitions)
     finally:
         cursor.close()
@@ -502,6 +646,18 @@ def _single_statement(plan: TablePull, layout: MatLayout) -> str:
     literals) or the whole table, WHERE, the projection and LIMIT, in the order ksqlDB reads."""
     visible = [f"t.{quote_column(n)}" for n, _ in layout.visible]
     windows = [f"t.{quote_column(w)}" for w in WINDOW_COLUMNS if layout.windowed]
+    items = [f"{c.sql} AS {quote_column(c.name)}" for c in plan.columns]
+    if plan.access is Access.LOOKUP and len(plan.keys) == 1 and not windows:
+        # One key of a table without windows: at most one row, so nothing to order, and the
+        # columns read straight from the table (a subquery and an ORDER BY double DuckDB's time).
+        names = [quote_column(c.name) for c in plan.source.key_columns]
+        matches = " AND ".join(f"input.{n} = {v}" for n, v in zip(names, plan.keys[0], strict=True))
+        sql = f"SELECT {', '.join(items)} FROM {layout.ref} input WHERE {matches}"
+        if plan.where_sql:
+            sql += f" AND COALESCE({plan.where_sql}, FALSE)"
+        if plan.limit is not None:
+            sql += f" LIMIT {int(plan.limit)}"
+        return sql
     if plan.access is Access.LOOKUP and len(plan.keys) == 1:
         # One key (the common case): a filter, far cheaper in DuckDB than joining a key list;
         # with a single key the partition and key ranks are constant, leaving the windows.
@@ -521,7 +677,6 @@ def _single_statement(plan: TablePull, layout: MatLayout) -> str:
         source = f"{layout.ref} t"
     hidden = [f"{o} AS __pull_order_{i}" for i, o in enumerate(order)]
     fetch = f"SELECT {', '.join(visible + hidden)} FROM {source}"
-    items = [f"{c.sql} AS {quote_column(c.name)}" for c in plan.columns]
     sql = f"SELECT {', '.join(items)} FROM ({fetch}) input"
     if plan.where_sql:
         sql += f" WHERE COALESCE({plan.where_sql}, FALSE)"
@@ -748,6 +903,7 @@ __all__ = [
     "plan_sql_answer",
     "plan_sql_pull",
     "run_table_pull",
+    "start_bound_pull",
     "start_prepared_pull",
     "start_pull",
     "start_sql_pull",

@@ -141,16 +141,26 @@ class Session:
         """``text`` answered as a pull query over a table planned before for the same text, or
         None (then :meth:`execute_query` runs it). Only reads the catalog, so servers may call
         it without serializing it with statements."""
+        from ksqlpy.runtime.pull import start_bound_pull, start_prepared_pull
+
         statements = parser.split_statements(text)
         if len(statements) != 1:
             return None
+        try:
+            # a key lookup of a shape planned before, with other key values: not even parsed
+            answered = start_bound_pull(self, statements[0])
+        except KsqlpyError as e:
+            if e.statement_text is None:
+                e.statement_text = statements[0]
+            raise
+        if answered is not None:
+            return answered
         try:
             stmt = self._parse(statements[0], cached=True)
         except KsqlpyError:
             return None
         if not isinstance(stmt, ast.QueryStatement) or stmt.query.refinement is not None:
             return None
-        from ksqlpy.runtime.pull import start_prepared_pull
 
         try:
             return start_prepared_pull(self, stmt)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from ksqlpy.errors import KsqlpyError
 from ksqlpy.server.errors import INTERNAL, generic_error, message_of
@@ -98,6 +98,28 @@ class QueryFeed:
                 pass
 
 
+#: Rows encoded lately, by the row's identity: (the row, kept alive so its id is not reused
+#: while it is here; the format's class; its encoding).
+_encoded: dict[int, tuple[Any, type[QueryFormat], bytes | None]] = {}
+#: Rows remembered at most: enough for a batch to reach every client of its push query.
+ENCODED_ROWS = 16_384
+
+
+def encode(fmt: QueryFormat, row: Any) -> bytes | None:
+    """``row`` framed in ``fmt``. Push queries of one plan share their rows (the same objects,
+    see ``runtime/fanout.py``), so a row is encoded once per format, not once per client. The
+    event loop is the only caller, so the cache needs no lock."""
+    kind = type(fmt)
+    seen = _encoded.get(id(row))
+    if seen is not None and seen[0] is row and seen[1] is kind:
+        return seen[2]
+    chunk = fmt.row(row.values, row.tombstone)
+    if len(_encoded) >= ENCODED_ROWS:
+        del _encoded[next(iter(_encoded))]  # the oldest: its clients have had it by now
+    _encoded[id(row)] = (row, kind, chunk)
+    return chunk
+
+
 async def watch_disconnect(receive: Receive, feed: QueryFeed) -> None:
     """Stop ``feed`` when the client disconnects (request body already fully read)."""
     while True:
@@ -116,6 +138,19 @@ async def stream_query(
     query: QueryLike, fmt: QueryFormat, send: Send, receive: Receive, *, headers: list[tuple[bytes, bytes]]
 ) -> None:
     """Write ``query`` as a 200 response in ``fmt`` until it ends or the client leaves."""
+    if query.table_pull and not query.is_print:
+        rows = query.drain()
+        if query.done:
+            # A pull query over a table has its rows from the start: the whole response in one
+            # body (each send is a trip through every middleware and a write to the socket).
+            parts: list[bytes | None] = [fmt.header(query.query_id, query.columns, query.key_columns)]
+            parts += [fmt.row(row.values, row.tombstone) for row in rows]
+            parts.append(_ending(query, fmt))
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            body = b"".join(c for c in parts if c)
+            await send({"type": "http.response.body", "body": body, "more_body": False})
+            return
+        query = cast(QueryLike, _Prepended(query, rows))  # rows still to come: streamed after these
     feed = QueryFeed(query)
     watcher = asyncio.create_task(watch_disconnect(receive, feed))
     try:
@@ -126,8 +161,10 @@ async def stream_query(
             chunks: list[bytes | None]
             if query.is_print:
                 chunks = [fmt.text_line(str(row.values[0])) for row in rows]
+            elif query.is_pull:
+                chunks = [fmt.row(row.values, row.tombstone) for row in rows]  # this client's own rows
             else:
-                chunks = [fmt.row(row.values, row.tombstone) for row in rows]
+                chunks = [encode(fmt, row) for row in rows]
             if fmt.line_framed:
                 # One send for the batch: a send costs a trip through every middleware, and
                 # the transport still frames each line (row) on its own.
@@ -141,6 +178,25 @@ async def stream_query(
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     finally:
         watcher.cancel()
+
+
+class _Prepended:
+    """``query`` with ``rows`` already drained from it handed out again first."""
+
+    def __init__(self, query: QueryLike, rows: list[Any]) -> None:
+        self._query = query
+        self._rows = rows
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._query, name)
+
+    @property
+    def done(self) -> bool:
+        return not self._rows and bool(self._query.done)
+
+    def drain(self) -> list[Any]:
+        rows, self._rows = self._rows, []
+        return rows + self._query.drain()
 
 
 def _ending(query: QueryLike, fmt: QueryFormat) -> bytes | None:

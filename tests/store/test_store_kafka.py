@@ -12,7 +12,7 @@ from test_store_contract import fresh, read_n, records
 from ksqlpy.errors import TopicError
 from ksqlpy.runtime.store import open_store
 from ksqlpy.runtime.store.base import TopicSpec
-from ksqlpy.runtime.store.kafka import KafkaStore
+from ksqlpy.runtime.store.kafka import KafkaReader, KafkaStore
 
 pytestmark = pytest.mark.kafka
 
@@ -103,3 +103,22 @@ def test_bad_state_memory_limit_is_named(kafka_bootstrap: str, tmp_path: Path) -
                 "ksqlpy.state.memory.limit": "lots",
             }
         )
+
+
+def test_end_of_partition_events_among_records_are_set_aside(eos_store: KafkaStore) -> None:
+    """The reader's check for polled events that are not records is by identity: comparing the
+    client's KafkaError with None leaves an error pending, which a later call then raises."""
+    from confluent_kafka import KafkaError, Message
+
+    from ksqlpy.runtime.store.base import TopicPartition
+
+    source = fresh()
+    eos_store.create_topic(TopicSpec(name=source))
+    with eos_store.open_reader([source]) as reader:
+        assert isinstance(reader, KafkaReader)
+        record = Message(topic=source, partition=0, offset=0, value=b"a", timestamp=(1, 1000))
+        end = Message(topic=source, partition=0, offset=1, error=KafkaError(KafkaError._PARTITION_EOF))
+        assert reader._usable([record]) == [record]
+        assert reader._usable([record, end]) == [record]
+        assert reader._eof == {TopicPartition(source, 0): 1}
+        assert int("7") == 7  # no error left pending by the checks above

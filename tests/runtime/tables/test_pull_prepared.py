@@ -8,9 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from test_pull import PEOPLE, QUERYABLE, USERS, produce_json, pull
 
+from ksqlpy.errors import KsqlpyError
+from ksqlpy.runtime import pull as pull_module
 from ksqlpy.runtime.engine import Engine
 from ksqlpy.server.app import KsqlServer
 from ksqlpy.server.config import ServerConfig
+
+#: How a key literal the key column cannot take is reported (as by ksqlDB).
+BAD_KEY = "can not be converted to the type of the key column: ID INTEGER KEY"
 
 
 @pytest.fixture
@@ -78,3 +83,37 @@ def test_a_repeated_pull_query_does_not_wait_for_statements(users: Engine) -> No
     assert rows() == [("u6", *PEOPLE["u6"])]
     with server.statement_lock, ThreadPoolExecutor(1) as pool:  # a statement is running
         assert pool.submit(rows).result(timeout=60) == [("u6", *PEOPLE["u6"])]
+
+
+def test_a_lookup_planned_once_answers_every_key_and_reports_a_bad_one(users: Engine) -> None:
+    server = KsqlServer(users, ServerConfig())
+    session = users.session()
+    session.execute_all(
+        "CREATE TABLE nums (id INT PRIMARY KEY, v VARCHAR) WITH (kafka_topic='nums', value_format='JSON', "
+        "key_format='JSON', partitions=2);"
+    )
+    session.execute_all("CREATE TABLE q_nums AS SELECT * FROM nums;")
+    session.execute_all("".join(f"INSERT INTO nums (id, v) VALUES ({i}, 'v{i}');" for i in range(30)))
+
+    def rows(text: str) -> list[object]:
+        query = server.start_query(text, {}, {})
+        try:
+            return [r.values for r in query]
+        finally:
+            query.close()
+
+    for uid, (name, age) in [*PEOPLE.items(), ("nobody", ("", 0))]:
+        expected = [(name, age)] if uid in PEOPLE and age >= 10 else []
+        assert rows(f"SELECT name, age FROM q_users WHERE id = '{uid}' AND age >= 10;") == expected
+    # the same shape with another value where no key is: another query
+    assert rows("SELECT name, age FROM q_users WHERE id = 'u1' AND age >= 0;") == [PEOPLE["u1"]]
+    for i in [*range(0, 30, 3), 31, 0]:
+        assert rows(f"SELECT * FROM q_nums WHERE id IN ({i}, {i + 1});") == [(k, f"v{k}") for k in (i, i + 1) if k < 30]
+    assert rows("SELECT * FROM q_nums WHERE id IN (4, 4);") == [(4, "v4")]
+    with pytest.raises(KsqlpyError) as info:
+        rows("SELECT * FROM q_nums WHERE id IN (4, 'x');")
+    assert "'x' " + BAD_KEY in str(info.value)
+    with pytest.raises(KsqlpyError, match="Invalid key in WHERE clause: .*out of range"):
+        rows("SELECT * FROM q_nums WHERE id IN (4, 99999999999);")
+    # the lookups above were answered from plans of their shapes
+    assert sum(t is not None for t in pull_module._templates.values()) >= 2

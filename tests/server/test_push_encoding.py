@@ -1,0 +1,18 @@
+"""Rows a push query plan shares among its clients are encoded once per wire format."""
+
+from __future__ import annotations
+
+from ksqlpy.runtime.rows import Row
+from ksqlpy.server.formats import DelimitedFormat, LegacyFormat
+from ksqlpy.server.push import encode
+
+
+def test_a_shared_row_is_encoded_once_per_format() -> None:
+    row = Row(("k1", 7, None))
+    first = encode(DelimitedFormat(), row)
+    assert first == b'["k1",7,null]\n'
+    assert encode(DelimitedFormat(), row) is first  # another client of the same plan
+    assert encode(LegacyFormat(), row) == b',\n{"row":{"columns":["k1",7,null]}}'
+    other = Row(("k2", 8, None))
+    assert encode(DelimitedFormat(), other) == b'["k2",8,null]\n'
+    assert encode(DelimitedFormat(), Row(("k1", 7, None), tombstone=True)) is None
