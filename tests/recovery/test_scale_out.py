@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pyarrow as pa
 import pytest
@@ -63,6 +64,9 @@ def _settings(bootstrap: str, service_id: str, standbys: int = 0) -> dict[str, s
         **{f"kafka.{k}": v for k, v in FAST_CLIENT_CONFIG.items()},
         "ksql.service.id": service_id,
         "ksql.streams.num.standby.replicas": str(standbys),
+        # as README's "Running a cluster": servers learn of each other (and route pull queries)
+        # through the hosts topic and heartbeats
+        "ksql.heartbeat.enable": "true",
     }
 
 
@@ -197,6 +201,18 @@ def _joined(bootstrap: str, run: str) -> dict[str, tuple[int, int]]:
     return {k: (c, s) for k, (c, s) in totals.items()}
 
 
+def _pull(server: ServerProcess, sql: str) -> dict[str, tuple[int, int]]:
+    """The rows of a pull query over TOTALS on ``server``, as key -> (count, sum)."""
+    response = httpx.post(
+        f"{server.url}/query-stream",
+        json={"sql": sql, "properties": {}},
+        headers={"Accept": "application/json"},
+        timeout=60,
+    )
+    assert response.status_code == 200, response.text
+    return {r[0]: (r[1], r[2]) for r in response.json()[1:] if isinstance(r, list)}
+
+
 def _logged(server: ServerProcess, pattern: str) -> list[re.Match[str]]:
     return list(re.finditer(pattern, server.log.read_text(errors="replace")))
 
@@ -280,6 +296,15 @@ def test_state_follows_partitions_across_kills_and_joins(
     _send(kafka_bootstrap, source, phase)
 
     check()
+    # A pull query for any key gives the right row from every surviving server (routed to the
+    # key's owner), as does a scan (fanned out over the owners).
+    want = _totals(events, 0)
+    sample = rng.sample(sorted(want), 20)
+    for server in (b, c, d):
+        for key in sample:
+            rows = _converge(lambda: _pull(server, f"SELECT * FROM TOTALS WHERE K = '{key}';"), {key: want[key]}, 60)
+            assert rows == {key: want[key]}, (server.url, key, rows)
+        assert _converge(lambda: _pull(server, "SELECT * FROM TOTALS;"), want, 60) == want, server.url
     # Partitions did move between servers with their state.
     moved = r"Restored [\d,]+ of [\d,]+ changelog records for partition \d of query CTAS_TOTALS_"
     assert [m for s in (b, c) for m in _logged(s, moved)]
