@@ -218,7 +218,10 @@ class ClusterAgent:
     # ---- lifecycle
 
     def start(self) -> None:
-        if not self.settings.heartbeat:
+        # Servers sharing a Kafka cluster always learn of each other through the hosts topic, as
+        # ksqlDB's learn of each other through Kafka Streams' metadata, so pull queries are routed
+        # to the owners of their keys; heartbeats only add liveness (and /clusterStatus's view).
+        if not self.settings.heartbeat and not self.clustered:
             return
         import httpx
 
@@ -228,10 +231,10 @@ class ClusterAgent:
         quiet = logging.getLogger("httpx")
         if quiet.level == logging.NOTSET:
             quiet.setLevel(logging.WARNING)
-        loops: list[tuple[str, Any, int]] = [
-            ("send", self._send_heartbeats, self.settings.send_interval_ms),
-            ("check", self._check_heartbeats, self.settings.check_interval_ms),
-        ]
+        loops: list[tuple[str, Any, int]] = []
+        if self.settings.heartbeat:
+            loops.append(("send", self._send_heartbeats, self.settings.send_interval_ms))
+            loops.append(("check", self._check_heartbeats, self.settings.check_interval_ms))
         if self.clustered:
             from ksqlpy.runtime.store.base import TopicSpec
 

@@ -95,7 +95,7 @@ class PullRouter:
         """Where ``text``'s rows live, when it is a pull query this server should route."""
         if forwarded(properties) or PARTITIONS in properties:
             return None
-        if not self.agent.clustered or not self.agent.settings.heartbeat:
+        if not self.agent.clustered:
             return None
         if len(self.agent.hosts) < 2:
             return None

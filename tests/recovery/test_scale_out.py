@@ -64,9 +64,6 @@ def _settings(bootstrap: str, service_id: str, standbys: int = 0) -> dict[str, s
         **{f"kafka.{k}": v for k, v in FAST_CLIENT_CONFIG.items()},
         "ksql.service.id": service_id,
         "ksql.streams.num.standby.replicas": str(standbys),
-        # as README's "Running a cluster": servers learn of each other (and route pull queries)
-        # through the hosts topic and heartbeats
-        "ksql.heartbeat.enable": "true",
     }
 
 

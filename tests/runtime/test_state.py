@@ -75,9 +75,8 @@ def test_a_logged_store_turns_its_changes_into_changelog_records() -> None:
     assert keys == [{"k": "a"}, {"k": "b"}, {"k": "b"}, {"k": "a"}]
     values = records.column("value").to_pylist()
     assert values[3] is None  # the expired row's tombstone
-    # each value is the whole row, readable on its own
-    row = pa.ipc.read_record_batch(pa.py_buffer(values[2]), log.shape.schema)
-    assert row.to_pylist() == [{"k": "b", "v": 102, "ts": 20}]
+    # each value is the whole row, readable on its own (a row of strings and integers as JSON)
+    assert json.loads(values[2]) == {"k": "b", "v": 102, "ts": 20}
     assert log.drain() is None  # drained once
 
 
