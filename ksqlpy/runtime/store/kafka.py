@@ -206,6 +206,10 @@ class KafkaStore(TopicStore):
             "isolation.level": "read_committed" if exactly_once else "read_uncommitted",
         }
         self._producer_config: dict[str, Any] = {
+            # ksqlpy creates every topic it writes with its partitions and configs; a producer
+            # that still knows a deleted topic must not bring it back with the broker's defaults
+            # when it refreshes its metadata (librdkafka's producers allow that by default).
+            "allow.auto.create.topics": "false",
             "linger.ms": "5",
             "acks": "all",
             **_only(config, _CONSUMER_ONLY),
