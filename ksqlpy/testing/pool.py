@@ -7,8 +7,12 @@ worker silent on one case for longer than the case's time limit plus a grace per
 that dies, is killed, that case is reported as an error, the rest of its file goes to a fresh
 worker, and the run goes on.
 
-Workers are *spawned*, not forked: the parent may hold threads (a test session's servers, a
-DuckDB thread pool) whose locks a forked child would inherit held.
+Workers are not forked from the parent, which may hold threads (a test session's servers, a
+DuckDB thread pool) whose locks a forked child would inherit held. They are forked from a fork
+server: a fresh process, started once per parent, that has imported :mod:`ksqlpy.testing.warmup`
+(the runtime, the planner, the parser built) and runs no thread of its own. A worker then starts
+in milliseconds rather than the second and a half a spawned interpreter takes to import and warm
+up, which every worker replacement (see :data:`CASES_PER_WORKER`) and every run would pay again.
 """
 
 from __future__ import annotations
@@ -28,9 +32,11 @@ from ksqlpy.testing.report import ERROR, CaseResult
 GRACE = 30.0
 #: Files a worker runs before it is replaced (bounds memory that leaks across cases)...
 FILES_PER_WORKER = 8
-#: ...once it has also run this many cases: a worker's start costs a second or more, and
-#: corpora of one case per file (stored plans) would otherwise pay it every few cases.
+#: ...once it has also run this many cases: corpora of one case per file (stored plans) would
+#: otherwise replace workers every few cases.
 CASES_PER_WORKER = 120
+#: What the fork server imports before forking workers.
+PRELOAD = ["ksqlpy.testing.warmup"]
 
 
 def _serve(conn: Connection, options: Any) -> None:
@@ -68,7 +74,9 @@ class SupervisedPool:
     """Runs batches of cases (one file each) on ``jobs`` supervised worker processes."""
 
     def __init__(self, jobs: int, options: Any, case_timeout: float) -> None:
-        self._context = multiprocessing.get_context("spawn")
+        self._context = multiprocessing.get_context("forkserver")
+        # Only the fork server's first start reads it: every pool of this process shares it.
+        self._context.set_forkserver_preload(PRELOAD)
         self._jobs = jobs
         self._options = options
         self._limit = case_timeout + GRACE
