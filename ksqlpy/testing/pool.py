@@ -18,6 +18,8 @@ up, which every worker replacement (see :data:`CASES_PER_WORKER`) and every run 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -43,6 +45,9 @@ def _serve(conn: Connection, options: Any) -> None:
     """Worker loop: receive a file's cases, run them one by one, report each."""
     from ksqlpy.testing.runner import run_case
 
+    niceness = getattr(options, "niceness", 0)
+    if niceness:
+        os.nice(niceness)
     while True:
         try:
             cases = conn.recv()
@@ -83,11 +88,16 @@ class SupervisedPool:
         self._workers: list[_Worker] = []
 
     def run(
-        self, batches: Sequence[Sequence[QttCase]], on_result: Callable[[CaseResult], None]
+        self,
+        batches: Sequence[Sequence[QttCase]],
+        on_result: Callable[[CaseResult], None],
+        stop: threading.Event | None = None,
     ) -> None:
+        """Run every batch, or until ``stop`` is set (then the workers are killed and the cases
+        not run yet get no result)."""
         pending: deque[list[QttCase]] = deque(list(b) for b in batches if b)
         try:
-            while pending or any(w.busy for w in self._workers):
+            while (pending or any(w.busy for w in self._workers)) and not (stop is not None and stop.is_set()):
                 self._assign(pending)
                 self._collect(on_result, pending)
         finally:
