@@ -15,6 +15,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))  # qtt_background, which test_conformance imports
 
 
 def main(argv: list[str] | None = None) -> int:
