@@ -5,8 +5,9 @@ waiting (for servers to start, queries to catch up, processes to die). So the te
 register their runs here when pytest imports them, ``tests/qtt/conftest.py`` starts the
 registered runs of the selected tests once collection is over, one after the other in a thread
 of this process, and each test then waits for its run's results. The workers run at the lowest
-priority (niceness 19): they take the CPU other tests leave idle and never slow those down;
-once the session reaches the conformance tests, nothing else competes with them.
+priority (niceness 19): they take the CPU other tests leave idle and never slow those down.
+The conformance tests run last; while one waits, its run's workers go back to normal priority
+(where allowed).
 
 A listed case that does not pass in the background is run once more when its test asks for
 the results, alone and at normal priority: a case starved of CPU for seconds can miss a time
@@ -43,22 +44,40 @@ class CorpusRun:
     error: BaseException | None = None
     started: bool = False
     done: threading.Event = field(default_factory=threading.Event)
+    #: the workers' niceness, and their pool once the run is under way
+    niceness: int = NICENESS
+    pool: SupervisedPool | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def run(self, options: RunOptions, stop: threading.Event | None = None) -> None:
+    def run_in_background(self, stop: threading.Event) -> None:
         try:
             self.cases = list(self.load())
-            self.results = run_cases(self.cases, jobs=self.jobs, options=options, stop=stop)
+            # as run_cases does: one batch per file, larger files first
+            batches = [list(group) for _, group in groupby(self.cases, key=lambda c: c.file)]
+            batches.sort(key=len, reverse=True)
+            options = RunOptions()
+            with self._lock:
+                self.pool = SupervisedPool(self.jobs, options, options.case_timeout, self.niceness)
+            self.pool.run(batches, self.results.append, stop)
         except BaseException as e:  # noqa: BLE001 - handed to the test, which raises it
             self.error = e
         finally:
             self.done.set()
 
+    def hurry(self) -> None:
+        """Nothing else runs now: back to normal priority, for this run's workers."""
+        with self._lock:
+            self.niceness = 0
+            if self.pool is not None:
+                self.pool.renice(0)
+
     def wait(self, listed: set[str]) -> tuple[list[CaseResult], list[str]]:
         """The results of every case (run now when no background run started), the listed
         cases that did not pass in the background having run again; and their ids."""
         if not self.started:
-            self.run(RunOptions())
-            return self._checked()
+            self.results = run_cases(list(self.load()), jobs=self.jobs)
+            return self.results, []
+        self.hurry()
         self.done.wait()
         results, _ = self._checked()
         by_id = {c.case_id: c for c in self.cases}
@@ -104,11 +123,10 @@ def start(selected: set[str]) -> None:
         return
     for run in runs:
         run.started = True
-    options = RunOptions(niceness=NICENESS)
 
     def run_all() -> None:
         for run in runs:
-            run.run(options, _STOP)
+            run.run_in_background(_STOP)
 
     thread = threading.Thread(target=run_all, name="qtt-background", daemon=True)
     thread.start()

@@ -45,9 +45,6 @@ def _serve(conn: Connection, options: Any) -> None:
     """Worker loop: receive a file's cases, run them one by one, report each."""
     from ksqlpy.testing.runner import run_case
 
-    niceness = getattr(options, "niceness", 0)
-    if niceness:
-        os.nice(niceness)
     while True:
         try:
             cases = conn.recv()
@@ -76,9 +73,10 @@ class _Worker:
 
 
 class SupervisedPool:
-    """Runs batches of cases (one file each) on ``jobs`` supervised worker processes."""
+    """Runs batches of cases (one file each) on ``jobs`` supervised worker processes, at
+    ``niceness`` (see :meth:`renice`)."""
 
-    def __init__(self, jobs: int, options: Any, case_timeout: float) -> None:
+    def __init__(self, jobs: int, options: Any, case_timeout: float, niceness: int = 0) -> None:
         self._context = multiprocessing.get_context("forkserver")
         # Only the fork server's first start reads it: every pool of this process shares it.
         self._context.set_forkserver_preload(PRELOAD)
@@ -86,6 +84,7 @@ class SupervisedPool:
         self._options = options
         self._limit = case_timeout + GRACE
         self._workers: list[_Worker] = []
+        self._niceness = niceness
 
     def run(
         self,
@@ -103,6 +102,14 @@ class SupervisedPool:
         finally:
             self._shutdown()
 
+    def renice(self, niceness: int) -> None:
+        """Run the workers, and those started later, at ``niceness``: a run in the background of
+        other work (niceness 19) takes only the CPU that work leaves idle. Going back to a lower
+        niceness takes a privilege (root's); without it the workers stay as they are."""
+        self._niceness = niceness
+        for worker in list(self._workers):
+            _renice(worker.process.pid, niceness)
+
     # -- internals ------------------------------------------------------------------------
 
     def _start_worker(self) -> _Worker:
@@ -110,6 +117,8 @@ class SupervisedPool:
         process = self._context.Process(target=_serve, args=(child, self._options), daemon=True)
         process.start()
         child.close()
+        if self._niceness:
+            _renice(process.pid, self._niceness)
         worker = _Worker(process, parent)
         self._workers.append(worker)
         return worker
@@ -190,3 +199,12 @@ class SupervisedPool:
     def _shutdown(self) -> None:
         for worker in list(self._workers):
             self._retire(worker, kill=worker.busy)
+
+
+def _renice(pid: int | None, niceness: int) -> None:
+    if pid is None:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, niceness)
+    except OSError:  # gone already, or not allowed to lower it
+        pass

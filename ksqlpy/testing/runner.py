@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import re
 import signal
-import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -77,9 +76,6 @@ class CaseTimeout(Exception):
 class RunOptions:
     case_timeout: float = CASE_TIMEOUT
     idle_timeout: float = IDLE_TIMEOUT
-    #: Added to the niceness of worker processes: a run in the background of other work takes
-    #: only the CPU that work leaves idle.
-    niceness: int = 0
 
 
 @dataclass(slots=True)
@@ -103,17 +99,13 @@ def run_cases(
     jobs: int = 1,
     options: RunOptions = RunOptions(),
     on_file: Callable[[str, list[CaseResult]], None] | None = None,
-    stop: threading.Event | None = None,
 ) -> list[CaseResult]:
-    """Run ``cases``; ``on_file`` is called with each file's results as the file completes.
-    Setting ``stop`` ends the run early: the cases not run by then have no result."""
+    """Run ``cases``; ``on_file`` is called with each file's results as the file completes."""
     by_file = [list(group) for _, group in groupby(cases, key=lambda c: c.file)]
     results: list[CaseResult] = []
     if jobs <= 1 or len(by_file) <= 1:
-        for group in by_file:
-            if stop is not None and stop.is_set():
-                break
-            batch = _run_file(group, options)
+        batches: Iterable[list[CaseResult]] = (_run_file(group, options) for group in by_file)
+        for batch in batches:
             results.extend(batch)
             if on_file is not None and batch:
                 on_file(batch[0].file, batch)
@@ -130,7 +122,7 @@ def run_cases(
         if len(batch) == expected[result.file] and on_file is not None:
             on_file(result.file, batch)
 
-    SupervisedPool(jobs, options, options.case_timeout).run(by_file, on_result, stop)
+    SupervisedPool(jobs, options, options.case_timeout).run(by_file, on_result)
     return results
 
 
