@@ -78,6 +78,8 @@ class CorpusRun:
             self.results = run_cases(list(self.load()), jobs=self.jobs)
             return self.results, []
         self.hurry()
+        # how much of the run the session's idle CPU covered, for whoever reads the test's output
+        print(f"{self.test}: {len(self.results)} of {len(self.cases) or '?'} cases had run in the background")
         self.done.wait()
         results, _ = self._checked()
         by_id = {c.case_id: c for c in self.cases}
