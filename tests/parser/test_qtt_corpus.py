@@ -6,6 +6,7 @@ parsing (cases expecting a ParseFailedException or a syntax error) are expected 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 
@@ -13,7 +14,7 @@ import pytest
 from qtt_corpus import QTT
 
 from ksqlpy.errors import KsqlpyError, ParseError
-from ksqlpy.parser import parse
+from ksqlpy.parser import ast, parse
 from ksqlpy.parser.formatter import format_statement
 from tests.parser.conftest import without_text
 
@@ -33,15 +34,25 @@ def _statements() -> Iterator[tuple[str, str, bool]]:
                 yield f"{path.name}: {case['name']}", statement.replace("{FORMAT}", fmt), expects_error
 
 
+@functools.cache
+def _parsed(statement: str) -> list[ast.Statement] | KsqlpyError:
+    """``statement`` parsed, or the error it fails with. Many cases share statements, and both
+    tests read them all: each distinct text is parsed once (the parser keeps no state between
+    texts, so a text parses the same every time)."""
+    try:
+        return parse(statement)
+    except KsqlpyError as error:
+        return error
+
+
 def test_qtt_statements_parse() -> None:
     total = 0
     unexpected: list[str] = []
     expected_failures = 0
     for case_id, statement, expects_error in _statements():
         total += 1
-        try:
-            parse(statement)
-        except KsqlpyError as error:
+        error = _parsed(statement)
+        if isinstance(error, KsqlpyError):
             if expects_error:
                 expected_failures += 1
             else:
@@ -50,20 +61,29 @@ def test_qtt_statements_parse() -> None:
     assert unexpected == [], "\n".join(unexpected)
 
 
+@functools.cache
+def _round_trip_problems(statement: str) -> tuple[str, ...]:
+    """What goes wrong when ``statement``'s trees are printed and parsed again (nothing: ``()``)."""
+    parsed = _parsed(statement)
+    if isinstance(parsed, ParseError):
+        return ()
+    if isinstance(parsed, KsqlpyError):
+        raise parsed
+    problems: list[str] = []
+    for node in parsed:
+        printed = format_statement(node)
+        try:
+            again = parse(printed)
+        except ParseError as error:
+            problems.append(f"{printed}\n    {error}")
+            continue
+        if [without_text(n) for n in again] != [without_text(node)]:
+            problems.append(f"{statement}\n    printed as {printed}")
+    return tuple(problems)
+
+
 def test_qtt_statements_round_trip() -> None:
     mismatches: list[str] = []
     for case_id, statement, _ in _statements():
-        try:
-            parsed = parse(statement)
-        except ParseError:
-            continue
-        for node in parsed:
-            printed = format_statement(node)
-            try:
-                again = parse(printed)
-            except ParseError as error:
-                mismatches.append(f"{case_id}: {printed}\n    {error}")
-                continue
-            if [without_text(n) for n in again] != [without_text(node)]:
-                mismatches.append(f"{case_id}: {statement}\n    printed as {printed}")
+        mismatches.extend(f"{case_id}: {problem}" for problem in _round_trip_problems(statement))
     assert not mismatches, "\n".join(mismatches[:20])
