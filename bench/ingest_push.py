@@ -39,7 +39,6 @@ import multiprocessing as mp
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
