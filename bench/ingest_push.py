@@ -3,8 +3,11 @@
 Starts ``ksqlpy server`` as a real process (embedded store, a free loopback port) and drives it
 over HTTP as ksqlDB's clients do: HTTP/2 cleartext for ``/inserts-stream`` and ``/query-stream``,
 HTTP/1.1 for ``/query``. Three kinds of process share the machine: the server, this process (the
-inserter) and one reader process that holds the push queries open, so the readers' JSON parsing
-does not slow the inserter down.
+inserter) and one reader process that holds the push queries open (ten to an HTTP/2
+connection), so the readers' JSON parsing does not slow the inserter down. Both speak HTTP/2
+through ``h2raw.py``, a minimal client that parses frame headers itself, reads the socket in
+large chunks and decodes a read's rows with one orjson call: httpx spent more CPU on each row
+(a DATA frame of its own) than the server did, and measured itself.
 
 For 0, 1, 10 and 100 push queries (``SELECT * FROM s EMIT CHANGES`` on ``/query-stream``, a fresh
 stream each time, read from ``earliest`` so none can miss a row) one ``/inserts-stream`` request
@@ -19,7 +22,8 @@ front of the server), and it reports:
   row's ``SENT`` stamp to its arrival at the reader, p50/p99 over all queries' rows; and the
   rows/s each query was delivered (its rows over the time from the first send to its last row);
 - the server process's CPU time per row it handled (each row in, and each row out to each push
-  query). Both move with the load of a shared machine (CPU per row by 3x between a quiet and a
+  query), and the CPU seconds of the server, the inserter and the readers over the case apart
+  (a client near a core's worth of its wall time is the limit). Both move with the load of a shared machine (CPU per row by 3x between a quiet and a
   busy one, rows/s by more): compare runs made back to back, and repeat them.
 
 Then a table of users is loaded and key lookups are timed with 1 and 8 concurrent clients over
