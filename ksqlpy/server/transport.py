@@ -32,7 +32,6 @@ idempotent and only affects hypercorn servers in this process.
 
 from __future__ import annotations
 
-import asyncio
 import http
 from typing import Any
 from urllib.parse import urlsplit
@@ -208,8 +207,6 @@ class FramePerSendH2Protocol(H2Protocol):
         super().__init__(*args, **kwargs)
         #: streams answering in the delimited format: each line (row) is a DATA frame of its own
         self._line_framed: set[int] = set()
-        #: the write for the streams that wrote frames in this turn of the event loop, once one is due
-        self._flushing: asyncio.Future[None] | None = None
 
     async def initiate(
         self, headers: list[tuple[bytes, bytes]] | None = None, settings: bytes | None = None
@@ -268,34 +265,7 @@ class FramePerSendH2Protocol(H2Protocol):
             if buffer is not None:
                 await buffer.drain()
         if sent:
-            await self._flush_together()
-
-    async def _flush_together(self) -> None:
-        """Write what h2 holds for the connection, once for every stream that wrote frames in
-        this turn of the event loop: the push queries of one connection are woken together by
-        one batch of their source, and a socket write each cost more than framing their rows.
-        The first stream to flush lets the others run first, then writes for all (h2 holds
-        one ordered buffer, so order is kept whoever writes it); each waits for that write,
-        back-pressure included, as it would for its own."""
-        waiter = self._flushing
-        if waiter is not None:
-            await asyncio.shield(waiter)
-            return
-        waiter = self._flushing = asyncio.get_running_loop().create_future()
-        writing = False
-        try:
-            await asyncio.sleep(0)
-            self._flushing = None
-            writing = True
             await self._flush()
-        finally:
-            if self._flushing is waiter:
-                self._flushing = None
-            if not writing and not self.closed:
-                # Cancelled before writing (its client left): the other streams' frames still go.
-                self.task_group.spawn(self._flush)
-            if not waiter.done():
-                waiter.set_result(None)
 
     def _send_now(self, stream_id: int, frames: list[bytes], first: int) -> int:
         """Write ``frames[first:]`` (as many as flow control and the frame size allow) as DATA
