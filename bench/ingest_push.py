@@ -3,8 +3,11 @@
 Starts ``ksqlpy server`` as a real process (embedded store, a free loopback port) and drives it
 over HTTP as ksqlDB's clients do: HTTP/2 cleartext for ``/inserts-stream`` and ``/query-stream``,
 HTTP/1.1 for ``/query``. Three kinds of process share the machine: the server, this process (the
-inserter) and one reader process that holds the push queries open, so the readers' JSON parsing
-does not slow the inserter down.
+inserter) and one reader process that holds the push queries open (ten to an HTTP/2
+connection), so the readers' JSON parsing does not slow the inserter down. Both speak HTTP/2
+through ``h2raw.py``, a minimal client that parses frame headers itself, reads the socket in
+large chunks and decodes a read's rows with one orjson call: httpx spent more CPU on each row
+(a DATA frame of its own) than the server did, and measured itself.
 
 For 0, 1, 10 and 100 push queries (``SELECT * FROM s EMIT CHANGES`` on ``/query-stream``, a fresh
 stream each time, read from ``earliest`` so none can miss a row) one ``/inserts-stream`` request
@@ -19,7 +22,8 @@ front of the server), and it reports:
   row's ``SENT`` stamp to its arrival at the reader, p50/p99 over all queries' rows; and the
   rows/s each query was delivered (its rows over the time from the first send to its last row);
 - the server process's CPU time per row it handled (each row in, and each row out to each push
-  query). Both move with the load of a shared machine (CPU per row by 3x between a quiet and a
+  query), and the CPU seconds of the server, the inserter and the readers over the case apart
+  (a client near a core's worth of its wall time is the limit). Both move with the load of a shared machine (CPU per row by 3x between a quiet and a
   busy one, rows/s by more): compare runs made back to back, and repeat them.
 
 Then a table of users is loaded and key lookups are timed with 1 and 8 concurrent clients over
@@ -35,12 +39,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing as mp
 import os
 import sys
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -50,17 +52,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import httpx
 import numpy as np
+import orjson
 from common import load_average
+from h2raw import H2Client, Stream, split_lines
 from pull_security import Server, load_users, measure, running_server
 
 #: Rows per chunk of the insert request body (each row keeps its own send stamp).
 CHUNK_ROWS = 200
 #: Give up on a push query that has had no row for this long after the inserts ended.
 READ_IDLE_SECONDS = 30.0
-#: Push queries sharing one HTTP/2 connection. ksqlDB's clients put many on one, but httpx's
-#: HTTP/2 connection then starves all but a few of its concurrent streams (a raw h2 client reads
-#: every stream's rows from the server), so each query gets its own.
-PER_CONNECTION = 1
+#: Push queries sharing one HTTP/2 connection (ksqlDB's clients put many on one).
+PER_CONNECTION = 10
 
 
 def server_pid() -> int | None:
@@ -100,55 +102,73 @@ class IngestCell:
     p99_ms: float
     delivered_per_s: float  # slowest query's rows/s
     cpu_us_per_row: float  # server CPU per row handled: each row in, and each row out to a query
+    server_cpu_s: float  # CPU seconds of the server, the inserter and the readers over the case
+    inserter_cpu_s: float
+    reader_cpu_s: float
 
 
 # -- push readers (a process of their own) -----------------------------------------------------------
 
 
 async def read_push(
-    client: httpx.AsyncClient, stream: str, expected: int, ready: asyncio.Event, started: list[int]
-) -> tuple[list[float], bool, float]:
-    """One push query: (latency of each row in seconds, rows came in order, time of the last row)."""
-    latencies: list[float] = []
+    client: H2Client, stream: str, expected: int, ready: asyncio.Event, started: list[int]
+) -> tuple[np.ndarray, bool, float]:
+    """One push query: (latency of each row in seconds, rows came in order, time of the last row).
+
+    The rows of each read are decoded together (one orjson call) and share its arrival time."""
+    latencies: list[np.ndarray] = []
+    received = 0
     in_order = True
     last_n = -1
     last_at = float("nan")
     body = {"sql": f"SELECT * FROM {stream} EMIT CHANGES;", "properties": {"auto.offset.reset": "earliest"}}
-    async with client.stream("POST", "/query-stream", json=body, timeout=None) as response:
-        if response.status_code != 200:
-            raise SystemExit(f"push query failed: {response.status_code} {(await response.aread())[:300]!r}")
-        lines = response.aiter_lines()
-        header = json.loads(await anext(lines))
-        names = [c.upper() for c in header["columnNames"]]
-        n_at, sent_at = names.index("N"), names.index("SENT")
-        started.append(1)
-        ready.set()
-        while len(latencies) < expected:
-            try:
-                line = await asyncio.wait_for(anext(lines), READ_IDLE_SECONDS)
-            except (TimeoutError, StopAsyncIteration):
-                break
-            if not line.strip():
-                continue
+    response = await client.request("POST", "/query-stream", orjson.dumps(body))
+    status = await response.status
+    pending = b""
+    lines: list[bytes] = []
+    while not lines:
+        data = await response.read()
+        if not data:
+            break
+        lines, pending = split_lines(pending, data)
+    if status != 200 or not lines:
+        raise SystemExit(f"push query failed: {status} {b''.join(lines)[:300]!r} {pending[:300]!r}")
+    header = orjson.loads(lines[0])
+    names = [c.upper() for c in header["columnNames"]]
+    n_at, sent_at = names.index("N"), names.index("SENT")
+    started.append(1)
+    ready.set()
+    lines = lines[1:]
+    while True:
+        rows = [line for line in lines if line.strip()]
+        if rows:
             now = time.time()
-            row = json.loads(line)
-            if not isinstance(row, list):
-                raise SystemExit(f"push query ended with {line[:300]}")
-            n = row[n_at]
-            in_order = in_order and n == last_n + 1
-            last_n = n
-            latencies.append(now - row[sent_at])
+            decoded = orjson.loads(b"[" + b",".join(rows) + b"]")
+            if not all(isinstance(row, list) for row in decoded):
+                raise SystemExit(f"push query ended with {rows[-1][:300]!r}")
+            ns = np.fromiter((row[n_at] for row in decoded), dtype=np.int64, count=len(decoded))
+            sent = np.fromiter((row[sent_at] for row in decoded), dtype=np.float64, count=len(decoded))
+            in_order = in_order and ns[0] == last_n + 1 and bool(np.all(np.diff(ns) == 1))
+            last_n = int(ns[-1])
+            latencies.append(now - sent)
+            received += len(decoded)
             last_at = now
-    return latencies, in_order, last_at
+        if received >= expected:
+            break
+        try:
+            data = await asyncio.wait_for(response.read(), READ_IDLE_SECONDS)
+        except TimeoutError:
+            break
+        if not data:
+            break
+        lines, pending = split_lines(pending, data)
+    return (np.concatenate(latencies) if latencies else np.zeros(0)), in_order, last_at
 
 
 async def run_readers(url: str, stream: str, queries: int, expected: int, pipe: Connection) -> None:
     started: list[int] = []
     ready = asyncio.Event()
-    clients = [
-        httpx.AsyncClient(base_url=url, http1=False, http2=True, timeout=60)
-        for _ in range((queries + PER_CONNECTION - 1) // PER_CONNECTION)
-    ]
+    clients = [await H2Client.connect(url) for _ in range((queries + PER_CONNECTION - 1) // PER_CONNECTION)]
     try:
         tasks = [
             asyncio.create_task(read_push(clients[i // PER_CONNECTION], stream, expected, ready, started))
@@ -162,12 +182,13 @@ async def run_readers(url: str, stream: str, queries: int, expected: int, pipe: 
             if done:
                 raise done[0].exception()  # type: ignore[misc]
             await asyncio.wait_for(ready.wait(), 60)
+        cpu0 = time.process_time()
         pipe.send("ready")
         results = await asyncio.gather(*tasks)
-        pipe.send([(np.array(lat, dtype=np.float64), ordered, last) for lat, ordered, last in results])
+        pipe.send((list(results), time.process_time() - cpu0))
     finally:
         for client in clients:
-            await client.aclose()
+            await client.close()
 
 
 def reader_process(url: str, stream: str, queries: int, expected: int, pipe: Connection) -> None:
@@ -182,9 +203,9 @@ async def insert_rows(url: str, stream: str, rows: int, rate: float = 0) -> tupl
     server takes them): (rows acked ok, first send time, seconds)."""
     first_sent: list[float] = []
     chunk_rows = CHUNK_ROWS if rate <= 0 else max(1, min(CHUNK_ROWS, int(rate / 200)))
+    client = await H2Client.connect(url)
 
-    async def body() -> AsyncIterator[bytes]:
-        yield json.dumps({"target": stream}).encode() + b"\n"
+    async def send_body(response: Stream) -> None:
         start_at = time.perf_counter()
         for start in range(0, rows, chunk_rows):
             if rate > 0:
@@ -194,21 +215,38 @@ async def insert_rows(url: str, stream: str, rows: int, rate: float = 0) -> tupl
             now = time.time()
             if not first_sent:
                 first_sent.append(now)
-            yield "".join(
-                f'{{"ID":"k{i % 100}","N":{i},"SENT":{now!r}}}\n'
-                for i in range(start, min(rows, start + chunk_rows))
-            ).encode()
+            await response.send(
+                "".join(
+                    f'{{"ID":"k{i % 100}","N":{i},"SENT":{now!r}}}\n'
+                    for i in range(start, min(rows, start + chunk_rows))
+                ).encode(),
+                end=start + chunk_rows >= rows,
+            )
 
     acked = 0
-    async with httpx.AsyncClient(base_url=url, http1=False, http2=True, timeout=None) as client:
+    try:
         t0 = time.perf_counter()
-        async with client.stream("POST", "/inserts-stream", content=body()) as response:
-            async for line in response.aiter_lines():
-                if '"ok"' in line:
-                    acked += 1
-                elif line.strip():
-                    raise SystemExit(f"insert failed: {line[:300]}")
+        response = await client.request(
+            "POST", "/inserts-stream", orjson.dumps({"target": stream}) + b"\n", end=False
+        )
+        sender = asyncio.create_task(send_body(response))
+        pending = b""
+        while True:
+            data = await response.read()
+            if not data:
+                break
+            lines, pending = split_lines(pending, data)
+            ok = b"\n".join(lines).count(b'"ok"')
+            if ok != sum(1 for line in lines if line.strip()):
+                bad = next(line for line in lines if line.strip() and b'"ok"' not in line)
+                raise SystemExit(f"insert failed: {bad[:300]!r}")
+            acked += ok
+        await sender
+        if await response.status != 200:
+            raise SystemExit(f"insert failed: {await response.status} {pending[:300]!r}")
         seconds = time.perf_counter() - t0
+    finally:
+        await client.close()
     return acked, first_sent[0] if first_sent else time.time(), seconds
 
 
@@ -235,12 +273,15 @@ def ingest_case(server: Server, queries: int, rows: int, rate: float) -> IngestC
         if not parent.poll(120) or parent.recv() != "ready":
             raise SystemExit("the push queries did not start")
     cpu0 = cpu_seconds(pid)
+    mine0 = time.process_time()
     acked, first_sent, seconds = asyncio.run(insert_rows(server.url, stream, rows, rate))
+    inserter_cpu = time.process_time() - mine0
+    reader_cpu = 0.0
     received_min, in_order, p50, p99, delivered = rows, True, float("nan"), float("nan"), float("nan")
     if reader is not None and parent is not None:
         if not parent.poll(READ_IDLE_SECONDS + 600):
             raise SystemExit("the push readers never finished")
-        results = parent.recv()
+        results, reader_cpu = parent.recv()
         reader.join(30)
         received_min = min(len(lat) for lat, _, _ in results)
         in_order = all(ordered for _, ordered, _ in results)
@@ -249,9 +290,11 @@ def ingest_case(server: Server, queries: int, rows: int, rate: float) -> IngestC
         slowest = max(last for _, _, last in results)
         delivered = received_min / max(slowest - first_sent, 1e-9)
     handled = acked + (received_min * queries if reader is not None else 0)
-    cpu_us = (cpu_seconds(pid) - cpu0) / max(handled, 1) * 1e6
+    server_cpu = cpu_seconds(pid) - cpu0
+    cpu_us = server_cpu / max(handled, 1) * 1e6
     return IngestCell(
-        queries, rows, rate, acked, acked / seconds, received_min, in_order, p50, p99, delivered, cpu_us
+        queries, rows, rate, acked, acked / seconds, received_min, in_order, p50, p99, delivered, cpu_us,
+        server_cpu, inserter_cpu, reader_cpu,
     )
 
 
@@ -262,6 +305,7 @@ def print_ingest(cells: list[IngestCell]) -> None:
     head = f"{'push queries':>12}  {'rows':>8}  {'offered/s':>9}  {'acked':>8}  {'rows/s in':>10}  {'each got (min)':>14}  "
     head += (
         f"{'in order':>8}  {'p50 ms':>8}  {'p99 ms':>9}  {'rows/s out (each)':>17}  {'server CPU us/row':>17}"
+        f"  {'CPU s: server':>13}  {'inserter':>8}  {'readers':>7}"
     )
     print(head)
     for c in cells:
@@ -269,6 +313,7 @@ def print_ingest(cells: list[IngestCell]) -> None:
             f"{c.queries:>12}  {c.rows:>8,}  {(f'{c.rate:,.0f}' if c.rate else 'max'):>9}  {c.acked:>8,}  {c.rows_per_s:>10,.0f}  "
             f"{(f'{c.received_min:,}' if c.queries else '-'):>14}  {('yes' if c.in_order else 'NO'):>8}  "
             f"{c.p50_ms:>8.1f}  {c.p99_ms:>9.1f}  {c.delivered_per_s:>17,.0f}  {c.cpu_us_per_row:>17.1f}"
+            f"  {c.server_cpu_s:>13.2f}  {c.inserter_cpu_s:>8.2f}  {c.reader_cpu_s:>7.2f}"
         )
 
 

@@ -20,15 +20,20 @@ an insert is acknowledged once it is stored; the hub reads it after.
 from __future__ import annotations
 
 import logging
+import re
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from ksqlpy.runtime.codec import SourceDecoder
-from ksqlpy.runtime.evaluate import StepEvaluator
+from ksqlpy import sqltypes
+from ksqlpy.planner.expressions import duckdb_name
+from ksqlpy.planner.physical import StepKind
+from ksqlpy.runtime.codec import HEADERS, NULL_KEY, SourceDecoder
+from ksqlpy.runtime.evaluate import TS, Evaluated, StepEvaluator
 from ksqlpy.runtime.rows import Row
 from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.stats import record_bytes
@@ -53,6 +58,8 @@ class _Plan:
 
     evaluator: StepEvaluator
     users: int = 0
+    #: the plan in Arrow alone when it only picks columns (see :func:`column_picker`)
+    pick: Callable[[pa.Table], pa.Table | None] | None = None
 
 
 @dataclass(eq=False, slots=True)
@@ -98,7 +105,7 @@ class SourceHub:
         with self._lock:
             plan = self._plans.get(plan_key)
             if plan is None:
-                plan = self._plans[plan_key] = _Plan(evaluator)
+                plan = self._plans[plan_key] = _Plan(evaluator, pick=column_picker(evaluator))
             elif plan.evaluator is not evaluator:
                 evaluator.con.close()  # the plan's first query's evaluator serves this one too
             plan.users += 1
@@ -238,7 +245,8 @@ class SourceHub:
         if plan is None:
             return  # its queries all left meanwhile
         first = users[0].query
-        result = plan.evaluator.evaluate(batch, first.query_id)
+        picked = plan.pick(batch) if plan.pick is not None else None
+        result = Evaluated(picked, []) if picked is not None else plan.evaluator.evaluate(batch, first.query_id)
         rows: list[Row] | None = None
         for member in users:
             query = member.query
@@ -254,6 +262,61 @@ class SourceHub:
                 # The client is behind: these rows wait here (as a query reading alone waits
                 # with its last batch), and its next records wait in the topic.
                 member.held = rows
+
+
+_QUOTED = re.compile(r'"((?:[^"]|"")*)"')
+
+
+def column_picker(evaluator: StepEvaluator) -> Callable[[pa.Table], pa.Table | None] | None:
+    """The evaluator's query done in Arrow, when it only picks columns of a stream's records
+    (``SELECT *`` or a list of columns, no WHERE, the records' own timestamps and keys), else
+    None. Such a query costs DuckDB a registration, a statement and a conversion per batch, more
+    than the few rows of a batch from a paced writer cost anywhere else. The picker answers
+    None for a batch whose columns it cannot pass on as they are (then DuckDB evaluates it)."""
+    step = evaluator.step
+    if (
+        step.kind is not StepKind.STREAM_SELECT
+        or step.where_sql
+        or step.timestamp_sql != '"ROWTIME"'
+        or step.multiplies_rows
+        or step.source.null_values
+        or evaluator.window_bounds
+    ):
+        return None
+    picked: list[tuple[str, str, pa.DataType]] = []  # (output name, DuckDB input name, type)
+    for c in step.columns:
+        m = _QUOTED.fullmatch(c.sql.strip())
+        if m is None:
+            return None
+        picked.append((c.name, m.group(1).replace('""', '"'), sqltypes.to_arrow(c.type)))
+    keys = [duckdb_name(k.name) for k in step.source.key_columns] if not step.rekeyed else []
+
+    def pick(batch: pa.Table) -> pa.Table | None:
+        by_name = {duckdb_name(n): i for i, n in enumerate(batch.column_names)}
+        names: list[str] = []
+        columns: list[pa.ChunkedArray] = []
+        for name, source, arrow_type in picked:
+            i = by_name.get(source)
+            if i is None or batch.schema.field(i).type != arrow_type:
+                return None
+            names.append(name)
+            columns.append(batch.column(i))
+        for name, source in ((TS, "ROWTIME"), (HEADERS, HEADERS)):
+            if source not in by_name:
+                return None
+            names.append(name)
+            columns.append(batch.column(by_name[source]))
+        if keys:
+            if any(k not in by_name for k in keys):
+                return None
+            no_key = pc.is_null(batch.column(by_name[keys[0]]))
+            for k in keys[1:]:
+                no_key = pc.and_(no_key, pc.is_null(batch.column(by_name[k])))
+            names.append(NULL_KEY)
+            columns.append(no_key)
+        return pa.Table.from_arrays(columns, names=names)
+
+    return pick
 
 
 def _positions(items: Iterable[tuple[TopicPartition, int]]) -> Positions:

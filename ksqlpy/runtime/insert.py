@@ -159,9 +159,33 @@ def _produce(engine: Any, target: Source, values: Mapping[str, Any], pa_len: int
     timestamps = (
         pa.array([int(time.time() * 1000)] * pa_len, pa.int64()) if ts is None else ts
     )
-    encoder = SinkEncoder(target, registry_for(engine.store))
-    records, _ = encoder.encode(table, timestamps)
+    records, _ = _encoder(engine.store, target).encode(table, timestamps)
     engine.store.produce(target.topic, records)
+
+
+#: Formats whose serializers hold no schema-registry state: their encoders are kept per target.
+_PLAIN_FORMATS = frozenset({"JSON", "KAFKA", "DELIMITED", "NONE"})
+#: The encoders of recent targets: (store, target) identity -> (store, target, encoder). A
+#: stream's ``Source`` is replaced when it is dropped or replaced, so a kept encoder always
+#: matches its target's columns; the entries hold both alive, so the ids are not reused.
+_encoders: dict[tuple[int, int], tuple[Any, Source, SinkEncoder]] = {}
+MAX_ENCODERS = 256
+
+
+def _encoder(store: Any, target: Source) -> SinkEncoder:
+    """The target's encoder: building one (its serializers) cost as much as encoding a batch of
+    a few rows, which is what a paced ``/inserts-stream`` client sends."""
+    key = (id(store), id(target))
+    found = _encoders.get(key)
+    if found is not None and found[0] is store and found[1] is target:
+        return found[2]
+    encoder = SinkEncoder(target, registry_for(store))
+    formats = {target.key_format.format.upper(), target.value_format.format.upper()}
+    if formats <= _PLAIN_FORMATS:
+        if len(_encoders) >= MAX_ENCODERS:
+            _encoders.clear()
+        _encoders[key] = (store, target, encoder)
+    return encoder
 
 
 def _fmt(e: ast.Expr) -> str:

@@ -32,3 +32,17 @@ def test_bad_row_inserts_the_rows_before_it(engine: Engine) -> None:
     assert caught.value.index == 1
     assert "Failed to insert values into 'S'" in str(caught.value)
     assert engine.store.end_offsets("s") == {0: 1}
+
+
+def test_a_replaced_stream_gets_its_new_columns(engine: Engine) -> None:
+    """Encoders are kept per stream: a stream dropped and declared again with other columns
+    over the same topic encodes its own."""
+    engine.insert_rows("S", [{"K": "a", "V": 1}])
+    engine.session().execute_all(
+        "DROP STREAM S;"
+        "CREATE STREAM S (K STRING KEY, W STRING) WITH (KAFKA_TOPIC='s', PARTITIONS=1, VALUE_FORMAT='JSON');"
+    )
+    engine.insert_rows("S", [{"K": "b", "W": "w"}])
+    with engine.store.open_reader(["s"]) as reader:
+        batch = reader.poll(1000, timeout=1)
+    assert [v.decode() for v in batch.column("value").to_pylist()] == ['{"V":1}', '{"W":"w"}']

@@ -151,3 +151,69 @@ def test_the_last_query_of_a_plan_leaving_leaves_the_other_plans_running(engine:
         assert staying.error is None
     finally:
         staying.close()
+
+
+WIDE = (
+    "CREATE STREAM wide (k VARCHAR KEY, `low` INT, d DECIMAL(4,2), ts TIMESTAMP, st STRUCT<A INT>, "
+    "arr ARRAY<STRING>, b BYTES) WITH (kafka_topic='wide', value_format='JSON', partitions=1);"
+)
+WIDE_VALUES = [
+    (b"a", {"low": 1, "D": 1.25, "TS": 1700000000123, "ST": {"A": 7}, "ARR": ["x", None], "B": "AQI="}),
+    (None, {"low": None, "D": None, "TS": None, "ST": None, "ARR": None, "B": None}),
+    (b"c", {"low": -3, "D": 10.5, "TS": 0, "ST": {"A": None}, "ARR": [], "B": ""}),
+]
+
+
+@pytest.mark.parametrize(
+    "sql, picks, rows",
+    [
+        ("SELECT * FROM wide EMIT CHANGES;", True, 3),
+        ("SELECT `low`, k, ROWTIME, ROWOFFSET FROM wide EMIT CHANGES;", True, 3),
+        ("SELECT st, b FROM wide EMIT CHANGES;", True, 3),
+        ("SELECT k, `low` + 1 AS m FROM wide EMIT CHANGES;", False, 3),
+        ("SELECT * FROM wide WHERE `low` > 0 EMIT CHANGES;", False, 1),
+    ],
+)
+def test_queries_that_only_pick_columns_answer_in_arrow_as_duckdb_does(
+    engine: Engine, sql: str, picks: bool, rows: int
+) -> None:
+    from ksqlpy.runtime.codec import SourceDecoder
+    from ksqlpy.runtime.evaluate import StepEvaluator
+    from ksqlpy.runtime.fanout import column_picker
+    from ksqlpy.runtime.serde.registry import registry_for
+
+    s = engine.session(EARLIEST)
+    s.execute_all(WIDE)
+    engine.store.produce(
+        "wide",
+        pa.table(
+            {
+                "timestamp": pa.array([5, 6, 7], pa.int64()),
+                "key": pa.array([k for k, _ in WIDE_VALUES], pa.binary()),
+                "value": pa.array([json.dumps(v).encode() for _, v in WIDE_VALUES], pa.binary()),
+            }
+        ),
+    )
+    query = s.execute_query(sql)
+    try:
+        shared = collect(query, lambda g: len(g) >= rows)  # through the hub, picked or evaluated
+        push = query._runner
+        step = push.plan.step
+        evaluator = StepEvaluator(step, PushQuery.function_connection(), drop_unmatched=True)
+        picker = column_picker(evaluator)
+        assert (picker is not None) is picks
+        with engine.store.open_reader(["wide"]) as reader:
+            records = reader.poll(100, timeout=1)
+        batch = SourceDecoder(step.source, registry_for(engine.store)).decode(records).table
+        evaluated = evaluator.evaluate(batch, "test").rows
+        by_duckdb = push.client_rows(evaluated)
+        evaluator.con.close()
+        assert [r.values for r in by_duckdb] == shared
+        if picker is not None:
+            picked = picker(batch)
+            assert picked is not None
+            assert push.client_rows(picked) == by_duckdb
+            for column in ("__TS", "__NULL_KEY"):  # the record's timestamp, and whether it had a key
+                assert picked.column(column).to_pylist() == evaluated.column(column).to_pylist()
+    finally:
+        query.close()

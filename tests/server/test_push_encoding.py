@@ -16,3 +16,16 @@ def test_a_shared_row_is_encoded_once_per_format() -> None:
     other = Row(("k2", 8, None))
     assert encode(DelimitedFormat(), other) == b'["k2",8,null]\n'
     assert encode(DelimitedFormat(), Row(("k1", 7, None), tombstone=True)) is None
+
+
+def test_the_cache_stays_bounded_and_rows_past_it_encode_afresh() -> None:
+    from ksqlpy.server import push
+
+    first = Row(("first", 0, None))
+    encoded_first = encode(DelimitedFormat(), first)
+    rows = [Row((f"k{i}", i, None)) for i in range(3 * push.ENCODED_ROWS)]
+    for row in rows:
+        assert encode(DelimitedFormat(), row) == b'["%s",%d,null]\n' % (row.values[0].encode(), row.values[1])
+    assert len(push._encoded) + len(push._encoded_before) <= 2 * push.ENCODED_ROWS
+    assert encode(DelimitedFormat(), rows[-1]) is encode(DelimitedFormat(), rows[-1])  # still cached
+    assert encode(DelimitedFormat(), first) == encoded_first  # long evicted: encoded again, the same

@@ -46,6 +46,27 @@ def test_aborted_transaction_leaves_nothing(tmp_path: Path) -> None:
     store.close()
 
 
+def test_store_produce_inside_a_transaction_goes_with_it(tmp_path: Path) -> None:
+    """``store.produce`` of a one-partition topic commits on its own, unless the thread has a
+    transaction open: then it is part of it, and aborts with it."""
+    store = open_at(tmp_path / "log.duckdb")
+    store.create_topic(TopicSpec(name="out"))
+    with pytest.raises(RuntimeError, match="boom"), store.transaction():
+        store.produce("out", records([b"lost"]))
+        raise RuntimeError("boom")
+    assert store.end_offsets("out") == {0: 0}
+    store.produce("out", records([b"a", b"b"]))
+    store.produce("out", records([b"c"]))
+    assert store.end_offsets("out") == {0: 3}
+    store.close()
+    store = open_at(tmp_path / "log.duckdb")
+    with store.open_reader(["out"]) as reader:
+        batch = reader.poll(timeout=0)
+    assert batch.column("offset").to_pylist() == [0, 1, 2]
+    assert batch.column("value").to_pylist() == [b"a", b"b", b"c"]
+    store.close()
+
+
 def test_committed_transaction_is_durable_across_reopen(tmp_path: Path) -> None:
     path = tmp_path / "log.duckdb"
     store = open_at(path)
