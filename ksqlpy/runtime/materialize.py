@@ -5,7 +5,9 @@ database equal to the topic read as a changelog: the last record per key wins, a
 deletes the key. Each micro-batch is applied with two DuckDB statements (delete the batch's
 keys, insert their last non-tombstone values), inside the same store transaction that commits
 the read positions, so a crash never leaves state and positions apart (exactly once on the
-embedded store).
+embedded store). On Kafka the state is rebuilt from the topic (read committed) at every start and
+the positions stay in memory, so a batch commits in DuckDB alone, beside the queries' transactions
+rather than queued behind them on the store's transaction lock (it produces nothing to Kafka).
 
 Layout of ``mat."<NAME>"`` (see STATEFUL.md): key columns, then ``WINDOWSTART`` and ``WINDOWEND``
 for windowed tables, then value columns (and header columns), then ``ROWTIME``; primary key =
@@ -47,7 +49,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
@@ -238,10 +241,14 @@ class Materializer:
         *,
         group: str,
         owned: Callable[[], frozenset[int] | None] | None = None,
+        owners_known: Callable[[], bool] | None = None,
     ) -> None:
         self.layout = MatLayout(source=source)
         #: the partitions this server keeps (None: all); see the module docstring
         self.owned = owned
+        #: whether ``owned`` is settled (False while the query writing the table awaits its
+        #: first assignment: it then names no partitions, yet will hold some)
+        self.owners_known = owners_known
         #: the partitions the state holds now (None: all of them)
         self.held: frozenset[int] | None = None
         self.source = source
@@ -295,14 +302,31 @@ class Materializer:
     def covers(self, ends: Mapping[int, int]) -> bool:
         """Whether the state committed so far includes every record before ``ends``."""
         with self._cond:
-            return all(self._committed.get(p, 0) >= end for p, end in ends.items() if end > 0)
+            return self._holds_owned(ends) and all(
+                self._committed.get(p, 0) >= end for p, end in ends.items() if end > 0
+            )
+
+    def _holds_owned(self, ends: Mapping[int, int]) -> bool:
+        """Whether the state holds every partition of ``ends`` this server should hold now: the
+        positions advance over partitions held elsewhere too, so a partition assigned here a
+        moment ago counts only once it has been read again into the state (see :meth:`_follow`)."""
+        if self.owned is None or self.held is None:
+            return True
+        if self.owners_known is not None and not self.owners_known():
+            return False
+        wanted = self.owned()
+        parts = frozenset(p for p, end in ends.items() if end > 0)
+        return (parts if wanted is None else wanted & parts) <= self.held
 
     def wait_for(self, ends: Mapping[int, int], timeout: float) -> bool:
         """Wait (at most ``timeout`` seconds) until the state covers ``ends``; read-your-writes
         for pull queries. False when it did not catch up in time or the materializer stopped."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while not all(self._committed.get(p, 0) >= end for p, end in ends.items() if end > 0):
+            while not (
+                self._holds_owned(ends)
+                and all(self._committed.get(p, 0) >= end for p, end in ends.items() if end > 0)
+            ):
                 left = deadline - time.monotonic()
                 if left <= 0 or self._stop.is_set() or self.error is not None:
                     return False
@@ -381,8 +405,7 @@ class Materializer:
                     batch = batch.filter(pc.less(batch.column("offset"), end))
                     if batch.num_rows:
                         again.append(batch)
-        with self.store.transaction() as tx:
-            con = tx.state
+        with self._state_transaction() as con:
             if lost:
                 listed = ", ".join(str(p) for p in lost)
                 con.execute(f"DELETE FROM {self.layout.ref} WHERE {quote_column(PARTITION_COLUMN)} IN ({listed})")
@@ -391,6 +414,7 @@ class Materializer:
             for batch in again:
                 self._apply(con, batch, decoder)
         self.held = now
+        self._publish({})  # wakes pull queries waiting for these partitions (wait_for)
         log.info("Table %s now holds partition(s) %s (dropped %s, read again %s)", self.name, sorted(now), lost, gained)
 
     def _fail(self, e: BaseException) -> None:
@@ -443,11 +467,44 @@ class Materializer:
             # cluster mode: the records of partitions held elsewhere only advance the position
             parts = pa.array(sorted(self.held), pa.int32())
             records = records.filter(pc.is_in(pc.cast(records.column("partition"), pa.int32()), value_set=parts))
-        with self.store.transaction() as tx:
+        if self.owned is not None:
+            # On Kafka the state is rebuilt from the topic at every start: the positions need
+            # not be kept, and the batch commits in DuckDB alone (see _state_transaction).
             if records is not None and records.num_rows:
-                self._apply(tx.state, records, decoder)
-            tx.commit_positions(self.group, positions)
+                with self._state_transaction() as con:
+                    self._apply(con, records, decoder)
+        else:
+            with self.store.transaction() as tx:
+                if records is not None and records.num_rows:
+                    self._apply(tx.state, records, decoder)
+                tx.commit_positions(self.group, positions)
         self._publish({tp.partition: off for tp, off in positions.items()})
+
+    @contextmanager
+    def _state_transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A transaction on the state database for one batch or one change of the partitions held.
+
+        On Kafka (``owned`` given) it is a DuckDB transaction alone: the materializer produces
+        nothing and its positions live only in memory (the state is rebuilt from the topic at
+        every start), so it needs neither a Kafka transaction nor the store's transaction lock,
+        which would hold up the queries' transactions (DuckDB runs it beside theirs: no other
+        writer touches ``mat."<NAME>"``). On the embedded store the positions commit with the
+        state in the store's transaction (see :meth:`_commit`)."""
+        if self.owned is None:
+            with self.store.transaction() as tx:
+                yield tx.state
+            return
+        con = self.store.state_cursor()
+        try:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+        finally:
+            con.close()
 
     def _publish(self, committed: Mapping[int, int]) -> None:
         with self._cond:

@@ -451,6 +451,11 @@ class PersistentQuery(QueryRunner):
         active = frozenset(owned)
         return active, partitioned.standbys - active
 
+    def owners_known(self) -> bool:
+        """Whether :meth:`owned_partitions` is settled: not before the first assignment."""
+        partitioned = self._partitioned
+        return partitioned is None or not partitioned.co_partitioned or partitioned._owned is not None
+
     def reads_ahead(self) -> bool:
         # Subclasses (two-stage GROUP BY, joins) write internal topics or hold records back
         # between batches: they start as usual. An aggregation in one stage reads ahead on its
