@@ -397,6 +397,8 @@ class Engine:
         self._count_query_id(compiled.query_id)
         if materialize and sink.is_table:
             self.materialize(sink, generation)
+            # the query may feed its rows into the table's state (materialize.py, "Fed partitions")
+            query.materializer_of = functools.partial(self.materializers.get, sink.name)
         return query
 
     def _count_query_id(self, query_id: str) -> None:

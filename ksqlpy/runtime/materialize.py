@@ -258,6 +258,13 @@ class Materializer:
         self.records_in = 0
         self.error: BaseException | None = None
         self._committed: dict[int, int] = {}
+        #: partitions the query writing the table feeds (see "Fed partitions" in the module
+        #: docstring), each with the offset from which its records are in the state already
+        self._fed: dict[int, int] = {}
+        #: fed partitions the query stopped feeding: to be read again from the topic
+        self._unfed: set[int] = set()
+        #: held by the feeding query through each batch's transaction (see _commit)
+        self.feed_lock = threading.Lock()
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._idle = threading.Event()
@@ -313,6 +320,8 @@ class Materializer:
         if self.owned is None or self.held is None:
             return True
         if self.owners_known is not None and not self.owners_known():
+            return False
+        if self._unfed:
             return False
         wanted = self.owned()
         parts = frozenset(p for p, end in ends.items() if end > 0)
@@ -394,9 +403,13 @@ class Materializer:
         everything = frozenset(tp.partition for tp in positions)
         now = everything if wanted is None else wanted & everything
         held = everything if self.held is None else self.held
-        if now == held:
+        with self._cond:
+            unfed = frozenset(self._unfed)
+        if now == held and not unfed:
             return
-        lost, gained = sorted(held - now), sorted(now - held)
+        # A partition the query no longer feeds is dropped and read again from the topic: its
+        # records past the feed's start were skipped, and some may be another writer's now.
+        lost, gained = sorted((held - now) | (unfed & held)), sorted((now - held) | (unfed & now))
         again: list[pa.Table] = []
         for p in gained:  # read before the transaction, which holds up every other writer
             end = positions.get(TopicPartition(self.source.topic, p), 0)
@@ -414,6 +427,10 @@ class Materializer:
             for batch in again:
                 self._apply(con, batch, decoder)
         self.held = now
+        with self._cond:
+            for p in unfed:
+                self._fed.pop(p, None)
+            self._unfed -= unfed
         self._publish({})  # wakes pull queries waiting for these partitions (wait_for)
         log.info("Table %s now holds partition(s) %s (dropped %s, read again %s)", self.name, sorted(now), lost, gained)
 
@@ -467,6 +484,23 @@ class Materializer:
             # cluster mode: the records of partitions held elsewhere only advance the position
             parts = pa.array(sorted(self.held), pa.int32())
             records = records.filter(pc.is_in(pc.cast(records.column("partition"), pa.int32()), value_set=parts))
+        with self._cond:
+            fed = dict(self._fed)
+        if records is not None and fed and records.num_rows:
+            # the records the query fed into the state in its own transactions only advance it
+            partition, offset = records.column("partition"), records.column("offset")
+            skip = None
+            for p, start in fed.items():
+                mine = pc.and_(pc.equal(partition, p), pc.greater_equal(offset, start))
+                skip = mine if skip is None else pc.or_(skip, mine)
+            assert skip is not None
+            skip = pc.fill_null(skip, False)
+            if pc.any(skip).as_py():
+                records = records.filter(pc.invert(skip))
+                # Kafka's transaction commits before the query's state does: the position may
+                # pass the records it fed once their rows are committed (read-your-writes).
+                with self.feed_lock:
+                    pass
         if self.owned is not None:
             # On Kafka the state is rebuilt from the topic at every start: the positions need
             # not be kept, and the batch commits in DuckDB alone (see _state_transaction).
@@ -510,6 +544,78 @@ class Materializer:
         with self._cond:
             self._committed.update(committed)
             self._cond.notify_all()
+
+    # ---------------------------------------------------------------- fed partitions
+
+    def feedable(self, partitions: int) -> bool:
+        """Whether the query writing this table may feed its rows here (see the module
+        docstring): a windowed table (nothing else writes it) of one partition, on Kafka."""
+        s = self.source
+        return (
+            self.owned is not None
+            and s.window is not None
+            and partitions == 1
+            and not s.header_columns
+            and self.running
+            and self.error is None
+        )
+
+    def fed(self) -> frozenset[int]:
+        with self._cond:
+            return frozenset(self._fed)
+
+    def start_feeding(self, partition: int, timeout: float) -> bool:
+        """Take partition ``partition``'s rows from the query writing it from now on, the
+        query's thread asking between its batches, while nothing is written to the partition:
+        once the state holds every record the partition has (waiting ``timeout`` at most),
+        records from its end on are skipped when read. False: not now (try again later)."""
+        end = self.store.end_offsets(self.source.topic).get(partition, 0)
+        with self._cond:
+            if partition in self._unfed:
+                return False
+        if not self.wait_for({partition: end}, timeout) or partition not in (self.held or frozenset()):
+            return False
+        with self._cond:
+            if partition in self._unfed or self.error is not None:
+                return False
+            self._fed[partition] = end
+        log.info("Table %s: the query writing it feeds partition %d from offset %d", self.name, partition, end)
+        return True
+
+    def stop_feeding(self, partitions: frozenset[int]) -> None:
+        """The query no longer feeds ``partitions`` (it lost them, or stopped): they are read
+        again from the topic (see :meth:`_follow`); pull queries wait for that."""
+        with self._cond:
+            stopped = {p for p in partitions if p in self._fed}
+            self._unfed |= stopped
+            self._cond.notify_all()
+        if stopped:
+            log.info("Table %s: partition(s) %s no longer fed, read again from the topic", self.name, sorted(stopped))
+
+    def feed(self, con: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
+        """Upsert rows the query writes to fed partitions, in the query's transaction: columns
+        as in the table (by ksqlDB name, hidden ones included) and ``__tomb``, in record order."""
+        if rows.num_rows == 0:
+            return
+        layout = self.layout
+        names = [*layout.column_names, "__tomb"]
+        table = pa.table(
+            [rows.column(n) for n in names] + [pa.array(range(rows.num_rows), pa.int64())],
+            names=[duckdb_name(n) for n in layout.column_names] + ["__tomb", "__seq"],
+        )
+        keys = [quote_column(c.name) for c in self.source.key_columns]
+        not_null = " AND ".join(f"{k} IS NOT NULL" for k in keys) or "TRUE"
+        pk = ", ".join(quote_column(k) for k in layout.key_names)
+        picks = ", ".join(quote_column(n) for n in layout.column_names)
+        con.register("__mat_fed", table)
+        try:
+            latest = con.sql(
+                f"SELECT {picks}, __tomb FROM __mat_fed WHERE {not_null} "
+                f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY __seq DESC) = 1"
+            ).to_arrow_table()
+        finally:
+            con.unregister("__mat_fed")
+        self._upsert(con, latest)
 
     # ---------------------------------------------------------------- one batch
 
@@ -601,8 +707,14 @@ class Materializer:
         finally:
             con.unregister("__mat_decoded")
             con.unregister("__mat_meta")
+        self._upsert(con, latest)
+
+    def _upsert(self, con: duckdb.DuckDBPyConnection, latest: pa.Table) -> None:
+        """Write a batch's last record per key (columns by their DuckDB names, and ``__tomb``):
+        tombstones delete, windows past retention are dropped and expire others."""
         if latest.num_rows == 0:
             return
+        layout = self.layout
         retention = layout.retention_ms
         advanced = self._advance_stream_time(con, latest) if retention is not None else {}
         con.register("__mat_latest", latest)
