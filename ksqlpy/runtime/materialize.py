@@ -30,6 +30,28 @@ from the topic into the state; when one is lost, its rows are deleted. Pull quer
 to the servers holding a key's partition (``ksqlpy.server.pullroute``). The state is rebuilt
 from the topic when such a server starts (what it holds then is decided afresh).
 
+Fed partitions (one copy of the rows, as ksqlDB's pull queries read the aggregation's own
+store): the query writing a table may put the rows it produces into ``mat."<NAME>"`` itself, in
+the transaction that produces them (:meth:`Materializer.feed`, called by ``PersistentQuery``), so
+the materializer need not decode and upsert them again when it reads them back. The rule, kept
+where it is provably right and reading the topic everywhere else:
+
+- only a windowed table (INSERT VALUES cannot write one) of one partition on Kafka under
+  exactly-once, written by an aggregation running here: the partition's only writer is the one
+  active task, here; an aborted batch rolls back its fed rows with the rest of its state;
+- the hand-over: between two of its batches (nothing written to the partition meanwhile), the
+  query waits until the materializer holds the partition and has committed it up to its end
+  offset ``E`` (:meth:`Materializer.start_feeding`); from then on the materializer skips the
+  partition's records at ``E`` and after (they are in the state already), so no older record read
+  from the topic can overwrite a fed one. Read-your-writes holds: a position past fed records is
+  published only once their rows are committed (the state commits just after Kafka's
+  transaction; ``feed_lock``);
+- the end: when the query loses the partition, stops or fails, the partition is dropped and read
+  again from the topic up to the reader's position (:meth:`Materializer.stop_feeding`, then
+  ``_follow``), which also covers records another server wrote meanwhile; pull queries wait for it.
+  Every start rebuilds the state from the topic, and a table re-created under the same name gets a
+  new materializer, handed over afresh.
+
 Window retention: a windowed aggregation's table (``WindowInfo.retention_ms`` set) keeps windows
 as Kafka Streams' segmented window and session stores do. The store tracks, per partition, the
 *observed stream time*: the largest segment timestamp ever put into it (tombstones included),
@@ -567,12 +589,13 @@ class Materializer:
     def start_feeding(self, partition: int, timeout: float) -> bool:
         """Take partition ``partition``'s rows from the query writing it from now on, the
         query's thread asking between its batches, while nothing is written to the partition:
-        once the state holds every record the partition has (waiting ``timeout`` at most),
-        records from its end on are skipped when read. False: not now (try again later)."""
+        once the state holds every record the partition has (waiting ``timeout`` at most, when
+        at most a batch behind), records from its end on are skipped when read. False: not now
+        (try again later)."""
         end = self.store.end_offsets(self.source.topic).get(partition, 0)
         with self._cond:
-            if partition in self._unfed:
-                return False
+            if partition in self._unfed or end - self._committed.get(partition, 0) > BATCH_SIZE:
+                return False  # far behind (rebuilding, say): the query is not held up meanwhile
         if not self.wait_for({partition: end}, timeout) or partition not in (self.held or frozenset()):
             return False
         with self._cond:

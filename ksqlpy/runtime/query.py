@@ -43,9 +43,11 @@ BATCH_SIZE = 20_000
 #: The same for a query that keeps state: each of its batches runs a dozen DuckDB statements over
 #: the state, so it takes larger batches (a windowed count spent ~12 % more CPU at 20,000).
 STATEFUL_BATCH_SIZE = 50_000
-#: How long a query waits, once, for the materializer of the table it writes to read a partition
-#: to its end before it feeds the partition's rows itself (else it tries again next batch).
-FEED_HANDOVER_SECONDS = 5.0
+#: How long a query waits for the materializer of the table it writes to read a partition to its
+#: end before it feeds the partition's rows itself (a batch's worth of records, normally).
+FEED_HANDOVER_SECONDS = 2.0
+#: How long it goes on letting the materializer read the partition before it asks again.
+FEED_RETRY_SECONDS = 1.0
 
 
 class QueryState(enum.Enum):
@@ -513,21 +515,20 @@ class PersistentQuery(QueryRunner):
     #: the materializer this query feeds, and whether its sink allows it (see _feeding)
     _feeding_to: Any = None
     _sink_partitions: int | None = None
+    #: the reader's count of rebalances that took partitions away, as of the hand-overs
+    _feed_revokes: int | None = None
+    #: when to try handing partitions over again after the materializer was not ready
+    _feed_retry_at = 0.0
 
-    def _feeding(self, ahead: bool) -> tuple[Any, frozenset[int]] | None:
+    def _feeding(self, reader: Any, ahead: bool) -> tuple[Any, frozenset[int]] | None:
         """The materializer of the table this query writes and the partitions whose rows this
         batch feeds into it, in the batch's transaction (``ksqlpy.runtime.materialize``, "Fed
         partitions"): those this server's task is active for, each handed over once the
         materializer holds all of it. None when nothing is fed."""
         lookup = self.materializer_of
-        if lookup is None or ahead or type(self) is not PersistentQuery or self._processor is None:
-            return None
-        if not getattr(self.store, "exactly_once", False):
-            return None
-        target = lookup()
+        target = lookup() if lookup is not None else None
         if target is not self._feeding_to:
-            if self._feeding_to is not None:
-                self._feeding_to.stop_feeding(self._feeding_to.fed())
+            self._stop_feeding()
             self._feeding_to = target
         if target is None:
             return None
@@ -537,31 +538,51 @@ class PersistentQuery(QueryRunner):
             self._sink_partitions = spec.partitions if spec is not None else 0
         owned = self.owned_partitions()
         active = owned[0] if owned is not None else frozenset()
+        revokes = getattr(reader, "_revokes", None)
+        eligible = (
+            not ahead
+            and type(self) is PersistentQuery
+            and self._processor is not None
+            and getattr(self.store, "exactly_once", False)
+            and target.feedable(self._sink_partitions)
+        )
         fed = target.fed()
-        if fed - active:
+        if not eligible or revokes != self._feed_revokes:
+            # A rebalance took partitions away since the hand-over (they may have been written
+            # elsewhere meanwhile, even if they are back): they are read again, then handed over.
+            self._feed_revokes = revokes
+            self._stop_feeding()
+            self._feeding_to = target
+            fed = frozenset()
+        elif fed - active:
             target.stop_feeding(fed - active)
             fed = fed & active
-        if not target.feedable(self._sink_partitions):
-            if fed:
-                target.stop_feeding(fed)
+        if not eligible:
             return None
-        for p in sorted(active - fed):
-            # nothing is written to the partition meanwhile: this thread is its only writer
-            if target.start_feeding(p, timeout=FEED_HANDOVER_SECONDS):
-                fed = fed | {p}
+        if active - fed and time.monotonic() >= self._feed_retry_at:
+            for p in sorted(active - fed):
+                # Nothing is written to the partition meanwhile: this thread is its only writer.
+                if target.start_feeding(p, timeout=FEED_HANDOVER_SECONDS):
+                    fed = fed | {p}
+                else:  # the materializer is still catching up (rebuilding, say): later
+                    self._feed_retry_at = time.monotonic() + FEED_RETRY_SECONDS
         return (target, fed) if fed else None
 
-    def finished(self) -> None:
-        target, self._feeding_to = self._feeding_to, None
+    def _stop_feeding(self) -> None:
+        target = self._feeding_to
         if target is not None:
             target.stop_feeding(target.fed())
+
+    def finished(self) -> None:
+        self._stop_feeding()
+        self._feeding_to = None
 
     def emit_stateful(self, batch: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
         # State, produced records and positions commit in one transaction (STATEFUL.md); a
         # batch read ahead of the group's assignment goes into the read-ahead's (reads_ahead).
         assert encoder is not None and self.plan.sink is not None and self.group is not None
         ahead = reader.ahead_transaction()
-        feeding = self._feeding(ahead is not None)
+        feeding = self._feeding(reader, ahead is not None)
         # The materializer publishes how far it has read the records this batch feeds only
         # once their state is committed too (it commits after Kafka's transaction does).
         fed = feeding[0].feed_lock if feeding is not None else contextlib.nullcontext()
