@@ -43,9 +43,11 @@ where it is provably right and reading the topic everywhere else:
   query waits until the materializer holds the partition and has committed it up to its end
   offset ``E`` (:meth:`Materializer.start_feeding`); from then on the materializer skips the
   partition's records at ``E`` and after (they are in the state already), so no older record read
-  from the topic can overwrite a fed one. Read-your-writes holds: a position past fed records is
-  published only once their rows are committed (the state commits just after Kafka's
-  transaction; ``feed_lock``);
+  from the topic can overwrite a fed one, and soon stops reading the partition at all
+  (``_sync_reader``). Read-your-writes holds: a fed partition counts as caught up once the
+  query's transaction under way, if any, has committed its state too (the state commits just
+  after Kafka's transaction; ``feed_lock``), and a position past records skipped while reading
+  stopped is published only then too;
 - the end: when the query loses the partition, stops or fails, the partition is dropped and read
   again from the topic up to the reader's position (:meth:`Materializer.stop_feeding`, then
   ``_follow``), which also covers records another server wrote meanwhile; pull queries wait for it.
@@ -287,6 +289,8 @@ class Materializer:
         self._unfed: set[int] = set()
         #: held by the feeding query through each batch's transaction (see _commit)
         self.feed_lock = threading.Lock()
+        #: fed partitions, left out of the reader, with the offset reading stopped at
+        self._paused: dict[int, int] = {}
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._idle = threading.Event()
@@ -329,11 +333,19 @@ class Materializer:
         return self.error is not None or self.covers(self.store.end_offsets(self.source.topic))
 
     def covers(self, ends: Mapping[int, int]) -> bool:
-        """Whether the state committed so far includes every record before ``ends``."""
+        """Whether the state committed so far includes every record before ``ends`` (a fed
+        partition's records are in it as soon as the query's transactions commit)."""
         with self._cond:
-            return self._holds_owned(ends) and all(
-                self._committed.get(p, 0) >= end for p, end in ends.items() if end > 0
-            )
+            return self._covered(ends, frozenset(self._fed))
+
+    def _covered(self, ends: Mapping[int, int], fed: frozenset[int]) -> bool:
+        """(Under ``_cond``.) ``fed``: fed partitions whose committed transactions are known to
+        have committed their rows too."""
+        return self._holds_owned(ends) and all(
+            self._committed.get(p, 0) >= end or (p in fed and p in self._fed)
+            for p, end in ends.items()
+            if end > 0
+        )
 
     def _holds_owned(self, ends: Mapping[int, int]) -> bool:
         """Whether the state holds every partition of ``ends`` this server should hold now: the
@@ -353,11 +365,16 @@ class Materializer:
         """Wait (at most ``timeout`` seconds) until the state covers ``ends``; read-your-writes
         for pull queries. False when it did not catch up in time or the materializer stopped."""
         deadline = time.monotonic() + timeout
+        fed = self.fed()
+        if fed & {p for p, end in ends.items() if end > 0}:
+            # The records of a fed partition are not read: they are in the state once the
+            # query's transaction that wrote them has committed its state too, which it does
+            # holding feed_lock (taken outside _cond, which the query's thread takes under it).
+            if not self.feed_lock.acquire(timeout=max(timeout, 0.0)):
+                return False
+            self.feed_lock.release()
         with self._cond:
-            while not (
-                self._holds_owned(ends)
-                and all(self._committed.get(p, 0) >= end for p, end in ends.items() if end > 0)
-            ):
+            while not self._covered(ends, fed):
                 left = deadline - time.monotonic()
                 if left <= 0 or self._stop.is_set() or self.error is not None:
                     return False
@@ -389,7 +406,8 @@ class Materializer:
             waited = True
             while not self._stop.is_set():
                 if self.owned is not None:
-                    self._follow(decoder, reader.positions())
+                    self._follow(decoder, {**reader.positions(), **self._paused_positions()})
+                    reader = self._sync_reader(reader)
                 # after a batch, look without waiting, so idleness shows at once (see QueryRunner)
                 records = reader.poll(BATCH_SIZE, timeout=0.2 if waited else 0.0)
                 waited = records.num_rows == 0
@@ -410,6 +428,27 @@ class Materializer:
                 reader.close()
             except Exception:
                 log.debug("closing the reader of %s failed", self.name, exc_info=True)
+
+    def _paused_positions(self) -> dict[TopicPartition, int]:
+        return {TopicPartition(self.source.topic, p): off for p, off in self._paused.items()}
+
+    def _sync_reader(self, reader: TopicReader) -> TopicReader:
+        """Read no fed partition: the query puts their rows into the state, and reading them
+        back would cost as much as the rest of the materializer. A partition fed from now on
+        is left where reading stands; one no longer fed (read again into the state up to
+        there by _follow) is read on from there. Reopens the reader when that changes."""
+        with self._cond:
+            fed = frozenset(self._fed)
+        if fed == frozenset(self._paused):
+            return reader
+        positions = {tp.partition: off for tp, off in {**reader.positions(), **self._paused_positions()}.items()}
+        self._paused = {p: positions.get(p, 0) for p in fed}
+        reader.close()
+        starts = {TopicPartition(self.source.topic, p): off for p, off in positions.items() if p not in fed}
+        reader = self._reader = self.store.open_partition_reader(starts)
+        if self._stop.is_set():
+            reader.wakeup()
+        return reader
 
     def _open_partitions(self) -> TopicReader:
         """Every partition of the topic, from the start: the state was rebuilt empty."""

@@ -3,6 +3,7 @@ broker), whose state database is a local DuckDB file committed after each Kafka 
 
 from __future__ import annotations
 
+import time
 import uuid
 from pathlib import Path
 
@@ -82,11 +83,16 @@ def test_query_feeds_its_windowed_table_on_kafka(kafka_bootstrap: str, tmp_path:
         # b at 4000 came after stream time 12000 closed window 0 (no grace): dropped
         expected = {("a", 0, 2, 3), ("b", 0, 1, 5), ("a", 10_000, 1, 7)}
         assert {tuple(r.values) for r in session.execute_query(pull)} == expected
+        deadline = time.monotonic() + 10
+        while 0 not in materializer._paused and time.monotonic() < deadline:
+            time.sleep(0.05)
+        read = materializer.records_in  # the fed partition is no longer read back
         # stream time 31000: windows 0 and 10000 expire, as when the topic is read back
         session.execute_all("INSERT INTO views (ROWTIME, page, ms) VALUES (31000, 'c', 4);")
         assert {tuple(r.values) for r in session.execute_query(pull)} == {("c", 30_000, 1, 4)}
         session.execute_all("INSERT INTO views (ROWTIME, page, ms) VALUES (32000, 'c', 6);")
         assert {tuple(r.values) for r in session.execute_query(pull)} == {("c", 30_000, 2, 10)}
+        assert materializer.records_in == read
         fed_state = _state_rows(engine, "PER_PAGE")
         (query_id,) = [q for q in engine.queries if "PER_PAGE" in q]
         session.execute_all(f"TERMINATE {query_id};")
