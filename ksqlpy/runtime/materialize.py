@@ -41,7 +41,8 @@ where it is provably right and reading the topic everywhere else:
   active task, here; an aborted batch rolls back its fed rows with the rest of its state;
 - the hand-over: between two of its batches (nothing written to the partition meanwhile), the
   query waits until the materializer holds the partition and has committed it up to its end
-  offset ``E`` (:meth:`Materializer.start_feeding`); from then on the materializer skips the
+  offset ``E`` (:meth:`Materializer.start_feeding`; only when it is at most a batch behind, else
+  the query goes on and asks again later); from then on the materializer skips the
   partition's records at ``E`` and after (they are in the state already), so no older record read
   from the topic can overwrite a fed one, and soon stops reading the partition at all
   (``_sync_reader``). Read-your-writes holds: a fed partition counts as caught up once the
