@@ -397,6 +397,8 @@ class Engine:
         self._count_query_id(compiled.query_id)
         if materialize and sink.is_table:
             self.materialize(sink, generation)
+            # the query may feed its rows into the table's state (materialize.py, "Fed partitions")
+            query.materializer_of = functools.partial(self.materializers.get, sink.name)
         return query
 
     def _count_query_id(self, query_id: str) -> None:
@@ -433,7 +435,8 @@ class Engine:
         self.unmaterialize(source.name, drop_state=False)
         group = f"_confluent-ksql-{self.config.service_id}materialize_{source.name}_{max(generation, 0)}"
         owned = functools.partial(self.held_partitions, source.name) if self.store.kind == "kafka" else None
-        m = Materializer(source, self.store, self.plog, group=group, owned=owned)
+        known = functools.partial(self.table_owners_known, source.name) if owned is not None else None
+        m = Materializer(source, self.store, self.plog, group=group, owned=owned, owners_known=known)
         self.materializers[source.name] = m
         if not self.replaying:
             m.start()
@@ -450,6 +453,17 @@ class Engine:
             owned = getattr(query, "owned_partitions", None)
             return owned() if owned is not None else None
         return None
+
+    def table_owners_known(self, name: str) -> bool:
+        """Whether :meth:`table_owners` is settled for table ``name``: False while the query
+        writing it waits for its first assignment (it names no partitions then)."""
+        for query in list(self.queries.values()):
+            plan = getattr(query, "plan", None)
+            if plan is None or plan.sink is None or plan.sink.name != name:
+                continue
+            known = getattr(query, "owners_known", None)
+            return bool(known()) if known is not None else True
+        return True
 
     def held_partitions(self, name: str) -> frozenset[int] | None:
         """The partitions of table ``name`` this server materializes (active and standby)."""

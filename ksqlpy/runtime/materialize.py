@@ -5,7 +5,9 @@ database equal to the topic read as a changelog: the last record per key wins, a
 deletes the key. Each micro-batch is applied with two DuckDB statements (delete the batch's
 keys, insert their last non-tombstone values), inside the same store transaction that commits
 the read positions, so a crash never leaves state and positions apart (exactly once on the
-embedded store).
+embedded store). On Kafka the state is rebuilt from the topic (read committed) at every start and
+the positions stay in memory, so a batch commits in DuckDB alone, beside the queries' transactions
+rather than queued behind them on the store's transaction lock (it produces nothing to Kafka).
 
 Layout of ``mat."<NAME>"`` (see STATEFUL.md): key columns, then ``WINDOWSTART`` and ``WINDOWEND``
 for windowed tables, then value columns (and header columns), then ``ROWTIME``; primary key =
@@ -28,6 +30,31 @@ from the topic into the state; when one is lost, its rows are deleted. Pull quer
 to the servers holding a key's partition (``ksqlpy.server.pullroute``). The state is rebuilt
 from the topic when such a server starts (what it holds then is decided afresh).
 
+Fed partitions (one copy of the rows, as ksqlDB's pull queries read the aggregation's own
+store): the query writing a table may put the rows it produces into ``mat."<NAME>"`` itself, in
+the transaction that produces them (:meth:`Materializer.feed`, called by ``PersistentQuery``), so
+the materializer need not decode and upsert them again when it reads them back. The rule, kept
+where it is provably right and reading the topic everywhere else:
+
+- only a windowed table (INSERT VALUES cannot write one) of one partition on Kafka under
+  exactly-once, written by an aggregation running here: the partition's only writer is the one
+  active task, here; an aborted batch rolls back its fed rows with the rest of its state;
+- the hand-over: between two of its batches (nothing written to the partition meanwhile), the
+  query waits until the materializer holds the partition and has committed it up to its end
+  offset ``E`` (:meth:`Materializer.start_feeding`; only when it is at most a batch behind, else
+  the query goes on and asks again later); from then on the materializer skips the
+  partition's records at ``E`` and after (they are in the state already), so no older record read
+  from the topic can overwrite a fed one, and soon stops reading the partition at all
+  (``_sync_reader``). Read-your-writes holds: a fed partition counts as caught up once the
+  query's transaction under way, if any, has committed its state too (the state commits just
+  after Kafka's transaction; ``feed_lock``), and a position past records skipped while reading
+  stopped is published only then too;
+- the end: when the query loses the partition, stops or fails, the partition is dropped and read
+  again from the topic up to the reader's position (:meth:`Materializer.stop_feeding`, then
+  ``_follow``), which also covers records another server wrote meanwhile; pull queries wait for it.
+  Every start rebuilds the state from the topic, and a table re-created under the same name gets a
+  new materializer, handed over afresh.
+
 Window retention: a windowed aggregation's table (``WindowInfo.retention_ms`` set) keeps windows
 as Kafka Streams' segmented window and session stores do. The store tracks, per partition, the
 *observed stream time*: the largest segment timestamp ever put into it (tombstones included),
@@ -47,7 +74,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import duckdb
@@ -238,10 +266,14 @@ class Materializer:
         *,
         group: str,
         owned: Callable[[], frozenset[int] | None] | None = None,
+        owners_known: Callable[[], bool] | None = None,
     ) -> None:
         self.layout = MatLayout(source=source)
         #: the partitions this server keeps (None: all); see the module docstring
         self.owned = owned
+        #: whether ``owned`` is settled (False while the query writing the table awaits its
+        #: first assignment: it then names no partitions, yet will hold some)
+        self.owners_known = owners_known
         #: the partitions the state holds now (None: all of them)
         self.held: frozenset[int] | None = None
         self.source = source
@@ -251,6 +283,15 @@ class Materializer:
         self.records_in = 0
         self.error: BaseException | None = None
         self._committed: dict[int, int] = {}
+        #: partitions the query writing the table feeds (see "Fed partitions" in the module
+        #: docstring), each with the offset from which its records are in the state already
+        self._fed: dict[int, int] = {}
+        #: fed partitions the query stopped feeding: to be read again from the topic
+        self._unfed: set[int] = set()
+        #: held by the feeding query through each batch's transaction (see _commit)
+        self.feed_lock = threading.Lock()
+        #: fed partitions, left out of the reader, with the offset reading stopped at
+        self._paused: dict[int, int] = {}
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._idle = threading.Event()
@@ -293,16 +334,48 @@ class Materializer:
         return self.error is not None or self.covers(self.store.end_offsets(self.source.topic))
 
     def covers(self, ends: Mapping[int, int]) -> bool:
-        """Whether the state committed so far includes every record before ``ends``."""
+        """Whether the state committed so far includes every record before ``ends`` (a fed
+        partition's records are in it as soon as the query's transactions commit)."""
         with self._cond:
-            return all(self._committed.get(p, 0) >= end for p, end in ends.items() if end > 0)
+            return self._covered(ends, frozenset(self._fed))
+
+    def _covered(self, ends: Mapping[int, int], fed: frozenset[int]) -> bool:
+        """(Under ``_cond``.) ``fed``: fed partitions whose committed transactions are known to
+        have committed their rows too."""
+        return self._holds_owned(ends) and all(
+            self._committed.get(p, 0) >= end or (p in fed and p in self._fed)
+            for p, end in ends.items()
+            if end > 0
+        )
+
+    def _holds_owned(self, ends: Mapping[int, int]) -> bool:
+        """Whether the state holds every partition of ``ends`` this server should hold now: the
+        positions advance over partitions held elsewhere too, so a partition assigned here a
+        moment ago counts only once it has been read again into the state (see :meth:`_follow`)."""
+        if self.owned is None or self.held is None:
+            return True
+        if self.owners_known is not None and not self.owners_known():
+            return False
+        if self._unfed:
+            return False
+        wanted = self.owned()
+        parts = frozenset(p for p, end in ends.items() if end > 0)
+        return (parts if wanted is None else wanted & parts) <= self.held
 
     def wait_for(self, ends: Mapping[int, int], timeout: float) -> bool:
         """Wait (at most ``timeout`` seconds) until the state covers ``ends``; read-your-writes
         for pull queries. False when it did not catch up in time or the materializer stopped."""
         deadline = time.monotonic() + timeout
+        fed = self.fed()
+        if fed & {p for p, end in ends.items() if end > 0}:
+            # The records of a fed partition are not read: they are in the state once the
+            # query's transaction that wrote them has committed its state too, which it does
+            # holding feed_lock (taken outside _cond, which the query's thread takes under it).
+            if not self.feed_lock.acquire(timeout=max(timeout, 0.0)):
+                return False
+            self.feed_lock.release()
         with self._cond:
-            while not all(self._committed.get(p, 0) >= end for p, end in ends.items() if end > 0):
+            while not self._covered(ends, fed):
                 left = deadline - time.monotonic()
                 if left <= 0 or self._stop.is_set() or self.error is not None:
                     return False
@@ -334,7 +407,8 @@ class Materializer:
             waited = True
             while not self._stop.is_set():
                 if self.owned is not None:
-                    self._follow(decoder, reader.positions())
+                    self._follow(decoder, {**reader.positions(), **self._paused_positions()})
+                    reader = self._sync_reader(reader)
                 # after a batch, look without waiting, so idleness shows at once (see QueryRunner)
                 records = reader.poll(BATCH_SIZE, timeout=0.2 if waited else 0.0)
                 waited = records.num_rows == 0
@@ -356,6 +430,27 @@ class Materializer:
             except Exception:
                 log.debug("closing the reader of %s failed", self.name, exc_info=True)
 
+    def _paused_positions(self) -> dict[TopicPartition, int]:
+        return {TopicPartition(self.source.topic, p): off for p, off in self._paused.items()}
+
+    def _sync_reader(self, reader: TopicReader) -> TopicReader:
+        """Read no fed partition: the query puts their rows into the state, and reading them
+        back would cost as much as the rest of the materializer. A partition fed from now on
+        is left where reading stands; one no longer fed (read again into the state up to
+        there by _follow) is read on from there. Reopens the reader when that changes."""
+        with self._cond:
+            fed = frozenset(self._fed)
+        if fed == frozenset(self._paused):
+            return reader
+        positions = {tp.partition: off for tp, off in {**reader.positions(), **self._paused_positions()}.items()}
+        self._paused = {p: positions.get(p, 0) for p in fed}
+        reader.close()
+        starts = {TopicPartition(self.source.topic, p): off for p, off in positions.items() if p not in fed}
+        reader = self._reader = self.store.open_partition_reader(starts)
+        if self._stop.is_set():
+            reader.wakeup()
+        return reader
+
     def _open_partitions(self) -> TopicReader:
         """Every partition of the topic, from the start: the state was rebuilt empty."""
         spec = self.store.describe_topic(self.source.topic)
@@ -370,9 +465,13 @@ class Materializer:
         everything = frozenset(tp.partition for tp in positions)
         now = everything if wanted is None else wanted & everything
         held = everything if self.held is None else self.held
-        if now == held:
+        with self._cond:
+            unfed = frozenset(self._unfed)
+        if now == held and not unfed:
             return
-        lost, gained = sorted(held - now), sorted(now - held)
+        # A partition the query no longer feeds is dropped and read again from the topic: its
+        # records past the feed's start were skipped, and some may be another writer's now.
+        lost, gained = sorted((held - now) | (unfed & held)), sorted((now - held) | (unfed & now))
         again: list[pa.Table] = []
         for p in gained:  # read before the transaction, which holds up every other writer
             end = positions.get(TopicPartition(self.source.topic, p), 0)
@@ -381,8 +480,7 @@ class Materializer:
                     batch = batch.filter(pc.less(batch.column("offset"), end))
                     if batch.num_rows:
                         again.append(batch)
-        with self.store.transaction() as tx:
-            con = tx.state
+        with self._state_transaction() as con:
             if lost:
                 listed = ", ".join(str(p) for p in lost)
                 con.execute(f"DELETE FROM {self.layout.ref} WHERE {quote_column(PARTITION_COLUMN)} IN ({listed})")
@@ -391,6 +489,11 @@ class Materializer:
             for batch in again:
                 self._apply(con, batch, decoder)
         self.held = now
+        with self._cond:
+            for p in unfed:
+                self._fed.pop(p, None)
+            self._unfed -= unfed
+        self._publish({})  # wakes pull queries waiting for these partitions (wait_for)
         log.info("Table %s now holds partition(s) %s (dropped %s, read again %s)", self.name, sorted(now), lost, gained)
 
     def _fail(self, e: BaseException) -> None:
@@ -443,16 +546,139 @@ class Materializer:
             # cluster mode: the records of partitions held elsewhere only advance the position
             parts = pa.array(sorted(self.held), pa.int32())
             records = records.filter(pc.is_in(pc.cast(records.column("partition"), pa.int32()), value_set=parts))
-        with self.store.transaction() as tx:
+        with self._cond:
+            fed = dict(self._fed)
+        if records is not None and fed and records.num_rows:
+            # the records the query fed into the state in its own transactions only advance it
+            partition, offset = records.column("partition"), records.column("offset")
+            skip = None
+            for p, start in fed.items():
+                mine = pc.and_(pc.equal(partition, p), pc.greater_equal(offset, start))
+                skip = mine if skip is None else pc.or_(skip, mine)
+            assert skip is not None
+            skip = pc.fill_null(skip, False)
+            if pc.any(skip).as_py():
+                records = records.filter(pc.invert(skip))
+                # Kafka's transaction commits before the query's state does: the position may
+                # pass the records it fed once their rows are committed (read-your-writes).
+                with self.feed_lock:
+                    pass
+        if self.owned is not None:
+            # On Kafka the state is rebuilt from the topic at every start: the positions need
+            # not be kept, and the batch commits in DuckDB alone (see _state_transaction).
             if records is not None and records.num_rows:
-                self._apply(tx.state, records, decoder)
-            tx.commit_positions(self.group, positions)
+                with self._state_transaction() as con:
+                    self._apply(con, records, decoder)
+        else:
+            with self.store.transaction() as tx:
+                if records is not None and records.num_rows:
+                    self._apply(tx.state, records, decoder)
+                tx.commit_positions(self.group, positions)
         self._publish({tp.partition: off for tp, off in positions.items()})
+
+    @contextmanager
+    def _state_transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A transaction on the state database for one batch or one change of the partitions held.
+
+        On Kafka (``owned`` given) it is a DuckDB transaction alone: the materializer produces
+        nothing and its positions live only in memory (the state is rebuilt from the topic at
+        every start), so it needs neither a Kafka transaction nor the store's transaction lock,
+        which would hold up the queries' transactions (DuckDB runs it beside theirs: no other
+        writer touches ``mat."<NAME>"``). On the embedded store the positions commit with the
+        state in the store's transaction (see :meth:`_commit`)."""
+        if self.owned is None:
+            with self.store.transaction() as tx:
+                yield tx.state
+            return
+        con = self.store.state_cursor()
+        try:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+        finally:
+            con.close()
 
     def _publish(self, committed: Mapping[int, int]) -> None:
         with self._cond:
             self._committed.update(committed)
             self._cond.notify_all()
+
+    # ---------------------------------------------------------------- fed partitions
+
+    def feedable(self, partitions: int) -> bool:
+        """Whether the query writing this table may feed its rows here (see the module
+        docstring): a windowed table (nothing else writes it) of one partition, on Kafka."""
+        s = self.source
+        return (
+            self.owned is not None
+            and s.window is not None
+            and partitions == 1
+            and not s.header_columns
+            and self.running
+            and self.error is None
+        )
+
+    def fed(self) -> frozenset[int]:
+        with self._cond:
+            return frozenset(self._fed)
+
+    def start_feeding(self, partition: int, timeout: float) -> bool:
+        """Take partition ``partition``'s rows from the query writing it from now on, the
+        query's thread asking between its batches, while nothing is written to the partition:
+        once the state holds every record the partition has (waiting ``timeout`` at most, when
+        at most a batch behind), records from its end on are skipped when read. False: not now
+        (try again later)."""
+        end = self.store.end_offsets(self.source.topic).get(partition, 0)
+        with self._cond:
+            if partition in self._unfed or end - self._committed.get(partition, 0) > BATCH_SIZE:
+                return False  # far behind (rebuilding, say): the query is not held up meanwhile
+        if not self.wait_for({partition: end}, timeout) or partition not in (self.held or frozenset()):
+            return False
+        with self._cond:
+            if partition in self._unfed or self.error is not None:
+                return False
+            self._fed[partition] = end
+        log.info("Table %s: the query writing it feeds partition %d from offset %d", self.name, partition, end)
+        return True
+
+    def stop_feeding(self, partitions: frozenset[int]) -> None:
+        """The query no longer feeds ``partitions`` (it lost them, or stopped): they are read
+        again from the topic (see :meth:`_follow`); pull queries wait for that."""
+        with self._cond:
+            stopped = {p for p in partitions if p in self._fed}
+            self._unfed |= stopped
+            self._cond.notify_all()
+        if stopped:
+            log.info("Table %s: partition(s) %s no longer fed, read again from the topic", self.name, sorted(stopped))
+
+    def feed(self, con: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
+        """Upsert rows the query writes to fed partitions, in the query's transaction: columns
+        as in the table (by ksqlDB name, hidden ones included) and ``__tomb``, in record order."""
+        if rows.num_rows == 0:
+            return
+        layout = self.layout
+        names = [*layout.column_names, "__tomb"]
+        table = pa.table(
+            [rows.column(n) for n in names] + [pa.array(range(rows.num_rows), pa.int64())],
+            names=[duckdb_name(n) for n in layout.column_names] + ["__tomb", "__seq"],
+        )
+        keys = [quote_column(c.name) for c in self.source.key_columns]
+        not_null = " AND ".join(f"{k} IS NOT NULL" for k in keys) or "TRUE"
+        pk = ", ".join(quote_column(k) for k in layout.key_names)
+        picks = ", ".join(quote_column(n) for n in layout.column_names)
+        con.register("__mat_fed", table)
+        try:
+            latest = con.sql(
+                f"SELECT {picks}, __tomb FROM __mat_fed WHERE {not_null} "
+                f"QUALIFY row_number() OVER (PARTITION BY {pk} ORDER BY __seq DESC) = 1"
+            ).to_arrow_table()
+        finally:
+            con.unregister("__mat_fed")
+        self._upsert(con, latest)
 
     # ---------------------------------------------------------------- one batch
 
@@ -544,8 +770,14 @@ class Materializer:
         finally:
             con.unregister("__mat_decoded")
             con.unregister("__mat_meta")
+        self._upsert(con, latest)
+
+    def _upsert(self, con: duckdb.DuckDBPyConnection, latest: pa.Table) -> None:
+        """Write a batch's last record per key (columns by their DuckDB names, and ``__tomb``):
+        tombstones delete, windows past retention are dropped and expire others."""
         if latest.num_rows == 0:
             return
+        layout = self.layout
         retention = layout.retention_ms
         advanced = self._advance_stream_time(con, latest) if retention is not None else {}
         con.register("__mat_latest", latest)

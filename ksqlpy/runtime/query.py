@@ -8,6 +8,7 @@ server resumes exactly where the last committed batch ended).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import logging
 import threading
@@ -42,6 +43,11 @@ BATCH_SIZE = 20_000
 #: The same for a query that keeps state: each of its batches runs a dozen DuckDB statements over
 #: the state, so it takes larger batches (a windowed count spent ~12 % more CPU at 20,000).
 STATEFUL_BATCH_SIZE = 50_000
+#: How long a query waits for the materializer of the table it writes to read a partition to its
+#: end before it feeds the partition's rows itself (a batch's worth of records, normally).
+FEED_HANDOVER_SECONDS = 2.0
+#: How long it goes on letting the materializer read the partition before it asks again.
+FEED_RETRY_SECONDS = 1.0
 
 
 class QueryState(enum.Enum):
@@ -451,6 +457,11 @@ class PersistentQuery(QueryRunner):
         active = frozenset(owned)
         return active, partitioned.standbys - active
 
+    def owners_known(self) -> bool:
+        """Whether :meth:`owned_partitions` is settled: not before the first assignment."""
+        partitioned = self._partitioned
+        return partitioned is None or not partitioned.co_partitioned or partitioned._owned is not None
+
     def reads_ahead(self) -> bool:
         # Subclasses (two-stage GROUP BY, joins) write internal topics or hold records back
         # between batches: they start as usual. An aggregation in one stage reads ahead on its
@@ -499,18 +510,97 @@ class PersistentQuery(QueryRunner):
         self.operator_counts.add("sink", records.num_rows)
 
 
+    #: the materializer of the table this query writes, if any (set by the engine)
+    materializer_of: Callable[[], Any] | None = None
+    #: the materializer this query feeds, and whether its sink allows it (see _feeding)
+    _feeding_to: Any = None
+    _sink_partitions: int | None = None
+    #: the reader's count of rebalances that took partitions away, as of the hand-overs
+    _feed_revokes: int | None = None
+    #: when to try handing partitions over again after the materializer was not ready
+    _feed_retry_at = 0.0
+
+    def _feeding(self, reader: Any, ahead: bool) -> tuple[Any, frozenset[int]] | None:
+        """The materializer of the table this query writes and the partitions whose rows this
+        batch feeds into it, in the batch's transaction (``ksqlpy.runtime.materialize``, "Fed
+        partitions"): those this server's task is active for, each handed over once the
+        materializer holds all of it. None when nothing is fed."""
+        lookup = self.materializer_of
+        target = lookup() if lookup is not None else None
+        if target is not self._feeding_to:
+            self._stop_feeding()
+            self._feeding_to = target
+        if target is None:
+            return None
+        assert self.plan.sink is not None
+        if self._sink_partitions is None:
+            spec = self.store.describe_topic(self.plan.sink.topic)
+            self._sink_partitions = spec.partitions if spec is not None else 0
+        owned = self.owned_partitions()
+        active = owned[0] if owned is not None else frozenset()
+        revokes = getattr(reader, "_revokes", None)
+        eligible = (
+            not ahead
+            and type(self) is PersistentQuery
+            and self._processor is not None
+            and getattr(self.store, "exactly_once", False)
+            and target.feedable(self._sink_partitions)
+        )
+        fed = target.fed()
+        if not eligible or revokes != self._feed_revokes:
+            # A rebalance took partitions away since the hand-over (they may have been written
+            # elsewhere meanwhile, even if they are back): they are read again, then handed over.
+            self._feed_revokes = revokes
+            self._stop_feeding()
+            self._feeding_to = target
+            fed = frozenset()
+        elif fed - active:
+            target.stop_feeding(fed - active)
+            fed = fed & active
+        if not eligible:
+            return None
+        if active - fed and time.monotonic() >= self._feed_retry_at:
+            for p in sorted(active - fed):
+                # Nothing is written to the partition meanwhile: this thread is its only writer.
+                if target.start_feeding(p, timeout=FEED_HANDOVER_SECONDS):
+                    fed = fed | {p}
+                else:  # the materializer is still catching up (rebuilding, say): later
+                    self._feed_retry_at = time.monotonic() + FEED_RETRY_SECONDS
+        return (target, fed) if fed else None
+
+    def _stop_feeding(self) -> None:
+        target = self._feeding_to
+        if target is not None:
+            target.stop_feeding(target.fed())
+
+    def finished(self) -> None:
+        self._stop_feeding()
+        self._feeding_to = None
+
     def emit_stateful(self, batch: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
         # State, produced records and positions commit in one transaction (STATEFUL.md); a
         # batch read ahead of the group's assignment goes into the read-ahead's (reads_ahead).
         assert encoder is not None and self.plan.sink is not None and self.group is not None
-        with reader.ahead_transaction() or self.store.transaction() as tx:
+        ahead = reader.ahead_transaction()
+        feeding = self._feeding(reader, ahead is not None)
+        # The materializer publishes how far it has read the records this batch feeds only
+        # once their state is committed too (it commits after Kafka's transaction does).
+        fed = feeding[0].feed_lock if feeding is not None else contextlib.nullcontext()
+        with fed, ahead or self.store.transaction() as tx:
             result = self._processor.process(batch, tx.state)
             self.plog.write(self.query_id, result.errors)
             self.operator_counts.add("main/out", result.rows.num_rows)
-            records, errors = encode_windowed(encoder, self.plan.sink, result.rows)
+            records, errors, inner = _encode_windowed(encoder, self.plan.sink, result.rows)
             self.plog.write(self.query_id, errors)
             if records.num_rows:
                 tx.produce(self.plan.sink.topic, records)
+                if feeding is not None:
+                    target, partitions = feeding
+                    if inner is None:  # (no window columns) the materializer reads them instead
+                        target.stop_feeding(partitions)
+                    else:
+                        rows = _fed_rows(self.plan.sink, result.rows, records, inner, partitions)
+                        target.feed(tx.state, rows)
             self._produce_changes(tx)
             tx.commit_positions(self.group, reader.positions())
         self.records_out += records.num_rows
@@ -713,9 +803,40 @@ class PushQuery(QueryRunner):
 def encode_windowed(encoder: SinkEncoder, sink: Any, rows: pa.Table) -> tuple[pa.Table, list[Any]]:
     """Encode result rows; a windowed sink's keys get their window suffix from the rows'
     ``__WINDOWSTART``/``__WINDOWEND`` columns."""
+    records, errors, _ = _encode_windowed(encoder, sink, rows)
+    return records, errors
+
+
+def _fed_rows(sink: Any, rows: pa.Table, records: pa.Table, inner: Any, partitions: frozenset[int]) -> pa.Table:
+    """The rows of a batch for the materialized table's fed partitions, in its layout (ksqlDB
+    column names, hidden columns and ``__tomb``), one per record produced, in order."""
+    from ksqlpy.runtime.materialize import KEY_BYTES_COLUMN, PARTITION_COLUMN
+
+    n = rows.num_rows
+    part = records.column("partition") if "partition" in records.column_names else pa.array([0] * n, pa.int32())
+    deletes = deletes_of(rows)
+    columns: dict[str, Any] = {c.name: rows.column(c.name) for c in sink.key_columns}
+    columns["WINDOWSTART"] = rows.column(WINDOW_START)
+    columns["WINDOWEND"] = rows.column(WINDOW_END)
+    columns.update({c.name: rows.column(c.name) for c in sink.value_columns})
+    columns["ROWTIME"] = pc.cast(rows.column(TS), pa.int64())
+    columns[PARTITION_COLUMN] = pc.cast(part, pa.int32())
+    columns[KEY_BYTES_COLUMN] = inner
+    columns["__tomb"] = deletes if deletes is not None else pa.array([False] * n)
+    table = pa.table(columns)
+    keep = pc.is_in(table.column(PARTITION_COLUMN), value_set=pa.array(sorted(partitions), pa.int32()))
+    if NULL_KEY in rows.column_names:
+        # a record without a key is not stored (the materializer drops null keys too)
+        keep = pc.and_(keep, pc.invert(pc.fill_null(rows.column(NULL_KEY), False)))
+    return table.filter(keep)
+
+
+def _encode_windowed(encoder: SinkEncoder, sink: Any, rows: pa.Table) -> tuple[pa.Table, list[Any], Any]:
+    """:func:`encode_windowed`, with the keys without their window suffix (None for an
+    unwindowed sink)."""
     records, errors = encoder.encode(rows, rows.column(TS), deletes_of(rows))
     if sink.window is None or WINDOW_START not in rows.column_names:
-        return records, errors
+        return records, errors, None
     from ksqlpy.runtime.serde.window import WindowKind, join_windowed_keys
 
     inner = records.column("key").combine_chunks()
@@ -728,7 +849,7 @@ def encode_windowed(encoder: SinkEncoder, sink: Any, rows: pa.Table) -> tuple[pa
         from ksqlpy.runtime.store.partitioner import partitions_for_keys
 
         records = records.append_column("partition", partitions_for_keys(inner, sink.partitions))
-    return records, errors
+    return records, errors, inner
 
 
 __all__ = ["DELETE", "TS", "PersistentQuery", "PushQuery", "QueryRunner", "QueryState"]
