@@ -1076,6 +1076,8 @@ class KafkaReader(TopicReader):
         self._assigned: set[TopicPartition] = set()
         #: rebalances that took partitions away (a poll during one drops what it fetched before)
         self._revokes = 0
+        #: assignments and revocations since the reader opened (see ``rebalances``)
+        self._moves = 0
         self._unassigned_topics = set(topics)
         self._last_refresh = 0.0
         #: reading ahead of the group's first assignment: wanted (True), under way, or neither
@@ -1116,6 +1118,7 @@ class KafkaReader(TopicReader):
 
     def _on_assign(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         log.debug("group %s: assigned %s", self._group, _listed(partitions))
+        self._moves += 1
         ahead, self._ahead = self._ahead, None
         if isinstance(ahead, _ReadAhead):
             kept = ahead.finish(consumer, {TopicPartition(p.topic, p.partition) for p in partitions})
@@ -1176,6 +1179,7 @@ class KafkaReader(TopicReader):
         revoked = [TopicPartition(p.topic, p.partition) for p in partitions]
         log.debug("group %s: revoked %s", self._group, _listed(partitions))
         self._revokes += 1
+        self._moves += 1
         # A partition that was being read again to rebuild state is no longer this member's to
         # rebuild: left in the replay set, it would never reach its end here, and until it did
         # every batch would be held to replayed records only (the partitions kept would stop).
@@ -1474,6 +1478,19 @@ class KafkaReader(TopicReader):
     @property
     def replaying(self) -> bool:
         return self._group is not None and self._store._replay_batch.get(self._group, False)
+
+    def overlappable(self) -> bool:
+        # Reading ahead, the next poll may end the read-ahead and with it this batch's
+        # transaction; replaying, it decides whether the batch's outputs are kept.
+        if self._ahead is not None or self._ahead_batch:
+            return False
+        return self._group is None or (
+            self._group not in self._store._replay and not self._store._replay_batch.get(self._group, False)
+        )
+
+    @property
+    def rebalances(self) -> int:
+        return self._moves
 
     def wakeup(self) -> None:
         self._woken.set()
