@@ -1317,6 +1317,9 @@ class KafkaReader(TopicReader):
                 return ahead_table
         deadline = time.monotonic() + timeout
         messages: list[Message] = []
+        # Whether every message comes from the one partition assigned: none carried over from a
+        # read-ahead, and no assignment changing during the poll.
+        moves, carried = self._moves, bool(self._carried)
         while True:
             if self._woken.is_set():
                 self._woken.clear()
@@ -1344,7 +1347,8 @@ class KafkaReader(TopicReader):
             messages.extend(usable)
             if messages or time.monotonic() >= deadline:
                 break
-        table = self._to_table(messages)
+        single = not carried and moves == self._moves and len(self._assigned) == 1
+        table = self._to_table(messages, next(iter(self._assigned)).partition if single else None)
         if not messages and self._store.exactly_once:
             self._past_markers()
         if self._group is not None and self._group in self._store._replay:
@@ -1420,10 +1424,15 @@ class KafkaReader(TopicReader):
             # Others (a topic not created yet) are informational.
         return usable
 
-    def _to_table(self, messages: list[Message]) -> pa.Table:
+    def _to_table(self, messages: list[Message], only_partition: int | None = None) -> pa.Table:
+        """``messages`` as a batch; ``only_partition``: the one they all come from, when known."""
         # confluent-kafka types headers for produced and consumed messages alike (a dict or a list,
         # str or bytes values); what the consumer hands out is always a list of (str, bytes | None).
-        table, ends = _records.from_messages(cast(list[_records.ConsumedMessage], messages))
+        # Records (not errors, see _usable) come from the reader's topics only.
+        only_topic = self._topics[0] if len(self._topics) == 1 else None
+        table, ends = _records.from_messages(
+            cast(list[_records.ConsumedMessage], messages), topic=only_topic, partition=only_partition
+        )
         for (topic, partition), offset in ends.items():
             tp = TopicPartition(topic, partition)
             self._next[tp] = offset
