@@ -48,10 +48,10 @@ STATEFUL_BATCH_SIZE = 50_000
 
 @dataclass(slots=True)
 class _Prepared:
-    """A batch ready to commit: its encoded sink records and the positions it reaches."""
+    """A batch ready to commit: its evaluated rows and the positions it reaches."""
 
     records: int
-    out: pa.Table
+    rows: pa.Table
     positions: dict[TopicPartition, int]
     #: the reader's rebalance count when it was polled
     rebalances: int
@@ -256,9 +256,9 @@ class QueryRunner:
     ) -> None:
         """The loop of a stateless persistent query, one batch ahead of its commits.
 
-        Batch N's transaction (producing its records, committing its positions: mostly waiting
-        for the broker, the GIL released) runs on a second thread while this one polls, decodes,
-        evaluates and encodes batch N+1 (Arrow and DuckDB release the GIL too), so the query uses
+        Batch N's transaction (encoding and producing its records, committing its positions:
+        mostly waiting for the broker, the GIL released) runs on a second thread while this one
+        polls, decodes and evaluates batch N+1 (Arrow and DuckDB release the GIL too), so the query uses
         both of a machine's cores rather than one after the other. Exactly once still holds:
         batch N+1 is polled before N's commit begins (the reader is used by this thread alone),
         its records are produced only in its own transaction, begun after N's committed, and
@@ -274,7 +274,7 @@ class QueryRunner:
                 if records.num_rows == 0:
                     if ready is not None:
                         prepared, ready = ready, None
-                        self._commit_prepared(prepared, None)
+                        self._commit_prepared(prepared, encoder, None)
                     self._settle()
                     self._idle.set()
                     if self._idle_hook():
@@ -295,9 +295,9 @@ class QueryRunner:
                 if ready is not None:
                     if committer is None:
                         committer = ThreadPoolExecutor(1, thread_name_prefix=f"commit-{self.query_id}")
-                    committing = committer.submit(self._commit_prepared, ready, None)
+                    committing = committer.submit(self._commit_prepared, ready, encoder, None)
                 try:
-                    prepared = self._prepare(records, decoder, evaluator, encoder, reader, started)
+                    prepared = self._prepare(records, decoder, evaluator, reader, started)
                 finally:
                     if committing is not None:
                         wait([committing])
@@ -315,13 +315,13 @@ class QueryRunner:
                     ready = prepared
                 else:
                     try:
-                        self._commit_prepared(prepared, reader.ahead_transaction())
+                        self._commit_prepared(prepared, encoder, reader.ahead_transaction())
                     except BatchAborted as aborted:
                         self._aborted(records, aborted)
             if ready is not None:  # stopped: what was read is committed, as without overlap
                 prepared, ready = ready, None
                 try:
-                    self._commit_prepared(prepared, None)
+                    self._commit_prepared(prepared, encoder, None)
                 except BatchAborted as aborted:
                     log.info("Query %s: last batch aborted: %s", self.query_id, aborted)
         except Exception as e:  # noqa: BLE001 - reported as the query's error
@@ -341,11 +341,10 @@ class QueryRunner:
         records: pa.Table,
         decoder: SourceDecoder,
         evaluator: StepEvaluator,
-        encoder: SinkEncoder,
         reader: Any,
         started: float,
     ) -> _Prepared:
-        """A polled batch decoded, evaluated and encoded, with the positions it reaches."""
+        """A polled batch decoded and evaluated, with the positions it reaches."""
         self.records_in += records.num_rows
         self.bytes_in += record_bytes(records)
         decoded = decoder.decode(records)
@@ -355,15 +354,14 @@ class QueryRunner:
         result = evaluator.evaluate(decoded.table, self.query_id)
         self.plog.write(self.query_id, result.errors)
         self.operator_counts.add("main/out", result.rows.num_rows)
-        assert self.plan.sink is not None
-        out, errors = encode_windowed(encoder, self.plan.sink, result.rows)
-        self.plog.write(self.query_id, errors)
-        return _Prepared(records.num_rows, out, reader.positions(), reader.rebalances, started)
+        return _Prepared(records.num_rows, result.rows, reader.positions(), reader.rebalances, started)
 
-    def _commit_prepared(self, prepared: _Prepared, ahead: Any) -> None:
-        """Produce a prepared batch's records and commit its positions in one transaction."""
+    def _commit_prepared(self, prepared: _Prepared, encoder: SinkEncoder, ahead: Any) -> None:
+        """Encode a prepared batch's rows, produce them and commit its positions in one
+        transaction. (Encoding here, on the committing thread, evens the two threads' work.)"""
         assert self.plan.sink is not None and self.group is not None
-        out = prepared.out
+        out, errors = encode_windowed(encoder, self.plan.sink, prepared.rows)
+        self.plog.write(self.query_id, errors)
         with ahead or self.store.transaction() as tx:
             if out.num_rows:
                 tx.produce(self.plan.sink.topic, out)
