@@ -258,8 +258,8 @@ class QueryRunner:
 
         Batch N's transaction (encoding and producing its records, committing its positions:
         mostly waiting for the broker, the GIL released) runs on a second thread while this one
-        polls, decodes and evaluates batch N+1 (Arrow and DuckDB release the GIL too), so the query uses
-        both of a machine's cores rather than one after the other. Exactly once still holds:
+        polls, decodes and evaluates batch N+1 (Arrow and DuckDB release the GIL too), so the
+        query uses both of a machine's cores rather than one after the other. Exactly once still holds:
         batch N+1 is polled before N's commit begins (the reader is used by this thread alone),
         its records are produced only in its own transaction, begun after N's committed, and
         when N's commit fails N+1's work is dropped and the reader rewinds to the committed
@@ -271,6 +271,16 @@ class QueryRunner:
             while not self._stop.is_set():
                 records = reader.poll(BATCH_SIZE, timeout=0.2 if waited else 0.0)
                 waited = records.num_rows == 0
+                if ready is not None and reader.rebalances != ready.rebalances:
+                    # The group moved partitions during this poll: the reader went back to the
+                    # committed positions, before the batch that is still to commit. Both are
+                    # read again, under the new assignment.
+                    log.info("Query %s: partitions moved; batches of %d and %d record(s) read again",
+                             self.query_id, ready.records, records.num_rows)
+                    ready = None
+                    reader.rewind()
+                    waited = False
+                    continue
                 if records.num_rows == 0:
                     if ready is not None:
                         prepared, ready = ready, None
@@ -281,15 +291,6 @@ class QueryRunner:
                         break
                     continue
                 self._idle.clear()
-                if ready is not None and reader.rebalances != ready.rebalances:
-                    # The group moved partitions during this poll: the reader went back to the
-                    # committed positions, before the batch that is still to commit. Both are
-                    # read again, under the new assignment.
-                    log.info("Query %s: partitions moved; batches of %d and %d record(s) read again",
-                             self.query_id, ready.records, records.num_rows)
-                    ready = None
-                    reader.rewind()
-                    continue
                 started = time.monotonic()
                 committing: Future[None] | None = None
                 if ready is not None:
