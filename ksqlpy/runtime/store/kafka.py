@@ -1294,7 +1294,13 @@ class KafkaReader(TopicReader):
             wait = min(max(deadline - time.monotonic(), 0.0), 0.05)
             messages = ahead.poll(max_records, wait)
             if messages or time.monotonic() >= deadline:
-                table, ends = _records.from_messages(cast(list[_records.ConsumedMessage], messages))
+                # The read-ahead's consumer reads the partitions it was assigned when it began.
+                only = next(iter(ahead.origin)) if len(ahead.origin) == 1 else None
+                table, ends = _records.from_messages(
+                    cast(list[_records.ConsumedMessage], messages),
+                    topic=only.topic if only is not None else None,
+                    partition=only.partition if only is not None else None,
+                )
                 ahead.advance(ends)
                 if table.num_rows and not ahead.records:
                     log.info(
