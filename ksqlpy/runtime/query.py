@@ -15,6 +15,8 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import duckdb
@@ -29,7 +31,7 @@ from ksqlpy.runtime.processing_log import ProcessingLog
 from ksqlpy.runtime.rows import Row, table_to_rows
 from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.stats import LatencyHistogram, OperatorCounts, record_bytes
-from ksqlpy.runtime.store.base import BatchAborted, StartPosition, TopicStore
+from ksqlpy.runtime.store.base import BatchAborted, StartPosition, TopicPartition, TopicStore
 
 if TYPE_CHECKING:
     from ksqlpy.runtime.partitions import StandbyPlacement
@@ -48,6 +50,18 @@ STATEFUL_BATCH_SIZE = 50_000
 FEED_HANDOVER_SECONDS = 2.0
 #: How long it goes on letting the materializer read the partition before it asks again.
 FEED_RETRY_SECONDS = 1.0
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """A batch ready to commit: its evaluated rows and the positions it reaches."""
+
+    records: int
+    rows: pa.Table
+    positions: dict[TopicPartition, int]
+    #: the reader's rebalance count when it was polled
+    rebalances: int
+    started: float
 
 
 class QueryState(enum.Enum):
@@ -184,6 +198,10 @@ class QueryRunner:
             return
         self._ready.set()
         reader = self._reader
+        if self._overlaps():
+            assert evaluator is not None and encoder is not None
+            self._run_overlapped(reader, decoder, evaluator, encoder)
+            return
         batch_size = STATEFUL_BATCH_SIZE if self._processor is not None else BATCH_SIZE
         try:
             waited = True
@@ -233,6 +251,132 @@ class QueryRunner:
             if self._partitioned is not None:
                 self._partitioned.close()
             self.finished()
+
+    def _overlaps(self) -> bool:
+        """Whether the loop overlaps each batch's commit with the next batch (see
+        :meth:`_run_overlapped`): a persistent query without state does."""
+        return False
+
+    def _run_overlapped(
+        self, reader: Any, decoder: SourceDecoder, evaluator: StepEvaluator, encoder: SinkEncoder
+    ) -> None:
+        """The loop of a stateless persistent query, one batch ahead of its commits.
+
+        Batch N's transaction (encoding and producing its records, committing its positions:
+        mostly waiting for the broker, the GIL released) runs on a second thread while this one
+        polls, decodes and evaluates batch N+1 (Arrow and DuckDB release the GIL too), so the
+        query uses both of a machine's cores rather than one after the other. Exactly once still holds:
+        batch N+1 is polled before N's commit begins (the reader is used by this thread alone),
+        its records are produced only in its own transaction, begun after N's committed, and
+        when N's commit fails N+1's work is dropped and the reader rewinds to the committed
+        positions, so both batches are read again. At most one batch waits to commit."""
+        committer: ThreadPoolExecutor | None = None
+        ready: _Prepared | None = None  # prepared, its commit not begun
+        try:
+            waited = True
+            while not self._stop.is_set():
+                records = reader.poll(BATCH_SIZE, timeout=0.2 if waited else 0.0)
+                waited = records.num_rows == 0
+                if ready is not None and reader.rebalances != ready.rebalances:
+                    # The group moved partitions during this poll: the reader went back to the
+                    # committed positions, before the batch that is still to commit. Both are
+                    # read again, under the new assignment.
+                    log.info("Query %s: partitions moved; batches of %d and %d record(s) read again",
+                             self.query_id, ready.records, records.num_rows)
+                    ready = None
+                    reader.rewind()
+                    waited = False
+                    continue
+                if records.num_rows == 0:
+                    if ready is not None:
+                        prepared, ready = ready, None
+                        self._commit_prepared(prepared, encoder, None)
+                    self._settle()
+                    self._idle.set()
+                    if self._idle_hook():
+                        break
+                    continue
+                self._idle.clear()
+                started = time.monotonic()
+                committing: Future[None] | None = None
+                if ready is not None:
+                    if committer is None:
+                        committer = ThreadPoolExecutor(1, thread_name_prefix=f"commit-{self.query_id}")
+                    committing = committer.submit(self._commit_prepared, ready, encoder, None)
+                try:
+                    prepared = self._prepare(records, decoder, evaluator, reader, started)
+                finally:
+                    if committing is not None:
+                        wait([committing])
+                if committing is not None:
+                    assert ready is not None
+                    aborted_batch, ready = ready, None
+                    try:
+                        committing.result()
+                    except BatchAborted as aborted:
+                        log.info("Query %s: batch of %d record(s) aborted, and the next one with it: %s",
+                                 self.query_id, aborted_batch.records, aborted)
+                        reader.rewind()
+                        continue
+                if reader.overlappable():
+                    ready = prepared
+                else:
+                    try:
+                        self._commit_prepared(prepared, encoder, reader.ahead_transaction())
+                    except BatchAborted as aborted:
+                        self._aborted(records, aborted)
+            if ready is not None:  # stopped: what was read is committed, as without overlap
+                prepared, ready = ready, None
+                try:
+                    self._commit_prepared(prepared, encoder, None)
+                except BatchAborted as aborted:
+                    log.info("Query %s: last batch aborted: %s", self.query_id, aborted)
+        except Exception as e:  # noqa: BLE001 - reported as the query's error
+            self._fail(e)
+        finally:
+            if committer is not None:
+                committer.shutdown(wait=True)
+            self._idle.set()
+            try:
+                reader.close()
+            except Exception:
+                log.debug("closing reader of %s failed", self.query_id, exc_info=True)
+            self.finished()
+
+    def _prepare(
+        self,
+        records: pa.Table,
+        decoder: SourceDecoder,
+        evaluator: StepEvaluator,
+        reader: Any,
+        started: float,
+    ) -> _Prepared:
+        """A polled batch decoded and evaluated, with the positions it reaches."""
+        self.records_in += records.num_rows
+        self.bytes_in += record_bytes(records)
+        decoded = decoder.decode(records)
+        self.plog.write(self.query_id, decoded.errors)
+        self.operator_counts.add("source/0", records.num_rows)
+        self.operator_counts.add("main/in", decoded.table.num_rows)
+        result = evaluator.evaluate(decoded.table, self.query_id)
+        self.plog.write(self.query_id, result.errors)
+        self.operator_counts.add("main/out", result.rows.num_rows)
+        return _Prepared(records.num_rows, result.rows, reader.positions(), reader.rebalances, started)
+
+    def _commit_prepared(self, prepared: _Prepared, encoder: SinkEncoder, ahead: Any) -> None:
+        """Encode a prepared batch's rows, produce them and commit its positions in one
+        transaction. (Encoding here, on the committing thread, evens the two threads' work.)"""
+        assert self.plan.sink is not None and self.group is not None
+        out, errors = encode_windowed(encoder, self.plan.sink, prepared.rows)
+        self.plog.write(self.query_id, errors)
+        with ahead or self.store.transaction() as tx:
+            if out.num_rows:
+                tx.produce(self.plan.sink.topic, out)
+            tx.commit_positions(self.group, prepared.positions)
+        self.records_out += out.num_rows
+        self.bytes_out += record_bytes(out)
+        self.operator_counts.add("sink", out.num_rows)
+        self.batch_latency.observe(time.monotonic() - prepared.started)
 
     def _open_reader(self, topics: list[str]) -> Any:
         """The query's reader of ``topics``; its state follows the partitions the group gives it."""
@@ -496,6 +640,18 @@ class PersistentQuery(QueryRunner):
         finally:
             cursor.close()
         return all(not any(self.store.end_offsets(changes.topic).values()) for changes in self._logs)
+
+    def _overlaps(self) -> bool:
+        # Subclasses (two-stage GROUP BY, joins) run loops of their own; state follows partitions
+        # and commits with each batch, so a query with state commits before it reads on.
+        return (
+            type(self) is PersistentQuery
+            and self._processor is None
+            and self.group is not None
+            and self.plan.sink is not None
+            and self._partitioned is None
+            and not self._logs
+        )
 
     def emit(self, rows: pa.Table, encoder: SinkEncoder | None, reader: Any) -> None:
         assert encoder is not None and self.plan.sink is not None and self.group is not None

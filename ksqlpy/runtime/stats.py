@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -40,8 +41,24 @@ def record_bytes(records: pa.Table) -> int:
     for name in ("key", "value"):
         if name not in records.column_names or records.num_rows == 0:
             continue
-        lengths = pc.sum(pc.binary_length(records.column(name))).as_py()
-        total += int(lengths or 0)
+        total += _binary_bytes(records.column(name))
+    return total
+
+
+def _binary_bytes(column: pa.ChunkedArray | pa.Array) -> int:
+    """Total length of a binary or string column's values: where no value is null, the span of
+    each chunk's offsets (one subtraction, not a length per value)."""
+    total = 0
+    for chunk in column.chunks if isinstance(column, pa.ChunkedArray) else [column]:
+        t = chunk.type
+        if not len(chunk) or pa.types.is_null(t):
+            continue
+        width = 4 if pa.types.is_binary(t) or pa.types.is_string(t) else 8 if pa.types.is_large_binary(t) else 0
+        if width and not chunk.null_count:
+            ends = np.frombuffer(chunk.buffers()[1], dtype=np.int32 if width == 4 else np.int64)
+            total += int(ends[chunk.offset + len(chunk)] - ends[chunk.offset])
+        else:  # a null value counts 0 bytes, whatever span its slot has
+            total += int(pc.sum(pc.binary_length(chunk)).as_py() or 0)
     return total
 
 

@@ -46,10 +46,13 @@ class CountingDeserializer(JsonDeserializer):
         return super()._slow_decode(data, rows, topic)
 
 
-def assert_paths_agree(columns: list[st.Field], records: list[bytes | None]) -> CountingDeserializer:
-    """Decode ``records`` as one batch and each record on the exact path: same rows, presence
-    and errors. Returns the deserializer, which says which records took the exact path."""
-    de = CountingDeserializer(columns)
+def assert_paths_agree(
+    columns: list[st.Field], records: list[bytes | None], de: CountingDeserializer | None = None
+) -> CountingDeserializer:
+    """Decode ``records`` as one batch (with ``de``, which may have decoded batches before) and
+    each record on the exact path: same rows, presence and errors. Returns the deserializer,
+    which says which records took the exact path."""
+    de = de or CountingDeserializer(columns)
     batch = de.decode(pa.array(records, pa.binary()), topic="t")
     rows = [i for i, r in enumerate(records) if r is not None]  # null records are tombstones
     exact_columns, exact_present, exact_errors = JsonDeserializer(columns, is_key=False, wrapped=True)._slow_decode(
@@ -101,6 +104,33 @@ def test_nested_struct_fields_in_any_case_stay_on_the_columnar_path() -> None:
     row = de.decode(pa.array(records, pa.binary())).table.to_pylist()[0]
     assert row["ADDRESS"] == {"CITY": "Oslo", "ZIP": 150, "GEO": {"LAT": 59.9, "LON": 10.7}}
     assert row["TAGS"] == [{"K": "a", "V": 1}, {"K": "b", "V": 2}]
+
+
+def test_other_keys_read_along_leave_no_spelling_unseen() -> None:
+    # A producer's records hold a field that is no column's (the value repeats the key): once
+    # its first batch was counted, the next ones read it too and need no counting of names. A
+    # later batch that spells a name another way, or gives the other field another type, still
+    # decodes as the exact path does.
+    cols = [st.Field("VIEWTIME", st.BIGINT), st.Field("PAGEID", st.STRING), st.Field("DURATION", st.INTEGER)]
+
+    def batch(user: Any, pageid: str = "pageid", every: int = 1) -> list[bytes | None]:
+        return [
+            json.dumps(
+                {"viewtime": i, "userid": user(i), pageid if i % every == 0 else "pageid": f"p{i}", "duration": i}
+            ).encode()
+            for i in range(200)
+        ]
+
+    de = assert_paths_agree(cols, batch(lambda i: f"u{i}"))
+    assert de._others == {"userid": pa.string()}
+    assert_paths_agree(cols, batch(lambda i: f"u{i}"), de)
+    mixed = batch(lambda i: f"u{i}", pageid="PageId", every=7)
+    mixed[3] = b'{"viewtime":3,"userid":"u3","pageid":"a","PAGEid":"b","duration":3}'  # the last variant wins
+    assert_paths_agree(cols, mixed, de)
+    assert de.decode(pa.array(mixed, pa.binary())).table.column("PAGEID").to_pylist()[3] == "b"
+    assert_paths_agree(cols, batch(lambda i: i if i % 2 else None), de)  # numbers and nulls
+    assert_paths_agree(cols, batch(lambda i: {"id": i}), de)  # objects
+    assert de.exact_rows == [3, 3]  # the record with two spellings, each time it was decoded
 
 
 def test_a_name_spelled_twice_in_one_record_follows_ksqldb() -> None:
@@ -257,6 +287,16 @@ def batches(draw: hs.DrawFn) -> list[bytes | None]:
 @given(batches())
 def test_columnar_and_exact_paths_agree_on_any_spelling(records: list[bytes | None]) -> None:
     assert_paths_agree(COLUMNS, records)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(hs.lists(batches(), min_size=2, max_size=4))
+def test_columnar_and_exact_paths_agree_batch_after_batch(records: list[list[bytes | None]]) -> None:
+    # One deserializer for all: what it learnt of the spellings and other keys of the batches
+    # before must not change the answer for the next.
+    de = CountingDeserializer(COLUMNS)
+    for batch in records:
+        assert_paths_agree(COLUMNS, batch, de)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

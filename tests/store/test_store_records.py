@@ -40,6 +40,15 @@ def test_messages_of_one_partition_become_a_batch_and_a_next_offset() -> None:
     assert ends == {("t", 0): 9}
 
 
+def test_the_known_topic_and_partition_of_a_batch_are_not_asked_of_each_message() -> None:
+    messages = [message("t", 2, 7, key=b"k", value=b"v1"), message("t", 2, 8, value=b"v2")]
+    asked = _records.from_messages(messages)
+    told = _records.from_messages(messages, topic="t", partition=2)
+    assert told == asked
+    assert told[1] == {("t", 2): 9}
+    assert told[0].column("partition").to_pylist() == [2, 2]
+
+
 def test_messages_of_several_topics_and_partitions_keep_their_headers() -> None:
     messages = [
         message("a", 1, 3, value=b"x", headers=[("h", b"1"), ("h", None)]),

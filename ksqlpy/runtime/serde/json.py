@@ -55,6 +55,8 @@ from ksqlpy.sqltypes import BaseType, Field
 _RETRY_CHUNK = 16
 #: Read schemas (one per plan of spellings) a deserializer keeps.
 _SCHEMAS_KEPT = 32
+#: Times a deserializer learns the other keys of its records (see ``KeyNames.others``).
+_OTHERS_LEARNT = 4
 #: Name of the single field unwrapped records are wrapped in for Arrow's reader.
 _WRAP_FIELD = "v"
 
@@ -96,7 +98,11 @@ class JsonDeserializer(Deserializer):
         )
         #: the spellings the last batch used: the next one most likely uses them too
         self._plan: dict[str, tuple[str, ...]] = {}
-        self._schemas: dict[tuple[tuple[str, tuple[str, ...]], ...], pa.Schema] = {}
+        self._schemas: dict[tuple[object, ...], pa.Schema] = {}
+        #: keys of the records that are no column's, read only to account for their quotes
+        #: (see ``KeyNames.others``); learnt a few times at most, dropped when Arrow rejects them
+        self._others: dict[str, pa.DataType] = {}
+        self._others_learnt = 0
 
     def decode(self, data: pa.Array | pa.ChunkedArray, *, topic: str = "?") -> Decoded:
         data = combine(data)
@@ -166,9 +172,12 @@ class JsonDeserializer(Deserializer):
             text = jsonkeys.BatchText(_values_buffer(records).to_pybytes())
         plan = self._plan
         table = self._read(records, plan)
+        if table is None and self._others:
+            self._others = {}  # another key's value of another type: read without them
+            table = self._read(records, plan)
         if table is None:
             return None
-        doubt = self._keys.doubtful(table, plan, text)
+        doubt = self._keys.doubtful(table, plan, text, self._read_others(table))
         if doubt:
             # the spellings of the first records, usually those of the whole batch
             guess = jsonkeys.canonical({**plan, **self._keys.sample(records, doubt, plan)})
@@ -177,7 +186,7 @@ class JsonDeserializer(Deserializer):
                 if table is None:
                     return None
                 plan = self._plan = guess
-                doubt = self._keys.doubtful(table, plan, text)
+                doubt = self._keys.doubtful(table, plan, text, self._read_others(table))
         if doubt:
             found, mixed = self._keys.analyze(records, text, doubt)
             new_plan = jsonkeys.canonical({**plan, **found})
@@ -189,6 +198,12 @@ class JsonDeserializer(Deserializer):
                 if table is None:
                     return None
             plan = new_plan
+        if not text.explained and self.wrapped and self._keys.variable and self._others_learnt < _OTHERS_LEARNT:
+            # Names were counted: the records hold other keys. The next batches read them too.
+            self._others_learnt += 1
+            others = self._keys.others(records, plan)
+            if others and others != self._others:
+                self._others = others
         out: list[pa.Array] = []
         for i, field in enumerate(self.columns):
             if self.wrapped:
@@ -230,8 +245,13 @@ class JsonDeserializer(Deserializer):
             return None
         return table if table.num_rows == n else None
 
+    def _read_others(self, table: pa.Table) -> list[str]:
+        """The fields of ``table`` read for other keys (see ``_others``)."""
+        return [name for name in self._others if name in table.column_names]
+
     def _read_schema(self, plan: jsonkeys.Plan) -> pa.Schema:
-        key = tuple(sorted(plan.items()))
+        others = self._others if self.wrapped else {}
+        key = (*sorted(plan.items()), *others.items())
         schema = self._schemas.get(key)
         if schema is None:
             if self.wrapped:
@@ -240,6 +260,8 @@ class JsonDeserializer(Deserializer):
                     for c in self.columns
                     for s in jsonkeys.spelled(c.name, plan)
                 ]
+                taken = {f.name for f in fields}
+                fields += [pa.field(name, t) for name, t in others.items() if name not in taken]
             else:
                 fields = [pa.field(_WRAP_FIELD, jsonkeys.read_type(self.columns[0].type, plan, top=True))]
             if len(self._schemas) >= _SCHEMAS_KEPT:

@@ -84,6 +84,8 @@ class BatchText:
         self.raw = raw
         self._lower: bytes | None = None
         self._strings: dict[bytes, int] = {}  # lower-cased name -> quoted strings spelling it
+        #: whether :meth:`KeyNames.doubtful` found every quote to belong to a key or string read
+        self.explained = False
 
     @property
     def lower(self) -> bytes:
@@ -187,11 +189,19 @@ class KeyNames:
             masks.append(pc.match_substring_regex(records, _UPPERING_KEY))
         return _any(masks)
 
-    def doubtful(self, table: pa.Table, plan: Plan, text: BatchText) -> set[str]:
-        """Names for which ``plan`` may have read ``table`` otherwise than ksqlDB would."""
+    def doubtful(
+        self, table: pa.Table, plan: Plan, text: BatchText, others: Sequence[str] = ()
+    ) -> set[str]:
+        """Names for which ``plan`` may have read ``table`` otherwise than ksqlDB would.
+        ``others``: fields of ``table`` read for keys that are no column's (see :meth:`others`),
+        whose keys and strings count towards explaining the batch's quotes."""
         if not self.variable:
             return set()
         tally = _Tally(plan, self.variable)
+        for name in others:
+            array = _one(table.column(name))
+            tally.keys += len(array) - array.null_count
+            tally.walk(array, sqltypes.STRING)
         proven: set[str] = set()
         if self.wrapped:
             for c in self.columns:
@@ -208,6 +218,7 @@ class KeyNames:
         # key went unread, so no name is spelled in a way the plan missed. One count for all
         # names, for the common batch without nulls or extra fields.
         if text.raw.count(b'"') == 2 * (tally.keys + tally.strings):
+            text.explained = True
             return doubt
         unsure = self.variable - proven - doubt
         if len(unsure) > _COUNTS_PER_TALLY:
@@ -216,6 +227,32 @@ class KeyNames:
             if tally.read.get(name, 0) != text.occurrences(name):
                 doubt.add(name)
         return doubt
+
+    def others(self, records: pa.Array, plan: Plan) -> dict[str, pa.DataType]:
+        """Keys of the first records' objects that are no column's, nor spell any name the
+        plan may miss (other fields the producer writes, as ``userid`` in a value whose key
+        holds it): the reader's types for them (scalars only). Read along with the columns,
+        they account for their quotes, so that a batch whose every quote is a key or string
+        read needs no counting of names (see :meth:`doubtful`)."""
+        taken = {s for c in self.columns for s in spelled(c.name, plan)}
+        found: dict[str, pa.DataType] = {}
+        for record in records.slice(0, SAMPLE).to_pylist():
+            try:
+                node = orjson.loads(record)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(node, dict):
+                continue
+            for key, value in node.items():
+                if key in taken or key in found or not _plain(key) or key.upper() in self.top | self.nested:
+                    continue  # a name's spelling, or one the counts must find: not another key
+                if isinstance(value, str):
+                    found[key] = pa.string()
+                elif isinstance(value, bool):
+                    found[key] = pa.bool_()
+                elif isinstance(value, int | float):
+                    found[key] = pa.float64()
+        return found
 
     def sample(self, records: pa.Array, names: Iterable[str], plan: Plan) -> dict[str, tuple[str, ...]]:
         """``plan`` for ``names`` plus the spellings of them the first records use: a guess that

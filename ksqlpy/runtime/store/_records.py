@@ -122,9 +122,12 @@ class ConsumedMessage(Protocol):
     def headers(self) -> list[tuple[str, bytes | None]] | None: ...
 
 
-def from_messages(messages: Sequence[ConsumedMessage]) -> tuple[pa.Table, dict[tuple[str, int], int]]:
+def from_messages(
+    messages: Sequence[ConsumedMessage], *, topic: str | None = None, partition: int | None = None
+) -> tuple[pa.Table, dict[tuple[str, int], int]]:
     """Consumed records as a :data:`RECORD_SCHEMA` batch, plus the next offset per
-    ``(topic, partition)`` they reach.
+    ``(topic, partition)`` they reach. ``topic``, ``partition``: what every message is known to
+    come from (a reader of one topic, of one partition), so neither is asked of each message.
 
     The client hands out one object per record, so some per-record work is unavoidable; it is
     kept to one C-level accessor call per field and column (list comprehensions, no per-record
@@ -133,8 +136,10 @@ def from_messages(messages: Sequence[ConsumedMessage]) -> tuple[pa.Table, dict[t
     n = len(messages)
     if n == 0:
         return RECORD_SCHEMA.empty_table(), {}
-    topics = [m.topic() for m in messages]
-    partitions = [m.partition() for m in messages]
+    topics: list[str | None] = [topic] * n if topic is not None else [m.topic() for m in messages]
+    partitions: list[int | None] = (
+        [partition] * n if partition is not None else [m.partition() for m in messages]
+    )
     offsets = [m.offset() for m in messages]
     timestamps = [m.timestamp()[1] for m in messages]
     keys = [m.key() for m in messages]

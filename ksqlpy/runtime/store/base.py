@@ -142,6 +142,17 @@ class TopicReader(abc.ABC):
         results were committed before): they must be processed as they come."""
         return False
 
+    def overlappable(self) -> bool:
+        """Whether the batch just polled may commit while this reader polls the next one (a
+        stateless query overlaps the two): not a batch read ahead or read again to rebuild
+        state, whose transactions depend on what the next poll finds."""
+        return self.ahead_transaction() is None and not self.replaying
+
+    @property
+    def rebalances(self) -> int:
+        """How often the group assigned or revoked this reader's partitions since it opened."""
+        return 0
+
     @abc.abstractmethod
     def close(self) -> None: ...
 

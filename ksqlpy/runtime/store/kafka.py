@@ -1076,6 +1076,8 @@ class KafkaReader(TopicReader):
         self._assigned: set[TopicPartition] = set()
         #: rebalances that took partitions away (a poll during one drops what it fetched before)
         self._revokes = 0
+        #: assignments and revocations since the reader opened (see ``rebalances``)
+        self._moves = 0
         self._unassigned_topics = set(topics)
         self._last_refresh = 0.0
         #: reading ahead of the group's first assignment: wanted (True), under way, or neither
@@ -1116,6 +1118,7 @@ class KafkaReader(TopicReader):
 
     def _on_assign(self, consumer: Consumer, partitions: list[KafkaTopicPartition]) -> None:
         log.debug("group %s: assigned %s", self._group, _listed(partitions))
+        self._moves += 1
         ahead, self._ahead = self._ahead, None
         if isinstance(ahead, _ReadAhead):
             kept = ahead.finish(consumer, {TopicPartition(p.topic, p.partition) for p in partitions})
@@ -1176,6 +1179,7 @@ class KafkaReader(TopicReader):
         revoked = [TopicPartition(p.topic, p.partition) for p in partitions]
         log.debug("group %s: revoked %s", self._group, _listed(partitions))
         self._revokes += 1
+        self._moves += 1
         # A partition that was being read again to rebuild state is no longer this member's to
         # rebuild: left in the replay set, it would never reach its end here, and until it did
         # every batch would be held to replayed records only (the partitions kept would stop).
@@ -1290,7 +1294,13 @@ class KafkaReader(TopicReader):
             wait = min(max(deadline - time.monotonic(), 0.0), 0.05)
             messages = ahead.poll(max_records, wait)
             if messages or time.monotonic() >= deadline:
-                table, ends = _records.from_messages(cast(list[_records.ConsumedMessage], messages))
+                # The read-ahead's consumer reads the partitions it was assigned when it began.
+                only = next(iter(ahead.origin)) if len(ahead.origin) == 1 else None
+                table, ends = _records.from_messages(
+                    cast(list[_records.ConsumedMessage], messages),
+                    topic=only.topic if only is not None else None,
+                    partition=only.partition if only is not None else None,
+                )
                 ahead.advance(ends)
                 if table.num_rows and not ahead.records:
                     log.info(
@@ -1313,6 +1323,9 @@ class KafkaReader(TopicReader):
                 return ahead_table
         deadline = time.monotonic() + timeout
         messages: list[Message] = []
+        # Whether every message comes from the one partition assigned: none carried over from a
+        # read-ahead, and no assignment changing during the poll.
+        moves, carried = self._moves, bool(self._carried)
         while True:
             if self._woken.is_set():
                 self._woken.clear()
@@ -1340,7 +1353,8 @@ class KafkaReader(TopicReader):
             messages.extend(usable)
             if messages or time.monotonic() >= deadline:
                 break
-        table = self._to_table(messages)
+        single = not carried and moves == self._moves and len(self._assigned) == 1
+        table = self._to_table(messages, next(iter(self._assigned)).partition if single else None)
         if not messages and self._store.exactly_once:
             self._past_markers()
         if self._group is not None and self._group in self._store._replay:
@@ -1416,10 +1430,15 @@ class KafkaReader(TopicReader):
             # Others (a topic not created yet) are informational.
         return usable
 
-    def _to_table(self, messages: list[Message]) -> pa.Table:
+    def _to_table(self, messages: list[Message], only_partition: int | None = None) -> pa.Table:
+        """``messages`` as a batch; ``only_partition``: the one they all come from, when known."""
         # confluent-kafka types headers for produced and consumed messages alike (a dict or a list,
         # str or bytes values); what the consumer hands out is always a list of (str, bytes | None).
-        table, ends = _records.from_messages(cast(list[_records.ConsumedMessage], messages))
+        # Records (not errors, see _usable) come from the reader's topics only.
+        only_topic = self._topics[0] if len(self._topics) == 1 else None
+        table, ends = _records.from_messages(
+            cast(list[_records.ConsumedMessage], messages), topic=only_topic, partition=only_partition
+        )
         for (topic, partition), offset in ends.items():
             tp = TopicPartition(topic, partition)
             self._next[tp] = offset
@@ -1474,6 +1493,19 @@ class KafkaReader(TopicReader):
     @property
     def replaying(self) -> bool:
         return self._group is not None and self._store._replay_batch.get(self._group, False)
+
+    def overlappable(self) -> bool:
+        # Reading ahead, the next poll may end the read-ahead and with it this batch's
+        # transaction; replaying, it decides whether the batch's outputs are kept.
+        if self._ahead is not None or self._ahead_batch:
+            return False
+        return self._group is None or (
+            self._group not in self._store._replay and not self._store._replay_batch.get(self._group, False)
+        )
+
+    @property
+    def rebalances(self) -> int:
+        return self._moves
 
     def wakeup(self) -> None:
         self._woken.set()
