@@ -305,7 +305,7 @@ def _property_name(name: str) -> str:
     return name if _PLAIN_IDENTIFIER.fullmatch(name) and name not in _KEYWORDS_OR_EMPTY() else format_string(name)
 
 
-def _KEYWORDS_OR_EMPTY() -> frozenset[str]:  # noqa: N802 - reads as the constant it caches
+def _KEYWORDS_OR_EMPTY() -> frozenset[str]:
     format_identifier("X")  # loads the keyword set
     return _KEYWORDS or frozenset()
 

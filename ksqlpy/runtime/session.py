@@ -11,17 +11,21 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from ksqlpy import parser
 from ksqlpy.errors import AnalysisError, KsqlpyError, NotFoundError, ParseError
 from ksqlpy.parser import ast
 from ksqlpy.planner import ddl
-from ksqlpy.planner.catalog import Column, ColumnNamespace, Source
-from ksqlpy.planner.catalog import Catalog
+from ksqlpy.planner.catalog import Catalog, Column, Source
 from ksqlpy.planner.physical import QueryPlan
-from ksqlpy.planner.plans import PlanContext, PlannedQuery, TopicShape, plan_create_as_select, plan_insert_into
+from ksqlpy.planner.plans import (
+    PlanContext,
+    PlannedQuery,
+    TopicShape,
+    plan_create_as_select,
+    plan_insert_into,
+)
 from ksqlpy.planner.plans.queries import analyze, analyze_query
 from ksqlpy.planner.properties import WithClause
 from ksqlpy.planner.steps import (
@@ -35,12 +39,12 @@ from ksqlpy.planner.steps.catalog import command_of
 from ksqlpy.planner.steps.commands import ColumnSpec
 from ksqlpy.planner.steps.schema import type_text
 from ksqlpy.planner.types import resolve_type
-from ksqlpy.runtime.serde import sr
 from ksqlpy.runtime import describe
 from ksqlpy.runtime import results as r
 from ksqlpy.runtime.commandlog import Command
 from ksqlpy.runtime.depth import too_complex
 from ksqlpy.runtime.query import PushQuery, QueryState
+from ksqlpy.runtime.serde import sr
 from ksqlpy.runtime.store.base import TopicSpec
 
 if TYPE_CHECKING:
@@ -750,4 +754,4 @@ def _schema_text(cols: tuple[tuple[str, Any, bool], ...]) -> str:
 
 
 
-__all__ = ["AssertionFailed", "QueryEndpointError", "Session", "NotFoundError", "QueryState"]
+__all__ = ["AssertionFailed", "NotFoundError", "QueryEndpointError", "QueryState", "Session"]

@@ -21,9 +21,9 @@ from ksqlpy.planner import ddl
 from ksqlpy.planner.catalog import Catalog
 from ksqlpy.planner.plans import PlanContext, plan_create_as_select, plan_insert_into
 from ksqlpy.planner.steps import DropSourceCommand, KsqlPlan, RegisterTypeCommand
+from ksqlpy.planner.steps.catalog import command_of
 from ksqlpy.planner.steps.schema import type_text
 from ksqlpy.planner.types import resolve_type
-from ksqlpy.planner.steps.catalog import command_of
 
 IGNORED_FIELDS = ("statementText",)
 

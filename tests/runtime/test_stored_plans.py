@@ -13,14 +13,13 @@ from typing import Any
 
 import orjson
 import pytest
+from test_engine import PAGEVIEWS, produce_json, read_topic
 
 from ksqlpy.errors import KsqlpyError
 from ksqlpy.planner.steps import KsqlPlan
 from ksqlpy.runtime import session as session_module
 from ksqlpy.runtime.commandlog import Command
 from ksqlpy.runtime.engine import Engine
-
-from test_engine import PAGEVIEWS, produce_json, read_topic
 
 CSAS = "CREATE STREAM long_views AS SELECT user_id, page, duration FROM pageviews;"
 

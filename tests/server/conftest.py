@@ -8,11 +8,10 @@ HTTP/1.1 and HTTP/2 to them.
 
 from __future__ import annotations
 
-import uuid
-
 import asyncio
 import socket
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any

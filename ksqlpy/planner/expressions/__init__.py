@@ -9,7 +9,12 @@ Run the SQL on a connection prepared with ``ksqlpy.planner.functions.register_ud
 
 from __future__ import annotations
 
-from ksqlpy.planner.expressions.compiler import compile_expression, decimal_literal_type, infer_type, is_constant
+from ksqlpy.planner.expressions.compiler import (
+    compile_expression,
+    decimal_literal_type,
+    infer_type,
+    is_constant,
+)
 from ksqlpy.planner.expressions.formatter import format_expr, format_type
 from ksqlpy.planner.expressions.scope import (
     ColumnScope,

@@ -46,7 +46,7 @@ def call(name: str, *args: exp.Expression) -> exp.Expression:
     return exp.Anonymous(this=name, expressions=list(args))
 
 
-def num(value: int | float | str) -> exp.Expression:
+def num(value: float | str) -> exp.Expression:
     return exp.Literal.number(value)
 
 

@@ -31,7 +31,7 @@ from ksqlpy.planner.functions.registry import (
 )
 
 D = Category.DATE_TIME
-_UTC = dt.timezone.utc
+_UTC = dt.UTC
 _EPOCH = dt.datetime(1970, 1, 1)
 _EPOCH_DATE = dt.date(1970, 1, 1)
 

@@ -12,7 +12,7 @@ from typing import Any
 from ksqlpy.parser import ast
 from ksqlpy.parser.tree import rewrite, walk
 
-__all__ = ["rewrite", "select_text", "same", "text", "unqualified", "walk", "with_time_literals"]
+__all__ = ["rewrite", "same", "select_text", "text", "unqualified", "walk", "with_time_literals"]
 from ksqlpy.planner.expressions.formatter import format_expr, format_name
 
 

@@ -12,9 +12,9 @@ import pytest
 
 from ksqlpy import sqltypes
 from ksqlpy.errors import PlanError
+from ksqlpy.parser import parse_expression
 from ksqlpy.planner.steps import CreateSourceCommand, KsqlPlan, RegisterTypeCommand
 from ksqlpy.planner.steps.schema import AliasGenerator, LogicalSchema, resolve_all, split_select
-from ksqlpy.parser import parse_expression
 
 REPO = Path(__file__).resolve().parents[3]
 PLANS = Path(os.environ.get("KSQLPY_QTT_PLANS", REPO.parent / "shared" / "qtt-plans"))
