@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
 import threading
@@ -63,13 +64,22 @@ class _MallInfo2(ctypes.Structure):
     ]
 
 
-def _glibc() -> ctypes.CDLL | None:
+def _open_glibc(name: str | None) -> ctypes.CDLL | None:
+    if not name:
+        return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(name)
         libc.gnu_get_libc_version  # noqa: B018 - only glibc has it (and these functions)
     except (OSError, AttributeError):
         return None
     return libc
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc, else None. By its usual name first: ``find_library`` runs
+    ``ldconfig`` in a subprocess (tens of milliseconds of start-up)."""
+    return _open_glibc("libc.so.6") or _open_glibc(ctypes.util.find_library("c"))
 
 
 def anon_rss() -> int:
@@ -164,12 +174,10 @@ def tune_malloc() -> bool:
     before the engine starts its threads (arenas already created stay)."""
     if os.environ.get("GLIBC_TUNABLES"):
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-        libc.gnu_get_libc_version  # noqa: B018 - only glibc has it (and these parameters)
-    except (OSError, AttributeError):
+    libc = _glibc()
+    if libc is None:
         return False
+    mallopt = libc.mallopt
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     if os.environ.get("MALLOC_ARENA_MAX"):
