@@ -1,4 +1,5 @@
-"""Process memory settings for a long-running engine: the C library's malloc arenas.
+"""Process memory settings for a long-running engine: the C library's malloc arenas, and a thread
+that gives their free pages back to the system.
 
 Arrow batches come from the C library's malloc (the server uses Arrow's system pool), as do
 librdkafka's buffers and Python's larger objects. glibc gives each thread that allocates its own
@@ -12,14 +13,23 @@ another ~20 MiB off that peak but cost a third of its throughput (page faults on
 buffer), so glibc's dynamic threshold stays. Settings already given through glibc's environment
 (``MALLOC_ARENA_MAX``, ``GLIBC_TUNABLES``) are kept; other C libraries (musl, macOS) are left
 alone.
+
+Freed memory stays in the arenas: glibc only gives back the free space at the top of its main
+heap, and its dynamic mmap threshold soon serves batch-sized buffers from the arenas too. A
+server that has run a burst of batches holds their high-water mark for good; :class:`MallocTrimmer`
+calls ``malloc_trim(0)`` (which also releases free pages in the middle of every arena) whenever the
+arenas hold more than a few MiB free, so RSS follows what is in use.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import os
+import threading
+from typing import Any
 
 log = logging.getLogger("ksqlpy.memory")
 
@@ -30,17 +40,144 @@ _M_ARENA_MAX = -8
 ARENA_MAX = 2
 
 
+#: Free bytes the arenas may hold before :class:`MallocTrimmer` trims them.
+TRIM_MIN_FREE = 8 << 20
+
+
+class _MallInfo2(ctypes.Structure):
+    """glibc's ``struct mallinfo2`` (2.33+): totals over every arena, in bytes."""
+
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _open_glibc(name: str | None) -> ctypes.CDLL | None:
+    if not name:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+        libc.gnu_get_libc_version  # noqa: B018 - only glibc has it (and these functions)
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """The C library when it is glibc, else None. By its usual name first: ``find_library`` runs
+    ``ldconfig`` in a subprocess (tens of milliseconds of start-up)."""
+    return _open_glibc("libc.so.6") or _open_glibc(ctypes.util.find_library("c"))
+
+
+def anon_rss() -> int:
+    """Bytes of this process's resident memory that no file backs (0 where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            fields = f.read().split()
+    except OSError:
+        return 0
+    return (int(fields[1]) - int(fields[2])) * _PAGE
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class MallocTrimmer:
+    """A daemon thread that, every ``interval`` seconds, gives the arenas' free pages back to the
+    system (``malloc_trim(0)``) when the process's anonymous memory grew by ``min_free`` bytes
+    since the last trim and the arenas hold at least that much free: after a burst of batches,
+    not on every tick of a server whose memory is in use. A trim takes a few milliseconds for
+    the free chunks a busy server has, and holds each arena's lock only while it walks it."""
+
+    def __init__(self, interval: float, min_free: int = TRIM_MIN_FREE) -> None:
+        self.interval = interval
+        self.min_free = min_free
+        self.trims = 0
+        self._after_last = 0  # anonymous bytes resident just after the last trim
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._mallinfo2: Any = None
+        self._trim: Any = None
+        libc = _glibc()
+        if libc is not None:
+            try:
+                mallinfo2, trim = libc.mallinfo2, libc.malloc_trim
+            except AttributeError:  # glibc older than 2.33
+                return
+            mallinfo2.restype = _MallInfo2
+            mallinfo2.argtypes = ()
+            trim.argtypes = (ctypes.c_size_t,)
+            trim.restype = ctypes.c_int
+            self._mallinfo2, self._trim = mallinfo2, trim
+
+    @property
+    def supported(self) -> bool:
+        return self._trim is not None
+
+    def free_bytes(self) -> int:
+        """Free bytes the arenas hold, released to the system or not (0 where unknown)."""
+        if self._mallinfo2 is None:
+            return 0
+        info = self._mallinfo2()
+        return int(info.fordblks) + int(info.fsmblks)
+
+    def trim_now(self, *, force: bool = False) -> bool:
+        """Trim if memory grew since the last trim and the arenas hold ``min_free`` free (or
+        always, with ``force``); whether it did."""
+        if self._trim is None:
+            return False
+        if not force:
+            grown = anon_rss() - self._after_last
+            if grown < self.min_free or self.free_bytes() < self.min_free:
+                return False
+        self._trim(0)
+        self.trims += 1
+        self._after_last = anon_rss()
+        return True
+
+    def start(self) -> bool:
+        """Start the thread (not on other C libraries, nor with a non-positive interval); whether
+        it runs."""
+        if self._trim is None or self.interval <= 0 or self._thread is not None:
+            return False
+        self._after_last = anon_rss()
+        self._thread = threading.Thread(target=self._run, name="ksqlpy-malloc-trim", daemon=True)
+        self._thread.start()
+        return True
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.trim_now()
+
+
 def tune_malloc() -> bool:
     """Cap this process's glibc malloc at :data:`ARENA_MAX` arenas; whether it was done. Call it
     before the engine starts its threads (arenas already created stay)."""
     if os.environ.get("GLIBC_TUNABLES"):
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-        libc.gnu_get_libc_version  # noqa: B018 - only glibc has it (and these parameters)
-    except (OSError, AttributeError):
+    libc = _glibc()
+    if libc is None:
         return False
+    mallopt = libc.mallopt
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     if os.environ.get("MALLOC_ARENA_MAX"):

@@ -36,6 +36,9 @@ Keys the server reads itself:
                                longer: 400)
 ``ksqlpy.inserts.max.record.bytes``  longest ``/inserts-stream`` line (default 1 MiB, Kafka's
                                default record limit; longer: an error ack, the stream ends)
+``ksqlpy.memory.trim.interval.ms``  how often the server gives the C library's free heap pages
+                               back to the system once its memory grew (default 500; 0: never;
+                               ``runtime/memory.py``)
 =============================  ===============================================================
 
 Every property (these and any other ``ksql.*`` / ``ksql.streams.*`` one) is passed on to the
@@ -60,6 +63,9 @@ MAX_PUSH_QUERIES = "ksql.max.push.queries"
 MAX_REQUEST_BYTES = "ksqlpy.request.max.bytes"
 MAX_STATEMENT_CHARS = "ksqlpy.statement.max.chars"
 MAX_RECORD_BYTES = "ksqlpy.inserts.max.record.bytes"
+MALLOC_TRIM_INTERVAL_MS = "ksqlpy.memory.trim.interval.ms"
+#: Not in :data:`DEFAULTS` (which every server passes on as properties): a C-library detail.
+DEFAULT_MALLOC_TRIM_INTERVAL_MS = 500
 
 DEFAULTS: Mapping[str, str] = {
     LISTENERS: "http://0.0.0.0:8088",
@@ -209,6 +215,7 @@ class ServerConfig:
         self.max_request_bytes  # noqa: B018
         self.max_statement_chars  # noqa: B018
         self.max_record_bytes  # noqa: B018
+        self.malloc_trim_interval  # noqa: B018
         from ksqlpy.server.cluster import ClusterSettings, inter_node_listener
 
         ClusterSettings.of(self)
@@ -293,6 +300,23 @@ class ServerConfig:
     @property
     def max_record_bytes(self) -> int:
         return self._positive_int(MAX_RECORD_BYTES)
+
+    @property
+    def malloc_trim_interval(self) -> float:
+        """Seconds between the checks of :class:`ksqlpy.runtime.memory.MallocTrimmer` (0: off)."""
+        value = self.properties.get(MALLOC_TRIM_INTERVAL_MS)
+        if value is None:
+            return DEFAULT_MALLOC_TRIM_INTERVAL_MS / 1000
+        try:
+            number = int(value.strip())
+        except ValueError:
+            number = -1
+        if number < 0:
+            raise ConfigError(
+                f"Invalid value {value} for configuration {MALLOC_TRIM_INTERVAL_MS}: "
+                "must be a non-negative integer"
+            )
+        return number / 1000
 
     def _positive_int(self, name: str) -> int:
         value = self.properties.get(name, DEFAULTS[name])

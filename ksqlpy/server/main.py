@@ -35,7 +35,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 from hypercorn.utils import wrap_app
 
-from ksqlpy.runtime.memory import tune_malloc
+from ksqlpy.runtime.memory import MallocTrimmer, tune_malloc
 from ksqlpy.server import tls, transport
 from ksqlpy.server.config import ServerConfig
 from ksqlpy.server.starting import StartingApp
@@ -249,12 +249,15 @@ def serve(config: ServerConfig) -> None:
     """Serve while the engine opens and starts, then until SIGTERM/SIGINT; always closes the
     engine. Until the engine is open, :class:`StartingApp` answers ``/info`` and the probes."""
     tune_malloc()  # before any thread allocates: arenas made before it stay
+    trimmer = MallocTrimmer(config.malloc_trim_interval)
+    trimmer.start()
     sockets = bind_listeners(config)
     try:
         if config.bootstrap_servers:
             check_kafka(config.bootstrap_servers)
         created = create_data_dir(config)
     except BaseException:
+        trimmer.stop()
         _close(sockets)
         raise
     from ksqlpy.server.auth import auth_settings
@@ -314,6 +317,7 @@ def serve(config: ServerConfig) -> None:
             log.info("ksqlpy server stopping: closing the engine.")
             server.cluster.stop()
             server.engine.close()
+        trimmer.stop()
         if failed:
             _remove(created)
     if failed:

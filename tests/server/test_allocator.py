@@ -56,3 +56,34 @@ def _tuned(extra_env: dict[str, str]) -> str:
 def test_malloc_is_tuned_unless_glibc_tunables_say_otherwise() -> None:
     assert _tuned({}) == "True"
     assert _tuned({"GLIBC_TUNABLES": "glibc.malloc.arena_max=4"}) == "False"
+
+
+TRIM_PROBE = """
+from ksqlpy.runtime.memory import MallocTrimmer, anon_rss
+trimmer = MallocTrimmer(interval=0)
+trimmer.trim_now(force=True)
+blocks = [bytearray(1000) for _ in range(100_000)]  # ~100 MiB from malloc's arenas
+grown = anon_rss()
+del blocks
+held = anon_rss()
+print(trimmer.trim_now(), trimmer.trim_now(), grown >> 20, held >> 20, anon_rss() >> 20)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_the_trimmer_gives_freed_heap_pages_back_once() -> None:
+    out = subprocess.run([sys.executable, "-c", TRIM_PROBE], capture_output=True, text=True, check=True)
+    first, second, grown, held, after = out.stdout.split()
+    assert (first, second) == ("True", "False")  # the second finds nothing grown since the first
+    assert int(held) > int(grown) - 16  # freed, but still held by the arenas
+    assert int(after) < int(held) - 64  # given back
+
+
+def test_the_trim_interval_is_a_server_setting() -> None:
+    from ksqlpy.server.config import ConfigError, ServerConfig
+
+    assert ServerConfig.load(environ={}).malloc_trim_interval == 0.5
+    config = ServerConfig.load(environ={}, overrides={"ksqlpy.memory.trim.interval.ms": "0"})
+    assert config.malloc_trim_interval == 0.0
+    with pytest.raises(ConfigError, match="ksqlpy.memory.trim.interval.ms: must be a non-negative integer"):
+        ServerConfig.load(environ={}, overrides={"ksqlpy.memory.trim.interval.ms": "-5"})
