@@ -19,6 +19,7 @@ engine open and replay first: the engine closes from a consistent state.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import shutil
@@ -297,6 +298,10 @@ def serve(config: ServerConfig) -> None:
                 front.ready()
                 return
             server.server_state.started()
+            # What start-up built (modules, the app, the engine and its queries) lives as long
+            # as the server: out of the collector's sight, a full collection walks only what
+            # came after, instead of pausing the event loop ~100 ms under a stream of rows.
+            gc.freeze()
             front.ready()
             try:
                 await asyncio.to_thread(server.cluster.start)

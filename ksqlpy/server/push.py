@@ -102,11 +102,14 @@ class QueryFeed:
 
 
 #: Rows encoded lately, by the row's identity: (the row, kept alive so its id is not reused
-#: while it is here; the format's class; its encoding). Two generations: when the newer is full
-#: it becomes the older and the older is dropped. (Evicting a dict's oldest key one at a time
+#: while it is here; the id of the format's class; its encoding). Two generations: when the newer
+#: is full it becomes the older and the older is dropped. The class goes in by id: a tuple of a
+#: row, an int and bytes holds nothing the garbage collector follows, so it stops tracking it,
+#: and thirty thousand cached rows do not ride into the oldest generation to set off full
+#: collections. (Evicting a dict's oldest key one at a time
 #: makes ``next(iter(d))`` walk the dead slots at its front: it cost more than encoding.)
-_encoded: dict[int, tuple[Any, type[QueryFormat], bytes | None]] = {}
-_encoded_before: dict[int, tuple[Any, type[QueryFormat], bytes | None]] = {}
+_encoded: dict[int, tuple[Any, int, bytes | None]] = {}
+_encoded_before: dict[int, tuple[Any, int, bytes | None]] = {}
 #: Rows remembered in a generation: enough for a batch to reach every client of its push query.
 ENCODED_ROWS = 16_384
 
@@ -116,12 +119,12 @@ def encode(fmt: QueryFormat, row: Any) -> bytes | None:
     see ``runtime/fanout.py``), so a row is encoded once per format, not once per client. The
     event loop is the only caller, so the cache needs no lock."""
     global _encoded, _encoded_before
-    kind = type(fmt)
+    kind = id(type(fmt))
     key = id(row)
     seen = _encoded.get(key)
     if seen is None:
         seen = _encoded_before.get(key)
-    if seen is not None and seen[0] is row and seen[1] is kind:
+    if seen is not None and seen[0] is row and seen[1] == kind:
         return seen[2]
     chunk = fmt.row(row.values, row.tombstone)
     if len(_encoded) >= ENCODED_ROWS:
