@@ -29,3 +29,18 @@ def test_the_cache_stays_bounded_and_rows_past_it_encode_afresh() -> None:
     assert len(push._encoded) + len(push._encoded_before) <= 2 * push.ENCODED_ROWS
     assert encode(DelimitedFormat(), rows[-1]) is encode(DelimitedFormat(), rows[-1])  # still cached
     assert encode(DelimitedFormat(), first) == encoded_first  # long evicted: encoded again, the same
+
+
+def test_a_shared_batch_is_joined_once_and_only_for_the_same_rows() -> None:
+    from ksqlpy.server.push import encode_batch
+
+    a, b, c = Row(("a", 1, None)), Row(("b", 2, None)), Row(("c", 3, None))
+    tomb = Row(("b", 2, None), tombstone=True)
+    body = encode_batch(DelimitedFormat(), [a, b, c])
+    assert body == b'["a",1,null]\n["b",2,null]\n["c",3,null]\n'
+    assert encode_batch(DelimitedFormat(), [a, b, c]) is body  # another client's drain of the batch
+    # The same first row and length, other rows after it: joined afresh, never the cached body.
+    assert encode_batch(DelimitedFormat(), [a, Row(("x", 9, None)), c]) == (
+        b'["a",1,null]\n["x",9,null]\n["c",3,null]\n'
+    )
+    assert encode_batch(DelimitedFormat(), [a, tomb, c]) == b'["a",1,null]\n["c",3,null]\n'
