@@ -2,7 +2,8 @@
 
 The engine runs queries on its own threads and signals new rows through
 ``StreamingQuery.set_listener``; :class:`QueryFeed` turns that signal into an
-:class:`asyncio.Event` (``loop.call_soon_threadsafe``) and hands out row batches with the
+:class:`asyncio.Event` (one ``loop.call_soon_threadsafe`` for the feeds signalled together,
+see :class:`_Waker`) and hands out row batches with the
 non-blocking ``drain()``. No thread waits on a query, so hundreds of push queries cost one
 asyncio task each.
 
@@ -16,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import operator
+import threading
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, cast
 
@@ -53,6 +56,47 @@ class QueryLike(Protocol):
     def close(self) -> None: ...
 
 
+class _Waker:
+    """Sets, on one event loop, the wake events of feeds signalled from engine threads, with one
+    wake-up of the loop for every feed signalled before it runs. A hub hands a batch to each of
+    its queries in turn: a wake-up each (a write to the loop's self-pipe) let the loop take the
+    GIL from the hub after the first query and stream it while the others waited."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._due: list[asyncio.Event] = []
+
+    def signal(self, event: asyncio.Event) -> None:
+        """Set ``event`` on the loop soon (any thread)."""
+        with self._lock:
+            self._due.append(event)
+            if len(self._due) > 1:
+                return  # a wake-up is on its way and sets this one too
+        try:
+            self._loop.call_soon_threadsafe(self._run)
+        except RuntimeError:
+            pass  # the loop is closed: the server is shutting down, nobody is waiting
+
+    def _run(self) -> None:
+        with self._lock:
+            due, self._due = self._due, []
+        for event in due:
+            event.set()
+
+
+_wakers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Waker] = weakref.WeakKeyDictionary()
+_wakers_lock = threading.Lock()
+
+
+def _waker(loop: asyncio.AbstractEventLoop) -> _Waker:
+    with _wakers_lock:
+        waker = _wakers.get(loop)
+        if waker is None:
+            waker = _wakers[loop] = _Waker(loop)
+        return waker
+
+
 class QueryFeed:
     """Row batches of a running query, awaited on the event loop."""
 
@@ -60,15 +104,13 @@ class QueryFeed:
         self.query = query
         self._loop = loop or asyncio.get_running_loop()
         self._wake = asyncio.Event()
+        self._waker = _waker(self._loop)
         self._stopped = False
         query.set_listener(self._on_engine_event)
 
     def _on_engine_event(self) -> None:
         # Called on an engine thread.
-        try:
-            self._loop.call_soon_threadsafe(self._wake.set)
-        except RuntimeError:
-            pass  # the loop is closed: the server is shutting down, nobody is waiting
+        self._waker.signal(self._wake)
 
     def stop(self) -> None:
         """Stop iterating (client went away); safe to call from the event loop only."""
