@@ -256,11 +256,10 @@ def catch_up(engine: Any, materializer: Materializer) -> None:
     On the embedded store, every commit (records, positions, state) bumps the store's version
     while it publishes; when the version and the set of persistent queries are what they were
     when this table last caught up, nothing was written since and the wait is skipped."""
+    if _is_caught_up(engine, materializer):
+        return
     version: int | None = getattr(engine.store, "_version", None)  # None: a store without a version counter
     queries: tuple[str, ...] = tuple(engine.queries)
-    mark = (version, queries)
-    if version is not None and _caught_up.get(materializer) == mark and materializer.error is None:
-        return
     deadline = time.monotonic() + CATCH_UP_SECONDS
     if _wait_writers(engine, materializer.source.name, deadline, set()):
         _published(engine.store)
@@ -274,6 +273,14 @@ def catch_up(engine: Any, materializer: Materializer) -> None:
         return
     if version is not None:
         _caught_up[materializer] = (version, queries)
+
+
+def _is_caught_up(engine: Any, materializer: Materializer) -> bool:
+    """Whether nothing was written since ``materializer`` last caught up (see :func:`catch_up`)."""
+    version: int | None = getattr(engine.store, "_version", None)
+    if version is None or materializer.error is not None:
+        return False
+    return _caught_up.get(materializer) == (version, tuple(engine.queries))
 
 
 #: Per materializer, the store version and persistent queries it was last caught up with.
@@ -394,6 +401,19 @@ def start_bound_pull(session: Any, text: str) -> Any | None:
     engine = session.engine
     prepared = _bound(engine, text, _flag(config, TABLE_SCAN), _flag(config, RANGE_SCAN))
     if prepared is None:
+        return None
+    return _answer_prepared(engine, prepared, requested_partitions(session.properties))
+
+
+def start_ready_pull(session: Any, text: str) -> Any | None:
+    """Like :func:`start_bound_pull`, but only when answering cannot wait: the lookup is one
+    statement over a table caught up as of the store's current version (nothing written since
+    it last caught up). A server answers such a lookup on its event loop, where a wait would
+    stall every connection; anything else (None) goes to a worker thread as usual."""
+    engine = session.engine
+    config = session.config
+    prepared = _bound(engine, text, _flag(config, TABLE_SCAN), _flag(config, RANGE_SCAN))
+    if prepared is None or prepared.sql is None or not _is_caught_up(engine, prepared.materializer):
         return None
     return _answer_prepared(engine, prepared, requested_partitions(session.properties))
 
@@ -906,5 +926,6 @@ __all__ = [
     "start_bound_pull",
     "start_prepared_pull",
     "start_pull",
+    "start_ready_pull",
     "start_sql_pull",
 ]

@@ -173,6 +173,22 @@ class Session:
                 e.statement_text = stmt.text
             raise
 
+    def start_ready_pull(self, text: str) -> Any | None:
+        """``text`` answered when it is a key lookup planned before (with other key values) over
+        a table nothing was written to since it last caught up, else None: it neither parses nor
+        waits, so a server may answer it on its event loop."""
+        from ksqlpy.runtime.pull import start_ready_pull
+
+        statements = parser.split_statements(text)
+        if len(statements) != 1:
+            return None
+        try:
+            return start_ready_pull(self, statements[0])
+        except KsqlpyError as e:
+            if e.statement_text is None:
+                e.statement_text = statements[0]
+            raise
+
     def plan_pull(self, text: str) -> Callable[[], Any | None] | None:
         """``text`` planned when it is a pull query over materialized tables: calling the result
         waits for them to catch up and answers (or gives None: then :meth:`execute_query` runs

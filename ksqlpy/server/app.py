@@ -194,6 +194,17 @@ class KsqlServer:
             return answered
         return self._start_here(text, properties, variables)
 
+    def start_ready_query(self, text: str, properties: Mapping[str, str], variables: Mapping[str, str]) -> Any:
+        """``text`` answered right away when it is a key lookup this server answers itself from a
+        plan and state that are ready (see :meth:`Session.start_ready_pull`), else None. It does
+        not block, so endpoints call it on the event loop and spare the lookup two thread hops."""
+        if self.cluster.clustered:
+            return None  # the lookup may be routed to another server: start_query decides
+        answered = self.engine.session(properties, variables).start_ready_pull(text)
+        if answered is not None:
+            note_query(answered)
+        return answered
+
     def _start_here(self, text: str, properties: Mapping[str, str], variables: Mapping[str, str]) -> Any:
         session = self.engine.session(properties, variables)
         # A repeated pull query over a table only reads: it does not wait for statements (nor
