@@ -17,6 +17,7 @@ import re
 import threading
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 
 import orjson
@@ -197,5 +198,8 @@ def test_two_servers_joining_at_once_keep_only_what_they_are_assigned(
     assert set(ids) == set(range(ROWS))  # nothing lost
     # Each exactly once in what was committed: the only records beyond those are the aborted
     # read-aheads' outputs, which Kafka hides from read-committed readers (the test broker shows them).
-    assert len(ids) in (ROWS, ROWS + aborted), (len(ids), outcomes)
+    # An aborted read-ahead's records reach the broker only if its producer had sent them before the
+    # abort (an abort purges what is still queued), so anything from none to all of them may show.
+    assert ROWS <= len(ids) <= ROWS + aborted, (len(ids), outcomes)
+    assert max(Counter(ids).values()) <= 1 + len(outcomes), (Counter(ids).most_common(3), outcomes)
     assert _committed(kafka_bootstrap, group, f"s_{run}") == ROWS
