@@ -121,12 +121,16 @@ class KafkaCommandWriter:
 
     def __init__(self, producer_settings: Mapping[str, Any], topic: str, transactional_id: str) -> None:
         self.topic = topic
-        #: the fatal error this producer met (being fenced is one), as its error callback saw it
-        self._fatal: KafkaError | None = None
+        # The error callback keeps what it saw in a list of its own, not on the writer: a callback
+        # holding the writer would close a cycle (writer -> producer -> callback -> writer) that
+        # only the garbage collector breaks, and the producer, with its threads and connections,
+        # would outlive the statement until it ran. Without the cycle it goes with the writer.
+        fatal: list[KafkaError] = []
+        self._fatal_errors = fatal
 
         def on_error(error: KafkaError) -> None:
             if error.fatal() or error.code() in _FENCED:
-                self._fatal = error
+                fatal.append(error)
 
         settings = {**producer_settings, "transactional.id": transactional_id, "acks": "all", "error_cb": on_error}
         settings.pop("partitioner", None)
@@ -136,6 +140,11 @@ class KafkaCommandWriter:
             self._producer.begin_transaction()
         except KafkaException as exc:
             raise _failure(exc, "starting a transaction") from exc
+
+    @property
+    def _fatal(self) -> KafkaError | None:
+        """The fatal error this producer met (being fenced is one), as its error callback saw it."""
+        return self._fatal_errors[-1] if self._fatal_errors else None
 
     def _fenced(self, doing: str) -> TopicError:
         """A transaction that failed other than with a Kafka error: a fenced producer's delivery
