@@ -221,10 +221,7 @@ class KafkaStore(TopicStore):
         for client in clients:
             client["logger"] = _client_log
         self._admin = AdminClient(self._common)
-        #: the non-transactional producer (made on first use: under exactly-once, queries write
-        #: through the transactional one, and a client costs a main thread, a thread per broker
-        #: and its buffers)
-        self._plain_producer: Producer | None = None
+        self._producer = Producer({**self._producer_config, **_RECORD_PRODUCER})
         self._tx_producer: Producer | None = None
         self._tx_lock = threading.Lock()
         self._lock = threading.Lock()
@@ -428,9 +425,8 @@ class KafkaStore(TopicStore):
 
     def produce(self, topic: str, records: pa.Table) -> None:
         errors: list[KafkaError] = []
-        producer = self._producer()
-        self._send(producer, topic, records, errors)
-        self._await(producer, errors, topic)
+        self._send(self._producer, topic, records, errors)
+        self._await(self._producer, errors, topic)
 
     def open_reader(
         self,
@@ -597,13 +593,6 @@ class KafkaStore(TopicStore):
         transaction does (a crash between the two leaves state behind the outputs)."""
         return self.state_database.cursor()
 
-    def _producer(self) -> Producer:
-        """The producer of records outside transactions (made on first use)."""
-        with self._lock:
-            if self._plain_producer is None:
-                self._plain_producer = Producer({**self._producer_config, **_RECORD_PRODUCER})
-            return self._plain_producer
-
     def _transactional_producer(self) -> Producer:
         if self._tx_producer is None:
             producer = Producer(
@@ -616,8 +605,7 @@ class KafkaStore(TopicStore):
     def close(self) -> None:
         if self._tx_starter is not None:
             self._tx_starter.join()
-        if self._plain_producer is not None:
-            self._plain_producer.flush(_TIMEOUT)
+        self._producer.flush(_TIMEOUT)
         if self._tx_producer is not None:
             self._tx_producer.flush(_TIMEOUT)
         with self._lock:
@@ -695,7 +683,7 @@ class KafkaTransactionContext(TransactionContext):
                 producer = store._transactional_producer()
                 producer.begin_transaction()
             else:
-                producer = store._producer()
+                producer = store._producer
         except BaseException:
             store._tx_lock.release()
             raise
@@ -878,7 +866,7 @@ class _ReadAhead:
                 self.consumer.close()
                 raise
         else:
-            self.producer = store._producer()
+            self.producer = store._producer
         self.state = store.state_cursor()
         self.state.execute("BEGIN TRANSACTION")
 
