@@ -47,7 +47,7 @@ from ksqlpy.planner.pull import (
     not_queryable,
 )
 from ksqlpy.planner.select import analyze_select
-from ksqlpy.runtime import pullkeys
+from ksqlpy.runtime import pullcache, pullkeys
 from ksqlpy.runtime.materialize import (
     PARTITION_COLUMN,
     WINDOW_COLUMNS,
@@ -362,6 +362,8 @@ class _Prepared:
     fields: tuple[sqltypes.Field, ...]
     keys: tuple[str, ...]
     schema: pa.Schema
+    #: ``sql`` is a key lookup whose rows depend only on the state it reads (see ``pullcache``)
+    cacheable: bool = False
 
     def current(self, engine: Any) -> bool:
         """Whether the catalog still holds the same table, materialized by the same materializer
@@ -415,7 +417,21 @@ def start_ready_pull(session: Any, text: str) -> Any | None:
     prepared = _bound(engine, text, _flag(config, TABLE_SCAN), _flag(config, RANGE_SCAN))
     if prepared is None or prepared.sql is None or not _is_caught_up(engine, prepared.materializer):
         return None
-    return _answer_prepared(engine, prepared, requested_partitions(session.properties))
+    partitions = requested_partitions(session.properties)
+    if not prepared.cacheable or partitions is not None:
+        return _answer_prepared(engine, prepared, partitions)
+    # Caught up: the stamp is the store's version and queries now. Rows read while it stayed
+    # the same are the table's rows at that stamp, and answer the same statement until it moves.
+    materializer = prepared.materializer
+    stamp = _caught_up.get(materializer)
+    if stamp is None:
+        return _answer_prepared(engine, prepared, partitions)
+    rows = pullcache.kept_rows(materializer, stamp, prepared.sql, prepared.fields)
+    if rows is None:
+        rows = _run_prepared(engine, prepared)
+        if _is_caught_up(engine, materializer) and _caught_up.get(materializer) == stamp:
+            pullcache.keep_rows(materializer, stamp, prepared.sql, prepared.fields, rows)
+    return _query_of(engine, prepared, rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -506,7 +522,11 @@ def _learn(engine: Any, prepared: _Prepared, text: str, *, table_scan: bool, ran
         return
     template = _Template(
         prepared=dataclasses.replace(
-            prepared, key=key, plan=plan, sql=_single_statement(plan, prepared.materializer.layout)
+            prepared,
+            key=key,
+            plan=plan,
+            sql=(sql := _single_statement(plan, prepared.materializer.layout)),
+            cacheable=_cacheable(plan, sql),
         ),
         fixed=tuple(None if i in params else v for i, v in enumerate(shape.values)),
         distinct=len({shape.values[i] for i in params}) == len(params),
@@ -541,7 +561,10 @@ def _plan_shape(engine: Any, text: str, source: Source, table_scan: bool, range_
 
 
 def _answer_prepared(engine: Any, prepared: _Prepared, partitions: frozenset[int] | None = None) -> Any:
-    rows = _run_prepared(engine, prepared, partitions)
+    return _query_of(engine, prepared, _run_prepared(engine, prepared, partitions))
+
+
+def _query_of(engine: Any, prepared: _Prepared, rows: list[Row]) -> Any:
     from ksqlpy.runtime.streaming import StreamingQuery
 
     return StreamingQuery(
@@ -611,10 +634,11 @@ def _prepare(engine: Any, stmt: ast.QueryStatement, source: Source, *, table_sca
         source=source,
         materializer=materializer,
         plan=plan,
-        sql=_single_statement(plan, materializer.layout),
+        sql=(sql := _single_statement(plan, materializer.layout)),
         fields=tuple(sqltypes.Field(c.name, c.type) for c in plan.columns),
         keys=tuple(c.name for c in plan.columns if c.is_key),
         schema=pa.schema([pa.field(c.name, sqltypes.to_arrow(c.type)) for c in plan.columns]),
+        cacheable=_cacheable(plan, sql),
     )
     if len(_prepared) >= MAX_PREPARED:
         _prepared.clear()
@@ -622,6 +646,10 @@ def _prepare(engine: Any, stmt: ast.QueryStatement, source: Source, *, table_sca
     if plan.access is Access.LOOKUP:
         _learn(engine, prepared, stmt.text, table_scan=table_scan, range_scan=range_scan)
     return prepared
+
+
+def _cacheable(plan: TablePull, sql: str) -> bool:
+    return plan.access is Access.LOOKUP and pullcache.deterministic(sql)
 
 
 def _restricted(sql: str, layout: MatLayout, partitions: frozenset[int] | None) -> str:
