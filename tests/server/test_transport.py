@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import h2.config
 import h2.connection
 import h2.events
+import h2.settings
 import httpx
 import orjson
 import pytest
@@ -291,3 +292,62 @@ def test_a_long_inserts_stream_acks_and_stores_every_row_in_order(ksql_server: R
         }
         answer = client.post(f"{ksql_server.url}/query-stream", json=query)
     assert [orjson.loads(line) for line in answer.text.splitlines()[1:]] == [[i] for i in range(rows)]
+
+
+def test_push_queries_sharing_a_connection_get_a_row_a_frame_past_a_frame_and_a_window(
+    ksql_server: RunningServer,
+) -> None:
+    """Push queries of one plan share their batches, framed once for all of them: on one
+    connection, with batches larger than a frame and a stream window smaller than a batch, each
+    stream still gets its own rows, a row a DATA frame, all of them, in order."""
+    rows, streams = 3000, (1, 3, 5)
+    create = (
+        "CREATE STREAM shared_frames (id VARCHAR KEY, n INT, pad VARCHAR) "
+        "WITH (kafka_topic='shared_frames', value_format='JSON', partitions=1);"
+    )
+    assert httpx.post(f"{ksql_server.url}/ksql", json={"ksql": create}).status_code == 200
+    pad = "x" * 40
+    inserts = b'{"target":"SHARED_FRAMES"}\n' + b"".join(
+        b'{"ID":"k","N":%d,"PAD":"%s"}\n' % (i, pad.encode()) for i in range(rows)
+    )
+    with httpx.Client(http1=False, http2=True, timeout=60) as client:
+        acks = client.post(f"{ksql_server.url}/inserts-stream", content=inserts)
+        assert acks.text.count('"ok"') == rows
+    client_h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client_h2.local_settings = h2.settings.Settings(
+        client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 5000}
+    )
+    client_h2.initiate_connection()
+    query = orjson.dumps(
+        {
+            "sql": f"SELECT n, pad FROM shared_frames EMIT CHANGES LIMIT {rows};",
+            "properties": {"auto.offset.reset": "earliest"},
+        }
+    )
+    for stream in streams:
+        client_h2.send_headers(
+            stream,
+            [(":method", "POST"), (":path", "/query-stream"), (":scheme", "http"), (":authority", "x")],
+        )
+        client_h2.send_data(stream, query, end_stream=True)
+    frames: dict[int, list[bytes]] = {stream: [] for stream in streams}
+    ended: set[int] = set()
+    with socket.create_connection(("127.0.0.1", ksql_server.port), timeout=30) as s:
+        s.sendall(client_h2.data_to_send())
+        while len(ended) < len(streams):
+            data = s.recv(65536)
+            assert data, "the server closed the connection"
+            for event in client_h2.receive_data(data):
+                if isinstance(event, h2.events.DataReceived):
+                    if event.data:
+                        frames[event.stream_id].append(event.data)
+                    client_h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended.add(event.stream_id)
+            s.sendall(client_h2.data_to_send())
+    for stream in streams:
+        got = frames[stream]
+        bad = [f for f in got if not (f.endswith(b"\n") and f.count(b"\n") == 1)]
+        assert not bad, (len(got), [b[:200] for b in bad[:3]])
+        assert all(f.endswith(b"\n") and f.count(b"\n") == 1 for f in got)
+        assert [orjson.loads(f) for f in got[1:]] == [[i, pad] for i in range(rows)]
