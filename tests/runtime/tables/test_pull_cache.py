@@ -55,7 +55,7 @@ def settled(engine: Engine, text: str) -> list[tuple[object, ...]]:
 
 def kept(engine: Engine) -> list[str]:
     """The statements whose rows are kept for table Q_USERS."""
-    return [sql for m, entries in pullcache._kept.items() if m.name == "Q_USERS" for sql in entries]
+    return list(pullcache._kept.get(engine.materializers["Q_USERS"], {}))
 
 
 def test_a_kept_lookup_never_answers_past_a_write(users: Engine) -> None:
@@ -104,3 +104,40 @@ def test_a_lookup_whose_rows_change_by_themselves_is_not_kept(users: Engine) -> 
 )
 def test_only_statements_of_stable_words_are_deterministic(sql: str, stable: bool) -> None:
     assert pullcache.deterministic(sql) is stable
+
+
+def snapshots(engine: Engine) -> dict[object, int]:
+    """Per lookup shape of table Q_USERS read whole, the keys it holds."""
+    found = pullcache._snapshots.get(engine.materializers["Q_USERS"], {})
+    return {shape: len(rows) for shape, (_, rows) in found.items()}
+
+
+def test_a_table_read_whole_answers_every_lookup_as_duckdb_does(users: Engine) -> None:
+    shapes = (
+        "SELECT * FROM q_users WHERE id = '{}';",
+        "SELECT name, age * 2 AS twice FROM q_users WHERE id = '{}' AND age > 10;",
+    )
+    uids = [*PEOPLE, "nobody", "U1", "u1 "]
+    expected = {(shape, uid): answered(users, shape.format(uid)) for shape in shapes for uid in uids}
+    for _ in range(2):  # past SNAPSHOT_AFTER lookups: the rest are answered from the whole table
+        for shape in shapes:
+            for uid in uids:
+                assert settled(users, shape.format(uid)) == expected[(shape, uid)]
+    over_ten = sum(age > 10 for _, age in PEOPLE.values())
+    assert sorted(snapshots(users).values()) == sorted([len(PEOPLE), over_ten])
+    users.session().execute_all("INSERT INTO users (id, name, age) VALUES ('u3', 'moved', 30);")
+    assert ready(users, shapes[0].format("u3")) in (None, [("u3", "moved", 30)])
+    assert answered(users, shapes[0].format("u3")) == [("u3", "moved", 30)]
+    for shape, twice in zip(shapes, ([("u3", "moved", 30)], [("moved", 60)]), strict=True):
+        assert settled(users, shape.format("u3")) == twice
+        for uid in ("u5", "nobody"):
+            assert settled(users, shape.format(uid)) == expected[(shape, uid)]
+
+
+def test_a_large_table_is_not_read_whole(users: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pullcache, "SNAPSHOT_ROWS", 5)
+    text = "SELECT * FROM q_users WHERE id = '{}';"
+    for _ in range(2):
+        for uid in PEOPLE:
+            assert settled(users, text.format(uid)) == [(uid, *PEOPLE[uid])]
+    assert snapshots(users) == {}
