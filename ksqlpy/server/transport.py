@@ -46,7 +46,7 @@ import h2.exceptions
 import h11
 import hypercorn.protocol as hypercorn_protocol
 import orjson
-from hypercorn.events import Closed
+from hypercorn.events import Closed, RawData
 from hypercorn.protocol.events import Body, EndBody, Response, StreamClosed
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h2 import H2Protocol
@@ -130,6 +130,8 @@ class ReasonPhraseH11Protocol(H11Protocol):
 
     _upgrading: h11.Request | None = None
     _refused: tuple[h11.Request, str] | None = None
+    #: the head of a response not yet written (see :meth:`_send_h11_event`)
+    _held: bytes = b""
 
     async def _check_protocol(self, event: h11.Request) -> None:
         offers_h2c = (_header(event, b"upgrade") or b"").strip().lower() == b"h2c"
@@ -196,7 +198,33 @@ class ReasonPhraseH11Protocol(H11Protocol):
                     reason=reason_phrase(event.status_code),
                     http_version=event.http_version,
                 )
-        await super()._send_h11_event(event)
+        try:
+            data = self.connection.send(event)
+        except h11.LocalProtocolError:
+            if self.connection.their_state != h11.ERROR:
+                raise
+            return
+        if self._held:
+            data, self._held = self._held + data, b""
+        if isinstance(event, h11.Response) and data:
+            # The head of a response goes out with its body's first bytes, which an endpoint
+            # mostly sends straight after (a pull query's whole answer): one socket write, not
+            # two. Held until the loop has run what is ready now at most.
+            self._held = data
+            asyncio.get_running_loop().call_soon(self._release_held)
+            return
+        if data:
+            await self.send(RawData(data=data))
+
+    def _release_held(self) -> None:
+        if self._held:
+            self.task_group.spawn(self._send_held)
+
+    async def _send_held(self) -> None:
+        # Taken now, not when scheduled: a send since then took it along, in order.
+        data, self._held = self._held, b""
+        if data:
+            await self.send(RawData(data=data))
 
 
 class FramePerSendH2Protocol(H2Protocol):

@@ -351,3 +351,26 @@ def test_push_queries_sharing_a_connection_get_a_row_a_frame_past_a_frame_and_a_
         assert not bad, (len(got), [b[:200] for b in bad[:3]])
         assert all(f.endswith(b"\n") and f.count(b"\n") == 1 for f in got)
         assert [orjson.loads(f) for f in got[1:]] == [[i, pad] for i in range(rows)]
+
+
+def test_http11_response_head_goes_out_before_any_row(ksql_server: RunningServer) -> None:
+    """The head of an HTTP/1.1 response waits for its body's first bytes only while the loop
+    runs what is ready: a PRINT of an empty topic (no header row) still answers 200 at once,
+    and a pull query's head, rows and end arrive whole."""
+    create = (
+        "CREATE STREAM quiet_topic (id VARCHAR KEY, n INT) "
+        "WITH (kafka_topic='quiet_topic', value_format='JSON', partitions=1);"
+    )
+    assert httpx.post(f"{ksql_server.url}/ksql", json={"ksql": create}).status_code == 200
+    body = orjson.dumps({"ksql": "PRINT 'quiet_topic' FROM BEGINNING;"})
+    with httpx.stream("POST", f"{ksql_server.url}/query", content=body, timeout=30) as response:
+        assert response.status_code == 200
+        assert response.headers["transfer-encoding"] == "chunked"
+    pull = orjson.dumps({"ksql": "SELECT * FROM quiet_topic;"})
+    answer = raw_exchange(
+        ksql_server.port,
+        b"POST /query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(pull), pull),
+    )
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"\r\n0\r\n\r\n")
+    assert b'"header"' in answer and b"transfer-encoding: chunked" in answer.lower()
