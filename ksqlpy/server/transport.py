@@ -240,6 +240,8 @@ class FramePerSendH2Protocol(H2Protocol):
         self._line_framed: set[int] = set()
         #: set when a window opens or a stream closes: lines waiting for flow control retry
         self._window_opened = asyncio.Event()
+        #: a write of what h2 has queued is due once the loop ran what is ready
+        self._flush_scheduled = False
 
     async def initiate(
         self, headers: list[tuple[bytes, bytes]] | None = None, settings: bytes | None = None
@@ -275,6 +277,26 @@ class FramePerSendH2Protocol(H2Protocol):
             self._line_framed.add(event.stream_id)
         elif isinstance(event, StreamClosed):
             self._line_framed.discard(event.stream_id)
+        if isinstance(event, Response):
+            # The HEADERS frame goes out with the body's first DATA frames, which an endpoint
+            # mostly sends straight after (a pull query's whole answer): one socket write, not
+            # two. h2 queues frames in order, so the write only waits for the loop to run what
+            # is ready now, whoever makes it.
+            try:
+                self.connection.send_headers(
+                    event.stream_id,
+                    [
+                        (b":status", b"%d" % event.status_code),
+                        *event.headers,
+                        *self.config.response_headers("h2"),
+                    ],
+                )
+            except (KeyError, h2.exceptions.ProtocolError):
+                return  # the stream is gone, as hypercorn has it
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush_queued)
+            return
         if not isinstance(event, Body):
             await super().stream_send(event)
             return
@@ -308,6 +330,11 @@ class FramePerSendH2Protocol(H2Protocol):
                 await buffer.drain()
         if sent:
             await self._flush_with_peers()
+
+    def _flush_queued(self) -> None:
+        self._flush_scheduled = False
+        if self.connection._data_to_send:  # not written along with later frames meanwhile
+            self.task_group.spawn(self._flush)
 
     def _window_bound(self, stream_id: int, frame: bytes) -> bool:
         """Whether ``frame`` (that :meth:`_send_now` did not write) waits for flow control

@@ -374,3 +374,29 @@ def test_http11_response_head_goes_out_before_any_row(ksql_server: RunningServer
     )
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"\r\n0\r\n\r\n")
     assert b'"header"' in answer and b"transfer-encoding: chunked" in answer.lower()
+
+
+def test_http2_response_headers_go_out_before_any_row(ksql_server: RunningServer) -> None:
+    """An HTTP/2 response's HEADERS frame waits for its first DATA frames only while the loop
+    runs what is ready: a PRINT of an empty topic (no header row) still answers 200 at once."""
+    create = (
+        "CREATE STREAM quiet_h2 (id VARCHAR KEY, n INT) "
+        "WITH (kafka_topic='quiet_h2', value_format='JSON', partitions=1);"
+    )
+    assert httpx.post(f"{ksql_server.url}/ksql", json={"ksql": create}).status_code == 200
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    headers = [(":method", "POST"), (":path", "/query-stream"), (":scheme", "http"), (":authority", "x")]
+    client.send_headers(1, headers)
+    client.send_data(1, orjson.dumps({"sql": "PRINT 'quiet_h2' FROM BEGINNING;"}), end_stream=True)
+    status = None
+    with socket.create_connection(("127.0.0.1", ksql_server.port), timeout=30) as s:
+        s.sendall(client.data_to_send())
+        while status is None:
+            data = s.recv(65536)
+            assert data, "the server closed the connection"
+            for event in client.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = dict(event.headers)[b":status"]
+            s.sendall(client.data_to_send())
+    assert status == b"200"
