@@ -47,7 +47,7 @@ from ksqlpy.planner.pull import (
     not_queryable,
 )
 from ksqlpy.planner.select import analyze_select
-from ksqlpy.runtime import pullkeys
+from ksqlpy.runtime import pullcache, pullkeys
 from ksqlpy.runtime.materialize import (
     PARTITION_COLUMN,
     WINDOW_COLUMNS,
@@ -362,6 +362,8 @@ class _Prepared:
     fields: tuple[sqltypes.Field, ...]
     keys: tuple[str, ...]
     schema: pa.Schema
+    #: ``sql`` is a key lookup whose rows depend only on the state it reads (see ``pullcache``)
+    cacheable: bool = False
 
     def current(self, engine: Any) -> bool:
         """Whether the catalog still holds the same table, materialized by the same materializer
@@ -412,10 +414,67 @@ def start_ready_pull(session: Any, text: str) -> Any | None:
     stall every connection; anything else (None) goes to a worker thread as usual."""
     engine = session.engine
     config = session.config
-    prepared = _bound(engine, text, _flag(config, TABLE_SCAN), _flag(config, RANGE_SCAN))
-    if prepared is None or prepared.sql is None or not _is_caught_up(engine, prepared.materializer):
+    found = _template_of(engine, text, _flag(config, TABLE_SCAN), _flag(config, RANGE_SCAN))
+    if found is None:
         return None
-    return _answer_prepared(engine, prepared, requested_partitions(session.properties))
+    template, values = found
+    prepared = _bind(template, values)
+    if prepared.sql is None or not _is_caught_up(engine, prepared.materializer):
+        return None
+    partitions = requested_partitions(session.properties)
+    if not prepared.cacheable or partitions is not None:
+        return _answer_prepared(engine, prepared, partitions)
+    # Caught up: the stamp is the store's version and queries now. Rows read while it stayed
+    # the same are the table's rows at that stamp, and answer the same statement until it moves.
+    materializer = prepared.materializer
+    stamp = _caught_up.get(materializer)
+    if stamp is None:
+        return _answer_prepared(engine, prepared, partitions)
+    rows = pullcache.kept_rows(materializer, stamp, prepared.sql, prepared.fields)
+    if rows is None and template.snapshot is not None:
+        by_key = pullcache.snapshot_of(materializer, template.prepared.key, stamp)
+        if by_key is None and pullcache.wants_snapshot(materializer, stamp):
+            by_key = _read_snapshot(engine, template, stamp)
+        if by_key is not None:
+            rows = by_key.get(values[template.snapshot[1]][1:-1], [])
+    if rows is None:
+        rows = _run_prepared(engine, prepared)
+        if _is_caught_up(engine, materializer) and _caught_up.get(materializer) == stamp:
+            pullcache.keep_rows(materializer, stamp, prepared.sql, prepared.fields, rows)
+    return _query_of(engine, prepared, rows)
+
+
+def _read_snapshot(engine: Any, template: _Template, stamp: pullcache.Stamp) -> dict[str, list[Row]] | None:
+    """The table of lookup shape ``template`` read whole at ``stamp``, its rows by key (see
+    ``pullcache``); None when it is too large, or the stamp moved while it was read."""
+    assert template.snapshot is not None
+    prepared = template.prepared
+    materializer = prepared.materializer
+    cursor = engine.store.state_cursor()
+    try:
+        result = cursor.sql(template.snapshot[0]).to_arrow_table()
+    except duckdb.Error:
+        pullcache.keep_snapshot(materializer, prepared.key, stamp, None)  # lookups read DuckDB as before
+        return None
+    finally:
+        cursor.close()
+    if result.num_rows > pullcache.SNAPSHOT_ROWS:
+        pullcache.keep_snapshot(materializer, prepared.key, stamp, None)
+        return None
+    keys = result.column(result.num_columns - 1).to_pylist()
+    table = from_duckdb(result.remove_column(result.num_columns - 1))
+    if table.schema != prepared.schema:
+        table = table.cast(prepared.schema)
+    by_key: dict[str, list[Row]] = {}
+    for key, row in zip(keys, table_to_rows(table, [f.type for f in prepared.fields]), strict=True):
+        if key in by_key:  # one row per key is what a table holds; anything else reads DuckDB
+            pullcache.keep_snapshot(materializer, prepared.key, stamp, None)
+            return None
+        by_key[key] = [row]
+    if not (_is_caught_up(engine, materializer) and _caught_up.get(materializer) == stamp):
+        return None
+    pullcache.keep_snapshot(materializer, prepared.key, stamp, by_key)
+    return by_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,6 +489,9 @@ class _Template:
     distinct: bool
     sentinels: dict[str, int]
     pattern: re.Pattern[str]
+    #: the statement reading the whole table for this shape and the slot of its key value
+    #: (see ``pullcache``); None when the shape's lookups cannot be answered that way
+    snapshot: tuple[str, int] | None = None
 
 
 #: Key lookup plans by (shape, table scan enabled, range scan enabled); None: the shape cannot
@@ -440,6 +502,14 @@ _templates: dict[tuple[str, bool, bool], _Template | None] = {}
 def _bound(engine: Any, text: str, table_scan: bool, range_scan: bool) -> _Prepared | None:
     """The plan of ``text`` from the plan of its shape, with its key values bound; None when
     there is none for it (then it is planned as usual)."""
+    found = _template_of(engine, text, table_scan, range_scan)
+    return None if found is None else _bind(*found)
+
+
+def _template_of(
+    engine: Any, text: str, table_scan: bool, range_scan: bool
+) -> tuple[_Template, tuple[str, ...]] | None:
+    """The plan of ``text``'s shape and its key values, when its plan answers ``text``."""
     shape = pullkeys.shape_of(text)
     if shape is None or not shape.values:
         return None
@@ -454,7 +524,7 @@ def _bound(engine: Any, text: str, table_scan: bool, range_scan: bool) -> _Prepa
             return None
     if (len(set(params)) == len(params)) != template.distinct:
         return None
-    return _bind(template, shape.values)
+    return template, shape.values
 
 
 def _bind(template: _Template, values: tuple[str, ...]) -> _Prepared:
@@ -506,12 +576,17 @@ def _learn(engine: Any, prepared: _Prepared, text: str, *, table_scan: bool, ran
         return
     template = _Template(
         prepared=dataclasses.replace(
-            prepared, key=key, plan=plan, sql=_single_statement(plan, prepared.materializer.layout)
+            prepared,
+            key=key,
+            plan=plan,
+            sql=(sql := _single_statement(plan, prepared.materializer.layout)),
+            cacheable=_cacheable(plan, sql),
         ),
         fixed=tuple(None if i in params else v for i, v in enumerate(shape.values)),
         distinct=len({shape.values[i] for i in params}) == len(params),
         sentinels=sentinels,
         pattern=pattern,
+        snapshot=_snapshot_of_shape(plan, prepared.materializer.layout, sentinels),
     )
     # the values put back must give the plan of the statement itself, with keys that need no check
     again = _bind(template, shape.values)
@@ -522,6 +597,29 @@ def _learn(engine: Any, prepared: _Prepared, text: str, *, table_scan: bool, ran
     ):
         return
     _templates[key] = template
+
+
+def _snapshot_of_shape(plan: TablePull, layout: MatLayout, sentinels: dict[str, int]) -> tuple[str, int] | None:
+    """The statement reading the whole table for lookups of ``plan`` (planned with ``sentinels``),
+    and the slot of the key value, when they are lookups of one string key of a table without
+    windows or LIMIT (see ``pullcache``)."""
+    keys = plan.source.key_columns
+    if (
+        plan.access is not Access.LOOKUP
+        or len(plan.keys) != 1
+        or len(keys) != 1
+        or keys[0].type != sqltypes.Primitive(sqltypes.BaseType.STRING)
+        or layout.windowed
+        or plan.limit is not None
+        or len(sentinels) != 1
+    ):
+        return None
+    (sentinel, slot), = sentinels.items()
+    if not sentinel.startswith("'") or plan.keys[0] != (f"CAST({sentinel} AS VARCHAR)",):
+        return None
+    items = [f"{c.sql} AS {quote_column(c.name)}" for c in plan.columns]
+    sql = pullcache.snapshot_sql(items, quote_column(keys[0].name), layout.ref, plan.where_sql, sentinel)
+    return None if sql is None else (sql, slot)
 
 
 def _plan_shape(engine: Any, text: str, source: Source, table_scan: bool, range_scan: bool) -> TablePull:
@@ -541,7 +639,10 @@ def _plan_shape(engine: Any, text: str, source: Source, table_scan: bool, range_
 
 
 def _answer_prepared(engine: Any, prepared: _Prepared, partitions: frozenset[int] | None = None) -> Any:
-    rows = _run_prepared(engine, prepared, partitions)
+    return _query_of(engine, prepared, _run_prepared(engine, prepared, partitions))
+
+
+def _query_of(engine: Any, prepared: _Prepared, rows: list[Row]) -> Any:
     from ksqlpy.runtime.streaming import StreamingQuery
 
     return StreamingQuery(
@@ -611,10 +712,11 @@ def _prepare(engine: Any, stmt: ast.QueryStatement, source: Source, *, table_sca
         source=source,
         materializer=materializer,
         plan=plan,
-        sql=_single_statement(plan, materializer.layout),
+        sql=(sql := _single_statement(plan, materializer.layout)),
         fields=tuple(sqltypes.Field(c.name, c.type) for c in plan.columns),
         keys=tuple(c.name for c in plan.columns if c.is_key),
         schema=pa.schema([pa.field(c.name, sqltypes.to_arrow(c.type)) for c in plan.columns]),
+        cacheable=_cacheable(plan, sql),
     )
     if len(_prepared) >= MAX_PREPARED:
         _prepared.clear()
@@ -622,6 +724,10 @@ def _prepare(engine: Any, stmt: ast.QueryStatement, source: Source, *, table_sca
     if plan.access is Access.LOOKUP:
         _learn(engine, prepared, stmt.text, table_scan=table_scan, range_scan=range_scan)
     return prepared
+
+
+def _cacheable(plan: TablePull, sql: str) -> bool:
+    return plan.access is Access.LOOKUP and pullcache.deterministic(sql)
 
 
 def _restricted(sql: str, layout: MatLayout, partitions: frozenset[int] | None) -> str:

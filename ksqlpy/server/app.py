@@ -589,13 +589,14 @@ def create_app(engine: Any, config: ServerConfig | None = None) -> FastAPI:
     async def ws_query(websocket: WebSocket) -> None:
         await serve_websocket_query(server, websocket)
 
-    app.router.routes.extend(
-        [
-            Route("/query", QueryEndpoint(server, legacy=True), methods=["POST"]),
-            Route("/query-stream", QueryEndpoint(server, legacy=False), methods=["POST"]),
-            Route("/inserts-stream", InsertsEndpoint(server), methods=["POST"]),
-        ]
-    )
+    # First in the router: a request goes to the first route matching it, each tried in turn
+    # (a regular expression apiece, twice, as the metrics look the route up too), and these
+    # carry the most requests; no other route matches their paths.
+    app.router.routes[0:0] = [
+        Route("/query", QueryEndpoint(server, legacy=True), methods=["POST"]),
+        Route("/query-stream", QueryEndpoint(server, legacy=False), methods=["POST"]),
+        Route("/inserts-stream", InsertsEndpoint(server), methods=["POST"]),
+    ]
     mount_console(app, server)
     app.add_middleware(InternalErrorMiddleware)
     app.add_middleware(ServerStateMiddleware, state=server.server_state)

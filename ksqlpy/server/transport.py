@@ -32,7 +32,10 @@ idempotent and only affects hypercorn servers in this process.
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import http
+import itertools
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -43,7 +46,7 @@ import h2.exceptions
 import h11
 import hypercorn.protocol as hypercorn_protocol
 import orjson
-from hypercorn.events import Closed
+from hypercorn.events import Closed, RawData
 from hypercorn.protocol.events import Body, EndBody, Response, StreamClosed
 from hypercorn.protocol.events import Event as StreamEvent
 from hypercorn.protocol.h2 import H2Protocol
@@ -127,6 +130,8 @@ class ReasonPhraseH11Protocol(H11Protocol):
 
     _upgrading: h11.Request | None = None
     _refused: tuple[h11.Request, str] | None = None
+    #: the head of a response not yet written (see :meth:`_send_h11_event`)
+    _held: bytes = b""
 
     async def _check_protocol(self, event: h11.Request) -> None:
         offers_h2c = (_header(event, b"upgrade") or b"").strip().lower() == b"h2c"
@@ -193,7 +198,33 @@ class ReasonPhraseH11Protocol(H11Protocol):
                     reason=reason_phrase(event.status_code),
                     http_version=event.http_version,
                 )
-        await super()._send_h11_event(event)
+        try:
+            data = self.connection.send(event)
+        except h11.LocalProtocolError:
+            if self.connection.their_state != h11.ERROR:
+                raise
+            return
+        if self._held:
+            data, self._held = self._held + data, b""
+        if isinstance(event, h11.Response) and data:
+            # The head of a response goes out with its body's first bytes, which an endpoint
+            # mostly sends straight after (a pull query's whole answer): one socket write, not
+            # two. Held until the loop has run what is ready now at most.
+            self._held = data
+            asyncio.get_running_loop().call_soon(self._release_held)
+            return
+        if data:
+            await self.send(RawData(data=data))
+
+    def _release_held(self) -> None:
+        if self._held:
+            self.task_group.spawn(self._send_held)
+
+    async def _send_held(self) -> None:
+        # Taken now, not when scheduled: a send since then took it along, in order.
+        data, self._held = self._held, b""
+        if data:
+            await self.send(RawData(data=data))
 
 
 class FramePerSendH2Protocol(H2Protocol):
@@ -207,6 +238,10 @@ class FramePerSendH2Protocol(H2Protocol):
         super().__init__(*args, **kwargs)
         #: streams answering in the delimited format: each line (row) is a DATA frame of its own
         self._line_framed: set[int] = set()
+        #: set when a window opens or a stream closes: lines waiting for flow control retry
+        self._window_opened = asyncio.Event()
+        #: a write of what h2 has queued is due once the loop ran what is ready
+        self._flush_scheduled = False
 
     async def initiate(
         self, headers: list[tuple[bytes, bytes]] | None = None, settings: bytes | None = None
@@ -242,14 +277,37 @@ class FramePerSendH2Protocol(H2Protocol):
             self._line_framed.add(event.stream_id)
         elif isinstance(event, StreamClosed):
             self._line_framed.discard(event.stream_id)
+        if isinstance(event, Response):
+            # The HEADERS frame goes out with the body's first DATA frames, which an endpoint
+            # mostly sends straight after (a pull query's whole answer): one socket write, not
+            # two. h2 queues frames in order, so the write only waits for the loop to run what
+            # is ready now, whoever makes it.
+            try:
+                self.connection.send_headers(
+                    event.stream_id,
+                    [
+                        (b":status", b"%d" % event.status_code),
+                        *event.headers,
+                        *self.config.response_headers("h2"),
+                    ],
+                )
+            except (KeyError, h2.exceptions.ProtocolError):
+                return  # the stream is gone, as hypercorn has it
+            if not self._flush_scheduled:
+                self._flush_scheduled = True
+                asyncio.get_running_loop().call_soon(self._flush_queued)
+            return
         if not isinstance(event, Body):
             await super().stream_send(event)
             return
         frames = [event.data]
-        if event.stream_id in self._line_framed:
-            frames = _lines(event.data)
         sent = False
         i = 0
+        if event.stream_id in self._line_framed:
+            framing = _framing_of(event.data)
+            i = self._send_framed(event.stream_id, framing)
+            sent = i > 0
+            frames = framing.lines
         while i < len(frames):
             taken = self._send_now(event.stream_id, frames, i)
             if taken:
@@ -259,13 +317,88 @@ class FramePerSendH2Protocol(H2Protocol):
             if sent:
                 await self._flush()
                 sent = False
+            if self._window_bound(event.stream_id, frames[i]):
+                # hypercorn's stream buffer would cut the line at the window's edge, and a
+                # client reading a row a frame would get two halves: wait for the window.
+                self._window_opened.clear()
+                await self._window_opened.wait()
+                continue
             await super().stream_send(Body(stream_id=event.stream_id, data=frames[i]))
             i += 1
             buffer = self.stream_buffers.get(event.stream_id)
             if buffer is not None:
                 await buffer.drain()
         if sent:
-            await self._flush()
+            await self._flush_with_peers()
+
+    def _flush_queued(self) -> None:
+        self._flush_scheduled = False
+        if self.connection._data_to_send:  # not written along with later frames meanwhile
+            self.task_group.spawn(self._flush)
+
+    def _window_bound(self, stream_id: int, frame: bytes) -> bool:
+        """Whether ``frame`` (that :meth:`_send_now` did not write) waits for flow control
+        only: its stream is open with nothing queued and it fits a frame."""
+        buffer = self.stream_buffers.get(stream_id)
+        return (
+            not self.closed
+            and buffer is not None
+            and not buffer.buffer
+            and stream_id in self._line_framed
+            and 0 < len(frame) <= self.connection.max_outbound_frame_size
+        )
+
+    async def _window_updated(self, stream_id: int | None) -> None:
+        await super()._window_updated(stream_id)
+        self._window_opened.set()
+
+    async def _close_stream(self, stream_id: int) -> None:
+        await super()._close_stream(stream_id)
+        self._window_opened.set()
+
+    async def _flush_with_peers(self) -> None:
+        """Write what h2 has to send once the other tasks ready now ran: the push queries of one
+        connection are woken together by the same batch, and each one's frames would otherwise
+        be a socket write of its own (a write costs more than framing a batch). The first task
+        to get here writes them all; the others find nothing left. Back-pressure holds: each
+        still waits for the socket to drain what it found. A connection with one stream (a
+        pull query's) writes at once."""
+        if len(self.streams) > 1:
+            await asyncio.sleep(0)
+        await self._flush()
+
+    def _send_framed(self, stream_id: int, framing: _Framing) -> int:
+        """Write a line-framed body's lines as DATA frames of their own straight away, as many
+        as flow control allows, when nothing of the stream is queued (see :meth:`_send_now`);
+        how many lines were written (all of them when the stream is gone)."""
+        lines = framing.lines
+        buffer = self.stream_buffers.get(stream_id)
+        if buffer is None or buffer.buffer or not framing.data:
+            return 0
+        connection = self.connection
+        stream = (stream_id & 0x7FFFFFFF).to_bytes(4, "big")
+        first = 0
+        try:
+            while first < len(lines):
+                room = min(
+                    connection.local_flow_control_window(stream_id), connection.max_outbound_frame_size
+                )
+                # the lines up to ``end`` fit in one frame's room: h2 accounts for their bytes
+                # (stream state, both windows) as one frame, replaced by the same bytes framed
+                # per line, the frame headers joined around this stream's id
+                end = bisect.bisect_right(framing.ends, framing.starts[first] + room, first)
+                if end == first:
+                    return first
+                mark = len(connection._data_to_send)
+                connection.send_data(stream_id, framing.data[framing.starts[first] : framing.ends[end - 1]])
+                if end - first > 1:
+                    out = connection._data_to_send
+                    del out[mark:]
+                    out += stream.join(framing.pieces(first, end))
+                first = end
+        except (h2.exceptions.StreamClosedError, h2.exceptions.ProtocolError, KeyError):
+            return len(lines)  # the stream is gone: as hypercorn does, drop what was sent to it
+        return first
 
     def _send_now(self, stream_id: int, frames: list[bytes], first: int) -> int:
         """Write ``frames[first:]`` (as many as flow control and the frame size allow) as DATA
@@ -316,6 +449,45 @@ def _delimited(headers: list[tuple[bytes, bytes]]) -> bool:
     return any(
         name.lower() == b"content-type" and value.startswith(DELIMITED_MEDIA) for name, value in headers
     )
+
+
+class _Framing:
+    """A line-framed body cut into DATA frames for any stream. The frames of lines ``a`` to
+    ``b - 1`` are :meth:`pieces` joined with the stream's 4-byte id: each line's frame header,
+    less the stream id, ends the piece before it. Push queries of one plan share their batch
+    bodies (``push.py``), so a body is cut once, not once per client."""
+
+    __slots__ = ("data", "ends", "heads", "inner", "lines", "starts")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.lines = _lines(data)
+        #: per line: its frame header up to the stream id (length, type DATA, no flags)
+        self.heads = [len(line).to_bytes(3, "big") + b"\x00\x00" for line in self.lines]
+        #: per line but the last: the line, then the next line's header
+        self.inner = [line + head for line, head in zip(self.lines, self.heads[1:])]
+        self.ends = list(itertools.accumulate(len(line) for line in self.lines))
+        self.starts = [0, *self.ends[:-1]]
+
+    def pieces(self, first: int, end: int) -> list[bytes]:
+        return [self.heads[first], *self.inner[first : end - 1], self.lines[end - 1]]
+
+
+#: Bodies cut lately, by identity (the body is kept, so its id is not reused while here).
+_framings: dict[int, _Framing] = {}
+#: Bodies remembered at most (then forgotten all at once): a batch reaches all its clients at once.
+FRAMED_BODIES = 64
+
+
+def _framing_of(data: bytes) -> _Framing:
+    found = _framings.get(id(data))
+    if found is not None and found.data is data:
+        return found
+    framing = _Framing(data)
+    if len(_framings) >= FRAMED_BODIES:
+        _framings.clear()
+    _framings[id(data)] = framing
+    return framing
 
 
 def _lines(data: bytes) -> list[bytes]:

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import h2.config
 import h2.connection
 import h2.events
+import h2.settings
 import httpx
 import orjson
 import pytest
@@ -291,3 +292,111 @@ def test_a_long_inserts_stream_acks_and_stores_every_row_in_order(ksql_server: R
         }
         answer = client.post(f"{ksql_server.url}/query-stream", json=query)
     assert [orjson.loads(line) for line in answer.text.splitlines()[1:]] == [[i] for i in range(rows)]
+
+
+def test_push_queries_sharing_a_connection_get_a_row_a_frame_past_a_frame_and_a_window(
+    ksql_server: RunningServer,
+) -> None:
+    """Push queries of one plan share their batches, framed once for all of them: on one
+    connection, with batches larger than a frame and a stream window smaller than a batch, each
+    stream still gets its own rows, a row a DATA frame, all of them, in order."""
+    rows, streams = 3000, (1, 3, 5)
+    create = (
+        "CREATE STREAM shared_frames (id VARCHAR KEY, n INT, pad VARCHAR) "
+        "WITH (kafka_topic='shared_frames', value_format='JSON', partitions=1);"
+    )
+    assert httpx.post(f"{ksql_server.url}/ksql", json={"ksql": create}).status_code == 200
+    pad = "x" * 40
+    inserts = b'{"target":"SHARED_FRAMES"}\n' + b"".join(
+        b'{"ID":"k","N":%d,"PAD":"%s"}\n' % (i, pad.encode()) for i in range(rows)
+    )
+    with httpx.Client(http1=False, http2=True, timeout=60) as client:
+        acks = client.post(f"{ksql_server.url}/inserts-stream", content=inserts)
+        assert acks.text.count('"ok"') == rows
+    client_h2 = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client_h2.local_settings = h2.settings.Settings(
+        client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 5000}
+    )
+    client_h2.initiate_connection()
+    query = orjson.dumps(
+        {
+            "sql": f"SELECT n, pad FROM shared_frames EMIT CHANGES LIMIT {rows};",
+            "properties": {"auto.offset.reset": "earliest"},
+        }
+    )
+    for stream in streams:
+        client_h2.send_headers(
+            stream,
+            [(":method", "POST"), (":path", "/query-stream"), (":scheme", "http"), (":authority", "x")],
+        )
+        client_h2.send_data(stream, query, end_stream=True)
+    frames: dict[int, list[bytes]] = {stream: [] for stream in streams}
+    ended: set[int] = set()
+    with socket.create_connection(("127.0.0.1", ksql_server.port), timeout=30) as s:
+        s.sendall(client_h2.data_to_send())
+        while len(ended) < len(streams):
+            data = s.recv(65536)
+            assert data, "the server closed the connection"
+            for event in client_h2.receive_data(data):
+                if isinstance(event, h2.events.DataReceived):
+                    if event.data:
+                        frames[event.stream_id].append(event.data)
+                    client_h2.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+                elif isinstance(event, h2.events.StreamEnded):
+                    ended.add(event.stream_id)
+            s.sendall(client_h2.data_to_send())
+    for stream in streams:
+        got = frames[stream]
+        bad = [f for f in got if not (f.endswith(b"\n") and f.count(b"\n") == 1)]
+        assert not bad, (len(got), [b[:200] for b in bad[:3]])
+        assert all(f.endswith(b"\n") and f.count(b"\n") == 1 for f in got)
+        assert [orjson.loads(f) for f in got[1:]] == [[i, pad] for i in range(rows)]
+
+
+def test_http11_response_head_goes_out_before_any_row(ksql_server: RunningServer) -> None:
+    """The head of an HTTP/1.1 response waits for its body's first bytes only while the loop
+    runs what is ready: a PRINT of an empty topic (no header row) still answers 200 at once,
+    and a pull query's head, rows and end arrive whole."""
+    create = (
+        "CREATE STREAM quiet_topic (id VARCHAR KEY, n INT) "
+        "WITH (kafka_topic='quiet_topic', value_format='JSON', partitions=1);"
+    )
+    assert httpx.post(f"{ksql_server.url}/ksql", json={"ksql": create}).status_code == 200
+    body = orjson.dumps({"ksql": "PRINT 'quiet_topic' FROM BEGINNING;"})
+    with httpx.stream("POST", f"{ksql_server.url}/query", content=body, timeout=30) as response:
+        assert response.status_code == 200
+        assert response.headers["transfer-encoding"] == "chunked"
+    pull = orjson.dumps({"ksql": "SELECT * FROM quiet_topic;"})
+    answer = raw_exchange(
+        ksql_server.port,
+        b"POST /query HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nConnection: close\r\n"
+        b"Content-Length: %d\r\n\r\n%s" % (len(pull), pull),
+    )
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n") and answer.endswith(b"\r\n0\r\n\r\n")
+    assert b'"header"' in answer and b"transfer-encoding: chunked" in answer.lower()
+
+
+def test_http2_response_headers_go_out_before_any_row(ksql_server: RunningServer) -> None:
+    """An HTTP/2 response's HEADERS frame waits for its first DATA frames only while the loop
+    runs what is ready: a PRINT of an empty topic (no header row) still answers 200 at once."""
+    create = (
+        "CREATE STREAM quiet_h2 (id VARCHAR KEY, n INT) "
+        "WITH (kafka_topic='quiet_h2', value_format='JSON', partitions=1);"
+    )
+    assert httpx.post(f"{ksql_server.url}/ksql", json={"ksql": create}).status_code == 200
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    client.initiate_connection()
+    headers = [(":method", "POST"), (":path", "/query-stream"), (":scheme", "http"), (":authority", "x")]
+    client.send_headers(1, headers)
+    client.send_data(1, orjson.dumps({"sql": "PRINT 'quiet_h2' FROM BEGINNING;"}), end_stream=True)
+    status = None
+    with socket.create_connection(("127.0.0.1", ksql_server.port), timeout=30) as s:
+        s.sendall(client.data_to_send())
+        while status is None:
+            data = s.recv(65536)
+            assert data, "the server closed the connection"
+            for event in client.receive_data(data):
+                if isinstance(event, h2.events.ResponseReceived):
+                    status = dict(event.headers)[b":status"]
+            s.sendall(client.data_to_send())
+    assert status == b"200"
