@@ -27,6 +27,7 @@ from ksqlpy.errors import KsqlpyError
 from ksqlpy.planner.physical import QueryPlan
 from ksqlpy.runtime.codec import NULL_KEY, SinkEncoder, SourceDecoder
 from ksqlpy.runtime.evaluate import DELETE, TS, WINDOW_END, WINDOW_START, StepEvaluator, deletes_of
+from ksqlpy.runtime.materialize import Handover
 from ksqlpy.runtime.processing_log import ProcessingLog
 from ksqlpy.runtime.rows import Row, table_to_rows
 from ksqlpy.runtime.serde.registry import registry_for
@@ -48,7 +49,8 @@ STATEFUL_BATCH_SIZE = 50_000
 #: How long a query waits for the materializer of the table it writes to read a partition to its
 #: end before it feeds the partition's rows itself (a batch's worth of records, normally).
 FEED_HANDOVER_SECONDS = 2.0
-#: How long it goes on letting the materializer read the partition before it asks again.
+#: How long it goes on letting the materializer read the partition before it asks again, after it
+#: waited in vain (a materializer still reading the partition in is asked again after the next batch).
 FEED_RETRY_SECONDS = 1.0
 
 
@@ -718,10 +720,12 @@ class PersistentQuery(QueryRunner):
         if active - fed and time.monotonic() >= self._feed_retry_at:
             for p in sorted(active - fed):
                 # Nothing is written to the partition meanwhile: this thread is its only writer.
-                if target.start_feeding(p, timeout=FEED_HANDOVER_SECONDS):
+                answer = target.start_feeding(p, timeout=FEED_HANDOVER_SECONDS)
+                if answer is Handover.FED:
                     fed = fed | {p}
-                else:  # the materializer is still catching up (rebuilding, say): later
+                elif answer is Handover.TIMED_OUT:  # the materializer is slow to catch up: later
                     self._feed_retry_at = time.monotonic() + FEED_RETRY_SECONDS
+                # (NOT_YET: reading the partition in or far behind, asked again after the next batch)
         return (target, fed) if fed else None
 
     def _stop_feeding(self) -> None:
