@@ -41,11 +41,11 @@ where it is provably right and reading the topic everywhere else:
   active task, here; an aborted batch rolls back its fed rows with the rest of its state;
 - the hand-over: between two of its batches (nothing written to the partition meanwhile), the
   query waits until the materializer holds the partition and has committed it up to its end
-  offset ``E`` (:meth:`Materializer.start_feeding`; only when it is at most a batch behind, else
-  the query goes on and asks again later); from then on the materializer skips the
-  partition's records at ``E`` and after (they are in the state already), so no older record read
-  from the topic can overwrite a fed one, and soon stops reading the partition at all
-  (``_sync_reader``). Read-your-writes holds: a fed partition counts as caught up once the
+  offset ``E`` (:meth:`Materializer.start_feeding`; only when it holds the partition already and
+  is at most a batch behind, else the query goes on and asks again after its next batch); from
+  then on the materializer skips the partition's records at ``E`` and after (they are in the
+  state already), so no older record read from the topic can overwrite a fed one, and soon stops
+  reading the partition at all (``_sync_reader``). Read-your-writes holds: a fed partition counts as caught up once the
   query's transaction under way, if any, has committed its state too (the state commits just
   after Kafka's transaction; ``feed_lock``), and a position past records skipped while reading
   stopped is published only then too;
@@ -71,6 +71,7 @@ over a windowed topic have no retention and keep every window.
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
@@ -107,6 +108,17 @@ STREAM_TIME_SUFFIX = "_stream_time"
 NO_TIMESTAMP = -1
 #: Records per micro-batch at most; a batch holds what is available, so light traffic is not delayed.
 BATCH_SIZE = 50_000
+#: How often the materializer looks whether the query writing its table has its partitions yet.
+OWNERS_POLL_SECONDS = 0.02
+
+
+class Handover(enum.Enum):
+    """The answer to a query asking to feed a partition (:meth:`Materializer.start_feeding`)."""
+
+    FED = "fed"  # from now on the query feeds it
+    NOT_YET = "not yet"  # the materializer is still reading it in or catching up: ask next batch
+    TIMED_OUT = "timed out"  # it did not catch up while the query waited: ask again later
+
 
 _WINDOW_KINDS = {
     WindowType.TUMBLING: WindowKind.TUMBLING,
@@ -406,6 +418,13 @@ class Materializer:
         try:
             waited = True
             while not self._stop.is_set():
+                if self.owners_known is not None and not self.owners_known():
+                    # The query writing the table awaits its first assignment, so no partition
+                    # is held yet: what is read now would be dropped and, once the query has its
+                    # partitions, read again (its first outputs become readable just before).
+                    self._idle.set()
+                    self._stop.wait(OWNERS_POLL_SECONDS)
+                    continue
                 if self.owned is not None:
                     self._follow(decoder, {**reader.positions(), **self._paused_positions()})
                     reader = self._sync_reader(reader)
@@ -626,24 +645,28 @@ class Materializer:
         with self._cond:
             return frozenset(self._fed)
 
-    def start_feeding(self, partition: int, timeout: float) -> bool:
+    def start_feeding(self, partition: int, timeout: float) -> Handover:
         """Take partition ``partition``'s rows from the query writing it from now on, the
         query's thread asking between its batches, while nothing is written to the partition:
         once the state holds every record the partition has (waiting ``timeout`` at most, when
-        at most a batch behind), records from its end on are skipped when read. False: not now
-        (try again later)."""
+        it holds the partition and is at most a batch behind), records from its end on are
+        skipped when read."""
+        if partition not in (self.held or frozenset()):
+            # Still reading the partition in (a consumer of its own reads all of it again, see
+            # _follow): the query need not wait for that, it asks again after its next batch.
+            return Handover.NOT_YET
         end = self.store.end_offsets(self.source.topic).get(partition, 0)
         with self._cond:
             if partition in self._unfed or end - self._committed.get(partition, 0) > BATCH_SIZE:
-                return False  # far behind (rebuilding, say): the query is not held up meanwhile
+                return Handover.NOT_YET  # far behind (rebuilding, say): the query is not held up meanwhile
         if not self.wait_for({partition: end}, timeout) or partition not in (self.held or frozenset()):
-            return False
+            return Handover.TIMED_OUT
         with self._cond:
             if partition in self._unfed or self.error is not None:
-                return False
+                return Handover.NOT_YET
             self._fed[partition] = end
         log.info("Table %s: the query writing it feeds partition %d from offset %d", self.name, partition, end)
-        return True
+        return Handover.FED
 
     def stop_feeding(self, partitions: frozenset[int]) -> None:
         """The query no longer feeds ``partitions`` (it lost them, or stopped): they are read

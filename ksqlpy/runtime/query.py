@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ from ksqlpy.errors import KsqlpyError
 from ksqlpy.planner.physical import QueryPlan
 from ksqlpy.runtime.codec import NULL_KEY, SinkEncoder, SourceDecoder
 from ksqlpy.runtime.evaluate import DELETE, TS, WINDOW_END, WINDOW_START, StepEvaluator, deletes_of
+from ksqlpy.runtime.materialize import Handover
 from ksqlpy.runtime.processing_log import ProcessingLog
 from ksqlpy.runtime.rows import Row, table_to_rows
 from ksqlpy.runtime.serde.registry import registry_for
@@ -48,7 +49,8 @@ STATEFUL_BATCH_SIZE = 50_000
 #: How long a query waits for the materializer of the table it writes to read a partition to its
 #: end before it feeds the partition's rows itself (a batch's worth of records, normally).
 FEED_HANDOVER_SECONDS = 2.0
-#: How long it goes on letting the materializer read the partition before it asks again.
+#: How long it goes on letting the materializer read the partition before it asks again, after it
+#: waited in vain (a materializer still reading the partition in is asked again after the next batch).
 FEED_RETRY_SECONDS = 1.0
 
 
@@ -206,9 +208,17 @@ class QueryRunner:
         try:
             waited = True
             while not self._stop.is_set():
+                moves = reader.rebalances if self._committing is not None else 0
                 # Right after a batch, look without waiting: when nothing more is there the query
                 # is idle now, not a poll timeout later (tests and the runner wait for idleness).
                 records = reader.poll(batch_size, timeout=0.2 if waited else 0.0)
+                decoded = None
+                if self._committing is not None:
+                    # decoded while the last batch's transaction ends (used only if it commits)
+                    decoded = decoder.decode(records) if records.num_rows else None
+                    if not self._committed(reader, moves, records):
+                        waited = False
+                        continue
                 self._polled()
                 waited = records.num_rows == 0
                 if records.num_rows == 0:
@@ -222,7 +232,8 @@ class QueryRunner:
                 batch_started = time.monotonic()
                 self.records_in += records.num_rows
                 self.bytes_in += record_bytes(records)
-                decoded = decoder.decode(records)
+                if decoded is None:
+                    decoded = decoder.decode(records)
                 self.plog.write(self.query_id, decoded.errors)
                 self.operator_counts.add("source/0", records.num_rows)
                 self.operator_counts.add("main/in", decoded.table.num_rows)
@@ -243,6 +254,16 @@ class QueryRunner:
         except Exception as e:  # noqa: BLE001 - reported as the query's error
             self._fail(e)
         finally:
+            try:
+                if self._committing is not None:  # stopped: what was read is committed, as without overlap
+                    last = self._end_commit()
+                    if last is not None:
+                        log.info("Query %s: last batch aborted: %s", self.query_id, last)
+            except Exception as e:  # noqa: BLE001 - reported as the query's error
+                self._fail(e)
+            if self._committer is not None:
+                self._committer.shutdown(wait=True)
+                self._committer = None
             self._idle.set()
             try:
                 reader.close()
@@ -251,6 +272,65 @@ class QueryRunner:
             if self._partitioned is not None:
                 self._partitioned.close()
             self.finished()
+
+    #: the end of the last batch's transaction, under way on ``_committer`` (see
+    #: PersistentQuery.emit_stateful)
+    _committing: Future[None] | None = None
+    _committer: ThreadPoolExecutor | None = None
+
+    def _commit_later(self, ending: contextlib.ExitStack, out: pa.Table) -> None:
+        """End a batch's transaction (produce, commit, then the state's commit) on the committer
+        thread, while this one polls and decodes the next batch."""
+        if self._committer is None:
+            self._committer = ThreadPoolExecutor(1, thread_name_prefix=f"commit-{self.query_id}")
+
+        def end() -> None:
+            with ending:
+                pass
+            self.records_out += out.num_rows
+            self.bytes_out += record_bytes(out)
+            self.operator_counts.add("sink", out.num_rows)
+
+        self._committing = self._committer.submit(end)
+
+    def _await_commit(self) -> None:
+        """Wait until the transaction under way, if any, has ended (its outcome is left for the
+        loop): the group's partitions move, and state follows them, only after it."""
+        committing = self._committing
+        if committing is not None:
+            wait([committing])
+
+    def _end_commit(self) -> BatchAborted | None:
+        """The outcome of the transaction under way: None once it committed, the abort when the
+        group moved its partitions meanwhile (its state rolled back); other failures raise."""
+        committing, self._committing = self._committing, None
+        if committing is None:
+            return None
+        try:
+            committing.result()
+        except BatchAborted as aborted:
+            return aborted
+        return None
+
+    def _committed(self, reader: Any, moves: int, records: pa.Table) -> bool:
+        """After a poll made while the last batch's transaction was ending: whether that batch
+        committed and the group kept its partitions during the poll. Else the records just
+        polled are dropped and the reader goes back to the committed positions, so both batches
+        (or the second) are read again, under the group's current assignment."""
+        aborted = self._end_commit()
+        if aborted is None and reader.rebalances == moves:
+            return True
+        if aborted is not None:
+            log.info(
+                "Query %s: batch aborted, and the %d record(s) read after it with it: %s",
+                self.query_id,
+                records.num_rows,
+                aborted,
+            )
+        else:
+            log.info("Query %s: partitions moved; %d record(s) read again", self.query_id, records.num_rows)
+        reader.rewind()
+        return False
 
     def _overlaps(self) -> bool:
         """Whether the loop overlaps each batch's commit with the next batch (see
@@ -382,7 +462,7 @@ class QueryRunner:
         """The query's reader of ``topics``; its state follows the partitions the group gives it."""
         reader = self.store.open_reader(topics, group=self.group, start=self.start_position)
         if self._partitioned is not None:
-            reader.listener = self._partitioned
+            reader.listener = _AfterCommit(self._partitioned, self._await_commit)
         if self.reads_ahead():
             reader.read_ahead(fresh_state=self._processor is not None)
         return reader
@@ -718,10 +798,12 @@ class PersistentQuery(QueryRunner):
         if active - fed and time.monotonic() >= self._feed_retry_at:
             for p in sorted(active - fed):
                 # Nothing is written to the partition meanwhile: this thread is its only writer.
-                if target.start_feeding(p, timeout=FEED_HANDOVER_SECONDS):
+                answer = target.start_feeding(p, timeout=FEED_HANDOVER_SECONDS)
+                if answer is Handover.FED:
                     fed = fed | {p}
-                else:  # the materializer is still catching up (rebuilding, say): later
+                elif answer is Handover.TIMED_OUT:  # the materializer is slow to catch up: later
                     self._feed_retry_at = time.monotonic() + FEED_RETRY_SECONDS
+                # (NOT_YET: reading the partition in or far behind, asked again after the next batch)
         return (target, fed) if fed else None
 
     def _stop_feeding(self) -> None:
@@ -742,7 +824,9 @@ class PersistentQuery(QueryRunner):
         # The materializer publishes how far it has read the records this batch feeds only
         # once their state is committed too (it commits after Kafka's transaction does).
         fed = feeding[0].feed_lock if feeding is not None else contextlib.nullcontext()
-        with fed, ahead or self.store.transaction() as tx:
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(fed)
+            tx = stack.enter_context(ahead or self.store.transaction())
             result = self._processor.process(batch, tx.state)
             self.plog.write(self.query_id, result.errors)
             self.operator_counts.add("main/out", result.rows.num_rows)
@@ -759,9 +843,43 @@ class PersistentQuery(QueryRunner):
                         target.feed(tx.state, rows)
             self._produce_changes(tx)
             tx.commit_positions(self.group, reader.positions())
+            if ahead is None and self._commits_behind() and reader.overlappable():
+                # The transaction ends (Kafka's commit, mostly waiting for the broker, then the
+                # state's) on the committer thread while this one polls and decodes the next
+                # batch, processed only after it (see _committed).
+                self._commit_later(stack.pop_all(), records)
+                return
         self.records_out += records.num_rows
         self.bytes_out += record_bytes(records)
         self.operator_counts.add("sink", records.num_rows)
+
+    def _commits_behind(self) -> bool:
+        """Whether a batch's transaction may end while the next batch is polled and decoded: an
+        aggregation of its own loop on Kafka under exactly-once, whose state follows the
+        group's partitions (their moves wait for the transaction, see ``_AfterCommit``)."""
+        return (
+            type(self) is PersistentQuery
+            and self._partitioned is not None
+            and bool(getattr(self.store, "exactly_once", False))
+        )
+
+
+class _AfterCommit:
+    """A query's rebalance listener that first waits for the batch transaction under way: the
+    state follows the partitions once that batch is committed (or rolled back), as when the
+    poll that moves them comes after the commit."""
+
+    def __init__(self, listener: Any, await_commit: Callable[[], None]) -> None:
+        self.listener = listener
+        self._await_commit = await_commit
+
+    def partitions_assigned(self, partitions: Sequence[TopicPartition]) -> None:
+        self._await_commit()
+        self.listener.partitions_assigned(partitions)
+
+    def partitions_revoked(self, partitions: Sequence[TopicPartition]) -> None:
+        self._await_commit()
+        self.listener.partitions_revoked(partitions)
 
 
 class PushQuery(QueryRunner):

@@ -635,6 +635,9 @@ class KafkaTransaction(Transaction):
         self.errors: list[KafkaError] = []
         self.topics: list[str] = []
         self.positions: dict[str, dict[TopicPartition, int]] = {}
+        #: each group's member metadata for the Kafka transaction, asked when its positions are
+        #: given: on the thread that polls the member, as the transaction may end on another
+        self.metadata: dict[str, Any] = {}
 
     def produce(self, topic: str, records: pa.Table) -> None:
         # Sent when the transaction ends, unless the batch turns out to be a replay.
@@ -642,6 +645,8 @@ class KafkaTransaction(Transaction):
 
     def commit_positions(self, group: str, positions: Mapping[TopicPartition, int]) -> None:
         self.positions.setdefault(group, {}).update(positions)
+        if self.store.exactly_once and group not in self.metadata:
+            self.metadata[group] = self.store._member(group).consumer_group_metadata()
         for tp, offset in positions.items():
             self.state.execute(
                 "INSERT OR REPLACE INTO ksqlpy.positions VALUES (?, ?, ?, ?)",
@@ -664,7 +669,7 @@ class KafkaTransaction(Transaction):
                 offsets = [KafkaTopicPartition(tp.topic, tp.partition, o) for tp, o in positions.items()]
                 if log.isEnabledFor(logging.DEBUG):  # (each batch commits: no listing unless asked)
                     log.debug("group %s: committing %s in a transaction", group, _listed(offsets))
-                metadata = self.store._member(group).consumer_group_metadata()
+                metadata = self.metadata.get(group) or self.store._member(group).consumer_group_metadata()
                 self.producer.send_offsets_to_transaction(offsets, metadata, _TIMEOUT)
 
 
