@@ -319,12 +319,12 @@ def print_ingest(cells: list[IngestCell]) -> None:
 
 def print_pull(cells: list[Any]) -> None:
     print(
-        f"{'pull key lookup':<24}  {'clients':>7}  {'queries':>8}  {'failed':>6}  {'req/s':>7}  "
+        f"{'pull key lookup':<32}  {'clients':>7}  {'queries':>8}  {'failed':>6}  {'req/s':>7}  "
         f"{'p50 ms':>7}  {'p99 ms':>7}"
     )
     for c in cells:
         print(
-            f"{c.endpoint:<24}  {c.clients:>7}  {c.queries:>8,}  {c.failed:>6}  {c.requests_per_s:>7,.0f}  "
+            f"{c.endpoint:<32}  {c.clients:>7}  {c.queries:>8,}  {c.failed:>6}  {c.requests_per_s:>7,.0f}  "
             f"{c.p50_ms:>7.2f}  {c.p99_ms:>7.2f}"
         )
     for c in cells:
@@ -361,6 +361,12 @@ def main() -> None:
     ap.add_argument("--fanout-rate", type=float, default=1_000, help="rows/s offered with 100 push queries")
     ap.add_argument("--seconds", type=float, default=5.0, help="per pull-query cell (0: no pull cells)")
     ap.add_argument("--users", type=int, default=1000, help="keys in the pull queries' table")
+    ap.add_argument(
+        "--pull-writes",
+        type=float,
+        default=200,
+        help="rows/s written to the looked-up table in the second set of pull cells (0: none)",
+    )
     args = ap.parse_args()
     counts = [int(n) for n in args.queries.split(",") if n.strip()]
     print(f"load before: {load_average()}  (cores: {os.cpu_count()})", flush=True)
@@ -373,11 +379,15 @@ def main() -> None:
             sys.stdout.flush()
         if args.seconds > 0:
             load_users(server, args.users)
-            for endpoint in ("/query", "/query-stream"):
-                for clients in (1, 8):
-                    pull.append(
-                        asyncio.run(measure(server, "plain", endpoint, clients, args.seconds, args.users))
-                    )
+            # Lookups of a table nothing writes to can be answered from memory; the cells with
+            # writes keep the table changing, so most lookups read it.
+            for writes in (0, args.pull_writes):
+                for endpoint in ("/query", "/query-stream"):
+                    for clients in (1, 8):
+                        cell = measure(server, "plain", endpoint, clients, args.seconds, args.users, writes)
+                        pull.append(asyncio.run(cell))
+                if args.pull_writes <= 0:
+                    break
     print(f"load after: {load_average()}")
     print()
     print_ingest(ingest)

@@ -217,10 +217,18 @@ def load_users(server: Server, users: int) -> None:
 
 
 async def measure(
-    server: Server, security: str, endpoint: str, clients: int, seconds: float, users: int
+    server: Server,
+    security: str,
+    endpoint: str,
+    clients: int,
+    seconds: float,
+    users: int,
+    writes_per_s: float = 0,
 ) -> Cell:
     """``clients`` concurrent clients, each with its own httpx client (connection), issuing key
-    lookups one after the other for ``seconds``."""
+    lookups one after the other for ``seconds``. With ``writes_per_s``, one more connection keeps
+    updating random users at that rate while they do (a table written to is a table whose
+    lookups cannot be answered from what an earlier lookup read)."""
     http2 = endpoint == "/query-stream"
     latencies: list[float] = []
     connects: list[float] = []
@@ -255,14 +263,35 @@ async def measure(
                 if response.status_code != 200 or '"user_' not in response.text:
                     failures.append(f"{response.status_code} {response.text[:200]}")
 
+    async def writer(end: float) -> None:
+        rnd = random.Random(-1)
+
+        async def rows() -> Any:
+            yield b'{"target":"USER_EVENTS"}\n'
+            due = time.perf_counter()
+            while time.perf_counter() < end:
+                due += 1 / writes_per_s
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                yield f'{{"ID":"user_{rnd.randrange(users)}","SCORE":{rnd.randrange(100)}}}\n'.encode()
+
+        async with httpx.AsyncClient(
+            base_url=server.url, auth=server.auth, verify=server.verify, http1=False, http2=True, timeout=None
+        ) as client:
+            response = await client.post("/inserts-stream", content=rows())
+            if response.status_code != 200 or '"error"' in response.text:
+                failures.append(f"writer: {response.status_code} {response.text[:200]}")
+
     end = time.perf_counter() + seconds
     t0 = time.perf_counter()
-    await asyncio.gather(*(client_loop(i, end) for i in range(clients)))
+    tasks = [client_loop(i, end) for i in range(clients)]
+    if writes_per_s > 0:
+        tasks.append(writer(end))
+    await asyncio.gather(*tasks)
     wall = time.perf_counter() - t0
     ms = np.array(latencies or [float("nan")]) * 1000
     return Cell(
         security=security,
-        endpoint=("HTTP/2 " if http2 else "HTTP/1.1 ") + endpoint,
+        endpoint=("HTTP/2 " if http2 else "HTTP/1.1 ") + endpoint + (" +writes" if writes_per_s > 0 else ""),
         clients=clients,
         queries=len(latencies),
         failed=len(failures),
@@ -278,7 +307,7 @@ async def measure(
 
 COLUMNS = (
     ("security", "<", 12, "{}"),
-    ("endpoint", "<", 22, "{}"),
+    ("endpoint", "<", 30, "{}"),
     ("clients", ">", 7, "{}"),
     ("queries", ">", 8, "{:,}"),
     ("failed", ">", 6, "{}"),
