@@ -693,7 +693,12 @@ class PersistentQuery(QueryRunner):
             spec = self.store.describe_topic(self.plan.sink.topic)
             self._sink_partitions = spec.partitions if spec is not None else 0
         owned = self.owned_partitions()
-        active = owned[0] if owned is not None else frozenset()
+        if owned is not None:
+            active = owned[0]
+        elif self.store.kind == "embedded":  # this query processes every partition, here
+            active = frozenset(range(self._sink_partitions))
+        else:
+            active = frozenset()
         revokes = getattr(reader, "_revokes", None)
         eligible = (
             not ahead
@@ -757,6 +762,7 @@ class PersistentQuery(QueryRunner):
                     else:
                         rows = _fed_rows(self.plan.sink, result.rows, records, inner, partitions)
                         target.feed(tx.state, rows)
+                        target.commit_fed(tx, partitions)
             self._produce_changes(tx)
             tx.commit_positions(self.group, reader.positions())
         self.records_out += records.num_rows
