@@ -27,6 +27,7 @@ from ksqlpy.errors import KsqlpyError
 from ksqlpy.planner.physical import QueryPlan
 from ksqlpy.runtime.codec import NULL_KEY, SinkEncoder, SourceDecoder
 from ksqlpy.runtime.evaluate import DELETE, TS, WINDOW_END, WINDOW_START, StepEvaluator, deletes_of
+from ksqlpy.runtime.prefetch import DecodeAhead
 from ksqlpy.runtime.processing_log import ProcessingLog
 from ksqlpy.runtime.rows import Row, table_to_rows
 from ksqlpy.runtime.serde.registry import registry_for
@@ -192,6 +193,8 @@ class QueryRunner:
             # poll (the embedded store does), and skip what is written before it.
             self._reader.assignment()
             self._settle()
+            if self._decodes_ahead():
+                self._reader = DecodeAhead(self._reader, decoder, self.query_id)
         except Exception as e:  # noqa: BLE001 - reported as the query's error
             self._fail(e)
             self._ready.set()
@@ -222,7 +225,7 @@ class QueryRunner:
                 batch_started = time.monotonic()
                 self.records_in += records.num_rows
                 self.bytes_in += record_bytes(records)
-                decoded = decoder.decode(records)
+                decoded = reader.decoded(records) if isinstance(reader, DecodeAhead) else decoder.decode(records)
                 self.plog.write(self.query_id, decoded.errors)
                 self.operator_counts.add("source/0", records.num_rows)
                 self.operator_counts.add("main/in", decoded.table.num_rows)
@@ -255,6 +258,12 @@ class QueryRunner:
     def _overlaps(self) -> bool:
         """Whether the loop overlaps each batch's commit with the next batch (see
         :meth:`_run_overlapped`): a persistent query without state does."""
+        return False
+
+    def _decodes_ahead(self) -> bool:
+        """Whether the next batch is read and decoded while the current one is processed
+        (:mod:`ksqlpy.runtime.prefetch`): an aggregation on the embedded store, whose reader's
+        positions move by its polls alone."""
         return False
 
     def _run_overlapped(
@@ -640,6 +649,14 @@ class PersistentQuery(QueryRunner):
         finally:
             cursor.close()
         return all(not any(self.store.end_offsets(changes.topic).values()) for changes in self._logs)
+
+    def _decodes_ahead(self) -> bool:
+        return (
+            type(self) is PersistentQuery
+            and self._processor is not None
+            and self.group is not None
+            and self.store.kind == "embedded"
+        )
 
     def _overlaps(self) -> bool:
         # Subclasses (two-stage GROUP BY, joins) run loops of their own; state follows partitions
