@@ -5,7 +5,13 @@ back into the state (see "Fed partitions" in ``ksqlpy.runtime.materialize``)."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -142,3 +148,49 @@ def test_a_terminated_query_hands_the_table_back(engine: Engine) -> None:
     assert committed == end
     assert state(engine) == expected(batch)
     assert pulled(engine) == expected(batch)
+
+
+CHILD = textwrap.dedent(
+    f"""
+    import json, sys
+    import pyarrow as pa
+    from ksqlpy.runtime.engine import Engine
+
+    engine = Engine.open({{"ksql.streams.state.dir": sys.argv[1], "ksql.streams.auto.offset.reset": "earliest"}})
+    session = engine.session()
+    session.execute_all({VIEWS!r})
+    session.execute_all({CTAS!r})
+    for b in range(200):
+        engine.store.produce("views", pa.table({{
+            "timestamp": pa.array([97 * (b * 500 + i) for i in range(500)], pa.int64()),
+            "key": pa.array([f"p{{(b * 500 + i) % 5}}".encode() for i in range(500)], pa.binary()),
+            "value": pa.array([json.dumps({{"ms": (b * 500 + i) % 13}}).encode() for i in range(500)], pa.binary()),
+        }}))
+        print(b, engine.store.committed(next(iter(engine.queries.values())).group, "views").get(0, 0), flush=True)
+    """
+)
+
+
+def test_a_kill_9_leaves_rows_and_position_together(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(data)], stdout=subprocess.PIPE, text=True, env=dict(os.environ)
+    )
+    assert child.stdout is not None
+    for line in child.stdout:
+        if int(line.split()[1]) >= 20_000:  # the query is well under way
+            break
+    child.send_signal(signal.SIGKILL)
+    child.wait(30)
+
+    engine = Engine.open({"ksql.streams.state.dir": str(data), "ksql.streams.auto.offset.reset": "earliest"})
+    try:
+        assert engine.wait_idle(120)
+        produced = engine.store.end_offsets("views")[0]
+        assert produced >= 20_000
+        # every record produced before the kill counted once, whatever the query had committed
+        assert state(engine) == expected(events(0, produced))
+        committed, end = sink_position(engine)
+        assert committed == end
+    finally:
+        engine.close()
