@@ -46,11 +46,6 @@ BATCH_SIZE = 20_000
 #: The same for a query that keeps state: each of its batches runs a dozen DuckDB statements over
 #: the state, so it takes larger batches (a windowed count spent ~12 % more CPU at 20,000).
 STATEFUL_BATCH_SIZE = 50_000
-#: The same for an aggregation on the embedded store, which reads its batches from a local file
-#: (and decodes one ahead, see ``prefetch``): with a backlog, fewer and larger batches, as a
-#: batch's statements over the state cost about as much for a few thousand records as for 100,000
-#: (Q2 on 1 M records: ~20 % less CPU than at 50,000, for ~80 MB more memory while catching up).
-EMBEDDED_STATEFUL_BATCH_SIZE = 100_000
 #: How long a query waits for the materializer of the table it writes to read a partition to its
 #: end before it feeds the partition's rows itself (a batch's worth of records, normally).
 FEED_HANDOVER_SECONDS = 2.0
@@ -211,8 +206,6 @@ class QueryRunner:
             self._run_overlapped(reader, decoder, evaluator, encoder)
             return
         batch_size = STATEFUL_BATCH_SIZE if self._processor is not None else BATCH_SIZE
-        if isinstance(reader, DecodeAhead):
-            batch_size = EMBEDDED_STATEFUL_BATCH_SIZE
         try:
             waited = True
             while not self._stop.is_set():
