@@ -37,8 +37,14 @@ the materializer need not decode and upsert them again when it reads them back. 
 where it is provably right and reading the topic everywhere else:
 
 - only a windowed table (INSERT VALUES cannot write one) of one partition on Kafka under
-  exactly-once, written by an aggregation running here: the partition's only writer is the one
-  active task, here; an aborted batch rolls back its fed rows with the rest of its state;
+  exactly-once, or on the embedded store, written by an aggregation running here: the
+  partition's only writer is the one active task, here; an aborted batch rolls back its fed
+  rows with the rest of its state;
+- on the embedded store, where the table's read positions are kept with its state, the query's
+  transaction also moves the fed partition's position past the records it produced
+  (:meth:`Materializer.commit_fed`): rows, records and position commit in one DuckDB
+  transaction, and while every partition is fed the materializer does not poll at all. When
+  feeding stops it reads on from that position, and a restart resumes there too;
 - the hand-over: between two of its batches (nothing written to the partition meanwhile), the
   query waits until the materializer holds the partition and has committed it up to its end
   offset ``E`` (:meth:`Materializer.start_feeding`; only when it holds the partition already and
@@ -92,7 +98,8 @@ from ksqlpy.runtime.processing_log import DESERIALIZATION_ERROR, ProcessingError
 from ksqlpy.runtime.relations import to_duckdb
 from ksqlpy.runtime.serde import WindowKind, split_windowed_keys
 from ksqlpy.runtime.serde.registry import registry_for
-from ksqlpy.runtime.store.base import TopicPartition, TopicReader, TopicStore
+from ksqlpy.runtime.store.base import TopicPartition, TopicReader, TopicStore, Transaction
+from ksqlpy.runtime.store.embedded import EmbeddedReader, EmbeddedTransaction
 
 log = logging.getLogger("ksqlpy.materialize")
 
@@ -327,6 +334,8 @@ class Materializer:
         reader = self._reader
         if reader is not None:
             reader.wakeup()
+        with self._cond:
+            self._cond.notify_all()  # out of a wait while every partition is fed
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
         with self._cond:
@@ -428,6 +437,13 @@ class Materializer:
                 if self.owned is not None:
                     self._follow(decoder, {**reader.positions(), **self._paused_positions()})
                     reader = self._sync_reader(reader)
+                elif self._resume_unfed(reader):
+                    # every partition is fed: nothing to read until the query stops feeding
+                    self._idle.set()
+                    with self._cond:
+                        if not self._unfed and not self._stop.is_set():
+                            self._cond.wait(0.2)
+                    continue
                 # after a batch, look without waiting, so idleness shows at once (see QueryRunner)
                 records = reader.poll(BATCH_SIZE, timeout=0.2 if waited else 0.0)
                 waited = records.num_rows == 0
@@ -448,6 +464,27 @@ class Materializer:
                 reader.close()
             except Exception:
                 log.debug("closing the reader of %s failed", self.name, exc_info=True)
+
+    def _resume_unfed(self, reader: TopicReader) -> bool:
+        """(The embedded store, where the query feeding a partition commits this table's read
+        position of it with the rows it feeds.) Read on the partitions no longer fed from the
+        position their last fed batch committed. True when every partition is fed."""
+        with self._cond:
+            unfed, fed = frozenset(self._unfed), frozenset(self._fed)
+        if not fed:
+            return False
+        if unfed:
+            committed = self.store.committed(self.group, self.source.topic)
+            resumed = {p: committed.get(p, self._fed[p]) for p in unfed}
+            assert isinstance(reader, EmbeddedReader)  # only the embedded store feeds without `owned`
+            reader.seek({TopicPartition(self.source.topic, p): off for p, off in resumed.items()})
+            with self._cond:
+                for p in unfed:
+                    self._fed.pop(p, None)
+                self._unfed -= unfed
+                fed = frozenset(self._fed)
+            self._publish(resumed)
+        return bool(fed) and {tp.partition for tp in reader.positions()} <= fed
 
     def _paused_positions(self) -> dict[TopicPartition, int]:
         return {TopicPartition(self.source.topic, p): off for p, off in self._paused.items()}
@@ -592,7 +629,10 @@ class Materializer:
             with self.store.transaction() as tx:
                 if records is not None and records.num_rows:
                     self._apply(tx.state, records, decoder)
-                tx.commit_positions(self.group, positions)
+                # a fed partition's position is the feeding query's to commit (commit_fed)
+                kept = {tp: off for tp, off in positions.items() if tp.partition not in fed}
+                if kept:
+                    tx.commit_positions(self.group, kept)
         self._publish({tp.partition: off for tp, off in positions.items()})
 
     @contextmanager
@@ -633,7 +673,7 @@ class Materializer:
         docstring): a windowed table (nothing else writes it) of one partition, on Kafka."""
         s = self.source
         return (
-            self.owned is not None
+            (self.owned is not None or self.store.kind == "embedded")
             and s.window is not None
             and partitions == 1
             and not s.header_columns
@@ -651,16 +691,19 @@ class Materializer:
         once the state holds every record the partition has (waiting ``timeout`` at most, when
         it holds the partition and is at most a batch behind), records from its end on are
         skipped when read."""
-        if partition not in (self.held or frozenset()):
+        if self.owned is not None and partition not in (self.held or frozenset()):
             # Still reading the partition in (a consumer of its own reads all of it again, see
             # _follow): the query need not wait for that, it asks again after its next batch.
+            # (On the embedded store the materializer reads every partition: ``owned`` is None.)
             return Handover.NOT_YET
         end = self.store.end_offsets(self.source.topic).get(partition, 0)
         with self._cond:
             if partition in self._unfed or end - self._committed.get(partition, 0) > BATCH_SIZE:
                 return Handover.NOT_YET  # far behind (rebuilding, say): the query is not held up meanwhile
-        if not self.wait_for({partition: end}, timeout) or partition not in (self.held or frozenset()):
+        if not self.wait_for({partition: end}, timeout):
             return Handover.TIMED_OUT
+        if self.owned is not None and partition not in (self.held or frozenset()):
+            return Handover.TIMED_OUT  # moved elsewhere meanwhile
         with self._cond:
             if partition in self._unfed or self.error is not None:
                 return Handover.NOT_YET
@@ -674,6 +717,8 @@ class Materializer:
         with self._cond:
             stopped = {p for p in partitions if p in self._fed}
             self._unfed |= stopped
+            if stopped:
+                self._idle.clear()  # the partitions are to be read again (or on)
             self._cond.notify_all()
         if stopped:
             log.info("Table %s: partition(s) %s no longer fed, read again from the topic", self.name, sorted(stopped))
@@ -702,6 +747,19 @@ class Materializer:
         finally:
             con.unregister("__mat_fed")
         self._upsert(con, latest)
+
+    def commit_fed(self, tx: Transaction, partitions: frozenset[int]) -> None:
+        """After :meth:`feed`, in the same transaction: on the embedded store, where this
+        table's read positions are kept with its state, the fed partitions' positions move past
+        the records the transaction produced, so that state and positions commit together and a
+        restart reads on from there. (On Kafka the positions are not kept: the state is rebuilt
+        from the topic at every start.)"""
+        if self.owned is not None or not isinstance(tx, EmbeddedTransaction):
+            return
+        topic = self.source.topic
+        tx.commit_positions(
+            self.group, {TopicPartition(topic, p): tx.end_offset(topic, p) for p in sorted(partitions)}
+        )
 
     # ---------------------------------------------------------------- one batch
 

@@ -28,6 +28,7 @@ from ksqlpy.planner.physical import QueryPlan
 from ksqlpy.runtime.codec import NULL_KEY, SinkEncoder, SourceDecoder
 from ksqlpy.runtime.evaluate import DELETE, TS, WINDOW_END, WINDOW_START, StepEvaluator, deletes_of
 from ksqlpy.runtime.materialize import Handover
+from ksqlpy.runtime.prefetch import DecodeAhead
 from ksqlpy.runtime.processing_log import ProcessingLog
 from ksqlpy.runtime.rows import Row, table_to_rows
 from ksqlpy.runtime.serde.registry import registry_for
@@ -194,6 +195,8 @@ class QueryRunner:
             # poll (the embedded store does), and skip what is written before it.
             self._reader.assignment()
             self._settle()
+            if self._decodes_ahead():
+                self._reader = DecodeAhead(self._reader, decoder, self.query_id)
         except Exception as e:  # noqa: BLE001 - reported as the query's error
             self._fail(e)
             self._ready.set()
@@ -233,7 +236,7 @@ class QueryRunner:
                 self.records_in += records.num_rows
                 self.bytes_in += record_bytes(records)
                 if decoded is None:
-                    decoded = decoder.decode(records)
+                    decoded = reader.decoded(records) if isinstance(reader, DecodeAhead) else decoder.decode(records)
                 self.plog.write(self.query_id, decoded.errors)
                 self.operator_counts.add("source/0", records.num_rows)
                 self.operator_counts.add("main/in", decoded.table.num_rows)
@@ -335,6 +338,12 @@ class QueryRunner:
     def _overlaps(self) -> bool:
         """Whether the loop overlaps each batch's commit with the next batch (see
         :meth:`_run_overlapped`): a persistent query without state does."""
+        return False
+
+    def _decodes_ahead(self) -> bool:
+        """Whether the next batch is read and decoded while the current one is processed
+        (:mod:`ksqlpy.runtime.prefetch`): an aggregation on the embedded store, whose reader's
+        positions move by its polls alone."""
         return False
 
     def _run_overlapped(
@@ -721,6 +730,14 @@ class PersistentQuery(QueryRunner):
             cursor.close()
         return all(not any(self.store.end_offsets(changes.topic).values()) for changes in self._logs)
 
+    def _decodes_ahead(self) -> bool:
+        return (
+            type(self) is PersistentQuery
+            and self._processor is not None
+            and self.group is not None
+            and self.store.kind == "embedded"
+        )
+
     def _overlaps(self) -> bool:
         # Subclasses (two-stage GROUP BY, joins) run loops of their own; state follows partitions
         # and commits with each batch, so a query with state commits before it reads on.
@@ -773,7 +790,12 @@ class PersistentQuery(QueryRunner):
             spec = self.store.describe_topic(self.plan.sink.topic)
             self._sink_partitions = spec.partitions if spec is not None else 0
         owned = self.owned_partitions()
-        active = owned[0] if owned is not None else frozenset()
+        if owned is not None:
+            active = owned[0]
+        elif self.store.kind == "embedded":  # this query processes every partition, here
+            active = frozenset(range(self._sink_partitions))
+        else:
+            active = frozenset()
         revokes = getattr(reader, "_revokes", None)
         eligible = (
             not ahead
@@ -841,6 +863,7 @@ class PersistentQuery(QueryRunner):
                     else:
                         rows = _fed_rows(self.plan.sink, result.rows, records, inner, partitions)
                         target.feed(tx.state, rows)
+                        target.commit_fed(tx, partitions)
             self._produce_changes(tx)
             tx.commit_positions(self.group, reader.positions())
             if ahead is None and self._commits_behind() and reader.overlappable():

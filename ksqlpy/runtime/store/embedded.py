@@ -111,6 +111,9 @@ class EmbeddedStore(TopicStore):
     """
 
     kind = "embedded"
+    #: Every transaction (records, state, positions) is one DuckDB transaction: processing is
+    #: always exactly once.
+    exactly_once = True
 
     def __init__(
         self,
@@ -448,6 +451,11 @@ class EmbeddedTransaction(Transaction):
 
     def produce(self, topic: str, records: pa.Table) -> None:
         self.store._append(self.connection, topic, records, self._ends)
+
+    def end_offset(self, topic: str, partition: int) -> int:
+        """The partition's next offset as this transaction sees it (its own records included)."""
+        t = self.store._topic(topic)
+        return self._ends.get((t.id, partition), self.store._bounds[(t.id, partition)].end)
 
     def commit_positions(self, group: str, positions: Mapping[TopicPartition, int]) -> None:
         # One UPDATE per partition in the steady state (half the cost of DELETE + INSERT); the

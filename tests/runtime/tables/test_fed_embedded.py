@@ -1,0 +1,196 @@
+"""A windowed aggregation's table on the embedded store is fed by the query writing it: the rows
+and the table's read position commit in the query's transaction, and the sink topic is not read
+back into the state (see "Fed partitions" in ``ksqlpy.runtime.materialize``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
+
+from ksqlpy.runtime.engine import Engine
+
+VIEWS = (
+    "CREATE STREAM views (page VARCHAR KEY, ms INT) "
+    "WITH (kafka_topic='views', value_format='JSON', partitions=1);"
+)
+CTAS = (
+    "CREATE TABLE per_page AS SELECT page, COUNT(*) AS n, SUM(ms) AS total "
+    "FROM views WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY page;"
+)
+Events = list[tuple[str, int, int]]  # (page, timestamp, ms)
+
+
+def events(first: int, count: int) -> Events:
+    """``count`` events over five pages, one every 97 ms from ``first`` (several windows)."""
+    return [(f"p{i % 5}", first + 97 * i, i % 13) for i in range(count)]
+
+
+def produce(engine: Engine, batch: Events) -> None:
+    engine.store.produce(
+        "views",
+        pa.table(
+            {
+                "timestamp": pa.array([ts for _, ts, _ in batch], pa.int64()),
+                "key": pa.array([page.encode() for page, _, _ in batch], pa.binary()),
+                "value": pa.array([json.dumps({"ms": ms}).encode() for _, _, ms in batch], pa.binary()),
+            }
+        ),
+    )
+
+
+def expected(batch: Events) -> dict[tuple[str, int], tuple[int, int]]:
+    """(page, window start) -> (count, sum), as the aggregation computes it."""
+    out: dict[tuple[str, int], tuple[int, int]] = {}
+    for page, ts, ms in batch:
+        key = (page, ts // 10_000 * 10_000)
+        n, total = out.get(key, (0, 0))
+        out[key] = (n + 1, total + ms)
+    return out
+
+
+def state(engine: Engine) -> dict[tuple[str, int], tuple[int, int]]:
+    assert engine.wait_idle()
+    cursor = engine.store.state_cursor()
+    try:
+        rows = cursor.execute('SELECT PAGE, WINDOWSTART, WINDOWEND, N, TOTAL FROM mat."PER_PAGE"').fetchall()
+    finally:
+        cursor.close()
+    assert all(end == start + 10_000 for _, start, end, _, _ in rows)
+    return {(page, start): (n, total) for page, start, _, n, total in rows}
+
+
+def pulled(engine: Engine) -> dict[tuple[str, int], tuple[int, int]]:
+    query = engine.session().execute_query("SELECT page, WINDOWSTART, n, total FROM per_page;")
+    try:
+        rows = [tuple(r.values) for r in query]
+        assert query.error is None
+    finally:
+        query.close()
+    return {(str(page), int(start)): (int(n), int(total)) for page, start, n, total in rows}
+
+
+def sink_position(engine: Engine) -> tuple[dict[int, int], dict[int, int]]:
+    """The table's committed read position of its topic, and the topic's end."""
+    m = engine.materializers["PER_PAGE"]
+    topic = m.source.topic
+    return engine.store.committed(m.group, topic), engine.store.end_offsets(topic)
+
+
+def test_the_query_feeds_the_table_and_commits_its_position(engine: Engine) -> None:
+    session = engine.session()
+    session.execute_all(VIEWS)
+    session.execute_all(CTAS)
+    batch = events(0, 600)
+    produce(engine, batch[:300])
+    produce(engine, batch[300:])
+    assert state(engine) == expected(batch)
+    assert pulled(engine) == expected(batch)
+    m = engine.materializers["PER_PAGE"]
+    assert m.fed() == frozenset({0})
+    committed, end = sink_position(engine)
+    assert end[0] > 0 and committed == end
+
+
+def test_a_restart_reads_on_from_the_position_the_query_committed(opener: Callable[[], Engine]) -> None:
+    first, second = events(0, 400), events(400 * 97, 300)
+    engine = opener()
+    try:
+        session = engine.session()
+        session.execute_all(VIEWS)
+        session.execute_all(CTAS)
+        produce(engine, first)
+        assert state(engine) == expected(first)
+    finally:
+        engine.close()
+    engine = opener()
+    try:
+        assert state(engine) == expected(first)
+        committed, before = sink_position(engine)
+        assert committed == before
+        produce(engine, second)
+        assert state(engine) == expected(first + second)
+        assert pulled(engine) == expected(first + second)
+        committed, end = sink_position(engine)
+        assert committed == end
+        # The first run's records are not read again; of this run's, at most those written
+        # before the query handed the table over (it may start before the materializer does).
+        assert engine.materializers["PER_PAGE"].records_in <= end[0] - before[0]
+    finally:
+        engine.close()
+
+
+def test_a_terminated_query_hands_the_table_back(engine: Engine) -> None:
+    session = engine.session()
+    session.execute_all(VIEWS)
+    session.execute_all(CTAS)
+    batch = events(0, 300)
+    produce(engine, batch)
+    assert state(engine) == expected(batch)
+    m = engine.materializers["PER_PAGE"]
+    assert m.fed() == frozenset({0})
+    read = m.records_in  # (the query may have written a batch before the hand-over)
+    query_id = next(iter(engine.queries))
+    session.execute_all(f"TERMINATE {query_id};")
+    assert engine.wait_idle()
+    assert m.fed() == frozenset()
+    # read on from the position the query committed: nothing of the topic is read again
+    assert m.caught_up()
+    assert m.records_in == read
+    committed, end = sink_position(engine)
+    assert committed == end
+    assert state(engine) == expected(batch)
+    assert pulled(engine) == expected(batch)
+
+
+CHILD = textwrap.dedent(
+    f"""
+    import json, sys
+    import pyarrow as pa
+    from ksqlpy.runtime.engine import Engine
+
+    engine = Engine.open({{"ksql.streams.state.dir": sys.argv[1], "ksql.streams.auto.offset.reset": "earliest"}})
+    session = engine.session()
+    session.execute_all({VIEWS!r})
+    session.execute_all({CTAS!r})
+    for b in range(200):
+        engine.store.produce("views", pa.table({{
+            "timestamp": pa.array([97 * (b * 500 + i) for i in range(500)], pa.int64()),
+            "key": pa.array([f"p{{(b * 500 + i) % 5}}".encode() for i in range(500)], pa.binary()),
+            "value": pa.array([json.dumps({{"ms": (b * 500 + i) % 13}}).encode() for i in range(500)], pa.binary()),
+        }}))
+        print(b, engine.store.committed(next(iter(engine.queries.values())).group, "views").get(0, 0), flush=True)
+    """
+)
+
+
+def test_a_kill_9_leaves_rows_and_position_together(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(data)], stdout=subprocess.PIPE, text=True, env=dict(os.environ)
+    )
+    assert child.stdout is not None
+    for line in child.stdout:
+        if int(line.split()[1]) >= 20_000:  # the query is well under way
+            break
+    child.send_signal(signal.SIGKILL)
+    child.wait(30)
+
+    engine = Engine.open({"ksql.streams.state.dir": str(data), "ksql.streams.auto.offset.reset": "earliest"})
+    try:
+        assert engine.wait_idle(120)
+        produced = engine.store.end_offsets("views")[0]
+        assert produced >= 20_000
+        # every record produced before the kill counted once, whatever the query had committed
+        assert state(engine) == expected(events(0, produced))
+        committed, end = sink_position(engine)
+        assert committed == end
+    finally:
+        engine.close()
