@@ -306,7 +306,13 @@ class QueryRunner:
                 if records.num_rows == 0:
                     if ready is not None:
                         prepared, ready = ready, None
-                        self._commit_prepared(prepared, encoder)
+                        try:
+                            self._commit_prepared(prepared, encoder)
+                        except BatchAborted as aborted:
+                            log.info("Query %s: batch of %d record(s) aborted: %s",
+                                     self.query_id, prepared.records, aborted)
+                            reader.rewind()
+                            continue
                     self._settle()
                     self._idle.set()
                     if self._idle_hook():
