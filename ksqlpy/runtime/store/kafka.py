@@ -148,6 +148,18 @@ def _only(config: Mapping[str, str | int | float | bool], excluded: tuple[str, .
     return {k: v for k, v in config.items() if not k.startswith(excluded)}
 
 
+def init_transactions(producer: Producer, timeout: float = _TIMEOUT) -> None:
+    """``producer.init_transactions`` once the client knows the cluster's brokers: asked before
+    its first metadata answer, librdkafka finds no broker for the producer id and tries again only
+    ~0.5 s later (a quarter of the starts on a local broker); a metadata request first costs
+    one round trip."""
+    try:
+        producer.list_topics(timeout=min(timeout, 5.0))
+    except KafkaException:
+        pass  # init_transactions says what is wrong, in its own words
+    producer.init_transactions(timeout)
+
+
 def transactions_unsupported(error: KafkaError) -> bool:
     """Whether ``error`` (from ``init_transactions``) means the cluster has no transactions, as
     opposed to being unreachable or refusing this client."""
@@ -913,7 +925,7 @@ class _ReadAhead:
 
     def _start_producer(self) -> None:
         try:
-            self.producer.init_transactions(_TIMEOUT)
+            init_transactions(self.producer)
             self.producer.begin_transaction()
         except KafkaException as exc:
             self._start_error = exc
