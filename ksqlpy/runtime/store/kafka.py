@@ -974,17 +974,17 @@ class _ReadAhead:
         """A poll's ``records`` (their next offsets per partition, none when it read nothing):
         the batch to hand to :meth:`sent` once its outputs are sent."""
         self.records += records
-        if ends:
-            self.polled += 1
-        # An end-of-partition offset counts once every batch read before it is sent.
-        for tp, offset in self._eof.items():
-            self._eof_after[tp] = (offset, self.polled)
-        self._eof.clear()
-        if not ends:
-            with self._lock:
+        with self._lock:
+            if ends:
+                self.polled += 1
+            # An end-of-partition offset counts once every batch read before it is sent.
+            for tp, offset in self._eof.items():
+                self._eof_after[tp] = (offset, self.polled)
+            self._eof.clear()
+            if not ends:
                 self._reach_eofs()
-            return None
-        return _AheadBatch(self.polled, ends, records)
+                return None
+            return _AheadBatch(self.polled, ends, records)
 
     def sent(self, batch: _AheadBatch) -> None:
         """A batch's outputs are sent: its positions are the read-ahead's now. Batches count in
@@ -1124,6 +1124,9 @@ class _ReadAhead:
         self._held, self._held_rows = [], 0
         try:
             self._await_producer()
+        except KafkaException:
+            return  # it never began a transaction: there is nothing to abort
+        try:
             self.producer.abort_transaction(_TIMEOUT)
         except KafkaException as exc:
             log.warning(
