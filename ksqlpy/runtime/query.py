@@ -65,6 +65,8 @@ class _Prepared:
     #: the reader's rebalance count when it was polled
     rebalances: int
     started: float
+    #: the transaction of a batch read ahead of the group's assignment (None: the store's)
+    ahead: Any = None
 
 
 class QueryState(enum.Enum):
@@ -358,28 +360,48 @@ class QueryRunner:
         batch N+1 is polled before N's commit begins (the reader is used by this thread alone),
         its records are produced only in its own transaction, begun after N's committed, and
         when N's commit fails N+1's work is dropped and the reader rewinds to the committed
-        positions, so both batches are read again. At most one batch waits to commit."""
+        positions, so both batches are read again. At most one batch waits to commit.
+
+        Batches read ahead of the group's assignment overlap the same way, each sent into the
+        read-ahead's transaction (see ``TopicReader.read_ahead``); the assignment commits the
+        batches sent before it, and the one still waiting is read again by the group's member."""
         committer: ThreadPoolExecutor | None = None
         ready: _Prepared | None = None  # prepared, its commit not begun
         try:
             waited = True
             while not self._stop.is_set():
                 records = reader.poll(BATCH_SIZE, timeout=0.2 if waited else 0.0)
+                # Taken now, before the batch waiting to commit runs on the other thread.
+                ahead = reader.ahead_transaction()
                 waited = records.num_rows == 0
                 if ready is not None and reader.rebalances != ready.rebalances:
-                    # The group moved partitions during this poll: the reader went back to the
-                    # committed positions, before the batch that is still to commit. Both are
-                    # read again, under the new assignment.
-                    log.info("Query %s: partitions moved; batches of %d and %d record(s) read again",
-                             self.query_id, ready.records, records.num_rows)
-                    ready = None
-                    reader.rewind()
-                    waited = False
-                    continue
+                    if ready.ahead is not None:
+                        # The assignment ended the read-ahead before this batch was sent: the
+                        # member reads from the positions committed with the batches sent
+                        # before it, so this poll's records (its own) follow on from there.
+                        log.info("Query %s: the assignment came before a batch of %d record(s) read "
+                                 "ahead was sent; it is read again", self.query_id, ready.records)
+                        ready = None
+                    else:
+                        # The group moved partitions during this poll: the reader went back to
+                        # the committed positions, before the batch that is still to commit.
+                        # Both are read again, under the new assignment.
+                        log.info("Query %s: partitions moved; batches of %d and %d record(s) read again",
+                                 self.query_id, ready.records, records.num_rows)
+                        ready = None
+                        reader.rewind()
+                        waited = False
+                        continue
                 if records.num_rows == 0:
                     if ready is not None:
                         prepared, ready = ready, None
-                        self._commit_prepared(prepared, encoder, None)
+                        try:
+                            self._commit_prepared(prepared, encoder)
+                        except BatchAborted as aborted:
+                            log.info("Query %s: batch of %d record(s) aborted: %s",
+                                     self.query_id, prepared.records, aborted)
+                            reader.rewind()
+                            continue
                     self._settle()
                     self._idle.set()
                     if self._idle_hook():
@@ -391,9 +413,9 @@ class QueryRunner:
                 if ready is not None:
                     if committer is None:
                         committer = ThreadPoolExecutor(1, thread_name_prefix=f"commit-{self.query_id}")
-                    committing = committer.submit(self._commit_prepared, ready, encoder, None)
+                    committing = committer.submit(self._commit_prepared, ready, encoder)
                 try:
-                    prepared = self._prepare(records, decoder, evaluator, reader, started)
+                    prepared = self._prepare(records, decoder, evaluator, reader, started, ahead)
                 finally:
                     if committing is not None:
                         wait([committing])
@@ -411,13 +433,13 @@ class QueryRunner:
                     ready = prepared
                 else:
                     try:
-                        self._commit_prepared(prepared, encoder, reader.ahead_transaction())
+                        self._commit_prepared(prepared, encoder)
                     except BatchAborted as aborted:
                         self._aborted(records, aborted)
             if ready is not None:  # stopped: what was read is committed, as without overlap
                 prepared, ready = ready, None
                 try:
-                    self._commit_prepared(prepared, encoder, None)
+                    self._commit_prepared(prepared, encoder)
                 except BatchAborted as aborted:
                     log.info("Query %s: last batch aborted: %s", self.query_id, aborted)
         except Exception as e:  # noqa: BLE001 - reported as the query's error
@@ -439,8 +461,10 @@ class QueryRunner:
         evaluator: StepEvaluator,
         reader: Any,
         started: float,
+        ahead: Any = None,
     ) -> _Prepared:
-        """A polled batch decoded and evaluated, with the positions it reaches."""
+        """A polled batch decoded and evaluated, with the positions it reaches (``ahead``: its
+        transaction when it was read ahead of the group's assignment)."""
         self.records_in += records.num_rows
         self.bytes_in += record_bytes(records)
         decoded = decoder.decode(records)
@@ -450,15 +474,15 @@ class QueryRunner:
         result = evaluator.evaluate(decoded.table, self.query_id)
         self.plog.write(self.query_id, result.errors)
         self.operator_counts.add("main/out", result.rows.num_rows)
-        return _Prepared(records.num_rows, result.rows, reader.positions(), reader.rebalances, started)
+        return _Prepared(records.num_rows, result.rows, reader.positions(), reader.rebalances, started, ahead)
 
-    def _commit_prepared(self, prepared: _Prepared, encoder: SinkEncoder, ahead: Any) -> None:
+    def _commit_prepared(self, prepared: _Prepared, encoder: SinkEncoder) -> None:
         """Encode a prepared batch's rows, produce them and commit its positions in one
         transaction. (Encoding here, on the committing thread, evens the two threads' work.)"""
         assert self.plan.sink is not None and self.group is not None
         out, errors = encode_windowed(encoder, self.plan.sink, prepared.rows)
         self.plog.write(self.query_id, errors)
-        with ahead or self.store.transaction() as tx:
+        with prepared.ahead or self.store.transaction() as tx:
             if out.num_rows:
                 tx.produce(self.plan.sink.topic, out)
             tx.commit_positions(self.group, prepared.positions)

@@ -8,6 +8,11 @@ Tansu delivers the records of aborted transactions to read-committed readers (Ka
 where a read-ahead is aborted the sink is checked through what the servers committed: every input
 once in the records the servers report kept, and the aborted read-ahead's outputs are the only
 records beyond those (see /work/shared/KAFKA-NOTES.md).
+
+A stateless query sends each batch read ahead while it prepares the next; the assignment commits
+the batches sent by then, and the member reads the rest again. Batches are slowed down, and the
+read-ahead's producer made late or failing, where the store meets them (``QueryRunner._prepare``,
+``_ReadAhead._start_producer``); the reading, producing and committing are real.
 """
 
 from __future__ import annotations
@@ -19,13 +24,16 @@ import time
 import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from kafka_broker import engine_settings
 
+from ksqlpy.runtime import query as query_module
 from ksqlpy.runtime.engine import Engine
+from ksqlpy.runtime.store.kafka import _ReadAhead
 
 pytestmark = pytest.mark.kafka
 
@@ -203,3 +211,94 @@ def test_two_servers_joining_at_once_keep_only_what_they_are_assigned(
     assert ROWS <= len(ids) <= ROWS + aborted, (len(ids), outcomes)
     assert max(Counter(ids).values()) <= 1 + len(outcomes), (Counter(ids).most_common(3), outcomes)
     assert _committed(kafka_bootstrap, group, f"s_{run}") == ROWS
+
+
+def _slow_ahead_batches(monkeypatch: pytest.MonkeyPatch, seconds: float) -> list[str]:
+    """Batches read ahead take ``seconds`` longer to prepare, so a backlog outlasts the join; the
+    threads the read-ahead's batches were sent on."""
+    prepare = query_module.QueryRunner._prepare
+    senders: list[str] = []
+
+    def slow_prepare(self: query_module.QueryRunner, *args: Any) -> Any:
+        if args[-1] is not None:  # its read-ahead transaction
+            time.sleep(seconds)
+        return prepare(self, *args)
+
+    send = _ReadAhead.send
+
+    def recorded_send(self: _ReadAhead, topic: str, records: Any) -> None:
+        senders.append(threading.current_thread().name)
+        send(self, topic, records)
+
+    monkeypatch.setattr(query_module.QueryRunner, "_prepare", slow_prepare)
+    monkeypatch.setattr(_ReadAhead, "send", recorded_send)
+    return senders
+
+
+def test_a_batch_read_ahead_but_not_sent_when_the_assignment_comes_is_read_again_by_the_member(
+    kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Batches of 200, each read ahead taking 0.25 s more: 8,000 records outlast the ~3 s join, so
+    # the assignment comes while a batch read ahead waits to be sent (the loop keeps one waiting).
+    rows = 8_000
+    monkeypatch.setattr(query_module, "BATCH_SIZE", 200)
+    senders = _slow_ahead_batches(monkeypatch, 0.25)
+    # The read-ahead's producer starts late: the first batches' outputs are held meanwhile.
+    start_producer = _ReadAhead._start_producer
+    held: list[int] = []
+
+    def late_start(self: _ReadAhead) -> None:
+        time.sleep(0.6)
+        held.append(self._held_rows)
+        start_producer(self)
+
+    monkeypatch.setattr(_ReadAhead, "_start_producer", late_start)
+    run = uuid.uuid4().hex[:10]
+    engine = Engine.open(_settings(kafka_bootstrap, f"ahead3_{run}_", tmp_path / "data"))
+    try:
+        _create(engine, run)
+        _produce(kafka_bootstrap, f"s_{run}", 0, rows)
+        caplog.set_level(logging.INFO, logger="ksqlpy")
+        engine.session().execute_all(f"CREATE STREAM o WITH (kafka_topic='o_{run}') AS SELECT k, id FROM s WHERE v >= 0;")
+        (query,) = engine.queries.values()
+        assert engine.wait_idle(90)
+        group = query.group
+    finally:
+        engine.close()
+    ((sent, outcome),) = _outcomes(caplog)
+    assert outcome == "kept" and 0 < sent < rows
+    assert any("not yet sent: read again" in r.getMessage() for r in caplog.records)
+    assert any("the assignment came before a batch" in r.getMessage() for r in caplog.records)
+    assert held and held[0] > 0  # outputs produced before the producer had started
+    assert any(name.startswith("commit-") for name in senders)  # sent while the next was prepared
+    ids = _read_ids(kafka_bootstrap, f"o_{run}")
+    assert sorted(ids) == list(range(rows))  # each exactly once
+    assert group is not None and _committed(kafka_bootstrap, group, f"s_{run}") == rows
+
+
+def test_a_read_ahead_whose_producer_cannot_start_is_aborted_and_the_member_reads_it_all(
+    kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def failed_start(self: _ReadAhead) -> None:
+        self._start_error = KafkaException(KafkaError(KafkaError._TRANSPORT, "injected"))
+
+    monkeypatch.setattr(_ReadAhead, "_start_producer", failed_start)
+    monkeypatch.setattr(query_module, "BATCH_SIZE", 1_000)
+    run = uuid.uuid4().hex[:10]
+    engine = Engine.open(_settings(kafka_bootstrap, f"ahead4_{run}_", tmp_path / "data"))
+    try:
+        _create(engine, run)
+        _produce(kafka_bootstrap, f"s_{run}", 0, ROWS)
+        caplog.set_level(logging.INFO, logger="ksqlpy")
+        engine.session().execute_all(f"CREATE STREAM o WITH (kafka_topic='o_{run}') AS SELECT k, id FROM s WHERE v >= 0;")
+        (query,) = engine.queries.values()
+        assert engine.wait_idle(90)
+        assert query.state.value == "RUNNING"
+        group = query.group
+    finally:
+        engine.close()
+    assert [outcome for _, outcome in _outcomes(caplog)] == ["aborted"]
+    assert any("could not start" in r.getMessage() for r in caplog.records)
+    ids = _read_ids(kafka_bootstrap, f"o_{run}")
+    assert sorted(ids) == list(range(ROWS))  # nothing of the read-ahead's reached the sink
+    assert group is not None and _committed(kafka_bootstrap, group, f"s_{run}") == ROWS

@@ -144,8 +144,9 @@ class TopicReader(abc.ABC):
 
     def overlappable(self) -> bool:
         """Whether the batch just polled may commit while this reader polls the next one (a
-        stateless query overlaps the two): not a batch read ahead or read again to rebuild
-        state, whose transactions depend on what the next poll finds."""
+        stateless query overlaps the two): not a batch read again to rebuild state, nor one read
+        ahead unless its transaction is its own (the Kafka reader's are), as what the next poll
+        finds decides what becomes of them."""
         return self.ahead_transaction() is None and not self.replaying
 
     @property

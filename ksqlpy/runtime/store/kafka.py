@@ -19,6 +19,9 @@
   assignment arrives (:class:`_ReadAhead`). The batches' state changes go into its open state
   transaction, committed with the positions reached before the assignment's listener looks at the
   state, or rolled back; a query with state reads ahead on its first start only (``fresh_state``).
+  Each read-ahead batch has a transaction context of its own (:meth:`KafkaReader.ahead_transaction`),
+  so a stateless query sends batch N's outputs while it prepares N+1, as it does after the
+  assignment; the positions committed at the assignment are those of the batches sent by then.
 
 Settings for a local test broker live in ``client_config`` (see /work/shared/KAFKA-NOTES.md): readers
 default to ``fetch.queue.backoff.ms=10`` so a consumer that keeps up is never paused for a second, and
@@ -127,6 +130,9 @@ _PREFETCH_KBYTES = 16_384
 #: Longest a query reads ahead of its group's first assignment: its open transaction must end
 #: well within the producer's ``transaction.timeout.ms`` (60 s by default); past this it waits.
 _AHEAD_SECONDS = 30.0
+#: Output rows a read-ahead holds while its transactional producer starts (~0.5 s on the test
+#: broker): the batches are processed meanwhile rather than after; past this a batch waits.
+_AHEAD_HELD_ROWS = 200_000
 
 
 ClientConfig = dict[str, str | int | float | bool]
@@ -140,6 +146,18 @@ _RECORD_PRODUCER: dict[str, Any] = {"delivery.report.only.error": True}
 
 def _only(config: Mapping[str, str | int | float | bool], excluded: tuple[str, ...]) -> ClientConfig:
     return {k: v for k, v in config.items() if not k.startswith(excluded)}
+
+
+def init_transactions(producer: Producer, timeout: float = _TIMEOUT) -> None:
+    """``producer.init_transactions`` once the client knows the cluster's brokers: asked before
+    its first metadata answer, librdkafka finds no broker for the producer id and tries again only
+    ~0.5 s later (a quarter of the starts on a local broker); a metadata request first costs
+    one round trip."""
+    try:
+        producer.list_topics(timeout=min(timeout, 5.0))
+    except KafkaException:
+        pass  # init_transactions says what is wrong, in its own words
+    producer.init_transactions(timeout)
 
 
 def transactions_unsupported(error: KafkaError) -> bool:
@@ -784,13 +802,31 @@ class _NoReadAhead(Exception):
     """Reading ahead does not apply (no partitions yet, or local state to rebuild first)."""
 
 
+class _AheadBatch:
+    """One batch read ahead: its place in the read-ahead's order and the next offset per
+    partition it reaches (counted as reached once its outputs are sent)."""
+
+    __slots__ = ("ends", "records", "seq")
+
+    def __init__(self, seq: int, ends: Mapping[tuple[str, int], int], records: int) -> None:
+        self.seq = seq
+        self.ends = ends
+        self.records = records
+
+
 class _ReadAhead:
     """A group reader's input read while its consumer joins the group (see
     :meth:`KafkaReader.read_ahead`): a group-less consumer assigned every partition from the
     group's committed positions (none: ``auto.offset.reset``), and one open transaction for every
     batch read so, on a transactional producer of its own (the store's serves other queries
     meanwhile). Outputs are sent as they are produced; only positions are held, until
-    :meth:`finish` commits or aborts the lot."""
+    :meth:`finish` commits or aborts the lot.
+
+    Batches are sent in the order they were read (a stateless query sends one while it prepares
+    the next), and the positions :meth:`finish` commits are those of the batches sent by then:
+    a batch read but not yet sent is left to the group's member, which reads it again. The
+    producer starts on a thread of its own while the first batches are read and processed;
+    their outputs are held (up to :data:`_AHEAD_HELD_ROWS`) until it has."""
 
     def __init__(
         self,
@@ -810,10 +846,24 @@ class _ReadAhead:
         self.store = store
         self.group = group
         self.started = time.monotonic()
+        #: records read ahead, and of those the ones whose batches were sent
         self.records = 0
+        self.sent_records = 0
         self.output = 0
         self.errors: list[KafkaError] = []
         self.topics: list[str] = []
+        #: batches read ahead, and of those the ones whose outputs are sent (see :meth:`sent`)
+        self.polled = 0
+        self.sent_batches = 0
+        #: end-of-partition offsets, each with the number of batches read when it was seen
+        self._eof_after: dict[TopicPartition, tuple[int, int]] = {}
+        #: outputs produced before the producer had started, sent once it has
+        self._held: list[tuple[str, pa.Table]] = []
+        self._held_rows = 0
+        #: orders sending with finishing (commit or abort): nothing is sent into a finished one
+        self._lock = threading.Lock()
+        self._finished = False
+        self._start_error: KafkaException | None = None
         #: the group's committed offset per partition when reading began (-1: none)
         self.origin: dict[TopicPartition, int] = {}
         #: the next offset per partition records were read from (the positions to commit)
@@ -845,7 +895,10 @@ class _ReadAhead:
             if offset >= 0:
                 where = offset
             elif start == "earliest":
-                where = OFFSET_BEGINNING
+                # An offset, not OFFSET_BEGINNING: a fresh consumer asked for a logical offset
+                # before it knows the partition's leader looks it up only ~0.5 s later; below the
+                # log start, auto.offset.reset=earliest moves it up.
+                where = 0
             else:  # pinned now, as a group-less reader's start is (see KafkaReader._start_offset)
                 where = int(store._helper("ksqlpy-metadata").get_watermark_offsets(c, timeout=_TIMEOUT)[1])
             starts.append(KafkaTopicPartition(tp.topic, tp.partition, where))
@@ -858,22 +911,113 @@ class _ReadAhead:
             }
         )
         self.consumer.assign(starts)
-        # Fetching has begun; the transactional producer's set-up (~0.5 s) overlaps it.
+        # Fetching has begun; the transactional producer's set-up (~0.5 s: broker round trips,
+        # the GIL released) runs on a thread of its own while the first batches are processed.
         self.producer: Producer
+        self._starter: threading.Thread | None = None
         if store.exactly_once:
             self.producer = Producer(
                 {**store._producer_config, "transactional.id": f"{store._transactional_id}-ahead-{group}"}
             )
-            try:
-                self.producer.init_transactions(_TIMEOUT)
-                self.producer.begin_transaction()
-            except KafkaException:
-                self.consumer.close()
-                raise
+            self._starter = threading.Thread(
+                target=self._start_producer, name=f"ksqlpy-ahead-{group}", daemon=True
+            )
+            self._starter.start()
         else:
             self.producer = store._producer
         self.state = store.state_cursor()
         self.state.execute("BEGIN TRANSACTION")
+
+    def _start_producer(self) -> None:
+        try:
+            init_transactions(self.producer)
+            self.producer.begin_transaction()
+        except KafkaException as exc:
+            self._start_error = exc
+
+    def _started(self) -> bool:
+        return self._starter is None or not self._starter.is_alive()
+
+    def _await_producer(self) -> None:
+        """Wait until the producer's transaction has begun; raise why it could not."""
+        if self._starter is not None:
+            self._starter.join(_TIMEOUT)
+            if self._starter.is_alive():
+                self._start_error = KafkaException(KafkaError(KafkaError._TIMED_OUT, "init_transactions"))
+        if self._start_error is not None:
+            raise self._start_error
+
+    def send(self, topic: str, records: pa.Table) -> None:
+        """Produce a batch's outputs in the read-ahead's transaction (held while the producer
+        starts). Raises :class:`BatchAborted` once the read-ahead has finished or its producer
+        could not start."""
+        with self._lock:
+            if self._finished:
+                raise BatchAborted("the read-ahead ended before this batch was sent")
+            if not self._started() and self._held_rows + records.num_rows <= _AHEAD_HELD_ROWS:
+                self._held.append((topic, records))
+                self._held_rows += records.num_rows
+            else:
+                try:
+                    self._send_held()
+                except KafkaException as exc:
+                    raise BatchAborted(
+                        f"the read-ahead's producer could not start ({_kafka_error(exc).str()})"
+                    ) from exc
+                self.store._send(self.producer, topic, records, self.errors)
+            self.output += records.num_rows
+            self.topics.append(topic)
+
+    def _send_held(self) -> None:
+        """Once the producer has started, what was held for it (call under the lock)."""
+        self._await_producer()
+        held, self._held, self._held_rows = self._held, [], 0
+        for topic, records in held:
+            self.store._send(self.producer, topic, records, self.errors)
+
+    def batch_read(self, ends: Mapping[tuple[str, int], int], records: int) -> _AheadBatch | None:
+        """A poll's ``records`` (their next offsets per partition, none when it read nothing):
+        the batch to hand to :meth:`sent` once its outputs are sent."""
+        self.records += records
+        with self._lock:
+            if ends:
+                self.polled += 1
+            # An end-of-partition offset counts once every batch read before it is sent.
+            for tp, offset in self._eof.items():
+                self._eof_after[tp] = (offset, self.polled)
+            self._eof.clear()
+            if not ends:
+                self._reach_eofs()
+                return None
+            return _AheadBatch(self.polled, ends, records)
+
+    def sent(self, batch: _AheadBatch) -> None:
+        """A batch's outputs are sent: its positions are the read-ahead's now. Batches count in
+        the order they were read; one out of order (one before it was dropped) ends the
+        read-ahead, as its positions would cover records whose outputs were never sent."""
+        with self._lock:
+            if self._finished:
+                raise BatchAborted("the read-ahead ended before this batch was sent")
+            if batch.seq != self.sent_batches + 1:
+                raise BatchAborted(
+                    f"batch {batch.seq} read ahead was sent after batch {self.sent_batches} "
+                    "(one in between was dropped)"
+                )
+            self.sent_batches = batch.seq
+            self.sent_records += batch.records
+            for (topic, partition), offset in batch.ends.items():
+                self.reached[TopicPartition(topic, partition)] = offset
+            self._reach_eofs()
+
+    def _reach_eofs(self) -> None:
+        """Move the positions past transaction markers at partition ends seen before the last
+        batch sent (call under the lock)."""
+        for tp, (offset, after) in list(self._eof_after.items()):
+            if after > self.sent_batches:
+                continue
+            if tp in self.reached and offset > self.reached[tp]:
+                self.reached[tp] = offset
+            del self._eof_after[tp]
 
     def poll(self, max_records: int, timeout: float) -> list[Message]:
         """Up to ``max_records`` records read ahead (none once it has gone on too long)."""
@@ -893,21 +1037,13 @@ class _ReadAhead:
                 raise TopicError(f"Reading failed: {error.str()}")
         return usable
 
-    def advance(self, ends: Mapping[tuple[str, int], int]) -> None:
-        """Record how far a batch read (and, for partitions read to their end, the offset past
-        the transaction markers that follow)."""
-        for (topic, partition), offset in ends.items():
-            self.reached[TopicPartition(topic, partition)] = offset
-        for tp, offset in self._eof.items():
-            if tp in self.reached and offset > self.reached[tp]:
-                self.reached[tp] = offset
-        self._eof.clear()
-
     def finish(self, member: Consumer, assigned: set[TopicPartition]) -> dict[TopicPartition, int]:
         """The group's assignment arrived: commit what was read ahead if every partition records
         came from was assigned to this member and still stands where reading began (no other
         member committed it meanwhile); else abort it all. Returns the positions committed, from
         which the member reads on."""
+        with self._lock:
+            self._finished = True
         self.consumer.close()
         read = dict(self.reached)
         lost = sorted(set(read) - assigned, key=lambda tp: (tp.topic, tp.partition))
@@ -937,13 +1073,14 @@ class _ReadAhead:
             else:
                 offsets = [KafkaTopicPartition(tp.topic, tp.partition, o) for tp, o in keep.items()]
                 try:
+                    self._send_held()
                     if offsets:
                         self.producer.send_offsets_to_transaction(
                             offsets, member.consumer_group_metadata(), _TIMEOUT
                         )
                     self.producer.commit_transaction(_TIMEOUT)
                 except KafkaException as exc:
-                    reason = f"the group refused its positions ({_kafka_error(exc).str()})"
+                    reason = f"its transaction failed ({_kafka_error(exc).str()})"
                     keep = {}
                     self._abort_kafka()
                 if self.errors and not reason:
@@ -974,19 +1111,26 @@ class _ReadAhead:
             outcome = f"aborted, {reason}"
         else:
             outcome = f"kept for {len(keep)}, {reason}"
+        unsent = self.records - self.sent_records
         log.info(
-            "Consumer group %s: read ahead %s records of %d partition(s) in %.1f s while joining the group; %s.",
+            "Consumer group %s: read ahead %s records of %d partition(s) in %.1f s while joining the group; %s%s.",
             self.group,
-            f"{self.records:,}",
+            f"{self.sent_records:,}",
             len(read),
             time.monotonic() - self.started,
             outcome,
+            f" ({unsent:,} more read, not yet sent: read again)" if unsent else "",
         )
         return keep
 
     def _abort_kafka(self) -> None:
         # The producer is the read-ahead's alone: when it cannot abort (fenced, or its transaction
         # timed out), the broker aborts the transaction itself, and the query goes on without it.
+        self._held, self._held_rows = [], 0
+        try:
+            self._await_producer()
+        except KafkaException:
+            return  # it never began a transaction: there is nothing to abort
         try:
             self.producer.abort_transaction(_TIMEOUT)
         except KafkaException as exc:
@@ -999,12 +1143,16 @@ class _ReadAhead:
 
     def abandon(self, why: str) -> None:
         """Abort everything read ahead (the query stops or a batch failed)."""
+        with self._lock:
+            self._finished = True
+            self._held, self._held_rows = [], 0
         try:
             self.consumer.close()
         except RuntimeError:
             pass  # closed already
         try:
             if self.store.exactly_once:
+                self._await_producer()
                 self.producer.abort_transaction(_TIMEOUT)
         except KafkaException:
             log.debug("aborting the read-ahead of %s failed", self.group, exc_info=True)
@@ -1014,7 +1162,7 @@ class _ReadAhead:
             log.info(
                 "Consumer group %s: read ahead %s records while joining the group; aborted, %s.",
                 self.group,
-                f"{self.records:,}",
+                f"{self.sent_records:,}",
                 why,
             )
 
@@ -1028,30 +1176,39 @@ class _ReadAheadTransaction(Transaction):
         self.state = ahead.state
 
     def produce(self, topic: str, records: pa.Table) -> None:
-        ahead = self.ahead
-        ahead.store._send(ahead.producer, topic, records, ahead.errors)
-        ahead.output += records.num_rows
-        ahead.topics.append(topic)
+        self.ahead.send(topic, records)
 
     def commit_positions(self, group: str, positions: Mapping[TopicPartition, int]) -> None:
         pass  # the reader has none yet: the read-ahead tracks where it stands
 
 
 class _ReadAheadContext(TransactionContext):
-    def __init__(self, reader: KafkaReader, ahead: _ReadAhead) -> None:
+    """The transaction of one batch read ahead: it may be entered after the next batch was read
+    (on another thread), and fails with :class:`BatchAborted` when the read-ahead ended before."""
+
+    def __init__(self, reader: KafkaReader, ahead: _ReadAhead, batch: _AheadBatch) -> None:
         self._reader = reader
         self._ahead = ahead
+        self._batch = batch
 
     def __enter__(self) -> _ReadAheadTransaction:
+        if self._ahead._finished:
+            raise BatchAborted("the read-ahead ended before this batch was sent")
         return _ReadAheadTransaction(self._ahead)
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         ahead = self._ahead
         if exc_type is None and ahead.errors:
-            self._reader._drop_ahead(f"producing failed ({ahead.errors[0].str()})")
+            self._reader._drop_ahead(ahead, f"producing failed ({ahead.errors[0].str()})")
             raise TopicError(f"Transaction failed: {ahead.errors[0].str()}")
-        if exc_type is not None:
-            self._reader._drop_ahead("a batch failed")
+        if exc_type is None:
+            try:
+                ahead.sent(self._batch)
+            except BatchAborted as aborted:
+                self._reader._drop_ahead(ahead, str(aborted))
+                raise
+        elif exc_type is not BatchAborted or not ahead._finished:
+            self._reader._drop_ahead(ahead, "a batch failed" if exc is None else f"a batch failed ({exc})")
 
 
 def _named(partitions: Sequence[TopicPartition]) -> str:
@@ -1087,8 +1244,8 @@ class KafkaReader(TopicReader):
         self._last_refresh = 0.0
         #: reading ahead of the group's first assignment: wanted (True), under way, or neither
         self._ahead: _ReadAhead | bool | None = None
-        #: whether the last poll's records were read ahead
-        self._ahead_batch = False
+        #: the last poll's batch when it was read ahead (see ahead_transaction)
+        self._ahead_batch: _AheadBatch | None = None
         #: whether the read-ahead changes the query's (empty) local state
         self._ahead_fresh_state = False
         #: records the group consumer returned while the read-ahead ended (read first)
@@ -1264,13 +1421,17 @@ class KafkaReader(TopicReader):
 
     def ahead_transaction(self) -> TransactionContext | None:
         ahead = self._ahead
-        if self._ahead_batch and isinstance(ahead, _ReadAhead):
-            return _ReadAheadContext(self, ahead)
+        if self._ahead_batch is not None and isinstance(ahead, _ReadAhead):
+            return _ReadAheadContext(self, ahead, self._ahead_batch)
         return None
 
-    def _drop_ahead(self, why: str) -> None:
-        ahead, self._ahead = self._ahead, None
-        self._ahead_batch = False
+    def _drop_ahead(self, only: _ReadAhead | None = None, why: str = "") -> None:
+        """Abort the read-ahead (``only``: if it is still that one)."""
+        ahead = self._ahead
+        if only is not None and ahead is not only:
+            return
+        self._ahead = None
+        self._ahead_batch = None
         if isinstance(ahead, _ReadAhead):
             ahead.abandon(why)
 
@@ -1306,7 +1467,6 @@ class KafkaReader(TopicReader):
                     topic=only.topic if only is not None else None,
                     partition=only.partition if only is not None else None,
                 )
-                ahead.advance(ends)
                 if table.num_rows and not ahead.records:
                     log.info(
                         "Consumer group %s: reading ahead while joining the group, first records %.2f s after "
@@ -1314,14 +1474,13 @@ class KafkaReader(TopicReader):
                         self._group,
                         time.monotonic() - self._opened,
                     )
-                ahead.records += table.num_rows
-                self._ahead_batch = table.num_rows > 0
+                self._ahead_batch = ahead.batch_read(ends, table.num_rows)
                 return table
 
     # -- reading -----------------------------------------------------------------------------------
 
     def poll(self, max_records: int = 10_000, timeout: float = 0.1) -> pa.Table:
-        self._ahead_batch = False
+        self._ahead_batch = None
         if self._ahead is not None:
             ahead_table = self._poll_ahead(max_records, timeout)
             if ahead_table is not None:
@@ -1500,10 +1659,9 @@ class KafkaReader(TopicReader):
         return self._group is not None and self._store._replay_batch.get(self._group, False)
 
     def overlappable(self) -> bool:
-        # Reading ahead, the next poll may end the read-ahead and with it this batch's
-        # transaction; replaying, it decides whether the batch's outputs are kept.
-        if self._ahead is not None or self._ahead_batch:
-            return False
+        # A batch read ahead has a transaction of its own, sent into the read-ahead's or, when
+        # the next poll ended that, aborted (the member reads its records again). Replaying,
+        # the next poll decides whether the batch's outputs are kept.
         return self._group is None or (
             self._group not in self._store._replay and not self._store._replay_batch.get(self._group, False)
         )
@@ -1516,7 +1674,7 @@ class KafkaReader(TopicReader):
         self._woken.set()
 
     def close(self) -> None:
-        self._drop_ahead("the query stopped")
+        self._drop_ahead(why="the query stopped")
         if self._group is not None:
             with self._store._lock:
                 members = self._store._group_consumers.get(self._group, [])

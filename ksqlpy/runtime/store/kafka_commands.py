@@ -27,8 +27,11 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from confluent_kafka import TopicPartition as KafkaTopicPartition
 
 from ksqlpy.errors import TopicError
+from ksqlpy.runtime.store.kafka import init_transactions
 
 _TIMEOUT = 30.0
+#: Longest the command topic's tail waits for a fetch (unless the settings say otherwise).
+_TAIL_FETCH_WAIT_MS = "50"
 
 
 class CommandFenced(TopicError):
@@ -61,6 +64,11 @@ class KafkaCommandTail:
     def __init__(self, consumer_settings: Mapping[str, Any], topic: str) -> None:
         self.topic = topic
         settings = {
+            # A statement waits for the tail twice (catching up, then reading its own command back);
+            # a broker that does not answer a fetch when records arrive (the test broker) holds it
+            # for fetch.wait.max.ms, librdkafka's 500 ms by default: ~0.75 s per statement, against
+            # ~0.08 s at 50 ms (an idle server fetches the command topic 20 times a second).
+            "fetch.wait.max.ms": _TAIL_FETCH_WAIT_MS,
             **consumer_settings,
             "group.id": f"ksqlpy-command-runner-{uuid.uuid4()}",  # never committed: each server reads all
             "isolation.level": "read_committed",
@@ -136,7 +144,7 @@ class KafkaCommandWriter:
         settings.pop("partitioner", None)
         self._producer = Producer(settings)
         try:
-            self._producer.init_transactions(_TIMEOUT)
+            init_transactions(self._producer, _TIMEOUT)
             self._producer.begin_transaction()
         except KafkaException as exc:
             raise _failure(exc, "starting a transaction") from exc
