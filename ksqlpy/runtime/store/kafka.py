@@ -1403,14 +1403,15 @@ class KafkaReader(TopicReader):
     def _start_offset(self, topic: str, partition: int) -> int:
         """Where a group-less reader starts. ``latest`` is pinned to the end offset now, when the
         reader opens: left to the client it is resolved at the first fetch, and records written
-        in between would be missed."""
-        if self._start == "earliest":
-            return OFFSET_BEGINNING
+        in between would be missed. ``earliest`` is the log's start offset, looked up here too: a
+        fresh consumer given OFFSET_BEGINNING resolves it only ~0.5 s later (it does not know the
+        partition's leader yet), which a push query or a table's materializer would wait."""
         try:
             helper = self._store._helper("ksqlpy-metadata")
-            return int(helper.get_watermark_offsets(KafkaTopicPartition(topic, partition), timeout=_TIMEOUT)[1])
+            low, high = helper.get_watermark_offsets(KafkaTopicPartition(topic, partition), timeout=_TIMEOUT)
         except KafkaException:
-            return OFFSET_END
+            return OFFSET_BEGINNING if self._start == "earliest" else OFFSET_END
+        return int(low) if self._start == "earliest" else int(high)
 
     # -- reading ahead -----------------------------------------------------------------------------
 
