@@ -55,6 +55,7 @@ class Engine:
         self.store = store
         self.config = config
         self.catalog = Catalog()
+        self._warm_up: threading.Thread | None = None
         self.queries: dict[str, PersistentQuery] = {}
         self.transient: dict[str, Any] = {}
         #: table name -> its Materializer (ksqlpy.runtime.materialize)
@@ -148,7 +149,10 @@ class Engine:
             self.runner.start()
         # The evaluation database and its functions are set up on first use (~0.15 s of CPU):
         # now, in the background, rather than when the first query starts.
-        threading.Thread(target=_warm_evaluation, name="ksqlpy-warm-up", daemon=True).start()
+        # Not a daemon, and joined by close(): a process exiting while DuckDB sets up in a daemon
+        # thread is aborted by the C++ runtime ("FATAL: exception not rethrown").
+        self._warm_up = threading.Thread(target=_warm_evaluation, name="ksqlpy-warm-up")
+        self._warm_up.start()
         self.state = "READY"
         if replayed:
             log.info(
@@ -221,6 +225,8 @@ class Engine:
             m.stop()
         self.schema_registry.close()
         self.store.close()
+        if self._warm_up is not None:
+            self._warm_up.join()
         self.state = "TERMINATED"
 
     def __enter__(self) -> Engine:
