@@ -325,4 +325,6 @@ def test_having_turning_false_deletes_a_fed_row(engine: Engine) -> None:
     produce(engine, [("a", 5, 1), ("a", 6, 1), ("b", 7, 1)])
     assert totals_pulled(engine, "rare") == {"b": (2, 3), "c": (1, 5)}
     assert totals_state(engine, "RARE") == {"b": (2, 3), "c": (1, 5)}
+    produce(engine, [("d", 8, 1), ("e", 9, 2), ("c", 10, 3)])  # one row per key
+    assert totals_pulled(engine, "rare") == {"b": (2, 3), "c": (2, 8), "d": (1, 1), "e": (1, 2)}
     assert m.records_in == read
