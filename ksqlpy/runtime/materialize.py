@@ -36,10 +36,16 @@ the transaction that produces them (:meth:`Materializer.feed`, called by ``Persi
 the materializer need not decode and upsert them again when it reads them back. The rule, kept
 where it is provably right and reading the topic everywhere else:
 
-- only a windowed table (INSERT VALUES cannot write one) of one partition on Kafka under
-  exactly-once, or on the embedded store, written by an aggregation running here: the
-  partition's only writer is the one active task, here; an aborted batch rolls back its fed
-  rows with the rest of its state;
+- only a table of one partition written by an aggregation running here: on Kafka under
+  exactly-once a windowed one (INSERT VALUES cannot write it), whose partition's only writer is
+  the one active task, here; on the embedded store any (a GROUP BY without WINDOW too), where
+  another writer is seen as it writes: transactions run one at a time, so a fed transaction
+  that finds the partition's end past where the last fed one left it (:meth:`Materializer.feed_from`),
+  or a pull query that finds it so between fed transactions (:meth:`Materializer.wait_for`),
+  knows someone else wrote there (INSERT VALUES into the table, a stream or table declared
+  over its topic) and stops the feeding, so the partition is read on from the last fed
+  position, those records included. An aborted batch rolls back its fed rows with the rest of
+  its state; a record whose value is null deletes its key, as when read back;
 - on the embedded store, where the table's read positions are kept with its state, the query's
   transaction also moves the fed partition's position past the records it produced
   (:meth:`Materializer.commit_fed`): rows, records and position commit in one DuckDB
@@ -51,10 +57,11 @@ where it is provably right and reading the topic everywhere else:
   is at most a batch behind, else the query goes on and asks again after its next batch); from
   then on the materializer skips the partition's records at ``E`` and after (they are in the
   state already), so no older record read from the topic can overwrite a fed one, and soon stops
-  reading the partition at all (``_sync_reader``). Read-your-writes holds: a fed partition counts as caught up once the
-  query's transaction under way, if any, has committed its state too (the state commits just
-  after Kafka's transaction; ``feed_lock``), and a position past records skipped while reading
-  stopped is published only then too;
+  reading the partition at all (``_sync_reader``). Read-your-writes holds: a fed partition
+  counts as caught up once the query's transaction under way, if any, has committed its state
+  too (the state commits just after Kafka's transaction; ``feed_lock``) and, on the embedded
+  store, while the partition ends where the last fed transaction left it; a position past
+  records skipped while reading stopped is published only then too;
 - the end: when the query loses the partition, stops or fails, the partition is dropped and read
   again from the topic up to the reader's position (:meth:`Materializer.stop_feeding`, then
   ``_follow``), which also covers records another server wrote meanwhile; pull queries wait for it.
@@ -78,6 +85,7 @@ over a windowed topic have no retention and keep every window.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import threading
 import time
@@ -99,7 +107,7 @@ from ksqlpy.runtime.relations import to_duckdb
 from ksqlpy.runtime.serde import WindowKind, split_windowed_keys
 from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.store.base import TopicPartition, TopicReader, TopicStore, Transaction
-from ksqlpy.runtime.store.embedded import EmbeddedReader, EmbeddedTransaction
+from ksqlpy.runtime.store.embedded import EmbeddedReader, EmbeddedStore, EmbeddedTransaction
 
 log = logging.getLogger("ksqlpy.materialize")
 
@@ -307,6 +315,10 @@ class Materializer:
         self._fed: dict[int, int] = {}
         #: fed partitions the query stopped feeding: to be read again from the topic
         self._unfed: set[int] = set()
+        #: (the embedded store) per fed partition, its end offset after the last fed transaction
+        #: committed: every record from the hand-over up to there is in the state, and a record
+        #: past it that no fed transaction wrote came from another writer (see feed_from)
+        self._fed_end: dict[int, int] = {}
         #: held by the feeding query through each batch's transaction (see _commit)
         self.feed_lock = threading.Lock()
         #: fed partitions, left out of the reader, with the offset reading stopped at
@@ -364,10 +376,18 @@ class Materializer:
         """(Under ``_cond``.) ``fed``: fed partitions whose committed transactions are known to
         have committed their rows too."""
         return self._holds_owned(ends) and all(
-            self._committed.get(p, 0) >= end or (p in fed and p in self._fed)
+            self._committed.get(p, 0) >= end or (p in fed and self._fed_covers(p, end))
             for p, end in ends.items()
             if end > 0
         )
+
+    def _fed_covers(self, partition: int, end: int) -> bool:
+        """(Under ``_cond``.) Whether fed partition ``partition``'s records before ``end`` are in
+        the state: still fed, and (on the embedded store) none past what the fed transactions wrote."""
+        if partition not in self._fed or partition in self._unfed:
+            return False
+        fed_end = self._fed_end.get(partition)
+        return fed_end is None or end <= fed_end
 
     def _holds_owned(self, ends: Mapping[int, int]) -> bool:
         """Whether the state holds every partition of ``ends`` this server should hold now: the
@@ -388,13 +408,16 @@ class Materializer:
         for pull queries. False when it did not catch up in time or the materializer stopped."""
         deadline = time.monotonic() + timeout
         fed = self.fed()
-        if fed & {p for p, end in ends.items() if end > 0}:
+        waits = fed & {p for p, end in ends.items() if end > 0}
+        if waits and not self._fed_ends_cover(ends, waits):
             # The records of a fed partition are not read: they are in the state once the
             # query's transaction that wrote them has committed its state too, which it does
             # holding feed_lock (taken outside _cond, which the query's thread takes under it).
             if not self.feed_lock.acquire(timeout=max(timeout, 0.0)):
                 return False
             self.feed_lock.release()
+            # records another writer added past the fed ones are read from the topic first
+            self._stop_foreign()
         with self._cond:
             while not self._covered(ends, fed):
                 left = deadline - time.monotonic()
@@ -402,6 +425,17 @@ class Materializer:
                     return False
                 self._cond.wait(min(left, 0.5))
         return True
+
+    def _fed_ends_cover(self, ends: Mapping[int, int], partitions: frozenset[int]) -> bool:
+        """(The embedded store.) Whether the fed transactions committed so far wrote every record
+        of ``partitions`` before ``ends``: their state committed with them in one DuckDB
+        transaction, published before the records were (see commit_fed), so a pull query need
+        not wait for the one under way, a later batch's."""
+        with self._cond:
+            return all(
+                p in self._fed_end and p not in self._unfed and ends[p] <= self._fed_end[p]
+                for p in partitions
+            )
 
     # ---------------------------------------------------------------- the loop
 
@@ -438,11 +472,17 @@ class Materializer:
                     self._follow(decoder, {**reader.positions(), **self._paused_positions()})
                     reader = self._sync_reader(reader)
                 elif self._resume_unfed(reader):
-                    # every partition is fed: nothing to read until the query stops feeding
+                    # every partition is fed: nothing to read until the query stops feeding, or
+                    # someone else writes the topic (woken by the store's commits to see it)
                     self._idle.set()
-                    with self._cond:
-                        if not self._unfed and not self._stop.is_set():
-                            self._cond.wait(0.2)
+                    store = self.store
+                    assert isinstance(store, EmbeddedStore)  # only the embedded store feeds without `owned`
+                    version = store.version
+                    if not self._stop_foreign():
+                        with self._cond:
+                            pending = bool(self._unfed) or self._stop.is_set()
+                        if not pending:
+                            store.wait_changed(version, 0.2)
                     continue
                 # after a batch, look without waiting, so idleness shows at once (see QueryRunner)
                 records = reader.poll(BATCH_SIZE, timeout=0.2 if waited else 0.0)
@@ -481,10 +521,30 @@ class Materializer:
             with self._cond:
                 for p in unfed:
                     self._fed.pop(p, None)
+                    self._fed_end.pop(p, None)
                 self._unfed -= unfed
                 fed = frozenset(self._fed)
             self._publish(resumed)
         return bool(fed) and {tp.partition for tp in reader.positions()} <= fed
+
+    def _stop_foreign(self) -> bool:
+        """(The embedded store.) Stop feeding the partitions someone else wrote since the last
+        fed transaction: their end is past where it left them. True when there were any.
+
+        The end is read before the fed ends: a fed transaction's commit moves its fed end
+        before the store publishes its records, so only another writer's records show here."""
+        if self.owned is not None or not self._fed_end:
+            return False
+        ends = self.store.end_offsets(self.source.topic)
+        with self._cond:
+            foreign = frozenset(
+                p
+                for p, end in ends.items()
+                if p in self._fed and p not in self._unfed and end > self._fed_end.get(p, end)
+            )
+        if foreign:
+            self.stop_feeding(foreign)
+        return bool(foreign)
 
     def _paused_positions(self) -> dict[TopicPartition, int]:
         return {TopicPartition(self.source.topic, p): off for p, off in self._paused.items()}
@@ -548,6 +608,7 @@ class Materializer:
         with self._cond:
             for p in unfed:
                 self._fed.pop(p, None)
+                self._fed_end.pop(p, None)
             self._unfed -= unfed
         self._publish({})  # wakes pull queries waiting for these partitions (wait_for)
         log.info("Table %s now holds partition(s) %s (dropped %s, read again %s)", self.name, sorted(now), lost, gained)
@@ -670,11 +731,12 @@ class Materializer:
 
     def feedable(self, partitions: int) -> bool:
         """Whether the query writing this table may feed its rows here (see the module
-        docstring): a windowed table (nothing else writes it) of one partition, on Kafka."""
+        docstring): a table of one partition, windowed on Kafka (nothing else writes it), any
+        on the embedded store (where another writer is seen by the offsets, see feed_from)."""
         s = self.source
+        embedded = self.owned is None and self.store.kind == "embedded"
         return (
-            (self.owned is not None or self.store.kind == "embedded")
-            and s.window is not None
+            (embedded or (self.owned is not None and s.window is not None))
             and partitions == 1
             and not s.header_columns
             and self.running
@@ -682,8 +744,9 @@ class Materializer:
         )
 
     def fed(self) -> frozenset[int]:
+        """The partitions the query feeds (not those it stopped feeding, to be read again)."""
         with self._cond:
-            return frozenset(self._fed)
+            return frozenset(self._fed) - self._unfed
 
     def start_feeding(self, partition: int, timeout: float) -> Handover:
         """Take partition ``partition``'s rows from the query writing it from now on, the
@@ -708,6 +771,8 @@ class Materializer:
             if partition in self._unfed or self.error is not None:
                 return Handover.NOT_YET
             self._fed[partition] = end
+            if self.owned is None:
+                self._fed_end[partition] = end
         log.info("Table %s: the query writing it feeds partition %d from offset %d", self.name, partition, end)
         return Handover.FED
 
@@ -734,6 +799,12 @@ class Materializer:
             [rows.column(n) for n in names] + [pa.array(range(rows.num_rows), pa.int64())],
             names=[duckdb_name(n) for n in layout.column_names] + ["__tomb", "__seq"],
         )
+        if self._one_row_per_key(table):
+            # (a busy table's batches are small: a row or two) no SQL needed to keep a key's last row
+            stored = [table.column(duckdb_name(c.name)).is_valid() for c in self.source.key_columns]
+            mask = functools.reduce(pc.and_, stored) if stored else None
+            self._upsert(con, (table.filter(mask) if mask is not None else table).drop_columns(["__seq"]))
+            return
         keys = [quote_column(c.name) for c in self.source.key_columns]
         not_null = " AND ".join(f"{k} IS NOT NULL" for k in keys) or "TRUE"
         pk = ", ".join(quote_column(k) for k in layout.key_names)
@@ -748,18 +819,61 @@ class Materializer:
             con.unregister("__mat_fed")
         self._upsert(con, latest)
 
+    def _one_row_per_key(self, table: pa.Table) -> bool:
+        """Whether fed rows hold one row per key of the table: a single row, or distinct values
+        of an unwindowed table's one string or integer key column (which Arrow and DuckDB
+        compare alike)."""
+        if table.num_rows == 1:
+            return True
+        keys = self.source.key_columns
+        if self.layout.windowed or len(keys) != 1:
+            return False
+        column = table.column(duckdb_name(keys[0].name))
+        if not (pa.types.is_string(column.type) or pa.types.is_integer(column.type)):
+            return False
+        distinct: int = pc.count_distinct(column, mode="all").as_py()
+        return distinct == int(table.num_rows)
+
+    def feed_from(self, tx: Transaction, partitions: frozenset[int]) -> frozenset[int]:
+        """In the query's transaction, before it produces: the partitions of ``partitions`` it
+        may feed this batch. On the embedded store, where transactions run one at a time, a
+        partition whose end is not where the last fed transaction left it was written by another
+        writer meanwhile (INSERT VALUES into the table, a stream or table declared over its
+        topic): it is no longer fed, and read again from the position the last fed transaction
+        committed, which covers those records and this batch's."""
+        if self.owned is not None or not isinstance(tx, EmbeddedTransaction):
+            return partitions
+        topic = self.source.topic
+        with self._cond:
+            written = frozenset(
+                p
+                for p in partitions
+                if p not in self._fed or p in self._unfed or tx.end_offset(topic, p) != self._fed_end.get(p)
+            )
+        if written:
+            self.stop_feeding(written)
+        return partitions - written
+
     def commit_fed(self, tx: Transaction, partitions: frozenset[int]) -> None:
         """After :meth:`feed`, in the same transaction: on the embedded store, where this
         table's read positions are kept with its state, the fed partitions' positions move past
         the records the transaction produced, so that state and positions commit together and a
-        restart reads on from there. (On Kafka the positions are not kept: the state is rebuilt
+        restart reads on from there; once it has committed, the partitions' ends are the fed
+        ones (see :meth:`feed_from`). (On Kafka the positions are not kept: the state is rebuilt
         from the topic at every start.)"""
         if self.owned is not None or not isinstance(tx, EmbeddedTransaction):
             return
         topic = self.source.topic
-        tx.commit_positions(
-            self.group, {TopicPartition(topic, p): tx.end_offset(topic, p) for p in sorted(partitions)}
-        )
+        ends = {p: tx.end_offset(topic, p) for p in sorted(partitions)}
+        tx.commit_positions(self.group, {TopicPartition(topic, p): end for p, end in ends.items()})
+
+        def fed_up_to() -> None:
+            with self._cond:
+                for p, end in ends.items():
+                    if p in self._fed and p not in self._unfed:
+                        self._fed_end[p] = end
+
+        tx.after_commit(fed_up_to)
 
     # ---------------------------------------------------------------- one batch
 

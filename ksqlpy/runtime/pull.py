@@ -289,18 +289,18 @@ _caught_up: weakref.WeakKeyDictionary[Materializer, tuple[int, tuple[str, ...]]]
 
 def _published(store: Any) -> None:
     """The embedded store makes a transaction's records visible to ``end_offsets`` just after its
-    positions commit, still under its write lock: taking the lock once orders us after that.
+    positions commit, in the same publication: once that is over, so is the rest of it.
 
-    The lock alone is enough; an empty transaction would also publish, bumping the store's
-    version (so no pull query could skip its catch-up) and waking every reader."""
+    (Waiting for the store's write lock would do too, but would also wait for the transaction
+    under way after it, the next batch of a busy query; an empty transaction would also publish,
+    bumping the store's version, so that no pull query could skip its catch-up.)"""
     if store.kind != "embedded":
         return
-    lock = getattr(store, "_write_lock", None)
-    if lock is None:
-        with store.transaction():
-            pass
+    published = getattr(store, "published", None)
+    if published is not None:
+        published()
         return
-    with lock:
+    with store.transaction():
         pass
 
 
@@ -327,22 +327,44 @@ def _wait_writers(engine: Any, name: str, deadline: float, seen: set[str]) -> bo
             # ``latest`` and found nothing new has committed nothing and owes nothing. (A join
             # query's settled positions are not kept per topic: only its commits count.)
             while time.monotonic() < deadline and getattr(q, "error", None) is None:
+                version = _version(store)
                 committed = store.committed(group, source.topic)
                 done: dict[int, int] = q.settled() if join is None else {}
                 if all(max(committed.get(p, 0), done.get(p, 0)) >= end for p, end in ends.items()):
                     break
-                time.sleep(0.005)
+                _await_commit(store, version)
         # a GROUP BY through its repartition topic: what the source's records were grouped into
         # is aggregated only once read back from there
         for topic in getattr(q, "internal_topics", ()):
             ends = {p: end for p, end in store.end_offsets(topic).items() if end > 0}
             while time.monotonic() < deadline and getattr(q, "error", None) is None:
+                version = _version(store)
                 committed = store.committed(group, topic)
                 done = q.settled_internal(topic)
                 if all(max(committed.get(p, 0), done.get(p, 0)) >= end for p, end in ends.items()):
                     break
-                time.sleep(0.005)
+                _await_commit(store, version)
     return found
+
+
+#: Longest wait between two looks at a writer's progress: a query that finds nothing new
+#: settles its positions without committing anything (see ``QueryRunner.settled``).
+WRITER_POLL_SECONDS = 0.005
+
+
+def _version(store: Any) -> int | None:
+    """The embedded store's commit counter (None: a store without one)."""
+    version: int | None = getattr(store, "version", None)
+    return version
+
+
+def _await_commit(store: Any, version: int | None) -> None:
+    """Wait for the next commit after ``version`` on the embedded store, which wakes its waiters
+    as it publishes one (a writer's commit ends the wait at once), or :data:`WRITER_POLL_SECONDS`."""
+    if version is None:
+        time.sleep(WRITER_POLL_SECONDS)
+    else:
+        store.wait_changed(version, WRITER_POLL_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)

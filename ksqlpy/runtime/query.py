@@ -879,15 +879,18 @@ class PersistentQuery(QueryRunner):
             records, errors, inner = _encode_windowed(encoder, self.plan.sink, result.rows)
             self.plog.write(self.query_id, errors)
             if records.num_rows:
+                target, partitions = feeding if feeding is not None else (None, frozenset())
+                if target is not None and inner is None and self.plan.sink.window is not None:
+                    target.stop_feeding(partitions)  # (no window columns) the materializer reads them
+                    partitions = frozenset()
+                elif target is not None:
+                    # before producing: whether anyone else wrote the table's topic meanwhile
+                    partitions = target.feed_from(tx, partitions)
                 tx.produce(self.plan.sink.topic, records)
-                if feeding is not None:
-                    target, partitions = feeding
-                    if inner is None:  # (no window columns) the materializer reads them instead
-                        target.stop_feeding(partitions)
-                    else:
-                        rows = _fed_rows(self.plan.sink, result.rows, records, inner, partitions)
-                        target.feed(tx.state, rows)
-                        target.commit_fed(tx, partitions)
+                if target is not None and partitions:
+                    rows = _fed_rows(self.plan.sink, result.rows, records, inner, partitions)
+                    target.feed(tx.state, rows)
+                    target.commit_fed(tx, partitions)
             self._produce_changes(tx)
             tx.commit_positions(self.group, reader.positions())
             if ahead is None and self._commits_behind() and reader.overlappable():
@@ -1130,20 +1133,22 @@ def encode_windowed(encoder: SinkEncoder, sink: Any, rows: pa.Table) -> tuple[pa
 
 def _fed_rows(sink: Any, rows: pa.Table, records: pa.Table, inner: Any, partitions: frozenset[int]) -> pa.Table:
     """The rows of a batch for the materialized table's fed partitions, in its layout (ksqlDB
-    column names, hidden columns and ``__tomb``), one per record produced, in order."""
+    column names, hidden columns and ``__tomb``), one per record produced, in order. ``inner``:
+    a windowed sink's keys without their window suffix (None: the records' keys as they are).
+    A record whose value is null deletes its key, as when the materializer reads it back."""
     from ksqlpy.runtime.materialize import KEY_BYTES_COLUMN, PARTITION_COLUMN
 
     n = rows.num_rows
     part = records.column("partition") if "partition" in records.column_names else pa.array([0] * n, pa.int32())
-    deletes = deletes_of(rows)
     columns: dict[str, Any] = {c.name: rows.column(c.name) for c in sink.key_columns}
-    columns["WINDOWSTART"] = rows.column(WINDOW_START)
-    columns["WINDOWEND"] = rows.column(WINDOW_END)
+    if inner is not None:
+        columns["WINDOWSTART"] = rows.column(WINDOW_START)
+        columns["WINDOWEND"] = rows.column(WINDOW_END)
     columns.update({c.name: rows.column(c.name) for c in sink.value_columns})
     columns["ROWTIME"] = pc.cast(rows.column(TS), pa.int64())
     columns[PARTITION_COLUMN] = pc.cast(part, pa.int32())
-    columns[KEY_BYTES_COLUMN] = inner
-    columns["__tomb"] = deletes if deletes is not None else pa.array([False] * n)
+    columns[KEY_BYTES_COLUMN] = inner if inner is not None else records.column("key")
+    columns["__tomb"] = pc.is_null(records.column("value"))
     table = pa.table(columns)
     keep = pc.is_in(table.column(PARTITION_COLUMN), value_set=pa.array(sorted(partitions), pa.int32()))
     if NULL_KEY in rows.column_names:

@@ -422,6 +422,24 @@ class EmbeddedStore(TopicStore):
 
     # -- notification ------------------------------------------------------------------------------
 
+    @property
+    def version(self) -> int:
+        """Bumped by every commit that adds records, commits positions or changes topics."""
+        return self._version
+
+    def published(self) -> None:
+        """Return once the publication under way, if any, is over: a commit whose positions
+        (or any of its effects) were seen is then visible whole, its end offsets included."""
+        with self._changed:
+            pass
+
+    def wait_changed(self, version: int, timeout: float) -> None:
+        """Wait until a commit after ``version`` has been published (at most ``timeout`` seconds):
+        a waiter for a group's positions wakes as soon as they commit, rather than polling."""
+        with self._changed:
+            if self._version == version and not self._closed.is_set():
+                self._changed.wait(timeout)
+
     def _publish(self, ends: Mapping[tuple[int, int], int], actions: Sequence[Callable[[], object]]) -> None:
         """Make a committed transaction visible to readers and wake them."""
         with self._changed:
@@ -456,6 +474,11 @@ class EmbeddedTransaction(Transaction):
         """The partition's next offset as this transaction sees it (its own records included)."""
         t = self.store._topic(topic)
         return self._ends.get((t.id, partition), self.store._bounds[(t.id, partition)].end)
+
+    def after_commit(self, action: Callable[[], object]) -> None:
+        """Run ``action`` once the transaction has committed, while it is published (before
+        readers and waiters see it); never when it rolls back."""
+        self._on_commit.append(action)
 
     def commit_positions(self, group: str, positions: Mapping[TopicPartition, int]) -> None:
         # One UPDATE per partition in the steady state (half the cost of DELETE + INSERT); the

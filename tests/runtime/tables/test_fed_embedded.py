@@ -194,3 +194,137 @@ def test_a_kill_9_leaves_rows_and_position_together(tmp_path: Path) -> None:
         assert committed == end
     finally:
         engine.close()
+
+
+# ---------------------------------------------------------------- a GROUP BY without WINDOW
+
+TOTALS = "CREATE TABLE totals AS SELECT page, COUNT(*) AS n, SUM(ms) AS total FROM views GROUP BY page;"
+
+
+def totals_of(batch: Events) -> dict[str, tuple[int, int]]:
+    """page -> (count, sum), as the aggregation computes it."""
+    out: dict[str, tuple[int, int]] = {}
+    for page, _, ms in batch:
+        n, total = out.get(page, (0, 0))
+        out[page] = (n + 1, total + ms)
+    return out
+
+
+def totals_state(engine: Engine, table: str = "TOTALS") -> dict[str, tuple[int, int]]:
+    assert engine.wait_idle()
+    cursor = engine.store.state_cursor()
+    try:
+        rows = cursor.execute(f'SELECT PAGE, N, TOTAL FROM mat."{table}"').fetchall()
+    finally:
+        cursor.close()
+    return {str(page): (int(n), int(total)) for page, n, total in rows}
+
+
+def totals_pulled(engine: Engine, table: str = "totals") -> dict[str, tuple[int, int]]:
+    """The table as a pull query reads it, at once (no wait for idleness: read-your-writes)."""
+    query = engine.session().execute_query(f"SELECT page, n, total FROM {table};")
+    try:
+        rows = [tuple(r.values) for r in query]
+        assert query.error is None
+    finally:
+        query.close()
+    return {str(page): (int(n), int(total)) for page, n, total in rows}
+
+
+def looked_up(engine: Engine, page: str) -> tuple[int, int] | None:
+    query = engine.session().execute_query(f"SELECT n, total FROM totals WHERE page = '{page}';")
+    try:
+        rows = [tuple(r.values) for r in query]
+        assert query.error is None
+    finally:
+        query.close()
+    assert len(rows) <= 1
+    return (int(rows[0][0]), int(rows[0][1])) if rows else None
+
+
+def totals_position(engine: Engine) -> tuple[dict[int, int], dict[int, int]]:
+    m = engine.materializers["TOTALS"]
+    topic = m.source.topic
+    return engine.store.committed(m.group, topic), engine.store.end_offsets(topic)
+
+
+def test_a_table_without_window_is_fed_too(engine: Engine) -> None:
+    session = engine.session()
+    session.execute_all(VIEWS)
+    session.execute_all(TOTALS)
+    batch = events(0, 600)
+    produce(engine, batch[:300])
+    produce(engine, batch[300:])
+    assert totals_state(engine) == totals_of(batch)
+    m = engine.materializers["TOTALS"]
+    assert m.fed() == frozenset({0})
+    read = m.records_in  # (the query may have written a batch before the hand-over)
+    more = events(600 * 97, 400)
+    produce(engine, more)
+    # read-your-writes without waiting for idleness: the lookups see every event produced
+    assert looked_up(engine, "p3") == totals_of(batch + more)["p3"]
+    assert totals_pulled(engine) == totals_of(batch + more)
+    assert totals_state(engine) == totals_of(batch + more)
+    assert m.records_in == read  # the fed records were not read back from the topic
+    committed, end = totals_position(engine)
+    assert end[0] > 0 and committed == end
+
+
+def test_insert_values_into_a_fed_table_stops_the_feeding_until_read(engine: Engine) -> None:
+    session = engine.session()
+    session.execute_all(VIEWS)
+    session.execute_all(TOTALS)
+    first, second = events(0, 300), events(300 * 97, 200)
+    third, fourth = events(500 * 97, 200), events(700 * 97, 210)
+    produce(engine, first)
+    assert totals_state(engine) == totals_of(first)
+    m = engine.materializers["TOTALS"]
+    assert m.fed() == frozenset({0})
+    # another writer of the table's topic: the next pull query reads its row, without waiting
+    session.execute_all("INSERT INTO totals (page, n, total) VALUES ('zz', 7, 8);")
+    assert looked_up(engine, "zz") == (7, 8)
+    assert totals_pulled(engine) == {**totals_of(first), "zz": (7, 8)}
+    # the query's next batch hands the table over again, once the materializer has read it
+    for b in range(2):
+        produce(engine, second[b * 100 : (b + 1) * 100])
+        assert engine.wait_idle()
+    assert m.fed() == frozenset({0})
+    # a write, then the query's next batch at once, then lookups
+    session.execute_all("INSERT INTO totals (page, n, total) VALUES ('zy', 5, 6);")
+    produce(engine, third)
+    assert looked_up(engine, "zy") == (5, 6)
+    assert looked_up(engine, "p2") == totals_of(first + second + third)["p2"]
+    rows = {**totals_of(first + second + third), "zz": (7, 8), "zy": (5, 6)}
+    assert totals_pulled(engine) == rows
+    assert totals_state(engine) == rows
+    for b in range(3):
+        produce(engine, fourth[b * 70 : (b + 1) * 70])
+        assert engine.wait_idle()
+    rows = {**totals_of(first + second + third + fourth), "zz": (7, 8), "zy": (5, 6)}
+    assert totals_state(engine) == rows
+    assert totals_pulled(engine) == rows
+    assert m.fed() == frozenset({0})
+    committed, end = totals_position(engine)
+    assert committed == end
+
+
+def test_having_turning_false_deletes_a_fed_row(engine: Engine) -> None:
+    session = engine.session()
+    session.execute_all(VIEWS)
+    session.execute_all(
+        "CREATE TABLE rare AS SELECT page, COUNT(*) AS n, SUM(ms) AS total FROM views GROUP BY page "
+        "HAVING COUNT(*) < 4;"
+    )
+    produce(engine, [("a", 1, 1), ("b", 2, 2), ("a", 3, 3)])
+    assert totals_state(engine, "RARE") == {"a": (2, 4), "b": (1, 2)}
+    m = engine.materializers["RARE"]
+    produce(engine, [("c", 4, 5)])  # a batch after the hand-over
+    assert totals_state(engine, "RARE") == {"a": (2, 4), "b": (1, 2), "c": (1, 5)}
+    assert m.fed() == frozenset({0})
+    read = m.records_in
+    produce(engine, [("a", 5, 1), ("a", 6, 1), ("b", 7, 1)])
+    assert totals_pulled(engine, "rare") == {"b": (2, 3), "c": (1, 5)}
+    assert totals_state(engine, "RARE") == {"b": (2, 3), "c": (1, 5)}
+    produce(engine, [("d", 8, 1), ("e", 9, 2), ("c", 10, 3)])  # one row per key
+    assert totals_pulled(engine, "rare") == {"b": (2, 3), "c": (2, 8), "d": (1, 1), "e": (1, 2)}
+    assert m.records_in == read
