@@ -209,7 +209,7 @@ class GroupByQuery(PersistentQuery):
                 try:
                     self._batch(records, encoder, reader)
                 except BatchAborted as aborted:
-                    self._aborted(records, aborted)
+                    self._aborted(records.num_rows, aborted)
                 self.batch_latency.observe(time.monotonic() - started)
         except Exception as e:  # noqa: BLE001 - reported as the query's error
             self._fail(e)

@@ -235,24 +235,32 @@ class QueryRunner:
                     continue
                 self._idle.clear()
                 batch_started = time.monotonic()
-                self.records_in += records.num_rows
+                polled = records.num_rows
+                self.records_in += polled
                 self.bytes_in += record_bytes(records)
                 if decoded is None:
                     decoded = reader.decoded(records) if isinstance(reader, DecodeAhead) else decoder.decode(records)
-                self.plog.write(self.query_id, decoded.errors)
-                self.operator_counts.add("source/0", records.num_rows)
-                self.operator_counts.add("main/in", decoded.table.num_rows)
+                # The raw keys and values are not needed past decoding: freed before the batch
+                # is processed, and the decoded batch before the next poll (see below).
+                del records
+                batch, errors = decoded.table, decoded.errors
+                del decoded
+                self.plog.write(self.query_id, errors)
+                self.operator_counts.add("source/0", polled)
+                self.operator_counts.add("main/in", batch.num_rows)
                 try:
                     if self._processor is not None:
-                        self.emit_stateful(decoded.table, encoder, reader)
+                        self.emit_stateful(batch, encoder, reader)
                     else:
                         assert evaluator is not None  # None only for a step with a processor
-                        result = evaluator.evaluate(decoded.table, self.query_id)
+                        result = evaluator.evaluate(batch, self.query_id)
                         self.plog.write(self.query_id, result.errors)
                         self.operator_counts.add("main/out", result.rows.num_rows)
                         self.emit(result.rows, encoder, reader)
+                        del result
                 except BatchAborted as aborted:
-                    self._aborted(records, aborted)
+                    self._aborted(polled, aborted)
+                del batch
                 self.batch_latency.observe(time.monotonic() - batch_started)
                 if self.done():
                     break
@@ -429,13 +437,18 @@ class QueryRunner:
                                  self.query_id, aborted_batch.records, aborted)
                         reader.rewind()
                         continue
+                    del aborted_batch
+                polled = records.num_rows
+                # This batch's records are freed before the next poll; its rows wait in ``ready``.
+                del records
                 if reader.overlappable():
                     ready = prepared
                 else:
                     try:
                         self._commit_prepared(prepared, encoder)
                     except BatchAborted as aborted:
-                        self._aborted(records, aborted)
+                        self._aborted(polled, aborted)
+                del prepared
             if ready is not None:  # stopped: what was read is committed, as without overlap
                 prepared, ready = ready, None
                 try:
@@ -511,10 +524,11 @@ class QueryRunner:
         if self._partitioned is not None:
             self._partitioned.keep_warm()
 
-    def _aborted(self, records: pa.Table, aborted: BatchAborted) -> None:
-        """The group moved this batch's partitions while it ran: its transaction was aborted
-        (state changes rolled back), and whoever owns them now reads its records again."""
-        log.info("Query %s: batch of %d record(s) aborted: %s", self.query_id, records.num_rows, aborted)
+    def _aborted(self, records: int, aborted: BatchAborted) -> None:
+        """The group moved this batch of ``records`` records' partitions while it ran: its
+        transaction was aborted (state changes rolled back), and whoever owns them now reads its
+        records again."""
+        log.info("Query %s: batch of %d record(s) aborted: %s", self.query_id, records, aborted)
         self._reader.rewind()
 
     def _settle(self) -> None:

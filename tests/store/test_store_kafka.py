@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from kafka_broker import FAST_CLIENT_CONFIG
 from test_store_contract import fresh, read_n, records
@@ -122,3 +123,53 @@ def test_end_of_partition_events_among_records_are_set_aside(eos_store: KafkaSto
         assert reader._usable([record, end]) == [record]
         assert reader._eof == {TopicPartition(source, 0): 1}
         assert int("7") == 7  # no error left pending by the checks above
+
+
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_a_poll_converts_its_records_a_slice_at_a_time_into_one_batch(
+    eos_store: KafkaStore, monkeypatch: pytest.MonkeyPatch, partitions: int
+) -> None:
+    """A poll turns the client's messages into Arrow a few at a time (so a large batch never has
+    all its Message objects alive at once), yet hands out one batch, one chunk per column, in
+    each partition's order, no larger than asked, with the positions past its last records."""
+    from ksqlpy.runtime.store import kafka
+    from ksqlpy.runtime.store.base import TopicPartition
+
+    monkeypatch.setattr(kafka, "_CONVERT_RECORDS", 7)
+    source = fresh()
+    eos_store.create_topic(TopicSpec(name=source, partitions=partitions))
+    n = 200
+    keys = [b"k%d" % (i % 5) for i in range(n)]
+    eos_store.produce(source, records([b"v%d" % i for i in range(n)], keys=keys))
+    batches = []
+    with eos_store.open_reader([source]) as reader:
+        got = 0
+        for _ in range(200):
+            if got >= n:
+                break
+            batch = reader.poll(max_records=30, timeout=0.2)
+            batches.append(batch)
+            got += batch.num_rows
+        positions = reader.positions()
+    assert got == n
+    assert max(b.num_rows for b in batches) <= 30
+    assert any(b.num_rows > 7 for b in batches)  # some batch was made of several slices
+    assert all(b.column(c).num_chunks == 1 for b in batches if b.num_rows for c in b.column_names)
+    read = pa.concat_tables(batches)
+    assert sorted(read.column("value").to_pylist()) == sorted(b"v%d" % i for i in range(n))
+    for p in range(partitions):
+        offsets = [
+            o
+            for part, o in zip(read.column("partition").to_pylist(), read.column("offset").to_pylist())
+            if part == p
+        ]
+        assert offsets == list(range(len(offsets)))
+        # past the last record (and past a transaction marker, if any followed it)
+        assert positions[TopicPartition(source, p)] >= len(offsets)
+    assert set(read.column("topic").to_pylist()) == {source}
+    # each key's records keep their order
+    for key in set(keys):
+        values = [
+            int(v[1:]) for k, v in zip(read.column("key").to_pylist(), read.column("value").to_pylist()) if k == key
+        ]
+        assert values == sorted(values)

@@ -250,7 +250,7 @@ class JoinQuery(PersistentQuery):
                     self._batch(released, encoder, reader)
                 except BatchAborted as aborted:
                     aligner.forget()
-                    self._aborted(released, aborted)
+                    self._aborted(released.num_rows, aborted)
                     continue
                 self.batch_latency.observe(time.monotonic() - started)
         except Exception as e:  # noqa: BLE001 - reported as the query's error
