@@ -47,6 +47,9 @@ BATCH_SIZE = 20_000
 #: The same for a query that keeps state: each of its batches runs a dozen DuckDB statements over
 #: the state, so it takes larger batches (a windowed count spent ~12 % more CPU at 20,000).
 STATEFUL_BATCH_SIZE = 50_000
+#: Records at most in a stateful query's batch that was not read ahead (its first, or the first
+#: after it was idle), when it decodes ahead (see ``ksqlpy.runtime.prefetch``).
+FIRST_BATCH_SIZE = 5_000
 #: How long a query waits for the materializer of the table it writes to read a partition to its
 #: end before it feeds the partition's rows itself (a batch's worth of records, normally).
 FEED_HANDOVER_SECONDS = 2.0
@@ -198,7 +201,7 @@ class QueryRunner:
             self._reader.assignment()
             self._settle()
             if self._decodes_ahead():
-                self._reader = DecodeAhead(self._reader, decoder, self.query_id)
+                self._reader = DecodeAhead(self._reader, decoder, self.query_id, first_records=FIRST_BATCH_SIZE)
         except Exception as e:  # noqa: BLE001 - reported as the query's error
             self._fail(e)
             self._ready.set()
