@@ -66,6 +66,32 @@ def test_batches_in_order_with_the_positions_of_the_batch_handed_out(tmp_path: P
         engine.close()
 
 
+def test_a_batch_not_read_ahead_is_read_short(tmp_path: Path) -> None:
+    """The first batch, and the first after an empty poll, hold at most ``first_records``
+    records; the batches read ahead of them are full."""
+    engine = Engine.open({"ksql.streams.state.dir": str(tmp_path / "data")})
+    try:
+        engine.session().execute_all(VIEWS)
+        produce(engine, 0, 25)
+        decoder = SourceDecoder(engine.catalog.source("VIEWS"), registry_for(engine.store))
+        reader = DecodeAhead(
+            engine.store.open_reader(["views"], group="g", start="earliest"), decoder, "t", first_records=4
+        )
+        try:
+            sizes = [reader.poll(10, timeout=1.0).num_rows for _ in range(4)]
+            assert sizes == [4, 10, 10, 1]
+            assert reader.poll(10, timeout=0.0).num_rows == 0
+            produce(engine, 25, 12)
+            records = reader.poll(10, timeout=1.0)
+            assert records.column("offset").to_pylist() == [25, 26, 27, 28]
+            assert reader.decoded(records).table.column("MS").to_pylist() == [25, 26, 27, 28]
+            assert reader.poll(10, timeout=1.0).column("offset").to_pylist() == list(range(29, 37))
+        finally:
+            reader.close()
+    finally:
+        engine.close()
+
+
 def test_an_aggregation_reading_ahead_commits_what_it_processed(tmp_path: Path) -> None:
     def opened() -> Engine:
         return Engine.open(

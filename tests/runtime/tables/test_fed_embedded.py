@@ -99,6 +99,44 @@ def test_the_query_feeds_the_table_and_commits_its_position(engine: Engine) -> N
     assert end[0] > 0 and committed == end
 
 
+def test_fed_rows_of_one_window_twice_in_a_batch_keep_the_last(engine: Engine) -> None:
+    """Fed rows whose keys and windows are distinct (an aggregation's batch) go in as they are;
+    a batch naming one key and window twice still leaves its last row alone in the table."""
+    session = engine.session()
+    session.execute_all(VIEWS)
+    session.execute_all(CTAS)
+    produce(engine, events(0, 10))
+    assert state(engine) == expected(events(0, 10))
+    m = engine.materializers["PER_PAGE"]
+    layout = m.layout
+
+    def rows(values: list[tuple[str, int, int, int]]) -> pa.Table:
+        columns: dict[str, list[object]] = {name: [] for name in (*layout.column_names, "__tomb")}
+        for page, start, n, total in values:
+            row = {
+                "PAGE": page,
+                "WINDOWSTART": start,
+                "WINDOWEND": start + 10_000,
+                "N": n,
+                "TOTAL": total,
+                "ROWTIME": start,
+                "__PARTITION": 0,
+                "__KEY": page.encode(),
+                "__tomb": False,
+            }
+            for name, value in row.items():
+                columns[name].append(value)
+        return pa.table(columns)
+
+    with engine.store.transaction() as tx:
+        m.feed(tx.state, rows([("p0", 0, 100, 1), ("p1", 0, 200, 2), ("p0", 10_000, 300, 3)]))
+    with engine.store.transaction() as tx:
+        m.feed(tx.state, rows([("p2", 0, 7, 7), ("p2", 0, 8, 8), ("p3", 0, 9, 9), ("p2", 0, 400, 4)]))
+    got = state(engine)
+    assert got[("p0", 0)] == (100, 1) and got[("p1", 0)] == (200, 2) and got[("p0", 10_000)] == (300, 3)
+    assert got[("p2", 0)] == (400, 4) and got[("p3", 0)] == (9, 9)
+
+
 def test_a_restart_reads_on_from_the_position_the_query_committed(opener: Callable[[], Engine]) -> None:
     first, second = events(0, 400), events(400 * 97, 300)
     engine = opener()
