@@ -799,15 +799,15 @@ class Materializer:
         layout = self.layout
         names = [*layout.column_names, "__tomb"]
         table = pa.table(
-            [rows.column(n) for n in names] + [pa.array(range(rows.num_rows), pa.int64())],
-            names=[duckdb_name(n) for n in layout.column_names] + ["__tomb", "__seq"],
+            [rows.column(n) for n in names], names=[duckdb_name(n) for n in layout.column_names] + ["__tomb"]
         )
         if self._one_row_per_key(table):
             # no SQL needed to keep a key's last row (a dedupe query cost ~20 % of feeding a batch)
             stored = [table.column(duckdb_name(c.name)).is_valid() for c in self.source.key_columns]
             mask = functools.reduce(pc.and_, stored) if stored else None
-            self._upsert(con, (table.filter(mask) if mask is not None else table).drop_columns(["__seq"]))
+            self._upsert(con, table.filter(mask) if mask is not None else table)
             return
+        table = table.append_column("__seq", pa.array(np.arange(table.num_rows, dtype=np.int64)))
         keys = [quote_column(c.name) for c in self.source.key_columns]
         not_null = " AND ".join(f"{k} IS NOT NULL" for k in keys) or "TRUE"
         pk = ", ".join(quote_column(k) for k in layout.key_names)
