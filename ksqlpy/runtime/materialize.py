@@ -2,12 +2,14 @@
 
 A :class:`Materializer` reads one table's topic and keeps ``mat."<NAME>"`` in the state
 database equal to the topic read as a changelog: the last record per key wins, a tombstone
-deletes the key. Each micro-batch is applied with two DuckDB statements (delete the batch's
-keys, insert their last non-tombstone values), inside the same store transaction that commits
-the read positions, so a crash never leaves state and positions apart (exactly once on the
-embedded store). On Kafka the state is rebuilt from the topic (read committed) at every start and
-the positions stay in memory, so a batch commits in DuckDB alone, beside the queries' transactions
-rather than queued behind them on the store's transaction lock (it produces nothing to Kafka).
+deletes the key. Each micro-batch is applied with an ``INSERT OR REPLACE`` of its last
+non-tombstone values per key (and a DELETE of its tombstones' keys, when it has any; a table
+without its primary key deletes all the batch's keys, then inserts), inside the same store
+transaction that commits the read positions, so a crash never leaves state and positions apart
+(exactly once on the embedded store). On Kafka the state is rebuilt from the topic (read
+committed) at every start and the positions stay in memory, so a batch commits in DuckDB alone,
+beside the queries' transactions rather than queued behind them on the store's transaction lock
+(it produces nothing to Kafka).
 
 Layout of ``mat."<NAME>"`` (see STATEFUL.md): key columns, then ``WINDOWSTART`` and ``WINDOWEND``
 for windowed tables, then value columns (and header columns), then ``ROWTIME``; primary key =
