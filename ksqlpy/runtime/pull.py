@@ -47,7 +47,7 @@ from ksqlpy.planner.pull import (
     not_queryable,
 )
 from ksqlpy.planner.select import analyze_select
-from ksqlpy.runtime import pullcache, pullkeys
+from ksqlpy.runtime import pullcache, pullkeys, pullwait
 from ksqlpy.runtime.materialize import (
     PARTITION_COLUMN,
     WINDOW_COLUMNS,
@@ -249,19 +249,24 @@ def _stream_pull(session: Any, stmt: ast.QueryStatement) -> Any:
 # ------------------------------------------------------------------------------------ tables
 
 
-def catch_up(engine: Any, materializer: Materializer) -> None:
+def catch_up(engine: Any, materializer: Materializer, keys: tuple[str | int, ...] | None = None) -> None:
     """Read-your-writes: wait until the state includes the table's topic as of now, and, for a
     table a persistent query writes, what that query's sources held as of now (transitively).
 
     On the embedded store, every commit (records, positions, state) bumps the store's version
     while it publishes; when the version and the set of persistent queries are what they were
-    when this table last caught up, nothing was written since and the wait is skipped."""
+    when this table last caught up, nothing was written since and the wait is skipped.
+
+    ``keys``: the values a key lookup reads, whose rows may need less of the writer's pending
+    records than the whole table (see :mod:`ksqlpy.runtime.pullwait`); the table is then not
+    known to be caught up for other keys, and nothing is recorded for them."""
     if _is_caught_up(engine, materializer):
         return
     version: int | None = getattr(engine.store, "_version", None)  # None: a store without a version counter
     queries: tuple[str, ...] = tuple(engine.queries)
     deadline = time.monotonic() + CATCH_UP_SECONDS
-    if _wait_writers(engine, materializer.source.name, deadline, set()):
+    partial: list[str] = []
+    if _wait_writers(engine, materializer.source.name, deadline, set(), keys, partial):
         _published(engine.store)
     ends = engine.store.end_offsets(materializer.source.topic)
     if not materializer.wait_for(ends, max(0.0, deadline - time.monotonic())):
@@ -271,7 +276,7 @@ def catch_up(engine: Any, materializer: Materializer) -> None:
             )
         log.warning("Pull query on %s answered before its state caught up with the topic", materializer.name)
         return
-    if version is not None:
+    if version is not None and not partial:
         _caught_up[materializer] = (version, queries)
 
 
@@ -304,9 +309,20 @@ def _published(store: Any) -> None:
         pass
 
 
-def _wait_writers(engine: Any, name: str, deadline: float, seen: set[str]) -> bool:
+def _wait_writers(
+    engine: Any,
+    name: str,
+    deadline: float,
+    seen: set[str],
+    keys: tuple[str | int, ...] | None = None,
+    partial: list[str] | None = None,
+) -> bool:
     """Wait until the persistent queries writing ``name`` have committed everything their
-    source topics hold now (upstream writers first). Whether there were any."""
+    source topics hold now (upstream writers first). Whether there were any.
+
+    With ``keys`` (a lookup of those keys of table ``name``), a writer whose rows of a key
+    depend on its source's records of that key alone need only have committed those (see
+    :mod:`ksqlpy.runtime.pullwait`); the writers it waited for less are added to ``partial``."""
     if name in seen:
         return False
     seen.add(name)
@@ -323,6 +339,12 @@ def _wait_writers(engine: Any, name: str, deadline: float, seen: set[str]) -> bo
             if _wait_writers(engine, source.name, deadline, seen):
                 _published(store)
             ends = {p: end for p, end in store.end_offsets(source.topic).items() if end > 0}
+            wanted = pullwait.source_keys(plan, keys) if keys is not None and join is None else None
+            if wanted is not None:
+                needed = _key_ends(store, q, group, source.topic, ends, wanted)
+                if partial is not None and any(needed[p] < end for p, end in ends.items()):
+                    partial.append(plan.query_id)  # other keys' records still pending
+                ends = needed
             # Committed by the group, or settled by the running query: a query that started at
             # ``latest`` and found nothing new has committed nothing and owes nothing. (A join
             # query's settled positions are not kept per topic: only its commits count.)
@@ -345,6 +367,18 @@ def _wait_writers(engine: Any, name: str, deadline: float, seen: set[str]) -> bo
                     break
                 _await_commit(store, version)
     return found
+
+
+def _key_ends(
+    store: Any, q: Any, group: str, topic: str, ends: dict[int, int], keys: list[bytes]
+) -> dict[int, int]:
+    """What writer ``q`` must have committed of ``topic`` for a lookup of source keys ``keys``:
+    up to the last of their records before ``ends`` (see :mod:`ksqlpy.runtime.pullwait`)."""
+    committed = store.committed(group, topic)
+    done: dict[int, int] = q.settled()
+    settled = {p: max(committed.get(p, 0), done.get(p, 0)) for p in ends}
+    needed = pullwait.pending_ends(store, topic, settled, ends, keys)
+    return ends if needed is None else needed
 
 
 #: Longest wait between two looks at a writer's progress: a query that finds nothing new
@@ -766,7 +800,7 @@ def _run_prepared(engine: Any, prepared: _Prepared, partitions: frozenset[int] |
     """Catch up, then read and evaluate in one statement when possible."""
     if prepared.sql is None:
         return run_table_pull(engine, prepared.plan, prepared.materializer, partitions)
-    catch_up(engine, prepared.materializer)
+    catch_up(engine, prepared.materializer, _looked_up(prepared.plan))
     cursor = engine.store.state_cursor()
     try:
         result = cursor.sql(_restricted(prepared.sql, prepared.materializer.layout, partitions)).to_arrow_table()
@@ -838,8 +872,13 @@ def run_table_pull(
     engine: Any, plan: TablePull, materializer: Materializer, partitions: frozenset[int] | None = None
 ) -> list[Row]:
     """Fetch the rows ``plan`` needs from the state database and evaluate it over them."""
-    catch_up(engine, materializer)
+    catch_up(engine, materializer, _looked_up(plan))
     return _evaluate(engine, plan, materializer.layout, partitions)
+
+
+def _looked_up(plan: TablePull) -> tuple[str | int, ...] | None:
+    """The key values a lookup reads (None for a scan, or keys that are not plain literals)."""
+    return pullwait.lookup_values(plan.keys) if plan.access is Access.LOOKUP else None
 
 
 def _evaluate(engine: Any, plan: TablePull, layout: MatLayout, partitions: frozenset[int] | None = None) -> list[Row]:
