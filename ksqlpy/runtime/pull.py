@@ -381,6 +381,37 @@ def _key_ends(
     return ends if needed is None else needed
 
 
+def _keys_settled(engine: Any, materializer: Materializer, keys: tuple[str | int, ...]) -> bool:
+    """Whether a lookup of ``keys`` would find nothing to wait for (see :func:`catch_up`): the
+    table's writers are all of the kind whose rows of a key depend on that key's records alone
+    (see :mod:`ksqlpy.runtime.pullwait`), read sources no query writes, and have committed
+    every record of the keys; and its materializer holds the table's topic. Never waits."""
+    store = engine.store
+    queries = list(engine.queries.values())
+    name = materializer.source.name
+    for q in queries:
+        plan, group = getattr(q, "plan", None), getattr(q, "group", None)
+        if plan is None or group is None or plan.sink is None or plan.sink.name != name:
+            continue
+        if getattr(q, "internal_topics", ()) or getattr(q, "error", None) is not None:
+            return False
+        source = plan.source
+        if any(getattr(w, "plan", None) is not None and w.plan.sink is not None
+               and w.plan.sink.name == source.name for w in queries):
+            return False
+        wanted = pullwait.source_keys(plan, keys)
+        if wanted is None:
+            return False
+        ends = {p: end for p, end in store.end_offsets(source.topic).items() if end > 0}
+        needed = _key_ends(store, q, group, source.topic, ends, wanted)
+        committed = store.committed(group, source.topic)
+        done = q.settled()
+        if not all(max(committed.get(p, 0), done.get(p, 0)) >= end for p, end in needed.items()):
+            return False
+    _published(store)
+    return materializer.error is None and materializer.wait_for(store.end_offsets(materializer.source.topic), 0.0)
+
+
 #: Longest wait between two looks at a writer's progress: a query that finds nothing new
 #: settles its positions without committing anything (see ``QueryRunner.settled``).
 WRITER_POLL_SECONDS = 0.005
@@ -466,8 +497,10 @@ def start_bound_pull(session: Any, text: str) -> Any | None:
 def start_ready_pull(session: Any, text: str) -> Any | None:
     """Like :func:`start_bound_pull`, but only when answering cannot wait: the lookup is one
     statement over a table caught up as of the store's current version (nothing written since
-    it last caught up). A server answers such a lookup on its event loop, where a wait would
-    stall every connection; anything else (None) goes to a worker thread as usual."""
+    it last caught up), or over a table being written whose writers have committed every record
+    of the keys it reads (see :func:`_keys_settled`). A server answers such a lookup on its
+    event loop, where a wait would stall every connection; anything else (None) goes to a
+    worker thread as usual."""
     engine = session.engine
     config = session.config
     found = _template_of(engine, text, _flag(config, TABLE_SCAN), _flag(config, RANGE_SCAN))
@@ -475,9 +508,15 @@ def start_ready_pull(session: Any, text: str) -> Any | None:
         return None
     template, values = found
     prepared = _bind(template, values)
-    if prepared.sql is None or not _is_caught_up(engine, prepared.materializer):
+    if prepared.sql is None:
         return None
     partitions = requested_partitions(session.properties)
+    if not _is_caught_up(engine, prepared.materializer):
+        # A table being written: its lookup of keys nothing wrote meanwhile needs no wait either.
+        keys = _looked_up(prepared.plan)
+        if keys is None or not _keys_settled(engine, prepared.materializer, keys):
+            return None
+        return _query_of(engine, prepared, _read_prepared(engine, prepared, partitions))
     if not prepared.cacheable or partitions is not None:
         return _answer_prepared(engine, prepared, partitions)
     # Caught up: the stamp is the store's version and queries now. Rows read while it stayed
@@ -801,6 +840,12 @@ def _run_prepared(engine: Any, prepared: _Prepared, partitions: frozenset[int] |
     if prepared.sql is None:
         return run_table_pull(engine, prepared.plan, prepared.materializer, partitions)
     catch_up(engine, prepared.materializer, _looked_up(prepared.plan))
+    return _read_prepared(engine, prepared, partitions)
+
+
+def _read_prepared(engine: Any, prepared: _Prepared, partitions: frozenset[int] | None = None) -> list[Row]:
+    """Read and evaluate in one statement (``prepared.sql``), or in two when it fails."""
+    assert prepared.sql is not None
     cursor = engine.store.state_cursor()
     try:
         result = cursor.sql(_restricted(prepared.sql, prepared.materializer.layout, partitions)).to_arrow_table()

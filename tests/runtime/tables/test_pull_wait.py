@@ -166,3 +166,28 @@ def test_the_store_finds_the_last_record_of_keys_from_memory_as_from_the_log() -
         assert store.last_offsets_of("t", {0: (3, end)}, [b"b", b"y"]) == {0: 6}
     finally:
         store.close()
+
+
+def test_a_lookup_with_nothing_pending_is_ready_without_waiting(latest: Engine) -> None:
+    """What a server answers on its event loop: a lookup that would not wait."""
+    materializer = latest.materializers["LATEST"]
+    if not materializer.fed():
+        pytest.skip("the writer is held by the feed lock of a table it feeds")
+
+    def ready(key: str) -> list[tuple[object, ...]] | None:
+        query = latest.session().start_ready_pull(f"SELECT * FROM latest WHERE id = '{key}';")
+        if query is None:
+            return None
+        try:
+            return [r.values for r in query]
+        finally:
+            query.close()
+
+    materializer.feed_lock.acquire()
+    try:
+        produce(latest, "events", [("b", 7)])
+        assert ready("a") == [("a", 1, 1)]
+        assert ready("b") is None  # its record is still to be committed: a worker thread waits for it
+    finally:
+        materializer.feed_lock.release()
+    assert lookup(latest, "b") == [("b", 7, 2)]
