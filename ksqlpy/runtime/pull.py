@@ -339,7 +339,9 @@ def _wait_writers(
             if _wait_writers(engine, source.name, deadline, seen):
                 _published(store)
             ends = {p: end for p, end in store.end_offsets(source.topic).items() if end > 0}
-            wanted = pullwait.source_keys(plan, keys) if keys is not None and join is None else None
+            wanted = None
+            if keys is not None and join is None and not getattr(q, "internal_topics", ()):
+                wanted = pullwait.source_keys(plan, keys)
             if wanted is not None:
                 needed = _key_ends(store, q, group, source.topic, ends, wanted)
                 if partial is not None and any(needed[p] < end for p, end in ends.items()):
