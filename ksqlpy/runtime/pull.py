@@ -387,10 +387,16 @@ def _keys_settled(engine: Any, materializer: Materializer, keys: tuple[str | int
     """Whether a lookup of ``keys`` would find nothing to wait for (see :func:`catch_up`): the
     table's writers are all of the kind whose rows of a key depend on that key's records alone
     (see :mod:`ksqlpy.runtime.pullwait`), read sources no query writes, and have committed
-    every record of the keys; and its materializer holds the table's topic. Never waits."""
+    every record of the keys; and its materializer holds the table's topic. Never waits.
+
+    When the writers owe nothing at all, the table is caught up as :func:`catch_up` would have
+    found it, and recorded so (its lookups are then answered from ``pullcache`` again)."""
     store = engine.store
+    version: int | None = getattr(store, "_version", None)
+    names: tuple[str, ...] = tuple(engine.queries)
     queries = list(engine.queries.values())
     name = materializer.source.name
+    whole = True
     for q in queries:
         plan, group = getattr(q, "plan", None), getattr(q, "group", None)
         if plan is None or group is None or plan.sink is None or plan.sink.name != name:
@@ -398,8 +404,10 @@ def _keys_settled(engine: Any, materializer: Materializer, keys: tuple[str | int
         if getattr(q, "internal_topics", ()) or getattr(q, "error", None) is not None:
             return False
         source = plan.source
-        if any(getattr(w, "plan", None) is not None and w.plan.sink is not None
-               and w.plan.sink.name == source.name for w in queries):
+        if any(
+            getattr(w, "plan", None) is not None and w.plan.sink is not None and w.plan.sink.name == source.name
+            for w in queries
+        ):
             return False
         wanted = pullwait.source_keys(plan, keys)
         if wanted is None:
@@ -408,10 +416,16 @@ def _keys_settled(engine: Any, materializer: Materializer, keys: tuple[str | int
         needed = _key_ends(store, q, group, source.topic, ends, wanted)
         committed = store.committed(group, source.topic)
         done = q.settled()
-        if not all(max(committed.get(p, 0), done.get(p, 0)) >= end for p, end in needed.items()):
+        settled = {p: max(committed.get(p, 0), done.get(p, 0)) for p in ends}
+        if not all(settled[p] >= end for p, end in needed.items()):
             return False
+        whole = whole and all(settled[p] >= end for p, end in ends.items())
     _published(store)
-    return materializer.error is None and materializer.wait_for(store.end_offsets(materializer.source.topic), 0.0)
+    if materializer.error is not None or not materializer.wait_for(store.end_offsets(materializer.source.topic), 0.0):
+        return False
+    if whole and version is not None:
+        _caught_up[materializer] = (version, names)
+    return True
 
 
 #: Longest wait between two looks at a writer's progress: a query that finds nothing new
@@ -518,7 +532,8 @@ def start_ready_pull(session: Any, text: str) -> Any | None:
         keys = _looked_up(prepared.plan)
         if keys is None or not _keys_settled(engine, prepared.materializer, keys):
             return None
-        return _query_of(engine, prepared, _read_prepared(engine, prepared, partitions))
+        if not _is_caught_up(engine, prepared.materializer):
+            return _query_of(engine, prepared, _read_prepared(engine, prepared, partitions))
     if not prepared.cacheable or partitions is not None:
         return _answer_prepared(engine, prepared, partitions)
     # Caught up: the stamp is the store's version and queries now. Rows read while it stayed

@@ -190,4 +190,7 @@ def test_a_lookup_with_nothing_pending_is_ready_without_waiting(latest: Engine) 
         assert ready("b") is None  # its record is still to be committed: a worker thread waits for it
     finally:
         materializer.feed_lock.release()
-    assert lookup(latest, "b") == [("b", 7, 2)]
+    assert latest.wait_idle()
+    # the writer owes nothing now: the table is caught up again, and its lookups kept
+    assert ready("b") == [("b", 7, 2)]
+    assert pull._is_caught_up(latest, materializer)
