@@ -372,14 +372,15 @@ def _wait_writers(
 
 
 def _key_ends(
-    store: Any, q: Any, group: str, topic: str, ends: dict[int, int], keys: list[bytes]
+    store: Any, q: Any, group: str, topic: str, ends: dict[int, int], keys: list[bytes], *, read_log: bool = True
 ) -> dict[int, int]:
     """What writer ``q`` must have committed of ``topic`` for a lookup of source keys ``keys``:
-    up to the last of their records before ``ends`` (see :mod:`ksqlpy.runtime.pullwait`)."""
+    up to the last of their records before ``ends`` (see :mod:`ksqlpy.runtime.pullwait`);
+    ``ends`` when that cannot be told (without ``read_log``: from memory)."""
     committed = store.committed(group, topic)
     done: dict[int, int] = q.settled()
     settled = {p: max(committed.get(p, 0), done.get(p, 0)) for p in ends}
-    needed = pullwait.pending_ends(store, topic, settled, ends, keys)
+    needed = pullwait.pending_ends(store, topic, settled, ends, keys, read_log=read_log)
     return ends if needed is None else needed
 
 
@@ -413,7 +414,8 @@ def _keys_settled(engine: Any, materializer: Materializer, keys: tuple[str | int
         if wanted is None:
             return False
         ends = {p: end for p, end in store.end_offsets(source.topic).items() if end > 0}
-        needed = _key_ends(store, q, group, source.topic, ends, wanted)
+        # on the event loop: from the store's memory of recent keys, never a read of the log
+        needed = _key_ends(store, q, group, source.topic, ends, wanted, read_log=False)
         committed = store.committed(group, source.topic)
         done = q.settled()
         settled = {p: max(committed.get(p, 0), done.get(p, 0)) for p in ends}

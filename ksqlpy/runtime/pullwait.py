@@ -83,14 +83,25 @@ def source_keys(plan: QueryPlan, values: Sequence[str | int]) -> list[bytes] | N
 
 
 def pending_ends(
-    store: Any, topic: str, settled: dict[int, int], ends: dict[int, int], keys: Sequence[bytes]
+    store: Any,
+    topic: str,
+    settled: dict[int, int],
+    ends: dict[int, int],
+    keys: Sequence[bytes],
+    *,
+    read_log: bool = True,
 ) -> dict[int, int] | None:
     """Per partition, the offset the writer must have committed for a lookup of ``keys``: just
     past the last record of one of them between ``settled`` and ``ends`` (``settled`` where there
-    is none). None when ``store`` cannot tell (then the lookup waits for ``ends``)."""
+    is none). None when ``store`` cannot tell (then the lookup waits for ``ends``), or, without
+    ``read_log``, could tell only by reading the log (the store's memory of recent keys is
+    not enough: the writer is far behind)."""
     last_offsets_of = getattr(store, "last_offsets_of", None)
     if last_offsets_of is None:
         return None
     ranges = {p: (settled.get(p, 0), end) for p, end in ends.items() if settled.get(p, 0) < end}
-    found: dict[int, int] = last_offsets_of(topic, ranges, keys) if ranges else {}
+    # asked even when nothing is pending: the store keeps the keys written from then on
+    found: dict[int, int] | None = last_offsets_of(topic, ranges, keys, read_log=read_log)
+    if found is None:
+        return None
     return {p: (found[p] + 1 if p in found else settled.get(p, 0)) for p in ends}

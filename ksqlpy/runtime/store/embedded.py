@@ -379,8 +379,8 @@ class EmbeddedStore(TopicStore):
         return EmbeddedTransactionContext(self)
 
     def last_offsets_of(
-        self, topic: str, ranges: Mapping[int, tuple[int, int]], keys: Sequence[bytes]
-    ) -> dict[int, int]:
+        self, topic: str, ranges: Mapping[int, tuple[int, int]], keys: Sequence[bytes], *, read_log: bool = True
+    ) -> dict[int, int] | None:
         """Per partition of ``topic``, the offset of the last record in its range ``(start, end)``
         (``start`` included, ``end`` at most the committed end) whose key is one of ``keys``;
         partitions without one are left out. A key lookup waits for a table's writer to commit
@@ -390,7 +390,8 @@ class EmbeddedStore(TopicStore):
         they are appended (:data:`RECENT_KEYS` per partition), so the ranges of records a writer
         has still to commit, a few batches long, are looked at without a query. Keys kept by
         offset are never wrong below the committed end: a rolled-back transaction's records lie
-        past it, and the records that later take their offsets overwrite them."""
+        past it, and the records that later take their offsets overwrite them. Without
+        ``read_log``, None when that memory does not hold a range (nothing is read then)."""
         t = self._topic(topic)
         self._watched.add(t.id)
         wanted = set(keys)
@@ -401,6 +402,8 @@ class EmbeddedStore(TopicStore):
             recent = self._recent.get((t.id, p))
             if recent is not None and recent.covers(start, end):
                 last = recent.last_of(start, end, wanted)
+            elif not read_log:
+                return None
             else:
                 last = self._last_offset_read(t, p, start, end, keys)
             if last is not None:

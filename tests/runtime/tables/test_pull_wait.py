@@ -147,6 +147,7 @@ def test_the_store_finds_the_last_record_of_keys_from_memory_as_from_the_log() -
             store.produce("t", pa.table({"key": pa.array(keys, pa.binary()), "value": pa.array([b"v"] * len(keys))}))
 
         append([b"a", b"b", b"a"])  # offsets 0-2, before anyone asked: read from the log
+        assert store.last_offsets_of("t", {0: (0, 3)}, [b"a"], read_log=False) is None
         assert store.last_offsets_of("t", {0: (0, 3)}, [b"a"]) == {0: 2}
         assert store.last_offsets_of("t", {0: (0, 2)}, [b"a"]) == {0: 0}
         assert store.last_offsets_of("t", {0: (1, 3)}, [b"c"]) == {}
@@ -162,7 +163,8 @@ def test_the_store_finds_the_last_record_of_keys_from_memory_as_from_the_log() -
                 from_memory = store.last_offsets_of("t", {0: (start, end)}, keys)
                 from_log = {0: o} if (o := store._last_offset_read(store._topic("t"), 0, start, end, keys)) is not None else {}
                 assert from_memory == from_log, (keys, start)
-        assert store.last_offsets_of("t", {0: (3, end)}, [b"x"]) == {}
+        assert store.last_offsets_of("t", {0: (3, end)}, [b"x"], read_log=False) == {}
+        assert store.last_offsets_of("t", {0: (2, end)}, [b"x"], read_log=False) is None
         assert store.last_offsets_of("t", {0: (3, end)}, [b"b", b"y"]) == {0: 6}
     finally:
         store.close()
