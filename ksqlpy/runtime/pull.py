@@ -47,7 +47,7 @@ from ksqlpy.planner.pull import (
     not_queryable,
 )
 from ksqlpy.planner.select import analyze_select
-from ksqlpy.runtime import pullcache, pullkeys
+from ksqlpy.runtime import pullcache, pullkeys, pullwait
 from ksqlpy.runtime.materialize import (
     PARTITION_COLUMN,
     WINDOW_COLUMNS,
@@ -249,19 +249,24 @@ def _stream_pull(session: Any, stmt: ast.QueryStatement) -> Any:
 # ------------------------------------------------------------------------------------ tables
 
 
-def catch_up(engine: Any, materializer: Materializer) -> None:
+def catch_up(engine: Any, materializer: Materializer, keys: tuple[str | int, ...] | None = None) -> None:
     """Read-your-writes: wait until the state includes the table's topic as of now, and, for a
     table a persistent query writes, what that query's sources held as of now (transitively).
 
     On the embedded store, every commit (records, positions, state) bumps the store's version
     while it publishes; when the version and the set of persistent queries are what they were
-    when this table last caught up, nothing was written since and the wait is skipped."""
+    when this table last caught up, nothing was written since and the wait is skipped.
+
+    ``keys``: the values a key lookup reads, whose rows may need less of the writer's pending
+    records than the whole table (see :mod:`ksqlpy.runtime.pullwait`); the table is then not
+    known to be caught up for other keys, and nothing is recorded for them."""
     if _is_caught_up(engine, materializer):
         return
     version: int | None = getattr(engine.store, "_version", None)  # None: a store without a version counter
     queries: tuple[str, ...] = tuple(engine.queries)
     deadline = time.monotonic() + CATCH_UP_SECONDS
-    if _wait_writers(engine, materializer.source.name, deadline, set()):
+    partial: list[str] = []
+    if _wait_writers(engine, materializer.source.name, deadline, set(), keys, partial):
         _published(engine.store)
     ends = engine.store.end_offsets(materializer.source.topic)
     if not materializer.wait_for(ends, max(0.0, deadline - time.monotonic())):
@@ -271,7 +276,7 @@ def catch_up(engine: Any, materializer: Materializer) -> None:
             )
         log.warning("Pull query on %s answered before its state caught up with the topic", materializer.name)
         return
-    if version is not None:
+    if version is not None and not partial:
         _caught_up[materializer] = (version, queries)
 
 
@@ -304,9 +309,20 @@ def _published(store: Any) -> None:
         pass
 
 
-def _wait_writers(engine: Any, name: str, deadline: float, seen: set[str]) -> bool:
+def _wait_writers(
+    engine: Any,
+    name: str,
+    deadline: float,
+    seen: set[str],
+    keys: tuple[str | int, ...] | None = None,
+    partial: list[str] | None = None,
+) -> bool:
     """Wait until the persistent queries writing ``name`` have committed everything their
-    source topics hold now (upstream writers first). Whether there were any."""
+    source topics hold now (upstream writers first). Whether there were any.
+
+    With ``keys`` (a lookup of those keys of table ``name``), a writer whose rows of a key
+    depend on its source's records of that key alone need only have committed those (see
+    :mod:`ksqlpy.runtime.pullwait`); the writers it waited for less are added to ``partial``."""
     if name in seen:
         return False
     seen.add(name)
@@ -323,6 +339,14 @@ def _wait_writers(engine: Any, name: str, deadline: float, seen: set[str]) -> bo
             if _wait_writers(engine, source.name, deadline, seen):
                 _published(store)
             ends = {p: end for p, end in store.end_offsets(source.topic).items() if end > 0}
+            wanted = None
+            if keys is not None and join is None and not getattr(q, "internal_topics", ()):
+                wanted = pullwait.source_keys(plan, keys)
+            if wanted is not None:
+                needed = _key_ends(store, q, group, source.topic, ends, wanted)
+                if partial is not None and any(needed[p] < end for p, end in ends.items()):
+                    partial.append(plan.query_id)  # other keys' records still pending
+                ends = needed
             # Committed by the group, or settled by the running query: a query that started at
             # ``latest`` and found nothing new has committed nothing and owes nothing. (A join
             # query's settled positions are not kept per topic: only its commits count.)
@@ -345,6 +369,65 @@ def _wait_writers(engine: Any, name: str, deadline: float, seen: set[str]) -> bo
                     break
                 _await_commit(store, version)
     return found
+
+
+def _key_ends(
+    store: Any, q: Any, group: str, topic: str, ends: dict[int, int], keys: list[bytes], *, read_log: bool = True
+) -> dict[int, int]:
+    """What writer ``q`` must have committed of ``topic`` for a lookup of source keys ``keys``:
+    up to the last of their records before ``ends`` (see :mod:`ksqlpy.runtime.pullwait`);
+    ``ends`` when that cannot be told (without ``read_log``: from memory)."""
+    committed = store.committed(group, topic)
+    done: dict[int, int] = q.settled()
+    settled = {p: max(committed.get(p, 0), done.get(p, 0)) for p in ends}
+    needed = pullwait.pending_ends(store, topic, settled, ends, keys, read_log=read_log)
+    return ends if needed is None else needed
+
+
+def _keys_settled(engine: Any, materializer: Materializer, keys: tuple[str | int, ...]) -> bool:
+    """Whether a lookup of ``keys`` would find nothing to wait for (see :func:`catch_up`): the
+    table's writers are all of the kind whose rows of a key depend on that key's records alone
+    (see :mod:`ksqlpy.runtime.pullwait`), read sources no query writes, and have committed
+    every record of the keys; and its materializer holds the table's topic. Never waits.
+
+    When the writers owe nothing at all, the table is caught up as :func:`catch_up` would have
+    found it, and recorded so (its lookups are then answered from ``pullcache`` again)."""
+    store = engine.store
+    version: int | None = getattr(store, "_version", None)
+    names: tuple[str, ...] = tuple(engine.queries)
+    queries = list(engine.queries.values())
+    name = materializer.source.name
+    whole = True
+    for q in queries:
+        plan, group = getattr(q, "plan", None), getattr(q, "group", None)
+        if plan is None or group is None or plan.sink is None or plan.sink.name != name:
+            continue
+        if getattr(q, "internal_topics", ()) or getattr(q, "error", None) is not None:
+            return False
+        source = plan.source
+        if any(
+            getattr(w, "plan", None) is not None and w.plan.sink is not None and w.plan.sink.name == source.name
+            for w in queries
+        ):
+            return False
+        wanted = pullwait.source_keys(plan, keys)
+        if wanted is None:
+            return False
+        ends = {p: end for p, end in store.end_offsets(source.topic).items() if end > 0}
+        # on the event loop: from the store's memory of recent keys, never a read of the log
+        needed = _key_ends(store, q, group, source.topic, ends, wanted, read_log=False)
+        committed = store.committed(group, source.topic)
+        done = q.settled()
+        settled = {p: max(committed.get(p, 0), done.get(p, 0)) for p in ends}
+        if not all(settled[p] >= end for p, end in needed.items()):
+            return False
+        whole = whole and all(settled[p] >= end for p, end in ends.items())
+    _published(store)
+    if materializer.error is not None or not materializer.wait_for(store.end_offsets(materializer.source.topic), 0.0):
+        return False
+    if whole and version is not None:
+        _caught_up[materializer] = (version, names)
+    return True
 
 
 #: Longest wait between two looks at a writer's progress: a query that finds nothing new
@@ -432,8 +515,10 @@ def start_bound_pull(session: Any, text: str) -> Any | None:
 def start_ready_pull(session: Any, text: str) -> Any | None:
     """Like :func:`start_bound_pull`, but only when answering cannot wait: the lookup is one
     statement over a table caught up as of the store's current version (nothing written since
-    it last caught up). A server answers such a lookup on its event loop, where a wait would
-    stall every connection; anything else (None) goes to a worker thread as usual."""
+    it last caught up), or over a table being written whose writers have committed every record
+    of the keys it reads (see :func:`_keys_settled`). A server answers such a lookup on its
+    event loop, where a wait would stall every connection; anything else (None) goes to a
+    worker thread as usual."""
     engine = session.engine
     config = session.config
     found = _template_of(engine, text, _flag(config, TABLE_SCAN), _flag(config, RANGE_SCAN))
@@ -441,9 +526,16 @@ def start_ready_pull(session: Any, text: str) -> Any | None:
         return None
     template, values = found
     prepared = _bind(template, values)
-    if prepared.sql is None or not _is_caught_up(engine, prepared.materializer):
+    if prepared.sql is None:
         return None
     partitions = requested_partitions(session.properties)
+    if not _is_caught_up(engine, prepared.materializer):
+        # A table being written: its lookup of keys nothing wrote meanwhile needs no wait either.
+        keys = _looked_up(prepared.plan)
+        if keys is None or not _keys_settled(engine, prepared.materializer, keys):
+            return None
+        if not _is_caught_up(engine, prepared.materializer):
+            return _query_of(engine, prepared, _read_prepared(engine, prepared, partitions))
     if not prepared.cacheable or partitions is not None:
         return _answer_prepared(engine, prepared, partitions)
     # Caught up: the stamp is the store's version and queries now. Rows read while it stayed
@@ -766,7 +858,13 @@ def _run_prepared(engine: Any, prepared: _Prepared, partitions: frozenset[int] |
     """Catch up, then read and evaluate in one statement when possible."""
     if prepared.sql is None:
         return run_table_pull(engine, prepared.plan, prepared.materializer, partitions)
-    catch_up(engine, prepared.materializer)
+    catch_up(engine, prepared.materializer, _looked_up(prepared.plan))
+    return _read_prepared(engine, prepared, partitions)
+
+
+def _read_prepared(engine: Any, prepared: _Prepared, partitions: frozenset[int] | None = None) -> list[Row]:
+    """Read and evaluate in one statement (``prepared.sql``), or in two when it fails."""
+    assert prepared.sql is not None
     cursor = engine.store.state_cursor()
     try:
         result = cursor.sql(_restricted(prepared.sql, prepared.materializer.layout, partitions)).to_arrow_table()
@@ -838,8 +936,13 @@ def run_table_pull(
     engine: Any, plan: TablePull, materializer: Materializer, partitions: frozenset[int] | None = None
 ) -> list[Row]:
     """Fetch the rows ``plan`` needs from the state database and evaluate it over them."""
-    catch_up(engine, materializer)
+    catch_up(engine, materializer, _looked_up(plan))
     return _evaluate(engine, plan, materializer.layout, partitions)
+
+
+def _looked_up(plan: TablePull) -> tuple[str | int, ...] | None:
+    """The key values a lookup reads (None for a scan, or keys that are not plain literals)."""
+    return pullwait.lookup_values(plan.keys) if plan.access is Access.LOOKUP else None
 
 
 def _evaluate(engine: Any, plan: TablePull, layout: MatLayout, partitions: frozenset[int] | None = None) -> list[Row]:

@@ -175,8 +175,8 @@ class Session:
 
     def start_ready_pull(self, text: str) -> Any | None:
         """``text`` answered when it is a key lookup planned before (with other key values) over
-        a table nothing was written to since it last caught up, else None: it neither parses nor
-        waits, so a server may answer it on its event loop."""
+        a table nothing was written to since it last caught up (or nothing of its keys), else
+        None: it neither parses nor waits, so a server may answer it on its event loop."""
         from ksqlpy.runtime.pull import start_ready_pull
 
         statements = parser.split_statements(text)

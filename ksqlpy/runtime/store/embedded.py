@@ -99,6 +99,29 @@ class _Bounds:
     end: int = 0
 
 
+#: How many of a partition's latest record keys the store keeps for key lookups (see
+#: EmbeddedStore.last_offsets_of).
+RECENT_KEYS = 4096
+
+
+@dataclass(slots=True)
+class _RecentKeys:
+    """The keys of a partition's latest records, from offset ``first`` on."""
+
+    first: int
+    keys: list[bytes | None]
+
+    def covers(self, start: int, end: int) -> bool:
+        return self.first <= start and end <= self.first + len(self.keys)
+
+    def last_of(self, start: int, end: int, wanted: set[bytes]) -> int | None:
+        keys = self.keys
+        for off in range(end - 1, start - 1, -1):
+            if keys[off - self.first] in wanted:
+                return off
+        return None
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -141,6 +164,10 @@ class EmbeddedStore(TopicStore):
         #: them (every pull query's catch-up, every reader's start) needs no query.
         self._committed: dict[tuple[str, str], dict[int, int]] = {}
         self._committed_lock = threading.Lock()  # its own: readers ask while holding _changed
+        #: The keys of the latest records of the topics key lookups asked about (see
+        #: last_offsets_of), by partition: a lookup's question is then answered without a query.
+        self._recent: dict[tuple[int, int], _RecentKeys] = {}
+        self._watched: set[int] = set()
         self._local = threading.local()
         self._closed = threading.Event()
         for statement in _DDL:
@@ -255,6 +282,8 @@ class EmbeddedStore(TopicStore):
                 del self._committed[key]
         for p in range(topic.spec.partitions):
             self._bounds.pop((topic.id, p), None)
+            self._recent.pop((topic.id, p), None)
+        self._watched.discard(topic.id)
         self._topology += 1
 
     def describe_topic(self, name: str) -> TopicSpec | None:
@@ -315,6 +344,8 @@ class EmbeddedStore(TopicStore):
             table = pa.Table.from_arrays(columns, names=["off", "ts", "key", "value", "headers", "appended"])
             cur.from_arrow(table).insert_into(topic.table(p))
             ends[(topic.id, p)] = first + n
+            if topic.id in self._watched:
+                self._remember_keys((topic.id, p), first, rows.column("key"))
 
     def open_reader(
         self,
@@ -346,6 +377,66 @@ class EmbeddedStore(TopicStore):
 
     def transaction(self) -> EmbeddedTransactionContext:
         return EmbeddedTransactionContext(self)
+
+    def last_offsets_of(
+        self, topic: str, ranges: Mapping[int, tuple[int, int]], keys: Sequence[bytes], *, read_log: bool = True
+    ) -> dict[int, int] | None:
+        """Per partition of ``topic``, the offset of the last record in its range ``(start, end)``
+        (``start`` included, ``end`` at most the committed end) whose key is one of ``keys``;
+        partitions without one are left out. A key lookup waits for a table's writer to commit
+        these records, not all of them.
+
+        Asked about a topic once, the store keeps the keys of its latest records in memory as
+        they are appended (:data:`RECENT_KEYS` per partition), so the ranges of records a writer
+        has still to commit, a few batches long, are looked at without a query. Keys kept by
+        offset are never wrong below the committed end: a rolled-back transaction's records lie
+        past it, and the records that later take their offsets overwrite them. Without
+        ``read_log``, None when that memory does not hold a range (nothing is read then)."""
+        t = self._topic(topic)
+        self._watched.add(t.id)
+        wanted = set(keys)
+        found: dict[int, int] = {}
+        for p, (start, end) in ranges.items():
+            if start >= end or not wanted:
+                continue
+            recent = self._recent.get((t.id, p))
+            if recent is not None and recent.covers(start, end):
+                last = recent.last_of(start, end, wanted)
+            elif not read_log:
+                return None
+            else:
+                last = self._last_offset_read(t, p, start, end, keys)
+            if last is not None:
+                found[p] = last
+        return found
+
+    def _last_offset_read(self, t: _Topic, p: int, start: int, end: int, keys: Sequence[bytes]) -> int | None:
+        marks = ", ".join("?" for _ in keys)
+        cursor = self.database.cursor()
+        try:
+            row = cursor.execute(
+                f"SELECT max(off) FROM {t.table(p)} WHERE off >= ? AND off < ? AND key IN ({marks})",
+                [start, end, *keys],
+            ).fetchone()
+        finally:
+            cursor.close()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def _remember_keys(self, partition: tuple[int, int], first: int, keys: pa.ChunkedArray | pa.Array) -> None:
+        """Keep the keys of records appended from offset ``first`` (under the write lock)."""
+        if len(keys) > RECENT_KEYS:
+            first += len(keys) - RECENT_KEYS
+            keys = keys.slice(len(keys) - RECENT_KEYS)
+        values: list[bytes | None] = keys.to_pylist()
+        recent = self._recent.get(partition)
+        if recent is None or not recent.first <= first <= recent.first + len(recent.keys):
+            self._recent[partition] = _RecentKeys(first, values)
+            return
+        # a rolled-back transaction's keys past ``first`` are replaced
+        recent.keys[first - recent.first :] = values
+        if len(recent.keys) > 2 * RECENT_KEYS:
+            recent = _RecentKeys(recent.first + len(recent.keys) - RECENT_KEYS, recent.keys[-RECENT_KEYS:])
+            self._recent[partition] = recent
 
     # -- retention and compaction ------------------------------------------------------------------
 
