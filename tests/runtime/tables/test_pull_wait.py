@@ -44,12 +44,9 @@ def lookup(engine: Engine, key: str) -> list[tuple[object, ...]]:
         query.close()
 
 
-@pytest.fixture(params=[1, 3], ids=["fed", "read-back"])
-def latest(engine: Engine, request: pytest.FixtureRequest) -> Engine:
-    """The table LATEST over stream EVENTS of one partition (the aggregation feeds its table)
-    or of three (the table's materializer reads the aggregation's records back)."""
+def declare_latest(engine: Engine, partitions: int) -> Engine:
     session = engine.session()
-    session.execute_all(EVENTS.replace("partitions=1", f"partitions={request.param}"))
+    session.execute_all(EVENTS.replace("partitions=1", f"partitions={partitions}"))
     session.execute_all(LATEST)
     produce(engine, "events", [("a", 1), ("b", 1)])
     assert engine.wait_idle()
@@ -57,12 +54,27 @@ def latest(engine: Engine, request: pytest.FixtureRequest) -> Engine:
     return engine
 
 
-def test_a_lookup_waits_for_its_own_keys_records_only(latest: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(params=[1, 3], ids=["fed", "read-back"])
+def latest(engine: Engine, request: pytest.FixtureRequest) -> Engine:
+    """The table LATEST over stream EVENTS of one partition (the aggregation feeds its table)
+    or of three (the table's materializer reads the aggregation's records back)."""
+    return declare_latest(engine, request.param)
+
+
+@pytest.fixture
+def fed_latest(engine: Engine) -> Engine:
+    """LATEST over one partition, fed by its aggregation: holding the table's feed lock holds
+    the writer's next commit."""
+    declare_latest(engine, 1)
+    assert engine.materializers["LATEST"].fed()
+    return engine
+
+
+def test_a_lookup_waits_for_its_own_keys_records_only(fed_latest: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    latest = fed_latest
     # Long enough that no answer can come from waiting in vain: every one below is a real answer.
     monkeypatch.setattr(pull, "CATCH_UP_SECONDS", 3600.0)
     materializer = latest.materializers["LATEST"]
-    if not materializer.fed():
-        pytest.skip("the writer is held by the feed lock of a table it feeds")
     answers: dict[str, list[tuple[object, ...]]] = {}
 
     def look(key: str) -> None:
@@ -170,11 +182,10 @@ def test_the_store_finds_the_last_record_of_keys_from_memory_as_from_the_log() -
         store.close()
 
 
-def test_a_lookup_with_nothing_pending_is_ready_without_waiting(latest: Engine) -> None:
+def test_a_lookup_with_nothing_pending_is_ready_without_waiting(fed_latest: Engine) -> None:
     """What a server answers on its event loop: a lookup that would not wait."""
+    latest = fed_latest
     materializer = latest.materializers["LATEST"]
-    if not materializer.fed():
-        pytest.skip("the writer is held by the feed lock of a table it feeds")
 
     def ready(key: str) -> list[tuple[object, ...]] | None:
         query = latest.session().start_ready_pull(f"SELECT * FROM latest WHERE id = '{key}';")
