@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 from ksqlpy import sqltypes
 from ksqlpy.errors import KsqlpyError
 from ksqlpy.planner.expressions import duckdb_name
-from ksqlpy.planner.physical import AggregateStep, group_key_name
+from ksqlpy.planner.physical import AggregateCall, AggregateStep, group_key_name
 from ksqlpy.runtime.changelog import TableLog
 from ksqlpy.runtime.codec import HEADERS, TOMBSTONE
 from ksqlpy.runtime.evaluate import DELETE, TS, Evaluated
@@ -138,6 +138,10 @@ class AggregateProcessor:
             and all(a.vector is not None for a in accs)
             and (not self.is_table or all(a.vector.supports_undo for a in accs))
         )
+        #: whether each group's last state can be computed by one GROUP BY over a batch: the
+        #: functions whose batch part is an exact, order-free aggregate (DOUBLE sums would round
+        #: in another order than the running ones; a DECIMAL sum's overflow is checked per record)
+        self._groupable = self.vectorized and all(_order_free(c) for c in step.calls)
         self.key_partitioner = key_partitioner
         self.partitions = max(1, step.source.partitions)
         # Grouping by the source's key needs no repartition: a group stays in its source partition.
@@ -616,6 +620,8 @@ class AggregateProcessor:
     # ------------------------------------------------------------------ aggregation
 
     def _vector(self, rows: pa.Table, prior: pa.Table) -> _Pending:
+        if not self.step.per_record and self._groupable:
+            return self._grouped(rows, prior)
         part = ", ".join(f"r.{_q(c)}" for c in self.group_cols)
         over = f"OVER (PARTITION BY {part} ORDER BY r.{SEQ} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
         on = " AND ".join(f"r.{_q(c)} IS NOT DISTINCT FROM p.{_q(c)}" for c in self.group_cols)
@@ -642,6 +648,42 @@ class AggregateProcessor:
             SELECT *, {", ".join(results)} FROM s {last_only}
         """
         # run as part of the output's query: one round trip and one sort fewer
+        return _Pending(sql, {"rows": rows, "__prior": prior})
+
+    def _grouped(self, rows: pa.Table, prior: pa.Table) -> _Pending:
+        """:meth:`_vector` when only each group's last change is emitted and kept: one GROUP BY
+        over the batch, joined with the prior state, instead of running window functions whose
+        rows but the last are dropped (a sort of the batch by group fewer)."""
+        cols = ", ".join(f"r.{_q(c)}" for c in self.group_cols)
+        partials = [
+            f"{c.accumulator.vector.running([f'r.{a}' for a in self.args[i]], f'r.{SIGN}', '')} AS __R{i}"
+            for i, c in enumerate(self.step.calls)
+        ]
+        states = [
+            f"{c.accumulator.vector.combine(f'p.{_state_col(i)}', f'g.__R{i}')} AS {_state_col(i)}"
+            for i, c in enumerate(self.step.calls)
+        ]
+        results = [
+            f"{c.accumulator.vector.result(_state_col(i))} AS {_q(c.name)}"
+            for i, c in enumerate(self.step.calls)
+        ]
+        on = " AND ".join(f"g.{_q(c)} IS NOT DISTINCT FROM p.{_q(c)}" for c in self.group_cols)
+        # a group's partition, and whether its last row is a retraction followed by an addition
+        # in the next batch (SKIP), are its last row's
+        sql = f"""
+            WITH g AS (
+                SELECT {cols}, max(r.{SEQ}) AS {SEQ}, arg_max(r.{PART}, r.{SEQ}) AS {PART},
+                       arg_max(r.{SKIP}, r.{SEQ}) AS {SKIP}, max(r.{TS}) AS __MAX_TS, {", ".join(partials)}
+                FROM rows r GROUP BY {cols}
+            ), s AS (
+                SELECT g.{SEQ}, {", ".join(f"g.{_q(c)}" for c in self.group_cols)}, g.{PART},
+                       greatest(COALESCE(p.{TS}, {_MIN_TS}), g.__MAX_TS) AS {TS},
+                       p.{PASS} AS {PRIOR_PASS}, FALSE AS {FORCE_DELETE}, g.{SKIP},
+                       {", ".join(states)}, TRUE AS __LAST
+                FROM g LEFT JOIN __prior p ON {on}
+            )
+            SELECT *, {", ".join(results)} FROM s
+        """
         return _Pending(sql, {"rows": rows, "__prior": prior})
 
     def _sequential(self, rows: pa.Table, prior: pa.Table) -> pa.Table:
@@ -959,6 +1001,20 @@ class AggregateProcessor:
                 )
         out, _ = self._output(agg)
         return out.filter(pc.invert(out.column(DELETE)))
+
+
+_EXACT_SUMMED = frozenset({sqltypes.BaseType.INTEGER, sqltypes.BaseType.BIGINT})
+
+
+def _order_free(call: AggregateCall) -> bool:
+    """Whether an aggregate call's vector form over a batch is an exact aggregate whatever the
+    order of its rows: COUNT, MIN and MAX, and SUM and AVG of integers."""
+    name = call.accumulator.name.upper()
+    if name in ("COUNT", "MIN", "MAX"):
+        return True
+    if name in ("SUM", "AVG"):
+        return all(isinstance(t, sqltypes.Primitive) and t.base in _EXACT_SUMMED for t in call.arg_types)
+    return False
 
 
 def _numbered(batch: pa.Table) -> pa.Table:
