@@ -411,7 +411,9 @@ class AggregateProcessor:
             items.append(f'(NOT "{TOMBSTONE}" AND {where}) AS __OK')
             sql = f"SELECT *, (__OK AND {not_null}) AS __VALID FROM (SELECT {', '.join(items)} FROM input) ORDER BY {SEQ}"
         # The batch's columns by their DuckDB names, as the compiled expressions name them.
-        result = self._relation("input", to_duckdb(batch), sql)
+        named = to_duckdb(batch)
+        plain = None if self.is_table or step.where_sql else self._plain(named)
+        result = plain if plain is not None else self._relation("input", named, sql)
         if self.is_table:
             self._count(_true(result.column("__OK")), _true(result.column("__VALID")))
             return result
@@ -423,6 +425,35 @@ class AggregateProcessor:
         if partitioned:
             result = result.append_column(PART, self._partitions(result))
         return result.drop_columns(["__KEYED", "__PART", "__OFF"])
+
+    def _plain(self, batch: pa.Table) -> pa.Table | None:
+        """:meth:`_pre`'s rows of a stream without WHERE whose grouping values and aggregate
+        arguments are columns of the batch, of their types, taken as they are (a query that
+        only renames, and copies, the batch fewer); None for any other."""
+        step = self.step
+        names = {n: i for i, n in enumerate(batch.column_names)}
+        wanted: list[tuple[str, str, sqltypes.SqlType]] = [
+            (n, k.sql, k.type) for n, k in zip(self.keys, step.group_keys, strict=True)
+        ]
+        for i, c in enumerate(step.calls):
+            wanted += [(a, sql, t) for a, sql, t in zip(self.args[i], c.args_sql, c.arg_types, strict=True)]
+        cols: dict[str, pa.ChunkedArray] = {SEQ: batch.column(SEQ), TS: batch.column("ROWTIME")}
+        for name, sql, t in wanted:
+            source = next((c for c in names if _q(c) == sql), None)
+            if source is None:
+                return None
+            column = batch.column(names[source])
+            if column.type != sqltypes.to_arrow(t):
+                return None
+            cols[name] = column
+        keyed = None
+        for k in self.keys:
+            valid = pc.is_valid(cols[k])
+            keyed = valid if keyed is None else pc.and_(keyed, valid)
+        n = batch.num_rows
+        cols["__PART"], cols["__OFF"] = batch.column("ROWPARTITION"), batch.column("ROWOFFSET")
+        cols["__KEYED"] = keyed if keyed is not None else pa.chunked_array([np.ones(n, dtype=bool)])
+        return pa.table(cols)
 
     def _count(self, passed: int, grouped: int) -> None:
         if self.counts is not None:
