@@ -186,6 +186,8 @@ class AggregateProcessor:
         )
         self._created = False
         self._out_schema: pa.Schema | None = None
+        #: the aggregated rows' columns the output's columns are (see _projected), once known
+        self._refs: list[str | None] | None = None
 
     # ------------------------------------------------------------------ state tables
 
@@ -340,6 +342,8 @@ class AggregateProcessor:
             out = self._empty()
         elif self.window is not None and self.window.is_session:
             out = self._sessions(rows, state)
+        elif self._groupable and not self.step.per_record:
+            out = self._finish(self._grouped(rows, state), state, plain=True)
         else:
             prior = self._groups.lookup(state, rows)
             agg = self._vector(rows, prior) if self.vectorized else self._sequential(rows, prior)
@@ -651,8 +655,6 @@ class AggregateProcessor:
     # ------------------------------------------------------------------ aggregation
 
     def _vector(self, rows: pa.Table, prior: pa.Table) -> _Pending:
-        if not self.step.per_record and self._groupable:
-            return self._grouped(rows, prior)
         part = ", ".join(f"r.{_q(c)}" for c in self.group_cols)
         over = f"OVER (PARTITION BY {part} ORDER BY r.{SEQ} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
         on = " AND ".join(f"r.{_q(c)} IS NOT DISTINCT FROM p.{_q(c)}" for c in self.group_cols)
@@ -681,10 +683,12 @@ class AggregateProcessor:
         # run as part of the output's query: one round trip and one sort fewer
         return _Pending(sql, {"rows": rows, "__prior": prior})
 
-    def _grouped(self, rows: pa.Table, prior: pa.Table) -> _Pending:
+    def _grouped(self, rows: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table:
         """:meth:`_vector` when only each group's last change is emitted and kept: one GROUP BY
-        over the batch, joined with the prior state, instead of running window functions whose
-        rows but the last are dropped (a sort of the batch by group fewer)."""
+        over the batch, joined with the groups' prior states where they are kept (the state
+        connection: no lookup of them first), instead of running window functions whose rows
+        but the last are dropped (a sort of the batch by group fewer). In the groups' order of
+        their last records (``__SEQ``)."""
         cols = ", ".join(f"r.{_q(c)}" for c in self.group_cols)
         partials = [
             f"{c.accumulator.vector.running([f'r.{a}' for a in self.args[i]], f'r.{SIGN}', '')} AS __R{i}"
@@ -705,17 +709,17 @@ class AggregateProcessor:
             WITH g AS (
                 SELECT {cols}, max(r.{SEQ}) AS {SEQ}, arg_max(r.{PART}, r.{SEQ}) AS {PART},
                        arg_max(r.{SKIP}, r.{SEQ}) AS {SKIP}, max(r.{TS}) AS __MAX_TS, {", ".join(partials)}
-                FROM rows r GROUP BY {cols}
+                FROM __agg_rows r GROUP BY {cols}
             ), s AS (
                 SELECT g.{SEQ}, {", ".join(f"g.{_q(c)}" for c in self.group_cols)}, g.{PART},
                        greatest(COALESCE(p.{TS}, {_MIN_TS}), g.__MAX_TS) AS {TS},
                        p.{PASS} AS {PRIOR_PASS}, FALSE AS {FORCE_DELETE}, g.{SKIP},
                        {", ".join(states)}, TRUE AS __LAST
-                FROM g LEFT JOIN __prior p ON {on}
+                FROM g LEFT JOIN {self.tables.groups} p ON {on}
             )
-            SELECT *, {", ".join(results)} FROM s
+            SELECT *, {", ".join(results)} FROM s ORDER BY {SEQ}
         """
-        return _Pending(sql, {"rows": rows, "__prior": prior})
+        return self._relation("__agg_rows", rows, sql, con=state)
 
     def _sequential(self, rows: pa.Table, prior: pa.Table) -> pa.Table:
         """The accumulators' Python methods, one row at a time (the reference semantics)."""
@@ -962,14 +966,52 @@ class AggregateProcessor:
             fields += [pa.field(WINDOW_START, pa.int64()), pa.field(WINDOW_END, pa.int64())]
         return pa.schema(fields).empty_table()
 
-    def _finish(self, agg: pa.Table | _Pending, state: duckdb.DuckDBPyConnection) -> pa.Table:
-        out, full = self._output(agg)
+    def _finish(
+        self, agg: pa.Table | _Pending, state: duckdb.DuckDBPyConnection, *, plain: bool = False
+    ) -> pa.Table:
+        """The output of aggregated rows, whose groups' last states are kept; ``plain``: rows of
+        :meth:`_grouped`, one per group."""
         keep = self.group_cols + [_state_col(i) for i in range(len(self.step.calls))] + [TS, PASS, PART]
+        projected = self._projected(agg) if plain and isinstance(agg, pa.Table) else None
+        if projected is not None:
+            out, last = projected
+            self._groups.upsert(state, last.select(keep))
+            return out
+        out, full = self._output(agg)
         last = full.filter(full.column("__LAST"))
         # the HAVING result kept is that of the group's last change, which a retraction is not
         last = last.set_column(last.schema.get_field_index(PASS), PASS, last.column(KEPT_PASS)).select(keep)
         self._groups.upsert(state, last)
         return out
+
+    def _projected(self, agg: pa.Table) -> tuple[pa.Table, pa.Table] | None:
+        """:meth:`_output` of a stream's groups (one row each, in order) without HAVING whose
+        columns are all grouping values, window bounds or aggregates, as they are: the records
+        to emit, and the rows to keep with their HAVING result (``__PASS``); no query needed.
+        None for any other aggregation."""
+        step = self.step
+        if step.having_sql is not None or self.is_table or step.per_record:
+            return None
+        if self._refs is None:
+            names = {_q(n): n for n in agg.column_names}
+            self._refs = [names.get(c.sql) for c in step.columns]
+        refs = self._refs
+        if any(r is None for r in refs):
+            return None
+        # Every group passes (no HAVING); a retraction whose addition follows (SKIP) is neither
+        # emitted nor passing, as _output has it.
+        emit = pc.invert(agg.column(SKIP))
+        rows = agg if pc.all(emit).as_py() else agg.filter(emit)
+        cols: dict[str, pa.ChunkedArray | pa.Array] = {
+            f"__O{i}": rows.column(r) for i, r in enumerate(refs) if r is not None
+        }
+        cols[TS] = rows.column(TS)
+        cols[DELETE] = pa.array(np.zeros(rows.num_rows, dtype=bool))
+        if self.windowed:
+            cols[WINDOW_START], cols[WINDOW_END] = rows.column(_WS), rows.column(_WE)
+        if self.window is None:
+            cols[_SOURCE_SEQ] = rows.column(SEQ)
+        return self._typed(pa.table(cols)), agg.append_column(PASS, emit)
 
     def _expire(self, state: duckdb.DuckDBPyConnection) -> None:
         """Forget windows that can no longer change, each by its partition's stream time:
