@@ -142,6 +142,8 @@ class AggregateProcessor:
         #: functions whose batch part is an exact, order-free aggregate (DOUBLE sums would round
         #: in another order than the running ones; a DECIMAL sum's overflow is checked per record)
         self._groupable = self.vectorized and all(_order_free(c) for c in step.calls)
+        #: how Arrow aggregates each function's part of a batch, when it can (see _arrow_groups)
+        self._arrow_kinds = _arrow_kinds(step.calls) if self._groupable else None
         self.key_partitioner = key_partitioner
         self.partitions = max(1, step.source.partitions)
         # Grouping by the source's key needs no repartition: a group stays in its source partition.
@@ -690,10 +692,7 @@ class AggregateProcessor:
         but the last are dropped (a sort of the batch by group fewer). In the groups' order of
         their last records (``__SEQ``)."""
         cols = ", ".join(f"r.{_q(c)}" for c in self.group_cols)
-        partials = [
-            f"{c.accumulator.vector.running([f'r.{a}' for a in self.args[i]], f'r.{SIGN}', '')} AS __R{i}"
-            for i, c in enumerate(self.step.calls)
-        ]
+        on = " AND ".join(f"g.{_q(c)} IS NOT DISTINCT FROM p.{_q(c)}" for c in self.group_cols)
         states = [
             f"{c.accumulator.vector.combine(f'p.{_state_col(i)}', f'g.__R{i}')} AS {_state_col(i)}"
             for i, c in enumerate(self.step.calls)
@@ -702,7 +701,24 @@ class AggregateProcessor:
             f"{c.accumulator.vector.result(_state_col(i))} AS {_q(c.name)}"
             for i, c in enumerate(self.step.calls)
         ]
-        on = " AND ".join(f"g.{_q(c)} IS NOT DISTINCT FROM p.{_q(c)}" for c in self.group_cols)
+        joined = f"""
+            SELECT g.{SEQ}, {", ".join(f"g.{_q(c)}" for c in self.group_cols)}, g.{PART},
+                   greatest(COALESCE(p.{TS}, {_MIN_TS}), g.__MAX_TS) AS {TS},
+                   p.{PASS} AS {PRIOR_PASS}, FALSE AS {FORCE_DELETE}, g.{SKIP},
+                   {", ".join(states)}, TRUE AS __LAST
+            FROM {{groups}} g LEFT JOIN {self.tables.groups} p ON {on}
+        """
+        groups = self._arrow_groups(rows)
+        if groups is not None:
+            sql = f"""
+                WITH s AS ({joined.format(groups="__agg_groups")})
+                SELECT *, {", ".join(results)} FROM s ORDER BY {SEQ}
+            """
+            return self._relation("__agg_groups", groups, sql, con=state)
+        partials = [
+            f"{c.accumulator.vector.running([f'r.{a}' for a in self.args[i]], f'r.{SIGN}', '')} AS __R{i}"
+            for i, c in enumerate(self.step.calls)
+        ]
         # a group's partition, and whether its last row is a retraction followed by an addition
         # in the next batch (SKIP), are its last row's
         sql = f"""
@@ -710,16 +726,47 @@ class AggregateProcessor:
                 SELECT {cols}, max(r.{SEQ}) AS {SEQ}, arg_max(r.{PART}, r.{SEQ}) AS {PART},
                        arg_max(r.{SKIP}, r.{SEQ}) AS {SKIP}, max(r.{TS}) AS __MAX_TS, {", ".join(partials)}
                 FROM __agg_rows r GROUP BY {cols}
-            ), s AS (
-                SELECT g.{SEQ}, {", ".join(f"g.{_q(c)}" for c in self.group_cols)}, g.{PART},
-                       greatest(COALESCE(p.{TS}, {_MIN_TS}), g.__MAX_TS) AS {TS},
-                       p.{PASS} AS {PRIOR_PASS}, FALSE AS {FORCE_DELETE}, g.{SKIP},
-                       {", ".join(states)}, TRUE AS __LAST
-                FROM g LEFT JOIN {self.tables.groups} p ON {on}
-            )
+            ), s AS ({joined.format(groups="g")})
             SELECT *, {", ".join(results)} FROM s ORDER BY {SEQ}
         """
         return self._relation("__agg_rows", rows, sql, con=state)
+
+    def _arrow_groups(self, rows: pa.Table) -> pa.Table | None:
+        """:meth:`_grouped`'s GROUP BY, when Arrow's hash aggregation can do it (a DuckDB
+        statement costs more than the aggregation of a batch): COUNT, SUM of integers, MIN and
+        MAX of integers over rows in input order. Each aggregate's part of the batch is what
+        its vector form's running value over the batch would be (``__R<i>``): a sum wraps as
+        its state does when combined, so it may be taken whole. None for other aggregations."""
+        kinds = self._arrow_kinds
+        if kinds is None:
+            return None
+        seq = np.asarray(rows.column(SEQ).to_numpy(), dtype=np.int64)
+        if not bool(np.all(seq[1:] > seq[:-1])):
+            return None  # "last" below is the last row's: rows must be in input order
+        sign = rows.column(SIGN).cast(pa.int64())
+        cols: dict[str, Any] = {c: rows.column(c) for c in self.group_cols}
+        cols |= {SEQ: rows.column(SEQ), PART: rows.column(PART), SKIP: rows.column(SKIP), TS: rows.column(TS)}
+        aggs: list[tuple[Any, ...]] = [(SEQ, "max"), (PART, "last"), (SKIP, "last"), (TS, "max")]
+        for i, kind in enumerate(kinds):
+            arg = rows.column(self.args[i][0]) if self.args[i] else None
+            if arg is not None and kind != "count" and not pa.types.is_integer(arg.type):
+                return None
+            if arg is None:
+                value, how = sign, "sum"
+            elif kind == "count":
+                value, how = pc.if_else(pc.is_valid(arg), sign, 0), "sum"
+            elif kind == "sum":
+                value, how = pc.multiply(arg.cast(pa.int64()), sign), "sum"
+            else:
+                value, how = arg, kind
+            cols[f"__R{i}"] = value
+            aggs.append((f"__R{i}", how, pc.ScalarAggregateOptions(min_count=0 if how == "sum" else 1)))
+        grouped = pa.table(cols).group_by(self.group_cols, use_threads=False).aggregate(aggs)
+        # named "<column>_<function>", after the keys
+        names = [f"{c}_{a[1]}" for c, a in zip([a[0] for a in aggs], aggs, strict=True)]
+        return grouped.select([*self.group_cols, *names]).rename_columns(
+            [*self.group_cols, SEQ, PART, SKIP, "__MAX_TS", *(f"__R{i}" for i in range(len(kinds)))]
+        )
 
     def _sequential(self, rows: pa.Table, prior: pa.Table) -> pa.Table:
         """The accumulators' Python methods, one row at a time (the reference semantics)."""
@@ -1088,6 +1135,22 @@ def _order_free(call: AggregateCall) -> bool:
     if name in ("SUM", "AVG"):
         return all(isinstance(t, sqltypes.Primitive) and t.base in _EXACT_SUMMED for t in call.arg_types)
     return False
+
+
+def _arrow_kinds(calls: tuple[AggregateCall, ...]) -> list[str] | None:
+    """Each call's aggregation by Arrow (``count``, ``sum``, ``min``, ``max``), or None when
+    one of them has none: COUNT, and SUM, MIN and MAX of integers."""
+    kinds = []
+    for call in calls:
+        name = call.accumulator.name.upper()
+        integers = all(isinstance(t, sqltypes.Primitive) and t.base in _EXACT_SUMMED for t in call.arg_types)
+        if name == "COUNT":
+            kinds.append("count")
+        elif name in ("SUM", "MIN", "MAX") and integers and len(call.arg_types) == 1:
+            kinds.append(name.lower())
+        else:
+            return None
+    return kinds
 
 
 def _numbered(batch: pa.Table) -> pa.Table:
