@@ -59,6 +59,7 @@ _SOURCE_SEQ = "__SOURCE_SEQ"  # an emitted row's input record (its SEQ), for its
 SKIP = "__SKIP"  # a row that changes state but is not emitted by itself
 PART = "__P"  # the partition a group is processed in: whose stream time applies to it
 SOURCE_PART = "__SP"  # a table's source row: the input partition (task) whose store holds it
+_HAD = "__HAD"  # a group that had a state before the batch
 WINDOW_START = "__WINDOWSTART"
 WINDOW_END = "__WINDOWEND"
 _WS, _WE = "WINDOWSTART", "WINDOWEND"
@@ -353,7 +354,7 @@ class AggregateProcessor:
         # Each partition's stream time after the batch: the last it advanced to.
         advanced = dict(times)
         if advanced:
-            self._advance(state, advanced)
+            self._advance(state, advanced, prior_st)
             self._expire(state)
         if self.step.emit_final:
             out = self._final(state, times)
@@ -549,7 +550,18 @@ class AggregateProcessor:
         ).fetchall()
         return {int(p): int(t) for p, t in rows if p is not None and t is not None}
 
-    def _advance(self, state: duckdb.DuckDBPyConnection, stream_time: dict[int, int]) -> None:
+    def _advance(
+        self, state: duckdb.DuckDBPyConnection, stream_time: dict[int, int], prior: dict[int, int]
+    ) -> None:
+        """Each partition's new stream time; ``prior``: the partitions that had one."""
+        if stream_time.keys() <= prior.keys():
+            # every partition has its row: one UPDATE, no table of the changes to delete and insert
+            cases = " ".join(f"WHEN {int(p)} THEN {int(t)}" for p, t in stream_time.items())
+            parts = ", ".join(str(int(p)) for p in stream_time)
+            self._meta.update_where(
+                state, f"stream_time = CASE partition {cases} END", f"partition IN ({parts})"
+            )
+            return
         changed = pa.table(
             {
                 "stream_time": pa.array(list(stream_time.values()), pa.int64()),
@@ -705,8 +717,8 @@ class AggregateProcessor:
             SELECT g.{SEQ}, {", ".join(f"g.{_q(c)}" for c in self.group_cols)}, g.{PART},
                    greatest(COALESCE(p.{TS}, {_MIN_TS}), g.__MAX_TS) AS {TS},
                    p.{PASS} AS {PRIOR_PASS}, FALSE AS {FORCE_DELETE}, g.{SKIP},
-                   {", ".join(states)}, TRUE AS __LAST
-            FROM {{groups}} g LEFT JOIN {self.tables.groups} p ON {on}
+                   {", ".join(states)}, TRUE AS __LAST, COALESCE(p.{_HAD}, FALSE) AS {_HAD}
+            FROM {{groups}} g LEFT JOIN (SELECT *, TRUE AS {_HAD} FROM {self.tables.groups}) p ON {on}
         """
         groups = self._arrow_groups(rows)
         if groups is not None:
@@ -1019,16 +1031,17 @@ class AggregateProcessor:
         """The output of aggregated rows, whose groups' last states are kept; ``plain``: rows of
         :meth:`_grouped`, one per group."""
         keep = self.group_cols + [_state_col(i) for i in range(len(self.step.calls))] + [TS, PASS, PART]
+        # whether each group had a state is known to _grouped: only those are deleted first
+        had = [_HAD] if plain else []
         projected = self._projected(agg) if plain and isinstance(agg, pa.Table) else None
         if projected is not None:
             out, last = projected
-            self._groups.upsert(state, last.select(keep))
-            return out
-        out, full = self._output(agg)
-        last = full.filter(full.column("__LAST"))
-        # the HAVING result kept is that of the group's last change, which a retraction is not
-        last = last.set_column(last.schema.get_field_index(PASS), PASS, last.column(KEPT_PASS)).select(keep)
-        self._groups.upsert(state, last)
+        else:
+            out, full = self._output(agg)
+            last = full.filter(full.column("__LAST"))
+            # the HAVING result kept is that of the group's last change, which a retraction is not
+            last = last.set_column(last.schema.get_field_index(PASS), PASS, last.column(KEPT_PASS))
+        self._groups.upsert(state, last.select(keep + had), stored=_HAD if had else None)
         return out
 
     def _projected(self, agg: pa.Table) -> tuple[pa.Table, pa.Table] | None:
