@@ -718,15 +718,17 @@ class AggregateProcessor:
                    greatest(COALESCE(p.{TS}, {_MIN_TS}), g.__MAX_TS) AS {TS},
                    p.{PASS} AS {PRIOR_PASS}, FALSE AS {FORCE_DELETE}, g.{SKIP},
                    {", ".join(states)}, TRUE AS __LAST, COALESCE(p.{_HAD}, FALSE) AS {_HAD}
-            FROM {{groups}} g LEFT JOIN (SELECT *, TRUE AS {_HAD} FROM {self.tables.groups}) p ON {on}
+            FROM {{groups}} g LEFT JOIN (SELECT *, TRUE AS {_HAD} FROM {self.tables.groups}{self._window_range(rows)}) p
+            ON {on}
         """
         groups = self._arrow_groups(rows)
         if groups is not None:
             sql = f"""
                 WITH s AS ({joined.format(groups="__agg_groups")})
-                SELECT *, {", ".join(results)} FROM s ORDER BY {SEQ}
+                SELECT *, {", ".join(results)} FROM s
             """
-            return self._relation("__agg_groups", groups, sql, con=state)
+            # sorted here: a sort in the statement costs more than Arrow's of the groups
+            return self._relation("__agg_groups", groups, sql, con=state).sort_by(SEQ)
         partials = [
             f"{c.accumulator.vector.running([f'r.{a}' for a in self.args[i]], f'r.{SIGN}', '')} AS __R{i}"
             for i, c in enumerate(self.step.calls)
@@ -742,6 +744,17 @@ class AggregateProcessor:
             SELECT *, {", ".join(results)} FROM s ORDER BY {SEQ}
         """
         return self._relation("__agg_rows", rows, sql, con=state)
+
+    def _window_range(self, rows: pa.Table) -> str:
+        """A condition on stored windows that every window of ``rows`` meets: the stored rows
+        of other windows are skipped unread (their row groups' start times are out of range)."""
+        if not self.windowed or rows.num_rows == 0:
+            return ""
+        bounds = pc.min_max(rows.column(_WS))
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+        if low is None or high is None:
+            return ""
+        return f" WHERE {_WS} BETWEEN {int(low)} AND {int(high)}"
 
     def _arrow_groups(self, rows: pa.Table) -> pa.Table | None:
         """:meth:`_grouped`'s GROUP BY, when Arrow's hash aggregation can do it (a DuckDB
