@@ -347,6 +347,8 @@ class AggregateProcessor:
             out = self._sessions(rows, state)
         elif self._groupable and not self.step.per_record:
             out = self._finish(self._grouped(rows, state), state, plain=True)
+        elif self._arrow_kinds is not None:
+            out = self._finish(self._running(rows, state), state, plain=True)
         else:
             prior = self._groups.lookup(state, rows)
             agg = self._vector(rows, prior) if self.vectorized else self._sequential(rows, prior)
@@ -669,6 +671,20 @@ class AggregateProcessor:
     # ------------------------------------------------------------------ aggregation
 
     def _vector(self, rows: pa.Table, prior: pa.Table) -> _Pending:
+        # run as part of the output's query: one round trip and one sort fewer
+        return _Pending(self._vector_sql("rows", "__prior"), {"rows": rows, "__prior": prior})
+
+    def _running(self, rows: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table:
+        """:meth:`_vector` with per-record output, of functions whose vector forms are plain
+        SQL (those of :meth:`_arrow_groups`): run where the prior states are kept, joined with
+        them there (no lookup of them first), and put in input order by Arrow."""
+        prior = f"(SELECT *, TRUE AS {_HAD} FROM {self.tables.groups}{self._window_range(rows)})"
+        sql = self._vector_sql("__agg_rows", prior, had=True)
+        return self._relation("__agg_rows", rows, sql, con=state).sort_by(SEQ)
+
+    def _vector_sql(self, rows: str, prior: str, *, had: bool = False) -> str:
+        """The running aggregates of each row of ``rows`` combined with its group's state in
+        ``prior``; ``had``: whether a group had a state (``__HAD``, from ``prior``'s column)."""
         part = ", ".join(f"r.{_q(c)}" for c in self.group_cols)
         over = f"OVER (PARTITION BY {part} ORDER BY r.{SEQ} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
         on = " AND ".join(f"r.{_q(c)} IS NOT DISTINCT FROM p.{_q(c)}" for c in self.group_cols)
@@ -690,12 +706,12 @@ class AggregateProcessor:
                        greatest(COALESCE(p.{TS}, {_MIN_TS}), max(r.{TS}) {over}) AS {TS},
                        p.{PASS} AS {PRIOR_PASS}, FALSE AS {FORCE_DELETE}, r.{SKIP},
                        {", ".join(states)}, lead(r.{SEQ}) {over} IS NULL AS __LAST
-                FROM rows r LEFT JOIN __prior p ON {on}
+                       {f", COALESCE(p.{_HAD}, FALSE) AS {_HAD}" if had else ""}
+                FROM {rows} r LEFT JOIN {prior} p ON {on}
             )
             SELECT *, {", ".join(results)} FROM s {last_only}
         """
-        # run as part of the output's query: one round trip and one sort fewer
-        return _Pending(sql, {"rows": rows, "__prior": prior})
+        return sql
 
     def _grouped(self, rows: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table:
         """:meth:`_vector` when only each group's last change is emitted and kept: one GROUP BY
@@ -1058,12 +1074,12 @@ class AggregateProcessor:
         return out
 
     def _projected(self, agg: pa.Table) -> tuple[pa.Table, pa.Table] | None:
-        """:meth:`_output` of a stream's groups (one row each, in order) without HAVING whose
-        columns are all grouping values, window bounds or aggregates, as they are: the records
-        to emit, and the rows to keep with their HAVING result (``__PASS``); no query needed.
-        None for any other aggregation."""
+        """:meth:`_output` of a stream's aggregated rows (in input order, each group's last
+        marked ``__LAST``) without HAVING whose columns are all grouping values, window bounds
+        or aggregates, as they are: the records to emit, and the groups' last rows to keep with
+        their HAVING result (``__PASS``); no query needed. None for any other aggregation."""
         step = self.step
-        if step.having_sql is not None or self.is_table or step.per_record:
+        if step.having_sql is not None or self.is_table:
             return None
         if self._refs is None:
             names = {_q(n): n for n in agg.column_names}
@@ -1084,7 +1100,8 @@ class AggregateProcessor:
             cols[WINDOW_START], cols[WINDOW_END] = rows.column(_WS), rows.column(_WE)
         if self.window is None:
             cols[_SOURCE_SEQ] = rows.column(SEQ)
-        return self._typed(pa.table(cols)), agg.append_column(PASS, emit)
+        kept = agg.append_column(PASS, emit)
+        return self._typed(pa.table(cols)), kept.filter(kept.column("__LAST")) if step.per_record else kept
 
     def _expire(self, state: duckdb.DuckDBPyConnection) -> None:
         """Forget windows that can no longer change, each by its partition's stream time:
