@@ -4,8 +4,8 @@ Per batch (see STATEFUL.md):
 
 1. *pre*: WHERE, the grouping values, the aggregate arguments, ``__SEQ`` (input order) and
    ``__TS``, evaluated over the decoded batch on the query's own connection (where ksqlpy's
-   UDFs live). Rows with a null grouping value are dropped, as ksqlDB drops them.
-   Table input turns each update into a retraction of the source row's previous value
+   UDFs live); a stream's plain columns are taken as they are, with no query. Rows with a
+   null grouping value are dropped, as ksqlDB drops them. Table input turns each update into a retraction of the source row's previous value
    (``__SIGN`` -1, from the source-row table ``agg."<QID>_src"``, whose rows name the input
    partition that holds them, ``__SP``) and an addition (+1).
 2. *windows*: tumbling/hopping rows expand to one row per window; a window closed for the
@@ -15,12 +15,17 @@ Per batch (see STATEFUL.md):
 3. *aggregate*: the prior state of the touched groups comes from ``agg."<QID>"`` on the
    transaction's connection; each aggregate is computed as running window functions over the
    batch combined with it (vectorized), or by the accumulators one row at a time (session
-   windows, functions without a vector form).
+   windows, functions without a vector form). Statements cost more than most batches'
+   arithmetic, so the common cases take fewer: with caching (one output per group and commit)
+   a batch is one GROUP BY (Arrow's, for COUNT and integer SUM/MIN/MAX) joined with the prior
+   states in the state database itself; with per-record output, a stream's COUNTs and integer
+   SUMs are numpy's cumulative sums per group.
 4. *output*: HAVING and the projection; a row is emitted when it passes HAVING, a tombstone when
    it fails but the group's previous value passed. Without per-record output only each group's
    last change is emitted. EMIT FINAL emits a window once, when it closes.
 5. The groups' last states are written back through the transaction's connection, so state,
-   produced records and positions commit together.
+   produced records and positions commit together; only the groups that had a state are
+   deleted before the new states are inserted.
 """
 
 from __future__ import annotations
