@@ -4,8 +4,8 @@ Per batch (see STATEFUL.md):
 
 1. *pre*: WHERE, the grouping values, the aggregate arguments, ``__SEQ`` (input order) and
    ``__TS``, evaluated over the decoded batch on the query's own connection (where ksqlpy's
-   UDFs live). Rows with a null grouping value are dropped, as ksqlDB drops them.
-   Table input turns each update into a retraction of the source row's previous value
+   UDFs live); a stream's plain columns are taken as they are, with no query. Rows with a
+   null grouping value are dropped, as ksqlDB drops them. Table input turns each update into a retraction of the source row's previous value
    (``__SIGN`` -1, from the source-row table ``agg."<QID>_src"``, whose rows name the input
    partition that holds them, ``__SP``) and an addition (+1).
 2. *windows*: tumbling/hopping rows expand to one row per window; a window closed for the
@@ -15,12 +15,17 @@ Per batch (see STATEFUL.md):
 3. *aggregate*: the prior state of the touched groups comes from ``agg."<QID>"`` on the
    transaction's connection; each aggregate is computed as running window functions over the
    batch combined with it (vectorized), or by the accumulators one row at a time (session
-   windows, functions without a vector form).
+   windows, functions without a vector form). Statements cost more than most batches'
+   arithmetic, so the common cases take fewer: with caching (one output per group and commit)
+   a batch is one GROUP BY (Arrow's, for COUNT and integer SUM/MIN/MAX) joined with the prior
+   states in the state database itself; with per-record output, a stream's COUNTs and integer
+   SUMs are numpy's cumulative sums per group.
 4. *output*: HAVING and the projection; a row is emitted when it passes HAVING, a tombstone when
    it fails but the group's previous value passed. Without per-record output only each group's
    last change is emitted. EMIT FINAL emits a window once, when it closes.
 5. The groups' last states are written back through the transaction's connection, so state,
-   produced records and positions commit together.
+   produced records and positions commit together; only the groups that had a state are
+   deleted before the new states are inserted.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import pyarrow.compute as pc
 from ksqlpy import sqltypes
 from ksqlpy.errors import KsqlpyError
 from ksqlpy.planner.expressions import duckdb_name
-from ksqlpy.planner.physical import AggregateStep, group_key_name
+from ksqlpy.planner.physical import AggregateCall, AggregateStep, group_key_name
 from ksqlpy.runtime.changelog import TableLog
 from ksqlpy.runtime.codec import HEADERS, TOMBSTONE
 from ksqlpy.runtime.evaluate import DELETE, TS, Evaluated
@@ -59,6 +64,7 @@ _SOURCE_SEQ = "__SOURCE_SEQ"  # an emitted row's input record (its SEQ), for its
 SKIP = "__SKIP"  # a row that changes state but is not emitted by itself
 PART = "__P"  # the partition a group is processed in: whose stream time applies to it
 SOURCE_PART = "__SP"  # a table's source row: the input partition (task) whose store holds it
+_HAD = "__HAD"  # a group that had a state before the batch
 WINDOW_START = "__WINDOWSTART"
 WINDOW_END = "__WINDOWEND"
 _WS, _WE = "WINDOWSTART", "WINDOWEND"
@@ -138,6 +144,12 @@ class AggregateProcessor:
             and all(a.vector is not None for a in accs)
             and (not self.is_table or all(a.vector.supports_undo for a in accs))
         )
+        #: whether each group's last state can be computed by one GROUP BY over a batch: the
+        #: functions whose batch part is an exact, order-free aggregate (DOUBLE sums would round
+        #: in another order than the running ones; a DECIMAL sum's overflow is checked per record)
+        self._groupable = self.vectorized and all(_order_free(c) for c in step.calls)
+        #: how Arrow aggregates each function's part of a batch, when it can (see _arrow_groups)
+        self._arrow_kinds = _arrow_kinds(step.calls) if self._groupable else None
         self.key_partitioner = key_partitioner
         self.partitions = max(1, step.source.partitions)
         # Grouping by the source's key needs no repartition: a group stays in its source partition.
@@ -182,6 +194,8 @@ class AggregateProcessor:
         )
         self._created = False
         self._out_schema: pa.Schema | None = None
+        #: the aggregated rows' columns the output's columns are (see _projected), once known
+        self._refs: list[str | None] | None = None
 
     # ------------------------------------------------------------------ state tables
 
@@ -336,6 +350,10 @@ class AggregateProcessor:
             out = self._empty()
         elif self.window is not None and self.window.is_session:
             out = self._sessions(rows, state)
+        elif self._groupable and not self.step.per_record:
+            out = self._finish(self._grouped(rows, state), state, plain=True)
+        elif self._arrow_kinds is not None:
+            out = self._finish(self._running(rows, state), state, plain=True)
         else:
             prior = self._groups.lookup(state, rows)
             agg = self._vector(rows, prior) if self.vectorized else self._sequential(rows, prior)
@@ -343,7 +361,7 @@ class AggregateProcessor:
         # Each partition's stream time after the batch: the last it advanced to.
         advanced = dict(times)
         if advanced:
-            self._advance(state, advanced)
+            self._advance(state, advanced, prior_st)
             self._expire(state)
         if self.step.emit_final:
             out = self._final(state, times)
@@ -407,7 +425,9 @@ class AggregateProcessor:
             items.append(f'(NOT "{TOMBSTONE}" AND {where}) AS __OK')
             sql = f"SELECT *, (__OK AND {not_null}) AS __VALID FROM (SELECT {', '.join(items)} FROM input) ORDER BY {SEQ}"
         # The batch's columns by their DuckDB names, as the compiled expressions name them.
-        result = self._relation("input", to_duckdb(batch), sql)
+        named = to_duckdb(batch)
+        plain = None if self.is_table or step.where_sql else self._plain(named)
+        result = plain if plain is not None else self._relation("input", named, sql)
         if self.is_table:
             self._count(_true(result.column("__OK")), _true(result.column("__VALID")))
             return result
@@ -419,6 +439,35 @@ class AggregateProcessor:
         if partitioned:
             result = result.append_column(PART, self._partitions(result))
         return result.drop_columns(["__KEYED", "__PART", "__OFF"])
+
+    def _plain(self, batch: pa.Table) -> pa.Table | None:
+        """:meth:`_pre`'s rows of a stream without WHERE whose grouping values and aggregate
+        arguments are columns of the batch, of their types, taken as they are (a query that
+        only renames, and copies, the batch fewer); None for any other."""
+        step = self.step
+        names = {n: i for i, n in enumerate(batch.column_names)}
+        wanted: list[tuple[str, str, sqltypes.SqlType]] = [
+            (n, k.sql, k.type) for n, k in zip(self.keys, step.group_keys, strict=True)
+        ]
+        for i, c in enumerate(step.calls):
+            wanted += [(a, sql, t) for a, sql, t in zip(self.args[i], c.args_sql, c.arg_types, strict=True)]
+        cols: dict[str, pa.ChunkedArray] = {SEQ: batch.column(SEQ), TS: batch.column("ROWTIME")}
+        for name, sql, t in wanted:
+            source = next((c for c in names if _q(c) == sql), None)
+            if source is None:
+                return None
+            column = batch.column(names[source])
+            if column.type != sqltypes.to_arrow(t):
+                return None
+            cols[name] = column
+        keyed = None
+        for k in self.keys:
+            valid = pc.is_valid(cols[k])
+            keyed = valid if keyed is None else pc.and_(keyed, valid)
+        n = batch.num_rows
+        cols["__PART"], cols["__OFF"] = batch.column("ROWPARTITION"), batch.column("ROWOFFSET")
+        cols["__KEYED"] = keyed if keyed is not None else pa.chunked_array([np.ones(n, dtype=bool)])
+        return pa.table(cols)
 
     def _count(self, passed: int, grouped: int) -> None:
         if self.counts is not None:
@@ -508,7 +557,18 @@ class AggregateProcessor:
         ).fetchall()
         return {int(p): int(t) for p, t in rows if p is not None and t is not None}
 
-    def _advance(self, state: duckdb.DuckDBPyConnection, stream_time: dict[int, int]) -> None:
+    def _advance(
+        self, state: duckdb.DuckDBPyConnection, stream_time: dict[int, int], prior: dict[int, int]
+    ) -> None:
+        """Each partition's new stream time; ``prior``: the partitions that had one."""
+        if stream_time.keys() <= prior.keys():
+            # every partition has its row: one UPDATE, no table of the changes to delete and insert
+            cases = " ".join(f"WHEN {int(p)} THEN {int(t)}" for p, t in stream_time.items())
+            parts = ", ".join(str(int(p)) for p in stream_time)
+            self._meta.update_where(
+                state, f"stream_time = CASE partition {cases} END", f"partition IN ({parts})"
+            )
+            return
         changed = pa.table(
             {
                 "stream_time": pa.array(list(stream_time.values()), pa.int64()),
@@ -616,6 +676,123 @@ class AggregateProcessor:
     # ------------------------------------------------------------------ aggregation
 
     def _vector(self, rows: pa.Table, prior: pa.Table) -> _Pending:
+        # run as part of the output's query: one round trip and one sort fewer
+        return _Pending(self._vector_sql("rows", "__prior"), {"rows": rows, "__prior": prior})
+
+    def _running(self, rows: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table:
+        """:meth:`_vector` with per-record output, of functions whose vector forms are plain
+        SQL (those of :meth:`_arrow_groups`): run where the prior states are kept, joined with
+        them there (no lookup of them first), and put in input order by Arrow."""
+        computed = self._cumulative(rows, state)
+        if computed is not None:
+            return computed
+        prior = f"(SELECT *, TRUE AS {_HAD} FROM {self.tables.groups}{self._window_range(rows)})"
+        sql = self._vector_sql("__agg_rows", prior, had=True)
+        return self._relation("__agg_rows", rows, sql, con=state).sort_by(SEQ)
+
+    def _cumulative(self, rows: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table | None:
+        """:meth:`_running` of a stream's COUNTs and integer SUMs with numpy: each group's
+        running sums are cumulative sums over the rows sorted (stably) by group, less the sum
+        before the group's first row, each added to the group's prior state; None for other
+        aggregations. A DuckDB window statement over a batch costs several times more."""
+        kinds = self._arrow_kinds
+        if kinds is None or self.is_table or any(k not in ("count", "sum") for k in kinds):
+            return None
+        n = rows.num_rows
+        seq = np.asarray(rows.column(SEQ).to_numpy(), dtype=np.int64)
+        if not bool(np.all(seq[1:] > seq[:-1])) or rows.column(TS).null_count:
+            return None
+        # each row's group: the grouping columns' values numbered together
+        gid = np.zeros(n, dtype=np.int64)
+        for c in self.group_cols:
+            column = rows.column(c)
+            if column.null_count or not _numbered_type(column.type):
+                return None
+            encoded = pc.dictionary_encode(column.combine_chunks())
+            codes = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
+            _, gid = np.unique(gid * (len(encoded.dictionary) + 1) + codes, return_inverse=True)
+        gid = gid.reshape(-1)
+        order = np.argsort(gid, kind="stable")
+        first = np.ones(n, dtype=bool)
+        first[1:] = gid[order][1:] != gid[order][:-1]
+        segment = np.cumsum(first) - 1  # each sorted row's group: gid[order]
+        starts = np.flatnonzero(first)
+        count = len(starts)
+
+        def running(values: np.ndarray) -> np.ndarray:
+            """Each row's sum of its group's values up to it (in input order)."""
+            ordered = values[order]
+            total = np.cumsum(ordered)
+            out = np.empty(n, dtype=np.int64)
+            out[order] = total - (total[starts] - ordered[starts])[segment]
+            return out
+
+        ts = np.asarray(rows.column(TS).to_numpy(), dtype=np.int64)
+        ordered_ts = ts[order]
+        low = int(ordered_ts.min())
+        span = int(ordered_ts.max()) - low + 1
+        if span * count >= 2**62:
+            return None
+        # running maxima restarting at each group: groups lifted apart by a span each
+        lift = segment.astype(np.int64) * span
+        max_ts = np.empty(n, dtype=np.int64)
+        max_ts[order] = np.maximum.accumulate(ordered_ts - low + lift) - lift + low
+        last = np.empty(n, dtype=bool)
+        last[order] = np.append(first[1:], True)
+        # the groups' prior states, by group number
+        groups = rows.select(self.group_cols).take(pa.array(order[starts]))
+        groups = groups.append_column("__GID", pa.array(np.arange(count, dtype=np.int64)))
+        prior = self._groups.lookup(state, rows)
+        for c in self.group_cols:
+            at = prior.schema.get_field_index(c)
+            prior = prior.set_column(at, c, prior.column(c).cast(groups.schema.field(c).type))
+        joined = groups.join(prior, keys=self.group_cols, join_type="inner") if prior.num_rows else None
+        had = np.zeros(count, dtype=bool)
+        prior_ts = np.full(count, _MIN_TS, dtype=np.int64)
+        prior_pass = np.zeros(count, dtype=bool)
+        prior_states = [np.zeros(count, dtype=np.int64) for _ in kinds]
+        if joined is not None and joined.num_rows:
+            at = np.asarray(joined.column("__GID").to_numpy(), dtype=np.int64)
+            had[at] = True
+            prior_ts[at] = np.asarray(pc.fill_null(joined.column(TS), _MIN_TS).to_numpy(), dtype=np.int64)
+            prior_pass[at] = np.asarray(pc.fill_null(joined.column(PASS), False).to_numpy(), dtype=bool)
+            for i in range(len(kinds)):
+                values = pc.fill_null(joined.column(_state_col(i)), 0).cast(pa.int64())
+                prior_states[i][at] = np.asarray(values.to_numpy(), dtype=np.int64)
+        g = gid
+        sign = np.asarray(rows.column(SIGN).to_numpy(zero_copy_only=False), dtype=np.int64)
+        cols: dict[str, Any] = {SEQ: rows.column(SEQ)}
+        cols |= {c: rows.column(c) for c in self.group_cols}
+        cols[PART] = rows.column(PART)
+        cols[TS] = pa.array(np.maximum(prior_ts[g], max_ts))
+        cols[PRIOR_PASS] = pa.array(prior_pass[g], mask=~had[g])
+        cols[FORCE_DELETE] = pa.array(np.zeros(n, dtype=bool))
+        cols[SKIP] = rows.column(SKIP)
+        results: dict[str, pa.Array] = {}
+        for i, (kind, call) in enumerate(zip(kinds, self.step.calls, strict=True)):
+            if not self.args[i]:
+                values = sign
+            else:
+                arg = rows.column(self.args[i][0])
+                valid = np.asarray(pc.is_valid(arg).to_numpy(zero_copy_only=False), dtype=bool)
+                if kind == "count":
+                    values = np.where(valid, sign, 0)
+                else:
+                    filled = pc.fill_null(arg, 0).cast(pa.int64())
+                    values = np.asarray(filled.to_numpy(), dtype=np.int64) * sign
+            with np.errstate(over="ignore"):  # a BIGINT sum wraps, as Java's does
+                total = prior_states[i][g] + running(values)
+            state_type = sqltypes.to_arrow(call.accumulator.state_type)
+            if kind == "sum" and state_type == pa.int32():
+                total = (total + 2**31) % 2**32 - 2**31  # an INT sum wraps at 32 bits
+            cols[_state_col(i)] = results[call.name] = pa.array(total).cast(state_type)
+        cols["__LAST"] = pa.array(last)
+        cols[_HAD] = pa.array(had[g])
+        return pa.table(cols | results)
+
+    def _vector_sql(self, rows: str, prior: str, *, had: bool = False) -> str:
+        """The running aggregates of each row of ``rows`` combined with its group's state in
+        ``prior``; ``had``: whether a group had a state (``__HAD``, from ``prior``'s column)."""
         part = ", ".join(f"r.{_q(c)}" for c in self.group_cols)
         over = f"OVER (PARTITION BY {part} ORDER BY r.{SEQ} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
         on = " AND ".join(f"r.{_q(c)} IS NOT DISTINCT FROM p.{_q(c)}" for c in self.group_cols)
@@ -637,12 +814,108 @@ class AggregateProcessor:
                        greatest(COALESCE(p.{TS}, {_MIN_TS}), max(r.{TS}) {over}) AS {TS},
                        p.{PASS} AS {PRIOR_PASS}, FALSE AS {FORCE_DELETE}, r.{SKIP},
                        {", ".join(states)}, lead(r.{SEQ}) {over} IS NULL AS __LAST
-                FROM rows r LEFT JOIN __prior p ON {on}
+                       {f", COALESCE(p.{_HAD}, FALSE) AS {_HAD}" if had else ""}
+                FROM {rows} r LEFT JOIN {prior} p ON {on}
             )
             SELECT *, {", ".join(results)} FROM s {last_only}
         """
-        # run as part of the output's query: one round trip and one sort fewer
-        return _Pending(sql, {"rows": rows, "__prior": prior})
+        return sql
+
+    def _grouped(self, rows: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table:
+        """:meth:`_vector` when only each group's last change is emitted and kept: one GROUP BY
+        over the batch, joined with the groups' prior states where they are kept (the state
+        connection: no lookup of them first), instead of running window functions whose rows
+        but the last are dropped (a sort of the batch by group fewer). In the groups' order of
+        their last records (``__SEQ``)."""
+        cols = ", ".join(f"r.{_q(c)}" for c in self.group_cols)
+        on = " AND ".join(f"g.{_q(c)} IS NOT DISTINCT FROM p.{_q(c)}" for c in self.group_cols)
+        states = [
+            f"{c.accumulator.vector.combine(f'p.{_state_col(i)}', f'g.__R{i}')} AS {_state_col(i)}"
+            for i, c in enumerate(self.step.calls)
+        ]
+        results = [
+            f"{c.accumulator.vector.result(_state_col(i))} AS {_q(c.name)}"
+            for i, c in enumerate(self.step.calls)
+        ]
+        joined = f"""
+            SELECT g.{SEQ}, {", ".join(f"g.{_q(c)}" for c in self.group_cols)}, g.{PART},
+                   greatest(COALESCE(p.{TS}, {_MIN_TS}), g.__MAX_TS) AS {TS},
+                   p.{PASS} AS {PRIOR_PASS}, FALSE AS {FORCE_DELETE}, g.{SKIP},
+                   {", ".join(states)}, TRUE AS __LAST, COALESCE(p.{_HAD}, FALSE) AS {_HAD}
+            FROM {{groups}} g LEFT JOIN (SELECT *, TRUE AS {_HAD} FROM {self.tables.groups}{self._window_range(rows)}) p
+            ON {on}
+        """
+        groups = self._arrow_groups(rows)
+        if groups is not None:
+            sql = f"""
+                WITH s AS ({joined.format(groups="__agg_groups")})
+                SELECT *, {", ".join(results)} FROM s
+            """
+            # sorted here: a sort in the statement costs more than Arrow's of the groups
+            return self._relation("__agg_groups", groups, sql, con=state).sort_by(SEQ)
+        partials = [
+            f"{c.accumulator.vector.running([f'r.{a}' for a in self.args[i]], f'r.{SIGN}', '')} AS __R{i}"
+            for i, c in enumerate(self.step.calls)
+        ]
+        # a group's partition, and whether its last row is a retraction followed by an addition
+        # in the next batch (SKIP), are its last row's
+        sql = f"""
+            WITH g AS (
+                SELECT {cols}, max(r.{SEQ}) AS {SEQ}, arg_max(r.{PART}, r.{SEQ}) AS {PART},
+                       arg_max(r.{SKIP}, r.{SEQ}) AS {SKIP}, max(r.{TS}) AS __MAX_TS, {", ".join(partials)}
+                FROM __agg_rows r GROUP BY {cols}
+            ), s AS ({joined.format(groups="g")})
+            SELECT *, {", ".join(results)} FROM s ORDER BY {SEQ}
+        """
+        return self._relation("__agg_rows", rows, sql, con=state)
+
+    def _window_range(self, rows: pa.Table) -> str:
+        """A condition on stored windows that every window of ``rows`` meets: the stored rows
+        of other windows are skipped unread (their row groups' start times are out of range)."""
+        if not self.windowed or rows.num_rows == 0:
+            return ""
+        bounds = pc.min_max(rows.column(_WS))
+        low, high = bounds["min"].as_py(), bounds["max"].as_py()
+        if low is None or high is None:
+            return ""
+        return f" WHERE {_WS} BETWEEN {int(low)} AND {int(high)}"
+
+    def _arrow_groups(self, rows: pa.Table) -> pa.Table | None:
+        """:meth:`_grouped`'s GROUP BY, when Arrow's hash aggregation can do it (a DuckDB
+        statement costs more than the aggregation of a batch): COUNT, SUM of integers, MIN and
+        MAX of integers over rows in input order. Each aggregate's part of the batch is what
+        its vector form's running value over the batch would be (``__R<i>``): a sum wraps as
+        its state does when combined, so it may be taken whole. None for other aggregations."""
+        kinds = self._arrow_kinds
+        if kinds is None:
+            return None
+        seq = np.asarray(rows.column(SEQ).to_numpy(), dtype=np.int64)
+        if not bool(np.all(seq[1:] > seq[:-1])):
+            return None  # "last" below is the last row's: rows must be in input order
+        sign = rows.column(SIGN).cast(pa.int64())
+        cols: dict[str, Any] = {c: rows.column(c) for c in self.group_cols}
+        cols |= {SEQ: rows.column(SEQ), PART: rows.column(PART), SKIP: rows.column(SKIP), TS: rows.column(TS)}
+        aggs: list[tuple[Any, ...]] = [(SEQ, "max"), (PART, "last"), (SKIP, "last"), (TS, "max")]
+        for i, kind in enumerate(kinds):
+            arg = rows.column(self.args[i][0]) if self.args[i] else None
+            if arg is not None and kind != "count" and not pa.types.is_integer(arg.type):
+                return None
+            if arg is None:
+                value, how = sign, "sum"
+            elif kind == "count":
+                value, how = pc.if_else(pc.is_valid(arg), sign, 0), "sum"
+            elif kind == "sum":
+                value, how = pc.multiply(arg.cast(pa.int64()), sign), "sum"
+            else:
+                value, how = arg, kind
+            cols[f"__R{i}"] = value
+            aggs.append((f"__R{i}", how, pc.ScalarAggregateOptions(min_count=0 if how == "sum" else 1)))
+        grouped = pa.table(cols).group_by(self.group_cols, use_threads=False).aggregate(aggs)
+        # named "<column>_<function>", after the keys
+        names = [f"{c}_{a[1]}" for c, a in zip([a[0] for a in aggs], aggs, strict=True)]
+        return grouped.select([*self.group_cols, *names]).rename_columns(
+            [*self.group_cols, SEQ, PART, SKIP, "__MAX_TS", *(f"__R{i}" for i in range(len(kinds)))]
+        )
 
     def _sequential(self, rows: pa.Table, prior: pa.Table) -> pa.Table:
         """The accumulators' Python methods, one row at a time (the reference semantics)."""
@@ -889,14 +1162,54 @@ class AggregateProcessor:
             fields += [pa.field(WINDOW_START, pa.int64()), pa.field(WINDOW_END, pa.int64())]
         return pa.schema(fields).empty_table()
 
-    def _finish(self, agg: pa.Table | _Pending, state: duckdb.DuckDBPyConnection) -> pa.Table:
-        out, full = self._output(agg)
+    def _finish(
+        self, agg: pa.Table | _Pending, state: duckdb.DuckDBPyConnection, *, plain: bool = False
+    ) -> pa.Table:
+        """The output of aggregated rows, whose groups' last states are kept; ``plain``: rows of
+        :meth:`_grouped`, one per group."""
         keep = self.group_cols + [_state_col(i) for i in range(len(self.step.calls))] + [TS, PASS, PART]
-        last = full.filter(full.column("__LAST"))
-        # the HAVING result kept is that of the group's last change, which a retraction is not
-        last = last.set_column(last.schema.get_field_index(PASS), PASS, last.column(KEPT_PASS)).select(keep)
-        self._groups.upsert(state, last)
+        # whether each group had a state is known to _grouped: only those are deleted first
+        had = [_HAD] if plain else []
+        projected = self._projected(agg) if plain and isinstance(agg, pa.Table) else None
+        if projected is not None:
+            out, last = projected
+        else:
+            out, full = self._output(agg)
+            last = full.filter(full.column("__LAST"))
+            # the HAVING result kept is that of the group's last change, which a retraction is not
+            last = last.set_column(last.schema.get_field_index(PASS), PASS, last.column(KEPT_PASS))
+        self._groups.upsert(state, last.select(keep + had), stored=_HAD if had else None)
         return out
+
+    def _projected(self, agg: pa.Table) -> tuple[pa.Table, pa.Table] | None:
+        """:meth:`_output` of a stream's aggregated rows (in input order, each group's last
+        marked ``__LAST``) without HAVING whose columns are all grouping values, window bounds
+        or aggregates, as they are: the records to emit, and the groups' last rows to keep with
+        their HAVING result (``__PASS``); no query needed. None for any other aggregation."""
+        step = self.step
+        if step.having_sql is not None or self.is_table:
+            return None
+        if self._refs is None:
+            names = {_q(n): n for n in agg.column_names}
+            self._refs = [names.get(c.sql) for c in step.columns]
+        refs = self._refs
+        if any(r is None for r in refs):
+            return None
+        # Every group passes (no HAVING); a retraction whose addition follows (SKIP) is neither
+        # emitted nor passing, as _output has it.
+        emit = pc.invert(agg.column(SKIP))
+        rows = agg if pc.all(emit).as_py() else agg.filter(emit)
+        cols: dict[str, pa.ChunkedArray | pa.Array] = {
+            f"__O{i}": rows.column(r) for i, r in enumerate(refs) if r is not None
+        }
+        cols[TS] = rows.column(TS)
+        cols[DELETE] = pa.array(np.zeros(rows.num_rows, dtype=bool))
+        if self.windowed:
+            cols[WINDOW_START], cols[WINDOW_END] = rows.column(_WS), rows.column(_WE)
+        if self.window is None:
+            cols[_SOURCE_SEQ] = rows.column(SEQ)
+        kept = agg.append_column(PASS, emit)
+        return self._typed(pa.table(cols)), kept.filter(kept.column("__LAST")) if step.per_record else kept
 
     def _expire(self, state: duckdb.DuckDBPyConnection) -> None:
         """Forget windows that can no longer change, each by its partition's stream time:
@@ -959,6 +1272,48 @@ class AggregateProcessor:
                 )
         out, _ = self._output(agg)
         return out.filter(pc.invert(out.column(DELETE)))
+
+
+_EXACT_SUMMED = frozenset({sqltypes.BaseType.INTEGER, sqltypes.BaseType.BIGINT})
+
+
+def _order_free(call: AggregateCall) -> bool:
+    """Whether an aggregate call's vector form over a batch is an exact aggregate whatever the
+    order of its rows: COUNT, MIN and MAX, and SUM and AVG of integers."""
+    name = call.accumulator.name.upper()
+    if name in ("COUNT", "MIN", "MAX"):
+        return True
+    if name in ("SUM", "AVG"):
+        return all(isinstance(t, sqltypes.Primitive) and t.base in _EXACT_SUMMED for t in call.arg_types)
+    return False
+
+
+def _arrow_kinds(calls: tuple[AggregateCall, ...]) -> list[str] | None:
+    """Each call's aggregation by Arrow (``count``, ``sum``, ``min``, ``max``), or None when
+    one of them has none: COUNT, and SUM, MIN and MAX of integers."""
+    kinds = []
+    for call in calls:
+        name = call.accumulator.name.upper()
+        integers = all(isinstance(t, sqltypes.Primitive) and t.base in _EXACT_SUMMED for t in call.arg_types)
+        if name == "COUNT":
+            kinds.append("count")
+        elif name in ("SUM", "MIN", "MAX") and integers and len(call.arg_types) == 1:
+            kinds.append(name.lower())
+        else:
+            return None
+    return kinds
+
+
+def _numbered_type(t: pa.DataType) -> bool:
+    """Whether Arrow numbers (dictionary-encodes) and joins on values of type ``t`` as DuckDB
+    groups them: strings, integers, booleans and dates, not floating point values (-0.0, NaN)."""
+    return bool(
+        pa.types.is_string(t)
+        or pa.types.is_large_string(t)
+        or pa.types.is_integer(t)
+        or pa.types.is_boolean(t)
+        or pa.types.is_date(t)
+    )
 
 
 def _numbered(batch: pa.Table) -> pa.Table:

@@ -118,8 +118,14 @@ class TableLog:
 
     def _records(self, rows: pa.Table, is_delete: bool, now: int) -> pa.Table:
         table, shape = self.table, self.shape
-        keys = rows.select(list(table.keys)).cast(pa.schema([shape.schema.field(k) for k in table.keys]))
         n = rows.num_rows
+        if not is_delete and table.keys and shape.json_types is not None:
+            # keys and values in one statement (the keys are columns of the values)
+            key_bytes, values = _json_keys_values(
+                self._con, rows.select(shape.schema.names).cast(shape.schema), table.keys
+            )
+            return self._record_table(rows, key_bytes, values, now)
+        keys = rows.select(list(table.keys)).cast(pa.schema([shape.schema.field(k) for k in table.keys]))
         key_bytes = _key_bytes(self._con, keys, table.keys, n)
         if is_delete:
             values = pa.nulls(n, pa.binary())
@@ -129,6 +135,10 @@ class TableLog:
             (batch,) = rows.select(shape.schema.names).cast(shape.schema).combine_chunks().to_batches()
             # One IPC message per row: a changelog record must stand alone for compaction.
             values = pa.array([batch.slice(i, 1).serialize().to_pybytes() for i in range(n)], pa.binary())
+        return self._record_table(rows, key_bytes, values, now)
+
+    def _record_table(self, rows: pa.Table, key_bytes: pa.Array, values: pa.Array, now: int) -> pa.Table:
+        n = rows.num_rows
         return pa.table(
             {
                 "partition": self._partition_of(rows),
@@ -181,6 +191,24 @@ def _json_values(con: duckdb.DuckDBPyConnection, rows: pa.Table) -> pa.Array:
     finally:
         con.unregister("__changelog_rows")
     return out.column(0).combine_chunks()
+
+
+def _json_keys_values(
+    con: duckdb.DuckDBPyConnection, rows: pa.Table, keys: Sequence[str]
+) -> tuple[pa.Array, pa.Array]:
+    """:func:`_key_bytes` and :func:`_json_values` of rows whose columns include the keys, in
+    one statement."""
+    key = ", ".join(f"{_q(k)} := {_q(k)}" for k in keys)
+    packed = ", ".join(f"{_q(k)} := {_q(k)}" for k in rows.column_names)
+    con.register("__changelog_rows", rows)
+    try:
+        out = con.sql(
+            f"SELECT to_json(struct_pack({key}))::BLOB, encode(to_json(struct_pack({packed}))::VARCHAR) "
+            "FROM __changelog_rows"
+        ).to_arrow_table()
+    finally:
+        con.unregister("__changelog_rows")
+    return out.column(0).combine_chunks(), out.column(1).combine_chunks()
 
 
 def _from_json(con: duckdb.DuckDBPyConnection, values: pa.Array, shape: _Shape) -> pa.Table:

@@ -171,11 +171,23 @@ class StateStore:
 
     # ------------------------------------------------------------------------ changes
 
-    def upsert(self, state: duckdb.DuckDBPyConnection, rows: pa.Table, keep: str | None = None) -> None:
+    def upsert(
+        self,
+        state: duckdb.DuckDBPyConnection,
+        rows: pa.Table,
+        keep: str | None = None,
+        stored: str | None = None,
+    ) -> None:
         """Put ``rows`` (at most one per key) in place of their keys' rows; with ``keep``, a
-        boolean column, the rows where it is not true delete their keys instead."""
+        boolean column, the rows where it is not true delete their keys instead; with
+        ``stored``, a boolean column, only the keys where it is true may have a row already
+        (the others need no delete: a batch's new groups)."""
         if rows.num_rows == 0:
             return
+        old: pa.Table | None = None
+        if stored is not None:
+            old = rows.filter(pc.fill_null(rows.column(stored), True)).select(list(self.keys))
+            rows = rows.drop_columns([stored])
         if self.schema is not None:
             rows = rows.select([*self.schema.names, *([keep] if keep else [])])
         names = ", ".join(_q(n) for n in rows.column_names if n != keep)
@@ -184,13 +196,25 @@ class StateStore:
                 self.log.upserted(rows)
             else:
                 kept = pc.fill_null(rows.column(keep), False)
-                part = [self.partition] if self.partition in rows.column_names and self.partition not in self.keys else []
+                part = (
+                    [self.partition]
+                    if self.partition in rows.column_names and self.partition not in self.keys
+                    else []
+                )
                 self.log.deleted(rows.filter(pc.invert(kept)).select([*self.keys, *part]))
                 self.log.upserted(rows.filter(kept))
         where = f" WHERE {_q(keep)}" if keep else ""
         state.register("__new", rows)
         try:
-            state.execute(f"DELETE FROM {self.table} USING __new n WHERE {self._on(self.table, 'n')}")
+            if old is None:
+                state.execute(f"DELETE FROM {self.table} USING __new n WHERE {self._on(self.table, 'n')}")
+            elif old.num_rows:
+                _run(
+                    state,
+                    "__old",
+                    old,
+                    f"DELETE FROM {self.table} USING __old n WHERE {self._on(self.table, 'n')}",
+                )
             state.execute(f"INSERT INTO {self.table} ({names}) SELECT {names} FROM __new{where}")
         finally:
             state.unregister("__new")

@@ -4,6 +4,7 @@ source rows are kept in the partition they were read from."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import random
 
@@ -24,10 +25,11 @@ STREAM = "CREATE STREAM S (ID STRING KEY, V INT) WITH (kafka_topic='s', value_fo
 TABLE = "CREATE TABLE T (ID STRING PRIMARY KEY, G STRING, V INT) WITH (kafka_topic='t', value_format='JSON', partitions=1);"
 
 
-def processor(ddl_text: str, query: str, *, vectorized: bool) -> AggregateProcessor:
+def processor(ddl_text: str, query: str, *, vectorized: bool, per_record: bool = True) -> AggregateProcessor:
     catalog = Catalog()
     catalog.add(ddl.source_from_create(parse_statement(ddl_text), catalog, {}))
     _, step = analyze_aggregate(parse_statement(query).query, catalog, sink_name="OUT", persistent=True)
+    step = dataclasses.replace(step, per_record=per_record)
     p = AggregateProcessor(step, "Q", new_connection())
     p.vectorized = vectorized and p.vectorized
     return p
@@ -67,6 +69,7 @@ CASES = [
         stream_batch,
     ),
     (STREAM, "SELECT ID, SUM(V) AS S FROM S GROUP BY ID HAVING SUM(V) > 15 EMIT CHANGES;", stream_batch),
+    (STREAM, "SELECT ID, COUNT(*) * 2 AS C2, AVG(V) AS A FROM S GROUP BY ID EMIT CHANGES;", stream_batch),
     (
         STREAM,
         "SELECT ID, COUNT(V) AS C FROM S WINDOW TUMBLING (SIZE 1 SECOND, GRACE PERIOD 2 SECONDS) GROUP BY ID EMIT CHANGES;",
@@ -84,10 +87,15 @@ CASES = [
 
 @pytest.mark.parametrize(("ddl_text", "query", "make"), CASES)
 @pytest.mark.parametrize("seed", [1, 2])
-def test_vectorized_and_sequential_agree(ddl_text: str, query: str, make, seed: int) -> None:
-    vec = processor(ddl_text, query, vectorized=True)
-    seq = processor(ddl_text, query, vectorized=False)
+@pytest.mark.parametrize("per_record", [True, False])
+def test_vectorized_and_sequential_agree(
+    ddl_text: str, query: str, make, seed: int, per_record: bool
+) -> None:
+    """With caching (not ``per_record``) the vectorized plan is one GROUP BY per batch."""
+    vec = processor(ddl_text, query, vectorized=True, per_record=per_record)
+    seq = processor(ddl_text, query, vectorized=False, per_record=per_record)
     assert vec.vectorized and not seq.vectorized
+    assert vec._groupable
     rng = random.Random(seed)
     vec_state, seq_state = duckdb.connect(), duckdb.connect()
     emitted = 0
