@@ -203,6 +203,7 @@ class ClusterAgent:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._client: httpx.Client | None = None
+        self._client_lock = threading.Lock()
         self._senders: ThreadPoolExecutor | None = None
         #: URLs with a request in flight: a peer that hangs gets no second one meanwhile
         self._in_flight: set[str] = set()
@@ -223,9 +224,6 @@ class ClusterAgent:
         # to the owners of their keys; heartbeats only add liveness (and /clusterStatus's view).
         if not self.settings.heartbeat and not self.clustered:
             return
-        import httpx
-
-        self._client = httpx.Client(timeout=httpx.Timeout(2.0, connect=1.0))
         self._senders = ThreadPoolExecutor(self.settings.thread_pool_size, thread_name_prefix="ksqlpy-cluster-rpc")
         # ten heartbeats a second per peer would bury the server's log in httpx's request lines
         quiet = logging.getLogger("httpx")
@@ -547,8 +545,7 @@ class ClusterAgent:
 
         def send() -> None:
             try:
-                assert self._client is not None
-                self._client.post(url, json=body)
+                self._http().post(url, json=body)
             except httpx.HTTPError:
                 pass  # a dead host misses its beats; the check says so
             finally:
@@ -558,6 +555,16 @@ class ClusterAgent:
             self._senders.submit(send)
         except RuntimeError:  # shutting down
             self._in_flight.discard(url)
+
+    def _http(self) -> httpx.Client:
+        """The client for peers, made for the first request: a server alone never imports httpx
+        (with the command line's click and pygments it imports, ~4 MiB of a server's memory)."""
+        with self._client_lock:
+            if self._client is None:
+                import httpx
+
+                self._client = httpx.Client(timeout=httpx.Timeout(2.0, connect=1.0))
+            return self._client
 
     def _send_heartbeats(self) -> None:
         with self._lock:
