@@ -5,9 +5,10 @@ Per batch (see STATEFUL.md):
 1. *pre*: WHERE, the grouping values, the aggregate arguments, ``__SEQ`` (input order) and
    ``__TS``, evaluated over the decoded batch on the query's own connection (where ksqlpy's
    UDFs live); a stream's plain columns are taken as they are, with no query. Rows with a
-   null grouping value are dropped, as ksqlDB drops them. Table input turns each update into a retraction of the source row's previous value
-   (``__SIGN`` -1, from the source-row table ``agg."<QID>_src"``, whose rows name the input
-   partition that holds them, ``__SP``) and an addition (+1).
+   null grouping value are dropped, as ksqlDB drops them. Table input turns each update into
+   a retraction of the source row's previous value (``__SIGN`` -1, from the source-row table
+   ``agg."<QID>_src"``, whose rows name the input partition that holds them, ``__SP``) and an
+   addition (+1).
 2. *windows*: tumbling/hopping rows expand to one row per window; a window closed for the
    stream time as of its record (``end + grace <= stream time``) drops the row (counted in
    ``late_records``). Stream time is kept per partition, as a Kafka Streams task keeps it: each
