@@ -216,8 +216,19 @@ def deep_equal(actual: Any, expected: Any) -> bool:
     return type(actual) is type(expected) and actual == expected
 
 
-def match_fields(actual: Any, expected: Mapping[str, Any], *, statement: str, path: str) -> str | None:
-    """Check the fields ``expected`` names (only those) against ``actual``."""
+def match_fields(
+    actual: Any,
+    expected: Mapping[str, Any],
+    *,
+    statement: str,
+    path: str,
+    unordered: list[tuple[str, Any, Any]] | None = None,
+) -> str | None:
+    """Check the fields ``expected`` names (only those) against ``actual``.
+
+    With ``unordered`` given, a row's ``columns`` are not compared here but collected as
+    ``(path, actual, expected)`` for :func:`_match_unordered`.
+    """
     if not isinstance(actual, Mapping):
         return f"Response mismatch at {path}: expected an object but was {render(actual)}"
     for raw_key, raw_value in expected.items():
@@ -228,9 +239,11 @@ def match_fields(actual: Any, expected: Mapping[str, Any], *, statement: str, pa
         got = actual[name]
         where = f"{path}->{name}"
         if isinstance(want, Mapping):
-            problem = match_fields(got, want, statement=statement, path=where)
+            problem = match_fields(got, want, statement=statement, path=where, unordered=unordered)
             if problem is not None:
                 return problem
+        elif unordered is not None and name == "columns" and path.endswith("->row"):
+            unordered.append((where, got, want))
         elif operator.upper() == "STARTS_WITH":
             if not (isinstance(got, str) and isinstance(want, str) and got.startswith(want)):
                 return f"Response mismatch at {where}: expected to start with {render(want)} but was {render(got)}"
@@ -243,8 +256,15 @@ def compare_responses(
     actual: Sequence[Mapping[str, Any]],
     expected: Sequence[Mapping[str, Any]],
     statements: Sequence[str],
+    *,
+    verify_order: bool = False,
 ) -> str | None:
-    """Compare per-statement responses: ``{"admin": entity}`` or ``{"query": [row, ...]}``."""
+    """Compare per-statement responses: ``{"admin": entity}`` or ``{"query": [row, ...]}``.
+
+    As in ksqlDB's REST test runner, a query's rows are matched as a multiset of their
+    ``columns`` unless ``verify_order`` is set: a table scan's order is the store's, not the
+    query's, and ksqlDB does not promise one.
+    """
     if len(actual) < len(expected):
         return f"Not enough responses: expected {len(expected)} but got {len(actual)}"
     for index, want in enumerate(expected):
@@ -259,7 +279,9 @@ def compare_responses(
         if kind == "admin":
             problem = match_fields(got[kind], payload, statement=statement, path=path)
         elif kind == "query":
-            problem = _compare_query_rows(got[kind], payload, statement=statement, path=path)
+            problem = _compare_query_rows(
+                got[kind], payload, statement=statement, path=path, verify_order=verify_order
+            )
         else:
             problem = f"Response type {kind} is not supported"
         if problem is not None:
@@ -268,15 +290,35 @@ def compare_responses(
 
 
 def _compare_query_rows(
-    actual: Sequence[Mapping[str, Any]], expected: Sequence[Any], *, statement: str, path: str
+    actual: Sequence[Mapping[str, Any]],
+    expected: Sequence[Any],
+    *,
+    statement: str,
+    path: str,
+    verify_order: bool,
 ) -> str | None:
     if len(actual) != len(expected):
         return (
             f"row count mismatch at {path}: expected {len(expected)} rows "
             f"{render(list(expected))} but got {len(actual)} {render(list(actual))}"
         )
+    unordered: list[tuple[str, Any, Any]] | None = None if verify_order else []
     for index, (got, want) in enumerate(zip(actual, expected, strict=True)):
-        problem = match_fields(got, want, statement=statement, path=f"{path}[{index}]")
+        problem = match_fields(got, want, statement=statement, path=f"{path}[{index}]", unordered=unordered)
         if problem is not None:
             return problem
+    return _match_unordered(unordered or [])
+
+
+def _match_unordered(pairs: Sequence[tuple[str, Any, Any]]) -> str | None:
+    """Match each expected row's columns with a distinct actual row's, in any order."""
+    left = [got for _, got, _ in pairs]
+    for where, got, want in pairs:
+        match = next((i for i, candidate in enumerate(left) if deep_equal(candidate, want)), None)
+        if match is None:
+            return (
+                f"Response mismatch at {where}: expected {render(want)} but was {render(got)} "
+                f"(rows compared in any order; no row has these columns)"
+            )
+        del left[match]
     return None

@@ -167,6 +167,9 @@ class QttCase:
     post: PostConditions | None = None
     responses: tuple[Mapping[str, Any], ...] | None = None
     wait_for_query_header: bool = False
+    #: compare a query response's rows in order; otherwise their ``columns`` as a multiset
+    #: (ksqlDB's ``outputConditions.verifyOrder``, off unless a case turns it on)
+    verify_order: bool = False
     enabled: bool = True
     skip_reason: str | None = None
     #: run from ksqlDB's stored plans in this ``plan.json`` instead of the statements' text
@@ -291,6 +294,7 @@ def build_case(
         post=_post(node.get("post")),
         responses=tuple(node["responses"]) if "responses" in node else None,
         wait_for_query_header=bool((node.get("inputConditions") or {}).get("waitForActivePushQuery")),
+        verify_order=bool((node.get("outputConditions") or {}).get("verifyOrder")),
         enabled=enabled,
     )
     reason = skip_reason(case, node)

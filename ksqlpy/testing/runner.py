@@ -538,7 +538,9 @@ def _run_rest(case: QttCase, run: _Run, options: RunOptions) -> None:
             problem = compare_topic(topic, expected, actual[topic], ignore_headers=True)
             if problem is not None:
                 raise CaseFailure(problem + _query_errors_note(engine))
-        problem = compare_responses(run.responses, case.responses or (), case.statements)
+        problem = compare_responses(
+            run.responses, case.responses or (), case.statements, verify_order=case.verify_order
+        )
         if problem is not None:
             raise CaseFailure(problem)
     finally:

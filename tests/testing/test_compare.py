@@ -66,3 +66,17 @@ def test_responses_match_named_fields_operators_and_statement_macro() -> None:
     bad_type = [{"admin": {"@type": "streams"}}]
     assert "@type" in (compare_responses(actual, bad_type, statements) or "")
     assert "Not enough responses" in (compare_responses([], bad_type, statements) or "")
+
+
+def test_query_rows_match_in_any_order_unless_the_case_verifies_order() -> None:
+    statements = ["SELECT * FROM T;"]
+    header = {"header": {"schema": "`K` STRING KEY, `V` INTEGER"}}
+    actual = [{"query": [header, {"row": {"columns": ["b", 2]}}, {"row": {"columns": ["a", 1]}}]}]
+    expected = [{"query": [header, {"row": {"columns": ["a", 1]}}, {"row": {"columns": ["b", 2]}}]}]
+    assert compare_responses(actual, expected, statements) is None
+    problem = compare_responses(actual, expected, statements, verify_order=True)
+    assert problem is not None and "responses[0]->query[1]->row->columns" in problem
+    # a multiset: one actual row cannot stand for two expected ones
+    twice = [{"query": [header, {"row": {"columns": ["a", 1]}}, {"row": {"columns": ["a", 1]}}]}]
+    assert compare_responses(actual, twice, statements) is not None
+    assert compare_responses(twice, expected, statements) is not None
