@@ -279,7 +279,7 @@ def explain_statement(session: Any, stmt: Any, text: str) -> r.QueryDescription:
     from types import SimpleNamespace
 
     from ksqlpy.planner.physical import QueryPlan
-    from ksqlpy.planner.plans import plan_create_as_select, plan_insert_into
+    from ksqlpy.planner.plans import insert_target, plan_create_as_select, plan_insert_into
     from ksqlpy.planner.plans.queries import analyze
 
     engine = session.engine
@@ -293,9 +293,9 @@ def explain_statement(session: Any, stmt: Any, text: str) -> r.QueryDescription:
             query_id = f"{prefix}_{name}_{number}"
             planned = plan_create_as_select(stmt, ctx, query_id)
             source, step, sink, ksql_plan = planned.source, planned.step, planned.sink, planned.plan
-        case ast.InsertInto(target=target):
+        case ast.InsertInto():
             query_id = f"INSERTQUERY_{number}"
-            planned = plan_insert_into(stmt, engine.catalog.source(target, stmt.pos), ctx, query_id)
+            planned = plan_insert_into(stmt, insert_target(stmt, engine.catalog), ctx, query_id)
             source, step, sink, ksql_plan = planned.source, planned.step, planned.sink, planned.plan
         case ast.QueryStatement(query=query):
             source, step, _ = analyze(query, ctx, sink_name=None, persistent=False)

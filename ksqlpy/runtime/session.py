@@ -23,6 +23,7 @@ from ksqlpy.planner.plans import (
     PlanContext,
     PlannedQuery,
     TopicShape,
+    insert_target,
     plan_create_as_select,
     plan_insert_into,
 )
@@ -496,7 +497,7 @@ class Session:
 
     def _insert_into(self, stmt: ast.InsertInto) -> r.Entity:
         engine = self.engine
-        target = engine.catalog.source(stmt.target, stmt.pos)
+        target = insert_target(stmt, engine.catalog)
         if target.is_table:
             raise AnalysisError(
                 f"INSERT INTO can only be used to insert into a stream. {target.name} is a table.", pos=stmt.pos

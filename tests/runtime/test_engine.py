@@ -144,6 +144,11 @@ def test_errors_name_the_problem(engine: Engine) -> None:
         s.execute_all("CREATE STREAM x AS SELECT * FROM nope;")
     with pytest.raises(QueryEndpointError):
         s.execute_all("SELECT * FROM pageviews EMIT CHANGES;")
+    s.execute_all("CREATE STREAM src (k STRING KEY, v INT) WITH (kafka_topic='src', value_format='JSON', partitions=1);")
+    with pytest.raises(AnalysisError) as unknown_sink:
+        s.execute_all("INSERT INTO nowhere SELECT * FROM src;")
+    # ksqlDB points just after ``INSERT INTO``, whatever the spacing
+    assert str(unknown_sink.value).startswith("Line: 1, Col: 13: Source `NOWHERE` does not exist.")
 
 
 def test_processing_log_messages_name_the_topic(engine: Engine) -> None:

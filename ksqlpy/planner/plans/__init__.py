@@ -4,8 +4,9 @@ from ksqlpy.planner.plans.queries import (
     PlanContext,
     PlannedQuery,
     TopicShape,
+    insert_target,
     plan_create_as_select,
     plan_insert_into,
 )
 
-__all__ = ["PlanContext", "PlannedQuery", "TopicShape", "plan_create_as_select", "plan_insert_into"]
+__all__ = ["PlanContext", "PlannedQuery", "TopicShape", "insert_target", "plan_create_as_select", "plan_insert_into"]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ksqlpy.errors import AnalysisError
+from ksqlpy.errors import AnalysisError, NodeLocationError, Position
 from ksqlpy.parser import ast
 from ksqlpy.planner import ddl
 from ksqlpy.planner.aggregate import aggregate_window_info, analyze_aggregate, is_aggregate_query
@@ -193,6 +193,16 @@ def plan_create_as_select(stmt: ast.CreateAsSelect, ctx: PlanContext, query_id: 
         query_plan=QueryPlan(sources=analyzed.source_names, sink=sink.name, physical_plan=root, query_id=query_id),
     )
     return PlannedQuery(plan=plan, sink=sink, source=source, step=step)
+
+
+def insert_target(stmt: ast.InsertInto, catalog: Catalog) -> Source:
+    """The stream ``INSERT INTO`` writes to; ksqlDB reports an unknown one at the column just
+    after ``INSERT INTO`` (its statement's start plus that text's length), wherever the name is."""
+    target = catalog.sources.get(stmt.target)
+    if target is None:
+        pos = None if stmt.pos is None else Position(stmt.pos.line, stmt.pos.column + len("INSERT INTO") + 1)
+        raise NodeLocationError(f"Source `{stmt.target}` does not exist.", pos=pos)
+    return target
 
 
 def plan_insert_into(stmt: ast.InsertInto, target: Source, ctx: PlanContext, query_id: str) -> PlannedQuery:
