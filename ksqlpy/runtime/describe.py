@@ -279,7 +279,7 @@ def explain_statement(session: Any, stmt: Any, text: str) -> r.QueryDescription:
     from types import SimpleNamespace
 
     from ksqlpy.planner.physical import QueryPlan
-    from ksqlpy.planner.plans import insert_target, plan_create_as_select, plan_insert_into
+    from ksqlpy.planner.plans import fit_to_sink, insert_target, plan_create_as_select, plan_insert_into
     from ksqlpy.planner.plans.queries import analyze
 
     engine = session.engine
@@ -295,7 +295,8 @@ def explain_statement(session: Any, stmt: Any, text: str) -> r.QueryDescription:
             source, step, sink, ksql_plan = planned.source, planned.step, planned.sink, planned.plan
         case ast.InsertInto():
             query_id = f"INSERTQUERY_{number}"
-            planned = plan_insert_into(stmt, insert_target(stmt, engine.catalog), ctx, query_id)
+            target = insert_target(stmt, engine.catalog)
+            planned = plan_insert_into(fit_to_sink(stmt, target, ctx), target, ctx, query_id)
             source, step, sink, ksql_plan = planned.source, planned.step, planned.sink, planned.plan
         case ast.QueryStatement(query=query):
             source, step, _ = analyze(query, ctx, sink_name=None, persistent=False)

@@ -23,6 +23,7 @@ from ksqlpy.planner.plans import (
     PlanContext,
     PlannedQuery,
     TopicShape,
+    fit_to_sink,
     insert_target,
     plan_create_as_select,
     plan_insert_into,
@@ -506,6 +507,7 @@ class Session:
             raise AnalysisError(f"Cannot insert into {target.name} because it has header columns", pos=stmt.pos)
         if target.is_source:
             raise AnalysisError(f"Cannot insert into read-only stream: {target.name}", pos=stmt.pos)
+        stmt = fit_to_sink(stmt, target, self._plan_context())
         analyzed = analyze_query(stmt.query, self._plan_context(), sink_name=stmt.target, persistent=True)
         step = analyzed.step
         if analyzed.is_table:

@@ -177,3 +177,23 @@ def test_json_numbers_out_of_int_range_narrow_as_ksqldb_does(engine: Engine) -> 
         {"I": 1073741824, "B": 2147483648},
     ]
     assert read_topic(engine, engine.plog.topic) == []
+
+
+def test_insert_into_casts_literals_and_decimals_to_the_sinks_decimal_columns(engine: Engine) -> None:
+    s = engine.session()
+    s.execute_all(
+        "CREATE STREAM src (k STRING KEY, d DECIMAL(3, 1)) WITH (kafka_topic='src', value_format='JSON', partitions=1);"
+        "CREATE STREAM sink (k STRING KEY, c1 DECIMAL(5, 2), d DECIMAL(6, 2)) "
+        "WITH (kafka_topic='sink', value_format='JSON', partitions=1);"
+        "INSERT INTO sink SELECT k, 1 AS c1, d FROM src;"
+    )
+    produce_json(engine, "src", [("a", {"D": 12.5}, 1000)])
+    assert engine.wait_idle()
+    assert read_topic(engine, "sink") == [(b"a", {"C1": 1.0, "D": 12.5}, 1000)]
+    # a literal that does not fit the sink's DECIMAL, and a narrowing, are still refused
+    with pytest.raises(AnalysisError, match="Incompatible schema between results and sink"):
+        s.execute_all("INSERT INTO sink SELECT k, 1000 AS c1, d FROM src;")
+    s.execute_all("CREATE STREAM wide (k STRING KEY, c1 DECIMAL(5, 2), d DECIMAL(9, 4)) "
+                  "WITH (kafka_topic='wide', value_format='JSON', partitions=1);")
+    with pytest.raises(AnalysisError, match="Incompatible schema between results and sink"):
+        s.execute_all("INSERT INTO sink SELECT k, c1, d FROM wide;")

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from decimal import Decimal as PyDecimal
 from typing import Any
 
+from ksqlpy import sqltypes
 from ksqlpy.errors import AnalysisError, NodeLocationError, Position
 from ksqlpy.parser import ast
 from ksqlpy.planner import ddl
@@ -203,6 +205,81 @@ def insert_target(stmt: ast.InsertInto, catalog: Catalog) -> Source:
         pos = None if stmt.pos is None else Position(stmt.pos.line, stmt.pos.column + len("INSERT INTO") + 1)
         raise NodeLocationError(f"Source `{stmt.target}` does not exist.", pos=pos)
     return target
+
+
+def fit_to_sink(stmt: ast.InsertInto, target: Source, ctx: PlanContext) -> ast.InsertInto:
+    """``stmt`` with ksqlDB's implicit casts into its existing sink's DECIMAL columns.
+
+    A numeric literal projected into a DECIMAL column becomes that DECIMAL when its value fits
+    (``INSERT INTO t SELECT 1 AS c ...`` into ``c DECIMAL(5,2)``), and any DECIMAL result widens to
+    a sink DECIMAL with at least its scale and integer digits. Select items match the sink's
+    columns by position, keys first, as ksqlDB's ``SelectionUtil`` pairs them. Everything else
+    is left for the schema check to accept or reject.
+    """
+    sink_types = [c.type for c in (*target.key_columns, *target.value_columns)]
+    items = list(stmt.query.select)
+    for index, item in enumerate(items[: len(sink_types)]):
+        if not isinstance(item, ast.SingleColumn):
+            break  # a ``*`` expands to an unknown count: positions after it are not the sink's
+        wanted = sink_types[index]
+        literal = _literal_decimal(item.expr)
+        if (
+            isinstance(wanted, sqltypes.Decimal)
+            and literal is not None
+            and sqltypes.can_implicitly_cast(literal, wanted)
+        ):
+            items[index] = replace(item, expr=_cast(item.expr, wanted))
+    query = replace(stmt.query, select=tuple(items))
+    analyzed = analyze_query(query, ctx, sink_name=stmt.target, persistent=True)
+    result = {c.name: c.type for c in analyzed.step.columns}
+    sink = {c.name: c.type for c in (*target.key_columns, *target.value_columns)}
+    for index, item in enumerate(items):
+        name = _output_name(item)
+        if name is None or name not in result or name not in sink:
+            continue
+        have, wanted = result[name], sink[name]
+        if (
+            isinstance(have, sqltypes.Decimal)
+            and isinstance(wanted, sqltypes.Decimal)
+            and have != wanted
+            and sqltypes.can_implicitly_cast(have, wanted)
+        ):
+            assert isinstance(item, ast.SingleColumn)
+            items[index] = replace(item, expr=_cast(item.expr, wanted), alias=name)
+    return replace(stmt, query=replace(query, select=tuple(items)))
+
+
+def _output_name(item: ast.SelectItem) -> str | None:
+    """The column a select item names, where that is plain: its alias or a bare column's name."""
+    if not isinstance(item, ast.SingleColumn):
+        return None
+    if item.alias is not None:
+        return item.alias
+    return item.expr.name if isinstance(item.expr, ast.ColumnRef) else None
+
+
+def _literal_decimal(expr: ast.Expr) -> sqltypes.Decimal | None:
+    """The DECIMAL type of a numeric literal's value (ksqlDB's ``DecimalUtil.fromValue``)."""
+    match expr:
+        case ast.IntegerLiteral(value=v):
+            text = str(v)
+        case ast.DecimalLiteral(text=t):
+            text = t
+        case ast.DoubleLiteral(value=v):
+            text = repr(v)  # Java's BigDecimal.valueOf(double) reads Double.toString's digits
+        case _:
+            return None
+    value = PyDecimal(text)
+    _, digits, exponent = value.as_tuple()
+    assert isinstance(exponent, int)  # a literal is finite
+    scale = max(-exponent, 0)
+    integer_digits = max(len(digits) + exponent, 0) if value != 0 else 0
+    precision = max(integer_digits + scale, 1)
+    return sqltypes.Decimal(precision, scale) if precision <= 38 else None
+
+
+def _cast(expr: ast.Expr, to: sqltypes.Decimal) -> ast.Cast:
+    return ast.Cast(operand=expr, type=ast.DecimalType(precision=to.precision, scale=to.scale), pos=expr.pos)
 
 
 def plan_insert_into(stmt: ast.InsertInto, target: Source, ctx: PlanContext, query_id: str) -> PlannedQuery:
