@@ -35,8 +35,13 @@ def analyze_select(
     *,
     sink_name: str | None,
     persistent: bool,
+    keyless_ok: bool = False,
 ) -> tuple[Source, SelectStep]:
-    """Analyze a stateless query; ``sink_name`` names the sink in errors (CSAS/CTAS/INSERT)."""
+    """Analyze a stateless query; ``sink_name`` names the sink in errors (CSAS/CTAS/INSERT).
+
+    ``keyless_ok``: a stream query may leave its source's key out of the projection, making a
+    sink without key columns (ksqlDB's ``ksql.new.query.planner.enabled``).
+    """
     if not isinstance(query.from_, ast.Table):
         raise AnalysisError("Joins are not supported yet.", pos=query.from_.pos)
     if query.group_by:
@@ -77,7 +82,9 @@ def analyze_select(
         bounds = not persistent and source.window is not None
         items = expand_select(query.select, source, table.alias or table.name, scope, window_bounds=bounds)
         projections = name_projections(items, scope, source, persistent=persistent)
-        columns = key_columns_for(projections, source, sink_name, persistent)
+        columns = key_columns_for(
+            projections, source, sink_name, persistent, keyless_ok=keyless_ok and not source.is_table
+        )
     kind = StepKind.TABLE_SELECT if source.is_table else StepKind.STREAM_SELECT
     # A persistent stream query forwards records without a value (see the evaluator).
     read = replace(source, null_values=True) if persistent and not source.is_table else source
@@ -220,7 +227,12 @@ class KeyMissingError(AnalysisError):
 
 
 def key_columns_for(
-    projections: list[Projection], source: Source, sink_name: str | None, persistent: bool
+    projections: list[Projection],
+    source: Source,
+    sink_name: str | None,
+    persistent: bool,
+    *,
+    keyless_ok: bool = False,
 ) -> tuple[OutputColumn, ...]:
     """Mark which projected columns become the sink's key, with ksqlDB's checks."""
     if not persistent:
@@ -238,7 +250,7 @@ def key_columns_for(
                 + "."
             )
     missing = [k.name for k in source.key_columns if k.name not in by_key]
-    if missing:
+    if missing and not (keyless_ok and not by_key):
         missing = [k.name for k in source.key_columns]  # ksqlDB names every key column
         what = "key column" if len(missing) == 1 else "key columns"
         raise KeyMissingError(

@@ -197,3 +197,18 @@ def test_insert_into_casts_literals_and_decimals_to_the_sinks_decimal_columns(en
                   "WITH (kafka_topic='wide', value_format='JSON', partitions=1);")
     with pytest.raises(AnalysisError, match="Incompatible schema between results and sink"):
         s.execute_all("INSERT INTO sink SELECT k, c1, d FROM wide;")
+
+
+def test_new_query_planner_lets_a_stream_query_drop_the_key(tmp_path: Path) -> None:
+    engine = Engine.open(
+        {"ksql.streams.state.dir": str(tmp_path / "data"), "ksql.new.query.planner.enabled": "true"}
+    )
+    try:
+        s = engine.session()
+        s.execute_all(PAGEVIEWS + "CREATE STREAM pages AS SELECT page FROM pageviews;")
+        produce_json(engine, "pageviews", [("u1", {"PAGE": "home", "DURATION": 12}, 1000)])
+        assert engine.wait_idle()
+        assert read_topic(engine, "PAGES") == [(None, {"PAGE": "home"}, 1000)]
+        assert not engine.catalog.source("PAGES").key_columns
+    finally:
+        engine.close()

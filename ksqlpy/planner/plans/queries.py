@@ -149,7 +149,11 @@ def analyze(
 ) -> tuple[Source, SelectStep | AggregateStep, bool]:
     """The source, the analyzer's step and whether the result is a table."""
     if not is_aggregate_query(query):
-        source, step = analyze_select(query, ctx.catalog, sink_name=sink_name, persistent=persistent)
+        # ksqlDB's newer planner lets a stream query drop its source's key (the sink is keyless)
+        keyless_ok = str(ctx.config.get("ksql.new.query.planner.enabled", "false")).lower() == "true"
+        source, step = analyze_select(
+            query, ctx.catalog, sink_name=sink_name, persistent=persistent, keyless_ok=keyless_ok
+        )
         return source, step, source.is_table
     statement_kind = "CREATE STREAM AS SELECT" if kind is ast.SourceKind.STREAM else "CREATE TABLE AS SELECT"
     source, agg = analyze_aggregate(
