@@ -11,11 +11,20 @@ for all its runs (each run with its own service id)::
 
 It also reports the server's resident memory (VmRSS) once /info answers, which is what an idle
 server costs.
+
+With ``--first-record`` each run then times a new persistent query's first output, as a user
+sees it: a stream holding one record gets a ``CREATE STREAM ... AS SELECT`` reading from the
+earliest offset, and the figure is the time from sending the statement to the output record
+being readable downstream (a ``read_committed`` consumer on Kafka, a pull query over the sink
+stream on the embedded store). A second figure is one more record's trip, ``INSERT INTO`` to
+readable output, through the query now running. Runs are listed in order: on a freshly started
+test broker the first query's group join can wait half the consumer session timeout (~23 s).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import subprocess
@@ -54,8 +63,92 @@ def _rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def one_run(bootstrap: str | None) -> tuple[float, float, float]:
-    """(seconds from spawn to the first 200 on /info, CPU seconds by then, RSS MiB by then)."""
+def _ksql(port: int, sql: str, properties: dict[str, str] | None = None) -> object:
+    body = json.dumps({"ksql": sql, "streamsProperties": properties or {}}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/ksql", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def _pull_rows(port: int, sql: str) -> int:
+    body = json.dumps({"ksql": sql, "streamsProperties": {}}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/query", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return sum(1 for row in json.loads(r.read()) if "row" in row)
+
+
+class _Output:
+    """Counts the records readable on the sink topic, the way a downstream reader sees them."""
+
+    def __init__(self, port: int, bootstrap: str | None, topic: str) -> None:
+        self.port, self.topic = port, topic
+        self.consumer = None
+        self.seen = 0
+        if bootstrap is not None:
+            from confluent_kafka import Consumer, TopicPartition
+
+            self.consumer = Consumer(
+                {
+                    "bootstrap.servers": bootstrap,
+                    "group.id": f"startup-reader-{uuid.uuid4().hex[:8]}",
+                    "isolation.level": "read_committed",
+                    "enable.auto.commit": False,
+                    "fetch.wait.max.ms": 5,
+                }
+            )
+            self.partition = TopicPartition(topic, 0, 0)
+            self.assigned = False
+
+    def count(self) -> int:
+        if self.consumer is None:
+            try:
+                return _pull_rows(self.port, f"SELECT * FROM {self.topic};")
+            except urllib.error.HTTPError:
+                return 0  # the sink does not exist yet
+        if not self.assigned:
+            self.consumer.assign([self.partition])
+            self.assigned = True
+        for message in self.consumer.consume(100, timeout=0.005):
+            if message.error() is None:
+                self.seen += 1
+        return self.seen
+
+    def wait_for(self, n: int, start: float) -> float:
+        while self.count() < n:
+            if time.perf_counter() - start > STARTUP_TIMEOUT:
+                raise RuntimeError(f"no output record {n} in {STARTUP_TIMEOUT:.0f} s")
+            time.sleep(0.005)
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        if self.consumer is not None:
+            self.consumer.close()
+
+
+def first_record(port: int, bootstrap: str | None) -> tuple[float, float]:
+    """(statement sent → first output readable, INSERT sent → next output readable), seconds."""
+    topic = f"fr_src_{uuid.uuid4().hex[:8]}"  # a new topic, as a new stream's usually is
+    _ksql(port, f"CREATE STREAM fr_src (k STRING KEY, v INT) WITH (kafka_topic='{topic}', value_format='JSON', partitions=1);")
+    _ksql(port, "INSERT INTO fr_src (k, v) VALUES ('a', 1);")
+    output = _Output(port, bootstrap, "FR_OUT")
+    try:
+        start = time.perf_counter()
+        _ksql(port, "CREATE STREAM fr_out AS SELECT k, v * 2 AS v2 FROM fr_src;", {"auto.offset.reset": "earliest"})
+        first = output.wait_for(1, start)
+        start = time.perf_counter()
+        _ksql(port, "INSERT INTO fr_src (k, v) VALUES ('b', 2);")
+        return first, output.wait_for(2, start)
+    finally:
+        output.close()
+
+
+def one_run(bootstrap: str | None, with_first_record: bool = False) -> tuple[float, ...]:
+    """(seconds from spawn to the first 200 on /info, CPU seconds by then, RSS MiB by then),
+    then, ``with_first_record``, :func:`first_record`'s two figures."""
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="ksqlpy-startup-") as data_dir:
         command = [
@@ -86,7 +179,8 @@ def one_run(bootstrap: str | None) -> tuple[float, float, float]:
                     with urllib.request.urlopen(f"http://127.0.0.1:{port}/info", timeout=2) as r:
                         if r.status == 200:
                             elapsed = time.perf_counter() - start
-                            return elapsed, _cpu_s(server.pid), _rss_mib(server.pid)
+                            up = (elapsed, _cpu_s(server.pid), _rss_mib(server.pid))
+                            return up + first_record(port, bootstrap) if with_first_record else up
                 except (TimeoutError, urllib.error.URLError, ConnectionError):
                     pass
                 time.sleep(0.005)
@@ -99,7 +193,7 @@ def one_run(bootstrap: str | None) -> tuple[float, float, float]:
                 server.wait()
 
 
-def report(name: str, runs: list[tuple[float, float, float]]) -> None:
+def report(name: str, runs: list[tuple[float, ...]]) -> None:
     walls = sorted(r[0] for r in runs)
     best = min(runs)
     print(
@@ -107,18 +201,30 @@ def report(name: str, runs: list[tuple[float, float, float]]) -> None:
         f"   median {walls[len(walls) // 2]:.3f} s   runs: {' '.join(f'{w:.2f}' for w in walls)}",
         flush=True,
     )
+    if len(runs[0]) > 3:
+        for index, what in ((3, "new query → first output"), (4, "insert → output, query running")):
+            times = [r[index] for r in runs]
+            ordered = sorted(times)
+            print(
+                f"{'':9s} {what}: worst {ordered[-1]:.3f} s   median {ordered[len(times) // 2]:.3f} s"
+                f"   runs in order: {' '.join(f'{t:.2f}' for t in times)}",
+                flush=True,
+            )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--store", choices=("embedded", "kafka", "both"), default="both")
+    parser.add_argument(
+        "--first-record", action="store_true", help="also time a new persistent query's first output record"
+    )
     args = parser.parse_args()
     if args.store in ("embedded", "both"):
-        report("embedded", [one_run(None) for _ in range(args.runs)])
+        report("embedded", [one_run(None, args.first_record) for _ in range(args.runs)])
     if args.store in ("kafka", "both"):
         with running_broker() as broker:
-            report("kafka", [one_run(broker.bootstrap) for _ in range(args.runs)])
+            report("kafka", [one_run(broker.bootstrap, args.first_record) for _ in range(args.runs)])
 
 
 if __name__ == "__main__":
