@@ -1046,21 +1046,31 @@ class Materializer:
         else:
             # (on the calling thread: see _one_row_per_key)
             grouped = latest.group_by(PARTITION_COLUMN, use_threads=False).aggregate([(seg, "max")])
-            maxima = dict(
-                zip(grouped.column(PARTITION_COLUMN).to_pylist(), grouped.column(f"{seg}_max").to_pylist(), strict=True)
-            )
+            parts_of, maxima_of = grouped.column(PARTITION_COLUMN), grouped.column(f"{seg}_max")
+            maxima = dict(zip(parts_of.to_pylist(), maxima_of.to_pylist(), strict=True))
         ref = self.layout.stream_time_ref
         before = dict(con.execute(f"SELECT part, observed FROM {ref}").fetchall())
         advanced = {
             int(p): int(t) for p, t in maxima.items() if t is not None and t > before.get(p, NO_TIMESTAMP)
         }
-        if advanced:
-            # One statement for all partitions: executemany costs ~3 ms more even for one row.
-            values = ", ".join("(?, ?)" for _ in advanced)
+        # One statement for the partitions that have a row, one for those that have none: an
+        # UPDATE costs a third of the INSERT ... ON CONFLICT it replaced (~1 ms against ~3 ms a
+        # batch), and executemany costs ~3 ms more even for one row.
+        known = {p: t for p, t in advanced.items() if p in before}
+        if len(known) == 1:
+            [(part, observed)] = known.items()
+            con.execute(f"UPDATE {ref} SET observed = ? WHERE part = ?", [observed, part])
+        elif known:
+            values = ", ".join("(?, ?)" for _ in known)
             con.execute(
-                f"INSERT INTO {ref} VALUES {values} ON CONFLICT (part) DO UPDATE SET observed = excluded.observed",
-                [v for p, t in advanced.items() for v in (p, t)],
+                f"UPDATE {ref} SET observed = v.observed FROM (VALUES {values}) v(part, observed) "
+                f"WHERE {ref}.part = v.part",
+                [v for p, t in known.items() for v in (p, t)],
             )
+        fresh = {p: t for p, t in advanced.items() if p not in before}
+        if fresh:
+            values = ", ".join("(?, ?)" for _ in fresh)
+            con.execute(f"INSERT INTO {ref} VALUES {values}", [v for p, t in fresh.items() for v in (p, t)])
         return advanced
 
     def _expire(self, con: duckdb.DuckDBPyConnection, part: int, observed: int) -> None:
