@@ -3,10 +3,11 @@
 An aggregation on the embedded store spends about a third of each batch decoding its records
 (Arrow's JSON reader) and most of the rest in DuckDB, and both release the GIL: so the next
 batch is read and decoded on a second thread while the query's thread aggregates and commits
-the current one, and a machine's second core works too. Reading the log there as well (a DuckDB
-scan of the batch's records, beside the current batch's transaction) took ~15 % of the query's
-thread off it: Q2 on one million events went from ~0.3-0.35 M to ~0.4-0.57 M events/s, back to
-back on a loaded machine.
+the current one, and a machine's second core works too. The log is read there as well (a DuckDB
+scan of the batch's records, beside the current batch's transaction): the scan was ~11-16 % of
+the query's thread, which limits a batch, and is ~4 % of it now (waiting included). With a core
+to spare, Q2 on one million events went from ~0.28-0.44 M to ~0.39-0.57 M events/s in runs back
+to back; on a machine whose cores were all busy (load 5-6 on two) the two were level.
 
 :class:`DecodeAhead` stands in for the query's reader. ``poll`` hands out the batch read ahead
 (reading it on the spot when none is, or when the read ahead found nothing: records may have
