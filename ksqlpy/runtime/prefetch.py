@@ -2,13 +2,16 @@
 
 An aggregation on the embedded store spends about a third of each batch decoding its records
 (Arrow's JSON reader) and most of the rest in DuckDB, and both release the GIL: so the next
-batch is decoded on a second thread while the query's thread aggregates and commits the current
-one, and a machine's second core works too. The next batch is polled on the query's thread,
-before the current batch's transaction begins: a read of the log running beside that
-transaction's writes slowed both down.
+batch is read and decoded on a second thread while the query's thread aggregates and commits
+the current one, and a machine's second core works too. The log is read there as well (a DuckDB
+scan of the batch's records, beside the current batch's transaction): the scan was ~11-16 % of
+the query's thread, which limits a batch, and is ~4 % of it now (waiting included). With a core
+to spare, Q2 on one million events went from ~0.28-0.44 M to ~0.39-0.57 M events/s in runs back
+to back; on a machine whose cores were all busy (load 5-6 on two) the two were level.
 
 :class:`DecodeAhead` stands in for the query's reader. ``poll`` hands out the batch read ahead
-(reading it on the spot when none is), then reads the next and has it decoded;
+(reading it on the spot when none is, or when the read ahead found nothing: records may have
+come since), then has the next read and decoded;
 :meth:`DecodeAhead.decoded` is the batch handed out, decoded. ``positions`` are the reader's
 right after the batch handed out last, not after the one read ahead: each transaction commits
 exactly the positions of the records it processed, so exactly-once holds as without reading
@@ -61,22 +64,19 @@ class DecodeAhead(TopicReader):
         decoded = self.decoder.decode(records) if records.num_rows else None
         return _Batch(records, decoded, self.reader.positions())
 
-    def _decode(self, records: pa.Table, positions: dict[TopicPartition, int]) -> _Batch:
-        return _Batch(records, self.decoder.decode(records), positions)
-
     def poll(self, max_records: int = 10_000, timeout: float = 0.1) -> pa.Table:
         ahead, self._ahead = self._ahead, None
         batch = ahead.result() if ahead is not None else None
-        if batch is None:
+        if batch is None or batch.decoded is None:
+            # Nothing was there when the batch ahead was read: read now, waiting up to `timeout`
+            # (an empty read ahead is never handed out, as records may have come since).
             first = max_records if self.first_records is None else min(max_records, self.first_records)
             batch = self._read(first, timeout)
         self._current = batch
         self._positions = batch.positions
         if batch.decoded is not None:
             # Only while records come: an idle query reads nothing ahead (its poll waits instead).
-            records = self.reader.poll(max_records, 0.0)
-            if records.num_rows:
-                self._ahead = self._worker.submit(self._decode, records, self.reader.positions())
+            self._ahead = self._worker.submit(self._read, max_records, 0.0)
         return batch.records
 
     def decoded(self, records: pa.Table) -> Decoded:

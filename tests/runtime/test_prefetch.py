@@ -92,6 +92,32 @@ def test_a_batch_not_read_ahead_is_read_short(tmp_path: Path) -> None:
         engine.close()
 
 
+def test_records_written_after_an_empty_read_ahead_are_handed_out(tmp_path: Path) -> None:
+    """The batch ahead is read on the decoding thread; when it found nothing, the next poll reads
+    again rather than hand out that stale empty batch (an idle query would miss new records)."""
+    engine = Engine.open({"ksql.streams.state.dir": str(tmp_path / "data")})
+    try:
+        engine.session().execute_all(VIEWS)
+        produce(engine, 0, 5)
+        decoder = SourceDecoder(engine.catalog.source("VIEWS"), registry_for(engine.store))
+        tp = TopicPartition("views", 0)
+        reader = DecodeAhead(engine.store.open_reader(["views"], group="g", start="earliest"), decoder, "t")
+        try:
+            assert reader.poll(10, timeout=1.0).column("offset").to_pylist() == [0, 1, 2, 3, 4]
+            ahead = reader._ahead
+            assert ahead is not None
+            assert ahead.result().records.num_rows == 0  # read ahead before the next records came
+            produce(engine, 5, 3)
+            records = reader.poll(10, timeout=0.0)
+            assert records.column("offset").to_pylist() == [5, 6, 7]
+            assert reader.decoded(records).table.column("MS").to_pylist() == [5, 6, 7]
+            assert reader.positions() == {tp: 8}
+        finally:
+            reader.close()
+    finally:
+        engine.close()
+
+
 def test_an_aggregation_reading_ahead_commits_what_it_processed(tmp_path: Path) -> None:
     def opened() -> Engine:
         return Engine.open(
