@@ -93,6 +93,11 @@ class BatchText:
             self._lower = self.raw.lower()
         return self._lower
 
+    def quotes(self) -> int:
+        """Double quotes in the text (a vectorized count: ``bytes.count`` of one byte runs several
+        times slower on a batch of a few MB)."""
+        return int(np.count_nonzero(np.frombuffer(self.raw, dtype=np.uint8) == ord('"')))
+
     def occurrences(self, name: str) -> int:
         """Quoted occurrences of ``name`` in any (ASCII) case."""
         counted = self._strings.get(name.lower().encode())
@@ -217,7 +222,7 @@ class KeyNames:
         # Every quote in the batch opens or closes a key or a string Arrow read (two each): no
         # key went unread, so no name is spelled in a way the plan missed. One count for all
         # names, for the common batch without nulls or extra fields.
-        if text.raw.count(b'"') == 2 * (tally.keys + tally.strings):
+        if text.quotes() == 2 * (tally.keys + tally.strings):
             text.explained = True
             return doubt
         unsure = self.variable - proven - doubt

@@ -1031,8 +1031,12 @@ class _ReadAhead:
         if time.monotonic() - self.started > _AHEAD_SECONDS:
             time.sleep(timeout)
             return []
+        messages = self.consumer.consume(max_records, timeout=timeout)
+        # Usually every message is a record: one C-level pass says so (see KafkaReader._usable).
+        if not any(map(operator.is_not, map(Message.error, messages), itertools.repeat(None))):
+            return messages
         usable: list[Message] = []
-        for m in self.consumer.consume(max_records, timeout=timeout):
+        for m in messages:
             error = m.error()
             if error is None:
                 usable.append(m)
