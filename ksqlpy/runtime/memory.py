@@ -34,9 +34,11 @@ thousands of built-in functions in each database it opens, Arrow registering its
 kernels. Those pages of the shared libraries stay resident (~85 MiB of a Kafka server's ~190 MiB
 at idle) though a query runs a small part of that code. :func:`release_library_pages` has the
 kernel reclaim the resident pages of every library's read-only mappings once the server has
-started; what a query then runs comes back on first use. Over 1 M events on Kafka a filter
-query peaked at 237 vs 281 MiB and a windowed count at 328 vs 355 MiB, at the same events/s
-and CPU time.
+started; what a query then runs comes back on first use. An idle server on Kafka holds ~125
+instead of ~190 MiB. Over 1 M events on Kafka (the peers harness, two rounds back to back) a
+filter query peaked at 235-236 vs 273-293 MiB, a windowed count at 327-334 vs 369-380 MiB and
+the same without its cache at 360 vs 412-424 MiB, at the same events/s and CPU time within the
+noise of a shared machine.
 """
 
 from __future__ import annotations
