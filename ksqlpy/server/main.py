@@ -243,7 +243,11 @@ def release_start_up_pages(engine: Any) -> None:
     """Once the engine's background set-up has ended, give back the library pages start-up
     touched (see ``ksqlpy.runtime.memory``): a query brings back the code it runs."""
     engine.warmed_up()
-    released = release_library_pages()
+    try:
+        released = release_library_pages()
+    except Exception:  # only memory is at stake: the server serves on
+        log.debug("Releasing the library pages failed", exc_info=True)
+        return
     log.debug("Released the resident pages of %d MiB of library mappings.", released >> 20)
 
 
