@@ -229,6 +229,11 @@ class Engine:
             self._warm_up.join()
         self.state = "TERMINATED"
 
+    def warmed_up(self) -> None:
+        """Wait until the background set-up begun by :meth:`start` has ended."""
+        if self._warm_up is not None:
+            self._warm_up.join()
+
     def __enter__(self) -> Engine:
         return self
 

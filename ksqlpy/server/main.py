@@ -36,7 +36,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.config import Sockets
 from hypercorn.utils import wrap_app
 
-from ksqlpy.runtime.memory import MallocTrimmer, tune_malloc
+from ksqlpy.runtime.memory import MallocTrimmer, release_library_pages, tune_malloc
 from ksqlpy.server import tls, transport
 from ksqlpy.server.config import ServerConfig
 from ksqlpy.server.starting import StartingApp
@@ -239,6 +239,18 @@ def _remove(created: Path | None) -> None:
         shutil.rmtree(created, ignore_errors=True)
 
 
+def release_start_up_pages(engine: Any) -> None:
+    """Once the engine's background set-up has ended, give back the library pages start-up
+    touched (see ``ksqlpy.runtime.memory``): a query brings back the code it runs."""
+    engine.warmed_up()
+    try:
+        released = release_library_pages()
+    except Exception:  # only memory is at stake: the server serves on
+        log.debug("Releasing the library pages failed", exc_info=True)
+        return
+    log.debug("Released the resident pages of %d MiB of library mappings.", released >> 20)
+
+
 def start_engine(engine: Any, lock: threading.Lock) -> None:
     """Replay the command log, under the statement lock (requests are refused meanwhile; this
     keeps anything that slips past from seeing a half-built metastore)."""
@@ -309,6 +321,7 @@ def serve(config: ServerConfig) -> None:
                 log.exception(
                     "Could not join the cluster: heartbeats and /clusterStatus show this server only."
                 )
+            await asyncio.to_thread(release_start_up_pages, server.engine)
 
         starting = asyncio.create_task(start())
         await serve_app(front, config, shutdown, sockets)

@@ -4,8 +4,10 @@ names one (mimalloc, Arrow's default, keeps freed batches' pages and raised the 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -87,3 +89,60 @@ def test_the_trim_interval_is_a_server_setting() -> None:
     assert config.malloc_trim_interval == 0.0
     with pytest.raises(ConfigError, match="ksqlpy.memory.trim.interval.ms: must be a non-negative integer"):
         ServerConfig.load(environ={}, overrides={"ksqlpy.memory.trim.interval.ms": "-5"})
+
+
+PAGEOUT_PROBE = """
+import ctypes, os, sys
+from ksqlpy.runtime.memory import release_library_pages
+lib = sys.argv[1]
+ctypes.CDLL(lib)  # loading it touches its headers, symbol tables and start-up code
+def resident():
+    total, mine = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            if line[0] in "0123456789abcdef" and "-" in line.split()[0]:
+                mine = line.rstrip().endswith(lib)
+            elif mine and line.startswith("Rss:"):
+                total += int(line.split()[1])
+    return total
+before = resident()
+released = release_library_pages()
+print(before, resident(), released)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's madvise(MADV_PAGEOUT)")
+def test_library_pages_leave_the_resident_set(tmp_path: Path) -> None:
+    import _ctypes
+
+    # A copy of a library, mapped by this process alone: the kernel keeps pages other
+    # processes map too, and any Python test run shares the installed ones.
+    lib = tmp_path / "libcopy.so"
+    shutil.copyfile(_ctypes.__file__, lib)
+    with open(lib, "rb+") as f:
+        os.fsync(f.fileno())
+    out = subprocess.run([sys.executable, "-c", PAGEOUT_PROBE, str(lib)], capture_output=True, text=True, check=True)
+    before, after, released = (int(x) for x in out.stdout.split())
+    if released == 0:
+        pytest.skip("this kernel has no MADV_PAGEOUT")
+    assert before > 0
+    assert after < before
+
+
+def test_library_mappings_are_the_read_only_ones_of_shared_objects() -> None:
+    from ksqlpy.runtime.memory import _library_mappings
+
+    maps = """\
+7f0000000000-7f0000001000 r--p 00000000 08:01 1 /usr/lib/libfoo.so.1
+7f0000001000-7f0000003000 r-xp 00001000 08:01 1 /usr/lib/libfoo.so.1
+7f0000003000-7f0000004000 rw-p 00003000 08:01 1 /usr/lib/libfoo.so.1
+7f0000004000-7f0000005000 r-xp 00000000 08:01 2 /site-packages/_duckdb.cpython-311-x86_64-linux-gnu.so
+7f0000005000-7f0000006000 r--p 00000000 08:01 3 /usr/share/locale/locale-archive
+7f0000006000-7f0000007000 rw-p 00000000 00:00 0 [heap]
+7f0000007000-7f0000008000 r--p 00000000 00:00 0
+"""
+    assert _library_mappings(maps) == [
+        (0x7F0000000000, 0x7F0000001000),
+        (0x7F0000001000, 0x7F0000003000),
+        (0x7F0000004000, 0x7F0000005000),
+    ]

@@ -6,6 +6,9 @@ Public API::
     sr.serializer(spec, columns, is_key=False, registry=r, topic="t")
     sr.generated_schema(spec, columns, is_key=False)   # (schema text, registry schema type)
     sr.infer_columns(spec, registry, topic, is_key=False)  # columns of the registered schema
+
+The Avro and Protobuf serdes are imported on first use: fastavro and protobuf cost a server that
+uses neither several MiB of resident memory.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from typing import Protocol
 
 from ksqlpy import sqltypes
 from ksqlpy.errors import AnalysisError
-from ksqlpy.runtime.serde import avro, json_sr
+from ksqlpy.runtime.serde import json_sr
 from ksqlpy.runtime.serde.base import Deserializer, Serializer
 from ksqlpy.runtime.serde.format import Format, SerdeSpec
 from ksqlpy.runtime.serde.registry import RegisteredSchema, SchemaRegistry, SchemaRegistryError, subject_name
@@ -25,7 +28,7 @@ from ksqlpy.sqltypes import Field
 
 #: The registry's name for each format's schema language.
 SCHEMA_TYPES: dict[Format, str] = {
-    Format.AVRO: avro.SCHEMA_TYPE,
+    Format.AVRO: "AVRO",
     Format.JSON_SR: json_sr.SCHEMA_TYPE,
     Format.PROTOBUF: "PROTOBUF",
     Format.PROTOBUF_NOSR: "PROTOBUF",
@@ -36,6 +39,8 @@ def deserializer(spec: SerdeSpec, columns: Sequence[Field], *, is_key: bool, reg
     wrapped = spec.wraps(columns, is_key=is_key)
     match spec.format:
         case Format.AVRO:
+            from ksqlpy.runtime.serde import avro
+
             return avro.AvroDeserializer(columns, is_key=is_key, wrapped=wrapped, registry=registry)
         case Format.JSON_SR:
             return json_sr.JsonSrDeserializer(columns, is_key=is_key, wrapped=wrapped)
@@ -59,6 +64,8 @@ def serializer(
     wrapped = spec.wraps(columns, is_key=is_key)
     match spec.format:
         case Format.AVRO:
+            from ksqlpy.runtime.serde import avro
+
             return avro.AvroSerializer(
                 columns,
                 is_key=is_key,
@@ -94,6 +101,8 @@ def generated_schema(spec: SerdeSpec, columns: Sequence[Field], *, is_key: bool)
     wrapped = spec.wraps(columns, is_key=is_key)
     match spec.format:
         case Format.AVRO:
+            from ksqlpy.runtime.serde import avro
+
             return json.dumps(avro.avro_schema(columns, wrapped=wrapped, full_name=spec.full_name)), avro.SCHEMA_TYPE
         case Format.JSON_SR:
             return json.dumps(json_sr.json_schema(columns, wrapped=wrapped)), json_sr.SCHEMA_TYPE
@@ -113,6 +122,8 @@ def columns_of(
     wrapped = spec.wrap_single_value
     match spec.format:
         case Format.AVRO:
+            from ksqlpy.runtime.serde import avro
+
             return avro.columns_from_avro(schema.schema, is_key=is_key, wrapped=wrapped)
         case Format.JSON_SR:
             return json_sr.columns_from_json_schema(schema.schema, is_key=is_key, wrapped=wrapped)

@@ -211,7 +211,15 @@ class KafkaStore(TopicStore):
         self._replay: dict[str, dict[TopicPartition, int]] = {}
         #: group -> whether its reader's last batch was a replay batch
         self._replay_batch: dict[str, bool] = {}
-        config = {"bootstrap.servers": bootstrap_servers, **(client_config or {})}
+        config = {
+            "bootstrap.servers": bootstrap_servers,
+            # librdkafka keeps latency histograms for client-metrics push (KIP-714) on every
+            # connection of every client, pushed or not: ~0.4 MiB per client, of which a server
+            # has a dozen (command topic, queries, read-aheads, admin). kafka.enable.metrics.push
+            # turns it back on.
+            "enable.metrics.push": "false",
+            **(client_config or {}),
+        }
         self._exactly_once = exactly_once
         self.standby_replicas = standby_replicas
         self._transactional_id = (
