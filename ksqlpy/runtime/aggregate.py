@@ -59,6 +59,8 @@ SEQ = "__SEQ"
 SIGN = "__SIGN"
 PASS = "__PASS"
 PRIOR_PASS = "__PRIOR_PASS"
+#: Batches of at most this many rows are aggregated in Python (see ``AggregateProcessor._small``).
+SMALL_BATCH_ROWS = 16
 KEPT_PASS = "__KEPT_PASS"  # the HAVING result a group keeps: its last change's, not a retraction's
 FORCE_DELETE = "__FORCE_DELETE"
 _SOURCE_SEQ = "__SOURCE_SEQ"  # an emitted row's input record (its SEQ), for its headers
@@ -357,8 +359,11 @@ class AggregateProcessor:
             out = self._finish(self._running(rows, state), state, plain=True)
         else:
             prior = self._groups.lookup(state, rows)
-            agg = self._vector(rows, prior) if self.vectorized else self._sequential(rows, prior)
-            out = self._finish(agg, state)
+            if self.vectorized and rows.num_rows <= SMALL_BATCH_ROWS:
+                out = self._finish(self._small(rows, prior), state, plain=True)
+            else:
+                agg = self._vector(rows, prior) if self.vectorized else self._sequential(rows, prior)
+                out = self._finish(agg, state)
         # Each partition's stream time after the batch: the last it advanced to.
         advanced = dict(times)
         if advanced:
@@ -917,6 +922,26 @@ class AggregateProcessor:
         return grouped.select([*self.group_cols, *names]).rename_columns(
             [*self.group_cols, SEQ, PART, SKIP, "__MAX_TS", *(f"__R{i}" for i in range(len(kinds)))]
         )
+
+    def _small(self, rows: pa.Table, prior: pa.Table) -> pa.Table:
+        """The aggregated rows of a batch of a few rows, as :meth:`_running` makes them (each
+        group's last row marked ``__LAST``, ``__HAD`` whether it had a state; with caching, only
+        those last rows): by the accumulators' Python methods (:meth:`_sequential`). Running the
+        vectorized query costs a registration of the rows and of their prior states and a
+        statement, several milliseconds whatever the rows, and then the output's statement too,
+        which rows made so often need not (see :meth:`_projected`)."""
+        agg = self._sequential(rows, prior)
+        keys = [_hashable(list(k.values())) for k in rows.select(self.group_cols).to_pylist()]
+        had = {_hashable(list(k.values())) for k in prior.select(self.group_cols).to_pylist()}
+        seen: set[Any] = set()
+        last = [False] * len(keys)
+        for i in range(len(keys) - 1, -1, -1):
+            if keys[i] not in seen:
+                seen.add(keys[i])
+                last[i] = True
+        agg = agg.append_column("__LAST", pa.array(last, pa.bool_()))
+        agg = agg.append_column(_HAD, pa.array([k in had for k in keys], pa.bool_()))
+        return agg if self.step.per_record else agg.filter(agg.column("__LAST"))
 
     def _sequential(self, rows: pa.Table, prior: pa.Table) -> pa.Table:
         """The accumulators' Python methods, one row at a time (the reference semantics)."""
