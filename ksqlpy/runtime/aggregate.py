@@ -20,7 +20,8 @@ Per batch (see STATEFUL.md):
    arithmetic, so the common cases take fewer: with caching (one output per group and commit)
    a batch is one GROUP BY (Arrow's, for COUNT and integer SUM/MIN/MAX) joined with the prior
    states in the state database itself; with per-record output, a stream's COUNTs and integer
-   SUMs are numpy's cumulative sums per group.
+   SUMs are numpy's cumulative sums per group. A batch of a few rows (a paced writer's) that
+   would be a vectorized query is aggregated by the accumulators in Python instead.
 4. *output*: HAVING and the projection; a row is emitted when it passes HAVING, a tombstone when
    it fails but the group's previous value passed. Without per-record output only each group's
    last change is emitted. EMIT FINAL emits a window once, when it closes.
