@@ -360,7 +360,7 @@ class AggregateProcessor:
             out = self._finish(self._running(rows, state), state, plain=True)
         else:
             prior = self._groups.lookup(state, rows)
-            if self.vectorized and rows.num_rows <= SMALL_BATCH_ROWS:
+            if self.vectorized and rows.num_rows <= SMALL_BATCH_ROWS and self._small_in_python:
                 out = self._finish(self._small(rows, prior), state, plain=True)
             else:
                 agg = self._vector(rows, prior) if self.vectorized else self._sequential(rows, prior)
@@ -924,6 +924,21 @@ class AggregateProcessor:
             [*self.group_cols, SEQ, PART, SKIP, "__MAX_TS", *(f"__R{i}" for i in range(len(kinds)))]
         )
 
+    @property
+    def _small_in_python(self) -> bool:
+        """Whether :meth:`_small` may aggregate this aggregation's batches: every argument, state
+        and result a boolean, number (not DECIMAL), string or collection of them. The Python
+        forms of the others differ from the vectorized ones at their edges (a DECIMAL sum's
+        overflow, a DATE minimum's initial state)."""
+        found = self._small_checked
+        if found is None:
+            types = [t for c in self.step.calls for t in (*c.arg_types, c.accumulator.state_type)]
+            types += [c.accumulator.return_type for c in self.step.calls]
+            found = self._small_checked = all(_plain_type(t) for t in types)
+        return found
+
+    _small_checked: bool | None = None
+
     def _small(self, rows: pa.Table, prior: pa.Table) -> pa.Table:
         """The aggregated rows of a batch of a few rows, as :meth:`_running` makes them (each
         group's last row marked ``__LAST``, ``__HAD`` whether it had a state; with caching, only
@@ -1383,6 +1398,31 @@ def _by_partition(stream_time: dict[int, int]) -> str:
         return str(_MIN_TS)
     cases = " ".join(f"WHEN {p} THEN {t}" for p, t in stream_time.items())
     return f"(CASE {PART} {cases} ELSE {_MIN_TS} END)"
+
+
+_PLAIN_BASES = frozenset(
+    {
+        sqltypes.BaseType.BOOLEAN,
+        sqltypes.BaseType.INTEGER,
+        sqltypes.BaseType.BIGINT,
+        sqltypes.BaseType.DOUBLE,
+        sqltypes.BaseType.STRING,
+    }
+)
+
+
+def _plain_type(t: sqltypes.SqlType) -> bool:
+    """A boolean, INT, BIGINT, DOUBLE or STRING, or an ARRAY, MAP or STRUCT of such types only."""
+    match t:
+        case sqltypes.Primitive():
+            return t.base in _PLAIN_BASES
+        case sqltypes.Array():
+            return _plain_type(t.element)
+        case sqltypes.Map():
+            return _plain_type(t.key) and _plain_type(t.value)
+        case sqltypes.Struct():
+            return all(_plain_type(f.type) for f in t.fields)
+    return False
 
 
 def _hashable(values: list[Any]) -> Any:
