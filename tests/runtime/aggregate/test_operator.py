@@ -264,3 +264,17 @@ def test_source_rows_kept_before_they_named_their_partition_are_in_partition_0()
     p = processor(TABLE, query, vectorized=True)
     p.prepare(table_batch(random.Random(6), 0, 0), state)
     assert state.execute('SELECT count(*), count_if("__SP" = 0) FROM agg."Q_src"').fetchone() == (held, held)
+
+
+@pytest.mark.parametrize(
+    ("query", "in_python"),
+    [
+        ("SELECT ID, LATEST_BY_OFFSET(V) AS L, COLLECT_LIST(V) AS C FROM S GROUP BY ID EMIT CHANGES;", True),
+        ("SELECT ID, SUM(CAST(V AS DECIMAL(4, 1))) AS D FROM S GROUP BY ID EMIT CHANGES;", False),
+        ("SELECT ID, MIN(FROM_DAYS(V)) AS D FROM S GROUP BY ID EMIT CHANGES;", False),
+    ],
+)
+def test_small_batches_in_python_only_of_plain_types(query: str, in_python: bool) -> None:
+    """The accumulators' Python forms of DECIMAL and DATE differ from the vectorized ones at their
+    edges (overflow, initial states): their small batches stay vectorized."""
+    assert processor(STREAM, query, vectorized=True)._small_in_python is in_python
