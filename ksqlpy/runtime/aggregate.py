@@ -60,8 +60,9 @@ SEQ = "__SEQ"
 SIGN = "__SIGN"
 PASS = "__PASS"
 PRIOR_PASS = "__PRIOR_PASS"
-#: Batches of at most this many rows are aggregated in Python (see ``AggregateProcessor._small``).
-SMALL_BATCH_ROWS = 16
+#: Batches of at most this many rows are aggregated in Python (see ``AggregateProcessor._small``):
+#: up to some hundreds of rows that costs less than the statements it saves.
+SMALL_BATCH_ROWS = 128
 KEPT_PASS = "__KEPT_PASS"  # the HAVING result a group keeps: its last change's, not a retraction's
 FORCE_DELETE = "__FORCE_DELETE"
 _SOURCE_SEQ = "__SOURCE_SEQ"  # an emitted row's input record (its SEQ), for its headers

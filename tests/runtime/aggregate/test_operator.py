@@ -17,7 +17,7 @@ from ksqlpy.parser import parse_statement
 from ksqlpy.planner import ddl
 from ksqlpy.planner.aggregate import analyze_aggregate
 from ksqlpy.planner.catalog import Catalog
-from ksqlpy.runtime.aggregate import AggregateProcessor
+from ksqlpy.runtime.aggregate import SMALL_BATCH_ROWS, AggregateProcessor
 from ksqlpy.runtime.codec import TOMBSTONE
 from ksqlpy.runtime.query import new_connection
 
@@ -87,7 +87,8 @@ CASES = [
 
 #: Rows of each batch: larger batches than ``SMALL_BATCH_ROWS``, and a few rows each, which the
 #: vectorized processor aggregates in Python (``_small``), between larger ones.
-SIZES = {"large": (40, 40, 40, 40), "small": (1, 3, 16, 2, 40, 1, 5, 7)}
+LARGE = SMALL_BATCH_ROWS + 30
+SIZES = {"large": (LARGE, LARGE, LARGE, LARGE), "small": (1, 3, 16, 2, LARGE, 1, 5, 7)}
 
 
 @pytest.mark.parametrize(("ddl_text", "query", "make"), CASES)
@@ -154,7 +155,7 @@ def test_small_batches_aggregated_in_python_agree_with_the_reference(
     rng = random.Random(7)
     vec_state, seq_state = duckdb.connect(), duckdb.connect()
     emitted = 0
-    sizes = (1, 3, 16, 2, 40, 1, 5, 7, 1, 1)
+    sizes = (1, 3, 16, 2, LARGE, 1, 5, 7, 1, 1)
     for b, n in enumerate(sizes):
         batch = make(rng, n, b * 1000)
         a = vec.process(batch, vec_state).rows
