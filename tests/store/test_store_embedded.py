@@ -302,7 +302,7 @@ def test_records_read_just_after_their_append_are_those_in_the_log(tmp_path: Pat
     store.produce("t", records([b"b"], timestamps=[now]))
     store.produce("t", records([b"c", b"d"], timestamps=[now - 1, now]))
     bounds = store._bounds[(store._topic("t").id, 0)]
-    assert [first for first, _ in bounds.recent] == [0, 2, 3]
+    assert [first for first, _, _ in bounds.recent] == [0, 2, 3]
     assert embedded._recent_records(bounds.recent, 2, 5) is not None
     got.append(tail.poll(timeout=0))
     with store.transaction() as tx:

@@ -100,9 +100,9 @@ class _Bounds:
 
     start: int = 0
     end: int = 0
-    #: The records of the latest small appends, (first offset, records) contiguous up to ``end``
-    #: (see :func:`_recent_records`); replaced whole, never changed in place.
-    recent: tuple[tuple[int, pa.Table], ...] = ()
+    #: The records of the latest small appends, (first offset, records, their bytes) contiguous up
+    #: to ``end`` (see :func:`_recent_records`); replaced whole, never changed in place.
+    recent: tuple[tuple[int, pa.Table, int], ...] = ()
 
 
 #: Records of one partition kept in memory after their append at most (see ``_Bounds.recent``).
@@ -829,25 +829,25 @@ class EmbeddedReader(TopicReader):
 
 
 def _kept_recent(
-    kept: tuple[tuple[int, pa.Table], ...], end: int, records: pa.Table
-) -> tuple[tuple[int, pa.Table], ...]:
+    kept: tuple[tuple[int, pa.Table, int], ...], end: int, records: pa.Table
+) -> tuple[tuple[int, pa.Table, int], ...]:
     """The records kept in memory after ``records`` were appended, ending at offset ``end``: the
     ones kept before, when they end where ``records`` start, and ``records``, less the oldest
     over :data:`RECENT_ROWS` or :data:`RECENT_BYTES`."""
     first = end - records.num_rows
     if kept and kept[-1][0] + kept[-1][1].num_rows != first:
         kept = ()  # something appended meanwhile was not kept (a transaction's records)
-    pieces = [*kept, (first, records)]
-    rows = sum(t.num_rows for _, t in pieces)
-    size = sum(t.nbytes for _, t in pieces)
+    pieces = [*kept, (first, records, records.nbytes)]
+    rows = end - pieces[0][0]
+    size = sum(piece[2] for piece in pieces)
     while pieces and (rows > RECENT_ROWS or size > RECENT_BYTES):
         rows -= pieces[0][1].num_rows
-        size -= pieces[0][1].nbytes
+        size -= pieces[0][2]
         pieces.pop(0)
     return tuple(pieces)
 
 
-def _recent_records(kept: tuple[tuple[int, pa.Table], ...], start: int, end: int) -> pa.Table | None:
+def _recent_records(kept: tuple[tuple[int, pa.Table, int], ...], start: int, end: int) -> pa.Table | None:
     """Records ``start`` to ``end - 1`` of a partition from those kept in memory after their append
     (``_Bounds.recent``), or None when they are not all there. A reader that keeps up with a
     writer of small batches reads each batch just after its append: reading it from memory
@@ -856,7 +856,7 @@ def _recent_records(kept: tuple[tuple[int, pa.Table], ...], start: int, end: int
         return None
     pieces = [
         table.slice(max(start, first) - first, min(end, first + table.num_rows) - max(start, first))
-        for first, table in kept
+        for first, table, _ in kept
         if first < end and start < first + table.num_rows
     ]
     if not pieces:
