@@ -20,7 +20,8 @@ Per batch (see STATEFUL.md):
    arithmetic, so the common cases take fewer: with caching (one output per group and commit)
    a batch is one GROUP BY (Arrow's, for COUNT and integer SUM/MIN/MAX) joined with the prior
    states in the state database itself; with per-record output, a stream's COUNTs and integer
-   SUMs are numpy's cumulative sums per group.
+   SUMs are numpy's cumulative sums per group. A batch of a few rows (a paced writer's) that
+   would be a vectorized query is aggregated by the accumulators in Python instead.
 4. *output*: HAVING and the projection; a row is emitted when it passes HAVING, a tombstone when
    it fails but the group's previous value passed. Without per-record output only each group's
    last change is emitted. EMIT FINAL emits a window once, when it closes.
@@ -59,6 +60,9 @@ SEQ = "__SEQ"
 SIGN = "__SIGN"
 PASS = "__PASS"
 PRIOR_PASS = "__PRIOR_PASS"
+#: Batches of at most this many rows are aggregated in Python (see ``AggregateProcessor._small``):
+#: up to some hundreds of rows that costs less than the statements it saves.
+SMALL_BATCH_ROWS = 128
 KEPT_PASS = "__KEPT_PASS"  # the HAVING result a group keeps: its last change's, not a retraction's
 FORCE_DELETE = "__FORCE_DELETE"
 _SOURCE_SEQ = "__SOURCE_SEQ"  # an emitted row's input record (its SEQ), for its headers
@@ -357,8 +361,11 @@ class AggregateProcessor:
             out = self._finish(self._running(rows, state), state, plain=True)
         else:
             prior = self._groups.lookup(state, rows)
-            agg = self._vector(rows, prior) if self.vectorized else self._sequential(rows, prior)
-            out = self._finish(agg, state)
+            if self.vectorized and rows.num_rows <= SMALL_BATCH_ROWS and self._small_in_python:
+                out = self._finish(self._small(rows, prior), state, plain=True)
+            else:
+                agg = self._vector(rows, prior) if self.vectorized else self._sequential(rows, prior)
+                out = self._finish(agg, state)
         # Each partition's stream time after the batch: the last it advanced to.
         advanced = dict(times)
         if advanced:
@@ -918,6 +925,41 @@ class AggregateProcessor:
             [*self.group_cols, SEQ, PART, SKIP, "__MAX_TS", *(f"__R{i}" for i in range(len(kinds)))]
         )
 
+    @property
+    def _small_in_python(self) -> bool:
+        """Whether :meth:`_small` may aggregate this aggregation's batches: every argument, state
+        and result a boolean, number (not DECIMAL), string or collection of them. The Python
+        forms of the others differ from the vectorized ones at their edges (a DECIMAL sum's
+        overflow, a DATE minimum's initial state)."""
+        found = self._small_checked
+        if found is None:
+            types = [t for c in self.step.calls for t in (*c.arg_types, c.accumulator.state_type)]
+            types += [c.accumulator.return_type for c in self.step.calls]
+            found = self._small_checked = all(_plain_type(t) for t in types)
+        return found
+
+    _small_checked: bool | None = None
+
+    def _small(self, rows: pa.Table, prior: pa.Table) -> pa.Table:
+        """The aggregated rows of a batch of a few rows, as :meth:`_running` makes them (each
+        group's last row marked ``__LAST``, ``__HAD`` whether it had a state; with caching, only
+        those last rows): by the accumulators' Python methods (:meth:`_sequential`). Running the
+        vectorized query costs a registration of the rows and of their prior states and a
+        statement, several milliseconds whatever the rows, and then the output's statement too,
+        which rows made so often need not (see :meth:`_projected`)."""
+        agg = self._sequential(rows, prior)
+        keys = [_hashable(list(k.values())) for k in rows.select(self.group_cols).to_pylist()]
+        had = {_hashable(list(k.values())) for k in prior.select(self.group_cols).to_pylist()}
+        seen: set[Any] = set()
+        last = [False] * len(keys)
+        for i in range(len(keys) - 1, -1, -1):
+            if keys[i] not in seen:
+                seen.add(keys[i])
+                last[i] = True
+        agg = agg.append_column("__LAST", pa.array(last, pa.bool_()))
+        agg = agg.append_column(_HAD, pa.array([k in had for k in keys], pa.bool_()))
+        return agg if self.step.per_record else agg.filter(agg.column("__LAST"))
+
     def _sequential(self, rows: pa.Table, prior: pa.Table) -> pa.Table:
         """The accumulators' Python methods, one row at a time (the reference semantics)."""
         calls = self.step.calls
@@ -1357,6 +1399,31 @@ def _by_partition(stream_time: dict[int, int]) -> str:
         return str(_MIN_TS)
     cases = " ".join(f"WHEN {p} THEN {t}" for p, t in stream_time.items())
     return f"(CASE {PART} {cases} ELSE {_MIN_TS} END)"
+
+
+_PLAIN_BASES = frozenset(
+    {
+        sqltypes.BaseType.BOOLEAN,
+        sqltypes.BaseType.INTEGER,
+        sqltypes.BaseType.BIGINT,
+        sqltypes.BaseType.DOUBLE,
+        sqltypes.BaseType.STRING,
+    }
+)
+
+
+def _plain_type(t: sqltypes.SqlType) -> bool:
+    """A boolean, INT, BIGINT, DOUBLE or STRING, or an ARRAY, MAP or STRUCT of such types only."""
+    match t:
+        case sqltypes.Primitive():
+            return t.base in _PLAIN_BASES
+        case sqltypes.Array():
+            return _plain_type(t.element)
+        case sqltypes.Map():
+            return _plain_type(t.key) and _plain_type(t.value)
+        case sqltypes.Struct():
+            return all(_plain_type(f.type) for f in t.fields)
+    return False
 
 
 def _hashable(values: list[Any]) -> Any:

@@ -232,15 +232,25 @@ class SourceHub:
             query.operator_counts.add("source/0", records.num_rows)
             query.operator_counts.add("main/in", decoded.table.num_rows)
             by_plan.setdefault(member.plan_key, []).append(member)
-        for plan_key, users in by_plan.items():
-            try:
-                self._evaluate(plan_key, users, decoded.table)
-            except Exception as e:  # noqa: BLE001 - this plan's queries fail; the others go on
-                for member in users:
-                    member.query.hub_failed(e)
+        # The clients are woken once every query has its rows: a wake-up is a write to the
+        # event loop's self-pipe, after which the woken loop holds the GIL (for a switch
+        # interval, 5 ms) while this thread waits to hand the next query its rows.
+        woken: list[PushQuery] = []
+        try:
+            for plan_key, users in by_plan.items():
+                try:
+                    self._evaluate(plan_key, users, decoded.table, woken)
+                except Exception as e:  # noqa: BLE001 - this plan's queries fail; the others go on
+                    for member in users:
+                        member.query.hub_failed(e)
+        finally:
+            for query in woken:
+                query.wake_client()
         return True
 
-    def _evaluate(self, plan_key: tuple[Any, ...], users: list[_Member], batch: pa.Table) -> None:
+    def _evaluate(
+        self, plan_key: tuple[Any, ...], users: list[_Member], batch: pa.Table, woken: list[PushQuery]
+    ) -> None:
         plan = self._plans.get(plan_key)
         if plan is None:
             return  # its queries all left meanwhile
@@ -257,7 +267,8 @@ class SourceHub:
             if member.gone:
                 continue
             if query.room() > 0:
-                query.deliver(rows)
+                if query.deliver(rows, wake=False):
+                    woken.append(query)
             else:
                 # The client is behind: these rows wait here (as a query reading alone waits
                 # with its last batch), and its next records wait in the topic.

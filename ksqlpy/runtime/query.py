@@ -1009,8 +1009,10 @@ class PushQuery(QueryRunner):
         tomb = deletes.to_pylist() if deletes is not None else None
         return table_to_rows(rows.select(list(range(len(self.types)))), self.types, tomb)
 
-    def deliver(self, rows: list[Row]) -> None:
-        """Append rows to the client's buffer (up to the LIMIT) and wake the client."""
+    def deliver(self, rows: list[Row], *, wake: bool = True) -> bool:
+        """Append rows to the client's buffer (up to the LIMIT) and wake the client; without
+        ``wake`` the caller wakes it (:meth:`wake_client`) once it has delivered to all its
+        queries. Whether any row was appended."""
         limit = self.plan.limit
         if limit is not None and len(rows) > limit - self.emitted:
             rows = rows[: max(0, limit - self.emitted)]
@@ -1019,9 +1021,15 @@ class PushQuery(QueryRunner):
                 self.buffer.extend(rows)
                 self.emitted += len(rows)
                 self.cond.notify_all()
-            self._notify()
+            if wake:
+                self._notify()
         if self._hub is not None and limit is not None and self.emitted >= limit:
             self._leave_hub()  # LIMIT reached: the query ends as one reading alone does
+        return bool(rows)
+
+    def wake_client(self) -> None:
+        """Wake the client for rows :meth:`deliver` appended without waking it."""
+        self._notify()
 
     # -- a push query served by a hub (see ``fanout``) -------------------------------------------
 

@@ -282,3 +282,49 @@ def test_background_maintenance_applies_retention(tmp_path: Path) -> None:
     with store.open_reader(["short"]) as reader:
         assert reader.poll(timeout=0).num_rows == 0
     store.close()
+
+
+def test_records_read_just_after_their_append_are_those_in_the_log(tmp_path: Path) -> None:
+    """A reader keeping up with small appends reads them from the store's memory of them: the
+    same records, columns and types as a read of the log, across appends and after a
+    transaction's records (not kept); retention, which may delete any of them, forgets them."""
+    from ksqlpy.runtime.store import embedded
+
+    store = open_at(tmp_path / "log.duckdb")
+    now = int(time.time() * 1000)
+    many = embedded.RECENT_ROWS + 1
+    store.create_topic(TopicSpec(name="t", config={"retention.ms": "60000"}))
+    tail = store.open_reader(["t"])
+    got: list[pa.Table] = []
+    headers = [[{"key": "h", "value": b"v"}], None]
+    store.produce("t", records([b"a", None], keys=[b"k", None], headers=headers, timestamps=[now, now]))
+    got.append(tail.poll(timeout=0))
+    store.produce("t", records([b"b"], timestamps=[now]))
+    store.produce("t", records([b"c", b"d"], timestamps=[now - 1, now]))
+    bounds = store._bounds[(store._topic("t").id, 0)]
+    assert [first for first, _, _ in bounds.recent] == [0, 2, 3]
+    assert embedded._recent_records(bounds.recent, 2, 5) is not None
+    got.append(tail.poll(timeout=0))
+    with store.transaction() as tx:
+        tx.produce("t", records([b"e"], timestamps=[now]))
+    assert bounds.recent == ()  # the transaction's records were not kept
+    store.produce("t", records([b"f"] * many, timestamps=[now] * many))
+    assert bounds.recent == ()  # too many to keep
+    got.append(tail.poll(max_records=1, timeout=0))
+    store.produce("t", records([b"g"], timestamps=[now]))
+    assert embedded._recent_records(bounds.recent, 6 + many, 7 + many) is not None
+    got.append(read_n(tail, many + 1))
+    with store.open_reader(["t"]) as log:
+        bounds.recent = ()  # read from the log only
+        expected = read_n(log, many + 7)
+    read = pa.concat_tables(got)
+    assert read.schema == expected.schema
+    assert read.to_pylist() == expected.to_pylist()
+
+    store.produce("t", records([b"old", b"new"], timestamps=[now - 120_000, now]))
+    assert bounds.recent != ()
+    store.run_maintenance(now_ms=now)
+    assert bounds.recent == ()  # retention deleted one of them
+    assert read_n(tail, 1).column("value").to_pylist() == [b"new"]
+    tail.close()
+    store.close()

@@ -20,7 +20,10 @@ Layout (all in the ``topic_log`` schema, so state tables elsewhere never collide
 Concurrency: every reader owns a DuckDB cursor; all writes (produce, transactions, commits,
 maintenance) take one store-wide lock, so offsets are handed out in commit order and concurrent
 DuckDB transactions never conflict. Readers learn of new records from an in-memory copy of the
-committed end offsets and wait on a :class:`threading.Condition` that every commit notifies.
+committed end offsets and wait on a :class:`threading.Condition` that every commit notifies. The
+records of the latest small appends outside a transaction (``/inserts-stream``, ``INSERT
+VALUES``) are kept in memory as well, published with the end offsets: a reader that keeps up
+with such a writer (a push query) reads them from there rather than with a statement.
 
 Retention and compaction run in :meth:`EmbeddedStore.run_maintenance`, which a background thread
 calls every ``maintenance_interval`` seconds. Like a database (and unlike Kafka's 7-day default),
@@ -97,6 +100,15 @@ class _Bounds:
 
     start: int = 0
     end: int = 0
+    #: The records of the latest small appends, (first offset, records, their bytes) contiguous up
+    #: to ``end`` (see :func:`_recent_records`); replaced whole, never changed in place.
+    recent: tuple[tuple[int, pa.Table, int], ...] = ()
+
+
+#: Records of one partition kept in memory after their append at most (see ``_Bounds.recent``).
+RECENT_ROWS = 2_000
+#: Bytes of records kept so at most per partition.
+RECENT_BYTES = 1 << 20
 
 
 #: How many of a partition's latest record keys the store keeps for key lookups (see
@@ -317,14 +329,21 @@ class EmbeddedStore(TopicStore):
             if self._closed.is_set():
                 raise TopicError("The topic store is closed")
             ends: dict[tuple[int, int], int] = {}
-            self._append(self._writer, topic, records, ends)
-            self._publish(ends, ())
+            recent: dict[tuple[int, int], pa.Table] = {}
+            self._append(self._writer, topic, records, ends, recent)
+            self._publish(ends, (), recent)
 
     def _append(
-        self, cur: duckdb.DuckDBPyConnection, name: str, records: pa.Table, ends: dict[tuple[int, int], int]
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        name: str,
+        records: pa.Table,
+        ends: dict[tuple[int, int], int],
+        recent: dict[tuple[int, int], pa.Table] | None = None,
     ) -> None:
         """Append ``records`` to ``name`` inside the caller's DuckDB transaction; ``ends`` holds the
-        transaction's view of next offsets and is advanced.
+        transaction's view of next offsets and is advanced. ``recent`` takes each partition's
+        records as readers read them, when few enough to keep (see :func:`_recent_records`).
 
         One ``insert_into`` of an Arrow slice per partition and nothing else: the partition's end
         offset is not written here but recovered from ``max(off)`` when the store is opened."""
@@ -344,6 +363,10 @@ class EmbeddedStore(TopicStore):
             table = pa.Table.from_arrays(columns, names=["off", "ts", "key", "value", "headers", "appended"])
             cur.from_arrow(table).insert_into(topic.table(p))
             ends[(topic.id, p)] = first + n
+            if recent is not None and n <= RECENT_ROWS and not topic.compacted:
+                recent[(topic.id, p)] = pa.Table.from_arrays(
+                    columns[:5], names=["offset", "timestamp", "key", "value", "headers"]
+                )
             if topic.id in self._watched:
                 self._remember_keys((topic.id, p), first, rows.column("key"))
 
@@ -455,6 +478,10 @@ class EmbeddedStore(TopicStore):
 
     def _clean_partition(self, tx: EmbeddedTransaction, topic: _Topic, p: int, now: int) -> None:
         cur, table, config = tx.connection, topic.table(p), topic.spec.config
+        bounds = self._bounds[(topic.id, p)]
+        # Retention deletes by timestamp, wherever in the log: the records kept in memory may be
+        # among them (read as a reader's snapshot from before the delete would, until it commits).
+        tx._on_commit.append(lambda: setattr(bounds, "recent", ()))
         policy = config.get("cleanup.policy", "delete")
         if "compact" in policy:
             cur.execute(
@@ -531,8 +558,14 @@ class EmbeddedStore(TopicStore):
             if self._version == version and not self._closed.is_set():
                 self._changed.wait(timeout)
 
-    def _publish(self, ends: Mapping[tuple[int, int], int], actions: Sequence[Callable[[], object]]) -> None:
-        """Make a committed transaction visible to readers and wake them."""
+    def _publish(
+        self,
+        ends: Mapping[tuple[int, int], int],
+        actions: Sequence[Callable[[], object]],
+        recent: Mapping[tuple[int, int], pa.Table] | None = None,
+    ) -> None:
+        """Make a committed transaction visible to readers and wake them; ``recent``: records
+        it appended to keep in memory for them."""
         with self._changed:
             for action in actions:
                 action()
@@ -540,6 +573,8 @@ class EmbeddedStore(TopicStore):
                 bounds = self._bounds.get(key)
                 if bounds is not None:
                     bounds.end = end
+                    records = recent.get(key) if recent else None
+                    bounds.recent = _kept_recent(bounds.recent, end, records) if records is not None else ()
             self._version += 1
             self._changed.notify_all()
 
@@ -734,11 +769,16 @@ class EmbeddedReader(TopicReader):
                 else:
                     # Dense offsets: a range of ``remaining`` offsets holds at most that many records.
                     upto = min(position + remaining, end)
-                    table = _in_offset_order(
-                        self._fetch(
-                            f"{_SELECT_RECORDS.format(table=a.topic.table(a.partition))} "
-                            "WHERE off >= ? AND off < ?",
-                            [position, upto],
+                    found = _recent_records(a.bounds.recent, position, upto)
+                    table = (
+                        found
+                        if found is not None
+                        else _in_offset_order(
+                            self._fetch(
+                                f"{_SELECT_RECORDS.format(table=a.topic.table(a.partition))} "
+                                "WHERE off >= ? AND off < ?",
+                                [position, upto],
+                            )
                         )
                     )
             except duckdb.CatalogException:
@@ -786,6 +826,42 @@ class EmbeddedReader(TopicReader):
     def close(self) -> None:
         with suppress(duckdb.Error):
             self._cursor.close()
+
+
+def _kept_recent(
+    kept: tuple[tuple[int, pa.Table, int], ...], end: int, records: pa.Table
+) -> tuple[tuple[int, pa.Table, int], ...]:
+    """The records kept in memory after ``records`` were appended, ending at offset ``end``: the
+    ones kept before, when they end where ``records`` start, and ``records``, less the oldest
+    over :data:`RECENT_ROWS` or :data:`RECENT_BYTES`."""
+    first = end - records.num_rows
+    if kept and kept[-1][0] + kept[-1][1].num_rows != first:
+        kept = ()  # something appended meanwhile was not kept (a transaction's records)
+    pieces = [*kept, (first, records, records.nbytes)]
+    rows = end - pieces[0][0]
+    size = sum(piece[2] for piece in pieces)
+    while pieces and (rows > RECENT_ROWS or size > RECENT_BYTES):
+        rows -= pieces[0][1].num_rows
+        size -= pieces[0][2]
+        pieces.pop(0)
+    return tuple(pieces)
+
+
+def _recent_records(kept: tuple[tuple[int, pa.Table, int], ...], start: int, end: int) -> pa.Table | None:
+    """Records ``start`` to ``end - 1`` of a partition from those kept in memory after their append
+    (``_Bounds.recent``), or None when they are not all there. A reader that keeps up with a
+    writer of small batches reads each batch just after its append: reading it from memory
+    spares a statement whose fixed cost is most of such a read."""
+    if not kept or start < kept[0][0] or end > kept[-1][0] + kept[-1][1].num_rows:
+        return None
+    pieces = [
+        table.slice(max(start, first) - first, min(end, first + table.num_rows) - max(start, first))
+        for first, table, _ in kept
+        if first < end and start < first + table.num_rows
+    ]
+    if not pieces:
+        return None
+    return pa.concat_tables(pieces) if len(pieces) > 1 else pieces[0]
 
 
 def _in_offset_order(table: pa.Table) -> pa.Table:

@@ -17,7 +17,7 @@ from ksqlpy.parser import parse_statement
 from ksqlpy.planner import ddl
 from ksqlpy.planner.aggregate import analyze_aggregate
 from ksqlpy.planner.catalog import Catalog
-from ksqlpy.runtime.aggregate import AggregateProcessor
+from ksqlpy.runtime.aggregate import SMALL_BATCH_ROWS, AggregateProcessor
 from ksqlpy.runtime.codec import TOMBSTONE
 from ksqlpy.runtime.query import new_connection
 
@@ -85,11 +85,18 @@ CASES = [
 ]
 
 
+#: Rows of each batch: larger batches than ``SMALL_BATCH_ROWS``, and a few rows each, which the
+#: vectorized processor aggregates in Python (``_small``), between larger ones.
+LARGE = SMALL_BATCH_ROWS + 30
+SIZES = {"large": (LARGE, LARGE, LARGE, LARGE), "small": (1, 3, 16, 2, LARGE, 1, 5, 7)}
+
+
 @pytest.mark.parametrize(("ddl_text", "query", "make"), CASES)
 @pytest.mark.parametrize("seed", [1, 2])
 @pytest.mark.parametrize("per_record", [True, False])
+@pytest.mark.parametrize("sizes", list(SIZES))
 def test_vectorized_and_sequential_agree(
-    ddl_text: str, query: str, make, seed: int, per_record: bool
+    ddl_text: str, query: str, make, seed: int, per_record: bool, sizes: str
 ) -> None:
     """With caching (not ``per_record``) the vectorized plan is one GROUP BY per batch."""
     vec = processor(ddl_text, query, vectorized=True, per_record=per_record)
@@ -99,13 +106,67 @@ def test_vectorized_and_sequential_agree(
     rng = random.Random(seed)
     vec_state, seq_state = duckdb.connect(), duckdb.connect()
     emitted = 0
-    for b in range(4):
-        batch = make(rng, 40, b * 3000)
+    for b, n in enumerate(SIZES[sizes]):
+        batch = make(rng, n, b * 3000)
         a = vec.process(batch, vec_state).rows
         s = seq.process(batch, seq_state).rows
         assert a.to_pylist() == s.to_pylist()
         emitted += a.num_rows
     assert emitted > 0
+
+
+SMALL_CASES = [
+    (STREAM, "SELECT ID, LATEST_BY_OFFSET(V) AS L, COUNT(*) AS C FROM S GROUP BY ID EMIT CHANGES;", stream_batch),
+    (STREAM, "SELECT ID, COUNT(*) * 2 AS C2, AVG(V) AS A FROM S GROUP BY ID EMIT CHANGES;", stream_batch),
+    (STREAM, "SELECT ID, AVG(V) AS A FROM S GROUP BY ID HAVING COUNT(*) > 2 EMIT CHANGES;", stream_batch),
+    (
+        STREAM,
+        (
+            "SELECT ID, AVG(V) AS A, LATEST_BY_OFFSET(V) AS L FROM S "
+            "WINDOW HOPPING (SIZE 3 SECONDS, ADVANCE BY 1 SECOND) GROUP BY ID EMIT CHANGES;"
+        ),
+        stream_batch,
+    ),
+    (TABLE, "SELECT G, AVG(V) AS A FROM T GROUP BY G EMIT CHANGES;", table_batch),
+    (TABLE, "SELECT G, AVG(V) AS A, COUNT(*) AS C FROM T GROUP BY G HAVING COUNT(*) > 1 EMIT CHANGES;", table_batch),
+]
+
+
+@pytest.mark.parametrize(("ddl_text", "query", "make"), SMALL_CASES)
+@pytest.mark.parametrize("per_record", [True, False])
+def test_small_batches_aggregated_in_python_agree_with_the_reference(
+    ddl_text: str, query: str, make, per_record: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of a few rows of an aggregation the vectorized plan runs as a query (not Arrow's)
+    are aggregated by the accumulators' Python methods, their output taken as the vectorized
+    plan's is: the same rows, and the same state for the batches after them, as the reference."""
+    small = 0
+    aggregate_small = AggregateProcessor._small
+
+    def counted(self: AggregateProcessor, rows: pa.Table, prior: pa.Table) -> pa.Table:
+        nonlocal small
+        small += 1
+        return aggregate_small(self, rows, prior)
+
+    monkeypatch.setattr(AggregateProcessor, "_small", counted)
+    vec = processor(ddl_text, query, vectorized=True, per_record=per_record)
+    seq = processor(ddl_text, query, vectorized=False, per_record=per_record)
+    assert vec.vectorized and not seq.vectorized
+    rng = random.Random(7)
+    vec_state, seq_state = duckdb.connect(), duckdb.connect()
+    emitted = 0
+    sizes = (1, 3, 16, 2, LARGE, 1, 5, 7, 1, 1)
+    for b, n in enumerate(sizes):
+        batch = make(rng, n, b * 1000)
+        a = vec.process(batch, vec_state).rows
+        s = seq.process(batch, seq_state).rows
+        assert a.to_pylist() == s.to_pylist()
+        emitted += a.num_rows
+    assert emitted > 0
+    if vec._groupable and not per_record:
+        assert small == 0  # one GROUP BY per batch in Arrow (see test_vectorized_and_sequential_agree)
+    else:
+        assert small >= 5  # (a hopping window's record is three rows)
 
 
 def test_session_windows_merge_and_delete_merged_sessions() -> None:
@@ -204,3 +265,17 @@ def test_source_rows_kept_before_they_named_their_partition_are_in_partition_0()
     p = processor(TABLE, query, vectorized=True)
     p.prepare(table_batch(random.Random(6), 0, 0), state)
     assert state.execute('SELECT count(*), count_if("__SP" = 0) FROM agg."Q_src"').fetchone() == (held, held)
+
+
+@pytest.mark.parametrize(
+    ("query", "in_python"),
+    [
+        ("SELECT ID, LATEST_BY_OFFSET(V) AS L, COLLECT_LIST(V) AS C FROM S GROUP BY ID EMIT CHANGES;", True),
+        ("SELECT ID, SUM(CAST(V AS DECIMAL(4, 1))) AS D FROM S GROUP BY ID EMIT CHANGES;", False),
+        ("SELECT ID, MIN(FROM_DAYS(V)) AS D FROM S GROUP BY ID EMIT CHANGES;", False),
+    ],
+)
+def test_small_batches_in_python_only_of_plain_types(query: str, in_python: bool) -> None:
+    """The accumulators' Python forms of DECIMAL and DATE differ from the vectorized ones at their
+    edges (overflow, initial states): their small batches stay vectorized."""
+    assert processor(STREAM, query, vectorized=True)._small_in_python is in_python
