@@ -39,6 +39,8 @@ Keys the server reads itself:
 ``ksqlpy.memory.trim.interval.ms``  how often the server gives the C library's free heap pages
                                back to the system once its memory grew (default 500; 0: never;
                                ``runtime/memory.py``)
+``ksqlpy.memory.release.library.pages``  once started, have the kernel reclaim the library code
+                               pages start-up touched (default true; ``runtime/memory.py``)
 =============================  ===============================================================
 
 Every property (these and any other ``ksql.*`` / ``ksql.streams.*`` one) is passed on to the
@@ -66,6 +68,7 @@ MAX_RECORD_BYTES = "ksqlpy.inserts.max.record.bytes"
 MALLOC_TRIM_INTERVAL_MS = "ksqlpy.memory.trim.interval.ms"
 #: Not in :data:`DEFAULTS` (which every server passes on as properties): a C-library detail.
 DEFAULT_MALLOC_TRIM_INTERVAL_MS = 500
+RELEASE_LIBRARY_PAGES = "ksqlpy.memory.release.library.pages"
 
 DEFAULTS: Mapping[str, str] = {
     LISTENERS: "http://0.0.0.0:8088",
@@ -86,6 +89,7 @@ CHOICES: Mapping[str, tuple[str, ...]] = {
     "processing.guarantee": _GUARANTEES,
     "ksql.streams.processing.guarantee": _GUARANTEES,
     HEARTBEAT_ENABLE: ("true", "false"),
+    RELEASE_LIBRARY_PAGES: ("true", "false"),
 }
 
 #: ``KSQL_*`` variables of the Confluent images that are JVM / launcher settings, not properties.
@@ -317,6 +321,11 @@ class ServerConfig:
                 "must be a non-negative integer"
             )
         return number / 1000
+
+    @property
+    def release_library_pages(self) -> bool:
+        """Whether the server gives back the library pages start-up touched, once started."""
+        return self.properties.get(RELEASE_LIBRARY_PAGES, "true").strip().lower() == "true"
 
     def _positive_int(self, name: str) -> int:
         value = self.properties.get(name, DEFAULTS[name])

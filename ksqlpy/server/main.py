@@ -321,7 +321,8 @@ def serve(config: ServerConfig) -> None:
                 log.exception(
                     "Could not join the cluster: heartbeats and /clusterStatus show this server only."
                 )
-            await asyncio.to_thread(release_start_up_pages, server.engine)
+            if config.release_library_pages:
+                await asyncio.to_thread(release_start_up_pages, server.engine)
 
         starting = asyncio.create_task(start())
         await serve_app(front, config, shutdown, sockets)

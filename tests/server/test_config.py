@@ -65,3 +65,11 @@ def test_http_and_https_listeners() -> None:
 def test_other_listener_schemes_are_refused() -> None:
     with pytest.raises(ConfigError, match="listeners are http:// or https:// URLs"):
         ServerConfig.load(environ={"KSQL_LISTENERS": "ftp://0.0.0.0:8443"})
+
+
+def test_library_pages_release_is_on_unless_turned_off() -> None:
+    assert ServerConfig.load(environ={}).release_library_pages
+    off = ServerConfig.load(environ={"KSQL_KSQLPY_MEMORY_RELEASE_LIBRARY_PAGES": "false"})
+    assert not off.release_library_pages
+    with pytest.raises(ConfigError, match="ksqlpy.memory.release.library.pages"):
+        ServerConfig.load(environ={"KSQL_KSQLPY_MEMORY_RELEASE_LIBRARY_PAGES": "maybe"}).validate()
