@@ -27,6 +27,10 @@ BENCHMARKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "pull_security": ((), ("--seconds", "2", "--users", "200")),
     "cluster": ((), ("--events", "20000", "--servers", "1,2")),
     "peers": (("--n", "1000000", "--runs", "3"), ("--n", "100000", "--runs", "1")),
+    "startup": (
+        ("--runs", "5", "--first-record", "--session-timeout-ms", "6000"),
+        ("--runs", "1", "--first-record", "--session-timeout-ms", "6000"),
+    ),
     "ingest_push": (
         (),
         (
