@@ -155,6 +155,11 @@ def _only(config: Mapping[str, str | int | float | bool], excluded: tuple[str, .
     return {k: v for k, v in config.items() if not k.startswith(excluded)}
 
 
+def _abort_transaction(producer: Producer) -> None:
+    """End ``producer``'s open transaction, discarding what it wrote."""
+    producer.abort_transaction(_TIMEOUT)
+
+
 def init_transactions(producer: Producer, timeout: float = _TIMEOUT) -> None:
     """``producer.init_transactions`` once the client knows the cluster's brokers: asked before
     its first metadata answer, librdkafka finds no broker for the producer id and tries again only
@@ -635,6 +640,17 @@ class KafkaStore(TopicStore):
             self._tx_producer = producer
         return self._tx_producer
 
+    def _renew_transactional_producer(self) -> None:
+        """Replace the transactional producer with a new one of the same transactional id (see
+        ``KafkaTransactionContext._abort``); raise :class:`TopicError` if it cannot register."""
+        old, self._tx_producer = self._tx_producer, None
+        if old is not None:
+            old.purge()  # what it still holds belongs to the transaction given up
+        try:
+            self._transactional_producer()
+        except KafkaException as e:
+            raise TopicError(f"Transaction could not be aborted: {_kafka_error(e).str()}") from e
+
     def close(self) -> None:
         if self._tx_starter is not None:
             self._tx_starter.join()
@@ -781,9 +797,21 @@ class KafkaTransactionContext(TransactionContext):
         if error.fatal() or not self._store.exactly_once:
             raise TopicError(f"Transaction failed: {error.str()}") from exc
         try:
-            tx.producer.abort_transaction(_TIMEOUT)
+            _abort_transaction(tx.producer)
         except KafkaException as again:
-            raise TopicError(f"Transaction could not be aborted: {_kafka_error(again).str()}") from again
+            failure = _kafka_error(again)
+            if failure.fatal():
+                raise TopicError(f"Transaction could not be aborted: {failure.str()}") from again
+            # The producer could not end its transaction itself (a broker that cannot bump its
+            # epoch after an out-of-order sequence, say): a new producer with the same
+            # transactional id ends it, as registering fences the old epoch and aborts its
+            # open transaction. The batch is read again, as after any abort.
+            log.warning(
+                "A transaction could not be aborted (%s): starting a new transactional producer, "
+                "which aborts it; the batch is read again.",
+                failure.str(),
+            )
+            self._store._renew_transactional_producer()
         raise BatchAborted(f"Transaction aborted: {error.str()}") from exc
 
     def _finish_kafka(self, exc_type: object) -> None:
