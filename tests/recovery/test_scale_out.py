@@ -285,6 +285,13 @@ def test_state_follows_partitions_across_kills_and_joins(
     a.kill9()
     events += phase[PHASE // 2 :]
     _send(kafka_bootstrap, source, phase[PHASE // 2 :])
+    # B and C take A's partitions over, with their state, once the group sees A gone. Wait for
+    # that before D joins: a D that joined first would get A's partitions itself (the assignor
+    # keeps B's and C's where they are), and B and C would have nothing to take over.
+    moved = r"Restored [\d,]+ of [\d,]+ changelog records for partition \d of query CTAS_TOTALS_"
+    deadline = time.monotonic() + 180
+    while not [m for s in (b, c) for m in _logged(s, moved)] and time.monotonic() < deadline:
+        time.sleep(0.2)
 
     # A fourth server, D, joins: partitions move again.
     d.start()
@@ -303,7 +310,6 @@ def test_state_follows_partitions_across_kills_and_joins(
             assert rows == {key: want[key]}, (server.url, key, rows)
         assert _converge(lambda: _pull(server, "SELECT * FROM TOTALS;"), want, 60) == want, server.url
     # Partitions did move between servers with their state.
-    moved = r"Restored [\d,]+ of [\d,]+ changelog records for partition \d of query CTAS_TOTALS_"
     assert [m for s in (b, c) for m in _logged(s, moved)]
     # (each server's first restore of a partition is at its start: D's show it took some over)
     assert _logged(d, moved)
