@@ -70,6 +70,13 @@ where it is provably right and reading the topic everywhere else:
   Every start rebuilds the state from the topic, and a table re-created under the same name gets a
   new materializer, handed over afresh.
 
+Watchers: something kept equal to the table's rows in memory (a pull query's live snapshot,
+``ksqlpy.runtime.pulllive``) registers a :class:`RowWatcher`. Every upsert on the embedded store
+tells it, inside the transaction that writes the rows, which keys changed; its statements may
+read them from :data:`CHANGED_ROWS` and the table as that transaction left it, and what it
+answers runs when the transaction commits, while the store publishes it. A change of rows that
+is not an upsert (partitions dropped, windows expired) drops every watcher instead.
+
 Window retention: a windowed aggregation's table (``WindowInfo.retention_ms`` set) keeps windows
 as Kafka Streams' segmented window and session stores do. The store tracks, per partition, the
 *observed stream time*: the largest segment timestamp ever put into it (tombstones included),
@@ -91,9 +98,10 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Protocol
 
 import duckdb
 import numpy as np
@@ -127,6 +135,20 @@ NO_TIMESTAMP = -1
 BATCH_SIZE = 50_000
 #: How often the materializer looks whether the query writing its table has its partitions yet.
 OWNERS_POLL_SECONDS = 0.02
+#: The relation holding a batch's rows while they are upserted (columns by their DuckDB names):
+#: a watcher's statements read the changed keys from it.
+CHANGED_ROWS = "__mat_latest"
+
+
+class RowWatcher(Protocol):
+    """Something kept equal to a table's rows (see "Watchers" in the module docstring)."""
+
+    def changed(self, con: duckdb.DuckDBPyConnection, keys: Sequence[object]) -> Callable[[], object] | None:
+        """Inside the transaction upserting the rows of ``keys`` (values of the table's key
+        column): what to do once it commits, or None to stop watching."""
+
+    def dropped(self) -> None:
+        """The table changed in a way not told: the watcher is out of date from now on."""
 
 
 class Handover(enum.Enum):
@@ -333,6 +355,8 @@ class Materializer:
         self._reader: TopicReader | None = None
         #: whether the table has its primary key (see MatLayout.create_sql), asked once
         self._keyed: bool | None = None
+        #: told of every upsert (see "Watchers" in the module docstring); replaced, never changed
+        self._watchers: tuple[RowWatcher, ...] = ()
 
     @property
     def name(self) -> str:
@@ -440,6 +464,43 @@ class Materializer:
                 p in self._fed_end and p not in self._unfed and ends[p] <= self._fed_end[p]
                 for p in partitions
             )
+
+    # ---------------------------------------------------------------- watchers
+
+    def watch(self, watcher: RowWatcher) -> bool:
+        """Tell ``watcher`` of every upsert from now on; the caller holds the store's write
+        lock, so that no transaction under way misses it. False where changes cannot be told:
+        a table without exactly one key column, or not on the embedded store."""
+        if not isinstance(self.store, EmbeddedStore) or len(self.source.key_columns) != 1 or self.error is not None:
+            return False
+        self._watchers = (*self._watchers, watcher)
+        return True
+
+    def _drop_watchers(self) -> None:
+        watchers, self._watchers = self._watchers, ()
+        for watcher in watchers:
+            watcher.dropped()
+
+    def _tell_watchers(self, con: duckdb.DuckDBPyConnection, latest: pa.Table) -> None:
+        """(In an upsert, with :data:`CHANGED_ROWS` registered.) Each watcher's answer runs
+        when the transaction under way commits; if there is none on this thread, every watcher
+        is dropped."""
+        store = self.store
+        assert isinstance(store, EmbeddedStore)
+        keys = latest.column(duckdb_name(self.source.key_columns[0].name)).to_pylist()
+        kept: list[RowWatcher] = []
+        with store.transaction() as tx:  # joins the transaction under way on this thread
+            if tx.state is not con:
+                self._drop_watchers()
+                return
+            for watcher in self._watchers:
+                action = watcher.changed(con, keys)
+                if action is None:
+                    watcher.dropped()
+                    continue
+                tx.after_commit(action)
+                kept.append(watcher)
+        self._watchers = tuple(kept)
 
     # ---------------------------------------------------------------- the loop
 
@@ -600,6 +661,7 @@ class Materializer:
                     batch = batch.filter(pc.less(batch.column("offset"), end))
                     if batch.num_rows:
                         again.append(batch)
+        self._drop_watchers()
         with self._state_transaction() as con:
             if lost:
                 listed = ", ".join(str(p) for p in lost)
@@ -987,7 +1049,7 @@ class Materializer:
         retention = layout.retention_ms
         advanced = self._advance_stream_time(con, latest) if retention is not None else {}
         keyed = self._has_primary_key(con)
-        con.register("__mat_latest", latest)
+        con.register(CHANGED_ROWS, latest)
         try:
             match = " AND ".join(f"t.{quote_column(k)} = l.{quote_column(k)}" for k in layout.key_names) or "TRUE"
             # With the primary key, INSERT OR REPLACE finds each row's old version in the key's
@@ -1016,8 +1078,10 @@ class Materializer:
                     f"LEFT JOIN {layout.stream_time_ref} s ON s.part = l.{quote_column(PARTITION_COLUMN)} "
                     f"WHERE NOT l.__tomb AND l.{seg} > coalesce(s.observed, {NO_TIMESTAMP}) - {int(retention)}"
                 )
+            if self._watchers:
+                self._tell_watchers(con, latest)
         finally:
-            con.unregister("__mat_latest")
+            con.unregister(CHANGED_ROWS)
         for part, observed in advanced.items():
             self._expire(con, part, observed)
 
@@ -1077,6 +1141,7 @@ class Materializer:
         """Delete partition ``part``'s windows that fell out of retention at stream time ``observed``."""
         retention = self.layout.retention_ms
         assert retention is not None
+        self._drop_watchers()
         con.execute(
             f"DELETE FROM {self.layout.ref} WHERE {quote_column(PARTITION_COLUMN)} = ? "
             f"AND {quote_column(self.layout.segment_column)} <= ?",

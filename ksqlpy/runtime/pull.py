@@ -47,8 +47,9 @@ from ksqlpy.planner.pull import (
     not_queryable,
 )
 from ksqlpy.planner.select import analyze_select
-from ksqlpy.runtime import pullcache, pullkeys, pullwait
+from ksqlpy.runtime import pullcache, pullkeys, pulllive, pullwait
 from ksqlpy.runtime.materialize import (
+    CHANGED_ROWS,
     PARTITION_COLUMN,
     WINDOW_COLUMNS,
     Materializer,
@@ -506,10 +507,20 @@ def start_bound_pull(session: Any, text: str) -> Any | None:
     before with other key values, else None: no parsing, no analysis, one statement."""
     config = session.config
     engine = session.engine
-    prepared = _bound(engine, text, _flag(config, TABLE_SCAN), _flag(config, RANGE_SCAN))
-    if prepared is None:
+    found = _template_of(engine, text, _flag(config, TABLE_SCAN), _flag(config, RANGE_SCAN))
+    if found is None:
         return None
-    return _answer_prepared(engine, prepared, requested_partitions(session.properties))
+    template, values = found
+    prepared = _bind(template, values)
+    partitions = requested_partitions(session.properties)
+    if prepared.sql is None:
+        return _answer_prepared(engine, prepared, partitions)
+    catch_up(engine, prepared.materializer, _looked_up(prepared.plan))
+    # caught up, the live snapshot of the shape holds what DuckDB would answer
+    live = _live_rows(engine, template, values, partitions, make=True)
+    if live is not None:
+        return _query_of(engine, prepared, live)
+    return _query_of(engine, prepared, _read_prepared(engine, prepared, partitions))
 
 
 def start_ready_pull(session: Any, text: str) -> Any | None:
@@ -535,9 +546,15 @@ def start_ready_pull(session: Any, text: str) -> Any | None:
         if keys is None or not _keys_settled(engine, prepared.materializer, keys):
             return None
         if not _is_caught_up(engine, prepared.materializer):
+            live = _live_rows(engine, template, values, partitions, make=True)
+            if live is not None:
+                return _query_of(engine, prepared, live)
             return _query_of(engine, prepared, _read_prepared(engine, prepared, partitions))
     if not prepared.cacheable or partitions is not None:
         return _answer_prepared(engine, prepared, partitions)
+    live = _live_rows(engine, template, values, partitions, make=False)
+    if live is not None:
+        return _query_of(engine, prepared, live)
     # Caught up: the stamp is the store's version and queries now. Rows read while it stayed
     # the same are the table's rows at that stamp, and answer the same statement until it moves.
     materializer = prepared.materializer
@@ -558,6 +575,33 @@ def start_ready_pull(session: Any, text: str) -> Any | None:
     return _query_of(engine, prepared, rows)
 
 
+def _live_rows(
+    engine: Any, template: _Template, values: tuple[str, ...], partitions: frozenset[int] | None, *, make: bool
+) -> list[Row] | None:
+    """The rows of a settled lookup from the live snapshot of its shape (see ``pulllive``);
+    None when there is none. With ``make`` (a lookup to be read from DuckDB otherwise, not
+    one ``pullcache`` may answer), enough such lookups make the snapshot."""
+    snapshot = template.snapshot
+    prepared = template.prepared
+    if snapshot is None or partitions is not None or not prepared.cacheable or engine.store.kind != "embedded":
+        return None
+    materializer = prepared.materializer
+    live = pulllive.live_snapshot(materializer, prepared.key)
+    if live is not None:
+        return live.rows_of(values[snapshot[1]][1:-1])
+    if make and pulllive.wants_live(materializer, prepared.key):
+        pulllive.build(
+            engine.store,
+            materializer,
+            prepared.key,
+            snapshot[0],
+            snapshot[2],
+            prepared.schema,
+            [f.type for f in prepared.fields],
+        )
+    return None
+
+
 def _read_snapshot(engine: Any, template: _Template, stamp: pullcache.Stamp) -> dict[str, list[Row]] | None:
     """The table of lookup shape ``template`` read whole at ``stamp``, its rows by key (see
     ``pullcache``); None when it is too large, or the stamp moved while it was read."""
@@ -575,16 +619,10 @@ def _read_snapshot(engine: Any, template: _Template, stamp: pullcache.Stamp) -> 
     if result.num_rows > pullcache.SNAPSHOT_ROWS:
         pullcache.keep_snapshot(materializer, prepared.key, stamp, None)
         return None
-    keys = result.column(result.num_columns - 1).to_pylist()
-    table = from_duckdb(result.remove_column(result.num_columns - 1))
-    if table.schema != prepared.schema:
-        table = table.cast(prepared.schema)
-    by_key: dict[str, list[Row]] = {}
-    for key, row in zip(keys, table_to_rows(table, [f.type for f in prepared.fields]), strict=True):
-        if key in by_key:  # one row per key is what a table holds; anything else reads DuckDB
-            pullcache.keep_snapshot(materializer, prepared.key, stamp, None)
-            return None
-        by_key[key] = [row]
+    by_key = pulllive.rows_by_key(result, prepared.schema, [f.type for f in prepared.fields])
+    if by_key is None:  # one row per key is what a table holds; anything else reads DuckDB
+        pullcache.keep_snapshot(materializer, prepared.key, stamp, None)
+        return None
     if not (_is_caught_up(engine, materializer) and _caught_up.get(materializer) == stamp):
         return None
     pullcache.keep_snapshot(materializer, prepared.key, stamp, by_key)
@@ -603,9 +641,10 @@ class _Template:
     distinct: bool
     sentinels: dict[str, int]
     pattern: re.Pattern[str]
-    #: the statement reading the whole table for this shape and the slot of its key value
-    #: (see ``pullcache``); None when the shape's lookups cannot be answered that way
-    snapshot: tuple[str, int] | None = None
+    #: the statement reading the whole table for this shape, the slot of its key value, and
+    #: the statement reading the rows of a writer's changed keys (see ``pullcache`` and
+    #: ``pulllive``); None when the shape's lookups cannot be answered that way
+    snapshot: tuple[str, int, str] | None = None
 
 
 #: Key lookup plans by (shape, table scan enabled, range scan enabled); None: the shape cannot
@@ -713,10 +752,13 @@ def _learn(engine: Any, prepared: _Prepared, text: str, *, table_scan: bool, ran
     _templates[key] = template
 
 
-def _snapshot_of_shape(plan: TablePull, layout: MatLayout, sentinels: dict[str, int]) -> tuple[str, int] | None:
+def _snapshot_of_shape(
+    plan: TablePull, layout: MatLayout, sentinels: dict[str, int]
+) -> tuple[str, int, str] | None:
     """The statement reading the whole table for lookups of ``plan`` (planned with ``sentinels``),
-    and the slot of the key value, when they are lookups of one string key of a table without
-    windows or LIMIT (see ``pullcache``)."""
+    the slot of the key value, and the statement reading the rows of a writer's changed keys,
+    when they are lookups of one string key of a table without windows or LIMIT (see
+    ``pullcache`` and ``pulllive``)."""
     keys = plan.source.key_columns
     if (
         plan.access is not Access.LOOKUP
@@ -732,8 +774,10 @@ def _snapshot_of_shape(plan: TablePull, layout: MatLayout, sentinels: dict[str, 
     if not sentinel.startswith("'") or plan.keys[0] != (f"CAST({sentinel} AS VARCHAR)",):
         return None
     items = [f"{c.sql} AS {quote_column(c.name)}" for c in plan.columns]
-    sql = pullcache.snapshot_sql(items, quote_column(keys[0].name), layout.ref, plan.where_sql, sentinel)
-    return None if sql is None else (sql, slot)
+    key = quote_column(keys[0].name)
+    sql = pullcache.snapshot_sql(items, key, layout.ref, plan.where_sql, sentinel)
+    changed = pullcache.snapshot_sql(items, key, layout.ref, plan.where_sql, sentinel, changed=CHANGED_ROWS)
+    return None if sql is None or changed is None else (sql, slot, changed)
 
 
 def _plan_shape(engine: Any, text: str, source: Source, table_scan: bool, range_scan: bool) -> TablePull:

@@ -88,20 +88,28 @@ def keep_rows(materializer: Any, stamp: Stamp, sql: str, fields: Any, rows: list
     entries[sql] = (stamp, fields, rows)
 
 
-def snapshot_sql(items: list[str], key: str, ref: str, where_sql: str | None, sentinel: str) -> str | None:
+def snapshot_sql(
+    items: list[str], key: str, ref: str, where_sql: str | None, sentinel: str, changed: str | None = None
+) -> str | None:
     """The statement reading a table whole for lookups of one shape: the lookup's ``items``
     (``expr AS "NAME"``) and the key column (quoted ``key``) as :data:`SNAPSHOT_KEY`, under its
     WHERE clause planned with string ``sentinel`` for the key value, less the key condition
     (``"KEY" = sentinel``, TRUE for the rows of that key). None when the WHERE clause uses the
-    key value any other way or the statement is not :func:`deterministic`."""
+    key value any other way or the statement is not :func:`deterministic`.
+
+    With ``changed`` (a relation with the key column): only the rows of its keys, all of them."""
     where = (where_sql or "").replace(f"{key} = {sentinel}", "TRUE")
     if sentinel in where or any(SNAPSHOT_KEY in item for item in items):
         return None
     sql = f"SELECT {', '.join(items)}, input.{key} AS {SNAPSHOT_KEY} FROM {ref} input"
     if where:
         sql += f" WHERE COALESCE({where}, FALSE)"
-    sql += f" LIMIT {SNAPSHOT_ROWS + 1}"
-    return sql if deterministic(sql) else None
+    if not deterministic(sql):
+        return None
+    if changed is not None:
+        keys = f"input.{key} IN (SELECT {key} FROM {changed})"
+        return sql + (f" AND {keys}" if where else f" WHERE {keys}")
+    return sql + f" LIMIT {SNAPSHOT_ROWS + 1}"
 
 
 #: Per materializer: lookup shape -> (stamp the table was read at, rows by key).
