@@ -483,23 +483,24 @@ class Materializer:
 
     def _tell_watchers(self, con: duckdb.DuckDBPyConnection, latest: pa.Table) -> None:
         """(In an upsert, with :data:`CHANGED_ROWS` registered.) Each watcher's answer runs
-        when the transaction under way commits; if there is none on this thread, every watcher
-        is dropped."""
+        when the transaction under way commits; without one on this thread (running ``con``),
+        every watcher is dropped."""
         store = self.store
         assert isinstance(store, EmbeddedStore)
-        keys = latest.column(duckdb_name(self.source.key_columns[0].name)).to_pylist()
+        tx = store.current_transaction()
+        if tx is None or tx.state is not con:
+            self._drop_watchers()
+            return
+        column = latest.column(duckdb_name(self.source.key_columns[0].name))
+        keys = [key for key in column.to_pylist() if key is not None]
         kept: list[RowWatcher] = []
-        with store.transaction() as tx:  # joins the transaction under way on this thread
-            if tx.state is not con:
-                self._drop_watchers()
-                return
-            for watcher in self._watchers:
-                action = watcher.changed(con, keys)
-                if action is None:
-                    watcher.dropped()
-                    continue
-                tx.after_commit(action)
-                kept.append(watcher)
+        for watcher in self._watchers:
+            action = watcher.changed(con, keys)
+            if action is None:
+                watcher.dropped()
+                continue
+            tx.after_commit(action)
+            kept.append(watcher)
         self._watchers = tuple(kept)
 
     # ---------------------------------------------------------------- the loop

@@ -83,7 +83,7 @@ class LiveSnapshot:
         fresh = rows_by_key(result, self._schema, self._types)
         if fresh is None:
             return None
-        update: dict[str, list[Row]] = {str(key): [] for key in keys}
+        update: dict[str, list[Row]] = {str(key): [] for key in keys}  # gone unless read again
         update.update(fresh)
         by_key = self._by_key
 

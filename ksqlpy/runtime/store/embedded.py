@@ -398,6 +398,12 @@ class EmbeddedStore(TopicStore):
         t = self._topic(topic)
         return {p: self._bounds[(t.id, p)].start for p in range(t.spec.partitions)}
 
+    def current_transaction(self) -> EmbeddedTransaction | None:
+        """The transaction this thread has open, if any: what runs inside it may ask for
+        something to run once it commits (:meth:`EmbeddedTransaction.after_commit`)."""
+        active: EmbeddedTransaction | None = getattr(self._local, "tx", None)
+        return active
+
     def transaction(self) -> EmbeddedTransactionContext:
         return EmbeddedTransactionContext(self)
 
