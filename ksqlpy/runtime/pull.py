@@ -583,7 +583,13 @@ def _live_rows(
     one ``pullcache`` may answer), enough such lookups make the snapshot."""
     snapshot = template.snapshot
     prepared = template.prepared
-    if snapshot is None or partitions is not None or not prepared.cacheable or engine.store.kind != "embedded":
+    if (
+        snapshot is None
+        or snapshot[2] is None
+        or partitions is not None
+        or not prepared.cacheable
+        or engine.store.kind != "embedded"
+    ):
         return None
     materializer = prepared.materializer
     live = pulllive.live_snapshot(materializer, prepared.key)
@@ -643,8 +649,9 @@ class _Template:
     pattern: re.Pattern[str]
     #: the statement reading the whole table for this shape, the slot of its key value, and
     #: the statement reading the rows of a writer's changed keys (see ``pullcache`` and
-    #: ``pulllive``); None when the shape's lookups cannot be answered that way
-    snapshot: tuple[str, int, str] | None = None
+    #: ``pulllive``; None: no live snapshot); None when the shape's lookups cannot be answered
+    #: from a snapshot
+    snapshot: tuple[str, int, str | None] | None = None
 
 
 #: Key lookup plans by (shape, table scan enabled, range scan enabled); None: the shape cannot
@@ -754,11 +761,11 @@ def _learn(engine: Any, prepared: _Prepared, text: str, *, table_scan: bool, ran
 
 def _snapshot_of_shape(
     plan: TablePull, layout: MatLayout, sentinels: dict[str, int]
-) -> tuple[str, int, str] | None:
+) -> tuple[str, int, str | None] | None:
     """The statement reading the whole table for lookups of ``plan`` (planned with ``sentinels``),
-    the slot of the key value, and the statement reading the rows of a writer's changed keys,
-    when they are lookups of one string key of a table without windows or LIMIT (see
-    ``pullcache`` and ``pulllive``)."""
+    the slot of the key value, and the statement reading the rows of a writer's changed keys (if
+    it cannot fail), when they are lookups of one string key of a table without windows or LIMIT
+    (see ``pullcache`` and ``pulllive``)."""
     keys = plan.source.key_columns
     if (
         plan.access is not Access.LOOKUP
@@ -777,7 +784,7 @@ def _snapshot_of_shape(
     key = quote_column(keys[0].name)
     sql = pullcache.snapshot_sql(items, key, layout.ref, plan.where_sql, sentinel)
     changed = pullcache.snapshot_sql(items, key, layout.ref, plan.where_sql, sentinel, changed=CHANGED_ROWS)
-    return None if sql is None or changed is None else (sql, slot, changed)
+    return None if sql is None else (sql, slot, changed)
 
 
 def _plan_shape(engine: Any, text: str, source: Source, table_scan: bool, range_scan: bool) -> TablePull:

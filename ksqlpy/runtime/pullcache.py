@@ -97,7 +97,9 @@ def snapshot_sql(
     (``"KEY" = sentinel``, TRUE for the rows of that key). None when the WHERE clause uses the
     key value any other way or the statement is not :func:`deterministic`.
 
-    With ``changed`` (a relation with the key column): only the rows of its keys, all of them."""
+    With ``changed`` (a relation with the key column): only the rows of its keys, all of them;
+    None unless the statement cannot fail (it runs inside a writer's transaction, which a failed
+    statement would abort): plain columns under the key condition alone."""
     where = (where_sql or "").replace(f"{key} = {sentinel}", "TRUE")
     if sentinel in where or any(SNAPSHOT_KEY in item for item in items):
         return None
@@ -107,10 +109,17 @@ def snapshot_sql(
     if not deterministic(sql):
         return None
     if changed is not None:
+        if where not in _KEY_CONDITION_ONLY or not all(_PLAIN_ITEM.fullmatch(item) for item in items):
+            return None
         keys = f"input.{key} IN (SELECT {key} FROM {changed})"
         return sql + (f" AND {keys}" if where else f" WHERE {keys}")
     return sql + f" LIMIT {SNAPSHOT_ROWS + 1}"
 
+
+#: A lookup's WHERE clause less its key condition, when that was all of it.
+_KEY_CONDITION_ONLY = ("", "COALESCE(TRUE, FALSE)")
+#: An item of a lookup that reads a column as it is.
+_PLAIN_ITEM = re.compile(r'"(?:[^"]|"")*" AS "(?:[^"]|"")*"')
 
 #: Per materializer: lookup shape -> (stamp the table was read at, rows by key).
 _snapshots: weakref.WeakKeyDictionary[Any, dict[Any, tuple[Stamp, dict[str, list[Row]]]]] = (

@@ -76,11 +76,12 @@ class LiveSnapshot:
         if not self.live or time.monotonic() - self.used > IDLE_SECONDS or len(keys) > MAX_CHANGED_KEYS:
             return None
         try:
+            # plain columns of the changed keys: a statement that cannot fail (see snapshot_sql)
             result = con.sql(self._changed_sql).to_arrow_table()
-        except duckdb.Error:
-            log.debug("Reading a live snapshot's changed rows failed", exc_info=True)
+            fresh = rows_by_key(result, self._schema, self._types)
+        except Exception:  # the writer's batch goes on; lookups read DuckDB again
+            log.warning("A live snapshot of a table could not read its changed rows", exc_info=True)
             return None
-        fresh = rows_by_key(result, self._schema, self._types)
         if fresh is None:
             return None
         update: dict[str, list[Row]] = {str(key): [] for key in keys}  # gone unless read again
