@@ -18,7 +18,7 @@ It is read whole on a thread of its own holding the store's write lock (:func:`b
 transaction commits between the read and the watch; lookups read DuckDB meanwhile. It is made
 once lookups of a shape read DuckDB :data:`LIVE_AFTER` times, and stops being kept (the writers
 stop paying a statement per batch for it) when no lookup used it for :data:`IDLE_SECONDS`, or
-when the table changes in a way its materializer does not tell.
+when the table grows past :data:`MAX_KEYS` or changes in a way its materializer does not tell.
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ log = logging.getLogger("ksqlpy.pull")
 LIVE_AFTER = 16
 #: A live snapshot no lookup used for this long is dropped.
 IDLE_SECONDS = 60.0
-#: Keys one transaction may change and still be read into a live snapshot (more: it is dropped,
-#: and made again by later lookups).
-MAX_CHANGED_KEYS = 1024
+#: Keys a live snapshot may hold, deleted ones included: a table that grows past it is dropped
+#: (and, too large to be read whole, not made again).
+MAX_KEYS = 2 * pullcache.SNAPSHOT_ROWS
 
 
 class LiveSnapshot:
@@ -73,7 +73,11 @@ class LiveSnapshot:
     def changed(self, con: duckdb.DuckDBPyConnection, keys: Sequence[object]) -> Callable[[], object] | None:
         """(A ``RowWatcher``.) The new rows of ``keys``, read in the writer's transaction, go
         into the snapshot when it commits; None when the snapshot is to be dropped."""
-        if not self.live or time.monotonic() - self.used > IDLE_SECONDS or len(keys) > MAX_CHANGED_KEYS:
+        if (
+            not self.live
+            or time.monotonic() - self.used > IDLE_SECONDS
+            or len(self._by_key) + len(keys) > MAX_KEYS
+        ):
             return None
         try:
             # plain columns of the changed keys: a statement that cannot fail (see snapshot_sql)

@@ -167,3 +167,16 @@ def test_a_large_table_gets_no_live_snapshot(latest: Engine, monkeypatch: pytest
     time.sleep(0.2)
     assert live_snapshots(latest.materializers["LATEST"]) == []
     assert latest.materializers["LATEST"]._watchers == ()
+
+
+def test_a_live_snapshot_of_a_table_that_grows_too_large_is_dropped(
+    latest: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = "SELECT * FROM latest WHERE id = '{}';"
+    snapshot = make_live(latest, "LATEST", text.format("a"))
+    monkeypatch.setattr(pulllive, "MAX_KEYS", 4)
+    produce(latest, "events", [("c", 3), ("d", 4), ("e", 5)])
+    until(lambda: not snapshot.live, "dropped")
+    assert latest.materializers["LATEST"]._watchers == ()
+    for key, score in (("a", 1), ("c", 3), ("e", 5)):
+        assert lookup(latest, text.format(key)) == [(key, score, 1)]
