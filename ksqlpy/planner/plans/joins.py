@@ -587,6 +587,8 @@ def _rewrite_query(
     select: list[ast.SelectItem] = []
     for item in query.select:
         match item:
+            case ast.AllColumns(source=None) if query.partition_by:
+                select.extend(_repartitioned_star(result, item.pos))
             case ast.AllColumns(source=None):
                 if synthetic is not None:
                     select.append(ast.SingleColumn(expr=ast.ColumnRef(name=synthetic, pos=item.pos)))
@@ -638,6 +640,16 @@ def _star(side: Side, pos: Any) -> list[ast.SelectItem]:
     return [
         ast.SingleColumn(expr=ast.ColumnRef(name=side.prefixed(n), pos=pos), alias=side.prefixed(n), pos=pos)
         for n in names
+    ]
+
+
+def _repartitioned_star(result: Source, pos: Any) -> list[ast.SelectItem]:
+    """``*`` over a join that PARTITION BY re-keys: every value column of the join's result,
+    the sides' copied pseudo and key columns (``L_ROWTIME``, ``L_A``) included, as ksqlDB's
+    ``UserRepartitionNode`` resolves it (the new key is moved first by the PARTITION BY)."""
+    return [
+        ast.SingleColumn(expr=ast.ColumnRef(name=c.name, pos=pos), alias=c.name, pos=pos)
+        for c in result.value_columns
     ]
 
 
