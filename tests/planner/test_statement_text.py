@@ -13,8 +13,10 @@ from ksqlpy.planner.catalog import Catalog
 from ksqlpy.planner.statement_text import planned_statement_text
 
 SOURCES = [
-    "CREATE STREAM L (ID INT KEY, A INT, B INT, S STRUCT<F INT>, XS ARRAY<INT>) "
-    "WITH (kafka_topic='l', value_format='JSON');",
+    (
+        "CREATE STREAM L (ID INT KEY, A INT, B INT, S STRUCT<F INT>, XS ARRAY<INT>) "
+        "WITH (kafka_topic='l', value_format='JSON');"
+    ),
     "CREATE STREAM R (ID INT KEY, A INT, C INT) WITH (kafka_topic='r', value_format='JSON');",
 ]
 
