@@ -17,6 +17,7 @@ builder, the analyzer and SQL generation all recurse once per level.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -171,11 +172,75 @@ def _syntax_error(error: UnexpectedInput, text: str) -> ParseError:
             near = "<EOF>"
             pos = _end_position(text)
     expected: set[str] = set(getattr(error, "expected", None) or getattr(error, "allowed", None) or ())
+    message = _message(expected)
+    if isinstance(error, UnexpectedToken) and error.token.type != "$END" and _undecided_statement(error):
+        # ANTLR had not yet told which statement this is: its "no viable alternative" wording
+        message = f"Syntax Error\nSyntax error at or near '{near}' at line {pos.line}:{pos.column}"
     return ParseError(
-        _message(expected),
+        message,
         pos=pos,
         hint=f"Syntax error at or near '{near}'",
     )
+
+
+def _undecided_statement(error: UnexpectedToken) -> bool:
+    """Whether the statement's keywords read so far still begin more than one kind of
+    statement (``ASSERT`` begins ASSERT TOPIC and ASSERT SCHEMA), as ksqlDB's ANTLR parser
+    finds when the next token fits none of them: it reports no viable alternative there."""
+    parser_state = getattr(getattr(error, "interactive_parser", None), "parser_state", None)
+    if parser_state is None:
+        return False
+    values = list(parser_state.value_stack)
+    # the statements before this one are reduced into the start rule's repetition
+    done = [i for i, v in enumerate(values) if isinstance(v, Tree) and str(v.data).startswith("__start")]
+    read = values[done[-1] + 1 :] if done else values
+    keywords = _fixed_strings()
+    if not read or not all(isinstance(v, Token) and v.type in keywords for v in read):
+        return False
+    prefix = tuple(v.type for v in read)
+    kinds = {kind for kind, opening in _statement_openings() if opening[: len(prefix)] == prefix}
+    return len(kinds) > 1
+
+
+@functools.cache
+def _statement_openings() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """Each kind of statement with the keywords it opens with, one entry per way of opening
+    (``("assert_topic", ("ASSERT", "NOT", "EXISTS", "TOPIC"))``); an opening ends at its first
+    symbol that is not a keyword."""
+    rules: dict[str, list[Any]] = {}
+    for rule in _lark().rules:
+        rules.setdefault(rule.origin.name, []).append(rule)
+    keywords = _fixed_strings()
+
+    def openings(symbols: Sequence[Any], depth: int) -> list[tuple[str, ...]]:
+        if not symbols:
+            return [()]
+        first, rest = symbols[0], symbols[1:]
+        if first.is_term:
+            if first.name not in keywords:
+                return [()]
+            return [(first.name, *tail) for tail in openings(rest, depth)]
+        if depth == 0 or first.name not in rules:
+            return [()]
+        out = []
+        for rule in rules[first.name]:
+            for head in openings(rule.expansion, depth - 1):
+                complete = len(head) == _keyword_run(rule.expansion, keywords)
+                out += [head + tail for tail in openings(rest, depth)] if complete else [head]
+        return out
+
+    found = []
+    for rule in rules["statement"]:
+        kind = rule.alias or rule.expansion[0].name
+        found += [(kind, opening) for opening in openings(rule.expansion, 2)]
+    return tuple(found)
+
+
+def _keyword_run(expansion: Sequence[Any], keywords: Mapping[str, str]) -> int:
+    """How many keyword terminals ``expansion`` starts with, if it is nothing but those."""
+    if all(s.is_term and s.name in keywords for s in expansion):
+        return len(expansion)
+    return -1
 
 
 def _message(expected: set[str]) -> str:

@@ -134,7 +134,7 @@ def expand_select(
 _NUMBERED = re.compile(r"(?P<name>.*?)(?:_(?P<number>\d+))?")
 
 
-class _FieldAliases:
+class FieldAliases:
     """ksqlDB's StructFieldAliasGenerator: ``A->B`` is named ``B``, or ``B_1``, ``B_2``, ... past
     the numbers the source's columns already use for ``B`` (a bare ``B`` counts as number 0)."""
 
@@ -172,7 +172,7 @@ def name_projections(
             used.add(e.name)
     projections: list[Projection] = []
     generated = 0
-    field_aliases = _FieldAliases(c.name for c in source.columns)
+    field_aliases = FieldAliases(c.name for c in source.columns)
     for e, a in items:
         if a is not None:
             name = a

@@ -20,7 +20,7 @@ from ksqlpy.runtime.serde.registry import registry_for
 def _coercible(value: sqltypes.SqlType, target: sqltypes.SqlType) -> bool:
     """Whether an INSERT VALUES value of type ``value`` may be written to a column of ``target``
     (ksqlDB's value coercer: numeric widening, strings for temporal columns, and structs by field
-    name, where fields the value leaves out are NULL)."""
+    name, where fields the value leaves out are NULL and fields the column lacks are dropped)."""
     if value == target or sqltypes.can_implicitly_cast(value, target):
         return True
     if value == sqltypes.STRING and target in (sqltypes.TIMESTAMP, sqltypes.DATE, sqltypes.TIME):
@@ -30,7 +30,7 @@ def _coercible(value: sqltypes.SqlType, target: sqltypes.SqlType) -> bool:
     if isinstance(value, sqltypes.Map) and isinstance(target, sqltypes.Map):
         return _coercible(value.key, target.key) and _coercible(value.value, target.value)
     if isinstance(value, sqltypes.Struct) and isinstance(target, sqltypes.Struct):
-        return all((f := target.field(v.name)) is not None and _coercible(v.type, f.type) for v in value.fields)
+        return all((f := target.field(v.name)) is None or _coercible(v.type, f.type) for v in value.fields)
     return False
 
 

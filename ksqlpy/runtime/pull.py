@@ -212,7 +212,14 @@ def start_pull(session: Any, stmt: ast.QueryStatement) -> Any:
     from ksqlpy.runtime.streaming import StreamingQuery
 
     return StreamingQuery(
-        engine, _query_id(), prepared.fields, rows=rows, key_columns=prepared.keys, is_pull=True, table_pull=True
+        engine,
+        _query_id(),
+        prepared.fields,
+        rows=rows,
+        key_columns=prepared.keys,
+        header_columns=prepared.headers,
+        is_pull=True,
+        table_pull=True,
     )
 
 
@@ -467,6 +474,8 @@ class _Prepared:
     sql: str | None
     fields: tuple[sqltypes.Field, ...]
     keys: tuple[str, ...]
+    #: the header columns a ``SELECT *`` selects, with their header keys
+    headers: tuple[tuple[str, str | None], ...]
     schema: pa.Schema
     #: ``sql`` is a key lookup whose rows depend only on the state it reads (see ``pullcache``)
     cacheable: bool = False
@@ -811,7 +820,14 @@ def _query_of(engine: Any, prepared: _Prepared, rows: list[Row]) -> Any:
     from ksqlpy.runtime.streaming import StreamingQuery
 
     return StreamingQuery(
-        engine, _query_id(), prepared.fields, rows=rows, key_columns=prepared.keys, is_pull=True, table_pull=True
+        engine,
+        _query_id(),
+        prepared.fields,
+        rows=rows,
+        key_columns=prepared.keys,
+        header_columns=prepared.headers,
+        is_pull=True,
+        table_pull=True,
     )
 
 
@@ -862,6 +878,14 @@ def plan_sql_answer(session: Any, text: str) -> Answer | None:
     return functools.partial(_answer_sql, engine, sql, materializers)
 
 
+def _star_headers(query: ast.Query, source: Source) -> tuple[tuple[str, str | None], ...]:
+    """The header columns of ``SELECT *`` over ``source``, which ksqlDB's pull query schema
+    keeps as headers (``QueryProjectNode``); a column selected by name is a plain value."""
+    if not any(isinstance(item, ast.AllColumns) for item in query.select):
+        return ()
+    return tuple((c.name, c.header_key) for c in source.header_columns)
+
+
 def _prepare(engine: Any, stmt: ast.QueryStatement, source: Source, *, table_scan: bool, range_scan: bool) -> _Prepared:
     """Plan a pull query over table ``source`` and keep the plan for the statement's text."""
     plan = analyze_table_pull(stmt.query, source, table_scan=table_scan, range_scan=range_scan)
@@ -880,6 +904,7 @@ def _prepare(engine: Any, stmt: ast.QueryStatement, source: Source, *, table_sca
         sql=(sql := _single_statement(plan, materializer.layout)),
         fields=tuple(sqltypes.Field(c.name, c.type) for c in plan.columns),
         keys=tuple(c.name for c in plan.columns if c.is_key),
+        headers=_star_headers(stmt.query, source),
         schema=pa.schema([pa.field(c.name, sqltypes.to_arrow(c.type)) for c in plan.columns]),
         cacheable=_cacheable(plan, sql),
     )

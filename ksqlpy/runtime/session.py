@@ -30,6 +30,7 @@ from ksqlpy.planner.plans import (
 )
 from ksqlpy.planner.plans.queries import analyze, analyze_query
 from ksqlpy.planner.properties import WithClause
+from ksqlpy.planner.statement_text import planned_statement_text
 from ksqlpy.planner.steps import (
     AlterSourceCommand,
     DropSourceCommand,
@@ -470,9 +471,15 @@ class Session:
         if query_id is None:
             prefix = "CSAS" if stmt.kind is ast.SourceKind.STREAM else "CTAS"
             query_id = f"{prefix}_{stmt.name}_{engine.next_query_number()}"
-        planned = plan_create_as_select(stmt, self._plan_context(), query_id)
-        self._validate_formats(planned.sink)
-        self._check_runnable(planned)
+        try:
+            planned = plan_create_as_select(stmt, self._plan_context(), query_id)
+            self._validate_formats(planned.sink)
+            self._check_runnable(planned)
+        except KsqlpyError as e:
+            # ksqlDB plans the statement as its sanitizer rewrote it, and quotes that text
+            if e.statement_text is None:
+                e.statement_text = planned_statement_text(stmt, engine.catalog)
+            raise
         command_id, message = f"{kind_word}/`{stmt.name}`/create", f"Created query with ID {query_id}"
         seq = self._record(stmt.text, query_id, plan=planned.plan, command_id=command_id, message=message)
         self._apply(planned.plan, seq)

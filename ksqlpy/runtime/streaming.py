@@ -25,6 +25,7 @@ class StreamingQuery:
         runner: PushQuery | None = None,
         rows: list[Row] | None = None,
         key_columns: tuple[str, ...] = (),
+        header_columns: tuple[tuple[str, str | None], ...] = (),
         is_pull: bool = False,
         is_print: bool = False,
         table_pull: bool = False,
@@ -35,6 +36,9 @@ class StreamingQuery:
         self.table_pull = table_pull
         self.columns = columns
         self.key_columns = key_columns
+        #: columns a pull ``SELECT *`` reads from record headers, with their header keys: its
+        #: schema lists them apart (see ``ksqlpy.server.entities.schema_text``)
+        self.header_columns = header_columns
         self.is_pull = is_pull
         self.is_print = is_print
         self._runner = runner

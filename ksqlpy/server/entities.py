@@ -41,10 +41,31 @@ def field_json(f: r.FieldInfo) -> dict[str, Any]:
     return out
 
 
-def schema_text(columns: Iterable[sqltypes.Field], key_columns: Iterable[str] = ()) -> str:
-    """``/query`` header schema: `` `A` STRING KEY, `B` INTEGER`` (KEY only for pull queries)."""
+def schema_text(
+    columns: Iterable[sqltypes.Field],
+    key_columns: Iterable[str] = (),
+    header_columns: Iterable[tuple[str, str | None]] = (),
+) -> str:
+    """``/query`` header schema: `` `A` STRING KEY, `B` INTEGER`` (KEY only for pull queries).
+
+    ``header_columns`` (name, header key) are listed after the keys, marked ``HEADER('k')`` or
+    ``HEADERS``, as ksqlDB's pull ``SELECT *`` schema lists them, though rows carry them last."""
     keys = frozenset(key_columns)
-    return ", ".join(f"{c}{' KEY' if c.name in keys else ''}" for c in columns)
+    headers = dict(header_columns)
+    fields = list(columns)
+    listed = [c for c in fields if c.name in keys]
+    listed += [c for c in fields if c.name in headers and c.name not in keys]
+    listed += [c for c in fields if c.name not in keys and c.name not in headers]
+    return ", ".join(f"{c}{_schema_marker(c.name, keys, headers)}" for c in listed)
+
+
+def _schema_marker(name: str, keys: frozenset[str], headers: dict[str, str | None]) -> str:
+    if name in keys:
+        return " KEY"
+    if name not in headers:
+        return ""
+    key = headers[name]
+    return " HEADERS" if key is None else f" HEADER('{key}')"
 
 
 # --- entity pieces ---------------------------------------------------------------------------

@@ -38,7 +38,11 @@ class QueryFormat(ABC):
 
     @abstractmethod
     def header(
-        self, query_id: str, columns: Sequence[sqltypes.Field], key_columns: Sequence[str]
+        self,
+        query_id: str,
+        columns: Sequence[sqltypes.Field],
+        key_columns: Sequence[str],
+        header_columns: Sequence[tuple[str, str | None]] = (),
     ) -> bytes: ...
 
     @abstractmethod
@@ -69,9 +73,13 @@ class LegacyFormat(QueryFormat):
     media_type = wire.KSQL_V1_JSON
 
     def header(
-        self, query_id: str, columns: Sequence[sqltypes.Field], key_columns: Sequence[str]
+        self,
+        query_id: str,
+        columns: Sequence[sqltypes.Field],
+        key_columns: Sequence[str],
+        header_columns: Sequence[tuple[str, str | None]] = (),
     ) -> bytes:
-        return b"[" + dumps({"header": {"queryId": query_id, "schema": schema_text(columns, key_columns)}})
+        return b"[" + dumps({"header": {"queryId": query_id, "schema": schema_text(columns, key_columns, header_columns)}})
 
     def row(self, values: Sequence[Any], tombstone: bool) -> bytes:
         body: dict[str, Any] = {"columns": values}
@@ -93,7 +101,11 @@ class DelimitedFormat(QueryFormat):
     line_framed = True
 
     def header(
-        self, query_id: str, columns: Sequence[sqltypes.Field], key_columns: Sequence[str]
+        self,
+        query_id: str,
+        columns: Sequence[sqltypes.Field],
+        key_columns: Sequence[str],
+        header_columns: Sequence[tuple[str, str | None]] = (),
     ) -> bytes:
         return dumps(metadata(query_id, columns)) + b"\n"
 
@@ -111,7 +123,11 @@ class JsonArrayFormat(QueryFormat):
     media_type = wire.JSON
 
     def header(
-        self, query_id: str, columns: Sequence[sqltypes.Field], key_columns: Sequence[str]
+        self,
+        query_id: str,
+        columns: Sequence[sqltypes.Field],
+        key_columns: Sequence[str],
+        header_columns: Sequence[tuple[str, str | None]] = (),
     ) -> bytes:
         return b"[" + dumps(metadata(query_id, columns))
 

@@ -42,6 +42,7 @@ class QueryLike(Protocol):
     query_id: str
     columns: Any
     key_columns: tuple[str, ...]
+    header_columns: tuple[tuple[str, str | None], ...]
     is_pull: bool
     is_print: bool
     table_pull: bool
@@ -222,7 +223,7 @@ async def stream_query(
         if query.done:
             # A pull query over a table has its rows from the start: the whole response in one
             # body (each send is a trip through every middleware and a write to the socket).
-            parts: list[bytes | None] = [fmt.header(query.query_id, query.columns, query.key_columns)]
+            parts: list[bytes | None] = [fmt.header(query.query_id, query.columns, query.key_columns, query.header_columns)]
             parts += [fmt.row(row.values, row.tombstone) for row in rows]
             parts.append(_ending(query, fmt))
             await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -235,7 +236,7 @@ async def stream_query(
     try:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         if not query.is_print:
-            await send_chunk(send, fmt.header(query.query_id, query.columns, query.key_columns))
+            await send_chunk(send, fmt.header(query.query_id, query.columns, query.key_columns, query.header_columns))
         async for rows in feed.batches():
             chunks: list[bytes | None]
             if fmt.line_framed and not query.is_print and not query.is_pull:

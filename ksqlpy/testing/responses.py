@@ -62,7 +62,7 @@ def run_query(
             {
                 "header": {
                     "queryId": query.query_id,
-                    "schema": entities.schema_text(query.columns, query.key_columns),
+                    "schema": entities.schema_text(query.columns, query.key_columns, query.header_columns),
                 }
             }
         ]

@@ -9,9 +9,11 @@ plus the case's ``properties``:
 2. execute the statements (REST cases: the statements before the first ``SELECT``);
 3. produce the inputs, serialized with the formats of the source reading each topic; runs of
    consecutive records to one topic go as one batch, and the engine is left to process each
-   run before the next (joins depend on that interleaving); then wait until every persistent
-   query is idle;
-4. read each expected output topic back and compare; check ``post`` conditions;
+   run before the next (joins depend on that interleaving), and a QTT case's run to a topic of
+   several partitions piece by piece where the partition changes; then wait until every
+   persistent query is idle;
+4. read each expected output topic back in the order its records were produced (see
+   :mod:`ksqlpy.testing.append_order`) and compare; check ``post`` conditions;
 5. REST cases: run the queries, then compare ``responses``.
 
 ``expectedException`` cases pass when a statement (or, later, processing) fails with an error
@@ -235,12 +237,24 @@ def engine_config(case: QttCase) -> dict[str, str]:
 
 
 def open_engine(case: QttCase) -> Any:
+    """A started engine for ``case``, on an in-memory :class:`AppendOrderStore` (sinks are read
+    back in the order their records were produced, as ksqlDB's harness compares them)."""
+    from ksqlpy.runtime.config import EngineConfig
     from ksqlpy.runtime.engine import Engine
+    from ksqlpy.testing.append_order import AppendOrderStore
     from ksqlpy.testing.test_udfs import register_test_functions
 
     # ksqlDB's test harness loads its test-only UDFs; they never exist in a production engine
     register_test_functions()
-    return Engine.open(engine_config(case))
+    config = EngineConfig.of(engine_config(case))
+    interval = float(config.values.get("ksqlpy.store.maintenance.interval.seconds", 30.0))
+    engine = Engine(AppendOrderStore(maintenance_interval=interval or None), config)
+    try:
+        engine.start()
+    except BaseException:
+        engine.store.close()
+        raise
+    return engine
 
 
 _CREATE_SOURCE = re.compile(r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:SOURCE\s+)?(?:STREAM|TABLE)\b", re.IGNORECASE)
@@ -260,6 +274,7 @@ def topics_to_create(case: QttCase) -> dict[str, int]:
     the case gives them (ksqlDB runs them through a single-threaded test driver)."""
     default = REST_DEFAULT_PARTITIONS if case.is_rest else 1
     topics: dict[str, int] = {}
+    explicit = {node.name for node in case.topics if node.partitions}
     for node in case.topics:
         topics[node.name] = node.partitions or default
     for statement in case.statements:
@@ -270,14 +285,18 @@ def topics_to_create(case: QttCase) -> dict[str, int]:
             continue
         partitions = _PARTITIONS.search(statement)
         topic = name.group(1).replace("''", "'")
-        topics.setdefault(topic, int(partitions.group(1)) if partitions else default)
+        if partitions and topic not in explicit:
+            # ksqlDB's harness never checks a CREATE's PARTITIONS against the topic it made for
+            # the case's ``topics``: the statement is accepted, so the topic gets its count here
+            topics[topic] = int(partitions.group(1))
+        else:
+            topics.setdefault(topic, default)
     for record in case.inputs:
         wanted = (record.partition or 0) + 1
         topics[record.topic] = max(topics.get(record.topic, default), wanted)
     # A topic whose partition count the post conditions check, and that nothing above sized,
     # exists from the start with that count, as ksqlDB's harness creates every topic of a case
     # (its default: 4 partitions); a CREATE ... AS SELECT then writes to it as it is.
-    explicit = {node.name for node in case.topics if node.partitions}
     for condition in case.post.topics if case.post is not None else ():
         if (
             condition.partitions
@@ -322,9 +341,16 @@ def source_for_topic(engine: Any, topic: str, *, sink: bool) -> Any:
     return found[-1] if sink else found[0]
 
 
-def feed_inputs(engine: Any, records: Sequence[QttRecord], options: RunOptions) -> None:
+def feed_inputs(
+    engine: Any, records: Sequence[QttRecord], options: RunOptions, *, in_order: bool = False
+) -> None:
     """Produce inputs run by run (a run: consecutive records to one topic), letting the
-    queries process each run before the next when the case writes to several topics."""
+    queries process each run before the next when the case writes to several topics.
+
+    With ``in_order`` (ksqlDB's test driver processes one record after the other), a run to a
+    topic of several partitions is also cut where the partition changes, and each piece is
+    processed before the next: a query reads a batch partition by partition, which would
+    otherwise reorder records of different partitions."""
     runs = [(topic, list(group)) for topic, group in groupby(records, key=lambda r: r.topic)]
     several = len({topic for topic, _ in runs}) > 1
     for topic, group in runs:
@@ -335,10 +361,38 @@ def feed_inputs(engine: Any, records: Sequence[QttRecord], options: RunOptions) 
             )
         except (RecordCodecError, UnsupportedFormat) as e:
             raise CaseFailure(f"Failed to serialize input for topic {topic}: {e}") from e
-        engine.store.produce(topic, batch)
-        if several:
-            wait_idle(engine, options)
+        spec = engine.store.describe_topic(topic)
+        pieces = _partition_runs(batch, spec.partitions) if in_order and spec is not None else [batch]
+        for piece in pieces:
+            engine.store.produce(topic, piece)
+            if several or len(pieces) > 1:
+                wait_idle(engine, options)
     wait_idle(engine, options)
+
+
+def _partition_runs(batch: Any, partitions: int) -> list[Any]:
+    """``batch`` (a produce batch: ``partition``, ``key``, ...) cut where the partition its
+    records go to changes; a record with neither, which the store spreads round-robin, stands
+    alone."""
+    if partitions <= 1 or batch.num_rows <= 1:
+        return [batch]
+    from ksqlpy.runtime.store.partitioner import partitions_for_keys
+
+    keys = batch.column("key").combine_chunks()
+    hashed = partitions_for_keys(keys, partitions).to_pylist()
+    given = batch.column("partition").to_pylist()
+    targets = [
+        g if g is not None else None if k is None else h
+        for g, k, h in zip(given, keys.to_pylist(), hashed, strict=True)
+    ]
+    pieces = []
+    start = 0
+    for i in range(1, len(targets)):
+        if targets[i] is None or targets[i] != targets[i - 1]:
+            pieces.append(batch.slice(start, i - start))
+            start = i
+    pieces.append(batch.slice(start))
+    return pieces
 
 
 def wait_idle(engine: Any, options: RunOptions) -> None:
@@ -347,8 +401,11 @@ def wait_idle(engine: Any, options: RunOptions) -> None:
 
 
 def read_topic(engine: Any, topic: str, timeout: float = 5.0) -> list[ProducedRecord]:
-    """Every record of ``topic``, decoded with the formats of the source writing it."""
+    """Every record of ``topic`` in the order it was produced, decoded with the formats of the
+    source writing it."""
     import pyarrow as pa
+
+    from ksqlpy.testing.append_order import AppendOrderStore
 
     store = engine.store
     if store.describe_topic(topic) is None:
@@ -366,6 +423,8 @@ def read_topic(engine: Any, topic: str, timeout: float = 5.0) -> list[ProducedRe
     if not tables:
         return []
     batch = pa.concat_tables(tables)
+    if isinstance(store, AppendOrderStore):
+        batch = store.in_append_order(batch)
     source = source_for_topic(engine, topic, sink=True)
     try:
         return read_records(batch, source, engine.schema_registry)
@@ -451,7 +510,7 @@ def _run_qtt(case: QttCase, run: _Run, options: RunOptions) -> None:
         except KsqlpyError as e:
             _expect_exception(case, run, _error_text(e))
             return
-        feed_inputs(engine, case.inputs, options)
+        feed_inputs(engine, case.inputs, options, in_order=True)
         topics = list(dict.fromkeys(r.topic for r in case.outputs))
         actual = {topic: read_topic(engine, topic) for topic in topics}
         run.outputs.extend(r for topic in topics for r in actual[topic])

@@ -32,6 +32,21 @@ def test_expected_tokens_are_listed_as_ksqldb_lists_them() -> None:
     assert str(error) == "line 1:32: Syntax Error\nExpecting {'STRING', INTEGER_VALUE}"
 
 
+@pytest.mark.parametrize(
+    ("text", "near"),
+    [
+        ("ASSERT VALUES foo (id INT) VALUES (123);", "'VALUES' at line 1:8"),
+        ("ASSERT NOT VALUES foo;", "'VALUES' at line 1:12"),
+        ("SHOW STREAMS;\nCREATE FOO;", "'FOO' at line 2:8"),
+    ],
+)
+def test_a_token_no_kind_of_statement_begun_takes_is_no_viable_alternative(text: str, near: str) -> None:
+    """ANTLR reports no viable alternative where the keywords read so far still begin several
+    kinds of statement (ASSERT TOPIC and ASSERT SCHEMA); once the kind is known, a mismatch
+    lists what was expected."""
+    assert str(error_of(text)).endswith("Syntax Error\nSyntax error at or near " + near)
+
+
 def test_long_expected_lists_are_left_out() -> None:
     error = error_of("SELECT * FROM S1 ORDER BY MYKEY DESC;")
     assert str(error) == "line 1:24: Syntax Error\n"

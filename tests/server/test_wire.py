@@ -50,6 +50,21 @@ def test_pull_header_marks_key_columns() -> None:
     assert header[0]["header"]["schema"] == "`USERID` STRING KEY, `N` DECIMAL(4, 2)"
 
 
+def test_pull_header_lists_header_columns_after_the_keys() -> None:
+    """ksqlDB's pull ``SELECT *`` schema keeps header columns as headers, listed before the
+    values (the rows still carry them last)."""
+    columns = (
+        sqltypes.Field("K", sqltypes.INTEGER),
+        sqltypes.Field("TEXT", sqltypes.STRING),
+        sqltypes.Field("H", sqltypes.BYTES),
+        sqltypes.Field("ALL", sqltypes.Array(sqltypes.STRING)),
+    )
+    header = orjson.loads(LegacyFormat().header("query_1", columns, ("K",), (("H", "abc"), ("ALL", None))) + b"]")
+    assert header[0]["header"]["schema"] == (
+        "`K` INTEGER KEY, `H` BYTES HEADER('abc'), `ALL` ARRAY<STRING> HEADERS, `TEXT` STRING"
+    )
+
+
 def test_delimited_lines_drop_tombstones() -> None:
     f = DelimitedFormat()
     chunks = [f.header("q", COLUMNS, ()), f.row(["a", 1], False), f.row([None, "a"], True), f.end(None)]

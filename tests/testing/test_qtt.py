@@ -87,6 +87,25 @@ def test_disabled_and_future_cases_are_skipped_schema_registry_cases_run(tmp_pat
     assert reasons["sr"] is None and reasons["run"] is None
 
 
+def test_a_decimal_input_stored_as_a_double_past_its_exact_digits_is_skipped(tmp_path: Path) -> None:
+    """Past 2**53 a double has lost the digits of the DECIMAL the case was written with; below
+    it, or for a DOUBLE column, the number is still the one the case meant."""
+    decimal = "CREATE STREAM S (V DECIMAL(33, 16)) WITH (kafka_topic='t', value_format='JSON');"
+    double = "CREATE STREAM S (V DOUBLE) WITH (kafka_topic='t', value_format='JSON');"
+    path = tmp_path / "suite"
+    path.mkdir()
+    (path / "sample.json").write_text(
+        '{"tests": ['
+        f'{{"name": "lost", "statements": ["{decimal}"], "inputs": [{{"topic": "t", "value": {{"V": 1.2345678987654322e+16}}}}]}},'
+        f'{{"name": "exact", "statements": ["{decimal}"], "inputs": [{{"topic": "t", "value": {{"V": 12345678.5}}}}]}},'
+        f'{{"name": "double", "statements": ["{double}"], "inputs": [{{"topic": "t", "value": {{"V": 1.2345678987654322e+16}}}}]}}'
+        "]}"
+    )
+    reasons = {c.name: c.skip_reason for c in qtt.load_file(path / "sample.json")}
+    assert reasons["lost"] is not None and "12345678987654322" in reasons["lost"]
+    assert reasons["exact"] is None and reasons["double"] is None
+
+
 def test_rest_fields(tmp_path: Path) -> None:
     path = write(tmp_path, [{
         "name": "rest", "statements": ["CREATE STREAM S (A INT) WITH (kafka_topic='t', value_format='JSON');",

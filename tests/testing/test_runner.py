@@ -75,6 +75,29 @@ def test_topics_whose_partitions_post_conditions_check_are_created_with_them() -
     assert topics_to_create(sized) == {"input": 2, "OUTPUT": 4}  # type: ignore[arg-type]
 
 
+def test_a_listed_topic_without_a_count_takes_the_create_statements() -> None:
+    """ksqlDB's harness makes a listed topic (1 partition unless it says) and never checks a
+    CREATE's PARTITIONS against it; a count the topic gives stands."""
+    sized = [STATEMENTS[0].replace("value_format", "partitions=8, value_format")]
+    assert topics_to_create(case(statements=sized, topics=[{"name": "input"}])) == {"input": 8}  # type: ignore[arg-type]
+    listed = case(statements=sized, topics=[{"name": "input", "partitions": 2}])
+    assert topics_to_create(listed) == {"input": 2}  # type: ignore[arg-type]
+
+
+def test_records_of_several_partitions_come_out_in_the_order_they_went_in() -> None:
+    """Inputs are processed one partition's piece after the other, and the sink is read back in
+    the order its records were appended, whichever partitions they went to."""
+    keys = [7, 1, 9, 2, 8, 3, 6, 4, 5, 0]
+    inputs = [{"topic": "input", "key": k, "value": {"V": 10 + k}, "timestamp": 100 - k} for k in keys]
+    outputs = [{"topic": "OUTPUT", "key": k, "value": {"D": 2 * (10 + k)}, "timestamp": 100 - k} for k in keys]
+    sized = [STATEMENTS[0].replace("value_format", "partitions=4, value_format"), STATEMENTS[1]]
+    post = {"topics": {"topics": [{"name": "OUTPUT", "partitions": 4}]}}
+    result = run_case(case(statements=sized, inputs=inputs, outputs=outputs, post=post))
+    assert result.status == "passed", result.error
+    assert [r.key for r in result.outputs] == keys
+    assert len({r.partition for r in result.outputs}) > 1
+
+
 def test_tool_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "s.sql").write_text("\n".join(STATEMENTS))
     (tmp_path / "in.json").write_text(json.dumps({"inputs": [{"topic": "input", "key": 4, "value": {"V": 5}}]}))

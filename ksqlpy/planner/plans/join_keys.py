@@ -121,10 +121,8 @@ def _set_input(step: s.ExecutionStep, fmt: KeyFormat) -> s.ExecutionStep:
 
 def _prepend_alias(step: s.StreamSelect | s.TableSelect, fmt: KeyFormat) -> s.ExecutionStep:
     inner = step.source
-    if not isinstance(inner, s.SourceStep) or isinstance(
-        inner, s.WindowedStreamSource | s.WindowedTableSource
-    ):
-        return step  # re-keyed by its join expression, or windowed (ksqlDB cannot re-key it)
+    if not isinstance(inner, s.SourceStep) or isinstance(inner, s.WindowedTableSource):
+        return step  # re-keyed by its join expression, or a windowed table (never re-keyed)
     own = (inner.formats.key_format, inner.formats.key_features)
     if fmt[0].format.upper() not in SCHEMA_INFERENCE_FORMATS and _same(own, fmt):
         return step

@@ -16,7 +16,7 @@ stateless and aggregation planners build their steps on top of the join step.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,7 +78,8 @@ class _Node:
     step: s.ExecutionStep
     sides: list[Side]
     is_table: bool
-    equivalent: list[ast.ColumnRef] = field(default_factory=list)
+    #: the expressions that evaluate to the subtree's key (ksqlDB's join equivalence set)
+    equivalent: list[ast.Expr] = field(default_factory=list)
     viable: list[ast.ColumnRef] = field(default_factory=list)
     leaf: bool = False
 
@@ -303,7 +304,7 @@ def _join(
     right_node = _leaf(right_side, prefix, "Right")
     right_step = _prepare(right_node, qualified_right, prefix + "Right", side_of, fk, config)
 
-    equivalent: list[ast.ColumnRef] = []
+    equivalent: list[ast.Expr] = []
     viable: list[ast.ColumnRef] = []
     if fk and left.leaf:
         # A foreign-key join's result keeps its left table's primary key: a join after it on
@@ -311,10 +312,12 @@ def _join(
         left_table = left.sides[0]
         equivalent = [ast.ColumnRef(name=c.name, source=left_table.alias) for c in left_table.source.key_columns]
     if join_type != "OUTER" and not fk:
-        keys = [e for e in (qualified_left, qualified_right)]
+        # both sides of the criteria are the key, expressions as well as columns: in
+        # ``A JOIN B ON A.ID = ABS(B.ID) JOIN C ON ABS(B.ID) = C.ID`` the second join is on A.ID
+        keys: list[ast.Expr] = [qualified_left, qualified_right]
         lefts = left.equivalent
-        include_left = any(_in(k, lefts) for k in keys if isinstance(k, ast.ColumnRef))
-        equivalent = [k for k in keys if isinstance(k, ast.ColumnRef)]
+        include_left = any(_in(k, lefts) for k in keys)
+        equivalent = keys
         if include_left:
             equivalent = _union(equivalent, lefts)
         candidates = [*left.viable, qualified_left, qualified_right]
@@ -375,11 +378,15 @@ def _join(
     )
 
 
-def _in(e: ast.Expr, xs: list[ast.ColumnRef]) -> bool:
-    return isinstance(e, ast.ColumnRef) and any(x.source == e.source and x.name == e.name for x in xs)
+def _in(e: ast.Expr, xs: Sequence[ast.Expr]) -> bool:
+    """Whether the qualified expression ``e`` is one of ``xs`` (positions aside)."""
+    if isinstance(e, ast.ColumnRef):
+        return any(isinstance(x, ast.ColumnRef) and x.source == e.source and x.name == e.name for x in xs)
+    written = ex.text(e)
+    return any(not isinstance(x, ast.ColumnRef) and ex.text(x) == written for x in xs)
 
 
-def _union(a: list[ast.ColumnRef], b: list[ast.ColumnRef]) -> list[ast.ColumnRef]:
+def _union(a: list[ast.Expr], b: list[ast.Expr]) -> list[ast.Expr]:
     out = list(a)
     for x in b:
         if not _in(x, out):
@@ -580,6 +587,8 @@ def _rewrite_query(
     select: list[ast.SelectItem] = []
     for item in query.select:
         match item:
+            case ast.AllColumns(source=None) if query.partition_by:
+                select.extend(_repartitioned_star(result, item.pos))
             case ast.AllColumns(source=None):
                 if synthetic is not None:
                     select.append(ast.SingleColumn(expr=ast.ColumnRef(name=synthetic, pos=item.pos)))
@@ -631,6 +640,16 @@ def _star(side: Side, pos: Any) -> list[ast.SelectItem]:
     return [
         ast.SingleColumn(expr=ast.ColumnRef(name=side.prefixed(n), pos=pos), alias=side.prefixed(n), pos=pos)
         for n in names
+    ]
+
+
+def _repartitioned_star(result: Source, pos: Any) -> list[ast.SelectItem]:
+    """``*`` over a join that PARTITION BY re-keys: every value column of the join's result,
+    the sides' copied pseudo and key columns (``L_ROWTIME``, ``L_A``) included, as ksqlDB's
+    ``UserRepartitionNode`` resolves it (the new key is moved first by the PARTITION BY)."""
+    return [
+        ast.SingleColumn(expr=ast.ColumnRef(name=c.name, pos=pos), alias=c.name, pos=pos)
+        for c in result.value_columns
     ]
 
 

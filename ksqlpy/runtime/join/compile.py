@@ -224,8 +224,6 @@ def _repartition(chain: list[s.ExecutionStep], join: s.JoinStep, which: str) -> 
     through its select-key step's own topic (Kafka Streams' ``toTable`` after ``selectKey``);
     a re-keyed stream is repartitioned by the join it feeds, which names the topic after itself
     (``KStreamImplJoin``: ``-left``/``-right``; a stream-table join: none)."""
-    if isinstance(chain[0], s.WindowedStreamSource | s.WindowedTableSource):
-        return None  # ksqlDB refuses to repartition windowed sources
     for step in chain:
         if isinstance(step, s.TableSelectKey):
             return Repartition(

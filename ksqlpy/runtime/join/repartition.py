@@ -11,6 +11,9 @@ persistent ksqlpy query does the same, in two stages of one runner:
    topic has (a record with a null key is dropped, as Kafka Streams' repartition filter does);
 2. the join reads that topic as one of its inputs, through a select that only renames its key.
 
+A windowed side (session-windowed streams keyed in a Schema Registry format, which ksqlDB
+re-keys) writes its records with their windows, and reads them back joined on key and window.
+
 A re-keyed table is also materialized by ksqlDB (``toTable`` into the ``Materialize`` store);
 each change the join's table side takes from the repartition topic is logged, as read, to the
 store's changelog topic ``<application id>-<context>-Materialize-changelog``. And each record a
@@ -31,12 +34,23 @@ from dataclasses import dataclass, replace
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ksqlpy import sqltypes
 from ksqlpy.parser.ast import SourceKind
 from ksqlpy.planner.catalog import Column, ColumnNamespace, FormatInfo, Source, WindowInfo, WindowType
 from ksqlpy.planner.expressions.scope import duckdb_column
 from ksqlpy.planner.physical import OutputColumn, SelectStep
 from ksqlpy.runtime.evaluate import DELETE as EVAL_DELETE
-from ksqlpy.runtime.join.plan import DELETE, FOREIGN_KEY, KEY, JoinInput, JoinNode, JoinSide, Rekeyed
+from ksqlpy.runtime.evaluate import WINDOW_END, WINDOW_START
+from ksqlpy.runtime.join.plan import (
+    DELETE,
+    FOREIGN_KEY,
+    KEY,
+    WINDOWED_KEY_FIELDS,
+    JoinInput,
+    JoinNode,
+    JoinSide,
+    Rekeyed,
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,9 +158,14 @@ def _topic_source(node: JoinInput, topic: str, partitions: int) -> Source:
     """The repartition topic as a source: key :data:`KEY`, the side's values after its
     pre-join chain."""
     assert node.repartition is not None
-    keys = node.select.key_columns
+    key_type = node.select.key_columns[0].type
+    if node.source.window is not None:
+        # a windowed side's join key is (key, window start, window end): the topic's key is the
+        # key, written with its window as the source's was
+        assert isinstance(key_type, sqltypes.Struct)
+        key_type = key_type.fields[0].type
     columns = (
-        Column(name=KEY, type=keys[0].type, namespace=ColumnNamespace.KEY),
+        Column(name=KEY, type=key_type, namespace=ColumnNamespace.KEY),
         *(Column(name=c.name, type=c.type) for c in node.select.value_columns),
     )
     return Source(
@@ -156,6 +175,7 @@ def _topic_source(node: JoinInput, topic: str, partitions: int) -> Source:
         columns=columns,
         key_format=_own_schema(node.repartition.key_format),
         value_format=_own_schema(node.repartition.value_format),
+        window=node.source.window,
         partitions=max(1, partitions),
     )
 
@@ -169,15 +189,36 @@ def _own_schema(fmt: FormatInfo) -> FormatInfo:
 
 
 def _read_back(select: SelectStep, target: Source) -> SelectStep:
-    """The side's select over its repartition topic: key and values as written."""
+    """The side's select over its repartition topic: key and values as written (a windowed
+    side's join key packed with the window read back, as from its source)."""
     columns = tuple(
-        OutputColumn(
-            name=c.name, type=c.type, sql=duckdb_column(c.name).sql(dialect="duckdb"), is_key=c.is_key
-        )
+        OutputColumn(name=c.name, type=c.type, sql=_read_back_sql(c, target), is_key=c.is_key)
         for c in select.columns
     )
     return replace(
         select, source=target, where_sql=None, columns=columns, multiplies_rows=False, rekeyed=False
+    )
+
+
+def _read_back_sql(column: OutputColumn, target: Source) -> str:
+    written = duckdb_column(column.name).sql(dialect="duckdb")
+    if not column.is_key or target.window is None:
+        return written
+    k, ws, we = WINDOWED_KEY_FIELDS
+    return f'struct_pack("{k}" := {written}, "{ws}" := "WINDOWSTART", "{we}" := "WINDOWEND")'
+
+
+def with_window_columns(rows: pa.Table, target: Source) -> pa.Table:
+    """Re-keyed rows of a windowed side as its repartition topic's encoder takes them: the join
+    key unpacked into the key and the window bounds the encoder writes with it."""
+    if target.window is None:
+        return rows
+    packed = rows.column(KEY).combine_chunks()
+    k, ws, we = WINDOWED_KEY_FIELDS
+    index = rows.schema.get_field_index(KEY)
+    rows = rows.set_column(index, KEY, pc.struct_field(packed, k))
+    return rows.append_column(WINDOW_START, pc.struct_field(packed, ws)).append_column(
+        WINDOW_END, pc.struct_field(packed, we)
     )
 
 
@@ -244,4 +285,5 @@ __all__ = [
     "rows_to_write",
     "stored_rows",
     "window_store_logs",
+    "with_window_columns",
 ]

@@ -38,6 +38,7 @@ from ksqlpy.runtime.join.repartition import (
     rows_to_write,
     stored_rows,
     window_store_logs,
+    with_window_columns,
 )
 from ksqlpy.runtime.processing_log import ProcessingLog
 from ksqlpy.runtime.query import BATCH_SIZE, PersistentQuery, encode_windowed, new_connection
@@ -272,8 +273,8 @@ class JoinQuery(PersistentQuery):
             self.plog.write(self.query_id, decoded.errors)
             result = evaluator.evaluate(decoded.table, self.query_id)
             self.plog.write(self.query_id, result.errors)
-            rows = rows_to_write(result.rows, writer.target)
-            encoded, errors = encoder.encode(rows, rows.column(TS), deletes_of(rows))
+            rows = with_window_columns(rows_to_write(result.rows, writer.target), writer.target)
+            encoded, errors = encode_windowed(encoder, writer.target, rows)
             self.plog.write(self.query_id, errors)
             if encoded.num_rows:
                 out.append((writer.target.topic, encoded))
