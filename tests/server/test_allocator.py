@@ -32,6 +32,23 @@ def test_server_uses_the_system_allocator() -> None:
     assert _backend(None) == "system"
 
 
+NUMPY_PROBE = (
+    "from ksqlpy.server.main import use_system_allocator\n"
+    "use_system_allocator()\n"
+    "import numpy as np, pyarrow as pa\n"
+    "mask = np.asarray(pa.array([True, False] * 100_000))\n"
+    "print(pa.mimalloc_memory_pool().bytes_allocated(), pa.system_memory_pool().bytes_allocated() >= mask.nbytes)\n"
+)
+
+
+def test_conversions_to_numpy_use_the_system_allocator_too() -> None:
+    if "mimalloc" not in pa.supported_memory_backends():
+        pytest.skip("this pyarrow has no mimalloc")
+    env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
+    out = subprocess.run([sys.executable, "-c", NUMPY_PROBE], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.split() == ["0", "True"]
+
+
 @pytest.mark.parametrize("pool", ["mimalloc", "jemalloc"])
 def test_an_allocator_named_in_the_environment_is_kept(pool: str) -> None:
     if pool not in pa.supported_memory_backends():

@@ -173,3 +173,49 @@ def test_a_poll_converts_its_records_a_slice_at_a_time_into_one_batch(
             int(v[1:]) for k, v in zip(read.column("key").to_pylist(), read.column("value").to_pylist()) if k == key
         ]
         assert values == sorted(values)
+
+
+def test_a_produce_hands_its_records_over_a_slice_at_a_time(
+    eos_store: KafkaStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A produce turns its records into the client's objects a few at a time, yet every record
+    lands once, in order, with its own key, timestamp, headers and given partition, and records
+    without a key go round-robin over the partitions as they would in one piece."""
+    from ksqlpy.runtime.store import kafka
+    from ksqlpy.runtime.store.partitioner import partitions_for_keys
+
+    monkeypatch.setattr(kafka, "_CONVERT_RECORDS", 7)
+    source = fresh()
+    eos_store.create_topic(TopicSpec(name=source, partitions=3))
+    n = 100
+    keys: list[bytes | None] = [None if i % 3 else b"k%d" % i for i in range(n)]
+    given: list[int | None] = [2 if i % 10 == 5 else None for i in range(n)]
+    headers = [[{"key": "h", "value": b"%d" % i}] if i % 4 == 0 else None for i in range(n)]
+    batch = records(
+        [b"v%d" % i for i in range(n)],
+        keys=keys,
+        partitions=given,
+        timestamps=[5000 + i for i in range(n)],
+        headers=headers,
+    )
+    eos_store.produce(source, batch)
+    chosen = partitions_for_keys(pa.array(keys, pa.binary()), 3, null_start=0).to_pylist()
+    expected = {b"v%d" % i: (keys[i], 5000 + i, given[i] if given[i] is not None else chosen[i]) for i in range(n)}
+    with eos_store.open_reader([source]) as reader:
+        read = read_n(reader, n)
+    got = {
+        value: (key, timestamp, partition)
+        for value, key, timestamp, partition in zip(
+            read.column("value").to_pylist(),
+            read.column("key").to_pylist(),
+            read.column("timestamp").to_pylist(),
+            read.column("partition").to_pylist(),
+        )
+    }
+    assert got == expected
+    with_headers = {v: h for v, h in zip(read.column("value").to_pylist(), read.column("headers").to_pylist()) if h}
+    assert with_headers == {b"v%d" % i: [{"key": "h", "value": b"%d" % i}] for i in range(0, n, 4)}
+    values, partitions = read.column("value").to_pylist(), read.column("partition").to_pylist()
+    for p in range(3):
+        in_partition = [int(v[1:]) for v, part in zip(values, partitions) if part == p]
+        assert in_partition == sorted(in_partition)

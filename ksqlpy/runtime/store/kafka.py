@@ -135,10 +135,12 @@ _AHEAD_SECONDS = 30.0
 #: Output rows a read-ahead holds while its transactional producer starts (~0.5 s on the test
 #: broker): the batches are processed meanwhile rather than after; past this a batch waits.
 _AHEAD_HELD_ROWS = 200_000
-#: Records a poll turns into Arrow at a time. The client hands out a Message object per record,
-#: with its key and value as bytes objects (~400 bytes of Python objects for a ~100-byte JSON
-#: record): converted a slice at a time, a 50,000-record batch keeps one slice's objects alive
-#: rather than ~20 MiB of them, for ~10 more (cheap) conversions per batch.
+#: Records a poll turns into Arrow at a time, and a produce turns into the client's Python
+#: objects at a time. The client hands out a Message object per record, with its key and value
+#: as bytes objects (~400 bytes of Python objects for a ~100-byte JSON record), and takes the
+#: same bytes objects for each record produced: converted a slice at a time, a 50,000-record
+#: batch keeps one slice's objects alive rather than ~20 MiB of them, for ~10 more (cheap)
+#: conversions per batch.
 _CONVERT_RECORDS = 5_000
 
 
@@ -404,15 +406,31 @@ class KafkaStore(TopicStore):
     # -- records -----------------------------------------------------------------------------------
 
     def _send(self, producer: Producer, topic: str, records: pa.Table, errors: list[KafkaError]) -> None:
-        """Hand ``records`` to ``producer``; delivery failures land in ``errors``."""
+        """Hand ``records`` to ``producer``; delivery failures land in ``errors``.
+
+        The client takes each record as Python objects (its key and value as bytes, ~300 bytes
+        of objects for a ~100-byte JSON record): they are made a slice at a time (see
+        :data:`_CONVERT_RECORDS`), so a batch of 50,000 results keeps one slice's objects alive
+        rather than ~15 MiB of them."""
         if records.num_rows == 0:
             return
-        batch = _records.normalize(records)
         count = self._partitions(topic)
         with self._lock:
             start = self._null_counters.get(topic, 0)
-            self._null_counters[topic] = start + batch.num_rows
-        partitions = _records.choose_partitions(batch, count, start).tolist()
+            self._null_counters[topic] = start + records.num_rows
+        null_keys = 0  # records without a key in the slices sent so far (round-robin's count)
+        for offset in range(0, records.num_rows, _CONVERT_RECORDS):
+            batch = _records.normalize(records.slice(offset, _CONVERT_RECORDS))
+            partitions = _records.choose_partitions(batch, count, start + null_keys).tolist()
+            self._send_slice(producer, topic, batch, partitions, errors)
+            null_keys += batch.column("key").null_count
+        producer.poll(0)
+
+    @staticmethod
+    def _send_slice(
+        producer: Producer, topic: str, batch: pa.Table, partitions: list[int], errors: list[KafkaError]
+    ) -> None:
+        """Hand the normalized records of ``batch`` to ``producer``, each to its partition."""
 
         def delivered(error: KafkaError | None, _message: Message) -> None:
             # The store's producers report failed deliveries only (delivery.report.only.error):
@@ -451,7 +469,6 @@ class KafkaStore(TopicStore):
                         break
                     except BufferError:
                         continue
-        producer.poll(0)
 
     @staticmethod
     def _await(producer: Producer, errors: list[KafkaError], topic: str) -> None:
