@@ -121,9 +121,10 @@ def test_records_written_after_an_empty_read_ahead_are_handed_out(tmp_path: Path
 
 
 def test_a_large_batch_is_decoded_in_pieces_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A batch read ahead of more than ``codec.DECODE_RECORDS`` records is decoded a piece at a
-    time: its rows come in record order and the malformed records of every piece are reported."""
-    monkeypatch.setattr(codec, "DECODE_RECORDS", 4)
+    """A batch read ahead of more than ``codec.DECODE_BYTES`` bytes of values is decoded a piece
+    at a time: its rows come in record order and the malformed records of every piece are
+    reported."""
+    monkeypatch.setattr(codec, "DECODE_BYTES", 40)
     engine = Engine.open({"ksql.streams.state.dir": str(tmp_path / "data")})
     try:
         engine.session().execute_all(VIEWS)
