@@ -8,7 +8,9 @@ ROWOFFSET. Records that fail to deserialize go to the processing log and are lef
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +32,13 @@ NULL_KEY = "__NULL_KEY"
 #: input and result column carrying each record's headers to the sink
 HEADERS = "__HEADERS"
 SYSTEM_COLUMNS = ("ROWTIME", "ROWPARTITION", "ROWOFFSET")
+#: Bytes of values decoded at a time: a batch of hundreds of thousands of records is decoded in
+#: pieces whose text stays in the processor's caches while it is parsed; in one piece a batch of
+#: 200,000 JSON records (~20 MB) took ~20 % more CPU on a busy machine than in pieces of ~5 MB.
+DECODE_BYTES = 5_000_000
+#: A thread that decodes pieces of large batches beside the thread whose batch they are (see
+#: :meth:`SourceDecoder.decode`): one per process, so it only ever takes a core left idle.
+_HELPER = ThreadPoolExecutor(1, thread_name_prefix="decode-helper")
 
 
 def serde_spec(fmt: FormatInfo) -> serde.SerdeSpec:
@@ -69,6 +78,7 @@ class SourceDecoder:
         columns (off for callers that split the keys themselves). ``throw_on_invalid_timestamp``:
         a TIMESTAMP column value that cannot be read raises rather than skipping the record."""
         self.source = source
+        self.registry = registry
         self.throw_on_invalid_timestamp = throw_on_invalid_timestamp
         self.split_windows = split_windows and source.window is not None
         self.keys = source.key_columns
@@ -96,6 +106,47 @@ class SourceDecoder:
         return split.inner, (split.start, split.end), short
 
     def decode(self, records: pa.Table) -> Decoded:
+        """The batch's input rows, in record order, decoded in pieces of :data:`DECODE_BYTES`.
+
+        The pieces are taken in turn by this thread and the decoding helper, which has a decoder
+        of its own (a deserializer learns from the records it reads): where a core is idle,
+        a large batch is decoded by two (Arrow's JSON reader releases the GIL). The helper
+        takes a piece only if it is free before this thread has taken them all."""
+        count = -(-records.column("value").nbytes // DECODE_BYTES)
+        if count <= 1:
+            return self._decode(records)
+        size = -(-records.num_rows // count)
+        pieces = [records.slice(start, size) for start in range(0, records.num_rows, size)]
+        decoded: list[Decoded | None] = [None] * len(pieces)
+        claims = itertools.count()  # each piece is claimed once (next() holds the GIL)
+
+        def take(decoder: SourceDecoder) -> None:
+            while (i := next(claims)) < len(pieces):
+                decoded[i] = decoder._decode(pieces[i])
+
+        helping = _HELPER.submit(take, self._helper_decoder())
+        take(self)
+        if not helping.cancel():
+            helping.result()  # a piece the helper took, or what it raised
+        done = [d for d in decoded if d is not None]
+        assert len(done) == len(pieces), "a piece was not decoded"
+        return Decoded(pa.concat_tables([d.table for d in done]), [e for d in done for e in d.errors])
+
+    def _helper_decoder(self) -> SourceDecoder:
+        """The decoder the decoding helper uses for this one's pieces."""
+        helper = self._helper
+        if helper is None:
+            helper = self._helper = SourceDecoder(
+                self.source,
+                self.registry,
+                split_windows=self.split_windows,
+                throw_on_invalid_timestamp=self.throw_on_invalid_timestamp,
+            )
+        return helper
+
+    _helper: SourceDecoder | None = None
+
+    def _decode(self, records: pa.Table) -> Decoded:
         errors: list[ProcessingError] = []
         key_arr = records.column("key").combine_chunks()
         value_arr = records.column("value").combine_chunks()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ksqlpy.errors import ParseError, Position
-from ksqlpy.parser import parse, parse_expression
+from ksqlpy.parser import MAX_NUMBER_CHARS, build_lexers, parse, parse_expression
 
 
 def error_of(text: str) -> ParseError:
@@ -133,3 +133,15 @@ def test_huge_numeric_literals_are_rejected_at_their_position(literal: str) -> N
     error = error_of(f"SELECT k, {literal} FROM s EMIT CHANGES;")
     assert error.pos == Position(1, 11)
     assert "numeric literal" in str(error) or "overflows" in str(error)
+
+
+def test_lexers_built_ahead_keep_their_checks() -> None:
+    """``build_lexers`` compiles every lexer state's scanner ahead of the statements, each with
+    the lexer's checks installed: a reserved word as a name and an overlong number are still
+    refused in the states they are lexed in."""
+    build_lexers()
+    error = error_of("CREATE STREAM out AS SELECT a AS select FROM s WHERE b > 1;")
+    assert '"SELECT" is a reserved keyword' in str(error)
+    error = error_of(f"SELECT * FROM s WHERE b > {'9' * (MAX_NUMBER_CHARS + 1)};")
+    assert "Invalid numeric literal" in str(error)
+    parse("CREATE TABLE t AS SELECT k, COUNT(*) FROM s WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY k;")

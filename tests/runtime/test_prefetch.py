@@ -8,7 +8,9 @@ import json
 from pathlib import Path
 
 import pyarrow as pa
+import pytest
 
+from ksqlpy.runtime import codec
 from ksqlpy.runtime.codec import SourceDecoder
 from ksqlpy.runtime.engine import Engine
 from ksqlpy.runtime.prefetch import DecodeAhead
@@ -112,6 +114,40 @@ def test_records_written_after_an_empty_read_ahead_are_handed_out(tmp_path: Path
             assert records.column("offset").to_pylist() == [5, 6, 7]
             assert reader.decoded(records).table.column("MS").to_pylist() == [5, 6, 7]
             assert reader.positions() == {tp: 8}
+        finally:
+            reader.close()
+    finally:
+        engine.close()
+
+
+def test_a_large_batch_is_decoded_in_pieces_in_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch read ahead of more than ``codec.DECODE_BYTES`` bytes of values is decoded a piece
+    at a time: its rows come in record order and the malformed records of every piece are
+    reported."""
+    monkeypatch.setattr(codec, "DECODE_BYTES", 40)
+    engine = Engine.open({"ksql.streams.state.dir": str(tmp_path / "data")})
+    try:
+        engine.session().execute_all(VIEWS)
+        produce(engine, 0, 10)
+        engine.store.produce(
+            "views",
+            pa.table(
+                {
+                    "timestamp": pa.array([10_000, 11_000, 12_000], pa.int64()),
+                    "key": pa.array([b"p0", b"p1", b"p2"], pa.binary()),
+                    "value": pa.array([b"{not json", b'{"ms": 11}', b"[1"], pa.binary()),
+                }
+            ),
+        )
+        decoder = SourceDecoder(engine.catalog.source("VIEWS"), registry_for(engine.store))
+        reader = DecodeAhead(engine.store.open_reader(["views"], group="g", start="earliest"), decoder, "t")
+        try:
+            records = reader.poll(20, timeout=1.0)
+            assert records.num_rows == 13
+            decoded = reader.decoded(records)
+            assert decoded.table.column("MS").to_pylist() == [*range(10), 11]
+            assert decoded.table.column("ROWOFFSET").to_pylist() == [*range(10), 11]
+            assert [e.offset for e in decoded.errors] == [10, 12]
         finally:
             reader.close()
     finally:
