@@ -160,6 +160,12 @@ def test_one_server_keeps_what_it_read_while_joining(
     assert group is not None and _committed(kafka_bootstrap, group, f"s_{run}") == ROWS + 1000
 
 
+def _settled(a: Any, b: Any) -> bool:
+    """Whether both queries are idle and their members own every partition, each its own."""
+    owned_a, owned_b = set(a._reader.assignment()), set(b._reader.assignment())
+    return a.is_idle() and b.is_idle() and not owned_a & owned_b and len(owned_a | owned_b) == PARTITIONS
+
+
 def test_two_servers_joining_at_once_keep_only_what_they_are_assigned(
     kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -185,7 +191,9 @@ def test_two_servers_joining_at_once_keep_only_what_they_are_assigned(
         while _committed(kafka_bootstrap, group, f"s_{run}") < ROWS and time.monotonic() < deadline:
             time.sleep(0.2)
         # (not wait_idle: it would wait for each to catch up with partitions the other owns)
-        while not (query_a.is_idle() and query_b.is_idle()) and time.monotonic() < deadline:
+        # Where B joined after A's group settled, its join moves A's partitions once A is idle:
+        # neither owns any until that rebalance ends.
+        while not _settled(query_a, query_b) and time.monotonic() < deadline:
             time.sleep(0.05)
         # Between them the two members own every partition, each its own.
         owned_a = set(query_a._reader.assignment())
