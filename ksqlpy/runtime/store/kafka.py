@@ -9,10 +9,12 @@
   every partition. Positions are committed only by :meth:`KafkaReader.commit` or a transaction.
 * :meth:`KafkaStore.transaction` is a Kafka transaction (``transactional.id``,
   ``send_offsets_to_transaction``) when the store was opened with ``exactly_once=True``; readers then
-  read committed records only. Otherwise it is at-least-once: on exit the records are flushed and
-  acknowledged first, and only then are the positions committed, so a crash in between replays
-  input rather than losing output; an exception skips the position commit, but records already
-  sent stay in the log.
+  read committed records only, and once idle commit as the member any positions a transaction
+  committed that the group does not show (a broker may hold them back behind another producer's
+  open transaction, see :meth:`KafkaReader._confirm_commits`). Otherwise it is at-least-once: on
+  exit the records are flushed and acknowledged first, and only then are the positions committed,
+  so a crash in between replays input rather than losing output; an exception skips the position
+  commit, but records already sent stay in the log.
 * A group reader asked to :meth:`~KafkaReader.read_ahead` reads while its consumer joins the group
   (a join takes seconds): a group-less consumer from the group's committed positions, its batches
   in one open transaction on a producer of its own, committed or aborted as a whole when the
