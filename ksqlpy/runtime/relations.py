@@ -43,7 +43,9 @@ def _nested(t: pa.DataType, to_duckdb: bool) -> pa.DataType:
     if pa.types.is_struct(t):
         fields = [t.field(i) for i in range(t.num_fields)]
         names = _field_names(tuple(f.name for f in fields), to_duckdb)
-        return pa.struct([f.with_name(n).with_type(_nested(f.type, to_duckdb)) for f, n in zip(fields, names, strict=True)])
+        return pa.struct(
+            [f.with_name(n).with_type(_nested(f.type, to_duckdb)) for f, n in zip(fields, names, strict=True)]
+        )
     if pa.types.is_list(t):
         return pa.list_(t.value_field.with_type(_nested(t.value_type, to_duckdb)))
     if pa.types.is_large_list(t):
@@ -51,6 +53,12 @@ def _nested(t: pa.DataType, to_duckdb: bool) -> pa.DataType:
     if pa.types.is_map(t):
         return pa.map_(t.key_field, t.item_field.with_type(_nested(t.item_type, to_duckdb)))
     return t
+
+
+@functools.lru_cache(maxsize=1024)
+def _renames_fields(types: tuple[pa.DataType, ...], to_duckdb: bool) -> bool:
+    """Whether a struct in ``types`` has fields named otherwise on the other side."""
+    return any(not _nested(t, to_duckdb).equals(t) for t in types)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -63,14 +71,18 @@ def _nested_schema(schema: pa.Schema, to_duckdb: bool) -> pa.Schema | None:
 def _with_nested_names(table: pa.Table, to_duckdb: bool) -> pa.Table:
     """``table`` with its struct fields renamed; the data is viewed, not copied (a rename
     keeps every buffer's layout)."""
+    nested = tuple(t for t in table.schema.types if pa.types.is_nested(t))
+    if not nested or not _renames_fields(nested, to_duckdb):
+        return table  # the common case, decided without building the schema anew
     schema = _nested_schema(table.schema, to_duckdb)
     if schema is None:
         return table
-    columns = [
-        pa.chunked_array([chunk.view(f.type) for chunk in column.chunks], f.type) if not f.type.equals(column.type) else column
-        for f, column in zip(schema, table.columns, strict=True)
-    ]
+    columns = [_viewed(column, f.type) for f, column in zip(schema, table.columns, strict=True)]
     return pa.table(columns, schema=schema)
+
+
+def _viewed(column: pa.ChunkedArray, t: pa.DataType) -> pa.ChunkedArray:
+    return column if column.type.equals(t) else pa.chunked_array([c.view(t) for c in column.chunks], t)
 
 
 def to_duckdb(table: pa.Table) -> pa.Table:

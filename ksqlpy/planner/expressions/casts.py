@@ -155,11 +155,11 @@ def _struct_to_struct(e: exp.Expression, src: st.SqlType, to: st.SqlType) -> exp
     fields = []
     for f, name in zip(to.fields, struct_field_names([f.name for f in to.fields]), strict=True):
         have = src.field(f.name)
-        value = (
-            cast_value(sb.call("struct_extract", e, exp.Literal.string(struct_field_name(src, f.name))), have.type, f.type)
-            if have is not None
-            else sb.cast(exp.Null(), f.type)
-        )
+        if have is None:
+            value = sb.cast(exp.Null(), f.type)
+        else:
+            field = sb.call("struct_extract", e, exp.Literal.string(struct_field_name(src, have.name)))
+            value = cast_value(field, have.type, f.type)
         fields.append(exp.PropertyEQ(this=exp.to_identifier(name, quoted=True), expression=value))
     return sb.case([(exp.Is(this=e, expression=exp.Null()), sb.cast(exp.Null(), to))],
                    sb.call("struct_pack", *fields))

@@ -40,7 +40,13 @@ from ksqlpy.planner.expressions.operators import (
     compile_comparison,
     compile_negate,
 )
-from ksqlpy.planner.expressions.scope import LambdaScope, Resolved, Scope, struct_field_name, struct_field_names
+from ksqlpy.planner.expressions.scope import (
+    LambdaScope,
+    Resolved,
+    Scope,
+    struct_field_name,
+    struct_field_names,
+)
 from ksqlpy.planner.functions import REGISTRY
 from ksqlpy.planner.functions.registry import (
     LAMBDA_THROWS,

@@ -121,17 +121,18 @@ message ConnectDefault1 {
 def test_repeated_key_value_entries_are_a_map(registry: InProcessRegistry) -> None:
     """Connect writes a map with optional keys (ksqlDB 8's) as a repeated ``...Entry`` message,
     and reads it, and infers it, as a map."""
-    assert columns_from_proto(CONNECT_MAP_SCHEMA, is_key=False) == (st.Field("M", st.Map(st.STRING, st.BIGINT)),)
+    columns = (st.Field("M", st.Map(st.STRING, st.BIGINT)),)
+    assert columns_from_proto(CONNECT_MAP_SCHEMA, is_key=False) == columns
     message = message_type(CONNECT_MAP_SCHEMA)
     payload = message.write_value({"M": {"a": 1, "b": 2}})
     assert message.read_value(payload) == {"M": {"a": 1, "b": 2}}
     schema_id = registry.register("t-value", CONNECT_MAP_SCHEMA, "PROTOBUF")
     spec = SerdeSpec(format=Format.PROTOBUF, schema_id=schema_id)
-    columns = (st.Field("M", st.Map(st.STRING, st.BIGINT)),)
     data = serializer(spec, columns, is_key=False, registry=registry, topic="t").encode(
         pa.table({"M": pa.array([[("a", 1), ("b", 2)]], st.to_arrow(columns[0].type))})
     )
-    decoded = deserializer(SerdeSpec(format=Format.PROTOBUF), columns, is_key=False, registry=registry).decode(data)
+    reader = deserializer(SerdeSpec(format=Format.PROTOBUF), columns, is_key=False, registry=registry)
+    decoded = reader.decode(data)
     assert decoded.errors == ()
     assert decoded.table.to_pylist() == [{"M": [("a", 1), ("b", 2)]}]
 
