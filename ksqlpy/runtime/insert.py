@@ -12,8 +12,10 @@ from ksqlpy import sqltypes
 from ksqlpy.errors import AnalysisError, ExecutionError
 from ksqlpy.parser import ast
 from ksqlpy.planner.catalog import PSEUDO_COLUMNS, ColumnNamespace, Source
-from ksqlpy.planner.expressions.scope import ColumnScope
+from ksqlpy.planner.expressions.scope import ColumnScope, duckdb_name, struct_field_names
+from ksqlpy.planner.expressions.sqlbuild import duck_type
 from ksqlpy.runtime.codec import SinkEncoder
+from ksqlpy.runtime.relations import from_duckdb
 from ksqlpy.runtime.serde.registry import registry_for
 
 
@@ -86,22 +88,27 @@ def insert_values(session: Any, stmt: ast.InsertValues) -> None:
             )
         if compiled.type == sqltypes.Struct(()) and isinstance(t, sqltypes.Struct):
             # STRUCT() gives a struct whose every field is NULL, not a NULL struct.
+            names = struct_field_names([f.name for f in t.fields])
             value_sql = "struct_pack(" + ", ".join(
-                f'"{f.name}" := CAST(NULL AS {sqltypes.to_duckdb(f.type)})' for f in t.fields
+                f'"{n}" := CAST(NULL AS {_duckdb_type(f.type)})' for n, f in zip(names, t.fields, strict=True)
             ) + ")"
         else:
             value_sql = compiled.sql.sql(dialect="duckdb")
-        sql_items.append(f'CAST({value_sql} AS {sqltypes.to_duckdb(t)}) AS "{name}"')
+        sql_items.append(f'CAST({value_sql} AS {_duckdb_type(t)}) AS "{duckdb_name(name)}"')
         types[name] = t
     con = PushQuery.function_connection()  # installing the functions anew costs half a second
     try:
-        row = con.sql("SELECT " + ", ".join(sql_items)).to_arrow_table()
+        row = from_duckdb(con.sql("SELECT " + ", ".join(sql_items)).to_arrow_table())
     except Exception as e:  # noqa: BLE001 - a value that does not convert is the user's error
         raise ExecutionError(f"Failed to insert values into '{target.name}'. {e}") from None
     finally:
         con.close()
     values = {name: row.column(name) for name in columns}
     _produce(engine, target, values, pa_len=1)
+
+
+def _duckdb_type(t: sqltypes.SqlType) -> str:
+    return duck_type(t).sql(dialect="duckdb")
 
 
 def insert_json_row(engine: Any, target_name: str, row: Mapping[str, Any]) -> None:

@@ -151,13 +151,19 @@ def _topic_formats(entries: Iterable[Any]) -> dict[str, tuple[str, str]]:
     return out
 
 
+#: the schema type ksqlDB's plan recorder writes as a topic's format (``ParsedSchema.schemaType``)
+#: for the formats whose name differs from it
+_RECORDED_SCHEMA_TYPE = {"JSON_SR": "JSON"}
+
+
 def _consistent_schemas(node: TopicNode, formats: tuple[str, str] | None) -> TopicNode:
     """A topic's recorded schemas, kept only where they are in the format the plans read the
     topic with. ksqlDB's plan recorder wrote some schemas in another format than the topic's
-    (an Avro schema for a JSON topic); its harness never used those to write records."""
+    (an Avro schema for a JSON topic); its harness never used those to write records. It
+    records a format as its schema type: a JSON_SR topic's schema says ``JSON``."""
     if formats is None:
         return node
-    key_format, value_format = formats
+    key_format, value_format = (_RECORDED_SCHEMA_TYPE.get(f, f) for f in formats)
     if node.value_schema is not None and node.value_format is not None and node.value_format != value_format:
         node = replace(node, value_schema=None, value_schema_id=None, value_references=(), value_format=None)
     if node.key_schema is not None and node.key_format is not None and node.key_format != key_format:

@@ -142,3 +142,39 @@ def test_table_materialized_before_lower_case_names_had_duckdb_names(tmp_path: P
         assert pull(second, "SELECT * FROM q_pages;") == (["id", "pageid"], [("a", "x"), ("b", "y")])
         # the kept rows were renamed in place, not read again from the topic
         assert second.materializers["Q_PAGES"].records_in == 1
+
+
+def test_struct_fields_differing_in_case(engine: Engine) -> None:
+    """DuckDB refuses a struct whose field names differ only in case; ksqlDB builds one, reads
+    each field by its own name, and writes both."""
+    session = engine.session()
+    session.execute_all(
+        "CREATE STREAM src (ID INT KEY, S STRUCT<`X` INT, `x` STRING>, V STRING) "
+        "WITH (kafka_topic='src', value_format='JSON', partitions=1);"
+        "CREATE STREAM built AS SELECT ID, STRUCT(FOO := V, `foo` := UCASE(V)) AS B, "
+        "S->`x` AS LOWER_X, S->`X` AS UPPER_X, S FROM src;"
+        "CREATE STREAM picked AS SELECT ID, B->`foo` AS F, B->FOO AS G FROM built;"
+    )
+    session.execute_all("INSERT INTO src (ID, S, V) VALUES (1, STRUCT(`X` := 7, `x` := 'seven'), 'v');")
+    assert engine.wait_idle()
+    assert read_values(engine, "BUILT") == [
+        {"B": {"FOO": "v", "foo": "V"}, "LOWER_X": "seven", "UPPER_X": 7, "S": {"X": 7, "x": "seven"}}
+    ]
+    assert read_values(engine, "PICKED") == [{"F": "V", "G": "v"}]
+
+
+def test_struct_field_renames_round_trip() -> None:
+    struct = pa.struct([("FOO", pa.string()), ("foo", pa.int32())])
+    table = pa.table(
+        {
+            "s": pa.array([{"FOO": "a", "foo": 1}, None], struct),
+            "l": pa.array([[{"FOO": "b", "foo": 2}], None], pa.list_(struct)),
+        }
+    )
+    inside = to_duckdb(table)
+    assert inside.schema.field("s~1").type.names == ["FOO", "foo~7"]
+    assert inside.column("s~1").to_pylist() == [{"FOO": "a", "foo~7": 1}, None]
+    assert from_duckdb(inside) == table
+    # a field whose name merely holds the mark is no DuckDB name: it stays as it is
+    plain = pa.table({"S": pa.array([{"a~1": 1}], pa.struct([("a~1", pa.int32())]))})
+    assert from_duckdb(plain) == plain

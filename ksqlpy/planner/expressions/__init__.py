@@ -25,6 +25,8 @@ from ksqlpy.planner.expressions.scope import (
     duckdb_column,
     duckdb_name,
     ksql_name,
+    struct_field_name,
+    struct_field_names,
     unresolved_column,
 )
 from ksqlpy.planner.functions.registry import Compiled
@@ -50,5 +52,7 @@ __all__ = [
     "infer_type",
     "is_constant",
     "ksql_name",
+    "struct_field_name",
+    "struct_field_names",
     "unresolved_column",
 ]

@@ -17,6 +17,7 @@ from sqlglot import exp
 from ksqlpy import sqltypes as st
 from ksqlpy.errors import AnalysisError, Position
 from ksqlpy.planner.expressions import sqlbuild as sb
+from ksqlpy.planner.expressions.scope import struct_field_name, struct_field_names
 
 B = st.BaseType
 
@@ -51,8 +52,8 @@ def _struct_to_string(e: exp.Expression, src: st.SqlType, _to: st.SqlType) -> ex
     """Java's ``Struct.toString()``: ``Struct{A=1,B=x}``, fields whose value is null left out."""
     assert isinstance(src, st.Struct)
     parts: list[exp.Expression] = []
-    for f in src.fields:
-        value = sb.call("struct_extract", e, exp.Literal.string(f.name))
+    for f, name in zip(src.fields, struct_field_names([f.name for f in src.fields]), strict=True):
+        value = sb.call("struct_extract", e, exp.Literal.string(name))
         text = cast_value(value, f.type, st.STRING) if f.type.base is not B.STRING else value
         parts.append(exp.DPipe(this=exp.Literal.string(f"{f.name}="), expression=text))
     body = sb.call("concat_ws", exp.Literal.string(","), *parts) if parts else exp.Literal.string("")
@@ -152,14 +153,14 @@ def _map_to_map(e: exp.Expression, src: st.SqlType, to: st.SqlType) -> exp.Expre
 def _struct_to_struct(e: exp.Expression, src: st.SqlType, to: st.SqlType) -> exp.Expression:
     assert isinstance(src, st.Struct) and isinstance(to, st.Struct)
     fields = []
-    for f in to.fields:
+    for f, name in zip(to.fields, struct_field_names([f.name for f in to.fields]), strict=True):
         have = src.field(f.name)
-        value = (
-            cast_value(sb.call("struct_extract", e, exp.Literal.string(f.name)), have.type, f.type)
-            if have is not None
-            else sb.cast(exp.Null(), f.type)
-        )
-        fields.append(exp.PropertyEQ(this=exp.to_identifier(f.name, quoted=True), expression=value))
+        if have is None:
+            value = sb.cast(exp.Null(), f.type)
+        else:
+            field = sb.call("struct_extract", e, exp.Literal.string(struct_field_name(src, have.name)))
+            value = cast_value(field, have.type, f.type)
+        fields.append(exp.PropertyEQ(this=exp.to_identifier(name, quoted=True), expression=value))
     return sb.case([(exp.Is(this=e, expression=exp.Null()), sb.cast(exp.Null(), to))],
                    sb.call("struct_pack", *fields))
 

@@ -40,7 +40,13 @@ from ksqlpy.planner.expressions.operators import (
     compile_comparison,
     compile_negate,
 )
-from ksqlpy.planner.expressions.scope import LambdaScope, Resolved, Scope
+from ksqlpy.planner.expressions.scope import (
+    LambdaScope,
+    Resolved,
+    Scope,
+    struct_field_name,
+    struct_field_names,
+)
 from ksqlpy.planner.functions import REGISTRY
 from ksqlpy.planner.functions.registry import (
     LAMBDA_THROWS,
@@ -218,7 +224,8 @@ class _Compiler:
         fld = base.type.field(e.field)
         if fld is None:
             raise AnalysisError(f"Could not find field '{e.field}' in '{format_expr(e.base)}'.", pos=e.pos)
-        return Compiled(sb.call("struct_extract", base.sql, exp.Literal.string(e.field)), fld.type)
+        name = struct_field_name(base.type, fld.name)
+        return Compiled(sb.call("struct_extract", base.sql, exp.Literal.string(name)), fld.type)
 
     def _subscript(self, e: ast.Subscript, scope: Scope) -> Compiled:
         base, index = self.compile(e.base, scope), self.compile(e.index, scope)
@@ -349,12 +356,12 @@ class _Compiler:
                 if not set(given) <= {f.name for f in wanted}:
                     return None
                 args = []
-                for f in wanted:
+                for f, name in zip(wanted, struct_field_names([f.name for f in wanted]), strict=True):
                     n = given.get(f.name)
                     v = sb.cast(exp.Null(), f.type) if n is None else self._coerce_item(n, self.compile(n, scope), f.type, scope)
                     if v is None:
                         return None
-                    args.append(exp.PropertyEQ(this=exp.to_identifier(f.name, quoted=True), expression=v))
+                    args.append(exp.PropertyEQ(this=exp.to_identifier(name, quoted=True), expression=v))
                 return sb.call("struct_pack", *args)
         if isinstance(c.type, st.Struct) and isinstance(target, st.Struct) and not _same_field_names(c.type, target):
             return None  # struct field names are case sensitive: never equal
@@ -517,14 +524,14 @@ class _Compiler:
         names = [name for name, _ in e.fields]
         if len(set(names)) != len(names):
             raise AnalysisError("Duplicate field names found in STRUCT", pos=e.pos)
-        for name, node in e.fields:
+        for (name, node), duck in zip(e.fields, struct_field_names(names), strict=True):
             value = self.compile(node, scope)
             # ksqlDB gives a NULL field with no type the type STRING.
             ftype = value.type if value.type is not None else st.STRING
             fields.append(st.Field(name, ftype))
             args.append(
                 exp.PropertyEQ(
-                    this=exp.to_identifier(name, quoted=True), expression=cast_value(value.sql, value.type, ftype)
+                    this=exp.to_identifier(duck, quoted=True), expression=cast_value(value.sql, value.type, ftype)
                 )
             )
         if not fields:

@@ -8,7 +8,7 @@ columns through :meth:`Scope.with_lambda`.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -57,6 +57,27 @@ def ksql_name(name: str) -> str:
     """The ksqlDB column name of a DuckDB column name made by :func:`duckdb_name`."""
     head, mark, _ = name.rpartition(NAME_MARK)
     return head if mark else name
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def struct_field_names(names: Sequence[str]) -> tuple[str, ...]:
+    """The DuckDB field names of a struct whose ksqlDB field names are ``names``.
+
+    DuckDB refuses a struct whose field names differ only in case (``STRUCT(FOO := 1, `foo`
+    := 2)`` is a ksqlDB struct of two fields): such a struct's fields take their
+    :func:`duckdb_name`; any other struct's fields keep their names."""
+    folded = {n.translate(_ASCII_LOWER) for n in names}
+    if len(folded) == len(names):
+        return tuple(names)
+    return tuple(duckdb_name(n) for n in names)
+
+
+def struct_field_name(struct: st.Struct, name: str) -> str:
+    """The DuckDB name of the field ``name`` of ``struct`` (see :func:`struct_field_names`)."""
+    names = [f.name for f in struct.fields]
+    return struct_field_names(names)[names.index(name)]
 
 
 def duckdb_column(name: str, table: str | None = None) -> exp.Column:

@@ -11,25 +11,28 @@ from collections.abc import Sequence
 from sqlglot import exp
 
 from ksqlpy import sqltypes as st
+from ksqlpy.planner.expressions.scope import struct_field_names
 
 MAX_DECIMAL_PRECISION = 38  # DuckDB's limit; ksqlDB types may name more, values are capped here
 
 
 def duck_type(t: st.SqlType) -> exp.DataType:
-    """The DuckDB type of ``t`` as a sqlglot DataType (DECIMAL precision capped at 38)."""
-    return exp.DataType.build(st.to_duckdb(_capped(t)), dialect="duckdb")
+    """The DuckDB type of ``t`` as a sqlglot DataType (DECIMAL precision capped at 38, struct
+    fields by their DuckDB names)."""
+    return exp.DataType.build(st.to_duckdb(_for_duckdb(t)), dialect="duckdb")
 
 
-def _capped(t: st.SqlType) -> st.SqlType:
+def _for_duckdb(t: st.SqlType) -> st.SqlType:
     match t:
         case st.Decimal(precision=p, scale=s) if p > MAX_DECIMAL_PRECISION:
             return st.Decimal(MAX_DECIMAL_PRECISION, min(s, MAX_DECIMAL_PRECISION))
         case st.Array(element=e):
-            return st.Array(_capped(e))
+            return st.Array(_for_duckdb(e))
         case st.Map(key=k, value=v):
-            return st.Map(_capped(k), _capped(v))
+            return st.Map(_for_duckdb(k), _for_duckdb(v))
         case st.Struct(fields=fs):
-            return st.Struct(tuple(st.Field(f.name, _capped(f.type)) for f in fs))
+            names = struct_field_names([f.name for f in fs])
+            return st.Struct(tuple(st.Field(n, _for_duckdb(f.type)) for n, f in zip(names, fs, strict=True)))
     return t
 
 

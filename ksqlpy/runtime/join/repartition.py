@@ -238,13 +238,24 @@ def window_store_logs(
                 name=store.topic,
                 kind=SourceKind.STREAM,
                 topic=f"{application_id}-{store.topic}",
-                columns=_side_columns(side),
+                columns=_logged_columns(side, windowed=node.windowed),
                 key_format=_own_schema(store.key_format),
                 value_format=_own_schema(store.value_format),
                 window=WindowInfo(type=WindowType.TUMBLING, size_ms=node.after_ms),
                 partitions=max(1, count),
             )
     return out
+
+
+def _logged_columns(side: JoinSide, *, windowed: bool) -> tuple[Column, ...]:
+    """The columns of a join side's window store changelog: the side's, except that between
+    windowed sources, whose join key holds the record's window too (see
+    :func:`~ksqlpy.runtime.join.plan.windowed_key_type`; an inner join's output already has
+    the key alone), the key is logged alone."""
+    key, *values = _side_columns(side)
+    if windowed and not isinstance(side, JoinNode) and isinstance(key.type, sqltypes.Struct):
+        key = replace(key, type=key.type.fields[0].type)
+    return (key, *values)
 
 
 def _side_columns(side: JoinSide) -> tuple[Column, ...]:

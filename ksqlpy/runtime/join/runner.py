@@ -30,6 +30,7 @@ from ksqlpy.runtime.codec import SinkEncoder, SourceDecoder
 from ksqlpy.runtime.evaluate import TS, StepEvaluator, deletes_of
 from ksqlpy.runtime.join.align import InputAligner, processing_order
 from ksqlpy.runtime.join.operator import SEQ, JoinProcessor
+from ksqlpy.runtime.join.plan import KEY, WINDOWED_KEY_FIELDS
 from ksqlpy.runtime.join.plan import TS as JOIN_TS
 from ksqlpy.runtime.join.repartition import (
     JoinWriter,
@@ -146,6 +147,11 @@ class JoinQuery(PersistentQuery):
             kept = stored_rows(rows)
             if kept.num_rows == 0:
                 continue
+            if node.windowed:
+                # between windowed sources the join key holds the record's window too (see
+                # windowed_key_type); the changelog's key schema is the key's alone
+                key = pc.struct_field(kept.column(KEY), WINDOWED_KEY_FIELDS[0])
+                kept = kept.set_column(kept.schema.get_field_index(KEY), KEY, key)
             # the store keeps each record in the window starting at its timestamp
             start = kept.column(JOIN_TS)
             size = log.window.size_ms if log.window is not None and log.window.size_ms else 0

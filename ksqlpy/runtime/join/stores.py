@@ -5,8 +5,8 @@ name it generated before (``KSTREAM-JOINTHIS-0000000016-store``). ksqlDB's topol
 query consumes that counter in a fixed pattern, learned from ksqlDB's own topologies (the
 ``topology`` files of its historical plans), which :func:`store_numbers` follows:
 
-- a stream source takes three names (source, value transformer, peek), a re-key one more
-  (two in plans of ksqlDB before 0.15);
+- a stream source, windowed or not, takes three names (source, value transformer, peek), a
+  re-key one more (two in plans of ksqlDB before 0.15);
 - a table source takes six, a re-keyed table six more (``toStream``, select-key, repartition,
   materialization);
 - a stream-stream join takes two, three per repartitioned input, then its two stores
@@ -35,7 +35,7 @@ def store_numbers(root: s.ExecutionStep) -> dict[int, int]:
 def _count(step: s.ExecutionStep, at: int, found: dict[int, int]) -> int | None:
     """The counter after building ``step`` from ``at``, or None when not modelled."""
     match step:
-        case s.StreamSource():
+        case s.StreamSource() | s.WindowedStreamSource():
             return at + 3
         case s.TableSource() | s.TableSourceV1():
             return at + 6

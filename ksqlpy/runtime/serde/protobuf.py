@@ -412,6 +412,23 @@ def _is_repeated(field: FieldDescriptor) -> bool:
     return bool(field.label == _T.LABEL_REPEATED)
 
 
+def _is_map_entry(descriptor: Descriptor | None) -> bool:
+    """Whether a repeated field of this message type is a map. Besides Protobuf's own map
+    fields, Connect (as ksqlDB 8 does for its optional-key maps) writes a map as a repeated
+    ``...Entry`` message of two plain fields ``key`` and ``value``, and reads such a field
+    back as a map."""
+    if descriptor is None:
+        return False
+    if descriptor.GetOptions().map_entry:
+        return True
+    fields = descriptor.fields
+    return (
+        descriptor.name.endswith("Entry")
+        and [f.name for f in fields] == ["key", "value"]
+        and not any(_is_repeated(f) for f in fields)
+    )
+
+
 def _from_message(message: Any, descriptor: Descriptor) -> dict[str, Any]:
     return {f.name: _from_field(message, f) for f in descriptor.fields}
 
@@ -419,9 +436,13 @@ def _from_message(message: Any, descriptor: Descriptor) -> dict[str, Any]:
 def _from_field(message: Any, field: FieldDescriptor) -> Any:
     value = getattr(message, field.name)
     if _is_repeated(field):
-        if field.message_type is not None and field.message_type.GetOptions().map_entry:
-            value_field = field.message_type.fields_by_name["value"]
+        entry = field.message_type
+        if entry is not None and entry.GetOptions().map_entry:
+            value_field = entry.fields_by_name["value"]
             return {k: _from_single(v, value_field) for k, v in value.items()}
+        if _is_map_entry(entry):
+            key_field, value_field = entry.fields_by_name["key"], entry.fields_by_name["value"]
+            return {_from_single(e.key, key_field): _from_field(e, value_field) for e in value}
         return [_from_single(v, field) for v in value]
     if field.message_type is not None or field.has_presence:
         if not message.HasField(field.name):
@@ -488,6 +509,8 @@ def _fill(message: Any, descriptor: Descriptor, value: Any) -> None:
             elif field.message_type is None:
                 target.extend(_scalar(v, field) for v in item if v is not None)
             else:
+                if isinstance(item, dict) and _is_map_entry(field.message_type):
+                    item = [{"key": k, "value": v} for k, v in item.items()]
                 for v in item:
                     element = target.add()
                     if v is not None:
@@ -751,7 +774,7 @@ def proto_schema_text(
 def _sql_type(field: FieldDescriptor) -> sqltypes.SqlType:
     if _is_repeated(field):
         entry = field.message_type
-        if entry is not None and entry.GetOptions().map_entry:
+        if entry is not None and _is_map_entry(entry):
             return sqltypes.Map(sqltypes.STRING, _single_type(entry.fields_by_name["value"]))
         return sqltypes.Array(_single_type(field))
     return _single_type(field)

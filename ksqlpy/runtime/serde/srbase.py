@@ -12,7 +12,7 @@ import abc
 import base64
 import datetime
 import decimal
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -67,9 +67,9 @@ def to_physical_value(value: Any, t: sqltypes.SqlType, path: str = "$") -> Any:
                 raise coerce.CoercionError(f"Can't convert type. sourceType: {type(value).__name__}, requiredType: {t}", path)
             return [to_physical_value(v, e, f"{path}[{i}]") for i, v in enumerate(value)]
         case sqltypes.Map(key=k, value=v):
-            items = value.items() if isinstance(value, dict) else value
             return [
-                (to_physical_value(key, k, path), to_physical_value(val, v, f"{path}.{key}")) for key, val in items
+                (to_physical_value(key, k, path), to_physical_value(val, v, f"{path}.{key}"))
+                for key, val in map_entries(value)
             ]
     if t.base is BaseType.BYTES and isinstance(value, (bytes, bytearray)):
         return bytes(value)
@@ -78,6 +78,15 @@ def to_physical_value(value: Any, t: sqltypes.SqlType, path: str = "$") -> Any:
     if isinstance(value, float) and t.base is BaseType.DECIMAL:
         value = decimal.Decimal(repr(value))
     return coerce.coerce(value, t, path)
+
+
+def map_entries(value: Any) -> Iterable[tuple[Any, Any]]:
+    """The (key, value) pairs of a decoded map. Connect writes a map whose keys are optional
+    (as ksqlDB's are) as an array of ``{"key": .., "value": ..}`` entries, since Avro's own maps
+    and Protobuf's map fields cannot hold a null key; those entries are read back as a map."""
+    if isinstance(value, dict):
+        return value.items()
+    return [(entry["key"], entry["value"]) if isinstance(entry, dict) else entry for entry in value]
 
 
 def spec_value(value: Any) -> Any:

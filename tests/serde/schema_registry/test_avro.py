@@ -103,6 +103,36 @@ def test_reads_records_written_with_another_schema_case_insensitively(registry: 
     assert "Failed to deserialize value from topic: t. Unknown magic byte!" in decoded.errors[0].message
 
 
+def test_reads_maps_written_as_connect_map_entries(registry: InProcessRegistry) -> None:
+    """Connect writes a map with optional keys (ksqlDB 8's) as an array of key/value records."""
+    entry = {
+        "type": "record",
+        "name": "KsqlDataSourceSchema_ATTRS",
+        "fields": [
+            {"name": "key", "type": ["null", "string"], "default": None},
+            {"name": "value", "type": ["null", "long"], "default": None},
+        ],
+        "connect.internal.type": "MapEntry",
+    }
+    writer = {
+        "type": "record",
+        "name": "KsqlDataSourceSchema",
+        "fields": [{"name": "ATTRS", "type": ["null", {"type": "array", "items": entry}], "default": None}],
+    }
+    schema_id = registry.register("t-value", json.dumps(writer), "AVRO")
+    out = io.BytesIO()
+    out.write(wire_header(schema_id))
+    fastavro.schemaless_writer(
+        out, fastavro.parse_schema(writer), {"ATTRS": [{"key": "a", "value": 1}, {"key": "b", "value": None}]}
+    )
+    columns = (st.Field("ATTRS", st.Map(st.STRING, st.BIGINT)),)
+    decoded = deserializer(AVRO, columns, is_key=False, registry=registry).decode(
+        pa.array([out.getvalue()], pa.binary()), topic="t"
+    )
+    assert decoded.errors == ()
+    assert decoded.table.column("ATTRS").to_pylist() == [[("a", 1), ("b", None)]]
+
+
 def test_inference_keeps_field_names_and_unwraps_optionals() -> None:
     schema = {
         "type": "record",

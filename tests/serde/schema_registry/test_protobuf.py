@@ -105,6 +105,38 @@ def test_round_trip_with_the_registry(registry: InProcessRegistry) -> None:
     assert rows[1] == {"I": 0, "S": "", "PRICE": None, "AT": None, "TAGS": [], "M": [], "INNER": None}
 
 
+CONNECT_MAP_SCHEMA = """syntax = "proto3";
+
+message ConnectDefault1 {
+  repeated ConnectDefault2Entry M = 1;
+
+  message ConnectDefault2Entry {
+    string key = 1;
+    int64 value = 2;
+  }
+}
+"""
+
+
+def test_repeated_key_value_entries_are_a_map(registry: InProcessRegistry) -> None:
+    """Connect writes a map with optional keys (ksqlDB 8's) as a repeated ``...Entry`` message,
+    and reads it, and infers it, as a map."""
+    columns = (st.Field("M", st.Map(st.STRING, st.BIGINT)),)
+    assert columns_from_proto(CONNECT_MAP_SCHEMA, is_key=False) == columns
+    message = message_type(CONNECT_MAP_SCHEMA)
+    payload = message.write_value({"M": {"a": 1, "b": 2}})
+    assert message.read_value(payload) == {"M": {"a": 1, "b": 2}}
+    schema_id = registry.register("t-value", CONNECT_MAP_SCHEMA, "PROTOBUF")
+    spec = SerdeSpec(format=Format.PROTOBUF, schema_id=schema_id)
+    data = serializer(spec, columns, is_key=False, registry=registry, topic="t").encode(
+        pa.table({"M": pa.array([[("a", 1), ("b", 2)]], st.to_arrow(columns[0].type))})
+    )
+    reader = deserializer(SerdeSpec(format=Format.PROTOBUF), columns, is_key=False, registry=registry)
+    decoded = reader.decode(data)
+    assert decoded.errors == ()
+    assert decoded.table.to_pylist() == [{"M": [("a", 1), ("b", 2)]}]
+
+
 def test_nosr_records_are_bare_messages(registry: InProcessRegistry) -> None:
     spec = SerdeSpec(format=Format.PROTOBUF_NOSR, nullable="OPTIONAL")
     columns = COLUMNS[:2]
