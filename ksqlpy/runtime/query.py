@@ -846,6 +846,8 @@ class PersistentQuery(QueryRunner):
         target = lookup() if lookup is not None else None
         if target is not self._feeding_to:
             self._stop_feeding()
+            if self._feeding_to is not None:
+                self._ahead_fed = frozenset()  # (rows read ahead went to the former table's state)
             self._feeding_to = target
         if target is None:
             return None
