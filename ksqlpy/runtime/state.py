@@ -79,9 +79,12 @@ class StateStore:
         self.previous = previous
         self.partition = partition
         self.log: TableLog | None = None
+        #: the table's columns, once read (see _table_columns)
+        self._columns_read: list[str] | None = None
 
     def rename(self, name: str) -> None:
         self.name = name
+        self._columns_read = None
         if not self._fixed:
             self.table = f"{self.namespace}.{_q(f'{self._owner}/{name}')}"
 
@@ -91,6 +94,7 @@ class StateStore:
     # ------------------------------------------------------------------------ lifecycle
 
     def create(self, state: duckdb.DuckDBPyConnection) -> None:
+        self._columns_read = None
         state.execute(f"CREATE SCHEMA IF NOT EXISTS {self.namespace}")
         if self.previous is not None:
             self._adopt(state, self.previous)
@@ -117,6 +121,7 @@ class StateStore:
             state.execute(f"ALTER TABLE {self.namespace}.{_q(previous)} RENAME TO {_q(new)}")
 
     def drop(self, state: duckdb.DuckDBPyConnection) -> None:
+        self._columns_read = None
         state.execute(f"DROP TABLE IF EXISTS {self.table}")
         if self.previous is not None:
             state.execute(f"DROP TABLE IF EXISTS {self.namespace}.{_q(self.previous)}")
@@ -214,28 +219,39 @@ class StateStore:
                 )
                 self.log.deleted(rows.filter(pc.invert(kept)).select([*self.keys, *part]))
                 self.log.upserted(rows.filter(kept))
+        if old is not None and old.num_rows:
+            listed = _listed(old)
+            if listed is not None:
+                state.execute(
+                    f"DELETE FROM {self.table} USING {listed} n WHERE {self._on(self.table, 'n')}",
+                    [old.column(k).to_pylist() for k in self.keys],
+                )
+            else:
+                _run(
+                    state,
+                    "__old",
+                    old,
+                    f"DELETE FROM {self.table} USING __old n WHERE {self._on(self.table, 'n')}",
+                )
+        if old is not None and keep is None and rows.column_names == self._table_columns(state):
+            # the rows as they are, without registering them (which costs as much as the insert)
+            state.from_arrow(rows).insert_into(self.table)
+            return
         where = f" WHERE {_q(keep)}" if keep else ""
         state.register("__new", rows)
         try:
             if old is None:
                 state.execute(f"DELETE FROM {self.table} USING __new n WHERE {self._on(self.table, 'n')}")
-            elif old.num_rows:
-                listed = _listed(old)
-                if listed is not None:
-                    state.execute(
-                        f"DELETE FROM {self.table} USING {listed} n WHERE {self._on(self.table, 'n')}",
-                        [old.column(k).to_pylist() for k in self.keys],
-                    )
-                else:
-                    _run(
-                        state,
-                        "__old",
-                        old,
-                        f"DELETE FROM {self.table} USING __old n WHERE {self._on(self.table, 'n')}",
-                    )
             state.execute(f"INSERT INTO {self.table} ({names}) SELECT {names} FROM __new{where}")
         finally:
             state.unregister("__new")
+
+    def _table_columns(self, state: duckdb.DuckDBPyConnection) -> list[str]:
+        """The names of the table's columns, in order (read once: the table keeps them)."""
+        if self._columns_read is None:
+            described = state.execute(f"SELECT * FROM {self.table} LIMIT 0").description or []
+            self._columns_read = [d[0] for d in described]
+        return self._columns_read
 
     def insert(self, state: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
         """Add ``rows`` whose keys are new to the store (a window store's fresh records)."""
