@@ -346,10 +346,11 @@ class AggregateProcessor:
     ) -> Evaluated:
         """Windows, aggregation, output and state of prepared rows; ``batch`` holds the input
         records' headers, two rows per record when ``paired`` (a table's retraction and addition)."""
-        prior_st = self._stream_time(state)
+        kept = self._keeps_stream_time()
+        prior_st = self._stream_time(state) if kept else {}
         # EMIT FINAL needs every stream time the batch passes through; otherwise only the last
         # matters, and listing tens of thousands of distinct times cost more than the window step.
-        times = _stream_times(rows, prior_st, every=self.step.emit_final)
+        times = _stream_times(rows, prior_st, every=self.step.emit_final) if kept else []
         rows = self._windows(rows, prior_st)
         if rows.num_rows == 0:
             out = self._empty()
@@ -564,6 +565,13 @@ class AggregateProcessor:
             f"SELECT partition, max(stream_time) FROM {self.tables.meta} GROUP BY partition"
         ).fetchall()
         return {int(p): int(t) for p, t in rows if p is not None and t is not None}
+
+    def _keeps_stream_time(self) -> bool:
+        """Whether batches read and advance stream time: it decides which records are late and
+        which windows close, so an aggregation without windows needs none, and a batch saves
+        a statement to read it and one to write it. Where the state has a changelog (the Kafka
+        store) it is kept all the same, so that the changelog topics hold what they always did."""
+        return self.window is not None or self._meta.log is not None
 
     def _advance(
         self, state: duckdb.DuckDBPyConnection, stream_time: dict[int, int], prior: dict[int, int]
