@@ -267,15 +267,23 @@ def catch_up(engine: Any, materializer: Materializer, keys: tuple[str | int, ...
 
     ``keys``: the values a key lookup reads, whose rows may need less of the writer's pending
     records than the whole table (see :mod:`ksqlpy.runtime.pullwait`); the table is then not
-    known to be caught up for other keys, and nothing is recorded for them."""
+    known to be caught up for other keys, and nothing is recorded for them.
+
+    With the ``ksqlpy.pull`` logger at DEBUG, each wait for the writers is logged with its
+    length: under writes, lookups of keys with a pending record wait for the writer's commit,
+    and these waits make the slowest of a table's lookups."""
     if _is_caught_up(engine, materializer):
         return
     version: int | None = getattr(engine.store, "_version", None)  # None: a store without a version counter
     queries: tuple[str, ...] = tuple(engine.queries)
-    deadline = time.monotonic() + CATCH_UP_SECONDS
+    started = time.monotonic()
+    deadline = started + CATCH_UP_SECONDS
     partial: list[str] = []
     if _wait_writers(engine, materializer.source.name, deadline, set(), keys, partial):
         _published(engine.store)
+        if log.isEnabledFor(logging.DEBUG):
+            waited_ms = (time.monotonic() - started) * 1000
+            log.debug("Pull query on %s waited %.1f ms for the queries writing it", materializer.name, waited_ms)
     ends = engine.store.end_offsets(materializer.source.topic)
     if not materializer.wait_for(ends, max(0.0, deadline - time.monotonic())):
         if materializer.error is not None:
