@@ -64,16 +64,6 @@ where it is provably right and reading the topic everywhere else:
   too (the state commits just after Kafka's transaction; ``feed_lock``) and, on the embedded
   store, while the partition ends where the last fed transaction left it; a position past
   records skipped while reading stopped is published only then too;
-- the read-ahead (Kafka): a query reading ahead of its group's first assignment (its first start,
-  all its batches in one transaction, see ``ksqlpy.runtime.store.kafka``) feeds the partition from
-  its first batch on when nothing was ever written to it and this server has read none of it
-  (:meth:`Materializer.feeds_ahead`): every record the partition then holds is the read-ahead's or
-  comes after it. The fed rows go into the read-ahead's state transaction, so they commit or roll
-  back with its records; only when it is kept, before the assignment is known here (and so before
-  the materializer reads the partition), does the partition count as fed from offset 0
-  (:meth:`Materializer.fed_ahead`). A CTAS over a backlog thus never reads back what its query
-  wrote while it joined its group (a second decoding pipeline beside the query's, and the
-  server's peak memory); when the read-ahead is aborted the hand-over happens as above;
 - the end: when the query loses the partition, stops or fails, the partition is dropped and read
   again from the topic up to the reader's position (:meth:`Materializer.stop_feeding`, then
   ``_follow``), which also covers records another server wrote meanwhile; pull queries wait for it.
@@ -853,28 +843,6 @@ class Materializer:
                 self._fed_end[partition] = end
         log.info("Table %s: the query writing it feeds partition %d from offset %d", self.name, partition, end)
         return Handover.FED
-
-    def feeds_ahead(self, partition: int) -> bool:
-        """(Kafka.) Whether the query writing this table may feed partition ``partition``'s rows
-        from what it reads ahead of its group's first assignment, asked before its first output:
-        only while nothing was ever written to the partition and this server has read none of it,
-        so that every record the partition will hold comes from the read-ahead or after it. The
-        rows count as fed only once the read-ahead is kept (:meth:`fed_ahead`)."""
-        if self.owned is None or self.owners_known is None or self.owners_known():
-            return False
-        with self._cond:
-            if self.held or partition in self._fed or partition in self._unfed or self._committed.get(partition, 0):
-                return False
-        return self.store.end_offsets(self.source.topic).get(partition, 0) == 0
-
-    def fed_ahead(self, partitions: frozenset[int]) -> None:
-        """The read-ahead that fed ``partitions`` is kept: its rows committed in the state with
-        its records in the topic, whose first offset was 0, before the query's assignment is
-        known here (so before this materializer reads any of them, see _run)."""
-        with self._cond:
-            for p in partitions:
-                self._fed[p] = 0
-        log.info("Table %s: the query writing it fed partition(s) %s from its read-ahead on", self.name, sorted(partitions))
 
     def stop_feeding(self, partitions: frozenset[int]) -> None:
         """The query no longer feeds ``partitions`` (it lost them, or stopped): they are read

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import functools
 import logging
 import threading
 import time
@@ -833,9 +832,6 @@ class PersistentQuery(QueryRunner):
     _feed_revokes: int | None = None
     #: when to try handing partitions over again after the materializer was not ready
     _feed_retry_at = 0.0
-    #: the partitions the batches read ahead of the group's first assignment feed (None: not
-    #: decided yet; see _feeding_ahead)
-    _ahead_fed: frozenset[int] | None = None
 
     def _feeding(self, reader: Any, ahead: bool) -> tuple[Any, frozenset[int]] | None:
         """The materializer of the table this query writes and the partitions whose rows this
@@ -846,8 +842,6 @@ class PersistentQuery(QueryRunner):
         target = lookup() if lookup is not None else None
         if target is not self._feeding_to:
             self._stop_feeding()
-            if self._feeding_to is not None:
-                self._ahead_fed = frozenset()  # (rows read ahead went to the former table's state)
             self._feeding_to = target
         if target is None:
             return None
@@ -855,9 +849,6 @@ class PersistentQuery(QueryRunner):
         if self._sink_partitions is None:
             spec = self.store.describe_topic(self.plan.sink.topic)
             self._sink_partitions = spec.partitions if spec is not None else 0
-        if ahead:
-            return self._feeding_ahead(target, reader)
-        self._ahead_fed = None  # (kept or not, the read-ahead has ended: a later one decides anew)
         owned = self.owned_partitions()
         if owned is not None:
             active = owned[0]
@@ -897,34 +888,6 @@ class PersistentQuery(QueryRunner):
                 # (NOT_YET: reading the partition in or far behind, asked again after the next batch)
         return (target, fed) if fed else None
 
-    def _feeding_ahead(self, target: Any, reader: Any) -> tuple[Any, frozenset[int]] | None:
-        """(A batch read ahead of the group's first assignment.) The materializer and the
-        partitions this batch feeds: decided at the first batch, before any output, for all the
-        batches read ahead, since they commit or abort as one transaction. A table whose topic is
-        still empty then takes its rows from the read-ahead (``Materializer.feeds_ahead``), so it
-        never reads back what the query wrote while it joined its group; the rows count as fed
-        once the read-ahead is kept (``_ahead_kept``)."""
-        if self._ahead_fed is None:
-            partitions = frozenset(range(self._sink_partitions or 0))
-            eligible = (
-                type(self) is PersistentQuery
-                and self._processor is not None
-                and getattr(self.store, "exactly_once", False)
-                and target.feedable(self._sink_partitions)
-                and all(target.feeds_ahead(p) for p in partitions)
-            )
-            self._ahead_fed = partitions if eligible else frozenset()
-            # the hand-over happens before any rebalance: one later takes the partitions back
-            self._feed_revokes = getattr(reader, "_revokes", None)
-        return (target, self._ahead_fed) if self._ahead_fed else None
-
-    def _ahead_kept(self, target: Any) -> None:
-        """(Run as the read-ahead commits, before the assignment is known.) Its fed partitions
-        are the materializer's from their first record on, unless a batch could not feed them."""
-        partitions, self._ahead_fed = self._ahead_fed, frozenset()
-        if partitions:
-            target.fed_ahead(partitions)
-
     def _stop_feeding(self) -> None:
         target = self._feeding_to
         if target is not None:
@@ -955,8 +918,6 @@ class PersistentQuery(QueryRunner):
                 target, partitions = feeding if feeding is not None else (None, frozenset())
                 if target is not None and inner is None and self.plan.sink.window is not None:
                     target.stop_feeding(partitions)  # (no window columns) the materializer reads them
-                    if ahead is not None:
-                        self._ahead_fed = frozenset()  # all read back from the topic, as if never fed
                     partitions = frozenset()
                 elif target is not None:
                     # before producing: whether anyone else wrote the table's topic meanwhile
@@ -966,8 +927,6 @@ class PersistentQuery(QueryRunner):
                     rows = _fed_rows(self.plan.sink, result.rows, records, inner, partitions)
                     target.feed(tx.state, rows)
                     target.commit_fed(tx, partitions)
-                    if ahead is not None:
-                        tx.after_commit(functools.partial(self._ahead_kept, target))
             self._produce_changes(tx)
             tx.commit_positions(self.group, reader.positions())
             if ahead is None and self._commits_behind() and reader.overlappable():

@@ -109,10 +109,10 @@ def _outcomes(caplog: pytest.LogCaptureFixture) -> list[tuple[int, str]]:
     return found
 
 
-def _create(engine: Engine, run: str, partitions: int = PARTITIONS) -> None:
+def _create(engine: Engine, run: str) -> None:
     engine.session().execute_all(
         f"CREATE STREAM s (k VARCHAR KEY, v INT) WITH (kafka_topic='s_{run}', value_format='JSON', "
-        f"partitions={partitions});"
+        f"partitions={PARTITIONS});"
     )
 
 
@@ -201,51 +201,3 @@ def test_two_servers_starting_a_windowed_aggregation_at_once(
     # Each server reads ahead once if both find the query new; on a loaded machine B may start
     # it after A's read-ahead wrote to the changelogs, and then waits for its assignment.
     assert 1 <= len(outcomes) <= 2, outcomes
-
-
-def test_two_servers_feeding_a_one_partition_table_from_their_read_aheads(
-    kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A table of one partition is fed by its query's read-ahead: the server whose read-ahead is
-    kept holds the table's rows without reading its topic back; where one is aborted, the rows it
-    fed roll back with it, and that server, holding no partition of the table, holds no row."""
-    run = uuid.uuid4().hex[:10]
-    service = f"aheadfed_{run}_"
-    a = Engine.open(_settings(kafka_bootstrap, service, tmp_path / "a"))
-    b = Engine.open(_settings(kafka_bootstrap, service, tmp_path / "b"))
-    try:
-        _create(a, run, partitions=1)
-        _produce(kafka_bootstrap, f"s_{run}", 0, ROWS)
-        caplog.set_level(logging.INFO, logger="ksqlpy")
-        a.session().execute_all(_CTAS.format(run=run))
-        deadline = time.monotonic() + 20
-        while not b.queries and time.monotonic() < deadline:
-            time.sleep(0.02)
-        (query_a,) = a.queries.values()
-        (query_b,) = b.queries.values()
-        group = query_a.group
-        assert group is not None
-        deadline = time.monotonic() + 60
-        while sum(max(o, 0) for o in a.store.committed(group, f"s_{run}").values()) < ROWS and time.monotonic() < deadline:
-            time.sleep(0.2)
-        while not (query_a.is_idle() and query_b.is_idle()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        owner, other = (a, b) if query_a._reader.assignment() else (b, a)
-        assert _pulled(owner, _want(ROWS)) == _want(ROWS)
-        fed = [r for r in caplog.records if "from its read-ahead on" in r.getMessage()]
-        kept = [o for _, o in _outcomes(caplog)].count("kept")
-        assert len(fed) <= kept <= 1
-        if fed:
-            assert owner.materializers["T"].fed() == frozenset({0})
-            assert owner.materializers["T"].records_in == 0
-        rows = other.store.state_cursor()
-        try:
-            assert rows.execute('SELECT count(*) FROM mat."T"').fetchone() == (0,)
-        finally:
-            rows.close()
-    finally:
-        stoppers = [threading.Thread(target=e.close) for e in (a, b)]
-        for t in stoppers:
-            t.start()
-        for t in stoppers:
-            t.join(60)

@@ -179,13 +179,6 @@ class Transaction(abc.ABC):
     #: only on the thread that opened the transaction.
     state: duckdb.DuckDBPyConnection
 
-    def after_commit(self, action: Callable[[], object]) -> None:
-        """Run ``action`` once the transaction's records and state have committed, never when it
-        rolls back. Only the transactions that must tell something of their outcome to another
-        thread support it: the embedded store's, and on Kafka a read-ahead's (which commits or
-        aborts when the group's assignment arrives, after its batches ended)."""
-        raise NotImplementedError(f"{type(self).__name__} does not run actions after it commits")
-
 
 class TopicStore(abc.ABC):
     """A log of partitioned topics."""

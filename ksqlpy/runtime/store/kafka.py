@@ -934,8 +934,6 @@ class _ReadAhead:
         #: outputs produced before the producer had started, sent once it has
         self._held: list[tuple[str, pa.Table]] = []
         self._held_rows = 0
-        #: run once the lot has committed (see _ReadAheadTransaction.after_commit)
-        self._on_commit: list[Callable[[], object]] = []
         #: orders sending with finishing (commit or abort): nothing is sent into a finished one
         self._lock = threading.Lock()
         self._finished = False
@@ -1188,10 +1186,6 @@ class _ReadAhead:
         finally:
             self.state.close()
         if not reason:
-            # before the assignment is handed on: whatever follows it sees their effect
-            for action in self._on_commit:
-                action()
-        if not reason:
             outcome = "kept"
         elif self.store.exactly_once:
             outcome = f"aborted, {reason}"
@@ -1266,12 +1260,6 @@ class _ReadAheadTransaction(Transaction):
 
     def commit_positions(self, group: str, positions: Mapping[TopicPartition, int]) -> None:
         pass  # the reader has none yet: the read-ahead tracks where it stands
-
-    def after_commit(self, action: Callable[[], object]) -> None:
-        """Run ``action`` when the group's assignment keeps everything read ahead, once its
-        records and state have committed, before the assignment is handed on to the reader's
-        listener; never when it is aborted."""
-        self.ahead._on_commit.append(action)
 
 
 class _ReadAheadContext(TransactionContext):

@@ -104,42 +104,6 @@ def test_query_feeds_its_windowed_table_on_kafka(kafka_bootstrap: str, tmp_path:
         engine.close()
 
 
-def test_read_ahead_feeds_its_windowed_table_on_kafka(kafka_bootstrap: str, tmp_path: Path) -> None:
-    """A query that reads ahead of its group's first assignment into an empty table topic feeds
-    the table's state from its read-ahead: the materializer never reads the topic back, yet pull
-    queries see the same rows as when it does, after the query stops."""
-    run = uuid.uuid4().hex[:8]
-    engine = Engine.open(engine_settings(kafka_bootstrap, service_id=f"ahead_{run}_", data_dir=tmp_path / "data"))
-    try:
-        session = engine.session()
-        session.execute_all(
-            f"CREATE STREAM views (page VARCHAR KEY, ms INT) WITH (kafka_topic='aviews_{run}', "
-            "value_format='JSON', partitions=1);"
-        )
-        events = [("a", 1_000, 1), ("b", 3_000, 5), ("a", 2_000, 2), ("a", 12_000, 7), ("c", 13_000, 4)]
-        for page, ts, ms in events:
-            session.execute_all(f"INSERT INTO views (ROWTIME, page, ms) VALUES ({ts}, '{page}', {ms});")
-        session.execute_all(
-            f"CREATE TABLE per_page WITH (kafka_topic='aper_page_{run}') AS SELECT page, COUNT(*) AS n, "
-            "SUM(ms) AS total FROM views WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY page;"
-        )
-        expected = {("a", 0, 2, 3), ("b", 0, 1, 5), ("a", 10_000, 1, 7), ("c", 10_000, 1, 4)}
-        pull = "SELECT page, WINDOWSTART, n, total FROM per_page;"
-        assert {tuple(r.values) for r in session.execute_query(pull)} == expected
-        materializer = engine.materializers["PER_PAGE"]
-        assert materializer.fed() == frozenset({0})
-        assert materializer.records_in == 0
-        fed_state = _state_rows(engine, "PER_PAGE")
-        (query_id,) = [q for q in engine.queries if "PER_PAGE" in q]
-        session.execute_all(f"TERMINATE {query_id};")
-        assert {tuple(r.values) for r in session.execute_query(pull)} == expected
-        assert materializer.fed() == frozenset()
-        assert materializer.records_in >= len(expected)  # read back from the topic: the same rows
-        assert _state_rows(engine, "PER_PAGE") == fed_state
-    finally:
-        engine.close()
-
-
 def _state_rows(engine: Engine, name: str) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
     cursor = engine.store.state_cursor()
     try:
