@@ -876,11 +876,13 @@ class PythonUdf:
     def install(self, con: duckdb.DuckDBPyConnection) -> None:
         # DuckDB takes the UDF type and NULL handling as strings too (its documented form); the
         # stubs list only the enums, which moved between releases (duckdb.functional -> duckdb.func).
+        # The types come from ``con``: the module's ``duckdb.sqltype`` opens DuckDB's default
+        # in-memory database (~6 MiB and a thread pool) for nothing else.
         con.create_function(  # type: ignore[call-overload]
             self.name,
             self.fn,
-            [duckdb.sqltype(p) for p in self.params],
-            duckdb.sqltype(self.returns),
+            [con.sqltype(p) for p in self.params],
+            con.sqltype(self.returns),
             type="arrow",
             null_handling=self.null_handling,
             side_effects=self.side_effects,
