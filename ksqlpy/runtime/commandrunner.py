@@ -12,7 +12,14 @@ up with the end of the topic; the statement is validated against the metastore a
 the command is produced and committed; and the answer waits until this server's runner applied
 it. A writer fenced by another is retried from the start, so the statement is validated again
 and the loser of a race gets the error its statement now deserves ("A stream with the same name
-already exists"). One lock orders the runner's polls with a writer's catch-up and apply, so a
+already exists").
+
+Unlike ksqlDB, a server keeps its producer for its next statement while nothing was committed to
+the topic after its own last command (initialising one takes tens of milliseconds, most of a
+statement's time). That changes no outcome: only the writer initialised last can add to the
+topic, so another server that wrote meanwhile (a new producer is then initialised, fencing it)
+or only initialised its own (this one's produce then fails as fenced, and the statement is tried
+again with a new producer) never goes unnoticed. One lock orders the runner's polls with a writer's catch-up and apply, so a
 command is applied exactly once per server. The background thread applies what it read only
 under :attr:`CommandRunner.guard` as well — a server makes that its statement lock, so a command
 from another server never changes the metastore under a statement or a pull query being planned
@@ -65,9 +72,11 @@ class CommandTransaction:
         self._runner = runner
         self._writer = writer
         self.committed = False
+        #: the command's offset, once produced
+        self.seq: int | None = None
 
     def record(self, command: Command) -> int:
-        seq = self._writer.append(command.encode())
+        seq = self.seq = self._writer.append(command.encode())
         self._writer.commit()
         self.committed = True
         self._runner.apply_through(seq)
@@ -95,6 +104,10 @@ class CommandRunner:
         self._pending: list[tuple[int, bytes]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: the command topic's transactional producer, kept between statements (see _writer_for)
+        self._writer: KafkaCommandWriter | None = None
+        #: the command topic's committed end just after this server's writer last committed
+        self._written_end: int | None = None
 
     # ------------------------------------------------------------------ reading
 
@@ -103,8 +116,12 @@ class CommandRunner:
         with self.lock:
             self._apply_all([])  # what the background thread read already comes first
             end = self._tail.end_offset()
+            # Right after this server's own write, the end is the commit marker after its command:
+            # the tail never reads a marker, so it would wait for the broker to report the
+            # partition's end (a long-polled fetch: up to the tail's fetch wait) to count it.
+            marker = self._written_end - 1 if self._written_end is not None else None
             deadline = time.monotonic() + timeout
-            while not self._tail.reached(end):
+            while not self._tail.reached(end, marker):
                 self._apply_all(self._tail.poll(0.1))
                 if time.monotonic() > deadline:
                     raise TopicError(
@@ -185,17 +202,37 @@ class CommandRunner:
         if self._thread is not None:
             self._thread.join(timeout=5.0)
         with self.lock:
+            self._drop_writer()
             self._tail.close()
 
     # ------------------------------------------------------------------ writing
+
+    def _writer_for(self, end: int) -> KafkaCommandWriter:
+        """The writer of the next transaction, with the command topic's committed end at ``end``:
+        the one kept from this server's last write while nothing was committed after it; else a
+        new one, whose initialisation fences every other server's writer (see the module
+        docstring). Call under the lock."""
+        writer = self._writer
+        if writer is not None and writer.usable and end == self._written_end:
+            return writer
+        self._drop_writer()
+        writer = self._writer = KafkaCommandWriter(self._producer_settings, self.topic, self.transactional_id)
+        return writer
+
+    def _drop_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            self._written_end = None
 
     @contextmanager
     def transaction(self) -> Iterator[CommandTransaction]:
         """Begin a command transaction with this server caught up (see the module docstring)."""
         with self.lock:
-            writer = KafkaCommandWriter(self._producer_settings, self.topic, self.transactional_id)
+            writer = self._writer_for(self._tail.end_offset())
             tx = CommandTransaction(self, writer)
             try:
+                writer.begin()
                 self.catch_up()
                 yield tx
                 if not tx.committed:
@@ -205,7 +242,11 @@ class CommandRunner:
                     writer.abort()
                 raise
             finally:
-                writer.close()
+                if tx.committed and tx.seq is not None:
+                    # the command and the transaction's commit marker (markers take offsets)
+                    self._written_end = tx.seq + 2
+                if not writer.usable:
+                    self._drop_writer()
 
     def distribute(self, run: Any) -> Any:
         """``run(tx)`` inside a command transaction, again while another server's writer fences
@@ -217,6 +258,6 @@ class CommandRunner:
             except CommandFenced:
                 if attempt == WRITE_ATTEMPTS - 1:
                     raise
-                log.info("Another server wrote to the command topic meanwhile; validating the statement again.")
+                log.info("Another server began writing to the command topic meanwhile; validating the statement again.")
                 time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")

@@ -159,6 +159,7 @@ def test_an_aborted_command_is_never_applied(kafka_bootstrap: str, tmp_path: Pat
         store = a.store
         assert isinstance(store, KafkaStore)
         writer = KafkaCommandWriter(store.client_settings("producer"), a.commands.topic, service)
+        writer.begin()
         ghost = f"CREATE STREAM ghost (id INT KEY) WITH (kafka_topic='ghost_{run}', value_format='JSON', partitions=1);"
         writer.append(Command(ghost).encode())
         writer.abort()
@@ -174,4 +175,35 @@ def test_an_aborted_command_is_never_applied(kafka_bootstrap: str, tmp_path: Pat
         finally:
             b.close()
     finally:
+        a.close()
+
+
+def test_a_kept_writer_fenced_by_another_servers_writer_tries_again(kafka_bootstrap: str, tmp_path: Path) -> None:
+    """A server keeps its command topic producer between statements; another server's writer that
+    was initialised and wrote nothing (its statement was refused) fences it all the same, and the
+    next statement goes through with a new producer, validated again."""
+    run = uuid.uuid4().hex[:8]
+    service = f"kept_{run}_"
+    a = Engine.open(_settings(kafka_bootstrap, service, tmp_path / "a"))
+    b = Engine.open(_settings(kafka_bootstrap, service, tmp_path / "b"))
+    try:
+        assert a.runner is not None and b.runner is not None
+        ddl = "CREATE STREAM {name} (id INT KEY, v STRING) WITH (kafka_topic='{name}_%s', value_format='JSON', partitions=1);"
+        a.session().execute_all((ddl % run).format(name="first"))
+        kept = a.runner._writer
+        assert kept is not None
+        a.session().execute_all((ddl % run).format(name="second"))
+        assert a.runner._writer is kept  # nothing else was written: the same producer
+        assert _eventually(lambda: b.catalog.find("SECOND") is not None)
+        with pytest.raises(AnalysisError, match="A stream with the same name already exists"):
+            b.session().execute_all((ddl % run).format(name="second"))
+        (third,) = a.session().execute_all((ddl % run).format(name="third"))
+        assert isinstance(third, r.CommandStatusEntity)
+        assert a.runner._writer is not None and a.runner._writer is not kept
+        assert _eventually(lambda: b.catalog.find("THIRD") is not None)
+        # each command was applied once on each server, in the same order
+        assert [s for s in a.catalog.sources if s in {"FIRST", "SECOND", "THIRD"}] == ["FIRST", "SECOND", "THIRD"]
+        assert [s for s in b.catalog.sources if s in {"FIRST", "SECOND", "THIRD"}] == ["FIRST", "SECOND", "THIRD"]
+    finally:
+        b.close()
         a.close()

@@ -19,6 +19,7 @@ milliseconds between a writer's produce and its commit, while another server sta
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -32,6 +33,19 @@ from ksqlpy.runtime.store.kafka import init_transactions
 _TIMEOUT = 30.0
 #: Longest the command topic's tail waits for a fetch (unless the settings say otherwise).
 _TAIL_FETCH_WAIT_MS = "50"
+
+
+class _FencingIsExpected(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """librdkafka's log of a command writer, with its messages about being fenced at DEBUG: a
+    server's kept writer is fenced whenever another server's writer starts (see
+    ``ksqlpy.runtime.commandrunner``), and the statement is tried again, which the runner logs."""
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        text = str(msg) % args if args else str(msg)
+        super().log(logging.DEBUG if "fence" in text.lower() else level, "%s", text, **kwargs)
+
+
+_WRITER_LOG = _FencingIsExpected(logging.getLogger("ksqlpy.store.kafka.client"), {})
 
 
 class CommandFenced(TopicError):
@@ -115,8 +129,13 @@ class KafkaCommandTail:
             raise TopicError(f"Could not read the end of the command topic: {_error_of(exc).str()}") from exc
         return int(high)
 
-    def reached(self, end: int) -> bool:
-        return max(self._next, self._eof) >= end
+    def reached(self, end: int, marker: int | None = None) -> bool:
+        """Whether the tail has read up to ``end``, with a transaction marker known to be at
+        offset ``marker`` (never delivered) counted as read once the tail reaches it."""
+        at = max(self._next, self._eof)
+        if marker is not None and at == marker:
+            at += 1
+        return at >= end
 
     def close(self) -> None:
         self._consumer.close()
@@ -124,29 +143,49 @@ class KafkaCommandTail:
 
 
 class KafkaCommandWriter:
-    """One transaction on the command topic: ``transactional.id`` = the service id, so beginning it
-    fences any other server's transaction still open (it then fails to commit)."""
+    """The command topic's transactional producer, ``transactional.id`` = the service id: creating
+    one fences every older writer of the cluster (and aborts its open transaction). It is kept
+    for one transaction after another (:meth:`begin`) until it is fenced or fails."""
 
     def __init__(self, producer_settings: Mapping[str, Any], topic: str, transactional_id: str) -> None:
         self.topic = topic
         # The error callback keeps what it saw in a list of its own, not on the writer: a callback
         # holding the writer would close a cycle (writer -> producer -> callback -> writer) that
         # only the garbage collector breaks, and the producer, with its threads and connections,
-        # would outlive the statement until it ran. Without the cycle it goes with the writer.
+        # would outlive its use until it ran. Without the cycle it goes with the writer.
         fatal: list[KafkaError] = []
         self._fatal_errors = fatal
+        #: set when a transaction ended in a way that leaves the producer unusable
+        self._failed = False
 
         def on_error(error: KafkaError) -> None:
             if error.fatal() or error.code() in _FENCED:
                 fatal.append(error)
 
-        settings = {**producer_settings, "transactional.id": transactional_id, "acks": "all", "error_cb": on_error}
+        settings = {
+            **producer_settings,
+            "transactional.id": transactional_id,
+            "acks": "all",
+            "error_cb": on_error,
+            "logger": _WRITER_LOG,
+        }
         settings.pop("partitioner", None)
         self._producer = Producer(settings)
         try:
             init_transactions(self._producer, _TIMEOUT)
+        except KafkaException as exc:
+            raise _failure(exc, "starting a transaction") from exc
+
+    @property
+    def usable(self) -> bool:
+        """Whether another transaction can begin: not fenced, no fatal error, none failed."""
+        return not self._failed and self._fatal is None
+
+    def begin(self) -> None:
+        try:
             self._producer.begin_transaction()
         except KafkaException as exc:
+            self._failed = True
             raise _failure(exc, "starting a transaction") from exc
 
     @property
@@ -172,13 +211,17 @@ class KafkaCommandWriter:
             self._producer.produce(self.topic, value, None, partition=0, on_delivery=on_delivery)
             self._producer.flush(_TIMEOUT)
         except KafkaException as exc:
+            self._failed = True
             raise _failure(exc, "producing") from exc
         except Exception as exc:  # a fenced producer's callbacks can surface as SystemError
+            self._failed = True
             raise self._fenced("producing") from exc
         if not delivered:
+            self._failed = True
             raise self._fenced("producing: no acknowledgement")
         error, offset = delivered[0]
         if error is not None:
+            self._failed = True
             raise _failure(KafkaException(error), "producing")
         return offset
 
@@ -188,13 +231,14 @@ class KafkaCommandWriter:
         try:
             self._producer.commit_transaction(_TIMEOUT)
         except KafkaException as exc:
+            self._failed = True  # the outcome may be unknown: a new producer settles it
             raise _failure(exc, "committing") from exc
 
     def abort(self) -> None:
         try:
             self._producer.abort_transaction(_TIMEOUT)
         except KafkaException:
-            pass  # fenced or gone: the broker aborts it for us
+            self._failed = True  # fenced or gone: the broker aborts it for us
 
     def close(self) -> None:
         self._producer.flush(1.0)
