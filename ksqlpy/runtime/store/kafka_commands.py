@@ -56,12 +56,17 @@ def _error_of(exc: KafkaException) -> KafkaError:
     return exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else KafkaError(KafkaError._FAIL)
 
 
+#: Errors after which the statement is tried again with a new producer: fenced by another server's,
+#: or a kept producer whose id the broker no longer knows (it forgets a transactional id unused for
+#: ``transactional.id.expiration.ms``, 7 days by default).
 _FENCED = {
     KafkaError._FENCED,
     KafkaError.PRODUCER_FENCED,
     KafkaError.INVALID_PRODUCER_EPOCH,
     KafkaError.INVALID_TXN_STATE,
     KafkaError.CONCURRENT_TRANSACTIONS,
+    KafkaError.INVALID_PRODUCER_ID_MAPPING,
+    KafkaError.UNKNOWN_PRODUCER_ID,
 }
 
 
