@@ -19,10 +19,12 @@ the topic after its own last command (initialising one takes tens of millisecond
 statement's time). That changes no outcome: only the writer initialised last can add to the
 topic, so another server that wrote meanwhile (a new producer is then initialised, fencing it)
 or only initialised its own (this one's produce then fails as fenced, and the statement is tried
-again with a new producer) never goes unnoticed. One lock orders the runner's polls with a writer's catch-up and apply, so a
-command is applied exactly once per server. The background thread applies what it read only
-under :attr:`CommandRunner.guard` as well — a server makes that its statement lock, so a command
-from another server never changes the metastore under a statement or a pull query being planned
+again with a new producer) never goes unnoticed.
+
+One lock orders the runner's polls with a writer's catch-up and apply, so a command is applied
+exactly once per server. The background thread applies what it read only under
+:attr:`CommandRunner.guard` as well — a server makes that its statement lock, so a command from
+another server never changes the metastore under a statement or a pull query being planned
 here. It polls without the guard and never waits for the guard while holding its own lock, so a
 writer (guard, then lock) and the thread cannot wait on each other.
 
@@ -258,6 +260,8 @@ class CommandRunner:
             except CommandFenced:
                 if attempt == WRITE_ATTEMPTS - 1:
                     raise
-                log.info("Another server began writing to the command topic meanwhile; validating the statement again.")
+                log.info(
+                    "Another server began writing to the command topic meanwhile; validating the statement again."
+                )
                 time.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
