@@ -17,9 +17,11 @@ sees it: a stream holding one record gets a ``CREATE STREAM ... AS SELECT`` read
 earliest offset, and the figure is the time from sending the statement to the output record
 being readable downstream (a ``read_committed`` consumer on Kafka, a pull query over the sink
 stream on the embedded store). A second figure is one more record's trip, ``INSERT INTO`` to
-readable output, through the query now running. On Kafka the first output waits for the query's
-consumer group join; the test broker holds a join for about half the consumer session timeout
-(``--session-timeout-ms``, passed to the server as ``kafka.session.timeout.ms``).
+readable output, through the query now running. Two more are how long the server's first
+``CREATE STREAM`` and the ``CREATE STREAM ... AS SELECT`` took to be answered. On Kafka the
+first output waits for the query's consumer group join; the test broker holds a join for about
+half the consumer session timeout (``--session-timeout-ms``, passed to the server as
+``kafka.session.timeout.ms``).
 """
 
 from __future__ import annotations
@@ -130,20 +132,24 @@ class _Output:
             self.consumer.close()
 
 
-def first_record(port: int, bootstrap: str | None) -> tuple[float, float]:
-    """(statement sent → first output readable, INSERT sent → next output readable), seconds."""
+def first_record(port: int, bootstrap: str | None) -> tuple[float, float, float, float]:
+    """(statement sent → first output readable, INSERT sent → next output readable, the server's
+    first CREATE STREAM answered, the CREATE STREAM AS SELECT answered), seconds."""
     topic = f"fr_src_{uuid.uuid4().hex[:8]}"  # a new topic, as a new stream's usually is
+    start = time.perf_counter()
     _ksql(port, f"CREATE STREAM fr_src (k STRING KEY, v INT) WITH (kafka_topic='{topic}', value_format='JSON', partitions=1);")
+    created = time.perf_counter() - start
     _ksql(port, "INSERT INTO fr_src (k, v) VALUES ('a', 1);")
     sink = f"FR_OUT_{uuid.uuid4().hex[:8].upper()}"  # a topic no earlier run on this broker wrote
     output = _Output(port, bootstrap, sink)
     try:
         start = time.perf_counter()
         _ksql(port, f"CREATE STREAM {sink} AS SELECT k, v * 2 AS v2 FROM fr_src;", {"auto.offset.reset": "earliest"})
+        answered = time.perf_counter() - start
         first = output.wait_for(1, start)
         start = time.perf_counter()
         _ksql(port, "INSERT INTO fr_src (k, v) VALUES ('b', 2);")
-        return first, output.wait_for(2, start)
+        return first, output.wait_for(2, start), created, answered
     finally:
         output.close()
 
@@ -208,7 +214,12 @@ def report(name: str, runs: list[tuple[float, ...]]) -> None:
         flush=True,
     )
     if len(runs[0]) > 3:
-        for index, what in ((3, "new query → first output"), (4, "insert → output, query running")):
+        for index, what in (
+            (5, "first CREATE STREAM answered"),
+            (6, "CREATE STREAM AS SELECT answered"),
+            (3, "new query → first output"),
+            (4, "insert → output, query running"),
+        ):
             times = [r[index] for r in runs]
             ordered = sorted(times)
             print(
