@@ -42,6 +42,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ksqlpy.runtime.serde.base import combine
 from ksqlpy.runtime.store.base import HEADER_TYPE, TopicSpec, TopicStore
 
 log = logging.getLogger("ksqlpy.changelog")
@@ -190,7 +191,7 @@ def _json_values(con: duckdb.DuckDBPyConnection, rows: pa.Table) -> pa.Array:
         ).to_arrow_table()
     finally:
         con.unregister("__changelog_rows")
-    return out.column(0).combine_chunks()
+    return combine(out.column(0))
 
 
 def _json_keys_values(
@@ -208,7 +209,7 @@ def _json_keys_values(
         ).to_arrow_table()
     finally:
         con.unregister("__changelog_rows")
-    return out.column(0).combine_chunks(), out.column(1).combine_chunks()
+    return combine(out.column(0)), combine(out.column(1))
 
 
 def _from_json(con: duckdb.DuckDBPyConnection, values: pa.Array, shape: _Shape) -> pa.Table:
@@ -236,7 +237,7 @@ def _key_bytes(con: duckdb.DuckDBPyConnection, keys: pa.Table, names: Sequence[s
         out = con.sql(f"SELECT to_json(struct_pack({packed}))::BLOB FROM __changelog_keys").to_arrow_table()
     finally:
         con.unregister("__changelog_keys")
-    return out.column(0).combine_chunks()
+    return combine(out.column(0))
 
 
 def create_topics(store: TopicStore, topics: Sequence[str], partitions: int = 1) -> None:

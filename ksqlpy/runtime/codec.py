@@ -148,8 +148,8 @@ class SourceDecoder:
 
     def _decode(self, records: pa.Table) -> Decoded:
         errors: list[ProcessingError] = []
-        key_arr = records.column("key").combine_chunks()
-        value_arr = records.column("value").combine_chunks()
+        key_arr = serde.base.combine(records.column("key"))
+        value_arr = serde.base.combine(records.column("value"))
         bounds: tuple[pa.Array, pa.Array] | None = None
         short: list[int] = []
         if self.split_windows:

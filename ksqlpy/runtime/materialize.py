@@ -115,6 +115,7 @@ from ksqlpy.runtime.codec import TOMBSTONE, SourceDecoder
 from ksqlpy.runtime.processing_log import DESERIALIZATION_ERROR, ProcessingError, ProcessingLog
 from ksqlpy.runtime.relations import to_duckdb
 from ksqlpy.runtime.serde import WindowKind, split_windowed_keys
+from ksqlpy.runtime.serde.base import combine
 from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.store.base import TopicPartition, TopicReader, TopicStore, Transaction
 from ksqlpy.runtime.store.embedded import EmbeddedReader, EmbeddedStore, EmbeddedTransaction
@@ -173,7 +174,7 @@ def _last_of_each_key(records: pa.Table) -> pa.Table:
     n = records.num_rows
     if n < 2:
         return records
-    keys = records.column("key").combine_chunks()
+    keys = combine(records.column("key"))
     codes = np.asarray(pc.fill_null(pc.dictionary_encode(keys).indices, -1).to_numpy(zero_copy_only=False))
     # each code's first position in the reversed batch is its key's last record
     _, first = np.unique(codes[::-1], return_index=True)

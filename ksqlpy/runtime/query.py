@@ -31,6 +31,7 @@ from ksqlpy.runtime.materialize import Handover
 from ksqlpy.runtime.prefetch import DecodeAhead
 from ksqlpy.runtime.processing_log import ProcessingLog
 from ksqlpy.runtime.rows import Row, table_to_rows
+from ksqlpy.runtime.serde.base import combine
 from ksqlpy.runtime.serde.registry import registry_for
 from ksqlpy.runtime.stats import LatencyHistogram, OperatorCounts, record_bytes
 from ksqlpy.runtime.store.base import BatchAborted, StartPosition, TopicPartition, TopicStore
@@ -1209,7 +1210,7 @@ def _encode_windowed(encoder: SinkEncoder, sink: Any, rows: pa.Table) -> tuple[p
         return records, errors, None
     from ksqlpy.runtime.serde.window import WindowKind, join_windowed_keys
 
-    inner = records.column("key").combine_chunks()
+    inner = combine(records.column("key"))
     keys = join_windowed_keys(
         inner, rows.column(WINDOW_START), rows.column(WINDOW_END), WindowKind(sink.window.type.value)
     )
