@@ -133,19 +133,7 @@ STREAM_TIME_SUFFIX = "_stream_time"
 #: Kafka's ``ConsumerRecord.NO_TIMESTAMP``: a window store's observed stream time before any put.
 NO_TIMESTAMP = -1
 #: Records per micro-batch at most; a batch holds what is available, so light traffic is not delayed.
-#: On the embedded store every batch is a durable commit (rows and read positions together), and
-#: reading 300,000 records of a source table in took 0.7 s in batches of this size, 1.1 s in
-#: batches of 10,000.
 BATCH_SIZE = 50_000
-#: The same on Kafka, where a batch commits in DuckDB alone: reading a table's topic in after a
-#: query's first assignment (every record its read-ahead wrote), batches of 10,000 kept the server's
-#: peak ~25 MiB lower than batches of 50,000 did (a windowed count without its cache over 1 M events,
-#: three rounds back to back) at the same pace; batches of 5,000 were no lower.
-KAFKA_BATCH_SIZE = 10_000
-#: How far behind its topic's end, in records, the materializer may be when the query writing the
-#: table asks to feed a partition and still be waited for (see :meth:`Materializer.start_feeding`):
-#: about one of the query's batches.
-FEED_BEHIND_MAX = 50_000
 #: How often the materializer looks whether the query writing its table has its partitions yet.
 OWNERS_POLL_SECONDS = 0.02
 #: The relation holding a batch's rows while they are upserted (columns by their DuckDB names):
@@ -537,7 +525,6 @@ class Materializer:
             self._ready.set()
             return
         self._ready.set()
-        batch_size = BATCH_SIZE if self.store.kind == "embedded" else KAFKA_BATCH_SIZE
         try:
             waited = True
             while not self._stop.is_set():
@@ -565,7 +552,7 @@ class Materializer:
                             store.wait_changed(version, 0.2)
                     continue
                 # after a batch, look without waiting, so idleness shows at once (see QueryRunner)
-                records = reader.poll(batch_size, timeout=0.2 if waited else 0.0)
+                records = reader.poll(BATCH_SIZE, timeout=0.2 if waited else 0.0)
                 waited = records.num_rows == 0
                 positions = reader.positions()
                 if records.num_rows == 0:
@@ -843,7 +830,7 @@ class Materializer:
             return Handover.NOT_YET
         end = self.store.end_offsets(self.source.topic).get(partition, 0)
         with self._cond:
-            if partition in self._unfed or end - self._committed.get(partition, 0) > FEED_BEHIND_MAX:
+            if partition in self._unfed or end - self._committed.get(partition, 0) > BATCH_SIZE:
                 return Handover.NOT_YET  # far behind (rebuilding, say): the query is not held up meanwhile
         if not self.wait_for({partition: end}, timeout):
             return Handover.TIMED_OUT
