@@ -46,6 +46,7 @@ from ksqlpy import sqltypes
 from ksqlpy.errors import KsqlpyError
 from ksqlpy.planner.expressions import duckdb_name
 from ksqlpy.planner.physical import AggregateCall, AggregateStep, group_key_name
+from ksqlpy.runtime.arrow_plans import aggregate_by, inner_join
 from ksqlpy.runtime.changelog import TableLog
 from ksqlpy.runtime.codec import HEADERS, TOMBSTONE
 from ksqlpy.runtime.evaluate import DELETE, TS, Evaluated
@@ -762,7 +763,7 @@ class AggregateProcessor:
         for c in self.group_cols:
             at = prior.schema.get_field_index(c)
             prior = prior.set_column(at, c, prior.column(c).cast(groups.schema.field(c).type))
-        joined = groups.join(prior, keys=self.group_cols, join_type="inner") if prior.num_rows else None
+        joined = inner_join(groups, prior, self.group_cols) if prior.num_rows else None
         had = np.zeros(count, dtype=bool)
         prior_ts = np.full(count, _MIN_TS, dtype=np.int64)
         prior_pass = np.zeros(count, dtype=bool)
@@ -926,7 +927,7 @@ class AggregateProcessor:
                 value, how = arg, kind
             cols[f"__R{i}"] = value
             aggs.append((f"__R{i}", how, pc.ScalarAggregateOptions(min_count=0 if how == "sum" else 1)))
-        grouped = pa.table(cols).group_by(self.group_cols, use_threads=False).aggregate(aggs)
+        grouped = aggregate_by(pa.table(cols), self.group_cols, aggs)
         # named "<column>_<function>", after the keys
         names = [f"{c}_{a[1]}" for c, a in zip([a[0] for a in aggs], aggs, strict=True)]
         return grouped.select([*self.group_cols, *names]).rename_columns(

@@ -111,6 +111,7 @@ import pyarrow.compute as pc
 from ksqlpy import sqltypes
 from ksqlpy.planner.catalog import Source, WindowType
 from ksqlpy.planner.expressions import duckdb_name
+from ksqlpy.runtime.arrow_plans import aggregate_by
 from ksqlpy.runtime.codec import TOMBSTONE, SourceDecoder
 from ksqlpy.runtime.processing_log import DESERIALIZATION_ERROR, ProcessingError, ProcessingLog
 from ksqlpy.runtime.relations import to_duckdb
@@ -906,7 +907,7 @@ class Materializer:
             keys = pa.table(columns, names=[f"k{i}" for i in range(len(columns))])
             # On the calling thread: Arrow's thread pool, shared with the decoding thread, made a
             # few batches' grouping of ~1 ms wait 30-130 ms for a free worker.
-            distinct = keys.group_by(keys.column_names, use_threads=False).aggregate([]).num_rows
+            distinct = aggregate_by(keys, keys.column_names, []).num_rows
         return distinct == int(table.num_rows)
 
     def feed_from(self, tx: Transaction, partitions: frozenset[int]) -> frozenset[int]:
@@ -1111,7 +1112,7 @@ class Materializer:
             maxima = {bounds["min"].as_py(): pc.max(latest.column(seg)).as_py()}
         else:
             # (on the calling thread: see _one_row_per_key)
-            grouped = latest.group_by(PARTITION_COLUMN, use_threads=False).aggregate([(seg, "max")])
+            grouped = aggregate_by(latest, PARTITION_COLUMN, [(seg, "max")])
             parts_of, maxima_of = grouped.column(PARTITION_COLUMN), grouped.column(f"{seg}_max")
             maxima = dict(zip(parts_of.to_pylist(), maxima_of.to_pylist(), strict=True))
         ref = self.layout.stream_time_ref
