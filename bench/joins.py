@@ -13,6 +13,11 @@ view::
     CREATE STREAM view_clicks AS SELECT v.user_id, v.page, c.target
       FROM pageviews v JOIN clicks c WITHIN 1 MINUTE ON v.user_id = c.user_id;
 
+``--join left-grace`` makes it ``LEFT JOIN ... WITHIN 1 MINUTE GRACE PERIOD 1 MINUTE``: views
+without a click are held until their window and grace pass, then emitted with null click
+columns. ``--users`` sets how many distinct users the views and clicks have (fewer: more
+records per key within a window).
+
 Both report events/s from the query's first poll until its sink records are committed, CPU per
 event, the process's peak RSS and the joined count (enrichment: every one of the N events
 finds its user, as the join reads the users, all at timestamp 1 ms, before the events that need
@@ -66,23 +71,24 @@ ENRICH = (
 )
 WINDOWED = (
     "CREATE STREAM view_clicks AS SELECT v.user_id, v.page, c.target "
-    "FROM pageviews v JOIN clicks c WITHIN 1 MINUTE ON v.user_id = c.user_id;"
+    "FROM pageviews v {join} clicks c WITHIN 1 MINUTE{grace} ON v.user_id = c.user_id;"
 )
+JOINS = {"inner": ("JOIN", ""), "left-grace": ("LEFT JOIN", " GRACE PERIOD 1 MINUTE")}
 
 
-def load_users(engine: object, topic: str) -> None:
-    ids = np.arange(USERS)
+def load_users(engine: object, topic: str, users: int) -> None:
+    ids = np.arange(users)
     rng = np.random.default_rng(11)
-    countries = np.array(["de", "fr", "us", "jp", "br", "in"])[rng.integers(0, 6, USERS)]
+    countries = np.array(["de", "fr", "us", "jp", "br", "in"])[rng.integers(0, 6, users)]
     value = pc.binary_join_element_wise(
-        '{"COUNTRY":"', pa.array(countries), '","TIER":', as_text(rng.integers(1, 4, USERS)), "}", ""
+        '{"COUNTRY":"', pa.array(countries), '","TIER":', as_text(rng.integers(1, 4, users)), "}", ""
     )
     key = pc.binary_join_element_wise("user_", as_text(ids), "")
     records = pa.table(
         {
             # before every event; 1, not 0: librdkafka stamps a record of timestamp 0 with the time
             # it is produced, which would put the users after the events on the Kafka store
-            "timestamp": pa.array(np.ones(USERS, dtype=np.int64)),
+            "timestamp": pa.array(np.ones(users, dtype=np.int64)),
             "key": key.cast(pa.binary()),
             "value": value.cast(pa.binary()),
         }
@@ -90,12 +96,12 @@ def load_users(engine: object, topic: str) -> None:
     engine.store.produce(topic, records)  # type: ignore[attr-defined]
 
 
-def load_clicks(engine: object, topic: str, events: int) -> None:
+def load_clicks(engine: object, topic: str, events: int, users: int) -> None:
     """One click per pageview, by the same user (same seed as the views), 0-60 s later."""
     from common import pageviews
 
     for start in range(0, events, BATCH):
-        views = pageviews(start, min(BATCH, events - start), users=USERS)
+        views = pageviews(start, min(BATCH, events - start), users=users)
         n = views.records.num_rows
         rng = np.random.default_rng(start + 99)
         ts = pc.add(views.records.column("timestamp"), pa.array(rng.integers(0, 60_000, n)))
@@ -105,7 +111,9 @@ def load_clicks(engine: object, topic: str, events: int) -> None:
         )
 
 
-def run(case: str, store: str, events: int, partitions: int, timeout: float) -> dict[str, float]:
+def run(
+    case: str, store: str, events: int, partitions: int, timeout: float, join: str = "inner", users: int = USERS
+) -> dict[str, float]:
     extra = kafka_client_settings() if store == "kafka" else {}
     with bench_engine(store, extra) as engine:
         session = engine.session({"auto.offset.reset": "earliest"})
@@ -114,18 +122,20 @@ def run(case: str, store: str, events: int, partitions: int, timeout: float) -> 
         session.execute_all(PAGEVIEWS_DDL.format(topic=views, partitions=partitions))
         t0 = time.perf_counter()
         if case == "enrich":
-            users = f"users_{suffix}"
-            session.execute_all(USERS_DDL.format(topic=users, partitions=partitions))
-            load_users(engine, users)
-            load_pageviews(engine, views, events, users=USERS)
-            statement, inputs = ENRICH, events + USERS
+            users_topic = f"users_{suffix}"
+            session.execute_all(USERS_DDL.format(topic=users_topic, partitions=partitions))
+            load_users(engine, users_topic, users)
+            load_pageviews(engine, views, events, users=users)
+            statement, inputs = ENRICH, events + users
         else:
             clicks = f"clicks_{suffix}"
             session.execute_all(CLICKS_DDL.format(topic=clicks, partitions=partitions))
-            load_pageviews(engine, views, events, users=USERS)
-            load_clicks(engine, clicks, events)
-            statement, inputs = WINDOWED, 2 * events
-        print(f"[{store} {case}] loaded {inputs:,} records in {time.perf_counter() - t0:.2f}s")
+            load_pageviews(engine, views, events, users=users)
+            load_clicks(engine, clicks, events, users)
+            kind, grace = JOINS[join]
+            statement, inputs = WINDOWED.format(join=kind, grace=grace), 2 * events
+        label = case if case == "enrich" else f"{case} {join}, {users:,} users"
+        print(f"[{store} {label}] loaded {inputs:,} records in {time.perf_counter() - t0:.2f}s")
         first = FirstPoll(engine.store)
         cpu0 = cpu_seconds()
         session.execute_all(statement)
@@ -147,7 +157,7 @@ def run(case: str, store: str, events: int, partitions: int, timeout: float) -> 
             "peak_rss_mib": peak_rss_mib(),
         }
         print(
-            f"[{store} {case}] events={query.records_in:,} joined={query.records_out:,}"
+            f"[{store} {label}] events={query.records_in:,} joined={query.records_out:,}"
             + (f" of {expected:,}" if expected is not None else "")
             + " "
             f"time={elapsed:.2f}s throughput={figures['events_per_s']:,.0f} events/s "
@@ -164,16 +174,19 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=1)
     ap.add_argument("--store", choices=("embedded", "kafka", "both"), default="embedded")
     ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--join", choices=tuple(JOINS), default="inner", help="the window case's join")
+    ap.add_argument("--users", type=int, default=USERS, help="distinct users (keys) of the events")
     args = ap.parse_args()
     stores = ("embedded", "kafka") if args.store == "both" else (args.store,)
     cases = ("enrich", "window") if args.case == "both" else (args.case,)
     runs = [(store, case) for store in stores for case in cases]
     if len(runs) == 1:
-        run(runs[0][1], runs[0][0], args.events, args.partitions, args.timeout)
+        run(runs[0][1], runs[0][0], args.events, args.partitions, args.timeout, args.join, args.users)
         return
     for store, case in runs:
         command = [sys.executable, __file__, "--store", store, "--case", case, "--events", str(args.events)]
         command += ["--partitions", str(args.partitions), "--timeout", str(args.timeout)]
+        command += ["--join", args.join, "--users", str(args.users)]
         subprocess.run(command, check=True)
 
 

@@ -17,14 +17,20 @@ which releases held records, is shared by both sides. The buffers are window sto
 (:mod:`ksqlpy.runtime.state`). A run holds records of both sides in processing order (inputs
 aligned by timestamp interleave record by record, so one run per side would mean a few queries
 per record); its records are processed one by one in Python against the rows the run can reach
-(both sides' rows with the run's keys, the held records, and the run's own earlier records), and
-the changes are written back in a few statements.
+(both sides' rows with the run's keys, the held records that can expire in it, and the run's own
+earlier records), and the changes are written back in a few statements.
+
+A record costs the same however many records share its key or wait to expire: each key's rows
+are kept in (timestamp, id) order, the order a window store's fetch gives them, and a record
+looks only at those in its window (a binary search); held records wait in a heap by the stream
+time at which they expire.
 """
 
 from __future__ import annotations
 
+import heapq
+from bisect import bisect_left, insort
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import duckdb
@@ -56,15 +62,13 @@ def _hashable(v: Any) -> Any:
     return v
 
 
-@dataclass(slots=True)
-class _Row:
-    side: str  # L or R
-    table: int  # which of the side's candidate tables
-    index: int
-    key: Any
-    ts: int
-    id: int
-    held: bool = False
+#: a key's buffered rows on one side, in (timestamp, id) order: (timestamp, id, ref)
+_Buffer = list[tuple[int, int, int]]
+#: held records by the stream time they expire after: (due, id, side, ref, timestamp)
+_Held = list[tuple[int, int, str, int, int]]
+#: a result: the left and right rows' refs (None: padded with nulls), its timestamp and the
+#: position of the record that triggered it
+_Output = tuple[int | None, int | None, int, int]
 
 
 def window_stores(
@@ -160,6 +164,9 @@ class StreamStreamJoin:
         known = [int(t.as_py()) for t in times if t.is_valid]
         reach = max(self.before, self.after)
         lo, hi = (min(known) - reach, max(known) + reach) if known else (0, -1)
+        # a held record of a key the run does not reach can only expire, and only once the
+        # run's stream time passes its window end and grace
+        run_time = max([stream_time, *known])
         state.register("__run_l", rows["L"].select([KEY]))
         state.register("__run_r", rows["R"].select([KEY]))
         try:
@@ -168,7 +175,7 @@ class StreamStreamJoin:
                     f"SELECT {cols[w]}, {ID}, {HELD} FROM {self.tables[w]} "
                     f"WHERE ({_q(KEY)} IN (SELECT {_q(KEY)} FROM __run_l) "
                     f"OR {_q(KEY)} IN (SELECT {_q(KEY)} FROM __run_r)) AND {_q(TS)} BETWEEN {lo} AND {hi} "
-                    f"OR {HELD} ORDER BY {_q(TS)}, {ID}"
+                    f"OR {HELD} AND {_q(TS)} < {run_time - self._expiry(w)} ORDER BY {_q(TS)}, {ID}"
                 ).to_arrow_table()
                 for w in ("L", "R")
             }
@@ -180,95 +187,116 @@ class StreamStreamJoin:
             w: [rows[w].select(self._side_columns(sides[w])), stored[w].select(self._side_columns(sides[w]))]
             for w in ("L", "R")
         }
-        by_key: dict[str, dict[Any, list[_Row]]] = {"L": {}, "R": {}}
-        held: list[_Row] = []
+        # A row is a ref into its side's candidates (the run's records, then the stored rows);
+        # ids are unique per join, whichever side holds them.
+        n_run = {w: rows[w].num_rows for w in ("L", "R")}
+        by_key: dict[str, dict[Any, _Buffer]] = {"L": {}, "R": {}}
+        held: _Held = []
+        holding: set[int] = set()  # ids of the rows held for an outer result
         for w in ("L", "R"):
-            table = stored[w]
-            for i, (k, ts, ident, h) in enumerate(
-                zip(*(table.column(c).to_pylist() for c in (KEY, TS, ID, HELD)), strict=True)
-            ):
-                row = _Row(w, 1, i, k, ts, ident, h)
-                by_key[w].setdefault(_hashable(k), []).append(row)
+            table, buffers, expiry = stored[w], by_key[w], self._expiry(w)
+            fields = (table.column(c).to_pylist() for c in (KEY, TS, ID, HELD))
+            for ref, (k, ts, ident, h) in enumerate(zip(*fields, strict=True), start=n_run[w]):
+                hashed = _hashable(k)
+                buffer = buffers.get(hashed)
+                if buffer is None:
+                    buffers[hashed] = [(ts, ident, ref)]  # fetched in (timestamp, id) order
+                else:
+                    buffer.append((ts, ident, ref))
                 if h:
-                    held.append(row)
-        outputs: list[tuple[_Row | None, _Row | None, int, int]] = []
-        added: dict[str, list[_Row]] = {"L": [], "R": []}
+                    held.append((ts + expiry, ident, w, ref, ts))
+                    holding.add(ident)
+        heapq.heapify(held)
+        outputs: list[_Output] = []
+        added: dict[str, list[tuple[int, int]]] = {"L": [], "R": []}
         columns = {w: [rows[w].column(c).to_pylist() for c in (KEY, TS, DELETE)] for w in ("L", "R")}
-        n_left = rows["L"].num_rows
+        n_left = n_run["L"]
+        grace = self.grace
         for which, i in _sequence(rows["L"].column(self.seq), rows["R"].column(self.seq)):
-            other = "R" if which == "L" else "L"
             keys, times, deleted = columns[which]
-            trigger = i if which == "L" else n_left + i
-            ts = times[i]
+            key, ts = keys[i], times[i]
             stream_time = max(stream_time, ts)
-            if keys[i] is not None and not deleted[i]:
-                store_time[which] = max(store_time[which], ts)
-            if keys[i] is None or deleted[i]:
+            if key is None or deleted[i]:
                 continue
-            if self.grace is not None and ts == stream_time:
-                self._expire_held(held, stream_time, outputs, trigger)
-            row = _Row(which, 0, i, keys[i], ts, next_id)
+            store_time[which] = max(store_time[which], ts)
+            left = which == "L"
+            other = "R" if left else "L"
+            trigger = i if left else n_left + i
+            if grace is not None and ts == stream_time and held and held[0][0] < stream_time:
+                self._expire_held(held, holding, stream_time, outputs, trigger)
+            ident = next_id
             next_id += 1
-            before, after = (self.before, self.after) if which == "L" else (self.after, self.before)
+            before, after = (self.before, self.after) if left else (self.after, self.before)
             lo, hi = max(0, ts - before), max(0, ts + after)
             matched = False
-            hashed = _hashable(keys[i])
-            for o in by_key[other].get(hashed, ()):
-                if lo <= o.ts <= hi and self._live(o.ts, store_time[other]):
+            hashed = _hashable(key)
+            buffer = by_key[other].get(hashed)
+            if buffer:
+                # the other side's rows in the window that its store still gives out
+                j, end = bisect_left(buffer, (max(lo, store_time[other] - self.retention + 1),)), len(buffer)
+                while j < end and buffer[j][0] <= hi:
+                    o_ts, o_id, o_ref = buffer[j]
+                    j += 1
                     matched = True
-                    o.held = False
-                    pair = (row, o) if which == "L" else (o, row)
-                    outputs.append((pair[0], pair[1], max(ts, o.ts), trigger))
-            if which in self.preserved and not matched:
-                if self.grace is None or hi < stream_time:
-                    outputs.append((row, None, ts, trigger) if which == "L" else (None, row, ts, trigger))
+                    holding.discard(o_id)
+                    at = max(o_ts, ts)
+                    outputs.append((i, o_ref, at, trigger) if left else (o_ref, i, at, trigger))
+            if not matched and which in self.preserved:
+                if grace is None or hi < stream_time:
+                    outputs.append((i, None, ts, trigger) if left else (None, i, ts, trigger))
                 else:
-                    row.held = True
-                    held.append(row)
+                    holding.add(ident)
+                    heapq.heappush(held, (ts + self._expiry(which), ident, which, i, ts))
             if self._live(ts, store_time[which]):
-                added[which].append(row)
-                by_key[which].setdefault(hashed, []).append(row)
-        self._write(rows, added, held, stored, state)
+                added[which].append((i, ident))
+                entry = (ts, ident, i)
+                mine = by_key[which].get(hashed)
+                if mine is None:
+                    by_key[which][hashed] = [entry]
+                elif mine[-1] < entry:  # in order: the usual case
+                    mine.append(entry)
+                else:
+                    insort(mine, entry)
+        self._write(rows, added, holding, stored, state)
         self._advance(state, stream_time, next_id, store_time)
         headers = pa.concat_arrays(
             [rows[w].column(HEADERS).combine_chunks().cast(HEADER_TYPE) for w in ("L", "R")]
         )
         return self._output(outputs, candidates, headers, out_schema)
 
+    def _expiry(self, side: str) -> int:
+        """How long after its timestamp a held record of ``side`` expires: the end of its
+        window (the other side's look-ahead) plus the grace period."""
+        return (self.after if side == "L" else self.before) + (self.grace or 0)
+
     def _expire_held(
-        self,
-        held: list[_Row],
-        stream_time: int,
-        outputs: list[tuple[_Row | None, _Row | None, int, int]],
-        trigger: int,
+        self, held: _Held, holding: set[int], stream_time: int, outputs: list[_Output], trigger: int
     ) -> None:
-        """Held records whose window and grace have passed, oldest first, padded with nulls."""
-        assert self.grace is not None
+        """Held records whose window and grace have passed, oldest first, padded with nulls.
+        Records matched since they were held are dropped from the heap as they come up."""
         due = []
-        for r in held:
-            look_back = self.after if r.side == "L" else self.before
-            if r.held and r.ts + look_back + self.grace < stream_time:
-                due.append(r)
-        due.sort(key=lambda r: (r.ts, r.side != "R", r.id))
-        for r in due:
-            r.held = False
-            outputs.append((r, None, r.ts, trigger) if r.side == "L" else (None, r, r.ts, trigger))
-        held[:] = [r for r in held if r.held]
+        while held and held[0][0] < stream_time:
+            _, ident, side, ref, ts = heapq.heappop(held)
+            if ident in holding:
+                holding.discard(ident)
+                due.append((ts, side != "R", ident, side, ref))
+        due.sort()
+        for ts, _, _, side, ref in due:
+            outputs.append((ref, None, ts, trigger) if side == "L" else (None, ref, ts, trigger))
 
     def _write(
         self,
         rows: dict[str, pa.Table],
-        added: dict[str, list[_Row]],
-        held: list[_Row],
+        added: dict[str, list[tuple[int, int]]],
+        holding: set[int],
         stored: dict[str, pa.Table],
         state: duckdb.DuckDBPyConnection,
     ) -> None:
-        still = {(r.side, r.id) for r in held if r.held}
         released = [
             ident
-            for side, table in stored.items()
+            for table in stored.values()
             for ident, h in zip(table.column(ID).to_pylist(), table.column(HELD).to_pylist(), strict=True)
-            if h and (side, ident) not in still
+            if h and ident not in holding
         ]
         # ids are unique per join, whichever side holds them
         if released:
@@ -279,12 +307,10 @@ class StreamStreamJoin:
         for which in ("L", "R"):
             if not added[which]:
                 continue
-            index = pa.array([r.index for r in added[which]])
-            new = rows[which].select([KEY, *self._names(which), TS, self.seq]).take(index)
-            new = new.append_column(ID, pa.array([r.id for r in added[which]], pa.int64()))
-            new = new.append_column(
-                HELD, pa.array([(which, r.id) in still for r in added[which]], pa.bool_())
-            )
+            index, ids = zip(*added[which], strict=True)
+            new = rows[which].select([KEY, *self._names(which), TS, self.seq]).take(pa.array(index, pa.int64()))
+            new = new.append_column(ID, pa.array(ids, pa.int64()))
+            new = new.append_column(HELD, pa.array([ident in holding for ident in ids], pa.bool_()))
             self.stores[which].insert(state, new)
 
     def _advance(
@@ -304,7 +330,7 @@ class StreamStreamJoin:
 
     def _output(
         self,
-        outputs: list[tuple[_Row | None, _Row | None, int, int]],
+        outputs: list[_Output],
         candidates: dict[str, list[pa.Table]],
         headers: pa.Array,
         schema: pa.Schema,
@@ -314,15 +340,8 @@ class StreamStreamJoin:
         parts: dict[str, pa.Table] = {}
         for side, position in (("L", 0), ("R", 1)):
             tables = candidates[side]
-            offsets = [0]
-            for t in tables[:-1]:
-                offsets.append(offsets[-1] + t.num_rows)
             whole = pa.concat_tables([t.cast(tables[0].schema) for t in tables])
-            index = [
-                None if pair[position] is None else offsets[pair[position].table] + pair[position].index  # type: ignore[union-attr]
-                for pair in outputs
-            ]
-            parts[side] = whole.take(pa.array(index, pa.int64()))
+            parts[side] = whole.take(pa.array([o[position] for o in outputs], pa.int64()))
         left, right = parts["L"], parts["R"]
         # the first non-null join value: the left's, or the right's for a right-only result
         lk, rk = left.column(KEY), right.column(KEY)

@@ -168,6 +168,68 @@ def test_stream_stream_left_join_without_grace_emits_unmatched_records_at_once(e
     assert _read(engine, "J") == [("k", {"A": 1, "B": None}, 1_000), ("k", {"A": 1, "B": 4}, 5_000)]
 
 
+def test_stream_stream_join_gives_a_records_matches_in_the_other_sides_timestamp_order(engine: Any) -> None:
+    # Kafka Streams fetches a key's buffered records from the window store in timestamp order,
+    # not in the order they arrived: one right record meets the left ones by their timestamps,
+    # whether they were stored by an earlier run or read in the same run.
+    engine.session().execute_all(
+        """
+        CREATE STREAM l (id VARCHAR KEY, a INT) WITH (kafka_topic='l', value_format='JSON', partitions=1);
+        CREATE STREAM r (id VARCHAR KEY, b INT) WITH (kafka_topic='r', value_format='JSON', partitions=1);
+        """
+    )
+    _produce(engine, "l", [("k", {"A": 1}, 50_000), ("k", {"A": 2}, 10_000), ("k", {"A": 3}, 30_000)])
+    _produce(engine, "r", [("k", {"B": 8}, 60_000)])
+    engine.session().execute_all("CREATE STREAM j AS SELECT l.id AS id, a, b FROM l JOIN r WITHIN 1 MINUTE ON l.id = r.id;")
+    assert engine.wait_idle(30)
+    assert [(v["A"], v["B"]) for _, v, _ in _read(engine, "J")] == [(2, 8), (3, 8), (1, 8)]
+    _produce(engine, "l", [("k", {"A": 4}, 20_000), ("k", {"A": 5}, 40_000)])
+    _produce(engine, "r", [("k", {"B": 9}, 60_000)])
+    assert [(v["A"], v["B"]) for _, v, _ in _read(engine, "J")][3:] == [
+        (4, 8),
+        (5, 8),
+        (2, 9),
+        (4, 9),
+        (3, 9),
+        (5, 9),
+        (1, 9),
+    ]
+
+
+def test_stream_stream_left_join_with_grace_releases_held_records_over_many_runs(engine: Any) -> None:
+    # Unmatched left records of many keys wait in the store across runs; each is emitted once,
+    # padded with nulls, when stream time passes its window end plus grace, oldest first, unless
+    # a right record matched it before then.
+    engine.session().execute_all(
+        """
+        CREATE STREAM l (id VARCHAR KEY, a INT) WITH (kafka_topic='l', value_format='JSON', partitions=1);
+        CREATE STREAM r (id VARCHAR KEY, b INT) WITH (kafka_topic='r', value_format='JSON', partitions=1);
+        CREATE STREAM j AS SELECT l.id AS id, a, b FROM l LEFT JOIN r
+          WITHIN 1 SECOND GRACE PERIOD 5 SECONDS ON l.id = r.id;
+        """
+    )
+    # left records of keys k0..k39 at 10.0 s, 10.1 s, ... 13.9 s, produced in four runs
+    for run in range(4):
+        _produce(engine, "l", [(f"k{i}", {"A": i}, 10_000 + 100 * i) for i in range(10 * run, 10 * run + 10)])
+    # right records match every third key of the first twelve within its window
+    _produce(engine, "r", [(f"k{i}", {"B": i}, 10_500 + 100 * i) for i in range(0, 12, 3)])
+    assert [k for k, v, _ in _read(engine, "J") if v["B"] is not None] == ["k0", "k3", "k6", "k9"]
+    # stream time 17.2 s: left records before 11.2 s (window end 1 s + grace 5 s before it) expire;
+    # then two late right records match held ones
+    _produce(engine, "r", [("z", {"B": -1}, 17_200)])
+    _produce(engine, "r", [("k30", {"B": 30}, 13_400), ("k39", {"B": 39}, 14_300)])
+    out = _read(engine, "J")
+    matched = [(k, v["A"]) for k, v, _ in out if v["B"] is not None]
+    assert matched == [("k0", 0), ("k3", 3), ("k6", 6), ("k9", 9), ("k30", 30), ("k39", 39)]
+    padded = [(k, ts) for k, v, ts in out if v["B"] is None]
+    assert padded == [(f"k{i}", 10_000 + 100 * i) for i in range(12) if i % 3]
+    # the rest expire once stream time passes 13.9 s + 6 s
+    _produce(engine, "r", [("z", {"B": -1}, 20_000)])
+    padded_keys = [k for k, v, _ in _read(engine, "J") if v["B"] is None]
+    expected = [f"k{i}" for i in range(12) if i % 3] + [f"k{i}" for i in range(12, 39) if i != 30]
+    assert padded_keys == expected
+
+
 def test_processing_order_keeps_offsets_and_takes_the_lowest_next_timestamp() -> None:
     records = pa.table(
         {
