@@ -279,3 +279,41 @@ def test_small_batches_in_python_only_of_plain_types(query: str, in_python: bool
     """The accumulators' Python forms of DECIMAL and DATE differ from the vectorized ones at their
     edges (overflow, initial states): their small batches stay vectorized."""
     assert processor(STREAM, query, vectorized=True)._small_in_python is in_python
+
+
+@pytest.mark.parametrize("per_record", [True, False])
+def test_an_aggregate_without_a_vector_form_keeps_one_state_per_group_across_batches(per_record: bool) -> None:
+    """COUNT_DISTINCT runs through the accumulators' Python methods; its state is 2731 INTs. Each
+    batch's rows are counted in order, and a group's state at the end of a batch carries over."""
+    p = processor(
+        STREAM, "SELECT ID, COUNT_DISTINCT(V) AS D, COUNT(*) AS C FROM S GROUP BY ID EMIT CHANGES;",
+        vectorized=True, per_record=per_record,
+    )
+    assert not p.vectorized  # no vector form: the batches go through _sequential
+    state = duckdb.connect()
+    # the reference: the accumulator's own methods, one record at a time, one state per key
+    distinct = p.step.calls[0].accumulator
+    states = {"a": distinct.initial(), "b": distinct.initial()}
+    for b in range(3):
+        n = 3000
+        ids = ["a" if i % 3 else "b" for i in range(n)]
+        values = [(b * 7 + i * 13) % 997 for i in range(n)]
+        batch = pa.table(
+            {
+                "ID": pa.array(ids),
+                "V": pa.array(values, pa.int32()),
+                "ROWTIME": pa.array([b * 10_000 + i for i in range(n)], pa.int64()),
+                "ROWPARTITION": pa.array(np.zeros(n, dtype=np.int32)),
+                "ROWOFFSET": pa.array(np.arange(b * n, (b + 1) * n, dtype=np.int64)),
+            }
+        )
+        rows = p.process(batch, state).rows.to_pylist()
+        expected = []
+        for key, v in zip(ids, values, strict=True):
+            states[key] = distinct.add(states[key], (v,))
+            expected.append((key, distinct.result(states[key])))
+        if not per_record:  # with caching: each group's last change of the batch, in that order
+            last = {key: i for i, key in enumerate(ids)}
+            expected = [expected[i] for i in sorted(last.values())]
+        assert [(r["ID"], r["D"]) for r in rows] == expected
+    assert 980 < expected[-1][1] < 1020  # a has 997 distinct values
