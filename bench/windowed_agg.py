@@ -9,6 +9,9 @@ Phases (each runs in a fresh child process, so peak RSS is the phase's own):
   from the query's first poll to its last sink record, once with the record cache at its default
   (``ksql.streams.cache.max.bytes.buffering`` unset) and once with it off (``=0``, one output
   record per input record as in ksqlDB's tests).
+  ``--window hopping`` (60 s every 10 s), ``session`` (30 s gap) or ``distinct`` (tumbling,
+  with ``COUNT_DISTINCT(user_id)``, an aggregate without a vector form) runs the same table
+  over another window or aggregate.
 * ``keys``: the same aggregation grouped by user over 1 M distinct users in one window: 1 M
   keys of state. Reports the state's row count and size in the state database and the RSS.
 * ``pull``: after the throughput run, starts the REST server on the same engine and runs a
@@ -62,6 +65,15 @@ COUNTS_BY_PAGE = (
     "CREATE TABLE pageview_counts AS SELECT page, COUNT(*) AS views, SUM(duration) AS total_duration "
     "FROM pageviews WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY page EMIT CHANGES;"
 )
+#: --window: the throughput phase's query, the same table over other windows and aggregates
+VARIANTS = {
+    "tumbling": COUNTS_BY_PAGE,
+    "hopping": COUNTS_BY_PAGE.replace("TUMBLING (SIZE 10 SECONDS)", "HOPPING (SIZE 60 SECONDS, ADVANCE BY 10 SECONDS)"),
+    "session": COUNTS_BY_PAGE.replace("TUMBLING (SIZE 10 SECONDS)", "SESSION (30 SECONDS)"),
+    "distinct": COUNTS_BY_PAGE.replace(
+        "SUM(duration) AS total_duration", "SUM(duration) AS total_duration, COUNT_DISTINCT(user_id) AS users"
+    ),
+}
 COUNTS_BY_USER = (
     "CREATE TABLE user_counts AS SELECT user_id, COUNT(*) AS views, SUM(duration) AS total_duration "
     "FROM pageviews WINDOW TUMBLING (SIZE 10 SECONDS) GROUP BY user_id EMIT CHANGES;"
@@ -137,12 +149,13 @@ def phase_throughput(args: argparse.Namespace) -> dict[str, Any]:
         load_s, _ = load_pageviews(engine, "pageviews", args.events, pages=PAGES)
         print(f"loaded {args.events:,} events in {load_s:.2f}s", file=sys.stderr)
         first = FirstPoll(engine.store)
-        session.execute_all(COUNTS_BY_PAGE)
+        session.execute_all(VARIANTS[args.window])
         end, query = run_to_end(engine, args.events, args.timeout)
         assert first.at is not None
         elapsed = end - first.at
         result: dict[str, Any] = {
             "phase": "throughput",
+            "window": args.window,
             "store": args.store,
             "cache": args.cache,
             "events": query.records_in,
@@ -342,6 +355,8 @@ def _child(phase: str, args: argparse.Namespace, **overrides: Any) -> dict[str, 
         str(args.timeout),
         "--concurrency",
         str(args.concurrency),
+        "--window",
+        args.window,
     ]
     for name, value in overrides.items():
         argv += [f"--{name.replace('_', '-')}", str(value)]
@@ -362,7 +377,7 @@ def _report(result: dict[str, Any]) -> None:
     )
     head = f"[{result['store']}] {result['phase']}"
     if result["phase"] == "throughput":
-        head += f" cache={result['cache']}"
+        head += f" {result['window']} cache={result['cache']}"
     else:
         head += f" keys={result['keys']:,}"
     print(
@@ -401,6 +416,9 @@ def main() -> None:
     ap.add_argument("--store", choices=("embedded", "kafka"), default="embedded")
     ap.add_argument("--phase", choices=("all", "throughput", "keys"), default="all")
     ap.add_argument("--cache", choices=("default", "off"), default="default")
+    ap.add_argument(
+        "--window", choices=tuple(VARIANTS), default="tumbling", help="the throughput phase's window or aggregate"
+    )
     ap.add_argument("--pull-seconds", type=float, default=0.0)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--timeout", type=float, default=900.0)
