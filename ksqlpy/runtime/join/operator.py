@@ -64,6 +64,8 @@ from ksqlpy.runtime.store.base import HEADER_TYPE
 SEQ = "__SEQ"
 
 _PRESERVED = {"LEFT": ("L",), "RIGHT": ("R",), "OUTER": ("L", "R"), "INNER": ()}
+#: joins of tables whose interleaved runs of both inputs are joined as one sequence
+_SEQUENCED = (JoinKind.STREAM_TABLE, JoinKind.TABLE_TABLE)
 
 
 def _q(name: str) -> str:
@@ -192,14 +194,24 @@ class JoinProcessor:
                 parts: dict[str, list[pa.Table]] = {"L": [], "R": []}
                 for i, r in runs:
                     parts[self._parent[id(self.inputs[i])][1]].append(r)
+                # one chunk per side: interleaved runs are often a record or two each, and a
+                # table of thousands of chunks is slow to scan
                 both = {
-                    w: pa.concat_tables(parts[w])
+                    w: pa.concat_tables(parts[w]).combine_chunks()
                     if parts[w]
                     else _empty_side(node.left if w == "L" else node.right)
                     for w in ("L", "R")
                 }
-                self._keep_stored(node, both)
-                rows = self._windowed[id(node)].process(both, state, _side_schema(node))
+                if id(node) in self._windowed:
+                    self._keep_stored(node, both)
+                    rows = self._windowed[id(node)].process(both, state, _side_schema(node))
+                elif len(runs) == 1:  # one side's run alone: as it comes
+                    index, run = runs[0]
+                    rows = self._join(node, self._parent[id(self.inputs[index])][1], run, state)
+                else:
+                    rows = self._sequence(node, both, state)
+                if self.counts is not None:
+                    self.counts.add(f"join/{node.context}", rows.num_rows)
                 out = self._push(node, rows, state)
             if out is not None and out.num_rows:
                 outputs.append(out)
@@ -211,13 +223,14 @@ class JoinProcessor:
     def _segments(
         self, runs: list[tuple[int, pa.Table]]
     ) -> list[tuple[JoinNode | None, list[tuple[int, pa.Table]]]]:
-        """Runs grouped for processing: consecutive runs of the two inputs of one stream–stream
-        join go to it together, as one sequence (interleaved by timestamp, runs are short, and
-        each run costs a few queries); every other run goes alone (``None``)."""
+        """Runs grouped for processing: consecutive runs of the two inputs of one stream–stream,
+        stream–table or table–table join go to it together, as one sequence (interleaved by
+        timestamp, runs are short, and each run costs a few queries); every other run goes alone
+        (``None``)."""
         out: list[tuple[JoinNode | None, list[tuple[int, pa.Table]]]] = []
         for index, rows in runs:
             node, _ = self._parent[id(self.inputs[index])]
-            if not (isinstance(node, JoinNode) and id(node) in self._windowed):
+            if not (isinstance(node, JoinNode) and (id(node) in self._windowed or node.kind in _SEQUENCED)):
                 out.append((None, [(index, rows)]))
             elif out and out[-1][0] is node:
                 out[-1][1].append((index, rows))
@@ -347,6 +360,102 @@ class JoinProcessor:
             ORDER BY {seq}
         """
         return self._query(state, sql, rows, node)
+
+    def _sequence(self, node: JoinNode, both: dict[str, pa.Table], state: duckdb.DuckDBPyConnection) -> pa.Table:
+        """Interleaved runs of a stream–table or table–table join's two inputs, in one pass: each
+        record meets the other side as the records before it left it (an as-of join on
+        ``__SEQ``: the other side's last change of the key earlier in the sequence, else its
+        stored row; a record both inputs read goes left first), as if the runs were joined
+        one by one. Then each table side keeps its last change of each key."""
+        if node.kind is JoinKind.STREAM_TABLE:
+            out = self._sequence_query(node, "L", both, state, outer=node.join_type == "LEFT")
+        else:
+            parts = []
+            for which in ("L", "R"):
+                part = self._sequence_query(node, which, both, state, outer=which in _PRESERVED.get(node.join_type, ()))
+                parts.append(part.append_column("__SIDE", pa.array(np.full(part.num_rows, which == "R"))))
+            merged = pa.concat_tables(parts).sort_by([(SEQ, "ascending"), ("__SIDE", "ascending")])
+            out = merged.drop_columns(["__SIDE"])
+            self._upsert(node, "L", both["L"], state)
+        self._upsert(node, "R", both["R"], state)
+        return out
+
+    def _sequence_query(
+        self, node: JoinNode, which: str, both: dict[str, pa.Table], state: duckdb.DuckDBPyConnection, *, outer: bool
+    ) -> pa.Table:
+        """The results of side ``which``'s records of a sequence (see :meth:`_sequence`)."""
+        other = "R" if which == "L" else "L"
+        this_side, other_side = (node.left, node.right) if which == "L" else (node.right, node.left)
+        k, d, ts, seq = _q(KEY), _q(DELETE), _q(TS), _q(SEQ)
+        # the other side's changes earlier in the sequence: strictly earlier for the left
+        before = ">" if which == "L" else ">="
+        y_names = _values(other_side)
+        changes = ", ".join([f"{k}", f"{seq} AS __USEQ", f"{d} AS __UDEL", f"{ts} AS __UTS"] + [
+            f"{_q(v)} AS __U{i}" for i, v in enumerate(y_names)
+        ])
+        # the other side as of each record: its change in the sequence, else its stored row
+        y_present = "CASE WHEN a.__USEQ IS NULL THEN y.{k} IS NOT NULL ELSE NOT a.__UDEL END"
+        y_values = [
+            f"CASE WHEN a.__USEQ IS NULL THEN y.{_q(v)} WHEN NOT a.__UDEL THEN a.__U{i} END AS {_q(v)}"
+            for i, v in enumerate(y_names)
+        ]
+        stored_y = self.table(node, other)
+        if node.kind is JoinKind.STREAM_TABLE:
+            items = [k, *(_q(v) for v in _values(node.left)), *(_q(v) for v in y_names)]
+            if node.synthetic is not None:
+                items.append(f"{k} AS {_q(node.synthetic)}")
+            items += [ts, f"FALSE AS {d}", seq, _q(HEADERS)]
+            sql = f"""
+                WITH u AS (SELECT {changes} FROM __other WHERE {k} IS NOT NULL),
+                x AS (SELECT * FROM __this WHERE NOT {d} AND {k} IS NOT NULL),
+                a AS (SELECT x.*, u.* EXCLUDE ({k}) FROM x ASOF LEFT JOIN u ON x.{k} = u.{k} AND x.{seq} {before} u.__USEQ),
+                j AS (
+                    SELECT a.*, {y_present.format(k=k)} AS __YP, {", ".join(y_values)}
+                    FROM a LEFT JOIN {stored_y} y ON a.{k} = y.{k}
+                )
+                SELECT {", ".join(items)} FROM j WHERE {"TRUE" if outer else "__YP"} ORDER BY {seq}
+            """
+        else:
+            y_outer = "TRUE" if other in _PRESERVED.get(node.join_type, ()) else "FALSE"
+            x_values = {v: f"CASE WHEN NOT {d} THEN {_q(v)} END" for v in _values(this_side)}
+            values = {**x_values, **{v: _q(v) for v in y_names}}
+            items = [k] + [f"{values[v]} AS {_q(v)}" for v in (*_values(node.left), *_values(node.right))]
+            if node.synthetic is not None:
+                items.append(f"{k} AS {_q(node.synthetic)}")
+            items += [
+                f"CASE WHEN __YP THEN greatest({ts}, __YTS) ELSE {ts} END AS {ts}",
+                f"NOT (NOT {d} OR (__YP AND {y_outer})) AS {d}",
+                seq,
+                _q(HEADERS),
+            ]
+            sql = f"""
+                WITH u AS (SELECT {changes} FROM __other WHERE {k} IS NOT NULL),
+                x AS (
+                    SELECT x.*, COALESCE(
+                        lag(NOT x.{d}) OVER (PARTITION BY x.{k} ORDER BY x.{seq}), s.{k} IS NOT NULL
+                    ) AS __OLD
+                    FROM __this x LEFT JOIN {self.table(node, which)} s ON s.{k} = x.{k}
+                    WHERE x.{k} IS NOT NULL
+                ),
+                a AS (SELECT x.*, u.* EXCLUDE ({k}) FROM x ASOF LEFT JOIN u ON x.{k} = u.{k} AND x.{seq} {before} u.__USEQ),
+                j AS (
+                    SELECT a.*, {y_present.format(k=k)} AS __YP,
+                        CASE WHEN a.__USEQ IS NULL THEN y.{ts} ELSE a.__UTS END AS __YTS, {", ".join(y_values)}
+                    FROM a LEFT JOIN {stored_y} y ON a.{k} = y.{k}
+                )
+                SELECT {", ".join(items)} FROM j
+                WHERE __YP OR ({"TRUE" if outer else "FALSE"} AND (NOT {d} OR __OLD))
+                ORDER BY {seq}
+            """
+        state.register("__this", both[which])
+        state.register("__other", both[other])
+        try:
+            result = state.sql(sql).to_arrow_table()
+        finally:
+            state.unregister("__this")
+            state.unregister("__other")
+        schema = _side_schema(node)
+        return result.cast(schema) if result.schema != schema else result
 
     def _foreign_key(
         self, node: JoinNode, which: str, rows: pa.Table, state: duckdb.DuckDBPyConnection
