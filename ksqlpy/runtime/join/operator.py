@@ -110,6 +110,14 @@ class JoinProcessor:
             for which in sides:
                 self._stores[(id(node), which)] = _table_store(node, which, query_id)
         _unique_names(list(self._stores.values()))
+        #: the join, when the tree is one join of two inputs whose runs form one sequence
+        #: (a stream-stream, stream-table or table-table join): its batches need no runs
+        self._one_sequence: JoinNode | None = None
+        if len(self.nodes) == 1:
+            (only,) = self.nodes
+            direct = not isinstance(only.left, Rekeyed) and not isinstance(only.right, Rekeyed)
+            if direct and len(self.inputs) == 2 and (id(only) in self._windowed or only.kind in _SEQUENCED):
+                self._one_sequence = only
         self._ensured = False
         #: where each side's, join's and re-keying's rows are counted (see ``step_counts``)
         self.counts: OperatorCounts | None = None
@@ -186,7 +194,14 @@ class JoinProcessor:
             self._count(f"side/{self.input_index.get(id(side), i)}", batch.num_rows, result.rows.num_rows)
             sides.append(_side_rows(side, result.rows))
         outputs: list[pa.Table] = []
-        for node, runs in self._segments(_runs(sides)):
+        segments: list[tuple[JoinNode | None, list[tuple[int, pa.Table]]]]
+        if self._one_sequence is not None:  # every run goes to one join: one segment of both sides
+            segments = [(self._one_sequence, [(i, side) for i, side in enumerate(sides) if side.num_rows])]
+        else:
+            segments = self._segments(_runs(sides))
+        for node, runs in segments:
+            if node is not None and not runs:
+                continue
             if node is None:
                 index, rows = runs[0]
                 out = self._push(self.inputs[index], rows, state)
