@@ -317,3 +317,37 @@ def test_an_aggregate_without_a_vector_form_keeps_one_state_per_group_across_bat
             expected = [expected[i] for i in sorted(last.values())]
         assert [(r["ID"], r["D"]) for r in rows] == expected
     assert 980 < expected[-1][1] < 1020  # a has 997 distinct values
+
+
+def test_emit_final_emits_each_window_once_when_stream_time_passes_its_end() -> None:
+    """A batch of events a millisecond apart passes through thousands of stream times; each
+    window is emitted once, with its final count, in window order, when stream time reaches its
+    end (no grace), and the window still open is not."""
+    p = processor(
+        STREAM,
+        "SELECT ID, COUNT(*) AS C FROM S WINDOW TUMBLING (SIZE 1 SECOND, GRACE PERIOD 0 SECONDS) "
+        "GROUP BY ID EMIT FINAL;",
+        vectorized=True,
+        per_record=False,
+    )
+    state = duckdb.connect()
+    rng = random.Random(3)
+    ids = [rng.choice("abc") for _ in range(5_500)]
+    emitted = []
+    for start, end in ((0, 2_600), (2_600, 5_500)):
+        n = end - start
+        batch = pa.table(
+            {
+                "ID": pa.array(ids[start:end]),
+                "V": pa.array(np.zeros(n, dtype=np.int32)),
+                "ROWTIME": pa.array(np.arange(start, end, dtype=np.int64)),
+                "ROWPARTITION": pa.array(np.zeros(n, dtype=np.int32)),
+                "ROWOFFSET": pa.array(np.arange(start, end, dtype=np.int64)),
+            }
+        )
+        emitted += [(r["__WINDOWSTART"], r["ID"], r["C"]) for r in p.process(batch, state).rows.to_pylist()]
+    # stream time ends at 5.499 s: the windows up to [4 s, 5 s) are closed, [5 s, 6 s) is open
+    expected = sorted(
+        {(w * 1000, key, sum(1 for t in range(w * 1000, w * 1000 + 1000) if ids[t] == key)) for w in range(5) for key in "abc"}
+    )
+    assert emitted == expected
