@@ -13,7 +13,14 @@ view::
     CREATE STREAM view_clicks AS SELECT v.user_id, v.page, c.target
       FROM pageviews v JOIN clicks c WITHIN 1 MINUTE ON v.user_id = c.user_id;
 
-``--join left-grace`` makes it ``LEFT JOIN ... WITHIN 1 MINUTE GRACE PERIOD 1 MINUTE``: views
+``tables``: the same views and clicks read as two tables keyed by user (each user's latest view
+and latest click, each click 0–1 ms after its view), joined as they change; their updates
+interleave by timestamp record by record::
+
+    CREATE TABLE view_click AS SELECT v.user_id, v.page, c.target
+      FROM last_views v JOIN last_clicks c ON v.user_id = c.user_id;
+
+``--join left-grace`` makes the window case ``LEFT JOIN ... WITHIN 1 MINUTE GRACE PERIOD 1 MINUTE``: views
 without a click are held until their window and grace pass, then emitted with null click
 columns. ``--users`` sets how many distinct users the views and clicks have (fewer: more
 records per key within a window).
@@ -24,7 +31,7 @@ finds its user, as the join reads the users, all at timestamp 1 ms, before the e
 them), on the embedded store or a Tansu broker (``--store kafka``). Several runs each get a
 process of their own, so each peak RSS is that run's.
 
-    python bench/joins.py --events 1000000 --case both --store both
+    python bench/joins.py --events 1000000 --case all --store both
 """
 
 from __future__ import annotations
@@ -73,6 +80,16 @@ WINDOWED = (
     "CREATE STREAM view_clicks AS SELECT v.user_id, v.page, c.target "
     "FROM pageviews v {join} clicks c WITHIN 1 MINUTE{grace} ON v.user_id = c.user_id;"
 )
+TABLES_DDL = (
+    "CREATE TABLE last_views (user_id VARCHAR PRIMARY KEY, page VARCHAR, duration INT) "
+    "WITH (kafka_topic='{views}', value_format='JSON');"
+    "CREATE TABLE last_clicks (user_id VARCHAR PRIMARY KEY, target VARCHAR) "
+    "WITH (kafka_topic='{clicks}', value_format='JSON');"
+)
+TABLES = (
+    "CREATE TABLE view_click AS SELECT v.user_id, v.page, c.target "
+    "FROM last_views v JOIN last_clicks c ON v.user_id = c.user_id;"
+)
 JOINS = {"inner": ("JOIN", ""), "left-grace": ("LEFT JOIN", " GRACE PERIOD 1 MINUTE")}
 
 
@@ -96,15 +113,15 @@ def load_users(engine: object, topic: str, users: int) -> None:
     engine.store.produce(topic, records)  # type: ignore[attr-defined]
 
 
-def load_clicks(engine: object, topic: str, events: int, users: int) -> None:
-    """One click per pageview, by the same user (same seed as the views), 0-60 s later."""
+def load_clicks(engine: object, topic: str, events: int, users: int, lag_ms: int = 60_000) -> None:
+    """One click per pageview, by the same user (same seed as the views), up to ``lag_ms`` later."""
     from common import pageviews
 
     for start in range(0, events, BATCH):
         views = pageviews(start, min(BATCH, events - start), users=users)
         n = views.records.num_rows
         rng = np.random.default_rng(start + 99)
-        ts = pc.add(views.records.column("timestamp"), pa.array(rng.integers(0, 60_000, n)))
+        ts = pc.add(views.records.column("timestamp"), pa.array(rng.integers(0, lag_ms, n)))
         value = pc.binary_join_element_wise('{"TARGET":"/t/', as_text(rng.integers(0, 50, n)), '"}', "")
         engine.store.produce(  # type: ignore[attr-defined]
             topic, pa.table({"timestamp": ts, "key": views.records.column("key"), "value": value.cast(pa.binary())})
@@ -131,10 +148,15 @@ def run(
             clicks = f"clicks_{suffix}"
             session.execute_all(CLICKS_DDL.format(topic=clicks, partitions=partitions))
             load_pageviews(engine, views, events, users=users)
-            load_clicks(engine, clicks, events, users)
-            kind, grace = JOINS[join]
-            statement, inputs = WINDOWED.format(join=kind, grace=grace), 2 * events
-        label = case if case == "enrich" else f"{case} {join}, {users:,} users"
+            # the tables' clicks 0-1 ms after their views: the two inputs interleave record by record
+            load_clicks(engine, clicks, events, users, 2 if case == "tables" else 60_000)
+            if case == "tables":
+                session.execute_all(TABLES_DDL.format(views=views, clicks=clicks))
+                statement, inputs = TABLES, 2 * events
+            else:
+                kind, grace = JOINS[join]
+                statement, inputs = WINDOWED.format(join=kind, grace=grace), 2 * events
+        label = f"{case} {join}, {users:,} users" if case == "window" else case
         print(f"[{store} {label}] loaded {inputs:,} records in {time.perf_counter() - t0:.2f}s")
         first = FirstPoll(engine.store)
         cpu0 = cpu_seconds()
@@ -170,7 +192,7 @@ def run(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--events", type=int, default=1_000_000)
-    ap.add_argument("--case", choices=("enrich", "window", "both"), default="both")
+    ap.add_argument("--case", choices=("enrich", "window", "tables", "all"), default="all")
     ap.add_argument("--partitions", type=int, default=1)
     ap.add_argument("--store", choices=("embedded", "kafka", "both"), default="embedded")
     ap.add_argument("--timeout", type=float, default=900.0)
@@ -178,7 +200,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=USERS, help="distinct users (keys) of the events")
     args = ap.parse_args()
     stores = ("embedded", "kafka") if args.store == "both" else (args.store,)
-    cases = ("enrich", "window") if args.case == "both" else (args.case,)
+    cases = ("enrich", "window", "tables") if args.case == "all" else (args.case,)
     runs = [(store, case) for store in stores for case in cases]
     if len(runs) == 1:
         run(runs[0][1], runs[0][0], args.events, args.partitions, args.timeout, args.join, args.users)
