@@ -19,7 +19,7 @@ from sqlglot import exp
 
 from ksqlpy.errors import AnalysisError
 from ksqlpy.planner.functions import javafmt
-from ksqlpy.planner.functions.misc import sql, udf
+from ksqlpy.planner.functions.misc import fn, sql, udf
 from ksqlpy.planner.functions.registry import (
     REGISTRY,
     Call,
@@ -175,25 +175,124 @@ def _v(params: str, returns: str, name: str, duck_params: tuple[str, ...], duck_
     return Variant(params, returns=returns, compile=udf(name, duck_params, duck_returns, func))
 
 
+# Formatting instants in DuckDB: a constant pattern whose every field has a ``strftime`` form, in a
+# zone of one fixed offset, formats a whole column at once; other patterns and zones, and instants
+# outside years 1-9999 (which Java pads and signs its own way), go through the row-wise UDF.
+
+#: (letter, count) -> DuckDB strftime, for the fields whose text strftime gives exactly (Locale.US)
+_STRFTIME: dict[tuple[str, int], str] = {
+    ("y", 2): "%y", ("y", 4): "%Y", ("u", 2): "%y", ("u", 4): "%Y",
+    ("M", 1): "%-m", ("M", 2): "%m", ("M", 3): "%b", ("M", 4): "%B",
+    ("L", 1): "%-m", ("L", 2): "%m", ("L", 3): "%b", ("L", 4): "%B",
+    ("d", 1): "%-d", ("d", 2): "%d", ("D", 1): "%-j", ("D", 3): "%j",
+    ("E", 1): "%a", ("E", 2): "%a", ("E", 3): "%a", ("E", 4): "%A",
+    ("a", 1): "%p", ("h", 1): "%-I", ("h", 2): "%I", ("H", 1): "%-H", ("H", 2): "%H",
+    ("m", 1): "%-M", ("m", 2): "%M", ("s", 1): "%-S", ("s", 2): "%S",
+    ("S", 3): "%g", ("S", 6): "%f", ("S", 9): "%n",
+}
+#: letters whose text depends only on the zone: constant in a zone of one fixed offset
+_ZONE_LETTERS = frozenset("VvzOXxZ")
+#: the instants (epoch ms, in the zone's local time) of years 1 to 9999
+_FIRST_YEAR_MS = int((dt.datetime(1, 1, 1) - _EPOCH).total_seconds()) * 1000
+_PAST_LAST_YEAR_MS = int((dt.datetime(9999, 12, 31) - _EPOCH).total_seconds() + 86_400) * 1000
+
+
+def _fixed_offset_ms(zone: str) -> int | None:
+    """The offset of a zone that has one offset at every instant (UTC, ``+02:00``), in ms."""
+    try:
+        tz = javafmt.zone_of(zone)
+    except javafmt.PatternError:
+        return None
+    if isinstance(tz, dt.timezone) or getattr(tz, "key", None) == "UTC":
+        offset = tz.utcoffset(None) if isinstance(tz, dt.timezone) else dt.timedelta(0)
+        assert offset is not None
+        return int(offset.total_seconds() * 1000)
+    return None
+
+
+def strftime_of(pattern: str, zone: str) -> str | None:
+    """DuckDB's ``strftime`` format that writes instants (of years 1-9999, in local time) as Java's
+    ``pattern`` does in ``zone``; None when a field, or the zone, has no such form."""
+    if _fixed_offset_ms(zone) is None:
+        return None
+    try:
+        tokens = javafmt.compile_pattern(pattern).tokens
+        sample = _zoned(_EPOCH, zone)
+        out: list[str] = []
+        for tok in tokens:
+            if isinstance(tok, javafmt.Literal):
+                out.append(tok.text.replace("%", "%%"))
+            elif isinstance(tok, javafmt.FieldToken) and (tok.letter, tok.count) in _STRFTIME:
+                out.append(_STRFTIME[(tok.letter, tok.count)])
+            elif isinstance(tok, javafmt.FieldToken) and tok.letter in _ZONE_LETTERS:
+                out.append(javafmt.format_value(tok.letter * tok.count, sample).replace("%", "%%"))
+            else:
+                return None
+    except javafmt.PatternError:
+        return None
+    return "".join(out)
+
+
+def _instant_format(rowwise: CompileRule, *, millis: bool) -> CompileRule:
+    """TIMESTAMPTOSTRING (``millis``: epoch ms) or FORMAT_TIMESTAMP (a TIMESTAMP): in DuckDB's
+    ``strftime`` when the pattern and zone are constants it can write (:func:`strftime_of`),
+    else ``rowwise``, the UDF."""
+
+    def compile_format(call: Call) -> exp.Expression:
+        pattern = call.args[1].value
+        zone = call.args[2].value if len(call.args) > 2 else "UTC"
+        if not isinstance(pattern, str) or not isinstance(zone, str):
+            return rowwise(call)
+        fmt = strftime_of(pattern, zone)
+        offset = _fixed_offset_ms(zone)
+        if fmt is None or offset is None:
+            return rowwise(call)
+        value = call.args[0].sql.copy()
+        # (a TIMESTAMP_MS column would otherwise be taken as TIMESTAMP_NS, out of range past 2262)
+        local = value if millis else fn("epoch_ms", exp.cast(value, "TIMESTAMP"))
+        if offset:
+            local = exp.Add(this=local, expression=exp.Literal.number(offset))
+        return exp.Case(
+            ifs=[
+                exp.If(this=exp.Is(this=local.copy(), expression=exp.Null()), true=exp.Null()),
+                exp.If(
+                    this=exp.and_(
+                        exp.GTE(this=local.copy(), expression=exp.Literal.number(_FIRST_YEAR_MS)),
+                        exp.LT(this=local.copy(), expression=exp.Literal.number(_PAST_LAST_YEAR_MS)),
+                    ),
+                    true=fn("strftime", fn("epoch_ms", local.copy()), exp.Literal.string(fmt)),
+                ),
+            ],
+            default=rowwise(call),
+        )
+
+    return compile_format
+
+
+def _f(params: str, name: str, duck_params: tuple[str, ...], func: Any, *, millis: bool) -> Variant:
+    rowwise = udf(name, duck_params, "VARCHAR", func)
+    return Variant(params, returns="STRING", compile=_instant_format(rowwise, millis=millis))
+
+
 _V2, _V3 = ("VARCHAR",) * 2, ("VARCHAR",) * 3
 
 _register(
     "format_timestamp",
     "Converts a TIMESTAMP value into the string representation of the timestamp in the given format "
     "(java.time.format.DateTimeFormatter), in UTC or the given time zone.",
-    _v("timestamp TIMESTAMP, formatPattern STRING", "STRING", "ksql_format_timestamp2",
-       ("TIMESTAMP", "VARCHAR"), "VARCHAR", _format_timestamp),
-    _v("timestamp TIMESTAMP, formatPattern STRING, timeZone STRING", "STRING", "ksql_format_timestamp3",
-       ("TIMESTAMP",) + _V2, "VARCHAR", _format_timestamp),
+    _f("timestamp TIMESTAMP, formatPattern STRING", "ksql_format_timestamp2",
+       ("TIMESTAMP", "VARCHAR"), _format_timestamp, millis=False),
+    _f("timestamp TIMESTAMP, formatPattern STRING, timeZone STRING", "ksql_format_timestamp3",
+       ("TIMESTAMP",) + _V2, _format_timestamp, millis=False),
 )
 _register(
     "timestamptostring",
     "Converts a number of milliseconds since 1970-01-01 00:00:00 UTC/GMT into the string representation "
     "of the timestamp in the given format.",
-    _v("epochMilli BIGINT, formatPattern STRING", "STRING", "ksql_timestamptostring2",
-       ("BIGINT", "VARCHAR"), "VARCHAR", _millis_to_string),
-    _v("epochMilli BIGINT, formatPattern STRING, timeZone STRING", "STRING", "ksql_timestamptostring3",
-       ("BIGINT",) + _V2, "VARCHAR", _millis_to_string),
+    _f("epochMilli BIGINT, formatPattern STRING", "ksql_timestamptostring2",
+       ("BIGINT", "VARCHAR"), _millis_to_string, millis=True),
+    _f("epochMilli BIGINT, formatPattern STRING, timeZone STRING", "ksql_timestamptostring3",
+       ("BIGINT",) + _V2, _millis_to_string, millis=True),
 )
 _register(
     "parse_timestamp",
