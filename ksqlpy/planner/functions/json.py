@@ -10,11 +10,13 @@ except TIMESTAMP, which ksqlDB writes as ``LocalDateTime.toString()`` (``2021-06
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json as std_json
 import re
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlglot import exp
 
 from ksqlpy import sqltypes as st
@@ -63,7 +65,8 @@ def dump_json(value: Any) -> str:
 _PATH_STEP = re.compile(r"\.([^.\[\]]+)|\[\s*'([^']*)'\s*\]|\[\s*\"([^\"]*)\"\s*\]|\[\s*(-?\d+)\s*\]")
 
 
-def _path_steps(path: str) -> list[str | int]:
+@functools.lru_cache(maxsize=256)
+def _path_steps(path: str) -> tuple[str | int, ...]:
     if not path.startswith("$"):
         raise ValueError(f"Invalid JSON path: {path}")
     steps: list[str | int] = []
@@ -75,25 +78,63 @@ def _path_steps(path: str) -> list[str | int]:
         name, quoted1, quoted2, index = m.groups()
         steps.append(int(index) if index is not None else (name or quoted1 or quoted2 or ""))
         pos = m.end()
-    return steps
+    return tuple(steps)
 
 
-def _extract(text: str, path: str) -> str | None:
-    node = parse_json(text)
-    if node is _INVALID:
-        return None
-    for step in _path_steps(path):
+def _at(node: Any, steps: tuple[str | int, ...]) -> Any:
+    """The node at ``steps`` (``_INVALID`` when there is none)."""
+    for step in steps:
         if isinstance(step, int):
             if not isinstance(node, list) or not 0 <= step < len(node):
-                return None
+                return _INVALID
             node = node[step]
         else:
             if not isinstance(node, dict) or step not in node:
-                return None
+                return _INVALID
             node = node[step]
-    if node is None:
+    return node
+
+
+def _has_float(node: Any) -> bool:
+    if isinstance(node, float):
+        return True
+    if isinstance(node, list):
+        return any(map(_has_float, node))
+    if isinstance(node, dict):
+        return any(map(_has_float, node.values()))
+    return False
+
+
+#: What Python's parser takes and orjson refuses: NaN and infinities, lone surrogates (escaped:
+#: text from Arrow has none of its own), integers past 64 bits and doubles past their range.
+_ORJSON_REFUSES = re.compile(r"NaN|Infinity|\\u|\d{19}|[eE][+-]?\d{3}")
+
+
+def _extract(text: str, path: str) -> str | None:
+    steps = _path_steps(path)
+    # orjson parses several times faster; it gives floats, not their text, so a result holding a
+    # float, and what orjson refuses (NaN, integers past 64 bits, lone surrogates, invalid
+    # JSON), are parsed again keeping numbers as written.
+    try:
+        node = _at(orjson.loads(text), steps)
+    except orjson.JSONDecodeError:
+        if _ORJSON_REFUSES.search(text) is None:
+            return None  # not JSON
+        return _as_written(parse_json(text), steps)
+    if _has_float(node):
+        return _as_written(parse_json(text), steps)
+    if node is None or node is _INVALID:
         return None
     return node if isinstance(node, str) else dump_json(node)
+
+
+def _as_written(document: Any, steps: tuple[str | int, ...]) -> str | None:
+    node = _at(document, steps)
+    if node is None or node is _INVALID:
+        return None
+    text = node if isinstance(node, str) else dump_json(node)
+    # A lone surrogate (``"\ud800"``) has no UTF-8 form: '?' stands for it, as Java writes it.
+    return text.encode("utf-8", "replace").decode("utf-8")
 
 
 _register("extractjsonfield", "Given a STRING that contains JSON data, extract the value at the specified "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import datetime as dt
 import struct
 
@@ -93,3 +94,52 @@ def test_numbers_from_bytes() -> None:
 )
 def test_java_double_to_string(value: float, text: str) -> None:
     assert java_double_to_string(value) == text
+
+
+def _extract_as_written(text: str, path: str) -> str | None:
+    """EXTRACTJSONFIELD's meaning, spelled out: the whole text parsed keeping numbers as written."""
+    from ksqlpy.planner.functions.json import _INVALID, _path_steps, dump_json, parse_json
+
+    node = parse_json(text)
+    try:
+        steps = _path_steps(path)
+    except ValueError:
+        return None
+    for step in steps:
+        if node is _INVALID:
+            return None
+        if isinstance(step, int):
+            node = node[step] if isinstance(node, list) and 0 <= step < len(node) else _INVALID
+        else:
+            node = node[step] if isinstance(node, dict) and step in node else _INVALID
+    if node is None or node is _INVALID:
+        return None
+    text = node if isinstance(node, str) else dump_json(node)
+    return text.encode("utf-8", "replace").decode("utf-8")  # Java writes '?' for a lone surrogate
+
+
+def _random_json(rnd: random.Random, depth: int = 0) -> str:
+    kind = rnd.randrange(12 if depth < 3 else 8)
+    if kind == 0:
+        return rnd.choice(["1", "-0", "1.50", "1e400", "-2.5E-3", "18446744073709551616", "9223372036854775808"])
+    if kind == 1:
+        return rnd.choice(["NaN", "-Infinity", "true", "false", "null"])
+    if kind in (2, 3):
+        return rnd.choice(['"x"', '"h\\u00e9 \\"q\\""', '"\\ud800"', '"tab\\tnl\\n"', '""', '"\\u0000"'])
+    if kind in (4, 5, 6, 7):
+        return str(rnd.randint(-(2**40), 2**40))
+    if kind < 10:
+        items = [_random_json(rnd, depth + 1) for _ in range(rnd.randrange(4))]
+        return "[" + rnd.choice([",", ", "]).join(items) + "]"
+    keys = rnd.sample(["a", "b", "a b", "x"], rnd.randrange(1, 4)) + (["a"] if rnd.random() < 0.2 else [])
+    return "{" + ",".join(f'"{k}": {_random_json(rnd, depth + 1)}' for k in keys) + "}"
+
+
+def test_extractjsonfield_agrees_with_parsing_numbers_as_written_over_random_documents() -> None:
+    rnd = random.Random(7)
+    docs = [_random_json(rnd) for _ in range(3000)]
+    docs += ["not json", "", "{", '{"a":1,}', "[1,2", '{"a": 1} x', None]  # type: ignore[list-item]
+    for path in ["$", "$.a", "$.a.b", "$['a b']", '$["x"]', "$[0]", "$.a[1]", "$[1].a", "$.a[-1]", "bad"]:
+        got = evaluate("extractjsonfield", [(S, docs), lit(path, S)])
+        want = [None if d is None else _extract_as_written(d, path) for d in docs]
+        assert got == want, path
