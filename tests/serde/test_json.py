@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import decimal
 
+import orjson
 import pyarrow as pa
 import pytest
 
@@ -216,3 +217,26 @@ def test_unparseable_json(record: bytes) -> None:
     out = decode([st.Field("A", st.INTEGER)], [record])
     assert out.errors and out.errors[0].row == 0
     assert out.errors[0].message.startswith("Failed to deserialize value from topic: t. ")
+
+
+def test_map_columns_are_written_column_wise_as_the_row_by_row_writer_does() -> None:
+    from ksqlpy.runtime.serde.json import JsonSerializer, _fragment
+
+    t = st.Map(st.STRING, st.Struct((st.Field("N", st.INTEGER), st.Field("S", st.STRING))))
+    cols = [st.Field("K", st.STRING), st.Field("M", t)]
+    maps = pa.array(
+        [[("a", {"N": 1, "S": "x"}), ("b\"q", None)], None, [], [("é", {"N": None, "S": "tab\t"})], [("z", {"N": 2, "S": None})]],
+        pa.map_(pa.string(), pa.struct([("N", pa.int32()), ("S", pa.string())])),
+    )
+    table = pa.table([pa.array(["k0", "k1", "k2", "k3", "k4"]), maps], names=["K", "M"])
+    for part in (table, table.slice(1), table.slice(2, 2)):
+        present = pa.array([True] * part.num_rows)
+        assert _fragment(part.column(1).combine_chunks(), t) is not None  # column-wise, not row by row
+        columnar = JsonSerializer(cols, is_key=False, wrapped=True).encode(part, present=present)
+        rows = [
+            None if m is None else orjson.dumps({"K": k, "M": dict(m)}).decode()
+            for k, m in zip(part.column(0).to_pylist(), part.column(1).to_pylist(maps_as_pydicts="strict"))
+        ]
+        assert [orjson.loads(r) for r in columnar.to_pylist()] == [
+            orjson.loads(r) if r is not None else {"K": k, "M": None} for r, k in zip(rows, part.column(0).to_pylist())
+        ]

@@ -483,6 +483,8 @@ def _fragment(column: pa.Array, t: sqltypes.SqlType) -> pa.Array | None:
             return _struct_fragment(physical, fs)
         case sqltypes.Array(element=e):
             return _array_fragment(physical, e)
+        case sqltypes.Map(key=k, value=v):
+            return _map_fragment(physical, k, v)
     match t.base:
         case BaseType.BOOLEAN:
             return pc.if_else(physical, "true", "false")
@@ -540,6 +542,30 @@ def _array_fragment(physical: pa.Array, element: sqltypes.SqlType) -> pa.Array |
     offsets = pa.array(np.concatenate([[0], np.cumsum(lengths, dtype=np.int32)]), pa.int32())
     lists = pa.ListArray.from_arrays(offsets, pc.fill_null(values, "null"))
     joined = pc.binary_join_element_wise(_text("["), pc.binary_join(lists, ","), _text("]"), _text(""))
+    return _keep_valid(physical, joined)
+
+
+def _map_fragment(physical: pa.Array, key: sqltypes.SqlType, value: sqltypes.SqlType) -> pa.Array | None:
+    """MAP values as JSON objects, entries in their order (null values as ``null``). Only
+    STRING keys: JSON names are strings (the row-by-row writer refuses other keys too)."""
+    assert isinstance(physical, pa.MapArray)
+    if key.base is not BaseType.STRING:
+        return None
+    # as a list of entries, whose flatten() leaves out the entries of null maps: offsets are
+    # counted from the lengths kept
+    if physical.offset:  # (a slice: from_arrays takes a null mask only with offsets from 0)
+        physical = pa.concat_arrays([physical])
+    as_list = pa.ListArray.from_arrays(physical.offsets, physical.values, mask=physical.is_null())
+    entries = as_list.flatten()
+    names = _fragment(entries.field("key"), key)
+    values = _fragment(entries.field("value"), value)
+    if names is None or values is None:
+        return None
+    pairs = pc.binary_join_element_wise(names, pc.fill_null(values, "null"), _text(":"))
+    lengths = np.asarray(pc.fill_null(pc.list_value_length(as_list), 0), dtype=np.int32)
+    offsets = pa.array(np.concatenate([[0], np.cumsum(lengths, dtype=np.int32)]), pa.int32())
+    lists = pa.ListArray.from_arrays(offsets, pairs)
+    joined = pc.binary_join_element_wise(_text("{"), pc.binary_join(lists, ","), _text("}"), _text(""))
     return _keep_valid(physical, joined)
 
 
