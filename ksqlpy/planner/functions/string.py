@@ -530,6 +530,29 @@ def _masker(kind: str, with_masks: bool) -> Callable[..., str | None]:
     return apply
 
 
+def _mask_all(rowwise: CompileRule) -> CompileRule:
+    """MASK(input): text of ASCII characters only is masked in DuckDB, a whole column at once
+    (a ``regexp_replace`` per class, others first: no mask is in a class replaced after it);
+    other text (letters and digits beyond ASCII) row by row."""
+
+    def compile_mask(call: Call) -> exp.Expression:
+        (text,) = call.sql
+        ascii_only = exp.Not(this=fn("regexp_matches", text, exp.Literal.string("[^\\x01-\\x7f]")))
+        masked = text.copy()
+        for chars, mask in (("[^A-Za-z0-9]", "-"), ("[A-Z]", "X"), ("[a-z]", "x"), ("[0-9]", "n")):
+            masked = fn("regexp_replace", masked, exp.Literal.string(chars), exp.Literal.string(mask),
+                        exp.Literal.string("g"))
+        return exp.Case(
+            ifs=[
+                exp.If(this=exp.Is(this=text.copy(), expression=exp.Null()), true=exp.Null()),
+                exp.If(this=ascii_only, true=masked),
+            ],
+            default=rowwise(call),
+        )
+
+    return compile_mask
+
+
 for _name, _kind in (("MASK", "all"), ("MASK_LEFT", "mask_left"), ("MASK_RIGHT", "mask_right"),
                      ("MASK_KEEP_LEFT", "mask_keep_left"), ("MASK_KEEP_RIGHT", "mask_keep_right")):
     _n = () if _kind == "all" else ("INTEGER",)
@@ -540,8 +563,9 @@ for _name, _kind in (("MASK", "all"), ("MASK_LEFT", "mask_left"), ("MASK_RIGHT",
         "Returns a masked version of the input string: upper case letters as 'X', lower case as 'x', "
         "digits as 'n', others as '-', or the given replacements (NULL keeps that class).",
         Variant(f"input STRING{_np}", returns="STRING",
-                compile=udf(f"ksql_{_name.lower()}", ("VARCHAR", *_n), "VARCHAR", _masker(_kind, False),
-                            null_in_null_out=False)),
+                compile=(_mask_all if _kind == "all" else lambda rule: rule)(
+                    udf(f"ksql_{_name.lower()}", ("VARCHAR", *_n), "VARCHAR", _masker(_kind, False),
+                        null_in_null_out=False))),
         Variant(f"input STRING{_np}{_masks}", returns="STRING",
                 compile=udf(f"ksql_{_name.lower()}_with", ("VARCHAR", *_n) + ("VARCHAR",) * 4, "VARCHAR",
                             _masker(_kind, True), null_in_null_out=False)),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import pytest
 from conftest import evaluate, lit
 
@@ -112,3 +113,19 @@ def test_uuid_forms() -> None:
     assert len(evaluate("uuid", [])[0]) == 36
     raw = bytes(range(16))
     assert evaluate("uuid", [(st.BYTES, [raw])]) == ["00010203-0405-0607-0809-0a0b0c0d0e0f"]
+
+
+def test_mask_in_duckdb_masks_as_the_row_wise_function_does() -> None:
+    """ASCII text is masked in DuckDB, other text row by row: the same either way."""
+    from ksqlpy.planner.functions.string import _masker
+    from conftest import compile_call
+
+    rnd = random.Random(3)
+    alphabet = [chr(c) for c in range(0, 128)] + list("éÉß²٣ǅΩω中🙂")
+    texts: list[str | None] = ["", None, "'\\\"%_", "My Test $123", "\x00A"]
+    texts += ["".join(rnd.choice(alphabet) for _ in range(rnd.randrange(12))) for _ in range(2000)]
+    texts += ["".join(chr(rnd.randrange(1, 128)) for _ in range(rnd.randrange(30))) for _ in range(2000)]
+    sql, _, _ = compile_call("mask", [(S, ["x"])])
+    assert "regexp_replace" in sql.lower()
+    mask = _masker("all", False)
+    assert evaluate("mask", [(S, texts)]) == [mask(t) for t in texts]
