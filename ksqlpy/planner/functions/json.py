@@ -21,7 +21,7 @@ from sqlglot import exp
 
 from ksqlpy import sqltypes as st
 from ksqlpy.planner.functions.misc import cast_to, fn, list_of, udf
-from ksqlpy.planner.functions.registry import REGISTRY, Call, Category, ScalarFunction, Variant
+from ksqlpy.planner.functions.registry import REGISTRY, Call, Category, CompileRule, ScalarFunction, Variant
 
 J = Category.JSON
 _INVALID = object()
@@ -137,10 +137,24 @@ def _as_written(document: Any, steps: tuple[str | int, ...]) -> str | None:
     return text.encode("utf-8", "replace").decode("utf-8")
 
 
+#: How every JSON document starts, Python's parser's NaN and Infinity included: text that does
+#: not is not JSON, NULL without a call to Python.
+_JSON_START = "^[ \\t\\n\\r]*[\\[{\"0-9tfnNI-]"
+
+
+def _extract_rule(rowwise: CompileRule) -> CompileRule:
+    def compile_extract(call: Call) -> exp.Expression:
+        text = call.sql[0]
+        could_be = fn("regexp_matches", text, exp.Literal.string(_JSON_START))
+        return exp.Case(ifs=[exp.If(this=could_be, true=rowwise(call))], default=exp.Null())
+
+    return compile_extract
+
+
 _register("extractjsonfield", "Given a STRING that contains JSON data, extract the value at the specified "
           "JSONPath or NULL if the specified path does not exist.",
           Variant("input STRING, path STRING", returns="STRING",
-                  compile=udf("ksql_extractjsonfield", ("VARCHAR", "VARCHAR"), "VARCHAR", _extract)))
+                  compile=_extract_rule(udf("ksql_extractjsonfield", ("VARCHAR", "VARCHAR"), "VARCHAR", _extract))))
 
 # ---------------------------------------------------------------------------------------------
 # Inspecting JSON text

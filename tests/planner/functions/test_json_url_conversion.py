@@ -138,7 +138,7 @@ def _random_json(rnd: random.Random, depth: int = 0) -> str:
 def test_extractjsonfield_agrees_with_parsing_numbers_as_written_over_random_documents() -> None:
     rnd = random.Random(7)
     docs = [_random_json(rnd) for _ in range(3000)]
-    docs += ["not json", "", "{", '{"a":1,}', "[1,2", '{"a": 1} x', None]  # type: ignore[list-item]
+    docs += ["not json", "", "{", '{"a":1,}', "[1,2", '{"a": 1} x', " \t\n{\"a\": 1}", "https://x?q=1", "NaN", None]  # type: ignore[list-item]
     for path in ["$", "$.a", "$.a.b", "$['a b']", '$["x"]', "$[0]", "$.a[1]", "$[1].a", "$.a[-1]", "bad"]:
         got = evaluate("extractjsonfield", [(S, docs), lit(path, S)])
         want = [None if d is None else _extract_as_written(d, path) for d in docs]
