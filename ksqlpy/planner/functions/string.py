@@ -156,9 +156,23 @@ def _java_replace(text: str, old: str, new: str) -> str:
     return text.replace(old, new)
 
 
+def _with_constant_needle(duckdb_name: str, index: int, rowwise: CompileRule) -> CompileRule:
+    """DuckDB's ``duckdb_name`` when argument ``index`` is a constant, non-empty string, where
+    it does what the Java function does (a whole column at once), else ``rowwise``."""
+
+    def compile_call(call: Call) -> exp.Expression:
+        needle = call.args[index].value
+        if isinstance(needle, str) and needle:
+            return fn(duckdb_name, *call.sql)
+        return rowwise(call)
+
+    return compile_call
+
+
 _register("REPLACE", "Returns a new string with all occurences of oldStr in str with newStr.",
           Variant("str STRING, oldStr STRING, newStr STRING", returns="STRING",
-                  compile=udf("ksql_replace", ("VARCHAR",) * 3, "VARCHAR", _java_replace)))
+                  compile=_with_constant_needle(
+                      "replace", 1, udf("ksql_replace", ("VARCHAR",) * 3, "VARCHAR", _java_replace))))
 
 
 def _ordinal_index(text: str, sub: str, occurrence: int) -> int:
@@ -250,7 +264,8 @@ _register(
     "Splits a string into an array of substrings based on a delimiter; an empty delimiter splits "
     "into characters.",
     Variant("string STRING, delimiter STRING", returns="ARRAY<STRING>",
-            compile=udf("ksql_split", ("VARCHAR", "VARCHAR"), "VARCHAR[]", _split)),
+            compile=_with_constant_needle(
+                "string_split", 1, udf("ksql_split", ("VARCHAR", "VARCHAR"), "VARCHAR[]", _split))),
     Variant("bytes BYTES, delimiter BYTES", returns="ARRAY<BYTES>",
             compile=udf("ksql_split_bytes", ("BLOB", "BLOB"), "BLOB[]", _split)),
 )

@@ -129,3 +129,25 @@ def test_mask_in_duckdb_masks_as_the_row_wise_function_does() -> None:
     assert "regexp_replace" in sql.lower()
     mask = _masker("all", False)
     assert evaluate("mask", [(S, texts)]) == [mask(t) for t in texts]
+
+
+def test_replace_and_split_with_a_constant_needle_run_in_duckdb_as_the_row_wise_functions_do() -> None:
+    from conftest import compile_call
+
+    from ksqlpy.planner.functions.string import _java_replace, _split
+
+    rnd = random.Random(5)
+    alphabet = list("ab,, .é\u00fc-") + ["ab", ", "]
+    texts: list[str | None] = ["", ",", ",,", "a,,b,", None, "é,ü"]
+    texts += ["".join(rnd.choice(alphabet) for _ in range(rnd.randrange(10))) for _ in range(1000)]
+    for needle in [",", ", ", "ab", "é", ",,"]:
+        assert "string_split" in compile_call("split", [(S, ["x"]), lit(needle, S)])[0].lower()
+        assert evaluate("split", [(S, texts), lit(needle, S)]) == [None if t is None else _split(t, needle) for t in texts]
+        for new in ["", "XY", "%"]:
+            assert evaluate("replace", [(S, texts), lit(needle, S), lit(new, S)]) == [
+                None if t is None else _java_replace(t, needle, new) for t in texts
+            ]
+    # an empty needle is Java's own case: row by row
+    assert "string_split" not in compile_call("split", [(S, ["x"]), lit("", S)])[0].lower()
+    assert evaluate("split", [(S, ["abc", ""]), lit("", S)]) == [["a", "b", "c"], [""]]
+    assert evaluate("replace", [(S, ["ab", ""]), lit("", S), lit("-", S)]) == ["-a-b-", "-"]
