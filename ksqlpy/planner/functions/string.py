@@ -237,6 +237,20 @@ def _pad(left: bool) -> Callable[..., str | bytes | None]:
     return pad
 
 
+def _pad_rule(duckdb_name: str, rowwise: CompileRule) -> CompileRule:
+    """DuckDB's lpad/rpad, which pad and truncate as ksqlDB does, when the length is a constant
+    that is not negative and the padding a constant that is not empty (else the result is NULL,
+    row by row)."""
+
+    def compile_pad(call: Call) -> exp.Expression:
+        length, padding = call.args[1].value, call.args[2].value
+        if isinstance(length, int) and length >= 0 and isinstance(padding, str) and padding:
+            return fn(duckdb_name, *call.sql)
+        return rowwise(call)
+
+    return compile_pad
+
+
 for _name, _left in (("LPAD", True), ("RPAD", False)):
     _side = "left" if _left else "right"
     _register(
@@ -244,7 +258,8 @@ for _name, _left in (("LPAD", True), ("RPAD", False)):
         f"Pads the input string or bytes, beginning from the {_side}, with the specified padding, until "
         "the target length is reached; a longer input is truncated.",
         Variant("input STRING, length INT, padding STRING", returns="STRING",
-                compile=udf(f"ksql_{_name.lower()}", ("VARCHAR", "INTEGER", "VARCHAR"), "VARCHAR", _pad(_left))),
+                compile=_pad_rule(_name.lower(), udf(f"ksql_{_name.lower()}", ("VARCHAR", "INTEGER", "VARCHAR"),
+                                                     "VARCHAR", _pad(_left)))),
         Variant("input BYTES, length INT, padding BYTES", returns="BYTES",
                 compile=udf(f"ksql_{_name.lower()}_bytes", ("BLOB", "INTEGER", "BLOB"), "BLOB", _pad(_left))),
     )

@@ -151,3 +151,23 @@ def test_replace_and_split_with_a_constant_needle_run_in_duckdb_as_the_row_wise_
     assert "string_split" not in compile_call("split", [(S, ["x"]), lit("", S)])[0].lower()
     assert evaluate("split", [(S, ["abc", ""]), lit("", S)]) == [["a", "b", "c"], [""]]
     assert evaluate("replace", [(S, ["ab", ""]), lit("", S), lit("-", S)]) == ["-a-b-", "-"]
+
+
+def test_lpad_and_rpad_with_constants_run_in_duckdb_as_the_row_wise_functions_do() -> None:
+    from conftest import compile_call
+
+    from ksqlpy.planner.functions.string import _pad
+
+    rnd = random.Random(9)
+    texts: list[str | None] = ["", None, "é", "hello"] + [
+        "".join(rnd.choice("abcé ü-") for _ in range(rnd.randrange(15))) for _ in range(500)
+    ]
+    for name, left in (("lpad", True), ("rpad", False)):
+        for length in (0, 1, 3, 8, 20):
+            for padding in ("*", "ab", "üx"):
+                args = [(S, texts), lit(length, I), lit(padding, S)]
+                assert f"ksql_{name}" not in compile_call(name, args)[0].lower()  # DuckDB's own
+                assert evaluate(name, args) == [None if t is None else _pad(left)(t, length, padding) for t in texts]
+        # a negative length or an empty padding: NULL, row by row
+        assert evaluate(name, [(S, ["ab"]), lit(-1, I), lit("*", S)]) == [None]
+        assert evaluate(name, [(S, ["ab"]), lit(3, I), lit("", S)]) == [None]
