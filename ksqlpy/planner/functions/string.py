@@ -202,8 +202,10 @@ def _instr(text: str | None, sub: str | None, position: int = 1, occurrence: int
 _register(
     "INSTR",
     "Returns the position of substring in string; 0 when absent. A negative position searches backwards.",
+    # DuckDB's instr counts characters as ksqlDB does; an empty string holds nothing, not even ''
     Variant("str STRING, substring STRING", returns="INT",
-            compile=udf("ksql_instr2", ("VARCHAR",) * 2, "INTEGER", _instr, null_in_null_out=False)),
+            compile=sql_template("CASE WHEN {0} IS NULL OR {1} IS NULL OR {0} = '' THEN 0 "
+                                 "ELSE CAST(instr({0}, {1}) AS INTEGER) END")),
     Variant("str STRING, substring STRING, position INT", returns="INT",
             compile=udf("ksql_instr3", ("VARCHAR", "VARCHAR", "INTEGER"), "INTEGER", _instr, null_in_null_out=False)),
     Variant("str STRING, substring STRING, position INT, occurrence INT", returns="INT",

@@ -171,3 +171,14 @@ def test_lpad_and_rpad_with_constants_run_in_duckdb_as_the_row_wise_functions_do
         # a negative length or an empty padding: NULL, row by row
         assert evaluate(name, [(S, ["ab"]), lit(-1, I), lit("*", S)]) == [None]
         assert evaluate(name, [(S, ["ab"]), lit(3, I), lit("", S)]) == [None]
+
+
+def test_instr_of_two_arguments_runs_in_duckdb_as_the_row_wise_function_does() -> None:
+    from ksqlpy.planner.functions.string import _instr
+
+    rnd = random.Random(11)
+    alphabet = list("abcé中 ")
+    texts: list[str | None] = ["", None, "abc"] + ["".join(rnd.choice(alphabet) for _ in range(rnd.randrange(8))) for _ in range(400)]
+    subs: list[str | None] = ["", None, "a", "bc", "é中", " ", "zz"] * 58
+    subs = subs[: len(texts)]
+    assert evaluate("instr", [(S, texts), (S, subs)]) == [_instr(t, s) for t, s in zip(texts, subs, strict=True)]
