@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import random
 import datetime as dt
+import random
 import struct
 
 import pytest

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import random
+
 import pytest
-from conftest import evaluate, lit
+from conftest import compile_call, evaluate, lit
 
 from ksqlpy import sqltypes as st
 
@@ -118,7 +119,6 @@ def test_uuid_forms() -> None:
 def test_mask_in_duckdb_masks_as_the_row_wise_function_does() -> None:
     """ASCII text is masked in DuckDB, other text row by row: the same either way."""
     from ksqlpy.planner.functions.string import _masker
-    from conftest import compile_call
 
     rnd = random.Random(3)
     alphabet = [chr(c) for c in range(0, 128)] + list("éÉß²٣ǅΩω中🙂")
@@ -132,8 +132,6 @@ def test_mask_in_duckdb_masks_as_the_row_wise_function_does() -> None:
 
 
 def test_replace_and_split_with_a_constant_needle_run_in_duckdb_as_the_row_wise_functions_do() -> None:
-    from conftest import compile_call
-
     from ksqlpy.planner.functions.string import _java_replace, _split
 
     rnd = random.Random(5)
@@ -154,8 +152,6 @@ def test_replace_and_split_with_a_constant_needle_run_in_duckdb_as_the_row_wise_
 
 
 def test_lpad_and_rpad_with_constants_run_in_duckdb_as_the_row_wise_functions_do() -> None:
-    from conftest import compile_call
-
     from ksqlpy.planner.functions.string import _pad
 
     rnd = random.Random(9)
