@@ -988,6 +988,8 @@ class AggregateProcessor:
         results: list[list[Any]] = [[None] * n for _ in calls]
         ts_out: list[int] = []
         prior_pass: list[bool | None] = []
+        # Every state here is this loop's own (read from ``prior`` or new, and results are taken
+        # from it at once): adds may change it in place.
         for r in range(n):
             entry = groups.get(keys[r])
             if entry is None:
@@ -997,7 +999,7 @@ class AggregateProcessor:
             sign = data[SIGN][r]
             for i, a in enumerate(accs):
                 args = tuple(data[x][r] for x in self.args[i])
-                current = entry[0][i] = a.add(entry[0][i], args) if sign > 0 else a.undo(entry[0][i], args)
+                current = entry[0][i] = a.add_owned(entry[0][i], args) if sign > 0 else a.undo(entry[0][i], args)
                 if last[r]:
                     out_states[i][r] = current
                 if every or last[r]:

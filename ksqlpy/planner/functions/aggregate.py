@@ -95,6 +95,11 @@ class Accumulator(abc.ABC):
     def add(self, state: Any, args: tuple[Any, ...]) -> Any:
         """The state after one row; ``args`` are the values of :attr:`column_args`."""
 
+    def add_owned(self, state: Any, args: tuple[Any, ...]) -> Any:
+        """:meth:`add` for a caller that owns ``state`` (nothing else refers to it), which may
+        then be changed in place rather than copied: states can be large."""
+        return self.add(state, args)
+
     def undo(self, state: Any, args: tuple[Any, ...]) -> Any:
         """The state after retracting a row added earlier (table aggregation)."""
         raise NotImplementedError(f"{self.name} cannot be undone")

@@ -130,6 +130,12 @@ class CountDistinct(BaseAccumulator):
         return [0] * WORDS
 
     def add(self, state: list[int], args: tuple[Any, ...]) -> list[int]:
+        return self._add(state, args, owned=False)
+
+    def add_owned(self, state: list[int], args: tuple[Any, ...]) -> list[int]:
+        return self._add(state, args, owned=True)
+
+    def _add(self, state: list[int], args: tuple[Any, ...], *, owned: bool) -> list[int]:
         value = args[0]
         if value is None:
             return state
@@ -142,7 +148,7 @@ class CountDistinct(BaseAccumulator):
         current = (state[bucket] >> shift) & 0x1F
         if current >= r:
             return state
-        out = list(state)
+        out = state if owned else list(state)
         out[bucket] = _i32((state[bucket] & ~(0x1F << shift)) | (r << shift))
         return out
 
