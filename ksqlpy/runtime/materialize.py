@@ -345,11 +345,6 @@ class Materializer:
         #: committed: every record from the hand-over up to there is in the state, and a record
         #: past it that no fed transaction wrote came from another writer (see feed_from)
         self._fed_end: dict[int, int] = {}
-        #: fed partitions handed over while the query reads ahead of its group's first
-        #: assignment, until that read-ahead's transaction has committed (see feed_ahead)
-        self._ahead_pending: set[int] = set()
-        #: when the state table was (re)created (``time.monotonic()``; see feed_ahead)
-        self.prepared_at: float | None = None
         #: held by the feeding query through each batch's transaction (see _commit)
         self.feed_lock = threading.Lock()
         #: fed partitions, left out of the reader, with the offset reading stopped at
@@ -419,7 +414,7 @@ class Materializer:
     def _fed_covers(self, partition: int, end: int) -> bool:
         """(Under ``_cond``.) Whether fed partition ``partition``'s records before ``end`` are in
         the state: still fed, and (on the embedded store) none past what the fed transactions wrote."""
-        if partition not in self._fed or partition in self._unfed or partition in self._ahead_pending:
+        if partition not in self._fed or partition in self._unfed:
             return False
         fed_end = self._fed_end.get(partition)
         return fed_end is None or end <= fed_end
@@ -515,7 +510,6 @@ class Materializer:
     def _run(self) -> None:
         try:
             self._prepare()
-            self.prepared_at = time.monotonic()
             decoder = SourceDecoder(self.source, registry_for(self.store), split_windows=False)
             if self.owned is not None:
                 reader = self._reader = self._open_partitions()
@@ -851,51 +845,6 @@ class Materializer:
                 self._fed_end[partition] = end
         log.info("Table %s: the query writing it feeds partition %d from offset %d", self.name, partition, end)
         return Handover.FED
-
-    def feed_ahead(self, partitions: int, began: float) -> frozenset[int]:
-        """Take every partition's rows from the query writing the table while it reads ahead of
-        its group's first assignment (``began``: when the read-ahead's state transaction began),
-        before it has produced anything: the rows go into the state in that transaction, kept
-        or rolled back with it, and the records it commits are never read back. The read-ahead
-        output of a query without a cache (every update a record) would otherwise be read back
-        whole before the hand-over (:meth:`start_feeding` waits for a materializer at most a
-        batch behind), while the query went on producing.
-
-        Only on Kafka for a table :meth:`feedable` there, whose state table the read-ahead's
-        transaction sees (created before it began) and whose topic is empty, with nothing read
-        or fed yet. The partitions count as covered once :meth:`end_ahead` says the
-        read-ahead's transaction committed; returns the partitions taken (none: not so)."""
-        if (
-            self.owned is None
-            or not self.feedable(partitions)
-            or self.prepared_at is None
-            or self.prepared_at >= began
-            or self.records_in
-        ):
-            return frozenset()
-        if any(self.store.end_offsets(self.source.topic).values()):
-            return frozenset()
-        taken = frozenset(range(partitions))
-        with self._cond:
-            if self._fed or self._unfed or any(self._committed.values()):
-                return frozenset()
-            for p in taken:
-                self._fed[p] = 0
-            self._ahead_pending |= taken
-        log.info(
-            "Table %s: the query writing it feeds partition(s) %s from offset 0, reading ahead",
-            self.name, sorted(taken),
-        )
-        return taken
-
-    def end_ahead(self, partitions: frozenset[int], kept: bool) -> None:
-        """The read-ahead that fed ``partitions`` (:meth:`feed_ahead`) has ended: its rows are
-        committed in the state (``kept``) or rolled back, and then read from the topic."""
-        with self._cond:
-            self._ahead_pending -= partitions
-            self._cond.notify_all()
-        if not kept:
-            self.stop_feeding(partitions)
 
     def stop_feeding(self, partitions: frozenset[int]) -> None:
         """The query no longer feeds ``partitions`` (it lost them, or stopped): they are read

@@ -533,11 +533,8 @@ class QueryRunner:
         if self._partitioned is not None:
             reader.listener = _AfterCommit(self._partitioned, self._await_commit)
         if self.reads_ahead():
-            reader.read_ahead(fresh_state=self._processor is not None, on_finish=self._ahead_ended)
+            reader.read_ahead(fresh_state=self._processor is not None)
         return reader
-
-    def _ahead_ended(self, kept: bool) -> None:
-        """The read-ahead has ended (see ``TopicReader.read_ahead``); ``kept``: committed."""
 
     def reads_ahead(self) -> bool:
         """Whether the query reads its input while its consumer joins the group, rather than
@@ -836,41 +833,8 @@ class PersistentQuery(QueryRunner):
     _feed_revokes: int | None = None
     #: when to try handing partitions over again after the materializer was not ready
     _feed_retry_at = 0.0
-    #: the partitions fed while reading ahead of the group's first assignment (see _feeding_ahead)
-    _ahead_fed: frozenset[int] = frozenset()
 
-    def _feeding_ahead(self, reader: Any, tx: Any) -> tuple[Any, frozenset[int]] | None:
-        """(A batch read ahead of the group's first assignment, in its transaction ``tx``.)
-        The materializer of the table this query writes and the partitions this batch feeds
-        into it: every partition, when it took them before the read-ahead produced anything
-        (``Materializer.feed_ahead``), else none."""
-        lookup = self.materializer_of
-        target = lookup() if lookup is not None else None
-        progress = tx.read_ahead_progress()
-        if target is None or progress is None or self._processor is None:
-            return None
-        if not self._ahead_fed and progress.produced == 0 and type(self) is PersistentQuery:
-            assert self.plan.sink is not None
-            if self._sink_partitions is None:
-                spec = self.store.describe_topic(self.plan.sink.topic)
-                self._sink_partitions = spec.partitions if spec is not None else 0
-            self._stop_feeding()
-            self._feeding_to = target
-            self._ahead_fed = target.feed_ahead(self._sink_partitions, progress.began)
-            # the assignment that ends the read-ahead moves nothing away: feeding goes on after
-            self._feed_revokes = getattr(reader, "_revokes", None)
-        fed = self._ahead_fed & target.fed() if target is self._feeding_to else frozenset()
-        return (target, fed) if fed else None
-
-    def _ahead_ended(self, kept: bool) -> None:
-        """The read-ahead has ended (see ``TopicReader.read_ahead``): the partitions it fed
-        are covered now, or read from the topic when it was not kept."""
-        fed, self._ahead_fed = self._ahead_fed, frozenset()
-        target = self._feeding_to
-        if fed and target is not None:
-            target.end_ahead(fed, kept)
-
-    def _feeding(self, reader: Any) -> tuple[Any, frozenset[int]] | None:
+    def _feeding(self, reader: Any, ahead: bool) -> tuple[Any, frozenset[int]] | None:
         """The materializer of the table this query writes and the partitions whose rows this
         batch feeds into it, in the batch's transaction (``ksqlpy.runtime.materialize``, "Fed
         partitions"): those this server's task is active for, each handed over once the
@@ -895,7 +859,8 @@ class PersistentQuery(QueryRunner):
             active = frozenset()
         revokes = getattr(reader, "_revokes", None)
         eligible = (
-            type(self) is PersistentQuery
+            not ahead
+            and type(self) is PersistentQuery
             and self._processor is not None
             and getattr(self.store, "exactly_once", False)
             and target.feedable(self._sink_partitions)
@@ -938,16 +903,13 @@ class PersistentQuery(QueryRunner):
         # batch read ahead of the group's assignment goes into the read-ahead's (reads_ahead).
         assert encoder is not None and self.plan.sink is not None and self.group is not None
         ahead = reader.ahead_transaction()
-        # (a batch read ahead feeds only what it took before the read-ahead produced anything)
-        feeding = self._feeding(reader) if ahead is None else None
+        feeding = self._feeding(reader, ahead is not None)
         # The materializer publishes how far it has read the records this batch feeds only
         # once their state is committed too (it commits after Kafka's transaction does).
         fed = feeding[0].feed_lock if feeding is not None else contextlib.nullcontext()
         with contextlib.ExitStack() as stack:
             stack.enter_context(fed)
             tx = stack.enter_context(ahead or self.store.transaction())
-            if ahead is not None:
-                feeding = self._feeding_ahead(reader, tx)
             result = self._processor.process(batch, tx.state)
             self.plog.write(self.query_id, result.errors)
             self.operator_counts.add("main/out", result.rows.num_rows)

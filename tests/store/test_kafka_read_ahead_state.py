@@ -14,7 +14,6 @@ import re
 import threading
 import time
 import uuid
-from typing import Any
 from pathlib import Path
 
 import orjson
@@ -202,66 +201,3 @@ def test_two_servers_starting_a_windowed_aggregation_at_once(
     # Each server reads ahead once if both find the query new; on a loaded machine B may start
     # it after A's read-ahead wrote to the changelogs, and then waits for its assignment.
     assert 1 <= len(outcomes) <= 2, outcomes
-
-
-def _one_partition_table(engine: Engine, run: str) -> None:
-    engine.session().execute_all(
-        f"CREATE STREAM s (k VARCHAR KEY, v INT) WITH (kafka_topic='s_{run}', value_format='JSON', partitions=1);"
-    )
-
-
-def test_a_read_ahead_feeds_the_table_state_without_reading_the_topic_back(
-    kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Without a cache every update is a record: what the read-ahead produced would otherwise be
-    read back from the sink into the table's state before the query could feed it."""
-    run = uuid.uuid4().hex[:10]
-    settings = {**_settings(kafka_bootstrap, f"aheadfeed_{run}_", tmp_path / "data"), "ksql.streams.cache.max.bytes.buffering": "0"}
-    engine = Engine.open(settings)
-    try:
-        _one_partition_table(engine, run)
-        _produce(kafka_bootstrap, f"s_{run}", 0, ROWS)
-        caplog.set_level(logging.INFO, logger="ksqlpy")
-        engine.session().execute_all(_CTAS.format(run=run))
-        assert engine.wait_idle(60)
-        assert [o for _, o in _outcomes(caplog)] == ["kept"]
-        assert any("feeds partition(s) [0] from offset 0, reading ahead" in r.getMessage() for r in caplog.records)
-        assert _pulled(engine, _want(ROWS)) == _want(ROWS)
-        # one copy: the table's state came from the query, not from its topic read back
-        assert engine.materializers["T"].records_in == 0
-        # and it goes on being fed after the read-ahead
-        _produce(kafka_bootstrap, f"s_{run}", ROWS, 5_000)
-        assert _pulled(engine, _want(ROWS + 5_000)) == _want(ROWS + 5_000)
-        assert engine.materializers["T"].records_in == 0
-    finally:
-        engine.close()
-
-
-def test_a_read_ahead_that_is_not_kept_leaves_the_table_to_its_topic(
-    kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Its rows are rolled back with its transaction; the table is read from the topic then."""
-    from ksqlpy.runtime.store import kafka as kafka_store
-
-    def aborted(self: Any, member: Any, assigned: set[Any]) -> dict[Any, int]:
-        self.abandon("the test aborts it")
-        return {}
-
-    monkeypatch.setattr(kafka_store._ReadAhead, "finish", aborted)
-    run = uuid.uuid4().hex[:10]
-    settings = {**_settings(kafka_bootstrap, f"aheadnot_{run}_", tmp_path / "data"), "ksql.streams.cache.max.bytes.buffering": "0"}
-    engine = Engine.open(settings)
-    try:
-        _one_partition_table(engine, run)
-        _produce(kafka_bootstrap, f"s_{run}", 0, ROWS)
-        caplog.set_level(logging.INFO, logger="ksqlpy")
-        engine.session().execute_all(_CTAS.format(run=run))
-        assert engine.wait_idle(60)
-        messages = [r.getMessage() for r in caplog.records]
-        assert any("from offset 0, reading ahead" in m for m in messages)
-        assert any("aborted, the test aborts it" in m for m in messages)
-        assert any("no longer fed, read again from the topic" in m for m in messages)
-        assert _pulled(engine, _want(ROWS)) == _want(ROWS)
-        assert engine.materializers["T"].records_in > 0
-    finally:
-        engine.close()

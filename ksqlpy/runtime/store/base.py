@@ -119,9 +119,7 @@ class TopicReader(abc.ABC):
         """Go back to the last committed positions (after a :class:`BatchAborted`), so the
         batch's records are read again if this reader still owns their partitions."""
 
-    def read_ahead(
-        self, *, fresh_state: bool = False, on_finish: Callable[[bool], None] | None = None
-    ) -> None:
+    def read_ahead(self, *, fresh_state: bool = False) -> None:
         """Until the group first assigns partitions, read every partition of the topics from the
         group's committed positions, so the query starts at once; the batches read so are
         committed in one transaction when the assignment arrives, if this reader was given the
@@ -131,9 +129,7 @@ class TopicReader(abc.ABC):
         outputs. ``fresh_state``: the query keeps local state, empty as yet, which the batches
         change inside the read-ahead's state transaction (:meth:`ahead_transaction`); it reads
         ahead only when the group has committed nothing for any partition and transactions hold,
-        so that an abort (a rollback of that transaction) leaves the state empty again.
-        ``on_finish``: told, once the read-ahead has ended and its state transaction with it,
-        whether it was kept (committed) or not."""
+        so that an abort (a rollback of that transaction) leaves the state empty again."""
 
     def ahead_transaction(self) -> TransactionContext | None:
         """The transaction of the batch just polled when it was read ahead of the group's
@@ -168,16 +164,6 @@ class TopicReader(abc.ABC):
         self.close()
 
 
-@dataclass(frozen=True, slots=True)
-class ReadAheadProgress:
-    """Where a read-ahead stands (see :meth:`TopicReader.read_ahead`)."""
-
-    #: when its state transaction began (``time.monotonic()``): it sees what was committed before
-    began: float
-    #: output records it has produced so far
-    produced: int
-
-
 class Transaction(abc.ABC):
     """Produce records and commit a reader's positions atomically: after a crash either all of a
     transaction's records and positions are visible or none are."""
@@ -187,11 +173,6 @@ class Transaction(abc.ABC):
 
     @abc.abstractmethod
     def commit_positions(self, group: str, positions: Mapping[TopicPartition, int]) -> None: ...
-
-    def read_ahead_progress(self) -> ReadAheadProgress | None:
-        """For a batch read ahead of its group's first assignment (see
-        :meth:`TopicReader.read_ahead`), where the read-ahead stands; None for any other."""
-        return None
 
     #: The DuckDB connection for state (aggregates, materialized tables) written as part of this
     #: transaction: it commits when the transaction commits and rolls back when it aborts. Use it
