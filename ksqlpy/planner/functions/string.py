@@ -562,18 +562,41 @@ def _masker(kind: str, with_masks: bool) -> Callable[..., str | None]:
     return apply
 
 
-def _mask_all(rowwise: CompileRule) -> CompileRule:
-    """MASK(input): text of ASCII characters only is masked in DuckDB, a whole column at once
-    (a ``regexp_replace`` per class, others first: no mask is in a class replaced after it);
+def _masked(text: exp.Expression) -> exp.Expression:
+    """ASCII ``text`` masked with the default masks: a ``regexp_replace`` per class, others
+    first (no mask is in a class replaced after it)."""
+    masked = text.copy()
+    for chars, mask in (("[^A-Za-z0-9]", "-"), ("[A-Z]", "X"), ("[a-z]", "x"), ("[0-9]", "n")):
+        masked = fn("regexp_replace", masked, exp.Literal.string(chars), exp.Literal.string(mask),
+                    exp.Literal.string("g"))
+    return masked
+
+
+def _mask_rule(kind: str, rowwise: CompileRule) -> CompileRule:
+    """MASK and its LEFT/RIGHT/KEEP forms with the default masks (and a constant count that is
+    not negative): text of ASCII characters only is masked in DuckDB, a whole column at once;
     other text (letters and digits beyond ASCII) row by row."""
 
     def compile_mask(call: Call) -> exp.Expression:
-        (text,) = call.sql
+        text = call.sql[0]
+        if kind == "all":
+            masked = _masked(text)
+        else:
+            count = call.args[1].value
+            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+                return rowwise(call)
+            k = exp.Literal.number(count)
+            rest = fn("greatest", exp.Sub(this=fn("length", text), expression=k.copy()), exp.Literal.number(0))
+            head, tail = fn("left", text, k), fn("right", text, rest)  # the first k, the rest
+            head_rest, tail_k = fn("left", text, rest.copy()), fn("right", text, k.copy())  # all but the last k, the last k
+            parts = {
+                "mask_left": (_masked(head), tail),
+                "mask_right": (head_rest, _masked(tail_k)),
+                "mask_keep_left": (head, _masked(tail)),
+                "mask_keep_right": (_masked(head_rest), tail_k),
+            }[kind]
+            masked = exp.DPipe(this=parts[0], expression=parts[1])
         ascii_only = exp.Not(this=fn("regexp_matches", text, exp.Literal.string("[^\\x01-\\x7f]")))
-        masked = text.copy()
-        for chars, mask in (("[^A-Za-z0-9]", "-"), ("[A-Z]", "X"), ("[a-z]", "x"), ("[0-9]", "n")):
-            masked = fn("regexp_replace", masked, exp.Literal.string(chars), exp.Literal.string(mask),
-                        exp.Literal.string("g"))
         return exp.Case(
             ifs=[
                 exp.If(this=exp.Is(this=text.copy(), expression=exp.Null()), true=exp.Null()),
@@ -595,9 +618,8 @@ for _name, _kind in (("MASK", "all"), ("MASK_LEFT", "mask_left"), ("MASK_RIGHT",
         "Returns a masked version of the input string: upper case letters as 'X', lower case as 'x', "
         "digits as 'n', others as '-', or the given replacements (NULL keeps that class).",
         Variant(f"input STRING{_np}", returns="STRING",
-                compile=(_mask_all if _kind == "all" else lambda rule: rule)(
-                    udf(f"ksql_{_name.lower()}", ("VARCHAR", *_n), "VARCHAR", _masker(_kind, False),
-                        null_in_null_out=False))),
+                compile=_mask_rule(_kind, udf(f"ksql_{_name.lower()}", ("VARCHAR", *_n), "VARCHAR",
+                                              _masker(_kind, False), null_in_null_out=False))),
         Variant(f"input STRING{_np}{_masks}", returns="STRING",
                 compile=udf(f"ksql_{_name.lower()}_with", ("VARCHAR", *_n) + ("VARCHAR",) * 4, "VARCHAR",
                             _masker(_kind, True), null_in_null_out=False)),

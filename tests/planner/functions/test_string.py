@@ -178,3 +178,21 @@ def test_instr_of_two_arguments_runs_in_duckdb_as_the_row_wise_function_does() -
     subs: list[str | None] = ["", None, "a", "bc", "é中", " ", "zz"] * 58
     subs = subs[: len(texts)]
     assert evaluate("instr", [(S, texts), (S, subs)]) == [_instr(t, s) for t, s in zip(texts, subs, strict=True)]
+
+
+@pytest.mark.parametrize("name", ["mask_left", "mask_right", "mask_keep_left", "mask_keep_right"])
+def test_mask_left_right_and_keep_in_duckdb_mask_as_the_row_wise_functions_do(name: str) -> None:
+    from ksqlpy.planner.functions.string import _masker
+
+    rnd = random.Random(13)
+    alphabet = [chr(c) for c in range(1, 128)] + list("éÉß²中")
+    texts: list[str | None] = ["", None, "My Test $123"]
+    texts += ["".join(rnd.choice(alphabet) for _ in range(rnd.randrange(10))) for _ in range(500)]
+    mask = _masker(name, False)
+    for count in (0, 1, 3, 7, 40):
+        args = [(S, texts), lit(count, I)]
+        assert "regexp_replace" in compile_call(name, args)[0].lower()  # ASCII text masked in DuckDB
+        assert evaluate(name, args) == [mask(t, count) for t in texts], count
+    # a negative count: NULL (ksqlDB's function throws), row by row
+    assert "regexp_replace" not in compile_call(name, [(S, ["ab"]), lit(-1, I)])[0].lower()
+    assert evaluate(name, [(S, ["ab", None]), lit(-1, I)]) == [None, None]
