@@ -1022,10 +1022,16 @@ class AggregateProcessor:
 
     def _sessions(self, rows: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table:
         """Session windows: a record joins (and merges) the key's sessions within the gap;
-        merged-away sessions are deleted downstream with tombstones."""
+        merged-away sessions are deleted downstream with tombstones.
+
+        Per-record output emits every change. With caching, as Kafka Streams' caching session
+        store flushes a batch, each session the batch touched emits its last value once, and a
+        merged-away session emits its tombstone only when the store held it before the batch:
+        a session that began and was merged away within the batch was never emitted."""
         w = self.window
         assert w is not None
         gap, grace = w.gap_ms, w.grace_ms
+        every = self.step.per_record
         calls = self.step.calls
         accs = [c.accumulator for c in calls]
         prior = self._groups.lookup(state, rows, by=self.keys)
@@ -1043,6 +1049,10 @@ class AggregateProcessor:
                     "states": [p[_state_col(i)] for i in range(len(calls))],
                     "ts": p[TS],
                     "pass": p[PASS],
+                    # with caching: the stored row these bounds had before the batch, if any
+                    "stored": True,
+                    "prior": p[PASS],
+                    "seq": None,  # the batch's last record that changed it
                 }
             )
         emitted: list[dict[str, Any]] = []
@@ -1065,38 +1075,69 @@ class AggregateProcessor:
                 continue
             agg = [a.initial() for a in accs]
             prev_pass = None
+            stored, stored_pass = False, None
             for s in overlapping:
                 agg = [a.merge(x, y) for a, x, y in zip(accs, agg, s["states"], strict=True)]
                 mine.remove(s)
                 if s["start"] == start and s["end"] == end:
                     prev_pass = s["pass"]
+                    stored, stored_pass = s["stored"], s["prior"]
                     continue
+                if every or s["stored"]:
+                    emitted.append(
+                        {
+                            "key": kv,
+                            "start": s["start"],
+                            "end": s["end"],
+                            "states": s["states"],
+                            "ts": s["end"],
+                            "force": True,
+                            "prior": None,
+                            "seq": (r, 0),
+                        }
+                    )
+            args = [tuple(data[x][r] for x in self.args[i]) for i in range(len(calls))]
+            agg = [a.add(x, arg) for a, x, arg in zip(accs, agg, args, strict=True)]
+            session = {
+                "start": start,
+                "end": end,
+                "states": agg,
+                "ts": end,
+                "pass": True,
+                "stored": stored,
+                "prior": stored_pass,
+                "seq": (r, 1),
+            }
+            mine.append(session)
+            if every:
                 emitted.append(
                     {
                         "key": kv,
-                        "start": s["start"],
-                        "end": s["end"],
-                        "states": s["states"],
-                        "ts": s["end"],
-                        "force": True,
-                        "prior": None,
+                        "start": start,
+                        "end": end,
+                        "states": list(agg),
+                        "ts": end,
+                        "force": False,
+                        "prior": prev_pass,
                     }
                 )
-            args = [tuple(data[x][r] for x in self.args[i]) for i in range(len(calls))]
-            agg = [a.add(x, arg) for a, x, arg in zip(accs, agg, args, strict=True)]
-            session = {"start": start, "end": end, "states": agg, "ts": end, "pass": True}
-            mine.append(session)
-            emitted.append(
-                {
-                    "key": kv,
-                    "start": start,
-                    "end": end,
-                    "states": list(agg),
-                    "ts": end,
-                    "force": False,
-                    "prior": prev_pass,
-                }
-            )
+        if not every:
+            for hk, mine in sessions.items():
+                for s in mine:
+                    if s["seq"] is not None:
+                        emitted.append(
+                            {
+                                "key": key_values[hk],
+                                "start": s["start"],
+                                "end": s["end"],
+                                "states": s["states"],
+                                "ts": s["end"],
+                                "force": False,
+                                "prior": s["prior"],
+                                "seq": s["seq"],
+                            }
+                        )
+            emitted.sort(key=lambda e: e["seq"])
         cols: dict[str, pa.Array] = {SEQ: pa.array(range(len(emitted)), pa.int64())}
         for j, k in enumerate(self.keys):
             cols[k] = pa.array(
