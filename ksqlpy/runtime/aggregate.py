@@ -156,6 +156,15 @@ class AggregateProcessor:
         self._groupable = self.vectorized and all(_order_free(c) for c in step.calls)
         #: how Arrow aggregates each function's part of a batch, when it can (see _arrow_groups)
         self._arrow_kinds = _arrow_kinds(step.calls) if self._groupable else None
+        #: whether a session window's batch in time order may be aggregated by one GROUP BY
+        #: (see _sessions_in_order): the same functions as _groupable
+        self._sessions_groupable = (
+            self.window is not None
+            and self.window.is_session
+            and not self.is_table
+            and all(a.vector is not None for a in accs)
+            and all(_order_free(c) for c in step.calls)
+        )
         self.key_partitioner = key_partitioner
         self.partitions = max(1, step.source.partitions)
         # Grouping by the source's key needs no repartition: a group stays in its source partition.
@@ -1034,6 +1043,10 @@ class AggregateProcessor:
         every = self.step.per_record
         calls = self.step.calls
         accs = [c.accumulator for c in calls]
+        if not every and self._sessions_groupable and rows.num_rows > SMALL_BATCH_ROWS:
+            done = self._sessions_in_order(rows, state)
+            if done is not None:
+                return done
         prior = self._groups.lookup(state, rows, by=self.keys)
         sessions: dict[Any, list[dict[str, Any]]] = {}
         key_values: dict[Any, list[Any]] = {}
@@ -1194,6 +1207,112 @@ class AggregateProcessor:
             )
             scols[PART] = pa.array([partition_of[h] for h, _ in survivors], pa.int32())
             self._groups.upsert(state, pa.table(scols))
+        return out
+
+    def _sessions_in_order(self, rows: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table | None:
+        """:meth:`_sessions` with caching, in a few statements, for a batch whose records come in
+        time order per key: then each record either extends its key's latest session (the stored
+        one, or the batch's last) or begins a new one, so a key's sessions in the batch are the
+        runs of its records less than the gap apart, each one GROUP BY. None, and nothing
+        changed, when a record could reach another session or drop out: a record earlier than
+        the key's previous one or its latest stored session's end, a key whose second-latest
+        stored session is within the gap of its records, or a record more than the grace period
+        behind stream time (late, or past a session's expiry)."""
+        w = self.window
+        assert w is not None
+        gap, grace = w.gap_ms, w.grace_ms
+        calls = self.step.calls
+        keys = ", ".join(_q(k) for k in self.keys)
+
+        def on(a: str, b: str) -> str:
+            return " AND ".join(f"{a}.{_q(k)} IS NOT DISTINCT FROM {b}.{_q(k)}" for k in self.keys)
+
+        partials = [
+            f"{c.accumulator.vector.running([f'{a}' for a in self.args[i]], SIGN, '')} AS __R{i}"
+            for i, c in enumerate(calls)
+            if c.accumulator.vector is not None
+        ]
+        latest = [f"l.{_state_col(i)} AS __L{i}" for i in range(len(calls))]
+        sql = f"""
+            WITH p AS (
+                SELECT g.*, row_number() OVER (PARTITION BY {", ".join(f"g.{_q(k)}" for k in self.keys)}
+                                               ORDER BY g.{_WE} DESC) AS __RN
+                FROM {self.tables.groups} g SEMI JOIN (SELECT DISTINCT {keys} FROM __sess_rows) k ON {on("g", "k")}
+            ),
+            l AS (SELECT * FROM p WHERE __RN = 1),
+            l2 AS (SELECT {keys}, {_WE} AS __WE2 FROM p WHERE __RN = 2),
+            o AS (
+                SELECT r.*, lag(r.{TS}) OVER (PARTITION BY {", ".join(f"r.{_q(k)}" for k in self.keys)}
+                                              ORDER BY r.{SEQ}) AS __PREV,
+                       l.{_WE} AS __LWE, l2.__WE2
+                FROM __sess_rows r LEFT JOIN l ON {on("r", "l")} LEFT JOIN l2 ON {on("r", "l2")}
+            ),
+            s AS (
+                SELECT *,
+                       sum(CASE WHEN __PREV IS NULL THEN __LWE IS NULL OR {TS} - __LWE > {gap}
+                                ELSE {TS} - __PREV > {gap} END::INTEGER)
+                           OVER (PARTITION BY {keys} ORDER BY {SEQ}) AS __SID,
+                       {TS} >= "__ST" - {grace} AND {TS} >= COALESCE(__PREV, __LWE, {TS})
+                           AND {TS} >= COALESCE(__LWE, {TS}) AND {TS} - {gap} > COALESCE(__WE2, {_MIN_TS}) AS __OK
+                FROM o
+            ),
+            g AS (
+                SELECT {keys}, __SID, min({TS}) AS __MIN, max({TS}) AS __MAX, max({SEQ}) AS __LAST_SEQ,
+                       min({SEQ}) FILTER (WHERE {TS} > __LWE) AS __EXTENDED_SEQ,
+                       arg_max({PART}, {SEQ}) AS {PART}, bool_and(__OK) AS __OK, {", ".join(partials)}
+                FROM s GROUP BY {keys}, __SID
+            )
+            SELECT g.*, l.{_WS} AS __LWS, l.{_WE} AS __LWE, l.{PASS} AS __LPASS, l.{PART} AS __LPART,
+                   {", ".join(latest)}
+            FROM g LEFT JOIN l ON {on("g", "l")} AND g.__SID = 0
+        """
+        groups = self._relation("__sess_rows", rows, sql, con=state)
+        if not pc.all(groups.column("__OK")).as_py():
+            return None
+        joined = [c.accumulator.vector for c in calls]
+        states = [
+            f"{v.combine(f'CASE WHEN __SID = 0 THEN __L{i} END', f'__R{i}')} AS {_state_col(i)}"
+            for i, v in enumerate(joined)
+            if v is not None
+        ]
+        stored = [f"__L{i} AS {_state_col(i)}" for i in range(len(calls))]
+        results = [
+            f"{v.result(_state_col(i))} AS {_q(c.name)}"
+            for i, (c, v) in enumerate(zip(calls, joined, strict=True))
+            if v is not None
+        ]
+        # Each session's last value, and before the record that first extended a stored
+        # session, its tombstone (one key's sessions are disjoint: no two rows share bounds).
+        sql = f"""
+            WITH e AS (
+                SELECT __LAST_SEQ * 2 + 1 AS __ORD, {keys},
+                       CASE WHEN __SID = 0 THEN __LWS ELSE __MIN END AS {_WS},
+                       CASE WHEN __SID = 0 THEN greatest(__LWE, __MAX) ELSE __MAX END AS {_WE},
+                       CASE WHEN __SID = 0 AND __MAX <= __LWE THEN __LPASS END AS {PRIOR_PASS},
+                       FALSE AS {FORCE_DELETE}, {", ".join(states)}, {PART}, TRUE AS __KEEP
+                FROM __sess_groups
+                UNION ALL
+                SELECT __EXTENDED_SEQ * 2, {keys}, __LWS, __LWE, NULL, TRUE, {", ".join(stored)}, __LPART, FALSE
+                FROM __sess_groups WHERE __SID = 0 AND __EXTENDED_SEQ IS NOT NULL
+            )
+            SELECT (row_number() OVER (ORDER BY __ORD) - 1)::BIGINT AS {SEQ}, {keys}, {_WS}, {_WE},
+                   {_WE} AS {TS}, {PRIOR_PASS}, {FORCE_DELETE}, FALSE AS {SKIP},
+                   {", ".join(_state_col(i) for i in range(len(calls)))}, {", ".join(results)}, {PART}, __KEEP
+            FROM e ORDER BY __ORD
+        """
+        emitted = self._relation("__sess_groups", groups, sql, con=state)
+        types = {_state_col(i): sqltypes.to_arrow(c.accumulator.state_type) for i, c in enumerate(calls)}
+        types |= {c.name: sqltypes.to_arrow(c.accumulator.return_type) for c in calls}
+        for name, t in types.items():
+            at = emitted.schema.get_field_index(name)
+            if emitted.schema.field(at).type != t:
+                emitted = emitted.set_column(at, name, emitted.column(name).cast(t))
+        agg = emitted.drop_columns([PART, "__KEEP"])
+        out, full = self._output(agg)
+        kept = emitted.select(
+            [*self.group_cols, *(_state_col(i) for i in range(len(calls))), TS, PART, "__KEEP"]
+        ).append_column(PASS, full.column(PASS))
+        self._groups.upsert(state, kept, keep="__KEEP")
         return out
 
     # ------------------------------------------------------------------ output

@@ -409,3 +409,104 @@ def test_session_windows_with_caching_emit_what_a_caching_session_store_flushes(
     assert every_state.sql(f"SELECT * FROM {every.tables.groups} ORDER BY ALL").fetchall() == cached_state.sql(
         f"SELECT * FROM {cached.tables.groups} ORDER BY ALL"
     ).fetchall()
+
+
+def ordered_session_batch(rng: random.Random, n: int, t0: int, shuffled: bool) -> pa.Table:
+    """Records of a few keys in time order (steps within and past a 1 s gap), or shuffled."""
+    times, t = [], t0
+    for _ in range(n):
+        t += rng.choice([0, 10, 200, 700, 990, 1000, 1001, 1500, 3000])
+        times.append(t)
+    if shuffled:
+        rng.shuffle(times)
+    return pa.table(
+        {
+            "ID": pa.array([rng.choice("abcde") for _ in range(n)]),
+            "V": pa.array([rng.choice([None, *range(-5, 20)]) for _ in range(n)], pa.int32()),
+            "ROWTIME": pa.array(times, pa.int64()),
+            "ROWPARTITION": pa.array(np.zeros(n, dtype=np.int32)),
+            "ROWOFFSET": pa.array(np.arange(n, dtype=np.int64)),
+        }
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize(
+    "query",
+    [
+        (
+            "SELECT ID, COUNT(*) AS C, SUM(V) AS S, MIN(V) AS LO, MAX(V) AS HI, AVG(V) AS A FROM S "
+            "WINDOW SESSION (1 SECOND) GROUP BY ID EMIT CHANGES;"
+        ),
+        (
+            "SELECT ID, COUNT(V) AS C FROM S WINDOW SESSION (1 SECOND, GRACE PERIOD 1 SECOND) "
+            "GROUP BY ID HAVING COUNT(V) % 3 <> 1 EMIT CHANGES;"
+        ),
+    ],
+)
+def test_session_batches_in_time_order_aggregate_as_record_by_record(
+    seed: int, query: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With caching, a batch in time order per key is aggregated by GROUP BY (one run of records
+    # per session); its output and the state it leaves are those of the records one by one.
+    grouped = processor(STREAM, query, vectorized=True, per_record=False)
+    one_by_one = processor(STREAM, query, vectorized=True, per_record=False)
+    assert grouped._sessions_groupable
+    one_by_one._sessions_groupable = False
+    taken = []
+    in_order = AggregateProcessor._sessions_in_order
+
+    def counted(self: AggregateProcessor, rows: pa.Table, state: duckdb.DuckDBPyConnection) -> object:
+        out = in_order(self, rows, state)
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(AggregateProcessor, "_sessions_in_order", counted)
+    rng = random.Random(seed)
+    grouped_state, one_by_one_state = duckdb.connect(), duckdb.connect()
+    t0 = 0
+    for b in range(10):
+        batch = ordered_session_batch(rng, rng.choice([200, 400]), t0, shuffled=b in (3, 7))
+        t0 = max(batch.column("ROWTIME").to_pylist()) - rng.choice([0, 500, 1500, 4000])
+        assert grouped.process(batch, grouped_state).rows.to_pylist() == one_by_one.process(
+            batch, one_by_one_state
+        ).rows.to_pylist()
+        table = grouped.tables.groups
+        assert grouped_state.sql(f"SELECT * FROM {table} ORDER BY ALL").fetchall() == one_by_one_state.sql(
+            f"SELECT * FROM {table} ORDER BY ALL"
+        ).fetchall()
+    assert any(taken) and not all(taken)  # both the grouped and the record-by-record way ran
+
+
+def test_a_session_batch_reaching_two_stored_sessions_is_aggregated_record_by_record() -> None:
+    # Stored sessions of a key may lie within the gap of each other (one was past its expiry
+    # when the other began): a record within the gap of both merges them, which the grouped
+    # way, extending only the latest session, would not.
+    query = "SELECT ID, COUNT(*) AS C FROM S WINDOW SESSION (1 SECOND) GROUP BY ID EMIT CHANGES;"
+    grouped = processor(STREAM, query, vectorized=True, per_record=False)
+    one_by_one = processor(STREAM, query, vectorized=True, per_record=False)
+    one_by_one._sessions_groupable = False
+    states = duckdb.connect(), duckdb.connect()
+    first = ordered_session_batch(random.Random(1), 1, 0, shuffled=False)
+    for p, state in zip((grouped, one_by_one), states, strict=True):
+        p.process(first.set_column(0, "ID", pa.array(["a"])).set_column(2, "ROWTIME", pa.array([0])), state)
+        table = p.tables.groups
+        state.execute(f"INSERT INTO {table} SELECT * REPLACE (500 AS WINDOWSTART, 500 AS WINDOWEND) FROM {table}")
+    n = 2 * SMALL_BATCH_ROWS
+    batch = pa.table(
+        {
+            "ID": pa.array(["a"] * n),
+            "V": pa.array([1] * n, pa.int32()),
+            "ROWTIME": pa.array([900 + 10 * i for i in range(n)], pa.int64()),
+            "ROWPARTITION": pa.array(np.zeros(n, dtype=np.int32)),
+            "ROWOFFSET": pa.array(np.arange(n, dtype=np.int64)),
+        }
+    )
+    got = grouped.process(batch, states[0]).rows.to_pylist()
+    assert got == one_by_one.process(batch, states[1]).rows.to_pylist()
+    # both stored sessions were merged away into one holding every record
+    assert [(r["__WINDOWSTART"], r["__WINDOWEND"], r["__DELETE"], r["C"]) for r in got] == [
+        (0, 0, True, 1),
+        (500, 500, True, 1),
+        (0, 900 + 10 * (n - 1), False, n + 2),
+    ]
