@@ -45,6 +45,7 @@ import pyarrow.compute as pc
 from ksqlpy import sqltypes
 from ksqlpy.errors import KsqlpyError
 from ksqlpy.planner.expressions import duckdb_name
+from ksqlpy.planner.functions.aggregate import VectorForm
 from ksqlpy.planner.physical import AggregateCall, AggregateStep, group_key_name
 from ksqlpy.runtime.arrow_plans import aggregate_by, inner_join
 from ksqlpy.runtime.changelog import TableLog
@@ -1043,7 +1044,7 @@ class AggregateProcessor:
         every = self.step.per_record
         calls = self.step.calls
         accs = [c.accumulator for c in calls]
-        if not every and self._sessions_groupable and rows.num_rows > SMALL_BATCH_ROWS:
+        if self._sessions_groupable and rows.num_rows > SMALL_BATCH_ROWS:
             done = self._sessions_in_order(rows, state)
             if done is not None:
                 return done
@@ -1210,30 +1211,35 @@ class AggregateProcessor:
         return out
 
     def _sessions_in_order(self, rows: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table | None:
-        """:meth:`_sessions` with caching, in a few statements, for a batch whose records come in
-        time order per key: then each record either extends its key's latest session (the stored
-        one, or the batch's last) or begins a new one, so a key's sessions in the batch are the
-        runs of its records less than the gap apart, each one GROUP BY. None, and nothing
-        changed, when a record could reach another session or drop out: a record earlier than
-        the key's previous one or its latest stored session's end, a key whose second-latest
-        stored session is within the gap of its records, or a record more than the grace period
-        behind stream time (late, or past a session's expiry)."""
+        """:meth:`_sessions` in one statement, for a batch whose records come in time order per
+        key: then each record either extends its key's latest session (the stored one, or the
+        batch's last) or begins a new one, so a key's sessions in the batch are the runs of its
+        records less than the gap apart, aggregated by window functions (per-record output: a
+        session's running value at each record, and the tombstone of its previous bounds) or
+        by GROUP BY (caching: each session's last value, and the tombstone of a stored session
+        it extended). None, and nothing changed, when a record could reach another session or
+        drop out: a record earlier than the key's previous one or its latest stored session's
+        end, a key whose second-latest stored session is within the gap of its records, or a
+        record more than the grace period behind stream time (late, or past a session's
+        expiry)."""
         w = self.window
         assert w is not None
         gap, grace = w.gap_ms, w.grace_ms
         calls = self.step.calls
+        vectors = [c.accumulator.vector for c in calls]
+        n = len(calls)
         keys = ", ".join(_q(k) for k in self.keys)
 
         def on(a: str, b: str) -> str:
             return " AND ".join(f"{a}.{_q(k)} IS NOT DISTINCT FROM {b}.{_q(k)}" for k in self.keys)
 
-        partials = [
-            f"{c.accumulator.vector.running([f'{a}' for a in self.args[i]], SIGN, '')} AS __R{i}"
-            for i, c in enumerate(calls)
-            if c.accumulator.vector is not None
-        ]
-        latest = [f"l.{_state_col(i)} AS __L{i}" for i in range(len(calls))]
-        sql = f"""
+        def each(template: Callable[[int, VectorForm], str]) -> str:
+            return ", ".join(template(i, v) for i, v in enumerate(vectors) if v is not None)
+
+        states = ", ".join(_state_col(i) for i in range(n))
+        results = each(lambda i, v: f"{v.result(_state_col(i))} AS {_q(calls[i].name)}")
+        runs = f"{keys}, __SID"
+        rows_sql = f"""
             WITH p AS (
                 SELECT g.*, row_number() OVER (PARTITION BY {", ".join(f"g.{_q(k)}" for k in self.keys)}
                                                ORDER BY g.{_WE} DESC) AS __RN
@@ -1244,7 +1250,8 @@ class AggregateProcessor:
             o AS (
                 SELECT r.*, lag(r.{TS}) OVER (PARTITION BY {", ".join(f"r.{_q(k)}" for k in self.keys)}
                                               ORDER BY r.{SEQ}) AS __PREV,
-                       l.{_WE} AS __LWE, l2.__WE2
+                       l.{_WS} AS __LWS, l.{_WE} AS __LWE, l.{PASS} AS __LPASS, l.{PART} AS __LPART,
+                       {", ".join(f"l.{_state_col(i)} AS __L{i}" for i in range(n))}, l2.__WE2
                 FROM __sess_rows r LEFT JOIN l ON {on("r", "l")} LEFT JOIN l2 ON {on("r", "l2")}
             ),
             s AS (
@@ -1253,66 +1260,89 @@ class AggregateProcessor:
                                 ELSE {TS} - __PREV > {gap} END::INTEGER)
                            OVER (PARTITION BY {keys} ORDER BY {SEQ}) AS __SID,
                        {TS} >= "__ST" - {grace} AND {TS} >= COALESCE(__PREV, __LWE, {TS})
-                           AND {TS} >= COALESCE(__LWE, {TS}) AND {TS} - {gap} > COALESCE(__WE2, {_MIN_TS}) AS __OK
+                           AND {TS} - {gap} > COALESCE(__WE2, {_MIN_TS}) AS __OK
                 FROM o
-            ),
-            g AS (
-                SELECT {keys}, __SID, min({TS}) AS __MIN, max({TS}) AS __MAX, max({SEQ}) AS __LAST_SEQ,
-                       min({SEQ}) FILTER (WHERE {TS} > __LWE) AS __EXTENDED_SEQ,
-                       arg_max({PART}, {SEQ}) AS {PART}, bool_and(__OK) AS __OK, {", ".join(partials)}
-                FROM s GROUP BY {keys}, __SID
+            )"""
+        if self.step.per_record:
+            # Each record: the tombstone of its session's previous bounds when it moves the end
+            # (a stored session's is also deleted from the state), then the session's running
+            # value; a run's last record leaves the session's state.
+            over = f"OVER (PARTITION BY {runs} ORDER BY {SEQ} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)"
+            running = each(
+                lambda i, v: f"{v.combine(f'CASE WHEN __SID = 0 THEN __L{i} END', v.running(self.args[i], SIGN, over))}"
+                f" AS {_state_col(i)}"
             )
-            SELECT g.*, l.{_WS} AS __LWS, l.{_WE} AS __LWE, l.{PASS} AS __LPASS, l.{PART} AS __LPART,
-                   {", ".join(latest)}
-            FROM g LEFT JOIN l ON {on("g", "l")} AND g.__SID = 0
-        """
-        groups = self._relation("__sess_rows", rows, sql, con=state)
-        if not pc.all(groups.column("__OK")).as_py():
-            return None
-        joined = [c.accumulator.vector for c in calls]
-        states = [
-            f"{v.combine(f'CASE WHEN __SID = 0 THEN __L{i} END', f'__R{i}')} AS {_state_col(i)}"
-            for i, v in enumerate(joined)
-            if v is not None
-        ]
-        stored = [f"__L{i} AS {_state_col(i)}" for i in range(len(calls))]
-        results = [
-            f"{v.result(_state_col(i))} AS {_q(c.name)}"
-            for i, (c, v) in enumerate(zip(calls, joined, strict=True))
-            if v is not None
-        ]
-        # Each session's last value, and before the record that first extended a stored
-        # session, its tombstone (one key's sessions are disjoint: no two rows share bounds).
-        sql = f"""
-            WITH e AS (
+            sql = f"""{rows_sql},
+            e AS (
+                SELECT *, CASE WHEN __SID = 0 THEN __LWS ELSE first_value({TS}) {over} END AS __START,
+                       lag({TS}) OVER (PARTITION BY {runs} ORDER BY {SEQ}) AS __PTS,
+                       {SEQ} = max({SEQ}) OVER (PARTITION BY {runs}) AS __FINAL, {running}
+                FROM s
+            ),
+            f AS (
+                SELECT *, COALESCE(__PTS, CASE WHEN __SID = 0 THEN __LWE END) AS __PEND,
+                       {", ".join(f"CASE WHEN __PTS IS NULL THEN __L{i} ELSE lag({_state_col(i)}) OVER (PARTITION BY {runs} ORDER BY {SEQ}) END AS __P{i}" for i in range(n))}
+                FROM e
+            ),
+            t AS (
+                SELECT {SEQ} * 2 + 1 AS __ORD, {keys}, __START AS {_WS}, {TS} AS {_WE},
+                       CASE WHEN __PEND = {TS} THEN CASE WHEN __PTS IS NULL THEN __LPASS ELSE TRUE END END
+                           AS {PRIOR_PASS},
+                       FALSE AS {FORCE_DELETE}, {states}, {PART}, CASE WHEN __FINAL THEN TRUE END AS __KEEP, __OK
+                FROM f
+                UNION ALL
+                SELECT {SEQ} * 2, {keys}, __START, __PEND, NULL, TRUE,
+                       {", ".join(f"__P{i}" for i in range(n))}, COALESCE(__LPART, {PART}),
+                       CASE WHEN __PTS IS NULL THEN FALSE END, __OK
+                FROM f WHERE {TS} > __PEND
+            )"""
+        else:
+            # Each session's last value, and before the record that first extended a stored
+            # session, its tombstone (one key's sessions are disjoint: no two rows share bounds).
+            combined = each(
+                lambda i, v: f"{v.combine(f'CASE WHEN __SID = 0 THEN any_value(__L{i}) END', v.running(self.args[i], SIGN, ''))}"
+                f" AS {_state_col(i)}"
+            )
+            sql = f"""{rows_sql},
+            g AS (
+                SELECT {runs}, max({SEQ}) AS __LAST_SEQ, min({SEQ}) FILTER (WHERE {TS} > __LWE) AS __EXTENDED_SEQ,
+                       min({TS}) AS __MIN, max({TS}) AS __MAX, arg_max({PART}, {SEQ}) AS {PART},
+                       any_value(__LWS) AS __LWS, any_value(__LWE) AS __LWE, any_value(__LPASS) AS __LPASS,
+                       any_value(__LPART) AS __LPART, {", ".join(f"any_value(__L{i}) AS __L{i}" for i in range(n))},
+                       {combined}, bool_and(__OK) AS __OK
+                FROM s GROUP BY {runs}
+            ),
+            t AS (
                 SELECT __LAST_SEQ * 2 + 1 AS __ORD, {keys},
                        CASE WHEN __SID = 0 THEN __LWS ELSE __MIN END AS {_WS},
                        CASE WHEN __SID = 0 THEN greatest(__LWE, __MAX) ELSE __MAX END AS {_WE},
                        CASE WHEN __SID = 0 AND __MAX <= __LWE THEN __LPASS END AS {PRIOR_PASS},
-                       FALSE AS {FORCE_DELETE}, {", ".join(states)}, {PART}, TRUE AS __KEEP
-                FROM __sess_groups
+                       FALSE AS {FORCE_DELETE}, {states}, {PART}, TRUE AS __KEEP, __OK
+                FROM g
                 UNION ALL
-                SELECT __EXTENDED_SEQ * 2, {keys}, __LWS, __LWE, NULL, TRUE, {", ".join(stored)}, __LPART, FALSE
-                FROM __sess_groups WHERE __SID = 0 AND __EXTENDED_SEQ IS NOT NULL
-            )
+                SELECT __EXTENDED_SEQ * 2, {keys}, __LWS, __LWE, NULL, TRUE,
+                       {", ".join(f"__L{i}" for i in range(n))}, __LPART, FALSE, __OK
+                FROM g WHERE __SID = 0 AND __EXTENDED_SEQ IS NOT NULL
+            )"""
+        sql += f"""
             SELECT (row_number() OVER (ORDER BY __ORD) - 1)::BIGINT AS {SEQ}, {keys}, {_WS}, {_WE},
-                   {_WE} AS {TS}, {PRIOR_PASS}, {FORCE_DELETE}, FALSE AS {SKIP},
-                   {", ".join(_state_col(i) for i in range(len(calls)))}, {", ".join(results)}, {PART}, __KEEP
-            FROM e ORDER BY __ORD
+                   {_WE} AS {TS}, {PRIOR_PASS}, {FORCE_DELETE}, FALSE AS {SKIP}, {states}, {results},
+                   {PART}, __KEEP, bool_and(__OK) OVER () AS __OK
+            FROM t ORDER BY __ORD
         """
-        emitted = self._relation("__sess_groups", groups, sql, con=state)
+        emitted = self._relation("__sess_rows", rows, sql, con=state)
+        if emitted.num_rows and not emitted.column("__OK")[0].as_py():
+            return None
         types = {_state_col(i): sqltypes.to_arrow(c.accumulator.state_type) for i, c in enumerate(calls)}
         types |= {c.name: sqltypes.to_arrow(c.accumulator.return_type) for c in calls}
         for name, t in types.items():
             at = emitted.schema.get_field_index(name)
             if emitted.schema.field(at).type != t:
                 emitted = emitted.set_column(at, name, emitted.column(name).cast(t))
-        agg = emitted.drop_columns([PART, "__KEEP"])
-        out, full = self._output(agg)
-        kept = emitted.select(
-            [*self.group_cols, *(_state_col(i) for i in range(len(calls))), TS, PART, "__KEEP"]
-        ).append_column(PASS, full.column(PASS))
-        self._groups.upsert(state, kept, keep="__KEEP")
+        out, full = self._output(emitted.drop_columns([PART, "__KEEP", "__OK"]))
+        kept = emitted.select([*self.group_cols, *(_state_col(i) for i in range(n)), TS, PART, "__KEEP"])
+        kept = kept.append_column(PASS, full.column(PASS))
+        self._groups.upsert(state, kept.filter(pc.is_valid(kept.column("__KEEP"))), keep="__KEEP")
         return out
 
     # ------------------------------------------------------------------ output
