@@ -163,6 +163,7 @@ class AggregateProcessor:
             self.window is not None
             and self.window.is_session
             and not self.is_table
+            and bool(accs)
             and all(a.vector is not None for a in accs)
             and all(_order_free(c) for c in step.calls)
         )

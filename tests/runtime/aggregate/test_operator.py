@@ -514,3 +514,27 @@ def test_a_session_batch_reaching_two_stored_sessions_is_aggregated_record_by_re
         (500, 500, True, 1),
         (0, 900 + 10 * (n - 1), False, n + 2),
     ]
+
+
+@pytest.mark.parametrize("per_record", [False, True])
+def test_a_session_aggregation_without_aggregate_functions_has_the_sessions_of_a_count(per_record: bool) -> None:
+    bare = processor(
+        STREAM,
+        "SELECT ID, WINDOWSTART AS WS FROM S WINDOW SESSION (1 SECOND) GROUP BY ID EMIT CHANGES;",
+        vectorized=True,
+        per_record=per_record,
+    )
+    counted = processor(
+        STREAM,
+        "SELECT ID, COUNT(*) AS C FROM S WINDOW SESSION (1 SECOND) GROUP BY ID EMIT CHANGES;",
+        vectorized=True,
+        per_record=per_record,
+    )
+    states = duckdb.connect(), duckdb.connect()
+    for b in range(3):
+        batch = ordered_session_batch(random.Random(b), 300, b * 200_000, shuffled=False)
+        got = [
+            [(r["ID"], r["__WINDOWSTART"], r["__WINDOWEND"], r["__DELETE"]) for r in p.process(batch, s).rows.to_pylist()]
+            for p, s in zip((bare, counted), states, strict=True)
+        ]
+        assert got[0] == got[1] and got[0]
