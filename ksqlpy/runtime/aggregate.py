@@ -1260,8 +1260,8 @@ class AggregateProcessor:
                        sum(CASE WHEN __PREV IS NULL THEN __LWE IS NULL OR {TS} - __LWE > {gap}
                                 ELSE {TS} - __PREV > {gap} END::INTEGER)
                            OVER (PARTITION BY {keys} ORDER BY {SEQ}) AS __SID,
-                       {TS} >= "__ST" - {grace} AND {TS} >= COALESCE(__PREV, __LWE, {TS})
-                           AND {TS} - {gap} > COALESCE(__WE2, {_MIN_TS}) AS __OK
+                       COALESCE({TS} >= "__ST" - {grace} AND {TS} >= COALESCE(__PREV, __LWE, {TS})
+                                AND {TS} - {gap} > COALESCE(__WE2, {_MIN_TS}), FALSE) AS __OK
                 FROM o
             )"""
         if self.step.per_record:
