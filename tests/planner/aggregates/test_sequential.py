@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import math
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -320,3 +321,24 @@ def test_count_distinct_hashes_each_type() -> None:
     ):
         acc = call("COUNT_DISTINCT", t)
         assert acc.result(fold(acc, vs + [None])) == 2
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_count_distinct_estimates_from_the_registers_of_its_state(seed: int) -> None:
+    # stream-lib's HyperLogLog.cardinality(), register by register: the harmonic mean of
+    # 2^-register, or linear counting over the empty registers while the estimate is small
+    rng = random.Random(seed)
+    m = 16384
+    empty = rng.choice([0.0, 0.001, 0.3, 0.9, 1.0])
+    registers = [0 if rng.random() < empty else rng.choice([1, 2, 3, rng.randrange(1, 32)]) for _ in range(m)]
+    words = [0] * WORDS
+    for j, r in enumerate(registers):
+        words[j // 6] |= r << (5 * (j % 6))
+    state = [w - (1 << 32) if w & 0x80000000 else w for w in words]
+    alpha_mm = (0.7213 / (1 + 1.079 / m)) * m * m
+    estimate = alpha_mm / math.fsum(2.0**-r for r in registers)
+    zeros = registers.count(0)
+    if estimate <= 2.5 * m:
+        estimate = m * math.log(m / zeros) if zeros else math.inf
+    expected = 2**63 - 1 if math.isinf(estimate) else math.floor(estimate + 0.5)
+    assert call("COUNT_DISTINCT", st.STRING).result(state) == expected

@@ -161,14 +161,28 @@ class CountDistinct(BaseAccumulator):
         return [int(x) for x in packed]
 
     def result(self, state: list[int]) -> int:
-        regs = _registers(state)
-        register_sum = float(np.sum(np.ldexp(1.0, -regs)))  # exact: every partial sum fits a double
-        zeros = int(np.count_nonzero(regs == 0))
+        # Each word's six registers are two halves of three: their sums of 2^-register and their
+        # empty registers are looked up per half (the last word's two registers past M are
+        # always empty: 2^-0 each). Exact in any order: every partial sum fits a double.
+        words = np.asarray(state, dtype=np.int64)
+        low, high = words & _HALF_MASK, (words >> _HALF_BITS) & _HALF_MASK
+        register_sum = float(_HALF_SUM[low].sum() + _HALF_SUM[high].sum()) - _PAST_M
+        zeros = int(_HALF_ZEROS[low].sum() + _HALF_ZEROS[high].sum()) - _PAST_M
         estimate = _ALPHA_MM * (1 / register_sum)
         if estimate <= 2.5 * M:
             # linear counting: m * log(m / zeros), Infinity (Long.MAX_VALUE) with no empty register
             return _java_round(M * math.log(M / zeros) if zeros else math.inf)
         return _java_round(estimate)
+
+
+#: three registers (15 bits) of a word: their sum of 2^-register and how many are empty
+_HALF_BITS = 3 * REGISTER_BITS
+_HALF_MASK = (1 << _HALF_BITS) - 1
+_HALF_REGS = (np.arange(1 << _HALF_BITS)[:, None] >> (REGISTER_BITS * np.arange(3))) & 0x1F
+_HALF_SUM = np.ldexp(1.0, -_HALF_REGS).sum(axis=1)
+_HALF_ZEROS = (_HALF_REGS == 0).sum(axis=1)
+#: registers of the last word past M (never set)
+_PAST_M = WORDS * REGISTERS_PER_WORD - M
 
 
 def _registers(state: list[int]) -> np.ndarray:
