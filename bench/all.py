@@ -21,7 +21,7 @@ HERE = Path(__file__).resolve().parent
 #: name -> (full-size arguments, quick arguments)
 BENCHMARKS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "stateless_csas": (("--store", "both", "--query", "all"), ("--events", "100000", "--query", "all")),
-    "windowed_agg": ((), ("--events", "100000", "--keys", "100000")),
+    "windowed_agg": (("--window", "all"), ("--events", "100000", "--keys", "100000", "--window", "all")),
     "json_shapes": ((), ("--events", "20000")),
     "joins": (("--store", "both"), ("--events", "100000")),
     "pull_security": ((), ("--seconds", "2", "--users", "200")),

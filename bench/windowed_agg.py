@@ -356,7 +356,7 @@ def _child(phase: str, args: argparse.Namespace, **overrides: Any) -> dict[str, 
         "--concurrency",
         str(args.concurrency),
         "--window",
-        args.window,
+        "tumbling" if args.window == "all" else args.window,
     ]
     for name, value in overrides.items():
         argv += [f"--{name.replace('_', '-')}", str(value)]
@@ -417,7 +417,10 @@ def main() -> None:
     ap.add_argument("--phase", choices=("all", "throughput", "keys"), default="all")
     ap.add_argument("--cache", choices=("default", "off"), default="default")
     ap.add_argument(
-        "--window", choices=tuple(VARIANTS), default="tumbling", help="the throughput phase's window or aggregate"
+        "--window",
+        choices=(*VARIANTS, "all"),
+        default="tumbling",
+        help="the throughput phase's window or aggregate (all: each in turn, with the default phases)",
     )
     ap.add_argument("--pull-seconds", type=float, default=0.0)
     ap.add_argument("--concurrency", type=int, default=8)
@@ -427,6 +430,8 @@ def main() -> None:
     if args.client:
         print(json.dumps(asyncio.run(_pull_client(args.client, args.pull_seconds, args.concurrency))))
         return
+    if args.window == "all" and args.phase != "all":
+        ap.error("--window all runs with --phase all")
     if args.phase == "throughput":
         print(json.dumps(phase_throughput(args)))
         return
@@ -434,8 +439,11 @@ def main() -> None:
         print(json.dumps(phase_keys(args)))
         return
     print(f"load before: {load_average()}  (cores: {os.cpu_count()})")
-    _report(_child("throughput", args, cache="default", pull_seconds=args.pull_seconds or 10))
-    _report(_child("throughput", args, cache="off"))
+    windows = list(VARIANTS) if args.window == "all" else [args.window]
+    for i, window in enumerate(windows):
+        pull = {"pull_seconds": args.pull_seconds or 10} if i == 0 else {}
+        _report(_child("throughput", args, cache="default", window=window, **pull))
+        _report(_child("throughput", args, cache="off", window=window))
     _report(_child("keys", args))
     print(f"load after: {load_average()}")
 
