@@ -76,6 +76,11 @@ WINDOW_START = "__WINDOWSTART"
 WINDOW_END = "__WINDOWEND"
 _WS, _WE = "WINDOWSTART", "WINDOWEND"
 _MIN_TS = -(2**62)
+#: a session row's place in the batch's output (twice its record's SEQ, plus one for a value
+#: after the tombstones), its state action (keep, delete or none), and whether one statement
+#: made it (see AggregateProcessor._sessions)
+_ORDER, _KEEP, _FAST = "__ORD", "__KEEP", "__FAST"
+_EMPTY = pa.table({})
 
 
 def _q(name: str) -> str:
@@ -1045,11 +1050,23 @@ class AggregateProcessor:
         every = self.step.per_record
         calls = self.step.calls
         accs = [c.accumulator for c in calls]
+        # The keys whose records come in time order take one statement; the others, one record
+        # at a time (a key's sessions depend on its own records only).
+        fast: pa.Table | None = None
         if self._sessions_groupable and rows.num_rows > SMALL_BATCH_ROWS:
-            done = self._sessions_in_order(rows, state)
-            if done is not None:
-                return done
-        prior = self._groups.lookup(state, rows, by=self.keys)
+            fast = self._sessions_in_order(rows, state)
+            if fast is None and not every:  # with caching, records may come in any order
+                fast = self._sessions_in_order(rows, state, any_order=True)
+            if fast is not None:
+                rows = rows.slice(0, 0)
+            else:
+                ordered = self._session_keys_in_order(rows, state)
+                if (pc.sum(ordered).as_py() or 0) > SMALL_BATCH_ROWS:
+                    fast = self._sessions_in_order(rows.filter(ordered), state, any_order=not every)
+                    if fast is not None:
+                        rows = rows.filter(pc.invert(ordered))
+        prior = self._groups.lookup(state, rows, by=self.keys) if rows.num_rows else _EMPTY
+        data = rows.to_pydict()
         sessions: dict[Any, list[dict[str, Any]]] = {}
         key_values: dict[Any, list[Any]] = {}
         partition_of: dict[Any, int] = {}
@@ -1071,8 +1088,8 @@ class AggregateProcessor:
                 }
             )
         emitted: list[dict[str, Any]] = []
-        data = rows.to_pydict()
         for r in range(rows.num_rows):
+            seq = data[SEQ][r]
             ts, st = data[TS][r], data["__ST"][r]
             kv = [data[k][r] for k in self.keys]
             hk = _hashable(kv)
@@ -1108,7 +1125,7 @@ class AggregateProcessor:
                             "ts": s["end"],
                             "force": True,
                             "prior": None,
-                            "seq": (r, 0),
+                            "seq": (seq, 0),
                         }
                     )
             args = [tuple(data[x][r] for x in self.args[i]) for i in range(len(calls))]
@@ -1121,7 +1138,7 @@ class AggregateProcessor:
                 "pass": True,
                 "stored": stored,
                 "prior": stored_pass,
-                "seq": (r, 1),
+                "seq": (seq, 1),
             }
             mine.append(session)
             if every:
@@ -1134,6 +1151,7 @@ class AggregateProcessor:
                         "ts": end,
                         "force": False,
                         "prior": prev_pass,
+                        "seq": (seq, 1),
                     }
                 )
         if not every:
@@ -1169,8 +1187,27 @@ class AggregateProcessor:
             cols[c.name] = pa.array(
                 [a.result(e["states"][i]) for e in emitted], sqltypes.to_arrow(a.return_type)
             )
+        cols[PART] = pa.nulls(len(emitted), pa.int32())
+        cols[_KEEP] = pa.nulls(len(emitted), pa.bool_())
+        cols[_ORDER] = pa.array([2 * e["seq"][0] + e["seq"][1] for e in emitted], pa.int64())
         agg_table = pa.table(cols)
+        if fast is not None:
+            # one output in the records' order: the one-statement keys' rows and the others'
+            fast = fast.select(agg_table.column_names).cast(agg_table.schema)
+            agg_table = pa.concat_tables([fast, agg_table]).append_column(
+                _FAST, pa.array(np.arange(fast.num_rows + len(emitted)) < fast.num_rows)
+            )
+            agg_table = agg_table.sort_by([(_ORDER, "ascending"), (_FAST, "descending")])
+            agg_table = agg_table.set_column(0, SEQ, pa.array(np.arange(agg_table.num_rows), pa.int64()))
         out, full = self._output(agg_table)
+        if fast is not None:
+            in_fast = full.column(_FAST)
+            kept = full.filter(pc.and_(in_fast, pc.is_valid(full.column(_KEEP))))
+            columns = [*self.group_cols, *(_state_col(i) for i in range(len(calls))), TS, PART, _KEEP, PASS]
+            self._groups.upsert(state, kept.select(columns), keep=_KEEP)
+            full = full.filter(pc.invert(in_fast))
+        if not sessions:
+            return out
         passes = [bool(p) for p in full.column(PASS).to_pylist()]
         # Rewrite the batch's keys' sessions: drop every stored one, insert the survivors.
         touched = pa.table(
@@ -1211,28 +1248,31 @@ class AggregateProcessor:
             self._groups.upsert(state, pa.table(scols))
         return out
 
-    def _sessions_in_order(self, rows: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Table | None:
-        """:meth:`_sessions` in one statement, for a batch whose records come in time order per
-        key: then each record either extends its key's latest session (the stored one, or the
+    def _sessions_in_order(
+        self, rows: pa.Table, state: duckdb.DuckDBPyConnection, *, any_order: bool = False
+    ) -> pa.Table | None:
+        """:meth:`_sessions` in one statement. For a batch whose records come in time order per
+        key, each record either extends its key's latest session (the stored one, or the
         batch's last) or begins a new one, so a key's sessions in the batch are the runs of its
         records less than the gap apart, aggregated by window functions (per-record output: a
         session's running value at each record, and the tombstone of its previous bounds) or
         by GROUP BY (caching: each session's last value, and the tombstone of a stored session
-        it extended). None, and nothing changed, when a record could reach another session or
-        drop out: a record earlier than the key's previous one or its latest stored session's
-        end, a key whose second-latest stored session is within the gap of its records, or a
-        record more than the grace period behind stream time (late, or past a session's
-        expiry)."""
-        w = self.window
-        assert w is not None
-        gap, grace = w.gap_ms, w.grace_ms
+        it extended). With caching and ``any_order``, the records may come in any order: the
+        batch's sessions are found in time order (see :meth:`_session_components_sql`).
+
+        The rows to emit, each with its place in the output (``__ORD``) and its state action
+        (``__KEEP``: keep the session, delete it, or null: neither), as :meth:`_sessions` makes
+        them. None when a record could reach another session or drop out: a record more than
+        the grace period behind stream time (late, or past a session's expiry), stored sessions
+        within the gap of each other, and in time order only, a record earlier than the key's
+        previous one or its latest stored session's end; with ``any_order``, a session of two
+        stored ones (whose order of merging decides the states of its tombstones)."""
+        assert self.window is not None
+        gap = self.window.gap_ms
         calls = self.step.calls
         vectors = [c.accumulator.vector for c in calls]
         n = len(calls)
         keys = ", ".join(_q(k) for k in self.keys)
-
-        def on(a: str, b: str) -> str:
-            return " AND ".join(f"{a}.{_q(k)} IS NOT DISTINCT FROM {b}.{_q(k)}" for k in self.keys)
 
         def each(template: Callable[[int, VectorForm], str]) -> str:
             return ", ".join(template(i, v) for i, v in enumerate(vectors) if v is not None)
@@ -1240,30 +1280,7 @@ class AggregateProcessor:
         states = ", ".join(_state_col(i) for i in range(n))
         results = each(lambda i, v: f"{v.result(_state_col(i))} AS {_q(calls[i].name)}")
         runs = f"{keys}, __SID"
-        rows_sql = f"""
-            WITH p AS (
-                SELECT g.*, row_number() OVER (PARTITION BY {", ".join(f"g.{_q(k)}" for k in self.keys)}
-                                               ORDER BY g.{_WE} DESC) AS __RN
-                FROM {self.tables.groups} g SEMI JOIN (SELECT DISTINCT {keys} FROM __sess_rows) k ON {on("g", "k")}
-            ),
-            l AS (SELECT * FROM p WHERE __RN = 1),
-            l2 AS (SELECT {keys}, {_WE} AS __WE2 FROM p WHERE __RN = 2),
-            o AS (
-                SELECT r.*, lag(r.{TS}) OVER (PARTITION BY {", ".join(f"r.{_q(k)}" for k in self.keys)}
-                                              ORDER BY r.{SEQ}) AS __PREV,
-                       l.{_WS} AS __LWS, l.{_WE} AS __LWE, l.{PASS} AS __LPASS, l.{PART} AS __LPART,
-                       {", ".join(f"l.{_state_col(i)} AS __L{i}" for i in range(n))}, l2.__WE2
-                FROM __sess_rows r LEFT JOIN l ON {on("r", "l")} LEFT JOIN l2 ON {on("r", "l2")}
-            ),
-            s AS (
-                SELECT *,
-                       sum(CASE WHEN __PREV IS NULL THEN __LWE IS NULL OR {TS} - __LWE > {gap}
-                                ELSE {TS} - __PREV > {gap} END::INTEGER)
-                           OVER (PARTITION BY {keys} ORDER BY {SEQ}) AS __SID,
-                       COALESCE({TS} >= "__ST" - {grace} AND {TS} >= COALESCE(__PREV, __LWE, {TS})
-                                AND {TS} - {gap} > COALESCE(__WE2, {_MIN_TS}), FALSE) AS __OK
-                FROM o
-            )"""
+        rows_sql = self._session_runs_sql()
         if self.step.per_record:
             # Each record: the tombstone of its session's previous bounds when it moves the end
             # (a stored session's is also deleted from the state), then the session's running
@@ -1297,7 +1314,7 @@ class AggregateProcessor:
                        CASE WHEN __PTS IS NULL THEN FALSE END, __OK
                 FROM f WHERE {TS} > __PEND
             )"""
-        else:
+        elif not any_order:
             # Each session's last value, and before the record that first extended a stored
             # session, its tombstone (one key's sessions are disjoint: no two rows share bounds).
             combined = each(
@@ -1325,26 +1342,157 @@ class AggregateProcessor:
                        {", ".join(f"__L{i}" for i in range(n))}, __LPART, FALSE, __OK
                 FROM g WHERE __SID = 0 AND __EXTENDED_SEQ IS NOT NULL
             )"""
+        else:
+            # Each touched session's last value, and the tombstone of a stored session it took
+            # in with other bounds, at the first record that reached it from outside.
+            combined = each(
+                lambda i, v: f"{v.combine(f'x.__X{i}', f'p.__R{i}')} AS {_state_col(i)}"
+            )
+            partials = each(lambda i, v: f"{v.running(self.args[i], SIGN, '')} AS __R{i}")
+            sql = f"""{self._session_components_sql()},
+            x AS (
+                SELECT {keys}, __CID, count(*) FILTER (WHERE __STORED) AS __NSTORED,
+                       count(*) FILTER (WHERE NOT __STORED) AS __NPOINTS, min(__B) AS __MIN, max(__E) AS __MAX,
+                       max(__SEQ) AS __LAST_SEQ, any_value(__KPART) AS __KPART, any_value(__XWS) AS __XWS,
+                       any_value(__XWE) AS __XWE, any_value(__XPASS) AS __XPASS, any_value(__XPART) AS __XPART,
+                       {", ".join(f"any_value(__X{i}) AS __X{i}" for i in range(n))},
+                       min(__SEQ) FILTER (WHERE NOT __STORED AND (__B < __CWS OR __B > __CWE)
+                                          AND __B BETWEEN __CWS - {gap} AND __CWE + {gap}) AS __MERGED_SEQ,
+                       bool_and(__KOK) AND count(*) FILTER (WHERE __STORED) <= 1 AS __OK
+                FROM c GROUP BY {keys}, __CID
+            ),
+            p AS (SELECT {keys}, __CID, {partials} FROM c WHERE NOT __STORED GROUP BY {keys}, __CID),
+            t AS (
+                SELECT x.__LAST_SEQ * 2 + 1 AS __ORD, {", ".join(f"x.{_q(k)}" for k in self.keys)},
+                       x.__MIN AS {_WS}, x.__MAX AS {_WE},
+                       CASE WHEN x.__MIN = x.__XWS AND x.__MAX = x.__XWE THEN x.__XPASS END AS {PRIOR_PASS},
+                       FALSE AS {FORCE_DELETE}, {combined}, x.__KPART AS {PART}, TRUE AS __KEEP, x.__OK
+                FROM x JOIN p ON {" AND ".join(f"x.{_q(k)} IS NOT DISTINCT FROM p.{_q(k)}" for k in self.keys)}
+                             AND x.__CID = p.__CID
+                UNION ALL
+                SELECT __MERGED_SEQ * 2, {keys}, __XWS, __XWE, NULL, TRUE,
+                       {", ".join(f"__X{i}" for i in range(n))}, __XPART, FALSE, __OK
+                FROM x WHERE __NPOINTS > 0 AND __NSTORED = 1 AND (__MIN <> __XWS OR __MAX <> __XWE)
+            )"""
         sql += f"""
             SELECT (row_number() OVER (ORDER BY __ORD) - 1)::BIGINT AS {SEQ}, {keys}, {_WS}, {_WE},
                    {_WE} AS {TS}, {PRIOR_PASS}, {FORCE_DELETE}, FALSE AS {SKIP}, {states}, {results},
-                   {PART}, __KEEP, bool_and(__OK) OVER () AS __OK
+                   {PART}, __KEEP, __ORD, bool_and(__OK) OVER () AS __OK
             FROM t ORDER BY __ORD
         """
         emitted = self._relation("__sess_rows", rows, sql, con=state)
         if emitted.num_rows and not emitted.column("__OK")[0].as_py():
             return None
-        types = {_state_col(i): sqltypes.to_arrow(c.accumulator.state_type) for i, c in enumerate(calls)}
-        types |= {c.name: sqltypes.to_arrow(c.accumulator.return_type) for c in calls}
-        for name, t in types.items():
-            at = emitted.schema.get_field_index(name)
-            if emitted.schema.field(at).type != t:
-                emitted = emitted.set_column(at, name, emitted.column(name).cast(t))
-        out, full = self._output(emitted.drop_columns([PART, "__KEEP", "__OK"]))
-        kept = emitted.select([*self.group_cols, *(_state_col(i) for i in range(n)), TS, PART, "__KEEP"])
-        kept = kept.append_column(PASS, full.column(PASS))
-        self._groups.upsert(state, kept.filter(pc.is_valid(kept.column("__KEEP"))), keep="__KEEP")
-        return out
+        return emitted.drop_columns(["__OK"])
+
+    def _session_runs_sql(self) -> str:
+        """The CTEs of :meth:`_sessions_in_order` over ``__sess_rows``, ending with ``s``: each
+        record with its run (``__SID``; run 0 extends the key's latest stored session) and
+        whether it is in order (``__OK``), with that session's bounds, state and HAVING result."""
+        w = self.window
+        assert w is not None
+        gap, grace = w.gap_ms, w.grace_ms
+        n = len(self.step.calls)
+        keys = ", ".join(_q(k) for k in self.keys)
+
+        def on(a: str, b: str) -> str:
+            return " AND ".join(f"{a}.{_q(k)} IS NOT DISTINCT FROM {b}.{_q(k)}" for k in self.keys)
+
+        return f"""
+            WITH p AS (
+                SELECT g.*, row_number() OVER (PARTITION BY {", ".join(f"g.{_q(k)}" for k in self.keys)}
+                                               ORDER BY g.{_WE} DESC) AS __RN
+                FROM {self.tables.groups} g SEMI JOIN (SELECT DISTINCT {keys} FROM __sess_rows) k ON {on("g", "k")}
+            ),
+            l AS (SELECT * FROM p WHERE __RN = 1),
+            l2 AS (SELECT {keys}, {_WE} AS __WE2 FROM p WHERE __RN = 2),
+            o AS (
+                SELECT r.*, lag(r.{TS}) OVER (PARTITION BY {", ".join(f"r.{_q(k)}" for k in self.keys)}
+                                              ORDER BY r.{SEQ}) AS __PREV,
+                       l.{_WS} AS __LWS, l.{_WE} AS __LWE, l.{PASS} AS __LPASS, l.{PART} AS __LPART,
+                       {", ".join(f"l.{_state_col(i)} AS __L{i}" for i in range(n))}, l2.__WE2
+                FROM __sess_rows r LEFT JOIN l ON {on("r", "l")} LEFT JOIN l2 ON {on("r", "l2")}
+            ),
+            s AS (
+                SELECT *,
+                       sum(CASE WHEN __PREV IS NULL THEN __LWE IS NULL OR {TS} - __LWE > {gap}
+                                ELSE {TS} - __PREV > {gap} END::INTEGER)
+                           OVER (PARTITION BY {keys} ORDER BY {SEQ}) AS __SID,
+                       COALESCE({TS} >= "__ST" - {grace} AND {TS} >= COALESCE(__PREV, __LWE, {TS})
+                                AND {TS} - {gap} > COALESCE(__WE2, {_MIN_TS}), FALSE) AS __OK
+                FROM o
+            )"""
+
+    def _session_components_sql(self) -> str:
+        """The CTEs of :meth:`_sessions_in_order` with caching over ``__sess_rows``, ending with
+        ``c``: the records (points) and the stored sessions of their keys (intervals), each with
+        its final session (``__CID``). Without records dropped as late or past expiry, a key's
+        sessions after a batch do not depend on the order of its records: a record merges the
+        sessions within the gap of it, and a merged session has no hole wider than the gap, so
+        the sessions are the runs, in time order, of records within the gap of the run so far
+        and of stored sessions within the gap of one of its records. ``__OK``: the record is
+        within the grace period of stream time, or the stored session more than the gap from
+        the key's previous one (both hold but at an expiry's edge)."""
+        w = self.window
+        assert w is not None
+        gap, grace = w.gap_ms, w.grace_ms
+        n = len(self.step.calls)
+        keys = ", ".join(_q(k) for k in self.keys)
+        args = ", ".join(dict.fromkeys(a for arg in self.args for a in arg))
+        order = f"PARTITION BY {keys} ORDER BY __B, __STORED DESC, __SEQ"
+        return f"""
+            WITH l AS (
+                SELECT g.* FROM {self.tables.groups} g
+                SEMI JOIN (SELECT DISTINCT {keys} FROM __sess_rows) k
+                ON {" AND ".join(f"g.{_q(k)} IS NOT DISTINCT FROM k.{_q(k)}" for k in self.keys)}
+            ),
+            items AS (
+                SELECT {keys}, {TS} AS __B, {TS} AS __E, {SEQ} AS __SEQ, FALSE AS __STORED,
+                       {PART} AS __PART, COALESCE({TS} >= "__ST" - {grace}, FALSE) AS __OK, {SIGN}{", " + args if args else ""}
+                FROM __sess_rows
+                UNION ALL BY NAME
+                SELECT {keys}, {_WS} AS __B, {_WE} AS __E, TRUE AS __STORED,
+                       COALESCE({_WS} - lag({_WE}) OVER (PARTITION BY {keys} ORDER BY {_WS}) > {gap}, TRUE) AS __OK,
+                       {_WS} AS __XWS, {_WE} AS __XWE, {PASS} AS __XPASS, {PART} AS __XPART,
+                       {", ".join(f"{_state_col(i)} AS __X{i}" for i in range(n))}
+                FROM l
+            ),
+            w AS (
+                SELECT *, max(__E) OVER before AS __MAXE,
+                       max(CASE WHEN NOT __STORED THEN __E END) OVER before AS __MAXP,
+                       arg_max(__PART, __SEQ) OVER (PARTITION BY {keys}) AS __KPART
+                FROM items
+                WINDOW before AS ({order} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+            ),
+            c0 AS (
+                SELECT *, sum(COALESCE(__B - CASE WHEN __STORED THEN __MAXP ELSE __MAXE END > {gap}, TRUE)::INTEGER)
+                              OVER ({order} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS __CID
+                FROM w
+            ),
+            c AS (
+                SELECT *, max(__XWS) OVER (PARTITION BY {keys}, __CID) AS __CWS,
+                       max(__XWE) OVER (PARTITION BY {keys}, __CID) AS __CWE,
+                       bool_and(__OK) OVER (PARTITION BY {keys}) AS __KOK
+                FROM c0
+            )"""
+
+    def _session_keys_in_order(self, rows: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Array:
+        """Whether each row's key can take :meth:`_sessions_in_order` (all its records in order)."""
+        keys = ", ".join(_q(k) for k in self.keys)
+        if self.step.per_record:
+            sql = f"""{self._session_runs_sql()}
+                SELECT bool_and(__OK) OVER (PARTITION BY {keys}) AS __KOK FROM s ORDER BY {SEQ}
+            """
+        else:  # a key is out whose records make a session of two stored ones
+            sql = f"""{self._session_components_sql()}
+                SELECT __KOK AND bool_and(__NSTORED <= 1 OR __NPOINTS = 0) OVER (PARTITION BY {keys}) AS __KOK
+                FROM (
+                    SELECT *, count(*) FILTER (WHERE __STORED) OVER (PARTITION BY {keys}, __CID) AS __NSTORED,
+                           count(*) FILTER (WHERE NOT __STORED) OVER (PARTITION BY {keys}, __CID) AS __NPOINTS
+                    FROM c
+                ) WHERE NOT __STORED ORDER BY __SEQ
+            """
+        return self._relation("__sess_rows", rows, sql, con=state).column("__KOK").combine_chunks()
 
     # ------------------------------------------------------------------ output
 

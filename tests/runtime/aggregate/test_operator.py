@@ -11,6 +11,7 @@ import random
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 from ksqlpy.parser import parse_statement
@@ -411,6 +412,16 @@ def test_session_windows_with_caching_emit_what_a_caching_session_store_flushes(
     ).fetchall()
 
 
+def observable(rows: pa.Table) -> list[dict[str, object]]:
+    """A batch's output as a sink sees it: a tombstone (``__DELETE``) has no value columns."""
+    out = []
+    for r in rows.to_pylist():
+        if r["__DELETE"]:
+            r = {k: v for k, v in r.items() if k.startswith("__") or k == "ID"}
+        out.append(r)
+    return out
+
+
 def ordered_session_batch(rng: random.Random, n: int, t0: int, shuffled: bool) -> pa.Table:
     """Records of a few keys in time order (steps within and past a 1 s gap), or shuffled."""
     times, t = [], t0
@@ -448,8 +459,9 @@ def ordered_session_batch(rng: random.Random, n: int, t0: int, shuffled: bool) -
 def test_session_batches_in_time_order_aggregate_as_record_by_record(
     seed: int, query: str, per_record: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A batch in time order per key is aggregated in one statement (one run of records per
-    # session); its output and the state it leaves are those of the records one by one.
+    # A batch is aggregated in one statement: in time order per key with per-record output (one
+    # run of records per session), in any order with caching (unless a record is late); its
+    # output and the state it leaves are those of the records one by one.
     grouped = processor(STREAM, query, vectorized=True, per_record=per_record)
     one_by_one = processor(STREAM, query, vectorized=True, per_record=per_record)
     assert grouped._sessions_groupable
@@ -457,8 +469,8 @@ def test_session_batches_in_time_order_aggregate_as_record_by_record(
     taken = []
     in_order = AggregateProcessor._sessions_in_order
 
-    def counted(self: AggregateProcessor, rows: pa.Table, state: duckdb.DuckDBPyConnection) -> object:
-        out = in_order(self, rows, state)
+    def counted(self: AggregateProcessor, rows: pa.Table, state: duckdb.DuckDBPyConnection, **kw: bool) -> object:
+        out = in_order(self, rows, state, **kw)
         taken.append(out is not None)
         return out
 
@@ -469,14 +481,17 @@ def test_session_batches_in_time_order_aggregate_as_record_by_record(
     for b in range(10):
         batch = ordered_session_batch(rng, rng.choice([200, 400]), t0, shuffled=b in (3, 7))
         t0 = max(batch.column("ROWTIME").to_pylist()) - rng.choice([0, 500, 1500, 4000])
-        assert grouped.process(batch, grouped_state).rows.to_pylist() == one_by_one.process(
-            batch, one_by_one_state
-        ).rows.to_pylist()
+        assert observable(grouped.process(batch, grouped_state).rows) == observable(
+            one_by_one.process(batch, one_by_one_state).rows
+        )
         table = grouped.tables.groups
         assert grouped_state.sql(f"SELECT * FROM {table} ORDER BY ALL").fetchall() == one_by_one_state.sql(
             f"SELECT * FROM {table} ORDER BY ALL"
         ).fetchall()
-    assert any(taken) and not all(taken)  # both the grouped and the record-by-record way ran
+    assert any(taken)
+    if per_record or "GRACE" in query:
+        # shuffled batches: out of order (per-record output), or records past the grace period
+        assert not all(taken)
 
 
 @pytest.mark.parametrize("per_record", [False, True])
@@ -505,7 +520,7 @@ def test_a_session_batch_reaching_two_stored_sessions_is_aggregated_record_by_re
         }
     )
     got = grouped.process(batch, states[0]).rows.to_pylist()
-    assert got == one_by_one.process(batch, states[1]).rows.to_pylist()
+    assert observable(pa.Table.from_pylist(got)) == observable(one_by_one.process(batch, states[1]).rows)
     # both stored sessions were merged away into one holding every record
     if per_record:
         got = got[:2] + got[-1:]
@@ -538,3 +553,70 @@ def test_a_session_aggregation_without_aggregate_functions_has_the_sessions_of_a
             for p, s in zip((bare, counted), states, strict=True)
         ]
         assert got[0] == got[1] and got[0]
+
+
+@pytest.mark.parametrize("per_record", [False, True])
+@pytest.mark.parametrize("seed", range(3))
+def test_a_session_batch_with_some_keys_out_of_order_splits_by_key(
+    per_record: bool, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Keys whose records come in time order take one statement, the others the loop; the
+    # output, interleaved in the records' order, and the state are those of the loop alone.
+    query = (
+        "SELECT ID, COUNT(*) AS C, SUM(V) AS S FROM S WINDOW SESSION (1 SECOND, GRACE PERIOD 3 SECONDS) "
+        "GROUP BY ID HAVING SUM(V) % 4 <> 1 EMIT CHANGES;"
+    )
+    split = processor(STREAM, query, vectorized=True, per_record=per_record)
+    one_by_one = processor(STREAM, query, vectorized=True, per_record=per_record)
+    one_by_one._sessions_groupable = False
+    splits = []
+    keys_in_order = AggregateProcessor._session_keys_in_order
+
+    def counted(self: AggregateProcessor, rows: pa.Table, state: duckdb.DuckDBPyConnection) -> pa.Array:
+        ordered = keys_in_order(self, rows, state)
+        splits.append((pc.sum(ordered).as_py(), len(ordered)))
+        return ordered
+
+    monkeypatch.setattr(AggregateProcessor, "_session_keys_in_order", counted)
+    rng = random.Random(seed)
+    states = duckdb.connect(), duckdb.connect()
+    t0 = 0
+    for _ in range(6):
+        batch = ordered_session_batch(rng, 600, t0, shuffled=False)
+        t0 = max(batch.column("ROWTIME").to_pylist())
+        # one key's records out of order (some late), the others in order
+        ids, times = batch.column("ID").to_pylist(), batch.column("ROWTIME").to_pylist()
+        late = rng.choice("abcde")
+        times = [t - rng.choice([0, 1500, 2500, 6000]) if k == late else t for k, t in zip(ids, times, strict=True)]
+        batch = batch.set_column(2, "ROWTIME", pa.array(times, pa.int64()))
+        assert observable(split.process(batch, states[0]).rows) == observable(one_by_one.process(batch, states[1]).rows)
+        table = split.tables.groups
+        assert states[0].sql(f"SELECT * FROM {table} ORDER BY ALL").fetchall() == states[1].sql(
+            f"SELECT * FROM {table} ORDER BY ALL"
+        ).fetchall()
+    assert any(0 < ordered < n for ordered, n in splits)  # batches were split between the two ways
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("grace", ["", ", GRACE PERIOD 3 SECONDS"])
+def test_session_batches_in_any_order_with_caching_aggregate_as_record_by_record(seed: int, grace: str) -> None:
+    # Batches out of order that reach back into earlier batches' sessions, merging them (two
+    # stored sessions into one: the loop's way), with and without records past the grace period.
+    query = (
+        "SELECT ID, COUNT(*) AS C, SUM(V) AS S, MAX(V) AS HI FROM S "
+        f"WINDOW SESSION (1 SECOND{grace}) GROUP BY ID HAVING COUNT(*) % 5 <> 2 EMIT CHANGES;"
+    )
+    grouped = processor(STREAM, query, vectorized=True, per_record=False)
+    one_by_one = processor(STREAM, query, vectorized=True, per_record=False)
+    one_by_one._sessions_groupable = False
+    rng = random.Random(seed)
+    states = duckdb.connect(), duckdb.connect()
+    for b in range(8):
+        batch = session_batch(rng, rng.choice([150, 300]), b * 2500)
+        times = batch.column("ROWTIME").to_pylist()
+        batch = batch.set_column(2, "ROWTIME", pa.array([t * rng.choice([1, 1, 1, 2]) // 2 for t in times], pa.int64()))
+        assert observable(grouped.process(batch, states[0]).rows) == observable(one_by_one.process(batch, states[1]).rows)
+        table = grouped.tables.groups
+        assert states[0].sql(f"SELECT * FROM {table} ORDER BY ALL").fetchall() == states[1].sql(
+            f"SELECT * FROM {table} ORDER BY ALL"
+        ).fetchall()
