@@ -43,13 +43,18 @@ class Pageviews:
     durations: np.ndarray  # DURATION of each event, to count how many a filter keeps
 
 
-def pageviews(start: int, n: int, *, users: int = 100_000, pages: int = 200, seed: int = 7) -> Pageviews:
-    """Events ``start .. start + n`` (deterministic for a given ``start`` and ``seed``)."""
+def pageviews(
+    start: int, n: int, *, users: int = 100_000, pages: int = 200, seed: int = 7, late: float = 0.0
+) -> Pageviews:
+    """Events ``start .. start + n`` (deterministic for a given ``start`` and ``seed``), 1 ms
+    apart; a fraction ``late`` of them arrive up to a minute late (their time is earlier)."""
     rng = np.random.default_rng(seed + start)
     user = rng.integers(0, users, n)
     page = rng.integers(0, pages, n)
     duration = rng.integers(1, 120, n)
     viewtime = np.arange(BASE_TIME + start, BASE_TIME + start + n, dtype=np.int64)
+    if late:
+        viewtime -= np.where(rng.random(n) < late, rng.integers(0, 60_000, n), 0)
 
     value = pc.binary_join_element_wise(
         '{"PAGE":"/page/',

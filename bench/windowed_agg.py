@@ -146,7 +146,7 @@ def phase_throughput(args: argparse.Namespace) -> dict[str, Any]:
     with bench_engine(args.store, extra) as engine:
         session = engine.session()
         session.execute_all(PAGEVIEWS_DDL.format(topic="pageviews", partitions=args.partitions))
-        load_s, _ = load_pageviews(engine, "pageviews", args.events, pages=PAGES)
+        load_s, _ = load_pageviews(engine, "pageviews", args.events, pages=PAGES, late=args.late)
         print(f"loaded {args.events:,} events in {load_s:.2f}s", file=sys.stderr)
         first = FirstPoll(engine.store)
         session.execute_all(VARIANTS[args.window])
@@ -158,6 +158,7 @@ def phase_throughput(args: argparse.Namespace) -> dict[str, Any]:
             "window": args.window,
             "store": args.store,
             "cache": args.cache,
+            "late": args.late,
             "events": query.records_in,
             "sink_records": query.records_out,
             "seconds": round(elapsed, 3),
@@ -357,6 +358,8 @@ def _child(phase: str, args: argparse.Namespace, **overrides: Any) -> dict[str, 
         str(args.concurrency),
         "--window",
         "tumbling" if args.window == "all" else args.window,
+        "--late",
+        str(args.late),
     ]
     for name, value in overrides.items():
         argv += [f"--{name.replace('_', '-')}", str(value)]
@@ -378,6 +381,8 @@ def _report(result: dict[str, Any]) -> None:
     head = f"[{result['store']}] {result['phase']}"
     if result["phase"] == "throughput":
         head += f" {result['window']} cache={result['cache']}"
+        if result.get("late"):
+            head += f" late={result['late']:g}"
     else:
         head += f" keys={result['keys']:,}"
     print(
@@ -421,6 +426,9 @@ def main() -> None:
         choices=(*VARIANTS, "all"),
         default="tumbling",
         help="the throughput phase's window or aggregate (all: each in turn, with the default phases)",
+    )
+    ap.add_argument(
+        "--late", type=float, default=0.0, help="fraction of events that arrive up to a minute late"
     )
     ap.add_argument("--pull-seconds", type=float, default=0.0)
     ap.add_argument("--concurrency", type=int, default=8)
