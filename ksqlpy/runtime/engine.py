@@ -287,9 +287,12 @@ class Engine:
         self.last_command_offset = max(self.last_command_offset, seq)
         return seq
 
-    def start_persistent(self, plan: QueryPlan, properties: Mapping[str, Any] | None = None) -> PersistentQuery:
+    def start_persistent(
+        self, plan: QueryPlan, properties: Mapping[str, Any] | None = None, *, start: bool = True
+    ) -> PersistentQuery:
         """Start (or, on replay, restart) a persistent query; where a query without committed
-        positions starts reading is ``auto.offset.reset`` as set in its statement's session."""
+        positions starts reading is ``auto.offset.reset`` as set in its statement's session.
+        ``start=False``: registered only, for the caller to start."""
         from ksqlpy.runtime.group_by import GroupByQuery, uses_repartition_topic
         from ksqlpy.runtime.join.runner import JoinQuery
 
@@ -309,7 +312,7 @@ class Engine:
             query.configure(self.config.merged(properties or {}))
         query.standby_placement = self._place_standbys
         self.queries[plan.query_id] = query
-        if not self.replaying:
+        if start and not self.replaying:
             query.start()
         return query
 
@@ -422,13 +425,18 @@ class Engine:
         if materialize:
             self._ensure_topic(sink)
             self.catalog.add(sink)
-        query = self.start_persistent(compiled, properties)
+        query = self.start_persistent(compiled, properties, start=False)
         self.ksql_plans[compiled.query_id] = plan
         self._count_query_id(compiled.query_id)
-        if materialize and sink.is_table:
-            self.materialize(sink, generation)
-            # the query may feed its rows into the table's state (materialize.py, "Fed partitions")
-            query.materializer_of = functools.partial(self.materializers.get, sink.name)
+        try:
+            if materialize and sink.is_table:
+                # The table's materializer exists before the query starts: the query may feed its
+                # rows into the table's state (materialize.py, "Fed partitions") from its first batch.
+                self.materialize(sink, generation)
+                query.materializer_of = functools.partial(self.materializers.get, sink.name)
+        finally:
+            if not self.replaying:
+                query.start()
         return query
 
     def _count_query_id(self, query_id: str) -> None:

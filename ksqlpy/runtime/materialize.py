@@ -64,6 +64,13 @@ where it is provably right and reading the topic everywhere else:
   too (the state commits just after Kafka's transaction; ``feed_lock``) and, on the embedded
   store, while the partition ends where the last fed transaction left it; a position past
   records skipped while reading stopped is published only then too;
+- the read-ahead: a new aggregation on Kafka processes its input while its consumer joins the
+  group (``TopicReader.read_ahead``), and what it produces then is committed at the assignment.
+  When the table's topic is still empty and nothing was read, the query takes the partition from
+  offset 0 before its first output (:meth:`Materializer.feed_ahead`): it keeps the rows it
+  produces, one per key, and hands them over once the read-ahead is kept (:meth:`end_ahead`),
+  pull queries waiting for the partition until then; a read-ahead aborted, or rows past their
+  limit, leave the partition to be read from the topic, as at the end of feeding;
 - the end: when the query loses the partition, stops or fails, the partition is dropped and read
   again from the topic up to the reader's position (:meth:`Materializer.stop_feeding`, then
   ``_follow``), which also covers records another server wrote meanwhile; pull queries wait for it.
@@ -345,6 +352,9 @@ class Materializer:
         #: committed: every record from the hand-over up to there is in the state, and a record
         #: past it that no fed transaction wrote came from another writer (see feed_from)
         self._fed_end: dict[int, int] = {}
+        #: fed partitions taken while the query reads ahead of its group's first assignment,
+        #: until it has handed over the rows it produced meanwhile (see feed_ahead)
+        self._ahead_pending: set[int] = set()
         #: held by the feeding query through each batch's transaction (see _commit)
         self.feed_lock = threading.Lock()
         #: fed partitions, left out of the reader, with the offset reading stopped at
@@ -414,7 +424,7 @@ class Materializer:
     def _fed_covers(self, partition: int, end: int) -> bool:
         """(Under ``_cond``.) Whether fed partition ``partition``'s records before ``end`` are in
         the state: still fed, and (on the embedded store) none past what the fed transactions wrote."""
-        if partition not in self._fed or partition in self._unfed:
+        if partition not in self._fed or partition in self._unfed or partition in self._ahead_pending:
             return False
         fed_end = self._fed_end.get(partition)
         return fed_end is None or end <= fed_end
@@ -846,6 +856,60 @@ class Materializer:
         log.info("Table %s: the query writing it feeds partition %d from offset %d", self.name, partition, end)
         return Handover.FED
 
+    def feed_ahead(self, partitions: int) -> frozenset[int]:
+        """Take every partition's rows from the query writing the table while it reads ahead of
+        its group's first assignment, before it has produced anything: it keeps the rows it
+        produces for the table meanwhile and hands them over at once when the read-ahead is
+        kept (:meth:`end_ahead`), so the records it committed are never read back. Otherwise a
+        new aggregation over a backlog has the materializer read back, decode and upsert
+        everything its read-ahead produced (one record per input record without a cache), on
+        the other core, while the query goes on; the hand-over (:meth:`start_feeding`) waits
+        for that.
+
+        Only on Kafka, for a table :meth:`feedable` there whose topic is empty, with nothing
+        read or fed yet; pull queries wait for the partitions until the rows are in. Returns
+        the partitions taken (none: not so)."""
+        if self.owned is None or not self.feedable(partitions) or self.records_in:
+            return frozenset()
+        if any(self.store.end_offsets(self.source.topic).values()):
+            return frozenset()
+        taken = frozenset(range(partitions))
+        with self._cond:
+            if self._fed or self._unfed or self._ahead_pending or any(self._committed.values()):
+                return frozenset()
+            for p in taken:
+                self._fed[p] = 0
+            self._ahead_pending |= taken
+        log.info(
+            "Table %s: the query writing it reads ahead of its group's join and keeps the rows of "
+            "partition(s) %s for it",
+            self.name,
+            sorted(taken),
+        )
+        return taken
+
+    def end_ahead(self, partitions: frozenset[int], rows: pa.Table | None) -> None:
+        """The read-ahead that took ``partitions`` (:meth:`feed_ahead`) has ended: ``rows`` (as
+        for :meth:`feed`, one per key at most) are what it committed to them, now upserted; None
+        when it was not kept, or the query gave the rows up, and the partitions are read from
+        the topic instead (its records up to the query's later hand-over)."""
+        try:
+            if rows is not None:
+                with self._state_transaction() as con:
+                    latest = self.latest_rows(con, rows)
+                    self._upsert(con, latest)
+                log.info(
+                    "Table %s: took %s rows the query wrote while reading ahead, none read back",
+                    self.name,
+                    f"{latest.num_rows:,}",
+                )
+        finally:
+            with self._cond:
+                self._ahead_pending -= partitions
+                self._cond.notify_all()
+            if rows is None:
+                self.stop_feeding(partitions)
+
     def stop_feeding(self, partitions: frozenset[int]) -> None:
         """The query no longer feeds ``partitions`` (it lost them, or stopped): they are read
         again from the topic (see :meth:`_follow`); pull queries wait for that."""
@@ -861,8 +925,17 @@ class Materializer:
     def feed(self, con: duckdb.DuckDBPyConnection, rows: pa.Table) -> None:
         """Upsert rows the query writes to fed partitions, in the query's transaction: columns
         as in the table (by ksqlDB name, hidden ones included) and ``__tomb``, in record order."""
-        if rows.num_rows == 0:
-            return
+        if rows.num_rows:
+            self._upsert(con, self.latest_rows(con, rows))
+
+    def compact(self, con: duckdb.DuckDBPyConnection, rows: pa.Table) -> pa.Table:
+        """Rows as :meth:`feed` takes them, cut to the last of each key (see :meth:`latest_rows`)."""
+        return self.latest_rows(con, rows).rename_columns([*self.layout.column_names, "__tomb"])
+
+    def latest_rows(self, con: duckdb.DuckDBPyConnection, rows: pa.Table) -> pa.Table:
+        """Of rows as :meth:`feed` takes them, the last of each key whose key columns are all
+        set, columns by their DuckDB names (and ``__tomb``); ``con`` runs the query that picks
+        them where one is needed."""
         layout = self.layout
         names = [*layout.column_names, "__tomb"]
         table = pa.table(
@@ -872,8 +945,7 @@ class Materializer:
             # no SQL needed to keep a key's last row (a dedupe query cost ~20 % of feeding a batch)
             stored = [table.column(duckdb_name(c.name)).is_valid() for c in self.source.key_columns]
             mask = functools.reduce(pc.and_, stored) if stored else None
-            self._upsert(con, table.filter(mask) if mask is not None else table)
-            return
+            return table.filter(mask) if mask is not None else table
         table = table.append_column("__seq", pa.array(np.arange(table.num_rows, dtype=np.int64)))
         keys = [quote_column(c.name) for c in self.source.key_columns]
         not_null = " AND ".join(f"{k} IS NOT NULL" for k in keys) or "TRUE"
@@ -887,7 +959,7 @@ class Materializer:
             ).to_arrow_table()
         finally:
             con.unregister("__mat_fed")
-        self._upsert(con, latest)
+        return latest
 
     def _one_row_per_key(self, table: pa.Table) -> bool:
         """Whether fed rows hold one row per key of the table: a single row, or distinct values

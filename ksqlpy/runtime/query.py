@@ -71,6 +71,12 @@ FEED_HANDOVER_SECONDS = 2.0
 #: How long it goes on letting the materializer read the partition before it asks again, after it
 #: waited in vain (a materializer still reading the partition in is asked again after the next batch).
 FEED_RETRY_SECONDS = 1.0
+#: Bytes of table rows (one per key) a query keeps while it reads ahead of its group's first
+#: assignment, for the table's state (see _AheadRows); past them it leaves the materializer to
+#: read its output back, as it reads any other.
+AHEAD_ROWS_MAX_BYTES = 32 << 20
+#: Rows kept while reading ahead before they are first cut to one per key.
+AHEAD_ROWS_COMPACT = 50_000
 
 
 @dataclass(slots=True)
@@ -533,8 +539,11 @@ class QueryRunner:
         if self._partitioned is not None:
             reader.listener = _AfterCommit(self._partitioned, self._await_commit)
         if self.reads_ahead():
-            reader.read_ahead(fresh_state=self._processor is not None)
+            reader.read_ahead(fresh_state=self._processor is not None, on_finish=self._ahead_ended)
         return reader
+
+    def _ahead_ended(self, kept: bool) -> None:
+        """The read-ahead has ended (see ``TopicReader.read_ahead``); ``kept``: committed."""
 
     def reads_ahead(self) -> bool:
         """Whether the query reads its input while its consumer joins the group, rather than
@@ -889,6 +898,62 @@ class PersistentQuery(QueryRunner):
                 # (NOT_YET: reading the partition in or far behind, asked again after the next batch)
         return (target, fed) if fed else None
 
+    #: the rows kept for the table while reading ahead (see _AheadRows); None: not so
+    _ahead_rows: _AheadRows | None = None
+    #: whether a read-ahead batch has produced records yet (the rows are kept from the first on)
+    _ahead_produced = False
+
+    def _keeping_ahead(self, reader: Any) -> _AheadRows | None:
+        """(A batch read ahead of the group's first assignment, before it produces.) The rows
+        kept for the table this query writes: from the read-ahead's first output on, when the
+        table's materializer takes the partitions then (``Materializer.feed_ahead``)."""
+        if self._ahead_produced:
+            return self._ahead_rows
+        self._ahead_produced = True
+        lookup = self.materializer_of
+        target = lookup() if lookup is not None else None
+        if (
+            target is None
+            or type(self) is not PersistentQuery
+            or self._processor is None
+            or not getattr(self.store, "exactly_once", False)
+        ):
+            return None
+        assert self.plan.sink is not None
+        if self._sink_partitions is None:
+            spec = self.store.describe_topic(self.plan.sink.topic)
+            self._sink_partitions = spec.partitions if spec is not None else 0
+        taken = target.feed_ahead(self._sink_partitions)
+        if not taken:
+            return None
+        self._stop_feeding()
+        self._feeding_to = target
+        # the assignment that ends the read-ahead moves nothing away: feeding goes on after it
+        self._feed_revokes = getattr(reader, "_revokes", None)
+        self._ahead_rows = _AheadRows(target, taken)
+        return self._ahead_rows
+
+    def _keep_ahead(self, kept: _AheadRows, rows: pa.Table) -> None:
+        """Keep a read-ahead batch's rows for the table (its outputs were sent); past
+        :data:`AHEAD_ROWS_MAX_BYTES` the table reads the partitions from the topic instead."""
+        if kept is not self._ahead_rows:
+            return
+        cursor = self.store.state_cursor()
+        try:
+            fits = kept.add(rows, cursor)
+        finally:
+            cursor.close()
+        if not fits:
+            self._ahead_rows = None
+            kept.target.end_ahead(kept.partitions, None)
+
+    def _ahead_ended(self, kept: bool) -> None:
+        """The read-ahead has ended: the rows it kept go into the table's state when it was
+        kept, else the table reads the partitions from the topic."""
+        ahead, self._ahead_rows = self._ahead_rows, None
+        if ahead is not None:
+            ahead.target.end_ahead(ahead.partitions, ahead.table() if kept else None)
+
     def _stop_feeding(self) -> None:
         target = self._feeding_to
         if target is not None:
@@ -903,7 +968,10 @@ class PersistentQuery(QueryRunner):
         # batch read ahead of the group's assignment goes into the read-ahead's (reads_ahead).
         assert encoder is not None and self.plan.sink is not None and self.group is not None
         ahead = reader.ahead_transaction()
-        feeding = self._feeding(reader, ahead is not None)
+        # (a batch read ahead keeps its rows for the table instead, see _keeping_ahead)
+        feeding = self._feeding(reader, False) if ahead is None else None
+        keeping: _AheadRows | None = None
+        kept_rows: pa.Table | None = None
         # The materializer publishes how far it has read the records this batch feeds only
         # once their state is committed too (it commits after Kafka's transaction does).
         fed = feeding[0].feed_lock if feeding is not None else contextlib.nullcontext()
@@ -915,6 +983,13 @@ class PersistentQuery(QueryRunner):
             self.operator_counts.add("main/out", result.rows.num_rows)
             records, errors, inner = _encode_windowed(encoder, self.plan.sink, result.rows)
             self.plog.write(self.query_id, errors)
+            if records.num_rows and ahead is not None:
+                keeping = self._keeping_ahead(reader)
+                if keeping is not None and (inner is not None or self.plan.sink.window is None):
+                    kept_rows = _fed_rows(self.plan.sink, result.rows, records, inner, keeping.partitions)
+                elif keeping is not None:  # (no window columns) the materializer reads them
+                    self._ahead_rows = None
+                    keeping.target.end_ahead(keeping.partitions, None)
             if records.num_rows:
                 target, partitions = feeding if feeding is not None else (None, frozenset())
                 if target is not None and inner is None and self.plan.sink.window is not None:
@@ -936,6 +1011,8 @@ class PersistentQuery(QueryRunner):
                 # batch, processed only after it (see _committed).
                 self._commit_later(stack.pop_all(), records)
                 return
+        if keeping is not None and kept_rows is not None:
+            self._keep_ahead(keeping, kept_rows)
         self.records_out += records.num_rows
         self.bytes_out += record_bytes(records)
         self.operator_counts.add("sink", records.num_rows)
@@ -949,6 +1026,35 @@ class PersistentQuery(QueryRunner):
             and self._partitioned is not None
             and bool(getattr(self.store, "exactly_once", False))
         )
+
+
+class _AheadRows:
+    """The rows a query produced for its table's partitions while reading ahead of its group's
+    first assignment (``Materializer.feed_ahead``), cut to the last of each key as they grow:
+    handed to the table's state when the read-ahead is kept, instead of the materializer
+    reading back, decoding and upserting what the read-ahead committed."""
+
+    def __init__(self, target: Any, partitions: frozenset[int]) -> None:
+        self.target = target
+        self.partitions = partitions
+        self._parts: list[pa.Table] = []
+        self._rows = 0
+        self._compacted = 0
+
+    def add(self, rows: pa.Table, con: duckdb.DuckDBPyConnection) -> bool:
+        """Keep ``rows`` (``con`` runs the query cutting them to one per key); False when the
+        rows kept, one per key, are past :data:`AHEAD_ROWS_MAX_BYTES`."""
+        self._parts.append(rows)
+        self._rows += rows.num_rows
+        if self._rows < max(AHEAD_ROWS_COMPACT, 2 * self._compacted):
+            return True
+        table = self.target.compact(con, pa.concat_tables(self._parts))
+        self._parts, self._rows, self._compacted = [table], table.num_rows, table.num_rows
+        return bool(table.nbytes <= AHEAD_ROWS_MAX_BYTES)
+
+    def table(self) -> pa.Table | None:
+        """Every row kept, in the order produced (None: none)."""
+        return pa.concat_tables(self._parts) if self._parts else None
 
 
 class _AfterCommit:

@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -201,3 +202,117 @@ def test_two_servers_starting_a_windowed_aggregation_at_once(
     # Each server reads ahead once if both find the query new; on a loaded machine B may start
     # it after A's read-ahead wrote to the changelogs, and then waits for its assignment.
     assert 1 <= len(outcomes) <= 2, outcomes
+
+
+def _one_partition(engine: Engine, run: str) -> None:
+    engine.session().execute_all(
+        f"CREATE STREAM s (k VARCHAR KEY, v INT) WITH (kafka_topic='s_{run}', value_format='JSON', partitions=1);"
+    )
+
+
+def _messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records]
+
+
+@pytest.mark.parametrize("cache", ["10000000", "0"], ids=["cache", "no-cache"])
+def test_the_rows_a_read_ahead_produced_go_into_the_table_without_reading_its_topic_back(
+    kafka_bootstrap: str,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    cache: str,
+) -> None:
+    """The query keeps the rows it writes to the table while reading ahead, cut to one per key
+    as they grow, and hands them over when the read-ahead is kept; the table's materializer
+    reads none of the records back, then or after."""
+    from ksqlpy.runtime import query as query_module
+
+    # batches of 2,000 records, cut to one row per key every few batches
+    monkeypatch.setattr(query_module, "STATEFUL_BATCH_SIZE", 2_000)
+    monkeypatch.setattr(query_module, "AHEAD_ROWS_COMPACT", 500)
+    run = uuid.uuid4().hex[:10]
+    settings = {
+        **_settings(kafka_bootstrap, f"aheadrows_{run}_", tmp_path / "data"),
+        "ksql.streams.cache.max.bytes.buffering": cache,
+    }
+    engine = Engine.open(settings)
+    try:
+        _one_partition(engine, run)
+        _produce(kafka_bootstrap, f"s_{run}", 0, ROWS)
+        caplog.set_level(logging.INFO, logger="ksqlpy")
+        engine.session().execute_all(_CTAS.format(run=run))
+        assert engine.wait_idle(60)
+        assert [o for _, o in _outcomes(caplog)] == ["kept"]
+        want = _want(ROWS)
+        assert any(
+            f"took {len(want)} rows the query wrote while reading ahead" in m for m in _messages(caplog)
+        )
+        assert _pulled(engine, want) == want
+        assert engine.materializers["T"].records_in == 0
+        # the query goes on feeding the table after its read-ahead
+        _produce(kafka_bootstrap, f"s_{run}", ROWS, 5_000)
+        assert _pulled(engine, _want(ROWS + 5_000)) == _want(ROWS + 5_000)
+        assert engine.materializers["T"].records_in == 0
+        assert _sink(engine, f"t_{run}") == _want(ROWS + 5_000)
+    finally:
+        engine.close()
+
+
+def test_a_read_ahead_that_is_not_kept_leaves_the_table_to_its_topic(
+    kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The rows kept are dropped with the read-ahead; the table reads its topic instead."""
+    from ksqlpy.runtime.store import kafka as kafka_store
+
+    def aborted(self: Any, member: Any, assigned: set[Any]) -> dict[Any, int]:
+        self.abandon("the test aborts it")
+        return {}
+
+    monkeypatch.setattr(kafka_store._ReadAhead, "finish", aborted)
+    run = uuid.uuid4().hex[:10]
+    settings = {
+        **_settings(kafka_bootstrap, f"aheadnot_{run}_", tmp_path / "data"),
+        "ksql.streams.cache.max.bytes.buffering": "0",
+    }
+    engine = Engine.open(settings)
+    try:
+        _one_partition(engine, run)
+        _produce(kafka_bootstrap, f"s_{run}", 0, ROWS)
+        caplog.set_level(logging.INFO, logger="ksqlpy")
+        engine.session().execute_all(_CTAS.format(run=run))
+        assert engine.wait_idle(60)
+        messages = _messages(caplog)
+        assert any("keeps the rows of partition(s) [0]" in m for m in messages)
+        assert any("aborted, the test aborts it" in m for m in messages)
+        assert any("no longer fed, read again from the topic" in m for m in messages)
+        assert not any("while reading ahead, none read back" in m for m in messages)
+        assert _pulled(engine, _want(ROWS)) == _want(ROWS)
+    finally:
+        engine.close()
+
+
+def test_a_read_ahead_past_its_rows_limit_leaves_the_table_to_its_topic(
+    kafka_bootstrap: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows that outgrow the limit are given up at once; the read-ahead itself is kept, and the
+    table reads back what it committed."""
+    from ksqlpy.runtime import query as query_module
+
+    monkeypatch.setattr(query_module, "AHEAD_ROWS_COMPACT", 10)
+    monkeypatch.setattr(query_module, "AHEAD_ROWS_MAX_BYTES", 1)
+    run = uuid.uuid4().hex[:10]
+    engine = Engine.open(_settings(kafka_bootstrap, f"aheadbig_{run}_", tmp_path / "data"))
+    try:
+        _one_partition(engine, run)
+        _produce(kafka_bootstrap, f"s_{run}", 0, ROWS)
+        caplog.set_level(logging.INFO, logger="ksqlpy")
+        engine.session().execute_all(_CTAS.format(run=run))
+        assert engine.wait_idle(60)
+        messages = _messages(caplog)
+        assert [o for _, o in _outcomes(caplog)] == ["kept"]
+        assert any("no longer fed, read again from the topic" in m for m in messages)
+        assert not any("while reading ahead, none read back" in m for m in messages)
+        assert _pulled(engine, _want(ROWS)) == _want(ROWS)
+        assert engine.materializers["T"].records_in > 0
+    finally:
+        engine.close()

@@ -119,7 +119,9 @@ class TopicReader(abc.ABC):
         """Go back to the last committed positions (after a :class:`BatchAborted`), so the
         batch's records are read again if this reader still owns their partitions."""
 
-    def read_ahead(self, *, fresh_state: bool = False) -> None:
+    def read_ahead(
+        self, *, fresh_state: bool = False, on_finish: Callable[[bool], None] | None = None
+    ) -> None:
         """Until the group first assigns partitions, read every partition of the topics from the
         group's committed positions, so the query starts at once; the batches read so are
         committed in one transaction when the assignment arrives, if this reader was given the
@@ -129,7 +131,9 @@ class TopicReader(abc.ABC):
         outputs. ``fresh_state``: the query keeps local state, empty as yet, which the batches
         change inside the read-ahead's state transaction (:meth:`ahead_transaction`); it reads
         ahead only when the group has committed nothing for any partition and transactions hold,
-        so that an abort (a rollback of that transaction) leaves the state empty again."""
+        so that an abort (a rollback of that transaction) leaves the state empty again.
+        ``on_finish``: told, once the read-ahead has ended (its state transaction with it), whether
+        what it read was kept (committed) or not; never told when there was no read-ahead."""
 
     def ahead_transaction(self) -> TransactionContext | None:
         """The transaction of the batch just polled when it was read ahead of the group's

@@ -909,10 +909,11 @@ class _ReadAhead:
         topics: tuple[str, ...],
         start: StartPosition,
         fresh_state: bool = False,
+        on_finish: Callable[[bool], None] | None = None,
     ) -> None:
         """``fresh_state``: the batches change the query's local state (empty so far) in the
         read-ahead's state transaction, which is all kept or all rolled back (see
-        :meth:`KafkaReader.read_ahead`)."""
+        :meth:`KafkaReader.read_ahead`); ``on_finish`` is told which, once it is."""
         if fresh_state and not store.exactly_once:
             # At-least-once keeps what was read of the partitions this member got and drops the
             # rest: state changed by the dropped partitions' records could not be taken back.
@@ -999,8 +1000,15 @@ class _ReadAhead:
             self._starter.start()
         else:
             self.producer = store._producer
+        self.on_finish = on_finish
         self.state = store.state_cursor()
         self.state.execute("BEGIN TRANSACTION")
+
+    def _ended(self, kept: bool) -> None:
+        """The state transaction has ended (committed when ``kept``): tell ``on_finish``, once."""
+        told, self.on_finish = self.on_finish, None
+        if told is not None:
+            told(kept)
 
     def _start_producer(self) -> None:
         try:
@@ -1162,8 +1170,11 @@ class _ReadAhead:
                     keep = {}
                     self._abort_kafka()
                 if self.errors and not reason:
-                    self.state.execute("ROLLBACK")
-                    self.state.close()
+                    try:
+                        self.state.execute("ROLLBACK")
+                        self.state.close()
+                    finally:
+                        self._ended(False)
                     raise TopicError(f"Transaction failed: {self.errors[0].str()}")
                 if keep:
                     self.store._committed_in_transaction(self.group, keep)
@@ -1173,6 +1184,7 @@ class _ReadAhead:
             KafkaStore._await(self.producer, self.errors, ", ".join(dict.fromkeys(self.topics)))
             if keep:
                 self.store._commit_with(member, self.group, keep)
+        committed = ended = False
         try:
             if self.store.exactly_once and reason:
                 self.state.execute("ROLLBACK")  # as an aborted batch's state changes are
@@ -1183,8 +1195,12 @@ class _ReadAhead:
                         [self.group, tp.topic, tp.partition, offset],
                     )
                 self.state.execute("COMMIT")
+                committed = True
+            ended = True
         finally:
             self.state.close()
+            if not ended:
+                self._ended(False)
         if not reason:
             outcome = "kept"
         elif self.store.exactly_once:
@@ -1201,6 +1217,7 @@ class _ReadAhead:
             outcome,
             f" ({unsent:,} more read, not yet sent: read again)" if unsent else "",
         )
+        self._ended(committed and not reason)
         return keep
 
     def _abort_kafka(self) -> None:
@@ -1237,8 +1254,11 @@ class _ReadAhead:
         except KafkaException:
             log.debug("aborting the read-ahead of %s failed", self.group, exc_info=True)
         finally:
-            self.state.execute("ROLLBACK")
-            self.state.close()
+            try:
+                self.state.execute("ROLLBACK")
+                self.state.close()
+            finally:
+                self._ended(False)
             log.info(
                 "Consumer group %s: read ahead %s records while joining the group; aborted, %s.",
                 self.group,
@@ -1337,6 +1357,7 @@ class KafkaReader(TopicReader):
         self._ahead_batch: _AheadBatch | None = None
         #: whether the read-ahead changes the query's (empty) local state
         self._ahead_fresh_state = False
+        self._ahead_on_finish: Callable[[bool], None] | None = None
         #: records the group consumer returned while the read-ahead ended (read first)
         self._carried: list[Message] = []
         config = {
@@ -1504,10 +1525,13 @@ class KafkaReader(TopicReader):
 
     # -- reading ahead -----------------------------------------------------------------------------
 
-    def read_ahead(self, *, fresh_state: bool = False) -> None:
+    def read_ahead(
+        self, *, fresh_state: bool = False, on_finish: Callable[[bool], None] | None = None
+    ) -> None:
         if self._group is not None and not self._assigned:
             self._ahead = True
             self._ahead_fresh_state = fresh_state
+            self._ahead_on_finish = on_finish
 
     def ahead_transaction(self) -> TransactionContext | None:
         ahead = self._ahead
@@ -1531,7 +1555,12 @@ class KafkaReader(TopicReader):
         if self._ahead is True:
             try:
                 self._ahead = _ReadAhead(
-                    self._store, self._group, self._topics, self._start, self._ahead_fresh_state
+                    self._store,
+                    self._group,
+                    self._topics,
+                    self._start,
+                    self._ahead_fresh_state,
+                    self._ahead_on_finish,
                 )
             except (_NoReadAhead, KafkaException) as e:
                 log.debug("group %s: not reading ahead: %s", self._group, e)
