@@ -893,6 +893,8 @@ class Materializer:
         for :meth:`feed`, one per key at most) are what it committed to them, now upserted; None
         when it was not kept, or the query gave the rows up, and the partitions are read from
         the topic instead (its records up to the query's later hand-over)."""
+        if self._stop.is_set() or self.error is not None:
+            rows = None  # (a materializer stopped or failed keeps no more rows)
         try:
             if rows is not None:
                 with self._state_transaction() as con:
